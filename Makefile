@@ -1,0 +1,37 @@
+# The two commands of the README: `make run` and `make test`.
+# Everything they need is installed here: the virtual environment in .venv,
+# and Debian's redis-server / redis-tools for the differential tests and the
+# benchmark (reference implementation and load generator).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench redis-tools clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/tenantkv-server
+
+# redis-server is the reference the compat tests compare against; redis-benchmark
+# is the load of `make bench`. Installed from Debian when missing.
+redis-tools:
+	@command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || \
+	  { (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools; }
+
+test: $(STAMP) redis-tools
+	$(BIN)/python -m pytest
+
+bench: $(STAMP) redis-tools
+	$(BIN)/python bench/compare.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

@@ -1,0 +1,3 @@
+from tenantkv.server.main import main
+
+raise SystemExit(main())

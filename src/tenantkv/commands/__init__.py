@@ -1,0 +1,8 @@
+"""Command families. Importing this package registers every command."""
+
+from tenantkv.commands import (  # noqa: F401  (imported for their registrations)
+    connection, keys, server, strings,
+)
+from tenantkv.commands.registry import COMMANDS, Command
+
+__all__ = ["COMMANDS", "Command"]

@@ -1,0 +1,307 @@
+"""Connection commands: PING, ECHO, QUIT, HELLO, SELECT, CLIENT, RESET."""
+
+import time
+
+from tenantkv import REDIS_COMPAT_VERSION, errors
+from tenantkv.commands.registry import command, help_reply
+from tenantkv.errors import CommandError
+from tenantkv.protocol.encoder import OK, PONG, Status
+from tenantkv.util.numbers import parse_int
+
+
+@command("ping", -1, "fast", group="connection", summary="Returns the server's liveliness response.", syntax="[message]")
+def ping(conn, args):
+    if len(args) > 2:
+        raise CommandError(errors.wrong_arity("ping"))
+    return PONG if len(args) == 1 else args[1]
+
+
+@command("echo", 2, "fast", group="connection", summary="Returns the given string.", syntax="message")
+def echo(conn, args):
+    return args[1]
+
+
+@command("quit", -1, "noauth fast", group="connection", summary="Closes the connection.", syntax="")
+def quit_(conn, args):
+    conn.close_after_reply = True
+    return OK
+
+
+@command("select", 2, "fast", group="connection", summary="Changes the selected database.", syntax="index")
+def select(conn, args):
+    index = parse_int(args[1])
+    if index is None:
+        raise CommandError(errors.NOT_INTEGER)
+    if not 0 <= index < len(conn.tenant.dbs):
+        raise CommandError(errors.DB_INDEX)
+    conn.select(index)
+    return OK
+
+
+@command("hello", -1, "noauth fast", group="connection", since="6.0.0",
+         summary="Handshakes with the server.", syntax="[protover [AUTH username password] [SETNAME clientname]]")
+def hello(conn, args):
+    protocol = 3 if conn.resp3 else 2
+    i = 1
+    if len(args) > 1:
+        version = parse_int(args[1])
+        if version is None:
+            raise CommandError("ERR Protocol version is not an integer or out of range")
+        if version not in (2, 3):
+            raise CommandError("NOPROTO unsupported protocol version")
+        protocol = version
+        i = 2
+    name = None
+    while i < len(args):
+        option = args[i].lower()
+        remaining = len(args) - i - 1
+        if option == b"auth" and remaining >= 2:
+            # Users arrive with the tenancy issue; until then only "default" exists
+            # and it needs no password, as Redis without requirepass.
+            if args[i + 1] != b"default":
+                raise CommandError("WRONGPASS invalid username-password pair or user is disabled.")
+            i += 3
+        elif option == b"setname" and remaining >= 1:
+            name = args[i + 1]
+            _check_name(name)
+            i += 2
+        else:
+            raise CommandError("ERR Syntax error in HELLO option '%s'" % args[i].decode("latin-1"))
+    if name is not None:
+        conn.name = name
+    conn.resp3 = protocol == 3
+    return {
+        b"server": b"redis",
+        b"version": REDIS_COMPAT_VERSION.encode(),
+        b"proto": protocol,
+        b"id": conn.id,
+        b"mode": b"standalone",
+        b"role": b"master",
+        b"modules": [],
+    }
+
+
+@command("reset", 1, "noauth fast", group="connection", since="6.2.0",
+         summary="Resets the connection.", syntax="")
+def reset(conn, args):
+    conn.multi = None
+    conn.resp3 = False
+    conn.name = b""
+    conn.no_evict = conn.no_touch = False
+    conn.select(0)
+    return Status("RESET")
+
+
+@command("post", -1, "noauth", group="connection", summary="HTTP request guard: closes the connection.")
+def http_post(conn, args):
+    return _http_guard(conn)
+
+
+@command("host:", -1, "noauth", group="connection", summary="HTTP request guard: closes the connection.")
+def http_host(conn, args):
+    return _http_guard(conn)
+
+
+def _http_guard(conn):
+    # A browser or an HTTP client talking to us: a cross-protocol attack
+    # (Redis's "Possible SECURITY ATTACK detected"). Close without a reply.
+    import logging
+    logging.getLogger("tenantkv.security").warning(
+        "Possible SECURITY ATTACK detected from %s: HTTP request to the Redis port. "
+        "Connection aborted.", conn.addr)
+    conn.close()
+    from tenantkv.server.connection import NO_REPLY
+    return NO_REPLY
+
+
+# -- CLIENT ------------------------------------------------------------------
+
+def _check_name(name: bytes) -> None:
+    for byte in name:
+        if byte < 33 or byte > 126:
+            raise CommandError("ERR Client names cannot contain spaces, newlines or special characters.")
+
+
+def client_info_line(conn) -> str:
+    now = time.monotonic()
+    flags = "N"
+    if conn.multi is not None:
+        flags = "x"
+    return (
+        "id=%d addr=%s laddr=%s fd=%d name=%s age=%d idle=%d flags=%s db=%d sub=0 psub=0 "
+        "ssub=0 multi=%d qbuf=%d qbuf-free=0 argv-mem=0 multi-mem=0 rbs=%d rbp=0 obl=0 "
+        "oll=0 omem=0 tot-mem=%d events=r cmd=%s user=%s redir=-1 resp=%d lib-name=%s lib-ver=%s"
+        % (conn.id, conn.addr, conn.laddr, _fd(conn), conn.name.decode("latin-1"),
+           int(now - conn.created), int(now - conn.last_interaction), flags, conn.db.index,
+           -1 if conn.multi is None else len(conn.multi), conn.reader.buffered(), 16384,
+           20000, conn.last_command, conn.user, 3 if conn.resp3 else 2,
+           conn.lib_name.decode("latin-1"), conn.lib_ver.decode("latin-1")))
+
+
+def _fd(conn) -> int:
+    sock = conn.transport.get_extra_info("socket") if conn.transport else None
+    try:
+        return sock.fileno() if sock is not None else -1
+    except Exception:
+        return -1
+
+
+def _visible_clients(conn):
+    # A client sees only its own tenant's clients (the tenancy issue adds root's view).
+    return sorted(conn.tenant.clients, key=lambda c: c.id)
+
+
+@command("client", -2, "", group="connection", summary="A container for client connection commands.",
+         syntax="<subcommand> [arguments ...]")
+def client(conn, args):
+    sub = args[1].lower()
+    argc = len(args)
+    if sub == b"id" and argc == 2:
+        return conn.id
+    if sub == b"getname" and argc == 2:
+        return conn.name or None
+    if sub == b"setname" and argc == 3:
+        _check_name(args[2])
+        conn.name = args[2]
+        return OK
+    if sub == b"setinfo" and argc == 4:
+        attr = args[2].lower()
+        if attr not in (b"lib-name", b"lib-ver"):
+            raise CommandError("ERR Unrecognized option '%s'" % args[2].decode("latin-1"))
+        for byte in args[3]:
+            if byte < 33 or byte > 126:
+                raise CommandError("ERR %s cannot contain spaces, newlines or special characters."
+                                   % attr.decode())
+        if attr == b"lib-name":
+            conn.lib_name = args[3]
+        else:
+            conn.lib_ver = args[3]
+        return OK
+    if sub == b"info" and argc == 2:
+        return (client_info_line(conn) + "\n").encode()
+    if sub == b"list":
+        return _client_list(conn, args)
+    if sub == b"kill":
+        return _client_kill(conn, args)
+    if sub in (b"no-evict", b"no-touch") and argc == 3:
+        mode = args[2].lower()
+        if mode not in (b"on", b"off"):
+            raise CommandError(errors.SYNTAX)
+        setattr(conn, sub.decode().replace("-", "_"), mode == b"on")
+        return OK
+    if sub == b"help" and argc == 2:
+        return help_reply("client", CLIENT_HELP)
+    if sub in CLIENT_SUBCOMMANDS:
+        raise CommandError("ERR wrong number of arguments for 'client|%s' command" % sub.decode())
+    raise CommandError(errors.unknown_subcommand(args[0], args[1]))
+
+
+CLIENT_SUBCOMMANDS = {b"id", b"getname", b"setname", b"setinfo", b"info", b"list", b"kill",
+                      b"no-evict", b"no-touch", b"help"}
+CLIENT_HELP = [
+    "ID", "    Return the ID of the current connection.",
+    "GETNAME", "    Return the name of the current connection.",
+    "SETNAME <name>", "    Assign the name <name> to the current connection.",
+    "SETINFO <option> <value>", "    Set client meta attr. Options are:",
+    "    * LIB-NAME: the client lib name.", "    * LIB-VER: the client lib version.",
+    "INFO", "    Return information about the current client connection.",
+    "LIST [options ...]", "    Return information about client connections. Options:",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)", "      Return clients of specified type.",
+    "    * ID <client-id> [<client-id> ...]", "      Return clients of specified IDs only.",
+    "KILL <ip:port>", "    Kill connection made from <ip:port>.",
+    "KILL <option> <value> [<option> <value> [...]]",
+    "    Kill connections. Options are:",
+    "    * ADDR (<ip:port>|<unixsocket>:0)", "      Kill connections made from the specified address",
+    "    * LADDR (<ip:port>|<unixsocket>:0)", "      Kill connections made to specified local address",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)", "      Kill connections by type.",
+    "    * USER <username>", "      Kill connections authenticated by <username>.",
+    "    * SKIPME (YES|NO)", "      Skip killing current connection (default: yes).",
+    "    * ID <client-id>", "      Kill connections by client id.",
+    "NO-EVICT (ON|OFF)", "    Protect current client connection from eviction.",
+    "NO-TOUCH (ON|OFF)", "    Will not touch LRU/LFU stats when this mode is on.",
+]
+
+
+def _client_list(conn, args):
+    clients = _visible_clients(conn)
+    i = 2
+    while i < len(args):
+        option = args[i].lower()
+        if option == b"type" and i + 1 < len(args):
+            kind = args[i + 1].lower()
+            if kind not in (b"normal", b"master", b"replica", b"slave", b"pubsub"):
+                raise CommandError("ERR Unknown client type '%s'" % args[i + 1].decode("latin-1"))
+            if kind != b"normal":
+                clients = []
+            i += 2
+        elif option == b"id" and i + 1 < len(args):
+            wanted = set()
+            for raw in args[i + 1:]:
+                value = parse_int(raw)
+                if value is None or value <= 0:
+                    raise CommandError("ERR Invalid client ID")
+                wanted.add(value)
+            clients = [c for c in clients if c.id in wanted]
+            i = len(args)
+        else:
+            raise CommandError(errors.SYNTAX)
+    return "".join(client_info_line(c) + "\n" for c in clients).encode()
+
+
+def _client_kill(conn, args):
+    clients = _visible_clients(conn)
+    if len(args) == 3:   # old form: CLIENT KILL addr:port
+        for other in clients:
+            if other.addr == args[2].decode("latin-1"):
+                _kill(conn, other)
+                return OK
+        raise CommandError("ERR No such client")
+    if len(args) % 2 != 0:
+        raise CommandError(errors.SYNTAX)
+    skip_me = True
+    filters = []
+    for i in range(2, len(args), 2):
+        option, value = args[i].lower(), args[i + 1]
+        text = value.decode("latin-1")
+        if option == b"id":
+            ident = parse_int(value)
+            if ident is None or ident <= 0:
+                raise CommandError("ERR client-id should be greater than 0")
+            filters.append(lambda c, ident=ident: c.id == ident)
+        elif option == b"addr":
+            filters.append(lambda c, text=text: c.addr == text)
+        elif option == b"laddr":
+            filters.append(lambda c, text=text: c.laddr == text)
+        elif option == b"user":
+            filters.append(lambda c, text=text: c.user == text)
+        elif option == b"type":
+            kind = value.lower()
+            if kind not in (b"normal", b"master", b"replica", b"slave", b"pubsub"):
+                raise CommandError("ERR Unknown client type '%s'" % text)
+            filters.append(lambda c, kind=kind: kind == b"normal")
+        elif option == b"skipme":
+            if value.lower() not in (b"yes", b"no"):
+                raise CommandError(errors.SYNTAX)
+            skip_me = value.lower() == b"yes"
+        elif option == b"maxage":
+            age = parse_int(value)
+            if age is None:
+                raise CommandError(errors.NOT_INTEGER)
+            filters.append(lambda c, age=age: time.monotonic() - c.created >= age)
+        else:
+            raise CommandError(errors.SYNTAX)
+    killed = 0
+    for other in clients:
+        if skip_me and other is conn:
+            continue
+        if all(f(other) for f in filters):
+            _kill(conn, other)
+            killed += 1
+    return killed
+
+
+def _kill(conn, other) -> None:
+    if other is conn:
+        conn.close_after_reply = True   # the reply goes out first, as in Redis
+    else:
+        other.close()

@@ -1,0 +1,458 @@
+"""Generic key commands: DEL, EXISTS, TYPE, KEYS, SCAN, RENAME, COPY, MOVE, FLUSH*,
+OBJECT, and expiry (EXPIRE family, TTL, PERSIST)."""
+
+import random
+from itertools import islice
+
+from tenantkv import errors
+from tenantkv.commands.registry import command, help_reply
+from tenantkv.errors import CommandError
+from tenantkv.keyspace.database import now_ms
+from tenantkv.keyspace.types import copy_value, encoding, type_name
+from tenantkv.protocol.encoder import OK, Status
+from tenantkv.util.glob import glob_match
+from tenantkv.util.numbers import LLONG_MAX, LLONG_MIN, int_arg, parse_int
+
+
+@command("del", -2, "write", keys=(1, -1, 1), group="generic",
+         summary="Deletes one or more keys.", syntax="key [key ...]")
+def del_(conn, args):
+    db = conn.db
+    return sum(1 for key in args[1:] if db.delete(key))
+
+
+@command("unlink", -2, "write fast", keys=(1, -1, 1), group="generic", since="4.0.0",
+         summary="Asynchronously deletes one or more keys.", syntax="key [key ...]")
+def unlink(conn, args):
+    return del_(conn, args)
+
+
+@command("exists", -2, "readonly fast", keys=(1, -1, 1), group="generic",
+         summary="Determines whether one or more keys exist.", syntax="key [key ...]")
+def exists(conn, args):
+    db = conn.db
+    return sum(1 for key in args[1:] if db.get(key) is not None)
+
+
+@command("touch", -2, "readonly fast", keys=(1, -1, 1), group="generic", since="3.2.1",
+         summary="Returns the number of existing keys out of those specified after updating the time they were last accessed.",
+         syntax="key [key ...]")
+def touch(conn, args):
+    return exists(conn, args)
+
+
+@command("type", 2, "readonly fast", keys=(1, 1, 1), group="generic",
+         summary="Determines the type of value stored at a key.", syntax="key")
+def type_(conn, args):
+    value = conn.db.get(args[1])
+    return Status("none" if value is None else type_name(value))
+
+
+@command("keys", 2, "readonly", group="generic",
+         summary="Returns all key names that match a pattern.", syntax="pattern")
+def keys(conn, args):
+    db = conn.db
+    db.purge_expired()
+    pattern = args[1]
+    if pattern == b"*":
+        return list(db.data)
+    return [key for key in db.data if glob_match(pattern, key)]
+
+
+@command("dbsize", 1, "readonly fast", group="server",
+         summary="Returns the number of keys in the database.", syntax="")
+def dbsize(conn, args):
+    return len(conn.db.data)
+
+
+@command("randomkey", 1, "readonly", group="generic",
+         summary="Returns a random key name from the database.", syntax="")
+def randomkey(conn, args):
+    db = conn.db
+    for _ in range(100):
+        if not db.data:
+            return None
+        key = next(islice(db.data, random.randrange(len(db.data)), None))
+        if db.get(key) is not None:
+            return key
+    db.purge_expired()
+    return next(iter(db.data), None)
+
+
+# -- SCAN --------------------------------------------------------------------
+# A Python dict has no stable bucket order to walk as Redis's reverse-binary
+# cursor does, so a SCAN that needs more than one call works on a snapshot of
+# the key names taken at cursor 0 (pointers only: the keys are shared). Each
+# call returns the next slice of the snapshot, skipping keys deleted since.
+# Every key present for the whole scan is returned exactly once; keys added
+# during it may or may not be, as in Redis. The cursor is snapshot id << 32 |
+# position; the last MAX_SCANS snapshots per database are kept.
+
+MAX_SCANS = 64
+_POSITION_BITS = 32
+
+
+def scan_keys(db, cursor: int, count: int) -> tuple:
+    """(next cursor, candidate keys) for one SCAN step over `db`."""
+    if cursor == 0:
+        if len(db.data) <= count:
+            return 0, list(db.data)
+        db.scan_ids += 1
+        snapshot_id = db.scan_ids
+        db.scans[snapshot_id] = list(db.data)
+        if len(db.scans) > MAX_SCANS:
+            del db.scans[next(iter(db.scans))]
+        position = 0
+    else:
+        snapshot_id, position = cursor >> _POSITION_BITS, cursor & ((1 << _POSITION_BITS) - 1)
+    snapshot = db.scans.get(snapshot_id)
+    if snapshot is None:   # unknown or evicted cursor: Redis never errors here
+        return 0, []
+    batch = snapshot[position:position + count]
+    position += count
+    if position >= len(snapshot):
+        del db.scans[snapshot_id]
+        return 0, batch
+    return (snapshot_id << _POSITION_BITS) | position, batch
+
+
+def parse_scan_options(args: list, start: int, allow_type: bool = True) -> tuple:
+    pattern = None
+    count = 10
+    kind = None
+    i = start
+    while i < len(args):
+        option = args[i].lower()
+        if i + 1 >= len(args):
+            raise CommandError(errors.SYNTAX)
+        if option == b"match":
+            pattern = args[i + 1]
+            if pattern == b"*":
+                pattern = None
+        elif option == b"count":
+            count = int_arg(args[i + 1])
+            if count < 1:
+                raise CommandError(errors.SYNTAX)
+        elif option == b"type" and allow_type:
+            kind = args[i + 1].decode("latin-1").lower()
+        else:
+            raise CommandError(errors.SYNTAX)
+        i += 2
+    return pattern, count, kind
+
+
+def parse_cursor(raw: bytes) -> int:
+    if not raw.isdigit() or len(raw) > 20 or int(raw) >= 1 << 64:
+        raise CommandError("ERR invalid cursor")
+    return int(raw)
+
+
+@command("scan", -2, "readonly", group="generic", since="2.8.0",
+         summary="Iterates over the key names in the database.",
+         syntax="cursor [MATCH pattern] [COUNT count] [TYPE type]")
+def scan(conn, args):
+    cursor = parse_cursor(args[1])
+    pattern, count, kind = parse_scan_options(args, 2)
+    db = conn.db
+    next_cursor, batch = scan_keys(db, cursor, count)
+    found = []
+    for key in batch:
+        value = db.get(key)
+        if value is None:
+            continue
+        if pattern is not None and not glob_match(pattern, key):
+            continue
+        if kind is not None and type_name(value) != kind:
+            continue
+        found.append(key)
+    return [b"%d" % next_cursor, found]
+
+
+# -- renaming and copying ------------------------------------------------------
+
+def _move_key(src_db, key, dst_db, new_key) -> None:
+    value = src_db.data.pop(key)
+    when = src_db.expires.pop(key, None)
+    dst_db.data[new_key] = value
+    dst_db.expires.pop(new_key, None)
+    if when is not None:
+        dst_db.expires[new_key] = when
+
+
+@command("rename", 3, "write", keys=(1, 2, 1), group="generic",
+         summary="Renames a key and overwrites the destination.", syntax="key newkey")
+def rename(conn, args):
+    db = conn.db
+    if db.get(args[1]) is None:
+        raise CommandError(errors.NO_SUCH_KEY)
+    if args[1] != args[2]:
+        _move_key(db, args[1], db, args[2])
+    return OK
+
+
+@command("renamenx", 3, "write fast", keys=(1, 2, 1), group="generic",
+         summary="Renames a key only when the target key name doesn't exist.", syntax="key newkey")
+def renamenx(conn, args):
+    db = conn.db
+    if db.get(args[1]) is None:
+        raise CommandError(errors.NO_SUCH_KEY)
+    if args[1] == args[2] or db.get(args[2]) is not None:
+        return 0
+    _move_key(db, args[1], db, args[2])
+    return 1
+
+
+def _db_index(conn, raw: bytes) -> int:
+    index = parse_int(raw)
+    if index is None:
+        raise CommandError(errors.NOT_INTEGER)
+    if not 0 <= index < len(conn.tenant.dbs):
+        raise CommandError(errors.DB_INDEX)
+    return index
+
+
+@command("move", 3, "write fast", keys=(1, 1, 1), group="generic",
+         summary="Moves a key to another database.", syntax="key db")
+def move(conn, args):
+    index = _db_index(conn, args[2])
+    src = conn.db
+    if index == src.index:
+        raise CommandError(errors.SAME_OBJECT)
+    dst = conn.tenant.dbs[index]
+    if src.get(args[1]) is None or dst.get(args[1]) is not None:
+        return 0
+    _move_key(src, args[1], dst, args[1])
+    return 1
+
+
+@command("copy", -3, "write denyoom", keys=(1, 2, 1), group="generic", since="6.2.0",
+         summary="Copies the value of a key to a new key.",
+         syntax="source destination [DB destination-db] [REPLACE]")
+def copy(conn, args):
+    dst = conn.db
+    replace = False
+    i = 3
+    while i < len(args):
+        option = args[i].lower()
+        if option == b"replace":
+            replace = True
+        elif option == b"db" and i + 1 < len(args):
+            dst = conn.tenant.dbs[_db_index(conn, args[i + 1])]
+            i += 1
+        else:
+            raise CommandError(errors.SYNTAX)
+        i += 1
+    src = conn.db
+    if src is dst and args[1] == args[2]:
+        raise CommandError(errors.SAME_OBJECT)
+    value = src.get(args[1])
+    if value is None:
+        return 0
+    if dst.get(args[2]) is not None:
+        if not replace:
+            return 0
+        dst.delete(args[2])
+    dst.data[args[2]] = copy_value(value)
+    when = src.expires.get(args[1])
+    if when is not None:
+        dst.expires[args[2]] = when
+    return 1
+
+
+def _flush_mode(args: list) -> None:
+    if len(args) > 2 or (len(args) == 2 and args[1].lower() not in (b"async", b"sync")):
+        raise CommandError(errors.SYNTAX)
+
+
+@command("flushdb", -1, "write", group="server",
+         summary="Remove all keys from the current database.", syntax="[ASYNC | SYNC]")
+def flushdb(conn, args):
+    _flush_mode(args)
+    conn.db.clear()
+    return OK
+
+
+@command("flushall", -1, "write", group="server",
+         summary="Removes all keys from all databases.", syntax="[ASYNC | SYNC]")
+def flushall(conn, args):
+    _flush_mode(args)
+    for db in conn.tenant.dbs:
+        db.clear()
+    return OK
+
+
+# -- OBJECT --------------------------------------------------------------------
+
+OBJECT_HELP = [
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "FREQ <key>",
+    "    Return the access frequency index of the <key>. The returned integer is",
+    "    proportional to the logarithm of the recent access frequency of the key.",
+    "IDLETIME <key>",
+    "    Return the idle time of the <key>, that is the approximated number of",
+    "    seconds elapsed since the last access to the key.",
+    "REFCOUNT <key>",
+    "    Return the number of references of the value associated with the specified",
+    "    <key>.",
+]
+
+
+@command("object", -2, "readonly", keys=(2, 2, 1), group="generic", since="2.2.3",
+         summary="A container for object introspection commands.", syntax="<subcommand> [arguments ...]")
+def object_(conn, args):
+    sub = args[1].lower()
+    if sub == b"help" and len(args) == 2:
+        return help_reply("object", OBJECT_HELP)
+    if sub not in (b"encoding", b"refcount", b"idletime", b"freq"):
+        raise CommandError(errors.unknown_subcommand(args[0], args[1]))
+    if len(args) != 3:
+        raise CommandError("ERR wrong number of arguments for 'object|%s' command" % sub.decode())
+    value = conn.db.get(args[2])
+    if value is None:
+        return None
+    if sub == b"encoding":
+        return encoding(value).encode()
+    if sub == b"refcount":
+        # Redis shares small integers (refcount INT_MAX); everything else has 1.
+        if type(value) is bytes and len(value) <= 5 and parse_int(value) is not None \
+                and 0 <= parse_int(value) < 10000:
+            return 2147483647
+        return 1
+    policy = conn.server.config["limits.maxmemory_policy"]
+    if sub == b"freq":
+        if "lfu" not in policy:
+            raise CommandError(
+                "ERR An LFU maxmemory policy is not selected, access frequency not tracked. "
+                "Please note that when switching between policies at runtime LRU and LFU "
+                "data will take some time to adjust.")
+        return 0
+    if "lfu" in policy:
+        raise CommandError(
+            "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note "
+            "that when switching between policies at runtime LRU and LFU data will take "
+            "some time to adjust.")
+    return 0   # access times are not tracked per key (memory): see README
+
+
+# -- expiry --------------------------------------------------------------------
+
+def _expire_generic(conn, args, base_ms: int, unit_ms: int, name: str) -> int:
+    raw = parse_int(args[2])
+    if raw is None:
+        raise CommandError(errors.NOT_INTEGER)
+    nx = xx = gt = lt = False
+    for option in args[3:]:
+        option = option.lower()
+        if option == b"nx":
+            nx = True
+        elif option == b"xx":
+            xx = True
+        elif option == b"gt":
+            gt = True
+        elif option == b"lt":
+            lt = True
+        else:
+            raise CommandError("ERR Unsupported option %s" % option.decode("latin-1"))
+    if nx and (xx or gt or lt):
+        raise CommandError("ERR NX and XX, GT or LT options at the same time are not compatible")
+    if gt and lt:
+        raise CommandError("ERR GT and LT options at the same time are not compatible")
+    if unit_ms == 1000 and (raw > LLONG_MAX // 1000 or raw < LLONG_MIN // 1000):
+        raise CommandError(errors.INVALID_EXPIRE % name)
+    when = raw * unit_ms
+    if when > LLONG_MAX - base_ms:
+        raise CommandError(errors.INVALID_EXPIRE % name)
+    when += base_ms
+    db = conn.db
+    key = args[1]
+    if db.get(key) is None:
+        return 0
+    current = db.expires.get(key)
+    if nx and current is not None:
+        return 0
+    if xx and current is None:
+        return 0
+    if gt and (current is None or when <= current):
+        return 0
+    if lt and current is not None and when >= current:
+        return 0
+    if when <= now_ms():
+        db.delete(key)
+        return 1
+    db.set_expire(key, when)
+    return 1
+
+
+_EXPIRE_SYNTAX = " [NX | XX | GT | LT]"
+
+
+@command("expire", -3, "write fast", keys=(1, 1, 1), group="generic",
+         summary="Sets the expiration time of a key in seconds.", syntax="key seconds" + _EXPIRE_SYNTAX)
+def expire(conn, args):
+    return _expire_generic(conn, args, now_ms(), 1000, "expire")
+
+
+@command("pexpire", -3, "write fast", keys=(1, 1, 1), group="generic", since="2.6.0",
+         summary="Sets the expiration time of a key in milliseconds.", syntax="key milliseconds" + _EXPIRE_SYNTAX)
+def pexpire(conn, args):
+    return _expire_generic(conn, args, now_ms(), 1, "pexpire")
+
+
+@command("expireat", -3, "write fast", keys=(1, 1, 1), group="generic", since="1.2.0",
+         summary="Sets the expiration time of a key to a Unix timestamp.",
+         syntax="key unix-time-seconds" + _EXPIRE_SYNTAX)
+def expireat(conn, args):
+    return _expire_generic(conn, args, 0, 1000, "expireat")
+
+
+@command("pexpireat", -3, "write fast", keys=(1, 1, 1), group="generic", since="2.6.0",
+         summary="Sets the expiration time of a key to a Unix milliseconds timestamp.",
+         syntax="key unix-time-milliseconds" + _EXPIRE_SYNTAX)
+def pexpireat(conn, args):
+    return _expire_generic(conn, args, 0, 1, "pexpireat")
+
+
+def _ttl(conn, key: bytes, in_ms: bool, absolute: bool) -> int:
+    db = conn.db
+    if db.get(key) is None:
+        return -2
+    when = db.expires.get(key)
+    if when is None:
+        return -1
+    value = when if absolute else max(0, when - now_ms())
+    return value if in_ms else (value + 500) // 1000
+
+
+@command("ttl", 2, "readonly fast", keys=(1, 1, 1), group="generic",
+         summary="Returns the expiration time in seconds of a key.", syntax="key")
+def ttl(conn, args):
+    return _ttl(conn, args[1], False, False)
+
+
+@command("pttl", 2, "readonly fast", keys=(1, 1, 1), group="generic", since="2.6.0",
+         summary="Returns the expiration time in milliseconds of a key.", syntax="key")
+def pttl(conn, args):
+    return _ttl(conn, args[1], True, False)
+
+
+@command("expiretime", 2, "readonly fast", keys=(1, 1, 1), group="generic", since="7.0.0",
+         summary="Returns the expiration time of a key as a Unix timestamp.", syntax="key")
+def expiretime(conn, args):
+    return _ttl(conn, args[1], False, True)
+
+
+@command("pexpiretime", 2, "readonly fast", keys=(1, 1, 1), group="generic", since="7.0.0",
+         summary="Returns the expiration time of a key as a Unix milliseconds timestamp.", syntax="key")
+def pexpiretime(conn, args):
+    return _ttl(conn, args[1], True, True)
+
+
+@command("persist", 2, "write fast", keys=(1, 1, 1), group="generic", since="2.2.0",
+         summary="Removes the expiration time of a key.", syntax="key")
+def persist(conn, args):
+    db = conn.db
+    if db.get(args[1]) is None:
+        return 0
+    return 1 if db.persist(args[1]) else 0

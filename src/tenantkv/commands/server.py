@@ -1,0 +1,442 @@
+"""Server commands: INFO, CONFIG, COMMAND, HELP, TIME, LASTSAVE, DEBUG, SHUTDOWN."""
+
+import os
+import platform
+import resource
+import sys
+import time
+
+from tenantkv import REDIS_COMPAT_VERSION, __version__, errors
+from tenantkv.commands.registry import COMMANDS, command, help_reply
+from tenantkv.config import BY_REDIS_NAME
+from tenantkv.errors import CommandError
+from tenantkv.keyspace.types import encoding
+from tenantkv.protocol.encoder import OK, SetReply, Status, Verbatim
+from tenantkv.util.glob import glob_match
+from tenantkv.util.numbers import parse_float, parse_int
+
+# -- INFO ----------------------------------------------------------------------
+
+SECTIONS = ["server", "clients", "memory", "persistence", "stats", "replication",
+            "cpu", "modules", "errorstats", "cluster", "keyspace"]
+ALL_ONLY = ["commandstats", "latencystats"]
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _human(size: int) -> str:
+    for unit in ("B", "K", "M", "G", "T"):
+        if size < 1024 or unit == "T":
+            return ("%dB" % size) if unit == "B" else "%.2f%s" % (size, unit)
+        size /= 1024
+    return str(size)
+
+
+def info_section(conn, name: str) -> list:
+    server = conn.server
+    stats = server.stats
+    uptime = int(time.monotonic() - server.started_monotonic)
+    if name == "server":
+        config = server.config
+        return [
+            "redis_version:%s" % REDIS_COMPAT_VERSION,
+            "tenantkv_version:%s" % __version__,
+            "redis_git_sha1:00000000",
+            "redis_git_dirty:0",
+            "redis_build_id:0",
+            "redis_mode:standalone",
+            "os:%s %s %s" % (platform.system(), platform.release(), platform.machine()),
+            "arch_bits:64",
+            "monotonic_clock:POSIX clock_gettime",
+            "multiplexing_api:epoll",
+            "python_version:%s" % platform.python_version(),
+            "process_id:%d" % os.getpid(),
+            "process_supervised:no",
+            "run_id:%s" % server.run_id,
+            "tcp_port:%d" % config["network.port"],
+            "server_time_usec:%d" % int(time.time() * 1e6),
+            "uptime_in_seconds:%d" % uptime,
+            "uptime_in_days:%d" % (uptime // 86400),
+            "hz:%d" % config["expiry.hz"],
+            "configured_hz:%d" % config["expiry.hz"],
+            "lru_clock:%d" % (int(time.time()) & ((1 << 24) - 1)),
+            "executable:%s" % sys.argv[0],
+            "config_file:%s" % os.path.abspath(server.config_file) if server.config_file else "config_file:",
+            "io_threads_active:0",
+        ]
+    if name == "clients":
+        return [
+            "connected_clients:%d" % len(conn.tenant.clients),
+            "cluster_connections:0",
+            "maxclients:%d" % server.config["network.maxclients"],
+            "client_recent_max_input_buffer:0",
+            "client_recent_max_output_buffer:0",
+            "blocked_clients:0",
+            "tracking_clients:0",
+            "clients_in_timeout_table:0",
+            "total_blocking_keys:0",
+            "total_blocking_keys_on_nokey:0",
+        ]
+    if name == "memory":
+        rss = _rss_bytes()
+        maxmemory = server.config["limits.maxmemory"]
+        return [
+            "used_memory:%d" % rss,
+            "used_memory_human:%s" % _human(rss),
+            "used_memory_rss:%d" % rss,
+            "used_memory_rss_human:%s" % _human(rss),
+            "used_memory_peak:%d" % rss,
+            "used_memory_peak_human:%s" % _human(rss),
+            "maxmemory:%d" % maxmemory,
+            "maxmemory_human:%s" % _human(maxmemory),
+            "maxmemory_policy:%s" % server.config["limits.maxmemory_policy"],
+            "mem_allocator:pymalloc",
+        ]
+    if name == "persistence":
+        return [
+            "loading:0",
+            "async_loading:0",
+            "rdb_changes_since_last_save:0",
+            "rdb_bgsave_in_progress:0",
+            "rdb_last_save_time:%d" % server.last_save,
+            "rdb_last_bgsave_status:ok",
+            "aof_enabled:%d" % int(server.config["data.appendonly"]),
+            "aof_rewrite_in_progress:0",
+            "aof_last_write_status:ok",
+        ]
+    if name == "stats":
+        return [
+            "total_connections_received:%d" % stats.total_connections_received,
+            "total_commands_processed:%d" % sum(c.calls for c in COMMANDS.values()),
+            "instantaneous_ops_per_sec:0",
+            "total_net_input_bytes:%d" % stats.net_input_bytes,
+            "total_net_output_bytes:%d" % stats.net_output_bytes,
+            "rejected_connections:%d" % stats.rejected_connections,
+            "expired_keys:%d" % stats.expired_keys,
+            "evicted_keys:0",
+            "keyspace_hits:%d" % stats.keyspace_hits,
+            "keyspace_misses:%d" % stats.keyspace_misses,
+            "pubsub_channels:0",
+            "pubsub_patterns:0",
+            "total_error_replies:%d" % stats.total_error_replies,
+            "unexpected_error_replies:0",
+        ]
+    if name == "replication":
+        return ["role:master", "connected_slaves:0", "master_failover_state:no-failover",
+                "master_replid:%s" % server.run_id, "master_repl_offset:0",
+                "repl_backlog_active:0"]
+    if name == "cpu":
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return ["used_cpu_sys:%.6f" % usage.ru_stime, "used_cpu_user:%.6f" % usage.ru_utime,
+                "used_cpu_sys_children:0.000000", "used_cpu_user_children:0.000000"]
+    if name == "modules":
+        return []
+    if name == "errorstats":
+        return ["errorstat_%s:count=%d" % (prefix, count) for prefix, count in sorted(stats.errors.items())]
+    if name == "cluster":
+        return ["cluster_enabled:0"]
+    if name == "keyspace":
+        lines = []
+        for db in conn.tenant.dbs:
+            if db.data:
+                lines.append("db%d:keys=%d,expires=%d,avg_ttl=0" % (db.index, len(db.data), len(db.expires)))
+        return lines
+    if name == "commandstats":
+        return ["cmdstat_%s:calls=%d,usec=%d,usec_per_call=%.2f,rejected_calls=%d,failed_calls=%d"
+                % (c.name, c.calls, c.usec, c.usec / c.calls if c.calls else 0, c.rejected, c.failed)
+                for c in sorted(COMMANDS.values(), key=lambda c: c.name)
+                if c.calls or c.rejected or c.failed]
+    if name == "latencystats":
+        return []
+    return []
+
+
+@command("info", -1, "", group="server", summary="Returns information and statistics about the server.",
+         syntax="[section [section ...]]")
+def info(conn, args):
+    wanted = [a.decode("latin-1").lower() for a in args[1:]] or ["default"]
+    sections = []
+    for name in wanted:
+        if name in ("all", "everything"):
+            sections += SECTIONS + ALL_ONLY
+        elif name == "default":
+            sections += SECTIONS
+        elif name in SECTIONS or name in ALL_ONLY:
+            sections.append(name)
+    seen = []
+    for name in sections:
+        if name not in seen:
+            seen.append(name)
+    parts = []
+    for name in seen:
+        lines = info_section(conn, name)
+        parts.append("# %s\r\n%s" % (name.capitalize() if name != "cpu" else "CPU",
+                                     "".join(line + "\r\n" for line in lines)))
+    return Verbatim("\r\n".join(parts).encode())
+
+
+# -- CONFIG --------------------------------------------------------------------
+
+# Parameters Redis clients commonly read that we accept but do not act on;
+# answered so that tools (and the Redis test suite) do not fail on CONFIG GET.
+STATIC_PARAMS = {
+    "appendfsync": None, "databases": None, "save": None,
+    "lazyfree-lazy-user-del": "no", "lazyfree-lazy-user-flush": "no",
+    "list-max-listpack-size": "-2", "hash-max-listpack-entries": "128",
+    "hash-max-listpack-value": "64", "set-max-intset-entries": "512",
+    "set-max-listpack-entries": "128", "set-max-listpack-value": "64",
+    "zset-max-listpack-entries": "128", "zset-max-listpack-value": "64",
+    "list-compress-depth": "0", "slowlog-log-slower-than": "10000", "slowlog-max-len": "128",
+    "latency-tracking": "yes", "lua-time-limit": "5000", "busy-reply-threshold": "5000",
+    "maxmemory-samples": "5", "notify-keyspace-events": "", "requirepass": "",
+    "masterauth": "", "replica-read-only": "yes", "cluster-enabled": "no",
+    "activedefrag": "no", "lfu-log-factor": "10", "lfu-decay-time": "1",
+    "stream-node-max-bytes": "4096", "stream-node-max-entries": "100",
+    "min-replicas-to-write": "0", "daemonize": "no", "supervised": "no",
+    "io-threads": "1", "enable-debug-command": "yes",
+}
+
+
+def _config_items(server) -> dict:
+    items = {}
+    for name in BY_REDIS_NAME:
+        items[name] = server.config.get_redis(name)
+    for name, value in STATIC_PARAMS.items():
+        if value is not None and name not in items:
+            items[name] = value
+    return items
+
+
+CONFIG_HELP = [
+    "GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
+    "SET <directive> <value>", "    Set the configuration <directive> to <value>.",
+    "RESETSTAT", "    Reset statistics reported by the INFO command.",
+    "REWRITE", "    Rewrite the configuration file.",
+]
+
+
+@command("config", -2, "admin", group="server", summary="A container for server configuration commands.",
+         syntax="<subcommand> [arguments ...]")
+def config(conn, args):
+    sub = args[1].lower()
+    server = conn.server
+    if sub == b"help" and len(args) == 2:
+        return help_reply("config", CONFIG_HELP)
+    if sub == b"get":
+        if len(args) < 3:
+            raise CommandError("ERR wrong number of arguments for 'config|get' command")
+        items = _config_items(server)
+        found = {}
+        for raw in args[2:]:
+            pattern = raw.lower()
+            for name, value in items.items():
+                if glob_match(pattern, name.encode()):
+                    found[name.encode()] = value.encode()
+        return found
+    if sub == b"set":
+        if len(args) < 4 or len(args) % 2 != 0:
+            raise CommandError("ERR wrong number of arguments for 'config|set' command")
+        updates = []
+        for i in range(2, len(args), 2):
+            name = args[i].decode("latin-1").lower()
+            value = args[i + 1].decode("latin-1")
+            setting = BY_REDIS_NAME.get(name)
+            if setting is None:
+                if name in STATIC_PARAMS:
+                    continue   # accepted, no effect here
+                raise CommandError("ERR Unknown option or number of arguments for CONFIG SET - '%s'" % name)
+            if not setting.mutable:
+                raise CommandError("ERR CONFIG SET failed (possibly related to argument '%s') - "
+                                   "can't set immutable config" % name)
+            try:
+                converted = setting.convert(value)
+            except (ValueError, TypeError) as exc:
+                raise CommandError("ERR CONFIG SET failed (possibly related to argument '%s') - %s"
+                                   % (name, exc))
+            updates.append((setting, converted))
+        for setting, converted in updates:
+            server.config.values[(setting.section, setting.key)] = converted
+        return OK
+    if sub == b"resetstat" and len(args) == 2:
+        server.stats.reset()
+        for cmd in COMMANDS.values():
+            cmd.calls = cmd.rejected = cmd.failed = 0
+            cmd.usec = 0.0
+        return OK
+    if sub == b"rewrite" and len(args) == 2:
+        raise CommandError("ERR The server is running without a config file")
+    if sub in (b"get", b"set", b"resetstat", b"rewrite", b"help"):
+        raise CommandError("ERR wrong number of arguments for 'config|%s' command" % sub.decode())
+    raise CommandError(errors.unknown_subcommand(args[0], args[1]))
+
+
+# -- COMMAND and HELP ------------------------------------------------------------
+
+_FLAG_NAMES = ["write", "readonly", "denyoom", "admin", "pubsub", "noscript", "blocking",
+               "loading", "stale", "skip_monitor", "fast", "no_auth", "may_replicate",
+               "allow_busy", "movablekeys"]
+
+
+def _flags(cmd) -> list:
+    flags = set(cmd.flags)
+    if "noauth" in flags:
+        flags.discard("noauth")
+        flags.add("no_auth")
+    return [Status(f) for f in _FLAG_NAMES if f in flags]
+
+
+def _categories(cmd) -> list:
+    categories = ["@" + cmd.group if cmd.group != "generic" else "@keyspace"]
+    for flag, category in (("write", "@write"), ("readonly", "@read"), ("admin", "@admin"),
+                           ("fast", "@fast"), ("blocking", "@blocking"), ("pubsub", "@pubsub")):
+        if flag in cmd.flags:
+            categories.append(category)
+    if "admin" in cmd.flags:
+        categories.append("@dangerous")
+    if "fast" not in cmd.flags:
+        categories.append("@slow")
+    if cmd.group == "connection":
+        categories = ["@connection"] + [c for c in categories if c != "@connection"]
+    return [Status(c) for c in categories]
+
+
+def command_info(cmd) -> list:
+    key_specs = []
+    return [cmd.name.encode(), cmd.arity, SetReply(_flags(cmd)), cmd.first_key, cmd.last_key,
+            cmd.step, SetReply(_categories(cmd)), SetReply([]), key_specs, []]
+
+
+def command_docs(cmd) -> dict:
+    return {
+        b"summary": cmd.summary.encode(),
+        b"since": cmd.since.encode(),
+        b"group": cmd.group.encode(),
+        b"syntax": (cmd.name.upper() + (" " + cmd.syntax if cmd.syntax else "")).encode(),
+    }
+
+
+@command("command", -1, "", group="server", summary="Returns detailed information about all commands.",
+         syntax="[COUNT | DOCS [command-name ...] | INFO [command-name ...] | LIST | GETKEYS command [arg ...]]")
+def command_(conn, args):
+    visible = [c for c in COMMANDS.values() if not c.name.endswith(":") and c.name != "post"]
+    if len(args) == 1:
+        return [command_info(c) for c in visible]
+    sub = args[1].lower()
+    if sub == b"count" and len(args) == 2:
+        return len(visible)
+    if sub == b"list":
+        return [c.name.encode() for c in visible]
+    if sub == b"info":
+        names = [a.decode("latin-1").lower() for a in args[2:]]
+        if not names:
+            return [command_info(c) for c in visible]
+        return [command_info(COMMANDS[n]) if n in COMMANDS else None for n in names]
+    if sub == b"docs":
+        names = [a.decode("latin-1").lower() for a in args[2:]] or [c.name for c in visible]
+        return {n.encode(): command_docs(COMMANDS[n]) for n in names if n in COMMANDS}
+    if sub == b"getkeys" and len(args) >= 3:
+        cmd = COMMANDS.get(args[2].decode("latin-1").lower())
+        if cmd is None:
+            raise CommandError("ERR Invalid command specified")
+        if not cmd.arity_ok(len(args) - 2):
+            raise CommandError("ERR Invalid number of arguments specified for command")
+        keys = [args[2:][i] for i in cmd.key_positions(args[2:])]
+        if not keys:
+            raise CommandError("ERR The command has no key arguments")
+        return keys
+    if sub == b"help" and len(args) == 2:
+        return help_reply("command", [
+            "(no subcommand)", "    Return details about all Redis commands.",
+            "COUNT", "    Return the total number of commands in this Redis server.",
+            "LIST", "    Return a list of all commands in this Redis server.",
+            "INFO [<command-name> ...]", "    Return details about multiple Redis commands.",
+            "DOCS [<command-name> ...]", "    Return documentation details about multiple Redis commands.",
+            "GETKEYS <full-command>", "    Return the keys from a full Redis command.",
+        ])
+    raise CommandError(errors.unknown_subcommand(args[0], args[1]))
+
+
+@command("help", -1, "noauth", group="server", summary="Lists the available commands (the article's HELP).",
+         syntax="[command]")
+def help_(conn, args):
+    if len(args) > 1:
+        name = args[1].decode("latin-1").lower()
+        cmd = COMMANDS.get(name)
+        if cmd is None:
+            raise CommandError("ERR unknown command '%s'" % name)
+        return [("%s %s" % (cmd.name.upper(), cmd.syntax)).strip().encode(),
+                ("summary: " + cmd.summary).encode(), ("group: " + cmd.group).encode()]
+    lines = ["Available commands:"]
+    for cmd in sorted(COMMANDS.values(), key=lambda c: (c.group, c.name)):
+        if cmd.name.endswith(":") or cmd.name == "post":
+            continue
+        lines.append("%s %s - %s" % (cmd.name.upper(), cmd.syntax, cmd.summary))
+    return [Status(line) for line in lines]
+
+
+# -- misc --------------------------------------------------------------------------
+
+@command("time", 1, "fast", group="server", summary="Returns the server time.", syntax="")
+def time_(conn, args):
+    now = time.time_ns() // 1000
+    return [b"%d" % (now // 1000000), b"%d" % (now % 1000000)]
+
+
+@command("lastsave", 1, "fast", group="server", summary="Returns the Unix timestamp of the last successful save to disk.",
+         syntax="")
+def lastsave(conn, args):
+    return conn.server.last_save
+
+
+@command("shutdown", -1, "admin noauth", group="server", summary="Synchronously saves the database(s) to disk and shuts down the server.",
+         syntax="[NOSAVE | SAVE] [NOW] [FORCE] [ABORT]")
+def shutdown(conn, args):
+    for option in args[1:]:
+        if option.lower() not in (b"nosave", b"save", b"now", b"force", b"abort"):
+            raise CommandError(errors.SYNTAX)
+    if any(o.lower() == b"abort" for o in args[1:]):
+        raise CommandError("ERR No shutdown in progress.")
+    conn.server.shutdown()
+    from tenantkv.server.connection import NO_REPLY
+    return NO_REPLY   # Redis closes the connection without a reply
+
+
+DEBUG_HELP = [
+    "OBJECT <key>", "    Show low-level info about the <key> and associated value.",
+    "SLEEP <seconds>", "    Stop the server for <seconds>. Decimals allowed.",
+    "SET-ACTIVE-EXPIRE <0|1>", "    Setting it to 0 disables expiring keys in background when they are not accessed.",
+]
+
+
+@command("debug", -2, "admin", group="server", summary="A container for debugging commands.",
+         syntax="subcommand [argument]")
+def debug(conn, args):
+    sub = args[1].lower()
+    if sub == b"help" and len(args) == 2:
+        return help_reply("debug", DEBUG_HELP)
+    if sub == b"sleep" and len(args) == 3:
+        seconds = parse_float(args[2])
+        if seconds is None:
+            raise CommandError(errors.NOT_FLOAT)
+        time.sleep(max(0.0, seconds))   # blocks the server on purpose, as in Redis
+        return OK
+    if sub == b"set-active-expire" and len(args) == 3:
+        flag = parse_int(args[2])
+        if flag is None:
+            raise CommandError(errors.NOT_INTEGER)
+        conn.server.active_expire_enabled = bool(flag)
+        return OK
+    if sub == b"object" and len(args) == 3:
+        value = conn.db.get(args[2])
+        if value is None:
+            raise CommandError(errors.NO_SUCH_KEY)
+        return Status("Value at:0x0 refcount:1 encoding:%s serializedlength:%d lru:0 lru_seconds_idle:0"
+                      % (encoding(value), len(value)))
+    raise CommandError("ERR unknown subcommand or wrong number of arguments for '%s'. Try DEBUG HELP."
+                       % args[1].decode("latin-1"))

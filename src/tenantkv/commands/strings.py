@@ -1,0 +1,418 @@
+"""String commands: SET and friends, counters, ranges."""
+
+from tenantkv import errors
+from tenantkv.commands.registry import command
+from tenantkv.errors import CommandError
+from tenantkv.keyspace.database import now_ms
+from tenantkv.protocol.encoder import OK
+from tenantkv.util.numbers import (LLONG_MAX, LLONG_MIN, format_human_float, int_arg,
+                                   parse_float, parse_int)
+
+MAX_STRING = 512 * 1024 * 1024
+
+
+def _expire_at(conn, unit: bytes, raw: bytes, command_name: str) -> int:
+    """Absolute expiry in ms from an EX/PX/EXAT/PXAT argument."""
+    value = parse_int(raw)
+    if value is None:
+        raise CommandError(errors.NOT_INTEGER)
+    if value <= 0 or (unit in (b"ex", b"exat") and value > LLONG_MAX // 1000):
+        raise CommandError(errors.INVALID_EXPIRE % command_name)
+    if unit == b"ex":
+        return now_ms() + value * 1000
+    if unit == b"px":
+        return now_ms() + value
+    if unit == b"exat":
+        return value * 1000
+    return value
+
+
+@command("set", -3, "write denyoom", keys=(1, 1, 1), group="string",
+         summary="Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.",
+         syntax="key value [NX | XX] [GET] [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]")
+def set_(conn, args):
+    db = conn.db
+    key = args[1]
+    if len(args) == 3:
+        db.data[key] = args[2]
+        if db.expires:
+            db.expires.pop(key, None)
+        return OK
+    condition = None
+    get = keep_ttl = False
+    expire = None
+    expire_unit = None
+    i = 3
+    while i < len(args):
+        option = args[i].lower()
+        if option in (b"nx", b"xx") and condition is None:
+            condition = option
+        elif option == b"get":
+            get = True
+        elif option == b"keepttl" and expire_unit is None:
+            keep_ttl = True
+        elif option in (b"ex", b"px", b"exat", b"pxat") and expire_unit is None and not keep_ttl \
+                and i + 1 < len(args):
+            expire_unit = option
+            i += 1
+            expire = args[i]
+        else:
+            raise CommandError(errors.SYNTAX)
+        i += 1
+    when = _expire_at(conn, expire_unit, expire, "set") if expire_unit else None
+    old = db.get(key)
+    if get and old is not None and type(old) is not bytes:
+        raise CommandError(errors.WRONGTYPE)
+    if (condition == b"nx" and old is not None) or (condition == b"xx" and old is None):
+        return old if get else None
+    db.set(key, args[2], keep_ttl=keep_ttl)
+    if when is not None:
+        db.set_expire(key, when)
+    return old if get else OK
+
+
+@command("get", 2, "readonly fast", keys=(1, 1, 1), group="string",
+         summary="Returns the string value of a key.", syntax="key")
+def get(conn, args):
+    return conn.db.get_string(args[1])
+
+
+@command("getdel", 2, "write fast", keys=(1, 1, 1), group="string", since="6.2.0",
+         summary="Returns the string value of a key after deleting the key.", syntax="key")
+def getdel(conn, args):
+    db = conn.db
+    value = db.get_string(args[1])
+    if value is not None:
+        db.delete(args[1])
+    return value
+
+
+@command("getex", -2, "write fast", keys=(1, 1, 1), group="string", since="6.2.0",
+         summary="Returns the string value of a key after setting its expiration time.",
+         syntax="key [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | PERSIST]")
+def getex(conn, args):
+    db = conn.db
+    key = args[1]
+    when = None
+    persist = False
+    i = 2
+    seen = False
+    while i < len(args):
+        option = args[i].lower()
+        if option in (b"ex", b"px", b"exat", b"pxat") and not seen and i + 1 < len(args):
+            when = _expire_at(conn, option, args[i + 1], "getex")
+            i += 2
+        elif option == b"persist" and not seen:
+            persist = True
+            i += 1
+        else:
+            raise CommandError(errors.SYNTAX)
+        seen = True
+    value = db.get_string(key)
+    if value is None:
+        return None
+    if when is not None:
+        if when <= now_ms():
+            db.delete(key)
+        else:
+            db.set_expire(key, when)
+    elif persist:
+        db.persist(key)
+    return value
+
+
+@command("getset", 3, "write denyoom fast", keys=(1, 1, 1), group="string",
+         summary="Returns the previous string value of a key after setting it to a new value.",
+         syntax="key value")
+def getset(conn, args):
+    db = conn.db
+    old = db.get_string(args[1])
+    db.set(args[1], args[2])
+    return old
+
+
+@command("setnx", 3, "write denyoom fast", keys=(1, 1, 1), group="string",
+         summary="Set the string value of a key only when the key doesn't exist.", syntax="key value")
+def setnx(conn, args):
+    db = conn.db
+    if db.get(args[1]) is not None:
+        return 0
+    db.set(args[1], args[2])
+    return 1
+
+
+def _setex(conn, args, unit: bytes, name: str):
+    when = _expire_at(conn, unit, args[2], name)
+    conn.db.set(args[1], args[3])
+    conn.db.set_expire(args[1], when)
+    return OK
+
+
+@command("setex", 4, "write denyoom", keys=(1, 1, 1), group="string",
+         summary="Sets the string value and expiration time of a key.", syntax="key seconds value")
+def setex(conn, args):
+    return _setex(conn, args, b"ex", "setex")
+
+
+@command("psetex", 4, "write denyoom", keys=(1, 1, 1), group="string",
+         summary="Sets both string value and expiration time in milliseconds of a key.",
+         syntax="key milliseconds value")
+def psetex(conn, args):
+    return _setex(conn, args, b"px", "psetex")
+
+
+@command("mset", -3, "write denyoom", keys=(1, -1, 2), group="string",
+         summary="Atomically creates or modifies the string values of one or more keys.",
+         syntax="key value [key value ...]")
+def mset(conn, args):
+    if len(args) % 2 == 0:
+        raise CommandError(errors.wrong_arity("mset"))
+    db = conn.db
+    for i in range(1, len(args), 2):
+        db.set(args[i], args[i + 1])
+    return OK
+
+
+@command("msetnx", -3, "write denyoom", keys=(1, -1, 2), group="string",
+         summary="Atomically modifies the string values of one or more keys only when all keys don't exist.",
+         syntax="key value [key value ...]")
+def msetnx(conn, args):
+    if len(args) % 2 == 0:
+        raise CommandError(errors.wrong_arity("msetnx"))
+    db = conn.db
+    if any(db.get(args[i]) is not None for i in range(1, len(args), 2)):
+        return 0
+    for i in range(1, len(args), 2):
+        db.set(args[i], args[i + 1])
+    return 1
+
+
+@command("mget", -2, "readonly fast", keys=(1, -1, 1), group="string",
+         summary="Atomically returns the string values of one or more keys.", syntax="key [key ...]")
+def mget(conn, args):
+    db = conn.db
+    out = []
+    for key in args[1:]:
+        value = db.get(key)
+        out.append(value if type(value) is bytes else None)
+    return out
+
+
+@command("append", 3, "write denyoom fast", keys=(1, 1, 1), group="string", since="2.0.0",
+         summary="Appends a string to the value of a key. Creates the key if it doesn't exist.",
+         syntax="key value")
+def append(conn, args):
+    db = conn.db
+    old = db.get_string(args[1])
+    value = args[2] if old is None else old + args[2]
+    if len(value) > MAX_STRING:
+        raise CommandError(errors.STRING_TOO_LONG)
+    db.set(args[1], value, keep_ttl=True)
+    return len(value)
+
+
+@command("strlen", 2, "readonly fast", keys=(1, 1, 1), group="string", since="2.2.0",
+         summary="Returns the length of a string value.", syntax="key")
+def strlen(conn, args):
+    value = conn.db.get_string(args[1])
+    return 0 if value is None else len(value)
+
+
+@command("getrange", 4, "readonly", keys=(1, 1, 1), group="string", since="2.4.0",
+         summary="Returns a substring of the string stored at a key.", syntax="key start end")
+def getrange(conn, args):
+    start = int_arg(args[2])
+    end = int_arg(args[3])
+    value = conn.db.get_string(args[1])
+    if value is None:
+        return b""
+    length = len(value)
+    if start < 0 and end < 0 and start > end:
+        return b""
+    if start < 0:
+        start = max(0, length + start)
+    if end < 0:
+        end = max(0, length + end)
+    end = min(end, length - 1)
+    if start > end or length == 0:
+        return b""
+    return value[start:end + 1]
+
+
+@command("substr", 4, "readonly", keys=(1, 1, 1), group="string",
+         summary="Returns a substring from a string value.", syntax="key start end")
+def substr(conn, args):
+    return getrange(conn, args)
+
+
+@command("setrange", 4, "write denyoom", keys=(1, 1, 1), group="string", since="2.2.0",
+         summary="Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.",
+         syntax="key offset value")
+def setrange(conn, args):
+    offset = int_arg(args[2])
+    if offset < 0:
+        raise CommandError(errors.OFFSET_RANGE)
+    db = conn.db
+    old = db.get_string(args[1])
+    patch = args[3]
+    if old is None:
+        if not patch:
+            return 0
+        old = b""
+    elif not patch:
+        return len(old)
+    if offset + len(patch) > MAX_STRING:
+        raise CommandError(errors.STRING_TOO_LONG)
+    if len(old) < offset:
+        old = old + b"\x00" * (offset - len(old))
+    value = old[:offset] + patch + old[offset + len(patch):]
+    db.set(args[1], value, keep_ttl=True)
+    return len(value)
+
+
+def _incr(conn, key: bytes, delta: int) -> int:
+    db = conn.db
+    old = db.get_string(key)
+    if old is None:
+        current = 0
+    else:
+        current = parse_int(old)
+        if current is None:
+            raise CommandError(errors.NOT_INTEGER)
+    result = current + delta
+    if result < LLONG_MIN or result > LLONG_MAX:
+        raise CommandError(errors.OVERFLOW)
+    db.set(key, b"%d" % result, keep_ttl=True)
+    return result
+
+
+@command("incr", 2, "write denyoom fast", keys=(1, 1, 1), group="string",
+         summary="Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.",
+         syntax="key")
+def incr(conn, args):
+    return _incr(conn, args[1], 1)
+
+
+@command("decr", 2, "write denyoom fast", keys=(1, 1, 1), group="string",
+         summary="Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.",
+         syntax="key")
+def decr(conn, args):
+    return _incr(conn, args[1], -1)
+
+
+@command("incrby", 3, "write denyoom fast", keys=(1, 1, 1), group="string",
+         summary="Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
+         syntax="key increment")
+def incrby(conn, args):
+    return _incr(conn, args[1], int_arg(args[2]))
+
+
+@command("decrby", 3, "write denyoom fast", keys=(1, 1, 1), group="string",
+         summary="Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.",
+         syntax="key decrement")
+def decrby(conn, args):
+    delta = int_arg(args[2])
+    if delta == LLONG_MIN:
+        raise CommandError("ERR decrement would overflow")
+    return _incr(conn, args[1], -delta)
+
+
+@command("incrbyfloat", 3, "write denyoom fast", keys=(1, 1, 1), group="string", since="2.6.0",
+         summary="Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
+         syntax="key increment")
+def incrbyfloat(conn, args):
+    db = conn.db
+    delta = parse_float(args[2])
+    if delta is None:
+        raise CommandError(errors.NOT_FLOAT)
+    old = db.get_string(args[1])
+    current = 0.0
+    if old is not None:
+        current = parse_float(old)
+        if current is None:
+            raise CommandError(errors.NOT_FLOAT)
+    result = current + delta
+    if result != result or result in (float("inf"), float("-inf")):
+        raise CommandError(errors.INCR_NAN)
+    text = format_human_float(result)
+    db.set(args[1], text, keep_ttl=True)
+    return text
+
+
+@command("lcs", -3, "readonly", keys=(1, 2, 1), group="string", since="7.0.0",
+         summary="Finds the longest common substring.",
+         syntax="key1 key2 [LEN] [IDX] [MINMATCHLEN min-match-len] [WITHMATCHLEN]")
+def lcs(conn, args):
+    want_len = want_idx = with_match_len = False
+    min_match = 0
+    i = 3
+    while i < len(args):
+        option = args[i].lower()
+        if option == b"len":
+            want_len = True
+        elif option == b"idx":
+            want_idx = True
+        elif option == b"withmatchlen":
+            with_match_len = True
+        elif option == b"minmatchlen" and i + 1 < len(args):
+            min_match = max(0, int_arg(args[i + 1]))
+            i += 1
+        else:
+            raise CommandError(errors.SYNTAX)
+        i += 1
+    if want_len and want_idx:
+        raise CommandError("ERR If you want both the length and indexes, please just use IDX.")
+    a = conn.db.get_string(args[1]) or b""
+    b = conn.db.get_string(args[2]) or b""
+    if len(a) * len(b) > 64 * 1024 * 1024:
+        raise CommandError("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len")
+    # Classic dynamic programming table, as Redis does.
+    rows, cols = len(a) + 1, len(b) + 1
+    table = [[0] * cols for _ in range(rows)]
+    for i in range(1, rows):
+        ai = a[i - 1]
+        row, prev = table[i], table[i - 1]
+        for j in range(1, cols):
+            row[j] = prev[j - 1] + 1 if ai == b[j - 1] else max(prev[j], row[j - 1])
+    # Walk back to collect the subsequence and the matched ranges.
+    result = bytearray()
+    matches = []
+    i, j = len(a), len(b)
+    arange_start = arange_end = brange_start = brange_end = -1
+    while i > 0 and j > 0:
+        emit = False
+        if a[i - 1] == b[j - 1]:
+            result.append(a[i - 1])
+            if arange_start == -1:
+                arange_start = arange_end = i - 1
+                brange_start = brange_end = j - 1
+            elif arange_start == i and brange_start == j:
+                arange_start -= 1
+                brange_start -= 1
+            else:
+                emit = True
+            if arange_start == 0 or brange_start == 0:
+                emit = True
+            i -= 1
+            j -= 1
+        else:
+            if table[i - 1][j] > table[i][j - 1]:
+                i -= 1
+            else:
+                j -= 1
+            if arange_start != -1:
+                emit = True
+        if emit:
+            match_len = arange_end - arange_start + 1
+            if min_match == 0 or match_len >= min_match:
+                entry = [[arange_start, arange_end], [brange_start, brange_end]]
+                if with_match_len:
+                    entry.append(match_len)
+                matches.append(entry)
+            arange_start = arange_end = brange_start = brange_end = -1
+    length = table[len(a)][len(b)]
+    if want_idx:
+        return {b"matches": matches, b"len": length}
+    if want_len:
+        return length
+    return bytes(reversed(result))

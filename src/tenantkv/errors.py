@@ -1,0 +1,60 @@
+"""Every error text a client can see, in one place, worded as Redis words them."""
+
+
+class CommandError(Exception):
+    """Raised by a command; the message is sent as a RESP error (with its prefix)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ProtocolError(Exception):
+    """A malformed request: reply with the message, then close the connection."""
+
+
+SYNTAX = "ERR syntax error"
+NOT_INTEGER = "ERR value is not an integer or out of range"
+NOT_FLOAT = "ERR value is not a valid float"
+WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
+NO_SUCH_KEY = "ERR no such key"
+DB_INDEX = "ERR DB index is out of range"
+OVERFLOW = "ERR increment or decrement would overflow"
+INCR_NAN = "ERR increment would produce NaN or Infinity"
+INVALID_EXPIRE = "ERR invalid expire time in '%s' command"
+STRING_TOO_LONG = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
+OFFSET_RANGE = "ERR offset is out of range"
+SAME_OBJECT = "ERR source and destination objects are the same"
+NEGATIVE_TIMEOUT = "ERR timeout is negative"
+
+
+def wrong_arity(name: str) -> str:
+    return "ERR wrong number of arguments for '%s' command" % name
+
+
+def unknown_command(args: list) -> str:
+    # Redis: the name cut at 128 bytes, then arguments while the list is under
+    # 128 bytes, each cut so the list stays within 128.
+    shown = ""
+    for arg in args[1:]:
+        if len(shown) >= 128:
+            break
+        shown += "'%s' " % _shown(arg)[: 128 - len(shown)]
+    return "ERR unknown command '%s', with args beginning with: %s" % (
+        _shown(args[0])[:128], shown,
+    )
+
+
+def unknown_subcommand(command: bytes, sub: bytes) -> str:
+    return "ERR unknown subcommand '%s'. Try %s HELP." % (
+        _truncate(_shown(sub)), command.decode().upper(),
+    )
+
+
+def _shown(arg: bytes) -> str:
+    # Error replies are single lines: Redis maps CR and LF to spaces.
+    return arg.decode("latin-1").replace("\r", " ").replace("\n", " ")
+
+
+def _truncate(text: str) -> str:
+    return text[:128]

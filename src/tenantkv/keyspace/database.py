@@ -1,0 +1,131 @@
+"""One numbered database: a dict of key -> value and a dict of key -> expiry (ms).
+
+Values are typed Python objects: bytes for strings, dict for hashes, deque for
+lists, set for sets, ZSet for sorted sets, Stream for streams. Expiry is lazy
+(checked on every access) plus an active cycle (see `active_expire`).
+"""
+
+import time
+from itertools import islice
+
+from tenantkv import errors
+from tenantkv.errors import CommandError
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Database:
+    __slots__ = ("data", "expires", "index", "stats", "scans", "scan_ids")
+
+    def __init__(self, index: int, stats) -> None:
+        self.data: dict = {}
+        self.expires: dict = {}
+        self.index = index
+        self.scans: dict = {}   # SCAN snapshots by id, see commands/keys.py
+        self.scan_ids = 0
+        self.stats = stats   # server-wide counters: expired_keys, keyspace_hits/misses
+
+    # -- access --------------------------------------------------------------
+
+    def get(self, key: bytes):
+        """The live value under `key`, or None (deleting it if it has expired)."""
+        if key in self.expires and self.expires[key] <= now_ms():
+            self._expire(key)
+            return None
+        return self.data.get(key)
+
+    def get_typed(self, key: bytes, kind: type):
+        value = self.get(key)
+        if value is not None and type(value) is not kind:
+            raise CommandError(errors.WRONGTYPE)
+        return value
+
+    def get_string(self, key: bytes):
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if self.expires and key in self.expires and self.expires[key] <= now_ms():
+            self._expire(key)
+            return None
+        if type(value) is not bytes:
+            raise CommandError(errors.WRONGTYPE)
+        return value
+
+    def exists(self, key: bytes) -> bool:
+        return self.get(key) is not None
+
+    def set(self, key: bytes, value, keep_ttl: bool = False) -> None:
+        self.data[key] = value
+        if not keep_ttl and self.expires:
+            self.expires.pop(key, None)
+
+    def delete(self, key: bytes) -> bool:
+        if self.get(key) is None:
+            return False
+        del self.data[key]
+        self.expires.pop(key, None)
+        return True
+
+    def _expire(self, key: bytes) -> None:
+        self.data.pop(key, None)
+        del self.expires[key]
+        self.stats.expired_keys += 1
+
+    # -- expiry --------------------------------------------------------------
+
+    def set_expire(self, key: bytes, when_ms: int) -> None:
+        self.expires[key] = when_ms
+
+    def ttl_ms(self, key: bytes) -> int | None:
+        """Milliseconds left, or None when the key has no expiry."""
+        when = self.expires.get(key)
+        return None if when is None else when - now_ms()
+
+    def persist(self, key: bytes) -> bool:
+        return self.expires.pop(key, None) is not None
+
+    def active_expire(self, deadline: float, sample: int = 200) -> int:
+        """Reclaim expired keys without anyone reading them, as Redis's cycle does.
+
+        Take keys from the front of the expiry dict (insertion order); expired
+        ones are deleted, live ones are moved to the back so the next sample
+        sees other keys (a round robin, O(1) per key). Repeat while more than
+        25% of a sample had expired and time is left.
+        """
+        expires = self.expires
+        removed = 0
+        while expires:
+            now = now_ms()
+            batch = list(islice(expires.items(), sample))
+            expired = 0
+            for key, when in batch:
+                if when <= now:
+                    del expires[key]
+                    self.data.pop(key, None)
+                    expired += 1
+                else:
+                    del expires[key]
+                    expires[key] = when
+            removed += expired
+            if expired * 4 <= len(batch) or time.monotonic() > deadline:
+                break
+        self.stats.expired_keys += removed
+        return removed
+
+    # -- whole database ------------------------------------------------------
+
+    def purge_expired(self) -> None:
+        """Drop every expired key (before KEYS/SCAN/DBSIZE-like full views)."""
+        now = now_ms()
+        dead = [k for k, when in self.expires.items() if when <= now]
+        for key in dead:
+            self._expire(key)
+
+    def clear(self) -> None:
+        self.data = {}
+        self.expires = {}
+
+    def __len__(self) -> int:
+        return len(self.data)

@@ -1,0 +1,50 @@
+"""What TYPE and OBJECT ENCODING say about a value, and how COPY copies it.
+
+Each family module registers its value class here (`register_type`), so this
+module does not need to know every family.
+"""
+
+from collections import deque
+
+from tenantkv.util.numbers import parse_int
+
+_NAMES: dict = {bytes: "string", dict: "hash", deque: "list", set: "set"}
+_ENCODINGS: dict = {}
+
+
+def register_type(kind: type, name: str, encoding) -> None:
+    _NAMES[kind] = name
+    _ENCODINGS[kind] = encoding
+
+
+def type_name(value) -> str:
+    return _NAMES.get(type(value), "none")
+
+
+def encoding(value) -> str:
+    kind = type(value)
+    if kind is bytes:
+        if len(value) <= 20 and parse_int(value) is not None:
+            return "int"
+        return "embstr" if len(value) <= 44 else "raw"
+    if kind is dict:
+        small = len(value) <= 128 and all(len(k) <= 64 and len(v) <= 64 for k, v in value.items())
+        return "listpack" if small else "hashtable"
+    if kind is deque:
+        return "listpack" if len(value) <= 128 and all(len(v) <= 64 for v in value) else "quicklist"
+    if kind is set:
+        if len(value) <= 512 and all(parse_int(v) is not None for v in value):
+            return "intset"
+        if len(value) <= 128 and all(len(v) <= 64 for v in value):
+            return "listpack"
+        return "hashtable"
+    return _ENCODINGS[kind](value)
+
+
+def copy_value(value):
+    kind = type(value)
+    if kind is bytes:
+        return value
+    if kind in (dict, set, deque):
+        return kind(value)
+    return value.copy()

@@ -1,0 +1,99 @@
+"""Reply encoding, RESP2 or RESP3.
+
+Commands return plain Python values and the connection encodes them:
+  bytes -> bulk string         int -> integer          None -> null bulk
+  list/tuple -> array          dict -> map (RESP3) or flat array (RESP2)
+  float -> double (RESP3) or bulk string (RESP2)
+  Status("OK") -> +OK          Raw(b"...") -> sent as is (pre-encoded)
+  SetReply -> set (RESP3) or array   bool -> boolean (RESP3) or 1/0
+  NULL_ARRAY -> *-1 (RESP2) or _     Verbatim -> verbatim string (RESP3)
+Frequent replies are pre-encoded once (see the constants below).
+"""
+
+from tenantkv.util.numbers import format_double
+
+
+class Raw(bytes):
+    """Already-encoded RESP: written to the socket unchanged."""
+
+
+class Status(str):
+    """A simple string reply (+...)."""
+
+
+class ErrorReply(str):
+    """An error reply returned (not raised), e.g. inside EXEC's array."""
+
+
+class SetReply(list):
+    """An array that RESP3 sends as a set (~)."""
+
+
+class Verbatim(bytes):
+    """A bulk string that RESP3 sends as verbatim text (=...txt:)."""
+
+
+class _NullArray:
+    pass
+
+
+NULL_ARRAY = _NullArray()
+OK = Raw(b"+OK\r\n")
+PONG = Raw(b"+PONG\r\n")
+QUEUED = Raw(b"+QUEUED\r\n")
+EMPTY_ARRAY = Raw(b"*0\r\n")
+_INTS = [b":%d\r\n" % i for i in range(-1, 10001)]
+
+
+def encode(value, resp3: bool) -> bytes:
+    kind = type(value)
+    if kind is bytes:
+        return b"$%d\r\n%s\r\n" % (len(value), value)
+    if kind is Raw:
+        return value
+    if kind is int:
+        if -1 <= value <= 10000:
+            return _INTS[value + 1]
+        return b":%d\r\n" % value
+    if value is None:
+        return b"_\r\n" if resp3 else b"$-1\r\n"
+    if kind is list or kind is tuple:
+        return b"*%d\r\n%s" % (len(value), b"".join([encode(v, resp3) for v in value]))
+    if kind is Status:
+        return b"+%s\r\n" % value.encode("latin-1")
+    if kind is ErrorReply:
+        return b"-%s\r\n" % value.encode("latin-1")
+    if kind is dict:
+        parts = []
+        for k, v in value.items():
+            parts.append(encode(k, resp3))
+            parts.append(encode(v, resp3))
+        if resp3:
+            return b"%%%d\r\n%s" % (len(value), b"".join(parts))
+        return b"*%d\r\n%s" % (len(value) * 2, b"".join(parts))
+    if kind is float:
+        text = format_double(value)
+        if resp3:
+            return b",%s\r\n" % text
+        return b"$%d\r\n%s\r\n" % (len(text), text)
+    if kind is bool:
+        if resp3:
+            return b"#t\r\n" if value else b"#f\r\n"
+        return b":1\r\n" if value else b":0\r\n"
+    if kind is SetReply:
+        head = b"~" if resp3 else b"*"
+        return b"%s%d\r\n%s" % (head, len(value), b"".join([encode(v, resp3) for v in value]))
+    if value is NULL_ARRAY:
+        return b"_\r\n" if resp3 else b"*-1\r\n"
+    if kind is Verbatim:
+        if resp3:
+            return b"=%d\r\ntxt:%s\r\n" % (len(value) + 4, value)
+        return b"$%d\r\n%s\r\n" % (len(value), value)
+    if kind is str:
+        data = value.encode()
+        return b"$%d\r\n%s\r\n" % (len(data), data)
+    raise TypeError("cannot encode %r" % (value,))
+
+
+def encode_error(message: str) -> bytes:
+    return b"-%s\r\n" % message.encode("latin-1", "replace")

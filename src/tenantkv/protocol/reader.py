@@ -1,0 +1,214 @@
+"""Request reader: RESP multibulk and the inline (telnet) form, with Redis's limits.
+
+A pure-Python incremental parser: it checks every header before anything is
+allocated (so `*4000000000` or `$9999999999` cost nothing), rejects what Redis
+rejects with Redis's exact texts, and copies each argument once.
+"""
+
+from tenantkv.errors import ProtocolError
+
+INLINE_MAX = 64 * 1024            # PROTO_INLINE_MAX_SIZE
+MAX_ARGS = 1024 * 1024
+DEFAULT_MAX_BULK = 512 * 1024 * 1024
+
+
+class RequestReader:
+    __slots__ = ("buf", "pending", "pending_len", "need", "args", "remaining",
+                 "bulk_len", "max_bulk", "max_args", "max_arg_unauth")
+
+    def __init__(self, max_bulk: int = DEFAULT_MAX_BULK) -> None:
+        self.buf = b""
+        # Chunks of an incomplete request wait here until `need` bytes are in,
+        # so a 100 MB value arriving in 64 KB reads is joined once, not 1,600 times.
+        self.pending: list = []
+        self.pending_len = 0
+        self.need = 0
+        self.args: list | None = None   # arguments of the multibulk being read
+        self.remaining = 0
+        self.bulk_len = -1
+        self.max_bulk = max_bulk
+        self.max_args = MAX_ARGS
+        self.max_arg_unauth = 0         # set while the client is not authenticated
+
+    def buffered(self) -> int:
+        return self.pending_len + len(self.buf)
+
+    def feed(self, data: bytes) -> list:
+        """Add bytes; return the complete requests (lists of bytes) now available."""
+        if self.pending or self.buf:
+            self.pending.append(data)
+            self.pending_len += len(data)
+            if self.pending_len + len(self.buf) < self.need:
+                return []
+            data = self.buf + b"".join(self.pending)
+            self.pending = []
+            self.pending_len = 0
+        return self._parse(data)
+
+    def _parse(self, buf: bytes) -> list:
+        out: list = []
+        try:
+            return self._parse_into(buf, out)
+        except ProtocolError as exc:
+            # The requests before the bad one still run, as in Redis.
+            exc.requests = out
+            self.buf = b""
+            self.args = None
+            raise
+
+    def _parse_into(self, buf: bytes, out: list) -> list:
+        pos = 0
+        n = len(buf)
+        args = self.args
+        while pos < n:
+            if args is None:
+                if buf[pos] != 42:  # not '*': an inline request
+                    nl = buf.find(b"\n", pos)
+                    if nl < 0:
+                        if n - pos > INLINE_MAX:
+                            raise ProtocolError("Protocol error: too big inline request")
+                        break
+                    line = buf[pos:nl]
+                    pos = nl + 1
+                    if line.endswith(b"\r"):
+                        line = line[:-1]
+                    request = split_args(line)
+                    if request is None:
+                        raise ProtocolError("Protocol error: unbalanced quotes in request")
+                    if request:
+                        out.append(request)
+                    continue
+                nl = buf.find(b"\r\n", pos)
+                if nl < 0:
+                    if n - pos > INLINE_MAX:
+                        raise ProtocolError("Protocol error: too big mbulk count string")
+                    break
+                count = _strict_int(buf[pos + 1:nl])
+                if count is None or count > self.max_args:
+                    raise ProtocolError("Protocol error: invalid multibulk length")
+                if self.max_arg_unauth and count > 10:
+                    raise ProtocolError("Protocol error: unauthenticated multibulk length")
+                pos = nl + 2
+                if count <= 0:
+                    continue
+                args = []
+                self.remaining = count
+            while self.remaining:
+                bulk_len = self.bulk_len
+                if bulk_len < 0:
+                    if pos >= n:
+                        break
+                    if buf[pos] != 36:  # '$'
+                        raise ProtocolError(
+                            "Protocol error: expected '$', got '%s'" % chr(buf[pos]))
+                    nl = buf.find(b"\r\n", pos)
+                    if nl < 0:
+                        if n - pos > INLINE_MAX:
+                            raise ProtocolError("Protocol error: too big bulk count string")
+                        break
+                    bulk_len = _strict_int(buf[pos + 1:nl])
+                    if bulk_len is None or bulk_len < 0 or bulk_len > self.max_bulk:
+                        raise ProtocolError("Protocol error: invalid bulk length")
+                    if self.max_arg_unauth and bulk_len > self.max_arg_unauth:
+                        raise ProtocolError("Protocol error: unauthenticated bulk length")
+                    pos = nl + 2
+                    self.bulk_len = bulk_len
+                end = pos + bulk_len
+                if end + 2 > n:
+                    break
+                args.append(buf[pos:end])
+                pos = end + 2
+                self.bulk_len = -1
+                self.remaining -= 1
+            if self.remaining:
+                break
+            out.append(args)
+            args = None
+        self.args = args
+        rest = buf[pos:] if pos < n else b""
+        self.buf = rest
+        # While a bulk is incomplete we know how many bytes it still needs.
+        self.need = self.bulk_len + 2 if (args is not None and self.bulk_len >= 0) else 0
+        return out
+
+
+def _strict_int(raw: bytes) -> int | None:
+    # string2ll: digits only, no leading zero, optional '-'.
+    if raw.isdigit():
+        if raw[0] == 48 and len(raw) > 1:
+            return None
+        return int(raw) if len(raw) < 20 else None
+    if raw[:1] == b"-" and raw[1:].isdigit() and raw[1] != 48 and len(raw) < 21:
+        return int(raw)
+    return None
+
+
+_ESCAPES = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
+_HEX = b"0123456789abcdefABCDEF"
+_SPACE = b" \n\r\t\x0b\x0c\x00"
+
+
+def split_args(line: bytes) -> list | None:
+    """sdssplitargs: split an inline line, honouring "..." and '...' quoting.
+
+    Returns None for unbalanced quotes (or a closing quote not followed by a space).
+    """
+    if b'"' not in line and b"'" not in line:
+        return line.split()
+    args = []
+    i = 0
+    n = len(line)
+    while True:
+        while i < n and line[i] in _SPACE:
+            i += 1
+        if i >= n:
+            return args
+        current = bytearray()
+        in_double = in_single = False
+        while True:
+            if in_double:
+                if i >= n:
+                    return None
+                c = line[i]
+                if (c == 92 and i + 3 < n and line[i + 1] == 120
+                        and line[i + 2] in _HEX and line[i + 3] in _HEX):
+                    current.append(int(line[i + 2:i + 4], 16))
+                    i += 3
+                elif c == 92 and i + 1 < n:
+                    i += 1
+                    current.append(_ESCAPES.get(line[i], line[i]))
+                elif c == 34:
+                    if i + 1 < n and line[i + 1] not in _SPACE:
+                        return None
+                    i += 1
+                    break
+                else:
+                    current.append(c)
+            elif in_single:
+                if i >= n:
+                    return None
+                c = line[i]
+                if c == 92 and i + 1 < n and line[i + 1] == 39:
+                    i += 1
+                    current.append(39)
+                elif c == 39:
+                    if i + 1 < n and line[i + 1] not in _SPACE:
+                        return None
+                    i += 1
+                    break
+                else:
+                    current.append(c)
+            else:
+                if i >= n:
+                    break
+                c = line[i]
+                if c in _SPACE:
+                    break
+                if c == 34:
+                    in_double = True
+                elif c == 39:
+                    in_single = True
+                else:
+                    current.append(c)
+            i += 1
+        args.append(bytes(current))

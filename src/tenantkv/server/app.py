@@ -1,0 +1,121 @@
+"""The server: listeners, the client table, tenants, and the periodic cron."""
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import time
+
+from tenantkv import commands as _commands  # noqa: F401  (registers every command)
+from tenantkv import errors
+from tenantkv.keyspace import Tenant
+from tenantkv.protocol.encoder import QUEUED
+from tenantkv.server.connection import Connection
+from tenantkv.server.stats import Stats
+
+log = logging.getLogger("tenantkv.server")
+
+
+class Server:
+    def __init__(self, config) -> None:
+        self.config = config
+        self.stats = Stats()
+        self.run_id = secrets.token_hex(20)
+        self.started = time.time()
+        self.started_monotonic = time.monotonic()
+        self.clients: dict = {}
+        self._client_ids = 0
+        self.tenants: dict = {}
+        self.default_tenant = self.tenant_for("default")
+        self.listeners: list = []
+        self.loop = None
+        self.stopped = None
+        self.exit_code = 0
+        self.last_save = int(time.time())
+        self.active_expire_enabled = config["expiry.active_expire"]
+        self.config_file = None
+
+    def tenant_for(self, name: str) -> Tenant:
+        tenant = self.tenants.get(name)
+        if tenant is None:
+            tenant = Tenant(name, self.stats, self.config["limits.databases"])
+            self.tenants[name] = tenant
+        return tenant
+
+    def next_client_id(self) -> int:
+        self._client_ids += 1
+        return self._client_ids
+
+    def queue_in_multi(self, conn, cmd, args):
+        conn.multi.append((cmd, args))
+        return QUEUED
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def serve(self) -> int:
+        self.loop = asyncio.get_running_loop()
+        self.stopped = asyncio.Event()
+        port = self.config["network.port"]
+        for host in self.config["network.bind"].split():
+            listener = await self.loop.create_server(
+                lambda: Connection(self), host=host, port=port, backlog=511,
+                reuse_address=True)
+            self.listeners.append(listener)
+        bound = [s.getsockname() for lst in self.listeners for s in lst.sockets]
+        log.warning("tenantkv ready to accept connections on %s (pid %d)",
+                    ", ".join("%s:%d" % (a[0], a[1]) for a in bound), os.getpid())
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.loop.add_signal_handler(signum, self.shutdown, signum)
+        cron = self.loop.create_task(self.cron())
+        await self.stopped.wait()
+        cron.cancel()
+        for listener in self.listeners:
+            listener.close()
+        for conn in list(self.clients.values()):
+            conn.close()
+        await asyncio.sleep(0)
+        log.warning("tenantkv is now ready to exit, bye bye...")
+        return self.exit_code
+
+    def shutdown(self, signum=None) -> None:
+        if signum is not None:
+            log.warning("received %s, scheduling shutdown...", signal.Signals(signum).name)
+        self.stopped.set()
+
+    async def cron(self) -> None:
+        """Background work, `hz` times a second: active expiry and idle clients."""
+        while True:
+            hz = max(1, min(500, self.config["expiry.hz"]))
+            await asyncio.sleep(1 / hz)
+            try:
+                if self.active_expire_enabled:
+                    self.active_expire(budget=0.25 / hz)
+                self.close_idle_clients()
+            except Exception:   # the cron must never die; log and go on
+                log.exception("error in the server cron")
+
+    def active_expire(self, budget: float) -> None:
+        deadline = time.monotonic() + budget
+        for tenant in list(self.tenants.values()):
+            for db in tenant.dbs:
+                if db.expires:
+                    db.active_expire(deadline)
+                    if time.monotonic() > deadline:
+                        return
+
+    def close_idle_clients(self) -> None:
+        timeout = self.config["network.timeout"]
+        if not timeout:
+            return
+        limit = time.monotonic() - timeout
+        for conn in list(self.clients.values()):
+            if conn.last_interaction < limit and not getattr(conn, "blocked", False):
+                conn.close()
+
+
+def uptime(server: Server) -> int:
+    return int(time.monotonic() - server.started_monotonic)
+
+
+__all__ = ["Server", "errors"]

@@ -1,0 +1,172 @@
+"""One client connection: bytes in, requests parsed, commands run, replies out.
+
+An asyncio.Protocol (not streams): no coroutine per read or per command. All
+replies produced while handling one `data_received` are joined and written
+with a single transport.write, which is what makes pipelining cheap.
+"""
+
+import asyncio
+import logging
+import time
+
+from tenantkv import errors
+from tenantkv.commands.registry import find
+from tenantkv.errors import CommandError, ProtocolError
+from tenantkv.protocol.encoder import encode, encode_error
+from tenantkv.protocol.reader import RequestReader
+
+log = logging.getLogger("tenantkv.connection")
+
+NO_REPLY = object()   # a handler's way to say "nothing to send" (it wrote already)
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, server) -> None:
+        self.server = server
+        self.id = server.next_client_id()
+        self.transport = None
+        self.reader = RequestReader(server.config["limits.proto_max_bulk_len"])
+        self.resp3 = False
+        self.tenant = server.default_tenant
+        self.db = self.tenant.dbs[0]
+        self.user = "default"
+        self.name = b""
+        self.lib_name = b""
+        self.lib_ver = b""
+        self.addr = "?"
+        self.laddr = "?"
+        self.created = time.monotonic()
+        self.last_interaction = self.created
+        self.last_command = "NULL"
+        self.closing = False
+        self.close_after_reply = False
+        self.no_evict = False
+        self.no_touch = False
+        self.paused = False
+        self.multi = None   # transactions: list of queued requests while in MULTI
+
+    # -- asyncio.Protocol ----------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        self.addr = _format_addr(peer)
+        self.laddr = _format_addr(local)
+        server = self.server
+        if len(server.clients) >= server.config["network.maxclients"]:
+            transport.write(b"-ERR max number of clients reached\r\n")
+            transport.close()
+            self.closing = True
+            return
+        server.clients[self.id] = self
+        self.tenant.clients.add(self)
+        server.stats.total_connections_received += 1
+
+    def connection_lost(self, exc) -> None:
+        self.closing = True
+        self.server.clients.pop(self.id, None)
+        self.tenant.clients.discard(self)
+
+    def pause_writing(self) -> None:
+        # The client does not read its replies: stop reading its requests.
+        self.paused = True
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if not self.closing:
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.last_interaction = time.monotonic()
+        server = self.server
+        server.stats.net_input_bytes += len(data)
+        error = None
+        try:
+            requests = self.reader.feed(data)
+        except ProtocolError as exc:
+            requests = exc.requests
+            error = exc
+        out: list = []
+        for args in requests:
+            self.execute(args, out)
+            if self.closing:
+                break
+        if error is not None and not self.closing:
+            server.stats.total_error_replies += 1
+            out.append(encode_error(str(error)))
+            self.close_after_reply = True
+            log.debug("client %d: %s", self.id, error)
+        elif self.reader.buffered() > server.config["limits.client_query_buffer_limit"]:
+            log.warning("closing client %d that exceeded the query buffer limit", self.id)
+            self.close_after_reply = True
+        if out:
+            self.write(b"".join(out))
+        if self.close_after_reply and not self.closing:
+            self.closing = True
+            self.transport.close()
+
+    # -- running commands ----------------------------------------------------
+
+    def execute(self, args: list, out: list) -> None:
+        """Run one request and append its encoded reply to `out`."""
+        cmd = find(args[0])
+        if cmd is None:
+            self.server.stats.unknown_command(args)
+            out.append(encode_error(errors.unknown_command(args)))
+            return
+        if not cmd.arity_ok(len(args)):
+            cmd.rejected += 1
+            self.server.stats.error("ERR")
+            out.append(encode_error(errors.wrong_arity(cmd.name)))
+            return
+        if self.multi is not None and cmd.name not in _TRANSACTION_CONTROL:
+            reply = self.server.queue_in_multi(self, cmd, args)
+            out.append(encode(reply, self.resp3))
+            return
+        self.last_command = cmd.name
+        start = time.perf_counter()
+        try:
+            reply = cmd.handler(self, args)
+        except CommandError as exc:
+            cmd.failed += 1
+            self.server.stats.error(exc.message)
+            out.append(encode_error(exc.message))
+        else:
+            if reply is not NO_REPLY:
+                out.append(encode(reply, self.resp3))
+        cmd.calls += 1
+        cmd.usec += (time.perf_counter() - start) * 1e6
+
+    def write(self, data: bytes) -> None:
+        server = self.server
+        server.stats.net_output_bytes += len(data)
+        self.transport.write(data)
+        if (self.paused and self.transport.get_write_buffer_size()
+                > server.config["limits.client_output_buffer_limit"]):
+            log.warning("closing client %d that exceeded the output buffer limit", self.id)
+            self.closing = True
+            self.transport.abort()
+
+    def close(self) -> None:
+        if not self.closing:
+            self.closing = True
+            self.transport.close()
+
+    def select(self, index: int) -> None:
+        self.db = self.tenant.dbs[index]
+
+
+_TRANSACTION_CONTROL = frozenset(("exec", "discard", "multi", "watch", "quit", "reset"))
+
+
+def _format_addr(address) -> str:
+    if not address:
+        return "?"
+    if isinstance(address, tuple):
+        host, port = address[0], address[1]
+        return "%s:%d" % (host, port) if ":" not in host else "[%s]:%d" % (host, port)
+    return str(address)

@@ -1,0 +1,91 @@
+"""tenantkv-server: parse the command line, load the config, run the server."""
+
+import asyncio
+import logging
+import os
+import sys
+
+from tenantkv import __version__, config as config_module
+
+LEVELS = {"debug": logging.DEBUG, "verbose": logging.INFO, "info": logging.INFO,
+          "notice": logging.WARNING, "warning": logging.WARNING}
+
+
+USAGE = """usage: tenantkv-server [config.toml] [--config FILE] [--port N] [--bind ADDR]
+                       [--dir PATH] [--loglevel LEVEL] [--<redis-parameter> VALUE ...]
+
+Redis-compatible, secure, multi-tenant key-value server.
+Any Redis configuration parameter is accepted as --name value (e.g. --maxmemory 100mb)."""
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_args(argv: list) -> tuple:
+    """(config file, {redis-parameter: value}) from redis-server-style arguments."""
+    path = None
+    flags = {}
+    i = 0
+    if argv and not argv[0].startswith("-"):
+        path = argv[0]
+        i = 1
+    while i < len(argv):
+        item = argv[i]
+        if item in ("-h", "--help"):
+            print(USAGE)
+            raise SystemExit(0)
+        if item in ("-v", "--version"):
+            print("tenantkv " + __version__)
+            raise SystemExit(0)
+        if not item.startswith("--") or len(item) == 2:
+            raise UsageError("unexpected argument %r" % item)
+        name = item[2:]
+        if "=" in name:
+            name, value = name.split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(argv):
+                raise UsageError("option %s needs a value" % item)
+            value = argv[i + 1]
+            i += 2
+        name = name.replace("_", "-").lower()
+        if name == "config":
+            path = value
+        else:
+            flags[name] = value
+    return path, flags
+
+
+def main(argv: list | None = None) -> int:
+    try:
+        path, flags = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as exc:
+        print("tenantkv-server: %s\n%s" % (exc, USAGE), file=sys.stderr)
+        return 2
+    try:
+        config = config_module.load(path, flags=flags)
+    except config_module.ConfigError as exc:
+        print("tenantkv-server: configuration error: %s" % exc, file=sys.stderr)
+        return 2
+    logfile = config["logging.file"]
+    destination = {"filename": logfile} if logfile else {"stream": sys.stderr}
+    logging.basicConfig(
+        level=LEVELS[config["logging.level"]],
+        format="%(process)d:M %(asctime)s %(levelname).1s %(message)s", **destination)
+    os.makedirs(config["data.dir"], exist_ok=True)
+
+    from tenantkv.server.app import Server   # imports every command family
+
+    server = Server(config)
+    server.config_file = path
+    try:
+        import uvloop
+        runner = uvloop.run
+    except ImportError:   # uvloop is a dependency; this only helps odd platforms
+        runner = asyncio.run
+    try:
+        return runner(server.serve())
+    except OSError as exc:
+        logging.getLogger("tenantkv").error("cannot start: %s", exc)
+        return 1

@@ -1,0 +1,28 @@
+"""Server-wide counters that INFO reports (field names as Redis's)."""
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.total_connections_received = 0
+        self.total_commands_processed = 0
+        self.net_input_bytes = 0
+        self.net_output_bytes = 0
+        self.expired_keys = 0
+        self.keyspace_hits = 0
+        self.keyspace_misses = 0
+        self.rejected_connections = 0
+        self.total_error_replies = 0
+        self.unknown_commands = 0
+        self.errors: dict = {}   # error prefix -> count, for INFO errorstats
+
+    def error(self, message: str) -> None:
+        self.total_error_replies += 1
+        prefix = message.split(" ", 1)[0]
+        self.errors[prefix] = self.errors.get(prefix, 0) + 1
+
+    def unknown_command(self, args: list) -> None:
+        self.unknown_commands += 1
+        self.error("ERR")
