@@ -28,7 +28,7 @@ redis-tools:
 	  { (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools; }
 
 test: $(STAMP) redis-tools
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 bench: $(STAMP) redis-tools
 	$(BIN)/python bench/compare.py

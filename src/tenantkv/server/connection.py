@@ -13,7 +13,7 @@ from tenantkv import errors
 from tenantkv.commands.registry import find
 from tenantkv.errors import CommandError, ProtocolError
 from tenantkv.protocol.encoder import encode, encode_error
-from tenantkv.protocol.reader import RequestReader
+from tenantkv.protocol.fastpath import Reader
 
 log = logging.getLogger("tenantkv.connection")
 
@@ -25,7 +25,7 @@ class Connection(asyncio.Protocol):
         self.server = server
         self.id = server.next_client_id()
         self.transport = None
-        self.reader = RequestReader(server.config["limits.proto_max_bulk_len"])
+        self.reader = Reader(server.config["limits.proto_max_bulk_len"])
         self.resp3 = False
         self.tenant = server.default_tenant
         self.db = self.tenant.dbs[0]

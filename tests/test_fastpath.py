@@ -1,0 +1,47 @@
+"""The hiredis fast path must answer exactly as the strict reader does."""
+
+import re
+
+import pytest
+
+from tenantkv.errors import ProtocolError
+from tenantkv.protocol.fastpath import Reader
+from tenantkv.protocol.reader import RequestReader
+
+CASES = [
+    b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\nb\r\n" * 5,
+    b"*1\r\n$4\r\nPING\r\n$4\r\nPING\r\n",          # "$4" is an inline command in Redis
+    b"*2\r\n$4\r\nECHO\r\n$4\r\na\r\nb\r\n",         # CRLF inside an argument
+    b"*0\r\n*1\r\n$4\r\nPING\r\n",                   # empty request skipped
+    b"*-1\r\n*1\r\n$4\r\nPING\r\n",
+    b"*3\r\n$3\r\nSET\r\n",                          # incomplete
+    b"*1\r\n$4\r\nPING\r\nPING\r\n",                 # multibulk then inline
+    b"*1\r\n$0\r\n\r\n",
+]
+ERRORS = [
+    (b"*1\r\n:5\r\n", "expected '$', got ':'"),
+    (b"*1\r\n+PING\r\n", "expected '$', got '+'"),
+    (b"*1\r\n*1\r\n$4\r\nPING\r\n", "expected '$', got '*'"),
+    (b"*1\r\n$-1\r\n", "invalid bulk length"),
+    (b"*1\r\n_\r\n", "expected '$', got '_'"),
+    (b"*99999999999\r\n", "invalid multibulk length"),
+    (b"*1\r\n$4\r\nPING\r\n*2000000\r\n", "invalid multibulk length"),
+]
+
+
+@pytest.mark.parametrize("data", CASES)
+def test_same_requests_as_strict_reader(data):
+    assert Reader(1 << 29).feed(data) == RequestReader(1 << 29).feed(data)
+
+
+@pytest.mark.parametrize("data, message", ERRORS)
+def test_same_errors_as_strict_reader(data, message):
+    with pytest.raises(ProtocolError, match=re.escape(message)):
+        Reader(1 << 29).feed(data)
+
+
+def test_split_request_then_fast_again():
+    reader = Reader(1 << 29)
+    assert reader.feed(b"*2\r\n$4\r\nECHO\r\n$5\r\nhel") == []
+    assert reader.feed(b"lo\r\n") == [[b"ECHO", b"hello"]]
+    assert reader.feed(b"*1\r\n$4\r\nPING\r\n") == [[b"PING"]]
