@@ -5,7 +5,7 @@ import time
 from tenantkv import REDIS_COMPAT_VERSION, errors
 from tenantkv.commands.registry import command, help_reply
 from tenantkv.errors import CommandError
-from tenantkv.protocol.encoder import OK, PONG, Status
+from tenantkv.protocol.encoder import OK, PONG, Status, Verbatim
 from tenantkv.util.numbers import parse_int
 
 
@@ -178,7 +178,7 @@ def client(conn, args):
             conn.lib_ver = args[3]
         return OK
     if sub == b"info" and argc == 2:
-        return (client_info_line(conn) + "\n").encode()
+        return Verbatim((client_info_line(conn) + "\n").encode())   # = in RESP3, as Redis
     if sub == b"list":
         return _client_list(conn, args)
     if sub == b"kill":
@@ -245,7 +245,7 @@ def _client_list(conn, args):
             i = len(args)
         else:
             raise CommandError(errors.SYNTAX)
-    return "".join(client_info_line(c) + "\n" for c in clients).encode()
+    return Verbatim("".join(client_info_line(c) + "\n" for c in clients).encode())
 
 
 def _client_kill(conn, args):

@@ -8,12 +8,16 @@ rejects with Redis's exact texts, and copies each argument once.
 from tenantkv.errors import ProtocolError
 
 INLINE_MAX = 64 * 1024            # PROTO_INLINE_MAX_SIZE
+# Redis reads 16 KB at a time and looks for the newline after each read, so an
+# inline line that arrives at once is accepted if its newline falls within the
+# first 80 KB; we accept the same lines.
+INLINE_LINE_MAX = INLINE_MAX + 16 * 1024
 MAX_ARGS = 1024 * 1024
 DEFAULT_MAX_BULK = 512 * 1024 * 1024
 
 
 class RequestReader:
-    __slots__ = ("buf", "pending", "pending_len", "need", "args", "remaining",
+    __slots__ = ("buf", "pending", "pending_len", "need", "args", "args_bytes", "remaining",
                  "bulk_len", "max_bulk", "max_args", "max_arg_unauth")
 
     def __init__(self, max_bulk: int = DEFAULT_MAX_BULK) -> None:
@@ -24,6 +28,7 @@ class RequestReader:
         self.pending_len = 0
         self.need = 0
         self.args: list | None = None   # arguments of the multibulk being read
+        self.args_bytes = 0             # their total size, counted by buffered()
         self.remaining = 0
         self.bulk_len = -1
         self.max_bulk = max_bulk
@@ -31,7 +36,10 @@ class RequestReader:
         self.max_arg_unauth = 0         # set while the client is not authenticated
 
     def buffered(self) -> int:
-        return self.pending_len + len(self.buf)
+        # Input held for this client: raw bytes plus the arguments already cut
+        # from an unfinished request (a `*100000` of 10 KB arguments must not
+        # escape the query buffer limit by being parsed piecemeal).
+        return self.pending_len + len(self.buf) + self.args_bytes
 
     def feed(self, data: bytes) -> list:
         """Add bytes; return the complete requests (lists of bytes) now available."""
@@ -54,19 +62,28 @@ class RequestReader:
             exc.requests = out
             self.buf = b""
             self.args = None
+            self.args_bytes = 0
+            self.bulk_len = -1
+            self.pending = []
+            self.pending_len = 0
+            self.need = 0
             raise
 
     def _parse_into(self, buf: bytes, out: list) -> list:
+        # Header lines are found as Redis finds them: the first '\r', with one
+        # more byte (taken to be '\n') required after it; the '$' is checked
+        # once the whole line is in.
         pos = 0
         n = len(buf)
-        args = self.args
+        args = entry_args = self.args
+        start = len(args) if args is not None else 0
         while pos < n:
             if args is None:
                 if buf[pos] != 42:  # not '*': an inline request
                     nl = buf.find(b"\n", pos)
-                    if nl < 0:
+                    if nl < 0 or nl - pos >= INLINE_LINE_MAX:
                         if n - pos > INLINE_MAX:
-                            raise ProtocolError("Protocol error: too big inline request")
+                            raise ProtocolError("ERR Protocol error: too big inline request")
                         break
                     line = buf[pos:nl]
                     pos = nl + 1
@@ -74,20 +91,22 @@ class RequestReader:
                         line = line[:-1]
                     request = split_args(line)
                     if request is None:
-                        raise ProtocolError("Protocol error: unbalanced quotes in request")
+                        raise ProtocolError("ERR Protocol error: unbalanced quotes in request")
                     if request:
                         out.append(request)
                     continue
-                nl = buf.find(b"\r\n", pos)
+                nl = buf.find(b"\r", pos)
                 if nl < 0:
                     if n - pos > INLINE_MAX:
-                        raise ProtocolError("Protocol error: too big mbulk count string")
+                        raise ProtocolError("ERR Protocol error: too big mbulk count string")
+                    break
+                if nl + 1 >= n:
                     break
                 count = _strict_int(buf[pos + 1:nl])
                 if count is None or count > self.max_args:
-                    raise ProtocolError("Protocol error: invalid multibulk length")
+                    raise ProtocolError("ERR Protocol error: invalid multibulk length")
                 if self.max_arg_unauth and count > 10:
-                    raise ProtocolError("Protocol error: unauthenticated multibulk length")
+                    raise ProtocolError("ERR Protocol error: unauthenticated multibulk length")
                 pos = nl + 2
                 if count <= 0:
                     continue
@@ -96,21 +115,23 @@ class RequestReader:
             while self.remaining:
                 bulk_len = self.bulk_len
                 if bulk_len < 0:
-                    if pos >= n:
-                        break
-                    if buf[pos] != 36:  # '$'
-                        raise ProtocolError(
-                            "Protocol error: expected '$', got '%s'" % chr(buf[pos]))
-                    nl = buf.find(b"\r\n", pos)
+                    nl = buf.find(b"\r", pos)
                     if nl < 0:
                         if n - pos > INLINE_MAX:
-                            raise ProtocolError("Protocol error: too big bulk count string")
+                            raise ProtocolError("ERR Protocol error: too big bulk count string")
                         break
+                    if nl + 1 >= n:
+                        break
+                    if buf[pos] != 36:  # '$'
+                        # Error replies are one line: Redis shows CR/LF as a space.
+                        got = buf[pos]
+                        raise ProtocolError("ERR Protocol error: expected '$', got '%s'"
+                                            % (" " if got in (10, 13) else chr(got)))
                     bulk_len = _strict_int(buf[pos + 1:nl])
                     if bulk_len is None or bulk_len < 0 or bulk_len > self.max_bulk:
-                        raise ProtocolError("Protocol error: invalid bulk length")
+                        raise ProtocolError("ERR Protocol error: invalid bulk length")
                     if self.max_arg_unauth and bulk_len > self.max_arg_unauth:
-                        raise ProtocolError("Protocol error: unauthenticated bulk length")
+                        raise ProtocolError("ERR Protocol error: unauthenticated bulk length")
                     pos = nl + 2
                     self.bulk_len = bulk_len
                 end = pos + bulk_len
@@ -125,6 +146,12 @@ class RequestReader:
             out.append(args)
             args = None
         self.args = args
+        if args is None:
+            self.args_bytes = 0
+        elif args is entry_args:
+            self.args_bytes += sum(map(len, args[start:]))
+        else:
+            self.args_bytes = sum(map(len, args))
         rest = buf[pos:] if pos < n else b""
         self.buf = rest
         # While a bulk is incomplete we know how many bytes it still needs.
@@ -145,21 +172,28 @@ def _strict_int(raw: bytes) -> int | None:
 
 _ESCAPES = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
 _HEX = b"0123456789abcdefABCDEF"
-_SPACE = b" \n\r\t\x0b\x0c\x00"
+_BLANK = b" \t\n\x0b\x0c\r"     # isspace(): skipped between arguments
+_END = b" \n\r\t"               # what ends an unquoted argument in sdssplitargs
 
 
 def split_args(line: bytes) -> list | None:
     """sdssplitargs: split an inline line, honouring "..." and '...' quoting.
 
     Returns None for unbalanced quotes (or a closing quote not followed by a space).
+    A NUL byte is kept as data (Redis, reading C strings, stalls on it instead).
     """
-    if b'"' not in line and b"'" not in line:
-        return line.split()
+    # bytes.split() splits on \v and \f too, which Redis keeps inside an argument.
+    if b'"' in line or b"'" in line or b"\x0b" in line or b"\x0c" in line:
+        return _split_quoted(line)
+    return line.split()
+
+
+def _split_quoted(line: bytes) -> list | None:
     args = []
     i = 0
     n = len(line)
     while True:
-        while i < n and line[i] in _SPACE:
+        while i < n and line[i] in _BLANK:
             i += 1
         if i >= n:
             return args
@@ -178,7 +212,7 @@ def split_args(line: bytes) -> list | None:
                     i += 1
                     current.append(_ESCAPES.get(line[i], line[i]))
                 elif c == 34:
-                    if i + 1 < n and line[i + 1] not in _SPACE:
+                    if i + 1 < n and line[i + 1] not in _BLANK:
                         return None
                     i += 1
                     break
@@ -192,7 +226,7 @@ def split_args(line: bytes) -> list | None:
                     i += 1
                     current.append(39)
                 elif c == 39:
-                    if i + 1 < n and line[i + 1] not in _SPACE:
+                    if i + 1 < n and line[i + 1] not in _BLANK:
                         return None
                     i += 1
                     break
@@ -202,7 +236,7 @@ def split_args(line: bytes) -> list | None:
                 if i >= n:
                     break
                 c = line[i]
-                if c in _SPACE:
+                if c in _END:
                     break
                 if c == 34:
                     in_double = True

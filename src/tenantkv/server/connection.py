@@ -18,6 +18,7 @@ from tenantkv.protocol.fastpath import Reader
 log = logging.getLogger("tenantkv.connection")
 
 NO_REPLY = object()   # a handler's way to say "nothing to send" (it wrote already)
+FLUSH_AT = 256 * 1024   # write a long batch's replies out in pieces of this size
 
 
 class Connection(asyncio.Protocol):
@@ -44,6 +45,8 @@ class Connection(asyncio.Protocol):
         self.no_touch = False
         self.paused = False
         self.multi = None   # transactions: list of queued requests while in MULTI
+        self.backlog = None          # requests waiting for the client to drain its output
+        self.backlog_error = None    # the protocol error that followed them, if any
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -75,7 +78,12 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.paused = False
-        if not self.closing:
+        if self.closing:
+            return
+        if self.backlog is not None:
+            # Not from inside the transport's write-ready callback: next turn.
+            self.server.loop.call_soon(self._run_backlog)
+        else:
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
@@ -90,24 +98,64 @@ class Connection(asyncio.Protocol):
         except ProtocolError as exc:
             requests = exc.requests
             error = exc
+        if self.backlog is not None:
+            # Reading is paused while a backlog waits, but be safe: keep order.
+            self.backlog.extend(requests)
+            self.backlog_error = self.backlog_error or error
+            return
+        if error is None and self.reader.buffered() > server.config["limits.client_query_buffer_limit"]:
+            # As Redis: closed at once, without running what this read completed.
+            log.warning("closing client %d that exceeded the query buffer limit", self.id)
+            self.close()
+            return
+        self.run(requests, error)
+
+    def run(self, requests: list, error) -> None:
+        """Execute parsed requests and write their replies, one write per batch.
+
+        Replies are flushed every FLUSH_AT bytes; if the client is then not
+        draining its output (the transport paused us), the rest of the batch
+        waits in `backlog` until it does, so a read full of GETs of a large
+        value cannot make the server buffer gigabytes for one client.
+        """
         out: list = []
+        size = 0
+        done = 0
+        execute = self.execute
         for args in requests:
-            self.execute(args, out)
-            if self.closing:
+            execute(args, out)   # appends exactly one reply
+            if self.close_after_reply:   # QUIT, a kill, a closed transport: stop here
                 break
-        if error is not None and not self.closing:
-            server.stats.total_error_replies += 1
+            size += len(out[-1])
+            if size > FLUSH_AT:
+                done += len(out)
+                self.write(b"".join(out))
+                out = []
+                size = 0
+                if self.close_after_reply:
+                    break
+                if self.paused and done < len(requests):
+                    self.backlog = requests[done:]
+                    self.backlog_error = error
+                    return
+        if error is not None and not self.close_after_reply:
+            self.server.stats.total_error_replies += 1
             out.append(encode_error(str(error)))
             self.close_after_reply = True
-            log.debug("client %d: %s", self.id, error)
-        elif self.reader.buffered() > server.config["limits.client_query_buffer_limit"]:
-            log.warning("closing client %d that exceeded the query buffer limit", self.id)
-            self.close_after_reply = True
-        if out:
+        if out and not self.closing:
             self.write(b"".join(out))
         if self.close_after_reply and not self.closing:
             self.closing = True
             self.transport.close()
+
+    def _run_backlog(self) -> None:
+        backlog, error = self.backlog, self.backlog_error
+        self.backlog = self.backlog_error = None
+        if self.closing or backlog is None:
+            return
+        self.run(backlog, error)
+        if not (self.paused or self.closing or self.backlog is not None):
+            self.transport.resume_reading()
 
     # -- running commands ----------------------------------------------------
 
@@ -131,13 +179,18 @@ class Connection(asyncio.Protocol):
         start = time.perf_counter()
         try:
             reply = cmd.handler(self, args)
+            # NO_REPLY: the handler wrote already (or closed); keep one entry per request.
+            out.append(encode(reply, self.resp3) if reply is not NO_REPLY else b"")
         except CommandError as exc:
             cmd.failed += 1
             self.server.stats.error(exc.message)
             out.append(encode_error(exc.message))
-        else:
-            if reply is not NO_REPLY:
-                out.append(encode(reply, self.resp3))
+        except Exception as exc:
+            # A bug in one command must not take the connection (or the batch) down.
+            log.exception("error running %r for client %d", cmd.name, self.id)
+            cmd.failed += 1
+            self.server.stats.error("ERR")
+            out.append(encode_error("ERR internal error in '%s': %s" % (cmd.name, type(exc).__name__)))
         cmd.calls += 1
         cmd.usec += (time.perf_counter() - start) * 1e6
 
@@ -148,12 +201,12 @@ class Connection(asyncio.Protocol):
         if (self.paused and self.transport.get_write_buffer_size()
                 > server.config["limits.client_output_buffer_limit"]):
             log.warning("closing client %d that exceeded the output buffer limit", self.id)
-            self.closing = True
+            self.closing = self.close_after_reply = True
             self.transport.abort()
 
     def close(self) -> None:
         if not self.closing:
-            self.closing = True
+            self.closing = self.close_after_reply = True
             self.transport.close()
 
     def select(self, index: int) -> None:
