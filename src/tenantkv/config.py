@@ -56,8 +56,8 @@ def _str(value) -> str:
 
 def _loglevel(value) -> str:
     level = str(value).lower()
-    if level not in ("debug", "verbose", "info", "notice", "warning"):
-        raise ValueError("argument(s) must be one of the following: debug, verbose, notice, warning")
+    if level not in ("debug", "verbose", "notice", "warning", "nothing"):
+        raise ValueError("argument(s) must be one of the following: debug, verbose, notice, warning, nothing")
     return level
 
 
@@ -102,7 +102,7 @@ SETTINGS = [
     Setting("limits", "databases", "databases", _int, 16, False, "databases per tenant"),
     Setting("expiry", "hz", "hz", _int, 10, True, "background task frequency (active expiry)"),
     Setting("expiry", "active_expire", None, parse_bool, True, True, "active expiry cycle on/off"),
-    Setting("logging", "level", "loglevel", _loglevel, "notice", True, "debug | verbose | notice | warning"),
+    Setting("logging", "level", "loglevel", _loglevel, "notice", True, "debug | verbose | notice | warning | nothing"),
     Setting("logging", "file", "logfile", _str, "", False, "log file (empty = stderr)"),
     Setting("auth", "default_user", None, _choice("off", "nopass"), "nopass", False, "password-less default user: off | nopass"),
 ]
@@ -124,6 +124,9 @@ BY_REDIS_NAME = {s.redis_name: s for s in SETTINGS if s.redis_name}
 @dataclass
 class Config:
     values: dict = field(default_factory=dict)
+    # Redis parameter name -> callables run with the new value after CONFIG SET,
+    # for settings whose owner must act on a change (the log level, say).
+    listeners: dict = field(default_factory=dict)
 
     def __getitem__(self, path: str):
         section, key = path.split(".")
@@ -141,7 +144,10 @@ class Config:
     def set_redis(self, name: str, raw: str) -> None:
         """CONFIG SET / --name value. Raises ValueError with Redis's reason."""
         setting = BY_REDIS_NAME[name]
-        self.values[(setting.section, setting.key)] = setting.convert(raw)
+        value = setting.convert(raw)
+        self.values[(setting.section, setting.key)] = value
+        for listener in self.listeners.get(name, ()):
+            listener(value)
 
     def get_redis(self, name: str) -> str:
         setting = BY_REDIS_NAME[name]

@@ -262,6 +262,8 @@ def config(conn, args):
             updates.append((setting, converted))
         for setting, converted in updates:
             server.config.values[(setting.section, setting.key)] = converted
+            for listener in server.config.listeners.get(setting.redis_name, ()):
+                listener(converted)
         return OK
     if sub == b"resetstat" and len(args) == 2:
         server.stats.reset()

@@ -9,6 +9,7 @@ import time
 
 from tenantkv import commands as _commands  # noqa: F401  (registers every command)
 from tenantkv import errors
+from tenantkv.logs import NOTICE
 from tenantkv.keyspace import Tenant
 from tenantkv.protocol.encoder import QUEUED
 from tenantkv.server.connection import Connection
@@ -63,7 +64,7 @@ class Server:
                 reuse_address=True)
             self.listeners.append(listener)
         bound = [s.getsockname() for lst in self.listeners for s in lst.sockets]
-        log.warning("tenantkv ready to accept connections on %s (pid %d)",
+        log.log(NOTICE, "Ready to accept connections on %s (pid %d)",
                     ", ".join("%s:%d" % (a[0], a[1]) for a in bound), os.getpid())
         for signum in (signal.SIGINT, signal.SIGTERM):
             self.loop.add_signal_handler(signum, self.shutdown, signum)
@@ -75,12 +76,12 @@ class Server:
         for conn in list(self.clients.values()):
             conn.close()
         await asyncio.sleep(0)
-        log.warning("tenantkv is now ready to exit, bye bye...")
+        log.log(NOTICE, "tenantkv is now ready to exit, bye bye...")
         return self.exit_code
 
     def shutdown(self, signum=None) -> None:
         if signum is not None:
-            log.warning("received %s, scheduling shutdown...", signal.Signals(signum).name)
+            log.warning("Received %s scheduling shutdown...", signal.Signals(signum).name)
         self.stopped.set()
 
     async def cron(self) -> None:

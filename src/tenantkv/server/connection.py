@@ -65,8 +65,11 @@ class Connection(asyncio.Protocol):
         server.clients[self.id] = self
         self.tenant.clients.add(self)
         server.stats.total_connections_received += 1
+        log.info("Accepted %s", self.addr)
 
     def connection_lost(self, exc) -> None:
+        if self.id in self.server.clients:
+            log.info("Client id=%d addr=%s closed connection", self.id, self.addr)
         self.closing = True
         self.server.clients.pop(self.id, None)
         self.tenant.clients.discard(self)

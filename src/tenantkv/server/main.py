@@ -5,11 +5,7 @@ import logging
 import os
 import sys
 
-from tenantkv import __version__, config as config_module
-
-LEVELS = {"debug": logging.DEBUG, "verbose": logging.INFO, "info": logging.INFO,
-          "notice": logging.WARNING, "warning": logging.WARNING}
-
+from tenantkv import __version__, config as config_module, logs
 
 USAGE = """usage: tenantkv-server [config.toml] [--config FILE] [--port N] [--bind ADDR]
                        [--dir PATH] [--loglevel LEVEL] [--<redis-parameter> VALUE ...]
@@ -68,11 +64,8 @@ def main(argv: list | None = None) -> int:
     except config_module.ConfigError as exc:
         print("tenantkv-server: configuration error: %s" % exc, file=sys.stderr)
         return 2
-    logfile = config["logging.file"]
-    destination = {"filename": logfile} if logfile else {"stream": sys.stderr}
-    logging.basicConfig(
-        level=LEVELS[config["logging.level"]],
-        format="%(process)d:M %(asctime)s %(levelname).1s %(message)s", **destination)
+    logs.setup(config["logging.level"], config["logging.file"])
+    config.listeners.setdefault("loglevel", []).append(logs.set_level)
     os.makedirs(config["data.dir"], exist_ok=True)
 
     from tenantkv.server.app import Server   # imports every command family
