@@ -42,16 +42,20 @@ class Reader:
     def buffered(self) -> int:
         return self.slow.buffered()
 
+    def holds_input(self) -> bool:
+        """True while part of a request waits for more bytes (the fast path
+        never leaves anything behind; the strict reader may)."""
+        slow = self.slow
+        return bool(slow.buf or slow.pending or slow.args is not None)
+
     def feed(self, data: bytes) -> list:
         slow = self.slow
-        if (slow.buf or slow.pending or slow.args is not None or data[:1] != b"*"
-                or slow.max_arg_unauth):
+        if (slow.buf or slow.pending or slow.args is not None or slow.max_arg_unauth
+                or data[:1] != b"*"):
             return slow.feed(data)
         if data.find(b"*", 1) < 0:
-            # A lone request: its count header must end within 9 bytes ("*999999\r\n").
-            if data.find(b"\r\n", 0, 9) < 0:
-                return slow.feed(data)
-        elif _HUGE_COUNT.search(data) is not None:
+            return self._feed_one(data)
+        if _HUGE_COUNT.search(data) is not None:
             return slow.feed(data)
         fast = self.fast
         fast.feed(data)
@@ -63,18 +67,45 @@ class Reader:
             while request is not False:
                 append(request)
                 request = gets()
-        except hiredis.ProtocolError:
-            self.fast = hiredis.Reader()
-            return slow.feed(data)
-        count = len(requests)
-        if fast.has_data() or list(map(type, requests)).count(list) != count:
-            self.fast = hiredis.Reader()
-            return slow.feed(data)
-        lengths = list(map(len, requests))
-        nargs = sum(lengths)
-        if (0 in lengths   # "*0": Redis skips empty requests; the strict reader does too
-                or data.count(b"\r\n") != count + 2 * nargs
-                or list(map(type, chain.from_iterable(requests))).count(bytes) != nargs):
-            self.fast = hiredis.Reader()
-            return slow.feed(data)
-        return requests
+            count = len(requests)
+            if (not fast.has_data()
+                    and list(map(type, requests)).count(list) == count
+                    and 0 not in map(len, requests)   # "*0": skipped by the strict reader
+                    and data.count(b"\r\n") == count + 2 * sum(map(len, requests))):
+                _check_bulk_strings(chain.from_iterable(requests), len(data))
+                return requests
+        except (hiredis.ProtocolError, TypeError):
+            pass
+        self.fast = hiredis.Reader()
+        return slow.feed(data)
+
+    def _feed_one(self, data: bytes) -> list:
+        """The read holds at most one request: the usual case without pipelining."""
+        # Its count header must end within 9 bytes ("*999999\r\n"): no huge arrays.
+        if data.find(b"\r\n", 0, 9) < 0:
+            return self.slow.feed(data)
+        fast = self.fast
+        fast.feed(data)
+        try:
+            request = fast.gets()
+            if (type(request) is list and request and fast.gets() is False
+                    and not fast.has_data()
+                    and data.count(b"\r\n") == 1 + 2 * len(request)):
+                _check_bulk_strings(request, len(data))
+                return [request]
+        except (hiredis.ProtocolError, TypeError):
+            pass
+        self.fast = hiredis.Reader()
+        return self.slow.feed(data)
+
+
+def _check_bulk_strings(items, size: int) -> None:
+    """Raise TypeError unless every item is bytes (not an int, a nested array,
+    a null or an error, which hiredis also produces)."""
+    if size < 65536:
+        b"".join(items)   # one C call; raises TypeError on anything but bytes-like
+    else:
+        # Large values: check types without copying them.
+        items = list(items)
+        if list(map(type, items)).count(bytes) != len(items):
+            raise TypeError

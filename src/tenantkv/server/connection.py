@@ -8,11 +8,12 @@ with a single transport.write, which is what makes pipelining cheap.
 import asyncio
 import logging
 import time
+from time import monotonic, perf_counter
 
 from tenantkv import errors
-from tenantkv.commands.registry import find
+from tenantkv.commands.registry import LOOKUP, find
 from tenantkv.errors import CommandError, ProtocolError
-from tenantkv.protocol.encoder import encode, encode_error
+from tenantkv.protocol.encoder import Raw, encode, encode_error
 from tenantkv.protocol.fastpath import Reader
 
 log = logging.getLogger("tenantkv.connection")
@@ -92,29 +93,39 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        self.last_interaction = time.monotonic()
-        server = self.server
-        server.stats.net_input_bytes += len(data)
-        error = None
+        self.last_interaction = monotonic()
+        self.server.stats.net_input_bytes += len(data)
+        reader = self.reader
         try:
-            requests = self.reader.feed(data)
+            requests = reader.feed(data)
         except ProtocolError as exc:
             requests = exc.requests
             error = exc
+        else:
+            error = None
+            # Something left over (an incomplete request): hold it to the limit.
+            # As Redis, a client over it is closed at once, running nothing.
+            if reader.holds_input() and (reader.buffered()
+                                         > self.server.config["limits.client_query_buffer_limit"]):
+                log.warning("closing client %d that exceeded the query buffer limit", self.id)
+                self.close()
+                return
         if self.backlog is not None:
             # Reading is paused while a backlog waits, but be safe: keep order.
             self.backlog.extend(requests)
             self.backlog_error = self.backlog_error or error
             return
-        if error is None and self.reader.buffered() > server.config["limits.client_query_buffer_limit"]:
-            # As Redis: closed at once, without running what this read completed.
-            log.warning("closing client %d that exceeded the query buffer limit", self.id)
-            self.close()
-            return
         self.run(requests, error)
 
     def run(self, requests: list, error) -> None:
         """Execute parsed requests and write their replies, one write per batch.
+
+        The loop inlines the common case (a known command with the right
+        arity, outside MULTI) and leaves everything else to `execute`: this is
+        the hot path, and every call or attribute lookup saved here shows in
+        CPU per request. Command time for INFO commandstats is measured per
+        batch and shared evenly among the commands of the batch (exact when a
+        read holds one command, as without pipelining).
 
         Replies are flushed every FLUSH_AT bytes; if the client is then not
         draining its output (the transport paused us), the rest of the batch
@@ -122,28 +133,61 @@ class Connection(asyncio.Protocol):
         value cannot make the server buffer gigabytes for one client.
         """
         out: list = []
+        append = out.append
+        lookup = LOOKUP
+        ran: list = []          # commands run inline, for commandstats
         size = 0
         done = 0
-        execute = self.execute
+        started = perf_counter()
         for args in requests:
-            execute(args, out)   # appends exactly one reply
+            cmd = lookup.get(args[0])
+            arity = cmd.arity if cmd is not None else 0
+            if (cmd is None or self.multi is not None
+                    or (len(args) != arity and (arity > 0 or len(args) < -arity))):
+                self.execute(args, out)
+            else:
+                try:
+                    reply = cmd.handler(self, args)
+                except CommandError as exc:
+                    self._failed(cmd, exc.message, out)
+                except Exception as exc:
+                    self._crashed(cmd, exc, out)
+                else:
+                    kind = type(reply)
+                    if kind is Raw:
+                        append(reply)
+                    elif kind is bytes:
+                        append(b"$%d\r\n%s\r\n" % (len(reply), reply))
+                    elif reply is NO_REPLY:
+                        append(b"")
+                    else:
+                        append(encode(reply, self.resp3))
+                ran.append(cmd)
             if self.close_after_reply:   # QUIT, a kill, a closed transport: stop here
                 break
             size += len(out[-1])
             if size > FLUSH_AT:
                 done += len(out)
                 self.write(b"".join(out))
-                out = []
+                out.clear()
                 size = 0
                 if self.close_after_reply:
                     break
                 if self.paused and done < len(requests):
                     self.backlog = requests[done:]
                     self.backlog_error = error
-                    return
+                    break
+        if ran:
+            share = (perf_counter() - started) * 1e6 / len(ran)
+            for cmd in ran:
+                cmd.calls += 1
+                cmd.usec += share
+            self.last_command = cmd.name
+        if self.backlog is not None:
+            return
         if error is not None and not self.close_after_reply:
             self.server.stats.total_error_replies += 1
-            out.append(encode_error(str(error)))
+            append(encode_error(str(error)))
             self.close_after_reply = True
         if out and not self.closing:
             self.write(b"".join(out))
@@ -163,7 +207,8 @@ class Connection(asyncio.Protocol):
     # -- running commands ----------------------------------------------------
 
     def execute(self, args: list, out: list) -> None:
-        """Run one request and append its encoded reply to `out`."""
+        """Run one request and append its encoded reply to `out`: the general
+        path (unknown names, wrong arity, MULTI queueing, any case of name)."""
         cmd = find(args[0])
         if cmd is None:
             self.server.stats.unknown_command(args)
@@ -179,23 +224,27 @@ class Connection(asyncio.Protocol):
             out.append(encode(reply, self.resp3))
             return
         self.last_command = cmd.name
-        start = time.perf_counter()
+        start = perf_counter()
         try:
             reply = cmd.handler(self, args)
             # NO_REPLY: the handler wrote already (or closed); keep one entry per request.
             out.append(encode(reply, self.resp3) if reply is not NO_REPLY else b"")
         except CommandError as exc:
-            cmd.failed += 1
-            self.server.stats.error(exc.message)
-            out.append(encode_error(exc.message))
+            self._failed(cmd, exc.message, out)
         except Exception as exc:
-            # A bug in one command must not take the connection (or the batch) down.
-            log.exception("error running %r for client %d", cmd.name, self.id)
-            cmd.failed += 1
-            self.server.stats.error("ERR")
-            out.append(encode_error("ERR internal error in '%s': %s" % (cmd.name, type(exc).__name__)))
+            self._crashed(cmd, exc, out)
         cmd.calls += 1
-        cmd.usec += (time.perf_counter() - start) * 1e6
+        cmd.usec += (perf_counter() - start) * 1e6
+
+    def _failed(self, cmd, message: str, out: list) -> None:
+        cmd.failed += 1
+        self.server.stats.error(message)
+        out.append(encode_error(message))
+
+    def _crashed(self, cmd, exc: Exception, out: list) -> None:
+        # A bug in one command must not take the connection (or the batch) down.
+        log.exception("error running %r for client %d", cmd.name, self.id)
+        self._failed(cmd, "ERR internal error in '%s': %s" % (cmd.name, type(exc).__name__), out)
 
     def write(self, data: bytes) -> None:
         server = self.server
