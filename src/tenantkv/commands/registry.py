@@ -13,7 +13,7 @@ COMMANDS: dict = {}
 LOOKUP: dict = {}
 
 
-@dataclass
+@dataclass(slots=True)   # slots: the hot path reads and counts on these
 class Command:
     name: str
     handler: object

@@ -145,6 +145,7 @@ class Connection(asyncio.Protocol):
             if (cmd is None or self.multi is not None
                     or (len(args) != arity and (arity > 0 or len(args) < -arity))):
                 self.execute(args, out)
+                size += len(out[-1])
             else:
                 try:
                     reply = cmd.handler(self, args)
@@ -153,19 +154,23 @@ class Connection(asyncio.Protocol):
                 except Exception as exc:
                     self._crashed(cmd, exc, out)
                 else:
+                    # `size` counts what can be large (values, arrays); the
+                    # pre-encoded replies (+OK, small integers) are a few bytes.
                     kind = type(reply)
                     if kind is Raw:
                         append(reply)
                     elif kind is bytes:
+                        size += len(reply)
                         append(b"$%d\r\n%s\r\n" % (len(reply), reply))
                     elif reply is NO_REPLY:
                         append(b"")
                     else:
-                        append(encode(reply, self.resp3))
+                        reply = encode(reply, self.resp3)
+                        size += len(reply)
+                        append(reply)
                 ran.append(cmd)
             if self.close_after_reply:   # QUIT, a kill, a closed transport: stop here
                 break
-            size += len(out[-1])
             if size > FLUSH_AT:
                 done += len(out)
                 self.write(b"".join(out))
