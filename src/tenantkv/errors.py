@@ -13,6 +13,10 @@ class ProtocolError(Exception):
     """A malformed request: reply with the message, then close the connection."""
 
 
+class QueryBufferExceeded(ProtocolError):
+    """A client holds more unfinished input than allowed: closed without a reply."""
+
+
 SYNTAX = "ERR syntax error"
 NOT_INTEGER = "ERR value is not an integer or out of range"
 NOT_FLOAT = "ERR value is not a valid float"

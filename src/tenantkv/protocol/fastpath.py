@@ -21,7 +21,7 @@ from itertools import chain
 
 import hiredis
 
-from tenantkv.protocol.reader import RequestReader
+from tenantkv.protocol.reader import DEFAULT_MAX_QUERY_BUFFER, RequestReader
 
 # "*" followed by 7+ digits: an array of a million elements or more.
 _HUGE_COUNT = re.compile(rb"\*\d{7}")
@@ -30,9 +30,10 @@ _HUGE_COUNT = re.compile(rb"\*\d{7}")
 class Reader:
     __slots__ = ("fast", "slow")
 
-    def __init__(self, max_bulk: int) -> None:
+    def __init__(self, max_bulk: int, max_query_buffer: int = DEFAULT_MAX_QUERY_BUFFER) -> None:
         self.fast = hiredis.Reader()
         self.slow = RequestReader(max_bulk)
+        self.slow.max_query_buffer = max_query_buffer
 
     # The strict reader carries the limits and the pre-auth mode; expose it.
     @property
@@ -40,13 +41,8 @@ class Reader:
         return self.slow
 
     def buffered(self) -> int:
+        # The fast path never keeps anything: only the strict reader holds input.
         return self.slow.buffered()
-
-    def holds_input(self) -> bool:
-        """True while part of a request waits for more bytes (the fast path
-        never leaves anything behind; the strict reader may)."""
-        slow = self.slow
-        return bool(slow.buf or slow.pending or slow.args is not None)
 
     def feed(self, data: bytes) -> list:
         slow = self.slow

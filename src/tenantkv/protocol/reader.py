@@ -5,7 +5,7 @@ allocated (so `*4000000000` or `$9999999999` cost nothing), rejects what Redis
 rejects with Redis's exact texts, and copies each argument once.
 """
 
-from tenantkv.errors import ProtocolError
+from tenantkv.errors import ProtocolError, QueryBufferExceeded
 
 INLINE_MAX = 64 * 1024            # PROTO_INLINE_MAX_SIZE
 # Redis reads 16 KB at a time and looks for the newline after each read, so an
@@ -14,11 +14,12 @@ INLINE_MAX = 64 * 1024            # PROTO_INLINE_MAX_SIZE
 INLINE_LINE_MAX = INLINE_MAX + 16 * 1024
 MAX_ARGS = 1024 * 1024
 DEFAULT_MAX_BULK = 512 * 1024 * 1024
+DEFAULT_MAX_QUERY_BUFFER = 1024 * 1024 * 1024
 
 
 class RequestReader:
     __slots__ = ("buf", "pending", "pending_len", "need", "args", "args_bytes", "remaining",
-                 "bulk_len", "max_bulk", "max_args", "max_arg_unauth")
+                 "bulk_len", "max_bulk", "max_args", "max_arg_unauth", "max_query_buffer")
 
     def __init__(self, max_bulk: int = DEFAULT_MAX_BULK) -> None:
         self.buf = b""
@@ -34,6 +35,7 @@ class RequestReader:
         self.max_bulk = max_bulk
         self.max_args = MAX_ARGS
         self.max_arg_unauth = 0         # set while the client is not authenticated
+        self.max_query_buffer = DEFAULT_MAX_QUERY_BUFFER   # client-query-buffer-limit
 
     def buffered(self) -> int:
         # Input held for this client: raw bytes plus the arguments already cut
@@ -42,16 +44,32 @@ class RequestReader:
         return self.pending_len + len(self.buf) + self.args_bytes
 
     def feed(self, data: bytes) -> list:
-        """Add bytes; return the complete requests (lists of bytes) now available."""
+        """Add bytes; return the complete requests (lists of bytes) now available.
+
+        Raises ProtocolError for malformed input (exc.requests holds the
+        requests before it), QueryBufferExceeded when the input held for an
+        unfinished request grows past the limit.
+        """
         if self.pending or self.buf:
             self.pending.append(data)
             self.pending_len += len(data)
             if self.pending_len + len(self.buf) < self.need:
+                self._check_held()
                 return []
             data = self.buf + b"".join(self.pending)
             self.pending = []
             self.pending_len = 0
-        return self._parse(data)
+        requests = self._parse(data)
+        if self.buf or self.args is not None:
+            self._check_held()
+        return requests
+
+    def _check_held(self) -> None:
+        if self.buffered() > self.max_query_buffer:
+            # As Redis: the client is closed at once, running nothing of this read.
+            exc = QueryBufferExceeded("query buffer limit exceeded")
+            exc.requests = []
+            raise exc
 
     def _parse(self, buf: bytes) -> list:
         out: list = []

@@ -36,6 +36,15 @@ class Server:
         self.last_save = int(time.time())
         self.active_expire_enabled = config["expiry.active_expire"]
         self.config_file = None
+        # Input limits live in each client's reader: CONFIG SET reaches them all.
+        config.listeners.setdefault("proto-max-bulk-len", []).append(
+            lambda value: self._set_reader_limit("max_bulk", value))
+        config.listeners.setdefault("client-query-buffer-limit", []).append(
+            lambda value: self._set_reader_limit("max_query_buffer", value))
+
+    def _set_reader_limit(self, name: str, value: int) -> None:
+        for conn in self.clients.values():
+            setattr(conn.reader.strict, name, value)
 
     def tenant_for(self, name: str) -> Tenant:
         tenant = self.tenants.get(name)

@@ -12,7 +12,7 @@ from time import monotonic, perf_counter
 
 from tenantkv import errors
 from tenantkv.commands.registry import LOOKUP, find
-from tenantkv.errors import CommandError, ProtocolError
+from tenantkv.errors import CommandError, ProtocolError, QueryBufferExceeded
 from tenantkv.protocol.encoder import Raw, encode, encode_error
 from tenantkv.protocol.fastpath import Reader
 
@@ -27,7 +27,8 @@ class Connection(asyncio.Protocol):
         self.server = server
         self.id = server.next_client_id()
         self.transport = None
-        self.reader = Reader(server.config["limits.proto_max_bulk_len"])
+        self.reader = Reader(server.config["limits.proto_max_bulk_len"],
+                             server.config["limits.client_query_buffer_limit"])
         self.resp3 = False
         self.tenant = server.default_tenant
         self.db = self.tenant.dbs[0]
@@ -95,21 +96,16 @@ class Connection(asyncio.Protocol):
             return
         self.last_interaction = monotonic()
         self.server.stats.net_input_bytes += len(data)
-        reader = self.reader
         try:
-            requests = reader.feed(data)
+            requests = self.reader.feed(data)
+            error = None
+        except QueryBufferExceeded:
+            log.warning("closing client %d that exceeded the query buffer limit", self.id)
+            self.close()
+            return
         except ProtocolError as exc:
             requests = exc.requests
             error = exc
-        else:
-            error = None
-            # Something left over (an incomplete request): hold it to the limit.
-            # As Redis, a client over it is closed at once, running nothing.
-            if reader.holds_input() and (reader.buffered()
-                                         > self.server.config["limits.client_query_buffer_limit"]):
-                log.warning("closing client %d that exceeded the query buffer limit", self.id)
-                self.close()
-                return
         if self.backlog is not None:
             # Reading is paused while a backlog waits, but be safe: keep order.
             self.backlog.extend(requests)
