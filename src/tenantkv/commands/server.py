@@ -293,19 +293,25 @@ def _flags(cmd) -> list:
     return [Status(f) for f in _FLAG_NAMES if f in flags]
 
 
+# Redis lists a command's ACL categories in the order of its category table.
+_CATEGORY_ORDER = ["keyspace", "read", "write", "set", "sortedset", "list", "hash", "string",
+                   "bitmap", "hyperloglog", "geo", "stream", "pubsub", "admin", "fast", "slow",
+                   "blocking", "dangerous", "connection", "transaction", "scripting"]
+
+
 def _categories(cmd) -> list:
-    categories = ["@" + cmd.group if cmd.group != "generic" else "@keyspace"]
-    for flag, category in (("write", "@write"), ("readonly", "@read"), ("admin", "@admin"),
-                           ("fast", "@fast"), ("blocking", "@blocking"), ("pubsub", "@pubsub")):
+    categories = {cmd.group if cmd.group not in ("generic", "server") else "keyspace"}
+    if cmd.group == "server":
+        categories = set()
+    for flag, category in (("write", "write"), ("readonly", "read"), ("admin", "admin"),
+                           ("fast", "fast"), ("blocking", "blocking"), ("pubsub", "pubsub")):
         if flag in cmd.flags:
-            categories.append(category)
+            categories.add(category)
     if "admin" in cmd.flags:
-        categories.append("@dangerous")
+        categories.add("dangerous")
     if "fast" not in cmd.flags:
-        categories.append("@slow")
-    if cmd.group == "connection":
-        categories = ["@connection"] + [c for c in categories if c != "@connection"]
-    return [Status(c) for c in categories]
+        categories.add("slow")
+    return [Status("@" + c) for c in _CATEGORY_ORDER if c in categories]
 
 
 def command_info(cmd) -> list:
