@@ -141,10 +141,24 @@ def parse_scan_options(args: list, start: int, allow_type: bool = True) -> tuple
     return pattern, count, kind
 
 
+_ULONG = 1 << 64
+
+
 def parse_cursor(raw: bytes) -> int:
-    if not raw.isdigit() or len(raw) > 20 or int(raw) >= 1 << 64:
+    """The cursor as Redis 7.2's parseScanCursorOrReply reads it: strtoul(base 10)
+    of the C string (up to a NUL), refused if it starts with a space, has junk
+    after the digits, or overflows. So "" is 0 and "-1" is 2**64 - 1."""
+    if b"\0" in raw:
+        raw = raw[:raw.index(b"\0")]
+    if not raw:
+        return 0
+    digits = raw[1:] if raw[:1] in (b"+", b"-") else raw
+    if not digits.isdigit() or not digits.isascii():
         raise CommandError("ERR invalid cursor")
-    return int(raw)
+    value = int(digits)
+    if value >= _ULONG:
+        raise CommandError("ERR invalid cursor")
+    return (_ULONG - value) % _ULONG if raw[:1] == b"-" else value
 
 
 @command("scan", -2, "readonly", group="generic", since="2.8.0",
@@ -171,12 +185,17 @@ def scan(conn, args):
 # -- renaming and copying ------------------------------------------------------
 
 def _move_key(src_db, key, dst_db, new_key) -> None:
+    marked = src_db.marked_encoding(key, src_db.data[key])
     value = src_db.data.pop(key)
     when = src_db.expires.pop(key, None)
+    src_db.encodings.pop(key, None)
     dst_db.data[new_key] = value
     dst_db.expires.pop(new_key, None)
+    dst_db.encodings.pop(new_key, None)
     if when is not None:
         dst_db.expires[new_key] = when
+    if marked is not None:
+        dst_db.mark_encoding(new_key, value, marked)
 
 
 @command("rename", 3, "write", keys=(1, 2, 1), group="generic",
@@ -252,10 +271,13 @@ def copy(conn, args):
         if not replace:
             return 0
         dst.delete(args[2])
-    dst.data[args[2]] = copy_value(value)
+    copied = dst.data[args[2]] = copy_value(value)
     when = src.expires.get(args[1])
     if when is not None:
         dst.expires[args[2]] = when
+    marked = src.marked_encoding(args[1], value)
+    if marked is not None:
+        dst.mark_encoding(args[2], copied, marked)
     return 1
 
 
@@ -303,17 +325,17 @@ OBJECT_HELP = [
          summary="A container for object introspection commands.", syntax="<subcommand> [arguments ...]")
 def object_(conn, args):
     sub = args[1].lower()
-    if sub == b"help" and len(args) == 2:
-        return help_reply("object", OBJECT_HELP)
-    if sub not in (b"encoding", b"refcount", b"idletime", b"freq"):
+    if sub not in (b"help", b"encoding", b"refcount", b"idletime", b"freq"):
         raise CommandError(errors.unknown_subcommand(args[0], args[1]))
-    if len(args) != 3:
+    if len(args) != (2 if sub == b"help" else 3):
         raise CommandError("ERR wrong number of arguments for 'object|%s' command" % sub.decode())
+    if sub == b"help":
+        return help_reply("object", OBJECT_HELP)
     value = conn.db.get(args[2])
     if value is None:
         return None
     if sub == b"encoding":
-        return encoding(value).encode()
+        return (conn.db.marked_encoding(args[2], value) or encoding(value)).encode()
     if sub == b"refcount":
         # Redis shares small integers (refcount INT_MAX); everything else has 1.
         if type(value) is bytes and len(value) <= 5 and parse_int(value) is not None \
@@ -339,12 +361,11 @@ def object_(conn, args):
 # -- expiry --------------------------------------------------------------------
 
 def _expire_generic(conn, args, base_ms: int, unit_ms: int, name: str) -> int:
-    raw = parse_int(args[2])
-    if raw is None:
-        raise CommandError(errors.NOT_INTEGER)
+    # As Redis's expireGenericCommand: the options first (named as written,
+    # up to a NUL), then the time.
     nx = xx = gt = lt = False
-    for option in args[3:]:
-        option = option.lower()
+    for raw_option in args[3:]:
+        option = raw_option.split(b"\0", 1)[0].lower()
         if option == b"nx":
             nx = True
         elif option == b"xx":
@@ -354,12 +375,18 @@ def _expire_generic(conn, args, base_ms: int, unit_ms: int, name: str) -> int:
         elif option == b"lt":
             lt = True
         else:
-            raise CommandError("ERR Unsupported option %s" % option.decode("latin-1"))
+            shown = raw_option.split(b"\0", 1)[0].decode("latin-1")
+            raise CommandError("ERR Unsupported option %s"
+                               % shown.replace("\r", " ").replace("\n", " "))
     if nx and (xx or gt or lt):
         raise CommandError("ERR NX and XX, GT or LT options at the same time are not compatible")
     if gt and lt:
         raise CommandError("ERR GT and LT options at the same time are not compatible")
-    if unit_ms == 1000 and (raw > LLONG_MAX // 1000 or raw < LLONG_MIN // 1000):
+    raw = parse_int(args[2])
+    if raw is None:
+        raise CommandError(errors.NOT_INTEGER)
+    # LLONG_MIN / 1000 in C truncates toward zero.
+    if unit_ms == 1000 and (raw > LLONG_MAX // 1000 or raw < -(-LLONG_MIN // 1000)):
         raise CommandError(errors.INVALID_EXPIRE % name)
     when = raw * unit_ms
     if when > LLONG_MAX - base_ms:

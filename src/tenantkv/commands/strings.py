@@ -5,26 +5,36 @@ from tenantkv.commands.registry import command
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.database import now_ms
 from tenantkv.protocol.encoder import OK
-from tenantkv.util.numbers import (LLONG_MAX, LLONG_MIN, format_human_float, int_arg,
-                                   parse_float, parse_int)
+from tenantkv.util.numbers import LLONG_MAX, LLONG_MIN, incr_long_double, int_arg, parse_int
 
 MAX_STRING = 512 * 1024 * 1024
 
 
 def _expire_at(conn, unit: bytes, raw: bytes, command_name: str) -> int:
-    """Absolute expiry in ms from an EX/PX/EXAT/PXAT argument."""
+    """Absolute expiry in ms from an EX/PX/EXAT/PXAT argument.
+
+    As Redis's getExpireMillisecondsOrReply: not positive, seconds that overflow
+    in ms, or a relative time whose sum with now overflows, are all invalid."""
     value = parse_int(raw)
     if value is None:
         raise CommandError(errors.NOT_INTEGER)
     if value <= 0 or (unit in (b"ex", b"exat") and value > LLONG_MAX // 1000):
         raise CommandError(errors.INVALID_EXPIRE % command_name)
-    if unit == b"ex":
-        return now_ms() + value * 1000
-    if unit == b"px":
-        return now_ms() + value
-    if unit == b"exat":
-        return value * 1000
+    if unit in (b"ex", b"exat"):
+        value *= 1000
+    if unit in (b"ex", b"px"):
+        value += now_ms()
+        if value > LLONG_MAX:
+            raise CommandError(errors.INVALID_EXPIRE % command_name)
     return value
+
+
+def _option(raw: bytes) -> bytes:
+    """An option name as Redis compares it: case-insensitive, up to a NUL (C string)."""
+    option = raw.lower()
+    if b"\0" in option:
+        option = option[:option.index(b"\0")]
+    return option
 
 
 @command("set", -3, "write denyoom", keys=(1, 1, 1), group="string",
@@ -37,22 +47,26 @@ def set_(conn, args):
         db.data[key] = args[2]
         if db.expires:
             db.expires.pop(key, None)
+        if db.encodings:
+            db.encodings.pop(key, None)
         return OK
+    # As Redis's parseExtendedStringArgumentsOrReply: an option may repeat
+    # (the last EX wins), but NX/XX and the expiry kinds exclude each other.
     condition = None
     get = keep_ttl = False
     expire = None
     expire_unit = None
     i = 3
     while i < len(args):
-        option = args[i].lower()
-        if option in (b"nx", b"xx") and condition is None:
+        option = _option(args[i])
+        if option in (b"nx", b"xx") and condition in (None, option):
             condition = option
         elif option == b"get":
             get = True
         elif option == b"keepttl" and expire_unit is None:
             keep_ttl = True
-        elif option in (b"ex", b"px", b"exat", b"pxat") and expire_unit is None and not keep_ttl \
-                and i + 1 < len(args):
+        elif option in (b"ex", b"px", b"exat", b"pxat") and expire_unit in (None, option) \
+                and not keep_ttl and i + 1 < len(args):
             expire_unit = option
             i += 1
             expire = args[i]
@@ -93,24 +107,25 @@ def getdel(conn, args):
 def getex(conn, args):
     db = conn.db
     key = args[1]
-    when = None
+    expire_unit = expire = None
     persist = False
     i = 2
-    seen = False
     while i < len(args):
-        option = args[i].lower()
-        if option in (b"ex", b"px", b"exat", b"pxat") and not seen and i + 1 < len(args):
-            when = _expire_at(conn, option, args[i + 1], "getex")
+        option = _option(args[i])
+        if option in (b"ex", b"px", b"exat", b"pxat") and expire_unit in (None, option) \
+                and not persist and i + 1 < len(args):
+            expire_unit, expire = option, args[i + 1]
             i += 2
-        elif option == b"persist" and not seen:
+        elif option == b"persist" and expire_unit is None:
             persist = True
             i += 1
         else:
             raise CommandError(errors.SYNTAX)
-        seen = True
     value = db.get_string(key)
     if value is None:
         return None
+    # Redis validates the time only once it has the key (a missing key is nil).
+    when = _expire_at(conn, expire_unit, expire, "getex") if expire_unit else None
     if when is not None:
         if when <= now_ms():
             db.delete(key)
@@ -208,6 +223,8 @@ def append(conn, args):
     if len(value) > MAX_STRING:
         raise CommandError(errors.STRING_TOO_LONG)
     db.set(args[1], value, keep_ttl=True)
+    if old is not None:
+        db.mark_encoding(args[1], value, "raw")   # Redis appends to a raw copy
     return len(value)
 
 
@@ -267,6 +284,7 @@ def setrange(conn, args):
         old = old + b"\x00" * (offset - len(old))
     value = old[:offset] + patch + old[offset + len(patch):]
     db.set(args[1], value, keep_ttl=True)
+    db.mark_encoding(args[1], value, "raw")   # Redis writes into a raw copy
     return len(value)
 
 
@@ -322,20 +340,11 @@ def decrby(conn, args):
          syntax="key increment")
 def incrbyfloat(conn, args):
     db = conn.db
-    delta = parse_float(args[2])
-    if delta is None:
-        raise CommandError(errors.NOT_FLOAT)
-    old = db.get_string(args[1])
-    current = 0.0
-    if old is not None:
-        current = parse_float(old)
-        if current is None:
-            raise CommandError(errors.NOT_FLOAT)
-    result = current + delta
-    if result != result or result in (float("inf"), float("-inf")):
-        raise CommandError(errors.INCR_NAN)
-    text = format_human_float(result)
+    # Redis adds in long double (80-bit on x86-64) and prints "%.17Lf", trimmed.
+    text = incr_long_double(db.get_string(args[1]), args[2])
     db.set(args[1], text, keep_ttl=True)
+    if len(text) <= 20 and parse_int(text) is not None:
+        db.mark_encoding(args[1], text, "embstr")   # a new string object, never int
     return text
 
 

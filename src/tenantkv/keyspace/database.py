@@ -17,11 +17,16 @@ def now_ms() -> int:
 
 
 class Database:
-    __slots__ = ("data", "expires", "index", "stats", "scans", "scan_ids")
+    __slots__ = ("data", "expires", "encodings", "index", "stats", "scans", "scan_ids")
 
     def __init__(self, index: int, stats) -> None:
         self.data: dict = {}
         self.expires: dict = {}
+        # key -> (value, "raw" | "embstr"): the OBJECT ENCODING of a string that
+        # Redis would not give it from its bytes alone (APPEND and SETRANGE leave
+        # a raw string, INCRBYFLOAT an embstr one even for "3"). Only valid while
+        # the key still holds that very value object (checked by identity).
+        self.encodings: dict = {}
         self.index = index
         self.scans: dict = {}   # SCAN snapshots by id, see commands/keys.py
         self.scan_ids = 0
@@ -60,18 +65,37 @@ class Database:
         self.data[key] = value
         if not keep_ttl and self.expires:
             self.expires.pop(key, None)
+        if self.encodings:
+            self.encodings.pop(key, None)
 
     def delete(self, key: bytes) -> bool:
         if self.get(key) is None:
             return False
         del self.data[key]
         self.expires.pop(key, None)
+        if self.encodings:
+            self.encodings.pop(key, None)
         return True
 
     def _expire(self, key: bytes) -> None:
         self.data.pop(key, None)
         del self.expires[key]
+        if self.encodings:
+            self.encodings.pop(key, None)
         self.stats.expired_keys += 1
+
+    # -- string encodings ----------------------------------------------------
+
+    def mark_encoding(self, key: bytes, value: bytes, name: str) -> None:
+        """Record that the string `value` now under `key` has encoding `name`."""
+        self.encodings[key] = (value, name)
+
+    def marked_encoding(self, key: bytes, value):
+        """The encoding recorded for `key` if it still holds `value`, else None."""
+        entry = self.encodings.get(key)
+        if entry is not None and entry[0] is value:
+            return entry[1]
+        return None
 
     # -- expiry --------------------------------------------------------------
 
@@ -104,6 +128,8 @@ class Database:
                 if when <= now:
                     del expires[key]
                     self.data.pop(key, None)
+                    if self.encodings:
+                        self.encodings.pop(key, None)
                     expired += 1
                 else:
                     del expires[key]
@@ -126,6 +152,7 @@ class Database:
     def clear(self) -> None:
         self.data = {}
         self.expires = {}
+        self.encodings = {}
 
     def __len__(self) -> int:
         return len(self.data)

@@ -28,7 +28,8 @@ def encoding(value) -> str:
             return "int"
         return "embstr" if len(value) <= 44 else "raw"
     if kind is dict:
-        small = len(value) <= 128 and all(len(k) <= 64 and len(v) <= 64 for k, v in value.items())
+        # hash-max-listpack-entries is 512 in Redis's built-in defaults (128 is redis.conf's)
+        small = len(value) <= 512 and all(len(k) <= 64 and len(v) <= 64 for k, v in value.items())
         return "listpack" if small else "hashtable"
     if kind is deque:
         return "listpack" if len(value) <= 128 and all(len(v) <= 64 for v in value) else "quicklist"
