@@ -26,6 +26,8 @@ MAX_LONG_DOUBLE_CHARS = 5 * 1024
 
 def parse_int(raw: bytes) -> int | None:
     """The value of `raw` as a 64-bit signed integer, or None if Redis would refuse it."""
+    if raw.isdigit() and len(raw) < 19 and (raw[0] != 48 or len(raw) == 1):
+        return int(raw)   # the common case: ASCII digits, no leading zero, in range
     if _INTEGER.fullmatch(raw) is None:
         return None
     value = int(raw)
