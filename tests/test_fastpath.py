@@ -17,6 +17,11 @@ CASES = [
     b"*3\r\n$3\r\nSET\r\n",                          # incomplete
     b"*1\r\n$4\r\nPING\r\nPING\r\n",                 # multibulk then inline
     b"*1\r\n$0\r\n\r\n",
+    # a second request that is not an array: inline in Redis, never a hiredis reply
+    b"*1\r\n$4\r\nPING\r\n+OK\r\n",
+    b"*1\r\n$4\r\nPING\r\n:12\r\n",
+    b"*1\r\n$4\r\nPING\r\n-ERR x\r\n",
+    b"*1\r\n$4\r\nPING\r\n$3\r\nabc\r\n",
 ]
 ERRORS = [
     (b"*1\r\n:5\r\n", "expected '$', got ':'"),
@@ -26,6 +31,7 @@ ERRORS = [
     (b"*1\r\n_\r\n", "expected '$', got '_'"),
     (b"*99999999999\r\n", "invalid multibulk length"),
     (b"*1\r\n$4\r\nPING\r\n*2000000\r\n", "invalid multibulk length"),
+    (b"*1\r\n$4\r\nPING\r\n*1\r\n$2\r\nab\r\n*1\r\n:1\r\n", "expected '$', got ':'"),
 ]
 
 

@@ -222,7 +222,7 @@ def append(conn, args):
     value = args[2] if old is None else old + args[2]
     if len(value) > MAX_STRING:
         raise CommandError(errors.STRING_TOO_LONG)
-    db.set(args[1], value, keep_ttl=True)
+    db.replace(args[1], value)
     if old is not None:
         db.mark_encoding(args[1], value, "raw")   # Redis appends to a raw copy
     return len(value)
@@ -283,7 +283,7 @@ def setrange(conn, args):
     if len(old) < offset:
         old = old + b"\x00" * (offset - len(old))
     value = old[:offset] + patch + old[offset + len(patch):]
-    db.set(args[1], value, keep_ttl=True)
+    db.replace(args[1], value)
     db.mark_encoding(args[1], value, "raw")   # Redis writes into a raw copy
     return len(value)
 
@@ -292,15 +292,15 @@ def _incr(conn, key: bytes, delta: int) -> int:
     db = conn.db
     old = db.get_string(key)
     if old is None:
-        current = 0
+        result = delta
     else:
         current = parse_int(old)
         if current is None:
             raise CommandError(errors.NOT_INTEGER)
-    result = current + delta
-    if result < LLONG_MIN or result > LLONG_MAX:
-        raise CommandError(errors.OVERFLOW)
-    db.set(key, b"%d" % result, keep_ttl=True)
+        result = current + delta
+        if not LLONG_MIN <= result <= LLONG_MAX:
+            raise CommandError(errors.OVERFLOW)
+    db.replace(key, b"%d" % result)
     return result
 
 
@@ -342,7 +342,7 @@ def incrbyfloat(conn, args):
     db = conn.db
     # Redis adds in long double (80-bit on x86-64) and prints "%.17Lf", trimmed.
     text = incr_long_double(db.get_string(args[1]), args[2])
-    db.set(args[1], text, keep_ttl=True)
+    db.replace(args[1], text)
     if len(text) <= 20 and parse_int(text) is not None:
         db.mark_encoding(args[1], text, "embstr")   # a new string object, never int
     return text

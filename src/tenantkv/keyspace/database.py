@@ -68,6 +68,12 @@ class Database:
         if self.encodings:
             self.encodings.pop(key, None)
 
+    def replace(self, key: bytes, value) -> None:
+        """Set a new value and keep the key's TTL (INCR, APPEND, SETRANGE)."""
+        self.data[key] = value
+        if self.encodings:
+            self.encodings.pop(key, None)
+
     def delete(self, key: bytes) -> bool:
         if self.get(key) is None:
             return False

@@ -63,11 +63,13 @@ class Reader:
             while request is not False:
                 append(request)
                 request = gets()
-            count = len(requests)
+            # len() also raises TypeError for a top-level integer or null.
+            lengths = list(map(len, requests))
             if (not fast.has_data()
-                    and list(map(type, requests)).count(list) == count
-                    and 0 not in map(len, requests)   # "*0": skipped by the strict reader
-                    and data.count(b"\r\n") == count + 2 * sum(map(len, requests))):
+                    and 0 not in lengths   # "*0": skipped by the strict reader
+                    and data.count(b"\r\n") == len(lengths) + 2 * sum(lengths)):
+                # Raises TypeError for anything but arrays of bulk strings
+                # (chaining a top-level string yields ints, which fail too).
                 _check_bulk_strings(chain.from_iterable(requests), len(data))
                 return requests
         except (hiredis.ProtocolError, TypeError):

@@ -158,6 +158,10 @@ class Connection(asyncio.Protocol):
                     elif kind is bytes:
                         size += len(reply)
                         append(b"$%d\r\n%s\r\n" % (len(reply), reply))
+                    elif kind is int:
+                        append(b":%d\r\n" % reply)
+                    elif reply is None and not self.resp3:
+                        append(b"$-1\r\n")
                     elif reply is NO_REPLY:
                         append(b"")
                     else:
