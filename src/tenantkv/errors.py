@@ -23,6 +23,7 @@ NOT_FLOAT = "ERR value is not a valid float"
 WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
 NO_SUCH_KEY = "ERR no such key"
 DB_INDEX = "ERR DB index is out of range"
+INT_RANGE = "ERR value is out of range, value must between -2147483648 and 2147483647"
 OVERFLOW = "ERR increment or decrement would overflow"
 INCR_NAN = "ERR increment would produce NaN or Infinity"
 INVALID_EXPIRE = "ERR invalid expire time in '%s' command"
@@ -43,21 +44,22 @@ def unknown_command(args: list) -> str:
     for arg in args[1:]:
         if len(shown) >= 128:
             break
-        shown += "'%s' " % _shown(arg)[: 128 - len(shown)]
+        shown += "'%s' " % arg_text(arg)[: 128 - len(shown)]
     return "ERR unknown command '%s', with args beginning with: %s" % (
-        _shown(args[0])[:128], shown,
+        arg_text(args[0])[:128], shown,
     )
 
 
 def unknown_subcommand(command: bytes, sub: bytes) -> str:
     return "ERR unknown subcommand '%s'. Try %s HELP." % (
-        _truncate(_shown(sub)), command.decode().upper(),
+        _truncate(arg_text(sub)), command.decode().upper(),
     )
 
 
-def _shown(arg: bytes) -> str:
-    # Error replies are single lines: Redis maps CR and LF to spaces.
-    return arg.decode("latin-1").replace("\r", " ").replace("\n", " ")
+def arg_text(arg: bytes) -> str:
+    """A client's argument as Redis prints it in an error: a C string (cut at
+    the first NUL byte), on one line (Redis maps CR and LF to spaces)."""
+    return arg.split(b"\0", 1)[0].decode("latin-1").replace("\r", " ").replace("\n", " ")
 
 
 def _truncate(text: str) -> str:

@@ -32,6 +32,8 @@ def select(conn, args):
     index = parse_int(args[1])
     if index is None:
         raise CommandError(errors.NOT_INTEGER)
+    if not -2**31 <= index < 2**31:   # Redis reads the index as a C int
+        raise CommandError(errors.INT_RANGE)
     if not 0 <= index < len(conn.tenant.dbs):
         raise CommandError(errors.DB_INDEX)
     conn.select(index)
@@ -256,11 +258,12 @@ def _client_kill(conn, args):
                 _kill(conn, other)
                 return OK
         raise CommandError("ERR No such client")
-    if len(args) % 2 != 0:
-        raise CommandError(errors.SYNTAX)
     skip_me = True
     filters = []
+    # Options are read in order and the first bad one answers, as in Redis.
     for i in range(2, len(args), 2):
+        if i + 1 == len(args):
+            raise CommandError(errors.SYNTAX)
         option, value = args[i].lower(), args[i + 1]
         text = value.decode("latin-1")
         if option == b"id":
@@ -273,11 +276,13 @@ def _client_kill(conn, args):
         elif option == b"laddr":
             filters.append(lambda c, text=text: c.laddr == text)
         elif option == b"user":
+            if not _user_exists(conn, text):
+                raise CommandError("ERR No such user '%s'" % errors.arg_text(value))
             filters.append(lambda c, text=text: c.user == text)
         elif option == b"type":
             kind = value.lower()
             if kind not in (b"normal", b"master", b"replica", b"slave", b"pubsub"):
-                raise CommandError("ERR Unknown client type '%s'" % text)
+                raise CommandError("ERR Unknown client type '%s'" % errors.arg_text(value))
             filters.append(lambda c, kind=kind: kind == b"normal")
         elif option == b"skipme":
             if value.lower() not in (b"yes", b"no"):
@@ -298,6 +303,11 @@ def _client_kill(conn, args):
             _kill(conn, other)
             killed += 1
     return killed
+
+
+def _user_exists(conn, name: str) -> bool:
+    # Users arrive with the tenancy issue; until then only "default" exists.
+    return name == "default"
 
 
 def _kill(conn, other) -> None:
