@@ -7,7 +7,7 @@ import sys
 import time
 
 from tenantkv import REDIS_COMPAT_VERSION, __version__, errors
-from tenantkv.commands.registry import COMMANDS, command, help_reply
+from tenantkv.commands.registry import COMMANDS, command, help_reply, subcommand_dispatch
 from tenantkv.config import BY_REDIS_NAME
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.types import encoding
@@ -329,45 +329,79 @@ def command_docs(cmd) -> dict:
     }
 
 
+def _visible() -> list:
+    return [c for c in COMMANDS.values() if not c.name.endswith(":") and c.name != "post"]
+
+
+def _command_count(conn, args):
+    return len(_visible())
+
+
+def _command_list(conn, args):
+    commands = _visible()
+    if len(args) > 2:   # one filter, last: FILTERBY MODULE name | ACLCAT category | PATTERN glob
+        kind = args[3].lower() if len(args) == 5 else None
+        if args[2].lower() != b"filterby" or kind not in (b"module", b"aclcat", b"pattern"):
+            raise CommandError(errors.SYNTAX)
+        value = args[4]
+        if kind == b"module":
+            commands = []   # no modules here
+        elif kind == b"aclcat":
+            category = "@" + value.decode("latin-1").lower()
+            commands = [c for c in commands if category in _categories(c)]
+        else:
+            commands = [c for c in commands if glob_match(value, c.name.encode(), nocase=True)]
+    return [c.name.encode() for c in commands]
+
+
+def _command_info(conn, args):
+    names = [a.decode("latin-1").lower() for a in args[2:]]
+    if not names:
+        return [command_info(c) for c in _visible()]
+    return [command_info(COMMANDS[n]) if n in COMMANDS else None for n in names]
+
+
+def _command_docs(conn, args):
+    names = [a.decode("latin-1").lower() for a in args[2:]] or [c.name for c in _visible()]
+    return {n.encode(): command_docs(COMMANDS[n]) for n in names if n in COMMANDS}
+
+
+def _command_getkeys(conn, args):
+    cmd = COMMANDS.get(args[2].decode("latin-1").lower())
+    if cmd is None:
+        raise CommandError("ERR Invalid command specified")
+    if not cmd.arity_ok(len(args) - 2):
+        raise CommandError("ERR Invalid number of arguments specified for command")
+    keys = [args[2:][i] for i in cmd.key_positions(args[2:])]
+    if not keys:
+        raise CommandError("ERR The command has no key arguments")
+    return keys
+
+
+_command_dispatch = subcommand_dispatch("command", {
+    # subcommand: (handler, arity as Redis 7.0 declares it)
+    b"count": (_command_count, 2),
+    b"list": (_command_list, -2),
+    b"info": (_command_info, -2),
+    b"docs": (_command_docs, -2),
+    b"getkeys": (_command_getkeys, -4),
+    b"help": (None, 2),   # HELP alone is answered by the dispatcher
+}, [
+    "(no subcommand)", "    Return details about all Redis commands.",
+    "COUNT", "    Return the total number of commands in this Redis server.",
+    "LIST", "    Return a list of all commands in this Redis server.",
+    "INFO [<command-name> ...]", "    Return details about multiple Redis commands.",
+    "DOCS [<command-name> ...]", "    Return documentation details about multiple Redis commands.",
+    "GETKEYS <full-command>", "    Return the keys from a full Redis command.",
+])
+
+
 @command("command", -1, "", group="server", summary="Returns detailed information about all commands.",
-         syntax="[COUNT | DOCS [command-name ...] | INFO [command-name ...] | LIST | GETKEYS command [arg ...]]")
+         syntax="[COUNT | DOCS [command-name ...] | INFO [command-name ...] | LIST [FILTERBY <MODULE module-name | ACLCAT category | PATTERN pattern>] | GETKEYS command [arg ...]]")
 def command_(conn, args):
-    visible = [c for c in COMMANDS.values() if not c.name.endswith(":") and c.name != "post"]
     if len(args) == 1:
-        return [command_info(c) for c in visible]
-    sub = args[1].lower()
-    if sub == b"count" and len(args) == 2:
-        return len(visible)
-    if sub == b"list":
-        return [c.name.encode() for c in visible]
-    if sub == b"info":
-        names = [a.decode("latin-1").lower() for a in args[2:]]
-        if not names:
-            return [command_info(c) for c in visible]
-        return [command_info(COMMANDS[n]) if n in COMMANDS else None for n in names]
-    if sub == b"docs":
-        names = [a.decode("latin-1").lower() for a in args[2:]] or [c.name for c in visible]
-        return {n.encode(): command_docs(COMMANDS[n]) for n in names if n in COMMANDS}
-    if sub == b"getkeys" and len(args) >= 3:
-        cmd = COMMANDS.get(args[2].decode("latin-1").lower())
-        if cmd is None:
-            raise CommandError("ERR Invalid command specified")
-        if not cmd.arity_ok(len(args) - 2):
-            raise CommandError("ERR Invalid number of arguments specified for command")
-        keys = [args[2:][i] for i in cmd.key_positions(args[2:])]
-        if not keys:
-            raise CommandError("ERR The command has no key arguments")
-        return keys
-    if sub == b"help" and len(args) == 2:
-        return help_reply("command", [
-            "(no subcommand)", "    Return details about all Redis commands.",
-            "COUNT", "    Return the total number of commands in this Redis server.",
-            "LIST", "    Return a list of all commands in this Redis server.",
-            "INFO [<command-name> ...]", "    Return details about multiple Redis commands.",
-            "DOCS [<command-name> ...]", "    Return documentation details about multiple Redis commands.",
-            "GETKEYS <full-command>", "    Return the keys from a full Redis command.",
-        ])
-    raise CommandError(errors.unknown_subcommand(args[0], args[1]))
+        return [command_info(c) for c in _visible()]
+    return _command_dispatch(conn, args)
 
 
 @command("help", -1, "noauth", group="server", summary="Lists the available commands (the article's HELP).",
