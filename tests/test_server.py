@@ -158,7 +158,14 @@ def test_config_get_glob_set_and_resetstat(r):
     with pytest.raises(redis.ResponseError, match="argument couldn't be parsed"):
         r.config_set("hz", "fast")
     with pytest.raises(redis.ResponseError, match="can't set immutable config"):
-        r.config_set("port", "1234")
+        r.config_set("databases", "32")
+    with pytest.raises(redis.ResponseError, match="Unable to listen on this port"):
+        r.config_set("port", "1234")   # nothing rebinds the listener yet
+    with pytest.raises(redis.ResponseError, match="between 0 and 2147483647 inclusive"):
+        r.config_set("hz", "-1")
+    assert r.config_set("hz", "0") is True
+    assert r.config_get("hz") == {"hz": "1"}   # clamped to 1..500, as Redis
+    r.config_set("hz", "10")
     r.get("x")
     assert r.config_resetstat() is True
     assert r.info("stats")["keyspace_misses"] == 0

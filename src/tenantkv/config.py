@@ -9,20 +9,32 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 
+from tenantkv.util.numbers import parse_int
+
 
 class ConfigError(Exception):
     pass
 
 
+INT_MIN, INT_MAX = -2**31, 2**31 - 1
+UINT_MAX = 2**32 - 1
+LLONG_MAX = 2**63 - 1
+ULLONG_MAX = 2**64 - 1
+
+_MEMORY = re.compile(r"([0-9]*)(b|k|kb|m|mb|g|gb)?", re.IGNORECASE)
+_SCALE = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2,
+          "g": 1000**3, "gb": 1024**3}
+
+
 def parse_memory(text: str) -> int:
-    """Redis memory units: 1k = 1000, 1kb = 1024, ... ; plain numbers are bytes."""
-    match = re.fullmatch(r"(-?\d+)(k|kb|m|mb|g|gb)?", text.strip().lower())
-    if not match:
+    """Redis's memtoull: digits and an optional unit (1k = 1000, 1kb = 1024, ...,
+    any case); no sign, no spaces; "" is 0; too many digits saturate and the
+    unit's product wraps, as in C."""
+    match = _MEMORY.fullmatch(text)
+    if not match or len(match.group(1)) >= 128:
         raise ValueError("argument must be a memory value")
-    number, unit = int(match.group(1)), match.group(2) or ""
-    scale = {"": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2,
-             "g": 1000**3, "gb": 1024**3}[unit]
-    return number * scale
+    number = min(int(match.group(1) or 0), ULLONG_MAX)
+    return number * _SCALE[(match.group(2) or "").lower()] % 2**64
 
 
 def parse_bool(text) -> bool:
@@ -37,13 +49,12 @@ def parse_bool(text) -> bool:
 
 
 def _int(value) -> int:
-    if isinstance(value, bool):
-        raise ValueError("argument couldn't be parsed into an integer")
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if not re.fullmatch(r"-?\d+", str(value)):
+    number = None if isinstance(value, bool) else parse_int(str(value).encode("utf-8", "surrogateescape"))
+    if number is None:
         raise ValueError("argument couldn't be parsed into an integer")
-    return int(value)
+    return number
 
 
 def _mem(value) -> int:
@@ -54,57 +65,118 @@ def _str(value) -> str:
     return str(value)
 
 
-def _loglevel(value) -> str:
-    level = str(value).lower()
-    if level not in ("debug", "verbose", "notice", "warning", "nothing"):
-        raise ValueError("argument(s) must be one of the following: debug, verbose, notice, warning, nothing")
-    return level
+# Redis's numeric parameters: parsed, then checked against the parameter's
+# range (some are then clamped, as hz); enums compare without case.
+
+def _bounded(parse, low: int, high: int, clamp: tuple | None = None):
+    def convert(value) -> int:
+        number = parse(value)
+        if not low <= number <= high:
+            raise ValueError("argument must be between %d and %d inclusive" % (low, high))
+        return number if clamp is None else max(clamp[0], min(clamp[1], number))
+    return convert
 
 
-def _choice(*options):
-    def check(value) -> str:
+def integer(low: int = 0, high: int = LLONG_MAX, clamp: tuple | None = None):
+    return _bounded(_int, low, high, clamp)
+
+
+def memory(low: int = 0, high: int = LLONG_MAX):
+    return _bounded(_mem, low, high)
+
+
+def enum(*options):
+    def convert(value) -> str:
         text = str(value).lower()
         if text not in options:
             raise ValueError("argument(s) must be one of the following: " + ", ".join(options))
         return text
-    return check
+    return convert
 
 
 @dataclass
 class Setting:
-    section: str
+    section: str | None   # None: a Redis parameter only, not in the config file
     key: str
     redis_name: str | None
     convert: object
     default: object
     mutable: bool = True
     help: str = ""
+    alias: str | None = None     # Redis's other name for it (the pre-7.0 one)
+    protected: bool = False      # Redis refuses CONFIG SET (enable-protected-configs no)
+    # A change nobody listens to (config.listeners) is refused with this reason.
+    needs_listener: str = ""
+
+
+def _redis(name, convert, default, mutable=True, alias=None) -> Setting:
+    return Setting(None, name, name, convert, default, mutable, alias=alias)
 
 
 SETTINGS = [
-    Setting("network", "bind", "bind", _str, "127.0.0.1", False, "address(es) to listen on, space separated"),
-    Setting("network", "port", "port", _int, 6379, False, "TCP port"),
-    Setting("network", "timeout", "timeout", _int, 0, True, "close idle clients after N seconds (0 = never)"),
-    Setting("network", "tcp_keepalive", "tcp-keepalive", _int, 300, True, "TCP keepalive seconds"),
-    Setting("network", "maxclients", "maxclients", _int, 10000, True, "most simultaneous clients"),
+    Setting("network", "bind", "bind", _str, "127.0.0.1", True, "address(es) to listen on, space separated",
+            needs_listener="Failed to bind to specified addresses."),
+    Setting("network", "port", "port", integer(0, 65535), 6379, True, "TCP port",
+            needs_listener="Unable to listen on this port"),
+    Setting("network", "timeout", "timeout", integer(0, INT_MAX), 0, True, "close idle clients after N seconds (0 = never)"),
+    Setting("network", "tcp_keepalive", "tcp-keepalive", integer(0, INT_MAX), 300, True, "TCP keepalive seconds"),
+    Setting("network", "maxclients", "maxclients", integer(1, UINT_MAX), 10000, True, "most simultaneous clients"),
     Setting("network", "protected_mode", "protected-mode", parse_bool, True, True, "refuse non-loopback clients without auth"),
-    Setting("data", "dir", "dir", _str, "./data", False, "data directory (snapshots, logs, users)"),
-    Setting("data", "dbfilename", "dbfilename", _str, "dump.kdb", True, "snapshot file name"),
+    Setting("data", "dir", "dir", _str, "./data", True, "data directory (snapshots, logs, users)", protected=True),
+    Setting("data", "dbfilename", "dbfilename", _str, "dump.kdb", True, "snapshot file name", protected=True),
     Setting("data", "save", "save", _str, "3600 1 300 100 60 10000", True, "snapshot rules: seconds changes ..."),
     Setting("data", "appendonly", "appendonly", parse_bool, False, True, "append-only log on/off"),
-    Setting("data", "appendfsync", "appendfsync", _choice("always", "everysec", "no"), "everysec", True, "always | everysec | no"),
+    Setting("data", "appendfsync", "appendfsync", enum("everysec", "always", "no"), "everysec", True, "always | everysec | no"),
     Setting("data", "appendfilename", "appendfilename", _str, "appendonly.aof", False, "append-only log file name"),
-    Setting("limits", "maxmemory", "maxmemory", _mem, 0, True, "memory limit in bytes (0 = none)"),
-    Setting("limits", "maxmemory_policy", "maxmemory-policy", _str, "noeviction", True, "eviction policy"),
-    Setting("limits", "proto_max_bulk_len", "proto-max-bulk-len", _mem, 512 * 1024 * 1024, True, "largest bulk string a client may send"),
-    Setting("limits", "client_query_buffer_limit", "client-query-buffer-limit", _mem, 1024**3, True, "most buffered input per client"),
-    Setting("limits", "client_output_buffer_limit", None, _mem, 1024**3, True, "most unsent output per client before it is closed"),
-    Setting("limits", "databases", "databases", _int, 16, False, "databases per tenant"),
-    Setting("expiry", "hz", "hz", _int, 10, True, "background task frequency (active expiry)"),
+    Setting("limits", "maxmemory", "maxmemory", memory(0, ULLONG_MAX), 0, True, "memory limit in bytes (0 = none)"),
+    Setting("limits", "maxmemory_policy", "maxmemory-policy",
+            enum("volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
+                 "allkeys-lru", "allkeys-lfu", "allkeys-random", "noeviction"),
+            "noeviction", True, "eviction policy"),
+    Setting("limits", "proto_max_bulk_len", "proto-max-bulk-len", memory(1024**2), 512 * 1024**2, True,
+            "largest bulk string a client may send"),
+    Setting("limits", "client_query_buffer_limit", "client-query-buffer-limit", memory(1024**2), 1024**3, True,
+            "most buffered input per client"),
+    Setting("limits", "client_output_buffer_limit", None, memory(), 1024**3, True, "most unsent output per client before it is closed"),
+    Setting("limits", "databases", "databases", integer(1, INT_MAX), 16, False, "databases per tenant"),
+    Setting("expiry", "hz", "hz", integer(0, INT_MAX, clamp=(1, 500)), 10, True, "background task frequency (active expiry)"),
     Setting("expiry", "active_expire", None, parse_bool, True, True, "active expiry cycle on/off"),
-    Setting("logging", "level", "loglevel", _loglevel, "notice", True, "debug | verbose | notice | warning | nothing"),
+    Setting("logging", "level", "loglevel", enum("debug", "verbose", "notice", "warning", "nothing"), "notice", True,
+            "debug | verbose | notice | warning | nothing"),
     Setting("logging", "file", "logfile", _str, "", False, "log file (empty = stderr)"),
-    Setting("auth", "default_user", None, _choice("off", "nopass"), "nopass", False, "password-less default user: off | nopass"),
+    Setting("auth", "default_user", None, enum("off", "nopass"), "nopass", False, "password-less default user: off | nopass"),
+    # Redis parameters clients and tools read; kept and answered, not acted on.
+    _redis("lazyfree-lazy-user-del", parse_bool, False),
+    _redis("lazyfree-lazy-user-flush", parse_bool, False),
+    _redis("list-max-listpack-size", integer(INT_MIN, INT_MAX), -2, alias="list-max-ziplist-size"),
+    _redis("list-compress-depth", integer(0, INT_MAX), 0),
+    _redis("hash-max-listpack-entries", integer(), 512, alias="hash-max-ziplist-entries"),
+    _redis("hash-max-listpack-value", memory(), 64, alias="hash-max-ziplist-value"),
+    _redis("set-max-intset-entries", integer(), 512),
+    _redis("set-max-listpack-entries", integer(), 128),
+    _redis("set-max-listpack-value", memory(), 64),
+    _redis("zset-max-listpack-entries", integer(), 128, alias="zset-max-ziplist-entries"),
+    _redis("zset-max-listpack-value", memory(), 64, alias="zset-max-ziplist-value"),
+    _redis("stream-node-max-bytes", memory(), 4096),
+    _redis("stream-node-max-entries", integer(), 100),
+    _redis("slowlog-log-slower-than", integer(-1), 10000),
+    _redis("slowlog-max-len", integer(), 128),
+    _redis("latency-tracking", parse_bool, True),
+    _redis("busy-reply-threshold", integer(), 5000, alias="lua-time-limit"),
+    _redis("maxmemory-samples", integer(1, INT_MAX), 5),
+    _redis("lfu-log-factor", integer(0, INT_MAX), 10),
+    _redis("lfu-decay-time", integer(0, INT_MAX), 1),
+    _redis("notify-keyspace-events", _str, ""),
+    _redis("requirepass", _str, ""),
+    _redis("masterauth", _str, ""),
+    _redis("replica-read-only", parse_bool, True, alias="slave-read-only"),
+    _redis("min-replicas-to-write", integer(0, INT_MAX), 0, alias="min-slaves-to-write"),
+    _redis("activedefrag", parse_bool, False),
+    _redis("cluster-enabled", parse_bool, False, mutable=False),
+    _redis("daemonize", parse_bool, False, mutable=False),
+    _redis("supervised", enum("upstart", "systemd", "auto", "no"), "no", mutable=False),
+    _redis("io-threads", integer(1, 128), 1, mutable=False),
+    _redis("enable-debug-command", enum("no", "yes", "local"), "yes", mutable=False),
 ]
 
 # The article's config keys, accepted as aliases of ours.
@@ -117,8 +189,18 @@ ALIASES = {
 ACCEPTED_LATER = {("server.db", "backup_path"), ("server.db", "backup_interval"),
                   ("server.network", "root_user")}
 
-BY_PATH = {(s.section, s.key): s for s in SETTINGS}
-BY_REDIS_NAME = {s.redis_name: s for s in SETTINGS if s.redis_name}
+BY_PATH = {(s.section, s.key): s for s in SETTINGS if s.section}
+# Every name CONFIG GET/SET know, aliases included (lower case) -> Setting
+BY_REDIS_NAME = {name: s for s in SETTINGS for name in (s.redis_name, s.alias) if name}
+
+
+class ConfigSetError(Exception):
+    """CONFIG SET refused: `name` as Redis names it in the error, and why
+    (reason None: no such parameter)."""
+
+    def __init__(self, name: str, reason: str | None = None) -> None:
+        super().__init__(name, reason)
+        self.name, self.reason = name, reason
 
 
 @dataclass
@@ -136,18 +218,45 @@ class Config:
         setting = BY_PATH.get((section, key))
         if setting is None:
             raise ConfigError("%s: unknown setting '%s.%s'" % (origin, section, key))
-        try:
-            self.values[(section, key)] = setting.convert(raw)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError("%s: bad value for '%s.%s': %r (%s)" % (origin, section, key, raw, exc))
+        self.set_setting(setting, raw, origin)
 
-    def set_redis(self, name: str, raw: str) -> None:
-        """CONFIG SET / --name value. Raises ValueError with Redis's reason."""
-        setting = BY_REDIS_NAME[name]
-        value = setting.convert(raw)
-        self.values[(setting.section, setting.key)] = value
-        for listener in self.listeners.get(name, ()):
-            listener(value)
+    def set_setting(self, setting: Setting, raw, origin: str) -> None:
+        try:
+            self.values[(setting.section, setting.key)] = setting.convert(raw)
+        except (ValueError, TypeError) as exc:
+            name = "%s.%s" % (setting.section, setting.key) if setting.section else setting.key
+            raise ConfigError("%s: bad value for '%s': %r (%s)" % (origin, name, raw, exc))
+
+    def set_redis(self, pairs: list) -> None:
+        """CONFIG SET name value [name value ...]: all or nothing, checked in
+        Redis's order (every name, then every value); the first error raises
+        ConfigSetError."""
+        chosen = []
+        for name, raw in pairs:
+            setting = BY_REDIS_NAME.get(name.lower())
+            if setting is None:
+                raise ConfigSetError(name)
+            if not setting.mutable or setting.protected:
+                raise ConfigSetError(name, "can't set %s config"
+                                     % ("immutable" if not setting.mutable else "protected"))
+            if any(other == name.lower() for other, _, _ in chosen):
+                raise ConfigSetError(name, "duplicate parameter")
+            chosen.append((name.lower(), setting, raw))
+        updates = []
+        for name, setting, raw in chosen:
+            try:
+                value = setting.convert(raw)
+            except (ValueError, TypeError) as exc:
+                raise ConfigSetError(name, str(exc))
+            path = (setting.section, setting.key)
+            if (setting.needs_listener and value != self.values[path]
+                    and not self.listeners.get(setting.redis_name)):
+                raise ConfigSetError(name, setting.needs_listener)
+            updates.append((name, setting, value))
+        for name, setting, value in updates:
+            self.values[(setting.section, setting.key)] = value
+            for listener in self.listeners.get(setting.redis_name, ()):
+                listener(value)
 
     def get_redis(self, name: str) -> str:
         setting = BY_REDIS_NAME[name]
@@ -178,7 +287,7 @@ def load(path: str | None = None, env: dict | None = None, flags: dict | None = 
         setting = BY_REDIS_NAME.get(name)
         if setting is None:
             raise ConfigError("unknown option --%s" % name)
-        config.set_path(setting.section, setting.key, raw, "option --" + name)
+        config.set_setting(setting, raw, "option --" + name)
     return config
 
 

@@ -8,7 +8,7 @@ import time
 
 from tenantkv import REDIS_COMPAT_VERSION, __version__, errors
 from tenantkv.commands.registry import COMMANDS, command, help_reply, subcommand_dispatch
-from tenantkv.config import BY_REDIS_NAME
+from tenantkv.config import BY_REDIS_NAME, ConfigSetError
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.types import encoding
 from tenantkv.protocol.encoder import OK, SetReply, Status, Verbatim
@@ -183,36 +183,6 @@ def info(conn, args):
 
 # -- CONFIG --------------------------------------------------------------------
 
-# Parameters Redis clients commonly read that we accept but do not act on;
-# answered so that tools (and the Redis test suite) do not fail on CONFIG GET.
-STATIC_PARAMS = {
-    "appendfsync": None, "databases": None, "save": None,
-    "lazyfree-lazy-user-del": "no", "lazyfree-lazy-user-flush": "no",
-    "list-max-listpack-size": "-2", "hash-max-listpack-entries": "128",
-    "hash-max-listpack-value": "64", "set-max-intset-entries": "512",
-    "set-max-listpack-entries": "128", "set-max-listpack-value": "64",
-    "zset-max-listpack-entries": "128", "zset-max-listpack-value": "64",
-    "list-compress-depth": "0", "slowlog-log-slower-than": "10000", "slowlog-max-len": "128",
-    "latency-tracking": "yes", "lua-time-limit": "5000", "busy-reply-threshold": "5000",
-    "maxmemory-samples": "5", "notify-keyspace-events": "", "requirepass": "",
-    "masterauth": "", "replica-read-only": "yes", "cluster-enabled": "no",
-    "activedefrag": "no", "lfu-log-factor": "10", "lfu-decay-time": "1",
-    "stream-node-max-bytes": "4096", "stream-node-max-entries": "100",
-    "min-replicas-to-write": "0", "daemonize": "no", "supervised": "no",
-    "io-threads": "1", "enable-debug-command": "yes",
-}
-
-
-def _config_items(server) -> dict:
-    items = {}
-    for name in BY_REDIS_NAME:
-        items[name] = server.config.get_redis(name)
-    for name, value in STATIC_PARAMS.items():
-        if value is not None and name not in items:
-            items[name] = value
-    return items
-
-
 CONFIG_HELP = [
     "GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
     "SET <directive> <value>", "    Set the configuration <directive> to <value>.",
@@ -231,39 +201,33 @@ def config(conn, args):
     if sub == b"get":
         if len(args) < 3:
             raise CommandError("ERR wrong number of arguments for 'config|get' command")
-        items = _config_items(server)
-        found = {}
+        found = {}   # lower-case name -> (name as shown, value)
         for raw in args[2:]:
-            pattern = raw.lower()
-            for name, value in items.items():
-                if glob_match(pattern, name.encode()):
-                    found[name.encode()] = value.encode()
-        return found
+            name = raw.decode("latin-1")
+            if not any(c in name for c in "*?["):   # as asked, once (any case)
+                if name.lower() in BY_REDIS_NAME and name.lower() not in found:
+                    found[name.lower()] = (name, server.config.get_redis(name.lower()))
+                continue
+            for candidate in BY_REDIS_NAME:
+                if candidate not in found and glob_match(raw, candidate.encode(), nocase=True):
+                    found[candidate] = (candidate, server.config.get_redis(candidate))
+        return {name.encode("latin-1"): value.encode("utf-8", "surrogateescape")
+                for name, value in found.values()}
     if sub == b"set":
-        if len(args) < 4 or len(args) % 2 != 0:
+        if len(args) < 4:
             raise CommandError("ERR wrong number of arguments for 'config|set' command")
-        updates = []
-        for i in range(2, len(args), 2):
-            name = args[i].decode("latin-1").lower()
-            value = args[i + 1].decode("latin-1")
-            setting = BY_REDIS_NAME.get(name)
-            if setting is None:
-                if name in STATIC_PARAMS:
-                    continue   # accepted, no effect here
+        if len(args) % 2:
+            raise CommandError(errors.SYNTAX)
+        pairs = [(args[i].decode("latin-1"), args[i + 1].decode("utf-8", "surrogateescape"))
+                 for i in range(2, len(args), 2)]
+        try:
+            server.config.set_redis(pairs)
+        except ConfigSetError as exc:
+            name = errors.arg_text(exc.name.encode("latin-1"))
+            if exc.reason is None:
                 raise CommandError("ERR Unknown option or number of arguments for CONFIG SET - '%s'" % name)
-            if not setting.mutable:
-                raise CommandError("ERR CONFIG SET failed (possibly related to argument '%s') - "
-                                   "can't set immutable config" % name)
-            try:
-                converted = setting.convert(value)
-            except (ValueError, TypeError) as exc:
-                raise CommandError("ERR CONFIG SET failed (possibly related to argument '%s') - %s"
-                                   % (name, exc))
-            updates.append((setting, converted))
-        for setting, converted in updates:
-            server.config.values[(setting.section, setting.key)] = converted
-            for listener in server.config.listeners.get(setting.redis_name, ()):
-                listener(converted)
+            raise CommandError("ERR CONFIG SET failed (possibly related to argument '%s') - %s"
+                               % (name, exc.reason))
         return OK
     if sub == b"resetstat" and len(args) == 2:
         server.stats.reset()
