@@ -28,31 +28,59 @@ _HUGE_COUNT = re.compile(rb"\*\d{7}")
 
 
 class Reader:
-    __slots__ = ("fast", "slow")
+    __slots__ = ("fast", "slow", "strict_only")
 
     def __init__(self, max_bulk: int, max_query_buffer: int = DEFAULT_MAX_QUERY_BUFFER) -> None:
         self.fast = hiredis.Reader()
         self.slow = RequestReader(max_bulk)
         self.slow.max_query_buffer = max_query_buffer
+        # True while the strict reader holds part of a request (or enforces the
+        # pre-auth limits): then every read goes to it. One flag to test per
+        # read instead of the strict reader's whole state.
+        self.strict_only = False
 
     # The strict reader carries the limits and the pre-auth mode; expose it.
     @property
     def strict(self) -> RequestReader:
         return self.slow
 
+    def refresh(self) -> None:
+        """Call after changing the strict reader's pre-auth mode."""
+        slow = self.slow
+        self.strict_only = bool(slow.buf or slow.pending or slow.args is not None
+                                or slow.max_arg_unauth)
+
     def buffered(self) -> int:
         # The fast path never keeps anything: only the strict reader holds input.
         return self.slow.buffered()
 
     def feed(self, data: bytes) -> list:
-        slow = self.slow
-        if (slow.buf or slow.pending or slow.args is not None or slow.max_arg_unauth
-                or data[:1] != b"*"):
-            return slow.feed(data)
+        if self.strict_only or data[:1] != b"*":
+            return self._feed_strict(data)
         if data.find(b"*", 1) < 0:
-            return self._feed_one(data)
+            # At most one request in the read: the usual case without pipelining.
+            # Its count header must end within 9 bytes ("*999999\r\n"): hiredis
+            # allocates the array on reading the header.
+            if data.find(b"\r\n", 0, 9) < 0:
+                return self._feed_strict(data)
+            fast = self.fast
+            fast.feed(data)
+            try:
+                # `request` is a list, or None for "*-1", or False if incomplete.
+                request = fast.gets()
+                if (request and not fast.has_data()
+                        and data.count(b"\r\n") == 1 + 2 * len(request)):
+                    if len(data) < 65536:
+                        b"".join(request)   # TypeError unless all bulk strings
+                    else:
+                        _check_bulk_strings(request, len(data))
+                    return [request]
+            except (hiredis.ProtocolError, TypeError):
+                pass
+            self.fast = hiredis.Reader()
+            return self._feed_strict(data)
         if _HUGE_COUNT.search(data) is not None:
-            return slow.feed(data)
+            return self._feed_strict(data)
         fast = self.fast
         fast.feed(data)
         requests: list = []
@@ -75,26 +103,13 @@ class Reader:
         except (hiredis.ProtocolError, TypeError):
             pass
         self.fast = hiredis.Reader()
-        return slow.feed(data)
+        return self._feed_strict(data)
 
-    def _feed_one(self, data: bytes) -> list:
-        """The read holds at most one request: the usual case without pipelining."""
-        # Its count header must end within 9 bytes ("*999999\r\n"): no huge arrays.
-        if data.find(b"\r\n", 0, 9) < 0:
-            return self.slow.feed(data)
-        fast = self.fast
-        fast.feed(data)
+    def _feed_strict(self, data: bytes) -> list:
         try:
-            request = fast.gets()
-            if (type(request) is list and request and fast.gets() is False
-                    and not fast.has_data()
-                    and data.count(b"\r\n") == 1 + 2 * len(request)):
-                _check_bulk_strings(request, len(data))
-                return [request]
-        except (hiredis.ProtocolError, TypeError):
-            pass
-        self.fast = hiredis.Reader()
-        return self.slow.feed(data)
+            return self.slow.feed(data)
+        finally:
+            self.refresh()
 
 
 def _check_bulk_strings(items, size: int) -> None:
