@@ -36,6 +36,8 @@ class Server:
         self.last_save = int(time.time())
         self.active_expire_enabled = config["expiry.active_expire"]
         self.config_file = None
+        # Connections with replies to write at the end of this loop turn.
+        self.pending_writes: list = []
         # Input limits live in each client's reader: CONFIG SET reaches them all.
         config.listeners.setdefault("proto-max-bulk-len", []).append(
             lambda value: self._set_reader_limit("max_bulk", value))
@@ -52,6 +54,22 @@ class Server:
             tenant = Tenant(name, self.stats, self.config["limits.databases"])
             self.tenants[name] = tenant
         return tenant
+
+    def want_flush(self, conn) -> None:
+        """Queue `conn` for the end-of-turn flush of replies.
+
+        call_soon runs after every I/O callback of the current turn of the
+        loop, so one flush serves all the reads handled in that turn.
+        """
+        if not self.pending_writes:
+            self.loop.call_soon(self.flush_pending_writes)
+        self.pending_writes.append(conn)
+
+    def flush_pending_writes(self) -> None:
+        conns = self.pending_writes
+        self.pending_writes = []
+        for conn in conns:
+            conn.flush()
 
     def next_client_id(self) -> int:
         self._client_ids += 1

@@ -1,8 +1,16 @@
 """One client connection: bytes in, requests parsed, commands run, replies out.
 
 An asyncio.Protocol (not streams): no coroutine per read or per command. All
-replies produced while handling one `data_received` are joined and written
-with a single transport.write, which is what makes pipelining cheap.
+replies produced while handling one `data_received` are joined into one
+buffer, which is what makes pipelining cheap.
+
+Replies are not written at once: as Redis does (its clients_pending_write list,
+flushed in beforeSleep), a connection with output joins the server's list of
+pending writes, and all of them are written together once the loop has handled
+every read of this turn. Measured with redis-benchmark (50 clients, pipeline
+16) this halves the server's CPU per request: writing each reply as soon as it
+is ready wakes the client process once per write, and on a VM each wake-up of
+a sleeping vCPU is an expensive exit charged to the writer's send().
 """
 
 import asyncio
@@ -46,6 +54,7 @@ class Connection(asyncio.Protocol):
         self.no_evict = False
         self.no_touch = False
         self.paused = False
+        self.unsent: list = []   # replies waiting for the server's end-of-turn flush
         self.multi = None   # transactions: list of queued requests while in MULTI
         self.backlog = None          # requests waiting for the client to drain its output
         self.backlog_error = None    # the protocol error that followed them, if any
@@ -198,13 +207,14 @@ class Connection(asyncio.Protocol):
             append(encode_error(str(error)))
             self.close_after_reply = True
         if out and not self.closing:
-            # inline self.write(): this runs once per read
+            # Queued for the end-of-turn flush (see the module docstring).
             data = out[0] if len(out) == 1 else b"".join(out)
             self.server.stats.net_output_bytes += len(data)
-            self.transport.write(data)
-            if self.paused:
-                self._check_output_limit()
+            if not self.unsent:
+                self.server.want_flush(self)
+            self.unsent.append(data)
         if self.close_after_reply and not self.closing:
+            self.flush()
             self.closing = True
             self.transport.close()
 
@@ -260,8 +270,21 @@ class Connection(asyncio.Protocol):
         self._failed(cmd, "ERR internal error in '%s': %s" % (cmd.name, type(exc).__name__), out)
 
     def write(self, data: bytes) -> None:
-        server = self.server
-        server.stats.net_output_bytes += len(data)
+        """Write now, after anything still queued (a long batch's pieces)."""
+        self.server.stats.net_output_bytes += len(data)
+        self.unsent.append(data)
+        self.flush()
+
+    def flush(self) -> None:
+        """Hand the queued replies to the transport (the server's end-of-turn
+        flush calls this for every connection that has some)."""
+        unsent = self.unsent
+        if not unsent:
+            return
+        data = unsent[0] if len(unsent) == 1 else b"".join(unsent)
+        unsent.clear()
+        if self.closing:
+            return   # closed meanwhile (killed, connection lost): nothing to send to
         self.transport.write(data)
         if self.paused:
             self._check_output_limit()
@@ -275,6 +298,7 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         if not self.closing:
+            self.flush()   # replies already produced still go out, then the close
             self.closing = self.close_after_reply = True
             self.transport.close()
 
