@@ -279,3 +279,27 @@ def _rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def test_concurrent_pipelining_clients_get_their_own_replies_in_order(server):
+    # Replies of all connections are flushed together at the end of a loop
+    # turn: each client must still get exactly its replies, in order, even
+    # when it sends its pipeline in pieces and others are served meanwhile.
+    socks = [server.raw() for _ in range(40)]
+    expected = {}
+    for round_number in range(5):
+        second_halves = []
+        for index, sock in enumerate(socks):
+            values = [b"c%d-r%d-%d" % (index, round_number, i) for i in range(20)]
+            request = b"".join(resp("ECHO", v.decode()) for v in values)
+            half = len(request) // 2 + index % 7   # split at a different point each
+            sock.sendall(request[:half])
+            second_halves.append(request[half:])
+            expected[index] = b"".join(b"$%d\r\n%s\r\n" % (len(v), v) for v in values)
+        for sock, rest in zip(socks, second_halves):
+            sock.sendall(rest)
+        for index, sock in enumerate(socks):
+            assert read_exactly(sock, len(expected[index])) == expected[index]
+    for sock in socks:
+        sock.close()
+    assert server.client().ping() is True
