@@ -69,7 +69,8 @@ class Server:
         conns = self.pending_writes
         self.pending_writes = []
         for conn in conns:
-            conn.flush()
+            if conn.unsent:
+                conn.flush()
 
     def next_client_id(self) -> int:
         self._client_ids += 1

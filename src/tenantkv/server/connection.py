@@ -209,10 +209,15 @@ class Connection(asyncio.Protocol):
         if out and not self.closing:
             # Queued for the end-of-turn flush (see the module docstring).
             data = out[0] if len(out) == 1 else b"".join(out)
-            self.server.stats.net_output_bytes += len(data)
-            if not self.unsent:
-                self.server.want_flush(self)
-            self.unsent.append(data)
+            server = self.server
+            server.stats.net_output_bytes += len(data)
+            unsent = self.unsent
+            if not unsent:
+                pending = server.pending_writes
+                if not pending:   # the first connection with output this turn
+                    server.loop.call_soon(server.flush_pending_writes)
+                pending.append(self)
+            unsent.append(data)
         if self.close_after_reply and not self.closing:
             self.flush()
             self.closing = True
