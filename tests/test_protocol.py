@@ -303,3 +303,25 @@ def test_concurrent_pipelining_clients_get_their_own_replies_in_order(server):
     for sock in socks:
         sock.close()
     assert server.client().ping() is True
+
+
+def test_clients_resetting_right_after_a_request_do_not_stall_others(server):
+    # A reply queued for the end-of-turn flush may find its client already
+    # reset: the flush must drop it and still serve everyone else.
+    import struct
+    healthy = server.raw()
+    for round_number in range(30):
+        resetters = []
+        for _ in range(20):
+            sock = server.raw()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            resetters.append(sock)
+        for sock in resetters:
+            sock.sendall(resp("ECHO", "x" * 100) * 50)
+        healthy.sendall(resp("INCR", "healthy"))
+        for sock in resetters:
+            sock.close()   # RST, probably before the server wrote its replies
+        expected = b":%d\r\n" % (round_number + 1)
+        assert read_exactly(healthy, len(expected), timeout=5) == expected
+    assert server.alive()
+    assert b"Traceback" not in open(server.log_path, "rb").read()

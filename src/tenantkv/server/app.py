@@ -70,7 +70,11 @@ class Server:
         self.pending_writes = []
         for conn in conns:
             if conn.unsent:
-                conn.flush()
+                try:
+                    conn.flush()
+                except Exception:   # one client's failure must not hold the others' replies
+                    log.exception("error writing to client %d", conn.id)
+                    conn.unsent.clear()
 
     def next_client_id(self) -> int:
         self._client_ids += 1

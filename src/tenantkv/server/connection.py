@@ -290,7 +290,13 @@ class Connection(asyncio.Protocol):
         unsent.clear()
         if self.closing:
             return   # closed meanwhile (killed, connection lost): nothing to send to
-        self.transport.write(data)
+        try:
+            self.transport.write(data)
+        except RuntimeError:
+            # uvloop refuses writes once the peer reset the connection, before
+            # connection_lost has told us: the client is gone, drop its replies.
+            self.closing = True
+            return
         if self.paused:
             self._check_output_limit()
 
