@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import redis
@@ -169,6 +170,47 @@ def test_config_get_glob_set_and_resetstat(r):
     r.get("x")
     assert r.config_resetstat() is True
     assert r.info("stats")["keyspace_misses"] == 0
+
+
+def _keyspace(r) -> tuple:
+    stats = r.info("stats")
+    return stats["keyspace_hits"], stats["keyspace_misses"]
+
+
+def test_keyspace_hits_and_misses_count_read_lookups(r, server):
+    # As Redis (checked against redis-server 7.0): read lookups count, one per
+    # key; write lookups (INCR, SET, DEL...) and key iteration (KEYS, SCAN) do not.
+    r.set("a", "1")
+    r.set("b", "2")
+    r.set("gone", "x", px=1)
+    assert r.config_resetstat() is True
+    assert _keyspace(r) == (0, 0)
+    assert r.get("a") == b"1"
+    assert _keyspace(r) == (1, 0)
+    assert r.get("nope") is None
+    assert _keyspace(r) == (1, 1)
+    assert r.mget("a", "b", "nope") == [b"1", b"2", None]
+    assert _keyspace(r) == (3, 2)
+    assert r.incr("a") == 2 and r.incr("counter") == 1
+    r.set("c", "3")
+    r.delete("c", "nope")
+    r.keys("*")
+    r.scan(0)
+    assert _keyspace(r) == (3, 2)
+    time.sleep(0.01)
+    assert r.get("gone") is None            # an expired key is a miss
+    assert r.exists("a", "nope", "b") == 2   # one per key
+    assert r.ttl("a") == -1 and r.type("nope") == b"none"
+    assert r.strlen("b") == 1
+    assert _keyspace(r) == (7, 5)
+    other = server.client(protocol=2, db=1)
+    assert other.get("nope") is None   # every database (and tenant) adds to the server's counts
+    other.close()
+    assert _keyspace(r) == (7, 6)
+    assert r.config_resetstat() is True
+    assert _keyspace(r) == (0, 0)
+    r.get("a")
+    assert _keyspace(r) == (1, 0)
 
 
 def test_command_table_introspection(r):

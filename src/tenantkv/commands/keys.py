@@ -31,7 +31,7 @@ def unlink(conn, args):
          summary="Determines whether one or more keys exist.", syntax="key [key ...]")
 def exists(conn, args):
     db = conn.db
-    return sum(1 for key in args[1:] if db.get(key) is not None)
+    return sum(1 for key in args[1:] if db.read(key) is not None)   # a hit or miss per key
 
 
 @command("touch", -2, "readonly fast", keys=(1, -1, 1), group="generic", since="3.2.1",
@@ -44,7 +44,7 @@ def touch(conn, args):
 @command("type", 2, "readonly fast", keys=(1, 1, 1), group="generic",
          summary="Determines the type of value stored at a key.", syntax="key")
 def type_(conn, args):
-    value = conn.db.get(args[1])
+    value = conn.db.read(args[1])
     return Status("none" if value is None else type_name(value))
 
 
@@ -264,7 +264,7 @@ def copy(conn, args):
     src = conn.db
     if src is dst and args[1] == args[2]:
         raise CommandError(errors.SAME_OBJECT)
-    value = src.get(args[1])
+    value = src.read(args[1])   # the source is a read lookup in Redis (a hit or miss)
     if value is None:
         return 0
     if dst.get(args[2]) is not None:
@@ -331,7 +331,7 @@ def object_(conn, args):
         raise CommandError("ERR wrong number of arguments for 'object|%s' command" % sub.decode())
     if sub == b"help":
         return help_reply("object", OBJECT_HELP)
-    value = conn.db.get(args[2])
+    value = conn.db.read(args[2])   # a hit or miss, even for FREQ/IDLETIME's errors
     if value is None:
         return None
     if sub == b"encoding":
@@ -443,7 +443,7 @@ def pexpireat(conn, args):
 
 def _ttl(conn, key: bytes, in_ms: bool, absolute: bool) -> int:
     db = conn.db
-    if db.get(key) is None:
+    if db.read(key) is None:
         return -2
     when = db.expires.get(key)
     if when is None:

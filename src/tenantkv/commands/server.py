@@ -38,6 +38,17 @@ def _human(size: int) -> str:
     return str(size)
 
 
+def keyspace_counts(server) -> tuple:
+    """(keyspace_hits, keyspace_misses): the counters every database keeps, summed
+    over every tenant's databases (server-wide, as Redis's INFO reports them)."""
+    hits = misses = 0
+    for tenant in server.tenants.values():
+        for db in tenant.dbs:
+            hits += db.hits
+            misses += db.misses
+    return hits, misses
+
+
 def info_section(conn, name: str) -> list:
     server = conn.server
     stats = server.stats
@@ -111,6 +122,7 @@ def info_section(conn, name: str) -> list:
             "aof_last_write_status:ok",
         ]
     if name == "stats":
+        hits, misses = keyspace_counts(server)
         return [
             "total_connections_received:%d" % stats.total_connections_received,
             "total_commands_processed:%d" % sum(c.calls for c in COMMANDS.values()),
@@ -120,8 +132,8 @@ def info_section(conn, name: str) -> list:
             "rejected_connections:%d" % stats.rejected_connections,
             "expired_keys:%d" % stats.expired_keys,
             "evicted_keys:0",
-            "keyspace_hits:%d" % stats.keyspace_hits,
-            "keyspace_misses:%d" % stats.keyspace_misses,
+            "keyspace_hits:%d" % hits,
+            "keyspace_misses:%d" % misses,
             "pubsub_channels:0",
             "pubsub_patterns:0",
             "total_error_replies:%d" % stats.total_error_replies,
@@ -231,6 +243,9 @@ def config(conn, args):
         return OK
     if sub == b"resetstat" and len(args) == 2:
         server.stats.reset()
+        for tenant in server.tenants.values():
+            for db in tenant.dbs:
+                db.hits = db.misses = 0
         for cmd in COMMANDS.values():
             cmd.calls = cmd.rejected = cmd.failed = 0
             cmd.usec = 0.0

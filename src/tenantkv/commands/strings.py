@@ -74,7 +74,7 @@ def set_(conn, args):
             raise CommandError(errors.SYNTAX)
         i += 1
     when = _expire_at(conn, expire_unit, expire, "set") if expire_unit else None
-    old = db.get(key)
+    old = db.read(key) if get else db.get(key)   # SET ... GET is a read lookup in Redis
     if get and old is not None and type(old) is not bytes:
         raise CommandError(errors.WRONGTYPE)
     if (condition == b"nx" and old is not None) or (condition == b"xx" and old is None):
@@ -90,16 +90,21 @@ def set_(conn, args):
 def get(conn, args):
     db = conn.db
     value = db.data.get(args[1])
+    # The hot cases inline, each counted as read_string would count it:
     if type(value) is bytes and not db.expires:
-        return value   # the hot case, without a call: no TTL can apply
-    return db.get_string(args[1])
+        db.hits += 1
+        return value   # a hit, without a call: no TTL can apply
+    if value is None:
+        db.misses += 1
+        return None    # a miss: not in data at all (an expired key stays in data until deleted)
+    return db.read_string(args[1])
 
 
 @command("getdel", 2, "write fast", keys=(1, 1, 1), group="string", since="6.2.0",
          summary="Returns the string value of a key after deleting the key.", syntax="key")
 def getdel(conn, args):
     db = conn.db
-    value = db.get_string(args[1])
+    value = db.read_string(args[1])
     if value is not None:
         db.delete(args[1])
     return value
@@ -125,7 +130,7 @@ def getex(conn, args):
             i += 1
         else:
             raise CommandError(errors.SYNTAX)
-    value = db.get_string(key)
+    value = db.read_string(key)
     if value is None:
         return None
     # Redis validates the time only once it has the key (a missing key is nil).
@@ -145,7 +150,7 @@ def getex(conn, args):
          syntax="key value")
 def getset(conn, args):
     db = conn.db
-    old = db.get_string(args[1])
+    old = db.read_string(args[1])
     db.set(args[1], args[2])
     return old
 
@@ -212,7 +217,7 @@ def mget(conn, args):
     db = conn.db
     out = []
     for key in args[1:]:
-        value = db.get(key)
+        value = db.read(key)   # one hit or miss per key; a key of another type is a hit
         out.append(value if type(value) is bytes else None)
     return out
 
@@ -235,7 +240,7 @@ def append(conn, args):
 @command("strlen", 2, "readonly fast", keys=(1, 1, 1), group="string", since="2.2.0",
          summary="Returns the length of a string value.", syntax="key")
 def strlen(conn, args):
-    value = conn.db.get_string(args[1])
+    value = conn.db.read_string(args[1])
     return 0 if value is None else len(value)
 
 
@@ -244,7 +249,7 @@ def strlen(conn, args):
 def getrange(conn, args):
     start = int_arg(args[2])
     end = int_arg(args[3])
-    value = conn.db.get_string(args[1])
+    value = conn.db.read_string(args[1])
     if value is None:
         return b""
     length = len(value)
@@ -366,6 +371,15 @@ def incrbyfloat(conn, args):
          summary="Finds the longest common substring.",
          syntax="key1 key2 [LEN] [IDX] [MINMATCHLEN min-match-len] [WITHMATCHLEN]")
 def lcs(conn, args):
+    # As Redis: both keys are looked up (a keyspace hit or miss each) before
+    # the options are parsed, so even a syntax error counts them.
+    db = conn.db
+    a = db.read(args[1])
+    b = db.read(args[2])
+    if (a is not None and type(a) is not bytes) or (b is not None and type(b) is not bytes):
+        raise CommandError("ERR The specified keys must contain string values")
+    a = a or b""
+    b = b or b""
     want_len = want_idx = with_match_len = False
     min_match = 0
     i = 3
@@ -385,8 +399,6 @@ def lcs(conn, args):
         i += 1
     if want_len and want_idx:
         raise CommandError("ERR If you want both the length and indexes, please just use IDX.")
-    a = conn.db.get_string(args[1]) or b""
-    b = conn.db.get_string(args[2]) or b""
     if len(a) * len(b) > 64 * 1024 * 1024:
         raise CommandError("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len")
     # Classic dynamic programming table, as Redis does.

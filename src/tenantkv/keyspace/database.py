@@ -17,7 +17,8 @@ def now_ms() -> int:
 
 
 class Database:
-    __slots__ = ("data", "expires", "encodings", "index", "stats", "scans", "scan_ids")
+    __slots__ = ("data", "expires", "encodings", "index", "stats", "scans", "scan_ids",
+                 "hits", "misses")
 
     def __init__(self, index: int, stats) -> None:
         self.data: dict = {}
@@ -30,7 +31,14 @@ class Database:
         self.index = index
         self.scans: dict = {}   # SCAN snapshots by id, see commands/keys.py
         self.scan_ids = 0
-        self.stats = stats   # server-wide counters: expired_keys, keyspace_hits/misses
+        self.stats = stats   # server-wide counters: expired_keys, errors, ...
+        # INFO's keyspace_hits/keyspace_misses, summed over every database of
+        # every tenant (commands/server.py). Counted by the read commands, as
+        # Redis's lookupKeyRead* counts them: `read`/`read_string` below, or
+        # inline where a command has a fast path (GET). Plain `get`/`get_string`
+        # are write lookups (lookupKeyWrite) and count nothing.
+        self.hits = 0
+        self.misses = 0
 
     # -- access --------------------------------------------------------------
 
@@ -54,6 +62,35 @@ class Database:
         if self.expires and key in self.expires and self.expires[key] <= now_ms():
             self._expire(key)
             return None
+        if type(value) is not bytes:
+            raise CommandError(errors.WRONGTYPE)
+        return value
+
+    def read(self, key: bytes):
+        """`get` for a read command: counts a keyspace hit or miss (an expired key is a miss)."""
+        value = self.data.get(key)
+        if value is None:
+            self.misses += 1
+            return None
+        if self.expires and key in self.expires and self.expires[key] <= now_ms():
+            self._expire(key)
+            self.misses += 1
+            return None
+        self.hits += 1
+        return value
+
+    def read_string(self, key: bytes):
+        """`get_string` for a read command: counts a hit or miss. A key of another
+        type is a hit (Redis looks it up, then replies WRONGTYPE)."""
+        value = self.data.get(key)
+        if value is None:
+            self.misses += 1
+            return None
+        if self.expires and key in self.expires and self.expires[key] <= now_ms():
+            self._expire(key)
+            self.misses += 1
+            return None
+        self.hits += 1
         if type(value) is not bytes:
             raise CommandError(errors.WRONGTYPE)
         return value

@@ -11,8 +11,8 @@ class Stats:
         self.net_input_bytes = 0
         self.net_output_bytes = 0
         self.expired_keys = 0
-        self.keyspace_hits = 0
-        self.keyspace_misses = 0
+        # keyspace_hits/keyspace_misses are counted on each Database (one
+        # increment on an object the command already holds) and summed by INFO.
         self.rejected_connections = 0
         self.total_error_replies = 0
         self.unknown_commands = 0
