@@ -208,16 +208,14 @@ class Connection(asyncio.Protocol):
             self.close_after_reply = True
         if out and not self.closing:
             # Queued for the end-of-turn flush (see the module docstring).
-            data = out[0] if len(out) == 1 else b"".join(out)
-            server = self.server
-            server.stats.net_output_bytes += len(data)
             unsent = self.unsent
             if not unsent:
+                server = self.server
                 pending = server.pending_writes
                 if not pending:   # the first connection with output this turn
                     server.loop.call_soon(server.flush_pending_writes)
                 pending.append(self)
-            unsent.append(data)
+            unsent += out
         if self.close_after_reply and not self.closing:
             self.flush()
             self.closing = True
@@ -276,7 +274,6 @@ class Connection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         """Write now, after anything still queued (a long batch's pieces)."""
-        self.server.stats.net_output_bytes += len(data)
         self.unsent.append(data)
         self.flush()
 
@@ -288,6 +285,7 @@ class Connection(asyncio.Protocol):
             return
         data = unsent[0] if len(unsent) == 1 else b"".join(unsent)
         unsent.clear()
+        self.server.stats.net_output_bytes += len(data)
         if self.closing:
             return   # closed meanwhile (killed, connection lost): nothing to send to
         try:
