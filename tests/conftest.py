@@ -88,6 +88,19 @@ def r3(server):
     client.close()
 
 
+def read_exactly(sock: socket.socket, size: int, timeout: float = 30.0) -> bytes:
+    """Read `size` bytes (fewer only if the server closes first)."""
+    sock.settimeout(timeout)
+    chunks = []
+    while size > 0:
+        chunk = sock.recv(min(size, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
 def read_reply(sock: socket.socket, timeout: float = 5.0) -> bytes:
     """Read whatever the server sends until it is quiet briefly (or closes)."""
     sock.settimeout(timeout)

@@ -8,25 +8,13 @@ import time
 
 import pytest
 
-from conftest import closed, read_reply
+from conftest import closed, read_exactly, read_reply
 
 
 def send(server, data: bytes) -> socket.socket:
     sock = server.raw()
     sock.sendall(data)
     return sock
-
-
-def read_exactly(sock: socket.socket, size: int, timeout: float = 30.0) -> bytes:
-    sock.settimeout(timeout)
-    chunks = []
-    while size > 0:
-        chunk = sock.recv(min(size, 1 << 20))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
 
 
 def resp(*args) -> bytes:

@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from conftest import ServerProcess, free_port, read_reply
+from conftest import ServerProcess, free_port, read_exactly, read_reply
 
 
 def raw_command(client: redis.Redis, *args):
@@ -145,6 +145,37 @@ def test_info_fields_monitoring_tools_parse(r):
     assert r.info("errorstats")["errorstat_ERR"]["count"] >= 1
     sections = raw_command(r, "INFO", "server", "clients").decode()
     assert "# Server" in sections and "# Clients" in sections and "# Memory" not in sections
+
+
+def test_commandstats_count_single_and_pipelined_requests_alike(server):
+    # A read holding one request and a pipelined batch take different paths
+    # through the server; INFO commandstats must not tell them apart.
+    r = server.client()
+    r.config_resetstat()
+    sock = server.raw()
+
+    def exchange(data: bytes, expected: bytes) -> None:
+        sock.sendall(data)
+        assert read_exactly(sock, len(expected)) == expected
+
+    incr_counter = b"*2\r\n$4\r\nINCR\r\n$7\r\ncounter\r\n"
+    incr_text = b"*2\r\n$4\r\nINCR\r\n$4\r\ntext\r\n"
+    not_integer = b"-ERR value is not an integer or out of range\r\n"
+    exchange(b"*3\r\n$3\r\nSET\r\n$4\r\ntext\r\n$1\r\nx\r\n", b"+OK\r\n")
+    for n in range(1, 4):                                  # one request per read
+        exchange(incr_counter, b":%d\r\n" % n)
+    exchange(incr_text, not_integer)
+    exchange(incr_counter * 5 + incr_text + b"*1\r\n$4\r\nINCR\r\n",    # one read
+             b"".join(b":%d\r\n" % n for n in range(4, 9)) + not_integer
+             + b"-ERR wrong number of arguments for 'incr' command\r\n")
+    stats = r.info("commandstats")
+    assert stats["cmdstat_incr"]["calls"] == 3 + 1 + 5 + 1
+    assert stats["cmdstat_incr"]["failed_calls"] == 2
+    assert stats["cmdstat_incr"]["rejected_calls"] == 1
+    assert stats["cmdstat_set"]["calls"] == 1
+    assert stats["cmdstat_incr"]["usec"] > 0
+    assert r.get("counter") == b"8"
+    assert [c["cmd"] for c in r.client_list() if c["id"] != str(r.client_id())] == ["incr"]
 
 
 def test_config_get_glob_set_and_resetstat(r):
