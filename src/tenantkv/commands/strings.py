@@ -191,9 +191,7 @@ def psetex(conn, args):
 def mset(conn, args):
     if len(args) % 2 == 0:
         raise CommandError(errors.wrong_arity("mset"))
-    db = conn.db
-    for i in range(1, len(args), 2):
-        db.set(args[i], args[i + 1])
+    conn.db.set_many(args[1::2], args[2::2])
     return OK
 
 
@@ -206,8 +204,7 @@ def msetnx(conn, args):
     db = conn.db
     if any(db.get(args[i]) is not None for i in range(1, len(args), 2)):
         return 0
-    for i in range(1, len(args), 2):
-        db.set(args[i], args[i + 1])
+    db.set_many(args[1::2], args[2::2])
     return 1
 
 

@@ -105,6 +105,16 @@ class Database:
         if self.encodings:
             self.encodings.pop(key, None)
 
+    def set_many(self, keys, values) -> None:
+        """set() for many keys at once (MSET): one dict.update, in C."""
+        self.data.update(zip(keys, values))
+        if self.expires:
+            for key in keys:
+                self.expires.pop(key, None)
+        if self.encodings:
+            for key in keys:
+                self.encodings.pop(key, None)
+
     def replace(self, key: bytes, value) -> None:
         """Set a new value and keep the key's TTL (INCR, APPEND, SETRANGE)."""
         self.data[key] = value
