@@ -109,27 +109,30 @@ class Connection(asyncio.Protocol):
         self.server.stats.net_input_bytes += len(data)
         try:
             requests = self.reader.feed(data)
-            error = None
         except QueryBufferExceeded:
             log.warning("closing client %d that exceeded the query buffer limit", self.id)
             self.close()
             return
         except ProtocolError as exc:
-            requests = exc.requests
-            error = exc
+            self._run_or_hold(exc.requests, exc, now)
+            return
+        if len(requests) == 1 and self.multi is None and self.backlog is None:
+            # One request in the read (no pipelining), the most common case.
+            args = requests[0]
+            cmd = LOOKUP.get(args[0])
+            if cmd is not None:
+                arity = cmd.arity
+                if len(args) == arity or (arity < 0 and len(args) >= -arity):
+                    self.run_one(cmd, args, now)
+                    return
+        self._run_or_hold(requests, None, now)
+
+    def _run_or_hold(self, requests: list, error, now: float) -> None:
         if self.backlog is not None:
             # Reading is paused while a backlog waits, but be safe: keep order.
             self.backlog.extend(requests)
             self.backlog_error = self.backlog_error or error
             return
-        if len(requests) == 1 and error is None and self.multi is None:
-            # One request in the read (no pipelining), the most common case.
-            args = requests[0]
-            cmd = LOOKUP.get(args[0])
-            if cmd is not None and (len(args) == cmd.arity
-                                    or (cmd.arity < 0 and len(args) >= -cmd.arity)):
-                self.run_one(cmd, args, now)
-                return
         self.run(requests, error, now)
 
     def run_one(self, cmd, args: list, started: float) -> None:
