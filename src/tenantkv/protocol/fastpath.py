@@ -6,7 +6,9 @@ parser: it accepts what Redis rejects (`*1\\r\\n:5\\r\\n`, `*-1`, nested arrays,
 `+simple` elements), it knows no inline form, and it allocates the list for
 `*N` as soon as it reads the header. So hiredis only sees a read that:
   - starts at a request boundary with '*' (no inline, no pending slow state),
-  - announces no array of a million elements or more (checked before feeding),
+  - announces no array of a million elements or more (checked before hiredis
+    parses a header: the first one by position, the others by a search that
+    runs only when the read holds more than one request),
 and its result is used only when it is exactly a sequence of complete arrays of
 plain bulk strings that cover the whole read. The CRLF count proves the last
 part: complete requests of N bulk strings hold exactly 1 + 2N CRLFs unless an
@@ -55,51 +57,42 @@ class Reader:
         return self.slow.buffered()
 
     def feed(self, data: bytes) -> list:
-        if self.strict_only or data[:1] != b"*":
+        # The first request's count header must end within 9 bytes
+        # ("*999999\r\n"): hiredis allocates the array as it reads the header.
+        if self.strict_only or data[:1] != b"*" or data.find(b"\r\n", 0, 9) < 0:
             return self._feed_strict(data)
-        if data.find(b"*", 1) < 0:
-            # At most one request in the read: the usual case without pipelining.
-            # Its count header must end within 9 bytes ("*999999\r\n"): hiredis
-            # allocates the array on reading the header.
-            if data.find(b"\r\n", 0, 9) < 0:
-                return self._feed_strict(data)
-            fast = self.fast
-            fast.feed(data)
-            try:
-                # `request` is a list, or None for "*-1", or False if incomplete.
-                request = fast.gets()
-                if (request and not fast.has_data()
-                        and data.count(b"\r\n") == 1 + 2 * len(request)):
+        fast = self.fast
+        fast.feed(data)
+        try:
+            # `request` is a list, None for "*-1", or False if incomplete.
+            request = fast.gets()
+            if not fast.has_data():
+                # One request in the read: the usual case without pipelining.
+                if request and data.count(b"\r\n") == 1 + 2 * len(request):
                     if len(data) < 65536:
                         b"".join(request)   # TypeError unless all bulk strings
                     else:
                         _check_bulk_strings(request, len(data))
                     return [request]
-            except (hiredis.ProtocolError, TypeError):
-                pass
-            self.fast = hiredis.Reader()
-            return self._feed_strict(data)
-        if _HUGE_COUNT.search(data) is not None:
-            return self._feed_strict(data)
-        fast = self.fast
-        fast.feed(data)
-        requests: list = []
-        append = requests.append
-        gets = fast.gets
-        try:
-            request = gets()
-            while request is not False:
-                append(request)
+            elif request is not False and _HUGE_COUNT.search(data) is None:
+                # A pipeline (nothing past the first request is parsed yet, so
+                # the check for huge counts still comes before any allocation).
+                requests = [request]
+                append = requests.append
+                gets = fast.gets
                 request = gets()
-            # len() also raises TypeError for a top-level integer or null.
-            lengths = list(map(len, requests))
-            if (not fast.has_data()
-                    and 0 not in lengths   # "*0": skipped by the strict reader
-                    and data.count(b"\r\n") == len(lengths) + 2 * sum(lengths)):
-                # Raises TypeError for anything but arrays of bulk strings
-                # (chaining a top-level string yields ints, which fail too).
-                _check_bulk_strings(chain.from_iterable(requests), len(data))
-                return requests
+                while request is not False:
+                    append(request)
+                    request = gets()
+                # len() also raises TypeError for a top-level integer or null.
+                lengths = list(map(len, requests))
+                if (not fast.has_data()
+                        and 0 not in lengths   # "*0": skipped by the strict reader
+                        and data.count(b"\r\n") == len(lengths) + 2 * sum(lengths)):
+                    # Raises TypeError for anything but arrays of bulk strings
+                    # (chaining a top-level string yields ints, which fail too).
+                    _check_bulk_strings(chain.from_iterable(requests), len(data))
+                    return requests
         except (hiredis.ProtocolError, TypeError):
             pass
         self.fast = hiredis.Reader()
