@@ -101,7 +101,7 @@ def test_getex_getdel_getset(r):
     assert r.getset("k", "w") == b"v"
     assert r.getdel("k") == b"w"
     assert r.exists("k") == 0
-    assert r.setex("e", 100, "v") is True
+    assert r.execute_command("SETEX", "e", 100, "v") is True   # redis-py deprecates r.setex
     assert r.psetex("p", 100000, "v") is True
     assert 99000 < r.pttl("p") <= 100000
 
