@@ -12,7 +12,7 @@ from tenantkv import errors
 from tenantkv.logs import NOTICE
 from tenantkv.keyspace import Tenant
 from tenantkv.protocol.encoder import QUEUED
-from tenantkv.server.connection import Connection
+from tenantkv.server.connection import Connection, flush_connections
 from tenantkv.server.stats import Stats
 
 log = logging.getLogger("tenantkv.server")
@@ -68,13 +68,7 @@ class Server:
     def flush_pending_writes(self) -> None:
         conns = self.pending_writes
         self.pending_writes = []
-        for conn in conns:
-            if conn.unsent:
-                try:
-                    conn.flush()
-                except Exception:   # one client's failure must not hold the others' replies
-                    log.exception("error writing to client %d", conn.id)
-                    conn.unsent.clear()
+        flush_connections(conns)
 
     def next_client_id(self) -> int:
         self._client_ids += 1

@@ -331,25 +331,8 @@ class Connection(asyncio.Protocol):
         self.flush()
 
     def flush(self) -> None:
-        """Hand the queued replies to the transport (the server's end-of-turn
-        flush calls this for every connection that has some)."""
-        unsent = self.unsent
-        if not unsent:
-            return
-        data = unsent[0] if len(unsent) == 1 else b"".join(unsent)
-        unsent.clear()
-        self.server.stats.net_output_bytes += len(data)
-        if self.closing:
-            return   # closed meanwhile (killed, connection lost): nothing to send to
-        try:
-            self.transport.write(data)
-        except RuntimeError:
-            # uvloop refuses writes once the peer reset the connection, before
-            # connection_lost has told us: the client is gone, drop its replies.
-            self.closing = True
-            return
-        if self.paused:
-            self._check_output_limit()
+        """Hand the queued replies to the transport now."""
+        flush_connections((self,))
 
     def _check_output_limit(self) -> None:
         if (self.transport.get_write_buffer_size()
@@ -366,6 +349,36 @@ class Connection(asyncio.Protocol):
 
     def select(self, index: int) -> None:
         self.db = self.tenant.dbs[index]
+
+
+def flush_connections(conns) -> None:
+    """Hand each connection's queued replies to its transport.
+
+    The server's end-of-turn flush calls this with every connection that has
+    replies waiting: at pipeline 1 it runs once per reply, so the loop body is
+    written out here rather than calling a method per connection.
+    """
+    for conn in conns:
+        unsent = conn.unsent
+        if not unsent:
+            continue
+        data = unsent[0] if len(unsent) == 1 else b"".join(unsent)
+        unsent.clear()
+        conn.server.stats.net_output_bytes += len(data)
+        if conn.closing:
+            continue   # closed meanwhile (killed, connection lost): nothing to send to
+        try:
+            conn.transport.write(data)
+        except RuntimeError:
+            # uvloop refuses writes once the peer reset the connection, before
+            # connection_lost has told us: the client is gone, drop its replies.
+            conn.closing = True
+            continue
+        except Exception:   # one client's failure must not hold the others' replies
+            log.exception("error writing to client %d", conn.id)
+            continue
+        if conn.paused:
+            conn._check_output_limit()
 
 
 _TRANSACTION_CONTROL = frozenset(("exec", "discard", "multi", "watch", "quit", "reset"))
