@@ -59,7 +59,8 @@ class Reader:
     def feed(self, data: bytes) -> list:
         # The first request's count header must end within 9 bytes
         # ("*999999\r\n"): hiredis allocates the array as it reads the header.
-        if self.strict_only or data[:1] != b"*" or data.find(b"\r\n", 0, 9) < 0:
+        # (`data` is never empty: asyncio does not deliver empty reads.)
+        if self.strict_only or data[0] != 42 or not 0 < data.find(b"\r\n") < 9:   # 42: '*'
             return self._feed_strict(data)
         fast = self.fast
         fast.feed(data)
