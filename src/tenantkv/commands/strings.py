@@ -191,7 +191,7 @@ def psetex(conn, args):
 def mset(conn, args):
     if len(args) % 2 == 0:
         raise CommandError(errors.wrong_arity("mset"))
-    conn.db.set_many(args[1::2], args[2::2])
+    conn.db.set_many(args, 1)
     return OK
 
 
@@ -204,7 +204,7 @@ def msetnx(conn, args):
     db = conn.db
     if any(db.get(args[i]) is not None for i in range(1, len(args), 2)):
         return 0
-    db.set_many(args[1::2], args[2::2])
+    db.set_many(args, 1)
     return 1
 
 

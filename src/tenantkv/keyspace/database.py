@@ -105,14 +105,16 @@ class Database:
         if self.encodings:
             self.encodings.pop(key, None)
 
-    def set_many(self, keys, values) -> None:
-        """set() for many keys at once (MSET): one dict.update, in C."""
-        self.data.update(zip(keys, values))
-        if self.expires:
-            for key in keys:
+    def set_many(self, args: list, start: int) -> None:
+        """set() for the key/value pairs args[start], args[start + 1], ...
+        (MSET): one dict.update, in C, without copying the pairs out."""
+        pairs = iter(args)
+        for _ in range(start):
+            next(pairs)
+        self.data.update(zip(pairs, pairs))
+        if self.expires or self.encodings:
+            for key in args[start::2]:
                 self.expires.pop(key, None)
-        if self.encodings:
-            for key in keys:
                 self.encodings.pop(key, None)
 
     def replace(self, key: bytes, value) -> None:
