@@ -42,7 +42,8 @@ OK = Raw(b"+OK\r\n")
 PONG = Raw(b"+PONG\r\n")
 QUEUED = Raw(b"+QUEUED\r\n")
 EMPTY_ARRAY = Raw(b"*0\r\n")
-_INTS = [b":%d\r\n" % i for i in range(-1, 10001)]
+# Encoded integer replies -1..10000, by value + 1: a list index is cheaper than formatting.
+SMALL_INTS = [b":%d\r\n" % i for i in range(-1, 10001)]
 
 
 def encode(value, resp3: bool) -> bytes:
@@ -53,7 +54,7 @@ def encode(value, resp3: bool) -> bytes:
         return value
     if kind is int:
         if -1 <= value <= 10000:
-            return _INTS[value + 1]
+            return SMALL_INTS[value + 1]
         return b":%d\r\n" % value
     if value is None:
         return b"_\r\n" if resp3 else b"$-1\r\n"

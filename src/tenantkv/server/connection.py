@@ -21,7 +21,7 @@ from time import monotonic, perf_counter
 from tenantkv import errors
 from tenantkv.commands.registry import LOOKUP, find
 from tenantkv.errors import CommandError, ProtocolError, QueryBufferExceeded
-from tenantkv.protocol.encoder import Raw, encode, encode_error
+from tenantkv.protocol.encoder import SMALL_INTS, Raw, encode, encode_error
 from tenantkv.protocol.fastpath import Reader
 
 log = logging.getLogger("tenantkv.connection")
@@ -152,7 +152,7 @@ class Connection(asyncio.Protocol):
             elif kind is bytes:
                 reply = b"$%d\r\n%s\r\n" % (len(reply), reply)
             elif kind is int:
-                reply = b":%d\r\n" % reply
+                reply = SMALL_INTS[reply + 1] if -1 <= reply <= 10000 else b":%d\r\n" % reply
             elif reply is NO_REPLY:
                 reply = b""
             else:
@@ -223,7 +223,7 @@ class Connection(asyncio.Protocol):
                         size += len(reply)
                         append(b"$%d\r\n%s\r\n" % (len(reply), reply))
                     elif kind is int:
-                        append(b":%d\r\n" % reply)
+                        append(SMALL_INTS[reply + 1] if -1 <= reply <= 10000 else b":%d\r\n" % reply)
                     elif reply is None and not self.resp3:
                         append(b"$-1\r\n")
                     elif reply is NO_REPLY:
