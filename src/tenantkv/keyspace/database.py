@@ -82,16 +82,8 @@ class Database:
     def read_string(self, key: bytes):
         """`get_string` for a read command: counts a hit or miss. A key of another
         type is a hit (Redis looks it up, then replies WRONGTYPE)."""
-        value = self.data.get(key)
-        if value is None:
-            self.misses += 1
-            return None
-        if self.expires and key in self.expires and self.expires[key] <= now_ms():
-            self._expire(key)
-            self.misses += 1
-            return None
-        self.hits += 1
-        if type(value) is not bytes:
+        value = self.read(key)
+        if value is not None and type(value) is not bytes:
             raise CommandError(errors.WRONGTYPE)
         return value
 
