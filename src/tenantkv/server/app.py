@@ -55,17 +55,14 @@ class Server:
             self.tenants[name] = tenant
         return tenant
 
-    def want_flush(self, conn) -> None:
-        """Queue `conn` for the end-of-turn flush of replies.
-
-        call_soon runs after every I/O callback of the current turn of the
-        loop, so one flush serves all the reads handled in that turn.
-        """
-        if not self.pending_writes:
-            self.loop.call_soon(self.flush_pending_writes)
-        self.pending_writes.append(conn)
-
     def flush_pending_writes(self) -> None:
+        """Write the replies of every connection in `pending_writes`.
+
+        A connection with new output while the list is empty schedules this
+        with call_soon (see Connection.run_one and run), which runs after
+        every I/O callback of the current turn of the loop: one flush serves
+        all the reads handled in that turn.
+        """
         conns = self.pending_writes
         self.pending_writes = []
         flush_connections(conns)
