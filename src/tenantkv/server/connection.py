@@ -7,10 +7,14 @@ buffer, which is what makes pipelining cheap.
 Replies are not written at once: as Redis does (its clients_pending_write list,
 flushed in beforeSleep), a connection with output joins the server's list of
 pending writes, and all of them are written together once the loop has handled
-every read of this turn. Measured with redis-benchmark (50 clients, pipeline
-16) this halves the server's CPU per request: writing each reply as soon as it
-is ready wakes the client process once per write, and on a VM each wake-up of
-a sleeping vCPU is an expensive exit charged to the writer's send().
+every read of this turn (flush_connections). Measured with redis-benchmark
+(50 clients, pipeline 16): GET from 2.6 to 1.7 us of server CPU per request,
+MSET at pipeline 1 from 25 to 15. Writing each reply as soon as it is ready
+wakes the client process once per write, and on a VM each wake-up of a
+sleeping vCPU is an expensive exit, charged to the writer's send().
+
+A read that holds one request (no pipelining) takes a shorter path, run_one;
+everything else goes through run(), one batch at a time.
 """
 
 import asyncio
