@@ -65,6 +65,11 @@ def _str(value) -> str:
     return str(value)
 
 
+def _username(value) -> str:
+    from tenantkv.tenancy.store import validate_username   # the store's rule, one copy
+    return validate_username(str(value))
+
+
 # Redis's numeric parameters: parsed, then checked against the parameter's
 # range (some are then clamped, as hz); enums compare without case.
 
@@ -107,6 +112,7 @@ class Setting:
     protected: bool = False      # Redis refuses CONFIG SET (enable-protected-configs no)
     # A change nobody listens to (config.listeners) is refused with this reason.
     needs_listener: str = ""
+    secret: bool = False         # never shown: not in CONFIG GET, repr or logs
 
 
 def _redis(name, convert, default, mutable=True, alias=None) -> Setting:
@@ -145,6 +151,19 @@ SETTINGS = [
             "debug | verbose | notice | warning | nothing"),
     Setting("logging", "file", "logfile", _str, "", False, "log file (empty = stderr)"),
     Setting("auth", "default_user", None, enum("off", "nopass"), "nopass", False, "password-less default user: off | nopass"),
+    # The user store. None of these has a Redis name, so CONFIG GET/SET cannot
+    # reach them (root_password above all: it must never be shown).
+    Setting("auth", "users_db", None, _str, "", False, "user database file (empty = <data.dir>/users.db)"),
+    Setting("auth", "root_user", None, _username, "root", False, "name of the root user created on first start"),
+    Setting("auth", "root_password", None, _str, "", False,
+            "first start's root password (empty = TENANTKV_ROOT_PASSWORD, else generated into <dir>/root.password)",
+            secret=True),
+    Setting("auth", "auth_timeout", None, integer(1, INT_MAX), 10, False,
+            "seconds a new client has to authenticate"),
+    Setting("auth", "backup_dir", None, _str, "", False, "user database backups (empty = <data.dir>/backups)"),
+    Setting("auth", "backup_interval", None, integer(0, INT_MAX), 3600, False,
+            "seconds between user database backups (0 = off)"),
+    Setting("auth", "backup_keep", None, integer(0, INT_MAX), 7, False, "user database backups kept (0 = all)"),
     # Redis parameters clients and tools read; kept and answered, not acted on.
     _redis("lazyfree-lazy-user-del", parse_bool, False),
     _redis("lazyfree-lazy-user-flush", parse_bool, False),
@@ -184,12 +203,15 @@ ALIASES = {
     ("server.network", "host"): ("network", "bind"),
     ("server.network", "port"): ("network", "port"),
     ("server.db", "path"): ("data", "dir"),
+    ("server.db", "backup_path"): ("auth", "backup_dir"),
+    ("server.db", "backup_interval"): ("auth", "backup_interval"),
+    ("server.network", "root_user"): ("auth", "root_user"),
 }
 # Keys the article defines that later issues give meaning to; accepted now.
-ACCEPTED_LATER = {("server.db", "backup_path"), ("server.db", "backup_interval"),
-                  ("server.network", "root_user")}
+ACCEPTED_LATER: set = set()
 
 BY_PATH = {(s.section, s.key): s for s in SETTINGS if s.section}
+SECRETS = {(s.section, s.key) for s in SETTINGS if s.secret}
 # Every name CONFIG GET/SET know, aliases included (lower case) -> Setting
 BY_REDIS_NAME = {name: s for s in SETTINGS for name in (s.redis_name, s.alias) if name}
 
@@ -209,6 +231,12 @@ class Config:
     # Redis parameter name -> callables run with the new value after CONFIG SET,
     # for settings whose owner must act on a change (the log level, say).
     listeners: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        shown = {"%s.%s" % path if path[0] else path[1]:
+                 "<secret>" if path in SECRETS and value else value
+                 for path, value in self.values.items()}
+        return "Config(%r)" % shown
 
     def __getitem__(self, path: str):
         section, key = path.split(".")
@@ -264,6 +292,16 @@ class Config:
         if isinstance(value, bool):
             return "yes" if value else "no"
         return str(value)
+
+
+def users_db_path(config: Config) -> str:
+    """Where the user database lives: auth.users_db, else <data.dir>/users.db."""
+    return config["auth.users_db"] or os.path.join(config["data.dir"], "users.db")
+
+
+def backup_dir_path(config: Config) -> str:
+    """Where user database backups go: auth.backup_dir, else <data.dir>/backups."""
+    return config["auth.backup_dir"] or os.path.join(config["data.dir"], "backups")
 
 
 def load(path: str | None = None, env: dict | None = None, flags: dict | None = None) -> Config:

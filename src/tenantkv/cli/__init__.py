@@ -1,0 +1,1 @@
+"""Command-line tools: `tenantkv` (offline administration of the user database)."""

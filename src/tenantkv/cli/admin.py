@@ -1,0 +1,182 @@
+"""tenantkv: offline administration of the user database.
+
+    tenantkv [--config FILE] [--data-dir DIR] [--db PATH] user add NAME [--root] [--password-stdin]
+    tenantkv user del NAME | list | passwd NAME [--password-stdin] | set-root NAME on|off
+
+Works on the SQLite file directly (WAL makes this safe beside a running
+server, but a running server keeps its own copy of users until it re-reads
+them; online changes go through ACL SETUSER). Passwords are read from stdin
+(one line) or asked twice at the terminal, never taken from the command line,
+where `ps` and shell history would show them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import time
+
+from tenantkv import config as config_module
+
+
+class CliError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tenantkv", description="Offline administration of the tenantkv user database.")
+    parser.add_argument("--config", metavar="PATH", help="config file (TOML), as tenantkv-server's")
+    parser.add_argument("--data-dir", metavar="DIR", help="data directory (overrides data.dir)")
+    parser.add_argument("--db", metavar="PATH",
+                        help="user database file (default: auth.users_db, else <data dir>/users.db)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    user = commands.add_parser("user", help="manage users", description="Manage users.")
+    actions = user.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    add = actions.add_parser("add", help="create a user", description="Create a user.")
+    add.add_argument("name")
+    add.add_argument("--root", action="store_true", help="give the user root rights")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from the first line of stdin")
+
+    delete = actions.add_parser("del", help="delete a user", description="Delete a user.")
+    delete.add_argument("name")
+
+    actions.add_parser("list", help="list users", description="List users.")
+
+    passwd = actions.add_parser("passwd", help="set a user's password",
+                                description="Set a user's password.")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true",
+                        help="read the password from the first line of stdin")
+
+    set_root = actions.add_parser("set-root", help="grant or revoke root rights",
+                                  description="Grant (on) or revoke (off) root rights.")
+    set_root.add_argument("name")
+    set_root.add_argument("state", choices=["on", "off"])
+    return parser
+
+
+def db_path(args) -> str:
+    """The server's resolution: --db, else auth.users_db, else <data dir>/users.db,
+    the config coming from --config, TENANTKV_* variables and --data-dir."""
+    if args.db:
+        return args.db
+    flags = {"dir": args.data_dir} if args.data_dir else None
+    try:
+        config = config_module.load(args.config, flags=flags)
+    except config_module.ConfigError as exc:
+        raise CliError("configuration error: %s" % exc)
+    return config_module.users_db_path(config)
+
+
+def read_password(from_stdin: bool) -> bytes:
+    if from_stdin:
+        line = sys.stdin.buffer.readline()
+        password = line[:-1] if line.endswith(b"\n") else line
+        if password.endswith(b"\r"):
+            password = password[:-1]
+    else:
+        if not sys.stdin.isatty():
+            raise CliError("no terminal to ask for the password: use --password-stdin")
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != first:
+            raise CliError("passwords do not match")
+        password = first.encode("utf-8")
+    if not password:
+        raise CliError("empty password")
+    return password
+
+
+def open_store(args, create: bool):
+    from tenantkv.tenancy import UserStore
+    path = db_path(args)
+    if not create and not os.path.exists(path):
+        raise CliError("no user database at %s" % path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if create:
+        os.makedirs(directory, exist_ok=True)
+    return UserStore(path)
+
+
+def _time(stamp: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(stamp)) if stamp else "-"
+
+
+def run(args) -> None:
+    from tenantkv.tenancy import NoSuchUser, UserExists
+    action = args.action
+    if action == "add":
+        from tenantkv.tenancy import validate_username
+        try:
+            validate_username(args.name)
+        except ValueError as exc:
+            raise CliError("bad user name %r: %s" % (args.name, exc))
+        store = open_store(args, create=True)
+        try:
+            if store.get(args.name) is not None:   # before asking for a password
+                raise CliError("user '%s' already exists" % args.name)
+            password = read_password(args.password_stdin)
+            try:
+                user = store.add(args.name, password, root=args.root)
+            except UserExists as exc:
+                raise CliError(str(exc))
+        finally:
+            store.close()
+        print("added user '%s' (id %d%s)" % (user.username, user.id, ", root" if user.root else ""))
+        return
+    store = open_store(args, create=False)
+    try:
+        if action == "list":
+            users = store.list()
+            rows = [("NAME", "ID", "ROOT", "ENABLED", "TENANT", "CREATED (UTC)", "UPDATED (UTC)")]
+            rows += [(u.username, str(u.id), "yes" if u.root else "no", "yes" if u.enabled else "no",
+                      u.tenant_key, _time(u.created_at), _time(u.updated_at)) for u in users]
+            widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+            for row in rows:
+                print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        elif action == "del":
+            if store.delete(args.name) is None:
+                raise CliError("no such user '%s'" % args.name)
+            print("deleted user '%s'" % args.name)
+        elif action == "passwd":
+            if store.get(args.name) is None:
+                raise CliError("no such user '%s'" % args.name)
+            password = read_password(args.password_stdin)
+            try:
+                store.set_password(args.name, password)
+            except NoSuchUser as exc:
+                raise CliError(str(exc))
+            print("password of '%s' changed" % args.name)
+        elif action == "set-root":
+            try:
+                store.set_root(args.name, args.state == "on")
+            except NoSuchUser as exc:
+                raise CliError(str(exc))
+            print("root rights of '%s': %s" % (args.name, args.state))
+    finally:
+        store.close()
+
+
+def main(argv: list | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except CliError as exc:
+        print("tenantkv: %s" % exc, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("tenantkv: interrupted", file=sys.stderr)
+        return 1
+    except Exception as exc:   # sqlite3, OS errors: one line, not a traceback
+        print("tenantkv: %s: %s" % (type(exc).__name__, exc), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,377 @@
+"""The user store: one SQLite file (WAL, synchronous=FULL) through `sqlite3`.
+
+Every method is synchronous and may block (disk, fsync, argon2): the server
+calls them from a worker thread. One connection is shared by those threads
+(check_same_thread=False), and a lock makes each operation a unit. Hashing
+happens outside the lock, so one slow hash does not hold up other look-ups.
+
+Only argon2id hashes reach the `password` column (set_hash refuses anything
+else), and nothing here logs a password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+
+from tenantkv.tenancy import hashing
+
+NAME_MAX = 128
+
+# Schema migrations, in order: MIGRATIONS[i] takes the schema from version i to
+# i + 1. Never edit a released step; append a new one.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE users (
+               id INTEGER PRIMARY KEY AUTOINCREMENT,
+               username TEXT UNIQUE NOT NULL,
+               password TEXT NOT NULL,
+               created_at INTEGER,
+               updated_at INTEGER,
+               root_user INTEGER NOT NULL DEFAULT 0,
+               enabled INTEGER NOT NULL DEFAULT 1,
+               namespace TEXT NULL
+           )""",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_COLUMNS = "id, username, password, root_user, enabled, namespace, created_at, updated_at"
+
+
+class UserStoreError(Exception):
+    pass
+
+
+class UserExists(UserStoreError):
+    def __init__(self, username: str) -> None:
+        super().__init__("user '%s' already exists" % username)
+        self.username = username
+
+
+class NoSuchUser(UserStoreError):
+    def __init__(self, username: str) -> None:
+        super().__init__("no such user '%s'" % username)
+        self.username = username
+
+
+class SchemaTooNew(UserStoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    username: str
+    password: str          # the argon2id hash, never the password
+    root: bool
+    enabled: bool
+    namespace: str | None
+    created_at: int        # Unix seconds
+    updated_at: int
+
+    @property
+    def tenant_key(self) -> str:
+        """The key of this user's Tenant: its namespace when bound to one,
+        else its stable id (never the name, which may be reused after a delete,
+        nor the password hash, which changes with the password)."""
+        return self.namespace if self.namespace is not None else "user:%d" % self.id
+
+    def __repr__(self) -> str:   # keeps the hash out of logs and tracebacks
+        return ("User(id=%d, username=%r, root=%r, enabled=%r, namespace=%r)"
+                % (self.id, self.username, self.root, self.enabled, self.namespace))
+
+
+def _printable_ascii(text: str) -> bool:
+    return all(0x21 <= ord(c) <= 0x7E for c in text)
+
+
+def validate_username(username: str) -> str:
+    """`username` if acceptable, else ValueError naming the rule.
+
+    Redis (ACL SETUSER) refuses only names containing whitespace or NUL
+    ("Usernames can't contain spaces or null characters"). We accept a subset:
+    1..128 bytes of printable ASCII (0x21-0x7E), so names are safe to show in
+    ACL LIST, logs and the admin CLI. ':' is allowed, as in Redis."""
+    if not isinstance(username, str):
+        raise ValueError("username must be a string")
+    if not 1 <= len(username) <= NAME_MAX:
+        raise ValueError("username must be 1 to %d characters long" % NAME_MAX)
+    if not _printable_ascii(username):
+        raise ValueError("username must be printable ASCII without spaces or control characters "
+                         "(Redis: usernames can't contain spaces or null characters)")
+    return username
+
+
+def validate_namespace(namespace: str) -> str:
+    """A namespace is a tenant key shared by several users: the username rules,
+    and no ':' at all, so it can never be mistaken for a user's own tenant key
+    ("user:<id>")."""
+    if not isinstance(namespace, str):
+        raise ValueError("namespace must be a string")
+    if not 1 <= len(namespace) <= NAME_MAX:
+        raise ValueError("namespace must be 1 to %d characters long" % NAME_MAX)
+    if not _printable_ascii(namespace) or ":" in namespace:
+        raise ValueError("namespace must be printable ASCII without spaces, control characters or ':'")
+    return namespace
+
+
+def _name(username) -> str:
+    if isinstance(username, (bytes, bytearray, memoryview)):
+        return bytes(username).decode("utf-8", "surrogateescape")
+    return username
+
+
+def _row(row) -> User | None:
+    if row is None:
+        return None
+    return User(id=row[0], username=row[1], password=row[2], root=bool(row[3]), enabled=bool(row[4]),
+                namespace=row[5], created_at=row[6] or 0, updated_at=row[7] or 0)
+
+
+def _create_private(path: str) -> None:
+    """Create `path` with mode 0600 if missing (SQLite gives its -wal and -shm
+    files the database file's mode); tighten an existing file to 0600."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+class UserStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise FileNotFoundError("directory of the user database does not exist: %s" % parent)
+        _create_private(path)
+        self._lock = threading.Lock()
+        # isolation_level=None: no implicit transactions; we BEGIN ourselves.
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise UserStoreError("cannot put %s in WAL mode (got %s)" % (path, mode))
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- schema ----------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self._lock, self._transaction():
+            conn = self._conn
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            current = row[0] or 0
+            if current > SCHEMA_VERSION:
+                raise SchemaTooNew("%s has schema version %d; this tenantkv knows up to %d"
+                                   % (self.path, current, SCHEMA_VERSION))
+            if current == SCHEMA_VERSION:
+                return
+            for steps in MIGRATIONS[current:]:
+                for sql in steps:
+                    conn.execute(sql)
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+
+    def schema_version(self) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        # BEGIN IMMEDIATE takes the write lock up front, so another process
+        # (the offline CLI) waits on busy_timeout instead of failing mid-way.
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    # -- reads -----------------------------------------------------------------
+
+    def _get(self, username: str) -> User | None:
+        return _row(self._conn.execute("SELECT %s FROM users WHERE username = ?" % _COLUMNS,
+                                       (username,)).fetchone())
+
+    def get(self, username) -> User | None:
+        with self._lock:
+            return self._get(_name(username))
+
+    def get_by_id(self, id: int) -> User | None:
+        with self._lock:
+            return _row(self._conn.execute("SELECT %s FROM users WHERE id = ?" % _COLUMNS,
+                                           (id,)).fetchone())
+
+    def list(self) -> list[User]:
+        """Every user, ordered by username (byte order)."""
+        with self._lock:
+            rows = self._conn.execute("SELECT %s FROM users ORDER BY username" % _COLUMNS).fetchall()
+        return [_row(row) for row in rows]
+
+    def count(self) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM users").fetchone()[0]
+
+    def users_in(self, namespace: str) -> list[User]:
+        """Users bound to `namespace`, ordered by username."""
+        with self._lock:
+            rows = self._conn.execute("SELECT %s FROM users WHERE namespace = ? ORDER BY username"
+                                      % _COLUMNS, (namespace,)).fetchall()
+        return [_row(row) for row in rows]
+
+    # -- writes ----------------------------------------------------------------
+
+    def add(self, username, password: bytes, root: bool = False, enabled: bool = True,
+            namespace: str | None = None) -> User:
+        """Create a user; UserExists if the name is taken, ValueError for a bad
+        name or namespace."""
+        username = validate_username(_name(username))
+        if namespace is not None:
+            validate_namespace(namespace)
+        if self.get(username) is not None:   # spare the hash for the common case
+            raise UserExists(username)
+        stored = hashing.hash_password(password)
+        now = int(time.time())
+        with self._lock:
+            try:
+                with self._transaction():
+                    cursor = self._conn.execute(
+                        "INSERT INTO users (username, password, created_at, updated_at, root_user, enabled,"
+                        " namespace) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (username, stored, now, now, int(bool(root)), int(bool(enabled)), namespace))
+            except sqlite3.IntegrityError:
+                raise UserExists(username) from None
+            return _row(self._conn.execute("SELECT %s FROM users WHERE id = ?" % _COLUMNS,
+                                           (cursor.lastrowid,)).fetchone())
+
+    def _update(self, username, column: str, value, only_if_password: str | None = None) -> User | None:
+        username = _name(username)
+        sql = "UPDATE users SET %s = ?, updated_at = ? WHERE username = ?" % column
+        params = [value, int(time.time()), username]
+        if only_if_password is not None:
+            sql += " AND password = ?"
+            params.append(only_if_password)
+        with self._lock:
+            with self._transaction():
+                changed = self._conn.execute(sql, params).rowcount
+            return self._get(username) if changed else None
+
+    def _must(self, username, user: User | None) -> User:
+        if user is None:
+            raise NoSuchUser(_name(username))
+        return user
+
+    def set_password(self, username, password: bytes) -> User:
+        """Store a new hash of `password`; NoSuchUser if absent."""
+        if self.get(username) is None:
+            raise NoSuchUser(_name(username))
+        stored = hashing.hash_password(password)
+        return self._must(username, self._update(username, "password", stored))
+
+    def set_hash(self, username, stored: str, expected: str | None = None) -> bool:
+        """Replace the stored hash with `stored` (an argon2 hash string; the
+        transparent re-hash after a login). With `expected`, only if the
+        current hash is still `expected`, so a re-hash racing a password change
+        cannot bring back the old password. True if a row changed."""
+        if not hashing.is_hash(stored):
+            raise ValueError("set_hash takes an argon2 hash string, not a password")
+        return self._update(username, "password", stored, only_if_password=expected) is not None
+
+    def set_enabled(self, username, enabled: bool) -> User:
+        return self._must(username, self._update(username, "enabled", int(bool(enabled))))
+
+    def set_root(self, username, root: bool) -> User:
+        return self._must(username, self._update(username, "root_user", int(bool(root))))
+
+    def set_namespace(self, username, namespace: str | None) -> User:
+        """Bind the user to a shared namespace, or back to its own tenant (None)."""
+        if namespace is not None:
+            validate_namespace(namespace)
+        return self._must(username, self._update(username, "namespace", namespace))
+
+    def delete(self, username) -> User | None:
+        """Remove the user; the removed User, or None if there was none. Ids are
+        never reused (AUTOINCREMENT), so a later user never gets its tenant."""
+        username = _name(username)
+        with self._lock:
+            with self._transaction():
+                user = self._get(username)
+                if user is not None:
+                    self._conn.execute("DELETE FROM users WHERE id = ?", (user.id,))
+            return user
+
+    # -- maintenance -----------------------------------------------------------
+
+    def backup(self, dest_path: str) -> None:
+        """A consistent copy of the database at `dest_path` (mode 0600), made
+        with SQLite's online backup API while the store stays usable. The copy
+        is written beside the destination and renamed over it, so
+        `dest_path` is always either absent or complete; it is a single file
+        (rollback-journal mode), ready to be copied back as users.db."""
+        tmp = "%s.tmp-%d-%d" % (dest_path, os.getpid(), threading.get_ident())
+        for leftover in (tmp, tmp + "-journal", tmp + "-wal", tmp + "-shm"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+        _create_private(tmp)
+        try:
+            dest = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                with self._lock:
+                    self._conn.backup(dest)
+                dest.execute("PRAGMA journal_mode=DELETE")
+            finally:
+                dest.close()
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, dest_path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        directory = os.open(os.path.dirname(os.path.abspath(dest_path)), os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    def backup_rotate(self, backup_dir: str, keep: int) -> str:
+        """Back up into `backup_dir` (created, mode 0700) as
+        users-<UTC time>.db and remove all but the newest `keep` such files
+        (keep <= 0 keeps all). Returns the new file's path."""
+        os.makedirs(backup_dir, mode=0o700, exist_ok=True)
+        now = time.time()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + "%06dZ" % int(now % 1 * 1e6)
+        path = os.path.join(backup_dir, "users-%s.db" % stamp)
+        self.backup(path)
+        if keep > 0:
+            backups = sorted(name for name in os.listdir(backup_dir)
+                             if name.startswith("users-") and name.endswith(".db"))
+            for name in backups[:-keep]:
+                os.unlink(os.path.join(backup_dir, name))
+        return path
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> UserStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
