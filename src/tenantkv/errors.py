@@ -31,6 +31,13 @@ STRING_TOO_LONG = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
 OFFSET_RANGE = "ERR offset is out of range"
 SAME_OBJECT = "ERR source and destination objects are the same"
 NEGATIVE_TIMEOUT = "ERR timeout is negative"
+WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled."
+NOAUTH = "NOAUTH Authentication required."
+NOAUTH_HELLO = ("NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+                "HELLO AUTH <user> <pass> option can be used to authenticate the client and select "
+                "the RESP protocol version at the same time")
+AUTH_WITHOUT_PASSWORD = ("ERR AUTH <password> called without any password configured for the "
+                         "default user. Are you sure your configuration is correct?")
 
 
 def wrong_arity(name: str) -> str:

@@ -40,6 +40,22 @@ def select(conn, args):
     return OK
 
 
+@command("auth", -2, "noauth noscript loading stale fast allow_busy", group="connection",
+         summary="Authenticates the connection.", syntax="[username] password")
+def auth(conn, args):
+    if len(args) > 3:
+        raise CommandError(errors.SYNTAX)
+    server = conn.server
+    if len(args) == 2:   # AUTH password: the default user
+        if server.default_user_open:
+            raise CommandError(errors.AUTH_WITHOUT_PASSWORD)
+        return server.auth.start(conn, b"default", args[1], lambda: OK)
+    if args[1] == b"default" and server.default_user_open:
+        conn.login_default()   # the password-less default user takes any password
+        return OK
+    return server.auth.start(conn, args[1], args[2], lambda: OK)
+
+
 @command("hello", -1, "noauth fast", group="connection", since="6.0.0",
          summary="Handshakes with the server.", syntax="[protover [AUTH username password] [SETNAME clientname]]")
 def hello(conn, args):
@@ -54,14 +70,12 @@ def hello(conn, args):
         protocol = version
         i = 2
     name = None
+    credentials = None
     while i < len(args):
         option = args[i].lower()
         remaining = len(args) - i - 1
         if option == b"auth" and remaining >= 2:
-            # Users arrive with the tenancy issue; until then only "default" exists
-            # and it needs no password, as Redis without requirepass.
-            if args[i + 1] != b"default":
-                raise CommandError("WRONGPASS invalid username-password pair or user is disabled.")
+            credentials = (args[i + 1], args[i + 2])
             i += 3
         elif option == b"setname" and remaining >= 1:
             name = args[i + 1]
@@ -69,18 +83,30 @@ def hello(conn, args):
             i += 2
         else:
             raise CommandError("ERR Syntax error in HELLO option '%s'" % args[i].decode("latin-1"))
-    if name is not None:
-        conn.name = name
-    conn.resp3 = protocol == 3
-    return {
-        b"server": b"redis",
-        b"version": REDIS_COMPAT_VERSION.encode(),
-        b"proto": protocol,
-        b"id": conn.id,
-        b"mode": b"standalone",
-        b"role": b"master",
-        b"modules": [],
-    }
+
+    def reply():
+        if name is not None:
+            conn.name = name
+        conn.resp3 = protocol == 3
+        return {
+            b"server": b"redis",
+            b"version": REDIS_COMPAT_VERSION.encode(),
+            b"proto": protocol,
+            b"id": conn.id,
+            b"mode": b"standalone",
+            b"role": b"master",
+            b"modules": [],
+        }
+
+    if credentials is not None:
+        username, password = credentials
+        if username == b"default" and conn.server.default_user_open:
+            conn.login_default()
+            return reply()
+        return conn.server.auth.start(conn, username, password, reply)
+    if not conn.authenticated:
+        raise CommandError(errors.NOAUTH_HELLO)
+    return reply()
 
 
 @command("reset", 1, "noauth fast", group="connection", since="6.2.0",
@@ -91,6 +117,7 @@ def reset(conn, args):
     conn.name = b""
     conn.no_evict = conn.no_touch = False
     conn.select(0)
+    conn.logout()   # as Redis: back to the default user, authenticated only if it is open
     return Status("RESET")
 
 

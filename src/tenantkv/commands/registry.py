@@ -11,6 +11,10 @@ COMMANDS: dict = {}
 # raw request name (bytes, as sent, any case seen so far) -> Command: the hot
 # path looks a name up once, without lower-casing it every time.
 LOOKUP: dict = {}
+# The same for a client that has not authenticated: only the commands it may
+# run (flag "noauth"); any other name falls to the general path, which answers
+# unknown command / wrong arity / NOAUTH in Redis's order.
+NOAUTH_LOOKUP: dict = {}
 
 
 @dataclass(slots=True)   # slots: the hot path reads and counts on these
@@ -54,6 +58,9 @@ def command(name: str, arity: int, flags: str = "", keys: tuple = (0, 0, 0),
         COMMANDS[entry.name] = entry
         LOOKUP[entry.name.encode()] = entry
         LOOKUP[entry.name.upper().encode()] = entry
+        if "noauth" in entry.flags:
+            NOAUTH_LOOKUP[entry.name.encode()] = entry
+            NOAUTH_LOOKUP[entry.name.upper().encode()] = entry
         return handler
     return register
 

@@ -35,6 +35,10 @@ class Server:
         self.exit_code = 0
         self.last_save = int(time.time())
         self.active_expire_enabled = config["expiry.active_expire"]
+        # auth.default_user = nopass: connections start as the password-less
+        # default user (development mode); off: everyone must AUTH.
+        self.default_user_open = config["auth.default_user"] == "nopass"
+        self.auth = None   # the Authenticator, once serve() opened the user store
         self.config_file = None
         # Connections with replies to write at the end of this loop turn.
         self.pending_writes: list = []
@@ -77,9 +81,35 @@ class Server:
 
     # -- lifecycle -----------------------------------------------------------
 
+    def open_user_store(self) -> None:
+        """Open (and migrate) the user database; on a first start, create root.
+        Done once before listening: blocking here is fine, nobody is connected."""
+        from tenantkv.config import users_db_path
+        from tenantkv.server.auth import Authenticator
+        from tenantkv.tenancy import UserStore, ensure_root
+        from tenantkv.tenancy.bootstrap import BootstrapError
+
+        store = UserStore(users_db_path(self.config))
+        password = os.environ.get("TENANTKV_ROOT_PASSWORD") or self.config["auth.root_password"]
+        try:
+            root, password_file = ensure_root(store, self.config["auth.root_user"],
+                                              password or None, self.config["data.dir"])
+        except BootstrapError as exc:   # e.g. root.password left from an earlier user store
+            log.error("cannot create the root user: %s", exc)
+            raise SystemExit(1) from None
+        if root is not None:
+            if password_file:
+                log.warning("Created the root user '%s'; its generated password is in %s "
+                            "(mode 0600): read it, then delete the file", root.username, password_file)
+            else:
+                log.log(NOTICE, "Created the root user '%s' with the configured password",
+                        root.username)
+        self.auth = Authenticator(self, store)
+
     async def serve(self) -> int:
         self.loop = asyncio.get_running_loop()
         self.stopped = asyncio.Event()
+        self.open_user_store()
         port = self.config["network.port"]
         for host in self.config["network.bind"].split():
             listener = await self.loop.create_server(
@@ -99,6 +129,7 @@ class Server:
         for conn in list(self.clients.values()):
             conn.close()
         await asyncio.sleep(0)
+        self.auth.close()
         log.log(NOTICE, "tenantkv is now ready to exit, bye bye...")
         return self.exit_code
 

@@ -23,18 +23,29 @@ import time
 from time import monotonic
 
 from tenantkv import errors
-from tenantkv.commands.registry import LOOKUP, find
+from tenantkv.commands.registry import LOOKUP, NOAUTH_LOOKUP, find
 from tenantkv.errors import CommandError, ProtocolError, QueryBufferExceeded
 from tenantkv.protocol.encoder import SMALL_INTS, Raw, encode, encode_error
 from tenantkv.protocol.fastpath import Reader
+from tenantkv.server.deferred import Deferred
 
 log = logging.getLogger("tenantkv.connection")
 
+UNAUTH_MAX_ARG = 16 * 1024   # largest argument before AUTH (Redis: 16 KB)
 NO_REPLY = object()   # a handler's way to say "nothing to send" (it wrote already)
 FLUSH_AT = 256 * 1024   # write a long batch's replies out in pieces of this size
 
 
 class Connection(asyncio.Protocol):
+    # Slots: over 30 attributes, instances of a plain class lose CPython's
+    # fast attribute access (shared-key dicts stop growing), measurably on
+    # the hot path; slots keep every attribute read a fixed offset.
+    __slots__ = ("server", "id", "transport", "reader", "resp3", "tenant", "db", "user",
+                 "authenticated", "root", "lookup", "auth_deadline", "name", "lib_name",
+                 "lib_ver", "addr", "laddr", "created", "last_interaction", "last_command",
+                 "closing", "close_after_reply", "no_evict", "no_touch", "paused", "unsent",
+                 "multi", "backlog", "backlog_error", "waiting")
+
     def __init__(self, server) -> None:
         self.server = server
         self.id = server.next_client_id()
@@ -45,6 +56,13 @@ class Connection(asyncio.Protocol):
         self.tenant = server.default_tenant
         self.db = self.tenant.dbs[0]
         self.user = "default"
+        # With `auth.default_user = nopass` a connection starts as the
+        # password-less default user, with root rights (development mode, as
+        # Redis without requirepass); otherwise it must AUTH first.
+        self.authenticated = self.root = server.default_user_open
+        # The command table this client may use without the general path.
+        self.lookup = LOOKUP if self.authenticated else NOAUTH_LOOKUP
+        self.auth_deadline = None
         self.name = b""
         self.lib_name = b""
         self.lib_ver = b""
@@ -62,6 +80,7 @@ class Connection(asyncio.Protocol):
         self.multi = None   # transactions: list of queued requests while in MULTI
         self.backlog = None          # requests waiting for the client to drain its output
         self.backlog_error = None    # the protocol error that followed them, if any
+        self.waiting = None          # the Deferred whose reply the client waits for
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -81,6 +100,62 @@ class Connection(asyncio.Protocol):
         self.tenant.clients.add(self)
         server.stats.total_connections_received += 1
         log.info("Accepted %s", self.addr)
+        if not self.authenticated:
+            # As Redis after CVE-2021-32675: small requests only, and a deadline.
+            self.reader.strict.max_arg_unauth = UNAUTH_MAX_ARG
+            self.reader.refresh()
+            self.auth_deadline = server.loop.call_later(
+                server.config["auth.auth_timeout"], self._auth_timeout)
+
+    def _auth_timeout(self) -> None:
+        if not self.authenticated and not self.closing:
+            log.info("Client id=%d addr=%s closed: no AUTH in time", self.id, self.addr)
+            self.close()
+
+    def login(self, user) -> None:
+        """The client authenticated as `user` (tenancy.User): from now on it
+        works in that user's tenant, in the same database number."""
+        self.user = user.username
+        self.root = user.root
+        self.authenticated = True
+        self.lookup = LOOKUP
+        self._enter(self.server.tenant_for(user.tenant_key))
+        self._end_unauthenticated()
+
+    def login_default(self) -> None:
+        """The password-less default user (auth.default_user = nopass)."""
+        self.user = "default"
+        self.root = self.authenticated = True
+        self.lookup = LOOKUP
+        self._enter(self.server.default_tenant)
+        self._end_unauthenticated()
+
+    def logout(self) -> None:
+        """Back to the default user (RESET): authenticated only in nopass mode."""
+        if self.server.default_user_open:
+            self.login_default()
+            return
+        self.user = "default"
+        self.root = self.authenticated = False
+        self.lookup = NOAUTH_LOOKUP
+        self._enter(self.server.default_tenant)
+        self.reader.strict.max_arg_unauth = UNAUTH_MAX_ARG
+        self.reader.refresh()
+
+    def _enter(self, tenant) -> None:
+        if tenant is not self.tenant:
+            self.tenant.clients.discard(self)
+            tenant.clients.add(self)
+            self.tenant = tenant
+        self.db = tenant.dbs[self.db.index]
+
+    def _end_unauthenticated(self) -> None:
+        if self.reader.strict.max_arg_unauth:
+            self.reader.strict.max_arg_unauth = 0
+            self.reader.refresh()
+        if self.auth_deadline is not None:
+            self.auth_deadline.cancel()
+            self.auth_deadline = None
 
     def connection_lost(self, exc) -> None:
         if self.id in self.server.clients:
@@ -123,7 +198,7 @@ class Connection(asyncio.Protocol):
         if len(requests) == 1 and self.multi is None and self.backlog is None:
             # One request in the read (no pipelining), the most common case.
             args = requests[0]
-            cmd = LOOKUP.get(args[0])
+            cmd = self.lookup.get(args[0])
             if cmd is not None:
                 arity = cmd.arity
                 if len(args) == arity or (arity < 0 and len(args) >= -arity):
@@ -159,6 +234,9 @@ class Connection(asyncio.Protocol):
                 reply = SMALL_INTS[reply + 1] if -1 <= reply <= 10000 else b":%d\r\n" % reply
             elif reply is NO_REPLY:
                 reply = b""
+            elif kind is Deferred:
+                self._wait(cmd, reply, [], None)
+                return
             else:
                 reply = encode(reply, self.resp3)
         cmd.calls += 1
@@ -197,18 +275,22 @@ class Connection(asyncio.Protocol):
         """
         out: list = []
         append = out.append
-        lookup = LOOKUP
         ran: list = []          # commands run inline, for commandstats
         size = 0
         done = 0
         if not started:
             started = monotonic()
         for args in requests:
-            cmd = lookup.get(args[0])
+            cmd = self.lookup.get(args[0])   # re-read: AUTH or RESET may change it
             arity = cmd.arity if cmd is not None else 0
             if (cmd is None or self.multi is not None
                     or (len(args) != arity and (arity > 0 or len(args) < -arity))):
                 self.execute(args, out)
+                if type(out[-1]) is Deferred:
+                    deferred = out.pop()
+                    self._wait(deferred.cmd, deferred, requests[done + len(out) + 1:], error)
+                    error = None   # it follows the requests that now wait
+                    break
                 size += len(out[-1])
             else:
                 try:
@@ -232,6 +314,10 @@ class Connection(asyncio.Protocol):
                         append(b"$-1\r\n")
                     elif reply is NO_REPLY:
                         append(b"")
+                    elif kind is Deferred:
+                        self._wait(cmd, reply, requests[done + len(out) + 1:], error)
+                        error = None   # it follows the requests that now wait
+                        break
                     else:
                         reply = encode(reply, self.resp3)
                         size += len(reply)
@@ -256,8 +342,8 @@ class Connection(asyncio.Protocol):
                 cmd.calls += 1
                 cmd.usec += share
             self.last_command = cmd.name
-        if self.backlog is not None:
-            return
+        if self.backlog is not None and self.waiting is None:
+            return   # paused mid-batch: the rest runs when the client drains
         if error is not None and not self.close_after_reply:
             self.server.stats.total_error_replies += 1
             append(encode_error(str(error)))
@@ -277,7 +363,38 @@ class Connection(asyncio.Protocol):
             self.closing = True
             self.transport.close()
 
+    def _wait(self, cmd, deferred: Deferred, rest: list, error) -> None:
+        """Hold the client's later requests until `deferred` is done."""
+        deferred.cmd = cmd
+        cmd.calls += 1
+        self.waiting = deferred
+        self.backlog = rest
+        self.backlog_error = error
+        self.transport.pause_reading()
+        deferred.future.add_done_callback(self._finish_wait)
+
+    def _finish_wait(self, future) -> None:
+        deferred, self.waiting = self.waiting, None
+        if self.closing or deferred is None or future.cancelled():
+            return
+        cmd = deferred.cmd
+        try:
+            data = encode(deferred.finish(future.result()), self.resp3)
+        except CommandError as exc:
+            data = self._failed(cmd, exc.message)
+        except Exception as exc:
+            data = self._crashed(cmd, exc)
+        self.unsent.append(data)
+        self.flush()
+        if self.close_after_reply:
+            self.closing = True
+            self.transport.close()
+        elif not self.paused:   # else resume_writing runs the backlog
+            self._run_backlog()
+
     def _run_backlog(self) -> None:
+        if self.waiting is not None:
+            return   # _finish_wait runs it
         backlog, error = self.backlog, self.backlog_error
         self.backlog = self.backlog_error = None
         if self.closing or backlog is None:
@@ -301,6 +418,11 @@ class Connection(asyncio.Protocol):
             self.server.stats.error("ERR")
             out.append(encode_error(errors.wrong_arity(cmd.name)))
             return
+        if not self.authenticated and "noauth" not in cmd.flags:
+            cmd.rejected += 1
+            self.server.stats.error("NOAUTH")
+            out.append(encode_error(errors.NOAUTH))
+            return
         if self.multi is not None and cmd.name not in _TRANSACTION_CONTROL:
             reply = self.server.queue_in_multi(self, cmd, args)
             out.append(encode(reply, self.resp3))
@@ -309,6 +431,10 @@ class Connection(asyncio.Protocol):
         start = monotonic()
         try:
             reply = cmd.handler(self, args)
+            if type(reply) is Deferred:
+                reply.cmd = cmd
+                out.append(reply)   # run() takes it out and waits (counted there)
+                return
             # NO_REPLY: the handler wrote already (or closed); keep one entry per request.
             out.append(encode(reply, self.resp3) if reply is not NO_REPLY else b"")
         except CommandError as exc:

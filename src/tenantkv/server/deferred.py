@@ -1,0 +1,17 @@
+"""Replies that come later: a command whose work runs off the event loop.
+
+AUTH hashes a password with argon2id (tens of milliseconds of CPU): that runs
+in a worker thread, and the handler returns a Deferred instead of a reply. The
+connection then holds the client's later requests, in order, with reading
+paused, until the future is done; `finish(result)` runs on the event loop and
+returns the reply (or raises CommandError). Other clients are served meanwhile.
+"""
+
+
+class Deferred:
+    __slots__ = ("future", "finish", "cmd")
+
+    def __init__(self, future, finish) -> None:
+        self.future = future    # an asyncio future (loop.run_in_executor)
+        self.finish = finish    # result -> reply, called on the event loop
+        self.cmd = None         # set by the connection, for commandstats

@@ -1,0 +1,236 @@
+"""AUTH, HELLO AUTH and NOAUTH against a real server with users in its store."""
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import redis
+
+from conftest import ServerProcess, read_exactly, read_reply
+
+ROOT_PASSWORD = "root-secret-for-tests"
+WRONGPASS = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+NOAUTH = b"-NOAUTH Authentication required.\r\n"
+
+
+def resp(*args) -> bytes:
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def add_user(data_dir, name: str, password: str, *flags: str) -> None:
+    subprocess.run([sys.executable, "-m", "tenantkv.cli.admin", "--data-dir", str(data_dir),
+                    "user", "add", name, "--password-stdin", *flags],
+                   input=password.encode() + b"\n", check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory):
+    """A server with auth required (default user off), root and two users."""
+    data_dir = tmp_path_factory.mktemp("auth")
+    env = dict(os.environ, TENANTKV_AUTH__DEFAULT_USER="off", TENANTKV_AUTH__AUTH_TIMEOUT="2")
+    old = os.environ.copy()
+    os.environ.update(env)
+    try:
+        # Users made offline (tenantkv user add) before the first start: the
+        # store is not empty, so the server creates no root of its own.
+        add_user(data_dir, "root", ROOT_PASSWORD, "--root")
+        add_user(data_dir, "alice", "alice-pw")
+        add_user(data_dir, "bob", "bob-pw")
+        proc = ServerProcess(data_dir)
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    yield proc
+    proc.stop()
+
+
+def exchange(sock, data: bytes, expected: bytes) -> None:
+    sock.sendall(data)
+    assert read_exactly(sock, len(expected), timeout=10) == expected
+
+
+def test_unauthenticated_client_gets_noauth_in_redis_order(locked):
+    sock = locked.raw()
+    exchange(sock, resp("PING"), NOAUTH)
+    exchange(sock, resp("GET", "k"), NOAUTH)
+    # unknown command and wrong arity come before NOAUTH, as in Redis
+    exchange(sock, resp("NOSUCH"), b"-ERR unknown command 'NOSUCH', with args beginning with: \r\n")
+    exchange(sock, resp("GET"), b"-ERR wrong number of arguments for 'get' command\r\n")
+    exchange(sock, resp("AUTH"), b"-ERR wrong number of arguments for 'auth' command\r\n")
+    exchange(sock, resp("HELLO", "3"), b"-NOAUTH HELLO must be called with the client already "
+             b"authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to "
+             b"authenticate the client and select the RESP protocol version at the same time\r\n")
+    exchange(sock, resp("AUTH", "a", "b", "c"), b"-ERR syntax error\r\n")
+    # AUTH <password> is the default user, which does not exist here
+    exchange(sock, resp("AUTH", ROOT_PASSWORD), WRONGPASS)
+    exchange(sock, resp("AUTH", "root", "wrong"), WRONGPASS)
+    exchange(sock, resp("AUTH", "nobody", ROOT_PASSWORD), WRONGPASS)
+    exchange(sock, resp("AUTH", "root", ROOT_PASSWORD), b"+OK\r\n")
+    exchange(sock, resp("PING"), b"+PONG\r\n")
+    sock.close()
+
+
+def test_requests_pipelined_after_auth_wait_for_it_in_order(locked):
+    sock = locked.raw()
+    exchange(sock, resp("GET", "k") + resp("AUTH", "alice", "alice-pw") + resp("SET", "k", "v")
+             + resp("GET", "k") + resp("AUTH", "alice", "bad") + resp("GET", "k"),
+             NOAUTH + b"+OK\r\n+OK\r\n$1\r\nv\r\n" + WRONGPASS + b"$1\r\nv\r\n")
+    sock.close()
+
+
+def test_hello_auth_and_redis_py_credentials(locked):
+    sock = locked.raw()
+    sock.sendall(resp("HELLO", "3", "AUTH", "bob", "bob-pw", "SETNAME", "b1") + resp("CLIENT", "GETNAME"))
+    reply = read_reply(sock)
+    assert reply.startswith(b"%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n")
+    assert b"$5\r\nproto\r\n:3\r\n" in reply and reply.endswith(b"$2\r\nb1\r\n")
+    exchange(sock, resp("HELLO", "2", "AUTH", "bob", "wrong"), WRONGPASS)
+    sock.close()
+    client = locked.client(username="bob", password="bob-pw", protocol=3)
+    assert client.ping() is True
+    client.client_setname("b2")
+    entry = [c for c in client.client_list() if c["name"] == "b2"][0]
+    assert entry["user"] == "bob"
+    with pytest.raises(redis.AuthenticationError):
+        locked.client(username="bob", password="nope").ping()
+
+
+def test_users_see_only_their_own_keyspace(locked):
+    alice = locked.client(username="alice", password="alice-pw")
+    bob = locked.client(username="bob", password="bob-pw")
+    alice.flushall()
+    bob.flushall()
+    alice.set("same-name", "alice's")
+    bob.set("same-name", "bob's")
+    alice.set("only-alice", 1)
+    assert alice.get("same-name") == b"alice's"
+    assert bob.get("same-name") == b"bob's"
+    assert bob.get("only-alice") is None
+    assert sorted(bob.keys("*")) == [b"same-name"]
+    assert bob.dbsize() == 1 and alice.dbsize() == 2
+    bob.flushall()
+    assert alice.dbsize() == 2
+    # re-AUTH on a live connection switches tenant
+    sock = locked.raw()
+    exchange(sock, resp("AUTH", "alice", "alice-pw") + resp("GET", "same-name"),
+             b"+OK\r\n$7\r\nalice's\r\n")
+    exchange(sock, resp("AUTH", "bob", "bob-pw") + resp("GET", "same-name"), b"+OK\r\n$-1\r\n")
+    sock.close()
+
+
+def test_reset_returns_to_unauthenticated(locked):
+    sock = locked.raw()
+    exchange(sock, resp("AUTH", "alice", "alice-pw"), b"+OK\r\n")
+    exchange(sock, resp("RESET") + resp("GET", "k"), b"+RESET\r\n" + NOAUTH)
+    sock.close()
+
+
+def test_limits_before_auth_close_the_connection(locked):
+    sock = locked.raw()
+    sock.sendall(resp(*(["ECHO"] + ["x"] * 11)))
+    assert read_reply(sock) == b"-ERR Protocol error: unauthenticated multibulk length\r\n"
+    sock.close()
+    sock = locked.raw()
+    sock.sendall(resp("AUTH", "root", "x" * 20000))
+    assert read_reply(sock) == b"-ERR Protocol error: unauthenticated bulk length\r\n"
+    sock.close()
+    # after AUTH the usual limits apply (tenantkv parses a read at once: a
+    # request pipelined behind AUTH is still held to the pre-AUTH limits)
+    sock = locked.raw()
+    exchange(sock, resp("AUTH", "alice", "alice-pw"), b"+OK\r\n")
+    exchange(sock, resp("ECHO", "y" * 20000), b"$20000\r\n" + b"y" * 20000 + b"\r\n")
+    sock.close()
+
+
+def test_unauthenticated_client_is_closed_after_the_deadline(locked):
+    sock = locked.raw()
+    started = time.monotonic()
+    sock.settimeout(10)
+    assert sock.recv(100) == b""   # closed by the server (auth_timeout = 2 s)
+    assert 1.5 < time.monotonic() - started < 6
+    sock.close()
+
+
+def test_authenticating_clients_do_not_stall_others(locked):
+    # 20 clients AUTH at once (argon2id each) while a 21st PINGs in a loop.
+    pinger = locked.client(username="alice", password="alice-pw")
+    pinger.ping()
+    latencies = []
+    stop = threading.Event()
+
+    def ping_loop():
+        while not stop.is_set():
+            started = time.perf_counter()
+            pinger.ping()
+            latencies.append(time.perf_counter() - started)
+
+    def authenticate():
+        client = locked.client(username="bob", password="bob-pw")
+        assert client.ping() is True
+        client.close()
+
+    thread = threading.Thread(target=ping_loop)
+    thread.start()
+    time.sleep(0.05)
+    workers = [threading.Thread(target=authenticate) for _ in range(20)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    stop.set()
+    thread.join()
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    print("PING p99 during 20 concurrent AUTHs: %.1f ms over %d pings" % (p99 * 1000, len(latencies)))
+    assert p99 < 0.05
+
+
+def test_nopass_default_user(server):
+    # the shared test server runs with auth.default_user = nopass (the default today)
+    sock = server.raw()
+    exchange(sock, resp("AUTH", "foo"), b"-ERR AUTH <password> called without any password "
+             b"configured for the default user. Are you sure your configuration is correct?\r\n")
+    exchange(sock, resp("AUTH", "default", "anything"), b"+OK\r\n")
+    exchange(sock, resp("PING"), b"+PONG\r\n")
+    sock.close()
+
+
+@pytest.mark.parametrize("given", [None, "a-given-root-password"])
+def test_first_start_creates_root(tmp_path, given, monkeypatch):
+    monkeypatch.setenv("TENANTKV_AUTH__DEFAULT_USER", "off")
+    if given:
+        monkeypatch.setenv("TENANTKV_ROOT_PASSWORD", given)
+    else:
+        monkeypatch.delenv("TENANTKV_ROOT_PASSWORD", raising=False)
+    proc = ServerProcess(tmp_path)
+    try:
+        path = tmp_path / "root.password"
+        if given:
+            assert not path.exists()
+            password = given
+        else:
+            assert path.stat().st_mode & 0o777 == 0o600
+            password = path.read_text().strip()
+        assert len(password) >= 16
+        client = proc.client(username="root", password=password)
+        assert client.ping() is True
+    finally:
+        proc.stop()
+    log = open(proc.log_path).read()
+    assert "root" in log and password not in log
+    if not given:
+        assert str(tmp_path / "root.password") in log
+    # a restart keeps the users (no new root, the same password works)
+    proc = ServerProcess(tmp_path)
+    try:
+        assert proc.client(username="root", password=password).ping() is True
+    finally:
+        proc.stop()
