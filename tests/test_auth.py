@@ -234,3 +234,24 @@ def test_first_start_creates_root(tmp_path, given, monkeypatch):
         assert proc.client(username="root", password=password).ping() is True
     finally:
         proc.stop()
+
+
+def test_non_root_users_cannot_run_admin_commands(locked):
+    sock = locked.raw()
+    exchange(sock, resp("AUTH", "alice", "alice-pw"), b"+OK\r\n")
+    for command in (("SHUTDOWN",), ("DEBUG", "SLEEP", "0"), ("CONFIG", "SET", "hz", "20"), ("config", "get", "hz")):
+        name = command[0].lower()
+        exchange(sock, resp(*command),
+                 b"-NOPERM this user has no permissions to run the '%s' command\r\n" % name.encode())
+    exchange(sock, resp("OBJECT", "ENCODING", "nokey"), b"$-1\r\n")
+    root = locked.client(username="root", password=ROOT_PASSWORD)
+    assert root.config_get("hz")["hz"]
+    assert locked.alive()
+    sock.close()
+
+
+def test_unauthenticated_shutdown_is_refused(locked):
+    sock = locked.raw()
+    exchange(sock, resp("SHUTDOWN", "NOSAVE"), NOAUTH)
+    assert locked.alive()
+    sock.close()

@@ -40,6 +40,11 @@ AUTH_WITHOUT_PASSWORD = ("ERR AUTH <password> called without any password config
                          "default user. Are you sure your configuration is correct?")
 
 
+def noperm(name: str) -> str:
+    """`name`: the command, or "command|subcommand" (Redis's full name)."""
+    return "NOPERM this user has no permissions to run the '%s' command" % name
+
+
 def wrong_arity(name: str) -> str:
     return "ERR wrong number of arguments for '%s' command" % name
 

@@ -21,7 +21,7 @@ def echo(conn, args):
     return args[1]
 
 
-@command("quit", -1, "noauth fast", group="connection", summary="Closes the connection.", syntax="")
+@command("quit", -1, "noscript loading stale fast noauth allow_busy", group="connection", summary="Closes the connection.", syntax="")
 def quit_(conn, args):
     conn.close_after_reply = True
     return OK
@@ -56,7 +56,7 @@ def auth(conn, args):
     return server.auth.start(conn, args[1], args[2], lambda: OK)
 
 
-@command("hello", -1, "noauth fast", group="connection", since="6.0.0",
+@command("hello", -1, "noscript loading stale fast noauth allow_busy", group="connection", since="6.0.0",
          summary="Handshakes with the server.", syntax="[protover [AUTH username password] [SETNAME clientname]]")
 def hello(conn, args):
     protocol = 3 if conn.resp3 else 2
@@ -109,7 +109,7 @@ def hello(conn, args):
     return reply()
 
 
-@command("reset", 1, "noauth fast", group="connection", since="6.2.0",
+@command("reset", 1, "noscript loading stale fast noauth allow_busy", group="connection", since="6.2.0",
          summary="Resets the connection.", syntax="")
 def reset(conn, args):
     conn.multi = None

@@ -260,7 +260,7 @@ def config(conn, args):
 # -- COMMAND and HELP ------------------------------------------------------------
 
 _FLAG_NAMES = ["write", "readonly", "denyoom", "admin", "pubsub", "noscript", "blocking",
-               "loading", "stale", "skip_monitor", "fast", "no_auth", "may_replicate",
+               "loading", "stale", "skip_monitor", "fast", "no_auth", "may_replicate", "no_multi",
                "allow_busy", "movablekeys"]
 
 
@@ -415,7 +415,7 @@ def lastsave(conn, args):
     return conn.server.last_save
 
 
-@command("shutdown", -1, "admin noauth", group="server", summary="Synchronously saves the database(s) to disk and shuts down the server.",
+@command("shutdown", -1, "admin noscript loading stale no_multi allow_busy", group="server", summary="Synchronously saves the database(s) to disk and shuts down the server.",
          syntax="[NOSAVE | SAVE] [NOW] [FORCE] [ABORT]")
 def shutdown(conn, args):
     for option in args[1:]:

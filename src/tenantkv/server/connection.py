@@ -114,11 +114,12 @@ class Connection(asyncio.Protocol):
 
     def login(self, user) -> None:
         """The client authenticated as `user` (tenancy.User): from now on it
-        works in that user's tenant, in the same database number."""
+        works in that user's tenant, in the same database number, with the
+        commands its rules allow (its own command table: no check per command)."""
         self.user = user.username
         self.root = user.root
         self.authenticated = True
-        self.lookup = LOOKUP
+        self.lookup = self.server.auth.command_table(user)
         self._enter(self.server.tenant_for(user.tenant_key))
         self._end_unauthenticated()
 
@@ -422,6 +423,13 @@ class Connection(asyncio.Protocol):
             cmd.rejected += 1
             self.server.stats.error("NOAUTH")
             out.append(encode_error(errors.NOAUTH))
+            return
+        if self.authenticated and self.lookup.get(cmd.name.encode()) is not cmd:
+            # Not in this user's command table: a command its ACL rules deny.
+            cmd.rejected += 1
+            self.server.stats.error("NOPERM")
+            self.server.auth.denied(self, cmd.name)
+            out.append(encode_error(errors.noperm(cmd.name)))
             return
         if self.multi is not None and cmd.name not in _TRANSACTION_CONTROL:
             reply = self.server.queue_in_multi(self, cmd, args)

@@ -17,6 +17,7 @@ class Stats:
         self.total_error_replies = 0
         self.unknown_commands = 0
         self.auth_failures = 0
+        self.acl_denied = 0
         self.errors: dict = {}   # error prefix -> count, for INFO errorstats
 
     def error(self, message: str) -> None:
