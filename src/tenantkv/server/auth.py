@@ -13,6 +13,8 @@ take the same time and get the same WRONGPASS reply.
 """
 
 import logging
+import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from tenantkv import errors
@@ -24,6 +26,7 @@ from tenantkv.tenancy import hashing
 log = logging.getLogger("tenantkv.auth")
 
 HASH_WORKERS = 2   # at most this many hashes at once; more AUTHs wait in line
+ACL_LOG_MAX = 128  # Redis's acllog-max-len default
 
 
 class Authenticator:
@@ -31,6 +34,9 @@ class Authenticator:
         self.server = server
         self.store = store
         self.pool = ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="tenantkv-auth")
+        # ACL LOG entries, newest first (dicts: count, reason "auth" | "command",
+        # context, object, username, timestamp-created/-last-updated, client-info)
+        self.acl_log: deque = deque(maxlen=ACL_LOG_MAX)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -74,6 +80,26 @@ class Authenticator:
         """A command refused by the user's rules (NOPERM): counted, and kept
         for ACL LOG."""
         self.server.stats.acl_denied += 1
+        self.log_event(conn, "command", command_name, conn.user)
+
+    def log_event(self, conn, reason: str, object_name: str, username: str) -> None:
+        """Record a security event for ACL LOG, as Redis does: the same
+        (reason, object, username, context) within 60 s only bumps the count
+        of the newest entry; at most ACL_LOG_MAX entries, newest first."""
+        now = time.time()
+        for entry in self.acl_log:
+            if (entry["reason"], entry["object"], entry["username"]) == (reason, object_name, username):
+                if now - entry["timestamp-last-updated"] < 60:
+                    entry["count"] += 1
+                    entry["timestamp-last-updated"] = now
+                    entry["client-info"] = conn.client_info()
+                    return
+                break
+        self.acl_log.appendleft({
+            "count": 1, "reason": reason, "context": "toplevel", "object": object_name,
+            "username": username, "timestamp-created": now, "timestamp-last-updated": now,
+            "client-info": conn.client_info(),
+        })
 
     def start(self, conn, username: bytes, password: bytes, reply) -> Deferred:
         """AUTH `username` `password` for `conn`; on success the connection
@@ -83,6 +109,7 @@ class Authenticator:
         def finish(user):
             if user is None:
                 self.server.stats.auth_failures += 1
+                self.log_event(conn, "auth", "AUTH", username.decode("utf-8", "replace"))
                 raise CommandError(errors.WRONGPASS)
             conn.login(user)
             return reply()

@@ -485,6 +485,11 @@ class Connection(asyncio.Protocol):
             self.closing = self.close_after_reply = True
             self.transport.close()
 
+    def client_info(self) -> str:
+        """This client's CLIENT INFO line."""
+        from tenantkv.commands.connection import client_info_line
+        return client_info_line(self)
+
     def select(self, index: int) -> None:
         self.db = self.tenant.dbs[index]
 
