@@ -18,10 +18,9 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from tenantkv import errors
-from tenantkv.commands.registry import LOOKUP
 from tenantkv.errors import CommandError
 from tenantkv.server.deferred import Deferred
-from tenantkv.tenancy import hashing
+from tenantkv.tenancy import hashing, permissions
 
 log = logging.getLogger("tenantkv.auth")
 
@@ -60,21 +59,8 @@ class Authenticator:
         return user
 
     def command_table(self, user) -> dict:
-        """The raw-name -> Command table `user` may run without the general
-        path. Root: every command. Others: every command but the admin ones
-        (flag "admin": CONFIG SET is refused inside CONFIG, by its handler).
-        The ACL rules of issue 3 refine this per user."""
-        if user.root:
-            return LOOKUP
-        return self._user_table
-
-    @property
-    def _user_table(self) -> dict:
-        table = self.__dict__.get("_user_lookup")
-        if table is None:
-            table = {name: cmd for name, cmd in LOOKUP.items() if "admin" not in cmd.flags}
-            self.__dict__["_user_lookup"] = table
-        return table
+        """The raw-name -> Command table `user` may run (see tenancy.permissions)."""
+        return permissions.command_table(user)
 
     def denied(self, conn, command_name: str) -> None:
         """A command refused by the user's rules (NOPERM): counted, and kept
