@@ -152,7 +152,7 @@ def info_field(port: int, section: str, field: str) -> str:
 class Server:
     """A server process on a free port, with its own temporary directory."""
 
-    def __init__(self, name: str, argv_for_port, workdir: Path):
+    def __init__(self, name: str, argv_for_port, workdir: Path, env: dict | None = None):
         self.name = name
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=workdir))
@@ -163,7 +163,7 @@ class Server:
             # which then stops the servers itself (or keeps them, --keep).
             self.proc = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.dir, start_new_session=True,
+                cwd=self.dir, start_new_session=True, env=env,
             )
         self.pid = self.proc.pid
         self._wait_ready(argv)
@@ -223,6 +223,9 @@ def start_tenantkv(workdir: Path) -> Server:
         lambda port, d: [tenantkv_python(), "-m", "tenantkv", "--port", str(port),
                          "--dir", str(d), "--loglevel", "warning"],
         workdir,
+        # Like the redis-server beside it: no password (redis-benchmark and
+        # redis-cli --pipe connect as the default user).
+        env=dict(os.environ, TENANTKV_AUTH__DEFAULT_USER="nopass"),
     )
 
 

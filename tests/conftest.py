@@ -37,10 +37,14 @@ class ServerProcess:
         self.data_dir = str(data_dir)
         self.log_path = os.path.join(self.data_dir, "server.log")
         self.log = open(self.log_path, "wb")
+        # Tests run the password-less development mode unless they ask for
+        # more (TENANTKV_AUTH__DEFAULT_USER=off in their environment).
+        env = dict(os.environ)
+        env.setdefault("TENANTKV_AUTH__DEFAULT_USER", "nopass")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tenantkv", "--port", str(self.port), "--dir", self.data_dir,
              "--loglevel", "notice", *extra],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, env=env)
         wait_for_port(self.port, self.process)
 
     def client(self, **kwargs) -> redis.Redis:

@@ -255,3 +255,38 @@ def test_unauthenticated_shutdown_is_refused(locked):
     exchange(sock, resp("SHUTDOWN", "NOSAVE"), NOAUTH)
     assert locked.alive()
     sock.close()
+
+
+def _non_loopback_address():
+    # An address of this host that is not loopback (protected mode refuses it).
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))   # no packet is sent: this only picks a route
+        address = probe.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return None if address.startswith("127.") else address
+
+
+@pytest.mark.parametrize("protected", ["yes", "no"])
+def test_protected_mode_refuses_non_loopback_clients_of_an_open_server(tmp_path, protected):
+    address = _non_loopback_address()
+    if address is None:
+        pytest.skip("this host has no non-loopback IPv4 address")
+    proc = ServerProcess(tmp_path, "--bind", "127.0.0.1 %s" % address, "--protected-mode", protected)
+    try:
+        outside = socket.create_connection((address, proc.port), timeout=5)
+        outside.sendall(resp("PING"))
+        reply = read_reply(outside)
+        if protected == "yes":
+            assert reply.startswith(b"-DENIED Redis is running in protected mode because protected "
+                                    b"mode is enabled and no password is set for the default user.")
+            assert reply.endswith(b"accepting connections from the outside.\r\n")
+        else:
+            assert reply == b"+PONG\r\n"
+        outside.close()
+        assert proc.client().ping() is True   # loopback is always fine
+    finally:
+        proc.stop()

@@ -77,7 +77,8 @@ def test_config_precedence_file_env_flags(tmp_path):
     path = tmp_path / "tenantkv.toml"
     path.write_text('[network]\nport = 1\n[limits]\nmaxmemory = "10mb"\n'
                     '[expiry]\nhz = 20\n[server.db]\npath = "%s"\n' % tmp_path)
-    env = {**os.environ, "TENANTKV_NETWORK__PORT": str(port), "TENANTKV_EXPIRY__HZ": "30"}
+    env = {**os.environ, "TENANTKV_NETWORK__PORT": str(port), "TENANTKV_EXPIRY__HZ": "30",
+           "TENANTKV_AUTH__DEFAULT_USER": "nopass"}
     process = subprocess.Popen([sys.executable, "-m", "tenantkv", "--config", str(path),
                                 "--hz", "40"], env=env, stderr=subprocess.DEVNULL)
     try:

@@ -278,7 +278,7 @@ def test_config_auth_settings(tmp_path):
     config = config_module.load(env={})
     assert config["auth.root_user"] == "root" and config["auth.root_password"] == ""
     assert config["auth.auth_timeout"] == 10 and config["auth.backup_interval"] == 3600
-    assert config["auth.backup_keep"] == 7 and config["auth.default_user"] == "nopass"
+    assert config["auth.backup_keep"] == 7 and config["auth.default_user"] == "off"
     assert config_module.users_db_path(config) == os.path.join("./data", "users.db")
     assert config_module.backup_dir_path(config) == os.path.join("./data", "backups")
     toml = tmp_path / "c.toml"

@@ -150,7 +150,8 @@ SETTINGS = [
     Setting("logging", "level", "loglevel", enum("debug", "verbose", "notice", "warning", "nothing"), "notice", True,
             "debug | verbose | notice | warning | nothing"),
     Setting("logging", "file", "logfile", _str, "", False, "log file (empty = stderr)"),
-    Setting("auth", "default_user", None, enum("off", "nopass"), "nopass", False, "password-less default user: off | nopass"),
+    Setting("auth", "default_user", None, enum("off", "nopass"), "off", False,
+            "password-less default user with root rights (development mode): off | nopass"),
     # The user store. None of these has a Redis name, so CONFIG GET/SET cannot
     # reach them (root_password above all: it must never be shown).
     Setting("auth", "users_db", None, _str, "", False, "user database file (empty = <data.dir>/users.db)"),

@@ -40,6 +40,24 @@ AUTH_WITHOUT_PASSWORD = ("ERR AUTH <password> called without any password config
                          "default user. Are you sure your configuration is correct?")
 
 
+# Redis's own words (and typo), sent to a non-loopback client of a server whose
+# default user needs no password.
+PROTECTED_MODE = (
+    b"-DENIED Redis is running in protected mode because protected mode is enabled and no "
+    b"password is set for the default user. In this mode connections are only accepted from "
+    b"the loopback interface. If you want to connect from external computers to Redis you may "
+    b"adopt one of the following solutions: 1) Just disable protected mode sending the command "
+    b"'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from "
+    b"the same host the server is running, however MAKE SURE Redis is not publicly accessible "
+    b"from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) "
+    b"Alternatively you can just disable the protected mode by editing the Redis configuration "
+    b"file, and setting the protected mode option to 'no', and then restarting the server. 3) "
+    b"If you started the server manually just for testing, restart it with the "
+    b"'--protected-mode no' option. 4) Setup a an authentication password for the default "
+    b"user. NOTE: You only need to do one of the above things in order for the server to start "
+    b"accepting connections from the outside.\r\n")
+
+
 def noperm(name: str) -> str:
     """`name`: the command, or "command|subcommand" (Redis's full name)."""
     return "NOPERM this user has no permissions to run the '%s' command" % name

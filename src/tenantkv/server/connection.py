@@ -96,6 +96,14 @@ class Connection(asyncio.Protocol):
             transport.close()
             self.closing = True
             return
+        if (server.default_user_open and server.config["network.protected_mode"]
+                and peer and peer[0] not in ("127.0.0.1", "::1")):
+            # Redis's protected mode: a password-less server talks to loopback only.
+            transport.write(errors.PROTECTED_MODE)
+            transport.close()
+            self.closing = True
+            log.info("Refused %s: protected mode", self.addr)
+            return
         server.clients[self.id] = self
         self.tenant.clients.add(self)
         server.stats.total_connections_received += 1
