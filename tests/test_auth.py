@@ -290,3 +290,22 @@ def test_protected_mode_refuses_non_loopback_clients_of_an_open_server(tmp_path,
         assert proc.client().ping() is True   # loopback is always fine
     finally:
         proc.stop()
+
+
+def test_client_commands_see_only_the_own_tenant_but_root_sees_all(locked):
+    alice = locked.client(username="alice", password="alice-pw")
+    bob = locked.client(username="bob", password="bob-pw")
+    root = locked.client(username="root", password=ROOT_PASSWORD)
+    alice.client_setname("alice-conn")
+    bob.client_setname("bob-conn")
+    alice_id = alice.client_id()
+    assert {c["user"] for c in bob.client_list()} == {"bob"}
+    assert "alice-conn" in {c["name"] for c in root.client_list()}
+    # bob cannot kill (nor see) alice's client
+    alice_addr = [c for c in root.client_list() if c["name"] == "alice-conn"][0]["addr"]
+    with pytest.raises(redis.ResponseError, match="No such client"):
+        bob.execute_command("CLIENT", "KILL", alice_addr)
+    assert bob.execute_command("CLIENT", "KILL", "ID", alice_id) == 0
+    assert alice.ping() is True
+    # root can
+    assert root.execute_command("CLIENT", "KILL", "ID", alice_id) == 1

@@ -176,8 +176,10 @@ def _fd(conn) -> int:
 
 
 def _visible_clients(conn):
-    # A client sees only its own tenant's clients (the tenancy issue adds root's view).
-    return sorted(conn.tenant.clients, key=lambda c: c.id)
+    """CLIENT LIST / INFO / KILL see the clients of the caller's own tenant;
+    root sees (and may kill) every client."""
+    clients = conn.server.clients.values() if conn.root else conn.tenant.clients
+    return sorted(clients, key=lambda c: c.id)
 
 
 @command("client", -2, "", group="connection", summary="A container for client connection commands.",
@@ -333,8 +335,11 @@ def _client_kill(conn, args):
 
 
 def _user_exists(conn, name: str) -> bool:
-    # Users arrive with the tenancy issue; until then only "default" exists.
-    return name == "default"
+    # Known without asking the user store (no SQLite on the event loop): the
+    # open default user, and the users of the clients this caller can see.
+    if name == "default" and conn.server.default_user_open:
+        return True
+    return any(c.user == name for c in _visible_clients(conn))
 
 
 def _kill(conn, other) -> None:
