@@ -136,8 +136,14 @@ def info_section(conn, name: str) -> list:
             "keyspace_misses:%d" % misses,
             "pubsub_channels:0",
             "pubsub_patterns:0",
-            "total_error_replies:%d" % stats.total_error_replies,
             "unexpected_error_replies:0",
+            "total_error_replies:%d" % stats.total_error_replies,
+            # Redis 7.2's ACL counters (not in 7.0), at the end of the section as there
+            "acl_access_denied_auth:%d" % stats.auth_failures,
+            "acl_access_denied_cmd:%d" % stats.acl_denied,
+            "acl_access_denied_key:0",       # no key patterns: tenants isolate keys
+            "acl_access_denied_channel:0",   # nor channel patterns
+            "auth_throttled:%d" % stats.auth_throttled,
         ]
     if name == "replication":
         return ["role:master", "connected_slaves:0", "master_failover_state:no-failover",

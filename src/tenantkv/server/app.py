@@ -122,8 +122,10 @@ class Server:
         for signum in (signal.SIGINT, signal.SIGTERM):
             self.loop.add_signal_handler(signum, self.shutdown, signum)
         cron = self.loop.create_task(self.cron())
+        backups = self.loop.create_task(self.backup_users())
         await self.stopped.wait()
         cron.cancel()
+        backups.cancel()
         for listener in self.listeners:
             listener.close()
         for conn in list(self.clients.values()):
@@ -149,6 +151,29 @@ class Server:
                 self.close_idle_clients()
             except Exception:   # the cron must never die; log and go on
                 log.exception("error in the server cron")
+
+    async def backup_users(self) -> None:
+        """Every auth.backup_interval seconds (0: never), a copy of the user
+        database into auth.backup_dir, keeping the newest auth.backup_keep.
+        SQLite's backup runs in the authenticator's worker pool, never on the
+        event loop; a failure is logged and the next interval tries again."""
+        from tenantkv.config import backup_dir_path
+        while True:
+            interval = self.config["auth.backup_interval"]
+            if interval <= 0:
+                return
+            await asyncio.sleep(interval)
+            directory = backup_dir_path(self.config)
+            try:
+                path = await self.loop.run_in_executor(
+                    self.auth.pool, self.auth.store.backup_rotate, directory,
+                    self.config["auth.backup_keep"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("User database backup into %s failed: %s", directory, exc)
+            else:
+                log.info("User database backed up to %s", path)
 
     def active_expire(self, budget: float) -> None:
         deadline = time.monotonic() + budget

@@ -10,11 +10,27 @@ until the check is done, while other clients are served.
 An unknown user is checked against a dummy hash and a disabled user is
 checked like any other, so unknown user, disabled user and wrong password
 take the same time and get the same WRONGPASS reply.
+
+Brute force: failed attempts are counted per client address and per user
+name (unknown names alike, so the throttle says nothing about which users
+exist), in a score that halves every THROTTLE_HALF_LIFE seconds. Every
+attempt passes two gates, its address's and its user name's, before the
+password is checked. A gate lets at most MAX_INFLIGHT checks run at once;
+once its score reaches its free count (ADDR_/USER_FREE_FAILURES) it lets
+one attempt through at a time, each FAILURE_DELAY * 2**(failures - free)
+seconds (at most MAX_DELAY) after the previous one finished. Waiting attempts wait on the
+event loop (a future, a timer), not in the worker pool, so the pool keeps
+serving the other addresses and users. A success clears its user's count
+(not its address's: one valid account must not clear an address that
+guesses at others). At most MAX_TRACKED addresses and names are tracked
+(least recently used idle ones are forgotten first).
 """
 
+import asyncio
+import hashlib
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 
 from tenantkv import errors
@@ -27,6 +43,152 @@ log = logging.getLogger("tenantkv.auth")
 HASH_WORKERS = 2   # at most this many hashes at once; more AUTHs wait in line
 ACL_LOG_MAX = 128  # Redis's acllog-max-len default
 
+# Brute-force throttle (see the module's docstring). The free failures are
+# not too few: one redis-py client with a wrong password tries it about eight
+# times (AUTH user pass, then AUTH pass, with its retries), and an address
+# may be a NAT with many users behind it.
+USER_FREE_FAILURES = 10    # failures per user name before any delay
+ADDR_FREE_FAILURES = 30    # failures per client address before any delay
+FAILURE_DELAY = 0.05       # the first delay, doubled by each further failure...
+MAX_DELAY = 5.0            # ...up to this (under the 10 s default auth deadline)
+THROTTLE_HALF_LIFE = 600.0 # seconds for a failure count to halve
+MAX_INFLIGHT = 2           # checks at once per address / per user (1 once throttled)
+MAX_TRACKED = 10_000       # addresses, and user names, remembered
+_CAP_OVER_FREE = 12        # scores stop this far past the free count (the delay
+                           # is at MAX_DELAY long before): bounds the cool-down
+
+
+class _Gate:
+    """One address's or one user name's throttle state."""
+    __slots__ = ("free", "score", "updated", "inflight", "next_at", "waiters", "timer")
+
+    def __init__(self, free: int, now: float) -> None:
+        self.free = free        # failures before any delay
+        self.score = 0.0        # failures, decaying
+        self.updated = now
+        self.inflight = 0       # attempts let through and not finished
+        self.next_at = 0.0      # loop time before which no attempt is let through
+        self.waiters: deque = deque()   # futures of waiting attempts, in order
+        self.timer = None
+
+    def failures(self, now: float) -> float:
+        if self.score:
+            self.score *= 0.5 ** ((now - self.updated) / THROTTLE_HALF_LIFE)
+            if self.score < 0.01:
+                self.score = 0.0
+        self.updated = now
+        return self.score
+
+    def delay(self, now: float) -> float:
+        excess = int(self.failures(now) + 0.5) - self.free
+        return 0.0 if excess < 0 else min(MAX_DELAY, FAILURE_DELAY * 2 ** excess)
+
+    def idle(self) -> bool:
+        return not self.inflight and not self.waiters
+
+
+class Throttle:
+    """The gates, by key: ("addr", host) or ("user", name)."""
+
+    def __init__(self, loop) -> None:
+        self.loop = loop
+        self.gates: OrderedDict = OrderedDict()   # least recently used first
+
+    def gate(self, key) -> _Gate:
+        gate = self.gates.get(key)
+        if gate is not None:
+            self.gates.move_to_end(key)
+            return gate
+        if len(self.gates) >= MAX_TRACKED:
+            self._forget_one()
+        free = ADDR_FREE_FAILURES if key[0] == "addr" else USER_FREE_FAILURES
+        gate = self.gates[key] = _Gate(free, self.loop.time())
+        return gate
+
+    def _forget_one(self) -> None:
+        # Only idle gates: a busy one has attempts waiting on it. (If every
+        # gate is busy the table grows, bounded by the number of connections.)
+        for key, gate in self.gates.items():
+            if gate.idle():
+                del self.gates[key]
+                return
+
+    def _can_pass(self, gate: _Gate, now: float) -> bool:
+        if now + 0.001 < gate.next_at:   # (timers may fire a little early)
+            return False
+        return gate.inflight < (MAX_INFLIGHT if gate.delay(now) == 0.0 else 1)
+
+    async def acquire(self, gate: _Gate) -> bool:
+        """Wait for `gate` to let this attempt through; True if the gate was
+        throttling (had a delay) when the attempt arrived."""
+        now = self.loop.time()
+        throttled = gate.delay(now) > 0.0 or now < gate.next_at
+        if not gate.waiters and self._can_pass(gate, now):
+            gate.inflight += 1
+            return throttled
+        waiter = self.loop.create_future()
+        gate.waiters.append(waiter)
+        self._schedule(gate)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():   # let through meanwhile
+                self.release(gate, checked=False)
+            raise
+        return True
+
+    def release(self, gate: _Gate, checked: bool) -> None:
+        """An attempt let through by `gate` is over; if a password was
+        checked, the next one waits for the gate's delay from now."""
+        gate.inflight -= 1
+        if checked:
+            now = self.loop.time()
+            gate.next_at = max(gate.next_at, now + gate.delay(now))
+        if gate.waiters:
+            self._wake(gate)
+
+    def _wake(self, gate: _Gate) -> None:
+        if gate.timer is not None:
+            gate.timer.cancel()
+            gate.timer = None
+        now = self.loop.time()
+        while gate.waiters and self._can_pass(gate, now):
+            waiter = gate.waiters.popleft()
+            if waiter.done():   # its task was cancelled
+                continue
+            gate.inflight += 1
+            waiter.set_result(None)
+        self._schedule(gate)
+
+    def _schedule(self, gate: _Gate) -> None:
+        # Waiters held by time get a timer; held by attempts in flight,
+        # release() wakes them.
+        if gate.waiters and gate.timer is None and self.loop.time() < gate.next_at:
+            gate.timer = self.loop.call_at(gate.next_at, self._wake, gate)
+        elif gate.waiters and gate.timer is None and not gate.inflight:
+            gate.timer = self.loop.call_soon(self._wake, gate)
+
+    @staticmethod
+    def failed(gate: _Gate, now: float) -> None:
+        gate.score = min(gate.free + _CAP_OVER_FREE, gate.failures(now) + 1.0)
+
+    @staticmethod
+    def succeeded(gate: _Gate) -> None:
+        gate.score = 0.0
+        gate.next_at = 0.0
+
+
+def client_host(addr: str) -> str:
+    """The address part of a Connection's addr ("ip:port", "[v6]:port", a path)."""
+    if addr.startswith("["):
+        return addr[1:addr.find("]")]
+    return addr.rsplit(":", 1)[0] if ":" in addr else addr
+
+
+def _user_key(username: bytes) -> bytes:
+    # Names up to 16 KB arrive before AUTH: keep long ones as a digest.
+    return username if len(username) <= 64 else b"#" + hashlib.sha256(username).digest()
+
 
 class Authenticator:
     def __init__(self, server, store) -> None:
@@ -36,8 +198,12 @@ class Authenticator:
         # ACL LOG entries, newest first (dicts: count, reason "auth" | "command",
         # context, object, username, timestamp-created/-last-updated, client-info)
         self.acl_log: deque = deque(maxlen=ACL_LOG_MAX)
+        self.throttle = None    # made on first use, on the server's loop
+        self.attempts: set = set()   # AUTH tasks not finished
 
     def close(self) -> None:
+        for task in list(self.attempts):
+            task.cancel()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()
 
@@ -90,7 +256,9 @@ class Authenticator:
     def start(self, conn, username: bytes, password: bytes, reply) -> Deferred:
         """AUTH `username` `password` for `conn`; on success the connection
         logs in and the client gets `reply()`; else WRONGPASS."""
-        future = self.server.loop.run_in_executor(self.pool, self.check, username, password)
+        task = self.server.loop.create_task(self._attempt(conn, username, password))
+        self.attempts.add(task)
+        task.add_done_callback(self.attempts.discard)
 
         def finish(user):
             if user is None:
@@ -100,4 +268,36 @@ class Authenticator:
             conn.login(user)
             return reply()
 
-        return Deferred(future, finish)
+        return Deferred(task, finish)
+
+    async def _attempt(self, conn, username: bytes, password: bytes):
+        """Pass the address's and the user name's gates, then check the
+        password in the pool; the outcome feeds both gates."""
+        loop = self.server.loop
+        if self.throttle is None:
+            self.throttle = Throttle(loop)
+        throttle = self.throttle
+        gates = (throttle.gate(("addr", client_host(conn.addr))),
+                 throttle.gate(("user", _user_key(username))))
+        held = []
+        checked = throttled = False
+        try:
+            for gate in gates:
+                throttled |= await throttle.acquire(gate)
+                held.append(gate)
+            if throttled:
+                self.server.stats.auth_throttled += 1
+            if conn.closing:   # gave up while waiting: nobody to answer
+                return None
+            user = await loop.run_in_executor(self.pool, self.check, username, password)
+            checked = True
+            now = loop.time()
+            if user is None:
+                for gate in gates:
+                    throttle.failed(gate, now)
+            else:
+                throttle.succeeded(gates[1])
+            return user
+        finally:
+            for gate in held:
+                throttle.release(gate, checked)

@@ -3,6 +3,11 @@
 
 class Stats:
     def __init__(self) -> None:
+        # Security counters: as Redis's acl_access_denied_* (INFO stats), CONFIG
+        # RESETSTAT leaves them alone (Redis sets them once, at start-up).
+        self.auth_failures = 0    # acl_access_denied_auth: failed AUTH / HELLO AUTH
+        self.acl_denied = 0       # acl_access_denied_cmd: NOPERM
+        self.auth_throttled = 0   # AUTH attempts delayed by the brute-force throttle
         self.reset()
 
     def reset(self) -> None:
@@ -16,8 +21,6 @@ class Stats:
         self.rejected_connections = 0
         self.total_error_replies = 0
         self.unknown_commands = 0
-        self.auth_failures = 0
-        self.acl_denied = 0
         self.errors: dict = {}   # error prefix -> count, for INFO errorstats
 
     def error(self, message: str) -> None:
