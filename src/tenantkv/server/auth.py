@@ -20,7 +20,11 @@ once its score reaches its free count (ADDR_/USER_FREE_FAILURES) it lets
 one attempt through at a time, each FAILURE_DELAY * 2**(failures - free)
 seconds (at most MAX_DELAY) after the previous one finished. Waiting attempts wait on the
 event loop (a future, a timer), not in the worker pool, so the pool keeps
-serving the other addresses and users. A success clears its user's count
+serving the other addresses and users. A retry of one of the last few
+failed (user, password) pairs of a gate is no new guess and is not counted
+again (redis-py makes about eleven attempts of one wrong password: AUTH
+user pass, AUTH pass, and its retries); the pairs are kept as HMACs under
+a key made at start-up, never as text. A success clears its user's count
 (not its address's: one valid account must not clear an address that
 guesses at others). At most MAX_TRACKED addresses and names are tracked
 (least recently used idle ones are forgotten first).
@@ -28,6 +32,8 @@ guesses at others). At most MAX_TRACKED addresses and names are tracked
 
 import asyncio
 import hashlib
+import hmac
+import secrets
 import logging
 import time
 from collections import OrderedDict, deque
@@ -43,12 +49,11 @@ log = logging.getLogger("tenantkv.auth")
 HASH_WORKERS = 2   # at most this many hashes at once; more AUTHs wait in line
 ACL_LOG_MAX = 128  # Redis's acllog-max-len default
 
-# Brute-force throttle (see the module's docstring). The free failures are
-# not too few: one redis-py client with a wrong password tries it about eight
-# times (AUTH user pass, then AUTH pass, with its retries), and an address
-# may be a NAT with many users behind it.
+# Brute-force throttle (see the module's docstring). An address may be a
+# NAT with many users behind it: it gets more free failures than a name.
 USER_FREE_FAILURES = 10    # failures per user name before any delay
 ADDR_FREE_FAILURES = 30    # failures per client address before any delay
+RECENT_GUESSES = 4         # failed pairs per gate whose retries are not counted
 FAILURE_DELAY = 0.05       # the first delay, doubled by each further failure...
 MAX_DELAY = 5.0            # ...up to this (under the 10 s default auth deadline)
 THROTTLE_HALF_LIFE = 600.0 # seconds for a failure count to halve
@@ -60,7 +65,7 @@ _CAP_OVER_FREE = 12        # scores stop this far past the free count (the delay
 
 class _Gate:
     """One address's or one user name's throttle state."""
-    __slots__ = ("free", "score", "updated", "inflight", "next_at", "waiters", "timer")
+    __slots__ = ("free", "score", "updated", "inflight", "next_at", "waiters", "timer", "recent")
 
     def __init__(self, free: int, now: float) -> None:
         self.free = free        # failures before any delay
@@ -70,6 +75,7 @@ class _Gate:
         self.next_at = 0.0      # loop time before which no attempt is let through
         self.waiters: deque = deque()   # futures of waiting attempts, in order
         self.timer = None
+        self.recent = None      # deque of the last failed guesses' HMACs
 
     def failures(self, now: float) -> float:
         if self.score:
@@ -169,13 +175,21 @@ class Throttle:
             gate.timer = self.loop.call_soon(self._wake, gate)
 
     @staticmethod
-    def failed(gate: _Gate, now: float) -> None:
+    def failed(gate: _Gate, now: float, guess: bytes | None = None) -> None:
+        """A failed attempt; `guess` (an HMAC of the pair) seen lately: not counted."""
+        if guess is not None:
+            if gate.recent is None:
+                gate.recent = deque(maxlen=RECENT_GUESSES)
+            elif guess in gate.recent:
+                return
+            gate.recent.append(guess)
         gate.score = min(gate.free + _CAP_OVER_FREE, gate.failures(now) + 1.0)
 
     @staticmethod
     def succeeded(gate: _Gate) -> None:
         gate.score = 0.0
         gate.next_at = 0.0
+        gate.recent = None
 
 
 def client_host(addr: str) -> str:
@@ -199,6 +213,7 @@ class Authenticator:
         # context, object, username, timestamp-created/-last-updated, client-info)
         self.acl_log: deque = deque(maxlen=ACL_LOG_MAX)
         self.throttle = None    # made on first use, on the server's loop
+        self._guess_key = secrets.token_bytes(32)   # for the throttle's HMACs of failed pairs
         self.attempts: set = set()   # AUTH tasks not finished
 
     def close(self) -> None:
@@ -293,8 +308,10 @@ class Authenticator:
             checked = True
             now = loop.time()
             if user is None:
+                guess = hmac.digest(self._guess_key, b"%d:%s%s" % (len(username), username, password),
+                                    "sha256")
                 for gate in gates:
-                    throttle.failed(gate, now)
+                    throttle.failed(gate, now, guess)
             else:
                 throttle.succeeded(gates[1])
             return user
