@@ -12,6 +12,6 @@ class Deferred:
     __slots__ = ("future", "finish", "cmd")
 
     def __init__(self, future, finish) -> None:
-        self.future = future    # an asyncio future (loop.run_in_executor)
+        self.future = future    # an asyncio future or task (run_in_executor, create_task)
         self.finish = finish    # result -> reply, called on the event loop
         self.cmd = None         # set by the connection, for commandstats
