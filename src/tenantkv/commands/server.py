@@ -12,6 +12,7 @@ from tenantkv.config import BY_REDIS_NAME, ConfigSetError
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.types import encoding
 from tenantkv.protocol.encoder import OK, SetReply, Status, Verbatim
+from tenantkv.tenancy.permissions import categories
 from tenantkv.util.glob import glob_match
 from tenantkv.util.numbers import parse_float, parse_int
 
@@ -278,25 +279,9 @@ def _flags(cmd) -> list:
     return [Status(f) for f in _FLAG_NAMES if f in flags]
 
 
-# Redis lists a command's ACL categories in the order of its category table.
-_CATEGORY_ORDER = ["keyspace", "read", "write", "set", "sortedset", "list", "hash", "string",
-                   "bitmap", "hyperloglog", "geo", "stream", "pubsub", "admin", "fast", "slow",
-                   "blocking", "dangerous", "connection", "transaction", "scripting"]
-
-
 def _categories(cmd) -> list:
-    categories = {cmd.group if cmd.group not in ("generic", "server") else "keyspace"}
-    if cmd.group == "server":
-        categories = set()
-    for flag, category in (("write", "write"), ("readonly", "read"), ("admin", "admin"),
-                           ("fast", "fast"), ("blocking", "blocking"), ("pubsub", "pubsub")):
-        if flag in cmd.flags:
-            categories.add(category)
-    if "admin" in cmd.flags:
-        categories.add("dangerous")
-    if "fast" not in cmd.flags:
-        categories.add("slow")
-    return [Status("@" + c) for c in _CATEGORY_ORDER if c in categories]
+    # One mapping of flags to categories for COMMAND INFO and the ACL rules.
+    return [Status("@" + c) for c in categories(cmd)]
 
 
 def command_info(cmd) -> list:

@@ -3,18 +3,166 @@
 The connection looks commands up in its user's table, so a permission check
 costs nothing per command: a command missing from the table goes to the
 general path, which answers NOPERM.
+
+Rules are Redis's ACL command rules, applied in order: `+@all`/`allcommands`,
+`-@all`/`nocommands`, `+@category`, `-@category`, `+command`, `-command`.
+Categories come from the command table's flags, exactly as COMMAND INFO
+reports them (`categories` below is the one place that maps them).
+
+Two tenantkv decisions, both deliberate differences from Redis:
+
+- Isolation is the tenant, not the rules: a non-root user never gets an
+  admin command (flag "admin": CONFIG, DEBUG, SHUTDOWN, ...), whatever its
+  rules say. Rules can only narrow what a user runs in its own tenant; root
+  (`root_user`) runs every command.
+- A user without rules (made offline by `tenantkv user add`, or by ACL
+  SETUSER without command rules) has DEFAULT_RULES, `+@all`: every
+  non-admin command, so normal data commands work. (Redis starts new users at
+  `-@all`, which makes sense only together with key patterns.)
+
+The no-auth commands (AUTH, HELLO, QUIT, RESET) stay in every table, as in
+Redis, where a `-@all` user may still AUTH as someone else.
 """
 
-from tenantkv.commands.registry import LOOKUP
+from tenantkv.commands.registry import COMMANDS, LOOKUP
 
-_USER_TABLE: dict = {}
+DEFAULT_RULES = "+@all"
+
+# Redis lists a command's ACL categories in the order of its category table
+# (also the order of ACL CAT).
+CATEGORY_ORDER = ["keyspace", "read", "write", "set", "sortedset", "list", "hash", "string",
+                  "bitmap", "hyperloglog", "geo", "stream", "pubsub", "admin", "fast", "slow",
+                  "blocking", "dangerous", "connection", "transaction", "scripting"]
+_CATEGORY_SET = frozenset(CATEGORY_ORDER)
+
+
+def categories(cmd) -> list:
+    """`cmd`'s ACL categories (names without '@'), in Redis's order. COMMAND
+    INFO, COMMAND LIST FILTERBY ACLCAT, ACL CAT and the rules all use this."""
+    found = {cmd.group if cmd.group not in ("generic", "server") else "keyspace"}
+    if cmd.group == "server":
+        found = set()
+    for flag, category in (("write", "write"), ("readonly", "read"), ("admin", "admin"),
+                           ("fast", "fast"), ("blocking", "blocking"), ("pubsub", "pubsub")):
+        if flag in cmd.flags:
+            found.add(category)
+    if "admin" in cmd.flags:
+        found.add("dangerous")
+    if "fast" not in cmd.flags:
+        found.add("slow")
+    return [c for c in CATEGORY_ORDER if c in found]
+
+
+def visible_commands() -> list:
+    """Commands a user can name in a rule (not the HTTP guards)."""
+    return [c for c in COMMANDS.values() if not c.name.endswith(":") and c.name != "post"]
+
+
+def commands_in(category: str) -> list:
+    return [c for c in visible_commands() if category in categories(c)]
+
+
+class RuleError(ValueError):
+    """A rule Redis would refuse; str() is the reason, as in Redis's
+    "Error in ACL SETUSER modifier '<rule>': <reason>"."""
+
+
+UNKNOWN = "Unknown command or category name in ACL"
+
+
+def check_rule(rule: str) -> str:
+    """The normalised form of command rule `rule` (lower-case; allcommands ->
+    +@all, nocommands -> -@all), or RuleError. Callers pass only tokens that
+    start with + or - or are allcommands/nocommands."""
+    low = rule.lower()
+    if low == "allcommands":
+        return "+@all"
+    if low == "nocommands":
+        return "-@all"
+    if len(low) < 2 or low[0] not in "+-":
+        raise RuleError("Syntax error")
+    body = low[1:]
+    if body.startswith("@"):
+        if body[1:] != "all" and body[1:] not in _CATEGORY_SET:
+            raise RuleError(UNKNOWN)
+        return low
+    if "|" in body:
+        # Rules per subcommand (+config|get) would need a table per
+        # subcommand; refused rather than applied coarsely, so a rule never
+        # grants or denies more than it says.
+        name = body.split("|", 1)[0]
+        if name not in COMMANDS:
+            raise RuleError(UNKNOWN)
+        raise RuleError("rules for subcommands are not supported by tenantkv; "
+                        "allow or deny the whole command")
+    if body not in COMMANDS or body.endswith(":") or body == "post":
+        raise RuleError(UNKNOWN)
+    return low
+
+
+def add_rule(rules: list, rule: str) -> list:
+    """`rules` (normalised) after `rule` (normalised): +@all and -@all replace
+    everything before them, as they override it."""
+    if rule in ("+@all", "-@all"):
+        return [rule]
+    return rules + [rule]
+
+
+def rules_text(rules: list) -> str:
+    return " ".join(rules) if rules else "-@all"
+
+
+def allowed_names(rules: str) -> set:
+    """The names of the commands `rules` allow, before the root-only cut."""
+    allowed: set = set()
+    every = {c.name for c in visible_commands()}
+    for rule in rules.split():
+        add = rule[0] == "+"
+        body = rule[1:]
+        if body == "@all":
+            names = every
+        elif body.startswith("@"):
+            names = {c.name for c in commands_in(body[1:])}
+        else:
+            names = {body}
+        if add:
+            allowed |= names
+        else:
+            allowed -= names
+    return allowed
+
+
+_TABLES: dict = {}   # rule string -> table
+
+
+def table_for_rules(rules: str) -> dict:
+    """The raw-name -> Command table of a non-root user with `rules`."""
+    table = _TABLES.get(rules)
+    if table is None:
+        names = allowed_names(rules)
+        table = {raw: cmd for raw, cmd in LOOKUP.items()
+                 if "noauth" in cmd.flags or (cmd.name in names and "admin" not in cmd.flags)}
+        if len(_TABLES) > 1000:   # many distinct rule sets: start over rather than grow
+            _TABLES.clear()
+        _TABLES[rules] = table
+    return table
+
+
+def user_rules(user) -> str:
+    rules = getattr(user, "rules", None)
+    return rules if rules else DEFAULT_RULES
 
 
 def command_table(user) -> dict:
-    """Root: every command. Others: every command but the admin ones (flag
-    "admin"). ACL rules (+@category, -command, ...) refine this per user."""
+    """Root: every command. Others: what their rules allow, never an admin
+    command (see the module docstring)."""
     if user.root:
         return LOOKUP
-    if not _USER_TABLE:
-        _USER_TABLE.update((name, cmd) for name, cmd in LOOKUP.items() if "admin" not in cmd.flags)
-    return _USER_TABLE
+    return table_for_rules(user_rules(user))
+
+
+def allows(user, cmd) -> bool:
+    """Whether `user` may run `cmd` (ACL DRYRUN)."""
+    if user.root:
+        return True
+    return command_table(user).get(cmd.name.encode()) is cmd

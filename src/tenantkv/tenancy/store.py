@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import secrets
 import sqlite3
 import threading
 import time
@@ -37,10 +39,20 @@ MIGRATIONS: list[list[str]] = [
                namespace TEXT NULL
            )""",
     ],
+    # 2: ACL command rules per user (NULL: the default rules, see
+    # tenancy.permissions), and whether the user has a password at all (a user
+    # made by ACL SETUSER without >password holds the hash of a random secret
+    # nobody knows, so AUTH checks it like any other and always fails).
+    [
+        "ALTER TABLE users ADD COLUMN rules TEXT NULL",
+        "ALTER TABLE users ADD COLUMN password_set INTEGER NOT NULL DEFAULT 1",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_COLUMNS = "id, username, password, root_user, enabled, namespace, created_at, updated_at"
+_COLUMNS = ("id, username, password, root_user, enabled, namespace, created_at, updated_at, rules,"
+            " password_set")
+_ADD_COLUMN = re.compile(r"ALTER TABLE (\w+) ADD COLUMN (\w+)", re.I)
 
 
 class UserStoreError(Exception):
@@ -73,6 +85,8 @@ class User:
     namespace: str | None
     created_at: int        # Unix seconds
     updated_at: int
+    rules: str | None = None   # ACL command rules; None: the default (tenancy.permissions)
+    has_password: bool = True  # False: no password can log in (ACL SETUSER without >pw)
 
     @property
     def tenant_key(self) -> str:
@@ -130,7 +144,8 @@ def _row(row) -> User | None:
     if row is None:
         return None
     return User(id=row[0], username=row[1], password=row[2], root=bool(row[3]), enabled=bool(row[4]),
-                namespace=row[5], created_at=row[6] or 0, updated_at=row[7] or 0)
+                namespace=row[5], created_at=row[6] or 0, updated_at=row[7] or 0, rules=row[8],
+                has_password=bool(row[9]))
 
 
 def _create_private(path: str) -> None:
@@ -180,9 +195,18 @@ class UserStore:
                 return
             for steps in MIGRATIONS[current:]:
                 for sql in steps:
+                    if self._column_exists(sql):
+                        continue   # idempotent even if a version row was lost
                     conn.execute(sql)
             conn.execute("DELETE FROM schema_version")
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+
+    def _column_exists(self, sql: str) -> bool:
+        match = _ADD_COLUMN.match(sql.strip())
+        if match is None:
+            return False
+        table, column = match.groups()
+        return any(row[1] == column for row in self._conn.execute("PRAGMA table_info(%s)" % table))
 
     def schema_version(self) -> int:
         with self._lock:
@@ -279,7 +303,7 @@ class UserStore:
         if self.get(username) is None:
             raise NoSuchUser(_name(username))
         stored = hashing.hash_password(password)
-        return self._must(username, self._update(username, "password", stored))
+        return self.apply(username, {"password": stored})[0]
 
     def set_hash(self, username, stored: str, expected: str | None = None) -> bool:
         """Replace the stored hash with `stored` (an argon2 hash string; the
@@ -301,6 +325,63 @@ class UserStore:
         if namespace is not None:
             validate_namespace(namespace)
         return self._must(username, self._update(username, "namespace", namespace))
+
+    def set_rules(self, username, rules: str | None) -> User:
+        """Store the user's ACL command rules (None: the default rules)."""
+        return self._must(username, self._update(username, "rules", rules))
+
+    def clear_password(self, username) -> User:
+        """No password logs this user in any more (ACL SETUSER resetpass)."""
+        return self.apply(username, {"password": None})[0]
+
+    _APPLY_COLUMNS = {"password": "password", "enabled": "enabled", "root": "root_user",
+                      "namespace": "namespace", "rules": "rules"}
+
+    def apply(self, username, changes: dict, create: bool = False) -> tuple:
+        """Change several attributes of a user in one transaction (ACL
+        SETUSER is all or nothing): (User, created). `changes` keys: password
+        (an argon2 hash string, or None for "no password"), enabled, root,
+        namespace (None: the user's own tenant), rules. With `create`, a
+        missing user is created first: disabled, without password, default
+        rules, unless `changes` says otherwise; else NoSuchUser."""
+        username = validate_username(_name(username))
+        if changes.get("namespace") is not None:
+            validate_namespace(changes["namespace"])
+        if "password" in changes and changes["password"] is not None \
+                and not hashing.is_hash(changes["password"]):
+            raise ValueError("apply takes an argon2 hash string, not a password")
+        unusable = None
+        if changes.get("password", "") is None or create:
+            # The hash of a random secret: AUTH checks it like any other hash
+            # (same time) and it never matches.
+            unusable = hashing.hash_password(secrets.token_bytes(32))
+        now = int(time.time())
+        with self._lock:
+            with self._transaction():
+                user = self._get(username)
+                created = False
+                if user is None:
+                    if not create:
+                        raise NoSuchUser(username)
+                    self._conn.execute(
+                        "INSERT INTO users (username, password, created_at, updated_at, root_user,"
+                        " enabled, namespace, rules, password_set) VALUES (?, ?, ?, ?, 0, 0, NULL, NULL, 0)",
+                        (username, unusable, now, now))
+                    created = True
+                sets, params = ["updated_at = ?"], [now]
+                for key, value in changes.items():
+                    column = self._APPLY_COLUMNS[key]
+                    if key == "password":
+                        sets.append("password_set = ?")
+                        params.append(int(value is not None))
+                        value = value if value is not None else unusable
+                    elif key in ("enabled", "root"):
+                        value = int(bool(value))
+                    sets.append("%s = ?" % column)
+                    params.append(value)
+                params.append(username)
+                self._conn.execute("UPDATE users SET %s WHERE username = ?" % ", ".join(sets), params)
+                return self._get(username), created
 
     def delete(self, username) -> User | None:
         """Remove the user; the removed User, or None if there was none. Ids are

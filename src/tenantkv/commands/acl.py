@@ -1,0 +1,557 @@
+"""ACL: users, their passwords and command rules, managed online by root.
+
+Every subcommand that reads or writes the user store runs in the
+authenticator's worker pool (SQLite and argon2id block) and answers through
+a Deferred. The subcommands Redis flags "admin" (SETUSER, DELUSER, USERS,
+LIST, GETUSER, LOG, SAVE, LOAD, DRYRUN) need root here: anyone else gets
+Redis's NOPERM for 'acl|<sub>', recorded in ACL LOG. WHOAMI, CAT, GENPASS
+and HELP are open to every user whose rules allow ACL.
+
+Deliberate differences from Redis (README, "Security model"):
+- one password per user: `>pw` replaces it (Redis adds one more); `<pw`
+  removes it if it is the current one; `#hash`/`!hash` and `nopass` are
+  refused (hashes are argon2id, and every user needs a password);
+- key and channel patterns (~*, &*, %R~, allkeys, ...) are accepted and
+  ignored: isolation is the tenant, and a user reaches only its own;
+- extensions: `root`/`noroot` (all commands, user management) and
+  `namespace:NAME` (share the tenant NAME with other users; `namespace:`
+  alone goes back to the user's own tenant);
+- a new user gets the default rules (+@all: every non-admin command) when
+  SETUSER names no command rule, and starts from -@all, as in Redis, when it
+  does; admin commands are root-only whatever the rules.
+
+Neither passwords nor SETUSER arguments are ever logged.
+"""
+
+import hashlib
+import logging
+import secrets
+import threading
+import time
+
+from tenantkv import errors
+from tenantkv.commands.registry import COMMANDS, command, find, help_reply
+from tenantkv.errors import CommandError
+from tenantkv.protocol.encoder import OK, SetReply
+from tenantkv.server.deferred import Deferred
+from tenantkv.tenancy import hashing, permissions
+from tenantkv.tenancy.permissions import RuleError
+from tenantkv.tenancy.store import NoSuchUser, validate_namespace, validate_username
+from tenantkv.util.numbers import parse_int
+
+log = logging.getLogger("tenantkv.acl")
+
+# One ACL write at a time: the last-root checks read then write the store.
+_WRITE_LOCK = threading.Lock()
+_LOG_IDS = [0]   # next ACL LOG entry-id (assigned when first shown, oldest first)
+
+# subcommand: arity as Redis 7 declares it
+ARITY = {b"setuser": -3, b"deluser": -3, b"users": 2, b"list": 2, b"getuser": 3, b"whoami": 2,
+         b"log": -2, b"genpass": -2, b"cat": -2, b"help": 2, b"save": 2, b"load": 2,
+         b"dryrun": -4}
+ADMIN = {b"setuser", b"deluser", b"users", b"list", b"getuser", b"log", b"save", b"load", b"dryrun"}
+
+ACL_HELP = [
+    "CAT [<category>]",
+    "    List all commands that belong to <category>, or all command categories",
+    "    when no category is specified.",
+    "DELUSER <username> [<username> ...]",
+    "    Delete a list of users.",
+    "DRYRUN <username> <command> [<arg> ...]",
+    "    Returns whether the user can execute the given command without executing the command.",
+    "GETUSER <username>",
+    "    Get the user's details.",
+    "GENPASS [<bits>]",
+    "    Generate a secure 256-bit user password. The optional `bits` argument can",
+    "    be used to specify a different size.",
+    "LIST",
+    "    Show users details in config file format.",
+    "LOAD",
+    "    Reload users from the user database (tenantkv).",
+    "LOG [<count> | RESET]",
+    "    Show the ACL log entries.",
+    "SAVE",
+    "    Back up the user database to the backup directory (tenantkv).",
+    "SETUSER <username> <attribute> [<attribute> ...]",
+    "    Create or modify a user with the specified attributes.",
+    "USERS",
+    "    List all the registered usernames.",
+    "WHOAMI",
+    "    Return the current connection username.",
+]
+
+LAST_ROOT = "ERR cannot remove, disable or demote the last enabled root user"
+IGNORED = {"allkeys", "allchannels", "resetkeys", "resetchannels", "sanitize-payload",
+           "skip-sanitize-payload"}
+
+
+@command("acl", -2, "", group="server", since="6.0.0",
+         summary="A container for Access List Control commands.", syntax="<subcommand> [arguments ...]")
+def acl(conn, args):
+    sub = args[1].lower()
+    arity = ARITY.get(sub)
+    if arity is None:
+        raise CommandError(errors.unknown_subcommand(args[0], args[1]))
+    argc = len(args)
+    if (arity > 0 and argc != arity) or (arity < 0 and argc < -arity):
+        raise CommandError("ERR wrong number of arguments for 'acl|%s' command" % sub.decode())
+    if sub in ADMIN and not conn.root:
+        full = "acl|" + sub.decode()
+        conn.server.auth.denied(conn, full)
+        raise CommandError(errors.noperm(full))
+    return HANDLERS[sub](conn, args)
+
+
+def _in_pool(conn, fn, finish, *args) -> Deferred:
+    server = conn.server
+    return Deferred(server.loop.run_in_executor(server.auth.pool, fn, *args), finish)
+
+
+def _text(arg: bytes) -> str:
+    return arg.decode("utf-8", "surrogateescape")
+
+
+def _default_open(conn) -> bool:
+    return conn.server.default_user_open
+
+
+def _modifier_error(token: bytes, reason: str) -> CommandError:
+    return CommandError("ERR Error in ACL SETUSER modifier '%s': %s" % (errors.arg_text(token), reason))
+
+
+def _username(arg: bytes) -> str:
+    if b" " in arg or b"\0" in arg:
+        raise CommandError("ERR Usernames can't contain spaces or null characters")
+    name = _text(arg)
+    try:
+        return validate_username(name)
+    except ValueError as exc:
+        raise CommandError("ERR Invalid username: %s" % exc) from None
+
+
+# -- SETUSER -------------------------------------------------------------------------
+
+def _parse_setuser(args: list) -> dict:
+    """The SETUSER plan, checked entirely before anything changes (Redis
+    applies all or nothing): {changes, password_ops, rules}."""
+    changes: dict = {}
+    password_ops: list = []   # ("set", pw) | ("remove", pw) | ("reset",)
+    rules = None              # list of normalised rules, or None: unchanged
+    for token in args[3:]:
+        text = _text(token)
+        low = text.lower()
+        if low == "on":
+            changes["enabled"] = True
+        elif low == "off":
+            changes["enabled"] = False
+        elif text.startswith(">"):
+            password_ops.append(("set", token[1:]))
+        elif text.startswith("<"):
+            password_ops.append(("remove", token[1:]))
+        elif text[:1] in ("#", "!"):
+            digest = text[1:]
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise _modifier_error(token, "The password hash must be exactly 64 characters and "
+                                             "contain only lowercase hexadecimal characters")
+            raise _modifier_error(token, "tenantkv stores argon2id hashes, not SHA-256: "
+                                         "set the password with >password")
+        elif low == "nopass":
+            raise _modifier_error(token, "tenantkv users always have a password "
+                                         "(use >password, or resetpass to disable password login)")
+        elif low == "resetpass":
+            password_ops.append(("reset",))
+        elif low == "root":
+            changes["root"] = True
+        elif low == "noroot":
+            changes["root"] = False
+        elif low.startswith("namespace:"):
+            namespace = text[len("namespace:"):] or None
+            if namespace is not None:
+                try:
+                    validate_namespace(namespace)
+                except ValueError as exc:
+                    raise _modifier_error(token, str(exc)) from None
+            changes["namespace"] = namespace
+        elif low == "reset":
+            password_ops.append(("reset",))
+            changes["enabled"] = False
+            changes["root"] = False
+            rules = ["-@all"]
+        elif low in IGNORED or text[:1] in ("~", "&", "%"):
+            pass   # key and channel patterns: isolation is the tenant
+        elif low in ("allcommands", "nocommands") or text[:1] in ("+", "-"):
+            try:
+                rule = permissions.check_rule(text)
+            except RuleError as exc:
+                raise _modifier_error(token, str(exc)) from None
+            rules = permissions.add_rule(rules if rules is not None else [], rule)
+        elif low == "clearselectors" or text.startswith("("):
+            raise _modifier_error(token, "selectors are not supported by tenantkv")
+        else:
+            raise _modifier_error(token, "Syntax error")
+    return {"changes": changes, "password_ops": password_ops, "rules": rules}
+
+
+def _enabled_roots(store, excluding: set) -> int:
+    return sum(1 for u in store.list() if u.root and u.enabled and u.username not in excluding)
+
+
+def _setuser_work(store, name: str, plan: dict):
+    """In a worker thread: apply the plan; the new User."""
+    with _WRITE_LOCK:
+        current = store.get(name)
+        changes = dict(plan["changes"])
+        # Rules are relative to the user's current rules; a new user given
+        # command rules starts from -@all (Redis), else keeps the default.
+        if plan["rules"] is not None:
+            if plan["rules"][0] in ("+@all", "-@all"):
+                rules = plan["rules"]
+            elif current is not None:
+                rules = permissions.user_rules(current).split() + plan["rules"]
+            else:
+                rules = ["-@all"] + plan["rules"]
+            changes["rules"] = permissions.rules_text(rules)
+        # Passwords, in order: only the last state counts.
+        state = "keep"
+        new_password = None
+        for op in plan["password_ops"]:
+            if op[0] == "set":
+                state, new_password = "set", op[1]
+            elif op[0] == "reset":
+                state, new_password = "none", None
+            else:
+                if state == "set":
+                    found = secrets.compare_digest(new_password, op[1])
+                elif state == "keep":
+                    found = (current is not None and current.has_password
+                             and hashing.verify_password(current.password, op[1]))
+                else:
+                    found = False
+                if not found:
+                    raise _modifier_error(b"<" + op[1], "The password you are trying to remove "
+                                                        "from the user does not exist")
+                state, new_password = "none", None
+        if state == "set":
+            changes["password"] = hashing.hash_password(new_password)
+        elif state == "none":
+            changes["password"] = None
+        if current is not None and current.root and current.enabled and \
+                (changes.get("root") is False or changes.get("enabled") is False) and \
+                _enabled_roots(store, {name}) == 0:
+            raise CommandError(LAST_ROOT)
+        try:
+            user, _created = store.apply(name, changes, create=True)
+        except ValueError as exc:
+            raise CommandError("ERR %s" % exc) from None
+        return user
+
+
+def _acl_setuser(conn, args):
+    name = _username(args[2])
+    if name == "default" and _default_open(conn):
+        raise CommandError("ERR the password-less default user is set by the server configuration "
+                           "(auth.default_user), not by ACL SETUSER")
+    plan = _parse_setuser(args)
+    server = conn.server
+
+    def finish(user):
+        _refresh(server, {user.username: user})
+        return OK
+
+    return _in_pool(conn, _setuser_work, finish, server.auth.store, name, plan)
+
+
+def _user_conns(server, name: str) -> list:
+    open_default = server.default_user_open and name == "default"
+    return [c for c in list(server.clients.values())
+            if c.authenticated and c.user == name and not open_default and not c.closing]
+
+
+def _refresh(server, users: dict) -> None:
+    """Live connections of `users` (name -> User) take their new rules, root
+    flag and namespace now; a password change leaves them be (as Redis)."""
+    for name, user in users.items():
+        for conn in _user_conns(server, name):
+            conn.login(user)
+
+
+# -- DELUSER -------------------------------------------------------------------------
+
+def _deluser_work(store, names: list):
+    with _WRITE_LOCK:
+        found = [u for u in (store.get(n) for n in dict.fromkeys(names)) if u is not None]
+        gone = {u.username for u in found}
+        if any(u.root and u.enabled for u in found) and _enabled_roots(store, gone) == 0:
+            raise CommandError(LAST_ROOT)
+        result = []
+        for user in found:
+            if store.delete(user.username) is None:
+                continue
+            drop = ["user:%d" % user.id]   # its own tenant (also when bound elsewhere)
+            if user.namespace is not None and not store.users_in(user.namespace):
+                drop.append(user.namespace)
+            result.append((user, drop))
+        return result
+
+
+def _acl_deluser(conn, args):
+    names = [_text(a) for a in args[2:]]
+    if "default" in names and _default_open(conn):
+        raise CommandError("ERR The 'default' user cannot be removed")
+    server = conn.server
+
+    def finish(result):
+        for user, drop in result:
+            for other in _user_conns(server, user.username):
+                if other is conn:
+                    conn.close_after_reply = True   # the reply goes out first
+                else:
+                    other.close()
+            for key in drop:
+                tenant = server.tenants.pop(key, None)
+                if tenant is not None:
+                    for db in tenant.dbs:
+                        db.clear()
+            log.info("ACL DELUSER: user '%s' deleted", user.username)
+        return len(result)
+
+    return _in_pool(conn, _deluser_work, finish, server.auth.store, names)
+
+
+# -- USERS, LIST, GETUSER -----------------------------------------------------------
+
+def _password_digest(user) -> str:
+    # Never the password: a SHA-256 of the stored argon2id hash (it changes
+    # with every password change, as Redis's #<sha256> does).
+    return hashlib.sha256(user.password.encode()).hexdigest()
+
+
+def _flags(user) -> list:
+    flags = ["on" if user.enabled else "off"]
+    if user.root:
+        flags.append("root")
+    if user.namespace is not None:
+        flags.append("namespace:" + user.namespace)
+    return flags
+
+
+def _command_rules(user) -> str:
+    return "+@all" if user.root else permissions.user_rules(user)
+
+
+def acl_line(user) -> str:
+    parts = ["user", user.username] + _flags(user)
+    if user.has_password:
+        parts.append("#" + _password_digest(user))
+    parts += ["~*", "&*", _command_rules(user)]
+    return " ".join(parts)
+
+
+DEFAULT_LINE = "user default on nopass ~* &* +@all"
+
+
+def _all_users(store):
+    return store.list()
+
+
+def _with_default(conn, users: list) -> list:
+    """(name, line-or-user) pairs, with the password-less default user when
+    the configuration opens it."""
+    names = {u.username for u in users}
+    rows = [(u.username, u) for u in users]
+    if _default_open(conn) and "default" not in names:
+        rows.append(("default", None))
+    rows.sort(key=lambda row: row[0].encode("utf-8", "surrogateescape"))
+    return rows
+
+
+def _acl_users(conn, args):
+    def finish(users):
+        return [name.encode("utf-8", "surrogateescape") for name, _ in _with_default(conn, users)]
+    return _in_pool(conn, _all_users, finish, conn.server.auth.store)
+
+
+def _acl_list(conn, args):
+    def finish(users):
+        return [(DEFAULT_LINE if user is None else acl_line(user)).encode("utf-8", "surrogateescape")
+                for _, user in _with_default(conn, users)]
+    return _in_pool(conn, _all_users, finish, conn.server.auth.store)
+
+
+def _getuser_reply(user) -> dict:
+    if user is None:   # the password-less default user
+        flags, passwords, rules = ["on", "nopass"], [], "+@all"
+    else:
+        flags = _flags(user)
+        passwords = [_password_digest(user).encode()] if user.has_password else []
+        rules = _command_rules(user)
+    return {
+        b"flags": SetReply([f.encode("utf-8", "surrogateescape") for f in flags]),
+        b"passwords": passwords,
+        b"commands": rules.encode(),
+        b"keys": b"~*",
+        b"channels": b"&*",
+        b"selectors": [],
+    }
+
+
+def _get_user(store, name: str):
+    return store.get(name)
+
+
+def _acl_getuser(conn, args):
+    name = _text(args[2])
+
+    def finish(user):
+        if user is None:
+            if name == "default" and _default_open(conn):
+                return _getuser_reply(None)
+            return None
+        return _getuser_reply(user)
+    return _in_pool(conn, _get_user, finish, conn.server.auth.store, name)
+
+
+# -- WHOAMI, CAT, GENPASS -------------------------------------------------------------
+
+def _acl_whoami(conn, args):
+    return conn.user.encode("utf-8", "surrogateescape")
+
+
+def _acl_cat(conn, args):
+    if len(args) == 2:
+        return [c.encode() for c in permissions.CATEGORY_ORDER]
+    if len(args) > 3:
+        raise CommandError("ERR unknown subcommand or wrong number of arguments for 'CAT'. "
+                           "Try ACL HELP.")
+    category = _text(args[2]).lower()
+    if category not in permissions.CATEGORY_ORDER:
+        raise CommandError("ERR Unknown category '%s'" % errors.arg_text(args[2]))
+    return [c.name.encode() for c in permissions.commands_in(category)]
+
+
+def _acl_genpass(conn, args):
+    bits = 256
+    if len(args) > 3:
+        raise CommandError("ERR unknown subcommand or wrong number of arguments for 'GENPASS'. "
+                           "Try ACL HELP.")
+    if len(args) == 3:
+        bits = parse_int(args[2])
+        if bits is None:
+            raise CommandError(errors.NOT_INTEGER)
+        if not 0 < bits <= 4096:
+            raise CommandError("ERR ACL GENPASS argument must be the number of bits for the output "
+                               "password, a positive number up to 4096")
+    chars = (bits + 3) // 4
+    return secrets.token_hex((chars + 1) // 2)[:chars].encode()
+
+
+# -- LOG -------------------------------------------------------------------------------
+
+def _log_entry(entry: dict, now: float) -> dict:
+    if "entry-id" not in entry:
+        entry["entry-id"] = _LOG_IDS[0]
+        _LOG_IDS[0] += 1
+    created = int(entry["timestamp-created"] * 1000)
+    updated = int(entry["timestamp-last-updated"] * 1000)
+    return {
+        b"count": entry["count"],
+        b"reason": entry["reason"].encode(),
+        b"context": entry["context"].encode(),
+        b"object": entry["object"].encode("utf-8", "surrogateescape"),
+        b"username": entry["username"].encode("utf-8", "surrogateescape"),
+        b"age-seconds": max(0, int(now * 1000) - updated) / 1000,
+        b"client-info": entry["client-info"].encode("utf-8", "surrogateescape"),
+        b"entry-id": entry["entry-id"],
+        b"timestamp-created": created,
+        b"timestamp-last-updated": updated,
+    }
+
+
+def _acl_log(conn, args):
+    entries = conn.server.auth.acl_log
+    if len(args) > 3:
+        raise CommandError("ERR unknown subcommand or wrong number of arguments for 'LOG'. "
+                           "Try ACL HELP.")
+    count = 10   # Redis's default
+    if len(args) == 3:
+        if args[2].lower() == b"reset":
+            entries.clear()
+            return OK
+        count = parse_int(args[2])
+        if count is None:
+            raise CommandError(errors.NOT_INTEGER)
+    for entry in reversed(entries):   # ids in order of creation, oldest first
+        if "entry-id" not in entry:
+            entry["entry-id"] = _LOG_IDS[0]
+            _LOG_IDS[0] += 1
+    now = time.time()
+    return [_log_entry(entry, now) for entry in list(entries)[:max(0, count)]]
+
+
+# -- SAVE, LOAD, DRYRUN -----------------------------------------------------------------
+
+def _acl_save(conn, args):
+    from tenantkv.config import backup_dir_path
+    config = conn.server.config
+    directory, keep = backup_dir_path(config), config["auth.backup_keep"]
+
+    def work(store):
+        return store.backup_rotate(directory, keep)
+
+    def finish(path):
+        log.info("ACL SAVE: user database backed up to %s", path)
+        return OK
+    return _in_pool(conn, work, finish, conn.server.auth.store)
+
+
+def _acl_load(conn, args):
+    server = conn.server
+
+    def finish(users):
+        by_name = {u.username: u for u in users}
+        for other in list(server.clients.values()):
+            if not other.authenticated or other.closing:
+                continue
+            if other.user == "default" and server.default_user_open:
+                continue
+            user = by_name.get(other.user)
+            if user is None:   # deleted meanwhile (offline CLI): as ACL LOAD in Redis
+                if other is conn:
+                    conn.close_after_reply = True
+                else:
+                    other.close()
+            else:
+                other.login(user)
+        return OK
+    return _in_pool(conn, _all_users, finish, server.auth.store)
+
+
+def _acl_dryrun(conn, args):
+    name = _text(args[2])
+
+    def finish(user):
+        if user is None and not (name == "default" and _default_open(conn)):
+            raise CommandError("ERR User '%s' not found" % errors.arg_text(args[2]))
+        cmd = find(args[3])
+        if cmd is None or cmd.name not in COMMANDS:
+            raise CommandError("ERR Command '%s' not found" % errors.arg_text(args[3]))
+        if not cmd.arity_ok(len(args) - 3):
+            raise CommandError(errors.wrong_arity(cmd.name))
+        if user is None or permissions.allows(user, cmd):
+            return OK
+        return ("This user has no permissions to run the '%s' command" % cmd.name).encode()
+    return _in_pool(conn, _get_user, finish, conn.server.auth.store, name)
+
+
+def _acl_help(conn, args):
+    return help_reply("acl", ACL_HELP)
+
+
+HANDLERS = {
+    b"setuser": _acl_setuser, b"deluser": _acl_deluser, b"users": _acl_users, b"list": _acl_list,
+    b"getuser": _acl_getuser, b"whoami": _acl_whoami, b"log": _acl_log, b"genpass": _acl_genpass,
+    b"cat": _acl_cat, b"help": _acl_help, b"save": _acl_save, b"load": _acl_load,
+    b"dryrun": _acl_dryrun,
+}
+
+__all__ = ["acl", "acl_line", "NoSuchUser"]
