@@ -309,3 +309,29 @@ def test_client_commands_see_only_the_own_tenant_but_root_sees_all(locked):
     assert alice.ping() is True
     # root can
     assert root.execute_command("CLIENT", "KILL", "ID", alice_id) == 1
+
+
+def test_unauthenticated_client_that_does_not_read_is_closed(locked):
+    # 200,000 pipelined requests, each answered NOAUTH (7 MB), never read:
+    # before AUTH the unread replies are capped and the client is closed.
+    sock = locked.raw()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    chunk = resp("GET", "k") * 10000
+    closed = False
+    try:
+        for _ in range(20):
+            sock.sendall(chunk)
+    except OSError:
+        closed = True
+    if not closed:
+        sock.settimeout(10)
+        try:
+            while sock.recv(1 << 20):
+                pass
+            closed = True
+        except ConnectionResetError:
+            closed = True
+    assert closed
+    assert locked.alive()
+    assert b"output buffer limit" in open(locked.log_path, "rb").read()
+    sock.close()

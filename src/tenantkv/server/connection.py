@@ -31,7 +31,12 @@ from tenantkv.server.deferred import Deferred
 
 log = logging.getLogger("tenantkv.connection")
 
-UNAUTH_MAX_ARG = 16 * 1024   # largest argument before AUTH (Redis: 16 KB)
+# Before AUTH (as Redis after CVE-2021-32675, plus caps of our own): the
+# largest argument (Redis: 16 KB; at most 10 arguments, in the reader), the
+# input held for a client, and its unread replies.
+UNAUTH_MAX_ARG = 16 * 1024
+UNAUTH_MAX_INPUT = 1024 * 1024
+UNAUTH_MAX_OUTPUT = 64 * 1024
 NO_REPLY = object()   # a handler's way to say "nothing to send" (it wrote already)
 FLUSH_AT = 256 * 1024   # write a long batch's replies out in pieces of this size
 
@@ -109,9 +114,7 @@ class Connection(asyncio.Protocol):
         server.stats.total_connections_received += 1
         log.info("Accepted %s", self.addr)
         if not self.authenticated:
-            # As Redis after CVE-2021-32675: small requests only, and a deadline.
-            self.reader.strict.max_arg_unauth = UNAUTH_MAX_ARG
-            self.reader.refresh()
+            self._begin_unauthenticated()
             self.auth_deadline = server.loop.call_later(
                 server.config["auth.auth_timeout"], self._auth_timeout)
 
@@ -148,8 +151,7 @@ class Connection(asyncio.Protocol):
         self.root = self.authenticated = False
         self.lookup = NOAUTH_LOOKUP
         self._enter(self.server.default_tenant)
-        self.reader.strict.max_arg_unauth = UNAUTH_MAX_ARG
-        self.reader.refresh()
+        self._begin_unauthenticated()
 
     def _enter(self, tenant) -> None:
         if tenant is not self.tenant:
@@ -158,9 +160,17 @@ class Connection(asyncio.Protocol):
             self.tenant = tenant
         self.db = tenant.dbs[self.db.index]
 
+    def _begin_unauthenticated(self) -> None:
+        strict = self.reader.strict
+        strict.max_arg_unauth = UNAUTH_MAX_ARG
+        strict.max_query_buffer = min(strict.max_query_buffer, UNAUTH_MAX_INPUT)
+        self.reader.refresh()
+
     def _end_unauthenticated(self) -> None:
-        if self.reader.strict.max_arg_unauth:
-            self.reader.strict.max_arg_unauth = 0
+        strict = self.reader.strict
+        if strict.max_arg_unauth:
+            strict.max_arg_unauth = 0
+            strict.max_query_buffer = self.server.config["limits.client_query_buffer_limit"]
             self.reader.refresh()
         if self.auth_deadline is not None:
             self.auth_deadline.cancel()
@@ -481,8 +491,9 @@ class Connection(asyncio.Protocol):
         flush_connections((self,))
 
     def _check_output_limit(self) -> None:
-        if (self.transport.get_write_buffer_size()
-                > self.server.config["limits.client_output_buffer_limit"]):
+        limit = (self.server.config["limits.client_output_buffer_limit"] if self.authenticated
+                 else UNAUTH_MAX_OUTPUT)
+        if self.transport.get_write_buffer_size() > limit:
             log.warning("closing client %d that exceeded the output buffer limit", self.id)
             self.closing = self.close_after_reply = True
             self.transport.abort()
