@@ -39,15 +39,19 @@ def _human(size: int) -> str:
     return str(size)
 
 
-def keyspace_counts(server) -> tuple:
-    """(keyspace_hits, keyspace_misses): the counters every database keeps, summed
-    over every tenant's databases (server-wide, as Redis's INFO reports them)."""
-    hits = misses = 0
-    for tenant in server.tenants.values():
-        for db in tenant.dbs:
-            hits += db.hits
-            misses += db.misses
-    return hits, misses
+def keyspace_counts(conn) -> tuple:
+    """(keyspace_hits, keyspace_misses, expired_keys) as INFO stats shows them
+    to `conn`. Root: server-wide, as Redis reports them. Anyone else: its own
+    tenant's databases only, since the server-wide figures let one tenant watch
+    another's reads hit or miss and count its keys expiring."""
+    server = conn.server
+    if conn.root:
+        dbs = [db for tenant in server.tenants.values() for db in tenant.dbs]
+        expired = server.stats.expired_keys
+    else:
+        dbs = conn.tenant.dbs
+        expired = sum(db.expired for db in dbs)
+    return sum(db.hits for db in dbs), sum(db.misses for db in dbs), expired
 
 
 def info_section(conn, name: str) -> list:
@@ -84,7 +88,9 @@ def info_section(conn, name: str) -> list:
         ]
     if name == "clients":
         return [
-            "connected_clients:%d" % len(conn.tenant.clients),
+            # root (and the password-less default user) administers the
+            # server: every client, as its CLIENT LIST; others their tenant's.
+            "connected_clients:%d" % len(server.clients if conn.root else conn.tenant.clients),
             "cluster_connections:0",
             "maxclients:%d" % server.config["network.maxclients"],
             "client_recent_max_input_buffer:0",
@@ -123,7 +129,7 @@ def info_section(conn, name: str) -> list:
             "aof_last_write_status:ok",
         ]
     if name == "stats":
-        hits, misses = keyspace_counts(server)
+        hits, misses, expired = keyspace_counts(conn)
         return [
             "total_connections_received:%d" % stats.total_connections_received,
             "total_commands_processed:%d" % sum(c.calls for c in COMMANDS.values()),
@@ -131,7 +137,7 @@ def info_section(conn, name: str) -> list:
             "total_net_input_bytes:%d" % stats.net_input_bytes,
             "total_net_output_bytes:%d" % stats.net_output_bytes,
             "rejected_connections:%d" % stats.rejected_connections,
-            "expired_keys:%d" % stats.expired_keys,
+            "expired_keys:%d" % expired,
             "evicted_keys:0",
             "keyspace_hits:%d" % hits,
             "keyspace_misses:%d" % misses,
@@ -252,7 +258,7 @@ def config(conn, args):
         server.stats.reset()
         for tenant in server.tenants.values():
             for db in tenant.dbs:
-                db.hits = db.misses = 0
+                db.hits = db.misses = db.expired = 0
         for cmd in COMMANDS.values():
             cmd.calls = cmd.rejected = cmd.failed = 0
             cmd.usec = 0.0

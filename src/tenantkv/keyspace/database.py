@@ -18,7 +18,7 @@ def now_ms() -> int:
 
 class Database:
     __slots__ = ("data", "expires", "encodings", "index", "stats", "scans", "scan_ids",
-                 "hits", "misses")
+                 "hits", "misses", "expired")
 
     def __init__(self, index: int, stats) -> None:
         self.data: dict = {}
@@ -33,12 +33,16 @@ class Database:
         self.scan_ids = 0
         self.stats = stats   # server-wide counters: expired_keys, errors, ...
         # INFO's keyspace_hits/keyspace_misses, summed over every database of
-        # every tenant (commands/server.py). Counted by the read commands, as
+        # every tenant for root, of the caller's tenant for anyone else
+        # (commands/server.py). Counted by the read commands, as
         # Redis's lookupKeyRead* counts them: `read`/`read_string` below, or
         # inline where a command has a fast path (GET). Plain `get`/`get_string`
         # are write lookups (lookupKeyWrite) and count nothing.
         self.hits = 0
         self.misses = 0
+        # Keys of this database that expired: a non-root user's INFO
+        # expired_keys sums its own tenant's (stats.expired_keys is server-wide).
+        self.expired = 0
 
     # -- access --------------------------------------------------------------
 
@@ -129,6 +133,7 @@ class Database:
         del self.expires[key]
         if self.encodings:
             self.encodings.pop(key, None)
+        self.expired += 1
         self.stats.expired_keys += 1
 
     # -- string encodings ----------------------------------------------------
@@ -184,6 +189,7 @@ class Database:
             removed += expired
             if expired * 4 <= len(batch) or time.monotonic() > deadline:
                 break
+        self.expired += removed
         self.stats.expired_keys += removed
         return removed
 

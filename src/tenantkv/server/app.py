@@ -17,6 +17,8 @@ from tenantkv.server.stats import Stats
 
 log = logging.getLogger("tenantkv.server")
 
+DEFAULT_TENANT = ":default"
+
 
 class Server:
     def __init__(self, config) -> None:
@@ -28,7 +30,11 @@ class Server:
         self.clients: dict = {}
         self._client_ids = 0
         self.tenants: dict = {}
-        self.default_tenant = self.tenant_for("default")
+        # The default user's tenant, which also holds the connections that
+        # have not authenticated. Its key has a ':' so that no namespace
+        # (validate_namespace refuses ':') and no user's "user:<id>" can be it:
+        # `ACL SETUSER x namespace:default` gets a tenant of its own.
+        self.default_tenant = self.tenant_for(DEFAULT_TENANT)
         self.listeners: list = []
         self.loop = None
         self.stopped = None
