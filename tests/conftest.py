@@ -32,14 +32,14 @@ def wait_for_port(port: int, process, timeout: float = 15.0) -> None:
 class ServerProcess:
     """A tenantkv-server started as a subprocess; stopped with SIGTERM."""
 
-    def __init__(self, data_dir, *extra: str) -> None:
+    def __init__(self, data_dir, *extra: str, env: dict | None = None) -> None:
         self.port = free_port()
         self.data_dir = str(data_dir)
         self.log_path = os.path.join(self.data_dir, "server.log")
         self.log = open(self.log_path, "wb")
         # Tests run the password-less development mode unless they ask for
         # more (TENANTKV_AUTH__DEFAULT_USER=off in their environment).
-        env = dict(os.environ)
+        env = {**os.environ, **(env or {})}
         env.setdefault("TENANTKV_AUTH__DEFAULT_USER", "nopass")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tenantkv", "--port", str(self.port), "--dir", self.data_dir,
@@ -67,6 +67,40 @@ class ServerProcess:
                 self.process.wait()
         self.log.close()
         return self.process.returncode
+
+
+def resp(*args) -> bytes:
+    """A request in RESP (arguments: bytes, or anything str() turns into text)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def exchange(sock: socket.socket, data: bytes, expected: bytes) -> None:
+    """Send `data`; the server must answer exactly `expected`."""
+    sock.sendall(data)
+    assert read_exactly(sock, len(expected), timeout=10) == expected
+
+
+def add_user(data_dir, name: str, password: str, *flags: str) -> None:
+    """Create a user offline, as an operator would (tenantkv user add)."""
+    subprocess.run([sys.executable, "-m", "tenantkv.cli.admin", "--data-dir", str(data_dir),
+                    "user", "add", name, "--password-stdin", *flags],
+                   input=password.encode() + b"\n", check=True, capture_output=True)
+
+
+def locked_server(data_dir, users: dict, root_password: str, **settings) -> ServerProcess:
+    """A server that requires AUTH (default user off), with a root user and
+    `users` (name -> password) made offline before its first start.
+    `settings`: auth.* values, e.g. auth_timeout=2."""
+    add_user(data_dir, "root", root_password, "--root")
+    for name, password in users.items():
+        add_user(data_dir, name, password)
+    env = {"TENANTKV_AUTH__DEFAULT_USER": "off"}
+    env.update(("TENANTKV_AUTH__" + name.upper(), str(value)) for name, value in settings.items())
+    return ServerProcess(data_dir, env=env)
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,8 @@ import time
 import pytest
 import redis
 
-from conftest import ServerProcess, closed, read_reply
-from test_auth import WRONGPASS, add_user, exchange, resp
+from conftest import closed, exchange, locked_server, read_reply, resp
+from test_auth import WRONGPASS
 
 ROOT_PASSWORD = "acl-root-secret"
 # redis-py drops the error code ("ERR ", "NOPERM ") from the exception's text
@@ -18,15 +18,7 @@ NOPERM = "this user has no permissions to run the '%s' command"
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("acl")
-    old = os.environ.copy()
-    os.environ.update(TENANTKV_AUTH__DEFAULT_USER="off")
-    try:
-        add_user(data_dir, "root", ROOT_PASSWORD, "--root")
-        proc = ServerProcess(data_dir)
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    proc = locked_server(tmp_path_factory.mktemp("acl"), {}, ROOT_PASSWORD)
     yield proc
     proc.stop()
 

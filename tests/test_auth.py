@@ -1,60 +1,28 @@
 """AUTH, HELLO AUTH and NOAUTH against a real server with users in its store."""
 
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 import redis
 
-from conftest import ServerProcess, read_exactly, read_reply
+from conftest import ServerProcess, exchange, locked_server, read_reply, resp
 
 ROOT_PASSWORD = "root-secret-for-tests"
 WRONGPASS = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
 NOAUTH = b"-NOAUTH Authentication required.\r\n"
 
 
-def resp(*args) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
-def add_user(data_dir, name: str, password: str, *flags: str) -> None:
-    subprocess.run([sys.executable, "-m", "tenantkv.cli.admin", "--data-dir", str(data_dir),
-                    "user", "add", name, "--password-stdin", *flags],
-                   input=password.encode() + b"\n", check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")
 def locked(tmp_path_factory):
     """A server with auth required (default user off), root and two users."""
-    data_dir = tmp_path_factory.mktemp("auth")
-    env = dict(os.environ, TENANTKV_AUTH__DEFAULT_USER="off", TENANTKV_AUTH__AUTH_TIMEOUT="2")
-    old = os.environ.copy()
-    os.environ.update(env)
-    try:
-        # Users made offline (tenantkv user add) before the first start: the
-        # store is not empty, so the server creates no root of its own.
-        add_user(data_dir, "root", ROOT_PASSWORD, "--root")
-        add_user(data_dir, "alice", "alice-pw")
-        add_user(data_dir, "bob", "bob-pw")
-        proc = ServerProcess(data_dir)
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    proc = locked_server(tmp_path_factory.mktemp("auth"), {"alice": "alice-pw", "bob": "bob-pw"},
+                         ROOT_PASSWORD, auth_timeout=2)
     yield proc
     proc.stop()
-
-
-def exchange(sock, data: bytes, expected: bytes) -> None:
-    sock.sendall(data)
-    assert read_exactly(sock, len(expected), timeout=10) == expected
 
 
 def test_unauthenticated_client_gets_noauth_in_redis_order(locked):

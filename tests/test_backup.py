@@ -3,17 +3,10 @@
 import os
 import sqlite3
 import stat
-import subprocess
-import sys
 import time
 
-from conftest import ServerProcess
+from conftest import ServerProcess, add_user
 
-
-def add_user(data_dir, name: str, password: str, *flags: str) -> None:
-    subprocess.run([sys.executable, "-m", "tenantkv.cli.admin", "--data-dir", str(data_dir),
-                    "user", "add", name, "--password-stdin", *flags],
-                   input=password.encode() + b"\n", check=True, capture_output=True)
 
 
 def start(data_dir, monkeypatch, **settings) -> ServerProcess:

@@ -7,51 +7,27 @@ failures must not slow the next test down.
 """
 
 import asyncio
-import os
 import selectors
 import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 import redis
 
-from conftest import ServerProcess, read_exactly
+from conftest import locked_server, read_exactly, resp
 
 ROOT_PASSWORD = "root-secret-for-bf"
 WRONGPASS = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
 
 
-def resp(*args) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
-def add_user(data_dir, name: str, password: str, *flags: str) -> None:
-    subprocess.run([sys.executable, "-m", "tenantkv.cli.admin", "--data-dir", str(data_dir),
-                    "user", "add", name, "--password-stdin", *flags],
-                   input=password.encode() + b"\n", check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")
 def locked(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("bruteforce")
-    add_user(data_dir, "root", ROOT_PASSWORD, "--root")
-    add_user(data_dir, "alice", "alice-pw")
-    add_user(data_dir, "bob", "bob-pw")
-    old = os.environ.copy()
-    os.environ["TENANTKV_AUTH__DEFAULT_USER"] = "off"
-    try:
-        proc = ServerProcess(data_dir)
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    proc = locked_server(tmp_path_factory.mktemp("bruteforce"), {"alice": "alice-pw", "bob": "bob-pw"},
+                         ROOT_PASSWORD)
     yield proc
     proc.stop()
 

@@ -8,14 +8,13 @@ over raw sockets only (redis-py retries a failed login, and every failure
 counts for the brute-force throttle).
 """
 
-import os
 import time
 
 import pytest
 import redis
 
-from conftest import ServerProcess, read_reply
-from test_auth import WRONGPASS, add_user, exchange, resp
+from conftest import exchange, locked_server, read_reply, resp
+from test_auth import WRONGPASS
 
 ROOT_PASSWORD = "isolation-root-secret"
 USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "dave": "dave-pw",
@@ -41,17 +40,7 @@ NOPERM = "this user has no permissions to run the '%s' command"   # redis-py dro
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("isolation")
-    old = os.environ.copy()
-    os.environ.update(TENANTKV_AUTH__DEFAULT_USER="off")
-    try:
-        add_user(data_dir, "root", ROOT_PASSWORD, "--root")
-        for name, password in USERS.items():
-            add_user(data_dir, name, password)
-        proc = ServerProcess(data_dir)
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    proc = locked_server(tmp_path_factory.mktemp("isolation"), USERS, ROOT_PASSWORD)
     yield proc
     proc.stop()
 
@@ -152,7 +141,6 @@ def matching(pattern: bytes, keys) -> set:
 def check_bob_sees_only_bob(bob):
     """B's every view of every database: KEYS with each glob, SCAN with
     MATCH/COUNT/TYPE, RANDOMKEY, DBSIZE, INFO keyspace."""
-    from tenantkv.util.glob import glob_match
     for db in range(DATABASES):
         bob.execute_command("SELECT", db)
         own = expected_bob_keys(db)

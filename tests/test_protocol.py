@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import closed, read_exactly, read_reply
+from conftest import closed, read_exactly, read_reply, resp
 
 
 def send(server, data: bytes) -> socket.socket:
@@ -16,13 +16,6 @@ def send(server, data: bytes) -> socket.socket:
     sock.sendall(data)
     return sock
 
-
-def resp(*args) -> bytes:
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        arg = arg if isinstance(arg, bytes) else str(arg).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
-    return b"".join(out)
 
 
 # -- protocol errors: Redis's text, then the connection is closed -------------
