@@ -31,6 +31,10 @@ class Command:
     syntax: str
     since: str = "1.0.0"
     subcommands: dict = field(default_factory=dict)
+    # Subcommands (lower-case bytes) any authenticated user may run though the
+    # command itself is root-only, e.g. DEBUG OBJECT: they see only the
+    # caller's own tenant.
+    open_subcommands: frozenset = frozenset()
     # counters for INFO commandstats
     calls: int = 0
     usec: float = 0.0

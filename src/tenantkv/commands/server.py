@@ -458,3 +458,7 @@ def debug(conn, args):
                       % (encoding(value), len(value)))
     raise CommandError("ERR unknown subcommand or wrong number of arguments for '%s'. Try DEBUG HELP."
                        % args[1].decode("latin-1"))
+
+
+# DEBUG OBJECT reads a key of the caller's own tenant: open to every user.
+COMMANDS["debug"].open_subcommands = frozenset({b"object"})

@@ -442,7 +442,8 @@ class Connection(asyncio.Protocol):
             self.server.stats.error("NOAUTH")
             out.append(encode_error(errors.NOAUTH))
             return
-        if self.authenticated and self.lookup.get(cmd.name.encode()) is not cmd:
+        if (self.authenticated and self.lookup.get(cmd.name.encode()) is not cmd
+                and not (len(args) > 1 and args[1].lower() in cmd.open_subcommands)):
             # Not in this user's command table: a command its ACL rules deny.
             cmd.rejected += 1
             self.server.stats.error("NOPERM")
