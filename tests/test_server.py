@@ -359,3 +359,15 @@ def test_quit_replies_ok_and_closes(server):
     sock = server.raw()
     sock.sendall(b"QUIT\r\nPING\r\n")
     assert read_reply(sock) == b"+OK\r\n"
+
+
+def test_example_config_file_loads_and_states_the_defaults():
+    # tenantkv.toml documents the settings: it must parse, and every value in
+    # it must be the embedded default it describes.
+    from pathlib import Path
+
+    from tenantkv import config as config_module
+    example = Path(__file__).resolve().parent.parent / "tenantkv.toml"
+    loaded = config_module.load(str(example), env={})
+    defaults = config_module.load(None, env={})
+    assert loaded.values == defaults.values
