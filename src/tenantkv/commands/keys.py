@@ -94,20 +94,30 @@ _POSITION_BITS = 32
 
 def scan_keys(db, cursor: int, count: int) -> tuple:
     """(next cursor, candidate keys) for one SCAN step over `db`."""
+    return scan_snapshot(db, None, db.data, cursor, count)
+
+
+def scan_snapshot(db, owner, names, cursor: int, count: int) -> tuple:
+    """(next cursor, candidate names) for one step over the names of `names`
+    (a dict: db.data for SCAN, a hash for HSCAN). `owner` tells whose names a
+    snapshot holds (None: the database's keys, else the key HSCAN walks), so a
+    cursor is never replayed against another collection. The caller skips
+    names that are gone since the snapshot was taken."""
     if cursor == 0:
-        if len(db.data) <= count:
-            return 0, list(db.data)
+        if len(names) <= count:
+            return 0, list(names)
         db.scan_ids += 1
         snapshot_id = db.scan_ids
-        db.scans[snapshot_id] = list(db.data)
+        db.scans[snapshot_id] = (owner, list(names))
         if len(db.scans) > MAX_SCANS:
             del db.scans[next(iter(db.scans))]
         position = 0
     else:
         snapshot_id, position = cursor >> _POSITION_BITS, cursor & ((1 << _POSITION_BITS) - 1)
-    snapshot = db.scans.get(snapshot_id)
-    if snapshot is None:   # unknown or evicted cursor: Redis never errors here
+    entry = db.scans.get(snapshot_id)
+    if entry is None or entry[0] != owner:   # unknown or evicted cursor: Redis never errors here
         return 0, []
+    snapshot = entry[1]
     batch = snapshot[position:position + count]
     position += count
     if position >= len(snapshot):

@@ -1,0 +1,341 @@
+"""Hash commands: HSET and friends, counters, HRANDFIELD, HSCAN.
+
+A hash is a plain dict (field bytes -> value bytes) in db.data; an empty hash
+is deleted. OBJECT ENCODING follows Redis: "listpack" while the hash is within
+hash-max-listpack-entries / hash-max-listpack-value, "hashtable" once a write
+takes it past either, and never back. The dict keeps insertion order, which
+is also a listpack's order, so HKEYS/HGETALL of a small hash answer in Redis's
+order.
+"""
+
+import random
+from itertools import islice
+
+from tenantkv import errors
+from tenantkv.commands.keys import parse_cursor, parse_scan_options, scan_snapshot
+from tenantkv.commands.registry import command
+from tenantkv.errors import CommandError
+from tenantkv.protocol.encoder import OK
+from tenantkv.util.glob import glob_match
+from tenantkv.util.numbers import LLONG_MAX, LLONG_MIN, incr_long_double, int_arg, parse_int
+
+_ENTRIES = (None, "hash-max-listpack-entries")
+_VALUE = (None, "hash-max-listpack-value")
+# The limits types.encoding assumes for a hash nobody marked (Redis's defaults).
+_DEFAULT_ENTRIES = 512
+_DEFAULT_VALUE = 64
+# HRANDFIELD with a negative count replies with that many picks; Redis would
+# try to build any count (up to LONG_MAX). Past this one the reply could not be
+# held in memory, so tenantkv refuses it.
+MAX_RANDOM_PICKS = 1 << 24
+_LONG_MAX = LLONG_MAX
+
+
+def _read(db, key: bytes):
+    """The hash under `key` for a read command (a keyspace hit or miss), or None."""
+    value = db.read(key)
+    if value is not None and type(value) is not dict:
+        raise CommandError(errors.WRONGTYPE)
+    return value
+
+
+def _track(conn, db, key: bytes, h: dict, longest: int) -> None:
+    """After a write of fields/values at most `longest` bytes long: convert to
+    "hashtable" as Redis's hashTypeSet would (too many entries, or a field or
+    value too long), once and for good."""
+    marked = db.marked_encoding(key, h) if db.encodings else None
+    if marked == "hashtable":
+        return
+    values = conn.server.config.values
+    if len(h) > values[_ENTRIES] or longest > values[_VALUE]:
+        db.mark_encoding(key, h, "hashtable")
+    elif marked is None and (len(h) > _DEFAULT_ENTRIES or longest > _DEFAULT_VALUE):
+        # Still a listpack under raised limits: say so, or types.encoding's
+        # guess from the contents (default limits) would call it a hashtable.
+        db.mark_encoding(key, h, "listpack")
+
+
+def _is_listpack(db, key: bytes, h: dict) -> bool:
+    marked = db.marked_encoding(key, h) if db.encodings else None
+    if marked is not None:
+        return marked == "listpack"
+    return len(h) <= _DEFAULT_ENTRIES and all(
+        len(f) <= _DEFAULT_VALUE and len(v) <= _DEFAULT_VALUE for f, v in h.items())
+
+
+def _write_hash(db, key: bytes):
+    """The hash under `key` for a write (created empty if missing, not stored yet)."""
+    h = db.get(key)
+    if h is None:
+        return {}, True
+    if type(h) is not dict:
+        raise CommandError(errors.WRONGTYPE)
+    return h, False
+
+
+def _set_pairs(conn, args: list, name: str):
+    if len(args) % 2:
+        raise CommandError(errors.wrong_arity(name))
+    db = conn.db
+    key = args[1]
+    h, new = _write_hash(db, key)
+    before = len(h)
+    it = iter(args)
+    next(it)
+    next(it)
+    h.update(zip(it, it))
+    if new:
+        db.set(key, h)
+    _track(conn, db, key, h, max(map(len, args[2:])))
+    return len(h) - before
+
+
+@command("hset", -4, "write denyoom fast", keys=(1, 1, 1), group="hash",
+         summary="Creates or modifies the value of a field in a hash.",
+         syntax="key field value [field value ...]")
+def hset(conn, args):
+    return _set_pairs(conn, args, "hset")
+
+
+@command("hmset", -4, "write denyoom fast", keys=(1, 1, 1), group="hash", since="2.0.0",
+         summary="Sets the values of multiple fields. (Deprecated: use HSET.)",
+         syntax="key field value [field value ...]")
+def hmset(conn, args):
+    _set_pairs(conn, args, "hmset")
+    return OK
+
+
+@command("hsetnx", 4, "write denyoom fast", keys=(1, 1, 1), group="hash", since="2.0.0",
+         summary="Sets the value of a field in a hash only when the field doesn't exist.",
+         syntax="key field value")
+def hsetnx(conn, args):
+    db = conn.db
+    key = args[1]
+    h, new = _write_hash(db, key)
+    if args[2] in h:
+        return 0
+    h[args[2]] = args[3]
+    if new:
+        db.set(key, h)
+    _track(conn, db, key, h, max(len(args[2]), len(args[3])))
+    return 1
+
+
+@command("hget", 3, "readonly fast", keys=(1, 1, 1), group="hash", since="2.0.0",
+         summary="Returns the value of a field in a hash.", syntax="key field")
+def hget(conn, args):
+    h = _read(conn.db, args[1])
+    return None if h is None else h.get(args[2])
+
+
+@command("hmget", -3, "readonly fast", keys=(1, 1, 1), group="hash", since="2.0.0",
+         summary="Returns the values of all fields in a hash.", syntax="key field [field ...]")
+def hmget(conn, args):
+    h = _read(conn.db, args[1])
+    if h is None:
+        return [None] * (len(args) - 2)
+    get = h.get
+    return [get(field) for field in args[2:]]
+
+
+@command("hdel", -3, "write fast", keys=(1, 1, 1), group="hash", since="2.0.0",
+         summary="Deletes one or more fields and their values from a hash. Deletes the hash if no fields remain.",
+         syntax="key field [field ...]")
+def hdel(conn, args):
+    db = conn.db
+    h = db.get_typed(args[1], dict)
+    if h is None:
+        return 0
+    removed = 0
+    for field in args[2:]:
+        if h.pop(field, None) is not None:
+            removed += 1
+            if not h:
+                break   # Redis stops here too: the key is gone
+    if not h:
+        db.delete(args[1])
+    return removed
+
+
+@command("hlen", 2, "readonly fast", keys=(1, 1, 1), group="hash", since="2.0.0",
+         summary="Returns the number of fields in a hash.", syntax="key")
+def hlen(conn, args):
+    h = _read(conn.db, args[1])
+    return 0 if h is None else len(h)
+
+
+@command("hstrlen", 3, "readonly fast", keys=(1, 1, 1), group="hash", since="3.2.0",
+         summary="Returns the length of the value of a field.", syntax="key field")
+def hstrlen(conn, args):
+    h = _read(conn.db, args[1])
+    if h is None:
+        return 0
+    value = h.get(args[2])
+    return 0 if value is None else len(value)
+
+
+@command("hexists", 3, "readonly fast", keys=(1, 1, 1), group="hash", since="2.0.0",
+         summary="Determines whether a field exists in a hash.", syntax="key field")
+def hexists(conn, args):
+    h = _read(conn.db, args[1])
+    return 1 if h is not None and args[2] in h else 0
+
+
+@command("hkeys", 2, "readonly", keys=(1, 1, 1), group="hash", since="2.0.0",
+         summary="Returns all fields in a hash.", syntax="key")
+def hkeys(conn, args):
+    h = _read(conn.db, args[1])
+    return [] if h is None else list(h)
+
+
+@command("hvals", 2, "readonly", keys=(1, 1, 1), group="hash", since="2.0.0",
+         summary="Returns all values in a hash.", syntax="key")
+def hvals(conn, args):
+    h = _read(conn.db, args[1])
+    return [] if h is None else list(h.values())
+
+
+@command("hgetall", 2, "readonly", keys=(1, 1, 1), group="hash", since="2.0.0",
+         summary="Returns all fields and values of a hash.", syntax="key")
+def hgetall(conn, args):
+    h = _read(conn.db, args[1])
+    return {} if h is None else dict(h)   # a copy: the reply may be encoded after later writes
+
+
+# -- counters --------------------------------------------------------------------
+
+@command("hincrby", 4, "write denyoom fast", keys=(1, 1, 1), group="hash", since="2.0.0",
+         summary="Increments the integer value of a field in a hash by a number. Uses 0 as initial value if the field doesn't exist.",
+         syntax="key field increment")
+def hincrby(conn, args):
+    increment = int_arg(args[3])
+    db = conn.db
+    key, field = args[1], args[2]
+    h, new = _write_hash(db, key)
+    current = h.get(field)
+    if current is None:
+        old = 0
+    else:
+        old = parse_int(current)
+        if old is None:
+            raise CommandError("ERR hash value is not an integer")
+    if (increment < 0 and old < 0 and increment < LLONG_MIN - old) or \
+            (increment > 0 and old > 0 and increment > LLONG_MAX - old):
+        raise CommandError(errors.OVERFLOW)
+    result = old + increment
+    text = b"%d" % result
+    h[field] = text
+    if new:
+        db.set(key, h)
+    _track(conn, db, key, h, max(len(field), len(text)))
+    return result
+
+
+@command("hincrbyfloat", 4, "write denyoom fast", keys=(1, 1, 1), group="hash", since="2.6.0",
+         summary="Increments the floating point value of a field by a number. Uses 0 as initial value if the field doesn't exist.",
+         syntax="key field increment")
+def hincrbyfloat(conn, args):
+    increment = args[3]
+    # As Redis: the increment first (not a float, then NaN/Infinity), then the key.
+    try:
+        incr_long_double(None, increment)
+    except CommandError as exc:
+        if exc.message == errors.INCR_NAN:
+            raise CommandError("ERR value is NaN or Infinity") from None
+        raise
+    db = conn.db
+    key, field = args[1], args[2]
+    h, new = _write_hash(db, key)
+    current = h.get(field)
+    try:
+        text = incr_long_double(current, increment)
+    except CommandError as exc:
+        if exc.message == errors.NOT_FLOAT:   # the increment parsed: the stored value did not
+            raise CommandError("ERR hash value is not a float") from None
+        raise
+    h[field] = text
+    if new:
+        db.set(key, h)
+    _track(conn, db, key, h, max(len(field), len(text)))
+    return text
+
+
+# -- HRANDFIELD ------------------------------------------------------------------
+
+@command("hrandfield", -2, "readonly", keys=(1, 1, 1), group="hash", since="6.2.0",
+         summary="Returns one or more random fields from a hash.",
+         syntax="key [count [WITHVALUES]]")
+def hrandfield(conn, args):
+    if len(args) == 2:
+        h = _read(conn.db, args[1])
+        if not h:
+            return None
+        return next(islice(h, random.randrange(len(h)), None))
+    # As Redis's hrandfieldCommand: the count (within +-LONG_MAX) and the
+    # option are checked before the key is looked up.
+    count = parse_int(args[2])
+    if count is None:
+        raise CommandError(errors.NOT_INTEGER)
+    if count < -_LONG_MAX:
+        raise CommandError("ERR value is out of range, value must between %d and %d"
+                           % (-_LONG_MAX, _LONG_MAX))
+    withvalues = False
+    if len(args) > 4 or (len(args) == 4 and args[3].lower() != b"withvalues"):
+        raise CommandError(errors.SYNTAX)
+    if len(args) == 4:
+        withvalues = True
+        if count < -(_LONG_MAX // 2) or count > _LONG_MAX // 2:
+            raise CommandError("ERR value is out of range")
+    h = _read(conn.db, args[1])
+    if not h or count == 0:
+        return []
+    resp3 = conn.resp3
+    if count < 0 or count == 1:
+        picks = -count if count < 0 else 1
+        if picks > MAX_RANDOM_PICKS:
+            raise CommandError("ERR value is out of range")
+        fields = random.choices(list(h), k=picks)
+    elif count >= len(h):
+        fields = list(h)   # the whole hash, in its order
+    else:
+        fields = random.sample(list(h), count)
+    if not withvalues:
+        return fields
+    if resp3:
+        return [[f, h[f]] for f in fields]
+    reply = []
+    for f in fields:
+        reply.append(f)
+        reply.append(h[f])
+    return reply
+
+
+# -- HSCAN -------------------------------------------------------------------------
+
+@command("hscan", -3, "readonly", keys=(1, 1, 1), group="hash", since="2.8.0",
+         summary="Iterates over fields and values of a hash.",
+         syntax="key cursor [MATCH pattern] [COUNT count]")
+def hscan(conn, args):
+    cursor = parse_cursor(args[2])
+    db = conn.db
+    key = args[1]
+    h = _read(db, key)
+    if h is None:
+        return [b"0", []]
+    pattern, count, _ = parse_scan_options(args, 3, allow_type=False)
+    if _is_listpack(db, key, h):
+        # A listpack is answered whole, whatever the cursor and COUNT (as Redis).
+        next_cursor, batch = 0, list(h)
+    else:
+        next_cursor, batch = scan_snapshot(db, key, h, cursor, count)
+    reply = []
+    get = h.get
+    for field in batch:
+        value = get(field)
+        if value is None:
+            continue   # deleted since the snapshot
+        if pattern is not None and not glob_match(pattern, field):
+            continue
+        reply.append(field)
+        reply.append(value)
+    return [b"%d" % next_cursor, reply]
