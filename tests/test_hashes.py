@@ -209,7 +209,7 @@ def test_200k_field_hash_stays_fast(r):
     # benchmark: only a guard against an O(n) step sneaking in, hence the slack)
     assert big < max(3 * small, small + 1.0), (small, big)
     start = time.perf_counter()
-    seen, calls = _hscan_all(r, "big", count=1000)
+    seen, _ = _hscan_all(r, "big", count=1000)
     assert len({f for f, _ in seen}) == 200001   # 200,000 + "counter"
     assert time.perf_counter() - start < 30
     assert r.hdel("big", *fields) == len(fields)

@@ -17,7 +17,13 @@ from tenantkv.commands.registry import command
 from tenantkv.errors import CommandError
 from tenantkv.protocol.encoder import OK
 from tenantkv.util.glob import glob_match
-from tenantkv.util.numbers import LLONG_MAX, LLONG_MIN, incr_long_double, int_arg, parse_int
+from tenantkv.util.numbers import (
+    LLONG_MAX,
+    LLONG_MIN,
+    incr_long_double,
+    int_arg,
+    parse_int,
+)
 
 _ENTRIES = (None, "hash-max-listpack-entries")
 _VALUE = (None, "hash-max-listpack-value")
