@@ -3,7 +3,6 @@
 and error texts are compared with redis-server in compat/sessions/hashes.txt."""
 
 import collections
-import time
 
 import pytest
 import redis
@@ -178,39 +177,25 @@ def test_hscan_cursor_of_another_key_is_not_replayed(r):
     assert keys_cursor == 0 and keys == []
 
 
-# -- big hashes stay fast ----------------------------------------------------------------------
+# -- big hashes ------------------------------------------------------------------------------
+# (Speed is measured by make bench, never by a timed test.)
 
-def _time_ops(client, key, fields):
-    pipe = client.pipeline(transaction=False)
-    start = time.perf_counter()
-    for i in range(2000):
-        f = fields[i % len(fields)]
-        pipe.hget(key, f)
-        pipe.hset(key, f, "x")
-        pipe.hexists(key, f)
-        pipe.hincrby(key, "counter", 1)
-        pipe.hstrlen(key, f)
-        pipe.hlen(key)
-    pipe.execute()
-    return time.perf_counter() - start
-
-
-def test_200k_field_hash_stays_fast(r):
+def test_200k_field_hash(r):
     pipe = r.pipeline(transaction=False)
     for i in range(0, 200000, 2000):
         pipe.hset("big", mapping={b"field:%d" % j: b"value:%d" % j for j in range(i, i + 2000)})
     pipe.execute()
     assert r.hlen("big") == 200000
-    r.hset("small", mapping={b"field:%d" % j: b"value:%d" % j for j in range(10)})
+    assert r.object("encoding", "big") == b"hashtable"
     fields = [b"field:%d" % j for j in range(0, 200000, 97)]
-    small = min(_time_ops(r, "small", fields[:10]) for _ in range(2))
-    big = min(_time_ops(r, "big", fields) for _ in range(2))
-    # O(1) per command: the same work on 200,000 fields as on 10 (not a
-    # benchmark: only a guard against an O(n) step sneaking in, hence the slack)
-    assert big < max(3 * small, small + 1.0), (small, big)
-    start = time.perf_counter()
+    pipe = r.pipeline(transaction=False)
+    for f in fields[:500]:
+        pipe.hget("big", f)
+        pipe.hincrby("big", "counter", 1)
+    replies = pipe.execute()
+    assert replies[0::2] == [b"value:%s" % f.split(b":")[1] for f in fields[:500]]
+    assert replies[-1] == 500
     seen, _ = _hscan_all(r, "big", count=1000)
     assert len({f for f, _ in seen}) == 200001   # 200,000 + "counter"
-    assert time.perf_counter() - start < 30
     assert r.hdel("big", *fields) == len(fields)
     assert r.hlen("big") == 200001 - len(fields)

@@ -451,11 +451,13 @@ def debug(conn, args):
         conn.server.active_expire_enabled = bool(flag)
         return OK
     if sub == b"object" and len(args) == 3:
-        value = conn.db.get(args[2])
+        db = conn.db
+        value = db.get(args[2])
         if value is None:
             raise CommandError(errors.NO_SUCH_KEY)
+        kind = db.marked_encoding(args[2], value) or encoding(value)
         return Status("Value at:0x0 refcount:1 encoding:%s serializedlength:%d lru:0 lru_seconds_idle:0"
-                      % (encoding(value), len(value)))
+                      % (kind, len(value)))
     raise CommandError("ERR unknown subcommand or wrong number of arguments for '%s'. Try DEBUG HELP."
                        % args[1].decode("latin-1"))
 
