@@ -32,7 +32,7 @@ def encoding(value) -> str:
         small = len(value) <= 512 and all(len(k) <= 64 and len(v) <= 64 for k, v in value.items())
         return "listpack" if small else "hashtable"
     if kind is deque:
-        return "listpack" if len(value) <= 128 and all(len(v) <= 64 for v in value) else "quicklist"
+        return "quicklist"   # Redis 7.0 has no listpack-encoded lists (7.2 has)
     if kind is set:
         if len(value) <= 512 and all(parse_int(v) is not None for v in value):
             return "intset"

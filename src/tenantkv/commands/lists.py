@@ -1,0 +1,456 @@
+"""List commands: pushes, pops, ranges, LPOS, LMOVE, LMPOP (the blocking
+forms live with the connection machinery, not here).
+
+A list is a `collections.deque` of bytes in db.data: O(1) at both ends,
+O(n) from the nearer end for an index. An empty list is deleted. Redis 7.0
+stores every list as a quicklist (listpack-encoded lists came in 7.2), so
+OBJECT ENCODING says "quicklist" whatever the size (keyspace/types.py).
+
+Argument checks come in Redis's order (t_list.c): where Redis parses an
+index or count before it looks the key up, so do we, and the other way round.
+"""
+
+from collections import deque
+from itertools import islice
+
+from tenantkv import errors
+from tenantkv.commands.registry import command
+from tenantkv.errors import CommandError
+from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY, OK
+from tenantkv.util.numbers import LLONG_MAX, LLONG_MIN, parse_int
+
+_POSITIVE = "ERR value is out of range, must be positive"
+
+
+def _read(db, key: bytes):
+    """The list under `key` for a read command (a keyspace hit or miss), or None."""
+    value = db.read(key)
+    if value is not None and type(value) is not deque:
+        raise CommandError(errors.WRONGTYPE)
+    return value
+
+
+def _long(raw: bytes, message: str = errors.NOT_INTEGER) -> int:
+    value = parse_int(raw)
+    if value is None:
+        raise CommandError(message)
+    return value
+
+
+def _range_long(raw: bytes, low: int, high: int, message: str | None = None) -> int:
+    """getRangeLongFromObjectOrReply: `message` for both a non-integer and a value
+    out of [low, high]; without one, Redis's two generic texts."""
+    value = _long(raw, message or errors.NOT_INTEGER)
+    if value < low or value > high:
+        raise CommandError(message or f"ERR value is out of range, value must between {low} and {high}")
+    return value
+
+
+def _where(raw: bytes) -> bool:
+    """LEFT/RIGHT: True for the head."""
+    word = raw.lower()
+    if word == b"left":
+        return True
+    if word == b"right":
+        return False
+    raise CommandError(errors.SYNTAX)
+
+
+def _slice(lst: deque, start: int, stop: int) -> list:
+    """lst[start:stop] from the nearer end (0 <= start <= stop <= len)."""
+    n = len(lst)
+    if start > n - stop:
+        # Nearer the tail: walk backwards, then restore the order.
+        got = list(islice(reversed(lst), n - stop, n - start))
+        got.reverse()
+        return got
+    return list(islice(lst, start, stop))
+
+
+# -- pushes ------------------------------------------------------------------------
+
+def _push(conn, args: list, head: bool, create: bool) -> int:
+    db = conn.db
+    key = args[1]
+    lst = db.get_typed(key, deque)
+    if lst is None:
+        if not create:
+            return 0
+        lst = deque()
+        db.set(key, lst)
+    if head:
+        lst.extendleft(islice(args, 2, None))
+    else:
+        lst.extend(islice(args, 2, None))
+    return len(lst)
+
+
+@command("lpush", -3, "write denyoom fast", keys=(1, 1, 1), group="list",
+         summary="Prepends one or more elements to a list. Creates the key if it doesn't exist.",
+         syntax="key element [element ...]")
+def lpush(conn, args):
+    return _push(conn, args, True, True)
+
+
+@command("rpush", -3, "write denyoom fast", keys=(1, 1, 1), group="list",
+         summary="Appends one or more elements to a list. Creates the key if it doesn't exist.",
+         syntax="key element [element ...]")
+def rpush(conn, args):
+    return _push(conn, args, False, True)
+
+
+@command("lpushx", -3, "write denyoom fast", keys=(1, 1, 1), group="list", since="2.2.0",
+         summary="Prepends one or more elements to a list only when the list exists.",
+         syntax="key element [element ...]")
+def lpushx(conn, args):
+    return _push(conn, args, True, False)
+
+
+@command("rpushx", -3, "write denyoom fast", keys=(1, 1, 1), group="list", since="2.2.0",
+         summary="Appends an element to a list only when the list exists.",
+         syntax="key element [element ...]")
+def rpushx(conn, args):
+    return _push(conn, args, False, False)
+
+
+# -- pops --------------------------------------------------------------------------
+
+def _pop(conn, args: list, head: bool):
+    if len(args) > 3:
+        raise CommandError(errors.wrong_arity(args[0].decode("latin-1").lower()))
+    has_count = len(args) == 3
+    count = _range_long(args[2], 0, LLONG_MAX, _POSITIVE) if has_count else 1
+    db = conn.db
+    key = args[1]
+    lst = db.get_typed(key, deque)
+    if lst is None:
+        return NULL_ARRAY if has_count else None
+    if not has_count:
+        value = lst.popleft() if head else lst.pop()
+        if not lst:
+            db.delete(key)
+        return value
+    if count == 0:
+        return EMPTY_ARRAY
+    return _pop_many(db, key, lst, head, count)
+
+
+@command("lpop", -2, "write fast", keys=(1, 1, 1), group="list",
+         summary="Returns the first elements in a list after removing it. Deletes the list if the last element was popped.",
+         syntax="key [count]")
+def lpop(conn, args):
+    return _pop(conn, args, True)
+
+
+@command("rpop", -2, "write fast", keys=(1, 1, 1), group="list",
+         summary="Returns and removes the last elements of a list. Deletes the list if the last element was popped.",
+         syntax="key [count]")
+def rpop(conn, args):
+    return _pop(conn, args, False)
+
+
+def _pop_many(db, key: bytes, lst: deque, head: bool, count: int) -> list:
+    if count >= len(lst):
+        reply = list(lst)
+        if not head:
+            reply.reverse()
+        db.delete(key)
+        return reply
+    pop = lst.popleft if head else lst.pop
+    return [pop() for _ in range(count)]
+
+
+@command("lmpop", -4, "write", keys=(0, 0, 0), group="list", since="7.0.0",
+         summary="Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.",
+         syntax="numkeys key [key ...] LEFT|RIGHT [COUNT count]")
+def lmpop(conn, args):
+    numkeys = _range_long(args[1], 1, LLONG_MAX, "ERR numkeys should be greater than 0")
+    where_idx = 1 + numkeys + 1
+    if where_idx >= len(args):
+        raise CommandError(errors.SYNTAX)
+    head = _where(args[where_idx])
+    count = -1
+    j = where_idx + 1
+    while j < len(args):
+        if count == -1 and args[j].lower() == b"count" and j + 1 < len(args):
+            count = _range_long(args[j + 1], 1, LLONG_MAX, "ERR count should be greater than 0")
+            j += 2
+        else:
+            raise CommandError(errors.SYNTAX)
+    if count == -1:
+        count = 1
+    db = conn.db
+    for key in args[2:where_idx]:
+        lst = db.get_typed(key, deque)
+        if lst:
+            return [key, _pop_many(db, key, lst, head, count)]
+    return NULL_ARRAY
+
+
+# -- reads -------------------------------------------------------------------------
+
+@command("llen", 2, "readonly fast", keys=(1, 1, 1), group="list",
+         summary="Returns the length of a list.", syntax="key")
+def llen(conn, args):
+    lst = _read(conn.db, args[1])
+    return 0 if lst is None else len(lst)
+
+
+@command("lrange", 4, "readonly", keys=(1, 1, 1), group="list",
+         summary="Returns a range of elements from a list.", syntax="key start stop")
+def lrange(conn, args):
+    start = _long(args[2])
+    end = _long(args[3])
+    lst = _read(conn.db, args[1])
+    if lst is None:
+        return EMPTY_ARRAY
+    n = len(lst)
+    if start < 0:
+        start += n
+    if end < 0:
+        end += n
+    start = max(start, 0)
+    if start > end or start >= n:
+        return EMPTY_ARRAY
+    if end >= n:
+        end = n - 1
+    return _slice(lst, start, end + 1)
+
+
+@command("lindex", 3, "readonly", keys=(1, 1, 1), group="list",
+         summary="Returns an element from a list by its index.", syntax="key index")
+def lindex(conn, args):
+    lst = _read(conn.db, args[1])
+    if lst is None:
+        return None
+    index = _long(args[2])
+    n = len(lst)
+    if index < 0:
+        index += n
+    if index < 0 or index >= n:
+        return None
+    return lst[index]   # deque indexing walks from the nearer end
+
+
+@command("lpos", -3, "readonly", keys=(1, 1, 1), group="list", since="6.0.6",
+         summary="Returns the index of matching elements in a list.",
+         syntax="key element [RANK rank] [COUNT num-matches] [MAXLEN len]")
+def lpos(conn, args):
+    element = args[2]
+    rank, count, maxlen = 1, -1, 0
+    j = 3
+    argc = len(args)
+    while j < argc:
+        opt = args[j].lower()
+        more = j + 1 < argc
+        if opt == b"rank" and more:
+            rank = _long(args[j + 1])
+            if rank == 0:
+                raise CommandError(
+                    "ERR RANK can't be zero: use 1 to start from the first match, 2 from the "
+                    "second ... or use negative to start from the end of the list")
+        elif opt == b"count" and more:
+            count = _range_long(args[j + 1], 0, LLONG_MAX, "ERR COUNT can't be negative")
+        elif opt == b"maxlen" and more:
+            maxlen = _range_long(args[j + 1], 0, LLONG_MAX, "ERR MAXLEN can't be negative")
+        else:
+            raise CommandError(errors.SYNTAX)
+        j += 2
+    lst = _read(conn.db, args[1])
+    if lst is None:
+        return EMPTY_ARRAY if count != -1 else None
+    n = len(lst)
+    from_tail = rank < 0
+    if from_tail:
+        # Redis 7.0 negates a C long: -LONG_MIN stays LONG_MIN, which every
+        # match count passes, so that rank means the last match.
+        rank = 1 if rank == LLONG_MIN else -rank
+        items = reversed(lst)
+    else:
+        items = iter(lst)
+    if maxlen:
+        items = islice(items, maxlen)
+    matches = 0
+    found = []
+    for index, value in enumerate(items):
+        if value == element:
+            matches += 1
+            if matches >= rank:
+                found.append(n - index - 1 if from_tail else index)
+                if count != -1:
+                    if count and len(found) >= count:
+                        break
+                else:
+                    break
+    if count != -1:
+        return found
+    return found[0] if found else None
+
+
+# -- writes in place -----------------------------------------------------------------
+
+@command("lset", 4, "write denyoom", keys=(1, 1, 1), group="list",
+         summary="Sets the value of an element in a list by its index.", syntax="key index element")
+def lset(conn, args):
+    db = conn.db
+    lst = db.get_typed(args[1], deque)
+    if lst is None:
+        raise CommandError(errors.NO_SUCH_KEY)
+    index = _long(args[2])
+    n = len(lst)
+    if index < 0:
+        index += n
+    if index < 0 or index >= n:
+        raise CommandError("ERR index out of range")
+    lst[index] = args[3]
+    return OK
+
+
+@command("linsert", 5, "write denyoom", keys=(1, 1, 1), group="list", since="2.2.0",
+         summary="Inserts an element before or after another element in a list.",
+         syntax="key BEFORE|AFTER pivot element")
+def linsert(conn, args):
+    where = args[2].lower()
+    if where == b"after":
+        after = True
+    elif where == b"before":
+        after = False
+    else:
+        raise CommandError(errors.SYNTAX)
+    db = conn.db
+    lst = db.get_typed(args[1], deque)
+    if lst is None:
+        return 0
+    try:
+        index = lst.index(args[3])
+    except ValueError:
+        return -1
+    lst.insert(index + 1 if after else index, args[4])
+    return len(lst)
+
+
+@command("lrem", 4, "write", keys=(1, 1, 1), group="list",
+         summary="Removes elements from a list. Deletes the list if the last element was removed.",
+         syntax="key count element")
+def lrem(conn, args):
+    count = _long(args[2])
+    db = conn.db
+    key = args[1]
+    lst = db.get_typed(key, deque)
+    if lst is None:
+        return 0
+    element = args[3]
+    n = len(lst)
+    if count == 0:
+        kept = [v for v in lst if v != element]
+        removed = n - len(kept)
+        if removed:
+            lst.clear()
+            lst.extend(kept)
+    else:
+        limit = abs(count)
+        removed = 0
+        if count > 0:
+            if limit == 1:
+                try:
+                    lst.remove(element)
+                    removed = 1
+                except ValueError:
+                    pass
+            else:
+                kept = []
+                for v in lst:
+                    if removed < limit and v == element:
+                        removed += 1
+                    else:
+                        kept.append(v)
+                if removed:
+                    lst.clear()
+                    lst.extend(kept)
+        else:
+            kept = []
+            for v in reversed(lst):
+                if removed < limit and v == element:
+                    removed += 1
+                else:
+                    kept.append(v)
+            if removed:
+                kept.reverse()
+                lst.clear()
+                lst.extend(kept)
+    if not lst:
+        db.delete(key)
+    return removed
+
+
+@command("ltrim", 4, "write", keys=(1, 1, 1), group="list",
+         summary="Removes elements from both ends a list. Deletes the list if all elements were trimmed.",
+         syntax="key start stop")
+def ltrim(conn, args):
+    start = _long(args[2])
+    end = _long(args[3])
+    db = conn.db
+    key = args[1]
+    lst = db.get_typed(key, deque)
+    if lst is None:
+        return OK
+    n = len(lst)
+    if start < 0:
+        start += n
+    if end < 0:
+        end += n
+    start = max(start, 0)
+    if start > end or start >= n:
+        db.delete(key)
+        return OK
+    if end >= n:
+        end = n - 1
+    right = n - end - 1
+    if start + right > n // 2:
+        # Most of the list goes: rebuild from what stays.
+        kept = _slice(lst, start, end + 1)
+        lst.clear()
+        lst.extend(kept)
+    else:
+        for _ in range(start):
+            lst.popleft()
+        for _ in range(right):
+            lst.pop()
+    return OK
+
+
+# -- moves ---------------------------------------------------------------------------
+
+def _move(conn, src_key: bytes, dst_key: bytes, from_head: bool, to_head: bool):
+    db = conn.db
+    src = db.get_typed(src_key, deque)
+    if src is None:
+        return None
+    dst = db.get_typed(dst_key, deque)
+    value = src.popleft() if from_head else src.pop()
+    if dst is None:
+        dst = deque()
+        db.set(dst_key, dst)
+    if to_head:
+        dst.appendleft(value)
+    else:
+        dst.append(value)
+    if not src:
+        db.delete(src_key)
+    return value
+
+
+@command("lmove", 5, "write denyoom", keys=(1, 2, 1), group="list", since="6.2.0",
+         summary="Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.",
+         syntax="source destination LEFT|RIGHT LEFT|RIGHT")
+def lmove(conn, args):
+    from_head = _where(args[3])
+    to_head = _where(args[4])
+    return _move(conn, args[1], args[2], from_head, to_head)
+
+
+@command("rpoplpush", 3, "write denyoom", keys=(1, 2, 1), group="list", since="1.2.0",
+         summary="Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped. (Deprecated: use LMOVE.)",
+         syntax="source destination")
+def rpoplpush(conn, args):
+    return _move(conn, args[1], args[2], False, True)
