@@ -1,0 +1,713 @@
+"""Sorted set commands: ZADD and friends, ranges by rank/score/lex, pops,
+ZRANGESTORE, ZRANDMEMBER, ZMPOP, ZSCAN.
+
+A sorted set is a keyspace.zset.ZSet; an empty one is deleted. Scores reply
+as Redis 7.0 prints them ("%.17g": 0.1 is 0.10000000000000001), bulk strings
+in RESP2 and doubles in RESP3. OBJECT ENCODING says "listpack" while within
+zset-max-listpack-entries / zset-max-listpack-value, "skiplist" once a write
+takes the set past either, never back.
+"""
+
+import math
+import random
+import re
+
+from tenantkv import errors
+from tenantkv.commands.keys import parse_cursor, parse_scan_options, scan_snapshot
+from tenantkv.commands.registry import command
+from tenantkv.errors import CommandError
+from tenantkv.keyspace.types import register_type
+from tenantkv.keyspace.zset import ZSet
+from tenantkv.protocol.encoder import NULL_ARRAY, Raw
+from tenantkv.util.glob import glob_match
+from tenantkv.util.numbers import LLONG_MAX, float_arg, int_arg, parse_float, parse_int
+
+_ENTRIES = (None, "zset-max-listpack-entries")
+_VALUE = (None, "zset-max-listpack-value")
+_DEFAULT_ENTRIES = 128
+_DEFAULT_VALUE = 64
+MAX_RANDOM_PICKS = 1 << 24
+RANGE_NOT_FLOAT = "ERR min or max is not a float"
+RANGE_NOT_LEX = "ERR min or max not valid string range item"
+NOT_POSITIVE = "ERR value is out of range, must be positive"
+NAN_SCORE = "ERR resulting score is not a number (NaN)"
+
+
+def _guess_encoding(z: ZSet) -> str:
+    small = len(z) <= _DEFAULT_ENTRIES and all(len(m) <= _DEFAULT_VALUE for m in z.scores)
+    return "listpack" if small else "skiplist"
+
+
+register_type(ZSet, "zset", _guess_encoding)
+
+
+# -- helpers ---------------------------------------------------------------------
+
+def format_score(score: float) -> bytes:
+    if math.isinf(score):
+        return b"inf" if score > 0 else b"-inf"
+    return b"%.17g" % score
+
+
+def _score(conn, score: float):
+    """A score reply: a bulk string (RESP2) or a double (RESP3)."""
+    if conn.resp3:
+        return Raw(b",%s\r\n" % format_score(score))
+    return format_score(score)
+
+
+def _pairs(conn, pairs, withscores: bool, nested: bool = True):
+    """Members of (score, member) pairs, with scores flat (RESP2) or as
+    [member, score] pairs (RESP3, or `nested` forced)."""
+    if not withscores:
+        return [m for _, m in pairs]
+    if conn.resp3 or nested is None:
+        return [[m, _score(conn, s)] for s, m in pairs]
+    reply = []
+    for s, m in pairs:
+        reply.append(m)
+        reply.append(_score(conn, s))
+    return reply
+
+
+def _read(db, key: bytes):
+    value = db.read(key)
+    if value is not None and type(value) is not ZSet:
+        raise CommandError(errors.WRONGTYPE)
+    return value
+
+
+def _write(db, key: bytes):
+    z = db.get(key)
+    if z is not None and type(z) is not ZSet:
+        raise CommandError(errors.WRONGTYPE)
+    return z
+
+
+def _is_listpack(db, key: bytes, z: ZSet) -> bool:
+    marked = db.marked_encoding(key, z) if db.encodings else None
+    if marked is not None:
+        return marked == "listpack"
+    return _guess_encoding(z) == "listpack"
+
+
+def _track(conn, db, key: bytes, z: ZSet, longest: int, created_hint: int = 0) -> None:
+    """After a write: "skiplist" once past the listpack limits, for good."""
+    marked = db.marked_encoding(key, z) if db.encodings else None
+    if marked == "skiplist":
+        return
+    values = conn.server.config.values
+    limit_entries, limit_value = values[_ENTRIES], values[_VALUE]
+    if len(z) > limit_entries or longest > limit_value or created_hint > limit_entries:
+        db.mark_encoding(key, z, "skiplist")
+    elif marked is None and _guess_encoding(z) != "listpack" or marked is None and created_hint:
+        db.mark_encoding(key, z, "listpack")
+
+
+def _store_new(conn, db, key: bytes, z: ZSet) -> None:
+    """Store a freshly built set under `key` (replacing any value)."""
+    db.delete(key)
+    if len(z):
+        db.set(key, z)
+        _track(conn, db, key, z, max(map(len, z.scores)), len(z))
+
+
+_STRTOD = re.compile(
+    rb"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity)", re.IGNORECASE)
+
+
+def _strtod(raw: bytes):
+    """strtod as zslParseRange uses it: leading spaces skipped, no trailing junk,
+    out of range saturates, "" is 0; None if refused (or NaN)."""
+    text = raw.lstrip(b" \t\n\r\v\f")
+    if not text:
+        return 0.0
+    value = parse_float(text)
+    if value is not None:
+        return value
+    if b"\0" in text or _STRTOD.fullmatch(text) is None:
+        return None
+    return float(text)
+
+
+def _score_item(raw: bytes):
+    if raw[:1] == b"(":
+        value, excl = _strtod(raw[1:]), True
+    else:
+        value, excl = _strtod(raw), False
+    if value is None or math.isnan(value):
+        raise CommandError(RANGE_NOT_FLOAT)
+    return value, excl
+
+
+def _score_range(low: bytes, high: bytes) -> tuple:
+    lo, lo_excl = _score_item(low)
+    hi, hi_excl = _score_item(high)
+    return lo, lo_excl, hi, hi_excl
+
+
+_MINUS, _PLUS = object(), object()
+
+
+def _lex_item(raw: bytes):
+    if raw == b"+":
+        return _PLUS
+    if raw == b"-":
+        return _MINUS
+    if raw[:1] == b"(":
+        return raw[1:], True
+    if raw[:1] == b"[":
+        return raw[1:], False
+    raise CommandError(RANGE_NOT_LEX)
+
+
+def _lex_range(low: bytes, high: bytes) -> tuple:
+    return _lex_item(low), _lex_item(high)
+
+
+def _score_indexes(z: ZSet, rng: tuple) -> tuple:
+    lo, lo_excl, hi, hi_excl = rng
+    if lo > hi or (lo == hi and (lo_excl or hi_excl)):
+        return 0, 0
+    return z.score_bounds(lo, lo_excl, hi, hi_excl)
+
+
+def _lex_indexes(z: ZSet, rng: tuple) -> tuple:
+    low, high = rng
+    if low is _PLUS or high is _MINUS:
+        return 0, 0
+    low = None if low is _MINUS else low
+    high = None if high is _PLUS else high
+    if low is not None and high is not None and (
+            low[0] > high[0] or (low[0] == high[0] and (low[1] or high[1]))):
+        return 0, 0
+    return z.lex_bounds(low, high)
+
+
+def _rank_indexes(length: int, start: int, stop: int) -> tuple:
+    if start < 0:
+        start += length
+    if stop < 0:
+        stop += length
+    start = max(start, 0)
+    if start > stop or start >= length:
+        return 0, 0
+    if stop >= length:
+        stop = length - 1
+    return start, stop + 1
+
+
+# -- ZADD / ZINCRBY / ZREM -----------------------------------------------------------
+
+def _zadd(conn, key: bytes, pairs: list, nx=False, xx=False, gt=False, lt=False,
+          ch=False, incr=False):
+    db = conn.db
+    z = _write(db, key)
+    new = z is None
+    if new:
+        if xx:
+            return None if incr else 0
+        z = ZSet()
+    added = updated = 0
+    result = None
+    scores = z.scores
+    for score, member in pairs:
+        current = scores.get(member)
+        if current is not None:
+            if nx:
+                continue
+            if incr:
+                score = current + score
+                if math.isnan(score):
+                    if new and len(z):
+                        db.set(key, z)
+                    raise CommandError(NAN_SCORE)
+            if (lt and score >= current) or (gt and score <= current):
+                continue
+            result = score
+            if score != current:
+                z.add(member, score)
+                updated += 1
+        elif not xx:
+            z.add(member, score)
+            added += 1
+            result = score + 0.0
+    if new:
+        if not len(z):
+            return None if incr else 0
+        db.set(key, z)
+    _track(conn, db, key, z, max(len(m) for _, m in pairs), len(pairs) if new else 0)
+    if incr:
+        return None if result is None else _score(conn, result)
+    return added + updated if ch else added
+
+
+@command("zadd", -4, "write denyoom fast", keys=(1, 1, 1), group="sorted_set", since="1.2.0",
+         summary="Adds one or more members to a sorted set, or updates their scores. Creates the key if it doesn't exist.",
+         syntax="key [NX | XX] [GT | LT] [CH] [INCR] score member [score member ...]")
+def zadd(conn, args):
+    flags = {b"nx": False, b"xx": False, b"gt": False, b"lt": False, b"ch": False, b"incr": False}
+    i = 2
+    while i < len(args):
+        option = args[i].lower()
+        if option not in flags:
+            break
+        flags[option] = True
+        i += 1
+    elements = len(args) - i
+    if elements % 2 or not elements:
+        raise CommandError(errors.SYNTAX)
+    nx, xx, gt, lt, incr = flags[b"nx"], flags[b"xx"], flags[b"gt"], flags[b"lt"], flags[b"incr"]
+    if nx and xx:
+        raise CommandError("ERR XX and NX options at the same time are not compatible")
+    if (gt and nx) or (lt and nx) or (gt and lt):
+        raise CommandError("ERR GT, LT, and/or NX options at the same time are not compatible")
+    if incr and elements > 2:
+        raise CommandError("ERR INCR option supports a single increment-element pair")
+    pairs = [(float_arg(args[j]), args[j + 1]) for j in range(i, len(args), 2)]
+    return _zadd(conn, args[1], pairs, nx, xx, gt, lt, flags[b"ch"], incr)
+
+
+@command("zincrby", 4, "write denyoom fast", keys=(1, 1, 1), group="sorted_set", since="1.2.0",
+         summary="Increments the score of a member in a sorted set.",
+         syntax="key increment member")
+def zincrby(conn, args):
+    return _zadd(conn, args[1], [(float_arg(args[2]), args[3])], incr=True)
+
+
+@command("zrem", -3, "write fast", keys=(1, 1, 1), group="sorted_set", since="1.2.0",
+         summary="Removes one or more members from a sorted set. Deletes the sorted set if all members were removed.",
+         syntax="key member [member ...]")
+def zrem(conn, args):
+    db = conn.db
+    z = _write(db, args[1])
+    if z is None:
+        return 0
+    removed = 0
+    for member in args[2:]:
+        if z.discard(member):
+            removed += 1
+            if not len(z):
+                break
+    if not len(z):
+        db.delete(args[1])
+    return removed
+
+
+# -- reads -----------------------------------------------------------------------------
+
+@command("zcard", 2, "readonly fast", keys=(1, 1, 1), group="sorted_set", since="1.2.0",
+         summary="Returns the number of members in a sorted set.", syntax="key")
+def zcard(conn, args):
+    z = _read(conn.db, args[1])
+    return 0 if z is None else len(z)
+
+
+@command("zscore", 3, "readonly fast", keys=(1, 1, 1), group="sorted_set", since="1.2.0",
+         summary="Returns the score of a member in a sorted set.", syntax="key member")
+def zscore(conn, args):
+    z = _read(conn.db, args[1])
+    if z is None:
+        return None
+    score = z.scores.get(args[2])
+    return None if score is None else _score(conn, score)
+
+
+@command("zmscore", -3, "readonly fast", keys=(1, 1, 1), group="sorted_set", since="6.2.0",
+         summary="Returns the score of one or more members in a sorted set.",
+         syntax="key member [member ...]")
+def zmscore(conn, args):
+    z = _read(conn.db, args[1])
+    if z is None:
+        return [None] * (len(args) - 2)
+    get = z.scores.get
+    reply = []
+    for member in args[2:]:
+        score = get(member)
+        reply.append(None if score is None else _score(conn, score))
+    return reply
+
+
+def _zrank(conn, args, reverse: bool):
+    if len(args) > 4 or (len(args) == 4 and args[3].lower() != b"withscore"):
+        raise CommandError(errors.SYNTAX)
+    withscore = len(args) == 4
+    z = _read(conn.db, args[1])
+    rank = None if z is None else z.rank(args[2])
+    if rank is None:
+        return NULL_ARRAY if withscore else None
+    if reverse:
+        rank = len(z) - 1 - rank
+    if withscore:
+        return [rank, _score(conn, z.scores[args[2]])]
+    return rank
+
+
+@command("zrank", -3, "readonly fast", keys=(1, 1, 1), group="sorted_set", since="2.0.0",
+         summary="Returns the index of a member in a sorted set ordered by ascending scores.",
+         syntax="key member [WITHSCORE]")
+def zrank(conn, args):
+    return _zrank(conn, args, False)
+
+
+@command("zrevrank", -3, "readonly fast", keys=(1, 1, 1), group="sorted_set", since="2.0.0",
+         summary="Returns the index of a member in a sorted set ordered by descending scores.",
+         syntax="key member [WITHSCORE]")
+def zrevrank(conn, args):
+    return _zrank(conn, args, True)
+
+
+@command("zcount", 4, "readonly fast", keys=(1, 1, 1), group="sorted_set", since="2.0.0",
+         summary="Returns the count of members in a sorted set that have scores within a range.",
+         syntax="key min max")
+def zcount(conn, args):
+    rng = _score_range(args[2], args[3])
+    z = _read(conn.db, args[1])
+    if z is None:
+        return 0
+    first, end = _score_indexes(z, rng)
+    return end - first
+
+
+@command("zlexcount", 4, "readonly fast", keys=(1, 1, 1), group="sorted_set", since="2.8.9",
+         summary="Returns the number of members in a sorted set within a lexicographical range.",
+         syntax="key min max")
+def zlexcount(conn, args):
+    rng = _lex_range(args[2], args[3])
+    z = _read(conn.db, args[1])
+    if z is None:
+        return 0
+    first, end = _lex_indexes(z, rng)
+    return end - first
+
+
+# -- ZRANGE and its older forms ------------------------------------------------------------
+
+_RANK, _SCORE, _LEX = "rank", "score", "lex"
+
+
+def _zrange(conn, args, start: int, store: bool, rangetype, reverse):
+    """zrangeGenericCommand: `start` is the index of the source key."""
+    withscores = False
+    offset, limit = 0, -1
+    j = start + 3
+    n = len(args)
+    while j < n:
+        option = args[j].lower()
+        left = n - j - 1
+        if not store and option == b"withscores":
+            withscores = True
+        elif option == b"limit" and left >= 2:
+            offset = int_arg(args[j + 1])
+            limit = int_arg(args[j + 2])
+            j += 2
+        elif reverse is None and option == b"rev":
+            reverse = True
+        elif rangetype is None and option == b"bylex":
+            rangetype = _LEX
+        elif rangetype is None and option == b"byscore":
+            rangetype = _SCORE
+        else:
+            raise CommandError(errors.SYNTAX)
+        j += 1
+    reverse = bool(reverse)
+    rangetype = rangetype or _RANK
+    if limit != -1 and rangetype is _RANK:
+        raise CommandError("ERR syntax error, LIMIT is only supported in combination with "
+                           "either BYSCORE or BYLEX")
+    if withscores and rangetype is _LEX:
+        raise CommandError("ERR syntax error, WITHSCORES not supported in combination with BYLEX")
+    low, high = args[start + 1], args[start + 2]
+    if reverse and rangetype is not _RANK:
+        low, high = high, low
+    if rangetype is _RANK:
+        rng = (int_arg(low), int_arg(high))
+    elif rangetype is _SCORE:
+        rng = _score_range(low, high)
+    else:
+        rng = _lex_range(low, high)
+    db = conn.db
+    z = _read(db, args[start])
+    if z is None:
+        if store:
+            db.delete(args[1])
+            return 0
+        return []
+    length = len(z)
+    if rangetype is _RANK:
+        first, end = _rank_indexes(length, rng[0], rng[1])
+        if reverse:
+            first, end = length - end, length - first
+    else:
+        if offset < 0 or (offset > 0 and offset >= length):
+            first = end = 0
+        elif rangetype is _SCORE:
+            first, end = _score_indexes(z, rng)
+        else:
+            first, end = _lex_indexes(z, rng)
+        if first < end:
+            if reverse:
+                end -= offset
+            else:
+                first += offset
+            if limit >= 0:
+                if reverse:
+                    first = max(first, end - limit)
+                else:
+                    end = min(end, first + limit)
+    pairs = list(z.order.islice(first, end, reverse=reverse)) if first < end else []
+    if store:
+        dest = ZSet()
+        for s, m in pairs:
+            dest.add(m, s)
+        _store_new(conn, db, args[1], dest)
+        return len(dest)
+    return _pairs(conn, pairs, withscores, nested=False)
+
+
+@command("zrange", -4, "readonly", keys=(1, 1, 1), group="sorted_set", since="1.2.0",
+         summary="Returns members in a sorted set within a range of indexes.",
+         syntax="key start stop [BYSCORE | BYLEX] [REV] [LIMIT offset count] [WITHSCORES]")
+def zrange(conn, args):
+    return _zrange(conn, args, 1, False, None, None)
+
+
+@command("zrangestore", -5, "write denyoom", keys=(1, 2, 1), group="sorted_set", since="6.2.0",
+         summary="Stores a range of members from sorted set in a key.",
+         syntax="dst src min max [BYSCORE | BYLEX] [REV] [LIMIT offset count]")
+def zrangestore(conn, args):
+    return _zrange(conn, args, 2, True, None, None)
+
+
+@command("zrevrange", -4, "readonly", keys=(1, 1, 1), group="sorted_set", since="1.2.0",
+         summary="Returns members in a sorted set within a range of indexes in reverse order.",
+         syntax="key start stop [WITHSCORES]")
+def zrevrange(conn, args):
+    return _zrange(conn, args, 1, False, _RANK, True)
+
+
+@command("zrangebyscore", -4, "readonly", keys=(1, 1, 1), group="sorted_set", since="1.0.5",
+         summary="Returns members in a sorted set within a range of scores.",
+         syntax="key min max [WITHSCORES] [LIMIT offset count]")
+def zrangebyscore(conn, args):
+    return _zrange(conn, args, 1, False, _SCORE, False)
+
+
+@command("zrevrangebyscore", -4, "readonly", keys=(1, 1, 1), group="sorted_set", since="2.2.0",
+         summary="Returns members in a sorted set within a range of scores in reverse order.",
+         syntax="key max min [WITHSCORES] [LIMIT offset count]")
+def zrevrangebyscore(conn, args):
+    return _zrange(conn, args, 1, False, _SCORE, True)
+
+
+@command("zrangebylex", -4, "readonly", keys=(1, 1, 1), group="sorted_set", since="2.8.9",
+         summary="Returns members in a sorted set within a lexicographical range.",
+         syntax="key min max [LIMIT offset count]")
+def zrangebylex(conn, args):
+    return _zrange(conn, args, 1, False, _LEX, False)
+
+
+@command("zrevrangebylex", -4, "readonly", keys=(1, 1, 1), group="sorted_set", since="2.8.9",
+         summary="Returns members in a sorted set within a lexicographical range in reverse order.",
+         syntax="key max min [LIMIT offset count]")
+def zrevrangebylex(conn, args):
+    return _zrange(conn, args, 1, False, _LEX, True)
+
+
+# -- removal by range -----------------------------------------------------------------------
+
+def _remove_range(conn, key: bytes, indexes) -> int:
+    db = conn.db
+    z = _write(db, key)
+    if z is None:
+        return 0
+    first, end = indexes(z)
+    if first >= end:
+        return 0
+    scores = z.scores
+    for _, member in z.order.islice(first, end):
+        del scores[member]
+    del z.order[first:end]
+    if not len(z):
+        db.delete(key)
+    return end - first
+
+
+@command("zremrangebyrank", 4, "write", keys=(1, 1, 1), group="sorted_set", since="2.0.0",
+         summary="Removes members in a sorted set within a range of indexes. Deletes the sorted set if all members were removed.",
+         syntax="key start stop")
+def zremrangebyrank(conn, args):
+    start, stop = int_arg(args[2]), int_arg(args[3])
+    return _remove_range(conn, args[1], lambda z: _rank_indexes(len(z), start, stop))
+
+
+@command("zremrangebyscore", 4, "write", keys=(1, 1, 1), group="sorted_set", since="1.2.0",
+         summary="Removes members in a sorted set within a range of scores. Deletes the sorted set if all members were removed.",
+         syntax="key min max")
+def zremrangebyscore(conn, args):
+    rng = _score_range(args[2], args[3])
+    return _remove_range(conn, args[1], lambda z: _score_indexes(z, rng))
+
+
+@command("zremrangebylex", 4, "write", keys=(1, 1, 1), group="sorted_set", since="2.8.9",
+         summary="Removes members in a sorted set within a lexicographical range. Deletes the sorted set if all members were removed.",
+         syntax="key min max")
+def zremrangebylex(conn, args):
+    rng = _lex_range(args[2], args[3])
+    return _remove_range(conn, args[1], lambda z: _lex_indexes(z, rng))
+
+
+# -- pops -----------------------------------------------------------------------------------
+
+def _pop(db, key: bytes, z: ZSet, count: int, maximum: bool) -> list:
+    n = min(count, len(z))
+    order = z.order
+    if maximum:
+        pairs = list(order.islice(len(order) - n, len(order), reverse=True))
+        del order[len(order) - n:]
+    else:
+        pairs = list(order.islice(0, n))
+        del order[:n]
+    scores = z.scores
+    for _, member in pairs:
+        del scores[member]
+    if not len(z):
+        db.delete(key)
+    return pairs
+
+
+def _zpop(conn, args, maximum: bool):
+    if len(args) > 3:
+        raise CommandError(errors.SYNTAX)
+    count = 1
+    if len(args) == 3:
+        count = parse_int(args[2])
+        if count is None or count < 0:
+            raise CommandError(NOT_POSITIVE)
+    db = conn.db
+    z = _write(db, args[1])
+    if z is None or count == 0:
+        return []
+    pairs = _pop(db, args[1], z, count, maximum)
+    if len(args) == 3:
+        return _pairs(conn, pairs, True, nested=False)
+    s, m = pairs[0]
+    return [m, _score(conn, s)]
+
+
+@command("zpopmin", -2, "write fast", keys=(1, 1, 1), group="sorted_set", since="5.0.0",
+         summary="Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.",
+         syntax="key [count]")
+def zpopmin(conn, args):
+    return _zpop(conn, args, False)
+
+
+@command("zpopmax", -2, "write fast", keys=(1, 1, 1), group="sorted_set", since="5.0.0",
+         summary="Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.",
+         syntax="key [count]")
+def zpopmax(conn, args):
+    return _zpop(conn, args, True)
+
+
+@command("zmpop", -4, "write", keys=(0, 0, 0), group="sorted_set", since="7.0.0",
+         summary="Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.",
+         syntax="numkeys key [key ...] <MIN | MAX> [COUNT count]")
+def zmpop(conn, args):
+    numkeys = parse_int(args[1])
+    if numkeys is None or numkeys <= 0:
+        raise CommandError("ERR numkeys should be greater than 0")
+    where = 2 + numkeys
+    if numkeys > len(args) - 3:
+        raise CommandError(errors.SYNTAX)
+    side = args[where].lower()
+    if side not in (b"min", b"max"):
+        raise CommandError(errors.SYNTAX)
+    count = 1
+    j = where + 1
+    counted = False
+    while j < len(args):
+        if args[j].lower() == b"count" and not counted and j + 1 < len(args):
+            count = parse_int(args[j + 1])
+            if count is None or count <= 0:
+                raise CommandError("ERR count should be greater than 0")
+            counted = True
+            j += 2
+        else:
+            raise CommandError(errors.SYNTAX)
+    db = conn.db
+    for key in args[2:where]:
+        z = _write(db, key)
+        if z is None:
+            continue
+        pairs = _pop(db, key, z, count, side == b"max")
+        return [key, [[m, _score(conn, s)] for s, m in pairs]]
+    return NULL_ARRAY
+
+
+# -- ZRANDMEMBER ---------------------------------------------------------------------------
+
+@command("zrandmember", -2, "readonly", keys=(1, 1, 1), group="sorted_set", since="6.2.0",
+         summary="Returns one or more random members from a sorted set.",
+         syntax="key [count [WITHSCORES]]")
+def zrandmember(conn, args):
+    if len(args) == 2:
+        z = _read(conn.db, args[1])
+        if not z:
+            return None
+        return z.order[random.randrange(len(z))][1]
+    count = parse_int(args[2])
+    if count is None:
+        raise CommandError(errors.NOT_INTEGER)
+    if count < -LLONG_MAX:
+        raise CommandError(
+            f"ERR value is out of range, value must between {-LLONG_MAX} and {LLONG_MAX}")
+    if len(args) > 4 or (len(args) == 4 and args[3].lower() != b"withscores"):
+        raise CommandError(errors.SYNTAX)
+    withscores = len(args) == 4
+    if withscores and (count < -(LLONG_MAX // 2) or count > LLONG_MAX // 2):
+        raise CommandError("ERR value is out of range")
+    z = _read(conn.db, args[1])
+    if not z or count == 0:
+        return []
+    order = z.order
+    if count < 0 or count == 1:
+        picks = -count if count < 0 else 1
+        if picks > MAX_RANDOM_PICKS:
+            raise CommandError("ERR value is out of range")
+        n = len(order)
+        pairs = [order[random.randrange(n)] for _ in range(picks)]
+    elif count >= len(z):
+        pairs = list(order)
+    else:
+        pairs = [order[i] for i in random.sample(range(len(order)), count)]
+    return _pairs(conn, pairs, withscores, nested=False)
+
+
+# -- ZSCAN -----------------------------------------------------------------------------------
+
+@command("zscan", -3, "readonly", keys=(1, 1, 1), group="sorted_set", since="2.8.0",
+         summary="Iterates over members and scores of a sorted set.",
+         syntax="key cursor [MATCH pattern] [COUNT count]")
+def zscan(conn, args):
+    cursor = parse_cursor(args[2])
+    db = conn.db
+    key = args[1]
+    z = _read(db, key)
+    if z is None:
+        return [b"0", []]
+    pattern, count, _ = parse_scan_options(args, 3, allow_type=False)
+    scores = z.scores
+    if _is_listpack(db, key, z):
+        next_cursor, batch = 0, [m for _, m in z.order]
+    else:
+        next_cursor, batch = scan_snapshot(db, key, scores, cursor, count)
+    reply = []
+    for member in batch:
+        score = scores.get(member)
+        if score is None:
+            continue
+        if pattern is not None and not glob_match(pattern, member):
+            continue
+        reply.append(member)
+        reply.append(format_score(score))
+    return [b"%d" % next_cursor, reply]

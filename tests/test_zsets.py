@@ -1,0 +1,87 @@
+"""Sorted set commands through redis-py: what a recorded transcript cannot check
+(randomness, large sets). Exact replies and error texts are compared with
+redis-server in compat/sessions/zsets.txt."""
+
+import collections
+
+
+def test_basic_roundtrip(r):
+    assert r.zadd("z", {"a": 1, "b": 2.5}) == 2
+    assert r.zrange("z", 0, -1, withscores=True) == [(b"a", 1.0), (b"b", 2.5)]
+    assert r.zrem("z", "a", "b") == 2
+    assert r.exists("z") == 0
+    assert r.type("z") == b"none"
+
+
+def test_resp3_pairs(r3):
+    r3.zadd("z", {"a": 1, "b": 0.1})
+    assert r3.zrange("z", 0, -1, withscores=True) == [[b"b", 0.1], [b"a", 1.0]]
+    assert r3.zscore("z", "b") == 0.1
+
+
+def test_keyspace_hits_and_misses(r):
+    r.zadd("z", {"a": 1})
+    before = r.info("stats")
+    r.zscore("z", "a")
+    r.zscore("z", "nomember")   # the key exists: a hit
+    r.zscore("missing", "a")    # a miss
+    after = r.info("stats")
+    assert after["keyspace_hits"] - before["keyspace_hits"] == 2
+    assert after["keyspace_misses"] - before["keyspace_misses"] == 1
+
+
+def test_zrandmember_distinct_and_repeats(r):
+    members = {f"m{i}".encode(): float(i) for i in range(20)}
+    r.zadd("z", members)
+    picked = r.zrandmember("z", 10)
+    assert len(picked) == 10 == len(set(picked)) and set(picked) <= set(members)
+    assert sorted(r.zrandmember("z", 100)) == sorted(members)
+    many = r.zrandmember("z", -2000)
+    assert len(many) == 2000 and set(many) <= set(members)
+    counts = collections.Counter(many)
+    assert len(counts) == 20 and min(counts.values()) > 40
+    pairs = r.zrandmember("z", -5, withscores=True)
+    assert len(pairs) == 10
+    for member, score in zip(pairs[::2], pairs[1::2]):
+        assert members[member] == float(score)
+
+
+def test_zscan_skiplist_returns_every_member(r):
+    members = {f"m{i}".encode(): i for i in range(1000)}
+    r.zadd("z", members)
+    assert r.object("encoding", "z") == b"skiplist"
+    seen = dict(r.zscan_iter("z"))
+    assert seen == {m: float(s) for m, s in members.items()}
+
+
+def test_encoding_is_one_way(r):
+    r.zadd("z", {f"m{i}": i for i in range(129)})
+    assert r.object("encoding", "z") == b"skiplist"
+    r.zremrangebyrank("z", 0, 120)
+    assert r.zcard("z") == 8
+    assert r.object("encoding", "z") == b"skiplist"
+
+
+def test_million_members(r):
+    n = 1_000_000
+    batch = 10_000
+    pipe = r.pipeline(transaction=False)
+    for start in range(0, n, batch):
+        # Scores descend as names ascend, so score order is not insertion order.
+        pipe.zadd("big", {b"m%07d" % i: n - i for i in range(start, start + batch)})
+    assert sum(pipe.execute()) == n
+    assert r.zcard("big") == n
+    last = b"m%07d" % (n - 1)
+    first = b"m%07d" % 0
+    assert r.zrank("big", last) == 0
+    assert r.zrank("big", first) == n - 1
+    assert r.zrevrank("big", first) == 0
+    assert r.zscore("big", last) == 1.0
+    assert r.zscore("big", first) == float(n)
+    assert r.zrange("big", 0, 1, withscores=True) == [(last, 1.0), (b"m%07d" % (n - 2), 2.0)]
+    assert r.zrange("big", -1, -1) == [first]
+    assert r.zrangebyscore("big", 500_000, "(500002") == [b"m0500000", b"m0499999"]
+    assert r.zcount("big", "(10", 20) == 10
+    assert r.zadd("big", {b"new": 0.5}) == 1
+    assert r.zrank("big", b"new") == 0
+    assert r.zpopmax("big") == [(first, float(n))]
