@@ -34,10 +34,9 @@ def encoding(value) -> str:
     if kind is deque:
         return "quicklist"   # Redis 7.0 has no listpack-encoded lists (7.2 has)
     if kind is set:
+        # Redis 7.0 (the reference): intset or hashtable; 7.2's listpack sets are not modelled
         if len(value) <= 512 and all(parse_int(v) is not None for v in value):
             return "intset"
-        if len(value) <= 128 and all(len(v) <= 64 for v in value):
-            return "listpack"
         return "hashtable"
     return _ENCODINGS[kind](value)
 

@@ -1,0 +1,429 @@
+"""Set commands: SADD and friends, SPOP/SRANDMEMBER, the algebra (SINTER,
+SUNION, SDIFF and their STORE forms, SINTERCARD), SMOVE, SSCAN.
+
+A set is a plain Python `set` of bytes in db.data; an empty set is deleted.
+OBJECT ENCODING follows Redis 7.0: "intset" while every member is an integer
+(string2ll rules, util.numbers.parse_int) and the set holds at most
+set-max-intset-entries members, "hashtable" once a write breaks either rule,
+and never back. (Redis 7.2 adds "listpack" for small non-integer sets; the
+reference server here is 7.0.15, which has none, so neither has tenantkv.)
+A conversion is recorded with db.mark_encoding; an unmarked set is judged by
+types.encoding from its contents with the default limit (512).
+
+An intset is sorted, so Redis answers its members in numeric order; tenantkv
+does the same. A hashtable's order is not defined.
+"""
+
+import random
+from itertools import islice
+
+from tenantkv import errors
+from tenantkv.commands.keys import parse_cursor, parse_scan_options, scan_snapshot
+from tenantkv.commands.registry import command
+from tenantkv.errors import CommandError
+from tenantkv.protocol.encoder import SetReply
+from tenantkv.util.glob import glob_match
+from tenantkv.util.numbers import LLONG_MAX, parse_int
+
+_INTSET_ENTRIES = (None, "set-max-intset-entries")
+_DEFAULT_INTSET_ENTRIES = 512   # what types.encoding assumes for an unmarked set
+# SRANDMEMBER with a negative count replies with that many picks (Redis would
+# try any count up to LONG_MAX and may die building the reply): past this one
+# tenantkv refuses, as HRANDFIELD does.
+MAX_RANDOM_PICKS = 1 << 24
+_OUT_OF_RANGE_POSITIVE = "ERR value is out of range, must be positive"
+
+
+# -- access and encodings ------------------------------------------------------------
+
+def _read(db, key: bytes):
+    """The set under `key` for a read command (a keyspace hit or miss), or None."""
+    value = db.read(key)
+    if value is not None and type(value) is not set:
+        raise CommandError(errors.WRONGTYPE)
+    return value
+
+
+def _write_set(db, key: bytes):
+    """The set under `key` for a write (created empty if missing, not stored yet)."""
+    s = db.get(key)
+    if s is None:
+        return set(), True
+    if type(s) is not set:
+        raise CommandError(errors.WRONGTYPE)
+    return s, False
+
+
+def _track(conn, db, key: bytes, s: set, added) -> None:
+    """After `added` members went into the set under `key`: convert it to
+    "hashtable" as Redis's setTypeAdd would (a non-integer member, or more
+    than set-max-intset-entries members), once and for good."""
+    marked = db.marked_encoding(key, s) if db.encodings else None
+    if marked == "hashtable":
+        return
+    limit = conn.server.config.values[_INTSET_ENTRIES]
+    if len(s) > limit or any(parse_int(m) is None for m in added):
+        db.mark_encoding(key, s, "hashtable")
+    elif marked is None and len(s) > _DEFAULT_INTSET_ENTRIES:
+        # Still an intset under a raised limit: say so, or the guess from the
+        # contents (default limit) would call it a hashtable.
+        db.mark_encoding(key, s, "intset")
+
+
+def _is_intset(db, key: bytes, s: set) -> bool:
+    marked = db.marked_encoding(key, s) if db.encodings else None
+    if marked is not None:
+        return marked == "intset"
+    return len(s) <= _DEFAULT_INTSET_ENTRIES and all(parse_int(m) is not None for m in s)
+
+
+def _members(db, key: bytes, s: set) -> list:
+    """The members in the order Redis would walk them: numeric for an intset."""
+    if _is_intset(db, key, s):
+        return sorted(s, key=int)
+    return list(s)
+
+
+def _result_order(conn, members: set) -> list:
+    """The order of a computed set (SUNION, SDIFF, SINTER): Redis builds it as an
+    intset while it can, so an all-integer result comes out sorted."""
+    if len(members) <= conn.server.config.values[_INTSET_ENTRIES]:
+        ints = []
+        for m in members:
+            if parse_int(m) is None:
+                return list(members)
+            ints.append(m)
+        return sorted(ints, key=int)
+    return list(members)
+
+
+def _store(conn, db, key: bytes, result: set) -> int:
+    """Store `result` under `key` (replacing any value, deleting the key if empty)."""
+    if not result:
+        db.delete(key)
+        return 0
+    db.set(key, result)
+    _track(conn, db, key, result, result)
+    return len(result)
+
+
+# -- basic commands ------------------------------------------------------------------
+
+@command("sadd", -3, "write denyoom fast", keys=(1, 1, 1), group="set",
+         summary="Adds one or more members to a set. Creates the key if it doesn't exist.",
+         syntax="key member [member ...]")
+def sadd(conn, args):
+    db = conn.db
+    key = args[1]
+    s, new = _write_set(db, key)
+    before = len(s)
+    members = args[2:]
+    s.update(members)
+    added = len(s) - before
+    if new:
+        db.set(key, s)
+    if added:
+        _track(conn, db, key, s, members)
+    return added
+
+
+@command("srem", -3, "write fast", keys=(1, 1, 1), group="set",
+         summary="Removes one or more members from a set. Deletes the set if the last member was removed.",
+         syntax="key member [member ...]")
+def srem(conn, args):
+    db = conn.db
+    s = db.get_typed(args[1], set)
+    if s is None:
+        return 0
+    removed = 0
+    for member in args[2:]:
+        if member in s:
+            s.discard(member)
+            removed += 1
+            if not s:
+                break   # Redis stops here too: the key is gone
+    if not s:
+        db.delete(args[1])
+    return removed
+
+
+@command("smembers", 2, "readonly", keys=(1, 1, 1), group="set",
+         summary="Returns all members of a set.", syntax="key")
+def smembers(conn, args):
+    db = conn.db
+    s = _read(db, args[1])
+    if s is None:
+        return SetReply()
+    return SetReply(_members(db, args[1], s))
+
+
+@command("sismember", 3, "readonly fast", keys=(1, 1, 1), group="set",
+         summary="Determines whether a member belongs to a set.", syntax="key member")
+def sismember(conn, args):
+    s = _read(conn.db, args[1])
+    return 1 if s is not None and args[2] in s else 0
+
+
+@command("smismember", -3, "readonly fast", keys=(1, 1, 1), group="set", since="6.2.0",
+         summary="Determines whether multiple members belong to a set.",
+         syntax="key member [member ...]")
+def smismember(conn, args):
+    s = _read(conn.db, args[1])
+    if s is None:
+        return [0] * (len(args) - 2)
+    return [1 if m in s else 0 for m in args[2:]]
+
+
+@command("scard", 2, "readonly fast", keys=(1, 1, 1), group="set",
+         summary="Returns the number of members in a set.", syntax="key")
+def scard(conn, args):
+    s = _read(conn.db, args[1])
+    return 0 if s is None else len(s)
+
+
+# -- SPOP / SRANDMEMBER ----------------------------------------------------------------
+
+def _random_member(s: set) -> bytes:
+    return next(islice(s, random.randrange(len(s)), None))
+
+
+@command("spop", -2, "write fast", keys=(1, 1, 1), group="set",
+         summary="Returns one or more random members from a set after removing them. Deletes the set if the last member was popped.",
+         syntax="key [count]")
+def spop(conn, args):
+    db = conn.db
+    key = args[1]
+    if len(args) == 2:
+        s = db.get_typed(key, set)
+        if s is None:
+            return None
+        member = _random_member(s)
+        s.discard(member)
+        if not s:
+            db.delete(key)
+        return member
+    if len(args) > 3:
+        raise CommandError(errors.SYNTAX)
+    count = parse_int(args[2])
+    if count is None or count < 0:
+        raise CommandError(_OUT_OF_RANGE_POSITIVE)
+    s = db.get_typed(key, set)
+    if s is None or count == 0:
+        return SetReply()
+    if count >= len(s):
+        reply = _members(db, key, s)
+        db.delete(key)
+        return SetReply(reply)
+    popped = random.sample(list(s), count)
+    s.difference_update(popped)
+    return SetReply(popped)
+
+
+@command("srandmember", -2, "readonly", keys=(1, 1, 1), group="set",
+         summary="Get one or multiple random members from a set",
+         syntax="key [count]")
+def srandmember(conn, args):
+    db = conn.db
+    key = args[1]
+    if len(args) == 2:
+        s = _read(db, key)
+        if not s:
+            return None
+        return _random_member(s)
+    if len(args) > 3:
+        raise CommandError(errors.SYNTAX)
+    count = parse_int(args[2])
+    if count is None:
+        raise CommandError(errors.NOT_INTEGER)
+    if count < -LLONG_MAX:
+        raise CommandError(f"ERR value is out of range, value must between {-LLONG_MAX} and {LLONG_MAX}")
+    s = _read(db, key)
+    if not s or count == 0:
+        return []
+    if count < 0:
+        if -count > MAX_RANDOM_PICKS:
+            raise CommandError("ERR value is out of range")
+        return random.choices(list(s), k=-count)
+    if count >= len(s):
+        return _members(db, key, s)
+    return random.sample(list(s), count)
+
+
+# -- SMOVE -------------------------------------------------------------------------------
+
+@command("smove", 4, "write fast", keys=(1, 2, 1), group="set",
+         summary="Moves a member from one set to another.",
+         syntax="source destination member")
+def smove(conn, args):
+    db = conn.db
+    src_key, dst_key, member = args[1], args[2], args[3]
+    src = db.get(src_key)
+    dst = db.get(dst_key)
+    if src is None:
+        return 0
+    if type(src) is not set or (dst is not None and type(dst) is not set):
+        raise CommandError(errors.WRONGTYPE)
+    if src is dst:
+        return 1 if member in src else 0
+    if member not in src:
+        return 0
+    src.discard(member)
+    if not src:
+        db.delete(src_key)
+    if dst is None:
+        dst = set()
+        db.set(dst_key, dst)
+    if member not in dst:
+        dst.add(member)
+        _track(conn, db, dst_key, dst, (member,))
+    return 1
+
+
+# -- the algebra ---------------------------------------------------------------------------
+
+def _sets(db, keys, write: bool) -> list:
+    """The sets under `keys` (None for a missing key), every key looked up
+    before any answer: a key of another type anywhere is WRONGTYPE."""
+    found = []
+    lookup = db.get if write else db.read
+    for key in keys:
+        value = lookup(key)
+        if value is not None and type(value) is not set:
+            raise CommandError(errors.WRONGTYPE)
+        found.append(value)
+    return found
+
+
+def _intersection(sets: list, limit: int = 0) -> set:
+    if any(s is None for s in sets):
+        return set()
+    ordered = sorted(sets, key=len)
+    smallest, others = ordered[0], ordered[1:]
+    if not limit:
+        return smallest.intersection(*others) if others else set(smallest)
+    result = set()
+    for member in smallest:
+        for other in others:
+            if member not in other:
+                break
+        else:
+            result.add(member)
+            if len(result) >= limit:
+                break
+    return result
+
+
+def _union(sets: list) -> set:
+    result = set()
+    for s in sets:
+        if s is not None:
+            result.update(s)
+    return result
+
+
+def _difference(sets: list) -> set:
+    first = sets[0]
+    if first is None:
+        return set()
+    result = set(first)
+    for s in sets[1:]:
+        if s is not None:
+            result.difference_update(s)
+            if not result:
+                break
+    return result
+
+
+@command("sinter", -2, "readonly", keys=(1, -1, 1), group="set",
+         summary="Returns the intersect of multiple sets.", syntax="key [key ...]")
+def sinter(conn, args):
+    return SetReply(_result_order(conn, _intersection(_sets(conn.db, args[1:], False))))
+
+
+@command("sinterstore", -3, "write denyoom", keys=(1, -1, 1), group="set",
+         summary="Stores the intersect of multiple sets in a key.",
+         syntax="destination key [key ...]")
+def sinterstore(conn, args):
+    db = conn.db
+    return _store(conn, db, args[1], _intersection(_sets(db, args[2:], True)))
+
+
+@command("sunion", -2, "readonly", keys=(1, -1, 1), group="set",
+         summary="Returns the union of multiple sets.", syntax="key [key ...]")
+def sunion(conn, args):
+    return SetReply(_result_order(conn, _union(_sets(conn.db, args[1:], False))))
+
+
+@command("sunionstore", -3, "write denyoom", keys=(1, -1, 1), group="set",
+         summary="Stores the union of multiple sets in a key.",
+         syntax="destination key [key ...]")
+def sunionstore(conn, args):
+    db = conn.db
+    return _store(conn, db, args[1], _union(_sets(db, args[2:], True)))
+
+
+@command("sdiff", -2, "readonly", keys=(1, -1, 1), group="set",
+         summary="Returns the difference of multiple sets.", syntax="key [key ...]")
+def sdiff(conn, args):
+    return SetReply(_result_order(conn, _difference(_sets(conn.db, args[1:], False))))
+
+
+@command("sdiffstore", -3, "write denyoom", keys=(1, -1, 1), group="set",
+         summary="Stores the difference of multiple sets in a key.",
+         syntax="destination key [key ...]")
+def sdiffstore(conn, args):
+    db = conn.db
+    return _store(conn, db, args[1], _difference(_sets(db, args[2:], True)))
+
+
+# SINTERCARD's keys follow numkeys (Redis's movablekeys); the registry's
+# (first, last, step) cannot say so, so none are declared.
+@command("sintercard", -3, "readonly", group="set", since="7.0.0",
+         summary="Returns the number of members of the intersect of multiple sets.",
+         syntax="numkeys key [key ...] [LIMIT limit]")
+def sintercard(conn, args):
+    numkeys = parse_int(args[1])
+    if numkeys is None or numkeys <= 0:
+        raise CommandError("ERR numkeys should be greater than 0")
+    if numkeys > len(args) - 2:
+        raise CommandError("ERR Number of keys can't be greater than number of args")
+    limit = 0
+    i = 2 + numkeys
+    while i < len(args):
+        if args[i].lower() == b"limit" and i + 1 < len(args):
+            value = parse_int(args[i + 1])
+            if value is None or value < 0:
+                raise CommandError("ERR LIMIT can't be negative")
+            limit = value
+            i += 2
+        else:
+            raise CommandError(errors.SYNTAX)
+    return len(_intersection(_sets(conn.db, args[2:2 + numkeys], False), limit))
+
+
+# -- SSCAN -----------------------------------------------------------------------------------
+
+@command("sscan", -3, "readonly", keys=(1, 1, 1), group="set", since="2.8.0",
+         summary="Iterates over members of a set.",
+         syntax="key cursor [MATCH pattern] [COUNT count]")
+def sscan(conn, args):
+    cursor = parse_cursor(args[2])
+    db = conn.db
+    key = args[1]
+    s = _read(db, key)
+    if s is None:
+        return [b"0", []]
+    pattern, count, _ = parse_scan_options(args, 3, allow_type=False)
+    if _is_intset(db, key, s):
+        # An intset is answered whole, whatever the cursor and COUNT (as Redis).
+        next_cursor, batch = 0, sorted(s, key=int)
+    else:
+        next_cursor, batch = scan_snapshot(db, key, s, cursor, count)
+    reply = []
+    for member in batch:
+        if member not in s:
+            continue   # removed since the snapshot
+        if pattern is not None and not glob_match(pattern, member):
+            continue
+        reply.append(member)
+    return [b"%d" % next_cursor, reply]
