@@ -56,9 +56,11 @@ def test_keyspace_hits_and_misses(r):
     r.sismember("s", "z")    # the key exists: a hit
     r.scard("missing")       # a miss
     r.sunion("s", "missing")  # one hit, one miss
+    r.sinterstore("dst", ["s", "missing"])   # the STORE forms count too (Redis 7.0)
+    r.sintercard(2, ["s", "missing"])
     after = r.info("stats")
-    assert after["keyspace_hits"] - before["keyspace_hits"] == 3
-    assert after["keyspace_misses"] - before["keyspace_misses"] == 2
+    assert after["keyspace_hits"] - before["keyspace_hits"] == 5
+    assert after["keyspace_misses"] - before["keyspace_misses"] == 4
 
 
 # -- SPOP / SRANDMEMBER --------------------------------------------------------------------

@@ -281,13 +281,13 @@ def smove(conn, args):
 
 # -- the algebra ---------------------------------------------------------------------------
 
-def _sets(db, keys, write: bool) -> list:
+def _sets(db, keys) -> list:
     """The sets under `keys` (None for a missing key), every key looked up
-    before any answer: a key of another type anywhere is WRONGTYPE."""
+    before any answer: a key of another type anywhere is WRONGTYPE. Each is a
+    keyspace hit or miss, also for the STORE forms (as Redis 7.0 counts them)."""
     found = []
-    lookup = db.get if write else db.read
     for key in keys:
-        value = lookup(key)
+        value = db.read(key)
         if value is not None and type(value) is not set:
             raise CommandError(errors.WRONGTYPE)
         found.append(value)
@@ -337,7 +337,7 @@ def _difference(sets: list) -> set:
 @command("sinter", -2, "readonly", keys=(1, -1, 1), group="set",
          summary="Returns the intersect of multiple sets.", syntax="key [key ...]")
 def sinter(conn, args):
-    return SetReply(_result_order(conn, _intersection(_sets(conn.db, args[1:], False))))
+    return SetReply(_result_order(conn, _intersection(_sets(conn.db, args[1:]))))
 
 
 @command("sinterstore", -3, "write denyoom", keys=(1, -1, 1), group="set",
@@ -345,13 +345,13 @@ def sinter(conn, args):
          syntax="destination key [key ...]")
 def sinterstore(conn, args):
     db = conn.db
-    return _store(conn, db, args[1], _intersection(_sets(db, args[2:], True)))
+    return _store(conn, db, args[1], _intersection(_sets(db, args[2:])))
 
 
 @command("sunion", -2, "readonly", keys=(1, -1, 1), group="set",
          summary="Returns the union of multiple sets.", syntax="key [key ...]")
 def sunion(conn, args):
-    return SetReply(_result_order(conn, _union(_sets(conn.db, args[1:], False))))
+    return SetReply(_result_order(conn, _union(_sets(conn.db, args[1:]))))
 
 
 @command("sunionstore", -3, "write denyoom", keys=(1, -1, 1), group="set",
@@ -359,13 +359,13 @@ def sunion(conn, args):
          syntax="destination key [key ...]")
 def sunionstore(conn, args):
     db = conn.db
-    return _store(conn, db, args[1], _union(_sets(db, args[2:], True)))
+    return _store(conn, db, args[1], _union(_sets(db, args[2:])))
 
 
 @command("sdiff", -2, "readonly", keys=(1, -1, 1), group="set",
          summary="Returns the difference of multiple sets.", syntax="key [key ...]")
 def sdiff(conn, args):
-    return SetReply(_result_order(conn, _difference(_sets(conn.db, args[1:], False))))
+    return SetReply(_result_order(conn, _difference(_sets(conn.db, args[1:]))))
 
 
 @command("sdiffstore", -3, "write denyoom", keys=(1, -1, 1), group="set",
@@ -373,7 +373,7 @@ def sdiff(conn, args):
          syntax="destination key [key ...]")
 def sdiffstore(conn, args):
     db = conn.db
-    return _store(conn, db, args[1], _difference(_sets(db, args[2:], True)))
+    return _store(conn, db, args[1], _difference(_sets(db, args[2:])))
 
 
 # SINTERCARD's keys follow numkeys (Redis's movablekeys); the registry's
@@ -398,7 +398,7 @@ def sintercard(conn, args):
             i += 2
         else:
             raise CommandError(errors.SYNTAX)
-    return len(_intersection(_sets(conn.db, args[2:2 + numkeys], False), limit))
+    return len(_intersection(_sets(conn.db, args[2:2 + numkeys]), limit))
 
 
 # -- SSCAN -----------------------------------------------------------------------------------
