@@ -377,8 +377,9 @@ def sdiffstore(conn, args):
 
 
 # SINTERCARD's keys follow numkeys (Redis's movablekeys); the registry's
-# (first, last, step) cannot say so, so none are declared.
-@command("sintercard", -3, "readonly", group="set", since="7.0.0",
+# (first, last, step) cannot say so, so none are declared (COMMAND GETKEYS
+# SINTERCARD answers "no key arguments"; Redis finds them).
+@command("sintercard", -3, "readonly movablekeys", group="set", since="7.0.0",
          summary="Returns the number of members of the intersect of multiple sets.",
          syntax="numkeys key [key ...] [LIMIT limit]")
 def sintercard(conn, args):
