@@ -51,3 +51,15 @@ def test_split_request_then_fast_again():
     assert reader.feed(b"*2\r\n$4\r\nECHO\r\n$5\r\nhel") == []
     assert reader.feed(b"lo\r\n") == [[b"ECHO", b"hello"]]
     assert reader.feed(b"*1\r\n$4\r\nPING\r\n") == [[b"PING"]]
+
+
+def test_every_two_piece_split_of_a_pipeline():
+    # A read may end anywhere, even right after the '*' of the next request;
+    # the two reads together must give exactly the requests sent.
+    request = b"*4\r\n$4\r\nZADD\r\n$1\r\nz\r\n$3\r\n1.5\r\n$2\r\nm1\r\n"
+    data = request * 3
+    for cut in range(1, len(data)):
+        reader = Reader(1 << 29)
+        got = reader.feed(data[:cut]) + reader.feed(data[cut:])
+        assert got == [[b"ZADD", b"z", b"1.5", b"m1"]] * 3, cut
+        assert reader.feed(b"*1\r\n$4\r\nPING\r\n") == [[b"PING"]], cut

@@ -87,7 +87,12 @@ class Reader:
                     request = gets()
                 # len() also raises TypeError for a top-level integer or null.
                 lengths = list(map(len, requests))
+                # has_data() is False also when hiredis took the lone '*' of a
+                # next request at the very end of the read (it waits for its
+                # count line, holding state the next read would not find):
+                # a read of whole requests ends with CRLF.
                 if (not fast.has_data()
+                        and data.endswith(b"\r\n")
                         and 0 not in lengths   # "*0": skipped by the strict reader
                         and data.count(b"\r\n") == len(lengths) + 2 * sum(lengths)):
                     # Raises TypeError for anything but arrays of bulk strings
