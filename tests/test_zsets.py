@@ -85,3 +85,45 @@ def test_million_members(r):
     assert r.zadd("big", {b"new": 0.5}) == 1
     assert r.zrank("big", b"new") == 0
     assert r.zpopmax("big") == [(first, float(n))]
+
+
+def test_large_union_inter_diff_match_python(r):
+    a = {f"m{i}".encode(): float(i) for i in range(0, 60000)}
+    b = {f"m{i}".encode(): i / 4 for i in range(30000, 90000)}
+    s = {f"m{i}".encode() for i in range(0, 90000, 7)}
+    r.zadd("a", a)
+    r.zadd("b", b)
+    r.sadd("s", *s)
+    assert r.zunionstore("u", {"a": 2, "b": -1, "s": 3}) == 90000
+    assert r.object("encoding", "u") == b"skiplist"
+    union = {}
+    for src, weight in ((a, 2), (b, -1), ({m: 1.0 for m in s}, 3)):
+        for m, score in src.items():
+            union[m] = union.get(m, 0.0) + weight * score
+    assert dict(r.zrange("u", 0, -1, withscores=True)) == union
+    inter = r.zinter(["a", "b"], aggregate="MAX", withscores=True)
+    assert dict(inter) == {m: max(a[m], b[m]) for m in a.keys() & b.keys()}
+    assert [score for _, score in inter] == sorted(score for _, score in inter)
+    diff = r.zdiff(["a", "b", "s"], withscores=True)   # redis-py leaves this one flat
+    diff = dict(zip(diff[::2], map(float, diff[1::2])))
+    assert diff == {m: a[m] for m in a.keys() - b.keys() - s}
+    assert r.zintercard(3, ["a", "b", "s"]) == len(a.keys() & b.keys() & s)
+    assert r.zintercard(2, ["a", "b"], limit=100) == 100
+    assert r.zdiffstore("d", ["a", "a"]) == 0 and r.exists("d") == 0
+
+
+def test_union_store_counts_hits_and_misses(r):
+    r.zadd("z", {"a": 1})
+    before = r.info("stats")
+    r.zunionstore("dst", ["z", "missing"])
+    r.zinter(["z", "missing"])
+    r.zintercard(2, ["z", "missing"])
+    after = r.info("stats")
+    assert after["keyspace_hits"] - before["keyspace_hits"] == 3
+    assert after["keyspace_misses"] - before["keyspace_misses"] == 3
+
+
+def test_union_resp3_pairs(r3):
+    r3.zadd("a", {"x": 1, "y": 2})
+    r3.sadd("s", "y")
+    assert r3.zunion(["a", "s"], withscores=True) == [[b"x", 1.0], [b"y", 3.0]]
