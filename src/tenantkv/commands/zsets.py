@@ -12,6 +12,8 @@ import math
 import random
 import re
 
+from sortedcontainers import SortedList
+
 from tenantkv import errors
 from tenantkv.commands.keys import parse_cursor, parse_scan_options, scan_snapshot
 from tenantkv.commands.registry import command
@@ -609,7 +611,7 @@ def zpopmax(conn, args):
     return _zpop(conn, args, True)
 
 
-@command("zmpop", -4, "write", keys=(0, 0, 0), group="sorted_set", since="7.0.0",
+@command("zmpop", -4, "write movablekeys", keys=(0, 0, 0), group="sorted_set", since="7.0.0",
          summary="Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.",
          syntax="numkeys key [key ...] <MIN | MAX> [COUNT count]")
 def zmpop(conn, args):
@@ -848,8 +850,14 @@ def _zsetop(conn, args, op, numkeys_index: int, store: bool, cardinality: bool =
         return len(result)
     if store:
         z = ZSet()
-        for member, score in result.items():
-            z.add(member, score)
+        values = conn.server.config.values
+        if len(result) > values[_ENTRIES] or any(len(m) > values[_VALUE] for m in result):
+            # A skiplist result keeps a -0 score as computed (a listpack prints it as 0).
+            z.scores = result
+            z.order = SortedList((score, member) for member, score in result.items())
+        else:
+            for member, score in result.items():
+                z.add(member, score)
         _store_new(conn, db, args[1], z)
         return len(z)
     pairs = sorted((score, member) for member, score in result.items())
