@@ -50,9 +50,7 @@ import os
 import platform
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,8 +58,9 @@ from pathlib import Path
 
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The server handling and /proc reading of the main comparison (same directory).
+from compare import CLK_TCK, BenchError, Server, cpu_seconds, start_redis, start_tenantkv
+
 TARGET = 3.0
 LOAD_BATCH = 10_000  # members per pipeline
 LOAD_MEMBERS = 100  # members per ZADD command
@@ -70,96 +69,17 @@ MIN_TICKS = 5
 OPS = ("zadd-new", "zadd-update", "zrank", "zrange", "zrangebyscore", "zscore", "zrem+zadd")
 
 
-class BenchError(Exception):
-    """Something failed to run (exit status 1)."""
+def start_with_client(start, workdir: Path):
+    """A server from bench/compare.py (same start-up and checks), plus one
+    redis-py connection for the measured calls."""
+    server = start(workdir)
+    server.client = redis.Redis(port=server.port, socket_timeout=600)
+    return server
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all threads), in seconds."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        stat = f.read().decode()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """A server process on a free port, with its own temporary directory."""
-
-    def __init__(self, name: str, argv_for_port, workdir: Path, env: dict | None = None):
-        self.name = name
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=workdir))
-        self.log = self.dir / "server.log"
-        argv = argv_for_port(self.port, self.dir)
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.dir, start_new_session=True, env=env,
-            )
-        self.pid = self.proc.pid
-        self.client = None
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise BenchError(f"{name} exited with status {self.proc.returncode} at start-up"
-                                 f"\n  command: {' '.join(argv)}\n{self.log_tail()}")
-            try:
-                c = redis.Redis(port=self.port, socket_timeout=600)
-                if c.ping():
-                    self.client = c
-                    return
-            except redis.RedisError:
-                pass
-            if time.monotonic() > deadline:
-                raise BenchError(f"{name} did not answer PING within 30s on port {self.port}"
-                                 f"\n  command: {' '.join(argv)}\n{self.log_tail()}")
-            time.sleep(0.1)
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return "  (no log)"
-        return "\n".join("  | " + line for line in text) or "  (log is empty)"
-
-    def check_alive(self) -> None:
-        if self.proc.poll() is not None:
-            raise BenchError(f"{self.name} (pid {self.pid}) died with status "
-                             f"{self.proc.returncode}\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.client is not None:
-            self.client.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def start_tenantkv(workdir: Path) -> Server:
-    venv = ROOT / ".venv" / "bin" / "python"
-    python = str(venv) if venv.exists() else sys.executable
-    env = dict(os.environ, TENANTKV_AUTH__DEFAULT_USER="nopass")
-    src = str(ROOT / "src")
-    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return Server("tenantkv", lambda port, d: [python, "-m", "tenantkv", "--port", str(port),
-                                              "--dir", str(d), "--loglevel", "warning"],
-                  workdir, env=env)
-
-
-def start_redis(workdir: Path) -> Server:
-    return Server("redis", lambda port, d: ["redis-server", "--port", str(port), "--save", "",
-                                            "--appendonly", "no", "--dir", str(d)], workdir)
+def stop(server) -> None:
+    server.client.close()
+    server.stop()
 
 
 # --------------------------------------------------------------------------
@@ -329,10 +249,10 @@ def main() -> int:
         if not args.no_redis:
             starters.append(("redis-server", start_redis))
         for label, start in starters:
-            server = start(workdir)
+            server = start_with_client(start, workdir)
             servers.append(server)
             all_results.append((label, measure(server, sizes, args.calls, args.seed)))
-            server.stop()
+            stop(server)
             servers.remove(server)
         for label, results in all_results:
             print_tables(label, results, sizes, args.calls)
@@ -345,7 +265,7 @@ def main() -> int:
         return 130
     finally:
         for s in servers:
-            s.stop()
+            stop(s)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
