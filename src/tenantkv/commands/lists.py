@@ -18,6 +18,7 @@ from tenantkv.commands.registry import command
 from tenantkv.errors import CommandError
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY, OK
 from tenantkv.util.numbers import LLONG_MAX, LLONG_MIN, parse_int
+from tenantkv.util.ranges import rank_range
 
 _POSITIVE = "ERR value is out of range, must be positive"
 
@@ -204,17 +205,10 @@ def lrange(conn, args):
     lst = _read(conn.db, args[1])
     if lst is None:
         return EMPTY_ARRAY
-    n = len(lst)
-    if start < 0:
-        start += n
-    if end < 0:
-        end += n
-    start = max(start, 0)
-    if start > end or start >= n:
+    begin, end = rank_range(len(lst), start, end)
+    if begin == end:
         return EMPTY_ARRAY
-    if end >= n:
-        end = n - 1
-    return _slice(lst, start, end + 1)
+    return _slice(lst, begin, end)
 
 
 @command("lindex", 3, "readonly", keys=(1, 1, 1), group="list",
@@ -395,20 +389,14 @@ def ltrim(conn, args):
     if lst is None:
         return OK
     n = len(lst)
-    if start < 0:
-        start += n
-    if end < 0:
-        end += n
-    start = max(start, 0)
-    if start > end or start >= n:
+    start, end = rank_range(n, start, end)
+    if start == end:
         db.delete(key)
         return OK
-    if end >= n:
-        end = n - 1
-    right = n - end - 1
+    right = n - end
     if start + right > n // 2:
         # Most of the list goes: rebuild from what stays.
-        kept = _slice(lst, start, end + 1)
+        kept = _slice(lst, start, end)
         lst.clear()
         lst.extend(kept)
     else:

@@ -23,6 +23,7 @@ from tenantkv.keyspace.zset import ZSet
 from tenantkv.protocol.encoder import NULL_ARRAY, Raw
 from tenantkv.util.glob import glob_match
 from tenantkv.util.numbers import LLONG_MAX, float_arg, int_arg, parse_float, parse_int
+from tenantkv.util.ranges import rank_range
 
 _ENTRIES = (None, "zset-max-listpack-entries")
 _VALUE = (None, "zset-max-listpack-value")
@@ -184,19 +185,6 @@ def _lex_indexes(z: ZSet, rng: tuple) -> tuple:
             low[0] > high[0] or (low[0] == high[0] and (low[1] or high[1]))):
         return 0, 0
     return z.lex_bounds(low, high)
-
-
-def _rank_indexes(length: int, start: int, stop: int) -> tuple:
-    if start < 0:
-        start += length
-    if stop < 0:
-        stop += length
-    start = max(start, 0)
-    if start > stop or start >= length:
-        return 0, 0
-    if stop >= length:
-        stop = length - 1
-    return start, stop + 1
 
 
 # -- ZADD / ZINCRBY / ZREM -----------------------------------------------------------
@@ -437,7 +425,7 @@ def _zrange(conn, args, start: int, store: bool, rangetype, reverse):
         return []
     length = len(z)
     if rangetype is _RANK:
-        first, end = _rank_indexes(length, rng[0], rng[1])
+        first, end = rank_range(length, rng[0], rng[1])
         if reverse:
             first, end = length - end, length - first
     else:
@@ -540,7 +528,7 @@ def _remove_range(conn, key: bytes, indexes) -> int:
          syntax="key start stop")
 def zremrangebyrank(conn, args):
     start, stop = int_arg(args[2]), int_arg(args[3])
-    return _remove_range(conn, args[1], lambda z: _rank_indexes(len(z), start, stop))
+    return _remove_range(conn, args[1], lambda z: rank_range(len(z), start, stop))
 
 
 @command("zremrangebyscore", 4, "write", keys=(1, 1, 1), group="sorted_set", since="1.2.0",
