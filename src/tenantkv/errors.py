@@ -18,6 +18,7 @@ class QueryBufferExceeded(ProtocolError):
 
 
 SYNTAX = "ERR syntax error"
+NOT_IN_MULTI = "ERR Command not allowed inside a transaction"
 NOT_INTEGER = "ERR value is not an integer or out of range"
 NOT_FLOAT = "ERR value is not a valid float"
 WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"

@@ -5,6 +5,7 @@ import time
 from tenantkv import REDIS_COMPAT_VERSION, errors
 from tenantkv.commands.registry import command, help_reply
 from tenantkv.errors import CommandError
+from tenantkv.commands.transactions import end_transaction
 from tenantkv.protocol.encoder import OK, PONG, Status, Verbatim
 from tenantkv.util.numbers import parse_int
 
@@ -112,7 +113,7 @@ def hello(conn, args):
 @command("reset", 1, "noscript loading stale fast noauth allow_busy", group="connection", since="6.2.0",
          summary="Resets the connection.", syntax="")
 def reset(conn, args):
-    conn.multi = None
+    end_transaction(conn)   # out of MULTI, nothing watched
     conn.resp3 = False
     conn.name = b""
     conn.no_evict = conn.no_touch = False

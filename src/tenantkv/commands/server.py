@@ -87,6 +87,10 @@ def info_section(conn, name: str) -> list:
             "io_threads_active:0",
         ]
     if name == "clients":
+        clients = server.clients.values() if conn.root else conn.tenant.clients
+        dbs = [db for tenant in server.tenants.values() for db in tenant.dbs] if conn.root \
+            else conn.tenant.dbs
+        blocked = sum(1 for c in clients if c.waiting is not None and hasattr(c.waiting, "abandon"))
         return [
             # root (and the password-less default user) administers the
             # server: every client, as its CLIENT LIST; others their tenant's.
@@ -95,11 +99,14 @@ def info_section(conn, name: str) -> list:
             "maxclients:%d" % server.config["network.maxclients"],
             "client_recent_max_input_buffer:0",
             "client_recent_max_output_buffer:0",
-            "blocked_clients:0",
+            "blocked_clients:%d" % blocked,
             "tracking_clients:0",
-            "clients_in_timeout_table:0",
-            "total_blocking_keys:0",
+            "clients_in_timeout_table:%d" % blocked,
+            "total_blocking_keys:%d" % sum(len(db.blocked) for db in dbs),
             "total_blocking_keys_on_nokey:0",
+            # Redis 7.4's WATCH figures: clients watching, keys watched.
+            "watching_clients:%d" % sum(1 for c in clients if c.watched),
+            "total_watched_keys:%d" % sum(len(db.watchers) for db in dbs),
         ]
     if name == "memory":
         rss = _rss_bytes()

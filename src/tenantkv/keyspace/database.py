@@ -18,7 +18,7 @@ def now_ms() -> int:
 
 class Database:
     __slots__ = ("data", "expires", "encodings", "index", "stats", "scans", "scan_ids",
-                 "hits", "misses", "expired")
+                 "hits", "misses", "expired", "watchers", "blocked")
 
     def __init__(self, index: int, stats) -> None:
         self.data: dict = {}
@@ -43,6 +43,10 @@ class Database:
         # Keys of this database that expired: a non-root user's INFO
         # expired_keys sums its own tenant's (stats.expired_keys is server-wide).
         self.expired = 0
+        # key -> clients that WATCH it / are blocked on it (server/keyevents.py,
+        # server/blocking.py). They outlive FLUSHDB: clear() keeps them.
+        self.watchers: dict = {}
+        self.blocked: dict = {}
 
     # -- access --------------------------------------------------------------
 

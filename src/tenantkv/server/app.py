@@ -11,8 +11,8 @@ from tenantkv import commands as _commands  # noqa: F401  (registers every comma
 from tenantkv import errors
 from tenantkv.logs import NOTICE
 from tenantkv.keyspace import Tenant
-from tenantkv.protocol.encoder import QUEUED
 from tenantkv.server.connection import Connection, flush_connections
+from tenantkv.server.keyevents import KeyEvents
 from tenantkv.server.stats import Stats
 
 log = logging.getLogger("tenantkv.server")
@@ -24,6 +24,7 @@ class Server:
     def __init__(self, config) -> None:
         self.config = config
         self.stats = Stats()
+        self.events = KeyEvents()   # WATCH and blocked clients (server/keyevents.py)
         self.run_id = secrets.token_hex(20)
         self.started = time.time()
         self.started_monotonic = time.monotonic()
@@ -80,10 +81,6 @@ class Server:
     def next_client_id(self) -> int:
         self._client_ids += 1
         return self._client_ids
-
-    def queue_in_multi(self, conn, cmd, args):
-        conn.multi.append((cmd, args))
-        return QUEUED
 
     # -- lifecycle -----------------------------------------------------------
 

@@ -25,7 +25,7 @@ from time import monotonic
 from tenantkv import errors
 from tenantkv.commands.registry import LOOKUP, NOAUTH_LOOKUP, find
 from tenantkv.errors import CommandError, ProtocolError, QueryBufferExceeded
-from tenantkv.protocol.encoder import SMALL_INTS, Raw, encode, encode_error
+from tenantkv.protocol.encoder import QUEUED, SMALL_INTS, Raw, encode, encode_error
 from tenantkv.protocol.fastpath import Reader
 from tenantkv.server.deferred import Deferred
 
@@ -49,7 +49,8 @@ class Connection(asyncio.Protocol):
                  "authenticated", "root", "lookup", "auth_deadline", "name", "lib_name",
                  "lib_ver", "addr", "laddr", "created", "last_interaction", "last_command",
                  "closing", "close_after_reply", "no_evict", "no_touch", "paused", "unsent",
-                 "multi", "backlog", "backlog_error", "waiting")
+                 "multi", "multi_error", "watched", "watch_dirty", "backlog", "backlog_error",
+                 "waiting")
 
     def __init__(self, server) -> None:
         self.server = server
@@ -83,6 +84,9 @@ class Connection(asyncio.Protocol):
         self.paused = False
         self.unsent: list = []   # replies waiting for the server's end-of-turn flush
         self.multi = None   # transactions: list of queued requests while in MULTI
+        self.multi_error = False   # a request refused while queuing: EXEC aborts
+        self.watched = None        # WATCH: {(db, key): expiry ms or None}, see keyevents
+        self.watch_dirty = False   # a watched key was written since WATCH
         self.backlog = None          # requests waiting for the client to drain its output
         self.backlog_error = None    # the protocol error that followed them, if any
         self.waiting = None          # the Deferred whose reply the client waits for
@@ -182,6 +186,11 @@ class Connection(asyncio.Protocol):
         self.closing = True
         self.server.clients.pop(self.id, None)
         self.tenant.clients.discard(self)
+        if self.watched is not None:
+            self.server.events.unwatch_all(self)
+        waiting = self.waiting
+        if waiting is not None and hasattr(waiting, "abandon"):
+            waiting.abandon()   # a blocked pop whose client went: off its keys
 
     def pause_writing(self) -> None:
         # The client does not read its replies: stop reading its requests.
@@ -430,11 +439,13 @@ class Connection(asyncio.Protocol):
         cmd = find(args[0])
         if cmd is None:
             self.server.stats.unknown_command(args)
+            self.multi_error = self.multi is not None   # EXEC will abort
             out.append(encode_error(errors.unknown_command(args)))
             return
         if not cmd.arity_ok(len(args)):
             cmd.rejected += 1
             self.server.stats.error("ERR")
+            self.multi_error = self.multi is not None
             out.append(encode_error(errors.wrong_arity(cmd.name)))
             return
         if not self.authenticated and "noauth" not in cmd.flags:
@@ -448,11 +459,18 @@ class Connection(asyncio.Protocol):
             cmd.rejected += 1
             self.server.stats.error("NOPERM")
             self.server.auth.denied(self, cmd.name)
+            self.multi_error = self.multi is not None
             out.append(encode_error(errors.noperm(cmd.name)))
             return
         if self.multi is not None and cmd.name not in _TRANSACTION_CONTROL:
-            reply = self.server.queue_in_multi(self, cmd, args)
-            out.append(encode(reply, self.resp3))
+            if "no_multi" in cmd.flags:
+                cmd.rejected += 1
+                self.server.stats.error("ERR")
+                self.multi_error = True
+                out.append(encode_error(errors.NOT_IN_MULTI))
+                return
+            self.multi.append((cmd, args))
+            out.append(QUEUED)
             return
         self.last_command = cmd.name
         start = monotonic()

@@ -1,0 +1,122 @@
+"""Transactions: MULTI, EXEC, DISCARD, WATCH, UNWATCH.
+
+MULTI starts queuing: the connection (server/connection.py, `execute`)
+answers +QUEUED for every later request but EXEC, DISCARD, MULTI, WATCH,
+QUIT and RESET, and remembers a request it refused while queuing (unknown
+command, wrong arity, NOPERM, a command not allowed in a transaction): EXEC
+then aborts with EXECABORT, as Redis does.
+
+EXEC runs the queue in one go on the event loop, so nothing of another client
+runs in between. Blocking commands inside it do not block (they answer as if
+their timeout had passed), and clients blocked on keys it fills are served
+once it is over (server/keyevents.py, `in_exec`).
+
+WATCH: see server/keyevents.py. A watched key written by any client of the
+same tenant, flushed, or expired makes EXEC answer a null array.
+"""
+
+from time import monotonic
+
+from tenantkv.commands.registry import command
+from tenantkv.errors import CommandError
+from tenantkv.protocol.encoder import NULL_ARRAY, OK, Raw, encode, encode_error
+from tenantkv.server.deferred import Deferred
+
+EXECABORT = "EXECABORT Transaction discarded because of previous errors."
+
+
+@command("multi", 1, "noscript loading stale fast allow_busy", group="transactions", since="1.2.0",
+         summary="Starts a transaction.", syntax="")
+def multi(conn, args):
+    if conn.multi is not None:
+        raise CommandError("ERR MULTI calls can not be nested")
+    conn.multi = []
+    conn.multi_error = False
+    return OK
+
+
+@command("discard", 1, "noscript loading stale fast allow_busy", group="transactions", since="2.0.0",
+         summary="Discards a transaction.", syntax="")
+def discard(conn, args):
+    if conn.multi is None:
+        raise CommandError("ERR DISCARD without MULTI")
+    end_transaction(conn)
+    return OK
+
+
+def end_transaction(conn) -> None:
+    """Leave MULTI (if in it) and forget every watched key (DISCARD, EXEC, RESET)."""
+    conn.multi = None
+    conn.multi_error = False
+    conn.server.events.unwatch_all(conn)
+
+
+@command("exec", 1, "noscript loading stale skip_slowlog", group="transactions", since="1.2.0",
+         summary="Executes all commands in a transaction.", syntax="")
+def exec_(conn, args):
+    queued = conn.multi
+    if queued is None:
+        raise CommandError("ERR EXEC without MULTI")
+    events = conn.server.events
+    aborted = conn.multi_error
+    failed = not aborted and events.watch_failed(conn)
+    end_transaction(conn)   # unwatch before running: our own writes must not count
+    if aborted:
+        raise CommandError(EXECABORT)
+    if failed:
+        return NULL_ARRAY
+    replies = []
+    events.in_exec = True
+    try:
+        for cmd, cmd_args in queued:
+            replies.append(_run_queued(conn, cmd, cmd_args))
+    finally:
+        events.in_exec = False
+    if events.ready and events.serve_ready is not None:
+        events.serve_ready()
+    return Raw(b"*%d\r\n%s" % (len(replies), b"".join(replies)))
+
+
+def _run_queued(conn, cmd, args) -> bytes:
+    conn.last_command = cmd.name
+    start = monotonic()
+    try:
+        reply = cmd.handler(conn, args)
+        if type(reply) is Deferred:
+            # AUTH / HELLO AUTH hash in a worker thread: waiting for it here
+            # would let other clients run inside the transaction.
+            reply.future.cancel()
+            raise CommandError("ERR %s is not supported inside MULTI in tenantkv"
+                               % cmd.name.upper())
+        data = encode(reply, conn.resp3) if type(reply) is not bytes else \
+            b"$%d\r\n%s\r\n" % (len(reply), reply)
+    except CommandError as exc:
+        cmd.failed += 1
+        conn.server.stats.error(exc.message)
+        data = encode_error(exc.message)
+    except Exception as exc:   # a bug in one command must not abort the rest
+        data = conn._crashed(cmd, exc)
+    cmd.calls += 1
+    cmd.usec += (monotonic() - start) * 1e6
+    return data
+
+
+@command("watch", -2, "noscript loading stale fast allow_busy", keys=(1, -1, 1),
+         group="transactions", since="2.2.0",
+         summary="Monitors changes to keys to determine the execution of a transaction.",
+         syntax="key [key ...]")
+def watch(conn, args):
+    if conn.multi is not None:
+        raise CommandError("ERR WATCH inside MULTI is not allowed")
+    events = conn.server.events
+    db = conn.db
+    for key in args[1:]:
+        events.watch(conn, db, key)
+    return OK
+
+
+@command("unwatch", 1, "noscript loading stale fast allow_busy", group="transactions", since="2.2.0",
+         summary="Forgets about watched keys of a transaction.", syntax="")
+def unwatch(conn, args):
+    conn.server.events.unwatch_all(conn)
+    return OK

@@ -1,0 +1,215 @@
+"""Key events: telling WATCH and blocked clients that a command wrote a key.
+
+Two features must know which keys a command changed: WATCH (a watched key
+written by anyone of the same tenant makes the watcher's EXEC fail) and the
+blocking pops (a key a client is blocked on that now holds data serves that
+client). Redis calls signalModifiedKey() from every write path. Here the
+write paths are inline dict and deque operations spread over every command
+family, and a call per write would cost every client on the hot path.
+
+So the cost is paid only while someone listens: as long as at least one
+client in the server watches a key or is blocked, the handler of every write
+command is replaced by a wrapper that, after the command ran, reports the keys
+it wrote (`written`). When the last watcher or blocked client goes, the plain
+handlers come back. With nobody listening, a write costs exactly what it did.
+
+Which keys a command wrote: its key positions (the registry's first/last/step)
+unless TOUCHED below says otherwise (the STORE commands write only their
+destination; MOVE and COPY can write in another database; FLUSHDB/FLUSHALL
+every key that existed). A command that failed (CommandError) wrote nothing;
+for the commands of UNCHANGED_ON_ZERO a reply of 0 (or a null) means nothing
+changed either, as Redis signals only real changes there.
+"""
+
+from tenantkv.commands.registry import COMMANDS
+from tenantkv.keyspace.database import now_ms
+from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY
+from tenantkv.util.numbers import parse_int
+
+
+def _key_positions(cmd):
+    def touched(conn, db, args, reply):
+        return [(db, args[i]) for i in cmd.key_positions(args)]
+    return touched
+
+
+def _destination(conn, db, args, reply):
+    return [(db, args[1])]
+
+
+def _popped_key(conn, db, args, reply):
+    # LMPOP / ZMPOP reply [key, elements] naming the one key they popped from.
+    if type(reply) is list and reply:
+        return [(db, reply[0])]
+    return []
+
+
+def _move(conn, db, args, reply):
+    index = parse_int(args[2])
+    return [(db, args[1]), (conn.tenant.dbs[index], args[1])] if reply == 1 else []
+
+
+def _copy(conn, db, args, reply):
+    if reply != 1:
+        return []
+    target = db
+    for i in range(3, len(args) - 1):
+        if args[i].lower() == b"db":
+            index = parse_int(args[i + 1])
+            if index is not None and 0 <= index < len(conn.tenant.dbs):
+                target = conn.tenant.dbs[index]
+    return [(target, args[2])]
+
+
+# command name -> touched(conn, db, args, reply) -> [(db, key), ...]
+TOUCHED = {
+    "sinterstore": _destination, "sunionstore": _destination, "sdiffstore": _destination,
+    "zunionstore": _destination, "zinterstore": _destination, "zdiffstore": _destination,
+    "zrangestore": _destination, "bitop": lambda conn, db, args, reply: [(db, args[2])],
+    "lmpop": _popped_key, "zmpop": _popped_key, "blmpop": _popped_key, "bzmpop": _popped_key,
+    "move": _move, "copy": _copy,
+}
+
+
+def _existing_watched(dbs):
+    """The watched keys of `dbs` that hold a value now (before a flush)."""
+    return [(db, key) for db in dbs for key in db.watchers if db.get(key) is not None]
+
+
+# command name -> prepare(conn, args) -> [(db, key), ...], taken before the
+# command runs, for commands after which the keys they changed are gone.
+PREPARE = {
+    "flushdb": lambda conn, args: _existing_watched([conn.db]),
+    "flushall": lambda conn, args: _existing_watched(conn.tenant.dbs),
+}
+
+# A reply of 0 / null from these means that they changed nothing.
+UNCHANGED_ON_ZERO = frozenset((
+    "del", "unlink", "sadd", "srem", "hdel", "zrem", "hsetnx", "setnx", "msetnx",
+    "expire", "pexpire", "expireat", "pexpireat", "persist", "lrem", "smove",
+    "renamenx", "lpushx", "rpushx", "zremrangebyrank", "zremrangebyscore",
+    "zremrangebylex", "lpop", "rpop", "spop", "getdel", "rpoplpush", "lmove",
+    "zpopmin", "zpopmax",
+))
+
+
+class KeyEvents:
+    def __init__(self) -> None:
+        self.listeners = 0      # watching clients + blocked clients, server-wide
+        self.installed = False
+        self.in_exec = False    # inside EXEC: blocked clients are served after it
+        self.ready: list = []   # (db, key) that may serve blocked clients
+        self.serve_ready = None   # set by server/blocking.py
+        self._plain: dict = {}    # command name -> its unwrapped handler
+        self._wrapped: dict = {}  # command name -> its wrapper (built once)
+
+    # -- listening -------------------------------------------------------------
+
+    def listen(self) -> None:
+        self.listeners += 1
+        if not self.installed:
+            self._install()
+
+    def unlisten(self) -> None:
+        self.listeners -= 1
+        if self.listeners <= 0:
+            self.listeners = 0
+            if self.installed:
+                self._uninstall()
+
+    def _install(self) -> None:
+        for name, cmd in COMMANDS.items():
+            if "write" not in cmd.flags:
+                continue
+            if name not in self._wrapped:
+                self._plain[name] = cmd.handler
+                self._wrapped[name] = self._wrap(cmd, cmd.handler)
+            cmd.handler = self._wrapped[name]
+        self.installed = True
+
+    def _uninstall(self) -> None:
+        for name, handler in self._plain.items():
+            COMMANDS[name].handler = handler
+        self.installed = False
+
+    def _wrap(self, cmd, handler):
+        touched = TOUCHED.get(cmd.name) or _key_positions(cmd)
+        prepare = PREPARE.get(cmd.name)
+        zero_is_noop = cmd.name in UNCHANGED_ON_ZERO
+        events = self
+
+        def reporting_handler(conn, args):
+            db = conn.db
+            before = prepare(conn, args) if prepare is not None else None
+            reply = handler(conn, args)
+            if before is not None:
+                keys = before
+            elif zero_is_noop and (reply == 0 or reply is None or reply is NULL_ARRAY
+                                   or reply is EMPTY_ARRAY or reply == []):
+                return reply
+            else:
+                keys = touched(conn, db, args, reply)
+            if keys:
+                events.written(keys)
+            return reply
+
+        reporting_handler.__wrapped__ = handler
+        return reporting_handler
+
+    # -- events ----------------------------------------------------------------
+
+    def written(self, keys) -> None:
+        """Commands wrote these (db, key) pairs: fail the EXEC of their
+        watchers, and serve the clients blocked on them (after EXEC when
+        inside one, as Redis does)."""
+        for db, key in keys:
+            watchers = db.watchers.get(key) if db.watchers else None
+            if watchers:
+                for conn in watchers:
+                    conn.watch_dirty = True
+            if db.blocked and key in db.blocked:
+                self.ready.append((db, key))
+        if self.ready and not self.in_exec and self.serve_ready is not None:
+            self.serve_ready()
+
+    # -- WATCH -----------------------------------------------------------------
+
+    def watch(self, conn, db, key: bytes) -> None:
+        watched = conn.watched
+        if watched is None:
+            watched = conn.watched = {}
+            self.listen()
+        if (db, key) in watched:
+            return
+        # A key that expires between WATCH and EXEC fails the EXEC (Redis 7):
+        # remember when this one, live now, expires.
+        watched[(db, key)] = db.expires.get(key) if db.get(key) is not None else None
+        db.watchers.setdefault(key, []).append(conn)
+
+    def unwatch_all(self, conn) -> None:
+        watched = conn.watched
+        conn.watch_dirty = False
+        if watched is None:
+            return
+        conn.watched = None
+        for db, key in watched:
+            watchers = db.watchers.get(key)
+            if watchers is not None:
+                try:
+                    watchers.remove(conn)
+                except ValueError:
+                    pass
+                if not watchers:
+                    del db.watchers[key]
+        self.unlisten()
+
+    def watch_failed(self, conn) -> bool:
+        """Did a watched key change, or expire, since WATCH?"""
+        if conn.watch_dirty:
+            return True
+        if conn.watched:
+            now = now_ms()
+            for when in conn.watched.values():
+                if when is not None and when <= now:
+                    return True
+        return False
