@@ -6,6 +6,7 @@ from tenantkv import REDIS_COMPAT_VERSION, errors
 from tenantkv.commands.registry import command, help_reply
 from tenantkv.errors import CommandError
 from tenantkv.commands.transactions import end_transaction
+from tenantkv.server.blocking import Blocked
 from tenantkv.protocol.encoder import OK, PONG, Status, Verbatim
 from tenantkv.util.numbers import parse_int
 
@@ -154,9 +155,12 @@ def _check_name(name: bytes) -> None:
 
 def client_info_line(conn) -> str:
     now = time.monotonic()
-    flags = "N"
+    flags = ""
     if conn.multi is not None:
-        flags = "x"
+        flags += "x"
+    if type(conn.waiting) is Blocked:
+        flags += "b"
+    flags = flags or "N"
     return (
         "id=%d addr=%s laddr=%s fd=%d name=%s age=%d idle=%d flags=%s db=%d sub=0 psub=0 "
         "ssub=0 multi=%d qbuf=%d qbuf-free=0 argv-mem=0 multi-mem=0 rbs=%d rbp=0 obl=0 "
@@ -215,6 +219,8 @@ def client(conn, args):
         return _client_list(conn, args)
     if sub == b"kill":
         return _client_kill(conn, args)
+    if sub == b"unblock" and argc in (3, 4):
+        return _client_unblock(conn, args)
     if sub in (b"no-evict", b"no-touch") and argc == 3:
         mode = args[2].lower()
         if mode not in (b"on", b"off"):
@@ -229,7 +235,7 @@ def client(conn, args):
 
 
 CLIENT_SUBCOMMANDS = {b"id", b"getname", b"setname", b"setinfo", b"info", b"list", b"kill",
-                      b"no-evict", b"no-touch", b"help"}
+                      b"unblock", b"no-evict", b"no-touch", b"help"}
 CLIENT_HELP = [
     "ID", "    Return the ID of the current connection.",
     "GETNAME", "    Return the name of the current connection.",
@@ -249,6 +255,8 @@ CLIENT_HELP = [
     "    * USER <username>", "      Kill connections authenticated by <username>.",
     "    * SKIPME (YES|NO)", "      Skip killing current connection (default: yes).",
     "    * ID <client-id>", "      Kill connections by client id.",
+    "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+    "    Unblock the specified blocked client.",
     "NO-EVICT (ON|OFF)", "    Protect current client connection from eviction.",
     "NO-TOUCH (ON|OFF)", "    Will not touch LRU/LFU stats when this mode is on.",
 ]
@@ -333,6 +341,27 @@ def _client_kill(conn, args):
             _kill(conn, other)
             killed += 1
     return killed
+
+
+def _client_unblock(conn, args):
+    """CLIENT UNBLOCK id [TIMEOUT|ERROR]: end another client's blocking pop,
+    as if its timeout had passed or with an UNBLOCKED error. Only the
+    clients the caller can see (its tenant's; root: all) can be unblocked."""
+    ident = parse_int(args[2])
+    if ident is None:
+        raise CommandError(errors.NOT_INTEGER)
+    error = None
+    if len(args) == 4:
+        mode = args[3].lower()
+        if mode == b"error":
+            error = "UNBLOCKED client unblocked via CLIENT UNBLOCK"
+        elif mode != b"timeout":
+            raise CommandError("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+    for other in _visible_clients(conn):
+        if other.id == ident and type(other.waiting) is Blocked:
+            other.waiting.unblock(error)
+            return 1
+    return 0
 
 
 def _user_exists(conn, name: str) -> bool:

@@ -12,6 +12,7 @@ from tenantkv.config import BY_REDIS_NAME, ConfigSetError
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.types import encoding
 from tenantkv.protocol.encoder import OK, SetReply, Status, Verbatim
+from tenantkv.server.blocking import Blocked
 from tenantkv.tenancy.permissions import categories
 from tenantkv.util.glob import glob_match
 from tenantkv.util.numbers import parse_float, parse_int
@@ -90,7 +91,7 @@ def info_section(conn, name: str) -> list:
         clients = server.clients.values() if conn.root else conn.tenant.clients
         dbs = [db for tenant in server.tenants.values() for db in tenant.dbs] if conn.root \
             else conn.tenant.dbs
-        blocked = sum(1 for c in clients if c.waiting is not None and hasattr(c.waiting, "abandon"))
+        blocked = [c.waiting for c in clients if type(c.waiting) is Blocked]
         return [
             # root (and the password-less default user) administers the
             # server: every client, as its CLIENT LIST; others their tenant's.
@@ -99,9 +100,9 @@ def info_section(conn, name: str) -> list:
             "maxclients:%d" % server.config["network.maxclients"],
             "client_recent_max_input_buffer:0",
             "client_recent_max_output_buffer:0",
-            "blocked_clients:%d" % blocked,
+            "blocked_clients:%d" % len(blocked),
             "tracking_clients:0",
-            "clients_in_timeout_table:%d" % blocked,
+            "clients_in_timeout_table:%d" % sum(1 for b in blocked if b.timer is not None),
             "total_blocking_keys:%d" % sum(len(db.blocked) for db in dbs),
             "total_blocking_keys_on_nokey:0",
             # Redis 7.4's WATCH figures: clients watching, keys watched.

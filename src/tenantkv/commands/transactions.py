@@ -72,8 +72,7 @@ def exec_(conn, args):
             replies.append(_run_queued(conn, cmd, cmd_args))
     finally:
         events.in_exec = False
-    if events.ready and events.serve_ready is not None:
-        events.serve_ready()
+    events.serve_ready()   # clients blocked on keys the transaction filled
     return Raw(b"*%d\r\n%s" % (len(replies), b"".join(replies)))
 
 

@@ -11,6 +11,7 @@ from tenantkv import commands as _commands  # noqa: F401  (registers every comma
 from tenantkv import errors
 from tenantkv.logs import NOTICE
 from tenantkv.keyspace import Tenant
+from tenantkv.server.blocking import Blocked
 from tenantkv.server.connection import Connection, flush_connections
 from tenantkv.server.keyevents import KeyEvents
 from tenantkv.server.stats import Stats
@@ -193,7 +194,8 @@ class Server:
             return
         limit = time.monotonic() - timeout
         for conn in list(self.clients.values()):
-            if conn.last_interaction < limit and not getattr(conn, "blocked", False):
+            # As Redis: a blocked client is not idle (its own timeout applies).
+            if conn.last_interaction < limit and type(conn.waiting) is not Blocked:
                 conn.close()
 
 

@@ -27,6 +27,7 @@ from tenantkv.commands.registry import LOOKUP, NOAUTH_LOOKUP, find
 from tenantkv.errors import CommandError, ProtocolError, QueryBufferExceeded
 from tenantkv.protocol.encoder import QUEUED, SMALL_INTS, Raw, encode, encode_error
 from tenantkv.protocol.fastpath import Reader
+from tenantkv.server.blocking import Blocked
 from tenantkv.server.deferred import Deferred
 
 log = logging.getLogger("tenantkv.connection")
@@ -39,6 +40,7 @@ UNAUTH_MAX_INPUT = 1024 * 1024
 UNAUTH_MAX_OUTPUT = 64 * 1024
 NO_REPLY = object()   # a handler's way to say "nothing to send" (it wrote already)
 FLUSH_AT = 256 * 1024   # write a long batch's replies out in pieces of this size
+MAX_BLOCKED_BACKLOG = 1024   # requests held behind a blocked pop before reading pauses
 
 
 class Connection(asyncio.Protocol):
@@ -189,7 +191,7 @@ class Connection(asyncio.Protocol):
         if self.watched is not None:
             self.server.events.unwatch_all(self)
         waiting = self.waiting
-        if waiting is not None and hasattr(waiting, "abandon"):
+        if type(waiting) is Blocked:
             waiting.abandon()   # a blocked pop whose client went: off its keys
 
     def pause_writing(self) -> None:
@@ -236,9 +238,13 @@ class Connection(asyncio.Protocol):
 
     def _run_or_hold(self, requests: list, error, now: float) -> None:
         if self.backlog is not None:
-            # Reading is paused while a backlog waits, but be safe: keep order.
-            self.backlog.extend(requests)
+            # Requests behind a reply the client waits for (or behind
+            # output it does not read) wait their turn, in order.
+            backlog = self.backlog
+            backlog.extend(requests)
             self.backlog_error = self.backlog_error or error
+            if len(backlog) > MAX_BLOCKED_BACKLOG:
+                self.transport.pause_reading()
             return
         self.run(requests, error, now)
 
@@ -262,7 +268,7 @@ class Connection(asyncio.Protocol):
                 reply = SMALL_INTS[reply + 1] if -1 <= reply <= 10000 else b":%d\r\n" % reply
             elif reply is NO_REPLY:
                 reply = b""
-            elif kind is Deferred:
+            elif kind is Deferred or kind is Blocked:
                 self._wait(cmd, reply, [], None)
                 return
             else:
@@ -314,7 +320,7 @@ class Connection(asyncio.Protocol):
             if (cmd is None or self.multi is not None
                     or (len(args) != arity and (arity > 0 or len(args) < -arity))):
                 self.execute(args, out)
-                if type(out[-1]) is Deferred:
+                if isinstance(out[-1], Deferred):
                     deferred = out.pop()
                     self._wait(deferred.cmd, deferred, requests[done + len(out) + 1:], error)
                     error = None   # it follows the requests that now wait
@@ -342,7 +348,7 @@ class Connection(asyncio.Protocol):
                         append(b"$-1\r\n")
                     elif reply is NO_REPLY:
                         append(b"")
-                    elif kind is Deferred:
+                    elif kind is Deferred or kind is Blocked:
                         self._wait(cmd, reply, requests[done + len(out) + 1:], error)
                         error = None   # it follows the requests that now wait
                         break
@@ -395,10 +401,15 @@ class Connection(asyncio.Protocol):
         """Hold the client's later requests until `deferred` is done."""
         deferred.cmd = cmd
         cmd.calls += 1
+        self.last_command = cmd.name
         self.waiting = deferred
         self.backlog = rest
         self.backlog_error = error
-        self.transport.pause_reading()
+        if type(deferred) is not Blocked:
+            self.transport.pause_reading()
+        # A blocked pop keeps reading: a client that disconnects while
+        # blocked must be seen (and taken off its keys) at once, as in Redis.
+        # What it sends meanwhile waits in the backlog (paused past a cap).
         deferred.future.add_done_callback(self._finish_wait)
 
     def _finish_wait(self, future) -> None:
@@ -476,7 +487,7 @@ class Connection(asyncio.Protocol):
         start = monotonic()
         try:
             reply = cmd.handler(self, args)
-            if type(reply) is Deferred:
+            if isinstance(reply, Deferred):
                 reply.cmd = cmd
                 out.append(reply)   # run() takes it out and waits (counted there)
                 return

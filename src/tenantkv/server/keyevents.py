@@ -24,6 +24,7 @@ changed either, as Redis signals only real changes there.
 from tenantkv.commands.registry import COMMANDS
 from tenantkv.keyspace.database import now_ms
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY
+from tenantkv.server import blocking
 from tenantkv.util.numbers import parse_int
 
 
@@ -89,7 +90,7 @@ UNCHANGED_ON_ZERO = frozenset((
     "expire", "pexpire", "expireat", "pexpireat", "persist", "lrem", "smove",
     "renamenx", "lpushx", "rpushx", "zremrangebyrank", "zremrangebyscore",
     "zremrangebylex", "lpop", "rpop", "spop", "getdel", "rpoplpush", "lmove",
-    "zpopmin", "zpopmax",
+    "zpopmin", "zpopmax", "blpop", "brpop", "blmove", "brpoplpush", "bzpopmin", "bzpopmax",
 ))
 
 
@@ -99,7 +100,7 @@ class KeyEvents:
         self.installed = False
         self.in_exec = False    # inside EXEC: blocked clients are served after it
         self.ready: list = []   # (db, key) that may serve blocked clients
-        self.serve_ready = None   # set by server/blocking.py
+        self.serving = False    # inside serve_ready (which serving can re-enter)
         self._plain: dict = {}    # command name -> its unwrapped handler
         self._wrapped: dict = {}  # command name -> its wrapper (built once)
 
@@ -137,11 +138,14 @@ class KeyEvents:
         prepare = PREPARE.get(cmd.name)
         zero_is_noop = cmd.name in UNCHANGED_ON_ZERO
         events = self
+        Blocked = blocking.Blocked
 
         def reporting_handler(conn, args):
             db = conn.db
             before = prepare(conn, args) if prepare is not None else None
             reply = handler(conn, args)
+            if type(reply) is Blocked:
+                return reply   # it parked the client and changed nothing
             if before is not None:
                 keys = before
             elif zero_is_noop and (reply == 0 or reply is None or reply is NULL_ARRAY
@@ -169,8 +173,13 @@ class KeyEvents:
                     conn.watch_dirty = True
             if db.blocked and key in db.blocked:
                 self.ready.append((db, key))
-        if self.ready and not self.in_exec and self.serve_ready is not None:
-            self.serve_ready()
+        if self.ready and not self.in_exec:
+            blocking.serve_ready(self)
+
+    def serve_ready(self) -> None:
+        """Serve blocked clients from the keys written so far (after EXEC)."""
+        if self.ready:
+            blocking.serve_ready(self)
 
     # -- WATCH -----------------------------------------------------------------
 

@@ -34,14 +34,16 @@ CATEGORY_ORDER = ["keyspace", "read", "write", "set", "sortedset", "list", "hash
                   "bitmap", "hyperloglog", "geo", "stream", "pubsub", "admin", "fast", "slow",
                   "blocking", "dangerous", "connection", "transaction", "scripting"]
 _CATEGORY_SET = frozenset(CATEGORY_ORDER)
+# A command's group (COMMAND DOCS) names its data category, except these.
+_GROUP_CATEGORY = {"generic": "keyspace", "server": None, "sorted_set": "sortedset",
+                   "transactions": "transaction"}
 
 
 def categories(cmd) -> list:
     """`cmd`'s ACL categories (names without '@'), in Redis's order. COMMAND
     INFO, COMMAND LIST FILTERBY ACLCAT, ACL CAT and the rules all use this."""
-    found = {cmd.group if cmd.group not in ("generic", "server") else "keyspace"}
-    if cmd.group == "server":
-        found = set()
+    group = _GROUP_CATEGORY.get(cmd.group, cmd.group)
+    found = {group} if group else set()
     for flag, category in (("write", "write"), ("readonly", "read"), ("admin", "admin"),
                            ("fast", "fast"), ("blocking", "blocking"), ("pubsub", "pubsub")):
         if flag in cmd.flags:

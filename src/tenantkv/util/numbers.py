@@ -229,3 +229,28 @@ def format_double(value: float) -> bytes:
     if value == int(value) and abs(value) < 1e17:
         return b"%d" % int(value)
     return repr(value).encode()
+
+
+def timeout_ms(raw: bytes) -> int | None:
+    """A timeout in seconds as Redis's getTimeoutFromObjectOrReply reads it:
+    strtold, times 1000 in long double arithmetic, rounded up to whole
+    milliseconds (so "-0.001" is 0, i.e. forever, as on x86-64 Redis).
+    None when the text is not a float; the caller checks the range."""
+    if len(raw) >= MAX_LONG_DOUBLE_CHARS:
+        return None
+    parsed = _parse_real(raw, *_LD)
+    if parsed is None:
+        return None
+    sign, significand, exponent = parsed
+    if significand is None:   # infinity
+        return sign * (LLONG_MAX + 1)
+    if significand == 0:
+        return 0
+    product = _round_binary(sign, significand * 1000, exponent, 1, *_LD)
+    if product is None:
+        return sign * (LLONG_MAX + 1)
+    sign, significand, exponent = product
+    value = sign * significand
+    if exponent >= 0:
+        return value << exponent
+    return -((-value) >> -exponent)   # ceil(value / 2**-exponent)

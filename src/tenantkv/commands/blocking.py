@@ -1,0 +1,253 @@
+"""Blocking pops: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP.
+
+Each command tries once, as its non-blocking form; when all its keys are
+empty it parks the client (server/blocking.py) with a function that serves
+it later from one key. Inside MULTI/EXEC nothing blocks: an empty result is
+answered as a timeout at once, as Redis does.
+
+Replies as Redis 7.0's: BLPOP/BRPOP [key, element], BZPOP* [key, member,
+score], BLMPOP/BZMPOP [key, [elements]], BLMOVE the element; on timeout a
+null array, for every one of them (BLMOVE too, unlike LMOVE's null bulk).
+"""
+
+from collections import deque
+
+from tenantkv import errors
+from tenantkv.commands import lists, zsets
+from tenantkv.commands.registry import command
+from tenantkv.errors import CommandError
+from tenantkv.keyspace.database import now_ms
+from tenantkv.keyspace.zset import ZSet
+from tenantkv.protocol.encoder import NULL_ARRAY
+from tenantkv.server.blocking import Blocked
+from tenantkv.util.numbers import LLONG_MAX, parse_int, timeout_ms
+
+
+def parse_timeout(raw: bytes) -> float:
+    """Seconds as Redis reads them (util.numbers.timeout_ms); 0 blocks forever."""
+    ms = timeout_ms(raw)
+    if ms is None:
+        raise CommandError("ERR timeout is not a float or out of range")
+    if ms < 0 or ms > LLONG_MAX:   # Redis's (long long) cast of a huge value is negative
+        raise CommandError(errors.NEGATIVE_TIMEOUT)
+    if ms > LLONG_MAX - now_ms():
+        raise CommandError("ERR timeout is out of range")
+    return ms / 1000.0
+
+
+def _block_or_timeout(conn, keys, kind, serve, timeout: float, timeout_reply,
+                      exec_reply=NULL_ARRAY):
+    """Nothing to pop now: park the client; inside EXEC answer at once (what
+    the non-blocking form answers: a null array, BLMOVE LMOVE's null bulk)."""
+    if conn.server.events.in_exec:
+        return exec_reply
+    return Blocked(conn, keys, kind, serve, timeout, timeout_reply)
+
+
+def _written(conn, *keys) -> None:
+    """A parked client was served: report what its pop (and push) changed,
+    for WATCH and for clients blocked on a BLMOVE's destination."""
+    db = conn.db
+    conn.server.events.written([(db, key) for key in keys])
+
+
+# -- BLPOP / BRPOP --------------------------------------------------------------------
+
+def _list_pop(head: bool):
+    def pop(conn, key: bytes):
+        db = conn.db
+        lst = db.get_typed(key, deque)
+        if not lst:
+            return None
+        value = lst.popleft() if head else lst.pop()
+        if not lst:
+            db.delete(key)
+        return [key, value]
+    return pop
+
+
+def _blocking_pop(conn, args, head: bool):
+    timeout = parse_timeout(args[-1])
+    keys = args[1:-1]
+    pop = _list_pop(head)
+    for key in keys:
+        reply = pop(conn, key)
+        if reply is not None:
+            return reply
+
+    def serve(conn, key):
+        reply = pop(conn, key)
+        if reply is not None:
+            _written(conn, key)
+        return reply
+    return _block_or_timeout(conn, keys, deque, serve, timeout, NULL_ARRAY)
+
+
+@command("blpop", -3, "write noscript blocking", keys=(1, -2, 1), group="list", since="2.0.0",
+         summary="Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.",
+         syntax="key [key ...] timeout")
+def blpop(conn, args):
+    return _blocking_pop(conn, args, True)
+
+
+@command("brpop", -3, "write noscript blocking", keys=(1, -2, 1), group="list", since="2.0.0",
+         summary="Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.",
+         syntax="key [key ...] timeout")
+def brpop(conn, args):
+    return _blocking_pop(conn, args, False)
+
+
+# -- BLMOVE / BRPOPLPUSH --------------------------------------------------------------
+
+def _blocking_move(conn, src: bytes, dst: bytes, from_head: bool, to_head: bool, raw_timeout: bytes):
+    timeout = parse_timeout(raw_timeout)
+    value = lists._move(conn, src, dst, from_head, to_head)
+    if value is not None:
+        return value
+
+    def serve(conn, key):
+        value = lists._move(conn, src, dst, from_head, to_head)
+        if value is not None:
+            _written(conn, src, dst)
+        return value
+    return _block_or_timeout(conn, [src], deque, serve, timeout, NULL_ARRAY, None)
+
+
+@command("blmove", 6, "write denyoom noscript blocking", keys=(1, 2, 1), group="list", since="6.2.0",
+         summary="Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.",
+         syntax="source destination LEFT|RIGHT LEFT|RIGHT timeout")
+def blmove(conn, args):
+    from_head = lists._where(args[3])
+    to_head = lists._where(args[4])
+    return _blocking_move(conn, args[1], args[2], from_head, to_head, args[5])
+
+
+@command("brpoplpush", 4, "write denyoom noscript blocking", keys=(1, 2, 1), group="list", since="2.2.0",
+         summary="Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped. (Deprecated: use BLMOVE.)",
+         syntax="source destination timeout")
+def brpoplpush(conn, args):
+    return _blocking_move(conn, args[1], args[2], False, True, args[3])
+
+
+# -- BLMPOP / BZMPOP: timeout numkeys key [key ...] <side> [COUNT count] ------------
+
+def _mpop_args(args, sides: tuple) -> tuple:
+    """(timeout, keys, side index in `sides`, count), checked in Redis's order."""
+    timeout = parse_timeout(args[1])
+    numkeys = parse_int(args[2])
+    if numkeys is None or numkeys <= 0:
+        raise CommandError("ERR numkeys should be greater than 0")
+    where = 3 + numkeys
+    if where >= len(args):
+        raise CommandError(errors.SYNTAX)
+    side = args[where].lower()
+    if side not in sides:
+        raise CommandError(errors.SYNTAX)
+    count = None
+    j = where + 1
+    while j < len(args):
+        if count is None and args[j].lower() == b"count" and j + 1 < len(args):
+            count = parse_int(args[j + 1])
+            if count is None or count <= 0:
+                raise CommandError("ERR count should be greater than 0")
+            j += 2
+        else:
+            raise CommandError(errors.SYNTAX)
+    return timeout, args[3:where], sides.index(side), count or 1
+
+
+@command("blmpop", -5, "write blocking movablekeys", group="list", since="7.0.0",
+         summary="Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.",
+         syntax="timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]")
+def blmpop(conn, args):
+    timeout, keys, side, count = _mpop_args(args, (b"left", b"right"))
+    head = side == 0
+
+    def pop(conn, key):
+        db = conn.db
+        lst = db.get_typed(key, deque)
+        if not lst:
+            return None
+        return [key, lists._pop_many(db, key, lst, head, count)]
+
+    for key in keys:
+        reply = pop(conn, key)
+        if reply is not None:
+            return reply
+
+    def serve(conn, key):
+        reply = pop(conn, key)
+        if reply is not None:
+            _written(conn, key)
+        return reply
+    return _block_or_timeout(conn, keys, deque, serve, timeout, NULL_ARRAY)
+
+
+@command("bzmpop", -5, "write blocking movablekeys", group="sorted_set", since="7.0.0",
+         summary="Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.",
+         syntax="timeout numkeys key [key ...] <MIN | MAX> [COUNT count]")
+def bzmpop(conn, args):
+    timeout, keys, side, count = _mpop_args(args, (b"min", b"max"))
+
+    def pop(conn, key):
+        db = conn.db
+        z = zsets._write(db, key)
+        if not z:
+            return None
+        pairs = zsets._pop(db, key, z, count, side == 1)
+        return [key, [[m, zsets._score(conn, s)] for s, m in pairs]]
+
+    for key in keys:
+        reply = pop(conn, key)
+        if reply is not None:
+            return reply
+
+    def serve(conn, key):
+        reply = pop(conn, key)
+        if reply is not None:
+            _written(conn, key)
+        return reply
+    return _block_or_timeout(conn, keys, ZSet, serve, timeout, NULL_ARRAY)
+
+
+# -- BZPOPMIN / BZPOPMAX ---------------------------------------------------------------
+
+def _blocking_zpop(conn, args, maximum: bool):
+    timeout = parse_timeout(args[-1])
+    keys = args[1:-1]
+
+    def pop(conn, key):
+        db = conn.db
+        z = zsets._write(db, key)
+        if not z:
+            return None
+        (score, member), = zsets._pop(db, key, z, 1, maximum)
+        return [key, member, zsets._score(conn, score)]
+
+    for key in keys:
+        reply = pop(conn, key)
+        if reply is not None:
+            return reply
+
+    def serve(conn, key):
+        reply = pop(conn, key)
+        if reply is not None:
+            _written(conn, key)
+        return reply
+    return _block_or_timeout(conn, keys, ZSet, serve, timeout, NULL_ARRAY)
+
+
+@command("bzpopmin", -3, "write noscript blocking fast", keys=(1, -2, 1), group="sorted_set",
+         since="5.0.0",
+         summary="Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.",
+         syntax="key [key ...] timeout")
+def bzpopmin(conn, args):
+    return _blocking_zpop(conn, args, False)
+
+
+@command("bzpopmax", -3, "write noscript blocking fast", keys=(1, -2, 1), group="sorted_set",
+         since="5.0.0",
+         summary="Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.",
+         syntax="key [key ...] timeout")
+def bzpopmax(conn, args):
+    return _blocking_zpop(conn, args, True)
