@@ -12,6 +12,8 @@ client in the server watches a key or is blocked, the handler of every write
 command is replaced by a wrapper that, after the command ran, reports the keys
 it wrote (`written`). When the last watcher or blocked client goes, the plain
 handlers come back. With nobody listening, a write costs exactly what it did.
+The append-only log (persistence) uses the same wrappers: while it is on, they
+stay installed and hand every successful write to `journal.record`.
 
 Which keys a command wrote: its key positions (the registry's first/last/step)
 unless TOUCHED below says otherwise (the STORE commands write only their
@@ -101,6 +103,9 @@ class KeyEvents:
         self.in_exec = False    # inside EXEC: blocked clients are served after it
         self.ready: list = []   # (db, key) that may serve blocked clients
         self.serving = False    # inside serve_ready (which serving can re-enter)
+        # The append-only log, when on: journal.record(conn, db, cmd, args,
+        # reply) after every write command that did not fail (see _wrap).
+        self.journal = None
         self._plain: dict = {}    # command name -> its unwrapped handler
         self._wrapped: dict = {}  # command name -> its wrapper (built once)
 
@@ -115,8 +120,16 @@ class KeyEvents:
         self.listeners -= 1
         if self.listeners <= 0:
             self.listeners = 0
-            if self.installed:
+            if self.installed and self.journal is None:
                 self._uninstall()
+
+    def set_journal(self, journal) -> None:
+        """Turn the write hooks' logging on (a journal) or off (None)."""
+        self.journal = journal
+        if journal is not None and not self.installed:
+            self._install()
+        elif journal is None and self.installed and not self.listeners:
+            self._uninstall()
 
     def _install(self) -> None:
         for name, cmd in COMMANDS.items():
@@ -142,10 +155,15 @@ class KeyEvents:
 
         def reporting_handler(conn, args):
             db = conn.db
-            before = prepare(conn, args) if prepare is not None else None
+            listening = events.listeners
+            before = prepare(conn, args) if prepare is not None and listening else None
             reply = handler(conn, args)
             if type(reply) is Blocked:
                 return reply   # it parked the client and changed nothing
+            if events.journal is not None:
+                events.journal.record(conn, db, cmd, args, reply)
+            if not listening:
+                return reply
             if before is not None:
                 keys = before
             elif zero_is_noop and (reply == 0 or reply is None or reply is NULL_ARRAY
