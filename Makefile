@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench redis-tools clean
+.PHONY: run test bench bench-structures redis-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: $(STAMP) redis-tools
 
 bench: $(STAMP) redis-tools
 	$(BIN)/python bench/compare.py
+
+# Lists, sets, hashes and sorted sets under redis-benchmark (issue 4's list).
+bench-structures: $(STAMP) redis-tools
+	$(BIN)/python bench/compare.py --no-memory \
+	  --tests lpush,rpush,lpop,rpop,sadd,hset,spop,zadd,zpopmin,lrange_100
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
