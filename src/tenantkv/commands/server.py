@@ -280,9 +280,11 @@ def config(conn, args):
 
 # -- COMMAND and HELP ------------------------------------------------------------
 
-_FLAG_NAMES = ["write", "readonly", "denyoom", "admin", "pubsub", "noscript", "blocking",
-               "loading", "stale", "skip_monitor", "fast", "no_auth", "may_replicate", "no_multi",
-               "allow_busy", "movablekeys"]
+# Command flags in the order Redis replies them (addReplyCommandFlags).
+_FLAG_NAMES = ["write", "readonly", "denyoom", "module", "admin", "pubsub", "noscript", "blocking",
+               "loading", "stale", "skip_monitor", "skip_slowlog", "asking", "fast", "no_auth",
+               "may_replicate", "no_mandatory_keys", "no_async_loading", "no_multi", "movablekeys",
+               "allow_busy"]
 
 
 def _flags(cmd) -> list:
@@ -298,10 +300,35 @@ def _categories(cmd) -> list:
     return [Status("@" + c) for c in categories(cmd)]
 
 
+def _key_spec(spec) -> dict:
+    begin, find = spec.begin, spec.find
+    if begin[0] == "index":
+        begin_spec = {b"index": begin[1]}
+    else:
+        begin_spec = {b"keyword": begin[1].encode(), b"startfrom": begin[2]}
+    if find[0] == "range":
+        find_spec = {b"lastkey": find[1], b"keystep": find[2], b"limit": find[3]}
+    else:
+        find_spec = {b"keynumidx": find[1], b"firstkey": find[2], b"keystep": find[3]}
+    reply = {b"notes": spec.notes.encode()} if spec.notes else {}
+    reply[b"flags"] = SetReply([Status(f) for f in spec.flags])
+    reply[b"begin_search"] = {b"type": begin[0].encode(), b"spec": begin_spec}
+    reply[b"find_keys"] = {b"type": find[0].encode(), b"spec": find_spec}
+    return reply
+
+
 def command_info(cmd) -> list:
-    key_specs = []
+    subcommands = [command_info(sub) for sub in cmd.subcommands.values()]
+    if subcommands:
+        # A container (OBJECT) as Redis describes it: no flags, keys or
+        # categories of its own, those are its subcommands'. (tenantkv's ACL
+        # rules are per command, so the entry itself keeps OBJECT's read flags
+        # and key position for them.)
+        return [cmd.name.encode(), cmd.arity, SetReply([]), 0, 0, 0, SetReply([Status("@slow")]),
+                SetReply([]), SetReply([]), subcommands]
     return [cmd.name.encode(), cmd.arity, SetReply(_flags(cmd)), cmd.first_key, cmd.last_key,
-            cmd.step, SetReply(_categories(cmd)), SetReply([]), key_specs, []]
+            cmd.step, SetReply(_categories(cmd)), SetReply([t.encode() for t in cmd.tips]),
+            SetReply([_key_spec(spec) for spec in cmd.key_specs]), []]
 
 
 def command_docs(cmd) -> dict:
@@ -350,16 +377,35 @@ def _command_docs(conn, args):
     return {n.encode(): command_docs(COMMANDS[n]) for n in names if n in COMMANDS}
 
 
-def _command_getkeys(conn, args):
-    cmd = COMMANDS.get(args[2].decode("latin-1").lower())
+def _getkeys_lookup(args: list):
+    """The command (or container subcommand) that `COMMAND GETKEYS[ANDFLAGS]
+    <args>` asks about, checked in Redis 7.0's order."""
+    command_args = args[2:]
+    cmd = COMMANDS.get(command_args[0].decode("latin-1").lower())
+    if cmd is not None and (cmd.name.endswith(":") or cmd.name == "post"):
+        cmd = None   # tenantkv's HTTP guards are not commands
+    if cmd is not None and cmd.subcommands and len(command_args) > 1:
+        cmd = cmd.subcommands.get(command_args[1].lower())
     if cmd is None:
         raise CommandError("ERR Invalid command specified")
-    if not cmd.arity_ok(len(args) - 2):
-        raise CommandError("ERR Invalid number of arguments specified for command")
-    keys = [args[2:][i] for i in cmd.key_positions(args[2:])]
-    if not keys:
+    if not cmd.has_keys():
         raise CommandError("ERR The command has no key arguments")
-    return keys
+    if not cmd.arity_ok(len(command_args)):
+        raise CommandError("ERR Invalid number of arguments specified for command")
+    found = cmd.keys_and_flags(command_args)
+    if not found and "no_mandatory_keys" not in cmd.flags:
+        raise CommandError("ERR Invalid arguments specified for command")
+    return command_args, found
+
+
+def _command_getkeys(conn, args):
+    command_args, found = _getkeys_lookup(args)
+    return [command_args[position] for position, _ in found]
+
+
+def _command_getkeysandflags(conn, args):
+    command_args, found = _getkeys_lookup(args)
+    return [[command_args[position], SetReply([Status(f) for f in flags])] for position, flags in found]
 
 
 _command_dispatch = subcommand_dispatch("command", {
@@ -369,19 +415,25 @@ _command_dispatch = subcommand_dispatch("command", {
     b"info": (_command_info, -2),
     b"docs": (_command_docs, -2),
     b"getkeys": (_command_getkeys, -4),
+    b"getkeysandflags": (_command_getkeysandflags, -4),
     b"help": (None, 2),   # HELP alone is answered by the dispatcher
 }, [
     "(no subcommand)", "    Return details about all Redis commands.",
     "COUNT", "    Return the total number of commands in this Redis server.",
     "LIST", "    Return a list of all commands in this Redis server.",
     "INFO [<command-name> ...]", "    Return details about multiple Redis commands.",
+    "    If no command names are given, documentation details for all",
+    "    commands are returned.",
     "DOCS [<command-name> ...]", "    Return documentation details about multiple Redis commands.",
+    "    If no command names are given, documentation details for all",
+    "    commands are returned.",
     "GETKEYS <full-command>", "    Return the keys from a full Redis command.",
+    "GETKEYSANDFLAGS <full-command>", "    Return the keys and the access flags from a full Redis command.",
 ])
 
 
 @command("command", -1, "", group="server", summary="Returns detailed information about all commands.",
-         syntax="[COUNT | DOCS [command-name ...] | INFO [command-name ...] | LIST [FILTERBY <MODULE module-name | ACLCAT category | PATTERN pattern>] | GETKEYS command [arg ...]]")
+         syntax="[COUNT | DOCS [command-name ...] | INFO [command-name ...] | LIST [FILTERBY <MODULE module-name | ACLCAT category | PATTERN pattern>] | GETKEYS command [arg ...] | GETKEYSANDFLAGS command [arg ...]]")
 def command_(conn, args):
     if len(args) == 1:
         return [command_info(c) for c in _visible()]
