@@ -328,7 +328,7 @@ def command_info(cmd) -> list:
                 SetReply([]), SetReply([]), subcommands]
     return [cmd.name.encode(), cmd.arity, SetReply(_flags(cmd)), cmd.first_key, cmd.last_key,
             cmd.step, SetReply(_categories(cmd)), SetReply([t.encode() for t in cmd.tips]),
-            SetReply([_key_spec(spec) for spec in cmd.key_specs]), []]
+            SetReply([_key_spec(spec) for spec in cmd.key_specs]), SetReply([])]   # no subcommands: a set
 
 
 def command_docs(cmd) -> dict:

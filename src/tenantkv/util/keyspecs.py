@@ -95,10 +95,13 @@ def find_keys(specs, args: list, arity: int):
             first = begin[1]
         else:
             keyword, startfrom = begin[1].lower().encode(), begin[2]
+            # Forward from startfrom up to the next-to-last argument, or back
+            # from argc + startfrom down to the second one (a keyword needs
+            # something after it, and argument 1 cannot follow one).
             if startfrom > 0:
-                positions = range(startfrom, argc)
+                positions = range(startfrom, argc - 1)
             else:
-                positions = range(argc + startfrom, 0, -1)
+                positions = range(argc + startfrom, 1, -1)
             first = 0
             for i in positions:
                 if i < 1 or i >= argc:
