@@ -161,7 +161,7 @@ def _pop_many(db, key: bytes, lst: deque, head: bool, count: int) -> list:
     return [pop() for _ in range(count)]
 
 
-@command("lmpop", -4, "write", keys=(0, 0, 0), group="list", since="7.0.0",
+@command("lmpop", -4, "write movablekeys", keys=(0, 0, 0), group="list", since="7.0.0",
          summary="Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.",
          syntax="numkeys key [key ...] LEFT|RIGHT [COUNT count]")
 def lmpop(conn, args):
