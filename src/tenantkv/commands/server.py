@@ -332,12 +332,52 @@ def command_info(cmd) -> list:
 
 
 def command_docs(cmd) -> dict:
-    return {
-        b"summary": cmd.summary.encode(),
-        b"since": cmd.since.encode(),
-        b"group": cmd.group.encode(),
-        b"syntax": (cmd.name.upper() + (" " + cmd.syntax if cmd.syntax else "")).encode(),
-    }
+    """COMMAND DOCS for `cmd`: Redis's own documentation (argument trees,
+    history, complexity) as recorded from redis-server into redis_docs.json
+    by scripts/record_command_docs.py; for tenantkv's own commands, ours
+    (with a `syntax` line, as the CLI's hints read it)."""
+    docs = _DOCS_CACHE.get(cmd.name)
+    if docs is None:
+        recorded = _redis_docs().get(cmd.name)
+        if recorded is not None:
+            docs = _docs_reply(recorded)
+        else:
+            docs = {
+                b"summary": cmd.summary.encode(),
+                b"since": cmd.since.encode(),
+                b"group": cmd.group.encode(),
+                b"syntax": (cmd.name.upper() + (" " + cmd.syntax if cmd.syntax else "")).encode(),
+            }
+        _DOCS_CACHE[cmd.name] = docs
+    return docs
+
+
+_DOCS_CACHE: dict = {}
+_REDIS_DOCS: dict = {}
+
+
+def _redis_docs() -> dict:
+    if not _REDIS_DOCS:
+        import json
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "redis_docs.json")
+        with open(path, encoding="utf-8") as handle:
+            _REDIS_DOCS.update(json.load(handle)["docs"])
+    return _REDIS_DOCS
+
+
+def _docs_reply(node):
+    """The recorded JSON (RESP3 types tagged) as reply values."""
+    if isinstance(node, dict):
+        if "%" in node:
+            return {key.encode(): _docs_reply(value) for key, value in node["%"]}
+        if "~" in node:
+            return SetReply(_docs_reply(item) for item in node["~"])
+        return Status(node["+"])
+    if isinstance(node, list):
+        return [_docs_reply(item) for item in node]
+    if isinstance(node, str):
+        return node.encode()
+    return node
 
 
 def _visible() -> list:
