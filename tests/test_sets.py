@@ -247,3 +247,52 @@ def test_big_sets_algebra(r):
     assert not any(r.smismember("a", popped))
     seen, _ = _sscan_all(r, "a", count=1000)
     assert len(set(seen)) == 198999
+
+
+def test_spop_drains_a_large_set_member_by_member(r):
+    """Random picks on large sets use a snapshot (util/sampling.py): every
+    member comes out exactly once, never one that is gone."""
+    members = {b"m%05d" % i for i in range(5000)}
+    r.sadd("big", *members)
+    r.srem("big", *[b"m%05d" % i for i in range(0, 5000, 7)])   # removed after the fact
+    expected = {m for m in members if int(m[1:]) % 7}
+    pipe = r.pipeline(transaction=False)
+    for _ in range(len(expected) + 3):
+        pipe.spop("big")
+    popped = pipe.execute()
+    assert popped[-3:] == [None, None, None]
+    assert sorted(popped[:-3]) == sorted(expected)
+    assert r.exists("big") == 0
+
+
+def test_srandmember_on_a_large_set_reaches_every_member_and_newcomers(r):
+    r.sadd("wide", *[b"w%04d" % i for i in range(1000)])
+    pipe = r.pipeline(transaction=False)
+    for _ in range(20000):
+        pipe.srandmember("wide")
+    seen = pipe.execute()
+    counts = {}
+    for member in seen:
+        counts[member] = counts.get(member, 0) + 1
+    assert len(counts) == 1000   # 20 draws per member on average
+    assert max(counts.values()) < 60 and min(counts.values()) > 2
+    r.sadd("wide", *[b"new%03d" % i for i in range(200)])   # grows by a fifth: rebuilt
+    pipe = r.pipeline(transaction=False)
+    for _ in range(5000):
+        pipe.srandmember("wide")
+    assert any(m.startswith(b"new") for m in pipe.execute())
+    # Counts and repetitions use the same picks: all members, all distinct.
+    distinct = r.srandmember("wide", 300)
+    assert len(set(distinct)) == 300
+    assert all(r.sismember("wide", m) for m in distinct[:20])
+    assert len(r.srandmember("wide", -500)) == 500
+
+
+def test_hrandfield_on_a_large_hash(r):
+    r.hset("hbig", mapping={b"f%04d" % i: i for i in range(2000)})
+    pipe = r.pipeline(transaction=False)
+    for _ in range(20000):
+        pipe.hrandfield("hbig")
+    assert len(set(pipe.execute())) == 2000
+    fields = r.hrandfield("hbig", 100, withvalues=True)
+    assert len(fields) == 200 and len(set(fields[::2])) == 100

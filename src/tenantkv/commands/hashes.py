@@ -8,8 +8,6 @@ is also a listpack's order, so HKEYS/HGETALL of a small hash answer in Redis's
 order.
 """
 
-import random
-from itertools import islice
 
 from tenantkv import errors
 from tenantkv.commands.keys import parse_cursor, parse_scan_options, scan_snapshot
@@ -24,6 +22,7 @@ from tenantkv.util.numbers import (
     int_arg,
     parse_int,
 )
+from tenantkv.util.sampling import random_distinct, random_member, random_repeated
 
 _ENTRIES = (None, "hash-max-listpack-entries")
 _VALUE = (None, "hash-max-listpack-value")
@@ -276,7 +275,7 @@ def hrandfield(conn, args):
         h = _read(conn.db, args[1])
         if not h:
             return None
-        return next(islice(h, random.randrange(len(h)), None))
+        return random_member(h)   # O(1) amortized: util/sampling.py
     # As Redis's hrandfieldCommand: the count (within +-LONG_MAX) and the
     # option are checked before the key is looked up.
     count = parse_int(args[2])
@@ -300,11 +299,11 @@ def hrandfield(conn, args):
         picks = -count if count < 0 else 1
         if picks > MAX_RANDOM_PICKS:
             raise CommandError("ERR value is out of range")
-        fields = random.choices(list(h), k=picks)
+        fields = random_repeated(h, picks)
     elif count >= len(h):
         fields = list(h)   # the whole hash, in its order
     else:
-        fields = random.sample(list(h), count)
+        fields = random_distinct(h, count)
     if not withvalues:
         return fields
     if resp3:

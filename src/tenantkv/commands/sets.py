@@ -14,8 +14,6 @@ An intset is sorted, so Redis answers its members in numeric order; tenantkv
 does the same. A hashtable's order is not defined.
 """
 
-import random
-from itertools import islice
 
 from tenantkv import errors
 from tenantkv.commands.keys import parse_cursor, parse_scan_options, scan_snapshot
@@ -24,6 +22,7 @@ from tenantkv.errors import CommandError
 from tenantkv.protocol.encoder import SetReply
 from tenantkv.util.glob import glob_match
 from tenantkv.util.numbers import LLONG_MAX, parse_int
+from tenantkv.util.sampling import random_distinct, random_member, random_repeated
 
 _INTSET_ENTRIES = (None, "set-max-intset-entries")
 _DEFAULT_INTSET_ENTRIES = 512   # what types.encoding assumes for an unmarked set
@@ -184,7 +183,7 @@ def scard(conn, args):
 # -- SPOP / SRANDMEMBER ----------------------------------------------------------------
 
 def _random_member(s: set) -> bytes:
-    return next(islice(s, random.randrange(len(s)), None))
+    return random_member(s)   # O(1) amortized: util/sampling.py
 
 
 @command("spop", -2, "write fast", keys=(1, 1, 1), group="set",
@@ -214,7 +213,7 @@ def spop(conn, args):
         reply = _members(db, key, s)
         db.delete(key)
         return SetReply(reply)
-    popped = random.sample(list(s), count)
+    popped = random_distinct(s, count)
     s.difference_update(popped)
     return SetReply(popped)
 
@@ -243,10 +242,10 @@ def srandmember(conn, args):
     if count < 0:
         if -count > MAX_RANDOM_PICKS:
             raise CommandError("ERR value is out of range")
-        return random.choices(list(s), k=-count)
+        return random_repeated(s, -count)
     if count >= len(s):
         return _members(db, key, s)
-    return random.sample(list(s), count)
+    return random_distinct(s, count)
 
 
 # -- SMOVE -------------------------------------------------------------------------------
