@@ -6,7 +6,8 @@ append-only log's rewrite uses it for its base file):
     dump(tenants, fileobj, now_ms=None) -> int
         Write a whole .kdb file to `fileobj` (anything with .write(bytes)).
         `tenants`: tenant name -> Tenant (or any object with `.dbs`, a list of
-        objects with `.data` and `.expires` dicts). Keys already expired at
+        objects with `.data` and `.expires` dicts), or -> a list of (data,
+        expires) pairs as load() returns them. Keys already expired at
         `now_ms` (default: now) are left out. Returns the number of keys written.
 
     dumps(tenants, now_ms=None) -> bytes
@@ -236,8 +237,11 @@ class _Writer:
         self.section_crc = zlib.crc32(data, self.section_crc)
 
 
-def _dbs_of(tenant):
-    return tenant.dbs if hasattr(tenant, "dbs") else tenant
+def _dbs_of(tenant) -> list:
+    """[(data, expires), ...] of a Tenant, or of a list of databases or of
+    (data, expires) pairs (what load() returns)."""
+    dbs = tenant.dbs if hasattr(tenant, "dbs") else tenant
+    return [(db.data, db.expires) if hasattr(db, "data") else db for db in dbs]
 
 
 def dump(tenants: dict, fileobj, now_ms: int | None = None, key_save_delay_us: int = 0) -> int:
@@ -245,7 +249,7 @@ def dump(tenants: dict, fileobj, now_ms: int | None = None, key_save_delay_us: i
     `key_save_delay_us` (rdb-key-save-delay, for tests) sleeps that long per key."""
     now = _now_ms() if now_ms is None else now_ms
     items = [(name, _dbs_of(t)) for name, t in tenants.items()]
-    items = [(name, dbs) for name, dbs in items if any(db.data for db in dbs)]
+    items = [(name, dbs) for name, dbs in items if any(data for data, _ in dbs)]
     databases = max((len(dbs) for _, dbs in items), default=0)
     writer = _Writer(fileobj)
     head = HEADER.pack(MAGIC, VERSION, 0, databases, now, len(items))
@@ -255,10 +259,10 @@ def dump(tenants: dict, fileobj, now_ms: int | None = None, key_save_delay_us: i
         encoded = name.encode("utf-8", "surrogateescape")
         writer.section_crc = 0
         writer.write(SECTION.pack(b"TSEC", len(encoded)) + encoded)
-        for db_index, db in enumerate(dbs):
-            if not db.data:
+        for db_index, (data, expires) in enumerate(dbs):
+            if not data:
                 continue
-            for block, keys in _db_blocks(db_index, db.data, db.expires, now, key_save_delay_us):
+            for block, keys in _db_blocks(db_index, data, expires, now, key_save_delay_us):
                 writer.write(b"".join(block))
                 total += keys
         writer.write(BLOCK.pack(END, 0, 0, 0))

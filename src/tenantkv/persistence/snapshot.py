@@ -214,7 +214,7 @@ class Snapshotter:
         (never start empty over a file we could not read)."""
         path = self.path()
         if not os.path.exists(path):
-            log.log(NOTICE, "No snapshot at %s: starting empty", path)
+            log.info("No snapshot at %s: starting empty", path)
             return
         started = time.monotonic()
         try:
