@@ -371,6 +371,14 @@ def test_debug_reload_and_digests(tmp_path):
         assert r.execute_command("DEBUG", "DIGEST-VALUE", "list", "zset", "nokey") == values
         r.set("str:x", "changed")
         assert r.execute_command("DEBUG", "DIGEST") != digest
+        # NOFLUSH over the same keys: Redis panics on the duplicate; refused here, nothing changed
+        changed = r.execute_command("DEBUG", "DIGEST")
+        with pytest.raises(redis.ResponseError, match="Error trying to load the RDB dump"):
+            r.execute_command("DEBUG", "RELOAD", "NOFLUSH", "NOSAVE")
+        assert r.execute_command("DEBUG", "DIGEST") == changed
+        assert r.execute_command("DEBUG", "RELOAD", "MERGE", "NOFLUSH", "NOSAVE") == b"OK"
+        assert r.execute_command("DEBUG", "DIGEST") == digest
+        r.set("str:x", "changed")
         r.flushall()
         assert r.execute_command("DEBUG", "DIGEST") == b"0" * 40
     finally:

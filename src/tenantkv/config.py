@@ -68,7 +68,8 @@ def _str(value) -> str:
 def parse_save(text: str) -> list:
     """The `save` setting: "3600 1 300 100" -> [(3600, 1), (300, 100)]; "" -> [].
     Raises ValueError as CONFIG SET's "Invalid save parameters"."""
-    words = text.split()
+    # Split on single spaces, as Redis: "  3600 1" has empty words and is refused.
+    words = text.split(" ") if text else []
     if len(words) % 2:
         raise ValueError("Invalid save parameters")
     rules = []
@@ -86,7 +87,7 @@ def parse_save(text: str) -> list:
 def _save(value) -> str:
     text = str(value)
     parse_save(text)
-    return " ".join(text.split())
+    return text
 
 
 def _username(value) -> str:

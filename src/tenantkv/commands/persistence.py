@@ -227,7 +227,10 @@ COMMANDS["kdb"].open_subcommands = frozenset({b"export", b"import"})
 DEBUG_HELP = [
     "DIGEST", "    Output a hex signature representing the current DB content.",
     "DIGEST-VALUE <key> [<key> ...]", "    Output a hex signature of the values of all the specified keys.",
-    "RELOAD [NOSAVE]", "    Save the snapshot on disk and reload it back to memory.",
+    "RELOAD [MERGE] [NOFLUSH] [NOSAVE]",
+    "    Save the snapshot on disk and reload it back to memory. By default it will save",
+    "    the snapshot, flush the dataset and load it back. NOSAVE loads the existing file;",
+    "    NOFLUSH keeps the dataset (refusing duplicate keys unless MERGE replaces them).",
 ]
 DEBUG_SUBCOMMANDS = frozenset({b"digest", b"digest-value", b"reload"})
 DEBUG_OPEN = frozenset({b"digest", b"digest-value"})   # the caller's own tenant
@@ -240,12 +243,18 @@ def debug(conn, args):
     if sub == b"digest-value":
         return [Status(key_digest(conn.db, key)) for key in args[2:]]
     if sub == b"reload":
-        save_first = True
+        save_first = flush = True
+        merge = False
         for option in args[2:]:
-            if option.lower() == b"nosave":
+            option = option.lower()
+            if option == b"nosave":
                 save_first = False
+            elif option == b"noflush":
+                flush = False
+            elif option == b"merge":
+                merge = True
             else:
-                raise CommandError(errors.SYNTAX)
+                raise CommandError("ERR DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE options.")
         snap = _snapshot(conn)
         if save_first:
             if snap.in_progress():
@@ -254,11 +263,24 @@ def debug(conn, args):
                 snap.save()
             except Exception:
                 raise CommandError("ERR")
+        server = conn.server
         try:
-            kdb.load_into(conn.server, snap.path())
+            if flush:
+                kdb.load_into(server, snap.path())
+            else:   # NOFLUSH: keep the dataset; MERGE: the file's keys replace the same keys
+                result = kdb.read_file(snap.path(), int(time.time() * 1000),
+                                       server.config["limits.databases"])
+                if not merge:   # Redis stops on a duplicate key; here nothing is loaded
+                    for name, per_db in result.tenants.items():
+                        tenant = server.tenant_for(name)
+                        if any(key in tenant.dbs[i].data for i, (data, _) in enumerate(per_db)
+                               for key in data):
+                            raise kdb.KdbError("duplicate key in tenant %r" % name, 0)
+                for name, per_db in result.tenants.items():
+                    import_tenant(server.tenant_for(name), per_db, True, server)
         except (kdb.KdbError, OSError) as exc:
             log.warning("DEBUG RELOAD: %s", exc)
-            raise CommandError("ERR Error trying to load the RDB dump, check server logs.")
+            raise CommandError("ERR Error trying to load the RDB dump")
         log.log(NOTICE, "DB reloaded by DEBUG RELOAD")
         return OK
     raise CommandError("ERR unknown subcommand or wrong number of arguments for '%s'. Try DEBUG HELP."
