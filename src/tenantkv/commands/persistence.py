@@ -63,8 +63,9 @@ def bgsave(conn, args):
     snap = _snapshot(conn)
     if snap.in_progress():
         raise CommandError(IN_PROGRESS)
-    if snap.other_child() or conn.multi is not None:
-        if schedule:
+    in_exec = conn.server.events.in_exec
+    if snap.other_child() or in_exec:
+        if schedule or in_exec:   # as Redis: never fork in the middle of a transaction
             snap.scheduled = True
             return Status("Background saving scheduled")
         raise CommandError("ERR Another child process is active (AOF?): can't BGSAVE right now. "
