@@ -134,6 +134,8 @@ SETTINGS = [
     Setting("data", "appendonly", "appendonly", parse_bool, False, True, "append-only log on/off"),
     Setting("data", "appendfsync", "appendfsync", enum("everysec", "always", "no"), "everysec", True, "always | everysec | no"),
     Setting("data", "appendfilename", "appendfilename", _str, "appendonly.aof", False, "append-only log file name"),
+    Setting("data", "appenddirname", "appenddirname", _str, "appendonlydir", False, "directory (in data.dir) of the append-only log files"),
+    Setting("data", "aof_load_truncated", "aof-load-truncated", parse_bool, True, True, "load a log whose tail is torn (truncating it) instead of refusing to start"),
     Setting("limits", "maxmemory", "maxmemory", memory(0, ULLONG_MAX), 0, True, "memory limit in bytes (0 = none)"),
     Setting("limits", "maxmemory_policy", "maxmemory-policy",
             enum("volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",

@@ -1,7 +1,7 @@
 """Command families. Importing this package registers every command."""
 
 from tenantkv.commands import (  # noqa: F401  (imported for their registrations)
-    acl, bitmaps, blocking, connection, hashes, keys, lists, server, sets, strings, transactions,
+    acl, appendonly, bitmaps, blocking, connection, hashes, keys, lists, server, sets, strings, transactions,
     zsets,
 )
 from tenantkv.commands.registry import COMMANDS, Command

@@ -132,9 +132,7 @@ def info_section(conn, name: str) -> list:
             "rdb_bgsave_in_progress:0",
             "rdb_last_save_time:%d" % server.last_save,
             "rdb_last_bgsave_status:ok",
-            "aof_enabled:%d" % int(server.config["data.appendonly"]),
-            "aof_rewrite_in_progress:0",
-            "aof_last_write_status:ok",
+            *server.aof.info(),
         ]
     if name == "stats":
         hits, misses, expired = keyspace_counts(conn)

@@ -47,6 +47,8 @@ class Server:
         # default user (development mode); off: everyone must AUTH.
         self.default_user_open = config["auth.default_user"] == "nopass"
         self.auth = None   # the Authenticator, once serve() opened the user store
+        from tenantkv.persistence.appendonly import AppendOnly
+        self.aof = AppendOnly(self)   # the append-only log (persistence/appendonly.py)
         self.config_file = None
         # Connections with replies to write at the end of this loop turn.
         self.pending_writes: list = []
@@ -114,6 +116,7 @@ class Server:
         self.loop = asyncio.get_running_loop()
         self.stopped = asyncio.Event()
         self.open_user_store()
+        self.aof.startup()   # loads the log (appendonly yes) before anyone connects
         port = self.config["network.port"]
         for host in self.config["network.bind"].split():
             listener = await self.loop.create_server(
@@ -135,6 +138,7 @@ class Server:
         for conn in list(self.clients.values()):
             conn.close()
         await asyncio.sleep(0)
+        self.aof.shutdown()   # the log flushed and fsynced
         self.auth.close()
         log.log(NOTICE, "tenantkv is now ready to exit, bye bye...")
         return self.exit_code
