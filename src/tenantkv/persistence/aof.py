@@ -54,6 +54,8 @@ READ_CHUNK = 1 << 20
 class AofError(Exception):
     """A log that cannot be loaded: `path`, `offset` (or None) and why."""
 
+    good = 0   # scan(): where the last good record (or MULTI block) ended
+
     def __init__(self, path: str, offset, reason: str) -> None:
         where = " at offset %d" % offset if offset is not None else ""
         super().__init__("Bad file format reading the append only file %s%s: %s"
@@ -356,6 +358,15 @@ def scan(path: str, apply=None) -> ScanResult:
     MULTI without its EXEC at the end) is reported in the result; anything
     else that is not a well-formed record raises AofError with its offset."""
     result = ScanResult(path)
+    try:
+        _scan(path, apply, result)
+    except AofError as exc:
+        exc.good = result.good
+        raise
+    return result
+
+
+def _scan(path: str, apply, result: ScanResult) -> None:
     reader = hiredis.Reader()
     pending = b""    # read, not yet matched against records
     pos = 0          # in pending
@@ -413,7 +424,6 @@ def scan(path: str, apply=None) -> ScanResult:
         result.torn = "a MULTI block without EXEC at offset %d" % block_start
     elif result.good < result.size:
         result.torn = "an incomplete record at offset %d" % result.good
-    return result
 
 
 # -- replay ---------------------------------------------------------------------------
