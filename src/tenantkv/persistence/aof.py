@@ -64,7 +64,15 @@ class AofError(Exception):
 
 
 def encode_command(args) -> bytes:
-    return b"*%d\r\n%s" % (len(args), b"".join([b"$%d\r\n%s\r\n" % (len(a), a) for a in args]))
+    n = len(args)
+    if n == 3:   # SET, INCRBY, LPUSH one element...: the most common shapes, one format
+        a, b, c = args
+        return b"*3\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+            len(a), a, len(b), b, len(c), c)
+    if n == 2:
+        a, b = args
+        return b"*2\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(a), a, len(b), b)
+    return b"*%d\r\n%s" % (n, b"".join([b"$%d\r\n%s\r\n" % (len(a), a) for a in args]))
 
 
 MULTI_RECORD = encode_command([b"MULTI"])
@@ -98,6 +106,8 @@ def _key_state(db, key: bytes) -> list:
 
 
 def _set_state(conn, db, args, reply):
+    if len(args) == 3:   # plain SET k v (SETEX and PSETEX have 4): as sent
+        return (args,)
     return _key_state(db, args[1])
 
 
@@ -207,9 +217,10 @@ class Journal:
 
     def record(self, conn, db, cmd, args, reply) -> None:
         """A write command succeeded (server/keyevents.py calls this)."""
-        recorder = RECORDERS.get(cmd.name)
+        name = cmd.name
+        recorder = RECORDERS.get(name)
         if recorder is None:
-            if cmd.name in self.noop_on_zero and _nothing(reply):
+            if name in self.noop_on_zero and _nothing(reply):
                 return
             self.emit(conn.tenant.name, db.index, args)
             return
