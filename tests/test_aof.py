@@ -13,7 +13,7 @@ import time
 import pytest
 import redis
 
-from conftest import ServerProcess, add_user
+from conftest import ServerProcess, add_user, exchange, resp
 
 PASSWORDS = {"alice": "alice-pw-1", "bob": "bob-pw-2", "carol": "carol-pw-3"}
 ROOT = "root-pw-0"
@@ -21,7 +21,8 @@ LOCKED = {"TENANTKV_AUTH__DEFAULT_USER": "off"}
 
 
 def aof_server(data_dir, *extra, env=None) -> ServerProcess:
-    return ServerProcess(data_dir, "--appendonly", "yes", *extra, env=env)
+    # No snapshots (save ""): what comes back comes through the log.
+    return ServerProcess(data_dir, "--appendonly", "yes", "--save", "", *extra, env=env)
 
 
 def kill(server: ServerProcess) -> None:
@@ -193,8 +194,10 @@ def test_round_trip_three_tenants(tmp_path):
         server.stop()
 
 
-def test_round_trip_after_sigkill_and_rewrite(tmp_path):
-    server = aof_server(tmp_path, "--appendfsync", "always")
+@pytest.mark.parametrize("kdb_base", [True, False])
+def test_round_trip_after_sigkill_and_rewrite(tmp_path, kdb_base):
+    server = aof_server(tmp_path, "--appendfsync", "always",
+                        "--aof-use-rdb-preamble", "yes" if kdb_base else "no")
     try:
         c = server.client()
         fill(c, "t")
@@ -207,7 +210,8 @@ def test_round_trip_after_sigkill_and_rewrite(tmp_path):
         assert info["aof_rewrites"] == 1 and info["aof_last_bgrewrite_status"] == "ok"
         c.set("after-rewrite", "1")
         names = sorted(os.listdir(tmp_path / "appendonlydir"))
-        assert names == ["appendonly.aof.2.base.aof", "appendonly.aof.2.incr.aof",
+        kind = "kdb" if kdb_base else "aof"
+        assert names == ["appendonly.aof.2.base." + kind, "appendonly.aof.2.incr.aof",
                          "appendonly.aof.manifest"]
         before = dump(c)
     finally:
@@ -247,7 +251,7 @@ def test_rewrite_in_progress_error(tmp_path):
 
 
 def test_config_set_appendonly_at_runtime(tmp_path):
-    server = ServerProcess(tmp_path)
+    server = ServerProcess(tmp_path, "--save", "")
     try:
         c = server.client()
         c.set("before", "1")
@@ -499,3 +503,70 @@ def test_torn_tail_refused_without_aof_load_truncated(tmp_path):
     finally:
         server.stop()
     assert b"not loaded; truncating" in open(server.log_path, "rb").read()
+
+
+def test_snapshot_then_log(tmp_path):
+    """appendonly yes without a log yet: the snapshot is loaded and becomes the
+    log's base; then the log (not the snapshot) is what is loaded. Data that
+    KDB LOAD / KDB IMPORT / DEBUG RELOAD put in place without write commands
+    is logged too."""
+    server = ServerProcess(tmp_path)
+    try:
+        c = server.client()
+        c.set("from-snapshot", "1", ex=1000)
+        c.rpush("list", "a")
+        assert c.save()
+    finally:
+        server.stop()
+    server = aof_server(tmp_path)
+    try:
+        c = server.client()
+        assert c.get("from-snapshot") == b"1" and 0 < c.ttl("from-snapshot") <= 1000
+        c.rpush("list", "b")
+        c.set("extra", "x")
+        c.execute_command("KDB", "LOAD")   # back to the snapshot: extra goes, list is [a]
+        assert c.get("extra") is None
+        c.set("other", "y")
+        c.execute_command("KDB", "SAVE", "other.kdb")
+        payload = c.execute_command("KDB", "EXPORT")
+        c.delete("other")
+        c.execute_command("KDB", "IMPORT", payload, "REPLACE")
+        c.execute_command("DEBUG", "RELOAD", "NOSAVE")   # dump.kdb again: other goes
+        c.execute_command("KDB", "IMPORT", payload, "REPLACE")
+        c.rpush("list", "c")
+        before = dump(c)
+    finally:
+        kill(server)
+    os.unlink(tmp_path / "dump.kdb")   # the log alone
+    server = aof_server(tmp_path)
+    try:
+        c = server.client()
+        same_data(before, dump(c))
+        assert c.lrange("list", 0, -1) == [b"a", b"c"] and c.get("other") == b"y"
+    finally:
+        server.stop()
+
+
+def test_bgrewriteaof_waits_for_bgsave(tmp_path):
+    server = aof_server(tmp_path, "--rdb-key-save-delay", "2000")
+    try:
+        c = server.client()
+        for i in range(300):
+            c.set("k%d" % i, i)
+        assert c.bgsave()
+        sock = server.raw()
+        exchange(sock, resp("BGREWRITEAOF"), b"+Background append only file rewriting scheduled\r\n")
+        sock.close()
+        assert c.info("persistence")["aof_rewrite_in_progress"] == 0   # not yet
+        c.set("during", "1")
+        deadline = time.time() + 20
+        while c.info("persistence")["aof_rewrites"] < 1 and time.time() < deadline:
+            time.sleep(0.05)
+        assert c.info("persistence")["aof_rewrites"] == 1
+    finally:
+        assert server.stop() == 0
+    server = aof_server(tmp_path)
+    try:
+        assert server.client().dbsize() == 301
+    finally:
+        server.stop()

@@ -64,7 +64,7 @@ def test_a_failed_backup_is_logged_and_the_server_goes_on(tmp_path, monkeypatch)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             with open(proc.log_path, "rb") as handle:
-                if b"backup" in handle.read():
+                if b"User database backup" in handle.read():
                     break
             time.sleep(0.1)
         client = proc.client(username="root", password="root-pw")

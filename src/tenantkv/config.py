@@ -65,6 +65,31 @@ def _str(value) -> str:
     return str(value)
 
 
+def parse_save(text: str) -> list:
+    """The `save` setting: "3600 1 300 100" -> [(3600, 1), (300, 100)]; "" -> [].
+    Raises ValueError as CONFIG SET's "Invalid save parameters"."""
+    # Split on single spaces, as Redis: "  3600 1" has empty words and is refused.
+    words = text.split(" ") if text else []
+    if len(words) % 2:
+        raise ValueError("Invalid save parameters")
+    rules = []
+    for i in range(0, len(words), 2):
+        try:
+            seconds, changes = int(words[i]), int(words[i + 1])
+        except ValueError:
+            raise ValueError("Invalid save parameters") from None
+        if seconds < 1 or changes < 0:
+            raise ValueError("Invalid save parameters")
+        rules.append((seconds, changes))
+    return rules
+
+
+def _save(value) -> str:
+    text = str(value)
+    parse_save(text)
+    return text
+
+
 def _username(value) -> str:
     from tenantkv.tenancy.store import validate_username   # the store's rule, one copy
     return validate_username(str(value))
@@ -130,11 +155,13 @@ SETTINGS = [
     Setting("network", "protected_mode", "protected-mode", parse_bool, True, True, "refuse non-loopback clients without auth"),
     Setting("data", "dir", "dir", _str, "./data", True, "data directory (snapshots, logs, users)", protected=True),
     Setting("data", "dbfilename", "dbfilename", _str, "dump.kdb", True, "snapshot file name", protected=True),
-    Setting("data", "save", "save", _str, "3600 1 300 100 60 10000", True, "snapshot rules: seconds changes ..."),
+    Setting("data", "save", "save", _save, "3600 1 300 100 60 10000", True,
+            "snapshot rules: seconds changes ... (empty = no automatic snapshots)"),
     Setting("data", "appendonly", "appendonly", parse_bool, False, True, "append-only log on/off"),
     Setting("data", "appendfsync", "appendfsync", enum("everysec", "always", "no"), "everysec", True, "always | everysec | no"),
     Setting("data", "appendfilename", "appendfilename", _str, "appendonly.aof", False, "append-only log file name"),
     Setting("data", "appenddirname", "appenddirname", _str, "appendonlydir", False, "directory (in data.dir) of the append-only log files"),
+    Setting("data", "aof_use_rdb_preamble", "aof-use-rdb-preamble", parse_bool, True, True, "write the log's base as a .kdb snapshot (no: as AOF records)"),
     Setting("data", "aof_load_truncated", "aof-load-truncated", parse_bool, True, True, "load a log whose tail is torn (truncating it) instead of refusing to start"),
     Setting("limits", "maxmemory", "maxmemory", memory(0, ULLONG_MAX), 0, True, "memory limit in bytes (0 = none)"),
     Setting("limits", "maxmemory_policy", "maxmemory-policy",
@@ -198,6 +225,7 @@ SETTINGS = [
     _redis("daemonize", parse_bool, False, mutable=False),
     _redis("supervised", enum("upstart", "systemd", "auto", "no"), "no", mutable=False),
     _redis("io-threads", integer(1, 128), 1, mutable=False),
+    _redis("rdb-key-save-delay", integer(INT_MIN, INT_MAX), 0),   # microseconds per key (tests)
     _redis("enable-debug-command", enum("no", "yes", "local"), "yes", mutable=False),
 ]
 

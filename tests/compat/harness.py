@@ -416,6 +416,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             [redis_server_path(), "--port", str(port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--dir", self.dir,
+             "--enable-debug-command", "yes",   # DEBUG DIGEST-VALUE/RELOAD (persistence.txt)
              "--daemonize", "no", "--logfile", ""],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10

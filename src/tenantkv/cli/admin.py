@@ -3,6 +3,8 @@
     tenantkv [--config FILE] [--data-dir DIR] [--db PATH] user add NAME [--root] [--password-stdin]
     tenantkv user del NAME | list | passwd NAME [--password-stdin] | set-root NAME on|off
     tenantkv check-aof [--fix [--yes]] FILE      (an .aof file or a .manifest)
+    tenantkv export --user NAME FILE            one user's data from the snapshot into FILE
+    tenantkv import --user NAME FILE [--replace]  FILE's keys into that user's data in the snapshot
 
 Works on the SQLite file directly (WAL makes this safe beside a running
 server, but a running server keeps its own copy of users until it re-reads
@@ -67,6 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", help="an .aof file, or the appendonlydir's .manifest")
     check.add_argument("--fix", action="store_true", help="truncate at the last good record")
     check.add_argument("--yes", action="store_true", help="do not ask before truncating")
+
+    export = commands.add_parser(
+        "export", help="write one user's data from the snapshot to a file",
+        description="Write one user's data, read from the snapshot (<data dir>/dump.kdb), "
+                    "to FILE: a one-tenant .kdb file, as KDB EXPORT replies.")
+    export.add_argument("--user", required=True, metavar="NAME")
+    export.add_argument("file", metavar="FILE")
+    import_ = commands.add_parser(
+        "import", help="add a file's keys to one user's data in the snapshot",
+        description="Add the keys of FILE (from `tenantkv export` or KDB EXPORT) to one user's "
+                    "data in the snapshot. Run it with the server stopped: a running server "
+                    "overwrites the snapshot when it next saves.")
+    import_.add_argument("--user", required=True, metavar="NAME")
+    import_.add_argument("file", metavar="FILE")
+    import_.add_argument("--replace", action="store_true", help="overwrite keys that exist")
     return parser
 
 
@@ -125,6 +142,65 @@ def check_aof(args) -> int:
     return 1 if damaged else 0
 
 
+def load_config(args):
+    flags = {"dir": args.data_dir} if args.data_dir else None
+    try:
+        return config_module.load(args.config, flags=flags)
+    except config_module.ConfigError as exc:
+        raise CliError("configuration error: %s" % exc)
+
+
+def run_data(args) -> None:
+    """export / import: the snapshot file, offline."""
+    from tenantkv.persistence import kdb
+    config = load_config(args)
+    store = open_store(args, create=False)
+    try:
+        user = store.get(args.user)
+    finally:
+        store.close()
+    if user is None:
+        raise CliError("no such user '%s'" % args.user)
+    key = user.tenant_key
+    snapshot = os.path.join(config["data.dir"], config["data.dbfilename"])
+    databases = config["limits.databases"]
+    now = int(time.time() * 1000)
+    tenants = {}
+    if os.path.exists(snapshot):
+        try:
+            tenants = kdb.read_file(snapshot, now, databases).tenants
+        except kdb.KdbError as exc:
+            raise CliError("%s: %s" % (snapshot, exc))
+    if args.command == "export":
+        keys = kdb.write_snapshot({key: tenants.get(key, [])}, args.file, now)
+        print("exported %d keys of '%s' to %s" % (keys, args.user, args.file))
+        return
+    try:
+        loaded = kdb.read_file(args.file, now, databases).tenants
+    except kdb.KdbError as exc:
+        raise CliError("%s: %s" % (args.file, exc))
+    if len(loaded) > 1:
+        raise CliError("%s holds %d tenants; import takes one tenant's export" % (args.file, len(loaded)))
+    incoming = next(iter(loaded.values()), [])
+    target = tenants.setdefault(key, [({}, {}) for _ in range(databases)])
+    while len(target) < databases:
+        target.append(({}, {}))
+    clashes = sum(1 for index, (data, _) in enumerate(incoming) for k in data if k in target[index][0])
+    if clashes and not args.replace:
+        raise CliError("%d keys already exist in the data of '%s' (--replace overwrites them)"
+                       % (clashes, args.user))
+    count = 0
+    for index, (data, expires) in enumerate(incoming):
+        values, deadlines = target[index]
+        for k in data:
+            deadlines.pop(k, None)
+        values.update(data)
+        deadlines.update(expires)
+        count += len(data)
+    kdb.write_snapshot(tenants, snapshot, now)
+    print("imported %d keys into the data of '%s' (%s)" % (count, args.user, snapshot))
+
+
 def db_path(args) -> str:
     """The server's resolution: --db, else auth.users_db, else <data dir>/users.db,
     the config coming from --config, TENANTKV_* variables and --data-dir."""
@@ -173,6 +249,9 @@ def _time(stamp: int) -> str:
 
 def run(args) -> None:
     from tenantkv.tenancy import NoSuchUser, UserExists
+    if args.command in ("export", "import"):
+        run_data(args)
+        return
     action = args.action
     if action == "add":
         from tenantkv.tenancy import validate_username

@@ -10,5 +10,7 @@ from tenantkv.protocol.encoder import Status
 @command("bgrewriteaof", 1, "admin noscript no_async_loading", group="server", since="1.0.0",
          summary="Asynchronously rewrites the append-only file to disk.", syntax="")
 def bgrewriteaof(conn, args):
-    conn.server.aof.start_rewrite()   # CommandError while one runs, as Redis
-    return Status("Background append only file rewriting started")
+    # CommandError while one runs; scheduled while a BGSAVE runs (as Redis).
+    if conn.server.aof.request_rewrite():
+        return Status("Background append only file rewriting started")
+    return Status("Background append only file rewriting scheduled")

@@ -1,4 +1,4 @@
-"""Server commands: INFO, CONFIG, COMMAND, HELP, TIME, LASTSAVE, DEBUG, SHUTDOWN."""
+"""Server commands: INFO, CONFIG, COMMAND, HELP, TIME, DEBUG, SHUTDOWN (LASTSAVE: persistence.py)."""
 
 import os
 import platform
@@ -7,6 +7,7 @@ import sys
 import time
 
 from tenantkv import REDIS_COMPAT_VERSION, __version__, errors
+from tenantkv.commands import persistence
 from tenantkv.commands.registry import COMMANDS, command, help_reply, subcommand_dispatch
 from tenantkv.config import BY_REDIS_NAME, ConfigSetError
 from tenantkv.errors import CommandError
@@ -128,11 +129,8 @@ def info_section(conn, name: str) -> list:
         return [
             "loading:0",
             "async_loading:0",
-            "rdb_changes_since_last_save:0",
-            "rdb_bgsave_in_progress:0",
-            "rdb_last_save_time:%d" % server.last_save,
-            "rdb_last_bgsave_status:ok",
-            *server.aof.info(),
+            *server.snapshot.info_lines(),   # rdb_* (persistence/snapshot.py)
+            *server.aof.info(),              # aof_* (persistence/appendonly.py)
         ]
     if name == "stats":
         hits, misses, expired = keyspace_counts(conn)
@@ -261,6 +259,7 @@ def config(conn, args):
                                % (name, exc.reason))
         return OK
     if sub == b"resetstat" and len(args) == 2:
+        server.snapshot.sync()   # it counts changes from the counters reset below
         server.stats.reset()
         for tenant in server.tenants.values():
             for db in tenant.dbs:
@@ -412,21 +411,20 @@ def time_(conn, args):
     return [b"%d" % (now // 1000000), b"%d" % (now % 1000000)]
 
 
-@command("lastsave", 1, "fast", group="server", summary="Returns the Unix timestamp of the last successful save to disk.",
-         syntax="")
-def lastsave(conn, args):
-    return conn.server.last_save
-
-
 @command("shutdown", -1, "admin noscript loading stale no_multi allow_busy", group="server", summary="Synchronously saves the database(s) to disk and shuts down the server.",
          syntax="[NOSAVE | SAVE] [NOW] [FORCE] [ABORT]")
 def shutdown(conn, args):
     for option in args[1:]:
         if option.lower() not in (b"nosave", b"save", b"now", b"force", b"abort"):
             raise CommandError(errors.SYNTAX)
-    if any(o.lower() == b"abort" for o in args[1:]):
+    options = {o.lower() for o in args[1:]}
+    if b"abort" in options:
         raise CommandError("ERR No shutdown in progress.")
-    conn.server.shutdown()
+    if b"save" in options and b"nosave" in options:
+        raise CommandError(errors.SYNTAX)
+    save = True if b"save" in options else False if b"nosave" in options else None
+    if not conn.server.shutdown(save=save, force=b"force" in options):
+        raise CommandError("ERR Errors trying to SHUTDOWN. Check logs.")
     from tenantkv.server.connection import NO_REPLY
     return NO_REPLY   # Redis closes the connection without a reply
 
@@ -435,6 +433,7 @@ DEBUG_HELP = [
     "OBJECT <key>", "    Show low-level info about the <key> and associated value.",
     "SLEEP <seconds>", "    Stop the server for <seconds>. Decimals allowed.",
     "SET-ACTIVE-EXPIRE <0|1>", "    Setting it to 0 disables expiring keys in background when they are not accessed.",
+    *persistence.DEBUG_HELP,
 ]
 
 
@@ -464,9 +463,11 @@ def debug(conn, args):
         kind = db.marked_encoding(args[2], value) or encoding(value)
         return Status("Value at:0x0 refcount:1 encoding:%s serializedlength:%d lru:0 lru_seconds_idle:0"
                       % (kind, len(value)))
+    if sub in persistence.DEBUG_SUBCOMMANDS:
+        return persistence.debug(conn, args)
     raise CommandError("ERR unknown subcommand or wrong number of arguments for '%s'. Try DEBUG HELP."
                        % args[1].decode("latin-1"))
 
 
-# DEBUG OBJECT reads a key of the caller's own tenant: open to every user.
-COMMANDS["debug"].open_subcommands = frozenset({b"object"})
+# DEBUG OBJECT (and DIGEST, DIGEST-VALUE) read the caller's own tenant: open to every user.
+COMMANDS["debug"].open_subcommands = frozenset({b"object"}) | persistence.DEBUG_OPEN

@@ -248,6 +248,29 @@ class Journal:
         """ACL DELUSER removed a tenant and its data."""
         self.emit(name, 0, [b"FLUSHALL"])
 
+    def replaced(self, tenants) -> None:
+        """The data of these tenants was replaced wholesale, not by write
+        commands (KDB LOAD, DEBUG RELOAD): log each one's data as it is now."""
+        for tenant in tenants:
+            self.emit(tenant.name, 0, [b"FLUSHALL"])
+            self._raw(dataset_records({tenant.name: tenant}))
+
+    def keys_set(self, tenant, keys) -> None:
+        """These (db, key) of `tenant` were set wholesale (KDB IMPORT): log
+        each one's value as it is now."""
+        for db, key in keys:
+            self.emit(tenant.name, db.index, [b"DEL", key])
+            value = db.data.get(key)
+            if value is not None:
+                self._raw(key_records(key, value, db.expires.get(key)))
+
+    def _raw(self, records) -> None:
+        buf = self.buf
+        if not buf:
+            self.loop.call_soon(self.flush)
+        buf.extend(records)
+        self.tenant, self.index = None, -1   # the records may have switched context
+
     def multi_begin(self) -> None:
         self.multi_mark = len(self.buf)
 
@@ -568,6 +591,35 @@ def _score(value: float) -> bytes:
     return repr(value).encode()
 
 
+def key_records(key: bytes, value, when):
+    """Yield the encoded records that create `key` holding `value` (expiring at `when`)."""
+    kind = type(value)
+    if kind is bytes:
+        yield encode_command([b"SET", key, value])
+    elif kind is dict:
+        items = [x for pair in value.items() for x in pair]
+        step = 2 * ITEMS_PER_COMMAND
+        for i in range(0, len(items), step):
+            yield encode_command([b"HSET", key, *items[i:i + step]])
+    elif kind is deque:
+        items = list(value)
+        for i in range(0, len(items), ITEMS_PER_COMMAND):
+            yield encode_command([b"RPUSH", key, *items[i:i + ITEMS_PER_COMMAND]])
+    elif kind is set:
+        items = list(value)
+        for i in range(0, len(items), ITEMS_PER_COMMAND):
+            yield encode_command([b"SADD", key, *items[i:i + ITEMS_PER_COMMAND]])
+    elif kind is ZSet:
+        items = [x for score, member in value.order for x in (_score(score), member)]
+        step = 2 * ITEMS_PER_COMMAND
+        for i in range(0, len(items), step):
+            yield encode_command([b"ZADD", key, *items[i:i + step]])
+    else:
+        raise TypeError("cannot write a %s value to the AOF" % kind.__name__)
+    if when is not None:
+        yield encode_command([b"PEXPIREAT", key, b"%d" % when])
+
+
 def dataset_records(tenants: dict):
     """Yield the encoded records that rebuild every tenant's data (a base file)."""
     now = database_module.now_ms()
@@ -582,31 +634,7 @@ def dataset_records(tenants: dict):
                 when = expires.get(key)
                 if when is not None and when <= now:
                     continue   # expired: left out (Redis's rewrite does the same)
-                kind = type(value)
-                if kind is bytes:
-                    yield encode_command([b"SET", key, value])
-                elif kind is dict:
-                    items = [x for pair in value.items() for x in pair]
-                    step = 2 * ITEMS_PER_COMMAND
-                    for i in range(0, len(items), step):
-                        yield encode_command([b"HSET", key, *items[i:i + step]])
-                elif kind is deque:
-                    items = list(value)
-                    for i in range(0, len(items), ITEMS_PER_COMMAND):
-                        yield encode_command([b"RPUSH", key, *items[i:i + ITEMS_PER_COMMAND]])
-                elif kind is set:
-                    items = list(value)
-                    for i in range(0, len(items), ITEMS_PER_COMMAND):
-                        yield encode_command([b"SADD", key, *items[i:i + ITEMS_PER_COMMAND]])
-                elif kind is ZSet:
-                    items = [x for score, member in value.order for x in (_score(score), member)]
-                    step = 2 * ITEMS_PER_COMMAND
-                    for i in range(0, len(items), step):
-                        yield encode_command([b"ZADD", key, *items[i:i + step]])
-                else:
-                    raise TypeError("cannot write a %s value to the AOF" % kind.__name__)
-                if when is not None:
-                    yield encode_command([b"PEXPIREAT", key, b"%d" % when])
+                yield from key_records(key, value, when)
 
 
 def write_base(tenants: dict, path: str) -> int:

@@ -3,25 +3,28 @@ rewrite in the background (BGREWRITEAOF), CONFIG SET appendonly, shutdown.
 
 Files (Redis 7's multi-part AOF): <dir>/<appenddirname>/
     <appendfilename>.manifest           which files, in which order
-    <appendfilename>.<n>.base.aof       the data set when rewrite n started
+    <appendfilename>.<n>.base.kdb       the data set when rewrite n started: a .kdb
+                                        snapshot (aof-use-rdb-preamble yes, the
+                                        default) or AOF records (.base.aof)
     <appendfilename>.<m>.incr.aof       writes logged since (appended to)
 
 A rewrite opens a new incremental file and logs to it from that moment (the
 manifest names it at once, after the old ones, so a crash mid-rewrite loses
 nothing), forks, and the child writes the new base from its copy-on-write
 image of the data. When the child succeeds the manifest becomes new base + new
-incremental file, and the old files are removed.
+incremental file, and the old files are removed. One background child at a
+time, as Redis: a BGREWRITEAOF during a BGSAVE is scheduled (the cron starts
+it), and the snapshot side reads `child_pid`.
 """
 
 import logging
 import os
-import signal
-import threading
 import time
 
 from tenantkv.errors import CommandError
 from tenantkv.keyspace import database as database_module
-from tenantkv.persistence import aof
+from tenantkv.persistence import aof, kdb
+from tenantkv.persistence import child as children
 from tenantkv.persistence.aof import AofError, Journal, Manifest, Replayer, expiry_suspended
 
 log = logging.getLogger("tenantkv.aof")
@@ -39,6 +42,7 @@ class AppendOnly:
         self.rewrite_started = None
         self.rewrite_plan = None
         self.rewrite_enables = False   # the rewrite that CONFIG SET appendonly yes started
+        self.scheduled = False         # BGREWRITEAOF waiting for a BGSAVE to end
         self.last_rewrite_status = "ok"
         self.last_rewrite_time = -1
         self.rewrites = 0
@@ -63,27 +67,37 @@ class AppendOnly:
 
     # -- start-up ----------------------------------------------------------------------
 
+    @property
+    def child_pid(self) -> int:
+        return self.rewrite_pid or 0
+
     def startup(self) -> None:
-        """Before the server listens: load the log (if on and present) and
-        start logging. A log that cannot be loaded stops the start."""
-        if not self.config["data.appendonly"]:
+        """Before the server listens: with appendonly yes and a log, load the
+        log (not the snapshot, as Redis) and go on logging; else load the
+        snapshot, and with appendonly yes start a log from that data. A log
+        that cannot be loaded stops the start."""
+        if not (self.config["data.appendonly"] and os.path.exists(self.manifest_path)):
+            self.server.snapshot.load_at_startup()
+            if self.config["data.appendonly"]:
+                self._create_initial()
             return
-        if os.path.exists(self.manifest_path):
-            try:
-                self.load()
-            except AofError as exc:
-                log.error("%s", exc)
-                log.error("Fix it with 'tenantkv check-aof --fix %s' (it truncates the file at "
-                          "the last good record: what follows is lost), then restart.", exc.path)
-                raise SystemExit(1) from None
-            last = self.manifest.incrs[-1][0] if self.manifest.incrs else None
-            if last is None:
-                last = self._new_incr_name()
-                self.manifest.incrs.append((last, self._seq(last)))
-                self.manifest.write(self.manifest_path)
-            self._install(self._path(last))
-        else:
-            self._create_initial()
+        try:
+            self.load()
+        except AofError as exc:
+            log.error("%s", exc)
+            log.error("Fix it with 'tenantkv check-aof --fix %s' (it truncates the file at "
+                      "the last good record: what follows is lost), then restart.", exc.path)
+            raise SystemExit(1) from None
+        except kdb.KdbError as exc:
+            log.error("Refusing to start: the append only file's base %s is damaged: %s",
+                      self.manifest.base[0], exc)
+            raise SystemExit(1) from None
+        last = self.manifest.incrs[-1][0] if self.manifest.incrs else None
+        if last is None:
+            last = self._new_incr_name()
+            self.manifest.incrs.append((last, self._seq(last)))
+            self.manifest.write(self.manifest_path)
+        self._install(self._path(last))
 
     def load(self) -> None:
         started = time.monotonic()
@@ -93,7 +107,13 @@ class AppendOnly:
         journal, events.journal = events.journal, None
         try:
             with expiry_suspended():
-                if manifest.base:
+                if manifest.base and manifest.base[0].endswith(".kdb"):
+                    # Every key, expired or not: the log after it may touch them.
+                    loaded = kdb.read_file(self._path(manifest.base[0]), None,
+                                           self.config["limits.databases"])
+                    kdb.install(self.server, loaded.tenants)
+                    self.base_size = loaded.size
+                elif manifest.base:
                     path = self._path(manifest.base[0])
                     replayer.path = path
                     result = aof.scan(path, replayer.apply)
@@ -134,7 +154,7 @@ class AppendOnly:
         old = Manifest.read(self.manifest_path) if os.path.exists(self.manifest_path) else None
         base = self._new_base_name(old)
         incr = self._new_incr_name(old)
-        self.base_size = aof.write_base(self.server.tenants, self._path(base))
+        self.base_size = self._write_base(self._path(base))
         self.manifest = Manifest((base, self._seq(base)), [(incr, self._seq(incr))])
         self._install(self._path(incr))
         self.manifest.write(self.manifest_path)
@@ -149,7 +169,15 @@ class AppendOnly:
     def _new_base_name(self, manifest=None) -> str:
         manifest = manifest or self.manifest
         seq = manifest.base[1] + 1 if manifest and manifest.base else 1
-        return "%s.%d.base.aof" % (self.config["data.appendfilename"], seq)
+        kind = "kdb" if self.config["data.aof_use_rdb_preamble"] else "aof"
+        return "%s.%d.base.%s" % (self.config["data.appendfilename"], seq, kind)
+
+    def _write_base(self, path: str) -> int:
+        """The data set now, as a .kdb snapshot or as AOF records (by the name)."""
+        if path.endswith(".kdb"):
+            kdb.write_snapshot(self.server.tenants, path)
+            return os.path.getsize(path)
+        return aof.write_base(self.server.tenants, path)
 
     def _new_incr_name(self, manifest=None) -> str:
         manifest = manifest or self.manifest
@@ -184,7 +212,7 @@ class AppendOnly:
         journal.close()
 
     def _set_appendonly(self, on: bool) -> None:
-        if on and self.journal is None:
+        if on and self.journal is None and not self.rewrite_enables:
             # As Redis: log from now on into a new incremental file, and write
             # the base in the background; the manifest names them once the
             # base is complete.
@@ -194,8 +222,14 @@ class AppendOnly:
             if self.rewrite_pid is not None:
                 self._kill_rewrite()
             self.rewrite_enables = True
-            self.start_rewrite()
-        elif not on and self.journal is not None:
+            if self.server.snapshot.child_pid:
+                self.scheduled = True   # logging starts with the rewrite, after the BGSAVE
+                log.info("AOF was enabled but there is already a BGSAVE running. An AOF "
+                         "background was scheduled to start when possible.")
+            else:
+                self.start_rewrite()
+        elif not on:
+            self.scheduled = self.rewrite_enables = False
             if self.rewrite_pid is not None:
                 self._kill_rewrite()
             self._uninstall()
@@ -208,9 +242,32 @@ class AppendOnly:
 
     # -- BGREWRITEAOF --------------------------------------------------------------------
 
-    def start_rewrite(self) -> None:
+    def request_rewrite(self) -> bool:
+        """BGREWRITEAOF: True if started, False if scheduled after a BGSAVE."""
         if self.rewrite_pid is not None:
             raise CommandError(REWRITE_IN_PROGRESS)
+        if self.server.snapshot.child_pid:
+            self.scheduled = True
+            return False
+        self.start_rewrite()
+        return True
+
+    def cron(self) -> None:
+        """From the server cron: reap the rewrite child, start a scheduled one."""
+        if self.rewrite_pid is not None:
+            done = children.poll(self.rewrite_pid)
+            if done is not None:
+                self._rewrite_done(*done)
+        elif self.scheduled and not self.server.snapshot.child_pid:
+            try:
+                self.start_rewrite()
+            except OSError as exc:
+                log.warning("Can't rewrite the append only file in background: %s", exc)
+
+    def start_rewrite(self) -> None:
+        self.scheduled = False
+        if self.manifest is None and os.path.exists(self.manifest_path):
+            self.manifest = Manifest.read(self.manifest_path)   # BGREWRITEAOF with the log off
         os.makedirs(self.directory, exist_ok=True)
         manifest = self.manifest
         base = self._new_base_name(manifest)
@@ -225,45 +282,28 @@ class AppendOnly:
         else:
             os.close(self._open(self._path(incr)))   # BGREWRITEAOF with the log off
         base_path = self._path(base)
-        pid = os.fork()
-        if pid == 0:   # the child: write the base from its copy of the data, and go
-            code = 1
-            try:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                aof.write_base(self.server.tenants, base_path)
-                code = 0
-            except BaseException:
-                try:
-                    log.exception("AOF rewrite failed")
-                except BaseException:
-                    pass
-            finally:
-                os._exit(code)
+
+        def work() -> int:   # in the child: the base from its copy of the data
+            self._write_base(base_path)
+            return 0
+        pid = children.fork_child(work)
         self.rewrite_pid = pid
         self.rewrite_started = time.monotonic()
         self.rewrite_plan = (base, incr)
         log.info("Background append only file rewriting started by pid %d", pid)
-        loop = self.server.loop
 
-        def wait():
-            _, status = os.waitpid(pid, 0)
-            loop.call_soon_threadsafe(self._rewrite_done, pid, status)
-        threading.Thread(target=wait, name="aof-rewrite-wait", daemon=True).start()
-
-    def _rewrite_done(self, pid: int, status: int) -> None:
-        if pid != self.rewrite_pid:
-            return   # killed (CONFIG SET appendonly no, a new start): already handled
+    def _rewrite_done(self, ok: bool, detail: str) -> None:
+        pid = self.rewrite_pid
         base, incr = self.rewrite_plan
         self.rewrite_pid = self.rewrite_plan = None
+        children.child_done()
         self.last_rewrite_time = int(time.monotonic() - self.rewrite_started)
         self.rewrite_started = None
         enables, self.rewrite_enables = self.rewrite_enables, False
-        if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+        if not ok:
             self.last_rewrite_status = "err"
-            log.warning("Background AOF rewrite terminated with error (status %d)", status)
-            _remove(self._path(base) + ".tmp")
-            _remove(self._path(base))
+            log.warning("Background AOF rewrite terminated with error: child %d %s", pid, detail)
+            _remove_temp(self._path(base), pid)
             if enables:
                 log.warning("appendonly stays off: its first rewrite failed")
                 self.config.values[("data", "appendonly")] = False
@@ -287,11 +327,9 @@ class AppendOnly:
         base, incr = self.rewrite_plan
         self.rewrite_pid = self.rewrite_plan = None
         self.rewrite_enables = False
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        _remove(self._path(base) + ".tmp")
+        children.kill_and_reap(pid)
+        children.child_done()
+        _remove_temp(self._path(base), pid)
         log.info("Killed the AOF rewrite child %d", pid)
 
     # -- the end ----------------------------------------------------------------------------
@@ -329,6 +367,13 @@ class AppendOnly:
                 "aof_delayed_fsync:0",
             ]
         return lines
+
+
+def _remove_temp(base_path: str, pid: int) -> None:
+    """What a failed or killed child leaves: its temp file, maybe the base."""
+    _remove(base_path + ".tmp")   # aof.write_base's
+    _remove(os.path.join(os.path.dirname(base_path), "temp-%d.kdb" % pid))   # kdb's
+    _remove(base_path)
 
 
 def _remove(path: str) -> None:

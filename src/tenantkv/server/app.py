@@ -42,6 +42,8 @@ class Server:
         self.stopped = None
         self.exit_code = 0
         self.last_save = int(time.time())
+        from tenantkv.persistence.snapshot import Snapshotter
+        self.snapshot = Snapshotter(self)   # SAVE, BGSAVE, the save schedule
         self.active_expire_enabled = config["expiry.active_expire"]
         # auth.default_user = nopass: connections start as the password-less
         # default user (development mode); off: everyone must AUTH.
@@ -116,7 +118,9 @@ class Server:
         self.loop = asyncio.get_running_loop()
         self.stopped = asyncio.Event()
         self.open_user_store()
-        self.aof.startup()   # loads the log (appendonly yes) before anyone connects
+        # The append-only log when it is on and exists, else the snapshot
+        # (persistence/appendonly.py); a refused file exits here, before listening.
+        self.aof.startup()
         port = self.config["network.port"]
         for host in self.config["network.bind"].split():
             listener = await self.loop.create_server(
@@ -143,10 +147,19 @@ class Server:
         log.log(NOTICE, "tenantkv is now ready to exit, bye bye...")
         return self.exit_code
 
-    def shutdown(self, signum=None) -> None:
+    def shutdown(self, signum=None, save=None, force: bool = False) -> bool:
+        """Stop serving, after saving per the config (save None), or not
+        (False: NOSAVE), or in any case (True: SAVE). A failed save keeps the
+        server running (False returned), unless `force`."""
         if signum is not None:
             log.warning("Received %s scheduling shutdown...", signal.Signals(signum).name)
+        if not self.snapshot.prepare_shutdown(save, force):
+            if signum is not None:
+                log.warning("%s received but errors trying to shut down the server, "
+                            "check the logs for more information", signal.Signals(signum).name)
+            return False
         self.stopped.set()
+        return True
 
     async def cron(self) -> None:
         """Background work, `hz` times a second: active expiry and idle clients."""
@@ -157,6 +170,8 @@ class Server:
                 if self.active_expire_enabled:
                     self.active_expire(budget=0.25 / hz)
                 self.close_idle_clients()
+                self.snapshot.cron()   # reap a BGSAVE child, the save schedule
+                self.aof.cron()        # reap a BGREWRITEAOF child, start a scheduled one
             except Exception:   # the cron must never die; log and go on
                 log.exception("error in the server cron")
 

@@ -1,0 +1,300 @@
+"""Persistence commands: SAVE, BGSAVE, LASTSAVE, KDB, and DEBUG RELOAD / DIGEST / DIGEST-VALUE.
+
+The work is in tenantkv/persistence/ (the file format in kdb.py, saving and
+loading in the server in snapshot.py); these are the commands' argument
+handling and replies.
+
+KDB EXPORT / IMPORT move one tenant's data, and a user may run them on their
+own tenant only (they act on `conn.tenant`, nothing else is reachable).
+EXPORT replies a complete one-tenant .kdb file as a bulk string (not a bare
+section): it carries the magic, version and checksums, so IMPORT verifies it
+with the same reader as a snapshot, the file `tenantkv export` writes can be
+imported online and vice versa, and a user can keep it as a backup. IMPORT
+merges key by key, like RESTORE: a key that already exists refuses the whole
+import (BUSYKEY) unless REPLACE is given, and nothing is written unless the
+payload verified completely.
+"""
+
+import logging
+import os
+import time
+
+from tenantkv import errors
+from tenantkv.commands.registry import COMMANDS, command, subcommand_dispatch
+from tenantkv.errors import CommandError
+from tenantkv.logs import NOTICE
+from tenantkv.persistence import kdb
+from tenantkv.persistence.digest import dataset_digest, key_digest
+from tenantkv.protocol.encoder import OK, Status
+
+log = logging.getLogger("tenantkv.persistence")
+
+IN_PROGRESS = "ERR Background save already in progress"
+
+
+def _snapshot(conn):
+    return conn.server.snapshot
+
+
+# -- SAVE / BGSAVE / LASTSAVE -------------------------------------------------------
+
+@command("save", 1, "admin noscript no_multi", group="server",
+         summary="Synchronously saves the database(s) to disk.", syntax="")
+def save(conn, args):
+    snap = _snapshot(conn)
+    if snap.in_progress():
+        raise CommandError(IN_PROGRESS)
+    try:
+        snap.save()
+    except Exception:
+        raise CommandError("ERR")   # Redis's bare error; the log says why
+    return OK
+
+
+@command("bgsave", -1, "admin noscript", group="server",
+         summary="Asynchronously saves the database(s) to disk.", syntax="[SCHEDULE]")
+def bgsave(conn, args):
+    schedule = False
+    if len(args) > 1:
+        if len(args) == 2 and args[1].lower() == b"schedule":
+            schedule = True
+        else:
+            raise CommandError(errors.SYNTAX)
+    snap = _snapshot(conn)
+    if snap.in_progress():
+        raise CommandError(IN_PROGRESS)
+    if snap.other_child() or conn.multi is not None:
+        if schedule:
+            snap.scheduled = True
+            return Status("Background saving scheduled")
+        raise CommandError("ERR Another child process is active (AOF?): can't BGSAVE right now. "
+                           "Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.")
+    try:
+        snap.bgsave("BGSAVE")
+    except OSError:
+        raise CommandError("ERR")
+    return Status("Background saving started")
+
+
+@command("lastsave", 1, "fast", group="server",
+         summary="Returns the Unix timestamp of the last successful save to disk.", syntax="")
+def lastsave(conn, args):
+    return conn.server.last_save
+
+
+# -- KDB ---------------------------------------------------------------------------
+
+def data_path(conn, raw: bytes) -> str:
+    """A path for KDB SAVE/LOAD, confined to the data directory: relative
+    (to it) or absolute inside it, no '..' component, no symlink leading out,
+    ending in .kdb (so users.db or the append-only log cannot be overwritten)."""
+    base = os.path.realpath(conn.server.config["data.dir"])
+    name = raw.decode("utf-8", "surrogateescape")
+    if not name or "\0" in name:
+        raise CommandError("ERR invalid KDB path")
+    if ".." in name.replace("\\", "/").split("/"):
+        raise CommandError("ERR KDB paths may not contain '..'")
+    if not name.endswith(".kdb"):
+        raise CommandError("ERR KDB paths must end in .kdb")
+    candidate = name if os.path.isabs(name) else os.path.join(base, name)
+    real = os.path.realpath(candidate)
+    if os.path.commonpath([real, base]) != base or real == base:
+        raise CommandError("ERR KDB paths must be inside the data directory")
+    return real
+
+
+def _kdb_save(conn, args):
+    snap = _snapshot(conn)
+    path = data_path(conn, args[2]) if len(args) == 3 else None
+    if path is None and snap.in_progress():
+        raise CommandError(IN_PROGRESS)
+    try:
+        keys = snap.save(path)
+    except Exception as exc:
+        raise CommandError("ERR KDB SAVE failed: %s" % _reason(exc))
+    return keys
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _kdb_load(conn, args):
+    server = conn.server
+    path = data_path(conn, args[2]) if len(args) == 3 else server.snapshot.path()
+    started = time.monotonic()
+    try:
+        result = kdb.load_into(server, path)
+    except kdb.KdbError as exc:
+        raise CommandError("ERR KDB LOAD refused %s: %s" % (os.path.basename(path), exc))
+    except OSError as exc:
+        raise CommandError("ERR KDB LOAD failed: %s" % _reason(exc))
+    _log_replaced(server)
+    snap = server.snapshot
+    if path == os.path.realpath(snap.path()):
+        snap.total_at_save = snap.total   # memory now equals the configured file
+    else:
+        snap.total += result.keys
+    log.warning("KDB LOAD %s: %d keys loaded in %.3f seconds (the whole dataset was replaced)",
+                path, result.keys, time.monotonic() - started)
+    return result.keys
+
+
+def _kdb_export(conn, args):
+    tenant = conn.tenant
+    return kdb.dumps({tenant.name: tenant})
+
+
+def _kdb_import(conn, args):
+    replace = False
+    for option in args[3:]:
+        if option.lower() == b"replace":
+            replace = True
+        else:
+            raise CommandError(errors.SYNTAX)
+    tenant = conn.tenant
+    try:
+        sections = kdb.load(args[2], now_ms=int(time.time() * 1000), databases=len(tenant.dbs))
+    except kdb.KdbError as exc:
+        raise CommandError("ERR invalid KDB payload: %s" % exc)
+    if len(sections) > 1:
+        raise CommandError("ERR KDB IMPORT takes one tenant's export (KDB EXPORT), "
+                           "this payload holds %d tenants" % len(sections))
+    count = import_tenant(tenant, next(iter(sections.values()), []), replace, conn.server)
+    conn.server.snapshot.total += count   # changes since the last save
+    return count
+
+
+def import_tenant(tenant, per_db: list, replace: bool, server=None) -> int:
+    """Merge `per_db` ([(data, expires)...]) into `tenant`: all or nothing."""
+    if not replace:
+        for index, (data, _) in enumerate(per_db):
+            db = tenant.dbs[index]
+            for key in data:
+                if db.get(key) is not None:
+                    raise CommandError("BUSYKEY Target key name already exists.")
+    count = 0
+    written = []
+    journal = server.events.journal if server is not None else None
+    for index, (data, expires) in enumerate(per_db):
+        if not data:
+            continue
+        db = tenant.dbs[index]
+        db.data.update(data)
+        for key in data:
+            db.expires.pop(key, None)
+            db.encodings.pop(key, None)
+        db.expires.update(expires)
+        count += len(data)
+        if db.watchers or db.blocked:
+            written.extend((db, key) for key in data)
+        if journal is not None:   # not write commands: the log gets the keys' values
+            journal.keys_set(tenant, [(db, key) for key in data])
+    if written and server is not None:
+        server.events.written(written)
+    return count
+
+
+def _log_replaced(server) -> None:
+    """The whole dataset was replaced without write commands (KDB LOAD, DEBUG
+    RELOAD): the append-only log, if on, records every tenant's data as it is."""
+    journal = server.events.journal
+    if journal is not None:
+        journal.replaced(list(server.tenants.values()))
+
+
+KDB_HELP = [
+    "SAVE [<path>]", "    Save every tenant's data (default: the configured snapshot file).",
+    "LOAD [<path>]", "    Replace every tenant's data with the snapshot file's.",
+    "EXPORT", "    Return your tenant's data as a .kdb payload.",
+    "IMPORT <payload> [REPLACE]", "    Add the keys of a KDB EXPORT payload to your tenant.",
+]
+
+_kdb_dispatch = subcommand_dispatch("kdb", {
+    b"save": (_kdb_save, -2),
+    b"load": (_kdb_load, -2),
+    b"export": (_kdb_export, 2),
+    b"import": (_kdb_import, -3),
+}, KDB_HELP)
+
+
+@command("kdb", -2, "admin", group="server",
+         summary="Snapshot files: save, load, export and import a tenant's data.",
+         syntax="SAVE [path] | LOAD [path] | EXPORT | IMPORT payload [REPLACE]")
+def kdb_(conn, args):
+    if len(args) > 3 and args[1].lower() in (b"save", b"load"):
+        raise CommandError("ERR wrong number of arguments for 'kdb|%s' command"
+                           % args[1].lower().decode())
+    return _kdb_dispatch(conn, args)
+
+
+# A user's own tenant only: open to every authenticated user.
+COMMANDS["kdb"].open_subcommands = frozenset({b"export", b"import"})
+
+
+# -- DEBUG subcommands (dispatched from commands/server.py's DEBUG) -----------------
+
+DEBUG_HELP = [
+    "DIGEST", "    Output a hex signature representing the current DB content.",
+    "DIGEST-VALUE <key> [<key> ...]", "    Output a hex signature of the values of all the specified keys.",
+    "RELOAD [MERGE] [NOFLUSH] [NOSAVE]",
+    "    Save the snapshot on disk and reload it back to memory. By default it will save",
+    "    the snapshot, flush the dataset and load it back. NOSAVE loads the existing file;",
+    "    NOFLUSH keeps the dataset (refusing duplicate keys unless MERGE replaces them).",
+]
+DEBUG_SUBCOMMANDS = frozenset({b"digest", b"digest-value", b"reload"})
+DEBUG_OPEN = frozenset({b"digest", b"digest-value"})   # the caller's own tenant
+
+
+def debug(conn, args):
+    sub = args[1].lower()
+    if sub == b"digest" and len(args) == 2:
+        return Status(dataset_digest(conn.tenant.dbs))
+    if sub == b"digest-value":
+        return [Status(key_digest(conn.db, key)) for key in args[2:]]
+    if sub == b"reload":
+        save_first = flush = True
+        merge = False
+        for option in args[2:]:
+            option = option.lower()
+            if option == b"nosave":
+                save_first = False
+            elif option == b"noflush":
+                flush = False
+            elif option == b"merge":
+                merge = True
+            else:
+                raise CommandError("ERR DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE options.")
+        snap = _snapshot(conn)
+        if save_first:
+            if snap.in_progress():
+                raise CommandError(IN_PROGRESS)
+            try:
+                snap.save()
+            except Exception:
+                raise CommandError("ERR")
+        server = conn.server
+        try:
+            if flush:
+                kdb.load_into(server, snap.path())
+                _log_replaced(server)
+            else:   # NOFLUSH: keep the dataset; MERGE: the file's keys replace the same keys
+                result = kdb.read_file(snap.path(), int(time.time() * 1000),
+                                       server.config["limits.databases"])
+                if not merge:   # Redis stops on a duplicate key; here nothing is loaded
+                    for name, per_db in result.tenants.items():
+                        tenant = server.tenant_for(name)
+                        if any(key in tenant.dbs[i].data for i, (data, _) in enumerate(per_db)
+                               for key in data):
+                            raise kdb.KdbError("duplicate key in tenant %r" % name, 0)
+                for name, per_db in result.tenants.items():
+                    import_tenant(server.tenant_for(name), per_db, True, server)
+        except (kdb.KdbError, OSError) as exc:
+            log.warning("DEBUG RELOAD: %s", exc)
+            raise CommandError("ERR Error trying to load the RDB dump")
+        log.log(NOTICE, "DB reloaded by DEBUG RELOAD")
+        return OK
+    raise CommandError("ERR unknown subcommand or wrong number of arguments for '%s'. Try DEBUG HELP."
+                       % args[1].decode("latin-1"))

@@ -1,0 +1,112 @@
+"""DEBUG DIGEST and DEBUG DIGEST-VALUE: Redis's content hash (debug.c), bit for bit.
+
+Redis builds the digest from SHA-1s combined two ways: `xor` (order does not
+matter: set members, hash fields, keys of a database) and `mix` (xor, then
+SHA-1 of the result: order matters, as for list elements). The same data gives
+the same digest here and in redis-server 7.0, so a reload can be checked
+against itself and a compat session can compare the two servers.
+"""
+
+from collections import deque
+from hashlib import sha1
+
+from tenantkv.keyspace.zset import ZSet
+
+ZERO = bytes(20)
+_TYPES = {bytes: 0, deque: 1, set: 2, ZSet: 3, dict: 4}   # OBJ_STRING ... OBJ_HASH
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(20, "big")
+
+
+def _xor_digest(digest: bytes, data: bytes) -> bytes:
+    return _xor(digest, sha1(data).digest())
+
+
+def _mix_digest(digest: bytes, data: bytes) -> bytes:
+    return sha1(_xor(digest, sha1(data).digest())).digest()
+
+
+def _score(score: float) -> bytes:
+    # Redis 7.0 formats with "%.17g" (C's printf; Python's % is the same)
+    return b"%.17g" % score
+
+
+def value_digest(value, has_expire: bool) -> bytes:
+    """xorObjectDigest: the digest of one value (its key not included)."""
+    digest = _mix_digest(ZERO, _TYPES[type(value)].to_bytes(4, "big"))
+    kind = type(value)
+    if kind is bytes:
+        digest = _mix_digest(digest, value)
+    elif kind is deque:
+        for element in value:
+            digest = _mix_digest(digest, element)
+    elif kind is set:
+        acc = int.from_bytes(digest, "big")
+        for member in value:
+            acc ^= int.from_bytes(sha1(member).digest(), "big")
+        digest = acc.to_bytes(20, "big")
+    elif kind is ZSet:
+        acc = int.from_bytes(digest, "big")
+        for member, score in value.scores.items():
+            element = _mix_digest(_mix_digest(ZERO, member), _score(score))
+            acc ^= int.from_bytes(sha1(element).digest(), "big")   # xorDigest hashes again
+        digest = acc.to_bytes(20, "big")
+    elif kind is dict:
+        acc = int.from_bytes(digest, "big")
+        for field, item in value.items():
+            element = _mix_digest(_mix_digest(ZERO, field), item)
+            acc ^= int.from_bytes(sha1(element).digest(), "big")
+        digest = acc.to_bytes(20, "big")
+    if has_expire:
+        digest = _xor_digest(digest, b"!!expire!!")
+    return digest
+
+
+def key_digest(db, key: bytes) -> str:
+    """DEBUG DIGEST-VALUE for one key: hex, 40 zeros for a missing key.
+    As Redis, a logically expired key not yet deleted still counts."""
+    value = db.data.get(key)
+    if value is None:
+        return "0" * 40
+    return value_digest(value, key in db.expires).hex()
+
+
+def dataset_digest(dbs) -> str:
+    """computeDatasetDigest over `dbs` (a tenant's databases), as hex."""
+    final = ZERO
+    for index, db in enumerate(dbs):
+        if not db.data:
+            continue
+        final = _mix_digest(final, index.to_bytes(4, "big"))
+        acc = int.from_bytes(final, "big")
+        expires = db.expires
+        for key, value in db.data.items():
+            # the key-value digest: mix(key), then the value's rules on top
+            digest = _mix_digest(ZERO, key)
+            digest = _combine_value(digest, value, key in expires)
+            acc ^= int.from_bytes(sha1(digest).digest(), "big")
+        final = acc.to_bytes(20, "big")
+    return final.hex()
+
+
+def _combine_value(digest: bytes, value, has_expire: bool) -> bytes:
+    # xorObjectDigest applied to a digest that already holds the key: the
+    # same steps as value_digest, starting from `digest` instead of zeros.
+    digest = _mix_digest(digest, _TYPES[type(value)].to_bytes(4, "big"))
+    kind = type(value)
+    if kind is bytes:
+        digest = _mix_digest(digest, value)
+    elif kind is deque:
+        for element in value:
+            digest = _mix_digest(digest, element)
+    else:
+        # the unordered types xor their elements' digests in: the xor of
+        # value_digest's element part, obtained by removing its type prefix
+        prefix = _mix_digest(ZERO, _TYPES[kind].to_bytes(4, "big"))
+        elements = _xor(value_digest(value, False), prefix)
+        digest = _xor(digest, elements)
+    if has_expire:
+        digest = _xor_digest(digest, b"!!expire!!")
+    return digest

@@ -1,0 +1,608 @@
+"""The .kdb snapshot format: every tenant's databases in one checksummed file.
+
+The byte layout is documented in docs/kdb-format.md. The API (stable: the
+append-only log's rewrite uses it for its base file):
+
+    dump(tenants, fileobj, now_ms=None) -> int
+        Write a whole .kdb file to `fileobj` (anything with .write(bytes)).
+        `tenants`: tenant name -> Tenant (or any object with `.dbs`, a list of
+        objects with `.data` and `.expires` dicts), or -> a list of (data,
+        expires) pairs as load() returns them. Keys already expired at
+        `now_ms` (default: now) are left out. Returns the number of keys written.
+
+    dumps(tenants, now_ms=None) -> bytes
+        The same, as bytes (KDB EXPORT, tests).
+
+    load(fileobj_or_bytes, now_ms=None, databases=None)
+        -> {tenant name: [(data dict, expires dict), ...]}  (one pair per database)
+        Parse and verify a whole file; raises KdbError on anything wrong, and
+        nothing is returned (nothing is half-loaded) unless every checksum
+        matched. With `now_ms`, keys expired by then are dropped. `databases`:
+        the number of databases a tenant has here; a file holding a higher
+        database index is refused (default: the highest index in the file + 1).
+
+    load_into(server, path) -> LoadResult
+        load() the file at `path` and make it the server's whole dataset (every
+        tenant; tenants absent from the file end up empty). The swap happens
+        only after the file was read completely; existing Tenant and Database
+        objects are kept (connections hold them), their dicts are replaced.
+
+    write_snapshot(server_or_tenants, path, now_ms=None) -> int
+        dump() into `temp-<pid>.kdb` beside `path`, flush, fsync, rename over
+        `path`, fsync the directory. On any error the temp file is removed and
+        `path` is untouched. Returns the number of keys written.
+
+    KdbError(message, offset)
+        A refused file: `offset` is the byte offset where the problem was found.
+
+Columnar blocks (all keys of a chunk, then all their values, each as one array
+of lengths plus one joined blob) keep the per-key Python work to a few C-level
+operations: array('I', map(len, ...)), b"".join, list slicing, dict(zip(...)).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+import time
+import zlib
+from array import array
+from collections import deque
+from itertools import accumulate, islice
+
+from tenantkv.keyspace.zset import ZSet
+
+MAGIC = b"\x89KDB\r\n\x1a\n"   # PNG-style: catches text-mode and 7-bit mangling
+VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+# Block kinds. The value kinds use Redis's object type numbers (OBJ_STRING ...),
+# the same numbers DEBUG DIGEST mixes in.
+STRING, LIST, SET, ZSET_, HASH, STREAM = 0, 1, 2, 3, 4, 6
+EXPIRES = 0x40
+END = 0xFF
+KIND_NAMES = {STRING: "string", LIST: "list", SET: "set", ZSET_: "zset", HASH: "hash",
+              STREAM: "stream", EXPIRES: "expires", END: "end"}
+
+HEADER = struct.Struct("<8sHHIQI")        # magic, version, flags, databases, created ms, tenants
+HEADER_CRC = struct.Struct("<I")
+SECTION = struct.Struct("<4sI")           # b"TSEC", name length
+BLOCK = struct.Struct("<B3xIIQ")          # kind, db index, count, payload length
+TRAILER = struct.Struct("<4sQI")          # b"KEND", keys, crc32 of every byte before the crc
+CRC = struct.Struct("<I")
+
+CHUNK = 65536   # keys per block: bounds the memory a writer holds at once
+_SWAP = sys.byteorder == "big"   # the file is little-endian
+
+
+class KdbError(Exception):
+    """A .kdb file (or export payload) refused: `message`, found at byte `offset`."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message, offset)
+        self.message = message
+        self.offset = offset
+
+    def __str__(self) -> str:
+        return "%s at offset %d" % (self.message, self.offset)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# -- encoding -------------------------------------------------------------------
+
+def _lengths(items) -> bytes:
+    """A width byte (4 or 8) and the little-endian lengths of `items`."""
+    lens = array("I")
+    try:
+        lens.extend(map(len, items))
+        width = b"\x04"
+    except OverflowError:   # a value of 4 GB or more
+        lens = array("Q", map(len, items))
+        width = b"\x08"
+    if _SWAP:
+        lens.byteswap()
+    return width + lens.tobytes()
+
+
+def _ints(numbers, code: str = "I") -> bytes:
+    values = array(code, numbers)
+    if _SWAP:
+        values.byteswap()
+    return values.tobytes()
+
+
+def _strs(parts: list, items) -> None:
+    """Append a string column (lengths, then the joined bytes) to `parts`."""
+    parts.append(_lengths(items))
+    parts.append(b"".join(items))
+
+
+def _block(kind: int, db: int, count: int, payload: list) -> list:
+    size = sum(map(len, payload))
+    return [BLOCK.pack(kind, db, count, size), *payload]
+
+
+def _chunks(items: list):
+    for start in range(0, len(items), CHUNK):
+        yield items[start:start + CHUNK]
+
+
+def _db_blocks(index: int, data: dict, expires: dict, now: int, delay_us: int = 0):
+    """Yield (blocks as lists of bytes, keys) for one database."""
+    if expires:
+        dead = {k for k, when in expires.items() if when <= now}
+    else:
+        dead = ()
+    values = list(data.values())
+    if not dead and all(type(v) is bytes for v in values):   # all strings: no Python loop
+        groups = {STRING: (list(data), values)}
+    else:
+        groups = {}
+        for key, value in data.items():
+            if dead and key in dead:
+                continue
+            kind = type(value)
+            group = groups.get(kind)
+            if group is None:
+                group = groups[kind] = ([], [])
+            group[0].append(key)
+            group[1].append(value)
+        groups = {_KIND_OF[kind]: group for kind, group in groups.items()}
+    for kind, (keys, vals) in groups.items():
+        for start in range(0, len(keys), CHUNK):
+            ks = keys[start:start + CHUNK]
+            vs = vals[start:start + CHUNK]
+            if delay_us:
+                time.sleep(delay_us * len(ks) / 1e6)
+            yield _ENCODERS[kind](index, ks, vs), len(ks)
+    live = [k for k in expires if k not in dead] if dead else list(expires)
+    for ks in _chunks(live):
+        payload = []
+        _strs(payload, ks)
+        payload.append(_ints(map(expires.__getitem__, ks), "q"))
+        yield _block(EXPIRES, index, len(ks), payload), 0
+
+
+def _enc_strings(db, keys, values):
+    payload = []
+    _strs(payload, keys)
+    _strs(payload, values)
+    return _block(STRING, db, len(keys), payload)
+
+
+def _enc_sequences(kind):
+    def encode(db, keys, values):
+        payload = []
+        _strs(payload, keys)
+        payload.append(_ints(map(len, values)))
+        elements = []
+        extend = elements.extend
+        for value in values:
+            extend(value)
+        _strs(payload, elements)
+        return _block(kind, db, len(keys), payload)
+    return encode
+
+
+def _enc_zsets(db, keys, values):
+    payload = []
+    _strs(payload, keys)
+    payload.append(_ints(map(len, values)))
+    members = []
+    scores = array("d")
+    for z in values:
+        members.extend(z.scores)
+        scores.extend(z.scores.values())
+    if _SWAP:
+        scores.byteswap()
+    _strs(payload, members)
+    payload.append(scores.tobytes())
+    return _block(ZSET_, db, len(keys), payload)
+
+
+def _enc_hashes(db, keys, values):
+    payload = []
+    _strs(payload, keys)
+    payload.append(_ints(map(len, values)))
+    fields = []
+    vals = []
+    for h in values:
+        fields.extend(h)
+        vals.extend(h.values())
+    _strs(payload, fields)
+    _strs(payload, vals)
+    return _block(HASH, db, len(keys), payload)
+
+
+_KIND_OF = {bytes: STRING, deque: LIST, set: SET, ZSet: ZSET_, dict: HASH}
+_ENCODERS = {STRING: _enc_strings, LIST: _enc_sequences(LIST), SET: _enc_sequences(SET),
+             ZSET_: _enc_zsets, HASH: _enc_hashes}
+
+
+class _Writer:
+    """Writes to `fileobj` keeping the whole-file CRC (and a section's)."""
+
+    def __init__(self, fileobj) -> None:
+        self.out = fileobj
+        self.crc = 0
+        self.section_crc = 0
+
+    def write(self, data: bytes) -> None:
+        self.out.write(data)
+        self.crc = zlib.crc32(data, self.crc)
+        self.section_crc = zlib.crc32(data, self.section_crc)
+
+
+def _dbs_of(tenant) -> list:
+    """[(data, expires), ...] of a Tenant, or of a list of databases or of
+    (data, expires) pairs (what load() returns)."""
+    dbs = tenant.dbs if hasattr(tenant, "dbs") else tenant
+    return [(db.data, db.expires) if hasattr(db, "data") else db for db in dbs]
+
+
+def dump(tenants: dict, fileobj, now_ms: int | None = None, key_save_delay_us: int = 0) -> int:
+    """Write a whole .kdb file holding `tenants` to `fileobj`; returns keys written.
+    `key_save_delay_us` (rdb-key-save-delay, for tests) sleeps that long per key."""
+    now = _now_ms() if now_ms is None else now_ms
+    items = [(name, _dbs_of(t)) for name, t in tenants.items()]
+    items = [(name, dbs) for name, dbs in items if any(data for data, _ in dbs)]
+    databases = max((len(dbs) for _, dbs in items), default=0)
+    writer = _Writer(fileobj)
+    head = HEADER.pack(MAGIC, VERSION, 0, databases, now, len(items))
+    writer.write(head + HEADER_CRC.pack(zlib.crc32(head)))
+    total = 0
+    for name, dbs in items:
+        encoded = name.encode("utf-8", "surrogateescape")
+        writer.section_crc = 0
+        writer.write(SECTION.pack(b"TSEC", len(encoded)) + encoded)
+        for db_index, (data, expires) in enumerate(dbs):
+            if not data:
+                continue
+            for block, keys in _db_blocks(db_index, data, expires, now, key_save_delay_us):
+                writer.write(b"".join(block))
+                total += keys
+        writer.write(BLOCK.pack(END, 0, 0, 0))
+        writer.write(CRC.pack(writer.section_crc))
+    tail = TRAILER.pack(b"KEND", total, 0)[:-4]
+    writer.write(tail)
+    fileobj.write(CRC.pack(writer.crc))
+    return total
+
+
+class _Buffer:
+    def __init__(self) -> None:
+        self.parts: list = []
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+
+
+def dumps(tenants: dict, now_ms: int | None = None) -> bytes:
+    buffer = _Buffer()
+    dump(tenants, buffer, now_ms)
+    return b"".join(buffer.parts)
+
+
+# -- decoding -------------------------------------------------------------------
+
+class _Reader:
+    """Bounds-checked reads from one verified region [pos, end) of `data`."""
+    __slots__ = ("data", "pos", "end", "what")
+
+    def __init__(self, data: bytes, pos: int, end: int, what: str) -> None:
+        self.data, self.pos, self.end, self.what = data, pos, end, what
+
+    def need(self, size: int) -> int:
+        start = self.pos
+        if size < 0 or start + size > self.end:
+            raise KdbError("%s: %d bytes needed, %d left" % (self.what, size, self.end - start), start)
+        self.pos = start + size
+        return start
+
+    def lengths(self, count: int) -> array:
+        start = self.need(1)
+        width = self.data[start]
+        if width not in (4, 8):
+            raise KdbError("%s: bad length width %d" % (self.what, width), start)
+        start = self.need(count * width)
+        lens = array("I" if width == 4 else "Q")
+        if lens.itemsize != width:   # platforms where 'I' is not 4 bytes
+            lens = array("L" if width == 4 else "Q")
+        lens.frombytes(self.data[start:self.pos])
+        if _SWAP:
+            lens.byteswap()
+        return lens
+
+    def strs(self, count: int) -> list:
+        lens = self.lengths(count)
+        start = self.pos
+        self.need(sum(lens))
+        offsets = list(accumulate(lens, initial=start))
+        data = self.data
+        return [data[a:b] for a, b in zip(offsets, islice(offsets, 1, None))]
+
+    def ints(self, count: int, code: str = "I") -> array:
+        values = array(code)
+        start = self.need(count * values.itemsize)
+        values.frombytes(self.data[start:self.pos])
+        if _SWAP:
+            values.byteswap()
+        return values
+
+
+def _split(flat: list, counts) -> list:
+    offsets = list(accumulate(counts, initial=0))
+    return [flat[a:b] for a, b in zip(offsets, islice(offsets, 1, None))]
+
+
+def _dec_strings(r, count, data):
+    keys = r.strs(count)
+    data.update(zip(keys, r.strs(count)))
+    return keys
+
+
+def _dec_sequences(kind):
+    def decode(r, count, data):
+        keys = r.strs(count)
+        counts = r.ints(count)
+        elements = r.strs(sum(counts))
+        data.update(zip(keys, map(kind, _split(elements, counts))))
+        return keys
+    return decode
+
+
+def _zset(members, scores) -> ZSet:
+    z = ZSet()
+    z.scores = dict(zip(members, scores))
+    z.order.update(zip(scores, members))
+    return z
+
+
+def _dec_zsets(r, count, data):
+    keys = r.strs(count)
+    counts = r.ints(count)
+    total = sum(counts)
+    members = r.strs(total)
+    scores = r.ints(total, "d").tolist()
+    data.update(zip(keys, map(_zset, _split(members, counts), _split(scores, counts))))
+    return keys
+
+
+def _dec_hashes(r, count, data):
+    keys = r.strs(count)
+    counts = r.ints(count)
+    total = sum(counts)
+    fields = r.strs(total)
+    values = r.strs(total)
+    data.update(zip(keys, map(dict, map(zip, _split(fields, counts), _split(values, counts)))))
+    return keys
+
+
+_DECODERS = {STRING: _dec_strings, LIST: _dec_sequences(deque), SET: _dec_sequences(set),
+             ZSET_: _dec_zsets, HASH: _dec_hashes}
+
+
+class LoadResult:
+    def __init__(self, tenants: dict, keys: int, expired: int, created_ms: int, size: int) -> None:
+        self.tenants = tenants      # name -> [(data, expires), ...]
+        self.keys = keys            # keys loaded (after dropping expired ones)
+        self.expired = expired      # keys dropped because they had expired
+        self.created_ms = created_ms
+        self.size = size
+
+
+def _walk_section(data: bytes, start: int, end: int) -> int:
+    """Offset just past the END block of the section at `start` (before its CRC):
+    hops from block header to block header, so that the section's checksum is
+    verified before anything inside it is parsed."""
+    r = _Reader(data, start, end, "section header")
+    head = r.need(SECTION.size)
+    tag, name_len = SECTION.unpack_from(data, head)
+    if tag != b"TSEC":
+        raise KdbError("expected a tenant section (TSEC), found %r" % tag, head)
+    r.what = "tenant name"
+    r.need(name_len)
+    r.what = "block header"
+    while True:
+        at = r.need(BLOCK.size)
+        kind, _db, _count, size = BLOCK.unpack_from(data, at)
+        if kind == END:
+            if _db or _count or size:
+                raise KdbError("malformed end-of-section block", at)
+            return r.pos
+        if kind not in KIND_NAMES:
+            raise KdbError("unknown block kind %d" % kind, at)
+        r.what = "%s block of %d bytes" % (KIND_NAMES[kind], size)
+        r.need(size)
+        r.what = "block header"
+
+
+def parse_file(data: bytes, now_ms: int | None = None, databases: int | None = None) -> LoadResult:
+    """load() on the bytes of a whole file."""
+    size = len(data)
+    if data[:8] != MAGIC:
+        if size < 8 and MAGIC.startswith(data):
+            raise KdbError("truncated header: %d bytes" % size, size)
+        raise KdbError("not a .kdb file (bad magic)", 0)
+    if size < HEADER.size + HEADER_CRC.size:
+        raise KdbError("truncated header: %d bytes" % size, size)
+    magic, version, flags, _dbs, created, tenant_count = HEADER.unpack_from(data, 0)
+    if version not in SUPPORTED_VERSIONS:
+        raise KdbError("unsupported .kdb version %d (this server reads %s)"
+                       % (version, ", ".join(map(str, SUPPORTED_VERSIONS))), 8)
+    (header_crc,) = HEADER_CRC.unpack_from(data, HEADER.size)
+    if zlib.crc32(data[:HEADER.size]) != header_crc:
+        raise KdbError("header checksum mismatch", HEADER.size)
+    if flags:
+        raise KdbError("unknown header flags 0x%04x" % flags, 10)
+    pos = HEADER.size + HEADER_CRC.size
+    end = size
+    sections = []
+    for _ in range(tenant_count):
+        stop = _walk_section(data, pos, end)
+        if stop + CRC.size > end:
+            raise KdbError("section checksum: 4 bytes needed, %d left" % (end - stop), stop)
+        (stored,) = CRC.unpack_from(data, stop)
+        if zlib.crc32(memoryview(data)[pos:stop]) != stored:
+            name_len = SECTION.unpack_from(data, pos)[1]
+            name = data[pos + SECTION.size:pos + SECTION.size + name_len].decode("utf-8", "replace")
+            raise KdbError("checksum mismatch in the section of tenant %r (bytes %d-%d)"
+                           % (name, pos, stop - 1), pos)
+        sections.append((pos, stop))
+        pos = stop + CRC.size
+    if pos + TRAILER.size > end:
+        raise KdbError("truncated: the end marker needs %d bytes, %d left"
+                       % (TRAILER.size, end - pos), pos)
+    tag, key_total, file_crc = TRAILER.unpack_from(data, pos)
+    if tag != b"KEND":
+        raise KdbError("expected the end marker (KEND), found %r" % tag, pos)
+    if pos + TRAILER.size != end:
+        raise KdbError("%d unexpected bytes after the end marker" % (end - pos - TRAILER.size),
+                       pos + TRAILER.size)
+    if zlib.crc32(memoryview(data)[:end - CRC.size]) != file_crc:
+        raise KdbError("file checksum mismatch", end - CRC.size)
+
+    now = now_ms
+    tenants: dict = {}
+    keys_seen = 0
+    loaded = 0
+    expired_count = 0
+    for start, stop in sections:
+        name_len = SECTION.unpack_from(data, start)[1]
+        name_at = start + SECTION.size
+        try:
+            name = data[name_at:name_at + name_len].decode("utf-8", "surrogateescape")
+        except UnicodeDecodeError:   # surrogateescape accepts any bytes; kept for safety
+            raise KdbError("tenant name is not UTF-8", name_at)
+        if name in tenants:
+            raise KdbError("tenant %r appears twice" % name, start)
+        dbs: dict = {}   # index -> (data, expires, counted keys)
+        r = _Reader(data, name_at + name_len, stop, "block")
+        while True:
+            at = r.need(BLOCK.size)
+            kind, index, count, psize = BLOCK.unpack_from(data, at)
+            if kind == END:
+                break
+            if databases is not None and index >= databases:
+                raise KdbError("database %d in tenant %r: this server has %d databases"
+                               % (index, name, databases), at)
+            entry = dbs.get(index)
+            if entry is None:
+                entry = dbs[index] = [{}, {}, 0]
+            block = _Reader(data, r.pos, r.pos + psize, "%s block" % KIND_NAMES.get(kind, kind))
+            r.pos += psize
+            if kind == STREAM:
+                raise KdbError("stream values are not supported by this version", at)
+            if kind == EXPIRES:
+                keys = block.strs(count)
+                entry[1].update(zip(keys, block.ints(count, "q")))
+            else:
+                decoder = _DECODERS.get(kind)
+                if decoder is None:
+                    raise KdbError("unknown block kind %d" % kind, at)
+                decoder(block, count, entry[0])
+                entry[2] += count
+                keys_seen += count
+            if block.pos != block.end:
+                raise KdbError("%d unread bytes in a %s block" % (block.end - block.pos,
+                                                                  KIND_NAMES[kind]), block.pos)
+        for index in sorted(dbs):
+            values, expires, counted = dbs[index]
+            if len(values) != counted:
+                raise KdbError("duplicate keys in database %d of tenant %r" % (index, name), start)
+            if not expires.keys() <= values.keys():
+                raise KdbError("expiry for a missing key in database %d of tenant %r"
+                               % (index, name), start)
+            if now is not None and expires:
+                dead = [k for k, when in expires.items() if when <= now]
+                for key in dead:
+                    del values[key]
+                    del expires[key]
+                expired_count += len(dead)
+            loaded += len(values)
+        highest = max(dbs, default=-1)
+        width = max(highest + 1, databases or 0)
+        per_db = [({}, {}) for _ in range(width)]
+        for index, (values, expires, _) in dbs.items():
+            per_db[index] = (values, expires)
+        tenants[name] = per_db
+    if keys_seen != key_total:
+        raise KdbError("the end marker counts %d keys, the sections hold %d" % (key_total, keys_seen), pos)
+    return LoadResult(tenants, loaded, expired_count, created, size)
+
+
+def _read_all(source) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    return source.read()
+
+
+def load(source, now_ms: int | None = None, databases: int | None = None) -> dict:
+    """Parse and verify a whole .kdb file (a file object or bytes): see the module docstring."""
+    return parse_file(_read_all(source), now_ms, databases).tenants
+
+
+def read_file(path: str, now_ms: int | None = None, databases: int | None = None) -> LoadResult:
+    with open(path, "rb") as handle:
+        data = handle.read()
+    return parse_file(data, now_ms, databases)
+
+
+def install(server, tenants: dict) -> None:
+    """Make `tenants` (as load() returns it) the server's whole dataset."""
+    events = getattr(server, "events", None)
+    touched = []
+    for name in set(server.tenants) | set(tenants):
+        tenant = server.tenant_for(name)
+        new = tenants.get(name, ())
+        for index, db in enumerate(tenant.dbs):
+            if db.watchers:
+                touched.extend((db, key) for key in db.watchers)
+            values, expires = new[index] if index < len(new) else ({}, {})
+            db.data = values
+            db.expires = expires
+            db.encodings = {}
+            db.scans = {}
+    if events is not None and touched:
+        events.written(touched)
+
+
+def load_into(server, path: str) -> LoadResult:
+    """Read the file at `path` completely, then make it the server's dataset."""
+    result = read_file(path, _now_ms(), server.config["limits.databases"])
+    install(server, result.tenants)
+    return result
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory or ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_snapshot(server_or_tenants, path: str, now_ms: int | None = None,
+                   key_save_delay_us: int = 0) -> int:
+    """Atomically replace `path` with a snapshot: see the module docstring."""
+    tenants = getattr(server_or_tenants, "tenants", server_or_tenants)
+    directory = os.path.dirname(os.path.abspath(path))
+    temp = os.path.join(directory, "temp-%d.kdb" % os.getpid())
+    try:
+        with open(temp, "wb", buffering=1 << 20) as handle:
+            keys = dump(tenants, handle, now_ms, key_save_delay_us)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(directory)
+    return keys
