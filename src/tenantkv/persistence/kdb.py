@@ -42,6 +42,7 @@ operations: array('I', map(len, ...)), b"".join, list slicing, dict(zip(...)).
 
 from __future__ import annotations
 
+import gc
 import os
 import struct
 import sys
@@ -247,6 +248,16 @@ def _dbs_of(tenant) -> list:
 def dump(tenants: dict, fileobj, now_ms: int | None = None, key_save_delay_us: int = 0) -> int:
     """Write a whole .kdb file holding `tenants` to `fileobj`; returns keys written.
     `key_save_delay_us` (rdb-key-save-delay, for tests) sleeps that long per key."""
+    enabled = gc.isenabled()
+    gc.disable()   # as in parse_file: the lists built here hold no cycles
+    try:
+        return _dump(tenants, fileobj, now_ms, key_save_delay_us)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _dump(tenants: dict, fileobj, now_ms, key_save_delay_us) -> int:
     now = _now_ms() if now_ms is None else now_ms
     items = [(name, _dbs_of(t)) for name, t in tenants.items()]
     items = [(name, dbs) for name, dbs in items if any(data for data, _ in dbs)]
@@ -423,6 +434,20 @@ def _walk_section(data: bytes, start: int, end: int) -> int:
 
 def parse_file(data: bytes, now_ms: int | None = None, databases: int | None = None) -> LoadResult:
     """load() on the bytes of a whole file."""
+    # Decoding creates millions of containers; each few hundred allocations
+    # would start a collection that walks the whole (growing) heap: with the
+    # collector on, loading one million mixed keys took 3.5 s instead of 1.
+    # Nothing built here can form a reference cycle.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse_file(data, now_ms, databases)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _parse_file(data: bytes, now_ms, databases) -> LoadResult:
     size = len(data)
     if data[:8] != MAGIC:
         if size < 8 and MAGIC.startswith(data):
