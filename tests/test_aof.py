@@ -278,8 +278,22 @@ def test_config_set_appendonly_at_runtime(tmp_path):
         assert server.stop() == 0
     server = aof_server(tmp_path)
     try:
-        assert server.client().get("unlogged") is None
-        assert server.client().get("counter") == b"2"
+        c = server.client()
+        assert c.get("unlogged") is None and c.get("counter") == b"2"
+        c.config_set("appendonly", "no")
+        c.set("unlogged", "1")
+        c.config_set("appendonly", "yes")   # again: a new base holds what is in memory
+        c.incr("counter")
+        deadline = time.time() + 10
+        while c.info("persistence")["aof_rewrite_in_progress"] and time.time() < deadline:
+            time.sleep(0.05)
+        names = sorted(os.listdir(tmp_path / "appendonlydir"))
+        assert len(names) == 3 and names[-1] == "appendonly.aof.manifest", names
+    finally:
+        assert server.stop() == 0
+    server = aof_server(tmp_path)
+    try:
+        assert server.client().mget("unlogged", "counter") == [b"1", b"3"]
     finally:
         server.stop()
 

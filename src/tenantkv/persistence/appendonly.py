@@ -156,7 +156,7 @@ class AppendOnly:
         incr = self._new_incr_name(old)
         self.base_size = self._write_base(self._path(base))
         self.manifest = Manifest((base, self._seq(base)), [(incr, self._seq(incr))])
-        self._install(self._path(incr))
+        self._install(self._path(incr), fresh=True)
         self.manifest.write(self.manifest_path)
         log.info("Created the append only file directory %s", self.directory)
 
@@ -186,14 +186,17 @@ class AppendOnly:
 
     # -- logging on / off ---------------------------------------------------------------
 
-    def _open(self, path: str) -> int:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    def _open(self, path: str, fresh: bool = False) -> int:
+        # fresh: a new file of the log; a leftover of that name (a rewrite that
+        # failed before its manifest was written) must not be appended to.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | (os.O_TRUNC if fresh else 0)
+        fd = os.open(path, flags, 0o644)
         aof.fsync_dir(os.path.dirname(path))
         return fd
 
-    def _install(self, path: str) -> None:
+    def _install(self, path: str, fresh: bool = False) -> None:
         from tenantkv.server import connection
-        fd = self._open(path)
+        fd = self._open(path, fresh)
         journal = Journal(self.server, fd, path, os.fstat(fd).st_size,
                           self.config["data.appendfsync"])
         self.journal = journal
@@ -273,14 +276,14 @@ class AppendOnly:
         base = self._new_base_name(manifest)
         incr = self._new_incr_name(manifest)
         if self.journal is not None:
-            self.journal.switch(self._open(self._path(incr)), self._path(incr))
+            self.journal.switch(self._open(self._path(incr), True), self._path(incr))
             if not self.rewrite_enables and manifest is not None:
                 manifest.incrs.append((incr, self._seq(incr)))
                 manifest.write(self.manifest_path)
         elif self.rewrite_enables:
-            self._install(self._path(incr))
+            self._install(self._path(incr), fresh=True)
         else:
-            os.close(self._open(self._path(incr)))   # BGREWRITEAOF with the log off
+            os.close(self._open(self._path(incr), True))   # BGREWRITEAOF with the log off
         base_path = self._path(base)
 
         def work() -> int:   # in the child: the base from its copy of the data
