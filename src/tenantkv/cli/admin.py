@@ -2,6 +2,7 @@
 
     tenantkv [--config FILE] [--data-dir DIR] [--db PATH] user add NAME [--root] [--password-stdin]
     tenantkv user del NAME | list | passwd NAME [--password-stdin] | set-root NAME on|off
+    tenantkv check-aof [--fix [--yes]] FILE      (an .aof file or a .manifest)
     tenantkv export --user NAME FILE            one user's data from the snapshot into FILE
     tenantkv import --user NAME FILE [--replace]  FILE's keys into that user's data in the snapshot
 
@@ -61,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     set_root.add_argument("name")
     set_root.add_argument("state", choices=["on", "off"])
 
+    check = commands.add_parser(
+        "check-aof", help="check (and repair) an append-only log",
+        description="Check an append-only log file, or every file of a manifest. With --fix, "
+                    "truncate a damaged file at its last good record (what follows is lost).")
+    check.add_argument("file", help="an .aof file, or the appendonlydir's .manifest")
+    check.add_argument("--fix", action="store_true", help="truncate at the last good record")
+    check.add_argument("--yes", action="store_true", help="do not ask before truncating")
+
     export = commands.add_parser(
         "export", help="write one user's data from the snapshot to a file",
         description="Write one user's data, read from the snapshot (<data dir>/dump.kdb), "
@@ -76,6 +85,61 @@ def build_parser() -> argparse.ArgumentParser:
     import_.add_argument("file", metavar="FILE")
     import_.add_argument("--replace", action="store_true", help="overwrite keys that exist")
     return parser
+
+
+def check_aof(args) -> int:
+    """0: every file is valid (or was fixed); 1: damage left."""
+    from tenantkv.persistence import aof
+    path = args.file
+    if not os.path.exists(path):
+        raise CliError("no such file: %s" % path)
+    if path.endswith(".manifest"):
+        try:
+            manifest = aof.Manifest.read(path)
+        except (aof.AofError, ValueError) as exc:
+            raise CliError("bad manifest: %s" % exc)
+        directory = os.path.dirname(path)
+        files = [os.path.join(directory, name) for name in manifest.files()]
+    else:
+        files = [path]
+    damaged = 0
+    for i, name in enumerate(files):
+        if not os.path.exists(name):
+            print("%s: missing" % name)
+            damaged += 1
+            continue
+        try:
+            result = aof.scan(name)
+        except aof.AofError as exc:
+            good, problem = exc.good, "%s (offset %d)" % (exc.reason, exc.offset)
+            size = os.path.getsize(name)
+        else:
+            if not result.torn:
+                print("%s: valid, %d bytes, %d commands" % (name, result.size, result.commands))
+                continue
+            good, problem, size = result.good, result.torn, result.size
+        print("%s: damaged: %s" % (name, problem))
+        print("%s: the last good record ends at offset %d of %d (%d bytes would be cut)"
+              % (name, good, size, size - good))
+        if not args.fix:
+            damaged += 1
+            continue
+        if i < len(files) - 1:
+            print("%s: not the last file of the manifest: truncating it would replay the later "
+                  "files on a different data set; not fixed" % name)
+            damaged += 1
+            continue
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise CliError("not truncating without confirmation: add --yes")
+            answer = input("Truncate %s at offset %d? [y/N] " % (name, good))
+            if answer.strip().lower() not in ("y", "yes"):
+                print("not fixed")
+                damaged += 1
+                continue
+        os.truncate(name, good)
+        print("%s: truncated at offset %d: successfully fixed" % (name, good))
+    return 1 if damaged else 0
 
 
 def load_config(args):
@@ -244,6 +308,8 @@ def run(args) -> None:
 def main(argv: list | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "check-aof":
+            return check_aof(args)
         run(args)
     except CliError as exc:
         print("tenantkv: %s" % exc, file=sys.stderr)

@@ -309,6 +309,8 @@ def _acl_deluser(conn, args):
                     other.close()
             for key in drop:
                 tenant = server.tenants.pop(key, None)
+                if tenant is not None and server.events.journal is not None:
+                    server.events.journal.dropped_tenant(key)
                 if tenant is not None:
                     for db in tenant.dbs:
                         db.clear()

@@ -44,10 +44,15 @@ def _block_or_timeout(conn, keys, kind, serve, timeout: float, timeout_reply,
     return Blocked(conn, keys, kind, serve, timeout, timeout_reply)
 
 
-def _written(conn, *keys) -> None:
-    """A parked client was served: report what its pop (and push) changed,
-    for WATCH and for clients blocked on a BLMOVE's destination."""
+def _written(conn, record: list, *keys) -> None:
+    """A parked client was served: log what it did to the append-only log as
+    the non-blocking command `record` (no handler wrapper ran for it), and
+    report what its pop (and push) changed, for WATCH and for clients blocked
+    on a BLMOVE's destination."""
     db = conn.db
+    journal = conn.server.events.journal
+    if journal is not None:
+        journal.emit(conn.tenant.name, db.index, record)
     conn.server.events.written([(db, key) for key in keys])
 
 
@@ -74,11 +79,12 @@ def _blocking_pop(conn, args, head: bool):
         reply = pop(conn, key)
         if reply is not None:
             return reply
+    name = b"LPOP" if head else b"RPOP"
 
     def serve(conn, key):
         reply = pop(conn, key)
         if reply is not None:
-            _written(conn, key)
+            _written(conn, [name, key], key)
         return reply
     return _block_or_timeout(conn, keys, deque, serve, timeout, NULL_ARRAY)
 
@@ -105,10 +111,13 @@ def _blocking_move(conn, src: bytes, dst: bytes, from_head: bool, to_head: bool,
     if value is not None:
         return value
 
+    record = [b"LMOVE", src, dst, b"LEFT" if from_head else b"RIGHT",
+              b"LEFT" if to_head else b"RIGHT"]
+
     def serve(conn, key):
         value = lists._move(conn, src, dst, from_head, to_head)
         if value is not None:
-            _written(conn, src, dst)
+            _written(conn, record, src, dst)
         return value
     return _block_or_timeout(conn, [src], deque, serve, timeout, NULL_ARRAY, None)
 
@@ -178,7 +187,8 @@ def blmpop(conn, args):
     def serve(conn, key):
         reply = pop(conn, key)
         if reply is not None:
-            _written(conn, key)
+            _written(conn, [b"LMPOP", b"1", key, b"LEFT" if head else b"RIGHT",
+                            b"COUNT", b"%d" % len(reply[1])], key)
         return reply
     return _block_or_timeout(conn, keys, deque, serve, timeout, NULL_ARRAY)
 
@@ -205,7 +215,8 @@ def bzmpop(conn, args):
     def serve(conn, key):
         reply = pop(conn, key)
         if reply is not None:
-            _written(conn, key)
+            _written(conn, [b"ZMPOP", b"1", key, b"MAX" if side == 1 else b"MIN",
+                            b"COUNT", b"%d" % len(reply[1])], key)
         return reply
     return _block_or_timeout(conn, keys, ZSet, serve, timeout, NULL_ARRAY)
 
@@ -228,11 +239,12 @@ def _blocking_zpop(conn, args, maximum: bool):
         reply = pop(conn, key)
         if reply is not None:
             return reply
+    name = b"ZPOPMAX" if maximum else b"ZPOPMIN"
 
     def serve(conn, key):
         reply = pop(conn, key)
         if reply is not None:
-            _written(conn, key)
+            _written(conn, [name, key], key)
         return reply
     return _block_or_timeout(conn, keys, ZSet, serve, timeout, NULL_ARRAY)
 

@@ -132,6 +132,7 @@ def _kdb_load(conn, args):
         raise CommandError("ERR KDB LOAD refused %s: %s" % (os.path.basename(path), exc))
     except OSError as exc:
         raise CommandError("ERR KDB LOAD failed: %s" % _reason(exc))
+    _log_replaced(server)
     snap = server.snapshot
     if path == os.path.realpath(snap.path()):
         snap.total_at_save = snap.total   # memory now equals the configured file
@@ -177,6 +178,7 @@ def import_tenant(tenant, per_db: list, replace: bool, server=None) -> int:
                     raise CommandError("BUSYKEY Target key name already exists.")
     count = 0
     written = []
+    journal = server.events.journal if server is not None else None
     for index, (data, expires) in enumerate(per_db):
         if not data:
             continue
@@ -189,9 +191,19 @@ def import_tenant(tenant, per_db: list, replace: bool, server=None) -> int:
         count += len(data)
         if db.watchers or db.blocked:
             written.extend((db, key) for key in data)
+        if journal is not None:   # not write commands: the log gets the keys' values
+            journal.keys_set(tenant, [(db, key) for key in data])
     if written and server is not None:
         server.events.written(written)
     return count
+
+
+def _log_replaced(server) -> None:
+    """The whole dataset was replaced without write commands (KDB LOAD, DEBUG
+    RELOAD): the append-only log, if on, records every tenant's data as it is."""
+    journal = server.events.journal
+    if journal is not None:
+        journal.replaced(list(server.tenants.values()))
 
 
 KDB_HELP = [
@@ -268,6 +280,7 @@ def debug(conn, args):
         try:
             if flush:
                 kdb.load_into(server, snap.path())
+                _log_replaced(server)
             else:   # NOFLUSH: keep the dataset; MERGE: the file's keys replace the same keys
                 result = kdb.read_file(snap.path(), int(time.time() * 1000),
                                        server.config["limits.databases"])

@@ -130,9 +130,7 @@ def info_section(conn, name: str) -> list:
             "loading:0",
             "async_loading:0",
             *server.snapshot.info_lines(),   # rdb_* (persistence/snapshot.py)
-            "aof_enabled:%d" % int(server.config["data.appendonly"]),
-            "aof_rewrite_in_progress:0",
-            "aof_last_write_status:ok",
+            *server.aof.info(),              # aof_* (persistence/appendonly.py)
         ]
     if name == "stats":
         hits, misses, expired = keyspace_counts(conn)

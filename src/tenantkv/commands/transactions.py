@@ -67,11 +67,16 @@ def exec_(conn, args):
         return NULL_ARRAY
     replies = []
     events.in_exec = True
+    journal = events.journal
+    if journal is not None:
+        journal.multi_begin()   # its records go to the log as MULTI ... EXEC
     try:
         for cmd, cmd_args in queued:
             replies.append(_run_queued(conn, cmd, cmd_args))
     finally:
         events.in_exec = False
+        if journal is not None:
+            journal.multi_end()
     events.serve_ready()   # clients blocked on keys the transaction filled
     return Raw(b"*%d\r\n%s" % (len(replies), b"".join(replies)))
 

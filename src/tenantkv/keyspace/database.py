@@ -16,9 +16,14 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+# The append-only log's hook, expire_hook(db, key), while it is on: a key that
+# expires is logged as a DEL (persistence/aof.py). Only expiry pays the test.
+expire_hook = None
+
+
 class Database:
     __slots__ = ("data", "expires", "encodings", "index", "stats", "scans", "scan_ids",
-                 "hits", "misses", "expired", "watchers", "blocked")
+                 "hits", "misses", "expired", "watchers", "blocked", "owner")
 
     def __init__(self, index: int, stats) -> None:
         self.data: dict = {}
@@ -47,6 +52,7 @@ class Database:
         # server/blocking.py). They outlive FLUSHDB: clear() keeps them.
         self.watchers: dict = {}
         self.blocked: dict = {}
+        self.owner = None   # its tenant's key (Tenant sets it): the log's context
 
     # -- access --------------------------------------------------------------
 
@@ -139,6 +145,8 @@ class Database:
             self.encodings.pop(key, None)
         self.expired += 1
         self.stats.expired_keys += 1
+        if expire_hook is not None:
+            expire_hook(self, key)
 
     # -- string encodings ----------------------------------------------------
 
@@ -187,6 +195,8 @@ class Database:
                     if self.encodings:
                         self.encodings.pop(key, None)
                     expired += 1
+                    if expire_hook is not None:
+                        expire_hook(self, key)
                 else:
                     del expires[key]
                     expires[key] = when

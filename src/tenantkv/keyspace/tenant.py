@@ -13,6 +13,8 @@ class Tenant:
     def __init__(self, name: str, stats, databases: int = DATABASES) -> None:
         self.name = name
         self.dbs = [Database(i, stats) for i in range(databases)]
+        for db in self.dbs:
+            db.owner = name
         self.clients: set = set()
 
     def key_count(self) -> int:

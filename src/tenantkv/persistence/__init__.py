@@ -1,0 +1,1 @@
+"""Persistence: .kdb snapshots and the append-only log."""

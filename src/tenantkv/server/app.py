@@ -49,6 +49,8 @@ class Server:
         # default user (development mode); off: everyone must AUTH.
         self.default_user_open = config["auth.default_user"] == "nopass"
         self.auth = None   # the Authenticator, once serve() opened the user store
+        from tenantkv.persistence.appendonly import AppendOnly
+        self.aof = AppendOnly(self)   # the append-only log (persistence/appendonly.py)
         self.config_file = None
         # Connections with replies to write at the end of this loop turn.
         self.pending_writes: list = []
@@ -116,7 +118,9 @@ class Server:
         self.loop = asyncio.get_running_loop()
         self.stopped = asyncio.Event()
         self.open_user_store()
-        self.snapshot.load_at_startup()   # a refused file exits here, before listening
+        # The append-only log when it is on and exists, else the snapshot
+        # (persistence/appendonly.py); a refused file exits here, before listening.
+        self.aof.startup()
         port = self.config["network.port"]
         for host in self.config["network.bind"].split():
             listener = await self.loop.create_server(
@@ -138,6 +142,7 @@ class Server:
         for conn in list(self.clients.values()):
             conn.close()
         await asyncio.sleep(0)
+        self.aof.shutdown()   # the log flushed and fsynced
         self.auth.close()
         log.log(NOTICE, "tenantkv is now ready to exit, bye bye...")
         return self.exit_code
@@ -166,6 +171,7 @@ class Server:
                     self.active_expire(budget=0.25 / hz)
                 self.close_idle_clients()
                 self.snapshot.cron()   # reap a BGSAVE child, the save schedule
+                self.aof.cron()        # reap a BGREWRITEAOF child, start a scheduled one
             except Exception:   # the cron must never die; log and go on
                 log.exception("error in the server cron")
 

@@ -1,0 +1,658 @@
+"""The append-only log: every successful write, as RESP, replayed at start-up.
+
+Layout (Redis 7's multi-part AOF, see docs/aof-format.md): a directory
+<dir>/<appenddirname> holding one base file (the data set at some moment,
+written by a rewrite), the incremental logs written since, and a manifest
+naming them in order. The manifest is replaced atomically (temp file, fsync,
+rename, directory fsync); the files it names are the truth.
+
+Records are RESP arrays of bulk strings, exactly as clients send commands,
+plus one pseudo-command clients cannot send (it is in no command table):
+`@context <tenant key> <db index>`, written whenever the tenant or database of
+the next record differs from the previous record's. A MULTI ... EXEC pair
+around the records of one EXEC makes the transaction all-or-nothing at load.
+
+Determinism: a record must do at replay exactly what the command did live.
+Commands whose effect depends on the clock or on chance are logged as their
+effect (`recorders` below, and docs/aof-format.md for the list and reasons):
+relative expiries become absolute, SPOP becomes SREM of what it popped,
+INCRBYFLOAT the SET of its result, a blocking pop its non-blocking form. Keys
+that expire (lazily or by the active cycle) are logged as DEL, as Redis
+propagates them: replay runs with expiry suspended, so that
+`SET k v PXAT t` followed by `APPEND k x` at any later time loads as it ran.
+
+Group commit: records accumulate in `buf` during one loop turn; they are
+written (and with appendfsync always, fdatasync'ed) before any reply of that
+turn goes out (server/connection.py, flush_connections), one write and one
+fsync per turn. everysec: written at the end of the turn, fsynced once a
+second by a background thread. no: written only.
+"""
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+
+import hiredis
+
+from tenantkv.commands.registry import COMMANDS
+from tenantkv.errors import CommandError
+from tenantkv.keyspace import database as database_module
+from tenantkv.keyspace.zset import ZSet
+from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY
+
+log = logging.getLogger("tenantkv.aof")
+
+CONTEXT = b"@context"
+ITEMS_PER_COMMAND = 64     # as Redis's AOF_REWRITE_ITEMS_PER_CMD
+READ_CHUNK = 1 << 20
+
+
+class AofError(Exception):
+    """A log that cannot be loaded: `path`, `offset` (or None) and why."""
+
+    good = 0   # scan(): where the last good record (or MULTI block) ended
+
+    def __init__(self, path: str, offset, reason: str) -> None:
+        where = " at offset %d" % offset if offset is not None else ""
+        super().__init__("Bad file format reading the append only file %s%s: %s"
+                         % (path, where, reason))
+        self.path, self.offset, self.reason = path, offset, reason
+
+
+def encode_command(args) -> bytes:
+    n = len(args)
+    if n == 3:   # SET, INCRBY, LPUSH one element...: the most common shapes, one format
+        a, b, c = args
+        return b"*3\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+            len(a), a, len(b), b, len(c), c)
+    if n == 2:
+        a, b = args
+        return b"*2\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(a), a, len(b), b)
+    return b"*%d\r\n%s" % (n, b"".join([b"$%d\r\n%s\r\n" % (len(a), a) for a in args]))
+
+
+MULTI_RECORD = encode_command([b"MULTI"])
+EXEC_RECORD = encode_command([b"EXEC"])
+
+
+# -- what to log for each write command -----------------------------------------
+#
+# recorder(conn, db, args, reply) -> list of argument lists to log. Commands
+# without one are logged as sent, unless they are in UNCHANGED_ON_ZERO and
+# replied 0 / null (they changed nothing). State-based recorders read the key
+# after the command ran and log what it is now: always right whatever the
+# options (NX, XX, GET, GT, LT...) did.
+
+def _nothing(reply) -> bool:
+    return (reply is None or reply is NULL_ARRAY or reply is EMPTY_ARRAY
+            or (type(reply) is int and reply == 0) or (type(reply) is list and not reply))
+
+
+def _key_state(db, key: bytes) -> list:
+    """The string under `key` now, with its expiry: SET [PXAT], or DEL."""
+    value = db.data.get(key)
+    if value is None:
+        return [[b"DEL", key]]
+    when = db.expires.get(key)
+    if type(value) is not bytes:   # not a string (cannot happen after SET): its TTL only
+        return [[b"PEXPIREAT", key, b"%d" % when]] if when is not None else [[b"PERSIST", key]]
+    if when is None:
+        return [[b"SET", key, value]]
+    return [[b"SET", key, value, b"PXAT", b"%d" % when]]
+
+
+def _set_state(conn, db, args, reply):
+    if len(args) == 3:   # plain SET k v (SETEX and PSETEX have 4): as sent
+        return (args,)
+    return _key_state(db, args[1])
+
+
+def _expire_state(conn, db, args, reply):
+    """EXPIRE & co., GETEX with an option: the key's expiry now, absolute."""
+    if _nothing(reply):
+        return ()
+    key = args[1]
+    if key not in db.data:
+        return [[b"DEL", key]]   # a time in the past deleted it
+    when = db.expires.get(key)
+    return [[b"PEXPIREAT", key, b"%d" % when]] if when is not None else [[b"PERSIST", key]]
+
+
+def _getex(conn, db, args, reply):
+    if reply is None or len(args) == 2:
+        return ()   # a missing key, or no option: nothing changed
+    return _expire_state(conn, db, args, 1)
+
+
+def _spop(conn, db, args, reply):
+    if _nothing(reply):
+        return ()
+    members = [reply] if type(reply) is bytes else list(reply)
+    return [[b"SREM", args[1], *members[i:i + ITEMS_PER_COMMAND]]
+            for i in range(0, len(members), ITEMS_PER_COMMAND)]
+
+
+def _incrbyfloat(conn, db, args, reply):
+    return [[b"SET", args[1], reply, b"KEEPTTL"]]
+
+
+def _hincrbyfloat(conn, db, args, reply):
+    return [[b"HSET", args[1], args[2], reply]]
+
+
+def _blpop(name: bytes):
+    def record(conn, db, args, reply):
+        return () if _nothing(reply) else [[name, reply[0]]]
+    return record
+
+
+def _blmove(conn, db, args, reply):
+    return () if reply is None else [[b"LMOVE", args[1], args[2], args[3], args[4]]]
+
+
+def _brpoplpush(conn, db, args, reply):
+    return () if reply is None else [[b"LMOVE", args[1], args[2], b"RIGHT", b"LEFT"]]
+
+
+def _mpop(name: bytes):
+    # BLMPOP timeout numkeys key... side [COUNT n] -> LMPOP 1 key side COUNT popped
+    def record(conn, db, args, reply):
+        if _nothing(reply):
+            return ()
+        numkeys = int(args[2])
+        side = args[3 + numkeys]
+        return [[name, b"1", reply[0], side, b"COUNT", b"%d" % len(reply[1])]]
+    return record
+
+
+RECORDERS = {
+    "set": _set_state, "setex": _set_state, "psetex": _set_state,
+    "expire": _expire_state, "pexpire": _expire_state,
+    "expireat": _expire_state, "pexpireat": _expire_state,
+    "getex": _getex,
+    "spop": _spop,
+    "incrbyfloat": _incrbyfloat, "hincrbyfloat": _hincrbyfloat,
+    "blpop": _blpop(b"LPOP"), "brpop": _blpop(b"RPOP"),
+    "bzpopmin": _blpop(b"ZPOPMIN"), "bzpopmax": _blpop(b"ZPOPMAX"),
+    "blmove": _blmove, "brpoplpush": _brpoplpush,
+    "blmpop": _mpop(b"LMPOP"), "bzmpop": _mpop(b"ZMPOP"),
+}
+
+
+def _unchanged_on_zero():
+    from tenantkv.server.keyevents import UNCHANGED_ON_ZERO
+    return UNCHANGED_ON_ZERO
+
+
+# -- the log being written ----------------------------------------------------------
+
+class Journal:
+    """The incremental file being appended to, and the records of this turn."""
+
+    def __init__(self, server, fd: int, path: str, size: int, fsync: str) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.fd = fd
+        self.path = path
+        self.size = size          # bytes in the current incremental file
+        self.fsync_mode = fsync
+        self.buf: list = []
+        self.tenant = None        # the context of the last record written
+        self.index = -1
+        self.multi_mark = None    # inside EXEC: where its records start in buf
+        self.unsynced = False
+        self.last_write_ok = True
+        self.last_fsync = time.monotonic()
+        self.lock = threading.Lock()   # fd swaps vs the everysec fsync thread
+        self.stop = threading.Event()
+        self.thread = None
+        self.noop_on_zero = _unchanged_on_zero()
+        self.start_fsync_thread()
+
+    # -- recording --------------------------------------------------------------
+
+    def record(self, conn, db, cmd, args, reply) -> None:
+        """A write command succeeded (server/keyevents.py calls this)."""
+        name = cmd.name
+        recorder = RECORDERS.get(name)
+        if recorder is None:
+            if name in self.noop_on_zero and _nothing(reply):
+                return
+            self.emit(conn.tenant.name, db.index, args)
+            return
+        for argv in recorder(conn, db, args, reply):
+            self.emit(conn.tenant.name, db.index, argv)
+
+    def emit(self, tenant: str, index: int, args) -> None:
+        buf = self.buf
+        if not buf:
+            self.loop.call_soon(self.flush)   # records with no reply (expiry) go out too
+        if index != self.index or tenant != self.tenant:
+            self.tenant, self.index = tenant, index
+            buf.append(encode_command([CONTEXT, tenant.encode("utf-8", "surrogateescape"),
+                                       b"%d" % index]))
+        buf.append(encode_command(args))
+
+    def expired(self, db, key: bytes) -> None:
+        """A key expired (Database._expire / active_expire): log its DEL."""
+        owner = db.owner
+        if owner is None:
+            return
+        self.emit(owner, db.index, [b"DEL", key])
+
+    def dropped_tenant(self, name: str) -> None:
+        """ACL DELUSER removed a tenant and its data."""
+        self.emit(name, 0, [b"FLUSHALL"])
+
+    def replaced(self, tenants) -> None:
+        """The data of these tenants was replaced wholesale, not by write
+        commands (KDB LOAD, DEBUG RELOAD): log each one's data as it is now."""
+        for tenant in tenants:
+            self.emit(tenant.name, 0, [b"FLUSHALL"])
+            self._raw(dataset_records({tenant.name: tenant}))
+
+    def keys_set(self, tenant, keys) -> None:
+        """These (db, key) of `tenant` were set wholesale (KDB IMPORT): log
+        each one's value as it is now."""
+        for db, key in keys:
+            self.emit(tenant.name, db.index, [b"DEL", key])
+            value = db.data.get(key)
+            if value is not None:
+                self._raw(key_records(key, value, db.expires.get(key)))
+
+    def _raw(self, records) -> None:
+        buf = self.buf
+        if not buf:
+            self.loop.call_soon(self.flush)
+        buf.extend(records)
+        self.tenant, self.index = None, -1   # the records may have switched context
+
+    def multi_begin(self) -> None:
+        self.multi_mark = len(self.buf)
+
+    def multi_end(self) -> None:
+        mark, self.multi_mark = self.multi_mark, None
+        if mark is None:
+            return
+        buf = self.buf
+        if len(buf) > mark:   # the transaction wrote: all of it or nothing at load
+            buf.insert(mark, MULTI_RECORD)
+            buf.append(EXEC_RECORD)
+
+    # -- writing ----------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write this turn's records (and fsync them with appendfsync always).
+        Called before any reply of the turn is handed to a socket."""
+        buf = self.buf
+        if not buf:
+            return
+        mark = self.multi_mark
+        if mark is not None:
+            # Inside EXEC (a handler flushed a client): only what precedes the
+            # transaction, whose records must stay together.
+            if not mark:
+                return
+            data = b"".join(buf[:mark])
+            del buf[:mark]
+            self.multi_mark = 0
+        else:
+            data = buf[0] if len(buf) == 1 else b"".join(buf)
+            buf.clear()
+        try:
+            self._write_all(data)
+            if self.fsync_mode == "always":
+                os.fdatasync(self.fd)
+            else:
+                self.unsynced = True
+        except OSError as exc:
+            self.last_write_ok = False
+            if self.fsync_mode == "always":
+                # As Redis: a reply must never go out for a write not on disk.
+                log.critical("Can't recover from AOF write error when the AOF fsync policy "
+                             "is 'always' (%s). Exiting...", exc)
+                os._exit(1)
+            log.error("Error writing to the AOF file %s: %s", self.path, exc)
+            buf[0:0] = [data]   # retried next turn
+            return
+        self.last_write_ok = True
+        self.size += len(data)
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+
+    def start_fsync_thread(self) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._fsync_loop, name="aof-fsync", daemon=True)
+            self.thread.start()
+
+    def _fsync_loop(self) -> None:
+        while not self.stop.wait(1.0):
+            if self.fsync_mode == "everysec" and self.unsynced:
+                self.unsynced = False
+                with self.lock:
+                    try:
+                        os.fdatasync(self.fd)
+                        self.last_fsync = time.monotonic()
+                    except OSError as exc:
+                        log.error("AOF fsync failed: %s", exc)
+
+    def switch(self, fd: int, path: str) -> None:
+        """Go on in a new incremental file (a rewrite started)."""
+        self.flush()
+        with self.lock:
+            os.fdatasync(self.fd)
+            os.close(self.fd)
+            self.fd, self.path, self.size = fd, path, 0
+        self.tenant, self.index = None, -1   # a new file starts without context
+        self.unsynced = False
+
+    def sync(self) -> None:
+        self.flush()
+        with self.lock:
+            os.fdatasync(self.fd)
+        self.unsynced = False
+
+    def close(self) -> None:
+        self.flush()
+        self.stop.set()
+        with self.lock:
+            try:
+                os.fdatasync(self.fd)
+            finally:
+                os.close(self.fd)
+                self.fd = -1
+
+
+# -- reading ---------------------------------------------------------------------
+
+class ScanResult:
+    __slots__ = ("path", "size", "good", "torn", "records", "commands")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.size = 0
+        self.good = 0        # offset after the last complete record (or MULTI block)
+        self.torn = None     # why the part after `good` is unusable, or None
+        self.records = 0
+        self.commands = 0
+
+
+def scan(path: str, apply=None) -> ScanResult:
+    """Read a log file. `apply(batch)` gets each complete command, or each
+    complete MULTI block's commands, as a list of argument lists (with the
+    @context records in place). A torn tail (an incomplete last record, or a
+    MULTI without its EXEC at the end) is reported in the result; anything
+    else that is not a well-formed record raises AofError with its offset."""
+    result = ScanResult(path)
+    try:
+        _scan(path, apply, result)
+    except AofError as exc:
+        exc.good = result.good
+        raise
+    return result
+
+
+def _scan(path: str, apply, result: ScanResult) -> None:
+    reader = hiredis.Reader()
+    pending = b""    # read, not yet matched against records
+    pos = 0          # in pending
+    base = 0         # file offset of pending[0]
+    block = None     # the commands of a MULTI not yet closed
+    block_start = 0
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(READ_CHUNK)
+            if not chunk:
+                break
+            result.size += len(chunk)
+            reader.feed(chunk)
+            pending = pending[pos:] + chunk if pos else pending + chunk
+            base += pos
+            pos = 0
+            while True:
+                try:
+                    args = reader.gets()
+                except hiredis.ProtocolError as exc:
+                    raise AofError(path, base + pos, "not a RESP record (%s)" % exc) from None
+                if args is False:
+                    break
+                if type(args) is not list or not args or any(type(a) is not bytes for a in args):
+                    raise AofError(path, base + pos, "not an array of bulk strings")
+                record = encode_command(args)
+                end = pos + len(record)
+                if pending[pos:end] != record:
+                    raise AofError(path, base + pos, "malformed record")
+                offset = base + pos
+                pos = end
+                result.records += 1
+                name = args[0].upper()
+                if name == b"MULTI":
+                    if block is not None:
+                        raise AofError(path, offset, "MULTI inside MULTI")
+                    block, block_start = [], offset
+                elif name == b"EXEC":
+                    if block is None:
+                        raise AofError(path, offset, "EXEC without MULTI")
+                    if apply is not None and block:
+                        apply(block)
+                    result.commands += sum(1 for a in block if a[0] != CONTEXT)
+                    block = None
+                    result.good = base + pos
+                elif block is not None:
+                    block.append(args)
+                else:
+                    if apply is not None:
+                        apply([args])
+                    if name != CONTEXT:
+                        result.commands += 1
+                    result.good = base + pos
+    if block is not None:
+        result.torn = "a MULTI block without EXEC at offset %d" % block_start
+    elif result.good < result.size:
+        result.torn = "an incomplete record at offset %d" % result.good
+
+
+# -- replay ---------------------------------------------------------------------------
+
+def _load_clock() -> int:
+    return 0   # no absolute expiry (ms since 1970, > 0) is ever reached
+
+
+@contextmanager
+def expiry_suspended():
+    """As Redis while loading: no key expires. Every module reads the clock
+    through its own `now_ms` name; while loading they all read a clock stopped
+    at 0. Costs nothing outside loading (no flag tested on any hot path)."""
+    original = database_module.now_ms
+    patched = []
+    for name, module in list(sys.modules.items()):
+        if name.startswith("tenantkv") and getattr(module, "now_ms", None) is original:
+            module.now_ms = _load_clock
+            patched.append(module)
+    try:
+        yield
+    finally:
+        for module in patched:
+            module.now_ms = original
+
+
+class Replayer:
+    """Runs records through the real command handlers, on an internal
+    connection that moves between tenants and databases as @context says."""
+
+    def __init__(self, server) -> None:
+        from tenantkv.server.connection import Connection
+        self.server = server
+        self.conn = conn = Connection(server)
+        conn.authenticated = conn.root = True
+        conn.closing = True   # never flushed to a transport
+        self.errors = 0
+        self.commands = 0
+        self.path = ""
+
+    def apply(self, batch: list) -> None:
+        conn = self.conn
+        server = self.server
+        for args in batch:
+            name = args[0]
+            if name == CONTEXT:
+                if len(args) != 3:
+                    raise AofError(self.path, None, "bad @context record")
+                tenant = server.tenant_for(args[1].decode("utf-8", "surrogateescape"))
+                conn.tenant = tenant
+                conn.db = tenant.dbs[int(args[2])]
+                continue
+            cmd = COMMANDS.get(name.decode("latin-1").lower())
+            if cmd is None or "write" not in cmd.flags:
+                raise AofError(self.path, None, "unknown command '%s' in the log"
+                               % name.decode("latin-1"))
+            self.commands += 1
+            try:
+                cmd.handler(conn, args)
+            except CommandError as exc:
+                self.errors += 1
+                if self.errors <= 10:
+                    log.warning("AOF replay: %s %s: %s", name.decode("latin-1"),
+                                args[1:2], exc.message)
+
+
+# -- the directory, the manifest --------------------------------------------------
+
+class Manifest:
+    """Redis 7's manifest: `file <name> seq <n> type b|h|i` lines."""
+
+    def __init__(self, base=None, incrs=None) -> None:
+        self.base = base            # (name, seq) or None
+        self.incrs = incrs or []    # [(name, seq)], oldest first
+
+    @classmethod
+    def read(cls, path: str) -> "Manifest":
+        manifest = cls()
+        with open(path, "r", encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                parts = line.split()
+                fields = dict(zip(parts[0::2], parts[1::2]))
+                if len(parts) % 2 or "file" not in fields or "type" not in fields:
+                    raise AofError(path, None, "invalid manifest line %d: %r" % (number, line))
+                entry = (fields["file"], int(fields.get("seq", 0)))
+                if fields["type"] == "b":
+                    manifest.base = entry
+                elif fields["type"] == "i":
+                    manifest.incrs.append(entry)
+                # "h" (history) files are leftovers: ignored
+        return manifest
+
+    def text(self) -> str:
+        lines = []
+        if self.base:
+            lines.append("file %s seq %d type b\n" % self.base)
+        lines.extend("file %s seq %d type i\n" % entry for entry in self.incrs)
+        return "".join(lines)
+
+    def write(self, path: str) -> None:
+        temp = path + ".tmp"
+        with open(temp, "w", encoding="utf-8") as f:
+            f.write(self.text())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+        fsync_dir(os.path.dirname(path))
+
+    def files(self) -> list:
+        return ([self.base[0]] if self.base else []) + [name for name, _ in self.incrs]
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path or ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- base files: the data set as commands --------------------------------------------
+
+def _score(value: float) -> bytes:
+    if value == float("inf"):
+        return b"inf"
+    if value == float("-inf"):
+        return b"-inf"
+    return repr(value).encode()
+
+
+def key_records(key: bytes, value, when):
+    """Yield the encoded records that create `key` holding `value` (expiring at `when`)."""
+    kind = type(value)
+    if kind is bytes:
+        yield encode_command([b"SET", key, value])
+    elif kind is dict:
+        items = [x for pair in value.items() for x in pair]
+        step = 2 * ITEMS_PER_COMMAND
+        for i in range(0, len(items), step):
+            yield encode_command([b"HSET", key, *items[i:i + step]])
+    elif kind is deque:
+        items = list(value)
+        for i in range(0, len(items), ITEMS_PER_COMMAND):
+            yield encode_command([b"RPUSH", key, *items[i:i + ITEMS_PER_COMMAND]])
+    elif kind is set:
+        items = list(value)
+        for i in range(0, len(items), ITEMS_PER_COMMAND):
+            yield encode_command([b"SADD", key, *items[i:i + ITEMS_PER_COMMAND]])
+    elif kind is ZSet:
+        items = [x for score, member in value.order for x in (_score(score), member)]
+        step = 2 * ITEMS_PER_COMMAND
+        for i in range(0, len(items), step):
+            yield encode_command([b"ZADD", key, *items[i:i + step]])
+    else:
+        raise TypeError("cannot write a %s value to the AOF" % kind.__name__)
+    if when is not None:
+        yield encode_command([b"PEXPIREAT", key, b"%d" % when])
+
+
+def dataset_records(tenants: dict):
+    """Yield the encoded records that rebuild every tenant's data (a base file)."""
+    now = database_module.now_ms()
+    for name, tenant in tenants.items():
+        for db in tenant.dbs:
+            if not db.data:
+                continue
+            yield encode_command([CONTEXT, name.encode("utf-8", "surrogateescape"),
+                                  b"%d" % db.index])
+            expires = db.expires
+            for key, value in list(db.data.items()):
+                when = expires.get(key)
+                if when is not None and when <= now:
+                    continue   # expired: left out (Redis's rewrite does the same)
+                yield from key_records(key, value, when)
+
+
+def write_base(tenants: dict, path: str) -> int:
+    """Write a base file (temp name, fsync, rename); returns its size."""
+    temp = path + ".tmp"
+    size = 0
+    with open(temp, "wb", buffering=0) as f:
+        parts, pending = [], 0
+        for record in dataset_records(tenants):
+            parts.append(record)
+            pending += len(record)
+            if pending >= READ_CHUNK:
+                f.write(b"".join(parts))
+                size += pending
+                parts, pending = [], 0
+        if parts:
+            f.write(b"".join(parts))
+            size += pending
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+    return size
