@@ -285,6 +285,9 @@ class Reader:
             continue
 
 
+_MULTILINE_TYPES = (b"$", b"*", b"%", b"~", b">", b"|", b"=", b"!")
+
+
 class ReplyCounter:
     """Counts complete top-level replies (and error replies) in a RESP stream
     without building them: for --pipe. Also remembers the last top-level
@@ -302,6 +305,13 @@ class ReplyCounter:
 
     def feed(self, data: bytes) -> None:
         buf = self._buf + data if self._buf else data
+        if not self._pending and not any(c in buf for c in _MULTILINE_TYPES):
+            # only one-line replies (+OK, :1, -ERR): count the line ends
+            end = buf.rfind(b"\r\n") + 2
+            if end >= 2 and buf[0] != 45 and b"\n-" not in buf:
+                self.replies += buf.count(b"\r\n", 0, end)
+                self._buf = buf[end:]
+                return
         pos = 0
         size = len(buf)
         pending = self._pending
