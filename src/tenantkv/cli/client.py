@@ -455,14 +455,18 @@ def connect(conn: Connection, err) -> bool:
 
 # -- quoted input (sdssplitargs) -------------------------------------------------
 
-_HEX = "0123456789abcdefABCDEF"
-_SPACE = " \n\r\t\v\f"
+_HEX = b"0123456789abcdefABCDEF"
+_SPACE = b" \n\r\t\v\f"
+_ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", ord("a"): b"\a"}
 
 
-def split_args(line: str):
+def split_args(line):
     """redis-cli's line splitting (sdssplitargs): words, "double quoted" with
-    C escapes (\\n \\xHH ...), 'single quoted'. None when quotes are unbalanced
-    or a closing quote is not followed by a space."""
+    C escapes (\\n \\xHH ...), 'single quoted'. Returns a list of bytes, or
+    None when quotes are unbalanced or a closing quote is not followed by a
+    space. `line`: bytes or str."""
+    if isinstance(line, str):
+        line = line.encode("utf-8", "surrogateescape")
     args = []
     i = 0
     n = len(line)
@@ -471,22 +475,21 @@ def split_args(line: str):
             i += 1
         if i >= n:
             return args
-        current = []
+        current = bytearray()
         inq = insq = False
         while True:
             if inq:
                 if i >= n:
                     return None
                 ch = line[i]
-                if (ch == "\\" and i + 3 < n and line[i + 1] == "x"
+                if (ch == 92 and i + 3 < n and line[i + 1] == 120
                         and line[i + 2] in _HEX and line[i + 3] in _HEX):
-                    current.append(chr(int(line[i + 2:i + 4], 16)))
+                    current.append(int(line[i + 2:i + 4], 16))
                     i += 3
-                elif ch == "\\" and i + 1 < n:
+                elif ch == 92 and i + 1 < n:
                     i += 1
-                    c = line[i]
-                    current.append({"n": "\n", "r": "\r", "t": "\t", "b": "\b", "a": "\a"}.get(c, c))
-                elif ch == '"':
+                    current += _ESCAPES.get(line[i], line[i:i + 1])
+                elif ch == 34:
                     if i + 1 < n and line[i + 1] not in _SPACE:
                         return None
                     i += 1
@@ -497,10 +500,10 @@ def split_args(line: str):
                 if i >= n:
                     return None
                 ch = line[i]
-                if ch == "\\" and i + 1 < n and line[i + 1] == "'":
+                if ch == 92 and i + 1 < n and line[i + 1] == 39:
                     i += 1
-                    current.append("'")
-                elif ch == "'":
+                    current.append(39)
+                elif ch == 39:
                     if i + 1 < n and line[i + 1] not in _SPACE:
                         return None
                     i += 1
@@ -513,22 +516,20 @@ def split_args(line: str):
                 ch = line[i]
                 if ch in _SPACE:
                     break
-                if ch == '"':
+                if ch == 34:
                     inq = True
-                elif ch == "'":
+                elif ch == 39:
                     insq = True
                 else:
                     current.append(ch)
             i += 1
-        # \xHH produced code points < 256: keep them as bytes
-        args.append(_to_arg("".join(current)))
+        args.append(bytes(current))
 
 
-def _to_arg(text: str) -> bytes:
-    try:
-        return text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return text.encode("latin-1", "replace")
+def _to_arg(text) -> bytes:
+    if isinstance(text, bytes):
+        return text
+    return text.encode("utf-8", "surrogateescape")
 
 
 # -- output -------------------------------------------------------------------------
@@ -597,8 +598,7 @@ def run_command(conn: Connection, args: list, printer: Printer, opts: Options,
 def run_lines(conn: Connection, stream, printer: Printer, opts: Options) -> int:
     """Commands from a non-terminal stdin, one per line (redis-cli's repl without a tty)."""
     for raw_line in stream:
-        line = raw_line.decode("utf-8", "surrogateescape").rstrip("\r\n")
-        args = split_args(line)
+        args = split_args(raw_line.rstrip(b"\r\n"))
         if args is None:
             printer.out.write(b"Invalid argument(s)\n")
             printer.out.flush()
