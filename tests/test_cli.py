@@ -617,3 +617,76 @@ def test_interactive_hand_over(server):
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
+
+
+# -- pub/sub, terminals -----------------------------------------------------------------------
+
+def _subscribe_output(command, port, publish):
+    proc = subprocess.Popen([*command, "-p", str(port), *("SUBSCRIBE", "ch1", "ch2")],
+                            stdout=subprocess.PIPE, env=cli_env())
+    try:
+        lines = [proc.stdout.readline() for _ in range(6)]   # two confirmations
+        publish()
+        lines += [proc.stdout.readline() for _ in range(3)]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return lines
+
+
+@pytest.mark.parametrize("protocol", ["-2", "-3"])
+def test_subscribe_prints_messages(redis_server, protocol):
+    """Against redis-server (tenantkv has no pub/sub yet): the confirmations and
+    the messages, in RESP3 pushes, printed as redis-cli does."""
+    import redis
+    client = redis.Redis(port=redis_server.port)
+    publish = lambda: client.publish("ch2", "hello")   # noqa: E731
+    lines = _subscribe_output([sys.executable, "-m", "tenantkv.cli.client", protocol],
+                              redis_server.port, publish)
+    assert lines == [b"subscribe\n", b"ch1\n", b"1\n", b"subscribe\n", b"ch2\n", b"2\n",
+                     b"message\n", b"ch2\n", b"hello\n"]
+    if REDIS_CLI:
+        assert lines == _subscribe_output([REDIS_CLI, protocol], redis_server.port, publish)
+    client.close()
+
+
+def _spawn(args, env=None):
+    pexpect = pytest.importorskip("pexpect")
+    return pexpect.spawn(sys.executable, ["-m", "tenantkv.cli.client", *args],
+                         env=cli_env({"TERM": "xterm", **(env or {})}), timeout=30)
+
+
+def test_terminal_output_has_colours_unless_told(server, r):
+    pexpect = pytest.importorskip("pexpect")
+    r.rpush("cl", "a")
+    child = _spawn(["-p", str(server.port), "LRANGE", "cl", "0", "-1"])
+    child.expect(pexpect.EOF)
+    assert child.before == b'\x1b[2m1) \x1b[0m\x1b[32m"a"\x1b[0m\r\n'
+    for args, env in ((["--no-color"], None), ([], {"NO_COLOR": "1"})):
+        child = _spawn(["-p", str(server.port), *args, "LRANGE", "cl", "0", "-1"], env)
+        child.expect(pexpect.EOF)
+        assert child.before == b'1) "a"\r\n'
+
+
+def test_askpass(locked):
+    pexpect = pytest.importorskip("pexpect")
+    child = _spawn(["-p", str(locked.port), "--no-color", "--user", "alice", "--askpass", "ACL", "WHOAMI"])
+    child.expect("Please input password: ")
+    child.sendline("alice-secret")
+    child.expect(pexpect.EOF)
+    assert b"alice-secret" not in child.before     # not echoed
+    assert child.before.strip().endswith(b'"alice"')
+
+
+def test_pipe_progress_on_a_terminal(server, r, tmp_path):
+    pexpect = pytest.importorskip("pexpect")
+    path = tmp_path / "in.resp"
+    path.write_bytes(b"".join(b"*3\r\n$3\r\nSET\r\n$8\r\nkey:%04d\r\n$1\r\nv\r\n" % i for i in range(5000)))
+    child = pexpect.spawn("/bin/sh", ["-c", "exec %s -m tenantkv.cli.client -p %d --pipe < %s"
+                                      % (sys.executable, server.port, path)],
+                          env=cli_env(), timeout=60)
+    child.expect(pexpect.EOF)
+    text = child.before
+    assert b"% of" in text and b"replies" in text      # the progress line, on stderr
+    assert text.endswith(b"Last reply received from server.\r\nerrors: 0, replies: 5000\r\n")
+    assert r.dbsize() == 5000

@@ -24,6 +24,7 @@ import os
 import random
 import select
 import ssl
+import stat
 import sys
 import time
 from urllib.parse import unquote_to_bytes
@@ -565,6 +566,7 @@ def _name(args) -> str:
 
 
 PUBSUB = ("subscribe", "psubscribe", "ssubscribe")
+UNSUBSCRIBE = ("unsubscribe", "punsubscribe", "sunsubscribe")
 
 
 def run_command(conn: Connection, args: list, printer: Printer, opts: Options,
@@ -573,25 +575,37 @@ def run_command(conn: Connection, args: list, printer: Printer, opts: Options,
     Returns 0, or 1 for -e and an error reply (non-interactive)."""
     name = _name(args)
     count = 0
-    while repeat < 0 or count < repeat:
-        count += 1
-        reply = conn.call(*args)
-        if isinstance(reply, Error) and opts.set_errcode and not interactive:
-            printer.err.write("%s\n" % reply)
-            printer.err.flush()
-            return 1
-        printer.reply(reply, args)
-        if name == "monitor" and not isinstance(reply, Error):
-            while True:
-                printer.reply(conn.read_reply(), args)
-        if name in PUBSUB and not isinstance(reply, Error):
-            expected = max(len(args) - 1, 1) - 1
-            while True:   # the other confirmations, then messages until interrupted
-                message = conn.read_reply()
-                printer.reply(message, args)
-                expected -= 1
-        if opts.interval and (repeat < 0 or count < repeat):
-            time.sleep(opts.interval)
+    saved_push = conn.on_push
+    if name in PUBSUB or name in UNSUBSCRIBE:
+        conn.on_push = None   # in RESP3 the confirmations and messages are pushes: print them
+    try:
+        while repeat < 0 or count < repeat:
+            count += 1
+            status = _run_once(conn, args, name, printer, opts, interactive)
+            if status:
+                return status
+            if opts.interval and (repeat < 0 or count < repeat):
+                time.sleep(opts.interval)
+    finally:
+        conn.on_push = saved_push
+    return 0
+
+
+def _run_once(conn, args, name, printer, opts, interactive) -> int:
+    reply = conn.call(*args)
+    if isinstance(reply, Error) and opts.set_errcode and not interactive:
+        printer.err.write("%s\n" % reply)
+        printer.err.flush()
+        return 1
+    printer.reply(reply, args)
+    if isinstance(reply, Error):
+        return 0
+    if name == "monitor":
+        while True:
+            printer.reply(conn.read_reply(), args)
+    if name in PUBSUB:
+        while True:   # the other confirmations, then messages, until interrupted
+            printer.reply(conn.read_reply(), args)
     return 0
 
 
@@ -638,6 +652,14 @@ def pipe_mode(conn: Connection, stream, opts: Options, out, err) -> int:
     counter = ReplyCounter(keep_errors=1 << 30)
     show_progress = err.isatty() if hasattr(err, "isatty") else False
     fd_in = stream.fileno() if hasattr(stream, "fileno") else None
+    input_size = None
+    if fd_in is not None:
+        try:
+            st = os.fstat(fd_in)
+            if stat.S_ISREG(st.st_mode):
+                input_size = st.st_size - os.lseek(fd_in, 0, os.SEEK_CUR)
+        except OSError:
+            pass
     pending = b""
     eof = False
     sent_marker = False
@@ -649,7 +671,6 @@ def pipe_mode(conn: Connection, stream, opts: Options, out, err) -> int:
     printed_errors = 0
     chunk_size = 1 << 20
     while not done:
-        want_write = bool(pending) or not sent_marker
         rlist = [sock]
         if not pending and not eof and fd_in is not None:
             rlist.append(fd_in)
@@ -672,6 +693,10 @@ def pipe_mode(conn: Connection, stream, opts: Options, out, err) -> int:
             elif eof and not sent_marker:
                 pending = encode_command("ECHO", marker)
                 sent_marker = True
+                last_read = time.monotonic()   # --pipe-timeout counts from here
+                if show_progress:
+                    err.write("\r\x1b[2K")
+                    err.flush()
                 out.write(b"All data transferred. Waiting for the last reply...\n")
                 out.flush()
         if sock in readable:
@@ -694,18 +719,13 @@ def pipe_mode(conn: Connection, stream, opts: Options, out, err) -> int:
                 tail = (tail + data)[-len(tail_expected):]
                 if sent_marker and not pending and tail == tail_expected:
                     done = True
-        if want_write is False and not done and opts.pipe_timeout and sent_marker and \
-                time.monotonic() - last_read > opts.pipe_timeout:
-            err.write("No replies for %d seconds: exiting.\n" % opts.pipe_timeout)
-            return 1
-        if sent_marker and not pending and opts.pipe_timeout and \
+        if not done and sent_marker and not pending and opts.pipe_timeout and \
                 time.monotonic() - last_read > opts.pipe_timeout:
             err.write("No replies for %d seconds: exiting.\n" % opts.pipe_timeout)
             return 1
         if show_progress and time.monotonic() - last_progress > 0.2:
             last_progress = time.monotonic()
-            err.write("\r\x1b[2Ksent %s, replies: %d, errors: %d" % (
-                _human(total_sent), counter.replies, counter.errors))
+            err.write("\r\x1b[2K" + _progress(total_sent, input_size, counter))
             err.flush()
     if show_progress:
         err.write("\r\x1b[2K")
@@ -715,6 +735,18 @@ def pipe_mode(conn: Connection, stream, opts: Options, out, err) -> int:
     out.write(b"errors: %d, replies: %d\n" % (counter.errors, replies))
     out.flush()
     return 1 if counter.errors else 0
+
+
+def _progress(sent: int, size, counter) -> str:
+    """The --pipe progress line (stderr on a terminal): a bar when stdin is a file."""
+    tail = "%s sent, %d replies, %d errors" % (_human(sent), counter.replies, counter.errors)
+    if not size:
+        return tail
+    done = min(sent / size, 1.0)
+    width = 30
+    filled = int(done * width)
+    return "[%s%s] %3d%% of %s, %s" % ("#" * filled, "." * (width - filled), done * 100,
+                                       _human(size), tail)
 
 
 def _human(n: float) -> str:
