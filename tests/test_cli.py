@@ -183,6 +183,7 @@ MODES = {
     "raw": ["--raw"],
     "json": ["--json"],
     "csv": ["--csv"],
+    "quoted-json": ["--quoted-json"],
 }
 
 
@@ -227,7 +228,7 @@ def test_volatile_replies_match_redis_cli(target, protocol, mode):
 
 
 @pytest.mark.parametrize("protocol", ["-2", "-3"])
-@pytest.mark.parametrize("mode", ["default", "no-raw", "raw", "json"])
+@pytest.mark.parametrize("mode", list(MODES))
 def test_debug_protocol_matches_redis_cli(redis_server, protocol, mode):
     """Every RESP3 type redis-server can send (DEBUG PROTOCOL), incl. verbatim,
     booleans, a set, a map and a push (not shown when stdout is not a terminal)."""

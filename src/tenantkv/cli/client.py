@@ -875,15 +875,16 @@ def latency_line(opts: Options, lo, hi, avg, count) -> str:
 
 
 def latency_mode(conn: Connection, opts: Options, out) -> int:
-    """PING every 10 ms; latencies in whole milliseconds as redis-cli."""
+    """PING every 10 ms; latencies in whole milliseconds as redis-cli (the
+    difference of two millisecond clock readings)."""
     history_interval = opts.interval if opts.interval else 15.0
     interval = opts.interval if opts.interval else 1.0
     lo = hi = total = count = 0
     history_start = time.monotonic()
     while True:
-        start = time.monotonic()
+        start = int(time.time() * 1000)   # redis-cli's mstime(): whole milliseconds
         conn.call("PING")
-        latency = int((time.monotonic() - start) * 1000)
+        latency = int(time.time() * 1000) - start
         count += 1
         if count == 1:
             lo = hi = total = latency
