@@ -5,6 +5,7 @@
     tenantkv check-aof [--fix [--yes]] FILE      (an .aof file or a .manifest)
     tenantkv export --user NAME FILE            one user's data from the snapshot into FILE
     tenantkv import --user NAME FILE [--replace]  FILE's keys into that user's data in the snapshot
+    tenantkv cli [tenantkv-cli options and command]   (the client, tenantkv.cli.client)
 
 Works on the SQLite file directly (WAL makes this safe beside a running
 server, but a running server keeps its own copy of users until it re-reads
@@ -37,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="user database file (default: auth.users_db, else <data dir>/users.db)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    commands.add_parser("cli", help="the client, as tenantkv-cli (tenantkv cli --help)",
+                        description="The client: tenantkv cli ARGS is tenantkv-cli ARGS.",
+                        add_help=False)
     user = commands.add_parser("user", help="manage users", description="Manage users.")
     actions = user.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -306,6 +310,10 @@ def run(args) -> None:
 
 
 def main(argv: list | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["cli"]:   # the client shares this entry point (one --help tree)
+        from tenantkv.cli import client
+        return client.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "check-aof":
