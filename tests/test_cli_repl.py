@@ -46,7 +46,7 @@ class Repl:
     def __init__(self, port, home, *extra, env=None):
         self.home = str(home)
         full_env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                    "HOME": self.home, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1",
+                    "HOME": self.home, "TERM": "xterm-256color",
                     "NO_COLOR": "1"}
         full_env.pop("TENANTKV_HISTFILE", None)
         full_env.pop("TENANTKV_CLIRC", None)
@@ -70,6 +70,10 @@ class Repl:
                 raise AssertionError("%r not on screen; got %r" % (text, self.seen[-2000:]))
             try:
                 chunk = self.child.read_nonblocking(65536, timeout=min(left, 0.5))
+                # answer prompt_toolkit's cursor position requests as a terminal
+                # does (it draws the bottom toolbar once it knows the height)
+                for _ in range(chunk.count("\x1b[6n")):
+                    self.child.send("\x1b[1;1R")
                 self.seen += plain_screen(chunk)
             except pexpect.TIMEOUT:
                 pass
@@ -214,13 +218,25 @@ def test_tab_completes_hse_with_hset_and_hsetnx(server, repl_factory):
     assert repl.quit() == 0
 
 
-def test_hint_for_set_key_and_keys_seen_complete(server, repl_factory):
+def test_hint_for_set_key_and_keys_seen_complete(server, repl_factory, tmp_path):
+    # the toolbar (which shows the whole syntax too) off through ~/.tenantkvclirc:
+    # what appears is the inline hint
+    (tmp_path / ".tenantkvclirc").write_text("toolbar = false\n")
     repl = repl_factory(server.port)
     repl.expect("> ")
     repl.child.send("SET key ")
     repl.expect("value [NX|XX] [GET] [EX seconds|PX milliseconds")
-    repl.line("v")
+    repl.child.send("v EX ")
+    repl.expect("seconds")
+    repl.line("100")
     repl.expect("OK")
+    repl.line(":set nohints")
+    repl.expect("> ")
+    repl.child.send("SET key ")
+    with pytest.raises(AssertionError):
+        repl.expect("value [NX|XX]", timeout=1.5)
+    repl.child.send("\x03")
+    repl.line(":set hints")
     repl.run("SET replkey:alpha 1", "OK")
     repl.child.send("GET replkey:a\t")
     repl.expect("replkey:alpha")
@@ -239,6 +255,14 @@ def test_history_file_excludes_secret_lines(server, repl_factory, tmp_path):
     repl.run("HELLO 2 AUTH default sekrit3", "\n")
     repl.run("GET histkey", '"1"')
     repl.run("ACL DELUSER replbob", "\n")
+    # Ctrl-R searches the history; Enter runs what it found
+    repl.child.send("\x12")
+    repl.child.send("histk")
+    repl.expect("GET histkey")
+    repl.child.send("\r")  # leaves the search with the line found
+    repl.expect("GET histkey")
+    repl.child.send("\r")
+    repl.expect('"1"')
     assert repl.quit() == 0
     text = histfile.read_text()
     assert "SET histkey 1" in text and "GET histkey" in text and "ACL DELUSER replbob" in text
@@ -292,6 +316,16 @@ def test_prompt_shows_the_user(server, repl_factory):
     finally:
         client.execute_command("ACL", "DELUSER", "repluser")
         client.close()
+
+
+def test_toolbar_shows_syntax_and_summary(server, repl_factory, table):
+    repl = repl_factory(server.port)
+    repl.expect("> ")
+    repl.child.send("hset")
+    # the toolbar is redrawn as a diff of its previous text: match loosely
+    repl.expect(re.compile(r"HSET key field value \[field value \.\.\.\]  \S.* \(since \d"))
+    repl.child.send("\x03")
+    repl.quit()
 
 
 def test_help(server, repl_factory, table):

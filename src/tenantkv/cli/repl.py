@@ -397,6 +397,9 @@ class Repl:
         name = args[0].lower()
         if name in ("quit", "exit"):
             return "quit"
+        if name == ":set" and len(args) == 2 and args[1].lower() in ("hints", "nohints"):
+            self.options.hints = args[1].lower() == "hints"   # as redis-cli's :set hints
+            return None
         if name == "help" or name == "?":
             self.help(args[1:])
             return None
