@@ -13,6 +13,7 @@ import time
 
 import pexpect
 import pytest
+import redis
 
 import conftest
 from conftest import ServerProcess
@@ -28,6 +29,9 @@ from tenantkv.cli.resp import Connection
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]|\x1b[>=]|\r|\x08")
 FORWARD = re.compile(r"\x1b\[(\d*)C")
+
+
+PROMPT = re.compile(r"(not connected|\S+:\d+(\[\d+\])?(\(TX\))?)>")
 
 
 def plain_screen(text):
@@ -89,7 +93,7 @@ class Repl:
         """Type a command, Enter, and wait for `reply` then the next prompt."""
         self.line(text)
         self.expect(reply)
-        self.expect(re.compile(r"> "))
+        self.expect(PROMPT)
 
     def quit(self):
         self.child.send("\x04")  # Ctrl-D
@@ -210,11 +214,11 @@ def test_rc_file_and_options(tmp_path):
 
 def test_tab_completes_hse_with_hset_and_hsetnx(server, repl_factory):
     repl = repl_factory(server.port)
-    repl.expect("127.0.0.1:%d> " % server.port)
+    repl.expect("127.0.0.1:%d>" % server.port)
     repl.child.send("HSE\t")
     repl.expect(re.compile(r"HSET\b.*\n.*HSETNX", re.S))
     repl.child.send("\x03")  # Ctrl-C cancels the line
-    repl.expect("127.0.0.1:%d> " % server.port)
+    repl.expect("127.0.0.1:%d>" % server.port)
     assert repl.quit() == 0
 
 
@@ -223,7 +227,7 @@ def test_hint_for_set_key_and_keys_seen_complete(server, repl_factory, tmp_path)
     # what appears is the inline hint
     (tmp_path / ".tenantkvclirc").write_text("toolbar = false\n")
     repl = repl_factory(server.port)
-    repl.expect("> ")
+    repl.expect(PROMPT)
     repl.child.send("SET key ")
     repl.expect("value [NX|XX] [GET] [EX seconds|PX milliseconds")
     repl.child.send("v EX ")
@@ -231,7 +235,7 @@ def test_hint_for_set_key_and_keys_seen_complete(server, repl_factory, tmp_path)
     repl.line("100")
     repl.expect("OK")
     repl.line(":set nohints")
-    repl.expect("> ")
+    repl.expect(PROMPT)
     repl.child.send("SET key ")
     with pytest.raises(AssertionError):
         repl.expect("value [NX|XX]", timeout=1.5)
@@ -248,7 +252,7 @@ def test_hint_for_set_key_and_keys_seen_complete(server, repl_factory, tmp_path)
 def test_history_file_excludes_secret_lines(server, repl_factory, tmp_path):
     histfile = tmp_path / ".tenantkv_history"
     repl = repl_factory(server.port)
-    repl.expect("> ")
+    repl.expect(PROMPT)
     repl.run("SET histkey 1", "OK")
     repl.run("AUTH default sekrit1", "\n")
     repl.run("ACL SETUSER replbob on >sekrit2", "\n")
@@ -271,7 +275,7 @@ def test_history_file_excludes_secret_lines(server, repl_factory, tmp_path):
     # TENANTKV_HISTFILE chooses another file
     other = tmp_path / "other_history"
     repl = repl_factory(server.port, env={"TENANTKV_HISTFILE": str(other)})
-    repl.expect("> ")
+    repl.expect(PROMPT)
     repl.run("PING", "PONG")
     repl.quit()
     assert "PING" in other.read_text()
@@ -280,24 +284,24 @@ def test_history_file_excludes_secret_lines(server, repl_factory, tmp_path):
 def test_prompt_shows_db_and_transaction(server, repl_factory):
     port = server.port
     repl = repl_factory(port)
-    repl.expect("127.0.0.1:%d> " % port)
+    repl.expect("127.0.0.1:%d>" % port)
     repl.line("SELECT 2")
     repl.expect("OK")
-    repl.expect("127.0.0.1:%d[2]> " % port)
+    repl.expect("127.0.0.1:%d[2]>" % port)
     repl.line("MULTI")
-    repl.expect("127.0.0.1:%d[2](TX)> " % port)
+    repl.expect("127.0.0.1:%d[2](TX)>" % port)
     repl.line("INCR txcounter")
     repl.expect("QUEUED")
     repl.line("INCR txcounter")
     repl.expect("QUEUED")
     repl.line("EXEC")
     repl.expect("1) (integer) 1\n2) (integer) 2\n")
-    repl.expect("127.0.0.1:%d[2]> " % port)
+    repl.expect("127.0.0.1:%d[2]>" % port)
     repl.line("MULTI")
-    repl.expect("(TX)> ")
+    repl.expect("(TX)>")
     repl.line("DISCARD")
     repl.expect("OK")
-    repl.expect("127.0.0.1:%d[2]> " % port)
+    repl.expect("127.0.0.1:%d[2]>" % port)
     repl.line("DEL txcounter")
     repl.expect("(integer) 1")
     repl.quit()
@@ -308,10 +312,10 @@ def test_prompt_shows_the_user(server, repl_factory):
     client.execute_command("ACL", "SETUSER", "repluser", "on", ">replpw", "~*", "+@all")
     try:
         repl = repl_factory(server.port, "--user", "repluser", "-a", "replpw", "-n", "1")
-        repl.expect("repluser@127.0.0.1:%d[1]> " % server.port)
+        repl.expect("repluser@127.0.0.1:%d[1]>" % server.port)
         repl.quit()
         repl = repl_factory(server.port, "--user", "default", "-a", "anything")
-        repl.expect(re.compile(r"(^|\n)127\.0\.0\.1:%d> " % server.port))
+        repl.expect(re.compile(r"(^|\s)127\.0\.0\.1:%d>" % server.port))
         repl.quit()
     finally:
         client.execute_command("ACL", "DELUSER", "repluser")
@@ -320,7 +324,7 @@ def test_prompt_shows_the_user(server, repl_factory):
 
 def test_toolbar_shows_syntax_and_summary(server, repl_factory, table):
     repl = repl_factory(server.port)
-    repl.expect("> ")
+    repl.expect(PROMPT)
     repl.child.send("hset")
     # the toolbar is redrawn as a diff of its previous text: match loosely
     repl.expect(re.compile(r"HSET key field value \[field value \.\.\.\]  \S.* \(since \d"))
@@ -330,7 +334,7 @@ def test_toolbar_shows_syntax_and_summary(server, repl_factory, table):
 
 def test_help(server, repl_factory, table):
     repl = repl_factory(server.port)
-    repl.expect("> ")
+    repl.expect(PROMPT)
     repl.line("help set")
     repl.expect("SET key value [NX|XX]")
     repl.expect("summary: %s" % table.get("SET").summary)
@@ -352,7 +356,7 @@ def test_peek_every_type(server, repl_factory):
     client.zadd("pk:z", {"x": 1.5, "y": 2})
     client.hset("pk:h", mapping={"f": "v"})
     repl = repl_factory(server.port)
-    repl.expect("> ")
+    repl.expect(PROMPT)
     repl.line("peek pk:s")
     repl.expect(re.compile(r"type: +string\nttl: +\d+ ms"))
     repl.expect(re.compile(r"encoding: +\w+"))
@@ -384,25 +388,25 @@ def test_reconnects_after_the_server_restarts(tmp_path, repl_factory, monkeypatc
     second = None
     try:
         repl = repl_factory(port)
-        repl.expect("127.0.0.1:%d> " % port)
+        repl.expect("127.0.0.1:%d>" % port)
         repl.run("SET before 1", "OK")
         first.stop()
         # down: the prompt says so, as redis-cli's
         repl.line("PING")
         repl.expect("Could not connect to Redis at 127.0.0.1:%d" % port)
-        repl.expect("not connected> ")
+        repl.expect("not connected>")
         monkeypatch.setattr(conftest, "free_port", lambda: port)
         (tmp_path / "b").mkdir()
         second = ServerProcess(tmp_path / "b")
         repl.line("PING")
         repl.expect("PONG")
-        repl.expect("127.0.0.1:%d> " % port)
+        repl.expect("127.0.0.1:%d>" % port)
         # dropped under an open connection: reconnect, say so, run the command
         second.client().execute_command("CLIENT", "KILL", "TYPE", "normal")
         repl.line("SET after 2")
         repl.expect("Reconnected to 127.0.0.1:%d" % port)
         repl.expect("OK")
-        repl.expect("127.0.0.1:%d> " % port)
+        repl.expect("127.0.0.1:%d>" % port)
         repl.quit()
     finally:
         first.stop()
@@ -432,13 +436,13 @@ def test_works_against_a_real_redis_server(tmp_path, repl_factory):
                     raise
                 time.sleep(0.05)
         repl = repl_factory(port)
-        repl.expect("127.0.0.1:%d> " % port)
+        repl.expect("127.0.0.1:%d>" % port)
         repl.run("SET realkey hello", "OK")
         repl.run("GET realkey", '"hello"')
         repl.child.send("XAD\t")  # a command only Redis has here: from its COMMAND DOCS
         repl.expect("XADD")
         repl.child.send("\x03")
-        repl.expect("> ")
+        repl.expect(PROMPT)
         repl.child.send("CONFIG RESETS\t")  # subcommands from COMMAND DOCS' subcommands
         repl.expect("RESETSTAT")
         repl.child.send("\x03")
@@ -447,7 +451,67 @@ def test_works_against_a_real_redis_server(tmp_path, repl_factory):
         repl.child.send("\x03")
         repl.line("help xadd")
         repl.expect("summary: ")
+        # peek on a type only Redis has here
+        repl.run("XADD realstream 1-1 f v", '"1-1"')
+        repl.line("peek realstream")
+        repl.expect(re.compile(r"type: +stream"))
+        repl.expect('1) 1) "1-1"')
+        # SUBSCRIBE (our server has no pub/sub): messages until Ctrl-C
+        repl.line("SUBSCRIBE repl:chan")
+        repl.expect("Reading messages... (press Ctrl-C to quit)")
+        publisher = redis.Redis(port=port)
+        deadline = time.monotonic() + 10
+        while publisher.publish("repl:chan", "hello there") == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        publisher.close()
+        repl.expect('1) "message"\n2) "repl:chan"\n3) "hello there"')
+        repl.child.send("\x03")
+        repl.expect(PROMPT)
+        repl.run("PING", "PONG")
         repl.quit()
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_ctrl_c_interrupts_a_blocking_command(server, repl_factory):
+    repl = repl_factory(server.port)
+    repl.expect(PROMPT)
+    repl.line("BLPOP repl:nolist 0")
+    time.sleep(0.5)
+    repl.child.send("\x03")
+    repl.expect("(interrupted)")
+    repl.expect(PROMPT)
+    repl.run("PING", "PONG")
+    repl.quit()
+
+
+def test_resp3_replies_and_completion(server, repl_factory):
+    client = server.client()
+    client.hset("repl:h3", "f", "v")
+    repl = repl_factory(server.port, "-3")
+    repl.expect(PROMPT)
+    repl.run("HGETALL repl:h3", '1# "f" => "v"')
+    repl.child.send("HSE\t")
+    repl.expect("HSETNX")
+    repl.child.send("\x03")
+    repl.quit()
+    client.delete("repl:h3")
+    client.close()
+
+
+def test_docs_load_after_auth_on_a_locked_server(tmp_path, repl_factory):
+    proc = conftest.locked_server(tmp_path, {}, "rootpw")
+    try:
+        repl = repl_factory(proc.port)
+        repl.expect(PROMPT)
+        repl.run("GET x", "(error) NOAUTH")
+        repl.run("AUTH root rootpw", "OK")
+        repl.expect("root@127.0.0.1:%d>" % proc.port)
+        repl.child.send("HSE\t")
+        repl.expect("HSETNX")
+        repl.child.send("\x03")
+        repl.quit()
+        assert "rootpw" not in (tmp_path / ".tenantkv_history").read_text()
+    finally:
+        proc.stop()

@@ -78,6 +78,7 @@ class ReplOptions:
     rc_file: str | None = None
     hints: bool = True
     toolbar: bool = True
+    complete_while_typing: bool = False
     peek_items: int = 10
     style: dict = field(default_factory=dict)
 
@@ -92,8 +93,9 @@ def load_rc(path: str | None = None) -> dict:
         history_file = "~/.tenantkv_history"
         history_size = 1000
         colours = true          # or color
-        hints = true
-        toolbar = true
+        hints = true                    # redis-cli's hints after the cursor
+        toolbar = true                  # syntax and summary of the command
+        complete_while_typing = false   # true: the menu opens without Tab (iredis)
         peek_items = 10
         [style]                 # prompt_toolkit styles for the highlighter's classes
         command = "bold #ff8700"
@@ -151,7 +153,7 @@ def make_options(options=None, rc: dict | None = None) -> ReplOptions:
         result.history_size = int(rc["history_size"])
     if result.color is None and "color" in rc:
         result.color = bool(rc["color"])
-    for name in ("hints", "toolbar"):
+    for name in ("hints", "toolbar", "complete_while_typing"):
         if name in rc:
             setattr(result, name, bool(rc[name]))
     if "peek_items" in rc:
@@ -350,7 +352,7 @@ class Repl:
             completer=self.completer,
             lexer=self.lexer,
             auto_suggest=AutoSuggestFromHistory(),
-            complete_while_typing=False,
+            complete_while_typing=self.options.complete_while_typing,
             enable_history_search=False,
             input_processors=[HintProcessor(self)],
             bottom_toolbar=self.toolbar if self.options.toolbar else None,
@@ -495,6 +497,8 @@ class Repl:
             self.in_tx = False
         if failed:
             return
+        if name in ("auth", "hello") and not self.table.docs:
+            self.load_docs()  # the server refused COMMAND DOCS before AUTH
         reply_plain = None
         if name in ("keys", "scan", "randomkey"):
             reply_plain = plain(reply)
