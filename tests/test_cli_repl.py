@@ -48,6 +48,7 @@ class Repl:
     """The REPL in a pseudo-terminal; `screen` is what it printed, colours removed."""
 
     def __init__(self, port, home, *extra, env=None):
+        port_args = ["-p", str(port)] if port is not None else []
         self.home = str(home)
         full_env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
                     "HOME": self.home, "TERM": "xterm-256color",
@@ -55,7 +56,7 @@ class Repl:
         full_env.pop("TENANTKV_HISTFILE", None)
         full_env.pop("TENANTKV_CLIRC", None)
         full_env.update(env or {})
-        self.child = pexpect.spawn(sys.executable, ["-m", "tenantkv.cli.repl", "-p", str(port), *extra],
+        self.child = pexpect.spawn(sys.executable, ["-m", "tenantkv.cli.repl", *port_args, *extra],
                                    env=full_env, dimensions=(40, 200), encoding="utf-8", timeout=15)
         self.seen = ""
 
@@ -259,6 +260,11 @@ def test_history_file_excludes_secret_lines(server, repl_factory, tmp_path):
     repl.run("HELLO 2 AUTH default sekrit3", "\n")
     repl.run("GET histkey", '"1"')
     repl.run("ACL DELUSER replbob", "\n")
+    # fish-style suggestion from history, accepted with the right arrow
+    repl.child.send("GET hi")
+    repl.expect("stkey")
+    repl.child.send("\x1b[C\r")
+    repl.expect('"1"')
     # Ctrl-R searches the history; Enter runs what it found
     repl.child.send("\x12")
     repl.child.send("histk")
@@ -472,6 +478,16 @@ def test_works_against_a_real_redis_server(tmp_path, repl_factory):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_rc_file_gives_the_port_and_quit_exits(server, repl_factory, tmp_path):
+    (tmp_path / ".tenantkvclirc").write_text("port = %d\ndb = 3\n" % server.port)
+    repl = repl_factory(None)
+    repl.expect("127.0.0.1:%d[3]>" % server.port)
+    repl.line("quit")
+    repl.child.expect(pexpect.EOF, timeout=10)
+    repl.child.close()
+    assert repl.child.exitstatus == 0
 
 
 def test_ctrl_c_interrupts_a_blocking_command(server, repl_factory):

@@ -386,6 +386,11 @@ class Repl:
     # ----------------------------------------------------------------- a line
 
     def handle(self, line: str):
+        if "\n" in line:  # a pasted block: one command a line, as redis-cli reads them
+            for part in line.splitlines():
+                if part.strip() and self.handle(part) == "quit":
+                    return "quit"
+            return None
         words = split_args(line)
         if words is None:
             self.write("Invalid argument(s)\n")
