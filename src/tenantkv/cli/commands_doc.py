@@ -301,9 +301,9 @@ def _sequence(args, words, w, roles):
     i = 0
     repeated = False
     used: set[int] = set()
-    while i < len(args) or (w < len(words) and _free_token(args, used, words[w])):
+    while i < len(args) or (w < len(words) and _free_token(args, used, words[w], i) is not None):
         if w < len(words):
-            out_of_order = _free_token(args, used, words[w])
+            out_of_order = _free_token(args, used, words[w], i)
             if out_of_order is not None and out_of_order != i:
                 result = _match_one(args[out_of_order], words, w, roles)
                 if result is not None:
@@ -368,20 +368,36 @@ def _sequence(args, words, w, roles):
     return w, None, []
 
 
-def _free_token(args, used, word):
-    """The index of an unused optional argument of `args` that `word` starts."""
+def _window(args, i):
+    """The run of optional arguments around position i (between the required ones
+    before and after it): options a server accepts in any order among themselves."""
+    lo = i
+    while lo > 0 and args[lo - 1].optional:
+        lo -= 1
+    hi = i
+    while hi < len(args) and args[hi].optional:
+        hi += 1
+    return lo, hi
+
+
+def _free_token(args, used, word, i):
+    """The index of an unused optional argument near i (see `_window`) that `word`
+    starts."""
     upper = word.upper()
-    for index, arg in enumerate(args):
-        if index not in used and arg.optional and upper in (t.upper() for t in arg.tokens()):
+    lo, hi = _window(args, min(i, len(args)))
+    for index in range(lo, hi):
+        arg = args[index]
+        if index not in used and upper in (t.upper() for t in arg.tokens()):
             return index
     return None
 
 
 def _rest(args, i, used):
-    """The syntax still to type: unused arguments from i, and unused optional tokens
-    before it (they may come in any order)."""
+    """The syntax still to type: unused arguments from i, and the unused optional
+    ones just before it (they may still come, in any order)."""
+    lo, _ = _window(args, min(i, len(args)))
     return [a.render() for index, a in enumerate(args)
-            if index not in used and (index >= i or (a.optional and a.tokens()))]
+            if index not in used and (index >= i or (index >= lo and a.tokens()))]
 
 
 def _match_one(arg, words, w, roles, repeated=False):
