@@ -408,6 +408,7 @@ class Connection:
         self.on_push = None
         self.last_attribute: Attribute | None = None
         self.hello: Map | list | None = None   # HELLO 3's reply when protocol 3
+        self.connect_errors: list = []          # connect(strict=False)'s problems
 
     # state
     @property
@@ -419,8 +420,15 @@ class Connection:
             self.host, self.port, self.db, self.protocol, ", connected" if self.connected else "")
 
     # lifecycle
-    def connect(self) -> "Connection":
+    def connect(self, strict: bool = True) -> "Connection":
+        """Open the connection, then AUTH, HELLO 3, SELECT as configured.
+
+        strict (default): a refused AUTH raises AuthError, a refused SELECT
+        SelectError (HELLO 3: ProtocolError). strict=False is redis-cli's way:
+        the problems are kept in ``connect_errors`` ("AUTH failed: ...",
+        "SELECT 5 failed: ...") and the session goes on."""
         self.close()
+        self.connect_errors = []
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except OSError as exc:
@@ -440,20 +448,30 @@ class Connection:
         self.reader = Reader()
         if self.password is not None:
             args = ["AUTH"] + ([self.username] if self.username else []) + [self.password]
-            reply = self.call(*args)
+            self.send(*args)
+            reply = self.read_reply()
             if isinstance(reply, Error):
-                raise AuthError(str(reply))
-        if self.protocol == 3:
-            reply = self.call("HELLO", "3")
-            if isinstance(reply, Error):
-                if reply.code in ("NOAUTH", "WRONGPASS"):
+                if strict:
                     raise AuthError(str(reply))
-                raise ProtocolError("HELLO 3 failed: %s" % reply)
-            self.hello = reply
-        if self.db:
-            reply = self.call("SELECT", str(self.db))
+                self.connect_errors.append("AUTH failed: %s" % reply)
+        if self.protocol == 3:
+            self.send("HELLO", "3")
+            reply = self.read_reply()
             if isinstance(reply, Error):
-                raise SelectError(str(reply))
+                if strict:
+                    if reply.code in ("NOAUTH", "WRONGPASS"):
+                        raise AuthError(str(reply))
+                    raise ProtocolError("HELLO 3 failed: %s" % reply)
+                self.connect_errors.append("HELLO 3 failed: %s" % reply)
+            else:
+                self.hello = reply
+        if self.db:
+            self.send("SELECT", str(self.db))
+            reply = self.read_reply()
+            if isinstance(reply, Error):
+                if strict:
+                    raise SelectError(str(reply))
+                self.connect_errors.append("SELECT %s failed: %s" % (self.db, reply))
         return self
 
     def reconnect(self) -> "Connection":
