@@ -45,7 +45,7 @@ def plain_screen(text):
 
 
 class Repl:
-    """The REPL in a pseudo-terminal; `screen` is what it printed, colours removed."""
+    """tenantkv-cli (interactive: no command, a terminal) in a pseudo-terminal."""
 
     def __init__(self, port, home, *extra, env=None):
         port_args = ["-p", str(port)] if port is not None else []
@@ -56,7 +56,7 @@ class Repl:
         full_env.pop("TENANTKV_HISTFILE", None)
         full_env.pop("TENANTKV_CLIRC", None)
         full_env.update(env or {})
-        self.child = pexpect.spawn(sys.executable, ["-m", "tenantkv.cli.repl", *port_args, *extra],
+        self.child = pexpect.spawn(sys.executable, ["-m", "tenantkv.cli.client", *port_args, *extra],
                                    env=full_env, dimensions=(40, 200), encoding="utf-8", timeout=15)
         self.seen = ""
 
@@ -531,3 +531,15 @@ def test_docs_load_after_auth_on_a_locked_server(tmp_path, repl_factory):
         assert "rootpw" not in (tmp_path / ".tenantkv_history").read_text()
     finally:
         proc.stop()
+
+
+def test_starts_not_connected_when_the_server_is_down(repl_factory):
+    port = _free_port()
+    repl = repl_factory(port)
+    repl.expect("Could not connect to Redis at 127.0.0.1:%d: Connection refused" % port)
+    repl.expect("not connected>")
+    assert "Could not connect" not in repl.seen  # said once
+    repl.line("PING")
+    repl.expect("Could not connect to Redis at 127.0.0.1:%d" % port)
+    repl.expect("not connected>")
+    assert repl.quit() == 0

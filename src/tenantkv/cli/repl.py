@@ -228,7 +228,9 @@ class Repl:
 
     def connect(self, announce: bool = False) -> bool:
         try:
-            self.conn.connect()
+            self.conn.connect(strict=False)   # a refused AUTH/SELECT: said, and go on
+            for problem in getattr(self.conn, "connect_errors", ()):
+                self.write("%s\n" % problem)
         except ConnectError as exc:
             self.write("%s\n" % exc)
             return False
@@ -365,8 +367,8 @@ class Repl:
         self.build_session()
         if self.conn.connected:
             self.load_docs()
-        else:
-            self.connect()
+        # else: the caller said why; the prompt says "not connected" and each command
+        # tries again, as redis-cli does
         while True:
             try:
                 line = self.session.prompt(self.prompt_text)
@@ -716,6 +718,12 @@ def main(argv=None) -> int:
                       username=args.user or rc.get("user"), password=password,
                       db=args.db if args.db is not None else int(rc.get("db", 0)),
                       protocol=args.protocol)
+    try:
+        conn.connect(strict=False)
+        for problem in conn.connect_errors:
+            print(problem)
+    except ConnectError as exc:
+        print(exc)
     return Repl(conn, make_options(args, rc)).run()
 
 
