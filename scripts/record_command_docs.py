@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Record redis-server's COMMAND DOCS for the commands tenantkv has.
+"""Record redis-server's COMMAND DOCS and ACL categories for tenantkv's commands.
 
     scripts/record_command_docs.py [--port PORT]
 
@@ -8,7 +8,9 @@ in RESP3 and writes src/tenantkv/commands/redis_docs.json: for every command
 tenantkv registers, Redis's documentation with the RESP3 types kept (maps as
 {"%": [[key, value], ...]}, sets as {"~": [...]}, simple strings as {"+": s}),
 so that COMMAND DOCS can answer as Redis does, argument trees included (the
-CLI builds its hints from them). Run again after adding commands.
+CLI builds its hints from them); and each command's ACL categories from
+COMMAND INFO, which tenancy/permissions.py uses for commands without
+subcommands. Run again after adding commands.
 """
 
 import argparse
@@ -92,6 +94,12 @@ def main() -> int:
         reader.read()
         sock.sendall(request("COMMAND", "DOCS", *sorted(COMMANDS)))
         docs = reader.read()["%"]
+        # ACL categories (COMMAND INFO's 7th field), in Redis's order.
+        sock.sendall(request("COMMAND", "INFO", *sorted(COMMANDS)))
+        categories = {}
+        for info in reader.read():
+            if info is not None:
+                categories[info[0]] = [c["+"].lstrip("@") for c in info[6]["~"]]
         version = None
         sock.sendall(request("INFO", "server"))
         for line in reader.read().splitlines():
@@ -101,7 +109,7 @@ def main() -> int:
         if proc is not None:
             proc.terminate()
             proc.wait()
-    record = {"redis_version": version, "docs": dict(docs)}
+    record = {"redis_version": version, "docs": dict(docs), "acl_categories": categories}
     with open(OUT, "w") as handle:
         json.dump(record, handle, indent=None, separators=(",", ":"), sort_keys=False)
         handle.write("\n")

@@ -18,7 +18,7 @@ def ping(conn, args):
     return PONG if len(args) == 1 else args[1]
 
 
-@command("echo", 2, "fast", group="connection", summary="Returns the given string.", syntax="message")
+@command("echo", 2, "loading stale fast", group="connection", summary="Returns the given string.", syntax="message")
 def echo(conn, args):
     return args[1]
 
@@ -29,7 +29,7 @@ def quit_(conn, args):
     return OK
 
 
-@command("select", 2, "fast", group="connection", summary="Changes the selected database.", syntax="index")
+@command("select", 2, "loading stale fast", group="connection", summary="Changes the selected database.", syntax="index")
 def select(conn, args):
     index = parse_int(args[1])
     if index is None:

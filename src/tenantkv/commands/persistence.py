@@ -77,7 +77,7 @@ def bgsave(conn, args):
     return Status("Background saving started")
 
 
-@command("lastsave", 1, "fast", group="server",
+@command("lastsave", 1, "loading stale fast", group="server",
          summary="Returns the Unix timestamp of the last successful save to disk.", syntax="")
 def lastsave(conn, args):
     return conn.server.last_save

@@ -8,6 +8,7 @@ import time
 
 from tenantkv import REDIS_COMPAT_VERSION, __version__, errors
 from tenantkv.commands import persistence
+from tenantkv.commands.reference import redis_docs
 from tenantkv.commands.registry import COMMANDS, command, help_reply, subcommand_dispatch
 from tenantkv.config import BY_REDIS_NAME, ConfigSetError
 from tenantkv.errors import CommandError
@@ -186,7 +187,7 @@ def info_section(conn, name: str) -> list:
     return []
 
 
-@command("info", -1, "", group="server", summary="Returns information and statistics about the server.",
+@command("info", -1, "loading stale", group="server", summary="Returns information and statistics about the server.",
          syntax="[section [section ...]]")
 def info(conn, args):
     wanted = [a.decode("latin-1").lower() for a in args[1:]] or ["default"]
@@ -335,7 +336,7 @@ def command_docs(cmd) -> dict:
     (with a `syntax` line, as the CLI's hints read it)."""
     docs = _DOCS_CACHE.get(cmd.name)
     if docs is None:
-        recorded = _redis_docs().get(cmd.name)
+        recorded = redis_docs().get(cmd.name)
         if recorded is not None:
             docs = _docs_reply(recorded)
         else:
@@ -350,16 +351,6 @@ def command_docs(cmd) -> dict:
 
 
 _DOCS_CACHE: dict = {}
-_REDIS_DOCS: dict = {}
-
-
-def _redis_docs() -> dict:
-    if not _REDIS_DOCS:
-        import json
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "redis_docs.json")
-        with open(path, encoding="utf-8") as handle:
-            _REDIS_DOCS.update(json.load(handle)["docs"])
-    return _REDIS_DOCS
 
 
 def _docs_reply(node):
@@ -469,7 +460,7 @@ _command_dispatch = subcommand_dispatch("command", {
 ])
 
 
-@command("command", -1, "", group="server", summary="Returns detailed information about all commands.",
+@command("command", -1, "loading stale", group="server", summary="Returns detailed information about all commands.",
          syntax="[COUNT | DOCS [command-name ...] | INFO [command-name ...] | LIST [FILTERBY <MODULE module-name | ACLCAT category | PATTERN pattern>] | GETKEYS command [arg ...] | GETKEYSANDFLAGS command [arg ...]]")
 def command_(conn, args):
     if len(args) == 1:
@@ -497,7 +488,7 @@ def help_(conn, args):
 
 # -- misc --------------------------------------------------------------------------
 
-@command("time", 1, "fast", group="server", summary="Returns the server time.", syntax="")
+@command("time", 1, "loading stale fast", group="server", summary="Returns the server time.", syntax="")
 def time_(conn, args):
     now = time.time_ns() // 1000
     return [b"%d" % (now // 1000000), b"%d" % (now % 1000000)]
@@ -529,7 +520,7 @@ DEBUG_HELP = [
 ]
 
 
-@command("debug", -2, "admin", group="server", summary="A container for debugging commands.",
+@command("debug", -2, "admin noscript loading stale", group="server", summary="A container for debugging commands.",
          syntax="subcommand [argument]")
 def debug(conn, args):
     sub = args[1].lower()

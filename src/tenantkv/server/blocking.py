@@ -15,6 +15,7 @@ when the push was inside a transaction, as Redis does.
 """
 
 from collections import deque
+from time import monotonic
 
 from tenantkv.errors import CommandError
 from tenantkv.server.deferred import Deferred
@@ -47,7 +48,13 @@ class Blocked(Deferred):
                 queue = db.blocked[key] = deque()
             queue.append(self)
         self.events.listen()
-        self.timer = loop.call_later(timeout, self.time_out) if timeout > 0 else None
+        self.timer = None
+        if timeout > 0:
+            # The loop's clock is read once per iteration, in whole ms (libuv):
+            # it lags the real time, and a timer set from it could fire a
+            # fraction of a ms early. Never early: add the lag and one ms.
+            lag = max(0.0, monotonic() - loop.time())
+            self.timer = loop.call_later(timeout + lag + 0.001, self.time_out)
 
     def _detach(self) -> None:
         blocked = self.db.blocked

@@ -24,6 +24,7 @@ The no-auth commands (AUTH, HELLO, QUIT, RESET) stay in every table, as in
 Redis, where a `-@all` user may still AUTH as someone else.
 """
 
+from tenantkv.commands.reference import redis_categories
 from tenantkv.commands.registry import COMMANDS, LOOKUP
 
 DEFAULT_RULES = "+@all"
@@ -41,7 +42,12 @@ _GROUP_CATEGORY = {"generic": "keyspace", "server": None, "sorted_set": "sorteds
 
 def categories(cmd) -> list:
     """`cmd`'s ACL categories (names without '@'), in Redis's order. COMMAND
-    INFO, COMMAND LIST FILTERBY ACLCAT, ACL CAT and the rules all use this."""
+    INFO, COMMAND LIST FILTERBY ACLCAT, ACL CAT and the rules all use this.
+    Redis's own list where it has the command (commands/reference.py), else
+    derived from the command's group and flags."""
+    recorded = redis_categories(cmd.name)
+    if recorded is not None:
+        return recorded
     group = _GROUP_CATEGORY.get(cmd.group, cmd.group)
     found = {group} if group else set()
     for flag, category in (("write", "write"), ("readonly", "read"), ("admin", "admin"),
