@@ -559,3 +559,27 @@ def test_save_schedule_and_changes_counter(tmp_path):
         wait_bgsave(r)
     finally:
         proc.stop()
+
+
+def test_data_files_are_private_to_the_server_account(tmp_path):
+    """Snapshots and the append-only log hold every tenant's data: owner-only
+    modes (the server runs with umask 077), never readable by other accounts."""
+    import stat as stat_module
+    data = tmp_path   # made by the test (its mode is the operator's choice)
+    srv = ServerProcess(data, "--appendonly", "yes")
+    try:
+        client = srv.client()
+        client.set("secret", "value")
+        client.save()
+        client.bgrewriteaof()
+        deadline = time.monotonic() + 10
+        while client.info("persistence")["aof_rewrite_in_progress"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        paths = [data / "dump.kdb", data / "users.db", data / "appendonlydir"]
+        paths += list((data / "appendonlydir").iterdir())
+        assert len(paths) >= 5
+        for path in paths:
+            mode = stat_module.S_IMODE(os.stat(path).st_mode)
+            assert mode & 0o077 == 0, "%s is mode %o" % (path, mode)
+    finally:
+        srv.stop()

@@ -64,6 +64,12 @@ def main(argv: list | None = None) -> int:
     except config_module.ConfigError as exc:
         print("tenantkv-server: configuration error: %s" % exc, file=sys.stderr)
         return 2
+    # Every file the server writes holds tenants' data or secrets (snapshots,
+    # the append-only log, users.db, its backups, the log): owner-only, from
+    # the first byte (a chmod afterwards would leave a window). Redis leaves
+    # its RDB and AOF world-readable with the usual umask 022; in a
+    # multi-tenant server that would give any local account every tenant's data.
+    os.umask(0o077)
     logs.setup(config["logging.level"], config["logging.file"])
     config.listeners.setdefault("loglevel", []).append(logs.set_level)
     os.makedirs(config["data.dir"], exist_ok=True)
