@@ -29,6 +29,7 @@ import sys
 import time
 from urllib.parse import unquote_to_bytes
 
+from tenantkv.protocol.reader import split_args as _split_inline
 from tenantkv.cli.output import format_invalidate, format_reply, prints_raw, to_bytes, repr_bytes
 from tenantkv.cli.resp import (
     ConnectError, Connection, Error, ReplyCounter, encode_command,
@@ -456,75 +457,15 @@ def connect(conn: Connection, err) -> bool:
 
 # -- quoted input (sdssplitargs) -------------------------------------------------
 
-_HEX = b"0123456789abcdefABCDEF"
-_SPACE = b" \n\r\t\v\f"
-_ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", ord("a"): b"\a"}
-
-
 def split_args(line):
     """redis-cli's line splitting (sdssplitargs): words, "double quoted" with
     C escapes (\\n \\xHH ...), 'single quoted'. Returns a list of bytes, or
     None when quotes are unbalanced or a closing quote is not followed by a
-    space. `line`: bytes or str."""
+    space. `line`: bytes or str. The server's inline reader splits the same
+    way: one implementation (protocol/reader.py)."""
     if isinstance(line, str):
         line = line.encode("utf-8", "surrogateescape")
-    args = []
-    i = 0
-    n = len(line)
-    while True:
-        while i < n and line[i] in _SPACE:
-            i += 1
-        if i >= n:
-            return args
-        current = bytearray()
-        inq = insq = False
-        while True:
-            if inq:
-                if i >= n:
-                    return None
-                ch = line[i]
-                if (ch == 92 and i + 3 < n and line[i + 1] == 120
-                        and line[i + 2] in _HEX and line[i + 3] in _HEX):
-                    current.append(int(line[i + 2:i + 4], 16))
-                    i += 3
-                elif ch == 92 and i + 1 < n:
-                    i += 1
-                    current += _ESCAPES.get(line[i], line[i:i + 1])
-                elif ch == 34:
-                    if i + 1 < n and line[i + 1] not in _SPACE:
-                        return None
-                    i += 1
-                    break
-                else:
-                    current.append(ch)
-            elif insq:
-                if i >= n:
-                    return None
-                ch = line[i]
-                if ch == 92 and i + 1 < n and line[i + 1] == 39:
-                    i += 1
-                    current.append(39)
-                elif ch == 39:
-                    if i + 1 < n and line[i + 1] not in _SPACE:
-                        return None
-                    i += 1
-                    break
-                else:
-                    current.append(ch)
-            else:
-                if i >= n:
-                    break
-                ch = line[i]
-                if ch in _SPACE:
-                    break
-                if ch == 34:
-                    inq = True
-                elif ch == 39:
-                    insq = True
-                else:
-                    current.append(ch)
-            i += 1
-        args.append(bytes(current))
+    return _split_inline(line)
 
 
 def _to_arg(text) -> bytes:

@@ -58,6 +58,24 @@ def _written(conn, record: list, *keys) -> None:
 
 # -- BLPOP / BRPOP --------------------------------------------------------------------
 
+def _pop_or_block(conn, keys, kind, pop, record, timeout: float):
+    """Pop from the first of `keys` that has data, else park the client.
+    `pop(conn, key)` -> the reply, or None when the key is empty;
+    `record(key, reply)` -> the non-blocking command that logs a pop served
+    later (the append-only log replays it)."""
+    for key in keys:
+        reply = pop(conn, key)
+        if reply is not None:
+            return reply
+
+    def serve(conn, key):
+        reply = pop(conn, key)
+        if reply is not None:
+            _written(conn, record(key, reply), key)
+        return reply
+    return _block_or_timeout(conn, keys, kind, serve, timeout, NULL_ARRAY)
+
+
 def _list_pop(head: bool):
     def pop(conn, key: bytes):
         db = conn.db
@@ -74,19 +92,9 @@ def _list_pop(head: bool):
 def _blocking_pop(conn, args, head: bool):
     timeout = parse_timeout(args[-1])
     keys = args[1:-1]
-    pop = _list_pop(head)
-    for key in keys:
-        reply = pop(conn, key)
-        if reply is not None:
-            return reply
     name = b"LPOP" if head else b"RPOP"
-
-    def serve(conn, key):
-        reply = pop(conn, key)
-        if reply is not None:
-            _written(conn, [name, key], key)
-        return reply
-    return _block_or_timeout(conn, keys, deque, serve, timeout, NULL_ARRAY)
+    return _pop_or_block(conn, keys, deque, _list_pop(head), lambda key, reply: [name, key],
+                         timeout)
 
 
 @command("blpop", -3, "write noscript blocking", keys=(1, -2, 1), group="list", since="2.0.0",
@@ -179,18 +187,9 @@ def blmpop(conn, args):
             return None
         return [key, lists._pop_many(db, key, lst, head, count)]
 
-    for key in keys:
-        reply = pop(conn, key)
-        if reply is not None:
-            return reply
-
-    def serve(conn, key):
-        reply = pop(conn, key)
-        if reply is not None:
-            _written(conn, [b"LMPOP", b"1", key, b"LEFT" if head else b"RIGHT",
-                            b"COUNT", b"%d" % len(reply[1])], key)
-        return reply
-    return _block_or_timeout(conn, keys, deque, serve, timeout, NULL_ARRAY)
+    def record(key, reply):
+        return [b"LMPOP", b"1", key, b"LEFT" if head else b"RIGHT", b"COUNT", b"%d" % len(reply[1])]
+    return _pop_or_block(conn, keys, deque, pop, record, timeout)
 
 
 @command("bzmpop", -5, "write blocking movablekeys", group="sorted_set", since="7.0.0",
@@ -207,18 +206,9 @@ def bzmpop(conn, args):
         pairs = zsets._pop(db, key, z, count, side == 1)
         return [key, [[m, zsets._score(conn, s)] for s, m in pairs]]
 
-    for key in keys:
-        reply = pop(conn, key)
-        if reply is not None:
-            return reply
-
-    def serve(conn, key):
-        reply = pop(conn, key)
-        if reply is not None:
-            _written(conn, [b"ZMPOP", b"1", key, b"MAX" if side == 1 else b"MIN",
-                            b"COUNT", b"%d" % len(reply[1])], key)
-        return reply
-    return _block_or_timeout(conn, keys, ZSet, serve, timeout, NULL_ARRAY)
+    def record(key, reply):
+        return [b"ZMPOP", b"1", key, b"MAX" if side == 1 else b"MIN", b"COUNT", b"%d" % len(reply[1])]
+    return _pop_or_block(conn, keys, ZSet, pop, record, timeout)
 
 
 # -- BZPOPMIN / BZPOPMAX ---------------------------------------------------------------
@@ -235,18 +225,8 @@ def _blocking_zpop(conn, args, maximum: bool):
         (score, member), = zsets._pop(db, key, z, 1, maximum)
         return [key, member, zsets._score(conn, score)]
 
-    for key in keys:
-        reply = pop(conn, key)
-        if reply is not None:
-            return reply
     name = b"ZPOPMAX" if maximum else b"ZPOPMIN"
-
-    def serve(conn, key):
-        reply = pop(conn, key)
-        if reply is not None:
-            _written(conn, [name, key], key)
-        return reply
-    return _block_or_timeout(conn, keys, ZSet, serve, timeout, NULL_ARRAY)
+    return _pop_or_block(conn, keys, ZSet, pop, lambda key, reply: [name, key], timeout)
 
 
 @command("bzpopmin", -3, "write noscript blocking fast", keys=(1, -2, 1), group="sorted_set",
