@@ -10,11 +10,10 @@ order.
 
 
 from tenantkv import errors
-from tenantkv.commands.keys import parse_cursor, parse_scan_options, scan_snapshot
+from tenantkv.commands.keys import scan_collection
 from tenantkv.commands.registry import command
 from tenantkv.errors import CommandError
 from tenantkv.protocol.encoder import OK
-from tenantkv.util.glob import glob_match
 from tenantkv.util.numbers import (
     LLONG_MAX,
     LLONG_MIN,
@@ -321,26 +320,7 @@ def hrandfield(conn, args):
          summary="Iterates over fields and values of a hash.",
          syntax="key cursor [MATCH pattern] [COUNT count]")
 def hscan(conn, args):
-    cursor = parse_cursor(args[2])
-    db = conn.db
-    key = args[1]
-    h = _read(db, key)
-    if h is None:
-        return [b"0", []]
-    pattern, count, _ = parse_scan_options(args, 3, allow_type=False)
-    if _is_listpack(db, key, h):
-        # A listpack is answered whole, whatever the cursor and COUNT (as Redis).
-        next_cursor, batch = 0, list(h)
-    else:
-        next_cursor, batch = scan_snapshot(db, key, h, cursor, count)
-    reply = []
-    get = h.get
-    for field in batch:
-        value = get(field)
-        if value is None:
-            continue   # deleted since the snapshot
-        if pattern is not None and not glob_match(pattern, field):
-            continue
-        reply.append(field)
-        reply.append(value)
-    return [b"%d" % next_cursor, reply]
+    # A listpack is answered whole, whatever the cursor and COUNT (as Redis).
+    return scan_collection(conn, args, _read,
+                           lambda db, key, h: list(h) if _is_listpack(db, key, h) else None,
+                           lambda h: h.get)

@@ -126,6 +126,48 @@ def scan_snapshot(db, owner, names, cursor: int, count: int) -> tuple:
     return (snapshot_id << _POSITION_BITS) | position, batch
 
 
+def scan_collection(conn, args, read, whole, values, names=None):
+    """HSCAN / SSCAN / ZSCAN key cursor [MATCH pattern] [COUNT count].
+
+    `read(db, key)`: the collection, or None (a keyspace hit or miss);
+    `whole(db, key, c)`: every member in Redis's order when Redis answers a
+    small encoding (listpack, intset) in one reply whatever the cursor and
+    COUNT, else None; `values(c)`: a function member -> the value to reply
+    after it (None: removed since the snapshot), or `values` None for sets
+    (members only); `names(c)`: the dict or set whose names the cursor walks
+    (default: the collection itself)."""
+    cursor = parse_cursor(args[2])
+    db = conn.db
+    key = args[1]
+    collection = read(db, key)
+    if collection is None:
+        return [b"0", []]
+    pattern, count, _ = parse_scan_options(args, 3, allow_type=False)
+    batch = whole(db, key, collection)
+    if batch is not None:
+        next_cursor = 0
+    else:
+        walked = collection if names is None else names(collection)
+        next_cursor, batch = scan_snapshot(db, key, walked, cursor, count)
+    reply = []
+    value_of = values(collection) if values is not None else None
+    for member in batch:
+        if value_of is None:
+            if member not in collection:
+                continue   # removed since the snapshot
+            value = None
+        else:
+            value = value_of(member)
+            if value is None:
+                continue   # removed since the snapshot
+        if pattern is not None and not glob_match(pattern, member):
+            continue
+        reply.append(member)
+        if value is not None:
+            reply.append(value)
+    return [b"%d" % next_cursor, reply]
+
+
 def parse_scan_options(args: list, start: int, allow_type: bool = True) -> tuple:
     pattern = None
     count = 10

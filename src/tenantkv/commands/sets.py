@@ -16,11 +16,10 @@ does the same. A hashtable's order is not defined.
 
 
 from tenantkv import errors
-from tenantkv.commands.keys import parse_cursor, parse_scan_options, scan_snapshot
+from tenantkv.commands.keys import scan_collection
 from tenantkv.commands.registry import command
 from tenantkv.errors import CommandError
 from tenantkv.protocol.encoder import SetReply
-from tenantkv.util.glob import glob_match
 from tenantkv.util.numbers import LLONG_MAX, parse_int
 from tenantkv.util.sampling import random_distinct, random_member, random_repeated
 
@@ -407,23 +406,7 @@ def sintercard(conn, args):
          summary="Iterates over members of a set.",
          syntax="key cursor [MATCH pattern] [COUNT count]")
 def sscan(conn, args):
-    cursor = parse_cursor(args[2])
-    db = conn.db
-    key = args[1]
-    s = _read(db, key)
-    if s is None:
-        return [b"0", []]
-    pattern, count, _ = parse_scan_options(args, 3, allow_type=False)
-    if _is_intset(db, key, s):
-        # An intset is answered whole, whatever the cursor and COUNT (as Redis).
-        next_cursor, batch = 0, sorted(s, key=int)
-    else:
-        next_cursor, batch = scan_snapshot(db, key, s, cursor, count)
-    reply = []
-    for member in batch:
-        if member not in s:
-            continue   # removed since the snapshot
-        if pattern is not None and not glob_match(pattern, member):
-            continue
-        reply.append(member)
-    return [b"%d" % next_cursor, reply]
+    # An intset is answered whole, whatever the cursor and COUNT (as Redis).
+    return scan_collection(conn, args, _read,
+                           lambda db, key, s: sorted(s, key=int) if _is_intset(db, key, s) else None,
+                           None)

@@ -15,13 +15,12 @@ import re
 from sortedcontainers import SortedList
 
 from tenantkv import errors
-from tenantkv.commands.keys import parse_cursor, parse_scan_options, scan_snapshot
+from tenantkv.commands.keys import scan_collection
 from tenantkv.commands.registry import command
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.types import register_type
 from tenantkv.keyspace.zset import ZSet
 from tenantkv.protocol.encoder import NULL_ARRAY, Raw
-from tenantkv.util.glob import glob_match
 from tenantkv.util.numbers import LLONG_MAX, float_arg, int_arg, parse_float, parse_int
 from tenantkv.util.ranges import rank_range
 
@@ -679,28 +678,18 @@ def zrandmember(conn, args):
          summary="Iterates over members and scores of a sorted set.",
          syntax="key cursor [MATCH pattern] [COUNT count]")
 def zscan(conn, args):
-    cursor = parse_cursor(args[2])
-    db = conn.db
-    key = args[1]
-    z = _read(db, key)
-    if z is None:
-        return [b"0", []]
-    pattern, count, _ = parse_scan_options(args, 3, allow_type=False)
-    scores = z.scores
-    if _is_listpack(db, key, z):
-        next_cursor, batch = 0, [m for _, m in z.order]
-    else:
-        next_cursor, batch = scan_snapshot(db, key, scores, cursor, count)
-    reply = []
-    for member in batch:
-        score = scores.get(member)
-        if score is None:
-            continue
-        if pattern is not None and not glob_match(pattern, member):
-            continue
-        reply.append(member)
-        reply.append(format_score(score))
-    return [b"%d" % next_cursor, reply]
+    # A listpack is answered whole, in score order, whatever the cursor and COUNT.
+    def values(z):
+        scores = z.scores
+
+        def score_of(member):
+            score = scores.get(member)
+            return None if score is None else format_score(score)
+        return score_of
+    return scan_collection(conn, args, _read,
+                           lambda db, key, z: [m for _, m in z.order] if _is_listpack(db, key, z)
+                           else None,
+                           values, names=lambda z: z.scores)
 
 
 # -- ZUNION / ZINTER / ZDIFF, their STORE forms, ZINTERCARD -------------------------------------
