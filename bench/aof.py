@@ -20,20 +20,10 @@ import sys
 import tempfile
 import time
 
-TICK = os.sysconf("SC_CLK_TCK")
+from compare import cpu_seconds, free_port  # bench/ is the script directory
+
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 TESTS = ("set", "get", "incr")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run(src: str, extra: list, requests: int) -> dict:

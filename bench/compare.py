@@ -123,6 +123,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_port(port: int, process, timeout: float = 15) -> None:
+    """Until something listens on `port`; RuntimeError if `process` exits first
+    or `timeout` passes. Polled every 5 ms (bench/persistence.py times starts)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("server exited with %s" % process.returncode)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.005)
+    raise RuntimeError("no server on port %d" % port)
+
+
 def command(port: int, *args: str, timeout: float = 10.0) -> bytes:
     """Send one command, return the raw reply (good enough for PING, DBSIZE
     and INFO: reads until the reply is complete)."""

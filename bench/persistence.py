@@ -20,7 +20,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,26 +28,9 @@ import time
 
 import redis
 
+from compare import free_port, wait_port  # bench/ is the script directory
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_port(port: int, process, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("server exited with %s" % process.returncode)
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.005)
-    raise RuntimeError("server did not listen on %d" % port)
 
 
 class Server:
@@ -68,7 +50,7 @@ class Server:
                    "PYTHONPATH": os.path.join(ROOT, "src")}
         started = time.perf_counter()
         self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        wait_port(port, self.process)
+        wait_port(port, self.process, timeout=120)   # it may load 1M keys first
         self.client = redis.Redis(port=port, socket_timeout=600)
         # redis-server listens while it loads (replying -LOADING); tenantkv loads first
         while True:
