@@ -167,3 +167,28 @@ def closed(sock: socket.socket, timeout: float = 5.0) -> bool:
         return True
     except socket.timeout:
         return False
+
+
+def dump_tenant(client: redis.Redis, dbs=range(16)) -> dict:
+    """{(db, key): (type, value, pttl)} for every key of `dbs` of the client's
+    tenant: what a restart (snapshot or append-only log) must give back."""
+    out = {}
+    for db in dbs:
+        client.execute_command("SELECT", db)
+        for key in client.scan_iter(count=1000):
+            kind = client.type(key).decode()
+            if kind == "string":
+                value = client.get(key)
+            elif kind == "list":
+                value = client.lrange(key, 0, -1)
+            elif kind == "set":
+                value = sorted(client.smembers(key))
+            elif kind == "hash":
+                value = client.hgetall(key)
+            elif kind == "zset":
+                value = client.zrange(key, 0, -1, withscores=True)
+            else:
+                raise AssertionError("unexpected type %s" % kind)
+            out[(db, key)] = (kind, value, client.pttl(key))
+    client.execute_command("SELECT", 0)
+    return out

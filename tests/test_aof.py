@@ -13,7 +13,7 @@ import time
 import pytest
 import redis
 
-from conftest import ServerProcess, add_user, exchange, resp
+from conftest import ServerProcess, add_user, dump_tenant, exchange, resp
 
 PASSWORDS = {"alice": "alice-pw-1", "bob": "bob-pw-2", "carol": "carol-pw-3"}
 ROOT = "root-pw-0"
@@ -35,30 +35,6 @@ def incr_file(data_dir) -> str:
     files = sorted(glob.glob(os.path.join(str(data_dir), "appendonlydir", "*.incr.aof")))
     assert len(files) == 1, files
     return files[0]
-
-
-def dump(client: redis.Redis, dbs=range(16)) -> dict:
-    """{(db, key): (type, value, pttl)} of every key of the client's tenant."""
-    out = {}
-    for index in dbs:
-        client.execute_command("SELECT", index)
-        for key in client.keys("*"):
-            kind = client.type(key).decode()
-            if kind == "string":
-                value = client.get(key)
-            elif kind == "hash":
-                value = client.hgetall(key)
-            elif kind == "list":
-                value = client.lrange(key, 0, -1)
-            elif kind == "set":
-                value = sorted(client.smembers(key))
-            elif kind == "zset":
-                value = client.zrange(key, 0, -1, withscores=True)
-            else:
-                raise AssertionError("unexpected type %s" % kind)
-            out[(index, key)] = (kind, value, client.pttl(key))
-    client.execute_command("SELECT", 0)
-    return out
 
 
 def same_data(before: dict, after: dict) -> None:
@@ -176,7 +152,7 @@ def test_round_trip_three_tenants(tmp_path):
         t.join()
         assert got == [(b"waiting", b"one")]
         time.sleep(0.05)   # the key of px=1 has expired (its DEL is logged when seen)
-        before = {name: dump(c) for name, c in clients.items()}
+        before = {name: dump_tenant(c) for name, c in clients.items()}
         assert before["alice"][(0, b"alice:0:float")] == ("string", b"3.35", -1)
         assert before["bob"][(0, b"waiting")][1] == [b"two"]
         assert before["alice"] != before["bob"]
@@ -187,7 +163,7 @@ def test_round_trip_three_tenants(tmp_path):
     try:
         clients = _clients(server)
         for name, c in clients.items():
-            same_data(before[name], dump(c))
+            same_data(before[name], dump_tenant(c))
         root = server.client(username="root", password=ROOT)
         assert root.info("persistence")["aof_enabled"] == 1
     finally:
@@ -213,12 +189,12 @@ def test_round_trip_after_sigkill_and_rewrite(tmp_path, kdb_base):
         kind = "kdb" if kdb_base else "aof"
         assert names == ["appendonly.aof.2.base." + kind, "appendonly.aof.2.incr.aof",
                          "appendonly.aof.manifest"]
-        before = dump(c)
+        before = dump_tenant(c)
     finally:
         kill(server)
     server = aof_server(tmp_path)
     try:
-        same_data(before, dump(server.client()))
+        same_data(before, dump_tenant(server.client()))
     finally:
         server.stop()
 
@@ -548,14 +524,14 @@ def test_snapshot_then_log(tmp_path):
         c.execute_command("DEBUG", "RELOAD", "NOSAVE")   # dump.kdb again: other goes
         c.execute_command("KDB", "IMPORT", payload, "REPLACE")
         c.rpush("list", "c")
-        before = dump(c)
+        before = dump_tenant(c)
     finally:
         kill(server)
     os.unlink(tmp_path / "dump.kdb")   # the log alone
     server = aof_server(tmp_path)
     try:
         c = server.client()
-        same_data(before, dump(c))
+        same_data(before, dump_tenant(c))
         assert c.lrange("list", 0, -1) == [b"a", b"c"] and c.get("other") == b"y"
     finally:
         server.stop()

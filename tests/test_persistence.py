@@ -16,7 +16,7 @@ import time
 import pytest
 import redis
 
-from conftest import ServerProcess, add_user, free_port, wait_for_port
+from conftest import ServerProcess, add_user, dump_tenant, free_port, wait_for_port
 
 ROOT = "persist-root-secret"
 USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
@@ -56,30 +56,6 @@ def fill(client, tag: str, db: int) -> None:
     p.hset("ttl-hash", "f", "v")
     p.expire("ttl-hash", 100000)
     p.execute()
-
-
-def dump_tenant(client) -> dict:
-    """key -> (type, value, pttl) for every key of databases 0..15 of a tenant."""
-    out = {}
-    for db in range(16):
-        client.execute_command("SELECT", db)
-        for key in client.scan_iter(count=1000):
-            kind = client.type(key).decode()
-            if kind == "string":
-                value = client.get(key)
-            elif kind == "list":
-                value = client.lrange(key, 0, -1)
-            elif kind == "set":
-                value = sorted(client.smembers(key))
-            elif kind == "hash":
-                value = client.hgetall(key)
-            elif kind == "zset":
-                value = client.zrange(key, 0, -1, withscores=True)
-            else:
-                raise AssertionError(kind)
-            out[(db, key)] = (kind, value, client.pttl(key))
-    client.execute_command("SELECT", 0)
-    return out
 
 
 def same_data(before: dict, after: dict) -> None:
