@@ -68,6 +68,12 @@ class ServerProcess:
         self.log.close()
         return self.process.returncode
 
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
 
 def resp(*args) -> bytes:
     """A request in RESP (arguments: bytes, or anything str() turns into text)."""
