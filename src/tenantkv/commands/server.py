@@ -239,8 +239,10 @@ def config(conn, args):
                 if name.lower() in BY_REDIS_NAME and name.lower() not in found:
                     found[name.lower()] = (name, server.config.get_redis(name.lower()))
                 continue
-            for candidate in BY_REDIS_NAME:
-                if candidate not in found and glob_match(raw, candidate.encode(), nocase=True):
+            for candidate, setting in BY_REDIS_NAME.items():
+                # As Redis: a hidden parameter answers its exact name only.
+                if (candidate not in found and not setting.hidden
+                        and glob_match(raw, candidate.encode(), nocase=True)):
                     found[candidate] = (candidate, server.config.get_redis(candidate))
         return {name.encode("latin-1"): value.encode("utf-8", "surrogateescape")
                 for name, value in found.values()}
