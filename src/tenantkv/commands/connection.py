@@ -274,6 +274,9 @@ def client(conn, args):
         return _client_kill(conn, args)
     if sub == b"unblock" and argc in (3, 4):
         return _client_unblock(conn, args)
+    if sub == b"unblock" and argc > 4:   # Redis's arity -3 lets it through to this text
+        raise CommandError("ERR unknown subcommand or wrong number of arguments for '%s'. "
+                           "Try CLIENT HELP." % errors.arg_text(args[1]))
     if sub in (b"no-evict", b"no-touch") and argc == 3:
         mode = args[2].lower()
         if mode not in (b"on", b"off"):
