@@ -90,6 +90,14 @@ def _save(value) -> str:
     return text
 
 
+def _no_master(value) -> str:
+    # replicaof: answered for the clients that read it; there is no
+    # replication yet, so a start-up flag naming a master is refused.
+    if str(value):
+        raise ValueError("replication is not supported")
+    return ""
+
+
 def _username(value) -> str:
     from tenantkv.tenancy.store import validate_username   # the store's rule, one copy
     return validate_username(str(value))
@@ -115,6 +123,28 @@ def memory(low: int = 0, high: int = LLONG_MAX):
     return _bounded(_mem, low, high)
 
 
+def memory_or_percent(low: int = 0, high: int = LLONG_MAX, max_percent: int = 100):
+    """Redis's MEMORY_CONFIG | PERCENT_CONFIG (maxmemory-clients): a memory
+    value, or "N%" of maxmemory. Kept as CONFIG GET shows it: "N%" or bytes."""
+    bounded = memory(low, high)
+
+    def convert(value) -> str:
+        text = str(value)
+        try:
+            return str(bounded(text))
+        except ValueError as exc:
+            if "between" in str(exc):
+                raise
+        number = parse_int(text[:-1].encode("utf-8", "surrogateescape")) \
+            if len(text) > 1 and text.endswith("%") else None
+        if number is None or number < 0:
+            raise ValueError("argument must be a memory or percent value")
+        if number > max_percent:
+            raise ValueError("percentage argument must be less or equal to %d" % max_percent)
+        return "%d%%" % number if number else "0"
+    return convert
+
+
 def enum(*options):
     def convert(value) -> str:
         text = str(value).lower()
@@ -138,10 +168,11 @@ class Setting:
     # A change nobody listens to (config.listeners) is refused with this reason.
     needs_listener: str = ""
     secret: bool = False         # never shown: not in CONFIG GET, repr or logs
+    hidden: bool = False         # Redis's HIDDEN_CONFIG: CONFIG GET by exact name only
 
 
-def _redis(name, convert, default, mutable=True, alias=None) -> Setting:
-    return Setting(None, name, name, convert, default, mutable, alias=alias)
+def _redis(name, convert, default, mutable=True, alias=None, hidden=False) -> Setting:
+    return Setting(None, name, name, convert, default, mutable, alias=alias, hidden=hidden)
 
 
 SETTINGS = [
@@ -213,6 +244,7 @@ SETTINGS = [
     _redis("latency-tracking", parse_bool, True),
     _redis("busy-reply-threshold", integer(), 5000, alias="lua-time-limit"),
     _redis("maxmemory-samples", integer(1, INT_MAX), 5),
+    _redis("maxmemory-eviction-tenacity", integer(0, 100), 10),
     _redis("lfu-log-factor", integer(0, INT_MAX), 10),
     _redis("lfu-decay-time", integer(0, INT_MAX), 1),
     _redis("notify-keyspace-events", _str, ""),
@@ -225,7 +257,13 @@ SETTINGS = [
     _redis("daemonize", parse_bool, False, mutable=False),
     _redis("supervised", enum("upstart", "systemd", "auto", "no"), "no", mutable=False),
     _redis("io-threads", integer(1, 128), 1, mutable=False),
-    _redis("rdb-key-save-delay", integer(INT_MIN, INT_MAX), 0),   # microseconds per key (tests)
+    _redis("rdb-key-save-delay", integer(INT_MIN, INT_MAX), 0, hidden=True),   # microseconds per key (tests)
+    _redis("key-load-delay", integer(INT_MIN, INT_MAX), 0, hidden=True),
+    _redis("maxmemory-clients", memory_or_percent(-100, LLONG_MAX), "0"),
+    # No replication yet: a master with no replica, as Redis reports one.
+    _redis("replicaof", _no_master, "", mutable=False, alias="slaveof"),
+    # Redis raises a backlog size under 16 KB to 16 KB.
+    _redis("repl-backlog-size", _bounded(_mem, 1, LLONG_MAX, (16 * 1024, LLONG_MAX)), 1024**2),
     _redis("enable-debug-command", enum("no", "yes", "local"), "yes", mutable=False),
 ]
 

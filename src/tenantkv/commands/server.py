@@ -13,7 +13,8 @@ from tenantkv.commands.registry import COMMANDS, command, help_reply, subcommand
 from tenantkv.config import BY_REDIS_NAME, ConfigSetError
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.types import encoding
-from tenantkv.protocol.encoder import OK, SetReply, Status, Verbatim
+from tenantkv.protocol.encoder import (OK, Attributed, BigNumber, Push, Raw, SetReply, Status,
+                                      Verbatim, encode)
 from tenantkv.server.blocking import Blocked
 from tenantkv.tenancy.permissions import categories
 from tenantkv.util.glob import glob_match
@@ -238,8 +239,10 @@ def config(conn, args):
                 if name.lower() in BY_REDIS_NAME and name.lower() not in found:
                     found[name.lower()] = (name, server.config.get_redis(name.lower()))
                 continue
-            for candidate in BY_REDIS_NAME:
-                if candidate not in found and glob_match(raw, candidate.encode(), nocase=True):
+            for candidate, setting in BY_REDIS_NAME.items():
+                # As Redis: a hidden parameter answers its exact name only.
+                if (candidate not in found and not setting.hidden
+                        and glob_match(raw, candidate.encode(), nocase=True)):
                     found[candidate] = (candidate, server.config.get_redis(candidate))
         return {name.encode("latin-1"): value.encode("utf-8", "surrogateescape")
                 for name, value in found.values()}
@@ -516,6 +519,10 @@ DEBUG_HELP = [
     "OBJECT <key>", "    Show low-level info about the <key> and associated value.",
     "SLEEP <seconds>", "    Stop the server for <seconds>. Decimals allowed.",
     "SET-ACTIVE-EXPIRE <0|1>", "    Setting it to 0 disables expiring keys in background when they are not accessed.",
+    "PROTOCOL <type>",
+    "    Reply with a test value of the specified type. <type> can be: string,",
+    "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
+    "    true, false.",
     *persistence.DEBUG_HELP,
 ]
 
@@ -538,6 +545,8 @@ def debug(conn, args):
             raise CommandError(errors.NOT_INTEGER)
         conn.server.active_expire_enabled = bool(flag)
         return OK
+    if sub == b"protocol" and len(args) == 3:
+        return _debug_protocol(conn, args[2].lower())
     if sub == b"object" and len(args) == 3:
         db = conn.db
         value = db.get(args[2])
@@ -550,6 +559,39 @@ def debug(conn, args):
         return persistence.debug(conn, args)
     raise CommandError("ERR unknown subcommand or wrong number of arguments for '%s'. Try DEBUG HELP."
                        % args[1].decode("latin-1"))
+
+
+def _debug_protocol(conn, name: bytes):
+    """DEBUG PROTOCOL <type>: one reply of each RESP3 type, as Redis's debug.c."""
+    if name == b"push":
+        if not conn.resp3:
+            raise CommandError("ERR RESP2 is not supported by this command")
+        # A push is not a reply: a real one follows, for clients that drop pushes.
+        return Raw(encode(Push([b"server-cpu-usage", 42]), True)
+                   + encode(b"Some real reply following the push reply", True))
+    reply = _DEBUG_PROTOCOL.get(name, _DEBUG_PROTOCOL)
+    if reply is _DEBUG_PROTOCOL:
+        raise CommandError("ERR Wrong protocol type name. Please use one of the following: "
+                           "string|integer|double|bignum|null|array|set|map|attrib|push|"
+                           "verbatim|true|false")
+    return reply
+
+
+_DEBUG_PROTOCOL = {
+    b"string": b"Hello World",
+    b"integer": 12345,
+    b"double": 3.141,
+    b"bignum": BigNumber(b"1234567999999999999999999999999999999"),
+    b"null": None,
+    b"array": [0, 1, 2],
+    b"set": SetReply([0, 1, 2]),
+    b"map": {0: False, 1: True, 2: False},
+    b"attrib": Attributed({b"key-popularity": [b"key:123", 90]},
+                          b"Some real reply following the attribute"),
+    b"verbatim": Verbatim(b"This is a verbatim\nstring"),
+    b"true": True,
+    b"false": False,
+}
 
 
 # DEBUG OBJECT (and DIGEST, DIGEST-VALUE) read the caller's own tenant: open to every user.

@@ -7,6 +7,8 @@ Commands return plain Python values and the connection encodes them:
   Status("OK") -> +OK          Raw(b"...") -> sent as is (pre-encoded)
   SetReply -> set (RESP3) or array   bool -> boolean (RESP3) or 1/0
   NULL_ARRAY -> *-1 (RESP2) or _     Verbatim -> verbatim string (RESP3)
+  BigNumber -> big number (RESP3) or bulk string
+  Push -> push (RESP3 only)          Attributed -> its attributes (RESP3 only), then its value
 Frequent replies are pre-encoded once (see the constants below).
 """
 
@@ -31,6 +33,22 @@ class SetReply(list):
 
 class Verbatim(bytes):
     """A bulk string that RESP3 sends as verbatim text (=...txt:)."""
+
+
+class BigNumber(bytes):
+    """An integer too big for 64 bits: RESP3's big number ((...), a bulk string in RESP2."""
+
+
+class Push(list):
+    """An out-of-band RESP3 push (>): only ever sent to a RESP3 client."""
+
+
+class Attributed(tuple):
+    """(attributes, value): RESP3 sends the attributes (|, a map) before the value;
+    RESP2 has no attributes and sends the value alone."""
+
+    def __new__(cls, attributes: dict, value):
+        return super().__new__(cls, (attributes, value))
 
 
 class _NullArray:
@@ -93,6 +111,18 @@ def encode(value, resp3: bool) -> bytes:
     if kind is str:
         data = value.encode()
         return b"$%d\r\n%s\r\n" % (len(data), data)
+    if kind is BigNumber:
+        if resp3:
+            return b"(%s\r\n" % value
+        return b"$%d\r\n%s\r\n" % (len(value), value)
+    if kind is Push:
+        return b">%d\r\n%s" % (len(value), b"".join([encode(v, resp3) for v in value]))
+    if kind is Attributed:
+        attributes, inner = value
+        if not resp3:
+            return encode(inner, resp3)
+        return b"|%d\r\n%s%s" % (len(attributes), b"".join(
+            [encode(k, resp3) + encode(v, resp3) for k, v in attributes.items()]), encode(inner, resp3))
     raise TypeError("cannot encode %r" % (value,))
 
 
