@@ -282,7 +282,9 @@ def test_a_failed_write_keeps_the_old_file_and_blocks_shutdown(tmp_path):
 def test_bgsave_of_a_million_keys_does_not_stall_clients(tmp_path):
     proc = ServerProcess(tmp_path, "--save", "")
     try:
-        r = proc.client()
+        # DEBUG DIGEST of a million keys takes seconds on a loaded machine:
+        # more than redis-py's default socket timeout.
+        r = proc.client(socket_timeout=60)
         p = r.pipeline(transaction=False)
         for start in range(0, 1_000_000, 1000):
             p.mset({b"key:%d" % i: b"value:%d" % i for i in range(start, start + 1000)})
