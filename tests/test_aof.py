@@ -560,3 +560,75 @@ def test_bgrewriteaof_waits_for_bgsave(tmp_path):
         assert server.client().dbsize() == 301
     finally:
         server.stop()
+
+
+def _wait_rewrite(c: redis.Redis) -> None:
+    deadline = time.time() + 20
+    while c.info("persistence")["aof_rewrite_in_progress"] and time.time() < deadline:
+        time.sleep(0.05)
+    assert not c.info("persistence")["aof_rewrite_in_progress"]
+
+
+@pytest.mark.parametrize("kdb_base", [True, False])
+def test_debug_loadaof(tmp_path, kdb_base):
+    # Redis's suite (expire, other) checks TTLs after DEBUG LOADAOF: the data
+    # set is replaced by what the log holds, with this turn's records in it.
+    server = aof_server(tmp_path, "--aof-use-rdb-preamble", "yes" if kdb_base else "no")
+    try:
+        c = server.client()
+        fill(c, "t")
+        assert c.bgrewriteaof()
+        _wait_rewrite(c)
+        c.set("keep", "a", ex=100)
+        c.set("keep", "b", keepttl=True)
+        c.set("persisted", "a", ex=100)
+        c.getex("persisted", persist=True)
+        before = dump_tenant(c)
+        assert c.execute_command("DEBUG", "LOADAOF") == b"OK"
+        same_data(before, dump_tenant(c))
+        assert 90 < c.ttl("keep") <= 100 and c.get("keep") == b"b"
+        assert c.ttl("persisted") == -1
+        c.set("after", "1")   # the log goes on after the reload
+        before = dump_tenant(c)
+    finally:
+        kill(server)
+    server = aof_server(tmp_path)
+    try:
+        same_data(before, dump_tenant(server.client()))
+    finally:
+        server.stop()
+
+
+def test_debug_loadaof_with_the_log_off(tmp_path):
+    server = ServerProcess(tmp_path, "--save", "")
+    try:
+        c = server.client()
+        c.set("k", "1")
+        with pytest.raises(redis.ResponseError, match="no append only file"):
+            c.execute_command("DEBUG", "LOADAOF")
+        assert c.get("k") == b"1"   # refused: nothing lost
+        c.set("x", "10", ex=1000)
+        assert c.bgrewriteaof()   # as Redis: a log on disk, loaded though logging is off
+        _wait_rewrite(c)
+        c.set("not-logged", "1")
+        assert c.execute_command("DEBUG", "LOADAOF") == b"OK"
+        assert c.get("not-logged") is None and c.get("k") == b"1"
+        assert 900 < c.ttl("x") <= 1000
+    finally:
+        server.stop()
+
+
+def test_debug_loadaof_refuses_a_bad_log_and_keeps_the_data(tmp_path):
+    server = aof_server(tmp_path)
+    try:
+        c = server.client()
+        c.set("k", "1")
+        c.rpush("l", "a", "b")
+        with open(incr_file(tmp_path), "ab") as handle:
+            handle.write(resp("NOSUCHCOMMAND", "x"))
+        before = dump_tenant(c)
+        with pytest.raises(redis.ResponseError, match="unknown command 'NOSUCHCOMMAND'"):
+            c.execute_command("DEBUG", "LOADAOF")
+        assert dump_tenant(c) == before
+    finally:
+        server.stop()

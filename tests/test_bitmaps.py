@@ -270,3 +270,44 @@ def test_setbit_on_a_large_value_keeps_others_intact(r):
     expected += b"\x00\x40"
     assert r.get("m") == bytes(expected)
     assert 0 < r.ttl("m") <= 100
+
+
+def _changes(r) -> int:
+    return r.info("persistence")["rdb_changes_since_last_save"]
+
+
+def test_setbit_and_bitfield_that_change_nothing_are_not_changes(r, server):
+    # As Redis's `dirty` (bitops.tcl): a SETBIT or BITFIELD that leaves the
+    # value as it was is no change since the last save, is not logged, and
+    # does not touch a WATCHed key.
+    start = _changes(r)
+    r.setbit("b", 0, 0)                                  # created: a change
+    r.execute_command("BITFIELD", "f", "SET", "i5", 0, 0)
+    assert _changes(r) == start + 2
+    r.setbit("b", 0, 0)
+    r.execute_command("BITFIELD", "f", "SET", "i5", 0, 0)
+    r.execute_command("BITFIELD", "f", "INCRBY", "i5", 0, 0, "GET", "u8", 0)
+    assert _changes(r) == start + 2
+    r.setbit("b", 0, 1)
+    r.setbit("b", 0, 1)
+    r.execute_command("BITFIELD", "f", "SET", "i5", 0, 1)
+    r.execute_command("BITFIELD", "f", "SET", "i5", 0, 1)
+    assert _changes(r) == start + 4
+    r.setbit("b", 90, 0)                                 # only the length changes
+    assert _changes(r) == start + 5
+    other = server.client()
+    with r.pipeline(transaction=True) as pipe:
+        pipe.watch("b", "f")
+        other.setbit("b", 0, 1)
+        other.execute_command("BITFIELD", "f", "SET", "i5", 0, 1)
+        pipe.multi()
+        pipe.ping()
+        assert pipe.execute() == [True]
+    with r.pipeline(transaction=True) as pipe:
+        pipe.watch("b")
+        other.setbit("b", 0, 0)
+        pipe.multi()
+        pipe.ping()
+        with pytest.raises(redis.WatchError):
+            pipe.execute()
+    other.close()

@@ -128,6 +128,28 @@ def test_push_inside_exec_serves_after_exec(server, r):
     waiter.close()
 
 
+def test_key_filled_inside_exec_but_expired_by_its_end_serves_nobody(server, r):
+    # Redis's list.tcl (MULTI + LPUSH + EXPIRE + DEBUG SLEEP): EXEC tries to
+    # serve the blocked client, the key has expired by then: it stays blocked.
+    r.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", 0)
+    try:
+        waiter = server.raw()
+        _send(waiter, "CLIENT", "ID")
+        client_id = int(waiter.recv(100)[1:-2])
+        _send(waiter, "BRPOP", "k", "0")
+        _wait_blocked(r, 1)
+        pipe = r.pipeline(transaction=True)
+        pipe.rpush("k", "hello").pexpire("k", 100).execute_command("DEBUG", "SLEEP", "0.2")
+        assert pipe.execute() == [1, True, b"OK"]
+        assert b"flags=b" in r.execute_command("CLIENT", "LIST", "ID", client_id)
+        assert r.client_unblock(client_id) == 1
+        _expect(waiter, b"*-1\r\n")
+        assert r.exists("k") == 0
+        waiter.close()
+    finally:
+        r.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", 1)
+
+
 def test_requests_behind_a_blocked_pop_wait_their_turn(server, r):
     sock = server.raw()
     sock.sendall(resp("BLPOP", "later", "0") + resp("SET", "after", "1") + resp("GET", "after"))

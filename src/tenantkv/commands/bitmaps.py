@@ -82,6 +82,7 @@ def setbit(conn, args):
     previous = 1 if current & mask else 0
     if previous == on:
         db.mark_encoding(key, old, "raw")   # Redis unshares (makes raw) even when nothing changes
+        conn.server.stats.unchanged_writes += 1
         return previous
     view = memoryview(old)
     value = b"".join((view[:byte], _SINGLE[current ^ mask], view[byte + 1:]))
@@ -426,7 +427,12 @@ def _bitfield(conn, args, read_only_command: bool):
             continue
         _set_field(buf, offset, bits, new)
         replies.append(new if opcode == "incrby" else current)
-    _store(db, key, bytes(buf))
+    value = bytes(buf)
+    if value == old:
+        db.mark_encoding(key, old, "raw")
+        conn.server.stats.unchanged_writes += 1
+    else:
+        _store(db, key, value)
     return replies
 
 

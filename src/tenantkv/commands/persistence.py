@@ -244,8 +244,9 @@ DEBUG_HELP = [
     "    Save the snapshot on disk and reload it back to memory. By default it will save",
     "    the snapshot, flush the dataset and load it back. NOSAVE loads the existing file;",
     "    NOFLUSH keeps the dataset (refusing duplicate keys unless MERGE replaces them).",
+    "LOADAOF", "    Flush the AOF buffers on disk and reload the AOF in memory.",
 ]
-DEBUG_SUBCOMMANDS = frozenset({b"digest", b"digest-value", b"reload"})
+DEBUG_SUBCOMMANDS = frozenset({b"digest", b"digest-value", b"reload", b"loadaof"})
 DEBUG_OPEN = frozenset({b"digest", b"digest-value"})   # the caller's own tenant
 
 
@@ -296,6 +297,9 @@ def debug(conn, args):
             log.warning("DEBUG RELOAD: %s", exc)
             raise CommandError("ERR Error trying to load the RDB dump")
         log.log(NOTICE, "DB reloaded by DEBUG RELOAD")
+        return OK
+    if sub == b"loadaof" and len(args) == 2:
+        conn.server.aof.reload()
         return OK
     raise CommandError("ERR unknown subcommand or wrong number of arguments for '%s'. Try DEBUG HELP."
                        % args[1].decode("latin-1"))

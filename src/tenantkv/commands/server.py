@@ -10,7 +10,7 @@ from tenantkv import REDIS_COMPAT_VERSION, __version__, errors
 from tenantkv.commands import persistence
 from tenantkv.commands.reference import redis_docs
 from tenantkv.commands.registry import COMMANDS, command, help_reply, subcommand_dispatch
-from tenantkv.config import BY_REDIS_NAME, ConfigSetError
+from tenantkv.config import BY_REDIS_NAME, ConfigSetError, parse_memory
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.types import encoding
 from tenantkv.protocol.encoder import (OK, Attributed, BigNumber, Push, Raw, SetReply, Status,
@@ -523,6 +523,8 @@ DEBUG_HELP = [
     "    Reply with a test value of the specified type. <type> can be: string,",
     "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
     "    true, false.",
+    "QUICKLIST-PACKED-THRESHOLD <size>",
+    "    Accepted for Redis's tests: tenantkv's lists have no packed and plain nodes.",
     *persistence.DEBUG_HELP,
 ]
 
@@ -547,6 +549,16 @@ def debug(conn, args):
         return OK
     if sub == b"protocol" and len(args) == 3:
         return _debug_protocol(conn, args[2].lower())
+    if sub == b"quicklist-packed-threshold" and len(args) == 3:
+        # Redis's size above which a list element gets a node of its own.
+        # tenantkv's lists keep every element alike: the value is only checked.
+        try:
+            size = parse_memory(args[2].decode("latin-1"))
+        except ValueError:
+            size = -1
+        if not 0 <= size <= (1 << 32) - (1 << 20):
+            raise CommandError("ERR argument must be a memory value bigger than 1 and smaller than 4gb")
+        return OK
     if sub == b"object" and len(args) == 3:
         db = conn.db
         value = db.get(args[2])

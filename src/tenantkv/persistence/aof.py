@@ -501,6 +501,16 @@ class Replayer:
     def apply(self, batch: list) -> None:
         conn = self.conn
         server = self.server
+        # Replayed commands are not counted as calls: their no-ops (SETBIT
+        # of a bit to its value) must not count against the changes either.
+        stats = server.stats
+        unchanged = stats.unchanged_writes
+        try:
+            self._apply(conn, server, batch)
+        finally:
+            stats.unchanged_writes = unchanged
+
+    def _apply(self, conn, server, batch: list) -> None:
         for args in batch:
             name = args[0]
             if name == CONTEXT:

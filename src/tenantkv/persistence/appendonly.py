@@ -147,6 +147,30 @@ class AppendOnly:
                  time.monotonic() - started, replayer.commands,
                  ", %d failed" % replayer.errors if replayer.errors else "")
 
+    def reload(self) -> None:
+        """DEBUG LOADAOF: write out what is buffered, then replace the data
+        set with what the log on disk holds (as Redis, also with the log off
+        when a log exists, e.g. after a BGREWRITEAOF). Where Redis exits on a
+        log it cannot load, this keeps the data as it was and refuses."""
+        if self.rewrite_enables:
+            # The manifest on disk does not name the file being logged to yet.
+            raise CommandError("ERR The append only file is being created "
+                               "(its first rewrite is in progress)")
+        if not os.path.exists(self.manifest_path):
+            raise CommandError("ERR There is no append only file to load")
+        if self.journal is not None:
+            self.journal.flush()
+        old = {name: [(db.data, db.expires) for db in tenant.dbs]
+               for name, tenant in self.server.tenants.items()}
+        kdb.install(self.server, {})
+        try:
+            self.load()
+        except (AofError, kdb.KdbError, OSError) as exc:
+            log.warning("DEBUG LOADAOF: %s", exc)
+            kdb.install(self.server, old)
+            raise CommandError("ERR Error trying to load the append only file: %s" % exc) from None
+        log.warning("Append Only File loaded by DEBUG LOADAOF")
+
     def _create_initial(self) -> None:
         """No log yet: a base of what the server holds now, an empty
         incremental file, the manifest."""

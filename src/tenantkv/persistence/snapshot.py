@@ -9,7 +9,9 @@ Changes since the last save (`rdb_changes_since_last_save`, what the `save
 <seconds> <changes>` rules count) are not counted on the hot path. Every
 command already counts its calls and failures (INFO commandstats); the sum of
 `calls - failed` over the commands flagged "write" is the number of write
-commands that succeeded. `sync()` folds the growth of that sum into a
+commands that succeeded, less those that changed nothing (as Redis: SETBIT
+of a bit to its value; the commands count them in `stats.unchanged_writes`).
+`sync()` folds the growth of that sum into a
 monotonic total (CONFIG RESETSTAT zeroes the per-command counters: it calls
 sync() first, and a sum that went down is taken as a reset). It differs from
 Redis's `dirty` (keys changed) in that MSET of ten keys counts 1 and a DEL of
@@ -49,6 +51,7 @@ class Snapshotter:
         self.loaded_expired = 0
         self._write_commands = None
         self._seen = 0                   # the counters' sum at the last sync
+        self._unchanged_seen = 0         # stats.unchanged_writes at the last sync
         self.total = 0                   # write commands since start (monotonic)
         self.total_at_save = 0
         self._save_text = None
@@ -87,6 +90,9 @@ class Snapshotter:
         seen = self._seen
         self.total += current - seen if current >= seen else current
         self._seen = current
+        unchanged = self.server.stats.unchanged_writes
+        self.total -= unchanged - self._unchanged_seen
+        self._unchanged_seen = unchanged
 
     def changes(self) -> int:
         self.sync()

@@ -20,7 +20,8 @@ unless TOUCHED below says otherwise (the STORE commands write only their
 destination; MOVE and COPY can write in another database; FLUSHDB/FLUSHALL
 every key that existed). A command that failed (CommandError) wrote nothing;
 for the commands of UNCHANGED_ON_ZERO a reply of 0 (or a null) means nothing
-changed either, as Redis signals only real changes there.
+changed either, as Redis signals only real changes there; the commands of
+MAY_CHANGE_NOTHING say so by counting in `stats.unchanged_writes`.
 """
 
 from tenantkv.commands.registry import COMMANDS
@@ -95,6 +96,10 @@ UNCHANGED_ON_ZERO = frozenset((
     "zpopmin", "zpopmax", "blpop", "brpop", "blmove", "brpoplpush", "bzpopmin", "bzpopmax",
 ))
 
+# Commands whose reply does not tell whether they changed anything: they count
+# a no-op in server.stats.unchanged_writes (SETBIT of a bit to its value).
+MAY_CHANGE_NOTHING = frozenset(("setbit", "bitfield"))
+
 
 class KeyEvents:
     def __init__(self) -> None:
@@ -150,6 +155,7 @@ class KeyEvents:
         touched = TOUCHED.get(cmd.name) or _key_positions(cmd)
         prepare = PREPARE.get(cmd.name)
         zero_is_noop = cmd.name in UNCHANGED_ON_ZERO
+        may_change_nothing = cmd.name in MAY_CHANGE_NOTHING
         events = self
         Blocked = blocking.Blocked
 
@@ -157,7 +163,14 @@ class KeyEvents:
             db = conn.db
             listening = events.listeners
             before = prepare(conn, args) if prepare is not None and listening else None
-            reply = handler(conn, args)
+            if may_change_nothing:
+                stats = conn.server.stats
+                unchanged = stats.unchanged_writes
+                reply = handler(conn, args)
+                if stats.unchanged_writes != unchanged:
+                    return reply   # as Redis: not logged, no WATCH touched
+            else:
+                reply = handler(conn, args)
             if type(reply) is Blocked:
                 return reply   # it parked the client and changed nothing
             if events.journal is not None:

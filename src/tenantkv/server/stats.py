@@ -8,6 +8,11 @@ class Stats:
         self.auth_failures = 0    # acl_access_denied_auth: failed AUTH / HELLO AUTH
         self.acl_denied = 0       # acl_access_denied_cmd: NOPERM
         self.auth_throttled = 0   # AUTH attempts delayed by the brute-force throttle
+        # Write commands that succeeded and changed nothing, as Redis leaves
+        # its `dirty` alone for them (SETBIT of a bit to the value it has): not
+        # changes since the last save (persistence/snapshot.py), not logged and
+        # not seen by WATCH (server/keyevents.py). Monotonic: RESETSTAT keeps it.
+        self.unchanged_writes = 0
         self.reset()
 
     def reset(self) -> None:
