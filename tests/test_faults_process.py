@@ -12,8 +12,10 @@ import time
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from conftest import ServerProcess
+from conftest import ServerProcess, closed, read_reply, resp
 
 
 def children_of(pid: int) -> list:
@@ -124,3 +126,158 @@ def test_parent_killed_during_background_job_frees_port_and_child(tmp_path, job)
     (tmp_path / "restart").mkdir()
     with ServerProcess(tmp_path / "restart", "--save", "", port=server.port) as again:
         assert again.client().info("server")["process_id"] == again.process.pid
+
+
+# -- point 4: shutdown under write load, snapshots only -------------------------------
+
+class Writers:
+    """Clients hammering INCR and SET (pipelines of 16), each remembering
+    what the server acknowledged: the last counter value and the keys set."""
+
+    def __init__(self, port: int, trial: int, count: int = 4) -> None:
+        self.port = port
+        self.trial = trial
+        self.acked_counter = [0] * count
+        self.acked_keys: list = [[] for _ in range(count)]
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(count)]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def join(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(10)
+            assert not thread.is_alive()
+
+    def _run(self, index: int) -> None:
+        counter = "t%d:c%d" % (self.trial, index)
+        # No retries (redis-py's default): a pipeline re-sent to a restarted
+        # server would count as acknowledged by the one that was stopped.
+        client = redis.Redis(port=self.port, socket_timeout=5, retry=Retry(NoBackoff(), 0))
+        seq = 0
+        try:
+            while not self.stop.is_set():
+                pipe = client.pipeline(transaction=False)
+                keys = []
+                for _ in range(8):
+                    pipe.incr(counter)
+                    key = "t%d:w%d:%d" % (self.trial, index, seq)
+                    seq += 1
+                    pipe.set(key, seq)
+                    keys.append(key)
+                replies = pipe.execute()
+                self.acked_counter[index] = replies[-2]
+                self.acked_keys[index] += keys
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            pass   # the server went away: what it did not answer was not acknowledged
+        finally:
+            client.close()
+
+    def lost(self, client) -> list:
+        missing = []
+        for index in range(len(self.threads)):
+            value = int(client.get("t%d:c%d" % (self.trial, index)) or 0)
+            if value < self.acked_counter[index]:
+                missing.append("t%d:c%d=%d<%d" % (self.trial, index, value,
+                                                   self.acked_counter[index]))
+            keys = self.acked_keys[index]
+            for start in range(0, len(keys), 1000):
+                chunk = keys[start:start + 1000]
+                missing += [k for k, v in zip(chunk, client.mget(chunk)) if v is None]
+        return missing
+
+    def total(self) -> int:
+        return sum(self.acked_counter)
+
+
+def shutdown_under_load(tmp_path, trials: int, stop) -> None:
+    """`trials` rounds of: writers running, the server stopped by `stop(server)`,
+    a restart on the same directory that must hold every acknowledged write."""
+    rng = random.Random(11)
+    server = ServerProcess(tmp_path, "--save", "3600 1")
+    lost = []
+    acked = 0
+    try:
+        for trial in range(trials):
+            writers = Writers(server.port, trial)
+            writers.start()
+            time.sleep(0.2 + rng.random() * 0.3)
+            assert writers.total() > 0, "the writers made no progress"
+            stop(server)
+            assert server.process.wait(20) == 0
+            writers.join()
+            server.stop()
+            acked += writers.total()
+            server = ServerProcess(tmp_path, "--save", "3600 1")
+            client = server.client()
+            lost += writers.lost(client)
+            client.flushall()   # the next trial starts empty (it saves at its end)
+            client.close()
+    finally:
+        server.stop()
+    assert not lost, "%d acknowledged writes lost (%d INCRs acknowledged in %d trials): %s" % (
+        len(lost), acked, trials, lost[:10])
+
+
+def test_sigterm_under_write_load_keeps_every_acknowledged_write(tmp_path):
+    shutdown_under_load(tmp_path, 10, lambda server: server.process.send_signal(signal.SIGTERM))
+
+
+def test_shutdown_command_under_write_load_keeps_every_acknowledged_write(tmp_path):
+    def stop(server):
+        client = server.client(retry=Retry(NoBackoff(), 0))
+        with pytest.raises(redis.ConnectionError):
+            client.execute_command("SHUTDOWN")   # no reply: the connection closes
+        client.close()
+    shutdown_under_load(tmp_path, 10, stop)
+
+
+def test_shutdown_in_a_pipeline_runs_nothing_after_it(tmp_path):
+    with ServerProcess(tmp_path, "--save", "3600 1") as server:
+        sock = server.raw()
+        sock.sendall(resp("SET", "a", "1") + resp("SHUTDOWN") + resp("SET", "b", "2"))
+        # The reply of what ran before; none for SHUTDOWN (as Redis), then the end.
+        assert read_reply(sock, timeout=10) == b"+OK\r\n"
+        assert closed(sock)
+        assert server.process.wait(10) == 0
+    with ServerProcess(tmp_path, "--save", "3600 1") as server:
+        assert server.client().mget("a", "b") == [b"1", None]
+
+
+def test_failed_final_save_keeps_serving_and_listening(tmp_path):
+    with ServerProcess(tmp_path, "--save", "3600 1") as server:
+        r = server.client()
+        other = server.client()
+        r.set("before", "1")
+        assert other.ping()
+        # The final save cannot replace its file: a directory is in the way.
+        os.mkdir(os.path.join(server.data_dir, "dump.kdb"))
+        writers = Writers(server.port, 0, count=2)
+        writers.start()
+        time.sleep(0.2)
+        with pytest.raises(redis.ResponseError, match="Errors trying to SHUTDOWN"):
+            r.execute_command("SHUTDOWN")
+        # Same client, a client connected before, a new connection: all served.
+        assert r.set("after", "2")
+        assert other.incr("n") == 1
+        assert server.client().ping()
+        server.process.send_signal(signal.SIGTERM)   # the same refusal for a signal
+        time.sleep(0.5)
+        assert server.alive()
+        assert server.client().ping()
+        progress = writers.total()
+        time.sleep(0.3)
+        assert writers.total() > progress, "the writers stopped being served"
+        os.rmdir(os.path.join(server.data_dir, "dump.kdb"))
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(10) == 0
+        writers.join()
+        assert "Error trying to save the DB, can't exit." in open(server.log_path).read()
+    with ServerProcess(tmp_path, "--save", "3600 1") as server:
+        client = server.client()
+        assert client.mget("before", "after", "n") == [b"1", b"2", b"1"]
+        assert not writers.lost(client)

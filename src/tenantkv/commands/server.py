@@ -509,6 +509,7 @@ def shutdown(conn, args):
     if not conn.server.shutdown(save=save, force=b"force" in options):
         raise CommandError("ERR Errors trying to SHUTDOWN. Check logs.")
     from tenantkv.server.connection import NO_REPLY
+    conn.close_after_reply = True   # nothing after it in the pipeline runs, as in Redis
     return NO_REPLY   # Redis closes the connection without a reply
 
 

@@ -19,6 +19,7 @@ from tenantkv.server.stats import Stats
 log = logging.getLogger("tenantkv.server")
 
 DEFAULT_TENANT = ":default"
+CLOSE_TIMEOUT = 1.0   # seconds the last replies get to drain at exit
 
 
 class Server:
@@ -40,6 +41,10 @@ class Server:
         self.listeners: list = []
         self.loop = None
         self.stopped = None
+        # While a shutdown saves (and once it has), no command runs: see shutdown().
+        self.frozen = False
+        self._frozen_reading: list = []   # connections whose reading the freeze paused
+        self._frozen_input: list = []     # (connection, bytes) read while frozen
         self.exit_code = 0
         self.last_save = int(time.time())
         from tenantkv.persistence.snapshot import Snapshotter
@@ -121,12 +126,7 @@ class Server:
         # The append-only log when it is on and exists, else the snapshot
         # (persistence/appendonly.py); a refused file exits here, before listening.
         self.aof.startup()
-        port = self.config["network.port"]
-        for host in self.config["network.bind"].split():
-            listener = await self.loop.create_server(
-                lambda: Connection(self), host=host, port=port, backlog=511,
-                reuse_address=True)
-            self.listeners.append(listener)
+        await self.listen()
         bound = [s.getsockname() for lst in self.listeners for s in lst.sockets]
         log.log(NOTICE, "Ready to accept connections on %s (pid %d)",
                     ", ".join("%s:%d" % (a[0], a[1]) for a in bound), os.getpid())
@@ -137,35 +137,118 @@ class Server:
         await self.stopped.wait()
         cron.cancel()
         backups.cancel()
-        for listener in self.listeners:
-            listener.close()
+        # Nothing has run since the final save (the server is frozen): the
+        # clients get the replies still queued, then their connections end.
         for conn in list(self.clients.values()):
             conn.close()
-        await asyncio.sleep(0)
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        while self.clients and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         self.aof.shutdown()   # the log flushed and fsynced
         self.auth.close()
         log.log(NOTICE, "tenantkv is now ready to exit, bye bye...")
         return self.exit_code
 
+    async def listen(self) -> None:
+        port = self.config["network.port"]
+        listeners = []
+        try:
+            for host in self.config["network.bind"].split():
+                listeners.append(await self.loop.create_server(
+                    lambda: Connection(self), host=host, port=port, backlog=511,
+                    reuse_address=True))
+        except BaseException:
+            for listener in listeners:
+                listener.close()
+            raise
+        self.listeners = listeners
+
     def shutdown(self, signum=None, save=None, force: bool = False) -> bool:
         """Stop serving, after saving per the config (save None), or not
         (False: NOSAVE), or in any case (True: SAVE). A failed save keeps the
-        server running (False returned), unless `force`."""
+        server running (False returned), unless `force`.
+
+        The order is what keeps every acknowledged write: stop accepting,
+        stop reading every client, so that no command runs from here on;
+        send the replies already produced (their writes are in memory, so in
+        the save); then the final save. All of it in this one callback: the
+        loop runs nothing in between. serve() then closes the clients and
+        flushes the log. A save that fails undoes the freeze."""
+        if self.stopped.is_set():
+            return True   # a second signal while on the way out
         if signum is not None:
             log.warning("Received %s scheduling shutdown...", signal.Signals(signum).name)
+        self.freeze()
+        self.flush_pending_writes()
         if not self.snapshot.prepare_shutdown(save, force):
             if signum is not None:
                 log.warning("%s received but errors trying to shut down the server, "
                             "check the logs for more information", signal.Signals(signum).name)
+            self.thaw()
             return False
         self.stopped.set()
         return True
+
+    def freeze(self) -> None:
+        """Close the listeners and stop reading from every client: from now
+        on no command runs (Connection checks `frozen` where input or a
+        held-back backlog would run one)."""
+        self.frozen = True
+        for listener in self.listeners:
+            listener.close()
+        self.listeners = []
+        for conn in list(self.clients.values()):
+            self.pause_for_freeze(conn)
+
+    def pause_for_freeze(self, conn) -> None:
+        transport = conn.transport
+        if conn.closing or transport is None or transport.is_closing():
+            return
+        if transport.is_reading():   # not paused already for its own reasons
+            transport.pause_reading()
+            self._frozen_reading.append(conn)
+
+    def hold_input(self, conn, data: bytes) -> None:
+        """Input that reached a connection while frozen (a read already under
+        way when reading paused): kept, in order, for a thaw."""
+        self._frozen_input.append((conn, data))
+
+    def thaw(self) -> None:
+        """The shutdown did not happen: listen and serve again. The clients
+        resume on the next turn of the loop, after the current command (the
+        SHUTDOWN that failed) has replied."""
+        self.loop.call_soon(self._resume_after_thaw)
+        self.loop.create_task(self._listen_again())
+
+    def _resume_after_thaw(self) -> None:
+        self.frozen = False
+        held, self._frozen_input = self._frozen_input, []
+        paused, self._frozen_reading = self._frozen_reading, []
+        for conn, data in held:   # first what was read, then new reads
+            conn.data_received(data)
+        for conn in paused:
+            if not conn.closing and not conn.paused and conn.waiting is None:
+                try:
+                    conn.transport.resume_reading()
+                except RuntimeError:   # closed meanwhile
+                    pass
+        for conn in list(self.clients.values()):
+            if conn.backlog is not None and conn.waiting is None and not conn.paused:
+                conn._run_backlog()   # held back by the freeze
+
+    async def _listen_again(self) -> None:
+        try:
+            await self.listen()
+        except OSError as exc:
+            log.error("Cannot listen again after a failed shutdown: %s", exc)
 
     async def cron(self) -> None:
         """Background work, `hz` times a second: active expiry and idle clients."""
         while True:
             hz = max(1, min(500, self.config["expiry.hz"]))
             await asyncio.sleep(1 / hz)
+            if self.frozen:
+                continue   # shutting down: no expiry, no save, no child
             try:
                 if self.active_expire_enabled:
                     self.active_expire(budget=0.25 / hz)
