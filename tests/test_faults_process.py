@@ -223,10 +223,12 @@ def shutdown_under_load(tmp_path, trials: int, stop) -> None:
         len(lost), acked, trials, lost[:10])
 
 
+@pytest.mark.slow
 def test_sigterm_under_write_load_keeps_every_acknowledged_write(tmp_path):
     shutdown_under_load(tmp_path, 10, lambda server: server.process.send_signal(signal.SIGTERM))
 
 
+@pytest.mark.slow
 def test_shutdown_command_under_write_load_keeps_every_acknowledged_write(tmp_path):
     def stop(server):
         client = server.client(retry=Retry(NoBackoff(), 0))
@@ -281,3 +283,59 @@ def test_failed_final_save_keeps_serving_and_listening(tmp_path):
         client = server.client()
         assert client.mget("before", "after", "n") == [b"1", b"2", b"1"]
         assert not writers.lost(client)
+
+
+# -- point 8: memory peak, big arguments, the file-descriptor limit -------------------
+
+def memory_status(pid: int) -> dict:
+    out = {}
+    with open("/proc/%d/status" % pid) as handle:
+        for line in handle:
+            name, _, value = line.partition(":")
+            if name in ("VmHWM", "VmRSS"):
+                out[name] = int(value.split()[0]) * 1024
+    return out
+
+
+def test_big_argument_costs_its_size_and_info_keeps_the_peak(tmp_path):
+    size = 64 * 1024 * 1024
+    value = os.urandom(1024) * (size // 1024)
+    with ServerProcess(tmp_path, "--save", "") as server:
+        r = server.client()
+        before = memory_status(server.process.pid)["VmHWM"]
+        r.set("big", value)
+        grown = memory_status(server.process.pid)["VmHWM"] - before
+        # Read in place: the value once, not the reads + their join + a slice (3x).
+        assert grown < size * 1.4, "a %d MB SET raised the peak by %d MB" % (
+            size >> 20, grown >> 20)
+        assert r.get("big") == value
+        # Several big arguments in one request, and a request right behind it.
+        pipe = r.pipeline(transaction=False)
+        pipe.mset({"a": value[:3 << 20], "b": value[5:(2 << 20) + 7]})
+        pipe.mget("a", "b")
+        assert pipe.execute() == [True, [value[:3 << 20], value[5:(2 << 20) + 7]]]
+        r.delete("big")
+        memory = r.info("memory")
+        assert memory["used_memory_peak"] >= before + size
+        assert memory["used_memory_peak"] > memory["used_memory"] + size // 2
+        assert memory["used_memory_peak_human"].endswith("M")
+        perc = float(memory["used_memory_peak_perc"].rstrip("%"))
+        assert 0 < perc < 100
+        assert abs(perc - memory["used_memory"] * 100 / memory["used_memory_peak"]) < 0.5
+
+
+def test_big_argument_split_at_every_edge(tmp_path):
+    value = os.urandom(2 * 1024 * 1024 + 3)
+    request = resp("SET", "k", value)
+    header = len(request) - len(value) - 2
+    with ServerProcess(tmp_path, "--save", "") as server:
+        sock = server.raw()
+        # The header with a first piece, the rest of the value, its CR alone,
+        # then its LF with the next request in the same read.
+        for piece in (request[:header + 1000], request[header + 1000:-2], b"\r",
+                      b"\n" + resp("PING") + resp("STRLEN", "k")):
+            sock.sendall(piece)
+            time.sleep(0.05)
+        assert read_reply(sock, timeout=10) == b"+OK\r\n+PONG\r\n:%d\r\n" % len(value)
+        assert server.client().get("k") == value
+
