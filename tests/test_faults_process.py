@@ -339,3 +339,56 @@ def test_big_argument_split_at_every_edge(tmp_path):
         assert read_reply(sock, timeout=10) == b"+OK\r\n+PONG\r\n:%d\r\n" % len(value)
         assert server.client().get("k") == value
 
+
+def nofile_limit(pid: int) -> int:
+    with open("/proc/%d/limits" % pid) as handle:
+        for line in handle:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    raise AssertionError("no open files limit")
+
+
+def limit_files(soft: int, hard: int):
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_maxclients_above_the_file_limit_is_lowered_as_redis(tmp_path):
+    with ServerProcess(tmp_path, "--maxclients", "5000", preexec_fn=limit_files(256, 1000)) as server:
+        r = server.client()
+        limit = nofile_limit(server.process.pid)
+        # As far as the hard limit lets it (further only with CAP_SYS_RESOURCE).
+        assert limit >= 1000
+        if limit >= 5032:
+            pytest.skip("this process may raise its hard file limit")
+        assert r.config_get("maxclients") == {"maxclients": str(limit - 32)}
+        log = open(server.log_path).read()
+        assert ("Current maximum open files is %d. maxclients has been reduced to %d to "
+                "compensate for low ulimit." % (limit, limit - 32)) in log
+        with pytest.raises(redis.ResponseError) as refused:
+            r.config_set("maxclients", 3000)
+        assert str(refused.value) == (
+            "CONFIG SET failed (possibly related to argument 'maxclients') - The operating "
+            "system is not able to handle the specified number of clients, try with %d"
+            % (limit - 32))
+        assert r.config_get("maxclients") == {"maxclients": str(limit - 32)}
+        assert r.config_set("maxclients", 500)
+        assert r.config_get("maxclients") == {"maxclients": "500"}
+
+
+def test_maxclients_raises_the_soft_file_limit(tmp_path):
+    with ServerProcess(tmp_path, "--maxclients", "1000", preexec_fn=limit_files(256, 4096)) as server:
+        r = server.client()
+        assert nofile_limit(server.process.pid) == 1032
+        assert r.config_get("maxclients") == {"maxclients": "1000"}
+        assert r.config_set("maxclients", 2000)
+        assert nofile_limit(server.process.pid) == 2032
+        assert ("Increased maximum number of open files to 1032 (it was originally set to 256)."
+                in open(server.log_path).read())
+
+
+def test_file_limit_too_low_to_start(tmp_path):
+    with pytest.raises(RuntimeError, match="exited with 1"):
+        ServerProcess(tmp_path, "--maxclients", "100", preexec_fn=limit_files(30, 30)).stop()
+    assert ("Your current 'ulimit -n' of 30 is not enough for the server to start. Please "
+            "increase your open file limit to at least 132. Exiting."
+            in open(tmp_path / "server.log").read())

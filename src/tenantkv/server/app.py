@@ -1,14 +1,17 @@
 """The server: listeners, the client table, tenants, and the periodic cron."""
 
 import asyncio
+import errno
 import logging
 import os
+import resource
 import secrets
 import signal
 import time
 
 from tenantkv import commands as _commands  # noqa: F401  (registers every command)
 from tenantkv import errors
+from tenantkv.config import ConfigSetError
 from tenantkv.logs import NOTICE
 from tenantkv.keyspace import Tenant
 from tenantkv.server.blocking import Blocked
@@ -19,6 +22,7 @@ from tenantkv.server.stats import Stats
 log = logging.getLogger("tenantkv.server")
 
 DEFAULT_TENANT = ":default"
+MIN_RESERVED_FDS = 32   # CONFIG_MIN_RESERVED_FDS: files, logs, the listeners...
 CLOSE_TIMEOUT = 1.0   # seconds the last replies get to drain at exit
 
 
@@ -64,6 +68,15 @@ class Server:
             lambda value: self._set_reader_limit("max_bulk", value))
         config.listeners.setdefault("client-query-buffer-limit", []).append(
             lambda value: self._set_reader_limit("max_query_buffer", value))
+        config.listeners.setdefault("maxclients", []).append(self._set_maxclients)
+
+    def _set_maxclients(self, value: int) -> None:
+        """CONFIG SET maxclients: as Redis's updateMaxclients, the file limit
+        is raised to match, and a value the OS cannot give is refused."""
+        possible = adjust_open_files_limit(value)
+        if possible != value:
+            raise ConfigSetError("maxclients", "The operating system is not able to handle "
+                                 "the specified number of clients, try with %d" % possible)
 
     def _set_reader_limit(self, name: str, value: int) -> None:
         for conn in self.clients.values():
@@ -122,6 +135,11 @@ class Server:
     async def serve(self) -> int:
         self.loop = asyncio.get_running_loop()
         self.stopped = asyncio.Event()
+        maxclients = self.config["network.maxclients"]
+        possible = adjust_open_files_limit(maxclients)
+        if possible < 1:
+            raise SystemExit(1)
+        self.config.values[("network", "maxclients")] = possible
         self.open_user_store()
         # The append-only log when it is on and exists, else the snapshot
         # (persistence/appendonly.py); a refused file exits here, before listening.
@@ -299,6 +317,70 @@ class Server:
             # As Redis: a blocked client is not idle (its own timeout applies).
             if conn.last_interaction < limit and type(conn.waiting) is not Blocked:
                 conn.close()
+
+
+def adjust_open_files_limit(maxclients: int) -> int:
+    """Redis's adjustOpenFilesLimit: make RLIMIT_NOFILE hold `maxclients`
+    clients plus MIN_RESERVED_FDS, raising it as far as allowed. Returns the
+    number of clients the limit allows (`maxclients` when it could be met),
+    logging Redis's warnings when it could not; below 1, the server cannot
+    start (logged too)."""
+    wanted = maxclients + MIN_RESERVED_FDS
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError) as exc:
+        log.warning("Unable to obtain the current NOFILE limit (%s), assuming 1024 and setting "
+                    "the max clients configuration accordingly.", exc)
+        return 1024 - MIN_RESERVED_FDS
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return maxclients
+    best, error = soft, None
+
+    def allowed(limit: int) -> bool:
+        nonlocal error
+        try:
+            # Only the soft limit moves, unless the hard one must (privileged):
+            # Redis sets both, which lowers the hard limit for good.
+            new_hard = hard if hard == resource.RLIM_INFINITY or hard >= limit else limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, new_hard))
+            return True
+        except (OSError, ValueError) as exc:
+            error = exc
+            return False
+
+    if allowed(wanted):
+        best = wanted
+    else:
+        # Redis steps down 16 at a time from `wanted`; the same answer (the
+        # highest limit allowed) by bisection, in ~32 calls for any maxclients.
+        low, high = soft, wanted   # allowed(low) holds (the current limit), high fails
+        while high - low > 1:
+            middle = (low + high) // 2
+            if allowed(middle):
+                low = middle
+            else:
+                high = middle
+        best = low   # the last call that succeeded set it
+    if best < wanted:
+        if best <= MIN_RESERVED_FDS:
+            log.warning("Your current 'ulimit -n' of %d is not enough for the server to start. "
+                        "Please increase your open file limit to at least %d. Exiting.",
+                        soft, wanted)
+            return 0
+        # Python turns setrlimit's EPERM and EINVAL into ValueErrors of its own words.
+        reason = getattr(error, "strerror", None) or os.strerror(
+            errno.EPERM if "not allowed" in str(error) else errno.EINVAL)
+        log.warning("You requested maxclients of %d requiring at least %d max file descriptors.",
+                    maxclients, wanted)
+        log.warning("Server can't set maximum open files to %d because of OS error: %s.",
+                    wanted, reason)
+        log.warning("Current maximum open files is %d. maxclients has been reduced to %d to "
+                    "compensate for low ulimit. If you need higher maxclients increase 'ulimit -n'.",
+                    best, best - MIN_RESERVED_FDS)
+        return best - MIN_RESERVED_FDS
+    log.log(NOTICE, "Increased maximum number of open files to %d (it was originally set to %d).",
+            wanted, soft)
+    return maxclients
 
 
 def uptime(server: Server) -> int:
