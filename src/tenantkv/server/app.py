@@ -49,6 +49,8 @@ class Server:
         self.frozen = False
         self._frozen_reading: list = []   # connections whose reading the freeze paused
         self._frozen_input: list = []     # (connection, bytes) read while frozen
+        self._relisten = None             # the task reopening the listeners after a thaw
+        self._resume = None               # the thaw's resumption of the clients, pending
         self.exit_code = 0
         self.last_save = int(time.time())
         from tenantkv.persistence.snapshot import Snapshotter
@@ -212,6 +214,13 @@ class Server:
         on no command runs (Connection checks `frozen` where input or a
         held-back backlog would run one)."""
         self.frozen = True
+        # A thaw not complete yet (SHUTDOWN failed, then SHUTDOWN again in
+        # the same pipeline) must not resume anything after this freeze.
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
+        if self._relisten is not None:
+            self._relisten.cancel()
         for listener in self.listeners:
             listener.close()
         self.listeners = []
@@ -235,10 +244,11 @@ class Server:
         """The shutdown did not happen: listen and serve again. The clients
         resume on the next turn of the loop, after the current command (the
         SHUTDOWN that failed) has replied."""
-        self.loop.call_soon(self._resume_after_thaw)
-        self.loop.create_task(self._listen_again())
+        self._resume = self.loop.call_soon(self._resume_after_thaw)
+        self._relisten = self.loop.create_task(self._listen_again())
 
     def _resume_after_thaw(self) -> None:
+        self._resume = None
         self.frozen = False
         held, self._frozen_input = self._frozen_input, []
         paused, self._frozen_reading = self._frozen_reading, []
@@ -259,6 +269,8 @@ class Server:
             await self.listen()
         except OSError as exc:
             log.error("Cannot listen again after a failed shutdown: %s", exc)
+        finally:
+            self._relisten = None
 
     async def cron(self) -> None:
         """Background work, `hz` times a second: active expiry and idle clients."""
