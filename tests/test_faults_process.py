@@ -7,6 +7,7 @@ import random
 import resource
 import signal
 import socket
+import sys
 import threading
 import time
 
@@ -16,6 +17,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from conftest import ServerProcess, closed, read_reply, resp
+
+# Children, open files, memory and limits are read from /proc.
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
 
 
 def children_of(pid: int) -> list:
