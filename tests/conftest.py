@@ -32,8 +32,11 @@ def wait_for_port(port: int, process, timeout: float = 15.0) -> None:
 class ServerProcess:
     """A tenantkv-server started as a subprocess; stopped with SIGTERM."""
 
-    def __init__(self, data_dir, *extra: str, env: dict | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, data_dir, *extra: str, env: dict | None = None,
+                 port: int | None = None, preexec_fn=None) -> None:
+        # port: a given one (a restart on the port of a server just killed);
+        # preexec_fn: run in the child before exec (e.g. to lower a limit).
+        self.port = port or free_port()
         self.data_dir = str(data_dir)
         self.log_path = os.path.join(self.data_dir, "server.log")
         self.log = open(self.log_path, "wb")
@@ -44,7 +47,7 @@ class ServerProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tenantkv", "--port", str(self.port), "--dir", self.data_dir,
              "--loglevel", "notice", *extra],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env)
+            stdout=self.log, stderr=subprocess.STDOUT, env=env, preexec_fn=preexec_fn)
         wait_for_port(self.port, self.process)
 
     def client(self, **kwargs) -> redis.Redis:

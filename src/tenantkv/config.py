@@ -350,10 +350,24 @@ class Config:
                     and not self.listeners.get(setting.redis_name)):
                 raise ConfigSetError(name, setting.needs_listener)
             updates.append((name, setting, value))
-        for name, setting, value in updates:
-            self.values[(setting.section, setting.key)] = value
-            for listener in self.listeners.get(setting.redis_name, ()):
-                listener(value)
+        applied = []
+        try:
+            for name, setting, value in updates:
+                path = (setting.section, setting.key)
+                applied.append((setting, self.values[path]))
+                self.values[path] = value
+                for listener in self.listeners.get(setting.redis_name, ()):
+                    listener(value)   # may refuse: ConfigSetError (maxclients, say)
+        except ConfigSetError:
+            # As Redis: a change its owner cannot apply undoes the whole call.
+            for setting, old in reversed(applied):
+                self.values[(setting.section, setting.key)] = old
+                for listener in self.listeners.get(setting.redis_name, ()):
+                    try:
+                        listener(old)
+                    except ConfigSetError:
+                        pass
+            raise
 
     def get_redis(self, name: str) -> str:
         setting = BY_REDIS_NAME[name]

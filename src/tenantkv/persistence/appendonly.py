@@ -199,7 +199,9 @@ class AppendOnly:
     def _write_base(self, path: str) -> int:
         """The data set now, as a .kdb snapshot or as AOF records (by the name)."""
         if path.endswith(".kdb"):
-            kdb.write_snapshot(self.server.tenants, path)
+            # rdb-key-save-delay slows the rewrite too, as in Redis (tests)
+            kdb.write_snapshot(self.server.tenants, path,
+                               key_save_delay_us=self.server.snapshot._delay())
             return os.path.getsize(path)
         return aof.write_base(self.server.tenants, path)
 

@@ -1,14 +1,17 @@
 """The server: listeners, the client table, tenants, and the periodic cron."""
 
 import asyncio
+import errno
 import logging
 import os
+import resource
 import secrets
 import signal
 import time
 
 from tenantkv import commands as _commands  # noqa: F401  (registers every command)
 from tenantkv import errors
+from tenantkv.config import ConfigSetError
 from tenantkv.logs import NOTICE
 from tenantkv.keyspace import Tenant
 from tenantkv.server.blocking import Blocked
@@ -19,6 +22,8 @@ from tenantkv.server.stats import Stats
 log = logging.getLogger("tenantkv.server")
 
 DEFAULT_TENANT = ":default"
+MIN_RESERVED_FDS = 32   # CONFIG_MIN_RESERVED_FDS: files, logs, the listeners...
+CLOSE_TIMEOUT = 1.0   # seconds the last replies get to drain at exit
 
 
 class Server:
@@ -40,6 +45,12 @@ class Server:
         self.listeners: list = []
         self.loop = None
         self.stopped = None
+        # While a shutdown saves (and once it has), no command runs: see shutdown().
+        self.frozen = False
+        self._frozen_reading: list = []   # connections whose reading the freeze paused
+        self._frozen_input: list = []     # (connection, bytes) read while frozen
+        self._relisten = None             # the task reopening the listeners after a thaw
+        self._resume = None               # the thaw's resumption of the clients, pending
         self.exit_code = 0
         self.last_save = int(time.time())
         from tenantkv.persistence.snapshot import Snapshotter
@@ -59,6 +70,15 @@ class Server:
             lambda value: self._set_reader_limit("max_bulk", value))
         config.listeners.setdefault("client-query-buffer-limit", []).append(
             lambda value: self._set_reader_limit("max_query_buffer", value))
+        config.listeners.setdefault("maxclients", []).append(self._set_maxclients)
+
+    def _set_maxclients(self, value: int) -> None:
+        """CONFIG SET maxclients: as Redis's updateMaxclients, the file limit
+        is raised to match, and a value the OS cannot give is refused."""
+        possible = adjust_open_files_limit(value)
+        if possible != value:
+            raise ConfigSetError("maxclients", "The operating system is not able to handle "
+                                 "the specified number of clients, try with %d" % possible)
 
     def _set_reader_limit(self, name: str, value: int) -> None:
         for conn in self.clients.values():
@@ -117,16 +137,16 @@ class Server:
     async def serve(self) -> int:
         self.loop = asyncio.get_running_loop()
         self.stopped = asyncio.Event()
+        maxclients = self.config["network.maxclients"]
+        possible = adjust_open_files_limit(maxclients)
+        if possible < 1:
+            raise SystemExit(1)
+        self.config.values[("network", "maxclients")] = possible
         self.open_user_store()
         # The append-only log when it is on and exists, else the snapshot
         # (persistence/appendonly.py); a refused file exits here, before listening.
         self.aof.startup()
-        port = self.config["network.port"]
-        for host in self.config["network.bind"].split():
-            listener = await self.loop.create_server(
-                lambda: Connection(self), host=host, port=port, backlog=511,
-                reuse_address=True)
-            self.listeners.append(listener)
+        await self.listen()
         bound = [s.getsockname() for lst in self.listeners for s in lst.sockets]
         log.log(NOTICE, "Ready to accept connections on %s (pid %d)",
                     ", ".join("%s:%d" % (a[0], a[1]) for a in bound), os.getpid())
@@ -137,35 +157,128 @@ class Server:
         await self.stopped.wait()
         cron.cancel()
         backups.cancel()
-        for listener in self.listeners:
-            listener.close()
+        # Nothing has run since the final save (the server is frozen): the
+        # clients get the replies still queued, then their connections end.
         for conn in list(self.clients.values()):
             conn.close()
-        await asyncio.sleep(0)
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        while self.clients and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         self.aof.shutdown()   # the log flushed and fsynced
         self.auth.close()
         log.log(NOTICE, "tenantkv is now ready to exit, bye bye...")
         return self.exit_code
 
+    async def listen(self) -> None:
+        port = self.config["network.port"]
+        listeners = []
+        try:
+            for host in self.config["network.bind"].split():
+                listeners.append(await self.loop.create_server(
+                    lambda: Connection(self), host=host, port=port, backlog=511,
+                    reuse_address=True))
+        except BaseException:
+            for listener in listeners:
+                listener.close()
+            raise
+        self.listeners = listeners
+
     def shutdown(self, signum=None, save=None, force: bool = False) -> bool:
         """Stop serving, after saving per the config (save None), or not
         (False: NOSAVE), or in any case (True: SAVE). A failed save keeps the
-        server running (False returned), unless `force`."""
+        server running (False returned), unless `force`.
+
+        The order is what keeps every acknowledged write: stop accepting,
+        stop reading every client, so that no command runs from here on;
+        send the replies already produced (their writes are in memory, so in
+        the save); then the final save. All of it in this one callback: the
+        loop runs nothing in between. serve() then closes the clients and
+        flushes the log. A save that fails undoes the freeze."""
+        if self.stopped.is_set():
+            return True   # a second signal while on the way out
         if signum is not None:
             log.warning("Received %s scheduling shutdown...", signal.Signals(signum).name)
+        self.freeze()
+        self.flush_pending_writes()
         if not self.snapshot.prepare_shutdown(save, force):
             if signum is not None:
                 log.warning("%s received but errors trying to shut down the server, "
                             "check the logs for more information", signal.Signals(signum).name)
+            self.thaw()
             return False
         self.stopped.set()
         return True
+
+    def freeze(self) -> None:
+        """Close the listeners and stop reading from every client: from now
+        on no command runs (Connection checks `frozen` where input or a
+        held-back backlog would run one)."""
+        self.frozen = True
+        # A thaw not complete yet (SHUTDOWN failed, then SHUTDOWN again in
+        # the same pipeline) must not resume anything after this freeze.
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
+        if self._relisten is not None:
+            self._relisten.cancel()
+        for listener in self.listeners:
+            listener.close()
+        self.listeners = []
+        for conn in list(self.clients.values()):
+            self.pause_for_freeze(conn)
+
+    def pause_for_freeze(self, conn) -> None:
+        transport = conn.transport
+        if conn.closing or transport is None or transport.is_closing():
+            return
+        if transport.is_reading():   # not paused already for its own reasons
+            transport.pause_reading()
+            self._frozen_reading.append(conn)
+
+    def hold_input(self, conn, data: bytes) -> None:
+        """Input that reached a connection while frozen (a read already under
+        way when reading paused): kept, in order, for a thaw."""
+        self._frozen_input.append((conn, data))
+
+    def thaw(self) -> None:
+        """The shutdown did not happen: listen and serve again. The clients
+        resume on the next turn of the loop, after the current command (the
+        SHUTDOWN that failed) has replied."""
+        self._resume = self.loop.call_soon(self._resume_after_thaw)
+        self._relisten = self.loop.create_task(self._listen_again())
+
+    def _resume_after_thaw(self) -> None:
+        self._resume = None
+        self.frozen = False
+        held, self._frozen_input = self._frozen_input, []
+        paused, self._frozen_reading = self._frozen_reading, []
+        for conn, data in held:   # first what was read, then new reads
+            conn.data_received(data)
+        for conn in paused:
+            if not conn.closing and not conn.paused and conn.waiting is None:
+                try:
+                    conn.transport.resume_reading()
+                except RuntimeError:   # closed meanwhile
+                    pass
+        for conn in list(self.clients.values()):
+            if conn.backlog is not None and conn.waiting is None and not conn.paused:
+                conn._run_backlog()   # held back by the freeze
+
+    async def _listen_again(self) -> None:
+        try:
+            await self.listen()
+        except OSError as exc:
+            log.error("Cannot listen again after a failed shutdown: %s", exc)
+        finally:
+            self._relisten = None
 
     async def cron(self) -> None:
         """Background work, `hz` times a second: active expiry and idle clients."""
         while True:
             hz = max(1, min(500, self.config["expiry.hz"]))
             await asyncio.sleep(1 / hz)
+            if self.frozen:
+                continue   # shutting down: no expiry, no save, no child
             try:
                 if self.active_expire_enabled:
                     self.active_expire(budget=0.25 / hz)
@@ -216,6 +329,70 @@ class Server:
             # As Redis: a blocked client is not idle (its own timeout applies).
             if conn.last_interaction < limit and type(conn.waiting) is not Blocked:
                 conn.close()
+
+
+def adjust_open_files_limit(maxclients: int) -> int:
+    """Redis's adjustOpenFilesLimit: make RLIMIT_NOFILE hold `maxclients`
+    clients plus MIN_RESERVED_FDS, raising it as far as allowed. Returns the
+    number of clients the limit allows (`maxclients` when it could be met),
+    logging Redis's warnings when it could not; below 1, the server cannot
+    start (logged too)."""
+    wanted = maxclients + MIN_RESERVED_FDS
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError) as exc:
+        log.warning("Unable to obtain the current NOFILE limit (%s), assuming 1024 and setting "
+                    "the max clients configuration accordingly.", exc)
+        return 1024 - MIN_RESERVED_FDS
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return maxclients
+    best, error = soft, None
+
+    def allowed(limit: int) -> bool:
+        nonlocal error
+        try:
+            # Only the soft limit moves, unless the hard one must (privileged):
+            # Redis sets both, which lowers the hard limit for good.
+            new_hard = hard if hard == resource.RLIM_INFINITY or hard >= limit else limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, new_hard))
+            return True
+        except (OSError, ValueError) as exc:
+            error = exc
+            return False
+
+    if allowed(wanted):
+        best = wanted
+    else:
+        # Redis steps down 16 at a time from `wanted`; the same answer (the
+        # highest limit allowed) by bisection, in ~32 calls for any maxclients.
+        low, high = soft, wanted   # allowed(low) holds (the current limit), high fails
+        while high - low > 1:
+            middle = (low + high) // 2
+            if allowed(middle):
+                low = middle
+            else:
+                high = middle
+        best = low   # the last call that succeeded set it
+    if best < wanted:
+        if best <= MIN_RESERVED_FDS:
+            log.warning("Your current 'ulimit -n' of %d is not enough for the server to start. "
+                        "Please increase your open file limit to at least %d. Exiting.",
+                        soft, wanted)
+            return 0
+        # Python turns setrlimit's EPERM and EINVAL into ValueErrors of its own words.
+        reason = getattr(error, "strerror", None) or os.strerror(
+            errno.EPERM if "not allowed" in str(error) else errno.EINVAL)
+        log.warning("You requested maxclients of %d requiring at least %d max file descriptors.",
+                    maxclients, wanted)
+        log.warning("Server can't set maximum open files to %d because of OS error: %s.",
+                    wanted, reason)
+        log.warning("Current maximum open files is %d. maxclients has been reduced to %d to "
+                    "compensate for low ulimit. If you need higher maxclients increase 'ulimit -n'.",
+                    best, best - MIN_RESERVED_FDS)
+        return best - MIN_RESERVED_FDS
+    log.log(NOTICE, "Increased maximum number of open files to %d (it was originally set to %d).",
+            wanted, soft)
+    return maxclients
 
 
 def uptime(server: Server) -> int:

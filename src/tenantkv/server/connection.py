@@ -123,6 +123,8 @@ class Connection(asyncio.Protocol):
             self._begin_unauthenticated()
             self.auth_deadline = server.loop.call_later(
                 server.config["auth.auth_timeout"], self._auth_timeout)
+        if server.frozen:   # accepted in the same turn as a shutdown began
+            server.pause_for_freeze(self)
 
     def _auth_timeout(self) -> None:
         if not self.authenticated and not self.closing:
@@ -212,10 +214,14 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        server = self.server
+        if server.frozen:   # a shutdown is saving: no command may run after it
+            server.hold_input(self, data)
+            return
         # One clock read per read: idle time (CLIENT LIST, timeout) and the
         # start of the commandstats timing of this batch.
         self.last_interaction = now = monotonic()
-        self.server.stats.net_input_bytes += len(data)
+        server.stats.net_input_bytes += len(data)
         try:
             requests = self.reader.feed(data)
         except QueryBufferExceeded:
@@ -434,6 +440,8 @@ class Connection(asyncio.Protocol):
     def _run_backlog(self) -> None:
         if self.waiting is not None:
             return   # _finish_wait runs it
+        if self.server.frozen:
+            return   # shutting down; a failed shutdown's thaw runs it
         backlog, error = self.backlog, self.backlog_error
         self.backlog = self.backlog_error = None
         if self.closing or backlog is None:
