@@ -15,7 +15,9 @@ writes the new base from its copy-on-write image of the data. When the child
 succeeds the manifest becomes new base + new incremental file, and the old
 files are removed. One background child at a time, as Redis: a BGREWRITEAOF
 during a BGSAVE is scheduled (the cron starts it), and the snapshot side reads
-`child_pid`.
+`child_pid`. The cron also rewrites on its own when the log has grown by
+auto-aof-rewrite-percentage over its size after the last rewrite (and is
+over auto-aof-rewrite-min-size), backing off after repeated failures.
 """
 
 import logging
@@ -321,7 +323,8 @@ class AppendOnly:
         return True
 
     def cron(self) -> None:
-        """From the server cron: reap the rewrite child, start a scheduled one."""
+        """From the server cron: reap the rewrite child, start a scheduled
+        one, or an automatic one when the log has grown enough (serverCron)."""
         if self.rewrite_pid is not None:
             done = children.poll(self.rewrite_pid)
             if done is not None:
@@ -329,14 +332,29 @@ class AppendOnly:
             return
         if self.server.snapshot.child_pid or self.server.events.in_exec:
             return
-        if self.scheduled and not self._limited():
+        if self.scheduled:
+            if not self._limited():
+                self.start_rewrite()
+            return
+        journal = self.journal
+        percentage = self.config["data.auto_aof_rewrite_percentage"]
+        if journal is None or self.rewrite_enables or not percentage:
+            return
+        current = self.prior_size + journal.size
+        if current <= self.config["data.auto_aof_rewrite_min_size"]:
+            return
+        if not getattr(journal, "last_write_ok", True):
+            return   # the log cannot be written: neither could a rewrite; wait for space
+        growth = current * 100 // (self.base_size or 1) - 100
+        if growth >= percentage and not self._limited():
+            log.log(NOTICE, "Starting automatic rewriting of AOF on %d%% growth", growth)
             self.start_rewrite()
 
     def _limited(self) -> bool:
         """Redis's aofRewriteLimited: after LIMIT_THRESHOLD failures in a row,
-        the scheduled rewrites wait 1 minute, then 2, 4... up to an hour
-        between attempts (BGREWRITEAOF still starts one at once), so a disk
-        that stays full does not get a new incremental file per second."""
+        the automatic and scheduled rewrites wait 1 minute, then 2, 4... up to
+        an hour between attempts (BGREWRITEAOF still starts one at once), so a
+        disk that stays full does not get a new incremental file per second."""
         if self.failures < LIMIT_THRESHOLD:
             self.limit_minutes, self.limit_until = 0, 0.0
             return False
