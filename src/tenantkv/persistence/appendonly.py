@@ -8,21 +8,26 @@ Files (Redis 7's multi-part AOF): <dir>/<appenddirname>/
                                         default) or AOF records (.base.aof)
     <appendfilename>.<m>.incr.aof       writes logged since (appended to)
 
-A rewrite opens a new incremental file and logs to it from that moment (the
-manifest names it at once, after the old ones, so a crash mid-rewrite loses
-nothing), forks, and the child writes the new base from its copy-on-write
-image of the data. When the child succeeds the manifest becomes new base + new
-incremental file, and the old files are removed. One background child at a
-time, as Redis: a BGREWRITEAOF during a BGSAVE is scheduled (the cron starts
-it), and the snapshot side reads `child_pid`.
+A rewrite opens a new incremental file, writes the manifest naming it after
+the old ones, and only then logs to it (so a crash mid-rewrite loses nothing,
+and a rewrite that cannot start changes nothing); it forks, and the child
+writes the new base from its copy-on-write image of the data. When the child
+succeeds the manifest becomes new base + new incremental file, and the old
+files are removed. One background child at a time, as Redis: a BGREWRITEAOF
+during a BGSAVE is scheduled (the cron starts it), and the snapshot side reads
+`child_pid`. The cron also rewrites on its own when the log has grown by
+auto-aof-rewrite-percentage over its size after the last rewrite (and is
+over auto-aof-rewrite-min-size), backing off after repeated failures.
 """
 
 import logging
 import os
 import time
 
+from tenantkv.config import ConfigSetError
 from tenantkv.errors import CommandError
 from tenantkv.keyspace import database as database_module
+from tenantkv.logs import NOTICE
 from tenantkv.persistence import aof, kdb
 from tenantkv.persistence import child as children
 from tenantkv.persistence.aof import AofError, Journal, Manifest, Replayer, expiry_suspended
@@ -30,6 +35,11 @@ from tenantkv.persistence.aof import AofError, Journal, Manifest, Replayer, expi
 log = logging.getLogger("tenantkv.aof")
 
 REWRITE_IN_PROGRESS = "ERR Background append only file rewriting already in progress"
+CANT_REWRITE = ("ERR Can't execute an AOF background rewriting. "
+                "Please check the server logs for more information.")
+CANT_ENABLE = "Unable to turn on AOF. Check server logs."
+LIMIT_THRESHOLD = 3        # failures in a row before the automatic rewrite backs off
+LIMIT_MAX_MINUTES = 60     # (Redis's AOF_REWRITE_LIMITE_THRESHOLD / _MAX_MINUTES)
 
 
 class AppendOnly:
@@ -41,12 +51,18 @@ class AppendOnly:
         self.rewrite_pid = None
         self.rewrite_started = None
         self.rewrite_plan = None
-        self.rewrite_enables = False   # the rewrite that CONFIG SET appendonly yes started
-        self.scheduled = False         # BGREWRITEAOF waiting for a BGSAVE to end
+        # CONFIG SET appendonly yes, until its first rewrite succeeds (Redis's
+        # AOF_WAIT_REWRITE): the log written meanwhile is named by no manifest.
+        self.rewrite_enables = False
+        self.scheduled = False         # a rewrite waiting for a BGSAVE (or a retry) to start
         self.last_rewrite_status = "ok"
         self.last_rewrite_time = -1
-        self.rewrites = 0
-        self.base_size = 0
+        self.rewrites = 0              # started, as Redis counts them
+        self.failures = 0              # in a row (aof_rewrites_consecutive_failures)
+        self.limit_minutes = 0         # the back-off after failures (_limited)
+        self.limit_until = 0.0
+        self.base_size = 0             # the log's size after the last rewrite (or at load)
+        self.prior_size = 0            # bytes of the log's files before the journal's own
         self.loaded_commands = 0
         self.load_truncated = 0
         server.config.listeners.setdefault("appendonly", []).append(self._set_appendonly)
@@ -196,14 +212,16 @@ class AppendOnly:
         kind = "kdb" if self.config["data.aof_use_rdb_preamble"] else "aof"
         return "%s.%d.base.%s" % (self.config["data.appendfilename"], seq, kind)
 
-    def _write_base(self, path: str) -> int:
-        """The data set now, as a .kdb snapshot or as AOF records (by the name)."""
+    def _write_base(self, path: str, key_save_delay_us: int = 0) -> int:
+        """The data set now, as a .kdb snapshot or as AOF records (by the name).
+        The .kdb base honours rdb-key-save-delay, as Redis's RDB preamble does."""
         if path.endswith(".kdb"):
-            # rdb-key-save-delay slows the rewrite too, as in Redis (tests)
-            kdb.write_snapshot(self.server.tenants, path,
-                               key_save_delay_us=self.server.snapshot._delay())
+            kdb.write_snapshot(self.server.tenants, path, key_save_delay_us=key_save_delay_us)
             return os.path.getsize(path)
         return aof.write_base(self.server.tenants, path)
+
+    def _temp_incr_name(self) -> str:
+        return "temp-%s.incr" % self.config["data.appendfilename"]
 
     def _new_incr_name(self, manifest=None) -> str:
         manifest = manifest or self.manifest
@@ -217,7 +235,11 @@ class AppendOnly:
         # failed before its manifest was written) must not be appended to.
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | (os.O_TRUNC if fresh else 0)
         fd = os.open(path, flags, 0o644)
-        aof.fsync_dir(os.path.dirname(path))
+        try:
+            aof.fsync_dir(os.path.dirname(path))
+        except OSError:
+            os.close(fd)
+            raise
         return fd
 
     def _install(self, path: str, fresh: bool = False) -> None:
@@ -229,6 +251,7 @@ class AppendOnly:
         connection.journal = journal
         database_module.expire_hook = journal.expired
         self.server.events.set_journal(journal)
+        self._recount()
 
     def _uninstall(self) -> None:
         from tenantkv.server import connection
@@ -238,30 +261,59 @@ class AppendOnly:
         self.server.events.set_journal(None)
         connection.journal = None
         database_module.expire_hook = None
-        journal.close()
+        try:
+            journal.close()
+        except OSError as exc:
+            log.warning("Fail to fsync the AOF file %s: %s", journal.path, exc)
 
     def _set_appendonly(self, on: bool) -> None:
         if on and self.journal is None and not self.rewrite_enables:
             # As Redis: log from now on into a new incremental file, and write
             # the base in the background; the manifest names them once the
-            # base is complete.
-            os.makedirs(self.directory, exist_ok=True)
-            old = Manifest.read(self.manifest_path) if os.path.exists(self.manifest_path) else None
+            # base is complete. Until then the log is on its way ("waiting
+            # for the rewrite"): a failed attempt is retried by the cron.
+            try:
+                os.makedirs(self.directory, exist_ok=True)
+                old = (Manifest.read(self.manifest_path)
+                       if os.path.exists(self.manifest_path) else None)
+            except Exception as exc:   # OSError, a manifest that cannot be read
+                log.warning("Can't turn on the append only file in %s: %s", self.directory, exc)
+                self.config.values[("data", "appendonly")] = False
+                raise ConfigSetError("appendonly", CANT_ENABLE) from None
             self.manifest = old
             if self.rewrite_pid is not None:
+                log.warning("AOF was enabled but there is already an AOF rewriting in background. "
+                            "Stopping background AOF and starting a rewrite now.")
                 self._kill_rewrite()
             self.rewrite_enables = True
             if self.server.snapshot.child_pid:
                 self.scheduled = True   # logging starts with the rewrite, after the BGSAVE
-                log.info("AOF was enabled but there is already a BGSAVE running. An AOF "
-                         "background was scheduled to start when possible.")
-            else:
-                self.start_rewrite()
+                log.warning("AOF was enabled but there is already another background operation. "
+                            "An AOF background was scheduled to start when possible.")
+            elif self.server.events.in_exec:
+                self.scheduled = True
+                log.warning("AOF was enabled during a transaction. An AOF background was "
+                            "scheduled to start when possible.")
+            elif not self.start_rewrite():
+                self.rewrite_enables = False
+                self.config.values[("data", "appendonly")] = False
+                log.warning("tenantkv needs to enable the AOF but can't trigger a background AOF "
+                            "rewrite operation. Check the above logs for more info about the error.")
+                raise ConfigSetError("appendonly", CANT_ENABLE)
         elif not on:
-            self.scheduled = self.rewrite_enables = False
+            self.scheduled = False
             if self.rewrite_pid is not None:
                 self._kill_rewrite()
-            self._uninstall()
+            self._stop_logging()
+
+    def _stop_logging(self) -> None:
+        """Close the log. While appendonly yes waits for its first rewrite,
+        no manifest names the file being written: it goes too."""
+        enabling, self.rewrite_enables = self.rewrite_enables, False
+        journal = self.journal
+        self._uninstall()
+        if enabling and journal is not None:
+            _remove(journal.path)
 
     def _set_appendfsync(self, mode: str) -> None:
         if self.journal is not None:
@@ -270,56 +322,180 @@ class AppendOnly:
                 self.journal.sync()
 
     # -- BGREWRITEAOF --------------------------------------------------------------------
+    #
+    # Redis's order (rewriteAppendOnlyFileBackground, openNewIncrAofForAppend):
+    # open the new incremental file, write the manifest that names it after
+    # the current ones (temp file, fsync, rename, directory fsync), and only
+    # then let the log go on in it; if a step fails, the log stays where it
+    # was, the new file is removed, and the command answers an error. The
+    # child writes the base; the manifest naming new base + new incremental
+    # file is written last, and the old files are removed only once it is on
+    # disk. Whatever fails, the manifest on disk names files that exist and
+    # hold every logged write, in order.
 
     def request_rewrite(self) -> bool:
-        """BGREWRITEAOF: True if started, False if scheduled after a BGSAVE."""
+        """BGREWRITEAOF: True if started, False if scheduled (after a BGSAVE,
+        or after the transaction it is part of)."""
         if self.rewrite_pid is not None:
             raise CommandError(REWRITE_IN_PROGRESS)
-        if self.server.snapshot.child_pid:
+        if self.server.snapshot.child_pid or self.server.events.in_exec:
             self.scheduled = True
+            self.failures = 0   # as Redis: asked for, it is not held back by the limit
             return False
-        self.start_rewrite()
+        if not self.start_rewrite():
+            raise CommandError(CANT_REWRITE)
         return True
 
     def cron(self) -> None:
-        """From the server cron: reap the rewrite child, start a scheduled one."""
+        """From the server cron: reap the rewrite child, start a scheduled
+        one, or an automatic one when the log has grown enough (serverCron)."""
         if self.rewrite_pid is not None:
             done = children.poll(self.rewrite_pid)
             if done is not None:
                 self._rewrite_done(*done)
-        elif self.scheduled and not self.server.snapshot.child_pid:
-            try:
+            return
+        if self.server.snapshot.child_pid or self.server.events.in_exec:
+            return
+        if self.scheduled:
+            if not self._limited():
                 self.start_rewrite()
-            except OSError as exc:
-                log.warning("Can't rewrite the append only file in background: %s", exc)
+            return
+        journal = self.journal
+        percentage = self.config["data.auto_aof_rewrite_percentage"]
+        if journal is None or self.rewrite_enables or not percentage:
+            return
+        current = self.prior_size + journal.size
+        if current <= self.config["data.auto_aof_rewrite_min_size"]:
+            return
+        if not getattr(journal, "last_write_ok", True):
+            return   # the log cannot be written: neither could a rewrite; wait for space
+        growth = current * 100 // (self.base_size or 1) - 100
+        if growth >= percentage and not self._limited():
+            log.log(NOTICE, "Starting automatic rewriting of AOF on %d%% growth", growth)
+            self.start_rewrite()
 
-    def start_rewrite(self) -> None:
-        self.scheduled = False
-        if self.manifest is None and os.path.exists(self.manifest_path):
-            self.manifest = Manifest.read(self.manifest_path)   # BGREWRITEAOF with the log off
-        os.makedirs(self.directory, exist_ok=True)
+    def _limited(self) -> bool:
+        """Redis's aofRewriteLimited: after LIMIT_THRESHOLD failures in a row,
+        the automatic and scheduled rewrites wait 1 minute, then 2, 4... up to
+        an hour between attempts (BGREWRITEAOF still starts one at once), so a
+        disk that stays full does not get a new incremental file per second."""
+        if self.failures < LIMIT_THRESHOLD:
+            self.limit_minutes, self.limit_until = 0, 0.0
+            return False
+        if self.limit_until:
+            if time.time() < self.limit_until:
+                return True
+            self.limit_until = 0.0
+            return False
+        self.limit_minutes = min(LIMIT_MAX_MINUTES, self.limit_minutes * 2 or 1)
+        self.limit_until = time.time() + 60 * self.limit_minutes
+        log.warning("Background AOF rewrite has repeatedly failed and triggered the limit, "
+                    "will retry in %d minutes", self.limit_minutes)
+        return True
+
+    def start_rewrite(self) -> bool:
+        """Fork the rewrite child. False if it could not start: logged,
+        aof_last_bgrewrite_status err, the log and its files as they were."""
+        if self._start_rewrite():
+            self.scheduled = False
+            return True
+        self.last_rewrite_status = "err"
+        self.failures += 1
+        return False
+
+    def _start_rewrite(self) -> bool:
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            if self.manifest is None and os.path.exists(self.manifest_path):
+                self.manifest = Manifest.read(self.manifest_path)   # BGREWRITEAOF with the log off
+        except Exception as exc:   # OSError, a manifest that cannot be read
+            log.warning("Can't open or create append-only dir %s: %s", self.directory, exc)
+            return False
         manifest = self.manifest
         base = self._new_base_name(manifest)
-        incr = self._new_incr_name(manifest)
-        if self.journal is not None:
-            self.journal.switch(self._open(self._path(incr), True), self._path(incr))
-            if not self.rewrite_enables and manifest is not None:
-                manifest.incrs.append((incr, self._seq(incr)))
-                manifest.write(self.manifest_path)
-        elif self.rewrite_enables:
-            self._install(self._path(incr), fresh=True)
-        else:
-            os.close(self._open(self._path(incr), True))   # BGREWRITEAOF with the log off
+        incr = None   # with the log off: a base alone
+        if self.rewrite_enables:
+            # Logged from now on into a temp file (as Redis: a crash before the
+            # base is complete leaves no log file that looks like one), renamed
+            # to `incr` and named by the manifest once the base exists.
+            incr = self._new_incr_name(manifest)
+            temp = self._path(self._temp_incr_name())
+            try:
+                self._install(temp, fresh=True)
+            except OSError as exc:
+                log.warning("Can't open the append-only file %s: %s", temp, exc)
+                _remove(temp)
+                return False
+        elif self.journal is not None:
+            incr = self._new_incr_name(manifest)
+            if not self._switch_incr(self.journal, manifest, incr):
+                return False
         base_path = self._path(base)
+        # rdb-key-save-delay (microseconds per key): Redis's knob for tests
+        delay = max(0, int(self.config.values.get((None, "rdb-key-save-delay"), 0)))
 
         def work() -> int:   # in the child: the base from its copy of the data
-            self._write_base(base_path)
+            try:
+                self._write_base(base_path, delay if base_path.endswith(".kdb") else 0)
+            except OSError as exc:
+                log.warning("Write error writing append only file on disk: %s",
+                            exc.strerror or exc)
+                _remove(base_path + ".tmp")
+                return 1
             return 0
-        pid = children.fork_child(work)
+        self.rewrites += 1   # as Redis: counted when started
+        try:
+            pid = children.fork_child(work)
+        except OSError as exc:
+            log.warning("Can't rewrite append only file in background: fork: %s", exc)
+            if self.rewrite_enables:
+                self._stop_logging()
+                self.rewrite_enables = True
+            return False
         self.rewrite_pid = pid
         self.rewrite_started = time.monotonic()
         self.rewrite_plan = (base, incr)
-        log.info("Background append only file rewriting started by pid %d", pid)
+        log.log(NOTICE, "Background append only file rewriting started by pid %d", pid)
+        return True
+
+    def _switch_incr(self, journal, manifest, incr: str) -> bool:
+        """Let the log go on in the new incremental file `incr`: created,
+        then named by the manifest on disk, then written to."""
+        journal.flush()
+        if journal.buf or not getattr(journal, "last_write_ok", True):
+            # A batch not (wholly) written must not be split between two files.
+            log.warning("Can't rewrite the append only file: writing to %s is failing",
+                        journal.path)
+            return False
+        path = self._path(incr)
+        try:
+            fd = self._open(path, fresh=True)
+        except OSError as exc:
+            log.warning("Can't open the append-only file %s: %s", incr, exc)
+            _remove(path)
+            return False
+        new = Manifest(manifest.base, manifest.incrs + [(incr, self._seq(incr))])
+        try:
+            new.write(self.manifest_path)
+        except OSError as exc:
+            log.warning("Error trying to write the AOF manifest file %s: %s",
+                        self.manifest_path, exc)
+            _close(fd)
+            _remove(path)
+            _remove(self.manifest_path + ".tmp")
+            return False
+        self.manifest = new
+        try:
+            journal.switch(fd, path)
+        except OSError as exc:
+            # The manifest names the new file after the one still written to:
+            # both load in order, the next rewrite starts from there.
+            log.warning("Can't switch the append only file to %s: %s", incr, exc)
+            _close(fd)
+            return False
+        log.log(NOTICE, "Creating AOF incr file %s on background rewrite", incr)
+        self._recount()
+        return True
 
     def _rewrite_done(self, ok: bool, detail: str) -> None:
         pid = self.rewrite_pid
@@ -328,38 +504,85 @@ class AppendOnly:
         children.child_done()
         self.last_rewrite_time = int(time.monotonic() - self.rewrite_started)
         self.rewrite_started = None
-        enables, self.rewrite_enables = self.rewrite_enables, False
         if not ok:
-            self.last_rewrite_status = "err"
             log.warning("Background AOF rewrite terminated with error: child %d %s", pid, detail)
-            _remove_temp(self._path(base), pid)
-            if enables:
-                log.warning("appendonly stays off: its first rewrite failed")
-                self.config.values[("data", "appendonly")] = False
-                self._uninstall()
+        else:
+            log.log(NOTICE, "Background AOF rewrite terminated with success")
+        if ok and self._adopt(base, incr):
+            self.failures = 0
+            self.last_rewrite_status = "ok"
+            log.log(NOTICE, "Background AOF rewrite finished successfully")
             return
+        self.last_rewrite_status = "err"
+        self.failures += 1
+        _remove_temp(self._path(base), pid)   # the new base too: no manifest names it
+        if self.rewrite_enables:
+            # As Redis: what was logged since is dropped (the next base holds
+            # it) and the rewrite that turns the log on is tried again.
+            self._stop_logging()
+            self.rewrite_enables = self.scheduled = True
+
+    def _adopt(self, base: str, incr) -> bool:
+        """The child wrote `base`: the manifest becomes base + `incr` (the
+        file being logged to), then the files only the old one named go.
+        False if the manifest cannot be written (the old one stays valid)."""
         old = self.manifest
-        new = Manifest((base, self._seq(base)), [(incr, self._seq(incr))])
-        new.write(self.manifest_path)
+        journal = self.journal
+        if self.rewrite_enables and journal is not None:
+            path = self._path(incr)
+            try:
+                os.rename(journal.path, path)
+            except OSError as exc:
+                log.warning("Error trying to rename the temporary AOF incr file %s into %s: %s",
+                            journal.path, path, exc)
+                return False
+            journal.path = path
+        new = Manifest((base, self._seq(base)), [(incr, self._seq(incr))] if incr else [])
+        try:
+            new.write(self.manifest_path)
+        except OSError as exc:
+            log.warning("Error trying to write the AOF manifest file %s: %s",
+                        self.manifest_path, exc)
+            _remove(self.manifest_path + ".tmp")
+            return False
         self.manifest = new
-        self.base_size = os.path.getsize(self._path(base))
+        self.rewrite_enables = False   # the log is on: its files are named
         keep = set(new.files())
         for name in (old.files() if old else []):
             if name not in keep:
+                log.log(NOTICE, "Removing the history file %s", name)
                 _remove(self._path(name))
-        self.rewrites += 1
-        self.last_rewrite_status = "ok"
-        log.info("Background AOF rewrite finished successfully")
+        self._recount()
+        # Redis's aof_rewrite_base_size: the log's size right after the rewrite.
+        self.base_size = self.prior_size + (journal.size if journal is not None else 0)
+        return True
+
+    def _recount(self) -> None:
+        """prior_size: the bytes of the log's files before the one being
+        appended to (aof_current_size is prior_size + the journal's size).
+        While appendonly yes waits for its first rewrite, the manifest is the
+        old one: nothing before the journal counts."""
+        journal = self.journal
+        total = 0
+        if self.manifest is not None and not self.rewrite_enables:
+            for name in self.manifest.files():
+                path = self._path(name)
+                if journal is not None and path == journal.path:
+                    continue
+                try:
+                    total += os.path.getsize(path)
+                except OSError:
+                    pass
+        self.prior_size = total
 
     def _kill_rewrite(self) -> None:
         pid = self.rewrite_pid
         base, incr = self.rewrite_plan
         self.rewrite_pid = self.rewrite_plan = None
-        self.rewrite_enables = False
         children.kill_and_reap(pid)
         children.child_done()
         _remove_temp(self._path(base), pid)
-        log.info("Killed the AOF rewrite child %d", pid)
+        log.log(NOTICE, "Killed the AOF rewrite child %d", pid)
 
     # -- the end ----------------------------------------------------------------------------
 
@@ -367,7 +590,7 @@ class AppendOnly:
         if self.rewrite_pid is not None:
             self._kill_rewrite()
         if self.journal is not None:
-            self._uninstall()   # flushes and fsyncs
+            self._stop_logging()   # flushes and fsyncs
             log.info("Append only file flushed and synced")
 
     # -- INFO -------------------------------------------------------------------------------
@@ -375,23 +598,24 @@ class AppendOnly:
     def info(self) -> list:
         journal = self.journal
         lines = [
-            "aof_enabled:%d" % int(journal is not None),
+            "aof_enabled:%d" % int(journal is not None or self.rewrite_enables),
             "aof_rewrite_in_progress:%d" % int(self.rewrite_pid is not None),
-            "aof_rewrite_scheduled:0",
+            "aof_rewrite_scheduled:%d" % int(self.scheduled),
             "aof_last_rewrite_time_sec:%d" % self.last_rewrite_time,
             "aof_current_rewrite_time_sec:%d" % (
                 int(time.monotonic() - self.rewrite_started) if self.rewrite_started else -1),
             "aof_last_bgrewrite_status:%s" % self.last_rewrite_status,
             "aof_rewrites:%d" % self.rewrites,
+            "aof_rewrites_consecutive_failures:%d" % self.failures,
             "aof_last_write_status:%s" % ("ok" if journal is None or journal.last_write_ok else "err"),
             "aof_last_cow_size:0",
         ]
-        if journal is not None:
+        if self.config["data.appendonly"]:
             lines += [
-                "aof_current_size:%d" % (self.base_size + journal.size),
+                "aof_current_size:%d" % (self.prior_size + (journal.size if journal else 0)),
                 "aof_base_size:%d" % self.base_size,
-                "aof_pending_rewrite:0",
-                "aof_buffer_length:%d" % sum(len(b) for b in journal.buf),
+                "aof_pending_rewrite:%d" % int(self.scheduled),
+                "aof_buffer_length:%d" % (sum(len(b) for b in journal.buf) if journal else 0),
                 "aof_pending_bio_fsync:0",
                 "aof_delayed_fsync:0",
             ]
@@ -405,8 +629,17 @@ def _remove_temp(base_path: str, pid: int) -> None:
     _remove(base_path)
 
 
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
 def _remove(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
+    except OSError as exc:
+        log.warning("Can't remove %s: %s", path, exc)
