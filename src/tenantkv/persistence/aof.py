@@ -514,7 +514,13 @@ def record_problem(args: list, databases: int | None = None):
         return "'%s' is not a write command (the log holds only writes)" % text
     if not cmd.arity_ok(len(args)):
         return "wrong number of arguments for '%s' (%d)" % (text, len(args) - 1)
+    WRITE_COMMANDS[name] = cmd
     return None
+
+
+# Raw record name (bytes, any case seen) -> its write Command: the replay
+# looks a name up once, as dispatch's LOOKUP does; record_problem fills it.
+WRITE_COMMANDS: dict = {}
 
 
 class Checker:
@@ -574,20 +580,24 @@ class Replayer:
     def apply(self, batch: list) -> None:
         conn = self.conn
         server = self.server
-        databases = self.server.config["limits.databases"]
-        for index, args in enumerate(batch):
-            problem = record_problem(args, databases)
-            if problem is not None:
-                exc = AofError(self.path, None, problem, "record")
-                exc.index = index
-                raise exc
+        known = WRITE_COMMANDS
+        index = -1
+        for args in batch:
+            index += 1
             name = args[0]
-            if name == CONTEXT:
-                tenant = server.tenant_for(args[1].decode("utf-8", "surrogateescape"))
-                conn.tenant = tenant
-                conn.db = tenant.dbs[int(args[2])]
-                continue
-            cmd = COMMANDS[name.decode("latin-1").lower()]
+            cmd = known.get(name)
+            if cmd is None or not cmd.arity_ok(len(args)):
+                problem = record_problem(args, self.server.config["limits.databases"])
+                if problem is not None:
+                    exc = AofError(self.path, None, problem, "record")
+                    exc.index = index
+                    raise exc
+                if name == CONTEXT:
+                    tenant = server.tenant_for(args[1].decode("utf-8", "surrogateescape"))
+                    conn.tenant = tenant
+                    conn.db = tenant.dbs[int(args[2])]
+                    continue
+                cmd = known[name]
             self.commands += 1
             try:
                 cmd.handler(conn, args)
