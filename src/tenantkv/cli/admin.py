@@ -2,7 +2,7 @@
 
     tenantkv [--config FILE] [--data-dir DIR] [--db PATH] user add NAME [--root] [--password-stdin]
     tenantkv user del NAME | list | passwd NAME [--password-stdin] | set-root NAME on|off
-    tenantkv check-aof [--fix [--yes]] FILE      (an .aof file or a .manifest)
+    tenantkv check-aof [--fix [--yes]] FILE      (the .manifest, its directory, or one log file)
     tenantkv export --user NAME FILE            one user's data from the snapshot into FILE
     tenantkv import --user NAME FILE [--replace]  FILE's keys into that user's data in the snapshot
     tenantkv cli [tenantkv-cli options and command]   (the client, tenantkv.cli.client)
@@ -68,10 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser(
         "check-aof", help="check (and repair) an append-only log",
-        description="Check an append-only log file, or every file of a manifest. With --fix, "
-                    "truncate a damaged file at its last good record (what follows is lost).")
-    check.add_argument("file", help="an .aof file, or the appendonlydir's .manifest")
-    check.add_argument("--fix", action="store_true", help="truncate at the last good record")
+        description="Check the append-only log: the manifest and every file it names (or one "
+                    "file), as the server checks them at start-up. With --fix, truncate damaged "
+                    "bytes at the end of the last incremental file (a torn tail) at the last good "
+                    "record; nothing else can be repaired automatically.")
+    check.add_argument("file", help="the appendonlydir's .manifest (or that directory), or one "
+                                    "log file")
+    check.add_argument("--fix", action="store_true",
+                       help="truncate the last incremental file at its last good record")
     check.add_argument("--yes", action="store_true", help="do not ask before truncating")
 
     export = commands.add_parser(
@@ -92,58 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_aof(args) -> int:
-    """0: every file is valid (or was fixed); 1: damage left."""
-    from tenantkv.persistence import aof
-    path = args.file
-    if not os.path.exists(path):
-        raise CliError("no such file: %s" % path)
-    if path.endswith(".manifest"):
-        try:
-            manifest = aof.Manifest.read(path)
-        except (aof.AofError, ValueError) as exc:
-            raise CliError("bad manifest: %s" % exc)
-        directory = os.path.dirname(path)
-        files = [os.path.join(directory, name) for name in manifest.files()]
-    else:
-        files = [path]
-    damaged = 0
-    for i, name in enumerate(files):
-        if not os.path.exists(name):
-            print("%s: missing" % name)
-            damaged += 1
-            continue
-        try:
-            result = aof.scan(name)
-        except aof.AofError as exc:
-            good, problem = exc.good, "%s (offset %d)" % (exc.reason, exc.offset)
-            size = os.path.getsize(name)
-        else:
-            if not result.torn:
-                print("%s: valid, %d bytes, %d commands" % (name, result.size, result.commands))
-                continue
-            good, problem, size = result.good, result.torn, result.size
-        print("%s: damaged: %s" % (name, problem))
-        print("%s: the last good record ends at offset %d of %d (%d bytes would be cut)"
-              % (name, good, size, size - good))
-        if not args.fix:
-            damaged += 1
-            continue
-        if i < len(files) - 1:
-            print("%s: not the last file of the manifest: truncating it would replay the later "
-                  "files on a different data set; not fixed" % name)
-            damaged += 1
-            continue
-        if not args.yes:
-            if not sys.stdin.isatty():
-                raise CliError("not truncating without confirmation: add --yes")
-            answer = input("Truncate %s at offset %d? [y/N] " % (name, good))
-            if answer.strip().lower() not in ("y", "yes"):
-                print("not fixed")
-                damaged += 1
-                continue
-        os.truncate(name, good)
-        print("%s: truncated at offset %d: successfully fixed" % (name, good))
-    return 1 if damaged else 0
+    """0: every file is valid (or was fixed); 1: damage left (persistence/checkaof.py)."""
+    from tenantkv.persistence import checkaof
+    config = load_config(args)
+
+    def ask(prompt: str) -> str:
+        if not sys.stdin.isatty():
+            print("%s(no terminal to confirm: add --yes)" % prompt)
+            return ""
+        return input(prompt)
+    return checkaof.check(args.file, fix=args.fix, yes=args.yes,
+                          databases=config["limits.databases"],
+                          appendfilename=config["data.appendfilename"], ask=ask)
 
 
 def load_config(args):

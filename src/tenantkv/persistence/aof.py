@@ -42,6 +42,7 @@ from tenantkv.commands.registry import COMMANDS
 from tenantkv.errors import CommandError
 from tenantkv.keyspace import database as database_module
 from tenantkv.keyspace.zset import ZSet
+from tenantkv.persistence.kdb import MAGIC as KDB_MAGIC
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY
 
 log = logging.getLogger("tenantkv.aof")
@@ -52,15 +53,30 @@ READ_CHUNK = 1 << 20
 
 
 class AofError(Exception):
-    """A log that cannot be loaded: `path`, `offset` (or None) and why."""
+    """A log that cannot be loaded: `path`, `offset` (or None) and why.
 
-    good = 0   # scan(): where the last good record (or MULTI block) ended
+    `kind` says what a repair could do: "format" (bytes that are not a
+    well-formed record, or a torn tail: truncating at `good`, the end of the
+    last good record, makes the file loadable, losing what follows) or
+    "record" (a well-formed record this server cannot replay: an unknown
+    command, a bad @context...; truncating would throw good data away, so
+    nothing repairs it automatically)."""
 
-    def __init__(self, path: str, offset, reason: str) -> None:
-        where = " at offset %d" % offset if offset is not None else ""
-        super().__init__("Bad file format reading the append only file %s%s: %s"
-                         % (path, where, reason))
-        self.path, self.offset, self.reason = path, offset, reason
+    good = 0        # scan(): where the last good record (or MULTI block) ended
+    good_line = 1   # and its line, counted as redis-check-aof does
+
+    def __init__(self, path: str, offset, reason: str, kind: str = "format") -> None:
+        super().__init__(path, offset, reason)
+        self.path, self.offset, self.reason, self.kind = path, offset, reason, kind
+        self.index = 0   # from Replayer.apply: which command of the batch failed
+
+    def __str__(self) -> str:
+        where = " at offset %d" % self.offset if self.offset is not None else ""
+        if self.kind == "record":   # as Redis: "Unknown command 'x' reading the append only file"
+            return ("%s%s reading the append only file %s%s"
+                    % (self.reason[:1].upper(), self.reason[1:], self.path, where))
+        return ("Bad file format reading the append only file %s%s: %s"
+                % (self.path, where, self.reason))
 
 
 def encode_command(args) -> bytes:
@@ -374,12 +390,13 @@ class Journal:
 # -- reading ---------------------------------------------------------------------
 
 class ScanResult:
-    __slots__ = ("path", "size", "good", "torn", "records", "commands")
+    __slots__ = ("path", "size", "good", "good_line", "torn", "records", "commands")
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.size = 0
         self.good = 0        # offset after the last complete record (or MULTI block)
+        self.good_line = 1   # the line there, counted as redis-check-aof does (CRLFs + 1)
         self.torn = None     # why the part after `good` is unusable, or None
         self.records = 0
         self.commands = 0
@@ -390,12 +407,14 @@ def scan(path: str, apply=None) -> ScanResult:
     complete MULTI block's commands, as a list of argument lists (with the
     @context records in place). A torn tail (an incomplete last record, or a
     MULTI without its EXEC at the end) is reported in the result; anything
-    else that is not a well-formed record raises AofError with its offset."""
+    else that is not a well-formed record raises AofError with its offset, and
+    so does an AofError that `apply` raises (Replayer, Checker: a record that
+    cannot be replayed), with the offset of the record it names."""
     result = ScanResult(path)
     try:
         _scan(path, apply, result)
     except AofError as exc:
-        exc.good = result.good
+        exc.good, exc.good_line = result.good, result.good_line
         raise
     return result
 
@@ -406,7 +425,9 @@ def _scan(path: str, apply, result: ScanResult) -> None:
     pos = 0          # in pending
     base = 0         # file offset of pending[0]
     block = None     # the commands of a MULTI not yet closed
+    offsets = []     # the file offset of each command of `block`
     block_start = 0
+    lines = 1        # redis-check-aof's line count: CRLFs read + 1
     with open(path, "rb") as f:
         while True:
             chunk = f.read(READ_CHUNK)
@@ -432,32 +453,90 @@ def _scan(path: str, apply, result: ScanResult) -> None:
                     raise AofError(path, base + pos, "malformed record")
                 offset = base + pos
                 pos = end
+                lines += 1 + 2 * len(args)
                 result.records += 1
                 name = args[0].upper()
                 if name == b"MULTI":
                     if block is not None:
                         raise AofError(path, offset, "MULTI inside MULTI")
-                    block, block_start = [], offset
+                    block, offsets, block_start = [], [], offset
                 elif name == b"EXEC":
                     if block is None:
                         raise AofError(path, offset, "EXEC without MULTI")
                     if apply is not None and block:
-                        apply(block)
+                        _apply(apply, block, offsets, path)
                     result.commands += sum(1 for a in block if a[0] != CONTEXT)
                     block = None
-                    result.good = base + pos
+                    result.good, result.good_line = base + pos, lines
                 elif block is not None:
                     block.append(args)
+                    offsets.append(offset)
                 else:
                     if apply is not None:
-                        apply([args])
+                        _apply(apply, [args], [offset], path)
                     if name != CONTEXT:
                         result.commands += 1
-                    result.good = base + pos
+                    result.good, result.good_line = base + pos, lines
     if block is not None:
         result.torn = "a MULTI block without EXEC at offset %d" % block_start
     elif result.good < result.size:
         result.torn = "an incomplete record at offset %d" % result.good
+
+
+def _apply(apply, batch: list, offsets: list, path: str) -> None:
+    try:
+        apply(batch)
+    except AofError as exc:
+        if exc.offset is None:
+            exc.offset = offsets[min(exc.index, len(offsets) - 1)]
+        exc.path = path
+        raise
+
+
+def record_problem(args: list, databases: int | None = None):
+    """Why this record (not MULTI/EXEC) cannot be replayed, or None: an
+    @context that is not `@context <tenant> <db index>`, a command this server
+    does not know, one that is not a write (the log holds only writes), or
+    the wrong number of arguments (the handlers trust call()'s arity check)."""
+    name = args[0]
+    if name == CONTEXT:
+        if len(args) != 3 or not args[2].isdigit():
+            return "bad @context record (expected @context <tenant> <db index>)"
+        if databases is not None and int(args[2]) >= databases:
+            return ("@context names database %s; this server has %d databases "
+                    "(limits.databases)" % (args[2].decode(), databases))
+        return None
+    text = name.decode("latin-1")
+    cmd = COMMANDS.get(text.lower())
+    if cmd is None:
+        return "unknown command '%s'" % text
+    if "write" not in cmd.flags:
+        return "'%s' is not a write command (the log holds only writes)" % text
+    if not cmd.arity_ok(len(args)):
+        return "wrong number of arguments for '%s' (%d)" % (text, len(args) - 1)
+    WRITE_COMMANDS[name] = cmd
+    return None
+
+
+# Raw record name (bytes, any case seen) -> its write Command: the replay
+# looks a name up once, as dispatch's LOOKUP does; record_problem fills it.
+WRITE_COMMANDS: dict = {}
+
+
+class Checker:
+    """scan()'s `apply` for tenantkv check-aof: every record is checked as
+    Replayer checks it before running it, and nothing runs."""
+
+    def __init__(self, databases: int | None = None) -> None:
+        self.databases = databases
+
+    def apply(self, batch: list) -> None:
+        for index, args in enumerate(batch):
+            problem = record_problem(args, self.databases)
+            if problem is not None:
+                exc = AofError("", None, problem, "record")
+                exc.index = index
+                raise exc
 
 
 # -- replay ---------------------------------------------------------------------------
@@ -511,19 +590,24 @@ class Replayer:
             stats.unchanged_writes = unchanged
 
     def _apply(self, conn, server, batch: list) -> None:
+        known = WRITE_COMMANDS
+        index = -1
         for args in batch:
+            index += 1
             name = args[0]
-            if name == CONTEXT:
-                if len(args) != 3:
-                    raise AofError(self.path, None, "bad @context record")
-                tenant = server.tenant_for(args[1].decode("utf-8", "surrogateescape"))
-                conn.tenant = tenant
-                conn.db = tenant.dbs[int(args[2])]
-                continue
-            cmd = COMMANDS.get(name.decode("latin-1").lower())
-            if cmd is None or "write" not in cmd.flags:
-                raise AofError(self.path, None, "unknown command '%s' in the log"
-                               % name.decode("latin-1"))
+            cmd = known.get(name)
+            if cmd is None or not cmd.arity_ok(len(args)):
+                problem = record_problem(args, self.server.config["limits.databases"])
+                if problem is not None:
+                    exc = AofError(self.path, None, problem, "record")
+                    exc.index = index
+                    raise exc
+                if name == CONTEXT:
+                    tenant = server.tenant_for(args[1].decode("utf-8", "surrogateescape"))
+                    conn.tenant = tenant
+                    conn.db = tenant.dbs[int(args[2])]
+                    continue
+                cmd = known[name]
             self.commands += 1
             try:
                 cmd.handler(conn, args)
@@ -532,42 +616,242 @@ class Replayer:
                 if self.errors <= 10:
                     log.warning("AOF replay: %s %s: %s", name.decode("latin-1"),
                                 args[1:2], exc.message)
+            except Exception as exc:   # a handler's bug: refuse, not a traceback
+                error = AofError(self.path, None, "%s could not be replayed (%s: %s)"
+                                 % (name.decode("latin-1"), type(exc).__name__, exc), "record")
+                error.index = index
+                raise error from exc
 
 
 # -- the directory, the manifest --------------------------------------------------
 
+MANIFEST_MAX_LINE = 1024   # bytes, the newline included (Redis's MANIFEST_MAX_LINE)
+INVALID = "Invalid AOF manifest file format"
+
+
+class ManifestError(Exception):
+    """A manifest that cannot be used: `path`, the `problem` (Redis's wording
+    where Redis has one), and the line (number and text) where it was found."""
+
+    # What to do about it: a manifest is never repaired automatically.
+    advice = ("The manifest cannot be repaired automatically: restore it (from a backup), or "
+              "correct it by hand (docs/aof-format.md gives its rules)")
+
+    def __init__(self, path: str, problem: str, number: int = 0, line: bytes = b"",
+                 advice: str = "") -> None:
+        super().__init__(path, problem, number)
+        self.path, self.problem, self.number, self.line = path, problem, number, line
+        if advice:
+            self.advice = advice
+
+    def __str__(self) -> str:
+        where = ", line %d" % self.number if self.number else ""
+        return "%s (AOF manifest %s%s)" % (self.problem, self.path, where)
+
+    def report(self) -> list:
+        """The lines to print or log, as Redis logs a bad manifest."""
+        lines = ["*** FATAL AOF MANIFEST FILE ERROR ***"]
+        if self.number:
+            lines.append("Reading the manifest file %s, at line %d" % (self.path, self.number))
+            if self.line:   # as Redis's sdscatrepr: binary stays one readable line
+                shown = "".join(chr(c) if 0x20 <= c < 0x7F and c != 0x5C else "\\x%02x" % c
+                                for c in self.line[:160])
+                lines.append(">>> '%s'%s" % (shown, "..." if len(self.line) > 160 else ""))
+        lines.append("%s: %s" % (self.path, self.problem))
+        return lines
+
+
+def _split_args(line: bytes):
+    """Redis's sdssplitargs for a manifest line: words separated by
+    whitespace, "double quoted" with \\xHH \\n \\r \\t \\b \\a \\" \\\\
+    escapes, or 'single quoted' with \\'. None when the quoting is broken."""
+    words, i, n = [], 0, len(line)
+    escapes = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", ord("a"): b"\a"}
+    while True:
+        while i < n and line[i] in b" \t\r\n\v\f":
+            i += 1
+        if i == n:
+            return words
+        word = bytearray()
+        quote = line[i]
+        if quote in b"\"'":
+            i += 1
+            while True:
+                if i >= n:
+                    return None   # no closing quote
+                c = line[i]
+                if c == quote:
+                    i += 1
+                    break
+                if c == 0x5C and i + 1 < n:   # backslash
+                    nxt = line[i + 1]
+                    if quote == 0x22 and nxt == ord("x") and i + 3 < n:
+                        try:
+                            word.append(int(line[i + 2:i + 4], 16))
+                            i += 4
+                            continue
+                        except ValueError:
+                            pass
+                    if quote == 0x22:
+                        word += escapes.get(nxt, bytes([nxt]))
+                        i += 2
+                        continue
+                    if nxt == 0x27:
+                        word.append(0x27)
+                        i += 2
+                        continue
+                word.append(c)
+                i += 1
+            if i < n and line[i] not in b" \t\r\n\v\f":
+                return None   # a closing quote must end the word
+        else:
+            while i < n and line[i] not in b" \t\r\n\v\f":
+                if line[i] in b"\"'":
+                    return None
+                word.append(line[i])
+                i += 1
+        words.append(bytes(word))
+
+
+def _needs_quotes(name: str) -> bool:
+    return not name or any(not (c.isprintable() and c.isascii()) or c in " \"'\\" for c in name)
+
+
+def _quote(name: str) -> str:
+    out = ['"']
+    for byte in name.encode("utf-8", "surrogateescape"):
+        c = chr(byte)
+        if c in "\\\"":
+            out.append("\\" + c)
+        elif c in "\n\r\t\a\b":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t", "\a": "\\a", "\b": "\\b"}[c])
+        elif 0x20 <= byte < 0x7F:
+            out.append(c)
+        else:
+            out.append("\\x%02x" % byte)
+    out.append('"')
+    return "".join(out)
+
+
 class Manifest:
-    """Redis 7's manifest: `file <name> seq <n> type b|h|i` lines."""
+    """Redis 7's manifest: `file <name> seq <n> type b|h|i` lines.
+
+    Read as strictly as Redis reads it at start-up (aofLoadManifestFromFile),
+    plus a few checks of tenantkv's own; anything else raises ManifestError:
+    every line ends with a newline and is at most 1024 bytes with it; '#'
+    starts a comment line; no empty line; valid UTF-8; each line is key/value
+    pairs (keys case-insensitive, unknown keys ignored for forward
+    compatibility, as Redis), with `file`, `seq` and `type` present once; a
+    file is a name in the log's directory, never a path; seq is a positive
+    integer; type is b (base), h (history: a file a rewrite replaced, ignored)
+    or i (incremental); at most one base; incremental seqs strictly increase;
+    no file named twice; at least one base or incremental file."""
 
     def __init__(self, base=None, incrs=None) -> None:
         self.base = base            # (name, seq) or None
         self.incrs = incrs or []    # [(name, seq)], oldest first
+        self.lines = {}             # name -> line number in the file read
 
     @classmethod
     def read(cls, path: str) -> "Manifest":
+        with open(path, "rb") as f:
+            return cls.parse(f, path)
+
+    @classmethod
+    def parse(cls, f, path: str) -> "Manifest":
         manifest = cls()
-        with open(path, "r", encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                line = line.strip()
-                if not line or line.startswith("#"):
-                    continue
-                parts = line.split()
-                fields = dict(zip(parts[0::2], parts[1::2]))
-                if len(parts) % 2 or "file" not in fields or "type" not in fields:
-                    raise AofError(path, None, "invalid manifest line %d: %r" % (number, line))
-                entry = (fields["file"], int(fields.get("seq", 0)))
-                if fields["type"] == "b":
-                    manifest.base = entry
-                elif fields["type"] == "i":
-                    manifest.incrs.append(entry)
-                # "h" (history) files are leftovers: ignored
+        number = 0
+        maxseq = 0
+        names = {}
+        while True:
+            raw = f.readline(MANIFEST_MAX_LINE)
+            if not raw:
+                if number == 0:
+                    raise ManifestError(path, "Found an empty AOF manifest")
+                break
+            number += 1
+
+            def fail(problem: str) -> None:
+                raise ManifestError(path, problem, number, raw.rstrip(b"\r\n"))
+
+            comment = raw.startswith(b"#")
+            line = raw.strip(b" \t\r\n")
+            if not comment:
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    fail("%s: not valid UTF-8 (binary data?)" % INVALID)
+                if any(c < 0x20 and c != 0x09 or c == 0x7F for c in line):
+                    fail("%s: control characters in the line (binary data?)" % INVALID)
+            if not raw.endswith(b"\n"):
+                if len(raw) >= MANIFEST_MAX_LINE:
+                    fail("The AOF manifest file contains too long line (over %d bytes)"
+                         % MANIFEST_MAX_LINE)
+                fail("%s: the last line does not end with a newline (a truncated "
+                     "manifest?)" % INVALID)
+            if comment:
+                continue
+            if not line:
+                fail("%s: an empty line" % INVALID)
+            words = _split_args(line)
+            if words is None:
+                fail("%s: unbalanced quotes" % INVALID)
+            if len(words) < 6 or len(words) % 2:
+                fail("%s: expected 'file <name> seq <n> type b|h|i'" % INVALID)
+            fields = {}
+            for key, value in zip(words[0::2], words[1::2]):
+                key = key.decode("utf-8", "replace").lower()
+                if key in fields:
+                    fail("%s: '%s' appears twice" % (INVALID, key))
+                fields[key] = value
+            for key in ("file", "seq", "type"):
+                if key not in fields:
+                    fail("%s: no '%s'" % (INVALID, key))
+            try:
+                name = fields["file"].decode("utf-8")
+            except UnicodeDecodeError:
+                fail("%s: the file name is not valid UTF-8" % INVALID)
+            if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+                fail("File can't be a path, just a filename: '%s'" % name)
+            if any(not c.isprintable() for c in name):
+                fail("%s: the file name holds control characters" % INVALID)
+            seq = fields["seq"]
+            if not seq.isdigit() or not 0 < int(seq) < 1 << 63:
+                fail("%s: seq must be a positive integer, not '%s'"
+                     % (INVALID, seq.decode("utf-8", "replace")))
+            seq = int(seq)
+            kind = fields["type"]
+            if kind == b"h":
+                continue   # history: a file a rewrite replaced, not part of the log
+            if kind not in (b"b", b"i"):
+                fail("Unknown AOF file type '%s' (b: base, i: incremental, h: history)"
+                     % kind.decode("utf-8", "replace"))
+            if name in names:
+                fail("Found duplicate file name '%s' (line %d names it too)" % (name, names[name]))
+            names[name] = number
+            if kind == b"b":
+                if manifest.base is not None:
+                    fail("Found duplicate base file information (line %d names the base %s)"
+                         % (names[manifest.base[0]], manifest.base[0]))
+                manifest.base = (name, seq)
+            else:
+                if seq <= maxseq:
+                    fail("Found a non-monotonic sequence number (%d after %d)" % (seq, maxseq))
+                manifest.incrs.append((name, seq))
+                maxseq = seq
+        if manifest.base is None and not manifest.incrs:
+            raise ManifestError(path, "The AOF manifest names no base or incremental file "
+                                "(only comments or history lines)")
+        manifest.lines = names
         return manifest
 
     def text(self) -> str:
+        def name(entry) -> str:
+            return _quote(entry[0]) if _needs_quotes(entry[0]) else entry[0]
         lines = []
         if self.base:
-            lines.append("file %s seq %d type b\n" % self.base)
-        lines.extend("file %s seq %d type i\n" % entry for entry in self.incrs)
+            lines.append("file %s seq %d type b\n" % (name(self.base), self.base[1]))
+        lines.extend("file %s seq %d type i\n" % (name(entry), entry[1]) for entry in self.incrs)
         return "".join(lines)
 
     def write(self, path: str) -> None:
@@ -581,6 +865,38 @@ class Manifest:
 
     def files(self) -> list:
         return ([self.base[0]] if self.base else []) + [name for name, _ in self.incrs]
+
+
+def log_files(directory: str, appendfilename: str) -> list:
+    """The non-empty files in `directory` named as parts of a log are
+    (`<appendfilename>.<n>.base.<ext>`, `<appendfilename>.<n>.incr.aof`):
+    with no manifest naming them, their data is out of view. Empty ones hold
+    nothing (a failed first rewrite leaves one) and are left out."""
+    prefix = appendfilename + "."
+    try:
+        names = sorted(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = []
+    for name in names:
+        rest = name[len(prefix):].split(".") if name.startswith(prefix) else ()
+        if (len(rest) == 3 and rest[0].isdigit()
+                and (rest[1:] == ["incr", "aof"] or rest[1] == "base")):
+            try:
+                if os.path.getsize(os.path.join(directory, name)) > 0:
+                    found.append(name)
+            except OSError:
+                pass
+    return found
+
+
+def is_kdb(path: str) -> bool:
+    """A base file written as a .kdb snapshot (aof-use-rdb-preamble yes): by
+    its name, or by its first bytes (as Redis finds an RDB preamble)."""
+    if path.endswith(".kdb"):
+        return True
+    with open(path, "rb") as f:
+        return f.read(len(KDB_MAGIC)) == KDB_MAGIC
 
 
 def fsync_dir(path: str) -> None:

@@ -30,7 +30,8 @@ from tenantkv.keyspace import database as database_module
 from tenantkv.logs import NOTICE
 from tenantkv.persistence import aof, kdb
 from tenantkv.persistence import child as children
-from tenantkv.persistence.aof import AofError, Journal, Manifest, Replayer, expiry_suspended
+from tenantkv.persistence.aof import (AofError, Journal, Manifest, ManifestError, Replayer,
+                                      expiry_suspended)
 
 log = logging.getLogger("tenantkv.aof")
 
@@ -91,22 +92,50 @@ class AppendOnly:
         """Before the server listens: with appendonly yes and a log, load the
         log (not the snapshot, as Redis) and go on logging; else load the
         snapshot, and with appendonly yes start a log from that data. A log
-        that cannot be loaded stops the start."""
-        if not (self.config["data.appendonly"] and os.path.exists(self.manifest_path)):
+        that cannot be loaded (a bad manifest, a missing or damaged file, log
+        files without their manifest) stops the start, naming the file and
+        the problem, before anything is changed."""
+        appendonly = self.config["data.appendonly"]
+        if not (appendonly and os.path.lexists(self.manifest_path)):
+            if appendonly:
+                self._refuse_orphans()
             self.server.snapshot.load_at_startup()
-            if self.config["data.appendonly"]:
+            if appendonly:
                 self._create_initial()
             return
         try:
             self.load()
+        except ManifestError as exc:
+            for line in exc.report():
+                log.error("%s", line)
+            log.error("Refusing to start: nothing was loaded or changed. %s; 'tenantkv "
+                      "check-aof %s' checks the log. Then restart.", exc.advice, exc.path)
+            raise SystemExit(1) from None
         except AofError as exc:
             log.error("%s", exc)
-            log.error("Fix it with 'tenantkv check-aof --fix %s' (it truncates the file at "
-                      "the last good record: what follows is lost), then restart.", exc.path)
+            last = self._path(self.manifest.incrs[-1][0]) if self.manifest.incrs else None
+            if exc.kind == "format" and exc.path == last:
+                log.error("Fix it with 'tenantkv check-aof --fix %s' (it truncates the file at "
+                          "the last good record, offset %d: what follows is lost), then restart.",
+                          exc.path, exc.good)
+            else:
+                base = self._path(self.manifest.base[0]) if self.manifest.base else None
+                log.error("Refusing to start. This cannot be repaired automatically (%s): "
+                          "restore the file from a backup. 'tenantkv check-aof %s' reports on "
+                          "every file of the log.", _why_not_fixable(exc, base, last),
+                          self.manifest_path)
             raise SystemExit(1) from None
         except kdb.KdbError as exc:
             log.error("Refusing to start: the append only file's base %s is damaged: %s",
-                      self.manifest.base[0], exc)
+                      self._path(self.manifest.base[0]), exc)
+            log.error("This cannot be repaired automatically (a base file is written whole, then "
+                      "renamed: damage in it is not a torn tail): restore it from a backup. "
+                      "'tenantkv check-aof %s' reports on every file of the log.",
+                      self.manifest_path)
+            raise SystemExit(1) from None
+        except OSError as exc:
+            log.error("Fatal error: can't read the append only file %s: %s",
+                      exc.filename or self.manifest_path, exc.strerror or exc)
             raise SystemExit(1) from None
         last = self.manifest.incrs[-1][0] if self.manifest.incrs else None
         if last is None:
@@ -115,34 +144,84 @@ class AppendOnly:
             self.manifest.write(self.manifest_path)
         self._install(self._path(last))
 
+    def _refuse_orphans(self) -> None:
+        """appendonly yes, no manifest: files of a log there would be left
+        out of view (and the first ones overwritten by the new log). Redis
+        7.0 starts anyway from its RDB and writes a new base 1 over the old
+        one; tenantkv refuses, as a missing manifest is damage (aof.log_files
+        leaves empty files out: they hold nothing). A single-file log of the
+        layout before Redis 7 in the data directory is refused too: Redis
+        would move it into the directory as the base; tenantkv never wrote
+        one, so it says how, rather than doing it."""
+        found = aof.log_files(self.directory, self.config["data.appendfilename"])
+        if found:
+            log.error("*** FATAL AOF MANIFEST FILE ERROR ***")
+            log.error("The AOF manifest %s doesn't exist, but %s holds files of an append only "
+                      "log: %s", self.manifest_path, self.directory, ", ".join(found))
+            log.error("Refusing to start: starting without them would leave their data out "
+                      "(and overwrite some of them). Nothing was changed. Restore the manifest "
+                      "(docs/aof-format.md: one 'file <name> seq <n> type b|i' line per file, "
+                      "the base first), or move the files away to start from the snapshot.")
+            raise SystemExit(1)
+        legacy = os.path.join(self.config["data.dir"], self.config["data.appendfilename"])
+        if os.path.isfile(legacy) and os.path.getsize(legacy) > 0:
+            log.error("*** FATAL AOF MANIFEST FILE ERROR ***")
+            log.error("Found %s, a single-file append only log (the layout before Redis 7), but "
+                      "no AOF manifest %s", legacy, self.manifest_path)
+            log.error("Refusing to start: tenantkv does not convert it by itself. To load it, "
+                      "move it into %s and write the manifest with the one line 'file %s seq 1 "
+                      "type b'; to start without it, move it away. Nothing was changed.",
+                      self.directory, _manifest_name(self.config["data.appendfilename"]))
+            raise SystemExit(1)
+
+    def _check_files(self, manifest: Manifest) -> None:
+        """Every file the manifest names exists, before anything is loaded (as
+        Redis sizes them all first). The last incremental file may be missing:
+        named, never created (a crash between the manifest and the file):
+        nothing was written to it."""
+        entries = ([("base", manifest.base[0])] if manifest.base else []) + \
+            [("incremental", name) for name, _ in manifest.incrs]
+        for i, (kind, name) in enumerate(entries):
+            path = self._path(name)
+            if os.path.isfile(path):
+                continue
+            if kind == "incremental" and i == len(entries) - 1 and not os.path.lexists(path):
+                log.warning("The last incremental file of the append only log, %s, doesn't "
+                            "exist (created, never written to?): it is created empty.", path)
+                continue
+            problem = "doesn't exist" if not os.path.lexists(path) else "is not a regular file"
+            raise ManifestError(
+                self.manifest_path, "The %s file %s, named at line %d of the manifest, %s"
+                % (kind, path, manifest.lines.get(name, 0), problem),
+                advice="A missing file cannot be made up again: restore it from a backup "
+                       "(what it held is lost otherwise)")
+
     def load(self) -> None:
         started = time.monotonic()
         manifest = self.manifest = Manifest.read(self.manifest_path)
+        self._check_files(manifest)
         replayer = Replayer(self.server)
         events = self.server.events
         journal, events.journal = events.journal, None
         try:
             with expiry_suspended():
-                if manifest.base and manifest.base[0].endswith(".kdb"):
+                base = self._path(manifest.base[0]) if manifest.base else None
+                if base is not None and aof.is_kdb(base):
                     # Every key, expired or not: the log after it may touch them.
-                    loaded = kdb.read_file(self._path(manifest.base[0]), None,
-                                           self.config["limits.databases"])
+                    loaded = kdb.read_file(base, None, self.config["limits.databases"])
                     kdb.install(self.server, loaded.tenants)
                     self.base_size = loaded.size
-                elif manifest.base:
-                    path = self._path(manifest.base[0])
-                    replayer.path = path
-                    result = aof.scan(path, replayer.apply)
+                elif base is not None:
+                    replayer.path = base
+                    result = aof.scan(base, replayer.apply)
                     if result.torn:
-                        raise AofError(path, result.good, "the base file is incomplete (%s)"
+                        raise AofError(base, result.good, "the base file is incomplete (%s)"
                                        % result.torn)
                     self.base_size = result.size
                 for i, (name, _) in enumerate(manifest.incrs):
                     path = self._path(name)
                     if not os.path.exists(path):
-                        if i == len(manifest.incrs) - 1:
-                            continue   # created, never written: nothing lost
-                        raise AofError(path, None, "a file of the manifest is missing")
+                        continue   # the last one (_check_files): created, never written
                     replayer.path = path
                     result = aof.scan(path, replayer.apply)
                     if result.torn:
@@ -620,6 +699,23 @@ class AppendOnly:
                 "aof_delayed_fsync:0",
             ]
         return lines
+
+
+def _manifest_name(name: str) -> str:
+    return aof._quote(name) if aof._needs_quotes(name) else name
+
+
+def _why_not_fixable(exc: AofError, base, last) -> str:
+    if exc.kind == "record":
+        return ("the record is well-formed: truncating the file there would throw away good "
+                "data; a newer tenantkv may know the command")
+    if exc.path == base:
+        return ("%s is the base: a base file is written whole, then renamed, so damage in it "
+                "is not a torn tail" % exc.path)
+    if exc.path != last:
+        return ("%s is not the last file of the log: truncating it would drop writes the "
+                "later files build on" % exc.path)
+    return "see above"
 
 
 def _remove_temp(base_path: str, pid: int) -> None:
