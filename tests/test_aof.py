@@ -627,7 +627,7 @@ def test_debug_loadaof_refuses_a_bad_log_and_keeps_the_data(tmp_path):
         with open(incr_file(tmp_path), "ab") as handle:
             handle.write(resp("NOSUCHCOMMAND", "x"))
         before = dump_tenant(c)
-        with pytest.raises(redis.ResponseError, match="unknown command 'NOSUCHCOMMAND'"):
+        with pytest.raises(redis.ResponseError, match="(?i)unknown command 'NOSUCHCOMMAND'"):
             c.execute_command("DEBUG", "LOADAOF")
         assert dump_tenant(c) == before
     finally:
