@@ -46,6 +46,7 @@ CONTAINER_CATEGORIES = {
     "client": ("slow", "connection"),
     "config": ("admin", "slow", "dangerous"),
     "kdb": ("admin", "slow", "dangerous"),       # but EXPORT/IMPORT: open_subcommands
+    "memory": ("read", "slow"),
     "object": ("keyspace", "read", "slow"),
 }
 
