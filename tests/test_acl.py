@@ -97,6 +97,29 @@ def test_rules_limit_commands(srv, root):
     assert root.execute_command("ACL", "DRYRUN", "ro", "set", "k", "v") == "OK"
 
 
+def test_rules_for_containers_and_their_categories(srv, root):
+    # A container (MEMORY, OBJECT, CONFIG) is allowed or denied as a whole
+    # (tenancy/permissions.py's CONTAINER_CATEGORIES): MEMORY and OBJECT are
+    # @read, CONFIG root-only; a user's MEMORY USAGE sees its own keys only.
+    root.execute_command("ACL", "SETUSER", "mem", "on", ">mem-pw", "-@all", "+@read", "+set", "+ping")
+    mem = login(srv, "mem", "mem-pw")
+    mem.set("k", "v")
+    assert mem.execute_command("MEMORY", "USAGE", "k") > 0
+    assert mem.execute_command("OBJECT", "ENCODING", "k") == "embstr"
+    assert "memory" in root.execute_command("ACL", "CAT", "read")
+    root.execute_command("ACL", "SETUSER", "mem", "-memory")
+    with pytest.raises(redis.exceptions.NoPermissionError, match=NOPERM % "memory"):
+        mem.execute_command("MEMORY", "USAGE", "k")
+    root.execute_command("ACL", "SETUSER", "mem", "+@all")
+    with pytest.raises(redis.exceptions.NoPermissionError, match=NOPERM % "config"):
+        mem.execute_command("CONFIG", "HELP")
+    mem.close()
+    raw = srv.client(username="mem", password="mem-pw")
+    assert raw.execute_command("KDB", "EXPORT")   # open to users: their own tenant
+    raw.close()
+    root.execute_command("ACL", "DELUSER", "mem")
+
+
 def test_setuser_errors_use_redis_texts(root):
     cases = {
         ("foo",): "Error in ACL SETUSER modifier 'foo': Syntax error",

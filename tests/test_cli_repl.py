@@ -193,6 +193,13 @@ def test_completion_and_hints_from_the_servers_command_docs(table):
     assert hint_for(table, "SET key").startswith(" value")
     assert hint_for(table, "HSET h f v ") == "[field value ...]"
     assert hint_for(table, "NOSUCHCMD ") == ""
+    # tenantkv's own commands and MEMORY come with argument trees like Redis's
+    assert complete("KDB ") == ["EXPORT", "HELP", "IMPORT", "LOAD", "SAVE"]
+    assert hint_for(table, "KDB IMPORT ") == "payload [REPLACE]"
+    assert hint_for(table, "KDB SAVE ") == "[path]"
+    assert complete("MEMORY ") == ["HELP", "USAGE"]
+    assert hint_for(table, "MEMORY USAGE k ") == "[SAMPLES count]"
+    assert "SETINFO" in complete("CLIENT ") and "PAUSE" not in complete("CLIENT ")
     styles = dict((text, style) for style, text in CommandLexer(table).styles('SET k "a b" EX 10'))
     assert styles == {"SET": "class:command", "k": "class:key", '"a b"': "class:quoted",
                       "EX": "class:token", "10": "class:number", " ": ""}

@@ -5,8 +5,13 @@ tests/compat/sessions/getkeys.txt)."""
 import pytest
 
 from tenantkv.commands import COMMANDS, keyinfo
-from tenantkv.commands.registry import _specs, legacy_key_spec
+from tenantkv.commands.reference import key_spec, redis_command
 from tenantkv.util.keyspecs import c_atoi, find_keys, parse_spec
+
+
+def recorded_specs(name: str) -> list:
+    """Redis's key specs for `name`, from the record (commands tenantkv may not have yet)."""
+    return [key_spec(spec) for spec in redis_command(name)["key_specs"]]
 
 
 def args(text: str) -> list:
@@ -79,7 +84,7 @@ def test_movablekeys_follows_the_key_specs():
 
 
 @pytest.mark.parametrize("name, command, expected", [
-    # the blocking family: its key specs wait in keyinfo.py for commands/blocking.py
+    # straight from Redis's record, whether or not tenantkv has the command
     ("blpop", "BLPOP a b 0", [1, 2]),
     ("blpop", "BLPOP a 0", [1]),
     ("brpop", "BRPOP a b c 1.5", [1, 2, 3]),
@@ -92,8 +97,8 @@ def test_movablekeys_follows_the_key_specs():
     ("bzmpop", "BZMPOP 1.5 1 a MIN COUNT 2", [3]),
     ("bitop", "BITOP AND d a b", [2, 3, 4]),
 ])
-def test_pending_commands_key_specs(name, command, expected):
-    specs = _specs(keyinfo.KEY_SPECS[name])
+def test_recorded_key_specs(name, command, expected):
+    specs = recorded_specs(name)
     words = args(command)
     assert [position for position, _ in find_keys(specs, words, -2)] == expected
 
@@ -101,32 +106,18 @@ def test_pending_commands_key_specs(name, command, expected):
 def test_pending_numkeys_procedures():
     assert keyinfo.PROCEDURES["blmpop"](args("BLMPOP 0 2abc a b LEFT")) == [(3, ()), (4, ())]
     assert keyinfo.PROCEDURES["bzmpop"](args("BZMPOP 0 0 a MIN")) == []
-    assert find_keys(_specs(keyinfo.KEY_SPECS["blmpop"]), args("BLMPOP 0 2abc a b LEFT"), -5) is None
+    assert find_keys(recorded_specs("blmpop"), args("BLMPOP 0 2abc a b LEFT"), -5) is None
 
 
-def test_keyinfo_names_are_commands_or_pending():
-    pending = {"blpop", "brpop", "blmpop", "bzmpop", "bzpopmin", "bzpopmax", "blmove", "brpoplpush",
-               "getbit", "setbit", "bitcount", "bitpos", "bitop", "bitfield", "bitfield_ro"}
-    for table in (keyinfo.KEY_SPECS, keyinfo.TIPS, keyinfo.PROCEDURES, keyinfo.SUBCOMMANDS):
-        assert set(table) - set(COMMANDS) <= pending
+def test_procedures_are_redis_commands():
+    assert all(redis_command(name) is not None for name in keyinfo.PROCEDURES)
 
 
-def test_every_command_with_keys_has_flags_for_them():
-    # A command tenantkv gains without an entry in keyinfo.py gets a spec made
-    # from its (first, last, step), without flags: add Redis's to keyinfo.py.
-    bare = [name for name, cmd in COMMANDS.items()
-            if not cmd.subcommands and any(not spec.flags for spec in cmd.key_specs)]
-    bare += [sub.name for cmd in COMMANDS.values() for sub in cmd.subcommands.values()
-             if any(not spec.flags for spec in sub.key_specs)]
-    assert bare == []
-
-
-def test_legacy_key_spec():
-    assert legacy_key_spec(0, 0, 0) == ()
-    (spec,) = legacy_key_spec(1, -1, 2)
-    assert find_keys([spec], args("MSET a 1 b 2"), -3) == [(1, ()), (3, ())]
-    (spec,) = legacy_key_spec(1, 2, 1)
-    assert find_keys([spec], args("RENAME a b"), 3) == [(1, ()), (2, ())]
+def test_unknown_key_specs_leave_it_to_the_procedure():
+    # Redis gives SORT specs it cannot follow (BY/GET patterns, STORE anywhere)
+    specs = recorded_specs("sort")
+    assert [s.begin for s in specs] == [("index", 1), ("unknown",), ("unknown",)]
+    assert find_keys(specs, args("SORT k BY w_*"), -2) is None
 
 
 def test_keyword_spec():

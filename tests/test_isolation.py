@@ -232,9 +232,11 @@ def test_same_names_then_attack_list_leaves_alice_untouched(srv):
                 assert bob.getrange(key, 0, -1) == b""
                 for sub in ("ENCODING", "REFCOUNT", "IDLETIME"):
                     assert cmd(bob, "OBJECT", sub, key) is None
+                assert bob.execute_command("MEMORY", "USAGE", key, "SAMPLES", 0) is None
                 assert bob.execute_command("LCS", key, key) == b""
             else:
                 assert bob.get(key) == b_value(db, key)
+                assert bob.execute_command("MEMORY", "USAGE", key) > len(b_value(db, key))
         assert bob.mget(A_ONLY) == [None] * len(A_ONLY)
         assert bob.exists(*A_ONLY) == 0
     bob.execute_command("SELECT", 0)

@@ -248,8 +248,8 @@ def test_keyspace_hits_and_misses_count_read_lookups(r, server):
 def test_command_table_introspection(r):
     count = r.command_count()
     names = raw_command(r, "COMMAND", "LIST")
-    assert b"get" in names
-    assert count == len(names) and count > 50
+    assert b"get" in names and b"config|get" in names   # subcommands too, as Redis lists them
+    assert count == len([n for n in names if b"|" not in n]) and count > 50
     info = raw_command(r, "COMMAND", "INFO", "get", "set", "mset", "nosuch")
     assert info[0][:6] == [b"get", 2, [b"readonly", b"fast"], 1, 1, 1]
     assert info[1][1] == -3 and info[2][3:6] == [1, -1, 2]

@@ -2,10 +2,10 @@
 
 `CommandTable.load(conn)` fetches `COMMAND DOCS` once at connect (so the client knows
 every command the server has, Redis's or ours) and turns each entry into a `CommandDoc`
-with an argument tree (`Arg`). The tree comes from Redis's `arguments` when the server
-sends them; otherwise it is parsed from our server's `syntax` string
-(`SET key value [NX | XX] ...`), so completion, hints and highlighting work the same way
-on both.
+with an argument tree (`Arg`) from its `arguments`: tenantkv's COMMAND DOCS is Redis's
+(its own commands, KDB and HELP, are documented the same way), so completion, hints and
+highlighting work the same way on both. A container whose COMMAND DOCS has no
+subcommands gets them from its HELP reply, parsed from syntax lines (`parse_syntax`).
 
 `match(args, words)` walks a tree over the words typed so far; it gives each word a
 role (key, token, number, ...) for the highlighter, the remaining syntax for the hint,
@@ -481,12 +481,6 @@ def doc_from_reply(name: str, entry) -> CommandDoc:
                      complexity=str(entry.get("complexity", "")))
     if "arguments" in entry:
         doc.args = [arg_from_doc(a) for a in entry.get("arguments") or []]
-    elif entry.get("syntax"):
-        syntax = str(entry["syntax"])
-        if "<subcommand>" in syntax:
-            doc.container = True
-        else:
-            doc.args = parse_syntax(syntax, skip_words=len(display.split()))
     subs = as_map(entry.get("subcommands") or {})
     for sub_name, sub_entry in subs.items():
         sub = doc_from_reply(str(sub_name), sub_entry)

@@ -1,8 +1,8 @@
 """Command families. Importing this package registers every command."""
 
 from tenantkv.commands import (  # noqa: F401  (imported for their registrations)
-    acl, appendonly, bitmaps, blocking, connection, hashes, keys, lists, persistence, server, sets,
-    strings, transactions, zsets,
+    acl, appendonly, bitmaps, blocking, connection, hashes, keys, lists, memory, persistence,
+    server, sets, strings, transactions, zsets,
 )
 from tenantkv.commands.registry import COMMANDS, Command
 

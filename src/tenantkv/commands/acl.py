@@ -85,8 +85,7 @@ IGNORED = {"allkeys", "allchannels", "resetkeys", "resetchannels", "sanitize-pay
            "skip-sanitize-payload"}
 
 
-@command("acl", -2, "", group="server", since="6.0.0",
-         summary="A container for Access List Control commands.", syntax="<subcommand> [arguments ...]")
+@command("acl", subcommands=[s.decode() for s in ARITY])
 def acl(conn, args):
     sub = args[1].lower()
     arity = ARITY.get(sub)

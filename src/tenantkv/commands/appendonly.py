@@ -7,8 +7,7 @@ from tenantkv.commands.registry import command
 from tenantkv.protocol.encoder import Status
 
 
-@command("bgrewriteaof", 1, "admin noscript no_async_loading", group="server", since="1.0.0",
-         summary="Asynchronously rewrites the append-only file to disk.", syntax="")
+@command("bgrewriteaof")
 def bgrewriteaof(conn, args):
     # CommandError while one runs; scheduled while a BGSAVE runs (as Redis).
     if conn.server.aof.request_rewrite():

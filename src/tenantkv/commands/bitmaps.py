@@ -59,9 +59,7 @@ def _store(db, key: bytes, value: bytes) -> None:
 
 # -- SETBIT / GETBIT -------------------------------------------------------------
 
-@command("setbit", 4, "write denyoom", keys=(1, 1, 1), group="bitmap", since="2.2.0",
-         summary="Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist.",
-         syntax="key offset value")
+@command("setbit")
 def setbit(conn, args):
     offset = _bit_offset(conn, args[2])
     on = parse_int(args[3])
@@ -91,8 +89,7 @@ def setbit(conn, args):
     return previous
 
 
-@command("getbit", 3, "readonly fast", keys=(1, 1, 1), group="bitmap", since="2.2.0",
-         summary="Returns a bit value by offset.", syntax="key offset")
+@command("getbit")
 def getbit(conn, args):
     offset = _bit_offset(conn, args[2])
     value = conn.db.read_string(args[1])
@@ -126,9 +123,7 @@ def _clip(start: int, end: int, total: int) -> tuple:
     return start, min(end, total - 1)
 
 
-@command("bitcount", -2, "readonly", keys=(1, 1, 1), group="bitmap", since="2.6.0",
-         summary="Counts the number of set bits (population counting) in a string.",
-         syntax="key [start end [BYTE | BIT]]")
+@command("bitcount")
 def bitcount(conn, args):
     # As Redis 7.0: the key first (missing is 0, whatever the arguments), then
     # the range; two negative indexes in the wrong order are 0 before the unit is read.
@@ -192,9 +187,7 @@ def _first_bit(value: bytes, bit: int, low: int, high: int) -> int:
     return in_byte(last, 0, high & 7)
 
 
-@command("bitpos", -3, "readonly", keys=(1, 1, 1), group="bitmap", since="2.8.7",
-         summary="Finds the first set (1) or clear (0) bit in a string.",
-         syntax="key bit [start [end [BYTE | BIT]]]")
+@command("bitpos")
 def bitpos(conn, args):
     bit = int_arg(args[2])
     if bit != 0 and bit != 1:
@@ -235,9 +228,7 @@ def bitpos(conn, args):
 _BITOPS = {b"and": "and", b"or": "or", b"xor": "xor", b"not": "not"}
 
 
-@command("bitop", -4, "write denyoom", keys=(2, -1, 1), group="bitmap", since="2.6.0",
-         summary="Performs bitwise operations on multiple strings, and stores the result.",
-         syntax="<AND | OR | XOR | NOT> destkey key [key ...]")
+@command("bitop")
 def bitop(conn, args):
     op = _BITOPS.get(_option(args[1]))
     if op is None:
@@ -436,17 +427,11 @@ def _bitfield(conn, args, read_only_command: bool):
     return replies
 
 
-@command("bitfield", -2, "write denyoom", keys=(1, 1, 1), group="bitmap", since="3.2.0",
-         summary="Performs arbitrary bitfield integer operations on strings.",
-         syntax="key [GET encoding offset | [OVERFLOW <WRAP | SAT | FAIL>] <SET encoding offset value "
-                "| INCRBY encoding offset increment> [GET encoding offset | [OVERFLOW <WRAP | SAT | FAIL>] "
-                "<SET encoding offset value | INCRBY encoding offset increment> ...]]")
+@command("bitfield")
 def bitfield(conn, args):
     return _bitfield(conn, args, False)
 
 
-@command("bitfield_ro", -2, "readonly fast", keys=(1, 1, 1), group="bitmap", since="6.0.0",
-         summary="Performs arbitrary read-only bitfield integer operations on strings.",
-         syntax="key [GET encoding offset [GET encoding offset ...]]")
+@command("bitfield_ro")
 def bitfield_ro(conn, args):
     return _bitfield(conn, args, True)

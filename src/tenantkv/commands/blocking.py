@@ -97,16 +97,12 @@ def _blocking_pop(conn, args, head: bool):
                          timeout)
 
 
-@command("blpop", -3, "write noscript blocking", keys=(1, -2, 1), group="list", since="2.0.0",
-         summary="Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.",
-         syntax="key [key ...] timeout")
+@command("blpop")
 def blpop(conn, args):
     return _blocking_pop(conn, args, True)
 
 
-@command("brpop", -3, "write noscript blocking", keys=(1, -2, 1), group="list", since="2.0.0",
-         summary="Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.",
-         syntax="key [key ...] timeout")
+@command("brpop")
 def brpop(conn, args):
     return _blocking_pop(conn, args, False)
 
@@ -130,18 +126,14 @@ def _blocking_move(conn, src: bytes, dst: bytes, from_head: bool, to_head: bool,
     return _block_or_timeout(conn, [src], deque, serve, timeout, NULL_ARRAY, None)
 
 
-@command("blmove", 6, "write denyoom noscript blocking", keys=(1, 2, 1), group="list", since="6.2.0",
-         summary="Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.",
-         syntax="source destination LEFT|RIGHT LEFT|RIGHT timeout")
+@command("blmove")
 def blmove(conn, args):
     from_head = lists._where(args[3])
     to_head = lists._where(args[4])
     return _blocking_move(conn, args[1], args[2], from_head, to_head, args[5])
 
 
-@command("brpoplpush", 4, "write denyoom noscript blocking", keys=(1, 2, 1), group="list", since="2.2.0",
-         summary="Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped. (Deprecated: use BLMOVE.)",
-         syntax="source destination timeout")
+@command("brpoplpush")
 def brpoplpush(conn, args):
     return _blocking_move(conn, args[1], args[2], False, True, args[3])
 
@@ -173,9 +165,7 @@ def _mpop_args(args, sides: tuple) -> tuple:
     return timeout, args[3:where], sides.index(side), count or 1
 
 
-@command("blmpop", -5, "write blocking movablekeys", group="list", since="7.0.0",
-         summary="Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.",
-         syntax="timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]")
+@command("blmpop")
 def blmpop(conn, args):
     timeout, keys, side, count = _mpop_args(args, (b"left", b"right"))
     head = side == 0
@@ -192,9 +182,7 @@ def blmpop(conn, args):
     return _pop_or_block(conn, keys, deque, pop, record, timeout)
 
 
-@command("bzmpop", -5, "write blocking movablekeys", group="sorted_set", since="7.0.0",
-         summary="Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.",
-         syntax="timeout numkeys key [key ...] <MIN | MAX> [COUNT count]")
+@command("bzmpop")
 def bzmpop(conn, args):
     timeout, keys, side, count = _mpop_args(args, (b"min", b"max"))
 
@@ -229,17 +217,11 @@ def _blocking_zpop(conn, args, maximum: bool):
     return _pop_or_block(conn, keys, ZSet, pop, lambda key, reply: [name, key], timeout)
 
 
-@command("bzpopmin", -3, "write noscript blocking fast", keys=(1, -2, 1), group="sorted_set",
-         since="5.0.0",
-         summary="Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.",
-         syntax="key [key ...] timeout")
+@command("bzpopmin")
 def bzpopmin(conn, args):
     return _blocking_zpop(conn, args, False)
 
 
-@command("bzpopmax", -3, "write noscript blocking fast", keys=(1, -2, 1), group="sorted_set",
-         since="5.0.0",
-         summary="Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.",
-         syntax="key [key ...] timeout")
+@command("bzpopmax")
 def bzpopmax(conn, args):
     return _blocking_zpop(conn, args, True)

@@ -11,25 +11,25 @@ from tenantkv.protocol.encoder import OK, PONG, Status, Verbatim
 from tenantkv.util.numbers import parse_int
 
 
-@command("ping", -1, "fast", group="connection", summary="Returns the server's liveliness response.", syntax="[message]")
+@command("ping")
 def ping(conn, args):
     if len(args) > 2:
         raise CommandError(errors.wrong_arity("ping"))
     return PONG if len(args) == 1 else args[1]
 
 
-@command("echo", 2, "loading stale fast", group="connection", summary="Returns the given string.", syntax="message")
+@command("echo")
 def echo(conn, args):
     return args[1]
 
 
-@command("quit", -1, "noscript loading stale fast noauth allow_busy", group="connection", summary="Closes the connection.", syntax="")
+@command("quit")
 def quit_(conn, args):
     conn.close_after_reply = True
     return OK
 
 
-@command("select", 2, "loading stale fast", group="connection", summary="Changes the selected database.", syntax="index")
+@command("select")
 def select(conn, args):
     index = parse_int(args[1])
     if index is None:
@@ -42,8 +42,7 @@ def select(conn, args):
     return OK
 
 
-@command("auth", -2, "noauth noscript loading stale fast allow_busy", group="connection",
-         summary="Authenticates the connection.", syntax="[username] password")
+@command("auth")
 def auth(conn, args):
     if len(args) > 3:
         raise CommandError(errors.SYNTAX)
@@ -58,8 +57,7 @@ def auth(conn, args):
     return server.auth.start(conn, args[1], args[2], lambda: OK)
 
 
-@command("hello", -1, "noscript loading stale fast noauth allow_busy", group="connection", since="6.0.0",
-         summary="Handshakes with the server.", syntax="[protover [AUTH username password] [SETNAME clientname]]")
+@command("hello")
 def hello(conn, args):
     protocol = 3 if conn.resp3 else 2
     i = 1
@@ -111,8 +109,7 @@ def hello(conn, args):
     return reply()
 
 
-@command("reset", 1, "noscript loading stale fast noauth allow_busy", group="connection", since="6.2.0",
-         summary="Resets the connection.", syntax="")
+@command("reset")
 def reset(conn, args):
     end_transaction(conn)   # out of MULTI, nothing watched
     conn.resp3 = False
@@ -123,12 +120,18 @@ def reset(conn, args):
     return Status("RESET")
 
 
-@command("post", -1, "noauth", group="connection", summary="HTTP request guard: closes the connection.")
+# HTTP request guards: not commands anyone calls, so hidden from COMMAND, HELP
+# and the ACL rules (registry.HIDDEN); they only need to run before AUTH.
+_GUARD = dict(arity=-1, flags="no_auth", acl_categories="@connection @slow", group="connection",
+              since="0.1.0", complexity="O(1)", summary="HTTP request guard: closes the connection.")
+
+
+@command("post", **_GUARD)
 def http_post(conn, args):
     return _http_guard(conn)
 
 
-@command("host:", -1, "noauth", group="connection", summary="HTTP request guard: closes the connection.")
+@command("host:", **_GUARD)
 def http_host(conn, args):
     return _http_guard(conn)
 
@@ -239,8 +242,27 @@ def _visible_clients(conn):
     return sorted(clients, key=lambda c: c.id)
 
 
-@command("client", -2, "", group="connection", summary="A container for client connection commands.",
-         syntax="<subcommand> [arguments ...]")
+# CLIENT SETINFO and NO-TOUCH are Redis 7.2's (clients such as redis-py send
+# SETINFO on connect); the record is 7.0's, so they are declared as 7.2 does.
+_CLIENT_72 = dict(flags="noscript loading stale", acl_categories="@slow @connection",
+                  group="connection", since="7.2.0", complexity="O(1)")
+
+
+@command("client", subcommands={
+    "id": None, "getname": None, "setname": None, "info": None, "list": None, "kill": None,
+    "unblock": None, "no-evict": None, "help": None,
+    "setinfo": dict(_CLIENT_72, arity=4, tips=["request_policy:all_nodes", "response_policy:all_succeeded"],
+                    summary="Sets information specific to the client or connection.",
+                    arguments=[{"name": "attr", "type": "oneof", "arguments": [
+                        {"name": "libname", "type": "string", "token": "lib-name"},
+                        {"name": "libver", "type": "string", "token": "lib-ver"}]}]),
+    "no-touch": dict(_CLIENT_72, arity=3,
+                     summary="Controls whether commands sent by the client affect the LRU/LFU "
+                             "of accessed keys.",
+                     arguments=[{"name": "enabled", "type": "oneof", "arguments": [
+                         {"name": "on", "type": "pure-token", "token": "ON"},
+                         {"name": "off", "type": "pure-token", "token": "OFF"}]}]),
+})
 def client(conn, args):
     sub = args[1].lower()
     argc = len(args)

@@ -94,24 +94,18 @@ def _set_pairs(conn, args: list, name: str):
     return len(h) - before
 
 
-@command("hset", -4, "write denyoom fast", keys=(1, 1, 1), group="hash",
-         summary="Creates or modifies the value of a field in a hash.",
-         syntax="key field value [field value ...]")
+@command("hset")
 def hset(conn, args):
     return _set_pairs(conn, args, "hset")
 
 
-@command("hmset", -4, "write denyoom fast", keys=(1, 1, 1), group="hash", since="2.0.0",
-         summary="Sets the values of multiple fields. (Deprecated: use HSET.)",
-         syntax="key field value [field value ...]")
+@command("hmset")
 def hmset(conn, args):
     _set_pairs(conn, args, "hmset")
     return OK
 
 
-@command("hsetnx", 4, "write denyoom fast", keys=(1, 1, 1), group="hash", since="2.0.0",
-         summary="Sets the value of a field in a hash only when the field doesn't exist.",
-         syntax="key field value")
+@command("hsetnx")
 def hsetnx(conn, args):
     db = conn.db
     key = args[1]
@@ -125,15 +119,13 @@ def hsetnx(conn, args):
     return 1
 
 
-@command("hget", 3, "readonly fast", keys=(1, 1, 1), group="hash", since="2.0.0",
-         summary="Returns the value of a field in a hash.", syntax="key field")
+@command("hget")
 def hget(conn, args):
     h = _read(conn.db, args[1])
     return None if h is None else h.get(args[2])
 
 
-@command("hmget", -3, "readonly fast", keys=(1, 1, 1), group="hash", since="2.0.0",
-         summary="Returns the values of all fields in a hash.", syntax="key field [field ...]")
+@command("hmget")
 def hmget(conn, args):
     h = _read(conn.db, args[1])
     if h is None:
@@ -142,9 +134,7 @@ def hmget(conn, args):
     return [get(field) for field in args[2:]]
 
 
-@command("hdel", -3, "write fast", keys=(1, 1, 1), group="hash", since="2.0.0",
-         summary="Deletes one or more fields and their values from a hash. Deletes the hash if no fields remain.",
-         syntax="key field [field ...]")
+@command("hdel")
 def hdel(conn, args):
     db = conn.db
     h = db.get_typed(args[1], dict)
@@ -161,15 +151,13 @@ def hdel(conn, args):
     return removed
 
 
-@command("hlen", 2, "readonly fast", keys=(1, 1, 1), group="hash", since="2.0.0",
-         summary="Returns the number of fields in a hash.", syntax="key")
+@command("hlen")
 def hlen(conn, args):
     h = _read(conn.db, args[1])
     return 0 if h is None else len(h)
 
 
-@command("hstrlen", 3, "readonly fast", keys=(1, 1, 1), group="hash", since="3.2.0",
-         summary="Returns the length of the value of a field.", syntax="key field")
+@command("hstrlen")
 def hstrlen(conn, args):
     h = _read(conn.db, args[1])
     if h is None:
@@ -178,29 +166,25 @@ def hstrlen(conn, args):
     return 0 if value is None else len(value)
 
 
-@command("hexists", 3, "readonly fast", keys=(1, 1, 1), group="hash", since="2.0.0",
-         summary="Determines whether a field exists in a hash.", syntax="key field")
+@command("hexists")
 def hexists(conn, args):
     h = _read(conn.db, args[1])
     return 1 if h is not None and args[2] in h else 0
 
 
-@command("hkeys", 2, "readonly", keys=(1, 1, 1), group="hash", since="2.0.0",
-         summary="Returns all fields in a hash.", syntax="key")
+@command("hkeys")
 def hkeys(conn, args):
     h = _read(conn.db, args[1])
     return [] if h is None else list(h)
 
 
-@command("hvals", 2, "readonly", keys=(1, 1, 1), group="hash", since="2.0.0",
-         summary="Returns all values in a hash.", syntax="key")
+@command("hvals")
 def hvals(conn, args):
     h = _read(conn.db, args[1])
     return [] if h is None else list(h.values())
 
 
-@command("hgetall", 2, "readonly", keys=(1, 1, 1), group="hash", since="2.0.0",
-         summary="Returns all fields and values of a hash.", syntax="key")
+@command("hgetall")
 def hgetall(conn, args):
     h = _read(conn.db, args[1])
     return {} if h is None else dict(h)   # a copy: the reply may be encoded after later writes
@@ -208,9 +192,7 @@ def hgetall(conn, args):
 
 # -- counters --------------------------------------------------------------------
 
-@command("hincrby", 4, "write denyoom fast", keys=(1, 1, 1), group="hash", since="2.0.0",
-         summary="Increments the integer value of a field in a hash by a number. Uses 0 as initial value if the field doesn't exist.",
-         syntax="key field increment")
+@command("hincrby")
 def hincrby(conn, args):
     increment = int_arg(args[3])
     db = conn.db
@@ -235,9 +217,7 @@ def hincrby(conn, args):
     return result
 
 
-@command("hincrbyfloat", 4, "write denyoom fast", keys=(1, 1, 1), group="hash", since="2.6.0",
-         summary="Increments the floating point value of a field by a number. Uses 0 as initial value if the field doesn't exist.",
-         syntax="key field increment")
+@command("hincrbyfloat")
 def hincrbyfloat(conn, args):
     increment = args[3]
     # As Redis: the increment first (not a float, then NaN/Infinity), then the key.
@@ -266,9 +246,7 @@ def hincrbyfloat(conn, args):
 
 # -- HRANDFIELD ------------------------------------------------------------------
 
-@command("hrandfield", -2, "readonly", keys=(1, 1, 1), group="hash", since="6.2.0",
-         summary="Returns one or more random fields from a hash.",
-         syntax="key [count [WITHVALUES]]")
+@command("hrandfield")
 def hrandfield(conn, args):
     if len(args) == 2:
         h = _read(conn.db, args[1])
@@ -316,9 +294,7 @@ def hrandfield(conn, args):
 
 # -- HSCAN -------------------------------------------------------------------------
 
-@command("hscan", -3, "readonly", keys=(1, 1, 1), group="hash", since="2.8.0",
-         summary="Iterates over fields and values of a hash.",
-         syntax="key cursor [MATCH pattern] [COUNT count]")
+@command("hscan")
 def hscan(conn, args):
     # A listpack is answered whole, whatever the cursor and COUNT (as Redis).
     return scan_collection(conn, args, _read,

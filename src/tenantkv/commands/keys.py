@@ -14,42 +14,35 @@ from tenantkv.util.glob import glob_match
 from tenantkv.util.numbers import LLONG_MAX, LLONG_MIN, int_arg, parse_int
 
 
-@command("del", -2, "write", keys=(1, -1, 1), group="generic",
-         summary="Deletes one or more keys.", syntax="key [key ...]")
+@command("del")
 def del_(conn, args):
     db = conn.db
     return sum(1 for key in args[1:] if db.delete(key))
 
 
-@command("unlink", -2, "write fast", keys=(1, -1, 1), group="generic", since="4.0.0",
-         summary="Asynchronously deletes one or more keys.", syntax="key [key ...]")
+@command("unlink")
 def unlink(conn, args):
     return del_(conn, args)
 
 
-@command("exists", -2, "readonly fast", keys=(1, -1, 1), group="generic",
-         summary="Determines whether one or more keys exist.", syntax="key [key ...]")
+@command("exists")
 def exists(conn, args):
     db = conn.db
     return sum(1 for key in args[1:] if db.read(key) is not None)   # a hit or miss per key
 
 
-@command("touch", -2, "readonly fast", keys=(1, -1, 1), group="generic", since="3.2.1",
-         summary="Returns the number of existing keys out of those specified after updating the time they were last accessed.",
-         syntax="key [key ...]")
+@command("touch")
 def touch(conn, args):
     return exists(conn, args)
 
 
-@command("type", 2, "readonly fast", keys=(1, 1, 1), group="generic",
-         summary="Determines the type of value stored at a key.", syntax="key")
+@command("type")
 def type_(conn, args):
     value = conn.db.read(args[1])
     return Status("none" if value is None else type_name(value))
 
 
-@command("keys", 2, "readonly", group="generic",
-         summary="Returns all key names that match a pattern.", syntax="pattern")
+@command("keys")
 def keys(conn, args):
     db = conn.db
     db.purge_expired()
@@ -59,14 +52,12 @@ def keys(conn, args):
     return [key for key in db.data if glob_match(pattern, key)]
 
 
-@command("dbsize", 1, "readonly fast", group="server",
-         summary="Returns the number of keys in the database.", syntax="")
+@command("dbsize")
 def dbsize(conn, args):
     return len(conn.db.data)
 
 
-@command("randomkey", 1, "readonly", group="generic",
-         summary="Returns a random key name from the database.", syntax="")
+@command("randomkey")
 def randomkey(conn, args):
     db = conn.db
     for _ in range(100):
@@ -213,9 +204,7 @@ def parse_cursor(raw: bytes) -> int:
     return (_ULONG - value) % _ULONG if raw[:1] == b"-" else value
 
 
-@command("scan", -2, "readonly", group="generic", since="2.8.0",
-         summary="Iterates over the key names in the database.",
-         syntax="cursor [MATCH pattern] [COUNT count] [TYPE type]")
+@command("scan")
 def scan(conn, args):
     cursor = parse_cursor(args[1])
     pattern, count, kind = parse_scan_options(args, 2)
@@ -250,8 +239,7 @@ def _move_key(src_db, key, dst_db, new_key) -> None:
         dst_db.mark_encoding(new_key, value, marked)
 
 
-@command("rename", 3, "write", keys=(1, 2, 1), group="generic",
-         summary="Renames a key and overwrites the destination.", syntax="key newkey")
+@command("rename")
 def rename(conn, args):
     db = conn.db
     if db.get(args[1]) is None:
@@ -261,8 +249,7 @@ def rename(conn, args):
     return OK
 
 
-@command("renamenx", 3, "write fast", keys=(1, 2, 1), group="generic",
-         summary="Renames a key only when the target key name doesn't exist.", syntax="key newkey")
+@command("renamenx")
 def renamenx(conn, args):
     db = conn.db
     if db.get(args[1]) is None:
@@ -282,8 +269,7 @@ def _db_index(conn, raw: bytes) -> int:
     return index
 
 
-@command("move", 3, "write fast", keys=(1, 1, 1), group="generic",
-         summary="Moves a key to another database.", syntax="key db")
+@command("move")
 def move(conn, args):
     index = _db_index(conn, args[2])
     src = conn.db
@@ -296,9 +282,7 @@ def move(conn, args):
     return 1
 
 
-@command("copy", -3, "write denyoom", keys=(1, 2, 1), group="generic", since="6.2.0",
-         summary="Copies the value of a key to a new key.",
-         syntax="source destination [DB destination-db] [REPLACE]")
+@command("copy")
 def copy(conn, args):
     dst = conn.db
     replace = False
@@ -338,16 +322,14 @@ def _flush_mode(args: list) -> None:
         raise CommandError(errors.SYNTAX)
 
 
-@command("flushdb", -1, "write", group="server",
-         summary="Remove all keys from the current database.", syntax="[ASYNC | SYNC]")
+@command("flushdb")
 def flushdb(conn, args):
     _flush_mode(args)
     conn.db.clear()
     return OK
 
 
-@command("flushall", -1, "write", group="server",
-         summary="Removes all keys from all databases.", syntax="[ASYNC | SYNC]")
+@command("flushall")
 def flushall(conn, args):
     _flush_mode(args)
     for db in conn.tenant.dbs:
@@ -373,8 +355,7 @@ OBJECT_HELP = [
 ]
 
 
-@command("object", -2, "readonly", keys=(2, 2, 1), group="generic", since="2.2.3",
-         summary="A container for object introspection commands.", syntax="<subcommand> [arguments ...]")
+@command("object", subcommands=("encoding", "freq", "help", "idletime", "refcount"))
 def object_(conn, args):
     sub = args[1].lower()
     if sub not in (b"help", b"encoding", b"refcount", b"idletime", b"freq"):
@@ -464,31 +445,23 @@ def _expire_generic(conn, args, base_ms: int, unit_ms: int, name: str) -> int:
     return 1
 
 
-_EXPIRE_SYNTAX = " [NX | XX | GT | LT]"
 
-
-@command("expire", -3, "write fast", keys=(1, 1, 1), group="generic",
-         summary="Sets the expiration time of a key in seconds.", syntax="key seconds" + _EXPIRE_SYNTAX)
+@command("expire")
 def expire(conn, args):
     return _expire_generic(conn, args, now_ms(), 1000, "expire")
 
 
-@command("pexpire", -3, "write fast", keys=(1, 1, 1), group="generic", since="2.6.0",
-         summary="Sets the expiration time of a key in milliseconds.", syntax="key milliseconds" + _EXPIRE_SYNTAX)
+@command("pexpire")
 def pexpire(conn, args):
     return _expire_generic(conn, args, now_ms(), 1, "pexpire")
 
 
-@command("expireat", -3, "write fast", keys=(1, 1, 1), group="generic", since="1.2.0",
-         summary="Sets the expiration time of a key to a Unix timestamp.",
-         syntax="key unix-time-seconds" + _EXPIRE_SYNTAX)
+@command("expireat")
 def expireat(conn, args):
     return _expire_generic(conn, args, 0, 1000, "expireat")
 
 
-@command("pexpireat", -3, "write fast", keys=(1, 1, 1), group="generic", since="2.6.0",
-         summary="Sets the expiration time of a key to a Unix milliseconds timestamp.",
-         syntax="key unix-time-milliseconds" + _EXPIRE_SYNTAX)
+@command("pexpireat")
 def pexpireat(conn, args):
     return _expire_generic(conn, args, 0, 1, "pexpireat")
 
@@ -504,32 +477,27 @@ def _ttl(conn, key: bytes, in_ms: bool, absolute: bool) -> int:
     return value if in_ms else (value + 500) // 1000
 
 
-@command("ttl", 2, "readonly fast", keys=(1, 1, 1), group="generic",
-         summary="Returns the expiration time in seconds of a key.", syntax="key")
+@command("ttl")
 def ttl(conn, args):
     return _ttl(conn, args[1], False, False)
 
 
-@command("pttl", 2, "readonly fast", keys=(1, 1, 1), group="generic", since="2.6.0",
-         summary="Returns the expiration time in milliseconds of a key.", syntax="key")
+@command("pttl")
 def pttl(conn, args):
     return _ttl(conn, args[1], True, False)
 
 
-@command("expiretime", 2, "readonly fast", keys=(1, 1, 1), group="generic", since="7.0.0",
-         summary="Returns the expiration time of a key as a Unix timestamp.", syntax="key")
+@command("expiretime")
 def expiretime(conn, args):
     return _ttl(conn, args[1], False, True)
 
 
-@command("pexpiretime", 2, "readonly fast", keys=(1, 1, 1), group="generic", since="7.0.0",
-         summary="Returns the expiration time of a key as a Unix milliseconds timestamp.", syntax="key")
+@command("pexpiretime")
 def pexpiretime(conn, args):
     return _ttl(conn, args[1], True, True)
 
 
-@command("persist", 2, "write fast", keys=(1, 1, 1), group="generic", since="2.2.0",
-         summary="Removes the expiration time of a key.", syntax="key")
+@command("persist")
 def persist(conn, args):
     db = conn.db
     if db.get(args[1]) is None:

@@ -86,30 +86,22 @@ def _push(conn, args: list, head: bool, create: bool) -> int:
     return len(lst)
 
 
-@command("lpush", -3, "write denyoom fast", keys=(1, 1, 1), group="list",
-         summary="Prepends one or more elements to a list. Creates the key if it doesn't exist.",
-         syntax="key element [element ...]")
+@command("lpush")
 def lpush(conn, args):
     return _push(conn, args, True, True)
 
 
-@command("rpush", -3, "write denyoom fast", keys=(1, 1, 1), group="list",
-         summary="Appends one or more elements to a list. Creates the key if it doesn't exist.",
-         syntax="key element [element ...]")
+@command("rpush")
 def rpush(conn, args):
     return _push(conn, args, False, True)
 
 
-@command("lpushx", -3, "write denyoom fast", keys=(1, 1, 1), group="list", since="2.2.0",
-         summary="Prepends one or more elements to a list only when the list exists.",
-         syntax="key element [element ...]")
+@command("lpushx")
 def lpushx(conn, args):
     return _push(conn, args, True, False)
 
 
-@command("rpushx", -3, "write denyoom fast", keys=(1, 1, 1), group="list", since="2.2.0",
-         summary="Appends an element to a list only when the list exists.",
-         syntax="key element [element ...]")
+@command("rpushx")
 def rpushx(conn, args):
     return _push(conn, args, False, False)
 
@@ -136,16 +128,12 @@ def _pop(conn, args: list, head: bool):
     return _pop_many(db, key, lst, head, count)
 
 
-@command("lpop", -2, "write fast", keys=(1, 1, 1), group="list",
-         summary="Returns the first elements in a list after removing it. Deletes the list if the last element was popped.",
-         syntax="key [count]")
+@command("lpop")
 def lpop(conn, args):
     return _pop(conn, args, True)
 
 
-@command("rpop", -2, "write fast", keys=(1, 1, 1), group="list",
-         summary="Returns and removes the last elements of a list. Deletes the list if the last element was popped.",
-         syntax="key [count]")
+@command("rpop")
 def rpop(conn, args):
     return _pop(conn, args, False)
 
@@ -161,9 +149,7 @@ def _pop_many(db, key: bytes, lst: deque, head: bool, count: int) -> list:
     return [pop() for _ in range(count)]
 
 
-@command("lmpop", -4, "write movablekeys", keys=(0, 0, 0), group="list", since="7.0.0",
-         summary="Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.",
-         syntax="numkeys key [key ...] LEFT|RIGHT [COUNT count]")
+@command("lmpop")
 def lmpop(conn, args):
     numkeys = _range_long(args[1], 1, LLONG_MAX, "ERR numkeys should be greater than 0")
     where_idx = 1 + numkeys + 1
@@ -190,15 +176,13 @@ def lmpop(conn, args):
 
 # -- reads -------------------------------------------------------------------------
 
-@command("llen", 2, "readonly fast", keys=(1, 1, 1), group="list",
-         summary="Returns the length of a list.", syntax="key")
+@command("llen")
 def llen(conn, args):
     lst = _read(conn.db, args[1])
     return 0 if lst is None else len(lst)
 
 
-@command("lrange", 4, "readonly", keys=(1, 1, 1), group="list",
-         summary="Returns a range of elements from a list.", syntax="key start stop")
+@command("lrange")
 def lrange(conn, args):
     start = _long(args[2])
     end = _long(args[3])
@@ -211,8 +195,7 @@ def lrange(conn, args):
     return _slice(lst, begin, end)
 
 
-@command("lindex", 3, "readonly", keys=(1, 1, 1), group="list",
-         summary="Returns an element from a list by its index.", syntax="key index")
+@command("lindex")
 def lindex(conn, args):
     lst = _read(conn.db, args[1])
     if lst is None:
@@ -226,9 +209,7 @@ def lindex(conn, args):
     return lst[index]   # deque indexing walks from the nearer end
 
 
-@command("lpos", -3, "readonly", keys=(1, 1, 1), group="list", since="6.0.6",
-         summary="Returns the index of matching elements in a list.",
-         syntax="key element [RANK rank] [COUNT num-matches] [MAXLEN len]")
+@command("lpos")
 def lpos(conn, args):
     element = args[2]
     rank, count, maxlen = 1, -1, 0
@@ -283,8 +264,7 @@ def lpos(conn, args):
 
 # -- writes in place -----------------------------------------------------------------
 
-@command("lset", 4, "write denyoom", keys=(1, 1, 1), group="list",
-         summary="Sets the value of an element in a list by its index.", syntax="key index element")
+@command("lset")
 def lset(conn, args):
     db = conn.db
     lst = db.get_typed(args[1], deque)
@@ -300,9 +280,7 @@ def lset(conn, args):
     return OK
 
 
-@command("linsert", 5, "write denyoom", keys=(1, 1, 1), group="list", since="2.2.0",
-         summary="Inserts an element before or after another element in a list.",
-         syntax="key BEFORE|AFTER pivot element")
+@command("linsert")
 def linsert(conn, args):
     where = args[2].lower()
     if where == b"after":
@@ -323,9 +301,7 @@ def linsert(conn, args):
     return len(lst)
 
 
-@command("lrem", 4, "write", keys=(1, 1, 1), group="list",
-         summary="Removes elements from a list. Deletes the list if the last element was removed.",
-         syntax="key count element")
+@command("lrem")
 def lrem(conn, args):
     count = _long(args[2])
     db = conn.db
@@ -377,9 +353,7 @@ def lrem(conn, args):
     return removed
 
 
-@command("ltrim", 4, "write", keys=(1, 1, 1), group="list",
-         summary="Removes elements from both ends a list. Deletes the list if all elements were trimmed.",
-         syntax="key start stop")
+@command("ltrim")
 def ltrim(conn, args):
     start = _long(args[2])
     end = _long(args[3])
@@ -428,17 +402,13 @@ def _move(conn, src_key: bytes, dst_key: bytes, from_head: bool, to_head: bool):
     return value
 
 
-@command("lmove", 5, "write denyoom", keys=(1, 2, 1), group="list", since="6.2.0",
-         summary="Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.",
-         syntax="source destination LEFT|RIGHT LEFT|RIGHT")
+@command("lmove")
 def lmove(conn, args):
     from_head = _where(args[3])
     to_head = _where(args[4])
     return _move(conn, args[1], args[2], from_head, to_head)
 
 
-@command("rpoplpush", 3, "write denyoom", keys=(1, 2, 1), group="list", since="1.2.0",
-         summary="Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped. (Deprecated: use LMOVE.)",
-         syntax="source destination")
+@command("rpoplpush")
 def rpoplpush(conn, args):
     return _move(conn, args[1], args[2], False, True)

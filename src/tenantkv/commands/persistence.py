@@ -38,8 +38,7 @@ def _snapshot(conn):
 
 # -- SAVE / BGSAVE / LASTSAVE -------------------------------------------------------
 
-@command("save", 1, "admin noscript no_multi", group="server",
-         summary="Synchronously saves the database(s) to disk.", syntax="")
+@command("save")
 def save(conn, args):
     snap = _snapshot(conn)
     if snap.in_progress():
@@ -51,8 +50,7 @@ def save(conn, args):
     return OK
 
 
-@command("bgsave", -1, "admin noscript", group="server",
-         summary="Asynchronously saves the database(s) to disk.", syntax="[SCHEDULE]")
+@command("bgsave")
 def bgsave(conn, args):
     schedule = False
     if len(args) > 1:
@@ -77,8 +75,7 @@ def bgsave(conn, args):
     return Status("Background saving started")
 
 
-@command("lastsave", 1, "loading stale fast", group="server",
-         summary="Returns the Unix timestamp of the last successful save to disk.", syntax="")
+@command("lastsave")
 def lastsave(conn, args):
     return conn.server.last_save
 
@@ -221,9 +218,37 @@ _kdb_dispatch = subcommand_dispatch("kdb", {
 }, KDB_HELP)
 
 
-@command("kdb", -2, "admin", group="server",
-         summary="Snapshot files: save, load, export and import a tenant's data.",
-         syntax="SAVE [path] | LOAD [path] | EXPORT | IMPORT payload [REPLACE]")
+# tenantkv's own command, so declared in full (Redis's shape: a container whose
+# subcommands carry the flags and categories). KDB is root-only but for EXPORT
+# and IMPORT, which see only the caller's tenant (open_subcommands below).
+_KDB_FILE = dict(flags="admin noscript no_async_loading", acl_categories="@admin @slow @dangerous",
+                 group="server", since="0.1.0",
+                 complexity="O(N) where N is the total number of keys in all tenants",
+                 arguments=[{"name": "path", "type": "string", "flags": ["optional"]}])
+
+
+@command("kdb", arity=-2, flags=(), acl_categories="@slow", group="server", since="0.1.0",
+         summary="A container for snapshot file commands: save, load, export and import data",
+         complexity="Depends on subcommand.", subcommands={
+             "save": dict(_KDB_FILE, arity=-2,
+                          summary="Save every tenant's data to a snapshot file (default: the "
+                                  "configured one)"),
+             "load": dict(_KDB_FILE, arity=-2,
+                          summary="Replace every tenant's data with a snapshot file's"),
+             "export": dict(arity=2, flags="readonly", acl_categories="@keyspace @read @slow",
+                            group="server", since="0.1.0", summary="Return the caller's data as a "
+                            ".kdb payload", complexity="O(N) where N is the number of keys"),
+             "import": dict(arity=-3, flags="write denyoom",
+                            acl_categories="@keyspace @write @slow @dangerous", group="server",
+                            since="0.1.0", summary="Add the keys of a KDB EXPORT payload to the "
+                            "caller's data", complexity="O(N) where N is the number of keys",
+                            arguments=[{"name": "payload", "type": "string"},
+                                       {"name": "replace", "type": "pure-token", "token": "REPLACE",
+                                        "flags": ["optional"]}]),
+             "help": dict(arity=2, flags="loading stale", acl_categories="@slow", group="server",
+                          since="0.1.0", summary="Show helpful text about the different subcommands",
+                          complexity="O(1)"),
+         })
 def kdb_(conn, args):
     if len(args) > 3 and args[1].lower() in (b"save", b"load"):
         raise CommandError("ERR wrong number of arguments for 'kdb|%s' command"

@@ -1,17 +1,28 @@
 """The command table: one entry per command, filled by the @command decorator.
 
-COMMAND, COMMAND DOCS, HELP, the ACL categories and the CLI's completion all
-read this table, so a command declared once is documented everywhere.
+A command's metadata is Redis's own: arity, flags, first/last/step, ACL
+categories, tips, key specs (COMMAND INFO) and summary, since, group,
+complexity, history, arguments (COMMAND DOCS), read from the record of
+redis-server's replies (commands/reference.py, redis_commands.jsonl). So
+`@command("get")` is a whole declaration; a declaration names a field of the
+record only where tenantkv differs from Redis, with a comment saying why, and
+tenantkv's own commands (KDB, HELP) declare every field. COMMAND, HELP, the
+ACL rules (tenancy/permissions.py) and tenantkv-cli (through COMMAND DOCS)
+all read this table, so they cannot drift apart.
 
-Where a command's keys are: its Redis 7 key specs (commands/keyinfo.py holds
-Redis's, by name; a decorator may pass its own), applied by Command.keys_of /
-keys_and_flags as Redis applies them (util/keyspecs.py). A command without
-specs has one made from its legacy (first, last, step).
+A container (CONFIG, CLIENT, OBJECT, ...) names the subcommands tenantkv
+implements; each gets Redis's metadata too (a subcommand Redis 7.0 lacks is
+declared in full, as a dict of fields).
+
+Where a command's keys are: its key specs, applied by Command.keys_of /
+keys_and_flags as Redis applies them (util/keyspecs.py), and Redis's getkeys
+procedure where it has one (commands/keyinfo.py).
 """
 
 from dataclasses import dataclass, field
 
 from tenantkv.commands import keyinfo
+from tenantkv.commands.reference import key_spec, redis_command, render_syntax
 from tenantkv.util.keyspecs import KeySpec, find_keys, is_movable, parse_spec
 
 # name (lower-case str) -> Command
@@ -20,40 +31,57 @@ COMMANDS: dict = {}
 # path looks a name up once, without lower-casing it every time.
 LOOKUP: dict = {}
 # The same for a client that has not authenticated: only the commands it may
-# run (flag "noauth"); any other name falls to the general path, which answers
+# run (flag "no_auth"); any other name falls to the general path, which answers
 # unknown command / wrong arity / NOAUTH in Redis's order.
 NOAUTH_LOOKUP: dict = {}
+# Not commands a user calls or sees: the HTTP request guards.
+HIDDEN = frozenset({"post", "host:"})
+
+# The COMMAND DOCS fields beyond summary, since, group and complexity.
+DOC_FIELDS = ("doc_flags", "deprecated_since", "replaced_by", "history", "arguments")
+# Everything a declaration may say (the record's fields).
+FIELDS = frozenset({"arity", "flags", "first_key", "last_key", "step", "acl_categories", "tips",
+                    "key_specs", "summary", "since", "group", "complexity", *DOC_FIELDS})
+# What a command Redis does not have must declare.
+REQUIRED = ("arity", "flags", "acl_categories", "summary", "since", "group", "complexity")
 
 
 @dataclass(slots=True)   # slots: the hot path reads and counts on these
 class Command:
-    name: str
+    name: str            # "get"; a subcommand's "config|get"
     handler: object
     arity: int
-    flags: frozenset
-    first_key: int
-    last_key: int
-    step: int
-    group: str
-    summary: str
-    syntax: str
-    since: str = "1.0.0"
-    subcommands: dict = field(default_factory=dict)
+    flags: frozenset     # COMMAND INFO's names ("write", "no_auth", "movablekeys", ...)
+    first_key: int = 0
+    last_key: int = 0
+    step: int = 0
+    acl_categories: tuple = ()   # without the '@', in Redis's order
+    tips: tuple = ()
+    # Redis 7 key specs (KeySpec, in order) and Redis's "getkeys procedure":
+    # args -> [(position, flags)], used when the specs refuse the arguments or
+    # are marked variable_flags.
+    key_specs: tuple = ()
+    getkeys: object = None
+    group: str = ""
+    since: str = ""
+    summary: str = ""
+    complexity: str = ""
+    docs: dict = field(default_factory=dict)   # DOC_FIELDS present, in the record's form
+    subcommands: dict = field(default_factory=dict)   # lower-case bytes -> Command
     # Subcommands (lower-case bytes) any authenticated user may run though the
     # command itself is root-only, e.g. DEBUG OBJECT: they see only the
     # caller's own tenant.
     open_subcommands: frozenset = frozenset()
-    # Redis 7 key specs (KeySpec, in order), COMMAND INFO's tips, and Redis's
-    # "getkeys procedure": args -> [(position, flags)], used when the specs
-    # refuse the arguments or are marked variable_flags.
-    key_specs: tuple = ()
-    tips: tuple = ()
-    getkeys: object = None
     # counters for INFO commandstats
     calls: int = 0
     usec: float = 0.0
     rejected: int = 0
     failed: int = 0
+
+    @property
+    def syntax(self) -> str:
+        """The arguments as one line (`key value [NX|XX] ...`), from COMMAND DOCS."""
+        return render_syntax(self.docs.get("arguments"))
 
     def arity_ok(self, argc: int) -> bool:
         arity = self.arity
@@ -89,59 +117,91 @@ class Command:
     key_positions = keys_of   # the older name
 
 
-def legacy_key_spec(first: int, last: int, step: int) -> tuple:
-    """The key spec of a legacy (first, last, step), without flags: () for no keys."""
-    if first <= 0:
-        return ()
-    lastkey = last - first if last >= 0 else last
-    return (KeySpec((), ("index", first), ("range", lastkey, step, 0)),)
+def _words(value) -> list:
+    return value.split() if isinstance(value, str) else list(value)
 
 
-def _specs(specs) -> tuple:
-    return tuple(s if isinstance(s, KeySpec) else parse_spec(s) for s in specs)
+def _key_specs(specs) -> tuple:
+    """Key specs as KeySpecs, from the record's maps, KeySpecs or their
+    compact text form (util.keyspecs.parse_spec)."""
+    return tuple(s if isinstance(s, KeySpec) else parse_spec(s) if isinstance(s, str) else key_spec(s)
+                 for s in specs)
 
 
-def _subcommands(parent: str, group: str) -> dict:
-    table = {}
-    for sub, (arity, flags, (first, last, step), specs, tips) in keyinfo.SUBCOMMANDS.get(parent, {}).items():
-        table[sub.encode()] = Command("%s|%s" % (parent, sub), None, arity, frozenset(flags.split()),
-                                      first, last, step, group, "", "",
-                                      key_specs=_specs(specs), tips=tuple(tips))
-    return table
+def build(name: str, handler, declared: dict, subcommands=None, getkeys=None) -> Command:
+    """The Command `name`: its record, then what `declared` says instead."""
+    unknown = set(declared) - FIELDS
+    if unknown:
+        raise TypeError("%s: unknown command field(s) %s" % (name, ", ".join(sorted(unknown))))
+    record = redis_command(name)
+    if record is None:
+        missing = [f for f in REQUIRED if f not in declared]
+        if missing:
+            raise TypeError("%s is not a Redis command: declare its %s" % (name, ", ".join(missing)))
+        record = {}
+    fields = {**record, **declared}
+    flags = set(_words(fields.get("flags", ())))
+    specs = _key_specs(fields.get("key_specs", ()))
+    if "key_specs" in declared and any(is_movable(s) for s in specs):
+        flags.add("movablekeys")   # as Redis derives it
+    entry = Command(
+        name, handler, fields["arity"], frozenset(flags),
+        fields.get("first_key", 0), fields.get("last_key", 0), fields.get("step", 0),
+        acl_categories=tuple(c.lstrip("@") for c in _words(fields.get("acl_categories", ()))),
+        tips=tuple(fields.get("tips", ())),
+        key_specs=specs,
+        getkeys=getkeys if getkeys is not None else keyinfo.PROCEDURES.get(name),
+        group=fields.get("group", ""), since=fields.get("since", ""),
+        summary=fields.get("summary", ""), complexity=fields.get("complexity", ""),
+        docs={f: fields[f] for f in DOC_FIELDS if f in fields})
+    entry.subcommands = _subcommands(entry, record.get("subcommands", ()), subcommands)
+    return entry
 
 
-def command(name: str, arity: int, flags: str = "", keys: tuple = (0, 0, 0),
-            group: str = "generic", summary: str = "", syntax: str = "", since: str = "1.0.0",
-            key_specs=None, tips=None, getkeys=None):
+def _subcommands(parent: Command, recorded, implemented) -> dict:
+    """The subcommands of `parent` tenantkv implements, by name: Redis's, and
+    any Redis lacks as declared."""
+    if recorded and implemented is None:
+        raise TypeError("%s is a container: say which of its subcommands tenantkv implements "
+                        "(subcommands=...)" % parent.name)
+    if not implemented:
+        return {}
+    if not isinstance(implemented, dict):
+        implemented = dict.fromkeys(implemented)
+    prefix = parent.name + "|"
+    return {sub.encode(): build(prefix + sub, None, implemented[sub] or {})
+            for sub in sorted(implemented)}
+
+
+def command(name: str, *, subcommands=None, getkeys=None, **declared):
     """Register the decorated function `handler(conn, args) -> reply` as `name`.
 
-    `keys` is Redis's legacy (first, last, step). `key_specs` (KeySpecs or
-    their text form), `tips` and `getkeys` (a getkeys procedure: args ->
-    [(position, flags)]) default to Redis's, from commands/keyinfo.py; without
-    specs there, the command gets one made from `keys`. A key spec other than
-    a plain index and range makes the command "movablekeys", as in Redis."""
+    Everything about the command comes from Redis's record (see the module
+    docstring); `declared` are the fields where tenantkv differs (flags and
+    acl_categories as space-separated words or lists, key_specs in the
+    record's form or parse_spec's text). `subcommands`: a container's, as
+    names (Redis's metadata) or {name: declared fields or None}. `getkeys`:
+    a getkeys procedure, args -> [(position, flags)] (default: Redis's, from
+    commands/keyinfo.py)."""
     def register(handler):
-        first, last, step = keys
-        lower = name.lower()
-        specs = keyinfo.KEY_SPECS.get(lower) if key_specs is None else key_specs
-        specs = _specs(specs) if specs is not None else legacy_key_spec(first, last, step)
-        flag_set = set(flags.split())
-        if any(is_movable(s) for s in specs):
-            flag_set.add("movablekeys")
-        entry = Command(lower, handler, arity, frozenset(flag_set),
-                        first, last, step, group, summary, syntax, since,
-                        key_specs=specs,
-                        tips=tuple(keyinfo.TIPS.get(lower, ()) if tips is None else tips),
-                        getkeys=keyinfo.PROCEDURES.get(lower) if getkeys is None else getkeys)
-        entry.subcommands = _subcommands(lower, group)
+        entry = build(name.lower(), handler, declared, subcommands, getkeys)
         COMMANDS[entry.name] = entry
         LOOKUP[entry.name.encode()] = entry
         LOOKUP[entry.name.upper().encode()] = entry
-        if "noauth" in entry.flags:
+        if "no_auth" in entry.flags:
             NOAUTH_LOOKUP[entry.name.encode()] = entry
             NOAUTH_LOOKUP[entry.name.upper().encode()] = entry
         return handler
     return register
+
+
+def lookup(name: str):
+    """The command, or container subcommand ("config|get"), named `name` (any case)."""
+    parent, _, sub = name.lower().partition("|")
+    cmd = COMMANDS.get(parent)
+    if cmd is None or not sub:
+        return cmd
+    return cmd.subcommands.get(sub.encode())
 
 
 def find(raw_name: bytes):

@@ -8,15 +8,15 @@ import time
 
 from tenantkv import REDIS_COMPAT_VERSION, __version__, errors
 from tenantkv.commands import persistence
-from tenantkv.commands.reference import redis_docs
-from tenantkv.commands.registry import COMMANDS, command, help_reply, subcommand_dispatch
+from tenantkv.commands.registry import (
+    COMMANDS, HIDDEN, command, help_reply, lookup, subcommand_dispatch,
+)
 from tenantkv.config import BY_REDIS_NAME, ConfigSetError, parse_memory
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.types import encoding
 from tenantkv.protocol.encoder import (OK, Attributed, BigNumber, Push, Raw, SetReply, Status,
                                       Verbatim, encode)
 from tenantkv.server.blocking import Blocked
-from tenantkv.tenancy.permissions import categories
 from tenantkv.util.glob import glob_match
 from tenantkv.util.numbers import parse_float, parse_int
 
@@ -205,8 +205,7 @@ def info_section(conn, name: str) -> list:
     return []
 
 
-@command("info", -1, "loading stale", group="server", summary="Returns information and statistics about the server.",
-         syntax="[section [section ...]]")
+@command("info")
 def info(conn, args):
     wanted = [a.decode("latin-1").lower() for a in args[1:]] or ["default"]
     sections = []
@@ -239,8 +238,7 @@ CONFIG_HELP = [
 ]
 
 
-@command("config", -2, "admin", group="server", summary="A container for server configuration commands.",
-         syntax="<subcommand> [arguments ...]")
+@command("config", subcommands=("get", "set", "resetstat", "rewrite", "help"))
 def config(conn, args):
     sub = args[1].lower()
     server = conn.server
@@ -297,37 +295,38 @@ def config(conn, args):
 
 
 # -- COMMAND and HELP ------------------------------------------------------------
+# Both read the command table (commands/registry.py), filled from Redis's
+# recorded COMMAND INFO and DOCS, and rebuild Redis's replies from it.
 
-# Command flags in the order Redis replies them (addReplyCommandFlags).
+# Command flags in the order Redis replies them (addReplyFlagsForCommand;
+# may_replicate, protected and the sentinel flags it hides).
 _FLAG_NAMES = ["write", "readonly", "denyoom", "module", "admin", "pubsub", "noscript", "blocking",
                "loading", "stale", "skip_monitor", "skip_slowlog", "asking", "fast", "no_auth",
-               "may_replicate", "no_mandatory_keys", "no_async_loading", "no_multi", "movablekeys",
-               "allow_busy"]
+               "no_mandatory_keys", "no_async_loading", "no_multi", "movablekeys", "allow_busy"]
 
 
 def _flags(cmd) -> list:
-    flags = set(cmd.flags)
-    if "noauth" in flags:
-        flags.discard("noauth")
-        flags.add("no_auth")
-    return [Status(f) for f in _FLAG_NAMES if f in flags]
+    return [Status(f) for f in _FLAG_NAMES if f in cmd.flags]
 
 
 def _categories(cmd) -> list:
-    # One mapping of flags to categories for COMMAND INFO and the ACL rules.
-    return [Status("@" + c) for c in categories(cmd)]
+    return [Status("@" + c) for c in cmd.acl_categories]
 
 
 def _key_spec(spec) -> dict:
     begin, find = spec.begin, spec.find
     if begin[0] == "index":
         begin_spec = {b"index": begin[1]}
-    else:
+    elif begin[0] == "keyword":
         begin_spec = {b"keyword": begin[1].encode(), b"startfrom": begin[2]}
+    else:
+        begin_spec = {}
     if find[0] == "range":
         find_spec = {b"lastkey": find[1], b"keystep": find[2], b"limit": find[3]}
-    else:
+    elif find[0] == "keynum":
         find_spec = {b"keynumidx": find[1], b"firstkey": find[2], b"keystep": find[3]}
+    else:
+        find_spec = {}
     reply = {b"notes": spec.notes.encode()} if spec.notes else {}
     reply[b"flags"] = SetReply([Status(f) for f in spec.flags])
     reply[b"begin_search"] = {b"type": begin[0].encode(), b"spec": begin_spec}
@@ -336,36 +335,39 @@ def _key_spec(spec) -> dict:
 
 
 def command_info(cmd) -> list:
-    subcommands = [command_info(sub) for sub in cmd.subcommands.values()]
-    if subcommands:
-        # A container (OBJECT) as Redis describes it: no flags, keys or
-        # categories of its own, those are its subcommands'. (tenantkv's ACL
-        # rules are per command, so the entry itself keeps OBJECT's read flags
-        # and key position for them.)
-        return [cmd.name.encode(), cmd.arity, SetReply([]), 0, 0, 0, SetReply([Status("@slow")]),
-                SetReply([]), SetReply([]), subcommands]
+    """COMMAND INFO's entry for `cmd`, as Redis's addReplyCommandInfo."""
+    subcommands = cmd.subcommands
     return [cmd.name.encode(), cmd.arity, SetReply(_flags(cmd)), cmd.first_key, cmd.last_key,
             cmd.step, SetReply(_categories(cmd)), SetReply([t.encode() for t in cmd.tips]),
-            SetReply([_key_spec(spec) for spec in cmd.key_specs]), SetReply([])]   # no subcommands: a set
+            SetReply([_key_spec(spec) for spec in cmd.key_specs]),
+            # no subcommands: an empty set; else an array
+            [command_info(sub) for sub in subcommands.values()] if subcommands else SetReply([])]
 
 
 def command_docs(cmd) -> dict:
-    """COMMAND DOCS for `cmd`: Redis's own documentation (argument trees,
-    history, complexity) as recorded from redis-server into redis_docs.json
-    by scripts/record_command_docs.py; for tenantkv's own commands, ours
-    (with a `syntax` line, as the CLI's hints read it)."""
+    """COMMAND DOCS's map for `cmd`, as Redis's addReplyCommandDocs."""
     docs = _DOCS_CACHE.get(cmd.name)
     if docs is None:
-        recorded = redis_docs().get(cmd.name)
-        if recorded is not None:
-            docs = _docs_reply(recorded)
-        else:
-            docs = {
-                b"summary": cmd.summary.encode(),
-                b"since": cmd.since.encode(),
-                b"group": cmd.group.encode(),
-                b"syntax": (cmd.name.upper() + (" " + cmd.syntax if cmd.syntax else "")).encode(),
-            }
+        docs = {}
+        for name in ("summary", "since"):
+            if getattr(cmd, name):
+                docs[name.encode()] = getattr(cmd, name).encode()
+        docs[b"group"] = cmd.group.encode()
+        if cmd.complexity:
+            docs[b"complexity"] = cmd.complexity.encode()
+        extra = cmd.docs
+        if "doc_flags" in extra:
+            docs[b"doc_flags"] = SetReply([Status(f) for f in extra["doc_flags"]])
+        for name in ("deprecated_since", "replaced_by"):
+            if name in extra:
+                docs[name.encode()] = extra[name].encode()
+        if "history" in extra:
+            docs[b"history"] = SetReply([[v.encode(), text.encode()] for v, text in extra["history"]])
+        if "arguments" in extra:
+            docs[b"arguments"] = [_argument_docs(arg) for arg in extra["arguments"]]
+        if cmd.subcommands:
+            docs[b"subcommands"] = {sub.name.encode(): command_docs(sub)
+                                    for sub in cmd.subcommands.values()}
         _DOCS_CACHE[cmd.name] = docs
     return docs
 
@@ -373,23 +375,29 @@ def command_docs(cmd) -> dict:
 _DOCS_CACHE: dict = {}
 
 
-def _docs_reply(node):
-    """The recorded JSON (RESP3 types tagged) as reply values."""
-    if isinstance(node, dict):
-        if "%" in node:
-            return {key.encode(): _docs_reply(value) for key, value in node["%"]}
-        if "~" in node:
-            return SetReply(_docs_reply(item) for item in node["~"])
-        return Status(node["+"])
-    if isinstance(node, list):
-        return [_docs_reply(item) for item in node]
-    if isinstance(node, str):
-        return node.encode()
-    return node
+def _argument_docs(arg: dict) -> dict:
+    """One argument of COMMAND DOCS, as Redis's addReplyCommandArgList."""
+    reply = {b"name": arg["name"].encode(), b"type": arg["type"].encode()}
+    if "key_spec_index" in arg:
+        reply[b"key_spec_index"] = arg["key_spec_index"]
+    for name in ("token", "summary", "since", "deprecated_since"):
+        if name in arg:
+            reply[name.encode()] = arg[name].encode()
+    if arg.get("flags"):
+        reply[b"flags"] = SetReply([Status(f) for f in arg["flags"]])
+    if arg["type"] in ("oneof", "block"):
+        reply[b"arguments"] = [_argument_docs(child) for child in arg.get("arguments", ())]
+    return reply
 
 
 def _visible() -> list:
-    return [c for c in COMMANDS.values() if not c.name.endswith(":") and c.name != "post"]
+    return [c for c in COMMANDS.values() if c.name not in HIDDEN]
+
+
+def _named(raw: bytes):
+    """The command or subcommand ("config|get") a client names, None if hidden or unknown."""
+    cmd = lookup(raw.decode("latin-1"))
+    return None if cmd is None or cmd.name in HIDDEN else cmd
 
 
 def _command_count(conn, args):
@@ -397,7 +405,8 @@ def _command_count(conn, args):
 
 
 def _command_list(conn, args):
-    commands = _visible()
+    # Every command and, after a container, its subcommands (as Redis lists them).
+    commands = [c for top in _visible() for c in (top, *top.subcommands.values())]
     if len(args) > 2:   # one filter, last: FILTERBY MODULE name | ACLCAT category | PATTERN glob
         kind = args[3].lower() if len(args) == 5 else None
         if args[2].lower() != b"filterby" or kind not in (b"module", b"aclcat", b"pattern"):
@@ -406,23 +415,22 @@ def _command_list(conn, args):
         if kind == b"module":
             commands = []   # no modules here
         elif kind == b"aclcat":
-            category = "@" + value.decode("latin-1").lower()
-            commands = [c for c in commands if category in _categories(c)]
+            category = value.decode("latin-1").lower()
+            commands = [c for c in commands if category in c.acl_categories]
         else:
             commands = [c for c in commands if glob_match(value, c.name.encode(), nocase=True)]
     return [c.name.encode() for c in commands]
 
 
 def _command_info(conn, args):
-    names = [a.decode("latin-1").lower() for a in args[2:]]
-    if not names:
+    if len(args) == 2:
         return [command_info(c) for c in _visible()]
-    return [command_info(COMMANDS[n]) if n in COMMANDS else None for n in names]
+    return [None if cmd is None else command_info(cmd) for cmd in map(_named, args[2:])]
 
 
 def _command_docs(conn, args):
-    names = [a.decode("latin-1").lower() for a in args[2:]] or [c.name for c in _visible()]
-    return {n.encode(): command_docs(COMMANDS[n]) for n in names if n in COMMANDS}
+    commands = _visible() if len(args) == 2 else [c for c in map(_named, args[2:]) if c is not None]
+    return {cmd.name.encode(): command_docs(cmd) for cmd in commands}
 
 
 def _getkeys_lookup(args: list):
@@ -430,7 +438,7 @@ def _getkeys_lookup(args: list):
     <args>` asks about, checked in Redis 7.0's order."""
     command_args = args[2:]
     cmd = COMMANDS.get(command_args[0].decode("latin-1").lower())
-    if cmd is not None and (cmd.name.endswith(":") or cmd.name == "post"):
+    if cmd is not None and cmd.name in HIDDEN:
         cmd = None   # tenantkv's HTTP guards are not commands
     if cmd is not None and cmd.subcommands and len(command_args) > 1:
         cmd = cmd.subcommands.get(command_args[1].lower())
@@ -480,42 +488,46 @@ _command_dispatch = subcommand_dispatch("command", {
 ])
 
 
-@command("command", -1, "loading stale", group="server", summary="Returns detailed information about all commands.",
-         syntax="[COUNT | DOCS [command-name ...] | INFO [command-name ...] | LIST [FILTERBY <MODULE module-name | ACLCAT category | PATTERN pattern>] | GETKEYS command [arg ...] | GETKEYSANDFLAGS command [arg ...]]")
+@command("command", subcommands=("count", "list", "info", "docs", "getkeys", "getkeysandflags", "help"))
 def command_(conn, args):
     if len(args) == 1:
         return [command_info(c) for c in _visible()]
     return _command_dispatch(conn, args)
 
 
-@command("help", -1, "noauth", group="server", summary="Lists the available commands (the article's HELP).",
-         syntax="[command]")
+# tenantkv's own command (the article's HELP), so declared in full.
+@command("help", arity=-1, flags="no_auth loading stale", acl_categories="@slow", group="server",
+         since="0.1.0", complexity="O(N) where N is the number of commands",
+         summary="List the available commands, or show one command's syntax, summary and group",
+         arguments=[{"name": "command", "type": "string", "flags": ["optional"]}])
 def help_(conn, args):
     if len(args) > 1:
-        name = args[1].decode("latin-1").lower()
-        cmd = COMMANDS.get(name)
+        cmd = _named(args[1].replace(b" ", b"|"))
         if cmd is None:
-            raise CommandError("ERR unknown command '%s'" % name)
-        return [("%s %s" % (cmd.name.upper(), cmd.syntax)).strip().encode(),
-                ("summary: " + cmd.summary).encode(), ("group: " + cmd.group).encode()]
+            raise CommandError("ERR unknown command '%s'" % args[1].decode("latin-1").lower())
+        return [_help_syntax(cmd).encode(), ("summary: " + cmd.summary).encode(),
+                ("group: " + cmd.group).encode()]
     lines = ["Available commands:"]
-    for cmd in sorted(COMMANDS.values(), key=lambda c: (c.group, c.name)):
-        if cmd.name.endswith(":") or cmd.name == "post":
-            continue
-        lines.append("%s %s - %s" % (cmd.name.upper(), cmd.syntax, cmd.summary))
+    for top in sorted(_visible(), key=lambda c: (c.group, c.name)):
+        for cmd in (top, *top.subcommands.values()):
+            lines.append("%s - %s" % (_help_syntax(cmd), cmd.summary))
     return [Status(line) for line in lines]
+
+
+def _help_syntax(cmd) -> str:
+    """`CONFIG GET parameter [parameter ...]`: the name as typed, then the arguments."""
+    return ("%s %s" % (cmd.name.replace("|", " ").upper(), cmd.syntax)).strip()
 
 
 # -- misc --------------------------------------------------------------------------
 
-@command("time", 1, "loading stale fast", group="server", summary="Returns the server time.", syntax="")
+@command("time")
 def time_(conn, args):
     now = time.time_ns() // 1000
     return [b"%d" % (now // 1000000), b"%d" % (now % 1000000)]
 
 
-@command("shutdown", -1, "admin noscript loading stale no_multi allow_busy", group="server", summary="Synchronously saves the database(s) to disk and shuts down the server.",
-         syntax="[NOSAVE | SAVE] [NOW] [FORCE] [ABORT]")
+@command("shutdown")
 def shutdown(conn, args):
     for option in args[1:]:
         if option.lower() not in (b"nosave", b"save", b"now", b"force", b"abort"):
@@ -547,8 +559,7 @@ DEBUG_HELP = [
 ]
 
 
-@command("debug", -2, "admin noscript loading stale", group="server", summary="A container for debugging commands.",
-         syntax="subcommand [argument]")
+@command("debug")
 def debug(conn, args):
     sub = args[1].lower()
     if sub == b"help" and len(args) == 2:

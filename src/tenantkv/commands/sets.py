@@ -107,9 +107,7 @@ def _store(conn, db, key: bytes, result: set) -> int:
 
 # -- basic commands ------------------------------------------------------------------
 
-@command("sadd", -3, "write denyoom fast", keys=(1, 1, 1), group="set",
-         summary="Adds one or more members to a set. Creates the key if it doesn't exist.",
-         syntax="key member [member ...]")
+@command("sadd")
 def sadd(conn, args):
     db = conn.db
     key = args[1]
@@ -125,9 +123,7 @@ def sadd(conn, args):
     return added
 
 
-@command("srem", -3, "write fast", keys=(1, 1, 1), group="set",
-         summary="Removes one or more members from a set. Deletes the set if the last member was removed.",
-         syntax="key member [member ...]")
+@command("srem")
 def srem(conn, args):
     db = conn.db
     s = db.get_typed(args[1], set)
@@ -145,8 +141,7 @@ def srem(conn, args):
     return removed
 
 
-@command("smembers", 2, "readonly", keys=(1, 1, 1), group="set",
-         summary="Returns all members of a set.", syntax="key")
+@command("smembers")
 def smembers(conn, args):
     db = conn.db
     s = _read(db, args[1])
@@ -155,16 +150,13 @@ def smembers(conn, args):
     return SetReply(_members(db, args[1], s))
 
 
-@command("sismember", 3, "readonly fast", keys=(1, 1, 1), group="set",
-         summary="Determines whether a member belongs to a set.", syntax="key member")
+@command("sismember")
 def sismember(conn, args):
     s = _read(conn.db, args[1])
     return 1 if s is not None and args[2] in s else 0
 
 
-@command("smismember", -3, "readonly fast", keys=(1, 1, 1), group="set", since="6.2.0",
-         summary="Determines whether multiple members belong to a set.",
-         syntax="key member [member ...]")
+@command("smismember")
 def smismember(conn, args):
     s = _read(conn.db, args[1])
     if s is None:
@@ -172,8 +164,7 @@ def smismember(conn, args):
     return [1 if m in s else 0 for m in args[2:]]
 
 
-@command("scard", 2, "readonly fast", keys=(1, 1, 1), group="set",
-         summary="Returns the number of members in a set.", syntax="key")
+@command("scard")
 def scard(conn, args):
     s = _read(conn.db, args[1])
     return 0 if s is None else len(s)
@@ -185,9 +176,7 @@ def _random_member(s: set) -> bytes:
     return random_member(s)   # O(1) amortized: util/sampling.py
 
 
-@command("spop", -2, "write fast", keys=(1, 1, 1), group="set",
-         summary="Returns one or more random members from a set after removing them. Deletes the set if the last member was popped.",
-         syntax="key [count]")
+@command("spop")
 def spop(conn, args):
     db = conn.db
     key = args[1]
@@ -217,9 +206,7 @@ def spop(conn, args):
     return SetReply(popped)
 
 
-@command("srandmember", -2, "readonly", keys=(1, 1, 1), group="set",
-         summary="Get one or multiple random members from a set",
-         syntax="key [count]")
+@command("srandmember")
 def srandmember(conn, args):
     db = conn.db
     key = args[1]
@@ -249,9 +236,7 @@ def srandmember(conn, args):
 
 # -- SMOVE -------------------------------------------------------------------------------
 
-@command("smove", 4, "write fast", keys=(1, 2, 1), group="set",
-         summary="Moves a member from one set to another.",
-         syntax="source destination member")
+@command("smove")
 def smove(conn, args):
     db = conn.db
     src_key, dst_key, member = args[1], args[2], args[3]
@@ -332,43 +317,34 @@ def _difference(sets: list) -> set:
     return result
 
 
-@command("sinter", -2, "readonly", keys=(1, -1, 1), group="set",
-         summary="Returns the intersect of multiple sets.", syntax="key [key ...]")
+@command("sinter")
 def sinter(conn, args):
     return SetReply(_result_order(conn, _intersection(_sets(conn.db, args[1:]))))
 
 
-@command("sinterstore", -3, "write denyoom", keys=(1, -1, 1), group="set",
-         summary="Stores the intersect of multiple sets in a key.",
-         syntax="destination key [key ...]")
+@command("sinterstore")
 def sinterstore(conn, args):
     db = conn.db
     return _store(conn, db, args[1], _intersection(_sets(db, args[2:])))
 
 
-@command("sunion", -2, "readonly", keys=(1, -1, 1), group="set",
-         summary="Returns the union of multiple sets.", syntax="key [key ...]")
+@command("sunion")
 def sunion(conn, args):
     return SetReply(_result_order(conn, _union(_sets(conn.db, args[1:]))))
 
 
-@command("sunionstore", -3, "write denyoom", keys=(1, -1, 1), group="set",
-         summary="Stores the union of multiple sets in a key.",
-         syntax="destination key [key ...]")
+@command("sunionstore")
 def sunionstore(conn, args):
     db = conn.db
     return _store(conn, db, args[1], _union(_sets(db, args[2:])))
 
 
-@command("sdiff", -2, "readonly", keys=(1, -1, 1), group="set",
-         summary="Returns the difference of multiple sets.", syntax="key [key ...]")
+@command("sdiff")
 def sdiff(conn, args):
     return SetReply(_result_order(conn, _difference(_sets(conn.db, args[1:]))))
 
 
-@command("sdiffstore", -3, "write denyoom", keys=(1, -1, 1), group="set",
-         summary="Stores the difference of multiple sets in a key.",
-         syntax="destination key [key ...]")
+@command("sdiffstore")
 def sdiffstore(conn, args):
     db = conn.db
     return _store(conn, db, args[1], _difference(_sets(db, args[2:])))
@@ -377,9 +353,7 @@ def sdiffstore(conn, args):
 # SINTERCARD's keys follow numkeys (Redis's movablekeys); the registry's
 # (first, last, step) cannot say so, so none are declared (COMMAND GETKEYS
 # SINTERCARD answers "no key arguments"; Redis finds them).
-@command("sintercard", -3, "readonly movablekeys", group="set", since="7.0.0",
-         summary="Returns the number of members of the intersect of multiple sets.",
-         syntax="numkeys key [key ...] [LIMIT limit]")
+@command("sintercard")
 def sintercard(conn, args):
     numkeys = parse_int(args[1])
     if numkeys is None or numkeys <= 0:
@@ -402,9 +376,7 @@ def sintercard(conn, args):
 
 # -- SSCAN -----------------------------------------------------------------------------------
 
-@command("sscan", -3, "readonly", keys=(1, 1, 1), group="set", since="2.8.0",
-         summary="Iterates over members of a set.",
-         syntax="key cursor [MATCH pattern] [COUNT count]")
+@command("sscan")
 def sscan(conn, args):
     # An intset is answered whole, whatever the cursor and COUNT (as Redis).
     return scan_collection(conn, args, _read,

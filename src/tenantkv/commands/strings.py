@@ -37,9 +37,7 @@ def _option(raw: bytes) -> bytes:
     return option
 
 
-@command("set", -3, "write denyoom", keys=(1, 1, 1), group="string",
-         summary="Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.",
-         syntax="key value [NX | XX] [GET] [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]")
+@command("set")
 def set_(conn, args):
     db = conn.db
     key = args[1]
@@ -85,8 +83,7 @@ def set_(conn, args):
     return old if get else OK
 
 
-@command("get", 2, "readonly fast", keys=(1, 1, 1), group="string",
-         summary="Returns the string value of a key.", syntax="key")
+@command("get")
 def get(conn, args):
     db = conn.db
     value = db.data.get(args[1])
@@ -100,8 +97,7 @@ def get(conn, args):
     return db.read_string(args[1])
 
 
-@command("getdel", 2, "write fast", keys=(1, 1, 1), group="string", since="6.2.0",
-         summary="Returns the string value of a key after deleting the key.", syntax="key")
+@command("getdel")
 def getdel(conn, args):
     db = conn.db
     value = db.read_string(args[1])
@@ -110,9 +106,7 @@ def getdel(conn, args):
     return value
 
 
-@command("getex", -2, "write fast", keys=(1, 1, 1), group="string", since="6.2.0",
-         summary="Returns the string value of a key after setting its expiration time.",
-         syntax="key [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | PERSIST]")
+@command("getex")
 def getex(conn, args):
     db = conn.db
     key = args[1]
@@ -145,9 +139,7 @@ def getex(conn, args):
     return value
 
 
-@command("getset", 3, "write denyoom fast", keys=(1, 1, 1), group="string",
-         summary="Returns the previous string value of a key after setting it to a new value.",
-         syntax="key value")
+@command("getset")
 def getset(conn, args):
     db = conn.db
     old = db.read_string(args[1])
@@ -155,8 +147,7 @@ def getset(conn, args):
     return old
 
 
-@command("setnx", 3, "write denyoom fast", keys=(1, 1, 1), group="string",
-         summary="Set the string value of a key only when the key doesn't exist.", syntax="key value")
+@command("setnx")
 def setnx(conn, args):
     db = conn.db
     if db.get(args[1]) is not None:
@@ -172,22 +163,17 @@ def _setex(conn, args, unit: bytes, name: str):
     return OK
 
 
-@command("setex", 4, "write denyoom", keys=(1, 1, 1), group="string",
-         summary="Sets the string value and expiration time of a key.", syntax="key seconds value")
+@command("setex")
 def setex(conn, args):
     return _setex(conn, args, b"ex", "setex")
 
 
-@command("psetex", 4, "write denyoom", keys=(1, 1, 1), group="string",
-         summary="Sets both string value and expiration time in milliseconds of a key.",
-         syntax="key milliseconds value")
+@command("psetex")
 def psetex(conn, args):
     return _setex(conn, args, b"px", "psetex")
 
 
-@command("mset", -3, "write denyoom", keys=(1, -1, 2), group="string",
-         summary="Atomically creates or modifies the string values of one or more keys.",
-         syntax="key value [key value ...]")
+@command("mset")
 def mset(conn, args):
     if len(args) % 2 == 0:
         raise CommandError(errors.wrong_arity("mset"))
@@ -195,9 +181,7 @@ def mset(conn, args):
     return OK
 
 
-@command("msetnx", -3, "write denyoom", keys=(1, -1, 2), group="string",
-         summary="Atomically modifies the string values of one or more keys only when all keys don't exist.",
-         syntax="key value [key value ...]")
+@command("msetnx")
 def msetnx(conn, args):
     if len(args) % 2 == 0:
         raise CommandError(errors.wrong_arity("msetnx"))
@@ -208,8 +192,7 @@ def msetnx(conn, args):
     return 1
 
 
-@command("mget", -2, "readonly fast", keys=(1, -1, 1), group="string",
-         summary="Atomically returns the string values of one or more keys.", syntax="key [key ...]")
+@command("mget")
 def mget(conn, args):
     db = conn.db
     out = []
@@ -219,9 +202,7 @@ def mget(conn, args):
     return out
 
 
-@command("append", 3, "write denyoom fast", keys=(1, 1, 1), group="string", since="2.0.0",
-         summary="Appends a string to the value of a key. Creates the key if it doesn't exist.",
-         syntax="key value")
+@command("append")
 def append(conn, args):
     db = conn.db
     old = db.get_string(args[1])
@@ -234,15 +215,13 @@ def append(conn, args):
     return len(value)
 
 
-@command("strlen", 2, "readonly fast", keys=(1, 1, 1), group="string", since="2.2.0",
-         summary="Returns the length of a string value.", syntax="key")
+@command("strlen")
 def strlen(conn, args):
     value = conn.db.read_string(args[1])
     return 0 if value is None else len(value)
 
 
-@command("getrange", 4, "readonly", keys=(1, 1, 1), group="string", since="2.4.0",
-         summary="Returns a substring of the string stored at a key.", syntax="key start end")
+@command("getrange")
 def getrange(conn, args):
     start = int_arg(args[2])
     end = int_arg(args[3])
@@ -262,15 +241,12 @@ def getrange(conn, args):
     return value[start:end + 1]
 
 
-@command("substr", 4, "readonly", keys=(1, 1, 1), group="string",
-         summary="Returns a substring from a string value.", syntax="key start end")
+@command("substr")
 def substr(conn, args):
     return getrange(conn, args)
 
 
-@command("setrange", 4, "write denyoom", keys=(1, 1, 1), group="string", since="2.2.0",
-         summary="Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.",
-         syntax="key offset value")
+@command("setrange")
 def setrange(conn, args):
     offset = int_arg(args[2])
     if offset < 0:
@@ -310,9 +286,7 @@ def _incr(conn, key: bytes, delta: int) -> int:
     return result
 
 
-@command("incr", 2, "write denyoom fast", keys=(1, 1, 1), group="string",
-         summary="Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.",
-         syntax="key")
+@command("incr")
 def incr(conn, args):
     db = conn.db
     key = args[1]
@@ -327,23 +301,17 @@ def incr(conn, args):
     return _incr(conn, key, 1)
 
 
-@command("decr", 2, "write denyoom fast", keys=(1, 1, 1), group="string",
-         summary="Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.",
-         syntax="key")
+@command("decr")
 def decr(conn, args):
     return _incr(conn, args[1], -1)
 
 
-@command("incrby", 3, "write denyoom fast", keys=(1, 1, 1), group="string",
-         summary="Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
-         syntax="key increment")
+@command("incrby")
 def incrby(conn, args):
     return _incr(conn, args[1], int_arg(args[2]))
 
 
-@command("decrby", 3, "write denyoom fast", keys=(1, 1, 1), group="string",
-         summary="Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.",
-         syntax="key decrement")
+@command("decrby")
 def decrby(conn, args):
     delta = int_arg(args[2])
     if delta == LLONG_MIN:
@@ -351,9 +319,7 @@ def decrby(conn, args):
     return _incr(conn, args[1], -delta)
 
 
-@command("incrbyfloat", 3, "write denyoom fast", keys=(1, 1, 1), group="string", since="2.6.0",
-         summary="Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
-         syntax="key increment")
+@command("incrbyfloat")
 def incrbyfloat(conn, args):
     db = conn.db
     # Redis adds in long double (80-bit on x86-64) and prints "%.17Lf", trimmed.
@@ -364,9 +330,7 @@ def incrbyfloat(conn, args):
     return text
 
 
-@command("lcs", -3, "readonly", keys=(1, 2, 1), group="string", since="7.0.0",
-         summary="Finds the longest common substring.",
-         syntax="key1 key2 [LEN] [IDX] [MINMATCHLEN min-match-len] [WITHMATCHLEN]")
+@command("lcs")
 def lcs(conn, args):
     # As Redis: both keys are looked up (a keyspace hit or miss each) before
     # the options are parsed, so even a syntax error counts them.

@@ -25,8 +25,7 @@ from tenantkv.server.deferred import Deferred
 EXECABORT = "EXECABORT Transaction discarded because of previous errors."
 
 
-@command("multi", 1, "noscript loading stale fast allow_busy", group="transactions", since="1.2.0",
-         summary="Starts a transaction.", syntax="")
+@command("multi")
 def multi(conn, args):
     if conn.multi is not None:
         raise CommandError("ERR MULTI calls can not be nested")
@@ -35,8 +34,7 @@ def multi(conn, args):
     return OK
 
 
-@command("discard", 1, "noscript loading stale fast allow_busy", group="transactions", since="2.0.0",
-         summary="Discards a transaction.", syntax="")
+@command("discard")
 def discard(conn, args):
     if conn.multi is None:
         raise CommandError("ERR DISCARD without MULTI")
@@ -51,8 +49,7 @@ def end_transaction(conn) -> None:
     conn.server.events.unwatch_all(conn)
 
 
-@command("exec", 1, "noscript loading stale skip_slowlog", group="transactions", since="1.2.0",
-         summary="Executes all commands in a transaction.", syntax="")
+@command("exec")
 def exec_(conn, args):
     queued = conn.multi
     if queued is None:
@@ -105,10 +102,7 @@ def _run_queued(conn, cmd, args) -> bytes:
     return data
 
 
-@command("watch", -2, "noscript loading stale fast allow_busy", keys=(1, -1, 1),
-         group="transactions", since="2.2.0",
-         summary="Monitors changes to keys to determine the execution of a transaction.",
-         syntax="key [key ...]")
+@command("watch")
 def watch(conn, args):
     if conn.multi is not None:
         raise CommandError("ERR WATCH inside MULTI is not allowed")
@@ -119,8 +113,7 @@ def watch(conn, args):
     return OK
 
 
-@command("unwatch", 1, "noscript loading stale fast allow_busy", group="transactions", since="2.2.0",
-         summary="Forgets about watched keys of a transaction.", syntax="")
+@command("unwatch")
 def unwatch(conn, args):
     conn.server.events.unwatch_all(conn)
     return OK

@@ -231,9 +231,7 @@ def _zadd(conn, key: bytes, pairs: list, nx=False, xx=False, gt=False, lt=False,
     return added + updated if ch else added
 
 
-@command("zadd", -4, "write denyoom fast", keys=(1, 1, 1), group="sorted_set", since="1.2.0",
-         summary="Adds one or more members to a sorted set, or updates their scores. Creates the key if it doesn't exist.",
-         syntax="key [NX | XX] [GT | LT] [CH] [INCR] score member [score member ...]")
+@command("zadd")
 def zadd(conn, args):
     flags = {b"nx": False, b"xx": False, b"gt": False, b"lt": False, b"ch": False, b"incr": False}
     i = 2
@@ -257,16 +255,12 @@ def zadd(conn, args):
     return _zadd(conn, args[1], pairs, nx, xx, gt, lt, flags[b"ch"], incr)
 
 
-@command("zincrby", 4, "write denyoom fast", keys=(1, 1, 1), group="sorted_set", since="1.2.0",
-         summary="Increments the score of a member in a sorted set.",
-         syntax="key increment member")
+@command("zincrby")
 def zincrby(conn, args):
     return _zadd(conn, args[1], [(float_arg(args[2]), args[3])], incr=True)
 
 
-@command("zrem", -3, "write fast", keys=(1, 1, 1), group="sorted_set", since="1.2.0",
-         summary="Removes one or more members from a sorted set. Deletes the sorted set if all members were removed.",
-         syntax="key member [member ...]")
+@command("zrem")
 def zrem(conn, args):
     db = conn.db
     z = _write(db, args[1])
@@ -285,15 +279,13 @@ def zrem(conn, args):
 
 # -- reads -----------------------------------------------------------------------------
 
-@command("zcard", 2, "readonly fast", keys=(1, 1, 1), group="sorted_set", since="1.2.0",
-         summary="Returns the number of members in a sorted set.", syntax="key")
+@command("zcard")
 def zcard(conn, args):
     z = _read(conn.db, args[1])
     return 0 if z is None else len(z)
 
 
-@command("zscore", 3, "readonly fast", keys=(1, 1, 1), group="sorted_set", since="1.2.0",
-         summary="Returns the score of a member in a sorted set.", syntax="key member")
+@command("zscore")
 def zscore(conn, args):
     z = _read(conn.db, args[1])
     if z is None:
@@ -302,9 +294,7 @@ def zscore(conn, args):
     return None if score is None else _score(conn, score)
 
 
-@command("zmscore", -3, "readonly fast", keys=(1, 1, 1), group="sorted_set", since="6.2.0",
-         summary="Returns the score of one or more members in a sorted set.",
-         syntax="key member [member ...]")
+@command("zmscore")
 def zmscore(conn, args):
     z = _read(conn.db, args[1])
     if z is None:
@@ -332,23 +322,25 @@ def _zrank(conn, args, reverse: bool):
     return rank
 
 
-@command("zrank", -3, "readonly fast", keys=(1, 1, 1), group="sorted_set", since="2.0.0",
-         summary="Returns the index of a member in a sorted set ordered by ascending scores.",
-         syntax="key member [WITHSCORE]")
+# WITHSCORE is Redis 7.2's (the record is 7.0's): the arity and arguments as 7.2 has them.
+_ZRANK_72 = dict(arity=-3, history=[["7.2.0", "Added the optional `WITHSCORE` argument."]],
+                 arguments=[{"name": "key", "type": "key", "key_spec_index": 0},
+                            {"name": "member", "type": "string"},
+                            {"name": "withscore", "type": "pure-token", "token": "WITHSCORE",
+                             "flags": ["optional"]}])
+
+
+@command("zrank", **_ZRANK_72)
 def zrank(conn, args):
     return _zrank(conn, args, False)
 
 
-@command("zrevrank", -3, "readonly fast", keys=(1, 1, 1), group="sorted_set", since="2.0.0",
-         summary="Returns the index of a member in a sorted set ordered by descending scores.",
-         syntax="key member [WITHSCORE]")
+@command("zrevrank", **_ZRANK_72)
 def zrevrank(conn, args):
     return _zrank(conn, args, True)
 
 
-@command("zcount", 4, "readonly fast", keys=(1, 1, 1), group="sorted_set", since="2.0.0",
-         summary="Returns the count of members in a sorted set that have scores within a range.",
-         syntax="key min max")
+@command("zcount")
 def zcount(conn, args):
     rng = _score_range(args[2], args[3])
     z = _read(conn.db, args[1])
@@ -358,9 +350,7 @@ def zcount(conn, args):
     return end - first
 
 
-@command("zlexcount", 4, "readonly fast", keys=(1, 1, 1), group="sorted_set", since="2.8.9",
-         summary="Returns the number of members in a sorted set within a lexicographical range.",
-         syntax="key min max")
+@command("zlexcount")
 def zlexcount(conn, args):
     rng = _lex_range(args[2], args[3])
     z = _read(conn.db, args[1])
@@ -454,51 +444,37 @@ def _zrange(conn, args, start: int, store: bool, rangetype, reverse):
     return _pairs(conn, pairs, withscores, nested=False)
 
 
-@command("zrange", -4, "readonly", keys=(1, 1, 1), group="sorted_set", since="1.2.0",
-         summary="Returns members in a sorted set within a range of indexes.",
-         syntax="key start stop [BYSCORE | BYLEX] [REV] [LIMIT offset count] [WITHSCORES]")
+@command("zrange")
 def zrange(conn, args):
     return _zrange(conn, args, 1, False, None, None)
 
 
-@command("zrangestore", -5, "write denyoom", keys=(1, 2, 1), group="sorted_set", since="6.2.0",
-         summary="Stores a range of members from sorted set in a key.",
-         syntax="dst src min max [BYSCORE | BYLEX] [REV] [LIMIT offset count]")
+@command("zrangestore")
 def zrangestore(conn, args):
     return _zrange(conn, args, 2, True, None, None)
 
 
-@command("zrevrange", -4, "readonly", keys=(1, 1, 1), group="sorted_set", since="1.2.0",
-         summary="Returns members in a sorted set within a range of indexes in reverse order.",
-         syntax="key start stop [WITHSCORES]")
+@command("zrevrange")
 def zrevrange(conn, args):
     return _zrange(conn, args, 1, False, _RANK, True)
 
 
-@command("zrangebyscore", -4, "readonly", keys=(1, 1, 1), group="sorted_set", since="1.0.5",
-         summary="Returns members in a sorted set within a range of scores.",
-         syntax="key min max [WITHSCORES] [LIMIT offset count]")
+@command("zrangebyscore")
 def zrangebyscore(conn, args):
     return _zrange(conn, args, 1, False, _SCORE, False)
 
 
-@command("zrevrangebyscore", -4, "readonly", keys=(1, 1, 1), group="sorted_set", since="2.2.0",
-         summary="Returns members in a sorted set within a range of scores in reverse order.",
-         syntax="key max min [WITHSCORES] [LIMIT offset count]")
+@command("zrevrangebyscore")
 def zrevrangebyscore(conn, args):
     return _zrange(conn, args, 1, False, _SCORE, True)
 
 
-@command("zrangebylex", -4, "readonly", keys=(1, 1, 1), group="sorted_set", since="2.8.9",
-         summary="Returns members in a sorted set within a lexicographical range.",
-         syntax="key min max [LIMIT offset count]")
+@command("zrangebylex")
 def zrangebylex(conn, args):
     return _zrange(conn, args, 1, False, _LEX, False)
 
 
-@command("zrevrangebylex", -4, "readonly", keys=(1, 1, 1), group="sorted_set", since="2.8.9",
-         summary="Returns members in a sorted set within a lexicographical range in reverse order.",
-         syntax="key max min [LIMIT offset count]")
+@command("zrevrangebylex")
 def zrevrangebylex(conn, args):
     return _zrange(conn, args, 1, False, _LEX, True)
 
@@ -522,25 +498,19 @@ def _remove_range(conn, key: bytes, indexes) -> int:
     return end - first
 
 
-@command("zremrangebyrank", 4, "write", keys=(1, 1, 1), group="sorted_set", since="2.0.0",
-         summary="Removes members in a sorted set within a range of indexes. Deletes the sorted set if all members were removed.",
-         syntax="key start stop")
+@command("zremrangebyrank")
 def zremrangebyrank(conn, args):
     start, stop = int_arg(args[2]), int_arg(args[3])
     return _remove_range(conn, args[1], lambda z: rank_range(len(z), start, stop))
 
 
-@command("zremrangebyscore", 4, "write", keys=(1, 1, 1), group="sorted_set", since="1.2.0",
-         summary="Removes members in a sorted set within a range of scores. Deletes the sorted set if all members were removed.",
-         syntax="key min max")
+@command("zremrangebyscore")
 def zremrangebyscore(conn, args):
     rng = _score_range(args[2], args[3])
     return _remove_range(conn, args[1], lambda z: _score_indexes(z, rng))
 
 
-@command("zremrangebylex", 4, "write", keys=(1, 1, 1), group="sorted_set", since="2.8.9",
-         summary="Removes members in a sorted set within a lexicographical range. Deletes the sorted set if all members were removed.",
-         syntax="key min max")
+@command("zremrangebylex")
 def zremrangebylex(conn, args):
     rng = _lex_range(args[2], args[3])
     return _remove_range(conn, args[1], lambda z: _lex_indexes(z, rng))
@@ -584,23 +554,17 @@ def _zpop(conn, args, maximum: bool):
     return [m, _score(conn, s)]
 
 
-@command("zpopmin", -2, "write fast", keys=(1, 1, 1), group="sorted_set", since="5.0.0",
-         summary="Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.",
-         syntax="key [count]")
+@command("zpopmin")
 def zpopmin(conn, args):
     return _zpop(conn, args, False)
 
 
-@command("zpopmax", -2, "write fast", keys=(1, 1, 1), group="sorted_set", since="5.0.0",
-         summary="Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.",
-         syntax="key [count]")
+@command("zpopmax")
 def zpopmax(conn, args):
     return _zpop(conn, args, True)
 
 
-@command("zmpop", -4, "write movablekeys", keys=(0, 0, 0), group="sorted_set", since="7.0.0",
-         summary="Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.",
-         syntax="numkeys key [key ...] <MIN | MAX> [COUNT count]")
+@command("zmpop")
 def zmpop(conn, args):
     numkeys = parse_int(args[1])
     if numkeys is None or numkeys <= 0:
@@ -635,9 +599,7 @@ def zmpop(conn, args):
 
 # -- ZRANDMEMBER ---------------------------------------------------------------------------
 
-@command("zrandmember", -2, "readonly", keys=(1, 1, 1), group="sorted_set", since="6.2.0",
-         summary="Returns one or more random members from a sorted set.",
-         syntax="key [count [WITHSCORES]]")
+@command("zrandmember")
 def zrandmember(conn, args):
     if len(args) == 2:
         z = _read(conn.db, args[1])
@@ -674,9 +636,7 @@ def zrandmember(conn, args):
 
 # -- ZSCAN -----------------------------------------------------------------------------------
 
-@command("zscan", -3, "readonly", keys=(1, 1, 1), group="sorted_set", since="2.8.0",
-         summary="Iterates over members and scores of a sorted set.",
-         syntax="key cursor [MATCH pattern] [COUNT count]")
+@command("zscan")
 def zscan(conn, args):
     # A listpack is answered whole, in score order, whatever the cursor and COUNT.
     def values(z):
@@ -844,54 +804,36 @@ def _zsetop(conn, args, op, numkeys_index: int, store: bool, cardinality: bool =
 # Their keys follow numkeys (Redis's movablekeys): the registry's (first, last,
 # step) cannot say so, so only the STORE forms' destination is declared (as
 # Redis's COMMAND INFO: 1 1 1 for those, 0 0 0 for the others), as SINTERCARD.
-@command("zunionstore", -4, "write denyoom movablekeys", keys=(1, 1, 1), group="sorted_set",
-         since="2.0.0", summary="Stores the union of multiple sorted sets in a key.",
-         syntax="destination numkeys key [key ...] [WEIGHTS weight [weight ...]] "
-                "[AGGREGATE <SUM | MIN | MAX>]")
+@command("zunionstore")
 def zunionstore(conn, args):
     return _zsetop(conn, args, _UNION, 2, True)
 
 
-@command("zinterstore", -4, "write denyoom movablekeys", keys=(1, 1, 1), group="sorted_set",
-         since="2.0.0", summary="Stores the intersect of multiple sorted sets in a key.",
-         syntax="destination numkeys key [key ...] [WEIGHTS weight [weight ...]] "
-                "[AGGREGATE <SUM | MIN | MAX>]")
+@command("zinterstore")
 def zinterstore(conn, args):
     return _zsetop(conn, args, _INTER, 2, True)
 
 
-@command("zdiffstore", -4, "write denyoom movablekeys", keys=(1, 1, 1), group="sorted_set",
-         since="6.2.0", summary="Stores the difference of multiple sorted sets in a key.",
-         syntax="destination numkeys key [key ...]")
+@command("zdiffstore")
 def zdiffstore(conn, args):
     return _zsetop(conn, args, _DIFF, 2, True)
 
 
-@command("zunion", -3, "readonly movablekeys", group="sorted_set", since="6.2.0",
-         summary="Returns the union of multiple sorted sets.",
-         syntax="numkeys key [key ...] [WEIGHTS weight [weight ...]] "
-                "[AGGREGATE <SUM | MIN | MAX>] [WITHSCORES]")
+@command("zunion")
 def zunion(conn, args):
     return _zsetop(conn, args, _UNION, 1, False)
 
 
-@command("zinter", -3, "readonly movablekeys", group="sorted_set", since="6.2.0",
-         summary="Returns the intersect of multiple sorted sets.",
-         syntax="numkeys key [key ...] [WEIGHTS weight [weight ...]] "
-                "[AGGREGATE <SUM | MIN | MAX>] [WITHSCORES]")
+@command("zinter")
 def zinter(conn, args):
     return _zsetop(conn, args, _INTER, 1, False)
 
 
-@command("zdiff", -3, "readonly movablekeys", group="sorted_set", since="6.2.0",
-         summary="Returns the difference between multiple sorted sets.",
-         syntax="numkeys key [key ...] [WITHSCORES]")
+@command("zdiff")
 def zdiff(conn, args):
     return _zsetop(conn, args, _DIFF, 1, False)
 
 
-@command("zintercard", -3, "readonly movablekeys", group="sorted_set", since="7.0.0",
-         summary="Returns the number of members of the intersect of multiple sorted sets.",
-         syntax="numkeys key [key ...] [LIMIT limit]")
+@command("zintercard")
 def zintercard(conn, args):
     return _zsetop(conn, args, _INTER, 1, False, cardinality=True)

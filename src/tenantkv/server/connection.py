@@ -467,7 +467,7 @@ class Connection(asyncio.Protocol):
             self.multi_error = self.multi is not None
             out.append(encode_error(errors.wrong_arity(cmd.name)))
             return
-        if not self.authenticated and "noauth" not in cmd.flags:
+        if not self.authenticated and "no_auth" not in cmd.flags:
             cmd.rejected += 1
             self.server.stats.error("NOAUTH")
             out.append(encode_error(errors.NOAUTH))

@@ -6,13 +6,13 @@ general path, which answers NOPERM.
 
 Rules are Redis's ACL command rules, applied in order: `+@all`/`allcommands`,
 `-@all`/`nocommands`, `+@category`, `-@category`, `+command`, `-command`.
-Categories come from the command table's flags, exactly as COMMAND INFO
-reports them (`categories` below is the one place that maps them).
+Categories are Redis's, from the command table (COMMAND INFO reports the
+same), but for containers: see CONTAINER_CATEGORIES.
 
 Two tenantkv decisions, both deliberate differences from Redis:
 
 - Isolation is the tenant, not the rules: a non-root user never gets an
-  admin command (flag "admin": CONFIG, DEBUG, SHUTDOWN, ...), whatever its
+  admin command (flag "admin": DEBUG, SHUTDOWN, ...; CONFIG, KDB), whatever its
   rules say. Rules can only narrow what a user runs in its own tenant; root
   (`root_user`) runs every command.
 - A user without rules (made offline by `tenantkv user add`, or by ACL
@@ -24,8 +24,7 @@ The no-auth commands (AUTH, HELLO, QUIT, RESET) stay in every table, as in
 Redis, where a `-@all` user may still AUTH as someone else.
 """
 
-from tenantkv.commands.reference import redis_categories
-from tenantkv.commands.registry import COMMANDS, LOOKUP
+from tenantkv.commands.registry import COMMANDS, HIDDEN, LOOKUP
 
 DEFAULT_RULES = "+@all"
 
@@ -35,35 +34,38 @@ CATEGORY_ORDER = ["keyspace", "read", "write", "set", "sortedset", "list", "hash
                   "bitmap", "hyperloglog", "geo", "stream", "pubsub", "admin", "fast", "slow",
                   "blocking", "dangerous", "connection", "transaction", "scripting"]
 _CATEGORY_SET = frozenset(CATEGORY_ORDER)
-# A command's group (COMMAND DOCS) names its data category, except these.
-_GROUP_CATEGORY = {"generic": "keyspace", "server": None, "sorted_set": "sortedset",
-                   "transactions": "transaction"}
+
+# Rules allow or deny a container (CONFIG, CLIENT, OBJECT, ...) as a whole
+# until call() checks them subcommand by subcommand (issue 12's dispatch
+# layer). Redis gives a container itself no flags and only @slow, so its
+# rules use these categories instead (those of its subcommands that matter
+# for the whole), and a container with @admin here is root-only as a whole,
+# as a command flagged "admin" is.
+CONTAINER_CATEGORIES = {
+    "acl": ("slow",),                            # its admin subcommands check root themselves
+    "client": ("slow", "connection"),
+    "config": ("admin", "slow", "dangerous"),
+    "kdb": ("admin", "slow", "dangerous"),       # but EXPORT/IMPORT: open_subcommands
+    "memory": ("read", "slow"),
+    "object": ("keyspace", "read", "slow"),
+}
 
 
-def categories(cmd) -> list:
-    """`cmd`'s ACL categories (names without '@'), in Redis's order. COMMAND
-    INFO, COMMAND LIST FILTERBY ACLCAT, ACL CAT and the rules all use this.
-    Redis's own list where it has the command (commands/reference.py), else
-    derived from the command's group and flags."""
-    recorded = redis_categories(cmd.name)
-    if recorded is not None:
-        return recorded
-    group = _GROUP_CATEGORY.get(cmd.group, cmd.group)
-    found = {group} if group else set()
-    for flag, category in (("write", "write"), ("readonly", "read"), ("admin", "admin"),
-                           ("fast", "fast"), ("blocking", "blocking"), ("pubsub", "pubsub")):
-        if flag in cmd.flags:
-            found.add(category)
-    if "admin" in cmd.flags:
-        found.add("dangerous")
-    if "fast" not in cmd.flags:
-        found.add("slow")
-    return [c for c in CATEGORY_ORDER if c in found]
+def categories(cmd) -> tuple:
+    """`cmd`'s ACL categories for the rules (names without '@', in Redis's
+    order): the command table's, which are Redis's (COMMAND INFO), except for
+    the containers above."""
+    return CONTAINER_CATEGORIES.get(cmd.name, cmd.acl_categories)
+
+
+def root_only(cmd) -> bool:
+    """Whether only root may run `cmd` whatever the rules say (see the module docstring)."""
+    return "admin" in cmd.flags or "admin" in CONTAINER_CATEGORIES.get(cmd.name, ())
 
 
 def visible_commands() -> list:
     """Commands a user can name in a rule (not the HTTP guards)."""
-    return [c for c in COMMANDS.values() if not c.name.endswith(":") and c.name != "post"]
+    return [c for c in COMMANDS.values() if c.name not in HIDDEN]
 
 
 def commands_in(category: str) -> list:
@@ -103,7 +105,7 @@ def check_rule(rule: str) -> str:
             raise RuleError(UNKNOWN)
         raise RuleError("rules for subcommands are not supported by tenantkv; "
                         "allow or deny the whole command")
-    if body not in COMMANDS or body.endswith(":") or body == "post":
+    if body not in COMMANDS or body in HIDDEN:
         raise RuleError(UNKNOWN)
     return low
 
@@ -149,7 +151,7 @@ def table_for_rules(rules: str) -> dict:
     if table is None:
         names = allowed_names(rules)
         table = {raw: cmd for raw, cmd in LOOKUP.items()
-                 if "noauth" in cmd.flags or (cmd.name in names and "admin" not in cmd.flags)}
+                 if "no_auth" in cmd.flags or (cmd.name in names and not root_only(cmd))}
         if len(_TABLES) > 1000:   # many distinct rule sets: start over rather than grow
             _TABLES.clear()
         _TABLES[rules] = table

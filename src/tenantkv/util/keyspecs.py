@@ -34,8 +34,9 @@ _KEY_FLAGS = frozenset(KEY_FLAG_ORDER)
 
 class KeySpec(NamedTuple):
     flags: tuple     # names from KEY_FLAG_ORDER, in that order
-    begin: tuple     # ("index", pos) | ("keyword", KEYWORD, startfrom)
+    begin: tuple     # ("index", pos) | ("keyword", KEYWORD, startfrom) | ("unknown",)
     find: tuple      # ("range", lastkey, keystep, limit) | ("keynum", keynumidx, firstkey, keystep)
+                     # | ("unknown",)
     notes: str = ""
 
 
@@ -91,6 +92,8 @@ def find_keys(specs, args: list, arity: int):
         if "not_key" in spec.flags:
             continue   # a "fake" key (an argument like one): not reported
         begin = spec.begin
+        if begin[0] == "unknown" or spec.find[0] == "unknown":
+            return None   # only the command's procedure knows
         if begin[0] == "index":
             first = begin[1]
         else:

@@ -1,0 +1,116 @@
+"""MEMORY USAGE and MEMORY HELP: how many bytes a key and its value take.
+
+An estimate, as Redis's is (object.c, objectComputeSize): the value's own
+object (sys.getsizeof) plus its elements, where for a collection the first
+SAMPLES elements (default 5, 0 for all) are measured and their average size
+multiplied by the number of elements; then the key and its slot in the
+database's dict. It is Python's memory, not Redis's, so the figures differ
+from redis-server's while the reply is the same (an integer, nil for a
+missing key, Redis's errors); the resources issue replaces it with exact
+per-tenant accounting. A client only ever measures its own tenant's keys
+(conn.db). MEMORY DOCTOR, STATS, MALLOC-STATS and PURGE describe the whole
+server's allocator, so tenantkv does not have them.
+"""
+
+import sys
+from collections import deque
+from itertools import islice
+
+from tenantkv import errors
+from tenantkv.commands.registry import command, subcommand_dispatch
+from tenantkv.errors import CommandError
+from tenantkv.keyspace.zset import ZSet
+from tenantkv.util.numbers import parse_int
+
+DEFAULT_SAMPLES = 5    # Redis's OBJ_COMPUTE_SIZE_DEF_SAMPLES
+# A key's entry in the database's dict (CPython: its hash and the key and
+# value pointers), as Redis adds sizeof(dictEntry).
+DICT_ENTRY = 3 * 8
+# A pointer to each element in a deque block or a SortedList sublist.
+POINTER = 8
+
+_getsizeof = sys.getsizeof
+
+
+def _sampled(elements, count: int, samples, size_of) -> int:
+    """The size of a collection's `count` elements, estimated from the first
+    `samples` of them (None: all), as Redis averages its samples."""
+    if not count:
+        return 0
+    sizes = [size_of(element) for element in islice(elements, samples)]
+    return sum(sizes) * count // len(sizes)
+
+
+def _pair_size(pair) -> int:
+    return _getsizeof(pair[0]) + _getsizeof(pair[1])
+
+
+def _element_size(element) -> int:
+    return _getsizeof(element) + POINTER
+
+
+def _zset_member_size(entry) -> int:
+    # a (score, member) tuple in the sorted list, the member and its score
+    # (one float object, shared with the scores dict) and the list's pointer
+    return _getsizeof(entry) + _getsizeof(entry[0]) + _getsizeof(entry[1]) + POINTER
+
+
+def value_size(value, samples=DEFAULT_SAMPLES) -> int:
+    """The estimated size in bytes of a value (samples: None for all elements)."""
+    kind = type(value)
+    if kind is bytes:
+        return _getsizeof(value)
+    if kind is dict:
+        return _getsizeof(value) + _sampled(iter(value.items()), len(value), samples, _pair_size)
+    if kind is set:
+        return _getsizeof(value) + _sampled(iter(value), len(value), samples, _getsizeof)
+    if kind is deque:
+        return _getsizeof(value) + _sampled(iter(value), len(value), samples, _element_size)
+    if kind is ZSet:
+        order = value.order
+        return (_getsizeof(value) + _getsizeof(value.scores) + _getsizeof(order)
+                + _sampled(iter(order), len(order), samples, _zset_member_size))
+    return _getsizeof(value)   # a type without an estimate of its own (yet)
+
+
+def usage(db, key: bytes, samples=DEFAULT_SAMPLES):
+    """MEMORY USAGE's figure for `key` in `db`, None when there is no such key."""
+    value = db.get(key)
+    if value is None:
+        return None
+    return value_size(value, samples) + _getsizeof(key) + DICT_ENTRY
+
+
+def _memory_usage(conn, args):
+    samples = DEFAULT_SAMPLES
+    i, argc = 3, len(args)
+    while i < argc:   # options first, as Redis: errors even for a missing key
+        if args[i].lower() == b"samples" and i + 1 < argc:
+            count = parse_int(args[i + 1])
+            if count is None:
+                raise CommandError(errors.NOT_INTEGER)
+            if count < 0:
+                raise CommandError(errors.SYNTAX)
+            samples = count or None   # 0: every element
+            i += 2
+        else:
+            raise CommandError(errors.SYNTAX)
+    return usage(conn.db, args[2], samples)
+
+
+MEMORY_HELP = [
+    "USAGE <key> [SAMPLES <count>]",
+    "    Return memory in bytes used by <key> and its value. Nested values are",
+    "    sampled up to <count> times (default: 5, 0 means sample all).",
+]
+
+_memory_dispatch = subcommand_dispatch("memory", {
+    # subcommand: (handler, arity as Redis 7.0 declares it)
+    b"usage": (_memory_usage, -3),
+    b"help": (None, 2),   # HELP alone is answered by the dispatcher
+}, MEMORY_HELP)
+
+
+@command("memory", subcommands=("usage", "help"))
+def memory(conn, args):
+    return _memory_dispatch(conn, args)
