@@ -480,6 +480,15 @@ class Connection(asyncio.Protocol):
                 self.multi_error = True
                 out.append(encode_error(errors.NOT_IN_MULTI))
                 return
+            denied = self.server.events.denied
+            if denied is not None and ("write" in cmd.flags or cmd.name == "ping"):
+                # Writes are refused (MISCONF): refused when queued too, and
+                # EXEC then aborts, as Redis.
+                cmd.rejected += 1
+                self.server.stats.error(denied)
+                self.multi_error = True
+                out.append(encode_error(denied))
+                return
             self.multi.append((cmd, args))
             out.append(QUEUED)
             return
