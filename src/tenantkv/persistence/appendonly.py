@@ -23,7 +23,7 @@ import time
 
 from tenantkv.errors import CommandError
 from tenantkv.keyspace import database as database_module
-from tenantkv.persistence import aof, kdb
+from tenantkv.persistence import aof, diskerror, kdb
 from tenantkv.persistence import child as children
 from tenantkv.persistence.aof import AofError, Journal, Manifest, Replayer, expiry_suspended
 
@@ -203,6 +203,7 @@ class AppendOnly:
         connection.journal = journal
         database_module.expire_hook = journal.expired
         self.server.events.set_journal(journal)
+        diskerror.update(self.server)
 
     def _uninstall(self) -> None:
         from tenantkv.server import connection
@@ -213,6 +214,7 @@ class AppendOnly:
         connection.journal = None
         database_module.expire_hook = None
         journal.close()
+        diskerror.update(self.server)   # a failing log no longer refuses writes
 
     def _set_appendonly(self, on: bool) -> None:
         if on and self.journal is None and not self.rewrite_enables:
@@ -239,9 +241,7 @@ class AppendOnly:
 
     def _set_appendfsync(self, mode: str) -> None:
         if self.journal is not None:
-            self.journal.fsync_mode = mode
-            if mode == "always":
-                self.journal.sync()
+            self.journal.set_fsync_mode(mode)
 
     # -- BGREWRITEAOF --------------------------------------------------------------------
 
@@ -256,7 +256,10 @@ class AppendOnly:
         return True
 
     def cron(self) -> None:
-        """From the server cron: reap the rewrite child, start a scheduled one."""
+        """From the server cron: reap the rewrite child, start a scheduled one,
+        retry a failed write of the log."""
+        if self.journal is not None:
+            self.journal.retry()
         if self.rewrite_pid is not None:
             done = children.poll(self.rewrite_pid)
             if done is not None:
@@ -365,7 +368,7 @@ class AppendOnly:
                 "aof_current_size:%d" % (self.base_size + journal.size),
                 "aof_base_size:%d" % self.base_size,
                 "aof_pending_rewrite:0",
-                "aof_buffer_length:%d" % sum(len(b) for b in journal.buf),
+                "aof_buffer_length:%d" % (len(journal.unwritten) + sum(len(b) for b in journal.buf)),
                 "aof_pending_bio_fsync:0",
                 "aof_delayed_fsync:0",
             ]
