@@ -37,8 +37,16 @@ retries every second (`retry`) with or without traffic, and the first write
 that succeeds accepts writes again. A failed background fsync (everysec)
 refuses writes the same way until an fsync succeeds.
 
-appendfsync always: as Redis, the server exits on such an error: a reply
-must never go out for a write that is not on disk.
+appendfsync always: Redis exits on such an error, because the replies of the
+failed write are already in its output buffers. Here replies leave only after
+the group commit, so we can stop short of that: after a failed write, no
+output that could show a write the log does not hold leaves the server (the
+replies queued when the write failed, and any later reply that depends on the
+data: a read could show the un-logged write; MISCONF refusals and replies
+that show no data go out), and the connections holding such output stop being
+read (`hold`). When the retry succeeds, the held output goes out and
+reading resumes (`_release`). Nothing is acknowledged, or seen, before it is
+on disk, and freeing space is all the recovery needed: no exit, no restart.
 """
 
 import errno
@@ -231,6 +239,10 @@ class Journal:
         self.fsync_errno = 0
         self.error = None
         self.last_write_ok = True
+        # appendfsync always after a failed write: output waits (hold()).
+        self.holding = False
+        self.held: dict = {}      # connection -> whether hold() paused its reading
+        self.hold_all = False     # the write just failed: hold all queued output
         self.last_retry = 0.0
         self.last_error_log = 0.0
         self.last_fsync = time.monotonic()
@@ -372,11 +384,6 @@ class Journal:
                                 self.path, exc.strerror)
         self.size = start + written
         self.unwritten = data[written:]
-        if self.fsync_mode == "always":
-            # As Redis: a reply must never go out for a write not on disk.
-            log.critical("Can't recover from AOF write error when the AOF fsync policy "
-                         "is 'always' (%s). Exiting...", os.strerror(error))
-            os._exit(1)
         self._failed(error)
 
     def _failed(self, number: int) -> None:
@@ -404,7 +411,14 @@ class Journal:
         number = self.write_errno or self.fsync_errno
         self.error = os.strerror(number) if number else None
         self.last_write_ok = not number
+        holding = bool(self.write_errno) and self.fsync_mode == "always"
+        if holding != self.holding:
+            self.hold_all = holding
+            self.server.events.mark_readers(self._taint if holding else None)
+        self.holding = holding
         diskerror.update(self.server)
+        if self.held and not self.holding:
+            self._release()
 
     def retry(self) -> None:
         """The server cron: while a write (or fsync) failed, try again once a
@@ -418,7 +432,58 @@ class Journal:
         if self.unwritten or self.buf:
             self.flush()
             return
-        self._recovered()   # nothing is left to write
+        try:   # always: written, but the fdatasync failed and could not be undone
+            os.fdatasync(self.fd)
+        except OSError as exc:
+            self._failed(exc.errno or errno.EIO)
+        else:
+            self._recovered()
+
+    # -- appendfsync always, while a write fails --------------------------------
+
+    def hold(self, conns) -> list:
+        """Of `conns` (connections with output to send), those whose output may
+        leave now; the others keep it queued and stop being read until
+        `_release` (a client waiting for a reply sends no more, and a
+        pipelining one cannot make the server buffer without end).
+
+        Held: every connection that had output queued when the write failed
+        (the replies of the failed turn acknowledge writes the log does not
+        hold), and every connection that ran a command that may show data
+        since (`_taint`, called by server/keyevents.py's mark_readers: a read
+        could show an un-logged write). The others' output goes out: MISCONF
+        refusals, and replies that show no data (HELLO, CLIENT, SELECT,
+        MULTI...), so that clients can still connect and see the error."""
+        held = self.held
+        if self.hold_all:
+            self.hold_all = False
+            for conn in (*conns, *self.server.pending_writes):
+                if conn.unsent and conn not in held and not conn.closing:
+                    self._hold(conn)
+        return [conn for conn in conns if conn not in held]
+
+    def _taint(self, conn) -> None:
+        if conn not in self.held and not conn.closing:
+            self._hold(conn)
+
+    def _hold(self, conn) -> None:
+        transport = conn.transport
+        paused = transport is not None and transport.is_reading()
+        if paused:
+            transport.pause_reading()
+        self.held[conn] = paused
+
+    def _release(self) -> None:
+        """The log caught up: the held output goes out, reading resumes."""
+        from tenantkv.server.connection import flush_connections
+        held, self.held = self.held, {}
+        flush_connections([conn for conn in held if not conn.closing])
+        for conn, paused in held.items():
+            if (paused and not conn.closing and not conn.paused and conn.waiting is None
+                    and conn.backlog is None):
+                conn.transport.resume_reading()
+        log.info("Released the output of %d client(s) held while the AOF could not be written",
+                 len(held))
 
     # -- fsync ------------------------------------------------------------------
 
@@ -477,6 +542,7 @@ class Journal:
         self.fsync_mode = mode
         if mode == "always":
             self.sync()
+        self._status_changed()   # holding output depends on the mode
 
     def sync(self) -> None:
         self.flush()
@@ -492,6 +558,10 @@ class Journal:
             log.error("Closing the AOF file %s with %d bytes that could not be written (%s): "
                       "they are lost", self.path, len(self.unwritten),
                       os.strerror(self.write_errno))
+        if self.holding:   # the log is being turned off: nothing left to wait for
+            self.holding = False
+            self.server.events.mark_readers(None)
+            self._release()
         self.stop.set()
         with self.lock:
             try:

@@ -565,10 +565,15 @@ def flush_connections(conns) -> None:
 
     With the append-only log on, its records of this turn are written first
     (and with appendfsync always, fsynced): no reply leaves before the write
-    it acknowledges is logged. One test per flush when the log is off.
+    it acknowledges is logged. With always, after a failed write, output that
+    could show an un-logged write waits (persistence/aof.py, Journal.hold).
+    One test per flush when the log is off.
     """
-    if journal is not None and journal.buf:
-        journal.flush()
+    if journal is not None:
+        if journal.buf:
+            journal.flush()
+        if journal.holding:
+            conns = journal.hold(conns)
     for conn in conns:
         unsent = conn.unsent
         if not unsent:

@@ -98,6 +98,15 @@ PREPARE = {
 # and EXEC, which refuses a queue holding a write.
 _GATED = frozenset(("ping", "exec"))
 
+# Commands whose reply shows nothing of the data (mark_readers leaves them
+# alone): connection state, transaction control, configuration, saving.
+SHOWS_NO_DATA = frozenset((
+    "auth", "client", "echo", "hello", "quit", "reset", "select", "host:", "post",
+    "multi", "discard", "watch", "unwatch",
+    "acl", "bgrewriteaof", "bgsave", "command", "config", "help", "lastsave", "save",
+    "shutdown", "time",
+))
+
 # A reply of 0 / null from these means that they changed nothing.
 UNCHANGED_ON_ZERO = frozenset((
     "del", "unlink", "sadd", "srem", "hdel", "zrem", "hsetnx", "setnx", "msetnx",
@@ -124,6 +133,11 @@ class KeyEvents:
         self._wrapped: dict = {}  # command name -> its wrapper (built once)
         self._refusing: dict = {}  # command name -> its refusing handler (built once)
         self._gated: list = []     # the write commands, PING, EXEC
+        self._readers: list = []   # the other commands but SHOWS_NO_DATA
+        # While set, marker(conn) runs before any command that may show data
+        # (mark_readers); _marking: command name -> that wrapper (built once).
+        self.marker = None
+        self._marking: dict = {}
 
     # -- listening -------------------------------------------------------------
 
@@ -166,6 +180,8 @@ class KeyEvents:
                     self._gated.append(name)
                 elif name in _GATED:
                     self._gated.append(name)
+                elif name not in SHOWS_NO_DATA:
+                    self._readers.append(name)
         return plain
 
     def _apply(self) -> None:
@@ -220,10 +236,43 @@ class KeyEvents:
         def refusing_handler(conn, args):
             if events.in_exec:
                 # An EXEC that began before the refusal (it checked its queue
-                # then) runs whole: a transaction is all or nothing.
+                # then) runs whole: a transaction is all or nothing. Its reply
+                # shows writes that may not be logged: marked (see below).
+                if events.marker is not None:
+                    events.marker(conn)
                 return current(conn, args)
             raise CommandError(events.denied)
         return refusing_handler
+
+    # -- marking readers (appendfsync always, while the log cannot be written) --
+
+    def mark_readers(self, marker) -> None:
+        """From now on call `marker(conn)` before every command that may show
+        data (all but the write commands, PING, EXEC and SHOWS_NO_DATA; inside
+        EXEC, its commands), or no more (None). persistence/aof.py holds the
+        output of such a connection until the log has caught up."""
+        if marker == self.marker:
+            return
+        self.marker = marker
+        plain = self._capture()
+        marking = self._marking
+        for name in self._readers:
+            handler = plain[name]
+            if marker is not None:
+                handler = marking.get(name)
+                if handler is None:
+                    handler = marking[name] = self._mark(plain[name])
+            COMMANDS[name].handler = handler
+
+    def _mark(self, handler):
+        events = self
+
+        def marking_handler(conn, args):
+            marker = events.marker
+            if marker is not None:
+                marker(conn)
+            return handler(conn, args)
+        return marking_handler
 
     def _wrap(self, cmd, handler):
         touched = TOUCHED.get(cmd.name) or _key_positions(cmd)
