@@ -33,14 +33,16 @@ class SmallFilesystem:
     def fill(self, leave: int = 0) -> None:
         """Take all free space but `leave` bytes (0: the disk is full)."""
         chunk = b"\0" * (1 << 20)
-        with open(self.filler, "ab") as f:
+        # Unbuffered: a buffered file keeps what a short write left and
+        # raises ENOSPC again when it is closed (the server may take the
+        # space between free_bytes() and the write).
+        with open(self.filler, "ab", buffering=0) as f:
             while True:
                 room = self.free_bytes() - leave
                 if room <= 0:
                     break
                 try:
                     f.write(chunk[:min(room, len(chunk))])
-                    f.flush()
                 except OSError as exc:
                     if exc.errno != errno.ENOSPC:
                         raise

@@ -188,6 +188,8 @@ SETTINGS = [
     Setting("data", "dbfilename", "dbfilename", _str, "dump.kdb", True, "snapshot file name", protected=True),
     Setting("data", "save", "save", _save, "3600 1 300 100 60 10000", True,
             "snapshot rules: seconds changes ... (empty = no automatic snapshots)"),
+    Setting("data", "stop_writes_on_bgsave_error", "stop-writes-on-bgsave-error", parse_bool, True, True,
+            "refuse writes (MISCONF) while the last background save failed, if save rules are set"),
     Setting("data", "appendonly", "appendonly", parse_bool, False, True, "append-only log on/off"),
     Setting("data", "appendfsync", "appendfsync", enum("everysec", "always", "no"), "everysec", True, "always | everysec | no"),
     Setting("data", "appendfilename", "appendfilename", _str, "appendonly.aof", False, "append-only log file name"),

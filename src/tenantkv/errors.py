@@ -40,6 +40,24 @@ NOAUTH_HELLO = ("NOAUTH HELLO must be called with the client already authenticat
 AUTH_WITHOUT_PASSWORD = ("ERR AUTH <password> called without any password configured for the "
                          "default user. Are you sure your configuration is correct?")
 
+# Writes refused because the data can no longer be persisted (Redis's
+# shared.bgsaveerr and writeCommandsGetDiskErrorMessage, server.c).
+MISCONF_RDB = ("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to "
+               "persist to disk. Commands that may modify the data set are disabled, because this "
+               "instance is configured to report errors during writes if RDB snapshotting fails "
+               "(stop-writes-on-bgsave-error option). Please check the Redis logs for details "
+               "about the RDB error.")
+
+
+def misconf_aof(strerror: str) -> str:
+    """`strerror`: the C library's text of the failed write's errno (os.strerror)."""
+    return "MISCONF Errors writing to the AOF file: %s" % strerror
+
+
+def execabort_because(message: str) -> str:
+    """EXEC refused as a whole before it ran (Redis's execCommandAbort)."""
+    return "EXECABORT Transaction discarded because of: %s" % message
+
 
 # Redis's own words (and typo), sent to a non-loopback client of a server whose
 # default user needs no password.

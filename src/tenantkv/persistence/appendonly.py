@@ -28,7 +28,7 @@ from tenantkv.config import ConfigSetError
 from tenantkv.errors import CommandError
 from tenantkv.keyspace import database as database_module
 from tenantkv.logs import NOTICE
-from tenantkv.persistence import aof, kdb
+from tenantkv.persistence import aof, diskerror, kdb
 from tenantkv.persistence import child as children
 from tenantkv.persistence.aof import (AofError, Journal, Manifest, ManifestError, Replayer,
                                       expiry_suspended)
@@ -331,6 +331,7 @@ class AppendOnly:
         database_module.expire_hook = journal.expired
         self.server.events.set_journal(journal)
         self._recount()
+        diskerror.update(self.server)
 
     def _uninstall(self) -> None:
         from tenantkv.server import connection
@@ -344,6 +345,7 @@ class AppendOnly:
             journal.close()
         except OSError as exc:
             log.warning("Fail to fsync the AOF file %s: %s", journal.path, exc)
+        diskerror.update(self.server)   # a failing log no longer refuses writes
 
     def _set_appendonly(self, on: bool) -> None:
         if on and self.journal is None and not self.rewrite_enables:
@@ -396,9 +398,7 @@ class AppendOnly:
 
     def _set_appendfsync(self, mode: str) -> None:
         if self.journal is not None:
-            self.journal.fsync_mode = mode
-            if mode == "always":
-                self.journal.sync()
+            self.journal.set_fsync_mode(mode)
 
     # -- BGREWRITEAOF --------------------------------------------------------------------
     #
@@ -426,8 +426,11 @@ class AppendOnly:
         return True
 
     def cron(self) -> None:
-        """From the server cron: reap the rewrite child, start a scheduled
-        one, or an automatic one when the log has grown enough (serverCron)."""
+        """From the server cron: retry a failed write of the log, reap the
+        rewrite child, start a scheduled one, or an automatic one when the log
+        has grown enough (serverCron)."""
+        if self.journal is not None:
+            self.journal.retry()
         if self.rewrite_pid is not None:
             done = children.poll(self.rewrite_pid)
             if done is not None:
@@ -694,7 +697,8 @@ class AppendOnly:
                 "aof_current_size:%d" % (self.prior_size + (journal.size if journal else 0)),
                 "aof_base_size:%d" % self.base_size,
                 "aof_pending_rewrite:%d" % int(self.scheduled),
-                "aof_buffer_length:%d" % (sum(len(b) for b in journal.buf) if journal else 0),
+                "aof_buffer_length:%d" % ((len(journal.unwritten) + sum(len(b) for b in journal.buf))
+                                          if journal else 0),
                 "aof_pending_bio_fsync:0",
                 "aof_delayed_fsync:0",
             ]

@@ -28,7 +28,7 @@ from tenantkv.commands.registry import COMMANDS
 from tenantkv.config import parse_save
 from tenantkv.logs import NOTICE
 from tenantkv.persistence import child as children
-from tenantkv.persistence import kdb
+from tenantkv.persistence import diskerror, kdb
 
 log = logging.getLogger("tenantkv.persistence")
 
@@ -56,6 +56,10 @@ class Snapshotter:
         self.total_at_save = 0
         self._save_text = None
         self._save_rules: list = []
+        # Whether writes are refused after a failed save depends on these too.
+        for name in ("save", "stop-writes-on-bgsave-error"):
+            server.config.listeners.setdefault(name, []).append(
+                lambda value: diskerror.update(server))
 
     # -- paths and settings ---------------------------------------------------------
 
@@ -122,6 +126,7 @@ class Snapshotter:
             self.server.last_save = int(time.time())
             self.saves += 1
             self.last_status_ok = True
+            diskerror.update(self.server)
         log.log(NOTICE, "DB saved on disk: %d keys in %.3f seconds (%s)",
                 keys, time.monotonic() - started, target)
         return keys
@@ -141,6 +146,7 @@ class Snapshotter:
             pid = children.fork_child(work)
         except OSError as exc:
             self.last_status_ok = False
+            diskerror.update(self.server)
             log.warning("Can't save in background: fork: %s", exc)
             raise
         self.child_pid = pid
@@ -153,7 +159,7 @@ class Snapshotter:
     def in_progress(self) -> bool:
         return bool(self.child_pid)
 
-    def _child_finished(self, ok: bool, detail: str) -> None:
+    def _child_finished(self, ok: bool, detail: str, killed: bool = False) -> None:
         pid = self.child_pid
         self.child_pid = 0
         children.child_done()
@@ -165,7 +171,8 @@ class Snapshotter:
             self.last_status_ok = True
             log.log(NOTICE, "Background saving terminated with success")
         else:
-            self.last_status_ok = False
+            # As Redis: a child killed on purpose (SIGUSR1) is no save error.
+            self.last_status_ok = self.last_status_ok if killed else False
             log.warning("Background saving error: child %d %s", pid, detail)
             # a child killed mid-write leaves its temp file (the real file is untouched)
             temp = os.path.join(os.path.dirname(os.path.abspath(self.child_path)), "temp-%d.kdb" % pid)
@@ -173,13 +180,14 @@ class Snapshotter:
                 os.unlink(temp)
             except OSError:
                 pass
+        diskerror.update(self.server)
 
     def kill_child(self) -> None:
         if self.child_pid:
             pid = self.child_pid
             log.warning("There is a child saving an .kdb. Killing it!")
             children.kill_and_reap(pid)
-            self._child_finished(False, "killed")
+            self._child_finished(False, "killed", killed=True)
 
     # -- the cron ---------------------------------------------------------------------------
 

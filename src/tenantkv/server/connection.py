@@ -488,6 +488,15 @@ class Connection(asyncio.Protocol):
                 self.multi_error = True
                 out.append(encode_error(errors.NOT_IN_MULTI))
                 return
+            denied = self.server.events.denied
+            if denied is not None and ("write" in cmd.flags or cmd.name == "ping"):
+                # Writes are refused (MISCONF): refused when queued too, and
+                # EXEC then aborts, as Redis.
+                cmd.rejected += 1
+                self.server.stats.error(denied)
+                self.multi_error = True
+                out.append(encode_error(denied))
+                return
             self.multi.append((cmd, args))
             out.append(QUEUED)
             return
@@ -564,10 +573,15 @@ def flush_connections(conns) -> None:
 
     With the append-only log on, its records of this turn are written first
     (and with appendfsync always, fsynced): no reply leaves before the write
-    it acknowledges is logged. One test per flush when the log is off.
+    it acknowledges is logged. With always, after a failed write, output that
+    could show an un-logged write waits (persistence/aof.py, Journal.hold).
+    One test per flush when the log is off.
     """
-    if journal is not None and journal.buf:
-        journal.flush()
+    if journal is not None:
+        if journal.buf:
+            journal.flush()
+        if journal.holding:
+            conns = journal.hold(conns)
     for conn in conns:
         unsent = conn.unsent
         if not unsent:

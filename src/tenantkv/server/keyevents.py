@@ -15,6 +15,12 @@ handlers come back. With nobody listening, a write costs exactly what it did.
 The append-only log (persistence) uses the same wrappers: while it is on, they
 stay installed and hand every successful write to `journal.record`.
 
+The same swap refuses writes the server could not persist (`deny`, driven by
+persistence/diskerror.py: a failed background save, a failed log write):
+while denied, every write command's handler (and PING's, as Redis 7's
+processCommand) raises the -MISCONF error, and EXEC's refuses a queue that
+holds a write. A healthy server tests nothing per command for it.
+
 Which keys a command wrote: its key positions (the registry's first/last/step)
 unless TOUCHED below says otherwise (the STORE commands write only their
 destination; MOVE and COPY can write in another database; FLUSHDB/FLUSHALL
@@ -25,6 +31,7 @@ MAY_CHANGE_NOTHING say so by counting in `stats.unchanged_writes`.
 """
 
 from tenantkv.commands.registry import COMMANDS
+from tenantkv.errors import CommandError, execabort_because
 from tenantkv.keyspace.database import now_ms
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY
 from tenantkv.server import blocking
@@ -87,6 +94,20 @@ PREPARE = {
     "flushall": lambda conn, args: _existing_watched(conn.tenant.dbs),
 }
 
+# Refused with the writes while the server cannot persist (besides the write
+# commands): PING, so that a health check notices (Redis 7's processCommand),
+# and EXEC, which refuses a queue holding a write.
+_GATED = frozenset(("ping", "exec"))
+
+# Commands whose reply shows nothing of the data (mark_readers leaves them
+# alone): connection state, transaction control, configuration, saving.
+SHOWS_NO_DATA = frozenset((
+    "auth", "client", "echo", "hello", "quit", "reset", "select", "host:", "post",
+    "multi", "discard", "watch", "unwatch",
+    "acl", "bgrewriteaof", "bgsave", "command", "config", "help", "lastsave", "save",
+    "shutdown", "time",
+))
+
 # A reply of 0 / null from these means that they changed nothing.
 UNCHANGED_ON_ZERO = frozenset((
     "del", "unlink", "sadd", "srem", "hdel", "zrem", "hsetnx", "setnx", "msetnx",
@@ -111,8 +132,17 @@ class KeyEvents:
         # The append-only log, when on: journal.record(conn, db, cmd, args,
         # reply) after every write command that did not fail (see _wrap).
         self.journal = None
+        # Writes refused (MISCONF): the error message, else None.
+        self.denied = None
         self._plain: dict = {}    # command name -> its unwrapped handler
         self._wrapped: dict = {}  # command name -> its wrapper (built once)
+        self._refusing: dict = {}  # command name -> its refusing handler (built once)
+        self._gated: list = []     # the write commands, PING, EXEC
+        self._readers: list = []   # the other commands but SHOWS_NO_DATA
+        # While set, marker(conn) runs before any command that may show data
+        # (mark_readers); _marking: command name -> that wrapper (built once).
+        self.marker = None
+        self._marking: dict = {}
 
     # -- listening -------------------------------------------------------------
 
@@ -137,19 +167,117 @@ class KeyEvents:
             self._uninstall()
 
     def _install(self) -> None:
-        for name, cmd in COMMANDS.items():
-            if "write" not in cmd.flags:
-                continue
-            if name not in self._wrapped:
-                self._plain[name] = cmd.handler
-                self._wrapped[name] = self._wrap(cmd, cmd.handler)
-            cmd.handler = self._wrapped[name]
         self.installed = True
+        self._apply()
 
     def _uninstall(self) -> None:
-        for name, handler in self._plain.items():
-            COMMANDS[name].handler = handler
         self.installed = False
+        self._apply()
+
+    def _capture(self) -> dict:
+        """The real handlers, remembered at the first swap."""
+        plain = self._plain
+        if not plain:
+            for name, cmd in COMMANDS.items():
+                plain[name] = cmd.handler
+                if "write" in cmd.flags:
+                    self._wrapped[name] = self._wrap(cmd, cmd.handler)
+                    self._gated.append(name)
+                elif name in _GATED:
+                    self._gated.append(name)
+                elif name not in SHOWS_NO_DATA:
+                    self._readers.append(name)
+        return plain
+
+    def _apply(self) -> None:
+        """Give every write command (and PING, EXEC) the handler the state
+        asks for: refusing while denied, else reporting while installed,
+        else its own."""
+        plain = self._capture()
+        wrapped = self._wrapped
+        for name in self._gated:
+            handler = plain[name]
+            if self.denied is not None:
+                refusing = self._refusing.get(name)
+                if refusing is None:
+                    refusing = self._refusing[name] = self._refuse(name)
+                handler = refusing
+            elif self.installed and name in wrapped:
+                handler = wrapped[name]
+            COMMANDS[name].handler = handler
+
+    # -- refusing writes (MISCONF) --------------------------------------------
+
+    def deny(self, message) -> None:
+        """Refuse writes with `message` (an error text), or accept them
+        again (None). See persistence/diskerror.py for when."""
+        if message == self.denied:
+            return
+        self.denied = message
+        self._apply()
+
+    def _refuse(self, name: str):
+        events = self
+
+        def current(conn, args):
+            # What runs when writes are accepted: the reporting wrapper while
+            # it is installed, else the command itself.
+            if events.installed and name in events._wrapped:
+                return events._wrapped[name](conn, args)
+            return events._plain[name](conn, args)
+
+        if name == "exec":
+            def refusing_exec(conn, args):
+                # As Redis: a transaction that would write is refused as a
+                # whole, before any of it runs (and is discarded).
+                queued = conn.multi
+                if queued and any("write" in cmd.flags for cmd, _ in queued):
+                    from tenantkv.commands.transactions import end_transaction
+                    end_transaction(conn)
+                    raise CommandError(execabort_because(events.denied))
+                return current(conn, args)
+            return refusing_exec
+
+        def refusing_handler(conn, args):
+            if events.in_exec:
+                # An EXEC that began before the refusal (it checked its queue
+                # then) runs whole: a transaction is all or nothing. Its reply
+                # shows writes that may not be logged: marked (see below).
+                if events.marker is not None:
+                    events.marker(conn)
+                return current(conn, args)
+            raise CommandError(events.denied)
+        return refusing_handler
+
+    # -- marking readers (appendfsync always, while the log cannot be written) --
+
+    def mark_readers(self, marker) -> None:
+        """From now on call `marker(conn)` before every command that may show
+        data (all but the write commands, PING, EXEC and SHOWS_NO_DATA; inside
+        EXEC, its commands), or no more (None). persistence/aof.py holds the
+        output of such a connection until the log has caught up."""
+        if marker == self.marker:
+            return
+        self.marker = marker
+        plain = self._capture()
+        marking = self._marking
+        for name in self._readers:
+            handler = plain[name]
+            if marker is not None:
+                handler = marking.get(name)
+                if handler is None:
+                    handler = marking[name] = self._mark(plain[name])
+            COMMANDS[name].handler = handler
+
+    def _mark(self, handler):
+        events = self
+
+        def marking_handler(conn, args):
+            marker = events.marker
+            if marker is not None:
+                marker(conn)
+            return handler(conn, args)
+        return marking_handler
 
     def _wrap(self, cmd, handler):
         touched = TOUCHED.get(cmd.name) or _key_positions(cmd)
