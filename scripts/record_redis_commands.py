@@ -5,13 +5,13 @@
 
 Starts Debian's redis-server (or asks the one already on --port), sends
 `COMMAND INFO` and `COMMAND DOCS` in RESP3 and writes
-src/tenantkv/commands/redis_commands.jsonl: a first line naming the Redis
+src/tenantkv/dispatch/redis_commands.jsonl: a first line naming the Redis
 version, then one line per command, sorted by name, so that a re-recording
 reads well as a diff. Every command Redis has is recorded, not only those
 tenantkv implements: a new family finds its metadata waiting.
 
-A line merges the two replies into one JSON object (commands/reference.py
-reads it, commands/registry.py fills the command table from it):
+A line merges the two replies into one JSON object (dispatch/record.py
+reads it, dispatch/table.py fills the command table from it):
 
     name, arity, flags, first_key, last_key, step, acl_categories, tips,
     key_specs                                   -- COMMAND INFO, by field
@@ -37,7 +37,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join(ROOT, "src", "tenantkv", "commands", "redis_commands.jsonl")
+OUT = os.path.join(ROOT, "src", "tenantkv", "dispatch", "redis_commands.jsonl")
 INFO_FIELDS = ("name", "arity", "flags", "first_key", "last_key", "step",
                "acl_categories", "tips", "key_specs", "subcommands")
 

@@ -15,8 +15,8 @@ from compat import harness
 from conftest import free_port
 from tenantkv.cli.commands_doc import doc_from_reply
 from tenantkv.commands import COMMANDS
-from tenantkv.commands.reference import redis_command
-from tenantkv.commands.registry import DOC_FIELDS
+from tenantkv.dispatch.record import redis_command
+from tenantkv.dispatch.table import DOC_FIELDS
 
 # Commands and subcommands Redis 7.0 does not have.
 TENANTKV_ONLY = {

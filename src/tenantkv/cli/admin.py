@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_aof(args) -> int:
     """0: every file is valid (or was fixed); 1: damage left (persistence/checkaof.py)."""
+    from tenantkv import commands  # noqa: F401  (registers every command: the checks know the table)
     from tenantkv.persistence import checkaof
     config = load_config(args)
 

@@ -4,6 +4,6 @@ from tenantkv.commands import (  # noqa: F401  (imported for their registrations
     acl, appendonly, bitmaps, blocking, connection, hashes, keys, lists, memory, persistence,
     server, sets, strings, transactions, zsets,
 )
-from tenantkv.commands.registry import COMMANDS, Command
+from tenantkv.dispatch.table import COMMANDS, Command
 
 __all__ = ["COMMANDS", "Command"]

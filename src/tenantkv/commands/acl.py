@@ -30,10 +30,10 @@ import threading
 import time
 
 from tenantkv import errors
-from tenantkv.commands.registry import COMMANDS, command, find, help_reply
+from tenantkv.dispatch.table import COMMANDS, command, find, help_reply
 from tenantkv.errors import CommandError
 from tenantkv.protocol.encoder import OK, SetReply
-from tenantkv.server.deferred import Deferred
+from tenantkv.dispatch.replies import Deferred
 from tenantkv.tenancy import hashing, permissions
 from tenantkv.tenancy.permissions import RuleError
 from tenantkv.tenancy.store import NoSuchUser, validate_namespace, validate_username

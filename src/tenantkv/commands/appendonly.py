@@ -3,7 +3,7 @@
 Kept apart from the snapshot commands (SAVE, BGSAVE, KDB) of commands/persistence.py.
 """
 
-from tenantkv.commands.registry import command
+from tenantkv.dispatch.table import command
 from tenantkv.protocol.encoder import Status
 
 

@@ -13,7 +13,7 @@ BITOP, which stores its result as a new value, and leave OBJECT ENCODING
 """
 
 from tenantkv import errors
-from tenantkv.commands.registry import command
+from tenantkv.dispatch.table import command
 from tenantkv.commands.strings import _option
 from tenantkv.errors import CommandError
 from tenantkv.util.numbers import LLONG_MAX, int_arg, parse_int

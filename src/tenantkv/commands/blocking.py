@@ -1,7 +1,7 @@
 """Blocking pops: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP.
 
 Each command tries once, as its non-blocking form; when all its keys are
-empty it parks the client (server/blocking.py) with a function that serves
+empty it parks the client (dispatch/blocking.py) with a function that serves
 it later from one key. Inside MULTI/EXEC nothing blocks: an empty result is
 answered as a timeout at once, as Redis does.
 
@@ -14,12 +14,12 @@ from collections import deque
 
 from tenantkv import errors
 from tenantkv.commands import lists, zsets
-from tenantkv.commands.registry import command
+from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.database import now_ms
 from tenantkv.keyspace.zset import ZSet
 from tenantkv.protocol.encoder import NULL_ARRAY
-from tenantkv.server.blocking import Blocked
+from tenantkv.dispatch.blocking import Blocked
 from tenantkv.util.numbers import LLONG_MAX, parse_int, timeout_ms
 
 

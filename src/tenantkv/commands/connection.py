@@ -3,10 +3,11 @@
 import time
 
 from tenantkv import REDIS_COMPAT_VERSION, errors
-from tenantkv.commands.registry import command, help_reply
+from tenantkv.dispatch.table import command, help_reply
 from tenantkv.errors import CommandError
 from tenantkv.commands.transactions import end_transaction
-from tenantkv.server.blocking import Blocked
+from tenantkv.dispatch.blocking import Blocked
+from tenantkv.dispatch.replies import NO_REPLY
 from tenantkv.protocol.encoder import OK, PONG, Status, Verbatim
 from tenantkv.util.numbers import parse_int
 
@@ -144,7 +145,6 @@ def _http_guard(conn):
         "Possible SECURITY ATTACK detected from %s: HTTP request to the Redis port. "
         "Connection aborted.", conn.addr)
     conn.close()
-    from tenantkv.server.connection import NO_REPLY
     return NO_REPLY
 
 

@@ -11,7 +11,7 @@ order.
 
 from tenantkv import errors
 from tenantkv.commands.keys import scan_collection
-from tenantkv.commands.registry import command
+from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.protocol.encoder import OK
 from tenantkv.util.numbers import (

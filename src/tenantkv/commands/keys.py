@@ -5,7 +5,7 @@ import random
 from itertools import islice
 
 from tenantkv import errors
-from tenantkv.commands.registry import command, help_reply
+from tenantkv.dispatch.table import command, help_reply
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.database import now_ms
 from tenantkv.keyspace.types import copy_value, encoding, type_name

@@ -14,7 +14,7 @@ from collections import deque
 from itertools import islice
 
 from tenantkv import errors
-from tenantkv.commands.registry import command
+from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY, OK
 from tenantkv.util.numbers import LLONG_MAX, LLONG_MIN, parse_int

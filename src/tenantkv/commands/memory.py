@@ -17,7 +17,7 @@ from collections import deque
 from itertools import islice
 
 from tenantkv import errors
-from tenantkv.commands.registry import command, subcommand_dispatch
+from tenantkv.dispatch.table import command, subcommand_dispatch
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.zset import ZSet
 from tenantkv.util.numbers import parse_int

@@ -20,7 +20,7 @@ import os
 import time
 
 from tenantkv import errors
-from tenantkv.commands.registry import COMMANDS, command, subcommand_dispatch
+from tenantkv.dispatch.table import COMMANDS, command, subcommand_dispatch
 from tenantkv.errors import CommandError
 from tenantkv.logs import NOTICE
 from tenantkv.persistence import kdb

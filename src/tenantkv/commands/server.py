@@ -8,7 +8,7 @@ import time
 
 from tenantkv import REDIS_COMPAT_VERSION, __version__, errors
 from tenantkv.commands import persistence
-from tenantkv.commands.registry import (
+from tenantkv.dispatch.table import (
     COMMANDS, HIDDEN, command, help_reply, lookup, subcommand_dispatch,
 )
 from tenantkv.config import BY_REDIS_NAME, ConfigSetError, parse_memory
@@ -16,7 +16,8 @@ from tenantkv.errors import CommandError
 from tenantkv.keyspace.types import encoding
 from tenantkv.protocol.encoder import (OK, Attributed, BigNumber, Push, Raw, SetReply, Status,
                                       Verbatim, encode)
-from tenantkv.server.blocking import Blocked
+from tenantkv.dispatch.blocking import Blocked
+from tenantkv.dispatch.replies import NO_REPLY
 from tenantkv.util.glob import glob_match
 from tenantkv.util.numbers import parse_float, parse_int
 
@@ -295,7 +296,7 @@ def config(conn, args):
 
 
 # -- COMMAND and HELP ------------------------------------------------------------
-# Both read the command table (commands/registry.py), filled from Redis's
+# Both read the command table (dispatch/table.py), filled from Redis's
 # recorded COMMAND INFO and DOCS, and rebuild Redis's replies from it.
 
 # Command flags in the order Redis replies them (addReplyFlagsForCommand;
@@ -540,7 +541,6 @@ def shutdown(conn, args):
     save = True if b"save" in options else False if b"nosave" in options else None
     if not conn.server.shutdown(save=save, force=b"force" in options):
         raise CommandError("ERR Errors trying to SHUTDOWN. Check logs.")
-    from tenantkv.server.connection import NO_REPLY
     conn.close_after_reply = True   # nothing after it in the pipeline runs, as in Redis
     return NO_REPLY   # Redis closes the connection without a reply
 

@@ -17,7 +17,7 @@ does the same. A hashtable's order is not defined.
 
 from tenantkv import errors
 from tenantkv.commands.keys import scan_collection
-from tenantkv.commands.registry import command
+from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.protocol.encoder import SetReply
 from tenantkv.util.numbers import LLONG_MAX, parse_int

@@ -1,7 +1,7 @@
 """String commands: SET and friends, counters, ranges."""
 
 from tenantkv import errors
-from tenantkv.commands.registry import command
+from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.database import now_ms
 from tenantkv.protocol.encoder import OK

@@ -9,18 +9,18 @@ then aborts with EXECABORT, as Redis does.
 EXEC runs the queue in one go on the event loop, so nothing of another client
 runs in between. Blocking commands inside it do not block (they answer as if
 their timeout had passed), and clients blocked on keys it fills are served
-once it is over (server/keyevents.py, `in_exec`).
+once it is over (dispatch/observers.py, `in_exec`).
 
-WATCH: see server/keyevents.py. A watched key written by any client of the
+WATCH: see dispatch/observers.py. A watched key written by any client of the
 same tenant, flushed, or expired makes EXEC answer a null array.
 """
 
 from time import monotonic
 
-from tenantkv.commands.registry import command
+from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.protocol.encoder import NULL_ARRAY, OK, Raw, encode, encode_error
-from tenantkv.server.deferred import Deferred
+from tenantkv.dispatch.replies import Deferred
 
 EXECABORT = "EXECABORT Transaction discarded because of previous errors."
 
@@ -44,9 +44,7 @@ def discard(conn, args):
 
 def end_transaction(conn) -> None:
     """Leave MULTI (if in it) and forget every watched key (DISCARD, EXEC, RESET)."""
-    conn.multi = None
-    conn.multi_error = False
-    conn.server.events.unwatch_all(conn)
+    conn.server.events.end_transaction(conn)
 
 
 @command("exec")

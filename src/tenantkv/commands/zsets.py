@@ -16,7 +16,7 @@ from sortedcontainers import SortedList
 
 from tenantkv import errors
 from tenantkv.commands.keys import scan_collection
-from tenantkv.commands.registry import command
+from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.types import register_type
 from tenantkv.keyspace.zset import ZSet

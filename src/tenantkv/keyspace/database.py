@@ -16,11 +16,6 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-# The append-only log's hook, expire_hook(db, key), while it is on: a key that
-# expires is logged as a DEL (persistence/aof.py). Only expiry pays the test.
-expire_hook = None
-
-
 class Database:
     __slots__ = ("data", "expires", "encodings", "index", "stats", "scans", "scan_ids",
                  "hits", "misses", "expired", "watchers", "blocked", "owner")
@@ -48,8 +43,8 @@ class Database:
         # Keys of this database that expired: a non-root user's INFO
         # expired_keys sums its own tenant's (stats.expired_keys is server-wide).
         self.expired = 0
-        # key -> clients that WATCH it / are blocked on it (server/keyevents.py,
-        # server/blocking.py). They outlive FLUSHDB: clear() keeps them.
+        # key -> clients that WATCH it / are blocked on it (dispatch/observers.py,
+        # dispatch/blocking.py). They outlive FLUSHDB: clear() keeps them.
         self.watchers: dict = {}
         self.blocked: dict = {}
         self.owner = None   # its tenant's key (Tenant sets it): the log's context
@@ -145,8 +140,9 @@ class Database:
             self.encodings.pop(key, None)
         self.expired += 1
         self.stats.expired_keys += 1
-        if expire_hook is not None:
-            expire_hook(self, key)
+        hook = self.stats.on_expire   # the log's, while it is on: the key's DEL
+        if hook is not None:
+            hook(self, key)
 
     # -- string encodings ----------------------------------------------------
 
@@ -195,8 +191,9 @@ class Database:
                     if self.encodings:
                         self.encodings.pop(key, None)
                     expired += 1
-                    if expire_hook is not None:
-                        expire_hook(self, key)
+                    hook = self.stats.on_expire
+                    if hook is not None:
+                        hook(self, key)
                 else:
                     del expires[key]
                     expires[key] = when

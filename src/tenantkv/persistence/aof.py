@@ -60,7 +60,7 @@ from contextlib import contextmanager
 
 import hiredis
 
-from tenantkv.commands.registry import COMMANDS
+from tenantkv.dispatch.table import COMMANDS
 from tenantkv.errors import CommandError
 from tenantkv.keyspace import database as database_module
 from tenantkv.keyspace.zset import ZSet
@@ -225,7 +225,7 @@ RECORDERS = {
 
 
 def _unchanged_on_zero():
-    from tenantkv.server.keyevents import UNCHANGED_ON_ZERO
+    from tenantkv.dispatch.observers import UNCHANGED_ON_ZERO
     return UNCHANGED_ON_ZERO
 
 
@@ -271,7 +271,7 @@ class Journal:
     # -- recording --------------------------------------------------------------
 
     def record(self, conn, db, cmd, args, reply) -> None:
-        """A write command succeeded (server/keyevents.py calls this)."""
+        """A write command succeeded (dispatch/observers.py calls this)."""
         name = cmd.name
         recorder = RECORDERS.get(name)
         if recorder is None:
@@ -466,7 +466,7 @@ class Journal:
         Held: every connection that had output queued when the write failed
         (the replies of the failed turn acknowledge writes the log does not
         hold), and every connection that ran a command that may show data
-        since (`_taint`, called by server/keyevents.py's mark_readers: a read
+        since (`_taint`, called by dispatch/observers.py's mark_readers: a read
         could show an un-logged write). The others' output goes out: MISCONF
         refusals, and replies that show no data (HELLO, CLIENT, SELECT,
         MULTI...), so that clients can still connect and see the error."""
@@ -491,9 +491,8 @@ class Journal:
 
     def _release(self) -> None:
         """The log caught up: the held output goes out, reading resumes."""
-        from tenantkv.server.connection import flush_connections
         held, self.held = self.held, {}
-        flush_connections([conn for conn in held if not conn.closing])
+        self.server.flush_now([conn for conn in held if not conn.closing])
         for conn, paused in held.items():
             if (paused and not conn.closing and not conn.paused and conn.waiting is None
                     and conn.backlog is None):
@@ -787,11 +786,8 @@ class Replayer:
     connection that moves between tenants and databases as @context says."""
 
     def __init__(self, server) -> None:
-        from tenantkv.server.connection import Connection
         self.server = server
-        self.conn = conn = Connection(server)
-        conn.authenticated = conn.root = True
-        conn.closing = True   # never flushed to a transport
+        self.conn = server.internal_client()
         self.errors = 0
         self.commands = 0
         self.path = ""

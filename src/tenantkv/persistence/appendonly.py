@@ -26,7 +26,6 @@ import time
 
 from tenantkv.config import ConfigSetError
 from tenantkv.errors import CommandError
-from tenantkv.keyspace import database as database_module
 from tenantkv.logs import NOTICE
 from tenantkv.persistence import aof, diskerror, kdb
 from tenantkv.persistence import child as children
@@ -322,25 +321,19 @@ class AppendOnly:
         return fd
 
     def _install(self, path: str, fresh: bool = False) -> None:
-        from tenantkv.server import connection
         fd = self._open(path, fresh)
         journal = Journal(self.server, fd, path, os.fstat(fd).st_size,
                           self.config["data.appendfsync"])
         self.journal = journal
-        connection.journal = journal
-        database_module.expire_hook = journal.expired
-        self.server.events.set_journal(journal)
+        self.server.events.set_journal(journal)   # the write observer (dispatch)
         self._recount()
         diskerror.update(self.server)
 
     def _uninstall(self) -> None:
-        from tenantkv.server import connection
         journal, self.journal = self.journal, None
         if journal is None:
             return
         self.server.events.set_journal(None)
-        connection.journal = None
-        database_module.expire_hook = None
         try:
             journal.close()
         except OSError as exc:

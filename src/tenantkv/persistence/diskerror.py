@@ -10,7 +10,7 @@ As Redis (server.c, writeCommandsDeniedByDiskError), writes are refused when
 A failed foreground SAVE only answers its error, as Redis 7.0.
 
 Refused means: every command flagged "write", PING, and an EXEC whose queue
-holds a write answer the MISCONF error (server/keyevents.py swaps their
+holds a write answer the MISCONF error (dispatch/observers.py swaps their
 handlers, so nothing is tested per command while healthy). Reads go on.
 
 `update` is called wherever one of the inputs changes: the snapshot status

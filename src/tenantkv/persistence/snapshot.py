@@ -24,7 +24,7 @@ import logging
 import os
 import time
 
-from tenantkv.commands.registry import COMMANDS
+from tenantkv.dispatch.table import COMMANDS
 from tenantkv.config import parse_save
 from tenantkv.logs import NOTICE
 from tenantkv.persistence import child as children

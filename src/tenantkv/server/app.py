@@ -14,9 +14,9 @@ from tenantkv import errors
 from tenantkv.config import ConfigSetError
 from tenantkv.logs import NOTICE
 from tenantkv.keyspace import Tenant
-from tenantkv.server.blocking import Blocked
+from tenantkv.dispatch.blocking import Blocked
 from tenantkv.server.connection import Connection, flush_connections
-from tenantkv.server.keyevents import KeyEvents
+from tenantkv.dispatch.observers import KeyEvents
 from tenantkv.server.stats import Stats
 
 log = logging.getLogger("tenantkv.server")
@@ -30,7 +30,7 @@ class Server:
     def __init__(self, config) -> None:
         self.config = config
         self.stats = Stats()
-        self.events = KeyEvents()   # WATCH and blocked clients (server/keyevents.py)
+        self.events = KeyEvents(self.stats)   # WATCH and blocked clients (dispatch/observers.py)
         self.run_id = secrets.token_hex(20)
         self.started = time.time()
         self.started_monotonic = time.monotonic()
@@ -101,7 +101,20 @@ class Server:
         """
         conns = self.pending_writes
         self.pending_writes = []
-        flush_connections(conns)
+        flush_connections(conns, self.events.journal)
+
+    def flush_now(self, conns) -> None:
+        """Hand these connections' queued replies to their transports now
+        (the append-only log's release of output it held)."""
+        flush_connections(conns, self.events.journal)
+
+    def internal_client(self):
+        """A client with no socket, logged in as root, that never sends: the
+        log replay's (persistence/aof.py). Its replies go nowhere."""
+        conn = Connection(self)
+        conn.authenticated = conn.root = True
+        conn.closing = True
+        return conn
 
     def next_client_id(self) -> int:
         self._client_ids += 1

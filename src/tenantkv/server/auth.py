@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tenantkv import errors
 from tenantkv.errors import CommandError
-from tenantkv.server.deferred import Deferred
+from tenantkv.dispatch.replies import Deferred
 from tenantkv.tenancy import hashing, permissions
 
 log = logging.getLogger("tenantkv.auth")

@@ -23,12 +23,12 @@ import time
 from time import monotonic
 
 from tenantkv import errors
-from tenantkv.commands.registry import LOOKUP, NOAUTH_LOOKUP, find
+from tenantkv.dispatch.table import LOOKUP, NOAUTH_LOOKUP, find
 from tenantkv.errors import CommandError, ProtocolError, QueryBufferExceeded
 from tenantkv.protocol.encoder import QUEUED, SMALL_INTS, Raw, encode, encode_error
 from tenantkv.protocol.fastpath import Reader
-from tenantkv.server.blocking import Blocked
-from tenantkv.server.deferred import Deferred
+from tenantkv.dispatch.blocking import Blocked
+from tenantkv.dispatch.replies import NO_REPLY, Deferred
 
 log = logging.getLogger("tenantkv.connection")
 
@@ -38,7 +38,6 @@ log = logging.getLogger("tenantkv.connection")
 UNAUTH_MAX_ARG = 16 * 1024
 UNAUTH_MAX_INPUT = 1024 * 1024
 UNAUTH_MAX_OUTPUT = 64 * 1024
-NO_REPLY = object()   # a handler's way to say "nothing to send" (it wrote already)
 FLUSH_AT = 256 * 1024   # write a long batch's replies out in pieces of this size
 MAX_BLOCKED_BACKLOG = 1024   # requests held behind a blocked pop before reading pauses
 
@@ -87,7 +86,7 @@ class Connection(asyncio.Protocol):
         self.unsent: list = []   # replies waiting for the server's end-of-turn flush
         self.multi = None   # transactions: list of queued requests while in MULTI
         self.multi_error = False   # a request refused while queuing: EXEC aborts
-        self.watched = None        # WATCH: {(db, key): expiry ms or None}, see keyevents
+        self.watched = None        # WATCH: {(db, key): expiry ms or None}, see dispatch/observers.py
         self.watch_dirty = False   # a watched key was written since WATCH
         self.backlog = None          # requests waiting for the client to drain its output
         self.backlog_error = None    # the protocol error that followed them, if any
@@ -535,7 +534,7 @@ class Connection(asyncio.Protocol):
 
     def flush(self) -> None:
         """Hand the queued replies to the transport now."""
-        flush_connections((self,))
+        flush_connections((self,), self.server.events.journal)
 
     def _check_output_limit(self) -> None:
         limit = (self.server.config["limits.client_output_buffer_limit"] if self.authenticated
@@ -560,18 +559,15 @@ class Connection(asyncio.Protocol):
         self.db = self.tenant.dbs[index]
 
 
-# The append-only log (persistence/aof.py Journal) while it is on.
-journal = None
-
-
-def flush_connections(conns) -> None:
+def flush_connections(conns, journal) -> None:
     """Hand each connection's queued replies to its transport.
 
     The server's end-of-turn flush calls this with every connection that has
     replies waiting: at pipeline 1 it runs once per reply, so the loop body is
     written out here rather than calling a method per connection.
 
-    With the append-only log on, its records of this turn are written first
+    With the append-only log on (`journal`, the server's write observer,
+    dispatch/observers.py), its records of this turn are written first
     (and with appendfsync always, fsynced): no reply leaves before the write
     it acknowledges is logged. With always, after a failed write, output that
     could show an un-logged write waits (persistence/aof.py, Journal.hold).

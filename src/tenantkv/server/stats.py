@@ -11,8 +11,12 @@ class Stats:
         # Write commands that succeeded and changed nothing, as Redis leaves
         # its `dirty` alone for them (SETBIT of a bit to the value it has): not
         # changes since the last save (persistence/snapshot.py), not logged and
-        # not seen by WATCH (server/keyevents.py). Monotonic: RESETSTAT keeps it.
+        # not seen by WATCH (dispatch/observers.py). Monotonic: RESETSTAT keeps it.
         self.unchanged_writes = 0
+        # A key expired: on_expire(db, key), set by the write observers
+        # (dispatch/observers.py) while the append-only log is on; every
+        # Database holds this object, and only an expiry pays the test.
+        self.on_expire = None
         self.reset()
 
     def reset(self) -> None:

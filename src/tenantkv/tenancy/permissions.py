@@ -24,7 +24,7 @@ The no-auth commands (AUTH, HELLO, QUIT, RESET) stay in every table, as in
 Redis, where a `-@all` user may still AUTH as someone else.
 """
 
-from tenantkv.commands.registry import COMMANDS, HIDDEN, LOOKUP
+from tenantkv.dispatch.table import COMMANDS, HIDDEN, LOOKUP
 
 DEFAULT_RULES = "+@all"
 

@@ -6,7 +6,7 @@ one line per command (every command Redis has, not only tenantkv's) merging
 its COMMAND INFO entry (arity, flags, first/last/step, ACL categories, tips,
 key specs) and its COMMAND DOCS map (summary, since, group, complexity,
 history, arguments, ...); a container's subcommands nested, in Redis's order.
-commands/registry.py builds each Command from its record plus whatever the
+dispatch/table.py builds each Command from its record plus whatever the
 command's declaration says differently, and COMMAND, HELP, the ACL rules and
 the CLI (through COMMAND DOCS) all read that table.
 """

@@ -30,11 +30,11 @@ changed either, as Redis signals only real changes there; the commands of
 MAY_CHANGE_NOTHING say so by counting in `stats.unchanged_writes`.
 """
 
-from tenantkv.commands.registry import COMMANDS
+from tenantkv.dispatch.table import COMMANDS
 from tenantkv.errors import CommandError, execabort_because
 from tenantkv.keyspace.database import now_ms
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY
-from tenantkv.server import blocking
+from tenantkv.dispatch import blocking
 from tenantkv.util.numbers import parse_int
 
 
@@ -123,7 +123,10 @@ MAY_CHANGE_NOTHING = frozenset(("setbit", "bitfield"))
 
 
 class KeyEvents:
-    def __init__(self) -> None:
+    def __init__(self, stats) -> None:
+        # The server's counters, which every Database holds: a key that
+        # expires calls stats.on_expire(db, key) while the log is on.
+        self.stats = stats
         self.listeners = 0      # watching clients + blocked clients, server-wide
         self.installed = False
         self.in_exec = False    # inside EXEC: blocked clients are served after it
@@ -159,8 +162,11 @@ class KeyEvents:
                 self._uninstall()
 
     def set_journal(self, journal) -> None:
-        """Turn the write hooks' logging on (a journal) or off (None)."""
+        """Turn the write hooks' logging on (a journal) or off (None). A key
+        that expires is a write too: logged as its DEL (keyspace/database.py
+        calls stats.on_expire, only when a key expires)."""
         self.journal = journal
+        self.stats.on_expire = journal.expired if journal is not None else None
         if journal is not None and not self.installed:
             self._install()
         elif journal is None and self.installed and not self.listeners:
@@ -232,8 +238,7 @@ class KeyEvents:
                 # whole, before any of it runs (and is discarded).
                 queued = conn.multi
                 if queued and any("write" in cmd.flags for cmd, _ in queued):
-                    from tenantkv.commands.transactions import end_transaction
-                    end_transaction(conn)
+                    events.end_transaction(conn)
                     raise CommandError(execabort_because(events.denied))
                 return current(conn, args)
             return refusing_exec
@@ -353,6 +358,12 @@ class KeyEvents:
         # remember when this one, live now, expires.
         watched[(db, key)] = db.expires.get(key) if db.get(key) is not None else None
         db.watchers.setdefault(key, []).append(conn)
+
+    def end_transaction(self, conn) -> None:
+        """Leave MULTI (if in it) and forget every watched key (DISCARD, EXEC, RESET)."""
+        conn.multi = None
+        conn.multi_error = False
+        self.unwatch_all(conn)
 
     def unwatch_all(self, conn) -> None:
         watched = conn.watched

@@ -8,6 +8,11 @@ returns the reply (or raises CommandError). Other clients are served meanwhile.
 """
 
 
+# A handler's way to say "nothing to send": it wrote already (or closed the
+# connection, as QUIT does).
+NO_REPLY = object()
+
+
 class Deferred:
     __slots__ = ("future", "finish", "cmd")
 

@@ -2,12 +2,12 @@
 
 A blocking command first tries once, as its non-blocking form would. When
 every key is empty it returns a `Blocked` reply instead: a Deferred (see
-server/deferred.py) whose future the connection waits on with reading paused,
+dispatch/replies.py) whose future the connection waits on with reading paused,
 exactly as for AUTH. No coroutine and no polling: the client sits in the FIFO
 queue of each of its keys (`db.blocked[key]`, in its tenant's database, so
 another tenant's push can never reach it) with one loop timer for its timeout.
 
-Whoever writes a key someone is blocked on reports it (server/keyevents.py,
+Whoever writes a key someone is blocked on reports it (dispatch/observers.py,
 whose write hooks are installed while any client is blocked), and
 `serve_ready` then hands the data to the waiting clients in the order they
 blocked, right after the command that pushed it -- or after the whole EXEC
@@ -18,7 +18,7 @@ from collections import deque
 from time import monotonic
 
 from tenantkv.errors import CommandError
-from tenantkv.server.deferred import Deferred
+from tenantkv.dispatch.replies import Deferred
 
 
 def _reply_or_raise(result):

@@ -3,7 +3,7 @@
 A command's metadata is Redis's own: arity, flags, first/last/step, ACL
 categories, tips, key specs (COMMAND INFO) and summary, since, group,
 complexity, history, arguments (COMMAND DOCS), read from the record of
-redis-server's replies (commands/reference.py, redis_commands.jsonl). So
+redis-server's replies (dispatch/record.py, redis_commands.jsonl). So
 `@command("get")` is a whole declaration; a declaration names a field of the
 record only where tenantkv differs from Redis, with a comment saying why, and
 tenantkv's own commands (KDB, HELP) declare every field. COMMAND, HELP, the
@@ -16,13 +16,13 @@ declared in full, as a dict of fields).
 
 Where a command's keys are: its key specs, applied by Command.keys_of /
 keys_and_flags as Redis applies them (util/keyspecs.py), and Redis's getkeys
-procedure where it has one (commands/keyinfo.py).
+procedure where it has one (dispatch/keyprocs.py).
 """
 
 from dataclasses import dataclass, field
 
-from tenantkv.commands import keyinfo
-from tenantkv.commands.reference import key_spec, redis_command, render_syntax
+from tenantkv.dispatch import keyprocs as keyinfo
+from tenantkv.dispatch.record import key_spec, redis_command, render_syntax
 from tenantkv.util.keyspecs import KeySpec, find_keys, is_movable, parse_spec
 
 # name (lower-case str) -> Command
@@ -182,7 +182,7 @@ def command(name: str, *, subcommands=None, getkeys=None, **declared):
     record's form or parse_spec's text). `subcommands`: a container's, as
     names (Redis's metadata) or {name: declared fields or None}. `getkeys`:
     a getkeys procedure, args -> [(position, flags)] (default: Redis's, from
-    commands/keyinfo.py)."""
+    dispatch/keyprocs.py)."""
     def register(handler):
         entry = build(name.lower(), handler, declared, subcommands, getkeys)
         COMMANDS[entry.name] = entry
