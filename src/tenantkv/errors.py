@@ -86,6 +86,16 @@ def wrong_arity(name: str) -> str:
     return "ERR wrong number of arguments for '%s' command" % name
 
 
+def internal_error(name: str, exc: Exception) -> str:
+    """A command's bug (never Redis's answer: each one is a tenantkv bug)."""
+    return "ERR internal error in '%s': %s" % (name, type(exc).__name__)
+
+
+def not_in_multi_tenantkv(name: str) -> str:
+    """A command that would wait (AUTH's hashing) queued in MULTI: tenantkv refuses it."""
+    return "ERR %s is not supported inside MULTI in tenantkv" % name.upper()
+
+
 def unknown_command(args: list) -> str:
     # Redis: the name cut at 128 bytes, then arguments while the list is under
     # 128 bytes, each cut so the list stays within 128.

@@ -15,12 +15,11 @@ WATCH: see dispatch/observers.py. A watched key written by any client of the
 same tenant, flushed, or expired makes EXEC answer a null array.
 """
 
-from time import monotonic
 
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
-from tenantkv.protocol.encoder import NULL_ARRAY, OK, Raw, encode, encode_error
-from tenantkv.dispatch.replies import Deferred
+from tenantkv.protocol.encoder import NULL_ARRAY, OK, Raw
+from tenantkv.dispatch.call import run_queued
 
 EXECABORT = "EXECABORT Transaction discarded because of previous errors."
 
@@ -67,37 +66,13 @@ def exec_(conn, args):
         journal.multi_begin()   # its records go to the log as MULTI ... EXEC
     try:
         for cmd, cmd_args in queued:
-            replies.append(_run_queued(conn, cmd, cmd_args))
+            replies.append(run_queued(conn, cmd, cmd_args))   # dispatch's one path
     finally:
         events.in_exec = False
         if journal is not None:
             journal.multi_end()
     events.serve_ready()   # clients blocked on keys the transaction filled
     return Raw(b"*%d\r\n%s" % (len(replies), b"".join(replies)))
-
-
-def _run_queued(conn, cmd, args) -> bytes:
-    conn.last_command = cmd.name
-    start = monotonic()
-    try:
-        reply = cmd.handler(conn, args)
-        if type(reply) is Deferred:
-            # AUTH / HELLO AUTH hash in a worker thread: waiting for it here
-            # would let other clients run inside the transaction.
-            reply.future.cancel()
-            raise CommandError("ERR %s is not supported inside MULTI in tenantkv"
-                               % cmd.name.upper())
-        data = encode(reply, conn.resp3) if type(reply) is not bytes else \
-            b"$%d\r\n%s\r\n" % (len(reply), reply)
-    except CommandError as exc:
-        cmd.failed += 1
-        conn.server.stats.error(exc.message)
-        data = encode_error(exc.message)
-    except Exception as exc:   # a bug in one command must not abort the rest
-        data = conn._crashed(cmd, exc)
-    cmd.calls += 1
-    cmd.usec += (monotonic() - start) * 1e6
-    return data
 
 
 @command("watch")

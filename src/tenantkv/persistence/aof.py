@@ -60,6 +60,7 @@ from contextlib import contextmanager
 
 import hiredis
 
+from tenantkv.dispatch.call import replay
 from tenantkv.dispatch.table import COMMANDS
 from tenantkv.errors import CommandError
 from tenantkv.keyspace import database as database_module
@@ -825,7 +826,7 @@ class Replayer:
                 cmd = known[name]
             self.commands += 1
             try:
-                cmd.handler(conn, args)
+                replay(conn, cmd, args)   # dispatch's one path, not counted as traffic
             except CommandError as exc:
                 self.errors += 1
                 if self.errors <= 10:

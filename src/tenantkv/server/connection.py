@@ -23,9 +23,10 @@ import time
 from time import monotonic
 
 from tenantkv import errors
-from tenantkv.dispatch.table import LOOKUP, NOAUTH_LOOKUP, find
+from tenantkv.dispatch.call import crashed, execute, failed
+from tenantkv.dispatch.table import LOOKUP, NOAUTH_LOOKUP
 from tenantkv.errors import CommandError, ProtocolError, QueryBufferExceeded
-from tenantkv.protocol.encoder import QUEUED, SMALL_INTS, Raw, encode, encode_error
+from tenantkv.protocol.encoder import SMALL_INTS, Raw, encode, encode_error
 from tenantkv.protocol.fastpath import Reader
 from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.replies import NO_REPLY, Deferred
@@ -452,80 +453,15 @@ class Connection(asyncio.Protocol):
     # -- running commands ----------------------------------------------------
 
     def execute(self, args: list, out: list) -> None:
-        """Run one request and append its encoded reply to `out`: the general
-        path (unknown names, wrong arity, MULTI queueing, any case of name)."""
-        cmd = find(args[0])
-        if cmd is None:
-            self.server.stats.unknown_command(args)
-            self.multi_error = self.multi is not None   # EXEC will abort
-            out.append(encode_error(errors.unknown_command(args)))
-            return
-        if not cmd.arity_ok(len(args)):
-            cmd.rejected += 1
-            self.server.stats.error("ERR")
-            self.multi_error = self.multi is not None
-            out.append(encode_error(errors.wrong_arity(cmd.name)))
-            return
-        if not self.authenticated and "no_auth" not in cmd.flags:
-            cmd.rejected += 1
-            self.server.stats.error("NOAUTH")
-            out.append(encode_error(errors.NOAUTH))
-            return
-        if (self.authenticated and self.lookup.get(cmd.name.encode()) is not cmd
-                and not (len(args) > 1 and args[1].lower() in cmd.open_subcommands)):
-            # Not in this user's command table: a command its ACL rules deny.
-            cmd.rejected += 1
-            self.server.stats.error("NOPERM")
-            self.server.auth.denied(self, cmd.name)
-            self.multi_error = self.multi is not None
-            out.append(encode_error(errors.noperm(cmd.name)))
-            return
-        if self.multi is not None and cmd.name not in _TRANSACTION_CONTROL:
-            if "no_multi" in cmd.flags:
-                cmd.rejected += 1
-                self.server.stats.error("ERR")
-                self.multi_error = True
-                out.append(encode_error(errors.NOT_IN_MULTI))
-                return
-            denied = self.server.events.denied
-            if denied is not None and ("write" in cmd.flags or cmd.name == "ping"):
-                # Writes are refused (MISCONF): refused when queued too, and
-                # EXEC then aborts, as Redis.
-                cmd.rejected += 1
-                self.server.stats.error(denied)
-                self.multi_error = True
-                out.append(encode_error(denied))
-                return
-            self.multi.append((cmd, args))
-            out.append(QUEUED)
-            return
-        self.last_command = cmd.name
-        start = monotonic()
-        try:
-            reply = cmd.handler(self, args)
-            if isinstance(reply, Deferred):
-                reply.cmd = cmd
-                out.append(reply)   # run() takes it out and waits (counted there)
-                return
-            # NO_REPLY: the handler wrote already (or closed); keep one entry per request.
-            out.append(encode(reply, self.resp3) if reply is not NO_REPLY else b"")
-        except CommandError as exc:
-            out.append(self._failed(cmd, exc.message))
-        except Exception as exc:
-            out.append(self._crashed(cmd, exc))
-        cmd.calls += 1
-        cmd.usec += (monotonic() - start) * 1e6
+        """Run one request and append its encoded reply (or a Deferred) to
+        `out`: the general path, dispatch.call.execute."""
+        out.append(execute(self, args))
 
     def _failed(self, cmd, message: str) -> bytes:
-        """Count a command's error and return its encoded reply."""
-        cmd.failed += 1
-        self.server.stats.error(message)
-        return encode_error(message)
+        return failed(self, cmd, message)
 
     def _crashed(self, cmd, exc: Exception) -> bytes:
-        # A bug in one command must not take the connection (or the batch) down.
-        log.exception("error running %r for client %d", cmd.name, self.id)
-        return self._failed(cmd, "ERR internal error in '%s': %s" % (cmd.name, type(exc).__name__))
+        return crashed(self, cmd, exc)
 
     def write(self, data: bytes) -> None:
         """Write now, after anything still queued (a long batch's pieces)."""
@@ -601,7 +537,6 @@ def flush_connections(conns, journal) -> None:
             conn._check_output_limit()
 
 
-_TRANSACTION_CONTROL = frozenset(("exec", "discard", "multi", "watch", "quit", "reset"))
 
 
 def _format_addr(address) -> str:
