@@ -197,10 +197,10 @@ def parse_cursor(raw: bytes) -> int:
         return 0
     digits = raw[1:] if raw[:1] in (b"+", b"-") else raw
     if not digits.isdigit() or not digits.isascii():
-        raise CommandError("ERR invalid cursor")
+        raise CommandError(errors.INVALID_CURSOR)
     value = int(digits)
     if value >= _ULONG:
-        raise CommandError("ERR invalid cursor")
+        raise CommandError(errors.INVALID_CURSOR)
     return (_ULONG - value) % _ULONG if raw[:1] == b"-" else value
 
 
@@ -361,7 +361,7 @@ def object_(conn, args):
     if sub not in (b"help", b"encoding", b"refcount", b"idletime", b"freq"):
         raise CommandError(errors.unknown_subcommand(args[0], args[1]))
     if len(args) != (2 if sub == b"help" else 3):
-        raise CommandError("ERR wrong number of arguments for 'object|%s' command" % sub.decode())
+        raise CommandError(errors.wrong_arity("object|" + sub.decode()))
     if sub == b"help":
         return help_reply("object", OBJECT_HELP)
     value = conn.db.read(args[2])   # a hit or miss, even for FREQ/IDLETIME's errors
@@ -378,16 +378,10 @@ def object_(conn, args):
     policy = conn.server.config["limits.maxmemory_policy"]
     if sub == b"freq":
         if "lfu" not in policy:
-            raise CommandError(
-                "ERR An LFU maxmemory policy is not selected, access frequency not tracked. "
-                "Please note that when switching between policies at runtime LRU and LFU "
-                "data will take some time to adjust.")
+            raise CommandError(errors.OBJECT_FREQ_WITHOUT_LFU)
         return 0
     if "lfu" in policy:
-        raise CommandError(
-            "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note "
-            "that when switching between policies at runtime LRU and LFU data will take "
-            "some time to adjust.")
+        raise CommandError(errors.OBJECT_IDLETIME_WITH_LFU)
     return 0   # access times are not tracked per key (memory): see README
 
 
@@ -408,22 +402,20 @@ def _expire_generic(conn, args, base_ms: int, unit_ms: int, name: str) -> int:
         elif option == b"lt":
             lt = True
         else:
-            shown = raw_option.split(b"\0", 1)[0].decode("latin-1")
-            raise CommandError("ERR Unsupported option %s"
-                               % shown.replace("\r", " ").replace("\n", " "))
+            raise CommandError(errors.expire_unsupported_option(raw_option))
     if nx and (xx or gt or lt):
-        raise CommandError("ERR NX and XX, GT or LT options at the same time are not compatible")
+        raise CommandError(errors.EXPIRE_NX_AND_OTHERS)
     if gt and lt:
-        raise CommandError("ERR GT and LT options at the same time are not compatible")
+        raise CommandError(errors.EXPIRE_GT_AND_LT)
     raw = parse_int(args[2])
     if raw is None:
         raise CommandError(errors.NOT_INTEGER)
     # LLONG_MIN / 1000 in C truncates toward zero.
     if unit_ms == 1000 and (raw > LLONG_MAX // 1000 or raw < -(-LLONG_MIN // 1000)):
-        raise CommandError(errors.INVALID_EXPIRE % name)
+        raise CommandError(errors.invalid_expire(name))
     when = raw * unit_ms
     if when > LLONG_MAX - base_ms:
-        raise CommandError(errors.INVALID_EXPIRE % name)
+        raise CommandError(errors.invalid_expire(name))
     when += base_ms
     db = conn.db
     key = args[1]

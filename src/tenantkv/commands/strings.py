@@ -19,13 +19,13 @@ def _expire_at(conn, unit: bytes, raw: bytes, command_name: str) -> int:
     if value is None:
         raise CommandError(errors.NOT_INTEGER)
     if value <= 0 or (unit in (b"ex", b"exat") and value > LLONG_MAX // 1000):
-        raise CommandError(errors.INVALID_EXPIRE % command_name)
+        raise CommandError(errors.invalid_expire(command_name))
     if unit in (b"ex", b"exat"):
         value *= 1000
     if unit in (b"ex", b"px"):
         value += now_ms()
         if value > LLONG_MAX:
-            raise CommandError(errors.INVALID_EXPIRE % command_name)
+            raise CommandError(errors.invalid_expire(command_name))
     return value
 
 
@@ -315,7 +315,7 @@ def incrby(conn, args):
 def decrby(conn, args):
     delta = int_arg(args[2])
     if delta == LLONG_MIN:
-        raise CommandError("ERR decrement would overflow")
+        raise CommandError(errors.DECR_OVERFLOW)
     return _incr(conn, args[1], -delta)
 
 
@@ -338,7 +338,7 @@ def lcs(conn, args):
     a = db.read(args[1])
     b = db.read(args[2])
     if (a is not None and type(a) is not bytes) or (b is not None and type(b) is not bytes):
-        raise CommandError("ERR The specified keys must contain string values")
+        raise CommandError(errors.LCS_NOT_STRINGS)
     a = a or b""
     b = b or b""
     want_len = want_idx = with_match_len = False
@@ -359,9 +359,9 @@ def lcs(conn, args):
             raise CommandError(errors.SYNTAX)
         i += 1
     if want_len and want_idx:
-        raise CommandError("ERR If you want both the length and indexes, please just use IDX.")
+        raise CommandError(errors.LCS_LEN_AND_IDX)
     if len(a) * len(b) > 64 * 1024 * 1024:
-        raise CommandError("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len")
+        raise CommandError(errors.LCS_TOO_BIG)
     # Classic dynamic programming table, as Redis does.
     rows, cols = len(a) + 1, len(b) + 1
     table = [[0] * cols for _ in range(rows)]

@@ -29,10 +29,6 @@ _VALUE = (None, "zset-max-listpack-value")
 _DEFAULT_ENTRIES = 128
 _DEFAULT_VALUE = 64
 MAX_RANDOM_PICKS = 1 << 24
-RANGE_NOT_FLOAT = "ERR min or max is not a float"
-RANGE_NOT_LEX = "ERR min or max not valid string range item"
-NOT_POSITIVE = "ERR value is out of range, must be positive"
-NAN_SCORE = "ERR resulting score is not a number (NaN)"
 
 
 def _guess_encoding(z: ZSet) -> str:
@@ -138,7 +134,7 @@ def _score_item(raw: bytes):
     else:
         value, excl = _strtod(raw), False
     if value is None or math.isnan(value):
-        raise CommandError(RANGE_NOT_FLOAT)
+        raise CommandError(errors.RANGE_NOT_FLOAT)
     return value, excl
 
 
@@ -160,7 +156,7 @@ def _lex_item(raw: bytes):
         return raw[1:], True
     if raw[:1] == b"[":
         return raw[1:], False
-    raise CommandError(RANGE_NOT_LEX)
+    raise CommandError(errors.RANGE_NOT_LEX)
 
 
 def _lex_range(low: bytes, high: bytes) -> tuple:
@@ -210,7 +206,7 @@ def _zadd(conn, key: bytes, pairs: list, nx=False, xx=False, gt=False, lt=False,
                 if math.isnan(score):
                     if new and len(z):
                         db.set(key, z)
-                    raise CommandError(NAN_SCORE)
+                    raise CommandError(errors.NAN_SCORE)
             if (lt and score >= current) or (gt and score <= current):
                 continue
             result = score
@@ -246,11 +242,11 @@ def zadd(conn, args):
         raise CommandError(errors.SYNTAX)
     nx, xx, gt, lt, incr = flags[b"nx"], flags[b"xx"], flags[b"gt"], flags[b"lt"], flags[b"incr"]
     if nx and xx:
-        raise CommandError("ERR XX and NX options at the same time are not compatible")
+        raise CommandError(errors.ZADD_XX_AND_NX)
     if (gt and nx) or (lt and nx) or (gt and lt):
-        raise CommandError("ERR GT, LT, and/or NX options at the same time are not compatible")
+        raise CommandError(errors.ZADD_GT_LT_NX)
     if incr and elements > 2:
-        raise CommandError("ERR INCR option supports a single increment-element pair")
+        raise CommandError(errors.ZADD_INCR_PAIRS)
     pairs = [(float_arg(args[j]), args[j + 1]) for j in range(i, len(args), 2)]
     return _zadd(conn, args[1], pairs, nx, xx, gt, lt, flags[b"ch"], incr)
 
@@ -392,10 +388,9 @@ def _zrange(conn, args, start: int, store: bool, rangetype, reverse):
     reverse = bool(reverse)
     rangetype = rangetype or _RANK
     if limit != -1 and rangetype is _RANK:
-        raise CommandError("ERR syntax error, LIMIT is only supported in combination with "
-                           "either BYSCORE or BYLEX")
+        raise CommandError(errors.ZRANGE_LIMIT_RANK)
     if withscores and rangetype is _LEX:
-        raise CommandError("ERR syntax error, WITHSCORES not supported in combination with BYLEX")
+        raise CommandError(errors.ZRANGE_WITHSCORES_BYLEX)
     low, high = args[start + 1], args[start + 2]
     if reverse and rangetype is not _RANK:
         low, high = high, low
@@ -542,7 +537,7 @@ def _zpop(conn, args, maximum: bool):
     if len(args) == 3:
         count = parse_int(args[2])
         if count is None or count < 0:
-            raise CommandError(NOT_POSITIVE)
+            raise CommandError(errors.NOT_POSITIVE)
     db = conn.db
     z = _write(db, args[1])
     if z is None or count == 0:
@@ -568,7 +563,7 @@ def zpopmax(conn, args):
 def zmpop(conn, args):
     numkeys = parse_int(args[1])
     if numkeys is None or numkeys <= 0:
-        raise CommandError("ERR numkeys should be greater than 0")
+        raise CommandError(errors.NUMKEYS_POSITIVE)
     where = 2 + numkeys
     if numkeys > len(args) - 3:
         raise CommandError(errors.SYNTAX)
@@ -582,7 +577,7 @@ def zmpop(conn, args):
         if args[j].lower() == b"count" and not counted and j + 1 < len(args):
             count = parse_int(args[j + 1])
             if count is None or count <= 0:
-                raise CommandError("ERR count should be greater than 0")
+                raise CommandError(errors.COUNT_POSITIVE)
             counted = True
             j += 2
         else:
@@ -610,13 +605,12 @@ def zrandmember(conn, args):
     if count is None:
         raise CommandError(errors.NOT_INTEGER)
     if count < -LLONG_MAX:
-        raise CommandError(
-            f"ERR value is out of range, value must between {-LLONG_MAX} and {LLONG_MAX}")
+        raise CommandError(errors.out_of_range(-LLONG_MAX, LLONG_MAX))
     if len(args) > 4 or (len(args) == 4 and args[3].lower() != b"withscores"):
         raise CommandError(errors.SYNTAX)
     withscores = len(args) == 4
     if withscores and (count < -(LLONG_MAX // 2) or count > LLONG_MAX // 2):
-        raise CommandError("ERR value is out of range")
+        raise CommandError(errors.OUT_OF_RANGE)
     z = _read(conn.db, args[1])
     if not z or count == 0:
         return []
@@ -624,7 +618,7 @@ def zrandmember(conn, args):
     if count < 0 or count == 1:
         picks = -count if count < 0 else 1
         if picks > MAX_RANDOM_PICKS:
-            raise CommandError("ERR value is out of range")
+            raise CommandError(errors.OUT_OF_RANGE)
         n = len(order)
         pairs = [order[random.randrange(n)] for _ in range(picks)]
     elif count >= len(z):
@@ -694,7 +688,7 @@ def _zsetop(conn, args, op, numkeys_index: int, store: bool, cardinality: bool =
     name = args[0].decode("latin-1").lower()
     numkeys = int_arg(args[numkeys_index])
     if numkeys < 1:
-        raise CommandError(f"ERR at least 1 input key is needed for '{name}' command")
+        raise CommandError(errors.zsetop_no_keys(name))
     if numkeys > len(args) - numkeys_index - 1:
         raise CommandError(errors.SYNTAX)
     db = conn.db
@@ -719,7 +713,7 @@ def _zsetop(conn, args, op, numkeys_index: int, store: bool, cardinality: bool =
             for i in range(numkeys):
                 weight = parse_float(args[j + 1 + i])
                 if weight is None or math.isnan(weight):
-                    raise CommandError("ERR weight value is not a float")
+                    raise CommandError(errors.WEIGHT_NOT_FLOAT)
                 weights[i] = weight
             j += numkeys + 1
         elif op is not _DIFF and not cardinality and remaining >= 2 and option == b"aggregate":
@@ -733,7 +727,7 @@ def _zsetop(conn, args, op, numkeys_index: int, store: bool, cardinality: bool =
         elif cardinality and remaining >= 2 and option == b"limit":
             limit = parse_int(args[j + 1])
             if limit is None or limit < 0:
-                raise CommandError("ERR LIMIT can't be negative")
+                raise CommandError(errors.LIMIT_NEGATIVE)
             j += 2
         else:
             raise CommandError(errors.SYNTAX)
