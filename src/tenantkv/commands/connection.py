@@ -65,9 +65,9 @@ def hello(conn, args):
     if len(args) > 1:
         version = parse_int(args[1])
         if version is None:
-            raise CommandError("ERR Protocol version is not an integer or out of range")
+            raise CommandError(errors.HELLO_PROTOCOL_NOT_INTEGER)
         if version not in (2, 3):
-            raise CommandError("NOPROTO unsupported protocol version")
+            raise CommandError(errors.NOPROTO)
         protocol = version
         i = 2
     name = None
@@ -83,7 +83,7 @@ def hello(conn, args):
             _check_name(name)
             i += 2
         else:
-            raise CommandError("ERR Syntax error in HELLO option '%s'" % args[i].decode("latin-1"))
+            raise CommandError(errors.hello_option(args[i].decode("latin-1")))
 
     def reply():
         if name is not None:
@@ -153,7 +153,7 @@ def _http_guard(conn):
 def _check_name(name: bytes) -> None:
     for byte in name:
         if byte < 33 or byte > 126:
-            raise CommandError("ERR Client names cannot contain spaces, newlines or special characters.")
+            raise CommandError(errors.CLIENT_NAME_CHARS)
 
 
 # Memory an idle connection costs, measured (RSS of 2,000 idle clients): its
@@ -277,11 +277,10 @@ def client(conn, args):
     if sub == b"setinfo" and argc == 4:
         attr = args[2].lower()
         if attr not in (b"lib-name", b"lib-ver"):
-            raise CommandError("ERR Unrecognized option '%s'" % args[2].decode("latin-1"))
+            raise CommandError(errors.client_setinfo_option(args[2].decode("latin-1")))
         for byte in args[3]:
             if byte < 33 or byte > 126:
-                raise CommandError("ERR %s cannot contain spaces, newlines or special characters."
-                                   % attr.decode())
+                raise CommandError(errors.client_setinfo_chars(attr.decode()))
         if attr == b"lib-name":
             conn.lib_name = args[3]
         else:
@@ -297,8 +296,7 @@ def client(conn, args):
     if sub == b"unblock" and argc in (3, 4):
         return _client_unblock(conn, args)
     if sub == b"unblock" and argc > 4:   # Redis's arity -3 lets it through to this text
-        raise CommandError("ERR unknown subcommand or wrong number of arguments for '%s'. "
-                           "Try CLIENT HELP." % errors.arg_text(args[1]))
+        raise CommandError(errors.subcommand_syntax(errors.arg_text(args[1]), "CLIENT"))
     if sub in (b"no-evict", b"no-touch") and argc == 3:
         mode = args[2].lower()
         if mode not in (b"on", b"off"):
@@ -308,7 +306,7 @@ def client(conn, args):
     if sub == b"help" and argc == 2:
         return help_reply("client", CLIENT_HELP)
     if sub in CLIENT_SUBCOMMANDS:
-        raise CommandError("ERR wrong number of arguments for 'client|%s' command" % sub.decode())
+        raise CommandError(errors.wrong_arity("client|" + sub.decode()))
     raise CommandError(errors.unknown_subcommand(args[0], args[1]))
 
 
@@ -348,7 +346,7 @@ def _client_list(conn, args):
         if option == b"type" and i + 1 < len(args):
             kind = args[i + 1].lower()
             if kind not in (b"normal", b"master", b"replica", b"slave", b"pubsub"):
-                raise CommandError("ERR Unknown client type '%s'" % args[i + 1].decode("latin-1"))
+                raise CommandError(errors.unknown_client_type(args[i + 1].decode("latin-1")))
             if kind != b"normal":
                 clients = []
             i += 2
@@ -357,7 +355,7 @@ def _client_list(conn, args):
             for raw in args[i + 1:]:
                 value = parse_int(raw)
                 if value is None or value <= 0:
-                    raise CommandError("ERR Invalid client ID")
+                    raise CommandError(errors.INVALID_CLIENT_ID)
                 wanted.add(value)
             clients = [c for c in clients if c.id in wanted]
             i = len(args)
@@ -375,7 +373,7 @@ def _client_kill(conn, args):
             if other.addr == args[2].decode("latin-1"):
                 _kill(conn, other)
                 return OK
-        raise CommandError("ERR No such client")
+        raise CommandError(errors.NO_SUCH_CLIENT)
     skip_me = True
     filters = []
     # Options are read in order and the first bad one answers, as in Redis.
@@ -387,7 +385,7 @@ def _client_kill(conn, args):
         if option == b"id":
             ident = parse_int(value)
             if ident is None or ident <= 0:
-                raise CommandError("ERR client-id should be greater than 0")
+                raise CommandError(errors.CLIENT_ID_POSITIVE)
             filters.append(lambda c, ident=ident: c.id == ident)
         elif option == b"addr":
             filters.append(lambda c, text=text: c.addr == text)
@@ -395,12 +393,12 @@ def _client_kill(conn, args):
             filters.append(lambda c, text=text: c.laddr == text)
         elif option == b"user":
             if not _user_exists(conn, text):
-                raise CommandError("ERR No such user '%s'" % errors.arg_text(value))
+                raise CommandError(errors.no_such_user(errors.arg_text(value)))
             filters.append(lambda c, text=text: c.user == text)
         elif option == b"type":
             kind = value.lower()
             if kind not in (b"normal", b"master", b"replica", b"slave", b"pubsub"):
-                raise CommandError("ERR Unknown client type '%s'" % errors.arg_text(value))
+                raise CommandError(errors.unknown_client_type(errors.arg_text(value)))
             filters.append(lambda c, kind=kind: kind == b"normal")
         elif option == b"skipme":
             if value.lower() not in (b"yes", b"no"):
@@ -434,9 +432,9 @@ def _client_unblock(conn, args):
     if len(args) == 4:
         mode = args[3].lower()
         if mode == b"error":
-            error = "UNBLOCKED client unblocked via CLIENT UNBLOCK"
+            error = errors.UNBLOCKED
         elif mode != b"timeout":
-            raise CommandError("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+            raise CommandError(errors.UNBLOCK_REASON)
     for other in _visible_clients(conn):
         if other.id == ident and type(other.waiting) is Blocked:
             other.waiting.unblock(error)

@@ -247,7 +247,7 @@ def config(conn, args):
         return help_reply("config", CONFIG_HELP)
     if sub == b"get":
         if len(args) < 3:
-            raise CommandError("ERR wrong number of arguments for 'config|get' command")
+            raise CommandError(errors.wrong_arity("config|get"))
         found = {}   # lower-case name -> (name as shown, value)
         for raw in args[2:]:
             name = raw.decode("latin-1")
@@ -264,7 +264,7 @@ def config(conn, args):
                 for name, value in found.values()}
     if sub == b"set":
         if len(args) < 4:
-            raise CommandError("ERR wrong number of arguments for 'config|set' command")
+            raise CommandError(errors.wrong_arity("config|set"))
         if len(args) % 2:
             raise CommandError(errors.SYNTAX)
         pairs = [(args[i].decode("latin-1"), args[i + 1].decode("utf-8", "surrogateescape"))
@@ -274,9 +274,8 @@ def config(conn, args):
         except ConfigSetError as exc:
             name = errors.arg_text(exc.name.encode("latin-1"))
             if exc.reason is None:
-                raise CommandError("ERR Unknown option or number of arguments for CONFIG SET - '%s'" % name)
-            raise CommandError("ERR CONFIG SET failed (possibly related to argument '%s') - %s"
-                               % (name, exc.reason))
+                raise CommandError(errors.config_set_unknown(name))
+            raise CommandError(errors.config_set_failed(name, exc.reason))
         return OK
     if sub == b"resetstat" and len(args) == 2:
         server.snapshot.sync()   # it counts changes from the counters reset below
@@ -289,9 +288,9 @@ def config(conn, args):
             cmd.usec = 0.0
         return OK
     if sub == b"rewrite" and len(args) == 2:
-        raise CommandError("ERR The server is running without a config file")
+        raise CommandError(errors.CONFIG_NO_FILE)
     if sub in (b"get", b"set", b"resetstat", b"rewrite", b"help"):
-        raise CommandError("ERR wrong number of arguments for 'config|%s' command" % sub.decode())
+        raise CommandError(errors.wrong_arity("config|" + sub.decode()))
     raise CommandError(errors.unknown_subcommand(args[0], args[1]))
 
 
@@ -444,14 +443,14 @@ def _getkeys_lookup(args: list):
     if cmd is not None and cmd.subcommands and len(command_args) > 1:
         cmd = cmd.subcommands.get(command_args[1].lower())
     if cmd is None:
-        raise CommandError("ERR Invalid command specified")
+        raise CommandError(errors.GETKEYS_INVALID_COMMAND)
     if not cmd.has_keys():
-        raise CommandError("ERR The command has no key arguments")
+        raise CommandError(errors.GETKEYS_NO_KEYS)
     if not cmd.arity_ok(len(command_args)):
-        raise CommandError("ERR Invalid number of arguments specified for command")
+        raise CommandError(errors.GETKEYS_ARITY)
     found = cmd.keys_and_flags(command_args)
     if not found and "no_mandatory_keys" not in cmd.flags:
-        raise CommandError("ERR Invalid arguments specified for command")
+        raise CommandError(errors.GETKEYS_INVALID_ARGUMENTS)
     return command_args, found
 
 
@@ -505,7 +504,7 @@ def help_(conn, args):
     if len(args) > 1:
         cmd = _named(args[1].replace(b" ", b"|"))
         if cmd is None:
-            raise CommandError("ERR unknown command '%s'" % args[1].decode("latin-1").lower())
+            raise CommandError(errors.help_unknown_command(args[1].decode("latin-1").lower()))
         return [_help_syntax(cmd).encode(), ("summary: " + cmd.summary).encode(),
                 ("group: " + cmd.group).encode()]
     lines = ["Available commands:"]
@@ -535,12 +534,12 @@ def shutdown(conn, args):
             raise CommandError(errors.SYNTAX)
     options = {o.lower() for o in args[1:]}
     if b"abort" in options:
-        raise CommandError("ERR No shutdown in progress.")
+        raise CommandError(errors.NO_SHUTDOWN)
     if b"save" in options and b"nosave" in options:
         raise CommandError(errors.SYNTAX)
     save = True if b"save" in options else False if b"nosave" in options else None
     if not conn.server.shutdown(save=save, force=b"force" in options):
-        raise CommandError("ERR Errors trying to SHUTDOWN. Check logs.")
+        raise CommandError(errors.SHUTDOWN_FAILED)
     conn.close_after_reply = True   # nothing after it in the pipeline runs, as in Redis
     return NO_REPLY   # Redis closes the connection without a reply
 
@@ -586,7 +585,7 @@ def debug(conn, args):
         except ValueError:
             size = -1
         if not 0 <= size <= (1 << 32) - (1 << 20):
-            raise CommandError("ERR argument must be a memory value bigger than 1 and smaller than 4gb")
+            raise CommandError(errors.DEBUG_MEMORY_VALUE)
         return OK
     if sub == b"object" and len(args) == 3:
         db = conn.db
@@ -598,23 +597,20 @@ def debug(conn, args):
                       % (kind, len(value)))
     if sub in persistence.DEBUG_SUBCOMMANDS:
         return persistence.debug(conn, args)
-    raise CommandError("ERR unknown subcommand or wrong number of arguments for '%s'. Try DEBUG HELP."
-                       % args[1].decode("latin-1"))
+    raise CommandError(errors.subcommand_syntax(args[1].decode("latin-1"), "DEBUG"))
 
 
 def _debug_protocol(conn, name: bytes):
     """DEBUG PROTOCOL <type>: one reply of each RESP3 type, as Redis's debug.c."""
     if name == b"push":
         if not conn.resp3:
-            raise CommandError("ERR RESP2 is not supported by this command")
+            raise CommandError(errors.DEBUG_PROTOCOL_RESP2)
         # A push is not a reply: a real one follows, for clients that drop pushes.
         return Raw(encode(Push([b"server-cpu-usage", 42]), True)
                    + encode(b"Some real reply following the push reply", True))
     reply = _DEBUG_PROTOCOL.get(name, _DEBUG_PROTOCOL)
     if reply is _DEBUG_PROTOCOL:
-        raise CommandError("ERR Wrong protocol type name. Please use one of the following: "
-                           "string|integer|double|bignum|null|array|set|map|attrib|push|"
-                           "verbatim|true|false")
+        raise CommandError(errors.DEBUG_PROTOCOL_TYPE)
     return reply
 
 
