@@ -228,8 +228,7 @@ def subcommand_dispatch(command_name: str, table: dict, help_lines: list):
         handler, arity = entry
         argc = len(args)
         if (arity > 0 and argc != arity) or (arity < 0 and argc < -arity):
-            raise CommandError("ERR wrong number of arguments for '%s|%s' command"
-                               % (command_name, sub.decode("latin-1")))
+            raise CommandError(errors.wrong_arity("%s|%s" % (command_name, sub.decode("latin-1"))))
         return handler(conn, args)
     return dispatch
 
