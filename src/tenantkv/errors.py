@@ -109,11 +109,11 @@ def unknown_subcommand(command: bytes, sub: bytes) -> str:
     )
 
 
-def subcommand_syntax(sub: str, container: str) -> str:
+def subcommand_syntax(sub: bytes, container: str) -> str:
     """addReplySubcommandSyntaxError: an arity Redis checks in the handler
-    (`sub` as the caller shows it; `container`: "CLIENT", "ACL", "DEBUG")."""
+    (`sub` as typed; `container`: "CLIENT", "ACL", "DEBUG")."""
     return "ERR unknown subcommand or wrong number of arguments for '%s'. Try %s HELP." % (
-        sub, container)
+        _truncate(arg_text(sub)), container)
 
 
 # -- keys and expiry -----------------------------------------------------------------
@@ -229,12 +229,12 @@ NO_SUCH_CLIENT = "ERR No such client"
 UNBLOCK_REASON = "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"
 
 
-def hello_option(option: str) -> str:
-    return "ERR Syntax error in HELLO option '%s'" % option
+def hello_option(option: bytes) -> str:
+    return "ERR Syntax error in HELLO option '%s'" % arg_text(option)
 
 
-def client_setinfo_option(option: str) -> str:
-    return "ERR Unrecognized option '%s'" % option
+def client_setinfo_option(option: bytes) -> str:
+    return "ERR Unrecognized option '%s'" % arg_text(option)
 
 
 def client_setinfo_chars(attr: str) -> str:
@@ -242,13 +242,13 @@ def client_setinfo_chars(attr: str) -> str:
     return "ERR %s cannot contain spaces, newlines or special characters." % attr
 
 
-def unknown_client_type(name: str) -> str:
-    return "ERR Unknown client type '%s'" % name
+def unknown_client_type(name: bytes) -> str:
+    return "ERR Unknown client type '%s'" % arg_text(name)
 
 
-def no_such_user(name: str) -> str:
+def no_such_user(name: bytes) -> str:
     """CLIENT KILL USER of a user that does not exist."""
-    return "ERR No such user '%s'" % name
+    return "ERR No such user '%s'" % arg_text(name)
 
 
 # Redis's own words (and typo), sent to a non-loopback client of a server whose
@@ -312,9 +312,9 @@ def config_set_failed(name: str, reason: str) -> str:
     return "ERR CONFIG SET failed (possibly related to argument '%s') - %s" % (name, reason)
 
 
-def help_unknown_command(name: str) -> str:
+def help_unknown_command(name: bytes) -> str:
     """tenantkv's HELP <command> for a command it does not have."""
-    return "ERR unknown command '%s'" % name
+    return "ERR unknown command '%s'" % arg_text(name).lower()
 
 
 # -- persistence: SAVE/BGSAVE, the append-only log, KDB --------------------------------------

@@ -416,7 +416,7 @@ def _acl_cat(conn, args):
     if len(args) == 2:
         return [c.encode() for c in permissions.CATEGORY_ORDER]
     if len(args) > 3:
-        raise CommandError(errors.subcommand_syntax("CAT", "ACL"))
+        raise CommandError(errors.subcommand_syntax(args[1], "ACL"))
     category = _text(args[2]).lower()
     if category not in permissions.CATEGORY_ORDER:
         raise CommandError(errors.unknown_category(args[2]))
@@ -426,7 +426,7 @@ def _acl_cat(conn, args):
 def _acl_genpass(conn, args):
     bits = 256
     if len(args) > 3:
-        raise CommandError(errors.subcommand_syntax("GENPASS", "ACL"))
+        raise CommandError(errors.subcommand_syntax(args[1], "ACL"))
     if len(args) == 3:
         bits = parse_int(args[2])
         if bits is None:
@@ -462,7 +462,7 @@ def _log_entry(entry: dict, now: float) -> dict:
 def _acl_log(conn, args):
     entries = conn.server.auth.acl_log
     if len(args) > 3:
-        raise CommandError(errors.subcommand_syntax("LOG", "ACL"))
+        raise CommandError(errors.subcommand_syntax(args[1], "ACL"))
     count = 10   # Redis's default
     if len(args) == 3:
         if args[2].lower() == b"reset":

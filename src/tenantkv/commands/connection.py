@@ -83,7 +83,7 @@ def hello(conn, args):
             _check_name(name)
             i += 2
         else:
-            raise CommandError(errors.hello_option(args[i].decode("latin-1")))
+            raise CommandError(errors.hello_option(args[i]))
 
     def reply():
         if name is not None:
@@ -277,7 +277,7 @@ def client(conn, args):
     if sub == b"setinfo" and argc == 4:
         attr = args[2].lower()
         if attr not in (b"lib-name", b"lib-ver"):
-            raise CommandError(errors.client_setinfo_option(args[2].decode("latin-1")))
+            raise CommandError(errors.client_setinfo_option(args[2]))
         for byte in args[3]:
             if byte < 33 or byte > 126:
                 raise CommandError(errors.client_setinfo_chars(attr.decode()))
@@ -296,7 +296,7 @@ def client(conn, args):
     if sub == b"unblock" and argc in (3, 4):
         return _client_unblock(conn, args)
     if sub == b"unblock" and argc > 4:   # Redis's arity -3 lets it through to this text
-        raise CommandError(errors.subcommand_syntax(errors.arg_text(args[1]), "CLIENT"))
+        raise CommandError(errors.subcommand_syntax(args[1], "CLIENT"))
     if sub in (b"no-evict", b"no-touch") and argc == 3:
         mode = args[2].lower()
         if mode not in (b"on", b"off"):
@@ -346,7 +346,7 @@ def _client_list(conn, args):
         if option == b"type" and i + 1 < len(args):
             kind = args[i + 1].lower()
             if kind not in (b"normal", b"master", b"replica", b"slave", b"pubsub"):
-                raise CommandError(errors.unknown_client_type(args[i + 1].decode("latin-1")))
+                raise CommandError(errors.unknown_client_type(args[i + 1]))
             if kind != b"normal":
                 clients = []
             i += 2
@@ -393,12 +393,12 @@ def _client_kill(conn, args):
             filters.append(lambda c, text=text: c.laddr == text)
         elif option == b"user":
             if not _user_exists(conn, text):
-                raise CommandError(errors.no_such_user(errors.arg_text(value)))
+                raise CommandError(errors.no_such_user(value))
             filters.append(lambda c, text=text: c.user == text)
         elif option == b"type":
             kind = value.lower()
             if kind not in (b"normal", b"master", b"replica", b"slave", b"pubsub"):
-                raise CommandError(errors.unknown_client_type(errors.arg_text(value)))
+                raise CommandError(errors.unknown_client_type(value))
             filters.append(lambda c, kind=kind: kind == b"normal")
         elif option == b"skipme":
             if value.lower() not in (b"yes", b"no"):

@@ -321,4 +321,4 @@ def debug(conn, args):
     if sub == b"loadaof" and len(args) == 2:
         conn.server.aof.reload()
         return OK
-    raise CommandError(errors.subcommand_syntax(args[1].decode("latin-1"), "DEBUG"))
+    raise CommandError(errors.subcommand_syntax(args[1], "DEBUG"))

@@ -504,7 +504,7 @@ def help_(conn, args):
     if len(args) > 1:
         cmd = _named(args[1].replace(b" ", b"|"))
         if cmd is None:
-            raise CommandError(errors.help_unknown_command(args[1].decode("latin-1").lower()))
+            raise CommandError(errors.help_unknown_command(args[1]))
         return [_help_syntax(cmd).encode(), ("summary: " + cmd.summary).encode(),
                 ("group: " + cmd.group).encode()]
     lines = ["Available commands:"]
@@ -597,7 +597,7 @@ def debug(conn, args):
                       % (kind, len(value)))
     if sub in persistence.DEBUG_SUBCOMMANDS:
         return persistence.debug(conn, args)
-    raise CommandError(errors.subcommand_syntax(args[1].decode("latin-1"), "DEBUG"))
+    raise CommandError(errors.subcommand_syntax(args[1], "DEBUG"))
 
 
 def _debug_protocol(conn, name: bytes):
