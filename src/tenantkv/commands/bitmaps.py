@@ -14,9 +14,9 @@ BITOP, which stores its result as a new value, and leave OBJECT ENCODING
 
 from tenantkv import errors
 from tenantkv.dispatch.table import command
-from tenantkv.commands.strings import _option
 from tenantkv.errors import CommandError
 from tenantkv.util.numbers import LLONG_MAX, int_arg, parse_int
+from tenantkv.util.options import option_name as _option
 
 
 _U64 = (1 << 64) - 1
