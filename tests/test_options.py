@@ -1,7 +1,10 @@
-"""util/options.py, the one option parser: its rules on their own."""
+"""util/options.py, the one option parser: its rules on their own, then what
+they changed for clients (the byte-for-byte cases are in compat/sessions/options.txt)."""
 
 import pytest
+import redis
 
+from conftest import read_reply, resp
 from tenantkv import errors
 from tenantkv.errors import CommandError
 from tenantkv.util.options import NUMKEYS, REST, Flag, Options, Value, choice
@@ -82,3 +85,42 @@ def test_a_spec_must_name_its_own_options():
         Options(Flag("NX"), incompatible=[(("NX", "XX"), "ERR x")])
 
 
+# -- through the server ---------------------------------------------------------------
+
+def test_client_list_id_lists_in_the_order_asked_with_repeats(server):
+    sock = server.raw()
+    sock.sendall(resp("CLIENT", "ID"))
+    me = read_reply(sock)[1:-2].decode()
+    sock.sendall(resp("CLIENT", "LIST", "ID", me, "0", "-3", "999999", me))
+    reply = read_reply(sock)
+    lines = reply[reply.index(b"\r\n") + 2:-2].decode().splitlines()
+    assert [line.split(" ", 1)[0] for line in lines] == ["id=" + me, "id=" + me]
+    sock.close()
+
+
+def test_client_kill_takes_the_last_of_a_repeated_filter(server):
+    victim = server.raw()
+    victim.sendall(resp("CLIENT", "INFO"))
+    addr = read_reply(victim).split(b" addr=", 1)[1].split(b" ", 1)[0].decode()
+    r = server.client()
+    assert r.execute_command("CLIENT", "KILL", "ADDR", addr, "ADDR", "1.2.3.4:5") == 0
+    assert r.execute_command("CLIENT", "KILL", "ADDR", "1.2.3.4:5", "ADDR", addr) == 1
+    victim.close()
+
+
+def test_a_quoted_argument_cannot_break_the_reply(server):
+    sock = server.raw()
+    sock.sendall(resp("HELLO", "2", "a\r\nb") + resp("PING"))
+    assert read_reply(sock) == b"-ERR Syntax error in HELLO option 'a  b'\r\n+PONG\r\n"
+    sock.close()
+
+
+def test_set_with_and_without_options(server, r):
+    assert r.set("k", "v") is True   # SET k v: the fast path, no parser
+    with pytest.raises(redis.ResponseError, match="^syntax error$"):
+        r.execute_command("SET", "k", "v", "EX", "1", "KEEPTTL")
+    sock = server.raw()
+    sock.sendall(resp("SET", "k", "w", "ex", "100", "Ex", "200", "GET"))
+    assert read_reply(sock) == b"$1\r\nv\r\n"
+    assert 190 < r.ttl("k") <= 200
+    sock.close()

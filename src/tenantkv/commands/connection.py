@@ -9,7 +9,8 @@ from tenantkv.commands.transactions import end_transaction
 from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.replies import NO_REPLY
 from tenantkv.protocol.encoder import OK, PONG, Status, Verbatim
-from tenantkv.util.numbers import parse_int
+from tenantkv.util.numbers import int_arg, parse_int
+from tenantkv.util.options import REST, Options, Value, choice, option_name
 
 
 @command("ping")
@@ -338,29 +339,41 @@ CLIENT_HELP = [
 ]
 
 
+_CLIENT_TYPES = frozenset({b"normal", b"master", b"replica", b"slave", b"pubsub"})
+
+
+def _client_type(raw: bytes) -> bytes:
+    """getClientTypeByName: every client of tenantkv is "normal"."""
+    kind = option_name(raw)
+    if kind not in _CLIENT_TYPES:
+        raise CommandError(errors.unknown_client_type(raw))
+    return kind
+
+
+def _listed_id(raw: bytes) -> int:
+    value = parse_int(raw)
+    if value is None:
+        raise CommandError(errors.INVALID_CLIENT_ID)
+    return value
+
+
+# Redis's CLIENT LIST takes one option: TYPE t, or ID followed by every
+# argument left. Its type is checked only once the arguments are known to be
+# that form (`CLIENT LIST TYPE bogus ID` is a syntax error).
+CLIENT_LIST_OPTIONS = Options(Value("TYPE", once=True),
+                              Value("ID", REST, parse=_listed_id, once=True),
+                              exclusive=[("TYPE", "ID")])
+
+
 def _client_list(conn, args):
     clients = _visible_clients(conn)
-    i = 2
-    while i < len(args):
-        option = args[i].lower()
-        if option == b"type" and i + 1 < len(args):
-            kind = args[i + 1].lower()
-            if kind not in (b"normal", b"master", b"replica", b"slave", b"pubsub"):
-                raise CommandError(errors.unknown_client_type(args[i + 1]))
-            if kind != b"normal":
-                clients = []
-            i += 2
-        elif option == b"id" and i + 1 < len(args):
-            wanted = set()
-            for raw in args[i + 1:]:
-                value = parse_int(raw)
-                if value is None or value <= 0:
-                    raise CommandError(errors.INVALID_CLIENT_ID)
-                wanted.add(value)
-            clients = [c for c in clients if c.id in wanted]
-            i = len(args)
-        else:
-            raise CommandError(errors.SYNTAX)
+    options = CLIENT_LIST_OPTIONS.parse(args, 2)
+    if "type" in options and _client_type(options["type"]) != b"normal":
+        clients = []
+    if "id" in options:
+        # As Redis: a line per ID asked, in that order (repeated if asked twice).
+        by_id = {c.id: c for c in clients}
+        clients = [by_id[ident] for ident in options["id"] if ident in by_id]
     current = ("client|list", args)
     return Verbatim("".join(client_info_line(c, current if c is conn else None) + "\n"
                             for c in clients).encode())
@@ -374,43 +387,21 @@ def _client_kill(conn, args):
                 _kill(conn, other)
                 return OK
         raise CommandError(errors.NO_SUCH_CLIENT)
-    skip_me = True
+    options = CLIENT_KILL_OPTIONS.parse(args, 2, context=conn)
+    skip_me = options.get("skipme", "yes") == "yes"
     filters = []
-    # Options are read in order and the first bad one answers, as in Redis.
-    for i in range(2, len(args), 2):
-        if i + 1 == len(args):
-            raise CommandError(errors.SYNTAX)
-        option, value = args[i].lower(), args[i + 1]
-        text = value.decode("latin-1")
-        if option == b"id":
-            ident = parse_int(value)
-            if ident is None or ident <= 0:
-                raise CommandError(errors.CLIENT_ID_POSITIVE)
-            filters.append(lambda c, ident=ident: c.id == ident)
-        elif option == b"addr":
-            filters.append(lambda c, text=text: c.addr == text)
-        elif option == b"laddr":
-            filters.append(lambda c, text=text: c.laddr == text)
-        elif option == b"user":
-            if not _user_exists(conn, text):
-                raise CommandError(errors.no_such_user(value))
-            filters.append(lambda c, text=text: c.user == text)
-        elif option == b"type":
-            kind = value.lower()
-            if kind not in (b"normal", b"master", b"replica", b"slave", b"pubsub"):
-                raise CommandError(errors.unknown_client_type(value))
-            filters.append(lambda c, kind=kind: kind == b"normal")
-        elif option == b"skipme":
-            if value.lower() not in (b"yes", b"no"):
-                raise CommandError(errors.SYNTAX)
-            skip_me = value.lower() == b"yes"
-        elif option == b"maxage":
-            age = parse_int(value)
-            if age is None:
-                raise CommandError(errors.NOT_INTEGER)
-            filters.append(lambda c, age=age: time.monotonic() - c.created >= age)
-        else:
-            raise CommandError(errors.SYNTAX)
+    if "id" in options:
+        filters.append(lambda c, ident=options["id"]: c.id == ident)
+    if "addr" in options:
+        filters.append(lambda c, text=options["addr"].decode("latin-1"): c.addr == text)
+    if "laddr" in options:
+        filters.append(lambda c, text=options["laddr"].decode("latin-1"): c.laddr == text)
+    if "user" in options:
+        filters.append(lambda c, text=options["user"]: c.user == text)
+    if "type" in options:
+        filters.append(lambda c, kind=options["type"]: kind == b"normal")
+    if "maxage" in options:
+        filters.append(lambda c, age=options["maxage"]: time.monotonic() - c.created >= age)
     killed = 0
     for other in clients:
         if skip_me and other is conn:
@@ -419,6 +410,28 @@ def _client_kill(conn, args):
             _kill(conn, other)
             killed += 1
     return killed
+
+
+def _kill_id(raw: bytes) -> int:
+    ident = parse_int(raw)
+    if ident is None or ident <= 0:
+        raise CommandError(errors.CLIENT_ID_POSITIVE)
+    return ident
+
+
+def _kill_user(raw: bytes, conn) -> str:
+    name = raw.decode("latin-1")
+    if not _user_exists(conn, name):
+        raise CommandError(errors.no_such_user(raw))
+    return name
+
+
+# CLIENT KILL's filters (its new form): each option with one value, checked as
+# it is read; given twice, the last one counts. MAXAGE is Redis 7.4's.
+CLIENT_KILL_OPTIONS = Options(
+    Value("ID", parse=_kill_id), Value("TYPE", parse=_client_type), Value("ADDR"),
+    Value("LADDR"), Value("USER", parse=_kill_user, context=True),
+    Value("SKIPME", parse=choice("YES", "NO")), Value("MAXAGE", parse=int_arg))
 
 
 def _client_unblock(conn, args):
