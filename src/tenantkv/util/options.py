@@ -40,6 +40,8 @@ What depends on more than the tokens (LIMIT only with BYSCORE or BYLEX, whose
 keyspace) stays with the command.
 """
 
+from types import MappingProxyType
+
 from tenantkv import errors
 from tenantkv.errors import CommandError
 
@@ -62,11 +64,16 @@ def _syntax_error(token: bytes) -> str:
     return errors.SYNTAX
 
 
+_NOTHING = MappingProxyType({})   # parse_prefix's answer when no option leads
+
+
 class Flag:
     """An option without a value: NX, WITHSCORES, REV."""
 
     __slots__ = ("name", "dest", "once")
     nargs = 0
+    parse = None
+    context = False
 
     def __init__(self, name: str, dest: str | None = None, once: bool = False) -> None:
         self.name = name.lower()
@@ -127,20 +134,26 @@ def choice(*names: str, error: str = errors.SYNTAX):
 class Options:
     """The options of one command (or one form of it): see the module's text."""
 
-    __slots__ = ("options", "by_token", "excludes", "incompatible", "unknown")
+    __slots__ = ("options", "table", "incompatible", "ruled", "unknown")
 
     def __init__(self, *options, exclusive=(), incompatible=(), unknown=_syntax_error) -> None:
         self.options = {option.name: option for option in options}
-        self.by_token = {option.name.encode(): option for option in options}
         # Option name -> the names it cannot join (its exclusive groups, less itself).
-        self.excludes: dict = {}
+        excludes: dict = {}
         for group in exclusive:
             group = [name.lower() for name in group]
             for name in group:
                 if name not in self.options:
                     raise ValueError("exclusive group names an unknown option: %s" % name)
-                others = self.excludes.setdefault(name, set())
-                others.update(n for n in group if n != name)
+                others = excludes.setdefault(name, [])
+                others.extend(n for n in group if n != name and n not in others)
+        # What the loop needs of each option, in one tuple per token (this runs
+        # for every SET with options: attribute lookups and calls add up).
+        self.table = {
+            option.name.encode(): (
+                option.name, option.nargs, option.once, tuple(excludes.get(option.name, ())),
+                option.dest, option.parse, option.context, option.nargs == 1)
+            for option in options}
         # [(names, error)]: at most one of `names`, checked after the tokens.
         self.incompatible = [(tuple(name.lower() for name in names), error)
                              for names, error in incompatible]
@@ -148,13 +161,15 @@ class Options:
             for name in names:
                 if name not in self.options:
                     raise ValueError("incompatible rule names an unknown option: %s" % name)
+        self.ruled = frozenset(name for names, _ in self.incompatible for name in names)
         self.unknown = unknown   # token -> the error text for a token that is no option
 
     def parse(self, args: list, start: int, numkeys: int = 0, context=None) -> dict:
         """The options in args[start:]; every token must be one. `numkeys`:
         the count of a NUMKEYS option's values; `context`: see Value."""
-        found, _ = self._scan(args, start, numkeys, context, True)
-        self.check(found)
+        found = self._scan(args, start, numkeys, context, True)[0]
+        if self.incompatible:
+            self.check(found)
         return found
 
     def parse_prefix(self, args: list, start: int, context=None) -> tuple:
@@ -162,10 +177,19 @@ class Options:
         that lead the arguments, as ZADD's before its score-member pairs.
         The `incompatible` rules are left to `check`, which the command calls
         when Redis does (ZADD counts its pairs first)."""
+        token = args[start] if start < len(args) else None
+        if token is not None and token.lower() not in self.table and b"\0" not in token:
+            return _NOTHING, start   # the usual case: no option at all
         return self._scan(args, start, 0, context, False)
 
     def check(self, found: dict) -> None:
         """The `incompatible` rules, in order: the first one broken answers."""
+        ruled = 0
+        for name in found:
+            if name in self.ruled:
+                ruled += 1
+        if ruled < 2:
+            return   # no rule can be broken by fewer than two of its options
         for names, error in self.incompatible:
             present = 0
             for name in names:
@@ -177,36 +201,41 @@ class Options:
     def _scan(self, args: list, i: int, numkeys: int, context, strict: bool) -> tuple:
         found: dict = {}
         n = len(args)
-        by_token = self.by_token
-        excludes = self.excludes
+        table = self.table
         while i < n:
             token = args[i]
-            option = by_token.get(token.lower())
-            if option is None and b"\0" in token:
-                option = by_token.get(option_name(token))
-            if option is None:
-                if strict:
-                    raise CommandError(self.unknown(token))
-                break
-            nargs = option.nargs
-            if nargs == NUMKEYS:
-                nargs = numkeys
-            elif nargs == REST:
-                nargs = max(n - i - 1, 1)
-            if (i + nargs >= n
-                    or (option.once and option.name in found)
-                    or (option.name in excludes
-                        and any(other in found for other in excludes[option.name]))):
+            entry = table.get(token.lower())
+            if entry is None:
+                if b"\0" in token:
+                    entry = table.get(option_name(token))
+                if entry is None:
+                    if strict:
+                        raise CommandError(self.unknown(token))
+                    break
+            name, nargs, once, excluded, dest, parse, with_context, single = entry
+            if nargs.__class__ is str:
+                nargs = numkeys if nargs == NUMKEYS else max(n - i - 1, 1)
+            if i + nargs >= n or (once and name in found):
                 raise CommandError(self.unknown(token))
-            name = option.name
+            for other in excluded:
+                if other in found:
+                    raise CommandError(self.unknown(token))
             if nargs == 0:
                 found[name] = True
-                if option.dest is not None:
-                    found[option.dest] = name
-            elif option.dest is None:
-                found[name] = option.read(args, i, nargs, context)
+                if dest is not None:
+                    found[dest] = name
+                i += 1
+                continue
+            if single:
+                value = args[i + 1]
+                if parse is not None:
+                    value = parse(value, context) if with_context else parse(value)
             else:
-                found[option.dest] = (name, option.read(args, i, nargs, context))
+                value = self.options[name].read(args, i, nargs, context)
+            if dest is None:
+                found[name] = value
+            else:
+                found[dest] = (name, value)
                 found[name] = True
             i += nargs + 1
         return found, i
