@@ -355,3 +355,46 @@ def test_failed_bgsave_refuses_writes_until_a_save_succeeds(small_fs, tmp_path):
         assert client.mget(list(saved)) == [v.encode() for v in saved.values()]
     finally:
         server.stop()
+
+
+def error_of(client, *args) -> str:
+    """The error a command gets, or "" if it succeeds."""
+    try:
+        client.execute_command(*args)
+    except redis.ResponseError as exc:
+        return str(exc)
+    return ""
+
+
+def test_the_save_schedule_recovers_by_itself_once_space_is_freed(small_fs, tmp_path):  # noqa: F811
+    """Snapshots only, a save rule that fires: the scheduled BGSAVE fails on
+    the full disk, writes get MISCONF; once space is freed the schedule's own
+    retry (every 5 s after a failure, as Redis's CONFIG_BGSAVE_RETRY_DELAY)
+    saves and writes are accepted again, with no command from anyone."""
+    disk = small_fs(8, name="data")
+    with ServerProcess(disk.path, "--save", "1 1") as server:
+        client = server.client()
+        client.mset({"k%d" % i: VALUE for i in range(100)})
+        wait_until(lambda: info(client, "rdb_changes_since_last_save") == "0", 10,
+                   "the first scheduled save")
+        disk.fill()
+        acked = {}
+        for i in range(50):
+            try:
+                if client.set("late%d" % i, VALUE):
+                    acked["late%d" % i] = VALUE
+            except redis.ResponseError:
+                break
+            time.sleep(0.05)
+        wait_until(lambda: error_of(client, "SET", "x", "1") == RDB_MISCONF, 10,
+                   "MISCONF after the scheduled save failed")
+        assert info(client, "rdb_last_bgsave_status") == "err"
+        disk.free()
+        wait_until(lambda: error_of(client, "SET", "x", "1") == "", 12,
+                   "writes accepted again after the schedule's retry")
+        assert info(client, "rdb_last_bgsave_status") == "ok"
+        kill(server)
+    with ServerProcess(disk.path, "--save", "") as server:
+        client = server.client()
+        for key, value in acked.items():
+            assert client.get(key) == value.encode()
