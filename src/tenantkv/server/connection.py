@@ -27,7 +27,7 @@ from tenantkv.dispatch.call import crashed, execute, failed
 from tenantkv.dispatch.table import LOOKUP, NOAUTH_LOOKUP
 from tenantkv.errors import CommandError, ProtocolError, QueryBufferExceeded
 from tenantkv.protocol.encoder import SMALL_INTS, Raw, encode, encode_error
-from tenantkv.protocol.fastpath import Reader
+from tenantkv.protocol.reader import Reader
 from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.replies import NO_REPLY, Deferred
 
