@@ -1,6 +1,9 @@
-"""Key events: telling WATCH and blocked clients that a command wrote a key.
+"""The write observers: what a command wrote, told to those who must know.
 
-Two features must know which keys a command changed: WATCH (a watched key
+Three observers, all registered here (dispatch owns the mechanism; nothing
+outside this package swaps a handler): the append-only log (`set_journal`,
+persistence/), WATCH and the blocked clients. The last two must know which
+keys a command changed: WATCH (a watched key
 written by anyone of the same tenant makes the watcher's EXEC fail) and the
 blocking pops (a key a client is blocked on that now holds data serves that
 client). Redis calls signalModifiedKey() from every write path. Here the
