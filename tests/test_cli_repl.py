@@ -550,3 +550,21 @@ def test_starts_not_connected_when_the_server_is_down(repl_factory):
     repl.expect("Could not connect to Redis at 127.0.0.1:%d" % port)
     repl.expect("not connected>")
     assert repl.quit() == 0
+
+
+def test_a_line_runs_as_the_server_splits_it(server, tmp_path):
+    """The REPL executes a line with the server's inline splitter: a \\v or
+    \\f inside a word is part of it (redis-cli's sdssplitargs; Python's
+    str.split / isspace would cut there), and \\xHH gives that byte."""
+    import io
+    from tenantkv.cli.repl import Repl
+    conn = Connection("127.0.0.1", server.port)
+    conn.connect()
+    out = io.StringIO()
+    repl = Repl(conn, make_options(None), output=out)
+    repl.handle("SET repl:vt a\x0bb\x0cc")
+    repl.handle('SET repl:hex "\\xe9\\x00z"')
+    check = server.client()
+    assert check.get("repl:vt") == b"a\x0bb\x0cc"
+    assert check.get("repl:hex") == b"\xe9\x00z"
+    conn.close()
