@@ -10,6 +10,8 @@ import time
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from compat import harness
 
@@ -90,6 +92,10 @@ class ServerProcess:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+
+# For a client whose connection the server is about to close (SHUTDOWN): no
+# reconnection attempts, which redis-py's default retry spaces by seconds.
+NO_RETRY = Retry(NoBackoff(), 0)
 
 WRONGPASS = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
 

@@ -16,7 +16,7 @@ import time
 import pytest
 import redis
 
-from conftest import ServerProcess, add_user, dump_tenant, login, same_data
+from conftest import NO_RETRY, ServerProcess, add_user, dump_tenant, login, same_data
 
 ROOT = "persist-root-secret"
 USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
@@ -207,7 +207,7 @@ def test_a_failed_write_keeps_the_old_file_and_blocks_shutdown(tmp_path):
     past the limit fail with EFBIG; SIGXFSZ is ignored so they fail, not kill)."""
     with ServerProcess(tmp_path, preexec_fn=lambda: signal.signal(signal.SIGXFSZ, signal.SIG_IGN)) as proc:
         process = proc.process
-        r = proc.client()
+        r = proc.client(retry=NO_RETRY)
         r.set("small", "ok")
         r.save()
         good = (tmp_path / "dump.kdb").read_bytes()
@@ -242,7 +242,7 @@ def test_bgsave_of_a_million_keys_does_not_stall_clients(tmp_path):
     with ServerProcess(tmp_path, "--save", "") as proc:
         # DEBUG DIGEST of a million keys takes seconds on a loaded machine:
         # more than redis-py's default socket timeout.
-        r = proc.client(socket_timeout=60)
+        r = proc.client(socket_timeout=60, retry=NO_RETRY)
         p = r.pipeline(transaction=False)
         for start in range(0, 1_000_000, 1000):
             p.mset({b"key:%d" % i: b"value:%d" % i for i in range(start, start + 1000)})
@@ -410,7 +410,7 @@ def test_offline_export_and_import(tmp_path):
 def test_shutdown_save_rules(tmp_path):
     # NOSAVE skips the save the default rules would make
     with ServerProcess(tmp_path) as proc:
-        r = proc.client()
+        r = proc.client(retry=NO_RETRY)
         r.set("a", "1")
         r.shutdown(nosave=True)
         assert proc.process.wait(10) == 0
@@ -420,7 +420,7 @@ def test_shutdown_save_rules(tmp_path):
         proc.client().set("b", "2")
     assert not os.path.exists(tmp_path / "dump.kdb")
     with ServerProcess(tmp_path, "--save", "") as proc:
-        r = proc.client()
+        r = proc.client(retry=NO_RETRY)
         r.set("c", "3")
         r.shutdown(save=True)
         assert proc.process.wait(10) == 0

@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from conftest import ServerProcess, free_port, raw_command, read_exactly, read_reply
+from conftest import NO_RETRY, ServerProcess, free_port, raw_command, read_exactly, read_reply
 
 
 # -- process lifecycle ------------------------------------------------------------
@@ -17,7 +17,7 @@ from conftest import ServerProcess, free_port, raw_command, read_exactly, read_r
 @pytest.mark.parametrize("how", ["SHUTDOWN", "SIGTERM", "SIGINT"])
 def test_graceful_shutdown_exits_zero(tmp_path, how):
     with ServerProcess(tmp_path) as proc:
-        client = proc.client()
+        client = proc.client(retry=NO_RETRY)
         client.set("k", "v")
         idle = proc.raw()          # an idle client must not keep the server up
         if how == "SHUTDOWN":
