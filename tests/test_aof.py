@@ -297,6 +297,7 @@ def verify_acked(c: redis.Redis, prefix: str, acked: int) -> int:
     return incrs + len(sets) + len(pushes)
 
 
+@pytest.mark.slow
 def test_sigkill_loses_no_acknowledged_write(make_server):
     rng = random.Random(int(os.environ.get("AOF_CRASH_SEED", time.time())))
     runs = []
@@ -340,6 +341,7 @@ def test_sigkill_loses_no_acknowledged_write(make_server):
 
 # -- torn tails ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_torn_tail_loads_a_prefix(tmp_path):
     with aof_server(tmp_path) as server:
         c = server.client()

@@ -238,6 +238,7 @@ def test_a_failed_write_keeps_the_old_file_and_blocks_shutdown(tmp_path):
 
 # -- BGSAVE under load ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_bgsave_of_a_million_keys_does_not_stall_clients(tmp_path):
     with ServerProcess(tmp_path, "--save", "") as proc:
         # DEBUG DIGEST of a million keys takes seconds on a loaded machine:
