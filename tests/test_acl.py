@@ -1,6 +1,7 @@
 """ACL SETUSER/DELUSER/LIST/GETUSER/LOG/... against a real server whose users
 live in its store (default user off, root made offline)."""
 
+import functools
 import glob
 import os
 import time
@@ -8,19 +9,15 @@ import time
 import pytest
 import redis
 
-from conftest import closed, exchange, locked_server, read_reply, resp
-from test_auth import WRONGPASS
+import conftest
+from conftest import WRONGPASS, closed, exchange, locked_fixture, read_reply, resp
 
 ROOT_PASSWORD = "acl-root-secret"
 # redis-py drops the error code ("ERR ", "NOPERM ") from the exception's text
 NOPERM = "this user has no permissions to run the '%s' command"
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    proc = locked_server(tmp_path_factory.mktemp("acl"), {}, ROOT_PASSWORD)
-    yield proc
-    proc.stop()
+srv = locked_fixture({}, ROOT_PASSWORD)
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +27,8 @@ def root(srv):
     client.close()
 
 
-def login(srv, name, password, **kwargs):
-    client = srv.client(username=name, password=password, decode_responses=True, **kwargs)
-    client.ping()
-    return client
+# Text replies throughout, as root's.
+login = functools.partial(conftest.login, decode_responses=True)
 
 
 def wrongpass(srv, name, password):
