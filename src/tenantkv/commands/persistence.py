@@ -1,7 +1,7 @@
 """Persistence commands: SAVE, BGSAVE, LASTSAVE, KDB, and DEBUG RELOAD / DIGEST / DIGEST-VALUE.
 
-The work is in tenantkv/persistence/ (the file format in kdb.py, saving and
-loading in the server in snapshot.py); these are the commands' argument
+The work is in tenantkv/persistence/ (the file format in kdb/format.py, saving and
+loading in the server in kdb/snapshot.py); these are the commands' argument
 handling and replies.
 
 KDB EXPORT / IMPORT move one tenant's data, and a user may run them on their
@@ -23,8 +23,8 @@ from tenantkv import errors
 from tenantkv.dispatch.table import COMMANDS, command, subcommand_dispatch
 from tenantkv.errors import CommandError
 from tenantkv.logs import NOTICE
-from tenantkv.persistence import kdb
-from tenantkv.persistence.digest import dataset_digest, key_digest
+from tenantkv.keyspace.digest import dataset_digest, key_digest
+from tenantkv.persistence.kdb import format as kdb
 from tenantkv.protocol.encoder import OK, Status
 
 log = logging.getLogger("tenantkv.persistence")

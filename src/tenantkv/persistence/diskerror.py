@@ -14,8 +14,8 @@ holds a write answer the MISCONF error (dispatch/observers.py swaps their
 handlers, so nothing is tested per command while healthy). Reads go on.
 
 `update` is called wherever one of the inputs changes: the snapshot status
-(persistence/snapshot.py), the journal's status (persistence/aof.py), the log
-turned on or off (persistence/appendonly.py), CONFIG SET of
+(persistence/kdb/snapshot.py), the journal's status (persistence/aof.py), the log
+turned on or off (persistence/aof/appendonly.py), CONFIG SET of
 stop-writes-on-bgsave-error or save (listeners set up in snapshot.py).
 """
 

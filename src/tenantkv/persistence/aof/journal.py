@@ -66,7 +66,7 @@ from tenantkv.errors import CommandError
 from tenantkv.keyspace import database as database_module
 from tenantkv.keyspace.zset import ZSet
 from tenantkv.persistence import diskerror
-from tenantkv.persistence.kdb import MAGIC as KDB_MAGIC
+from tenantkv.persistence.kdb.format import MAGIC as KDB_MAGIC
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY
 
 log = logging.getLogger("tenantkv.aof")

@@ -27,10 +27,12 @@ import time
 from tenantkv.config import ConfigSetError
 from tenantkv.errors import CommandError
 from tenantkv.logs import NOTICE
-from tenantkv.persistence import aof, diskerror, kdb
 from tenantkv.persistence import child as children
-from tenantkv.persistence.aof import (AofError, Journal, Manifest, ManifestError, Replayer,
-                                      expiry_suspended)
+from tenantkv.persistence import diskerror
+from tenantkv.persistence.aof import journal as aof
+from tenantkv.persistence.aof.journal import (AofError, Journal, Manifest, ManifestError,
+                                              Replayer, expiry_suspended)
+from tenantkv.persistence.kdb import format as kdb
 
 log = logging.getLogger("tenantkv.aof")
 

@@ -28,7 +28,8 @@ from tenantkv.dispatch.table import COMMANDS
 from tenantkv.config import parse_save
 from tenantkv.logs import NOTICE
 from tenantkv.persistence import child as children
-from tenantkv.persistence import diskerror, kdb
+from tenantkv.persistence import diskerror
+from tenantkv.persistence.kdb import format as kdb
 
 log = logging.getLogger("tenantkv.persistence")
 

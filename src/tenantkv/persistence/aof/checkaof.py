@@ -25,7 +25,8 @@ valid (or was fixed), 1 otherwise.
 
 import os
 
-from tenantkv.persistence import aof, kdb
+from tenantkv.persistence.aof import journal as aof
+from tenantkv.persistence.kdb import format as kdb
 
 FIX_HINT = "Use the --fix option to try fixing it."
 
