@@ -110,7 +110,7 @@ class Server:
 
     def internal_client(self):
         """A client with no socket, logged in as root, that never sends: the
-        log replay's (persistence/aof.py). Its replies go nowhere."""
+        log replay's (persistence/aof/replay.py). Its replies go nowhere."""
         conn = Connection(self)
         conn.authenticated = conn.root = True
         conn.closing = True

@@ -29,9 +29,10 @@ from tenantkv.errors import CommandError
 from tenantkv.logs import NOTICE
 from tenantkv.persistence import child as children
 from tenantkv.persistence import diskerror
-from tenantkv.persistence.aof import journal as aof
-from tenantkv.persistence.aof.journal import (AofError, Journal, Manifest, ManifestError,
-                                              Replayer, expiry_suspended)
+from tenantkv.persistence.aof.format import is_kdb, write_base
+from tenantkv.persistence.aof.journal import Journal
+from tenantkv.persistence.aof.manifest import Manifest, ManifestError, fsync_dir, log_files, quoted
+from tenantkv.persistence.aof.replay import AofError, Replayer, expiry_suspended, scan
 from tenantkv.persistence.kdb import format as kdb
 
 log = logging.getLogger("tenantkv.aof")
@@ -149,12 +150,12 @@ class AppendOnly:
         """appendonly yes, no manifest: files of a log there would be left
         out of view (and the first ones overwritten by the new log). Redis
         7.0 starts anyway from its RDB and writes a new base 1 over the old
-        one; tenantkv refuses, as a missing manifest is damage (aof.log_files
+        one; tenantkv refuses, as a missing manifest is damage (log_files
         leaves empty files out: they hold nothing). A single-file log of the
         layout before Redis 7 in the data directory is refused too: Redis
         would move it into the directory as the base; tenantkv never wrote
         one, so it says how, rather than doing it."""
-        found = aof.log_files(self.directory, self.config["data.appendfilename"])
+        found = log_files(self.directory, self.config["data.appendfilename"])
         if found:
             log.error("*** FATAL AOF MANIFEST FILE ERROR ***")
             log.error("The AOF manifest %s doesn't exist, but %s holds files of an append only "
@@ -172,7 +173,7 @@ class AppendOnly:
             log.error("Refusing to start: tenantkv does not convert it by itself. To load it, "
                       "move it into %s and write the manifest with the one line 'file %s seq 1 "
                       "type b'; to start without it, move it away. Nothing was changed.",
-                      self.directory, _manifest_name(self.config["data.appendfilename"]))
+                      self.directory, quoted(self.config["data.appendfilename"]))
             raise SystemExit(1)
 
     def _check_files(self, manifest: Manifest) -> None:
@@ -207,14 +208,14 @@ class AppendOnly:
         try:
             with expiry_suspended():
                 base = self._path(manifest.base[0]) if manifest.base else None
-                if base is not None and aof.is_kdb(base):
+                if base is not None and is_kdb(base):
                     # Every key, expired or not: the log after it may touch them.
                     loaded = kdb.read_file(base, None, self.config["limits.databases"])
                     kdb.install(self.server, loaded.tenants)
                     self.base_size = loaded.size
                 elif base is not None:
                     replayer.path = base
-                    result = aof.scan(base, replayer.apply)
+                    result = scan(base, replayer.apply)
                     if result.torn:
                         raise AofError(base, result.good, "the base file is incomplete (%s)"
                                        % result.torn)
@@ -224,7 +225,7 @@ class AppendOnly:
                     if not os.path.exists(path):
                         continue   # the last one (_check_files): created, never written
                     replayer.path = path
-                    result = aof.scan(path, replayer.apply)
+                    result = scan(path, replayer.apply)
                     if result.torn:
                         last = i == len(manifest.incrs) - 1
                         if not last or not self.config["data.aof_load_truncated"]:
@@ -298,7 +299,7 @@ class AppendOnly:
         if path.endswith(".kdb"):
             kdb.write_snapshot(self.server.tenants, path, key_save_delay_us=key_save_delay_us)
             return os.path.getsize(path)
-        return aof.write_base(self.server.tenants, path)
+        return write_base(self.server.tenants, path)
 
     def _temp_incr_name(self) -> str:
         return "temp-%s.incr" % self.config["data.appendfilename"]
@@ -316,7 +317,7 @@ class AppendOnly:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | (os.O_TRUNC if fresh else 0)
         fd = os.open(path, flags, 0o644)
         try:
-            aof.fsync_dir(os.path.dirname(path))
+            fsync_dir(os.path.dirname(path))
         except OSError:
             os.close(fd)
             raise
@@ -700,10 +701,6 @@ class AppendOnly:
         return lines
 
 
-def _manifest_name(name: str) -> str:
-    return aof._quote(name) if aof._needs_quotes(name) else name
-
-
 def _why_not_fixable(exc: AofError, base, last) -> str:
     if exc.kind == "record":
         return ("the record is well-formed: truncating the file there would throw away good "
@@ -719,7 +716,7 @@ def _why_not_fixable(exc: AofError, base, last) -> str:
 
 def _remove_temp(base_path: str, pid: int) -> None:
     """What a failed or killed child leaves: its temp file, maybe the base."""
-    _remove(base_path + ".tmp")   # aof.write_base's
+    _remove(base_path + ".tmp")   # write_base's (aof/format.py)
     _remove(os.path.join(os.path.dirname(base_path), "temp-%d.kdb" % pid))   # kdb's
     _remove(base_path)
 
