@@ -25,6 +25,7 @@ from tenantkv.errors import CommandError
 from tenantkv.logs import NOTICE
 from tenantkv.keyspace.digest import dataset_digest, key_digest
 from tenantkv.persistence.kdb import format as kdb
+from tenantkv.persistence.kdb.snapshot import load_into
 from tenantkv.protocol.encoder import OK, Status
 
 log = logging.getLogger("tenantkv.persistence")
@@ -124,7 +125,7 @@ def _kdb_load(conn, args):
     path = data_path(conn, args[2]) if len(args) == 3 else server.snapshot.path()
     started = time.monotonic()
     try:
-        result = kdb.load_into(server, path)
+        result = load_into(server, path)
     except kdb.KdbError as exc:
         raise CommandError("ERR KDB LOAD refused %s: %s" % (os.path.basename(path), exc))
     except OSError as exc:
@@ -305,7 +306,7 @@ def debug(conn, args):
         server = conn.server
         try:
             if flush:
-                kdb.load_into(server, snap.path())
+                load_into(server, snap.path())
                 _log_replaced(server)
             else:   # NOFLUSH: keep the dataset; MERGE: the file's keys replace the same keys
                 result = kdb.read_file(snap.path(), int(time.time() * 1000),

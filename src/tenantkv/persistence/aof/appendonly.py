@@ -34,6 +34,7 @@ from tenantkv.persistence.aof.journal import Journal
 from tenantkv.persistence.aof.manifest import Manifest, ManifestError, fsync_dir, log_files, quoted
 from tenantkv.persistence.aof.replay import AofError, Replayer, expiry_suspended, scan
 from tenantkv.persistence.kdb import format as kdb
+from tenantkv.persistence.kdb.snapshot import install
 
 log = logging.getLogger("tenantkv.aof")
 
@@ -211,7 +212,7 @@ class AppendOnly:
                 if base is not None and is_kdb(base):
                     # Every key, expired or not: the log after it may touch them.
                     loaded = kdb.read_file(base, None, self.config["limits.databases"])
-                    kdb.install(self.server, loaded.tenants)
+                    install(self.server, loaded.tenants)
                     self.base_size = loaded.size
                 elif base is not None:
                     replayer.path = base
@@ -259,12 +260,12 @@ class AppendOnly:
             self.journal.flush()
         old = {name: [(db.data, db.expires) for db in tenant.dbs]
                for name, tenant in self.server.tenants.items()}
-        kdb.install(self.server, {})
+        install(self.server, {})
         try:
             self.load()
         except (AofError, kdb.KdbError, OSError) as exc:
             log.warning("DEBUG LOADAOF: %s", exc)
-            kdb.install(self.server, old)
+            install(self.server, old)
             raise CommandError("ERR Error trying to load the append only file: %s" % exc) from None
         log.warning("Append Only File loaded by DEBUG LOADAOF")
 
