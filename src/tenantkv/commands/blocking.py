@@ -79,7 +79,7 @@ def _pop_or_block(conn, keys, kind, pop, record, timeout: float):
 def _list_pop(head: bool):
     def pop(conn, key: bytes):
         db = conn.db
-        lst = db.get_typed(key, deque)
+        lst = db.write_typed(key, deque)
         if not lst:
             return None
         value = lst.popleft() if head else lst.pop()
@@ -172,7 +172,7 @@ def blmpop(conn, args):
 
     def pop(conn, key):
         db = conn.db
-        lst = db.get_typed(key, deque)
+        lst = db.write_typed(key, deque)
         if not lst:
             return None
         return [key, lists._pop_many(db, key, lst, head, count)]
@@ -188,7 +188,7 @@ def bzmpop(conn, args):
 
     def pop(conn, key):
         db = conn.db
-        z = zsets._write(db, key)
+        z = db.write_typed(key, ZSet)
         if not z:
             return None
         pairs = zsets._pop(db, key, z, count, side == 1)
@@ -207,7 +207,7 @@ def _blocking_zpop(conn, args, maximum: bool):
 
     def pop(conn, key):
         db = conn.db
-        z = zsets._write(db, key)
+        z = db.write_typed(key, ZSet)
         if not z:
             return None
         (score, member), = zsets._pop(db, key, z, 1, maximum)

@@ -23,14 +23,6 @@ from tenantkv.util.ranges import rank_range
 _POSITIVE = "ERR value is out of range, must be positive"
 
 
-def _read(db, key: bytes):
-    """The list under `key` for a read command (a keyspace hit or miss), or None."""
-    value = db.read(key)
-    if value is not None and type(value) is not deque:
-        raise CommandError(errors.WRONGTYPE)
-    return value
-
-
 def _long(raw: bytes, message: str = errors.NOT_INTEGER) -> int:
     value = parse_int(raw)
     if value is None:
@@ -73,7 +65,7 @@ def _slice(lst: deque, start: int, stop: int) -> list:
 def _push(conn, args: list, head: bool, create: bool) -> int:
     db = conn.db
     key = args[1]
-    lst = db.get_typed(key, deque)
+    lst = db.write_typed(key, deque)
     if lst is None:
         if not create:
             return 0
@@ -115,7 +107,7 @@ def _pop(conn, args: list, head: bool):
     count = _range_long(args[2], 0, LLONG_MAX, _POSITIVE) if has_count else 1
     db = conn.db
     key = args[1]
-    lst = db.get_typed(key, deque)
+    lst = db.write_typed(key, deque)
     if lst is None:
         return NULL_ARRAY if has_count else None
     if not has_count:
@@ -168,7 +160,7 @@ def lmpop(conn, args):
         count = 1
     db = conn.db
     for key in args[2:where_idx]:
-        lst = db.get_typed(key, deque)
+        lst = db.write_typed(key, deque)
         if lst:
             return [key, _pop_many(db, key, lst, head, count)]
     return NULL_ARRAY
@@ -178,7 +170,7 @@ def lmpop(conn, args):
 
 @command("llen")
 def llen(conn, args):
-    lst = _read(conn.db, args[1])
+    lst = conn.db.read_typed(args[1], deque)
     return 0 if lst is None else len(lst)
 
 
@@ -186,7 +178,7 @@ def llen(conn, args):
 def lrange(conn, args):
     start = _long(args[2])
     end = _long(args[3])
-    lst = _read(conn.db, args[1])
+    lst = conn.db.read_typed(args[1], deque)
     if lst is None:
         return EMPTY_ARRAY
     begin, end = rank_range(len(lst), start, end)
@@ -197,7 +189,7 @@ def lrange(conn, args):
 
 @command("lindex")
 def lindex(conn, args):
-    lst = _read(conn.db, args[1])
+    lst = conn.db.read_typed(args[1], deque)
     if lst is None:
         return None
     index = _long(args[2])
@@ -231,7 +223,7 @@ def lpos(conn, args):
         else:
             raise CommandError(errors.SYNTAX)
         j += 2
-    lst = _read(conn.db, args[1])
+    lst = conn.db.read_typed(args[1], deque)
     if lst is None:
         return EMPTY_ARRAY if count != -1 else None
     n = len(lst)
@@ -267,7 +259,7 @@ def lpos(conn, args):
 @command("lset")
 def lset(conn, args):
     db = conn.db
-    lst = db.get_typed(args[1], deque)
+    lst = db.write_typed(args[1], deque)
     if lst is None:
         raise CommandError(errors.NO_SUCH_KEY)
     index = _long(args[2])
@@ -290,7 +282,7 @@ def linsert(conn, args):
     else:
         raise CommandError(errors.SYNTAX)
     db = conn.db
-    lst = db.get_typed(args[1], deque)
+    lst = db.write_typed(args[1], deque)
     if lst is None:
         return 0
     try:
@@ -306,7 +298,7 @@ def lrem(conn, args):
     count = _long(args[2])
     db = conn.db
     key = args[1]
-    lst = db.get_typed(key, deque)
+    lst = db.write_typed(key, deque)
     if lst is None:
         return 0
     element = args[3]
@@ -359,7 +351,7 @@ def ltrim(conn, args):
     end = _long(args[3])
     db = conn.db
     key = args[1]
-    lst = db.get_typed(key, deque)
+    lst = db.write_typed(key, deque)
     if lst is None:
         return OK
     n = len(lst)
@@ -385,10 +377,10 @@ def ltrim(conn, args):
 
 def _move(conn, src_key: bytes, dst_key: bytes, from_head: bool, to_head: bool):
     db = conn.db
-    src = db.get_typed(src_key, deque)
+    src = db.write_typed(src_key, deque)
     if src is None:
         return None
-    dst = db.get_typed(dst_key, deque)
+    dst = db.write_typed(dst_key, deque)
     value = src.popleft() if from_head else src.pop()
     if dst is None:
         dst = deque()

@@ -72,20 +72,6 @@ def _pairs(conn, pairs, withscores: bool, nested: bool = True):
     return reply
 
 
-def _read(db, key: bytes):
-    value = db.read(key)
-    if value is not None and type(value) is not ZSet:
-        raise CommandError(errors.WRONGTYPE)
-    return value
-
-
-def _write(db, key: bytes):
-    z = db.get(key)
-    if z is not None and type(z) is not ZSet:
-        raise CommandError(errors.WRONGTYPE)
-    return z
-
-
 def _is_listpack(db, key: bytes, z: ZSet) -> bool:
     marked = db.marked_encoding(key, z) if db.encodings else None
     if marked is not None:
@@ -191,7 +177,7 @@ def _lex_indexes(z: ZSet, rng: tuple) -> tuple:
 def _zadd(conn, key: bytes, pairs: list, nx=False, xx=False, gt=False, lt=False,
           ch=False, incr=False):
     db = conn.db
-    z = _write(db, key)
+    z = db.write_typed(key, ZSet)
     new = z is None
     if new:
         if xx:
@@ -263,7 +249,7 @@ def zincrby(conn, args):
 @command("zrem")
 def zrem(conn, args):
     db = conn.db
-    z = _write(db, args[1])
+    z = db.write_typed(args[1], ZSet)
     if z is None:
         return 0
     removed = 0
@@ -281,13 +267,13 @@ def zrem(conn, args):
 
 @command("zcard")
 def zcard(conn, args):
-    z = _read(conn.db, args[1])
+    z = conn.db.read_typed(args[1], ZSet)
     return 0 if z is None else len(z)
 
 
 @command("zscore")
 def zscore(conn, args):
-    z = _read(conn.db, args[1])
+    z = conn.db.read_typed(args[1], ZSet)
     if z is None:
         return None
     score = z.scores.get(args[2])
@@ -296,7 +282,7 @@ def zscore(conn, args):
 
 @command("zmscore")
 def zmscore(conn, args):
-    z = _read(conn.db, args[1])
+    z = conn.db.read_typed(args[1], ZSet)
     if z is None:
         return [None] * (len(args) - 2)
     get = z.scores.get
@@ -311,7 +297,7 @@ def _zrank(conn, args, reverse: bool):
     if len(args) > 4 or (len(args) == 4 and args[3].lower() != b"withscore"):
         raise CommandError(errors.SYNTAX)
     withscore = len(args) == 4
-    z = _read(conn.db, args[1])
+    z = conn.db.read_typed(args[1], ZSet)
     rank = None if z is None else z.rank(args[2])
     if rank is None:
         return NULL_ARRAY if withscore else None
@@ -343,7 +329,7 @@ def zrevrank(conn, args):
 @command("zcount")
 def zcount(conn, args):
     rng = _score_range(args[2], args[3])
-    z = _read(conn.db, args[1])
+    z = conn.db.read_typed(args[1], ZSet)
     if z is None:
         return 0
     first, end = _score_indexes(z, rng)
@@ -353,7 +339,7 @@ def zcount(conn, args):
 @command("zlexcount")
 def zlexcount(conn, args):
     rng = _lex_range(args[2], args[3])
-    z = _read(conn.db, args[1])
+    z = conn.db.read_typed(args[1], ZSet)
     if z is None:
         return 0
     first, end = _lex_indexes(z, rng)
@@ -406,7 +392,7 @@ def _zrange(conn, args, start: int, store: bool, rangetype, reverse):
     else:
         rng = _lex_range(low, high)
     db = conn.db
-    z = _read(db, args[start])
+    z = db.read_typed(args[start], ZSet)
     if z is None:
         if store:
             db.delete(args[1])
@@ -483,7 +469,7 @@ def zrevrangebylex(conn, args):
 
 def _remove_range(conn, key: bytes, indexes) -> int:
     db = conn.db
-    z = _write(db, key)
+    z = db.write_typed(key, ZSet)
     if z is None:
         return 0
     first, end = indexes(z)
@@ -544,7 +530,7 @@ def _zpop(conn, args, maximum: bool):
         if count is None or count < 0:
             raise CommandError(NOT_POSITIVE)
     db = conn.db
-    z = _write(db, args[1])
+    z = db.write_typed(args[1], ZSet)
     if z is None or count == 0:
         return []
     pairs = _pop(db, args[1], z, count, maximum)
@@ -589,7 +575,7 @@ def zmpop(conn, args):
             raise CommandError(errors.SYNTAX)
     db = conn.db
     for key in args[2:where]:
-        z = _write(db, key)
+        z = db.write_typed(key, ZSet)
         if z is None:
             continue
         pairs = _pop(db, key, z, count, side == b"max")
@@ -602,7 +588,7 @@ def zmpop(conn, args):
 @command("zrandmember")
 def zrandmember(conn, args):
     if len(args) == 2:
-        z = _read(conn.db, args[1])
+        z = conn.db.read_typed(args[1], ZSet)
         if not z:
             return None
         return z.order[random.randrange(len(z))][1]
@@ -617,7 +603,7 @@ def zrandmember(conn, args):
     withscores = len(args) == 4
     if withscores and (count < -(LLONG_MAX // 2) or count > LLONG_MAX // 2):
         raise CommandError("ERR value is out of range")
-    z = _read(conn.db, args[1])
+    z = conn.db.read_typed(args[1], ZSet)
     if not z or count == 0:
         return []
     order = z.order
@@ -646,7 +632,7 @@ def zscan(conn, args):
             score = scores.get(member)
             return None if score is None else format_score(score)
         return score_of
-    return scan_collection(conn, args, _read,
+    return scan_collection(conn, args, lambda db, key: db.read_typed(key, ZSet),
                            lambda db, key, z: [m for _, m in z.order] if _is_listpack(db, key, z)
                            else None,
                            values, names=lambda z: z.scores)
