@@ -1,5 +1,5 @@
-"""List commands: pushes, pops, ranges, LPOS, LMOVE, LMPOP (the blocking
-forms live with the connection machinery, not here).
+"""List commands: pushes, pops, ranges, LPOS, LMOVE, LMPOP, and their blocking
+forms (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP; parking: dispatch/blocking.py).
 
 A list is a `collections.deque` of bytes in db.data: O(1) at both ends,
 O(n) from the nearer end for an index. An empty list is deleted. Redis 7.0
@@ -14,6 +14,8 @@ from collections import deque
 from itertools import islice
 
 from tenantkv import errors
+from tenantkv.dispatch.blocking import (block_or_timeout, mpop_args, parse_timeout, pop_or_block,
+                                       served)
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY, OK
@@ -404,3 +406,81 @@ def lmove(conn, args):
 @command("rpoplpush")
 def rpoplpush(conn, args):
     return _move(conn, args[1], args[2], False, True)
+
+
+# -- blocking forms: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP -------------------------
+#
+# Try once as the non-blocking form, else park the client until a push
+# (dispatch/blocking.py). Replies as Redis 7.0's: BLPOP/BRPOP [key, element],
+# BLMPOP [key, [elements]], BLMOVE the element; a null array on timeout.
+
+def _blocking_pop(conn, args, head: bool):
+    timeout = parse_timeout(args[-1])
+    name = b"LPOP" if head else b"RPOP"
+
+    def pop(conn, key: bytes):
+        db = conn.db
+        lst = db.write_typed(key, deque)
+        if not lst:
+            return None
+        value = lst.popleft() if head else lst.pop()
+        if not lst:
+            db.delete(key)
+        return [key, value]
+    return pop_or_block(conn, args[1:-1], deque, pop, lambda key, reply: [name, key], timeout)
+
+
+@command("blpop")
+def blpop(conn, args):
+    return _blocking_pop(conn, args, True)
+
+
+@command("brpop")
+def brpop(conn, args):
+    return _blocking_pop(conn, args, False)
+
+
+def _blocking_move(conn, src: bytes, dst: bytes, from_head: bool, to_head: bool, raw_timeout: bytes):
+    timeout = parse_timeout(raw_timeout)
+    value = _move(conn, src, dst, from_head, to_head)
+    if value is not None:
+        return value
+
+    record = [b"LMOVE", src, dst, b"LEFT" if from_head else b"RIGHT",
+              b"LEFT" if to_head else b"RIGHT"]
+
+    def serve(conn, key):
+        value = _move(conn, src, dst, from_head, to_head)
+        if value is not None:
+            served(conn, record, src, dst)
+        return value
+    return block_or_timeout(conn, [src], deque, serve, timeout, NULL_ARRAY, None)
+
+
+@command("blmove")
+def blmove(conn, args):
+    from_head = _where(args[3])
+    to_head = _where(args[4])
+    return _blocking_move(conn, args[1], args[2], from_head, to_head, args[5])
+
+
+@command("brpoplpush")
+def brpoplpush(conn, args):
+    return _blocking_move(conn, args[1], args[2], False, True, args[3])
+
+
+@command("blmpop")
+def blmpop(conn, args):
+    timeout, keys, side, count = mpop_args(args, (b"left", b"right"))
+    head = side == 0
+
+    def pop(conn, key):
+        db = conn.db
+        lst = db.write_typed(key, deque)
+        if not lst:
+            return None
+        return [key, _pop_many(db, key, lst, head, count)]
+
+    def record(key, reply):
+        return [b"LMPOP", b"1", key, b"LEFT" if head else b"RIGHT", b"COUNT", b"%d" % len(reply[1])]
+    return pop_or_block(conn, keys, deque, pop, record, timeout)

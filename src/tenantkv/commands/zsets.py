@@ -1,5 +1,6 @@
 """Sorted set commands: ZADD and friends, ranges by rank/score/lex, pops,
-ZRANGESTORE, ZRANDMEMBER, ZMPOP, ZSCAN.
+ZRANGESTORE, ZRANDMEMBER, ZMPOP, ZSCAN, and the blocking pops (BZPOPMIN,
+BZPOPMAX, BZMPOP; parking: dispatch/blocking.py).
 
 A sorted set is a keyspace.zset.ZSet; an empty one is deleted. Scores reply
 as Redis 7.0 prints them ("%.17g": 0.1 is 0.10000000000000001), bulk strings
@@ -16,6 +17,7 @@ from sortedcontainers import SortedList
 
 from tenantkv import errors
 from tenantkv.commands.keys import scan_collection
+from tenantkv.dispatch.blocking import mpop_args, parse_timeout, pop_or_block
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.types import register_type
@@ -581,6 +583,54 @@ def zmpop(conn, args):
         pairs = _pop(db, key, z, count, side == b"max")
         return [key, [[m, _score(conn, s)] for s, m in pairs]]
     return NULL_ARRAY
+
+
+# -- blocking pops: BZPOPMIN, BZPOPMAX, BZMPOP -----------------------------------------------
+#
+# Try once as ZPOPMIN/ZPOPMAX/ZMPOP, else park the client until a ZADD
+# (dispatch/blocking.py). Replies as Redis 7.0's: BZPOP* [key, member, score],
+# BZMPOP [key, [[member, score], ...]]; a null array on timeout.
+
+def _blocking_zpop(conn, args, maximum: bool):
+    timeout = parse_timeout(args[-1])
+
+    def pop(conn, key):
+        db = conn.db
+        z = db.write_typed(key, ZSet)
+        if not z:
+            return None
+        (score, member), = _pop(db, key, z, 1, maximum)
+        return [key, member, _score(conn, score)]
+
+    name = b"ZPOPMAX" if maximum else b"ZPOPMIN"
+    return pop_or_block(conn, args[1:-1], ZSet, pop, lambda key, reply: [name, key], timeout)
+
+
+@command("bzpopmin")
+def bzpopmin(conn, args):
+    return _blocking_zpop(conn, args, False)
+
+
+@command("bzpopmax")
+def bzpopmax(conn, args):
+    return _blocking_zpop(conn, args, True)
+
+
+@command("bzmpop")
+def bzmpop(conn, args):
+    timeout, keys, side, count = mpop_args(args, (b"min", b"max"))
+
+    def pop(conn, key):
+        db = conn.db
+        z = db.write_typed(key, ZSet)
+        if not z:
+            return None
+        pairs = _pop(db, key, z, count, side == 1)
+        return [key, [[m, _score(conn, s)] for s, m in pairs]]
+
+    def record(key, reply):
+        return [b"ZMPOP", b"1", key, b"MAX" if side == 1 else b"MIN", b"COUNT", b"%d" % len(reply[1])]
+    return pop_or_block(conn, keys, ZSet, pop, record, timeout)
 
 
 # -- ZRANDMEMBER ---------------------------------------------------------------------------
