@@ -1,7 +1,7 @@
 """Persistence commands: SAVE, BGSAVE, LASTSAVE, KDB, and DEBUG RELOAD / DIGEST / DIGEST-VALUE.
 
-The work is in tenantkv/persistence/ (the file format in kdb.py, saving and
-loading in the server in snapshot.py); these are the commands' argument
+The work is in tenantkv/persistence/ (the file format in kdb/format.py, saving and
+loading in the server in kdb/snapshot.py); these are the commands' argument
 handling and replies.
 
 KDB EXPORT / IMPORT move one tenant's data, and a user may run them on their
@@ -23,8 +23,9 @@ from tenantkv import errors
 from tenantkv.dispatch.table import COMMANDS, command, subcommand_dispatch
 from tenantkv.errors import CommandError
 from tenantkv.logs import NOTICE
-from tenantkv.persistence import kdb
-from tenantkv.persistence.digest import dataset_digest, key_digest
+from tenantkv.keyspace.digest import dataset_digest, key_digest
+from tenantkv.persistence.kdb import format as kdb
+from tenantkv.persistence.kdb.snapshot import load_into
 from tenantkv.protocol.encoder import OK, Status
 
 log = logging.getLogger("tenantkv.persistence")
@@ -124,7 +125,7 @@ def _kdb_load(conn, args):
     path = data_path(conn, args[2]) if len(args) == 3 else server.snapshot.path()
     started = time.monotonic()
     try:
-        result = kdb.load_into(server, path)
+        result = load_into(server, path)
     except kdb.KdbError as exc:
         raise CommandError("ERR KDB LOAD refused %s: %s" % (os.path.basename(path), exc))
     except OSError as exc:
@@ -305,7 +306,7 @@ def debug(conn, args):
         server = conn.server
         try:
             if flush:
-                kdb.load_into(server, snap.path())
+                load_into(server, snap.path())
                 _log_replaced(server)
             else:   # NOFLUSH: keep the dataset; MERGE: the file's keys replace the same keys
                 result = kdb.read_file(snap.path(), int(time.time() * 1000),

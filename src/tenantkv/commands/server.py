@@ -149,8 +149,8 @@ def info_section(conn, name: str) -> list:
         return [
             "loading:0",
             "async_loading:0",
-            *server.snapshot.info_lines(),   # rdb_* (persistence/snapshot.py)
-            *server.aof.info(),              # aof_* (persistence/appendonly.py)
+            *server.snapshot.info_lines(),   # rdb_* (persistence/kdb/snapshot.py)
+            *server.aof.info(),              # aof_* (persistence/aof/appendonly.py)
         ]
     if name == "stats":
         hits, misses, expired = keyspace_counts(conn)

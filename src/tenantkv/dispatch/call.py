@@ -3,7 +3,7 @@
     a socket          server/connection.py: run() and run_one() inline the
                       common case (below); everything else is `execute`
     EXEC              commands/transactions.py: `run_queued` for each command
-    the log replay    persistence/aof.py: `replay`
+    the log replay    persistence/aof/replay.py: `replay`
     (later: Lua's redis.call, a replica's stream)
 
 The steps, in Redis's order (processCommand): look the name up; check the

@@ -262,7 +262,7 @@ class KeyEvents:
     def mark_readers(self, marker) -> None:
         """From now on call `marker(conn)` before every command that may show
         data (all but the write commands, PING, EXEC and SHOWS_NO_DATA; inside
-        EXEC, its commands), or no more (None). persistence/aof.py holds the
+        EXEC, its commands), or no more (None). persistence/aof/journal.py holds the
         output of such a connection until the log has caught up."""
         if marker == self.marker:
             return

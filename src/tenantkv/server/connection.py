@@ -506,7 +506,7 @@ def flush_connections(conns, journal) -> None:
     dispatch/observers.py), its records of this turn are written first
     (and with appendfsync always, fsynced): no reply leaves before the write
     it acknowledges is logged. With always, after a failed write, output that
-    could show an un-logged write waits (persistence/aof.py, Journal.hold).
+    could show an un-logged write waits (persistence/aof/journal.py, Journal.hold).
     One test per flush when the log is off.
     """
     if journal is not None:
