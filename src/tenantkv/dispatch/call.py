@@ -92,7 +92,8 @@ def refusal(client, cmd, args: list):
     if client.authenticated and not allowed(client.lookup, cmd, args):
         cmd.rejected += 1
         stats.error("NOPERM")
-        client.server.auth.denied(client, cmd.name)
+        client.server.auth.denied(client, cmd.name,
+                                  "multi" if client.multi is not None else "toplevel")
         return errors.noperm(cmd.name)
     return None
 
@@ -213,7 +214,14 @@ def invoke(client, cmd, args: list):
 
 def run_queued(client, cmd, args: list) -> bytes:
     """One command of an EXEC: its encoded reply. Nothing may wait inside a
-    transaction (other clients would run in the middle of it)."""
+    transaction (other clients would run in the middle of it). The rules
+    are checked again, as Redis 7 does: they may have changed since the
+    command was queued."""
+    checked = cmd.subcommands[args[1].lower()] if cmd.subcommands and len(args) > 1 else cmd
+    if client.authenticated and not allowed(client.lookup, checked, args):
+        client.server.stats.error("NOPERM")
+        client.server.auth.denied(client, checked.name, "multi")
+        return encode_error(errors.NOPERM_CHANGED_IN_EXEC)
     client.last_command = cmd.name
     start = monotonic()
     try:
