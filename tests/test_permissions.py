@@ -342,3 +342,24 @@ def test_commandstats_per_subcommand_as_redis(srv, root, tmp_path):
     assert {n: actual.get(n) for n in names} == {n: expected.get(n) for n in names}
     assert actual["client|id"] == (3, 1, 0) and actual["client|list"] == (2, 1, 1)
     assert "client" not in actual and "object" not in actual
+
+
+# -- the normalised rules ACL GETUSER shows (and the store keeps) mean the same -----------
+
+@pytest.mark.parametrize("rules", [
+    "-@all +@read", "+@all -@dangerous", "-@all +client|list +config|get", "-@all +@read -object",
+    "-@all +@read +@write -@dangerous", "+@all -select +select|0 +select|1", "-@all +SELECT|Abc",
+    "-@all +client -client|kill +@hash -hset", "+@all -@slow +@admin -debug +debug|object",
+    "-@all +@slow -config +config|get +get +set", "+@all -kdb +kdb|export", "-@all",
+])
+def test_described_rules_mean_the_same(rules):
+    from tenantkv import commands  # noqa: F401  (registers every command)
+    from tenantkv.tenancy import permissions
+
+    normalised = permissions.rules_text([permissions.check_rule(r) for r in rules.split()])
+    described = permissions.describe(normalised)
+    before, after = permissions.Access(normalised), permissions.Access(described)
+    assert (before.allowed, before.future) == (after.allowed, after.future), described
+    assert {k: [a.lower() for a in v] for k, v in before.firstargs.items() if k not in before.allowed} \
+        == {k: [a.lower() for a in v] for k, v in after.firstargs.items()}, described
+    assert permissions.describe(described) == described
