@@ -62,17 +62,6 @@ CATEGORY_ORDER = ["keyspace", "read", "write", "set", "sortedset", "list", "hash
 _CATEGORY_SET = frozenset(CATEGORY_ORDER)
 
 
-def categories(cmd) -> tuple:
-    """`cmd`'s ACL categories (names without '@', in Redis's order)."""
-    return cmd.acl_categories
-
-
-def root_only(cmd) -> bool:
-    """Whether only root may run `cmd` (a command or subcommand) whatever the
-    rules say (see the module docstring)."""
-    return cmd.root_only
-
-
 def visible_commands() -> list:
     """Commands a user can name in a rule (not the HTTP guards)."""
     return [c for c in COMMANDS.values() if c.name not in HIDDEN]
@@ -267,12 +256,6 @@ def _cached(cache: dict, rules: str, make):
 
 def access(rules: str) -> Access:
     return _cached(_ACCESS, rules, Access)
-
-
-def allowed_names(rules: str) -> set:
-    """The names of the commands and subcommands `rules` allow, before the
-    root-only cut."""
-    return set(access(rules).allowed)
 
 
 def describe(rules: str) -> str:
