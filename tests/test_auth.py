@@ -193,7 +193,7 @@ def test_non_root_users_cannot_run_admin_commands(locked):
     sock = locked.raw()
     exchange(sock, resp("AUTH", "alice", "alice-pw"), b"+OK\r\n")
     for command in (("SHUTDOWN",), ("DEBUG", "SLEEP", "0"), ("CONFIG", "SET", "hz", "20"), ("config", "get", "hz")):
-        name = command[0].lower()
+        name = command[0].lower() + ("|" + command[1].lower() if command[0].lower() == "config" else "")
         exchange(sock, resp(*command),
                  b"-NOPERM this user has no permissions to run the '%s' command\r\n" % name.encode())
     exchange(sock, resp("OBJECT", "ENCODING", "nokey"), b"$-1\r\n")

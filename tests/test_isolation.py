@@ -295,8 +295,10 @@ def test_same_names_then_attack_list_leaves_alice_untouched(srv):
     # Introspection and admin: NOPERM for a non-root user
     for args, name in [(("DEBUG", "SLEEP", "0"), "debug"), (("DEBUG", "HELP"), "debug"),
                        (("DEBUG", "SET-ACTIVE-EXPIRE", "0"), "debug"),
-                       (("CONFIG", "GET", "*"), "config"), (("CONFIG", "SET", "maxclients", "1"), "config"),
-                       (("CONFIG", "RESETSTAT"), "config"), (("CONFIG", "REWRITE"), "config"),
+                       (("CONFIG", "GET", "*"), "config|get"),
+                       (("CONFIG", "SET", "maxclients", "1"), "config|set"),
+                       (("CONFIG", "RESETSTAT"), "config|resetstat"),
+                       (("CONFIG", "REWRITE"), "config|rewrite"),
                        (("SHUTDOWN",), "shutdown"), (("SHUTDOWN", "NOSAVE"), "shutdown"),
                        (("ACL", "LIST"), "acl|list"), (("ACL", "GETUSER", "alice"), "acl|getuser"),
                        (("ACL", "USERS"), "acl|users"), (("ACL", "LOG"), "acl|log"),

@@ -15,6 +15,7 @@ from tenantkv.config import ConfigSetError
 from tenantkv.logs import NOTICE
 from tenantkv.keyspace import Tenant
 from tenantkv.dispatch.blocking import Blocked
+from tenantkv.dispatch.table import LOOKUP
 from tenantkv.server.connection import Connection, flush_connections
 from tenantkv.dispatch.observers import KeyEvents
 from tenantkv.server.stats import Stats
@@ -113,6 +114,7 @@ class Server:
         log replay's (persistence/aof/replay.py). Its replies go nowhere."""
         conn = Connection(self)
         conn.authenticated = conn.root = True
+        conn.lookup = LOOKUP   # root's command table (a container checks its subcommands there)
         conn.closing = True
         return conn
 
