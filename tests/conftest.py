@@ -1,6 +1,8 @@
-"""Test fixtures: a real tenantkv server process on a free port, real clients."""
+"""Test fixtures and helpers: a real tenantkv server process on a free port, real
+clients. Test modules import the helpers with `from conftest import ...`."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -8,6 +10,10 @@ import time
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from compat import harness
 
 
 def free_port() -> int:
@@ -33,10 +39,12 @@ class ServerProcess:
     """A tenantkv-server started as a subprocess; stopped with SIGTERM."""
 
     def __init__(self, data_dir, *extra: str, env: dict | None = None,
-                 port: int | None = None, preexec_fn=None) -> None:
+                 port: int | None = None, preexec_fn=None, passwords: dict | None = None) -> None:
         # port: a given one (a restart on the port of a server just killed);
-        # preexec_fn: run in the child before exec (e.g. to lower a limit).
+        # preexec_fn: run in the child before exec (e.g. to lower a limit);
+        # passwords: name -> password of the users the test made, for login().
         self.port = port or free_port()
+        self.passwords = dict(passwords or {})
         self.data_dir = str(data_dir)
         self.log_path = os.path.join(self.data_dir, "server.log")
         self.log = open(self.log_path, "wb")
@@ -71,11 +79,25 @@ class ServerProcess:
         self.log.close()
         return self.process.returncode
 
+    def kill(self) -> int:
+        """SIGKILL: no shutdown and no save, as a crash or a power cut."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.log.close()
+        return self.process.returncode
+
     def __enter__(self) -> "ServerProcess":
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+# For a client whose connection the server is about to close (SHUTDOWN): no
+# reconnection attempts, which redis-py's default retry spaces by seconds.
+NO_RETRY = Retry(NoBackoff(), 0)
+
+WRONGPASS = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
 
 
 def resp(*args) -> bytes:
@@ -109,14 +131,66 @@ def locked_server(data_dir, users: dict, root_password: str, **settings) -> Serv
         add_user(data_dir, name, password)
     env = {"TENANTKV_AUTH__DEFAULT_USER": "off"}
     env.update(("TENANTKV_AUTH__" + name.upper(), str(value)) for name, value in settings.items())
-    return ServerProcess(data_dir, env=env)
+    return ServerProcess(data_dir, env=env, passwords={"root": root_password, **users})
+
+
+def locked_fixture(users: dict, root_password: str, **settings):
+    """A module-scoped fixture: one locked_server(users, root_password,
+    **settings) for the module's tests. In a test module:
+    `locked = locked_fixture({"alice": "alice-pw"}, "root-pw", auth_timeout=2)`."""
+
+    @pytest.fixture(scope="module")
+    def fixture(request, tmp_path_factory):
+        data_dir = tmp_path_factory.mktemp(request.module.__name__.removeprefix("test_"))
+        with locked_server(data_dir, users, root_password, **settings) as proc:
+            yield proc
+
+    return fixture
+
+
+def login(server: ServerProcess, name: str, password: str | None = None, db: int = 0,
+          **kwargs) -> redis.Redis:
+    """A client logged in as `name` on one connection (AUTH and SELECT once),
+    checked with a PING. The password: the one given, or the one the user was
+    made with (locked_server's users, or ServerProcess's `passwords`)."""
+    if password is None:
+        password = server.passwords[name]
+    client = server.client(username=name, password=password, db=db,
+                           single_connection_client=True, **kwargs)
+    assert client.ping() is True
+    return client
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    proc = ServerProcess(tmp_path_factory.mktemp("tenantkv"))
-    yield proc
-    proc.stop()
+    with ServerProcess(tmp_path_factory.mktemp("tenantkv")) as proc:
+        yield proc
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """make_server(*flags, data_dir=tmp_path, env=, port=, preexec_fn=, passwords=):
+    a started ServerProcess. Every server it started is stopped when the test
+    ends: for tests that start several, or restart one in a loop."""
+    started = []
+
+    def start(*flags: str, data_dir=None, **kwargs) -> ServerProcess:
+        proc = ServerProcess(tmp_path if data_dir is None else data_dir, *flags, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    """A real redis-server (the reference), no persistence, for the module."""
+    if harness.redis_server_path() is None:
+        pytest.skip("redis-server is not installed (`make redis-tools`)")
+    with harness.RedisServer(free_port(), str(tmp_path_factory.mktemp("redis-reference"))) as reference:
+        yield reference
 
 
 @pytest.fixture
@@ -178,6 +252,17 @@ def closed(sock: socket.socket, timeout: float = 5.0) -> bool:
         return False
 
 
+def raw_command(client: redis.Redis, *args):
+    """Send a command and return its reply as sent, without redis-py's reply
+    callbacks (which turn SMEMBERS into a set, CONFIG GET into a dict...)."""
+    connection = client.connection_pool.get_connection()
+    try:
+        connection.send_command(*args)
+        return connection.read_response()
+    finally:
+        client.connection_pool.release(connection)
+
+
 def dump_tenant(client: redis.Redis, dbs=range(16)) -> dict:
     """{(db, key): (type, value, pttl)} for every key of `dbs` of the client's
     tenant: what a restart (snapshot or append-only log) must give back."""
@@ -201,3 +286,17 @@ def dump_tenant(client: redis.Redis, dbs=range(16)) -> dict:
             out[(db, key)] = (kind, value, client.pttl(key))
     client.execute_command("SELECT", 0)
     return out
+
+
+def same_data(before: dict, after: dict, ttl_lost_ms: int = 1000, ttl_gained_ms: int = 1000) -> None:
+    """Two dump_tenant() results hold the same keys, types and values; a key
+    without a TTL still has none, and a remaining TTL went down by at most
+    `ttl_lost_ms` (time passed) and up by at most `ttl_gained_ms`."""
+    assert before.keys() == after.keys()
+    for key, (kind, value, ttl) in before.items():
+        kind2, value2, ttl2 = after[key]
+        assert (kind2, value2) == (kind, value), key
+        if ttl < 0:
+            assert ttl2 == ttl, key
+        else:
+            assert ttl - ttl_lost_ms <= ttl2 <= ttl + ttl_gained_ms, (key, ttl, ttl2)

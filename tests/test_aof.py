@@ -5,7 +5,6 @@ import glob
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -13,39 +12,25 @@ import time
 import pytest
 import redis
 
-from conftest import ServerProcess, add_user, dump_tenant, exchange, resp
+from conftest import ServerProcess, add_user, dump_tenant, exchange, resp, same_data
 
 PASSWORDS = {"alice": "alice-pw-1", "bob": "bob-pw-2", "carol": "carol-pw-3"}
 ROOT = "root-pw-0"
 LOCKED = {"TENANTKV_AUTH__DEFAULT_USER": "off"}
 
 
+# No snapshots (save ""): what comes back comes through the log.
+AOF = ("--appendonly", "yes", "--save", "")
+
+
 def aof_server(data_dir, *extra, env=None) -> ServerProcess:
-    # No snapshots (save ""): what comes back comes through the log.
-    return ServerProcess(data_dir, "--appendonly", "yes", "--save", "", *extra, env=env)
-
-
-def kill(server: ServerProcess) -> None:
-    server.process.send_signal(signal.SIGKILL)
-    server.process.wait()
-    server.log.close()
+    return ServerProcess(data_dir, *AOF, *extra, env=env)
 
 
 def incr_file(data_dir) -> str:
     files = sorted(glob.glob(os.path.join(str(data_dir), "appendonlydir", "*.incr.aof")))
     assert len(files) == 1, files
     return files[0]
-
-
-def same_data(before: dict, after: dict) -> None:
-    assert before.keys() == after.keys()
-    for key, (kind, value, ttl) in before.items():
-        kind2, value2, ttl2 = after[key]
-        assert (kind2, value2) == (kind, value), key
-        if ttl < 0:
-            assert ttl2 == ttl, key
-        else:
-            assert abs(ttl2 - ttl) <= 1000, (key, ttl, ttl2)
 
 
 def fill(c: redis.Redis, tag: str) -> None:
@@ -136,8 +121,7 @@ def _clients(server):
 
 def test_round_trip_three_tenants(tmp_path):
     _users(tmp_path)
-    server = aof_server(tmp_path, env=LOCKED)
-    try:
+    with aof_server(tmp_path, env=LOCKED) as server:
         clients = _clients(server)
         for name, c in clients.items():
             fill(c, name)
@@ -156,25 +140,20 @@ def test_round_trip_three_tenants(tmp_path):
         assert before["alice"][(0, b"alice:0:float")] == ("string", b"3.35", -1)
         assert before["bob"][(0, b"waiting")][1] == [b"two"]
         assert before["alice"] != before["bob"]
-    finally:
-        assert server.stop() == 0
+    assert server.stop() == 0
     assert not glob.glob(str(tmp_path / "*.kdb"))   # through the log only
-    server = aof_server(tmp_path, env=LOCKED)
-    try:
+    with aof_server(tmp_path, env=LOCKED) as server:
         clients = _clients(server)
         for name, c in clients.items():
             same_data(before[name], dump_tenant(c))
         root = server.client(username="root", password=ROOT)
         assert root.info("persistence")["aof_enabled"] == 1
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize("kdb_base", [True, False])
 def test_round_trip_after_sigkill_and_rewrite(tmp_path, kdb_base):
-    server = aof_server(tmp_path, "--appendfsync", "always",
-                        "--aof-use-rdb-preamble", "yes" if kdb_base else "no")
-    try:
+    with aof_server(tmp_path, "--appendfsync", "always",
+                    "--aof-use-rdb-preamble", "yes" if kdb_base else "no") as server:
         c = server.client()
         fill(c, "t")
         assert c.bgrewriteaof()
@@ -190,18 +169,13 @@ def test_round_trip_after_sigkill_and_rewrite(tmp_path, kdb_base):
         assert names == ["appendonly.aof.2.base." + kind, "appendonly.aof.2.incr.aof",
                          "appendonly.aof.manifest"]
         before = dump_tenant(c)
-    finally:
-        kill(server)
-    server = aof_server(tmp_path)
-    try:
+        server.kill()
+    with aof_server(tmp_path) as server:
         same_data(before, dump_tenant(server.client()))
-    finally:
-        server.stop()
 
 
 def test_rewrite_in_progress_error(tmp_path):
-    server = aof_server(tmp_path)
-    try:
+    with aof_server(tmp_path) as server:
         c = server.client()
         pipe = c.pipeline(transaction=False)
         for i in range(200000):
@@ -217,18 +191,13 @@ def test_rewrite_in_progress_error(tmp_path):
         while c.info("persistence")["aof_rewrite_in_progress"] and time.time() < deadline:
             time.sleep(0.05)
         assert c.dbsize() == 200000
-    finally:
-        assert server.stop() == 0
-    server = aof_server(tmp_path)
-    try:
+    assert server.stop() == 0
+    with aof_server(tmp_path) as server:
         assert server.client().dbsize() == 200000
-    finally:
-        server.stop()
 
 
 def test_config_set_appendonly_at_runtime(tmp_path):
-    server = ServerProcess(tmp_path, "--save", "")
-    try:
+    with ServerProcess(tmp_path, "--save", "") as server:
         c = server.client()
         c.set("before", "1")
         c.rpush("list", "a", "b")
@@ -241,19 +210,15 @@ def test_config_set_appendonly_at_runtime(tmp_path):
         c.incr("counter")
         c.config_set("appendfsync", "always")
         c.incr("counter")
-    finally:
-        kill(server)
-    server = aof_server(tmp_path)
-    try:
+        server.kill()
+    with aof_server(tmp_path) as server:
         c = server.client()
         assert c.mget("before", "after", "counter") == [b"1", b"2", b"2"]
         assert c.lrange("list", 0, -1) == [b"a", b"b"]
         c.config_set("appendonly", "no")
         c.set("unlogged", "1")
-    finally:
-        assert server.stop() == 0
-    server = aof_server(tmp_path)
-    try:
+    assert server.stop() == 0
+    with aof_server(tmp_path) as server:
         c = server.client()
         assert c.get("unlogged") is None and c.get("counter") == b"2"
         c.config_set("appendonly", "no")
@@ -265,13 +230,9 @@ def test_config_set_appendonly_at_runtime(tmp_path):
             time.sleep(0.05)
         names = sorted(os.listdir(tmp_path / "appendonlydir"))
         assert len(names) == 3 and names[-1] == "appendonly.aof.manifest", names
-    finally:
-        assert server.stop() == 0
-    server = aof_server(tmp_path)
-    try:
+    assert server.stop() == 0
+    with aof_server(tmp_path) as server:
         assert server.client().mget("unlogged", "counter") == [b"1", b"3"]
-    finally:
-        server.stop()
 
 
 # -- the crash test ----------------------------------------------------------------
@@ -336,11 +297,12 @@ def verify_acked(c: redis.Redis, prefix: str, acked: int) -> int:
     return incrs + len(sets) + len(pushes)
 
 
-def test_sigkill_loses_no_acknowledged_write(tmp_path):
+@pytest.mark.slow
+def test_sigkill_loses_no_acknowledged_write(make_server):
     rng = random.Random(int(os.environ.get("AOF_CRASH_SEED", time.time())))
     runs = []
     checked = 0
-    server = aof_server(tmp_path, "--appendfsync", "always")
+    server = make_server(*AOF, "--appendfsync", "always")
     started = time.monotonic()
 
     def writer(prefix):
@@ -358,11 +320,11 @@ def test_sigkill_loses_no_acknowledged_write(tmp_path):
         prefix = "run%d:" % run
         process = writer(prefix)
         time.sleep(rng.uniform(0.0, duration))
-        kill(server)
+        server.kill()
         out, _ = process.communicate(timeout=30)
         acked = int(out)
         runs.append((prefix, acked))
-        server = aof_server(tmp_path, "--appendfsync", "always")
+        server = make_server(*AOF, "--appendfsync", "always")
         c = server.client()
         checked += verify_acked(c, prefix, acked)
         c.close()
@@ -370,7 +332,6 @@ def test_sigkill_loses_no_acknowledged_write(tmp_path):
     c = server.client()
     for prefix, acked in runs:
         verify_acked(c, prefix, acked)
-    server.stop()
     print("\ncrash test: %d SIGKILLs, %d acknowledged writes checked, 0 lost (%.1f s; a run "
           "of 20000 takes %.2f s; acked per run: %s)"
           % (len(runs), checked, time.monotonic() - started, duration, [a for _, a in runs]))
@@ -380,9 +341,9 @@ def test_sigkill_loses_no_acknowledged_write(tmp_path):
 
 # -- torn tails ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_torn_tail_loads_a_prefix(tmp_path):
-    server = aof_server(tmp_path)
-    try:
+    with aof_server(tmp_path) as server:
         c = server.client()
         expected = []
         for i in range(60):
@@ -400,8 +361,7 @@ def test_torn_tail_loads_a_prefix(tmp_path):
                 c.incr("other")
                 c.execute_command("SELECT", 0)
         assert c.lrange("seq", 0, -1) == expected
-    finally:
-        assert server.stop() == 0
+    assert server.stop() == 0
     pristine = str(tmp_path / "pristine")
     shutil.copytree(tmp_path / "appendonlydir", pristine)
     path = incr_file(tmp_path)
@@ -413,8 +373,7 @@ def test_torn_tail_loads_a_prefix(tmp_path):
         shutil.rmtree(tmp_path / "appendonlydir")
         shutil.copytree(pristine, tmp_path / "appendonlydir")
         os.truncate(path, offset)
-        server = aof_server(tmp_path)
-        try:
+        with aof_server(tmp_path) as server:
             c = server.client()
             got = c.lrange("seq", 0, -1)
             assert got == expected[:len(got)], offset
@@ -424,24 +383,17 @@ def test_torn_tail_loads_a_prefix(tmp_path):
             lengths.add(len(got))
             # the log goes on after the truncated part
             c.rpush("seq", "after")
-        finally:
-            assert server.stop() == 0
-        server = aof_server(tmp_path)
-        try:
+        assert server.stop() == 0
+        with aof_server(tmp_path) as server:
             assert server.client().lrange("seq", 0, -1) == got + [b"after"]
-        finally:
-            server.stop()
     assert len(lengths) > 10
 
 
 def test_corruption_in_the_middle_stops_the_start(tmp_path):
-    server = aof_server(tmp_path)
-    try:
+    with aof_server(tmp_path) as server:
         c = server.client()
         for i in range(20):
             c.set("k%d" % i, i)
-    finally:
-        server.stop()
     path = incr_file(tmp_path)
     with open(path, "r+b") as f:
         data = f.read()
@@ -464,21 +416,15 @@ def test_corruption_in_the_middle_stops_the_start(tmp_path):
     check = subprocess.run([sys.executable, "-m", "tenantkv.cli.admin", "check-aof", path],
                            capture_output=True, timeout=30)
     assert check.returncode == 0 and b"valid" in check.stdout
-    server = aof_server(tmp_path)
-    try:
+    with aof_server(tmp_path) as server:
         c = server.client()
         assert c.dbsize() == 10 and c.get("k9") == b"9"
-    finally:
-        server.stop()
 
 
 def test_torn_tail_refused_without_aof_load_truncated(tmp_path):
-    server = aof_server(tmp_path)
-    try:
+    with aof_server(tmp_path) as server:
         server.client().set("a", "1")
         server.client().set("b", "2")
-    finally:
-        server.stop()
     path = incr_file(tmp_path)
     os.truncate(path, os.path.getsize(path) - 3)
     process = subprocess.run(
@@ -487,11 +433,8 @@ def test_torn_tail_refused_without_aof_load_truncated(tmp_path):
         capture_output=True, timeout=30, env={**os.environ, "TENANTKV_AUTH__DEFAULT_USER": "nopass"})
     assert process.returncode == 1
     assert b"unexpected end of file" in process.stdout + process.stderr
-    server = aof_server(tmp_path)
-    try:
+    with aof_server(tmp_path) as server:
         assert server.client().mget("a", "b") == [b"1", None]
-    finally:
-        server.stop()
     assert b"not loaded; truncating" in open(server.log_path, "rb").read()
 
 
@@ -500,16 +443,12 @@ def test_snapshot_then_log(tmp_path):
     log's base; then the log (not the snapshot) is what is loaded. Data that
     KDB LOAD / KDB IMPORT / DEBUG RELOAD put in place without write commands
     is logged too."""
-    server = ServerProcess(tmp_path)
-    try:
+    with ServerProcess(tmp_path) as server:
         c = server.client()
         c.set("from-snapshot", "1", ex=1000)
         c.rpush("list", "a")
         assert c.save()
-    finally:
-        server.stop()
-    server = aof_server(tmp_path)
-    try:
+    with aof_server(tmp_path) as server:
         c = server.client()
         assert c.get("from-snapshot") == b"1" and 0 < c.ttl("from-snapshot") <= 1000
         c.rpush("list", "b")
@@ -525,21 +464,16 @@ def test_snapshot_then_log(tmp_path):
         c.execute_command("KDB", "IMPORT", payload, "REPLACE")
         c.rpush("list", "c")
         before = dump_tenant(c)
-    finally:
-        kill(server)
+        server.kill()
     os.unlink(tmp_path / "dump.kdb")   # the log alone
-    server = aof_server(tmp_path)
-    try:
+    with aof_server(tmp_path) as server:
         c = server.client()
         same_data(before, dump_tenant(c))
         assert c.lrange("list", 0, -1) == [b"a", b"c"] and c.get("other") == b"y"
-    finally:
-        server.stop()
 
 
 def test_bgrewriteaof_waits_for_bgsave(tmp_path):
-    server = aof_server(tmp_path, "--rdb-key-save-delay", "2000")
-    try:
+    with aof_server(tmp_path, "--rdb-key-save-delay", "2000") as server:
         c = server.client()
         for i in range(300):
             c.set("k%d" % i, i)
@@ -553,13 +487,9 @@ def test_bgrewriteaof_waits_for_bgsave(tmp_path):
         while c.info("persistence")["aof_rewrites"] < 1 and time.time() < deadline:
             time.sleep(0.05)
         assert c.info("persistence")["aof_rewrites"] == 1
-    finally:
-        assert server.stop() == 0
-    server = aof_server(tmp_path)
-    try:
+    assert server.stop() == 0
+    with aof_server(tmp_path) as server:
         assert server.client().dbsize() == 301
-    finally:
-        server.stop()
 
 
 def _wait_rewrite(c: redis.Redis) -> None:
@@ -573,8 +503,7 @@ def _wait_rewrite(c: redis.Redis) -> None:
 def test_debug_loadaof(tmp_path, kdb_base):
     # Redis's suite (expire, other) checks TTLs after DEBUG LOADAOF: the data
     # set is replaced by what the log holds, with this turn's records in it.
-    server = aof_server(tmp_path, "--aof-use-rdb-preamble", "yes" if kdb_base else "no")
-    try:
+    with aof_server(tmp_path, "--aof-use-rdb-preamble", "yes" if kdb_base else "no") as server:
         c = server.client()
         fill(c, "t")
         assert c.bgrewriteaof()
@@ -590,18 +519,13 @@ def test_debug_loadaof(tmp_path, kdb_base):
         assert c.ttl("persisted") == -1
         c.set("after", "1")   # the log goes on after the reload
         before = dump_tenant(c)
-    finally:
-        kill(server)
-    server = aof_server(tmp_path)
-    try:
+        server.kill()
+    with aof_server(tmp_path) as server:
         same_data(before, dump_tenant(server.client()))
-    finally:
-        server.stop()
 
 
 def test_debug_loadaof_with_the_log_off(tmp_path):
-    server = ServerProcess(tmp_path, "--save", "")
-    try:
+    with ServerProcess(tmp_path, "--save", "") as server:
         c = server.client()
         c.set("k", "1")
         with pytest.raises(redis.ResponseError, match="no append only file"):
@@ -614,13 +538,10 @@ def test_debug_loadaof_with_the_log_off(tmp_path):
         assert c.execute_command("DEBUG", "LOADAOF") == b"OK"
         assert c.get("not-logged") is None and c.get("k") == b"1"
         assert 900 < c.ttl("x") <= 1000
-    finally:
-        server.stop()
 
 
 def test_debug_loadaof_refuses_a_bad_log_and_keeps_the_data(tmp_path):
-    server = aof_server(tmp_path)
-    try:
+    with aof_server(tmp_path) as server:
         c = server.client()
         c.set("k", "1")
         c.rpush("l", "a", "b")
@@ -630,5 +551,3 @@ def test_debug_loadaof_refuses_a_bad_log_and_keeps_the_data(tmp_path):
         with pytest.raises(redis.ResponseError, match="(?i)unknown command 'NOSUCHCOMMAND'"):
             c.execute_command("DEBUG", "LOADAOF")
         assert dump_tenant(c) == before
-    finally:
-        server.stop()

@@ -7,22 +7,13 @@ import time
 import pytest
 import redis
 
-from conftest import ServerProcess, exchange, locked_server, read_reply, resp
+from conftest import WRONGPASS, ServerProcess, exchange, locked_fixture, read_reply, resp
 
 ROOT_PASSWORD = "root-secret-for-tests"
-WRONGPASS = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
 NOAUTH = b"-NOAUTH Authentication required.\r\n"
 
-
-
-
-@pytest.fixture(scope="module")
-def locked(tmp_path_factory):
-    """A server with auth required (default user off), root and two users."""
-    proc = locked_server(tmp_path_factory.mktemp("auth"), {"alice": "alice-pw", "bob": "bob-pw"},
-                         ROOT_PASSWORD, auth_timeout=2)
-    yield proc
-    proc.stop()
+# A server with auth required (default user off), root and two users.
+locked = locked_fixture({"alice": "alice-pw", "bob": "bob-pw"}, ROOT_PASSWORD, auth_timeout=2)
 
 
 def test_unauthenticated_client_gets_noauth_in_redis_order(locked):
@@ -178,8 +169,7 @@ def test_first_start_creates_root(tmp_path, given, monkeypatch):
         monkeypatch.setenv("TENANTKV_ROOT_PASSWORD", given)
     else:
         monkeypatch.delenv("TENANTKV_ROOT_PASSWORD", raising=False)
-    proc = ServerProcess(tmp_path)
-    try:
+    with ServerProcess(tmp_path) as proc:
         path = tmp_path / "root.password"
         if given:
             assert not path.exists()
@@ -190,25 +180,20 @@ def test_first_start_creates_root(tmp_path, given, monkeypatch):
         assert len(password) >= 16
         client = proc.client(username="root", password=password)
         assert client.ping() is True
-    finally:
-        proc.stop()
     log = open(proc.log_path).read()
     assert "root" in log and password not in log
     if not given:
         assert str(tmp_path / "root.password") in log
     # a restart keeps the users (no new root, the same password works)
-    proc = ServerProcess(tmp_path)
-    try:
+    with ServerProcess(tmp_path) as proc:
         assert proc.client(username="root", password=password).ping() is True
-    finally:
-        proc.stop()
 
 
 def test_non_root_users_cannot_run_admin_commands(locked):
     sock = locked.raw()
     exchange(sock, resp("AUTH", "alice", "alice-pw"), b"+OK\r\n")
     for command in (("SHUTDOWN",), ("DEBUG", "SLEEP", "0"), ("CONFIG", "SET", "hz", "20"), ("config", "get", "hz")):
-        name = command[0].lower()
+        name = command[0].lower() + ("|" + command[1].lower() if command[0].lower() == "config" else "")
         exchange(sock, resp(*command),
                  b"-NOPERM this user has no permissions to run the '%s' command\r\n" % name.encode())
     exchange(sock, resp("OBJECT", "ENCODING", "nokey"), b"$-1\r\n")
@@ -243,8 +228,7 @@ def test_protected_mode_refuses_non_loopback_clients_of_an_open_server(tmp_path,
     address = _non_loopback_address()
     if address is None:
         pytest.skip("this host has no non-loopback IPv4 address")
-    proc = ServerProcess(tmp_path, "--bind", "127.0.0.1 %s" % address, "--protected-mode", protected)
-    try:
+    with ServerProcess(tmp_path, "--bind", "127.0.0.1 %s" % address, "--protected-mode", protected) as proc:
         outside = socket.create_connection((address, proc.port), timeout=5)
         outside.sendall(resp("PING"))
         reply = read_reply(outside)
@@ -256,8 +240,6 @@ def test_protected_mode_refuses_non_loopback_clients_of_an_open_server(tmp_path,
             assert reply == b"+PONG\r\n"
         outside.close()
         assert proc.client().ping() is True   # loopback is always fine
-    finally:
-        proc.stop()
 
 
 def test_client_commands_see_only_the_own_tenant_but_root_sees_all(locked):

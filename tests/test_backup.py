@@ -25,9 +25,8 @@ def backups(directory) -> list:
 def test_user_database_is_backed_up_every_interval_keeping_the_newest(tmp_path, monkeypatch):
     add_user(tmp_path, "root", "root-pw", "--root")
     add_user(tmp_path, "alice", "alice-pw")
-    proc = start(tmp_path, monkeypatch, backup_interval=1, backup_keep=2)
     directory = tmp_path / "backups"
-    try:
+    with start(tmp_path, monkeypatch, backup_interval=1, backup_keep=2) as proc:
         seen = set()
         deadline = time.monotonic() + 6
         while time.monotonic() < deadline and len(seen) < 3:
@@ -40,8 +39,6 @@ def test_user_database_is_backed_up_every_interval_keeping_the_newest(tmp_path, 
         assert len(seen) >= 3, seen
         assert proc.alive()
         newest = directory / backups(directory)[-1]
-    finally:
-        proc.stop()
     assert len(backups(directory)) <= 2
     assert stat.S_IMODE(os.stat(newest).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
@@ -59,8 +56,7 @@ def test_a_failed_backup_is_logged_and_the_server_goes_on(tmp_path, monkeypatch)
     add_user(tmp_path, "root", "root-pw", "--root")
     blocker = tmp_path / "not-a-directory"
     blocker.write_bytes(b"")
-    proc = start(tmp_path, monkeypatch, backup_interval=1, backup_dir=blocker / "backups")
-    try:
+    with start(tmp_path, monkeypatch, backup_interval=1, backup_dir=blocker / "backups") as proc:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             with open(proc.log_path, "rb") as handle:
@@ -69,8 +65,6 @@ def test_a_failed_backup_is_logged_and_the_server_goes_on(tmp_path, monkeypatch)
             time.sleep(0.1)
         client = proc.client(username="root", password="root-pw")
         assert client.ping() is True
-    finally:
-        proc.stop()
     with open(proc.log_path, "rb") as handle:
         log = handle.read()
     assert b"User database backup into" in log and b"failed" in log
@@ -78,10 +72,7 @@ def test_a_failed_backup_is_logged_and_the_server_goes_on(tmp_path, monkeypatch)
 
 def test_backups_are_off_with_interval_zero(tmp_path, monkeypatch):
     add_user(tmp_path, "root", "root-pw", "--root")
-    proc = start(tmp_path, monkeypatch, backup_interval=0)
-    try:
+    with start(tmp_path, monkeypatch, backup_interval=0) as proc:
         time.sleep(1.2)
         assert proc.client(username="root", password="root-pw").ping() is True
-    finally:
-        proc.stop()
     assert backups(tmp_path / "backups") == []

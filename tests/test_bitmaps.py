@@ -89,8 +89,7 @@ def test_offsets_at_the_limit(tmp_path):
     """proto-max-bulk-len bounds the byte an offset reaches (1 MB here, for speed);
     BITFIELD checks only the field's first bit, so its string may end up to
     7 bytes longer, as in Redis."""
-    server = ServerProcess(tmp_path, "--proto-max-bulk-len", "1mb")
-    try:
+    with ServerProcess(tmp_path, "--proto-max-bulk-len", "1mb") as server:
         client = server.client()
         assert client.setbit("k", 8 * MB - 1, 1) == 0
         assert client.strlen("k") == MB
@@ -109,8 +108,6 @@ def test_offsets_at_the_limit(tmp_path):
         assert client.setbit("k", 8 * MB, 1) == 0
         assert client.strlen("k") == MB + 1
         client.close()
-    finally:
-        server.stop()
 
 
 def test_setbit_at_the_default_limit(r):

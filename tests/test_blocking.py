@@ -240,8 +240,7 @@ def test_many_keys_and_bzmpop(server, r):
 
 
 def test_blocked_client_never_served_another_tenants_data(tmp_path):
-    srv = locked_server(tmp_path, {"alice": "alice-pw", "bob": "bob-pw"}, "root-pw")
-    try:
+    with locked_server(tmp_path, {"alice": "alice-pw", "bob": "bob-pw"}, "root-pw") as srv:
         alice = srv.client(username="alice", password="alice-pw")
         bob = srv.client(username="bob", password="bob-pw")
         result = {}
@@ -263,8 +262,6 @@ def test_blocked_client_never_served_another_tenants_data(tmp_path):
         srv.client(username="alice", password="alice-pw").rpush("jobs", "hers")
         thread.join(5)
         assert result["alice"] == (b"jobs", b"hers")
-    finally:
-        srv.stop()
 
 
 def test_blocked_client_survives_idle_timeout(server, r):

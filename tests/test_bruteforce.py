@@ -13,10 +13,9 @@ import statistics
 import threading
 import time
 
-import pytest
 import redis
 
-from conftest import locked_server, read_exactly, resp
+from conftest import locked_fixture, read_exactly, resp
 
 ROOT_PASSWORD = "root-secret-for-bf"
 WRONGPASS = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
@@ -24,12 +23,7 @@ WRONGPASS = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n
 
 
 
-@pytest.fixture(scope="module")
-def locked(tmp_path_factory):
-    proc = locked_server(tmp_path_factory.mktemp("bruteforce"), {"alice": "alice-pw", "bob": "bob-pw"},
-                         ROOT_PASSWORD)
-    yield proc
-    proc.stop()
+locked = locked_fixture({"alice": "alice-pw", "bob": "bob-pw"}, ROOT_PASSWORD)
 
 
 def connect(proc, source: str) -> socket.socket:

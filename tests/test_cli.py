@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,11 +14,10 @@ import time
 
 import pytest
 
-from conftest import free_port, locked_server
+from conftest import free_port, locked_fixture
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 REDIS_CLI = shutil.which("redis-cli")
-REDIS_SERVER = shutil.which("redis-server")
 
 needs_redis_cli = pytest.mark.skipif(REDIS_CLI is None, reason="redis-cli is not installed")
 
@@ -44,42 +42,6 @@ def rcli(port, *args, input=None, env=None, timeout=60):
 
 
 # -- servers --------------------------------------------------------------------
-
-class RedisServer:
-    def __init__(self, directory):
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(directory), "--daemonize", "no",
-             "--enable-debug-command", "yes"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError("redis-server exited")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise
-                time.sleep(0.02)
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed")
-    proc = RedisServer(tmp_path_factory.mktemp("redis-cli-ref"))
-    yield proc
-    proc.stop()
-
 
 @pytest.fixture(params=["tenantkv", "redis"])
 def target(request, server):
@@ -354,11 +316,7 @@ WARNING = (b"Warning: Using a password with '-a' or '-u' option on the command l
            b"interface may not be safe.\n")
 
 
-@pytest.fixture(scope="module")
-def locked(tmp_path_factory):
-    proc = locked_server(tmp_path_factory.mktemp("cli-locked"), {"alice": "alice-secret"}, "root-pw")
-    yield proc
-    proc.stop()
+locked = locked_fixture({"alice": "alice-secret"}, "root-pw")
 
 
 def test_locked_server_needs_auth(locked):

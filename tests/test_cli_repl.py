@@ -5,9 +5,6 @@ server's real COMMAND DOCS through cli.resp.Connection."""
 
 import os
 import re
-import shutil
-import socket
-import subprocess
 import sys
 import time
 
@@ -16,7 +13,6 @@ import pytest
 import redis
 
 import conftest
-from conftest import ServerProcess
 from prompt_toolkit.document import Document
 
 from tenantkv.cli.commands_doc import CommandTable, match, parse_syntax
@@ -394,97 +390,68 @@ def test_peek_every_type(server, repl_factory):
     client.close()
 
 
-def test_reconnects_after_the_server_restarts(tmp_path, repl_factory, monkeypatch):
+def test_reconnects_after_the_server_restarts(tmp_path, repl_factory, make_server):
     (tmp_path / "a").mkdir()
-    first = ServerProcess(tmp_path / "a")
+    first = make_server(data_dir=tmp_path / "a")
     port = first.port
-    second = None
-    try:
-        repl = repl_factory(port)
-        repl.expect("127.0.0.1:%d>" % port)
-        repl.run("SET before 1", "OK")
-        first.stop()
-        # down: the prompt says so, as redis-cli's
-        repl.line("PING")
-        repl.expect("Could not connect to Redis at 127.0.0.1:%d" % port)
-        repl.expect("not connected>")
-        monkeypatch.setattr(conftest, "free_port", lambda: port)
-        (tmp_path / "b").mkdir()
-        second = ServerProcess(tmp_path / "b")
-        repl.line("PING")
-        repl.expect("PONG")
-        repl.expect("127.0.0.1:%d>" % port)
-        # dropped under an open connection: reconnect, say so, run the command
-        second.client().execute_command("CLIENT", "KILL", "TYPE", "normal")
-        repl.line("SET after 2")
-        repl.expect("Reconnected to 127.0.0.1:%d" % port)
-        repl.expect("OK")
-        repl.expect("127.0.0.1:%d>" % port)
-        repl.quit()
-    finally:
-        first.stop()
-        if second is not None:
-            second.stop()
+    repl = repl_factory(port)
+    repl.expect("127.0.0.1:%d>" % port)
+    repl.run("SET before 1", "OK")
+    first.stop()
+    # down: the prompt says so, as redis-cli's
+    repl.line("PING")
+    repl.expect("Could not connect to Redis at 127.0.0.1:%d" % port)
+    repl.expect("not connected>")
+    (tmp_path / "b").mkdir()
+    second = make_server(data_dir=tmp_path / "b", port=port)
+    repl.line("PING")
+    repl.expect("PONG")
+    repl.expect("127.0.0.1:%d>" % port)
+    # dropped under an open connection: reconnect, say so, run the command
+    second.client().execute_command("CLIENT", "KILL", "TYPE", "normal")
+    repl.line("SET after 2")
+    repl.expect("Reconnected to 127.0.0.1:%d" % port)
+    repl.expect("OK")
+    repl.expect("127.0.0.1:%d>" % port)
+    repl.quit()
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
-def test_works_against_a_real_redis_server(tmp_path, repl_factory):
-    port = _free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        repl = repl_factory(port)
-        repl.expect("127.0.0.1:%d>" % port)
-        repl.run("SET realkey hello", "OK")
-        repl.run("GET realkey", '"hello"')
-        repl.child.send("XAD\t")  # a command only Redis has here: from its COMMAND DOCS
-        repl.expect("XADD")
-        repl.child.send("\x03")
-        repl.expect(PROMPT)
-        repl.child.send("CONFIG RESETS\t")  # subcommands from COMMAND DOCS' subcommands
-        repl.expect("RESETSTAT")
-        repl.child.send("\x03")
-        repl.child.send("SET k ")
-        repl.expect("value [NX|XX] [GET] [EX seconds|")
-        repl.child.send("\x03")
-        repl.line("help xadd")
-        repl.expect("summary: ")
-        # peek on a type only Redis has here
-        repl.run("XADD realstream 1-1 f v", '"1-1"')
-        repl.line("peek realstream")
-        repl.expect(re.compile(r"type: +stream"))
-        repl.expect('1) 1) "1-1"')
-        # SUBSCRIBE (our server has no pub/sub): messages until Ctrl-C
-        repl.line("SUBSCRIBE repl:chan")
-        repl.expect("Reading messages... (press Ctrl-C to quit)")
-        publisher = redis.Redis(port=port)
-        deadline = time.monotonic() + 10
-        while publisher.publish("repl:chan", "hello there") == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        publisher.close()
-        repl.expect('1) "message"\n2) "repl:chan"\n3) "hello there"')
-        repl.child.send("\x03")
-        repl.expect(PROMPT)
-        repl.run("PING", "PONG")
-        repl.quit()
-    finally:
-        proc.terminate()
-        proc.wait(10)
+def test_works_against_a_real_redis_server(redis_server, repl_factory):
+    port = redis_server.port
+    repl = repl_factory(port)
+    repl.expect("127.0.0.1:%d>" % port)
+    repl.run("SET realkey hello", "OK")
+    repl.run("GET realkey", '"hello"')
+    repl.child.send("XAD\t")  # a command only Redis has here: from its COMMAND DOCS
+    repl.expect("XADD")
+    repl.child.send("\x03")
+    repl.expect(PROMPT)
+    repl.child.send("CONFIG RESETS\t")  # subcommands from COMMAND DOCS' subcommands
+    repl.expect("RESETSTAT")
+    repl.child.send("\x03")
+    repl.child.send("SET k ")
+    repl.expect("value [NX|XX] [GET] [EX seconds|")
+    repl.child.send("\x03")
+    repl.line("help xadd")
+    repl.expect("summary: ")
+    # peek on a type only Redis has here
+    repl.run("XADD realstream 1-1 f v", '"1-1"')
+    repl.line("peek realstream")
+    repl.expect(re.compile(r"type: +stream"))
+    repl.expect('1) 1) "1-1"')
+    # SUBSCRIBE (our server has no pub/sub): messages until Ctrl-C
+    repl.line("SUBSCRIBE repl:chan")
+    repl.expect("Reading messages... (press Ctrl-C to quit)")
+    publisher = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while publisher.publish("repl:chan", "hello there") == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    publisher.close()
+    repl.expect('1) "message"\n2) "repl:chan"\n3) "hello there"')
+    repl.child.send("\x03")
+    repl.expect(PROMPT)
+    repl.run("PING", "PONG")
+    repl.quit()
 
 
 def test_rc_file_gives_the_port_and_quit_exits(server, repl_factory, tmp_path):
@@ -524,8 +491,7 @@ def test_resp3_replies_and_completion(server, repl_factory):
 
 
 def test_docs_load_after_auth_on_a_locked_server(tmp_path, repl_factory):
-    proc = conftest.locked_server(tmp_path, {}, "rootpw")
-    try:
+    with conftest.locked_server(tmp_path, {}, "rootpw") as proc:
         repl = repl_factory(proc.port)
         repl.expect(PROMPT)
         repl.run("GET x", "(error) NOAUTH")
@@ -536,12 +502,10 @@ def test_docs_load_after_auth_on_a_locked_server(tmp_path, repl_factory):
         repl.child.send("\x03")
         repl.quit()
         assert "rootpw" not in (tmp_path / ".tenantkv_history").read_text()
-    finally:
-        proc.stop()
 
 
 def test_starts_not_connected_when_the_server_is_down(repl_factory):
-    port = _free_port()
+    port = conftest.free_port()
     repl = repl_factory(port)
     repl.expect("Could not connect to Redis at 127.0.0.1:%d: Connection refused" % port)
     repl.expect("not connected>")
@@ -550,3 +514,21 @@ def test_starts_not_connected_when_the_server_is_down(repl_factory):
     repl.expect("Could not connect to Redis at 127.0.0.1:%d" % port)
     repl.expect("not connected>")
     assert repl.quit() == 0
+
+
+def test_a_line_runs_as_the_server_splits_it(server, tmp_path):
+    """The REPL executes a line with the server's inline splitter: a \\v or
+    \\f inside a word is part of it (redis-cli's sdssplitargs; Python's
+    str.split / isspace would cut there), and \\xHH gives that byte."""
+    import io
+    from tenantkv.cli.repl import Repl
+    conn = Connection("127.0.0.1", server.port)
+    conn.connect()
+    out = io.StringIO()
+    repl = Repl(conn, make_options(None), output=out)
+    repl.handle("SET repl:vt a\x0bb\x0cc")
+    repl.handle('SET repl:hex "\\xe9\\x00z"')
+    check = server.client()
+    assert check.get("repl:vt") == b"a\x0bb\x0cc"
+    assert check.get("repl:hex") == b"\xe9\x00z"
+    conn.close()

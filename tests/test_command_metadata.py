@@ -12,7 +12,6 @@ order, tenantkv by name)."""
 import pytest
 
 from compat import harness
-from conftest import free_port
 from tenantkv.cli.commands_doc import doc_from_reply
 from tenantkv.commands import COMMANDS
 from tenantkv.dispatch.record import redis_command
@@ -76,15 +75,6 @@ def tenantkv(server):
     conn = harness.RawConnection(server.port)
     yield conn
     conn.close()
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    if harness.redis_server_path() is None:
-        pytest.skip("redis-server is not installed (`make redis-tools`)")
-    reference = harness.RedisServer(free_port(), str(tmp_path_factory.mktemp("redis-metadata")))
-    yield reference
-    reference.stop()
 
 
 def listed(conn) -> list:

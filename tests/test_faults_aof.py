@@ -13,7 +13,6 @@ import glob
 import os
 import re
 import shutil
-import signal
 import threading
 import time
 
@@ -87,12 +86,6 @@ def wait_for_refusal(server: ServerProcess, acked: dict, refusals: list) -> None
             client.close()
         time.sleep(0.05)
     raise AssertionError("writes were never refused on the full disk")
-
-
-def kill(server: ServerProcess) -> None:
-    server.process.send_signal(signal.SIGKILL)
-    server.process.wait()
-    server.log.close()
 
 
 class Writers:
@@ -182,8 +175,7 @@ def torn_tail_warnings(server: ServerProcess) -> list:
 @pytest.mark.parametrize("fsync", ["always", "everysec", "no"])
 def test_full_disk_refuses_writes_and_recovers_by_itself(small_fs, tmp_path, fsync):  # noqa: F811
     data, disk = aof_disk(small_fs, tmp_path)
-    server = aof_server(data, fsync)
-    try:
+    with aof_server(data, fsync) as server:
         probe = connect(server.port, 10)
         probe.set("before", "1")
         writers = Writers(server.port).start()
@@ -231,9 +223,7 @@ def test_full_disk_refuses_writes_and_recovers_by_itself(small_fs, tmp_path, fsy
         acked = {**writers.acked, **probes, "before": b"1", "after": b"1"}
         refusals = writers.refused + probe_refusals + [("probe", ""), ("in-multi", "")]
         assert len(acked) > 250
-        kill(server)
-    finally:
-        server.stop()
+        server.kill()
 
     # After a SIGKILL, then after a clean stop: every acknowledged write is
     # there, no refused one, and the log loads whole (no torn tail to cut).
@@ -249,8 +239,7 @@ def test_always_never_acknowledges_what_a_kill_on_a_full_disk_loses(small_fs, tm
     """appendfsync always: replies wait for the log, so a SIGKILL while the
     disk is full loses nothing that any client was told (or shown)."""
     data, disk = aof_disk(small_fs, tmp_path)
-    server = aof_server(data, "always")
-    try:
+    with aof_server(data, "always") as server:
         writers = Writers(server.port).start()
         wait_until(lambda: writers.count() >= 200, 10, "writes before the disk fills")
         disk.fill()
@@ -258,13 +247,11 @@ def test_always_never_acknowledges_what_a_kill_on_a_full_disk_loses(small_fs, tm
         probe_refusals: list = []
         wait_for_refusal(server, probes, probe_refusals)
         time.sleep(0.3)
-        kill(server)
+        server.kill()
         writers.finish()
         assert writers.unknown, "the writers were not waiting for held replies"
         acked = {**writers.acked, **probes}
         refusals = writers.refused + probe_refusals
-    finally:
-        server.stop()
     disk.free()
     with aof_server(data, "always") as server:
         check_present(server.client(), acked, refusals)
@@ -281,8 +268,7 @@ def test_failed_bgsave_refuses_writes_until_a_save_succeeds(small_fs, tmp_path):
     logfile = str(tmp_path / "tenantkv.log")
     dump = os.path.join(disk.path, "dump.kdb")
     # A save rule that never fires during the test: rules must exist for MISCONF.
-    server = ServerProcess(disk.path, "--save", "3600 1", "--logfile", logfile)
-    try:
+    with ServerProcess(disk.path, "--save", "3600 1", "--logfile", logfile) as server:
         client = server.client()
         saved = {"a%d" % i: "%d:%s" % (i, VALUE) for i in range(200)}
         client.mset(saved)
@@ -343,15 +329,56 @@ def test_failed_bgsave_refuses_writes_until_a_save_succeeds(small_fs, tmp_path):
         assert client.set("e", "1") is True
         assert client.ping() is True
         assert client.save() is True
-        kill(server)
+        server.kill()
 
-        # The new snapshot loads; so does the old one.
-        server = ServerProcess(disk.path, "--save", "3600 1", "--logfile", logfile)
+    # The new snapshot loads; so does the old one.
+    with ServerProcess(disk.path, "--save", "3600 1", "--logfile", logfile) as server:
         client = server.client()
         assert client.dbsize() == 403
         assert client.mget(list(later)) == [v.encode() for v in later.values()]
         assert client.mget(["c", "d", "e"]) == [b"1", b"1", b"1"]
         assert client.execute_command("KDB", "LOAD", "old.kdb") == 200
         assert client.mget(list(saved)) == [v.encode() for v in saved.values()]
-    finally:
-        server.stop()
+
+
+def error_of(client, *args) -> str:
+    """The error a command gets, or "" if it succeeds."""
+    try:
+        client.execute_command(*args)
+    except redis.ResponseError as exc:
+        return str(exc)
+    return ""
+
+
+def test_the_save_schedule_recovers_by_itself_once_space_is_freed(small_fs, tmp_path):  # noqa: F811
+    """Snapshots only, a save rule that fires: the scheduled BGSAVE fails on
+    the full disk, writes get MISCONF; once space is freed the schedule's own
+    retry (every 5 s after a failure, as Redis's CONFIG_BGSAVE_RETRY_DELAY)
+    saves and writes are accepted again, with no command from anyone."""
+    disk = small_fs(8, name="data")
+    with ServerProcess(disk.path, "--save", "1 1") as server:
+        client = server.client()
+        client.mset({"k%d" % i: VALUE for i in range(100)})
+        wait_until(lambda: info(client, "rdb_changes_since_last_save") == "0", 10,
+                   "the first scheduled save")
+        disk.fill()
+        acked = {}
+        for i in range(50):
+            try:
+                if client.set("late%d" % i, VALUE):
+                    acked["late%d" % i] = VALUE
+            except redis.ResponseError:
+                break
+            time.sleep(0.05)
+        wait_until(lambda: error_of(client, "SET", "x", "1") == RDB_MISCONF, 10,
+                   "MISCONF after the scheduled save failed")
+        assert info(client, "rdb_last_bgsave_status") == "err"
+        disk.free()
+        wait_until(lambda: error_of(client, "SET", "x", "1") == "", 12,
+                   "writes accepted again after the schedule's retry")
+        assert info(client, "rdb_last_bgsave_status") == "ok"
+        server.kill()
+    with ServerProcess(disk.path, "--save", "") as server:
+        client = server.client()
+        for key, value in acked.items():
+            assert client.get(key) == value.encode()

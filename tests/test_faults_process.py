@@ -81,17 +81,18 @@ def fill(client, count: int, prefix: str = "k") -> None:
 # -- point 3: the parent killed while its child writes --------------------------------
 
 @pytest.mark.parametrize("job", ["bgsave", "bgrewriteaof"])
-def test_parent_killed_during_background_job_frees_port_and_child(tmp_path, job):
+def test_parent_killed_during_background_job_frees_port_and_child(tmp_path, request, job):
     # 3,000 keys at 2 ms each: the child would write for 6 s.
     extra = ["--save", "", "--rdb-key-save-delay", "2000"]
     if job == "bgrewriteaof":
         extra += ["--appendonly", "yes"]
-    server = ServerProcess(tmp_path, *extra)
-    try:
+    with ServerProcess(tmp_path, *extra) as server:
         r = server.client()
         fill(r, 3000)
         r.execute_command(job.upper())
         child = wait_for_child(server.process.pid)
+        # whatever happens below, the child does not outlive the test
+        request.addfinalizer(lambda: gone(child) or os.kill(child, signal.SIGKILL))
         # The child let go of the sockets (listener, clients, the loop's),
         # the user store and the log right after the fork, while its parent lives.
         deadline = time.monotonic() + 1.0
@@ -121,10 +122,6 @@ def test_parent_killed_during_background_job_frees_port_and_child(tmp_path, job)
                 "port %d still taken or child %d alive 1 s after the parent's SIGKILL"
                 % (server.port, child))
             time.sleep(0.01)
-    finally:
-        server.stop()
-        if not gone(child):
-            os.kill(child, signal.SIGKILL)
     # A supervisor's restart on the same port succeeds (and it is the new process
     # that answers, not a listener left in an orphan).
     (tmp_path / "restart").mkdir()
@@ -198,48 +195,45 @@ class Writers:
         return sum(self.acked_counter)
 
 
-def shutdown_under_load(tmp_path, trials: int, stop) -> None:
+def shutdown_under_load(make_server, trials: int, stop) -> None:
     """`trials` rounds of: writers running, the server stopped by `stop(server)`,
     a restart on the same directory that must hold every acknowledged write."""
     rng = random.Random(11)
-    server = ServerProcess(tmp_path, "--save", "3600 1")
+    server = make_server("--save", "3600 1")
     lost = []
     acked = 0
-    try:
-        for trial in range(trials):
-            writers = Writers(server.port, trial)
-            writers.start()
-            time.sleep(0.2 + rng.random() * 0.3)
-            assert writers.total() > 0, "the writers made no progress"
-            stop(server)
-            assert server.process.wait(20) == 0
-            writers.join()
-            server.stop()
-            acked += writers.total()
-            server = ServerProcess(tmp_path, "--save", "3600 1")
-            client = server.client()
-            lost += writers.lost(client)
-            client.flushall()   # the next trial starts empty (it saves at its end)
-            client.close()
-    finally:
+    for trial in range(trials):
+        writers = Writers(server.port, trial)
+        writers.start()
+        time.sleep(0.2 + rng.random() * 0.3)
+        assert writers.total() > 0, "the writers made no progress"
+        stop(server)
+        assert server.process.wait(20) == 0
+        writers.join()
         server.stop()
+        acked += writers.total()
+        server = make_server("--save", "3600 1")
+        client = server.client()
+        lost += writers.lost(client)
+        client.flushall()   # the next trial starts empty (it saves at its end)
+        client.close()
     assert not lost, "%d acknowledged writes lost (%d INCRs acknowledged in %d trials): %s" % (
         len(lost), acked, trials, lost[:10])
 
 
 @pytest.mark.slow
-def test_sigterm_under_write_load_keeps_every_acknowledged_write(tmp_path):
-    shutdown_under_load(tmp_path, 10, lambda server: server.process.send_signal(signal.SIGTERM))
+def test_sigterm_under_write_load_keeps_every_acknowledged_write(make_server):
+    shutdown_under_load(make_server, 10, lambda server: server.process.send_signal(signal.SIGTERM))
 
 
 @pytest.mark.slow
-def test_shutdown_command_under_write_load_keeps_every_acknowledged_write(tmp_path):
+def test_shutdown_command_under_write_load_keeps_every_acknowledged_write(make_server):
     def stop(server):
         client = server.client(retry=Retry(NoBackoff(), 0))
         with pytest.raises(redis.ConnectionError):
             client.execute_command("SHUTDOWN")   # no reply: the connection closes
         client.close()
-    shutdown_under_load(tmp_path, 10, stop)
+    shutdown_under_load(make_server, 10, stop)
 
 
 def test_shutdown_in_a_pipeline_runs_nothing_after_it(tmp_path):

@@ -12,7 +12,6 @@ the log's directory holds exactly the files its manifest names.
 """
 
 import os
-import signal
 import time
 
 import pytest
@@ -36,9 +35,7 @@ def start(home, data_dir, *extra) -> ServerProcess:
 
 
 def kill(server: ServerProcess) -> None:
-    server.process.send_signal(signal.SIGKILL)
-    server.process.wait()
-    server.log.close()
+    server.kill()
     os.replace(server.log_path, server.log_path + ".killed")   # kept: the restart's log is new
 
 

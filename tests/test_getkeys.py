@@ -4,7 +4,8 @@ tests/compat/sessions/getkeys.txt)."""
 
 import pytest
 
-from tenantkv.commands import COMMANDS, keyinfo
+from tenantkv.commands import COMMANDS
+from tenantkv.dispatch import keyprocs as keyinfo
 from tenantkv.dispatch.record import key_spec, redis_command
 from tenantkv.util.keyspecs import c_atoi, find_keys, parse_spec
 

@@ -16,7 +16,7 @@ import time
 import pytest
 import redis
 
-from conftest import ServerProcess, add_user, dump_tenant, free_port, wait_for_port
+from conftest import NO_RETRY, ServerProcess, add_user, dump_tenant, login, same_data
 
 ROOT = "persist-root-secret"
 USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
@@ -27,11 +27,6 @@ def make_users(data_dir) -> None:
     add_user(data_dir, "root", ROOT, "--root")
     for name, password in USERS.items():
         add_user(data_dir, name, password)
-
-
-def login(proc, name, db=0) -> redis.Redis:
-    password = ROOT if name == "root" else USERS[name]
-    return proc.client(username=name, password=password, db=db, single_connection_client=True)
 
 
 def fill(client, tag: str, db: int) -> None:
@@ -58,15 +53,9 @@ def fill(client, tag: str, db: int) -> None:
     p.execute()
 
 
-def same_data(before: dict, after: dict) -> None:
-    assert set(before) == set(after)
-    for key, (kind, value, ttl) in before.items():
-        kind2, value2, ttl2 = after[key]
-        assert (kind2, value2) == (kind, value), key
-        if ttl < 0:
-            assert ttl2 == ttl, key
-        else:
-            assert 0 < ttl2 <= ttl and ttl - ttl2 < 1000 + 5000, (key, ttl, ttl2)
+def auth_server(data_dir) -> ServerProcess:
+    """A server with auth required on a data directory make_users() filled."""
+    return ServerProcess(data_dir, env=LOCKED, passwords={"root": ROOT, **USERS})
 
 
 def info(client, field: str) -> str:
@@ -89,58 +78,46 @@ def log_text(proc) -> str:
 
 def test_three_tenants_every_type_survive_a_restart(tmp_path):
     make_users(tmp_path)
-    proc = ServerProcess(tmp_path, env=LOCKED)
-    try:
+    with auth_server(tmp_path) as proc:
         for name in USERS:
             for db in (0, 5, 15):
-                fill(login(proc, name, db), name, db)
+                fill(login(proc, name, db=db), name, db)
         before = {name: dump_tenant(login(proc, name)) for name in USERS}
         digests = {name: login(proc, name).execute_command("DEBUG", "DIGEST") for name in USERS}
-    finally:
-        assert proc.stop() == 0   # SIGTERM: saves (the default save rules are on)
+    assert proc.stop() == 0   # SIGTERM: saves (the default save rules are on)
     assert os.path.exists(tmp_path / "dump.kdb")
     assert not glob.glob(str(tmp_path / "temp-*.kdb"))
     time.sleep(1)   # TTLs must still be right after time passed
-    proc = ServerProcess(tmp_path, env=LOCKED)
-    try:
+    with auth_server(tmp_path) as proc:
         for name in USERS:
             after = dump_tenant(login(proc, name))
             assert len(after) == 3 * 14
-            same_data(before[name], after)
+            same_data(before[name], after, ttl_lost_ms=6000, ttl_gained_ms=0)
             assert login(proc, name).execute_command("DEBUG", "DIGEST") == digests[name]
         assert "Done loading the snapshot" in log_text(proc)
         assert "126 keys loaded" in log_text(proc)
         # tenants stay apart after the reload
         assert login(proc, "alice").get("str:bob") is None
-    finally:
-        proc.stop()
 
 
 def test_expired_keys_are_not_resurrected(tmp_path):
-    proc = ServerProcess(tmp_path)
-    try:
+    with ServerProcess(tmp_path) as proc:
         r = proc.client()
         r.set("gone", "x", px=200)
         r.set("stays", "y")
         r.set("later", "z", px=1200)
         assert r.save() is True
-    finally:
-        proc.stop()
     time.sleep(1.5)
-    proc = ServerProcess(tmp_path)
-    try:
+    with ServerProcess(tmp_path) as proc:
         r = proc.client()
         assert r.keys("*") == [b"stays"]
         assert info(r, "rdb_last_load_keys_expired") in ("1", "2")
-    finally:
-        proc.stop()
 
 
 # -- damaged files ---------------------------------------------------------------------------
 
 def test_damaged_snapshots_stop_the_start_with_the_offset(tmp_path):
-    proc = ServerProcess(tmp_path)
-    try:
+    with ServerProcess(tmp_path) as proc:
         r = proc.client()
         for db in range(3):
             r.execute_command("SELECT", db)
@@ -148,8 +125,6 @@ def test_damaged_snapshots_stop_the_start_with_the_offset(tmp_path):
             r.rpush("l", *range(100))
         r.execute_command("SELECT", 0)
         r.save()
-    finally:
-        proc.stop()
     path = tmp_path / "dump.kdb"
     good = path.read_bytes()
     size = len(good)
@@ -170,20 +145,14 @@ def test_damaged_snapshots_stop_the_start_with_the_offset(tmp_path):
         # the damaged file is left in place, never overwritten with an empty one
         assert path.read_bytes() == bytes(data)
     path.write_bytes(good)
-    proc = ServerProcess(tmp_path)
-    try:
+    with ServerProcess(tmp_path) as proc:
         assert proc.client().dbsize() == 501
-    finally:
-        proc.stop()
 
 
 def test_an_unknown_version_is_refused(tmp_path):
-    proc = ServerProcess(tmp_path)
-    try:
+    with ServerProcess(tmp_path) as proc:
         proc.client().set("k", "v")
         proc.client().save()
-    finally:
-        proc.stop()
     data = bytearray((tmp_path / "dump.kdb").read_bytes())
     data[8] = 9
     (tmp_path / "dump.kdb").write_bytes(bytes(data))
@@ -199,8 +168,7 @@ def _children(pid: int) -> list:
 
 
 def test_a_killed_bgsave_child_leaves_the_old_file(tmp_path):
-    proc = ServerProcess(tmp_path)
-    try:
+    with ServerProcess(tmp_path) as proc:
         r = proc.client()
         r.mset({"old%d" % i: "v" for i in range(1000)})
         r.save()
@@ -232,23 +200,14 @@ def test_a_killed_bgsave_child_leaves_the_old_file(tmp_path):
         assert info(r, "rdb_last_bgsave_status") == "ok"
         assert r.ping() is True
         assert info(r, "rdb_changes_since_last_save") == "0"
-    finally:
-        proc.stop()
 
 
 def test_a_failed_write_keeps_the_old_file_and_blocks_shutdown(tmp_path):
     """A full disk, simulated with RLIMIT_FSIZE on the running server (writes
     past the limit fail with EFBIG; SIGXFSZ is ignored so they fail, not kill)."""
-    port = free_port()
-    log = open(tmp_path / "server.log", "wb")
-    env = {**os.environ, "TENANTKV_AUTH__DEFAULT_USER": "nopass"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tenantkv", "--port", str(port), "--dir", str(tmp_path)],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-        preexec_fn=lambda: signal.signal(signal.SIGXFSZ, signal.SIG_IGN))
-    try:
-        wait_for_port(port, process)
-        r = redis.Redis(port=port)
+    with ServerProcess(tmp_path, preexec_fn=lambda: signal.signal(signal.SIGXFSZ, signal.SIG_IGN)) as proc:
+        process = proc.process
+        r = proc.client(retry=NO_RETRY)
         r.set("small", "ok")
         r.save()
         good = (tmp_path / "dump.kdb").read_bytes()
@@ -275,21 +234,16 @@ def test_a_failed_write_keeps_the_old_file_and_blocks_shutdown(tmp_path):
         text = (tmp_path / "server.log").read_text()
         assert "Error trying to save the DB, can't exit." in text
         assert "SIGTERM received but errors trying to shut down the server" in text
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 # -- BGSAVE under load ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_bgsave_of_a_million_keys_does_not_stall_clients(tmp_path):
-    proc = ServerProcess(tmp_path, "--save", "")
-    try:
+    with ServerProcess(tmp_path, "--save", "") as proc:
         # DEBUG DIGEST of a million keys takes seconds on a loaded machine:
         # more than redis-py's default socket timeout.
-        r = proc.client(socket_timeout=60)
+        r = proc.client(socket_timeout=60, retry=NO_RETRY)
         p = r.pipeline(transaction=False)
         for start in range(0, 1_000_000, 1000):
             p.mset({b"key:%d" % i: b"value:%d" % i for i in range(start, start + 1000)})
@@ -328,22 +282,16 @@ def test_bgsave_of_a_million_keys_does_not_stall_clients(tmp_path):
         assert info(r, "rdb_last_bgsave_status") == "ok"
         assert p99 < 0.25   # the target is 50 ms (printed above); this bound catches a stall
         r.shutdown(nosave=True)
-    finally:
-        proc.stop()
-    proc = ServerProcess(tmp_path, "--save", "")
-    try:
+    with ServerProcess(tmp_path, "--save", "") as proc:
         r = proc.client()
         assert r.dbsize() == 1_000_001
         assert r.execute_command("DEBUG", "DIGEST") == digest
-    finally:
-        proc.stop()
 
 
 # -- commands -------------------------------------------------------------------------------------
 
 def test_debug_reload_and_digests(tmp_path):
-    proc = ServerProcess(tmp_path)
-    try:
+    with ServerProcess(tmp_path) as proc:
         r = proc.client()
         fill(r, "x", 0)
         digest = r.execute_command("DEBUG", "DIGEST")
@@ -364,8 +312,6 @@ def test_debug_reload_and_digests(tmp_path):
         r.set("str:x", "changed")
         r.flushall()
         assert r.execute_command("DEBUG", "DIGEST") == b"0" * 40
-    finally:
-        proc.stop()
 
 
 def test_kdb_save_and_load_paths_stay_in_the_data_directory(tmp_path):
@@ -375,8 +321,7 @@ def test_kdb_save_and_load_paths_stay_in_the_data_directory(tmp_path):
     outside.mkdir()
     os.symlink(str(outside), str(data / "escape"))
     os.symlink(str(outside / "x.kdb"), str(data / "link.kdb"))
-    proc = ServerProcess(data)
-    try:
+    with ServerProcess(data) as proc:
         r = proc.client()
         r.set("k", "v1")
         assert r.execute_command("KDB", "SAVE", "backup.kdb") == 1
@@ -400,17 +345,14 @@ def test_kdb_save_and_load_paths_stay_in_the_data_directory(tmp_path):
         with pytest.raises(redis.ResponseError, match="KDB LOAD refused bad.kdb: .* at offset"):
             r.execute_command("KDB", "LOAD", "bad.kdb")
         assert r.get("k") == b"v1"   # a refused file changed nothing
-    finally:
-        proc.stop()
 
 
 def test_export_import_per_tenant_and_root_only_commands(tmp_path):
     make_users(tmp_path)
-    proc = ServerProcess(tmp_path, env=LOCKED)
-    try:
+    with auth_server(tmp_path) as proc:
         alice, bob = login(proc, "alice"), login(proc, "bob")
         fill(alice, "a", 0)
-        login(proc, "alice", 7).set("in7", "x", ex=1000)
+        login(proc, "alice", db=7).set("in7", "x", ex=1000)
         bob.set("bobs", "own")
         for command in (("SAVE",), ("BGSAVE",), ("KDB", "SAVE"), ("KDB", "LOAD"),
                         ("DEBUG", "RELOAD")):
@@ -422,7 +364,7 @@ def test_export_import_per_tenant_and_root_only_commands(tmp_path):
         # bob imports alice's export into his own tenant; alice is unchanged
         assert bob.execute_command("KDB", "IMPORT", payload) == 15
         assert bob.get("str:a") == b"value-a-0" and bob.get("bobs") == b"own"
-        assert 0 < login(proc, "bob", 7).ttl("in7") <= 1000
+        assert 0 < login(proc, "bob", db=7).ttl("in7") <= 1000
         with pytest.raises(redis.ResponseError, match="BUSYKEY"):
             bob.execute_command("KDB", "IMPORT", payload)
         bob.set("str:a", "changed")
@@ -435,20 +377,15 @@ def test_export_import_per_tenant_and_root_only_commands(tmp_path):
         assert login(proc, "alice").get("bobs") is None
         root = login(proc, "root")
         assert root.execute_command("KDB", "SAVE") == 15 + 1 + 15
-    finally:
-        proc.stop()
 
 
 def test_offline_export_and_import(tmp_path):
     make_users(tmp_path)
-    proc = ServerProcess(tmp_path, env=LOCKED)
-    try:
+    with auth_server(tmp_path) as proc:
         alice = login(proc, "alice")
         fill(alice, "a", 0)
         before = dump_tenant(alice)
         login(proc, "bob").set("b", "1")
-    finally:
-        proc.stop()
     cli = [sys.executable, "-m", "tenantkv.cli.admin", "--data-dir", str(tmp_path)]
     out = subprocess.run(cli + ["export", "--user", "alice", str(tmp_path / "alice.kdb")],
                          capture_output=True, text=True)
@@ -463,53 +400,41 @@ def test_offline_export_and_import(tmp_path):
     out = subprocess.run(cli + ["export", "--user", "nobody", str(tmp_path / "x.kdb")],
                          capture_output=True, text=True)
     assert out.returncode == 1 and "no such user" in out.stderr
-    proc = ServerProcess(tmp_path, env=LOCKED)
-    try:
-        same_data(before, dump_tenant(login(proc, "carol")))
+    with auth_server(tmp_path) as proc:
+        same_data(before, dump_tenant(login(proc, "carol")), ttl_lost_ms=6000, ttl_gained_ms=0)
         assert login(proc, "bob").get("b") == b"1"
         assert login(proc, "carol").get("b") is None
-    finally:
-        proc.stop()
 
 
 # -- shutdown and the schedule -----------------------------------------------------------------------
 
 def test_shutdown_save_rules(tmp_path):
     # NOSAVE skips the save the default rules would make
-    proc = ServerProcess(tmp_path)
-    r = proc.client()
-    r.set("a", "1")
-    r.shutdown(nosave=True)
-    assert proc.process.wait(10) == 0
-    proc.stop()
+    with ServerProcess(tmp_path) as proc:
+        r = proc.client(retry=NO_RETRY)
+        r.set("a", "1")
+        r.shutdown(nosave=True)
+        assert proc.process.wait(10) == 0
     assert not os.path.exists(tmp_path / "dump.kdb")
     # no save rules: SIGTERM does not save, SHUTDOWN SAVE does
-    proc = ServerProcess(tmp_path, "--save", "")
-    proc.client().set("b", "2")
-    proc.stop()
+    with ServerProcess(tmp_path, "--save", "") as proc:
+        proc.client().set("b", "2")
     assert not os.path.exists(tmp_path / "dump.kdb")
-    proc = ServerProcess(tmp_path, "--save", "")
-    r = proc.client()
-    r.set("c", "3")
-    r.shutdown(save=True)
-    assert proc.process.wait(10) == 0
-    proc.stop()
-    proc = ServerProcess(tmp_path)
-    try:
+    with ServerProcess(tmp_path, "--save", "") as proc:
+        r = proc.client(retry=NO_RETRY)
+        r.set("c", "3")
+        r.shutdown(save=True)
+        assert proc.process.wait(10) == 0
+    with ServerProcess(tmp_path) as proc:
         assert proc.client().keys("*") == [b"c"]
         proc.client().set("d", "4")
-    finally:
-        assert proc.stop() == 0   # SIGTERM with rules: saves
-    proc = ServerProcess(tmp_path)
-    try:
+    assert proc.stop() == 0   # SIGTERM with rules: saves
+    with ServerProcess(tmp_path) as proc:
         assert sorted(proc.client().keys("*")) == [b"c", b"d"]
-    finally:
-        proc.stop()
 
 
 def test_save_schedule_and_changes_counter(tmp_path):
-    proc = ServerProcess(tmp_path, "--save", "")
-    try:
+    with ServerProcess(tmp_path, "--save", "") as proc:
         r = proc.client()
         assert r.config_get("save") == {"save": ""}
         for bad in ("1 2 3", "a b", "0 1", "10 -1"):
@@ -540,8 +465,6 @@ def test_save_schedule_and_changes_counter(tmp_path):
             r.execute_command("BGSAVE", "NOW")
         assert r.execute_command("BGSAVE", "SCHEDULE") is True   # redis-py: +Background saving started
         wait_bgsave(r)
-    finally:
-        proc.stop()
 
 
 def test_data_files_are_private_to_the_server_account(tmp_path):
@@ -549,8 +472,7 @@ def test_data_files_are_private_to_the_server_account(tmp_path):
     modes (the server runs with umask 077), never readable by other accounts."""
     import stat as stat_module
     data = tmp_path   # made by the test (its mode is the operator's choice)
-    srv = ServerProcess(data, "--appendonly", "yes")
-    try:
+    with ServerProcess(data, "--appendonly", "yes") as srv:
         client = srv.client()
         client.set("secret", "value")
         client.save()
@@ -564,5 +486,3 @@ def test_data_files_are_private_to_the_server_account(tmp_path):
         for path in paths:
             mode = stat_module.S_IMODE(os.stat(path).st_mode)
             assert mode & 0o077 == 0, "%s is mode %o" % (path, mode)
-    finally:
-        srv.stop()

@@ -33,8 +33,7 @@ WORDS = [
 
 def test_random_commands_replay_to_the_same_data(tmp_path):
     rng = random.Random(7)
-    srv = ServerProcess(tmp_path, "--save", "", "--appendonly", "yes")
-    try:
+    with ServerProcess(tmp_path, "--save", "", "--appendonly", "yes") as srv:
         socks = [srv.raw() for _ in range(4)]
         ids = {}
         for sock in socks:
@@ -71,13 +70,8 @@ def test_random_commands_replay_to_the_same_data(tmp_path):
         client.close()
         for sock in socks:
             sock.close()
-    finally:
-        srv.stop()
-    again = ServerProcess(tmp_path, "--save", "", "--appendonly", "yes")
-    try:
+    with ServerProcess(tmp_path, "--save", "", "--appendonly", "yes") as again:
         client = redis.Redis(port=again.port)
         assert client.execute_command("DEBUG", "DIGEST") == digest
         assert client.dbsize() == keys
         client.close()
-    finally:
-        again.stop()

@@ -9,34 +9,23 @@ import time
 import pytest
 import redis
 
-from conftest import ServerProcess, free_port, read_exactly, read_reply
-
-
-def raw_command(client: redis.Redis, *args):
-    """Send a command and return its reply without redis-py's reply callbacks."""
-    connection = client.connection_pool.get_connection()
-    try:
-        connection.send_command(*args)
-        return connection.read_response()
-    finally:
-        client.connection_pool.release(connection)
+from conftest import NO_RETRY, ServerProcess, free_port, raw_command, read_exactly, read_reply
 
 
 # -- process lifecycle ------------------------------------------------------------
 
 @pytest.mark.parametrize("how", ["SHUTDOWN", "SIGTERM", "SIGINT"])
 def test_graceful_shutdown_exits_zero(tmp_path, how):
-    proc = ServerProcess(tmp_path)
-    client = proc.client()
-    client.set("k", "v")
-    idle = proc.raw()          # an idle client must not keep the server up
-    if how == "SHUTDOWN":
-        client.shutdown()      # redis-py expects the connection to drop
-    else:
-        proc.process.send_signal(getattr(signal, how))
-    assert proc.process.wait(10) == 0
-    assert read_reply(idle, timeout=2) == b""
-    proc.stop()
+    with ServerProcess(tmp_path) as proc:
+        client = proc.client(retry=NO_RETRY)
+        client.set("k", "v")
+        idle = proc.raw()          # an idle client must not keep the server up
+        if how == "SHUTDOWN":
+            client.shutdown()      # redis-py expects the connection to drop
+        else:
+            proc.process.send_signal(getattr(signal, how))
+        assert proc.process.wait(10) == 0
+        assert read_reply(idle, timeout=2) == b""
     with open(proc.log_path) as log:
         text = log.read()
     assert "Traceback" not in text
@@ -96,12 +85,10 @@ def test_config_precedence_file_env_flags(tmp_path):
 def test_loglevel_controls_what_is_logged(tmp_path):
     (tmp_path / "verbose").mkdir()
     (tmp_path / "quiet").mkdir()
-    verbose = ServerProcess(tmp_path / "verbose", "--loglevel", "verbose")
-    verbose.client().ping()
-    verbose.stop()
-    quiet = ServerProcess(tmp_path / "quiet", "--loglevel", "warning")
-    quiet.client().ping()
-    quiet.stop()
+    with ServerProcess(tmp_path / "verbose", "--loglevel", "verbose") as verbose:
+        verbose.client().ping()
+    with ServerProcess(tmp_path / "quiet", "--loglevel", "warning") as quiet:
+        quiet.client().ping()
     with open(verbose.log_path) as log:
         text = log.read()
     assert " - Accepted 127.0.0.1:" in text and " * Ready to accept connections" in text
@@ -111,12 +98,11 @@ def test_loglevel_controls_what_is_logged(tmp_path):
 
 
 def test_config_set_loglevel_applies_at_once(tmp_path):
-    proc = ServerProcess(tmp_path, "--loglevel", "warning")
-    client = proc.client()
-    client.ping()
-    assert client.config_set("loglevel", "verbose") is True
-    proc.client().ping()
-    proc.stop()
+    with ServerProcess(tmp_path, "--loglevel", "warning") as proc:
+        client = proc.client()
+        client.ping()
+        assert client.config_set("loglevel", "verbose") is True
+        proc.client().ping()
     with open(proc.log_path) as log:
         assert log.read().count("Accepted") == 1
 

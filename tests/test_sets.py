@@ -7,6 +7,7 @@ import collections
 import pytest
 import redis
 
+from conftest import raw_command
 
 def test_basic_roundtrip(r):
     assert r.sadd("s", "a", "b", "c", "a") == 3
@@ -28,24 +29,14 @@ def test_resp3_replies_are_sets(r3):
     assert r3.smembers("missing") == set()
 
 
-def _raw(client, *args):
-    """The reply as sent (redis-py turns SMEMBERS and friends into Python sets)."""
-    conn = client.connection_pool.get_connection()
-    try:
-        conn.send_command(*args)
-        return conn.read_response()
-    finally:
-        client.connection_pool.release(conn)
-
-
 def test_intset_members_come_sorted(r):
     r.sadd("i", *[str(n) for n in (42, -7, 0, 100000, 3, -9223372036854775808)])
     assert r.object("encoding", "i") == b"intset"
     expected = [b"-9223372036854775808", b"-7", b"0", b"3", b"42", b"100000"]
-    assert _raw(r, "SMEMBERS", "i") == expected
-    assert _raw(r, "SSCAN", "i", 0, "COUNT", 1) == [b"0", expected]
+    assert raw_command(r, "SMEMBERS", "i") == expected
+    assert raw_command(r, "SSCAN", "i", 0, "COUNT", 1) == [b"0", expected]
     r.sadd("j", 5, 1)
-    assert _raw(r, "SUNION", "i", "j") == sorted(
+    assert raw_command(r, "SUNION", "i", "j") == sorted(
         set(expected) | {b"1", b"5"}, key=int)
 
 

@@ -183,8 +183,7 @@ def test_pipelined_transaction_in_one_read(server, r):
 def test_watch_is_per_tenant(tmp_path):
     """The same key name in another tenant is another key: writing it does not
     fail a watcher's EXEC."""
-    srv = locked_server(tmp_path, {"alice": "alice-pw", "bob": "bob-pw"}, "root-pw")
-    try:
+    with locked_server(tmp_path, {"alice": "alice-pw", "bob": "bob-pw"}, "root-pw") as srv:
         alice = srv.client(username="alice", password="alice-pw")
         bob = srv.client(username="bob", password="bob-pw")
         alice.set("shared", "a")
@@ -203,5 +202,3 @@ def test_watch_is_per_tenant(tmp_path):
                 pipe.execute()
         assert alice.get("shared") == b"again"
         assert bob.get("shared") == b"b"
-    finally:
-        srv.stop()

@@ -75,6 +75,13 @@ def noperm(name: str) -> str:
     return "NOPERM this user has no permissions to run the '%s' command" % name
 
 
+# A queued command the user's rules no longer allow when EXEC runs it (Redis 7's text).
+NOPERM_CHANGED_IN_EXEC = (
+    "NOPERM ACLs rules changed between the moment the transaction was accumulated and the "
+    "EXEC call. This command is no longer allowed for the following reason: no permission "
+    "to execute the command or subcommand")
+
+
 def wrong_arity(name: str) -> str:
     """`name`: the command, or "command|subcommand" (Redis's full name)."""
     return "ERR wrong number of arguments for '%s' command" % name

@@ -11,15 +11,9 @@ def compat_servers(tmp_path_factory):
     """(redis port, tenantkv port): the reference and the subject, both fresh."""
     if harness.redis_server_path() is None:
         pytest.skip("redis-server is not installed (Debian package redis-server; `make redis-tools`)")
-    reference = harness.RedisServer(free_port(), str(tmp_path_factory.mktemp("redis")))
-    try:
-        subject = ServerProcess(tmp_path_factory.mktemp("tenantkv-compat"))
-    except Exception:
-        reference.stop()
-        raise
-    yield reference.port, subject.port
-    subject.stop()
-    reference.stop()
+    with (harness.RedisServer(free_port(), str(tmp_path_factory.mktemp("redis"))) as reference,
+          ServerProcess(tmp_path_factory.mktemp("tenantkv-compat")) as subject):
+        yield reference.port, subject.port
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -441,3 +441,9 @@ class RedisServer:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
+
+    def __enter__(self) -> "RedisServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

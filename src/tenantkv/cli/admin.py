@@ -96,9 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_aof(args) -> int:
-    """0: every file is valid (or was fixed); 1: damage left (persistence/checkaof.py)."""
+    """0: every file is valid (or was fixed); 1: damage left (persistence/aof/checkaof.py)."""
     from tenantkv import commands  # noqa: F401  (registers every command: the checks know the table)
-    from tenantkv.persistence import checkaof
+    from tenantkv.persistence.aof import checkaof
     config = load_config(args)
 
     def ask(prompt: str) -> str:
@@ -121,7 +121,7 @@ def load_config(args):
 
 def run_data(args) -> None:
     """export / import: the snapshot file, offline."""
-    from tenantkv.persistence import kdb
+    from tenantkv.persistence.kdb import format as kdb
     config = load_config(args)
     store = open_store(args, create=False)
     try:

@@ -29,7 +29,7 @@ import sys
 import time
 from urllib.parse import unquote_to_bytes
 
-from tenantkv.protocol.reader import split_args as _split_inline
+from tenantkv.protocol.strict import split_args as _split_inline
 from tenantkv.cli.output import format_invalidate, format_reply, prints_raw, to_bytes, repr_bytes
 from tenantkv.cli.resp import (
     ConnectError, Connection, Error, ReplyCounter, encode_command,
@@ -462,7 +462,7 @@ def split_args(line):
     C escapes (\\n \\xHH ...), 'single quoted'. Returns a list of bytes, or
     None when quotes are unbalanced or a closing quote is not followed by a
     space. `line`: bytes or str. The server's inline reader splits the same
-    way: one implementation (protocol/reader.py)."""
+    way: one implementation (protocol/strict.py)."""
     if isinstance(line, str):
         line = line.encode("utf-8", "surrogateescape")
     return _split_inline(line)

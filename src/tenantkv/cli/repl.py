@@ -47,6 +47,7 @@ from tenantkv.cli.completion import (
 )
 from tenantkv.cli.output import format_reply, prints_raw, to_bytes
 from tenantkv.cli.resp import ConnectError, Error, ProtocolError
+from tenantkv.protocol.strict import split_args as split_inline
 
 DEFAULT_HISTORY = "~/.tenantkv_history"
 DEFAULT_RC = "~/.tenantkvclirc"
@@ -393,11 +394,15 @@ class Repl:
                 if part.strip() and self.handle(part) == "quit":
                     return "quit"
             return None
-        words = split_args(line)
+        # Executed words are split by the server's own inline splitter
+        # (protocol/strict.py, redis-cli's sdssplitargs on bytes), so a line
+        # means the same here, in `tenantkv-cli CMD ...` and as an inline
+        # request; completion.split_args (positions, for hints) only draws.
+        words = split_inline(line.encode("utf-8", "surrogateescape"))
         if words is None:
             self.write("Invalid argument(s)\n")
             return None
-        args = [w[2] for w in words]
+        args = [w.decode("utf-8", "surrogateescape") for w in words]
         if not args:
             return None
         repeat = 1

@@ -1,7 +1,7 @@
 """Command families. Importing this package registers every command."""
 
 from tenantkv.commands import (  # noqa: F401  (imported for their registrations)
-    acl, appendonly, bitmaps, blocking, connection, hashes, keys, lists, memory, persistence,
+    acl, appendonly, bitmaps, connection, hashes, keys, lists, memory, persistence,
     server, sets, strings, transactions, zsets,
 )
 from tenantkv.dispatch.table import COMMANDS, Command

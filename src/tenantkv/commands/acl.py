@@ -3,9 +3,9 @@
 Every subcommand that reads or writes the user store runs in the
 authenticator's worker pool (SQLite and argon2id block) and answers through
 a Deferred. The subcommands Redis flags "admin" (SETUSER, DELUSER, USERS,
-LIST, GETUSER, LOG, SAVE, LOAD, DRYRUN) need root here: anyone else gets
-Redis's NOPERM for 'acl|<sub>', recorded in ACL LOG. WHOAMI, CAT, GENPASS
-and HELP are open to every user whose rules allow ACL.
+LIST, GETUSER, LOG, SAVE, LOAD, DRYRUN) are root-only (tenancy/permissions.py):
+anyone else gets Redis's NOPERM for 'acl|<sub>', recorded in ACL LOG. WHOAMI,
+CAT, GENPASS and HELP run for every user whose rules allow them.
 
 Deliberate differences from Redis (README, "Security model"):
 - one password per user: `>pw` replaces it (Redis adds one more); `<pw`
@@ -30,7 +30,8 @@ import threading
 import time
 
 from tenantkv import errors
-from tenantkv.dispatch.table import COMMANDS, command, find, help_reply
+from tenantkv.dispatch.call import allowed
+from tenantkv.dispatch.table import HIDDEN, container, find, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.protocol.encoder import OK, SetReply
 from tenantkv.dispatch.replies import Deferred
@@ -44,12 +45,6 @@ log = logging.getLogger("tenantkv.acl")
 # One ACL write at a time: the last-root checks read then write the store.
 _WRITE_LOCK = threading.Lock()
 _LOG_IDS = [0]   # next ACL LOG entry-id (assigned when first shown, oldest first)
-
-# subcommand: arity as Redis 7 declares it
-ARITY = {b"setuser": -3, b"deluser": -3, b"users": 2, b"list": 2, b"getuser": 3, b"whoami": 2,
-         b"log": -2, b"genpass": -2, b"cat": -2, b"help": 2, b"save": 2, b"load": 2,
-         b"dryrun": -4}
-ADMIN = {b"setuser", b"deluser", b"users", b"list", b"getuser", b"log", b"save", b"load", b"dryrun"}
 
 ACL_HELP = [
     "CAT [<category>]",
@@ -84,20 +79,7 @@ IGNORED = {"allkeys", "allchannels", "resetkeys", "resetchannels", "sanitize-pay
            "skip-sanitize-payload"}
 
 
-@command("acl", subcommands=[s.decode() for s in ARITY])
-def acl(conn, args):
-    sub = args[1].lower()
-    arity = ARITY.get(sub)
-    if arity is None:
-        raise CommandError(errors.unknown_subcommand(args[0], args[1]))
-    argc = len(args)
-    if (arity > 0 and argc != arity) or (arity < 0 and argc < -arity):
-        raise CommandError(errors.wrong_arity("acl|" + sub.decode()))
-    if sub in ADMIN and not conn.root:
-        full = "acl|" + sub.decode()
-        conn.server.auth.denied(conn, full)
-        raise CommandError(errors.noperm(full))
-    return HANDLERS[sub](conn, args)
+container("acl", help=ACL_HELP)
 
 
 def _in_pool(conn, fn, finish, *args) -> Deferred:
@@ -205,7 +187,9 @@ def _setuser_work(store, name: str, plan: dict):
                 rules = permissions.user_rules(current).split() + plan["rules"]
             else:
                 rules = ["-@all"] + plan["rules"]
-            changes["rules"] = permissions.rules_text(rules)
+            # Stored as Redis shows them (ACL GETUSER): the same commands, and
+            # the text does not grow with every SETUSER.
+            changes["rules"] = permissions.describe(permissions.rules_text(rules))
         # Passwords, in order: only the last state counts.
         state = "keep"
         new_password = None
@@ -240,6 +224,7 @@ def _setuser_work(store, name: str, plan: dict):
         return user
 
 
+@subcommand("acl", "setuser")
 def _acl_setuser(conn, args):
     name = _username(args[2])
     if name == "default" and _default_open(conn):
@@ -287,6 +272,7 @@ def _deluser_work(store, names: list):
         return result
 
 
+@subcommand("acl", "deluser")
 def _acl_deluser(conn, args):
     names = [_text(a) for a in args[2:]]
     if "default" in names and _default_open(conn):
@@ -331,7 +317,7 @@ def _flags(user) -> list:
 
 
 def _command_rules(user) -> str:
-    return "+@all" if user.root else permissions.user_rules(user)
+    return "+@all" if user.root else permissions.describe(permissions.user_rules(user))
 
 
 def acl_line(user) -> str:
@@ -360,12 +346,14 @@ def _with_default(conn, users: list) -> list:
     return rows
 
 
+@subcommand("acl", "users")
 def _acl_users(conn, args):
     def finish(users):
         return [name.encode("utf-8", "surrogateescape") for name, _ in _with_default(conn, users)]
     return _in_pool(conn, _all_users, finish, conn.server.auth.store)
 
 
+@subcommand("acl", "list")
 def _acl_list(conn, args):
     def finish(users):
         return [(DEFAULT_LINE if user is None else acl_line(user)).encode("utf-8", "surrogateescape")
@@ -394,6 +382,7 @@ def _get_user(store, name: str):
     return store.get(name)
 
 
+@subcommand("acl", "getuser")
 def _acl_getuser(conn, args):
     name = _text(args[2])
 
@@ -408,10 +397,12 @@ def _acl_getuser(conn, args):
 
 # -- WHOAMI, CAT, GENPASS -------------------------------------------------------------
 
+@subcommand("acl", "whoami")
 def _acl_whoami(conn, args):
     return conn.user.encode("utf-8", "surrogateescape")
 
 
+@subcommand("acl", "cat")
 def _acl_cat(conn, args):
     if len(args) == 2:
         return [c.encode() for c in permissions.CATEGORY_ORDER]
@@ -423,6 +414,7 @@ def _acl_cat(conn, args):
     return [c.name.encode() for c in permissions.commands_in(category)]
 
 
+@subcommand("acl", "genpass")
 def _acl_genpass(conn, args):
     bits = 256
     if len(args) > 3:
@@ -459,6 +451,7 @@ def _log_entry(entry: dict, now: float) -> dict:
     }
 
 
+@subcommand("acl", "log")
 def _acl_log(conn, args):
     entries = conn.server.auth.acl_log
     if len(args) > 3:
@@ -481,6 +474,7 @@ def _acl_log(conn, args):
 
 # -- SAVE, LOAD, DRYRUN -----------------------------------------------------------------
 
+@subcommand("acl", "save")
 def _acl_save(conn, args):
     from tenantkv.config import backup_dir_path
     config = conn.server.config
@@ -495,6 +489,7 @@ def _acl_save(conn, args):
     return _in_pool(conn, work, finish, conn.server.auth.store)
 
 
+@subcommand("acl", "load")
 def _acl_load(conn, args):
     server = conn.server
 
@@ -517,32 +512,26 @@ def _acl_load(conn, args):
     return _in_pool(conn, _all_users, finish, server.auth.store)
 
 
+@subcommand("acl", "dryrun")
 def _acl_dryrun(conn, args):
     name = _text(args[2])
 
     def finish(user):
         if user is None and not (name == "default" and _default_open(conn)):
             raise CommandError(errors.user_not_found(args[2]))
-        cmd = find(args[3])
-        if cmd is None or cmd.name not in COMMANDS:
+        # Redis's lookupCommand, then the arity, then the check call() makes.
+        command_args = args[3:]
+        cmd = find(command_args[0])
+        if cmd is not None and cmd.subcommands and len(command_args) > 1:
+            cmd = cmd.subcommands.get(command_args[1].lower())
+        if cmd is None or cmd.name in HIDDEN:
             raise CommandError(errors.command_not_found(args[3]))
-        if not cmd.arity_ok(len(args) - 3):
+        if not cmd.arity_ok(len(command_args)):
             raise CommandError(errors.wrong_arity(cmd.name))
-        if user is None or permissions.allows(user, cmd):
+        if user is None or allowed(permissions.command_table(user), cmd, command_args):
             return OK
         return ("This user has no permissions to run the '%s' command" % cmd.name).encode()
     return _in_pool(conn, _get_user, finish, conn.server.auth.store, name)
 
 
-def _acl_help(conn, args):
-    return help_reply("acl", ACL_HELP)
-
-
-HANDLERS = {
-    b"setuser": _acl_setuser, b"deluser": _acl_deluser, b"users": _acl_users, b"list": _acl_list,
-    b"getuser": _acl_getuser, b"whoami": _acl_whoami, b"log": _acl_log, b"genpass": _acl_genpass,
-    b"cat": _acl_cat, b"help": _acl_help, b"save": _acl_save, b"load": _acl_load,
-    b"dryrun": _acl_dryrun,
-}
-
-__all__ = ["acl", "acl_line", "NoSuchUser"]
+__all__ = ["acl_line", "NoSuchUser"]

@@ -59,7 +59,7 @@ def setbit(conn, args):
         raise CommandError(errors.BIT_VALUE)
     db = conn.db
     key = args[1]
-    old = db.get_string(key)
+    old = db.write_typed(key, bytes)
     if old is None:
         old = b""
     byte = offset >> 3
@@ -84,7 +84,7 @@ def setbit(conn, args):
 @command("getbit")
 def getbit(conn, args):
     offset = _bit_offset(conn, args[2])
-    value = conn.db.read_string(args[1])
+    value = conn.db.read_typed(args[1], bytes)
     byte = offset >> 3
     if value is None or byte >= len(value):
         return 0
@@ -119,7 +119,7 @@ def _clip(start: int, end: int, total: int) -> tuple:
 def bitcount(conn, args):
     # As Redis 7.0: the key first (missing is 0, whatever the arguments), then
     # the range; two negative indexes in the wrong order are 0 before the unit is read.
-    value = conn.db.read_string(args[1])
+    value = conn.db.read_typed(args[1], bytes)
     if value is None:
         return 0
     argc = len(args)
@@ -185,7 +185,7 @@ def bitpos(conn, args):
     if bit != 0 and bit != 1:
         raise CommandError(errors.BIT_ARGUMENT)
     # A missing key is an endless run of zeros (arguments unread, as in Redis 7.0).
-    value = conn.db.read_string(args[1])
+    value = conn.db.read_typed(args[1], bytes)
     if value is None:
         return -1 if bit else 0
     argc = len(args)
@@ -230,7 +230,7 @@ def bitop(conn, args):
     db = conn.db
     sources = []
     for key in args[3:]:
-        value = db.read_string(key)   # a hit or miss each; a missing key is an empty string
+        value = db.read_typed(key, bytes)   # a hit or miss each; a missing key is an empty string
         sources.append(b"" if value is None else value)
     length = max(len(v) for v in sources)
     dest = args[2]
@@ -382,12 +382,12 @@ def _bitfield(conn, args, read_only_command: bool):
     key = args[1]
     writes = [op for op in ops if op[0] != "get"]
     if not writes:
-        value = db.read_string(key)
+        value = db.read_typed(key, bytes)
         source = b"" if value is None else value
         return [_get_field(source, offset, bits, signed) for _, signed, bits, offset, _, _ in ops]
     if read_only_command:
         raise CommandError(errors.BITFIELD_RO_ONLY_GET)
-    old = db.get_string(key)
+    old = db.write_typed(key, bytes)
     # As Redis: the string grows (or is created) up to the farthest bit any
     # write reaches before the operations run, even if they all FAIL.
     need = max(offset + bits - 1 for _, _, bits, offset, _, _ in writes) // 8 + 1

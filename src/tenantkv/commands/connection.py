@@ -3,7 +3,7 @@
 import time
 
 from tenantkv import REDIS_COMPAT_VERSION, errors
-from tenantkv.dispatch.table import command, help_reply
+from tenantkv.dispatch.table import command, container, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.commands.transactions import end_transaction
 from tenantkv.dispatch.blocking import Blocked
@@ -249,70 +249,6 @@ _CLIENT_72 = dict(flags="noscript loading stale", acl_categories="@slow @connect
                   group="connection", since="7.2.0", complexity="O(1)")
 
 
-@command("client", subcommands={
-    "id": None, "getname": None, "setname": None, "info": None, "list": None, "kill": None,
-    "unblock": None, "no-evict": None, "help": None,
-    "setinfo": dict(_CLIENT_72, arity=4, tips=["request_policy:all_nodes", "response_policy:all_succeeded"],
-                    summary="Sets information specific to the client or connection.",
-                    arguments=[{"name": "attr", "type": "oneof", "arguments": [
-                        {"name": "libname", "type": "string", "token": "lib-name"},
-                        {"name": "libver", "type": "string", "token": "lib-ver"}]}]),
-    "no-touch": dict(_CLIENT_72, arity=3,
-                     summary="Controls whether commands sent by the client affect the LRU/LFU "
-                             "of accessed keys.",
-                     arguments=[{"name": "enabled", "type": "oneof", "arguments": [
-                         {"name": "on", "type": "pure-token", "token": "ON"},
-                         {"name": "off", "type": "pure-token", "token": "OFF"}]}]),
-})
-def client(conn, args):
-    sub = args[1].lower()
-    argc = len(args)
-    if sub == b"id" and argc == 2:
-        return conn.id
-    if sub == b"getname" and argc == 2:
-        return conn.name or None
-    if sub == b"setname" and argc == 3:
-        _check_name(args[2])
-        conn.name = args[2]
-        return OK
-    if sub == b"setinfo" and argc == 4:
-        attr = args[2].lower()
-        if attr not in (b"lib-name", b"lib-ver"):
-            raise CommandError(errors.client_setinfo_option(args[2]))
-        for byte in args[3]:
-            if byte < 33 or byte > 126:
-                raise CommandError(errors.client_setinfo_chars(attr.decode()))
-        if attr == b"lib-name":
-            conn.lib_name = args[3]
-        else:
-            conn.lib_ver = args[3]
-        return OK
-    if sub == b"info" and argc == 2:
-        line = client_info_line(conn, ("client|info", args))
-        return Verbatim((line + "\n").encode())   # = in RESP3, as Redis
-    if sub == b"list":
-        return _client_list(conn, args)
-    if sub == b"kill" and argc >= 3:
-        return _client_kill(conn, args)
-    if sub == b"unblock" and argc in (3, 4):
-        return _client_unblock(conn, args)
-    if sub == b"unblock" and argc > 4:   # Redis's arity -3 lets it through to this text
-        raise CommandError(errors.subcommand_syntax(args[1], "CLIENT"))
-    if sub in (b"no-evict", b"no-touch") and argc == 3:
-        mode = args[2].lower()
-        if mode not in (b"on", b"off"):
-            raise CommandError(errors.SYNTAX)
-        setattr(conn, sub.decode().replace("-", "_"), mode == b"on")
-        return OK
-    if sub == b"help" and argc == 2:
-        return help_reply("client", CLIENT_HELP)
-    if sub in CLIENT_SUBCOMMANDS:
-        raise CommandError(errors.wrong_arity("client|" + sub.decode()))
-    raise CommandError(errors.unknown_subcommand(args[0], args[1]))
-
-
-CLIENT_SUBCOMMANDS = {b"id", b"getname", b"setname", b"setinfo", b"info", b"list", b"kill",
-                      b"unblock", b"no-evict", b"no-touch", b"help"}
 CLIENT_HELP = [
     "ID", "    Return the ID of the current connection.",
     "GETNAME", "    Return the name of the current connection.",
@@ -338,6 +274,10 @@ CLIENT_HELP = [
     "NO-TOUCH (ON|OFF)", "    Will not touch LRU/LFU stats when this mode is on.",
 ]
 
+# Redis flags CLIENT LIST, KILL, UNBLOCK and NO-EVICT "admin"; here they act
+# on the caller's own tenant's clients (root's: every client), so they are
+# not root-only (tenancy/permissions.py). A user runs them when its rules allow.
+container("client", help=CLIENT_HELP)
 
 _CLIENT_TYPES = frozenset({b"normal", b"master", b"replica", b"slave", b"pubsub"})
 
@@ -365,6 +305,74 @@ CLIENT_LIST_OPTIONS = Options(Value("TYPE", once=True),
                               exclusive=[("TYPE", "ID")])
 
 
+
+@subcommand("client", "id")
+def _client_id(conn, args):
+    return conn.id
+
+
+@subcommand("client", "getname")
+def _client_getname(conn, args):
+    return conn.name or None
+
+
+@subcommand("client", "setname")
+def _client_setname(conn, args):
+    _check_name(args[2])
+    conn.name = args[2]
+    return OK
+
+
+@subcommand("client", "setinfo", **_CLIENT_72, arity=4,
+            tips=["request_policy:all_nodes", "response_policy:all_succeeded"],
+            summary="Sets information specific to the client or connection.",
+            arguments=[{"name": "attr", "type": "oneof", "arguments": [
+                {"name": "libname", "type": "string", "token": "lib-name"},
+                {"name": "libver", "type": "string", "token": "lib-ver"}]}])
+def _client_setinfo(conn, args):
+    attr = args[2].lower()
+    if attr not in (b"lib-name", b"lib-ver"):
+        raise CommandError(errors.client_setinfo_option(args[2]))
+    for byte in args[3]:
+        if byte < 33 or byte > 126:
+            raise CommandError(errors.client_setinfo_chars(attr.decode()))
+    if attr == b"lib-name":
+        conn.lib_name = args[3]
+    else:
+        conn.lib_ver = args[3]
+    return OK
+
+
+@subcommand("client", "info")
+def _client_info(conn, args):
+    line = client_info_line(conn, ("client|info", args))
+    return Verbatim((line + "\n").encode())   # = in RESP3, as Redis
+
+
+@subcommand("client", "no-evict", root_only=False)
+def _client_no_evict(conn, args):
+    return _client_mode(conn, args, "no_evict")
+
+
+@subcommand("client", "no-touch", **_CLIENT_72, arity=3,
+            summary="Controls whether commands sent by the client affect the LRU/LFU "
+                    "of accessed keys.",
+            arguments=[{"name": "enabled", "type": "oneof", "arguments": [
+                {"name": "on", "type": "pure-token", "token": "ON"},
+                {"name": "off", "type": "pure-token", "token": "OFF"}]}])
+def _client_no_touch(conn, args):
+    return _client_mode(conn, args, "no_touch")
+
+
+def _client_mode(conn, args, attr: str):
+    mode = args[2].lower()
+    if mode not in (b"on", b"off"):
+        raise CommandError(errors.SYNTAX)
+    setattr(conn, attr, mode == b"on")
+    return OK
+
+
+@subcommand("client", "list", root_only=False)
 def _client_list(conn, args):
     clients = _visible_clients(conn)
     options = CLIENT_LIST_OPTIONS.parse(args, 2)
@@ -379,6 +387,7 @@ def _client_list(conn, args):
                             for c in clients).encode())
 
 
+@subcommand("client", "kill", root_only=False)
 def _client_kill(conn, args):
     clients = _visible_clients(conn)
     if len(args) == 3:   # old form: CLIENT KILL addr:port
@@ -434,10 +443,13 @@ CLIENT_KILL_OPTIONS = Options(
     Value("SKIPME", parse=choice("YES", "NO")), Value("MAXAGE", parse=int_arg))
 
 
+@subcommand("client", "unblock", root_only=False)
 def _client_unblock(conn, args):
     """CLIENT UNBLOCK id [TIMEOUT|ERROR]: end another client's blocking pop,
     as if its timeout had passed or with an UNBLOCKED error. Only the
     clients the caller can see (its tenant's; root: all) can be unblocked."""
+    if len(args) > 4:   # Redis's arity -3 lets it through to this text
+        raise CommandError(errors.subcommand_syntax(args[1], "CLIENT"))
     ident = parse_int(args[2])
     if ident is None:
         raise CommandError(errors.NOT_INTEGER)

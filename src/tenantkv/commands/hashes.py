@@ -35,14 +35,6 @@ MAX_RANDOM_PICKS = 1 << 24
 _LONG_MAX = LLONG_MAX
 
 
-def _read(db, key: bytes):
-    """The hash under `key` for a read command (a keyspace hit or miss), or None."""
-    value = db.read(key)
-    if value is not None and type(value) is not dict:
-        raise CommandError(errors.WRONGTYPE)
-    return value
-
-
 def _track(conn, db, key: bytes, h: dict, longest: int) -> None:
     """After a write of fields/values at most `longest` bytes long: convert to
     "hashtable" as Redis's hashTypeSet would (too many entries, or a field or
@@ -67,29 +59,20 @@ def _is_listpack(db, key: bytes, h: dict) -> bool:
         len(f) <= _DEFAULT_VALUE and len(v) <= _DEFAULT_VALUE for f, v in h.items())
 
 
-def _write_hash(db, key: bytes):
-    """The hash under `key` for a write (created empty if missing, not stored yet)."""
-    h = db.get(key)
-    if h is None:
-        return {}, True
-    if type(h) is not dict:
-        raise CommandError(errors.WRONGTYPE)
-    return h, False
-
-
 def _set_pairs(conn, args: list, name: str):
     if len(args) % 2:
         raise CommandError(errors.wrong_arity(name))
     db = conn.db
     key = args[1]
-    h, new = _write_hash(db, key)
+    h = db.write_typed(key, dict)
+    if h is None:
+        h = {}
+        db.set(key, h)
     before = len(h)
     it = iter(args)
     next(it)
     next(it)
     h.update(zip(it, it))
-    if new:
-        db.set(key, h)
     _track(conn, db, key, h, max(map(len, args[2:])))
     return len(h) - before
 
@@ -109,25 +92,26 @@ def hmset(conn, args):
 def hsetnx(conn, args):
     db = conn.db
     key = args[1]
-    h, new = _write_hash(db, key)
+    h = db.write_typed(key, dict)
+    if h is None:
+        h = {}
+        db.set(key, h)
     if args[2] in h:
         return 0
     h[args[2]] = args[3]
-    if new:
-        db.set(key, h)
     _track(conn, db, key, h, max(len(args[2]), len(args[3])))
     return 1
 
 
 @command("hget")
 def hget(conn, args):
-    h = _read(conn.db, args[1])
+    h = conn.db.read_typed(args[1], dict)
     return None if h is None else h.get(args[2])
 
 
 @command("hmget")
 def hmget(conn, args):
-    h = _read(conn.db, args[1])
+    h = conn.db.read_typed(args[1], dict)
     if h is None:
         return [None] * (len(args) - 2)
     get = h.get
@@ -137,7 +121,7 @@ def hmget(conn, args):
 @command("hdel")
 def hdel(conn, args):
     db = conn.db
-    h = db.get_typed(args[1], dict)
+    h = db.write_typed(args[1], dict)
     if h is None:
         return 0
     removed = 0
@@ -153,13 +137,13 @@ def hdel(conn, args):
 
 @command("hlen")
 def hlen(conn, args):
-    h = _read(conn.db, args[1])
+    h = conn.db.read_typed(args[1], dict)
     return 0 if h is None else len(h)
 
 
 @command("hstrlen")
 def hstrlen(conn, args):
-    h = _read(conn.db, args[1])
+    h = conn.db.read_typed(args[1], dict)
     if h is None:
         return 0
     value = h.get(args[2])
@@ -168,25 +152,25 @@ def hstrlen(conn, args):
 
 @command("hexists")
 def hexists(conn, args):
-    h = _read(conn.db, args[1])
+    h = conn.db.read_typed(args[1], dict)
     return 1 if h is not None and args[2] in h else 0
 
 
 @command("hkeys")
 def hkeys(conn, args):
-    h = _read(conn.db, args[1])
+    h = conn.db.read_typed(args[1], dict)
     return [] if h is None else list(h)
 
 
 @command("hvals")
 def hvals(conn, args):
-    h = _read(conn.db, args[1])
+    h = conn.db.read_typed(args[1], dict)
     return [] if h is None else list(h.values())
 
 
 @command("hgetall")
 def hgetall(conn, args):
-    h = _read(conn.db, args[1])
+    h = conn.db.read_typed(args[1], dict)
     return {} if h is None else dict(h)   # a copy: the reply may be encoded after later writes
 
 
@@ -197,7 +181,10 @@ def hincrby(conn, args):
     increment = int_arg(args[3])
     db = conn.db
     key, field = args[1], args[2]
-    h, new = _write_hash(db, key)
+    h = db.write_typed(key, dict)
+    if h is None:
+        h = {}
+        db.set(key, h)
     current = h.get(field)
     if current is None:
         old = 0
@@ -211,8 +198,6 @@ def hincrby(conn, args):
     result = old + increment
     text = b"%d" % result
     h[field] = text
-    if new:
-        db.set(key, h)
     _track(conn, db, key, h, max(len(field), len(text)))
     return result
 
@@ -229,7 +214,10 @@ def hincrbyfloat(conn, args):
         raise
     db = conn.db
     key, field = args[1], args[2]
-    h, new = _write_hash(db, key)
+    h = db.write_typed(key, dict)
+    if h is None:
+        h = {}
+        db.set(key, h)
     current = h.get(field)
     try:
         text = incr_long_double(current, increment)
@@ -238,8 +226,6 @@ def hincrbyfloat(conn, args):
             raise CommandError(errors.HASH_NOT_FLOAT) from None
         raise
     h[field] = text
-    if new:
-        db.set(key, h)
     _track(conn, db, key, h, max(len(field), len(text)))
     return text
 
@@ -249,7 +235,7 @@ def hincrbyfloat(conn, args):
 @command("hrandfield")
 def hrandfield(conn, args):
     if len(args) == 2:
-        h = _read(conn.db, args[1])
+        h = conn.db.read_typed(args[1], dict)
         if not h:
             return None
         return random_member(h)   # O(1) amortized: util/sampling.py
@@ -267,7 +253,7 @@ def hrandfield(conn, args):
         withvalues = True
         if count < -(_LONG_MAX // 2) or count > _LONG_MAX // 2:
             raise CommandError(errors.OUT_OF_RANGE)
-    h = _read(conn.db, args[1])
+    h = conn.db.read_typed(args[1], dict)
     if not h or count == 0:
         return []
     resp3 = conn.resp3
@@ -296,6 +282,6 @@ def hrandfield(conn, args):
 @command("hscan")
 def hscan(conn, args):
     # A listpack is answered whole, whatever the cursor and COUNT (as Redis).
-    return scan_collection(conn, args, _read,
+    return scan_collection(conn, args, lambda db, key: db.read_typed(key, dict),
                            lambda db, key, h: list(h) if _is_listpack(db, key, h) else None,
                            lambda h: h.get)

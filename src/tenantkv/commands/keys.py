@@ -5,7 +5,7 @@ import random
 from itertools import islice
 
 from tenantkv import errors
-from tenantkv.dispatch.table import command, help_reply
+from tenantkv.dispatch.table import command, container, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.database import now_ms
 from tenantkv.keyspace.types import copy_value, encoding, type_name
@@ -358,15 +358,30 @@ OBJECT_HELP = [
 ]
 
 
-@command("object", subcommands=("encoding", "freq", "help", "idletime", "refcount"))
-def object_(conn, args):
-    sub = args[1].lower()
-    if sub not in (b"help", b"encoding", b"refcount", b"idletime", b"freq"):
-        raise CommandError(errors.unknown_subcommand(args[0], args[1]))
-    if len(args) != (2 if sub == b"help" else 3):
-        raise CommandError(errors.wrong_arity("object|" + sub.decode()))
-    if sub == b"help":
-        return help_reply("object", OBJECT_HELP)
+container("object", help=OBJECT_HELP)
+
+
+@subcommand("object", "encoding")
+def _object_encoding(conn, args):
+    return _object(conn, args, b"encoding")
+
+
+@subcommand("object", "refcount")
+def _object_refcount(conn, args):
+    return _object(conn, args, b"refcount")
+
+
+@subcommand("object", "freq")
+def _object_freq(conn, args):
+    return _object(conn, args, b"freq")
+
+
+@subcommand("object", "idletime")
+def _object_idletime(conn, args):
+    return _object(conn, args, b"idletime")
+
+
+def _object(conn, args, sub: bytes):
     value = conn.db.read(args[2])   # a hit or miss, even for FREQ/IDLETIME's errors
     if value is None:
         return None

@@ -1,5 +1,5 @@
-"""List commands: pushes, pops, ranges, LPOS, LMOVE, LMPOP (the blocking
-forms live with the connection machinery, not here).
+"""List commands: pushes, pops, ranges, LPOS, LMOVE, LMPOP, and their blocking
+forms (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP; parking: dispatch/blocking.py).
 
 A list is a `collections.deque` of bytes in db.data: O(1) at both ends,
 O(n) from the nearer end for an index. An empty list is deleted. Redis 7.0
@@ -14,19 +14,13 @@ from collections import deque
 from itertools import islice
 
 from tenantkv import errors
+from tenantkv.dispatch.blocking import (block_or_timeout, mpop_args, parse_timeout, pop_or_block,
+                                       served)
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY, OK
 from tenantkv.util.numbers import LLONG_MAX, LLONG_MIN, parse_int
 from tenantkv.util.ranges import rank_range
-
-
-def _read(db, key: bytes):
-    """The list under `key` for a read command (a keyspace hit or miss), or None."""
-    value = db.read(key)
-    if value is not None and type(value) is not deque:
-        raise CommandError(errors.WRONGTYPE)
-    return value
 
 
 def _long(raw: bytes, message: str = errors.NOT_INTEGER) -> int:
@@ -71,7 +65,7 @@ def _slice(lst: deque, start: int, stop: int) -> list:
 def _push(conn, args: list, head: bool, create: bool) -> int:
     db = conn.db
     key = args[1]
-    lst = db.get_typed(key, deque)
+    lst = db.write_typed(key, deque)
     if lst is None:
         if not create:
             return 0
@@ -113,7 +107,7 @@ def _pop(conn, args: list, head: bool):
     count = _range_long(args[2], 0, LLONG_MAX, errors.NOT_POSITIVE) if has_count else 1
     db = conn.db
     key = args[1]
-    lst = db.get_typed(key, deque)
+    lst = db.write_typed(key, deque)
     if lst is None:
         return NULL_ARRAY if has_count else None
     if not has_count:
@@ -166,7 +160,7 @@ def lmpop(conn, args):
         count = 1
     db = conn.db
     for key in args[2:where_idx]:
-        lst = db.get_typed(key, deque)
+        lst = db.write_typed(key, deque)
         if lst:
             return [key, _pop_many(db, key, lst, head, count)]
     return NULL_ARRAY
@@ -176,7 +170,7 @@ def lmpop(conn, args):
 
 @command("llen")
 def llen(conn, args):
-    lst = _read(conn.db, args[1])
+    lst = conn.db.read_typed(args[1], deque)
     return 0 if lst is None else len(lst)
 
 
@@ -184,7 +178,7 @@ def llen(conn, args):
 def lrange(conn, args):
     start = _long(args[2])
     end = _long(args[3])
-    lst = _read(conn.db, args[1])
+    lst = conn.db.read_typed(args[1], deque)
     if lst is None:
         return EMPTY_ARRAY
     begin, end = rank_range(len(lst), start, end)
@@ -195,7 +189,7 @@ def lrange(conn, args):
 
 @command("lindex")
 def lindex(conn, args):
-    lst = _read(conn.db, args[1])
+    lst = conn.db.read_typed(args[1], deque)
     if lst is None:
         return None
     index = _long(args[2])
@@ -227,7 +221,7 @@ def lpos(conn, args):
         else:
             raise CommandError(errors.SYNTAX)
         j += 2
-    lst = _read(conn.db, args[1])
+    lst = conn.db.read_typed(args[1], deque)
     if lst is None:
         return EMPTY_ARRAY if count != -1 else None
     n = len(lst)
@@ -263,7 +257,7 @@ def lpos(conn, args):
 @command("lset")
 def lset(conn, args):
     db = conn.db
-    lst = db.get_typed(args[1], deque)
+    lst = db.write_typed(args[1], deque)
     if lst is None:
         raise CommandError(errors.NO_SUCH_KEY)
     index = _long(args[2])
@@ -286,7 +280,7 @@ def linsert(conn, args):
     else:
         raise CommandError(errors.SYNTAX)
     db = conn.db
-    lst = db.get_typed(args[1], deque)
+    lst = db.write_typed(args[1], deque)
     if lst is None:
         return 0
     try:
@@ -302,7 +296,7 @@ def lrem(conn, args):
     count = _long(args[2])
     db = conn.db
     key = args[1]
-    lst = db.get_typed(key, deque)
+    lst = db.write_typed(key, deque)
     if lst is None:
         return 0
     element = args[3]
@@ -355,7 +349,7 @@ def ltrim(conn, args):
     end = _long(args[3])
     db = conn.db
     key = args[1]
-    lst = db.get_typed(key, deque)
+    lst = db.write_typed(key, deque)
     if lst is None:
         return OK
     n = len(lst)
@@ -381,10 +375,10 @@ def ltrim(conn, args):
 
 def _move(conn, src_key: bytes, dst_key: bytes, from_head: bool, to_head: bool):
     db = conn.db
-    src = db.get_typed(src_key, deque)
+    src = db.write_typed(src_key, deque)
     if src is None:
         return None
-    dst = db.get_typed(dst_key, deque)
+    dst = db.write_typed(dst_key, deque)
     value = src.popleft() if from_head else src.pop()
     if dst is None:
         dst = deque()
@@ -408,3 +402,81 @@ def lmove(conn, args):
 @command("rpoplpush")
 def rpoplpush(conn, args):
     return _move(conn, args[1], args[2], False, True)
+
+
+# -- blocking forms: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP -------------------------
+#
+# Try once as the non-blocking form, else park the client until a push
+# (dispatch/blocking.py). Replies as Redis 7.0's: BLPOP/BRPOP [key, element],
+# BLMPOP [key, [elements]], BLMOVE the element; a null array on timeout.
+
+def _blocking_pop(conn, args, head: bool):
+    timeout = parse_timeout(args[-1])
+    name = b"LPOP" if head else b"RPOP"
+
+    def pop(conn, key: bytes):
+        db = conn.db
+        lst = db.write_typed(key, deque)
+        if not lst:
+            return None
+        value = lst.popleft() if head else lst.pop()
+        if not lst:
+            db.delete(key)
+        return [key, value]
+    return pop_or_block(conn, args[1:-1], deque, pop, lambda key, reply: [name, key], timeout)
+
+
+@command("blpop")
+def blpop(conn, args):
+    return _blocking_pop(conn, args, True)
+
+
+@command("brpop")
+def brpop(conn, args):
+    return _blocking_pop(conn, args, False)
+
+
+def _blocking_move(conn, src: bytes, dst: bytes, from_head: bool, to_head: bool, raw_timeout: bytes):
+    timeout = parse_timeout(raw_timeout)
+    value = _move(conn, src, dst, from_head, to_head)
+    if value is not None:
+        return value
+
+    record = [b"LMOVE", src, dst, b"LEFT" if from_head else b"RIGHT",
+              b"LEFT" if to_head else b"RIGHT"]
+
+    def serve(conn, key):
+        value = _move(conn, src, dst, from_head, to_head)
+        if value is not None:
+            served(conn, record, src, dst)
+        return value
+    return block_or_timeout(conn, [src], deque, serve, timeout, NULL_ARRAY, None)
+
+
+@command("blmove")
+def blmove(conn, args):
+    from_head = _where(args[3])
+    to_head = _where(args[4])
+    return _blocking_move(conn, args[1], args[2], from_head, to_head, args[5])
+
+
+@command("brpoplpush")
+def brpoplpush(conn, args):
+    return _blocking_move(conn, args[1], args[2], False, True, args[3])
+
+
+@command("blmpop")
+def blmpop(conn, args):
+    timeout, keys, side, count = mpop_args(args, (b"left", b"right"))
+    head = side == 0
+
+    def pop(conn, key):
+        db = conn.db
+        lst = db.write_typed(key, deque)
+        if not lst:
+            return None
+        return [key, _pop_many(db, key, lst, head, count)]
+
+    def record(key, reply):
+        return [b"LMPOP", b"1", key, b"LEFT" if head else b"RIGHT", b"COUNT", b"%d" % len(reply[1])]
+    return pop_or_block(conn, keys, deque, pop, record, timeout)

@@ -17,7 +17,7 @@ from collections import deque
 from itertools import islice
 
 from tenantkv import errors
-from tenantkv.dispatch.table import command, subcommand_dispatch
+from tenantkv.dispatch.table import container, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.zset import ZSet
 from tenantkv.util.numbers import parse_int
@@ -81,6 +81,16 @@ def usage(db, key: bytes, samples=DEFAULT_SAMPLES):
     return value_size(value, samples) + _getsizeof(key) + DICT_ENTRY
 
 
+MEMORY_HELP = [
+    "USAGE <key> [SAMPLES <count>]",
+    "    Return memory in bytes used by <key> and its value. Nested values are",
+    "    sampled up to <count> times (default: 5, 0 means sample all).",
+]
+
+container("memory", help=MEMORY_HELP)
+
+
+@subcommand("memory", "usage")
 def _memory_usage(conn, args):
     samples = DEFAULT_SAMPLES
     i, argc = 3, len(args)
@@ -97,20 +107,3 @@ def _memory_usage(conn, args):
             raise CommandError(errors.SYNTAX)
     return usage(conn.db, args[2], samples)
 
-
-MEMORY_HELP = [
-    "USAGE <key> [SAMPLES <count>]",
-    "    Return memory in bytes used by <key> and its value. Nested values are",
-    "    sampled up to <count> times (default: 5, 0 means sample all).",
-]
-
-_memory_dispatch = subcommand_dispatch("memory", {
-    # subcommand: (handler, arity as Redis 7.0 declares it)
-    b"usage": (_memory_usage, -3),
-    b"help": (None, 2),   # HELP alone is answered by the dispatcher
-}, MEMORY_HELP)
-
-
-@command("memory", subcommands=("usage", "help"))
-def memory(conn, args):
-    return _memory_dispatch(conn, args)

@@ -1,7 +1,7 @@
 """Persistence commands: SAVE, BGSAVE, LASTSAVE, KDB, and DEBUG RELOAD / DIGEST / DIGEST-VALUE.
 
-The work is in tenantkv/persistence/ (the file format in kdb.py, saving and
-loading in the server in snapshot.py); these are the commands' argument
+The work is in tenantkv/persistence/ (the file format in kdb/format.py, saving and
+loading in the server in kdb/snapshot.py); these are the commands' argument
 handling and replies.
 
 KDB EXPORT / IMPORT move one tenant's data, and a user may run them on their
@@ -20,11 +20,12 @@ import os
 import time
 
 from tenantkv import errors
-from tenantkv.dispatch.table import COMMANDS, command, subcommand_dispatch
+from tenantkv.dispatch.table import command, container, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.logs import NOTICE
-from tenantkv.persistence import kdb
-from tenantkv.persistence.digest import dataset_digest, key_digest
+from tenantkv.keyspace.digest import dataset_digest, key_digest
+from tenantkv.persistence.kdb import format as kdb
+from tenantkv.persistence.kdb.snapshot import load_into
 from tenantkv.protocol.encoder import OK, Status
 
 log = logging.getLogger("tenantkv.persistence")
@@ -98,7 +99,34 @@ def data_path(conn, raw: bytes) -> str:
     return real
 
 
+# tenantkv's own command, so declared in full, in Redis's shape: a container
+# whose subcommands carry the flags and categories. SAVE and LOAD are
+# root-only ("admin"); EXPORT and IMPORT act on the caller's own tenant and
+# run when the user's rules allow them (+kdb|export, +@read for EXPORT,
+# +@write for IMPORT, +@all...). EXPORT is @dangerous as KEYS is: the whole
+# tenant at once.
+KDB_HELP = [
+    "SAVE [<path>]", "    Save every tenant's data (default: the configured snapshot file).",
+    "LOAD [<path>]", "    Replace every tenant's data with the snapshot file's.",
+    "EXPORT", "    Return your tenant's data as a .kdb payload.",
+    "IMPORT <payload> [REPLACE]", "    Add the keys of a KDB EXPORT payload to your tenant.",
+]
+_KDB_FILE = dict(flags="admin noscript no_async_loading", acl_categories="@admin @slow @dangerous",
+                 group="server", since="0.1.0",
+                 complexity="O(N) where N is the total number of keys in all tenants",
+                 arguments=[{"name": "path", "type": "string", "flags": ["optional"]}])
+
+container("kdb", help=KDB_HELP, arity=-2, flags=(), acl_categories="@slow", group="server",
+          since="0.1.0",
+          summary="A container for snapshot file commands: save, load, export and import data",
+          complexity="Depends on subcommand.")
+
+
+@subcommand("kdb", "save", **_KDB_FILE, arity=-2,
+            summary="Save every tenant's data to a snapshot file (default: the configured one)")
 def _kdb_save(conn, args):
+    if len(args) > 3:
+        raise CommandError(errors.wrong_arity("kdb|save"))
     snap = _snapshot(conn)
     path = data_path(conn, args[2]) if len(args) == 3 else None
     if path is None and snap.in_progress():
@@ -116,12 +144,16 @@ def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
+@subcommand("kdb", "load", **_KDB_FILE, arity=-2,
+            summary="Replace every tenant's data with a snapshot file's")
 def _kdb_load(conn, args):
+    if len(args) > 3:
+        raise CommandError(errors.wrong_arity("kdb|load"))
     server = conn.server
     path = data_path(conn, args[2]) if len(args) == 3 else server.snapshot.path()
     started = time.monotonic()
     try:
-        result = kdb.load_into(server, path)
+        result = load_into(server, path)
     except kdb.KdbError as exc:
         raise CommandError(errors.kdb_load_refused(os.path.basename(path), exc))
     except OSError as exc:
@@ -137,11 +169,22 @@ def _kdb_load(conn, args):
     return result.keys
 
 
+@subcommand("kdb", "export", arity=2, flags="readonly",
+            acl_categories="@keyspace @read @slow @dangerous", group="server", since="0.1.0",
+            summary="Return the caller's data as a .kdb payload",
+            complexity="O(N) where N is the number of keys")
 def _kdb_export(conn, args):
     tenant = conn.tenant
     return kdb.dumps({tenant.name: tenant})
 
 
+@subcommand("kdb", "import", arity=-3, flags="write denyoom",
+            acl_categories="@keyspace @write @slow @dangerous", group="server", since="0.1.0",
+            summary="Add the keys of a KDB EXPORT payload to the caller's data",
+            complexity="O(N) where N is the number of keys",
+            arguments=[{"name": "payload", "type": "string"},
+                       {"name": "replace", "type": "pure-token", "token": "REPLACE",
+                        "flags": ["optional"]}])
 def _kdb_import(conn, args):
     replace = False
     for option in args[3:]:
@@ -199,62 +242,6 @@ def _log_replaced(server) -> None:
         journal.replaced(list(server.tenants.values()))
 
 
-KDB_HELP = [
-    "SAVE [<path>]", "    Save every tenant's data (default: the configured snapshot file).",
-    "LOAD [<path>]", "    Replace every tenant's data with the snapshot file's.",
-    "EXPORT", "    Return your tenant's data as a .kdb payload.",
-    "IMPORT <payload> [REPLACE]", "    Add the keys of a KDB EXPORT payload to your tenant.",
-]
-
-_kdb_dispatch = subcommand_dispatch("kdb", {
-    b"save": (_kdb_save, -2),
-    b"load": (_kdb_load, -2),
-    b"export": (_kdb_export, 2),
-    b"import": (_kdb_import, -3),
-}, KDB_HELP)
-
-
-# tenantkv's own command, so declared in full (Redis's shape: a container whose
-# subcommands carry the flags and categories). KDB is root-only but for EXPORT
-# and IMPORT, which see only the caller's tenant (open_subcommands below).
-_KDB_FILE = dict(flags="admin noscript no_async_loading", acl_categories="@admin @slow @dangerous",
-                 group="server", since="0.1.0",
-                 complexity="O(N) where N is the total number of keys in all tenants",
-                 arguments=[{"name": "path", "type": "string", "flags": ["optional"]}])
-
-
-@command("kdb", arity=-2, flags=(), acl_categories="@slow", group="server", since="0.1.0",
-         summary="A container for snapshot file commands: save, load, export and import data",
-         complexity="Depends on subcommand.", subcommands={
-             "save": dict(_KDB_FILE, arity=-2,
-                          summary="Save every tenant's data to a snapshot file (default: the "
-                                  "configured one)"),
-             "load": dict(_KDB_FILE, arity=-2,
-                          summary="Replace every tenant's data with a snapshot file's"),
-             "export": dict(arity=2, flags="readonly", acl_categories="@keyspace @read @slow",
-                            group="server", since="0.1.0", summary="Return the caller's data as a "
-                            ".kdb payload", complexity="O(N) where N is the number of keys"),
-             "import": dict(arity=-3, flags="write denyoom",
-                            acl_categories="@keyspace @write @slow @dangerous", group="server",
-                            since="0.1.0", summary="Add the keys of a KDB EXPORT payload to the "
-                            "caller's data", complexity="O(N) where N is the number of keys",
-                            arguments=[{"name": "payload", "type": "string"},
-                                       {"name": "replace", "type": "pure-token", "token": "REPLACE",
-                                        "flags": ["optional"]}]),
-             "help": dict(arity=2, flags="loading stale", acl_categories="@slow", group="server",
-                          since="0.1.0", summary="Show helpful text about the different subcommands",
-                          complexity="O(1)"),
-         })
-def kdb_(conn, args):
-    if len(args) > 3 and args[1].lower() in (b"save", b"load"):
-        raise CommandError(errors.wrong_arity("kdb|" + args[1].lower().decode()))
-    return _kdb_dispatch(conn, args)
-
-
-# A user's own tenant only: open to every authenticated user.
-COMMANDS["kdb"].open_subcommands = frozenset({b"export", b"import"})
-
-
 # -- DEBUG subcommands (dispatched from commands/server.py's DEBUG) -----------------
 
 DEBUG_HELP = [
@@ -300,7 +287,7 @@ def debug(conn, args):
         server = conn.server
         try:
             if flush:
-                kdb.load_into(server, snap.path())
+                load_into(server, snap.path())
                 _log_replaced(server)
             else:   # NOFLUSH: keep the dataset; MERGE: the file's keys replace the same keys
                 result = kdb.read_file(snap.path(), int(time.time() * 1000),

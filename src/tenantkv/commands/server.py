@@ -9,7 +9,7 @@ import time
 from tenantkv import REDIS_COMPAT_VERSION, __version__, errors
 from tenantkv.commands import persistence
 from tenantkv.dispatch.table import (
-    COMMANDS, HIDDEN, command, help_reply, lookup, subcommand_dispatch,
+    COMMANDS, HIDDEN, command, container, help_reply, lookup, subcommand,
 )
 from tenantkv.config import BY_REDIS_NAME, ConfigSetError, parse_memory
 from tenantkv.errors import CommandError
@@ -149,8 +149,8 @@ def info_section(conn, name: str) -> list:
         return [
             "loading:0",
             "async_loading:0",
-            *server.snapshot.info_lines(),   # rdb_* (persistence/snapshot.py)
-            *server.aof.info(),              # aof_* (persistence/appendonly.py)
+            *server.snapshot.info_lines(),   # rdb_* (persistence/kdb/snapshot.py)
+            *server.aof.info(),              # aof_* (persistence/aof/appendonly.py)
         ]
     if name == "stats":
         hits, misses, expired = keyspace_counts(conn)
@@ -197,13 +197,35 @@ def info_section(conn, name: str) -> list:
                 lines.append("db%d:keys=%d,expires=%d,avg_ttl=0" % (db.index, len(db.data), len(db.expires)))
         return lines
     if name == "commandstats":
-        return ["cmdstat_%s:calls=%d,usec=%d,usec_per_call=%.2f,rejected_calls=%d,failed_calls=%d"
-                % (c.name, c.calls, c.usec, c.usec / c.calls if c.calls else 0, c.rejected, c.failed)
-                for c in sorted(COMMANDS.values(), key=lambda c: c.name)
-                if c.calls or c.rejected or c.failed]
+        return [_cmdstat(name, *counters) for name, counters in _command_counters()
+                if any(counters)]
     if name == "latencystats":
         return []
     return []
+
+
+def _command_counters():
+    """(name, (calls, usec, rejected, failed)) for INFO commandstats, as
+    Redis 7 counts them: a subcommand on its own line (cmdstat_client|list);
+    a container only for its own arity refusals and, for COMMAND, its calls
+    without a subcommand (its own counters count every call, for
+    total_commands_processed)."""
+    for top in sorted(COMMANDS.values(), key=lambda c: c.name):
+        if not top.subcommands:
+            yield top.name, (top.calls, top.usec, top.rejected, top.failed)
+            continue
+        bare = top.bare
+        if bare is None:
+            yield top.name, (0, 0.0, top.rejected, 0)
+        else:
+            yield top.name, (bare.calls, bare.usec, top.rejected + bare.rejected, bare.failed)
+        for sub in top.subcommands.values():
+            yield sub.name, (sub.calls, sub.usec, sub.rejected, sub.failed)
+
+
+def _cmdstat(name: str, calls: int, usec: float, rejected: int, failed: int) -> str:
+    return ("cmdstat_%s:calls=%d,usec=%d,usec_per_call=%.2f,rejected_calls=%d,failed_calls=%d"
+            % (name, calls, usec, usec / calls if calls else 0, rejected, failed))
 
 
 @command("info")
@@ -239,59 +261,63 @@ CONFIG_HELP = [
 ]
 
 
-@command("config", subcommands=("get", "set", "resetstat", "rewrite", "help"))
-def config(conn, args):
-    sub = args[1].lower()
+container("config", help=CONFIG_HELP)
+
+
+@subcommand("config", "get")
+def _config_get(conn, args):
     server = conn.server
-    if sub == b"help" and len(args) == 2:
-        return help_reply("config", CONFIG_HELP)
-    if sub == b"get":
-        if len(args) < 3:
-            raise CommandError(errors.wrong_arity("config|get"))
-        found = {}   # lower-case name -> (name as shown, value)
-        for raw in args[2:]:
-            name = raw.decode("latin-1")
-            if not any(c in name for c in "*?["):   # as asked, once (any case)
-                if name.lower() in BY_REDIS_NAME and name.lower() not in found:
-                    found[name.lower()] = (name, server.config.get_redis(name.lower()))
-                continue
-            for candidate, setting in BY_REDIS_NAME.items():
-                # As Redis: a hidden parameter answers its exact name only.
-                if (candidate not in found and not setting.hidden
-                        and glob_match(raw, candidate.encode(), nocase=True)):
-                    found[candidate] = (candidate, server.config.get_redis(candidate))
-        return {name.encode("latin-1"): value.encode("utf-8", "surrogateescape")
-                for name, value in found.values()}
-    if sub == b"set":
-        if len(args) < 4:
-            raise CommandError(errors.wrong_arity("config|set"))
-        if len(args) % 2:
-            raise CommandError(errors.SYNTAX)
-        pairs = [(args[i].decode("latin-1"), args[i + 1].decode("utf-8", "surrogateescape"))
-                 for i in range(2, len(args), 2)]
-        try:
-            server.config.set_redis(pairs)
-        except ConfigSetError as exc:
-            name = errors.arg_text(exc.name.encode("latin-1"))
-            if exc.reason is None:
-                raise CommandError(errors.config_set_unknown(name))
-            raise CommandError(errors.config_set_failed(name, exc.reason))
-        return OK
-    if sub == b"resetstat" and len(args) == 2:
-        server.snapshot.sync()   # it counts changes from the counters reset below
-        server.stats.reset()
-        for tenant in server.tenants.values():
-            for db in tenant.dbs:
-                db.hits = db.misses = db.expired = 0
-        for cmd in COMMANDS.values():
-            cmd.calls = cmd.rejected = cmd.failed = 0
-            cmd.usec = 0.0
-        return OK
-    if sub == b"rewrite" and len(args) == 2:
-        raise CommandError(errors.CONFIG_NO_FILE)
-    if sub in (b"get", b"set", b"resetstat", b"rewrite", b"help"):
-        raise CommandError(errors.wrong_arity("config|" + sub.decode()))
-    raise CommandError(errors.unknown_subcommand(args[0], args[1]))
+    found = {}   # lower-case name -> (name as shown, value)
+    for raw in args[2:]:
+        name = raw.decode("latin-1")
+        if not any(c in name for c in "*?["):   # as asked, once (any case)
+            if name.lower() in BY_REDIS_NAME and name.lower() not in found:
+                found[name.lower()] = (name, server.config.get_redis(name.lower()))
+            continue
+        for candidate, setting in BY_REDIS_NAME.items():
+            # As Redis: a hidden parameter answers its exact name only.
+            if (candidate not in found and not setting.hidden
+                    and glob_match(raw, candidate.encode(), nocase=True)):
+                found[candidate] = (candidate, server.config.get_redis(candidate))
+    return {name.encode("latin-1"): value.encode("utf-8", "surrogateescape")
+            for name, value in found.values()}
+
+
+@subcommand("config", "set")
+def _config_set(conn, args):
+    if len(args) % 2:
+        raise CommandError(errors.SYNTAX)
+    pairs = [(args[i].decode("latin-1"), args[i + 1].decode("utf-8", "surrogateescape"))
+             for i in range(2, len(args), 2)]
+    try:
+        conn.server.config.set_redis(pairs)
+    except ConfigSetError as exc:
+        name = errors.arg_text(exc.name.encode("latin-1"))
+        if exc.reason is None:
+            raise CommandError(errors.config_set_unknown(name))
+        raise CommandError(errors.config_set_failed(name, exc.reason))
+    return OK
+
+
+@subcommand("config", "resetstat")
+def _config_resetstat(conn, args):
+    server = conn.server
+    server.snapshot.sync()   # it counts changes from the counters reset below
+    server.stats.reset()
+    for tenant in server.tenants.values():
+        for db in tenant.dbs:
+            db.hits = db.misses = db.expired = 0
+    for top in COMMANDS.values():
+        for cmd in (top, top.bare, *top.subcommands.values()):
+            if cmd is not None:
+                cmd.calls = cmd.rejected = cmd.failed = 0
+                cmd.usec = 0.0
+    return OK
+
+
+@subcommand("config", "rewrite")
+def _config_rewrite(conn, args):
+    raise CommandError(errors.CONFIG_NO_FILE)
 
 
 # -- COMMAND and HELP ------------------------------------------------------------
@@ -464,16 +490,7 @@ def _command_getkeysandflags(conn, args):
     return [[command_args[position], SetReply([Status(f) for f in flags])] for position, flags in found]
 
 
-_command_dispatch = subcommand_dispatch("command", {
-    # subcommand: (handler, arity as Redis 7.0 declares it)
-    b"count": (_command_count, 2),
-    b"list": (_command_list, -2),
-    b"info": (_command_info, -2),
-    b"docs": (_command_docs, -2),
-    b"getkeys": (_command_getkeys, -4),
-    b"getkeysandflags": (_command_getkeysandflags, -4),
-    b"help": (None, 2),   # HELP alone is answered by the dispatcher
-}, [
+COMMAND_HELP = [
     "(no subcommand)", "    Return details about all Redis commands.",
     "COUNT", "    Return the total number of commands in this Redis server.",
     "LIST", "    Return a list of all commands in this Redis server.",
@@ -485,14 +502,19 @@ _command_dispatch = subcommand_dispatch("command", {
     "    commands are returned.",
     "GETKEYS <full-command>", "    Return the keys from a full Redis command.",
     "GETKEYSANDFLAGS <full-command>", "    Return the keys and the access flags from a full Redis command.",
-])
+]
 
 
-@command("command", subcommands=("count", "list", "info", "docs", "getkeys", "getkeysandflags", "help"))
-def command_(conn, args):
-    if len(args) == 1:
-        return [command_info(c) for c in _visible()]
-    return _command_dispatch(conn, args)
+def _command_all(conn, args):
+    return [command_info(c) for c in _visible()]
+
+
+container("command", help=COMMAND_HELP, bare=_command_all)
+for _name, _handler in (("count", _command_count), ("list", _command_list),
+                        ("info", _command_info), ("docs", _command_docs),
+                        ("getkeys", _command_getkeys),
+                        ("getkeysandflags", _command_getkeysandflags)):
+    subcommand("command", _name)(_handler)
 
 
 # tenantkv's own command (the article's HELP), so declared in full.
@@ -558,7 +580,12 @@ DEBUG_HELP = [
 ]
 
 
-@command("debug")
+# DEBUG is root-only (Redis flags it "admin") but for OBJECT, DIGEST and
+# DIGEST-VALUE, which read the caller's own tenant: any user may run those
+# when its rules allow them (+debug, +@all, or Redis 7.0's first-argument
+# rule +debug|object). DEBUG has no subcommands in Redis's COMMAND INFO, so
+# it has none here: -debug|digest is refused, as in Redis.
+@command("debug", open_firstargs=(b"object", *persistence.DEBUG_OPEN))
 def debug(conn, args):
     sub = args[1].lower()
     if sub == b"help" and len(args) == 2:
@@ -630,6 +657,3 @@ _DEBUG_PROTOCOL = {
     b"false": False,
 }
 
-
-# DEBUG OBJECT (and DIGEST, DIGEST-VALUE) read the caller's own tenant: open to every user.
-COMMANDS["debug"].open_subcommands = frozenset({b"object"}) | persistence.DEBUG_OPEN

@@ -33,24 +33,6 @@ MAX_RANDOM_PICKS = 1 << 24
 
 # -- access and encodings ------------------------------------------------------------
 
-def _read(db, key: bytes):
-    """The set under `key` for a read command (a keyspace hit or miss), or None."""
-    value = db.read(key)
-    if value is not None and type(value) is not set:
-        raise CommandError(errors.WRONGTYPE)
-    return value
-
-
-def _write_set(db, key: bytes):
-    """The set under `key` for a write (created empty if missing, not stored yet)."""
-    s = db.get(key)
-    if s is None:
-        return set(), True
-    if type(s) is not set:
-        raise CommandError(errors.WRONGTYPE)
-    return s, False
-
-
 def _track(conn, db, key: bytes, s: set, added) -> None:
     """After `added` members went into the set under `key`: convert it to
     "hashtable" as Redis's setTypeAdd would (a non-integer member, or more
@@ -110,13 +92,14 @@ def _store(conn, db, key: bytes, result: set) -> int:
 def sadd(conn, args):
     db = conn.db
     key = args[1]
-    s, new = _write_set(db, key)
+    s = db.write_typed(key, set)
+    if s is None:
+        s = set()
+        db.set(key, s)
     before = len(s)
     members = args[2:]
     s.update(members)
     added = len(s) - before
-    if new:
-        db.set(key, s)
     if added:
         _track(conn, db, key, s, members)
     return added
@@ -125,7 +108,7 @@ def sadd(conn, args):
 @command("srem")
 def srem(conn, args):
     db = conn.db
-    s = db.get_typed(args[1], set)
+    s = db.write_typed(args[1], set)
     if s is None:
         return 0
     removed = 0
@@ -143,7 +126,7 @@ def srem(conn, args):
 @command("smembers")
 def smembers(conn, args):
     db = conn.db
-    s = _read(db, args[1])
+    s = db.read_typed(args[1], set)
     if s is None:
         return SetReply()
     return SetReply(_members(db, args[1], s))
@@ -151,13 +134,13 @@ def smembers(conn, args):
 
 @command("sismember")
 def sismember(conn, args):
-    s = _read(conn.db, args[1])
+    s = conn.db.read_typed(args[1], set)
     return 1 if s is not None and args[2] in s else 0
 
 
 @command("smismember")
 def smismember(conn, args):
-    s = _read(conn.db, args[1])
+    s = conn.db.read_typed(args[1], set)
     if s is None:
         return [0] * (len(args) - 2)
     return [1 if m in s else 0 for m in args[2:]]
@@ -165,7 +148,7 @@ def smismember(conn, args):
 
 @command("scard")
 def scard(conn, args):
-    s = _read(conn.db, args[1])
+    s = conn.db.read_typed(args[1], set)
     return 0 if s is None else len(s)
 
 
@@ -180,7 +163,7 @@ def spop(conn, args):
     db = conn.db
     key = args[1]
     if len(args) == 2:
-        s = db.get_typed(key, set)
+        s = db.write_typed(key, set)
         if s is None:
             return None
         member = _random_member(s)
@@ -193,7 +176,7 @@ def spop(conn, args):
     count = parse_int(args[2])
     if count is None or count < 0:
         raise CommandError(errors.NOT_POSITIVE)
-    s = db.get_typed(key, set)
+    s = db.write_typed(key, set)
     if s is None or count == 0:
         return SetReply()
     if count >= len(s):
@@ -210,7 +193,7 @@ def srandmember(conn, args):
     db = conn.db
     key = args[1]
     if len(args) == 2:
-        s = _read(db, key)
+        s = db.read_typed(key, set)
         if not s:
             return None
         return _random_member(s)
@@ -221,7 +204,7 @@ def srandmember(conn, args):
         raise CommandError(errors.NOT_INTEGER)
     if count < -LLONG_MAX:
         raise CommandError(errors.out_of_range(-LLONG_MAX, LLONG_MAX))
-    s = _read(db, key)
+    s = db.read_typed(key, set)
     if not s or count == 0:
         return []
     if count < 0:
@@ -267,13 +250,7 @@ def _sets(db, keys) -> list:
     """The sets under `keys` (None for a missing key), every key looked up
     before any answer: a key of another type anywhere is WRONGTYPE. Each is a
     keyspace hit or miss, also for the STORE forms (as Redis 7.0 counts them)."""
-    found = []
-    for key in keys:
-        value = db.read(key)
-        if value is not None and type(value) is not set:
-            raise CommandError(errors.WRONGTYPE)
-        found.append(value)
-    return found
+    return [db.read_typed(key, set) for key in keys]
 
 
 def _intersection(sets: list, limit: int = 0) -> set:
@@ -378,6 +355,6 @@ def sintercard(conn, args):
 @command("sscan")
 def sscan(conn, args):
     # An intset is answered whole, whatever the cursor and COUNT (as Redis).
-    return scan_collection(conn, args, _read,
+    return scan_collection(conn, args, lambda db, key: db.read_typed(key, set),
                            lambda db, key, s: sorted(s, key=int) if _is_intset(db, key, s) else None,
                            None)

@@ -74,20 +74,20 @@ def set_(conn, args):
 def get(conn, args):
     db = conn.db
     value = db.data.get(args[1])
-    # The hot cases inline, each counted as read_string would count it:
+    # The hot cases inline, each counted as read_typed would count it:
     if type(value) is bytes and not db.expires:
         db.hits += 1
         return value   # a hit, without a call: no TTL can apply
     if value is None:
         db.misses += 1
         return None    # a miss: not in data at all (an expired key stays in data until deleted)
-    return db.read_string(args[1])
+    return db.read_typed(args[1], bytes)
 
 
 @command("getdel")
 def getdel(conn, args):
     db = conn.db
-    value = db.read_string(args[1])
+    value = db.read_typed(args[1], bytes)
     if value is not None:
         db.delete(args[1])
     return value
@@ -98,7 +98,7 @@ def getex(conn, args):
     db = conn.db
     key = args[1]
     options = GETEX_OPTIONS.parse(args, 2)
-    value = db.read_string(key)
+    value = db.read_typed(key, bytes)
     if value is None:
         return None
     # Redis validates the time only once it has the key (a missing key is nil).
@@ -117,7 +117,7 @@ def getex(conn, args):
 @command("getset")
 def getset(conn, args):
     db = conn.db
-    old = db.read_string(args[1])
+    old = db.read_typed(args[1], bytes)
     db.set(args[1], args[2])
     return old
 
@@ -180,7 +180,7 @@ def mget(conn, args):
 @command("append")
 def append(conn, args):
     db = conn.db
-    old = db.get_string(args[1])
+    old = db.write_typed(args[1], bytes)
     value = args[2] if old is None else old + args[2]
     if len(value) > MAX_STRING:
         raise CommandError(errors.STRING_TOO_LONG)
@@ -192,7 +192,7 @@ def append(conn, args):
 
 @command("strlen")
 def strlen(conn, args):
-    value = conn.db.read_string(args[1])
+    value = conn.db.read_typed(args[1], bytes)
     return 0 if value is None else len(value)
 
 
@@ -200,7 +200,7 @@ def strlen(conn, args):
 def getrange(conn, args):
     start = int_arg(args[2])
     end = int_arg(args[3])
-    value = conn.db.read_string(args[1])
+    value = conn.db.read_typed(args[1], bytes)
     if value is None:
         return b""
     length = len(value)
@@ -227,7 +227,7 @@ def setrange(conn, args):
     if offset < 0:
         raise CommandError(errors.OFFSET_RANGE)
     db = conn.db
-    old = db.get_string(args[1])
+    old = db.write_typed(args[1], bytes)
     patch = args[3]
     if old is None:
         if not patch:
@@ -247,7 +247,7 @@ def setrange(conn, args):
 
 def _incr(conn, key: bytes, delta: int) -> int:
     db = conn.db
-    old = db.get_string(key)
+    old = db.write_typed(key, bytes)
     if old is None:
         result = delta
     else:
@@ -298,7 +298,7 @@ def decrby(conn, args):
 def incrbyfloat(conn, args):
     db = conn.db
     # Redis adds in long double (80-bit on x86-64) and prints "%.17Lf", trimmed.
-    text = incr_long_double(db.get_string(args[1]), args[2])
+    text = incr_long_double(db.write_typed(args[1], bytes), args[2])
     db.replace(args[1], text)
     if len(text) <= 20 and parse_int(text) is not None:
         db.mark_encoding(args[1], text, "embstr")   # a new string object, never int

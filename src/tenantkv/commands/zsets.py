@@ -1,5 +1,6 @@
 """Sorted set commands: ZADD and friends, ranges by rank/score/lex, pops,
-ZRANGESTORE, ZRANDMEMBER, ZMPOP, ZSCAN.
+ZRANGESTORE, ZRANDMEMBER, ZMPOP, ZSCAN, and the blocking pops (BZPOPMIN,
+BZPOPMAX, BZMPOP; parking: dispatch/blocking.py).
 
 A sorted set is a keyspace.zset.ZSet; an empty one is deleted. Scores reply
 as Redis 7.0 prints them ("%.17g": 0.1 is 0.10000000000000001), bulk strings
@@ -16,6 +17,7 @@ from sortedcontainers import SortedList
 
 from tenantkv import errors
 from tenantkv.commands.keys import scan_collection
+from tenantkv.dispatch.blocking import mpop_args, parse_timeout, pop_or_block
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.types import register_type
@@ -67,20 +69,6 @@ def _pairs(conn, pairs, withscores: bool, nested: bool = True):
         reply.append(m)
         reply.append(_score(conn, s))
     return reply
-
-
-def _read(db, key: bytes):
-    value = db.read(key)
-    if value is not None and type(value) is not ZSet:
-        raise CommandError(errors.WRONGTYPE)
-    return value
-
-
-def _write(db, key: bytes):
-    z = db.get(key)
-    if z is not None and type(z) is not ZSet:
-        raise CommandError(errors.WRONGTYPE)
-    return z
 
 
 def _is_listpack(db, key: bytes, z: ZSet) -> bool:
@@ -188,7 +176,7 @@ def _lex_indexes(z: ZSet, rng: tuple) -> tuple:
 def _zadd(conn, key: bytes, pairs: list, nx=False, xx=False, gt=False, lt=False,
           ch=False, incr=False):
     db = conn.db
-    z = _write(db, key)
+    z = db.write_typed(key, ZSet)
     new = z is None
     if new:
         if xx:
@@ -261,7 +249,7 @@ def zincrby(conn, args):
 @command("zrem")
 def zrem(conn, args):
     db = conn.db
-    z = _write(db, args[1])
+    z = db.write_typed(args[1], ZSet)
     if z is None:
         return 0
     removed = 0
@@ -279,13 +267,13 @@ def zrem(conn, args):
 
 @command("zcard")
 def zcard(conn, args):
-    z = _read(conn.db, args[1])
+    z = conn.db.read_typed(args[1], ZSet)
     return 0 if z is None else len(z)
 
 
 @command("zscore")
 def zscore(conn, args):
-    z = _read(conn.db, args[1])
+    z = conn.db.read_typed(args[1], ZSet)
     if z is None:
         return None
     score = z.scores.get(args[2])
@@ -294,7 +282,7 @@ def zscore(conn, args):
 
 @command("zmscore")
 def zmscore(conn, args):
-    z = _read(conn.db, args[1])
+    z = conn.db.read_typed(args[1], ZSet)
     if z is None:
         return [None] * (len(args) - 2)
     get = z.scores.get
@@ -309,7 +297,7 @@ def _zrank(conn, args, reverse: bool):
     if len(args) > 4 or (len(args) == 4 and args[3].lower() != b"withscore"):
         raise CommandError(errors.SYNTAX)
     withscore = len(args) == 4
-    z = _read(conn.db, args[1])
+    z = conn.db.read_typed(args[1], ZSet)
     rank = None if z is None else z.rank(args[2])
     if rank is None:
         return NULL_ARRAY if withscore else None
@@ -341,7 +329,7 @@ def zrevrank(conn, args):
 @command("zcount")
 def zcount(conn, args):
     rng = _score_range(args[2], args[3])
-    z = _read(conn.db, args[1])
+    z = conn.db.read_typed(args[1], ZSet)
     if z is None:
         return 0
     first, end = _score_indexes(z, rng)
@@ -351,7 +339,7 @@ def zcount(conn, args):
 @command("zlexcount")
 def zlexcount(conn, args):
     rng = _lex_range(args[2], args[3])
-    z = _read(conn.db, args[1])
+    z = conn.db.read_typed(args[1], ZSet)
     if z is None:
         return 0
     first, end = _lex_indexes(z, rng)
@@ -400,7 +388,7 @@ def _zrange(conn, args, start: int, store: bool, rangetype, reverse):
     else:
         rng = _lex_range(low, high)
     db = conn.db
-    z = _read(db, args[start])
+    z = db.read_typed(args[start], ZSet)
     if z is None:
         if store:
             db.delete(args[1])
@@ -477,7 +465,7 @@ def zrevrangebylex(conn, args):
 
 def _remove_range(conn, key: bytes, indexes) -> int:
     db = conn.db
-    z = _write(db, key)
+    z = db.write_typed(key, ZSet)
     if z is None:
         return 0
     first, end = indexes(z)
@@ -538,7 +526,7 @@ def _zpop(conn, args, maximum: bool):
         if count is None or count < 0:
             raise CommandError(errors.NOT_POSITIVE)
     db = conn.db
-    z = _write(db, args[1])
+    z = db.write_typed(args[1], ZSet)
     if z is None or count == 0:
         return []
     pairs = _pop(db, args[1], z, count, maximum)
@@ -583,7 +571,7 @@ def zmpop(conn, args):
             raise CommandError(errors.SYNTAX)
     db = conn.db
     for key in args[2:where]:
-        z = _write(db, key)
+        z = db.write_typed(key, ZSet)
         if z is None:
             continue
         pairs = _pop(db, key, z, count, side == b"max")
@@ -591,12 +579,60 @@ def zmpop(conn, args):
     return NULL_ARRAY
 
 
+# -- blocking pops: BZPOPMIN, BZPOPMAX, BZMPOP -----------------------------------------------
+#
+# Try once as ZPOPMIN/ZPOPMAX/ZMPOP, else park the client until a ZADD
+# (dispatch/blocking.py). Replies as Redis 7.0's: BZPOP* [key, member, score],
+# BZMPOP [key, [[member, score], ...]]; a null array on timeout.
+
+def _blocking_zpop(conn, args, maximum: bool):
+    timeout = parse_timeout(args[-1])
+
+    def pop(conn, key):
+        db = conn.db
+        z = db.write_typed(key, ZSet)
+        if not z:
+            return None
+        (score, member), = _pop(db, key, z, 1, maximum)
+        return [key, member, _score(conn, score)]
+
+    name = b"ZPOPMAX" if maximum else b"ZPOPMIN"
+    return pop_or_block(conn, args[1:-1], ZSet, pop, lambda key, reply: [name, key], timeout)
+
+
+@command("bzpopmin")
+def bzpopmin(conn, args):
+    return _blocking_zpop(conn, args, False)
+
+
+@command("bzpopmax")
+def bzpopmax(conn, args):
+    return _blocking_zpop(conn, args, True)
+
+
+@command("bzmpop")
+def bzmpop(conn, args):
+    timeout, keys, side, count = mpop_args(args, (b"min", b"max"))
+
+    def pop(conn, key):
+        db = conn.db
+        z = db.write_typed(key, ZSet)
+        if not z:
+            return None
+        pairs = _pop(db, key, z, count, side == 1)
+        return [key, [[m, _score(conn, s)] for s, m in pairs]]
+
+    def record(key, reply):
+        return [b"ZMPOP", b"1", key, b"MAX" if side == 1 else b"MIN", b"COUNT", b"%d" % len(reply[1])]
+    return pop_or_block(conn, keys, ZSet, pop, record, timeout)
+
+
 # -- ZRANDMEMBER ---------------------------------------------------------------------------
 
 @command("zrandmember")
 def zrandmember(conn, args):
     if len(args) == 2:
-        z = _read(conn.db, args[1])
+        z = conn.db.read_typed(args[1], ZSet)
         if not z:
             return None
         return z.order[random.randrange(len(z))][1]
@@ -610,7 +646,7 @@ def zrandmember(conn, args):
     withscores = len(args) == 4
     if withscores and (count < -(LLONG_MAX // 2) or count > LLONG_MAX // 2):
         raise CommandError(errors.OUT_OF_RANGE)
-    z = _read(conn.db, args[1])
+    z = conn.db.read_typed(args[1], ZSet)
     if not z or count == 0:
         return []
     order = z.order
@@ -639,7 +675,7 @@ def zscan(conn, args):
             score = scores.get(member)
             return None if score is None else format_score(score)
         return score_of
-    return scan_collection(conn, args, _read,
+    return scan_collection(conn, args, lambda db, key: db.read_typed(key, ZSet),
                            lambda db, key, z: [m for _, m in z.order] if _is_listpack(db, key, z)
                            else None,
                            values, names=lambda z: z.scores)

@@ -12,13 +12,23 @@ whose write hooks are installed while any client is blocked), and
 `serve_ready` then hands the data to the waiting clients in the order they
 blocked, right after the command that pushed it -- or after the whole EXEC
 when the push was inside a transaction, as Redis does.
+
+The blocking commands live with their families (BLPOP, BRPOP, BLMOVE,
+BRPOPLPUSH, BLMPOP in commands/lists.py; BZPOPMIN, BZPOPMAX, BZMPOP in
+commands/zsets.py) and share the helpers at the end of this module: the
+timeout argument, "pop now or park" (`pop_or_block`), and what a client
+served later must report (`served`).
 """
 
 from collections import deque
 from time import monotonic
 
-from tenantkv.errors import CommandError
+from tenantkv import errors
 from tenantkv.dispatch.replies import Deferred
+from tenantkv.errors import CommandError
+from tenantkv.keyspace.database import now_ms
+from tenantkv.protocol.encoder import NULL_ARRAY
+from tenantkv.util.numbers import LLONG_MAX, parse_int, timeout_ms
 
 
 def _reply_or_raise(result):
@@ -129,3 +139,88 @@ def serve_ready(events) -> None:
                     waiter.try_serve(key)   # its serve() reports what it wrote
     finally:
         events.serving = False
+
+
+# -- what the blocking commands share ----------------------------------------------------
+#
+# Each command tries once, as its non-blocking form; when all its keys are
+# empty it parks the client with a function that serves it later from one key.
+# Inside MULTI/EXEC nothing blocks: an empty result is answered as a timeout at
+# once, as Redis does. On timeout every one of them replies a null array, as
+# Redis 7.0 (BLMOVE too, unlike LMOVE's null bulk).
+
+def parse_timeout(raw: bytes) -> float:
+    """Seconds as Redis reads them (util.numbers.timeout_ms); 0 blocks forever."""
+    ms = timeout_ms(raw)
+    if ms is None:
+        raise CommandError(errors.TIMEOUT_NOT_FLOAT)
+    if ms < 0 or ms > LLONG_MAX:   # Redis's (long long) cast of a huge value is negative
+        raise CommandError(errors.NEGATIVE_TIMEOUT)
+    if ms > LLONG_MAX - now_ms():
+        raise CommandError(errors.TIMEOUT_RANGE)
+    return ms / 1000.0
+
+
+def block_or_timeout(conn, keys, kind, serve, timeout: float, timeout_reply,
+                     exec_reply=NULL_ARRAY):
+    """Nothing to pop now: park the client; inside EXEC answer at once (what
+    the non-blocking form answers: a null array, BLMOVE LMOVE's null bulk)."""
+    if conn.server.events.in_exec:
+        return exec_reply
+    return Blocked(conn, keys, kind, serve, timeout, timeout_reply)
+
+
+def served(conn, record: list, *keys) -> None:
+    """A parked client was served: log what it did to the append-only log as
+    the non-blocking command `record` (no handler wrapper ran for it), and
+    report what its pop (and push) changed, for WATCH and for clients blocked
+    on a BLMOVE's destination."""
+    db = conn.db
+    journal = conn.server.events.journal
+    if journal is not None:
+        journal.emit(conn.tenant.name, db.index, record)
+    conn.server.events.written([(db, key) for key in keys])
+
+
+def pop_or_block(conn, keys, kind, pop, record, timeout: float):
+    """Pop from the first of `keys` that has data, else park the client.
+    `pop(conn, key)` -> the reply, or None when the key is empty;
+    `record(key, reply)` -> the non-blocking command that logs a pop served
+    later (the append-only log replays it)."""
+    for key in keys:
+        reply = pop(conn, key)
+        if reply is not None:
+            return reply
+
+    def serve(conn, key):
+        reply = pop(conn, key)
+        if reply is not None:
+            served(conn, record(key, reply), key)
+        return reply
+    return block_or_timeout(conn, keys, kind, serve, timeout, NULL_ARRAY)
+
+
+def mpop_args(args, sides: tuple) -> tuple:
+    """BLMPOP / BZMPOP timeout numkeys key [key ...] <side> [COUNT count]:
+    (timeout, keys, side index in `sides`, count), checked in Redis's order."""
+    timeout = parse_timeout(args[1])
+    numkeys = parse_int(args[2])
+    if numkeys is None or numkeys <= 0:
+        raise CommandError(errors.NUMKEYS_POSITIVE)
+    where = 3 + numkeys
+    if where >= len(args):
+        raise CommandError(errors.SYNTAX)
+    side = args[where].lower()
+    if side not in sides:
+        raise CommandError(errors.SYNTAX)
+    count = None
+    j = where + 1
+    while j < len(args):
+        if count is None and args[j].lower() == b"count" and j + 1 < len(args):
+            count = parse_int(args[j + 1])
+            if count is None or count <= 0:
+                raise CommandError(errors.COUNT_POSITIVE)
+            j += 2
+        else:
+            raise CommandError(errors.SYNTAX)
+    return timeout, args[3:where], sides.index(side), count or 1

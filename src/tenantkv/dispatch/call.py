@@ -3,14 +3,15 @@
     a socket          server/connection.py: run() and run_one() inline the
                       common case (below); everything else is `execute`
     EXEC              commands/transactions.py: `run_queued` for each command
-    the log replay    persistence/aof.py: `replay`
+    the log replay    persistence/aof/replay.py: `replay`
     (later: Lua's redis.call, a replica's stream)
 
-The steps, in Redis's order (processCommand): look the name up; check the
-arity; check authentication; check the user's permission (its command table,
-tenancy/permissions.py, and the rules per subcommand); queue inside MULTI;
-run the handler; encode the reply (RESP2 or RESP3 per client); count it
-(INFO commandstats / errorstats). The write observers (dispatch/observers.py:
+The steps, in Redis's order (processCommand): look the name up (and a
+container's subcommand); check the arity (the subcommand's); check
+authentication; check the user's permission (`allowed`: its command table,
+built by tenancy/permissions.py, per command, per subcommand, per first
+argument); queue inside MULTI; run the handler; encode the reply (RESP2 or
+RESP3 per client); count it (INFO commandstats / errorstats). The write observers (dispatch/observers.py:
 the append-only log, WATCH, blocked clients) see every write because they
 wrap the write commands' handlers while anyone listens, so this path pays
 nothing for them when nobody does.
@@ -22,6 +23,12 @@ is run by the connection itself (run_one/run in server/connection.py): the
 same handler call, encoding and counting as `invoke`, written out inline
 because a function call per command shows in CPU per request. Everything
 else comes here.
+
+A container's handler is `dispatcher(container)` (below): the same checks
+for its subcommand, which matter on the hot path (a container in the user's
+table says nothing of its subcommands) and inside EXEC (the rules may have
+changed since the command was queued), then the subcommand's handler, whose
+calls, time and errors it counts (INFO's cmdstat_client|list, as Redis).
 
 A handler is `handler(client, args) -> reply`: a plain value the encoder
 knows (protocol/encoder.py), NO_REPLY (it wrote or closed already), or a
@@ -46,27 +53,101 @@ log = logging.getLogger("tenantkv.dispatch")
 TRANSACTION_CONTROL = frozenset(("exec", "discard", "multi", "watch", "quit", "reset"))
 
 
+def allowed(table: dict, cmd, args: list) -> bool:
+    """Whether a client whose command table (tenancy/permissions.py) is
+    `table` may run `cmd` (a command, or a container's subcommand) with
+    `args`: the command or subcommand is in the table (the `key` of a
+    subcommand is "container|sub", a str, which no request name can be), or
+    the table names the first arguments it may be run with (`+select|0`:
+    the command's name as a str -> a set of lower-case first arguments)."""
+    if table.get(cmd.key) is cmd:
+        return True
+    firstargs = table.get(cmd.name)
+    return type(firstargs) is frozenset and len(args) > 1 and args[1].lower() in firstargs
+
+
 def refusal(client, cmd, args: list):
     """The error text that refuses `cmd` for `client` before it runs, or
-    None: arity, authentication, permission (the command, and the
-    subcommand of a container). Counts the refusal."""
+    None: arity, the subcommand of a container and its arity,
+    authentication, permission. Counts the refusal."""
     stats = client.server.stats
     if not cmd.arity_ok(len(args)):
         cmd.rejected += 1
         stats.error("ERR")
         return errors.wrong_arity(cmd.name)
+    if cmd.subcommands and len(args) > 1:
+        sub = cmd.subcommands.get(args[1].lower())
+        if sub is None:   # Redis counts it for no command
+            stats.error("ERR")
+            return errors.unknown_subcommand(args[0], args[1])
+        cmd = sub
+        if not cmd.arity_ok(len(args)):
+            cmd.rejected += 1
+            stats.error("ERR")
+            return errors.wrong_arity(cmd.name)
     if not client.authenticated and "no_auth" not in cmd.flags:
         cmd.rejected += 1
         stats.error("NOAUTH")
         return errors.NOAUTH
-    if (client.authenticated and client.lookup.get(cmd.name.encode()) is not cmd
-            and not (len(args) > 1 and args[1].lower() in cmd.open_subcommands)):
-        # Not in this user's command table: a command its ACL rules deny.
+    if client.authenticated and not allowed(client.lookup, cmd, args):
         cmd.rejected += 1
         stats.error("NOPERM")
-        client.server.auth.denied(client, cmd.name)
+        client.server.auth.denied(client, cmd.name,
+                                  "multi" if client.multi is not None else "toplevel")
         return errors.noperm(cmd.name)
     return None
+
+
+def dispatcher(container):
+    """The handler of `container` (dispatch/table.py's container()): find
+    the subcommand args[1] names, check its arity and the caller's
+    permission for it (refusal() did already on the general path; the hot
+    path and EXEC come here directly), run it, and count it as Redis counts
+    a subcommand. Called without a subcommand (COMMAND alone), it runs the
+    container's bare handler."""
+    subcommands = container.subcommands
+    bare = container.bare
+
+    def dispatch(client, args):
+        if len(args) == 1:
+            return _counted(bare, client, args)
+        sub = subcommands.get(args[1].lower())
+        if sub is None:
+            raise CommandError(errors.unknown_subcommand(args[0], args[1]))
+        if not sub.arity_ok(len(args)):
+            sub.rejected += 1
+            raise CommandError(errors.wrong_arity(sub.name))
+        if client.lookup.get(sub.key) is not sub:
+            sub.rejected += 1
+            client.server.auth.denied(client, sub.name)
+            raise CommandError(errors.noperm(sub.name))
+        return _counted(sub, client, args)
+    return dispatch
+
+
+def _counted(cmd, client, args: list):
+    """Run a subcommand's handler, counting its call, time and error (the
+    caller counts the container, and the error reply)."""
+    start = monotonic()
+    try:
+        reply = cmd.handler(client, args)
+    except CommandError:
+        cmd.failed += 1
+        raise
+    finally:
+        cmd.calls += 1
+        cmd.usec += (monotonic() - start) * 1e6
+    if isinstance(reply, Deferred):   # it may fail later (ACL SETUSER's store)
+        finish = reply.finish
+
+        def counted_finish(result):
+            try:
+                return finish(result)
+            except CommandError:
+                cmd.failed += 1
+                raise
+        reply.finish = counted_finish
+    return reply
 
 
 def execute(client, args: list):
@@ -89,16 +170,20 @@ def execute(client, args: list):
 
 def _queue(client, cmd, args: list) -> bytes:
     stats = client.server.stats
-    if "no_multi" in cmd.flags:
-        cmd.rejected += 1
+    checked = cmd   # a container's subcommand (refusal() found it) has the flags
+    if cmd.subcommands and len(args) > 1:
+        checked = cmd.subcommands[args[1].lower()]
+    flags = checked.flags
+    if "no_multi" in flags:
+        checked.rejected += 1
         stats.error("ERR")
         client.multi_error = True
         return encode_error(errors.NOT_IN_MULTI)
     denied = client.server.events.denied
-    if denied is not None and ("write" in cmd.flags or cmd.name == "ping"):
+    if denied is not None and ("write" in flags or cmd.name == "ping"):
         # Writes are refused (MISCONF): refused when queued too, and EXEC
         # then aborts, as Redis.
-        cmd.rejected += 1
+        checked.rejected += 1
         stats.error(denied)
         client.multi_error = True
         return encode_error(denied)
@@ -129,7 +214,14 @@ def invoke(client, cmd, args: list):
 
 def run_queued(client, cmd, args: list) -> bytes:
     """One command of an EXEC: its encoded reply. Nothing may wait inside a
-    transaction (other clients would run in the middle of it)."""
+    transaction (other clients would run in the middle of it). The rules
+    are checked again, as Redis 7 does: they may have changed since the
+    command was queued."""
+    checked = cmd.subcommands[args[1].lower()] if cmd.subcommands and len(args) > 1 else cmd
+    if client.authenticated and not allowed(client.lookup, checked, args):
+        client.server.stats.error("NOPERM")
+        client.server.auth.denied(client, checked.name, "multi")
+        return encode_error(errors.NOPERM_CHANGED_IN_EXEC)
     client.last_command = cmd.name
     start = monotonic()
     try:

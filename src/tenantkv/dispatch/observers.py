@@ -1,6 +1,9 @@
-"""Key events: telling WATCH and blocked clients that a command wrote a key.
+"""The write observers: what a command wrote, told to those who must know.
 
-Two features must know which keys a command changed: WATCH (a watched key
+Three observers, all registered here (dispatch owns the mechanism; nothing
+outside this package swaps a handler): the append-only log (`set_journal`,
+persistence/), WATCH and the blocked clients. The last two must know which
+keys a command changed: WATCH (a watched key
 written by anyone of the same tenant makes the watcher's EXEC fail) and the
 blocking pops (a key a client is blocked on that now holds data serves that
 client). Redis calls signalModifiedKey() from every write path. Here the
@@ -259,7 +262,7 @@ class KeyEvents:
     def mark_readers(self, marker) -> None:
         """From now on call `marker(conn)` before every command that may show
         data (all but the write commands, PING, EXEC and SHOWS_NO_DATA; inside
-        EXEC, its commands), or no more (None). persistence/aof.py holds the
+        EXEC, its commands), or no more (None). persistence/aof/journal.py holds the
         output of such a connection until the log has caught up."""
         if marker == self.marker:
             return

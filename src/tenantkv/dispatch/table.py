@@ -10,9 +10,12 @@ tenantkv's own commands (KDB, HELP) declare every field. COMMAND, HELP, the
 ACL rules (tenancy/permissions.py) and tenantkv-cli (through COMMAND DOCS)
 all read this table, so they cannot drift apart.
 
-A container (CONFIG, CLIENT, OBJECT, ...) names the subcommands tenantkv
-implements; each gets Redis's metadata too (a subcommand Redis 7.0 lacks is
-declared in full, as a dict of fields).
+A container (CONFIG, CLIENT, OBJECT, ...) is declared with container() and
+each subcommand tenantkv implements with @subcommand("client", "list"); a
+subcommand gets Redis's metadata too (one Redis 7.0 lacks is declared in
+full). The container's handler is the one dispatcher (dispatch/call.py's
+`dispatcher`): HELP, unknown subcommand, the subcommand's arity, the user's
+permission for it, and INFO commandstats per subcommand, as Redis 7.
 
 Where a command's keys are: its key specs, applied by Command.keys_of /
 keys_and_flags as Redis applies them (util/keyspecs.py), and Redis's getkeys
@@ -68,10 +71,19 @@ class Command:
     complexity: str = ""
     docs: dict = field(default_factory=dict)   # DOC_FIELDS present, in the record's form
     subcommands: dict = field(default_factory=dict)   # lower-case bytes -> Command
-    # Subcommands (lower-case bytes) any authenticated user may run though the
-    # command itself is root-only, e.g. DEBUG OBJECT: they see only the
-    # caller's own tenant.
-    open_subcommands: frozenset = frozenset()
+    # Only root may run it, whatever the user's rules say (Redis's flag
+    # "admin", unless declared otherwise): tenancy/permissions.py.
+    root_only: bool = False
+    # First arguments of a root-only command (DEBUG OBJECT) that any user may
+    # run, its rules permitting: they see only the caller's own tenant.
+    open_firstargs: frozenset = frozenset()
+    # Its key in a user's command table (tenancy/permissions.py): the name as
+    # bytes for a command, "container|sub" (str) for a subcommand.
+    key: object = None
+    # A container callable without a subcommand (COMMAND): what counts those
+    # calls for INFO commandstats (the container's own counters count every
+    # call, subcommands included, for total_commands_processed).
+    bare: object = field(default=None, repr=False, compare=False)
     # counters for INFO commandstats
     calls: int = 0
     usec: float = 0.0
@@ -128,8 +140,9 @@ def _key_specs(specs) -> tuple:
                  for s in specs)
 
 
-def build(name: str, handler, declared: dict, subcommands=None, getkeys=None) -> Command:
-    """The Command `name`: its record, then what `declared` says instead."""
+def build(name: str, handler, declared: dict, getkeys=None, root_only=None) -> Command:
+    """The Command `name`: its record, then what `declared` says instead.
+    `root_only`: None for Redis's flag "admin"."""
     unknown = set(declared) - FIELDS
     if unknown:
         raise TypeError("%s: unknown command field(s) %s" % (name, ", ".join(sorted(unknown))))
@@ -154,45 +167,94 @@ def build(name: str, handler, declared: dict, subcommands=None, getkeys=None) ->
         group=fields.get("group", ""), since=fields.get("since", ""),
         summary=fields.get("summary", ""), complexity=fields.get("complexity", ""),
         docs={f: fields[f] for f in DOC_FIELDS if f in fields})
-    entry.subcommands = _subcommands(entry, record.get("subcommands", ()), subcommands)
+    entry.root_only = "admin" in flags if root_only is None else root_only
+    entry.key = name if "|" in name else name.encode()
     return entry
 
 
-def _subcommands(parent: Command, recorded, implemented) -> dict:
-    """The subcommands of `parent` tenantkv implements, by name: Redis's, and
-    any Redis lacks as declared."""
-    if recorded and implemented is None:
-        raise TypeError("%s is a container: say which of its subcommands tenantkv implements "
-                        "(subcommands=...)" % parent.name)
-    if not implemented:
-        return {}
-    if not isinstance(implemented, dict):
-        implemented = dict.fromkeys(implemented)
-    prefix = parent.name + "|"
-    return {sub.encode(): build(prefix + sub, None, implemented[sub] or {})
-            for sub in sorted(implemented)}
+def _register(entry: Command) -> None:
+    COMMANDS[entry.name] = entry
+    LOOKUP[entry.name.encode()] = entry
+    LOOKUP[entry.name.upper().encode()] = entry
+    if "no_auth" in entry.flags:
+        NOAUTH_LOOKUP[entry.name.encode()] = entry
+        NOAUTH_LOOKUP[entry.name.upper().encode()] = entry
 
 
-def command(name: str, *, subcommands=None, getkeys=None, **declared):
+def command(name: str, *, getkeys=None, root_only=None, open_firstargs=(), **declared):
     """Register the decorated function `handler(conn, args) -> reply` as `name`.
 
     Everything about the command comes from Redis's record (see the module
     docstring); `declared` are the fields where tenantkv differs (flags and
     acl_categories as space-separated words or lists, key_specs in the
-    record's form or parse_spec's text). `subcommands`: a container's, as
-    names (Redis's metadata) or {name: declared fields or None}. `getkeys`:
-    a getkeys procedure, args -> [(position, flags)] (default: Redis's, from
-    dispatch/keyprocs.py)."""
+    record's form or parse_spec's text). `getkeys`: a getkeys procedure,
+    args -> [(position, flags)] (default: Redis's, from dispatch/keyprocs.py).
+    `root_only`, `open_firstargs`: see Command (tenancy/permissions.py)."""
     def register(handler):
-        entry = build(name.lower(), handler, declared, subcommands, getkeys)
-        COMMANDS[entry.name] = entry
-        LOOKUP[entry.name.encode()] = entry
-        LOOKUP[entry.name.upper().encode()] = entry
-        if "no_auth" in entry.flags:
-            NOAUTH_LOOKUP[entry.name.encode()] = entry
-            NOAUTH_LOOKUP[entry.name.upper().encode()] = entry
+        entry = build(name.lower(), handler, declared, getkeys, root_only)
+        if (redis_command(entry.name) or {}).get("subcommands"):
+            raise TypeError("%s is a container: declare it with container()" % entry.name)
+        entry.open_firstargs = frozenset(a.lower() for a in open_firstargs)
+        _register(entry)
         return handler
     return register
+
+
+def container(name: str, *, help=None, bare=None, **declared) -> Command:
+    """Declare the container `name` (CONFIG, CLIENT, ...); its subcommands
+    are added with @subcommand. Its handler is the one dispatcher
+    (dispatch/call.py). `help`: the lines of `<NAME> HELP` (Redis's text)
+    between its first and last line, or None to list the subcommands with
+    their syntax and summary. `bare`: the handler of the container called
+    without a subcommand (COMMAND), if its arity allows that. The HELP
+    subcommand is declared here."""
+    from tenantkv.dispatch.call import dispatcher   # call.py imports this module
+
+    name = name.lower()
+    entry = build(name, None, declared)
+    if bare is not None:
+        entry.bare = build(name, bare, declared)
+    _register(entry)
+    entry.handler = dispatcher(entry)
+    help_fields = {} if redis_command(name + "|help") else dict(
+        arity=2, flags="loading stale", acl_categories="@slow", group=entry.group,
+        since=entry.since, summary="Show helpful text about the different subcommands",
+        complexity="O(1)")
+
+    def help_(conn, args):
+        lines = help if help is not None else _help_lines(entry)
+        return help_reply(name, lines)
+    subcommand(name, "help", **help_fields)(help_)
+    return entry
+
+
+def subcommand(container_name: str, name: str, *, root_only=None, **declared):
+    """Register the decorated `handler(conn, args) -> reply` as subcommand
+    `name` of container `container_name` ("client", "list"): Redis's
+    metadata for "client|list" but what `declared` says (a subcommand Redis
+    lacks declares it all). `root_only`: see Command (None: Redis's flag
+    "admin")."""
+    parent = COMMANDS[container_name.lower()]
+
+    def register(handler):
+        entry = build("%s|%s" % (parent.name, name.lower()), handler, declared, None, root_only)
+        subs = parent.subcommands
+        subs[name.lower().encode()] = entry
+        ordered = sorted(subs.items())   # in place: the dispatcher holds this dict
+        subs.clear()
+        subs.update(ordered)
+        LOOKUP[entry.key] = entry   # root's table (see tenancy/permissions.py)
+        return handler
+    return register
+
+
+def _help_lines(cmd: Command) -> list:
+    lines = []
+    for sub in cmd.subcommands.values():
+        if not sub.name.endswith("|help"):
+            short = sub.name.split("|", 1)[1].upper()
+            lines += [("%s %s" % (short, sub.syntax)).strip(), "    " + sub.summary]
+    return lines
 
 
 def lookup(name: str):
@@ -211,26 +273,6 @@ def find(raw_name: bytes):
         if entry is not None and len(LOOKUP) < 10000:
             LOOKUP[raw_name] = entry
     return entry
-
-
-def subcommand_dispatch(command_name: str, table: dict, help_lines: list):
-    """Build a handler that routes `CMD SUB ...` to table[sub] (handler, arity)."""
-    from tenantkv import errors
-    from tenantkv.errors import CommandError
-
-    def dispatch(conn, args):
-        sub = args[1].lower()
-        if sub == b"help" and len(args) == 2:
-            return help_reply(command_name, help_lines)
-        entry = table.get(sub)
-        if entry is None:
-            raise CommandError(errors.unknown_subcommand(args[0], args[1]))
-        handler, arity = entry
-        argc = len(args)
-        if (arity > 0 and argc != arity) or (arity < 0 and argc < -arity):
-            raise CommandError(errors.wrong_arity("%s|%s" % (command_name, sub.decode("latin-1"))))
-        return handler(conn, args)
-    return dispatch
 
 
 def help_reply(command_name: str, lines: list):

@@ -35,8 +35,8 @@ class Database:
         # INFO's keyspace_hits/keyspace_misses, summed over every database of
         # every tenant for root, of the caller's tenant for anyone else
         # (commands/server.py). Counted by the read commands, as
-        # Redis's lookupKeyRead* counts them: `read`/`read_string` below, or
-        # inline where a command has a fast path (GET). Plain `get`/`get_string`
+        # Redis's lookupKeyRead* counts them: `read`/`read_typed` below, or
+        # inline where a command has a fast path (GET). Plain `get`/`write_typed`
         # are write lookups (lookupKeyWrite) and count nothing.
         self.hits = 0
         self.misses = 0
@@ -58,20 +58,18 @@ class Database:
             return None
         return self.data.get(key)
 
-    def get_typed(self, key: bytes, kind: type):
-        value = self.get(key)
-        if value is not None and type(value) is not kind:
-            raise CommandError(errors.WRONGTYPE)
-        return value
-
-    def get_string(self, key: bytes):
+    def write_typed(self, key: bytes, kind: type):
+        """The live value under `key` for a write command, or None: WRONGTYPE
+        when it is not a `kind` (bytes, dict, deque, set, ZSet...). Counts no
+        hit or miss (Redis's lookupKeyWrite). `get` written out: the pushes,
+        SET-likes and counters all come through here."""
         value = self.data.get(key)
         if value is None:
             return None
         if self.expires and key in self.expires and self.expires[key] <= now_ms():
             self._expire(key)
             return None
-        if type(value) is not bytes:
+        if type(value) is not kind:
             raise CommandError(errors.WRONGTYPE)
         return value
 
@@ -88,11 +86,20 @@ class Database:
         self.hits += 1
         return value
 
-    def read_string(self, key: bytes):
-        """`get_string` for a read command: counts a hit or miss. A key of another
-        type is a hit (Redis looks it up, then replies WRONGTYPE)."""
-        value = self.read(key)
-        if value is not None and type(value) is not bytes:
+    def read_typed(self, key: bytes, kind: type):
+        """`write_typed` for a read command: counts a hit or miss as `read` does.
+        A key of another type is a hit (Redis looks it up, then replies
+        WRONGTYPE)."""
+        value = self.data.get(key)
+        if value is None:
+            self.misses += 1
+            return None
+        if self.expires and key in self.expires and self.expires[key] <= now_ms():
+            self._expire(key)
+            self.misses += 1
+            return None
+        self.hits += 1
+        if type(value) is not kind:
             raise CommandError(errors.WRONGTYPE)
         return value
 

@@ -6,7 +6,7 @@ As Redis (server.c, writeCommandsDeniedByDiskError), writes are refused when
     succeeds, or the setting or the rules change;
   - the append-only log is on and its last write, or its last background
     fsync (everysec), failed: until a write succeeds again (the journal
-    retries every second from the cron, persistence/aof.py).
+    retries every second from the cron, persistence/aof/journal.py).
 A failed foreground SAVE only answers its error, as Redis 7.0.
 
 Refused means: every command flagged "write", PING, and an EXEC whose queue
@@ -14,8 +14,8 @@ holds a write answer the MISCONF error (dispatch/observers.py swaps their
 handlers, so nothing is tested per command while healthy). Reads go on.
 
 `update` is called wherever one of the inputs changes: the snapshot status
-(persistence/snapshot.py), the journal's status (persistence/aof.py), the log
-turned on or off (persistence/appendonly.py), CONFIG SET of
+(persistence/kdb/snapshot.py), the journal's status (persistence/aof/journal.py), the log
+turned on or off (persistence/aof/appendonly.py), CONFIG SET of
 stop-writes-on-bgsave-error or save (listeners set up in snapshot.py).
 """
 

@@ -15,6 +15,7 @@ from tenantkv.config import ConfigSetError
 from tenantkv.logs import NOTICE
 from tenantkv.keyspace import Tenant
 from tenantkv.dispatch.blocking import Blocked
+from tenantkv.dispatch.table import LOOKUP
 from tenantkv.server.connection import Connection, flush_connections
 from tenantkv.dispatch.observers import KeyEvents
 from tenantkv.server.stats import Stats
@@ -53,15 +54,15 @@ class Server:
         self._resume = None               # the thaw's resumption of the clients, pending
         self.exit_code = 0
         self.last_save = int(time.time())
-        from tenantkv.persistence.snapshot import Snapshotter
+        from tenantkv.persistence.kdb.snapshot import Snapshotter
         self.snapshot = Snapshotter(self)   # SAVE, BGSAVE, the save schedule
         self.active_expire_enabled = config["expiry.active_expire"]
         # auth.default_user = nopass: connections start as the password-less
         # default user (development mode); off: everyone must AUTH.
         self.default_user_open = config["auth.default_user"] == "nopass"
         self.auth = None   # the Authenticator, once serve() opened the user store
-        from tenantkv.persistence.appendonly import AppendOnly
-        self.aof = AppendOnly(self)   # the append-only log (persistence/appendonly.py)
+        from tenantkv.persistence.aof.appendonly import AppendOnly
+        self.aof = AppendOnly(self)   # the append-only log (persistence/aof/appendonly.py)
         self.config_file = None
         # Connections with replies to write at the end of this loop turn.
         self.pending_writes: list = []
@@ -110,9 +111,10 @@ class Server:
 
     def internal_client(self):
         """A client with no socket, logged in as root, that never sends: the
-        log replay's (persistence/aof.py). Its replies go nowhere."""
+        log replay's (persistence/aof/replay.py). Its replies go nowhere."""
         conn = Connection(self)
         conn.authenticated = conn.root = True
+        conn.lookup = LOOKUP   # root's command table (a container checks its subcommands there)
         conn.closing = True
         return conn
 
@@ -157,7 +159,7 @@ class Server:
         self.config.values[("network", "maxclients")] = possible
         self.open_user_store()
         # The append-only log when it is on and exists, else the snapshot
-        # (persistence/appendonly.py); a refused file exits here, before listening.
+        # (persistence/aof/appendonly.py); a refused file exits here, before listening.
         self.aof.startup()
         await self.listen()
         bound = [s.getsockname() for lst in self.listeners for s in lst.sockets]

@@ -243,19 +243,21 @@ class Authenticator:
         """The raw-name -> Command table `user` may run (see tenancy.permissions)."""
         return permissions.command_table(user)
 
-    def denied(self, conn, command_name: str) -> None:
+    def denied(self, conn, command_name: str, context: str = "toplevel") -> None:
         """A command refused by the user's rules (NOPERM): counted, and kept
-        for ACL LOG."""
+        for ACL LOG (`context`: "toplevel", or "multi" inside a transaction)."""
         self.server.stats.acl_denied += 1
-        self.log_event(conn, "command", command_name, conn.user)
+        self.log_event(conn, "command", command_name, conn.user, context)
 
-    def log_event(self, conn, reason: str, object_name: str, username: str) -> None:
+    def log_event(self, conn, reason: str, object_name: str, username: str,
+                  context: str = "toplevel") -> None:
         """Record a security event for ACL LOG, as Redis does: the same
         (reason, object, username, context) within 60 s only bumps the count
         of the newest entry; at most ACL_LOG_MAX entries, newest first."""
         now = time.time()
         for entry in self.acl_log:
-            if (entry["reason"], entry["object"], entry["username"]) == (reason, object_name, username):
+            if (entry["reason"], entry["object"], entry["username"], entry["context"]) == \
+                    (reason, object_name, username, context):
                 if now - entry["timestamp-last-updated"] < 60:
                     entry["count"] += 1
                     entry["timestamp-last-updated"] = now
@@ -263,7 +265,7 @@ class Authenticator:
                     return
                 break
         self.acl_log.appendleft({
-            "count": 1, "reason": reason, "context": "toplevel", "object": object_name,
+            "count": 1, "reason": reason, "context": context, "object": object_name,
             "username": username, "timestamp-created": now, "timestamp-last-updated": now,
             "client-info": conn.client_info(),
         })

@@ -27,7 +27,7 @@ from tenantkv.dispatch.call import crashed, execute, failed
 from tenantkv.dispatch.table import LOOKUP, NOAUTH_LOOKUP
 from tenantkv.errors import CommandError, ProtocolError, QueryBufferExceeded
 from tenantkv.protocol.encoder import SMALL_INTS, Raw, encode, encode_error
-from tenantkv.protocol.fastpath import Reader
+from tenantkv.protocol.reader import Reader
 from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.replies import NO_REPLY, Deferred
 
@@ -506,7 +506,7 @@ def flush_connections(conns, journal) -> None:
     dispatch/observers.py), its records of this turn are written first
     (and with appendfsync always, fsynced): no reply leaves before the write
     it acknowledges is logged. With always, after a failed write, output that
-    could show an un-logged write waits (persistence/aof.py, Journal.hold).
+    could show an un-logged write waits (persistence/aof/journal.py, Journal.hold).
     One test per flush when the log is off.
     """
     if journal is not None:

@@ -10,7 +10,7 @@ class Stats:
         self.auth_throttled = 0   # AUTH attempts delayed by the brute-force throttle
         # Write commands that succeeded and changed nothing, as Redis leaves
         # its `dirty` alone for them (SETBIT of a bit to the value it has): not
-        # changes since the last save (persistence/snapshot.py), not logged and
+        # changes since the last save (persistence/kdb/snapshot.py), not logged and
         # not seen by WATCH (dispatch/observers.py). Monotonic: RESETSTAT keeps it.
         self.unchanged_writes = 0
         # A key expired: on_expire(db, key), set by the write observers

@@ -1,66 +1,65 @@
 """What a user may run: its command table, computed once per rule set.
 
-The connection looks commands up in its user's table, so a permission check
-costs nothing per command: a command missing from the table goes to the
-general path, which answers NOPERM.
+Rules are Redis 7's ACL command rules, applied in order, with Redis's
+meaning: `+@all`/`allcommands`, `-@all`/`nocommands`, `+@category`,
+`-@category`, `+command`, `-command`, `+container|sub`, `-container|sub`,
+and `+command|first-arg` for a command without subcommands (`+select|0`:
+SELECT only with that first argument; Redis 7.0 accepts it only as an
+addition, and so does tenantkv). Allowing or denying a container allows or
+denies all its subcommands; a category counts every command and subcommand
+that has it (COMMAND INFO's categories, Redis's own), and a container that
+has it (all have @slow) brings all its subcommands along, as in Redis.
 
-Rules are Redis's ACL command rules, applied in order: `+@all`/`allcommands`,
-`-@all`/`nocommands`, `+@category`, `-@category`, `+command`, `-command`.
-Categories are Redis's, from the command table (COMMAND INFO reports the
-same), but for containers: see CONTAINER_CATEGORIES.
+The rules are applied to Redis's whole command set (the record,
+dispatch/redis_commands.jsonl, plus tenantkv's own commands), not only to
+the commands tenantkv implements, so that `describe` can show them as
+Redis normalises them (ACL GETUSER, ACL LIST): `+@all` or `-@all`, the
+categories that best fit, then single commands, in Redis's algorithm
+(ACLDescribeSelectorCommandRules). Redis emits the single commands in its
+hash table's order, which changes with every start; tenantkv in name order.
+A rule can name only what tenantkv implements.
+
+The connection looks a command up in its user's command table (`table_for_rules`),
+so a permission check costs nothing on the hot path: a command missing
+from the table goes to the general path (dispatch/call.py's `allowed`),
+which answers NOPERM. The table maps
+  - raw request names (bytes, as LOOKUP) -> Command: what the user may run as a whole;
+  - "container|sub" (str) -> the subcommand's Command: the subcommands it may
+    run, checked by the container's dispatcher (one dict lookup);
+  - "command" (str) -> frozenset of lower-case first arguments, for a
+    command the user may run only with those.
 
 Two tenantkv decisions, both deliberate differences from Redis:
 
-- Isolation is the tenant, not the rules: a non-root user never gets an
-  admin command (flag "admin": DEBUG, SHUTDOWN, ...; CONFIG, KDB), whatever its
-  rules say. Rules can only narrow what a user runs in its own tenant; root
-  (`root_user`) runs every command.
+- Isolation is the tenant, not the rules: a non-root user never runs a
+  root-only command or subcommand (Command.root_only: Redis's flag "admin",
+  e.g. DEBUG, SHUTDOWN, CONFIG GET, KDB SAVE, ACL SETUSER), whatever its rules
+  say. Rules can only narrow what a user runs in its own tenant; root
+  (`root_user`) runs every command. The admin subcommands that act on the
+  caller's own tenant (CLIENT LIST, KILL, ...) are declared not root-only,
+  and so are the first arguments of DEBUG that do (OBJECT, DIGEST,
+  DIGEST-VALUE: Command.open_firstargs); like any command, they run only
+  when the user's rules allow them (`+@all`, `+debug`, `+debug|object`).
 - A user without rules (made offline by `tenantkv user add`, or by ACL
   SETUSER without command rules) has DEFAULT_RULES, `+@all`: every
-  non-admin command, so normal data commands work. (Redis starts new users at
-  `-@all`, which makes sense only together with key patterns.)
+  non-root-only command, so normal data commands work. (Redis starts new
+  users at `-@all`, which makes sense only together with key patterns.)
 
-The no-auth commands (AUTH, HELLO, QUIT, RESET) stay in every table, as in
+The no-auth commands (AUTH, HELLO, QUIT, ...) stay in every table, as in
 Redis, where a `-@all` user may still AUTH as someone else.
 """
 
+from tenantkv.dispatch.record import redis_command, redis_command_names
 from tenantkv.dispatch.table import COMMANDS, HIDDEN, LOOKUP
 
 DEFAULT_RULES = "+@all"
 
-# Redis lists a command's ACL categories in the order of its category table
-# (also the order of ACL CAT).
+# Redis's category table (ACLCommandCategories): the order of ACL CAT, of a
+# command's categories in COMMAND INFO, and of the best fit in `describe`.
 CATEGORY_ORDER = ["keyspace", "read", "write", "set", "sortedset", "list", "hash", "string",
                   "bitmap", "hyperloglog", "geo", "stream", "pubsub", "admin", "fast", "slow",
                   "blocking", "dangerous", "connection", "transaction", "scripting"]
 _CATEGORY_SET = frozenset(CATEGORY_ORDER)
-
-# Rules allow or deny a container (CONFIG, CLIENT, OBJECT, ...) as a whole
-# until call() checks them subcommand by subcommand (issue 12's dispatch
-# layer). Redis gives a container itself no flags and only @slow, so its
-# rules use these categories instead (those of its subcommands that matter
-# for the whole), and a container with @admin here is root-only as a whole,
-# as a command flagged "admin" is.
-CONTAINER_CATEGORIES = {
-    "acl": ("slow",),                            # its admin subcommands check root themselves
-    "client": ("slow", "connection"),
-    "config": ("admin", "slow", "dangerous"),
-    "kdb": ("admin", "slow", "dangerous"),       # but EXPORT/IMPORT: open_subcommands
-    "memory": ("read", "slow"),
-    "object": ("keyspace", "read", "slow"),
-}
-
-
-def categories(cmd) -> tuple:
-    """`cmd`'s ACL categories for the rules (names without '@', in Redis's
-    order): the command table's, which are Redis's (COMMAND INFO), except for
-    the containers above."""
-    return CONTAINER_CATEGORIES.get(cmd.name, cmd.acl_categories)
-
-
-def root_only(cmd) -> bool:
-    """Whether only root may run `cmd` whatever the rules say (see the module docstring)."""
-    return "admin" in cmd.flags or "admin" in CONTAINER_CATEGORIES.get(cmd.name, ())
 
 
 def visible_commands() -> list:
@@ -69,8 +68,58 @@ def visible_commands() -> list:
 
 
 def commands_in(category: str) -> list:
-    return [c for c in visible_commands() if category in categories(c)]
+    """The commands and subcommands with `category` (ACL CAT), each
+    container's subcommands after it."""
+    return [c for top in visible_commands() for c in (top, *top.subcommands.values())
+            if category in c.acl_categories]
 
+
+# -- the command set rules apply to -----------------------------------------------------
+
+class _Universe:
+    """Every command and subcommand name Redis and tenantkv have, with its
+    categories; built once, after the commands registered."""
+
+    def __init__(self) -> None:
+        cats: dict = {}       # name -> frozenset of categories
+        subs: dict = {}       # top-level name -> [subcommand names]
+        for name in redis_command_names():
+            record = redis_command(name)
+            cats[name] = frozenset(c.lstrip("@") for c in record.get("acl_categories", ()))
+            subs[name] = [s["name"] for s in record.get("subcommands", ())]
+            for sub in record.get("subcommands", ()):
+                cats[sub["name"]] = frozenset(c.lstrip("@") for c in sub.get("acl_categories", ()))
+        for cmd in visible_commands():   # tenantkv's metadata wins (its own commands)
+            cats[cmd.name] = frozenset(cmd.acl_categories)
+            known = subs.setdefault(cmd.name, [])
+            for sub in cmd.subcommands.values():
+                cats[sub.name] = frozenset(sub.acl_categories)
+                if sub.name not in known:
+                    known.append(sub.name)
+        self.subs = {name: sorted(subs[name]) for name in sorted(subs)}
+        self.names = frozenset(cats)
+        # Counting a category (describe): the commands that have it. Applying
+        # it (+@cat): those, and every subcommand of a container that has it.
+        self.members = {cat: frozenset(n for n, c in cats.items() if cat in c)
+                        for cat in CATEGORY_ORDER}
+        self.affected = {}
+        for cat, members in self.members.items():
+            affected = set(members)
+            for name in members:
+                affected.update(self.subs.get(name, ()))
+            self.affected[cat] = frozenset(affected)
+
+
+_UNIVERSE: list = []
+
+
+def _universe() -> _Universe:
+    if not _UNIVERSE:
+        _UNIVERSE.append(_Universe())
+    return _UNIVERSE[0]
+
+
+# -- rules --------------------------------------------------------------------------------
 
 class RuleError(ValueError):
     """A rule Redis would refuse; str() is the reason, as in Redis's
@@ -78,36 +127,61 @@ class RuleError(ValueError):
 
 
 UNKNOWN = "Unknown command or category name in ACL"
+FIRSTARG_OF_SUBCOMMAND = "Allowing first-arg of a subcommand is not supported"
+
+
+def _named(name: str):
+    """The command or subcommand ("config|get") tenantkv has by `name`
+    (lower case), as Redis's ACLLookupCommand: None for an unknown one, a
+    name with more than one '|', or a subcommand of a non-container."""
+    top, bar, sub = name.partition("|")
+    cmd = COMMANDS.get(top)
+    if cmd is None or top in HIDDEN or "|" in sub:
+        return None
+    if not bar:
+        return cmd
+    return cmd.subcommands.get(sub.encode()) if cmd.subcommands else None
 
 
 def check_rule(rule: str) -> str:
-    """The normalised form of command rule `rule` (lower-case; allcommands ->
-    +@all, nocommands -> -@all), or RuleError. Callers pass only tokens that
-    start with + or - or are allcommands/nocommands."""
+    """The normalised form of command rule `rule` (allcommands -> +@all,
+    nocommands -> -@all, names in lower case but a first argument as
+    given), or RuleError with Redis 7.0's reason. Callers pass only tokens
+    that start with + or - or are allcommands/nocommands."""
     low = rule.lower()
-    if low == "allcommands":
+    if low in ("allcommands", "+@all"):
         return "+@all"
-    if low == "nocommands":
+    if low in ("nocommands", "-@all"):
         return "-@all"
-    if len(low) < 2 or low[0] not in "+-":
+    sign, body = rule[:1], low[1:]
+    if sign not in ("+", "-"):
         raise RuleError("Syntax error")
-    body = low[1:]
     if body.startswith("@"):
-        if body[1:] != "all" and body[1:] not in _CATEGORY_SET:
+        if body[1:] not in _CATEGORY_SET:
             raise RuleError(UNKNOWN)
-        return low
-    if "|" in body:
-        # Rules per subcommand (+config|get) would need a table per
-        # subcommand; refused rather than applied coarsely, so a rule never
-        # grants or denies more than it says.
-        name = body.split("|", 1)[0]
-        if name not in COMMANDS:
+        return sign + body
+    if sign == "-" or "|" not in body:
+        if _named(body) is None:
             raise RuleError(UNKNOWN)
-        raise RuleError("rules for subcommands are not supported by tenantkv; "
-                        "allow or deny the whole command")
-    if body not in COMMANDS or body in HIDDEN:
+        return sign + body
+    # +name|x: a subcommand of a container, else a first argument.
+    split = body.rindex("|")
+    cmd = _named(body[:split])
+    if cmd is None:
         raise RuleError(UNKNOWN)
-    return low
+    if "|" in cmd.name:
+        raise RuleError(FIRSTARG_OF_SUBCOMMAND)
+    if split == len(body) - 1:
+        raise RuleError("Syntax error")
+    if cmd.subcommands:
+        if _named(body) is None:
+            raise RuleError(UNKNOWN)
+        return sign + body
+    first = rule[1 + split + 1:]
+    if any(c.isspace() for c in first) or "\0" in first:
+        # Rules are stored as words; Redis would accept it.
+        raise RuleError("a first argument with spaces is not supported by tenantkv")
+    return "+%s|%s" % (cmd.name, first)
 
 
 def add_rule(rules: list, rule: str) -> list:
@@ -122,39 +196,147 @@ def rules_text(rules: list) -> str:
     return " ".join(rules) if rules else "-@all"
 
 
-def allowed_names(rules: str) -> set:
-    """The names of the commands `rules` allow, before the root-only cut."""
-    allowed: set = set()
-    every = {c.name for c in visible_commands()}
-    for rule in rules.split():
-        add = rule[0] == "+"
-        body = rule[1:]
-        if body == "@all":
-            names = every
-        elif body.startswith("@"):
-            names = {c.name for c in commands_in(body[1:])}
+class Access:
+    """What a rule set allows: `allowed`, the names (of Redis's and
+    tenantkv's commands and subcommands) it allows; `future`, whether it
+    starts from +@all (Redis's "can run future commands"); `firstargs`,
+    command name -> the first arguments (as given) it allows a command whose
+    name is not allowed."""
+
+    __slots__ = ("allowed", "future", "firstargs")
+
+    def __init__(self, rules: str) -> None:
+        universe = _universe()
+        allowed: set = set()
+        self.future = False
+        firstargs: dict = {}
+        for rule in rules.split():
+            add = rule[0] == "+"
+            body = rule[1:]
+            if body == "@all":
+                allowed = set(universe.names) if add else set()
+                self.future = add
+                firstargs.clear()
+                continue
+            if body.startswith("@"):
+                names = universe.affected.get(body[1:], frozenset())
+                for name in names:
+                    firstargs.pop(name, None)
+            else:
+                top, _, sub = body.partition("|")
+                if sub and not universe.subs.get(top):   # +select|0
+                    if add:
+                        known = firstargs.setdefault(top, [])
+                        if sub.lower() not in (a.lower() for a in known):
+                            known.append(sub)
+                    continue
+                names = {body, *(() if sub else universe.subs.get(body, ()))}
+                firstargs.pop(body, None)
+            if add:
+                allowed |= names
+            else:
+                allowed -= names
+        self.allowed = frozenset(allowed)
+        self.firstargs = firstargs
+
+
+_ACCESS: dict = {}    # rule string -> Access
+_TABLES: dict = {}    # rule string -> table
+_DESCRIBED: dict = {}  # rule string -> its normalised text
+
+
+def _cached(cache: dict, rules: str, make):
+    value = cache.get(rules)
+    if value is None:
+        if len(cache) > 1000:   # many distinct rule sets: start over rather than grow
+            cache.clear()
+        value = cache[rules] = make(rules)
+    return value
+
+
+def access(rules: str) -> Access:
+    return _cached(_ACCESS, rules, Access)
+
+
+def describe(rules: str) -> str:
+    """`rules` as Redis shows them (ACL GETUSER's "commands", ACL LIST):
+    Redis's ACLDescribeSelectorCommandRules over the same command set."""
+    return _cached(_DESCRIBED, rules, _describe)
+
+
+def _describe(rules: str) -> str:
+    universe = _universe()
+    user = access(rules)
+    additive = not user.future
+    out = ["-@all" if additive else "+@all"]
+    fake = set() if additive else set(universe.names)
+    temp = set(user.allowed)
+    applied: set = set()
+    while True:
+        best, mindiff, maxsame = None, None, 0
+        for cat in CATEGORY_ORDER:
+            if cat in applied:
+                continue
+            members = universe.members[cat]
+            on = len(members & temp)
+            off = len(members) - on
+            diff, same = (off, on) if additive else (on, off)
+            if same > diff and (mindiff is None or diff < mindiff
+                                or (diff == mindiff and same > maxsame)):
+                best, mindiff, maxsame = cat, diff, same
+        if best is None:
+            break
+        if additive:
+            fake |= universe.affected[best]
+            temp -= universe.affected[best]
         else:
-            names = {body}
-        if add:
-            allowed |= names
-        else:
-            allowed -= names
-    return allowed
+            fake -= universe.affected[best]
+            temp |= universe.affected[best]
+        out.append(("+@" if additive else "-@") + best)
+        applied.add(best)
+    # Then the single commands that still differ, a container's subcommands
+    # after it, and the first arguments of a command not allowed.
+    for top, subs in universe.subs.items():
+        for name in (top, *subs):
+            bit = name in user.allowed
+            if bit != (name in fake):
+                out.append(("+" if bit else "-") + name)
+                changed = {name, *(subs if name == top else ())}
+                if bit:
+                    fake |= changed
+                else:
+                    fake -= changed
+        if top not in user.allowed:
+            out += ["+%s|%s" % (top, arg) for arg in user.firstargs.get(top, ())]
+    return " ".join(out)
 
 
-_TABLES: dict = {}   # rule string -> table
-
+# -- a user's command table ---------------------------------------------------------------------
 
 def table_for_rules(rules: str) -> dict:
-    """The raw-name -> Command table of a non-root user with `rules`."""
-    table = _TABLES.get(rules)
-    if table is None:
-        names = allowed_names(rules)
-        table = {raw: cmd for raw, cmd in LOOKUP.items()
-                 if "no_auth" in cmd.flags or (cmd.name in names and not root_only(cmd))}
-        if len(_TABLES) > 1000:   # many distinct rule sets: start over rather than grow
-            _TABLES.clear()
-        _TABLES[rules] = table
+    """The command table (see the module docstring) of a non-root user with `rules`."""
+    return _cached(_TABLES, rules, _table)
+
+
+def _table(rules: str) -> dict:
+    user = access(rules)
+    names = user.allowed
+    table: dict = {}
+    for key, cmd in list(LOOKUP.items()):
+        if type(key) is bytes:
+            if "no_auth" in cmd.flags or (cmd.name in names and not cmd.root_only):
+                table[key] = cmd
+        elif key in names and not cmd.root_only:   # a subcommand
+            table[key] = cmd
+    for cmd in visible_commands():
+        if cmd.name in names and not cmd.root_only:
+            continue
+        args = frozenset(a.encode("utf-8", "surrogateescape").lower()
+                         for a in user.firstargs.get(cmd.name, ()))
+        if cmd.root_only:
+            args = (cmd.open_firstargs if cmd.name in names else args) & cmd.open_firstargs
+        if args:
+            table[cmd.name] = args
     return table
 
 
@@ -164,15 +346,8 @@ def user_rules(user) -> str:
 
 
 def command_table(user) -> dict:
-    """Root: every command. Others: what their rules allow, never an admin
-    command (see the module docstring)."""
+    """Root: every command (LOOKUP). Others: what their rules allow, never a
+    root-only command (see the module docstring)."""
     if user.root:
         return LOOKUP
     return table_for_rules(user_rules(user))
-
-
-def allows(user, cmd) -> bool:
-    """Whether `user` may run `cmd` (ACL DRYRUN)."""
-    if user.root:
-        return True
-    return command_table(user).get(cmd.name.encode()) is cmd

@@ -1,5 +1,8 @@
 """Snapshots in the running server: SAVE, BGSAVE, the `save` schedule, loading
-at start-up, saving at shutdown, and the figures INFO persistence shows.
+at start-up, saving at shutdown, and the figures INFO persistence shows. The
+file itself is kdb/format.py's; `load_into` and `install` make a file's data
+the server's whole dataset (start-up, KDB LOAD, DEBUG RELOAD, the append-only
+log's .kdb base).
 
 One Snapshotter per server (`server.snapshot`). At most one background child
 at a time, as in Redis: the append-only log's rewrite checks `child_pid`
@@ -28,11 +31,40 @@ from tenantkv.dispatch.table import COMMANDS
 from tenantkv.config import parse_save
 from tenantkv.logs import NOTICE
 from tenantkv.persistence import child as children
-from tenantkv.persistence import diskerror, kdb
+from tenantkv.persistence import diskerror
+from tenantkv.persistence.kdb import format as kdb
 
 log = logging.getLogger("tenantkv.persistence")
 
 RETRY_DELAY = 5   # seconds before the schedule retries a failed BGSAVE (CONFIG_BGSAVE_RETRY_DELAY)
+
+
+def install(server, tenants: dict) -> None:
+    """Make `tenants` (as kdb.load() returns it) the server's whole dataset
+    (tenants absent from it end up empty). Existing Tenant and Database
+    objects are kept (connections hold them), their dicts are replaced."""
+    events = getattr(server, "events", None)
+    touched = []
+    for name in set(server.tenants) | set(tenants):
+        tenant = server.tenant_for(name)
+        new = tenants.get(name, ())
+        for index, db in enumerate(tenant.dbs):
+            if db.watchers:
+                touched.extend((db, key) for key in db.watchers)
+            values, expires = new[index] if index < len(new) else ({}, {})
+            db.data = values
+            db.expires = expires
+            db.encodings = {}
+            db.scans = {}
+    if events is not None and touched:
+        events.written(touched)
+
+
+def load_into(server, path: str) -> kdb.LoadResult:
+    """Read the file at `path` completely, then make it the server's dataset."""
+    result = kdb.read_file(path, int(time.time() * 1000), server.config["limits.databases"])
+    install(server, result.tenants)
+    return result
 
 
 class Snapshotter:
@@ -232,7 +264,7 @@ class Snapshotter:
             return
         started = time.monotonic()
         try:
-            result = kdb.load_into(self.server, path)
+            result = load_into(self.server, path)
         except kdb.KdbError as exc:
             log.error("Refusing to start: the snapshot %s is damaged or unreadable: %s. "
                       "Move it away to start empty, or restore a good copy.", path, exc)

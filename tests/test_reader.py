@@ -5,8 +5,8 @@ import re
 import pytest
 
 from tenantkv.errors import ProtocolError
-from tenantkv.protocol.fastpath import Reader
-from tenantkv.protocol.reader import RequestReader
+from tenantkv.protocol.reader import Reader
+from tenantkv.protocol.strict import RequestReader
 
 CASES = [
     b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\nb\r\n" * 5,

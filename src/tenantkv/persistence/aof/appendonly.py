@@ -28,10 +28,14 @@ from tenantkv import errors
 from tenantkv.config import ConfigSetError
 from tenantkv.errors import CommandError
 from tenantkv.logs import NOTICE
-from tenantkv.persistence import aof, diskerror, kdb
 from tenantkv.persistence import child as children
-from tenantkv.persistence.aof import (AofError, Journal, Manifest, ManifestError, Replayer,
-                                      expiry_suspended)
+from tenantkv.persistence import diskerror
+from tenantkv.persistence.aof.format import is_kdb, write_base
+from tenantkv.persistence.aof.journal import Journal
+from tenantkv.persistence.aof.manifest import Manifest, ManifestError, fsync_dir, log_files, quoted
+from tenantkv.persistence.aof.replay import AofError, Replayer, expiry_suspended, scan
+from tenantkv.persistence.kdb import format as kdb
+from tenantkv.persistence.kdb.snapshot import install
 
 log = logging.getLogger("tenantkv.aof")
 
@@ -145,12 +149,12 @@ class AppendOnly:
         """appendonly yes, no manifest: files of a log there would be left
         out of view (and the first ones overwritten by the new log). Redis
         7.0 starts anyway from its RDB and writes a new base 1 over the old
-        one; tenantkv refuses, as a missing manifest is damage (aof.log_files
+        one; tenantkv refuses, as a missing manifest is damage (log_files
         leaves empty files out: they hold nothing). A single-file log of the
         layout before Redis 7 in the data directory is refused too: Redis
         would move it into the directory as the base; tenantkv never wrote
         one, so it says how, rather than doing it."""
-        found = aof.log_files(self.directory, self.config["data.appendfilename"])
+        found = log_files(self.directory, self.config["data.appendfilename"])
         if found:
             log.error("*** FATAL AOF MANIFEST FILE ERROR ***")
             log.error("The AOF manifest %s doesn't exist, but %s holds files of an append only "
@@ -168,7 +172,7 @@ class AppendOnly:
             log.error("Refusing to start: tenantkv does not convert it by itself. To load it, "
                       "move it into %s and write the manifest with the one line 'file %s seq 1 "
                       "type b'; to start without it, move it away. Nothing was changed.",
-                      self.directory, _manifest_name(self.config["data.appendfilename"]))
+                      self.directory, quoted(self.config["data.appendfilename"]))
             raise SystemExit(1)
 
     def _check_files(self, manifest: Manifest) -> None:
@@ -203,14 +207,14 @@ class AppendOnly:
         try:
             with expiry_suspended():
                 base = self._path(manifest.base[0]) if manifest.base else None
-                if base is not None and aof.is_kdb(base):
+                if base is not None and is_kdb(base):
                     # Every key, expired or not: the log after it may touch them.
                     loaded = kdb.read_file(base, None, self.config["limits.databases"])
-                    kdb.install(self.server, loaded.tenants)
+                    install(self.server, loaded.tenants)
                     self.base_size = loaded.size
                 elif base is not None:
                     replayer.path = base
-                    result = aof.scan(base, replayer.apply)
+                    result = scan(base, replayer.apply)
                     if result.torn:
                         raise AofError(base, result.good, "the base file is incomplete (%s)"
                                        % result.torn)
@@ -220,7 +224,7 @@ class AppendOnly:
                     if not os.path.exists(path):
                         continue   # the last one (_check_files): created, never written
                     replayer.path = path
-                    result = aof.scan(path, replayer.apply)
+                    result = scan(path, replayer.apply)
                     if result.torn:
                         last = i == len(manifest.incrs) - 1
                         if not last or not self.config["data.aof_load_truncated"]:
@@ -253,12 +257,12 @@ class AppendOnly:
             self.journal.flush()
         old = {name: [(db.data, db.expires) for db in tenant.dbs]
                for name, tenant in self.server.tenants.items()}
-        kdb.install(self.server, {})
+        install(self.server, {})
         try:
             self.load()
         except (AofError, kdb.KdbError, OSError) as exc:
             log.warning("DEBUG LOADAOF: %s", exc)
-            kdb.install(self.server, old)
+            install(self.server, old)
             raise CommandError(errors.aof_load_failed(exc)) from None
         log.warning("Append Only File loaded by DEBUG LOADAOF")
 
@@ -293,7 +297,7 @@ class AppendOnly:
         if path.endswith(".kdb"):
             kdb.write_snapshot(self.server.tenants, path, key_save_delay_us=key_save_delay_us)
             return os.path.getsize(path)
-        return aof.write_base(self.server.tenants, path)
+        return write_base(self.server.tenants, path)
 
     def _temp_incr_name(self) -> str:
         return "temp-%s.incr" % self.config["data.appendfilename"]
@@ -311,7 +315,7 @@ class AppendOnly:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | (os.O_TRUNC if fresh else 0)
         fd = os.open(path, flags, 0o644)
         try:
-            aof.fsync_dir(os.path.dirname(path))
+            fsync_dir(os.path.dirname(path))
         except OSError:
             os.close(fd)
             raise
@@ -695,10 +699,6 @@ class AppendOnly:
         return lines
 
 
-def _manifest_name(name: str) -> str:
-    return aof._quote(name) if aof._needs_quotes(name) else name
-
-
 def _why_not_fixable(exc: AofError, base, last) -> str:
     if exc.kind == "record":
         return ("the record is well-formed: truncating the file there would throw away good "
@@ -714,7 +714,7 @@ def _why_not_fixable(exc: AofError, base, last) -> str:
 
 def _remove_temp(base_path: str, pid: int) -> None:
     """What a failed or killed child leaves: its temp file, maybe the base."""
-    _remove(base_path + ".tmp")   # aof.write_base's
+    _remove(base_path + ".tmp")   # write_base's (aof/format.py)
     _remove(os.path.join(os.path.dirname(base_path), "temp-%d.kdb" % pid))   # kdb's
     _remove(base_path)
 

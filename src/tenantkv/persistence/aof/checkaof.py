@@ -7,7 +7,7 @@
 a single-file log. `databases` and `appendfilename` come from the config
 (limits.databases, data.appendfilename), as the server's. The output follows redis-check-aof's (its messages where
 they fit), and the checks are the server's at start-up, so the two agree:
-the manifest read by the same strict rules (aof.Manifest), every file it
+the manifest read by the same strict rules (aof/manifest.py), every file it
 names present, a .kdb base verified as the kdb module loads it (checksums
 and all), every AOF record parsed and checked as Replayer checks it before
 running it (an unknown command, a read command, a wrong number of
@@ -25,7 +25,10 @@ valid (or was fixed), 1 otherwise.
 
 import os
 
-from tenantkv.persistence import aof, kdb
+from tenantkv.persistence.aof import replay
+from tenantkv.persistence.aof.format import is_kdb
+from tenantkv.persistence.aof.manifest import Manifest, ManifestError, log_files
+from tenantkv.persistence.kdb import format as kdb
 
 FIX_HINT = "Use the --fix option to try fixing it."
 
@@ -49,7 +52,7 @@ class Checker:
             path = os.path.join(path, manifests[0] if manifests
                                 else self.appendfilename + ".manifest")
         if not os.path.lexists(path):
-            found = (aof.log_files(os.path.dirname(path), self.appendfilename)
+            found = (log_files(os.path.dirname(path), self.appendfilename)
                      if path.endswith(".manifest") else [])
             if found:
                 self.out("*** FATAL AOF MANIFEST FILE ERROR ***")
@@ -70,8 +73,8 @@ class Checker:
     def multi_part(self, path: str) -> None:
         self.out("Start checking Multi Part AOF")
         try:
-            manifest = aof.Manifest.read(path)
-        except aof.ManifestError as exc:
+            manifest = Manifest.read(path)
+        except ManifestError as exc:
             for line in exc.report():
                 self.out(line)
             self.out("%s. --fix cannot repair a manifest." % exc.advice)
@@ -103,7 +106,7 @@ class Checker:
                 self.bad += 1
                 continue
             if kind == "BASE":
-                kdb_base = aof.is_kdb(file_path)
+                kdb_base = is_kdb(file_path)
                 self.out("Start to check BASE AOF (%s format)." % ("KDB" if kdb_base else "RESP"))
                 ok = (self.check_kdb(file_path, name) if kdb_base
                       else self.check_aof(file_path, name, last, "BASE"))
@@ -115,7 +118,7 @@ class Checker:
             self.out("All AOF files and manifest are valid")
 
     def old_style(self, path: str) -> None:
-        if aof.is_kdb(path):
+        if is_kdb(path):
             self.out("Start checking a KDB file")
             if self.check_kdb(path, path):
                 self.out("KDB %s is valid" % path)
@@ -159,8 +162,8 @@ class Checker:
             size = os.path.getsize(path)
             if size == 0:
                 return "empty"
-            result = aof.scan(path, aof.Checker(self.databases).apply)
-        except aof.AofError as exc:
+            result = replay.scan(path, replay.Checker(self.databases).apply)
+        except replay.AofError as exc:
             good, good_line, problem, fixable_kind = exc.good, exc.good_line, str(exc), exc.kind
         except OSError as exc:
             self.out("Cannot read file %s: %s" % (path, exc.strerror or exc))
@@ -223,7 +226,7 @@ def _is_manifest(path: str) -> bool:
     "file"). An empty file not named .manifest is an (empty) old-style log."""
     if path.endswith(".manifest"):
         return True
-    if not os.path.isfile(path) or aof.is_kdb(path):
+    if not os.path.isfile(path) or is_kdb(path):
         return False
     with open(path, "rb") as f:
         head = f.read(4096)
@@ -240,8 +243,8 @@ def _manifest_naming(path: str):
         return None
     for name in names:
         try:
-            manifest = aof.Manifest.read(os.path.join(directory, name))
-        except (aof.ManifestError, OSError):
+            manifest = Manifest.read(os.path.join(directory, name))
+        except (ManifestError, OSError):
             continue
         if os.path.basename(path) in manifest.files():
             return os.path.join(directory, name), manifest

@@ -21,11 +21,9 @@ append-only log's rewrite uses it for its base file):
         the number of databases a tenant has here; a file holding a higher
         database index is refused (default: the highest index in the file + 1).
 
-    load_into(server, path) -> LoadResult
-        load() the file at `path` and make it the server's whole dataset (every
-        tenant; tenants absent from the file end up empty). The swap happens
-        only after the file was read completely; existing Tenant and Database
-        objects are kept (connections hold them), their dicts are replaced.
+    read_file(path, now_ms=None, databases=None) -> LoadResult
+        load() the file at `path`; the result's `tenants` is what load()
+        returns, with the figures of the load (keys, expired, size...).
 
     write_snapshot(server_or_tenants, path, now_ms=None) -> int
         dump() into `temp-<pid>.kdb` beside `path`, flush, fsync, rename over
@@ -34,6 +32,9 @@ append-only log's rewrite uses it for its base file):
 
     KdbError(message, offset)
         A refused file: `offset` is the byte offset where the problem was found.
+
+Making a file's data the running server's dataset is the snapshot's
+lifecycle: kdb/snapshot.py (`load_into`, `install`).
 
 Columnar blocks (all keys of a chunk, then all their values, each as one array
 of lengths plus one joined blob) keep the per-key Python work to a few C-level
@@ -575,32 +576,6 @@ def read_file(path: str, now_ms: int | None = None, databases: int | None = None
     with open(path, "rb") as handle:
         data = handle.read()
     return parse_file(data, now_ms, databases)
-
-
-def install(server, tenants: dict) -> None:
-    """Make `tenants` (as load() returns it) the server's whole dataset."""
-    events = getattr(server, "events", None)
-    touched = []
-    for name in set(server.tenants) | set(tenants):
-        tenant = server.tenant_for(name)
-        new = tenants.get(name, ())
-        for index, db in enumerate(tenant.dbs):
-            if db.watchers:
-                touched.extend((db, key) for key in db.watchers)
-            values, expires = new[index] if index < len(new) else ({}, {})
-            db.data = values
-            db.expires = expires
-            db.encodings = {}
-            db.scans = {}
-    if events is not None and touched:
-        events.written(touched)
-
-
-def load_into(server, path: str) -> LoadResult:
-    """Read the file at `path` completely, then make it the server's dataset."""
-    result = read_file(path, _now_ms(), server.config["limits.databases"])
-    install(server, result.tenants)
-    return result
 
 
 def _fsync_dir(directory: str) -> None:
