@@ -1,4 +1,16 @@
-"""Every error text a client can see, in one place, worded as Redis words them."""
+"""Every error text a client can see, in one place, worded as Redis words them.
+
+Fixed texts are constants, texts with a part taken from the request are small
+functions; a command raises `CommandError(errors.X)`. Most are Redis's own
+words (typos included: compat sessions compare them byte for byte with
+redis-server); tenantkv's own say so in their comment.
+
+Not here, on purpose: the reasons of errors raised below the command layer
+and shown inside one of these texts (tenancy/store.py's username and namespace
+checks, tenancy/permissions.py's rule errors, config.py's CONFIG SET reasons,
+persistence's file errors), which the CLI and the logs print as well; and log
+lines, which no client sees.
+"""
 
 
 class CommandError(Exception):
@@ -17,64 +29,45 @@ class QueryBufferExceeded(ProtocolError):
     """A client holds more unfinished input than allowed: closed without a reply."""
 
 
+def arg_text(arg: bytes) -> str:
+    """A client's argument as Redis prints it in an error: a C string (cut at
+    the first NUL byte), on one line (Redis maps CR and LF to spaces)."""
+    return arg.split(b"\0", 1)[0].decode("latin-1").replace("\r", " ").replace("\n", " ")
+
+
+def _truncate(text: str) -> str:
+    return text[:128]
+
+
+# -- arguments: Redis's shared texts for numbers, syntax and ranges ----------------
+
 SYNTAX = "ERR syntax error"
-NOT_IN_MULTI = "ERR Command not allowed inside a transaction"
 NOT_INTEGER = "ERR value is not an integer or out of range"
 NOT_FLOAT = "ERR value is not a valid float"
-WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
-NO_SUCH_KEY = "ERR no such key"
-DB_INDEX = "ERR DB index is out of range"
+OUT_OF_RANGE = "ERR value is out of range"
+NOT_POSITIVE = "ERR value is out of range, must be positive"
 INT_RANGE = "ERR value is out of range, value must between -2147483648 and 2147483647"
-OVERFLOW = "ERR increment or decrement would overflow"
-INCR_NAN = "ERR increment would produce NaN or Infinity"
-INVALID_EXPIRE = "ERR invalid expire time in '%s' command"
-STRING_TOO_LONG = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
-OFFSET_RANGE = "ERR offset is out of range"
-SAME_OBJECT = "ERR source and destination objects are the same"
-NEGATIVE_TIMEOUT = "ERR timeout is negative"
-WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled."
+NUMKEYS_POSITIVE = "ERR numkeys should be greater than 0"
+NUMKEYS_TOO_MANY = "ERR Number of keys can't be greater than number of args"
+COUNT_POSITIVE = "ERR count should be greater than 0"
+LIMIT_NEGATIVE = "ERR LIMIT can't be negative"
+
+
+def out_of_range(low: int, high: int) -> str:
+    """getRangeLongFromObjectOrReply's text without a message of the caller's."""
+    return "ERR value is out of range, value must between %d and %d" % (low, high)
+
+
+# -- dispatch: unknown commands, arity, authentication, permissions -----------------
+
+NOT_IN_MULTI = "ERR Command not allowed inside a transaction"
 NOAUTH = "NOAUTH Authentication required."
 NOAUTH_HELLO = ("NOAUTH HELLO must be called with the client already authenticated, otherwise the "
                 "HELLO AUTH <user> <pass> option can be used to authenticate the client and select "
                 "the RESP protocol version at the same time")
+WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled."
 AUTH_WITHOUT_PASSWORD = ("ERR AUTH <password> called without any password configured for the "
                          "default user. Are you sure your configuration is correct?")
-
-# Writes refused because the data can no longer be persisted (Redis's
-# shared.bgsaveerr and writeCommandsGetDiskErrorMessage, server.c).
-MISCONF_RDB = ("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to "
-               "persist to disk. Commands that may modify the data set are disabled, because this "
-               "instance is configured to report errors during writes if RDB snapshotting fails "
-               "(stop-writes-on-bgsave-error option). Please check the Redis logs for details "
-               "about the RDB error.")
-
-
-def misconf_aof(strerror: str) -> str:
-    """`strerror`: the C library's text of the failed write's errno (os.strerror)."""
-    return "MISCONF Errors writing to the AOF file: %s" % strerror
-
-
-def execabort_because(message: str) -> str:
-    """EXEC refused as a whole before it ran (Redis's execCommandAbort)."""
-    return "EXECABORT Transaction discarded because of: %s" % message
-
-
-# Redis's own words (and typo), sent to a non-loopback client of a server whose
-# default user needs no password.
-PROTECTED_MODE = (
-    b"-DENIED Redis is running in protected mode because protected mode is enabled and no "
-    b"password is set for the default user. In this mode connections are only accepted from "
-    b"the loopback interface. If you want to connect from external computers to Redis you may "
-    b"adopt one of the following solutions: 1) Just disable protected mode sending the command "
-    b"'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from "
-    b"the same host the server is running, however MAKE SURE Redis is not publicly accessible "
-    b"from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) "
-    b"Alternatively you can just disable the protected mode by editing the Redis configuration "
-    b"file, and setting the protected mode option to 'no', and then restarting the server. 3) "
-    b"If you started the server manually just for testing, restart it with the "
-    b"'--protected-mode no' option. 4) Setup a an authentication password for the default "
-    b"user. NOTE: You only need to do one of the above things in order for the server to start "
-    b"accepting connections from the outside.\r\n")
 
 
 def noperm(name: str) -> str:
@@ -90,6 +83,7 @@ NOPERM_CHANGED_IN_EXEC = (
 
 
 def wrong_arity(name: str) -> str:
+    """`name`: the command, or "command|subcommand" (Redis's full name)."""
     return "ERR wrong number of arguments for '%s' command" % name
 
 
@@ -122,11 +116,314 @@ def unknown_subcommand(command: bytes, sub: bytes) -> str:
     )
 
 
-def arg_text(arg: bytes) -> str:
-    """A client's argument as Redis prints it in an error: a C string (cut at
-    the first NUL byte), on one line (Redis maps CR and LF to spaces)."""
-    return arg.split(b"\0", 1)[0].decode("latin-1").replace("\r", " ").replace("\n", " ")
+def subcommand_syntax(sub: bytes, container: str) -> str:
+    """addReplySubcommandSyntaxError: an arity Redis checks in the handler
+    (`sub` as typed; `container`: "CLIENT", "ACL", "DEBUG")."""
+    return "ERR unknown subcommand or wrong number of arguments for '%s'. Try %s HELP." % (
+        _truncate(arg_text(sub)), container)
 
 
-def _truncate(text: str) -> str:
-    return text[:128]
+# -- keys and expiry -----------------------------------------------------------------
+
+WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
+NO_SUCH_KEY = "ERR no such key"
+DB_INDEX = "ERR DB index is out of range"
+SAME_OBJECT = "ERR source and destination objects are the same"
+BUSYKEY = "BUSYKEY Target key name already exists."
+INVALID_EXPIRE = "ERR invalid expire time in '%s' command"
+INVALID_CURSOR = "ERR invalid cursor"
+EXPIRE_NX_AND_OTHERS = "ERR NX and XX, GT or LT options at the same time are not compatible"
+EXPIRE_GT_AND_LT = "ERR GT and LT options at the same time are not compatible"
+OBJECT_FREQ_WITHOUT_LFU = (
+    "ERR An LFU maxmemory policy is not selected, access frequency not tracked. "
+    "Please note that when switching between policies at runtime LRU and LFU "
+    "data will take some time to adjust.")
+OBJECT_IDLETIME_WITH_LFU = (
+    "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note "
+    "that when switching between policies at runtime LRU and LFU data will take "
+    "some time to adjust.")
+
+
+def invalid_expire(name: str) -> str:
+    """`name`: the command as Redis names it, lower case ("set", "getex", "expire")."""
+    return INVALID_EXPIRE % name
+
+
+def expire_unsupported_option(option: bytes) -> str:
+    """EXPIRE's unknown option, printed as a C string on one line."""
+    return "ERR Unsupported option %s" % arg_text(option)
+
+
+# -- strings and bitmaps -----------------------------------------------------------------
+
+STRING_TOO_LONG = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
+OFFSET_RANGE = "ERR offset is out of range"
+OVERFLOW = "ERR increment or decrement would overflow"
+DECR_OVERFLOW = "ERR decrement would overflow"
+INCR_NAN = "ERR increment would produce NaN or Infinity"
+LCS_NOT_STRINGS = "ERR The specified keys must contain string values"
+LCS_LEN_AND_IDX = "ERR If you want both the length and indexes, please just use IDX."
+LCS_TOO_BIG = "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len"
+BIT_OFFSET = "ERR bit offset is not an integer or out of range"
+BIT_VALUE = "ERR bit is not an integer or out of range"
+BIT_ARGUMENT = "ERR The bit argument must be 1 or 0."
+BITFIELD_TYPE = ("ERR Invalid bitfield type. Use something like i16 u8. "
+                 "Note that u64 is not supported but i64 is.")
+OVERFLOW_TYPE = "ERR Invalid OVERFLOW type specified"
+BITFIELD_RO_ONLY_GET = "ERR BITFIELD_RO only supports the GET subcommand"
+BITOP_NOT_ONE_KEY = "ERR BITOP NOT must be called with a single source key."
+
+# -- hashes ----------------------------------------------------------------------------
+
+HASH_NOT_INTEGER = "ERR hash value is not an integer"
+HASH_NOT_FLOAT = "ERR hash value is not a float"
+NAN_OR_INFINITY = "ERR value is NaN or Infinity"
+
+# -- lists and blocking pops ----------------------------------------------------------------
+
+INDEX_RANGE = "ERR index out of range"
+RANK_ZERO = ("ERR RANK can't be zero: use 1 to start from the first match, 2 from the "
+             "second ... or use negative to start from the end of the list")
+COUNT_NEGATIVE = "ERR COUNT can't be negative"
+MAXLEN_NEGATIVE = "ERR MAXLEN can't be negative"
+TIMEOUT_NOT_FLOAT = "ERR timeout is not a float or out of range"
+TIMEOUT_RANGE = "ERR timeout is out of range"
+NEGATIVE_TIMEOUT = "ERR timeout is negative"
+UNBLOCKED = "UNBLOCKED client unblocked via CLIENT UNBLOCK"
+
+# -- sorted sets ---------------------------------------------------------------------------
+
+RANGE_NOT_FLOAT = "ERR min or max is not a float"
+RANGE_NOT_LEX = "ERR min or max not valid string range item"
+NAN_SCORE = "ERR resulting score is not a number (NaN)"
+WEIGHT_NOT_FLOAT = "ERR weight value is not a float"
+ZADD_XX_AND_NX = "ERR XX and NX options at the same time are not compatible"
+ZADD_GT_LT_NX = "ERR GT, LT, and/or NX options at the same time are not compatible"
+ZADD_INCR_PAIRS = "ERR INCR option supports a single increment-element pair"
+ZRANGE_LIMIT_RANK = ("ERR syntax error, LIMIT is only supported in combination with "
+                     "either BYSCORE or BYLEX")
+ZRANGE_WITHSCORES_BYLEX = "ERR syntax error, WITHSCORES not supported in combination with BYLEX"
+
+
+def zsetop_no_keys(name: str) -> str:
+    """ZUNION/ZINTER/ZDIFF (and STORE forms) with numkeys < 1; `name` lower case."""
+    return "ERR at least 1 input key is needed for '%s' command" % name
+
+
+# -- transactions ---------------------------------------------------------------------------
+
+MULTI_NESTED = "ERR MULTI calls can not be nested"
+DISCARD_WITHOUT_MULTI = "ERR DISCARD without MULTI"
+EXEC_WITHOUT_MULTI = "ERR EXEC without MULTI"
+WATCH_IN_MULTI = "ERR WATCH inside MULTI is not allowed"
+EXECABORT = "EXECABORT Transaction discarded because of previous errors."
+
+
+def execabort_because(message: str) -> str:
+    """EXEC refused as a whole before it ran (Redis's execCommandAbort)."""
+    return "EXECABORT Transaction discarded because of: %s" % message
+
+
+# -- connections: HELLO, CLIENT ------------------------------------------------------------
+
+MAXCLIENTS = b"-ERR max number of clients reached\r\n"   # written before closing
+HELLO_PROTOCOL_NOT_INTEGER = "ERR Protocol version is not an integer or out of range"
+NOPROTO = "NOPROTO unsupported protocol version"
+CLIENT_NAME_CHARS = "ERR Client names cannot contain spaces, newlines or special characters."
+INVALID_CLIENT_ID = "ERR Invalid client ID"
+CLIENT_ID_POSITIVE = "ERR client-id should be greater than 0"
+NO_SUCH_CLIENT = "ERR No such client"
+UNBLOCK_REASON = "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"
+
+
+def hello_option(option: bytes) -> str:
+    return "ERR Syntax error in HELLO option '%s'" % arg_text(option)
+
+
+def client_setinfo_option(option: bytes) -> str:
+    return "ERR Unrecognized option '%s'" % arg_text(option)
+
+
+def client_setinfo_chars(attr: str) -> str:
+    """`attr`: "lib-name" or "lib-ver"."""
+    return "ERR %s cannot contain spaces, newlines or special characters." % attr
+
+
+def unknown_client_type(name: bytes) -> str:
+    return "ERR Unknown client type '%s'" % arg_text(name)
+
+
+def no_such_user(name: bytes) -> str:
+    """CLIENT KILL USER of a user that does not exist."""
+    return "ERR No such user '%s'" % arg_text(name)
+
+
+# Redis's own words (and typo), sent to a non-loopback client of a server whose
+# default user needs no password.
+PROTECTED_MODE = (
+    b"-DENIED Redis is running in protected mode because protected mode is enabled and no "
+    b"password is set for the default user. In this mode connections are only accepted from "
+    b"the loopback interface. If you want to connect from external computers to Redis you may "
+    b"adopt one of the following solutions: 1) Just disable protected mode sending the command "
+    b"'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from "
+    b"the same host the server is running, however MAKE SURE Redis is not publicly accessible "
+    b"from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) "
+    b"Alternatively you can just disable the protected mode by editing the Redis configuration "
+    b"file, and setting the protected mode option to 'no', and then restarting the server. 3) "
+    b"If you started the server manually just for testing, restart it with the "
+    b"'--protected-mode no' option. 4) Setup a an authentication password for the default "
+    b"user. NOTE: You only need to do one of the above things in order for the server to start "
+    b"accepting connections from the outside.\r\n")
+
+# -- the request reader: a protocol error closes the connection after its reply ----------------
+
+PROTOCOL_INLINE_TOO_BIG = "ERR Protocol error: too big inline request"
+PROTOCOL_UNBALANCED_QUOTES = "ERR Protocol error: unbalanced quotes in request"
+PROTOCOL_MBULK_COUNT_TOO_BIG = "ERR Protocol error: too big mbulk count string"
+PROTOCOL_MBULK_LENGTH = "ERR Protocol error: invalid multibulk length"
+PROTOCOL_MBULK_UNAUTHENTICATED = "ERR Protocol error: unauthenticated multibulk length"
+PROTOCOL_BULK_COUNT_TOO_BIG = "ERR Protocol error: too big bulk count string"
+PROTOCOL_BULK_LENGTH = "ERR Protocol error: invalid bulk length"
+PROTOCOL_BULK_UNAUTHENTICATED = "ERR Protocol error: unauthenticated bulk length"
+
+
+def protocol_expected_dollar(got: str) -> str:
+    """`got`: the byte found instead of '$', as one character."""
+    return "ERR Protocol error: expected '$', got '%s'" % got
+
+
+# -- server: CONFIG, COMMAND, HELP, SHUTDOWN, DEBUG -------------------------------------------
+
+CONFIG_NO_FILE = "ERR The server is running without a config file"
+GETKEYS_INVALID_COMMAND = "ERR Invalid command specified"
+GETKEYS_NO_KEYS = "ERR The command has no key arguments"
+GETKEYS_ARITY = "ERR Invalid number of arguments specified for command"
+GETKEYS_INVALID_ARGUMENTS = "ERR Invalid arguments specified for command"
+NO_SHUTDOWN = "ERR No shutdown in progress."
+SHUTDOWN_FAILED = "ERR Errors trying to SHUTDOWN. Check logs."
+DEBUG_MEMORY_VALUE = "ERR argument must be a memory value bigger than 1 and smaller than 4gb"
+DEBUG_PROTOCOL_RESP2 = "ERR RESP2 is not supported by this command"
+DEBUG_PROTOCOL_TYPE = ("ERR Wrong protocol type name. Please use one of the following: "
+                       "string|integer|double|bignum|null|array|set|map|attrib|push|"
+                       "verbatim|true|false")
+DEBUG_RELOAD_OPTIONS = "ERR DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE options."
+DEBUG_RELOAD_FAILED = "ERR Error trying to load the RDB dump"
+
+
+def config_set_unknown(name: str) -> str:
+    return "ERR Unknown option or number of arguments for CONFIG SET - '%s'" % name
+
+
+def config_set_failed(name: str, reason: str) -> str:
+    """`reason`: config.py's (or the log's) words for the refused value."""
+    return "ERR CONFIG SET failed (possibly related to argument '%s') - %s" % (name, reason)
+
+
+def help_unknown_command(name: bytes) -> str:
+    """tenantkv's HELP <command> for a command it does not have."""
+    return "ERR unknown command '%s'" % arg_text(name).lower()
+
+
+# -- persistence: SAVE/BGSAVE, the append-only log, KDB --------------------------------------
+
+# Redis's bare "-ERR": SAVE that failed (the log says why).
+BARE = "ERR"
+BGSAVE_IN_PROGRESS = "ERR Background save already in progress"
+BGSAVE_OTHER_CHILD = ("ERR Another child process is active (AOF?): can't BGSAVE right now. "
+                      "Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.")
+REWRITE_IN_PROGRESS = "ERR Background append only file rewriting already in progress"
+CANT_REWRITE = ("ERR Can't execute an AOF background rewriting. "
+                "Please check the server logs for more information.")
+# tenantkv's: DEBUG LOADAOF where Redis would exit.
+AOF_BEING_CREATED = "ERR The append only file is being created (its first rewrite is in progress)"
+AOF_MISSING = "ERR There is no append only file to load"
+# tenantkv's KDB: paths confined to the data directory.
+KDB_PATH_INVALID = "ERR invalid KDB path"
+KDB_PATH_DOTDOT = "ERR KDB paths may not contain '..'"
+KDB_PATH_SUFFIX = "ERR KDB paths must end in .kdb"
+KDB_PATH_OUTSIDE = "ERR KDB paths must be inside the data directory"
+
+# Writes refused because the data can no longer be persisted (Redis's
+# shared.bgsaveerr and writeCommandsGetDiskErrorMessage, server.c).
+MISCONF_RDB = ("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to "
+               "persist to disk. Commands that may modify the data set are disabled, because this "
+               "instance is configured to report errors during writes if RDB snapshotting fails "
+               "(stop-writes-on-bgsave-error option). Please check the Redis logs for details "
+               "about the RDB error.")
+
+
+def misconf_aof(strerror: str) -> str:
+    """`strerror`: the C library's text of the failed write's errno (os.strerror)."""
+    return "MISCONF Errors writing to the AOF file: %s" % strerror
+
+
+def aof_load_failed(reason) -> str:
+    return "ERR Error trying to load the append only file: %s" % reason
+
+
+def kdb_save_failed(reason: str) -> str:
+    return "ERR KDB SAVE failed: %s" % reason
+
+
+def kdb_load_refused(filename: str, reason) -> str:
+    """The file is there but is not a snapshot tenantkv can load (`reason`: KdbError)."""
+    return "ERR KDB LOAD refused %s: %s" % (filename, reason)
+
+
+def kdb_load_failed(reason: str) -> str:
+    return "ERR KDB LOAD failed: %s" % reason
+
+
+def kdb_payload_invalid(reason) -> str:
+    return "ERR invalid KDB payload: %s" % reason
+
+
+def kdb_import_tenants(count: int) -> str:
+    return ("ERR KDB IMPORT takes one tenant's export (KDB EXPORT), "
+            "this payload holds %d tenants" % count)
+
+
+# -- ACL -------------------------------------------------------------------------------
+
+USERNAME_CHARS = "ERR Usernames can't contain spaces or null characters"
+# tenantkv's: the last root user keeps the server manageable.
+LAST_ROOT = "ERR cannot remove, disable or demote the last enabled root user"
+DEFAULT_USER_BY_CONFIG = ("ERR the password-less default user is set by the server configuration "
+                          "(auth.default_user), not by ACL SETUSER")
+DEFAULT_USER_UNDELETABLE = "ERR The 'default' user cannot be removed"
+GENPASS_BITS = ("ERR ACL GENPASS argument must be the number of bits for the output "
+                "password, a positive number up to 4096")
+# Reasons of acl_modifier (Redis's words, then tenantkv's own).
+MODIFIER_SYNTAX = "Syntax error"
+MODIFIER_HASH = ("The password hash must be exactly 64 characters and "
+                 "contain only lowercase hexadecimal characters")
+MODIFIER_NO_SUCH_PASSWORD = "The password you are trying to remove from the user does not exist"
+MODIFIER_SHA256 = "tenantkv stores argon2id hashes, not SHA-256: set the password with >password"
+MODIFIER_NOPASS = ("tenantkv users always have a password "
+                   "(use >password, or resetpass to disable password login)")
+MODIFIER_SELECTORS = "selectors are not supported by tenantkv"
+
+
+def acl_modifier(token: bytes, reason: str) -> str:
+    return "ERR Error in ACL SETUSER modifier '%s': %s" % (arg_text(token), reason)
+
+
+def invalid_username(reason) -> str:
+    return "ERR Invalid username: %s" % reason
+
+
+def acl_refused(reason) -> str:
+    """The user store refused a change (`reason`: its ValueError)."""
+    return "ERR %s" % reason
+
+
+def unknown_category(name: bytes) -> str:
+    return "ERR Unknown category '%s'" % arg_text(name)
+
+
+def user_not_found(name: bytes) -> str:
+    return "ERR User '%s' not found" % arg_text(name)
+
+
+def command_not_found(name: bytes) -> str:
+    return "ERR Command '%s' not found" % arg_text(name)

@@ -75,7 +75,6 @@ ACL_HELP = [
     "    Return the current connection username.",
 ]
 
-LAST_ROOT = "ERR cannot remove, disable or demote the last enabled root user"
 IGNORED = {"allkeys", "allchannels", "resetkeys", "resetchannels", "sanitize-payload",
            "skip-sanitize-payload"}
 
@@ -97,17 +96,17 @@ def _default_open(conn) -> bool:
 
 
 def _modifier_error(token: bytes, reason: str) -> CommandError:
-    return CommandError("ERR Error in ACL SETUSER modifier '%s': %s" % (errors.arg_text(token), reason))
+    return CommandError(errors.acl_modifier(token, reason))
 
 
 def _username(arg: bytes) -> str:
     if b" " in arg or b"\0" in arg:
-        raise CommandError("ERR Usernames can't contain spaces or null characters")
+        raise CommandError(errors.USERNAME_CHARS)
     name = _text(arg)
     try:
         return validate_username(name)
     except ValueError as exc:
-        raise CommandError("ERR Invalid username: %s" % exc) from None
+        raise CommandError(errors.invalid_username(exc)) from None
 
 
 # -- SETUSER -------------------------------------------------------------------------
@@ -132,13 +131,10 @@ def _parse_setuser(args: list) -> dict:
         elif text[:1] in ("#", "!"):
             digest = text[1:]
             if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-                raise _modifier_error(token, "The password hash must be exactly 64 characters and "
-                                             "contain only lowercase hexadecimal characters")
-            raise _modifier_error(token, "tenantkv stores argon2id hashes, not SHA-256: "
-                                         "set the password with >password")
+                raise _modifier_error(token, errors.MODIFIER_HASH)
+            raise _modifier_error(token, errors.MODIFIER_SHA256)
         elif low == "nopass":
-            raise _modifier_error(token, "tenantkv users always have a password "
-                                         "(use >password, or resetpass to disable password login)")
+            raise _modifier_error(token, errors.MODIFIER_NOPASS)
         elif low == "resetpass":
             password_ops.append(("reset",))
         elif low == "root":
@@ -167,9 +163,9 @@ def _parse_setuser(args: list) -> dict:
                 raise _modifier_error(token, str(exc)) from None
             rules = permissions.add_rule(rules if rules is not None else [], rule)
         elif low == "clearselectors" or text.startswith("("):
-            raise _modifier_error(token, "selectors are not supported by tenantkv")
+            raise _modifier_error(token, errors.MODIFIER_SELECTORS)
         else:
-            raise _modifier_error(token, "Syntax error")
+            raise _modifier_error(token, errors.MODIFIER_SYNTAX)
     return {"changes": changes, "password_ops": password_ops, "rules": rules}
 
 
@@ -211,8 +207,7 @@ def _setuser_work(store, name: str, plan: dict):
                 else:
                     found = False
                 if not found:
-                    raise _modifier_error(b"<" + op[1], "The password you are trying to remove "
-                                                        "from the user does not exist")
+                    raise _modifier_error(b"<" + op[1], errors.MODIFIER_NO_SUCH_PASSWORD)
                 state, new_password = "none", None
         if state == "set":
             changes["password"] = hashing.hash_password(new_password)
@@ -221,11 +216,11 @@ def _setuser_work(store, name: str, plan: dict):
         if current is not None and current.root and current.enabled and \
                 (changes.get("root") is False or changes.get("enabled") is False) and \
                 _enabled_roots(store, {name}) == 0:
-            raise CommandError(LAST_ROOT)
+            raise CommandError(errors.LAST_ROOT)
         try:
             user, _created = store.apply(name, changes, create=True)
         except ValueError as exc:
-            raise CommandError("ERR %s" % exc) from None
+            raise CommandError(errors.acl_refused(exc)) from None
         return user
 
 
@@ -233,8 +228,7 @@ def _setuser_work(store, name: str, plan: dict):
 def _acl_setuser(conn, args):
     name = _username(args[2])
     if name == "default" and _default_open(conn):
-        raise CommandError("ERR the password-less default user is set by the server configuration "
-                           "(auth.default_user), not by ACL SETUSER")
+        raise CommandError(errors.DEFAULT_USER_BY_CONFIG)
     plan = _parse_setuser(args)
     server = conn.server
 
@@ -266,7 +260,7 @@ def _deluser_work(store, names: list):
         found = [u for u in (store.get(n) for n in dict.fromkeys(names)) if u is not None]
         gone = {u.username for u in found}
         if any(u.root and u.enabled for u in found) and _enabled_roots(store, gone) == 0:
-            raise CommandError(LAST_ROOT)
+            raise CommandError(errors.LAST_ROOT)
         result = []
         for user in found:
             if store.delete(user.username) is None:
@@ -282,7 +276,7 @@ def _deluser_work(store, names: list):
 def _acl_deluser(conn, args):
     names = [_text(a) for a in args[2:]]
     if "default" in names and _default_open(conn):
-        raise CommandError("ERR The 'default' user cannot be removed")
+        raise CommandError(errors.DEFAULT_USER_UNDELETABLE)
     server = conn.server
 
     def finish(result):
@@ -413,11 +407,10 @@ def _acl_cat(conn, args):
     if len(args) == 2:
         return [c.encode() for c in permissions.CATEGORY_ORDER]
     if len(args) > 3:
-        raise CommandError("ERR unknown subcommand or wrong number of arguments for 'CAT'. "
-                           "Try ACL HELP.")
+        raise CommandError(errors.subcommand_syntax(args[1], "ACL"))
     category = _text(args[2]).lower()
     if category not in permissions.CATEGORY_ORDER:
-        raise CommandError("ERR Unknown category '%s'" % errors.arg_text(args[2]))
+        raise CommandError(errors.unknown_category(args[2]))
     return [c.name.encode() for c in permissions.commands_in(category)]
 
 
@@ -425,15 +418,13 @@ def _acl_cat(conn, args):
 def _acl_genpass(conn, args):
     bits = 256
     if len(args) > 3:
-        raise CommandError("ERR unknown subcommand or wrong number of arguments for 'GENPASS'. "
-                           "Try ACL HELP.")
+        raise CommandError(errors.subcommand_syntax(args[1], "ACL"))
     if len(args) == 3:
         bits = parse_int(args[2])
         if bits is None:
             raise CommandError(errors.NOT_INTEGER)
         if not 0 < bits <= 4096:
-            raise CommandError("ERR ACL GENPASS argument must be the number of bits for the output "
-                               "password, a positive number up to 4096")
+            raise CommandError(errors.GENPASS_BITS)
     chars = (bits + 3) // 4
     return secrets.token_hex((chars + 1) // 2)[:chars].encode()
 
@@ -464,8 +455,7 @@ def _log_entry(entry: dict, now: float) -> dict:
 def _acl_log(conn, args):
     entries = conn.server.auth.acl_log
     if len(args) > 3:
-        raise CommandError("ERR unknown subcommand or wrong number of arguments for 'LOG'. "
-                           "Try ACL HELP.")
+        raise CommandError(errors.subcommand_syntax(args[1], "ACL"))
     count = 10   # Redis's default
     if len(args) == 3:
         if args[2].lower() == b"reset":
@@ -528,14 +518,14 @@ def _acl_dryrun(conn, args):
 
     def finish(user):
         if user is None and not (name == "default" and _default_open(conn)):
-            raise CommandError("ERR User '%s' not found" % errors.arg_text(args[2]))
+            raise CommandError(errors.user_not_found(args[2]))
         # Redis's lookupCommand, then the arity, then the check call() makes.
         command_args = args[3:]
         cmd = find(command_args[0])
         if cmd is not None and cmd.subcommands and len(command_args) > 1:
             cmd = cmd.subcommands.get(command_args[1].lower())
         if cmd is None or cmd.name in HIDDEN:
-            raise CommandError("ERR Command '%s' not found" % errors.arg_text(args[3]))
+            raise CommandError(errors.command_not_found(args[3]))
         if not cmd.arity_ok(len(command_args)):
             raise CommandError(errors.wrong_arity(cmd.name))
         if user is None or allowed(permissions.command_table(user), cmd, command_args):

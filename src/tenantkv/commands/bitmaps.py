@@ -14,18 +14,10 @@ BITOP, which stores its result as a new value, and leave OBJECT ENCODING
 
 from tenantkv import errors
 from tenantkv.dispatch.table import command
-from tenantkv.commands.strings import _option
 from tenantkv.errors import CommandError
 from tenantkv.util.numbers import LLONG_MAX, int_arg, parse_int
+from tenantkv.util.options import option_name as _option
 
-BIT_OFFSET = "ERR bit offset is not an integer or out of range"
-BIT_VALUE = "ERR bit is not an integer or out of range"
-BIT_ARGUMENT = "ERR The bit argument must be 1 or 0."
-BITFIELD_TYPE = ("ERR Invalid bitfield type. Use something like i16 u8. "
-                 "Note that u64 is not supported but i64 is.")
-OVERFLOW_TYPE = "ERR Invalid OVERFLOW type specified"
-BITFIELD_RO_ONLY_GET = "ERR BITFIELD_RO only supports the GET subcommand"
-BITOP_NOT_ONE_KEY = "ERR BITOP NOT must be called with a single source key."
 
 _U64 = (1 << 64) - 1
 _NOT_TABLE = bytes(255 - i for i in range(256))
@@ -41,13 +33,13 @@ def _bit_offset(conn, raw: bytes, bits: int = 0) -> int:
     hashed = bits > 0 and raw[:1] == b"#"
     offset = parse_int(raw[1:] if hashed else raw)
     if offset is None:
-        raise CommandError(BIT_OFFSET)
+        raise CommandError(errors.BIT_OFFSET)
     if hashed:
         offset = (offset * bits) & _U64
         if offset > LLONG_MAX:
             offset -= 1 << 64
     if offset < 0 or (offset >> 3) >= conn.server.config["limits.proto_max_bulk_len"]:
-        raise CommandError(BIT_OFFSET)
+        raise CommandError(errors.BIT_OFFSET)
     return offset
 
 
@@ -64,7 +56,7 @@ def setbit(conn, args):
     offset = _bit_offset(conn, args[2])
     on = parse_int(args[3])
     if on is None or on & ~1:
-        raise CommandError(BIT_VALUE)
+        raise CommandError(errors.BIT_VALUE)
     db = conn.db
     key = args[1]
     old = db.write_typed(key, bytes)
@@ -191,7 +183,7 @@ def _first_bit(value: bytes, bit: int, low: int, high: int) -> int:
 def bitpos(conn, args):
     bit = int_arg(args[2])
     if bit != 0 and bit != 1:
-        raise CommandError(BIT_ARGUMENT)
+        raise CommandError(errors.BIT_ARGUMENT)
     # A missing key is an endless run of zeros (arguments unread, as in Redis 7.0).
     value = conn.db.read_typed(args[1], bytes)
     if value is None:
@@ -234,7 +226,7 @@ def bitop(conn, args):
     if op is None:
         raise CommandError(errors.SYNTAX)
     if op == "not" and len(args) != 4:
-        raise CommandError(BITOP_NOT_ONE_KEY)
+        raise CommandError(errors.BITOP_NOT_ONE_KEY)
     db = conn.db
     sources = []
     for key in args[3:]:
@@ -276,11 +268,11 @@ def _bitfield_type(raw: bytes) -> tuple:
     a C string (up to a NUL), the sign letter is case-sensitive."""
     sign = raw[:1]
     if sign not in (b"i", b"u"):
-        raise CommandError(BITFIELD_TYPE)
+        raise CommandError(errors.BITFIELD_TYPE)
     digits = raw[1:].split(b"\0", 1)[0]
     bits = parse_int(digits)
     if bits is None or bits < 1 or bits > (64 if sign == b"i" else 63):
-        raise CommandError(BITFIELD_TYPE)
+        raise CommandError(errors.BITFIELD_TYPE)
     return sign == b"i", bits
 
 
@@ -301,7 +293,7 @@ def _parse_bitfield(conn, args) -> list:
         elif name == b"overflow" and remaining >= 1:
             overflow = _OVERFLOWS.get(_option(args[j + 1]))
             if overflow is None:
-                raise CommandError(OVERFLOW_TYPE)
+                raise CommandError(errors.OVERFLOW_TYPE)
             j += 2
             continue
         else:
@@ -394,7 +386,7 @@ def _bitfield(conn, args, read_only_command: bool):
         source = b"" if value is None else value
         return [_get_field(source, offset, bits, signed) for _, signed, bits, offset, _, _ in ops]
     if read_only_command:
-        raise CommandError(BITFIELD_RO_ONLY_GET)
+        raise CommandError(errors.BITFIELD_RO_ONLY_GET)
     old = db.write_typed(key, bytes)
     # As Redis: the string grows (or is created) up to the farthest bit any
     # write reaches before the operations run, even if they all FAIL.

@@ -9,7 +9,8 @@ from tenantkv.commands.transactions import end_transaction
 from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.replies import NO_REPLY
 from tenantkv.protocol.encoder import OK, PONG, Status, Verbatim
-from tenantkv.util.numbers import parse_int
+from tenantkv.util.numbers import int_arg, parse_int
+from tenantkv.util.options import REST, Options, Value, choice, option_name
 
 
 @command("ping")
@@ -65,9 +66,9 @@ def hello(conn, args):
     if len(args) > 1:
         version = parse_int(args[1])
         if version is None:
-            raise CommandError("ERR Protocol version is not an integer or out of range")
+            raise CommandError(errors.HELLO_PROTOCOL_NOT_INTEGER)
         if version not in (2, 3):
-            raise CommandError("NOPROTO unsupported protocol version")
+            raise CommandError(errors.NOPROTO)
         protocol = version
         i = 2
     name = None
@@ -83,7 +84,7 @@ def hello(conn, args):
             _check_name(name)
             i += 2
         else:
-            raise CommandError("ERR Syntax error in HELLO option '%s'" % args[i].decode("latin-1"))
+            raise CommandError(errors.hello_option(args[i]))
 
     def reply():
         if name is not None:
@@ -153,7 +154,7 @@ def _http_guard(conn):
 def _check_name(name: bytes) -> None:
     for byte in name:
         if byte < 33 or byte > 126:
-            raise CommandError("ERR Client names cannot contain spaces, newlines or special characters.")
+            raise CommandError(errors.CLIENT_NAME_CHARS)
 
 
 # Memory an idle connection costs, measured (RSS of 2,000 idle clients): its
@@ -278,6 +279,32 @@ CLIENT_HELP = [
 # not root-only (tenancy/permissions.py). A user runs them when its rules allow.
 container("client", help=CLIENT_HELP)
 
+_CLIENT_TYPES = frozenset({b"normal", b"master", b"replica", b"slave", b"pubsub"})
+
+
+def _client_type(raw: bytes) -> bytes:
+    """getClientTypeByName: every client of tenantkv is "normal"."""
+    kind = option_name(raw)
+    if kind not in _CLIENT_TYPES:
+        raise CommandError(errors.unknown_client_type(raw))
+    return kind
+
+
+def _listed_id(raw: bytes) -> int:
+    value = parse_int(raw)
+    if value is None:
+        raise CommandError(errors.INVALID_CLIENT_ID)
+    return value
+
+
+# Redis's CLIENT LIST takes one option: TYPE t, or ID followed by every
+# argument left. Its type is checked only once the arguments are known to be
+# that form (`CLIENT LIST TYPE bogus ID` is a syntax error).
+CLIENT_LIST_OPTIONS = Options(Value("TYPE", once=True),
+                              Value("ID", REST, parse=_listed_id, once=True),
+                              exclusive=[("TYPE", "ID")])
+
+
 
 @subcommand("client", "id")
 def _client_id(conn, args):
@@ -305,11 +332,10 @@ def _client_setname(conn, args):
 def _client_setinfo(conn, args):
     attr = args[2].lower()
     if attr not in (b"lib-name", b"lib-ver"):
-        raise CommandError("ERR Unrecognized option '%s'" % args[2].decode("latin-1"))
+        raise CommandError(errors.client_setinfo_option(args[2]))
     for byte in args[3]:
         if byte < 33 or byte > 126:
-            raise CommandError("ERR %s cannot contain spaces, newlines or special characters."
-                               % attr.decode())
+            raise CommandError(errors.client_setinfo_chars(attr.decode()))
     if attr == b"lib-name":
         conn.lib_name = args[3]
     else:
@@ -349,27 +375,13 @@ def _client_mode(conn, args, attr: str):
 @subcommand("client", "list", root_only=False)
 def _client_list(conn, args):
     clients = _visible_clients(conn)
-    i = 2
-    while i < len(args):
-        option = args[i].lower()
-        if option == b"type" and i + 1 < len(args):
-            kind = args[i + 1].lower()
-            if kind not in (b"normal", b"master", b"replica", b"slave", b"pubsub"):
-                raise CommandError("ERR Unknown client type '%s'" % args[i + 1].decode("latin-1"))
-            if kind != b"normal":
-                clients = []
-            i += 2
-        elif option == b"id" and i + 1 < len(args):
-            wanted = set()
-            for raw in args[i + 1:]:
-                value = parse_int(raw)
-                if value is None or value <= 0:
-                    raise CommandError("ERR Invalid client ID")
-                wanted.add(value)
-            clients = [c for c in clients if c.id in wanted]
-            i = len(args)
-        else:
-            raise CommandError(errors.SYNTAX)
+    options = CLIENT_LIST_OPTIONS.parse(args, 2)
+    if "type" in options and _client_type(options["type"]) != b"normal":
+        clients = []
+    if "id" in options:
+        # As Redis: a line per ID asked, in that order (repeated if asked twice).
+        by_id = {c.id: c for c in clients}
+        clients = [by_id[ident] for ident in options["id"] if ident in by_id]
     current = ("client|list", args)
     return Verbatim("".join(client_info_line(c, current if c is conn else None) + "\n"
                             for c in clients).encode())
@@ -383,44 +395,22 @@ def _client_kill(conn, args):
             if other.addr == args[2].decode("latin-1"):
                 _kill(conn, other)
                 return OK
-        raise CommandError("ERR No such client")
-    skip_me = True
+        raise CommandError(errors.NO_SUCH_CLIENT)
+    options = CLIENT_KILL_OPTIONS.parse(args, 2, context=conn)
+    skip_me = options.get("skipme", "yes") == "yes"
     filters = []
-    # Options are read in order and the first bad one answers, as in Redis.
-    for i in range(2, len(args), 2):
-        if i + 1 == len(args):
-            raise CommandError(errors.SYNTAX)
-        option, value = args[i].lower(), args[i + 1]
-        text = value.decode("latin-1")
-        if option == b"id":
-            ident = parse_int(value)
-            if ident is None or ident <= 0:
-                raise CommandError("ERR client-id should be greater than 0")
-            filters.append(lambda c, ident=ident: c.id == ident)
-        elif option == b"addr":
-            filters.append(lambda c, text=text: c.addr == text)
-        elif option == b"laddr":
-            filters.append(lambda c, text=text: c.laddr == text)
-        elif option == b"user":
-            if not _user_exists(conn, text):
-                raise CommandError("ERR No such user '%s'" % errors.arg_text(value))
-            filters.append(lambda c, text=text: c.user == text)
-        elif option == b"type":
-            kind = value.lower()
-            if kind not in (b"normal", b"master", b"replica", b"slave", b"pubsub"):
-                raise CommandError("ERR Unknown client type '%s'" % errors.arg_text(value))
-            filters.append(lambda c, kind=kind: kind == b"normal")
-        elif option == b"skipme":
-            if value.lower() not in (b"yes", b"no"):
-                raise CommandError(errors.SYNTAX)
-            skip_me = value.lower() == b"yes"
-        elif option == b"maxage":
-            age = parse_int(value)
-            if age is None:
-                raise CommandError(errors.NOT_INTEGER)
-            filters.append(lambda c, age=age: time.monotonic() - c.created >= age)
-        else:
-            raise CommandError(errors.SYNTAX)
+    if "id" in options:
+        filters.append(lambda c, ident=options["id"]: c.id == ident)
+    if "addr" in options:
+        filters.append(lambda c, text=options["addr"].decode("latin-1"): c.addr == text)
+    if "laddr" in options:
+        filters.append(lambda c, text=options["laddr"].decode("latin-1"): c.laddr == text)
+    if "user" in options:
+        filters.append(lambda c, text=options["user"]: c.user == text)
+    if "type" in options:
+        filters.append(lambda c, kind=options["type"]: kind == b"normal")
+    if "maxage" in options:
+        filters.append(lambda c, age=options["maxage"]: time.monotonic() - c.created >= age)
     killed = 0
     for other in clients:
         if skip_me and other is conn:
@@ -431,14 +421,35 @@ def _client_kill(conn, args):
     return killed
 
 
+def _kill_id(raw: bytes) -> int:
+    ident = parse_int(raw)
+    if ident is None or ident <= 0:
+        raise CommandError(errors.CLIENT_ID_POSITIVE)
+    return ident
+
+
+def _kill_user(raw: bytes, conn) -> str:
+    name = raw.decode("latin-1")
+    if not _user_exists(conn, name):
+        raise CommandError(errors.no_such_user(raw))
+    return name
+
+
+# CLIENT KILL's filters (its new form): each option with one value, checked as
+# it is read; given twice, the last one counts. MAXAGE is Redis 7.4's.
+CLIENT_KILL_OPTIONS = Options(
+    Value("ID", parse=_kill_id), Value("TYPE", parse=_client_type), Value("ADDR"),
+    Value("LADDR"), Value("USER", parse=_kill_user, context=True),
+    Value("SKIPME", parse=choice("YES", "NO")), Value("MAXAGE", parse=int_arg))
+
+
 @subcommand("client", "unblock", root_only=False)
 def _client_unblock(conn, args):
     """CLIENT UNBLOCK id [TIMEOUT|ERROR]: end another client's blocking pop,
     as if its timeout had passed or with an UNBLOCKED error. Only the
     clients the caller can see (its tenant's; root: all) can be unblocked."""
     if len(args) > 4:   # Redis's arity -3 lets it through to this text
-        raise CommandError("ERR unknown subcommand or wrong number of arguments for '%s'. "
-                           "Try CLIENT HELP." % errors.arg_text(args[1]))
+        raise CommandError(errors.subcommand_syntax(args[1], "CLIENT"))
     ident = parse_int(args[2])
     if ident is None:
         raise CommandError(errors.NOT_INTEGER)
@@ -446,9 +457,9 @@ def _client_unblock(conn, args):
     if len(args) == 4:
         mode = args[3].lower()
         if mode == b"error":
-            error = "UNBLOCKED client unblocked via CLIENT UNBLOCK"
+            error = errors.UNBLOCKED
         elif mode != b"timeout":
-            raise CommandError("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+            raise CommandError(errors.UNBLOCK_REASON)
     for other in _visible_clients(conn):
         if other.id == ident and type(other.waiting) is Blocked:
             other.waiting.unblock(error)

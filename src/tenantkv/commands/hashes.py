@@ -191,7 +191,7 @@ def hincrby(conn, args):
     else:
         old = parse_int(current)
         if old is None:
-            raise CommandError("ERR hash value is not an integer")
+            raise CommandError(errors.HASH_NOT_INTEGER)
     if (increment < 0 and old < 0 and increment < LLONG_MIN - old) or \
             (increment > 0 and old > 0 and increment > LLONG_MAX - old):
         raise CommandError(errors.OVERFLOW)
@@ -210,7 +210,7 @@ def hincrbyfloat(conn, args):
         incr_long_double(None, increment)
     except CommandError as exc:
         if exc.message == errors.INCR_NAN:
-            raise CommandError("ERR value is NaN or Infinity") from None
+            raise CommandError(errors.NAN_OR_INFINITY) from None
         raise
     db = conn.db
     key, field = args[1], args[2]
@@ -223,7 +223,7 @@ def hincrbyfloat(conn, args):
         text = incr_long_double(current, increment)
     except CommandError as exc:
         if exc.message == errors.NOT_FLOAT:   # the increment parsed: the stored value did not
-            raise CommandError("ERR hash value is not a float") from None
+            raise CommandError(errors.HASH_NOT_FLOAT) from None
         raise
     h[field] = text
     _track(conn, db, key, h, max(len(field), len(text)))
@@ -245,15 +245,14 @@ def hrandfield(conn, args):
     if count is None:
         raise CommandError(errors.NOT_INTEGER)
     if count < -_LONG_MAX:
-        raise CommandError("ERR value is out of range, value must between %d and %d"
-                           % (-_LONG_MAX, _LONG_MAX))
+        raise CommandError(errors.out_of_range(-_LONG_MAX, _LONG_MAX))
     withvalues = False
     if len(args) > 4 or (len(args) == 4 and args[3].lower() != b"withvalues"):
         raise CommandError(errors.SYNTAX)
     if len(args) == 4:
         withvalues = True
         if count < -(_LONG_MAX // 2) or count > _LONG_MAX // 2:
-            raise CommandError("ERR value is out of range")
+            raise CommandError(errors.OUT_OF_RANGE)
     h = conn.db.read_typed(args[1], dict)
     if not h or count == 0:
         return []
@@ -261,7 +260,7 @@ def hrandfield(conn, args):
     if count < 0 or count == 1:
         picks = -count if count < 0 else 1
         if picks > MAX_RANDOM_PICKS:
-            raise CommandError("ERR value is out of range")
+            raise CommandError(errors.OUT_OF_RANGE)
         fields = random_repeated(h, picks)
     elif count >= len(h):
         fields = list(h)   # the whole hash, in its order

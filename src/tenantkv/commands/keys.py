@@ -12,6 +12,7 @@ from tenantkv.keyspace.types import copy_value, encoding, type_name
 from tenantkv.protocol.encoder import OK, Status
 from tenantkv.util.glob import glob_match
 from tenantkv.util.numbers import LLONG_MAX, LLONG_MIN, int_arg, parse_int
+from tenantkv.util.options import Flag, Options, Value, option_name
 
 
 @command("del")
@@ -159,29 +160,31 @@ def scan_collection(conn, args, read, whole, values, names=None):
     return [b"%d" % next_cursor, reply]
 
 
+def _scan_count(raw: bytes) -> int:
+    count = int_arg(raw)
+    if count < 1:
+        raise CommandError(errors.SYNTAX)
+    return count
+
+
+# scanGenericCommand: MATCH and COUNT (below 1: a syntax error), TYPE for SCAN
+# only; repeated, the last one counts.
+_MATCH = Value("MATCH")
+_COUNT = Value("COUNT", parse=_scan_count)
+SCAN_OPTIONS = Options(_MATCH, _COUNT, Value("TYPE"))
+COLLECTION_SCAN_OPTIONS = Options(_MATCH, _COUNT)   # HSCAN, SSCAN, ZSCAN
+
+
 def parse_scan_options(args: list, start: int, allow_type: bool = True) -> tuple:
-    pattern = None
-    count = 10
-    kind = None
-    i = start
-    while i < len(args):
-        option = args[i].lower()
-        if i + 1 >= len(args):
-            raise CommandError(errors.SYNTAX)
-        if option == b"match":
-            pattern = args[i + 1]
-            if pattern == b"*":
-                pattern = None
-        elif option == b"count":
-            count = int_arg(args[i + 1])
-            if count < 1:
-                raise CommandError(errors.SYNTAX)
-        elif option == b"type" and allow_type:
-            kind = args[i + 1].decode("latin-1").lower()
-        else:
-            raise CommandError(errors.SYNTAX)
-        i += 2
-    return pattern, count, kind
+    """(pattern or None for every name, count, type name or None)."""
+    options = (SCAN_OPTIONS if allow_type else COLLECTION_SCAN_OPTIONS).parse(args, start)
+    pattern = options.get("match")
+    if pattern == b"*":
+        pattern = None
+    kind = options.get("type")
+    if kind is not None:   # compared as Redis does: strcasecmp
+        kind = option_name(kind).decode("latin-1")
+    return pattern, options.get("count", 10), kind
 
 
 _ULONG = 1 << 64
@@ -197,10 +200,10 @@ def parse_cursor(raw: bytes) -> int:
         return 0
     digits = raw[1:] if raw[:1] in (b"+", b"-") else raw
     if not digits.isdigit() or not digits.isascii():
-        raise CommandError("ERR invalid cursor")
+        raise CommandError(errors.INVALID_CURSOR)
     value = int(digits)
     if value >= _ULONG:
-        raise CommandError("ERR invalid cursor")
+        raise CommandError(errors.INVALID_CURSOR)
     return (_ULONG - value) % _ULONG if raw[:1] == b"-" else value
 
 
@@ -393,52 +396,41 @@ def _object(conn, args, sub: bytes):
     policy = conn.server.config["limits.maxmemory_policy"]
     if sub == b"freq":
         if "lfu" not in policy:
-            raise CommandError(
-                "ERR An LFU maxmemory policy is not selected, access frequency not tracked. "
-                "Please note that when switching between policies at runtime LRU and LFU "
-                "data will take some time to adjust.")
+            raise CommandError(errors.OBJECT_FREQ_WITHOUT_LFU)
         return 0
     if "lfu" in policy:
-        raise CommandError(
-            "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note "
-            "that when switching between policies at runtime LRU and LFU data will take "
-            "some time to adjust.")
+        raise CommandError(errors.OBJECT_IDLETIME_WITH_LFU)
     return 0   # access times are not tracked per key (memory): see README
 
 
 # -- expiry --------------------------------------------------------------------
 
+# parseExtendedExpireArgumentsOrReply: NX alone, or XX with GT or LT.
+EXPIRE_OPTIONS = Options(
+    Flag("NX"), Flag("XX"), Flag("GT"), Flag("LT"),
+    incompatible=[(("NX", "XX"), errors.EXPIRE_NX_AND_OTHERS),
+                  (("NX", "GT"), errors.EXPIRE_NX_AND_OTHERS),
+                  (("NX", "LT"), errors.EXPIRE_NX_AND_OTHERS),
+                  (("GT", "LT"), errors.EXPIRE_GT_AND_LT)],
+    unknown=errors.expire_unsupported_option)
+
+
 def _expire_generic(conn, args, base_ms: int, unit_ms: int, name: str) -> int:
-    # As Redis's expireGenericCommand: the options first (named as written,
-    # up to a NUL), then the time.
-    nx = xx = gt = lt = False
-    for raw_option in args[3:]:
-        option = raw_option.split(b"\0", 1)[0].lower()
-        if option == b"nx":
-            nx = True
-        elif option == b"xx":
-            xx = True
-        elif option == b"gt":
-            gt = True
-        elif option == b"lt":
-            lt = True
-        else:
-            shown = raw_option.split(b"\0", 1)[0].decode("latin-1")
-            raise CommandError("ERR Unsupported option %s"
-                               % shown.replace("\r", " ").replace("\n", " "))
-    if nx and (xx or gt or lt):
-        raise CommandError("ERR NX and XX, GT or LT options at the same time are not compatible")
-    if gt and lt:
-        raise CommandError("ERR GT and LT options at the same time are not compatible")
+    # As Redis's expireGenericCommand: the options first, then the time.
+    if len(args) > 3:
+        options = EXPIRE_OPTIONS.parse(args, 3)
+        nx, xx, gt, lt = "nx" in options, "xx" in options, "gt" in options, "lt" in options
+    else:
+        nx = xx = gt = lt = False
     raw = parse_int(args[2])
     if raw is None:
         raise CommandError(errors.NOT_INTEGER)
     # LLONG_MIN / 1000 in C truncates toward zero.
     if unit_ms == 1000 and (raw > LLONG_MAX // 1000 or raw < -(-LLONG_MIN // 1000)):
-        raise CommandError(errors.INVALID_EXPIRE % name)
+        raise CommandError(errors.invalid_expire(name))
     when = raw * unit_ms
     if when > LLONG_MAX - base_ms:
-        raise CommandError(errors.INVALID_EXPIRE % name)
+        raise CommandError(errors.invalid_expire(name))
     when += base_ms
     db = conn.db
     key = args[1]

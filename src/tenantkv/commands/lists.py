@@ -22,8 +22,6 @@ from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY, OK
 from tenantkv.util.numbers import LLONG_MAX, LLONG_MIN, parse_int
 from tenantkv.util.ranges import rank_range
 
-_POSITIVE = "ERR value is out of range, must be positive"
-
 
 def _long(raw: bytes, message: str = errors.NOT_INTEGER) -> int:
     value = parse_int(raw)
@@ -37,7 +35,7 @@ def _range_long(raw: bytes, low: int, high: int, message: str | None = None) -> 
     out of [low, high]; without one, Redis's two generic texts."""
     value = _long(raw, message or errors.NOT_INTEGER)
     if value < low or value > high:
-        raise CommandError(message or f"ERR value is out of range, value must between {low} and {high}")
+        raise CommandError(message or errors.out_of_range(low, high))
     return value
 
 
@@ -106,7 +104,7 @@ def _pop(conn, args: list, head: bool):
     if len(args) > 3:
         raise CommandError(errors.wrong_arity(args[0].decode("latin-1").lower()))
     has_count = len(args) == 3
-    count = _range_long(args[2], 0, LLONG_MAX, _POSITIVE) if has_count else 1
+    count = _range_long(args[2], 0, LLONG_MAX, errors.NOT_POSITIVE) if has_count else 1
     db = conn.db
     key = args[1]
     lst = db.write_typed(key, deque)
@@ -145,7 +143,7 @@ def _pop_many(db, key: bytes, lst: deque, head: bool, count: int) -> list:
 
 @command("lmpop")
 def lmpop(conn, args):
-    numkeys = _range_long(args[1], 1, LLONG_MAX, "ERR numkeys should be greater than 0")
+    numkeys = _range_long(args[1], 1, LLONG_MAX, errors.NUMKEYS_POSITIVE)
     where_idx = 1 + numkeys + 1
     if where_idx >= len(args):
         raise CommandError(errors.SYNTAX)
@@ -154,7 +152,7 @@ def lmpop(conn, args):
     j = where_idx + 1
     while j < len(args):
         if count == -1 and args[j].lower() == b"count" and j + 1 < len(args):
-            count = _range_long(args[j + 1], 1, LLONG_MAX, "ERR count should be greater than 0")
+            count = _range_long(args[j + 1], 1, LLONG_MAX, errors.COUNT_POSITIVE)
             j += 2
         else:
             raise CommandError(errors.SYNTAX)
@@ -215,13 +213,11 @@ def lpos(conn, args):
         if opt == b"rank" and more:
             rank = _long(args[j + 1])
             if rank == 0:
-                raise CommandError(
-                    "ERR RANK can't be zero: use 1 to start from the first match, 2 from the "
-                    "second ... or use negative to start from the end of the list")
+                raise CommandError(errors.RANK_ZERO)
         elif opt == b"count" and more:
-            count = _range_long(args[j + 1], 0, LLONG_MAX, "ERR COUNT can't be negative")
+            count = _range_long(args[j + 1], 0, LLONG_MAX, errors.COUNT_NEGATIVE)
         elif opt == b"maxlen" and more:
-            maxlen = _range_long(args[j + 1], 0, LLONG_MAX, "ERR MAXLEN can't be negative")
+            maxlen = _range_long(args[j + 1], 0, LLONG_MAX, errors.MAXLEN_NEGATIVE)
         else:
             raise CommandError(errors.SYNTAX)
         j += 2
@@ -269,7 +265,7 @@ def lset(conn, args):
     if index < 0:
         index += n
     if index < 0 or index >= n:
-        raise CommandError("ERR index out of range")
+        raise CommandError(errors.INDEX_RANGE)
     lst[index] = args[3]
     return OK
 

@@ -30,8 +30,6 @@ from tenantkv.protocol.encoder import OK, Status
 
 log = logging.getLogger("tenantkv.persistence")
 
-IN_PROGRESS = "ERR Background save already in progress"
-
 
 def _snapshot(conn):
     return conn.server.snapshot
@@ -43,11 +41,11 @@ def _snapshot(conn):
 def save(conn, args):
     snap = _snapshot(conn)
     if snap.in_progress():
-        raise CommandError(IN_PROGRESS)
+        raise CommandError(errors.BGSAVE_IN_PROGRESS)
     try:
         snap.save()
     except Exception:
-        raise CommandError("ERR")   # Redis's bare error; the log says why
+        raise CommandError(errors.BARE)   # Redis's bare error; the log says why
     return OK
 
 
@@ -61,18 +59,17 @@ def bgsave(conn, args):
             raise CommandError(errors.SYNTAX)
     snap = _snapshot(conn)
     if snap.in_progress():
-        raise CommandError(IN_PROGRESS)
+        raise CommandError(errors.BGSAVE_IN_PROGRESS)
     in_exec = conn.server.events.in_exec
     if snap.other_child() or in_exec:
         if schedule or in_exec:   # as Redis: never fork in the middle of a transaction
             snap.scheduled = True
             return Status("Background saving scheduled")
-        raise CommandError("ERR Another child process is active (AOF?): can't BGSAVE right now. "
-                           "Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.")
+        raise CommandError(errors.BGSAVE_OTHER_CHILD)
     try:
         snap.bgsave("BGSAVE")
     except OSError:
-        raise CommandError("ERR")
+        raise CommandError(errors.BARE)
     return Status("Background saving started")
 
 
@@ -90,15 +87,15 @@ def data_path(conn, raw: bytes) -> str:
     base = os.path.realpath(conn.server.config["data.dir"])
     name = raw.decode("utf-8", "surrogateescape")
     if not name or "\0" in name:
-        raise CommandError("ERR invalid KDB path")
+        raise CommandError(errors.KDB_PATH_INVALID)
     if ".." in name.replace("\\", "/").split("/"):
-        raise CommandError("ERR KDB paths may not contain '..'")
+        raise CommandError(errors.KDB_PATH_DOTDOT)
     if not name.endswith(".kdb"):
-        raise CommandError("ERR KDB paths must end in .kdb")
+        raise CommandError(errors.KDB_PATH_SUFFIX)
     candidate = name if os.path.isabs(name) else os.path.join(base, name)
     real = os.path.realpath(candidate)
     if os.path.commonpath([real, base]) != base or real == base:
-        raise CommandError("ERR KDB paths must be inside the data directory")
+        raise CommandError(errors.KDB_PATH_OUTSIDE)
     return real
 
 
@@ -133,11 +130,11 @@ def _kdb_save(conn, args):
     snap = _snapshot(conn)
     path = data_path(conn, args[2]) if len(args) == 3 else None
     if path is None and snap.in_progress():
-        raise CommandError(IN_PROGRESS)
+        raise CommandError(errors.BGSAVE_IN_PROGRESS)
     try:
         keys = snap.save(path)
     except Exception as exc:
-        raise CommandError("ERR KDB SAVE failed: %s" % _reason(exc))
+        raise CommandError(errors.kdb_save_failed(_reason(exc)))
     return keys
 
 
@@ -158,9 +155,9 @@ def _kdb_load(conn, args):
     try:
         result = load_into(server, path)
     except kdb.KdbError as exc:
-        raise CommandError("ERR KDB LOAD refused %s: %s" % (os.path.basename(path), exc))
+        raise CommandError(errors.kdb_load_refused(os.path.basename(path), exc))
     except OSError as exc:
-        raise CommandError("ERR KDB LOAD failed: %s" % _reason(exc))
+        raise CommandError(errors.kdb_load_failed(_reason(exc)))
     _log_replaced(server)
     snap = server.snapshot
     if path == os.path.realpath(snap.path()):
@@ -199,10 +196,9 @@ def _kdb_import(conn, args):
     try:
         sections = kdb.load(args[2], now_ms=int(time.time() * 1000), databases=len(tenant.dbs))
     except kdb.KdbError as exc:
-        raise CommandError("ERR invalid KDB payload: %s" % exc)
+        raise CommandError(errors.kdb_payload_invalid(exc))
     if len(sections) > 1:
-        raise CommandError("ERR KDB IMPORT takes one tenant's export (KDB EXPORT), "
-                           "this payload holds %d tenants" % len(sections))
+        raise CommandError(errors.kdb_import_tenants(len(sections)))
     count = import_tenant(tenant, next(iter(sections.values()), []), replace, conn.server)
     conn.server.snapshot.total += count   # changes since the last save
     return count
@@ -215,7 +211,7 @@ def import_tenant(tenant, per_db: list, replace: bool, server=None) -> int:
             db = tenant.dbs[index]
             for key in data:
                 if db.get(key) is not None:
-                    raise CommandError("BUSYKEY Target key name already exists.")
+                    raise CommandError(errors.BUSYKEY)
     count = 0
     written = []
     journal = server.events.journal if server is not None else None
@@ -279,15 +275,15 @@ def debug(conn, args):
             elif option == b"merge":
                 merge = True
             else:
-                raise CommandError("ERR DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE options.")
+                raise CommandError(errors.DEBUG_RELOAD_OPTIONS)
         snap = _snapshot(conn)
         if save_first:
             if snap.in_progress():
-                raise CommandError(IN_PROGRESS)
+                raise CommandError(errors.BGSAVE_IN_PROGRESS)
             try:
                 snap.save()
             except Exception:
-                raise CommandError("ERR")
+                raise CommandError(errors.BARE)
         server = conn.server
         try:
             if flush:
@@ -306,11 +302,10 @@ def debug(conn, args):
                     import_tenant(server.tenant_for(name), per_db, True, server)
         except (kdb.KdbError, OSError) as exc:
             log.warning("DEBUG RELOAD: %s", exc)
-            raise CommandError("ERR Error trying to load the RDB dump")
+            raise CommandError(errors.DEBUG_RELOAD_FAILED)
         log.log(NOTICE, "DB reloaded by DEBUG RELOAD")
         return OK
     if sub == b"loadaof" and len(args) == 2:
         conn.server.aof.reload()
         return OK
-    raise CommandError("ERR unknown subcommand or wrong number of arguments for '%s'. Try DEBUG HELP."
-                       % args[1].decode("latin-1"))
+    raise CommandError(errors.subcommand_syntax(args[1], "DEBUG"))

@@ -294,9 +294,8 @@ def _config_set(conn, args):
     except ConfigSetError as exc:
         name = errors.arg_text(exc.name.encode("latin-1"))
         if exc.reason is None:
-            raise CommandError("ERR Unknown option or number of arguments for CONFIG SET - '%s'" % name)
-        raise CommandError("ERR CONFIG SET failed (possibly related to argument '%s') - %s"
-                           % (name, exc.reason))
+            raise CommandError(errors.config_set_unknown(name))
+        raise CommandError(errors.config_set_failed(name, exc.reason))
     return OK
 
 
@@ -318,7 +317,7 @@ def _config_resetstat(conn, args):
 
 @subcommand("config", "rewrite")
 def _config_rewrite(conn, args):
-    raise CommandError("ERR The server is running without a config file")
+    raise CommandError(errors.CONFIG_NO_FILE)
 
 
 # -- COMMAND and HELP ------------------------------------------------------------
@@ -470,14 +469,14 @@ def _getkeys_lookup(args: list):
     if cmd is not None and cmd.subcommands and len(command_args) > 1:
         cmd = cmd.subcommands.get(command_args[1].lower())
     if cmd is None:
-        raise CommandError("ERR Invalid command specified")
+        raise CommandError(errors.GETKEYS_INVALID_COMMAND)
     if not cmd.has_keys():
-        raise CommandError("ERR The command has no key arguments")
+        raise CommandError(errors.GETKEYS_NO_KEYS)
     if not cmd.arity_ok(len(command_args)):
-        raise CommandError("ERR Invalid number of arguments specified for command")
+        raise CommandError(errors.GETKEYS_ARITY)
     found = cmd.keys_and_flags(command_args)
     if not found and "no_mandatory_keys" not in cmd.flags:
-        raise CommandError("ERR Invalid arguments specified for command")
+        raise CommandError(errors.GETKEYS_INVALID_ARGUMENTS)
     return command_args, found
 
 
@@ -527,7 +526,7 @@ def help_(conn, args):
     if len(args) > 1:
         cmd = _named(args[1].replace(b" ", b"|"))
         if cmd is None:
-            raise CommandError("ERR unknown command '%s'" % args[1].decode("latin-1").lower())
+            raise CommandError(errors.help_unknown_command(args[1]))
         return [_help_syntax(cmd).encode(), ("summary: " + cmd.summary).encode(),
                 ("group: " + cmd.group).encode()]
     lines = ["Available commands:"]
@@ -557,12 +556,12 @@ def shutdown(conn, args):
             raise CommandError(errors.SYNTAX)
     options = {o.lower() for o in args[1:]}
     if b"abort" in options:
-        raise CommandError("ERR No shutdown in progress.")
+        raise CommandError(errors.NO_SHUTDOWN)
     if b"save" in options and b"nosave" in options:
         raise CommandError(errors.SYNTAX)
     save = True if b"save" in options else False if b"nosave" in options else None
     if not conn.server.shutdown(save=save, force=b"force" in options):
-        raise CommandError("ERR Errors trying to SHUTDOWN. Check logs.")
+        raise CommandError(errors.SHUTDOWN_FAILED)
     conn.close_after_reply = True   # nothing after it in the pipeline runs, as in Redis
     return NO_REPLY   # Redis closes the connection without a reply
 
@@ -613,7 +612,7 @@ def debug(conn, args):
         except ValueError:
             size = -1
         if not 0 <= size <= (1 << 32) - (1 << 20):
-            raise CommandError("ERR argument must be a memory value bigger than 1 and smaller than 4gb")
+            raise CommandError(errors.DEBUG_MEMORY_VALUE)
         return OK
     if sub == b"object" and len(args) == 3:
         db = conn.db
@@ -625,23 +624,20 @@ def debug(conn, args):
                       % (kind, len(value)))
     if sub in persistence.DEBUG_SUBCOMMANDS:
         return persistence.debug(conn, args)
-    raise CommandError("ERR unknown subcommand or wrong number of arguments for '%s'. Try DEBUG HELP."
-                       % args[1].decode("latin-1"))
+    raise CommandError(errors.subcommand_syntax(args[1], "DEBUG"))
 
 
 def _debug_protocol(conn, name: bytes):
     """DEBUG PROTOCOL <type>: one reply of each RESP3 type, as Redis's debug.c."""
     if name == b"push":
         if not conn.resp3:
-            raise CommandError("ERR RESP2 is not supported by this command")
+            raise CommandError(errors.DEBUG_PROTOCOL_RESP2)
         # A push is not a reply: a real one follows, for clients that drop pushes.
         return Raw(encode(Push([b"server-cpu-usage", 42]), True)
                    + encode(b"Some real reply following the push reply", True))
     reply = _DEBUG_PROTOCOL.get(name, _DEBUG_PROTOCOL)
     if reply is _DEBUG_PROTOCOL:
-        raise CommandError("ERR Wrong protocol type name. Please use one of the following: "
-                           "string|integer|double|bignum|null|array|set|map|attrib|push|"
-                           "verbatim|true|false")
+        raise CommandError(errors.DEBUG_PROTOCOL_TYPE)
     return reply
 
 

@@ -29,7 +29,6 @@ _DEFAULT_INTSET_ENTRIES = 512   # what types.encoding assumes for an unmarked se
 # try any count up to LONG_MAX and may die building the reply): past this one
 # tenantkv refuses, as HRANDFIELD does.
 MAX_RANDOM_PICKS = 1 << 24
-_OUT_OF_RANGE_POSITIVE = "ERR value is out of range, must be positive"
 
 
 # -- access and encodings ------------------------------------------------------------
@@ -176,7 +175,7 @@ def spop(conn, args):
         raise CommandError(errors.SYNTAX)
     count = parse_int(args[2])
     if count is None or count < 0:
-        raise CommandError(_OUT_OF_RANGE_POSITIVE)
+        raise CommandError(errors.NOT_POSITIVE)
     s = db.write_typed(key, set)
     if s is None or count == 0:
         return SetReply()
@@ -204,13 +203,13 @@ def srandmember(conn, args):
     if count is None:
         raise CommandError(errors.NOT_INTEGER)
     if count < -LLONG_MAX:
-        raise CommandError(f"ERR value is out of range, value must between {-LLONG_MAX} and {LLONG_MAX}")
+        raise CommandError(errors.out_of_range(-LLONG_MAX, LLONG_MAX))
     s = db.read_typed(key, set)
     if not s or count == 0:
         return []
     if count < 0:
         if -count > MAX_RANDOM_PICKS:
-            raise CommandError("ERR value is out of range")
+            raise CommandError(errors.OUT_OF_RANGE)
         return random_repeated(s, -count)
     if count >= len(s):
         return _members(db, key, s)
@@ -334,16 +333,16 @@ def sdiffstore(conn, args):
 def sintercard(conn, args):
     numkeys = parse_int(args[1])
     if numkeys is None or numkeys <= 0:
-        raise CommandError("ERR numkeys should be greater than 0")
+        raise CommandError(errors.NUMKEYS_POSITIVE)
     if numkeys > len(args) - 2:
-        raise CommandError("ERR Number of keys can't be greater than number of args")
+        raise CommandError(errors.NUMKEYS_TOO_MANY)
     limit = 0
     i = 2 + numkeys
     while i < len(args):
         if args[i].lower() == b"limit" and i + 1 < len(args):
             value = parse_int(args[i + 1])
             if value is None or value < 0:
-                raise CommandError("ERR LIMIT can't be negative")
+                raise CommandError(errors.LIMIT_NEGATIVE)
             limit = value
             i += 2
         else:

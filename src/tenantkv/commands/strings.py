@@ -6,11 +6,25 @@ from tenantkv.errors import CommandError
 from tenantkv.keyspace.database import now_ms
 from tenantkv.protocol.encoder import OK
 from tenantkv.util.numbers import LLONG_MAX, LLONG_MIN, incr_long_double, int_arg, parse_int
+from tenantkv.util.options import Flag, Options, Value
 
 MAX_STRING = 512 * 1024 * 1024
 
+# parseExtendedStringArgumentsOrReply (Redis's t_string.c): SET and GETEX share
+# the expiry options and their rule; NX, XX, GET and KEEPTTL are SET's, PERSIST
+# is GETEX's. An option may repeat (the last EX wins); NX/XX, and the expiry
+# kinds with KEEPTTL or PERSIST, exclude each other (a syntax error).
+_EXPIRY = ("EX", "PX", "EXAT", "PXAT")
+SET_OPTIONS = Options(
+    Flag("NX", dest="condition"), Flag("XX", dest="condition"), Flag("GET"), Flag("KEEPTTL"),
+    *(Value(unit, dest="expire") for unit in _EXPIRY),
+    exclusive=[("NX", "XX"), (*_EXPIRY, "KEEPTTL")])
+GETEX_OPTIONS = Options(
+    Flag("PERSIST"), *(Value(unit, dest="expire") for unit in _EXPIRY),
+    exclusive=[(*_EXPIRY, "PERSIST")])
 
-def _expire_at(conn, unit: bytes, raw: bytes, command_name: str) -> int:
+
+def _expire_at(conn, unit: str, raw: bytes, command_name: str) -> int:
     """Absolute expiry in ms from an EX/PX/EXAT/PXAT argument.
 
     As Redis's getExpireMillisecondsOrReply: not positive, seconds that overflow
@@ -18,23 +32,15 @@ def _expire_at(conn, unit: bytes, raw: bytes, command_name: str) -> int:
     value = parse_int(raw)
     if value is None:
         raise CommandError(errors.NOT_INTEGER)
-    if value <= 0 or (unit in (b"ex", b"exat") and value > LLONG_MAX // 1000):
-        raise CommandError(errors.INVALID_EXPIRE % command_name)
-    if unit in (b"ex", b"exat"):
+    if value <= 0 or (unit in ("ex", "exat") and value > LLONG_MAX // 1000):
+        raise CommandError(errors.invalid_expire(command_name))
+    if unit in ("ex", "exat"):
         value *= 1000
-    if unit in (b"ex", b"px"):
+    if unit in ("ex", "px"):
         value += now_ms()
         if value > LLONG_MAX:
-            raise CommandError(errors.INVALID_EXPIRE % command_name)
+            raise CommandError(errors.invalid_expire(command_name))
     return value
-
-
-def _option(raw: bytes) -> bytes:
-    """An option name as Redis compares it: case-insensitive, up to a NUL (C string)."""
-    option = raw.lower()
-    if b"\0" in option:
-        option = option[:option.index(b"\0")]
-    return option
 
 
 @command("set")
@@ -48,36 +54,17 @@ def set_(conn, args):
         if db.encodings:
             db.encodings.pop(key, None)
         return OK
-    # As Redis's parseExtendedStringArgumentsOrReply: an option may repeat
-    # (the last EX wins), but NX/XX and the expiry kinds exclude each other.
-    condition = None
-    get = keep_ttl = False
-    expire = None
-    expire_unit = None
-    i = 3
-    while i < len(args):
-        option = _option(args[i])
-        if option in (b"nx", b"xx") and condition in (None, option):
-            condition = option
-        elif option == b"get":
-            get = True
-        elif option == b"keepttl" and expire_unit is None:
-            keep_ttl = True
-        elif option in (b"ex", b"px", b"exat", b"pxat") and expire_unit in (None, option) \
-                and not keep_ttl and i + 1 < len(args):
-            expire_unit = option
-            i += 1
-            expire = args[i]
-        else:
-            raise CommandError(errors.SYNTAX)
-        i += 1
-    when = _expire_at(conn, expire_unit, expire, "set") if expire_unit else None
+    options = SET_OPTIONS.parse(args, 3)
+    expire = options.get("expire")
+    when = _expire_at(conn, expire[0], expire[1], "set") if expire else None
+    get = "get" in options
+    condition = options.get("condition")
     old = db.read(key) if get else db.get(key)   # SET ... GET is a read lookup in Redis
     if get and old is not None and type(old) is not bytes:
         raise CommandError(errors.WRONGTYPE)
-    if (condition == b"nx" and old is not None) or (condition == b"xx" and old is None):
+    if (condition == "nx" and old is not None) or (condition == "xx" and old is None):
         return old if get else None
-    db.set(key, args[2], keep_ttl=keep_ttl)
+    db.set(key, args[2], keep_ttl="keepttl" in options)
     if when is not None:
         db.set_expire(key, when)
     return old if get else OK
@@ -110,31 +97,19 @@ def getdel(conn, args):
 def getex(conn, args):
     db = conn.db
     key = args[1]
-    expire_unit = expire = None
-    persist = False
-    i = 2
-    while i < len(args):
-        option = _option(args[i])
-        if option in (b"ex", b"px", b"exat", b"pxat") and expire_unit in (None, option) \
-                and not persist and i + 1 < len(args):
-            expire_unit, expire = option, args[i + 1]
-            i += 2
-        elif option == b"persist" and expire_unit is None:
-            persist = True
-            i += 1
-        else:
-            raise CommandError(errors.SYNTAX)
+    options = GETEX_OPTIONS.parse(args, 2)
     value = db.read_typed(key, bytes)
     if value is None:
         return None
     # Redis validates the time only once it has the key (a missing key is nil).
-    when = _expire_at(conn, expire_unit, expire, "getex") if expire_unit else None
+    expire = options.get("expire")
+    when = _expire_at(conn, expire[0], expire[1], "getex") if expire else None
     if when is not None:
         if when <= now_ms():
             db.delete(key)
         else:
             db.set_expire(key, when)
-    elif persist:
+    elif "persist" in options:
         db.persist(key)
     return value
 
@@ -156,7 +131,7 @@ def setnx(conn, args):
     return 1
 
 
-def _setex(conn, args, unit: bytes, name: str):
+def _setex(conn, args, unit: str, name: str):
     when = _expire_at(conn, unit, args[2], name)
     conn.db.set(args[1], args[3])
     conn.db.set_expire(args[1], when)
@@ -165,12 +140,12 @@ def _setex(conn, args, unit: bytes, name: str):
 
 @command("setex")
 def setex(conn, args):
-    return _setex(conn, args, b"ex", "setex")
+    return _setex(conn, args, "ex", "setex")
 
 
 @command("psetex")
 def psetex(conn, args):
-    return _setex(conn, args, b"px", "psetex")
+    return _setex(conn, args, "px", "psetex")
 
 
 @command("mset")
@@ -315,7 +290,7 @@ def incrby(conn, args):
 def decrby(conn, args):
     delta = int_arg(args[2])
     if delta == LLONG_MIN:
-        raise CommandError("ERR decrement would overflow")
+        raise CommandError(errors.DECR_OVERFLOW)
     return _incr(conn, args[1], -delta)
 
 
@@ -338,7 +313,7 @@ def lcs(conn, args):
     a = db.read(args[1])
     b = db.read(args[2])
     if (a is not None and type(a) is not bytes) or (b is not None and type(b) is not bytes):
-        raise CommandError("ERR The specified keys must contain string values")
+        raise CommandError(errors.LCS_NOT_STRINGS)
     a = a or b""
     b = b or b""
     want_len = want_idx = with_match_len = False
@@ -359,9 +334,9 @@ def lcs(conn, args):
             raise CommandError(errors.SYNTAX)
         i += 1
     if want_len and want_idx:
-        raise CommandError("ERR If you want both the length and indexes, please just use IDX.")
+        raise CommandError(errors.LCS_LEN_AND_IDX)
     if len(a) * len(b) > 64 * 1024 * 1024:
-        raise CommandError("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len")
+        raise CommandError(errors.LCS_TOO_BIG)
     # Classic dynamic programming table, as Redis does.
     rows, cols = len(a) + 1, len(b) + 1
     table = [[0] * cols for _ in range(rows)]

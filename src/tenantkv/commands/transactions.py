@@ -15,19 +15,17 @@ WATCH: see dispatch/observers.py. A watched key written by any client of the
 same tenant, flushed, or expired makes EXEC answer a null array.
 """
 
-
+from tenantkv import errors
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.protocol.encoder import NULL_ARRAY, OK, Raw
 from tenantkv.dispatch.call import run_queued
 
-EXECABORT = "EXECABORT Transaction discarded because of previous errors."
-
 
 @command("multi")
 def multi(conn, args):
     if conn.multi is not None:
-        raise CommandError("ERR MULTI calls can not be nested")
+        raise CommandError(errors.MULTI_NESTED)
     conn.multi = []
     conn.multi_error = False
     return OK
@@ -36,7 +34,7 @@ def multi(conn, args):
 @command("discard")
 def discard(conn, args):
     if conn.multi is None:
-        raise CommandError("ERR DISCARD without MULTI")
+        raise CommandError(errors.DISCARD_WITHOUT_MULTI)
     end_transaction(conn)
     return OK
 
@@ -50,13 +48,13 @@ def end_transaction(conn) -> None:
 def exec_(conn, args):
     queued = conn.multi
     if queued is None:
-        raise CommandError("ERR EXEC without MULTI")
+        raise CommandError(errors.EXEC_WITHOUT_MULTI)
     events = conn.server.events
     aborted = conn.multi_error
     failed = not aborted and events.watch_failed(conn)
     end_transaction(conn)   # unwatch before running: our own writes must not count
     if aborted:
-        raise CommandError(EXECABORT)
+        raise CommandError(errors.EXECABORT)
     if failed:
         return NULL_ARRAY
     replies = []
@@ -78,7 +76,7 @@ def exec_(conn, args):
 @command("watch")
 def watch(conn, args):
     if conn.multi is not None:
-        raise CommandError("ERR WATCH inside MULTI is not allowed")
+        raise CommandError(errors.WATCH_IN_MULTI)
     events = conn.server.events
     db = conn.db
     for key in args[1:]:

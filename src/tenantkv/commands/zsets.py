@@ -24,6 +24,7 @@ from tenantkv.keyspace.types import register_type
 from tenantkv.keyspace.zset import ZSet
 from tenantkv.protocol.encoder import NULL_ARRAY, Raw
 from tenantkv.util.numbers import LLONG_MAX, float_arg, int_arg, parse_float, parse_int
+from tenantkv.util.options import NUMKEYS, Flag, Options, Value, choice
 from tenantkv.util.ranges import rank_range
 
 _ENTRIES = (None, "zset-max-listpack-entries")
@@ -31,10 +32,6 @@ _VALUE = (None, "zset-max-listpack-value")
 _DEFAULT_ENTRIES = 128
 _DEFAULT_VALUE = 64
 MAX_RANDOM_PICKS = 1 << 24
-RANGE_NOT_FLOAT = "ERR min or max is not a float"
-RANGE_NOT_LEX = "ERR min or max not valid string range item"
-NOT_POSITIVE = "ERR value is out of range, must be positive"
-NAN_SCORE = "ERR resulting score is not a number (NaN)"
 
 
 def _guess_encoding(z: ZSet) -> str:
@@ -126,7 +123,7 @@ def _score_item(raw: bytes):
     else:
         value, excl = _strtod(raw), False
     if value is None or math.isnan(value):
-        raise CommandError(RANGE_NOT_FLOAT)
+        raise CommandError(errors.RANGE_NOT_FLOAT)
     return value, excl
 
 
@@ -148,7 +145,7 @@ def _lex_item(raw: bytes):
         return raw[1:], True
     if raw[:1] == b"[":
         return raw[1:], False
-    raise CommandError(RANGE_NOT_LEX)
+    raise CommandError(errors.RANGE_NOT_LEX)
 
 
 def _lex_range(low: bytes, high: bytes) -> tuple:
@@ -198,7 +195,7 @@ def _zadd(conn, key: bytes, pairs: list, nx=False, xx=False, gt=False, lt=False,
                 if math.isnan(score):
                     if new and len(z):
                         db.set(key, z)
-                    raise CommandError(NAN_SCORE)
+                    raise CommandError(errors.NAN_SCORE)
             if (lt and score >= current) or (gt and score <= current):
                 continue
             result = score
@@ -219,28 +216,29 @@ def _zadd(conn, key: bytes, pairs: list, nx=False, xx=False, gt=False, lt=False,
     return added + updated if ch else added
 
 
+# zaddGenericCommand: the flags lead, up to the first token that is none; then
+# the pairs are counted, then the flags' rules (XX is compatible with GT or LT).
+ZADD_OPTIONS = Options(
+    Flag("NX"), Flag("XX"), Flag("GT"), Flag("LT"), Flag("CH"), Flag("INCR"),
+    incompatible=[(("NX", "XX"), errors.ZADD_XX_AND_NX),
+                  (("GT", "LT", "NX"), errors.ZADD_GT_LT_NX)])
+
+
 @command("zadd")
 def zadd(conn, args):
-    flags = {b"nx": False, b"xx": False, b"gt": False, b"lt": False, b"ch": False, b"incr": False}
-    i = 2
-    while i < len(args):
-        option = args[i].lower()
-        if option not in flags:
-            break
-        flags[option] = True
-        i += 1
+    options, i = ZADD_OPTIONS.parse_prefix(args, 2)
     elements = len(args) - i
     if elements % 2 or not elements:
         raise CommandError(errors.SYNTAX)
-    nx, xx, gt, lt, incr = flags[b"nx"], flags[b"xx"], flags[b"gt"], flags[b"lt"], flags[b"incr"]
-    if nx and xx:
-        raise CommandError("ERR XX and NX options at the same time are not compatible")
-    if (gt and nx) or (lt and nx) or (gt and lt):
-        raise CommandError("ERR GT, LT, and/or NX options at the same time are not compatible")
-    if incr and elements > 2:
-        raise CommandError("ERR INCR option supports a single increment-element pair")
+    if options:
+        ZADD_OPTIONS.check(options)
+        if "incr" in options and elements > 2:
+            raise CommandError(errors.ZADD_INCR_PAIRS)
     pairs = [(float_arg(args[j]), args[j + 1]) for j in range(i, len(args), 2)]
-    return _zadd(conn, args[1], pairs, nx, xx, gt, lt, flags[b"ch"], incr)
+    if not options:
+        return _zadd(conn, args[1], pairs)
+    return _zadd(conn, args[1], pairs, "nx" in options, "xx" in options, "gt" in options,
+                 "lt" in options, "ch" in options, "incr" in options)
 
 
 @command("zincrby")
@@ -352,38 +350,34 @@ def zlexcount(conn, args):
 
 _RANK, _SCORE, _LEX = "rank", "score", "lex"
 
+# zrangeGenericCommand: ZRANGE says how to read the range (BYSCORE or BYLEX,
+# once, not both; REV once); the older forms say it with their name, so those
+# tokens are syntax errors there. ZRANGESTORE has no WITHSCORES.
+_WITHSCORES = Flag("WITHSCORES")
+_LIMIT = Value("LIMIT", 2, parse=int_arg)
+_HOW = (Flag("REV", once=True), Flag("BYSCORE", dest="by", once=True),
+        Flag("BYLEX", dest="by", once=True))
+ZRANGE_OPTIONS = Options(_WITHSCORES, _LIMIT, *_HOW, exclusive=[("BYSCORE", "BYLEX")])
+ZRANGESTORE_OPTIONS = Options(_LIMIT, *_HOW, exclusive=[("BYSCORE", "BYLEX")])
+ZRANGE_OLD_OPTIONS = Options(_WITHSCORES, _LIMIT)   # ZREVRANGE, Z[REV]RANGEBY{SCORE,LEX}
+_BY = {None: None, "byscore": _SCORE, "bylex": _LEX}
+
 
 def _zrange(conn, args, start: int, store: bool, rangetype, reverse):
     """zrangeGenericCommand: `start` is the index of the source key."""
-    withscores = False
-    offset, limit = 0, -1
-    j = start + 3
-    n = len(args)
-    while j < n:
-        option = args[j].lower()
-        left = n - j - 1
-        if not store and option == b"withscores":
-            withscores = True
-        elif option == b"limit" and left >= 2:
-            offset = int_arg(args[j + 1])
-            limit = int_arg(args[j + 2])
-            j += 2
-        elif reverse is None and option == b"rev":
-            reverse = True
-        elif rangetype is None and option == b"bylex":
-            rangetype = _LEX
-        elif rangetype is None and option == b"byscore":
-            rangetype = _SCORE
-        else:
-            raise CommandError(errors.SYNTAX)
-        j += 1
-    reverse = bool(reverse)
+    if rangetype is None:   # ZRANGE, ZRANGESTORE
+        options = (ZRANGESTORE_OPTIONS if store else ZRANGE_OPTIONS).parse(args, start + 3)
+        rangetype = _BY[options.get("by")]
+        reverse = "rev" in options
+    else:
+        options = ZRANGE_OLD_OPTIONS.parse(args, start + 3)
+    withscores = "withscores" in options
+    offset, limit = options.get("limit", (0, -1))
     rangetype = rangetype or _RANK
     if limit != -1 and rangetype is _RANK:
-        raise CommandError("ERR syntax error, LIMIT is only supported in combination with "
-                           "either BYSCORE or BYLEX")
+        raise CommandError(errors.ZRANGE_LIMIT_RANK)
     if withscores and rangetype is _LEX:
-        raise CommandError("ERR syntax error, WITHSCORES not supported in combination with BYLEX")
+        raise CommandError(errors.ZRANGE_WITHSCORES_BYLEX)
     low, high = args[start + 1], args[start + 2]
     if reverse and rangetype is not _RANK:
         low, high = high, low
@@ -530,7 +524,7 @@ def _zpop(conn, args, maximum: bool):
     if len(args) == 3:
         count = parse_int(args[2])
         if count is None or count < 0:
-            raise CommandError(NOT_POSITIVE)
+            raise CommandError(errors.NOT_POSITIVE)
     db = conn.db
     z = db.write_typed(args[1], ZSet)
     if z is None or count == 0:
@@ -556,7 +550,7 @@ def zpopmax(conn, args):
 def zmpop(conn, args):
     numkeys = parse_int(args[1])
     if numkeys is None or numkeys <= 0:
-        raise CommandError("ERR numkeys should be greater than 0")
+        raise CommandError(errors.NUMKEYS_POSITIVE)
     where = 2 + numkeys
     if numkeys > len(args) - 3:
         raise CommandError(errors.SYNTAX)
@@ -570,7 +564,7 @@ def zmpop(conn, args):
         if args[j].lower() == b"count" and not counted and j + 1 < len(args):
             count = parse_int(args[j + 1])
             if count is None or count <= 0:
-                raise CommandError("ERR count should be greater than 0")
+                raise CommandError(errors.COUNT_POSITIVE)
             counted = True
             j += 2
         else:
@@ -646,13 +640,12 @@ def zrandmember(conn, args):
     if count is None:
         raise CommandError(errors.NOT_INTEGER)
     if count < -LLONG_MAX:
-        raise CommandError(
-            f"ERR value is out of range, value must between {-LLONG_MAX} and {LLONG_MAX}")
+        raise CommandError(errors.out_of_range(-LLONG_MAX, LLONG_MAX))
     if len(args) > 4 or (len(args) == 4 and args[3].lower() != b"withscores"):
         raise CommandError(errors.SYNTAX)
     withscores = len(args) == 4
     if withscores and (count < -(LLONG_MAX // 2) or count > LLONG_MAX // 2):
-        raise CommandError("ERR value is out of range")
+        raise CommandError(errors.OUT_OF_RANGE)
     z = conn.db.read_typed(args[1], ZSet)
     if not z or count == 0:
         return []
@@ -660,7 +653,7 @@ def zrandmember(conn, args):
     if count < 0 or count == 1:
         picks = -count if count < 0 else 1
         if picks > MAX_RANDOM_PICKS:
-            raise CommandError("ERR value is out of range")
+            raise CommandError(errors.OUT_OF_RANGE)
         n = len(order)
         pairs = [order[random.randrange(n)] for _ in range(picks)]
     elif count >= len(z):
@@ -697,6 +690,7 @@ def zscan(conn, args):
 # qsort by cardinality), which fixes the order scores are summed in.
 
 _SUM, _MIN, _MAX = b"sum", b"min", b"max"
+_AGGREGATE_BY_NAME = {"sum": _SUM, "min": _MIN, "max": _MAX}
 _UNION, _INTER, _DIFF = "union", "inter", "diff"
 
 
@@ -725,12 +719,41 @@ def _source_score(value, member: bytes):
     return 1.0 if member in value else None
 
 
+def _weight(raw: bytes) -> float:
+    weight = parse_float(raw)
+    if weight is None or math.isnan(weight):
+        raise CommandError(errors.WEIGHT_NOT_FLOAT)
+    return weight
+
+
+def _intercard_limit(raw: bytes) -> int:
+    limit = parse_int(raw)
+    if limit is None or limit < 0:
+        raise CommandError(errors.LIMIT_NEGATIVE)
+    return limit
+
+
+# The options after the keys: WEIGHTS (one per key) and AGGREGATE for union and
+# intersection, WITHSCORES where there is a reply of members, LIMIT for
+# ZINTERCARD only; repeated, the last one counts.
+_WEIGHTS = Value("WEIGHTS", NUMKEYS, parse=_weight)
+_AGGREGATE = Value("AGGREGATE", parse=choice("SUM", "MIN", "MAX"))
+_ZSETOP_OPTIONS = {
+    # (op is _DIFF, store, cardinality) -> the options
+    (False, False, False): Options(_WEIGHTS, _AGGREGATE, _WITHSCORES),   # ZUNION, ZINTER
+    (False, True, False): Options(_WEIGHTS, _AGGREGATE),                 # ZUNIONSTORE, ZINTERSTORE
+    (True, False, False): Options(_WITHSCORES),                          # ZDIFF
+    (True, True, False): Options(),                                      # ZDIFFSTORE
+    (False, False, True): Options(Value("LIMIT", parse=_intercard_limit)),   # ZINTERCARD
+}
+
+
 def _zsetop(conn, args, op, numkeys_index: int, store: bool, cardinality: bool = False):
     """The reply (or the STORE count) of ZUNION/ZINTER/ZDIFF[STORE]/ZINTERCARD."""
     name = args[0].decode("latin-1").lower()
     numkeys = int_arg(args[numkeys_index])
     if numkeys < 1:
-        raise CommandError(f"ERR at least 1 input key is needed for '{name}' command")
+        raise CommandError(errors.zsetop_no_keys(name))
     if numkeys > len(args) - numkeys_index - 1:
         raise CommandError(errors.SYNTAX)
     db = conn.db
@@ -741,38 +764,12 @@ def _zsetop(conn, args, op, numkeys_index: int, store: bool, cardinality: bool =
         if value is not None and type(value) is not ZSet and type(value) is not set:
             raise CommandError(errors.WRONGTYPE)
         sources.append(value)
-    weights = [1.0] * numkeys
-    how = _SUM
-    withscores = False
-    limit = 0
-    j = first + numkeys
-    n = len(args)
-    while j < n:
-        option = args[j].lower()
-        remaining = n - j
-        if op is not _DIFF and not cardinality and remaining >= numkeys + 1 \
-                and option == b"weights":
-            for i in range(numkeys):
-                weight = parse_float(args[j + 1 + i])
-                if weight is None or math.isnan(weight):
-                    raise CommandError("ERR weight value is not a float")
-                weights[i] = weight
-            j += numkeys + 1
-        elif op is not _DIFF and not cardinality and remaining >= 2 and option == b"aggregate":
-            how = {_SUM: _SUM, _MIN: _MIN, _MAX: _MAX}.get(args[j + 1].lower())
-            if how is None:
-                raise CommandError(errors.SYNTAX)
-            j += 2
-        elif not store and not cardinality and option == b"withscores":
-            withscores = True
-            j += 1
-        elif cardinality and remaining >= 2 and option == b"limit":
-            limit = parse_int(args[j + 1])
-            if limit is None or limit < 0:
-                raise CommandError("ERR LIMIT can't be negative")
-            j += 2
-        else:
-            raise CommandError(errors.SYNTAX)
+    options = _ZSETOP_OPTIONS[op is _DIFF, store, cardinality].parse(
+        args, first + numkeys, numkeys=numkeys)
+    weights = options.get("weights") or [1.0] * numkeys
+    how = _AGGREGATE_BY_NAME[options.get("aggregate", "sum")]
+    withscores = "withscores" in options
+    limit = options.get("limit", 0)
 
     if op is _DIFF:
         base = sources[0]

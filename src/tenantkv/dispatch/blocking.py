@@ -153,11 +153,11 @@ def parse_timeout(raw: bytes) -> float:
     """Seconds as Redis reads them (util.numbers.timeout_ms); 0 blocks forever."""
     ms = timeout_ms(raw)
     if ms is None:
-        raise CommandError("ERR timeout is not a float or out of range")
+        raise CommandError(errors.TIMEOUT_NOT_FLOAT)
     if ms < 0 or ms > LLONG_MAX:   # Redis's (long long) cast of a huge value is negative
         raise CommandError(errors.NEGATIVE_TIMEOUT)
     if ms > LLONG_MAX - now_ms():
-        raise CommandError("ERR timeout is out of range")
+        raise CommandError(errors.TIMEOUT_RANGE)
     return ms / 1000.0
 
 
@@ -206,7 +206,7 @@ def mpop_args(args, sides: tuple) -> tuple:
     timeout = parse_timeout(args[1])
     numkeys = parse_int(args[2])
     if numkeys is None or numkeys <= 0:
-        raise CommandError("ERR numkeys should be greater than 0")
+        raise CommandError(errors.NUMKEYS_POSITIVE)
     where = 3 + numkeys
     if where >= len(args):
         raise CommandError(errors.SYNTAX)
@@ -219,7 +219,7 @@ def mpop_args(args, sides: tuple) -> tuple:
         if count is None and args[j].lower() == b"count" and j + 1 < len(args):
             count = parse_int(args[j + 1])
             if count is None or count <= 0:
-                raise CommandError("ERR count should be greater than 0")
+                raise CommandError(errors.COUNT_POSITIVE)
             j += 2
         else:
             raise CommandError(errors.SYNTAX)

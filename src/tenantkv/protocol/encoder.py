@@ -127,4 +127,8 @@ def encode(value, resp3: bool) -> bytes:
 
 
 def encode_error(message: str) -> bytes:
+    if "\r" in message or "\n" in message:
+        # One line whatever a text quotes from a request (as Redis's
+        # addReplyErrorFormat): a CR or LF would end the reply early.
+        message = message.replace("\r", " ").replace("\n", " ")
     return b"-%s\r\n" % message.encode("latin-1", "replace")

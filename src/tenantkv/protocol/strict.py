@@ -18,6 +18,7 @@ memory grows with what the client actually sent.
 import ctypes
 import sys
 
+from tenantkv import errors
 from tenantkv.errors import ProtocolError, QueryBufferExceeded
 
 INLINE_MAX = 64 * 1024            # PROTO_INLINE_MAX_SIZE
@@ -219,7 +220,7 @@ class RequestReader:
                     nl = buf.find(b"\n", pos)
                     if nl < 0 or nl - pos >= INLINE_LINE_MAX:
                         if n - pos > INLINE_MAX:
-                            raise ProtocolError("ERR Protocol error: too big inline request")
+                            raise ProtocolError(errors.PROTOCOL_INLINE_TOO_BIG)
                         break
                     line = buf[pos:nl]
                     pos = nl + 1
@@ -227,22 +228,22 @@ class RequestReader:
                         line = line[:-1]
                     request = split_args(line)
                     if request is None:
-                        raise ProtocolError("ERR Protocol error: unbalanced quotes in request")
+                        raise ProtocolError(errors.PROTOCOL_UNBALANCED_QUOTES)
                     if request:
                         out.append(request)
                     continue
                 nl = buf.find(b"\r", pos)
                 if nl < 0:
                     if n - pos > INLINE_MAX:
-                        raise ProtocolError("ERR Protocol error: too big mbulk count string")
+                        raise ProtocolError(errors.PROTOCOL_MBULK_COUNT_TOO_BIG)
                     break
                 if nl + 1 >= n:
                     break
                 count = _strict_int(buf[pos + 1:nl])
                 if count is None or count > self.max_args:
-                    raise ProtocolError("ERR Protocol error: invalid multibulk length")
+                    raise ProtocolError(errors.PROTOCOL_MBULK_LENGTH)
                 if self.max_arg_unauth and count > 10:
-                    raise ProtocolError("ERR Protocol error: unauthenticated multibulk length")
+                    raise ProtocolError(errors.PROTOCOL_MBULK_UNAUTHENTICATED)
                 pos = nl + 2
                 if count <= 0:
                     continue
@@ -254,20 +255,20 @@ class RequestReader:
                     nl = buf.find(b"\r", pos)
                     if nl < 0:
                         if n - pos > INLINE_MAX:
-                            raise ProtocolError("ERR Protocol error: too big bulk count string")
+                            raise ProtocolError(errors.PROTOCOL_BULK_COUNT_TOO_BIG)
                         break
                     if nl + 1 >= n:
                         break
                     if buf[pos] != 36:  # '$'
                         # Error replies are one line: Redis shows CR/LF as a space.
                         got = buf[pos]
-                        raise ProtocolError("ERR Protocol error: expected '$', got '%s'"
-                                            % (" " if got in (10, 13) else chr(got)))
+                        raise ProtocolError(errors.protocol_expected_dollar(
+                            " " if got in (10, 13) else chr(got)))
                     bulk_len = _strict_int(buf[pos + 1:nl])
                     if bulk_len is None or bulk_len < 0 or bulk_len > self.max_bulk:
-                        raise ProtocolError("ERR Protocol error: invalid bulk length")
+                        raise ProtocolError(errors.PROTOCOL_BULK_LENGTH)
                     if self.max_arg_unauth and bulk_len > self.max_arg_unauth:
-                        raise ProtocolError("ERR Protocol error: unauthenticated bulk length")
+                        raise ProtocolError(errors.PROTOCOL_BULK_UNAUTHENTICATED)
                     pos = nl + 2
                     self.bulk_len = bulk_len
                 end = pos + bulk_len

@@ -103,7 +103,7 @@ class Connection(asyncio.Protocol):
         self.laddr = _format_addr(local)
         server = self.server
         if len(server.clients) >= server.config["network.maxclients"]:
-            transport.write(b"-ERR max number of clients reached\r\n")
+            transport.write(errors.MAXCLIENTS)
             transport.close()
             self.closing = True
             return

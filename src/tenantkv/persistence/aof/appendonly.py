@@ -24,6 +24,7 @@ import logging
 import os
 import time
 
+from tenantkv import errors
 from tenantkv.config import ConfigSetError
 from tenantkv.errors import CommandError
 from tenantkv.logs import NOTICE
@@ -38,9 +39,6 @@ from tenantkv.persistence.kdb.snapshot import install
 
 log = logging.getLogger("tenantkv.aof")
 
-REWRITE_IN_PROGRESS = "ERR Background append only file rewriting already in progress"
-CANT_REWRITE = ("ERR Can't execute an AOF background rewriting. "
-                "Please check the server logs for more information.")
 CANT_ENABLE = "Unable to turn on AOF. Check server logs."
 LIMIT_THRESHOLD = 3        # failures in a row before the automatic rewrite backs off
 LIMIT_MAX_MINUTES = 60     # (Redis's AOF_REWRITE_LIMITE_THRESHOLD / _MAX_MINUTES)
@@ -252,10 +250,9 @@ class AppendOnly:
         log it cannot load, this keeps the data as it was and refuses."""
         if self.rewrite_enables:
             # The manifest on disk does not name the file being logged to yet.
-            raise CommandError("ERR The append only file is being created "
-                               "(its first rewrite is in progress)")
+            raise CommandError(errors.AOF_BEING_CREATED)
         if not os.path.exists(self.manifest_path):
-            raise CommandError("ERR There is no append only file to load")
+            raise CommandError(errors.AOF_MISSING)
         if self.journal is not None:
             self.journal.flush()
         old = {name: [(db.data, db.expires) for db in tenant.dbs]
@@ -266,7 +263,7 @@ class AppendOnly:
         except (AofError, kdb.KdbError, OSError) as exc:
             log.warning("DEBUG LOADAOF: %s", exc)
             install(self.server, old)
-            raise CommandError("ERR Error trying to load the append only file: %s" % exc) from None
+            raise CommandError(errors.aof_load_failed(exc)) from None
         log.warning("Append Only File loaded by DEBUG LOADAOF")
 
     def _create_initial(self) -> None:
@@ -413,13 +410,13 @@ class AppendOnly:
         """BGREWRITEAOF: True if started, False if scheduled (after a BGSAVE,
         or after the transaction it is part of)."""
         if self.rewrite_pid is not None:
-            raise CommandError(REWRITE_IN_PROGRESS)
+            raise CommandError(errors.REWRITE_IN_PROGRESS)
         if self.server.snapshot.child_pid or self.server.events.in_exec:
             self.scheduled = True
             self.failures = 0   # as Redis: asked for, it is not held back by the limit
             return False
         if not self.start_rewrite():
-            raise CommandError(CANT_REWRITE)
+            raise CommandError(errors.CANT_REWRITE)
         return True
 
     def cron(self) -> None:
