@@ -33,9 +33,10 @@ def _score(score: float) -> bytes:
     return b"%.17g" % score
 
 
-def value_digest(value, has_expire: bool) -> bytes:
-    """xorObjectDigest: the digest of one value (its key not included)."""
-    digest = _mix_digest(ZERO, _TYPES[type(value)].to_bytes(4, "big"))
+def value_digest(value, has_expire: bool, start: bytes = ZERO) -> bytes:
+    """xorObjectDigest: the digest of one value, its steps applied to `start`
+    (zeros for DEBUG DIGEST-VALUE; the key's digest inside DEBUG DIGEST)."""
+    digest = _mix_digest(start, _TYPES[type(value)].to_bytes(4, "big"))
     kind = type(value)
     if kind is bytes:
         digest = _mix_digest(digest, value)
@@ -85,28 +86,7 @@ def dataset_digest(dbs) -> str:
         for key, value in db.data.items():
             # the key-value digest: mix(key), then the value's rules on top
             digest = _mix_digest(ZERO, key)
-            digest = _combine_value(digest, value, key in expires)
+            digest = value_digest(value, key in expires, digest)
             acc ^= int.from_bytes(sha1(digest).digest(), "big")
         final = acc.to_bytes(20, "big")
     return final.hex()
-
-
-def _combine_value(digest: bytes, value, has_expire: bool) -> bytes:
-    # xorObjectDigest applied to a digest that already holds the key: the
-    # same steps as value_digest, starting from `digest` instead of zeros.
-    digest = _mix_digest(digest, _TYPES[type(value)].to_bytes(4, "big"))
-    kind = type(value)
-    if kind is bytes:
-        digest = _mix_digest(digest, value)
-    elif kind is deque:
-        for element in value:
-            digest = _mix_digest(digest, element)
-    else:
-        # the unordered types xor their elements' digests in: the xor of
-        # value_digest's element part, obtained by removing its type prefix
-        prefix = _mix_digest(ZERO, _TYPES[kind].to_bytes(4, "big"))
-        elements = _xor(value_digest(value, False), prefix)
-        digest = _xor(digest, elements)
-    if has_expire:
-        digest = _xor_digest(digest, b"!!expire!!")
-    return digest
