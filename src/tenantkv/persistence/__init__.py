@@ -6,4 +6,5 @@ beside its life in the server.
                   replaying it, rewriting it in the background, check-aof
     child.py      forking a background writer (BGSAVE, BGREWRITEAOF)
     diskerror.py  refusing writes the server can no longer persist (-MISCONF)
+    files.py      fsync of a directory, after a rename
 """

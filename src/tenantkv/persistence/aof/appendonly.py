@@ -32,7 +32,8 @@ from tenantkv.persistence import child as children
 from tenantkv.persistence import diskerror
 from tenantkv.persistence.aof.format import is_kdb, write_base
 from tenantkv.persistence.aof.journal import Journal
-from tenantkv.persistence.aof.manifest import Manifest, ManifestError, fsync_dir, log_files, quoted
+from tenantkv.persistence.aof.manifest import Manifest, ManifestError, log_files, quoted
+from tenantkv.persistence.files import fsync_dir
 from tenantkv.persistence.aof.replay import AofError, Replayer, expiry_suspended, scan
 from tenantkv.persistence.kdb import format as kdb
 from tenantkv.persistence.kdb.snapshot import install

@@ -9,6 +9,8 @@ rename, directory fsync); the files it names are the truth.
 
 import os
 
+from tenantkv.persistence.files import fsync_dir
+
 MANIFEST_MAX_LINE = 1024   # bytes, the newline included (Redis's MANIFEST_MAX_LINE)
 INVALID = "Invalid AOF manifest file format"
 
@@ -276,10 +278,3 @@ def log_files(directory: str, appendfilename: str) -> list:
                 pass
     return found
 
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path or ".", os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -54,6 +54,7 @@ from collections import deque
 from itertools import accumulate, islice
 
 from tenantkv.keyspace.zset import ZSet
+from tenantkv.persistence.files import fsync_dir
 
 MAGIC = b"\x89KDB\r\n\x1a\n"   # PNG-style: catches text-mode and 7-bit mangling
 VERSION = 1
@@ -578,14 +579,6 @@ def read_file(path: str, now_ms: int | None = None, databases: int | None = None
     return parse_file(data, now_ms, databases)
 
 
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory or ".", os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_snapshot(server_or_tenants, path: str, now_ms: int | None = None,
                    key_save_delay_us: int = 0) -> int:
     """Atomically replace `path` with a snapshot: see the module docstring."""
@@ -604,5 +597,5 @@ def write_snapshot(server_or_tenants, path: str, now_ms: int | None = None,
         except OSError:
             pass
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return keys
