@@ -277,4 +277,3 @@ def log_files(directory: str, appendfilename: str) -> list:
             except OSError:
                 pass
     return found
-
