@@ -2,6 +2,7 @@
 offline admin CLI (`tenantkv user ...`, run as a subprocess)."""
 
 import os
+import re
 import sqlite3
 import stat
 import subprocess
@@ -47,8 +48,55 @@ def test_schema_migrations_are_idempotent(tmp_path):
     assert con.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall() == first
     columns = [row[1] for row in con.execute("PRAGMA table_info(users)")]
     assert columns == ["id", "username", "password", "created_at", "updated_at", "root_user",
-                       "enabled", "namespace", "rules", "password_set"]
+                       "enabled", "namespace", "rules", "password_set", "tenant"]
     con.close()
+
+
+def _schema2_db(path: str, names) -> None:
+    """A users.db as the code before schema 3 made it (its own SQL, frozen here)."""
+    con = sqlite3.connect(path)
+    con.execute("""CREATE TABLE users (
+               id INTEGER PRIMARY KEY AUTOINCREMENT,
+               username TEXT UNIQUE NOT NULL,
+               password TEXT NOT NULL,
+               created_at INTEGER,
+               updated_at INTEGER,
+               root_user INTEGER NOT NULL DEFAULT 0,
+               enabled INTEGER NOT NULL DEFAULT 1,
+               namespace TEXT NULL
+           )""")
+    con.execute("ALTER TABLE users ADD COLUMN rules TEXT NULL")
+    con.execute("ALTER TABLE users ADD COLUMN password_set INTEGER NOT NULL DEFAULT 1")
+    con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    con.execute("INSERT INTO schema_version VALUES (2)")
+    for name in names:
+        con.execute("INSERT INTO users (username, password, created_at, updated_at) VALUES (?, ?, 0, 0)",
+                    (name, hash_password(b"pw")))
+    con.commit()
+    con.close()
+
+
+def test_schema3_keeps_old_tenant_keys_and_never_reuses_them(tmp_path):
+    path = str(tmp_path / "users.db")
+    _schema2_db(path, ["old1", "old2"])
+    with UserStore(path) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        old1, old2 = store.get("old1"), store.get("old2")
+        assert (old1.tenant_key, old2.tenant_key) == ("user:%d" % old1.id, "user:%d" % old2.id)
+        store.delete("old2")
+        # Simulate a restored users.db whose AUTOINCREMENT hands out old2's id again.
+        with store._lock:
+            store._conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'users'", (old1.id,))
+        newer = store.add("newer", b"pw")
+        assert newer.id == old2.id and newer.tenant_key != old2.tenant_key
+        assert re.fullmatch(r"tenant:[0-9a-f]{32}", newer.tenant_key)
+        made = store.apply("made", {}, create=True)[0]
+        assert re.fullmatch(r"tenant:[0-9a-f]{32}", made.tenant_key) and made.tenant_key != newer.tenant_key
+        assert store.owned_tenants() == {old1.tenant_key, newer.tenant_key, made.tenant_key}
+        store.set_namespace("made", "team")
+        assert store.owned_tenants() == {old1.tenant_key, newer.tenant_key, made.tenant_key, "team"}
+        with store._lock, pytest.raises(sqlite3.IntegrityError):   # unique forever, by the index too
+            store._conn.execute("UPDATE users SET tenant = ? WHERE username = 'made'", (old1.tenant_key,))
 
 
 def test_schema_newer_than_code_is_refused(tmp_path):
@@ -109,10 +157,11 @@ def test_password_root_enabled_namespace(store):
     assert store.set_root("carol", True).root and not store.set_root("carol", False).root
     assert not store.set_enabled("carol", False).enabled and store.get("carol").enabled is False
     assert store.set_enabled("carol", True).enabled
-    assert user.tenant_key == "user:%d" % user.id
+    # A new user's tenant is random 128 bits, never derived from its id.
+    assert user.tenant_key == user.own_tenant and re.fullmatch(r"tenant:[0-9a-f]{32}", user.tenant_key)
     assert store.set_namespace("carol", "team").tenant_key == "team"
-    assert store.get("carol").namespace == "team"
-    assert store.set_namespace("carol", None).tenant_key == "user:%d" % user.id
+    assert store.get("carol").namespace == "team" and store.get("carol").own_tenant == user.own_tenant
+    assert store.set_namespace("carol", None).tenant_key == user.own_tenant
     for call in (lambda: store.set_password("nobody", b"x"), lambda: store.set_root("nobody", True),
                  lambda: store.set_enabled("nobody", True), lambda: store.set_namespace("nobody", "t")):
         with pytest.raises(NoSuchUser):

@@ -265,7 +265,7 @@ def _deluser_work(store, names: list):
         for user in found:
             if store.delete(user.username) is None:
                 continue
-            drop = ["user:%d" % user.id]   # its own tenant (also when bound elsewhere)
+            drop = [user.own_tenant]   # its own tenant (also when bound elsewhere)
             if user.namespace is not None and not store.users_in(user.namespace):
                 drop.append(user.namespace)
             result.append((user, drop))

@@ -47,11 +47,29 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE users ADD COLUMN rules TEXT NULL",
         "ALTER TABLE users ADD COLUMN password_set INTEGER NOT NULL DEFAULT 1",
     ],
+    # 3: the key of the user's own tenant, unique forever. Until now it was
+    # "user:<id>", and a restored older users.db hands the ids of users made
+    # after the backup (and with them their data) to new users. Existing users
+    # keep "user:<id>", so no data moves; new users get a random 128-bit key
+    # (new_tenant_key), which no restore can hand out again.
+    [
+        "ALTER TABLE users ADD COLUMN tenant TEXT NULL",
+        "UPDATE users SET tenant = 'user:' || id WHERE tenant IS NULL",
+        "CREATE UNIQUE INDEX IF NOT EXISTS users_tenant ON users (tenant)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = ("id, username, password, root_user, enabled, namespace, created_at, updated_at, rules,"
-            " password_set")
+            " password_set, tenant")
+TENANT_PREFIX = "tenant:"
+
+
+def new_tenant_key() -> str:
+    """A fresh tenant key: random 128 bits, so no two users ever share one,
+    whatever happens to users.db (a restore, a copy between servers). The
+    ':' keeps it apart from namespaces (validate_namespace refuses ':')."""
+    return TENANT_PREFIX + secrets.token_hex(16)
 _ADD_COLUMN = re.compile(r"ALTER TABLE (\w+) ADD COLUMN (\w+)", re.I)
 
 
@@ -87,13 +105,16 @@ class User:
     updated_at: int
     rules: str | None = None   # ACL command rules; None: the default (tenancy.permissions)
     has_password: bool = True  # False: no password can log in (ACL SETUSER without >pw)
+    # The key of the user's own tenant: "user:<id>" for users made before
+    # schema 3, else new_tenant_key(). Never the name (reused after a delete)
+    # nor the password hash (changes with the password).
+    own_tenant: str = ""
 
     @property
     def tenant_key(self) -> str:
-        """The key of this user's Tenant: its namespace when bound to one,
-        else its stable id (never the name, which may be reused after a delete,
-        nor the password hash, which changes with the password)."""
-        return self.namespace if self.namespace is not None else "user:%d" % self.id
+        """The key of the Tenant this user works in: its namespace when bound
+        to one, else its own tenant."""
+        return self.namespace if self.namespace is not None else self.own_tenant
 
     def __repr__(self) -> str:   # keeps the hash out of logs and tracebacks
         return ("User(id=%d, username=%r, root=%r, enabled=%r, namespace=%r)"
@@ -124,7 +145,7 @@ def validate_username(username: str) -> str:
 def validate_namespace(namespace: str) -> str:
     """A namespace is a tenant key shared by several users: the username rules,
     and no ':' at all, so it can never be mistaken for a user's own tenant key
-    ("user:<id>")."""
+    ("user:<id>", "tenant:<hex>") nor the default tenant (":default")."""
     if not isinstance(namespace, str):
         raise ValueError("namespace must be a string")
     if not 1 <= len(namespace) <= NAME_MAX:
@@ -145,7 +166,7 @@ def _row(row) -> User | None:
         return None
     return User(id=row[0], username=row[1], password=row[2], root=bool(row[3]), enabled=bool(row[4]),
                 namespace=row[5], created_at=row[6] or 0, updated_at=row[7] or 0, rules=row[8],
-                has_password=bool(row[9]))
+                has_password=bool(row[9]), own_tenant=row[10])
 
 
 def _create_private(path: str) -> None:
@@ -249,6 +270,13 @@ class UserStore:
         with self._lock:
             return self._conn.execute("SELECT COUNT(*) FROM users").fetchone()[0]
 
+    def owned_tenants(self) -> set:
+        """Every tenant key some user owns: each user's own tenant (kept also
+        while the user is bound to a namespace) and each namespace in use."""
+        with self._lock:
+            rows = self._conn.execute("SELECT tenant, namespace FROM users").fetchall()
+        return {key for row in rows for key in row if key is not None}
+
     def users_in(self, namespace: str) -> list[User]:
         """Users bound to `namespace`, ordered by username."""
         with self._lock:
@@ -274,8 +302,9 @@ class UserStore:
                 with self._transaction():
                     cursor = self._conn.execute(
                         "INSERT INTO users (username, password, created_at, updated_at, root_user, enabled,"
-                        " namespace) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (username, stored, now, now, int(bool(root)), int(bool(enabled)), namespace))
+                        " namespace, tenant) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (username, stored, now, now, int(bool(root)), int(bool(enabled)), namespace,
+                         new_tenant_key()))
             except sqlite3.IntegrityError:
                 raise UserExists(username) from None
             return _row(self._conn.execute("SELECT %s FROM users WHERE id = ?" % _COLUMNS,
@@ -365,8 +394,9 @@ class UserStore:
                         raise NoSuchUser(username)
                     self._conn.execute(
                         "INSERT INTO users (username, password, created_at, updated_at, root_user,"
-                        " enabled, namespace, rules, password_set) VALUES (?, ?, ?, ?, 0, 0, NULL, NULL, 0)",
-                        (username, unusable, now, now))
+                        " enabled, namespace, rules, password_set, tenant)"
+                        " VALUES (?, ?, ?, ?, 0, 0, NULL, NULL, 0, ?)",
+                        (username, unusable, now, now, new_tenant_key()))
                     created = True
                 sets, params = ["updated_at = ?"], [now]
                 for key, value in changes.items():
@@ -384,8 +414,9 @@ class UserStore:
                 return self._get(username), created
 
     def delete(self, username) -> User | None:
-        """Remove the user; the removed User, or None if there was none. Ids are
-        never reused (AUTOINCREMENT), so a later user never gets its tenant."""
+        """Remove the user; the removed User, or None if there was none. Its
+        tenant key is never given to another user (new_tenant_key), even if a
+        restored older users.db hands its id out again."""
         username = _name(username)
         with self._lock:
             with self._transaction():
