@@ -236,10 +236,12 @@ def import_tenant(tenant, per_db: list, replace: bool, server=None) -> int:
 
 def _log_replaced(server) -> None:
     """The whole dataset was replaced without write commands (KDB LOAD, DEBUG
-    RELOAD): the append-only log, if on, records every tenant's data as it is."""
+    RELOAD): the append-only log, if on, records every tenant's data as it is,
+    and tenants no user owns are reported."""
     journal = server.events.journal
     if journal is not None:
         journal.replaced(list(server.tenants.values()))
+    server.check_orphans()   # the file may hold tenants no user here owns
 
 
 # -- DEBUG subcommands (dispatched from commands/server.py's DEBUG) -----------------

@@ -151,6 +151,8 @@ def info_section(conn, name: str) -> list:
             "async_loading:0",
             *server.snapshot.info_lines(),   # rdb_* (persistence/kdb/snapshot.py)
             *server.aof.info(),              # aof_* (persistence/aof/appendonly.py)
+            # tenants no user owns (server/app.py check_orphans): root's business
+            *(server.orphan_info() if conn.root else ()),
         ]
     if name == "stats":
         hits, misses, expired = keyspace_counts(conn)

@@ -40,9 +40,13 @@ class Server:
         self.tenants: dict = {}
         # The default user's tenant, which also holds the connections that
         # have not authenticated. Its key has a ':' so that no namespace
-        # (validate_namespace refuses ':') and no user's "user:<id>" can be it:
-        # `ACL SETUSER x namespace:default` gets a tenant of its own.
+        # (validate_namespace refuses ':') and no user's own tenant key
+        # ("user:<id>", "tenant:<hex>") can be it: `ACL SETUSER x
+        # namespace:default` gets a tenant of its own.
         self.default_tenant = self.tenant_for(DEFAULT_TENANT)
+        # Tenants with data that no user owns (check_orphans): name -> keys
+        # when found. Kept in memory and in every save, reachable by nobody.
+        self.orphans: dict = {}
         self.listeners: list = []
         self.loop = None
         self.stopped = None
@@ -91,6 +95,35 @@ class Server:
             tenant = Tenant(name, self.stats, self.config["limits.databases"])
             self.tenants[name] = tenant
         return tenant
+
+    def check_orphans(self) -> None:
+        """Find the tenants holding data that no user owns (after a restore of
+        an older users.db, an offline `tenantkv user del`, a KDB LOAD of
+        another server's file), log each, and remember them for INFO. Their
+        data stays as it is: no new user can get an old tenant key (new keys
+        are random, tenancy/store.py), so it stays unreachable, and every
+        save keeps it until root deletes it. Reads the user store on the
+        loop: start-up and KDB LOAD / DEBUG RELOAD only."""
+        owned = self.auth.store.owned_tenants() if self.auth is not None else set()
+        owned.add(DEFAULT_TENANT)
+        orphans = {}
+        for name, tenant in self.tenants.items():
+            if name not in owned:
+                keys = tenant.key_count()
+                if keys:
+                    orphans[name] = keys
+        for name, keys in sorted(orphans.items()):
+            if name not in self.orphans:
+                log.warning("Tenant %r holds %d keys but no user owns it (users.db restored "
+                            "from an older backup, or a user deleted offline?): kept, "
+                            "reachable by no user", name, keys)
+        self.orphans = orphans
+
+    def orphan_info(self) -> list:
+        """INFO persistence lines for root: orphaned tenants and their keys now."""
+        tenants = [self.tenants[name] for name in self.orphans if name in self.tenants]
+        return ["orphan_tenants:%d" % len(tenants),
+                "orphan_keys:%d" % sum(tenant.key_count() for tenant in tenants)]
 
     def flush_pending_writes(self) -> None:
         """Write the replies of every connection in `pending_writes`.
@@ -161,6 +194,7 @@ class Server:
         # The append-only log when it is on and exists, else the snapshot
         # (persistence/aof/appendonly.py); a refused file exits here, before listening.
         self.aof.startup()
+        self.check_orphans()
         await self.listen()
         bound = [s.getsockname() for lst in self.listeners for s in lst.sockets]
         log.log(NOTICE, "Ready to accept connections on %s (pid %d)",
