@@ -21,6 +21,7 @@ from tenantkv.dispatch.table import DOC_FIELDS
 TENANTKV_ONLY = {
     "kdb": "tenantkv's snapshot files",
     "kdb|save": "", "kdb|load": "", "kdb|export": "", "kdb|import": "", "kdb|help": "",
+    "kdb|orphans": "", "kdb|export-orphan": "", "kdb|drop-orphan": "",
     "help": "the article's HELP",
     "client|setinfo": "Redis 7.2's (clients send it on connect)",
     "client|no-touch": "Redis 7.2's",

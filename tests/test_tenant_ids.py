@@ -45,6 +45,12 @@ def tenant_of(data_dir, name: str) -> str:
         con.close()
 
 
+def orphans(root: redis.Redis) -> dict:
+    """KDB ORPHANS as a dict (a map in RESP3, pairs in a flat array in RESP2)."""
+    reply = root.execute_command("KDB", "ORPHANS")
+    return reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2]))
+
+
 def restore(data_dir, backup: str) -> None:
     """README's procedure: remove users.db and its -wal/-shm, copy the backup in."""
     for suffix in ("", "-wal", "-shm"):
@@ -106,6 +112,7 @@ def test_restored_users_db_never_hands_data_to_a_new_user(tmp_path, mode):
         assert_orphaned(proc, root, bob_tenant, 11)
         assert login(proc, "carol", "carol-pw").dbsize() == 0
         assert login(proc, "bob", "bob-pw2").get("medical") is None
+        assert orphans(root) == {bob_tenant.encode(): 11}
 
 
 def _schema2_users_db(path: str) -> None:
@@ -177,13 +184,44 @@ def test_users_from_before_schema3_keep_their_tenant_and_data(tmp_path):
         assert login(proc, "member", "member-pw").get("t") == b"team-v"
 
 
-def test_kdb_load_reports_tenants_no_user_owns(tmp_path):
+def test_kdb_load_reports_orphans_and_root_exports_and_drops_them(tmp_path):
     add_user(tmp_path, "root", ROOT_PW, "--root")
     empty = [({}, {}) for _ in range(15)]
-    kdb.write_snapshot({"user:77": [({b"a": b"1", b"b": b"2"}, {})] + empty},
-                       str(tmp_path / "other.kdb"))
-    with start(tmp_path, "snapshot") as proc:
+    kdb.write_snapshot({"user:77": [({b"a": b"1", b"b": b"2"}, {})] + empty,
+                        "ghost": [({b"g": b"3"}, {})] + empty}, str(tmp_path / "other.kdb"))
+    with start(tmp_path, "aof") as proc:
         root = login(proc, "root")
+        make_user(root, "eve", "eve-pw")
+        eve = login(proc, "eve", "eve-pw")
         assert persistence_info(root)["orphan_tenants"] == 0
-        assert root.execute_command("KDB", "LOAD", "other.kdb") == 2
-        assert_orphaned(proc, root, "'user:77'", 2)
+        assert root.execute_command("KDB", "LOAD", "other.kdb") == 3
+        info = persistence_info(root)
+        assert (info["orphan_tenants"], info["orphan_keys"]) == (2, 3)
+        log = log_text(proc)
+        assert "Tenant 'user:77' holds 2 keys" in log and "Tenant 'ghost' holds 1 keys" in log
+        for args in (("ORPHANS",), ("EXPORT-ORPHAN", "user:77"), ("DROP-ORPHAN", "user:77")):
+            with pytest.raises(redis.exceptions.NoPermissionError, match="'kdb\\|%s'" % args[0].lower()):
+                eve.execute_command("KDB", *args)
+        assert orphans(root) == {b"ghost": 1, b"user:77": 2}
+        for sub in ("EXPORT-ORPHAN", "DROP-ORPHAN"):
+            with pytest.raises(redis.ResponseError, match="^no such orphaned tenant"):
+                root.execute_command("KDB", sub, "user:1")
+        # Root hands user:77's data to the right user: export, then that user imports.
+        payload = root.execute_command("KDB", "EXPORT-ORPHAN", "user:77")
+        assert eve.execute_command("KDB", "IMPORT", payload) == 2
+        assert eve.mget("a", "b") == [b"1", b"2"]
+        # Binding a user to the namespace adopts it: no longer an orphan.
+        assert root.execute_command("ACL", "SETUSER", "eve", "namespace:ghost") == b"OK"
+        assert orphans(root) == {b"user:77": 2}
+        with pytest.raises(redis.ResponseError, match="^no such orphaned tenant"):
+            root.execute_command("KDB", "DROP-ORPHAN", "ghost")
+        assert root.execute_command("KDB", "DROP-ORPHAN", "user:77") == 2
+        assert orphans(root) == {}
+        info = persistence_info(root)
+        assert (info["orphan_tenants"], info["orphan_keys"]) == (0, 0)
+    with start(tmp_path, "aof") as proc:   # the drop went through the log
+        root = login(proc, "root")
+        info = persistence_info(root)
+        assert (info["orphan_tenants"], info["orphan_keys"]) == (0, 0)
+        assert "no user owns" not in log_text(proc)
+        assert login(proc, "eve", "eve-pw").get("g") == b"3"

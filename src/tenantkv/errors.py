@@ -342,6 +342,8 @@ KDB_PATH_INVALID = "ERR invalid KDB path"
 KDB_PATH_DOTDOT = "ERR KDB paths may not contain '..'"
 KDB_PATH_SUFFIX = "ERR KDB paths must end in .kdb"
 KDB_PATH_OUTSIDE = "ERR KDB paths must be inside the data directory"
+# tenantkv's KDB EXPORT-ORPHAN / DROP-ORPHAN: the name is not echoed (any bytes).
+KDB_NO_ORPHAN = "ERR no such orphaned tenant (KDB ORPHANS lists them)"
 
 # Writes refused because the data can no longer be persisted (Redis's
 # shared.bgsaveerr and writeCommandsGetDiskErrorMessage, server.c).

@@ -110,6 +110,9 @@ KDB_HELP = [
     "LOAD [<path>]", "    Replace every tenant's data with the snapshot file's.",
     "EXPORT", "    Return your tenant's data as a .kdb payload.",
     "IMPORT <payload> [REPLACE]", "    Add the keys of a KDB EXPORT payload to your tenant.",
+    "ORPHANS", "    List the tenants holding data that no user owns, with their key counts.",
+    "EXPORT-ORPHAN <tenant>", "    Return an orphaned tenant's data as a .kdb payload.",
+    "DROP-ORPHAN <tenant>", "    Delete an orphaned tenant and its data.",
 ]
 _KDB_FILE = dict(flags="admin noscript no_async_loading", acl_categories="@admin @slow @dangerous",
                  group="server", since="0.1.0",
@@ -232,6 +235,60 @@ def import_tenant(tenant, per_db: list, replace: bool, server=None) -> int:
     if written and server is not None:
         server.events.written(written)
     return count
+
+
+# Orphaned tenants (server/app.py check_orphans): data no user owns, after a
+# restore of an older users.db or an offline user deletion. Root lists them,
+# takes a copy (to KDB IMPORT into the right user's tenant) and drops them;
+# nothing else can reach them. Each re-reads the user store first, so a
+# namespace root has bound a user to since is no longer an orphan.
+_ORPHAN = dict(flags="admin noscript", acl_categories="@admin @slow @dangerous", group="server",
+               since="0.1.0")
+_ORPHAN_ARG = [{"name": "tenant", "type": "string"}]
+
+
+@subcommand("kdb", "orphans", arity=2, **_ORPHAN,
+            summary="List the tenants holding data that no user owns, with their key counts",
+            complexity="O(N) where N is the number of users and tenants")
+def _kdb_orphans(conn, args):
+    server = conn.server
+    server.check_orphans()
+    return {name.encode("utf-8", "surrogateescape"): keys
+            for name, keys in sorted(server.orphans.items())}
+
+
+def _orphan(conn, raw: bytes):
+    server = conn.server
+    server.check_orphans()
+    name = raw.decode("utf-8", "surrogateescape")
+    if name not in server.orphans:
+        raise CommandError(errors.KDB_NO_ORPHAN)
+    return server, name
+
+
+@subcommand("kdb", "export-orphan", arity=3, **_ORPHAN, arguments=_ORPHAN_ARG,
+            summary="Return an orphaned tenant's data as a .kdb payload",
+            complexity="O(N) where N is the number of keys")
+def _kdb_export_orphan(conn, args):
+    server, name = _orphan(conn, args[2])
+    return kdb.dumps({name: server.tenants[name]})
+
+
+@subcommand("kdb", "drop-orphan", arity=3, **_ORPHAN, arguments=_ORPHAN_ARG,
+            summary="Delete an orphaned tenant and its data",
+            complexity="O(N) where N is the number of keys")
+def _kdb_drop_orphan(conn, args):
+    server, name = _orphan(conn, args[2])
+    tenant = server.tenants.pop(name)
+    keys = tenant.key_count()
+    if server.events.journal is not None:
+        server.events.journal.dropped_tenant(name)
+    for db in tenant.dbs:
+        db.clear()
+    del server.orphans[name]
+    server.snapshot.total += keys   # changes since the last save
+    log.warning("KDB DROP-ORPHAN: tenant %r and its %d keys deleted", name, keys)
+    return keys
 
 
 def _log_replaced(server) -> None:
