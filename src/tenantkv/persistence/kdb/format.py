@@ -352,18 +352,65 @@ def _split(flat: list, counts) -> list:
     return [flat[a:b] for a, b in zip(offsets, islice(offsets, 1, None))]
 
 
+# -- validation -------------------------------------------------------------------
+# A payload's structure can be right while its values are not values any
+# command could have made: an empty list, a set or hash holding a member twice,
+# a sorted set whose dict and sorted list disagree (a repeated member, a NaN
+# score). Commands assume these never exist (LPOP, SPOP, ZRANK... fail on
+# them), so every way data enters the server whole (start-up, KDB LOAD, DEBUG
+# RELOAD, KDB IMPORT, a log's .kdb base, RESTORE later) refuses them here, in
+# the decoders, before anything is installed. The checks run once per block in
+# C (`in`, array comparison, sum); only a refusal walks the elements in Python.
+
+def _show(name: bytes) -> str:
+    """A key, member or field for an error message, cut to 64 bytes."""
+    return repr(name[:64])[1:] + ("..." if len(name) > 64 else "")
+
+
+def _repeat(items):
+    """The first item seen twice, or None."""
+    seen = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
+
+
+def _check_collections(what: str, element: str, keys: list, counts, values,
+                       elements: list, at: int) -> None:
+    """`values` (one per key) were built from `elements` split by `counts`:
+    refuse an empty one, and one that holds fewer distinct elements than the
+    payload listed (`values` None: lists, where repeats are fine)."""
+    if 0 in counts:
+        raise KdbError("the %s at key %s is empty" % (what, _show(keys[counts.index(0)])), at)
+    if values is None:
+        return
+    sizes = array(counts.typecode, map(len, values))
+    if sizes != counts:
+        i = next(i for i, (a, b) in enumerate(zip(sizes, counts)) if a != b)
+        start = sum(counts[:i])
+        twice = _repeat(elements[start:start + counts[i]])
+        raise KdbError("the %s at key %s holds %s %s twice"
+                       % (what, _show(keys[i]), element, _show(twice)), at)
+
+
 def _dec_strings(r, count, data):
     keys = r.strs(count)
     data.update(zip(keys, r.strs(count)))
     return keys
 
 
-def _dec_sequences(kind):
+def _dec_sequences(kind, what, element):
     def decode(r, count, data):
+        at = r.pos
         keys = r.strs(count)
         counts = r.ints(count)
         elements = r.strs(sum(counts))
-        data.update(zip(keys, map(kind, _split(elements, counts))))
+        values = list(map(kind, _split(elements, counts)))
+        _check_collections(what, element, keys, counts, None if kind is deque else values,
+                           elements, at)
+        data.update(zip(keys, values))
         return keys
     return decode
 
@@ -375,28 +422,69 @@ def _zset(members, scores) -> ZSet:
     return z
 
 
+_NEG_ZERO = struct.pack("<d", -0.0)
+
+
 def _dec_zsets(r, count, data):
+    at = r.pos
     keys = r.strs(count)
     counts = r.ints(count)
     total = sum(counts)
     members = r.strs(total)
+    first = r.pos
     scores = r.ints(total, "d").tolist()
-    data.update(zip(keys, map(_zset, _split(members, counts), _split(scores, counts))))
+    check = sum(scores)   # NaN if a score is NaN (or if inf and -inf meet: then look)
+    if check != check:
+        for i, score in enumerate(scores):
+            if score != score:
+                key = next(k for k, end in zip(keys, accumulate(counts)) if end > i)
+                raise KdbError("the sorted set at key %s has a NaN score (member %s)"
+                               % (_show(key), _show(members[i])), at)
+    # -0.0 is stored as 0 (ZSet.add), so that ZSCORE replies 0 as Redis does.
+    # The bytes of -0.0 found at any alignment is a cheap "maybe".
+    if r.data.find(_NEG_ZERO, first, r.pos) >= 0:
+        scores = [score + 0.0 for score in scores]
+    values = list(map(_zset, _split(members, counts), _split(scores, counts)))
+    _check_collections("sorted set", "member", keys, counts, values, members, at)
+    data.update(zip(keys, values))
     return keys
 
 
 def _dec_hashes(r, count, data):
+    at = r.pos
     keys = r.strs(count)
     counts = r.ints(count)
     total = sum(counts)
     fields = r.strs(total)
     values = r.strs(total)
-    data.update(zip(keys, map(dict, map(zip, _split(fields, counts), _split(values, counts)))))
+    hashes = list(map(dict, map(zip, _split(fields, counts), _split(values, counts))))
+    _check_collections("hash", "field", keys, counts, hashes, fields, at)
+    data.update(zip(keys, hashes))
     return keys
 
 
-_DECODERS = {STRING: _dec_strings, LIST: _dec_sequences(deque), SET: _dec_sequences(set),
-             ZSET_: _dec_zsets, HASH: _dec_hashes}
+_DECODERS = {STRING: _dec_strings, LIST: _dec_sequences(deque, "list", "element"),
+             SET: _dec_sequences(set, "set", "member"), ZSET_: _dec_zsets, HASH: _dec_hashes}
+
+
+def _repeated_key(data: bytes, start: int, stop: int, index: int, expiry: bool):
+    """The first key that the value blocks (or the expiry blocks) of database
+    `index` of the section at `start` hold twice. Only on a refusal: it
+    decodes their keys again."""
+    name_len = SECTION.unpack_from(data, start)[1]
+    r = _Reader(data, start + SECTION.size + name_len, stop, "block")
+    seen: set = set()
+    while True:
+        at = r.need(BLOCK.size)
+        kind, db, count, psize = BLOCK.unpack_from(data, at)
+        if kind == END:
+            return None
+        if db == index and (kind == EXPIRES) == expiry:
+            for key in _Reader(data, r.pos, r.pos + psize, "block").strs(count):
+                if key in seen:
+                    return key
+                seen.add(key)
+        r.pos += psize
 
 
 class LoadResult:
@@ -507,7 +595,7 @@ def _parse_file(data: bytes, now_ms, databases) -> LoadResult:
             raise KdbError("tenant name is not UTF-8", name_at)
         if name in tenants:
             raise KdbError("tenant %r appears twice" % name, start)
-        dbs: dict = {}   # index -> (data, expires, counted keys)
+        dbs: dict = {}   # index -> [data, expires]
         r = _Reader(data, name_at + name_len, stop, "block")
         while True:
             at = r.need(BLOCK.size)
@@ -519,31 +607,49 @@ def _parse_file(data: bytes, now_ms, databases) -> LoadResult:
                                % (index, name, databases), at)
             entry = dbs.get(index)
             if entry is None:
-                entry = dbs[index] = [{}, {}, 0]
+                entry = dbs[index] = [{}, {}]
             block = _Reader(data, r.pos, r.pos + psize, "%s block" % KIND_NAMES.get(kind, kind))
             r.pos += psize
             if kind == STREAM:
                 raise KdbError("stream values are not supported by this version", at)
+            where = "database %d of tenant %r" % (index, name)
             if kind == EXPIRES:
                 keys = block.strs(count)
-                entry[1].update(zip(keys, block.ints(count, "q")))
+                times = block.ints(count, "q")
+                expires = entry[1]
+                before = len(expires)
+                expires.update(zip(keys, times))
+                if len(expires) != before + count:
+                    raise KdbError("two expiry times for key %s in %s" % (
+                        _show(_repeated_key(data, start, stop, index, True)), where), at)
+                if times and min(times) < 0:
+                    i = next(i for i, t in enumerate(times) if t < 0)
+                    raise KdbError("negative expiry time %d for key %s in %s"
+                                   % (times[i], _show(keys[i]), where), at)
             else:
                 decoder = _DECODERS.get(kind)
                 if decoder is None:
                     raise KdbError("unknown block kind %d" % kind, at)
-                decoder(block, count, entry[0])
-                entry[2] += count
+                values = entry[0]
+                before = len(values)
+                try:
+                    decoder(block, count, values)
+                except KdbError as exc:
+                    exc.message = "%s, in %s" % (exc.message, where)
+                    raise
+                if len(values) != before + count:
+                    raise KdbError("key %s appears twice in %s" % (
+                        _show(_repeated_key(data, start, stop, index, False)), where), at)
                 keys_seen += count
             if block.pos != block.end:
                 raise KdbError("%d unread bytes in a %s block" % (block.end - block.pos,
                                                                   KIND_NAMES[kind]), block.pos)
         for index in sorted(dbs):
-            values, expires, counted = dbs[index]
-            if len(values) != counted:
-                raise KdbError("duplicate keys in database %d of tenant %r" % (index, name), start)
+            values, expires = dbs[index]
             if not expires.keys() <= values.keys():
-                raise KdbError("expiry for a missing key in database %d of tenant %r"
-                               % (index, name), start)
+                missing = next(k for k in expires if k not in values)
+                raise KdbError("an expiry time for key %s, which is not in database %d of "
+                               "tenant %r" % (_show(missing), index, name), start)
             if now is not None and expires:
                 dead = [k for k, when in expires.items() if when <= now]
                 for key in dead:
@@ -554,7 +660,7 @@ def _parse_file(data: bytes, now_ms, databases) -> LoadResult:
         highest = max(dbs, default=-1)
         width = max(highest + 1, databases or 0)
         per_db = [({}, {}) for _ in range(width)]
-        for index, (values, expires, _) in dbs.items():
+        for index, (values, expires) in dbs.items():
             per_db[index] = (values, expires)
         tenants[name] = per_db
     if keys_seen != key_total:
