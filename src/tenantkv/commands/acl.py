@@ -224,7 +224,7 @@ def _setuser_work(store, name: str, plan: dict):
         return user
 
 
-@subcommand("acl", "setuser")
+@subcommand("acl", "setuser", waits=True)
 def _acl_setuser(conn, args):
     name = _username(args[2])
     if name == "default" and _default_open(conn):
@@ -272,7 +272,7 @@ def _deluser_work(store, names: list):
         return result
 
 
-@subcommand("acl", "deluser")
+@subcommand("acl", "deluser", waits=True)
 def _acl_deluser(conn, args):
     names = [_text(a) for a in args[2:]]
     if "default" in names and _default_open(conn):
@@ -346,14 +346,14 @@ def _with_default(conn, users: list) -> list:
     return rows
 
 
-@subcommand("acl", "users")
+@subcommand("acl", "users", waits=True)
 def _acl_users(conn, args):
     def finish(users):
         return [name.encode("utf-8", "surrogateescape") for name, _ in _with_default(conn, users)]
     return _in_pool(conn, _all_users, finish, conn.server.auth.store)
 
 
-@subcommand("acl", "list")
+@subcommand("acl", "list", waits=True)
 def _acl_list(conn, args):
     def finish(users):
         return [(DEFAULT_LINE if user is None else acl_line(user)).encode("utf-8", "surrogateescape")
@@ -382,7 +382,7 @@ def _get_user(store, name: str):
     return store.get(name)
 
 
-@subcommand("acl", "getuser")
+@subcommand("acl", "getuser", waits=True)
 def _acl_getuser(conn, args):
     name = _text(args[2])
 
@@ -474,7 +474,7 @@ def _acl_log(conn, args):
 
 # -- SAVE, LOAD, DRYRUN -----------------------------------------------------------------
 
-@subcommand("acl", "save")
+@subcommand("acl", "save", waits=True)
 def _acl_save(conn, args):
     from tenantkv.config import backup_dir_path
     config = conn.server.config
@@ -489,7 +489,7 @@ def _acl_save(conn, args):
     return _in_pool(conn, work, finish, conn.server.auth.store)
 
 
-@subcommand("acl", "load")
+@subcommand("acl", "load", waits=True)
 def _acl_load(conn, args):
     server = conn.server
 
@@ -512,7 +512,7 @@ def _acl_load(conn, args):
     return _in_pool(conn, _all_users, finish, server.auth.store)
 
 
-@subcommand("acl", "dryrun")
+@subcommand("acl", "dryrun", waits=True)
 def _acl_dryrun(conn, args):
     name = _text(args[2])
 
