@@ -23,6 +23,7 @@ Deliberate differences from Redis (README, "Security model"):
 Neither passwords nor SETUSER arguments are ever logged.
 """
 
+import asyncio
 import hashlib
 import logging
 import secrets
@@ -85,6 +86,44 @@ container("acl", help=ACL_HELP)
 def _in_pool(conn, fn, finish, *args) -> Deferred:
     server = conn.server
     return Deferred(server.loop.run_in_executor(server.auth.pool, fn, *args), finish)
+
+
+def _write_in_pool(conn, work, apply, finish, *args) -> Deferred:
+    """An ACL write (or LOAD): `work(*args)` in the pool commits it to the
+    store; then, on the loop, in one step, the authenticator's revision
+    moves (an AUTH in flight re-reads its user, server/auth.py) and
+    `apply(result)` gives live sessions their new rights; then
+    `finish(result)` makes the reply.
+
+    `apply` does not hang on the reply: it runs as soon as the work is
+    done, also when the client that sent the command has gone (the
+    connection skips `finish` once closed; a revocation must not depend on
+    the admin's connection staying open) or the reply's future was
+    cancelled. And it runs before the reply leaves: whoever has the reply
+    knows every session has the new rights."""
+    server = conn.server
+    loop = server.loop
+    auth = server.auth
+    work_done = auth.pool.submit(work, *args)
+
+    def landed(future) -> None:
+        if future.cancelled():   # never started (shutdown): nothing changed
+            return
+        auth.users_changed()     # also after an error: a part may have committed
+        if future.exception() is None:
+            apply(future.result())
+
+    def in_loop(future) -> None:   # in the worker thread
+        try:
+            loop.call_soon_threadsafe(landed, future)
+        except RuntimeError:   # the loop is closed: the server is gone
+            pass
+
+    # Added before wrap_future adds its own: a concurrent future runs its
+    # callbacks in order, so `landed` is queued on the loop before the
+    # reply's future can be resolved (and its `finish` run).
+    work_done.add_done_callback(in_loop)
+    return Deferred(asyncio.wrap_future(work_done, loop=loop), finish)
 
 
 def _text(arg: bytes) -> str:
@@ -232,11 +271,14 @@ def _acl_setuser(conn, args):
     plan = _parse_setuser(args)
     server = conn.server
 
-    def finish(user):
+    def apply(user):
         _refresh(server, {user.username: user})
-        return OK
 
-    return _in_pool(conn, _setuser_work, finish, server.auth.store, name, plan)
+    return _write_in_pool(conn, _setuser_work, apply, _ok, server.auth.store, name, plan)
+
+
+def _ok(result):
+    return OK
 
 
 def _user_conns(server, name: str) -> list:
@@ -247,7 +289,9 @@ def _user_conns(server, name: str) -> list:
 
 def _refresh(server, users: dict) -> None:
     """Live connections of `users` (name -> User) take their new rules, root
-    flag and namespace now; a password change leaves them be (as Redis)."""
+    flag and namespace now; a password change leaves them be, and so does
+    `off` (as Redis: `off` stops new logins, it does not end sessions;
+    ACL DELUSER does)."""
     for name, user in users.items():
         for conn in _user_conns(server, name):
             conn.login(user)
@@ -279,7 +323,7 @@ def _acl_deluser(conn, args):
         raise CommandError(errors.DEFAULT_USER_UNDELETABLE)
     server = conn.server
 
-    def finish(result):
+    def apply(result):
         for user, drop in result:
             for other in _user_conns(server, user.username):
                 if other is conn:
@@ -294,9 +338,8 @@ def _acl_deluser(conn, args):
                     for db in tenant.dbs:
                         db.clear()
             log.info("ACL DELUSER: user '%s' deleted", user.username)
-        return len(result)
 
-    return _in_pool(conn, _deluser_work, finish, server.auth.store, names)
+    return _write_in_pool(conn, _deluser_work, apply, len, server.auth.store, names)
 
 
 # -- USERS, LIST, GETUSER -----------------------------------------------------------
@@ -493,7 +536,7 @@ def _acl_save(conn, args):
 def _acl_load(conn, args):
     server = conn.server
 
-    def finish(users):
+    def apply(users):
         by_name = {u.username: u for u in users}
         for other in list(server.clients.values()):
             if not other.authenticated or other.closing:
@@ -508,8 +551,7 @@ def _acl_load(conn, args):
                     other.close()
             else:
                 other.login(user)
-        return OK
-    return _in_pool(conn, _all_users, finish, server.auth.store)
+    return _write_in_pool(conn, _all_users, apply, _ok, server.auth.store)
 
 
 @subcommand("acl", "dryrun", waits=True)
