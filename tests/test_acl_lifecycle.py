@@ -118,13 +118,14 @@ def hash_time(srv, root):
 
 # -- 1. revocation races -----------------------------------------------------------------
 
-def _race(srv, root: Raw, name: str, change: tuple, delay: float):
+def _race(srv, root: Raw, name: str, change: tuple, delay: float, hello: bool = False):
     """Send AUTH name on a new connection, then `change` from root `delay`
     seconds later (or the change first if `delay` < 0). Returns (the raced connection, AUTH's reply or b"" if
     the server closed it, the change's reply, whether AUTH's reply was
     seen strictly after the change's, in a later wake-up of the reader)."""
     raced = Raw(srv.port)
-    first, second = (raced, resp("AUTH", name, name + "-pw")), (root, resp(*change))
+    login = ("HELLO", "2", "AUTH") if hello else ("AUTH",)
+    first, second = (raced, resp(*login, name, name + "-pw")), (root, resp(*change))
     if delay < 0:   # the change first
         first, second = second, first
     first[0].sock.sendall(first[1])
@@ -160,7 +161,10 @@ def _race(srv, root: Raw, name: str, change: tuple, delay: float):
         conn.sock.setblocking(True)
         conn.sock.settimeout(10)
     assert len(replies) == 2, replies
-    return raced, replies[raced], replies[root], seen_at[raced] > seen_at[root]
+    auth = replies[raced]
+    if hello and auth.startswith(b"*14\r\n$6\r\nserver\r\n"):
+        auth = OK
+    return raced, auth, replies[root], seen_at[raced] > seen_at[root]
 
 
 def _delays(hash_time: float, count: int) -> list:
@@ -174,11 +178,12 @@ def _delays(hash_time: float, count: int) -> list:
 RACES = 16
 
 
-def test_auth_racing_deluser_never_keeps_a_session(srv, root, hash_time):
+@pytest.mark.parametrize("hello", [False, True], ids=["AUTH", "HELLO-AUTH"])
+def test_auth_racing_deluser_never_keeps_a_session(srv, root, hash_time, hello):
     for i, delay in enumerate(_delays(hash_time, RACES)):
         name = "deluser-racer"
         assert root.call("ACL", "SETUSER", name, "on", ">%s-pw" % name, "+@all") == OK
-        raced, auth, deleted, _after = _race(srv, root, name, ("ACL", "DELUSER", name), delay)
+        raced, auth, deleted, _after = _race(srv, root, name, ("ACL", "DELUSER", name), delay, hello)
         assert deleted == b":1\r\n"
         if auth == WRONGPASS:
             assert raced.call("SET", "k", "v") == b"-NOAUTH Authentication required.\r\n"

@@ -2,7 +2,11 @@
 
 Every subcommand that reads or writes the user store runs in the
 authenticator's worker pool (SQLite and argon2id block) and answers through
-a Deferred. The subcommands Redis flags "admin" (SETUSER, DELUSER, USERS,
+a Deferred, so it is refused inside MULTI (`waits`, dispatch/call.py). A
+write reaches the live sessions of its users as soon as it is in the
+store, before its reply, whether or not its sender is still there
+(`_write_in_pool`; server/auth.py's `_login` for an AUTH in flight). The
+subcommands Redis flags "admin" (SETUSER, DELUSER, USERS,
 LIST, GETUSER, LOG, SAVE, LOAD, DRYRUN) are root-only (tenancy/permissions.py):
 anyone else gets Redis's NOPERM for 'acl|<sub>', recorded in ACL LOG. WHOAMI,
 CAT, GENPASS and HELP run for every user whose rules allow them.

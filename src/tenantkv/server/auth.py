@@ -5,7 +5,9 @@ Checking a password costs an argon2id hash (tens of milliseconds of CPU, by
 design), so it runs in a small, bounded pool of worker threads: a flood of
 AUTH commands queues there and never takes the event loop or every thread.
 AUTH returns a Deferred; the connection holds the client's later requests
-until the check is done, while other clients are served.
+until the check is done, while other clients are served. The login itself
+happens on the loop with the user as it is then: an ACL change that landed
+during the check is never lost (`_login`).
 
 An unknown user is checked against a dummy hash and a disabled user is
 checked like any other, so unknown user, disabled user and wrong password
