@@ -167,12 +167,14 @@ def _race(srv, root: Raw, name: str, change: tuple, delay: float, hello: bool = 
     return raced, auth, replies[root], seen_at[raced] > seen_at[root]
 
 
-def _delays(hash_time: float, count: int) -> list:
+def _delays(hash_time: float, count: int, hashes: int = 1) -> list:
     # Every place the change can land relative to AUTH's read, its hashing
-    # and its login: SETUSER hashes too (a new user's unusable password),
-    # so it may land a hash later than sent; from the change sent well
-    # before AUTH to the change sent after AUTH's check is over.
-    return [hash_time * (-1.5 + 2.5 * i / (count - 1)) for i in range(count)]
+    # and its login. SETUSER hashes too (`hashes`: an unusable password
+    # made for a new user, a new password), so it lands that many hashes
+    # after it is sent: from the change sent well before AUTH to the change
+    # sent after AUTH's check is over.
+    first = -0.5 - hashes
+    return [hash_time * (first + (1 - first) * i / (count - 1)) for i in range(count)]
 
 
 RACES = 16
@@ -202,7 +204,7 @@ def test_auth_racing_deluser_never_keeps_a_session(srv, root, hash_time, hello):
 @pytest.mark.parametrize("before, change, probe, refused", [
     (("root",), ("noroot",), ("ACL", "USERS"), noperm("acl|users")),
     (("noroot", "+@all"), ("-@all", "+auth"), ("GET", "k"), noperm("get")),
-])
+], ids=["noroot", "-@all"])
 def test_auth_racing_a_rights_change_never_gets_the_old_rights(srv, root, hash_time, before,
                                                                change, probe, refused):
     name = "rights-racer"
@@ -220,17 +222,18 @@ def test_auth_racing_a_rights_change_never_gets_the_old_rights(srv, root, hash_t
     late.close()
 
 
-def test_auth_racing_off_never_logs_in_after_the_change(srv, root, hash_time):
-    """`off` stops logins; sessions that exist go on (as Redis). An AUTH
-    racing it may log in only if it did before the change landed: then
-    its OK leaves first. An OK seen after the change's reply is the bug
-    (AUTH finished with the row it read before the change)."""
+@pytest.mark.parametrize("change, hashes", [("off", 1), (">another-pw", 2)])
+def test_auth_racing_off_never_logs_in_after_the_change(srv, root, hash_time, change, hashes):
+    """`off` and a new password stop logins with the old password; sessions
+    that exist go on (as Redis). An AUTH racing the change may log in only
+    if it did before the change landed: then its OK leaves first. An OK
+    seen after the change's reply is the bug (AUTH finished with the row it
+    read before the change)."""
     name = "off-racer"
-    assert root.call("ACL", "SETUSER", name, ">%s-pw" % name) == OK
     outcomes = []
-    for i, delay in enumerate(_delays(hash_time, RACES)):
-        assert root.call("ACL", "SETUSER", name, "on") == OK
-        raced, auth, changed, auth_after = _race(srv, root, name, ("ACL", "SETUSER", name, "off"), delay)
+    for i, delay in enumerate(_delays(hash_time, RACES, hashes)):
+        assert root.call("ACL", "SETUSER", name, "on", ">%s-pw" % name) == OK
+        raced, auth, changed, auth_after = _race(srv, root, name, ("ACL", "SETUSER", name, change), delay)
         assert changed == OK
         assert auth in (OK, WRONGPASS), (i, delay, auth)
         if auth_after:
@@ -425,3 +428,27 @@ def test_exec_of_a_deleted_users_transaction_never_runs(srv, root):
     assert root.call("ACL", "DELUSER", "gone") == b":1\r\n"
     assert closed(gone.sock)   # its transaction can never run
     gone.close()
+
+
+def _session_after_off(port: int, admin_auth: tuple) -> list:
+    admin = Raw(port)
+    if admin_auth:
+        assert admin.call("AUTH", *admin_auth) == OK
+    assert admin.call("ACL", "SETUSER", "offuser", "on", ">off-pw", "~*", "&*", "+@all") == OK
+    session = Raw(port)
+    replies = [session.call("AUTH", "offuser", "off-pw"), admin.call("ACL", "SETUSER", "offuser", "off"),
+               session.call("PING"), session.call("ACL", "WHOAMI"), Raw(port).call("AUTH", "offuser", "off-pw"),
+               admin.call("ACL", "DELUSER", "offuser")]
+    try:
+        replies.append(session.call("PING"))
+    except ConnectionError:
+        replies.append(b"closed")
+    admin.close()
+    session.close()
+    return replies
+
+
+def test_off_keeps_sessions_delete_ends_them_as_redis(srv, redis_server):
+    ours = _session_after_off(srv.port, ("root", ROOT_PASSWORD))
+    assert ours == _session_after_off(redis_server.port, ())
+    assert ours == [OK, OK, b"+PONG\r\n", b"$7\r\noffuser\r\n", WRONGPASS, b":1\r\n", b"closed"]
