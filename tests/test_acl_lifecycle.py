@@ -120,9 +120,11 @@ def hash_time(srv, root):
 
 def _race(srv, root: Raw, name: str, change: tuple, delay: float, hello: bool = False):
     """Send AUTH name on a new connection, then `change` from root `delay`
-    seconds later (or the change first if `delay` < 0). Returns (the raced connection, AUTH's reply or b"" if
-    the server closed it, the change's reply, whether AUTH's reply was
-    seen strictly after the change's, in a later wake-up of the reader)."""
+    seconds later (or the change first if `delay` < 0). Returns (the raced
+    connection, AUTH's reply or b"" if the server closed it, the change's
+    reply, whether AUTH's reply was seen strictly after the change's, in a
+    later wake-up of the reader); _race.latencies: (AUTH's, the change's)
+    seconds from sending to the reply."""
     raced = Raw(srv.port)
     login = ("HELLO", "2", "AUTH") if hello else ("AUTH",)
     first, second = (raced, resp(*login, name, name + "-pw")), (root, resp(*change))
