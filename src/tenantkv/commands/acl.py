@@ -2,7 +2,11 @@
 
 Every subcommand that reads or writes the user store runs in the
 authenticator's worker pool (SQLite and argon2id block) and answers through
-a Deferred. The subcommands Redis flags "admin" (SETUSER, DELUSER, USERS,
+a Deferred, so it is refused inside MULTI (`waits`, dispatch/call.py). A
+write reaches the live sessions of its users as soon as it is in the
+store, before its reply, whether or not its sender is still there
+(`_write_in_pool`; server/auth.py's `_login` for an AUTH in flight). The
+subcommands Redis flags "admin" (SETUSER, DELUSER, USERS,
 LIST, GETUSER, LOG, SAVE, LOAD, DRYRUN) are root-only (tenancy/permissions.py):
 anyone else gets Redis's NOPERM for 'acl|<sub>', recorded in ACL LOG. WHOAMI,
 CAT, GENPASS and HELP run for every user whose rules allow them.
@@ -23,6 +27,7 @@ Deliberate differences from Redis (README, "Security model"):
 Neither passwords nor SETUSER arguments are ever logged.
 """
 
+import asyncio
 import hashlib
 import logging
 import secrets
@@ -85,6 +90,44 @@ container("acl", help=ACL_HELP)
 def _in_pool(conn, fn, finish, *args) -> Deferred:
     server = conn.server
     return Deferred(server.loop.run_in_executor(server.auth.pool, fn, *args), finish)
+
+
+def _write_in_pool(conn, work, apply, finish, *args) -> Deferred:
+    """An ACL write (or LOAD): `work(*args)` in the pool commits it to the
+    store; then, on the loop, in one step, the authenticator's revision
+    moves (an AUTH in flight re-reads its user, server/auth.py) and
+    `apply(result)` gives live sessions their new rights; then
+    `finish(result)` makes the reply.
+
+    `apply` does not hang on the reply: it runs as soon as the work is
+    done, also when the client that sent the command has gone (the
+    connection skips `finish` once closed; a revocation must not depend on
+    the admin's connection staying open) or the reply's future was
+    cancelled. And it runs before the reply leaves: whoever has the reply
+    knows every session has the new rights."""
+    server = conn.server
+    loop = server.loop
+    auth = server.auth
+    work_done = auth.pool.submit(work, *args)
+
+    def landed(future) -> None:
+        if future.cancelled():   # never started (shutdown): nothing changed
+            return
+        auth.users_changed()     # also after an error: a part may have committed
+        if future.exception() is None:
+            apply(future.result())
+
+    def in_loop(future) -> None:   # in the worker thread
+        try:
+            loop.call_soon_threadsafe(landed, future)
+        except RuntimeError:   # the loop is closed: the server is gone
+            pass
+
+    # Added before wrap_future adds its own: a concurrent future runs its
+    # callbacks in order, so `landed` is queued on the loop before the
+    # reply's future can be resolved (and its `finish` run).
+    work_done.add_done_callback(in_loop)
+    return Deferred(asyncio.wrap_future(work_done, loop=loop), finish)
 
 
 def _text(arg: bytes) -> str:
@@ -224,7 +267,7 @@ def _setuser_work(store, name: str, plan: dict):
         return user
 
 
-@subcommand("acl", "setuser")
+@subcommand("acl", "setuser", waits=True)
 def _acl_setuser(conn, args):
     name = _username(args[2])
     if name == "default" and _default_open(conn):
@@ -232,11 +275,14 @@ def _acl_setuser(conn, args):
     plan = _parse_setuser(args)
     server = conn.server
 
-    def finish(user):
+    def apply(user):
         _refresh(server, {user.username: user})
-        return OK
 
-    return _in_pool(conn, _setuser_work, finish, server.auth.store, name, plan)
+    return _write_in_pool(conn, _setuser_work, apply, _ok, server.auth.store, name, plan)
+
+
+def _ok(result):
+    return OK
 
 
 def _user_conns(server, name: str) -> list:
@@ -247,7 +293,9 @@ def _user_conns(server, name: str) -> list:
 
 def _refresh(server, users: dict) -> None:
     """Live connections of `users` (name -> User) take their new rules, root
-    flag and namespace now; a password change leaves them be (as Redis)."""
+    flag and namespace now; a password change leaves them be, and so does
+    `off` (as Redis: `off` stops new logins, it does not end sessions;
+    ACL DELUSER does)."""
     for name, user in users.items():
         for conn in _user_conns(server, name):
             conn.login(user)
@@ -272,14 +320,14 @@ def _deluser_work(store, names: list):
         return result
 
 
-@subcommand("acl", "deluser")
+@subcommand("acl", "deluser", waits=True)
 def _acl_deluser(conn, args):
     names = [_text(a) for a in args[2:]]
     if "default" in names and _default_open(conn):
         raise CommandError(errors.DEFAULT_USER_UNDELETABLE)
     server = conn.server
 
-    def finish(result):
+    def apply(result):
         for user, drop in result:
             for other in _user_conns(server, user.username):
                 if other is conn:
@@ -294,9 +342,8 @@ def _acl_deluser(conn, args):
                     for db in tenant.dbs:
                         db.clear()
             log.info("ACL DELUSER: user '%s' deleted", user.username)
-        return len(result)
 
-    return _in_pool(conn, _deluser_work, finish, server.auth.store, names)
+    return _write_in_pool(conn, _deluser_work, apply, len, server.auth.store, names)
 
 
 # -- USERS, LIST, GETUSER -----------------------------------------------------------
@@ -346,14 +393,14 @@ def _with_default(conn, users: list) -> list:
     return rows
 
 
-@subcommand("acl", "users")
+@subcommand("acl", "users", waits=True)
 def _acl_users(conn, args):
     def finish(users):
         return [name.encode("utf-8", "surrogateescape") for name, _ in _with_default(conn, users)]
     return _in_pool(conn, _all_users, finish, conn.server.auth.store)
 
 
-@subcommand("acl", "list")
+@subcommand("acl", "list", waits=True)
 def _acl_list(conn, args):
     def finish(users):
         return [(DEFAULT_LINE if user is None else acl_line(user)).encode("utf-8", "surrogateescape")
@@ -382,7 +429,7 @@ def _get_user(store, name: str):
     return store.get(name)
 
 
-@subcommand("acl", "getuser")
+@subcommand("acl", "getuser", waits=True)
 def _acl_getuser(conn, args):
     name = _text(args[2])
 
@@ -474,7 +521,7 @@ def _acl_log(conn, args):
 
 # -- SAVE, LOAD, DRYRUN -----------------------------------------------------------------
 
-@subcommand("acl", "save")
+@subcommand("acl", "save", waits=True)
 def _acl_save(conn, args):
     from tenantkv.config import backup_dir_path
     config = conn.server.config
@@ -489,11 +536,11 @@ def _acl_save(conn, args):
     return _in_pool(conn, work, finish, conn.server.auth.store)
 
 
-@subcommand("acl", "load")
+@subcommand("acl", "load", waits=True)
 def _acl_load(conn, args):
     server = conn.server
 
-    def finish(users):
+    def apply(users):
         by_name = {u.username: u for u in users}
         for other in list(server.clients.values()):
             if not other.authenticated or other.closing:
@@ -508,11 +555,10 @@ def _acl_load(conn, args):
                     other.close()
             else:
                 other.login(user)
-        return OK
-    return _in_pool(conn, _all_users, finish, server.auth.store)
+    return _write_in_pool(conn, _all_users, apply, _ok, server.auth.store)
 
 
-@subcommand("acl", "dryrun")
+@subcommand("acl", "dryrun", waits=True)
 def _acl_dryrun(conn, args):
     name = _text(args[2])
 

@@ -44,7 +44,7 @@ def select(conn, args):
     return OK
 
 
-@command("auth")
+@command("auth", waits=True)   # the password check runs in the auth pool
 def auth(conn, args):
     if len(args) > 3:
         raise CommandError(errors.SYNTAX)
@@ -59,7 +59,24 @@ def auth(conn, args):
     return server.auth.start(conn, args[1], args[2], lambda: OK)
 
 
-@command("hello")
+def _hello_authenticates(args: list) -> bool:
+    """Whether HELLO `args` holds AUTH (it then waits for the password
+    check; see `waits` in dispatch/table.py). Follows hello()'s reading of
+    the options: a bad one makes hello() fail before any AUTH runs."""
+    i = 2
+    while i < len(args):
+        option = args[i].lower()
+        remaining = len(args) - i - 1
+        if option == b"auth" and remaining >= 2:
+            return True
+        if option == b"setname" and remaining >= 1:
+            i += 2
+        else:
+            return False
+    return False
+
+
+@command("hello", waits=_hello_authenticates)
 def hello(conn, args):
     protocol = 3 if conn.resp3 else 2
     i = 1

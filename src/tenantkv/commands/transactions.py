@@ -3,8 +3,13 @@
 MULTI starts queuing: the connection (server/connection.py, `execute`)
 answers +QUEUED for every later request but EXEC, DISCARD, MULTI, WATCH,
 QUIT and RESET, and remembers a request it refused while queuing (unknown
-command, wrong arity, NOPERM, a command not allowed in a transaction): EXEC
-then aborts with EXECABORT, as Redis does.
+command, wrong arity, NOPERM, a command not allowed in a transaction, or
+one that waits for a worker thread: AUTH, ACL SETUSER...): EXEC then aborts
+with EXECABORT, as Redis does.
+
+EXEC checks each queued command against the user's rules of the moment
+(dispatch/call.py, `run_queued`): one the rules no longer allow gets Redis
+7's "ACLs rules changed ..." NOPERM in its place in the reply.
 
 EXEC runs the queue in one go on the event loop, so nothing of another client
 runs in between. Blocking commands inside it do not block (they answer as if

@@ -174,7 +174,14 @@ def _queue(client, cmd, args: list) -> bytes:
     if cmd.subcommands and len(args) > 1:
         checked = cmd.subcommands[args[1].lower()]
     flags = checked.flags
-    if "no_multi" in flags:
+    waits = checked.waits
+    if "no_multi" in flags or (waits and (waits is True or waits(args))):
+        # A command that waits for work off the loop (the user store, AUTH's
+        # hashing: `waits` in dispatch/table.py) cannot run inside EXEC, which
+        # must finish in one loop step, and must not half-run there (the
+        # store changed, live sessions and the reply not). Redis runs them
+        # in EXEC, as it runs everything on one thread; tenantkv refuses them
+        # here, with the text Redis gives a no-multi command, and EXEC aborts.
         checked.rejected += 1
         stats.error("ERR")
         client.multi_error = True
@@ -227,9 +234,11 @@ def run_queued(client, cmd, args: list) -> bytes:
     try:
         reply = cmd.handler(client, args)
         if isinstance(reply, Deferred):
-            # AUTH / HELLO AUTH hash in a worker thread: waiting for it here
-            # would let other clients run inside the transaction.
+            # Unreachable for a command declared `waits` (refused when
+            # queued); waiting here would let other clients run inside the
+            # transaction. A command that waits without saying so is a bug.
             reply.future.cancel()
+            log.error("%r answered a Deferred inside EXEC: declare it `waits`", cmd.name)
             raise CommandError(errors.not_in_multi_tenantkv(cmd.name))
         data = encode(reply, client.resp3) if type(reply) is not bytes else \
             b"$%d\r\n%s\r\n" % (len(reply), reply)

@@ -77,6 +77,11 @@ class Command:
     # First arguments of a root-only command (DEBUG OBJECT) that any user may
     # run, its rules permitting: they see only the caller's own tenant.
     open_firstargs: frozenset = frozenset()
+    # Its handler may answer with a Deferred that waits for work off the
+    # loop (the user store, AUTH's hashing): True, or a function of the
+    # arguments (HELLO waits only with AUTH). Such a command is refused
+    # inside MULTI (dispatch/call.py, `_queue`): EXEC cannot wait.
+    waits: object = False
     # Its key in a user's command table (tenancy/permissions.py): the name as
     # bytes for a command, "container|sub" (str) for a subcommand.
     key: object = None
@@ -181,7 +186,8 @@ def _register(entry: Command) -> None:
         NOAUTH_LOOKUP[entry.name.upper().encode()] = entry
 
 
-def command(name: str, *, getkeys=None, root_only=None, open_firstargs=(), **declared):
+def command(name: str, *, getkeys=None, root_only=None, open_firstargs=(), waits=False,
+            **declared):
     """Register the decorated function `handler(conn, args) -> reply` as `name`.
 
     Everything about the command comes from Redis's record (see the module
@@ -189,9 +195,11 @@ def command(name: str, *, getkeys=None, root_only=None, open_firstargs=(), **dec
     acl_categories as space-separated words or lists, key_specs in the
     record's form or parse_spec's text). `getkeys`: a getkeys procedure,
     args -> [(position, flags)] (default: Redis's, from dispatch/keyprocs.py).
-    `root_only`, `open_firstargs`: see Command (tenancy/permissions.py)."""
+    `root_only`, `open_firstargs`: see Command (tenancy/permissions.py);
+    `waits`: see Command."""
     def register(handler):
         entry = build(name.lower(), handler, declared, getkeys, root_only)
+        entry.waits = waits
         if (redis_command(entry.name) or {}).get("subcommands"):
             raise TypeError("%s is a container: declare it with container()" % entry.name)
         entry.open_firstargs = frozenset(a.lower() for a in open_firstargs)
@@ -228,16 +236,17 @@ def container(name: str, *, help=None, bare=None, **declared) -> Command:
     return entry
 
 
-def subcommand(container_name: str, name: str, *, root_only=None, **declared):
+def subcommand(container_name: str, name: str, *, root_only=None, waits=False, **declared):
     """Register the decorated `handler(conn, args) -> reply` as subcommand
     `name` of container `container_name` ("client", "list"): Redis's
     metadata for "client|list" but what `declared` says (a subcommand Redis
     lacks declares it all). `root_only`: see Command (None: Redis's flag
-    "admin")."""
+    "admin"); `waits`: see Command."""
     parent = COMMANDS[container_name.lower()]
 
     def register(handler):
         entry = build("%s|%s" % (parent.name, name.lower()), handler, declared, None, root_only)
+        entry.waits = waits
         subs = parent.subcommands
         subs[name.lower().encode()] = entry
         ordered = sorted(subs.items())   # in place: the dispatcher holds this dict

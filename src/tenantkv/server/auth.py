@@ -5,7 +5,9 @@ Checking a password costs an argon2id hash (tens of milliseconds of CPU, by
 design), so it runs in a small, bounded pool of worker threads: a flood of
 AUTH commands queues there and never takes the event loop or every thread.
 AUTH returns a Deferred; the connection holds the client's later requests
-until the check is done, while other clients are served.
+until the check is done, while other clients are served. The login itself
+happens on the loop with the user as it is then: an ACL change that landed
+during the check is never lost (`_login`).
 
 An unknown user is checked against a dummy hash and a disabled user is
 checked like any other, so unknown user, disabled user and wrong password
@@ -215,6 +217,8 @@ class Authenticator:
         self.throttle = None    # made on first use, on the server's loop
         self._guess_key = secrets.token_bytes(32)   # for the throttle's HMACs of failed pairs
         self.attempts: set = set()   # AUTH tasks not finished
+        # Moves (on the loop) each time an ACL write lands: see _login.
+        self.revision = 0
 
     def close(self) -> None:
         for task in list(self.attempts):
@@ -237,6 +241,24 @@ class Authenticator:
             # we hold the password (the only moment we ever do).
             # (Only if unchanged meanwhile: a password change must win.)
             self.store.set_hash(user.username, hashing.hash_password(password), expected=stored)
+        return user
+
+    def users_changed(self) -> None:
+        """An ACL write (SETUSER, DELUSER, LOAD) is in the store and its
+        live sessions are being updated, in this same loop step
+        (commands/acl.py, `_write_in_pool`)."""
+        self.revision += 1
+
+    def _reread(self, seen, username: bytes, password: bytes):
+        """`seen` passed the password check, but an ACL write landed since
+        the row was read: the user as it is now, if it may still log in.
+        Runs in a worker thread."""
+        user = self.store.get(seen.username)
+        if user is None or not user.enabled:
+            return None
+        if user.id != seen.id or user.password != seen.password:
+            # Deleted and made again, or a new password: check that one.
+            return self.check(username, password)
         return user
 
     def command_table(self, user) -> dict:
@@ -273,19 +295,52 @@ class Authenticator:
     def start(self, conn, username: bytes, password: bytes, reply) -> Deferred:
         """AUTH `username` `password` for `conn`; on success the connection
         logs in and the client gets `reply()`; else WRONGPASS."""
-        task = self.server.loop.create_task(self._attempt(conn, username, password))
+        task = self.server.loop.create_task(self._login(conn, username, password))
         self.attempts.add(task)
         task.add_done_callback(self.attempts.discard)
 
-        def finish(user):
-            if user is None:
+        def finish(logged_in):
+            if not logged_in:
                 self.server.stats.auth_failures += 1
                 self.log_event(conn, "auth", "AUTH", username.decode("utf-8", "replace"))
                 raise CommandError(errors.WRONGPASS)
-            conn.login(user)
             return reply()
 
         return Deferred(task, finish)
+
+    async def _login(self, conn, username: bytes, password: bytes) -> bool:
+        """The attempt, then the login itself, with the user as it is at the
+        moment of the login: True if `conn` is now logged in.
+
+        Why no ACL change can be lost. An ACL write commits in a worker
+        thread, then `users_changed` and the update of the user's live
+        sessions (commands/acl.py, `_write_in_pool`) run in one loop step L;
+        the login below runs in one loop step too, checking that
+        `self.revision` is still the value read before the last read of the
+        row. Loop steps do not overlap, so for any write either
+        - L came before the login: the revision moved after it was noted
+          (noted on the loop before the read was handed to the pool, so
+          before the read; L comes after the commit). If the read came
+          before the commit, the revision noted before it differs now, and
+          the row is read again: the login uses a row read after the
+          commit. (A read after the commit may be redone for nothing.)
+        - L came after the login: the session is then authenticated as the
+          user, and L updates it (new rules, root flag, namespace) or, for
+          DELUSER, closes it, before the write's reply leaves.
+        A write's reply leaves after L, so an AUTH sent after it reads the
+        new row (the store is one SQLite connection behind a lock).
+        The re-read loop ends: each turn needs another ACL write, which
+        only root can make, landing within one store read."""
+        revision = self.revision
+        user = await self._attempt(conn, username, password)
+        loop = self.server.loop
+        while user is not None and self.revision != revision:
+            revision = self.revision
+            user = await loop.run_in_executor(self.pool, self._reread, user, username, password)
+        if user is None or conn.closing:   # (closing: nobody to log in or answer)
+            return False
+        conn.login(user)
+        return True
 
     async def _attempt(self, conn, username: bytes, password: bytes):
         """Pass the address's and the user name's gates, then check the
