@@ -342,6 +342,14 @@ KDB_PATH_INVALID = "ERR invalid KDB path"
 KDB_PATH_DOTDOT = "ERR KDB paths may not contain '..'"
 KDB_PATH_SUFFIX = "ERR KDB paths must end in .kdb"
 KDB_PATH_OUTSIDE = "ERR KDB paths must be inside the data directory"
+# Not followed or replaced: a symlink planted in the data directory (evil.kdb ->
+# users.db), a directory, a FIFO or a device.
+KDB_PATH_NOT_FILE = ("ERR KDB paths must name a regular file inside the data directory "
+                     "(not a symbolic link, a directory or a special file)")
+KDB_PATH_RESERVED = "ERR KDB paths may not be inside the append-only log's directory"
+# The reason in kdb_load_failed when the file changed into something else
+# between the check and the open.
+KDB_NOT_REGULAR_REASON = "not a regular file"
 
 # Writes refused because the data can no longer be persisted (Redis's
 # shared.bgsaveerr and writeCommandsGetDiskErrorMessage, server.c).
