@@ -314,6 +314,14 @@ def config_set_unknown(name: str) -> str:
     return "ERR Unknown option or number of arguments for CONFIG SET - '%s'" % name
 
 
+# CONFIG SET of a secret tenantkv has no use for: refused rather than kept
+# (and shown by CONFIG GET) in clear while doing nothing. An empty value is
+# what they already are, and is accepted.
+REQUIREPASS_UNSUPPORTED = ("tenantkv has no requirepass: every user has its own password, "
+                           "set with ACL SETUSER <user> on >password (or tenantkv user passwd)")
+MASTERAUTH_UNSUPPORTED = "tenantkv has no replication yet, so no masterauth"
+
+
 def config_set_failed(name: str, reason: str) -> str:
     """`reason`: config.py's (or the log's) words for the refused value."""
     return "ERR CONFIG SET failed (possibly related to argument '%s') - %s" % (name, reason)
