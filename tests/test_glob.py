@@ -36,7 +36,17 @@ def _patterns() -> list:
     found = set(HANDPICKED)
     while len(found) < 2500:
         found.add(b"".join(rng.choice(TOKENS) for _ in range(rng.randint(1, 7))))
+    # Longer ones, mostly plain bytes, '?' and '*', against the longer keys below.
+    while len(found) < 4000:
+        found.add(b"".join(rng.choice(TOKENS[:4] * 4 + TOKENS[6:9] + [b"[ab]", b"?" * 3])
+                           for _ in range(rng.randint(3, 14))))
     return sorted(found)
+
+
+def _long_keys() -> list:
+    rng = random.Random(7031)
+    return [b"".join(rng.choice([b"a", b"b", b"A", b"c", b"ab"]) for _ in range(rng.randint(5, 25)))
+            for _ in range(60)]
 
 
 def _keys_answers(client: redis.Redis, patterns: list) -> list:
@@ -48,13 +58,14 @@ def _keys_answers(client: redis.Redis, patterns: list) -> list:
 
 def _load(client: redis.Redis) -> None:
     client.flushall()
-    client.mset({key: b"1" for key in KEYS})
+    client.mset({key: b"1" for key in KEYS + _long_keys()})
 
 
 def test_keys_patterns_match_redis(redis_server, server):
-    """KEYS with 2,500 patterns (classes, escapes, reversed and signed ranges,
-    '[^', unclosed '[', trailing backslash) over keys with every special byte:
-    the same names as redis-server."""
+    """KEYS with 4,000 patterns (classes, escapes, reversed and signed ranges,
+    '[^', unclosed '[', trailing backslash, runs of '?' and of plain bytes)
+    over keys with every special byte and longer ones: the same names as
+    redis-server."""
     reference = redis.Redis(port=redis_server.port)
     subject = server.client()
     _load(reference)
@@ -119,6 +130,10 @@ def _timed_keys(client, pattern):
     (b"*" + b"?" * 2000 + b"b", b"a" * 20000),       # a long segment slid along a long key
     (b"*" + b"a" * 2000 + b"b", b"a" * 20000),
     (b"[" * 5000, b"a"),                            # a class that never closes
+    (b"?" * 1_000_000, b"a" * 1_000_000),            # megabyte patterns are read in C
+    (b"ab" * 500_000, b"ab" * 500_000),
+    (b"[ab]" * 250_000 + b"*", b"ab" * 500_000),
+    (b"*a" * 500_000, b"a" * 2000),
     (b"\\" * 4001, b"\\" * 2001),
 ])
 def test_pathological_patterns(redis_server, server, pattern, key):

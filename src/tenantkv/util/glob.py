@@ -14,9 +14,12 @@ does, with no recursion at all:
   to each side of a range but not to a '\\'-escaped byte inside a class, an
   unclosed '[' taking the rest of the pattern);
 - the first segment must match at the start, each middle segment at its
-  leftmost place after the previous one, the last one at the end — each
-  segment is a compiled regular expression without quantifiers, so a search
-  costs at most len(segment) * len(string) steps in C, never more.
+  leftmost place after the previous one, the last one at the end. A segment
+  of plain bytes is compared with bytes.startswith/find/endswith; any other is
+  a regular expression without open quantifiers (a run of one element is
+  `x{n}`), compiled only once a string is long enough to need it, so a search
+  costs at most len(segment) * len(string) steps in C, and a megabyte
+  pattern is read in C too, not byte by byte in Python.
 
 Redis quirks kept: an empty string matches only the empty pattern ("*" does
 not match ""; the callers shortcut "*" as Redis's do); past 1,000 nested '*'s
@@ -28,9 +31,9 @@ from functools import lru_cache
 
 _ANY = (1 << 256) - 1
 _UPPER = range(65, 91)
-_CACHED_PATTERN_MAX = 4096
+_CACHED_PATTERN_MAX = 4096   # larger patterns are kept one at a time (below)
 _MAX_NESTING = 1000   # stringmatchlen's limit on nested '*'s
-_NEVER = re.compile(b"(?!)")   # larger patterns are kept one at a time (below)
+_NEVER = re.compile(b"(?!)")
 
 
 def glob_match(pattern: bytes, string: bytes, nocase: bool = False) -> bool:
@@ -104,10 +107,13 @@ def _literal(byte: int, nocase: bool) -> int:
     return 1 << byte
 
 
-def _elements(p: bytes, nocase: bool):
-    """The pattern as a list of segments (lists of byte masks), split at '*'
-    runs; also whether it starts and ends with a '*' run."""
+def _elements(p: bytes, nocase: bool) -> list:
+    """The pattern as a list of segments, split at its '*' runs. A segment is
+    a list of items, each one element (an int: the mask of the bytes it
+    matches) or a run of literal bytes (a bytearray; compared without case
+    with nocase)."""
     segments = [[]]
+    segment = segments[0]
     n = len(p)
     i = 0
     while i < n:
@@ -115,9 +121,12 @@ def _elements(p: bytes, nocase: bool):
         if c == 42:   # '*'
             while i + 1 < n and p[i + 1] == 42:
                 i += 1
-            segments.append([])
+            segment = []
+            segments.append(segment)
+            if len(segments) > _MAX_NESTING + 2:
+                break   # past Redis's limit on nested '*'s the rest is never read
         elif c == 63:   # '?'
-            segments[-1].append(_ANY)
+            segment.append(_ANY)
         elif c == 91:   # '['
             i += 1
             negate = i < n and p[i] == 94   # '^'
@@ -139,13 +148,72 @@ def _elements(p: bytes, nocase: bool):
                 else:
                     mask |= _literal(p[i], nocase)
                 i += 1
-            segments[-1].append(mask ^ _ANY if negate else mask)
+            segment.append(mask ^ _ANY if negate else mask)
         else:
-            if c == 92 and n - i >= 2:   # '\x': x literally
-                i += 1
-            segments[-1].append(_literal(p[i], nocase))
+            if c == 92:   # '\x': x literally; a trailing '\' is itself
+                if n - i >= 2:
+                    i += 1
+                run = p[i:i + 1]
+            else:   # a run of plain bytes at once: a long pattern is read in C
+                run = _plain_run(p, i).group()
+                i += len(run) - 1
+            if segment and type(segment[-1]) is bytearray:
+                segment[-1] += run
+            else:
+                segment.append(bytearray(run))
         i += 1
     return segments
+
+
+_plain_run = re.compile(rb"[^*?\[\\]+").match
+
+
+class _Segment:
+    """The elements between two '*' runs: a literal (compared with bytes
+    methods, in C, no compiling) or a regular expression compiled the first
+    time a string is long enough to need it (so a huge pattern costs nothing
+    against shorter names)."""
+
+    __slots__ = ("items", "size", "literal", "nocase", "_regex")
+
+    def __init__(self, items: list, nocase: bool) -> None:
+        self.size = sum(len(x) if type(x) is bytearray else 1 for x in items)
+        self.nocase = nocase
+        self._regex = None
+        if all(type(x) is bytearray for x in items):   # adjacent runs are merged: one
+            literal = bytes(items[0]) if items else b""
+            self.literal = literal.lower() if nocase else literal
+            self.items = None
+        else:
+            self.literal = None
+            self.items = items
+
+    def regex(self):
+        if self._regex is None:
+            self._regex = self._compile()
+            self.items = None
+        return self._regex
+
+    def _compile(self):
+        parts = []
+        previous, count = None, 0
+        for item in self.items + [None]:
+            if type(item) is int and item == previous:
+                count += 1
+                continue
+            if previous is not None:   # a run of the same element: atom{count}
+                parts.append(_atom(previous) + (b"{%d}" % count if count > 1 else b""))
+                previous = None
+            if item is None:
+                break
+            if type(item) is int:
+                if item == 0:
+                    return _NEVER   # an empty class: nothing matches
+                previous, count = item, 1
+            else:
+                escaped = re.escape(bytes(item))
+                parts.append(b"(?i:" + escaped + b")" if self.nocase else escaped)
+        return re.compile(b"".join(parts))
 
 
 @lru_cache(maxsize=1024)
@@ -171,46 +239,66 @@ def _atom(mask: int) -> bytes:
 
 
 def _compile(pattern: bytes, nocase: bool):
-    segments = _elements(pattern, nocase)
-    regexes = [re.compile(b"".join(_atom(m) for m in seg)) if seg else None
-               for seg in segments]
-    sizes = [len(seg) for seg in segments]
+    segments = [_Segment(items, nocase) for items in _elements(pattern, nocase)]
     if len(segments) == 1:   # no '*': the whole string, element by element
-        only, size = regexes[0], sizes[0]
-        if only is None:
-            return lambda s: not s
-        return lambda s: len(s) == size and only.match(s) is not None
-    first, first_size = regexes[0], sizes[0]
-    middle = regexes[1:-1]
-    last, last_size = regexes[-1], sizes[-1]
+        only = segments[0]
+        size, literal = only.size, only.literal
+        if literal is not None:
+            if nocase:
+                return lambda s: len(s) == size and s.lower() == literal
+            return lambda s: s == literal
+        return lambda s: len(s) == size and only.regex().match(s) is not None
+    first = segments[0] if segments[0].size else None
+    middle = segments[1:-1]
+    last = segments[-1] if segments[-1].size else None
     if len(middle) >= _MAX_NESTING and not (len(middle) == _MAX_NESTING and last is None):
         # Redis (7.0.15 with the CVE-2024-31228 fix) gives up at its 1,001st
         # nested '*': reaching that '*' with string left, unless it ends the
         # pattern, is no match.
         middle = middle[:_MAX_NESTING]
-        last, last_size = _NEVER, 0
+        last = _Segment([0], nocase)   # matches nothing
+    count = len(middle)
 
     def match(s: bytes) -> bool:
         n = len(s)
         if n == 0:
             return False   # stringmatchlen("*...", "") is 0: the loop never runs
+        t = s.lower() if nocase else s   # what literals are compared with
         pos = 0
         if first is not None:
-            if first_size > n or first.match(s) is None:
+            size = first.size
+            if size > n:
                 return False
-            pos = first_size
+            if first.literal is not None:
+                if not t.startswith(first.literal):
+                    return False
+            elif first.regex().match(s) is None:
+                return False
+            pos = size
             if pos == n:   # the string ended: only '*'s may remain
                 return not middle and last is None
-        for index, regex in enumerate(middle, 1):
-            found = regex.search(s, pos)
-            if found is None:
-                return False   # skipLongerMatches: no earlier '*' may stretch
-            pos = found.end()
+        for index, segment in enumerate(middle, 1):
+            if segment.size > n - pos:
+                return False
+            if segment.literal is not None:
+                start = t.find(segment.literal, pos)
+                if start < 0:
+                    return False   # skipLongerMatches: no earlier '*' may stretch
+                pos = start + segment.size
+            else:
+                found = segment.regex().search(s, pos)
+                if found is None:
+                    return False
+                pos = found.end()
             if pos == n:   # the string ended: only a trailing '*' may remain
-                return index == len(middle) and last is None
+                return index == count and last is None
         if last is None:
             return True   # a trailing '*' with string left
-        start = n - last_size
-        return start >= pos and last.match(s, start) is not None
+        start = n - last.size
+        if start < pos:
+            return False
+        if last.literal is not None:
+            return t.endswith(last.literal)
+        return last.regex().match(s, start) is not None
 
     return match
