@@ -347,6 +347,53 @@ def test_kdb_save_and_load_paths_stay_in_the_data_directory(tmp_path):
         assert r.get("k") == b"v1"   # a refused file changed nothing
 
 
+def test_kdb_paths_never_follow_or_replace_what_is_planted_in_the_data_directory(tmp_path):
+    """A symlink planted in the data directory (evil.kdb -> users.db, or at the
+    snapshot writer's predictable temp name), a directory, a FIFO: KDB SAVE and
+    LOAD refuse them or write beside them, users.db is never touched, and a
+    FIFO does not hang the server."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "inside").mkdir()
+    os.symlink("inside", str(data / "alias"))   # a directory link that stays inside: fine
+    with ServerProcess(data) as proc:
+        r = proc.client()
+        r.set("k", "v")
+        users = data / "users.db"
+        assert users.exists()
+        before = users.read_bytes()
+        os.symlink(str(users), str(data / "evil.kdb"))
+        os.symlink("users.db", str(data / "relative.kdb"))
+        os.symlink(str(data / "missing-target.kdb"), str(data / "dangling.kdb"))
+        os.mkdir(str(data / "dir.kdb"))
+        os.mkfifo(str(data / "fifo.kdb"))
+        for bad in ("evil.kdb", "relative.kdb", "dangling.kdb", "dir.kdb", "fifo.kdb",
+                    str(data / "evil.kdb"), "alias/../evil.kdb"):
+            for sub in ("SAVE", "LOAD"):
+                with pytest.raises(redis.ResponseError, match="regular file|'..'"):
+                    r.execute_command("KDB", sub, bad)
+        assert users.read_bytes() == before
+        assert os.readlink(str(data / "evil.kdb")) == str(users)
+        assert not (data / "missing-target.kdb").exists()
+        # The append-only log's directory holds a .kdb base: not a KDB target.
+        r.config_set("appendonly", "yes")
+        with pytest.raises(redis.ResponseError, match="append-only log's directory"):
+            r.execute_command("KDB", "SAVE", "appendonlydir/x.kdb")
+        r.config_set("appendonly", "no")
+        # The temp file's name is predictable (temp-<pid>.kdb): a symlink there
+        # is removed, never written through, and the save works.
+        os.symlink(str(users), str(data / ("temp-%d.kdb" % proc.process.pid)))
+        assert r.execute_command("KDB", "SAVE", "good.kdb") == 1
+        assert r.execute_command("KDB", "SAVE", "alias/good.kdb") == 1
+        assert r.save() is True
+        assert users.read_bytes() == before
+        assert not os.path.lexists(str(data / ("temp-%d.kdb" % proc.process.pid)))
+        r.set("k", "changed")
+        assert r.execute_command("KDB", "LOAD", "alias/good.kdb") == 1
+        assert r.get("k") == b"v"
+        assert r.ping()
+
+
 def test_export_import_per_tenant_and_root_only_commands(tmp_path):
     make_users(tmp_path)
     with auth_server(tmp_path) as proc:

@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from conftest import closed, read_exactly, read_reply, resp
+from conftest import closed, locked_fixture, read_exactly, read_reply, resp
+
+locked = locked_fixture({"alice": "alice-pw"}, "root-pw")
 
 
 def send(server, data: bytes) -> socket.socket:
@@ -39,6 +41,65 @@ def test_protocol_error_replies_and_closes(server, request_bytes, error):
     assert read_reply(sock) == error
     assert closed(sock)
     sock.close()
+
+
+# One element of each RESP2/RESP3 type but '$' (and a few stray bytes), as an
+# argument: Redis answers "expected '$', got 'X'" and closes. hiredis, the fast
+# reader, returns `+simple`, `=verbatim` and `(bignum` as bytes, like bulks.
+NOT_BULK = [b"+v\r\n", b"=5\r\ntxt:v\r\n", b"(12\r\n", b":1\r\n", b",1.5\r\n", b"#t\r\n",
+            b"_\r\n", b"-ERR x\r\n", b"!1\r\nx\r\n", b"%1\r\n$1\r\na\r\n$1\r\nb\r\n",
+            b"~1\r\n$1\r\na\r\n", b">1\r\n$1\r\na\r\n", b"*1\r\n$1\r\na\r\n",
+            b"|1\r\n$1\r\na\r\n$1\r\nb\r\n", b"x\r\n", b"$$1\r\nv\r\n"]
+
+
+def _not_bulk_requests(element: bytes) -> list:
+    return [
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n" + element,
+        # A CRLF inside an argument makes up for the one a `+` element lacks.
+        b"*3\r\n$3\r\nSET\r\n$4\r\nk\r\nx\r\n" + element,
+        b"*4\r\n$4\r\nMSET\r\n$2\r\n+k\r\n" + element + b"$4\r\n=(\r\n\r\n",
+        resp("PING") + b"*3\r\n$3\r\nSET\r\n$4\r\nk\r\nx\r\n" + element + resp("PING"),
+    ]
+
+
+def _answer(port: int, data: bytes, prefix: bytes = b"", prefix_reply: bytes = b"") -> tuple:
+    """What the server sends to `data` (after `prefix`, answered `prefix_reply`),
+    and whether it then closes."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        if prefix:
+            sock.sendall(prefix)
+            assert read_exactly(sock, len(prefix_reply)) == prefix_reply
+        sock.sendall(data)
+        reply = b""
+        sock.settimeout(5)
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return reply, True
+                reply += chunk
+        except socket.timeout:
+            return reply, False
+        except ConnectionResetError:
+            return reply, True
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("element", NOT_BULK, ids=lambda e: repr(e[:1])[2:-1])
+def test_non_bulk_elements_answered_as_redis_does(redis_server, server, locked, element):
+    """Each request answered byte for byte as redis-server answers it (the
+    protocol error, after the replies to what came before it, then the
+    close): on the password-less server, logged in, and before AUTH."""
+    auth = resp("AUTH", "alice", "alice-pw")
+    for data in _not_bulk_requests(element):
+        want = _answer(redis_server.port, data)
+        assert want[1] and b"Protocol error" in want[0], (data, want)
+        assert _answer(server.port, data) == want, data
+        assert _answer(locked.port, data, auth, b"+OK\r\n") == want, data
+        if not data.startswith(resp("PING")):
+            assert _answer(locked.port, data) == want, data   # before AUTH
 
 
 def test_requests_before_a_protocol_error_are_answered(server):

@@ -22,7 +22,12 @@ CASES = [
     b"*1\r\n$4\r\nPING\r\n:12\r\n",
     b"*1\r\n$4\r\nPING\r\n-ERR x\r\n",
     b"*1\r\n$4\r\nPING\r\n$3\r\nabc\r\n",
+    # '+', '=', '(' inside arguments are data (the fast path takes them)
+    b"*3\r\n$3\r\nSET\r\n$2\r\n+k\r\n$4\r\n=(v=\r\n" * 2,
+    b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$70000\r\n" + b"+=(" * 23333 + b"x\r\n",
 ]
+_BIG = b"a\r\n" + b"b" * 69997   # 70,000 bytes with a CRLF inside
+
 ERRORS = [
     (b"*1\r\n:5\r\n", "expected '$', got ':'"),
     (b"*1\r\n+PING\r\n", "expected '$', got '+'"),
@@ -32,6 +37,14 @@ ERRORS = [
     (b"*99999999999\r\n", "invalid multibulk length"),
     (b"*1\r\n$4\r\nPING\r\n*2000000\r\n", "invalid multibulk length"),
     (b"*1\r\n$4\r\nPING\r\n*1\r\n$2\r\nab\r\n*1\r\n:1\r\n", "expected '$', got ':'"),
+    # hiredis returns these as bytes; a CRLF in an argument evens the count
+    (b"*3\r\n$3\r\nSET\r\n$4\r\nk\r\nx\r\n+v\r\n", "expected '$', got '+'"),
+    (b"*2\r\n$4\r\nECHO\r\n=5\r\ntxt:v\r\n", "expected '$', got '='"),
+    (b"*3\r\n$3\r\nSET\r\n$4\r\nk\r\nx\r\n(12\r\n", "expected '$', got '('"),
+    (b"*1\r\n$4\r\nPING\r\n*3\r\n$3\r\nSET\r\n$4\r\nk\r\nx\r\n+v\r\n", "got '+'"),
+    (b"*3\r\n$3\r\nSET\r\n$70000\r\n" + _BIG + b"\r\n+v\r\n", "expected '$', got '+'"),
+    (b"*1\r\n$4\r\nPING\r\n*3\r\n$3\r\nSET\r\n$70000\r\n" + _BIG + b"\r\n=5\r\ntxt:v\r\n",
+     "expected '$', got '='"),
 ]
 
 

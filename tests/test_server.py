@@ -190,6 +190,25 @@ def test_config_get_glob_set_and_resetstat(r):
     assert r.info("stats")["keyspace_misses"] == 0
 
 
+def test_config_set_of_a_secret_is_refused_not_kept_in_clear(r, server):
+    """requirepass and masterauth do nothing here (users have their own
+    passwords; no replication): a password is refused with a pointer to ACL
+    SETUSER, never stored nor shown; "" (none, as now) is accepted."""
+    for name, hint in (("requirepass", "ACL SETUSER"), ("masterauth", "no replication")):
+        with pytest.raises(redis.ResponseError,
+                           match=r"CONFIG SET failed \(possibly related to argument '%s'\) - .*%s"
+                           % (name, hint)):
+            r.config_set(name, "s3cret-" + name)
+        assert r.config_get(name) == {name: ""}
+        assert r.config_set(name, "") is True
+    # All or nothing, as every CONFIG SET: the other parameter is not changed.
+    with pytest.raises(redis.ResponseError, match="requirepass"):
+        r.execute_command("CONFIG", "SET", "maxmemory", "1mb", "requirepass", "x")
+    assert r.config_get("maxmemory") == {"maxmemory": "0"}
+    assert "s3cret" not in open(server.log_path, errors="replace").read()
+    assert r.ping()   # the password-less development login still works
+
+
 def _keyspace(r) -> tuple:
     stats = r.info("stats")
     return stats["keyspace_hits"], stats["keyspace_misses"]

@@ -9,6 +9,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 
+from tenantkv import errors
 from tenantkv.util.numbers import parse_int
 
 
@@ -154,6 +155,14 @@ def enum(*options):
     return convert
 
 
+def _empty_only(reason: str):
+    def convert(value):
+        if str(value) != "":
+            raise ValueError(reason)
+        return ""
+    return convert
+
+
 @dataclass
 class Setting:
     section: str | None   # None: a Redis parameter only, not in the config file
@@ -254,8 +263,10 @@ SETTINGS = [
     _redis("lfu-log-factor", integer(0, INT_MAX), 10),
     _redis("lfu-decay-time", integer(0, INT_MAX), 1),
     _redis("notify-keyspace-events", _str, ""),
-    _redis("requirepass", _str, ""),
-    _redis("masterauth", _str, ""),
+    # Secrets with no effect here: only "" (none) is accepted, so nothing is
+    # stored or shown in clear and nobody believes a password protects them.
+    _redis("requirepass", _empty_only(errors.REQUIREPASS_UNSUPPORTED), ""),
+    _redis("masterauth", _empty_only(errors.MASTERAUTH_UNSUPPORTED), ""),
     _redis("replica-read-only", parse_bool, True, alias="slave-read-only"),
     _redis("min-replicas-to-write", integer(0, INT_MAX), 0, alias="min-slaves-to-write"),
     _redis("activedefrag", parse_bool, False),

@@ -314,6 +314,14 @@ def config_set_unknown(name: str) -> str:
     return "ERR Unknown option or number of arguments for CONFIG SET - '%s'" % name
 
 
+# CONFIG SET of a secret tenantkv has no use for: refused rather than kept
+# (and shown by CONFIG GET) in clear while doing nothing. An empty value is
+# what they already are, and is accepted.
+REQUIREPASS_UNSUPPORTED = ("tenantkv has no requirepass: every user has its own password, "
+                           "set with ACL SETUSER <user> on >password (or tenantkv user passwd)")
+MASTERAUTH_UNSUPPORTED = "tenantkv has no replication yet, so no masterauth"
+
+
 def config_set_failed(name: str, reason: str) -> str:
     """`reason`: config.py's (or the log's) words for the refused value."""
     return "ERR CONFIG SET failed (possibly related to argument '%s') - %s" % (name, reason)
@@ -344,6 +352,14 @@ KDB_PATH_SUFFIX = "ERR KDB paths must end in .kdb"
 KDB_PATH_OUTSIDE = "ERR KDB paths must be inside the data directory"
 # tenantkv's KDB EXPORT-ORPHAN / DROP-ORPHAN: the name is not echoed (any bytes).
 KDB_NO_ORPHAN = "ERR no such orphaned tenant (KDB ORPHANS lists them)"
+# Not followed or replaced: a symlink planted in the data directory (evil.kdb ->
+# users.db), a directory, a FIFO or a device.
+KDB_PATH_NOT_FILE = ("ERR KDB paths must name a regular file inside the data directory "
+                     "(not a symbolic link, a directory or a special file)")
+KDB_PATH_RESERVED = "ERR KDB paths may not be inside the append-only log's directory"
+# The reason in kdb_load_failed when the file changed into something else
+# between the check and the open.
+KDB_NOT_REGULAR_REASON = "not a regular file"
 
 # Writes refused because the data can no longer be persisted (Redis's
 # shared.bgsaveerr and writeCommandsGetDiskErrorMessage, server.c).

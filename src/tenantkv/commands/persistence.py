@@ -25,6 +25,7 @@ from tenantkv.errors import CommandError
 from tenantkv.logs import NOTICE
 from tenantkv.keyspace.digest import dataset_digest, key_digest
 from tenantkv.persistence.kdb import format as kdb
+from tenantkv.persistence.files import UnsafePath, safe_path
 from tenantkv.persistence.kdb.snapshot import load_into
 from tenantkv.protocol.encoder import OK, Status
 
@@ -81,22 +82,19 @@ def lastsave(conn, args):
 # -- KDB ---------------------------------------------------------------------------
 
 def data_path(conn, raw: bytes) -> str:
-    """A path for KDB SAVE/LOAD, confined to the data directory: relative
-    (to it) or absolute inside it, no '..' component, no symlink leading out,
-    ending in .kdb (so users.db or the append-only log cannot be overwritten)."""
-    base = os.path.realpath(conn.server.config["data.dir"])
-    name = raw.decode("utf-8", "surrogateescape")
-    if not name or "\0" in name:
-        raise CommandError(errors.KDB_PATH_INVALID)
-    if ".." in name.replace("\\", "/").split("/"):
-        raise CommandError(errors.KDB_PATH_DOTDOT)
-    if not name.endswith(".kdb"):
-        raise CommandError(errors.KDB_PATH_SUFFIX)
-    candidate = name if os.path.isabs(name) else os.path.join(base, name)
-    real = os.path.realpath(candidate)
-    if os.path.commonpath([real, base]) != base or real == base:
-        raise CommandError(errors.KDB_PATH_OUTSIDE)
-    return real
+    """A path for KDB SAVE/LOAD (files.safe_path): relative to the data
+    directory or absolute inside it, no '..', ending in .kdb (so users.db
+    cannot be named), its directory resolved and inside the data directory,
+    the file itself a regular file or not there yet (a symlink planted there
+    is refused, never followed), and not in the append-only log's directory
+    (its base file ends in .kdb too)."""
+    config = conn.server.config
+    base = config["data.dir"]
+    try:
+        return safe_path(base, raw.decode("utf-8", "surrogateescape"), ".kdb",
+                         reserved=(os.path.join(base, config["data.appenddirname"]),))
+    except UnsafePath as exc:
+        raise CommandError(str(exc))
 
 
 # tenantkv's own command, so declared in full, in Redis's shape: a container
@@ -153,10 +151,11 @@ def _kdb_load(conn, args):
     if len(args) > 3:
         raise CommandError(errors.wrong_arity("kdb|load"))
     server = conn.server
-    path = data_path(conn, args[2]) if len(args) == 3 else server.snapshot.path()
+    named = len(args) == 3
+    path = data_path(conn, args[2]) if named else server.snapshot.path()
     started = time.monotonic()
     try:
-        result = load_into(server, path)
+        result = load_into(server, path, nofollow=named)
     except kdb.KdbError as exc:
         raise CommandError(errors.kdb_load_refused(os.path.basename(path), exc))
     except OSError as exc:

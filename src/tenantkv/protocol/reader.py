@@ -13,9 +13,17 @@ and its result is used only when it is exactly a sequence of complete arrays of
 plain bulk strings that cover the whole read. The CRLF count proves the last
 part: complete requests of N bulk strings hold exactly 1 + 2N CRLFs unless an
 argument itself contains one; any surplus (a partial request, a CRLF inside a
-value) or deficit (a `+` element) sends the read to the strict parser, which
-then gives Redis's exact answer. Nothing has run yet when that happens, so the
-fallback just re-reads the same bytes.
+value) or deficit sends the read to the strict parser, which then gives
+Redis's exact answer. Nothing has run yet when that happens, so the fallback
+just re-reads the same bytes.
+
+Elements that are not bulk strings: hiredis gives int, float, bool, None,
+list, dict, ReplyError for most (the type check refuses them), but bytes for
+three: `+simple`, `=verbatim` and `(bignum`. Counting CRLFs does not exclude
+them (a `+` element's missing CRLF is made up by one inside an argument, `=`
+has as many as `$`), so their type bytes are counted instead: each of `+ = (`
+must occur in the read exactly as often as in the arguments, i.e. never as a
+type byte. Reads without any of the three (most) pay three memchr calls.
 """
 
 import re
@@ -27,6 +35,9 @@ from tenantkv.protocol.strict import DEFAULT_MAX_QUERY_BUFFER, RequestReader
 
 # "*" followed by 7+ digits: an array of a million elements or more.
 _HUGE_COUNT = re.compile(rb"\*\d{7}")
+# The type bytes of the elements hiredis returns as bytes besides bulk strings:
+# '+', '=', '('.
+_NON_BULK_TYPES = (43, 61, 40)
 
 
 class Reader:
@@ -71,9 +82,12 @@ class Reader:
                 # One request in the read: the usual case without pipelining.
                 if request and data.count(b"\r\n") == 1 + 2 * len(request):
                     if len(data) < 65536:
-                        b"".join(request)   # TypeError unless all bulk strings
+                        joined = b"".join(request)   # TypeError unless all bytes
+                        # (three memchr calls: cheaper than any one search)
+                        if 43 in data or 61 in data or 40 in data:
+                            _check_type_bytes(data, joined)
                     else:
-                        _check_bulk_strings(request, len(data))
+                        _check_bulk_strings(request, data)
                     return [request]
             elif request is not False and _HUGE_COUNT.search(data) is None:
                 # A pipeline (nothing past the first request is parsed yet, so
@@ -97,7 +111,7 @@ class Reader:
                         and data.count(b"\r\n") == len(lengths) + 2 * sum(lengths)):
                     # Raises TypeError for anything but arrays of bulk strings
                     # (chaining a top-level string yields ints, which fail too).
-                    _check_bulk_strings(chain.from_iterable(requests), len(data))
+                    _check_bulk_strings(chain.from_iterable(requests), data)
                     return requests
         except (hiredis.ProtocolError, TypeError):
             pass
@@ -111,13 +125,33 @@ class Reader:
             self.refresh()
 
 
-def _check_bulk_strings(items, size: int) -> None:
-    """Raise TypeError unless every item is bytes (not an int, a nested array,
-    a null or an error, which hiredis also produces)."""
-    if size < 65536:
-        b"".join(items)   # one C call; raises TypeError on anything but bytes-like
+def _check_bulk_strings(items, data: bytes) -> None:
+    """Raise TypeError unless every item is a bulk string: bytes (not an int,
+    a nested array, a null or an error, which hiredis also produces) read
+    from a `$` element (not `+`, `=` or `(`: _check_type_bytes)."""
+    if len(data) < 65536:
+        joined = b"".join(items)   # one C call; raises TypeError on anything but bytes-like
+        if 43 in data or 61 in data or 40 in data:
+            _check_type_bytes(data, joined)
     else:
         # Large values: check types without copying them.
         items = list(items)
         if list(map(type, items)).count(bytes) != len(items):
             raise TypeError
+        if 43 in data or 61 in data or 40 in data:
+            _check_type_bytes(data, items)
+
+
+def _check_type_bytes(data: bytes, values) -> None:
+    """Raise TypeError if one of `+ = (` occurs in `data` outside `values` (the
+    arguments joined, or a list of them; each a distinct part of `data`):
+    then it is the type byte of a `+simple`, `=verbatim` or `(bignum` element,
+    which Redis refuses. (Also when it is in the 2 bytes after a bulk, which
+    neither Redis nor hiredis checks: the strict parser then answers, as Redis
+    would.)"""
+    for byte in _NON_BULK_TYPES:
+        if byte in data:
+            inside = values.count(byte) if type(values) is bytes else \
+                sum(value.count(byte) for value in values)
+            if data.count(byte) != inside:
+                raise TypeError

@@ -21,13 +21,17 @@ append-only log's rewrite uses it for its base file):
         the number of databases a tenant has here; a file holding a higher
         database index is refused (default: the highest index in the file + 1).
 
-    read_file(path, now_ms=None, databases=None) -> LoadResult
+    read_file(path, now_ms=None, databases=None, nofollow=False) -> LoadResult
         load() the file at `path`; the result's `tenants` is what load()
         returns, with the figures of the load (keys, expired, size...).
+        `nofollow` (a client's file name): a symlink or a non-regular file
+        is refused (OSError), not followed.
 
     write_snapshot(server_or_tenants, path, now_ms=None) -> int
-        dump() into `temp-<pid>.kdb` beside `path`, flush, fsync, rename over
-        `path`, fsync the directory. On any error the temp file is removed and
+        dump() into `temp-<pid>.kdb` beside `path` (created O_EXCL|O_NOFOLLOW,
+        never written through a planted symlink), flush, fsync, rename over
+        `path` (a rename replaces a symlink there, it does not follow it),
+        fsync the directory. On any error the temp file is removed and
         `path` is untouched. Returns the number of keys written.
 
     KdbError(message, offset)
@@ -54,7 +58,7 @@ from collections import deque
 from itertools import accumulate, islice
 
 from tenantkv.keyspace.zset import ZSet
-from tenantkv.persistence.files import fsync_dir
+from tenantkv.persistence.files import create_exclusive, fsync_dir, open_regular
 
 MAGIC = b"\x89KDB\r\n\x1a\n"   # PNG-style: catches text-mode and 7-bit mangling
 VERSION = 1
@@ -679,8 +683,11 @@ def load(source, now_ms: int | None = None, databases: int | None = None) -> dic
     return parse_file(_read_all(source), now_ms, databases).tenants
 
 
-def read_file(path: str, now_ms: int | None = None, databases: int | None = None) -> LoadResult:
-    with open(path, "rb") as handle:
+def read_file(path: str, now_ms: int | None = None, databases: int | None = None,
+              nofollow: bool = False) -> LoadResult:
+    """`nofollow`: for a name a client gave, refuse a symlink or anything but
+    a regular file (files.open_regular) instead of following it."""
+    with (open_regular(path) if nofollow else open(path, "rb")) as handle:
         data = handle.read()
     return parse_file(data, now_ms, databases)
 
@@ -692,7 +699,8 @@ def write_snapshot(server_or_tenants, path: str, now_ms: int | None = None,
     directory = os.path.dirname(os.path.abspath(path))
     temp = os.path.join(directory, "temp-%d.kdb" % os.getpid())
     try:
-        with open(temp, "wb", buffering=1 << 20) as handle:
+        # The temp name is predictable: never write through what is there.
+        with create_exclusive(temp, buffering=1 << 20) as handle:
             keys = dump(tenants, handle, now_ms, key_save_delay_us)
             handle.flush()
             os.fsync(handle.fileno())

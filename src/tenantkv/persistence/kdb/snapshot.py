@@ -60,9 +60,11 @@ def install(server, tenants: dict) -> None:
         events.written(touched)
 
 
-def load_into(server, path: str) -> kdb.LoadResult:
-    """Read the file at `path` completely, then make it the server's dataset."""
-    result = kdb.read_file(path, int(time.time() * 1000), server.config["limits.databases"])
+def load_into(server, path: str, nofollow: bool = False) -> kdb.LoadResult:
+    """Read the file at `path` completely, then make it the server's dataset.
+    `nofollow`: a client named the file (see kdb.read_file)."""
+    result = kdb.read_file(path, int(time.time() * 1000), server.config["limits.databases"],
+                           nofollow=nofollow)
     install(server, result.tenants)
     return result
 
