@@ -190,7 +190,8 @@ def test_completion_and_hints_from_the_servers_command_docs(table):
     assert hint_for(table, "HSET h f v ") == "[field value ...]"
     assert hint_for(table, "NOSUCHCMD ") == ""
     # tenantkv's own commands and MEMORY come with argument trees like Redis's
-    assert complete("KDB ") == ["EXPORT", "HELP", "IMPORT", "LOAD", "SAVE"]
+    assert complete("KDB ") == ["DROP-ORPHAN", "EXPORT", "EXPORT-ORPHAN", "HELP", "IMPORT", "LOAD",
+                                 "ORPHANS", "SAVE"]
     assert hint_for(table, "KDB IMPORT ") == "payload [REPLACE]"
     assert hint_for(table, "KDB SAVE ") == "[path]"
     assert complete("MEMORY ") == ["HELP", "USAGE"]
