@@ -166,6 +166,7 @@ class Connection(asyncio.Protocol):
             self.tenant.clients.discard(self)
             tenant.clients.add(self)
             self.tenant = tenant
+            tenant.connections += 1   # its total_connections_received
         self.db = tenant.dbs[self.db.index]
 
     def _begin_unauthenticated(self) -> None:
@@ -221,7 +222,9 @@ class Connection(asyncio.Protocol):
         # One clock read per read: idle time (CLIENT LIST, timeout) and the
         # start of the commandstats timing of this batch.
         self.last_interaction = now = monotonic()
-        server.stats.net_input_bytes += len(data)
+        size = len(data)
+        server.stats.net_input_bytes += size
+        self.tenant.net_input_bytes += size   # what INFO shows its users (keyspace/tenant.py)
         try:
             requests = self.reader.feed(data)
         except QueryBufferExceeded:
@@ -281,6 +284,7 @@ class Connection(asyncio.Protocol):
                 reply = encode(reply, self.resp3)
         cmd.calls += 1
         cmd.usec += (monotonic() - started) * 1e6
+        self.tenant.ran.append(cmd)   # its commandstats, folded later (keyspace/tenant.py)
         self.last_command = cmd.name
         if self.closing:
             return
@@ -381,11 +385,13 @@ class Connection(asyncio.Protocol):
             for cmd in ran:
                 cmd.calls += 1
                 cmd.usec += share
+            self.tenant.ran += ran   # its commandstats, folded later (keyspace/tenant.py)
             self.last_command = cmd.name
         if self.backlog is not None and self.waiting is None:
             return   # paused mid-batch: the rest runs when the client drains
         if error is not None and not self.close_after_reply:
             self.server.stats.total_error_replies += 1
+            self.tenant.error_replies += 1
             append(encode_error(str(error)))
             self.close_after_reply = True
         if out and not self.closing:
@@ -407,6 +413,7 @@ class Connection(asyncio.Protocol):
         """Hold the client's later requests until `deferred` is done."""
         deferred.cmd = cmd
         cmd.calls += 1
+        self.tenant.count(self.tenant.calls, cmd)
         self.last_command = cmd.name
         self.waiting = deferred
         self.backlog = rest
@@ -520,7 +527,9 @@ def flush_connections(conns, journal) -> None:
             continue
         data = unsent[0] if len(unsent) == 1 else b"".join(unsent)
         unsent.clear()
-        conn.server.stats.net_output_bytes += len(data)
+        size = len(data)
+        conn.server.stats.net_output_bytes += size
+        conn.tenant.net_output_bytes += size
         if conn.closing:
             continue   # closed meanwhile (killed, connection lost): nothing to send to
         try:
