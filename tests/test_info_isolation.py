@@ -27,10 +27,8 @@ SERVER_ONLY = ("used_memory", "used_memory_rss", "used_memory_peak", "used_cpu_s
                "auth_throttled", "rdb_last_load_keys_loaded")
 
 
-@pytest.fixture
-def srv(tmp_path):
-    with locked_server(tmp_path, {"alice": "alice-pw", "bob": "bob-pw"}, "root-pw") as proc:
-        yield proc
+def start(data_dir):
+    return locked_server(data_dir, {"alice": "alice-pw", "bob": "bob-pw"}, "root-pw")
 
 
 class Watcher:
@@ -83,8 +81,8 @@ class Watcher:
         self.sock.close()
 
 
-def tenant_a_activity(srv, n: int = 300) -> dict:
-    """Everything tenant A (alice) does: returns what it should count."""
+def tenant_a_activity(srv, n: int = 300) -> None:
+    """Everything tenant A (alice) does (test_tenant_a_sees_exactly_its_own_activity counts it)."""
     alice = login(srv, "alice")
     pipe = alice.pipeline(transaction=False)
     for i in range(n):
@@ -108,17 +106,21 @@ def tenant_a_activity(srv, n: int = 300) -> dict:
             alice.execute_command("GET")
         with pytest.raises(redis.ResponseError, match="no permissions"):
             alice.config_set("maxmemory", "0")
-        with pytest.raises(redis.AuthenticationError):
-            alice.auth("wrong-pw", "alice")           # failed AUTH on alice's logged-in connection
     alice.client_id()                                 # a container's subcommand
     assert alice.get("k0") == b"v" * 1000
     alice.close()
+    # Failed AUTHs on a connection logged in as alice (raw: redis-py
+    # reconnects after one).
+    sock = srv.raw()
+    exchange(sock, resp("AUTH", "alice", "alice-pw"), b"+OK\r\n")
+    for _ in range(2):
+        exchange(sock, resp("AUTH", "alice", "wrong-pw"), WRONGPASS)
+    sock.close()
     # An unauthenticated connection guessing bob's password: not bob's activity either.
     guesser = srv.raw()
     for _ in range(1):
         exchange(guesser, resp("AUTH", "bob", "guess"), WRONGPASS)
     guesser.close()
-    return {"sets": n + 1, "wrongpass": 2, "noperm": 2}
 
 
 def moved(before: dict, after: dict) -> dict:
@@ -126,22 +128,31 @@ def moved(before: dict, after: dict) -> dict:
             if name not in CLOCK and before.get(name) != after.get(name)}
 
 
-@pytest.mark.slow   # failed AUTHs wait for the login throttle (~10 s)
-def test_tenant_b_sees_none_of_tenant_a_activity(srv):
-    bob = Watcher(srv, "bob", "bob-pw")
-    bob_client = login(srv, "bob")
-    bob_client.set("mine", "1")
-    bob_client.close()
-    time.sleep(0.3)   # the closed client is gone from connected_clients
-    before = bob.info("everything")
-    sent, reply_size = bob.sent, bob.last_reply
-    tenant_a_activity(srv)
-    after = bob.info("everything")
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """One server: bob's INFO before and after everything alice does."""
+    with start(tmp_path_factory.mktemp("info_isolation")) as srv:
+        bob = Watcher(srv, "bob", "bob-pw")
+        bob_client = login(srv, "bob")
+        bob_client.set("mine", "1")
+        bob_client.hset("bob-hash", "f", "v")         # a command alice never runs
+        bob_client.close()
+        time.sleep(0.3)   # the closed client is gone from connected_clients
+        before = bob.info("everything")
+        sent, reply_size = bob.sent, bob.last_reply
+        tenant_a_activity(srv)
+        after = bob.info("everything")
+        yield srv, before, after, bob.sent - sent, reply_size
+        bob.close()
+
+
+def test_tenant_b_sees_none_of_tenant_a_activity(scene):
+    srv, before, after, request_size, reply_size = scene
     # Exactly bob's own INFO in between: one command, its request in (read
     # before INFO ran), the previous INFO's reply out; nothing else moved.
     expected = {
         "total_commands_processed": int(before["total_commands_processed"]) + 1,
-        "total_net_input_bytes": int(before["total_net_input_bytes"]) + bob.sent - sent,
+        "total_net_input_bytes": int(before["total_net_input_bytes"]) + request_size,
         "total_net_output_bytes": int(before["total_net_output_bytes"]) + reply_size,
     }
     changes = moved(before, after)
@@ -166,7 +177,74 @@ def test_tenant_b_sees_none_of_tenant_a_activity(srv):
                  "connected_clients", "rdb_last_save_time", "aof_enabled"):
         assert name in after, name
     assert int(after["total_connections_received"]) == 2   # its two logins
-    bob.close()
+    assert int(after["connected_clients"]) == 1
+
+
+def test_tenant_a_sees_exactly_its_own_activity(scene):
+    srv, *_ = scene
+    alice = Watcher(srv, "alice", "alice-pw")
+    info = alice.info("everything")
+    stat = {name[len("cmdstat_"):]: dict(item.split("=") for item in value.split(","))
+            for name, value in info.items() if name.startswith("cmdstat_")}
+    assert stat["set"] == {"calls": "301", "rejected_calls": "0", "failed_calls": "0"}
+    assert stat["get"] == {"calls": "42", "rejected_calls": "2", "failed_calls": "0"}
+    assert stat["lpush"] == {"calls": "2", "rejected_calls": "0", "failed_calls": "2"}
+    assert stat["incrby"]["calls"] == "2" and stat["exec"]["calls"] == stat["multi"]["calls"] == "1"
+    assert stat["config|set"] == {"calls": "0", "rejected_calls": "2", "failed_calls": "0"}
+    assert stat["client|id"]["calls"] == "1"
+    assert "hset" not in stat                   # bob's
+    assert all(set(fields) == {"calls", "rejected_calls", "failed_calls"} for fields in stat.values())
+    assert info["errorstat_WRONGTYPE"] == "count=2"
+    assert info["errorstat_NOPERM"] == "count=2"
+    assert info["errorstat_WRONGPASS"] == "count=2"   # not the guess at bob's password
+    assert info["acl_access_denied_auth"] == info["acl_access_denied_cmd"] == "2"
+    assert (info["keyspace_hits"], info["keyspace_misses"], info["expired_keys"]) == ("21", "21", "1")
+    assert 301 * 1000 < int(info["total_net_input_bytes"]) < 330 * 1000
+    assert 21 * 1000 < int(info["total_net_output_bytes"]) < 30 * 1000
+    processed = int(info["total_commands_processed"])
+    assert 301 + 42 + 2 + 2 + 4 <= processed < 301 + 42 + 50
+    alice.close()
+
+
+def test_root_sees_the_server(scene):
+    srv, _, bob_after, *_ = scene
+    root = Watcher(srv, "root", "root-pw")
+    info = root.info("everything")
+    assert _calls(info["cmdstat_set"]) >= 301 + 1
+    assert _calls(info["cmdstat_hset"]) >= 1
+    assert info["errorstat_WRONGPASS"] == "count=3"   # alice's 2 and the guess at bob's
+    assert int(info["acl_access_denied_auth"]) == 3
+    assert int(info["acl_access_denied_cmd"]) == 2
+    assert int(info["total_commands_processed"]) > 301 + 42 + int(bob_after["total_commands_processed"])
+    assert int(info["total_net_input_bytes"]) > 301 * 1000
+    assert int(info["keyspace_hits"]) >= 21 and int(info["expired_keys"]) >= 1
+    assert int(info["total_connections_received"]) >= 6
+    for name in HOST_FACTS + SERVER_ONLY:
+        assert name in info, name
+    assert int(info["process_id"]) == srv.process.pid
+    root.close()
+
+
+def test_resetstat_by_root_resets_tenants_too(tmp_path):
+    with start(tmp_path) as srv:
+        alice = login(srv, "alice")
+        pipe = alice.pipeline(transaction=False)
+        for i in range(50):
+            pipe.set("k%d" % i, i)
+        pipe.execute()
+        alice.get("k1")
+        with pytest.raises(redis.ResponseError):
+            alice.lpush("k1", "x")
+        assert alice.info("commandstats")["cmdstat_set"]["calls"] == 50
+        root = login(srv, "root")
+        assert root.config_resetstat()
+        info = alice.info("everything")   # its own INFO is counted after it ran
+        assert "cmdstat_set" not in info and "errorstat_WRONGTYPE" not in info
+        assert info["total_commands_processed"] == 0 and info["total_error_replies"] == 0
+        assert info["keyspace_hits"] == 0
+        assert info["total_net_input_bytes"] < 100 and info["total_net_output_bytes"] == 0
+        alice.set("again", 1)
+        assert alice.info("commandstats")["cmdstat_set"]["calls"] == 1
 
 
 def _calls(cmdstat: str) -> int:
