@@ -271,8 +271,7 @@ def info_section(conn, name: str) -> list:
             calls, rejected, failed = tenant.calls, tenant.rejected, tenant.failed
             return ["cmdstat_%s:calls=%d,rejected_calls=%d,failed_calls=%d" % (name, n, r, f)
                     for name, (n, _, r, f) in _command_counters(
-                        lambda c: (calls.get(id(c), 0), 0.0, rejected.get(id(c), 0),
-                                   failed.get(id(c), 0)))
+                        lambda c: (calls.get(c, 0), 0.0, rejected.get(c, 0), failed.get(c, 0)))
                     if n or r or f]
         return [_cmdstat(name, *counters) for name, counters in _command_counters(_server_counters)
                 if any(counters)]
@@ -298,7 +297,7 @@ def _tenant_commands(tenant) -> int:
     container counts every call; its subcommands' own counts are not added)."""
     tenant.fold()
     calls = tenant.calls
-    return sum(calls.get(id(cmd), 0) for cmd in COMMANDS.values())
+    return sum(calls.get(cmd, 0) for cmd in COMMANDS.values())
 
 
 def _command_counters(counters):

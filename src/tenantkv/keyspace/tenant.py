@@ -33,9 +33,9 @@ class Tenant:
         self.reset_stats()
 
     def reset_stats(self) -> None:
-        # Per command, keyed by id(Command) (Commands live as long as the
-        # process; a subcommand and COMMAND's bare form are Commands of
-        # their own): calls, failed calls, calls refused before running.
+        # Per Command (hashed by identity; a subcommand and COMMAND's bare
+        # form are Commands of their own): calls, failed calls, calls
+        # refused before running.
         self.ran.clear()
         self.calls: dict = {}
         self.failed: dict = {}
@@ -50,14 +50,13 @@ class Tenant:
         """Count the commands the hot path queued in `ran` into `calls`."""
         ran = self.ran
         if ran:
-            _count_elements(self.calls, map(id, ran))
+            _count_elements(self.calls, ran)
             ran.clear()
 
     def count(self, counters: dict, cmd) -> None:
         """One more for `cmd` in `counters` (calls, failed or rejected): the
         paths off the hot one (MULTI, EXEC, a container's subcommand, a wait)."""
-        key = id(cmd)
-        counters[key] = counters.get(key, 0) + 1
+        counters[cmd] = counters.get(cmd, 0) + 1
 
     def error(self, prefix: str) -> None:
         self.error_replies += 1
