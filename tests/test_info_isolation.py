@@ -13,7 +13,7 @@ import time
 import pytest
 import redis
 
-from conftest import WRONGPASS, exchange, locked_server, login, resp
+from conftest import WRONGPASS, exchange, locked_server, login, read_reply, resp
 
 # Lines that move with the clock alone.
 CLOCK = {"server_time_usec", "uptime_in_seconds", "uptime_in_days", "lru_clock"}
@@ -117,9 +117,11 @@ def tenant_a_activity(srv, n: int = 300) -> None:
         exchange(sock, resp("AUTH", "alice", "wrong-pw"), WRONGPASS)
     sock.close()
     # An unauthenticated connection guessing bob's password: not bob's activity either.
+    # (The third failure from this address: a throttle may answer it with an
+    # error of its own.)
     guesser = srv.raw()
-    for _ in range(1):
-        exchange(guesser, resp("AUTH", "bob", "guess"), WRONGPASS)
+    guesser.sendall(resp("AUTH", "bob", "guess"))
+    assert read_reply(guesser, timeout=30).startswith(b"-")
     guesser.close()
 
 
@@ -137,7 +139,10 @@ def scene(tmp_path_factory):
         bob_client.set("mine", "1")
         bob_client.hset("bob-hash", "f", "v")         # a command alice never runs
         bob_client.close()
-        time.sleep(0.3)   # the closed client is gone from connected_clients
+        deadline = time.monotonic() + 10
+        while bob.info("clients")["connected_clients"] != "1":   # the server saw the close
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         before = bob.info("everything")
         sent, reply_size = bob.sent, bob.last_reply
         tenant_a_activity(srv)
@@ -212,8 +217,9 @@ def test_root_sees_the_server(scene):
     info = root.info("everything")
     assert _calls(info["cmdstat_set"]) >= 301 + 1
     assert _calls(info["cmdstat_hset"]) >= 1
-    assert info["errorstat_WRONGPASS"] == "count=3"   # alice's 2 and the guess at bob's
-    assert int(info["acl_access_denied_auth"]) == 3
+    # alice's 2 and the guess at bob's (unless a throttle answered that one)
+    assert info["errorstat_WRONGPASS"] in ("count=2", "count=3")
+    assert int(info["acl_access_denied_auth"]) >= 2
     assert int(info["acl_access_denied_cmd"]) == 2
     assert int(info["total_commands_processed"]) > 301 + 42 + int(bob_after["total_commands_processed"])
     assert int(info["total_net_input_bytes"]) > 301 * 1000
