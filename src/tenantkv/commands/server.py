@@ -204,8 +204,10 @@ def info_section(conn, name: str) -> list:
                 "total_connections_received:%d" % tenant.connections,
                 "total_commands_processed:%d" % _tenant_commands(tenant),
                 "instantaneous_ops_per_sec:0",
-                "total_net_input_bytes:%d" % tenant.net_input_bytes,
-                "total_net_output_bytes:%d" % tenant.net_output_bytes,
+                "total_net_input_bytes:%d" % (tenant.net_input_bytes
+                                              + sum(c.net_in for c in tenant.clients)),
+                "total_net_output_bytes:%d" % (tenant.net_output_bytes
+                                               + sum(c.net_out for c in tenant.clients)),
                 "expired_keys:%d" % expired,
                 "evicted_keys:0",
                 "keyspace_hits:%d" % hits,
@@ -223,8 +225,10 @@ def info_section(conn, name: str) -> list:
             "total_connections_received:%d" % stats.total_connections_received,
             "total_commands_processed:%d" % sum(c.calls for c in COMMANDS.values()),
             "instantaneous_ops_per_sec:0",
-            "total_net_input_bytes:%d" % stats.net_input_bytes,
-            "total_net_output_bytes:%d" % stats.net_output_bytes,
+            "total_net_input_bytes:%d" % (stats.net_input_bytes
+                                          + sum(c.net_in for c in server.clients.values())),
+            "total_net_output_bytes:%d" % (stats.net_output_bytes
+                                           + sum(c.net_out for c in server.clients.values())),
             "rejected_connections:%d" % stats.rejected_connections,
             "expired_keys:%d" % expired,
             "evicted_keys:0",
@@ -403,6 +407,8 @@ def _config_resetstat(conn, args):
     server = conn.server
     server.snapshot.sync()   # it counts changes from the counters reset below
     server.stats.reset()
+    for client in server.clients.values():
+        client.net_in = client.net_out = 0
     for tenant in server.tenants.values():
         tenant.reset_stats()
         for db in tenant.dbs:

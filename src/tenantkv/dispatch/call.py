@@ -135,7 +135,7 @@ def dispatcher(container):
 def _counted(cmd, client, args: list):
     """Run a subcommand's handler, counting its call, time and error (the
     caller counts the container, and the error reply)."""
-    tenant = client.tenant   # the caller's, before the command (AUTH) may change it
+    tenant = client.tenant   # the one the client was in when the command started
     start = monotonic()
     try:
         reply = cmd.handler(client, args)

@@ -42,7 +42,7 @@ class Tenant:
         self.rejected: dict = {}
         self.errors: dict = {}   # error prefix -> count (INFO errorstats)
         self.error_replies = 0
-        self.net_input_bytes = 0
+        self.net_input_bytes = 0    # of connections gone (Connection.fold_net)
         self.net_output_bytes = 0
         self.connections = 0     # connections that logged in to this tenant
 

@@ -23,6 +23,8 @@ class Stats:
     def reset(self) -> None:
         self.total_connections_received = 0
         self.total_commands_processed = 0
+        # Of closed connections (and bytes a connection had before it
+        # changed tenant): INFO adds the live ones' (Connection.fold_net).
         self.net_input_bytes = 0
         self.net_output_bytes = 0
         self.expired_keys = 0
