@@ -22,6 +22,36 @@ from tenantkv.util.glob import glob_match
 from tenantkv.util.numbers import parse_float, parse_int
 
 # -- INFO ----------------------------------------------------------------------
+#
+# What INFO shows whom. Root (and the password-less default user) administers
+# the server and sees the server's figures, as in Redis. Any other user is a
+# tenant among others, and a figure that moves with another tenant's activity
+# tells it about that tenant (how busy it is, when it writes, its errors and
+# failed logins, its memory), so:
+#
+#   - activity figures are its own tenant's (keyspace/tenant.py counts them
+#     beside the server's): commands and commandstats (calls, rejected and
+#     failed calls), errors and errorstats, net bytes, connections, keyspace
+#     hits/misses/expiries, clients, blocked and watching clients, keyspace;
+#   - a figure that cannot be split by tenant cheaply is left out rather than
+#     shown server-wide: used_memory* (the process's RSS), used_cpu_* (the
+#     process's CPU), rejected_connections, auth_throttled, and the rdb_* and
+#     aof_* figures that grow with all the data (SERVER_DATA: changes since
+#     the last save, log sizes, keys loaded, how long a save took);
+#     commandstats without usec and usec_per_call (timing every command for
+#     its tenant costs on the hot path);
+#   - static facts a client may need stay: versions, mode, port, uptime, hz,
+#     run_id, maxclients, maxmemory and its policy, role, persistence status;
+#   - facts about the host are root's: os (kernel release), python_version,
+#     process_id, executable and config_file (paths): a tenant needs none of
+#     them, and they help whoever tries to get from the server to the host.
+#
+# The persistence status lines that remain (a save or rewrite in progress,
+# rdb_saves, rdb_last_save_time) still move when the `save` rules fire, which
+# count every tenant's writes: a coarse signal, which LASTSAVE gives as well.
+
+# Lines of the server section only root sees (see above).
+HOST_FACTS = ("os", "python_version", "process_id", "executable", "config_file")
 
 SECTIONS = ["server", "clients", "memory", "persistence", "stats", "replication",
             "cpu", "modules", "errorstats", "cluster", "keyspace"]
@@ -80,7 +110,7 @@ def info_section(conn, name: str) -> list:
     uptime = int(time.monotonic() - server.started_monotonic)
     if name == "server":
         config = server.config
-        return [
+        lines = [
             "redis_version:%s" % REDIS_COMPAT_VERSION,
             "tenantkv_version:%s" % __version__,
             "redis_git_sha1:00000000",
@@ -106,6 +136,9 @@ def info_section(conn, name: str) -> list:
             "config_file:%s" % os.path.abspath(server.config_file) if server.config_file else "config_file:",
             "io_threads_active:0",
         ]
+        if not conn.root:
+            lines = [line for line in lines if line.partition(":")[0] not in HOST_FACTS]
+        return lines
     if name == "clients":
         clients = server.clients.values() if conn.root else conn.tenant.clients
         dbs = [db for tenant in server.tenants.values() for db in tenant.dbs] if conn.root \
@@ -129,6 +162,14 @@ def info_section(conn, name: str) -> list:
             "total_watched_keys:%d" % sum(len(db.watchers) for db in dbs),
         ]
     if name == "memory":
+        if not conn.root:   # the process's memory moves with every tenant's data
+            maxmemory = server.config["limits.maxmemory"]
+            return [
+                "maxmemory:%d" % maxmemory,
+                "maxmemory_human:%s" % _human(maxmemory),
+                "maxmemory_policy:%s" % server.config["limits.maxmemory_policy"],
+                "mem_allocator:pymalloc",
+            ]
         rss = _rss_bytes()
         peak = max(rss, _peak_rss_bytes())
         maxmemory = server.config["limits.maxmemory"]
@@ -146,7 +187,7 @@ def info_section(conn, name: str) -> list:
             "mem_allocator:pymalloc",
         ]
     if name == "persistence":
-        return [
+        lines = [
             "loading:0",
             "async_loading:0",
             *server.snapshot.info_lines(),   # rdb_* (persistence/kdb/snapshot.py)
@@ -154,14 +195,42 @@ def info_section(conn, name: str) -> list:
             # tenants no user owns (server/app.py check_orphans): root's business
             *(server.orphan_info() if conn.root else ()),
         ]
+        if not conn.root:
+            lines = [line for line in lines if line.partition(":")[0] not in SERVER_DATA]
+        return lines
     if name == "stats":
         hits, misses, expired = keyspace_counts(conn)
+        if not conn.root:
+            tenant = conn.tenant
+            return [
+                "total_connections_received:%d" % tenant.connections,
+                "total_commands_processed:%d" % _tenant_commands(tenant),
+                "instantaneous_ops_per_sec:0",
+                "total_net_input_bytes:%d" % (tenant.net_input_bytes
+                                              + sum(c.net_in for c in tenant.clients)),
+                "total_net_output_bytes:%d" % (tenant.net_output_bytes
+                                               + sum(c.net_out for c in tenant.clients)),
+                "expired_keys:%d" % expired,
+                "evicted_keys:0",
+                "keyspace_hits:%d" % hits,
+                "keyspace_misses:%d" % misses,
+                "pubsub_channels:0",
+                "pubsub_patterns:0",
+                "unexpected_error_replies:0",
+                "total_error_replies:%d" % tenant.error_replies,
+                "acl_access_denied_auth:%d" % tenant.auth_failures,
+                "acl_access_denied_cmd:%d" % tenant.acl_denied,
+                "acl_access_denied_key:0",
+                "acl_access_denied_channel:0",
+            ]
         return [
             "total_connections_received:%d" % stats.total_connections_received,
             "total_commands_processed:%d" % sum(c.calls for c in COMMANDS.values()),
             "instantaneous_ops_per_sec:0",
-            "total_net_input_bytes:%d" % stats.net_input_bytes,
-            "total_net_output_bytes:%d" % stats.net_output_bytes,
+            "total_net_input_bytes:%d" % (stats.net_input_bytes
+                                          + sum(c.net_in for c in server.clients.values())),
+            "total_net_output_bytes:%d" % (stats.net_output_bytes
+                                           + sum(c.net_out for c in server.clients.values())),
             "rejected_connections:%d" % stats.rejected_connections,
             "expired_keys:%d" % expired,
             "evicted_keys:0",
@@ -183,13 +252,16 @@ def info_section(conn, name: str) -> list:
                 "master_replid:%s" % server.run_id, "master_repl_offset:0",
                 "repl_backlog_active:0"]
     if name == "cpu":
+        if not conn.root:   # the process's CPU time moves with every tenant's commands
+            return []
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return ["used_cpu_sys:%.6f" % usage.ru_stime, "used_cpu_user:%.6f" % usage.ru_utime,
                 "used_cpu_sys_children:0.000000", "used_cpu_user_children:0.000000"]
     if name == "modules":
         return []
     if name == "errorstats":
-        return ["errorstat_%s:count=%d" % (prefix, count) for prefix, count in sorted(stats.errors.items())]
+        errors_ = stats.errors if conn.root else conn.tenant.errors
+        return ["errorstat_%s:count=%d" % (prefix, count) for prefix, count in sorted(errors_.items())]
     if name == "cluster":
         return ["cluster_enabled:0"]
     if name == "keyspace":
@@ -199,30 +271,61 @@ def info_section(conn, name: str) -> list:
                 lines.append("db%d:keys=%d,expires=%d,avg_ttl=0" % (db.index, len(db.data), len(db.expires)))
         return lines
     if name == "commandstats":
-        return [_cmdstat(name, *counters) for name, counters in _command_counters()
+        if not conn.root:
+            tenant = conn.tenant
+            tenant.fold()
+            calls, rejected, failed = tenant.calls, tenant.rejected, tenant.failed
+            return ["cmdstat_%s:calls=%d,rejected_calls=%d,failed_calls=%d" % (name, n, r, f)
+                    for name, (n, _, r, f) in _command_counters(
+                        lambda c: (calls.get(c, 0), 0.0, rejected.get(c, 0), failed.get(c, 0)))
+                    if n or r or f]
+        return [_cmdstat(name, *counters) for name, counters in _command_counters(_server_counters)
                 if any(counters)]
     if name == "latencystats":
         return []
     return []
 
 
-def _command_counters():
+# rdb_* and aof_* lines that grow with every tenant's writes or data: counts,
+# sizes, and how long a save or rewrite (of all the data) took. Not for tenants.
+SERVER_DATA = frozenset((
+    "rdb_changes_since_last_save", "rdb_last_bgsave_time_sec", "rdb_current_bgsave_time_sec",
+    "rdb_last_load_keys_expired", "rdb_last_load_keys_loaded", "aof_last_rewrite_time_sec",
+    "aof_current_rewrite_time_sec", "aof_current_size", "aof_base_size", "aof_buffer_length"))
+
+
+def _server_counters(cmd) -> tuple:
+    return cmd.calls, cmd.usec, cmd.rejected, cmd.failed
+
+
+def _tenant_commands(tenant) -> int:
+    """total_commands_processed for a tenant: the calls of commands (a
+    container counts every call; its subcommands' own counts are not added)."""
+    tenant.fold()
+    calls = tenant.calls
+    return sum(calls.get(cmd, 0) for cmd in COMMANDS.values())
+
+
+def _command_counters(counters):
     """(name, (calls, usec, rejected, failed)) for INFO commandstats, as
     Redis 7 counts them: a subcommand on its own line (cmdstat_client|list);
     a container only for its own arity refusals and, for COMMAND, its calls
     without a subcommand (its own counters count every call, for
-    total_commands_processed)."""
+    total_commands_processed). `counters(cmd)`: the server's
+    (_server_counters) or a tenant's."""
     for top in sorted(COMMANDS.values(), key=lambda c: c.name):
+        calls, usec, rejected, failed = counters(top)
         if not top.subcommands:
-            yield top.name, (top.calls, top.usec, top.rejected, top.failed)
+            yield top.name, (calls, usec, rejected, failed)
             continue
         bare = top.bare
         if bare is None:
-            yield top.name, (0, 0.0, top.rejected, 0)
+            yield top.name, (0, 0.0, rejected, 0)
         else:
-            yield top.name, (bare.calls, bare.usec, top.rejected + bare.rejected, bare.failed)
+            calls, usec, bare_rejected, failed = counters(bare)
+            yield top.name, (calls, usec, rejected + bare_rejected, failed)
         for sub in top.subcommands.values():
-            yield sub.name, (sub.calls, sub.usec, sub.rejected, sub.failed)
+            yield sub.name, counters(sub)
 
 
 def _cmdstat(name: str, calls: int, usec: float, rejected: int, failed: int) -> str:
@@ -306,7 +409,10 @@ def _config_resetstat(conn, args):
     server = conn.server
     server.snapshot.sync()   # it counts changes from the counters reset below
     server.stats.reset()
+    for client in server.clients.values():
+        client.net_in = client.net_out = 0
     for tenant in server.tenants.values():
+        tenant.reset_stats()
         for db in tenant.dbs:
             db.hits = db.misses = db.expired = 0
     for top in COMMANDS.values():

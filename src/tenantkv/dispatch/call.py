@@ -71,27 +71,32 @@ def refusal(client, cmd, args: list):
     None: arity, the subcommand of a container and its arity,
     authentication, permission. Counts the refusal."""
     stats = client.server.stats
+    tenant = client.tenant
     if not cmd.arity_ok(len(args)):
         cmd.rejected += 1
-        stats.error("ERR")
+        tenant.count(tenant.rejected, cmd)
+        stats.error("ERR", tenant)
         return errors.wrong_arity(cmd.name)
     if cmd.subcommands and len(args) > 1:
         sub = cmd.subcommands.get(args[1].lower())
         if sub is None:   # Redis counts it for no command
-            stats.error("ERR")
+            stats.error("ERR", tenant)
             return errors.unknown_subcommand(args[0], args[1])
         cmd = sub
         if not cmd.arity_ok(len(args)):
             cmd.rejected += 1
-            stats.error("ERR")
+            tenant.count(tenant.rejected, cmd)
+            stats.error("ERR", tenant)
             return errors.wrong_arity(cmd.name)
     if not client.authenticated and "no_auth" not in cmd.flags:
         cmd.rejected += 1
-        stats.error("NOAUTH")
+        tenant.count(tenant.rejected, cmd)
+        stats.error("NOAUTH", tenant)
         return errors.NOAUTH
     if client.authenticated and not allowed(client.lookup, cmd, args):
         cmd.rejected += 1
-        stats.error("NOPERM")
+        tenant.count(tenant.rejected, cmd)
+        stats.error("NOPERM", tenant)
         client.server.auth.denied(client, cmd.name,
                                   "multi" if client.multi is not None else "toplevel")
         return errors.noperm(cmd.name)
@@ -116,9 +121,11 @@ def dispatcher(container):
             raise CommandError(errors.unknown_subcommand(args[0], args[1]))
         if not sub.arity_ok(len(args)):
             sub.rejected += 1
+            client.tenant.count(client.tenant.rejected, sub)
             raise CommandError(errors.wrong_arity(sub.name))
         if client.lookup.get(sub.key) is not sub:
             sub.rejected += 1
+            client.tenant.count(client.tenant.rejected, sub)
             client.server.auth.denied(client, sub.name)
             raise CommandError(errors.noperm(sub.name))
         return _counted(sub, client, args)
@@ -128,15 +135,18 @@ def dispatcher(container):
 def _counted(cmd, client, args: list):
     """Run a subcommand's handler, counting its call, time and error (the
     caller counts the container, and the error reply)."""
+    tenant = client.tenant   # the one the client was in when the command started
     start = monotonic()
     try:
         reply = cmd.handler(client, args)
     except CommandError:
         cmd.failed += 1
+        tenant.count(tenant.failed, cmd)
         raise
     finally:
         cmd.calls += 1
         cmd.usec += (monotonic() - start) * 1e6
+        tenant.count(tenant.calls, cmd)
     if isinstance(reply, Deferred):   # it may fail later (ACL SETUSER's store)
         finish = reply.finish
 
@@ -145,6 +155,7 @@ def _counted(cmd, client, args: list):
                 return finish(result)
             except CommandError:
                 cmd.failed += 1
+                tenant.count(tenant.failed, cmd)
                 raise
         reply.finish = counted_finish
     return reply
@@ -155,7 +166,7 @@ def execute(client, args: list):
     the caller waits on (its `cmd` set)."""
     cmd = find(args[0])
     if cmd is None:
-        client.server.stats.unknown_command(args)
+        client.server.stats.unknown_command(args, client.tenant)
         client.multi_error = client.multi is not None   # EXEC will abort
         return encode_error(errors.unknown_command(args))
     refused = refusal(client, cmd, args)
@@ -175,6 +186,7 @@ def _queue(client, cmd, args: list) -> bytes:
         checked = cmd.subcommands[args[1].lower()]
     flags = checked.flags
     waits = checked.waits
+    tenant = client.tenant
     if "no_multi" in flags or (waits and (waits is True or waits(args))):
         # A command that waits for work off the loop (the user store, AUTH's
         # hashing: `waits` in dispatch/table.py) cannot run inside EXEC, which
@@ -183,7 +195,8 @@ def _queue(client, cmd, args: list) -> bytes:
         # in EXEC, as it runs everything on one thread; tenantkv refuses them
         # here, with the text Redis gives a no-multi command, and EXEC aborts.
         checked.rejected += 1
-        stats.error("ERR")
+        tenant.count(tenant.rejected, checked)
+        stats.error("ERR", tenant)
         client.multi_error = True
         return encode_error(errors.NOT_IN_MULTI)
     denied = client.server.events.denied
@@ -191,7 +204,8 @@ def _queue(client, cmd, args: list) -> bytes:
         # Writes are refused (MISCONF): refused when queued too, and EXEC
         # then aborts, as Redis.
         checked.rejected += 1
-        stats.error(denied)
+        tenant.count(tenant.rejected, checked)
+        stats.error(denied, tenant)
         client.multi_error = True
         return encode_error(denied)
     client.multi.append((cmd, args))
@@ -202,11 +216,12 @@ def invoke(client, cmd, args: list):
     """Run a command that passed the checks: its encoded reply, or a
     Deferred (counted when it finishes, by the connection)."""
     client.last_command = cmd.name
+    tenant = client.tenant   # before the command (RESET) may change it
     start = monotonic()
     try:
         reply = cmd.handler(client, args)
         if isinstance(reply, Deferred):
-            reply.cmd = cmd
+            reply.cmd = cmd   # counted by the connection's _wait
             return reply
         # NO_REPLY: the handler wrote already (or closed); one entry per request.
         data = encode(reply, client.resp3) if reply is not NO_REPLY else b""
@@ -216,6 +231,7 @@ def invoke(client, cmd, args: list):
         data = crashed(client, cmd, exc)
     cmd.calls += 1
     cmd.usec += (monotonic() - start) * 1e6
+    tenant.count(tenant.calls, cmd)
     return data
 
 
@@ -226,7 +242,7 @@ def run_queued(client, cmd, args: list) -> bytes:
     command was queued."""
     checked = cmd.subcommands[args[1].lower()] if cmd.subcommands and len(args) > 1 else cmd
     if client.authenticated and not allowed(client.lookup, checked, args):
-        client.server.stats.error("NOPERM")
+        client.server.stats.error("NOPERM", client.tenant)
         client.server.auth.denied(client, checked.name, "multi")
         return encode_error(errors.NOPERM_CHANGED_IN_EXEC)
     client.last_command = cmd.name
@@ -248,6 +264,7 @@ def run_queued(client, cmd, args: list) -> bytes:
         data = crashed(client, cmd, exc)
     cmd.calls += 1
     cmd.usec += (monotonic() - start) * 1e6
+    client.tenant.count(client.tenant.calls, cmd)
     return data
 
 
@@ -262,7 +279,9 @@ def replay(client, cmd, args: list):
 def failed(client, cmd, message: str) -> bytes:
     """Count a command's error and return its encoded reply."""
     cmd.failed += 1
-    client.server.stats.error(message)
+    tenant = client.tenant
+    tenant.count(tenant.failed, cmd)
+    client.server.stats.error(message, tenant)
     return encode_error(message)
 
 

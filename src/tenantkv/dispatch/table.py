@@ -49,7 +49,10 @@ FIELDS = frozenset({"arity", "flags", "first_key", "last_key", "step", "acl_cate
 REQUIRED = ("arity", "flags", "acl_categories", "summary", "since", "group", "complexity")
 
 
-@dataclass(slots=True)   # slots: the hot path reads and counts on these
+# slots: the hot path reads and counts on these. eq=False: a Command is
+# itself (hashed by identity), so a tenant's counters can key on it and count
+# a list of them in C (keyspace/tenant.py).
+@dataclass(slots=True, eq=False)
 class Command:
     name: str            # "get"; a subcommand's "config|get"
     handler: object

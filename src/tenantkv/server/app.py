@@ -332,6 +332,9 @@ class Server:
                 if self.active_expire_enabled:
                     self.active_expire(budget=0.25 / hz)
                 self.close_idle_clients()
+                for tenant in self.tenants.values():
+                    if tenant.ran:   # bounds the hot path's list of commands run
+                        tenant.fold()
                 self.snapshot.cron()   # reap a BGSAVE child, the save schedule
                 self.aof.cron()        # reap a BGREWRITEAOF child, start a scheduled one
             except Exception:   # the cron must never die; log and go on

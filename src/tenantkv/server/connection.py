@@ -52,7 +52,7 @@ class Connection(asyncio.Protocol):
                  "lib_ver", "addr", "laddr", "created", "last_interaction", "last_command",
                  "closing", "close_after_reply", "no_evict", "no_touch", "paused", "unsent",
                  "multi", "multi_error", "watched", "watch_dirty", "backlog", "backlog_error",
-                 "waiting")
+                 "waiting", "net_in", "net_out")
 
     def __init__(self, server) -> None:
         self.server = server
@@ -92,6 +92,11 @@ class Connection(asyncio.Protocol):
         self.backlog = None          # requests waiting for the client to drain its output
         self.backlog_error = None    # the protocol error that followed them, if any
         self.waiting = None          # the Deferred whose reply the client waits for
+        # Bytes read and written since the last fold_net() into the tenant's and
+        # the server's figures (INFO adds the live connections' own): one
+        # increment on the connection per read and per write.
+        self.net_in = 0
+        self.net_out = 0
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -163,9 +168,11 @@ class Connection(asyncio.Protocol):
 
     def _enter(self, tenant) -> None:
         if tenant is not self.tenant:
+            self.fold_net()   # the bytes so far were the old tenant's
             self.tenant.clients.discard(self)
             tenant.clients.add(self)
             self.tenant = tenant
+            tenant.connections += 1   # its total_connections_received
         self.db = tenant.dbs[self.db.index]
 
     def _begin_unauthenticated(self) -> None:
@@ -190,11 +197,24 @@ class Connection(asyncio.Protocol):
         self.closing = True
         self.server.clients.pop(self.id, None)
         self.tenant.clients.discard(self)
+        self.fold_net()
         if self.watched is not None:
             self.server.events.unwatch_all(self)
         waiting = self.waiting
         if type(waiting) is Blocked:
             waiting.abandon()   # a blocked pop whose client went: off its keys
+
+    def fold_net(self) -> None:
+        """Add the bytes counted on this connection to its tenant's and the
+        server's totals (at a change of tenant and at the close)."""
+        net_in, net_out = self.net_in, self.net_out
+        if net_in or net_out:
+            stats, tenant = self.server.stats, self.tenant
+            stats.net_input_bytes += net_in
+            stats.net_output_bytes += net_out
+            tenant.net_input_bytes += net_in
+            tenant.net_output_bytes += net_out
+            self.net_in = self.net_out = 0
 
     def pause_writing(self) -> None:
         # The client does not read its replies: stop reading its requests.
@@ -221,7 +241,7 @@ class Connection(asyncio.Protocol):
         # One clock read per read: idle time (CLIENT LIST, timeout) and the
         # start of the commandstats timing of this batch.
         self.last_interaction = now = monotonic()
-        server.stats.net_input_bytes += len(data)
+        self.net_in += len(data)
         try:
             requests = self.reader.feed(data)
         except QueryBufferExceeded:
@@ -281,6 +301,7 @@ class Connection(asyncio.Protocol):
                 reply = encode(reply, self.resp3)
         cmd.calls += 1
         cmd.usec += (monotonic() - started) * 1e6
+        self.tenant.ran.append(cmd)   # its commandstats, folded later (keyspace/tenant.py)
         self.last_command = cmd.name
         if self.closing:
             return
@@ -381,11 +402,13 @@ class Connection(asyncio.Protocol):
             for cmd in ran:
                 cmd.calls += 1
                 cmd.usec += share
+            self.tenant.ran += ran   # its commandstats, folded later (keyspace/tenant.py)
             self.last_command = cmd.name
         if self.backlog is not None and self.waiting is None:
             return   # paused mid-batch: the rest runs when the client drains
         if error is not None and not self.close_after_reply:
             self.server.stats.total_error_replies += 1
+            self.tenant.error_replies += 1
             append(encode_error(str(error)))
             self.close_after_reply = True
         if out and not self.closing:
@@ -407,6 +430,7 @@ class Connection(asyncio.Protocol):
         """Hold the client's later requests until `deferred` is done."""
         deferred.cmd = cmd
         cmd.calls += 1
+        self.tenant.count(self.tenant.calls, cmd)
         self.last_command = cmd.name
         self.waiting = deferred
         self.backlog = rest
@@ -520,7 +544,7 @@ def flush_connections(conns, journal) -> None:
             continue
         data = unsent[0] if len(unsent) == 1 else b"".join(unsent)
         unsent.clear()
-        conn.server.stats.net_output_bytes += len(data)
+        conn.net_out += len(data)
         if conn.closing:
             continue   # closed meanwhile (killed, connection lost): nothing to send to
         try:

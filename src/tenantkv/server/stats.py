@@ -1,4 +1,5 @@
-"""Server-wide counters that INFO reports (field names as Redis's)."""
+"""Server-wide counters that INFO reports (field names as Redis's) to root;
+other users see their tenant's (keyspace/tenant.py), counted alongside."""
 
 
 class Stats:
@@ -22,6 +23,8 @@ class Stats:
     def reset(self) -> None:
         self.total_connections_received = 0
         self.total_commands_processed = 0
+        # Of closed connections (and bytes a connection had before it
+        # changed tenant): INFO adds the live ones' (Connection.fold_net).
         self.net_input_bytes = 0
         self.net_output_bytes = 0
         self.expired_keys = 0
@@ -32,11 +35,13 @@ class Stats:
         self.unknown_commands = 0
         self.errors: dict = {}   # error prefix -> count, for INFO errorstats
 
-    def error(self, message: str) -> None:
+    def error(self, message: str, tenant) -> None:
+        """An error reply to a client of `tenant` (counted there too)."""
         self.total_error_replies += 1
         prefix = message.split(" ", 1)[0]
         self.errors[prefix] = self.errors.get(prefix, 0) + 1
+        tenant.error(prefix)
 
-    def unknown_command(self, args: list) -> None:
+    def unknown_command(self, args: list, tenant) -> None:
         self.unknown_commands += 1
-        self.error("ERR")
+        self.error("ERR", tenant)
