@@ -11,32 +11,59 @@ An unknown user is checked against a dummy hash and a disabled user is
 checked like any other, so unknown user, disabled user and wrong password
 take the same time and get the same WRONGPASS reply.
 
-Brute force: failed attempts are counted per client address and per user
-name (unknown names alike, so the throttle says nothing about which users
-exist), in a score that halves every THROTTLE_HALF_LIFE seconds. Every
-attempt passes two gates, its address's and its user name's, before the
-password is checked. A gate lets at most MAX_INFLIGHT checks run at once;
-once its score reaches its free count (ADDR_/USER_FREE_FAILURES) it lets
-one attempt through at a time, each FAILURE_DELAY * 2**(failures - free)
-seconds (at most MAX_DELAY) after the previous one finished. Waiting attempts wait on the
-event loop (a future, a timer), not in the worker pool, so the pool keeps
-serving the other addresses and users. A retry of one of the last few
-failed (user, password) pairs of a gate is no new guess and is not counted
-again (redis-py makes about eleven attempts of one wrong password: AUTH
-user pass, AUTH pass, and its retries); the pairs are kept as HMACs under
-a key made at start-up, never as text. A success clears its user's count
-(not its address's: one valid account must not clear an address that
-guesses at others). At most MAX_TRACKED addresses and names are tracked
-(least recently used idle ones are forgotten first).
+Brute force. Failed attempts are counted per client address group (IPv4:
+the address; IPv6: its /64, IPv4-mapped IPv6 as IPv4; unix sockets: one
+group) and per user name (unknown names alike, so the throttle says nothing
+about which users exist), in scores that halve every THROTTLE_HALF_LIFE
+seconds. An attempt is never queued to wait out a delay: it is checked at
+once, or refused at once with `errors.auth_throttled` (which limit, and in
+how many seconds to retry), so a guesser cannot keep an owner's login
+waiting until the auth timeout.
+
+- An address group with a recent failure (score >= SUSPECT_SCORE) is
+  *suspect*; the others are *clean*. An attempt from a clean address (at
+  most CLEAN_INFLIGHT at once per address) skips the user name's gate and
+  takes the clean lane in front of the hash pool: failures elsewhere never
+  hold back a right password from an address that has not failed.
+- Every address's gate: past ADDR_FREE_FAILURES, one attempt at a time and
+  FAILURE_DELAY * 2**(failures - free) seconds (at most MAX_DELAY) after its
+  last failure; earlier ones are refused. A suspect address has at most
+  MAX_INFLIGHT attempts at once. This is what stops a sprayer of user names
+  at one address (and bounds the names one address can make us track).
+- A user name's gate holds back suspect attempts only, the same way past
+  USER_FREE_FAILURES: a guesser spread over many addresses gets one clean
+  guess per address, then only what the name's budget gives. Refused
+  attempts are not failures (they cost nothing), so hammering cannot push
+  the lockout further; a success does not clear a name's count (the owner
+  logging in must not hand a guesser fresh free attempts).
+- The suspect lane (server-wide): at most SUSPECT_WORKERS of the
+  HASH_WORKERS threads, SUSPECT_RATE checks/s (burst SUSPECT_BURST), and
+  SUSPECT_QUEUE waiting; beyond, refused. Clean attempts are served first,
+  so a spray from many addresses cannot starve the owners' logins of argon2.
+
+A retry of one of the last few failed (user, password) pairs of a gate is
+no new guess and is not counted again (redis-py makes about eleven attempts
+of one wrong password: AUTH user pass, AUTH pass, and its retries); the
+pairs are kept as HMACs under a key made at start-up, never as text.
+
+Memory: a gate is forgotten only when idle with a decayed score under
+FORGET_BELOW (swept when the table doubles), never by recency, so a name or
+address with recent failures keeps its state for the whole window. What can
+be tracked is bounded by the failures that can happen (each one costs an
+argon2 check, and one address gets few checks past its free count); as a
+last resort, past MAX_TRACKED gates new keys share one overflow gate (an
+overflow address counts as suspect) instead of pushing out live state.
 """
 
 import asyncio
 import hashlib
 import hmac
+import ipaddress
+import math
 import secrets
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from tenantkv import errors
@@ -51,30 +78,38 @@ ACL_LOG_MAX = 128  # Redis's acllog-max-len default
 
 # Brute-force throttle (see the module's docstring). An address may be a
 # NAT with many users behind it: it gets more free failures than a name.
-USER_FREE_FAILURES = 10    # failures per user name before any delay
-ADDR_FREE_FAILURES = 30    # failures per client address before any delay
+USER_FREE_FAILURES = 10    # failures per user name before suspect attempts are limited
+ADDR_FREE_FAILURES = 30    # failures per address group before its attempts are limited
+SUSPECT_SCORE = 0.5        # an address with this many (decayed) failures is suspect
 RECENT_GUESSES = 4         # failed pairs per gate whose retries are not counted
-FAILURE_DELAY = 0.05       # the first delay, doubled by each further failure...
-MAX_DELAY = 5.0            # ...up to this (under the 10 s default auth deadline)
+FAILURE_DELAY = 0.05       # the first wait, doubled by each further failure...
+MAX_DELAY = 60.0           # ...up to this
 THROTTLE_HALF_LIFE = 600.0 # seconds for a failure count to halve
-MAX_INFLIGHT = 2           # checks at once per address / per user (1 once throttled)
-MAX_TRACKED = 10_000       # addresses, and user names, remembered
-_CAP_OVER_FREE = 12        # scores stop this far past the free count (the delay
-                           # is at MAX_DELAY long before): bounds the cool-down
+MAX_INFLIGHT = 2           # checks at once per suspect address (1 per gate once limited)
+CLEAN_INFLIGHT = 2         # clean-lane checks at once per clean address; more are suspect
+SUSPECT_WORKERS = 1        # hash threads suspect attempts may hold (of HASH_WORKERS)
+SUSPECT_RATE = 10.0        # suspect checks started per second, server-wide...
+SUSPECT_BURST = 30.0       # ...with this burst
+SUSPECT_QUEUE = 16         # suspect attempts waiting for a thread; more are refused
+MAX_TRACKED = 200_000      # gates kept; past it, new keys share an overflow gate
+FORGET_BELOW = 0.05        # an idle gate whose score decayed under this is forgotten
+_SWEEP_MIN = 1024          # no sweep below this many gates
+_CAP_OVER_FREE = 12        # scores stop this far past the free count (the wait
+                           # is at MAX_DELAY by then): bounds the cool-down
+_OVERFLOW_ADDR = ("addr", None)   # (None: no group or name is a key like these)
+_OVERFLOW_USER = ("user", None)
 
 
 class _Gate:
-    """One address's or one user name's throttle state."""
-    __slots__ = ("free", "score", "updated", "inflight", "next_at", "waiters", "timer", "recent")
+    """One address group's or one user name's throttle state."""
+    __slots__ = ("free", "score", "updated", "inflight", "next_at", "recent")
 
     def __init__(self, free: int, now: float) -> None:
-        self.free = free        # failures before any delay
+        self.free = free        # failures before any limit
         self.score = 0.0        # failures, decaying
         self.updated = now
-        self.inflight = 0       # attempts let through and not finished
-        self.next_at = 0.0      # loop time before which no attempt is let through
-        self.waiters: deque = deque()   # futures of waiting attempts, in order
-        self.timer = None
+        self.inflight = 0       # attempts admitted and not finished
+        self.next_at = 0.0      # loop time before which a limited gate refuses
         self.recent = None      # deque of the last failed guesses' HMACs
 
     def failures(self, now: float) -> float:
@@ -89,90 +124,113 @@ class _Gate:
         excess = int(self.failures(now) + 0.5) - self.free
         return 0.0 if excess < 0 else min(MAX_DELAY, FAILURE_DELAY * 2 ** excess)
 
-    def idle(self) -> bool:
-        return not self.inflight and not self.waiters
+    def refusal(self, now: float, inflight: int) -> float:
+        """0 if an attempt may pass now, else the seconds to wait: a limited
+        gate passes one attempt at a time, once its wait is over; any gate
+        at most `inflight` at once."""
+        if self.delay(now) > 0.0:
+            if now < self.next_at:
+                return self.next_at - now
+            inflight = 1
+        return 1.0 if self.inflight >= inflight else 0.0
 
 
 class Throttle:
-    """The gates, by key: ("addr", host) or ("user", name)."""
+    """The gates, by key: ("addr", group) or ("user", name); and the lanes in
+    front of the hash pool."""
 
-    def __init__(self, loop) -> None:
+    def __init__(self, loop, pool) -> None:
         self.loop = loop
-        self.gates: OrderedDict = OrderedDict()   # least recently used first
+        self.pool = pool
+        self.gates: dict = {}
+        self.sweep_at = _SWEEP_MIN
+        self.next_sweep = 0.0
+        self.busy = 0               # hash threads taken
+        self.suspect_busy = 0       # ... by suspect attempts
+        self.clean = deque()        # futures waiting for a thread, served first
+        self.suspect = deque()
+        self.tokens = SUSPECT_BURST
+        self.refilled = loop.time()
 
     def gate(self, key) -> _Gate:
         gate = self.gates.get(key)
         if gate is not None:
-            self.gates.move_to_end(key)
             return gate
-        if len(self.gates) >= MAX_TRACKED:
-            self._forget_one()
+        if len(self.gates) >= self.sweep_at:
+            now = self.loop.time()
+            if len(self.gates) < MAX_TRACKED or now >= self.next_sweep:
+                # (Full even so: at most one sweep a second, not one per attempt.)
+                self._sweep()
+                self.next_sweep = now + 1.0
+            if len(self.gates) >= MAX_TRACKED:
+                key = _OVERFLOW_ADDR if key[0] == "addr" else _OVERFLOW_USER
+                gate = self.gates.get(key)
+                if gate is not None:
+                    return gate
         free = ADDR_FREE_FAILURES if key[0] == "addr" else USER_FREE_FAILURES
         gate = self.gates[key] = _Gate(free, self.loop.time())
         return gate
 
-    def _forget_one(self) -> None:
-        # Only idle gates: a busy one has attempts waiting on it. (If every
-        # gate is busy the table grows, bounded by the number of connections.)
-        for key, gate in self.gates.items():
-            if gate.idle():
-                del self.gates[key]
-                return
-
-    def _can_pass(self, gate: _Gate, now: float) -> bool:
-        if now + 0.001 < gate.next_at:   # (timers may fire a little early)
-            return False
-        return gate.inflight < (MAX_INFLIGHT if gate.delay(now) == 0.0 else 1)
-
-    async def acquire(self, gate: _Gate) -> bool:
-        """Wait for `gate` to let this attempt through; True if the gate was
-        throttling (had a delay) when the attempt arrived."""
+    def _sweep(self) -> None:
+        # Forget only gates with nothing left to remember: no attempt in
+        # flight, score decayed to ~0 (so no wait pending either).
         now = self.loop.time()
-        throttled = gate.delay(now) > 0.0 or now < gate.next_at
-        if not gate.waiters and self._can_pass(gate, now):
-            gate.inflight += 1
-            return throttled
-        waiter = self.loop.create_future()
-        gate.waiters.append(waiter)
-        self._schedule(gate)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():   # let through meanwhile
-                self.release(gate, checked=False)
-            raise
+        for key in [key for key, gate in self.gates.items()
+                    if not gate.inflight and gate.failures(now) < FORGET_BELOW]:
+            del self.gates[key]
+        self.sweep_at = min(MAX_TRACKED, max(_SWEEP_MIN, 2 * len(self.gates)))
+
+    def suspect_address(self, gate: _Gate, now: float) -> bool:
+        return gate.failures(now) >= SUSPECT_SCORE or gate is self.gates.get(_OVERFLOW_ADDR)
+
+    def take_token(self, now: float) -> bool:
+        """One suspect check from the server-wide budget, if there is one."""
+        self.tokens = min(SUSPECT_BURST, self.tokens + (now - self.refilled) * SUSPECT_RATE)
+        self.refilled = now
+        if self.tokens < 1.0 or len(self.suspect) >= SUSPECT_QUEUE:
+            return False
+        self.tokens -= 1.0
         return True
 
-    def release(self, gate: _Gate, checked: bool) -> None:
-        """An attempt let through by `gate` is over; if a password was
-        checked, the next one waits for the gate's delay from now."""
-        gate.inflight -= 1
-        if checked:
-            now = self.loop.time()
-            gate.next_at = max(gate.next_at, now + gate.delay(now))
-        if gate.waiters:
-            self._wake(gate)
+    async def check(self, suspect: bool, fn, *args):
+        """Run `fn(*args)` in the hash pool, in the clean or the suspect lane."""
+        if self.busy < HASH_WORKERS and (
+                (not suspect and not self.clean) or
+                (suspect and not self.clean and not self.suspect and self.suspect_busy < SUSPECT_WORKERS)):
+            self._take(suspect)
+        else:
+            waiter = self.loop.create_future()
+            (self.suspect if suspect else self.clean).append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():   # given a thread meanwhile
+                    self._give_back(suspect)
+                raise
+        try:
+            return await self.loop.run_in_executor(self.pool, fn, *args)
+        finally:
+            self._give_back(suspect)
 
-    def _wake(self, gate: _Gate) -> None:
-        if gate.timer is not None:
-            gate.timer.cancel()
-            gate.timer = None
-        now = self.loop.time()
-        while gate.waiters and self._can_pass(gate, now):
-            waiter = gate.waiters.popleft()
-            if waiter.done():   # its task was cancelled
-                continue
-            gate.inflight += 1
-            waiter.set_result(None)
-        self._schedule(gate)
+    def _take(self, suspect: bool) -> None:
+        self.busy += 1
+        if suspect:
+            self.suspect_busy += 1
 
-    def _schedule(self, gate: _Gate) -> None:
-        # Waiters held by time get a timer; held by attempts in flight,
-        # release() wakes them.
-        if gate.waiters and gate.timer is None and self.loop.time() < gate.next_at:
-            gate.timer = self.loop.call_at(gate.next_at, self._wake, gate)
-        elif gate.waiters and gate.timer is None and not gate.inflight:
-            gate.timer = self.loop.call_soon(self._wake, gate)
+    def _give_back(self, suspect: bool) -> None:
+        self.busy -= 1
+        if suspect:
+            self.suspect_busy -= 1
+        while self.busy < HASH_WORKERS:
+            if self.clean:
+                waiter, lane = self.clean.popleft(), False
+            elif self.suspect and self.suspect_busy < SUSPECT_WORKERS:
+                waiter, lane = self.suspect.popleft(), True
+            else:
+                return
+            if not waiter.done():   # else its task was cancelled
+                self._take(lane)
+                waiter.set_result(None)
 
     @staticmethod
     def failed(gate: _Gate, now: float, guess: bytes | None = None) -> None:
@@ -184,12 +242,7 @@ class Throttle:
                 return
             gate.recent.append(guess)
         gate.score = min(gate.free + _CAP_OVER_FREE, gate.failures(now) + 1.0)
-
-    @staticmethod
-    def succeeded(gate: _Gate) -> None:
-        gate.score = 0.0
-        gate.next_at = 0.0
-        gate.recent = None
+        gate.next_at = max(gate.next_at, now + gate.delay(now))
 
 
 def client_host(addr: str) -> str:
@@ -197,6 +250,22 @@ def client_host(addr: str) -> str:
     if addr.startswith("["):
         return addr[1:addr.find("]")]
     return addr.rsplit(":", 1)[0] if ":" in addr else addr
+
+
+def client_group(addr: str) -> str:
+    """The throttle's address group of a Connection's addr: an IPv4 address,
+    an IPv6 /64 (one host's or site's usual allocation: counting single
+    IPv6 addresses would give a guesser 2**64 fresh addresses), an
+    IPv4-mapped IPv6 address as its IPv4, and one group for unix sockets."""
+    try:
+        ip = ipaddress.ip_address(client_host(addr).split("%", 1)[0])
+    except ValueError:
+        return "local"
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def _user_key(username: bytes) -> bytes:
@@ -288,35 +357,46 @@ class Authenticator:
         return Deferred(task, finish)
 
     async def _attempt(self, conn, username: bytes, password: bytes):
-        """Pass the address's and the user name's gates, then check the
-        password in the pool; the outcome feeds both gates."""
+        """Admit the attempt through its address's gate (and, from a suspect
+        address, its user name's) or refuse it at once; then check the
+        password in the hash pool's clean or suspect lane; a failure feeds
+        both gates."""
         loop = self.server.loop
         if self.throttle is None:
-            self.throttle = Throttle(loop)
+            self.throttle = Throttle(loop, self.pool)
         throttle = self.throttle
-        gates = (throttle.gate(("addr", client_host(conn.addr))),
-                 throttle.gate(("user", _user_key(username))))
-        held = []
-        checked = throttled = False
+        now = loop.time()
+        addr_gate = throttle.gate(("addr", client_group(conn.addr)))
+        suspect = throttle.suspect_address(addr_gate, now)
+        wait = addr_gate.refusal(now, MAX_INFLIGHT if suspect else math.inf)
+        limit = "from this address"
+        user_gate = None
+        if not wait and suspect:
+            user_gate = throttle.gate(("user", _user_key(username)))
+            wait = user_gate.refusal(now, math.inf)
+            limit = "for this user name"
+        # A clean address's attempts beyond CLEAN_INFLIGHT at once wait in
+        # the suspect lane: a fresh address must not flood the clean one.
+        lane = suspect or addr_gate.inflight >= CLEAN_INFLIGHT
+        if not wait and lane and not throttle.take_token(now):
+            wait, limit = 1.0, "server-wide"
+        if wait:
+            self.server.stats.auth_throttled += 1
+            raise CommandError(errors.auth_throttled(limit, max(1, math.ceil(wait))))
+        held = (addr_gate,) if user_gate is None else (addr_gate, user_gate)
+        for gate in held:
+            gate.inflight += 1
         try:
-            for gate in gates:
-                throttled |= await throttle.acquire(gate)
-                held.append(gate)
-            if throttled:
-                self.server.stats.auth_throttled += 1
-            if conn.closing:   # gave up while waiting: nobody to answer
+            if conn.closing:   # gone while waiting: nobody to answer
                 return None
-            user = await loop.run_in_executor(self.pool, self.check, username, password)
-            checked = True
-            now = loop.time()
+            user = await throttle.check(lane, self.check, username, password)
             if user is None:
+                now = loop.time()
                 guess = hmac.digest(self._guess_key, b"%d:%s%s" % (len(username), username, password),
                                     "sha256")
-                for gate in gates:
-                    throttle.failed(gate, now, guess)
-            else:
-                throttle.succeeded(gates[1])
+                throttle.failed(addr_gate, now, guess)
+                throttle.failed(user_gate or throttle.gate(("user", _user_key(username))), now, guess)
             return user
         finally:
             for gate in held:
-                throttle.release(gate, checked)
+                gate.inflight -= 1
