@@ -88,6 +88,7 @@ THROTTLE_HALF_LIFE = 600.0 # seconds for a failure count to halve
 MAX_INFLIGHT = 2           # checks at once per suspect address (1 per gate once limited)
 CLEAN_INFLIGHT = 2         # clean-lane checks at once per clean address; more are suspect
 SUSPECT_WORKERS = 1        # hash threads suspect attempts may hold (of HASH_WORKERS)
+GOOD_FOR = 3600.0          # seconds an address that logged in stays in the GOOD lane
 SUSPECT_RATE = 10.0        # suspect checks started per second, server-wide...
 SUSPECT_BURST = 30.0       # ...with this burst
 SUSPECT_QUEUE = 16         # suspect attempts waiting for a thread; more are refused
@@ -96,13 +97,14 @@ FORGET_BELOW = 0.05        # an idle gate whose score decayed under this is forg
 _SWEEP_MIN = 1024          # no sweep below this many gates
 _CAP_OVER_FREE = 12        # scores stop this far past the free count (the wait
                            # is at MAX_DELAY by then): bounds the cool-down
+GOOD, FRESH, SUSPECT = 0, 1, 2   # the lanes in front of the hash pool, served in this order
 _OVERFLOW_ADDR = ("addr", None)   # (None: no group or name is a key like these)
 _OVERFLOW_USER = ("user", None)
 
 
 class _Gate:
     """One address group's or one user name's throttle state."""
-    __slots__ = ("free", "score", "updated", "inflight", "next_at", "recent")
+    __slots__ = ("free", "score", "updated", "inflight", "next_at", "recent", "good")
 
     def __init__(self, free: int, now: float) -> None:
         self.free = free        # failures before any limit
@@ -111,6 +113,7 @@ class _Gate:
         self.inflight = 0       # attempts admitted and not finished
         self.next_at = 0.0      # loop time before which a limited gate refuses
         self.recent = None      # deque of the last failed guesses' HMACs
+        self.good = -GOOD_FOR   # loop time of the last success (an address's)
 
     def failures(self, now: float) -> float:
         if self.score:
@@ -145,10 +148,8 @@ class Throttle:
         self.gates: dict = {}
         self.sweep_at = _SWEEP_MIN
         self.next_sweep = 0.0
-        self.busy = 0               # hash threads taken
-        self.suspect_busy = 0       # ... by suspect attempts
-        self.clean = deque()        # futures waiting for a thread, served first
-        self.suspect = deque()
+        self.waiting = (deque(), deque(), deque())   # futures, by lane (GOOD, FRESH, SUSPECT)
+        self.busy = [0, 0, 0]       # hash threads taken, by lane
         self.tokens = SUSPECT_BURST
         self.refilled = loop.time()
 
@@ -176,7 +177,8 @@ class Throttle:
         # flight, score decayed to ~0 (so no wait pending either).
         now = self.loop.time()
         for key in [key for key, gate in self.gates.items()
-                    if not gate.inflight and gate.failures(now) < FORGET_BELOW]:
+                    if not gate.inflight and gate.failures(now) < FORGET_BELOW
+                    and gate.good < now - GOOD_FOR]:
             del self.gates[key]
         self.sweep_at = min(MAX_TRACKED, max(_SWEEP_MIN, 2 * len(self.gates)))
 
@@ -187,50 +189,46 @@ class Throttle:
         """One suspect check from the server-wide budget, if there is one."""
         self.tokens = min(SUSPECT_BURST, self.tokens + (now - self.refilled) * SUSPECT_RATE)
         self.refilled = now
-        if self.tokens < 1.0 or len(self.suspect) >= SUSPECT_QUEUE:
+        if self.tokens < 1.0 or len(self.waiting[SUSPECT]) >= SUSPECT_QUEUE:
             return False
         self.tokens -= 1.0
         return True
 
-    async def check(self, suspect: bool, fn, *args):
-        """Run `fn(*args)` in the hash pool, in the clean or the suspect lane."""
-        if self.busy < HASH_WORKERS and (
-                (not suspect and not self.clean) or
-                (suspect and not self.clean and not self.suspect and self.suspect_busy < SUSPECT_WORKERS)):
-            self._take(suspect)
+    def _may_start(self, lane: int) -> bool:
+        busy = self.busy
+        if lane == GOOD:
+            return busy[0] + busy[1] + busy[2] < HASH_WORKERS
+        # One thread is kept for addresses that logged in lately: a flood of
+        # fresh addresses' first guesses cannot make their owners wait.
+        return busy[1] + busy[2] < max(1, HASH_WORKERS - 1) and (lane == FRESH or busy[2] < SUSPECT_WORKERS)
+
+    async def check(self, lane: int, fn, *args):
+        """Run `fn(*args)` in the hash pool, queued in `lane`: GOOD before
+        FRESH before SUSPECT."""
+        if self._may_start(lane) and not any(self.waiting[i] for i in range(lane + 1)):
+            self.busy[lane] += 1
         else:
             waiter = self.loop.create_future()
-            (self.suspect if suspect else self.clean).append(waiter)
+            self.waiting[lane].append(waiter)
             try:
                 await waiter
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled():   # given a thread meanwhile
-                    self._give_back(suspect)
+                    self._give_back(lane)
                 raise
         try:
             return await self.loop.run_in_executor(self.pool, fn, *args)
         finally:
-            self._give_back(suspect)
+            self._give_back(lane)
 
-    def _take(self, suspect: bool) -> None:
-        self.busy += 1
-        if suspect:
-            self.suspect_busy += 1
-
-    def _give_back(self, suspect: bool) -> None:
-        self.busy -= 1
-        if suspect:
-            self.suspect_busy -= 1
-        while self.busy < HASH_WORKERS:
-            if self.clean:
-                waiter, lane = self.clean.popleft(), False
-            elif self.suspect and self.suspect_busy < SUSPECT_WORKERS:
-                waiter, lane = self.suspect.popleft(), True
-            else:
-                return
-            if not waiter.done():   # else its task was cancelled
-                self._take(lane)
-                waiter.set_result(None)
+    def _give_back(self, lane: int) -> None:
+        self.busy[lane] -= 1
+        for lane, waiting in enumerate(self.waiting):
+            while waiting and self._may_start(lane):
+                waiter = waiting.popleft()
+                if not waiter.done():   # else its task was cancelled
+                    self.busy[lane] += 1
+                    waiter.set_result(None)
 
     @staticmethod
     def failed(gate: _Gate, now: float, guess: bytes | None = None) -> None:
@@ -375,10 +373,11 @@ class Authenticator:
             user_gate = throttle.gate(("user", _user_key(username)))
             wait = user_gate.refusal(now, math.inf)
             limit = "for this user name"
-        # A clean address's attempts beyond CLEAN_INFLIGHT at once wait in
-        # the suspect lane: a fresh address must not flood the clean one.
-        lane = suspect or addr_gate.inflight >= CLEAN_INFLIGHT
-        if not wait and lane and not throttle.take_token(now):
+        # An address's attempts beyond CLEAN_INFLIGHT at once wait one lane
+        # lower: no address floods a lane ahead of the others.
+        lane = SUSPECT if suspect else FRESH if addr_gate.good < now - GOOD_FOR else GOOD
+        lane = min(SUSPECT, lane + (addr_gate.inflight >= CLEAN_INFLIGHT))
+        if not wait and lane == SUSPECT and not throttle.take_token(now):
             wait, limit = 1.0, "server-wide"
         if wait:
             self.server.stats.auth_throttled += 1
@@ -396,6 +395,8 @@ class Authenticator:
                                     "sha256")
                 throttle.failed(addr_gate, now, guess)
                 throttle.failed(user_gate or throttle.gate(("user", _user_key(username))), now, guess)
+            else:
+                addr_gate.good = loop.time()
             return user
         finally:
             for gate in held:
