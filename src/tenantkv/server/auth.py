@@ -21,25 +21,31 @@ how many seconds to retry), so a guesser cannot keep an owner's login
 waiting until the auth timeout.
 
 - An address group with a recent failure (score >= SUSPECT_SCORE) is
-  *suspect*; the others are *clean*. An attempt from a clean address (at
-  most CLEAN_INFLIGHT at once per address) skips the user name's gate and
-  takes the clean lane in front of the hash pool: failures elsewhere never
-  hold back a right password from an address that has not failed.
+  *suspect*; the others are *clean*. An attempt from a clean address skips
+  the user name's gate: failures elsewhere never hold back a right password
+  from an address that has not failed.
+- Three lanes in front of the hash pool, served in order: GOOD (a clean
+  address that logged in within GOOD_FOR), FRESH (another clean one),
+  SUSPECT. GOOD keeps one of the HASH_WORKERS threads to itself, so a flood
+  of fresh addresses' first guesses cannot make owners wait; an address's
+  attempts beyond CLEAN_INFLIGHT at once go one lane lower.
 - Every address's gate: past ADDR_FREE_FAILURES, one attempt at a time and
   FAILURE_DELAY * 2**(failures - free) seconds (at most MAX_DELAY) after its
   last failure; earlier ones are refused. A suspect address has at most
   MAX_INFLIGHT attempts at once. This is what stops a sprayer of user names
   at one address (and bounds the names one address can make us track).
 - A user name's gate holds back suspect attempts only, the same way past
-  USER_FREE_FAILURES: a guesser spread over many addresses gets one clean
-  guess per address, then only what the name's budget gives. Refused
+  USER_FREE_FAILURES: a guesser spread over many addresses gets a clean
+  guess or two per address, then only what the name's budget gives. Refused
   attempts are not failures (they cost nothing), so hammering cannot push
   the lockout further; a success does not clear a name's count (the owner
   logging in must not hand a guesser fresh free attempts).
-- The suspect lane (server-wide): at most SUSPECT_WORKERS of the
-  HASH_WORKERS threads, SUSPECT_RATE checks/s (burst SUSPECT_BURST), and
-  SUSPECT_QUEUE waiting; beyond, refused. Clean attempts are served first,
-  so a spray from many addresses cannot starve the owners' logins of argon2.
+- The SUSPECT lane's budget (server-wide): at most SUSPECT_WORKERS
+  threads, SUSPECT_RATE failed checks/s (burst SUSPECT_BURST: a check takes
+  a token, a success gives it back); beyond, refused. Its waiting attempts
+  are served one address group at a time, in turn. So a spray from many
+  addresses gets a guess or two per fresh address, then this rate, and
+  cannot starve the owners' logins of argon2.
 
 A retry of one of the last few failed (user, password) pairs of a gate is
 no new guess and is not counted again (redis-py makes about eleven attempts
@@ -47,12 +53,13 @@ of one wrong password: AUTH user pass, AUTH pass, and its retries); the
 pairs are kept as HMACs under a key made at start-up, never as text.
 
 Memory: a gate is forgotten only when idle with a decayed score under
-FORGET_BELOW (swept when the table doubles), never by recency, so a name or
-address with recent failures keeps its state for the whole window. What can
-be tracked is bounded by the failures that can happen (each one costs an
-argon2 check, and one address gets few checks past its free count); as a
-last resort, past MAX_TRACKED gates new keys share one overflow gate (an
-overflow address counts as suspect) instead of pushing out live state.
+FORGET_BELOW and no success within GOOD_FOR (swept when the table doubles),
+never by recency, so a name or address with recent failures keeps its state
+for the whole window. What can be tracked is bounded by the failures that
+can happen (each costs an argon2 check, and one address gets few checks
+past its free count); as a last resort, past MAX_TRACKED gates new keys
+share one overflow gate (an overflow address counts as suspect) instead of
+pushing out live state.
 """
 
 import asyncio
@@ -63,7 +70,7 @@ import math
 import secrets
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 
 from tenantkv import errors
@@ -85,13 +92,12 @@ RECENT_GUESSES = 4         # failed pairs per gate whose retries are not counted
 FAILURE_DELAY = 0.05       # the first wait, doubled by each further failure...
 MAX_DELAY = 60.0           # ...up to this
 THROTTLE_HALF_LIFE = 600.0 # seconds for a failure count to halve
-MAX_INFLIGHT = 2           # checks at once per suspect address (1 per gate once limited)
+MAX_INFLIGHT = 32          # attempts at once per suspect address (1 per gate once limited)
 CLEAN_INFLIGHT = 2         # clean-lane checks at once per clean address; more are suspect
 SUSPECT_WORKERS = 1        # hash threads suspect attempts may hold (of HASH_WORKERS)
 GOOD_FOR = 3600.0          # seconds an address that logged in stays in the GOOD lane
-SUSPECT_RATE = 10.0        # suspect checks started per second, server-wide...
+SUSPECT_RATE = 10.0        # failed suspect checks per second, server-wide...
 SUSPECT_BURST = 30.0       # ...with this burst
-SUSPECT_QUEUE = 16         # suspect attempts waiting for a thread; more are refused
 MAX_TRACKED = 200_000      # gates kept; past it, new keys share an overflow gate
 FORGET_BELOW = 0.05        # an idle gate whose score decayed under this is forgotten
 _SWEEP_MIN = 1024          # no sweep below this many gates
@@ -148,7 +154,9 @@ class Throttle:
         self.gates: dict = {}
         self.sweep_at = _SWEEP_MIN
         self.next_sweep = 0.0
-        self.waiting = (deque(), deque(), deque())   # futures, by lane (GOOD, FRESH, SUSPECT)
+        # Futures waiting for a thread, by lane; SUSPECT's by address group,
+        # served in turn: one address's queue delays only itself.
+        self.waiting = (deque(), deque(), OrderedDict())
         self.busy = [0, 0, 0]       # hash threads taken, by lane
         self.tokens = SUSPECT_BURST
         self.refilled = loop.time()
@@ -189,7 +197,7 @@ class Throttle:
         """One suspect check from the server-wide budget, if there is one."""
         self.tokens = min(SUSPECT_BURST, self.tokens + (now - self.refilled) * SUSPECT_RATE)
         self.refilled = now
-        if self.tokens < 1.0 or len(self.waiting[SUSPECT]) >= SUSPECT_QUEUE:
+        if self.tokens < 1.0:
             return False
         self.tokens -= 1.0
         return True
@@ -202,14 +210,17 @@ class Throttle:
         # fresh addresses' first guesses cannot make their owners wait.
         return busy[1] + busy[2] < max(1, HASH_WORKERS - 1) and (lane == FRESH or busy[2] < SUSPECT_WORKERS)
 
-    async def check(self, lane: int, fn, *args):
+    async def check(self, lane: int, group: str, fn, *args):
         """Run `fn(*args)` in the hash pool, queued in `lane`: GOOD before
-        FRESH before SUSPECT."""
+        FRESH before SUSPECT (`group`: the attempt's address group)."""
         if self._may_start(lane) and not any(self.waiting[i] for i in range(lane + 1)):
             self.busy[lane] += 1
         else:
             waiter = self.loop.create_future()
-            self.waiting[lane].append(waiter)
+            if lane == SUSPECT:
+                self.waiting[SUSPECT].setdefault(group, deque()).append(waiter)
+            else:
+                self.waiting[lane].append(waiter)
             try:
                 await waiter
             except asyncio.CancelledError:
@@ -223,12 +234,24 @@ class Throttle:
 
     def _give_back(self, lane: int) -> None:
         self.busy[lane] -= 1
-        for lane, waiting in enumerate(self.waiting):
-            while waiting and self._may_start(lane):
-                waiter = waiting.popleft()
+        for lane in (GOOD, FRESH, SUSPECT):
+            while self.waiting[lane] and self._may_start(lane):
+                waiter = self._next_waiter(lane)
                 if not waiter.done():   # else its task was cancelled
                     self.busy[lane] += 1
                     waiter.set_result(None)
+
+    def _next_waiter(self, lane: int):
+        if lane != SUSPECT:
+            return self.waiting[lane].popleft()
+        groups = self.waiting[SUSPECT]
+        group, waiters = next(iter(groups.items()))
+        waiter = waiters.popleft()
+        if waiters:
+            groups.move_to_end(group)
+        else:
+            del groups[group]
+        return waiter
 
     @staticmethod
     def failed(gate: _Gate, now: float, guess: bytes | None = None) -> None:
@@ -364,7 +387,8 @@ class Authenticator:
             self.throttle = Throttle(loop, self.pool)
         throttle = self.throttle
         now = loop.time()
-        addr_gate = throttle.gate(("addr", client_group(conn.addr)))
+        group = client_group(conn.addr)
+        addr_gate = throttle.gate(("addr", group))
         suspect = throttle.suspect_address(addr_gate, now)
         wait = addr_gate.refusal(now, MAX_INFLIGHT if suspect else math.inf)
         limit = "from this address"
@@ -388,7 +412,7 @@ class Authenticator:
         try:
             if conn.closing:   # gone while waiting: nobody to answer
                 return None
-            user = await throttle.check(lane, self.check, username, password)
+            user = await throttle.check(lane, group, self.check, username, password)
             if user is None:
                 now = loop.time()
                 guess = hmac.digest(self._guess_key, b"%d:%s%s" % (len(username), username, password),
@@ -397,6 +421,8 @@ class Authenticator:
                 throttle.failed(user_gate or throttle.gate(("user", _user_key(username))), now, guess)
             else:
                 addr_gate.good = loop.time()
+                if lane == SUSPECT:   # the budget is for guesses: a login costs none
+                    throttle.tokens = min(SUSPECT_BURST, throttle.tokens + 1.0)
             return user
         finally:
             for gate in held:
