@@ -477,11 +477,14 @@ def test_spray_over_many_addresses_and_names_keeps_logins_fast(locked):
     idle, busy, attack = side_by_side(
         locked, "127.0.13.1", "grace",
         lambda n: Attack(locked, ["127.%d.12.%d" % (n + 1, i // 2 + 1) for i in range(100)],
-                         lambda i: names[i % len(names)], pause=0.05))
+                         lambda i: names[i % len(names)], pause=0.2))
     print("\nidle median %.1f ms; grace during the spray: median %.1f ms, max %.1f ms; "
           "sprayer: %s; load %.1f" % (idle * 1e3, statistics.median(busy) * 1e3, max(busy) * 1e3,
                                       attack.report(), os.getloadavg()[0]))
     assert not attack.other
     assert statistics.median(busy) < 2 * idle
-    assert statistics.median(attack.refusals) < 0.1
+    # The fresh addresses' first guesses (100 at once) do not queue ahead of
+    # her: she logged in lately, her lane comes first with a thread of its own.
+    assert max(busy) < 1.0
+    assert not attack.refusals or statistics.median(attack.refusals) < 0.1
     assert attack.checked <= 100 + 30 + 10 * attack.seconds + 5

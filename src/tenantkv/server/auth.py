@@ -26,9 +26,10 @@ waiting until the auth timeout.
   from an address that has not failed.
 - Three lanes in front of the hash pool, served in order: GOOD (a clean
   address that logged in within GOOD_FOR), FRESH (another clean one),
-  SUSPECT. GOOD keeps one of the HASH_WORKERS threads to itself, so a flood
-  of fresh addresses' first guesses cannot make owners wait; an address's
-  attempts beyond CLEAN_INFLIGHT at once go one lane lower.
+  SUSPECT. GOOD keeps one of the HASH_WORKERS threads to itself, and no
+  other check starts while a GOOD one runs, so a flood of fresh addresses'
+  first guesses cannot make owners wait (nor slow their hashes down); an
+  address's attempts beyond CLEAN_INFLIGHT at once go one lane lower.
 - Every address's gate: past ADDR_FREE_FAILURES, one attempt at a time and
   FAILURE_DELAY * 2**(failures - free) seconds (at most MAX_DELAY) after its
   last failure; earlier ones are refused. A suspect address has at most
@@ -206,13 +207,18 @@ class Throttle:
         busy = self.busy
         if lane == GOOD:
             return busy[0] + busy[1] + busy[2] < HASH_WORKERS
-        # One thread is kept for addresses that logged in lately: a flood of
-        # fresh addresses' first guesses cannot make their owners wait.
-        return busy[1] + busy[2] < max(1, HASH_WORKERS - 1) and (lane == FRESH or busy[2] < SUSPECT_WORKERS)
+        # One thread is kept for addresses that logged in lately, and no
+        # other check starts while one of theirs runs (two argon2 hashes at
+        # once nearly double each one's time on a 2-core machine): a flood
+        # of fresh addresses' first guesses cannot make their owners wait.
+        return (not busy[0] and busy[1] + busy[2] < max(1, HASH_WORKERS - 1)
+                and (lane == FRESH or busy[2] < SUSPECT_WORKERS))
 
-    async def check(self, lane: int, group: str, fn, *args):
+    async def check(self, lane: int, group: str, recheck, fn, *args):
         """Run `fn(*args)` in the hash pool, queued in `lane`: GOOD before
-        FRESH before SUSPECT (`group`: the attempt's address group)."""
+        FRESH before SUSPECT (`group`: the attempt's address group). An
+        attempt that waited asks `recheck()` again before its check: gates
+        may have closed meanwhile (an error text, or None)."""
         if self._may_start(lane) and not any(self.waiting[i] for i in range(lane + 1)):
             self.busy[lane] += 1
         else:
@@ -227,6 +233,10 @@ class Throttle:
                 if waiter.done() and not waiter.cancelled():   # given a thread meanwhile
                     self._give_back(lane)
                 raise
+            refusal = recheck()
+            if refusal is not None:
+                self._give_back(lane)
+                raise CommandError(refusal)
         try:
             return await self.loop.run_in_executor(self.pool, fn, *args)
         finally:
@@ -407,12 +417,25 @@ class Authenticator:
             self.server.stats.auth_throttled += 1
             raise CommandError(errors.auth_throttled(limit, max(1, math.ceil(wait))))
         held = (addr_gate,) if user_gate is None else (addr_gate, user_gate)
+
+        def recheck():
+            # (Only the waits: this attempt is one of the gates' inflight.)
+            now = loop.time()
+            for gate, limit in ((addr_gate, "from this address"), (user_gate, "for this user name")):
+                if gate is not None and gate.delay(now) > 0.0 and now < gate.next_at:
+                    return errors.auth_throttled(limit, max(1, math.ceil(gate.next_at - now)))
+            return None
+
         for gate in held:
             gate.inflight += 1
         try:
             if conn.closing:   # gone while waiting: nobody to answer
                 return None
-            user = await throttle.check(lane, group, self.check, username, password)
+            try:
+                user = await throttle.check(lane, group, recheck, self.check, username, password)
+            except CommandError:
+                self.server.stats.auth_throttled += 1
+                raise
             if user is None:
                 now = loop.time()
                 guess = hmac.digest(self._guess_key, b"%d:%s%s" % (len(username), username, password),
