@@ -28,8 +28,8 @@ waiting until the auth timeout.
   address that logged in within GOOD_FOR), FRESH (another clean one),
   SUSPECT. GOOD keeps one of the HASH_WORKERS threads to itself, and no
   other check starts while a GOOD one runs, so a flood of fresh addresses'
-  first guesses cannot make owners wait (nor slow their hashes down); an
-  address's attempts beyond CLEAN_INFLIGHT at once go one lane lower.
+  first guesses cannot make owners wait (nor slow their hashes down); each
+  CLEAN_INFLIGHT attempts at once of an address go one lane lower.
 - Every address's gate: past ADDR_FREE_FAILURES, one attempt at a time and
   FAILURE_DELAY * 2**(failures - free) seconds (at most MAX_DELAY) after its
   last failure; earlier ones are refused. A suspect address has at most
@@ -94,7 +94,7 @@ FAILURE_DELAY = 0.05       # the first wait, doubled by each further failure...
 MAX_DELAY = 60.0           # ...up to this
 THROTTLE_HALF_LIFE = 600.0 # seconds for a failure count to halve
 MAX_INFLIGHT = 32          # attempts at once per suspect address (1 per gate once limited)
-CLEAN_INFLIGHT = 2         # clean-lane checks at once per clean address; more are suspect
+CLEAN_INFLIGHT = 2         # checks at once per address in its lane; more go one lane lower
 SUSPECT_WORKERS = 1        # hash threads suspect attempts may hold (of HASH_WORKERS)
 GOOD_FOR = 3600.0          # seconds an address that logged in stays in the GOOD lane
 SUSPECT_RATE = 10.0        # failed suspect checks per second, server-wide...
@@ -216,34 +216,34 @@ class Throttle:
 
     async def check(self, lane: int, group: str, recheck, fn, *args):
         """Run `fn(*args)` in the hash pool, queued in `lane`: GOOD before
-        FRESH before SUSPECT (`group`: the attempt's address group). An
-        attempt that waited asks `recheck()` again before its check: gates
-        may have closed meanwhile (an error text, or None)."""
-        if self._may_start(lane) and not any(self.waiting[i] for i in range(lane + 1)):
-            self.busy[lane] += 1
+        FRESH before SUSPECT (`group`: the attempt's address group). Given
+        a thread, the attempt asks `recheck()` before its check: its gates
+        may have closed while it waited (an error text, or None)."""
+        waiter = self.loop.create_future()
+        if lane == SUSPECT:
+            self.waiting[SUSPECT].setdefault(group, deque()).append(waiter)
         else:
-            waiter = self.loop.create_future()
-            if lane == SUSPECT:
-                self.waiting[SUSPECT].setdefault(group, deque()).append(waiter)
-            else:
-                self.waiting[lane].append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():   # given a thread meanwhile
-                    self._give_back(lane)
-                raise
+            self.waiting[lane].append(waiter)
+        self._dispatch()
+        try:
+            await waiter   # (done already if a thread was free: no wait)
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():   # given a thread meanwhile
+                self._give_back(lane)
+            raise
+        try:
             refusal = recheck()
             if refusal is not None:
-                self._give_back(lane)
                 raise CommandError(refusal)
-        try:
             return await self.loop.run_in_executor(self.pool, fn, *args)
         finally:
             self._give_back(lane)
 
     def _give_back(self, lane: int) -> None:
         self.busy[lane] -= 1
+        self._dispatch()
+
+    def _dispatch(self) -> None:
         for lane in (GOOD, FRESH, SUSPECT):
             while self.waiting[lane] and self._may_start(lane):
                 waiter = self._next_waiter(lane)
@@ -407,10 +407,10 @@ class Authenticator:
             user_gate = throttle.gate(("user", _user_key(username)))
             wait = user_gate.refusal(now, math.inf)
             limit = "for this user name"
-        # An address's attempts beyond CLEAN_INFLIGHT at once wait one lane
+        # Each CLEAN_INFLIGHT attempts at once of an address wait one lane
         # lower: no address floods a lane ahead of the others.
         lane = SUSPECT if suspect else FRESH if addr_gate.good < now - GOOD_FOR else GOOD
-        lane = min(SUSPECT, lane + (addr_gate.inflight >= CLEAN_INFLIGHT))
+        lane = min(SUSPECT, lane + addr_gate.inflight // CLEAN_INFLIGHT)
         if not wait and lane == SUSPECT and not throttle.take_token(now):
             wait, limit = 1.0, "server-wide"
         if wait:
@@ -435,6 +435,8 @@ class Authenticator:
                 user = await throttle.check(lane, group, recheck, self.check, username, password)
             except CommandError:
                 self.server.stats.auth_throttled += 1
+                if lane == SUSPECT:   # not checked: no guess spent
+                    throttle.tokens = min(SUSPECT_BURST, throttle.tokens + 1.0)
                 raise
             if user is None:
                 now = loop.time()
