@@ -97,19 +97,22 @@ def logins(port: int, source: str, name: str, count: int, pause: float = 0.1) ->
 
 
 def guess(port, sources, names, pause, stop, ready, results) -> None:
-    socks = [socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(s, 0))
-             for s in sources]
     selector = selectors.DefaultSelector()
     state = {}
-    for sock in socks:
+
+    def connect(source):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
         sock.setblocking(False)
         selector.register(sock, selectors.EVENT_READ)
-        state[sock] = [b"", 0.0, time.perf_counter()]   # buffer, sent at, send at
-    checked, refusals, other, n = 0, [], 0, 0
+        state[sock] = [b"", 0.0, time.perf_counter(), source]   # buffer, sent at, send at
+
+    for source in sources:
+        connect(source)
+    checked, refusals, closed, other, n = 0, [], 0, 0, 0
     ready.set()
     while not stop.is_set():
         now = time.perf_counter()
-        for sock, st in state.items():
+        for sock, st in list(state.items()):
             if st[2] and now >= st[2]:
                 n += 1
                 sock.sendall(resp("AUTH", names[n % len(names)], "guess-%d" % n))
@@ -117,9 +120,12 @@ def guess(port, sources, names, pause, stop, ready, results) -> None:
         for key, _ in selector.select(0.005):
             sock, st = key.fileobj, state[key.fileobj]
             data = sock.recv(65536)
-            if not data:
+            if not data:   # the auth timeout (10 s): a guesser reconnects
                 selector.unregister(sock)
-                other += 1
+                sock.close()
+                del state[sock]
+                closed += 1
+                connect(st[3])
                 continue
             st[0] += data
             while b"\r\n" in st[0]:
@@ -134,7 +140,7 @@ def guess(port, sources, names, pause, stop, ready, results) -> None:
                     st[2] = now + pause
                 else:
                     other += 1
-    results.send((checked, refusals, other))
+    results.send((checked, refusals, closed, other))
 
 
 def under_attack(port, sources, names, pause, legit) -> tuple:
@@ -147,9 +153,9 @@ def under_attack(port, sources, names, pause, legit) -> tuple:
     start = time.monotonic()
     measured = legit()
     stop.set()
-    checked, refusals, other = results.recv()
+    checked, refusals, closed, other = results.recv()
     child.join(10)
-    return measured, checked / (time.monotonic() - start), refusals, other
+    return measured, checked / (time.monotonic() - start), refusals, closed, other
 
 
 def ms(values) -> str:
@@ -174,20 +180,21 @@ def main() -> None:
             def one():
                 return (logins(port, "127.1.0.1", "victim", count // 2),
                         logins(port, "127.1.8.1", "neighbour", count // 2))
-            (owned, nat), rate, refusals, other = under_attack(
+            (owned, nat), rate, refusals, closed, other = under_attack(
                 port, ["127.1.8.1"] * 4 + ["127.1.8.2"] * 4, ["victim"], args.pause, one)
             print("one:    victim from a clean address %s; neighbour behind a guesser's address %s;"
-                  "\n        %.1f guesses/s checked, %d refused (%s), %d other replies"
-                  % (ms(owned), ms(nat), rate, len(refusals), ms(refusals or [0]), other))
+                  "\n        %.1f guesses/s checked, %d refused (%s), %d closed at the auth "
+                  "timeout, %d other replies"
+                  % (ms(owned), ms(nat), rate, len(refusals), ms(refusals or [0]), closed, other))
 
             names = ["alice", "bob", "owner"] + ["sprayed-%d" % i for i in range(40)]
-            busy, rate, refusals, other = under_attack(
+            busy, rate, refusals, closed, other = under_attack(
                 port, ["127.1.12.%d" % (i // 2 + 1) for i in range(100)], names, args.pause,
                 lambda: logins(port, "127.1.0.1", "owner", count))
             print("spray:  owner %s (%.2fx idle median);\n        %.1f guesses/s checked, "
-                  "%d refused (%s), %d other replies"
+                  "%d refused (%s), %d closed at the auth timeout, %d other replies"
                   % (ms(busy), statistics.median(busy) / statistics.median(idle), rate,
-                     len(refusals), ms(refusals or [0]), other))
+                     len(refusals), ms(refusals or [0]), closed, other))
         finally:
             process.terminate()
             process.wait(10)
