@@ -119,7 +119,10 @@ def guess(port, sources, names, pause, stop, ready, results) -> None:
                 st[1], st[2] = now, 0.0
         for key, _ in selector.select(0.005):
             sock, st = key.fileobj, state[key.fileobj]
-            data = sock.recv(65536)
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:   # closed with input unread
+                data = b""
             if not data:   # the auth timeout (10 s): a guesser reconnects
                 selector.unregister(sock)
                 sock.close()
@@ -153,6 +156,9 @@ def under_attack(port, sources, names, pause, legit) -> tuple:
     start = time.monotonic()
     measured = legit()
     stop.set()
+    if not results.poll(30):
+        child.kill()
+        sys.exit("the guessers' process died (its traceback is above)")
     checked, refusals, closed, other = results.recv()
     child.join(10)
     return measured, checked / (time.monotonic() - start), refusals, closed, other
