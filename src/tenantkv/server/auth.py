@@ -390,8 +390,7 @@ class Authenticator:
     async def _attempt(self, conn, username: bytes, password: bytes):
         """Admit the attempt through its address's gate (and, from a suspect
         address, its user name's) or refuse it at once; then check the
-        password in the hash pool's clean or suspect lane; a failure feeds
-        both gates."""
+        password in its lane of the hash pool; a failure feeds both gates."""
         loop = self.server.loop
         if self.throttle is None:
             self.throttle = Throttle(loop, self.pool)
@@ -420,6 +419,8 @@ class Authenticator:
 
         def recheck():
             # (Only the waits: this attempt is one of the gates' inflight.)
+            if conn.closing:   # gone while queued: no check for nobody
+                return errors.auth_throttled("from this address", 1)
             now = loop.time()
             for gate, limit in ((addr_gate, "from this address"), (user_gate, "for this user name")):
                 if gate is not None and gate.delay(now) > 0.0 and now < gate.next_at:
@@ -429,12 +430,11 @@ class Authenticator:
         for gate in held:
             gate.inflight += 1
         try:
-            if conn.closing:   # gone while waiting: nobody to answer
-                return None
             try:
                 user = await throttle.check(lane, group, recheck, self.check, username, password)
             except CommandError:
-                self.server.stats.auth_throttled += 1
+                if not conn.closing:
+                    self.server.stats.auth_throttled += 1
                 if lane == SUSPECT:   # not checked: no guess spent
                     throttle.tokens = min(SUSPECT_BURST, throttle.tokens + 1.0)
                 raise
