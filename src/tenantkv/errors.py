@@ -70,6 +70,14 @@ AUTH_WITHOUT_PASSWORD = ("ERR AUTH <password> called without any password config
                          "default user. Are you sure your configuration is correct?")
 
 
+def auth_throttled(limit: str, seconds: int) -> str:
+    """tenantkv's own (Redis has no login throttle): an AUTH refused before
+    its password is checked. `limit`: "for this user name", "from this
+    address" or "server-wide from addresses with recent failures". The same
+    for names that exist and names that do not."""
+    return "ERR too many failed authentication attempts %s, retry in %d s" % (limit, seconds)
+
+
 def noperm(name: str) -> str:
     """`name`: the command, or "command|subcommand" (Redis's full name)."""
     return "NOPERM this user has no permissions to run the '%s' command" % name

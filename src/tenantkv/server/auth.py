@@ -13,28 +13,63 @@ An unknown user is checked against a dummy hash and a disabled user is
 checked like any other, so unknown user, disabled user and wrong password
 take the same time and get the same WRONGPASS reply.
 
-Brute force: failed attempts are counted per client address and per user
-name (unknown names alike, so the throttle says nothing about which users
-exist), in a score that halves every THROTTLE_HALF_LIFE seconds. Every
-attempt passes two gates, its address's and its user name's, before the
-password is checked. A gate lets at most MAX_INFLIGHT checks run at once;
-once its score reaches its free count (ADDR_/USER_FREE_FAILURES) it lets
-one attempt through at a time, each FAILURE_DELAY * 2**(failures - free)
-seconds (at most MAX_DELAY) after the previous one finished. Waiting attempts wait on the
-event loop (a future, a timer), not in the worker pool, so the pool keeps
-serving the other addresses and users. A retry of one of the last few
-failed (user, password) pairs of a gate is no new guess and is not counted
-again (redis-py makes about eleven attempts of one wrong password: AUTH
-user pass, AUTH pass, and its retries); the pairs are kept as HMACs under
-a key made at start-up, never as text. A success clears its user's count
-(not its address's: one valid account must not clear an address that
-guesses at others). At most MAX_TRACKED addresses and names are tracked
-(least recently used idle ones are forgotten first).
+Brute force. Failed attempts are counted per client address group (IPv4:
+the address; IPv6: its /64, IPv4-mapped IPv6 as IPv4; unix sockets: one
+group) and per user name (unknown names alike, so the throttle says nothing
+about which users exist), in scores that halve every THROTTLE_HALF_LIFE
+seconds. An attempt is never queued to wait out a delay: it is checked at
+once, or refused at once with `errors.auth_throttled` (which limit, and in
+how many seconds to retry), so a guesser cannot keep an owner's login
+waiting until the auth timeout.
+
+- An address group with a recent failure (score >= SUSPECT_SCORE) is
+  *suspect*; the others are *clean*. An attempt from a clean address skips
+  the user name's gate: failures elsewhere never hold back a right password
+  from an address that has not failed.
+- Three lanes in front of the hash pool, served in order: GOOD (a clean
+  address that logged in within GOOD_FOR), FRESH (another clean one),
+  SUSPECT. GOOD keeps one of the HASH_WORKERS threads to itself, and no
+  other check starts while a GOOD one runs, so a flood of fresh addresses'
+  first guesses cannot make owners wait (nor slow their hashes down); each
+  CLEAN_INFLIGHT attempts at once of an address go one lane lower.
+- Every address's gate: past ADDR_FREE_FAILURES, one attempt at a time and
+  FAILURE_DELAY * 2**(failures - free) seconds (at most MAX_DELAY) after its
+  last failure; earlier ones are refused. A suspect address has at most
+  MAX_INFLIGHT attempts at once. This is what stops a sprayer of user names
+  at one address (and bounds the names one address can make us track).
+- A user name's gate holds back suspect attempts only, the same way past
+  USER_FREE_FAILURES: a guesser spread over many addresses gets a clean
+  guess or two per address, then only what the name's budget gives. Refused
+  attempts are not failures (they cost nothing), so hammering cannot push
+  the lockout further; a success does not clear a name's count (the owner
+  logging in must not hand a guesser fresh free attempts).
+- The SUSPECT lane's budget (server-wide): at most SUSPECT_WORKERS
+  threads, SUSPECT_RATE failed checks/s (burst SUSPECT_BURST: a check takes
+  a token, a success gives it back); beyond, refused. Its waiting attempts
+  are served one address group at a time, in turn. So a spray from many
+  addresses gets a guess or two per fresh address, then this rate, and
+  cannot starve the owners' logins of argon2.
+
+A retry of one of the last few failed (user, password) pairs of a gate is
+no new guess and is not counted again (redis-py makes about eleven attempts
+of one wrong password: AUTH user pass, AUTH pass, and its retries); the
+pairs are kept as HMACs under a key made at start-up, never as text.
+
+Memory: a gate is forgotten only when idle with a decayed score under
+FORGET_BELOW and no success within GOOD_FOR (swept when the table doubles),
+never by recency, so a name or address with recent failures keeps its state
+for the whole window. What can be tracked is bounded by the failures that
+can happen (each costs an argon2 check, and one address gets few checks
+past its free count); as a last resort, past MAX_TRACKED gates new keys
+share one overflow gate (an overflow address counts as suspect) instead of
+pushing out live state.
 """
 
 import asyncio
 import hashlib
 import hmac
+import ipaddress
+import math
 import secrets
 import logging
 import time
@@ -53,31 +88,41 @@ ACL_LOG_MAX = 128  # Redis's acllog-max-len default
 
 # Brute-force throttle (see the module's docstring). An address may be a
 # NAT with many users behind it: it gets more free failures than a name.
-USER_FREE_FAILURES = 10    # failures per user name before any delay
-ADDR_FREE_FAILURES = 30    # failures per client address before any delay
+USER_FREE_FAILURES = 10    # failures per user name before suspect attempts are limited
+ADDR_FREE_FAILURES = 30    # failures per address group before its attempts are limited
+SUSPECT_SCORE = 0.5        # an address with this many (decayed) failures is suspect
 RECENT_GUESSES = 4         # failed pairs per gate whose retries are not counted
-FAILURE_DELAY = 0.05       # the first delay, doubled by each further failure...
-MAX_DELAY = 5.0            # ...up to this (under the 10 s default auth deadline)
+FAILURE_DELAY = 0.05       # the first wait, doubled by each further failure...
+MAX_DELAY = 60.0           # ...up to this
 THROTTLE_HALF_LIFE = 600.0 # seconds for a failure count to halve
-MAX_INFLIGHT = 2           # checks at once per address / per user (1 once throttled)
-MAX_TRACKED = 10_000       # addresses, and user names, remembered
-_CAP_OVER_FREE = 12        # scores stop this far past the free count (the delay
-                           # is at MAX_DELAY long before): bounds the cool-down
+MAX_INFLIGHT = 32          # attempts at once per suspect address (1 per gate once limited)
+CLEAN_INFLIGHT = 2         # checks at once per address in its lane; more go one lane lower
+SUSPECT_WORKERS = 1        # hash threads suspect attempts may hold (of HASH_WORKERS)
+GOOD_FOR = 3600.0          # seconds an address that logged in stays in the GOOD lane
+SUSPECT_RATE = 10.0        # failed suspect checks per second, server-wide...
+SUSPECT_BURST = 30.0       # ...with this burst
+MAX_TRACKED = 200_000      # gates kept; past it, new keys share an overflow gate
+FORGET_BELOW = 0.05        # an idle gate whose score decayed under this is forgotten
+_SWEEP_MIN = 1024          # no sweep below this many gates
+_CAP_OVER_FREE = 12        # scores stop this far past the free count (the wait
+                           # is at MAX_DELAY by then): bounds the cool-down
+GOOD, FRESH, SUSPECT = 0, 1, 2   # the lanes in front of the hash pool, served in this order
+_OVERFLOW_ADDR = ("addr", None)   # (None: no group or name is a key like these)
+_OVERFLOW_USER = ("user", None)
 
 
 class _Gate:
-    """One address's or one user name's throttle state."""
-    __slots__ = ("free", "score", "updated", "inflight", "next_at", "waiters", "timer", "recent")
+    """One address group's or one user name's throttle state."""
+    __slots__ = ("free", "score", "updated", "inflight", "next_at", "recent", "good")
 
     def __init__(self, free: int, now: float) -> None:
-        self.free = free        # failures before any delay
+        self.free = free        # failures before any limit
         self.score = 0.0        # failures, decaying
         self.updated = now
-        self.inflight = 0       # attempts let through and not finished
-        self.next_at = 0.0      # loop time before which no attempt is let through
-        self.waiters: deque = deque()   # futures of waiting attempts, in order
-        self.timer = None
+        self.inflight = 0       # attempts admitted and not finished
+        self.next_at = 0.0      # loop time before which a limited gate refuses
         self.recent = None      # deque of the last failed guesses' HMACs
+        self.good = -GOOD_FOR   # loop time of the last success (an address's)
 
     def failures(self, now: float) -> float:
         if self.score:
@@ -91,90 +136,134 @@ class _Gate:
         excess = int(self.failures(now) + 0.5) - self.free
         return 0.0 if excess < 0 else min(MAX_DELAY, FAILURE_DELAY * 2 ** excess)
 
-    def idle(self) -> bool:
-        return not self.inflight and not self.waiters
+    def refusal(self, now: float, inflight: int) -> float:
+        """0 if an attempt may pass now, else the seconds to wait: a limited
+        gate passes one attempt at a time, once its wait is over; any gate
+        at most `inflight` at once."""
+        if self.delay(now) > 0.0:
+            if now < self.next_at:
+                return self.next_at - now
+            inflight = 1
+        return 1.0 if self.inflight >= inflight else 0.0
 
 
 class Throttle:
-    """The gates, by key: ("addr", host) or ("user", name)."""
+    """The gates, by key: ("addr", group) or ("user", name); and the lanes in
+    front of the hash pool."""
 
-    def __init__(self, loop) -> None:
+    def __init__(self, loop, pool) -> None:
         self.loop = loop
-        self.gates: OrderedDict = OrderedDict()   # least recently used first
+        self.pool = pool
+        self.gates: dict = {}
+        self.sweep_at = _SWEEP_MIN
+        self.next_sweep = 0.0
+        # Futures waiting for a thread, by lane; SUSPECT's by address group,
+        # served in turn: one address's queue delays only itself.
+        self.waiting = (deque(), deque(), OrderedDict())
+        self.busy = [0, 0, 0]       # hash threads taken, by lane
+        self.tokens = SUSPECT_BURST
+        self.refilled = loop.time()
 
     def gate(self, key) -> _Gate:
         gate = self.gates.get(key)
         if gate is not None:
-            self.gates.move_to_end(key)
             return gate
-        if len(self.gates) >= MAX_TRACKED:
-            self._forget_one()
+        if len(self.gates) >= self.sweep_at:
+            now = self.loop.time()
+            if len(self.gates) < MAX_TRACKED or now >= self.next_sweep:
+                # (Full even so: at most one sweep a second, not one per attempt.)
+                self._sweep()
+                self.next_sweep = now + 1.0
+            if len(self.gates) >= MAX_TRACKED:
+                key = _OVERFLOW_ADDR if key[0] == "addr" else _OVERFLOW_USER
+                gate = self.gates.get(key)
+                if gate is not None:
+                    return gate
         free = ADDR_FREE_FAILURES if key[0] == "addr" else USER_FREE_FAILURES
         gate = self.gates[key] = _Gate(free, self.loop.time())
         return gate
 
-    def _forget_one(self) -> None:
-        # Only idle gates: a busy one has attempts waiting on it. (If every
-        # gate is busy the table grows, bounded by the number of connections.)
-        for key, gate in self.gates.items():
-            if gate.idle():
-                del self.gates[key]
-                return
-
-    def _can_pass(self, gate: _Gate, now: float) -> bool:
-        if now + 0.001 < gate.next_at:   # (timers may fire a little early)
-            return False
-        return gate.inflight < (MAX_INFLIGHT if gate.delay(now) == 0.0 else 1)
-
-    async def acquire(self, gate: _Gate) -> bool:
-        """Wait for `gate` to let this attempt through; True if the gate was
-        throttling (had a delay) when the attempt arrived."""
+    def _sweep(self) -> None:
+        # Forget only gates with nothing left to remember: no attempt in
+        # flight, score decayed to ~0 (so no wait pending either).
         now = self.loop.time()
-        throttled = gate.delay(now) > 0.0 or now < gate.next_at
-        if not gate.waiters and self._can_pass(gate, now):
-            gate.inflight += 1
-            return throttled
-        waiter = self.loop.create_future()
-        gate.waiters.append(waiter)
-        self._schedule(gate)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():   # let through meanwhile
-                self.release(gate, checked=False)
-            raise
+        for key in [key for key, gate in self.gates.items()
+                    if not gate.inflight and gate.failures(now) < FORGET_BELOW
+                    and gate.good < now - GOOD_FOR]:
+            del self.gates[key]
+        self.sweep_at = min(MAX_TRACKED, max(_SWEEP_MIN, 2 * len(self.gates)))
+
+    def suspect_address(self, gate: _Gate, now: float) -> bool:
+        return gate.failures(now) >= SUSPECT_SCORE or gate is self.gates.get(_OVERFLOW_ADDR)
+
+    def take_token(self, now: float) -> bool:
+        """One suspect check from the server-wide budget, if there is one."""
+        self.tokens = min(SUSPECT_BURST, self.tokens + (now - self.refilled) * SUSPECT_RATE)
+        self.refilled = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
         return True
 
-    def release(self, gate: _Gate, checked: bool) -> None:
-        """An attempt let through by `gate` is over; if a password was
-        checked, the next one waits for the gate's delay from now."""
-        gate.inflight -= 1
-        if checked:
-            now = self.loop.time()
-            gate.next_at = max(gate.next_at, now + gate.delay(now))
-        if gate.waiters:
-            self._wake(gate)
+    def _may_start(self, lane: int) -> bool:
+        busy = self.busy
+        if lane == GOOD:
+            return busy[0] + busy[1] + busy[2] < HASH_WORKERS
+        # One thread is kept for addresses that logged in lately, and no
+        # other check starts while one of theirs runs (two argon2 hashes at
+        # once nearly double each one's time on a 2-core machine): a flood
+        # of fresh addresses' first guesses cannot make their owners wait.
+        return (not busy[0] and busy[1] + busy[2] < max(1, HASH_WORKERS - 1)
+                and (lane == FRESH or busy[2] < SUSPECT_WORKERS))
 
-    def _wake(self, gate: _Gate) -> None:
-        if gate.timer is not None:
-            gate.timer.cancel()
-            gate.timer = None
-        now = self.loop.time()
-        while gate.waiters and self._can_pass(gate, now):
-            waiter = gate.waiters.popleft()
-            if waiter.done():   # its task was cancelled
-                continue
-            gate.inflight += 1
-            waiter.set_result(None)
-        self._schedule(gate)
+    async def check(self, lane: int, group: str, recheck, fn, *args):
+        """Run `fn(*args)` in the hash pool, queued in `lane`: GOOD before
+        FRESH before SUSPECT (`group`: the attempt's address group). Given
+        a thread, the attempt asks `recheck()` before its check: its gates
+        may have closed while it waited (an error text, or None)."""
+        waiter = self.loop.create_future()
+        if lane == SUSPECT:
+            self.waiting[SUSPECT].setdefault(group, deque()).append(waiter)
+        else:
+            self.waiting[lane].append(waiter)
+        self._dispatch()
+        try:
+            await waiter   # (done already if a thread was free: no wait)
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():   # given a thread meanwhile
+                self._give_back(lane)
+            raise
+        try:
+            refusal = recheck()
+            if refusal is not None:
+                raise CommandError(refusal)
+            return await self.loop.run_in_executor(self.pool, fn, *args)
+        finally:
+            self._give_back(lane)
 
-    def _schedule(self, gate: _Gate) -> None:
-        # Waiters held by time get a timer; held by attempts in flight,
-        # release() wakes them.
-        if gate.waiters and gate.timer is None and self.loop.time() < gate.next_at:
-            gate.timer = self.loop.call_at(gate.next_at, self._wake, gate)
-        elif gate.waiters and gate.timer is None and not gate.inflight:
-            gate.timer = self.loop.call_soon(self._wake, gate)
+    def _give_back(self, lane: int) -> None:
+        self.busy[lane] -= 1
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        for lane in (GOOD, FRESH, SUSPECT):
+            while self.waiting[lane] and self._may_start(lane):
+                waiter = self._next_waiter(lane)
+                if not waiter.done():   # else its task was cancelled
+                    self.busy[lane] += 1
+                    waiter.set_result(None)
+
+    def _next_waiter(self, lane: int):
+        if lane != SUSPECT:
+            return self.waiting[lane].popleft()
+        groups = self.waiting[SUSPECT]
+        group, waiters = next(iter(groups.items()))
+        waiter = waiters.popleft()
+        if waiters:
+            groups.move_to_end(group)
+        else:
+            del groups[group]
+        return waiter
 
     @staticmethod
     def failed(gate: _Gate, now: float, guess: bytes | None = None) -> None:
@@ -186,12 +275,7 @@ class Throttle:
                 return
             gate.recent.append(guess)
         gate.score = min(gate.free + _CAP_OVER_FREE, gate.failures(now) + 1.0)
-
-    @staticmethod
-    def succeeded(gate: _Gate) -> None:
-        gate.score = 0.0
-        gate.next_at = 0.0
-        gate.recent = None
+        gate.next_at = max(gate.next_at, now + gate.delay(now))
 
 
 def client_host(addr: str) -> str:
@@ -199,6 +283,22 @@ def client_host(addr: str) -> str:
     if addr.startswith("["):
         return addr[1:addr.find("]")]
     return addr.rsplit(":", 1)[0] if ":" in addr else addr
+
+
+def client_group(addr: str) -> str:
+    """The throttle's address group of a Connection's addr: an IPv4 address,
+    an IPv6 /64 (one host's or site's usual allocation: counting single
+    IPv6 addresses would give a guesser 2**64 fresh addresses), an
+    IPv4-mapped IPv6 address as its IPv4, and one group for unix sockets."""
+    try:
+        ip = ipaddress.ip_address(client_host(addr).split("%", 1)[0])
+    except ValueError:
+        return "local"
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def _user_key(username: bytes) -> bytes:
@@ -343,35 +443,67 @@ class Authenticator:
         return True
 
     async def _attempt(self, conn, username: bytes, password: bytes):
-        """Pass the address's and the user name's gates, then check the
-        password in the pool; the outcome feeds both gates."""
+        """Admit the attempt through its address's gate (and, from a suspect
+        address, its user name's) or refuse it at once; then check the
+        password in its lane of the hash pool; a failure feeds both gates."""
         loop = self.server.loop
         if self.throttle is None:
-            self.throttle = Throttle(loop)
+            self.throttle = Throttle(loop, self.pool)
         throttle = self.throttle
-        gates = (throttle.gate(("addr", client_host(conn.addr))),
-                 throttle.gate(("user", _user_key(username))))
-        held = []
-        checked = throttled = False
-        try:
-            for gate in gates:
-                throttled |= await throttle.acquire(gate)
-                held.append(gate)
-            if throttled:
-                self.server.stats.auth_throttled += 1
-            if conn.closing:   # gave up while waiting: nobody to answer
-                return None
-            user = await loop.run_in_executor(self.pool, self.check, username, password)
-            checked = True
+        now = loop.time()
+        group = client_group(conn.addr)
+        addr_gate = throttle.gate(("addr", group))
+        suspect = throttle.suspect_address(addr_gate, now)
+        wait = addr_gate.refusal(now, MAX_INFLIGHT if suspect else math.inf)
+        limit = "from this address"
+        user_gate = None
+        if not wait and suspect:
+            user_gate = throttle.gate(("user", _user_key(username)))
+            wait = user_gate.refusal(now, math.inf)
+            limit = "for this user name"
+        # Each CLEAN_INFLIGHT attempts at once of an address wait one lane
+        # lower: no address floods a lane ahead of the others.
+        lane = SUSPECT if suspect else FRESH if addr_gate.good < now - GOOD_FOR else GOOD
+        lane = min(SUSPECT, lane + addr_gate.inflight // CLEAN_INFLIGHT)
+        if not wait and lane == SUSPECT and not throttle.take_token(now):
+            wait, limit = 1.0, "server-wide"
+        if wait:
+            self.server.stats.auth_throttled += 1
+            raise CommandError(errors.auth_throttled(limit, max(1, math.ceil(wait))))
+        held = (addr_gate,) if user_gate is None else (addr_gate, user_gate)
+
+        def recheck():
+            # (Only the waits: this attempt is one of the gates' inflight.)
+            if conn.closing:   # gone while queued: no check for nobody
+                return errors.auth_throttled("from this address", 1)
             now = loop.time()
+            for gate, limit in ((addr_gate, "from this address"), (user_gate, "for this user name")):
+                if gate is not None and gate.delay(now) > 0.0 and now < gate.next_at:
+                    return errors.auth_throttled(limit, max(1, math.ceil(gate.next_at - now)))
+            return None
+
+        for gate in held:
+            gate.inflight += 1
+        try:
+            try:
+                user = await throttle.check(lane, group, recheck, self.check, username, password)
+            except CommandError:
+                if not conn.closing:
+                    self.server.stats.auth_throttled += 1
+                if lane == SUSPECT:   # not checked: no guess spent
+                    throttle.tokens = min(SUSPECT_BURST, throttle.tokens + 1.0)
+                raise
             if user is None:
+                now = loop.time()
                 guess = hmac.digest(self._guess_key, b"%d:%s%s" % (len(username), username, password),
                                     "sha256")
-                for gate in gates:
-                    throttle.failed(gate, now, guess)
+                throttle.failed(addr_gate, now, guess)
+                throttle.failed(user_gate or throttle.gate(("user", _user_key(username))), now, guess)
             else:
-                throttle.succeeded(gates[1])
+                addr_gate.good = loop.time()
+                if lane == SUSPECT:   # the budget is for guesses: a login costs none
+                    throttle.tokens = min(SUSPECT_BURST, throttle.tokens + 1.0)
             return user
         finally:
             for gate in held:
-                throttle.release(gate, checked)
+                gate.inflight -= 1

@@ -8,7 +8,7 @@ class Stats:
         # RESETSTAT leaves them alone (Redis sets them once, at start-up).
         self.auth_failures = 0    # acl_access_denied_auth: failed AUTH / HELLO AUTH
         self.acl_denied = 0       # acl_access_denied_cmd: NOPERM
-        self.auth_throttled = 0   # AUTH attempts delayed by the brute-force throttle
+        self.auth_throttled = 0   # AUTH attempts refused by the brute-force throttle
         # Write commands that succeeded and changed nothing, as Redis leaves
         # its `dirty` alone for them (SETBIT of a bit to the value it has): not
         # changes since the last save (persistence/kdb/snapshot.py), not logged and
