@@ -3,6 +3,7 @@ inside MULTI, and EXEC after the user's rules changed (issue 13, points
 1-3). Real server, raw sockets: the race tests need to see exactly which
 reply leaves first."""
 
+import itertools
 import os
 import selectors
 import socket
@@ -27,11 +28,26 @@ def noperm(name: str) -> bytes:
     return b"-NOPERM this user has no permissions to run the '%s' command\r\n" % name.encode()
 
 
-class Raw:
-    """One connection; call() sends a command and returns its whole reply."""
+_SOURCES = itertools.count(1)
 
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+
+def _fresh_source() -> tuple:
+    """A loopback address no connection of this module used before: the races
+    fail many AUTHs on purpose, and from one address they would soon meet
+    the brute-force throttle (server/auth.py) instead of the race."""
+    n = next(_SOURCES)
+    return ("127.1.%d.%d" % (n // 250 % 250, n % 250 + 1), 0)
+
+
+class Raw:
+    """One connection, from its own loopback address; call() sends a command
+    and returns its whole reply."""
+
+    def __init__(self, port: int, source: str | None = None) -> None:
+        # (source "127.0.0.1" for the real redis-server: its protected mode
+        # accepts no other address)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10,
+                                             source_address=(source, 0) if source else _fresh_source())
         self.buf = b""
 
     def call(self, *args) -> bytes:
@@ -386,11 +402,11 @@ def _demoted_exec(port: int, admin_auth: tuple, user_auth: tuple) -> tuple:
     """On one server: the user queues, the admin takes rights away, EXEC.
     Returns (EXEC's reply, the ACL LOG entries' (reason, context, object,
     username))."""
-    admin = Raw(port)
+    admin = Raw(port, "127.0.0.1")
     if admin_auth:
         assert admin.call("AUTH", *admin_auth) == OK
     assert admin.call("ACL", "SETUSER", "demoted", "on", ">demoted-pw", "~*", "&*", "+@all") == OK
-    user = Raw(port)
+    user = Raw(port, "127.0.0.1")
     assert user.call("AUTH", *user_auth) == OK
     assert admin.call("ACL", "LOG", "RESET") == OK
     assert user.call("MULTI") == OK
@@ -447,13 +463,14 @@ def test_exec_of_a_deleted_users_transaction_never_runs(srv, root):
 
 
 def _session_after_off(port: int, admin_auth: tuple) -> list:
-    admin = Raw(port)
+    admin = Raw(port, "127.0.0.1")
     if admin_auth:
         assert admin.call("AUTH", *admin_auth) == OK
     assert admin.call("ACL", "SETUSER", "offuser", "on", ">off-pw", "~*", "&*", "+@all") == OK
-    session = Raw(port)
+    session = Raw(port, "127.0.0.1")
     replies = [session.call("AUTH", "offuser", "off-pw"), admin.call("ACL", "SETUSER", "offuser", "off"),
-               session.call("PING"), session.call("ACL", "WHOAMI"), Raw(port).call("AUTH", "offuser", "off-pw"),
+               session.call("PING"), session.call("ACL", "WHOAMI"),
+               Raw(port, "127.0.0.1").call("AUTH", "offuser", "off-pw"),
                admin.call("ACL", "DELUSER", "offuser")]
     try:
         replies.append(session.call("PING"))
