@@ -6,6 +6,8 @@ before schema 3 keep their "user:<id>" tenant and its data."""
 import os
 import re
 import shutil
+import subprocess
+import sys
 import sqlite3
 
 import pytest
@@ -225,3 +227,23 @@ def test_kdb_load_reports_orphans_and_root_exports_and_drops_them(tmp_path):
         assert (info["orphan_tenants"], info["orphan_keys"]) == (0, 0)
         assert "no user owns" not in log_text(proc)
         assert login(proc, "eve", "eve-pw").get("g") == b"3"
+
+
+def test_acl_load_after_an_offline_delete_reports_the_orphan(tmp_path):
+    """`tenantkv user del` while the server runs, then ACL LOAD: the user's data
+    is an orphan at once in root's INFO (not only after a restart)."""
+    data_dir = tmp_path
+    add_user(data_dir, "root", ROOT_PW, "--root")
+    with start(data_dir, "snapshot") as proc:
+        root = login(proc, "root")
+        make_user(root, "dave", "dave-pw")
+        dave = login(proc, "dave", "dave-pw")
+        dave.set("k1", "v1")
+        dave.set("k2", "v2")
+        dave_tenant = tenant_of(data_dir, "dave")
+        assert persistence_info(root)["orphan_tenants"] == 0
+        subprocess.run([sys.executable, "-m", "tenantkv.cli.admin", "--data-dir", str(data_dir),
+                        "user", "del", "dave"], check=True, capture_output=True)
+        assert root.execute_command("ACL", "LOAD") == b"OK"
+        assert_orphaned(proc, root, dave_tenant, 2)
+        assert orphans(root) == {dave_tenant.encode(): 2}

@@ -555,6 +555,8 @@ def _acl_load(conn, args):
                     other.close()
             else:
                 other.login(user)
+        # Users deleted or namespaces given up offline leave orphans (INFO)
+        server.check_orphans({key for u in users for key in (u.own_tenant, u.namespace) if key})
     return _write_in_pool(conn, _all_users, apply, _ok, server.auth.store)
 
 

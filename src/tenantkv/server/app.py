@@ -96,15 +96,17 @@ class Server:
             self.tenants[name] = tenant
         return tenant
 
-    def check_orphans(self) -> None:
+    def check_orphans(self, owned: set | None = None) -> None:
         """Find the tenants holding data that no user owns (after a restore of
         an older users.db, an offline `tenantkv user del`, a KDB LOAD of
         another server's file), log each, and remember them for INFO. Their
         data stays as it is: no new user can get an old tenant key (new keys
         are random, tenancy/store.py), so it stays unreachable, and every
         save keeps it until root deletes it. Reads the user store on the
-        loop: start-up and KDB LOAD / DEBUG RELOAD only."""
-        owned = self.auth.store.owned_tenants() if self.auth is not None else set()
+        loop: start-up and KDB LOAD / DEBUG RELOAD only; ACL LOAD, which
+        has just read every user in a worker thread, passes `owned`."""
+        if owned is None:
+            owned = self.auth.store.owned_tenants() if self.auth is not None else set()
         owned.add(DEFAULT_TENANT)
         orphans = {}
         for name, tenant in self.tenants.items():
