@@ -395,7 +395,11 @@ class Authenticator:
     def start(self, conn, username: bytes, password: bytes, reply) -> Deferred:
         """AUTH `username` `password` for `conn`; on success the connection
         logs in and the client gets `reply()`; else WRONGPASS."""
-        task = self.server.loop.create_task(self._login(conn, username, password))
+        # Admission first, here: a refused attempt is answered in this loop
+        # step, with no task, no future and no timer (a flood of refused
+        # guesses must cost the loop as little as possible).
+        ticket = self._admit(conn, username)
+        task = self.server.loop.create_task(self._login(conn, username, password, ticket))
         self.attempts.add(task)
         task.add_done_callback(self.attempts.discard)
 
@@ -408,7 +412,7 @@ class Authenticator:
 
         return Deferred(task, finish)
 
-    async def _login(self, conn, username: bytes, password: bytes) -> bool:
+    async def _login(self, conn, username: bytes, password: bytes, ticket: tuple) -> bool:
         """The attempt, then the login itself, with the user as it is at the
         moment of the login: True if `conn` is now logged in.
 
@@ -432,7 +436,7 @@ class Authenticator:
         The re-read loop ends: each turn needs another ACL write, which
         only root can make, landing within one store read."""
         revision = self.revision
-        user = await self._attempt(conn, username, password)
+        user = await self._attempt(conn, username, password, ticket)
         loop = self.server.loop
         while user is not None and self.revision != revision:
             revision = self.revision
@@ -442,10 +446,11 @@ class Authenticator:
         conn.login(user)
         return True
 
-    async def _attempt(self, conn, username: bytes, password: bytes):
-        """Admit the attempt through its address's gate (and, from a suspect
-        address, its user name's) or refuse it at once; then check the
-        password in its lane of the hash pool; a failure feeds both gates."""
+    def _admit(self, conn, username: bytes) -> tuple:
+        """Admit an attempt through its address's gate (and, from a suspect
+        address, its user name's), or refuse it at once (CommandError). On
+        the loop, synchronously. The ticket: (address gate, user name gate
+        or None, lane, address group)."""
         loop = self.server.loop
         if self.throttle is None:
             self.throttle = Throttle(loop, self.pool)
@@ -470,6 +475,17 @@ class Authenticator:
         if wait:
             self.server.stats.auth_throttled += 1
             raise CommandError(errors.auth_throttled(limit, max(1, math.ceil(wait))))
+        for gate in (addr_gate, user_gate):
+            if gate is not None:   # in flight from now: _attempt gives it back
+                gate.inflight += 1
+        return addr_gate, user_gate, lane, group
+
+    async def _attempt(self, conn, username: bytes, password: bytes, ticket: tuple):
+        """Check the password of an admitted attempt (`ticket`, from _admit)
+        in its lane of the hash pool; a failure feeds both gates."""
+        loop = self.server.loop
+        throttle = self.throttle
+        addr_gate, user_gate, lane, group = ticket
         held = (addr_gate,) if user_gate is None else (addr_gate, user_gate)
 
         def recheck():
@@ -482,8 +498,6 @@ class Authenticator:
                     return errors.auth_throttled(limit, max(1, math.ceil(gate.next_at - now)))
             return None
 
-        for gate in held:
-            gate.inflight += 1
         try:
             try:
                 user = await throttle.check(lane, group, recheck, self.check, username, password)
