@@ -210,6 +210,8 @@ def import_tenant(tenant, per_db: list, replace: bool, server=None) -> int:
     """Merge `per_db` ([(data, expires)...]) into `tenant`: all or nothing."""
     if not replace:
         for index, (data, _) in enumerate(per_db):
+            if not data:
+                continue   # makes no database (they are made on first use)
             db = tenant.dbs[index]
             for key in data:
                 if db.get(key) is not None:

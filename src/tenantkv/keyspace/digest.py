@@ -77,10 +77,10 @@ def key_digest(db, key: bytes) -> str:
 def dataset_digest(dbs) -> str:
     """computeDatasetDigest over `dbs` (a tenant's databases), as hex."""
     final = ZERO
-    for index, db in enumerate(dbs):
+    for db in dbs:   # a tenant's Databases yields only those made: db.index, not the position
         if not db.data:
             continue
-        final = _mix_digest(final, index.to_bytes(4, "big"))
+        final = _mix_digest(final, db.index.to_bytes(4, "big"))
         acc = int.from_bytes(final, "big")
         expires = db.expires
         for key, value in db.data.items():

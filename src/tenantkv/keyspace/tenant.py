@@ -9,6 +9,11 @@ figures would let one tenant watch another's traffic. They are counted where
 the server-wide ones are, at the cost of one more increment on an object the
 connection already holds; the commands the hot path runs are only appended to
 `ran` (one C call) and folded into `calls` by the cron and by INFO.
+
+A server is meant to hold many small tenants, so an idle one must cost little
+(issue 14: <= 2 KB with one key): its databases are made on first use
+(`Databases`), its per-command counters and its set of clients when first
+needed, and the objects have no __dict__.
 """
 
 from collections import _count_elements   # Counter.update's C loop
@@ -18,13 +23,66 @@ from tenantkv.keyspace.database import Database
 DATABASES = 16
 
 
+class Databases:
+    """A tenant's numbered databases, each made when first indexed.
+
+    An empty Database costs ~0.5 KB (its dicts), sixteen of them most of a
+    tenant that uses one. `dbs[i]` makes database i (0 <= i < len(dbs)) and
+    keeps it; iterating yields only the databases made so far, in index
+    order, so whoever walks every database (INFO, FLUSHALL, snapshots, the
+    log's rewrite, the expiry cycle) skips the ones never used: those hold
+    nothing. Code that needs a database's position reads `db.index`, never
+    its place in the iteration."""
+
+    __slots__ = ("made", "count", "stats", "owner")
+
+    def __init__(self, count: int, stats, owner) -> None:
+        self.made: dict = {}   # index -> Database, in index order
+        self.count = count
+        self.stats = stats
+        self.owner = owner
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> Database:
+        db = self.made.get(index)
+        if db is None:
+            if type(index) is not int or not 0 <= index < self.count:
+                raise IndexError("database index out of range")
+            db = Database(index, self.stats)
+            db.owner = self.owner
+            made = self.made
+            made[index] = db
+            if len(made) > 1:   # keep index order for the walkers
+                self.made = dict(sorted(made.items()))
+        return db
+
+    def get(self, index: int):
+        """Database `index` if it was made, else None (makes nothing)."""
+        return self.made.get(index)
+
+    def __iter__(self):
+        # A copy: a walker may make a database (MOVE, COPY) while it walks.
+        return iter(tuple(self.made.values()))
+
+    def pairs(self) -> list:
+        """[(data, expires)] for every index 0..len-1, empty dicts for the
+        databases never made (what kdb.load() returns, and install() takes)."""
+        made = self.made
+        return [(made[i].data, made[i].expires) if i in made else ({}, {})
+                for i in range(self.count)]
+
+
 class Tenant:
+    __slots__ = ("name", "dbs", "_clients", "auth_failures", "acl_denied", "ran", "_calls",
+                 "_failed", "_rejected", "_errors", "error_replies", "net_input_bytes",
+                 "net_output_bytes", "connections")
+
     def __init__(self, name: str, stats, databases: int = DATABASES) -> None:
         self.name = name
-        self.dbs = [Database(i, stats) for i in range(databases)]
-        for db in self.dbs:
-            db.owner = name
-        self.clients: set = set()
+        self.dbs = Databases(databases, stats, name)
+        self._clients = None
         # As the server's acl_access_denied_* (server/stats.py), CONFIG
         # RESETSTAT leaves these alone.
         self.auth_failures = 0   # WRONGPASS replies to this tenant's connections
@@ -32,19 +90,49 @@ class Tenant:
         self.ran: list = []      # Commands the hot path ran, not yet in `calls`
         self.reset_stats()
 
+    @property
+    def clients(self) -> set:
+        """This tenant's connections (made on first login)."""
+        clients = self._clients
+        if clients is None:
+            clients = self._clients = set()
+        return clients
+
     def reset_stats(self) -> None:
         # Per Command (hashed by identity; a subcommand and COMMAND's bare
         # form are Commands of their own): calls, failed calls, calls
-        # refused before running.
+        # refused before running. Each dict is made when first counted in
+        # or read (the properties below): most tenants never fail a call.
         self.ran.clear()
-        self.calls: dict = {}
-        self.failed: dict = {}
-        self.rejected: dict = {}
-        self.errors: dict = {}   # error prefix -> count (INFO errorstats)
+        self._calls = self._failed = self._rejected = self._errors = None
         self.error_replies = 0
         self.net_input_bytes = 0    # of connections gone (Connection.fold_net)
         self.net_output_bytes = 0
         self.connections = 0     # connections that logged in to this tenant
+
+    @property
+    def calls(self) -> dict:
+        if self._calls is None:
+            self._calls = {}
+        return self._calls
+
+    @property
+    def failed(self) -> dict:
+        if self._failed is None:
+            self._failed = {}
+        return self._failed
+
+    @property
+    def rejected(self) -> dict:
+        if self._rejected is None:
+            self._rejected = {}
+        return self._rejected
+
+    @property
+    def errors(self) -> dict:   # error prefix -> count (INFO errorstats)
+        if self._errors is None:
+            self._errors = {}
+        return self._errors
 
     def fold(self) -> None:
         """Count the commands the hot path queued in `ran` into `calls`."""
@@ -60,7 +148,8 @@ class Tenant:
 
     def error(self, prefix: str) -> None:
         self.error_replies += 1
-        self.errors[prefix] = self.errors.get(prefix, 0) + 1
+        errors = self.errors
+        errors[prefix] = errors.get(prefix, 0) + 1
         if prefix == "WRONGPASS":
             self.auth_failures += 1
         elif prefix == "NOPERM":

@@ -256,7 +256,7 @@ class AppendOnly:
             raise CommandError(errors.AOF_MISSING)
         if self.journal is not None:
             self.journal.flush()
-        old = {name: [(db.data, db.expires) for db in tenant.dbs]
+        old = {name: tenant.dbs.pairs()
                for name, tenant in self.server.tenants.items()}
         install(self.server, {})
         try:

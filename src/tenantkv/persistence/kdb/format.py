@@ -247,8 +247,14 @@ class _Writer:
 def _dbs_of(tenant) -> list:
     """[(data, expires), ...] of a Tenant, or of a list of databases or of
     (data, expires) pairs (what load() returns)."""
-    dbs = tenant.dbs if hasattr(tenant, "dbs") else tenant
-    return [(db.data, db.expires) if hasattr(db, "data") else db for db in dbs]
+    if hasattr(tenant, "dbs"):
+        # A Tenant's Databases yields only the databases made so far; each
+        # pair must sit at its database's index.
+        out = [({}, {})] * len(tenant.dbs)
+        for db in tenant.dbs:
+            out[db.index] = (db.data, db.expires)
+        return out
+    return [(db.data, db.expires) if hasattr(db, "data") else db for db in tenant]
 
 
 def dump(tenants: dict, fileobj, now_ms: int | None = None, key_save_delay_us: int = 0) -> int:

@@ -48,9 +48,16 @@ def install(server, tenants: dict) -> None:
     for name in set(server.tenants) | set(tenants):
         tenant = server.tenant_for(name)
         new = tenants.get(name, ())
-        for index, db in enumerate(tenant.dbs):
+        made = {db.index for db in tenant.dbs}
+        # Databases are made on first use: one the file fills is made here,
+        # one it leaves empty is not.
+        for index, (values, _) in enumerate(new):
+            if values and index not in made and index < len(tenant.dbs):
+                tenant.dbs[index]
+        for db in tenant.dbs:
             if db.watchers:
                 touched.extend((db, key) for key in db.watchers)
+            index = db.index
             values, expires = new[index] if index < len(new) else ({}, {})
             db.data = values
             db.expires = expires
