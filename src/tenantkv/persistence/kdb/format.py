@@ -14,7 +14,8 @@ append-only log's rewrite uses it for its base file):
         The same, as bytes (KDB EXPORT, tests).
 
     load(fileobj_or_bytes, now_ms=None, databases=None)
-        -> {tenant name: [(data dict, expires dict), ...]}  (one pair per database)
+        -> {tenant name: [(data dict, expires dict), ...]}  (one pair per database,
+           up to the highest the tenant has keys in: missing ones are empty)
         Parse and verify a whole file; raises KdbError on anything wrong, and
         nothing is returned (nothing is half-loaded) unless every checksum
         matched. With `now_ms`, keys expired by then are dropped. `databases`:
@@ -667,9 +668,10 @@ def _parse_file(data: bytes, now_ms, databases) -> LoadResult:
                     del expires[key]
                 expired_count += len(dead)
             loaded += len(values)
-        highest = max(dbs, default=-1)
-        width = max(highest + 1, databases or 0)
-        per_db = [({}, {}) for _ in range(width)]
+        # Only up to the highest database the tenant uses: a pair of empty
+        # dicts for each of 16 databases costs 2 KB a tenant, which a load
+        # of many small tenants leaves behind in the allocator.
+        per_db = [({}, {}) for _ in range(max(dbs, default=-1) + 1)]
         for index, (values, expires) in dbs.items():
             per_db[index] = (values, expires)
         tenants[name] = per_db
