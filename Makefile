@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-structures redis-tools clean
+.PHONY: run test bench bench-structures bench-memory redis-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench: $(STAMP) redis-tools
 bench-structures: $(STAMP) redis-tools
 	$(BIN)/python bench/compare.py --no-memory \
 	  --tests lpush,rpush,lpop,rpop,sadd,hset,spop,zadd,zpopmin,lrange_100
+
+# Bytes per key by value type and RSS per small tenant (issue 14's table).
+bench-memory: $(STAMP) redis-tools
+	$(BIN)/python bench/memory.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
