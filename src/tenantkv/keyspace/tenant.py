@@ -52,10 +52,11 @@ class Databases:
                 raise IndexError("database index out of range")
             db = Database(index, self.stats)
             db.owner = self.owner
-            made = self.made
-            made[index] = db
-            if len(made) > 1:   # keep index order for the walkers
-                self.made = dict(sorted(made.items()))
+            # Copy on write (at most `count` times a tenant): a walker still
+            # iterating the old dict is not disturbed, so iterating needs no
+            # copy; the cron walks every tenant's databases ten times a second.
+            made = {**self.made, index: db}
+            self.made = dict(sorted(made.items())) if len(made) > 1 else made
         return db
 
     def get(self, index: int):
@@ -63,8 +64,9 @@ class Databases:
         return self.made.get(index)
 
     def __iter__(self):
-        # A copy: a walker may make a database (MOVE, COPY) while it walks.
-        return iter(tuple(self.made.values()))
+        # Safe if a walker makes a database (MOVE, COPY) as it walks: a new
+        # one goes into a new dict (above).
+        return iter(self.made.values())
 
     def pairs(self) -> list:
         """[(data, expires)] for every index 0..len-1, empty dicts for the
