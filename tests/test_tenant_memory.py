@@ -50,6 +50,8 @@ def test_a_tenant_with_one_key_costs_little_memory():
         for name in names:
             tenant = tenants[name] = Tenant(name, stats)
             tenant.dbs[0].set(b"key", b"v" * 20)
+            tenant.join(name)   # a connection logs in, and leaves
+            tenant.leave(name)
             tenant.fold()
             tenant.reset_stats()   # what CONFIG RESETSTAT does: makes nothing
         return tenants
@@ -82,6 +84,19 @@ def test_databases_are_made_on_first_write_only():
             pass
         else:
             raise AssertionError("dbs[%d] made a database" % bad)
+
+
+def test_a_tenant_keeps_no_client_set_once_its_last_client_left():
+    tenant = Tenant("t", Stats())
+    a, b = object(), object()
+    tenant.join(a)
+    tenant.join(b)
+    assert tenant.clients == {a, b}
+    tenant.leave(a)
+    assert tenant.clients == {b}
+    tenant.leave(b)
+    assert tenant.clients == set() and tenant._clients is None   # 216 bytes freed
+    tenant.leave(b)   # twice: nothing happens
 
 
 def _fill(client: redis.Redis) -> None:

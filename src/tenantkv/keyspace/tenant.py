@@ -21,6 +21,7 @@ from collections import _count_elements   # Counter.update's C loop
 from tenantkv.keyspace.database import Database
 
 DATABASES = 16
+NO_CLIENTS = frozenset()
 
 
 class Databases:
@@ -93,12 +94,24 @@ class Tenant:
         self.reset_stats()
 
     @property
-    def clients(self) -> set:
-        """This tenant's connections (made on first login)."""
+    def clients(self):
+        """This tenant's connections, to read (`join`/`leave` change them)."""
+        return self._clients or NO_CLIENTS
+
+    def join(self, conn) -> None:
         clients = self._clients
         if clients is None:
             clients = self._clients = set()
-        return clients
+        clients.add(conn)
+
+    def leave(self, conn) -> None:
+        """`conn` is no longer this tenant's: the set goes with its last
+        member (an empty set still costs 216 bytes, and most tenants are idle)."""
+        clients = self._clients
+        if clients is not None:
+            clients.discard(conn)
+            if not clients:
+                self._clients = None
 
     def reset_stats(self) -> None:
         # Per Command (hashed by identity; a subcommand and COMMAND's bare

@@ -121,7 +121,7 @@ class Connection(asyncio.Protocol):
             log.info("Refused %s: protected mode", self.addr)
             return
         server.clients[self.id] = self
-        self.tenant.clients.add(self)
+        self.tenant.join(self)
         server.stats.total_connections_received += 1
         log.info("Accepted %s", self.addr)
         if not self.authenticated:
@@ -169,8 +169,8 @@ class Connection(asyncio.Protocol):
     def _enter(self, tenant) -> None:
         if tenant is not self.tenant:
             self.fold_net()   # the bytes so far were the old tenant's
-            self.tenant.clients.discard(self)
-            tenant.clients.add(self)
+            self.tenant.leave(self)
+            tenant.join(self)
             self.tenant = tenant
             tenant.connections += 1   # its total_connections_received
         self.db = tenant.dbs[self.db.index]
@@ -196,7 +196,7 @@ class Connection(asyncio.Protocol):
             log.info("Client id=%d addr=%s closed connection", self.id, self.addr)
         self.closing = True
         self.server.clients.pop(self.id, None)
-        self.tenant.clients.discard(self)
+        self.tenant.leave(self)
         self.fold_net()
         if self.watched is not None:
             self.server.events.unwatch_all(self)
