@@ -15,6 +15,7 @@ Rows:
     hash / set / zset / list of 1,000 elements, 300 keys each
     string, 100 bytes           1,000,000 keys (--no-million skips it: slow)
     tenant, one key             10,000 tenants holding one 20-byte string each
+    tenant, by login            1,000 users log in, each SETs one key, and leave
 
 The tenant row. tenantkv: 10,000 users are made offline in this process with
 the user store (`UserStore.add`, what `tenantkv user add` runs), all with the
@@ -27,6 +28,11 @@ RSS per tenant = (RSS with - RSS without) / 10,000, so it counts the Tenant,
 its database and its key, not the user. One user then logs in and reads its
 key, to check the tenants are the users'. redis-server: 10,000 keys
 ``tenant:<32 hex>:k`` (one keyspace; it has no tenants), for scale.
+
+The login row takes the path a real tenant takes: 1,000 users (made as
+above) each log in (AUTH: one real argon2id check), SET one key and QUIT, one
+after the other (~1 minute); RSS is read before them, after 40 other users
+have logged in so the hash threads' memory is already there, and after.
 
 RSS growth counts allocator slack as well as live objects, as a user pays
 it; it is noisy by a few hundred KB, which is why the rows load many keys.
@@ -57,6 +63,8 @@ BIG_KEYS = 300
 BIG_SIZE = 1_000
 MILLION = 1_000_000
 TENANTS = 10_000
+LOGINS = 1_000          # the login row: each login costs one argon2 check
+WARM_LOGINS = 40        # before its baseline: the hash threads' memory
 TENANT_TARGET = 2048   # bytes per tenant holding one key (issue 14)
 
 
@@ -106,6 +114,7 @@ ROWS = {   # name -> (label, keys, command generator)
     "list1000": ("list, 1,000 elements", BIG_KEYS, big(b"RPUSH", "list")),
     "million": ("string, 100 bytes (1M keys)", MILLION, strings(100)),
     "tenant": ("tenant with one key (10,000)", TENANTS, None),
+    "login": ("tenant with one key, by login (1,000)", LOGINS, None),
 }
 
 
@@ -210,6 +219,19 @@ def auth_get(port: int, user: str, password: str, key: bytes) -> bytes:
         return data
 
 
+def auth_set(port: int, user: str, password: str, value: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.sendall(resp(b"AUTH", user.encode(), password.encode()) + resp(b"SET", b"k", value)
+                  + resp(b"QUIT"))
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data.removesuffix(b"+OK\r\n")   # QUIT's
+
+
 def measure_tenants(workdir: Path) -> tuple:
     from tenantkv.persistence.kdb import format as kdb
     data_dir = Path(tempfile.mkdtemp(prefix="tenants-", dir=workdir))
@@ -247,6 +269,40 @@ def measure_tenants(workdir: Path) -> tuple:
     return redis, tenantkv
 
 
+def measure_logins(workdir: Path) -> tuple:
+    """The path a real tenant takes: its user logs in (AUTH: one argon2id
+    check each, in the server's hash threads), writes one key, leaves.
+    Baseline after WARM_LOGINS logins of other users, so that the hash
+    threads' memory is in it."""
+    data_dir = Path(tempfile.mkdtemp(prefix="logins-", dir=workdir))
+    make_tenants(data_dir, LOGINS + WARM_LOGINS)
+    value = b"v" * 20
+    server = start_tenantkv(workdir, data_dir)
+    try:
+        def login(i):
+            reply = auth_set(server.port, "user%05d" % i, "bench-password", value)
+            if reply != b"+OK\r\n+OK\r\n":
+                raise BenchError(f"user{i:05d}: AUTH/SET answered {reply!r}")
+        for i in range(LOGINS, LOGINS + WARM_LOGINS):
+            login(i)
+        before = rss(server)
+        t0 = time.monotonic()
+        for i in range(LOGINS):
+            login(i)
+        print(f"  ({LOGINS:,} logins in {time.monotonic() - t0:.1f}s)", flush=True)
+        tenantkv = (rss(server) - before) / LOGINS
+    finally:
+        server.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
+    server = compare.start_redis(workdir)
+    try:
+        keys = (resp(b"SET", b"tenant:%032x:k" % i, value) for i in range(LOGINS))
+        redis = growth(server, keys, LOGINS) / LOGINS
+    finally:
+        server.stop()
+    return redis, tenantkv
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-million", action="store_true",
@@ -264,8 +320,8 @@ def main(argv=None) -> int:
     try:
         for name in rows:
             print(f"{ROWS[name][0]} ...", flush=True)
-            results[name] = measure_tenants(workdir) if name == "tenant" \
-                else measure_row(name, workdir)
+            measure = {"tenant": measure_tenants, "login": measure_logins}.get(name)
+            results[name] = measure(workdir) if measure else measure_row(name, workdir)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -279,13 +335,14 @@ def main(argv=None) -> int:
     print("|---|---|---|---|")
     for name, (redis, tenantkv) in results.items():
         label = ROWS[name][0]
-        if name == "tenant":
-            label += f" (redis: {TENANTS:,} prefixed keys)"
+        if name in ("tenant", "login"):
+            label += f" (redis: {ROWS[name][1]:,} prefixed keys)"
         print(f"| {label} | {redis:,.0f} B | {tenantkv:,.0f} B | {tenantkv / redis:.2f}x |")
-    if "tenant" in results:
-        per = results["tenant"][1]
-        print(f"\ntenantkv per tenant with one key: {per:,.0f} B "
-              f"(target <= {TENANT_TARGET:,} B: {'PASS' if per <= TENANT_TARGET else 'MISS'})")
+    for name in ("tenant", "login"):
+        if name in results:
+            per = results[name][1]
+            print(f"\ntenantkv per tenant with one key ({ROWS[name][0]}): {per:,.0f} B "
+                  f"(target <= {TENANT_TARGET:,} B: {'PASS' if per <= TENANT_TARGET else 'MISS'})")
     return 0
 
 
