@@ -43,9 +43,7 @@ register_type(ZSet, "zset", _guess_encoding)
 # -- helpers ---------------------------------------------------------------------
 
 def format_score(score: float) -> bytes:
-    if math.isinf(score):
-        return b"inf" if score > 0 else b"-inf"
-    return b"%.17g" % score
+    return b"%.17g" % score   # also b"inf" and b"-inf", as Redis prints them
 
 
 def _score(conn, score: float):
@@ -62,11 +60,8 @@ def _pairs(conn, pairs, withscores: bool, nested: bool = True):
         return [m for _, m in pairs]
     if conn.resp3 or nested is None:
         return [[m, _score(conn, s)] for s, m in pairs]
-    reply = []
-    for s, m in pairs:
-        reply.append(m)
-        reply.append(_score(conn, s))
-    return reply
+    # RESP2, flat: all bytes, which the encoder sends in one C call.
+    return [x for s, m in pairs for x in (m, b"%.17g" % s)]
 
 
 def _is_listpack(db, key: bytes, z: ZSet) -> bool:
