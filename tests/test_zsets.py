@@ -1,8 +1,11 @@
 """Sorted set commands through redis-py: what a recorded transcript cannot check
-(randomness, large sets). Exact replies and error texts are compared with
+(randomness, large sets, the ordered index against redis-server on random writes). Exact replies and error texts are compared with
 redis-server in compat/sessions/zsets.txt."""
 
 import collections
+import random
+
+import redis as redis_py
 
 
 def test_basic_roundtrip(r):
@@ -157,9 +160,6 @@ def test_ordered_index_matches_redis(redis_server, server):
     reads that walk the ordered index, answered as redis-server answers them.
     (Lex ranges on a set of equal scores only: Redis's answer is undefined
     otherwise.)"""
-    import random
-
-    import redis as redis_py
     rng = random.Random(14)
     ours = server.client(protocol=2)
     ref = redis_py.Redis(port=redis_server.port, protocol=2)

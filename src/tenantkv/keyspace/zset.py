@@ -168,7 +168,8 @@ class Order:
 
     def islice(self, start=None, stop=None, reverse=False) -> list:
         scores = self.scores
-        return [(scores[m], m) for m in map(_member, self.keys.islice(start, stop, reverse=reverse))]
+        members = map(_member, self.keys.islice(start, stop, reverse=reverse))
+        return [(scores[m], m) for m in members]
 
     def index(self, pair: tuple) -> int:
         return self.keys.index(score_key(*pair))
