@@ -1,6 +1,7 @@
 """Sorted set commands through redis-py: what a recorded transcript cannot check
-(randomness, large sets, the ordered index against redis-server on random writes). Exact replies and error texts are compared with
-redis-server in compat/sessions/zsets.txt."""
+(randomness, large sets, the ordered index against redis-server on random
+writes). Exact replies and error texts are compared with redis-server in
+compat/sessions/zsets.txt."""
 
 import collections
 import random
