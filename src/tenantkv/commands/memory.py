@@ -49,10 +49,14 @@ def _element_size(element) -> int:
     return _getsizeof(element) + POINTER
 
 
-def _zset_member_size(entry) -> int:
-    # a (score, member) tuple in the sorted list, the member and its score
-    # (one float object, shared with the scores dict) and the list's pointer
-    return _getsizeof(entry) + _getsizeof(entry[0]) + _getsizeof(entry[1]) + POINTER
+def _zset_member_size(key: bytes) -> int:
+    # an index key in the sorted list (8 bytes of score, then the member), the
+    # member (8 bytes shorter than its key), its score in the scores dict, and
+    # the list's pointer
+    return 2 * _getsizeof(key) - 8 + _FLOAT + POINTER
+
+
+_FLOAT = _getsizeof(0.0)
 
 
 def value_size(value, samples=DEFAULT_SAMPLES) -> int:
@@ -67,9 +71,9 @@ def value_size(value, samples=DEFAULT_SAMPLES) -> int:
     if kind is deque:
         return _getsizeof(value) + _sampled(iter(value), len(value), samples, _element_size)
     if kind is ZSet:
-        order = value.order
-        return (_getsizeof(value) + _getsizeof(value.scores) + _getsizeof(order)
-                + _sampled(iter(order), len(order), samples, _zset_member_size))
+        keys = value.keys
+        return (_getsizeof(value) + _getsizeof(value.scores) + _getsizeof(keys)
+                + _sampled(iter(keys), len(keys), samples, _zset_member_size))
     return _getsizeof(value)   # a type without an estimate of its own (yet)
 
 

@@ -13,8 +13,6 @@ import math
 import random
 import re
 
-from sortedcontainers import SortedList
-
 from tenantkv import errors
 from tenantkv.commands.keys import scan_collection
 from tenantkv.dispatch.blocking import mpop_args, parse_timeout, pop_or_block
@@ -45,9 +43,7 @@ register_type(ZSet, "zset", _guess_encoding)
 # -- helpers ---------------------------------------------------------------------
 
 def format_score(score: float) -> bytes:
-    if math.isinf(score):
-        return b"inf" if score > 0 else b"-inf"
-    return b"%.17g" % score
+    return b"%.17g" % score   # also b"inf" and b"-inf", as Redis prints them
 
 
 def _score(conn, score: float):
@@ -64,11 +60,8 @@ def _pairs(conn, pairs, withscores: bool, nested: bool = True):
         return [m for _, m in pairs]
     if conn.resp3 or nested is None:
         return [[m, _score(conn, s)] for s, m in pairs]
-    reply = []
-    for s, m in pairs:
-        reply.append(m)
-        reply.append(_score(conn, s))
-    return reply
+    # RESP2, flat: all bytes, which the encoder sends in one C call.
+    return [x for s, m in pairs for x in (m, b"%.17g" % s)]
 
 
 def _is_listpack(db, key: bytes, z: ZSet) -> bool:
@@ -210,7 +203,9 @@ def _zadd(conn, key: bytes, pairs: list, nx=False, xx=False, gt=False, lt=False,
         if not len(z):
             return None if incr else 0
         db.set(key, z)
-    _track(conn, db, key, z, max(len(m) for _, m in pairs), len(pairs) if new else 0)
+    # ZADD of one member is the usual case: no generator for its length.
+    longest = len(pairs[0][1]) if len(pairs) == 1 else max(len(m) for _, m in pairs)
+    _track(conn, db, key, z, longest, len(pairs) if new else 0)
     if incr:
         return None if result is None else _score(conn, result)
     return added + updated if ch else added
@@ -501,17 +496,15 @@ def zremrangebylex(conn, args):
 # -- pops -----------------------------------------------------------------------------------
 
 def _pop(db, key: bytes, z: ZSet, count: int, maximum: bool) -> list:
-    n = min(count, len(z))
-    order = z.order
-    if maximum:
-        pairs = list(order.islice(len(order) - n, len(order), reverse=True))
-        del order[len(order) - n:]
-    else:
-        pairs = list(order.islice(0, n))
-        del order[:n]
-    scores = z.scores
-    for _, member in pairs:
-        del scores[member]
+    # Pops at an end of the index: no positional lookup (which would build,
+    # and then have every later ZADD maintain, SortedList's position tree).
+    pop_key = z.keys.pop
+    pop_score = z.scores.pop
+    end = -1 if maximum else 0
+    pairs = []
+    for _ in range(min(count, len(z))):
+        member = pop_key(end)[8:]
+        pairs.append((pop_score(member), member))
     if not len(z):
         db.delete(key)
     return pairs
@@ -823,8 +816,7 @@ def _zsetop(conn, args, op, numkeys_index: int, store: bool, cardinality: bool =
         values = conn.server.config.values
         if len(result) > values[_ENTRIES] or any(len(m) > values[_VALUE] for m in result):
             # A skiplist result keeps a -0 score as computed (a listpack prints it as 0).
-            z.scores = result
-            z.order = SortedList((score, member) for member, score in result.items())
+            z.update((score, member) for member, score in result.items())
         else:
             for member, score in result.items():
                 z.add(member, score)

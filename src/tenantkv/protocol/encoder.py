@@ -10,7 +10,18 @@ Commands return plain Python values and the connection encodes them:
   BigNumber -> big number (RESP3) or bulk string
   Push -> push (RESP3 only)          Attributed -> its attributes (RESP3 only), then its value
 Frequent replies are pre-encoded once (see the constants below).
+
+Arrays whose items are all exactly `bytes` (LRANGE, SMEMBERS, HGETALL, MGET
+without a miss, KEYS, ...) are encoded in one C call, hiredis's pack_command,
+which writes exactly `*N\r\n$len\r\n...\r\n` for them: ~2x faster than the
+per-item Python below at 100 items. Only exact `bytes` take it: pack_command
+would turn an int, a float or a str into a bulk string, refuses None, and
+would send a Raw or a Verbatim (bytes subclasses) as a plain bulk string.
 """
+
+from itertools import chain
+
+from hiredis import pack_command
 
 from tenantkv.util.numbers import format_double
 
@@ -62,6 +73,15 @@ QUEUED = Raw(b"+QUEUED\r\n")
 EMPTY_ARRAY = Raw(b"*0\r\n")
 # Encoded integer replies -1..10000, by value + 1: a list index is cheaper than formatting.
 SMALL_INTS = [b":%d\r\n" % i for i in range(-1, 10001)]
+# The set of item types of an array that pack_command may encode (see above).
+_BYTES_ONLY = frozenset((bytes,))
+_flatten = chain.from_iterable
+
+
+def _body(packed: bytes) -> bytes:
+    """pack_command's output without its `*N\r\n` header (to put a RESP3 map's
+    or set's header in its place)."""
+    return packed[packed.index(b"\n") + 1:]
 
 
 def encode(value, resp3: bool) -> bytes:
@@ -77,12 +97,20 @@ def encode(value, resp3: bool) -> bytes:
     if value is None:
         return b"_\r\n" if resp3 else b"$-1\r\n"
     if kind is list or kind is tuple:
+        # The exact types of the items, in C: a set of one type for the usual reply.
+        if {*map(type, value)} <= _BYTES_ONLY:
+            return pack_command(value if kind is tuple else tuple(value))
         return b"*%d\r\n%s" % (len(value), b"".join([encode(v, resp3) for v in value]))
     if kind is Status:
         return b"+%s\r\n" % value.encode("latin-1")
     if kind is ErrorReply:
         return b"-%s\r\n" % value.encode("latin-1")
     if kind is dict:
+        if {*map(type, value)} <= _BYTES_ONLY and {*map(type, value.values())} <= _BYTES_ONLY:
+            packed = pack_command(tuple(_flatten(value.items())))
+            if resp3:
+                return b"%%%d\r\n%s" % (len(value), _body(packed))
+            return packed
         parts = []
         for k, v in value.items():
             parts.append(encode(k, resp3))
@@ -100,6 +128,9 @@ def encode(value, resp3: bool) -> bytes:
             return b"#t\r\n" if value else b"#f\r\n"
         return b":1\r\n" if value else b":0\r\n"
     if kind is SetReply:
+        if {*map(type, value)} <= _BYTES_ONLY:
+            packed = pack_command(tuple(value))
+            return b"~%d\r\n%s" % (len(value), _body(packed)) if resp3 else packed
         head = b"~" if resp3 else b"*"
         return b"%s%d\r\n%s" % (head, len(value), b"".join([encode(v, resp3) for v in value]))
     if value is NULL_ARRAY:
