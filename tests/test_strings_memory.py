@@ -48,11 +48,11 @@ def _pipe_sets(server, count: int, value=lambda i: VALUE) -> None:
 
 
 def test_bulk_loaded_small_strings_leave_no_freed_buffers_resident(make_server):
-    # glibc, left alone, raises its mmap threshold after the keyspace dict's
-    # first resize; the big read and reply buffers of a pipelined load then
-    # come from the heap and stay resident between the keys: ~300 B of RSS
-    # per key here. With the threshold pinned (server/main.py) it is ~170 B
-    # (Python objects and the dict entry; redis-server takes ~109 B).
+    # glibc, left alone, raises its mmap and trim thresholds after the
+    # keyspace dict's first resizes; the big read and reply buffers of a
+    # pipelined load then come from the heap and stay resident: ~300 B of
+    # RSS per key here. With the thresholds fixed (server/main.py) it is
+    # ~165 B (Python objects and the dict entry; redis-server takes ~109 B).
     server = make_server()
     client = server.client()
     client.set("warm", "up")   # the first command's one-time allocations
