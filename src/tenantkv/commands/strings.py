@@ -3,7 +3,7 @@
 from tenantkv import errors
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
-from tenantkv.keyspace.database import now_ms
+from tenantkv.keyspace.database import SHARED_INTS, now_ms, shared
 from tenantkv.protocol.encoder import OK
 from tenantkv.util.numbers import LLONG_MAX, LLONG_MIN, incr_long_double, int_arg, parse_int
 from tenantkv.util.options import Flag, Options, Value
@@ -48,7 +48,11 @@ def set_(conn, args):
     db = conn.db
     key = args[1]
     if len(args) == 3:
-        db.data[key] = args[2]
+        value = args[2]
+        # shared() written out: short values are often numbers
+        if len(value) < 5 and value.isdigit() and (value[0] != 48 or len(value) == 1):
+            value = SHARED_INTS[int(value)]
+        db.data[key] = value
         if db.expires:
             db.expires.pop(key, None)
         if db.encodings:
@@ -64,7 +68,7 @@ def set_(conn, args):
         raise CommandError(errors.WRONGTYPE)
     if (condition == "nx" and old is not None) or (condition == "xx" and old is None):
         return old if get else None
-    db.set(key, args[2], keep_ttl="keepttl" in options)
+    db.set(key, shared(args[2]), keep_ttl="keepttl" in options)
     if when is not None:
         db.set_expire(key, when)
     return old if get else OK
@@ -118,7 +122,7 @@ def getex(conn, args):
 def getset(conn, args):
     db = conn.db
     old = db.read_typed(args[1], bytes)
-    db.set(args[1], args[2])
+    db.set(args[1], shared(args[2]))
     return old
 
 
@@ -127,13 +131,13 @@ def setnx(conn, args):
     db = conn.db
     if db.get(args[1]) is not None:
         return 0
-    db.set(args[1], args[2])
+    db.set(args[1], shared(args[2]))
     return 1
 
 
 def _setex(conn, args, unit: str, name: str):
     when = _expire_at(conn, unit, args[2], name)
-    conn.db.set(args[1], args[3])
+    conn.db.set(args[1], shared(args[3]))
     conn.db.set_expire(args[1], when)
     return OK
 
@@ -257,7 +261,7 @@ def _incr(conn, key: bytes, delta: int) -> int:
         result = current + delta
         if not LLONG_MIN <= result <= LLONG_MAX:
             raise CommandError(errors.OVERFLOW)
-    db.replace(key, b"%d" % result)
+    db.replace(key, SHARED_INTS[result] if 0 <= result < 10_000 else b"%d" % result)
     return result
 
 
@@ -271,7 +275,7 @@ def incr(conn, args):
     if (type(old) is bytes and old.isdigit() and len(old) < 18 and (old[0] != 48 or len(old) == 1)
             and not db.expires and not db.encodings):
         result = int(old) + 1
-        db.data[key] = b"%d" % result
+        db.data[key] = SHARED_INTS[result] if result < 10_000 else b"%d" % result
         return result
     return _incr(conn, key, 1)
 

@@ -12,6 +12,23 @@ from tenantkv import errors
 from tenantkv.errors import CommandError
 
 
+# Redis's shared integers (OBJ_SHARED_INTEGERS): every key holding "0" to
+# "9999" points at one object. Here a string value with those exact bytes is
+# stored as the one bytes object of SHARED_INTS (by SET and the counters),
+# which saves its 48 B per key. Values are immutable bytes and nothing
+# compares them by identity across keys, so sharing is invisible (OBJECT
+# REFCOUNT already answers Redis's INT_MAX for them, from the bytes).
+SHARED_INTS: tuple = tuple(b"%d" % i for i in range(10_000))
+
+
+def shared(value: bytes) -> bytes:
+    """The shared object equal to the string `value` if there is one (the
+    decimal form of 0..9999, no sign, no leading zero), else `value`."""
+    if len(value) < 5 and value.isdigit() and (value[0] != 48 or len(value) == 1):
+        return SHARED_INTS[int(value)]
+    return value
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
