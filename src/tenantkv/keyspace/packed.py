@@ -183,3 +183,20 @@ class PackedHash:
 
     def __repr__(self) -> str:
         return "PackedHash(%r)" % (self.to_dict(),)
+
+
+# Redis's built-in hash-max-listpack-entries / -value (redis.conf says 128 entries).
+HASH_MAX_ENTRIES = 512
+HASH_MAX_VALUE = 64
+
+
+def compact_hash(h: dict, max_entries: int = HASH_MAX_ENTRIES, max_value: int = HASH_MAX_VALUE):
+    """A loaded hash (a dict) in the form Redis would load it: a PackedHash
+    within the limits, else the dict itself. The kdb loader knows no server
+    config, so it applies Redis's defaults."""
+    if len(h) > max_entries:
+        return h
+    for field, value in h.items():
+        if len(field) > max_value or len(value) > max_value:
+            return h
+    return PackedHash.from_pairs(h.items())
