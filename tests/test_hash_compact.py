@@ -80,7 +80,6 @@ def _check(args, replies, clients):
     assert ours == theirs, (args, ours, theirs)
 
 
-@pytest.mark.slow
 def test_random_hash_commands_match_redis(server, redis_server):
     ours = server.client(protocol=2)
     theirs = redis.Redis(port=redis_server.port)

@@ -67,11 +67,16 @@ def _set_pairs(conn, args: list, name: str):
     if h is None:
         h = _new(db, key)
     before = len(h)
-    it = iter(args)
-    next(it)
-    next(it)
-    h.update(zip(it, it))
-    _track(conn, db, key, h, max(map(len, args[2:])))
+    if len(args) == 4:   # one pair, the usual HSET: no iterator, no update() loop
+        h[args[2]] = args[3]
+        longest = max(len(args[2]), len(args[3]))
+    else:
+        it = iter(args)
+        next(it)
+        next(it)
+        h.update(zip(it, it))
+        longest = max(map(len, args[2:]))
+    _track(conn, db, key, h, longest)
     return len(h) - before
 
 

@@ -35,6 +35,11 @@ KEY = b"\xff\x01"
 VAL = b"\xff\x02"
 _FF = b"\xff"
 _ESCAPED = b"\xff\xfe"
+_NEEDLE = b"\xff\x01%b\xff\x02"   # KEY + escaped first element + VAL: one % (faster than two +)
+
+# Speed notes (CPython 3.11): `x in some_bytes` first tries x as an integer
+# and clears the TypeError, several times slower than `some_bytes.find(x)`:
+# use find. replace() with nothing to replace returns the object itself.
 
 
 def escape(data: bytes) -> bytes:
@@ -55,7 +60,7 @@ def split_pairs(buf: bytes):
     """(firsts, seconds): two lists, in buffer order."""
     if not buf:
         return [], []
-    if _ESCAPED not in buf:
+    if buf.find(_ESCAPED) < 0:
         # no escaped byte: every ff is a marker, and the byte after it says which
         parts = buf.split(_FF)
         return [p[1:] for p in parts[1::2]], [p[1:] for p in parts[2::2]]
@@ -73,7 +78,7 @@ def pack_single(elements) -> bytes:
 
 def split_single(buf: bytes) -> list:
     elements = buf.split(KEY)[1:]
-    if _ESCAPED in buf:
+    if buf.find(_ESCAPED) >= 0:
         elements = [unescape(e) for e in elements]
     return elements
 
@@ -81,7 +86,7 @@ def split_single(buf: bytes) -> list:
 def find_pair(buf: bytes, first: bytes):
     """(entry start, second's start, entry end) of the pair whose first
     element is `first`, or None."""
-    needle = KEY + first.replace(_FF, _ESCAPED) + VAL
+    needle = _NEEDLE % first.replace(_FF, _ESCAPED)
     start = buf.find(needle)
     if start < 0:
         return None
@@ -113,14 +118,13 @@ class PackedHash:
 
     def get(self, field: bytes, default=None):
         buf = self.buf
-        needle = KEY + field.replace(_FF, _ESCAPED) + VAL
+        needle = _NEEDLE % field.replace(_FF, _ESCAPED)
         at = buf.find(needle)
         if at < 0:
             return default
         at += len(needle)
         end = buf.find(KEY, at)
-        value = buf[at:] if end < 0 else buf[at:end]
-        return value.replace(_ESCAPED, _FF) if _FF in value else value
+        return (buf[at:] if end < 0 else buf[at:end]).replace(_ESCAPED, _FF)
 
     def __getitem__(self, field: bytes) -> bytes:
         value = self.get(field)
@@ -129,11 +133,11 @@ class PackedHash:
         return value
 
     def __contains__(self, field: bytes) -> bool:
-        return KEY + field.replace(_FF, _ESCAPED) + VAL in self.buf
+        return self.buf.find(_NEEDLE % field.replace(_FF, _ESCAPED)) >= 0
 
     def __setitem__(self, field: bytes, value: bytes) -> None:
         buf = self.buf
-        needle = KEY + field.replace(_FF, _ESCAPED) + VAL
+        needle = _NEEDLE % field.replace(_FF, _ESCAPED)
         at = buf.find(needle)
         value = value.replace(_FF, _ESCAPED)
         if at < 0:
