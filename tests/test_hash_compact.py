@@ -184,3 +184,20 @@ def test_compact_hashes_survive_restart(tmp_path, mode):
         assert c.hgetall("bin") == {b"\xff": b"\xff\xfe", b"k": b""}
         assert c.execute_command("DEBUG", "RELOAD") == b"OK"
         assert c.execute_command("DEBUG", "DIGEST") == digest
+
+
+def test_packed_size_cap_under_raised_limits(r):
+    """Limits raised far past the defaults: a hash whose buffer would pass
+    PACKED_MAX_BYTES (256 KB) becomes a hashtable (Redis would keep a listpack
+    up to 1 GB; quadratic copies here), its data intact."""
+    try:
+        r.config_set("hash-max-listpack-entries", 100000)
+        r.config_set("hash-max-listpack-value", 100000)
+        r.hset("capped", mapping={"f%d" % i: "v" * 60000 for i in range(4)})
+        assert r.object("encoding", "capped") == b"listpack"   # 240 KB: still packed
+        r.hset("capped", "f4", "w" * 60000)
+        assert r.object("encoding", "capped") == b"hashtable"
+        assert r.hlen("capped") == 5 and r.hget("capped", "f4") == b"w" * 60000
+    finally:
+        r.config_set("hash-max-listpack-entries", 512)
+        r.config_set("hash-max-listpack-value", 64)

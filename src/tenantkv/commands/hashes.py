@@ -31,6 +31,11 @@ from tenantkv.util.sampling import random_distinct, random_member, random_repeat
 
 _ENTRIES = (None, "hash-max-listpack-entries")
 _VALUE = (None, "hash-max-listpack-value")
+# A PackedHash is copied whole on every write and scanned on every lookup: past
+# this size (4x the largest the default limits allow, 512 x 64-byte pairs) it
+# becomes a dict whatever root set the limits to, so raised limits cannot make
+# writes quadratic in practice. Redis's own cap (LISTPACK_MAX_SAFETY_SIZE) is 1 GB.
+PACKED_MAX_BYTES = 1 << 18
 # HRANDFIELD with a negative count replies with that many picks; Redis would
 # try to build any count (up to LONG_MAX). Past this one the reply could not be
 # held in memory, so tenantkv refuses it.
@@ -54,7 +59,7 @@ def _track(conn, db, key: bytes, h, longest: int) -> None:
     or a field or value too long), once and for good."""
     if type(h) is PackedHash:
         values = conn.server.config.values
-        if h.n > values[_ENTRIES] or longest > values[_VALUE]:
+        if h.n > values[_ENTRIES] or longest > values[_VALUE] or len(h.buf) > PACKED_MAX_BYTES:
             db.replace(key, h.to_dict())   # keeps the TTL
 
 
