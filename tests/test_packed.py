@@ -90,3 +90,24 @@ def test_find_pair_and_singles():
     assert split_pairs(buf) == ([b"k\xff", b"k2"], [b"v\xff", b""])
     elements = [b"", b"\xff\x01", b"plain", b"\xfe"]
     assert split_single(pack_single(elements)) == elements
+
+
+def test_index_of_a_big_hash_follows_writes():
+    # past INDEX_MIN fields, repeated reads use a dict: every write must show
+    from tenantkv.keyspace import packed as packed_module
+    pairs = [(b"f%d" % i, b"v%d" % i) for i in range(packed_module.INDEX_MIN + 5)]
+    model, h = dict(pairs), PackedHash.from_pairs(pairs)
+    rng = random.Random(3)
+    for _ in range(500):
+        field = b"f%d" % rng.randrange(len(pairs) + 3)
+        op = rng.randrange(4)
+        if op == 0:
+            model[field] = h[field] = b"w%d" % rng.randrange(9)
+        elif op == 1 and len(model) > packed_module.INDEX_MIN + 1:
+            assert h.pop(field, None) == model.pop(field, None)
+        else:
+            for _ in range(3):   # reads in a row: the index is built and used
+                assert h.get(field) == model.get(field)
+                assert (field in h) == (field in model)
+    assert any(entry[0] is h and entry[2] is not None
+               for entry in packed_module._indexes.values())

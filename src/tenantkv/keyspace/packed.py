@@ -31,6 +31,8 @@ Functions: `escape`, `unescape`, `pack_pairs`, `split_pairs`,
 `pack_single`, `split_single`, `find_pair`. `PackedHash` is the small hash.
 """
 
+from collections import OrderedDict
+
 KEY = b"\xff\x01"
 VAL = b"\xff\x02"
 _FF = b"\xff"
@@ -95,6 +97,38 @@ def find_pair(buf: bytes, first: bytes):
     return start, at, len(buf) if end < 0 else end
 
 
+# A lookup scans the buffer (~1 ns a byte): cheap for a few fields, not for a
+# hundred read again and again. A PackedHash of more than INDEX_MIN fields
+# read twice with no write in between gets a dict of its fields (in this
+# LRU of INDEX_SLOTS, not in the value: the memory of small hashes is the
+# point), used while its buffer is the same object (buffers are immutable:
+# a write makes a new one). Alternating reads and writes never build one.
+INDEX_MIN = 16
+INDEX_SLOTS = 64
+_indexes: OrderedDict = OrderedDict()   # id(hash) -> [hash, buffer, dict | None]
+
+
+def _index(h):
+    """The dict of `h`'s fields if it has earned one, else None."""
+    key = id(h)
+    entry = _indexes.get(key)
+    buf = h.buf
+    if entry is None or entry[0] is not h:   # (the entry holds h: its id is not reused)
+        _indexes[key] = [h, buf, None]
+        if len(_indexes) > INDEX_SLOTS:
+            _indexes.popitem(last=False)
+        return None
+    if entry[1] is not buf:
+        entry[1] = buf
+        entry[2] = None
+        return None
+    index = entry[2]
+    if index is None:
+        index = entry[2] = h.to_dict()
+        _indexes.move_to_end(key)
+    return index
+
+
 class PackedHash:
     """A small hash as one buffer of (field, value) pairs, with the part of
     dict's interface the hash code uses (get, [], in, len, pop, update,
@@ -117,6 +151,10 @@ class PackedHash:
         return self.n
 
     def get(self, field: bytes, default=None):
+        if self.n > INDEX_MIN:
+            index = _index(self)
+            if index is not None:
+                return index.get(field, default)
         buf = self.buf
         needle = _NEEDLE % field.replace(_FF, _ESCAPED)
         at = buf.find(needle)
@@ -133,6 +171,10 @@ class PackedHash:
         return value
 
     def __contains__(self, field: bytes) -> bool:
+        if self.n > INDEX_MIN:
+            index = _index(self)
+            if index is not None:
+                return field in index
         return self.buf.find(_NEEDLE % field.replace(_FF, _ESCAPED)) >= 0
 
     def __setitem__(self, field: bytes, value: bytes) -> None:
