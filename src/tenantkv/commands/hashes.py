@@ -1,18 +1,24 @@
 """Hash commands: HSET and friends, counters, HRANDFIELD, HSCAN.
 
-A hash is a plain dict (field bytes -> value bytes) in db.data; an empty hash
-is deleted. OBJECT ENCODING follows Redis: "listpack" while the hash is within
-hash-max-listpack-entries / hash-max-listpack-value, "hashtable" once a write
-takes it past either, and never back. The dict keeps insertion order, which
-is also a listpack's order, so HKEYS/HGETALL of a small hash answer in Redis's
-order.
+A hash starts as a PackedHash (keyspace/packed.py: one buffer, Redis's
+"listpack") and becomes a plain dict (field bytes -> value bytes, "hashtable")
+once a write takes it past hash-max-listpack-entries / hash-max-listpack-value,
+and never back (as Redis). Both offer the same dict interface (get, [], in,
+len, pop, update, items, values, iteration), so commands seldom ask which form
+they hold. Both keep insertion order, a listpack's order, so HKEYS/HGETALL of
+a small hash answer in Redis's order. An empty hash is deleted.
 """
+
+import random
 
 
 from tenantkv import errors
 from tenantkv.commands.keys import scan_collection
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
+from tenantkv.keyspace import database
+from tenantkv.keyspace.packed import PackedHash
+from tenantkv.keyspace.types import register_type
 from tenantkv.protocol.encoder import OK
 from tenantkv.util.numbers import (
     LLONG_MAX,
@@ -25,9 +31,11 @@ from tenantkv.util.sampling import random_distinct, random_member, random_repeat
 
 _ENTRIES = (None, "hash-max-listpack-entries")
 _VALUE = (None, "hash-max-listpack-value")
-# The limits types.encoding assumes for a hash nobody marked (Redis's defaults).
-_DEFAULT_ENTRIES = 512
-_DEFAULT_VALUE = 64
+# A PackedHash is copied whole on every write and scanned on every lookup: past
+# this size (4x the largest the default limits allow, 512 x 64-byte pairs) it
+# becomes a dict whatever root set the limits to, so raised limits cannot make
+# writes quadratic in practice. Redis's own cap (LISTPACK_MAX_SAFETY_SIZE) is 1 GB.
+PACKED_MAX_BYTES = 1 << 18
 # HRANDFIELD with a negative count replies with that many picks; Redis would
 # try to build any count (up to LONG_MAX). Past this one the reply could not be
 # held in memory, so tenantkv refuses it.
@@ -35,28 +43,24 @@ MAX_RANDOM_PICKS = 1 << 24
 _LONG_MAX = LLONG_MAX
 
 
-def _track(conn, db, key: bytes, h: dict, longest: int) -> None:
-    """After a write of fields/values at most `longest` bytes long: convert to
-    "hashtable" as Redis's hashTypeSet would (too many entries, or a field or
-    value too long), once and for good."""
-    marked = db.marked_encoding(key, h) if db.encodings else None
-    if marked == "hashtable":
-        return
-    values = conn.server.config.values
-    if len(h) > values[_ENTRIES] or longest > values[_VALUE]:
-        db.mark_encoding(key, h, "hashtable")
-    elif marked is None and (len(h) > _DEFAULT_ENTRIES or longest > _DEFAULT_VALUE):
-        # Still a listpack under raised limits: say so, or types.encoding's
-        # guess from the contents (default limits) would call it a hashtable.
-        db.mark_encoding(key, h, "listpack")
+register_type(PackedHash, "hash", lambda value: "listpack")
+database.COMPACT_OF[PackedHash] = dict
 
 
-def _is_listpack(db, key: bytes, h: dict) -> bool:
-    marked = db.marked_encoding(key, h) if db.encodings else None
-    if marked is not None:
-        return marked == "listpack"
-    return len(h) <= _DEFAULT_ENTRIES and all(
-        len(f) <= _DEFAULT_VALUE and len(v) <= _DEFAULT_VALUE for f, v in h.items())
+def _new(db, key: bytes) -> PackedHash:
+    h = PackedHash()
+    db.set(key, h)
+    return h
+
+
+def _track(conn, db, key: bytes, h, longest: int) -> None:
+    """After a write of fields/values at most `longest` bytes long: convert a
+    PackedHash to a dict as Redis's hashTypeConvert would (too many entries,
+    or a field or value too long), once and for good."""
+    if type(h) is PackedHash:
+        values = conn.server.config.values
+        if h.n > values[_ENTRIES] or longest > values[_VALUE] or len(h.buf) > PACKED_MAX_BYTES:
+            db.replace(key, h.to_dict())   # keeps the TTL
 
 
 def _set_pairs(conn, args: list, name: str):
@@ -66,14 +70,18 @@ def _set_pairs(conn, args: list, name: str):
     key = args[1]
     h = db.write_typed(key, dict)
     if h is None:
-        h = {}
-        db.set(key, h)
+        h = _new(db, key)
     before = len(h)
-    it = iter(args)
-    next(it)
-    next(it)
-    h.update(zip(it, it))
-    _track(conn, db, key, h, max(map(len, args[2:])))
+    if len(args) == 4:   # one pair, the usual HSET: no iterator, no update() loop
+        h[args[2]] = args[3]
+        longest = max(len(args[2]), len(args[3]))
+    else:
+        it = iter(args)
+        next(it)
+        next(it)
+        h.update(zip(it, it))
+        longest = max(map(len, args[2:]))
+    _track(conn, db, key, h, longest)
     return len(h) - before
 
 
@@ -94,8 +102,7 @@ def hsetnx(conn, args):
     key = args[1]
     h = db.write_typed(key, dict)
     if h is None:
-        h = {}
-        db.set(key, h)
+        h = _new(db, key)
     if args[2] in h:
         return 0
     h[args[2]] = args[3]
@@ -171,7 +178,10 @@ def hvals(conn, args):
 @command("hgetall")
 def hgetall(conn, args):
     h = conn.db.read_typed(args[1], dict)
-    return {} if h is None else dict(h)   # a copy: the reply may be encoded after later writes
+    if h is None:
+        return {}
+    # a copy: the reply may be encoded after later writes
+    return dict(h) if type(h) is dict else h.to_dict()
 
 
 # -- counters --------------------------------------------------------------------
@@ -183,8 +193,7 @@ def hincrby(conn, args):
     key, field = args[1], args[2]
     h = db.write_typed(key, dict)
     if h is None:
-        h = {}
-        db.set(key, h)
+        h = _new(db, key)
     current = h.get(field)
     if current is None:
         old = 0
@@ -216,8 +225,7 @@ def hincrbyfloat(conn, args):
     key, field = args[1], args[2]
     h = db.write_typed(key, dict)
     if h is None:
-        h = {}
-        db.set(key, h)
+        h = _new(db, key)
     current = h.get(field)
     try:
         text = incr_long_double(current, increment)
@@ -238,6 +246,8 @@ def hrandfield(conn, args):
         h = conn.db.read_typed(args[1], dict)
         if not h:
             return None
+        if type(h) is PackedHash:
+            return random.choice(h.keys())
         return random_member(h)   # O(1) amortized: util/sampling.py
     # As Redis's hrandfieldCommand: the count (within +-LONG_MAX) and the
     # option are checked before the key is looked up.
@@ -257,15 +267,19 @@ def hrandfield(conn, args):
     if not h or count == 0:
         return []
     resp3 = conn.resp3
+    packed = type(h) is PackedHash
+    if packed:   # a list of its fields, and a dict for the values: small
+        names = h.keys()
+        h = dict(zip(names, h.values())) if withvalues else None
     if count < 0 or count == 1:
         picks = -count if count < 0 else 1
         if picks > MAX_RANDOM_PICKS:
             raise CommandError(errors.OUT_OF_RANGE)
-        fields = random_repeated(h, picks)
-    elif count >= len(h):
-        fields = list(h)   # the whole hash, in its order
+        fields = random.choices(names, k=picks) if packed else random_repeated(h, picks)
+    elif count >= (len(names) if packed else len(h)):
+        fields = names if packed else list(h)   # the whole hash, in its order
     else:
-        fields = random_distinct(h, count)
+        fields = random.sample(names, count) if packed else random_distinct(h, count)
     if not withvalues:
         return fields
     if resp3:
@@ -283,5 +297,5 @@ def hrandfield(conn, args):
 def hscan(conn, args):
     # A listpack is answered whole, whatever the cursor and COUNT (as Redis).
     return scan_collection(conn, args, lambda db, key: db.read_typed(key, dict),
-                           lambda db, key, h: list(h) if _is_listpack(db, key, h) else None,
-                           lambda h: h.get)
+                           lambda db, key, h: h.keys() if type(h) is PackedHash else None,
+                           lambda h: h.get if type(h) is dict else h.to_dict().get)

@@ -10,10 +10,11 @@ against itself and a compat session can compare the two servers.
 from collections import deque
 from hashlib import sha1
 
+from tenantkv.keyspace.packed import PackedHash
 from tenantkv.keyspace.zset import ZSet
 
 ZERO = bytes(20)
-_TYPES = {bytes: 0, deque: 1, set: 2, ZSet: 3, dict: 4}   # OBJ_STRING ... OBJ_HASH
+_TYPES = {bytes: 0, deque: 1, set: 2, ZSet: 3, dict: 4, PackedHash: 4}   # OBJ_STRING ... OBJ_HASH
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
@@ -54,7 +55,7 @@ def value_digest(value, has_expire: bool, start: bytes = ZERO) -> bytes:
             element = _mix_digest(_mix_digest(ZERO, member), _score(score))
             acc ^= int.from_bytes(sha1(element).digest(), "big")   # xorDigest hashes again
         digest = acc.to_bytes(20, "big")
-    elif kind is dict:
+    elif kind is dict or kind is PackedHash:   # either form: the same digest
         acc = int.from_bytes(digest, "big")
         for field, item in value.items():
             element = _mix_digest(_mix_digest(ZERO, field), item)

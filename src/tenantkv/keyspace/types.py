@@ -28,9 +28,9 @@ def encoding(value) -> str:
             return "int"
         return "embstr" if len(value) <= 44 else "raw"
     if kind is dict:
-        # hash-max-listpack-entries is 512 in Redis's built-in defaults (128 is redis.conf's)
-        small = len(value) <= 512 and all(len(k) <= 64 and len(v) <= 64 for k, v in value.items())
-        return "listpack" if small else "hashtable"
+        # a small hash is a PackedHash ("listpack", registered by commands/hashes.py);
+        # a dict is one converted past the limits, for good, as Redis's hashtable
+        return "hashtable"
     if kind is deque:
         return "quicklist"   # Redis 7.0 has no listpack-encoded lists (7.2 has)
     if kind is set:

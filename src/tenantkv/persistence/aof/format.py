@@ -16,6 +16,7 @@ import os
 from collections import deque
 
 from tenantkv.keyspace import database as database_module
+from tenantkv.keyspace.packed import PackedHash
 from tenantkv.keyspace.zset import ZSet
 from tenantkv.persistence.kdb.format import MAGIC as KDB_MAGIC
 
@@ -64,7 +65,7 @@ def key_records(key: bytes, value, when):
     kind = type(value)
     if kind is bytes:
         yield encode_command([b"SET", key, value])
-    elif kind is dict:
+    elif kind is dict or kind is PackedHash:
         items = [x for pair in value.items() for x in pair]
         step = 2 * ITEMS_PER_COMMAND
         for i in range(0, len(items), step):

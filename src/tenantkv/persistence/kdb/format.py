@@ -58,6 +58,7 @@ from array import array
 from collections import deque
 from itertools import accumulate, islice
 
+from tenantkv.keyspace.packed import PackedHash, compact_hash
 from tenantkv.keyspace.zset import ZSet
 from tenantkv.persistence.files import create_exclusive, fsync_dir, open_regular
 
@@ -159,7 +160,14 @@ def _db_blocks(index: int, data: dict, expires: dict, now: int, delay_us: int = 
                 group = groups[kind] = ([], [])
             group[0].append(key)
             group[1].append(value)
-        groups = {_KIND_OF[kind]: group for kind, group in groups.items()}
+        by_type, groups = groups, {}
+        for kind, group in by_type.items():   # two forms of one type (dict, PackedHash): one group
+            kind = _KIND_OF[kind]
+            if kind in groups:
+                groups[kind][0].extend(group[0])
+                groups[kind][1].extend(group[1])
+            else:
+                groups[kind] = group
     for kind, (keys, vals) in groups.items():
         for start in range(0, len(keys), CHUNK):
             ks = keys[start:start + CHUNK]
@@ -226,7 +234,8 @@ def _enc_hashes(db, keys, values):
     return _block(HASH, db, len(keys), payload)
 
 
-_KIND_OF = {bytes: STRING, deque: LIST, set: SET, ZSet: ZSET_, dict: HASH}
+_KIND_OF = {bytes: STRING, deque: LIST, set: SET, ZSet: ZSET_, dict: HASH,
+            PackedHash: HASH}
 _ENCODERS = {STRING: _enc_strings, LIST: _enc_sequences(LIST), SET: _enc_sequences(SET),
              ZSET_: _enc_zsets, HASH: _enc_hashes}
 
@@ -470,7 +479,7 @@ def _dec_hashes(r, count, data):
     values = r.strs(total)
     hashes = list(map(dict, map(zip, _split(fields, counts), _split(values, counts))))
     _check_collections("hash", "field", keys, counts, hashes, fields, at)
-    data.update(zip(keys, hashes))
+    data.update(zip(keys, map(compact_hash, hashes)))
     return keys
 
 

@@ -1,0 +1,203 @@
+"""Compact small hashes (keyspace/packed.py's PackedHash, Redis's listpack)
+against the real redis-server: random hash commands on a few keys, crossing
+hash-max-listpack-entries / -value (CONFIG SET included), compared reply by
+reply, OBJECT ENCODING and DEBUG DIGEST-VALUE included; and compact hashes
+written to a snapshot and to the log load back equal (DEBUG DIGEST)."""
+
+import random
+import time
+
+import pytest
+import redis
+
+from tests.conftest import ServerProcess
+
+
+def _pairs(reply) -> list:
+    return list(zip(reply[::2], reply[1::2]))
+
+
+def _run(rng, clients, keys, fields, values):
+    """One random command on both servers: their replies (or error texts)."""
+    key = rng.choice(keys)
+    field = rng.choice(fields)
+    name = rng.choice(["hset", "hset", "hsetnx", "hget", "hdel", "hincrby", "hincrbyfloat",
+                       "hmget", "hgetall", "hlen", "hstrlen", "hexists", "hkeys", "hvals",
+                       "encoding", "digest", "hscan", "hrandfield"])
+    if name == "hset":
+        args = ["HSET", key]
+        for _ in range(rng.randrange(1, 4)):
+            args += [rng.choice(fields), rng.choice(values)]
+    elif name == "hsetnx":
+        args = ["HSETNX", key, field, rng.choice(values)]
+    elif name in ("hget", "hstrlen", "hexists"):
+        args = [name.upper(), key, field]
+    elif name == "hdel":
+        args = ["HDEL", key] + rng.sample(fields, rng.randrange(1, 3))
+    elif name == "hincrby":
+        args = ["HINCRBY", key, field, str(rng.randrange(-50, 50))]
+    elif name == "hincrbyfloat":
+        args = ["HINCRBYFLOAT", key, field, rng.choice(["1.5", "-0.25", "3", "1e3"])]
+    elif name == "hmget":
+        args = ["HMGET", key] + rng.sample(fields, 3)
+    elif name in ("hgetall", "hlen", "hkeys", "hvals"):
+        args = [name.upper(), key]
+    elif name == "encoding":
+        args = ["OBJECT", "ENCODING", key]
+    elif name == "digest":
+        args = ["DEBUG", "DIGEST-VALUE", key]
+    elif name == "hscan":
+        args = ["HSCAN", key, "0", "COUNT", "1000"]
+    else:
+        args = ["HRANDFIELD", key, "-3"]
+    replies = []
+    for client in clients:
+        try:
+            replies.append(client.execute_command(*args))
+        except redis.ResponseError as exc:
+            replies.append(("error", str(exc)))
+    return args, replies
+
+
+def _check(args, replies, clients):
+    ours, theirs = replies
+    name = args[0]
+    if name == "HRANDFIELD":   # random: the fields drawn exist
+        if isinstance(theirs, list):
+            fields = set(clients[1].hkeys(args[1]))
+            assert len(ours) == len(theirs) and set(ours) <= fields, args
+        return
+    if name == "HSCAN":
+        if ours[0] == b"0" and theirs[0] == b"0":
+            if clients[1].object("encoding", args[1]) == b"listpack":
+                assert ours == theirs, args   # whole, in listpack order
+            else:
+                assert sorted(_pairs(ours[1])) == sorted(_pairs(theirs[1])), args
+        return
+    if name in ("HKEYS", "HVALS", "HGETALL") and isinstance(theirs, list):
+        if clients[1].object("encoding", args[1]) != b"listpack":   # hash order differs
+            ours, theirs = sorted(ours), sorted(theirs)
+    assert ours == theirs, (args, ours, theirs)
+
+
+def test_random_hash_commands_match_redis(server, redis_server):
+    ours = server.client(protocol=2)
+    theirs = redis.Redis(port=redis_server.port)
+    ours.flushall()
+    theirs.flushall()
+    clients = (ours, theirs)
+    rng = random.Random(14)
+    keys = ["h:%d" % i for i in range(4)]
+    short = ["f%d" % i for i in range(12)]
+    values = ["", "1", "-7", "2.5", "abc", "x" * 64, "y" * 65, b"\xff\x01\x02", "10"]
+    try:
+        for entries, value in [(512, 64), (4, 64), (8, 10), (128, 64), (3, 0)]:
+            for client in clients:
+                client.config_set("hash-max-listpack-entries", entries)
+                client.config_set("hash-max-ziplist-value", value)   # the alias
+            for _ in range(700):
+                args, replies = _run(rng, clients, keys, short, values)
+                _check(args, replies, clients)
+            # converted hashes stay hashtable under raised limits; new ones start compact
+            for key in keys:
+                assert ours.object("encoding", key) == theirs.object("encoding", key)
+            assert ours.dbsize() == theirs.dbsize()
+            for client in clients:
+                client.delete(*keys[:2])
+    finally:
+        for client in clients:
+            client.config_set("hash-max-listpack-entries", 512)
+            client.config_set("hash-max-listpack-value", 64)
+
+
+def test_listpack_order_and_conversion(r, redis_server):
+    theirs = redis.Redis(port=redis_server.port)
+    theirs.flushall()
+    for client in (r, theirs):
+        client.hset("h", mapping={"b": "1", "a": "2", "c": "3"})
+        client.hset("h", "a", "22")
+        client.hdel("h", "b")
+        client.hset("h", "b", "4")
+        client.hset("bin", b"\xff\xfe", b"\xff\x01")
+    assert r.hgetall("h") == theirs.hgetall("h") == {b"a": b"22", b"c": b"3", b"b": b"4"}
+    assert list(r.hgetall("h")) == list(theirs.hgetall("h"))
+    assert r.hgetall("bin") == theirs.hgetall("bin")
+    for key in ("h", "bin"):
+        assert r.object("encoding", key) == b"listpack"
+        assert (r.execute_command("DEBUG", "DIGEST-VALUE", key)
+                == theirs.execute_command("DEBUG", "DIGEST-VALUE", key))
+    r.hset("h", "long", "v" * 65)   # past hash-max-listpack-value: converted for good
+    assert r.object("encoding", "h") == b"hashtable"
+    r.hdel("h", "long")
+    assert r.object("encoding", "h") == b"hashtable"
+    r.expire("h", 100)
+    r.hset("ttl", "f", "v")
+    r.expire("ttl", 100)
+    r.hset("ttl", "g", "v" * 100)   # converting keeps the TTL
+    assert r.object("encoding", "ttl") == b"hashtable" and 0 < r.ttl("ttl") <= 100
+    # COPY keeps the form; a copy is independent of the original
+    assert r.copy("bin", "bin2")
+    r.hset("bin2", "more", "1")
+    assert r.object("encoding", "bin2") == b"listpack" and r.hlen("bin") == 1
+    assert r.type("bin") == b"hash"
+    assert 0 < r.memory_usage("bin") < r.memory_usage("h")
+    assert r.execute_command("DEBUG", "OBJECT", "bin").find(b"encoding:listpack") >= 0
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        r.lpush("bin", "x")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        r.get("bin")
+
+
+def _fill(c, n=50):
+    for i in range(n):
+        c.hset("small:%d" % i, mapping={"f%d" % j: "v%d" % (i * j) for j in range(5)})
+    c.hset("bin", mapping={b"\xff": b"\xff\xfe", b"k": b""})
+    c.hset("big", mapping={"f%d" % j: "v" for j in range(600)})
+    c.hset("wide", "f", "w" * 100)
+
+
+@pytest.mark.parametrize("mode", ["kdb", "aof-rewrite-kdb", "aof-rewrite-aof", "aof-log"])
+def test_compact_hashes_survive_restart(tmp_path, mode):
+    flags = ["--save", ""]
+    if mode != "kdb":
+        flags = ["--appendonly", "yes", "--save", "",
+                 "--aof-use-rdb-preamble", "no" if mode == "aof-rewrite-aof" else "yes"]
+    with ServerProcess(tmp_path, *flags) as proc:
+        c = proc.client()
+        _fill(c)
+        if mode == "kdb":
+            assert c.save()
+        elif mode.startswith("aof-rewrite"):
+            c.bgrewriteaof()
+            deadline = time.time() + 30
+            time.sleep(0.1)
+            while c.info("persistence")["aof_rewrite_in_progress"] and time.time() < deadline:
+                time.sleep(0.05)
+        digest = c.execute_command("DEBUG", "DIGEST")
+        encodings = [c.object("encoding", k) for k in ("small:7", "bin", "big", "wide")]
+        c.close()
+    assert encodings == [b"listpack", b"listpack", b"hashtable", b"hashtable"]
+    with ServerProcess(tmp_path, *flags) as proc:
+        c = proc.client()
+        assert c.execute_command("DEBUG", "DIGEST") == digest
+        assert [c.object("encoding", k) for k in ("small:7", "bin", "big", "wide")] == encodings
+        assert c.hgetall("bin") == {b"\xff": b"\xff\xfe", b"k": b""}
+        assert c.execute_command("DEBUG", "RELOAD") == b"OK"
+        assert c.execute_command("DEBUG", "DIGEST") == digest
+
+
+def test_packed_size_cap_under_raised_limits(r):
+    """Limits raised far past the defaults: a hash whose buffer would pass
+    PACKED_MAX_BYTES (256 KB) becomes a hashtable (Redis would keep a listpack
+    up to 1 GB; quadratic copies here), its data intact."""
+    try:
+        r.config_set("hash-max-listpack-entries", 100000)
+        r.config_set("hash-max-listpack-value", 100000)
+        r.hset("capped", mapping={"f%d" % i: "v" * 60000 for i in range(4)})
+        assert r.object("encoding", "capped") == b"listpack"   # 240 KB: still packed
+        r.hset("capped", "f4", "w" * 60000)
+        assert r.object("encoding", "capped") == b"hashtable"
+        assert r.hlen("capped") == 5 and r.hget("capped", "f4") == b"w" * 60000
+    finally:
+        r.config_set("hash-max-listpack-entries", 512)
+        r.config_set("hash-max-listpack-value", 64)
