@@ -192,6 +192,13 @@ def spop(conn, args):
         return SetReply(reply)
     popped = random_distinct(s, count)
     s.difference_update(popped)
+    if type(s) is set and len(s) * 5 <= count:
+        # Redis 7.0 pops most of a set by building a new one from the few
+        # members that stay (spopWithCountCommand, case 3): an intset again
+        # when they all are integers.
+        ints = IntSet.from_members(s, _limit(conn))
+        if ints is not None:
+            db.replace(key, ints)
     return SetReply(popped)
 
 
@@ -219,7 +226,7 @@ def srandmember(conn, args):
             raise CommandError(errors.OUT_OF_RANGE)
         return random_repeated(s, -count)
     if count >= len(s):
-        return _result_order(conn, s)   # Redis 7.0 answers SUNION key
+        return list(s)   # the set's own order (numeric for an intset), as Redis 7.0
     return random_distinct(s, count)
 
 
