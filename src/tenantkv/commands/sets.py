@@ -65,13 +65,12 @@ def _new(conn, members):
 def _add(conn, db, key: bytes, s, members) -> int:
     """Add `members` to the set `s` under `key`; how many were new. An intset
     that cannot take them becomes a set (setTypeAdd's conversion)."""
+    before = len(s)
     if type(s) is IntSet:
-        added = s.add_members(members, _limit(conn))
-        if added is not None:
-            return added
+        if s.add_members(members, _limit(conn)):
+            return len(s) - before
         s = s.to_set()
         db.replace(key, s)
-    before = len(s)
     s.update(members)
     return len(s) - before
 
@@ -192,13 +191,14 @@ def spop(conn, args):
         return SetReply(reply)
     popped = random_distinct(s, count)
     s.difference_update(popped)
-    if type(s) is set and len(s) * 5 <= count:
+    if len(s) * 5 <= count:
         # Redis 7.0 pops most of a set by building a new one from the few
         # members that stay (spopWithCountCommand, case 3): an intset again
-        # when they all are integers.
-        ints = IntSet.from_members(s, _limit(conn))
-        if ints is not None:
-            db.replace(key, ints)
+        # when they all are integers, a hashtable when they are more than
+        # set-max-intset-entries (lowered since the intset was made).
+        rebuilt = _new(conn, s)
+        if type(rebuilt) is not type(s):
+            db.replace(key, rebuilt)
     return SetReply(popped)
 
 

@@ -55,9 +55,13 @@ class IntSet(array):
         return map(_FORMAT, array.__iter__(self))
 
     def __contains__(self, member) -> bool:
-        n = parse_int(member)
-        if n is None:
-            return False
+        # parse_int's common case inline: SISMEMBER runs this per request
+        if member.isdigit() and len(member) < 19 and (member[0] != 48 or len(member) == 1):
+            n = int(member)
+        else:
+            n = parse_int(member)
+            if n is None:
+                return False
         i = bisect_left(self, n)
         return i < len(self) and self[i] == n
 
@@ -79,29 +83,24 @@ class IntSet(array):
     def copy(self) -> "IntSet":
         return array.__new__(IntSet, "q", self.tobytes())
 
-    def add_members(self, members, limit: int):
-        """Add `members` (bytes); returns how many were new, or None (and adds
-        nothing) when the result cannot stay an intset: a member that is not
-        an integer, or more than `limit` members. The caller converts then."""
-        numbers = []
+    def add_members(self, members, limit: int) -> bool:
+        """Add `members` (bytes) while they are integers; False when the value
+        cannot stay an intset (a member that is not an integer, more than
+        `limit` members): the caller converts it then, and adds them all to
+        the set (what was added here already is simply there)."""
         for member in members:
-            n = parse_int(member)
-            if n is None:
-                return None
-            numbers.append(n)
-        new = []
-        for n in numbers:
+            if member.isdigit() and len(member) < 19 and (member[0] != 48 or len(member) == 1):
+                n = int(member)   # parse_int's common case inline
+            else:
+                n = parse_int(member)
+                if n is None:
+                    return False
             i = bisect_left(self, n)
             if i == len(self) or self[i] != n:
-                new.append(n)
-        if not new:
-            return 0
-        new = set(new)
-        if len(self) + len(new) > limit:
-            return None
-        for n in sorted(new):
-            self.insert(bisect_left(self, n), n)
-        return len(new)
+                self.insert(i, n)
+                if len(self) > limit:
+                    return False   # now, not after more O(n) inserts
+        return True
 
     def discard(self, member) -> bool:
         n = parse_int(member)
