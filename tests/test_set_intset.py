@@ -13,7 +13,8 @@ from conftest import ServerProcess
 
 # Members: mostly small integers (intsets), a few that only look like one
 # (Redis's string2ll refuses them: they make a hashtable) and plain strings.
-INTS = [b"%d" % n for n in range(-6, 25)] + [b"9223372036854775807", b"-9223372036854775808"]
+INTS = [b"%d" % n for n in range(-6, 25)] + [b"9223372036854775807", b"-9223372036854775808",
+                                            b"70000", b"-2147483648", b"2147483648"]
 NOT_INTS = [b"01", b"+1", b" 1", b"1 ", b"-0", b"9223372036854775808", b"x", b"abc", b"1.0", b""]
 KEYS = [b"a", b"b", b"c", b"d"]
 
@@ -246,6 +247,10 @@ def test_memory_usage_of_an_intset_is_small(ours):
     ints = a.memory_usage("ints", samples=0)
     assert ints < 1200   # the array: 8 bytes a member, no object per member
     assert ints * 4 < a.memory_usage("strs", samples=0)
+    # 2 bytes a member while they fit (Redis's int16 encoding), 8 once one needs it
+    a.sadd("ints", 2 ** 40)
+    assert a.memory_usage("ints", samples=0) - ints >= 100 * 6
+    assert a.sismember("ints", 2 ** 40) and a.sismember("ints", 99) and a.scard("ints") == 101
 
 
 def _fill(client):

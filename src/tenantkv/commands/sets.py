@@ -67,8 +67,11 @@ def _add(conn, db, key: bytes, s, members) -> int:
     that cannot take them becomes a set (setTypeAdd's conversion)."""
     before = len(s)
     if type(s) is IntSet:
-        if s.add_members(members, _limit(conn)):
-            return len(s) - before
+        ints = s.add_members(members, _limit(conn))
+        if ints is not None:
+            if ints is not s:   # a wider copy (a member needs more bytes)
+                db.replace(key, ints)
+            return len(ints) - before
         s = s.to_set()
         db.replace(key, s)
     s.update(members)

@@ -1,18 +1,20 @@
 """The intset: a small set whose members are all integers, as Redis's intset.c.
 
-A sorted array of signed 64-bit integers (`array('q')`, 8 bytes a member,
-binary search) instead of a Python `set` of bytes objects (about 100 bytes a
+A sorted array of signed integers, 2, 4 or 8 bytes each as the widest member
+needs (`array` typecodes h, i, q: Redis's INTSET_ENC_INT16/32/64), searched
+by bisection, instead of a Python `set` of bytes objects (about 100 bytes a
 member). It is the array itself (a subclass with no instance dict), so a key
-holding 5 integers costs the array's header and 40 bytes.
+holding 5 small integers costs the array's header and 10 bytes. A wider
+member makes a wider copy (the caller stores it); it never narrows, as Redis.
 
 It answers the part of the `set` interface the set commands, the digest, the
 persistence codecs and MEMORY USAGE use, with members as bytes in canonical
 decimal (what the client sent): `len`, `in`, iteration (ascending numeric
-order, as Redis walks an intset), `add_members`, `discard`, `difference_update`,
-`copy`. A member that is not an integer in string2ll's canonical form ("01",
-"+1", " 1", out of int64 range) is never in it; adding one converts the value
-to a `set` (commands/sets.py), and so does passing set-max-intset-entries.
-The conversion is one way, as in Redis.
+order, as Redis walks an intset), `discard`, `difference_update`, `copy`,
+and `add_members`. A member that is not an integer in string2ll's canonical
+form ("01", "+1", " 1", out of int64 range) is never in it; adding one
+converts the value to a `set` (commands/sets.py), and so does passing
+set-max-intset-entries. The conversion is one way, as in Redis.
 
 Note: slicing an array subclass gives a plain `array`, and array's own
 methods (`extend`, the constructor) iterate the C way, not through
@@ -20,12 +22,39 @@ methods (`extend`, the constructor) iterate the C way, not through
 """
 
 import random
+import re
 from array import array
 from bisect import bisect_left
 
-from tenantkv.util.numbers import parse_int
+from tenantkv.util.numbers import LLONG_MAX, LLONG_MIN, parse_int
 
 _FORMAT = b"%d".__mod__
+# string2ll's canonical form (the int64 range is checked after int())
+_CANONICAL = re.compile(rb"-?[1-9][0-9]{0,18}|0").fullmatch
+# Below this size an add merges through a Python set (a few C calls);
+# above, it bisects for each new member (no O(n) copy per SADD).
+_MERGE_BELOW = 64
+
+
+def _typecode(lo: int, hi: int) -> str:
+    if -0x8000 <= lo and hi <= 0x7FFF:
+        return "h"
+    if -0x80000000 <= lo and hi <= 0x7FFFFFFF:
+        return "i"
+    return "q"
+
+
+_WIDTH = {"h": 0, "i": 1, "q": 2}
+
+
+def _numbers(members):
+    """`members` (bytes) as ints, or None when one is not a canonical int64."""
+    if not all(map(_CANONICAL, members)):
+        return None
+    numbers = list(map(int, members))
+    if numbers and (max(numbers) > LLONG_MAX or min(numbers) < LLONG_MIN):
+        return None
+    return numbers
 
 
 class IntSet(array):
@@ -33,7 +62,9 @@ class IntSet(array):
 
     def __new__(cls, numbers=()):
         """An intset of `numbers`: ints, sorted, distinct (not checked)."""
-        return array.__new__(cls, "q", numbers)
+        numbers = list(numbers)
+        code = _typecode(numbers[0], numbers[-1]) if numbers else "h"
+        return array.__new__(cls, code, numbers)
 
     @classmethod
     def from_members(cls, members, limit: int):
@@ -41,12 +72,10 @@ class IntSet(array):
         canonical integer or there are more than `limit` distinct ones."""
         if type(members) is set and len(members) > limit:
             return None
-        numbers = set()
-        for member in members:
-            n = parse_int(member)
-            if n is None:
-                return None
-            numbers.add(n)
+        numbers = _numbers(members)
+        if numbers is None:
+            return None
+        numbers = set(numbers)
         if len(numbers) > limit:
             return None
         return cls(sorted(numbers))
@@ -81,26 +110,47 @@ class IntSet(array):
         return array.tolist(self)
 
     def copy(self) -> "IntSet":
-        return array.__new__(IntSet, "q", self.tobytes())
+        return array.__new__(IntSet, self.typecode, self.tobytes())
 
-    def add_members(self, members, limit: int) -> bool:
-        """Add `members` (bytes) while they are integers; False when the value
-        cannot stay an intset (a member that is not an integer, more than
-        `limit` members): the caller converts it then, and adds them all to
-        the set (what was added here already is simply there)."""
-        for member in members:
-            if member.isdigit() and len(member) < 19 and (member[0] != 48 or len(member) == 1):
-                n = int(member)   # parse_int's common case inline
-            else:
-                n = parse_int(member)
-                if n is None:
-                    return False
+    def add_members(self, members, limit: int):
+        """Add `members` (bytes). Returns the intset now holding them: this
+        one, or a wider copy when a member needs more bytes (the caller
+        stores it); None, adding nothing, when the value cannot stay an
+        intset (a member that is not an integer, more than `limit`
+        members): the caller converts it to a set then."""
+        numbers = _numbers(members)
+        if numbers is None:
+            return None
+        lo, hi = min(numbers), max(numbers)
+        if self:
+            lo, hi = min(lo, self[0]), max(hi, self[-1])
+        code = _typecode(lo, hi)
+        if _WIDTH[code] > _WIDTH[self.typecode] or len(self) < _MERGE_BELOW:
+            merged = set(array.tolist(self))
+            merged.update(numbers)
+            if len(merged) == len(self):
+                return self
+            if len(merged) > limit:
+                return None
+            if code == self.typecode:
+                self[:] = array(code, sorted(merged))
+                return self
+            return array.__new__(IntSet, code, sorted(merged))
+        if len(numbers) > limit and len(set(numbers)) > limit:
+            return None   # a huge SADD: no bisecting through all of it
+        new = []
+        for n in numbers:
             i = bisect_left(self, n)
             if i == len(self) or self[i] != n:
-                self.insert(i, n)
-                if len(self) > limit:
-                    return False   # now, not after more O(n) inserts
-        return True
+                new.append(n)
+        if not new:
+            return self
+        new = set(new)
+        if len(self) + len(new) > limit:
+            return None
+        for n in sorted(new):
+            self.insert(bisect_left(self, n), n)
+        return self
 
     def discard(self, member) -> bool:
         n = parse_int(member)
