@@ -49,6 +49,13 @@ _WIDTH = {"h": 0, "i": 1, "q": 2}
 
 def _numbers(members):
     """`members` (bytes) as ints, or None when one is not a canonical int64."""
+    # The common case in a few C calls: non-negative, no leading zero, under
+    # 19 digits (so in range), no space inside one (one separator each).
+    joined = b" " + b" ".join(members)
+    if (joined.replace(b" ", b"").isdigit() and b" 0" not in joined
+            and b"  " not in joined and joined[-1] != 32
+            and joined.count(b" ") == len(members) and max(map(len, members)) < 19):
+        return list(map(int, members))
     if not all(map(_CANONICAL, members)):
         return None
     numbers = list(map(int, members))
@@ -118,14 +125,34 @@ class IntSet(array):
         stores it); None, adding nothing, when the value cannot stay an
         intset (a member that is not an integer, more than `limit`
         members): the caller converts it to a set then."""
-        numbers = _numbers(members)
+        if len(members) == 1:   # SADD key member: no list, no merge
+            member = members[0]
+            if member.isdigit() and len(member) < 19 and (member[0] != 48 or len(member) == 1):
+                n = int(member)
+            else:
+                n = parse_int(member)
+                if n is None:
+                    return None
+            i = bisect_left(self, n)
+            if i < len(self) and self[i] == n:
+                return self
+            if len(self) >= limit:
+                return None
+            if _WIDTH[_typecode(n, n)] <= _WIDTH[self.typecode]:
+                self.insert(i, n)
+                return self
+            numbers = [n]   # wider: the general way below copies it
+        else:
+            numbers = _numbers(members)
         if numbers is None:
             return None
         lo, hi = min(numbers), max(numbers)
         if self:
             lo, hi = min(lo, self[0]), max(hi, self[-1])
         code = _typecode(lo, hi)
-        if _WIDTH[code] > _WIDTH[self.typecode] or len(self) < _MERGE_BELOW:
+        if _WIDTH[code] < _WIDTH[self.typecode]:
+            code = self.typecode   # never narrower (its wide member may be gone)
+        if code != self.typecode or len(self) < _MERGE_BELOW:
             merged = set(array.tolist(self))
             merged.update(numbers)
             if len(merged) == len(self):
