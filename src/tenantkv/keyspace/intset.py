@@ -144,40 +144,41 @@ class IntSet(array):
             numbers = [n]   # wider: the general way below copies it
         else:
             numbers = _numbers(members)
-        if numbers is None:
-            return None
-        lo, hi = min(numbers), max(numbers)
-        if self:
-            lo, hi = min(lo, self[0]), max(hi, self[-1])
-        code = _typecode(lo, hi)
-        if _WIDTH[code] < _WIDTH[self.typecode]:
-            code = self.typecode   # never narrower (its wide member may be gone)
-        if code != self.typecode or len(self) < _MERGE_BELOW:
+            if numbers is None:
+                return None
+        if len(self) < _MERGE_BELOW:
             merged = set(array.tolist(self))
             merged.update(numbers)
             if len(merged) == len(self):
-                return self
+                return self   # nothing new: the common repeated SADD
             if len(merged) > limit:
                 return None
-            if code == self.typecode:
-                self[:] = array(code, sorted(merged))
+            ordered = sorted(merged)
+        else:
+            if len(numbers) > limit and len(set(numbers)) > limit:
+                return None   # a huge SADD: no bisecting through all of it
+            new = []
+            for n in numbers:
+                i = bisect_left(self, n)
+                if i == len(self) or self[i] != n:
+                    new.append(n)
+            if not new:
                 return self
-            return array.__new__(IntSet, code, sorted(merged))
-        if len(numbers) > limit and len(set(numbers)) > limit:
-            return None   # a huge SADD: no bisecting through all of it
-        new = []
-        for n in numbers:
-            i = bisect_left(self, n)
-            if i == len(self) or self[i] != n:
-                new.append(n)
-        if not new:
+            new = set(new)
+            if len(self) + len(new) > limit:
+                return None
+            ordered = None
+            lo, hi = min(new), max(new)
+            if _WIDTH[_typecode(lo, hi)] <= _WIDTH[self.typecode]:
+                for n in sorted(new):
+                    self.insert(bisect_left(self, n), n)
+                return self
+            ordered = sorted(new.union(array.tolist(self)))
+        code = _typecode(ordered[0], ordered[-1])
+        if _WIDTH[code] <= _WIDTH[self.typecode]:   # never narrower, as Redis
+            self[:] = array(self.typecode, ordered)
             return self
-        new = set(new)
-        if len(self) + len(new) > limit:
-            return None
-        for n in sorted(new):
-            self.insert(bisect_left(self, n), n)
-        return self
+        return array.__new__(IntSet, code, ordered)
 
     def discard(self, member) -> bool:
         n = parse_int(member)
