@@ -12,7 +12,8 @@ redis-benchmark's __rand_int__ makes with -r 10000) and 10,000 of 100
 
     redis-benchmark -c 50 -P 16 -r 10000 -n N <command>
 
-for SADD s:__rand_int__ 1 2 3 4 5 6 (one new member then none), SISMEMBER
+for SADD s:__rand_int__ 1 2 3 4 5 6 (new members once, then none), SADD
+s:__rand_int__ 7, SISMEMBER
 s:__rand_int__ 3, SMEMBERS s:__rand_int__, SPOP p:__rand_int__; the server's
 CPU time (utime + stime, /proc/PID/stat) per request, the median of rounds.
 
@@ -33,6 +34,7 @@ from compare import (ROOT, BenchError, Server, cpu_seconds, dbsize, start_redis,
 
 TESTS = {
     "SADD": ["SADD", "s:__rand_int__", "1", "2", "3", "4", "5", "6"],
+    "SADD_1": ["SADD", "s:__rand_int__", "7"],
     "SISMEMBER": ["SISMEMBER", "s:__rand_int__", "3"],
     "SMEMBERS": ["SMEMBERS", "s:__rand_int__"],
     "SPOP": ["SPOP", "p:__rand_int__"],
