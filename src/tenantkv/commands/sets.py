@@ -79,9 +79,10 @@ def _add(conn, db, key: bytes, s, members) -> int:
 
 
 def _result_order(conn, members) -> list:
-    """The order of a computed set (SUNION, SDIFF, SINTER; SPOP and
-    SRANDMEMBER with a count that takes the whole set): Redis builds it as an
-    intset while it can, so an all-integer result comes out sorted."""
+    """The order of a computed set (SUNION, SDIFF, SINTER; SPOP with a count
+    that takes the whole set, which Redis 7.0 answers as SUNION key): Redis
+    builds it as an intset while it can, so an all-integer result comes out
+    sorted."""
     if type(members) is IntSet:
         return list(members)
     ints = IntSet.from_members(members, _limit(conn))

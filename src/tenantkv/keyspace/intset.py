@@ -51,11 +51,13 @@ def _numbers(members):
     """`members` (bytes) as ints, or None when one is not a canonical int64."""
     # The common case in a few C calls: non-negative, no leading zero, under
     # 19 digits (so in range), no space inside one (one separator each).
-    joined = b" " + b" ".join(members)
-    if (joined.replace(b" ", b"").isdigit() and b" 0" not in joined
-            and b"  " not in joined and joined[-1] != 32
-            and joined.count(b" ") == len(members) and max(map(len, members)) < 19):
-        return list(map(int, members))
+    # (Lengths first: no copy of a huge member, which is no integer anyway.)
+    if members and max(map(len, members)) < 19:
+        joined = b" " + b" ".join(members)
+        if (joined.replace(b" ", b"").isdigit() and b" 0" not in joined
+                and b"  " not in joined and joined[-1] != 32
+                and joined.count(b" ") == len(members)):
+            return list(map(int, members))
     if not all(map(_CANONICAL, members)):
         return None
     numbers = list(map(int, members))
