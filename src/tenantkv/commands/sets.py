@@ -1,17 +1,18 @@
 """Set commands: SADD and friends, SPOP/SRANDMEMBER, the algebra (SINTER,
 SUNION, SDIFF and their STORE forms, SINTERCARD), SMOVE, SSCAN.
 
-A set is a plain Python `set` of bytes in db.data; an empty set is deleted.
-OBJECT ENCODING follows Redis 7.0: "intset" while every member is an integer
-(string2ll rules, util.numbers.parse_int) and the set holds at most
-set-max-intset-entries members, "hashtable" once a write breaks either rule,
-and never back. (Redis 7.2 adds "listpack" for small non-integer sets; the
-reference server here is 7.0.15, which has none, so neither has tenantkv.)
-A conversion is recorded with db.mark_encoding; an unmarked set is judged by
-types.encoding from its contents with the default limit (512).
+A set is an IntSet (keyspace/intset.py: a sorted array of int64) while every
+member is an integer (string2ll rules, util.numbers.parse_int) and it holds at
+most set-max-intset-entries members, as Redis 7.0 keeps an intset; a write
+that breaks either rule replaces it with a plain Python `set` of bytes
+("hashtable"), and never back. Both answer the same interface (len, in,
+iteration, discard, difference_update), so only the writes that add members
+and the random picks tell them apart. An empty set is deleted. (Redis 7.2 adds
+"listpack" for small non-integer sets; the reference server here is 7.0.15,
+which has none, so neither has tenantkv.)
 
-An intset is sorted, so Redis answers its members in numeric order; tenantkv
-does the same. A hashtable's order is not defined.
+An intset iterates in numeric order, as Redis answers its members; a
+hashtable's order is not defined.
 """
 
 
@@ -19,12 +20,12 @@ from tenantkv import errors
 from tenantkv.commands.keys import scan_collection
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
+from tenantkv.keyspace.intset import IntSet
 from tenantkv.protocol.encoder import SetReply
 from tenantkv.util.numbers import LLONG_MAX, parse_int
 from tenantkv.util.sampling import random_distinct, random_member, random_repeated
 
 _INTSET_ENTRIES = (None, "set-max-intset-entries")
-_DEFAULT_INTSET_ENTRIES = 512   # what types.encoding assumes for an unmarked set
 # SRANDMEMBER with a negative count replies with that many picks (Redis would
 # try any count up to LONG_MAX and may die building the reply): past this one
 # tenantkv refuses, as HRANDFIELD does.
@@ -33,47 +34,59 @@ MAX_RANDOM_PICKS = 1 << 24
 
 # -- access and encodings ------------------------------------------------------------
 
-def _track(conn, db, key: bytes, s: set, added) -> None:
-    """After `added` members went into the set under `key`: convert it to
-    "hashtable" as Redis's setTypeAdd would (a non-integer member, or more
-    than set-max-intset-entries members), once and for good."""
-    marked = db.marked_encoding(key, s) if db.encodings else None
-    if marked == "hashtable":
-        return
-    limit = conn.server.config.values[_INTSET_ENTRIES]
-    if len(s) > limit or any(parse_int(m) is None for m in added):
-        db.mark_encoding(key, s, "hashtable")
-    elif marked is None and len(s) > _DEFAULT_INTSET_ENTRIES:
-        # Still an intset under a raised limit: say so, or the guess from the
-        # contents (default limit) would call it a hashtable.
-        db.mark_encoding(key, s, "intset")
+def _read(db, key: bytes):
+    """read_typed(key, set) that also takes an intset."""
+    value = db.read(key)
+    if value is None or type(value) is set or type(value) is IntSet:
+        return value
+    raise CommandError(errors.WRONGTYPE)
 
 
-def _is_intset(db, key: bytes, s: set) -> bool:
-    marked = db.marked_encoding(key, s) if db.encodings else None
-    if marked is not None:
-        return marked == "intset"
-    return len(s) <= _DEFAULT_INTSET_ENTRIES and all(parse_int(m) is not None for m in s)
+def _write(db, key: bytes):
+    """write_typed(key, set) that also takes an intset."""
+    value = db.get(key)
+    if value is None or type(value) is set or type(value) is IntSet:
+        return value
+    raise CommandError(errors.WRONGTYPE)
 
 
-def _members(db, key: bytes, s: set) -> list:
-    """The members in the order Redis would walk them: numeric for an intset."""
-    if _is_intset(db, key, s):
-        return sorted(s, key=int)
-    return list(s)
+def _limit(conn) -> int:
+    return conn.server.config.values[_INTSET_ENTRIES]
 
 
-def _result_order(conn, members: set) -> list:
-    """The order of a computed set (SUNION, SDIFF, SINTER): Redis builds it as an
-    intset while it can, so an all-integer result comes out sorted."""
-    if len(members) <= conn.server.config.values[_INTSET_ENTRIES]:
-        ints = []
-        for m in members:
-            if parse_int(m) is None:
-                return list(members)
-            ints.append(m)
-        return sorted(ints, key=int)
-    return list(members)
+def _new(conn, members):
+    """A new set value holding `members` (bytes): an intset when it can be
+    one (as Redis's setTypeCreate + setTypeAdd, and the algebra's STORE forms
+    that start from an intset), else a set."""
+    value = IntSet.from_members(members, _limit(conn))
+    return value if value is not None else set(members)
+
+
+def _add(conn, db, key: bytes, s, members) -> int:
+    """Add `members` to the set `s` under `key`; how many were new. An intset
+    that cannot take them becomes a set (setTypeAdd's conversion)."""
+    before = len(s)
+    if type(s) is IntSet:
+        ints = s.add_members(members, _limit(conn))
+        if ints is not None:
+            if ints is not s:   # a wider copy (a member needs more bytes)
+                db.replace(key, ints)
+            return len(ints) - before
+        s = s.to_set()
+        db.replace(key, s)
+    s.update(members)
+    return len(s) - before
+
+
+def _result_order(conn, members) -> list:
+    """The order of a computed set (SUNION, SDIFF, SINTER; SPOP with a count
+    that takes the whole set, which Redis 7.0 answers as SUNION key): Redis
+    builds it as an intset while it can, so an all-integer result comes out
+    sorted."""
+    if type(members) is IntSet:
+        return list(members)
+    ints = IntSet.from_members(members, _limit(conn))
+    return list(members) if ints is None else list(ints)
 
 
 def _store(conn, db, key: bytes, result: set) -> int:
@@ -81,8 +94,7 @@ def _store(conn, db, key: bytes, result: set) -> int:
     if not result:
         db.delete(key)
         return 0
-    db.set(key, result)
-    _track(conn, db, key, result, result)
+    db.set(key, _new(conn, result))
     return len(result)
 
 
@@ -92,23 +104,19 @@ def _store(conn, db, key: bytes, result: set) -> int:
 def sadd(conn, args):
     db = conn.db
     key = args[1]
-    s = db.write_typed(key, set)
-    if s is None:
-        s = set()
-        db.set(key, s)
-    before = len(s)
     members = args[2:]
-    s.update(members)
-    added = len(s) - before
-    if added:
-        _track(conn, db, key, s, members)
-    return added
+    s = _write(db, key)
+    if s is None:
+        s = _new(conn, members)
+        db.set(key, s)
+        return len(s)
+    return _add(conn, db, key, s, members)
 
 
 @command("srem")
 def srem(conn, args):
     db = conn.db
-    s = db.write_typed(args[1], set)
+    s = _write(db, args[1])
     if s is None:
         return 0
     removed = 0
@@ -126,21 +134,21 @@ def srem(conn, args):
 @command("smembers")
 def smembers(conn, args):
     db = conn.db
-    s = db.read_typed(args[1], set)
+    s = _read(db, args[1])
     if s is None:
         return SetReply()
-    return SetReply(_members(db, args[1], s))
+    return SetReply(list(s))   # an intset in numeric order
 
 
 @command("sismember")
 def sismember(conn, args):
-    s = conn.db.read_typed(args[1], set)
+    s = _read(conn.db, args[1])
     return 1 if s is not None and args[2] in s else 0
 
 
 @command("smismember")
 def smismember(conn, args):
-    s = conn.db.read_typed(args[1], set)
+    s = _read(conn.db, args[1])
     if s is None:
         return [0] * (len(args) - 2)
     return [1 if m in s else 0 for m in args[2:]]
@@ -148,13 +156,15 @@ def smismember(conn, args):
 
 @command("scard")
 def scard(conn, args):
-    s = conn.db.read_typed(args[1], set)
+    s = _read(conn.db, args[1])
     return 0 if s is None else len(s)
 
 
 # -- SPOP / SRANDMEMBER ----------------------------------------------------------------
 
-def _random_member(s: set) -> bytes:
+def _random_member(s) -> bytes:
+    if type(s) is IntSet:
+        return s.random_member()   # O(1): an array
     return random_member(s)   # O(1) amortized: util/sampling.py
 
 
@@ -163,7 +173,7 @@ def spop(conn, args):
     db = conn.db
     key = args[1]
     if len(args) == 2:
-        s = db.write_typed(key, set)
+        s = _write(db, key)
         if s is None:
             return None
         member = _random_member(s)
@@ -176,15 +186,23 @@ def spop(conn, args):
     count = parse_int(args[2])
     if count is None or count < 0:
         raise CommandError(errors.NOT_POSITIVE)
-    s = db.write_typed(key, set)
+    s = _write(db, key)
     if s is None or count == 0:
         return SetReply()
     if count >= len(s):
-        reply = _members(db, key, s)
+        reply = _result_order(conn, s)   # Redis 7.0 answers SUNION key
         db.delete(key)
         return SetReply(reply)
     popped = random_distinct(s, count)
     s.difference_update(popped)
+    if len(s) * 5 <= count:
+        # Redis 7.0 pops most of a set by building a new one from the few
+        # members that stay (spopWithCountCommand, case 3): an intset again
+        # when they all are integers, a hashtable when they are more than
+        # set-max-intset-entries (lowered since the intset was made).
+        rebuilt = _new(conn, s)
+        if type(rebuilt) is not type(s):
+            db.replace(key, rebuilt)
     return SetReply(popped)
 
 
@@ -193,7 +211,7 @@ def srandmember(conn, args):
     db = conn.db
     key = args[1]
     if len(args) == 2:
-        s = db.read_typed(key, set)
+        s = _read(db, key)
         if not s:
             return None
         return _random_member(s)
@@ -204,7 +222,7 @@ def srandmember(conn, args):
         raise CommandError(errors.NOT_INTEGER)
     if count < -LLONG_MAX:
         raise CommandError(errors.out_of_range(-LLONG_MAX, LLONG_MAX))
-    s = db.read_typed(key, set)
+    s = _read(db, key)
     if not s or count == 0:
         return []
     if count < 0:
@@ -212,7 +230,7 @@ def srandmember(conn, args):
             raise CommandError(errors.OUT_OF_RANGE)
         return random_repeated(s, -count)
     if count >= len(s):
-        return _members(db, key, s)
+        return list(s)   # the set's own order (numeric for an intset), as Redis 7.0
     return random_distinct(s, count)
 
 
@@ -226,7 +244,8 @@ def smove(conn, args):
     dst = db.get(dst_key)
     if src is None:
         return 0
-    if type(src) is not set or (dst is not None and type(dst) is not set):
+    if (type(src) is not set and type(src) is not IntSet) or (
+            dst is not None and type(dst) is not set and type(dst) is not IntSet):
         raise CommandError(errors.WRONGTYPE)
     if src is dst:
         return 1 if member in src else 0
@@ -236,11 +255,9 @@ def smove(conn, args):
     if not src:
         db.delete(src_key)
     if dst is None:
-        dst = set()
-        db.set(dst_key, dst)
-    if member not in dst:
-        dst.add(member)
-        _track(conn, db, dst_key, dst, (member,))
+        db.set(dst_key, _new(conn, (member,)))
+    else:
+        _add(conn, db, dst_key, dst, (member,))
     return 1
 
 
@@ -250,7 +267,7 @@ def _sets(db, keys) -> list:
     """The sets under `keys` (None for a missing key), every key looked up
     before any answer: a key of another type anywhere is WRONGTYPE. Each is a
     keyspace hit or miss, also for the STORE forms (as Redis 7.0 counts them)."""
-    return [db.read_typed(key, set) for key in keys]
+    return [_read(db, key) for key in keys]
 
 
 def _intersection(sets: list, limit: int = 0) -> set:
@@ -258,7 +275,9 @@ def _intersection(sets: list, limit: int = 0) -> set:
         return set()
     ordered = sorted(sets, key=len)
     smallest, others = ordered[0], ordered[1:]
-    if not limit:
+    if not limit:   # set.intersection takes intsets too (it iterates them)
+        if type(smallest) is not set:
+            return set(smallest).intersection(*others)
         return smallest.intersection(*others) if others else set(smallest)
     result = set()
     for member in smallest:
@@ -267,7 +286,7 @@ def _intersection(sets: list, limit: int = 0) -> set:
                 break
         else:
             result.add(member)
-            if len(result) >= limit:
+            if limit and len(result) >= limit:
                 break
     return result
 
@@ -355,6 +374,6 @@ def sintercard(conn, args):
 @command("sscan")
 def sscan(conn, args):
     # An intset is answered whole, whatever the cursor and COUNT (as Redis).
-    return scan_collection(conn, args, lambda db, key: db.read_typed(key, set),
-                           lambda db, key, s: sorted(s, key=int) if _is_intset(db, key, s) else None,
+    return scan_collection(conn, args, _read,
+                           lambda db, key, s: list(s) if type(s) is IntSet else None,
                            None)

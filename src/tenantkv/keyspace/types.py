@@ -6,10 +6,12 @@ module does not need to know every family.
 
 from collections import deque
 
+from tenantkv.keyspace.intset import IntSet
 from tenantkv.util.numbers import parse_int
 
 _NAMES: dict = {bytes: "string", dict: "hash", deque: "list", set: "set"}
-_ENCODINGS: dict = {}
+_ENCODINGS: dict = {IntSet: lambda value: "intset"}
+_NAMES[IntSet] = "set"
 
 
 def register_type(kind: type, name: str, encoding) -> None:
@@ -34,9 +36,8 @@ def encoding(value) -> str:
     if kind is deque:
         return "quicklist"   # Redis 7.0 has no listpack-encoded lists (7.2 has)
     if kind is set:
-        # Redis 7.0 (the reference): intset or hashtable; 7.2's listpack sets are not modelled
-        if len(value) <= 512 and all(parse_int(v) is not None for v in value):
-            return "intset"
+        # Redis 7.0 (the reference): an intset is an IntSet (registered below),
+        # a plain set is a hashtable; 7.2's listpack sets are not modelled
         return "hashtable"
     return _ENCODINGS[kind](value)
 

@@ -58,6 +58,7 @@ from array import array
 from collections import deque
 from itertools import accumulate, islice
 
+from tenantkv.keyspace.intset import IntSet
 from tenantkv.keyspace.packed import PackedHash, compact_hash
 from tenantkv.keyspace.zset import ZSet
 from tenantkv.persistence.files import create_exclusive, fsync_dir, open_regular
@@ -160,14 +161,16 @@ def _db_blocks(index: int, data: dict, expires: dict, now: int, delay_us: int = 
                 group = groups[kind] = ([], [])
             group[0].append(key)
             group[1].append(value)
-        by_type, groups = groups, {}
-        for kind, group in by_type.items():   # two forms of one type (dict, PackedHash): one group
-            kind = _KIND_OF[kind]
-            if kind in groups:
-                groups[kind][0].extend(group[0])
-                groups[kind][1].extend(group[1])
+        # Python types -> block kinds; two types may share a kind (set and IntSet)
+        by_kind = {}
+        for kind, group in groups.items():
+            code = _KIND_OF[kind]
+            if code in by_kind:
+                by_kind[code][0].extend(group[0])
+                by_kind[code][1].extend(group[1])
             else:
-                groups[kind] = group
+                by_kind[code] = group
+        groups = by_kind
     for kind, (keys, vals) in groups.items():
         for start in range(0, len(keys), CHUNK):
             ks = keys[start:start + CHUNK]
@@ -234,7 +237,10 @@ def _enc_hashes(db, keys, values):
     return _block(HASH, db, len(keys), payload)
 
 
-_KIND_OF = {bytes: STRING, deque: LIST, set: SET, ZSet: ZSET_, dict: HASH,
+# An intset is written as a set (its members as decimal text) and read back as
+# Redis's rdbLoad makes one: an intset when every member is an integer and
+# there are at most INTSET_ENTRIES (the default set-max-intset-entries).
+_KIND_OF = {bytes: STRING, deque: LIST, set: SET, IntSet: SET, ZSet: ZSET_, dict: HASH,
             PackedHash: HASH}
 _ENCODERS = {STRING: _enc_strings, LIST: _enc_sequences(LIST), SET: _enc_sequences(SET),
              ZSET_: _enc_zsets, HASH: _enc_hashes}
@@ -483,8 +489,21 @@ def _dec_hashes(r, count, data):
     return keys
 
 
+INTSET_ENTRIES = 512
+_dec_set_values = _dec_sequences(set, "set", "member")
+
+
+def _dec_sets(r, count, data):
+    keys = _dec_set_values(r, count, data)
+    for key in keys:
+        ints = IntSet.from_members(data[key], INTSET_ENTRIES)
+        if ints is not None:
+            data[key] = ints
+    return keys
+
+
 _DECODERS = {STRING: _dec_strings, LIST: _dec_sequences(deque, "list", "element"),
-             SET: _dec_sequences(set, "set", "member"), ZSET_: _dec_zsets, HASH: _dec_hashes}
+             SET: _dec_sets, ZSET_: _dec_zsets, HASH: _dec_hashes}
 
 
 def _repeated_key(data: bytes, start: int, stop: int, index: int, expiry: bool):
