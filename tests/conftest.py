@@ -3,6 +3,7 @@ clients. Test modules import the helpers with `from conftest import ...`."""
 
 import os
 import signal
+import sqlite3
 import socket
 import subprocess
 import sys
@@ -300,3 +301,32 @@ def same_data(before: dict, after: dict, ttl_lost_ms: int = 1000, ttl_gained_ms:
             assert ttl2 == ttl, key
         else:
             assert ttl - ttl_lost_ms <= ttl2 <= ttl + ttl_gained_ms, (key, ttl, ttl2)
+
+
+def schema2_users_db(path: str, rows) -> None:
+    """A users.db as the code before users.db schema 3 made it (its SQL frozen
+    here; tenants were "user:<id>"). `rows`: (id, username, password, root,
+    namespace) each; the file is left mode 0600, as the server makes it."""
+    from tenantkv.tenancy import hash_password
+    con = sqlite3.connect(path)
+    con.execute("""CREATE TABLE users (
+               id INTEGER PRIMARY KEY AUTOINCREMENT,
+               username TEXT UNIQUE NOT NULL,
+               password TEXT NOT NULL,
+               created_at INTEGER,
+               updated_at INTEGER,
+               root_user INTEGER NOT NULL DEFAULT 0,
+               enabled INTEGER NOT NULL DEFAULT 1,
+               namespace TEXT NULL
+           )""")
+    con.execute("ALTER TABLE users ADD COLUMN rules TEXT NULL")
+    con.execute("ALTER TABLE users ADD COLUMN password_set INTEGER NOT NULL DEFAULT 1")
+    con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    con.execute("INSERT INTO schema_version VALUES (2)")
+    for ident, name, password, is_root, namespace in rows:
+        con.execute("INSERT INTO users (id, username, password, created_at, updated_at, root_user,"
+                    " namespace) VALUES (?, ?, ?, 0, 0, ?, ?)",
+                    (ident, name, hash_password(password.encode()), int(is_root), namespace))
+    con.commit()
+    con.close()
+    os.chmod(path, 0o600)

@@ -13,9 +13,8 @@ import sqlite3
 import pytest
 import redis
 
-from conftest import ServerProcess, add_user, login
+from conftest import ServerProcess, add_user, login, schema2_users_db
 from tenantkv.persistence.kdb import format as kdb
-from tenantkv.tenancy import hash_password
 
 ROOT_PW = "root-pw-ids"
 OFF = {"TENANTKV_AUTH__DEFAULT_USER": "off"}
@@ -120,31 +119,12 @@ def test_restored_users_db_never_hands_data_to_a_new_user(tmp_path, mode):
 def _schema2_users_db(path: str) -> None:
     """users.db as the code before schema 3 wrote it: ids 1 (root), 2 (alice),
     3 (gone, deleted), 4 (team member); tenants "user:<id>"."""
+    schema2_users_db(path, [(1, "root", ROOT_PW, True, None), (2, "alice", "alice-pw", False, None),
+                            (3, "gone", "gone-pw", False, None), (4, "member", "member-pw", False, "team")])
     con = sqlite3.connect(path)
-    con.execute("""CREATE TABLE users (
-               id INTEGER PRIMARY KEY AUTOINCREMENT,
-               username TEXT UNIQUE NOT NULL,
-               password TEXT NOT NULL,
-               created_at INTEGER,
-               updated_at INTEGER,
-               root_user INTEGER NOT NULL DEFAULT 0,
-               enabled INTEGER NOT NULL DEFAULT 1,
-               namespace TEXT NULL
-           )""")
-    con.execute("ALTER TABLE users ADD COLUMN rules TEXT NULL")
-    con.execute("ALTER TABLE users ADD COLUMN password_set INTEGER NOT NULL DEFAULT 1")
-    con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    con.execute("INSERT INTO schema_version VALUES (2)")
-    rows = [(1, "root", ROOT_PW, 1, None), (2, "alice", "alice-pw", 0, None),
-            (3, "gone", "gone-pw", 0, None), (4, "member", "member-pw", 0, "team")]
-    for ident, name, password, is_root, namespace in rows:
-        con.execute("INSERT INTO users (id, username, password, created_at, updated_at, root_user,"
-                    " namespace) VALUES (?, ?, ?, 0, 0, ?, ?)",
-                    (ident, name, hash_password(password.encode()), is_root, namespace))
     con.execute("DELETE FROM users WHERE id = 3")
     con.commit()
     con.close()
-    os.chmod(path, 0o600)
 
 
 def test_users_from_before_schema3_keep_their_tenant_and_data(tmp_path):

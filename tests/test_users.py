@@ -13,6 +13,8 @@ import time
 import argon2
 import pytest
 
+from conftest import schema2_users_db
+
 from tenantkv import config as config_module
 from tenantkv.tenancy import (DUMMY_HASH, SCHEMA_VERSION, BootstrapError, NoSuchUser, User, UserExists,
                               UserStore, ensure_root, hash_password, hashing, needs_rehash,
@@ -52,33 +54,9 @@ def test_schema_migrations_are_idempotent(tmp_path):
     con.close()
 
 
-def _schema2_db(path: str, names) -> None:
-    """A users.db as the code before schema 3 made it (its own SQL, frozen here)."""
-    con = sqlite3.connect(path)
-    con.execute("""CREATE TABLE users (
-               id INTEGER PRIMARY KEY AUTOINCREMENT,
-               username TEXT UNIQUE NOT NULL,
-               password TEXT NOT NULL,
-               created_at INTEGER,
-               updated_at INTEGER,
-               root_user INTEGER NOT NULL DEFAULT 0,
-               enabled INTEGER NOT NULL DEFAULT 1,
-               namespace TEXT NULL
-           )""")
-    con.execute("ALTER TABLE users ADD COLUMN rules TEXT NULL")
-    con.execute("ALTER TABLE users ADD COLUMN password_set INTEGER NOT NULL DEFAULT 1")
-    con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    con.execute("INSERT INTO schema_version VALUES (2)")
-    for name in names:
-        con.execute("INSERT INTO users (username, password, created_at, updated_at) VALUES (?, ?, 0, 0)",
-                    (name, hash_password(b"pw")))
-    con.commit()
-    con.close()
-
-
 def test_schema3_keeps_old_tenant_keys_and_never_reuses_them(tmp_path):
     path = str(tmp_path / "users.db")
-    _schema2_db(path, ["old1", "old2"])
+    schema2_users_db(path, [(1, "old1", "pw", False, None), (2, "old2", "pw", False, None)])
     with UserStore(path) as store:
         assert store.schema_version() == SCHEMA_VERSION
         old1, old2 = store.get("old1"), store.get("old2")
