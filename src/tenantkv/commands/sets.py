@@ -20,6 +20,7 @@ from tenantkv import errors
 from tenantkv.commands.keys import scan_collection
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
+from tenantkv.keyspace import database
 from tenantkv.keyspace.intset import IntSet
 from tenantkv.protocol.encoder import SetReply
 from tenantkv.util.numbers import LLONG_MAX, parse_int
@@ -34,20 +35,8 @@ MAX_RANDOM_PICKS = 1 << 24
 
 # -- access and encodings ------------------------------------------------------------
 
-def _read(db, key: bytes):
-    """read_typed(key, set) that also takes an intset."""
-    value = db.read(key)
-    if value is None or type(value) is set or type(value) is IntSet:
-        return value
-    raise CommandError(errors.WRONGTYPE)
-
-
-def _write(db, key: bytes):
-    """write_typed(key, set) that also takes an intset."""
-    value = db.get(key)
-    if value is None or type(value) is set or type(value) is IntSet:
-        return value
-    raise CommandError(errors.WRONGTYPE)
+# An intset is a set's compact form: read_typed / write_typed(key, set) take it.
+database.COMPACT_OF[IntSet] = set
 
 
 def _limit(conn) -> int:
@@ -105,7 +94,7 @@ def sadd(conn, args):
     db = conn.db
     key = args[1]
     members = args[2:]
-    s = _write(db, key)
+    s = db.write_typed(key, set)
     if s is None:
         s = _new(conn, members)
         db.set(key, s)
@@ -116,7 +105,7 @@ def sadd(conn, args):
 @command("srem")
 def srem(conn, args):
     db = conn.db
-    s = _write(db, args[1])
+    s = db.write_typed(args[1], set)
     if s is None:
         return 0
     removed = 0
@@ -134,7 +123,7 @@ def srem(conn, args):
 @command("smembers")
 def smembers(conn, args):
     db = conn.db
-    s = _read(db, args[1])
+    s = db.read_typed(args[1], set)
     if s is None:
         return SetReply()
     return SetReply(list(s))   # an intset in numeric order
@@ -142,13 +131,13 @@ def smembers(conn, args):
 
 @command("sismember")
 def sismember(conn, args):
-    s = _read(conn.db, args[1])
+    s = conn.db.read_typed(args[1], set)
     return 1 if s is not None and args[2] in s else 0
 
 
 @command("smismember")
 def smismember(conn, args):
-    s = _read(conn.db, args[1])
+    s = conn.db.read_typed(args[1], set)
     if s is None:
         return [0] * (len(args) - 2)
     return [1 if m in s else 0 for m in args[2:]]
@@ -156,7 +145,7 @@ def smismember(conn, args):
 
 @command("scard")
 def scard(conn, args):
-    s = _read(conn.db, args[1])
+    s = conn.db.read_typed(args[1], set)
     return 0 if s is None else len(s)
 
 
@@ -173,7 +162,7 @@ def spop(conn, args):
     db = conn.db
     key = args[1]
     if len(args) == 2:
-        s = _write(db, key)
+        s = db.write_typed(key, set)
         if s is None:
             return None
         member = _random_member(s)
@@ -186,7 +175,7 @@ def spop(conn, args):
     count = parse_int(args[2])
     if count is None or count < 0:
         raise CommandError(errors.NOT_POSITIVE)
-    s = _write(db, key)
+    s = db.write_typed(key, set)
     if s is None or count == 0:
         return SetReply()
     if count >= len(s):
@@ -211,7 +200,7 @@ def srandmember(conn, args):
     db = conn.db
     key = args[1]
     if len(args) == 2:
-        s = _read(db, key)
+        s = db.read_typed(key, set)
         if not s:
             return None
         return _random_member(s)
@@ -222,7 +211,7 @@ def srandmember(conn, args):
         raise CommandError(errors.NOT_INTEGER)
     if count < -LLONG_MAX:
         raise CommandError(errors.out_of_range(-LLONG_MAX, LLONG_MAX))
-    s = _read(db, key)
+    s = db.read_typed(key, set)
     if not s or count == 0:
         return []
     if count < 0:
@@ -267,7 +256,7 @@ def _sets(db, keys) -> list:
     """The sets under `keys` (None for a missing key), every key looked up
     before any answer: a key of another type anywhere is WRONGTYPE. Each is a
     keyspace hit or miss, also for the STORE forms (as Redis 7.0 counts them)."""
-    return [_read(db, key) for key in keys]
+    return [db.read_typed(key, set) for key in keys]
 
 
 def _intersection(sets: list, limit: int = 0) -> set:
@@ -374,6 +363,6 @@ def sintercard(conn, args):
 @command("sscan")
 def sscan(conn, args):
     # An intset is answered whole, whatever the cursor and COUNT (as Redis).
-    return scan_collection(conn, args, _read,
+    return scan_collection(conn, args, lambda db, key: db.read_typed(key, set),
                            lambda db, key, s: list(s) if type(s) is IntSet else None,
                            None)

@@ -18,7 +18,7 @@ from tenantkv.commands.keys import scan_collection
 from tenantkv.dispatch.blocking import mpop_args, parse_timeout, pop_or_block
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
-from tenantkv.keyspace.intset import IntSet
+from tenantkv.keyspace.database import COMPACT_OF
 from tenantkv.keyspace.types import register_type
 from tenantkv.keyspace.zset import ZSet
 from tenantkv.protocol.encoder import NULL_ARRAY, Raw
@@ -755,9 +755,9 @@ def _zsetop(conn, args, op, numkeys_index: int, store: bool, cardinality: bool =
     sources = []
     for key in args[first:first + numkeys]:
         value = db.read(key)
-        # a set source counts each member with score 1, in either form
+        # a set source (or its compact form) counts each member with score 1
         if value is not None and type(value) is not ZSet and type(value) is not set \
-                and type(value) is not IntSet:
+                and COMPACT_OF.get(type(value)) is not set:
             raise CommandError(errors.WRONGTYPE)
         sources.append(value)
     options = _ZSETOP_OPTIONS[op is _DIFF, store, cardinality].parse(

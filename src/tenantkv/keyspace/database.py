@@ -83,7 +83,7 @@ class Database:
     def write_typed(self, key: bytes, kind: type):
         """The live value under `key` for a write command, or None: WRONGTYPE
         when it is not a `kind` (bytes, dict, deque, set, ZSet...) or its compact
-        form (COMPACT_OF: a PackedHash for dict). Counts no
+        form (COMPACT_OF: a PackedHash for dict, an IntSet for set). Counts no
         hit or miss (Redis's lookupKeyWrite). `get` written out: the pushes,
         SET-likes and counters all come through here."""
         value = self.data.get(key)
