@@ -55,8 +55,11 @@ def test_same_requests_as_strict_reader(data):
 
 @pytest.mark.parametrize("data, message", ERRORS)
 def test_same_errors_as_strict_reader(data, message):
-    with pytest.raises(ProtocolError, match=re.escape(message)):
+    with pytest.raises(ProtocolError, match=re.escape(message)) as error:
         Reader(1 << 29).feed(data)
+    with pytest.raises(ProtocolError) as strict_error:
+        RequestReader(1 << 29).feed(data)
+    assert error.value.requests == strict_error.value.requests   # those before it still run
 
 
 def test_split_request_then_fast_again():
@@ -76,3 +79,79 @@ def test_every_two_piece_split_of_a_pipeline():
         got = reader.feed(data[:cut]) + reader.feed(data[cut:])
         assert got == [[b"ZADD", b"z", b"1.5", b"m1"]] * 3, cut
         assert reader.feed(b"*1\r\n$4\r\nPING\r\n") == [[b"PING"]], cut
+
+
+def _random_stream(rng) -> bytes:
+    """A pipeline as a client may send it: mostly RESP arrays, with values
+    that contain CRLF, '*', "\r\n*", the type bytes '+=(' or nothing, now
+    and then an inline command or an empty array."""
+    values = [b"", b"v", b"\r\n", b"\r\n*", b"*3\r\n", b"+x", b"=(", b"x" * 300,
+              b"\r\n*1\r\n$4\r\nPING\r\n", b"abc\r", b"\n"]
+    parts = []
+    for _ in range(rng.randrange(1, 60)):
+        roll = rng.random()
+        if roll < 0.05:
+            parts.append(b"PING\r\n")
+        elif roll < 0.07:
+            parts.append(b"*0\r\n")
+        else:
+            args = [rng.choice([b"SET", b"ECHO", b"GET"])] + \
+                [rng.choice(values) for _ in range(rng.randrange(0, 4))]
+            parts.append(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+    return b"".join(parts)
+
+
+def _chunks(rng, data: bytes) -> list:
+    out, at = [], 0
+    while at < len(data):
+        size = rng.choice([1, 2, 3, 7, 16, 50, 200, 4096])
+        out.append(data[at:at + size])
+        at += size
+    return out
+
+
+def _parse_all(reader, chunks):
+    got = []
+    try:
+        for chunk in chunks:
+            got += reader.feed(chunk)
+    except ProtocolError as exc:
+        return got + exc.requests, str(exc)
+    return got, None
+
+
+def test_random_splits_of_random_pipelines_as_strict_reader():
+    # Every read may end anywhere: the requests (and a protocol error after
+    # them) must be exactly the strict reader's, read by read.
+    import random
+    rng = random.Random(1405)
+    for _ in range(400):
+        # a protocol error may come in any read, after requests of the same read
+        broken = rng.choice([b"", b"", b"*1\r\n:5\r\n", b"*2\r\n$1\r\na\r\n+b\r\n"])
+        chunks = _chunks(rng, _random_stream(rng) + broken + _random_stream(rng))
+        assert _parse_all(Reader(1 << 29), chunks) == \
+            _parse_all(RequestReader(1 << 29), chunks), chunks
+
+
+def test_a_long_pipeline_in_uneven_reads_stays_on_the_fast_path():
+    # Reads of a `redis-cli --pipe` load end mid-request; only the request
+    # that straddles two reads is for the strict reader, not all the rest.
+    request = b"*3\r\n$3\r\nSET\r\n$11\r\nkey:0000001\r\n$10\r\nvvvvvvvvvv\r\n"
+    data = request * 2000
+    strict_parsed = []
+
+    class Counting(RequestReader):
+        __slots__ = ()
+
+        def _parse_into(self, buf, out):
+            result = super()._parse_into(buf, out)
+            strict_parsed.append(len(result))
+            return result
+    reader = Reader(1 << 29)
+    reader.slow = Counting(1 << 29)
+    got = []
+    for at in range(0, len(data), 4093):   # 4093: a prime, so every read ends mid-request
+        got += reader.feed(data[at:at + 4093])
+    assert got == [[b"SET", b"key:0000001", b"vvvvvvvvvv"]] * 2000
+    assert len(strict_parsed) > 10
+    assert max(strict_parsed) <= 1, strict_parsed
