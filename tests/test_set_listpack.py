@@ -323,6 +323,13 @@ def test_listpack_set_behaves_as_a_set(ours):
     assert r.srem("bin", b"\xff\x01", b"nope") == 1
     assert not r.sismember("bin", b"\xff\x01") and r.sismember("bin", b"\xff\x01a\xff\x01")
     assert r.scard("bin") == 6
+    # a member that only looks like a piece of the buffer is new (the
+    # repeated-SADD shortcut): the empty string; the escaped form of 0xff
+    r.sadd("pieces", "a", "b")
+    assert r.sadd("pieces", "", "a") == 1 and r.sadd("pieces", "", "b") == 0
+    r.sadd("escaped", b"\xff", b"x")
+    assert r.sadd("escaped", b"\xff\xfe", b"x") == 1 and r.sadd("escaped", b"\xff", b"x") == 0
+    assert r.smembers("escaped") == {b"\xff", b"\xff\xfe", b"x"}
     # a conversion keeps the TTL; COPY keeps the form and is independent
     r.sadd("ttl", "a", "b")
     r.expire("ttl", 100)

@@ -96,11 +96,9 @@ def _add(conn, db, key: bytes, s, members) -> int:
         return len(s) - before
     values = conn.server.config.values
     if kind is PackedSet:
-        entries = values[_LISTPACK_ENTRIES]
-        if len(members) <= entries:   # 7.2's size hint: more converts at once
-            added = s.add_members(members, entries, values[_LISTPACK_VALUE])
-            if added is not None:
-                return added
+        added = s.add_members(members, values[_LISTPACK_ENTRIES], values[_LISTPACK_VALUE])
+        if added is not None:
+            return added
         big = s.to_set()
         db.replace(key, big)   # keeps the TTL
         before = len(big)
@@ -187,12 +185,19 @@ def srem(conn, args):
     if s is None:
         return 0
     removed = 0
-    for member in args[2:]:
-        if member in s:
-            s.discard(member)
-            removed += 1
-            if not s:
-                break   # Redis stops here too: the key is gone
+    if type(s) is set:
+        for member in args[2:]:
+            if member in s:
+                s.discard(member)
+                removed += 1
+                if not s:
+                    break   # Redis stops here too: the key is gone
+    else:   # a compact form's discard says whether it was there: one lookup
+        for member in args[2:]:
+            if s.discard(member):
+                removed += 1
+                if not s:
+                    break
     if not s:
         db.delete(args[1])
     return removed
@@ -212,6 +217,8 @@ def smembers(conn, args):
 @command("sismember")
 def sismember(conn, args):
     s = conn.db.read_typed(args[1], set)
+    if type(s) is PackedSet:
+        return 1 if s.contains(args[2]) else 0
     return 1 if s is not None and args[2] in s else 0
 
 
@@ -220,6 +227,9 @@ def smismember(conn, args):
     s = conn.db.read_typed(args[1], set)
     if s is None:
         return [0] * (len(args) - 2)
+    if type(s) is PackedSet:
+        contains = s.contains
+        return [1 if contains(m) else 0 for m in args[2:]]
     return [1 if m in s else 0 for m in args[2:]]
 
 
