@@ -330,6 +330,9 @@ def test_listpack_set_behaves_as_a_set(ours):
     r.sadd("escaped", b"\xff", b"x")
     assert r.sadd("escaped", b"\xff\xfe", b"x") == 1 and r.sadd("escaped", b"\xff", b"x") == 0
     assert r.smembers("escaped") == {b"\xff", b"\xff\xfe", b"x"}
+    r.sadd("run", "a", "b", "c")   # a member holding a marker is not two members
+    assert r.sadd("run", b"b\xff\x01c") == 1 and r.sadd("run", b"a", b"b\xff\x01c") == 0
+    assert r.sadd("run", "c", "a") == 0 and r.sadd("run", "a", "b", "c") == 0
     # a conversion keeps the TTL; COPY keeps the form and is independent
     r.sadd("ttl", "a", "b")
     r.expire("ttl", 100)

@@ -100,11 +100,17 @@ class PackedSet:
             return 1
         if len(members) > max_entries:
             return None
-        # The common repeated SADD, nothing new, in a few C calls: every
-        # member is one of the buffer's pieces. (The two end pieces are b"",
-        # and with escaped bytes in the buffer a piece is not the member:
-        # then, as for new members, the exact way below. Splitting a big
-        # buffer for a few members costs more than finding them.)
+        # The common repeated SADD, nothing new, in a few C calls. First the
+        # same members in the same order as stored (as the SADD that added
+        # them stored them): one find of all of them between markers (when
+        # no member holds a 0xff, so the needle's markers are all markers).
+        run = _NEEDLE % KEY.join(members)
+        if buf.find(run) >= 0 and run.count(_FF) == len(members) + 1:
+            return 0
+        # Else every member is one of the buffer's pieces. (The two end
+        # pieces are b"", and with escaped bytes in the buffer a piece is not
+        # the member: then, as for new members, the exact way below.
+        # Splitting a big buffer for a few members costs more than finding them.)
         if (self.n <= 8 * len(members) and set(members).issubset(buf.split(KEY))
                 and buf.find(_ESCAPED) < 0 and b"" not in members):
             return 0
