@@ -255,8 +255,11 @@ def spop(conn, args):
         s = db.write_typed(key, set)
         if s is None:
             return None
-        member = _random_member(s)
-        s.discard(member)
+        if type(s) is PackedSet:
+            member = s.pop_random()
+        else:
+            member = _random_member(s)
+            s.discard(member)
         if not s:
             db.delete(key)
         return member

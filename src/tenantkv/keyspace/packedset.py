@@ -154,6 +154,19 @@ class PackedSet:
     def random_member(self) -> bytes:
         return random.choice(self.members())
 
+    def pop_random(self) -> bytes:
+        """Remove and return a random member (SPOP): one split, one find."""
+        buf = self.buf
+        parts = buf.split(KEY)   # b"", the members (escaped), b""
+        escaped = parts[random.randrange(1, len(parts) - 1)]
+        self.n -= 1
+        if self.n:
+            at = buf.find(_NEEDLE % escaped)
+            self.buf = buf[:at] + buf[at + len(escaped) + 2:]
+        else:
+            self.buf = b""
+        return escaped.replace(_ESCAPED, _FF)
+
     def longest(self) -> int:
         """The length of its longest member (the listpack-value rule)."""
         return max(map(len, self.members()), default=0)
