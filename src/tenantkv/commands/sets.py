@@ -42,6 +42,9 @@ from tenantkv.util.sampling import random_distinct, random_member, random_repeat
 _INTSET_ENTRIES = (None, "set-max-intset-entries")
 _LISTPACK_ENTRIES = (None, "set-max-listpack-entries")
 _LISTPACK_VALUE = (None, "set-max-listpack-value")
+# Past this many members named, SREM / SMISMEMBER on a listpack split it once
+# instead of scanning it for each (a million members x 8 KB otherwise).
+_MANY = 16
 # SRANDMEMBER with a negative count replies with that many picks (Redis would
 # try any count up to LONG_MAX and may die building the reply): past this one
 # tenantkv refuses, as HRANDFIELD does.
@@ -116,27 +119,32 @@ def _add(conn, db, key: bytes, s, members) -> int:
 def _convert_intset(conn, db, key: bytes, s, members) -> int:
     """The members of the intset `s` under `key` plus `members`, which it
     cannot take all, stored as 7.2's setTypeAddAux leaves them adding one
-    at a time: past set-max-intset-entries it becomes a set; on the first
-    member that is not an integer, a listpack if that fits (fewer members
-    than set-max-listpack-entries, none of them longer than -value), else a
-    set. Returns the new size."""
+    at a time: the integers before the first non-integer go into the
+    intset (past set-max-intset-entries it becomes a set); that member makes
+    a listpack if it fits (the intset has fewer members than
+    set-max-listpack-entries, none of them longer than -value), which takes
+    the rest while they fit; else a set. Returns the new size. (In bulk, not
+    member by member: a big SADD under raised limits must not cost an
+    intset insert each.)"""
     values = conn.server.config.values
     entries, longest = values[_LISTPACK_ENTRIES], values[_LISTPACK_VALUE]
     limit = values[_INTSET_ENTRIES]
     if len(members) <= limit:   # 7.2's size hint: more makes a hashtable at once
-        for i, member in enumerate(members):
-            ints = s.add_members((member,), limit)
-            if ints is not None:
-                s = ints
-                continue
-            if parse_int(member) is None and len(s) < entries and len(member) <= longest and (
+        i = 0
+        for member in members:
+            if parse_int(member) is None:
+                break
+            i += 1
+        ints = s.add_members(members[:i], limit) if i else s
+        if ints is not None and i < len(members):
+            s, first = ints, members[i]
+            if len(s) < entries and len(first) <= longest and (
                     not s or max(len(b"%d" % s[0]), len(b"%d" % s[-1])) <= longest):
-                packed = PackedSet.from_members(list(s) + [member])
+                packed = PackedSet.from_members(list(s) + [first])
                 rest = members[i + 1:]
                 if not rest or packed.add_members(rest, entries, longest) is not None:
                     db.replace(key, packed)
                     return len(packed)
-            break
     big = s.to_set()
     big.update(members)
     db.replace(key, big)
@@ -192,6 +200,8 @@ def srem(conn, args):
                 removed += 1
                 if not s:
                     break   # Redis stops here too: the key is gone
+    elif type(s) is PackedSet and len(args) > _MANY:
+        removed = s.difference_update(args[2:])
     else:   # a compact form's discard says whether it was there: one lookup
         for member in args[2:]:
             if s.discard(member):
@@ -228,6 +238,9 @@ def smismember(conn, args):
     if s is None:
         return [0] * (len(args) - 2)
     if type(s) is PackedSet:
+        if len(args) > _MANY:
+            members = set(s.members())
+            return [1 if m in members else 0 for m in args[2:]]
         contains = s.contains
         return [1 if contains(m) else 0 for m in args[2:]]
     return [1 if m in s else 0 for m in args[2:]]
