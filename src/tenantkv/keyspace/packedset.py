@@ -55,7 +55,7 @@ class PackedSet:
         if not members:
             return cls()
         body = KEY.join(members)
-        if body.find(_FF) >= 0:
+        if body.count(_FF) != len(members) - 1:   # a member holds a 0xff byte
             body = KEY.join([m.replace(_FF, _ESCAPED) for m in members])
         return cls(KEY + body + KEY, len(members))
 
