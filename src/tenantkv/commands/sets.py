@@ -22,6 +22,15 @@ hint). All three answer the same interface (len, in, iteration, discard,
 difference_update), so only the writes that add members and the random
 picks tell them apart. An empty set is deleted.
 
+Where 7.0 and 7.2 disagree, the intset follows 7.0 (so the reference
+server's OBJECT ENCODING agrees): a listpack is never made where 7.0 makes
+an intset (7.2's SPOP case 3 on a hashtable of integers makes a listpack),
+and a set built whole (the STORE forms, SPOP's case 3, a new key) is a
+listpack when it fits even if it holds more integers than
+set-max-intset-entries (7.2 starts some of those as an intset, which
+overflows to a hashtable): only when that setting is below
+set-max-listpack-entries, which the defaults (512, 128) are not.
+
 An intset iterates in numeric order, as Redis answers its members; a
 listpack in insertion order (as 7.2); a hashtable's order is not defined.
 """
