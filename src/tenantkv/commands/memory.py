@@ -21,6 +21,7 @@ from tenantkv.dispatch.table import container, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.intset import IntSet
 from tenantkv.keyspace.packed import PackedHash
+from tenantkv.keyspace.packedset import PackedSet
 from tenantkv.keyspace.zset import ZSet
 from tenantkv.util.numbers import parse_int
 
@@ -72,6 +73,8 @@ def value_size(value, samples=DEFAULT_SAMPLES) -> int:
         return _getsizeof(value) + _sampled(iter(value.items()), len(value), samples, _pair_size)
     if kind is set:
         return _getsizeof(value) + _sampled(iter(value), len(value), samples, _getsizeof)
+    if kind is PackedSet:   # the object and its one buffer, as a PackedHash
+        return _getsizeof(value) + _getsizeof(value.buf)
     if kind is IntSet:
         return _getsizeof(value)   # the array: header and 8 bytes a member, no objects
     if kind is deque:

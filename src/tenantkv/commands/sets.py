@@ -1,18 +1,38 @@
 """Set commands: SADD and friends, SPOP/SRANDMEMBER, the algebra (SINTER,
 SUNION, SDIFF and their STORE forms, SINTERCARD), SMOVE, SSCAN.
 
-A set is an IntSet (keyspace/intset.py: a sorted array of int64) while every
-member is an integer (string2ll rules, util.numbers.parse_int) and it holds at
-most set-max-intset-entries members, as Redis 7.0 keeps an intset; a write
-that breaks either rule replaces it with a plain Python `set` of bytes
-("hashtable"), and never back. Both answer the same interface (len, in,
-iteration, discard, difference_update), so only the writes that add members
-and the random picks tell them apart. An empty set is deleted. (Redis 7.2 adds
-"listpack" for small non-integer sets; the reference server here is 7.0.15,
-which has none, so neither has tenantkv.)
+A set has three forms, as in Redis 7.2:
+
+* an IntSet (keyspace/intset.py: a sorted array of int64, "intset") while
+  every member is an integer (string2ll rules, util.numbers.parse_int) and it
+  holds at most set-max-intset-entries members, exactly where Redis 7.0 (the
+  reference server) keeps an intset;
+* a PackedSet (keyspace/packedset.py: one buffer, "listpack") where 7.0
+  makes a hashtable but 7.2 a listpack: at most set-max-listpack-entries
+  members, none longer than set-max-listpack-value bytes (7.0.15 answers
+  "hashtable" for these: README's differences list);
+* a plain Python `set` of bytes ("hashtable") past those limits.
+
+A write that breaks its form's rule converts it (an intset that gets a
+non-integer member becomes a listpack if the result is small, as 7.2's
+setTypeAddAux), never back to a smaller form, except where Redis itself
+builds a new set (the STORE forms, SPOP's case 3). As 7.2, an SADD with more
+members than set-max-listpack-entries makes a hashtable at once (its size
+hint). All three answer the same interface (len, in, iteration, discard,
+difference_update), so only the writes that add members and the random
+picks tell them apart. An empty set is deleted.
+
+Where 7.0 and 7.2 disagree, the intset follows 7.0 (so the reference
+server's OBJECT ENCODING agrees): a listpack is never made where 7.0 makes
+an intset (7.2's SPOP case 3 on a hashtable of integers makes a listpack),
+and a set built whole (the STORE forms, SPOP's case 3, a new key) is a
+listpack when it fits even if it holds more integers than
+set-max-intset-entries (7.2 starts some of those as an intset, which
+overflows to a hashtable): only when that setting is below
+set-max-listpack-entries, which the defaults (512, 128) are not.
 
 An intset iterates in numeric order, as Redis answers its members; a
-hashtable's order is not defined.
+listpack in insertion order (as 7.2); a hashtable's order is not defined.
 """
 
 
@@ -22,11 +42,18 @@ from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.keyspace import database
 from tenantkv.keyspace.intset import IntSet
+from tenantkv.keyspace.packedset import PackedSet, compact_set
+from tenantkv.keyspace.types import register_type
 from tenantkv.protocol.encoder import SetReply
 from tenantkv.util.numbers import LLONG_MAX, parse_int
 from tenantkv.util.sampling import random_distinct, random_member, random_repeated
 
 _INTSET_ENTRIES = (None, "set-max-intset-entries")
+_LISTPACK_ENTRIES = (None, "set-max-listpack-entries")
+_LISTPACK_VALUE = (None, "set-max-listpack-value")
+# Past this many members named, SREM / SMISMEMBER on a listpack split it once
+# instead of scanning it for each (a million members x 8 KB otherwise).
+_MANY = 16
 # SRANDMEMBER with a negative count replies with that many picks (Redis would
 # try any count up to LONG_MAX and may die building the reply): past this one
 # tenantkv refuses, as HRANDFIELD does.
@@ -35,36 +62,102 @@ MAX_RANDOM_PICKS = 1 << 24
 
 # -- access and encodings ------------------------------------------------------------
 
-# An intset is a set's compact form: read_typed / write_typed(key, set) take it.
+# An intset and a listpack set are a set's compact forms: read_typed /
+# write_typed(key, set) take them.
 database.COMPACT_OF[IntSet] = set
+database.COMPACT_OF[PackedSet] = set
+register_type(PackedSet, "set", lambda value: "listpack")
+
+
+def _is_set(value) -> bool:
+    return type(value) is set or database.COMPACT_OF.get(type(value)) is set
 
 
 def _limit(conn) -> int:
     return conn.server.config.values[_INTSET_ENTRIES]
 
 
-def _new(conn, members):
+def _new(conn, members, hint: int = 0):
     """A new set value holding `members` (bytes): an intset when it can be
-    one (as Redis's setTypeCreate + setTypeAdd, and the algebra's STORE forms
-    that start from an intset), else a set."""
-    value = IntSet.from_members(members, _limit(conn))
-    return value if value is not None else set(members)
+    one (as Redis 7.0's setTypeCreate + setTypeAdd, and the algebra's STORE
+    forms that start from an intset), else a listpack when small (7.2), else a
+    set. `hint`: SADD's member count, 7.2's size hint (more than
+    set-max-listpack-entries: a hashtable at once)."""
+    values = conn.server.config.values
+    value = IntSet.from_members(members, values[_INTSET_ENTRIES])
+    if value is not None:
+        return value
+    entries = values[_LISTPACK_ENTRIES]
+    if hint <= entries:
+        if len(members) == 1:
+            packed = compact_set(members, entries, values[_LISTPACK_VALUE])
+        else:
+            packed = compact_set(list(dict.fromkeys(members)), entries, values[_LISTPACK_VALUE])
+        if packed is not None:
+            return packed
+    return set(members)
 
 
 def _add(conn, db, key: bytes, s, members) -> int:
-    """Add `members` to the set `s` under `key`; how many were new. An intset
-    that cannot take them becomes a set (setTypeAdd's conversion)."""
+    """Add `members` to the set `s` under `key`; how many were new. A
+    compact form that cannot take them is converted (setTypeAdd's rules)."""
+    kind = type(s)
+    if kind is set:   # first: the big sets of a heavy load
+        before = len(s)
+        s.update(members)
+        return len(s) - before
+    values = conn.server.config.values
+    if kind is PackedSet:
+        added = s.add_members(members, values[_LISTPACK_ENTRIES], values[_LISTPACK_VALUE])
+        if added is not None:
+            return added
+        big = s.to_set()
+        db.replace(key, big)   # keeps the TTL
+        before = len(big)
+        big.update(members)
+        return len(big) - before
     before = len(s)
-    if type(s) is IntSet:
-        ints = s.add_members(members, _limit(conn))
-        if ints is not None:
-            if ints is not s:   # a wider copy (a member needs more bytes)
-                db.replace(key, ints)
-            return len(ints) - before
-        s = s.to_set()
-        db.replace(key, s)
-    s.update(members)
-    return len(s) - before
+    ints = s.add_members(members, values[_INTSET_ENTRIES])
+    if ints is not None:
+        if ints is not s:   # a wider copy (a member needs more bytes)
+            db.replace(key, ints)
+        return len(ints) - before
+    return _convert_intset(conn, db, key, s, members) - before
+
+
+def _convert_intset(conn, db, key: bytes, s, members) -> int:
+    """The members of the intset `s` under `key` plus `members`, which it
+    cannot take all, stored as 7.2's setTypeAddAux leaves them adding one
+    at a time: the integers before the first non-integer go into the
+    intset (past set-max-intset-entries it becomes a set); that member makes
+    a listpack if it fits (the intset has fewer members than
+    set-max-listpack-entries, none of them longer than -value), which takes
+    the rest while they fit; else a set. Returns the new size. (In bulk, not
+    member by member: a big SADD under raised limits must not cost an
+    intset insert each.)"""
+    values = conn.server.config.values
+    entries, longest = values[_LISTPACK_ENTRIES], values[_LISTPACK_VALUE]
+    limit = values[_INTSET_ENTRIES]
+    if len(members) <= limit:   # 7.2's size hint: more makes a hashtable at once
+        i = 0
+        for member in members:
+            if parse_int(member) is None:
+                break
+            i += 1
+        ints = s.add_members(members[:i], limit) if i else s
+        if ints is not None and i < len(members):
+            s, first = ints, members[i]
+            if len(s) < entries and len(first) <= longest and (
+                    not s or max(len(b"%d" % s[0]), len(b"%d" % s[-1])) <= longest):
+                packed = PackedSet.from_members(list(s) + [first])
+                rest = members[i + 1:]
+                if not rest or packed.add_members(rest, entries, longest) is not None:
+                    db.replace(key, packed)
+                    return len(packed)
+    big = s.to_set()
+    big.update(members)
+    db.replace(key, big)
+    return len(big)
 
 
 def _result_order(conn, members) -> list:
@@ -96,7 +189,7 @@ def sadd(conn, args):
     members = args[2:]
     s = db.write_typed(key, set)
     if s is None:
-        s = _new(conn, members)
+        s = _new(conn, members, len(members))
         db.set(key, s)
         return len(s)
     return _add(conn, db, key, s, members)
@@ -109,12 +202,21 @@ def srem(conn, args):
     if s is None:
         return 0
     removed = 0
-    for member in args[2:]:
-        if member in s:
-            s.discard(member)
-            removed += 1
-            if not s:
-                break   # Redis stops here too: the key is gone
+    if type(s) is set:
+        for member in args[2:]:
+            if member in s:
+                s.discard(member)
+                removed += 1
+                if not s:
+                    break   # Redis stops here too: the key is gone
+    elif type(s) is PackedSet and len(args) > _MANY:
+        removed = s.difference_update(args[2:])
+    else:   # a compact form's discard says whether it was there: one lookup
+        for member in args[2:]:
+            if s.discard(member):
+                removed += 1
+                if not s:
+                    break
     if not s:
         db.delete(args[1])
     return removed
@@ -126,12 +228,16 @@ def smembers(conn, args):
     s = db.read_typed(args[1], set)
     if s is None:
         return SetReply()
+    if type(s) is PackedSet:
+        return SetReply(s.members())   # insertion order, as 7.2's listpack
     return SetReply(list(s))   # an intset in numeric order
 
 
 @command("sismember")
 def sismember(conn, args):
     s = conn.db.read_typed(args[1], set)
+    if type(s) is PackedSet:
+        return 1 if s.contains(args[2]) else 0
     return 1 if s is not None and args[2] in s else 0
 
 
@@ -140,6 +246,12 @@ def smismember(conn, args):
     s = conn.db.read_typed(args[1], set)
     if s is None:
         return [0] * (len(args) - 2)
+    if type(s) is PackedSet:
+        if len(args) > _MANY:
+            members = set(s.members())
+            return [1 if m in members else 0 for m in args[2:]]
+        contains = s.contains
+        return [1 if contains(m) else 0 for m in args[2:]]
     return [1 if m in s else 0 for m in args[2:]]
 
 
@@ -152,8 +264,8 @@ def scard(conn, args):
 # -- SPOP / SRANDMEMBER ----------------------------------------------------------------
 
 def _random_member(s) -> bytes:
-    if type(s) is IntSet:
-        return s.random_member()   # O(1): an array
+    if type(s) is IntSet or type(s) is PackedSet:
+        return s.random_member()   # O(1): an array; O(n) for n <= 128
     return random_member(s)   # O(1) amortized: util/sampling.py
 
 
@@ -165,8 +277,11 @@ def spop(conn, args):
         s = db.write_typed(key, set)
         if s is None:
             return None
-        member = _random_member(s)
-        s.discard(member)
+        if type(s) is PackedSet:
+            member = s.pop_random()
+        else:
+            member = _random_member(s)
+            s.discard(member)
         if not s:
             db.delete(key)
         return member
@@ -185,10 +300,10 @@ def spop(conn, args):
     popped = random_distinct(s, count)
     s.difference_update(popped)
     if len(s) * 5 <= count:
-        # Redis 7.0 pops most of a set by building a new one from the few
+        # Redis pops most of a set by building a new one from the few
         # members that stay (spopWithCountCommand, case 3): an intset again
-        # when they all are integers, a hashtable when they are more than
-        # set-max-intset-entries (lowered since the intset was made).
+        # when they all are integers (7.0), else a listpack when small (7.2),
+        # a hashtable when they are more than the limits (lowered since).
         rebuilt = _new(conn, s)
         if type(rebuilt) is not type(s):
             db.replace(key, rebuilt)
@@ -233,8 +348,7 @@ def smove(conn, args):
     dst = db.get(dst_key)
     if src is None:
         return 0
-    if (type(src) is not set and type(src) is not IntSet) or (
-            dst is not None and type(dst) is not set and type(dst) is not IntSet):
+    if not _is_set(src) or (dst is not None and not _is_set(dst)):
         raise CommandError(errors.WRONGTYPE)
     if src is dst:
         return 1 if member in src else 0
@@ -244,7 +358,7 @@ def smove(conn, args):
     if not src:
         db.delete(src_key)
     if dst is None:
-        db.set(dst_key, _new(conn, (member,)))
+        db.set(dst_key, _new(conn, (member,), 1))
     else:
         _add(conn, db, dst_key, dst, (member,))
     return 1
@@ -362,7 +476,8 @@ def sintercard(conn, args):
 
 @command("sscan")
 def sscan(conn, args):
-    # An intset is answered whole, whatever the cursor and COUNT (as Redis).
+    # An intset or a listpack is answered whole, whatever the cursor and
+    # COUNT (as Redis).
     return scan_collection(conn, args, lambda db, key: db.read_typed(key, set),
-                           lambda db, key, s: list(s) if type(s) is IntSet else None,
+                           lambda db, key, s: list(s) if type(s) is not set else None,
                            None)

@@ -12,10 +12,12 @@ from hashlib import sha1
 
 from tenantkv.keyspace.intset import IntSet
 from tenantkv.keyspace.packed import PackedHash
+from tenantkv.keyspace.packedset import PackedSet
 from tenantkv.keyspace.zset import ZSet
 
 ZERO = bytes(20)
 _TYPES = {bytes: 0, deque: 1, set: 2, IntSet: 2, ZSet: 3, dict: 4, PackedHash: 4}   # OBJ_STRING ... OBJ_HASH
+_TYPES[PackedSet] = 2
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
@@ -45,7 +47,7 @@ def value_digest(value, has_expire: bool, start: bytes = ZERO) -> bytes:
     elif kind is deque:
         for element in value:
             digest = _mix_digest(digest, element)
-    elif kind is set or kind is IntSet:   # an intset's members as decimal text, as Redis's
+    elif kind is set or kind is IntSet or kind is PackedSet:   # an intset's members as decimal text, as Redis's
         acc = int.from_bytes(digest, "big")
         for member in value:
             acc ^= int.from_bytes(sha1(member).digest(), "big")

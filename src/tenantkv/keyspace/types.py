@@ -36,8 +36,8 @@ def encoding(value) -> str:
     if kind is deque:
         return "quicklist"   # Redis 7.0 has no listpack-encoded lists (7.2 has)
     if kind is set:
-        # Redis 7.0 (the reference): an intset is an IntSet (registered below),
-        # a plain set is a hashtable; 7.2's listpack sets are not modelled
+        # an intset is an IntSet (registered below), a small set a PackedSet
+        # ("listpack", registered by commands/sets.py): a set is a hashtable
         return "hashtable"
     return _ENCODINGS[kind](value)
 

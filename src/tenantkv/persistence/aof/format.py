@@ -18,6 +18,7 @@ from collections import deque
 from tenantkv.keyspace import database as database_module
 from tenantkv.keyspace.intset import IntSet
 from tenantkv.keyspace.packed import PackedHash
+from tenantkv.keyspace.packedset import PackedSet
 from tenantkv.keyspace.zset import ZSet
 from tenantkv.persistence.kdb.format import MAGIC as KDB_MAGIC
 
@@ -75,7 +76,7 @@ def key_records(key: bytes, value, when):
         items = list(value)
         for i in range(0, len(items), ITEMS_PER_COMMAND):
             yield encode_command([b"RPUSH", key, *items[i:i + ITEMS_PER_COMMAND]])
-    elif kind is set or kind is IntSet:
+    elif kind is set or kind is IntSet or kind is PackedSet:
         items = list(value)
         for i in range(0, len(items), ITEMS_PER_COMMAND):
             yield encode_command([b"SADD", key, *items[i:i + ITEMS_PER_COMMAND]])

@@ -60,6 +60,7 @@ from itertools import accumulate, islice
 
 from tenantkv.keyspace.intset import IntSet
 from tenantkv.keyspace.packed import PackedHash, compact_hash
+from tenantkv.keyspace.packedset import PackedSet, compact_set
 from tenantkv.keyspace.zset import ZSet
 from tenantkv.persistence.files import create_exclusive, fsync_dir, open_regular
 
@@ -242,6 +243,7 @@ def _enc_hashes(db, keys, values):
 # there are at most INTSET_ENTRIES (the default set-max-intset-entries).
 _KIND_OF = {bytes: STRING, deque: LIST, set: SET, IntSet: SET, ZSet: ZSET_, dict: HASH,
             PackedHash: HASH}
+_KIND_OF[PackedSet] = SET   # a listpack set is written as a set too
 _ENCODERS = {STRING: _enc_strings, LIST: _enc_sequences(LIST), SET: _enc_sequences(SET),
              ZSET_: _enc_zsets, HASH: _enc_hashes}
 
@@ -499,6 +501,10 @@ def _dec_sets(r, count, data):
         ints = IntSet.from_members(data[key], INTSET_ENTRIES)
         if ints is not None:
             data[key] = ints
+        else:   # else a listpack within Redis 7.2's default limits, as its rdbLoad
+            packed = compact_set(data[key])
+            if packed is not None:
+                data[key] = packed
     return keys
 
 
