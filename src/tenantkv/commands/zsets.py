@@ -83,12 +83,23 @@ def _fits(conn, length: int, members) -> bool:
     return total <= PACKED_MAX_BYTES
 
 
-def _store_new(conn, db, key: bytes, pairs: list) -> int:
+def _store_new(conn, db, key: bytes, pairs: list, added: bool = False) -> int:
     """Store a freshly built set of distinct (score, member) `pairs`, in
-    order, under `key` (replacing any value): a PackedZSet if it fits."""
+    order, under `key` (replacing any value): a PackedZSet if it fits.
+    `added`: the pairs in the order Redis adds them one by one to a new
+    listpack (ZRANGESTORE, REV: reversed), so those added before it became
+    a skiplist lost the sign of a -0 score."""
     db.delete(key)
     if pairs:
-        if _fits(conn, len(pairs), [m for _, m in pairs]):
+        members = [m for _, m in pairs]
+        if added:
+            if len(pairs) <= conn.server.config.values[_ENTRIES]:
+                limit = conn.server.config.values[_VALUE]
+                first_long = next((i for i, m in enumerate(members) if len(m) > limit),
+                                  len(pairs))
+                pairs = [(s + 0.0, m) for s, m in pairs[:first_long]] + pairs[first_long:]
+            pairs.sort()
+        if _fits(conn, len(pairs), members):
             db.set(key, PackedZSet.from_pairs(pairs))
         else:
             z = ZSet()
@@ -219,7 +230,7 @@ def _zadd(conn, key: bytes, pairs: list, nx=False, xx=False, gt=False, lt=False,
         elif not xx:
             z.add(member, score)
             added += 1
-            result = score + 0.0
+            result = score
     if new:
         if not len(z):
             return None if incr else 0
@@ -249,13 +260,13 @@ def _zadd_packed(conn, db, key: bytes, z: PackedZSet, pairs: list, nx, xx, gt, l
                     raise CommandError(errors.NAN_SCORE)
             if (lt and score >= current) or (gt and score <= current):
                 continue
-            result = score + 0.0
+            result = score
             if score != current:
                 z = z.with_score(member, score)
                 updated += 1
         elif not xx:
             if (len(z) + 1 > limit_entries or len(member) > limit_value
-                    or _nbytes(z) > PACKED_MAX_BYTES):
+                    or _nbytes(z) + len(member) > PACKED_MAX_BYTES):
                 _put_big(db, key, z.to_zset())
                 reply = _zadd(conn, key, pairs[k:], nx, xx, gt, lt, ch, incr)
                 if incr:
@@ -263,7 +274,7 @@ def _zadd_packed(conn, db, key: bytes, z: PackedZSet, pairs: list, nx, xx, gt, l
                 return reply + (added + updated if ch else added)
             z = z.with_score(member, score)
             added += 1
-            result = score + 0.0
+            result = score
     _put(db, key, z)
     if incr:
         return None if result is None else _score(conn, result)
@@ -489,9 +500,7 @@ def _zrange(conn, args, start: int, store: bool, rangetype, reverse):
                     end = min(end, first + limit)
     pairs = z.pairs(first, end, reverse) if first < end else []
     if store:
-        if reverse:
-            pairs.reverse()
-        return _store_new(conn, db, args[1], pairs)
+        return _store_new(conn, db, args[1], pairs, added=True)
     return _pairs(conn, pairs, withscores, nested=False)
 
 

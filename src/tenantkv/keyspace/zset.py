@@ -100,7 +100,7 @@ class ZSet:
         self.keys.update(keys)
 
     def add(self, member: bytes, score: float) -> None:
-        score += 0.0   # -0.0 is stored as 0 (as Redis replies it)
+        # a skiplist keeps -0.0 as given (Redis replies "-0"); its index key is +0
         old = self.scores.get(member)
         if old is not None:
             if old == score:
