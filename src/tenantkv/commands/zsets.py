@@ -23,7 +23,7 @@ from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.keyspace import database
 from tenantkv.keyspace.types import register_type
-from tenantkv.keyspace.zset import PackedZSet, ZSet
+from tenantkv.keyspace.zset import EMPTY, PackedZSet, ZSet
 from tenantkv.protocol.encoder import NULL_ARRAY, Raw
 from tenantkv.util.numbers import LLONG_MAX, float_arg, int_arg, parse_float, parse_int
 from tenantkv.util.options import NUMKEYS, Flag, Options, Value, choice
@@ -38,7 +38,7 @@ MAX_RANDOM_PICKS = 1 << 24
 # past this many bytes (limits raised far past the defaults) it becomes a
 # ZSet whatever the limits say, so no write costs more than a 256 KB copy.
 PACKED_MAX_BYTES = 1 << 18
-_EMPTY = PackedZSet()
+_EMPTY = EMPTY
 
 register_type(ZSet, "zset", lambda value: "skiplist")
 register_type(PackedZSet, "zset", lambda value: "listpack")
@@ -79,7 +79,7 @@ def _fits(conn, length: int, members) -> bool:
     for member in members:
         if len(member) > limit:
             return False
-        total += len(member) + 28
+        total += len(member) + 9   # its separator and at most 8 bytes of score
     return total <= PACKED_MAX_BYTES
 
 
@@ -246,6 +246,9 @@ def _zadd_packed(conn, db, key: bytes, z: PackedZSet, pairs: list, nx, xx, gt, l
     of the pairs, as zsetAdd does."""
     values = conn.server.config.values
     limit_entries, limit_value = values[_ENTRIES], values[_VALUE]
+    if len(pairs) > 1:
+        return _zadd_packed_many(conn, db, key, z, pairs, nx, xx, gt, lt, ch,
+                                 limit_entries, limit_value)
     added = updated = 0
     result = None
     for k, (score, member) in enumerate(pairs):
@@ -278,6 +281,38 @@ def _zadd_packed(conn, db, key: bytes, z: PackedZSet, pairs: list, nx, xx, gt, l
     _put(db, key, z)
     if incr:
         return None if result is None else _score(conn, result)
+    return added + updated if ch else added
+
+
+def _zadd_packed_many(conn, db, key: bytes, z: PackedZSet, pairs: list, nx, xx, gt, lt, ch,
+                      limit_entries: int, limit_value: int):
+    """_zadd_packed of several pairs (no INCR): the changes made to a dict,
+    one new buffer at the end (not one per pair: quicker, and no short-lived
+    buffers of every size in between to fragment the heap)."""
+    scores = dict(z.items())
+    size = _nbytes(z)
+    added = updated = 0
+    for k, (score, member) in enumerate(pairs):
+        current = scores.get(member)
+        if current is not None:
+            if nx or (lt and score >= current) or (gt and score <= current):
+                continue
+            if score != current:
+                scores[member] = score + 0.0
+                updated += 1
+        elif not xx:
+            if (len(scores) + 1 > limit_entries or len(member) > limit_value
+                    or size + len(member) > PACKED_MAX_BYTES):
+                big = ZSet()
+                big.update([(s, m) for m, s in scores.items()])
+                _put_big(db, key, big)
+                reply = _zadd(conn, key, pairs[k:], nx, xx, gt, lt, ch)
+                return reply + (added + updated if ch else added)
+            scores[member] = score + 0.0   # a listpack stores -0 as 0
+            size += len(member) + 9
+            added += 1
+    if added or updated:
+        _put(db, key, PackedZSet.from_pairs(sorted([(s, m) for m, s in scores.items()])))
     return added + updated if ch else added
 
 

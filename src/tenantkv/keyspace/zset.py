@@ -19,7 +19,8 @@ is decoded as (scores[member], member). `order` is a view giving the index
 as (score, member) pairs for the commands.
 """
 
-import re
+
+from array import array
 from bisect import bisect_left, bisect_right
 from operator import itemgetter
 from struct import Struct
@@ -216,51 +217,101 @@ def _search(n: int, predicate) -> int:
 
 # -- the small form ------------------------------------------------------------------------
 
-_KEY = b"\xff\x01"
-_VAL = b"\xff\x02"
-_FF = b"\xff"
-_ESCAPED = b"\xff\xfe"
-_NEEDLE = b"\xff\x01%b\xff\x02"
-_MEMBERS = re.compile(rb"\xff\x01(.*?)\xff\x02", re.S).findall
-_SCORES = re.compile(rb"\xff\x02([^\xff]*)").findall
-_PAIRS = re.compile(rb"\xff\x01(.*?)\xff\x02([^\xff]*)", re.S).findall
+_SEP = b"\xff"
+# The scores' forms, by their index in the header: array typecode, bytes per score, reader.
+_TYPECODES = "bid"
+_KIND = {"b": 0, "i": 1, "d": 2}
+_SCORE_SIZE = (1, 4, 8)
+_unpack_from = (Struct("b").unpack_from, Struct("i").unpack_from, Struct("d").unpack_from)
+_LONG = 252   # a header byte from here on: the kind is byte - _LONG, the count follows
 
 
-def _text(score: float) -> bytes:
-    """The shortest text float() reads back as `score` ("3" for 3.0)."""
-    text = b"%r" % score
-    return text[:-2] if text[-2:] == b".0" else text
+def _escape(member: bytes) -> bytes:
+    """`member` as stored: fe -> fe 01, ff -> fe 02 (the same object when it has neither)."""
+    return member.replace(b"\xfe", b"\xfe\x01").replace(b"\xff", b"\xfe\x02")
 
 
-def _unescape(members: list, buf: bytes) -> list:
-    if buf.find(_ESCAPED) < 0:
-        return members
-    return [m.replace(_ESCAPED, _FF) for m in members]
+def _unescape(member: bytes) -> bytes:
+    return member.replace(b"\xfe\x02", b"\xff").replace(b"\xfe\x01", b"\xfe")
+
+
+def _layout(buf: bytes) -> tuple:
+    """(members, kind of the scores, offset of the scores, offset of the members)."""
+    head = buf[0]
+    if head < _LONG:
+        n, kind = divmod(head, 3)
+        return n, kind, 1, 1 + n * _SCORE_SIZE[kind]
+    kind = head - _LONG
+    n = int.from_bytes(buf[1:5], "little")
+    return n, kind, 5, 5 + n * _SCORE_SIZE[kind]
+
+
+def _pack(scores: list, members: list) -> bytes:
+    """The buffer of `scores` (floats, -0 already 0) and their escaped
+    `members`, both in order: integers in one byte (or four) each if all
+    scores fit, else doubles."""
+    n = len(scores)
+    try:
+        ints = list(map(int, scores))
+    except OverflowError:   # an infinite score
+        ints = None
+    if ints == scores:   # (int 3 == 3.0: every score is an integer)
+        try:
+            values = array("b", ints)
+        except OverflowError:
+            try:
+                values = array("i", ints)
+            except OverflowError:
+                values = array("d", scores)
+    else:
+        values = array("d", scores)
+    kind = _KIND[values.typecode]
+    head = bytes((n * 3 + kind,)) if n * 3 + 2 < _LONG else \
+        bytes((_LONG + kind,)) + n.to_bytes(4, "little")
+    if not n:
+        return head
+    return b"%b%b\xff%b" % (head, values.tobytes(), _SEP.join(members))
+
+
+def _decode(buf: bytes) -> tuple:
+    """(scores as floats, escaped members), in order."""
+    n, kind, at, start = _layout(buf)
+    if not n:
+        return [], []
+    scores = array(_TYPECODES[kind], buf[at:start]).tolist()
+    if kind != 2:
+        scores = list(map(float, scores))
+    return scores, buf[start + 1:].split(_SEP)
 
 
 class PackedZSet(bytes):
     """A small sorted set as one immutable buffer (Redis's listpack).
 
-    Each member is an entry `ff 01 + escape(member) + ff 02 + score text`,
-    the entries sorted by (score, member) as Redis's listpack: ZRANGE by
-    rank or score reads the buffer in order. `escape` writes a 0xff byte of
-    a member as ff fe (keyspace/packed.py's rule), so ff 01 / ff 02 only
-    ever occur as markers: one `bytes.find` of `ff 01 member ff 02` finds a
-    member (ZSCORE), `count(ff 01)` before it is its rank, and the escaped
-    members still compare in memcmp order (0xff is the largest byte and
-    ff fe sorts as it did). The score is the shortest decimal text that
-    reads back exactly ("3", "0.1", "inf"): a listpack stores small integers
-    in a byte or two as well; a 5-member set of short members fits ~60 B.
+    Layout: a header byte (3 * the member count + the kind of the scores,
+    0/1/2 for b/i/d below; or 252 + the kind and the count in four more
+    bytes), the scores in order as one C array
+    (one byte each when every score is an integer in -128..127, four when
+    in int32, else eight: a listpack stores small integers compactly too),
+    then the members in the same order, each after an ff byte. A member is
+    escaped (fe -> fe 01, ff -> fe 02), so ff only ever separates: one
+    `bytes.find` of ff + member + ff (or the buffer's end) finds a member,
+    `count(ff)` before it is its rank, which indexes its score. The escape
+    keeps memcmp order (fe 01 < fe 02, both above every other byte), so
+    escaped members compare as the members do. Entries are sorted by
+    (score, member) as Redis's listpack: ranges read the buffer in order.
+    5 members "member0".."member4" scored 1..5 take 46 bytes: with the
+    object's 33 + 1 (the allocation of a bytes subclass counts its final
+    NUL twice) + 16 that is 96 B, one pymalloc size class below 112.
 
-    Why a `bytes` subclass with empty __slots__: the value is then one
-    allocation of 33 B + its data, not tracked by the GC. An object holding
-    a buffer would cost 40 B more per key (GC header, its own object), over
-    the memory target (the zset row of bench/memory.py: <= 1.5x Redis). So
-    it is immutable: a write builds a new buffer (O(size), as a listpack's
-    memmove) and the command stores it back under the key, which keeps the
-    TTL. Nothing may treat it as a string: every check in the code base is
-    `type(x) is bytes`, which a subclass fails. len() is the number of
-    members (counting markers in C), not of bytes.
+    Why a `bytes` subclass with empty __slots__: one allocation of 33 B +
+    16 B (heap types are GC-tracked in CPython 3.11) + the data, where an
+    object holding a buffer costs a second object and 40 B more per key,
+    over the memory target (the zset row of bench/memory.py: <= 1.5x
+    Redis). So it is immutable: a write builds a new buffer (O(size), as a
+    listpack's memmove, in C: split, array, join) and the command stores it
+    back under the key, which keeps the TTL. Nothing may treat it as a
+    string: every check in the code base is `type(x) is bytes`, which a
+    subclass fails. len() is the number of members, not of bytes.
     """
 
     __slots__ = ()
@@ -268,11 +319,12 @@ class PackedZSet(bytes):
     @classmethod
     def from_pairs(cls, pairs) -> "PackedZSet":
         """From (score, member) pairs already in order, members distinct."""
-        return cls(b"".join([_NEEDLE % m.replace(_FF, _ESCAPED) + _text(s + 0.0)
-                             for s, m in pairs]))
+        pairs = list(pairs)
+        return cls(_pack([s + 0.0 for s, _ in pairs], [_escape(m) for _, m in pairs]))
 
     def __len__(self) -> int:
-        return self.count(_KEY)
+        head = self[0]
+        return head // 3 if head < _LONG else int.from_bytes(self[1:5], "little")
 
     def __repr__(self) -> str:
         return "PackedZSet(%r)" % (self.pairs(),)
@@ -280,45 +332,62 @@ class PackedZSet(bytes):
     def copy(self) -> "PackedZSet":
         return self   # immutable: shared
 
+    def _find(self, member: bytes, start: int) -> int:
+        """The offset of `member`'s separator, or -1."""
+        needle = b"\xff%b\xff" % _escape(member)
+        at = self.find(needle, start)
+        if at < 0:
+            needle = needle[:-1]
+            if self.endswith(needle) and bytes.__len__(self) - len(needle) >= start:
+                return bytes.__len__(self) - len(needle)
+        return at
+
     # -- reads ------------------------------------------------------------------
 
     def score(self, member: bytes):
-        needle = _NEEDLE % member.replace(_FF, _ESCAPED)
-        at = self.find(needle)
-        if at < 0:
+        n, kind, at, start = _layout(self)
+        found = self._find(member, start)
+        if found < 0:
             return None
-        at += len(needle)
-        end = self.find(_KEY, at)
-        return float(self[at:] if end < 0 else self[at:end])
+        rank = self.count(_SEP, start, found)
+        return float(_unpack_from[kind](self, at + rank * _SCORE_SIZE[kind])[0])
 
     def rank(self, member: bytes):
-        at = self.find(_NEEDLE % member.replace(_FF, _ESCAPED))
-        return None if at < 0 else self.count(_KEY, 0, at)
+        start = _layout(self)[3]
+        found = self._find(member, start)
+        return None if found < 0 else self.count(_SEP, start, found)
 
     def pairs(self, first: int = 0, end=None, reverse: bool = False) -> list:
         """(score, member) pairs of ranks [first, end), in order (or reversed)."""
-        found = _PAIRS(self)
+        scores, members = _decode(self)
+        if self.find(b"\xfe", 1) >= 0:
+            members = list(map(_unescape, members))
+        pairs = list(zip(scores, members))
         if first or end is not None:
-            found = found[first:end]
+            pairs = pairs[first:end]
         if reverse:
-            found.reverse()
-        if self.find(_ESCAPED) >= 0:
-            return [(float(s), m.replace(_ESCAPED, _FF)) for m, s in found]
-        return [(float(s), m) for m, s in found]
+            pairs.reverse()
+        return pairs
 
     def items(self) -> list:
         """(member, score) pairs, in order."""
-        return [(m, s) for s, m in self.pairs()]
+        scores, members = _decode(self)
+        if self.find(b"\xfe", 1) >= 0:
+            members = list(map(_unescape, members))
+        return list(zip(members, scores))
 
     def members(self) -> list:
-        return _unescape(_MEMBERS(self), self)
+        members = _decode(self)[1]
+        if self.find(b"\xfe", 1) >= 0:
+            members = list(map(_unescape, members))
+        return members
 
     def scores(self) -> list:
-        return list(map(float, _SCORES(self)))
+        return _decode(self)[0]
 
     def score_bounds(self, low: float, low_excl: bool, high: float, high_excl: bool) -> tuple:
         """[first, end) ranks of the members within the score range."""
-        scores = self.scores()
+        scores = _decode(self)[0]
         first = (bisect_right if low_excl else bisect_left)(scores, low)
         end = (bisect_left if high_excl else bisect_right)(scores, high)
         return first, max(first, end)
@@ -348,52 +417,55 @@ class PackedZSet(bytes):
 
     def without(self, member: bytes) -> "PackedZSet":
         """The set without `member` (self if it is not in it)."""
-        at = self.find(_NEEDLE % member.replace(_FF, _ESCAPED))
-        if at < 0:
+        start = _layout(self)[3]
+        found = self._find(member, start)
+        if found < 0:
             return self
-        end = self.find(_KEY, at + 2)
-        return PackedZSet(self[:at] if end < 0 else self[:at] + self[end:])
+        rank = self.count(_SEP, start, found)
+        scores, members = _decode(self)
+        del scores[rank], members[rank]
+        return PackedZSet(_pack(scores, members))
 
     def with_score(self, member: bytes, score: float) -> "PackedZSet":
         """The set with `member` at `score` (added, or moved if there)."""
-        buf = self.without(member)
         score += 0.0   # -0.0 is stored as 0 (as a listpack replies it)
-        escaped = member.replace(_FF, _ESCAPED)
-        entry = _NEEDLE % escaped + _text(score)
-        scores = list(map(float, _SCORES(buf)))
+        escaped = _escape(member)
+        scores, members = _decode(self)
+        start = _layout(self)[3]
+        found = self._find(member, start)
+        if found >= 0:
+            rank = self.count(_SEP, start, found)
+            del scores[rank], members[rank]
         i = bisect_left(scores, score)
         j = bisect_right(scores, score, i)
-        if i < j:   # ties: by member (escaped members compare as the members)
-            members = _MEMBERS(buf)
-            while i < j and members[i] < escaped:
-                i += 1
-        if i == len(scores):
-            return PackedZSet(buf + entry)
-        at = _nth(buf, i)
-        return PackedZSet(buf[:at] + entry + buf[at:])
+        while i < j and members[i] < escaped:   # ties: by member, as escaped
+            i += 1
+        scores.insert(i, score)
+        members.insert(i, escaped)
+        return PackedZSet(_pack(scores, members))
 
     def without_range(self, first: int, end: int) -> "PackedZSet":
-        """The set without ranks [first, end) (0 <= first < end <= len)."""
-        start = _nth(self, first)
-        stop = _nth(self, end) if end < len(self) else -1
-        return PackedZSet(self[:start] if stop < 0 else self[:start] + self[stop:])
+        """The set without ranks [first, end)."""
+        scores, members = _decode(self)
+        del scores[first:end], members[first:end]
+        return PackedZSet(_pack(scores, members))
 
     def popped(self, count: int, maximum: bool) -> tuple:
         """((score, member) pairs of the `count` lowest (highest, highest
         first) members, the set left)."""
+        scores, members = _decode(self)
+        n = len(scores)
         if maximum:
-            parts = self.rsplit(_KEY, count)
-            rest, entries = parts[0], parts[:0:-1]
+            cut = max(0, n - count)
+            pairs = list(zip(scores[cut:], members[cut:]))
+            pairs.reverse()
+            del scores[cut:], members[cut:]
         else:
-            parts = self.split(_KEY, count + 1)
-            rest, entries = parts[-1] if len(parts) > count + 1 else b"", parts[1:count + 1]
-            if rest:
-                rest = _KEY + rest
-        pairs = []
-        for entry in entries:
-            member, score = entry.split(_VAL)
-            pairs.append((float(score), member.replace(_ESCAPED, _FF)))
-        return pairs, PackedZSet(rest)
+            pairs = list(zip(scores[:count], members[:count]))
+            del scores[:count], members[:count]
+        if self.find(b"\xfe", 1) >= 0:
+            pairs = [(s, _unescape(m)) for s, m in pairs]
+        return pairs, PackedZSet(_pack(scores, members))
 
     def to_zset(self) -> ZSet:
         z = ZSet()
@@ -401,10 +473,4 @@ class PackedZSet(bytes):
         return z
 
 
-def _nth(buf: bytes, rank: int) -> int:
-    """The offset of the entry of `rank` in a buffer (it exists)."""
-    at = -1
-    find = buf.find
-    for _ in range(rank + 1):
-        at = find(_KEY, at + 1)
-    return at
+EMPTY = PackedZSet(_pack([], []))
