@@ -23,8 +23,8 @@ from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.keyspace import database
 from tenantkv.keyspace.types import register_type
-from tenantkv.keyspace.zset import EMPTY, PackedZSet, ZSet
-from tenantkv.protocol.encoder import NULL_ARRAY, Raw
+from tenantkv.keyspace.zset import EMPTY, PackedZSet, ZSet, score_key
+from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY, Raw
 from tenantkv.util.numbers import LLONG_MAX, float_arg, int_arg, parse_float, parse_int
 from tenantkv.util.options import NUMKEYS, Flag, Options, Value, choice
 from tenantkv.util.ranges import rank_range
@@ -210,6 +210,7 @@ def _zadd(conn, key: bytes, pairs: list, nx=False, xx=False, gt=False, lt=False,
     added = updated = 0
     result = None
     scores = z.scores
+    keys = z.keys
     for score, member in pairs:
         current = scores.get(member)
         if current is not None:
@@ -225,10 +226,14 @@ def _zadd(conn, key: bytes, pairs: list, nx=False, xx=False, gt=False, lt=False,
                 continue
             result = score
             if score != current:
-                z.add(member, score)
+                # ZSet.add written out: ZADD's usual case is this move in a big set
+                scores[member] = score
+                keys.remove(score_key(current, member))
+                keys.add(score_key(score, member))
                 updated += 1
         elif not xx:
-            z.add(member, score)
+            scores[member] = score
+            keys.add(score_key(score, member))
             added += 1
             result = score
     if new:
@@ -337,6 +342,10 @@ ZADD_OPTIONS = Options(
 
 @command("zadd")
 def zadd(conn, args):
+    if len(args) == 4:   # one pair, no flag: the usual ZADD, without the option parser
+        score = parse_float(args[2])
+        if score is not None and score == score:
+            return _zadd(conn, args[1], [(score, args[3])])
     options, i = ZADD_OPTIONS.parse_prefix(args, 2)
     elements = len(args) - i
     if elements % 2 or not elements:
@@ -646,7 +655,7 @@ def _zpop(conn, args, maximum: bool):
     db = conn.db
     z = db.write_typed(args[1], ZSet)
     if z is None or count == 0:
-        return []
+        return EMPTY_ARRAY
     pairs = _pop(db, args[1], z, count, maximum)
     if len(args) == 3:
         return _pairs(conn, pairs, True, nested=False)

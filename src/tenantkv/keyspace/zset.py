@@ -43,10 +43,18 @@ def _bits(score: float) -> int:
     return i ^ _ALL if i & _SIGN else i | _SIGN
 
 
+_INVERT = bytes(range(255, -1, -1))   # a translate() table: every bit flipped
+
+
 def score_key(score: float, member: bytes) -> bytes:
-    """The index key of (score, member)."""
-    i = _unpack_uint64(_pack_double(score + 0.0))[0]
-    return _pack_uint64(i ^ _ALL if i & _SIGN else i | _SIGN) + member
+    """The index key of (score, member): _bits(score) as 8 big-endian bytes,
+    then the member. Computed without the integer: for score >= 0 (-0
+    included) those are the bytes of -(score + 0.0), the same bits with the
+    sign set; below 0, the bytes of the score with every bit flipped. (Half
+    the time of going through the integer, and ZADD computes two.)"""
+    if score >= 0:
+        return _pack_double(-(score + 0.0)) + member
+    return _pack_double(score).translate(_INVERT) + member
 
 
 def _after(score: float) -> bytes:
