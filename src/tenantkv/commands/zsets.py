@@ -251,7 +251,7 @@ def _zadd_packed(conn, db, key: bytes, z: PackedZSet, pairs: list, nx, xx, gt, l
     of the pairs, as zsetAdd does."""
     values = conn.server.config.values
     limit_entries, limit_value = values[_ENTRIES], values[_VALUE]
-    if len(pairs) > 1:
+    if len(pairs) > 1 and len(pairs) * 4 >= len(z):   # many pairs for its size: one rebuild
         return _zadd_packed_many(conn, db, key, z, pairs, nx, xx, gt, lt, ch,
                                  limit_entries, limit_value)
     added = updated = 0
@@ -665,6 +665,8 @@ def _zpop(conn, args, maximum: bool):
 
 @command("zpopmin")
 def zpopmin(conn, args):
+    if len(args) == 2 and args[1] not in conn.db.data:   # popping an emptied set: no more
+        return EMPTY_ARRAY
     return _zpop(conn, args, False)
 
 

@@ -273,9 +273,7 @@ def _pack(scores: list, members: list) -> bytes:
                 values = array("d", scores)
     else:
         values = array("d", scores)
-    kind = _KIND[values.typecode]
-    head = bytes((n * 3 + kind,)) if n * 3 + 2 < _LONG else \
-        bytes((_LONG + kind,)) + n.to_bytes(4, "little")
+    head = _head(n, _KIND[values.typecode])
     if not n:
         return head
     return b"%b%b\xff%b" % (head, values.tobytes(), _SEP.join(members))
@@ -290,6 +288,25 @@ def _decode(buf: bytes) -> tuple:
     if kind != 2:
         scores = list(map(float, scores))
     return scores, buf[start + 1:].split(_SEP)
+
+
+def _head(n: int, kind: int) -> bytes:
+    return bytes((n * 3 + kind,)) if n * 3 + 2 < _LONG else \
+        bytes((_LONG + kind,)) + n.to_bytes(4, "little")
+
+
+def _build(n: int, kind: int, scores: bytes, members: list) -> "PackedZSet":
+    """A set from its parts: `n` scores of `kind` as bytes, the escaped members."""
+    if not n:
+        return EMPTY
+    return PackedZSet(b"%b%b\xff%b" % (_head(n, kind), scores, _SEP.join(members)))
+
+
+def _widen(values: array, value) -> array:
+    """`values` in the narrowest wider kind that holds `value` too."""
+    if values.typecode == "b" and type(value) is int and -(1 << 31) <= value < (1 << 31):
+        return array("i", values)
+    return array("d", values)
 
 
 class PackedZSet(bytes):
@@ -395,7 +412,8 @@ class PackedZSet(bytes):
 
     def score_bounds(self, low: float, low_excl: bool, high: float, high_excl: bool) -> tuple:
         """[first, end) ranks of the members within the score range."""
-        scores = _decode(self)[0]
+        n, kind, at, start = _layout(self)
+        scores = array(_TYPECODES[kind], self[at:start])   # bisected as they are
         first = (bisect_right if low_excl else bisect_left)(scores, low)
         end = (bisect_left if high_excl else bisect_right)(scores, high)
         return first, max(first, end)
@@ -422,58 +440,86 @@ class PackedZSet(bytes):
         return first, end
 
     # -- writes: each returns the new set ---------------------------------------
+    #
+    # A write edits the score array and the member list in C (array.insert,
+    # bytes slices, split, join) instead of decoding every score to a float
+    # and choosing their kind again: the kind only widens (b -> i -> d) when
+    # a score does not fit, and stays after removals (any kind reads back).
 
     def without(self, member: bytes) -> "PackedZSet":
         """The set without `member` (self if it is not in it)."""
-        start = _layout(self)[3]
+        n, kind, at, start = _layout(self)
         found = self._find(member, start)
         if found < 0:
             return self
         rank = self.count(_SEP, start, found)
-        scores, members = _decode(self)
-        del scores[rank], members[rank]
-        return PackedZSet(_pack(scores, members))
+        size = _SCORE_SIZE[kind]
+        end = self.find(_SEP, found + 1)
+        return PackedZSet(b"%b%b%b%b%b" % (
+            _head(n - 1, kind), self[at:at + rank * size], self[at + (rank + 1) * size:found],
+            b"" if end < 0 else self[end:], b""))
 
     def with_score(self, member: bytes, score: float) -> "PackedZSet":
         """The set with `member` at `score` (added, or moved if there)."""
+        z = self.without(member)
+        n, kind, at, start = _layout(z)
         score += 0.0   # -0.0 is stored as 0 (as a listpack replies it)
         escaped = _escape(member)
-        scores, members = _decode(self)
-        start = _layout(self)[3]
-        found = self._find(member, start)
-        if found >= 0:
-            rank = self.count(_SEP, start, found)
-            del scores[rank], members[rank]
-        i = bisect_left(scores, score)
-        j = bisect_right(scores, score, i)
+        values = array(_TYPECODES[kind], z[at:start])
+        i = bisect_left(values, score)
+        j = bisect_right(values, score, i)
+        members = z[start + 1:].split(_SEP) if n else []
         while i < j and members[i] < escaped:   # ties: by member, as escaped
             i += 1
-        scores.insert(i, score)
         members.insert(i, escaped)
-        return PackedZSet(_pack(scores, members))
+        value = int(score) if score.is_integer() else score   # (inf is no integer)
+        try:
+            values.insert(i, value)
+        except (OverflowError, TypeError):   # past the kind's range, or not an integer
+            values = _widen(values, value)
+            values.insert(i, value)
+        return PackedZSet(b"%b%b\xff%b" % (_head(n + 1, _KIND[values.typecode]),
+                                            values.tobytes(), _SEP.join(members)))
 
     def without_range(self, first: int, end: int) -> "PackedZSet":
         """The set without ranks [first, end)."""
-        scores, members = _decode(self)
-        del scores[first:end], members[first:end]
-        return PackedZSet(_pack(scores, members))
+        n, kind, at, start = _layout(self)
+        size = _SCORE_SIZE[kind]
+        members = self[start + 1:].split(_SEP)
+        del members[first:end]
+        return _build(n - (end - first), kind,
+                      self[at:at + first * size] + self[at + end * size:start], members)
 
     def popped(self, count: int, maximum: bool) -> tuple:
         """((score, member) pairs of the `count` lowest (highest, highest
         first) members, the set left)."""
-        scores, members = _decode(self)
-        n = len(scores)
-        if maximum:
-            cut = max(0, n - count)
-            pairs = list(zip(scores[cut:], members[cut:]))
+        n, kind, at, start = _layout(self)
+        count = min(count, n)
+        size = _SCORE_SIZE[kind]
+        code = _TYPECODES[kind]
+        block = self[start + 1:]
+        if count == n:
+            pairs = list(zip(array(code, self[at:start]).tolist(), block.split(_SEP)))
+            if maximum:
+                pairs.reverse()
+            rest = EMPTY
+        elif maximum:   # the members split off the end only: the rest stays one piece
+            cut = n - count
+            parts = block.rsplit(_SEP, count)
+            pairs = list(zip(array(code, self[at + cut * size:start]).tolist(), parts[1:]))
             pairs.reverse()
-            del scores[cut:], members[cut:]
+            rest = PackedZSet(b"%b%b\xff%b" % (_head(cut, kind), self[at:at + cut * size],
+                                                parts[0]))
         else:
-            pairs = list(zip(scores[:count], members[:count]))
-            del scores[:count], members[:count]
+            parts = block.split(_SEP, count)
+            pairs = list(zip(array(code, self[at:at + count * size]).tolist(), parts))
+            rest = PackedZSet(b"%b%b\xff%b" % (_head(n - count, kind),
+                                                self[at + count * size:start], parts[-1]))
         if self.find(b"\xfe", 1) >= 0:
-            pairs = [(s, _unescape(m)) for s, m in pairs]
-        return pairs, PackedZSet(_pack(scores, members))
+            pairs = [(float(s), _unescape(m)) for s, m in pairs]
+        else:
+            pairs = [(float(s), m) for s, m in pairs]
+        return pairs, rest
 
     def to_zset(self) -> ZSet:
         z = ZSet()
