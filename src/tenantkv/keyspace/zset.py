@@ -461,14 +461,18 @@ class PackedZSet(bytes):
 
     def with_score(self, member: bytes, score: float) -> "PackedZSet":
         """The set with `member` at `score` (added, or moved if there)."""
-        z = self.without(member)
-        n, kind, at, start = _layout(z)
+        n, kind, at, start = _layout(self)
         score += 0.0   # -0.0 is stored as 0 (as a listpack replies it)
         escaped = _escape(member)
-        values = array(_TYPECODES[kind], z[at:start])
+        values = array(_TYPECODES[kind], self[at:start])
+        members = self[start + 1:].split(_SEP) if n else []
+        found = self._find(member, start)
+        if found >= 0:   # a move: out first
+            rank = self.count(_SEP, start, found)
+            del values[rank], members[rank]
+            n -= 1
         i = bisect_left(values, score)
         j = bisect_right(values, score, i)
-        members = z[start + 1:].split(_SEP) if n else []
         while i < j and members[i] < escaped:   # ties: by member, as escaped
             i += 1
         members.insert(i, escaped)
