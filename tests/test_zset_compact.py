@@ -77,12 +77,12 @@ def _command(rng) -> list:
     if name == "zincrby":
         return ["ZINCRBY", key, rng.choice(SCORES), member]
     if name == "zrem":
-        return ["ZREM", any_key] + rng.sample(MEMBERS, rng.randrange(1, 4))
+        return ["ZREM", any_key] + rng.sample(MEMBERS, rng.choice([1, 2, 3, 10]))
     if name in ("zscore", "zrank", "zrevrank"):
         args = [name.upper(), any_key, member]
         return args
     if name == "zmscore":
-        return ["ZMSCORE", any_key] + rng.sample(MEMBERS, 3)
+        return ["ZMSCORE", any_key] + rng.sample(MEMBERS, rng.choice([3, 12]))
     if name == "zcard":
         return ["ZCARD", any_key]
     if name == "zcount":

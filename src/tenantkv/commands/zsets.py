@@ -39,6 +39,10 @@ MAX_RANDOM_PICKS = 1 << 24
 # ZSet whatever the limits say, so no write costs more than a 256 KB copy.
 PACKED_MAX_BYTES = 1 << 18
 _EMPTY = EMPTY
+# A PackedZSet finds a member by scanning its buffer: a command naming more
+# members than this (ZREM, ZMSCORE) reads it into a dict once instead, so a
+# long argument list costs O(members + size), not O(members * size).
+_BATCH = 8
 
 register_type(ZSet, "zset", lambda value: "skiplist")
 register_type(PackedZSet, "zset", lambda value: "listpack")
@@ -374,8 +378,14 @@ def zrem(conn, args):
         return 0
     if type(z) is PackedZSet:
         length = len(z)
-        for member in args[2:]:
-            z = z.without(member)
+        if len(args) - 2 > _BATCH:   # one rebuild, not a scan of the buffer per member
+            scores = dict(z.items())
+            for member in args[2:]:
+                scores.pop(member, None)
+            z = PackedZSet.from_pairs(sorted([(s, m) for m, s in scores.items()]))
+        else:
+            for member in args[2:]:
+                z = z.without(member)
         _put(db, args[1], z)
         return length - len(z)
     removed = 0
@@ -411,7 +421,7 @@ def zmscore(conn, args):
     z = conn.db.read_typed(args[1], ZSet)
     if z is None:
         return [None] * (len(args) - 2)
-    get = z.score
+    get = dict(z.items()).get if type(z) is PackedZSet and len(args) - 2 > _BATCH else z.score
     reply = []
     for member in args[2:]:
         score = get(member)
@@ -842,7 +852,7 @@ def _source_items(value):
     """(member, score) pairs of a source (a ZSet, a set, or None)."""
     if value is None:
         return ()
-    if type(value) is ZSet or type(value) is PackedZSet:
+    if type(value) is ZSet or type(value) is dict:   # (dict: a PackedZSet's items)
         return value.items()
     return ((m, 1.0) for m in value)
 
@@ -850,8 +860,8 @@ def _source_items(value):
 def _source_score(value, member: bytes):
     if type(value) is ZSet:
         return value.scores.get(member)
-    if type(value) is PackedZSet:
-        return value.score(member)
+    if type(value) is dict:
+        return value.get(member)
     return 1.0 if member in value else None
 
 
@@ -901,6 +911,8 @@ def _zsetop(conn, args, op, numkeys_index: int, store: bool, cardinality: bool =
         if value is not None and type(value) is not ZSet and type(value) is not set \
                 and database.COMPACT_OF.get(type(value)) not in (set, ZSet):
             raise CommandError(errors.WRONGTYPE)
+        if type(value) is PackedZSet:   # looked up member by member below: a dict
+            value = dict(value.items())
         sources.append(value)
     options = _ZSETOP_OPTIONS[op is _DIFF, store, cardinality].parse(
         args, first + numkeys, numkeys=numkeys)
