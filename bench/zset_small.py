@@ -66,7 +66,8 @@ def load_zsets(server: Server, prefix: str, keys: int, members: int) -> None:
     chunk = []
     for i in range(keys):
         key = b"%s%012d" % (prefix.encode(), i)
-        args = [b"ZADD", key] + [x for j in range(members) for x in (b"%d" % (j + 1), b"member%d" % j)]
+        args = [b"ZADD", key] + [x for j in range(members)
+                                 for x in (b"%d" % (j + 1), b"member%d" % j)]
         chunk.append(b"*%d\r\n" % len(args)
                      + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
         if len(chunk) == 5000:

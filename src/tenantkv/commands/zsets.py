@@ -31,8 +31,6 @@ from tenantkv.util.ranges import rank_range
 
 _ENTRIES = (None, "zset-max-listpack-entries")
 _VALUE = (None, "zset-max-listpack-value")
-_DEFAULT_ENTRIES = 128
-_DEFAULT_VALUE = 64
 MAX_RANDOM_PICKS = 1 << 24
 # A PackedZSet is copied whole on every write and scanned on every lookup:
 # past this many bytes (limits raised far past the defaults) it becomes a
