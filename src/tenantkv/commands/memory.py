@@ -22,7 +22,7 @@ from tenantkv.errors import CommandError
 from tenantkv.keyspace.intset import IntSet
 from tenantkv.keyspace.packed import PackedHash
 from tenantkv.keyspace.packedset import PackedSet
-from tenantkv.keyspace.zset import ZSet
+from tenantkv.keyspace.zset import PackedZSet, ZSet
 from tenantkv.util.numbers import parse_int
 
 DEFAULT_SAMPLES = 5    # Redis's OBJ_COMPUTE_SIZE_DEF_SAMPLES
@@ -79,6 +79,8 @@ def value_size(value, samples=DEFAULT_SAMPLES) -> int:
         return _getsizeof(value)   # the array: header and 8 bytes a member, no objects
     if kind is deque:
         return _getsizeof(value) + _sampled(iter(value), len(value), samples, _element_size)
+    if kind is PackedZSet:   # one buffer, as Redis counts a listpack
+        return _getsizeof(value)
     if kind is ZSet:
         keys = value.keys
         return (_getsizeof(value) + _getsizeof(value.scores) + _getsizeof(keys)

@@ -2,11 +2,14 @@
 ZRANGESTORE, ZRANDMEMBER, ZMPOP, ZSCAN, and the blocking pops (BZPOPMIN,
 BZPOPMAX, BZMPOP; parking: dispatch/blocking.py).
 
-A sorted set is a keyspace.zset.ZSet; an empty one is deleted. Scores reply
-as Redis 7.0 prints them ("%.17g": 0.1 is 0.10000000000000001), bulk strings
-in RESP2 and doubles in RESP3. OBJECT ENCODING says "listpack" while within
-zset-max-listpack-entries / zset-max-listpack-value, "skiplist" once a write
-takes the set past either, never back.
+A sorted set is a keyspace.zset.PackedZSet (OBJECT ENCODING "listpack")
+while within zset-max-listpack-entries / zset-max-listpack-value, and a ZSet
+("skiplist") once a write takes it past either, never back (as Redis 7.0's
+zsetAdd; the STORE forms pick the form of their result, as Redis's). Reads
+use the interface both offer; a write to a PackedZSet builds a new one and
+stores it back under the key (keeping the TTL). An empty set is deleted.
+Scores reply as Redis 7.0 prints them ("%.17g": 0.1 is 0.10000000000000001),
+bulk strings in RESP2 and doubles in RESP3.
 """
 
 import math
@@ -18,27 +21,30 @@ from tenantkv.commands.keys import scan_collection
 from tenantkv.dispatch.blocking import mpop_args, parse_timeout, pop_or_block
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
-from tenantkv.keyspace.database import COMPACT_OF
+from tenantkv.keyspace import database
 from tenantkv.keyspace.types import register_type
-from tenantkv.keyspace.zset import ZSet
-from tenantkv.protocol.encoder import NULL_ARRAY, Raw
+from tenantkv.keyspace.zset import EMPTY, PackedZSet, ZSet, score_key
+from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY, Raw
 from tenantkv.util.numbers import LLONG_MAX, float_arg, int_arg, parse_float, parse_int
 from tenantkv.util.options import NUMKEYS, Flag, Options, Value, choice
 from tenantkv.util.ranges import rank_range
 
 _ENTRIES = (None, "zset-max-listpack-entries")
 _VALUE = (None, "zset-max-listpack-value")
-_DEFAULT_ENTRIES = 128
-_DEFAULT_VALUE = 64
 MAX_RANDOM_PICKS = 1 << 24
+# A PackedZSet is copied whole on every write and scanned on every lookup:
+# past this many bytes (limits raised far past the defaults) it becomes a
+# ZSet whatever the limits say, so no write costs more than a 256 KB copy.
+PACKED_MAX_BYTES = 1 << 18
+_EMPTY = EMPTY
+# A PackedZSet finds a member by scanning its buffer: a command naming more
+# members than this (ZREM, ZMSCORE) reads it into a dict once instead, so a
+# long argument list costs O(members + size), not O(members * size).
+_BATCH = 8
 
-
-def _guess_encoding(z: ZSet) -> str:
-    small = len(z) <= _DEFAULT_ENTRIES and all(len(m) <= _DEFAULT_VALUE for m in z.scores)
-    return "listpack" if small else "skiplist"
-
-
-register_type(ZSet, "zset", _guess_encoding)
+register_type(ZSet, "zset", lambda value: "skiplist")
+register_type(PackedZSet, "zset", lambda value: "listpack")
+database.COMPACT_OF[PackedZSet] = ZSet
 
 
 # -- helpers ---------------------------------------------------------------------
@@ -65,32 +71,52 @@ def _pairs(conn, pairs, withscores: bool, nested: bool = True):
     return [x for s, m in pairs for x in (m, b"%.17g" % s)]
 
 
-def _is_listpack(db, key: bytes, z: ZSet) -> bool:
-    marked = db.marked_encoding(key, z) if db.encodings else None
-    if marked is not None:
-        return marked == "listpack"
-    return _guess_encoding(z) == "listpack"
-
-
-def _track(conn, db, key: bytes, z: ZSet, longest: int, created_hint: int = 0) -> None:
-    """After a write: "skiplist" once past the listpack limits, for good."""
-    marked = db.marked_encoding(key, z) if db.encodings else None
-    if marked == "skiplist":
-        return
+def _fits(conn, length: int, members) -> bool:
+    """Whether a result of `length` members (`members`) is a listpack in Redis."""
     values = conn.server.config.values
-    limit_entries, limit_value = values[_ENTRIES], values[_VALUE]
-    if len(z) > limit_entries or longest > limit_value or created_hint > limit_entries:
-        db.mark_encoding(key, z, "skiplist")
-    elif marked is None and _guess_encoding(z) != "listpack" or marked is None and created_hint:
-        db.mark_encoding(key, z, "listpack")
+    if length > values[_ENTRIES]:
+        return False
+    limit = values[_VALUE]
+    total = 0
+    for member in members:
+        if len(member) > limit:
+            return False
+        total += len(member) + 9   # its separator and at most 8 bytes of score
+    return total <= PACKED_MAX_BYTES
 
 
-def _store_new(conn, db, key: bytes, z: ZSet) -> None:
-    """Store a freshly built set under `key` (replacing any value)."""
+def _store_new(conn, db, key: bytes, pairs: list, added: bool = False) -> int:
+    """Store a freshly built set of distinct (score, member) `pairs`, in
+    order, under `key` (replacing any value): a PackedZSet if it fits.
+    `added`: the pairs in the order Redis adds them one by one to a new
+    listpack (ZRANGESTORE, REV: reversed), so those added before it became
+    a skiplist lost the sign of a -0 score."""
     db.delete(key)
+    if pairs:
+        members = [m for _, m in pairs]
+        if added:
+            if len(pairs) <= conn.server.config.values[_ENTRIES]:
+                limit = conn.server.config.values[_VALUE]
+                first_long = next((i for i, m in enumerate(members) if len(m) > limit),
+                                  len(pairs))
+                pairs = [(s + 0.0, m) for s, m in pairs[:first_long]] + pairs[first_long:]
+            pairs.sort()
+        if _fits(conn, len(pairs), members):
+            db.set(key, PackedZSet.from_pairs(pairs))
+        else:
+            z = ZSet()
+            z.update(pairs)
+            db.set(key, z)
+    return len(pairs)
+
+
+def _put(db, key: bytes, z) -> None:
+    """Store back the new value of a write to a PackedZSet (its TTL kept), or
+    delete the key if it is empty."""
     if len(z):
-        db.set(key, z)
-        _track(conn, db, key, z, max(map(len, z.scores)), len(z))
+        db.data[key] = z
+    else:
+        db.delete(key)
 
 
 _STRTOD = re.compile(
@@ -175,10 +201,18 @@ def _zadd(conn, key: bytes, pairs: list, nx=False, xx=False, gt=False, lt=False,
     if new:
         if xx:
             return None if incr else 0
+        values = conn.server.config.values
+        # Redis 7.0: a listpack unless the limits are 0 or the first member is too long
+        if values[_ENTRIES] and len(pairs[0][1]) <= values[_VALUE]:
+            z = _EMPTY
+    if z is not None and type(z) is PackedZSet:
+        return _zadd_packed(conn, db, key, z, pairs, nx, xx, gt, lt, ch, incr)
+    if new:
         z = ZSet()
     added = updated = 0
     result = None
     scores = z.scores
+    keys = z.keys
     for score, member in pairs:
         current = scores.get(member)
         if current is not None:
@@ -194,22 +228,110 @@ def _zadd(conn, key: bytes, pairs: list, nx=False, xx=False, gt=False, lt=False,
                 continue
             result = score
             if score != current:
-                z.add(member, score)
+                # ZSet.add written out: ZADD's usual case is this move in a big set
+                scores[member] = score
+                keys.remove(score_key(current, member))
+                keys.add(score_key(score, member))
                 updated += 1
         elif not xx:
-            z.add(member, score)
+            scores[member] = score
+            keys.add(score_key(score, member))
             added += 1
-            result = score + 0.0
+            result = score
     if new:
         if not len(z):
             return None if incr else 0
         db.set(key, z)
-    # ZADD of one member is the usual case: no generator for its length.
-    longest = len(pairs[0][1]) if len(pairs) == 1 else max(len(m) for _, m in pairs)
-    _track(conn, db, key, z, longest, len(pairs) if new else 0)
     if incr:
         return None if result is None else _score(conn, result)
     return added + updated if ch else added
+
+
+def _zadd_packed(conn, db, key: bytes, z: PackedZSet, pairs: list, nx, xx, gt, lt, ch, incr):
+    """_zadd on a PackedZSet (`key` missing if it is empty): each change makes
+    a new buffer; adding past the limits converts it to a ZSet for the rest
+    of the pairs, as zsetAdd does."""
+    values = conn.server.config.values
+    limit_entries, limit_value = values[_ENTRIES], values[_VALUE]
+    if len(pairs) > 1 and len(pairs) * 4 >= len(z):   # many pairs for its size: one rebuild
+        return _zadd_packed_many(conn, db, key, z, pairs, nx, xx, gt, lt, ch,
+                                 limit_entries, limit_value)
+    added = updated = 0
+    result = None
+    for k, (score, member) in enumerate(pairs):
+        current = z.score(member)
+        if current is not None:
+            if nx:
+                continue
+            if incr:
+                score = current + score
+                if math.isnan(score):
+                    _put(db, key, z)
+                    raise CommandError(errors.NAN_SCORE)
+            if (lt and score >= current) or (gt and score <= current):
+                continue
+            result = score
+            if score != current:
+                z = z.with_score(member, score)
+                updated += 1
+        elif not xx:
+            if (len(z) + 1 > limit_entries or len(member) > limit_value
+                    or _nbytes(z) + len(member) > PACKED_MAX_BYTES):
+                _put_big(db, key, z.to_zset())
+                reply = _zadd(conn, key, pairs[k:], nx, xx, gt, lt, ch, incr)
+                if incr:
+                    return reply
+                return reply + (added + updated if ch else added)
+            z = z.with_score(member, score)
+            added += 1
+            result = score
+    _put(db, key, z)
+    if incr:
+        return None if result is None else _score(conn, result)
+    return added + updated if ch else added
+
+
+def _zadd_packed_many(conn, db, key: bytes, z: PackedZSet, pairs: list, nx, xx, gt, lt, ch,
+                      limit_entries: int, limit_value: int):
+    """_zadd_packed of several pairs (no INCR): the changes made to a dict,
+    one new buffer at the end (not one per pair: quicker, and no short-lived
+    buffers of every size in between to fragment the heap)."""
+    scores = dict(z.items())
+    size = _nbytes(z)
+    added = updated = 0
+    for k, (score, member) in enumerate(pairs):
+        current = scores.get(member)
+        if current is not None:
+            if nx or (lt and score >= current) or (gt and score <= current):
+                continue
+            if score != current:
+                scores[member] = score + 0.0
+                updated += 1
+        elif not xx:
+            if (len(scores) + 1 > limit_entries or len(member) > limit_value
+                    or size + len(member) > PACKED_MAX_BYTES):
+                big = ZSet()
+                big.update([(s, m) for m, s in scores.items()])
+                _put_big(db, key, big)
+                reply = _zadd(conn, key, pairs[k:], nx, xx, gt, lt, ch)
+                return reply + (added + updated if ch else added)
+            scores[member] = score + 0.0   # a listpack stores -0 as 0
+            size += len(member) + 9
+            added += 1
+    if added or updated:
+        _put(db, key, PackedZSet.from_pairs(sorted([(s, m) for m, s in scores.items()])))
+    return added + updated if ch else added
+
+
+_nbytes = bytes.__len__   # a PackedZSet's size in bytes (its len() counts members)
+
+
+def _put_big(db, key: bytes, big: ZSet) -> None:
+    """Replace a PackedZSet under `key` by its ZSet form (TTL kept); a new key if none."""
+    if key in db.data:
+        db.data[key] = big
+    else:
+        db.set(key, big)
 
 
 # zaddGenericCommand: the flags lead, up to the first token that is none; then
@@ -222,6 +344,10 @@ ZADD_OPTIONS = Options(
 
 @command("zadd")
 def zadd(conn, args):
+    if len(args) == 4:   # one pair, no flag: the usual ZADD, without the option parser
+        score = parse_float(args[2])
+        if score is not None and score == score:
+            return _zadd(conn, args[1], [(score, args[3])])
     options, i = ZADD_OPTIONS.parse_prefix(args, 2)
     elements = len(args) - i
     if elements % 2 or not elements:
@@ -248,6 +374,18 @@ def zrem(conn, args):
     z = db.write_typed(args[1], ZSet)
     if z is None:
         return 0
+    if type(z) is PackedZSet:
+        length = len(z)
+        if len(args) - 2 > _BATCH:   # one rebuild, not a scan of the buffer per member
+            scores = dict(z.items())
+            for member in args[2:]:
+                scores.pop(member, None)
+            z = PackedZSet.from_pairs(sorted([(s, m) for m, s in scores.items()]))
+        else:
+            for member in args[2:]:
+                z = z.without(member)
+        _put(db, args[1], z)
+        return length - len(z)
     removed = 0
     for member in args[2:]:
         if z.discard(member):
@@ -272,7 +410,7 @@ def zscore(conn, args):
     z = conn.db.read_typed(args[1], ZSet)
     if z is None:
         return None
-    score = z.scores.get(args[2])
+    score = z.score(args[2])
     return None if score is None else _score(conn, score)
 
 
@@ -281,7 +419,7 @@ def zmscore(conn, args):
     z = conn.db.read_typed(args[1], ZSet)
     if z is None:
         return [None] * (len(args) - 2)
-    get = z.scores.get
+    get = dict(z.items()).get if type(z) is PackedZSet and len(args) - 2 > _BATCH else z.score
     reply = []
     for member in args[2:]:
         score = get(member)
@@ -300,7 +438,7 @@ def _zrank(conn, args, reverse: bool):
     if reverse:
         rank = len(z) - 1 - rank
     if withscore:
-        return [rank, _score(conn, z.scores[args[2]])]
+        return [rank, _score(conn, z.score(args[2]))]
     return rank
 
 
@@ -412,13 +550,9 @@ def _zrange(conn, args, start: int, store: bool, rangetype, reverse):
                     first = max(first, end - limit)
                 else:
                     end = min(end, first + limit)
-    pairs = list(z.order.islice(first, end, reverse=reverse)) if first < end else []
+    pairs = z.pairs(first, end, reverse) if first < end else []
     if store:
-        dest = ZSet()
-        for s, m in pairs:
-            dest.add(m, s)
-        _store_new(conn, db, args[1], dest)
-        return len(dest)
+        return _store_new(conn, db, args[1], pairs, added=True)
     return _pairs(conn, pairs, withscores, nested=False)
 
 
@@ -467,6 +601,9 @@ def _remove_range(conn, key: bytes, indexes) -> int:
     first, end = indexes(z)
     if first >= end:
         return 0
+    if type(z) is PackedZSet:
+        _put(db, key, z.without_range(first, end))
+        return end - first
     scores = z.scores
     for _, member in z.order.islice(first, end):
         del scores[member]
@@ -496,7 +633,11 @@ def zremrangebylex(conn, args):
 
 # -- pops -----------------------------------------------------------------------------------
 
-def _pop(db, key: bytes, z: ZSet, count: int, maximum: bool) -> list:
+def _pop(db, key: bytes, z, count: int, maximum: bool) -> list:
+    if type(z) is PackedZSet:
+        pairs, rest = z.popped(count, maximum)
+        _put(db, key, rest)
+        return pairs
     # Pops at an end of the index: no positional lookup (which would build,
     # and then have every later ZADD maintain, SortedList's position tree).
     pop_key = z.keys.pop
@@ -522,7 +663,7 @@ def _zpop(conn, args, maximum: bool):
     db = conn.db
     z = db.write_typed(args[1], ZSet)
     if z is None or count == 0:
-        return []
+        return EMPTY_ARRAY
     pairs = _pop(db, args[1], z, count, maximum)
     if len(args) == 3:
         return _pairs(conn, pairs, True, nested=False)
@@ -532,6 +673,8 @@ def _zpop(conn, args, maximum: bool):
 
 @command("zpopmin")
 def zpopmin(conn, args):
+    if len(args) == 2 and args[1] not in conn.db.data:   # popping an emptied set: no more
+        return EMPTY_ARRAY
     return _zpop(conn, args, False)
 
 
@@ -629,7 +772,8 @@ def zrandmember(conn, args):
         z = conn.db.read_typed(args[1], ZSet)
         if not z:
             return None
-        return z.order[random.randrange(len(z))][1]
+        rank = random.randrange(len(z))
+        return z.pairs(rank, rank + 1)[0][1]
     count = parse_int(args[2])
     if count is None:
         raise CommandError(errors.NOT_INTEGER)
@@ -643,17 +787,18 @@ def zrandmember(conn, args):
     z = conn.db.read_typed(args[1], ZSet)
     if not z or count == 0:
         return []
-    order = z.order
+    packed = type(z) is PackedZSet
+    order = z.pairs() if packed else z.order
+    n = len(order)
     if count < 0 or count == 1:
         picks = -count if count < 0 else 1
         if picks > MAX_RANDOM_PICKS:
             raise CommandError(errors.OUT_OF_RANGE)
-        n = len(order)
         pairs = [order[random.randrange(n)] for _ in range(picks)]
-    elif count >= len(z):
-        pairs = list(order)
+    elif count >= n:
+        pairs = order if packed else list(order)
     else:
-        pairs = [order[i] for i in random.sample(range(len(order)), count)]
+        pairs = [order[i] for i in random.sample(range(n), count)]
     return _pairs(conn, pairs, withscores, nested=False)
 
 
@@ -663,15 +808,18 @@ def zrandmember(conn, args):
 def zscan(conn, args):
     # A listpack is answered whole, in score order, whatever the cursor and COUNT.
     def values(z):
-        scores = z.scores
+        if type(z) is PackedZSet:
+            scores = dict(z.items())
+            get = scores.get
+        else:
+            get = z.scores.get
 
         def score_of(member):
-            score = scores.get(member)
+            score = get(member)
             return None if score is None else format_score(score)
         return score_of
     return scan_collection(conn, args, lambda db, key: db.read_typed(key, ZSet),
-                           lambda db, key, z: [m for _, m in z.order] if _is_listpack(db, key, z)
-                           else None,
+                           lambda db, key, z: z.members() if type(z) is PackedZSet else None,
                            values, names=lambda z: z.scores)
 
 
@@ -702,14 +850,16 @@ def _source_items(value):
     """(member, score) pairs of a source (a ZSet, a set, or None)."""
     if value is None:
         return ()
-    if type(value) is ZSet:
-        return value.scores.items()
+    if type(value) is ZSet or type(value) is dict:   # (dict: a PackedZSet's items)
+        return value.items()
     return ((m, 1.0) for m in value)
 
 
 def _source_score(value, member: bytes):
     if type(value) is ZSet:
         return value.scores.get(member)
+    if type(value) is dict:
+        return value.get(member)
     return 1.0 if member in value else None
 
 
@@ -757,8 +907,10 @@ def _zsetop(conn, args, op, numkeys_index: int, store: bool, cardinality: bool =
         value = db.read(key)
         # a set source (or its compact form) counts each member with score 1
         if value is not None and type(value) is not ZSet and type(value) is not set \
-                and COMPACT_OF.get(type(value)) is not set:
+                and database.COMPACT_OF.get(type(value)) not in (set, ZSet):
             raise CommandError(errors.WRONGTYPE)
+        if type(value) is PackedZSet:   # looked up member by member below: a dict
+            value = dict(value.items())
         sources.append(value)
     options = _ZSETOP_OPTIONS[op is _DIFF, store, cardinality].parse(
         args, first + numkeys, numkeys=numkeys)
@@ -815,16 +967,9 @@ def _zsetop(conn, args, op, numkeys_index: int, store: bool, cardinality: bool =
     if cardinality:
         return len(result)
     if store:
-        z = ZSet()
-        values = conn.server.config.values
-        if len(result) > values[_ENTRIES] or any(len(m) > values[_VALUE] for m in result):
-            # A skiplist result keeps a -0 score as computed (a listpack prints it as 0).
-            z.update((score, member) for member, score in result.items())
-        else:
-            for member, score in result.items():
-                z.add(member, score)
-        _store_new(conn, db, args[1], z)
-        return len(z)
+        # A skiplist result keeps a -0 score as computed (a listpack stores it as 0).
+        return _store_new(conn, db, args[1],
+                          sorted((score, member) for member, score in result.items()))
     pairs = sorted((score, member) for member, score in result.items())
     return _pairs(conn, pairs, withscores)
 

@@ -26,7 +26,7 @@ from time import monotonic
 from tenantkv import errors
 from tenantkv.dispatch.replies import Deferred
 from tenantkv.errors import CommandError
-from tenantkv.keyspace.database import now_ms
+from tenantkv.keyspace.database import COMPACT_OF, now_ms
 from tenantkv.protocol.encoder import NULL_ARRAY
 from tenantkv.util.numbers import LLONG_MAX, parse_int, timeout_ms
 
@@ -106,8 +106,9 @@ class Blocked(Deferred):
             self.abandon()
             return False
         value = self.db.get(key)
-        if value is None or type(value) is not self.kind:
-            return False   # Redis 7.0: a value of another type leaves it blocked
+        if value is None or (type(value) is not self.kind
+                             and COMPACT_OF.get(type(value)) is not self.kind):
+            return False   # (a compact form, as a PackedZSet for a ZSet, serves it)   # Redis 7.0: a value of another type leaves it blocked
         try:
             reply = self.serve(self.conn, key)
         except CommandError as exc:   # e.g. BLMOVE's destination holds a string

@@ -13,11 +13,11 @@ from hashlib import sha1
 from tenantkv.keyspace.intset import IntSet
 from tenantkv.keyspace.packed import PackedHash
 from tenantkv.keyspace.packedset import PackedSet
-from tenantkv.keyspace.zset import ZSet
+from tenantkv.keyspace.zset import PackedZSet, ZSet
 
 ZERO = bytes(20)
-_TYPES = {bytes: 0, deque: 1, set: 2, IntSet: 2, ZSet: 3, dict: 4, PackedHash: 4}   # OBJ_STRING ... OBJ_HASH
-_TYPES[PackedSet] = 2
+_TYPES = {bytes: 0, deque: 1, set: 2, IntSet: 2, PackedSet: 2, ZSet: 3, PackedZSet: 3,
+          dict: 4, PackedHash: 4}   # OBJ_STRING ... OBJ_HASH
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
@@ -52,9 +52,9 @@ def value_digest(value, has_expire: bool, start: bytes = ZERO) -> bytes:
         for member in value:
             acc ^= int.from_bytes(sha1(member).digest(), "big")
         digest = acc.to_bytes(20, "big")
-    elif kind is ZSet:
+    elif kind is ZSet or kind is PackedZSet:   # either form: the same digest
         acc = int.from_bytes(digest, "big")
-        for member, score in value.scores.items():
+        for member, score in value.items():
             element = _mix_digest(_mix_digest(ZERO, member), _score(score))
             acc ^= int.from_bytes(sha1(element).digest(), "big")   # xorDigest hashes again
         digest = acc.to_bytes(20, "big")

@@ -19,7 +19,7 @@ from tenantkv.keyspace import database as database_module
 from tenantkv.keyspace.intset import IntSet
 from tenantkv.keyspace.packed import PackedHash
 from tenantkv.keyspace.packedset import PackedSet
-from tenantkv.keyspace.zset import ZSet
+from tenantkv.keyspace.zset import PackedZSet, ZSet
 from tenantkv.persistence.kdb.format import MAGIC as KDB_MAGIC
 
 CONTEXT = b"@context"
@@ -80,8 +80,8 @@ def key_records(key: bytes, value, when):
         items = list(value)
         for i in range(0, len(items), ITEMS_PER_COMMAND):
             yield encode_command([b"SADD", key, *items[i:i + ITEMS_PER_COMMAND]])
-    elif kind is ZSet:
-        items = [x for score, member in value.order for x in (_score(score), member)]
+    elif kind is ZSet or kind is PackedZSet:
+        items = [x for score, member in value.pairs() for x in (_score(score), member)]
         step = 2 * ITEMS_PER_COMMAND
         for i in range(0, len(items), step):
             yield encode_command([b"ZADD", key, *items[i:i + step]])

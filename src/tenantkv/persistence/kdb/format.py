@@ -61,7 +61,7 @@ from itertools import accumulate, islice
 from tenantkv.keyspace.intset import IntSet
 from tenantkv.keyspace.packed import PackedHash, compact_hash
 from tenantkv.keyspace.packedset import PackedSet, compact_set
-from tenantkv.keyspace.zset import ZSet
+from tenantkv.keyspace.zset import PackedZSet, ZSet
 from tenantkv.persistence.files import create_exclusive, fsync_dir, open_regular
 
 MAGIC = b"\x89KDB\r\n\x1a\n"   # PNG-style: catches text-mode and 7-bit mangling
@@ -215,8 +215,13 @@ def _enc_zsets(db, keys, values):
     members = []
     scores = array("d")
     for z in values:
-        members.extend(z.scores)
-        scores.extend(z.scores.values())
+        if type(z) is PackedZSet:
+            for score, member in z.pairs():
+                members.append(member)
+                scores.append(score)
+        else:
+            members.extend(z.scores)
+            scores.extend(z.scores.values())
     if _SWAP:
         scores.byteswap()
     _strs(payload, members)
@@ -242,8 +247,7 @@ def _enc_hashes(db, keys, values):
 # Redis's rdbLoad makes one: an intset when every member is an integer and
 # there are at most INTSET_ENTRIES (the default set-max-intset-entries).
 _KIND_OF = {bytes: STRING, deque: LIST, set: SET, IntSet: SET, ZSet: ZSET_, dict: HASH,
-            PackedHash: HASH}
-_KIND_OF[PackedSet] = SET   # a listpack set is written as a set too
+            PackedHash: HASH, PackedSet: SET, PackedZSet: ZSET_}
 _ENCODERS = {STRING: _enc_strings, LIST: _enc_sequences(LIST), SET: _enc_sequences(SET),
              ZSET_: _enc_zsets, HASH: _enc_hashes}
 
@@ -443,7 +447,17 @@ def _dec_sequences(kind, what, element):
     return decode
 
 
-def _zset(members, scores) -> ZSet:
+# A sorted set is read back as Redis's rdbLoad makes one: a listpack (a
+# PackedZSet) within the default zset-max-listpack-entries / -value (the
+# loader knows no server config), else a skiplist.
+ZSET_ENTRIES = 128
+ZSET_VALUE = 64
+
+
+def _zset(members, scores):
+    if len(members) <= ZSET_ENTRIES and max(map(len, members), default=0) <= ZSET_VALUE:
+        scores_of = dict(zip(members, scores))   # (a repeated member: fewer, as the check wants)
+        return PackedZSet.from_pairs(sorted(zip(scores_of.values(), scores_of)))
     z = ZSet()
     z.scores = dict(zip(members, scores))
     z.order.update(zip(scores, members))
