@@ -1,23 +1,25 @@
 """Hash commands: HSET and friends, counters, HRANDFIELD, HSCAN.
 
-A hash starts as a PackedHash (keyspace/packed.py: one buffer, Redis's
-"listpack") and becomes a plain dict (field bytes -> value bytes, "hashtable")
-once a write takes it past hash-max-listpack-entries / hash-max-listpack-value,
-and never back (as Redis). Both offer the same dict interface (get, [], in,
-len, pop, update, items, values, iteration), so commands seldom ask which form
-they hold. Both keep insertion order, a listpack's order, so HKEYS/HGETALL of
-a small hash answer in Redis's order. An empty hash is deleted.
+A hash starts as a PackedHash (keyspace/hashpack.py: one immutable buffer,
+Redis's "listpack") and becomes a plain dict (field bytes -> value bytes,
+"hashtable") once a write takes it past hash-max-listpack-entries /
+hash-max-listpack-value, and never back (as Redis). A write to a PackedHash
+builds a new buffer and stores it under the key (`_store`); a dict is
+changed in place. Both keep insertion order, a listpack's order, so
+HKEYS/HGETALL of a small hash answer in Redis's order. An empty hash is
+deleted. Each command tests `type(h) is dict` first: the big form's path
+stays as short as it was before there was a small one.
 """
 
 import random
-
 
 from tenantkv import errors
 from tenantkv.commands.keys import scan_collection
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.keyspace import database
-from tenantkv.keyspace.packed import PackedHash
+from tenantkv.keyspace import hashpack
+from tenantkv.keyspace.hashpack import EMPTY, PackedHash
 from tenantkv.keyspace.types import register_type
 from tenantkv.protocol.encoder import OK
 from tenantkv.util.numbers import (
@@ -42,25 +44,27 @@ PACKED_MAX_BYTES = 1 << 18
 MAX_RANDOM_PICKS = 1 << 24
 _LONG_MAX = LLONG_MAX
 
+_get = hashpack.get
+_put = hashpack.put
+_count = hashpack.count
+_split = hashpack.split
 
 register_type(PackedHash, "hash", lambda value: "listpack")
 database.COMPACT_OF[PackedHash] = dict
 
 
-def _new(db, key: bytes) -> PackedHash:
-    h = PackedHash()
-    db.set(key, h)
-    return h
-
-
-def _track(conn, db, key: bytes, h, longest: int) -> None:
-    """After a write of fields/values at most `longest` bytes long: convert a
-    PackedHash to a dict as Redis's hashTypeConvert would (too many entries,
-    or a field or value too long), once and for good."""
-    if type(h) is PackedHash:
-        values = conn.server.config.values
-        if h.n > values[_ENTRIES] or longest > values[_VALUE] or len(h.buf) > PACKED_MAX_BYTES:
-            db.replace(key, h.to_dict())   # keeps the TTL
+def _store(conn, db, key: bytes, buf: bytes, longest: int) -> None:
+    """Store the new buffer of a small hash under `key` (the TTL stays), or
+    its dict when it is past the limits, as Redis's hashTypeConvert would
+    convert it (a field or value longer than -value, more fields than
+    -entries): for good. `longest`: the longest field or value just written."""
+    values = conn.server.config.values
+    entries = values[_ENTRIES]
+    if longest > values[_VALUE] or len(buf) > PACKED_MAX_BYTES or (
+            len(buf) > 2 * entries and _count(buf) > entries):   # 2 bytes of markers a field
+        db.data[key] = dict(zip(*_split(buf)))
+    else:
+        db.data[key] = PackedHash(buf)
 
 
 def _set_pairs(conn, args: list, name: str):
@@ -69,20 +73,36 @@ def _set_pairs(conn, args: list, name: str):
     db = conn.db
     key = args[1]
     h = db.write_typed(key, dict)
-    if h is None:
-        h = _new(db, key)
-    before = len(h)
-    if len(args) == 4:   # one pair, the usual HSET: no iterator, no update() loop
-        h[args[2]] = args[3]
-        longest = max(len(args[2]), len(args[3]))
+    if type(h) is dict:
+        before = len(h)
+        if len(args) == 4:   # one pair, the usual HSET: no iterator, no update()
+            h[args[2]] = args[3]
+        else:
+            it = iter(args)
+            next(it)
+            next(it)
+            h.update(zip(it, it))
+        return len(h) - before
+    if len(args) == 4:
+        field, value = args[2], args[3]
+        buf, added = _put(EMPTY if h is None else h, field, value)
+        _store(conn, db, key, buf, len(field) if len(field) > len(value) else len(value))
+        return added
+    # Several pairs: through a dict (one rebuild, not one copy of the buffer
+    # a pair), which keeps the listpack's order: old fields, then new ones.
+    d = {} if h is None else h.to_dict()
+    before = len(d)
+    it = iter(args)
+    next(it)
+    next(it)
+    d.update(zip(it, it))
+    values = conn.server.config.values
+    if len(d) > values[_ENTRIES] or max(map(len, args[2:])) > values[_VALUE]:
+        db.data[key] = d
     else:
-        it = iter(args)
-        next(it)
-        next(it)
-        h.update(zip(it, it))
-        longest = max(map(len, args[2:]))
-    _track(conn, db, key, h, longest)
-    return len(h) - before
+        packed = hashpack.from_pairs(d.items())
+        db.data[key] = packed if len(packed) <= PACKED_MAX_BYTES else d
+    return len(d) - before
 
 
 @command("hset")
@@ -99,21 +119,26 @@ def hmset(conn, args):
 @command("hsetnx")
 def hsetnx(conn, args):
     db = conn.db
-    key = args[1]
+    key, field, value = args[1], args[2], args[3]
     h = db.write_typed(key, dict)
-    if h is None:
-        h = _new(db, key)
-    if args[2] in h:
+    if type(h) is dict:
+        if field in h:
+            return 0
+        h[field] = value
+        return 1
+    if h is not None and hashpack.has(h, field):
         return 0
-    h[args[2]] = args[3]
-    _track(conn, db, key, h, max(len(args[2]), len(args[3])))
+    buf, _ = _put(EMPTY if h is None else h, field, value)
+    _store(conn, db, key, buf, max(len(field), len(value)))
     return 1
 
 
 @command("hget")
 def hget(conn, args):
     h = conn.db.read_typed(args[1], dict)
-    return None if h is None else h.get(args[2])
+    if type(h) is dict:
+        return h.get(args[2])
+    return None if h is None else _get(h, args[2])
 
 
 @command("hmget")
@@ -121,31 +146,50 @@ def hmget(conn, args):
     h = conn.db.read_typed(args[1], dict)
     if h is None:
         return [None] * (len(args) - 2)
-    get = h.get
-    return [get(field) for field in args[2:]]
+    if type(h) is dict:
+        get = h.get
+        return [get(field) for field in args[2:]]
+    return [_get(h, field) for field in args[2:]]
 
 
 @command("hdel")
 def hdel(conn, args):
     db = conn.db
-    h = db.write_typed(args[1], dict)
+    key = args[1]
+    h = db.write_typed(key, dict)
     if h is None:
         return 0
     removed = 0
+    if type(h) is dict:
+        for field in args[2:]:
+            if h.pop(field, None) is not None:
+                removed += 1
+                if not h:
+                    break   # Redis stops here too: the key is gone
+        if not h:
+            db.delete(key)
+        return removed
+    buf = h
     for field in args[2:]:
-        if h.pop(field, None) is not None:
+        new = hashpack.remove(buf, field)
+        if new is not None:
             removed += 1
-            if not h:
-                break   # Redis stops here too: the key is gone
-    if not h:
-        db.delete(args[1])
+            buf = new
+            if not buf:
+                break
+    if not buf:
+        db.delete(key)
+    elif removed:
+        db.data[key] = PackedHash(buf)
     return removed
 
 
 @command("hlen")
 def hlen(conn, args):
     h = conn.db.read_typed(args[1], dict)
-    return 0 if h is None else len(h)
+    if type(h) is dict:
+        return len(h)
+    return 0 if h is None else _count(h)
 
 
 @command("hstrlen")
@@ -153,48 +197,66 @@ def hstrlen(conn, args):
     h = conn.db.read_typed(args[1], dict)
     if h is None:
         return 0
-    value = h.get(args[2])
+    value = h.get(args[2]) if type(h) is dict else _get(h, args[2])
     return 0 if value is None else len(value)
 
 
 @command("hexists")
 def hexists(conn, args):
     h = conn.db.read_typed(args[1], dict)
-    return 1 if h is not None and args[2] in h else 0
+    if type(h) is dict:
+        return 1 if args[2] in h else 0
+    return 1 if h is not None and hashpack.has(h, args[2]) else 0
 
 
 @command("hkeys")
 def hkeys(conn, args):
     h = conn.db.read_typed(args[1], dict)
-    return [] if h is None else list(h)
+    if type(h) is dict:
+        return list(h)
+    return [] if h is None else _split(h)[0]
 
 
 @command("hvals")
 def hvals(conn, args):
     h = conn.db.read_typed(args[1], dict)
-    return [] if h is None else list(h.values())
+    if type(h) is dict:
+        return list(h.values())
+    return [] if h is None else _split(h)[1]
 
 
 @command("hgetall")
 def hgetall(conn, args):
     h = conn.db.read_typed(args[1], dict)
-    if h is None:
-        return {}
-    # a copy: the reply may be encoded after later writes
-    return dict(h) if type(h) is dict else h.to_dict()
+    if type(h) is dict:
+        return dict(h)   # a copy: the reply may be encoded after later writes
+    return {} if h is None else dict(zip(*_split(h)))
 
 
 # -- counters --------------------------------------------------------------------
+
+def _current(db, key: bytes, field: bytes):
+    """(the hash under `key` for a write, or None; the value of `field`, or None)."""
+    h = db.write_typed(key, dict)
+    if h is None:
+        return None, None
+    return h, (h.get(field) if type(h) is dict else _get(h, field))
+
+
+def _write(conn, db, key: bytes, h, field: bytes, text: bytes) -> None:
+    if type(h) is dict:
+        h[field] = text
+    else:
+        buf, _ = _put(EMPTY if h is None else h, field, text)
+        _store(conn, db, key, buf, max(len(field), len(text)))
+
 
 @command("hincrby")
 def hincrby(conn, args):
     increment = int_arg(args[3])
     db = conn.db
     key, field = args[1], args[2]
-    h = db.write_typed(key, dict)
-    if h is None:
-        h = _new(db, key)
-    current = h.get(field)
+    h, current = _current(db, key, field)
     if current is None:
         old = 0
     else:
@@ -205,9 +267,7 @@ def hincrby(conn, args):
             (increment > 0 and old > 0 and increment > LLONG_MAX - old):
         raise CommandError(errors.OVERFLOW)
     result = old + increment
-    text = b"%d" % result
-    h[field] = text
-    _track(conn, db, key, h, max(len(field), len(text)))
+    _write(conn, db, key, h, field, b"%d" % result)
     return result
 
 
@@ -223,18 +283,14 @@ def hincrbyfloat(conn, args):
         raise
     db = conn.db
     key, field = args[1], args[2]
-    h = db.write_typed(key, dict)
-    if h is None:
-        h = _new(db, key)
-    current = h.get(field)
+    h, current = _current(db, key, field)
     try:
         text = incr_long_double(current, increment)
     except CommandError as exc:
         if exc.message == errors.NOT_FLOAT:   # the increment parsed: the stored value did not
             raise CommandError(errors.HASH_NOT_FLOAT) from None
         raise
-    h[field] = text
-    _track(conn, db, key, h, max(len(field), len(text)))
+    _write(conn, db, key, h, field, text)
     return text
 
 
@@ -247,7 +303,7 @@ def hrandfield(conn, args):
         if not h:
             return None
         if type(h) is PackedHash:
-            return random.choice(h.keys())
+            return random.choice(_split(h)[0])
         return random_member(h)   # O(1) amortized: util/sampling.py
     # As Redis's hrandfieldCommand: the count (within +-LONG_MAX) and the
     # option are checked before the key is looked up.
@@ -269,8 +325,8 @@ def hrandfield(conn, args):
     resp3 = conn.resp3
     packed = type(h) is PackedHash
     if packed:   # a list of its fields, and a dict for the values: small
-        names = h.keys()
-        h = dict(zip(names, h.values())) if withvalues else None
+        names, values = _split(h)
+        h = dict(zip(names, values)) if withvalues else None
     if count < 0 or count == 1:
         picks = -count if count < 0 else 1
         if picks > MAX_RANDOM_PICKS:
@@ -297,5 +353,5 @@ def hrandfield(conn, args):
 def hscan(conn, args):
     # A listpack is answered whole, whatever the cursor and COUNT (as Redis).
     return scan_collection(conn, args, lambda db, key: db.read_typed(key, dict),
-                           lambda db, key, h: h.keys() if type(h) is PackedHash else None,
+                           lambda db, key, h: _split(h)[0] if type(h) is PackedHash else None,
                            lambda h: h.get if type(h) is dict else h.to_dict().get)
