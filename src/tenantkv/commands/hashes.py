@@ -75,13 +75,10 @@ def _set_pairs(conn, args: list, name: str):
     h = db.write_typed(key, dict)
     if type(h) is dict:
         before = len(h)
-        if len(args) == 4:   # one pair, the usual HSET: no iterator, no update()
-            h[args[2]] = args[3]
-        else:
-            it = iter(args)
-            next(it)
-            next(it)
-            h.update(zip(it, it))
+        it = iter(args)
+        next(it)
+        next(it)
+        h.update(zip(it, it))
         return len(h) - before
     if len(args) == 4:
         field, value = args[2], args[3]
@@ -107,7 +104,21 @@ def _set_pairs(conn, args: list, name: str):
 
 @command("hset")
 def hset(conn, args):
-    return _set_pairs(conn, args, "hset")
+    if len(args) != 4:
+        return _set_pairs(conn, args, "hset")
+    # one pair, the usual HSET: _set_pairs written out (a call shows here)
+    db = conn.db
+    key, field, value = args[1], args[2], args[3]
+    h = db.write_typed(key, dict)
+    if type(h) is dict:
+        if field in h:
+            h[field] = value
+            return 0
+        h[field] = value
+        return 1
+    buf, added = _put(EMPTY if h is None else h, field, value)
+    _store(conn, db, key, buf, len(field) if len(field) > len(value) else len(value))
+    return added
 
 
 @command("hmset")
@@ -235,20 +246,12 @@ def hgetall(conn, args):
 
 # -- counters --------------------------------------------------------------------
 
-def _current(db, key: bytes, field: bytes):
-    """(the hash under `key` for a write, or None; the value of `field`, or None)."""
-    h = db.write_typed(key, dict)
-    if h is None:
-        return None, None
-    return h, (h.get(field) if type(h) is dict else _get(h, field))
-
-
 def _write(conn, db, key: bytes, h, field: bytes, text: bytes) -> None:
     if type(h) is dict:
         h[field] = text
     else:
         buf, _ = _put(EMPTY if h is None else h, field, text)
-        _store(conn, db, key, buf, max(len(field), len(text)))
+        _store(conn, db, key, buf, len(field) if len(field) > len(text) else len(text))
 
 
 @command("hincrby")
@@ -256,7 +259,11 @@ def hincrby(conn, args):
     increment = int_arg(args[3])
     db = conn.db
     key, field = args[1], args[2]
-    h, current = _current(db, key, field)
+    h = db.write_typed(key, dict)
+    if type(h) is dict:
+        current = h.get(field)
+    else:
+        current = None if h is None else _get(h, field)
     if current is None:
         old = 0
     else:
@@ -267,7 +274,11 @@ def hincrby(conn, args):
             (increment > 0 and old > 0 and increment > LLONG_MAX - old):
         raise CommandError(errors.OVERFLOW)
     result = old + increment
-    _write(conn, db, key, h, field, b"%d" % result)
+    text = b"%d" % result
+    if type(h) is dict:
+        h[field] = text
+    else:
+        _write(conn, db, key, h, field, text)
     return result
 
 
@@ -283,7 +294,11 @@ def hincrbyfloat(conn, args):
         raise
     db = conn.db
     key, field = args[1], args[2]
-    h, current = _current(db, key, field)
+    h = db.write_typed(key, dict)
+    if type(h) is dict:
+        current = h.get(field)
+    else:
+        current = None if h is None else _get(h, field)
     try:
         text = incr_long_double(current, increment)
     except CommandError as exc:

@@ -100,7 +100,7 @@ def split(buf: bytes):
     """(fields, values): two lists, in buffer order."""
     parts = buf.replace(VAL, KEY).split(KEY)
     fields, values = parts[1::2], parts[2::2]
-    if buf.find(_ESC) >= 0:
+    if not buf.isascii() and buf.find(_ESC) >= 0:
         fields = [unescape(f) for f in fields]
         values = [unescape(v) for v in values]
     return fields, values
@@ -120,7 +120,7 @@ def get(buf: bytes, field: bytes):
     at += len(needle)
     end = buf.find(KEY, at)
     value = buf[at:] if end < 0 else buf[at:end]
-    return value if value.find(_ESC) < 0 else unescape(value)
+    return value if value.isascii() else unescape(value)   # (isascii: no call to find)
 
 
 def has(buf: bytes, field: bytes) -> bool:
@@ -136,7 +136,7 @@ def put(buf: bytes, field: bytes, value: bytes):
         value = escape(value)
     at = buf.find(needle)
     if at < 0:
-        return buf + needle + value, 1
+        return b"".join((buf, needle, value)), 1
     at += len(needle)
     end = buf.find(KEY, at)
     if end < 0:
