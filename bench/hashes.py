@@ -16,8 +16,10 @@ HDEL (a missing field: the lookup, nothing removed) on each kind of hash;
 the field asked for is the last but one (f3, f126): a whole scan in a
 listpack. The figure is the server's CPU time (utime + stime,
 /proc/PID/stat) per request, the median of the rounds, and tenantkv/redis.
+With --dict, one more tenantkv runs with hash-max-listpack-entries 0: every
+hash a dict, the big form, to compare the compact form with.
 
-    python bench/hashes.py [--before /work/wt-before-14/src] [--rounds 3] [--pipeline 16]
+    python bench/hashes.py [--before /work/wt-before-14/src] [--dict] [--rounds 3] [--pipeline 16]
 """
 
 import argparse
@@ -53,11 +55,11 @@ def _tests(prefix: str, fields: int, keys: int) -> dict:
 TESTS = {**_tests("s", SMALL_FIELDS, SMALL_KEYS), **_tests("p", BIG_FIELDS, BIG_KEYS)}
 
 
-def start_tenantkv(workdir: Path, src: Path, name: str) -> Server:
+def start_tenantkv(workdir: Path, src: Path, name: str, *flags: str) -> Server:
     return Server(
         name,
         lambda port, d: [tenantkv_python(), "-m", "tenantkv", "--port", str(port),
-                         "--dir", str(d), "--loglevel", "warning", "--save", ""],
+                         "--dir", str(d), "--loglevel", "warning", "--save", "", *flags],
         workdir,
         env=dict(os.environ, TENANTKV_AUTH__DEFAULT_USER="nopass", PYTHONPATH=str(src)),
     )
@@ -99,8 +101,9 @@ def cpu(starters, requests: int, rounds: int, pipeline: int, tests: list) -> dic
             load_hashes(server, "p", BIG_KEYS, BIG_FIELDS)
             if dbsize(server) != SMALL_KEYS + BIG_KEYS:
                 raise BenchError("%s holds %d keys" % (server.name, dbsize(server)))
+            expected = "hashtable" if server.name == "dict" else "listpack"
             for key in ("s:%012d" % 0, "p:%012d" % 0):
-                if encoding(server, key) != "listpack":
+                if encoding(server, key) != expected:
                     raise BenchError("%s: %s is %s" % (server.name, key, encoding(server, key)))
         for r in range(rounds):
             order = list(servers.items())
@@ -126,6 +129,8 @@ def cpu(starters, requests: int, rounds: int, pipeline: int, tests: list) -> dic
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", type=Path, help="src/ of an older tenantkv to compare")
+    parser.add_argument("--dict", action="store_true",
+                        help="also tenantkv with every hash a dict (hash-max-listpack-entries 0)")
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pipeline", type=int, default=16)
@@ -141,6 +146,9 @@ def main() -> int:
                 "tenantkv": lambda: start_tenantkv(workdir, ROOT / "src", "tenantkv")}
     if args.before:
         starters["before"] = lambda: start_tenantkv(workdir, args.before, "before")
+    if args.dict:
+        starters["dict"] = lambda: start_tenantkv(workdir, ROOT / "src", "dict",
+                                                  "--hash-max-listpack-entries", "0")
     names = list(starters)
     print("server CPU us/request, pipeline %d, %d requests, median of %d rounds"
           % (args.pipeline, args.requests, args.rounds))

@@ -284,3 +284,19 @@ def test_log_base_loads_with_the_configured_limits(tmp_path):
         assert c.execute_command("DEBUG", "DIGEST") == digest
         assert [c.object("encoding", k) for k in ("base50", "base5", "tail50")] == \
             [b"hashtable", b"listpack", b"hashtable"]
+
+
+def test_hgetall_of_a_listpack_in_resp3(r3, redis_server):
+    """HGETALL of a PackedHash is encoded straight from its buffer: the RESP3
+    map (and the RESP2 array) as Redis's, escape bytes included."""
+    theirs = redis.Redis(port=redis_server.port, protocol=3)
+    theirs.flushall()
+    mapping = {"a": "1", b"\xfe\xfd": b"\xff", "": "", "\u00e9": b"\xfd\x00"}
+    for client in (r3, theirs):
+        client.hset("h", mapping=mapping)
+    assert r3.object("encoding", "h") == b"listpack"
+    assert r3.hgetall("h") == theirs.hgetall("h") == {
+        (k.encode() if isinstance(k, str) else k): (v.encode() if isinstance(v, str) else v)
+        for k, v in mapping.items()}
+    assert list(r3.hgetall("h")) == list(theirs.hgetall("h"))
+    assert r3.hgetall("none") == theirs.hgetall("none") == {}
