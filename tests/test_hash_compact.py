@@ -300,3 +300,29 @@ def test_hgetall_of_a_listpack_in_resp3(r3, redis_server):
         for k, v in mapping.items()}
     assert list(r3.hgetall("h")) == list(theirs.hgetall("h"))
     assert r3.hgetall("none") == theirs.hgetall("none") == {}
+
+
+def test_update_under_a_lowered_limit_converts(r, redis_server):
+    """Redis checks the length after every write to a listpack, updates
+    included: after CONFIG SET lowers -entries below a hash's size, an
+    HSET / HINCRBY of an existing field converts it (tenantkv skips counting
+    on updates only while the limit has never been lowered)."""
+    theirs = redis.Redis(port=redis_server.port)
+    theirs.flushall()
+    clients = (r, theirs)
+    try:
+        for client in clients:
+            client.config_set("hash-max-listpack-entries", 600)
+            client.hset("a", mapping={"f%d" % i: "%d" % i for i in range(550)})
+            client.hset("b", mapping={"f%d" % i: "%d" % i for i in range(550)})
+            client.config_set("hash-max-listpack-entries", 512)
+        assert r.object("encoding", "a") == theirs.object("encoding", "a") == b"listpack"
+        for client in clients:
+            client.hset("a", "f3", "new")
+            client.hincrby("b", "f3", 1)
+        assert [r.object("encoding", k) for k in "ab"] == \
+            [theirs.object("encoding", k) for k in "ab"] == [b"hashtable", b"hashtable"]
+        assert r.hgetall("b") == theirs.hgetall("b")
+    finally:
+        for client in clients:
+            client.config_set("hash-max-listpack-entries", 512)

@@ -50,22 +50,30 @@ _get = hashpack.get
 _put = hashpack.put
 _count = hashpack.count
 _split = hashpack.split
+_BOUND = hashpack.ENTRIES_BOUND
 
 register_type(PackedHash, "hash", lambda value: "listpack")
 database.COMPACT_OF[PackedHash] = dict
 
 
-def _store(conn, db, key: bytes, buf: bytes, longest: int) -> None:
+def _store(conn, db, key: bytes, buf: bytes, longest: int, added: int) -> None:
     """Store the new buffer of a small hash under `key` (the TTL stays), or
     its dict when it is past the limits, as Redis's hashTypeConvert would
     convert it (a field or value longer than -value, more fields than
-    -entries): for good. `longest`: the longest field or value just written."""
+    -entries): for good. `longest`: the longest field or value just written;
+    `added`: whether the write added a field."""
     values = conn.server.config.values
     entries = values[_ENTRIES]
+    # Fields are counted only when there could be too many: the buffer holds
+    # 2 marker bytes a field, and a write that added none had at most
+    # ENTRIES_BOUND (hashpack.py).
     if longest > values[_VALUE] or len(buf) > PACKED_MAX_BYTES or (
-            len(buf) > 2 * entries and _count(buf) > entries):   # 2 bytes of markers a field
+            len(buf) > 2 * entries and (added or entries < _BOUND[0])
+            and _count(buf) > entries):
         db.data[key] = dict(zip(*_split(buf)))
     else:
+        if entries > _BOUND[0]:
+            _BOUND[0] = entries
         db.data[key] = PackedHash(buf)
 
 
@@ -85,7 +93,7 @@ def _set_pairs(conn, args: list, name: str):
     if len(args) == 4:
         field, value = args[2], args[3]
         buf, added = _put(EMPTY if h is None else h, field, value)
-        _store(conn, db, key, buf, len(field) if len(field) > len(value) else len(value))
+        _store(conn, db, key, buf, len(field) if len(field) > len(value) else len(value), added)
         return added
     # Several pairs: through a dict (one rebuild, not one copy of the buffer
     # a pair), which keeps the listpack's order: old fields, then new ones.
@@ -96,11 +104,17 @@ def _set_pairs(conn, args: list, name: str):
     next(it)
     d.update(zip(it, it))
     values = conn.server.config.values
-    if len(d) > values[_ENTRIES] or max(map(len, args[2:])) > values[_VALUE]:
+    entries = values[_ENTRIES]
+    if len(d) > entries or max(map(len, args[2:])) > values[_VALUE]:
         db.data[key] = d
     else:
         packed = hashpack.from_pairs(d.items())
-        db.data[key] = packed if len(packed) <= PACKED_MAX_BYTES else d
+        if len(packed) > PACKED_MAX_BYTES:
+            db.data[key] = d
+        else:
+            if entries > _BOUND[0]:
+                _BOUND[0] = entries
+            db.data[key] = packed
     return len(d) - before
 
 
@@ -119,7 +133,7 @@ def hset(conn, args):
         h[field] = value
         return 1
     buf, added = _put(EMPTY if h is None else h, field, value)
-    _store(conn, db, key, buf, len(field) if len(field) > len(value) else len(value))
+    _store(conn, db, key, buf, len(field) if len(field) > len(value) else len(value), added)
     return added
 
 
@@ -142,7 +156,7 @@ def hsetnx(conn, args):
     if h is not None and hashpack.has(h, field):
         return 0
     buf, _ = _put(EMPTY if h is None else h, field, value)
-    _store(conn, db, key, buf, max(len(field), len(value)))
+    _store(conn, db, key, buf, max(len(field), len(value)), 1)
     return 1
 
 
@@ -259,14 +273,6 @@ def hgetall(conn, args):
 
 # -- counters --------------------------------------------------------------------
 
-def _write(conn, db, key: bytes, h, field: bytes, text: bytes) -> None:
-    if type(h) is dict:
-        h[field] = text
-    else:
-        buf, _ = _put(EMPTY if h is None else h, field, text)
-        _store(conn, db, key, buf, len(field) if len(field) > len(text) else len(text))
-
-
 @command("hincrby")
 def hincrby(conn, args):
     increment = int_arg(args[3])
@@ -275,8 +281,11 @@ def hincrby(conn, args):
     h = db.write_typed(key, dict)
     if type(h) is dict:
         current = h.get(field)
-    else:
-        current = None if h is None else _get(h, field)
+    else:   # one scan for the read and the write
+        if h is None:
+            h = EMPTY
+        needle, start, end = hashpack.slot(h, field)
+        current = None if start < 0 else hashpack.value_at(h, start, end)
     if current is None:
         old = 0
     else:
@@ -291,7 +300,8 @@ def hincrby(conn, args):
     if type(h) is dict:
         h[field] = text
     else:
-        _write(conn, db, key, h, field, text)
+        _store(conn, db, key, hashpack.put_slot(h, needle, start, end, text),
+               len(field) if len(field) > len(text) else len(text), start < 0)
     return result
 
 
@@ -311,14 +321,21 @@ def hincrbyfloat(conn, args):
     if type(h) is dict:
         current = h.get(field)
     else:
-        current = None if h is None else _get(h, field)
+        if h is None:
+            h = EMPTY
+        needle, start, end = hashpack.slot(h, field)
+        current = None if start < 0 else hashpack.value_at(h, start, end)
     try:
         text = incr_long_double(current, increment)
     except CommandError as exc:
         if exc.message == errors.NOT_FLOAT:   # the increment parsed: the stored value did not
             raise CommandError(errors.HASH_NOT_FLOAT) from None
         raise
-    _write(conn, db, key, h, field, text)
+    if type(h) is dict:
+        h[field] = text
+    else:
+        _store(conn, db, key, hashpack.put_slot(h, needle, start, end, text),
+               len(field) if len(field) > len(text) else len(text), start < 0)
     return text
 
 
