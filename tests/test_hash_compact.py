@@ -34,14 +34,14 @@ def _run(rng, clients, keys, fields, values):
         args = ["HSETNX", key, field, rng.choice(values)]
     elif name in ("hget", "hstrlen", "hexists"):
         args = [name.upper(), key, field]
-    elif name == "hdel":
-        args = ["HDEL", key] + rng.sample(fields, rng.randrange(1, 3))
+    elif name == "hdel":   # sometimes many fields: the path through one dict
+        args = ["HDEL", key] + rng.sample(fields, rng.randrange(1, 3) if rng.random() < 0.9 else 12)
     elif name == "hincrby":
         args = ["HINCRBY", key, field, str(rng.randrange(-50, 50))]
     elif name == "hincrbyfloat":
         args = ["HINCRBYFLOAT", key, field, rng.choice(["1.5", "-0.25", "3", "1e3"])]
     elif name == "hmget":
-        args = ["HMGET", key] + rng.sample(fields, 3)
+        args = ["HMGET", key] + rng.sample(fields, 3 if rng.random() < 0.8 else 12)
     elif name in ("hgetall", "hlen", "hkeys", "hvals"):
         args = [name.upper(), key]
     elif name == "encoding":

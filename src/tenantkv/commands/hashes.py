@@ -45,6 +45,10 @@ PACKED_MAX_BYTES = 1 << 18
 # held in memory, so tenantkv refuses it.
 MAX_RANDOM_PICKS = 1 << 24
 _LONG_MAX = LLONG_MAX
+# HMGET / HDEL of more fields than this on a PackedHash go through a dict made
+# once: each field alone would scan (HDEL: and copy) the whole buffer, so a
+# request naming a million fields would cost a million scans.
+_MANY = 2 + 8
 
 _get = hashpack.get
 _put = hashpack.put
@@ -173,8 +177,8 @@ def hmget(conn, args):
     h = conn.db.read_typed(args[1], dict)
     if h is None:
         return [None] * (len(args) - 2)
-    if type(h) is dict:
-        get = h.get
+    if type(h) is dict or len(args) > _MANY:
+        get = h.get if type(h) is dict else h.to_dict().get
         return [get(field) for field in args[2:]]
     return [_get(h, field) for field in args[2:]]
 
@@ -195,6 +199,16 @@ def hdel(conn, args):
                     break   # Redis stops here too: the key is gone
         if not h:
             db.delete(key)
+        return removed
+    if len(args) > _MANY:   # one rebuild, not one copy of the buffer a field
+        d = h.to_dict()
+        for field in args[2:]:
+            if d.pop(field, None) is not None:
+                removed += 1
+        if not d:
+            db.delete(key)
+        elif removed:
+            db.data[key] = hashpack.from_pairs(d.items())
         return removed
     buf = h
     for field in args[2:]:
