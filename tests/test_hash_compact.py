@@ -287,8 +287,8 @@ def test_log_base_loads_with_the_configured_limits(tmp_path):
 
 
 def test_hgetall_of_a_listpack_in_resp3(r3, redis_server):
-    """HGETALL of a PackedHash is encoded straight from its buffer: the RESP3
-    map (and the RESP2 array) as Redis's, escape bytes included."""
+    """HGETALL of a PackedHash replies from its buffer's split (RESP2: the
+    split itself): the RESP3 map as Redis's, escape bytes included."""
     theirs = redis.Redis(port=redis_server.port, protocol=3)
     theirs.flushall()
     mapping = {"a": "1", b"\xfe\xfd": b"\xff", "": "", "\u00e9": b"\xfd\x00"}

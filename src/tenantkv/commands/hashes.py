@@ -13,8 +13,6 @@ stays as short as it was before there was a small one.
 
 import random
 
-from hiredis import pack_command
-
 from tenantkv import errors
 from tenantkv.commands.keys import scan_collection
 from tenantkv.dispatch.table import command
@@ -23,7 +21,7 @@ from tenantkv.keyspace import database
 from tenantkv.keyspace import hashpack
 from tenantkv.keyspace.hashpack import EMPTY, PackedHash
 from tenantkv.keyspace.types import register_type
-from tenantkv.protocol.encoder import OK, Raw
+from tenantkv.protocol.encoder import OK
 from tenantkv.util.numbers import (
     LLONG_MAX,
     LLONG_MIN,
@@ -273,16 +271,17 @@ def hgetall(conn, args):
         return dict(h)   # a copy: the reply may be encoded after later writes
     if h is None:
         return {}
-    # The buffer's elements are the reply's, in order: encoded in C from the
-    # split, without the dict the encoder would take apart again.
+    # The buffer's elements are the reply's, in order. RESP2 encodes a map as
+    # the flat array: the split is the reply, without a dict the encoder would
+    # take apart again. (Not a pre-encoded Raw: the connection counts the size
+    # of a list's encoding against its output limits, not a Raw's.)
     parts = h.replace(hashpack.VAL, hashpack.KEY).split(hashpack.KEY)
     del parts[0]
     if not h.isascii():
         parts = [hashpack.unescape(part) for part in parts]
-    packed = pack_command(tuple(parts))
-    if conn.resp3:   # a map: its header in place of the array's
-        return Raw(b"%%%d\r\n%s" % (len(parts) >> 1, packed[packed.index(b"\n") + 1:]))
-    return Raw(packed)
+    if conn.resp3:
+        return dict(zip(parts[::2], parts[1::2]))
+    return parts
 
 
 # -- counters --------------------------------------------------------------------
