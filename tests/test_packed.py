@@ -61,8 +61,6 @@ def test_packed_hash_matches_dict():
             assert packed.values() == list(model.values())
             assert hashpack.from_pairs(model.items()) == packed
         assert packed.to_dict() == model and packed.copy() is packed
-        if model:
-            assert hashpack.longest(packed) == max(len(x) for kv in model.items() for x in kv)
 
 
 def test_hash_escape_round_trip_and_no_markers_inside():
