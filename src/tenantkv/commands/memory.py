@@ -20,7 +20,7 @@ from tenantkv import errors
 from tenantkv.dispatch.table import container, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.intset import IntSet
-from tenantkv.keyspace.packed import PackedHash
+from tenantkv.keyspace.hashpack import PackedHash
 from tenantkv.keyspace.packedset import PackedSet
 from tenantkv.keyspace.zset import PackedZSet, ZSet
 from tenantkv.util.numbers import parse_int
@@ -67,8 +67,8 @@ def value_size(value, samples=DEFAULT_SAMPLES) -> int:
     kind = type(value)
     if kind is bytes:
         return _getsizeof(value)
-    if kind is PackedHash:   # the object and its one buffer, as Redis counts a listpack
-        return _getsizeof(value) + _getsizeof(value.buf)
+    if kind is PackedHash:   # one buffer, as Redis counts a listpack
+        return _getsizeof(value)
     if kind is dict:
         return _getsizeof(value) + _sampled(iter(value.items()), len(value), samples, _pair_size)
     if kind is set:

@@ -196,7 +196,8 @@ def _kdb_import(conn, args):
             raise CommandError(errors.SYNTAX)
     tenant = conn.tenant
     try:
-        sections = kdb.load(args[2], now_ms=int(time.time() * 1000), databases=len(tenant.dbs))
+        sections = kdb.load(args[2], now_ms=int(time.time() * 1000), databases=len(tenant.dbs),
+                            limits=conn.server.config.values)
     except kdb.KdbError as exc:
         raise CommandError(errors.kdb_payload_invalid(exc))
     if len(sections) > 1:

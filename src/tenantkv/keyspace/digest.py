@@ -11,7 +11,7 @@ from collections import deque
 from hashlib import sha1
 
 from tenantkv.keyspace.intset import IntSet
-from tenantkv.keyspace.packed import PackedHash
+from tenantkv.keyspace.hashpack import PackedHash
 from tenantkv.keyspace.packedset import PackedSet
 from tenantkv.keyspace.zset import PackedZSet, ZSet
 

@@ -210,7 +210,8 @@ class AppendOnly:
                 base = self._path(manifest.base[0]) if manifest.base else None
                 if base is not None and is_kdb(base):
                     # Every key, expired or not: the log after it may touch them.
-                    loaded = kdb.read_file(base, None, self.config["limits.databases"])
+                    loaded = kdb.read_file(base, None, self.config["limits.databases"],
+                                           limits=self.config.values)
                     install(self.server, loaded.tenants)
                     self.base_size = loaded.size
                 elif base is not None:

@@ -17,7 +17,7 @@ from collections import deque
 
 from tenantkv.keyspace import database as database_module
 from tenantkv.keyspace.intset import IntSet
-from tenantkv.keyspace.packed import PackedHash
+from tenantkv.keyspace.hashpack import PackedHash
 from tenantkv.keyspace.packedset import PackedSet
 from tenantkv.keyspace.zset import PackedZSet, ZSet
 from tenantkv.persistence.kdb.format import MAGIC as KDB_MAGIC

@@ -58,8 +58,9 @@ from array import array
 from collections import deque
 from itertools import accumulate, islice
 
+from tenantkv.keyspace.hashpack import HASH_MAX_ENTRIES, HASH_MAX_VALUE, PackedHash, compact_hash
+from tenantkv.keyspace.hashpack import split as split_hash
 from tenantkv.keyspace.intset import IntSet
-from tenantkv.keyspace.packed import PackedHash, compact_hash
 from tenantkv.keyspace.packedset import PackedSet, compact_set
 from tenantkv.keyspace.zset import PackedZSet, ZSet
 from tenantkv.persistence.files import create_exclusive, fsync_dir, open_regular
@@ -232,12 +233,20 @@ def _enc_zsets(db, keys, values):
 def _enc_hashes(db, keys, values):
     payload = []
     _strs(payload, keys)
-    payload.append(_ints(map(len, values)))
+    counts = []
     fields = []
     vals = []
     for h in values:
-        fields.extend(h)
-        vals.extend(h.values())
+        if type(h) is PackedHash:   # a buffer: its len() is its size in bytes
+            f, v = split_hash(h)
+            counts.append(len(f))
+            fields.extend(f)
+            vals.extend(v)
+        else:
+            counts.append(len(h))
+            fields.extend(h)
+            vals.extend(h.values())
+    payload.append(_ints(counts))
     _strs(payload, fields)
     _strs(payload, vals)
     return _block(HASH, db, len(keys), payload)
@@ -336,10 +345,13 @@ def dumps(tenants: dict, now_ms: int | None = None) -> bytes:
 
 class _Reader:
     """Bounds-checked reads from one verified region [pos, end) of `data`."""
-    __slots__ = ("data", "pos", "end", "what")
+    __slots__ = ("data", "pos", "end", "what", "limits")
 
-    def __init__(self, data: bytes, pos: int, end: int, what: str) -> None:
+    def __init__(self, data: bytes, pos: int, end: int, what: str, limits=None) -> None:
         self.data, self.pos, self.end, self.what = data, pos, end, what
+        # the loading server's config values (Config.values), for the
+        # listpack limits a compact form is built with; None: Redis's defaults
+        self.limits = limits
 
     def need(self, size: int) -> int:
         start = self.pos
@@ -501,8 +513,18 @@ def _dec_hashes(r, count, data):
     values = r.strs(total)
     hashes = list(map(dict, map(zip, _split(fields, counts), _split(values, counts))))
     _check_collections("hash", "field", keys, counts, hashes, fields, at)
-    data.update(zip(keys, map(compact_hash, hashes)))
+    limits = r.limits
+    if limits is None:
+        data.update(zip(keys, map(compact_hash, hashes)))
+    else:   # as this server's HSET would have built them
+        entries = limits.get(_HASH_ENTRIES, HASH_MAX_ENTRIES)
+        longest = limits.get(_HASH_VALUE, HASH_MAX_VALUE)
+        data.update(zip(keys, [compact_hash(h, entries, longest) for h in hashes]))
     return keys
+
+
+_HASH_ENTRIES = (None, "hash-max-listpack-entries")
+_HASH_VALUE = (None, "hash-max-listpack-value")
 
 
 INTSET_ENTRIES = 512
@@ -581,8 +603,11 @@ def _walk_section(data: bytes, start: int, end: int) -> int:
         r.what = "block header"
 
 
-def parse_file(data: bytes, now_ms: int | None = None, databases: int | None = None) -> LoadResult:
-    """load() on the bytes of a whole file."""
+def parse_file(data: bytes, now_ms: int | None = None, databases: int | None = None,
+               limits=None) -> LoadResult:
+    """load() on the bytes of a whole file. `limits`: the server's config
+    values (Config.values), whose *-max-listpack-* limits decide which
+    values load compact; None: Redis's defaults."""
     # Decoding creates millions of containers; each few hundred allocations
     # would start a collection that walks the whole (growing) heap: with the
     # collector on, loading one million mixed keys took 3.5 s instead of 1.
@@ -590,13 +615,13 @@ def parse_file(data: bytes, now_ms: int | None = None, databases: int | None = N
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _parse_file(data, now_ms, databases)
+        return _parse_file(data, now_ms, databases, limits)
     finally:
         if enabled:
             gc.enable()
 
 
-def _parse_file(data: bytes, now_ms, databases) -> LoadResult:
+def _parse_file(data: bytes, now_ms, databases, limits=None) -> LoadResult:
     size = len(data)
     if data[:8] != MAGIC:
         if size < 8 and MAGIC.startswith(data):
@@ -667,7 +692,8 @@ def _parse_file(data: bytes, now_ms, databases) -> LoadResult:
             entry = dbs.get(index)
             if entry is None:
                 entry = dbs[index] = [{}, {}]
-            block = _Reader(data, r.pos, r.pos + psize, "%s block" % KIND_NAMES.get(kind, kind))
+            block = _Reader(data, r.pos, r.pos + psize, "%s block" % KIND_NAMES.get(kind, kind),
+                            limits)
             r.pos += psize
             if kind == STREAM:
                 raise KdbError("stream values are not supported by this version", at)
@@ -734,18 +760,19 @@ def _read_all(source) -> bytes:
     return source.read()
 
 
-def load(source, now_ms: int | None = None, databases: int | None = None) -> dict:
+def load(source, now_ms: int | None = None, databases: int | None = None,
+         limits=None) -> dict:
     """Parse and verify a whole .kdb file (a file object or bytes): see the module docstring."""
-    return parse_file(_read_all(source), now_ms, databases).tenants
+    return parse_file(_read_all(source), now_ms, databases, limits).tenants
 
 
 def read_file(path: str, now_ms: int | None = None, databases: int | None = None,
-              nofollow: bool = False) -> LoadResult:
+              nofollow: bool = False, limits=None) -> LoadResult:
     """`nofollow`: for a name a client gave, refuse a symlink or anything but
     a regular file (files.open_regular) instead of following it."""
     with (open_regular(path) if nofollow else open(path, "rb")) as handle:
         data = handle.read()
-    return parse_file(data, now_ms, databases)
+    return parse_file(data, now_ms, databases, limits)
 
 
 def write_snapshot(server_or_tenants, path: str, now_ms: int | None = None,

@@ -71,7 +71,7 @@ def load_into(server, path: str, nofollow: bool = False) -> kdb.LoadResult:
     """Read the file at `path` completely, then make it the server's dataset.
     `nofollow`: a client named the file (see kdb.read_file)."""
     result = kdb.read_file(path, int(time.time() * 1000), server.config["limits.databases"],
-                           nofollow=nofollow)
+                           nofollow=nofollow, limits=server.config.values)
     install(server, result.tenants)
     return result
 
