@@ -23,7 +23,7 @@ from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.keyspace import database
 from tenantkv.keyspace.types import register_type
-from tenantkv.keyspace.zset import EMPTY, PackedZSet, ZSet, score_key
+from tenantkv.keyspace.zset import EMPTY, PACKED_MAX_BYTES, PackedZSet, ZSet, score_key
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY, Raw
 from tenantkv.util.numbers import LLONG_MAX, float_arg, int_arg, parse_float, parse_int
 from tenantkv.util.options import NUMKEYS, Flag, Options, Value, choice
@@ -32,10 +32,6 @@ from tenantkv.util.ranges import rank_range
 _ENTRIES = (None, "zset-max-listpack-entries")
 _VALUE = (None, "zset-max-listpack-value")
 MAX_RANDOM_PICKS = 1 << 24
-# A PackedZSet is copied whole on every write and scanned on every lookup:
-# past this many bytes (limits raised far past the defaults) it becomes a
-# ZSet whatever the limits say, so no write costs more than a 256 KB copy.
-PACKED_MAX_BYTES = 1 << 18
 _EMPTY = EMPTY
 # A PackedZSet finds a member by scanning its buffer: a command naming more
 # members than this (ZREM, ZMSCORE) reads it into a dict once instead, so a

@@ -225,6 +225,11 @@ def _search(n: int, predicate) -> int:
 
 # -- the small form ------------------------------------------------------------------------
 
+# A PackedZSet is copied whole on every write and scanned on every lookup:
+# past this many bytes (limits raised far past the defaults) it becomes a
+# ZSet whatever the limits say, so no write costs more than a 256 KB copy.
+PACKED_MAX_BYTES = 1 << 18
+
 _SEP = b"\xff"
 # The scores' forms, by their index in the header: array typecode, bytes per score, reader.
 _TYPECODES = "bid"

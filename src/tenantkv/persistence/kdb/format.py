@@ -61,8 +61,8 @@ from itertools import accumulate, islice
 from tenantkv.keyspace.hashpack import HASH_MAX_ENTRIES, HASH_MAX_VALUE, PackedHash, compact_hash
 from tenantkv.keyspace.hashpack import split as split_hash
 from tenantkv.keyspace.intset import IntSet
-from tenantkv.keyspace.packedset import PackedSet, compact_set
-from tenantkv.keyspace.zset import PackedZSet, ZSet
+from tenantkv.keyspace.packedset import SET_MAX_ENTRIES, SET_MAX_VALUE, PackedSet, compact_set
+from tenantkv.keyspace.zset import PACKED_MAX_BYTES, PackedZSet, ZSet
 from tenantkv.persistence.files import create_exclusive, fsync_dir, open_regular
 
 MAGIC = b"\x89KDB\r\n\x1a\n"   # PNG-style: catches text-mode and 7-bit mangling
@@ -460,14 +460,17 @@ def _dec_sequences(kind, what, element):
 
 
 # A sorted set is read back as Redis's rdbLoad makes one: a listpack (a
-# PackedZSet) within the default zset-max-listpack-entries / -value (the
-# loader knows no server config), else a skiplist.
+# PackedZSet) within zset-max-listpack-entries / -value (the server's, else
+# Redis's defaults) and PACKED_MAX_BYTES, as ZADD would build it; else a skiplist.
 ZSET_ENTRIES = 128
 ZSET_VALUE = 64
+_ZSET_ENTRIES = (None, "zset-max-listpack-entries")
+_ZSET_VALUE = (None, "zset-max-listpack-value")
 
 
-def _zset(members, scores):
-    if len(members) <= ZSET_ENTRIES and max(map(len, members), default=0) <= ZSET_VALUE:
+def _zset(members, scores, entries: int = ZSET_ENTRIES, longest: int = ZSET_VALUE):
+    if len(members) <= entries and max(map(len, members), default=0) <= longest \
+            and sum(map(len, members)) + 9 * len(members) <= PACKED_MAX_BYTES:
         scores_of = dict(zip(members, scores))   # (a repeated member: fewer, as the check wants)
         return PackedZSet.from_pairs(sorted(zip(scores_of.values(), scores_of)))
     z = ZSet()
@@ -498,7 +501,10 @@ def _dec_zsets(r, count, data):
     # The bytes of -0.0 found at any alignment is a cheap "maybe".
     if r.data.find(_NEG_ZERO, first, r.pos) >= 0:
         scores = [score + 0.0 for score in scores]
-    values = list(map(_zset, _split(members, counts), _split(scores, counts)))
+    limits = r.limits or {}
+    entries = [limits.get(_ZSET_ENTRIES, ZSET_ENTRIES)] * count
+    longest = [limits.get(_ZSET_VALUE, ZSET_VALUE)] * count
+    values = list(map(_zset, _split(members, counts), _split(scores, counts), entries, longest))
     _check_collections("sorted set", "member", keys, counts, values, members, at)
     data.update(zip(keys, values))
     return keys
@@ -528,17 +534,24 @@ _HASH_VALUE = (None, "hash-max-listpack-value")
 
 
 INTSET_ENTRIES = 512
+_INTSET_ENTRIES = (None, "set-max-intset-entries")
+_SET_ENTRIES = (None, "set-max-listpack-entries")
+_SET_VALUE = (None, "set-max-listpack-value")
 _dec_set_values = _dec_sequences(set, "set", "member")
 
 
 def _dec_sets(r, count, data):
     keys = _dec_set_values(r, count, data)
+    limits = r.limits or {}
+    int_entries = limits.get(_INTSET_ENTRIES, INTSET_ENTRIES)
+    entries = limits.get(_SET_ENTRIES, SET_MAX_ENTRIES)
+    longest = limits.get(_SET_VALUE, SET_MAX_VALUE)
     for key in keys:
-        ints = IntSet.from_members(data[key], INTSET_ENTRIES)
+        ints = IntSet.from_members(data[key], int_entries)
         if ints is not None:
             data[key] = ints
-        else:   # else a listpack within Redis 7.2's default limits, as its rdbLoad
-            packed = compact_set(data[key])
+        else:   # else a listpack within the limits, as Redis 7.2's rdbLoad
+            packed = compact_set(data[key], entries, longest)
             if packed is not None:
                 data[key] = packed
     return keys
