@@ -13,7 +13,6 @@ server's allocator, so tenantkv does not have them.
 """
 
 import sys
-from collections import deque
 from itertools import islice
 
 from tenantkv import errors
@@ -21,6 +20,7 @@ from tenantkv.dispatch.table import container, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.intset import IntSet
 from tenantkv.keyspace.packed import PackedHash
+from tenantkv.keyspace.quicklist import QuickList
 from tenantkv.keyspace.zset import ZSet
 from tenantkv.util.numbers import parse_int
 
@@ -28,7 +28,7 @@ DEFAULT_SAMPLES = 5    # Redis's OBJ_COMPUTE_SIZE_DEF_SAMPLES
 # A key's entry in the database's dict (CPython: its hash and the key and
 # value pointers), as Redis adds sizeof(dictEntry).
 DICT_ENTRY = 3 * 8
-# A pointer to each element in a deque block or a SortedList sublist.
+# A pointer to each element in a SortedList sublist (or chunk in a QuickList).
 POINTER = 8
 
 _getsizeof = sys.getsizeof
@@ -45,10 +45,6 @@ def _sampled(elements, count: int, samples, size_of) -> int:
 
 def _pair_size(pair) -> int:
     return _getsizeof(pair[0]) + _getsizeof(pair[1])
-
-
-def _element_size(element) -> int:
-    return _getsizeof(element) + POINTER
 
 
 def _zset_member_size(key: bytes) -> int:
@@ -74,8 +70,10 @@ def value_size(value, samples=DEFAULT_SAMPLES) -> int:
         return _getsizeof(value) + _sampled(iter(value), len(value), samples, _getsizeof)
     if kind is IntSet:
         return _getsizeof(value)   # the array: header and 8 bytes a member, no objects
-    if kind is deque:
-        return _getsizeof(value) + _sampled(iter(value), len(value), samples, _element_size)
+    if kind is QuickList:   # its chunks sampled, as Redis samples quicklist nodes
+        chunks = value.chunks
+        return (_getsizeof(value) + _getsizeof(chunks)
+                + _sampled(iter(chunks), len(chunks), samples, _getsizeof))
     if kind is ZSet:
         keys = value.keys
         return (_getsizeof(value) + _getsizeof(value.scores) + _getsizeof(keys)
