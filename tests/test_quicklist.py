@@ -9,11 +9,14 @@ import random
 
 import pytest
 
+from hiredis import Reader
+
 from tenantkv.keyspace import quicklist
 from tenantkv.keyspace.packed import KEY
 from tenantkv.keyspace.quicklist import QuickList
 
-_ALPHABET = b"ab\xff\xfe\x01"
+_ALPHABET = b"ab\xff\xfe\x01\r\n$1"
+_reader = Reader()
 
 
 def _word(rng) -> bytes:
@@ -25,7 +28,11 @@ def _check(q: QuickList, model: list) -> None:
     assert list(q) == model
     assert list(reversed(q)) == model[::-1]
     assert len(q) == len(model) == q.n
-    for chunk in q.chunks:
+    if type(q.chunks) is list:
+        assert len(q.chunks) >= 2   # else the one chunk is held alone
+    else:
+        assert q.chunks or not model
+    for chunk in q.chunk_list():
         assert chunk.startswith(KEY)
         assert len(chunk) <= quicklist.CHUNK_BYTES or chunk.count(KEY) == 1, len(chunk)
 
@@ -73,6 +80,8 @@ def _step(rng, q: QuickList, model: list, words: list) -> None:
         a = rng.randrange(n)
         b = rng.randrange(a + 1, n + 1)
         assert q.range(a, b) == model[a:b]
+        _reader.feed(q.range_reply(a, b))
+        assert _reader.gets() == model[a:b]
     elif op == 9:
         pivot, w, after = rng.choice(words), rng.choice(words), rng.random() < 0.5
         found = q.insert_at(pivot, w, after)
@@ -124,15 +133,19 @@ def test_quicklist_against_a_list(monkeypatch, chunk_bytes):
             _step(rng, q, model, words)
             _check(q, model)
             if not model:   # the commands delete an empty list; the class copes
-                assert not q.chunks
+                assert q.chunks == b""
 
 
 def test_quicklist_packs_elements_in_chunks():
-    # 1,000 elements of 12 bytes: ~14 chunks of <= 1 KB, not 1,000 objects
+    # 1,000 elements of ~11 bytes (16 with their header): ~17 chunks of <= 1 KB, not 1,000 objects
+    assert type(QuickList([b"a", b"b"]).chunks) is bytes   # a small list: no Python list
     q = QuickList([b"element:%d" % i for i in range(1000)])
-    assert len(q.chunks) <= 16
-    assert sum(map(len, q.chunks)) == sum(2 + len(b"element:%d" % i) for i in range(1000))
+    assert len(q.chunks) <= 20
+    # an entry: marker, RESP's length header, the data
+    assert sum(map(len, q.chunks)) == sum(len(b"\xff\x01%d\r\nelement:%d" % (len(b"element:%d" % i), i))
+                                          for i in range(1000))
     big = b"x" * (5 * quicklist.CHUNK_BYTES)
     q.append(big)
     q.append(b"after")
-    assert q.chunks[-2] == KEY + big and q.chunks[-1] == KEY + b"after"
+    assert q.chunks[-2] == KEY + b"%d\r\n" % len(big) + big
+    assert q.chunks[-1] == KEY + b"5\r\nafter"

@@ -20,7 +20,7 @@ from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.quicklist import QuickList
 from tenantkv.keyspace.types import register_type
-from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY, OK
+from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY, OK, Raw
 from tenantkv.util.numbers import LLONG_MAX, LLONG_MIN, parse_int
 from tenantkv.util.ranges import rank_range
 
@@ -179,7 +179,8 @@ def lrange(conn, args):
     begin, end = rank_range(len(lst), start, end)
     if begin == end:
         return EMPTY_ARRAY
-    return lst.range(begin, end)
+    # the reply straight from the packed entries: no object per element
+    return Raw(lst.range_reply(begin, end))
 
 
 @command("lindex")

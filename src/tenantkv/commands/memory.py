@@ -72,6 +72,8 @@ def value_size(value, samples=DEFAULT_SAMPLES) -> int:
         return _getsizeof(value)   # the array: header and 8 bytes a member, no objects
     if kind is QuickList:   # its chunks sampled, as Redis samples quicklist nodes
         chunks = value.chunks
+        if type(chunks) is bytes:   # a small list: its one chunk, held alone
+            return _getsizeof(value) + _getsizeof(chunks)
         return (_getsizeof(value) + _getsizeof(chunks)
                 + _sampled(iter(chunks), len(chunks), samples, _getsizeof))
     if kind is ZSet:

@@ -1,58 +1,99 @@
-"""A list: a Python list of packed chunks, as Redis's quicklist of listpacks.
+"""A list: packed chunks of elements, as Redis's quicklist of listpacks.
 
 Why this form: a `collections.deque` costs a block of 64 pointers (>600 B)
 for a list of 5 elements and a bytes object (33 B + data) per element. Here
-the elements live in `bytes` chunks in keyspace/packed.py's single format
-(`KEY + escape(element)` concatenated), so an element costs 2 bytes of
-marker + its data, and every scan (find the n-th element, a pivot, a value
-to remove, LRANGE's slice) runs in C (`find`, `count`, `split`, `rsplit`).
+the elements live in `bytes` chunks, so an element costs its data plus a few
+bytes of header, and every scan (the n-th element, a pivot, a value to
+remove) runs in C (`find`, `count`, `split`, `replace`).
 
-* A list of 5 short elements: the object (48 B) + a one-slot Python list
-  (64 B) + one chunk (33 B + 2 + len per element), about 180 B before the
-  key, against a deque's ~1 KB.
-* Chunks are immutable `bytes`: a push or pop at an end builds a new end
-  chunk, copying it, so a chunk is kept at most CHUNK_BYTES (a push copies
-  < 1 KB, as Redis's listpack insert memmoves its node) -- or is a single
-  element bigger than that, which is alone in its chunk, so that popping
-  its neighbours never copies it. Writes in the middle (LSET, LINSERT) split
-  a chunk that grew past the limit, so no later end operation copies more.
-* No per-chunk element counts: they would cost memory in every small list
-  and a write on every push; an index walks chunks from the nearer end
-  counting markers with `bytes.count` (C, ~1 ns a byte). LINDEX/LSET stay
-  O(distance from the nearer end), as Redis's quicklist walk.
+Entry format: `KEY + b"%d\\r\\n" % len(element) + escape(element)`, with
+keyspace/packed.py's marker KEY (ff 01) and escape (a data byte ff is
+stored ff fe), so an entry starts exactly where a KEY occurs and the header
+is RESP's bulk string header. A run of entries becomes the RESP reply of
+those elements with two C calls, `replace(KEY, b"\\r\\n$")` then unescaping:
+LRANGE never makes a Python object per element, and `_decode` turns a run
+into elements with hiredis's reader (C) rather than a Python loop.
+
+* A list that fits one chunk (the usual small list) holds it directly:
+  `chunks` is that `bytes` (b"" when empty), so a list of 5 short elements
+  costs the object (48 B) and one chunk (33 B + 2 + 3 + len per element).
+  A longer list holds a Python list of two or more chunks.
+* Chunks are immutable: a push or pop at an end builds a new end chunk
+  (copying it), so a chunk is kept within CHUNK_BYTES -- or is a single
+  bigger element, alone in its chunk, which popping its neighbours never
+  copies. Writes in the middle (LSET, LINSERT) cut a chunk that grew past
+  the limit and merge small neighbours, so no end operation copies more.
+* No per-chunk element counts (memory in every small list, a write on
+  every push): an index walks the chunks from the nearer end counting
+  markers with `bytes.count` (C, ~1 ns a byte), O(distance) as Redis's walk.
 * The chunk size does not follow list-max-listpack-size: no reply depends
   on it (Redis 7.0 says "quicklist" for every list), and bigger immutable
   chunks would make every push copy more.
 
-Invariants: no empty chunk; `n` is the number of elements; an empty
-QuickList never stays in a database (the commands delete the key).
+Invariants: no empty chunk; a list of chunks has two or more; `n` is the
+number of elements. An empty list never stays in a database (the commands
+delete the key); the class copes with one.
 """
+
+from hiredis import Reader
 
 from tenantkv.keyspace.packed import KEY
 
 _FF = b"\xff"
 _ESCAPED = b"\xff\xfe"
+_BULK = b"\r\n$"          # what a KEY becomes in a RESP reply
+_ENTRY = b"\xff\x01%d\r\n%b"
+_MARK = b"\xff\x01\x01"   # a KEY never followed by 01 elsewhere (a digit follows)
 
 # A push starts a new end chunk rather than grow this one past CHUNK_BYTES
-# (measured: pushes at 1 KB chunks cost as at 256 B; LRANGE and memory gain
-# from fewer, longer chunks).
+# (the copy a push or pop makes; measured: pushes cost alike from 128 B to
+# 1 KB, and longer chunks cost less memory and fewer steps per walk).
 CHUNK_BYTES = 1024
 
-
-def _esc(value: bytes) -> bytes:
-    return value.replace(_FF, _ESCAPED)
+_reader = Reader()   # the server is one thread; a forked saver has its own copy
 
 
-def _unesc_all(parts: list, chunk: bytes) -> list:
-    """`parts` of `chunk`, unescaped when the chunk holds an escaped byte."""
-    if chunk.find(_ESCAPED) >= 0:
-        return [p.replace(_ESCAPED, _FF) for p in parts]
-    return parts
+def _entry(value: bytes) -> bytes:
+    return _ENTRY % (len(value), value.replace(_FF, _ESCAPED))
+
+
+def _packed(values) -> bytes:
+    """The entries of `values` (bytes), in order."""
+    return b"".join([_ENTRY % (len(v), v.replace(_FF, _ESCAPED)) for v in values])
+
+
+def resp(region: bytes, count: int) -> bytes:
+    """The RESP array of the `count` entries in `region`."""
+    return (b"*%d%b\r\n" % (count, region.replace(KEY, _BULK))).replace(_ESCAPED, _FF)
+
+
+def _decode(region: bytes, count: int) -> list:
+    """The elements of the `count` entries in `region`."""
+    if not count:
+        return []
+    _reader.feed(resp(region, count))
+    return _reader.gets()
+
+
+def _offset(chunk: bytes, j: int) -> int:
+    """Where entry j (0-based, < its count) of `chunk` starts: the first j + 1
+    markers become one byte longer, so the last of them found is j bytes
+    further than the original (one C pass, no object per entry)."""
+    if not j:
+        return 0
+    return chunk.replace(KEY, _MARK, j + 1).rfind(_MARK) - j
+
+
+def _value_at(chunk: bytes, at: int) -> bytes:
+    """The element of the entry starting at `at`."""
+    end = chunk.find(KEY, at + 2)
+    start = chunk.find(b"\n", at) + 1
+    return (chunk[start:] if end < 0 else chunk[start:end]).replace(_ESCAPED, _FF)
 
 
 def _pack(data: bytes) -> list:
-    """Cut a run of packed elements into chunks of at most CHUNK_BYTES (or a
-    single bigger element), at marker boundaries; O(len / CHUNK_BYTES) steps."""
+    """Cut a run of entries into chunks of at most CHUNK_BYTES (or a single
+    bigger entry), at marker boundaries; O(len / CHUNK_BYTES) steps."""
     size = len(data)
     if size <= CHUNK_BYTES:
         return [data]
@@ -60,7 +101,7 @@ def _pack(data: bytes) -> list:
     start = 0
     while size - start > CHUNK_BYTES:
         cut = data.rfind(KEY, start + 1, start + CHUNK_BYTES + 1)
-        if cut < 0:   # one element longer than a chunk: alone in its own
+        if cut < 0:   # one entry longer than a chunk: alone in its own
             cut = data.find(KEY, start + 1)
             if cut < 0:
                 break
@@ -70,26 +111,40 @@ def _pack(data: bytes) -> list:
     return chunks
 
 
-def _packed(values) -> bytes:
-    """The packed run of `values` (bytes), in order."""
-    joined = KEY.join(values)
-    if joined.find(_FF) >= 0:
-        # a 0xff is a marker or a data byte: escape element by element
-        joined = KEY.join([v.replace(_FF, _ESCAPED) for v in values])
-    return KEY + joined
-
-
 class QuickList:
     """The list interface commands/lists.py, the blocking pops and the
     persistence code use: len, iteration, pushes and pops at both ends,
-    ranges, index access, LINSERT/LREM/LTRIM/LPOS helpers."""
+    ranges (as elements or as a RESP reply), index access, and LINSERT,
+    LREM, LTRIM's work. The end operations handle both forms of `chunks`
+    inline; the rarer ones take `_list()` and settle with `_set()`."""
 
     __slots__ = ("chunks", "n")
 
     def __init__(self, values=()) -> None:
         values = values if type(values) is list else list(values)
         self.n = len(values)
-        self.chunks = _pack(_packed(values)) if values else []
+        self.chunks = b""
+        if values:
+            self._set(_pack(_packed(values)))
+
+    def _set(self, chunks: list) -> None:
+        """Store a list of chunks in the form its length calls for."""
+        if len(chunks) > 1:
+            self.chunks = chunks
+        else:
+            self.chunks = chunks[0] if chunks else b""
+
+    def _list(self) -> list:
+        """The chunks as a list (a new one for the one-chunk form: the
+        caller may mutate it, then stores it back with `_set`)."""
+        chunks = self.chunks
+        if type(chunks) is bytes:
+            return [chunks] if chunks else []
+        return chunks
+
+    def chunk_list(self) -> list:
+        """A copy of the list of chunks, in order (MEMORY USAGE, tests)."""
+        return list(self._list())
 
     def __len__(self) -> int:
         return self.n
@@ -98,122 +153,149 @@ class QuickList:
         return self.n > 0
 
     def __iter__(self):
-        for chunk in self.chunks:
-            yield from _unesc_all(chunk.split(KEY)[1:], chunk)
+        for chunk in self._list():
+            yield from _decode(chunk, chunk.count(KEY))
 
     def __reversed__(self):
-        for chunk in reversed(self.chunks):
-            parts = _unesc_all(chunk.split(KEY)[1:], chunk)
-            parts.reverse()
-            yield from parts
+        for chunk in reversed(self._list()):
+            yield from reversed(_decode(chunk, chunk.count(KEY)))
 
     def __repr__(self) -> str:
         return "QuickList(%r)" % (list(self),)
 
     def copy(self) -> "QuickList":
         new = QuickList()
-        new.chunks = list(self.chunks)   # chunks are immutable: shared
+        chunks = self.chunks   # chunks are immutable: shared
+        new.chunks = chunks if type(chunks) is bytes else list(chunks)
         new.n = self.n
         return new
 
     # -- the ends: one element ---------------------------------------------------
 
     def append(self, value: bytes) -> None:
-        piece = KEY + value.replace(_FF, _ESCAPED)
+        piece = _ENTRY % (len(value), value.replace(_FF, _ESCAPED))
         chunks = self.chunks
         self.n += 1
-        if chunks:
-            last = chunks[-1]
-            if len(last) + len(piece) <= CHUNK_BYTES:
-                chunks[-1] = last + piece
-                return
-        chunks.append(piece)
+        if type(chunks) is bytes:
+            if len(chunks) + len(piece) <= CHUNK_BYTES or not chunks:
+                self.chunks = chunks + piece
+            else:
+                self.chunks = [chunks, piece]
+        elif len(chunks[-1]) + len(piece) <= CHUNK_BYTES:
+            chunks[-1] += piece
+        else:
+            chunks.append(piece)
 
     def appendleft(self, value: bytes) -> None:
-        piece = KEY + value.replace(_FF, _ESCAPED)
+        piece = _ENTRY % (len(value), value.replace(_FF, _ESCAPED))
         chunks = self.chunks
         self.n += 1
-        if chunks:
-            first = chunks[0]
-            if len(first) + len(piece) <= CHUNK_BYTES:
-                chunks[0] = piece + first
-                return
-        chunks.insert(0, piece)
+        if type(chunks) is bytes:
+            if len(chunks) + len(piece) <= CHUNK_BYTES or not chunks:
+                self.chunks = piece + chunks
+            else:
+                self.chunks = [piece, chunks]
+        elif len(chunks[0]) + len(piece) <= CHUNK_BYTES:
+            chunks[0] = piece + chunks[0]
+        else:
+            chunks.insert(0, piece)
 
     def popleft(self) -> bytes:
+        """The first element, removed (the list must not be empty)."""
         chunks = self.chunks
-        first = chunks[0]
-        end = first.find(KEY, 2)
-        if end < 0:
-            del chunks[0]
-            value = first[2:]
-        else:
-            value = first[2:end]
-            chunks[0] = first[end:]
         self.n -= 1
+        one = type(chunks) is bytes
+        first = chunks if one else chunks[0]
+        start = first.find(b"\n") + 1
+        end = first.find(KEY, start)
+        if end >= 0:
+            value = first[start:end]
+            if one:
+                self.chunks = first[end:]
+            else:
+                chunks[0] = first[end:]
+        else:
+            value = first[start:]
+            if one:
+                self.chunks = b""
+            else:
+                del chunks[0]
+                if len(chunks) == 1:
+                    self.chunks = chunks[0]
         return value.replace(_ESCAPED, _FF)
 
     def pop(self) -> bytes:
+        """The last element, removed (the list must not be empty)."""
         chunks = self.chunks
+        self.n -= 1
+        if type(chunks) is bytes:
+            at = chunks.rfind(KEY)
+            self.chunks = chunks[:at]
+            return chunks[chunks.find(b"\n", at) + 1:].replace(_ESCAPED, _FF)
         last = chunks[-1]
         at = last.rfind(KEY)
-        value = last[at + 2:]
         if at:
             chunks[-1] = last[:at]
         else:
             chunks.pop()
-        self.n -= 1
-        return value.replace(_ESCAPED, _FF)
+            if len(chunks) == 1:
+                self.chunks = chunks[0]
+        return last[last.find(b"\n", at) + 1:].replace(_ESCAPED, _FF)
 
     # -- the ends: many elements ---------------------------------------------------
 
     def extend(self, values: list) -> None:
         """RPUSH values..., in order."""
-        if len(values) == 1:
-            self.append(values[0])
-            return
         data = _packed(values)
+        self.n += len(values)
         chunks = self.chunks
-        if chunks and len(chunks[-1]) + len(data) <= CHUNK_BYTES:
+        if type(chunks) is bytes:
+            if len(chunks) + len(data) <= CHUNK_BYTES:
+                self.chunks = chunks + data
+            else:
+                self._set(([chunks] if chunks else []) + _pack(data))
+        elif len(chunks[-1]) + len(data) <= CHUNK_BYTES:
             chunks[-1] += data
         else:
             chunks.extend(_pack(data))
-        self.n += len(values)
 
     def extendleft(self, values: list) -> None:
         """LPUSH values...: each pushed at the head in turn (so reversed)."""
-        if len(values) == 1:
-            self.appendleft(values[0])
-            return
         data = _packed(values[::-1])
+        self.n += len(values)
         chunks = self.chunks
-        if chunks and len(chunks[0]) + len(data) <= CHUNK_BYTES:
+        if type(chunks) is bytes:
+            if len(chunks) + len(data) <= CHUNK_BYTES:
+                self.chunks = data + chunks
+            else:
+                self._set(_pack(data) + ([chunks] if chunks else []))
+        elif len(chunks[0]) + len(data) <= CHUNK_BYTES:
             chunks[0] = data + chunks[0]
         else:
             chunks[0:0] = _pack(data)
-        self.n += len(values)
 
     def pop_many(self, head: bool, count: int) -> list:
         """LPOP/RPOP key count: up to `count` elements from one end, in pop order."""
         n = self.n
         if count >= n:
-            got = list(self) if head else list(reversed(self))
-            self.chunks = []
+            got = list(self)
+            self.chunks = b""
             self.n = 0
-            return got
-        if head:
+        elif head:
             got = self.range(0, count)
             self.drop_head(count)
+            return got
         else:
             got = self.range(n - count, n)
-            got.reverse()
             self.drop_tail(count)
+        if not head:
+            got.reverse()
         return got
 
     def drop_head(self, count: int) -> None:
         """Remove the first `count` (< n) elements."""
         self.n -= count
-        chunks = self.chunks
+        chunks = self._list()
         whole = 0
         for chunk in chunks:
             k = chunk.count(KEY)
@@ -223,12 +305,13 @@ class QuickList:
             whole += 1
         del chunks[:whole]
         if count:
-            chunks[0] = KEY + chunks[0].split(KEY, count + 1)[-1]
+            chunks[0] = chunks[0][_offset(chunks[0], count):]
+        self._set(chunks)
 
     def drop_tail(self, count: int) -> None:
         """Remove the last `count` (< n) elements."""
         self.n -= count
-        chunks = self.chunks
+        chunks = self._list()
         whole = 0
         for chunk in reversed(chunks):
             k = chunk.count(KEY)
@@ -239,21 +322,22 @@ class QuickList:
         if whole:
             del chunks[-whole:]
         if count:
-            chunks[-1] = chunks[-1].rsplit(KEY, count)[0]
+            last = chunks[-1]
+            chunks[-1] = last[:_offset(last, last.count(KEY) - count)]
+        self._set(chunks)
 
     # -- by index ----------------------------------------------------------------------
 
-    def _locate(self, index: int) -> tuple:
-        """(chunk position, index in that chunk, the chunk's element count) of
-        element `index` (0 <= index < n), walking from the nearer end."""
-        chunks = self.chunks
+    def _locate(self, chunks: list, index: int) -> tuple:
+        """(chunk position, index in that chunk) of element `index`
+        (0 <= index < n), walking from the nearer end."""
         if len(chunks) == 1:
-            return 0, index, self.n
+            return 0, index
         if index < self.n // 2:
             for i, chunk in enumerate(chunks):
                 k = chunk.count(KEY)
                 if index < k:
-                    return i, index, k
+                    return i, index
                 index -= k
         else:
             back = self.n - 1 - index   # elements after it
@@ -262,154 +346,131 @@ class QuickList:
                 i -= 1
                 k = chunk.count(KEY)
                 if back < k:
-                    return i, k - 1 - back, k
+                    return i, k - 1 - back
                 back -= k
         raise IndexError(index)
 
     def __getitem__(self, index: int) -> bytes:
         """The element at `index` (0 <= index < n)."""
-        i, local, k = self._locate(index)
-        chunk = self.chunks[i]
-        if local < k // 2:
-            value = chunk.split(KEY, local + 2)[local + 1]
-        else:
-            value = chunk.rsplit(KEY, k - local)[1]
-        return value.replace(_ESCAPED, _FF)
+        chunks = self._list()
+        i, local = self._locate(chunks, index)
+        chunk = chunks[i]
+        return _value_at(chunk, _offset(chunk, local))
 
     def __setitem__(self, index: int, value: bytes) -> None:
         """LSET: replace the element at `index` (0 <= index < n)."""
-        i, local, k = self._locate(index)
-        parts = self.chunks[i].split(KEY)
-        parts[local + 1] = value.replace(_FF, _ESCAPED)
-        self._replace_chunk(i, KEY.join(parts))
+        chunks = self._list()
+        i, local = self._locate(chunks, index)
+        chunk = chunks[i]
+        at = _offset(chunk, local)
+        end = chunk.find(KEY, at + 2)
+        tail = b"" if end < 0 else chunk[end:]
+        _replace_chunk(chunks, i, b"".join((chunk[:at], _entry(value), tail)))
+        self._set(chunks)
 
-    def _replace_chunk(self, i: int, chunk: bytes) -> None:
-        """Put `chunk` (non-empty) at position i, cut again if it grew too
-        long, merged with a neighbour if both are small."""
+    def _regions(self, start: int, stop: int) -> list:
+        """The runs of entries of elements [start, stop) (0 <= start < stop
+        <= n), in order, as (bytes, count); walks from the nearer end."""
         chunks = self.chunks
-        if len(chunk) > CHUNK_BYTES:
-            chunks[i:i + 1] = _pack(chunk)
-            return
-        if len(chunk) < CHUNK_BYTES // 4:
-            if i + 1 < len(chunks) and len(chunk) + len(chunks[i + 1]) <= CHUNK_BYTES:
-                chunks[i:i + 2] = [chunk + chunks[i + 1]]
-                return
-            if i and len(chunk) + len(chunks[i - 1]) <= CHUNK_BYTES:
-                chunks[i - 1:i + 1] = [chunks[i - 1] + chunk]
-                return
-        chunks[i] = chunk
-
-    def range(self, start: int, stop: int) -> list:
-        """Elements [start, stop) (0 <= start < stop <= n), in order; only the
-        chunks that hold them are split."""
-        chunks = self.chunks
-        if len(chunks) == 1:
-            chunk = chunks[0]
-            if start:
-                got = chunk.split(KEY, stop + 1)[start + 1:stop + 1]
-            else:
-                got = chunk.split(KEY, stop + 1)[1:stop + 1]
-            return _unesc_all(got, chunk)
+        if type(chunks) is bytes:
+            k = self.n
+            a = _offset(chunks, start)
+            b = len(chunks) if stop == k else _offset(chunks, stop)
+            return [(chunks[a:b] if a or b < len(chunks) else chunks, stop - start)]
         n = self.n
+        runs = []
         if start <= n - stop:
-            got = []
-            skip = start
-            want = stop - start
-            for chunk in chunks:
-                k = chunk.count(KEY)
-                if skip >= k:
-                    skip -= k
-                    continue
-                take = min(k - skip, want)
-                part = chunk.split(KEY, skip + take + 1)[skip + 1:skip + take + 1]
-                got += _unesc_all(part, chunk)
-                want -= take
-                if not want:
-                    break
-                skip = 0
-            return got
-        # nearer the tail: walk backwards, collecting chunk slices in reverse
-        pieces = []
-        skip = n - stop   # elements after the range
-        want = stop - start
-        for chunk in reversed(chunks):
+            skip, want = start, stop - start
+            walk = chunks
+        else:
+            skip, want = n - stop, stop - start   # skip: elements after the range
+            walk = reversed(chunks)
+        from_head = walk is chunks
+        for chunk in walk:
             k = chunk.count(KEY)
             if skip >= k:
                 skip -= k
                 continue
             take = min(k - skip, want)
-            part = chunk.rsplit(KEY, skip + take)
-            pieces.append(_unesc_all(part[len(part) - skip - take:len(part) - skip], chunk))
+            first = skip if from_head else k - skip - take
+            last = first + take
+            a = _offset(chunk, first)
+            b = len(chunk) if last == k else _offset(chunk, last)
+            runs.append((chunk if not a and b == len(chunk) else chunk[a:b], take))
             want -= take
             if not want:
                 break
             skip = 0
+        if not from_head:
+            runs.reverse()
+        return runs
+
+    def range(self, start: int, stop: int) -> list:
+        """Elements [start, stop) (0 <= start < stop <= n), in order."""
         got = []
-        for part in reversed(pieces):
-            got += part
+        for region, count in self._regions(start, stop):
+            got += _decode(region, count)
         return got
+
+    def range_reply(self, start: int, stop: int) -> bytes:
+        """LRANGE's RESP reply for elements [start, stop), built from the
+        entries without an object per element."""
+        runs = self._regions(start, stop)
+        if len(runs) == 1:
+            return resp(*runs[0])
+        return resp(b"".join([region for region, _ in runs]), stop - start)
 
     # -- searches --------------------------------------------------------------------
 
-    def index(self, value: bytes) -> int:
-        """The chunk position holding the first element equal to `value`, and
-        that element's byte offset in it; (-1, -1) when there is none."""
-        needle = KEY + value.replace(_FF, _ESCAPED)
-        bounded = needle + KEY
-        for i, chunk in enumerate(self.chunks):
-            at = chunk.find(bounded)
-            if at >= 0:
-                return i, at
-            if chunk.endswith(needle):
-                return i, len(chunk) - len(needle)
-        return -1, -1
-
     def insert_at(self, pivot: bytes, value: bytes, after: bool) -> bool:
         """LINSERT: put `value` before/after the first `pivot`; False if absent."""
-        i, at = self.index(pivot)
-        if i < 0:
-            return False
-        chunk = self.chunks[i]
-        if after:
-            at += 2 + len(pivot.replace(_FF, _ESCAPED))
-        piece = KEY + value.replace(_FF, _ESCAPED)
-        self._replace_chunk(i, b"".join((chunk[:at], piece, chunk[at:])))
-        self.n += 1
-        return True
+        needle = _entry(pivot)
+        bounded = needle + KEY
+        chunks = self._list()
+        for i, chunk in enumerate(chunks):
+            at = chunk.find(bounded)
+            if at < 0:
+                if not chunk.endswith(needle):
+                    continue
+                at = len(chunk) - len(needle)
+            if after:
+                at += len(needle)
+            _replace_chunk(chunks, i, b"".join((chunk[:at], _entry(value), chunk[at:])))
+            self._set(chunks)
+            self.n += 1
+            return True
+        return False
 
     def remove(self, value: bytes, count: int) -> int:
         """LREM: remove the first `count` elements equal to `value` (the last
         -count when negative, all when 0); the number removed."""
-        esc = value.replace(_FF, _ESCAPED)
-        needle = KEY + esc
+        needle = _entry(value)
         bounded = needle + KEY
+        target = needle[2:]   # an entry as split(KEY) gives it
         limit = abs(count) if count else -1
         removed = 0
-        chunks = self.chunks
+        chunks = self._list()
         order = range(len(chunks)) if count >= 0 else range(len(chunks) - 1, -1, -1)
-        changed = []
         for i in order:
             chunk = chunks[i]
             if chunk.find(bounded) < 0 and not chunk.endswith(needle):
-                continue   # no match here: no Python work on its elements
+                continue   # no match here: no Python work on its entries
             parts = chunk.split(KEY)[1:]
             if count < 0:
                 parts.reverse()
             kept = []
             for part in parts:
-                if part == esc and removed != limit:
+                if part == target and removed != limit:
                     removed += 1
                 else:
                     kept.append(part)
             if count < 0:
                 kept.reverse()
-            changed.append((i, KEY + KEY.join(kept) if kept else b""))
+            chunks[i] = KEY + KEY.join(kept) if kept else b""
             if removed == limit:
                 break
         if removed:
-            for i, chunk in changed:
-                chunks[i] = chunk
-            self.chunks = [c for c in chunks if c]
+            self._set([c for c in chunks if c])
             self.n -= removed
         return removed
 
@@ -420,3 +481,20 @@ class QuickList:
             self.drop_tail(right)
         if start:
             self.drop_head(start)
+
+
+def _replace_chunk(chunks: list, i: int, chunk: bytes) -> None:
+    """Put `chunk` (non-empty) at position i of `chunks`: cut again if it grew
+    past the limit, merged with a neighbour if both are small (so LSETs and
+    LREMs cannot leave a trail of tiny chunks)."""
+    if len(chunk) > CHUNK_BYTES:
+        chunks[i:i + 1] = _pack(chunk)
+        return
+    if len(chunk) < CHUNK_BYTES // 4:
+        if i + 1 < len(chunks) and len(chunk) + len(chunks[i + 1]) <= CHUNK_BYTES:
+            chunks[i:i + 2] = [chunk + chunks[i + 1]]
+            return
+        if i and len(chunk) + len(chunks[i - 1]) <= CHUNK_BYTES:
+            chunks[i - 1:i + 1] = [chunks[i - 1] + chunk]
+            return
+    chunks[i] = chunk
