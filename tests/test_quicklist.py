@@ -125,6 +125,7 @@ def _step(rng, q: QuickList, model: list, words: list) -> None:
 @pytest.mark.parametrize("chunk_bytes", [8, 40, quicklist.CHUNK_BYTES])
 def test_quicklist_against_a_list(monkeypatch, chunk_bytes):
     monkeypatch.setattr(quicklist, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(quicklist, "_ROOM", chunk_bytes - 14)
     rng = random.Random(chunk_bytes)
     words = [_word(rng) for _ in range(12)] + [b"", b"x", b"\xff", b"\xff\x01"]
     for _ in range(30):

@@ -50,6 +50,10 @@ _MARK = b"\xff\x01\x01"   # a KEY never followed by 01 elsewhere (a digit follow
 # 1 KB, and longer chunks cost less memory and fewer steps per walk).
 CHUNK_BYTES = 1024
 
+_HEAD = b"\xff\x01%d\r\n"
+_HEADS = [_HEAD % size for size in range(1024)]   # an entry's header, by length
+_ROOM = CHUNK_BYTES - 14   # KEY + 10 digits + CRLF: the longest header
+
 _reader = Reader()   # the server is one thread; a forked saver has its own copy
 
 
@@ -172,57 +176,69 @@ class QuickList:
 
     # -- the ends: one element ---------------------------------------------------
 
+    # A push builds the new end chunk in one join of (header, element, chunk):
+    # headers of short elements come from _HEADS, and the room check counts
+    # the longest header (14 bytes), so it needs no piece of its own.
+
     def append(self, value: bytes) -> None:
-        piece = _ENTRY % (len(value), value.replace(_FF, _ESCAPED))
+        esc = value.replace(_FF, _ESCAPED)
+        size = len(value)
+        head = _HEADS[size] if size < 1024 else _HEAD % size
         chunks = self.chunks
         self.n += 1
         if type(chunks) is bytes:
-            if len(chunks) + len(piece) <= CHUNK_BYTES or not chunks:
-                self.chunks = chunks + piece
+            if len(chunks) + len(esc) <= _ROOM or not chunks:
+                self.chunks = b"".join((chunks, head, esc))
             else:
-                self.chunks = [chunks, piece]
-        elif len(chunks[-1]) + len(piece) <= CHUNK_BYTES:
-            chunks[-1] += piece
+                self.chunks = [chunks, head + esc]
+            return
+        last = chunks[-1]
+        if len(last) + len(esc) <= _ROOM:
+            chunks[-1] = b"".join((last, head, esc))
         else:
-            chunks.append(piece)
+            chunks.append(head + esc)
 
     def appendleft(self, value: bytes) -> None:
-        piece = _ENTRY % (len(value), value.replace(_FF, _ESCAPED))
+        esc = value.replace(_FF, _ESCAPED)
+        size = len(value)
+        head = _HEADS[size] if size < 1024 else _HEAD % size
         chunks = self.chunks
         self.n += 1
         if type(chunks) is bytes:
-            if len(chunks) + len(piece) <= CHUNK_BYTES or not chunks:
-                self.chunks = piece + chunks
+            if len(chunks) + len(esc) <= _ROOM or not chunks:
+                self.chunks = b"".join((head, esc, chunks))
             else:
-                self.chunks = [piece, chunks]
-        elif len(chunks[0]) + len(piece) <= CHUNK_BYTES:
-            chunks[0] = piece + chunks[0]
+                self.chunks = [head + esc, chunks]
+            return
+        first = chunks[0]
+        if len(first) + len(esc) <= _ROOM:
+            chunks[0] = b"".join((head, esc, first))
         else:
-            chunks.insert(0, piece)
+            chunks.insert(0, head + esc)
+
+    # The pops: an entry is at least 5 bytes (KEY, "0", CRLF), so the next
+    # marker is searched from there; the element starts after the header's LF.
 
     def popleft(self) -> bytes:
         """The first element, removed (the list must not be empty)."""
         chunks = self.chunks
         self.n -= 1
-        one = type(chunks) is bytes
-        first = chunks if one else chunks[0]
-        start = first.find(b"\n") + 1
-        end = first.find(KEY, start)
-        if end >= 0:
-            value = first[start:end]
-            if one:
-                self.chunks = first[end:]
-            else:
-                chunks[0] = first[end:]
-        else:
-            value = first[start:]
-            if one:
-                self.chunks = b""
-            else:
-                del chunks[0]
-                if len(chunks) == 1:
-                    self.chunks = chunks[0]
-        return value.replace(_ESCAPED, _FF)
+        if type(chunks) is bytes:
+            end = chunks.find(KEY, 5)
+            if end > 0:
+                self.chunks = chunks[end:]
+                return chunks[chunks.find(b"\n") + 1:end].replace(_ESCAPED, _FF)
+            self.chunks = b""
+            return chunks[chunks.find(b"\n") + 1:].replace(_ESCAPED, _FF)
+        first = chunks[0]
+        end = first.find(KEY, 5)
+        if end > 0:
+            chunks[0] = first[end:]
+            return first[first.find(b"\n") + 1:end].replace(_ESCAPED, _FF)
+        del chunks[0]
+        if len(chunks) == 1:
+            self.chunks = chunks[0]
+        return first[first.find(b"\n") + 1:].replace(_ESCAPED, _FF)
 
     def pop(self) -> bytes:
         """The last element, removed (the list must not be empty)."""
