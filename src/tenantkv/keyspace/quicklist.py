@@ -58,7 +58,6 @@ _HEAD = b"\xff\x01%d\r\n"
 _HEADS = [_HEAD % size for size in range(1024)]   # an entry's header, by length
 _ROOM = CHUNK_BYTES - 14   # KEY + 10 digits + CRLF: the longest header
 
-_reader = Reader()   # the server is one thread; a forked saver has its own copy
 
 
 # Whether any entry ever stored holds an escaped byte: until one does (most
@@ -95,8 +94,9 @@ def _decode(region: bytes, count: int) -> list:
     """The elements of the `count` entries in `region`."""
     if not count:
         return []
-    _reader.feed(resp(region, count))
-    return _reader.gets()
+    reader = Reader()   # its own: no state left behind by a failure (~0.3 us)
+    reader.feed(resp(region, count))
+    return reader.gets()
 
 
 def _offset(chunk: bytes, j: int) -> int:
