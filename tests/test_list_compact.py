@@ -75,16 +75,16 @@ def _args(rng, keys: list, lengths: dict) -> list:
         return [name, key, other]
     if name == "LMPOP":
         return [name, "2", "nosuch", key, side, "COUNT", str(rng.choice([1, 4, 1000]))]
-    # blocking forms: on keys that have data they answer at once; otherwise
-    # both servers time out after 10 ms
+    # blocking forms: on keys that have data they answer at once ("big"
+    # mostly has: few 10 ms timeouts); otherwise both servers time out
     if name in ("BLPOP", "BRPOP"):
-        return [name, "nosuch", key, "0.01"]
+        return [name, "nosuch", key, "big", "0.01"]
     if name == "BLMOVE":
         return [name, key, other, side, "RIGHT", "0.01"]
     if name == "BRPOPLPUSH":
         return [name, key, other, "0.01"]
     if name == "BLMPOP":
-        return [name, "0.01", "1", key, side, "COUNT", "3"]
+        return [name, "0.01", "2", key, "big", side, "COUNT", "3"]
     if name == "ENCODING":
         return ["OBJECT", "ENCODING", key]
     return ["DEBUG", "DIGEST-VALUE", key]
@@ -104,6 +104,7 @@ def _same_lists(ours, theirs, keys) -> None:
                 == theirs.execute_command("DEBUG", "DIGEST-VALUE", key)), key
 
 
+@pytest.mark.slow
 def test_random_list_commands_match_redis(server, redis_server):
     ours = server.client(protocol=2)
     theirs = redis.Redis(port=redis_server.port)

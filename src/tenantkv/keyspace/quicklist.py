@@ -19,7 +19,7 @@ into elements with hiredis's reader (C) rather than a Python loop.
   costs the object (48 B) and one chunk (33 B + 2 + 3 + len per element).
   A longer list holds a `deque` of two or more chunks: a chunk leaves or
   joins either end in O(1) (a Python list's `del chunks[0]` moves every
-  pointer: measured, it made LPOP on a 2M-element list 20% slower).
+  pointer: with 33,000 chunks, measured, LPOP cost 20% more).
 * Chunks are immutable: a push or pop at an end builds a new end chunk
   (copying it), so a chunk is kept within CHUNK_BYTES -- or is a single
   bigger element, alone in its chunk, which popping its neighbours never
@@ -58,11 +58,9 @@ _HEAD = b"\xff\x01%d\r\n"
 _HEADS = [_HEAD % size for size in range(1024)]   # an entry's header, by length
 _ROOM = CHUNK_BYTES - 14   # KEY + 10 digits + CRLF: the longest header
 
-
-
 # Whether any entry ever stored holds an escaped byte: until one does (most
-# servers never store a 0xff), pops skip unescaping their element, a call
-# that costs as much as a tenth of a pop. Set for good, by any tenant.
+# servers never store a 0xff), pops skip the call that unescapes their
+# element. Set for good, by any tenant: it only saves time.
 _escaped = False
 
 
