@@ -200,3 +200,30 @@ def test_lists_survive_restart(tmp_path, mode):
         assert c.object("encoding", "small:7") == b"quicklist"
         assert c.execute_command("DEBUG", "RELOAD") == b"OK"
         assert c.execute_command("DEBUG", "DIGEST") == digest
+
+
+def test_hot_pushes_and_pops_with_ttls(r):
+    """LPUSH/RPUSH/LPOP/RPOP skip write_typed only while the database has no
+    TTL: a list with one keeps it, an expired one is gone for them all."""
+    r.flushdb()
+    r.rpush("l", "a", "b", "c")
+    r.pexpire("l", 60_000)
+    assert r.lpush("l", "z") == 4 and r.rpop("l") == b"c" and r.lpop("l") == b"z"
+    assert 0 < r.pttl("l") <= 60_000
+    r.rpush("gone", "x")
+    r.pexpire("gone", 1)
+    time.sleep(0.05)
+    assert r.lpop("gone") is None and r.rpop("gone") is None
+    r.rpush("gone2", "x")
+    r.pexpire("gone2", 1)
+    time.sleep(0.05)
+    assert r.rpush("gone2", "new") == 1 and r.pttl("gone2") == -1
+    r.set("s", "v")
+    for push in (r.lpush, r.rpush):
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            push("s", "x")
+    r.persist("l")
+    r.delete("gone2")   # no TTL left in the database: the inline path
+    assert r.rpush("l", "q") == 3 and r.lpop("l") == b"a" and r.rpop("l") == b"q"
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        r.lpop("s")

@@ -78,17 +78,20 @@ def _push(conn, args: list, head: bool, create: bool) -> int:
 
 
 # LPUSH/RPUSH/LPOP/RPOP of one element are the hot list commands (redis-
-# benchmark's rows): written out, without _push/_pop's extra call and flags.
+# benchmark's rows): written out, without _push/_pop's extra call and flags,
+# and, as GET, without write_typed's call when the database has no TTLs.
 
 @command("lpush")
 def lpush(conn, args):
     if len(args) != 3:
         return _push(conn, args, True, True)
     db = conn.db
-    lst = db.write_typed(args[1], QuickList)
-    if lst is None:
-        db.set(args[1], QuickList([args[2]]))
-        return 1
+    lst = db.data.get(args[1])
+    if type(lst) is not QuickList or db.expires:   # else a list no TTL can apply to
+        lst = db.write_typed(args[1], QuickList)
+        if lst is None:
+            db.set(args[1], QuickList([args[2]]))
+            return 1
     lst.appendleft(args[2])
     return lst.n
 
@@ -98,10 +101,12 @@ def rpush(conn, args):
     if len(args) != 3:
         return _push(conn, args, False, True)
     db = conn.db
-    lst = db.write_typed(args[1], QuickList)
-    if lst is None:
-        db.set(args[1], QuickList([args[2]]))
-        return 1
+    lst = db.data.get(args[1])
+    if type(lst) is not QuickList or db.expires:   # else a list no TTL can apply to
+        lst = db.write_typed(args[1], QuickList)
+        if lst is None:
+            db.set(args[1], QuickList([args[2]]))
+            return 1
     lst.append(args[2])
     return lst.n
 
@@ -144,9 +149,11 @@ def lpop(conn, args):
         return _pop(conn, args, True)
     db = conn.db
     key = args[1]
-    lst = db.write_typed(key, QuickList)
-    if lst is None:
-        return None
+    lst = db.data.get(key)
+    if type(lst) is not QuickList or db.expires:   # else a list no TTL can apply to
+        lst = db.write_typed(key, QuickList)
+        if lst is None:
+            return None
     value = lst.popleft()
     if not lst.n:
         db.delete(key)
@@ -159,9 +166,11 @@ def rpop(conn, args):
         return _pop(conn, args, False)
     db = conn.db
     key = args[1]
-    lst = db.write_typed(key, QuickList)
-    if lst is None:
-        return None
+    lst = db.data.get(key)
+    if type(lst) is not QuickList or db.expires:   # else a list no TTL can apply to
+        lst = db.write_typed(key, QuickList)
+        if lst is None:
+            return None
     value = lst.pop()
     if not lst.n:
         db.delete(key)
