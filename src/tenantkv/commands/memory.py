@@ -13,7 +13,6 @@ server's allocator, so tenantkv does not have them.
 """
 
 import sys
-from collections import deque
 from itertools import islice
 
 from tenantkv import errors
@@ -22,6 +21,7 @@ from tenantkv.errors import CommandError
 from tenantkv.keyspace.intset import IntSet
 from tenantkv.keyspace.hashpack import PackedHash
 from tenantkv.keyspace.packedset import PackedSet
+from tenantkv.keyspace.quicklist import QuickList
 from tenantkv.keyspace.zset import PackedZSet, ZSet
 from tenantkv.util.numbers import parse_int
 
@@ -29,7 +29,7 @@ DEFAULT_SAMPLES = 5    # Redis's OBJ_COMPUTE_SIZE_DEF_SAMPLES
 # A key's entry in the database's dict (CPython: its hash and the key and
 # value pointers), as Redis adds sizeof(dictEntry).
 DICT_ENTRY = 3 * 8
-# A pointer to each element in a deque block or a SortedList sublist.
+# A pointer to each element in a SortedList sublist (or chunk in a QuickList).
 POINTER = 8
 
 _getsizeof = sys.getsizeof
@@ -46,10 +46,6 @@ def _sampled(elements, count: int, samples, size_of) -> int:
 
 def _pair_size(pair) -> int:
     return _getsizeof(pair[0]) + _getsizeof(pair[1])
-
-
-def _element_size(element) -> int:
-    return _getsizeof(element) + POINTER
 
 
 def _zset_member_size(key: bytes) -> int:
@@ -77,8 +73,12 @@ def value_size(value, samples=DEFAULT_SAMPLES) -> int:
         return _getsizeof(value) + _getsizeof(value.buf)
     if kind is IntSet:
         return _getsizeof(value)   # the array: header and 8 bytes a member, no objects
-    if kind is deque:
-        return _getsizeof(value) + _sampled(iter(value), len(value), samples, _element_size)
+    if kind is QuickList:   # its chunks sampled, as Redis samples quicklist nodes
+        chunks = value.chunks
+        if type(chunks) is bytes:   # a small list: its one chunk, held alone
+            return _getsizeof(value) + _getsizeof(chunks)
+        return (_getsizeof(value) + _getsizeof(chunks)
+                + _sampled(iter(chunks), len(chunks), samples, _getsizeof))
     if kind is PackedZSet:   # one buffer, as Redis counts a listpack
         return _getsizeof(value)
     if kind is ZSet:

@@ -108,7 +108,9 @@ class Blocked(Deferred):
         value = self.db.get(key)
         if value is None or (type(value) is not self.kind
                              and COMPACT_OF.get(type(value)) is not self.kind):
-            return False   # (a compact form, as a PackedZSet for a ZSet, serves it)   # Redis 7.0: a value of another type leaves it blocked
+            # Redis 7.0: a value of another type leaves it blocked (a compact
+            # form of its type, as a PackedZSet for a ZSet, serves it)
+            return False
         try:
             reply = self.serve(self.conn, key)
         except CommandError as exc:   # e.g. BLMOVE's destination holds a string

@@ -1,6 +1,6 @@
 """One numbered database: a dict of key -> value and a dict of key -> expiry (ms).
 
-Values are typed Python objects: bytes for strings, dict for hashes, deque for
+Values are typed Python objects: bytes for strings, dict for hashes, QuickList for
 lists, set for sets, ZSet for sorted sets, Stream for streams. Expiry is lazy
 (checked on every access) plus an active cycle (see `active_expire`).
 """
@@ -82,7 +82,7 @@ class Database:
 
     def write_typed(self, key: bytes, kind: type):
         """The live value under `key` for a write command, or None: WRONGTYPE
-        when it is not a `kind` (bytes, dict, deque, set, ZSet...) or its compact
+        when it is not a `kind` (bytes, dict, QuickList, set, ZSet...) or its compact
         form (COMPACT_OF: a PackedHash for dict, an IntSet for set). Counts no
         hit or miss (Redis's lookupKeyWrite). `get` written out: the pushes,
         SET-likes and counters all come through here."""

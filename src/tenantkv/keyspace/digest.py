@@ -7,16 +7,16 @@ the same digest here and in redis-server 7.0, so a reload can be checked
 against itself and a compat session can compare the two servers.
 """
 
-from collections import deque
 from hashlib import sha1
 
 from tenantkv.keyspace.intset import IntSet
 from tenantkv.keyspace.hashpack import PackedHash
 from tenantkv.keyspace.packedset import PackedSet
+from tenantkv.keyspace.quicklist import QuickList
 from tenantkv.keyspace.zset import PackedZSet, ZSet
 
 ZERO = bytes(20)
-_TYPES = {bytes: 0, deque: 1, set: 2, IntSet: 2, PackedSet: 2, ZSet: 3, PackedZSet: 3,
+_TYPES = {bytes: 0, QuickList: 1, set: 2, IntSet: 2, PackedSet: 2, ZSet: 3, PackedZSet: 3,
           dict: 4, PackedHash: 4}   # OBJ_STRING ... OBJ_HASH
 
 
@@ -44,7 +44,7 @@ def value_digest(value, has_expire: bool, start: bytes = ZERO) -> bytes:
     kind = type(value)
     if kind is bytes:
         digest = _mix_digest(digest, value)
-    elif kind is deque:
+    elif kind is QuickList:
         for element in value:
             digest = _mix_digest(digest, element)
     elif kind is set or kind is IntSet or kind is PackedSet:   # an intset's members as decimal text, as Redis's

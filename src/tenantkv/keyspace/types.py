@@ -4,12 +4,10 @@ Each family module registers its value class here (`register_type`), so this
 module does not need to know every family.
 """
 
-from collections import deque
-
 from tenantkv.keyspace.intset import IntSet
 from tenantkv.util.numbers import parse_int
 
-_NAMES: dict = {bytes: "string", dict: "hash", deque: "list", set: "set"}
+_NAMES: dict = {bytes: "string", dict: "hash", set: "set"}
 _ENCODINGS: dict = {IntSet: lambda value: "intset"}
 _NAMES[IntSet] = "set"
 
@@ -33,8 +31,6 @@ def encoding(value) -> str:
         # a small hash is a PackedHash ("listpack", registered by commands/hashes.py);
         # a dict is one converted past the limits, for good, as Redis's hashtable
         return "hashtable"
-    if kind is deque:
-        return "quicklist"   # Redis 7.0 has no listpack-encoded lists (7.2 has)
     if kind is set:
         # an intset is an IntSet (registered below), a small set a PackedSet
         # ("listpack", registered by commands/sets.py): a set is a hashtable
@@ -46,6 +42,6 @@ def copy_value(value):
     kind = type(value)
     if kind is bytes:
         return value
-    if kind in (dict, set, deque):
+    if kind in (dict, set):
         return kind(value)
     return value.copy()

@@ -364,7 +364,8 @@ class Connection(asyncio.Protocol):
                     # `size` counts what can be large (values, arrays); the
                     # pre-encoded replies (+OK, small integers) are a few bytes.
                     kind = type(reply)
-                    if kind is Raw:
+                    if kind is Raw:   # LRANGE's replies are Raw too: counted
+                        size += len(reply)
                         append(reply)
                     elif kind is bytes:
                         size += len(reply)

@@ -13,12 +13,12 @@ as records (`write_base`); `key_records` also logs values set wholesale.
 """
 
 import os
-from collections import deque
 
 from tenantkv.keyspace import database as database_module
 from tenantkv.keyspace.intset import IntSet
 from tenantkv.keyspace.hashpack import PackedHash
 from tenantkv.keyspace.packedset import PackedSet
+from tenantkv.keyspace.quicklist import QuickList
 from tenantkv.keyspace.zset import PackedZSet, ZSet
 from tenantkv.persistence.kdb.format import MAGIC as KDB_MAGIC
 
@@ -72,7 +72,7 @@ def key_records(key: bytes, value, when):
         step = 2 * ITEMS_PER_COMMAND
         for i in range(0, len(items), step):
             yield encode_command([b"HSET", key, *items[i:i + step]])
-    elif kind is deque:
+    elif kind is QuickList:
         items = list(value)
         for i in range(0, len(items), ITEMS_PER_COMMAND):
             yield encode_command([b"RPUSH", key, *items[i:i + ITEMS_PER_COMMAND]])

@@ -55,13 +55,13 @@ import sys
 import time
 import zlib
 from array import array
-from collections import deque
 from itertools import accumulate, islice
 
 from tenantkv.keyspace.hashpack import HASH_MAX_ENTRIES, HASH_MAX_VALUE, PackedHash, compact_hash
 from tenantkv.keyspace.hashpack import split as split_hash
 from tenantkv.keyspace.intset import IntSet
 from tenantkv.keyspace.packedset import SET_MAX_ENTRIES, SET_MAX_VALUE, PackedSet, compact_set
+from tenantkv.keyspace.quicklist import QuickList
 from tenantkv.keyspace.zset import PACKED_MAX_BYTES, PackedZSet, ZSet
 from tenantkv.persistence.files import create_exclusive, fsync_dir, open_regular
 
@@ -255,7 +255,7 @@ def _enc_hashes(db, keys, values):
 # An intset is written as a set (its members as decimal text) and read back as
 # Redis's rdbLoad makes one: an intset when every member is an integer and
 # there are at most INTSET_ENTRIES (the default set-max-intset-entries).
-_KIND_OF = {bytes: STRING, deque: LIST, set: SET, IntSet: SET, ZSet: ZSET_, dict: HASH,
+_KIND_OF = {bytes: STRING, QuickList: LIST, set: SET, IntSet: SET, ZSet: ZSET_, dict: HASH,
             PackedHash: HASH, PackedSet: SET, PackedZSet: ZSET_}
 _ENCODERS = {STRING: _enc_strings, LIST: _enc_sequences(LIST), SET: _enc_sequences(SET),
              ZSET_: _enc_zsets, HASH: _enc_hashes}
@@ -452,7 +452,7 @@ def _dec_sequences(kind, what, element):
         counts = r.ints(count)
         elements = r.strs(sum(counts))
         values = list(map(kind, _split(elements, counts)))
-        _check_collections(what, element, keys, counts, None if kind is deque else values,
+        _check_collections(what, element, keys, counts, None if kind is QuickList else values,
                            elements, at)
         data.update(zip(keys, values))
         return keys
@@ -557,7 +557,7 @@ def _dec_sets(r, count, data):
     return keys
 
 
-_DECODERS = {STRING: _dec_strings, LIST: _dec_sequences(deque, "list", "element"),
+_DECODERS = {STRING: _dec_strings, LIST: _dec_sequences(QuickList, "list", "element"),
              SET: _dec_sets, ZSET_: _dec_zsets, HASH: _dec_hashes}
 
 
