@@ -123,10 +123,19 @@ def cpu(starters: dict, prepare, tests: dict, requests: int, rounds: int,
             for test, by in results.items()}
 
 
+def src_tree(text: str) -> Path:
+    """--before's argument: a src/ tree holding the tenantkv package. Checked,
+    because a wrong path would silently measure the venv's installed tenantkv."""
+    path = Path(text).resolve()
+    if not (path / "tenantkv" / "__init__.py").is_file():
+        raise argparse.ArgumentTypeError("%s holds no tenantkv/ package" % text)
+    return path
+
+
 def parser(doc: str) -> argparse.ArgumentParser:
     """The options every per-type script has."""
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    p.add_argument("--before", type=Path, help="src/ of an older tenantkv to compare")
+    p.add_argument("--before", type=src_tree, help="src/ of an older tenantkv to compare")
     p.add_argument("--requests", type=int, default=200_000)
     p.add_argument("--rounds", type=int, default=3)
     return p
