@@ -4,10 +4,11 @@ tenantkv from another src/ tree (--before), loaded through redis-cli --pipe;
 RSS growth per key, and server CPU per request under redis-benchmark with the
 servers in alternation, the median of the rounds. Not a script of its own.
 
-A script gives its TESTS ({name: (keyspace, argv)} for redis-benchmark) and
-a `make(key, i, n)` that returns the command (a list of bytes) creating key
-number i with n elements; the keys are "<prefix>:%012d", the names
-redis-benchmark's __rand_int__ makes with -r.
+A script gives its TESTS (redis-benchmark command lines: {name: argv} for
+collection_main, which addresses 10,000 keys of each kind; {name: (keyspace,
+argv)} for cpu) and a `make(key, i, n)` that returns the command (a list of
+bytes) creating key number i with n elements; the keys are
+"<prefix>:%012d", the names redis-benchmark's __rand_int__ makes with -r.
 """
 
 import argparse
