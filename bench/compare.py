@@ -262,28 +262,27 @@ def start_redis(workdir: Path) -> Server:
 # Loading keys
 
 
-def set_stream(keys, value: bytes, batch: int = 10_000):
-    """RESP SET commands for the given keys, in chunks of `batch` commands."""
+def set_commands(keys, value: bytes):
+    """RESP SET commands for the given keys, one bytes object each."""
     tail = b"$%d\r\n%s\r\n" % (len(value), value)
-    chunk = []
-    for key in keys:
-        chunk.append(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n%s" % (len(key), key, tail))
-        if len(chunk) == batch:
-            yield b"".join(chunk)
-            chunk = []
-    if chunk:
-        yield b"".join(chunk)
+    return (b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n%s" % (len(key), key, tail) for key in keys)
 
 
-def pipe_load(server: Server, keys, count: int, value: bytes) -> None:
-    """Feed SET commands through `redis-cli --pipe`; check it saw no errors."""
+def pipe_commands(server: Server, commands, count: int, batch: int = 10_000) -> None:
+    """Feed RESP `commands` (bytes each) through `redis-cli --pipe`, `batch` to a
+    write; BenchError unless all `count` replies came back without an error."""
     proc = subprocess.Popen(
         ["redis-cli", "-p", str(server.port), "--pipe"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
-        for chunk in set_stream(keys, value):
-            proc.stdin.write(chunk)
+        chunk = []
+        for cmd in commands:
+            chunk.append(cmd)
+            if len(chunk) == batch:
+                proc.stdin.write(b"".join(chunk))
+                chunk = []
+        proc.stdin.write(b"".join(chunk))
         proc.stdin.close()
         out = proc.stdout.read().decode(errors="replace")
         proc.wait(timeout=600)
@@ -298,6 +297,11 @@ def pipe_load(server: Server, keys, count: int, value: bytes) -> None:
             + "\n".join("  | " + line for line in out.splitlines()[-10:])
         )
     server.check_alive()
+
+
+def pipe_load(server: Server, keys, count: int, value: bytes) -> None:
+    """Feed SET commands through `redis-cli --pipe`; check it saw no errors."""
+    pipe_commands(server, set_commands(keys, value), count)
 
 
 def dbsize(server: Server) -> int:

@@ -2,7 +2,7 @@
 """Small sets of strings (listpack sets, keyspace/packedset.py): memory per
 key and set-command CPU, tenantkv vs redis-server, optionally tenantkv from a
 second source tree (--before SRC: e.g. /work/wt-before-14/src, where these
-sets are Python sets) in the same run. The model is bench/intset.py.
+sets are Python sets) in the same run; intset.py with string members.
 
 Memory: a fresh server each; VmRSS before and after loading KEYS sets of
 M members each ("m<number>", not integers; SADD through redis-cli --pipe);
@@ -20,19 +20,13 @@ SMEMBERS s:__rand_int__, SPOP p:__rand_int__; the server's CPU time
 (utime + stime, /proc/PID/stat) per request, the median of rounds.
 
     python bench/listpack_set.py [--before /work/wt-before-14/src] [--keys 100000] [--rounds 3]
+
+The harness (servers, loading, measuring, the tables) is bench/keybench.py.
 """
 
-import argparse
-import os
-import statistics
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import (ROOT, BenchError, Server, cpu_seconds, dbsize, start_redis,  # noqa: E402
-                     status_kb, tenantkv_python)
+import keybench  # bench/ is the script directory
 
 TESTS = {
     "SADD": ["SADD", "s:__rand_int__", "a", "b", "c", "d", "e", "f"],
@@ -42,112 +36,11 @@ TESTS = {
     "SMEMBERS": ["SMEMBERS", "s:__rand_int__"],
     "SPOP": ["SPOP", "p:__rand_int__"],
 }
-SPACE = 10_000
 
 
-def start_tenantkv(workdir: Path, src: Path, name: str) -> Server:
-    return Server(
-        name,
-        lambda port, d: [tenantkv_python(), "-m", "tenantkv", "--port", str(port),
-                         "--dir", str(d), "--loglevel", "warning", "--save", ""],
-        workdir,
-        env=dict(os.environ, TENANTKV_AUTH__DEFAULT_USER="nopass", PYTHONPATH=str(src)),
-    )
-
-
-def load_sets(server: Server, prefix: str, keys: int, members: int) -> None:
-    proc = subprocess.Popen(["redis-cli", "-p", str(server.port), "--pipe"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    chunk = []
-    for i in range(keys):
-        key = b"%s%012d" % (prefix.encode(), i)
-        args = [b"SADD", key] + [b"m%d" % (j * 3 + i % 1000) for j in range(members)]
-        chunk.append(b"*%d\r\n" % len(args)
-                     + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
-        if len(chunk) == 5000:
-            proc.stdin.write(b"".join(chunk))
-            chunk = []
-    proc.stdin.write(b"".join(chunk))
-    proc.stdin.close()
-    out = proc.stdout.read().decode(errors="replace")
-    proc.wait()
-    if "errors: 0" not in out:
-        raise BenchError("loading %s failed: %s" % (server.name, out[-300:]))
-
-
-def memory(starters, keys: int, members: int) -> dict:
-    per_key = {}
-    for name, start in starters.items():
-        server = start()
-        try:
-            before = status_kb(server.pid, "VmRSS")
-            load_sets(server, "m:", keys, members)
-            if dbsize(server) != keys:
-                raise BenchError("%s holds %d keys" % (name, dbsize(server)))
-            after = status_kb(server.pid, "VmRSS")
-            per_key[name] = (after - before) * 1024 / keys
-        finally:
-            server.stop()
-    return per_key
-
-
-def cpu(starters, requests: int, rounds: int) -> dict:
-    servers = {name: start() for name, start in starters.items()}
-    results = {test: {name: [] for name in servers} for test in TESTS}
-    try:
-        for server in servers.values():
-            load_sets(server, "s:", SPACE, 5)
-            load_sets(server, "p:", SPACE, 100)
-        for r in range(rounds):
-            order = list(servers.items())
-            if r % 2:
-                order.reverse()
-            for test, argv in TESTS.items():
-                for name, server in order:
-                    before = cpu_seconds(server.pid)
-                    subprocess.run(["redis-benchmark", "-p", str(server.port), "-c", "50",
-                                    "-P", "16", "-r", str(SPACE), "-n", str(requests), "-q",
-                                    *argv], check=True, capture_output=True)
-                    results[test][name].append((cpu_seconds(server.pid) - before) * 1e6
-                                               / requests)
-                    server.check_alive()
-    finally:
-        for server in servers.values():
-            server.stop()
-    return {test: {name: statistics.median(v) for name, v in by.items()}
-            for test, by in results.items()}
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--before", type=Path, help="src/ of an older tenantkv to compare")
-    parser.add_argument("--keys", type=int, default=100_000)
-    parser.add_argument("--requests", type=int, default=200_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--no-memory", action="store_true")
-    parser.add_argument("--no-cpu", action="store_true")
-    args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-listpack-set-"))
-    starters = {"redis": lambda: start_redis(workdir),
-                "tenantkv": lambda: start_tenantkv(workdir, ROOT / "src", "tenantkv")}
-    if args.before:
-        starters["before"] = lambda: start_tenantkv(workdir, args.before, "before")
-    names = list(starters)
-    if not args.no_memory:
-        print("RSS growth per key, %d sets of M strings" % args.keys)
-        print("  %-10s" % "M" + "".join("%12s" % n for n in names))
-        for members in (5, 100):
-            per_key = memory(starters, args.keys, members)
-            print("  %-10d" % members + "".join("%10.0f B" % per_key[n] for n in names))
-    if not args.no_cpu:
-        print("server CPU us/request, pipeline 16, %d requests, median of %d rounds"
-              % (args.requests, args.rounds))
-        print("  %-10s" % "command" + "".join("%12s" % n for n in names))
-        for test, by in cpu(starters, args.requests, args.rounds).items():
-            print("  %-10s" % test + "".join("%12.2f" % by[n] for n in names))
-    return 0
+def sadd(key: bytes, i: int, members: int) -> list:
+    return [b"SADD", key] + [b"m%d" % (j * 3 + i % 1000) for j in range(members)]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(keybench.collection_main(__doc__, "sets of M strings", TESTS, sadd))

@@ -137,33 +137,6 @@ def start_tenantkv(workdir: Path, data_dir: Path | None = None, **env) -> Server
                   env=tenantkv_env(**{"TENANTKV_AUTH__DEFAULT_USER": "nopass", **env}))
 
 
-def pipe(server: Server, commands, count: int) -> None:
-    """Feed `commands` through redis-cli --pipe; BenchError unless all `count` replies are fine."""
-    proc = compare.subprocess.Popen(
-        ["redis-cli", "-p", str(server.port), "--pipe"],
-        stdin=compare.subprocess.PIPE, stdout=compare.subprocess.PIPE,
-        stderr=compare.subprocess.STDOUT)
-    try:
-        chunk = []
-        for command in commands:
-            chunk.append(command)
-            if len(chunk) >= 1000:
-                proc.stdin.write(b"".join(chunk))
-                chunk = []
-        proc.stdin.write(b"".join(chunk))
-        proc.stdin.close()
-        out = proc.stdout.read().decode(errors="replace")
-        proc.wait(timeout=900)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    m = compare.re.search(r"errors: (\d+), replies: (\d+)", out)
-    if proc.returncode != 0 or not m or m.group(1) != "0" or int(m.group(2)) != count:
-        raise BenchError(f"redis-cli --pipe into {server.name} failed:\n{out[-1000:]}")
-    server.check_alive()
-
-
 def rss(server: Server) -> int:
     time.sleep(0.5)
     return status_kb(server.pid, "VmRSS") * 1024
@@ -172,7 +145,7 @@ def rss(server: Server) -> int:
 def growth(server: Server, commands, count: int) -> int:
     """RSS growth of `server` while it takes `count` commands."""
     before = rss(server)
-    pipe(server, commands, count)
+    compare.pipe_commands(server, commands, count, batch=1000)
     size = compare.dbsize(server)
     if size != count:
         raise BenchError(f"{server.name}: DBSIZE {size:,} after {count:,} keys")

@@ -29,8 +29,9 @@ def measure(start, workdir: Path, keys: int, size: int, ints: bool) -> dict:
         time.sleep(0.5)
         before = compare.status_kb(server.pid, "VmRSS") * 1024
         if ints:
-            stream = ((b"key:%07d" % i, b"%d" % (i % 10_000)) for i in range(keys))
-            _pipe_pairs(server, stream, keys)
+            pairs = ((b"key:%07d" % i, b"%d" % (i % 10_000)) for i in range(keys))
+            compare.pipe_commands(server, (b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
+                                           % (len(k), k, len(v), v) for k, v in pairs), keys)
         else:
             compare.pipe_load(server, (b"key:%07d" % i for i in range(keys)), keys, b"v" * size)
         if compare.dbsize(server) != keys:
@@ -40,26 +41,6 @@ def measure(start, workdir: Path, keys: int, size: int, ints: bool) -> dict:
         return {"before": before, "after": after, "per_key": (after - before) / keys}
     finally:
         compare.finish(server, None)
-
-
-def _pipe_pairs(server, pairs, count: int) -> None:
-    import subprocess
-    proc = subprocess.Popen(["redis-cli", "-p", str(server.port), "--pipe"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    chunk = []
-    for key, value in pairs:
-        chunk.append(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
-                     % (len(key), key, len(value), value))
-        if len(chunk) == 10_000:
-            proc.stdin.write(b"".join(chunk))
-            chunk = []
-    proc.stdin.write(b"".join(chunk))
-    proc.stdin.close()
-    out = proc.stdout.read().decode(errors="replace")
-    proc.wait(timeout=600)
-    if f"errors: 0, replies: {count}" not in out:
-        raise compare.BenchError(f"redis-cli --pipe into {server.name} failed:\n{out}")
 
 
 def main(argv=None) -> int:
