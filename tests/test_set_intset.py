@@ -7,8 +7,9 @@ append-only log."""
 import random
 
 import pytest
-import redis
 
+from compact_helpers import (call as _call, own_server_fixture, raw_client as _raw,
+                             wait_for_rewrite)
 from conftest import ServerProcess
 
 # Members: mostly small integers (intsets), a few that only look like one
@@ -19,18 +20,8 @@ NOT_INTS = [b"01", b"+1", b" 1", b"1 ", b"-0", b"9223372036854775808", b"x", b"a
 KEYS = [b"a", b"b", b"c", b"d"]
 
 
-@pytest.fixture(scope="module")
-def ours(tmp_path_factory):
-    # A server of its own: the test changes set-max-intset-entries.
-    with ServerProcess(tmp_path_factory.mktemp("intset"), "--save", "") as proc:
-        yield proc
-
-
-def _raw(port: int) -> redis.Redis:
-    """A client that shows replies as they come (a list stays a list: order)."""
-    client = redis.Redis(port=port)
-    client.response_callbacks.clear()
-    return client
+# A server of its own: the test changes set-max-intset-entries.
+ours = own_server_fixture("intset")
 
 
 def _member(rng) -> bytes:
@@ -47,13 +38,6 @@ def _all_ints(members) -> bool:
 
 def _numeric(members) -> list:
     return sorted(members, key=int)
-
-
-def _call(client, *args):
-    try:
-        return client.execute_command(*args)
-    except redis.ResponseError as e:
-        return ("error", str(e))
 
 
 def _same_state(a, b, key) -> None:
@@ -296,11 +280,7 @@ def test_snapshot_and_log_round_trip(tmp_path):
         assert r.execute_command("DEBUG", "DIGEST") == digest
         assert r.object("encoding", "small") == b"intset"
         r.bgrewriteaof()
-        for _ in range(200):
-            if r.info("persistence")["aof_rewrite_in_progress"] == 0 and \
-                    r.info("persistence")["aof_rewrite_scheduled"] == 0:
-                break
-            __import__("time").sleep(0.05)
+        wait_for_rewrite(r)
         r.sadd("small", 78)
         digest = r.execute_command("DEBUG", "DIGEST")
     with ServerProcess(tmp_path, "--appendonly", "yes") as proc:

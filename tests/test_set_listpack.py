@@ -10,12 +10,13 @@ checked against rules here); and listpack sets written to a snapshot and to
 the log load back equal (DEBUG DIGEST)."""
 
 import random
-import time
 
 import pytest
 import redis
 
-from conftest import ServerProcess
+from compact_helpers import (RESTART_MODES, assert_reload_keeps, call as _call,
+                             encodings as _encodings, own_server_fixture, raw_client as _raw,
+                             restarted)
 
 INTS = [b"%d" % n for n in range(-3, 30)] + [b"9223372036854775807"]
 STRS = [b"m%d" % n for n in range(30)] + [b"01", b"+1", b"", b"\xff", b"\xff\x01", b"\xff\xfe",
@@ -23,25 +24,8 @@ STRS = [b"m%d" % n for n in range(30)] + [b"01", b"+1", b"", b"\xff", b"\xff\x01
 KEYS = [b"a", b"b", b"c", b"d"]
 
 
-@pytest.fixture(scope="module")
-def ours(tmp_path_factory):
-    # A server of its own: the tests change the set-max-* settings.
-    with ServerProcess(tmp_path_factory.mktemp("listpack"), "--save", "") as proc:
-        yield proc
-
-
-def _raw(port: int) -> redis.Redis:
-    """A client that shows replies as they come (a list stays a list: order)."""
-    client = redis.Redis(port=port)
-    client.response_callbacks.clear()
-    return client
-
-
-def _call(client, *args):
-    try:
-        return client.execute_command(*args)
-    except redis.ResponseError as e:
-        return ("error", str(e))
+# A server of its own: the tests change the set-max-* settings.
+ours = own_server_fixture("listpack")
 
 
 def _member(rng) -> bytes:
@@ -228,10 +212,6 @@ def test_random_commands_match_redis(ours, redis_server):
     assert encodings   # (the last round left sets behind)
 
 
-def _encodings(r, keys) -> list:
-    return [r.object("encoding", k) for k in keys]
-
-
 def test_conversions_follow_redis_7_2(ours):
     """7.2's rules (t_set.c: setTypeCreate's size hint, setTypeAddAux's
     intset -> listpack -> hashtable, the STORE forms, SPOP's case 3), one by one."""
@@ -383,32 +363,16 @@ def _fill(c, n=30):
 KEYS_SEEN = ("small:7", "mixed", "ints", "bin", "big", "wide", "ttl")
 
 
-@pytest.mark.parametrize("mode", ["kdb", "aof-rewrite-kdb", "aof-rewrite-aof", "aof-log"])
+@pytest.mark.parametrize("mode", RESTART_MODES)
 def test_listpack_sets_survive_restart(tmp_path, mode):
-    flags = ["--save", ""]
-    if mode != "kdb":
-        flags = ["--appendonly", "yes", "--save", "",
-                 "--aof-use-rdb-preamble", "no" if mode == "aof-rewrite-aof" else "yes"]
-    with ServerProcess(tmp_path, *flags) as proc:
-        c = proc.client(single_connection_client=True)
-        _fill(c)
-        if mode == "kdb":
-            assert c.save()
-        elif mode.startswith("aof-rewrite"):
-            c.bgrewriteaof()
-            deadline = time.time() + 30
-            time.sleep(0.1)
-            while c.info("persistence")["aof_rewrite_in_progress"] and time.time() < deadline:
-                time.sleep(0.05)
+    def after_persist(c):
+        if mode.startswith("aof-rewrite"):
             c.sadd("mixed", "after")   # appended to the log after the rewrite
-        digest = c.execute_command("DEBUG", "DIGEST")
-        encodings = _encodings(c, KEYS_SEEN)
-        c.close()
-    assert encodings == [b"listpack", b"listpack", b"listpack", b"listpack", b"hashtable",
-                         b"hashtable", b"listpack"]
-    with ServerProcess(tmp_path, *flags) as proc:
-        c = proc.client()
-        assert c.execute_command("DEBUG", "DIGEST") == digest
+
+    with restarted(tmp_path, mode, _fill, lambda c: _encodings(c, KEYS_SEEN),
+                   after_persist) as (c, digest, encodings):
+        assert encodings == [b"listpack", b"listpack", b"listpack", b"listpack", b"hashtable",
+                             b"hashtable", b"listpack"]
         loaded = _encodings(c, KEYS_SEEN)
         if mode == "aof-log":   # the replayed SADDs and SREM make what they made
             assert loaded == encodings
@@ -416,6 +380,5 @@ def test_listpack_sets_survive_restart(tmp_path, mode):
             assert loaded == encodings[:2] + [b"intset"] + encodings[3:]
         assert c.smembers("bin") == {b"\xff", b"\xff\x01", b""}
         assert c.pttl("ttl") > 0
-        assert c.execute_command("DEBUG", "RELOAD") == b"OK"
-        assert c.execute_command("DEBUG", "DIGEST") == digest
+        assert_reload_keeps(c, digest)
         assert c.object("encoding", "small:7") == b"listpack"
