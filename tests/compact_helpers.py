@@ -112,3 +112,84 @@ def assert_reload_keeps(client: redis.Redis, digest: bytes) -> None:
     """DEBUG RELOAD (save and load again) keeps the data set as it was."""
     assert client.execute_command("DEBUG", "RELOAD") == b"OK"
     assert client.execute_command("DEBUG", "DIGEST") == digest
+
+
+# -- sets: what test_set_intset.py and test_set_listpack.py send alike --------
+# Each helper makes the same random draws, in the same order, as the code it
+# replaced: a seeded test still sends the same commands.
+
+def set_args(rng, op: str, key, keys, member, members):
+    """The arguments of the set commands whose replies are compared as they
+    are, for `op`; None for another op. member(rng) / members(rng): the
+    module's own random member(s)."""
+    if op == "srem":
+        return ("SREM", key, *members(rng))
+    if op == "sismember":
+        return ("SISMEMBER", key, member(rng))
+    if op == "smismember":
+        return ("SMISMEMBER", key, *members(rng))
+    if op == "scard":
+        return ("SCARD", key)
+    if op == "smove":
+        return ("SMOVE", key, rng.choice(keys), member(rng))
+    if op == "sintercard":
+        return ("SINTERCARD", 2, key, rng.choice(keys), "LIMIT", rng.randint(0, 5))
+    if op == "algebra_store":
+        name = rng.choice(["SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE"])
+        return (name, rng.choice(keys), *rng.sample(keys, rng.randint(1, 3)))
+    return None
+
+
+def spop_both(rng, a, b, key, counts):
+    """SPOP `key` on tenantkv (a) with a count drawn from `counts` ("most":
+    all but one or two, where Redis rebuilds the rest), checked: as many
+    popped, each once, from the members. Then the reference (b) loses the very
+    members tenantkv lost (SREM: Redis's own log records SPOP so), rebuilt
+    as Redis's SPOP rebuilds what is left (case 3 of spopWithCountCommand:
+    done through SUNIONSTORE, which does it too, keeping the TTL).
+    Returns (count, reply, members before), or None when `key` is no set
+    (then the replies were compared: nil / [] / WRONGTYPE)."""
+    count = rng.choice(counts)
+    if count == "most":
+        count = max(0, int(b.scard(key)) - rng.randint(1, 2))
+    extra = [] if count is None else [count]
+    if b.type(key) != b"set":
+        assert call(a, "SPOP", key, *extra) == call(b, "SPOP", key, *extra)
+        return None
+    before = set(b.smembers(key))
+    got = call(a, "SPOP", key, *extra)
+    popped = [got] if count is None else got
+    assert len(popped) == len(set(popped)) == (1 if count is None else min(count, len(before)))
+    assert set(popped) <= before
+    if popped:
+        b.srem(key, *popped)
+    left = len(before) - len(popped)
+    if count and left and left * 5 <= count and b.object("encoding", key) == b"hashtable":
+        ttl = b.pttl(key)
+        b.sunionstore(key, key)
+        if ttl > 0:
+            b.pexpire(key, ttl)
+    return count, got, before
+
+
+def srandmember_both(rng, a, b, key, counts):
+    """SRANDMEMBER `key` with a count drawn from `counts` on both servers,
+    checked: an error, nil or [] as Redis's; else members of the set, as
+    many as asked (distinct ones for a count >= 0). Returns (count, reply,
+    Redis's reply, members) for a reply with members, else None."""
+    count = rng.choice(counts)
+    extra = [] if count is None else [count]
+    got, want = call(a, "SRANDMEMBER", key, *extra), call(b, "SRANDMEMBER", key, *extra)
+    if isinstance(want, tuple) or want is None or want == []:
+        assert got == want
+        return None
+    members = set(b.smembers(key))
+    if count is None:
+        assert got in members
+        return None
+    assert set(got) <= members
+    if count < 0:
+        assert len(got) == -count
+    else:
+        assert len(got) == len(set(got)) == min(count, len(members))
+    return count, got, want, members

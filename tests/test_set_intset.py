@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from compact_helpers import (call as _call, own_server_fixture, raw_client as _raw,
-                             wait_for_rewrite)
+from compact_helpers import (call as _call, own_server_fixture, raw_client as _raw, set_args,
+                             spop_both, srandmember_both, wait_for_rewrite)
 from conftest import ServerProcess
 
 # Members: mostly small integers (intsets), a few that only look like one
@@ -72,20 +72,9 @@ def _step(rng, a, b, limit: int) -> None:
                      "smove", "algebra", "algebra_store", "sintercard", "sscan", "spop",
                      "srandmember", "copy", "del"])
     key = rng.choice(KEYS)
+    args = set_args(rng, op, key, KEYS, _member, _members)   # None: an op of this module's
     if op == "sadd":
         args = ("SADD", key, *_members(rng, rng.choice([3, 8, 25])))
-    elif op == "srem":
-        args = ("SREM", key, *_members(rng))
-    elif op == "sismember":
-        args = ("SISMEMBER", key, _member(rng))
-    elif op == "smismember":
-        args = ("SMISMEMBER", key, *_members(rng))
-    elif op == "scard":
-        args = ("SCARD", key)
-    elif op == "smove":
-        args = ("SMOVE", key, rng.choice(KEYS), _member(rng))
-    elif op == "sintercard":
-        args = ("SINTERCARD", 2, key, rng.choice(KEYS), "LIMIT", rng.randint(0, 5))
     elif op == "copy":
         args = ("COPY", key, rng.choice(KEYS), *(["REPLACE"] if rng.random() < 0.5 else []))
     elif op == "del":
@@ -105,9 +94,6 @@ def _step(rng, a, b, limit: int) -> None:
         ordered = sortable and (name != "SINTER" or want == _numeric(want))
         _compare_set_reply(got, want, ordered)
         return
-    elif op == "algebra_store":
-        name = rng.choice(["SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE"])
-        args = (name, rng.choice(KEYS), *rng.sample(KEYS, rng.randint(1, 3)))
     elif op == "sscan":
         encoding = _call(b, "OBJECT", "ENCODING", key)
         got, want = _call(a, "SSCAN", key, 0), _call(b, "SSCAN", key, 0)
@@ -115,49 +101,20 @@ def _step(rng, a, b, limit: int) -> None:
             assert got == want   # an intset whole, in order, cursor 0
         return
     elif op == "spop":
-        count = rng.choice([None, 0, 1, 2, 5, 40, "most"])
-        if count == "most":   # leave one or two: Redis 7.0 rebuilds the rest then
-            count = max(0, int(b.scard(key)) - rng.randint(1, 2))
-        extra = [] if count is None else [count]
-        if b.type(key) != b"set":   # missing or another type: nil / [] / WRONGTYPE
-            assert _call(a, "SPOP", key, *extra) == _call(b, "SPOP", key, *extra)
+        popped = spop_both(rng, a, b, key, [None, 0, 1, 2, 5, 40, "most"])
+        if popped is None:
             return
-        before = set(b.smembers(key))
-        got = _call(a, "SPOP", key, *extra)
-        # Random: as many popped, from the members; then redis loses the very
-        # ones tenantkv lost (SREM: Redis's own log records SPOP so).
-        popped = [got] if count is None else got
-        assert len(popped) == len(set(popped)) == (1 if count is None else min(count, len(before)))
-        assert set(popped) <= before
+        count, got, before = popped
         if count is not None and count >= len(before):   # answered as SUNION key
             assert sorted(got) == sorted(before)
             if _all_ints(before) and len(before) <= limit:
                 assert got == _numeric(before)
-        if popped:
-            b.srem(key, *popped)
-        left = len(before) - len(popped)
-        if count and left and left * 5 <= count and b.object("encoding", key) == b"hashtable":
-            # Redis rebuilds the rest as a new set (case 3 of spopWithCountCommand):
-            # do the same to the reference through SUNIONSTORE, which does it too
-            b.sunionstore(key, key)
         _same_state(a, b, key)
         return
     elif op == "srandmember":
-        count = rng.choice([None, 0, 1, 3, 50, -1, -4, -60])
-        extra = [] if count is None else [count]
-        got, want = _call(a, "SRANDMEMBER", key, *extra), _call(b, "SRANDMEMBER", key, *extra)
-        if isinstance(want, tuple) or want is None or want == []:
-            assert got == want
-            return
-        members = set(b.smembers(key))
-        if count is None:
-            assert got in members
-            return
-        assert set(got) <= members
-        if count < 0:
-            assert len(got) == -count
-        else:
-            assert len(got) == len(set(got)) == min(count, len(members))
+        drawn = srandmember_both(rng, a, b, key, [None, 0, 1, 3, 50, -1, -4, -60])
+        if drawn is not None:
+            count, got, want, members = drawn
             if count >= len(members):   # the whole set, in its own order
                 _compare_set_reply(got, want, b.object("encoding", key) == b"intset")
         return

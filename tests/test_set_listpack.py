@@ -16,7 +16,7 @@ import redis
 
 from compact_helpers import (RESTART_MODES, assert_reload_keeps, call as _call,
                              encodings as _encodings, own_server_fixture, raw_client as _raw,
-                             restarted)
+                             restarted, set_args, spop_both, srandmember_both)
 
 INTS = [b"%d" % n for n in range(-3, 30)] + [b"9223372036854775807"]
 STRS = [b"m%d" % n for n in range(30)] + [b"01", b"+1", b"", b"\xff", b"\xff\x01", b"\xff\xfe",
@@ -89,25 +89,14 @@ def _step(rng, a, b, limits: Limits) -> None:
                      "del", "expire"])
     key = rng.choice(KEYS)
     fresh = False
+    args = set_args(rng, op, key, KEYS, _member, _members)   # None: an op of this module's
     if op == "sadd":
         members = _members(rng)
         fresh = b.exists(key) == 0 and len(members) <= limits.entries
         args = ("SADD", key, *members)
-    elif op == "srem":
-        args = ("SREM", key, *_members(rng))
-    elif op == "sismember":
-        args = ("SISMEMBER", key, _member(rng))
-    elif op == "smismember":
-        args = ("SMISMEMBER", key, *_members(rng))
-    elif op == "scard":
-        args = ("SCARD", key)
     elif op == "smembers":
         _unordered(_call(a, "SMEMBERS", key), _call(b, "SMEMBERS", key))
         return
-    elif op == "smove":
-        args = ("SMOVE", key, rng.choice(KEYS), _member(rng))
-    elif op == "sintercard":
-        args = ("SINTERCARD", 2, key, rng.choice(KEYS), "LIMIT", rng.randint(0, 5))
     elif op == "copy":
         target = rng.choice(KEYS)
         args = ("COPY", key, target, *(["REPLACE"] if rng.random() < 0.5 else []))
@@ -124,9 +113,6 @@ def _step(rng, a, b, limits: Limits) -> None:
         keys = rng.sample(KEYS, rng.randint(1, 3))
         _unordered(_call(a, name, *keys), _call(b, name, *keys))
         return
-    elif op == "algebra_store":
-        name = rng.choice(["SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE"])
-        args = (name, rng.choice(KEYS), *rng.sample(KEYS, rng.randint(1, 3)))
     elif op == "zsetop":
         name = rng.choice(["ZUNION", "ZINTER", "ZDIFF"])
         keys = rng.sample(KEYS, rng.randint(1, 3))
@@ -141,43 +127,11 @@ def _step(rng, a, b, limits: Limits) -> None:
             assert got[0] == want[0] == b"0" and sorted(got[1]) == sorted(want[1])
         return
     elif op == "spop":
-        count = rng.choice([None, 0, 1, 3, 500, "most"])
-        if count == "most":   # leave one or two: Redis rebuilds the rest then
-            count = max(0, int(b.scard(key)) - rng.randint(1, 2))
-        extra = [] if count is None else [count]
-        if b.type(key) != b"set":   # missing or another type: nil / [] / WRONGTYPE
-            assert _call(a, "SPOP", key, *extra) == _call(b, "SPOP", key, *extra)
-            return
-        before = set(b.smembers(key))
-        got = _call(a, "SPOP", key, *extra)
-        popped = [got] if count is None else got
-        assert len(popped) == len(set(popped)) == (1 if count is None else min(count, len(before)))
-        assert set(popped) <= before
-        if popped:   # the reference loses the very members tenantkv lost
-            b.srem(key, *popped)
-        left = len(before) - len(popped)
-        if count and left and left * 5 <= count and b.object("encoding", key) == b"hashtable":
-            # Redis rebuilds the rest (SPOP's case 3), keeping the TTL: so does this
-            ttl = b.pttl(key)
-            b.sunionstore(key, key)
-            if ttl > 0:
-                b.pexpire(key, ttl)
-        _check_state(a, b, key, limits)
+        if spop_both(rng, a, b, key, [None, 0, 1, 3, 500, "most"]) is not None:
+            _check_state(a, b, key, limits)
         return
-    else:   # srandmember
-        count = rng.choice([None, 0, 1, 3, 500, -1, -7])
-        extra = [] if count is None else [count]
-        got, want = _call(a, "SRANDMEMBER", key, *extra), _call(b, "SRANDMEMBER", key, *extra)
-        if isinstance(want, tuple) or want is None or want == []:
-            assert got == want
-            return
-        members = set(b.smembers(key))
-        picked = [got] if count is None else got
-        assert set(picked) <= members
-        if count is not None and count < 0:
-            assert len(got) == -count
-        elif count is not None:
-            assert len(got) == len(set(got)) == min(count, len(members))
+    elif op == "srandmember":
+        srandmember_both(rng, a, b, key, [None, 0, 1, 3, 500, -1, -7])
         return
     got, want = _call(a, *args), _call(b, *args)
     assert got == want, args
