@@ -118,6 +118,16 @@ def assert_reload_keeps(client: redis.Redis, digest: bytes) -> None:
 # Each helper makes the same random draws, in the same order, as the code it
 # replaced: a seeded test still sends the same commands.
 
+def same_members(got, want, ordered: bool = False) -> None:
+    """A reply holding members compared with Redis's: as it is when
+    `ordered` (an intset answers in numeric order) or when it is no list (an
+    error, a count, nil); else in any order (a hash order is Redis's own)."""
+    if ordered or not isinstance(want, list):
+        assert got == want
+    else:
+        assert sorted(got) == sorted(want)
+
+
 def set_args(rng, op: str, key, keys, member, members):
     """The arguments of the set commands whose replies are compared as they
     are, for `op`; None for another op. member(rng) / members(rng): the

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from compact_helpers import (call as _call, own_server_fixture, raw_client as _raw, set_args,
-                             spop_both, srandmember_both, wait_for_rewrite)
+from compact_helpers import (call as _call, own_server_fixture, raw_client as _raw, same_members,
+                             set_args, spop_both, srandmember_both, wait_for_rewrite)
 from conftest import ServerProcess
 
 # Members: mostly small integers (intsets), a few that only look like one
@@ -57,15 +57,6 @@ def _same_state(a, b, key) -> None:
     assert _call(a, "DEBUG", "DIGEST-VALUE", key) == _call(b, "DEBUG", "DIGEST-VALUE", key)
 
 
-def _compare_set_reply(got, want, ordered: bool) -> None:
-    if isinstance(want, tuple):
-        assert got == want
-    elif ordered:
-        assert got == want
-    else:
-        assert sorted(got) == sorted(want)
-
-
 def _step(rng, a, b, limit: int) -> None:
     """One random command on both servers (a: tenantkv, b: redis), checked."""
     op = rng.choice(["sadd", "sadd", "sadd", "srem", "sismember", "smismember", "scard",
@@ -92,7 +83,7 @@ def _step(rng, a, b, limit: int) -> None:
         # walks its smallest set, which is sorted when that is an intset.
         sortable = _all_ints(want) and len(want) <= limit
         ordered = sortable and (name != "SINTER" or want == _numeric(want))
-        _compare_set_reply(got, want, ordered)
+        same_members(got, want, ordered)
         return
     elif op == "sscan":
         encoding = _call(b, "OBJECT", "ENCODING", key)
@@ -116,7 +107,7 @@ def _step(rng, a, b, limit: int) -> None:
         if drawn is not None:
             count, got, want, members = drawn
             if count >= len(members):   # the whole set, in its own order
-                _compare_set_reply(got, want, b.object("encoding", key) == b"intset")
+                same_members(got, want, b.object("encoding", key) == b"intset")
         return
     got, want = _call(a, *args), _call(b, *args)
     assert got == want, args
