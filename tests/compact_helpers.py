@@ -31,6 +31,15 @@ def call(client: redis.Redis, *args):
         return ("error", str(exc))
 
 
+def flushed_pair(ours, reference) -> tuple:
+    """Raw clients (raw_client) of tenantkv and of the reference
+    redis-server, both emptied: the two sides of a comparison."""
+    pair = raw_client(ours.port), raw_client(reference.port)
+    for client in pair:
+        client.flushall()
+    return pair
+
+
 def own_server_fixture(name: str):
     """A module-scoped fixture: a server of the module's own, without
     snapshots, for tests that CONFIG SET the encoding limits (the shared

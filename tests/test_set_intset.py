@@ -6,9 +6,7 @@ append-only log."""
 
 import random
 
-import pytest
-
-from compact_helpers import (call as _call, own_server_fixture, raw_client as _raw, same_members,
+from compact_helpers import (call as _call, flushed_pair, own_server_fixture, same_members,
                              set_args, spop_both, srandmember_both, wait_for_rewrite)
 from conftest import ServerProcess
 
@@ -117,9 +115,7 @@ def _step(rng, a, b, limit: int) -> None:
 
 def test_random_commands_match_redis(ours, redis_server):
     rng = random.Random(14)
-    a, b = _raw(ours.port), _raw(redis_server.port)
-    for client in (a, b):
-        client.flushall()
+    a, b = flushed_pair(ours, redis_server)
     try:
         for round_, limit in enumerate([512, 6, 20, 3, 512]):
             # Redis converts on the next write past the limit, never back: the
@@ -135,9 +131,7 @@ def test_random_commands_match_redis(ours, redis_server):
 
 
 def test_conversions_match_redis(ours, redis_server):
-    a, b = _raw(ours.port), _raw(redis_server.port)
-    for client in (a, b):
-        client.flushall()
+    a, b = flushed_pair(ours, redis_server)
     steps = [
         ("SADD", "s", 3, 1, 2),               # intset
         ("SADD", "s", "-9223372036854775808"),

@@ -15,8 +15,9 @@ import pytest
 import redis
 
 from compact_helpers import (RESTART_MODES, assert_reload_keeps, call as _call,
-                             encodings as _encodings, own_server_fixture, raw_client as _raw,
-                             restarted, same_members, set_args, spop_both, srandmember_both)
+                             encodings as _encodings, flushed_pair, own_server_fixture,
+                             raw_client as _raw, restarted, same_members, set_args, spop_both,
+                             srandmember_both)
 
 INTS = [b"%d" % n for n in range(-3, 30)] + [b"9223372036854775807"]
 STRS = [b"m%d" % n for n in range(30)] + [b"01", b"+1", b"", b"\xff", b"\xff\x01", b"\xff\xfe",
@@ -135,9 +136,7 @@ def _step(rng, a, b, limits: Limits) -> None:
 @pytest.mark.slow   # ~12 s: 3,600 commands on two servers
 def test_random_commands_match_redis(ours, redis_server):
     rng = random.Random(72)
-    a, b = _raw(ours.port), _raw(redis_server.port)
-    for client in (a, b):
-        client.flushall()
+    a, b = flushed_pair(ours, redis_server)
     try:
         for limits in [Limits(512, 128, 64), Limits(512, 5, 64), Limits(6, 20, 3),
                        Limits(512, 128, 64), Limits(3, 1, 0), Limits(512, 40, 10)]:

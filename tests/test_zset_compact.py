@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from compact_helpers import (RESTART_MODES, assert_reload_keeps, call as _call, encodings,
-                             own_server_fixture, raw_client as _raw, restarted)
+                             flushed_pair, own_server_fixture, restarted)
 
 SCORE_KEYS = ["z:0", "z:1", "z:2", "z:3"]
 # Lex commands assume equal scores (Redis answers something undefined, and
@@ -198,11 +198,7 @@ def _same_state(ours, theirs, keys) -> None:
 
 @pytest.mark.slow
 def test_random_zset_commands_match_redis(ours, redis_server):
-    mine = _raw(ours.port)
-    theirs = _raw(redis_server.port)
-    clients = (mine, theirs)
-    for client in clients:
-        client.flushall()
+    clients = mine, theirs = flushed_pair(ours, redis_server)
     rng = random.Random(1414)
     keys = SCORE_KEYS + LEX_KEYS
     history = []
@@ -238,12 +234,8 @@ def test_random_zset_commands_match_redis(ours, redis_server):
 def test_large_zsets_match_redis(ours, redis_server):
     """Big sets (past 128) built in one ZADD and grown one by one, then read
     and trimmed, the same on both; a STORE result takes the form of its size."""
-    mine = _raw(ours.port)
-    theirs = _raw(redis_server.port)
-    clients = (mine, theirs)
+    clients = mine, theirs = flushed_pair(ours, redis_server)
     rng = random.Random(7)
-    for client in clients:
-        client.flushall()
     pairs = []
     for i in range(300):
         pairs += [str(rng.randrange(-50, 50) / 4), "m%03d" % i]
