@@ -6,11 +6,12 @@ written to a snapshot and to the log load back equal (DEBUG DIGEST); and a
 load builds compact hashes with the server's configured limits, as Redis's."""
 
 import random
-import time
 
 import pytest
 import redis
 
+from compact_helpers import (RESTART_MODES, assert_reload_keeps, call, encodings, restarted,
+                             wait_for_rewrite)
 from tests.conftest import ServerProcess
 
 
@@ -52,13 +53,7 @@ def _run(rng, clients, keys, fields, values):
         args = ["HSCAN", key, "0", "COUNT", "1000"]
     else:
         args = ["HRANDFIELD", key, "-3"]
-    replies = []
-    for client in clients:
-        try:
-            replies.append(client.execute_command(*args))
-        except redis.ResponseError as exc:
-            replies.append(("error", str(exc)))
-    return args, replies
+    return args, [call(client, *args) for client in clients]
 
 
 def _check(args, replies, clients):
@@ -161,34 +156,14 @@ def _fill(c, n=50):
     c.hset("wide", "f", "w" * 100)
 
 
-@pytest.mark.parametrize("mode", ["kdb", "aof-rewrite-kdb", "aof-rewrite-aof", "aof-log"])
+@pytest.mark.parametrize("mode", RESTART_MODES)
 def test_compact_hashes_survive_restart(tmp_path, mode):
-    flags = ["--save", ""]
-    if mode != "kdb":
-        flags = ["--appendonly", "yes", "--save", "",
-                 "--aof-use-rdb-preamble", "no" if mode == "aof-rewrite-aof" else "yes"]
-    with ServerProcess(tmp_path, *flags) as proc:
-        c = proc.client()
-        _fill(c)
-        if mode == "kdb":
-            assert c.save()
-        elif mode.startswith("aof-rewrite"):
-            c.bgrewriteaof()
-            deadline = time.time() + 30
-            time.sleep(0.1)
-            while c.info("persistence")["aof_rewrite_in_progress"] and time.time() < deadline:
-                time.sleep(0.05)
-        digest = c.execute_command("DEBUG", "DIGEST")
-        encodings = [c.object("encoding", k) for k in ("small:7", "bin", "big", "wide")]
-        c.close()
-    assert encodings == [b"listpack", b"listpack", b"hashtable", b"hashtable"]
-    with ServerProcess(tmp_path, *flags) as proc:
-        c = proc.client()
-        assert c.execute_command("DEBUG", "DIGEST") == digest
-        assert [c.object("encoding", k) for k in ("small:7", "bin", "big", "wide")] == encodings
+    keys = ("small:7", "bin", "big", "wide")
+    with restarted(tmp_path, mode, _fill, lambda c: encodings(c, keys)) as (c, digest, before):
+        assert before == [b"listpack", b"listpack", b"hashtable", b"hashtable"]
+        assert encodings(c, keys) == before
         assert c.hgetall("bin") == {b"\xff": b"\xff\xfe", b"k": b""}
-        assert c.execute_command("DEBUG", "RELOAD") == b"OK"
-        assert c.execute_command("DEBUG", "DIGEST") == digest
+        assert_reload_keeps(c, digest)
 
 
 def test_packed_size_cap_under_raised_limits(r):
@@ -272,10 +247,7 @@ def test_log_base_loads_with_the_configured_limits(tmp_path):
         c.hset("base50", mapping={"f%d" % i: "v" for i in range(50)})
         c.hset("base5", mapping={"f%d" % i: "v" for i in range(5)})
         c.bgrewriteaof()
-        deadline = time.time() + 30
-        time.sleep(0.1)
-        while c.info("persistence")["aof_rewrite_in_progress"] and time.time() < deadline:
-            time.sleep(0.05)
+        wait_for_rewrite(c)
         c.hset("tail50", mapping={"f%d" % i: "v" for i in range(50)})
         digest = c.execute_command("DEBUG", "DIGEST")
         assert c.object("encoding", "base50") == b"listpack"

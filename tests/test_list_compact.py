@@ -13,7 +13,7 @@ import time
 import pytest
 import redis
 
-from tests.conftest import ServerProcess
+from compact_helpers import RESTART_MODES, assert_reload_keeps, call, restarted
 
 _VALUES = [b"", b"a", b"b", b"1", b"-7", b"elem", b"\xff", b"\xff\x01", b"\xff\xfe\x01",
            b"x\r\n$3\r\n", b"y" * 70, b"z" * 9000, b"element:42"]
@@ -90,13 +90,6 @@ def _args(rng, keys: list, lengths: dict) -> list:
     return ["DEBUG", "DIGEST-VALUE", key]
 
 
-def _call(client, args):
-    try:
-        return client.execute_command(*args)
-    except redis.ResponseError as exc:
-        return ("error", str(exc))
-
-
 def _same_lists(ours, theirs, keys) -> None:
     for key in keys:
         assert ours.lrange(key, 0, -1) == theirs.lrange(key, 0, -1), key
@@ -121,7 +114,7 @@ def test_random_list_commands_match_redis(server, redis_server):
                 client.rpush("big", *[b"element:%d" % i for i in range(1500)])
             for step in range(600):
                 args = _args(rng, keys, lengths)
-                mine, redis_reply = _call(ours, args), _call(theirs, args)
+                mine, redis_reply = call(ours, *args), call(theirs, *args)
                 assert mine == redis_reply, (size, step, args, mine, redis_reply)
                 if step % 50 == 0:
                     lengths = {key: theirs.llen(key) for key in keys}
@@ -172,34 +165,13 @@ def _fill(c) -> None:
     c.lset("big", 700, b"set")
 
 
-@pytest.mark.parametrize("mode", ["kdb", "aof-rewrite-kdb", "aof-rewrite-aof", "aof-log"])
+@pytest.mark.parametrize("mode", RESTART_MODES)
 def test_lists_survive_restart(tmp_path, mode):
-    flags = ["--save", ""]
-    if mode != "kdb":
-        flags = ["--appendonly", "yes", "--save", "",
-                 "--aof-use-rdb-preamble", "no" if mode == "aof-rewrite-aof" else "yes"]
-    with ServerProcess(tmp_path, *flags) as proc:
-        c = proc.client()
-        _fill(c)
-        if mode == "kdb":
-            assert c.save()
-        elif mode.startswith("aof-rewrite"):
-            c.bgrewriteaof()
-            deadline = time.time() + 30
-            time.sleep(0.1)
-            while c.info("persistence")["aof_rewrite_in_progress"] and time.time() < deadline:
-                time.sleep(0.05)
-        digest = c.execute_command("DEBUG", "DIGEST")
-        big = c.lrange("big", 0, -1)
-        c.close()
-    with ServerProcess(tmp_path, *flags) as proc:
-        c = proc.client()
-        assert c.execute_command("DEBUG", "DIGEST") == digest
+    with restarted(tmp_path, mode, _fill, lambda c: c.lrange("big", 0, -1)) as (c, digest, big):
         assert c.lrange("big", 0, -1) == big and len(big) == 3002
         assert c.lrange("bin", 0, -1) == [b"\xff", b"\xff\x01x", b"", b"\r\n$1\r\n"]
         assert c.object("encoding", "small:7") == b"quicklist"
-        assert c.execute_command("DEBUG", "RELOAD") == b"OK"
-        assert c.execute_command("DEBUG", "DIGEST") == digest
+        assert_reload_keeps(c, digest)
 
 
 def test_hot_pushes_and_pops_with_ttls(r):

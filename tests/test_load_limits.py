@@ -6,6 +6,10 @@ value within them compact; the data (DEBUG DIGEST) is the same."""
 
 from tests.conftest import ServerProcess
 
+# The settings a load follows, in the order the tuples below give them.
+LIMITS = ("set-max-intset-entries", "set-max-listpack-entries", "set-max-listpack-value",
+          "zset-max-listpack-entries", "zset-max-listpack-value")
+
 
 def _reload(client, settings: dict, keys: list) -> list:
     for name, value in settings.items():
@@ -31,21 +35,15 @@ def test_sets_and_zsets_load_with_the_configured_limits(tmp_path):
             b"listpack", b"listpack", b"intset", b"hashtable", b"listpack", b"listpack", b"skiplist"]
         digest = client.execute_command("DEBUG", "DIGEST")
 
-        lowered = {"set-max-intset-entries": 10, "set-max-listpack-entries": 10,
-                   "set-max-listpack-value": 30, "zset-max-listpack-entries": 10,
-                   "zset-max-listpack-value": 30}
-        assert _reload(client, lowered, keys) == [
-            b"hashtable", b"hashtable", b"hashtable", b"listpack", b"skiplist", b"skiplist",
-            b"listpack"]
-        assert client.execute_command("DEBUG", "DIGEST") == digest
-
-        raised = {"set-max-intset-entries": 512, "set-max-listpack-entries": 100,
-                  "set-max-listpack-value": 64, "zset-max-listpack-entries": 100,
-                  "zset-max-listpack-value": 64}
-        assert _reload(client, raised, keys) == [
-            b"listpack", b"listpack", b"intset", b"listpack", b"listpack", b"listpack",
-            b"listpack"]
-        assert client.execute_command("DEBUG", "DIGEST") == digest
+        lowered = dict(zip(LIMITS, (10, 10, 30, 10, 30)))
+        raised = dict(zip(LIMITS, (512, 100, 64, 100, 64)))
+        for settings, expected in [
+                (lowered, [b"hashtable", b"hashtable", b"hashtable", b"listpack", b"skiplist",
+                           b"skiplist", b"listpack"]),
+                (raised, [b"listpack", b"listpack", b"intset", b"listpack", b"listpack",
+                          b"listpack", b"listpack"])]:
+            assert _reload(client, settings, keys) == expected, settings
+            assert client.execute_command("DEBUG", "DIGEST") == digest
         # the loaded forms take writes, crossing the limits again
         client.sadd("s50", *["n%d" % i for i in range(51)])
         client.zadd("z50", {"n%d" % i: i for i in range(51)})

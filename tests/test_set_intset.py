@@ -6,9 +6,8 @@ append-only log."""
 
 import random
 
-import pytest
-import redis
-
+from compact_helpers import (call as _call, flushed_pair, own_server_fixture, same_members,
+                             set_args, spop_both, srandmember_both, wait_for_rewrite)
 from conftest import ServerProcess
 
 # Members: mostly small integers (intsets), a few that only look like one
@@ -19,18 +18,8 @@ NOT_INTS = [b"01", b"+1", b" 1", b"1 ", b"-0", b"9223372036854775808", b"x", b"a
 KEYS = [b"a", b"b", b"c", b"d"]
 
 
-@pytest.fixture(scope="module")
-def ours(tmp_path_factory):
-    # A server of its own: the test changes set-max-intset-entries.
-    with ServerProcess(tmp_path_factory.mktemp("intset"), "--save", "") as proc:
-        yield proc
-
-
-def _raw(port: int) -> redis.Redis:
-    """A client that shows replies as they come (a list stays a list: order)."""
-    client = redis.Redis(port=port)
-    client.response_callbacks.clear()
-    return client
+# A server of its own: the test changes set-max-intset-entries.
+ours = own_server_fixture("intset")
 
 
 def _member(rng) -> bytes:
@@ -47,13 +36,6 @@ def _all_ints(members) -> bool:
 
 def _numeric(members) -> list:
     return sorted(members, key=int)
-
-
-def _call(client, *args):
-    try:
-        return client.execute_command(*args)
-    except redis.ResponseError as e:
-        return ("error", str(e))
 
 
 def _same_state(a, b, key) -> None:
@@ -73,35 +55,15 @@ def _same_state(a, b, key) -> None:
     assert _call(a, "DEBUG", "DIGEST-VALUE", key) == _call(b, "DEBUG", "DIGEST-VALUE", key)
 
 
-def _compare_set_reply(got, want, ordered: bool) -> None:
-    if isinstance(want, tuple):
-        assert got == want
-    elif ordered:
-        assert got == want
-    else:
-        assert sorted(got) == sorted(want)
-
-
 def _step(rng, a, b, limit: int) -> None:
     """One random command on both servers (a: tenantkv, b: redis), checked."""
     op = rng.choice(["sadd", "sadd", "sadd", "srem", "sismember", "smismember", "scard",
                      "smove", "algebra", "algebra_store", "sintercard", "sscan", "spop",
                      "srandmember", "copy", "del"])
     key = rng.choice(KEYS)
+    args = set_args(rng, op, key, KEYS, _member, _members)   # None: an op of this module's
     if op == "sadd":
         args = ("SADD", key, *_members(rng, rng.choice([3, 8, 25])))
-    elif op == "srem":
-        args = ("SREM", key, *_members(rng))
-    elif op == "sismember":
-        args = ("SISMEMBER", key, _member(rng))
-    elif op == "smismember":
-        args = ("SMISMEMBER", key, *_members(rng))
-    elif op == "scard":
-        args = ("SCARD", key)
-    elif op == "smove":
-        args = ("SMOVE", key, rng.choice(KEYS), _member(rng))
-    elif op == "sintercard":
-        args = ("SINTERCARD", 2, key, rng.choice(KEYS), "LIMIT", rng.randint(0, 5))
     elif op == "copy":
         args = ("COPY", key, rng.choice(KEYS), *(["REPLACE"] if rng.random() < 0.5 else []))
     elif op == "del":
@@ -119,11 +81,8 @@ def _step(rng, a, b, limit: int) -> None:
         # walks its smallest set, which is sorted when that is an intset.
         sortable = _all_ints(want) and len(want) <= limit
         ordered = sortable and (name != "SINTER" or want == _numeric(want))
-        _compare_set_reply(got, want, ordered)
+        same_members(got, want, ordered)
         return
-    elif op == "algebra_store":
-        name = rng.choice(["SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE"])
-        args = (name, rng.choice(KEYS), *rng.sample(KEYS, rng.randint(1, 3)))
     elif op == "sscan":
         encoding = _call(b, "OBJECT", "ENCODING", key)
         got, want = _call(a, "SSCAN", key, 0), _call(b, "SSCAN", key, 0)
@@ -131,51 +90,22 @@ def _step(rng, a, b, limit: int) -> None:
             assert got == want   # an intset whole, in order, cursor 0
         return
     elif op == "spop":
-        count = rng.choice([None, 0, 1, 2, 5, 40, "most"])
-        if count == "most":   # leave one or two: Redis 7.0 rebuilds the rest then
-            count = max(0, int(b.scard(key)) - rng.randint(1, 2))
-        extra = [] if count is None else [count]
-        if b.type(key) != b"set":   # missing or another type: nil / [] / WRONGTYPE
-            assert _call(a, "SPOP", key, *extra) == _call(b, "SPOP", key, *extra)
+        popped = spop_both(rng, a, b, key, [None, 0, 1, 2, 5, 40, "most"])
+        if popped is None:
             return
-        before = set(b.smembers(key))
-        got = _call(a, "SPOP", key, *extra)
-        # Random: as many popped, from the members; then redis loses the very
-        # ones tenantkv lost (SREM: Redis's own log records SPOP so).
-        popped = [got] if count is None else got
-        assert len(popped) == len(set(popped)) == (1 if count is None else min(count, len(before)))
-        assert set(popped) <= before
+        count, got, before = popped
         if count is not None and count >= len(before):   # answered as SUNION key
             assert sorted(got) == sorted(before)
             if _all_ints(before) and len(before) <= limit:
                 assert got == _numeric(before)
-        if popped:
-            b.srem(key, *popped)
-        left = len(before) - len(popped)
-        if count and left and left * 5 <= count and b.object("encoding", key) == b"hashtable":
-            # Redis rebuilds the rest as a new set (case 3 of spopWithCountCommand):
-            # do the same to the reference through SUNIONSTORE, which does it too
-            b.sunionstore(key, key)
         _same_state(a, b, key)
         return
     elif op == "srandmember":
-        count = rng.choice([None, 0, 1, 3, 50, -1, -4, -60])
-        extra = [] if count is None else [count]
-        got, want = _call(a, "SRANDMEMBER", key, *extra), _call(b, "SRANDMEMBER", key, *extra)
-        if isinstance(want, tuple) or want is None or want == []:
-            assert got == want
-            return
-        members = set(b.smembers(key))
-        if count is None:
-            assert got in members
-            return
-        assert set(got) <= members
-        if count < 0:
-            assert len(got) == -count
-        else:
-            assert len(got) == len(set(got)) == min(count, len(members))
+        drawn = srandmember_both(rng, a, b, key, [None, 0, 1, 3, 50, -1, -4, -60])
+        if drawn is not None:
+            count, got, want, members = drawn
             if count >= len(members):   # the whole set, in its own order
-                _compare_set_reply(got, want, b.object("encoding", key) == b"intset")
+                same_members(got, want, b.object("encoding", key) == b"intset")
         return
     got, want = _call(a, *args), _call(b, *args)
     assert got == want, args
@@ -185,9 +115,7 @@ def _step(rng, a, b, limit: int) -> None:
 
 def test_random_commands_match_redis(ours, redis_server):
     rng = random.Random(14)
-    a, b = _raw(ours.port), _raw(redis_server.port)
-    for client in (a, b):
-        client.flushall()
+    a, b = flushed_pair(ours, redis_server)
     try:
         for round_, limit in enumerate([512, 6, 20, 3, 512]):
             # Redis converts on the next write past the limit, never back: the
@@ -203,9 +131,7 @@ def test_random_commands_match_redis(ours, redis_server):
 
 
 def test_conversions_match_redis(ours, redis_server):
-    a, b = _raw(ours.port), _raw(redis_server.port)
-    for client in (a, b):
-        client.flushall()
+    a, b = flushed_pair(ours, redis_server)
     steps = [
         ("SADD", "s", 3, 1, 2),               # intset
         ("SADD", "s", "-9223372036854775808"),
@@ -296,11 +222,7 @@ def test_snapshot_and_log_round_trip(tmp_path):
         assert r.execute_command("DEBUG", "DIGEST") == digest
         assert r.object("encoding", "small") == b"intset"
         r.bgrewriteaof()
-        for _ in range(200):
-            if r.info("persistence")["aof_rewrite_in_progress"] == 0 and \
-                    r.info("persistence")["aof_rewrite_scheduled"] == 0:
-                break
-            __import__("time").sleep(0.05)
+        wait_for_rewrite(r)
         r.sadd("small", 78)
         digest = r.execute_command("DEBUG", "DIGEST")
     with ServerProcess(tmp_path, "--appendonly", "yes") as proc:

@@ -10,12 +10,14 @@ checked against rules here); and listpack sets written to a snapshot and to
 the log load back equal (DEBUG DIGEST)."""
 
 import random
-import time
 
 import pytest
 import redis
 
-from conftest import ServerProcess
+from compact_helpers import (RESTART_MODES, assert_reload_keeps, call as _call,
+                             encodings as _encodings, flushed_pair, own_server_fixture,
+                             raw_client as _raw, restarted, same_members, set_args, spop_both,
+                             srandmember_both)
 
 INTS = [b"%d" % n for n in range(-3, 30)] + [b"9223372036854775807"]
 STRS = [b"m%d" % n for n in range(30)] + [b"01", b"+1", b"", b"\xff", b"\xff\x01", b"\xff\xfe",
@@ -23,25 +25,8 @@ STRS = [b"m%d" % n for n in range(30)] + [b"01", b"+1", b"", b"\xff", b"\xff\x01
 KEYS = [b"a", b"b", b"c", b"d"]
 
 
-@pytest.fixture(scope="module")
-def ours(tmp_path_factory):
-    # A server of its own: the tests change the set-max-* settings.
-    with ServerProcess(tmp_path_factory.mktemp("listpack"), "--save", "") as proc:
-        yield proc
-
-
-def _raw(port: int) -> redis.Redis:
-    """A client that shows replies as they come (a list stays a list: order)."""
-    client = redis.Redis(port=port)
-    client.response_callbacks.clear()
-    return client
-
-
-def _call(client, *args):
-    try:
-        return client.execute_command(*args)
-    except redis.ResponseError as e:
-        return ("error", str(e))
+# A server of its own: the tests change the set-max-* settings.
+ours = own_server_fixture("listpack")
 
 
 def _member(rng) -> bytes:
@@ -90,13 +75,6 @@ def _check_state(a, b, key, limits: Limits, fresh: bool = False) -> None:
     assert _call(a, "DEBUG", "DIGEST-VALUE", key) == _call(b, "DEBUG", "DIGEST-VALUE", key), key
 
 
-def _unordered(got, want) -> None:
-    if isinstance(want, tuple) or not isinstance(want, list):
-        assert got == want
-    else:
-        assert sorted(got) == sorted(want)
-
-
 def _step(rng, a, b, limits: Limits) -> None:
     """One random command on both servers (a: tenantkv, b: redis 7.0), checked."""
     op = rng.choice(["sadd", "sadd", "sadd", "sadd", "srem", "srem", "sismember",
@@ -105,25 +83,14 @@ def _step(rng, a, b, limits: Limits) -> None:
                      "del", "expire"])
     key = rng.choice(KEYS)
     fresh = False
+    args = set_args(rng, op, key, KEYS, _member, _members)   # None: an op of this module's
     if op == "sadd":
         members = _members(rng)
         fresh = b.exists(key) == 0 and len(members) <= limits.entries
         args = ("SADD", key, *members)
-    elif op == "srem":
-        args = ("SREM", key, *_members(rng))
-    elif op == "sismember":
-        args = ("SISMEMBER", key, _member(rng))
-    elif op == "smismember":
-        args = ("SMISMEMBER", key, *_members(rng))
-    elif op == "scard":
-        args = ("SCARD", key)
     elif op == "smembers":
-        _unordered(_call(a, "SMEMBERS", key), _call(b, "SMEMBERS", key))
+        same_members(_call(a, "SMEMBERS", key), _call(b, "SMEMBERS", key))
         return
-    elif op == "smove":
-        args = ("SMOVE", key, rng.choice(KEYS), _member(rng))
-    elif op == "sintercard":
-        args = ("SINTERCARD", 2, key, rng.choice(KEYS), "LIMIT", rng.randint(0, 5))
     elif op == "copy":
         target = rng.choice(KEYS)
         args = ("COPY", key, target, *(["REPLACE"] if rng.random() < 0.5 else []))
@@ -138,11 +105,8 @@ def _step(rng, a, b, limits: Limits) -> None:
     elif op == "algebra":
         name = rng.choice(["SINTER", "SUNION", "SDIFF"])
         keys = rng.sample(KEYS, rng.randint(1, 3))
-        _unordered(_call(a, name, *keys), _call(b, name, *keys))
+        same_members(_call(a, name, *keys), _call(b, name, *keys))
         return
-    elif op == "algebra_store":
-        name = rng.choice(["SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE"])
-        args = (name, rng.choice(KEYS), *rng.sample(KEYS, rng.randint(1, 3)))
     elif op == "zsetop":
         name = rng.choice(["ZUNION", "ZINTER", "ZDIFF"])
         keys = rng.sample(KEYS, rng.randint(1, 3))
@@ -157,43 +121,11 @@ def _step(rng, a, b, limits: Limits) -> None:
             assert got[0] == want[0] == b"0" and sorted(got[1]) == sorted(want[1])
         return
     elif op == "spop":
-        count = rng.choice([None, 0, 1, 3, 500, "most"])
-        if count == "most":   # leave one or two: Redis rebuilds the rest then
-            count = max(0, int(b.scard(key)) - rng.randint(1, 2))
-        extra = [] if count is None else [count]
-        if b.type(key) != b"set":   # missing or another type: nil / [] / WRONGTYPE
-            assert _call(a, "SPOP", key, *extra) == _call(b, "SPOP", key, *extra)
-            return
-        before = set(b.smembers(key))
-        got = _call(a, "SPOP", key, *extra)
-        popped = [got] if count is None else got
-        assert len(popped) == len(set(popped)) == (1 if count is None else min(count, len(before)))
-        assert set(popped) <= before
-        if popped:   # the reference loses the very members tenantkv lost
-            b.srem(key, *popped)
-        left = len(before) - len(popped)
-        if count and left and left * 5 <= count and b.object("encoding", key) == b"hashtable":
-            # Redis rebuilds the rest (SPOP's case 3), keeping the TTL: so does this
-            ttl = b.pttl(key)
-            b.sunionstore(key, key)
-            if ttl > 0:
-                b.pexpire(key, ttl)
-        _check_state(a, b, key, limits)
+        if spop_both(rng, a, b, key, [None, 0, 1, 3, 500, "most"]) is not None:
+            _check_state(a, b, key, limits)
         return
-    else:   # srandmember
-        count = rng.choice([None, 0, 1, 3, 500, -1, -7])
-        extra = [] if count is None else [count]
-        got, want = _call(a, "SRANDMEMBER", key, *extra), _call(b, "SRANDMEMBER", key, *extra)
-        if isinstance(want, tuple) or want is None or want == []:
-            assert got == want
-            return
-        members = set(b.smembers(key))
-        picked = [got] if count is None else got
-        assert set(picked) <= members
-        if count is not None and count < 0:
-            assert len(got) == -count
-        elif count is not None:
-            assert len(got) == len(set(got)) == min(count, len(members))
+    elif op == "srandmember":
+        srandmember_both(rng, a, b, key, [None, 0, 1, 3, 500, -1, -7])
         return
     got, want = _call(a, *args), _call(b, *args)
     assert got == want, args
@@ -204,9 +136,7 @@ def _step(rng, a, b, limits: Limits) -> None:
 @pytest.mark.slow   # ~12 s: 3,600 commands on two servers
 def test_random_commands_match_redis(ours, redis_server):
     rng = random.Random(72)
-    a, b = _raw(ours.port), _raw(redis_server.port)
-    for client in (a, b):
-        client.flushall()
+    a, b = flushed_pair(ours, redis_server)
     try:
         for limits in [Limits(512, 128, 64), Limits(512, 5, 64), Limits(6, 20, 3),
                        Limits(512, 128, 64), Limits(3, 1, 0), Limits(512, 40, 10)]:
@@ -226,10 +156,6 @@ def test_random_commands_match_redis(ours, redis_server):
         a.config_set("set-max-listpack-entries", 128)
         a.config_set("set-max-listpack-value", 64)
     assert encodings   # (the last round left sets behind)
-
-
-def _encodings(r, keys) -> list:
-    return [r.object("encoding", k) for k in keys]
 
 
 def test_conversions_follow_redis_7_2(ours):
@@ -383,32 +309,16 @@ def _fill(c, n=30):
 KEYS_SEEN = ("small:7", "mixed", "ints", "bin", "big", "wide", "ttl")
 
 
-@pytest.mark.parametrize("mode", ["kdb", "aof-rewrite-kdb", "aof-rewrite-aof", "aof-log"])
+@pytest.mark.parametrize("mode", RESTART_MODES)
 def test_listpack_sets_survive_restart(tmp_path, mode):
-    flags = ["--save", ""]
-    if mode != "kdb":
-        flags = ["--appendonly", "yes", "--save", "",
-                 "--aof-use-rdb-preamble", "no" if mode == "aof-rewrite-aof" else "yes"]
-    with ServerProcess(tmp_path, *flags) as proc:
-        c = proc.client(single_connection_client=True)
-        _fill(c)
-        if mode == "kdb":
-            assert c.save()
-        elif mode.startswith("aof-rewrite"):
-            c.bgrewriteaof()
-            deadline = time.time() + 30
-            time.sleep(0.1)
-            while c.info("persistence")["aof_rewrite_in_progress"] and time.time() < deadline:
-                time.sleep(0.05)
+    def after_persist(c):
+        if mode.startswith("aof-rewrite"):
             c.sadd("mixed", "after")   # appended to the log after the rewrite
-        digest = c.execute_command("DEBUG", "DIGEST")
-        encodings = _encodings(c, KEYS_SEEN)
-        c.close()
-    assert encodings == [b"listpack", b"listpack", b"listpack", b"listpack", b"hashtable",
-                         b"hashtable", b"listpack"]
-    with ServerProcess(tmp_path, *flags) as proc:
-        c = proc.client()
-        assert c.execute_command("DEBUG", "DIGEST") == digest
+
+    with restarted(tmp_path, mode, _fill, lambda c: _encodings(c, KEYS_SEEN),
+                   after_persist) as (c, digest, encodings):
+        assert encodings == [b"listpack", b"listpack", b"listpack", b"listpack", b"hashtable",
+                             b"hashtable", b"listpack"]
         loaded = _encodings(c, KEYS_SEEN)
         if mode == "aof-log":   # the replayed SADDs and SREM make what they made
             assert loaded == encodings
@@ -416,6 +326,5 @@ def test_listpack_sets_survive_restart(tmp_path, mode):
             assert loaded == encodings[:2] + [b"intset"] + encodings[3:]
         assert c.smembers("bin") == {b"\xff", b"\xff\x01", b""}
         assert c.pttl("ttl") > 0
-        assert c.execute_command("DEBUG", "RELOAD") == b"OK"
-        assert c.execute_command("DEBUG", "DIGEST") == digest
+        assert_reload_keeps(c, digest)
         assert c.object("encoding", "small:7") == b"listpack"

@@ -11,7 +11,8 @@ import time
 import pytest
 import redis
 
-from tests.conftest import ServerProcess
+from compact_helpers import (RESTART_MODES, assert_reload_keeps, call as _call, encodings,
+                             flushed_pair, own_server_fixture, restarted)
 
 SCORE_KEYS = ["z:0", "z:1", "z:2", "z:3"]
 # Lex commands assume equal scores (Redis answers something undefined, and
@@ -24,25 +25,17 @@ BOUNDS = ["-inf", "+inf", "0", "(0", "1", "(1.5", "2", "(10", "-1", "5"]
 LEX = ["-", "+", "[a", "(a", "[b", "(c", "[e", "(g", "[m", "[", "(\xff"]
 
 
-@pytest.fixture(scope="module")
-def ours(tmp_path_factory):
-    # A server of its own: the test changes the zset-max-listpack-* settings.
-    with ServerProcess(tmp_path_factory.mktemp("zset-compact"), "--save", "") as proc:
-        yield proc
+# A server of its own: the tests change the zset-max-listpack-* settings.
+ours = own_server_fixture("zset-compact")
 
 
-def _raw(port: int) -> redis.Redis:
-    """A client that shows replies as they come (a list stays a list: order)."""
-    client = redis.Redis(port=port)
-    client.response_callbacks.clear()
-    return client
-
-
-def _call(client, *args):
-    try:
-        return client.execute_command(*args)
-    except redis.ResponseError as exc:
-        return ("error", str(exc))
+def _rev_limit(rng, args: list) -> list:
+    """REV, then LIMIT, each half the time."""
+    if rng.random() < 0.5:
+        args.append("REV")
+    if rng.random() < 0.5:
+        args += ["LIMIT", str(rng.randrange(0, 4)), str(rng.randrange(-1, 4))]
+    return args
 
 
 def _command(rng) -> list:
@@ -97,21 +90,13 @@ def _command(rng) -> list:
             args.append("WITHSCORES")
         return args
     if name == "zrange_score":
-        args = ["ZRANGE", any_key, rng.choice(BOUNDS), rng.choice(BOUNDS), "BYSCORE"]
-        if rng.random() < 0.5:
-            args.append("REV")
-        if rng.random() < 0.5:
-            args += ["LIMIT", str(rng.randrange(0, 4)), str(rng.randrange(-1, 4))]
+        args = _rev_limit(rng, ["ZRANGE", any_key, rng.choice(BOUNDS), rng.choice(BOUNDS),
+                                "BYSCORE"])
         if rng.random() < 0.5:
             args.append("WITHSCORES")
         return args
     if name == "zrange_lex":
-        args = ["ZRANGE", lex, rng.choice(LEX), rng.choice(LEX), "BYLEX"]
-        if rng.random() < 0.5:
-            args.append("REV")
-        if rng.random() < 0.5:
-            args += ["LIMIT", str(rng.randrange(0, 4)), str(rng.randrange(-1, 4))]
-        return args
+        return _rev_limit(rng, ["ZRANGE", lex, rng.choice(LEX), rng.choice(LEX), "BYLEX"])
     if name in ("zrangebyscore", "zrevrangebyscore"):
         args = [name.upper(), any_key, rng.choice(BOUNDS), rng.choice(BOUNDS)]
         if rng.random() < 0.5:
@@ -213,11 +198,7 @@ def _same_state(ours, theirs, keys) -> None:
 
 @pytest.mark.slow
 def test_random_zset_commands_match_redis(ours, redis_server):
-    mine = _raw(ours.port)
-    theirs = _raw(redis_server.port)
-    clients = (mine, theirs)
-    for client in clients:
-        client.flushall()
+    clients = mine, theirs = flushed_pair(ours, redis_server)
     rng = random.Random(1414)
     keys = SCORE_KEYS + LEX_KEYS
     history = []
@@ -253,12 +234,8 @@ def test_random_zset_commands_match_redis(ours, redis_server):
 def test_large_zsets_match_redis(ours, redis_server):
     """Big sets (past 128) built in one ZADD and grown one by one, then read
     and trimmed, the same on both; a STORE result takes the form of its size."""
-    mine = _raw(ours.port)
-    theirs = _raw(redis_server.port)
-    clients = (mine, theirs)
+    clients = mine, theirs = flushed_pair(ours, redis_server)
     rng = random.Random(7)
-    for client in clients:
-        client.flushall()
     pairs = []
     for i in range(300):
         pairs += [str(rng.randrange(-50, 50) / 4), "m%03d" % i]
@@ -333,37 +310,16 @@ def _fill(c, n=50):
     c.expire("ttl", 1000)
 
 
-@pytest.mark.parametrize("mode", ["kdb", "aof-rewrite-kdb", "aof-rewrite-aof", "aof-log"])
+@pytest.mark.parametrize("mode", RESTART_MODES)
 def test_compact_zsets_survive_restart(tmp_path, mode):
-    flags = ["--save", ""]
-    if mode != "kdb":
-        flags = ["--appendonly", "yes", "--save", "",
-                 "--aof-use-rdb-preamble", "no" if mode == "aof-rewrite-aof" else "yes"]
     keys = ("small:7", "bin", "big", "wide", "ttl")
-    with ServerProcess(tmp_path, *flags) as proc:
-        c = proc.client()
-        _fill(c)
-        if mode == "kdb":
-            assert c.save()
-        elif mode.startswith("aof-rewrite"):
-            c.bgrewriteaof()
-            deadline = time.time() + 30
-            time.sleep(0.1)
-            while c.info("persistence")["aof_rewrite_in_progress"] and time.time() < deadline:
-                time.sleep(0.05)
-        digest = c.execute_command("DEBUG", "DIGEST")
-        encodings = [c.object("encoding", k) for k in keys]
-        c.close()
-    assert encodings == [b"listpack", b"listpack", b"skiplist", b"skiplist", b"listpack"]
-    with ServerProcess(tmp_path, *flags) as proc:
-        c = proc.client()
-        assert c.execute_command("DEBUG", "DIGEST") == digest
-        assert [c.object("encoding", k) for k in keys] == encodings
+    with restarted(tmp_path, mode, _fill, lambda c: encodings(c, keys)) as (c, digest, before):
+        assert before == [b"listpack", b"listpack", b"skiplist", b"skiplist", b"listpack"]
+        assert encodings(c, keys) == before
         assert c.zrange("bin", 0, -1, withscores=True) == [
             (b"\xff\x01", -2.0), (b"\xff", 1.5), (b"", float("inf"))]
         assert c.ttl("ttl") > 0
-        assert c.execute_command("DEBUG", "RELOAD") == b"OK"
-        assert c.execute_command("DEBUG", "DIGEST") == digest
+        assert_reload_keeps(c, digest)
 
 
 def test_packed_size_cap_under_raised_limits(ours):
