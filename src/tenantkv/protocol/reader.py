@@ -17,15 +17,6 @@ value) or deficit sends the read to the strict parser, which then gives
 Redis's exact answer. Nothing has run yet when that happens, so the fallback
 just re-reads the same bytes.
 
-A read that ends inside a request (most reads of a long pipeline or a
-`redis-cli --pipe` load) is cut before its last request: hiredis takes the
-whole requests before the cut, under the same proof, and the strict parser
-the rest. While it holds a partial request, the strict parser reads only
-until that request is complete and hands the rest of the read back to the
-fast path, so one read that ends mid-request costs one request parsed in
-Python, not every later read of the connection (mass insert: 3.0 -> 1.4 us of
-server CPU per SET, measured).
-
 Elements that are not bulk strings: hiredis gives int, float, bool, None,
 list, dict, ReplyError for most (the type check refuses them), but bytes for
 three: `+simple`, `=verbatim` and `(bignum`. Counting CRLFs does not exclude
@@ -40,7 +31,6 @@ from itertools import chain
 
 import hiredis
 
-from tenantkv.errors import ProtocolError
 from tenantkv.protocol.strict import DEFAULT_MAX_QUERY_BUFFER, RequestReader
 
 # "*" followed by 7+ digits: an array of a million elements or more.
@@ -83,32 +73,6 @@ class Reader:
         # (`data` is never empty: asyncio does not deliver empty reads.)
         if self.strict_only or data[0] != 42 or not 0 < data.find(b"\r\n") < 9:   # 42: '*'
             return self._feed_strict(data)
-        if data[-1] == 10:   # '\n': most likely whole requests
-            requests = self._fast(data)
-            if requests is not None:
-                return requests
-        # The read ends inside a request, as most reads of a long pipeline or
-        # a `redis-cli --pipe` load do (or holds something hiredis cannot be
-        # trusted with). The whole requests before the last one still go to
-        # hiredis, the last one to the strict reader, which holds it if it is
-        # incomplete (see _feed_strict for the next read). `cut` is a guess,
-        # the last CRLF followed by '*'; _fast proves it a boundary or refuses.
-        cut = data.rfind(b"\r\n*") + 2
-        if cut > 2:
-            requests = self._fast(data[:cut])
-            if requests is not None:
-                try:
-                    requests += self._feed_strict(data[cut:])
-                except ProtocolError as exc:
-                    exc.requests = requests + exc.requests
-                    raise
-                return requests
-        return self._feed_strict(data)
-
-    def _fast(self, data: bytes):
-        """The requests of `data` parsed by hiredis, or None unless they are
-        proven to be exactly a sequence of whole arrays of bulk strings (see
-        the module docstring), that is, what the strict reader would give."""
         fast = self.fast
         fast.feed(data)
         try:
@@ -152,31 +116,13 @@ class Reader:
         except (hiredis.ProtocolError, TypeError):
             pass
         self.fast = hiredis.Reader()
-        return None
+        return self._feed_strict(data)
 
     def _feed_strict(self, data: bytes) -> list:
-        slow = self.slow
-        # The strict reader holds the start of a request (and is not in the
-        # pre-auth mode, which reads everything strictly): it parses until
-        # that request is complete and hands the rest back, so one read that
-        # ended mid-request does not send every later read of the connection
-        # down the slow path.
-        handback = slow.handback = self.strict_only and not slow.max_arg_unauth
         try:
-            requests = slow.feed(data)
+            return self.slow.feed(data)
         finally:
-            slow.handback = False
             self.refresh()
-        if handback and slow.buf and slow.args is None and slow.big is None and not slow.pending:
-            rest = slow.buf   # starts at a request boundary: nothing else is held
-            slow.buf = b""
-            self.refresh()
-            try:
-                requests += self.feed(rest)
-            except ProtocolError as exc:
-                exc.requests = requests + exc.requests
-                raise
-        return requests
 
 
 def _check_bulk_strings(items, data: bytes) -> None:

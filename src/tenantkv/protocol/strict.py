@@ -71,7 +71,7 @@ new_bytes = _bytes_filler()
 class RequestReader:
     __slots__ = ("buf", "pending", "pending_len", "need", "args", "args_bytes", "remaining",
                  "bulk_len", "max_bulk", "max_args", "max_arg_unauth", "max_query_buffer",
-                 "big", "big_view", "big_filled", "big_skip", "handback")
+                 "big", "big_view", "big_filled", "big_skip")
 
     def __init__(self, max_bulk: int = DEFAULT_MAX_BULK) -> None:
         self.buf = b""
@@ -94,10 +94,6 @@ class RequestReader:
         self.big_view = None
         self.big_filled = 0
         self.big_skip = 0
-        # Set by the caller (protocol/reader.py) for one feed: stop at the
-        # first request boundary after a complete request and leave the rest,
-        # unparsed, in `buf`, for the fast reader.
-        self.handback = False
 
     def buffered(self) -> int:
         # Input held for this client: raw bytes plus the arguments already cut
@@ -220,8 +216,6 @@ class RequestReader:
         start = len(args) if args is not None else 0
         while pos < n:
             if args is None:
-                if out and self.handback:
-                    break
                 if buf[pos] != 42:  # not '*': an inline request
                     nl = buf.find(b"\n", pos)
                     if nl < 0 or nl - pos >= INLINE_LINE_MAX:
