@@ -235,6 +235,25 @@ def execabort_because(message: str) -> str:
 # -- connections: HELLO, CLIENT ------------------------------------------------------------
 
 MAXCLIENTS = b"-ERR max number of clients reached\r\n"   # written before closing
+OOM = "OOM command not allowed when used memory > 'maxmemory'."
+
+
+# tenantkv's own: a tenant over one of its quotas (keyspace/quota.py). Each
+# names the quota and its figure, so the tenant knows what to ask root for.
+def quota_memory(limit: int) -> str:
+    return "OOM command not allowed when the tenant's used memory > its 'memory' quota (%d bytes)." % limit
+
+
+def quota_keys(limit: int) -> str:
+    return "ERR command not allowed: the tenant has reached its 'keys' quota (%d keys)." % limit
+
+
+def quota_connections(limit: int) -> str:
+    return "ERR max number of clients reached for this tenant ('connections' quota %d)." % limit
+
+
+def quota_rate(limit: int) -> str:
+    return "ERR command not allowed: the tenant is over its 'rate' quota (%d commands per second)." % limit
 HELLO_PROTOCOL_NOT_INTEGER = "ERR Protocol version is not an integer or out of range"
 NOPROTO = "NOPROTO unsupported protocol version"
 CLIENT_NAME_CHARS = "ERR Client names cannot contain spaces, newlines or special characters."

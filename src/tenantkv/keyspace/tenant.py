@@ -19,6 +19,7 @@ needed, and the objects have no __dict__.
 from collections import _count_elements   # Counter.update's C loop
 
 from tenantkv.keyspace.database import Database
+from tenantkv.keyspace.quota import NO_QUOTA
 
 DATABASES = 16
 NO_CLIENTS = frozenset()
@@ -80,7 +81,7 @@ class Databases:
 class Tenant:
     __slots__ = ("name", "dbs", "_clients", "auth_failures", "acl_denied", "ran", "_calls",
                  "_failed", "_rejected", "_errors", "error_replies", "net_input_bytes",
-                 "net_output_bytes", "connections")
+                 "net_output_bytes", "connections", "quota", "used_memory")
 
     def __init__(self, name: str, stats, databases: int = DATABASES) -> None:
         self.name = name
@@ -91,6 +92,8 @@ class Tenant:
         self.auth_failures = 0   # WRONGPASS replies to this tenant's connections
         self.acl_denied = 0      # NOPERM replies
         self.ran: list = []      # Commands the hot path ran, not yet in `calls`
+        self.quota = NO_QUOTA    # its limits (keyspace/quota.py)
+        self.used_memory = 0     # bytes its data takes, kept by server/memory.py
         self.reset_stats()
 
     @property
