@@ -220,6 +220,16 @@ SETTINGS = [
             "most buffered input per client"),
     Setting("limits", "client_output_buffer_limit", None, memory(), 1024**3, True, "most unsent output per client before it is closed"),
     Setting("limits", "databases", "databases", integer(1, INT_MAX), 16, False, "databases per tenant"),
+    # Per-tenant limits (keyspace/quota.py), the defaults of every tenant
+    # without an override of its own (0 = no limit). tenantkv's own names.
+    Setting("quotas", "memory", "tenant-quota-memory", memory(), 0, True,
+            "bytes of memory one tenant may use (0 = no limit)"),
+    Setting("quotas", "keys", "tenant-quota-keys", integer(0, LLONG_MAX), 0, True,
+            "keys one tenant may hold over all its databases (0 = no limit)"),
+    Setting("quotas", "connections", "tenant-quota-connections", integer(0, INT_MAX), 0, True,
+            "simultaneous connections of one tenant (0 = no limit)"),
+    Setting("quotas", "rate", "tenant-quota-rate", integer(0, INT_MAX), 0, True,
+            "commands per second of one tenant (0 = no limit)"),
     Setting("expiry", "hz", "hz", integer(0, INT_MAX, clamp=(1, 500)), 10, True, "background task frequency (active expiry)"),
     Setting("expiry", "active_expire", None, parse_bool, True, True, "active expiry cycle on/off"),
     Setting("logging", "level", "loglevel", enum("debug", "verbose", "notice", "warning", "nothing"), "notice", True,

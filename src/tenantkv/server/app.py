@@ -14,6 +14,7 @@ from tenantkv import errors
 from tenantkv.config import ConfigSetError
 from tenantkv.logs import NOTICE
 from tenantkv.keyspace import Tenant
+from tenantkv.keyspace.quota import Quota
 from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.table import LOOKUP
 from tenantkv.server.connection import Connection, flush_connections
@@ -38,6 +39,9 @@ class Server:
         self.clients: dict = {}
         self._client_ids = 0
         self.tenants: dict = {}
+        # The quotas of every tenant without its own: one shared object, which
+        # CONFIG SET changes in place (keyspace/quota.py).
+        self.default_quota = Quota()
         # The default user's tenant, which also holds the connections that
         # have not authenticated. Its key has a ':' so that no namespace
         # (validate_namespace refuses ':') and no user's own tenant key
@@ -76,6 +80,13 @@ class Server:
         config.listeners.setdefault("client-query-buffer-limit", []).append(
             lambda value: self._set_reader_limit("max_query_buffer", value))
         config.listeners.setdefault("maxclients", []).append(self._set_maxclients)
+        for field in ("memory", "keys", "connections", "rate"):
+            self._set_default_quota(field, config["quotas." + field])
+            config.listeners.setdefault("tenant-quota-" + field, []).append(
+                lambda value, field=field: self._set_default_quota(field, value))
+
+    def _set_default_quota(self, field: str, value: int) -> None:
+        setattr(self.default_quota, field, value)
 
     def _set_maxclients(self, value: int) -> None:
         """CONFIG SET maxclients: as Redis's updateMaxclients, the file limit
@@ -93,6 +104,7 @@ class Server:
         tenant = self.tenants.get(name)
         if tenant is None:
             tenant = Tenant(name, self.stats, self.config["limits.databases"])
+            tenant.quota = self.default_quota
             self.tenants[name] = tenant
         return tenant
 
