@@ -85,6 +85,65 @@ def parse_save(text: str) -> list:
     return rules
 
 
+# client-output-buffer-limit: Redis's client classes, in CONFIG GET's order.
+OBUF_CLASSES = ("normal", "slave", "pubsub")
+OBUF_NORMAL, OBUF_REPLICA, OBUF_PUBSUB = 0, 1, 2
+_OBUF_CLASS_BY_NAME = {"normal": 0, "slave": 1, "replica": 1, "pubsub": 2}
+OBUF_DEFAULT = ((0, 0, 0), (256 * 1024**2, 64 * 1024**2, 60), (32 * 1024**2, 8 * 1024**2, 60))
+_STRTOLL = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]+)")
+
+
+def _strtoll_int(text: str) -> int | None:
+    """C's `int x = strtoll(text, &end, 10)` with `*end == '\\0'` required,
+    as Redis reads the soft seconds: leading blanks skipped, saturation at
+    the long long bounds, then truncation to a 32-bit int; "" is 0. None
+    where Redis refuses the text."""
+    if text == "":
+        return 0
+    match = _STRTOLL.fullmatch(text)
+    if match is None:
+        return None
+    number = int(match.group(2)) * (-1 if match.group(1) == "-" else 1)
+    number = max(-2**63, min(2**63 - 1, number)) & 0xFFFFFFFF
+    return number - 2**32 if number >= 2**31 else number
+
+
+def parse_obuf_limits(value) -> dict:
+    """A client-output-buffer-limit value, as Redis's
+    updateClientOutputBufferLimit reads it: `<class> <hard> <soft> <seconds>`
+    repeated, split on single spaces; all checked before any is taken.
+    -> {class index: (hard, soft, seconds)}, only the classes named (the
+    others keep their limits: see merge_obuf_limits)."""
+    if isinstance(value, (tuple, list)):   # the stored form (a reload of the defaults)
+        return dict(enumerate(value))
+    text = str(value)
+    words = text.split(" ") if text else []
+    if len(words) % 4:
+        raise ValueError(errors.OBUF_LIMIT_ARGS)
+    limits = {}
+    for i in range(0, len(words), 4):
+        index = _OBUF_CLASS_BY_NAME.get(words[i].lower())
+        if index is None:   # "master" too: its limits are the normal class's
+            raise ValueError(errors.OBUF_LIMIT_CLASS)
+        seconds = _strtoll_int(words[i + 3])
+        try:
+            hard, soft = parse_memory(words[i + 1]), parse_memory(words[i + 2])
+        except ValueError:
+            seconds = None
+        if seconds is None or seconds < 0:
+            raise ValueError(errors.OBUF_LIMIT_VALUE)
+        limits[index] = (hard, soft, seconds)
+    return limits
+
+
+def merge_obuf_limits(old: tuple, new: dict) -> tuple:
+    return tuple(new.get(index, limits) for index, limits in enumerate(old))
+
+
+def show_obuf_limits(value: tuple) -> str:
+    return " ".join("%s %d %d %d" % (name, *limits) for name, limits in zip(OBUF_CLASSES, value))
+
+
 def _save(value) -> str:
     text = str(value)
     parse_save(text)
@@ -178,6 +237,11 @@ class Setting:
     needs_listener: str = ""
     secret: bool = False         # never shown: not in CONFIG GET, repr or logs
     hidden: bool = False         # Redis's HIDDEN_CONFIG: CONFIG GET by exact name only
+    # A value that sets only part of the setting (client-output-buffer-limit
+    # names some classes): merge(old, converted) gives the whole new value,
+    # show(value) its CONFIG GET text.
+    merge: object = None
+    show: object = None
 
 
 def _redis(name, convert, default, mutable=True, alias=None, hidden=False) -> Setting:
@@ -218,7 +282,23 @@ SETTINGS = [
             "largest bulk string a client may send"),
     Setting("limits", "client_query_buffer_limit", "client-query-buffer-limit", memory(1024**2), 1024**3, True,
             "most buffered input per client"),
-    Setting("limits", "client_output_buffer_limit", None, memory(), 1024**3, True, "most unsent output per client before it is closed"),
+    # Redis's classes and defaults; "normal 0 0 0" is no limit for normal
+    # clients, which tenant-client-output-limit bounds for non-root tenants.
+    Setting("limits", "client_output_buffer_limit", "client-output-buffer-limit", parse_obuf_limits,
+            OBUF_DEFAULT, True, "per client class: <class> <hard> <soft> <seconds> (Redis's syntax); "
+            "a client over its hard limit, or over its soft limit for longer than the seconds, is closed",
+            merge=merge_obuf_limits, show=show_obuf_limits),
+    Setting("limits", "tenant_client_output_limit", "tenant-client-output-limit", memory(), 64 * 1024**2,
+            True, "hard output limit of the normal clients of non-root tenants, over the normal "
+            "class's (0 = only client-output-buffer-limit)"),
+    # Before AUTH (server/connection.py): connections not authenticated yet,
+    # in total (0 = maxclients minus a tenth, kept for those who log in) and
+    # per client address (IPv6 by /64).
+    Setting("limits", "maxclients_unauthenticated", "maxclients-unauthenticated", integer(0, UINT_MAX), 0,
+            True, "most connections not yet authenticated (0 = 90% of maxclients)"),
+    Setting("limits", "maxclients_unauthenticated_per_address", "maxclients-unauthenticated-per-address",
+            integer(0, UINT_MAX), 1000, True,
+            "most connections not yet authenticated from one address, IPv6 by /64 (0 = no limit)"),
     Setting("limits", "databases", "databases", integer(1, INT_MAX), 16, False, "databases per tenant"),
     # Per-tenant limits (keyspace/quota.py), the defaults of every tenant
     # without an override of its own (0 = no limit). tenantkv's own names.
@@ -345,8 +425,12 @@ class Config:
         self.set_setting(setting, raw, origin)
 
     def set_setting(self, setting: Setting, raw, origin: str) -> None:
+        path = (setting.section, setting.key)
         try:
-            self.values[(setting.section, setting.key)] = setting.convert(raw)
+            value = setting.convert(raw)
+            if setting.merge is not None:
+                value = setting.merge(self.values[path], value)
+            self.values[path] = value
         except (ValueError, TypeError) as exc:
             name = "%s.%s" % (setting.section, setting.key) if setting.section else setting.key
             raise ConfigError("%s: bad value for '%s': %r (%s)" % (origin, name, raw, exc))
@@ -368,11 +452,13 @@ class Config:
             chosen.append((name.lower(), setting, raw))
         updates = []
         for name, setting, raw in chosen:
+            path = (setting.section, setting.key)
             try:
                 value = setting.convert(raw)
             except (ValueError, TypeError) as exc:
                 raise ConfigSetError(name, str(exc))
-            path = (setting.section, setting.key)
+            if setting.merge is not None:
+                value = setting.merge(self.values[path], value)
             if (setting.needs_listener and value != self.values[path]
                     and not self.listeners.get(setting.redis_name)):
                 raise ConfigSetError(name, setting.needs_listener)
@@ -399,6 +485,8 @@ class Config:
     def get_redis(self, name: str) -> str:
         setting = BY_REDIS_NAME[name]
         value = self.values[(setting.section, setting.key)]
+        if setting.show is not None:
+            return setting.show(value)
         if isinstance(value, bool):
             return "yes" if value else "no"
         return str(value)

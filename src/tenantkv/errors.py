@@ -235,6 +235,15 @@ def execabort_because(message: str) -> str:
 # -- connections: HELLO, CLIENT ------------------------------------------------------------
 
 MAXCLIENTS = b"-ERR max number of clients reached\r\n"   # written before closing
+# tenantkv's own: connections that have not authenticated yet are capped in
+# total and per address (server/connection.py), below maxclients.
+MAXCLIENTS_UNAUTH = b"-ERR max number of unauthenticated clients reached\r\n"
+MAXCLIENTS_UNAUTH_ADDRESS = (b"-ERR max number of unauthenticated clients from this "
+                             b"address reached\r\n")
+# CONFIG SET client-output-buffer-limit, Redis's texts (config.c).
+OBUF_LIMIT_ARGS = "Wrong number of arguments in buffer limit configuration."
+OBUF_LIMIT_CLASS = "Invalid client class specified in buffer limit configuration."
+OBUF_LIMIT_VALUE = "Error in hard, soft or soft_seconds setting in buffer limit configuration."
 OOM = "OOM command not allowed when used memory > 'maxmemory'."
 
 
@@ -312,6 +321,12 @@ PROTOCOL_MBULK_UNAUTHENTICATED = "ERR Protocol error: unauthenticated multibulk 
 PROTOCOL_BULK_COUNT_TOO_BIG = "ERR Protocol error: too big bulk count string"
 PROTOCOL_BULK_LENGTH = "ERR Protocol error: invalid bulk length"
 PROTOCOL_BULK_UNAUTHENTICATED = "ERR Protocol error: unauthenticated bulk length"
+
+
+def protocol_unauthenticated_size(limit: int) -> str:
+    """tenantkv's own: more input held before AUTH than allowed (one request,
+    or what follows an AUTH in one read)."""
+    return "ERR Protocol error: unauthenticated request too big (over %d bytes before AUTH)" % limit
 
 
 def protocol_expected_dollar(got: str) -> str:

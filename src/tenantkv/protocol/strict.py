@@ -126,10 +126,21 @@ class RequestReader:
 
     def _check_held(self) -> None:
         if self.buffered() > self.max_query_buffer:
+            if self.max_arg_unauth:   # before AUTH: say why, then close
+                exc = ProtocolError(errors.protocol_unauthenticated_size(self.max_query_buffer))
+                exc.requests = []
+                raise exc
             # As Redis: the client is closed at once, running nothing of this read.
             exc = QueryBufferExceeded("query buffer limit exceeded")
             exc.requests = []
             raise exc
+
+    def _check_unauth_request(self, args: list) -> None:
+        """Before AUTH a whole request is held to the input limit too, not
+        only its unfinished part: 10 arguments of 16 KB arriving in one read
+        would otherwise be held while AUTH's password check waits its turn."""
+        if sum(map(len, args)) > self.max_query_buffer:
+            raise ProtocolError(errors.protocol_unauthenticated_size(self.max_query_buffer))
 
     def _start_big(self, buf: bytes, pos: int, bulk_len: int) -> bool:
         """Begin reading the argument at buf[pos:] (incomplete) in place.
@@ -230,6 +241,8 @@ class RequestReader:
                     if request is None:
                         raise ProtocolError(errors.PROTOCOL_UNBALANCED_QUOTES)
                     if request:
+                        if self.max_arg_unauth:
+                            self._check_unauth_request(request)
                         out.append(request)
                     continue
                 nl = buf.find(b"\r", pos)
@@ -283,6 +296,8 @@ class RequestReader:
                 self.remaining -= 1
             if self.remaining:
                 break
+            if self.max_arg_unauth:
+                self._check_unauth_request(args)
             out.append(args)
             args = None
         self.args = args

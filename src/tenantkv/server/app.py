@@ -74,6 +74,13 @@ class Server:
         self.config_file = None
         # Connections with replies to write at the end of this loop turn.
         self.pending_writes: list = []
+        # Connections not authenticated yet: how many, and how many per
+        # address group (server/connection.py caps both).
+        self.unauth_count = 0
+        self.unauth_by_group: dict = {}
+        # Connections whose output is over the transport's high-water mark:
+        # the cron checks their output limits (a soft limit's seconds).
+        self.output_paused: set = set()
         # Input limits live in each client's reader: CONFIG SET reaches them all.
         config.listeners.setdefault("proto-max-bulk-len", []).append(
             lambda value: self._set_reader_limit("max_bulk", value))
@@ -346,6 +353,8 @@ class Server:
                 if self.active_expire_enabled:
                     self.active_expire(budget=0.25 / hz)
                 self.close_idle_clients()
+                for conn in list(self.output_paused):
+                    conn._check_output_limit()
                 for tenant in self.tenants.values():
                     if tenant.ran:   # bounds the hot path's list of commands run
                         tenant.fold()

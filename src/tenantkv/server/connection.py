@@ -23,6 +23,7 @@ import time
 from time import monotonic
 
 from tenantkv import errors
+from tenantkv.config import OBUF_NORMAL
 from tenantkv.dispatch.call import crashed, execute, failed
 from tenantkv.dispatch.table import LOOKUP, NOAUTH_LOOKUP
 from tenantkv.errors import CommandError, ProtocolError, QueryBufferExceeded
@@ -30,14 +31,23 @@ from tenantkv.protocol.encoder import SMALL_INTS, Raw, encode, encode_error
 from tenantkv.protocol.reader import Reader
 from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.replies import NO_REPLY, Deferred
+from tenantkv.server.auth import client_group
 
 log = logging.getLogger("tenantkv.connection")
 
 # Before AUTH (as Redis after CVE-2021-32675, plus caps of our own): the
 # largest argument (Redis: 16 KB; at most 10 arguments, in the reader), the
-# input held for a client, and its unread replies.
+# input held for a client (an unfinished request, a whole request, the
+# requests read behind an AUTH that waits for its password check), and its
+# unread replies.
 UNAUTH_MAX_ARG = 16 * 1024
-UNAUTH_MAX_INPUT = 1024 * 1024
+# 2 KB holds one `HELLO 3 AUTH <user> <password> SETNAME <name>` with the
+# longest password Redis generates (ACL GENPASS 4096: 1,024 characters), the
+# longest user name (128, tenancy/store.py) and a client name of 700.
+# Measured (RSS, 5,000 connections): one holding 10 arguments of 16 KB cost
+# 174 KB; one holding all that 4 KB would allow, 7.8 KB (39 MB in all:
+# too close to the 40 MB wanted); 2 KB leaves room.
+UNAUTH_MAX_INPUT = 2 * 1024
 UNAUTH_MAX_OUTPUT = 64 * 1024
 FLUSH_AT = 256 * 1024   # write a long batch's replies out in pieces of this size
 MAX_BLOCKED_BACKLOG = 1024   # requests held behind a blocked pop before reading pauses
@@ -52,7 +62,7 @@ class Connection(asyncio.Protocol):
                  "lib_ver", "addr", "laddr", "created", "last_interaction", "last_command",
                  "closing", "close_after_reply", "no_evict", "no_touch", "paused", "unsent",
                  "multi", "multi_error", "watched", "watch_dirty", "backlog", "backlog_error",
-                 "waiting", "net_in", "net_out")
+                 "waiting", "net_in", "net_out", "unauth_group", "obuf_class", "soft_since")
 
     def __init__(self, server) -> None:
         self.server = server
@@ -97,6 +107,15 @@ class Connection(asyncio.Protocol):
         # increment on the connection per read and per write.
         self.net_in = 0
         self.net_out = 0
+        # The address group (server/auth.py's client_group) under which this
+        # connection counts among the unauthenticated ones; None: not counted.
+        self.unauth_group = None
+        # Its client-output-buffer-limit class (config.OBUF_*): normal; pub/sub
+        # sets OBUF_PUBSUB while the client is subscribed, replication
+        # OBUF_REPLICA for a replica's link.
+        self.obuf_class = OBUF_NORMAL
+        # When its unsent output was first seen over the soft limit (monotonic).
+        self.soft_since = None
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -108,28 +127,73 @@ class Connection(asyncio.Protocol):
         self.laddr = _format_addr(local)
         server = self.server
         if len(server.clients) >= server.config["network.maxclients"]:
-            transport.write(errors.MAXCLIENTS)
-            transport.close()
-            self.closing = True
+            self._refuse(errors.MAXCLIENTS)
             return
         if (server.default_user_open and server.config["network.protected_mode"]
                 and peer and peer[0] not in ("127.0.0.1", "::1")):
             # Redis's protected mode: a password-less server talks to loopback only.
-            transport.write(errors.PROTECTED_MODE)
-            transport.close()
-            self.closing = True
+            self._refuse(errors.PROTECTED_MODE)
             log.info("Refused %s: protected mode", self.addr)
             return
+        group = None
+        if not self.authenticated:
+            refusal, group = self._unauthenticated_refusal()
+            if refusal is not None:
+                self._refuse(refusal)
+                return
         server.clients[self.id] = self
         self.tenant.join(self)
         server.stats.total_connections_received += 1
         log.info("Accepted %s", self.addr)
         if not self.authenticated:
-            self._begin_unauthenticated()
+            self._begin_unauthenticated(group)
             self.auth_deadline = server.loop.call_later(
                 server.config["auth.auth_timeout"], self._auth_timeout)
         if server.frozen:   # accepted in the same turn as a shutdown began
             server.pause_for_freeze(self)
+
+    def _refuse(self, error: bytes) -> None:
+        self.server.stats.rejected_connections += 1
+        self.transport.write(error)
+        self.transport.close()
+        self.closing = True
+
+    def _unauthenticated_refusal(self) -> tuple:
+        """(the error refusing this new connection if the unauthenticated ones
+        are at their caps, else None; its address group if computed). The total cap stays below maxclients (by
+        default a tenth of it is kept for connections that log in), so a flood
+        of connections that never authenticate cannot take every slot; the
+        cap per address keeps one flooding host from taking the rest."""
+        server = self.server
+        config = server.config
+        total = (config["limits.maxclients_unauthenticated"]
+                 or max(1, config["network.maxclients"] * 9 // 10))
+        if server.unauth_count >= total:
+            return errors.MAXCLIENTS_UNAUTH, None
+        per_address = config["limits.maxclients_unauthenticated_per_address"]
+        if per_address:
+            group = client_group(self.addr)
+            if server.unauth_by_group.get(group, 0) >= per_address:
+                return errors.MAXCLIENTS_UNAUTH_ADDRESS, group
+            return None, group
+        return None, None
+
+    def _count_unauthenticated(self, step: int, group=None) -> None:
+        """Count this connection in (1: under `group`, or its address's) or
+        out of (-1) the unauthenticated ones."""
+        server = self.server
+        if step > 0:
+            self.unauth_group = group = group or client_group(self.addr)
+            server.unauth_count += 1
+            server.unauth_by_group[group] = server.unauth_by_group.get(group, 0) + 1
+        else:
+            group, self.unauth_group = self.unauth_group, None
+            server.unauth_count -= 1
+            left = server.unauth_by_group[group] - 1
+            if left:
+                server.unauth_by_group[group] = left
+            else:
+                del server.unauth_by_group[group]
 
     def _auth_timeout(self) -> None:
         if not self.authenticated and not self.closing:
@@ -175,13 +239,17 @@ class Connection(asyncio.Protocol):
             tenant.connections += 1   # its total_connections_received
         self.db = tenant.dbs[self.db.index]
 
-    def _begin_unauthenticated(self) -> None:
+    def _begin_unauthenticated(self, group=None) -> None:
+        if self.unauth_group is None and self.transport is not None and not self.closing:
+            self._count_unauthenticated(1, group)
         strict = self.reader.strict
         strict.max_arg_unauth = UNAUTH_MAX_ARG
         strict.max_query_buffer = min(strict.max_query_buffer, UNAUTH_MAX_INPUT)
         self.reader.refresh()
 
     def _end_unauthenticated(self) -> None:
+        if self.unauth_group is not None:
+            self._count_unauthenticated(-1)
         strict = self.reader.strict
         if strict.max_arg_unauth:
             strict.max_arg_unauth = 0
@@ -195,7 +263,15 @@ class Connection(asyncio.Protocol):
         if self.id in self.server.clients:
             log.info("Client id=%d addr=%s closed connection", self.id, self.addr)
         self.closing = True
-        self.server.clients.pop(self.id, None)
+        server = self.server
+        if server.clients.pop(self.id, None) is not None and self.unauth_group is not None:
+            self._count_unauthenticated(-1)
+        server.output_paused.discard(self)
+        if self.auth_deadline is not None:
+            # The timer holds this connection (its reader, the input it held)
+            # until it fires: an auth timeout later, not now.
+            self.auth_deadline.cancel()
+            self.auth_deadline = None
         self.tenant.leave(self)
         self.fold_net()
         if self.watched is not None:
@@ -220,9 +296,13 @@ class Connection(asyncio.Protocol):
         # The client does not read its replies: stop reading its requests.
         self.paused = True
         self.transport.pause_reading()
+        # The cron checks its output limits while it stays paused.
+        self.server.output_paused.add(self)
 
     def resume_writing(self) -> None:
         self.paused = False
+        self.soft_since = None   # drained below the high-water mark: under any soft limit
+        self.server.output_paused.discard(self)
         if self.closing:
             return
         if self.backlog is not None:
@@ -429,6 +509,13 @@ class Connection(asyncio.Protocol):
 
     def _wait(self, cmd, deferred: Deferred, rest: list, error) -> None:
         """Hold the client's later requests until `deferred` is done."""
+        if (not self.authenticated and rest
+                and sum(sum(map(len, args)) for args in rest) > UNAUTH_MAX_INPUT):
+            # Before AUTH, what follows an AUTH in one read is held to the
+            # input limit too: its password check may wait its turn a while.
+            self.unsent.append(encode_error(errors.protocol_unauthenticated_size(UNAUTH_MAX_INPUT)))
+            self.close()
+            return
         deferred.cmd = cmd
         cmd.calls += 1
         self.tenant.count(self.tenant.calls, cmd)
@@ -497,13 +584,72 @@ class Connection(asyncio.Protocol):
         """Hand the queued replies to the transport now."""
         flush_connections((self,), self.server.events.journal)
 
+    def output_bytes(self) -> int:
+        """Output held for this client: replies queued for this turn's flush
+        plus what its transport has not sent yet (CLIENT LIST's omem; the
+        tenant's memory adds it up: tenant_output_bytes)."""
+        unsent = self.unsent
+        held = sum(map(len, unsent)) if unsent else 0
+        transport = self.transport
+        if transport is not None and not self.closing:
+            held += transport.get_write_buffer_size()
+        return held
+
+    def input_bytes(self) -> int:
+        """Input held for this client: its unfinished request (the reader's
+        bytes and the arguments cut so far) and the parsed requests waiting
+        behind a blocked or deferred one."""
+        held = self.reader.buffered()
+        backlog = self.backlog
+        if backlog:
+            held += sum(sum(map(len, args)) for args in backlog)
+        return held
+
     def _check_output_limit(self) -> None:
-        limit = (self.server.config["limits.client_output_buffer_limit"] if self.authenticated
-                 else UNAUTH_MAX_OUTPUT)
-        if self.transport.get_write_buffer_size() > limit:
-            log.warning("closing client %d that exceeded the output buffer limit", self.id)
-            self.closing = self.close_after_reply = True
-            self.transport.abort()
+        """Close the client if its unsent output is over its limits, as Redis's
+        checkClientOutputBufferLimits: its class's hard limit, or its soft
+        limit for longer than the class's seconds (client-output-buffer-limit);
+        for the normal clients of non-root tenants, tenant-client-output-limit
+        as well (Redis's "normal 0 0 0" is no limit at all, which one hostile
+        tenant would turn into gigabytes of replies it never reads); before
+        AUTH, UNAUTH_MAX_OUTPUT.
+
+        Called where output grows past the transport's high-water mark
+        (flush_connections, for a paused client only: nothing per reply) and
+        by the cron for clients that stay paused (a soft limit's seconds run
+        out without new output)."""
+        transport = self.transport
+        if transport is None or self.closing:
+            return
+        used = transport.get_write_buffer_size()
+        if not self.authenticated:
+            if used > UNAUTH_MAX_OUTPUT:
+                self._close_for_output()
+            return
+        config = self.server.config
+        hard, soft, seconds = config["limits.client_output_buffer_limit"][self.obuf_class]
+        if self.obuf_class == OBUF_NORMAL and not self.root:
+            tenant_limit = config["limits.tenant_client_output_limit"]
+            if tenant_limit and (not hard or tenant_limit < hard):
+                hard = tenant_limit
+        if hard and used >= hard:
+            self._close_for_output()
+        elif soft and used >= soft:
+            now = monotonic()
+            if self.soft_since is None:
+                self.soft_since = now
+            elif now - self.soft_since > seconds:
+                self._close_for_output()
+        else:
+            self.soft_since = None
+
+    def _close_for_output(self) -> None:
+        # Redis's words; its unsent replies are dropped, as Redis frees them.
+        log.warning("Client %s scheduled to be closed ASAP for overcoming of output buffer "
+                    "limits.", self.client_info())
+        self.closing = self.close_after_reply = True
+        self.server.output_paused.discard(self)
+        self.transport.abort()
 
     def close(self) -> None:
         if not self.closing:
@@ -562,6 +708,16 @@ def flush_connections(conns, journal) -> None:
             conn._check_output_limit()
 
 
+
+
+def tenant_output_bytes(tenant) -> int:
+    """The output its clients hold, summed: counted in the tenant's memory."""
+    return sum(conn.output_bytes() for conn in tenant.clients)
+
+
+def tenant_input_bytes(tenant) -> int:
+    """The input its clients hold, summed."""
+    return sum(conn.input_bytes() for conn in tenant.clients)
 
 
 def _format_addr(address) -> str:
