@@ -122,19 +122,29 @@ def test_unauthenticated_connections_are_capped_per_address_and_in_total(locked)
         again = connect_from(locked.port, "127.0.0.3")
         exchange(again, resp("AUTH", "bob", "bob-pw") + resp("PING"), b"+OK\r\n+PONG\r\n")
         held += [other, again]
-        # The total: here 6 unauthenticated connections at most, whatever the address.
+        # The total: here 6 unauthenticated connections at most, whatever the
+        # address. At the cap a newcomer is let in and the oldest closed, so a
+        # flood from many addresses cannot keep users out.
         root.config_set("maxclients-unauthenticated-per-address", 0)
         root.config_set("maxclients-unauthenticated", 6)
         held += [connect_from(locked.port, "127.0.0.%d" % n) for n in (5, 6)]   # 4 + 2
-        time.sleep(0.2)
-        extra = connect_from(locked.port, "127.0.0.7")
-        assert read_reply(extra) == b"-ERR max number of unauthenticated clients reached\r\n"
-        # A connection that goes frees its slot.
-        held.pop(1).close()
-        time.sleep(0.2)
-        last = connect_from(locked.port, "127.0.0.7")
-        exchange(last, resp("AUTH", "alice", "alice-pw"), b"+OK\r\n")
-        held.append(last)
+        for sock in held[-2:]:
+            exchange(sock, resp("PING"), NOAUTH)
+        newcomer = connect_from(locked.port, "127.0.0.7")
+        assert read_reply(held[1]) == b"-ERR max number of unauthenticated clients reached\r\n"
+        assert closed(held[1])
+        assert all(map(still_open, held[2:5] + held[-2:]))
+        exchange(newcomer, resp("AUTH", "alice", "alice-pw"), b"+OK\r\n")
+        held.append(newcomer)
+        # Logged in, it counts out: the next newcomer fits, the one after it
+        # pushes out the next oldest.
+        held.append(connect_from(locked.port, "127.0.0.8"))
+        exchange(held[-1], resp("PING"), NOAUTH)
+        assert still_open(held[2])
+        held.append(connect_from(locked.port, "127.0.0.9"))
+        exchange(held[-1], resp("PING"), NOAUTH)
+        assert closed(held[2])
+        assert all(map(still_open, held[3:5]))
         assert root.config_get("maxclients-unauthenticated*") == {
             "maxclients-unauthenticated": "6", "maxclients-unauthenticated-per-address": "0"}
     finally:

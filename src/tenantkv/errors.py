@@ -236,7 +236,8 @@ def execabort_because(message: str) -> str:
 
 MAXCLIENTS = b"-ERR max number of clients reached\r\n"   # written before closing
 # tenantkv's own: connections that have not authenticated yet are capped in
-# total and per address (server/connection.py), below maxclients.
+# total (the oldest is closed with this) and per address (the newcomer is
+# refused), below maxclients (server/connection.py).
 MAXCLIENTS_UNAUTH = b"-ERR max number of unauthenticated clients reached\r\n"
 MAXCLIENTS_UNAUTH_ADDRESS = (b"-ERR max number of unauthenticated clients from this "
                              b"address reached\r\n")

@@ -8,6 +8,7 @@ import resource
 import secrets
 import signal
 import time
+from collections import OrderedDict
 
 from tenantkv import commands as _commands  # noqa: F401  (registers every command)
 from tenantkv import errors
@@ -74,9 +75,9 @@ class Server:
         self.config_file = None
         # Connections with replies to write at the end of this loop turn.
         self.pending_writes: list = []
-        # Connections not authenticated yet: how many, and how many per
+        # Connections not authenticated yet, oldest first, and how many per
         # address group (server/connection.py caps both).
-        self.unauth_count = 0
+        self.unauth_conns: OrderedDict = OrderedDict()
         self.unauth_by_group: dict = {}
         # Connections whose output is over the transport's high-water mark:
         # the cron checks their output limits (a soft limit's seconds).

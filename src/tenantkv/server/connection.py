@@ -49,6 +49,9 @@ UNAUTH_MAX_ARG = 16 * 1024
 # too close to the 40 MB wanted); 2 KB leaves room.
 UNAUTH_MAX_INPUT = 2 * 1024
 UNAUTH_MAX_OUTPUT = 64 * 1024
+# At the cap of unauthenticated connections, how many of the oldest are looked
+# at for one to close (those waiting for their password check are skipped).
+EVICT_SCAN = 16
 FLUSH_AT = 256 * 1024   # write a long batch's replies out in pieces of this size
 MAX_BLOCKED_BACKLOG = 1024   # requests held behind a blocked pop before reading pauses
 
@@ -159,24 +162,40 @@ class Connection(asyncio.Protocol):
         self.closing = True
 
     def _unauthenticated_refusal(self) -> tuple:
-        """(the error refusing this new connection if the unauthenticated ones
-        are at their caps, else None; its address group if computed). The total cap stays below maxclients (by
-        default a tenth of it is kept for connections that log in), so a flood
-        of connections that never authenticate cannot take every slot; the
-        cap per address keeps one flooding host from taking the rest."""
+        """(the error refusing this new connection, or None; its address
+        group if computed).
+
+        Over the cap per address, the new connection is refused: its own
+        address is the one flooding. At the total cap (below maxclients: by
+        default a tenth of it is kept for connections that log in), the
+        oldest unauthenticated connection is closed to make room instead: a
+        flood from many addresses then cycles through its own connections,
+        and a user who connects during it has the time the flood takes to
+        open that many more to log in (refusing the newcomer would lock users
+        out for as long as the flood lasts). A connection whose AUTH is being
+        checked is not closed; if the oldest few all are, the newcomer is refused."""
         server = self.server
         config = server.config
-        total = (config["limits.maxclients_unauthenticated"]
-                 or max(1, config["network.maxclients"] * 9 // 10))
-        if server.unauth_count >= total:
-            return errors.MAXCLIENTS_UNAUTH, None
+        group = None
         per_address = config["limits.maxclients_unauthenticated_per_address"]
         if per_address:
             group = client_group(self.addr)
             if server.unauth_by_group.get(group, 0) >= per_address:
                 return errors.MAXCLIENTS_UNAUTH_ADDRESS, group
-            return None, group
-        return None, None
+        total = (config["limits.maxclients_unauthenticated"]
+                 or max(1, config["network.maxclients"] * 9 // 10))
+        if len(server.unauth_conns) >= total:
+            for _, oldest in zip(range(EVICT_SCAN), server.unauth_conns):
+                if oldest.waiting is None:
+                    log.info("Client id=%d addr=%s closed to make room for a new connection "
+                             "(maxclients-unauthenticated)", oldest.id, oldest.addr)
+                    oldest.unsent.append(errors.MAXCLIENTS_UNAUTH)
+                    oldest.close()
+                    oldest._count_unauthenticated(-1)   # its slot is the newcomer's now
+                    break
+            else:
+                return errors.MAXCLIENTS_UNAUTH, group
+        return None, group
 
     def _count_unauthenticated(self, step: int, group=None) -> None:
         """Count this connection in (1: under `group`, or its address's) or
@@ -184,11 +203,11 @@ class Connection(asyncio.Protocol):
         server = self.server
         if step > 0:
             self.unauth_group = group = group or client_group(self.addr)
-            server.unauth_count += 1
+            server.unauth_conns[self] = None
             server.unauth_by_group[group] = server.unauth_by_group.get(group, 0) + 1
         else:
             group, self.unauth_group = self.unauth_group, None
-            server.unauth_count -= 1
+            del server.unauth_conns[self]
             left = server.unauth_by_group[group] - 1
             if left:
                 server.unauth_by_group[group] = left
