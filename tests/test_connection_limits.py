@@ -4,6 +4,7 @@ a client that does not read may leave unsent (client-output-buffer-limit)."""
 
 import resource
 import socket
+import threading
 import time
 
 import pytest
@@ -152,6 +153,47 @@ def test_unauthenticated_connections_are_capped_per_address_and_in_total(locked)
             sock.close()
         root.config_set("maxclients-unauthenticated", 0)
         root.config_set("maxclients-unauthenticated-per-address", 1000)
+        root.close()
+
+
+def test_users_log_in_during_a_flood_from_many_addresses(locked):
+    # The flood keeps the unauthenticated connections at their total cap (50
+    # here), from 250 addresses, each under its own cap; users still log in.
+    root = login(locked, "root")
+    root.config_set("maxclients-unauthenticated", 50)
+    stop = threading.Event()
+    opened = [0]
+
+    def flood():
+        socks = []
+        while not stop.is_set():
+            n = opened[0]
+            try:
+                socks.append(connect_from(locked.port, "127.0.4.%d" % (1 + n % 250)))
+            except OSError:
+                pass
+            opened[0] += 1
+            if len(socks) > 300:
+                socks.pop(0).close()
+        for sock in socks:
+            sock.close()
+
+    flooder = threading.Thread(target=flood)
+    flooder.start()
+    try:
+        deadline = time.monotonic() + 10
+        while opened[0] < 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        for _ in range(5):
+            alice = login(locked, "alice")
+            assert alice.set("k", "v") and alice.get("k") == b"v"
+            alice.close()
+        assert opened[0] > 250   # the flood went on meanwhile
+    finally:
+        stop.set()
+        flooder.join()
+        root.config_set("maxclients-unauthenticated", 0)
         root.close()
 
 
