@@ -103,7 +103,7 @@ def test_unauthenticated_input_is_capped_with_a_clear_error(locked):
 
 def test_unauthenticated_connections_are_capped_per_address_and_in_total(locked):
     root = login(locked, "root")
-    root.config_set("maxclients-unauthenticated-per-address", 5)
+    root.config_set("unauthenticated-maxclients-per-address", 5)
     held = []
     try:
         rejected = int(root.info("stats")["rejected_connections"])
@@ -126,8 +126,8 @@ def test_unauthenticated_connections_are_capped_per_address_and_in_total(locked)
         # The total: here 6 unauthenticated connections at most, whatever the
         # address. At the cap a newcomer is let in and the oldest closed, so a
         # flood from many addresses cannot keep users out.
-        root.config_set("maxclients-unauthenticated-per-address", 0)
-        root.config_set("maxclients-unauthenticated", 6)
+        root.config_set("unauthenticated-maxclients-per-address", 0)
+        root.config_set("unauthenticated-maxclients", 6)
         held += [connect_from(locked.port, "127.0.0.%d" % n) for n in (5, 6)]   # 4 + 2
         for sock in held[-2:]:
             exchange(sock, resp("PING"), NOAUTH)
@@ -146,13 +146,13 @@ def test_unauthenticated_connections_are_capped_per_address_and_in_total(locked)
         exchange(held[-1], resp("PING"), NOAUTH)
         assert closed(held[2])
         assert all(map(still_open, held[3:5]))
-        assert root.config_get("maxclients-unauthenticated*") == {
-            "maxclients-unauthenticated": "6", "maxclients-unauthenticated-per-address": "0"}
+        assert root.config_get("unauthenticated-maxclients*") == {
+            "unauthenticated-maxclients": "6", "unauthenticated-maxclients-per-address": "0"}
     finally:
         for sock in held:
             sock.close()
-        root.config_set("maxclients-unauthenticated", 0)
-        root.config_set("maxclients-unauthenticated-per-address", 1000)
+        root.config_set("unauthenticated-maxclients", 0)
+        root.config_set("unauthenticated-maxclients-per-address", 1000)
         root.close()
 
 
@@ -160,7 +160,7 @@ def test_users_log_in_during_a_flood_from_many_addresses(locked):
     # The flood keeps the unauthenticated connections at their total cap (50
     # here), from 250 addresses, each under its own cap; users still log in.
     root = login(locked, "root")
-    root.config_set("maxclients-unauthenticated", 50)
+    root.config_set("unauthenticated-maxclients", 50)
     stop = threading.Event()
     opened = [0]
 
@@ -193,7 +193,7 @@ def test_users_log_in_during_a_flood_from_many_addresses(locked):
     finally:
         stop.set()
         flooder.join()
-        root.config_set("maxclients-unauthenticated", 0)
+        root.config_set("unauthenticated-maxclients", 0)
         root.close()
 
 

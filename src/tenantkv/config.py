@@ -294,10 +294,10 @@ SETTINGS = [
     # Before AUTH (server/connection.py): connections not authenticated yet,
     # in total (0 = maxclients minus a tenth, kept for those who log in) and
     # per client address (IPv6 by /64).
-    Setting("limits", "maxclients_unauthenticated", "maxclients-unauthenticated", integer(0, UINT_MAX), 0,
+    Setting("limits", "unauthenticated_maxclients", "unauthenticated-maxclients", integer(0, UINT_MAX), 0,
             True, "most connections not yet authenticated (0 = 90% of maxclients); at it the "
             "oldest is closed to let a newcomer in"),
-    Setting("limits", "maxclients_unauthenticated_per_address", "maxclients-unauthenticated-per-address",
+    Setting("limits", "unauthenticated_maxclients_per_address", "unauthenticated-maxclients-per-address",
             integer(0, UINT_MAX), 1000, True,
             "most connections not yet authenticated from one address, IPv6 by /64 (0 = no limit)"),
     Setting("limits", "databases", "databases", integer(1, INT_MAX), 16, False, "databases per tenant"),

@@ -177,18 +177,18 @@ class Connection(asyncio.Protocol):
         server = self.server
         config = server.config
         group = None
-        per_address = config["limits.maxclients_unauthenticated_per_address"]
+        per_address = config["limits.unauthenticated_maxclients_per_address"]
         if per_address:
             group = client_group(self.addr)
             if server.unauth_by_group.get(group, 0) >= per_address:
                 return errors.MAXCLIENTS_UNAUTH_ADDRESS, group
-        total = (config["limits.maxclients_unauthenticated"]
+        total = (config["limits.unauthenticated_maxclients"]
                  or max(1, config["network.maxclients"] * 9 // 10))
         if len(server.unauth_conns) >= total:
             for _, oldest in zip(range(EVICT_SCAN), server.unauth_conns):
                 if oldest.waiting is None:
                     log.info("Client id=%d addr=%s closed to make room for a new connection "
-                             "(maxclients-unauthenticated)", oldest.id, oldest.addr)
+                             "(unauthenticated-maxclients)", oldest.id, oldest.addr)
                     oldest.unsent.append(errors.MAXCLIENTS_UNAUTH)
                     oldest.close()
                     oldest._count_unauthenticated(-1)   # its slot is the newcomer's now
