@@ -172,6 +172,30 @@ def test_rate_quota_refuses_the_tenant_not_the_others(srv):
         c.close()
 
 
+def test_default_rate_quota_spares_root_and_logins(srv):
+    """CONFIG SET tenant-quota-rate: every tenant without an override, at
+    once; not root's (not held to the defaults), and not the logins (the
+    connections that have not authenticated are in no user's tenant)."""
+    root = login(srv, "root")
+    alice = login(srv, "alice")
+    root.config_set("tenant-quota-rate", 1)
+    try:
+        with pytest.raises(redis.ResponseError, match=r"'rate' quota \(1 commands"):
+            for i in range(200):
+                alice.set("k", i)
+        for i in range(200):
+            assert root.set("k", i) is True
+        for _ in range(10):   # AUTH runs in the default tenant, which has no quota
+            sock, reply = raw_auth(srv.port, "carol", USERS["carol"])
+            sock.close()
+            assert reply == b"+OK\r\n"
+    finally:
+        root.config_set("tenant-quota-rate", 0)
+    assert root.info("quota")["quota_rate"] == 0
+    for c in (alice, root):
+        c.close()
+
+
 def _replies(sock, count: int) -> list:
     """`count` whole replies (simple ones: a line each) from a raw socket."""
     data = b""
