@@ -22,6 +22,8 @@ TENANTKV_ONLY = {
     "kdb": "tenantkv's snapshot files",
     "kdb|save": "", "kdb|load": "", "kdb|export": "", "kdb|import": "", "kdb|help": "",
     "kdb|orphans": "", "kdb|export-orphan": "", "kdb|drop-orphan": "",
+    "tenant": "per-tenant usage and quotas (issue 15)",
+    "tenant|list": "", "tenant|info": "", "tenant|help": "",
     "help": "the article's HELP",
     "client|setinfo": "Redis 7.2's (clients send it on connect)",
     "client|no-touch": "Redis 7.2's",

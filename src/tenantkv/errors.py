@@ -456,6 +456,8 @@ GENPASS_BITS = ("ERR ACL GENPASS argument must be the number of bits for the out
                 "password, a positive number up to 4096")
 # Reasons of acl_modifier (Redis's words, then tenantkv's own).
 MODIFIER_SYNTAX = "Syntax error"
+MODIFIER_QUOTA = ("a quota is quota:<field>=<value>: field memory, keys, connections or rate; "
+                  "value a figure (0: no limit) or 'default'")
 MODIFIER_HASH = ("The password hash must be exactly 64 characters and "
                  "contain only lowercase hexadecimal characters")
 MODIFIER_NO_SUCH_PASSWORD = "The password you are trying to remove from the user does not exist"
@@ -480,6 +482,10 @@ def acl_refused(reason) -> str:
 
 def unknown_category(name: bytes) -> str:
     return "ERR Unknown category '%s'" % arg_text(name)
+
+
+def tenant_not_found(name: bytes) -> str:
+    return "ERR no such user or tenant '%s'" % arg_text(name)
 
 
 def user_not_found(name: bytes) -> str:

@@ -2,6 +2,8 @@
 
     tenantkv [--config FILE] [--data-dir DIR] [--db PATH] user add NAME [--root] [--password-stdin]
     tenantkv user del NAME | list | passwd NAME [--password-stdin] | set-root NAME on|off
+    tenantkv user set-quota NAME [--memory M] [--keys N] [--connections N] [--rate N]
+                                 (a figure, 0 for no limit, or "default")
     tenantkv check-aof [--fix [--yes]] FILE      (the .manifest, its directory, or one log file)
     tenantkv export --user NAME FILE            one user's data from the snapshot into FILE
     tenantkv import --user NAME FILE [--replace]  FILE's keys into that user's data in the snapshot
@@ -65,6 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="Grant (on) or revoke (off) root rights.")
     set_root.add_argument("name")
     set_root.add_argument("state", choices=["on", "off"])
+
+    set_quota = actions.add_parser(
+        "set-quota", help="set or drop a user's quota overrides",
+        description="Set a user's quotas (ACL SETUSER NAME quota:FIELD=VALUE offline). Each "
+                    "value is a figure (memory takes units: 100mb, 1gb), 0 for no limit, or "
+                    "'default' to follow the server's [quotas] setting again; a quota not "
+                    "named is left as it is. Without any, shows the user's overrides. A "
+                    "running server applies the change at its next ACL LOAD or restart.")
+    set_quota.add_argument("name")
+    for field in ("memory", "keys", "connections", "rate"):
+        set_quota.add_argument("--" + field, metavar="VALUE")
 
     check = commands.add_parser(
         "check-aof", help="check (and repair) an append-only log",
@@ -264,6 +277,8 @@ def run(args) -> None:
             except NoSuchUser as exc:
                 raise CliError(str(exc))
             print("password of '%s' changed" % args.name)
+        elif action == "set-quota":
+            set_quota(store, args)
         elif action == "set-root":
             try:
                 store.set_root(args.name, args.state == "on")
@@ -272,6 +287,27 @@ def run(args) -> None:
             print("root rights of '%s': %s" % (args.name, args.state))
     finally:
         store.close()
+
+
+def set_quota(store, args) -> None:
+    from tenantkv.keyspace.quota import FIELDS, overrides_text, parse_overrides, parse_value
+    user = store.get(args.name)
+    if user is None:
+        raise CliError("no such user '%s'" % args.name)
+    overrides = parse_overrides(user.quota)
+    asked = {field: getattr(args, field) for field in FIELDS if getattr(args, field) is not None}
+    for field, text in asked.items():
+        if text.lower() == "default":
+            overrides.pop(field, None)
+            continue
+        try:
+            overrides[field] = parse_value(field, text.lower())
+        except ValueError as exc:
+            raise CliError(str(exc))
+    if asked:
+        store.set_quota(args.name, overrides_text(overrides))
+    shown = " ".join("%s=%d" % (field, overrides[field]) for field in FIELDS if field in overrides)
+    print("quotas of '%s': %s" % (args.name, shown or "the defaults"))
 
 
 def main(argv: list | None = None) -> int:

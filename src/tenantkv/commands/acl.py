@@ -17,9 +17,12 @@ Deliberate differences from Redis (README, "Security model"):
   refused (hashes are argon2id, and every user needs a password);
 - key and channel patterns (~*, &*, %R~, allkeys, ...) are accepted and
   ignored: isolation is the tenant, and a user reaches only its own;
-- extensions: `root`/`noroot` (all commands, user management) and
+- extensions: `root`/`noroot` (all commands, user management),
   `namespace:NAME` (share the tenant NAME with other users; `namespace:`
-  alone goes back to the user's own tenant);
+  alone goes back to the user's own tenant) and `quota:FIELD=VALUE`
+  (FIELD memory, keys, connections or rate; VALUE a figure, 0 for no
+  limit, or `default` to follow the config's [quotas] again; memory takes
+  units, 100mb; `reset` drops them all), shown in the flags;
 - a new user gets the default rules (+@all: every non-admin command) when
   SETUSER names no command rule, and starts from -@all, as in Redis, when it
   does; admin commands are root-only whatever the rules.
@@ -38,6 +41,7 @@ from tenantkv import errors
 from tenantkv.dispatch.call import allowed
 from tenantkv.dispatch.table import HIDDEN, container, find, subcommand
 from tenantkv.errors import CommandError
+from tenantkv.keyspace.quota import overrides_text, parse_overrides, parse_value
 from tenantkv.protocol.encoder import OK, SetReply
 from tenantkv.dispatch.replies import Deferred
 from tenantkv.tenancy import hashing, permissions
@@ -160,6 +164,7 @@ def _parse_setuser(args: list) -> dict:
     changes: dict = {}
     password_ops: list = []   # ("set", pw) | ("remove", pw) | ("reset",)
     rules = None              # list of normalised rules, or None: unchanged
+    quota: dict = {}          # field -> figure, or None: back to the default
     for token in args[3:]:
         text = _text(token)
         low = text.lower()
@@ -192,11 +197,20 @@ def _parse_setuser(args: list) -> dict:
                 except ValueError as exc:
                     raise _modifier_error(token, str(exc)) from None
             changes["namespace"] = namespace
+        elif low.startswith("quota:"):
+            field, equals, figure = low[len("quota:"):].partition("=")
+            if not equals:
+                raise _modifier_error(token, errors.MODIFIER_QUOTA)
+            try:
+                quota[field] = None if figure == "default" else parse_value(field, figure)
+            except ValueError as exc:
+                raise _modifier_error(token, str(exc)) from None
         elif low == "reset":
             password_ops.append(("reset",))
             changes["enabled"] = False
             changes["root"] = False
             rules = ["-@all"]
+            quota = {"reset": True}
         elif low in IGNORED or text[:1] in ("~", "&", "%"):
             pass   # key and channel patterns: isolation is the tenant
         elif low in ("allcommands", "nocommands") or text[:1] in ("+", "-"):
@@ -209,7 +223,7 @@ def _parse_setuser(args: list) -> dict:
             raise _modifier_error(token, errors.MODIFIER_SELECTORS)
         else:
             raise _modifier_error(token, errors.MODIFIER_SYNTAX)
-    return {"changes": changes, "password_ops": password_ops, "rules": rules}
+    return {"changes": changes, "password_ops": password_ops, "rules": rules, "quota": quota}
 
 
 def _enabled_roots(store, excluding: set) -> int:
@@ -233,6 +247,18 @@ def _setuser_work(store, name: str, plan: dict):
             # Stored as Redis shows them (ACL GETUSER): the same commands, and
             # the text does not grow with every SETUSER.
             changes["rules"] = permissions.describe(permissions.rules_text(rules))
+        # Quota overrides, relative to the user's current ones (`reset`
+        # drops them all, as it makes the user as new).
+        if plan["quota"]:
+            overrides = dict(parse_overrides(current.quota)) if current is not None else {}
+            for field, figure in plan["quota"].items():
+                if field == "reset":
+                    overrides.clear()
+                elif figure is None:
+                    overrides.pop(field, None)
+                else:
+                    overrides[field] = figure
+            changes["quota"] = overrides_text(overrides)
         # Passwords, in order: only the last state counts.
         state = "keep"
         new_password = None
@@ -276,6 +302,7 @@ def _acl_setuser(conn, args):
     server = conn.server
 
     def apply(user):
+        server.quotas.user_changed(user)   # before the sessions move (a namespace)
         _refresh(server, {user.username: user})
 
     return _write_in_pool(conn, _setuser_work, apply, _ok, server.auth.store, name, plan)
@@ -341,6 +368,7 @@ def _acl_deluser(conn, args):
                 if tenant is not None:
                     for db in tenant.dbs:
                         db.clear()
+            server.quotas.user_deleted(user.username)
             log.info("ACL DELUSER: user '%s' deleted", user.username)
 
     return _write_in_pool(conn, _deluser_work, apply, len, server.auth.store, names)
@@ -360,6 +388,8 @@ def _flags(user) -> list:
         flags.append("root")
     if user.namespace is not None:
         flags.append("namespace:" + user.namespace)
+    # Quota overrides, as SETUSER takes them (keyspace/quota.py).
+    flags += ["quota:%s=%d" % item for item in parse_overrides(user.quota).items()]
     return flags
 
 
@@ -541,6 +571,7 @@ def _acl_load(conn, args):
     server = conn.server
 
     def apply(users):
+        server.quotas.load(users)   # quota overrides changed offline (tenantkv user set-quota)
         by_name = {u.username: u for u in users}
         for other in list(server.clients.values()):
             if not other.authenticated or other.closing:

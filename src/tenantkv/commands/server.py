@@ -8,6 +8,7 @@ import time
 
 from tenantkv import REDIS_COMPAT_VERSION, __version__, errors
 from tenantkv.commands import persistence
+from tenantkv.commands.tenant import quota_lines
 from tenantkv.dispatch.table import (
     COMMANDS, HIDDEN, command, container, help_reply, lookup, subcommand,
 )
@@ -54,7 +55,7 @@ from tenantkv.util.numbers import parse_float, parse_int
 HOST_FACTS = ("os", "python_version", "process_id", "executable", "config_file")
 
 SECTIONS = ["server", "clients", "memory", "persistence", "stats", "replication",
-            "cpu", "modules", "errorstats", "cluster", "keyspace"]
+            "cpu", "modules", "errorstats", "cluster", "keyspace", "quota"]
 ALL_ONLY = ["commandstats", "latencystats"]
 
 
@@ -270,6 +271,10 @@ def info_section(conn, name: str) -> list:
             if db.data:
                 lines.append("db%d:keys=%d,expires=%d,avg_ttl=0" % (db.index, len(db.data), len(db.expires)))
         return lines
+    if name == "quota":
+        # tenantkv's own section: the caller's tenant against its quotas
+        # (root's too: every tenant's is TENANT LIST's, commands/tenant.py).
+        return quota_lines(conn.tenant)
     if name == "commandstats":
         if not conn.root:
             tenant = conn.tenant

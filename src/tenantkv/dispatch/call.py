@@ -44,6 +44,7 @@ from time import monotonic
 from tenantkv import errors
 from tenantkv.dispatch.replies import NO_REPLY, Deferred
 from tenantkv.dispatch.table import find
+from tenantkv.dispatch.throttle import Throttled
 from tenantkv.errors import CommandError
 from tenantkv.protocol.encoder import QUEUED, encode, encode_error
 
@@ -164,6 +165,13 @@ def _counted(cmd, client, args: list):
 def execute(client, args: list):
     """A request from a client: its encoded reply (bytes), or a Deferred
     the caller waits on (its `cmd` set)."""
+    lookup = client.lookup
+    if type(lookup) is Throttled:   # its tenant is over its rate quota (dispatch/throttle.py)
+        refused = lookup.refusal(client, args)
+        if refused is not None:
+            client.server.stats.error(refused, client.tenant)
+            client.multi_error = client.multi is not None   # EXEC will abort
+            return encode_error(refused)
     cmd = find(args[0])
     if cmd is None:
         client.server.stats.unknown_command(args, client.tenant)

@@ -19,6 +19,7 @@ from tenantkv.keyspace.quota import Quota
 from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.table import LOOKUP
 from tenantkv.server.connection import Connection, flush_connections
+from tenantkv.server.quotas import Quotas
 from tenantkv.dispatch.observers import KeyEvents
 from tenantkv.server.stats import Stats
 
@@ -43,6 +44,8 @@ class Server:
         # The quotas of every tenant without its own: one shared object, which
         # CONFIG SET changes in place (keyspace/quota.py).
         self.default_quota = Quota()
+        # Each tenant's quota: the default, or its users' overrides (server/quotas.py).
+        self.quotas = Quotas(self, DEFAULT_TENANT)
         # The default user's tenant, which also holds the connections that
         # have not authenticated. Its key has a ':' so that no namespace
         # (validate_namespace refuses ':') and no user's own tenant key
@@ -95,6 +98,9 @@ class Server:
 
     def _set_default_quota(self, field: str, value: int) -> None:
         setattr(self.default_quota, field, value)
+        # Tenants with overrides have Quota objects of their own, and a rate
+        # quota a RateLimiter: rebuilt (server/quotas.py).
+        self.quotas.apply_all()
 
     def _set_maxclients(self, value: int) -> None:
         """CONFIG SET maxclients: as Redis's updateMaxclients, the file limit
@@ -112,7 +118,7 @@ class Server:
         tenant = self.tenants.get(name)
         if tenant is None:
             tenant = Tenant(name, self.stats, self.config["limits.databases"])
-            tenant.quota = self.default_quota
+            self.quotas.apply(tenant)
             self.tenants[name] = tenant
         return tenant
 
@@ -203,6 +209,7 @@ class Server:
                 log.log(NOTICE, "Created the root user '%s' with the configured password",
                         root.username)
         self.auth = Authenticator(self, store)
+        self.quotas.load(store.list())   # each user's quota overrides
 
     async def serve(self) -> int:
         self.loop = asyncio.get_running_loop()

@@ -414,7 +414,8 @@ class Authenticator:
 
     async def _login(self, conn, username: bytes, password: bytes, ticket: tuple) -> bool:
         """The attempt, then the login itself, with the user as it is at the
-        moment of the login: True if `conn` is now logged in.
+        moment of the login: True if `conn` is now logged in, False for a
+        wrong password, CommandError if its tenant has no room for it.
 
         Why no ACL change can be lost. An ACL write commits in a worker
         thread, then `users_changed` and the update of the user's live
@@ -443,6 +444,13 @@ class Authenticator:
             user = await loop.run_in_executor(self.pool, self._reread, user, username, password)
         if user is None or conn.closing:   # (closing: nobody to log in or answer)
             return False
+        # The tenant's connections quota (server/quotas.py): the right
+        # password, but no room. The reply says so, and the connection stays
+        # as it was (not logged in, or still the user it was), open, as a
+        # failed AUTH leaves it in Redis: the client may try again later.
+        full = self.server.quotas.admit_login(conn, user)
+        if full is not None:
+            raise CommandError(full)
         conn.login(user)
         return True
 

@@ -350,6 +350,9 @@ class Connection(asyncio.Protocol):
         except ProtocolError as exc:
             self._run_or_hold(exc.requests, exc, now)
             return
+        limiter = self.tenant.limiter
+        if limiter is not None:   # a rate quota (dispatch/throttle.py): one test per read without
+            limiter.admit(self, len(requests), now)
         if len(requests) == 1 and self.multi is None and self.backlog is None:
             # One request in the read (no pipelining), the most common case.
             args = requests[0]

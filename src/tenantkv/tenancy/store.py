@@ -57,11 +57,17 @@ MIGRATIONS: list[list[str]] = [
         "UPDATE users SET tenant = 'user:' || id WHERE tenant IS NULL",
         "CREATE UNIQUE INDEX IF NOT EXISTS users_tenant ON users (tenant)",
     ],
+    # 4: the user's quota overrides (issue 15): NULL, or "field=N ..." for the
+    # fields root set (keyspace/quota.py, overrides_text); the others follow
+    # the config's [quotas] defaults.
+    [
+        "ALTER TABLE users ADD COLUMN quota TEXT NULL",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = ("id, username, password, root_user, enabled, namespace, created_at, updated_at, rules,"
-            " password_set, tenant")
+            " password_set, tenant, quota")
 TENANT_PREFIX = "tenant:"
 
 
@@ -109,6 +115,8 @@ class User:
     # schema 3, else new_tenant_key(). Never the name (reused after a delete)
     # nor the password hash (changes with the password).
     own_tenant: str = ""
+    # Quota overrides set by root, "field=N ..." (keyspace/quota.py), or None.
+    quota: str | None = None
 
     @property
     def tenant_key(self) -> str:
@@ -166,7 +174,7 @@ def _row(row) -> User | None:
         return None
     return User(id=row[0], username=row[1], password=row[2], root=bool(row[3]), enabled=bool(row[4]),
                 namespace=row[5], created_at=row[6] or 0, updated_at=row[7] or 0, rules=row[8],
-                has_password=bool(row[9]), own_tenant=row[10])
+                has_password=bool(row[9]), own_tenant=row[10], quota=row[11])
 
 
 def _create_private(path: str) -> None:
@@ -359,18 +367,24 @@ class UserStore:
         """Store the user's ACL command rules (None: the default rules)."""
         return self._must(username, self._update(username, "rules", rules))
 
+    def set_quota(self, username, overrides: str | None) -> User:
+        """Store the user's quota overrides ("memory=N rate=N", as
+        keyspace/quota.overrides_text makes it; None: the defaults)."""
+        return self._must(username, self._update(username, "quota", overrides))
+
     def clear_password(self, username) -> User:
         """No password logs this user in any more (ACL SETUSER resetpass)."""
         return self.apply(username, {"password": None})[0]
 
     _APPLY_COLUMNS = {"password": "password", "enabled": "enabled", "root": "root_user",
-                      "namespace": "namespace", "rules": "rules"}
+                      "namespace": "namespace", "rules": "rules", "quota": "quota"}
 
     def apply(self, username, changes: dict, create: bool = False) -> tuple:
         """Change several attributes of a user in one transaction (ACL
         SETUSER is all or nothing): (User, created). `changes` keys: password
         (an argon2 hash string, or None for "no password"), enabled, root,
-        namespace (None: the user's own tenant), rules. With `create`, a
+        namespace (None: the user's own tenant), rules, quota (overrides
+        text, None: none; see set_quota). With `create`, a
         missing user is created first: disabled, without password, default
         rules, unless `changes` says otherwise; else NoSuchUser."""
         username = validate_username(_name(username))
