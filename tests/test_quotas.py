@@ -23,7 +23,7 @@ def quota_connections(limit: int) -> str:
 
 
 def quota_rate(limit: int) -> str:
-    return "command not allowed: the tenant is over its 'rate' quota (%d commands per second)." % limit
+    return "command not allowed: the tenant is over its 'rate' quota (at most %d a second)." % limit
 
 
 @pytest.fixture
@@ -180,7 +180,7 @@ def test_default_rate_quota_spares_root_and_logins(srv):
     alice = login(srv, "alice")
     root.config_set("tenant-quota-rate", 1)
     try:
-        with pytest.raises(redis.ResponseError, match=r"'rate' quota \(1 commands"):
+        with pytest.raises(redis.ResponseError, match=r"'rate' quota \(at most 1 a"):
             for i in range(200):
                 alice.set("k", i)
         for i in range(200):

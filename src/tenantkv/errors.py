@@ -263,7 +263,7 @@ def quota_connections(limit: int) -> str:
 
 
 def quota_rate(limit: int) -> str:
-    return "ERR command not allowed: the tenant is over its 'rate' quota (%d commands per second)." % limit
+    return "ERR command not allowed: the tenant is over its 'rate' quota (at most %d a second)." % limit
 HELLO_PROTOCOL_NOT_INTEGER = "ERR Protocol version is not an integer or out of range"
 NOPROTO = "NOPROTO unsupported protocol version"
 CLIENT_NAME_CHARS = "ERR Client names cannot contain spaces, newlines or special characters."
