@@ -276,6 +276,8 @@ def describe(reply) -> str:
         return "bulk of %s B" % f"{len(reply):,}"
     if isinstance(reply, list):
         return "array of %s" % f"{len(reply):,}"
+    if isinstance(reply, int):
+        return f"{reply:,}"
     return str(reply)
 
 
@@ -630,6 +632,7 @@ class Bench:
         self.quick = args.quick
         self.timeout = args.timeout
         self.hold = args.hold
+        self.tail = TAIL / 4 if args.quick else TAIL
         self.workdir = Path(tempfile.mkdtemp(prefix="neighbours-"))
         self.server = None
         self.monitor = None
@@ -805,7 +808,7 @@ class Bench:
         return w
 
     def close_window(self, w: Window) -> None:
-        time.sleep(TAIL)
+        time.sleep(self.tail)
         w.end = time.monotonic()
         w.hwm = status_kb(self.server.pid, "VmHWM") if self.hwm_reset else None
         w.rss_end = status_kb(self.server.pid, "VmRSS")
@@ -827,7 +830,7 @@ class Bench:
         inside = [s for s in samples if s[0] <= w.end and s[0] + s[1] >= w.start]
         latencies = sorted(s[1] * 1000 for s in inside)
         errors = [s[2] for s in inside if s[2] is not None] + w.login_errors
-        peak = max([kb for t, kb in rss if w.start <= t <= w.end] + [w.hwm or 0, w.rss_end or 0])
+        peak = max([kb for t, kb in rss if w.start <= t <= w.end] + [w.hwm or 0, w.rss_start or 0, w.rss_end or 0])
         row = {
             "attack": name, "label": label, "outcome": w.outcome.strip(), "attack_s": w.attack_s,
             "window_s": w.end - w.start, "requests": len(inside),
@@ -1282,6 +1285,7 @@ def main(argv=None) -> int:
     atexit.register(bench.close)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
+    load = os.getloadavg()[0]
     try:
         bench.start()
         bench.log("tenantkv pid %d on port %d, maxmemory %d MB, RLIMIT_NOFILE %d, load %s"
@@ -1302,9 +1306,12 @@ def main(argv=None) -> int:
                                       "rss_mb": TARGET_RSS / MB}}, indent=1))
     else:
         print("\nVictim latency and server RSS per attack (maxmemory %d MB; targets: max <= %g ms,"
-              " p99 <= %g ms, no victim errors, RSS <= %g MB)%s; %.0f s in all\n"
+              " p99 <= %g ms, no victim errors, RSS <= %g MB)%s%s; %.0f s in all, load average %.2f"
+              " at the start, %.2f at the end\n"
               % (MAXMEMORY // MB, TARGET_MAX_MS, TARGET_P99_MS, TARGET_RSS / MB,
-                 " with --quick sizes (the outcome says which)" if args.quick else "", elapsed))
+                 " with --quick sizes (the outcome says which)" if args.quick else "",
+                 ", a fresh server per attack" if args.fresh else "", elapsed, load,
+                 os.getloadavg()[0]))
         print(table(bench.rows))
     return 0
 
