@@ -66,6 +66,8 @@ because it removes the attacker's keys):
     sunionstore    SUNIONSTORE of two 500,000-member sets
     hgetall        HGETALL of a 500,000-field hash
     lrange         LRANGE 0 -1 of a 2M-element list
+    zunionstore    ZUNIONSTORE of two 250,000-member sorted sets
+    del_big        DEL of a 2M-element list (freed at once, or lazily)
     fill           400 SETs of 1 MB values, pipelined (fills memory)
     flushall       FLUSHALL of the attacker's 1M keys
 
@@ -137,6 +139,7 @@ SIZES = {
     "pipeline": (1_000_000, 20_000),
     "exec": (200_000, 5_000),
     "union": (500_000, 10_000),
+    "zunion": (250_000, 5_000),
     "hash": (500_000, 10_000),
     "list": (2_000_000, 20_000),
     "fill": (400, 10),                  # 1 MB values
@@ -955,16 +958,7 @@ def attack_unread(b: Bench) -> None:
         except OSError:
             pass
     time.sleep(b.hold)
-    closed = 0
-    for c in clients:   # did the server cut any of them off?
-        try:
-            while c.sock.recv(1 << 20):
-                pass
-            closed += 1
-        except BlockingIOError:
-            pass
-        except OSError:
-            closed += 1
+    closed = sum(peer_closed(c.sock) for c in clients)   # cut off at an output limit?
     w.outcome = "4 clients, %d requests sent, held %g s, %d closed by the server" % (sent, b.hold,
                                                                                   closed)
     b.close_window(w)   # they are closed (and freed) after the window
@@ -1000,10 +994,13 @@ def stream_replies(b: Bench, client: Client, commands: list, expect: int, w: Win
     start = time.monotonic()
     try:
         for i in range(0, len(commands), 1000):
+            if time.monotonic() - start > b.timeout:
+                info["closed"] = "sending stopped after %g s (%s sent)" % (b.timeout, f"{i:,}")
+                break
             sock.sendall(b"".join(commands[i:i + 1000]))
     except OSError as exc:
         info["closed"] = info["closed"] or describe_exc(exc)
-    thread.join(b.timeout)
+    thread.join(max(1.0, start + b.timeout - time.monotonic()))
     w.attack_s = time.monotonic() - start
     text = "%s replies" % f"{info['lines']:,}"
     if thread.is_alive():
@@ -1062,9 +1059,14 @@ def hold_connections(b: Bench, count: int, partial: bytes | None) -> tuple:
     """Open `count` connections (sending `partial`, non-blocking, if any);
     returns (sockets, failed connects, the first error)."""
     socks, failed, first, sent = [], 0, None, 0
-    for _ in range(count):
+    deadline = time.monotonic() + b.timeout   # a server that stops accepting
+    for i in range(count):
+        if time.monotonic() > deadline:
+            failed += count - i
+            first = first or "not opened: %g s passed" % b.timeout
+            break
         try:
-            s = socket.create_connection(("127.0.0.1", b.server.port), timeout=5)
+            s = socket.create_connection(("127.0.0.1", b.server.port), timeout=1)
             s.setblocking(False)
             socks.append(s)
             if partial:
@@ -1078,25 +1080,27 @@ def hold_connections(b: Bench, count: int, partial: bytes | None) -> tuple:
     return socks, failed, first, sent
 
 
+def peer_closed(sock: socket.socket) -> bool:
+    """Whether the server closed (FIN or RST) the connection, whatever is
+    still unread in it: the TCP state, not a read to the end."""
+    try:
+        state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+    except OSError:
+        return True
+    return state != 1   # TCP_ESTABLISHED
+
+
 def closed_by_server(socks: list) -> tuple:
     """How many of `socks` the server closed, and the error lines it sent."""
     closed, texts = 0, set()
     for s in socks:
-        got, eof = b"", False
         try:
-            while len(got) < 4096:
-                data = s.recv(4096)
-                if not data:
-                    eof = True
-                    break
-                got += data
-        except BlockingIOError:
-            pass
+            got = s.recv(4096)
         except OSError:
-            eof = True
+            got = b""
         if got.startswith(b"-"):
             texts.add(got.split(b"\r\n")[0].decode(errors="replace")[:60])
-        closed += eof
+        closed += peer_closed(s)
     return closed, texts
 
 
@@ -1171,6 +1175,18 @@ def setup_list(b, a) -> None:
     a.call("SELECT", 2)
 
 
+def setup_zsets(b, a) -> None:
+    n = b.size("zunion")
+
+    def zadds(key, first):
+        for i in range(first, first + n, 1000):
+            yield resp("ZADD", key, *[x for j in range(i, min(first + n, i + 1000))
+                                      for x in (b"%d" % j, b"m%d" % j)])
+    b.fill(a, 2, zadds("z1", 0))
+    b.fill(a, 2, zadds("z2", n // 2))
+    a.call("SELECT", 2)
+
+
 def flush2(b, a) -> None:
     a.call("SELECT", 2)
     a.call("FLUSHDB")
@@ -1217,6 +1233,10 @@ ATTACKS = {   # name -> (what the tenant sends, the attack)
                 one_command(setup_hash, lambda b: ("HGETALL", "bighash"), flush2, skip=True)),
     "lrange": ("LRANGE 0 -1 of a 2M list",
                one_command(setup_list, lambda b: ("LRANGE", "biglist", 0, -1), flush2, skip=True)),
+    "zunionstore": ("ZUNIONSTORE of two 250,000-member zsets",
+                    one_command(setup_zsets, lambda b: ("ZUNIONSTORE", "z3", 2, "z1", "z2"),
+                                flush2)),
+    "del_big": ("DEL of a 2M list", one_command(setup_list, lambda b: ("DEL", "biglist"), flush2)),
     "fill": ("400 x SET of 1 MB, pipelined", attack_fill),
     "flushall": ("FLUSHALL, 1M keys", one_command(no_setup, lambda b: ("FLUSHALL",))),
 }
