@@ -2,7 +2,7 @@
 """Noisy neighbours: what one hostile tenant does to another's latency and to
 the server's memory (issue 15).
 
-    PYTHONPATH=src .venv/bin/python bench/neighbours.py              # ~6-10 min
+    PYTHONPATH=src .venv/bin/python bench/neighbours.py              # ~5-10 min
     .venv/bin/python bench/neighbours.py --attacks lcs,keys,digest   # some attacks
     .venv/bin/python bench/neighbours.py --quick --json              # small sizes (the test)
     .venv/bin/python bench/neighbours.py --src /tmp/old/src          # another tree's server
@@ -32,9 +32,12 @@ What it does
    p99, max latency, errors), the attack's own outcome (the reply or error
    and its time), the server's highest RSS (the 50 ms samples and VmHWM, which
    is reset through /proc/PID/clear_refs at the window's start) and its RSS at
-   the end. Then the attack's data is removed and the server must answer a
-   PING within 100 ms again (up to 60 s) before the next attack. A server
-   that dies is reported, restarted and reloaded.
+   the end (and at its start). Then the attack's data is removed, and every
+   PING of a quiet 1.5 s must be answered within 50 ms (up to 120 s), so
+   that work a closed client left queued stays out of the next window. A
+   server that dies is reported, restarted and reloaded. --fresh restarts
+   and reloads the server before every attack, so that none inherits the
+   memory an earlier one left.
 
 4. Prints a Markdown table with a verdict per attack against the issue's
    targets: victim max <= 250 ms, p99 <= 20 ms, no victim errors, RSS never
@@ -57,7 +60,7 @@ because it removes the attacker's keys):
     zset_dups      KDB IMPORT of a zset listing 2M members (1,000 distinct)
     scan           64 x SCAN 0 over the 1M keys, cursors left open for --hold s
     unread         4 clients send SRANDMEMBER s -16777216 and never read
-    multi          1M commands queued in MULTI, then DISCARD
+    multi          1M commands queued in MULTI (the replies read), then DISCARD
     preauth        5,000 unauthenticated connections, each holding a partial
                    request of ~170 KB (a bulk announced as 1 MB), for --hold s
     connect_flood  10,200 plain connections held for --hold s
@@ -73,8 +76,8 @@ because it removes the attacker's keys):
 
 During preauth and connect_flood another thread logs the victim in on a new
 connection every 0.5 s (AUTH; the outcome column says how many of those
-logins worked and the slowest), since those attacks aim at logging in rather
-than at served requests.
+logins worked and the slowest; a failed one counts as a victim error), since
+those attacks aim at logging in rather than at served requests.
 
 Reading it: latency is what the victim process sees over loopback, so it
 includes its own scheduling: on a 2-CPU machine the server, the attacker
@@ -444,7 +447,7 @@ def monitor_main(port: int, pid: int, pipe, interval: float, timeout: float) -> 
                 reply = client.reply()
                 if reply != expected[op]:
                     error = describe(reply)
-            except (OSError, ConnectionError) as exc:
+            except (OSError, ValueError) as exc:   # ValueError: a garbled reply
                 error = describe_exc(exc)
                 client.close()
                 client = None
@@ -742,10 +745,14 @@ class Bench:
         started = time.monotonic()
         try:
             function(self)
-        except (OSError, ConnectionError) as exc:
+        except OSError as exc:   # ConnectionError and socket timeouts too
             if self.window is None:
                 raise BenchError("%s: setup failed: %s" % (name, describe_exc(exc)))
-            self.window.outcome += " (%s)" % describe_exc(exc)
+            if not self.window.end:   # failed inside its window
+                self.window.outcome += " (%s)" % describe_exc(exc)
+                self.close_window(self.window)
+            else:
+                self.log("  cleanup failed: %s" % describe_exc(exc))
         finally:
             for client in self.clients:
                 client.close()
@@ -757,9 +764,11 @@ class Bench:
             w.outcome += " SERVER DIED (status %s)" % self.server.proc.returncode
         self.rows.append(self.row(name, label, w, samples, rss, died))
         row = self.rows[-1]
-        self.log("  %s | victim p50 %.2f p99 %.2f max %.1f ms, %d errors | RSS %.0f / %.0f / %.0f MB | %s"
-                 % (row["outcome"], row["p50_ms"], row["p99_ms"], row["max_ms"], row["errors"],
-                    row["rss_start_mb"], row["rss_max_mb"], row["rss_end_mb"], "PASS" if row["pass"] else "FAIL: " + ", ".join(row["failed"])))
+        self.log("  %s | victim p50 %.2f p99 %.2f max %.1f ms, %d errors | RSS %.0f / %.0f / %.0f"
+                 " MB | %s" % (row["outcome"], row["p50_ms"], row["p99_ms"], row["max_ms"],
+                               row["errors"], row["rss_start_mb"], row["rss_max_mb"],
+                               row["rss_end_mb"],
+                               "PASS" if row["pass"] else "FAIL: " + ", ".join(row["failed"])))
         if died:
             self.log(self.server.log_tail())
             self.restart()
@@ -833,7 +842,8 @@ class Bench:
         inside = [s for s in samples if s[0] <= w.end and s[0] + s[1] >= w.start]
         latencies = sorted(s[1] * 1000 for s in inside)
         errors = [s[2] for s in inside if s[2] is not None] + w.login_errors
-        peak = max([kb for t, kb in rss if w.start <= t <= w.end] + [w.hwm or 0, w.rss_start or 0, w.rss_end or 0])
+        peak = max([kb for t, kb in rss if w.start <= t <= w.end]
+                   + [w.hwm or 0, w.rss_start or 0, w.rss_end or 0])
         row = {
             "attack": name, "label": label, "outcome": w.outcome.strip(), "attack_s": w.attack_s,
             "window_s": w.end - w.start, "requests": len(inside),
@@ -1135,8 +1145,8 @@ def attack_connect_flood(b: Bench) -> None:
     time.sleep(b.hold)
     closed, texts = closed_by_server(socks)
     w.outcome = ("%s connects (%s failed%s) in %s, held %g s, %d closed by the server%s; %s"
-                 % (f"{count:,}", failed, ": " + first if first else "", seconds(w.attack_s), b.hold,
-                    closed, " (" + "; ".join(sorted(texts)) + ")" if texts else "",
+                 % (f"{count:,}", failed, ": " + first if first else "", seconds(w.attack_s),
+                    b.hold, closed, " (" + "; ".join(sorted(texts)) + ")" if texts else "",
                     probe.finish(w)))
     for s in socks:
         s.close()
