@@ -388,8 +388,8 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGTERM)
             except OSError:
                 pass
-            try:
-                self.proc.wait(timeout=15)
+            try:   # a frozen server (the point of some attacks) gets SIGKILL
+                self.proc.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 pass
         try:
@@ -520,13 +520,13 @@ class Monitor:
 
     def stop(self) -> None:
         if self.proc.is_alive():
-            try:
+            try:   # the victim ends its request first: at once if the server is gone
                 self.pipe.send(("stop",))
-                if self.pipe.poll(self.timeout + 5):
+                if self.pipe.poll(5):
                     self.pipe.recv()
             except (OSError, EOFError):
                 pass
-            self.proc.join(5)
+            self.proc.join(1)
             if self.proc.is_alive():
                 self.proc.kill()
                 self.proc.join(5)
@@ -667,13 +667,15 @@ class Bench:
         self.monitor = Monitor(self.server, self.args.interval / 1000, self.timeout)
 
     def close(self) -> None:
+        # The server first: a frozen one would hold the victim (and so the
+        # monitor's stop) until its timeout.
+        if self.server is not None:
+            self.server.remove()
         for client in self.clients:
             client.close()
         if self.monitor is not None:
             self.monitor.stop()
             self.monitor = None
-        if self.server is not None:
-            self.server.remove()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def attacker(self, timeout: float | None = None) -> Client:
@@ -1326,12 +1328,16 @@ def main(argv=None) -> int:
     except BenchError as exc:
         print("neighbours.py: %s" % exc, file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
     finally:
         pids = bench.server.pids if bench.server else []
         bench.close()
     elapsed = time.monotonic() - started
     if args.json:
-        print(json.dumps({"rows": bench.rows, "server_pids": pids, "seconds": elapsed,
+        rows = [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+                for row in bench.rows]   # NaN (no victim request) is not JSON
+        print(json.dumps({"rows": rows, "server_pids": pids, "seconds": elapsed,
                           "targets": {"max_ms": TARGET_MAX_MS, "p99_ms": TARGET_P99_MS,
                                       "rss_mb": TARGET_RSS / MB}}, indent=1))
     else:
