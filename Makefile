@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-structures bench-memory redis-tools clean
+.PHONY: run test bench bench-structures bench-memory bench-neighbours redis-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ bench-structures: $(STAMP) redis-tools
 # Bytes per key by value type and RSS per small tenant (issue 14's table).
 bench-memory: $(STAMP) redis-tools
 	$(BIN)/python bench/memory.py
+
+# One hostile tenant against another: the victim's latency and the server's
+# RSS during each attack of issue 15 (~5-10 minutes on 2 vCPUs).
+bench-neighbours: $(STAMP)
+	$(BIN)/python bench/neighbours.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
