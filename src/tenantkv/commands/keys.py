@@ -5,6 +5,7 @@ import random
 from itertools import islice
 
 from tenantkv import errors
+from tenantkv.dispatch import slices
 from tenantkv.dispatch.table import command, container, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.database import now_ms
@@ -49,8 +50,22 @@ def keys(conn, args):
     db.purge_expired()
     pattern = args[1]
     if pattern == b"*":
-        return list(db.data)
-    return [key for key in db.data if glob_match(pattern, key)]
+        return list(db.data)   # one C call: ~10 ms for 1M keys
+    return slices.run(conn, _matching(db, pattern))
+
+
+def _matching(db, pattern: bytes):
+    """KEYS's job (dispatch/slices.py): the keys matching `pattern`, in the
+    dict's order. Walks a snapshot of the names; a key expired or evicted
+    between two slices is left out, as if it had gone before the command."""
+    names = list(db.data)
+    found = []
+    step = slices.STEP
+    for start in range(0, len(names), step):
+        found += [key for key in names[start:start + step] if glob_match(pattern, key)]
+        yield
+    data = db.data
+    return [key for key in found if key in data]
 
 
 @command("dbsize")

@@ -20,10 +20,11 @@ import os
 import time
 
 from tenantkv import errors
+from tenantkv.dispatch import slices
 from tenantkv.dispatch.table import command, container, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.logs import NOTICE
-from tenantkv.keyspace.digest import dataset_digest, key_digest
+from tenantkv.keyspace.digest import dataset_steps, key_digest
 from tenantkv.persistence.kdb import format as kdb
 from tenantkv.persistence.files import UnsafePath, safe_path
 from tenantkv.persistence.kdb.snapshot import load_into
@@ -321,7 +322,7 @@ DEBUG_OPEN = frozenset({b"digest", b"digest-value"})   # the caller's own tenant
 def debug(conn, args):
     sub = args[1].lower()
     if sub == b"digest" and len(args) == 2:
-        return Status(dataset_digest(conn.tenant.dbs))
+        return slices.run(conn, dataset_steps(conn.tenant.dbs), Status)
     if sub == b"digest-value":
         return [Status(key_digest(conn.db, key)) for key in args[2:]]
     if sub == b"reload":

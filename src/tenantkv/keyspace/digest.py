@@ -40,29 +40,52 @@ def _score(score: float) -> bytes:
 def value_digest(value, has_expire: bool, start: bytes = ZERO) -> bytes:
     """xorObjectDigest: the digest of one value, its steps applied to `start`
     (zeros for DEBUG DIGEST-VALUE; the key's digest inside DEBUG DIGEST)."""
+    steps = value_steps(value, has_expire, start)
+    try:
+        while True:
+            next(steps)
+    except StopIteration as done:
+        return done.value
+
+
+# Elements of one value hashed between two yields of value_steps.
+STEP = 1024
+
+
+def value_steps(value, has_expire: bool, start: bytes = ZERO):
+    """value_digest as a generator (dispatch/slices.py): yields every STEP
+    elements, returns the digest. A big set or hash takes a second."""
     digest = _mix_digest(start, _TYPES[type(value)].to_bytes(4, "big"))
     kind = type(value)
     if kind is bytes:
         digest = _mix_digest(digest, value)
     elif kind is QuickList:
-        for element in value:
+        for n, element in enumerate(value, 1):
             digest = _mix_digest(digest, element)
+            if not n % STEP:
+                yield
     elif kind is set or kind is IntSet or kind is PackedSet:   # an intset's members as decimal text, as Redis's
         acc = int.from_bytes(digest, "big")
-        for member in value:
+        for n, member in enumerate(value, 1):
             acc ^= int.from_bytes(sha1(member).digest(), "big")
+            if not n % STEP:
+                yield
         digest = acc.to_bytes(20, "big")
     elif kind is ZSet or kind is PackedZSet:   # either form: the same digest
         acc = int.from_bytes(digest, "big")
-        for member, score in value.items():
+        for n, (member, score) in enumerate(value.items(), 1):
             element = _mix_digest(_mix_digest(ZERO, member), _score(score))
             acc ^= int.from_bytes(sha1(element).digest(), "big")   # xorDigest hashes again
+            if not n % STEP:
+                yield
         digest = acc.to_bytes(20, "big")
     elif kind is dict or kind is PackedHash:   # either form: the same digest
         acc = int.from_bytes(digest, "big")
-        for field, item in value.items():
+        for n, (field, item) in enumerate(value.items(), 1):
             element = _mix_digest(_mix_digest(ZERO, field), item)
             acc ^= int.from_bytes(sha1(element).digest(), "big")
+            if not n % STEP:
+                yield
         digest = acc.to_bytes(20, "big")
     if has_expire:
         digest = _xor_digest(digest, b"!!expire!!")
@@ -80,6 +103,19 @@ def key_digest(db, key: bytes) -> str:
 
 def dataset_digest(dbs) -> str:
     """computeDatasetDigest over `dbs` (a tenant's databases), as hex."""
+    steps = dataset_steps(dbs)
+    try:
+        while True:
+            next(steps)
+    except StopIteration as done:
+        return done.value
+
+
+def dataset_steps(dbs):
+    """dataset_digest as a generator (dispatch/slices.py): yields every
+    STEP keys and inside big values; returns the hex digest. Walks a
+    snapshot of each database's items, so keys expired between two yields
+    still count, as a logically expired key does in Redis's digest."""
     final = ZERO
     for db in dbs:   # a tenant's Databases yields only those made: db.index, not the position
         if not db.data:
@@ -87,10 +123,15 @@ def dataset_digest(dbs) -> str:
         final = _mix_digest(final, db.index.to_bytes(4, "big"))
         acc = int.from_bytes(final, "big")
         expires = db.expires
-        for key, value in db.data.items():
+        for n, (key, value) in enumerate(list(db.data.items()), 1):
             # the key-value digest: mix(key), then the value's rules on top
             digest = _mix_digest(ZERO, key)
-            digest = value_digest(value, key in expires, digest)
+            if type(value) is bytes:
+                digest = value_digest(value, key in expires, digest)
+            else:
+                digest = yield from value_steps(value, key in expires, digest)
             acc ^= int.from_bytes(sha1(digest).digest(), "big")
+            if not n % STEP:
+                yield
         final = acc.to_bytes(20, "big")
     return final.hex()

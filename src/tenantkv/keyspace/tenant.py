@@ -81,7 +81,7 @@ class Databases:
 class Tenant:
     __slots__ = ("name", "dbs", "_clients", "auth_failures", "acl_denied", "ran", "_calls",
                  "_failed", "_rejected", "_errors", "error_replies", "net_input_bytes",
-                 "net_output_bytes", "connections", "quota", "used_memory")
+                 "net_output_bytes", "connections", "quota", "used_memory", "busy", "held")
 
     def __init__(self, name: str, stats, databases: int = DATABASES) -> None:
         self.name = name
@@ -94,6 +94,10 @@ class Tenant:
         self.ran: list = []      # Commands the hot path ran, not yet in `calls`
         self.quota = NO_QUOTA    # its limits (keyspace/quota.py)
         self.used_memory = 0     # bytes its data takes, kept by server/memory.py
+        # A long command running in slices (dispatch/slices.py): the client
+        # running it, and the other clients whose requests wait for its end.
+        self.busy = None
+        self.held: list = []
         self.reset_stats()
 
     @property
