@@ -62,13 +62,16 @@ class Neighbours:
         follow_result = {}
 
         def follower():
+            # The request, then TIME: the server's clock when A2 was served.
             conn = self.a2.connection
             conn.send_command(*follow)
+            conn.send_command("TIME")
             try:
                 follow_result["reply"] = conn.read_response()
             except redis.ResponseError as exc:
                 follow_result["reply"] = exc
-            follow_result["at"] = time.monotonic()
+            seconds, micros = conn.read_response()
+            follow_result["at"] = int(seconds) + int(micros) / 1e6
 
         thread = threading.Thread(target=pinger, daemon=True)
         thread.start()
@@ -85,13 +88,14 @@ class Neighbours:
         except redis.ResponseError as exc:
             reply = exc
         answered = time.monotonic()
+        answered_wall = time.time()
         time.sleep(0.05)
         stop.set()
         thread.join(10)
         a2.join(timeout)
         during = [(s, e) for s, e in pings if e >= sent and s <= answered]
         return {
-            "reply": reply, "sent": sent, "answered": answered,
+            "reply": reply, "sent": sent, "answered": answered, "answered_wall": answered_wall,
             "b_max": max((e - s for s, e in pings), default=0.0),
             "b_before_a": sum(1 for s, e in during if e < answered),
             "follow": follow_result.get("reply"), "follow_at": follow_result.get("at"),
@@ -113,10 +117,14 @@ def hood(srv):
 
 
 def assert_sliced(result: dict) -> None:
-    """B was served promptly and during A's command; A2 waited for A's reply."""
+    """B was served promptly and during A's command; A2 waited for A's reply:
+    A2 was served (the server's TIME) no earlier than A's reply arrived, less
+    a delivery delay. The command must have lasted long enough to tell."""
     assert result["b_max"] < B_MAX_LATENCY, result
     assert result["b_before_a"] >= 1, result   # B ran between A's slices
-    assert result["follow_at"] is not None and result["follow_at"] >= result["answered"], result
+    assert result["answered"] - result["sent"] > 0.15, result
+    assert result["follow_at"] is not None, result
+    assert result["follow_at"] >= result["answered_wall"] - 0.03, result
 
 
 # -- KEYS ------------------------------------------------------------------------------
@@ -183,5 +191,71 @@ def test_debug_digest_is_sliced_and_matches_whole_run(hood, srv):
         # tenant... root is another tenant: remove the late key instead).
         hood.a.delete("late")
         assert hood.a.execute_command("DEBUG", "DIGEST") == digest
+    finally:
+        root.close()
+
+
+# -- LCS ---------------------------------------------------------------------------------
+
+LCS_FORMS = [(), ("LEN",), ("IDX",), ("IDX", "WITHMATCHLEN"), ("IDX", "MINMATCHLEN", "3", "WITHMATCHLEN")]
+
+
+def raw(client, *args):
+    """The reply as sent (no redis-py callbacks), or the error text."""
+    from conftest import raw_command
+    try:
+        return raw_command(client, *args)
+    except redis.ResponseError as exc:
+        return "error: %s" % exc
+
+
+def test_lcs_matches_redis_byte_for_byte(srv, redis_server):
+    """Random pairs (small alphabets make many ties: the walk back must break
+    them as Redis's does) against redis-server 7.0, every form."""
+    alice = login(srv, "alice")
+    ref = redis.Redis(port=redis_server.port)
+    rng = random.Random(15)
+    try:
+        for trial in range(150):
+            alphabet = rng.choice([b"ab", b"abc", b"acgt", bytes(range(256))])
+            a = bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 300)))
+            b = bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 300)))
+            for client in (alice, ref):
+                client.mset({"a": a, "b": b})
+            for form in LCS_FORMS:
+                assert raw(alice, "LCS", "a", "b", *form) == raw(ref, "LCS", "a", "b", *form), (a, b, form)
+    finally:
+        alice.close()
+        ref.close()
+
+
+def test_lcs_of_two_8000_byte_strings_is_sliced(hood, redis_server):
+    rng = random.Random(8000)
+    a = bytes(rng.choice(b"acgt") for _ in range(8000))
+    b = bytes(rng.choice(b"acgt") for _ in range(8000))
+    ref = redis.Redis(port=redis_server.port)
+    ref.mset({"a": a, "b": b})
+    hood.a.mset({"a": a, "b": b})
+    for form in [("IDX", "WITHMATCHLEN"), ()]:
+        # ~20 ms: fast enough not to need slicing to keep B's latency low.
+        result = hood.run(("LCS", "a", "b", *form))
+        assert result["b_max"] < B_MAX_LATENCY, result
+        assert raw(hood.a, "LCS", "a", "b", *form) == raw(ref, "LCS", "a", "b", *form)
+    assert hood.a.execute_command("LCS", "a", "b", "LEN") == ref.execute_command("LCS", "a", "b", "LEN")
+    ref.close()
+
+
+def test_lcs_walk_limit_for_non_root(hood, srv):
+    hood.a.mset({"a": b"x" * 100, "b": b"yx" * 35_000})
+    with pytest.raises(redis.ResponseError, match="LCS without LEN is limited to strings of 65536 bytes"):
+        hood.a.execute_command("LCS", "a", "b")
+    with pytest.raises(redis.ResponseError, match="limited to strings of 65536 bytes"):
+        hood.a.execute_command("LCS", "a", "b", "IDX")
+    assert hood.a.execute_command("LCS", "a", "b", "LEN") == 100
+    root = login(srv, "root", ROOT_PASSWORD)
+    try:
+        root.mset({"a": b"x" * 100, "b": b"yx" * 35_000})
+        assert root.execute_command("LCS", "a", "b") == b"x" * 100
+        root.delete("a", "b")
     finally:
         root.close()
