@@ -17,7 +17,7 @@ import time
 import pytest
 import redis
 
-from conftest import locked_fixture, login
+from conftest import locked_fixture, login, raw_command
 
 ROOT_PASSWORD = "bounded-root-secret"
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
@@ -202,7 +202,6 @@ LCS_FORMS = [(), ("LEN",), ("IDX",), ("IDX", "WITHMATCHLEN"), ("IDX", "MINMATCHL
 
 def raw(client, *args):
     """The reply as sent (no redis-py callbacks), or the error text."""
-    from conftest import raw_command
     try:
         return raw_command(client, *args)
     except redis.ResponseError as exc:
@@ -259,3 +258,60 @@ def test_lcs_walk_limit_for_non_root(hood, srv):
         root.delete("a", "b")
     finally:
         root.close()
+
+
+# -- SRANDMEMBER / HRANDFIELD / ZRANDMEMBER with a negative count ---------------------------
+
+RANDOM_LIMIT = 100_000
+
+
+def _fill_collections(client, size: int) -> None:
+    for start in range(0, size, 20000):
+        members = [b"m%d" % i for i in range(start, min(size, start + 20000))]
+        client.sadd("s", *members)
+        client.hset("h", mapping={m: b"v" for m in members})
+        client.zadd("z", {m: i for i, m in enumerate(members, start)})
+
+
+RANDOM_COMMANDS = [("SRANDMEMBER", "s"), ("HRANDFIELD", "h"), ("HRANDFIELD", "h", None, "WITHVALUES"),
+                   ("ZRANDMEMBER", "z"), ("ZRANDMEMBER", "z", None, "WITHSCORES")]
+
+
+def _elements(reply: list) -> int:
+    """Elements of a reply, flat (RESP2) or in pairs (RESP3's WITHVALUES)."""
+    return sum(len(x) if isinstance(x, list) else 1 for x in reply)
+
+
+def _random_args(spec: tuple, count: int) -> tuple:
+    name, key, *rest = spec
+    return (name, key, count, *rest[1:])
+
+
+@pytest.mark.parametrize("spec", RANDOM_COMMANDS, ids=lambda s: " ".join(x for x in s if x))
+def test_random_negative_count_limit(hood, srv, spec):
+    _fill_collections(hood.a, 1000)
+    with_values = len(spec) > 3
+    reply = raw_command(hood.a, *_random_args(spec, -RANDOM_LIMIT))
+    assert _elements(reply) == RANDOM_LIMIT * (2 if with_values else 1)
+    with pytest.raises(redis.ResponseError, match="at most 100000 random elements per call for a non-root user"):
+        hood.a.execute_command(*_random_args(spec, -RANDOM_LIMIT - 1))
+    # Redis's own range error comes first, as before.
+    with pytest.raises(redis.ResponseError, match="value is out of range"):
+        hood.a.execute_command(*_random_args(spec, -9223372036854775808))
+    root = login(srv, "root", ROOT_PASSWORD)
+    try:
+        _fill_collections(root, 10)
+        assert _elements(raw_command(root, *_random_args(spec, -2 * RANDOM_LIMIT))) == \
+            2 * RANDOM_LIMIT * (2 if with_values else 1)
+        root.delete("s", "h", "z")
+    finally:
+        root.close()
+
+
+def test_random_negative_count_on_big_collections_is_quick(hood):
+    _fill_collections(hood.a, 300_000)
+    for spec in RANDOM_COMMANDS:
+        result = hood.run(_random_args(spec, -RANDOM_LIMIT))
+        assert result["b_max"] < B_MAX_LATENCY, (spec, result["b_max"])
+        assert result["answered"] - result["sent"] < B_MAX_LATENCY, spec
+        assert len(result["reply"]) >= RANDOM_LIMIT

@@ -23,6 +23,20 @@ import random
 from collections import OrderedDict
 from itertools import islice
 
+from tenantkv import errors
+from tenantkv.errors import CommandError
+
+# The longest reply SRANDMEMBER / HRANDFIELD / ZRANDMEMBER with a negative
+# count give a non-root user: Redis has no limit but LONG_MAX, and 16M picks
+# took ~10 s and 2.5 GB here. 100,000 picks take ~30 ms with their reply.
+RANDOM_REPLY_LIMIT = 100_000
+
+
+def check_random_count(client, picks: int) -> None:
+    """Refuse `picks` repeated random elements past the non-root limit."""
+    if picks > RANDOM_REPLY_LIMIT and not client.root:
+        raise CommandError(errors.random_count_limit(RANDOM_REPLY_LIMIT))
+
 SMALL = 128
 MAX_SNAPSHOTS = 32
 
