@@ -315,3 +315,65 @@ def test_random_negative_count_on_big_collections_is_quick(hood):
         assert result["b_max"] < B_MAX_LATENCY, (spec, result["b_max"])
         assert result["answered"] - result["sent"] < B_MAX_LATENCY, spec
         assert len(result["reply"]) >= RANDOM_LIMIT
+
+
+# -- MULTI queue bound -------------------------------------------------------------------
+
+def _read_lines(sock, count: int, timeout: float = 60.0) -> list:
+    """`count` simple replies (one line each)."""
+    sock.settimeout(timeout)
+    data = b""
+    while data.count(b"\r\n") < count:
+        chunk = sock.recv(1 << 20)
+        assert chunk, data[-200:]
+        data += chunk
+    return data.split(b"\r\n")[:count]
+
+
+def _authed(srv, user: str, password: str):
+    sock = srv.raw()
+    sock.sendall(b"AUTH %s %s\r\n" % (user.encode(), password.encode()))
+    assert _read_lines(sock, 1) == [b"+OK"]
+    return sock
+
+
+def test_multi_queue_command_limit(srv):
+    sock = _authed(srv, "alice", "alice-pw")
+    try:
+        sock.sendall(b"MULTI\r\n" + b"INCR counter\r\n" * 100_001 + b"INCR counter\r\nEXEC\r\nGET counter\r\n")
+        lines = _read_lines(sock, 100_005)
+        assert lines[0] == b"+OK"
+        assert set(lines[1:100_001]) == {b"+QUEUED"}
+        assert lines[100_001] == (b"-ERR MULTI queue limit reached: at most 100000 commands or 128 MB "
+                                  b"of arguments per transaction")
+        assert lines[100_002] == b"+QUEUED"   # as Redis after a queuing error
+        assert lines[100_003].startswith(b"-EXECABORT")
+        assert lines[100_004] == b"$-1"   # nothing ran
+    finally:
+        sock.close()
+
+
+def test_multi_queue_byte_limit(srv):
+    sock = _authed(srv, "alice", "alice-pw")
+    value = b"x" * (70 << 20)
+    try:
+        request = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%s\r\n" % (len(value), value)
+        sock.sendall(b"MULTI\r\n" + request + request + b"EXEC\r\nEXISTS k\r\n")
+        lines = _read_lines(sock, 5)
+        assert lines[:2] == [b"+OK", b"+QUEUED"]
+        assert lines[2].startswith(b"-ERR MULTI queue limit reached")
+        assert lines[3].startswith(b"-EXECABORT")
+        assert lines[4] == b":0"
+    finally:
+        sock.close()
+
+
+def test_multi_queue_has_no_limit_for_root(srv):
+    sock = _authed(srv, "root", ROOT_PASSWORD)
+    try:
+        sock.sendall(b"MULTI\r\n" + b"PING\r\n" * 100_001 + b"EXEC\r\n")
+        lines = _read_lines(sock, 100_003)
+        assert set(lines[1:100_002]) == {b"+QUEUED"}
+        assert lines[100_002] == b"*100001"
+    finally:
+        sock.close()

@@ -27,11 +27,24 @@ from tenantkv.protocol.encoder import NULL_ARRAY, OK, Raw
 from tenantkv.dispatch.call import run_queued
 
 
+class Queue(list):
+    """A transaction's queued (command, args), with the bytes of their
+    arguments: both are bounded for a non-root user (dispatch/call.py,
+    _queue). Redis has no bound; 1M queued commands took 335 MB here."""
+    __slots__ = ("size",)
+    MAX_COMMANDS = 100_000
+    MAX_BYTES = 128 << 20
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.size = 0
+
+
 @command("multi")
 def multi(conn, args):
     if conn.multi is not None:
         raise CommandError(errors.MULTI_NESTED)
-    conn.multi = []
+    conn.multi = Queue()
     conn.multi_error = False
     return OK
 
