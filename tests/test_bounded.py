@@ -377,3 +377,45 @@ def test_multi_queue_has_no_limit_for_root(srv):
         assert lines[100_002] == b"*100001"
     finally:
         sock.close()
+
+
+# -- SCAN cursors ----------------------------------------------------------------------------
+
+def rss(server) -> int:
+    with open("/proc/%d/status" % server.process.pid) as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_scan_cursors_are_bounded_per_tenant(hood, srv):
+    fill(hood.a, 500_000)
+    hood.a.execute_command("SCAN", 0)   # warm up whatever a first scan allocates
+    before = rss(srv)
+    cursors = [int(hood.a.execute_command("SCAN", 0, "COUNT", 10)[0]) for _ in range(64)]
+    grown = rss(srv) - before
+    # Unbounded: 64 snapshots x 500,000 names x 8 bytes = 256 MB. Bounded:
+    # 2M names (16 MB) per tenant, plus the allocator's slack.
+    assert grown < 60 << 20, grown
+    # The most recent cursors go on; the oldest were dropped and say so.
+    assert hood.a.execute_command("SCAN", cursors[-1], "COUNT", 10)[1]
+    with pytest.raises(redis.ResponseError, match="invalid cursor"):
+        hood.a.execute_command("SCAN", cursors[0], "COUNT", 10)
+    # Another tenant's scans are not touched by A's.
+    fill(hood.b, 30_000)
+    cursor = int(hood.b.execute_command("SCAN", 0, "COUNT", 10)[0])
+    for _ in range(64):
+        hood.a.execute_command("SCAN", 0, "COUNT", 10)
+    assert hood.b.execute_command("SCAN", cursor, "COUNT", 10)[1]
+    hood.b.flushall()
+
+
+def test_full_scan_still_sees_every_key_once(hood):
+    fill(hood.a, 5000)
+    fill(hood.a, 3000, db=2)
+    for db, count in ((0, 5000), (2, 3000)):
+        hood.a.execute_command("SELECT", db)
+        seen = list(hood.a.scan_iter(count=100))
+        assert len(seen) == len(set(seen)) == count
+    hood.a.execute_command("SELECT", 0)
