@@ -471,3 +471,30 @@ def test_del_of_a_big_value_frees_lazily(hood, srv):
         assert hood.a.execute_command("UNLINK", "big", "nosuch") == 1
     finally:
         root.close()
+
+
+# -- KDB IMPORT ----------------------------------------------------------------------------------
+
+def test_kdb_import_decodes_in_slices_and_installs_at_once(hood):
+    fill(hood.a, 1_000_000, value=b"some value")
+    hood.a.sadd("set", *range(1000))
+    hood.a.expire("key:5", 1000)
+    payload = hood.a.execute_command("KDB", "EXPORT")
+    hood.a.flushall()
+    # A2's DBSIZE, sent while the import runs, sees all of it: never a part.
+    result = hood.run(("KDB", "IMPORT", payload), follow=("DBSIZE",))
+    assert result["reply"] == 1_000_001
+    assert result["follow"] == 1_000_001
+    assert_sliced(result)
+    assert hood.a.get("key:7") == b"some value" and 0 < hood.a.ttl("key:5") <= 1000
+    # Without REPLACE an existing key refuses the whole import; nothing is written.
+    hood.a.flushall()
+    hood.a.set("key:999999", "mine")
+    with pytest.raises(redis.ResponseError, match="BUSYKEY"):
+        hood.a.execute_command("KDB", "IMPORT", payload)
+    assert hood.a.dbsize() == 1 and hood.a.get("key:999999") == b"mine"
+    assert hood.a.execute_command("KDB", "IMPORT", payload, "REPLACE") == 1_000_001
+    assert hood.a.get("key:999999") == b"some value"
+    # A damaged payload is refused as before.
+    with pytest.raises(redis.ResponseError):
+        hood.a.execute_command("KDB", "IMPORT", payload[:-1] + bytes([payload[-1] ^ 1]))

@@ -101,6 +101,10 @@ def key_digest(db, key: bytes) -> str:
     return value_digest(value, key in db.expires).hex()
 
 
+_STRING_TYPE = int.from_bytes(sha1(bytes(4)).digest(), "big")   # OBJ_STRING, as 4 bytes
+_EXPIRE = int.from_bytes(sha1(b"!!expire!!").digest(), "big")
+
+
 def dataset_digest(dbs) -> str:
     """computeDatasetDigest over `dbs` (a tenant's databases), as hex."""
     steps = dataset_steps(dbs)
@@ -123,14 +127,20 @@ def dataset_steps(dbs):
         final = _mix_digest(final, db.index.to_bytes(4, "big"))
         acc = int.from_bytes(final, "big")
         expires = db.expires
+        from_bytes = int.from_bytes
         for n, (key, value) in enumerate(list(db.data.items()), 1):
-            # the key-value digest: mix(key), then the value's rules on top
-            digest = _mix_digest(ZERO, key)
-            if type(value) is bytes:
-                digest = value_digest(value, key in expires, digest)
+            if type(value) is bytes:   # most keys: the steps below written out
+                # mix(ZERO, key) is sha1(sha1(key)); then mix the type, the value
+                digest = sha1(sha1(key).digest()).digest()
+                digest = sha1((from_bytes(digest, "big") ^ _STRING_TYPE).to_bytes(20, "big")).digest()
+                mixed = from_bytes(digest, "big") ^ from_bytes(sha1(value).digest(), "big")
+                digest = sha1(mixed.to_bytes(20, "big")).digest()
+                if key in expires:
+                    digest = (from_bytes(digest, "big") ^ _EXPIRE).to_bytes(20, "big")
             else:
-                digest = yield from value_steps(value, key in expires, digest)
-            acc ^= int.from_bytes(sha1(digest).digest(), "big")
+                # the key-value digest: mix(key), then the value's rules on top
+                digest = yield from value_steps(value, key in expires, _mix_digest(ZERO, key))
+            acc ^= from_bytes(sha1(digest).digest(), "big")
             if not n % STEP:
                 yield
         final = acc.to_bytes(20, "big")
