@@ -389,7 +389,7 @@ def hrandfield(conn, args):
         picks = -count if count < 0 else 1
         if picks > MAX_RANDOM_PICKS:
             raise CommandError(errors.OUT_OF_RANGE)
-        check_random_count(conn, picks)
+        check_random_count(conn, picks, withvalues)
         fields = random.choices(names, k=picks) if packed else random_repeated(h, picks)
     elif count >= (len(names) if packed else len(h)):
         fields = names if packed else list(h)   # the whole hash, in its order

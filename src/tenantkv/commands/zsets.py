@@ -791,7 +791,7 @@ def zrandmember(conn, args):
         picks = -count if count < 0 else 1
         if picks > MAX_RANDOM_PICKS:
             raise CommandError(errors.OUT_OF_RANGE)
-        check_random_count(conn, picks)
+        check_random_count(conn, picks, withscores)
         pairs = random.choices(order, k=picks)   # the loop in C
     elif count >= n:
         pairs = order if packed else list(order)
