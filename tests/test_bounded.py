@@ -130,7 +130,7 @@ def assert_sliced(result: dict) -> None:
 # -- KEYS ------------------------------------------------------------------------------
 
 def test_keys_is_sliced_and_atomic_for_its_tenant(hood):
-    fill(hood.a, 300_000)
+    fill(hood.a, 600_000)   # ~0.4 s of KEYS: long enough to see the slicing
     expected = [k for k in hood.a.keys("*") if k.endswith(b"9")]   # the dict's order, one C call
     # A2 writes a matching key just after KEYS started: it must not be in
     # the reply (A2 waited), and it is there afterwards.
