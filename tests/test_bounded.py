@@ -502,3 +502,31 @@ def test_kdb_import_decodes_in_slices_and_installs_at_once(hood):
     # A damaged payload is refused as before.
     with pytest.raises(redis.ResponseError):
         hood.a.execute_command("KDB", "IMPORT", payload[:-1] + bytes([payload[-1] ^ 1]))
+
+
+def test_scan_count_is_capped_for_non_root(hood, srv):
+    """COUNT is a hint: a non-root SCAN returns at most 20,000 names a call
+    (COUNT 100000000 over 1M keys held the loop 0.4-0.8 s), and a full
+    iteration still sees every key once."""
+    fill(hood.a, 50_000)
+    hood.a.hset("h", mapping={b"f%d" % i: 1 for i in range(30_000)})
+    cursor, names = hood.a.execute_command("SCAN", 0, "COUNT", 100_000_000)
+    assert int(cursor) != 0 and len(names) == 20_000
+    seen = []
+    cursor = 0
+    while True:
+        cursor, names = hood.a.execute_command("SCAN", cursor, "COUNT", 100_000_000)
+        seen += names
+        if int(cursor) == 0:
+            break
+    assert len(seen) == len(set(seen)) == 50_001
+    cursor, fields = raw_command(hood.a, "HSCAN", "h", 0, "COUNT", 100_000_000)
+    assert int(cursor) != 0 and len(fields) == 2 * 20_000
+    root = login(srv, "root", ROOT_PASSWORD)
+    try:
+        fill(root, 50_000)
+        cursor, names = root.execute_command("SCAN", 0, "COUNT", 100_000_000)
+        assert int(cursor) == 0 and len(names) == 50_000
+        root.flushall()
+    finally:
+        root.close()
