@@ -530,3 +530,27 @@ def test_scan_count_is_capped_for_non_root(hood, srv):
         root.flushall()
     finally:
         root.close()
+
+
+def test_keys_and_digest_while_keys_expire_mid_job(hood):
+    """The expiry cycle deletes keys of a busy tenant between two slices:
+    the jobs walk snapshots, so they neither fail nor return a key that was
+    never there; the keys without a TTL are all in the reply."""
+    fill(hood.a, 600_000)
+    deadline = int(time.time() * 1000) + 2500
+    pipe = hood.a.pipeline(transaction=False)
+    for i in range(0, 600_000, 2):   # every even key expires within a 1 s window
+        pipe.pexpireat(b"key:%d" % i, deadline + (i % 1000))
+        if i % 20000 == 0:
+            pipe.execute()
+    pipe.execute()
+    time.sleep(max(0.0, deadline / 1000 - time.time()))
+    for attack in (("KEYS", "key:*9"), ("DEBUG", "DIGEST")):
+        result = hood.run(attack)
+        assert not isinstance(result["reply"], redis.ResponseError), result["reply"]
+        assert result["b_max"] < B_MAX_LATENCY
+        if attack[0] == "KEYS":
+            reply = set(result["reply"])
+            odd = {b"key:%d" % i for i in range(1, 600_000, 2) if i % 10 == 9}
+            assert odd <= reply
+            assert reply <= odd | {b"key:%d" % i for i in range(0, 600_000, 2) if i % 10 == 9}

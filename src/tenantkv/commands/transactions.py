@@ -12,7 +12,10 @@ EXEC checks each queued command against the user's rules of the moment
 7's "ACLs rules changed ..." NOPERM in its place in the reply.
 
 EXEC runs the queue in one go on the event loop, so nothing of another client
-runs in between. Blocking commands inside it do not block (they answer as if
+runs in between. A command that elsewhere runs in slices (KEYS, DEBUG DIGEST,
+KDB IMPORT, LCS: dispatch/slices.py) runs whole here, as in Redis; for a
+non-root user past 50 ms of work it answers an error instead (in its place
+in the reply; the others run). A non-root user's queue is bounded (Queue). Blocking commands inside it do not block (they answer as if
 their timeout had passed), and clients blocked on keys it fills are served
 once it is over (dispatch/observers.py, `in_exec`).
 
