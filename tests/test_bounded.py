@@ -554,3 +554,14 @@ def test_keys_and_digest_while_keys_expire_mid_job(hood):
             odd = {b"key:%d" % i for i in range(1, 600_000, 2) if i % 10 == 9}
             assert odd <= reply
             assert reply <= odd | {b"key:%d" % i for i in range(0, 600_000, 2) if i % 10 == 9}
+
+
+def test_debug_digest_value_of_a_big_value_is_sliced(hood):
+    for start in range(0, 600_000, 50_000):
+        hood.a.sadd("big", *range(start, start + 50_000))
+    result = hood.run(("DEBUG", "DIGEST-VALUE", "big", "nokey"), follow=("SADD", "big", "late"))
+    assert_sliced(result)
+    digest, missing = result["reply"]
+    assert missing == b"0" * 40 and len(digest) == 40
+    hood.a.srem("big", "late")   # A2's SADD ran after the digest: without it, the same digest
+    assert hood.a.execute_command("DEBUG", "DIGEST-VALUE", "big") == [digest]

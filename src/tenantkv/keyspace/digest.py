@@ -95,10 +95,20 @@ def value_steps(value, has_expire: bool, start: bytes = ZERO):
 def key_digest(db, key: bytes) -> str:
     """DEBUG DIGEST-VALUE for one key: hex, 40 zeros for a missing key.
     As Redis, a logically expired key not yet deleted still counts."""
+    steps = key_steps(db, key)
+    try:
+        while True:
+            next(steps)
+    except StopIteration as done:
+        return done.value
+
+
+def key_steps(db, key: bytes):
+    """key_digest as a generator (dispatch/slices.py)."""
     value = db.data.get(key)
     if value is None:
         return "0" * 40
-    return value_digest(value, key in db.expires).hex()
+    return (yield from value_steps(value, key in db.expires)).hex()
 
 
 _STRING_TYPE = int.from_bytes(sha1(bytes(4)).digest(), "big")   # OBJ_STRING, as 4 bytes
