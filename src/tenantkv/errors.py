@@ -232,6 +232,32 @@ def execabort_because(message: str) -> str:
     return "EXECABORT Transaction discarded because of: %s" % message
 
 
+def multi_queue_limit(commands: int, megabytes: int) -> str:
+    """A command queued past a transaction's bound (tenantkv's own: Redis has
+    none); EXEC then aborts."""
+    return ("ERR MULTI queue limit reached: at most %d commands or %d MB of arguments "
+            "per transaction" % (commands, megabytes))
+
+
+# -- bounded commands: no command of a non-root tenant holds the server long --------------
+
+def too_long_in_multi(ms: int) -> str:
+    return ("ERR command too long inside MULTI/EXEC for a non-root user (over %d ms of work); "
+            "run it outside the transaction" % ms)
+
+
+def random_count_limit(limit: int) -> str:
+    """SRANDMEMBER/HRANDFIELD/ZRANDMEMBER with a negative count beyond the
+    non-root limit on the reply's length."""
+    return "ERR count is out of range: at most %d random elements per call for a non-root user" % limit
+
+
+def lcs_limit(limit: int) -> str:
+    """LCS's string or IDX form over strings longer than the non-root limit."""
+    return ("ERR LCS without LEN is limited to strings of %d bytes together for a non-root "
+            "user; LCS ... LEN has no such limit" % limit)
+
+
 # -- connections: HELLO, CLIENT ------------------------------------------------------------
 
 MAXCLIENTS = b"-ERR max number of clients reached\r\n"   # written before closing

@@ -29,7 +29,7 @@ from tenantkv.util.numbers import (
     int_arg,
     parse_int,
 )
-from tenantkv.util.sampling import random_distinct, random_member, random_repeated
+from tenantkv.util.sampling import check_random_count, random_distinct, random_member, random_repeated
 
 _ENTRIES = (None, "hash-max-listpack-entries")
 _VALUE = (None, "hash-max-listpack-value")
@@ -389,6 +389,7 @@ def hrandfield(conn, args):
         picks = -count if count < 0 else 1
         if picks > MAX_RANDOM_PICKS:
             raise CommandError(errors.OUT_OF_RANGE)
+        check_random_count(conn, picks, withvalues)
         fields = random.choices(names, k=picks) if packed else random_repeated(h, picks)
     elif count >= (len(names) if packed else len(h)):
         fields = names if packed else list(h)   # the whole hash, in its order

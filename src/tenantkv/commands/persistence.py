@@ -20,10 +20,11 @@ import os
 import time
 
 from tenantkv import errors
+from tenantkv.dispatch import slices
 from tenantkv.dispatch.table import command, container, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.logs import NOTICE
-from tenantkv.keyspace.digest import dataset_digest, key_digest
+from tenantkv.keyspace.digest import dataset_steps, key_steps
 from tenantkv.persistence.kdb import format as kdb
 from tenantkv.persistence.files import UnsafePath, safe_path
 from tenantkv.persistence.kdb.snapshot import load_into
@@ -194,29 +195,52 @@ def _kdb_import(conn, args):
             replace = True
         else:
             raise CommandError(errors.SYNTAX)
+    return slices.run(conn, _import_job(conn, args[2], replace))
+
+
+def _import_job(conn, payload: bytes, replace: bool):
+    """KDB IMPORT's job (dispatch/slices.py): verify and decode the payload
+    in slices (a 24 MB one took 2 s in one go), check for BUSYKEY in slices,
+    then install every key in one step, so a save (a fork) or the log sees
+    all of the import or none of it."""
     tenant = conn.tenant
     try:
-        sections = kdb.load(args[2], now_ms=int(time.time() * 1000), databases=len(tenant.dbs),
-                            limits=conn.server.config.values)
+        result = yield from kdb.parse_steps(payload, now_ms=int(time.time() * 1000),
+                                            databases=len(tenant.dbs),
+                                            limits=conn.server.config.values)
     except kdb.KdbError as exc:
         raise CommandError(errors.kdb_payload_invalid(exc))
+    sections = result.tenants
     if len(sections) > 1:
         raise CommandError(errors.kdb_import_tenants(len(sections)))
-    count = import_tenant(tenant, next(iter(sections.values()), []), replace, conn.server)
+    per_db = next(iter(sections.values()), [])
+    if not replace:
+        yield from _check_busy(tenant, per_db)
+    count = import_tenant(tenant, per_db, True, conn.server)   # checked above
     conn.server.snapshot.total += count   # changes since the last save
     return count
+
+
+def _check_busy(tenant, per_db: list):
+    """BUSYKEY if a key of `per_db` exists in `tenant`: a generator, yielding
+    every few thousand keys."""
+    for index, (data, _) in enumerate(per_db):
+        if not data:
+            continue   # makes no database (they are made on first use)
+        db = tenant.dbs[index]
+        live = db.data
+        for n, key in enumerate(data, 1):
+            if key in live and db.get(key) is not None:
+                raise CommandError(errors.BUSYKEY)
+            if not n % 4096:
+                yield
 
 
 def import_tenant(tenant, per_db: list, replace: bool, server=None) -> int:
     """Merge `per_db` ([(data, expires)...]) into `tenant`: all or nothing."""
     if not replace:
-        for index, (data, _) in enumerate(per_db):
-            if not data:
-                continue   # makes no database (they are made on first use)
-            db = tenant.dbs[index]
-            for key in data:
-                if db.get(key) is not None:
-                    raise CommandError(errors.BUSYKEY)
+        for _ in _check_busy(tenant, per_db):
+            pass
     count = 0
     written = []
     journal = server.events.journal if server is not None else None
@@ -225,9 +249,14 @@ def import_tenant(tenant, per_db: list, replace: bool, server=None) -> int:
             continue
         db = tenant.dbs[index]
         db.data.update(data)
-        for key in data:
-            db.expires.pop(key, None)
-            db.encodings.pop(key, None)
+        if db.expires:   # the old TTLs of replaced keys go (a loop only if any)
+            pop = db.expires.pop
+            for key in data:
+                pop(key, None)
+        if db.encodings:
+            pop = db.encodings.pop
+            for key in data:
+                pop(key, None)
         db.expires.update(expires)
         count += len(data)
         if db.watchers or db.blocked:
@@ -314,6 +343,15 @@ DEBUG_HELP = [
     "    NOFLUSH keeps the dataset (refusing duplicate keys unless MERGE replaces them).",
     "LOADAOF", "    Flush the AOF buffers on disk and reload the AOF in memory.",
 ]
+def _digest_values(db, keys: list):
+    """DEBUG DIGEST-VALUE's job (dispatch/slices.py): a big value's digest
+    takes a second or more."""
+    replies = []
+    for key in keys:
+        replies.append(Status((yield from key_steps(db, key))))
+    return replies
+
+
 DEBUG_SUBCOMMANDS = frozenset({b"digest", b"digest-value", b"reload", b"loadaof"})
 DEBUG_OPEN = frozenset({b"digest", b"digest-value"})   # the caller's own tenant
 
@@ -321,9 +359,9 @@ DEBUG_OPEN = frozenset({b"digest", b"digest-value"})   # the caller's own tenant
 def debug(conn, args):
     sub = args[1].lower()
     if sub == b"digest" and len(args) == 2:
-        return Status(dataset_digest(conn.tenant.dbs))
+        return slices.run(conn, dataset_steps(conn.tenant.dbs), Status)
     if sub == b"digest-value":
-        return [Status(key_digest(conn.db, key)) for key in args[2:]]
+        return slices.run(conn, _digest_values(conn.db, args[2:]))
     if sub == b"reload":
         save_first = flush = True
         merge = False

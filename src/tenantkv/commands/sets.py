@@ -46,7 +46,7 @@ from tenantkv.keyspace.packedset import PackedSet, compact_set
 from tenantkv.keyspace.types import register_type
 from tenantkv.protocol.encoder import SetReply
 from tenantkv.util.numbers import LLONG_MAX, parse_int
-from tenantkv.util.sampling import random_distinct, random_member, random_repeated
+from tenantkv.util.sampling import check_random_count, random_distinct, random_member, random_repeated
 
 _INTSET_ENTRIES = (None, "set-max-intset-entries")
 _LISTPACK_ENTRIES = (None, "set-max-listpack-entries")
@@ -332,6 +332,7 @@ def srandmember(conn, args):
     if count < 0:
         if -count > MAX_RANDOM_PICKS:
             raise CommandError(errors.OUT_OF_RANGE)
+        check_random_count(conn, -count)
         return random_repeated(s, -count)
     if count >= len(s):
         return list(s)   # the set's own order (numeric for an intset), as Redis 7.0

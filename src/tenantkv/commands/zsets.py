@@ -28,6 +28,7 @@ from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY, Raw
 from tenantkv.util.numbers import LLONG_MAX, float_arg, int_arg, parse_float, parse_int
 from tenantkv.util.options import NUMKEYS, Flag, Options, Value, choice
 from tenantkv.util.ranges import rank_range
+from tenantkv.util.sampling import check_random_count
 
 _ENTRIES = (None, "zset-max-listpack-entries")
 _VALUE = (None, "zset-max-listpack-value")
@@ -790,7 +791,8 @@ def zrandmember(conn, args):
         picks = -count if count < 0 else 1
         if picks > MAX_RANDOM_PICKS:
             raise CommandError(errors.OUT_OF_RANGE)
-        pairs = [order[random.randrange(n)] for _ in range(picks)]
+        check_random_count(conn, picks, withscores)
+        pairs = random.choices(order, k=picks)   # the loop in C
     elif count >= n:
         pairs = order if packed else list(order)
     else:

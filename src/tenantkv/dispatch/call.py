@@ -216,7 +216,20 @@ def _queue(client, cmd, args: list) -> bytes:
         stats.error(denied, tenant)
         client.multi_error = True
         return encode_error(denied)
-    client.multi.append((cmd, args))
+    queue = client.multi
+    if client.multi_error:
+        return QUEUED   # EXEC will abort: keeping the command would only cost memory
+    if not client.root:
+        queue.size += sum(map(len, args))
+        if len(queue) >= queue.MAX_COMMANDS or queue.size > queue.MAX_BYTES:
+            # A bound of tenantkv's (commands/transactions.py): the
+            # transaction is aborted as after any queuing error, and what
+            # it held is freed now.
+            queue.clear()
+            stats.error("ERR", tenant)
+            client.multi_error = True
+            return encode_error(errors.multi_queue_limit(queue.MAX_COMMANDS, queue.MAX_BYTES >> 20))
+    queue.append((cmd, args))
     return QUEUED
 
 

@@ -81,7 +81,8 @@ class Databases:
 class Tenant:
     __slots__ = ("name", "dbs", "_clients", "auth_failures", "acl_denied", "ran", "_calls",
                  "_failed", "_rejected", "_errors", "error_replies", "net_input_bytes",
-                 "net_output_bytes", "connections", "quota", "used_memory", "limiter")
+                 "net_output_bytes", "connections", "quota", "used_memory", "limiter", "busy", "held",
+                 "_scans", "scan_names", "_scans_evicted")
 
     def __init__(self, name: str, stats, databases: int = DATABASES) -> None:
         self.name = name
@@ -97,6 +98,14 @@ class Tenant:
         # Its rate quota's token bucket (dispatch/throttle.py), None without
         # one: the connection tests this once per read.
         self.limiter = None
+        # A long command running in slices (dispatch/slices.py): the client
+        # running it, and the other clients whose requests wait for its end.
+        self.busy = None
+        self.held: list = []
+        # Its live SCAN snapshots, bounded over all its databases
+        # (commands/keys.py): made when first used, as most tenants never scan.
+        self._scans = self._scans_evicted = None
+        self.scan_names = 0
         self.reset_stats()
 
     @property
@@ -130,6 +139,18 @@ class Tenant:
         self.net_input_bytes = 0    # of connections gone (Connection.fold_net)
         self.net_output_bytes = 0
         self.connections = 0     # connections that logged in to this tenant
+
+    @property
+    def scans(self) -> dict:
+        if self._scans is None:
+            self._scans = {}
+        return self._scans
+
+    @property
+    def scans_evicted(self) -> dict:
+        if self._scans_evicted is None:
+            self._scans_evicted = {}
+        return self._scans_evicted
 
     @property
     def calls(self) -> dict:

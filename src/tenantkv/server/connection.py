@@ -347,6 +347,9 @@ class Connection(asyncio.Protocol):
         # start of the commandstats timing of this batch.
         self.last_interaction = now = monotonic()
         self.net_in += len(data)
+        busy = self.tenant.busy
+        if busy is not None and busy is not self and self.backlog is None:
+            self._hold()   # its tenant runs a long command: wait (dispatch/slices.py)
         try:
             requests = self.reader.feed(data)
         except QueryBufferExceeded:
@@ -594,11 +597,24 @@ class Connection(asyncio.Protocol):
         if not self.paused:
             self._run_backlog()
 
+    def _hold(self) -> None:
+        """Hold this client's requests while another client of its tenant runs
+        a long command in slices: the tenant is the unit of atomicity
+        (dispatch/slices.py). They run when that command ends."""
+        if self.backlog is None:
+            self.backlog = []
+        self.tenant.held.append(self)
+
     def _run_backlog(self) -> None:
         if self.waiting is not None:
             return   # _finish_wait runs it
         if self.server.frozen:
             return   # shutting down; a failed shutdown's thaw runs it
+        busy = self.tenant.busy
+        if busy is not None and busy is not self:
+            if self.backlog is not None and not self.closing:
+                self._hold()
+            return
         backlog, error = self.backlog, self.backlog_error
         self.backlog = self.backlog_error = None
         if self.closing or backlog is None:

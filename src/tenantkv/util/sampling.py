@@ -23,6 +23,25 @@ import random
 from collections import OrderedDict
 from itertools import islice
 
+from tenantkv import errors
+from tenantkv.errors import CommandError
+
+# The longest reply SRANDMEMBER / HRANDFIELD / ZRANDMEMBER with a negative
+# count give a non-root user: Redis has no limit but LONG_MAX, and 16M picks
+# took ~10 s and 2.5 GB here. 100,000 picks take ~30 ms with their reply;
+# with WITHVALUES / WITHSCORES (a pair each, nested in RESP3, a score to
+# format) 100,000 took 0.25-0.45 s, hence a lower limit for those.
+RANDOM_REPLY_LIMIT = 100_000
+RANDOM_PAIRS_LIMIT = 20_000
+
+
+def check_random_count(client, picks: int, pairs: bool = False) -> None:
+    """Refuse `picks` repeated random elements (`pairs`: with their values
+    or scores) past the non-root limit."""
+    limit = RANDOM_PAIRS_LIMIT if pairs else RANDOM_REPLY_LIMIT
+    if picks > limit and not client.root:
+        raise CommandError(errors.random_count_limit(limit))
+
 SMALL = 128
 MAX_SNAPSHOTS = 32
 

@@ -445,6 +445,31 @@ def _dec_strings(r, count, data):
     return keys
 
 
+# Keys of a string block decoded between two yields of _parse_steps.
+_STRING_STEP = 8192
+
+
+def _dec_strings_steps(r, count, data):
+    """_dec_strings as a generator: the same reads and checks, in the same
+    order, then the keys made and installed a few thousand at a time (a
+    block of 65,536 keys took 30-150 ms in one go on a busy machine)."""
+    klens = r.lengths(count)
+    kstart = r.pos
+    r.need(sum(klens))
+    vlens = r.lengths(count)
+    vstart = r.pos
+    r.need(sum(vlens))
+    koffsets = list(accumulate(klens, initial=kstart))
+    voffsets = list(accumulate(vlens, initial=vstart))
+    raw = r.data
+    for at in range(0, count, _STRING_STEP):
+        stop = min(count, at + _STRING_STEP)
+        keys = [raw[a:b] for a, b in zip(koffsets[at:stop], koffsets[at + 1:stop + 1])]
+        values = [raw[a:b] for a, b in zip(voffsets[at:stop], voffsets[at + 1:stop + 1])]
+        data.update(zip(keys, values))
+        yield
+
+
 def _dec_sequences(kind, what, element):
     def decode(r, count, data):
         at = r.pos
@@ -635,6 +660,49 @@ def parse_file(data: bytes, now_ms: int | None = None, databases: int | None = N
 
 
 def _parse_file(data: bytes, now_ms, databases, limits=None) -> LoadResult:
+    steps = _parse_steps(data, now_ms, databases, limits)
+    try:
+        while True:
+            next(steps)
+    except StopIteration as done:
+        return done.value
+
+
+# Bytes checksummed between two yields of _parse_steps.
+_CRC_STEP = 4 << 20
+
+
+def _crc(data: bytes, start: int, stop: int):
+    """zlib.crc32 of data[start:stop], a generator yielding every _CRC_STEP bytes."""
+    view = memoryview(data)
+    value = 0
+    for at in range(start, stop, _CRC_STEP):
+        value = zlib.crc32(view[at:min(stop, at + _CRC_STEP)], value)
+        yield
+    return value
+
+
+def parse_steps(data: bytes, now_ms: int | None = None, databases: int | None = None,
+                limits=None):
+    """parse_file as a generator (dispatch/slices.py: KDB IMPORT decodes in
+    slices): yields after each block and every few MB of checksum, returns
+    the LoadResult. The collector is off while each step runs, as in
+    parse_file, and on between steps (other clients run there)."""
+    steps = _parse_steps(data, now_ms, databases, limits)
+    while True:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+        finally:
+            if enabled:
+                gc.enable()
+        yield
+
+
+def _parse_steps(data: bytes, now_ms, databases, limits=None):
     size = len(data)
     if data[:8] != MAGIC:
         if size < 8 and MAGIC.startswith(data):
@@ -659,7 +727,7 @@ def _parse_file(data: bytes, now_ms, databases, limits=None) -> LoadResult:
         if stop + CRC.size > end:
             raise KdbError("section checksum: 4 bytes needed, %d left" % (end - stop), stop)
         (stored,) = CRC.unpack_from(data, stop)
-        if zlib.crc32(memoryview(data)[pos:stop]) != stored:
+        if (yield from _crc(data, pos, stop)) != stored:
             name_len = SECTION.unpack_from(data, pos)[1]
             name = data[pos + SECTION.size:pos + SECTION.size + name_len].decode("utf-8", "replace")
             raise KdbError("checksum mismatch in the section of tenant %r (bytes %d-%d)"
@@ -675,7 +743,7 @@ def _parse_file(data: bytes, now_ms, databases, limits=None) -> LoadResult:
     if pos + TRAILER.size != end:
         raise KdbError("%d unexpected bytes after the end marker" % (end - pos - TRAILER.size),
                        pos + TRAILER.size)
-    if zlib.crc32(memoryview(data)[:end - CRC.size]) != file_crc:
+    if (yield from _crc(data, 0, end - CRC.size)) != file_crc:
         raise KdbError("file checksum mismatch", end - CRC.size)
 
     now = now_ms
@@ -731,7 +799,10 @@ def _parse_file(data: bytes, now_ms, databases, limits=None) -> LoadResult:
                 values = entry[0]
                 before = len(values)
                 try:
-                    decoder(block, count, values)
+                    if kind == STRING:   # the common block: decoded in steps
+                        yield from _dec_strings_steps(block, count, values)
+                    else:
+                        decoder(block, count, values)
                 except KdbError as exc:
                     exc.message = "%s, in %s" % (exc.message, where)
                     raise
@@ -742,6 +813,7 @@ def _parse_file(data: bytes, now_ms, databases, limits=None) -> LoadResult:
             if block.pos != block.end:
                 raise KdbError("%d unread bytes in a %s block" % (block.end - block.pos,
                                                                   KIND_NAMES[kind]), block.pos)
+            yield
         for index in sorted(dbs):
             values, expires = dbs[index]
             if not expires.keys() <= values.keys():

@@ -1,0 +1,123 @@
+"""Sliced execution: a long command runs in slices across loop turns.
+
+The tenant is the unit of atomicity (DESIGN.md): while a long command of
+tenant A runs, A's other clients wait (server/connection.py holds their
+requests, as it holds a blocked client's backlog) and tenants B, C... are
+served between the slices. No client of A can see a state between two
+slices, so A cannot tell the difference from Redis's atomicity.
+
+A long command's handler writes its work as a generator: it does a bounded
+piece of work, `yield`s, and at the end `return`s the reply. `run(client,
+job)` drives it:
+
+- the first slice runs at once; a job done within it (the common case: a
+  KEYS over a small database) answers as any command does, with no cost
+  beyond the generator;
+- otherwise the tenant is marked busy and the rest runs one slice (SLICE
+  seconds) per loop turn, through loop.call_soon; the handler's reply is a
+  Deferred whose future gets the reply at the end;
+- inside EXEC (and on the log's internal client) nothing may wait, so the
+  job runs whole there. For a non-root client that costs at most
+  EXEC_SLICES slices of work: more is refused with a clear error (the jobs
+  that slice do their writes only at the very end, so a refused job has
+  changed nothing). Root's jobs run whole inside EXEC, as in Redis;
+- a job whose client went away stops at its next slice; while the server is
+  frozen (a shutdown saving) a job does not advance, as no command runs then.
+
+A job walks a list() snapshot of whatever it iterates (taken in one C call),
+so the expiry cycle or eviction removing keys of a busy tenant between two
+slices cannot break it.
+"""
+
+from time import monotonic
+
+from tenantkv import errors
+from tenantkv.dispatch.replies import Deferred
+from tenantkv.errors import CommandError
+
+SLICE = 0.005       # seconds of work per loop turn
+EXEC_SLICES = 10    # slices of work a non-root job may take inside EXEC
+
+# What a job does between two checks of the clock: one `yield` per STEP
+# units of work (keys matched, rows of a table...). The clock is read only
+# at a yield.
+STEP = 2048
+
+
+def run(client, job, finish=None):
+    """Drive the generator `job` for `client`: its reply (the value it
+    returns, through `finish` if given), or a Deferred."""
+    deadline = monotonic() + SLICE
+    try:
+        while True:
+            next(job)
+            if monotonic() > deadline:
+                break
+    except StopIteration as done:
+        return done.value if finish is None else finish(done.value)
+    server = client.server
+    if client.transport is None or server.events.in_exec:
+        reply = _whole(client, job)
+        return reply if finish is None else finish(reply)
+    future = server.loop.create_future()
+    tenant = client.tenant
+    tenant.busy = client
+    server.loop.call_soon(_step, client, tenant, job, future)
+    return Deferred(future, finish or _same)
+
+
+def _same(reply):
+    return reply
+
+
+def _whole(client, job):
+    slices = 0
+    deadline = monotonic() + SLICE
+    try:
+        while True:
+            next(job)
+            if monotonic() > deadline:
+                slices += 1
+                deadline = monotonic() + SLICE
+                if slices >= EXEC_SLICES and not client.root:
+                    job.close()
+                    raise CommandError(errors.too_long_in_multi(int(EXEC_SLICES * SLICE * 1000)))
+    except StopIteration as done:
+        return done.value
+
+
+def _step(client, tenant, job, future) -> None:
+    server = client.server
+    if client.closing or future.cancelled():
+        job.close()
+        _release(tenant)
+        return
+    if server.frozen:   # a shutdown is saving: nothing runs; a thaw resumes us
+        server.loop.call_later(0.01, _step, client, tenant, job, future)
+        return
+    deadline = monotonic() + SLICE
+    try:
+        while True:
+            next(job)
+            if monotonic() > deadline:
+                break
+    except StopIteration as done:
+        _release(tenant)
+        future.set_result(done.value)
+        return
+    except BaseException as exc:   # CommandError, or a bug: the connection reports it
+        _release(tenant)
+        future.set_exception(exc)
+        return
+    server.loop.call_soon(_step, client, tenant, job, future)
+
+
+def _release(tenant) -> None:
+    """The tenant's job is over: its held connections run their requests, on
+    the next loop turn (after the job's own client has its reply)."""
+    tenant.busy = None
+    held = tenant.held
+    if held:
+        tenant.held = []
+        for conn in held:
+            conn.server.loop.call_soon(conn._run_backlog)
