@@ -77,6 +77,9 @@ class Command:
     # Only root may run it, whatever the user's rules say (Redis's flag
     # "admin", unless declared otherwise): tenancy/permissions.py.
     root_only: bool = False
+    # Not in Redis's @fast category: it may take long (SCAN, MSET, SUNION...),
+    # so a pipelined batch checks the clock after it (server/connection.py).
+    slow: bool = False
     # First arguments of a root-only command (DEBUG OBJECT) that any user may
     # run, its rules permitting: they see only the caller's own tenant.
     open_firstargs: frozenset = frozenset()
@@ -176,6 +179,7 @@ def build(name: str, handler, declared: dict, getkeys=None, root_only=None) -> C
         summary=fields.get("summary", ""), complexity=fields.get("complexity", ""),
         docs={f: fields[f] for f in DOC_FIELDS if f in fields})
     entry.root_only = "admin" in flags if root_only is None else root_only
+    entry.slow = "fast" not in entry.acl_categories
     entry.key = name if "|" in name else name.encode()
     return entry
 

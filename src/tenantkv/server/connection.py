@@ -60,6 +60,10 @@ MAX_BLOCKED_BACKLOG = 1024   # requests held behind a blocked pop before reading
 # for seconds (issue 15: 5.8 s). The rest waits in the backlog, with reading
 # paused, and runs on the next turns: ~3 ms of cheap commands per turn.
 TURN_REQUESTS = 1024
+# The same in time: after a command that is not @fast (Command.slow), a
+# batch that has run this long leaves the rest for the next turn (64
+# pipelined SCAN 0 on a million keys held the others for 1.4 s).
+TURN_SECONDS = 0.005
 
 
 class Connection(asyncio.Protocol):
@@ -498,6 +502,8 @@ class Connection(asyncio.Protocol):
                         size += len(reply)
                         append(reply)
                 ran.append(cmd)
+                if cmd.slow and monotonic() - started > TURN_SECONDS:
+                    break   # the rest on the next turn (below)
             if self.close_after_reply:   # QUIT, a kill, a closed transport: stop here
                 break
             if size > FLUSH_AT:
@@ -520,11 +526,12 @@ class Connection(asyncio.Protocol):
             self.last_command = cmd.name
         if self.backlog is not None and self.waiting is None:
             return   # paused mid-batch: the rest runs when the client drains
-        if (len(requests) > TURN_REQUESTS and self.waiting is None
+        processed = done + len(out)
+        if (processed < len(requests) and self.waiting is None
                 and not self.close_after_reply and not self.closing):
             # More than this turn's share: the rest runs on the next turns
             # (its protocol error, if any, after it), the others' first.
-            self.backlog = requests[TURN_REQUESTS:]
+            self.backlog = requests[processed:]
             self.backlog_error = error
             error = None
             self.transport.pause_reading()
