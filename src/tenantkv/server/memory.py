@@ -262,7 +262,9 @@ class Memory:
         best = None
         best_rank = None
         seen = set()
-        for _ in range(TENANT_SAMPLES):
+        # Few tenants: look at each (a sample of 5 out of 3 misses the big
+        # one 13% of the time); many: a sample, O(1) per eviction.
+        for _ in range(TENANT_SAMPLES if len(tenants) > 4 * TENANT_SAMPLES else 0):
             name = random_member(tenants)
             if name in seen:
                 continue
