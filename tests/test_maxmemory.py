@@ -31,6 +31,9 @@ def test_noeviction_answers_oom_reads_and_del_work(make_server):
     proc = make_server()
     r = proc.client()
     _limit_above_now(r, 2_000_000)
+    early = proc.raw()   # a transaction queued while there was room
+    exchange(early, resp("MULTI"), b"+OK\r\n")
+    exchange(early, resp("SET", "early", "v"), b"+QUEUED\r\n")
     value = b"x" * 10_000
     with pytest.raises(redis.ResponseError) as refused:
         for i in range(1_000):
@@ -38,13 +41,17 @@ def test_noeviction_answers_oom_reads_and_del_work(make_server):
     assert "maxmemory" in str(refused.value)
     stored = r.dbsize()
     assert 150 <= stored <= 250
+    exchange(early, resp("EXEC"), b"-EXECABORT Transaction discarded because of: " + OOM[1:])
+    early.close()
     sock = proc.raw()
     exchange(sock, resp("SET", "more", "v"), OOM)
     exchange(sock, resp("LPUSH", "list", "v"), OOM)
+    # In MULTI, as Redis: refused when queued, and EXEC aborts.
     exchange(sock, resp("MULTI"), b"+OK\r\n")
-    exchange(sock, resp("SET", "more", "v"), b"+QUEUED\r\n")
-    exchange(sock, resp("EXEC"), b"-EXECABORT Transaction discarded because of: "
-             + OOM[1:])
+    exchange(sock, resp("GET", "k0"), b"+QUEUED\r\n")
+    exchange(sock, resp("SET", "more", "v"), OOM)
+    exchange(sock, resp("EXEC"), b"-EXECABORT Transaction discarded because of previous "
+             b"errors.\r\n")
     exchange(sock, resp("GET", "k0"), b"$10000\r\n" + value + b"\r\n")   # reads work
     exchange(sock, resp("INCR", "counter"), OOM)
     exchange(sock, resp("DEL", "k0", "k1", "k2"), b":3\r\n")   # DEL works (not denyoom)
@@ -209,3 +216,66 @@ def test_tenants_pay_for_eviction_by_size(make_server):
     _fill(big, b"b", 1_000, 10_000)
     assert small.dbsize() >= 45
     assert big.dbsize() < 400
+
+
+def test_memory_stats_has_redis_shape(make_server, redis_server):
+    proc = make_server()
+    r = proc.client()
+    reference = redis.Redis(port=redis_server.port)
+    for client in (r, reference):
+        client.flushall()
+        client.set(b"a", b"x" * 1000)
+        client.set(b"b", b"y", ex=100)
+    ours = r.execute_command("MEMORY", "STATS")
+    theirs = reference.execute_command("MEMORY", "STATS")
+    assert list(ours) == list(theirs)
+    assert ours[b"db.0"].keys() == theirs[b"db.0"].keys()
+    assert ours[b"keys.count"] == 2
+    r.config_set("maxmemory", "1gb")   # the accounting on: its figures
+    r.set(b"big", b"z" * 1_000_000)
+    stats = r.execute_command("MEMORY", "STATS")
+    info = r.info("memory")
+    assert stats[b"total.allocated"] >= info["used_memory_startup"] + 1_000_000
+    assert stats[b"startup.allocated"] == info["used_memory_startup"]
+    assert stats[b"keys.count"] == 3
+    assert stats[b"dataset.bytes"] >= 1_000_000
+
+
+def test_memory_stats_of_a_tenant_are_its_own(make_server):
+    proc = make_server("--maxmemory", "1gb")
+    r = proc.client()
+    r.execute_command("ACL", "SETUSER", "alice", "on", ">alice-pw", "+@all")
+    deadline = time.time() + 10
+    while True:
+        try:
+            alice = proc.client(username="alice", password="alice-pw",
+                                single_connection_client=True)
+            alice.ping()
+            break
+        except redis.AuthenticationError:
+            assert time.time() < deadline
+            time.sleep(0.1)
+    r.set(b"root-key", b"r" * 5_000_000)
+    alice.set(b"mine", b"m" * 10_000)
+    stats = alice.execute_command("MEMORY", "STATS")
+    assert stats[b"keys.count"] == 1
+    assert stats[b"startup.allocated"] == 0
+    assert 10_000 < stats[b"total.allocated"] < 100_000   # not root's 5 MB
+    assert not any(name.startswith((b"allocator", b"fragmentation")) for name in stats)
+
+
+def test_object_freq_and_idletime_follow_the_policy(make_server):
+    proc = make_server("--maxmemory", "1gb", "--maxmemory-policy", "allkeys-lfu")
+    r = proc.client()
+    r.set(b"hot", b"v")
+    r.set(b"cold", b"v")
+    for _ in range(200):
+        r.get(b"hot")
+    assert r.object("freq", b"hot") > r.object("freq", b"cold") >= 1
+    r.config_set("maxmemory-policy", "allkeys-lru")
+    r.get(b"hot")
+    r.set(b"cold", b"w")
+    time.sleep(2.2)
+    r.get(b"hot")
+    assert r.object("idletime", b"hot") == 0
+    assert r.object("idletime", b"cold") >= 2

@@ -88,6 +88,8 @@ class Memory:
 
     # -- state -----------------------------------------------------------------
 
+    rss = staticmethod(rss_bytes)   # for MEMORY STATS (commands/memory.py)
+
     def used(self) -> int:
         """INFO's used_memory: the figure compared with maxmemory."""
         return self.baseline + self.data + self.buffers
@@ -157,8 +159,18 @@ class Memory:
         tenant dropped with its data leaves the sum this way)."""
         if not self.on:
             return
+        self.buffers = self.client_buffers(self.server.clients.values())
+        self.data = sum(tenant.used_memory for tenant in self.server.tenants.values())
+        used = self.used()
+        if used > self.peak:
+            self.peak = used
+
+    @staticmethod
+    def client_buffers(clients) -> int:
+        """The bytes `clients` hold: output in their transports and not yet
+        handed to them, queued MULTI requests."""
         buffers = 0
-        for conn in self.server.clients.values():
+        for conn in clients:
             transport = conn.transport
             if transport is not None:
                 buffers += transport.get_write_buffer_size()
@@ -168,11 +180,7 @@ class Memory:
             multi = conn.multi
             if multi:
                 buffers += sum(sum(map(len, args)) + 16 * len(args) for _, args in multi)
-        self.buffers = buffers
-        self.data = sum(tenant.used_memory for tenant in self.server.tenants.values())
-        used = self.used()
-        if used > self.peak:
-            self.peak = used
+        return buffers
 
     # -- deltas ----------------------------------------------------------------
 
@@ -402,8 +410,13 @@ class Memory:
         def metered_exec(conn, args):
             queued = conn.multi
             if queued and any("denyoom" in cmd.flags for cmd, _ in queued):
+                data = conn.db.data
+
+                def creates():
+                    return any(args[i] not in data for cmd, args in queued
+                               if "denyoom" in cmd.flags for i in cmd.keys_of(args))
                 try:
-                    memory.admit(conn, lambda: True)
+                    memory.admit(conn, creates)
                 except CommandError as exc:
                     # As Redis's rejectCommand for EXEC: the transaction is discarded.
                     conn.server.events.end_transaction(conn)
