@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from conftest import locked_fixture, login, resp, exchange
+from conftest import exchange, locked_fixture, login, read_reply, resp
 
 locked = locked_fixture({"alice": "alice-pw", "bob": "bob-pw"}, "root-pw")
 
@@ -181,3 +181,28 @@ def test_used_memory_tracks_rss_growth(make_server):
     print("used_memory growth %d, RSS growth %d" % (used, rss))
     assert rss > 100 * 1024 * 1024, rss
     assert abs(used - rss) <= 0.2 * rss, (used, rss)
+
+
+def test_accounting_counts_pops_served_to_blocked_clients(locked, clients):
+    root, alice, _ = clients
+    root.config_set("tenant-quota-keys", "1000000")   # accounting on
+    empty = _dataset(root)
+    value = b"p" * 100_000
+    sock = locked.raw()
+    exchange(sock, resp("AUTH", "alice", "alice-pw"), b"+OK\r\n")
+    sock.sendall(resp("BLPOP", "queue", 10))
+    time.sleep(0.2)   # parked
+    alice.rpush(b"queue", value)
+    reply = read_reply(sock, timeout=10)
+    assert reply.endswith(value + b"\r\n")
+    assert alice.exists(b"queue") == 0
+    assert _dataset(root) == empty
+    sock.sendall(resp("BLMOVE", "src", "dst", "LEFT", "RIGHT", 10))
+    time.sleep(0.2)
+    alice.rpush(b"src", value)
+    assert read_reply(sock, timeout=10).endswith(value + b"\r\n")
+    sock.close()
+    assert alice.llen(b"dst") == 1
+    assert _dataset(root) - empty > 100_000
+    alice.delete(b"dst")
+    assert _dataset(root) == empty

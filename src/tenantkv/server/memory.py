@@ -85,6 +85,11 @@ class Memory:
         self.tracking = None   # "lru" / "lfu" while such a policy is on
         self.lfu_log_factor = 10
         self.lfu_decay = 1
+        # The keys the running write command's wrapper measures (one key:
+        # outer_db/outer_key; several: outer_pairs), for measure().
+        self.outer_db = None
+        self.outer_key = None
+        self.outer_pairs = None
 
     # -- state -----------------------------------------------------------------
 
@@ -482,9 +487,12 @@ class Memory:
                 if denyoom and not memory.server.events.in_exec:
                     memory.admit(conn, lambda: key not in data)
                 before = footprint(db, key, data.get(key))
+                memory.outer_db = db   # see measure()
+                memory.outer_key = key
                 try:
                     return handler(conn, args)
                 finally:
+                    memory.outer_db = None
                     data = db.data   # FLUSH-like commands replace the dict
                     value = data.get(key)
                     delta = footprint(db, key, value) - before
@@ -512,9 +520,11 @@ class Memory:
             if denyoom and not memory.server.events.in_exec:
                 memory.admit(conn, lambda: any(key not in d.data for d, key in pairs))
             before = [footprint(d, key, d.data.get(key)) for d, key in pairs]
+            memory.outer_pairs = pairs   # see measure()
             try:
                 return handler(conn, args)
             finally:
+                memory.outer_pairs = None
                 tracking = memory.tracking
                 for (d, key), size in zip(pairs, before):
                     value = d.data.get(key)
@@ -530,6 +540,25 @@ class Memory:
                     memory._recount_tenant(tenant)
         metered.__wrapped__ = handler
         return metered
+
+    def measure(self, conn, keys, function, *args):
+        """function(*args), which changes `keys` of conn.db outside a
+        command's handler (a parked client served: dispatch/blocking.py)."""
+        db = conn.db
+        # A key the write command running now measures itself (a push that
+        # served a parked client): counted there, once.
+        outer = self.outer_pairs or ()
+        keys = tuple(key for key in dict.fromkeys(keys)
+                     if not (db is self.outer_db and key == self.outer_key)
+                     and (db, key) not in outer)
+        before = [footprint(db, key, db.data.get(key)) for key in keys]
+        try:
+            return function(*args)
+        finally:
+            for key, size in zip(keys, before):
+                delta = footprint(db, key, db.data.get(key)) - size
+                if delta:
+                    self._charge(db, delta, conn.tenant)
 
     def _recount_tenant(self, tenant) -> None:
         """After a write that names no keys (and is no flush): count the
