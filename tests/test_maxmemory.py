@@ -279,3 +279,27 @@ def test_object_freq_and_idletime_follow_the_policy(make_server):
     r.get(b"hot")
     assert r.object("idletime", b"hot") == 0
     assert r.object("idletime", b"cold") >= 2
+
+
+def test_loaded_data_is_counted_and_a_lower_limit_evicts(make_server, tmp_path):
+    proc = make_server()
+    r = proc.client()
+    _fill(r, b"k", 500, 10_000)   # 5 MB, saved at shutdown
+    r.select(3)
+    _fill(r, b"other", 100, 10_000)
+    proc.stop()
+    proc = make_server("--maxmemory", "1gb", port=proc.port)
+    r = proc.client()
+    assert r.dbsize() == 500
+    dataset = r.info("memory")["used_memory_dataset"]
+    assert 6_000_000 <= dataset <= 6_600_000, dataset
+    r.execute_command("DEBUG", "RELOAD")
+    assert abs(r.info("memory")["used_memory_dataset"] - dataset) < 10_000
+    # A limit below what is held: evicted at once (and by the cron), no write needed.
+    r.config_set("maxmemory-policy", "allkeys-random")
+    r.config_set("maxmemory", str(r.info("memory")["used_memory"] - 3_000_000))
+    deadline = time.time() + 10
+    while r.info("memory")["used_memory"] > r.info("memory")["maxmemory"]:
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert r.info("stats")["evicted_keys"] >= 290

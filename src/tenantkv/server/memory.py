@@ -142,6 +142,15 @@ class Memory:
         stats.on_free = self._freed if on else None
         stats.on_clear = self._cleared if on else None
         server.events.set_meter(self if on else None)
+        self._evict_in_background()   # a lower maxmemory takes effect now, as Redis's
+
+    def _evict_in_background(self) -> None:
+        """Over maxmemory with an evicting policy and nothing writing: evict
+        (one bounded step), as Redis's eviction time proc keeps doing."""
+        maxmemory = self.maxmemory
+        if (maxmemory and self.policy != "noeviction"
+                and self.baseline + self.data + self.buffers > maxmemory):
+            self.evict(maxmemory)
 
     def recount(self) -> None:
         """Count every tenant's data from scratch (O(keys): when turned on,
@@ -169,6 +178,7 @@ class Memory:
         used = self.used()
         if used > self.peak:
             self.peak = used
+        self._evict_in_background()
 
     @staticmethod
     def client_buffers(clients) -> int:
