@@ -206,3 +206,26 @@ def test_accounting_counts_pops_served_to_blocked_clients(locked, clients):
     assert _dataset(root) - empty > 100_000
     alice.delete(b"dst")
     assert _dataset(root) == empty
+
+
+def test_accounting_counts_expiry_lazy_and_active(clients):
+    root, alice, _ = clients
+    root.config_set("tenant-quota-keys", "1000000")   # accounting on
+    empty = _dataset(root)
+    root.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", 0)
+    pipe = alice.pipeline(transaction=False)
+    for i in range(200):
+        pipe.set(b"e%d" % i, b"x" * 5000, px=150)
+    pipe.execute()
+    assert _dataset(root) - empty > 200 * 5000
+    time.sleep(0.3)
+    for i in range(100):
+        assert alice.get(b"e%d" % i) is None   # expired on access
+    assert alice.dbsize() == 100
+    assert empty + 100 * 5000 < _dataset(root) < empty + 100 * 6000
+    root.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", 1)
+    deadline = time.time() + 10
+    while alice.dbsize() and time.time() < deadline:   # the rest by the active cycle
+        time.sleep(0.05)
+    assert alice.dbsize() == 0
+    assert _dataset(root) == empty
