@@ -229,3 +229,17 @@ def test_accounting_counts_expiry_lazy_and_active(clients):
         time.sleep(0.05)
     assert alice.dbsize() == 0
     assert _dataset(root) == empty
+    # A write to a key that expired (found expired by the write itself).
+    root.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", 0)
+    alice.set(b"k", b"x" * 5000, px=50)
+    alice.rpush(b"l", b"x" * 5000)
+    alice.pexpire(b"l", 50)
+    alice.mset({b"m1": b"x" * 5000, b"m2": b"y" * 5000})
+    alice.pexpire(b"m1", 50)
+    time.sleep(0.1)
+    alice.set(b"k", b"new")
+    alice.rpush(b"l", b"new")
+    alice.mset({b"m1": b"new", b"m2": b"new"})
+    root.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", 1)
+    alice.delete(b"k", b"l", b"m1", b"m2")
+    assert _dataset(root) == empty

@@ -209,9 +209,14 @@ class Memory:
 
     def _freed(self, db, key: bytes) -> None:
         """A key is about to leave `db` by expiry."""
-        size = footprint(db, key, db.data.get(key))
-        if size:
-            self._charge(db, -size)
+        if not ((db is self.outer_db and key == self.outer_key)
+                or (self.outer_pairs is not None and (db, key) in self.outer_pairs)):
+            # (A key the running write command measures, expiring as that
+            # command looks it up, is counted by its wrapper: before, the
+            # expired value; after, the new one.)
+            size = footprint(db, key, db.data.get(key))
+            if size:
+                self._charge(db, -size)
         access = db.access
         if access:
             access.pop(key, None)
@@ -223,10 +228,11 @@ class Memory:
 
     # -- the checks before a command that may grow memory ------------------------
 
-    def admit(self, conn, creates) -> None:
+    def admit(self, conn, creates, data=None, key=None) -> None:
         """Refuse (CommandError) a denyoom command of `conn` when the server
         is over maxmemory and nothing can be evicted, or its tenant is over a
-        quota. `creates()`: would the command create a key?"""
+        quota. Would the command create a key? `creates()`, or (creates
+        None) is `key` missing from `data`: no closure made per command."""
         if conn.transport is None:
             return   # the server's own client (the log's replay): never refused
         maxmemory = self.maxmemory
@@ -237,7 +243,8 @@ class Memory:
         quota = tenant.quota
         if quota.memory and tenant.used_memory > quota.memory:
             raise CommandError(errors.quota_memory(quota.memory))
-        if quota.keys and tenant.key_count() >= quota.keys and creates():
+        if quota.keys and tenant.key_count() >= quota.keys and (
+                key not in data if creates is None else creates()):
             raise CommandError(errors.quota_keys(quota.keys))
 
     def check_growth(self, conn, growth: int) -> None:
@@ -489,13 +496,14 @@ class Memory:
                   and name not in ("move", "copy"))
         keyless = not cmd.has_keys()
 
+        events = self.server.events
         if single:
             def metered_single(conn, args):
                 db = conn.db
                 key = args[1]
                 data = db.data
-                if denyoom and not memory.server.events.in_exec:
-                    memory.admit(conn, lambda: key not in data)
+                if denyoom and not events.in_exec:
+                    memory.admit(conn, None, data, key)
                 before = footprint(db, key, data.get(key))
                 memory.outer_db = db   # see measure()
                 memory.outer_key = key
@@ -527,7 +535,7 @@ class Memory:
                     other = _other_db(conn, args, name)
                     if other is not None:
                         pairs.append((other, args[2] if name == "copy" else args[1]))
-            if denyoom and not memory.server.events.in_exec:
+            if denyoom and not events.in_exec:
                 memory.admit(conn, lambda: any(key not in d.data for d, key in pairs))
             before = [footprint(d, key, d.data.get(key)) for d, key in pairs]
             memory.outer_pairs = pairs   # see measure()
