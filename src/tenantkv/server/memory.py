@@ -43,10 +43,11 @@ import os
 import random
 import resource
 import time
+from sys import getsizeof
 
 from tenantkv import errors
 from tenantkv.errors import CommandError, execabort_because
-from tenantkv.keyspace.footprint import footprint
+from tenantkv.keyspace.footprint import EXPIRE_OVERHEAD, KEY_OVERHEAD, footprint, value_size
 from tenantkv.util.numbers import parse_int
 from tenantkv.util.sampling import random_member
 
@@ -90,6 +91,7 @@ class Memory:
         self.outer_db = None
         self.outer_key = None
         self.outer_pairs = None
+        self.data_limit = float("inf")
 
     # -- state -----------------------------------------------------------------
 
@@ -141,8 +143,15 @@ class Memory:
         stats = server.stats
         stats.on_free = self._freed if on else None
         stats.on_clear = self._cleared if on else None
+        self._set_limit()
         server.events.set_meter(self if on else None)
         self._evict_in_background()   # a lower maxmemory takes effect now, as Redis's
+
+    def _set_limit(self) -> None:
+        # The most data there may be before a denyoom command must look
+        # closer (admit): one comparison on the write path.
+        self.data_limit = (self.maxmemory - self.baseline - self.buffers if self.maxmemory
+                           else float("inf"))
 
     def _evict_in_background(self) -> None:
         """Over maxmemory with an evicting policy and nothing writing: evict
@@ -174,6 +183,7 @@ class Memory:
         if not self.on:
             return
         self.buffers = self.client_buffers(self.server.clients.values())
+        self._set_limit()
         self.data = sum(tenant.used_memory for tenant in self.server.tenants.values())
         used = self.used()
         if used > self.peak:
@@ -498,13 +508,27 @@ class Memory:
 
         events = self.server.events
         if single:
+            # The common case, written out (the accounting's cost per write
+            # is mostly here): the key's part of its footprint is charged
+            # only when the key appears or goes; a string's value is its
+            # getsizeof.
             def metered_single(conn, args):
                 db = conn.db
                 key = args[1]
                 data = db.data
+                tenant = conn.tenant
                 if denyoom and not events.in_exec:
-                    memory.admit(conn, None, data, key)
-                before = footprint(db, key, data.get(key))
+                    quota = tenant.quota
+                    if memory.data > memory.data_limit or quota.memory or quota.keys:
+                        memory.admit(conn, None, data, key)
+                value = data.get(key)
+                if value is None:
+                    before = 0
+                else:
+                    before = getsizeof(value) if type(value) is bytes else value_size(value)
+                    expires = db.expires
+                    if expires and key in expires:
+                        before += EXPIRE_OVERHEAD
                 memory.outer_db = db   # see measure()
                 memory.outer_key = key
                 try:
@@ -512,12 +536,25 @@ class Memory:
                 finally:
                     memory.outer_db = None
                     data = db.data   # FLUSH-like commands replace the dict
-                    value = data.get(key)
-                    delta = footprint(db, key, value) - before
-                    if delta:
-                        memory._charge(db, delta, conn.tenant)
-                    if memory.tracking is not None:
+                    after = data.get(key)
+                    if after is None:
+                        delta = -before
                         if value is not None:
+                            delta -= getsizeof(key) + KEY_OVERHEAD
+                    else:
+                        delta = (getsizeof(after) if type(after) is bytes
+                                 else value_size(after)) - before
+                        expires = db.expires
+                        if expires and key in expires:
+                            delta += EXPIRE_OVERHEAD
+                        if value is None:
+                            delta += getsizeof(key) + KEY_OVERHEAD
+                    if delta:
+                        db.used += delta
+                        tenant.used_memory += delta
+                        memory.data += delta
+                    if memory.tracking is not None:
+                        if after is not None:
                             memory._touch(db, key)
                         elif db.access:
                             db.access.pop(key, None)
