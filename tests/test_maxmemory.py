@@ -303,3 +303,20 @@ def test_loaded_data_is_counted_and_a_lower_limit_evicts(make_server, tmp_path):
         assert time.time() < deadline
         time.sleep(0.1)
     assert r.info("stats")["evicted_keys"] >= 290
+
+
+def test_growth_under_eviction_never_evicts_the_growing_key(make_server):
+    proc = make_server("--maxmemory-policy", "allkeys-random")
+    r = proc.client()
+    _limit_above_now(r, 2_000_000)
+    r.set(b"grow", b"g" * 100_000)
+    for step in range(2, 12):   # up to 1.1 MB, evicting the others to make room
+        _fill(r, b"filler%d:" % step, 100, 10_000)
+        assert r.setrange(b"grow", step * 100_000, b"x") == step * 100_000 + 1
+    assert r.info("stats")["evicted_keys"] > 0
+    assert r.info("memory")["used_memory"] <= r.info("memory")["maxmemory"] + 200_000
+    r.config_set("maxmemory-policy", "noeviction")
+    empty = r.info("memory")["used_memory_dataset"]
+    for key in r.scan_iter(count=1000):
+        r.delete(key)
+    assert r.info("memory")["used_memory_dataset"] == 0, empty

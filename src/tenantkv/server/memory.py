@@ -43,11 +43,10 @@ import os
 import random
 import resource
 import time
-from sys import getsizeof
 
 from tenantkv import errors
 from tenantkv.errors import CommandError, execabort_because
-from tenantkv.keyspace.footprint import EXPIRE_OVERHEAD, KEY_OVERHEAD, footprint, value_size
+from tenantkv.keyspace.footprint import BYTES, EXPIRE_OVERHEAD, KEY_OVERHEAD, data_size, footprint
 from tenantkv.util.numbers import parse_int
 from tenantkv.util.sampling import random_member
 
@@ -286,11 +285,21 @@ class Memory:
             return False
         deadline = monotonic() + self.budget
         volatile = self.policy.startswith("volatile")
+        skipped = 0
         while self.baseline + self.data + self.buffers > limit:
             picked = self._pick(volatile)
             if picked is None:
                 return False
-            self.evict_key(*picked)
+            db, key = picked
+            if ((db is self.outer_db and key == self.outer_key)
+                    or (self.outer_pairs is not None and picked in self.outer_pairs)):
+                # The key the running command is about to grow (check_growth
+                # evicts from inside it): not this one.
+                skipped += 1
+                if skipped > 16:
+                    return False
+                continue
+            self.evict_key(db, key)
             if monotonic() > deadline:
                 break
         return True
@@ -335,7 +344,10 @@ class Memory:
         if tenant is None:
             return None
         dbs = [db for db in tenant.dbs if (db.expires if volatile else db.data)]
-        db = max(dbs, key=len) if len(dbs) > 1 else dbs[0]
+        if len(dbs) > 1:   # the database with the most candidates
+            db = max(dbs, key=(lambda d: len(d.expires)) if volatile else len)
+        else:
+            db = dbs[0]
         pool = db.expires if volatile else db.data
         policy = self.policy
         if policy.endswith("random"):
@@ -525,7 +537,7 @@ class Memory:
                 if value is None:
                     before = 0
                 else:
-                    before = getsizeof(value) if type(value) is bytes else value_size(value)
+                    before = len(value) + BYTES if type(value) is bytes else data_size(value)
                     expires = db.expires
                     if expires and key in expires:
                         before += EXPIRE_OVERHEAD
@@ -540,15 +552,15 @@ class Memory:
                     if after is None:
                         delta = -before
                         if value is not None:
-                            delta -= getsizeof(key) + KEY_OVERHEAD
+                            delta -= len(key) + BYTES + KEY_OVERHEAD
                     else:
-                        delta = (getsizeof(after) if type(after) is bytes
-                                 else value_size(after)) - before
+                        delta = (len(after) + BYTES if type(after) is bytes
+                                 else data_size(after)) - before
                         expires = db.expires
                         if expires and key in expires:
                             delta += EXPIRE_OVERHEAD
                         if value is None:
-                            delta += getsizeof(key) + KEY_OVERHEAD
+                            delta += len(key) + BYTES + KEY_OVERHEAD
                     if delta:
                         db.used += delta
                         tenant.used_memory += delta
