@@ -243,3 +243,27 @@ def test_accounting_counts_expiry_lazy_and_active(clients):
     root.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", 1)
     alice.delete(b"k", b"l", b"m1", b"m2")
     assert _dataset(root) == empty
+
+
+def test_queued_multi_counts_toward_the_tenant_quota(locked, clients):
+    root, alice, bob = clients
+    root.config_set("tenant-quota-memory", "1mb")
+    sock = locked.raw()
+    exchange(sock, resp("AUTH", "alice", "alice-pw"), b"+OK\r\n")
+    exchange(sock, resp("MULTI"), b"+OK\r\n")
+    value = "q" * 100_000
+    for i in range(15):   # 1.5 MB held in the queue, no data yet
+        exchange(sock, resp("SET", "k%d" % i, value), b"+QUEUED\r\n")
+    time.sleep(0.5)   # the cron counts the clients' buffers
+    sock.sendall(resp("SET", "one-more", value))
+    assert read_reply(sock).startswith(b"-OOM command not allowed when the tenant's used memory")
+    # Still over at EXEC, which holds denyoom commands: refused with the
+    # reason, as Redis's processCommand rejects such an EXEC.
+    sock.sendall(resp("EXEC"))
+    assert read_reply(sock).startswith(
+        b"-EXECABORT Transaction discarded because of: OOM command not allowed when the "
+        b"tenant's used memory > its 'memory' quota")
+    sock.close()
+    assert bob.set(b"b", "x" * 100_000)   # bob's quota is his own
+    time.sleep(0.5)
+    assert alice.set(b"a", b"fine again")   # the queue is gone

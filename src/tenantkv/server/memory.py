@@ -91,6 +91,7 @@ class Memory:
         self.outer_key = None
         self.outer_pairs = None
         self.data_limit = float("inf")
+        self.tenant_buffers: dict = {}   # tenant name -> its clients' buffers (cron)
 
     # -- state -----------------------------------------------------------------
 
@@ -181,7 +182,19 @@ class Memory:
         tenant dropped with its data leaves the sum this way)."""
         if not self.on:
             return
-        self.buffers = self.client_buffers(self.server.clients.values())
+        # The clients' buffers, in all and per tenant (its memory quota
+        # counts its clients' output and MULTI queues too).
+        total = 0
+        per_tenant: dict = {}
+        one = self.client_buffers
+        for conn in self.server.clients.values():
+            size = one((conn,))
+            if size:
+                total += size
+                name = conn.tenant.name
+                per_tenant[name] = per_tenant.get(name, 0) + size
+        self.buffers = total
+        self.tenant_buffers = per_tenant
         self._set_limit()
         self.data = sum(tenant.used_memory for tenant in self.server.tenants.values())
         used = self.used()
@@ -250,7 +263,8 @@ class Memory:
                 raise CommandError(errors.OOM)
         tenant = conn.tenant
         quota = tenant.quota
-        if quota.memory and tenant.used_memory > quota.memory:
+        if quota.memory and (tenant.used_memory + self.tenant_buffers.get(tenant.name, 0)
+                             > quota.memory):
             raise CommandError(errors.quota_memory(quota.memory))
         if quota.keys and tenant.key_count() >= quota.keys and (
                 key not in data if creates is None else creates()):
