@@ -320,3 +320,16 @@ def test_growth_under_eviction_never_evicts_the_growing_key(make_server):
     for key in r.scan_iter(count=1000):
         r.delete(key)
     assert r.info("memory")["used_memory_dataset"] == 0, empty
+
+
+def test_growth_refused_when_only_the_growing_key_could_go(make_server):
+    proc = make_server("--maxmemory-policy", "allkeys-lru")
+    r = proc.client()
+    _limit_above_now(r, 1_500_000)
+    r.set(b"grow", b"g" * 1_000_000)
+    with pytest.raises(redis.ResponseError) as refused:
+        r.setrange(b"grow", 1_600_000, b"x")   # +600 KB: nothing else to evict
+    assert "maxmemory" in str(refused.value)
+    assert r.strlen(b"grow") == 1_000_000
+    r.delete(b"grow")
+    assert r.info("memory")["used_memory_dataset"] == 0
