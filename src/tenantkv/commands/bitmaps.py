@@ -65,6 +65,9 @@ def setbit(conn, args):
     byte = offset >> 3
     mask = 0x80 >> (offset & 7)
     if byte >= len(old):
+        memory = conn.server.memory
+        if memory.on:   # refused before allocating (server/memory.py)
+            memory.check_growth(conn, byte + 1 - len(old))
         value = b"".join((old, bytes(byte - len(old)), _SINGLE[mask if on else 0]))
         _store(db, key, value)
         return 0
@@ -391,6 +394,9 @@ def _bitfield(conn, args, read_only_command: bool):
     # As Redis: the string grows (or is created) up to the farthest bit any
     # write reaches before the operations run, even if they all FAIL.
     need = max(offset + bits - 1 for _, _, bits, offset, _, _ in writes) // 8 + 1
+    memory = conn.server.memory
+    if memory.on:   # refused before allocating (server/memory.py)
+        memory.check_growth(conn, need - (0 if old is None else len(old)))
     buf = bytearray(b"" if old is None else old)
     if len(buf) < need:
         buf.extend(bytes(need - len(buf)))

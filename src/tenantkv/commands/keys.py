@@ -485,10 +485,15 @@ def _object(conn, args, sub: bytes):
     if sub == b"freq":
         if "lfu" not in policy:
             raise CommandError(errors.OBJECT_FREQ_WITHOUT_LFU)
-        return 0
+        # Tracked while maxmemory is set with an LFU policy (server/memory.py)
+        freq = conn.server.memory.object_freq(conn.db, args[2])
+        return 0 if freq is None else freq
     if "lfu" in policy:
         raise CommandError(errors.OBJECT_IDLETIME_WITH_LFU)
-    return 0   # access times are not tracked per key (memory): see README
+    # Access times are kept only while maxmemory is set with an LRU policy
+    # (server/memory.py): a per-key clock costs memory; else 0.
+    idle = conn.server.memory.object_idletime(conn.db, args[2])
+    return 0 if idle is None else idle
 
 
 # -- expiry --------------------------------------------------------------------

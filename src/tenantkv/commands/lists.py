@@ -14,8 +14,8 @@ index or count before it looks the key up, so do we, and the other way round.
 from itertools import islice
 
 from tenantkv import errors
-from tenantkv.dispatch.blocking import (block_or_timeout, mpop_args, parse_timeout, pop_or_block,
-                                       served)
+from tenantkv.dispatch.blocking import (block_or_timeout, metered, mpop_args, parse_timeout,
+                                       pop_or_block, served)
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.quicklist import QuickList
@@ -439,7 +439,7 @@ def _blocking_move(conn, src: bytes, dst: bytes, from_head: bool, to_head: bool,
               b"LEFT" if to_head else b"RIGHT"]
 
     def serve(conn, key):
-        value = _move(conn, src, dst, from_head, to_head)
+        value = metered(conn, (src, dst), _move, conn, src, dst, from_head, to_head)
         if value is not None:
             served(conn, record, src, dst)
         return value

@@ -1,4 +1,4 @@
-"""MEMORY USAGE and MEMORY HELP: how many bytes a key and its value take.
+"""MEMORY USAGE, MEMORY STATS and MEMORY HELP: how many bytes data takes.
 
 An estimate, as Redis's is (object.c, objectComputeSize): the value's own
 object (sys.getsizeof) plus its elements, where for a collection the first
@@ -8,8 +8,11 @@ database's dict. It is Python's memory, not Redis's, so the figures differ
 from redis-server's while the reply is the same (an integer, nil for a
 missing key, Redis's errors); the resources issue replaces it with exact
 per-tenant accounting. A client only ever measures its own tenant's keys
-(conn.db). MEMORY DOCTOR, STATS, MALLOC-STATS and PURGE describe the whole
-server's allocator, so tenantkv does not have them.
+(conn.db). MEMORY STATS is Redis's map, from the accounting of
+server/memory.py: root sees the server's figures; any other user its own
+tenant's (its data, its clients), without the allocator and RSS lines, which
+describe the whole process. MEMORY DOCTOR, MALLOC-STATS and PURGE describe
+the whole server's allocator, so tenantkv does not have them.
 """
 
 import sys
@@ -18,74 +21,10 @@ from itertools import islice
 from tenantkv import errors
 from tenantkv.dispatch.table import container, subcommand
 from tenantkv.errors import CommandError
-from tenantkv.keyspace.intset import IntSet
-from tenantkv.keyspace.hashpack import PackedHash
-from tenantkv.keyspace.packedset import PackedSet
-from tenantkv.keyspace.quicklist import QuickList
-from tenantkv.keyspace.zset import PackedZSet, ZSet
+from tenantkv.keyspace.footprint import DEFAULT_SAMPLES, DICT_ENTRY, footprint, value_size
 from tenantkv.util.numbers import parse_int
 
-DEFAULT_SAMPLES = 5    # Redis's OBJ_COMPUTE_SIZE_DEF_SAMPLES
-# A key's entry in the database's dict (CPython: its hash and the key and
-# value pointers), as Redis adds sizeof(dictEntry).
-DICT_ENTRY = 3 * 8
-# A pointer to each element in a SortedList sublist (or chunk in a QuickList).
-POINTER = 8
-
 _getsizeof = sys.getsizeof
-
-
-def _sampled(elements, count: int, samples, size_of) -> int:
-    """The size of a collection's `count` elements, estimated from the first
-    `samples` of them (None: all), as Redis averages its samples."""
-    if not count:
-        return 0
-    sizes = [size_of(element) for element in islice(elements, samples)]
-    return sum(sizes) * count // len(sizes)
-
-
-def _pair_size(pair) -> int:
-    return _getsizeof(pair[0]) + _getsizeof(pair[1])
-
-
-def _zset_member_size(key: bytes) -> int:
-    # an index key in the sorted list (8 bytes of score, then the member), the
-    # member (8 bytes shorter than its key), its score in the scores dict, and
-    # the list's pointer
-    return 2 * _getsizeof(key) - 8 + _FLOAT + POINTER
-
-
-_FLOAT = _getsizeof(0.0)
-
-
-def value_size(value, samples=DEFAULT_SAMPLES) -> int:
-    """The estimated size in bytes of a value (samples: None for all elements)."""
-    kind = type(value)
-    if kind is bytes:
-        return _getsizeof(value)
-    if kind is PackedHash:   # one buffer, as Redis counts a listpack
-        return _getsizeof(value)
-    if kind is dict:
-        return _getsizeof(value) + _sampled(iter(value.items()), len(value), samples, _pair_size)
-    if kind is set:
-        return _getsizeof(value) + _sampled(iter(value), len(value), samples, _getsizeof)
-    if kind is PackedSet:   # the object and its one buffer, as a PackedHash
-        return _getsizeof(value) + _getsizeof(value.buf)
-    if kind is IntSet:
-        return _getsizeof(value)   # the array: header and 8 bytes a member, no objects
-    if kind is QuickList:   # its chunks sampled, as Redis samples quicklist nodes
-        chunks = value.chunks
-        if type(chunks) is bytes:   # a small list: its one chunk, held alone
-            return _getsizeof(value) + _getsizeof(chunks)
-        return (_getsizeof(value) + _getsizeof(chunks)
-                + _sampled(iter(chunks), len(chunks), samples, _getsizeof))
-    if kind is PackedZSet:   # one buffer, as Redis counts a listpack
-        return _getsizeof(value)
-    if kind is ZSet:
-        keys = value.keys
-        return (_getsizeof(value) + _getsizeof(value.scores) + _getsizeof(keys)
-                + _sampled(iter(keys), len(keys), samples, _zset_member_size))
-    return _getsizeof(value)   # a type without an estimate of its own (yet)
 
 
 def usage(db, key: bytes, samples=DEFAULT_SAMPLES):
@@ -100,6 +39,8 @@ MEMORY_HELP = [
     "USAGE <key> [SAMPLES <count>]",
     "    Return memory in bytes used by <key> and its value. Nested values are",
     "    sampled up to <count> times (default: 5, 0 means sample all).",
+    "STATS",
+    "    Return information about the memory usage of the server.",
 ]
 
 container("memory", help=MEMORY_HELP)
@@ -122,3 +63,87 @@ def _memory_usage(conn, args):
             raise CommandError(errors.SYNTAX)
     return usage(conn.db, args[2], samples)
 
+
+
+# Keys measured to estimate a tenant's data while the accounting is off (it
+# is then not kept): MEMORY STATS stays O(1) on a tenant with a million keys.
+STATS_SAMPLES = 64
+
+
+def _dataset_estimate(dbs) -> int:
+    total = 0
+    for db in dbs:
+        count = len(db.data)
+        if count:
+            sizes = [footprint(db, key, value)
+                     for key, value in islice(db.data.items(), STATS_SAMPLES)]
+            total += sum(sizes) * count // len(sizes)
+    return total
+
+
+@subcommand("memory", "stats")
+def _memory_stats(conn, args):
+    server = conn.server
+    memory = server.memory
+    root = conn.root
+    dbs = ([db for tenant in server.tenants.values() for db in tenant.dbs] if root
+           else list(conn.tenant.dbs))
+    if memory.on:
+        data = memory.data if root else conn.tenant.used_memory
+        buffers = memory.buffers if root else memory.client_buffers(conn.tenant.clients)
+    else:
+        data = _dataset_estimate(dbs)
+        buffers = memory.client_buffers(server.clients.values() if root else conn.tenant.clients)
+    startup = memory.baseline if root else 0
+    total = startup + data + buffers
+    peak = max(memory.peak, total) if root else total
+    reply = {
+        b"peak.allocated": peak,
+        b"total.allocated": total,
+        b"startup.allocated": startup,
+        b"replication.backlog": 0,
+        b"clients.slaves": 0,
+        b"clients.normal": buffers,
+        b"cluster.links": 0,
+        b"aof.buffer": 0,
+        b"lua.caches": 0,
+        b"functions.caches": 0,
+    }
+    overhead = startup + buffers
+    keys = 0
+    for db in dbs:
+        count = len(db.data)
+        if not count:
+            continue
+        keys += count
+        main, expires = _getsizeof(db.data), _getsizeof(db.expires)
+        overhead += main + expires
+        reply[b"db.%d" % db.index] = {b"overhead.hashtable.main": main,
+                                      b"overhead.hashtable.expires": expires,
+                                      b"overhead.hashtable.slot-to-keys": 0}
+    net = total - startup
+    dataset = max(0, total - overhead)
+    reply.update({
+        b"overhead.total": overhead,
+        b"keys.count": keys,
+        b"keys.bytes-per-key": net // keys if keys else 0,
+        b"dataset.bytes": dataset,
+        b"dataset.percentage": dataset * 100.0 / net if net > 0 else 0.0,
+        b"peak.percentage": total * 100.0 / peak if peak else 0.0,
+    })
+    if root:   # the process's own figures: no tenant's business
+        rss = memory.rss()
+        reply.update({
+            b"allocator.allocated": total,
+            b"allocator.active": total,
+            b"allocator.resident": rss,
+            b"allocator-fragmentation.ratio": 1.0,
+            b"allocator-fragmentation.bytes": 0,
+            b"allocator-rss.ratio": rss / total if total else 0.0,
+            b"allocator-rss.bytes": rss - total,
+            b"rss-overhead.ratio": 1.0,
+            b"rss-overhead.bytes": 0,
+            b"fragmentation": rss / total if total else 0.0,
+            b"fragmentation.bytes": rss - total,
+        })
+    return reply

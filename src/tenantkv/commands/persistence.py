@@ -204,12 +204,15 @@ def _import_job(conn, payload: bytes, replace: bool):
     then install every key in one step, so a save (a fork) or the log sees
     all of the import or none of it."""
     tenant = conn.tenant
+    room, refusal = conn.server.memory.import_room(conn)
     try:
         result = yield from kdb.parse_steps(payload, now_ms=int(time.time() * 1000),
                                             databases=len(tenant.dbs),
-                                            limits=conn.server.config.values)
+                                            limits=conn.server.config.values, room=room)
     except kdb.KdbError as exc:
         raise CommandError(errors.kdb_payload_invalid(exc))
+    except kdb.RoomExceeded:
+        raise CommandError(refusal)
     sections = result.tenants
     if len(sections) > 1:
         raise CommandError(errors.kdb_import_tenants(len(sections)))
@@ -244,10 +247,13 @@ def import_tenant(tenant, per_db: list, replace: bool, server=None) -> int:
     count = 0
     written = []
     journal = server.events.journal if server is not None else None
+    memory = server.memory if server is not None and server.memory.on else None
     for index, (data, expires) in enumerate(per_db):
         if not data:
             continue
         db = tenant.dbs[index]
+        if memory is not None:   # the accounting (server/memory.py): O(keys imported)
+            replaced = memory.footprints(db, (key for key in data if key in db.data))
         db.data.update(data)
         if db.expires:   # the old TTLs of replaced keys go (a loop only if any)
             pop = db.expires.pop
@@ -258,6 +264,8 @@ def import_tenant(tenant, per_db: list, replace: bool, server=None) -> int:
             for key in data:
                 pop(key, None)
         db.expires.update(expires)
+        if memory is not None:
+            memory.charge(db, memory.footprints(db, data) - replaced, tenant)
         count += len(data)
         if db.watchers or db.blocked:
             written.extend((db, key) for key in data)

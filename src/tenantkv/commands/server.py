@@ -172,16 +172,32 @@ def info_section(conn, name: str) -> list:
                 "mem_allocator:pymalloc",
             ]
         rss = _rss_bytes()
-        peak = max(rss, _peak_rss_bytes())
+        memory = server.memory
+        if memory.on:
+            # The accounting's logical figure (server/memory.py), the one
+            # compared with maxmemory; its own high-water mark.
+            used = memory.used()
+            peak = memory.peak = max(memory.peak, used)
+        else:   # no accounting: the process's memory is the best figure
+            used = rss
+            peak = max(rss, _peak_rss_bytes())
         maxmemory = server.config["limits.maxmemory"]
-        return [
-            "used_memory:%d" % rss,
-            "used_memory_human:%s" % _human(rss),
+        lines = [
+            "used_memory:%d" % used,
+            "used_memory_human:%s" % _human(used),
             "used_memory_rss:%d" % rss,
             "used_memory_rss_human:%s" % _human(rss),
             "used_memory_peak:%d" % peak,
             "used_memory_peak_human:%s" % _human(peak),
-            "used_memory_peak_perc:%.2f%%" % (rss * 100 / peak if peak else 100.0),
+            "used_memory_peak_perc:%.2f%%" % (used * 100 / peak if peak else 100.0),
+        ]
+        if memory.on:
+            lines += [
+                "used_memory_startup:%d" % memory.baseline,
+                "used_memory_dataset:%d" % memory.data,
+                "mem_clients_normal:%d" % memory.buffers,
+            ]
+        return lines + [
             "maxmemory:%d" % maxmemory,
             "maxmemory_human:%s" % _human(maxmemory),
             "maxmemory_policy:%s" % server.config["limits.maxmemory_policy"],
@@ -212,7 +228,7 @@ def info_section(conn, name: str) -> list:
                 "total_net_output_bytes:%d" % (tenant.net_output_bytes
                                                + sum(c.net_out for c in tenant.clients)),
                 "expired_keys:%d" % expired,
-                "evicted_keys:0",
+                "evicted_keys:%d" % sum(db.evicted for db in tenant.dbs),
                 "keyspace_hits:%d" % hits,
                 "keyspace_misses:%d" % misses,
                 "pubsub_channels:0",
@@ -234,7 +250,7 @@ def info_section(conn, name: str) -> list:
                                            + sum(c.net_out for c in server.clients.values())),
             "rejected_connections:%d" % stats.rejected_connections,
             "expired_keys:%d" % expired,
-            "evicted_keys:0",
+            "evicted_keys:%d" % stats.evicted_keys,
             "keyspace_hits:%d" % hits,
             "keyspace_misses:%d" % misses,
             "pubsub_channels:0",

@@ -186,6 +186,10 @@ def mget(conn, args):
 def append(conn, args):
     db = conn.db
     old = db.write_typed(args[1], bytes)
+    if old is not None:
+        memory = conn.server.memory
+        if memory.on:   # refused before allocating (server/memory.py)
+            memory.check_growth(conn, len(args[2]))
     value = args[2] if old is None else old + args[2]
     if len(value) > MAX_STRING:
         raise CommandError(errors.STRING_TOO_LONG)
@@ -242,6 +246,9 @@ def setrange(conn, args):
         return len(old)
     if offset + len(patch) > MAX_STRING:
         raise CommandError(errors.STRING_TOO_LONG)
+    memory = conn.server.memory
+    if memory.on:   # refused before allocating (server/memory.py)
+        memory.check_growth(conn, offset + len(patch) - len(old))
     if len(old) < offset:
         old = old + b"\x00" * (offset - len(old))
     value = old[:offset] + patch + old[offset + len(patch):]

@@ -196,11 +196,21 @@ def pop_or_block(conn, keys, kind, pop, record, timeout: float):
             return reply
 
     def serve(conn, key):
-        reply = pop(conn, key)
+        reply = metered(conn, (key,), pop, conn, key)
         if reply is not None:
             served(conn, record(key, reply), key)
         return reply
     return block_or_timeout(conn, keys, kind, serve, timeout, NULL_ARRAY)
+
+
+def metered(conn, keys, function, *args):
+    """function(*args) for a parked client being served, which changes
+    `keys` of conn.db outside any handler: counted by the memory accounting
+    while it is on (server/memory.py), as a write command's wrapper would."""
+    meter = conn.server.events.meter
+    if meter is None:
+        return function(*args)
+    return meter.measure(conn, keys, function, *args)
 
 
 def mpop_args(args, sides: tuple) -> tuple:

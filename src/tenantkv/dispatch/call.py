@@ -216,6 +216,19 @@ def _queue(client, cmd, args: list) -> bytes:
         stats.error(denied, tenant)
         client.multi_error = True
         return encode_error(denied)
+    meter = client.server.events.meter
+    if meter is not None and "denyoom" in flags:
+        # Over maxmemory or a quota (server/memory.py): refused when queued,
+        # as Redis's processCommand, and EXEC then aborts.
+        try:
+            data = client.db.data
+            meter.admit(client, lambda: any(args[i] not in data for i in checked.keys_of(args)))
+        except CommandError as exc:
+            checked.rejected += 1
+            tenant.count(tenant.rejected, checked)
+            stats.error(exc.message, tenant)
+            client.multi_error = True
+            return encode_error(exc.message)
     queue = client.multi
     if client.multi_error:
         return QUEUED   # EXEC will abort: keeping the command would only cost memory

@@ -31,6 +31,12 @@ every key that existed). A command that failed (CommandError) wrote nothing;
 for the commands of UNCHANGED_ON_ZERO a reply of 0 (or a null) means nothing
 changed either, as Redis signals only real changes there; the commands of
 MAY_CHANGE_NOTHING say so by counting in `stats.unchanged_writes`.
+
+The memory accounting (server/memory.py, `set_meter`) uses the same swap:
+while it is on (maxmemory, or a memory/keys quota), its wrapper goes around
+whatever handler the state above chose (so its OOM check comes first, as
+Redis's processCommand checks memory before the disk error), for the write
+commands, EXEC and, while an LRU/LFU policy needs access times, the readers.
 """
 
 from tenantkv.dispatch.table import COMMANDS
@@ -149,6 +155,11 @@ class KeyEvents:
         # (mark_readers); _marking: command name -> that wrapper (built once).
         self.marker = None
         self._marking: dict = {}
+        # The memory accounting, while on (server/memory.py): meter.wrap(cmd,
+        # handler) -> its wrapper or None; _metered caches them by (name,
+        # handler) until the meter changes.
+        self.meter = None
+        self._metered: dict = {}
 
     # -- listening -------------------------------------------------------------
 
@@ -213,7 +224,7 @@ class KeyEvents:
                 handler = refusing
             elif self.installed and name in wrapped:
                 handler = wrapped[name]
-            COMMANDS[name].handler = handler
+            COMMANDS[name].handler = self._metering(name, handler)
 
     # -- refusing writes (MISCONF) --------------------------------------------
 
@@ -275,7 +286,30 @@ class KeyEvents:
                 handler = marking.get(name)
                 if handler is None:
                     handler = marking[name] = self._mark(plain[name])
-            COMMANDS[name].handler = handler
+            COMMANDS[name].handler = self._metering(name, handler)
+
+    # -- the memory accounting ---------------------------------------------------
+
+    def set_meter(self, meter) -> None:
+        """Wrap the write commands, EXEC and (as it asks) the readers with
+        `meter`'s wrappers (server/memory.py), or no more (None). Called
+        again when what the meter wraps changes (an LRU policy turned on)."""
+        self.meter = meter
+        self._metered = {}
+        self._apply()
+        marker = self.marker
+        self.marker = object()   # make mark_readers apply again
+        self.mark_readers(marker)
+
+    def _metering(self, name: str, handler):
+        meter = self.meter
+        if meter is None:
+            return handler
+        cached = self._metered.get((name, handler))
+        if cached is None:
+            cached = meter.wrap(COMMANDS[name], handler) or handler
+            self._metered[(name, handler)] = cached
+        return cached
 
     def _mark(self, handler):
         events = self

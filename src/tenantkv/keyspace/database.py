@@ -40,7 +40,8 @@ def now_ms() -> int:
 
 class Database:
     __slots__ = ("data", "expires", "encodings", "index", "stats", "scans", "scan_ids",
-                 "hits", "misses", "expired", "watchers", "blocked", "owner")
+                 "hits", "misses", "expired", "watchers", "blocked", "owner", "used", "access",
+                 "evicted")
 
     def __init__(self, index: int, stats) -> None:
         self.data: dict = {}
@@ -70,6 +71,12 @@ class Database:
         self.watchers: dict = {}
         self.blocked: dict = {}
         self.owner = None   # its tenant's key (Tenant sets it): the log's context
+        # The memory accounting's (server/memory.py), while it is on: the sum
+        # of this database's keys' footprints, and key -> last access (LRU)
+        # or frequency (LFU) while an eviction policy needs it.
+        self.used = 0
+        self.access = None
+        self.evicted = 0   # keys evicted (INFO evicted_keys of its tenant)
 
     # -- access --------------------------------------------------------------
 
@@ -166,6 +173,9 @@ class Database:
         return True
 
     def _expire(self, key: bytes) -> None:
+        freed = self.stats.on_free   # the accounting's, while it is on
+        if freed is not None:
+            freed(self, key)
         self.data.pop(key, None)
         del self.expires[key]
         if self.encodings:
@@ -218,6 +228,9 @@ class Database:
             expired = 0
             for key, when in batch:
                 if when <= now:
+                    freed = self.stats.on_free
+                    if freed is not None:
+                        freed(self, key)
                     del expires[key]
                     self.data.pop(key, None)
                     if self.encodings:
@@ -246,6 +259,10 @@ class Database:
             self._expire(key)
 
     def clear(self) -> None:
+        cleared = self.stats.on_clear   # the accounting's, while it is on
+        if cleared is not None:
+            cleared(self)
+        self.access = None if self.access is None else {}
         self.data = {}
         self.expires = {}
         self.encodings = {}

@@ -20,6 +20,7 @@ from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.table import LOOKUP
 from tenantkv.server.connection import Connection, flush_connections
 from tenantkv.server.quotas import Quotas
+from tenantkv.server.memory import Memory
 from tenantkv.dispatch.observers import KeyEvents
 from tenantkv.server.stats import Stats
 
@@ -95,6 +96,13 @@ class Server:
             self._set_default_quota(field, config["quotas." + field])
             config.listeners.setdefault("tenant-quota-" + field, []).append(
                 lambda value, field=field: self._set_default_quota(field, value))
+        # The memory accounting (server/memory.py): on while maxmemory or a
+        # memory/keys quota is set; re-read whenever one of them changes.
+        self.memory = Memory(self)
+        for name in ("maxmemory", "maxmemory-policy", "maxmemory-samples",
+                     "maxmemory-eviction-tenacity", "lfu-log-factor", "lfu-decay-time",
+                     "tenant-quota-memory", "tenant-quota-keys"):
+            config.listeners.setdefault(name, []).append(self.memory.refresh)
 
     def _set_default_quota(self, field: str, value: int) -> None:
         setattr(self.default_quota, field, value)
@@ -223,6 +231,9 @@ class Server:
         # The append-only log when it is on and exists, else the snapshot
         # (persistence/aof/appendonly.py); a refused file exits here, before listening.
         self.aof.startup()
+        # Counts what was loaded, when maxmemory or a quota is set (the user
+        # store's quotas may have turned the accounting on before the load).
+        self.memory.refresh(loaded=True)
         self.check_orphans()
         await self.listen()
         bound = [s.getsockname() for lst in self.listeners for s in lst.sockets]
@@ -363,6 +374,7 @@ class Server:
                 self.close_idle_clients()
                 for conn in list(self.output_paused):
                     conn._check_output_limit()
+                self.memory.cron()
                 for tenant in self.tenants.values():
                     if tenant.ran:   # bounds the hot path's list of commands run
                         tenant.fold()

@@ -18,6 +18,11 @@ class Stats:
         # (dispatch/observers.py) while the append-only log is on; every
         # Database holds this object, and only an expiry pays the test.
         self.on_expire = None
+        # The memory accounting's hooks (server/memory.py), while it is on: a
+        # key about to leave by expiry, on_free(db, key); a database about to
+        # be emptied, on_clear(db).
+        self.on_free = None
+        self.on_clear = None
         self.reset()
 
     def reset(self) -> None:
@@ -28,6 +33,7 @@ class Stats:
         self.net_input_bytes = 0
         self.net_output_bytes = 0
         self.expired_keys = 0
+        self.evicted_keys = 0
         # keyspace_hits/keyspace_misses are counted on each Database (one
         # increment on an object the command already holds) and summed by INFO.
         self.rejected_connections = 0

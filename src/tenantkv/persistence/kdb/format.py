@@ -88,6 +88,23 @@ CHUNK = 65536   # keys per block: bounds the memory a writer holds at once
 _SWAP = sys.byteorder == "big"   # the file is little-endian
 
 
+class RoomExceeded(Exception):
+    """An import's decoded data would not fit the room it was given
+    (parse_steps' `room`): refused before the block that passes it is
+    decoded, so a payload too big for maxmemory or a quota never sits in
+    memory whole (a 24 MB one decodes to ~150 MB)."""
+
+    def __init__(self, needed: int) -> None:
+        super().__init__(needed)
+        self.needed = needed
+
+
+# The estimate behind `room`: a block's bytes, plus per key what the
+# accounting charges beyond them (keyspace/footprint.py: two bytes objects'
+# headers and the dict entry, ~130 B).
+DECODED_PER_KEY = 130
+
+
 class KdbError(Exception):
     """A .kdb file (or export payload) refused: `message`, found at byte `offset`."""
 
@@ -683,12 +700,13 @@ def _crc(data: bytes, start: int, stop: int):
 
 
 def parse_steps(data: bytes, now_ms: int | None = None, databases: int | None = None,
-                limits=None):
+                limits=None, room: int | None = None):
     """parse_file as a generator (dispatch/slices.py: KDB IMPORT decodes in
     slices): yields after each block and every few MB of checksum, returns
     the LoadResult. The collector is off while each step runs, as in
-    parse_file, and on between steps (other clients run there)."""
-    steps = _parse_steps(data, now_ms, databases, limits)
+    parse_file, and on between steps (other clients run there). With
+    `room` (bytes), RoomExceeded once the decoded data would pass it."""
+    steps = _parse_steps(data, now_ms, databases, limits, room)
     while True:
         enabled = gc.isenabled()
         gc.disable()
@@ -702,8 +720,9 @@ def parse_steps(data: bytes, now_ms: int | None = None, databases: int | None = 
         yield
 
 
-def _parse_steps(data: bytes, now_ms, databases, limits=None):
+def _parse_steps(data: bytes, now_ms, databases, limits=None, room=None):
     size = len(data)
+    needed = 0
     if data[:8] != MAGIC:
         if size < 8 and MAGIC.startswith(data):
             raise KdbError("truncated header: %d bytes" % size, size)
@@ -770,6 +789,10 @@ def _parse_steps(data: bytes, now_ms, databases, limits=None):
             if databases is not None and index >= databases:
                 raise KdbError("database %d in tenant %r: this server has %d databases"
                                % (index, name, databases), at)
+            if room is not None:
+                needed += psize + count * DECODED_PER_KEY
+                if needed > room:
+                    raise RoomExceeded(needed)
             entry = dbs.get(index)
             if entry is None:
                 entry = dbs[index] = [{}, {}]
