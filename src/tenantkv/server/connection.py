@@ -584,12 +584,23 @@ class Connection(asyncio.Protocol):
         if self.closing or deferred is None or future.cancelled():
             return
         cmd = deferred.cmd
-        try:
-            data = encode(deferred.finish(future.result()), self.resp3)
-        except CommandError as exc:
-            data = self._failed(cmd, exc.message)
-        except Exception as exc:
-            data = self._crashed(cmd, exc)
+        # The error taken as a value, not raised here: raised, its traceback
+        # would hold this frame and this frame the future holding the error,
+        # a cycle that kept what the job's frames hold (a refused KDB
+        # IMPORT's payload and decoded keys, 40+ MB) until a full collection.
+        error = future.exception()
+        if error is None:
+            try:
+                data = encode(deferred.finish(future.result()), self.resp3)
+            except CommandError as exc:
+                data = self._failed(cmd, exc.message)
+            except Exception as exc:
+                data = self._crashed(cmd, exc)
+        elif isinstance(error, CommandError):
+            data = self._failed(cmd, error.message)
+        else:
+            data = self._crashed(cmd, error)
+        del error
         self.unsent.append(data)
         self.flush()
         if self.close_after_reply:
