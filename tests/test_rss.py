@@ -1,14 +1,16 @@
 """The server's RSS follows its data (issue 15): freed memory is handed back
-to the system (MEMORY PURGE, and the cron's own trim after RSS grows), and a
-refused KDB IMPORT leaves nothing behind."""
+to the system (MEMORY PURGE, and the cron's own trim after RSS grows), a
+refused KDB IMPORT leaves nothing behind, and clients that never read are
+evicted before their output takes the server past maxmemory."""
 
 import os
+import socket
 import time
 
 import pytest
 import redis
 
-from conftest import read_reply, resp
+from conftest import exchange, locked_server, login, read_reply, resp
 
 MB = 1 << 20
 
@@ -102,3 +104,37 @@ def test_a_refused_import_leaves_nothing_behind(make_server):
     after = _settled_rss(proc)
     assert r.dbsize() == 0
     assert after - before < 30 * MB, (before >> 20, after >> 20)
+
+
+def test_clients_that_never_read_are_evicted_over_maxmemory(tmp_path):
+    users = {"alice": "alice-pw", "bob": "bob-pw"}
+    with locked_server(tmp_path, users, "root-pw") as proc:
+        root, alice, bob = login(proc, "root"), login(proc, "alice"), login(proc, "bob")
+        pipe = alice.pipeline(transaction=False)
+        for start in range(0, 300_000, 1_000):   # LRANGE 0 -1: a 4.2 MB reply
+            pipe.rpush("big", *[b"e%07d" % i for i in range(start, start + 1_000)])
+        pipe.execute()
+        root.config_set("maxmemory", "1gb")   # the accounting on, to read its figure
+        root.config_set("maxmemory", str(root.info("memory")["used_memory"] + 20 * MB))
+        readers = []
+        for _ in range(6):   # each asks for 17 MB and reads nothing
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(5)
+            sock.connect(("127.0.0.1", proc.port))
+            exchange(sock, resp("AUTH", "alice", "alice-pw"), b"+OK\r\n")
+            sock.sendall(resp("LRANGE", "big", 0, -1) * 4)
+            readers.append(sock)
+        deadline = time.monotonic() + 20
+        while root.info("stats")["evicted_clients"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        evicted = root.info("stats")["evicted_clients"]
+        assert 1 <= evicted < 6
+        time.sleep(0.5)   # the cron sums the clients' buffers again
+        # The others' writes go on: the output left is under maxmemory.
+        assert bob.set("k", "v") is True
+        assert root.info("memory")["used_memory"] <= int(root.config_get("maxmemory")["maxmemory"])
+        with open(proc.log_path, "rb") as log:
+            assert log.read().count(b"Evicting client: id=") == evicted
+        for sock in readers:
+            sock.close()

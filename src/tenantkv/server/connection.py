@@ -722,6 +722,14 @@ class Connection(asyncio.Protocol):
         else:
             self.soft_since = None
 
+    def evict_for_memory(self) -> None:
+        """Closed by client eviction (server/memory.py evict_clients): Redis's
+        log line; its unsent replies are dropped."""
+        log.warning("Evicting client: %s", self.client_info())
+        self.closing = self.close_after_reply = True
+        self.server.output_paused.discard(self)
+        self.transport.abort()
+
     def _close_for_output(self) -> None:
         # Redis's words; its unsent replies are dropped, as Redis frees them.
         log.warning("Client %s scheduled to be closed ASAP for overcoming of output buffer "
@@ -785,6 +793,8 @@ def flush_connections(conns, journal) -> None:
             continue
         if conn.paused:
             conn._check_output_limit()
+            if not conn.closing:
+                conn.server.memory.evict_clients()
 
 
 

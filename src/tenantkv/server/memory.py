@@ -90,6 +90,8 @@ malloc_trim = _find_malloc_trim()
 TRIM_PERIOD = 1.0
 TRIM_GROWTH = 8 << 20
 TRIM_FOLLOW_UP = 32.0
+# Client eviction: a client holding less output than this is not closed.
+CLIENT_EVICT_MIN = 1 << 20
 
 
 def rss_bytes() -> int:
@@ -265,6 +267,45 @@ class Memory:
             return
         self.trim_next = monotonic() + self.trim_backoff
 
+    # -- client eviction ----------------------------------------------------------
+
+    def evict_clients(self) -> None:
+        """Over maxmemory with the output held for paused clients counted
+        (clients that do not read what they asked for): close the non-root
+        clients holding the most output first until under, as Redis's client
+        eviction (maxmemory-clients) does. Without this, 4 clients that never
+        read, each under the tenant's 64 MB output limit, held 256 MB, and
+        every other tenant's writes got -OOM. Only paused clients can hold
+        much (a client is paused once its output passes the transport's
+        high-water mark), so this looks at those: called when one of them
+        gets more output (connection.py) and by the cron. A tenant's
+        CLIENT NO-EVICT does not exempt its clients: that is for root's."""
+        maxmemory = self.maxmemory
+        paused = self.server.output_paused
+        if not maxmemory or not paused:
+            return
+        held = []
+        total = 0
+        for conn in paused:
+            transport = conn.transport
+            if transport is None or conn.closing:
+                continue
+            size = transport.get_write_buffer_size()
+            total += size
+            if not conn.root and size >= CLIENT_EVICT_MIN:
+                held.append((size, conn))
+        over = self.baseline + self.data + total - maxmemory
+        if over <= 0 or not held:
+            return
+        held.sort(key=lambda pair: pair[0], reverse=True)
+        stats = self.server.stats
+        for size, conn in held:
+            conn.evict_for_memory()
+            stats.evicted_clients += 1
+            over -= size
+            if over <= 0:
+                break
+
     def cron(self) -> None:
         """The clients' buffers, and the sum of the tenants' figures again (a
         tenant dropped with its data leaves the sum this way); memory handed
@@ -272,6 +313,7 @@ class Memory:
         self._trim_if_grown()
         if not self.on:
             return
+        self.evict_clients()
         # The clients' buffers, in all and per tenant (its memory quota
         # counts its clients' output and MULTI queues too).
         total = 0
