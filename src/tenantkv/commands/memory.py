@@ -1,4 +1,4 @@
-"""MEMORY USAGE, MEMORY STATS and MEMORY HELP: how many bytes data takes.
+"""MEMORY USAGE, STATS, PURGE and HELP: how many bytes data takes.
 
 An estimate, as Redis's is (object.c, objectComputeSize): the value's own
 object (sys.getsizeof) plus its elements, where for a collection the first
@@ -11,7 +11,7 @@ per-tenant accounting. A client only ever measures its own tenant's keys
 (conn.db). MEMORY STATS is Redis's map, from the accounting of
 server/memory.py: root sees the server's figures; any other user its own
 tenant's (its data, its clients), without the allocator and RSS lines, which
-describe the whole process. MEMORY DOCTOR, MALLOC-STATS and PURGE describe
+describe the whole process. MEMORY DOCTOR and MALLOC-STATS describe
 the whole server's allocator, so tenantkv does not have them.
 """
 
@@ -22,6 +22,7 @@ from tenantkv import errors
 from tenantkv.dispatch.table import container, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.footprint import DEFAULT_SAMPLES, DICT_ENTRY, footprint, value_size
+from tenantkv.protocol.encoder import OK
 from tenantkv.util.numbers import parse_int
 
 _getsizeof = sys.getsizeof
@@ -39,6 +40,8 @@ MEMORY_HELP = [
     "USAGE <key> [SAMPLES <count>]",
     "    Return memory in bytes used by <key> and its value. Nested values are",
     "    sampled up to <count> times (default: 5, 0 means sample all).",
+    "PURGE",
+    "    Attempt to purge dirty pages for reclamation by the allocator.",
     "STATS",
     "    Return information about the memory usage of the server.",
 ]
@@ -63,6 +66,13 @@ def _memory_usage(conn, args):
             raise CommandError(errors.SYNTAX)
     return usage(conn.db, args[2], samples)
 
+
+@subcommand("memory", "purge")
+def _memory_purge(conn, args):
+    # Any user, as in Redis: it only hands free memory back, and
+    # Memory.purge trims at most once a second, however many ask.
+    conn.server.memory.purge()
+    return OK
 
 
 # Keys measured to estimate a tenant's data while the accounting is off (it

@@ -251,6 +251,7 @@ def info_section(conn, name: str) -> list:
             "rejected_connections:%d" % stats.rejected_connections,
             "expired_keys:%d" % expired,
             "evicted_keys:%d" % stats.evicted_keys,
+            "evicted_clients:%d" % stats.evicted_clients,
             "keyspace_hits:%d" % hits,
             "keyspace_misses:%d" % misses,
             "pubsub_channels:0",

@@ -107,6 +107,11 @@ def _step(client, tenant, job, future) -> None:
         return
     except BaseException as exc:   # CommandError, or a bug: the connection reports it
         _release(tenant)
+        if isinstance(exc, CommandError):
+            # A refusal needs no traceback; kept, it would hold this frame
+            # and this frame the future holding it: a cycle that kept a
+            # refused KDB IMPORT's payload (40+ MB) until a full collection.
+            exc.__traceback__ = None
         future.set_exception(exc)
         return
     server.loop.call_soon(_step, client, tenant, job, future)

@@ -584,12 +584,23 @@ class Connection(asyncio.Protocol):
         if self.closing or deferred is None or future.cancelled():
             return
         cmd = deferred.cmd
-        try:
-            data = encode(deferred.finish(future.result()), self.resp3)
-        except CommandError as exc:
-            data = self._failed(cmd, exc.message)
-        except Exception as exc:
-            data = self._crashed(cmd, exc)
+        # The error taken as a value, not raised here: raised, its traceback
+        # would hold this frame and this frame the future holding the error,
+        # a cycle that kept what the job's frames hold (a refused KDB
+        # IMPORT's payload and decoded keys, 40+ MB) until a full collection.
+        error = future.exception()
+        if error is None:
+            try:
+                data = encode(deferred.finish(future.result()), self.resp3)
+            except CommandError as exc:
+                data = self._failed(cmd, exc.message)
+            except Exception as exc:
+                data = self._crashed(cmd, exc)
+        elif isinstance(error, CommandError):
+            data = self._failed(cmd, error.message)
+        else:
+            data = self._crashed(cmd, error)
+        del error
         self.unsent.append(data)
         self.flush()
         if self.close_after_reply:
@@ -711,6 +722,14 @@ class Connection(asyncio.Protocol):
         else:
             self.soft_since = None
 
+    def evict_for_memory(self) -> None:
+        """Closed by client eviction (server/memory.py evict_clients): Redis's
+        log line; its unsent replies are dropped."""
+        log.warning("Evicting client: %s", self.client_info())
+        self.closing = self.close_after_reply = True
+        self.server.output_paused.discard(self)
+        self.transport.abort()
+
     def _close_for_output(self) -> None:
         # Redis's words; its unsent replies are dropped, as Redis frees them.
         log.warning("Client %s scheduled to be closed ASAP for overcoming of output buffer "
@@ -774,6 +793,8 @@ def flush_connections(conns, journal) -> None:
             continue
         if conn.paused:
             conn._check_output_limit()
+            if not conn.closing:
+                conn.server.memory.evict_clients()
 
 
 

@@ -34,6 +34,7 @@ class Stats:
         self.net_output_bytes = 0
         self.expired_keys = 0
         self.evicted_keys = 0
+        self.evicted_clients = 0   # closed for memory (server/memory.py evict_clients)
         # keyspace_hits/keyspace_misses are counted on each Database (one
         # increment on an object the command already holds) and summed by INFO.
         self.rejected_connections = 0
