@@ -18,7 +18,8 @@ from tenantkv.dispatch.blocking import (block_or_timeout, metered, mpop_args, pa
                                        pop_or_block, served)
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
-from tenantkv.keyspace.quicklist import QuickList
+from tenantkv.dispatch import slices
+from tenantkv.keyspace.quicklist import QuickList, resp
 from tenantkv.keyspace.types import register_type
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY, OK, Raw
 from tenantkv.util.numbers import LLONG_MAX, LLONG_MIN, parse_int
@@ -227,8 +228,24 @@ def lrange(conn, args):
     begin, end = rank_range(len(lst), start, end)
     if begin == end:
         return EMPTY_ARRAY
+    if end - begin > slices.BIG:   # built a run of entries per step
+        return slices.run(conn, _range_job(lst, begin, end))
     # the reply straight from the packed entries: no object per element
     return Raw(lst.range_reply(begin, end))
+
+
+def _range_job(lst, begin: int, end: int):
+    """LRANGE's job: range_reply's bytes, a few runs of packed entries at a
+    time (a run is one chunk's part of the range, a few KB). The runs are
+    taken at the start: a list's chunks are immutable bytes, replaced (not
+    changed) by a write, and none of the tenant's writes runs meanwhile."""
+    runs = lst._regions(begin, end)
+    yield
+    parts = [b"*%d\r\n" % (end - begin)]
+    for start in range(0, len(runs), 64):
+        parts.append(resp(b"".join([region for region, _ in runs[start:start + 64]]), 0)[4:])
+        yield
+    return Raw(b"".join(parts))
 
 
 @command("lindex")
