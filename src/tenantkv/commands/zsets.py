@@ -992,14 +992,14 @@ def _zsetop(conn, args, op, numkeys_index: int, store: bool, cardinality: bool =
     withscores = "withscores" in options
     limit = options.get("limit", 0)
 
-    steps = _zsetop_steps(op, sources, weights, how, cardinality, limit)
+    result = {}
+    steps = _zsetop_gen(result, op, sources, weights, how, cardinality, limit)
     if sum(len(s) for s in sources if s) > slices.BIG:
         if cardinality:
-            return slices.run(conn, steps.gen, lambda _: len(steps.result))
-        return slices.run(conn, _zsetop_job(conn, steps, store and args[1], withscores))
-    for _ in steps:   # small: at once
+            return slices.run(conn, steps, lambda _: len(result))
+        return slices.run(conn, _zsetop_job(conn, steps, result, store and args[1], withscores))
+    for _ in steps:   # small inputs: at once
         pass
-    result = steps.result
     if cardinality:
         return len(result)
     if store:
@@ -1008,20 +1008,6 @@ def _zsetop(conn, args, op, numkeys_index: int, store: bool, cardinality: bool =
                           sorted((score, member) for member, score in result.items()))
     pairs = sorted((score, member) for member, score in result.items())
     return _pairs(conn, pairs, withscores)
-
-
-class _Steps:
-    """A generator (the algebra, yielding every slices.STEP members) that
-    keeps its result: `for _ in steps` runs it whole, `yield from steps`
-    within a job."""
-    __slots__ = ("gen", "result")
-
-    def __init__(self, gen) -> None:
-        self.gen = gen
-        self.result = {}
-
-    def __iter__(self):
-        return self.gen
 
 
 def _chunks(source):
@@ -1038,15 +1024,10 @@ def _chunks(source):
             yield [(m, 1.0) for m in members[start:start + step]]
 
 
-def _zsetop_steps(op, sources, weights, how, cardinality: bool, limit: int) -> _Steps:
-    steps = _Steps(None)
-    steps.gen = _zsetop_gen(steps.result, op, sources, weights, how, cardinality, limit)
-    return steps
-
-
 def _zsetop_gen(result: dict, op, sources, weights, how, cardinality: bool, limit: int):
     """zunionInterGenericCommand's and zdiff's algebra into `result`
-    (member -> score), yielding between chunks."""
+    (member -> score), yielding between chunks of slices.STEP members: a
+    job's steps for big inputs, run at once for small ones."""
     if op is _DIFF:
         base = sources[0]
         if base:
@@ -1101,13 +1082,12 @@ def _zsetop_gen(result: dict, op, sources, weights, how, cardinality: bool, limi
         yield
 
 
-def _zsetop_job(conn, steps: _Steps, store_key, withscores: bool):
+def _zsetop_job(conn, steps, result: dict, store_key, withscores: bool):
     """ZUNION/ZINTER/ZDIFF[STORE] on big inputs: the algebra, then the
     result's index keys sorted (slices.sort_job: (score, member) order, as
     the whole run's sort, a -0 sorting as 0 both ways), then the reply
     encoded or the result stored, all in slices."""
     yield from steps
-    result = steps.result
     step = slices.STEP
     items = list(result.items())
     keys = []
