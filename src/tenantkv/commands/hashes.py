@@ -12,7 +12,6 @@ stays as short as it was before there was a small one.
 """
 
 import random
-from itertools import chain
 
 from tenantkv import errors
 from tenantkv.commands.keys import scan_collection
@@ -274,10 +273,9 @@ def hvals(conn, args):
 def hgetall(conn, args):
     h = conn.db.read_typed(args[1], dict)
     if type(h) is dict:
-        if len(h) > slices.BIG:   # encoded in slices, from a snapshot of its pairs
+        if len(h) > slices.BIG:   # encoded in slices, from snapshots of its fields and values
             return slices.run(conn, slices.array_job(
-                list(chain.from_iterable(h.items())), conn.resp3,
-                b"%" if conn.resp3 else b"*", len(h) if conn.resp3 else None))
+                list(h), conn.resp3, b"%" if conn.resp3 else b"*", list(h.values())))
         return dict(h)   # a copy: the reply may be encoded after later writes
     if h is None:
         return {}

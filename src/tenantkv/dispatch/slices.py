@@ -30,6 +30,7 @@ slices cannot break it.
 """
 
 from bisect import bisect_right
+from itertools import chain
 from time import monotonic
 
 from hiredis import pack_command
@@ -136,16 +137,20 @@ def _release(tenant) -> None:
 
 # -- building blocks of the reply and algebra jobs --------------------------------------
 
-def array_job(items, resp3: bool, head: bytes = b"*", count=None):
+def array_job(items: list, resp3: bool, head: bytes = b"*", values: list | None = None):
     """Job: the RESP array of `items` (a list of bytes, else anything the
-    encoder takes), `head` its type byte (b"~" a RESP3 set, b"%" a map
-    whose `items` are its keys and values flat, `count` its pair count), as a
-    Raw: exactly the encoder's bytes for the whole list (pack_command for
-    chunks of exact bytes, as the encoder does, else the encoder)."""
-    parts = [b"%s%d\r\n" % (head, len(items) if count is None else count)]
+    encoder takes) as a Raw, `head` its type byte (b"~" a RESP3 set). With
+    `values`: a map of keys `items` (RESP3's map when `head` is b"%", else
+    the flat array of keys and values, as RESP2 sends a map). Exactly the
+    encoder's bytes for the whole reply (pack_command for chunks of exact
+    bytes, as the encoder does, else the encoder)."""
+    n = len(items)
+    parts = [b"%s%d\r\n" % (head, 2 * n if values is not None and head == b"*" else n)]
     append = parts.append
-    for start in range(0, len(items), STEP):
+    for start in range(0, n, STEP):
         chunk = items[start:start + STEP]
+        if values is not None:
+            chunk = list(_flatten(zip(chunk, values[start:start + STEP])))
         if {*map(type, chunk)} <= _BYTES_ONLY:
             packed = pack_command(tuple(chunk))
         else:
@@ -155,6 +160,7 @@ def array_job(items, resp3: bool, head: bytes = b"*", count=None):
     return Raw(b"".join(parts))
 
 
+_flatten = chain.from_iterable
 _BYTES_ONLY = frozenset((bytes,))
 
 
