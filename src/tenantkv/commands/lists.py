@@ -19,7 +19,7 @@ from tenantkv.dispatch.blocking import (block_or_timeout, metered, mpop_args, pa
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.dispatch import slices
-from tenantkv.keyspace.quicklist import QuickList, resp
+from tenantkv.keyspace.quicklist import KEY, QuickList, _offset, resp
 from tenantkv.keyspace.types import register_type
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY, OK, Raw
 from tenantkv.util.numbers import LLONG_MAX, LLONG_MIN, parse_int
@@ -235,17 +235,39 @@ def lrange(conn, args):
 
 
 def _range_job(lst, begin: int, end: int):
-    """LRANGE's job: range_reply's bytes, a few runs of packed entries at a
-    time (a run is one chunk's part of the range, a few KB). The runs are
-    taken at the start: a list's chunks are immutable bytes, replaced (not
-    changed) by a write, and none of the tenant's writes runs meanwhile."""
-    runs = lst._regions(begin, end)
-    yield
+    """LRANGE's job: range_reply's bytes, walking the chunks from the head
+    (as _regions does from the nearer end) CHUNKS_PER_STEP at a time and
+    turning each step's entries into RESP at once. Walks a snapshot of the
+    chunk list: its chunks are immutable bytes, and none of the tenant's
+    writes runs meanwhile. (_regions walks them all before any reply:
+    ~35 ms for a 2M-element list.)"""
+    chunks = lst._list()
     parts = [b"*%d\r\n" % (end - begin)]
-    for start in range(0, len(runs), 64):
-        parts.append(resp(b"".join([region for region, _ in runs[start:start + 64]]), 0)[4:])
+    skip, want = begin, end - begin
+    for start in range(0, len(chunks), CHUNKS_PER_STEP):
+        group = []
+        for chunk in chunks[start:start + CHUNKS_PER_STEP]:
+            k = chunk.count(KEY)
+            if skip >= k:
+                skip -= k
+                continue
+            take = min(k - skip, want)
+            a = _offset(chunk, skip)
+            b = len(chunk) if skip + take == k else _offset(chunk, skip + take)
+            group.append(chunk if not a and b == len(chunk) else chunk[a:b])
+            skip = 0
+            want -= take
+            if not want:
+                break
+        if group:   # resp() of no count: "*0\r\n" and the entries as bulk strings
+            parts.append(resp(b"".join(group), 0)[4:])
         yield
+        if not want:
+            break
     return Raw(b"".join(parts))
+
+
+CHUNKS_PER_STEP = 256   # ~0.5 ms of entries (chunks of ~1 KB; measured)
 
 
 @command("lindex")
