@@ -161,18 +161,23 @@ def array_job(items: list, resp3: bool, head: bytes = b"*", values: list | None 
 
 
 _flatten = chain.from_iterable
+
+# sort_job's first runs: ~3 ms to sort 8,192 index keys of a zset; fewer
+# merge levels than runs of STEP (1M keys: ~0.8 s in all instead of ~0.85-0.95,
+# a plain sorted() 0.57 s; worst step ~10 ms instead of ~20, measured).
+RUN = 4 * STEP
 _BYTES_ONLY = frozenset((bytes,))
 
 
 def sort_job(items: list):
-    """Job: `items` sorted, without one long sort: runs of STEP sorted one at
+    """Job: `items` sorted, without one long sort: runs of RUN sorted one at
     a time, then merged two by two a bounded piece at a time (each piece is
     the next elements of both runs up to the smaller of their next STEP-th
     elements, sorted together: timsort merges the two sorted halves in
     linear time). Equal items keep no particular order among themselves."""
     runs = []
-    for start in range(0, len(items), STEP):
-        runs.append(sorted(items[start:start + STEP]))
+    for start in range(0, len(items), RUN):
+        runs.append(sorted(items[start:start + RUN]))
         yield
     while len(runs) > 1:
         merged = []
