@@ -15,6 +15,7 @@ import random
 
 from tenantkv import errors
 from tenantkv.commands.keys import scan_collection
+from tenantkv.dispatch import slices
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.keyspace import database
@@ -252,6 +253,8 @@ def hexists(conn, args):
 def hkeys(conn, args):
     h = conn.db.read_typed(args[1], dict)
     if type(h) is dict:
+        if len(h) > slices.BIG:   # encoded in slices (a snapshot: one C call)
+            return slices.run(conn, slices.array_job(list(h), conn.resp3))
         return list(h)
     return [] if h is None else _split(h)[0]
 
@@ -260,6 +263,8 @@ def hkeys(conn, args):
 def hvals(conn, args):
     h = conn.db.read_typed(args[1], dict)
     if type(h) is dict:
+        if len(h) > slices.BIG:
+            return slices.run(conn, slices.array_job(list(h.values()), conn.resp3))
         return list(h.values())
     return [] if h is None else _split(h)[1]
 
@@ -268,6 +273,9 @@ def hvals(conn, args):
 def hgetall(conn, args):
     h = conn.db.read_typed(args[1], dict)
     if type(h) is dict:
+        if len(h) > slices.BIG:   # encoded in slices, from snapshots of its fields and values
+            return slices.run(conn, slices.array_job(
+                list(h), conn.resp3, b"%" if conn.resp3 else b"*", list(h.values())))
         return dict(h)   # a copy: the reply may be encoded after later writes
     if h is None:
         return {}

@@ -18,7 +18,8 @@ from tenantkv.dispatch.blocking import (block_or_timeout, metered, mpop_args, pa
                                        pop_or_block, served)
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
-from tenantkv.keyspace.quicklist import QuickList
+from tenantkv.dispatch import slices
+from tenantkv.keyspace.quicklist import KEY, QuickList, _offset, resp
 from tenantkv.keyspace.types import register_type
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY, OK, Raw
 from tenantkv.util.numbers import LLONG_MAX, LLONG_MIN, parse_int
@@ -227,8 +228,46 @@ def lrange(conn, args):
     begin, end = rank_range(len(lst), start, end)
     if begin == end:
         return EMPTY_ARRAY
+    if end - begin > slices.BIG:   # built a run of entries per step
+        return slices.run(conn, _range_job(lst, begin, end))
     # the reply straight from the packed entries: no object per element
     return Raw(lst.range_reply(begin, end))
+
+
+def _range_job(lst, begin: int, end: int):
+    """LRANGE's job: range_reply's bytes, walking the chunks from the head
+    (as _regions does from the nearer end) CHUNKS_PER_STEP at a time and
+    turning each step's entries into RESP at once. Walks a snapshot of the
+    chunk list: its chunks are immutable bytes, and none of the tenant's
+    writes runs meanwhile. (_regions walks them all before any reply:
+    ~35 ms for a 2M-element list.)"""
+    chunks = lst._list()
+    parts = [b"*%d\r\n" % (end - begin)]
+    skip, want = begin, end - begin
+    for start in range(0, len(chunks), CHUNKS_PER_STEP):
+        group = []
+        for chunk in chunks[start:start + CHUNKS_PER_STEP]:
+            k = chunk.count(KEY)
+            if skip >= k:
+                skip -= k
+                continue
+            take = min(k - skip, want)
+            a = _offset(chunk, skip)
+            b = len(chunk) if skip + take == k else _offset(chunk, skip + take)
+            group.append(chunk if not a and b == len(chunk) else chunk[a:b])
+            skip = 0
+            want -= take
+            if not want:
+                break
+        if group:   # resp() of no count: "*0\r\n" and the entries as bulk strings
+            parts.append(resp(b"".join(group), 0)[4:])
+        yield
+        if not want:
+            break
+    return Raw(b"".join(parts))
+
+
+CHUNKS_PER_STEP = 256   # ~0.5 ms of entries (chunks of ~1 KB; measured)
 
 
 @command("lindex")

@@ -38,6 +38,7 @@ listpack in insertion order (as 7.2); a hashtable's order is not defined.
 
 from tenantkv import errors
 from tenantkv.commands.keys import scan_collection
+from tenantkv.dispatch import slices
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.keyspace import database
@@ -230,6 +231,9 @@ def smembers(conn, args):
         return SetReply()
     if type(s) is PackedSet:
         return SetReply(s.members())   # insertion order, as 7.2's listpack
+    if len(s) > slices.BIG:   # encoded in slices (a snapshot: one C call)
+        return slices.run(conn, slices.array_job(list(s), conn.resp3,
+                                                 b"~" if conn.resp3 else b"*"))
     return SetReply(list(s))   # an intset in numeric order
 
 
@@ -416,37 +420,88 @@ def _difference(sets: list) -> set:
     return result
 
 
+def _algebra(conn, op, sets: list, store_key=None):
+    """SINTER/SUNION/SDIFF's reply, or with `store_key` their STORE's count.
+    Inputs of more than slices.BIG members in all run as a job."""
+    if sum(len(s) for s in sets if s is not None) > slices.BIG:
+        return slices.run(conn, _algebra_job(conn, op, sets, store_key))
+    result = op(sets)
+    if store_key is not None:
+        return _store(conn, conn.db, store_key, result)
+    return SetReply(_result_order(conn, result))
+
+
+def _algebra_job(conn, op, sets: list, store_key):
+    """The algebra in chunks of slices.STEP members (each a C call on a
+    list snapshot of a source: the sources' objects are kept, whatever
+    happens to their keys meanwhile), then the reply encoded in slices or
+    the result stored, at the very end."""
+    step = slices.STEP
+    result = set()
+    if op is _union:
+        for s in sets:
+            if s is not None:
+                members = list(s)
+                yield
+                for start in range(0, len(members), step):
+                    result.update(members[start:start + step])
+                    yield
+    elif op is _intersection or op is _difference:
+        if op is _intersection:
+            if any(s is None for s in sets):
+                sets = []
+            else:
+                sets = sorted(sets, key=len)
+        elif sets[0] is None:
+            sets = []
+        if sets:
+            first, others = sets[0], [s for s in sets[1:] if s is not None]
+            members = list(first)
+            yield
+            keep = set.intersection if op is _intersection else set.difference
+            for start in range(0, len(members), step):
+                result.update(keep(set(members[start:start + step]), *others))
+                yield
+    if store_key is not None:
+        db = conn.db
+        values = conn.server.config.values
+        if len(result) > max(values[_INTSET_ENTRIES], values[_LISTPACK_ENTRIES]):
+            db.set(store_key, result)   # a hashtable (_new's answer) without its copy
+            return len(result)
+        return _store(conn, db, store_key, result)
+    items = _result_order(conn, result)
+    yield
+    return (yield from slices.array_job(items, conn.resp3, b"~" if conn.resp3 else b"*"))
+
+
 @command("sinter")
 def sinter(conn, args):
-    return SetReply(_result_order(conn, _intersection(_sets(conn.db, args[1:]))))
+    return _algebra(conn, _intersection, _sets(conn.db, args[1:]))
 
 
 @command("sinterstore")
 def sinterstore(conn, args):
-    db = conn.db
-    return _store(conn, db, args[1], _intersection(_sets(db, args[2:])))
+    return _algebra(conn, _intersection, _sets(conn.db, args[2:]), args[1])
 
 
 @command("sunion")
 def sunion(conn, args):
-    return SetReply(_result_order(conn, _union(_sets(conn.db, args[1:]))))
+    return _algebra(conn, _union, _sets(conn.db, args[1:]))
 
 
 @command("sunionstore")
 def sunionstore(conn, args):
-    db = conn.db
-    return _store(conn, db, args[1], _union(_sets(db, args[2:])))
+    return _algebra(conn, _union, _sets(conn.db, args[2:]), args[1])
 
 
 @command("sdiff")
 def sdiff(conn, args):
-    return SetReply(_result_order(conn, _difference(_sets(conn.db, args[1:]))))
+    return _algebra(conn, _difference, _sets(conn.db, args[1:]))
 
 
 @command("sdiffstore")
 def sdiffstore(conn, args):
-    db = conn.db
-    return _store(conn, db, args[1], _difference(_sets(db, args[2:])))
+    return _algebra(conn, _difference, _sets(conn.db, args[2:]), args[1])
 
 
 # SINTERCARD's keys follow numkeys (Redis's movablekeys); the registry's

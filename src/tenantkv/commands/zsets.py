@@ -16,8 +16,12 @@ import math
 import random
 import re
 
+from hiredis import pack_command
+from sortedcontainers import SortedList
+
 from tenantkv import errors
 from tenantkv.commands.keys import scan_collection
+from tenantkv.dispatch import slices
 from tenantkv.dispatch.blocking import mpop_args, parse_timeout, pop_or_block
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
@@ -547,10 +551,81 @@ def _zrange(conn, args, start: int, store: bool, rangetype, reverse):
                     first = max(first, end - limit)
                 else:
                     end = min(end, first + limit)
+    if end - first > slices.BIG and type(z) is ZSet:
+        # In slices, from a snapshot of the range's index keys (one C call).
+        keys = list(z.keys.islice(first, end, reverse=reverse))
+        if not store:
+            return slices.run(conn, _scored_reply(conn, keys, z.scores, withscores))
+        if len(keys) > conn.server.config.values[_ENTRIES]:
+            if reverse:
+                keys.reverse()
+            return slices.run(conn, _store_keys(db, args[1], keys, z.scores, None))
     pairs = z.pairs(first, end, reverse) if first < end else []
     if store:
         return _store_new(conn, db, args[1], pairs, added=True)
     return _pairs(conn, pairs, withscores, nested=False)
+
+
+# -- big replies and results, in slices (dispatch/slices.py) ----------------------------------
+
+def _scored_reply(conn, keys: list, scores: dict, withscores: bool):
+    """Job: the reply of the members of the index `keys` (in reply order),
+    with their `scores` if asked: _pairs's reply, encoded STEP members at a
+    time (RESP2 flat, all bytes, by pack_command; RESP3 [member, score]
+    pairs, formatted directly: the encoder's bytes for them)."""
+    step = slices.STEP
+    n = len(keys)
+    resp3 = conn.resp3
+    if not withscores or not resp3:
+        parts = [b"*%d\r\n" % (2 * n if withscores else n)]
+    else:
+        parts = [b"*%d\r\n" % n]
+    append = parts.append
+    for start in range(0, n, step):
+        members = [key[8:] for key in keys[start:start + step]]
+        if not withscores:
+            packed = pack_command(tuple(members))
+        elif not resp3:
+            packed = pack_command(tuple([x for m in members for x in (m, b"%.17g" % scores[m])]))
+        else:
+            append(b"".join([b"*2\r\n$%d\r\n%s\r\n,%.17g\r\n" % (len(m), m, scores[m])
+                             for m in members]))
+            yield
+            continue
+        append(packed[packed.index(b"\n") + 1:])
+        yield
+    return Raw(b"".join(parts))
+
+
+def _store_keys(db, key: bytes, keys: list, scores: dict, owned):
+    """Job: store under `key` the skiplist of the sorted, distinct index
+    `keys` whose members' scores are in `scores` (`owned`: that dict if it is
+    the job's own, to take as is); its size. The SortedList is filled as
+    SortedList.update fills an empty one, a few sublists per step, so that
+    no single call sorts or copies the whole index (sortedcontainers'
+    layout: _lists of at most _load keys, _maxes their last keys)."""
+    step = slices.STEP
+    if owned is None:
+        owned = {}
+        for start in range(0, len(keys), step):
+            for k in keys[start:start + step]:
+                m = k[8:]
+                owned[m] = scores[m]
+            yield
+    index = SortedList()
+    load = index._load
+    lists = index._lists
+    for start in range(0, len(keys), load * 16):
+        lists.extend(keys[pos:pos + load] for pos in range(start, min(start + load * 16, len(keys)), load))
+        yield
+    index._maxes.extend(sub[-1] for sub in lists)
+    index._len = len(keys)
+    z = ZSet()
+    z.scores = owned
+    z.keys = index
+    db.delete(key)
+    db.set(key, z)
+    return len(keys)
 
 
 @command("zrange")
@@ -917,51 +992,14 @@ def _zsetop(conn, args, op, numkeys_index: int, store: bool, cardinality: bool =
     withscores = "withscores" in options
     limit = options.get("limit", 0)
 
-    if op is _DIFF:
-        base = sources[0]
-        result = {}
-        if base:
-            others = [s for s in sources[1:] if s]
-            for member, score in _source_items(base):
-                if not any(_source_score(o, member) is not None for o in others):
-                    result[member] = score
-    else:
-        order = sorted(range(numkeys), key=lambda i: len(sources[i]) if sources[i] else 0)
-        sources = [sources[i] for i in order]
-        weights = [weights[i] for i in order]
-        result = {}
-        if op is _UNION:
-            for source, weight in zip(sources, weights):
-                if not source:
-                    continue
-                for member, score in _source_items(source):
-                    score = weight * score
-                    if score != score:
-                        score = 0.0
-                    current = result.get(member)
-                    result[member] = score if current is None else _aggregate(current, score, how)
-        elif sources[0]:
-            smallest, others = sources[0], sources[1:]
-            if all(others):
-                for member, score in _source_items(smallest):
-                    score = weights[0] * score
-                    if score != score:
-                        score = 0.0
-                    for other, weight in zip(others, weights[1:]):
-                        if other is smallest:
-                            value = _source_score(smallest, member)
-                        else:
-                            value = _source_score(other, member)
-                            if value is None:
-                                break
-                        score = _aggregate(score, value * weight, how)
-                    else:
-                        if cardinality:
-                            result[member] = None
-                            if limit and len(result) >= limit:
-                                break
-                        else:
-                            result[member] = score
+    result = {}
+    steps = _zsetop_gen(result, op, sources, weights, how, cardinality, limit)
+    if sum(len(s) for s in sources if s) > slices.BIG:
+        if cardinality:
+            return slices.run(conn, steps, lambda _: len(result))
+        return slices.run(conn, _zsetop_job(conn, steps, result, store and args[1], withscores))
+    for _ in steps:   # small inputs: at once
+        pass
     if cardinality:
         return len(result)
     if store:
@@ -970,6 +1008,102 @@ def _zsetop(conn, args, op, numkeys_index: int, store: bool, cardinality: bool =
                           sorted((score, member) for member, score in result.items()))
     pairs = sorted((score, member) for member, score in result.items())
     return _pairs(conn, pairs, withscores)
+
+
+def _chunks(source):
+    """The (member, score) pairs of a source, slices.STEP at a time, from a
+    list snapshot (one C call) of its items or members."""
+    step = slices.STEP
+    if type(source) is ZSet or type(source) is dict:
+        items = list(source.items())
+        for start in range(0, len(items), step):
+            yield items[start:start + step]
+    else:
+        members = list(source)
+        for start in range(0, len(members), step):
+            yield [(m, 1.0) for m in members[start:start + step]]
+
+
+def _zsetop_gen(result: dict, op, sources, weights, how, cardinality: bool, limit: int):
+    """zunionInterGenericCommand's and zdiff's algebra into `result`
+    (member -> score), yielding between chunks of slices.STEP members: a
+    job's steps for big inputs, run at once for small ones."""
+    if op is _DIFF:
+        base = sources[0]
+        if base:
+            others = [s for s in sources[1:] if s]
+            for chunk in _chunks(base):
+                for member, score in chunk:
+                    if not any(_source_score(o, member) is not None for o in others):
+                        result[member] = score
+                yield
+        return
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]) if sources[i] else 0)
+    sources = [sources[i] for i in order]
+    weights = [weights[i] for i in order]
+    if op is _UNION:
+        for source, weight in zip(sources, weights):
+            if not source:
+                continue
+            for chunk in _chunks(source):
+                for member, score in chunk:
+                    score = weight * score
+                    if score != score:
+                        score = 0.0
+                    current = result.get(member)
+                    result[member] = score if current is None else _aggregate(current, score, how)
+                yield
+        return
+    if not sources[0]:
+        return
+    smallest, others = sources[0], sources[1:]
+    if not all(others):
+        return
+    for chunk in _chunks(smallest):
+        for member, score in chunk:
+            score = weights[0] * score
+            if score != score:
+                score = 0.0
+            for other, weight in zip(others, weights[1:]):
+                if other is smallest:
+                    value = _source_score(smallest, member)
+                else:
+                    value = _source_score(other, member)
+                    if value is None:
+                        break
+                score = _aggregate(score, value * weight, how)
+            else:
+                if cardinality:
+                    result[member] = None
+                    if limit and len(result) >= limit:
+                        return
+                else:
+                    result[member] = score
+        yield
+
+
+def _zsetop_job(conn, steps, result: dict, store_key, withscores: bool):
+    """ZUNION/ZINTER/ZDIFF[STORE] on big inputs: the algebra, then the
+    result's index keys sorted (slices.sort_job: (score, member) order, as
+    the whole run's sort, a -0 sorting as 0 both ways), then the reply
+    encoded or the result stored, all in slices."""
+    yield from steps
+    step = slices.STEP
+    items = list(result.items())
+    keys = []
+    for start in range(0, len(items), step):
+        keys += [score_key(s, m) for m, s in items[start:start + step]]
+        yield
+    del items
+    keys = yield from slices.sort_job(keys)
+    if not store_key:
+        return (yield from _scored_reply(conn, keys, result, withscores))
+    if not result:
+        conn.db.delete(store_key)
+        return 0
+    if len(keys) <= conn.server.config.values[_ENTRIES]:   # a listpack (raised limits)
+        return _store_new(conn, conn.db, store_key, [(result[k[8:]], k[8:]) for k in keys])
+    return (yield from _store_keys(conn.db, store_key, keys, result, result))
 
 
 # Their keys follow numkeys (Redis's movablekeys): the registry's (first, last,

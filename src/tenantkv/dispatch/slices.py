@@ -29,11 +29,16 @@ so the expiry cycle or eviction removing keys of a busy tenant between two
 slices cannot break it.
 """
 
+from bisect import bisect_right
+from itertools import chain
 from time import monotonic
+
+from hiredis import pack_command
 
 from tenantkv import errors
 from tenantkv.dispatch.replies import Deferred
 from tenantkv.errors import CommandError
+from tenantkv.protocol.encoder import Raw, encode
 
 SLICE = 0.005       # seconds of work per loop turn
 EXEC_SLICES = 10    # slices of work a non-root job may take inside EXEC
@@ -42,6 +47,13 @@ EXEC_SLICES = 10    # slices of work a non-root job may take inside EXEC
 # units of work (keys matched, rows of a table...). The clock is read only
 # at a yield.
 STEP = 2048
+
+# Replies and set algebra: a command whose reply or inputs hold more than BIG
+# elements runs as a job (below that it runs whole: ~10 ms at most). Its
+# reply is encoded a chunk of STEP elements at a time (~0.2 ms each with
+# pack_command, measured) and sent as one Raw, byte for byte what the
+# encoder would send for the whole list.
+BIG = 1 << 16
 
 
 def run(client, job, finish=None):
@@ -126,3 +138,75 @@ def _release(tenant) -> None:
         tenant.held = []
         for conn in held:
             conn.server.loop.call_soon(conn._run_backlog)
+
+
+# -- building blocks of the reply and algebra jobs --------------------------------------
+
+def array_job(items: list, resp3: bool, head: bytes = b"*", values: list | None = None):
+    """Job: the RESP array of `items` (a list of bytes, else anything the
+    encoder takes) as a Raw, `head` its type byte (b"~" a RESP3 set). With
+    `values`: a map of keys `items` (RESP3's map when `head` is b"%", else
+    the flat array of keys and values, as RESP2 sends a map). Exactly the
+    encoder's bytes for the whole reply (pack_command for chunks of exact
+    bytes, as the encoder does, else the encoder)."""
+    n = len(items)
+    parts = [b"%s%d\r\n" % (head, 2 * n if values is not None and head == b"*" else n)]
+    append = parts.append
+    for start in range(0, n, STEP):
+        chunk = items[start:start + STEP]
+        if values is not None:
+            chunk = list(_flatten(zip(chunk, values[start:start + STEP])))
+        if {*map(type, chunk)} <= _BYTES_ONLY:
+            packed = pack_command(tuple(chunk))
+        else:
+            packed = encode(chunk, resp3)
+        append(packed[packed.index(b"\n") + 1:])   # without its own *N header
+        yield
+    return Raw(b"".join(parts))
+
+
+_flatten = chain.from_iterable
+
+# sort_job's first runs: ~3 ms to sort 8,192 index keys of a zset; fewer
+# merge levels than runs of STEP (1M keys: ~0.8 s in all instead of ~0.85-0.95,
+# a plain sorted() 0.57 s; worst step ~10 ms instead of ~20, measured).
+RUN = 4 * STEP
+_BYTES_ONLY = frozenset((bytes,))
+
+
+def sort_job(items: list):
+    """Job: `items` sorted, without one long sort: runs of RUN sorted one at
+    a time, then merged two by two a bounded piece at a time (each piece is
+    the next elements of both runs up to the smaller of their next STEP-th
+    elements, sorted together: timsort merges the two sorted halves in
+    linear time). Equal items keep no particular order among themselves."""
+    runs = []
+    for start in range(0, len(items), RUN):
+        runs.append(sorted(items[start:start + RUN]))
+        yield
+    while len(runs) > 1:
+        merged = []
+        for i in range(0, len(runs) - 1, 2):
+            merged.append((yield from _merge(runs[i], runs[i + 1])))
+        if len(runs) % 2:
+            merged.append(runs[-1])
+        runs = merged
+    return runs[0] if runs else []
+
+
+def _merge(a: list, b: list):
+    out = []
+    i = j = 0
+    na, nb = len(a), len(b)
+    while i < na and j < nb:
+        pivot = min(a[min(i + STEP, na) - 1], b[min(j + STEP, nb) - 1])
+        ie = bisect_right(a, pivot, i)
+        je = bisect_right(b, pivot, j)
+        piece = a[i:ie] + b[j:je]
+        piece.sort()
+        out += piece
+        i, j = ie, je
+        yield
+    out += a[i:]
+    out += b[j:]
+    return out
