@@ -733,6 +733,7 @@ class Bench:
         client.call("SELECT", 0)
         if errors:
             self.log("  setup: %d errors, first: %s" % (len(errors), errors[0]))
+        self.setup_errors = errors
 
     def flushdb(self, db: int) -> None:
         a = self.attacker(timeout=120)
@@ -754,6 +755,7 @@ class Bench:
         if fresh:
             self.restart()
         self.window = None
+        self.setup_errors = []   # fill()'s error replies: a refused setup measures nothing
         started = time.monotonic()
         try:
             function(self)
@@ -891,17 +893,27 @@ def random_text(size: int, seed: int) -> bytes:
     return bytes(rng.choice(b"ACGT") for _ in range(size))
 
 
-def one_command(setup, command, cleanup=None, skip=False):
-    """An attack that is one command (after `setup`, before `cleanup`)."""
+def one_command(setup, command, cleanup=None, skip=False, room=False):
+    """An attack that is one command (after `setup`, before `cleanup`).
+    room: the attacker's 1M keys make way for the setup's big values (they
+    would not fit maxmemory together: the setup would answer OOM and the
+    row measure nothing), and come back after."""
     def attack(b: Bench) -> None:
+        if room:
+            b.flushdb(0)
         a = b.attacker()
         setup(b, a)
+        if b.setup_errors:
+            a.close()
+            raise BenchError("setup refused: %s" % b.setup_errors[0])
         w = b.open_window()
         b.timed(w, a, *command(b), skip=skip)
         b.close_window(w)
         a.close()
         if cleanup:
             cleanup(b, b.attacker(timeout=120))
+        if room:
+            b.load_keys()
     return attack
 
 
@@ -1256,15 +1268,15 @@ ATTACKS = {   # name -> (what the tenant sends, the attack)
     "exec": ("MULTI, 200,000 INCR, EXEC", attack_exec),
     "sunionstore": ("SUNIONSTORE of two 500,000-member sets",
                     one_command(setup_union, lambda b: ("SUNIONSTORE", "u3", "u1", "u2"),
-                                flush2)),
+                                flush2, room=True)),
     "hgetall": ("HGETALL of a 500,000-field hash",
-                one_command(setup_hash, lambda b: ("HGETALL", "bighash"), flush2, skip=True)),
+                one_command(setup_hash, lambda b: ("HGETALL", "bighash"), flush2, skip=True, room=True)),
     "lrange": ("LRANGE 0 -1 of a 2M list",
-               one_command(setup_list, lambda b: ("LRANGE", "biglist", 0, -1), flush2, skip=True)),
+               one_command(setup_list, lambda b: ("LRANGE", "biglist", 0, -1), flush2, skip=True, room=True)),
     "zunionstore": ("ZUNIONSTORE of two 250,000-member zsets",
                     one_command(setup_zsets, lambda b: ("ZUNIONSTORE", "z3", 2, "z1", "z2"),
-                                flush2)),
-    "del_big": ("DEL of a 2M list", one_command(setup_list, lambda b: ("DEL", "biglist"), flush2)),
+                                flush2, room=True)),
+    "del_big": ("DEL of a 2M list", one_command(setup_list, lambda b: ("DEL", "biglist"), flush2, room=True)),
     "fill": ("400 x SET of 1 MB, pipelined", attack_fill),
     "flushall": ("FLUSHALL, 1M keys", one_command(no_setup, lambda b: ("FLUSHALL",))),
 }

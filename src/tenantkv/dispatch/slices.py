@@ -41,7 +41,7 @@ from tenantkv.errors import CommandError
 from tenantkv.protocol.encoder import Raw, encode
 
 SLICE = 0.005       # seconds of work per loop turn
-EXEC_SLICES = 10    # slices of work a non-root job may take inside EXEC
+EXEC_SLICES = 50    # slices of work a non-root job may take inside EXEC (250 ms)
 
 # What a job does between two checks of the clock: one `yield` per STEP
 # units of work (keys matched, rows of a table...). The clock is read only
