@@ -447,3 +447,39 @@ def test_key_deleted_during_a_job_does_not_change_the_reply(srv):
     finally:
         alice.delete("l", "s")
         alice.close()
+
+
+def _rss(server) -> int:
+    with open("/proc/%d/statm" % server.process.pid) as handle:
+        return int(handle.read().split()[1]) * 4096
+
+
+def test_a_big_reply_goes_out_at_the_pace_its_client_reads(srv):
+    """A sliced reply is sent part by part (slices.Piece), and a client that
+    does not read pauses the job: the server holds a slice of the reply, not
+    the whole 14 MB (nor its parts and their join)."""
+    alice = login(srv, "alice")
+    alice.flushall()
+    n = 1_000_000
+    for start in range(0, n, 50_000):
+        alice.rpush("biglist", *[b"e%07d" % i for i in range(start, start + 50_000)])
+    expected = b"*%d\r\n" % n + b"".join(b"$8\r\ne%07d\r\n" % i for i in range(n))
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=60)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.sendall(b"*3\r\n$4\r\nAUTH\r\n$5\r\nalice\r\n$8\r\nalice-pw\r\n")
+    assert sock.recv(5) == b"+OK\r\n"
+    before = _rss(srv)
+    sock.sendall(b"*4\r\n$6\r\nLRANGE\r\n$7\r\nbiglist\r\n$1\r\n0\r\n$2\r\n-1\r\n")
+    time.sleep(1.0)   # not reading: the job waits for the client
+    held = _rss(srv) - before
+    got = bytearray()
+    while len(got) < len(expected):
+        chunk = sock.recv(1 << 20)
+        assert chunk
+        got += chunk
+    sock.close()
+    assert bytes(got) == expected
+    assert held < len(expected) // 2, held
+    assert alice.llen("biglist") == n
+    alice.flushall()
+    alice.close()

@@ -242,7 +242,7 @@ def _range_job(lst, begin: int, end: int):
     writes runs meanwhile. (_regions walks them all before any reply:
     ~35 ms for a 2M-element list.)"""
     chunks = lst._list()
-    parts = [b"*%d\r\n" % (end - begin)]
+    yield slices.Piece(b"*%d\r\n" % (end - begin))
     skip, want = begin, end - begin
     for start in range(0, len(chunks), CHUNKS_PER_STEP):
         group = []
@@ -259,12 +259,11 @@ def _range_job(lst, begin: int, end: int):
             want -= take
             if not want:
                 break
-        if group:   # resp() of no count: "*0\r\n" and the entries as bulk strings
-            parts.append(resp(b"".join(group), 0)[4:])
-        yield
+        # resp() of no count: "*0\r\n" and the entries as bulk strings
+        yield slices.Piece(resp(b"".join(group), 0)[4:]) if group else None
         if not want:
             break
-    return Raw(b"".join(parts))
+    return Raw(b"")
 
 
 CHUNKS_PER_STEP = 256   # ~0.5 ms of entries (chunks of ~1 KB; measured)

@@ -577,10 +577,9 @@ def _scored_reply(conn, keys: list, scores: dict, withscores: bool):
     n = len(keys)
     resp3 = conn.resp3
     if not withscores or not resp3:
-        parts = [b"*%d\r\n" % (2 * n if withscores else n)]
+        yield slices.Piece(b"*%d\r\n" % (2 * n if withscores else n))
     else:
-        parts = [b"*%d\r\n" % n]
-    append = parts.append
+        yield slices.Piece(b"*%d\r\n" % n)
     for start in range(0, n, step):
         members = [key[8:] for key in keys[start:start + step]]
         if not withscores:
@@ -588,13 +587,11 @@ def _scored_reply(conn, keys: list, scores: dict, withscores: bool):
         elif not resp3:
             packed = pack_command(tuple([x for m in members for x in (m, b"%.17g" % scores[m])]))
         else:
-            append(b"".join([b"*2\r\n$%d\r\n%s\r\n,%.17g\r\n" % (len(m), m, scores[m])
-                             for m in members]))
-            yield
+            yield slices.Piece(b"".join([b"*2\r\n$%d\r\n%s\r\n,%.17g\r\n" % (len(m), m, scores[m])
+                                         for m in members]))
             continue
-        append(packed[packed.index(b"\n") + 1:])
-        yield
-    return Raw(b"".join(parts))
+        yield slices.Piece(packed[packed.index(b"\n") + 1:])
+    return Raw(b"")
 
 
 def _store_keys(db, key: bytes, keys: list, scores: dict, owned):

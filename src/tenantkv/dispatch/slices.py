@@ -56,25 +56,50 @@ STEP = 2048
 BIG = 1 << 16
 
 
+class Piece(bytes):
+    """A part of a job's reply, yielded to be sent before the job ends: a big
+    reply goes out as it is encoded, at the pace the client reads it (a
+    paused transport pauses the job), so the server holds a slice of it, not
+    the whole (an LRANGE of 2M elements held ~80 MB: its parts, their join,
+    the transport's copy). Only a job that cannot fail once it has begun
+    its reply may yield one, and it returns the reply's last part (a Raw).
+    Parts yielded before the job leaves its first slice, or inside EXEC,
+    are joined to the reply as usual."""
+    __slots__ = ()
+
+
+def _collect(job, pending: list, deadline: float) -> None:
+    """Run `job` until `deadline`, its Pieces into `pending` (StopIteration
+    at its end)."""
+    while True:
+        piece = next(job)
+        if piece is not None:
+            pending.append(piece)
+        if monotonic() > deadline:
+            return
+
+
+def _joined(pending: list, value):
+    return Raw(b"".join(pending) + value) if pending else value
+
+
 def run(client, job, finish=None):
     """Drive the generator `job` for `client`: its reply (the value it
     returns, through `finish` if given), or a Deferred."""
-    deadline = monotonic() + SLICE
+    pending: list = []
     try:
-        while True:
-            next(job)
-            if monotonic() > deadline:
-                break
+        _collect(job, pending, monotonic() + SLICE)
     except StopIteration as done:
-        return done.value if finish is None else finish(done.value)
+        value = _joined(pending, done.value)
+        return value if finish is None else finish(value)
     server = client.server
     if client.transport is None or server.events.in_exec:
-        reply = _whole(client, job)
+        reply = _joined(pending, _whole(client, job, pending))
         return reply if finish is None else finish(reply)
     future = server.loop.create_future()
     tenant = client.tenant
     tenant.busy = client
-    server.loop.call_soon(_step, client, tenant, job, future)
+    server.loop.call_soon(_step, client, tenant, job, future, pending)
     return Deferred(future, finish or _same)
 
 
@@ -82,12 +107,14 @@ def _same(reply):
     return reply
 
 
-def _whole(client, job):
+def _whole(client, job, pending: list):
     slices = 0
     deadline = monotonic() + SLICE
     try:
         while True:
-            next(job)
+            piece = next(job)
+            if piece is not None:
+                pending.append(piece)
             if monotonic() > deadline:
                 slices += 1
                 deadline = monotonic() + SLICE
@@ -98,24 +125,25 @@ def _whole(client, job):
         return done.value
 
 
-def _step(client, tenant, job, future) -> None:
+def _step(client, tenant, job, future, pending: list) -> None:
     server = client.server
     if client.closing or future.cancelled():
         job.close()
         _release(tenant)
         return
-    if server.frozen:   # a shutdown is saving: nothing runs; a thaw resumes us
-        server.loop.call_later(0.01, _step, client, tenant, job, future)
+    if server.frozen or client.paused:
+        # A shutdown is saving: nothing runs (a thaw resumes us); or the
+        # client does not read the parts sent so far: wait for it.
+        server.loop.call_later(0.01, _step, client, tenant, job, future, pending)
         return
-    deadline = monotonic() + SLICE
+    if pending:   # the parts of the slices before: out now, in order
+        client.write(b"".join(pending))
+        pending = []
     try:
-        while True:
-            next(job)
-            if monotonic() > deadline:
-                break
+        _collect(job, pending, monotonic() + SLICE)
     except StopIteration as done:
         _release(tenant)
-        future.set_result(done.value)
+        future.set_result(_joined(pending, done.value))
         return
     except BaseException as exc:   # CommandError, or a bug: the connection reports it
         _release(tenant)
@@ -126,7 +154,7 @@ def _step(client, tenant, job, future) -> None:
             exc.__traceback__ = None
         future.set_exception(exc)
         return
-    server.loop.call_soon(_step, client, tenant, job, future)
+    server.loop.call_soon(_step, client, tenant, job, future, pending)
 
 
 def _release(tenant) -> None:
@@ -150,8 +178,7 @@ def array_job(items: list, resp3: bool, head: bytes = b"*", values: list | None 
     encoder's bytes for the whole reply (pack_command for chunks of exact
     bytes, as the encoder does, else the encoder)."""
     n = len(items)
-    parts = [b"%s%d\r\n" % (head, 2 * n if values is not None and head == b"*" else n)]
-    append = parts.append
+    yield Piece(b"%s%d\r\n" % (head, 2 * n if values is not None and head == b"*" else n))
     for start in range(0, n, STEP):
         chunk = items[start:start + STEP]
         if values is not None:
@@ -160,9 +187,8 @@ def array_job(items: list, resp3: bool, head: bytes = b"*", values: list | None 
             packed = pack_command(tuple(chunk))
         else:
             packed = encode(chunk, resp3)
-        append(packed[packed.index(b"\n") + 1:])   # without its own *N header
-        yield
-    return Raw(b"".join(parts))
+        yield Piece(packed[packed.index(b"\n") + 1:])   # without its own *N header
+    return Raw(b"")
 
 
 _flatten = chain.from_iterable
