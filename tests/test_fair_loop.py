@@ -81,3 +81,21 @@ def test_slow_commands_in_a_pipeline_share_the_loop_by_time(server):
     loader.close()
     assert replies == b":150000\r\n" * 32
     assert max(latencies) < 0.2, max(latencies)
+
+
+def test_a_long_read_is_parsed_in_shares_whatever_its_values_hold(server):
+    """A read over 64 KB is cut after the last request that starts in its
+    first 64 KB (server/connection.py, INPUT_SHARE), the rest parsed on the
+    next turns: values holding "\\r\\n*" (a false boundary) still come out
+    whole, every reply in order."""
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.settimeout(60)
+    values = [b"v%d\r\n*3\r\n$3\r\nSET\r\n" % i + b"\r\n*" * (i % 7) for i in range(20_000)]
+    payload = b"".join(resp("SET", "share:%d" % i, v) for i, v in enumerate(values))
+    payload += b"".join(resp("GET", "share:%d" % i) for i in range(20_000))
+    payload += resp("DEL", *["share:%d" % i for i in range(20_000)])
+    sock.sendall(payload)
+    expected = (b"+OK\r\n" * 20_000
+                + b"".join(b"$%d\r\n%s\r\n" % (len(v), v) for v in values) + b":20000\r\n")
+    assert read_exactly(sock, len(expected), timeout=60) == expected
+    sock.close()
