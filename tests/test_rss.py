@@ -111,8 +111,11 @@ def test_clients_that_never_read_are_evicted_over_maxmemory(tmp_path):
     with locked_server(tmp_path, users, "root-pw") as proc:
         root, alice, bob = login(proc, "root"), login(proc, "alice"), login(proc, "bob")
         pipe = alice.pipeline(transaction=False)
-        for start in range(0, 300_000, 1_000):   # LRANGE 0 -1: a 4.2 MB reply
-            pipe.rpush("big", *[b"e%07d" % i for i in range(start, start + 1_000)])
+        # LRANGE 0 -1: a 4.6 MB reply of 60,000 elements, under the count a
+        # sliced job streams at the client's pace (slices.BIG): such replies
+        # pile up unread.
+        for start in range(0, 60_000, 1_000):
+            pipe.rpush("big", *[b"e%07d" % i + b"x" * 62 for i in range(start, start + 1_000)])
         pipe.execute()
         root.config_set("maxmemory", "1gb")   # the accounting on, to read its figure
         root.config_set("maxmemory", str(root.info("memory")["used_memory"] + 20 * MB))

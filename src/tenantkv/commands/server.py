@@ -20,6 +20,7 @@ from tenantkv.protocol.encoder import (OK, Attributed, BigNumber, Push, Raw, Set
 from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.replies import NO_REPLY
 from tenantkv.util.glob import glob_match
+from tenantkv.util.rss import rss_bytes
 from tenantkv.util.numbers import parse_float, parse_int
 
 # -- INFO ----------------------------------------------------------------------
@@ -59,15 +60,9 @@ SECTIONS = ["server", "clients", "memory", "persistence", "stats", "replication"
 ALL_ONLY = ["commandstats", "latencystats"]
 
 
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _peak_rss_bytes() -> int:
+def _peakrss_bytes() -> int:
     """The most memory the process has held: the kernel's high-water mark
     of its RSS (VmHWM), which no sampling can miss (a big argument held
     for a moment). Redis's used_memory_peak is never reset either."""
@@ -171,7 +166,7 @@ def info_section(conn, name: str) -> list:
                 "maxmemory_policy:%s" % server.config["limits.maxmemory_policy"],
                 "mem_allocator:pymalloc",
             ]
-        rss = _rss_bytes()
+        rss = rss_bytes()
         memory = server.memory
         if memory.on:
             # The accounting's logical figure (server/memory.py), the one
@@ -180,7 +175,7 @@ def info_section(conn, name: str) -> list:
             peak = memory.peak = max(memory.peak, used)
         else:   # no accounting: the process's memory is the best figure
             used = rss
-            peak = max(rss, _peak_rss_bytes())
+            peak = max(rss, _peakrss_bytes())
         maxmemory = server.config["limits.maxmemory"]
         lines = [
             "used_memory:%d" % used,

@@ -46,9 +46,7 @@ MEMORY PURGE asks for it at once.
 """
 
 import ctypes
-import os
 import random
-import resource
 import sys
 import time
 
@@ -56,6 +54,7 @@ from tenantkv import errors
 from tenantkv.errors import CommandError, execabort_because
 from tenantkv.keyspace.footprint import BYTES, EXPIRE_OVERHEAD, KEY_OVERHEAD, data_size, footprint
 from tenantkv.util.numbers import parse_int
+from tenantkv.util.rss import rss_bytes
 from tenantkv.util.sampling import random_member
 
 monotonic = time.monotonic
@@ -94,12 +93,6 @@ TRIM_FOLLOW_UP = 32.0
 CLIENT_EVICT_MIN = 1 << 20
 
 
-def rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 class Memory:
