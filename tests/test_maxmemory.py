@@ -160,15 +160,17 @@ def test_volatile_ttl_evicts_the_soonest_expiring_first(make_server):
     exchange(watcher, resp("WATCH", "ttl:0"), b"+OK\r\n")
     _fill(r, b"new", 250, 10_000)   # 2.5 MB more: ~150 must go
     assert r.exists(*[b"keep:%d" % i for i in range(100)]) == 100
+    # The cron may evict between two readings: evicted_keys is read before
+    # and after the survivors are counted.
+    counted_before = r.info("stats")["evicted_keys"]
     survivors = [i for i in range(200) if r.exists(b"ttl:%d" % i)]
     evicted = [i for i in range(200) if i not in set(survivors)]
     assert len(evicted) >= 100
     # Sampled as Redis: close to the exact order, and the latest never go.
     assert max(evicted) < min(survivors) + 20, (evicted, survivors)
     assert 199 in survivors and 0 in evicted
-    info = r.info("stats")
-    assert info["evicted_keys"] == len(evicted) + 250 - r.exists(
-        *[b"new%d" % i for i in range(250)]) - 0
+    gone = len(evicted) + 250 - r.exists(*[b"new%d" % i for i in range(250)])
+    assert counted_before <= gone <= r.info("stats")["evicted_keys"]
     # The eviction of a watched key is a write: the EXEC fails.
     exchange(watcher, resp("MULTI"), b"+OK\r\n")
     exchange(watcher, resp("SET", "x", "y"), b"+QUEUED\r\n")
