@@ -280,9 +280,11 @@ def test_small_values_inside_multi_run_whole(srv):
 # loop 0.26-3.7 s in these tests (measured on main before the slicing:
 # SUNIONSTORE 0.26, SMEMBERS 0.35, HGETALL 0.41, ZINTER 0.47, ZUNIONSTORE
 # 0.86, ZRANGE 3.7; LRANGE 0.15-0.25, hence a bigger list below); sliced,
-# 0.04-0.13 s. The bound sits between, and the measurement (not the
-# assertion) is retried twice if over it: the machine is a loaded 2-core one.
-B_BOUND = 0.2
+# 0.04-0.13 s alone, up to 0.3 s with `make test`'s second worker busy on
+# the other core. The bound is generous for that; what tells a sliced
+# command from a whole one is `b_before_a` (B served during A's command).
+# The measurement (not the assertion) is retried twice if over the bound.
+B_BOUND = 0.4
 
 
 @pytest.fixture
