@@ -33,16 +33,20 @@ def _settled_rss(proc, seconds: float = 1.5) -> int:
     return _rss(proc)
 
 
+def _heap_filled(proc, r, count: int) -> int:
+    """`count` 600-byte values (from the C heap: pymalloc takes 512 B at most)
+    and one made after them, kept (at the heap's top: glibc keeps the pages
+    of the others once freed, unless trimmed); the RSS once settled."""
+    _fill(r, "v", count, b"x" * 600)
+    r.set("pin", b"p" * 600)
+    return _settled_rss(proc)
+
+
 def test_memory_purge_hands_freed_memory_back(make_server):
     proc = make_server()
     r = proc.client()
-    # 600-byte values come from the C heap (pymalloc takes 512 B at most);
-    # with a value made after them still there (at the heap's top), glibc
-    # keeps their pages once freed, unless trimmed.
     count = 120_000
-    _fill(r, "v", count, b"x" * 600)
-    r.set("pin", b"p" * 600)
-    full = _settled_rss(proc)
+    full = _heap_filled(proc, r, count)
     sock = proc.raw()
     # One write: the DEL and the PURGE run in the same loop turn, so the
     # cron's own trim cannot be what hands the memory back.
@@ -71,9 +75,7 @@ def test_the_cron_trims_after_a_big_free(make_server):
     proc = make_server()
     r = proc.client()
     count = 120_000
-    _fill(r, "v", count, b"x" * 600)
-    r.set("pin", b"p" * 600)
-    full = _settled_rss(proc)
+    full = _heap_filled(proc, r, count)
     r.delete(*("v%d" % i for i in range(count)))
     # No PURGE: the cron trims by itself (it follows up on the growth the
     # fill made, as a big buffer may be freed after its trim).
