@@ -415,6 +415,29 @@ def test_scan_cursors_are_bounded_per_tenant(hood, srv):
     hood.b.flushall()
 
 
+def test_flush_drops_scan_snapshots_and_their_names(hood, srv):
+    """A snapshot holds its names alive: kept past a FLUSHALL, it pinned the
+    flushed keys' names (the neighbours bench carried ~60 MB into every
+    later attack). A flush forgets the database's snapshots; their cursors
+    end the scan, as every key of theirs is gone."""
+    hood.a.flushall()
+    time.sleep(0.5)   # the fixture's own lazy free
+    before = rss(srv)
+    fill(hood.a, 300_000, prefix=b"k" * 120 + b":")   # ~50 MB of names
+    cursors = [int(hood.a.execute_command("SCAN", 0, "COUNT", 10)[0]) for _ in range(2)]
+    hood.a.flushall()
+    deadline = time.monotonic() + 10
+    while rss(srv) - before > 25 << 20 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert rss(srv) - before <= 25 << 20, (before, rss(srv))
+    for cursor in cursors:
+        assert hood.a.execute_command("SCAN", cursor, "COUNT", 10) == (0, [])
+    # The tenant's bound counts only live snapshots: 64 new ones still fit.
+    fill(hood.a, 30_000)
+    cursors = [int(hood.a.execute_command("SCAN", 0, "COUNT", 10)[0]) for _ in range(64)]
+    assert hood.a.execute_command("SCAN", cursors[0], "COUNT", 10)[1]
+
+
 def test_full_scan_still_sees_every_key_once(hood):
     fill(hood.a, 5000)
     fill(hood.a, 3000, db=2)

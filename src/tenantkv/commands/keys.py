@@ -177,6 +177,22 @@ def scan_snapshot(conn, db, owner, names, cursor: int, count: int) -> tuple:
     return (snapshot_id << _POSITION_BITS) | position, batch
 
 
+def drop_scans(tenant, db) -> list:
+    """Forget `db`'s SCAN snapshots (it was emptied: no key of theirs is
+    left to return, so their cursors end the scan, as a cursor never issued
+    does). A snapshot holds its names alive: kept, it would pin the memory of
+    every flushed key until 64 newer scans pushed it out. Returns the
+    snapshots, for the caller to free (lazily, when big)."""
+    if not db.scans:
+        return []
+    live = tenant.scans
+    for snapshot_id in db.scans:
+        tenant.scan_names -= live.pop((db, snapshot_id), 0)
+    snapshots = [names for _, names in db.scans.values()]
+    db.scans = {}
+    return snapshots
+
+
 def _make_room(tenant, size: int) -> None:
     """Drop the tenant's least recently used snapshots until one of `size`
     names fits its bounds."""
@@ -410,10 +426,15 @@ def _flush(conn, args: list, dbs) -> None:
     for db in dbs:
         data, expires = db.data, db.expires
         db.clear()
+        snapshots = drop_scans(conn.tenant, db)
         if lazy and len(data) >= lazyfree.BIG:
             lazyfree.free(conn.server.loop, data)
             if len(expires) >= lazyfree.BIG:
                 lazyfree.free(conn.server.loop, expires)
+        if lazy:
+            for snapshot in snapshots:
+                if len(snapshot) >= lazyfree.BIG:
+                    lazyfree.free(conn.server.loop, snapshot)
 
 
 @command("flushdb")

@@ -5,7 +5,7 @@ dict of 1M keys takes ~40 ms to free (a 10M-key FLUSHALL, 0.4 s with every
 other tenant waiting). So FLUSHALL / FLUSHDB swap the database's dicts out
 at once (the tenant sees an empty database at once, as Redis's
 emptyData(..., EMPTYDB_ASYNC)) and hand the old ones here; UNLINK and DEL
-of a big value hand the value here. The garbage is then emptied a slice
+of a big value hand the value here, and a flush its SCAN snapshots. The garbage is then emptied a slice
 (SLICE seconds) per loop turn: a dict by popitem(), a set by pop(), a sorted
 set's dict and index the same way, each popped value that is itself big
 going back into the queue rather than being freed whole.
@@ -28,7 +28,7 @@ _scheduled = [None]   # the loop the drain is scheduled on, while it is
 def size(value) -> int:
     """The number of elements freeing `value` walks (0 for a string)."""
     kind = type(value)
-    if kind is dict or kind is set:
+    if kind is dict or kind is set or kind is list:
         return len(value)
     if kind is bytes:
         return 0
@@ -87,6 +87,9 @@ def _empty_some(obj, queue) -> bool:
             if not obj:
                 return True
             pop()
+        return not obj
+    if kind is list:   # a SCAN snapshot: names only, from the end (no shifting)
+        del obj[-_PER_CHECK:]
         return not obj
     scores = getattr(obj, "scores", None)
     if type(scores) is dict:   # ZSet: its dict, then its index's sublists
