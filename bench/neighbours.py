@@ -66,7 +66,7 @@ because it removes the attacker's keys):
                    request of ~170 KB (a bulk announced as 1 MB), for --hold s
     connect_flood  10,200 plain connections held for --hold s
     pipeline       1M INCRs pipelined on one connection
-    exec           MULTI, 200,000 INCRs, EXEC
+    exec           MULTI, 100,000 INCRs, EXEC (the most a non-root MULTI queues)
     sunionstore    SUNIONSTORE of two 500,000-member sets
     hgetall        HGETALL of a 500,000-field hash
     lrange         LRANGE 0 -1 of a 2M-element list
@@ -147,7 +147,7 @@ SIZES = {
     "preauth_bytes": (170_000, 20_000),
     "connects": (10_200, 200),
     "pipeline": (1_000_000, 20_000),
-    "exec": (200_000, 5_000),
+    "exec": (100_000, 5_000),           # the most a non-root MULTI queues
     "union": (500_000, 10_000),
     "zunion": (250_000, 5_000),
     "hash": (500_000, 10_000),
@@ -1265,7 +1265,7 @@ ATTACKS = {   # name -> (what the tenant sends, the attack)
     "preauth": ("5,000 unauthenticated connections, partial requests", attack_preauth),
     "connect_flood": ("10,200 plain connects", attack_connect_flood),
     "pipeline": ("1M INCR pipelined", attack_pipeline),
-    "exec": ("MULTI, 200,000 INCR, EXEC", attack_exec),
+    "exec": ("MULTI, 100,000 INCR, EXEC", attack_exec),
     "sunionstore": ("SUNIONSTORE of two 500,000-member sets",
                     one_command(setup_union, lambda b: ("SUNIONSTORE", "u3", "u1", "u2"),
                                 flush2, room=True)),
