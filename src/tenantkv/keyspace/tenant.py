@@ -82,7 +82,7 @@ class Tenant:
     __slots__ = ("name", "dbs", "_clients", "auth_failures", "acl_denied", "ran", "_calls",
                  "_failed", "_rejected", "_errors", "error_replies", "net_input_bytes",
                  "net_output_bytes", "connections", "quota", "used_memory", "limiter", "busy", "held",
-                 "_scans", "scan_names", "_scans_evicted")
+                 "_scans", "scan_names", "_scans_evicted", "channels")
 
     def __init__(self, name: str, stats, databases: int = DATABASES) -> None:
         self.name = name
@@ -106,6 +106,9 @@ class Tenant:
         # (commands/keys.py): made when first used, as most tenants never scan.
         self._scans = self._scans_evicted = None
         self.scan_names = 0
+        # Its pub/sub channel space (dispatch/pubsub.py), None until a client
+        # of the tenant subscribes: most tenants never do.
+        self.channels = None
         self.reset_stats()
 
     @property

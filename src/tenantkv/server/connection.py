@@ -81,7 +81,7 @@ class Connection(asyncio.Protocol):
                  "closing", "close_after_reply", "no_evict", "no_touch", "paused", "unsent",
                  "multi", "multi_error", "watched", "watch_dirty", "backlog", "backlog_error",
                  "waiting", "net_in", "net_out", "unauth_group", "obuf_class", "soft_since",
-                 "unparsed")
+                 "unparsed", "subs")
 
     def __init__(self, server) -> None:
         self.server = server
@@ -122,6 +122,7 @@ class Connection(asyncio.Protocol):
         self.backlog_error = None    # the protocol error that followed them, if any
         self.waiting = None          # the Deferred whose reply the client waits for
         self.unparsed = None         # the rest of a long read, parsed next turn (INPUT_SHARE)
+        self.subs = None             # its pub/sub subscriptions (dispatch/pubsub.py), if any
         # Bytes read and written since the last fold_net() into the tenant's and
         # the server's figures (INFO adds the live connections' own): one
         # increment on the connection per read and per write.
