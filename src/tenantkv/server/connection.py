@@ -31,6 +31,7 @@ from tenantkv.protocol.encoder import SMALL_INTS, Raw, encode, encode_error
 from tenantkv.protocol.reader import Reader
 from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.replies import NO_REPLY, Deferred
+from tenantkv.dispatch.slices import charge
 from tenantkv.server.auth import client_group
 
 log = logging.getLogger("tenantkv.connection")
@@ -432,7 +433,10 @@ class Connection(asyncio.Protocol):
             else:
                 reply = encode(reply, self.resp3)
         cmd.calls += 1
-        cmd.usec += (monotonic() - started) * 1e6
+        elapsed = monotonic() - started
+        cmd.usec += elapsed * 1e6
+        if cmd.slow:   # the tenant's share of this turn (dispatch/slices.py)
+            charge(self.server, self.tenant, elapsed)
         self.tenant.ran.append(cmd)   # its commandstats, folded later (keyspace/tenant.py)
         self.last_command = cmd.name
         if self.closing:
@@ -535,12 +539,15 @@ class Connection(asyncio.Protocol):
                     self.backlog_error = error
                     break
         if ran:
-            share = (monotonic() - started) * 1e6 / len(ran)
+            elapsed = monotonic() - started
+            share = elapsed * 1e6 / len(ran)
             for cmd in ran:
                 cmd.calls += 1
                 cmd.usec += share
-            self.tenant.ran += ran   # its commandstats, folded later (keyspace/tenant.py)
+            tenant = self.tenant
+            tenant.ran += ran   # its commandstats, folded later (keyspace/tenant.py)
             self.last_command = cmd.name
+            charge(self.server, tenant, elapsed)   # its share of this turn (dispatch/slices.py)
         if self.backlog is not None and self.waiting is None:
             return   # paused mid-batch: the rest runs when the client drains
         processed = done + len(out)
