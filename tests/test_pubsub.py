@@ -451,3 +451,26 @@ def test_publish_is_never_logged_nor_replayed(make_server, tmp_path):
     # Replay publishes nothing (there is nothing to publish, and no error).
     again = make_server("--appendonly", "yes", "--save", "")
     assert again.client().get("after") == b"1"
+
+
+def test_store_migration_to_schema_5_gives_existing_users_all_channels(tmp_path):
+    """A users.db of schema 4 (before channel rules) gains the channels
+    column: its users keep pub/sub in their tenant (allchannels)."""
+    import sqlite3
+    from tenantkv.tenancy import SCHEMA_VERSION, UserStore
+    from tenantkv.tenancy.permissions import channel_rules
+    path = str(tmp_path / "users.db")
+    with UserStore(path) as store:
+        before = store.add("alice", b"pw")
+    con = sqlite3.connect(path)
+    con.execute("ALTER TABLE users DROP COLUMN channels")
+    con.execute("UPDATE schema_version SET version = 4")
+    con.commit()
+    con.close()
+    with UserStore(path) as store:
+        assert SCHEMA_VERSION >= 5 and store.schema_version() == SCHEMA_VERSION
+        alice = store.get("alice")
+        assert (alice.id, alice.channels, channel_rules(alice)) == (before.id, None, None)
+        alice = store.apply("alice", {"channels": "news.* chat"})[0]
+        assert channel_rules(alice) == (b"news.*", b"chat")
+        assert channel_rules(store.apply("alice", {"channels": ""})[0]) == ()
