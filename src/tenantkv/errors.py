@@ -100,9 +100,10 @@ def subscribed_context(name: str) -> str:
 def pubsub_limit(what: str, limit: int, unit: str = "") -> str:
     """tenantkv's own: a subscription past a tenant's pub/sub limit
     (dispatch/pubsub.py, README "Pub/sub limits")."""
+    if what in ("pattern", "channel"):
+        return "ERR pub/sub limit: a %s name is at most %d %s long" % (what, limit, unit)
     return "ERR pub/sub limit: at most %d%s %s per tenant" % (
-        limit, " " + unit if unit else "", what) if what != "pattern length" else \
-        "ERR pub/sub limit: a pattern is at most %d %s long" % (limit, unit)
+        limit, " " + unit if unit else "", what)
 
 
 # A queued command the user's rules no longer allow when EXEC runs it (Redis 7's text).

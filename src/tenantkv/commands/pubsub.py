@@ -13,7 +13,7 @@ never sees them and its replay never publishes.
 
 from tenantkv import errors
 from tenantkv.dispatch import pubsub
-from tenantkv.dispatch.table import command, container, subcommand
+from tenantkv.dispatch.table import command, container, lookup, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.protocol.encoder import Raw
 from tenantkv.util.glob import glob_matcher
@@ -84,18 +84,34 @@ def sunsubscribe(conn, args):
     return _unsubscribe(conn, args, pubsub.SHARD)
 
 
+def _check_publish(conn, channel: bytes) -> None:
+    if conn.channel_rules is not None:
+        _check_channels(conn, (channel,))
+    if len(channel) > pubsub.MAX_CHANNEL_BYTES:
+        raise CommandError(errors.pubsub_limit("channel", pubsub.MAX_CHANNEL_BYTES >> 10, "KB"))
+
+
 @command("publish")
 def publish(conn, args):
-    if conn.channel_rules is not None:
-        _check_channels(conn, args[1:2])
-    return pubsub.publish(conn.tenant, args[1], args[2])
+    channel = args[1]
+    if len(channel) > 256 or conn.channel_rules is not None:   # one test when neither
+        _check_publish(conn, channel)
+    return pubsub.publish(conn.tenant, channel, args[2])
 
 
 @command("spublish")
 def spublish(conn, args):
-    if conn.channel_rules is not None:
-        _check_channels(conn, args[1:2])
-    return pubsub.publish_shard(conn.tenant, args[1], args[2])
+    channel = args[1]
+    if len(channel) > 256 or conn.channel_rules is not None:
+        _check_publish(conn, channel)
+    return pubsub.publish_shard(conn.tenant, channel, args[2])
+
+
+# PUBLISH is @fast in Redis, but its cost grows with the tenant's patterns
+# and subscribers: the fair loop (server/connection.py, TURN_SECONDS) reads
+# the clock after each one, as after a slow command, so a pipeline of
+# PUBLISHes cannot hold the other tenants for long.
+lookup("publish").slow = lookup("spublish").slow = True
 
 
 # -- PUBSUB ------------------------------------------------------------------------------
