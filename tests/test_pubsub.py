@@ -284,9 +284,14 @@ def test_tenants_see_only_their_own_channels_and_messages(srv):
         assert sorted(client.pubsub_channels()) == sorted(n.encode() for n in names)
         assert client.pubsub_numsub("shared") == [(b"shared", 1)]
         assert client.pubsub_numpat() == 2
+    for client in (alice, bob):
+        stats = client.info("stats")
+        assert (stats["pubsub_channels"], stats["pubsub_patterns"],
+                stats["pubsubshard_channels"]) == (len(names), 2, 1)
     # A third tenant sees nothing at all, and reaches no one.
     carol = login(srv, "carol")
     assert pubsub_state(carol) == ([], 0, [])
+    assert carol.info("stats")["pubsub_channels"] == 0
     assert carol.publish("shared", "x") == 0
     assert carol.spublish("shared", "x") == 0
     no_message(subs["alice"])
@@ -294,6 +299,7 @@ def test_tenants_see_only_their_own_channels_and_messages(srv):
     root = login(srv, "root", ROOT_PASSWORD)
     assert root.publish("shared", "x") == 0
     assert root.pubsub_channels() == []
+    assert root.info("stats")["pubsub_channels"] == 2 * len(names)   # INFO: the server's
     for sub in subs.values():
         sub.close()
 
