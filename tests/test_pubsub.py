@@ -482,3 +482,25 @@ def test_store_migration_to_schema_5_gives_existing_users_all_channels(tmp_path)
         alice = store.apply("alice", {"channels": "news.* chat"})[0]
         assert channel_rules(alice) == (b"news.*", b"chat")
         assert channel_rules(store.apply("alice", {"channels": ""})[0]) == ()
+
+
+def test_resp2_and_resp3_subscribers_of_one_message_get_their_own_encoding(srv):
+    socks = []
+    for protocol in ("2", "3", "2", "3"):
+        sock = raw_login(srv, "bob")
+        sock.sendall(resp("HELLO", protocol))
+        read_reply(sock)
+        sock.sendall(resp("SUBSCRIBE", "mix") + resp("PSUBSCRIBE", "mi*") + resp("SSUBSCRIBE", "mix"))
+        got = b""
+        while got.count(b"subscribe") < 3:
+            got += read_reply(sock)
+        socks.append((protocol, sock))
+    bob = login(srv, "bob")
+    assert bob.publish("mix", "hello") == 8
+    assert bob.spublish("mix", "shard") == 4
+    for protocol, sock in socks:
+        head = b"*" if protocol == "2" else b">"
+        recv_exactly(sock, head + b"3\r\n$7\r\nmessage\r\n$3\r\nmix\r\n$5\r\nhello\r\n"
+                     + head + b"4\r\n$8\r\npmessage\r\n$3\r\nmi*\r\n$3\r\nmix\r\n$5\r\nhello\r\n"
+                     + head + b"3\r\n$8\r\nsmessage\r\n$3\r\nmix\r\n$5\r\nshard\r\n")
+        sock.close()
