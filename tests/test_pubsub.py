@@ -307,6 +307,7 @@ def test_tenants_see_only_their_own_channels_and_messages(srv):
 # -- ACL channel rules ------------------------------------------------------------------------------
 
 NOPERM_CHANNEL = "this user has no permissions to access one of the channels used as arguments"
+NOPERM_CHANNEL_RAW = b"NOPERM " + NOPERM_CHANNEL.encode()
 
 
 def test_acl_channel_rules_apply_within_the_tenant(srv):
@@ -331,6 +332,17 @@ def test_acl_channel_rules_apply_within_the_tenant(srv):
                 call()
         entry = root.acl_log(count=1)[0]
         assert entry["reason"] == "channel" and entry["username"] == "dave"
+        assert entry["object"] == "news.t*" and entry["context"] == "toplevel"
+        # Inside MULTI: refused when queued, and EXEC aborts (Redis 7).
+        sock = raw_login(srv, "dave")
+        exchange(sock, resp("MULTI"), b"+OK\r\n")
+        exchange(sock, resp("PUBLISH", "chat", "x"), b"+QUEUED\r\n")
+        exchange(sock, resp("PUBLISH", "other", "x"), b"-" + NOPERM_CHANNEL_RAW + b"\r\n")
+        exchange(sock, resp("EXEC"), b"-EXECABORT Transaction discarded because of previous "
+                                     b"errors.\r\n")
+        sock.close()
+        entry = root.acl_log(count=1)[0]
+        assert (entry["object"], entry["context"]) == ("other", "multi")
         sub = login(srv, "dave").pubsub()
         sub.psubscribe("news.*")
         assert sub.get_message(timeout=2)["type"] == "psubscribe"

@@ -19,30 +19,15 @@ from tenantkv.protocol.encoder import Raw
 from tenantkv.util.glob import glob_matcher
 
 
-def _check_channels(conn, names, is_pattern: bool = False) -> None:
-    """Redis 7's channel rules: with `allchannels` (conn.channel_rules None)
-    anything; else each channel must match one of the user's patterns, and a
-    pattern subscribed to must be one of them, literally (ACLCheckChannelAgainstList)."""
-    rules = conn.channel_rules
-    if rules is None:
-        return
-    for name in names:
-        if is_pattern:
-            if name not in rules:
-                break
-        elif not any(glob_matcher(rule)(name) for rule in rules):
-            break
-    else:
-        return
-    # Counted and kept for ACL LOG as Redis does: reason "channel", the channel as object.
-    conn.server.auth.log_event(conn, "channel", name.decode("utf-8", "surrogateescape"), conn.user,
-                   "multi" if conn.multi is not None else "toplevel")
-    raise CommandError(errors.NOPERM_CHANNEL)
+def _check_channels(conn, args) -> None:
+    """The user's ACL channel rules (dispatch/pubsub.py, channel_refusal)."""
+    if conn.channel_rules is not None and pubsub.channel_refusal(conn, args):
+        raise CommandError(errors.NOPERM_CHANNEL)
 
 
 def _subscribe(conn, args, kind: int):
     names = args[1:]
-    _check_channels(conn, names, kind == pubsub.PATTERN)
+    _check_channels(conn, args)
     refused = pubsub.check_limits(conn, kind, names)
     if refused is not None:
         raise CommandError(refused)
@@ -84,9 +69,9 @@ def sunsubscribe(conn, args):
     return _unsubscribe(conn, args, pubsub.SHARD)
 
 
-def _check_publish(conn, channel: bytes) -> None:
-    if conn.channel_rules is not None:
-        _check_channels(conn, (channel,))
+def _check_publish(conn, args) -> None:
+    _check_channels(conn, args)
+    channel = args[1]
     if len(channel) > pubsub.MAX_CHANNEL_BYTES:
         raise CommandError(errors.pubsub_limit("channel", pubsub.MAX_CHANNEL_BYTES >> 10, "KB"))
 
@@ -95,7 +80,7 @@ def _check_publish(conn, channel: bytes) -> None:
 def publish(conn, args):
     channel = args[1]
     if len(channel) > 256 or conn.channel_rules is not None:   # one test when neither
-        _check_publish(conn, channel)
+        _check_publish(conn, args)
     return pubsub.publish(conn.tenant, channel, args[2])
 
 
@@ -103,7 +88,7 @@ def publish(conn, args):
 def spublish(conn, args):
     channel = args[1]
     if len(channel) > 256 or conn.channel_rules is not None:
-        _check_publish(conn, channel)
+        _check_publish(conn, args)
     return pubsub.publish_shard(conn.tenant, channel, args[2])
 
 

@@ -42,7 +42,7 @@ import logging
 from time import monotonic
 
 from tenantkv import errors
-from tenantkv.dispatch.pubsub import SUBSCRIBED_NAMES, Subscribed
+from tenantkv.dispatch.pubsub import SUBSCRIBED_NAMES, Subscribed, channel_refusal
 from tenantkv.dispatch.replies import NO_REPLY, Deferred
 from tenantkv.dispatch.table import find
 from tenantkv.dispatch.throttle import Throttled
@@ -224,6 +224,13 @@ def _queue(client, cmd, args: list) -> bytes:
         stats.error("ERR", tenant)
         client.multi_error = True
         return encode_error(errors.NOT_IN_MULTI)
+    if client.channel_rules is not None and "pubsub" in flags and channel_refusal(client, args):
+        # The user's ACL channel rules refuse it: refused when queued, as Redis.
+        checked.rejected += 1
+        tenant.count(tenant.rejected, checked)
+        stats.error("NOPERM", tenant)
+        client.multi_error = True
+        return encode_error(errors.NOPERM_CHANNEL)
     denied = client.server.events.denied
     if denied is not None and ("write" in flags or cmd.name == "ping"):
         # Writes are refused (MISCONF): refused when queued too, and EXEC

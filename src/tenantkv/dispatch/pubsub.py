@@ -390,6 +390,39 @@ def refresh_mode(conn) -> None:
         _restricted(conn, not conn.resp3)
 
 
+# The commands whose arguments the ACL channel rules check, and where: the
+# channels from args[1] on, or args[1] alone; PSUBSCRIBE's are patterns.
+_CHANNEL_ARGS = {b"subscribe": None, b"ssubscribe": None, b"psubscribe": None,
+                 b"publish": 2, b"spublish": 2}
+
+
+def channel_refusal(conn, args) -> bool:
+    """Whether the user's channel rules (conn.channel_rules; Redis 7's
+    &pattern) refuse the channels of `args` (a command of _CHANNEL_ARGS):
+    each channel must match one of the user's patterns, and a pattern
+    subscribed to must be one of them, literally (Redis 7.0's
+    ACLCheckChannelAgainstList). A refusal is kept for ACL LOG as Redis
+    keeps it: reason "channel", the channel as object. Checked by the
+    commands (commands/pubsub.py) and, inside MULTI, when queued
+    (dispatch/call.py), as Redis does."""
+    rules = conn.channel_rules
+    name = args[0].lower()
+    if rules is None or name not in _CHANNEL_ARGS:
+        return False
+    is_pattern = name == b"psubscribe"
+    for channel in args[1:_CHANNEL_ARGS[name]]:
+        if is_pattern:
+            if channel not in rules:
+                break
+        elif not any(glob_matcher(rule)(channel) for rule in rules):
+            break
+    else:
+        return False
+    conn.server.auth.log_event(conn, "channel", channel.decode("utf-8", "surrogateescape"),
+                               conn.user, "multi" if conn.multi is not None else "toplevel")
+    return True
+
+
 def revoked(conn) -> bool:
     """Whether `conn` holds a subscription its user's channel rules
     (conn.channel_rules) no longer allow: Redis 7 then closes the client
