@@ -36,7 +36,6 @@ status 1 and a message.
 from __future__ import annotations
 
 import argparse
-import os
 import selectors
 import shutil
 import socket

@@ -304,7 +304,7 @@ def test_tenants_see_only_their_own_channels_and_messages(srv):
         sub.close()
 
 
-# -- ACL channel rules ------------------------------------------------------------------------------
+# -- ACL channel rules -------------------------------------------------------------------------
 
 NOPERM_CHANNEL = "this user has no permissions to access one of the channels used as arguments"
 NOPERM_CHANNEL_RAW = b"NOPERM " + NOPERM_CHANNEL.encode()
@@ -368,7 +368,8 @@ def test_acl_channel_rules_apply_within_the_tenant(srv):
 def test_pubsub_limits_per_tenant(srv):
     from tenantkv.dispatch import pubsub
     client = login(srv, "carol")
-    with pytest.raises(redis.ResponseError, match="pub/sub limit: a pattern name is at most 1024 bytes"):
+    with pytest.raises(redis.ResponseError,
+                       match="pub/sub limit: a pattern name is at most 1024 bytes"):
         client.execute_command("PSUBSCRIBE", "p" * (pubsub.MAX_PATTERN_BYTES + 1))
     with pytest.raises(redis.ResponseError, match="pub/sub limit: a channel name is at most 64 KB"):
         client.publish("c" * (pubsub.MAX_CHANNEL_BYTES + 1), "x")
@@ -502,7 +503,8 @@ def test_resp2_and_resp3_subscribers_of_one_message_get_their_own_encoding(srv):
         sock = raw_login(srv, "bob")
         sock.sendall(resp("HELLO", protocol))
         read_reply(sock)
-        sock.sendall(resp("SUBSCRIBE", "mix") + resp("PSUBSCRIBE", "mi*") + resp("SSUBSCRIBE", "mix"))
+        sock.sendall(resp("SUBSCRIBE", "mix") + resp("PSUBSCRIBE", "mi*")
+                     + resp("SSUBSCRIBE", "mix"))
         got = b""
         while got.count(b"subscribe") < 3:
             got += read_reply(sock)

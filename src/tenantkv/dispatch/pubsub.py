@@ -199,7 +199,9 @@ class _Subscribers(dict):
 
 
 def _space(channels: Channels, kind: int) -> dict:
-    return channels.exact if kind == EXACT else channels.patterns if kind == PATTERN else channels.shard
+    if kind == EXACT:
+        return channels.exact
+    return channels.patterns if kind == PATTERN else channels.shard
 
 
 def _own(subs: Subscriptions, kind: int) -> dict:

@@ -125,7 +125,8 @@ class Connection(asyncio.Protocol):
         self.waiting = None          # the Deferred whose reply the client waits for
         self.unparsed = None         # the rest of a long read, parsed next turn (INPUT_SHARE)
         self.subs = None             # its pub/sub subscriptions (dispatch/pubsub.py), if any
-        # Its user's ACL channel patterns (&pattern), None for allchannels (commands/pubsub.py).
+        # Its user's ACL channel patterns (&pattern), None for allchannels
+        # (dispatch/pubsub.py, channel_refusal).
         self.channel_rules = None
         # Bytes read and written since the last fold_net() into the tenant's and
         # the server's figures (INFO adds the live connections' own): one
@@ -255,7 +256,8 @@ class Connection(asyncio.Protocol):
         if self.subs is not None:   # a subscriber keeps RESP2's pub/sub mode
             refresh_mode(self)
             if revoked(self):   # as Redis 7: its channel rights were taken away
-                log.info("Client id=%d addr=%s closed: ACL channel rules changed", self.id, self.addr)
+                log.info("Client id=%d addr=%s closed: ACL channel rules changed",
+                         self.id, self.addr)
                 self.close()
 
     def login_default(self) -> None:
