@@ -134,7 +134,7 @@ def _set(db, args, reply, before):
     # SET: stored unless NX found the key or XX did not (GET's reply is the
     # old value either way); "expire" after "set" with a time option.
     nx = xx = expire = False
-    for word in args[3:]:
+    for word in args[3:] if len(args) > 3 else ():
         word = word.lower()
         if word == b"nx":
             nx = True
@@ -376,6 +376,25 @@ EVENTS = {
 # keys exist).
 PREPARE = {"getex": _getex_prepare, "smove": _smove_prepare, "zadd": _zadd_prepare}
 
+# Commands whose events depend on which keys existed before they ran (NX/XX,
+# deleting, a destination an empty result removes); the others look at it
+# only for "new", so with class n off their `before` is not taken.
+NEEDS_BEFORE = frozenset(("set", "del", "unlink", "ltrim", "bitop", "sinterstore",
+                          "sunionstore", "sdiffstore", "zunionstore", "zinterstore",
+                          "zdiffstore", "zrangestore", *PREPARE))
+
+# The keys whose existence a command's events look at, when not its first
+# key alone (or all of its keys: DEL, MSET).
+_BEFORE_KEYS = {
+    "bitop": lambda args: (args[2],), "mset": lambda args: args[1::2],
+    "msetnx": lambda args: args[1::2], "del": lambda args: args[1:],
+    "unlink": lambda args: args[1:], "rename": lambda args: (args[2],),
+    "renamenx": lambda args: (args[2],), "lmove": lambda args: (args[2],),
+    "blmove": lambda args: (args[2],), "rpoplpush": lambda args: (args[2],),
+    "brpoplpush": lambda args: (args[2],),
+}
+_NOTHING_BEFORE: dict = {}
+
 # The records a blocked client served later is logged as
 # (dispatch/blocking.served): what its pop emits.
 _SERVED = {b"LPOP": "lpop", b"RPOP": "rpop", b"ZPOPMIN": "zpopmin", b"ZPOPMAX": "zpopmax",
@@ -432,11 +451,18 @@ class Notifier:
         return flags if publishes(flags) else 0
 
     @staticmethod
-    def before(cmd, conn, db, args):
-        prepare = PREPARE.get(cmd.name)
+    def before(cmd, db, args, flags: int):
+        """What `cmd`'s events need to know of its keys before it runs."""
+        name = cmd.name
+        if not flags & NEW and name not in NEEDS_BEFORE:
+            return _NOTHING_BEFORE
+        prepare = PREPARE.get(name)
         if prepare is not None:
             return prepare(db, args)
-        return {args[i]: db.get(args[i]) is not None for i in cmd.key_positions(args)}
+        keys = _BEFORE_KEYS.get(name)
+        if keys is None:   # its first key (the blocking pops and MPOPs: none needed)
+            return {args[1]: db.get(args[1]) is not None} if cmd.first_key == 1 else {}
+        return {key: db.get(key) is not None for key in keys(args)}
 
     def after(self, conn, db, cmd, args, reply, before, flags: int) -> None:
         name = cmd.name

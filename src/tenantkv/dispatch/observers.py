@@ -371,7 +371,7 @@ class KeyEvents:
             notifier = events.notifier
             notify = notifier.listening(conn) if notifier is not None else 0
             if notify:
-                notified = notifier.before(cmd, conn, db, args)
+                notified = notifier.before(cmd, db, args, notify)
             if may_change_nothing:
                 stats = conn.server.stats
                 unchanged = stats.unchanged_writes
