@@ -482,3 +482,33 @@ def test_notifications_never_reach_the_log(make_server, tmp_path):
     assert b"LPUSH" in logged.upper() or b"lpush" in logged
     assert b"__key" not in logged and b"PUBLISH" not in logged.upper()
     subscriber.close()
+
+
+# -- keymiss (m) -------------------------------------------------------------------------
+
+READS = [
+    ["SET", "s", "v"], ["RPUSH", "l", "a"], ["HSET", "h", "f", "v"], ["SADD", "st", "m"],
+    ["ZADD", "z", "1", "m"], ["SET", "gone", "v", "PX", "1"], ["DEBUG", "SLEEP", "0.01"],
+    ["GET", "nokey"], ["GET", "s"], ["GET", "gone"], ["MGET", "s", "n1", "s", "n2", "n1"],
+    ["EXISTS", "nokey", "s"], ["TYPE", "nokey"], ["STRLEN", "nokey"], ["GETRANGE", "nokey", "0", "1"],
+    ["HGET", "nokey", "f"], ["HGET", "h", "nofield"], ["HGETALL", "nokey"], ["HLEN", "nokey"],
+    ["LRANGE", "nokey", "0", "-1"], ["LINDEX", "nokey", "0"], ["LLEN", "nokey"],
+    ["SMEMBERS", "nokey"], ["SISMEMBER", "nokey", "m"], ["SCARD", "nokey"],
+    ["ZRANGE", "nokey", "0", "-1"], ["ZSCORE", "nokey", "m"], ["ZCARD", "nokey"],
+    ["TTL", "nokey"], ["PTTL", "nokey"], ["OBJECT", "ENCODING", "nokey"], ["TOUCH", "nokey"],
+    ["SUNION", "nokey", "st"], ["SINTERSTORE", "dst", "st", "nokey"], ["GETDEL", "nokey"],
+    ["GETEX", "nokey"], ["BITCOUNT", "nokey"], ["GETBIT", "nokey", "1"], ["LPOS", "nokey", "a"],
+    ["ZUNIONSTORE", "zd", "2", "z", "nokey"], ["LMOVE", "nokey", "l", "LEFT", "LEFT"],
+    ["LPOP", "nokey"], ["HINCRBY", "nokey", "f", "1"], ["SMOVE", "nokey", "st", "m"],
+    ["COPY", "nokey", "x"], ["RENAME", "nokey", "x"], ["DEL", "nokey"], ["HEXISTS", "nokey", "f"],
+    ["LCS", "nokey", "s"], ["SRANDMEMBER", "nokey"], ["ZRANK", "nokey", "m"],
+]
+
+
+@pytest.mark.parametrize("flags", ["KEm", "KEAnm"])
+def test_keymiss_as_redis(redis_server, tenantkv, flags):
+    """keymiss (m, not part of A): each read that finds no key, as Redis's
+    lookupKeyRead* (not its write lookups), in the same order as the other
+    events."""
+    got = compare(redis_server, tenantkv, flags, READS + (SCRIPT if "A" in flags else []))
+    assert (b"__keyevent@0__:keymiss", b"n2") in got

@@ -25,7 +25,9 @@ were before it ran (`before`, taken only while notifying: which of its keys
 existed, for the `new` class and the deletions of emptied keys; ZADD the
 scores, GETEX the TTL, SMOVE the member). A command that failed
 (CommandError) emits nothing. `expired` comes from the expiry hook (lazy
-and active, keyspace/database.py), `evicted` from server/memory.py.
+and active, keyspace/database.py), `evicted` from server/memory.py,
+`keymiss` (class m) from the read lookups when they miss (stats.on_miss,
+set only while some setting has m: a hit never tests it).
 
 The append-only log records commands, never these messages, and its replay
 (on the internal client, which has no transport) publishes nothing.
@@ -410,6 +412,7 @@ class Notifier:
         self.events = events            # dispatch/observers.KeyEvents
         self.server_flags = 0
         self.own: set = set()           # names of tenants whose own setting publishes
+        self.own_misses: set = set()    # ... and has keymiss (m)
 
     # -- settings ----------------------------------------------------------------------
 
@@ -420,10 +423,12 @@ class Notifier:
     def set_tenant(self, tenant, flags) -> None:
         """A tenant's own setting (None: the server's again)."""
         tenant.notify = flags
-        if publishes(flags):
-            self.own.add(tenant.name)
-        else:
-            self.own.discard(tenant.name)
+        for names, wanted in ((self.own, publishes(flags)),
+                              (self.own_misses, publishes(flags) and flags & KEY_MISS)):
+            if wanted:
+                names.add(tenant.name)
+            else:
+                names.discard(tenant.name)
         self._update()
 
     def flags_of(self, tenant) -> int:
@@ -431,9 +436,15 @@ class Notifier:
         return self.server_flags if flags is None else flags
 
     def _update(self) -> None:
-        on = publishes(self.server_flags) or bool(
-            self.own and any(name in self.tenants for name in self.own))
+        tenants = self.tenants
+        server = self.server_flags
+        on = publishes(server) or any(name in tenants for name in self.own)
         self.events.set_notifier(self if on else None)
+        # keymiss is reported by the read lookups themselves (keyspace/
+        # database.py), which test this hook only when they miss.
+        misses = (publishes(server) and server & KEY_MISS) or \
+            any(name in tenants for name in self.own_misses)
+        self.events.stats.on_miss = self.missed if misses else None
 
     # -- from the write wrappers (dispatch/observers.py) -----------------------------
 
@@ -520,6 +531,9 @@ class Notifier:
         self.send(conn.tenant, db.index, flags, out)
 
     # -- from the keyspace and the memory accounting ----------------------------------
+
+    def missed(self, db, key: bytes) -> None:
+        self._keyspace(db, key, KEY_MISS, b"keymiss")
 
     def expired(self, db, key: bytes) -> None:
         self._keyspace(db, key, EXPIRED, b"expired")
