@@ -512,3 +512,29 @@ def test_keymiss_as_redis(redis_server, tenantkv, flags):
     events."""
     got = compare(redis_server, tenantkv, flags, READS + (SCRIPT if "A" in flags else []))
     assert (b"__keyevent@0__:keymiss", b"n2") in got
+
+
+def test_sliced_store_notifies_when_done(tenantkv):
+    """A STORE over big sets runs in slices (dispatch/slices.py): its event
+    comes from its real result, once it is stored ("del" for an empty one)."""
+    client = tenantkv.client()
+    client.flushall()
+    pipe = client.pipeline(transaction=False)
+    for start in range(0, 100_000, 10_000):
+        pipe.sadd("odd", *range(start + 1, start + 10_000, 2))
+        pipe.sadd("even", *range(start, start + 10_000, 2))
+    pipe.execute()
+    client.set("dst", "x")
+    client.config_set("notify-keyspace-events", "Egsn")
+    subscriber = Subscriber(tenantkv.port, b"__keyevent@0__:*")
+    assert client.sinterstore("dst", "odd", "even") == 0
+    assert client.sunionstore("u", "odd", "even") == 100_000
+    client.set("end", "1")
+    client.config_set("notify-keyspace-events", "E$")
+    client.set("end", "1")
+    assert messages(subscriber.until(b"__keyevent@0__:set\r\n$3\r\nend")) == [
+        (b"__keyevent@0__:del", b"dst"), (b"__keyevent@0__:new", b"u"),
+        (b"__keyevent@0__:sunionstore", b"u"), (b"__keyevent@0__:new", b"end"),
+        (b"__keyevent@0__:set", b"end")]
+    client.config_set("notify-keyspace-events", "")
+    subscriber.close()

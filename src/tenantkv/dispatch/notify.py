@@ -34,6 +34,8 @@ The append-only log records commands, never these messages, and its replay
 """
 
 from tenantkv.dispatch.pubsub import publish
+from tenantkv.dispatch.replies import Deferred
+from tenantkv.errors import CommandError
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY
 from tenantkv.util.numbers import parse_int
 
@@ -476,6 +478,19 @@ class Notifier:
         return {key: db.get(key) is not None for key in keys(args)}
 
     def after(self, conn, db, cmd, args, reply, before, flags: int) -> None:
+        if type(reply) is Deferred:
+            # A long command running in slices (dispatch/slices.py: a big
+            # SINTERSTORE): its events when it is done, from its real reply.
+            def done(future):
+                if future.cancelled() or future.exception() is not None:
+                    return
+                try:
+                    final = reply.finish(future.result())
+                except CommandError:
+                    return
+                self.after(conn, db, cmd, args, final, before, flags)
+            reply.future.add_done_callback(done)
+            return
         name = cmd.name
         events = EVENTS.get(name)
         if events is not None:
