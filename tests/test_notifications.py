@@ -23,12 +23,15 @@ class Subscriber:
     """A raw-socket client PSUBSCRIBEd to `patterns`: the bytes the server
     pushes, exactly (for the comparison with redis-server)."""
 
-    def __init__(self, port: int, *patterns: bytes, auth=None, db_select=None) -> None:
+    def __init__(self, port: int, *patterns: bytes, auth=None, resp3: bool = False) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.buf = b""
         if auth is not None:
             self.sock.sendall(resp(b"AUTH", *auth))
             self._expect(b"+OK\r\n")
+        if resp3:
+            self.sock.sendall(resp(b"HELLO", b"3"))
+            self._expect(b"modules")
         self.sock.sendall(resp(b"PSUBSCRIBE", *patterns))
         for pattern in patterns:
             self._expect(b"psubscribe\r\n$%d\r\n%s\r\n" % (len(pattern), pattern))
@@ -68,12 +71,13 @@ class Subscriber:
 
 
 def messages(data: bytes) -> list:
-    """[(channel, message), ...] of a stream of RESP2 pmessage arrays."""
+    """[(channel, message), ...] of a stream of pmessages (RESP2 arrays or
+    RESP3 pushes)."""
     out = []
     parts = data.split(b"\r\n")
     i = 0
     while i < len(parts) - 1:
-        assert parts[i] == b"*4", data
+        assert parts[i] in (b"*4", b">4"), data
         fields = [parts[i + 2 + 2 * k] for k in range(4)]
         assert fields[0] == b"pmessage", data
         out.append((fields[2], fields[3]))
@@ -175,14 +179,14 @@ def tenantkv(tmp_path_factory):
         yield proc
 
 
-def compare(redis_server, tenantkv, flags: str, script=SCRIPT, during=None) -> list:
+def compare(redis_server, tenantkv, flags: str, script=SCRIPT, during=None, resp3=False) -> list:
     """Run `script` with notify-keyspace-events `flags` on both servers (and
     `during(port)` after it); assert the subscriber's bytes are identical."""
     outputs = []
     for port in (redis_server.port, tenantkv.port):
         client = redis.Redis(port=port)
         client.flushall()
-        subscriber = Subscriber(port, b"__key*__:*")
+        subscriber = Subscriber(port, b"__key*__:*", resp3=resp3)
         client.config_set("notify-keyspace-events", flags)
         if during is not None:
             during(port)
@@ -194,6 +198,7 @@ def compare(redis_server, tenantkv, flags: str, script=SCRIPT, during=None) -> l
     if expected != actual:   # a readable diff first
         assert messages(actual) == messages(expected)
     assert actual == expected
+    compare.raw = actual
     return messages(actual)
 
 
@@ -229,6 +234,11 @@ def test_no_channel_form_or_no_class_publishes_nothing(tenantkv):
 
 TRANSACTION = [["MULTI"], ["SET", "t", "1"], ["INCR", "t"], ["LPUSH", "t", "x"], ["RPUSH", "tl", "a"],
                ["EXEC"], ["SELECT", "4"], ["SET", "t", "1"], ["SELECT", "0"]]
+
+
+def test_resp3_subscriber_gets_pushes_as_redis(redis_server, tenantkv):
+    got = compare(redis_server, tenantkv, "KEA", SCRIPT[:40], resp3=True)
+    assert len(got) > 40 and compare.raw.count(b">4\r\n") == len(got)
 
 
 def test_exec_and_other_databases_as_redis(redis_server, tenantkv):
