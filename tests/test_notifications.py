@@ -256,19 +256,22 @@ def test_blocked_clients_served_later_as_redis(redis_server, tenantkv):
 
     def block(port):
         for command in (["BLPOP", "q1", "5"], ["BLMOVE", "q2", "q3", "RIGHT", "LEFT", "5"],
-                        ["BZPOPMIN", "zq", "5"], ["BLMPOP", "5", "1", "q4", "RIGHT", "COUNT", "2"]):
+                        ["BZPOPMIN", "zq", "5"], ["BLMPOP", "5", "1", "q4", "RIGHT", "COUNT", "2"],
+                        ["BZMPOP", "5", "1", "zq2", "MAX", "COUNT", "5"], ["BRPOP", "q5", "5"],
+                        ["BRPOPLPUSH", "q6", "q6", "5"]):
             sock = socket.create_connection(("127.0.0.1", port), timeout=10)
             sock.sendall(resp(*command))
             blockers.append(sock)
         deadline = time.monotonic() + 10
         probe = redis.Redis(port=port)
-        while probe.info("clients")["blocked_clients"] < 4:
+        while probe.info("clients")["blocked_clients"] < 7:
             assert time.monotonic() < deadline
             time.sleep(0.02)
         probe.close()
 
     script = [["RPUSH", "q1", "a"], ["RPUSH", "q2", "b", "c"], ["ZADD", "zq", "1", "m"],
-              ["LPUSH", "q4", "x", "y", "z"], ["RPUSH", "q1", "again"]]
+              ["LPUSH", "q4", "x", "y", "z"], ["RPUSH", "q1", "again"],
+              ["ZADD", "zq2", "1", "a", "2", "b"], ["LPUSH", "q5", "one"], ["RPUSH", "q6", "r"]]
     got = compare(redis_server, tenantkv, "KEAn", script, during=block)
     for sock in blockers:
         sock.close()
