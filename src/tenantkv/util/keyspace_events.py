@@ -23,6 +23,7 @@ CHANNELS = KEYSPACE | KEYEVENT
 _BY_CHAR = {"A": ALL, "g": GENERIC, "$": STRING, "l": LIST, "s": SET, "h": HASH, "z": ZSET,
             "x": EXPIRED, "e": EVICTED, "K": KEYSPACE, "E": KEYEVENT, "t": STREAM,
             "m": KEY_MISS, "d": MODULE, "n": NEW}
+_LETTERS = "".join(_BY_CHAR).encode()
 # keyspaceEventsFlagsToString's order (A replaces the classes it covers).
 _ORDER = ((GENERIC, "g"), (STRING, "$"), (LIST, "l"), (SET, "s"), (HASH, "h"), (ZSET, "z"),
           (EXPIRED, "x"), (EVICTED, "e"), (STREAM, "t"), (MODULE, "d"), (NEW, "n"))
@@ -30,13 +31,17 @@ _ORDER = ((GENERIC, "g"), (STRING, "$"), (LIST, "l"), (SET, "s"), (HASH, "h"), (
 
 def parse_flags(text: str):
     """Redis's keyspaceEventsStringToFlags: the classes' bits, or None for
-    a character that is no class."""
+    a character that is no class. Read in C (a client may send megabytes of
+    "K": a Python loop per character would stall the server): the value
+    must be only letters, then each letter's presence is one memchr."""
+    # Redis reads a C string: a NUL ends the value.
+    raw = text.encode("utf-8", "surrogateescape").split(b"\0", 1)[0]
+    if raw.translate(None, _LETTERS):
+        return None
     flags = 0
-    for char in text:
-        bit = _BY_CHAR.get(char)
-        if bit is None:
-            return None
-        flags |= bit
+    for letter, bit in _BY_CHAR.items():
+        if letter.encode() in raw:
+            flags |= bit
     return flags
 
 
