@@ -262,6 +262,8 @@ def test_kdb_and_debug_follow_the_rules(root, probe):
 
 
 def test_transactions_check_subcommands_when_queued_and_at_exec(root, probe):
+    set_rules(root, "+set")   # MEMORY USAGE below answers an integer for a key that exists
+    assert probe.call("SET", "k", "v") == b"+OK\r\n"
     set_rules(root, "+multi", "+exec", "+@read")
     assert probe.call("MULTI") == b"+OK\r\n"
     assert probe.call("KDB", "IMPORT", "x") == noperm("kdb|import")

@@ -10,6 +10,7 @@ import tomllib
 from dataclasses import dataclass, field
 
 from tenantkv import errors
+from tenantkv.util.keyspace_events import parse_flags, render_flags
 from tenantkv.util.numbers import parse_int
 
 
@@ -156,6 +157,17 @@ def _no_master(value) -> str:
     if str(value):
         raise ValueError("replication is not supported")
     return ""
+
+
+def parse_notify(value) -> int:
+    """notify-keyspace-events: the class bits (util/keyspace_events.py) of
+    Redis's letters; an int is the stored form."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    flags = parse_flags(str(value))
+    if flags is None:
+        raise ValueError(errors.NOTIFY_CLASS)
+    return flags
 
 
 def _username(value) -> str:
@@ -311,6 +323,12 @@ SETTINGS = [
             "simultaneous connections of one tenant (0 = no limit)"),
     Setting("quotas", "rate", "tenant-quota-rate", integer(0, INT_MAX), 0, True,
             "commands per second of one tenant (0 = no limit)"),
+    # Keyspace notifications (dispatch/notify.py): the server's classes, which
+    # every tenant without its own setting follows (a non-root CONFIG SET
+    # sets its tenant's own: commands/server.py).
+    Setting("notify", "keyspace_events", "notify-keyspace-events", parse_notify, 0, True,
+            "keyspace notification classes, Redis's letters (e.g. \"Ex\"; empty = none)",
+            show=render_flags),
     Setting("expiry", "hz", "hz", integer(0, INT_MAX, clamp=(1, 500)), 10, True, "background task frequency (active expiry)"),
     Setting("expiry", "active_expire", None, parse_bool, True, True, "active expiry cycle on/off"),
     Setting("logging", "level", "loglevel", enum("debug", "verbose", "notice", "warning", "nothing"), "notice", True,
@@ -353,7 +371,6 @@ SETTINGS = [
     _redis("maxmemory-eviction-tenacity", integer(0, 100), 10),
     _redis("lfu-log-factor", integer(0, INT_MAX), 10),
     _redis("lfu-decay-time", integer(0, INT_MAX), 1),
-    _redis("notify-keyspace-events", _str, ""),
     # Secrets with no effect here: only "" (none) is accepted, so nothing is
     # stored or shown in clear and nobody believes a password protects them.
     _redis("requirepass", _empty_only(errors.REQUIREPASS_UNSUPPORTED), ""),

@@ -292,6 +292,8 @@ MAXCLIENTS_UNAUTH_ADDRESS = (b"-ERR max number of unauthenticated clients from t
                              b"address reached\r\n")
 # CONFIG SET client-output-buffer-limit, Redis's texts (config.c).
 OBUF_LIMIT_ARGS = "Wrong number of arguments in buffer limit configuration."
+# CONFIG SET notify-keyspace-events with a character that is no class (config.c).
+NOTIFY_CLASS = "Invalid event class character. Use 'Ag$lshzxeKEtmdn'."
 OBUF_LIMIT_CLASS = "Invalid client class specified in buffer limit configuration."
 OBUF_LIMIT_VALUE = "Error in hard, soft or soft_seconds setting in buffer limit configuration."
 OOM = "OOM command not allowed when used memory > 'maxmemory'."

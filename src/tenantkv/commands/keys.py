@@ -491,9 +491,14 @@ def _object_idletime(conn, args):
 
 
 def _object(conn, args, sub: bytes):
-    value = conn.db.read(args[2])   # a hit or miss, even for FREQ/IDLETIME's errors
+    # A hit or miss, even for FREQ/IDLETIME's errors; but no keymiss
+    # notification (Redis's objectCommandLookup: LOOKUP_NONOTIFY).
+    db = conn.db
+    value = db.get(args[2])
     if value is None:
+        db.misses += 1
         return None
+    db.hits += 1
     if sub == b"encoding":
         return (conn.db.marked_encoding(args[2], value) or encoding(value)).encode()
     if sub == b"refcount":

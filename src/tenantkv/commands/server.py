@@ -20,6 +20,7 @@ from tenantkv.protocol.encoder import (OK, Attributed, BigNumber, Push, Raw, Set
 from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.replies import NO_REPLY
 from tenantkv.util.glob import glob_match
+from tenantkv.util.keyspace_events import render_flags
 from tenantkv.util.rss import rss_bytes
 from tenantkv.util.numbers import parse_float, parse_int
 
@@ -397,8 +398,55 @@ CONFIG_HELP = [
 container("config", help=CONFIG_HELP)
 
 
-@subcommand("config", "get")
+# The parameters a non-root user may CONFIG GET / SET, named exactly: its
+# tenant's own value (root's CONFIG SET sets the server's, which every
+# tenant without its own follows). Any other name or a pattern is refused by
+# the permission check (Command.open_args), as before: a tenant learns
+# nothing of the server's settings.
+TENANT_SETTINGS = frozenset((b"notify-keyspace-events",))
+
+
+def _tenant_get(args) -> bool:
+    return all(name.lower() in TENANT_SETTINGS for name in args[2:])
+
+
+def _tenant_set(args) -> bool:
+    return all(name.lower() in TENANT_SETTINGS for name in args[2::2])
+
+
+def _tenant_config_get(conn, args):
+    names = [raw.decode("latin-1") for raw in args[2:]]
+    value = render_flags(conn.server.notifier.flags_of(conn.tenant)).encode()
+    found = {}   # as root's: each name once, shown as first asked
+    for name in names:
+        found.setdefault(name.lower(), name)
+    return {name.encode("latin-1"): value for name in found.values()}
+
+
+def _tenant_config_set(conn, args):
+    pairs = [(args[i].decode("latin-1"), args[i + 1].decode("utf-8", "surrogateescape"))
+             for i in range(2, len(args), 2)]
+    seen = set()
+    for name, _ in pairs:
+        if name.lower() in seen:
+            raise CommandError(errors.config_set_failed(
+                errors.arg_text(name.encode("latin-1")), "duplicate parameter"))
+        seen.add(name.lower())
+    flags = None
+    for name, raw in pairs:
+        try:
+            flags = BY_REDIS_NAME[name.lower()].convert(raw)
+        except ValueError as exc:
+            raise CommandError(errors.config_set_failed(
+                errors.arg_text(name.encode("latin-1")), str(exc)))
+    conn.server.notifier.set_tenant(conn.tenant, flags)
+    return OK
+
+
+@subcommand("config", "get", open_args=_tenant_get)
 def _config_get(conn, args):
+    if not conn.root:
+        return _tenant_config_get(conn, args)
     server = conn.server
     found = {}   # lower-case name -> (name as shown, value)
     for raw in args[2:]:
@@ -416,10 +464,12 @@ def _config_get(conn, args):
             for name, value in found.values()}
 
 
-@subcommand("config", "set")
+@subcommand("config", "set", open_args=_tenant_set)
 def _config_set(conn, args):
     if len(args) % 2:
         raise CommandError(errors.SYNTAX)
+    if not conn.root:
+        return _tenant_config_set(conn, args)
     pairs = [(args[i].decode("latin-1"), args[i + 1].decode("utf-8", "surrogateescape"))
              for i in range(2, len(args), 2)]
     try:

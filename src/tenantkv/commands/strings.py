@@ -85,6 +85,8 @@ def get(conn, args):
         return value   # a hit, without a call: no TTL can apply
     if value is None:
         db.misses += 1
+        if db.stats.on_miss is not None:   # keyspace notifications' keymiss
+            db.stats.on_miss(db, args[1])
         return None    # a miss: not in data at all (an expired key stays in data until deleted)
     return db.read_typed(args[1], bytes)
 

@@ -177,12 +177,15 @@ def served(conn, record: list, *keys) -> None:
     """A parked client was served: log what it did to the append-only log as
     the non-blocking command `record` (no handler wrapper ran for it), and
     report what its pop (and push) changed, for WATCH and for clients blocked
-    on a BLMOVE's destination."""
+    on a BLMOVE's destination; its keyspace notifications."""
     db = conn.db
-    journal = conn.server.events.journal
+    events = conn.server.events
+    journal = events.journal
     if journal is not None:
         journal.emit(conn.tenant.name, db.index, record)
-    conn.server.events.written([(db, key) for key in keys])
+    if events.notifier is not None:   # its keyspace events (dispatch/notify.py)
+        events.notifier.served(conn, db, record)
+    events.written([(db, key) for key in keys])
 
 
 def pop_or_block(conn, keys, kind, pop, record, timeout: float):

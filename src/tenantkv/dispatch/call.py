@@ -61,13 +61,18 @@ def allowed(table: dict, cmd, args: list) -> bool:
     `args`: the command or subcommand is in the table (the `key` of a
     subcommand is "container|sub", a str, which no request name can be), or
     the table names the first arguments it may be run with (`+select|0`:
-    the command's name as a str -> a set of lower-case first arguments)."""
+    the command's name as a str -> a set of lower-case first arguments), or
+    a function of the arguments (a subcommand's Command.open_args)."""
     if type(table) is Subscribed:   # pub/sub mode restricts, it does not permit
         table = table.allowed
     if table.get(cmd.key) is cmd:
         return True
     firstargs = table.get(cmd.name)
-    return type(firstargs) is frozenset and len(args) > 1 and args[1].lower() in firstargs
+    if firstargs is None:
+        return False
+    if type(firstargs) is frozenset:
+        return len(args) > 1 and args[1].lower() in firstargs
+    return firstargs(args)
 
 
 def refusal(client, cmd, args: list):
@@ -127,7 +132,7 @@ def dispatcher(container):
             sub.rejected += 1
             client.tenant.count(client.tenant.rejected, sub)
             raise CommandError(errors.wrong_arity(sub.name))
-        if client.lookup.get(sub.key) is not sub:
+        if client.lookup.get(sub.key) is not sub and not allowed(client.lookup, sub, args):
             sub.rejected += 1
             client.tenant.count(client.tenant.rejected, sub)
             client.server.auth.denied(client, sub.name)

@@ -32,6 +32,11 @@ for the commands of UNCHANGED_ON_ZERO a reply of 0 (or a null) means nothing
 changed either, as Redis signals only real changes there; the commands of
 MAY_CHANGE_NOTHING say so by counting in `stats.unchanged_writes`.
 
+The keyspace notifications (dispatch/notify.py, `set_notifier`) use the same
+wrappers: while any setting publishes, a write whose tenant has a subscriber
+is described by the Notifier (what its keys were before, then its events);
+a key that expires reaches it through the expiry hook, as the log's DEL.
+
 The memory accounting (server/memory.py, `set_meter`) uses the same swap:
 while it is on (maxmemory, or a memory/keys quota), its wrapper goes around
 whatever handler the state above chose (so its OOM check comes first, as
@@ -144,6 +149,9 @@ class KeyEvents:
         # The append-only log, when on: journal.record(conn, db, cmd, args,
         # reply) after every write command that did not fail (see _wrap).
         self.journal = None
+        # The keyspace notifications (dispatch/notify.py), while any setting
+        # publishes: notifier.listening(conn) -> flags, before(...), after(...).
+        self.notifier = None
         # Writes refused (MISCONF): the error message, else None.
         self.denied = None
         self._plain: dict = {}    # command name -> its unwrapped handler
@@ -172,7 +180,7 @@ class KeyEvents:
         self.listeners -= 1
         if self.listeners <= 0:
             self.listeners = 0
-            if self.installed and self.journal is None:
+            if self.installed and self.journal is None and self.notifier is None:
                 self._uninstall()
 
     def set_journal(self, journal) -> None:
@@ -180,11 +188,38 @@ class KeyEvents:
         that expires is a write too: logged as its DEL (keyspace/database.py
         calls stats.on_expire, only when a key expires)."""
         self.journal = journal
-        self.stats.on_expire = journal.expired if journal is not None else None
+        self._expiry_hook()
         if journal is not None and not self.installed:
             self._install()
-        elif journal is None and self.installed and not self.listeners:
+        elif journal is None and self.installed and not self.listeners and self.notifier is None:
             self._uninstall()
+
+    def set_notifier(self, notifier) -> None:
+        """Keyspace notifications on (a dispatch/notify.Notifier) or off (None)."""
+        if notifier is self.notifier:
+            return
+        self.notifier = notifier
+        self._expiry_hook()
+        if notifier is not None and not self.installed:
+            self._install()
+        elif (notifier is None and self.installed and not self.listeners
+              and self.journal is None):
+            self._uninstall()
+
+    def _expiry_hook(self) -> None:
+        """stats.on_expire: the log's (a DEL) and the notifications' ("expired"),
+        None when neither is on (the expiry then tests one attribute)."""
+        journal, notifier = self.journal, self.notifier
+        if journal is None or notifier is None:
+            self.stats.on_expire = (journal.expired if journal is not None
+                                    else notifier.expired if notifier is not None else None)
+            return
+        logged, notified = journal.expired, notifier.expired
+
+        def expired(db, key):
+            logged(db, key)
+            notified(db, key)
+        self.stats.on_expire = expired
 
     def _install(self) -> None:
         self.installed = True
@@ -333,6 +368,10 @@ class KeyEvents:
             db = conn.db
             listening = events.listeners
             before = prepare(conn, args) if prepare is not None and listening else None
+            notifier = events.notifier
+            notify = notifier.listening(conn) if notifier is not None else 0
+            if notify:
+                notified = notifier.before(cmd, db, args, notify)
             if may_change_nothing:
                 stats = conn.server.stats
                 unchanged = stats.unchanged_writes
@@ -343,6 +382,8 @@ class KeyEvents:
                 reply = handler(conn, args)
             if type(reply) is Blocked:
                 return reply   # it parked the client and changed nothing
+            if notify:
+                notifier.after(conn, db, cmd, args, reply, notified, notify)
             if events.journal is not None:
                 events.journal.record(conn, db, cmd, args, reply)
             if not listening:

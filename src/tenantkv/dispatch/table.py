@@ -83,6 +83,10 @@ class Command:
     # First arguments of a root-only command (DEBUG OBJECT) that any user may
     # run, its rules permitting: they see only the caller's own tenant.
     open_firstargs: frozenset = frozenset()
+    # For a root-only subcommand: open_args(args) -> whether any user may
+    # run it with these arguments, its rules permitting (CONFIG GET/SET of
+    # notify-keyspace-events: the caller's own tenant's setting).
+    open_args: object = None
     # Its handler may answer with a Deferred that waits for work off the
     # loop (the user store, AUTH's hashing): True, or a function of the
     # arguments (HELLO waits only with AUTH). Such a command is refused
@@ -243,17 +247,19 @@ def container(name: str, *, help=None, bare=None, **declared) -> Command:
     return entry
 
 
-def subcommand(container_name: str, name: str, *, root_only=None, waits=False, **declared):
+def subcommand(container_name: str, name: str, *, root_only=None, waits=False, open_args=None,
+               **declared):
     """Register the decorated `handler(conn, args) -> reply` as subcommand
     `name` of container `container_name` ("client", "list"): Redis's
     metadata for "client|list" but what `declared` says (a subcommand Redis
     lacks declares it all). `root_only`: see Command (None: Redis's flag
-    "admin"); `waits`: see Command."""
+    "admin"); `waits`, `open_args`: see Command."""
     parent = COMMANDS[container_name.lower()]
 
     def register(handler):
         entry = build("%s|%s" % (parent.name, name.lower()), handler, declared, None, root_only)
         entry.waits = waits
+        entry.open_args = open_args
         subs = parent.subcommands
         subs[name.lower().encode()] = entry
         ordered = sorted(subs.items())   # in place: the dispatcher holds this dict

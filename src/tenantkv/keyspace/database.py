@@ -108,10 +108,14 @@ class Database:
         value = self.data.get(key)
         if value is None:
             self.misses += 1
+            if self.stats.on_miss is not None:
+                self.stats.on_miss(self, key)
             return None
         if self.expires and key in self.expires and self.expires[key] <= now_ms():
             self._expire(key)
             self.misses += 1
+            if self.stats.on_miss is not None:
+                self.stats.on_miss(self, key)
             return None
         self.hits += 1
         return value
@@ -125,10 +129,14 @@ class Database:
         value = self.data.get(key)
         if value is None:
             self.misses += 1
+            if self.stats.on_miss is not None:   # keyspace notifications' keymiss
+                self.stats.on_miss(self, key)
             return None
         if self.expires and key in self.expires and self.expires[key] <= now_ms():
             self._expire(key)
             self.misses += 1
+            if self.stats.on_miss is not None:
+                self.stats.on_miss(self, key)
             return None
         self.hits += 1
         if type(value) is not kind and COMPACT_OF.get(type(value)) is not kind:

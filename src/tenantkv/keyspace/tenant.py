@@ -82,7 +82,7 @@ class Tenant:
     __slots__ = ("name", "dbs", "_clients", "auth_failures", "acl_denied", "ran", "_calls",
                  "_failed", "_rejected", "_errors", "error_replies", "net_input_bytes",
                  "net_output_bytes", "connections", "quota", "used_memory", "limiter", "busy", "held",
-                 "_scans", "scan_names", "_scans_evicted", "channels",
+                 "_scans", "scan_names", "_scans_evicted", "channels", "notify",
                  "turn", "turn_used")
 
     def __init__(self, name: str, stats, databases: int = DATABASES) -> None:
@@ -114,6 +114,9 @@ class Tenant:
         # Its pub/sub channel space (dispatch/pubsub.py), None until a client
         # of the tenant subscribes: most tenants never do.
         self.channels = None
+        # Its own notify-keyspace-events (dispatch/notify.py: the class bits),
+        # None while it follows the server's.
+        self.notify = None
         self.reset_stats()
 
     @property

@@ -21,6 +21,7 @@ from tenantkv.dispatch.table import LOOKUP
 from tenantkv.server.connection import Connection, flush_connections
 from tenantkv.server.quotas import Quotas
 from tenantkv.server.memory import Memory
+from tenantkv.dispatch.notify import Notifier
 from tenantkv.dispatch.observers import KeyEvents
 from tenantkv.server.stats import Stats
 
@@ -97,6 +98,11 @@ class Server:
             self._set_default_quota(field, config["quotas." + field])
             config.listeners.setdefault("tenant-quota-" + field, []).append(
                 lambda value, field=field: self._set_default_quota(field, value))
+        # Keyspace notifications (dispatch/notify.py): the server's setting;
+        # each tenant may have its own (commands/server.py, CONFIG SET).
+        self.notifier = Notifier(self.tenants, self.events)
+        self.notifier.set_server(config["notify.keyspace_events"])
+        config.listeners.setdefault("notify-keyspace-events", []).append(self.notifier.set_server)
         # The memory accounting (server/memory.py): on while maxmemory or a
         # memory/keys quota is set; re-read whenever one of them changes.
         self.memory = Memory(self)

@@ -546,6 +546,8 @@ class Memory:
         events = server.events
         if events.journal is not None:
             events.journal.expired(db, key)   # logs the key's DEL
+        if events.notifier is not None:
+            events.notifier.evicted(db, key)   # "evicted" (dispatch/notify.py)
         watchers = db.watchers.get(key) if db.watchers else None
         if watchers:
             for conn in watchers:

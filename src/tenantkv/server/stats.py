@@ -23,6 +23,9 @@ class Stats:
         # be emptied, on_clear(db).
         self.on_free = None
         self.on_clear = None
+        # A read found no key (Database.read/read_typed, GET): on_miss(db, key),
+        # set by dispatch/notify.py while some setting asks for keymiss (m).
+        self.on_miss = None
         self.reset()
 
     def reset(self) -> None:

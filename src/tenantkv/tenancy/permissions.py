@@ -27,7 +27,10 @@ which answers NOPERM. The table maps
   - "container|sub" (str) -> the subcommand's Command: the subcommands it may
     run, checked by the container's dispatcher (one dict lookup);
   - "command" (str) -> frozenset of lower-case first arguments, for a
-    command the user may run only with those.
+    command the user may run only with those;
+  - "container|sub" (str) -> a function of the arguments, for a root-only
+    subcommand the user may run only with some (Command.open_args: CONFIG
+    GET/SET of its tenant's own notify-keyspace-events).
 
 Two tenantkv decisions, both deliberate differences from Redis:
 
@@ -328,6 +331,9 @@ def _table(rules: str) -> dict:
                 table[key] = cmd
         elif key in names and not cmd.root_only:   # a subcommand
             table[key] = cmd
+        elif key in names and cmd.open_args is not None:
+            # A root-only subcommand open with some arguments (Command.open_args).
+            table[key] = cmd.open_args
     for cmd in visible_commands():
         if cmd.name in names and not cmd.root_only:
             continue
