@@ -62,8 +62,11 @@ class NeedsLua(Exception):
     """A Celery worker died on the EVALSHA that kombu's Redis transport sends."""
 
 
-def url(server, name: str) -> str:
-    return "redis://%s:%s@127.0.0.1:%d/0" % (name, USERS[name], server.port)
+def url(server, name: str, protocol: int | None = None) -> str:
+    """A Redis URL logged in as `name`; `protocol`: RESP2 or RESP3 (redis-py's
+    default, which Celery passes on, is RESP3)."""
+    query = "?protocol=%d" % protocol if protocol else ""
+    return "redis://%s:%s@127.0.0.1:%d/0%s" % (name, USERS[name], server.port, query)
 
 
 def fs_options(folder) -> dict:
@@ -130,9 +133,12 @@ def fs_worker(srv, tmp_path_factory):
         yield worker, options
 
 
-def test_async_result_get_through_tenantkv(srv, fs_worker):
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_async_result_get_through_tenantkv(srv, fs_worker, protocol):
+    """The waiting side subscribes over RESP2 (a connection in subscribed
+    mode) or RESP3 (push messages); the worker stores and publishes."""
     worker, options = fs_worker
-    app = client_app("filesystem://", url(srv, "alice"), options)
+    app = client_app("filesystem://", url(srv, "alice", protocol), options)
     try:
         done = run_tasks(app, [("tkvapp.add", (i, 1000)) for i in range(3)], log=worker)
     finally:
