@@ -6,11 +6,21 @@ A worker's output goes to a log file that a failing test prints: what a
 framework sends that tenantkv refuses shows up there first.
 """
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the test process dies, even
+    without its teardown (a killed pytest), so no worker is left polling."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class Worker:
@@ -25,7 +35,8 @@ class Worker:
             [*map(str, path), *filter(None, [full_env.get("PYTHONPATH")])])
         self.process = subprocess.Popen(
             [sys.executable, *args], cwd=str(cwd), env=full_env, stdin=subprocess.DEVNULL,
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent)
 
     def alive(self) -> bool:
         return self.process.poll() is None
