@@ -65,13 +65,14 @@ class Worker:
         except subprocess.TimeoutExpired:
             return None
 
-    def stop(self) -> None:
-        """SIGTERM (a warm shutdown), then SIGKILL to the whole group: the
-        worker and whatever it forked (RQ's work horse) never outlive the test."""
+    def stop(self, grace: float = 10) -> None:
+        """SIGTERM (a warm shutdown), `grace` seconds later SIGKILL to the
+        whole group: the worker and whatever it forked (RQ's work horse)
+        never outlive the test."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(10)
+                self.process.wait(grace)
             except subprocess.TimeoutExpired:
                 pass
         try:
