@@ -93,7 +93,10 @@ def run_tasks(app, calls, timeout: float = 30, log=None) -> list:
     try:
         return [(r.id, r.get(timeout=timeout)) for r in results]
     except Exception as exc:
-        raise AssertionError("%s\n%s" % (exc, log.output()[-4000:] if log else "")) from None
+        output = log.output() if log else ""
+        if "unknown command 'EVALSHA'" in output:
+            raise NeedsLua(output[-2000:]) from None
+        raise AssertionError("%s\n%s" % (exc, output[-4000:])) from None
     finally:
         del results
 
