@@ -42,7 +42,8 @@ class Worker:
         return self.process.poll() is None
 
     def output(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
@@ -68,7 +69,10 @@ class Worker:
     def stop(self, grace: float = 10) -> None:
         """SIGTERM (a warm shutdown), `grace` seconds later SIGKILL to the
         whole group: the worker and whatever it forked (RQ's work horse)
-        never outlive the test."""
+        never outlive the test. Once only: the group is not signalled again
+        after the worker was reaped."""
+        if self.log.closed:
+            return
         if self.process.poll() is None:
             self.process.terminate()
             try:
