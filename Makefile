@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-structures bench-memory bench-neighbours redis-tools clean
+.PHONY: run test bench bench-structures bench-memory bench-neighbours bench-pubsub redis-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench-memory: $(STAMP) redis-tools
 # RSS during each attack of issue 15 (~5-10 minutes on 2 vCPUs).
 bench-neighbours: $(STAMP)
 	$(BIN)/python bench/neighbours.py
+
+# PUBLISH with 1, 10 and 100 subscribers against redis-server (issue 16).
+bench-pubsub: $(STAMP) redis-tools
+	$(BIN)/python bench/pubsub.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 
-from conftest import read_exactly, resp
+from conftest import locked_fixture, read_exactly, resp
 
 
 def _ping_latencies(port: int, stop: threading.Event, out: list) -> None:
@@ -99,3 +99,64 @@ def test_a_long_read_is_parsed_in_shares_whatever_its_values_hold(server):
                 + b"".join(b"$%d\r\n%s\r\n" % (len(v), v) for v in values) + b":20000\r\n")
     assert read_exactly(sock, len(expected), timeout=60) == expected
     sock.close()
+
+
+# -- the tenant's share: N connections of one tenant do not get N shares ----------------------
+
+tenants = locked_fixture({"fairness-a": "a-pw", "fairness-b": "b-pw"}, "root-pw")
+
+
+def _auth(port: int, user: str, password: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.settimeout(60)
+    sock.sendall(resp("AUTH", user, password))
+    assert read_exactly(sock, 5) == b"+OK\r\n"
+    return sock
+
+
+def _timed_pings(sock: socket.socket, stop: threading.Event, out: list) -> None:
+    """PING in a loop: the monotonic time each answer came."""
+    while not stop.is_set():
+        sock.sendall(b"PING\r\n")
+        assert read_exactly(sock, 7) == b"+PONG\r\n"
+        out.append(time.monotonic())
+        time.sleep(0.001)
+
+
+def test_a_tenants_connections_share_one_turn_share(tenants):
+    """12 connections of tenant A each pipeline SUNIONSTOREs of ~5 ms (64,000
+    elements: under slices.BIG, so each runs whole, not as a sliced job that
+    holds the tenant's other clients anyway): with a share per connection,
+    every turn of the loop ran 12 of them before tenant B's next PING; with
+    the tenant's share (dispatch/slices.py: charge), a turn runs about one.
+    Counted, not timed (a loaded 2-core machine's noise is in every time):
+    the PINGs B gets answered while A's commands run, one per turn at most."""
+    loader = _auth(tenants.port, "fairness-a", "a-pw")
+    for name, first in (("t:a", 0), ("t:b", 32_000)):
+        loader.sendall(resp("SADD", name, *range(first, first + 32_000)))
+        assert read_exactly(loader, 8) == b":32000\r\n"
+    attackers = [_auth(tenants.port, "fairness-a", "a-pw") for _ in range(12)]
+    victim = _auth(tenants.port, "fairness-b", "b-pw")
+    answered: list = []
+    stop = threading.Event()
+    pinger = threading.Thread(target=_timed_pings, args=(victim, stop, answered))
+    pinger.start()
+    time.sleep(0.1)
+    rounds = 24
+    started = time.monotonic()
+    for i, sock in enumerate(attackers):
+        sock.sendall(resp("SUNIONSTORE", "t:c%d" % i, "t:a", "t:b") * rounds)
+    for sock in attackers:
+        assert read_exactly(sock, 8 * rounds) == b":64000\r\n" * rounds
+    ended = time.monotonic()
+    stop.set()
+    pinger.join()
+    loader.sendall(resp("FLUSHALL"))
+    assert read_exactly(loader, 5) == b"+OK\r\n"
+    for sock in attackers + [loader, victim]:
+        sock.close()
+    during = sum(1 for t in answered if started < t < ended)
+    commands = rounds * len(attackers)
+    # Per connection: ~commands / 12 turns, so about as many PINGs (24).
+    # Per tenant: ~one turn per command.
+    assert during > commands / 4, (during, commands, ended - started)

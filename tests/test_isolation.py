@@ -288,9 +288,20 @@ def test_same_names_then_attack_list_leaves_alice_untouched(srv):
     bob.set(b"bob-debug-object", b"v")
     assert b"encoding:" in bob.execute_command("DEBUG", "OBJECT", b"bob-debug-object")
     bob.delete(b"bob-debug-object")
-    # Pub/sub and MONITOR do not exist yet: refused, they reveal nothing
-    for args in (("SUBSCRIBE", "ch"), ("PSUBSCRIBE", "*"), ("PUBLISH", "ch", "x"),
-                 ("PUBSUB", "CHANNELS"), ("PUBSUB", "NUMSUB", "ch"), ("MONITOR",)):
+    # Pub/sub is the tenant's (tests/test_pubsub.py): alice's channels and
+    # patterns are invisible to bob, and his PUBLISH does not reach her.
+    alice_sub = login(srv, "alice").pubsub()
+    alice_sub.subscribe("ch")
+    alice_sub.psubscribe("*")
+    assert [alice_sub.get_message(timeout=2)["type"] for _ in range(2)] == ["subscribe",
+                                                                           "psubscribe"]
+    assert cmd(bob, "PUBLISH", "ch", "x") == 0
+    assert cmd(bob, "PUBSUB", "CHANNELS") == [] and cmd(bob, "PUBSUB", "NUMPAT") == 0
+    assert cmd(bob, "PUBSUB", "NUMSUB", "ch") == [b"ch", 0]
+    assert alice_sub.get_message(timeout=0.3) is None
+    alice_sub.close()
+    # MONITOR does not exist yet: refused, it reveals nothing
+    for args in (("MONITOR",),):
         assert "unknown command" in error_text(cmd(bob, *args)), args
     # Introspection and admin: NOPERM for a non-root user
     for args, name in [(("DEBUG", "SLEEP", "0"), "debug"), (("DEBUG", "HELP"), "debug"),

@@ -50,7 +50,8 @@ def test_schema_migrations_are_idempotent(tmp_path):
     assert con.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall() == first
     columns = [row[1] for row in con.execute("PRAGMA table_info(users)")]
     assert columns == ["id", "username", "password", "created_at", "updated_at", "root_user",
-                       "enabled", "namespace", "rules", "password_set", "tenant", "quota"]
+                       "enabled", "namespace", "rules", "password_set", "tenant", "quota",
+                       "channels"]
     con.close()
 
 

@@ -83,6 +83,29 @@ def noperm(name: str) -> str:
     return "NOPERM this user has no permissions to run the '%s' command" % name
 
 
+# ACL SETUSER's reason for &pattern after allchannels (Redis 7's words).
+MODIFIER_CHANNEL_AFTER_ALL = (
+    "Adding a pattern after the * pattern (or the 'allchannels' flag) is not valid and does not "
+    "have any effect. Try 'resetchannels' to start with an empty list of channels")
+# A channel (or pattern) the user's ACL channel rules (&pattern) do not allow.
+NOPERM_CHANNEL = "NOPERM this user has no permissions to access one of the channels used as arguments"
+
+
+def subscribed_context(name: str) -> str:
+    """A RESP2 client in pub/sub mode ran `name` (Redis's cmd->fullname)."""
+    return ("ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / "
+            "RESET are allowed in this context" % name)
+
+
+def pubsub_limit(what: str, limit: int, unit: str = "") -> str:
+    """tenantkv's own: a subscription past a tenant's pub/sub limit
+    (dispatch/pubsub.py, README "Pub/sub limits")."""
+    if what in ("pattern", "channel"):
+        return "ERR pub/sub limit: a %s name is at most %d %s long" % (what, limit, unit)
+    return "ERR pub/sub limit: at most %d%s %s per tenant" % (
+        limit, " " + unit if unit else "", what)
+
+
 # A queued command the user's rules no longer allow when EXEC runs it (Redis 7's text).
 NOPERM_CHANGED_IN_EXEC = (
     "NOPERM ACLs rules changed between the moment the transaction was accumulated and the "

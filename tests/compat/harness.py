@@ -19,6 +19,8 @@ starts a marker is taken, so an argument cannot contain one):
     ## match <regex>          both replies must fully match the regex (bytes, DOTALL)
     ## unordered              compare aggregates as multisets (KEYS, SCAN: Redis's
                               hash table order is not an order tenantkv promises)
+    ## replies N              the command gets N replies (SUBSCRIBE a b, a PUBLISH
+                              to itself in RESP3): all are read, compared exactly
 
 `!known-diff <reason>: COMMAND ...` is the prefix form of the first marker.
 """
@@ -122,9 +124,11 @@ class Step:
     args: list = None
     mode: str = "exact"   # exact | shape | match | unordered | known-diff
     detail: str = ""      # the regex or the known-diff reason
+    replies: int = 1      # how many replies the command gets (## replies N)
 
 
-_MARKER = re.compile(r"\s##\s+(known-diff:\s*(?P<reason>.*)|shape|unordered|match\s+(?P<regex>.+))\s*$")
+_MARKER = re.compile(r"\s##\s+(known-diff:\s*(?P<reason>.*)|shape|unordered|match\s+(?P<regex>.+)"
+                     r"|replies\s+(?P<replies>[1-9][0-9]*))\s*$")
 _PREFIX = re.compile(r"^!known-diff\s+(?P<reason>.+?):\s+(?P<command>.*)$")
 
 
@@ -138,6 +142,7 @@ def parse_session(path: str) -> list:
         if not stripped or stripped.startswith("#"):
             continue
         mode, detail = "exact", ""
+        replies = 1
         prefix = _PREFIX.match(stripped)
         if prefix:
             mode, detail = "known-diff", prefix.group("reason")
@@ -153,6 +158,8 @@ def parse_session(path: str) -> list:
                         raise SessionSyntaxError("%s:%d: known-diff needs a reason" % (path, lineno))
                 elif word == "match":
                     detail = marker.group("regex").strip()
+                elif word == "replies":
+                    mode, replies = "exact", int(marker.group("replies"))
                 stripped = stripped[:marker.start()].rstrip()
         where = "%s:%d" % (os.path.basename(path), lineno)
         if stripped.startswith("@"):
@@ -169,7 +176,7 @@ def parse_session(path: str) -> list:
             args = split_args(stripped)
         except SessionSyntaxError as exc:
             raise SessionSyntaxError("%s: %s" % (where, exc)) from None
-        steps.append(Step(lineno, stripped, "command", args, mode, detail))
+        steps.append(Step(lineno, stripped, "command", args, mode, detail, replies))
     return steps
 
 
@@ -279,14 +286,15 @@ class RawConnection:
                 raise ConnectionClosed("connection closed (have %r)" % self.buf[:200])
             self.buf += chunk
 
-    def call(self, args: list) -> bytes:
-        """Send one command and return its reply; ConnectionClosed or
-        TimeoutError when there is none (the session cannot go on after that)."""
+    def call(self, args: list, replies: int = 1) -> bytes:
+        """Send one command and return its reply (its `replies` replies,
+        joined); ConnectionClosed or TimeoutError when there is none (the
+        session cannot go on after that)."""
         try:
             self.send(args)
         except OSError as exc:
             raise ConnectionClosed("send failed: %s" % exc) from None
-        return self.read_reply()
+        return b"".join(self.read_reply() for _ in range(replies))
 
     def close(self) -> None:
         self.sock.close()
@@ -361,12 +369,12 @@ def run_session(path: str, redis_port: int, tenantkv_port: int) -> Outcome:
                 time.sleep(float(step.detail))
                 continue
             try:
-                expected = reference.call(step.args)
+                expected = reference.call(step.args, step.replies)
             except (ConnectionClosed, TimeoutError) as exc:
                 raise RuntimeError("%s:%d: redis-server gave no reply to %s: %s"
                                    % (name, step.lineno, step.text, exc)) from None
             try:
-                actual = subject.call(step.args)
+                actual = subject.call(step.args, step.replies)
             except (ConnectionClosed, TimeoutError) as exc:
                 # Out of step from here on: report this line and stop the session.
                 outcome.compared += 1

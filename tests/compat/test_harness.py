@@ -58,6 +58,7 @@ def test_markers_and_directives(tmp_path):
         "@sleep 0.01",
         "@resp2",
         'ECHO "x ## y"',
+        "SUBSCRIBE a b ## replies 2",
     ]) + "\n")
     steps = harness.parse_session(str(path))
     assert [(s.lineno, s.kind, s.args, s.mode, s.detail) for s in steps] == [
@@ -69,7 +70,9 @@ def test_markers_and_directives(tmp_path):
         (8, "sleep", None, "exact", "0.01"),
         (9, "command", [b"HELLO", b"2"], "exact", ""),
         (10, "command", [b"ECHO", b"x ## y"], "exact", ""),
+        (11, "command", [b"SUBSCRIBE", b"a", b"b"], "exact", ""),
     ]
+    assert [s.replies for s in steps] == [1] * 8 + [2]
 
 
 def test_compare_modes():

@@ -15,8 +15,11 @@ Deliberate differences from Redis (README, "Security model"):
 - one password per user: `>pw` replaces it (Redis adds one more); `<pw`
   removes it if it is the current one; `#hash`/`!hash` and `nopass` are
   refused (hashes are argon2id, and every user needs a password);
-- key and channel patterns (~*, &*, %R~, allkeys, ...) are accepted and
-  ignored: isolation is the tenant, and a user reaches only its own;
+- key patterns (~*, %R~, allkeys, ...) are accepted and ignored: isolation
+  is the tenant, and a user reaches only its own; channel patterns (&pattern,
+  allchannels, resetchannels) apply, within the user's tenant, as Redis 7's;
+  a user never given one has allchannels (its tenant's channels only), and
+  `reset` gives resetchannels as Redis 7's acl-pubsub-default;
 - extensions: `root`/`noroot` (all commands, user management),
   `namespace:NAME` (share the tenant NAME with other users; `namespace:`
   alone goes back to the user's own tenant) and `quota:FIELD=VALUE`
@@ -84,8 +87,7 @@ ACL_HELP = [
     "    Return the current connection username.",
 ]
 
-IGNORED = {"allkeys", "allchannels", "resetkeys", "resetchannels", "sanitize-payload",
-           "skip-sanitize-payload"}
+IGNORED = {"allkeys", "resetkeys", "sanitize-payload", "skip-sanitize-payload"}
 
 
 container("acl", help=ACL_HELP)
@@ -165,6 +167,7 @@ def _parse_setuser(args: list) -> dict:
     password_ops: list = []   # ("set", pw) | ("remove", pw) | ("reset",)
     rules = None              # list of normalised rules, or None: unchanged
     quota: dict = {}          # field -> figure, or None: back to the default
+    channels: list = []       # ("all",) | ("reset",) | ("add", pattern), in order
     for token in args[3:]:
         text = _text(token)
         low = text.lower()
@@ -211,8 +214,19 @@ def _parse_setuser(args: list) -> dict:
             changes["root"] = False
             rules = ["-@all"]
             quota = {"reset": True}
-        elif low in IGNORED or text[:1] in ("~", "&", "%"):
-            pass   # key and channel patterns: isolation is the tenant
+            channels.append(("reset",))
+        elif low == "allchannels" or text == "&*":
+            channels.append(("all",))
+        elif low == "resetchannels":
+            channels.append(("reset",))
+        elif text[:1] == "&":
+            if any(c.isspace() for c in text) or "\0" in text:
+                # Stored as words, as the command rules' first arguments.
+                raise _modifier_error(token, "a channel pattern with spaces is not supported "
+                                             "by tenantkv")
+            channels.append(("add", text[1:]))
+        elif low in IGNORED or text[:1] in ("~", "%"):
+            pass   # key patterns: isolation is the tenant
         elif low in ("allcommands", "nocommands") or text[:1] in ("+", "-"):
             try:
                 rule = permissions.check_rule(text)
@@ -223,7 +237,28 @@ def _parse_setuser(args: list) -> dict:
             raise _modifier_error(token, errors.MODIFIER_SELECTORS)
         else:
             raise _modifier_error(token, errors.MODIFIER_SYNTAX)
-    return {"changes": changes, "password_ops": password_ops, "rules": rules, "quota": quota}
+    return {"changes": changes, "password_ops": password_ops, "rules": rules, "quota": quota,
+            "channels": channels}
+
+
+def _channels_after(current, ops: list):
+    """The user's channel patterns after SETUSER's channel `ops`, stored as
+    User.channels is (None: allchannels; else space-separated patterns);
+    Redis's error for a pattern added after allchannels."""
+    state = current.channels if current is not None else None
+    patterns = None if state is None else state.split()
+    for op in ops:
+        if op[0] == "all":
+            patterns = None
+        elif op[0] == "reset":
+            patterns = []
+        else:
+            if patterns is None:
+                raise _modifier_error(("&" + op[1]).encode("utf-8", "surrogateescape"),
+                                      errors.MODIFIER_CHANNEL_AFTER_ALL)
+            if op[1] not in patterns:
+                patterns.append(op[1])
+    return None if patterns is None else " ".join(patterns)
 
 
 def _enabled_roots(store, excluding: set) -> int:
@@ -259,6 +294,8 @@ def _setuser_work(store, name: str, plan: dict):
                 else:
                     overrides[field] = figure
             changes["quota"] = overrides_text(overrides)
+        if plan["channels"]:
+            changes["channels"] = _channels_after(current, plan["channels"])
         # Passwords, in order: only the last state counts.
         state = "keep"
         new_password = None
@@ -397,11 +434,18 @@ def _command_rules(user) -> str:
     return "+@all" if user.root else permissions.describe(permissions.user_rules(user))
 
 
+def _channels_words(user) -> list:
+    """The user's channel rules as ACL LIST shows them (Redis 7)."""
+    if user.root or user.channels is None:
+        return ["&*"]
+    return ["resetchannels"] + ["&" + p for p in user.channels.split()]
+
+
 def acl_line(user) -> str:
     parts = ["user", user.username] + _flags(user)
     if user.has_password:
         parts.append("#" + _password_digest(user))
-    parts += ["~*", "&*", _command_rules(user)]
+    parts += ["~*", *_channels_words(user), _command_rules(user)]
     return " ".join(parts)
 
 
@@ -441,16 +485,19 @@ def _acl_list(conn, args):
 def _getuser_reply(user) -> dict:
     if user is None:   # the password-less default user
         flags, passwords, rules = ["on", "nopass"], [], "+@all"
+        channels = "&*"
     else:
         flags = _flags(user)
         passwords = [_password_digest(user).encode()] if user.has_password else []
         rules = _command_rules(user)
+        words = _channels_words(user)
+        channels = " ".join(words[1:] if words[0] == "resetchannels" else words)
     return {
         b"flags": SetReply([f.encode("utf-8", "surrogateescape") for f in flags]),
         b"passwords": passwords,
         b"commands": rules.encode(),
         b"keys": b"~*",
-        b"channels": b"&*",
+        b"channels": channels.encode("utf-8", "surrogateescape"),
         b"selectors": [],
     }
 

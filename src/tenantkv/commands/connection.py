@@ -7,6 +7,7 @@ from tenantkv.dispatch.table import command, container, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.commands.transactions import end_transaction
 from tenantkv.dispatch.blocking import Blocked
+from tenantkv.dispatch.pubsub import leave_all, refresh_mode
 from tenantkv.dispatch.replies import NO_REPLY
 from tenantkv.protocol.encoder import OK, PONG, Status, Verbatim
 from tenantkv.util.numbers import int_arg, parse_int
@@ -17,6 +18,10 @@ from tenantkv.util.options import REST, Options, Value, choice, option_name
 def ping(conn, args):
     if len(args) > 2:
         raise CommandError(errors.wrong_arity("ping"))
+    if conn.subs is not None and not conn.resp3:
+        # RESP2 pub/sub mode: Redis answers as a message, which a
+        # subscriber's reader expects.
+        return [b"pong", args[1] if len(args) == 2 else b""]
     return PONG if len(args) == 1 else args[1]
 
 
@@ -107,6 +112,8 @@ def hello(conn, args):
         if name is not None:
             conn.name = name
         conn.resp3 = protocol == 3
+        if conn.subs is not None:   # still subscribed: RESP2's pub/sub mode or not
+            refresh_mode(conn)
         return {
             b"server": b"redis",
             b"version": REDIS_COMPAT_VERSION.encode(),
@@ -131,6 +138,7 @@ def hello(conn, args):
 @command("reset")
 def reset(conn, args):
     end_transaction(conn)   # out of MULTI, nothing watched
+    leave_all(conn)         # out of pub/sub mode, subscribed to nothing
     conn.resp3 = False
     conn.name = b""
     conn.no_evict = conn.no_touch = False

@@ -85,6 +85,19 @@ def _human(size: int) -> str:
     return str(size)
 
 
+def pubsub_info(tenants) -> list:
+    """INFO stats' pub/sub figures, summed over `tenants` (dispatch/pubsub.py)."""
+    exact = patterns = shard = 0
+    for tenant in tenants:
+        channels = tenant.channels
+        if channels is not None:
+            exact += len(channels.exact)
+            patterns += len(channels.patterns)
+            shard += len(channels.shard)
+    return ["pubsub_channels:%d" % exact, "pubsub_patterns:%d" % patterns,
+            "pubsubshard_channels:%d" % shard]
+
+
 def keyspace_counts(conn) -> tuple:
     """(keyspace_hits, keyspace_misses, expired_keys) as INFO stats shows them
     to `conn`. Root: server-wide, as Redis reports them. Anyone else: its own
@@ -226,8 +239,7 @@ def info_section(conn, name: str) -> list:
                 "evicted_keys:%d" % sum(db.evicted for db in tenant.dbs),
                 "keyspace_hits:%d" % hits,
                 "keyspace_misses:%d" % misses,
-                "pubsub_channels:0",
-                "pubsub_patterns:0",
+                *pubsub_info((tenant,)),
                 "unexpected_error_replies:0",
                 "total_error_replies:%d" % tenant.error_replies,
                 "acl_access_denied_auth:%d" % tenant.auth_failures,
@@ -249,8 +261,7 @@ def info_section(conn, name: str) -> list:
             "evicted_clients:%d" % stats.evicted_clients,
             "keyspace_hits:%d" % hits,
             "keyspace_misses:%d" % misses,
-            "pubsub_channels:0",
-            "pubsub_patterns:0",
+            *pubsub_info(server.tenants.values()),
             "unexpected_error_replies:0",
             "total_error_replies:%d" % stats.total_error_replies,
             # Redis 7.2's ACL counters (not in 7.0), at the end of the section as there

@@ -42,6 +42,7 @@ import logging
 from time import monotonic
 
 from tenantkv import errors
+from tenantkv.dispatch.pubsub import SUBSCRIBED_NAMES, Subscribed, channel_refusal
 from tenantkv.dispatch.replies import NO_REPLY, Deferred
 from tenantkv.dispatch.table import find
 from tenantkv.dispatch.throttle import Throttled
@@ -61,6 +62,8 @@ def allowed(table: dict, cmd, args: list) -> bool:
     subcommand is "container|sub", a str, which no request name can be), or
     the table names the first arguments it may be run with (`+select|0`:
     the command's name as a str -> a set of lower-case first arguments)."""
+    if type(table) is Subscribed:   # pub/sub mode restricts, it does not permit
+        table = table.allowed
     if table.get(cmd.key) is cmd:
         return True
     firstargs = table.get(cmd.name)
@@ -182,9 +185,23 @@ def execute(client, args: list):
         if refused is not errors.NOAUTH:
             client.multi_error = client.multi is not None
         return encode_error(refused)
+    if type(lookup) is Subscribed and cmd.name not in SUBSCRIBED_NAMES:
+        return encode_error(_subscribed_refusal(client, cmd, args))
     if client.multi is not None and cmd.name not in TRANSACTION_CONTROL:
         return _queue(client, cmd, args)
     return invoke(client, cmd, args)
+
+
+def _subscribed_refusal(client, cmd, args: list) -> str:
+    """A RESP2 client in pub/sub mode (its table is a Subscribed) sent a
+    command outside the subscribe family: Redis's error, counted as Redis
+    counts a rejected command."""
+    if cmd.subcommands and len(args) > 1:
+        cmd = cmd.subcommands[args[1].lower()]   # refusal() found it
+    cmd.rejected += 1
+    client.tenant.count(client.tenant.rejected, cmd)
+    client.server.stats.error("ERR", client.tenant)
+    return errors.subscribed_context(cmd.name)
 
 
 def _queue(client, cmd, args: list) -> bytes:
@@ -207,6 +224,13 @@ def _queue(client, cmd, args: list) -> bytes:
         stats.error("ERR", tenant)
         client.multi_error = True
         return encode_error(errors.NOT_IN_MULTI)
+    if client.channel_rules is not None and "pubsub" in flags and channel_refusal(client, args):
+        # The user's ACL channel rules refuse it: refused when queued, as Redis.
+        checked.rejected += 1
+        tenant.count(tenant.rejected, checked)
+        stats.error("NOPERM", tenant)
+        client.multi_error = True
+        return encode_error(errors.NOPERM_CHANNEL)
     denied = client.server.events.denied
     if denied is not None and ("write" in flags or cmd.name == "ping"):
         # Writes are refused (MISCONF): refused when queued too, and EXEC

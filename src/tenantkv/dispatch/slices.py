@@ -168,6 +168,58 @@ def _release(tenant) -> None:
             conn.server.loop.call_soon(conn._run_backlog)
 
 
+# -- the tenant's share of a loop turn ---------------------------------------------------
+# The connection's own share (server/connection.py: TURN_REQUESTS, TURN_SECONDS)
+# bounds what one connection runs per turn; a tenant with N connections got N
+# shares: 4 clients each pipelining SRANDMEMBER s -100000 (~25 ms a reply)
+# held every other tenant 100-260 ms per turn. So a tenant's work is added
+# up over the turn too (`charge`): past TENANT_SHARE seconds, the tenant is
+# marked busy with OVER_SHARE and its connections wait for the next turn
+# exactly as they wait for a sliced job (they are `held`), while the other
+# tenants' reads of this turn run. A turn is counted by the server's
+# end-of-turn flush (server.turn), so a tenant alone on the server is not
+# held at all until it passes its share within one turn.
+
+TENANT_SHARE = SLICE
+
+
+class _OverShare:
+    """tenant.busy while the tenant waits for the next turn: not a client,
+    so every client of the tenant waits."""
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "OVER_SHARE"
+
+
+OVER_SHARE = _OverShare()
+_over: list = []   # the tenants held until the next turn
+
+
+def charge(server, tenant, seconds: float) -> None:
+    """`tenant` ran `seconds` of commands in this turn of the loop."""
+    turn = server.turn
+    if tenant.turn != turn:
+        tenant.turn = turn
+        tenant.turn_used = seconds
+    else:
+        tenant.turn_used += seconds
+    if tenant.turn_used > TENANT_SHARE and tenant.busy is None:
+        tenant.busy = OVER_SHARE
+        if not _over:
+            server.loop.call_soon(_next_turn)
+        _over.append(tenant)
+
+
+def _next_turn() -> None:
+    over = _over[:]
+    _over.clear()
+    for tenant in over:
+        if tenant.busy is OVER_SHARE:
+            tenant.turn_used = 0.0
+            _release(tenant)
+
+
 # -- building blocks of the reply and algebra jobs --------------------------------------
 
 def array_job(items: list, resp3: bool, head: bytes = b"*", values: list | None = None):

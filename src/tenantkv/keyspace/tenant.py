@@ -82,7 +82,8 @@ class Tenant:
     __slots__ = ("name", "dbs", "_clients", "auth_failures", "acl_denied", "ran", "_calls",
                  "_failed", "_rejected", "_errors", "error_replies", "net_input_bytes",
                  "net_output_bytes", "connections", "quota", "used_memory", "limiter", "busy", "held",
-                 "_scans", "scan_names", "_scans_evicted", "channels")
+                 "_scans", "scan_names", "_scans_evicted", "channels",
+                 "turn", "turn_used")
 
     def __init__(self, name: str, stats, databases: int = DATABASES) -> None:
         self.name = name
@@ -102,6 +103,10 @@ class Tenant:
         # running it, and the other clients whose requests wait for its end.
         self.busy = None
         self.held: list = []
+        # Its share of the current loop turn (dispatch/slices.py: charge):
+        # the turn it was last charged in, and the seconds it ran then.
+        self.turn = -1
+        self.turn_used = 0.0
         # Its live SCAN snapshots, bounded over all its databases
         # (commands/keys.py): made when first used, as most tenants never scan.
         self._scans = self._scans_evicted = None

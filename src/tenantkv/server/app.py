@@ -61,6 +61,7 @@ class Server:
         self.stopped = None
         # While a shutdown saves (and once it has), no command runs: see shutdown().
         self.frozen = False
+        self.turn = 0   # loop turns with output so far: see flush_pending_writes
         self._frozen_reading: list = []   # connections whose reading the freeze paused
         self._frozen_input: list = []     # (connection, bytes) read while frozen
         self._relisten = None             # the task reopening the listeners after a thaw
@@ -171,6 +172,7 @@ class Server:
         """
         conns = self.pending_writes
         self.pending_writes = []
+        self.turn += 1   # a tenant's share of a turn (dispatch/slices.py: charge)
         flush_connections(conns, self.events.journal)
 
     def flush_now(self, conns) -> None:

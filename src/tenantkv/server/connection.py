@@ -30,8 +30,11 @@ from tenantkv.errors import CommandError, ProtocolError, QueryBufferExceeded
 from tenantkv.protocol.encoder import SMALL_INTS, Raw, encode, encode_error
 from tenantkv.protocol.reader import Reader
 from tenantkv.dispatch.blocking import Blocked
+from tenantkv.dispatch.pubsub import leave_all, refresh_mode, revoked
 from tenantkv.dispatch.replies import NO_REPLY, Deferred
+from tenantkv.dispatch.slices import charge
 from tenantkv.server.auth import client_group
+from tenantkv.tenancy.permissions import channel_rules
 
 log = logging.getLogger("tenantkv.connection")
 
@@ -81,7 +84,7 @@ class Connection(asyncio.Protocol):
                  "closing", "close_after_reply", "no_evict", "no_touch", "paused", "unsent",
                  "multi", "multi_error", "watched", "watch_dirty", "backlog", "backlog_error",
                  "waiting", "net_in", "net_out", "unauth_group", "obuf_class", "soft_since",
-                 "unparsed", "subs")
+                 "unparsed", "subs", "channel_rules")
 
     def __init__(self, server) -> None:
         self.server = server
@@ -123,6 +126,9 @@ class Connection(asyncio.Protocol):
         self.waiting = None          # the Deferred whose reply the client waits for
         self.unparsed = None         # the rest of a long read, parsed next turn (INPUT_SHARE)
         self.subs = None             # its pub/sub subscriptions (dispatch/pubsub.py), if any
+        # Its user's ACL channel patterns (&pattern), None for allchannels
+        # (dispatch/pubsub.py, channel_refusal).
+        self.channel_rules = None
         # Bytes read and written since the last fold_net() into the tenant's and
         # the server's figures (INFO adds the live connections' own): one
         # increment on the connection per read and per write.
@@ -245,16 +251,26 @@ class Connection(asyncio.Protocol):
         self.root = user.root
         self.authenticated = True
         self.lookup = self.server.auth.command_table(user)
+        self.channel_rules = channel_rules(user)
         self._enter(self.server.tenant_for(user.tenant_key))
         self._end_unauthenticated()
+        if self.subs is not None:   # a subscriber keeps RESP2's pub/sub mode
+            refresh_mode(self)
+            if revoked(self):   # as Redis 7: its channel rights were taken away
+                log.info("Client id=%d addr=%s closed: ACL channel rules changed",
+                         self.id, self.addr)
+                self.close()
 
     def login_default(self) -> None:
         """The password-less default user (auth.default_user = nopass)."""
         self.user = "default"
         self.root = self.authenticated = True
         self.lookup = LOOKUP
+        self.channel_rules = None
         self._enter(self.server.default_tenant)
         self._end_unauthenticated()
+        if self.subs is not None:
+            refresh_mode(self)
 
     def logout(self) -> None:
         """Back to the default user (RESET): authenticated only in nopass mode."""
@@ -264,11 +280,14 @@ class Connection(asyncio.Protocol):
         self.user = "default"
         self.root = self.authenticated = False
         self.lookup = NOAUTH_LOOKUP
+        self.channel_rules = None
         self._enter(self.server.default_tenant)
         self._begin_unauthenticated()
 
     def _enter(self, tenant) -> None:
         if tenant is not self.tenant:
+            # Its subscriptions are the old tenant's channels: they end.
+            leave_all(self)
             self.fold_net()   # the bytes so far were the old tenant's
             self.tenant.leave(self)
             tenant.join(self)
@@ -311,6 +330,8 @@ class Connection(asyncio.Protocol):
             self.auth_deadline = None
         self.tenant.leave(self)
         self.fold_net()
+        if self.subs is not None:
+            leave_all(self)
         if self.watched is not None:
             self.server.events.unwatch_all(self)
         waiting = self.waiting
@@ -432,7 +453,10 @@ class Connection(asyncio.Protocol):
             else:
                 reply = encode(reply, self.resp3)
         cmd.calls += 1
-        cmd.usec += (monotonic() - started) * 1e6
+        elapsed = monotonic() - started
+        cmd.usec += elapsed * 1e6
+        if cmd.slow:   # the tenant's share of this turn (dispatch/slices.py)
+            charge(self.server, self.tenant, elapsed)
         self.tenant.ran.append(cmd)   # its commandstats, folded later (keyspace/tenant.py)
         self.last_command = cmd.name
         if self.closing:
@@ -535,12 +559,15 @@ class Connection(asyncio.Protocol):
                     self.backlog_error = error
                     break
         if ran:
-            share = (monotonic() - started) * 1e6 / len(ran)
+            elapsed = monotonic() - started
+            share = elapsed * 1e6 / len(ran)
             for cmd in ran:
                 cmd.calls += 1
                 cmd.usec += share
-            self.tenant.ran += ran   # its commandstats, folded later (keyspace/tenant.py)
+            tenant = self.tenant
+            tenant.ran += ran   # its commandstats, folded later (keyspace/tenant.py)
             self.last_command = cmd.name
+            charge(self.server, tenant, elapsed)   # its share of this turn (dispatch/slices.py)
         if self.backlog is not None and self.waiting is None:
             return   # paused mid-batch: the rest runs when the client drains
         processed = done + len(out)

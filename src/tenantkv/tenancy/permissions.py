@@ -351,3 +351,17 @@ def command_table(user) -> dict:
     if user.root:
         return LOOKUP
     return table_for_rules(user_rules(user))
+
+
+# -- channel rules ---------------------------------------------------------------------------
+
+def channel_rules(user):
+    """The ACL channel patterns of `user` (Redis 7's &pattern), as the
+    connection checks them (commands/pubsub.py): None for allchannels, else
+    a tuple of patterns (bytes; empty: no channel at all). Root, and a user
+    never given channel rules, have all channels: isolation is the tenant,
+    so &* reaches only the user's own tenant's channels (README)."""
+    text = getattr(user, "channels", None)
+    if user.root or text is None:
+        return None
+    return tuple(p.encode("utf-8", "surrogateescape") for p in text.split())

@@ -63,11 +63,17 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE users ADD COLUMN quota TEXT NULL",
     ],
+    # 5: the user's ACL channel patterns (issue 16): NULL for allchannels
+    # (&*, what every user had so far), else the patterns separated by
+    # spaces ("" for resetchannels: none).
+    [
+        "ALTER TABLE users ADD COLUMN channels TEXT NULL",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = ("id, username, password, root_user, enabled, namespace, created_at, updated_at, rules,"
-            " password_set, tenant, quota")
+            " password_set, tenant, quota, channels")
 TENANT_PREFIX = "tenant:"
 
 
@@ -117,6 +123,9 @@ class User:
     own_tenant: str = ""
     # Quota overrides set by root, "field=N ..." (keyspace/quota.py), or None.
     quota: str | None = None
+    # ACL channel patterns, space-separated (tenancy.permissions.channel_rules),
+    # or None: all channels (of its own tenant).
+    channels: str | None = None
 
     @property
     def tenant_key(self) -> str:
@@ -174,7 +183,8 @@ def _row(row) -> User | None:
         return None
     return User(id=row[0], username=row[1], password=row[2], root=bool(row[3]), enabled=bool(row[4]),
                 namespace=row[5], created_at=row[6] or 0, updated_at=row[7] or 0, rules=row[8],
-                has_password=bool(row[9]), own_tenant=row[10], quota=row[11])
+                has_password=bool(row[9]), own_tenant=row[10], quota=row[11],
+                channels=row[12])
 
 
 def _create_private(path: str) -> None:
@@ -377,7 +387,8 @@ class UserStore:
         return self.apply(username, {"password": None})[0]
 
     _APPLY_COLUMNS = {"password": "password", "enabled": "enabled", "root": "root_user",
-                      "namespace": "namespace", "rules": "rules", "quota": "quota"}
+                      "namespace": "namespace", "rules": "rules", "quota": "quota",
+                      "channels": "channels"}
 
     def apply(self, username, changes: dict, create: bool = False) -> tuple:
         """Change several attributes of a user in one transaction (ACL
