@@ -32,6 +32,13 @@ for the commands of UNCHANGED_ON_ZERO a reply of 0 (or a null) means nothing
 changed either, as Redis signals only real changes there; the commands of
 MAY_CHANGE_NOTHING say so by counting in `stats.unchanged_writes`.
 
+Client-side caching (dispatch/tracking.py) listens too: while any client
+tracks, writes report their keys (`written` hands them to the Tracker, with
+the client that wrote them, for NOLOOP), a FLUSHDB/FLUSHALL says so
+(`flushed`), an expiry goes through stats.on_expire, and the read commands
+that name keys (Redis's "readonly" ones) are wrapped to remember what a
+tracking client read (`set_tracking`).
+
 The memory accounting (server/memory.py, `set_meter`) uses the same swap:
 while it is on (maxmemory, or a memory/keys quota), its wrapper goes around
 whatever handler the state above chose (so its OOM check comes first, as
@@ -155,6 +162,14 @@ class KeyEvents:
         # (mark_readers); _marking: command name -> that wrapper (built once).
         self.marker = None
         self._marking: dict = {}
+        # Client-side caching (dispatch/tracking.py): its Tracker once made,
+        # and whether any client tracks now (readers wrapped, writes
+        # reported); _tracked: the reader names that remember keys,
+        # _tracking: (name, handler) -> that wrapper (built once).
+        self.tracker = None
+        self.tracking = False
+        self._tracked: frozenset = frozenset()
+        self._tracking: dict = {}
         # The memory accounting, while on (server/memory.py): meter.wrap(cmd,
         # handler) -> its wrapper or None; _metered caches them by (name,
         # handler) until the meter changes.
@@ -180,11 +195,26 @@ class KeyEvents:
         that expires is a write too: logged as its DEL (keyspace/database.py
         calls stats.on_expire, only when a key expires)."""
         self.journal = journal
-        self.stats.on_expire = journal.expired if journal is not None else None
+        self._expiry_hook()
         if journal is not None and not self.installed:
             self._install()
         elif journal is None and self.installed and not self.listeners:
             self._uninstall()
+
+    def _expiry_hook(self) -> None:
+        """stats.on_expire: the log's (the key's DEL) and the tracker's (an
+        invalidation), whichever are on; None when neither is."""
+        journal = self.journal
+        tracker = self.tracker if self.tracking else None
+        if journal is not None and tracker is not None:
+            def expired(db, key):
+                journal.expired(db, key)
+                tracker.expired(db, key)
+            self.stats.on_expire = expired
+        elif journal is not None:
+            self.stats.on_expire = journal.expired
+        else:
+            self.stats.on_expire = tracker.expired if tracker is not None else None
 
     def _install(self) -> None:
         self.installed = True
@@ -207,6 +237,10 @@ class KeyEvents:
                     self._gated.append(name)
                 elif name not in SHOWS_NO_DATA:
                     self._readers.append(name)
+            self._tracked = frozenset(
+                name for name in self._readers
+                if "readonly" in COMMANDS[name].flags and "pubsub" not in COMMANDS[name].flags
+                and COMMANDS[name].has_keys())
         return plain
 
     def _apply(self) -> None:
@@ -278,15 +312,52 @@ class KeyEvents:
         if marker == self.marker:
             return
         self.marker = marker
+        self._apply_readers()
+
+    def _apply_readers(self) -> None:
+        """Give every reader the handler the state asks for: marked (see
+        mark_readers), remembering keys for tracking clients (set_tracking),
+        metered, in that order from the inside."""
         plain = self._capture()
         marking = self._marking
+        marker = self.marker
+        tracked = self._tracked if self.tracking else ()
         for name in self._readers:
             handler = plain[name]
             if marker is not None:
                 handler = marking.get(name)
                 if handler is None:
                     handler = marking[name] = self._mark(plain[name])
+            if name in tracked:
+                wrapper = self._tracking.get((name, handler))
+                if wrapper is None:
+                    wrapper = self._tracking[(name, handler)] = self._remembering(name, handler)
+                handler = wrapper
             COMMANDS[name].handler = self._metering(name, handler)
+
+    # -- client-side caching -----------------------------------------------------
+
+    def set_tracking(self, on: bool) -> None:
+        """Some client tracks (on) or none does any more: the readers that
+        name keys remember them for a tracking caller, an expiry
+        invalidates (dispatch/tracking.py; the writes report through
+        listen())."""
+        if on == self.tracking:
+            return
+        self.tracking = on
+        self._expiry_hook()
+        self._apply_readers()
+
+    def _remembering(self, name: str, handler):
+        cmd = COMMANDS[name]
+        events = self
+
+        def remembering_handler(conn, args):
+            reply = handler(conn, args)
+            if conn.tracking is not None:
+                events.tracker.remember(conn, cmd, args)
+            return reply
+        return remembering_handler
 
     # -- the memory accounting ---------------------------------------------------
 
@@ -297,9 +368,7 @@ class KeyEvents:
         self.meter = meter
         self._metered = {}
         self._apply()
-        marker = self.marker
-        self.marker = object()   # make mark_readers apply again
-        self.mark_readers(marker)
+        self._apply_readers()
 
     def _metering(self, name: str, handler):
         meter = self.meter
@@ -325,6 +394,7 @@ class KeyEvents:
         touched = TOUCHED.get(cmd.name) or _key_positions(cmd)
         prepare = PREPARE.get(cmd.name)
         zero_is_noop = cmd.name in UNCHANGED_ON_ZERO
+        flush = cmd.name in ("flushdb", "flushall")
         may_change_nothing = cmd.name in MAY_CHANGE_NOTHING
         events = self
         Blocked = blocking.Blocked
@@ -347,6 +417,11 @@ class KeyEvents:
                 events.journal.record(conn, db, cmd, args, reply)
             if not listening:
                 return reply
+            tracking = conn.tracking
+            if tracking is not None and tracking.caching and not events.in_exec:
+                tracking.caching = False   # CLIENT CACHING spoke of this command
+            if flush and events.tracking:
+                events.tracker.flushed(conn.tenant, conn)
             if before is not None:
                 keys = before
             elif zero_is_noop and (reply == 0 or reply is None or reply is NULL_ARRAY
@@ -355,7 +430,8 @@ class KeyEvents:
             else:
                 keys = touched(conn, db, args, reply)
             if keys:
-                events.written(keys)
+                # After a flush, the tracker's null said it all (above).
+                events.written(keys, conn, track=not flush)
             return reply
 
         reporting_handler.__wrapped__ = handler
@@ -363,10 +439,13 @@ class KeyEvents:
 
     # -- events ----------------------------------------------------------------
 
-    def written(self, keys) -> None:
-        """Commands wrote these (db, key) pairs: fail the EXEC of their
-        watchers, and serve the clients blocked on them (after EXEC when
+    def written(self, keys, conn=None, track: bool = True) -> None:
+        """Commands wrote these (db, key) pairs (`conn`'s command, if known):
+        fail the EXEC of their watchers, invalidate the caches of tracking
+        clients, and serve the clients blocked on them (after EXEC when
         inside one, as Redis does)."""
+        if self.tracking and track:
+            self.tracker.written(keys, conn)
         for db, key in keys:
             watchers = db.watchers.get(key) if db.watchers else None
             if watchers:

@@ -82,7 +82,7 @@ class Tenant:
     __slots__ = ("name", "dbs", "_clients", "auth_failures", "acl_denied", "ran", "_calls",
                  "_failed", "_rejected", "_errors", "error_replies", "net_input_bytes",
                  "net_output_bytes", "connections", "quota", "used_memory", "limiter", "busy", "held",
-                 "_scans", "scan_names", "_scans_evicted", "channels")
+                 "_scans", "scan_names", "_scans_evicted", "channels", "tracking")
 
     def __init__(self, name: str, stats, databases: int = DATABASES) -> None:
         self.name = name
@@ -109,6 +109,9 @@ class Tenant:
         # Its pub/sub channel space (dispatch/pubsub.py), None until a client
         # of the tenant subscribes: most tenants never do.
         self.channels = None
+        # Its client-side caching table (dispatch/tracking.py), None while
+        # none of its clients tracks.
+        self.tracking = None
         self.reset_stats()
 
     @property

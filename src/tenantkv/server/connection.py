@@ -81,7 +81,7 @@ class Connection(asyncio.Protocol):
                  "closing", "close_after_reply", "no_evict", "no_touch", "paused", "unsent",
                  "multi", "multi_error", "watched", "watch_dirty", "backlog", "backlog_error",
                  "waiting", "net_in", "net_out", "unauth_group", "obuf_class", "soft_since",
-                 "unparsed", "subs")
+                 "unparsed", "subs", "tracking")
 
     def __init__(self, server) -> None:
         self.server = server
@@ -123,6 +123,7 @@ class Connection(asyncio.Protocol):
         self.waiting = None          # the Deferred whose reply the client waits for
         self.unparsed = None         # the rest of a long read, parsed next turn (INPUT_SHARE)
         self.subs = None             # its pub/sub subscriptions (dispatch/pubsub.py), if any
+        self.tracking = None         # its CLIENT TRACKING mode (dispatch/tracking.py), if on
         # Bytes read and written since the last fold_net() into the tenant's and
         # the server's figures (INFO adds the live connections' own): one
         # increment on the connection per read and per write.
@@ -269,6 +270,9 @@ class Connection(asyncio.Protocol):
 
     def _enter(self, tenant) -> None:
         if tenant is not self.tenant:
+            if self.tracking is not None:
+                # Its tracking state is the old tenant's (dispatch/tracking.py).
+                self.server.events.tracker.disable(self)
             self.fold_net()   # the bytes so far were the old tenant's
             self.tenant.leave(self)
             tenant.join(self)
@@ -313,6 +317,8 @@ class Connection(asyncio.Protocol):
         self.fold_net()
         if self.watched is not None:
             self.server.events.unwatch_all(self)
+        if self.tracking is not None:
+            self.server.events.tracker.disable(self)
         waiting = self.waiting
         if type(waiting) is Blocked:
             waiting.abandon()   # a blocked pop whose client went: off its keys

@@ -546,6 +546,8 @@ class Memory:
         events = server.events
         if events.journal is not None:
             events.journal.expired(db, key)   # logs the key's DEL
+        if events.tracking:
+            events.tracker.expired(db, key)   # client-side caches: invalidated
         watchers = db.watchers.get(key) if db.watchers else None
         if watchers:
             for conn in watchers:
