@@ -386,7 +386,9 @@ class Tracker:
             table = tenant.tracking
             if table is None:
                 continue
-            for bcast in table.prefixes.values():
+            prefixes = table.prefixes
+            for prefix in sorted(prefixes):   # Redis's (radix tree) order
+                bcast = prefixes[prefix]
                 if not bcast.keys:
                     continue
                 keys = sorted(bcast.keys.items())   # Redis's (radix tree) order
