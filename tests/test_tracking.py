@@ -463,3 +463,34 @@ def test_reset_turns_tracking_off(srv):
     assert quiet(a)
     a.close()
     writer.close()
+
+
+# -- keys that leave without a command: reload, eviction ------------------------------
+
+
+def test_debug_reload_and_eviction_invalidate(make_server):
+    """DEBUG RELOAD replaces every key (the flush null); a key evicted under
+    maxmemory is invalidated like a write by nobody."""
+    server = make_server()
+    a = connect(server.port)
+    admin = connect(server.port)
+    ask(admin, "SET", "k", "v")
+    assert ask(a, "CLIENT", "TRACKING", "on") == b"+OK\r\n"
+    assert ask(a, "GET", "k") == b"$1\r\nv\r\n"
+    assert ask(admin, "DEBUG", "RELOAD") == b"+OK\r\n"
+    assert read_exactly(a, len(PUSH_NULL)) == PUSH_NULL
+    assert ask(a, "GET", "k") == b"$1\r\nv\r\n"
+    info = ask(admin, "INFO", "memory").decode()
+    used = int(info.split("used_memory:")[1].split("\r\n")[0])
+    ask(admin, "CONFIG", "SET", "maxmemory-policy", "allkeys-random")
+    assert ask(admin, "CONFIG", "SET", "maxmemory", used + 2 * 1024**2) == b"+OK\r\n"
+    value = "x" * 10_000
+    for i in range(1000):   # 10 MB into 2 MB of room: k goes sooner or later
+        admin.sendall(resp("SET", "filler:%d" % i, value))
+        read_exactly(admin, 5)
+    got = read_reply(a)
+    ask(admin, "CONFIG", "SET", "maxmemory", 0)
+    assert got == PUSH_K
+    assert ask(admin, "EXISTS", "k") == b":0\r\n"
+    a.close()
+    admin.close()
