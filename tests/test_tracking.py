@@ -423,12 +423,14 @@ def test_prefix_bound_and_server_stays_up(srv):
         many += ["PREFIX", "p%04d:" % i]
     reply = ask(a, "CLIENT", "TRACKING", "on", "BCAST", *many)
     assert reply == (b"-ERR too many client tracking prefixes in this tenant "
-                     b"(at most 1000 BCAST prefixes)\r\n")
+                     b"(at most 1000 BCAST prefixes, 65536 bytes in all)\r\n")
     assert ask(a, "CLIENT", "TRACKINGINFO").startswith(b"%3\r\n$5\r\nflags\r\n~1\r\n$3\r\noff")
     assert ask(a, "CLIENT", "TRACKING", "on", "BCAST", *many[:2000]) == b"+OK\r\n"
     other = alice(srv)
     assert ask(other, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "zz") == (
-        b"-ERR too many client tracking prefixes in this tenant (at most 1000 BCAST prefixes)\r\n")
+        b"-ERR too many client tracking prefixes in this tenant (at most 1000 BCAST prefixes, 65536 bytes in all)\r\n")
+    assert ask(other, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "x" * 65537) == (
+        b"-ERR too many client tracking prefixes in this tenant (at most 1000 BCAST prefixes, 65536 bytes in all)\r\n")
     b = bob(srv)   # another tenant has its own room
     assert ask(b, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "zz") == b"+OK\r\n"
     ask(other, "SET", "p0999:x", "1")
@@ -494,3 +496,23 @@ def test_debug_reload_and_eviction_invalidate(make_server):
     assert ask(admin, "EXISTS", "k") == b":0\r\n"
     a.close()
     admin.close()
+
+
+def test_table_bytes_bound(srv):
+    """Key names are remembered even for missing keys, and one may be
+    512 MB: a tenant's table holds at most 64 MB of names, the oldest
+    invalidated past it."""
+    a = alice(srv)
+    ask(a, "CLIENT", "TRACKING", "on")
+    ask(a, "GET", "small")
+    first = b"1" * (40 * 1024**2)
+    a.sendall(resp("GET", first))
+    assert read_exactly(a, 3) == b"_\r\n"
+    assert quiet(a)
+    a.sendall(resp("GET", b"2" * (40 * 1024**2)))   # 80 MB: both older names go
+    small = b">2\r\n$10\r\ninvalidate\r\n*1\r\n$5\r\nsmall\r\n"
+    head = b">2\r\n$10\r\ninvalidate\r\n*1\r\n$%d\r\n" % len(first)
+    assert read_exactly(a, 3 + len(small) + len(head)) == b"_\r\n" + small + head
+    assert read_exactly(a, len(first) + 2) == first + b"\r\n"
+    assert b"tracking_total_keys:1\r\n" in ask(a, "INFO", "stats")
+    a.close()

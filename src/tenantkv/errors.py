@@ -329,11 +329,11 @@ def tracking_prefix_overlap_given(prefix: bytes, other: bytes) -> str:
             "single client must not overlap." % (arg_text(prefix), arg_text(other)))
 
 
-def tracking_prefixes_limit(limit: int) -> str:
+def tracking_prefixes_limit(limit: int, size: int) -> str:
     """tenantkv's own: every write of a tenant is checked against its BCAST
-    prefixes, so their number is bounded per tenant."""
+    prefixes, so their number and size are bounded per tenant."""
     return ("ERR too many client tracking prefixes in this tenant (at most %d BCAST "
-            "prefixes)" % limit)
+            "prefixes, %d bytes in all)" % (limit, size))
 
 
 def hello_option(option: bytes) -> str:

@@ -23,10 +23,12 @@ remembers the keys a tracking client read, and listens to writes like WATCH
 client in the server, nothing of this runs per command.
 
 Bounded: each tenant's table holds at most `tracking-table-max-keys` keys
-(Redis's setting, server-wide there, per tenant here); past it the oldest
-remembered key is invalidated and forgotten, as Redis does with a random
-one. A tenant's BCAST prefixes (each write of the tenant is checked against
-them) are at most MAX_PREFIXES.
+(Redis's setting, server-wide there, per tenant here) and MAX_TABLE_BYTES of
+key names (a GET of a missing key is remembered too, and a name may be
+512 MB); past either the oldest remembered key is invalidated and forgotten,
+as Redis does with a random one. A tenant's BCAST prefixes (each write of
+the tenant is checked against them) are at most MAX_PREFIXES, of at most
+MAX_PREFIX_BYTES in all.
 """
 
 from tenantkv import errors
@@ -37,6 +39,9 @@ INVALIDATE_CHANNEL = b"__redis__:invalidate"
 # A tenant's BCAST prefixes: each write of the tenant is matched against
 # them (by length, see TenantTracking.match), so their number is bounded.
 MAX_PREFIXES = 1000
+MAX_PREFIX_BYTES = 64 * 1024
+# The key names a tenant's table holds, in bytes.
+MAX_TABLE_BYTES = 64 * 1024**2
 
 _PUSH_INVALIDATE = b">2\r\n$10\r\ninvalidate\r\n"
 _MESSAGE_INVALIDATE = b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n"
@@ -94,7 +99,7 @@ class Bcast:
 
 class TenantTracking:
     """A tenant's tracking table and BCAST prefixes."""
-    __slots__ = ("keys", "items", "prefixes", "lengths", "clients")
+    __slots__ = ("keys", "items", "bytes", "prefixes", "prefix_bytes", "lengths", "clients")
 
     def __init__(self) -> None:
         # key -> the id of the one client that may cache it (an int), or a
@@ -102,7 +107,9 @@ class TenantTracking:
         # nothing where a set costs 216 bytes.
         self.keys: dict = {}
         self.items = 0           # ids over all keys (INFO tracking_total_items)
+        self.bytes = 0           # the key names' lengths, summed
         self.prefixes: dict = {}   # prefix -> Bcast
+        self.prefix_bytes = 0
         self.lengths: dict = {}    # prefix length -> how many prefixes have it
         self.clients = 0         # this tenant's tracking connections
 
@@ -162,6 +169,7 @@ class Tracker:
                 bcast = table.prefixes.get(prefix)
                 if bcast is None:
                     bcast = table.prefixes[prefix] = Bcast()
+                    table.prefix_bytes += len(prefix)
                     table.lengths[len(prefix)] = table.lengths.get(len(prefix), 0) + 1
                 bcast.clients[conn] = None
                 state.prefixes[prefix] = None
@@ -183,6 +191,7 @@ class Tracker:
                 bcast.clients.pop(conn, None)
                 if not bcast.clients:
                     del table.prefixes[prefix]
+                    table.prefix_bytes -= len(prefix)
                     left = table.lengths[len(prefix)] - 1
                     if left:
                         table.lengths[len(prefix)] = left
@@ -213,8 +222,10 @@ class Tracker:
         table = conn.tenant.tracking
         known = table.prefixes if table is not None else {}
         new = {prefix for prefix in prefixes or [b""] if prefix not in known}
-        if len(known) + len(new) > MAX_PREFIXES:
-            raise CommandError(errors.tracking_prefixes_limit(MAX_PREFIXES))
+        if (len(known) + len(new) > MAX_PREFIXES
+                or (table.prefix_bytes if table is not None else 0)
+                + sum(map(len, new)) > MAX_PREFIX_BYTES):
+            raise CommandError(errors.tracking_prefixes_limit(MAX_PREFIXES, MAX_PREFIX_BYTES))
 
     # -- reads -------------------------------------------------------------------
 
@@ -240,6 +251,7 @@ class Tracker:
             ids = keys.get(key)
             if ids is None:
                 keys[key] = ident
+                table.bytes += len(key)
                 added = True
             elif type(ids) is int:
                 if ids != ident:
@@ -251,14 +263,16 @@ class Tracker:
             else:
                 ids.add(ident)
             table.items += 1
-        if added and self.max_keys and len(keys) > self.max_keys:
+        if added and ((self.max_keys and len(keys) > self.max_keys)
+                      or table.bytes > MAX_TABLE_BYTES):
             self.limit(conn.tenant, table, conn)
 
     def limit(self, tenant, table, current=None) -> None:
-        """Over tracking-table-max-keys: invalidate and forget the oldest
-        remembered keys (Redis picks random ones) until under it."""
+        """Over tracking-table-max-keys (or MAX_TABLE_BYTES): invalidate and
+        forget the oldest remembered keys (Redis picks random ones) until
+        under it."""
         keys = table.keys
-        while self.max_keys and len(keys) > self.max_keys:
+        while (self.max_keys and len(keys) > self.max_keys) or table.bytes > MAX_TABLE_BYTES:
             self.invalidate(tenant, table, next(iter(keys)), current, broadcast=False)
 
     def _set_max_keys(self, value: int) -> None:
@@ -300,6 +314,7 @@ class Tracker:
         ids = table.keys.pop(key, None)
         if ids is None:
             return
+        table.bytes -= len(key)
         if type(ids) is int:
             table.items -= 1
             ids = (ids,)
@@ -334,7 +349,7 @@ class Tracker:
                 else:
                     self.send(conn, null)
         table.keys = {}
-        table.items = 0
+        table.items = table.bytes = 0
 
     def flushed_all(self) -> None:
         """Every tenant's data was replaced (KDB LOAD, DEBUG RELOAD)."""
