@@ -289,7 +289,8 @@ def test_same_names_then_attack_list_leaves_alice_untouched(srv):
     assert b"encoding:" in bob.execute_command("DEBUG", "OBJECT", b"bob-debug-object")
     bob.delete(b"bob-debug-object")
     # Pub/sub and MONITOR do not exist yet: refused, they reveal nothing
-    for args in (("SUBSCRIBE", "ch"), ("PSUBSCRIBE", "*"), ("PUBLISH", "ch", "x"),
+    # (SUBSCRIBE exists, temporarily, for the tracking tests: issue 16)
+    for args in (("PSUBSCRIBE", "*"), ("PUBLISH", "ch", "x"),
                  ("PUBSUB", "CHANNELS"), ("PUBSUB", "NUMSUB", "ch"), ("MONITOR",)):
         assert "unknown command" in error_text(cmd(bob, *args)), args
     # Introspection and admin: NOPERM for a non-root user
