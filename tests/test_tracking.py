@@ -516,3 +516,35 @@ def test_table_bytes_bound(srv):
     assert read_exactly(a, len(first) + 2) == first + b"\r\n"
     assert b"tracking_total_keys:1\r\n" in ask(a, "INFO", "stats")
     a.close()
+
+
+def test_append_only_log_keeps_no_tracking(make_server, tmp_path):
+    """With the log on: an expiry is both logged (its DEL) and invalidated;
+    CLIENT TRACKING and the invalidations are not logged, and the replay
+    after a restart is the data alone."""
+    server = make_server("--appendonly", "yes", "--save", "")
+    a = connect(server.port)
+    writer = connect(server.port)
+    assert ask(a, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "b") == b"+OK\r\n"
+    tracked = connect(server.port)
+    tracked.sendall(resp("CLIENT", "TRACKING", "on") + resp("GET", "k"))
+    assert read_exactly(tracked, 8) == b"+OK\r\n_\r\n"
+    ask(writer, "SET", "k", "v", "PX", "300")
+    assert read_exactly(tracked, len(PUSH_K)) == PUSH_K
+    tracked.sendall(resp("GET", "k"))
+    assert read_exactly(tracked, 7) == b"$1\r\nv\r\n"
+    assert read_exactly(tracked, len(PUSH_K), timeout=10) == PUSH_K   # expired: invalidated
+    ask(writer, "SET", "b1", "1")
+    push = b">2\r\n$10\r\ninvalidate\r\n*1\r\n$2\r\nb1\r\n"
+    assert read_exactly(a, len(push)) == push
+    for sock in (a, writer, tracked):
+        sock.close()
+    server.stop()
+    log = b"".join(path.read_bytes() for path in (tmp_path / "appendonlydir").glob("*.aof"))
+    assert b"TRACKING" not in log.upper() and b"invalidate" not in log
+    assert b"PEXPIREAT" in log.upper() or b"PXAT" in log.upper() or b"DEL" in log.upper()
+    again = make_server("--appendonly", "yes", "--save", "")
+    check = connect(again.port)
+    assert ask(check, "EXISTS", "k") == b":0\r\n"
+    assert ask(check, "GET", "b1") == b"$1\r\n1\r\n"
+    check.close()
