@@ -300,6 +300,11 @@ SETTINGS = [
             OBUF_DEFAULT, True, "per client class: <class> <hard> <soft> <seconds> (Redis's syntax); "
             "a client over its hard limit, or over its soft limit for longer than the seconds, is closed",
             merge=merge_obuf_limits, show=show_obuf_limits),
+    # Client-side caching (dispatch/tracking.py): Redis's setting, server-wide
+    # there, the bound of each tenant's table here.
+    Setting("limits", "tracking_table_max_keys", "tracking-table-max-keys", integer(0, LLONG_MAX),
+            1_000_000, True, "keys a tenant's client-side caching table remembers; past it the "
+            "oldest are invalidated (0 = no limit)"),
     Setting("limits", "tenant_client_output_limit", "tenant-client-output-limit", memory(), 64 * 1024**2,
             True, "hard output limit of the normal clients of non-root tenants, over the normal "
             "class's (0 = only client-output-buffer-limit)"),

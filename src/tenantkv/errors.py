@@ -324,6 +324,43 @@ NO_SUCH_CLIENT = "ERR No such client"
 UNBLOCK_REASON = "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"
 
 
+# CLIENT TRACKING / CACHING (client-side caching, dispatch/tracking.py): Redis's texts.
+TRACKING_REDIRECT_TWICE = "ERR A client can only redirect to a single other client"
+TRACKING_NO_REDIRECT_CLIENT = "ERR The client ID you want redirect to does not exist"
+TRACKING_PREFIX_WITHOUT_BCAST = "ERR PREFIX option requires BCAST mode to be enabled"
+TRACKING_BCAST_SWITCH = ("ERR You can't switch BCAST mode on/off before disabling tracking for "
+                         "this client, and then re-enabling it with a different mode.")
+TRACKING_OPT_WITH_BCAST = "ERR OPTIN and OPTOUT are not compatible with BCAST"
+TRACKING_OPTIN_AND_OPTOUT = "ERR You can't specify both OPTIN mode and OPTOUT mode"
+TRACKING_OPT_SWITCH = ("ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for "
+                       "this client, and then re-enabling it with a different mode.")
+CACHING_WITHOUT_TRACKING = ("ERR CLIENT CACHING can be called only when the client is in "
+                            "tracking mode with OPTIN or OPTOUT mode enabled")
+CACHING_YES_WITHOUT_OPTIN = ("ERR CLIENT CACHING YES is only valid when tracking is enabled in "
+                             "OPTIN mode.")
+CACHING_NO_WITHOUT_OPTOUT = ("ERR CLIENT CACHING NO is only valid when tracking is enabled in "
+                             "OPTOUT mode.")
+
+
+def tracking_prefix_overlap(prefix: bytes, existing: bytes) -> str:
+    """A new BCAST prefix overlapping one the client has already."""
+    return ("ERR Prefix '%s' overlaps with an existing prefix '%s'. Prefixes for a single "
+            "client must not overlap." % (arg_text(prefix), arg_text(existing)))
+
+
+def tracking_prefix_overlap_given(prefix: bytes, other: bytes) -> str:
+    """Two prefixes of one CLIENT TRACKING overlapping each other."""
+    return ("ERR Prefix '%s' overlaps with another provided prefix '%s'. Prefixes for a "
+            "single client must not overlap." % (arg_text(prefix), arg_text(other)))
+
+
+def tracking_prefixes_limit(limit: int, size: int) -> str:
+    """tenantkv's own: every write of a tenant is checked against its BCAST
+    prefixes, so their number and size are bounded per tenant."""
+    return ("ERR too many client tracking prefixes in this tenant (at most %d BCAST "
+            "prefixes, %d bytes in all)" % (limit, size))
+
+
 def hello_option(option: bytes) -> str:
     return "ERR Syntax error in HELLO option '%s'" % arg_text(option)
 

@@ -9,7 +9,8 @@ from tenantkv.commands.transactions import end_transaction
 from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.pubsub import leave_all, refresh_mode
 from tenantkv.dispatch.replies import NO_REPLY
-from tenantkv.protocol.encoder import OK, PONG, Status, Verbatim
+from tenantkv.dispatch.tracking import tracker_of
+from tenantkv.protocol.encoder import OK, PONG, SetReply, Status, Verbatim
 from tenantkv.util.numbers import int_arg, parse_int
 from tenantkv.util.options import REST, Options, Value, choice, option_name
 
@@ -139,6 +140,8 @@ def hello(conn, args):
 def reset(conn, args):
     end_transaction(conn)   # out of MULTI, nothing watched
     leave_all(conn)         # out of pub/sub mode, subscribed to nothing
+    if conn.tracking is not None:
+        conn.server.events.tracker.disable(conn)
     conn.resp3 = False
     conn.name = b""
     conn.no_evict = conn.no_touch = False
@@ -201,6 +204,13 @@ def client_info_line(conn, current=None) -> str:
         flags += "x"
     if type(conn.waiting) is Blocked:
         flags += "b"
+    tracking = conn.tracking
+    if tracking is not None:
+        flags += "t"
+        if tracking.broken:
+            flags += "R"
+        if tracking.bcast:
+            flags += "B"
     if conn.watch_dirty:
         flags += "d"
     if conn.close_after_reply:
@@ -238,12 +248,13 @@ def client_info_line(conn, current=None) -> str:
     return (
         "id=%d addr=%s laddr=%s fd=%d name=%s age=%d idle=%d flags=%s db=%d sub=0 psub=0 "
         "ssub=0 multi=%d qbuf=%d qbuf-free=0 argv-mem=%d multi-mem=%d rbs=0 rbp=0 obl=0 "
-        "oll=%d omem=%d tot-mem=%d events=%s cmd=%s user=%s redir=-1 resp=%d lib-name=%s lib-ver=%s"
+        "oll=%d omem=%d tot-mem=%d events=%s cmd=%s user=%s redir=%d resp=%d lib-name=%s lib-ver=%s"
         % (conn.id, conn.addr, conn.laddr, _fd(conn), conn.name.decode("latin-1"),
            int(now - conn.created), int(now - conn.last_interaction), flags, conn.db.index,
            -1 if conn.multi is None else len(conn.multi), qbuf, argv_mem, multi_mem,
            len(conn.unsent), omem, CONNECTION_OVERHEAD + qbuf + argv_mem + multi_mem + omem,
-           events, cmd, conn.user, 3 if conn.resp3 else 2,
+           events, cmd, conn.user, -1 if tracking is None else tracking.redirect,
+           3 if conn.resp3 else 2,
            conn.lib_name.decode("latin-1"), conn.lib_ver.decode("latin-1")))
 
 
@@ -275,6 +286,9 @@ _CLIENT_72 = dict(flags="noscript loading stale", acl_categories="@slow @connect
 
 
 CLIENT_HELP = [
+    "CACHING (YES|NO)",
+    "    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",
+    "GETREDIR", "    Return the client ID we are redirecting to when tracking is enabled.",
     "ID", "    Return the ID of the current connection.",
     "GETNAME", "    Return the name of the current connection.",
     "SETNAME <name>", "    Assign the name <name> to the current connection.",
@@ -295,6 +309,10 @@ CLIENT_HELP = [
     "    * ID <client-id>", "      Kill connections by client id.",
     "UNBLOCK <clientid> [TIMEOUT|ERROR]",
     "    Unblock the specified blocked client.",
+    "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]",
+    "         [OPTIN] [OPTOUT] [NOLOOP]",
+    "    Control server assisted client side caching.",
+    "TRACKINGINFO", "    Report tracking status for the current connection.",
     "NO-EVICT (ON|OFF)", "    Protect current client connection from eviction.",
     "NO-TOUCH (ON|OFF)", "    Will not touch LRU/LFU stats when this mode is on.",
 ]
@@ -505,3 +523,98 @@ def _kill(conn, other) -> None:
         conn.close_after_reply = True   # the reply goes out first, as in Redis
     else:
         other.close()
+
+
+# -- client-side caching (dispatch/tracking.py) ----------------------------------
+
+_TRACKING_FLAGS = {b"bcast": "bcast", b"optin": "optin", b"optout": "optout", b"noloop": "noloop"}
+
+
+@subcommand("client", "tracking")
+def _client_tracking(conn, args):
+    """CLIENT TRACKING on|off [REDIRECT id] [BCAST] [PREFIX p]... [OPTIN]
+    [OPTOUT] [NOLOOP]: Redis's parsing, checks and texts, in its order. A
+    REDIRECT names a client of the caller's own tenant: any other id is one
+    that "does not exist"."""
+    redirect = 0
+    options = set()
+    prefixes = []
+    i = 3
+    while i < len(args):
+        word = args[i].lower()
+        more = i + 1 < len(args)
+        if word == b"redirect" and more:
+            i += 1
+            if redirect != 0:
+                raise CommandError(errors.TRACKING_REDIRECT_TWICE)
+            redirect = parse_int(args[i])
+            if redirect is None:
+                raise CommandError(errors.NOT_INTEGER)
+            target = conn.server.clients.get(redirect)
+            if target is None or target.tenant is not conn.tenant or target.closing:
+                raise CommandError(errors.TRACKING_NO_REDIRECT_CLIENT)
+        elif word in _TRACKING_FLAGS:
+            options.add(_TRACKING_FLAGS[word])
+        elif word == b"prefix" and more:
+            i += 1
+            prefixes.append(args[i])
+        else:
+            raise CommandError(errors.SYNTAX)
+        i += 1
+    mode = args[2].lower()
+    if mode == b"on":
+        state = conn.tracking
+        bcast = "bcast" in options
+        if not bcast and prefixes:
+            raise CommandError(errors.TRACKING_PREFIX_WITHOUT_BCAST)
+        if state is not None and state.bcast != bcast:
+            raise CommandError(errors.TRACKING_BCAST_SWITCH)
+        if bcast and options & {"optin", "optout"}:
+            raise CommandError(errors.TRACKING_OPT_WITH_BCAST)
+        if {"optin", "optout"} <= options:
+            raise CommandError(errors.TRACKING_OPTIN_AND_OPTOUT)
+        if state is not None and (("optin" in options and state.optout)
+                                  or ("optout" in options and state.optin)):
+            raise CommandError(errors.TRACKING_OPT_SWITCH)
+        tracker = tracker_of(conn.server)
+        if bcast:
+            tracker.check_prefixes(conn, prefixes)
+        tracker.enable(conn, redirect, options, prefixes)
+    elif mode == b"off":
+        if conn.tracking is not None:
+            conn.server.events.tracker.disable(conn)
+    else:
+        raise CommandError(errors.SYNTAX)
+    return OK
+
+
+@subcommand("client", "caching")
+def _client_caching(conn, args):
+    state = conn.tracking
+    if state is None:
+        raise CommandError(errors.CACHING_WITHOUT_TRACKING)
+    answer = args[2].lower()
+    if answer == b"yes":
+        if not state.optin:
+            raise CommandError(errors.CACHING_YES_WITHOUT_OPTIN)
+    elif answer == b"no":
+        if not state.optout:
+            raise CommandError(errors.CACHING_NO_WITHOUT_OPTOUT)
+    else:
+        raise CommandError(errors.SYNTAX)
+    state.caching = True
+    return OK
+
+
+@subcommand("client", "getredir")
+def _client_getredir(conn, args):
+    return -1 if conn.tracking is None else conn.tracking.redirect
+
+
+@subcommand("client", "trackinginfo")
+def _client_trackinginfo(conn, args):
+    state = conn.tracking
+    if state is None:
+        return {b"flags": SetReply([b"off"]), b"redirect": -1, b"prefixes": []}
+    return {b"flags": SetReply([b"on"] + state.flags()), b"redirect": state.redirect,
+            b"prefixes": sorted(state.prefixes)}   # Redis's (radix tree) order

@@ -267,7 +267,7 @@ def import_tenant(tenant, per_db: list, replace: bool, server=None) -> int:
         if memory is not None:
             memory.charge(db, memory.footprints(db, data) - replaced, tenant)
         count += len(data)
-        if db.watchers or db.blocked:
+        if db.watchers or db.blocked or tenant.tracking is not None:
             written.extend((db, key) for key in data)
         if journal is not None:   # not write commands: the log gets the keys' values
             journal.keys_set(tenant, [(db, key) for key in data])

@@ -163,7 +163,7 @@ def info_section(conn, name: str) -> list:
             "client_recent_max_input_buffer:0",
             "client_recent_max_output_buffer:0",
             "blocked_clients:%d" % len(blocked),
-            "tracking_clients:0",
+            "tracking_clients:%d" % _tracking_clients(server, conn),
             "clients_in_timeout_table:%d" % sum(1 for b in blocked if b.timer is not None),
             "total_blocking_keys:%d" % sum(len(db.blocked) for db in dbs),
             "total_blocking_keys_on_nokey:0",
@@ -241,6 +241,7 @@ def info_section(conn, name: str) -> list:
                 "keyspace_hits:%d" % hits,
                 "keyspace_misses:%d" % misses,
                 *pubsub_info((tenant,)),
+                *_tracking_totals([tenant]),
                 "unexpected_error_replies:0",
                 "total_error_replies:%d" % tenant.error_replies,
                 "acl_access_denied_auth:%d" % tenant.auth_failures,
@@ -263,6 +264,7 @@ def info_section(conn, name: str) -> list:
             "keyspace_hits:%d" % hits,
             "keyspace_misses:%d" % misses,
             *pubsub_info(server.tenants.values()),
+            *_tracking_totals(server.tenants.values()),
             "unexpected_error_replies:0",
             "total_error_replies:%d" % stats.total_error_replies,
             # Redis 7.2's ACL counters (not in 7.0), at the end of the section as there
@@ -843,3 +845,23 @@ _DEBUG_PROTOCOL = {
     b"false": False,
 }
 
+
+
+def _tracking_clients(server, conn) -> int:
+    """INFO's tracking_clients: the server's for root, else the tenant's."""
+    tracker = server.events.tracker
+    if tracker is None:
+        return 0
+    if conn.root:
+        return tracker.clients
+    table = conn.tenant.tracking
+    return table.clients if table is not None else 0
+
+
+def _tracking_totals(tenants) -> list:
+    """INFO's client-side caching figures over `tenants` (dispatch/tracking.py):
+    keys remembered, client ids under them, BCAST prefixes."""
+    tables = [tenant.tracking for tenant in tenants if tenant.tracking is not None]
+    return ["tracking_total_keys:%d" % sum(len(table.keys) for table in tables),
+            "tracking_total_items:%d" % sum(table.items for table in tables),
+            "tracking_total_prefixes:%d" % sum(len(table.prefixes) for table in tables)]

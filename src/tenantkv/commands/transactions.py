@@ -88,6 +88,8 @@ def exec_(conn, args):
             replies.append(run_queued(conn, cmd, cmd_args))   # dispatch's one path
     finally:
         events.in_exec = False
+        if conn.tracking is not None:
+            conn.tracking.caching = False   # CLIENT CACHING spoke of this transaction
         if journal is not None:
             journal.multi_end()
     events.serve_ready()   # clients blocked on keys the transaction filled

@@ -37,6 +37,13 @@ wrappers: while any setting publishes, a write whose tenant has a subscriber
 is described by the Notifier (what its keys were before, then its events);
 a key that expires reaches it through the expiry hook, as the log's DEL.
 
+Client-side caching (dispatch/tracking.py) listens too: while any client
+tracks, writes report their keys (`written` hands them to the Tracker, with
+the client that wrote them, for NOLOOP), a FLUSHDB/FLUSHALL says so
+(`flushed`), an expiry goes through stats.on_expire, and the read commands
+that name keys (Redis's "readonly" ones) are wrapped to remember what a
+tracking client read (`set_tracking`).
+
 The memory accounting (server/memory.py, `set_meter`) uses the same swap:
 while it is on (maxmemory, or a memory/keys quota), its wrapper goes around
 whatever handler the state above chose (so its OOM check comes first, as
@@ -163,6 +170,14 @@ class KeyEvents:
         # (mark_readers); _marking: command name -> that wrapper (built once).
         self.marker = None
         self._marking: dict = {}
+        # Client-side caching (dispatch/tracking.py): its Tracker once made,
+        # and whether any client tracks now (readers wrapped, writes
+        # reported); _tracked: the reader names that remember keys,
+        # _tracking: (name, handler) -> that wrapper (built once).
+        self.tracker = None
+        self.tracking = False
+        self._tracked: frozenset = frozenset()
+        self._tracking: dict = {}
         # The memory accounting, while on (server/memory.py): meter.wrap(cmd,
         # handler) -> its wrapper or None; _metered caches them by (name,
         # handler) until the meter changes.
@@ -207,18 +222,21 @@ class KeyEvents:
             self._uninstall()
 
     def _expiry_hook(self) -> None:
-        """stats.on_expire: the log's (a DEL) and the notifications' ("expired"),
-        None when neither is on (the expiry then tests one attribute)."""
-        journal, notifier = self.journal, self.notifier
-        if journal is None or notifier is None:
-            self.stats.on_expire = (journal.expired if journal is not None
-                                    else notifier.expired if notifier is not None else None)
+        """stats.on_expire: the log's (the key's DEL), the notifications'
+        ("expired") and the tracker's (an invalidation), whichever are on;
+        None when none is (the expiry then tests one attribute)."""
+        hooks = [hook for hook in (
+            self.journal.expired if self.journal is not None else None,
+            self.notifier.expired if self.notifier is not None else None,
+            self.tracker.expired if self.tracking and self.tracker is not None else None)
+            if hook is not None]
+        if len(hooks) <= 1:
+            self.stats.on_expire = hooks[0] if hooks else None
             return
-        logged, notified = journal.expired, notifier.expired
 
         def expired(db, key):
-            logged(db, key)
-            notified(db, key)
+            for hook in hooks:
+                hook(db, key)
         self.stats.on_expire = expired
 
     def _install(self) -> None:
@@ -242,6 +260,10 @@ class KeyEvents:
                     self._gated.append(name)
                 elif name not in SHOWS_NO_DATA:
                     self._readers.append(name)
+            self._tracked = frozenset(
+                name for name in self._readers
+                if "readonly" in COMMANDS[name].flags and "pubsub" not in COMMANDS[name].flags
+                and COMMANDS[name].has_keys())
         return plain
 
     def _apply(self) -> None:
@@ -313,15 +335,52 @@ class KeyEvents:
         if marker == self.marker:
             return
         self.marker = marker
+        self._apply_readers()
+
+    def _apply_readers(self) -> None:
+        """Give every reader the handler the state asks for: marked (see
+        mark_readers), remembering keys for tracking clients (set_tracking),
+        metered, in that order from the inside."""
         plain = self._capture()
         marking = self._marking
+        marker = self.marker
+        tracked = self._tracked if self.tracking else ()
         for name in self._readers:
             handler = plain[name]
             if marker is not None:
                 handler = marking.get(name)
                 if handler is None:
                     handler = marking[name] = self._mark(plain[name])
+            if name in tracked:
+                wrapper = self._tracking.get((name, handler))
+                if wrapper is None:
+                    wrapper = self._tracking[(name, handler)] = self._remembering(name, handler)
+                handler = wrapper
             COMMANDS[name].handler = self._metering(name, handler)
+
+    # -- client-side caching -----------------------------------------------------
+
+    def set_tracking(self, on: bool) -> None:
+        """Some client tracks (on) or none does any more: the readers that
+        name keys remember them for a tracking caller, an expiry
+        invalidates (dispatch/tracking.py; the writes report through
+        listen())."""
+        if on == self.tracking:
+            return
+        self.tracking = on
+        self._expiry_hook()
+        self._apply_readers()
+
+    def _remembering(self, name: str, handler):
+        cmd = COMMANDS[name]
+        events = self
+
+        def remembering_handler(conn, args):
+            reply = handler(conn, args)
+            if conn.tracking is not None:
+                events.tracker.remember(conn, cmd, args)
+            return reply
+        return remembering_handler
 
     # -- the memory accounting ---------------------------------------------------
 
@@ -332,9 +391,7 @@ class KeyEvents:
         self.meter = meter
         self._metered = {}
         self._apply()
-        marker = self.marker
-        self.marker = object()   # make mark_readers apply again
-        self.mark_readers(marker)
+        self._apply_readers()
 
     def _metering(self, name: str, handler):
         meter = self.meter
@@ -360,6 +417,7 @@ class KeyEvents:
         touched = TOUCHED.get(cmd.name) or _key_positions(cmd)
         prepare = PREPARE.get(cmd.name)
         zero_is_noop = cmd.name in UNCHANGED_ON_ZERO
+        flush = cmd.name in ("flushdb", "flushall")
         may_change_nothing = cmd.name in MAY_CHANGE_NOTHING
         events = self
         Blocked = blocking.Blocked
@@ -388,6 +446,11 @@ class KeyEvents:
                 events.journal.record(conn, db, cmd, args, reply)
             if not listening:
                 return reply
+            tracking = conn.tracking
+            if tracking is not None and tracking.caching and not events.in_exec:
+                tracking.caching = False   # CLIENT CACHING spoke of this command
+            if flush and events.tracking:
+                events.tracker.flushed(conn.tenant, conn)
             if before is not None:
                 keys = before
             elif zero_is_noop and (reply == 0 or reply is None or reply is NULL_ARRAY
@@ -396,7 +459,8 @@ class KeyEvents:
             else:
                 keys = touched(conn, db, args, reply)
             if keys:
-                events.written(keys)
+                # After a flush, the tracker's null said it all (above).
+                events.written(keys, conn, track=not flush)
             return reply
 
         reporting_handler.__wrapped__ = handler
@@ -404,10 +468,13 @@ class KeyEvents:
 
     # -- events ----------------------------------------------------------------
 
-    def written(self, keys) -> None:
-        """Commands wrote these (db, key) pairs: fail the EXEC of their
-        watchers, and serve the clients blocked on them (after EXEC when
+    def written(self, keys, conn=None, track: bool = True) -> None:
+        """Commands wrote these (db, key) pairs (`conn`'s command, if known):
+        fail the EXEC of their watchers, invalidate the caches of tracking
+        clients, and serve the clients blocked on them (after EXEC when
         inside one, as Redis does)."""
+        if self.tracking and track:
+            self.tracker.written(keys, conn)
         for db, key in keys:
             watchers = db.watchers.get(key) if db.watchers else None
             if watchers:

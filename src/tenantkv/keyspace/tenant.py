@@ -83,7 +83,7 @@ class Tenant:
                  "_failed", "_rejected", "_errors", "error_replies", "net_input_bytes",
                  "net_output_bytes", "connections", "quota", "used_memory", "limiter", "busy", "held",
                  "_scans", "scan_names", "_scans_evicted", "channels", "notify",
-                 "turn", "turn_used")
+                 "tracking", "turn", "turn_used")
 
     def __init__(self, name: str, stats, databases: int = DATABASES) -> None:
         self.name = name
@@ -117,6 +117,9 @@ class Tenant:
         # Its own notify-keyspace-events (dispatch/notify.py: the class bits),
         # None while it follows the server's.
         self.notify = None
+        # Its client-side caching table (dispatch/tracking.py), None while
+        # none of its clients tracks.
+        self.tracking = None
         self.reset_stats()
 
     @property

@@ -84,7 +84,7 @@ class Connection(asyncio.Protocol):
                  "closing", "close_after_reply", "no_evict", "no_touch", "paused", "unsent",
                  "multi", "multi_error", "watched", "watch_dirty", "backlog", "backlog_error",
                  "waiting", "net_in", "net_out", "unauth_group", "obuf_class", "soft_since",
-                 "unparsed", "subs", "channel_rules")
+                 "unparsed", "subs", "channel_rules", "tracking")
 
     def __init__(self, server) -> None:
         self.server = server
@@ -129,6 +129,7 @@ class Connection(asyncio.Protocol):
         # Its user's ACL channel patterns (&pattern), None for allchannels
         # (dispatch/pubsub.py, channel_refusal).
         self.channel_rules = None
+        self.tracking = None         # its CLIENT TRACKING mode (dispatch/tracking.py), if on
         # Bytes read and written since the last fold_net() into the tenant's and
         # the server's figures (INFO adds the live connections' own): one
         # increment on the connection per read and per write.
@@ -288,6 +289,9 @@ class Connection(asyncio.Protocol):
         if tenant is not self.tenant:
             # Its subscriptions are the old tenant's channels: they end.
             leave_all(self)
+            if self.tracking is not None:
+                # Its tracking state is the old tenant's (dispatch/tracking.py).
+                self.server.events.tracker.disable(self)
             self.fold_net()   # the bytes so far were the old tenant's
             self.tenant.leave(self)
             tenant.join(self)
@@ -334,6 +338,8 @@ class Connection(asyncio.Protocol):
             leave_all(self)
         if self.watched is not None:
             self.server.events.unwatch_all(self)
+        if self.tracking is not None:
+            self.server.events.tracker.disable(self)
         waiting = self.waiting
         if type(waiting) is Blocked:
             waiting.abandon()   # a blocked pop whose client went: off its keys

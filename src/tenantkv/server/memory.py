@@ -548,6 +548,8 @@ class Memory:
             events.journal.expired(db, key)   # logs the key's DEL
         if events.notifier is not None:
             events.notifier.evicted(db, key)   # "evicted" (dispatch/notify.py)
+        if events.tracking:
+            events.tracker.expired(db, key)   # client-side caches: invalidated
         watchers = db.watchers.get(key) if db.watchers else None
         if watchers:
             for conn in watchers:

@@ -63,8 +63,11 @@ def install(server, tenants: dict) -> None:
             db.expires = expires
             db.encodings = {}
             db.scans = {}
+    if events is not None and events.tracking:
+        # Client-side caches: every key may have changed (Redis's flush null).
+        events.tracker.flushed_all()
     if events is not None and touched:
-        events.written(touched)
+        events.written(touched, track=False)
 
 
 def load_into(server, path: str, nofollow: bool = False) -> kdb.LoadResult:
