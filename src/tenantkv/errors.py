@@ -224,6 +224,7 @@ MULTI_NESTED = "ERR MULTI calls can not be nested"
 DISCARD_WITHOUT_MULTI = "ERR DISCARD without MULTI"
 EXEC_WITHOUT_MULTI = "ERR EXEC without MULTI"
 WATCH_IN_MULTI = "ERR WATCH inside MULTI is not allowed"
+MONITOR_DENY_BLOCKING = "ERR MONITOR isn't allowed for DENY BLOCKING client"
 EXECABORT = "EXECABORT Transaction discarded because of previous errors."
 
 

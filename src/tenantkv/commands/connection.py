@@ -3,6 +3,7 @@
 import time
 
 from tenantkv import REDIS_COMPAT_VERSION, errors
+from tenantkv.config import OBUF_NORMAL, OBUF_PUBSUB
 from tenantkv.dispatch.table import command, container, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.commands.transactions import end_transaction
@@ -131,12 +132,38 @@ def hello(conn, args):
 @command("reset")
 def reset(conn, args):
     end_transaction(conn)   # out of MULTI, nothing watched
+    end_monitor(conn)
     conn.resp3 = False
     conn.name = b""
     conn.no_evict = conn.no_touch = False
     conn.select(0)
     conn.logout()   # as Redis: back to the default user, authenticated only if it is open
     return Status("RESET")
+
+
+# Redis's MONITOR is "admin"; here a tenant's monitor sees only its own
+# tenant's commands (dispatch/monitor.py), so any user its rules allow may.
+@command("monitor", root_only=False)
+def monitor(conn, args):
+    if conn.server.events.in_exec:   # queued in MULTI: refused when EXEC runs it, as Redis
+        raise CommandError(errors.MONITOR_DENY_BLOCKING)
+    if conn in conn.server.monitors.conns:
+        return NO_REPLY   # Redis answers nothing to a second MONITOR
+    # Its output is pushed, not asked for: bounded as a subscriber's is
+    # (client-output-buffer-limit pubsub), root's included: normal clients
+    # have no limit by default, and root's monitor sees every tenant.
+    conn.obuf_class = OBUF_PUBSUB
+    conn.server.monitors.add(conn)
+    return OK
+
+
+def end_monitor(conn) -> None:
+    """RESET: no longer a monitor."""
+    monitors = conn.server.monitors
+    if conn in monitors.conns:
+        monitors.remove(conn)
+        if conn.subs is None:
+            conn.obuf_class = OBUF_NORMAL
 
 
 # HTTP request guards: not commands anyone calls, so hidden from COMMAND, HELP

@@ -22,6 +22,7 @@ from tenantkv.server.connection import Connection, flush_connections
 from tenantkv.server.quotas import Quotas
 from tenantkv.server.memory import Memory
 from tenantkv.dispatch.observers import KeyEvents
+from tenantkv.dispatch.monitor import Monitors
 from tenantkv.server.stats import Stats
 
 log = logging.getLogger("tenantkv.server")
@@ -36,6 +37,7 @@ class Server:
         self.config = config
         self.stats = Stats()
         self.events = KeyEvents(self.stats)   # WATCH and blocked clients (dispatch/observers.py)
+        self.monitors = Monitors(self.events)   # MONITOR (dispatch/monitor.py)
         self.run_id = secrets.token_hex(20)
         self.started = time.time()
         self.started_monotonic = time.monotonic()

@@ -311,6 +311,8 @@ class Connection(asyncio.Protocol):
             self.auth_deadline = None
         self.tenant.leave(self)
         self.fold_net()
+        if server.monitors.conns:
+            server.monitors.remove(self)
         if self.watched is not None:
             self.server.events.unwatch_all(self)
         waiting = self.waiting
