@@ -197,6 +197,8 @@ MAXLEN_NEGATIVE = "ERR MAXLEN can't be negative"
 TIMEOUT_NOT_FLOAT = "ERR timeout is not a float or out of range"
 TIMEOUT_RANGE = "ERR timeout is out of range"
 NEGATIVE_TIMEOUT = "ERR timeout is negative"
+TIMEOUT_NOT_INTEGER = "ERR timeout is not an integer or out of range"
+CLIENT_PAUSE_MODE = "ERR CLIENT PAUSE mode must be WRITE or ALL"
 UNBLOCKED = "UNBLOCKED client unblocked via CLIENT UNBLOCK"
 
 # -- sorted sets ---------------------------------------------------------------------------

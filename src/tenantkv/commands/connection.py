@@ -8,6 +8,7 @@ from tenantkv.dispatch.table import command, container, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.commands.transactions import end_transaction
 from tenantkv.dispatch.blocking import Blocked
+from tenantkv.dispatch.pause import ALL, WRITE
 from tenantkv.dispatch.replies import NO_REPLY
 from tenantkv.protocol.encoder import OK, PONG, Status, Verbatim
 from tenantkv.util.numbers import int_arg, parse_int
@@ -509,6 +510,34 @@ def _client_unblock(conn, args):
             other.waiting.unblock(error)
             return 1
     return 0
+
+
+# Redis flags PAUSE and UNPAUSE "admin"; here a tenant's pause holds only its
+# own clients (root's: every client), dispatch/pause.py.
+@subcommand("client", "pause", root_only=False)
+def _client_pause(conn, args):
+    if len(args) > 4:   # Redis's arity -3 lets it through to this text
+        raise CommandError(errors.subcommand_syntax(args[1], "CLIENT"))
+    kind = ALL
+    if len(args) == 4:
+        mode = args[3].lower()
+        if mode == b"write":
+            kind = WRITE
+        elif mode != b"all":
+            raise CommandError(errors.CLIENT_PAUSE_MODE)
+    ms = parse_int(args[2])
+    if ms is None or not -2**63 <= ms < 2**63:
+        raise CommandError(errors.TIMEOUT_NOT_INTEGER)
+    if ms < 0:
+        raise CommandError(errors.NEGATIVE_TIMEOUT)
+    conn.server.pauses.pause(conn, ms / 1000, kind)
+    return OK
+
+
+@subcommand("client", "unpause", root_only=False)
+def _client_unpause(conn, args):
+    conn.server.pauses.unpause(conn)
+    return OK
 
 
 def _user_exists(conn, name: str) -> bool:

@@ -23,6 +23,7 @@ from tenantkv.server.quotas import Quotas
 from tenantkv.server.memory import Memory
 from tenantkv.dispatch.observers import KeyEvents
 from tenantkv.dispatch.monitor import Monitors
+from tenantkv.dispatch.pause import Pauses
 from tenantkv.server.stats import Stats
 
 log = logging.getLogger("tenantkv.server")
@@ -38,6 +39,7 @@ class Server:
         self.stats = Stats()
         self.events = KeyEvents(self.stats)   # WATCH and blocked clients (dispatch/observers.py)
         self.monitors = Monitors(self.events)   # MONITOR (dispatch/monitor.py)
+        self.pauses = Pauses(self)              # CLIENT PAUSE (dispatch/pause.py)
         self.run_id = secrets.token_hex(20)
         self.started = time.time()
         self.started_monotonic = time.monotonic()

@@ -30,7 +30,7 @@ from tenantkv.errors import CommandError, ProtocolError, QueryBufferExceeded
 from tenantkv.protocol.encoder import SMALL_INTS, Raw, encode, encode_error
 from tenantkv.protocol.reader import Reader
 from tenantkv.dispatch.blocking import Blocked
-from tenantkv.dispatch.replies import NO_REPLY, Deferred
+from tenantkv.dispatch.replies import NO_REPLY, RETRY, Deferred
 from tenantkv.server.auth import client_group
 
 log = logging.getLogger("tenantkv.connection")
@@ -603,6 +603,15 @@ class Connection(asyncio.Protocol):
         if self.closing or deferred is None or future.cancelled():
             return
         cmd = deferred.cmd
+        if deferred.finish is RETRY:   # postponed (CLIENT PAUSE): run it again, first
+            cmd.calls -= 1             # counted when it runs
+            calls = self.tenant.calls
+            if calls.get(cmd):
+                calls[cmd] -= 1
+            self.backlog = [future.result()] + (self.backlog or [])
+            if not self.paused:
+                self._run_backlog()
+            return
         # The error taken as a value, not raised here: raised, its traceback
         # would hold this frame and this frame the future holding the error,
         # a cycle that kept what the job's frames hold (a refused KDB
