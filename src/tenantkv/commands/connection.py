@@ -8,6 +8,7 @@ from tenantkv.dispatch.table import command, container, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.commands.transactions import end_transaction
 from tenantkv.dispatch.blocking import Blocked
+from tenantkv.dispatch.call import Quiet
 from tenantkv.dispatch.pause import ALL, WRITE
 from tenantkv.dispatch.replies import NO_REPLY
 from tenantkv.protocol.encoder import OK, PONG, Status, Verbatim
@@ -134,6 +135,7 @@ def hello(conn, args):
 def reset(conn, args):
     end_transaction(conn)   # out of MULTI, nothing watched
     end_monitor(conn)
+    _replies_on(conn)
     conn.resp3 = False
     conn.name = b""
     conn.no_evict = conn.no_touch = False
@@ -510,6 +512,33 @@ def _client_unblock(conn, args):
             other.waiting.unblock(error)
             return 1
     return 0
+
+
+@subcommand("client", "reply")
+def _client_reply(conn, args):
+    """CLIENT REPLY ON|OFF|SKIP. OFF and SKIP answer nothing; the requests
+    they silence take the general path (dispatch/call.py, Quiet). Queued in
+    MULTI, it answers OK in EXEC's reply (Redis sends a broken array there)
+    and applies after it."""
+    mode = args[2].lower()
+    if mode == b"on":
+        _replies_on(conn)
+        return OK
+    if mode not in (b"off", b"skip"):
+        raise CommandError(errors.SYNTAX)
+    if mode == b"off":
+        conn.reply_mode = "off"
+    elif conn.reply_mode != "off":   # SKIP while OFF changes nothing
+        conn.reply_mode = "skip"
+    if type(conn.lookup) is not Quiet:
+        conn.lookup = Quiet(conn.lookup)
+    return OK if conn.server.events.in_exec else NO_REPLY
+
+
+def _replies_on(conn) -> None:
+    conn.reply_mode = "on"   # seen by call.py's _run_quiet, which clears it
+    if type(conn.lookup) is Quiet:
+        conn.lookup = conn.lookup.allowed
 
 
 # Redis flags PAUSE and UNPAUSE "admin"; here a tenant's pause holds only its

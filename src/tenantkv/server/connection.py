@@ -24,7 +24,7 @@ from time import monotonic
 
 from tenantkv import errors
 from tenantkv.config import OBUF_NORMAL
-from tenantkv.dispatch.call import crashed, execute, failed
+from tenantkv.dispatch.call import Quiet, crashed, execute, failed
 from tenantkv.dispatch.table import LOOKUP, NOAUTH_LOOKUP
 from tenantkv.errors import CommandError, ProtocolError, QueryBufferExceeded
 from tenantkv.protocol.encoder import SMALL_INTS, Raw, encode, encode_error
@@ -81,7 +81,7 @@ class Connection(asyncio.Protocol):
                  "closing", "close_after_reply", "no_evict", "no_touch", "paused", "unsent",
                  "multi", "multi_error", "watched", "watch_dirty", "backlog", "backlog_error",
                  "waiting", "net_in", "net_out", "unauth_group", "obuf_class", "soft_since",
-                 "unparsed", "subs")
+                 "unparsed", "subs", "reply_mode")
 
     def __init__(self, server) -> None:
         self.server = server
@@ -123,6 +123,7 @@ class Connection(asyncio.Protocol):
         self.waiting = None          # the Deferred whose reply the client waits for
         self.unparsed = None         # the rest of a long read, parsed next turn (INPUT_SHARE)
         self.subs = None             # its pub/sub subscriptions (dispatch/pubsub.py), if any
+        self.reply_mode = None       # CLIENT REPLY: None or "on", "off", "skip" (dispatch/call.py Quiet)
         # Bytes read and written since the last fold_net() into the tenant's and
         # the server's figures (INFO adds the live connections' own): one
         # increment on the connection per read and per write.
@@ -245,6 +246,8 @@ class Connection(asyncio.Protocol):
         self.root = user.root
         self.authenticated = True
         self.lookup = self.server.auth.command_table(user)
+        if self.reply_mode == "off":   # CLIENT REPLY OFF holds across a login
+            self.lookup = Quiet(self.lookup)
         self._enter(self.server.tenant_for(user.tenant_key))
         self._end_unauthenticated()
 
