@@ -10,7 +10,7 @@ from tenantkv.commands.transactions import end_transaction
 from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.call import Quiet
 from tenantkv.dispatch.pause import ALL, WRITE
-from tenantkv.dispatch.replies import NO_REPLY
+from tenantkv.dispatch.replies import NO_REPLY, RETRY
 from tenantkv.protocol.encoder import OK, PONG, Status, Verbatim
 from tenantkv.util.numbers import int_arg, parse_int
 from tenantkv.util.options import REST, Options, Value, choice, option_name
@@ -219,10 +219,19 @@ def client_info_line(conn, current=None) -> str:
     counted per command for it."""
     now = time.monotonic()
     flags = ""
+    if conn in conn.server.monitors.conns:
+        flags += "O"
+    subs = conn.subs
+    if subs is not None and not subs.empty():
+        flags += "P"
+        sub, psub, ssub = len(subs.channels), len(subs.patterns), len(subs.shard)
+    else:
+        sub = psub = ssub = 0
     if conn.multi is not None:
         flags += "x"
-    if type(conn.waiting) is Blocked:
-        flags += "b"
+    waiting = conn.waiting
+    if type(waiting) is Blocked or (waiting is not None and waiting.finish is RETRY):
+        flags += "b"   # blocked on keys, or held by CLIENT PAUSE (Redis: postponed)
     if conn.watch_dirty:
         flags += "d"
     if conn.close_after_reply:
@@ -258,11 +267,12 @@ def client_info_line(conn, current=None) -> str:
         if held:
             events += "w"
     return (
-        "id=%d addr=%s laddr=%s fd=%d name=%s age=%d idle=%d flags=%s db=%d sub=0 psub=0 "
-        "ssub=0 multi=%d qbuf=%d qbuf-free=0 argv-mem=%d multi-mem=%d rbs=0 rbp=0 obl=0 "
+        "id=%d addr=%s laddr=%s fd=%d name=%s age=%d idle=%d flags=%s db=%d sub=%d psub=%d "
+        "ssub=%d multi=%d qbuf=%d qbuf-free=0 argv-mem=%d multi-mem=%d rbs=0 rbp=0 obl=0 "
         "oll=%d omem=%d tot-mem=%d events=%s cmd=%s user=%s redir=-1 resp=%d lib-name=%s lib-ver=%s"
         % (conn.id, conn.addr, conn.laddr, _fd(conn), conn.name.decode("latin-1"),
            int(now - conn.created), int(now - conn.last_interaction), flags, conn.db.index,
+           sub, psub, ssub,
            -1 if conn.multi is None else len(conn.multi), qbuf, argv_mem, multi_mem,
            len(conn.unsent), omem, CONNECTION_OVERHEAD + qbuf + argv_mem + multi_mem + omem,
            events, cmd, conn.user, 3 if conn.resp3 else 2,
@@ -317,6 +327,10 @@ CLIENT_HELP = [
     "    * ID <client-id>", "      Kill connections by client id.",
     "UNBLOCK <clientid> [TIMEOUT|ERROR]",
     "    Unblock the specified blocked client.",
+    "UNPAUSE", "    Stop the current client pause, resuming traffic.",
+    "PAUSE <timeout> [WRITE|ALL]",
+    "    Suspend all, or just write, clients for <timeout> milliseconds.",
+    "REPLY (ON|OFF|SKIP)", "    Control the replies sent to the current connection.",
     "NO-EVICT (ON|OFF)", "    Protect current client connection from eviction.",
     "NO-TOUCH (ON|OFF)", "    Will not touch LRU/LFU stats when this mode is on.",
 ]
