@@ -207,3 +207,19 @@ def test_monitor_that_does_not_read_is_closed(make_server):
     assert writer.ping() and admin.ping()
     with open(proc.log_path, "rb") as log:
         assert b"overcoming of output buffer limits" in log.read()
+
+
+def test_log_replay_is_not_shown(make_server):
+    """As Redis (no feed while loading): DEBUG LOADAOF replays the log on an
+    internal client, and no monitor sees the replayed writes."""
+    proc = make_server("--appendonly", "yes", "--save", "")
+    writer = proc.client()
+    for i in range(5):
+        writer.set("replayed-%d" % i, "v")
+    watcher = proc.raw()
+    start_monitor(watcher)
+    assert writer.execute_command("DEBUG", "LOADAOF") == b"OK"   # admin: not shown either
+    assert writer.get("replayed-4") == b"v"
+    writer.execute_command("ECHO", "after-replay")
+    got = [c for _, _, c in commands(lines_until(watcher, b"after-replay"))]
+    assert got == [b'"GET" "replayed-4"', b'"ECHO" "after-replay"'], got
