@@ -65,15 +65,24 @@ def test_tenant_unpause_under_write_and_write_semantics(locked):
         time.sleep(0.5)
         assert alice.get("w") == b"before"        # the write waits
         assert held.is_alive()
-        # EXEC of a queue with a write is held too; one of reads is not.
+        # EXEC of a queue of reads is not held; one with a write is.
         pipe = alice.pipeline(transaction=True)
         pipe.get("w")
         assert pipe.execute() == [b"before"]
+        alice3 = login(locked, "alice")
+        transaction = alice3.pipeline(transaction=True)
+        transaction.get("w")
+        transaction.incr("counter")
+        held_exec, result_exec = in_thread(transaction.execute)
+        time.sleep(0.5)
+        assert held_exec.is_alive() and alice.get("counter") is None
         # The tenant's own UNPAUSE (not a write) ends it: the write runs.
         assert alice.execute_command("CLIENT", "UNPAUSE") == b"OK"
         held.join(10)
         took, reply = result["value"]
         assert reply is True and took < 30
+        held_exec.join(10)
+        assert result_exec["value"][1] == 1
         assert alice.get("w") == b"after"
     finally:
         root.execute_command("CLIENT", "UNPAUSE")
@@ -94,6 +103,14 @@ def test_root_pause_holds_every_tenant_and_root_unpause_frees(locked):
         held_b.join(10)
         assert result_a["value"][1] is True and result_b["value"][1] is True
         assert result_a["value"][0] < 30
+        # Root's UNPAUSE ends a tenant's pause too.
+        assert alice.execute_command("CLIENT", "PAUSE", 60000, "WRITE") == b"OK"
+        held_a, result_a = in_thread(timed, alice, "SET", "ra", "2")
+        time.sleep(0.5)
+        assert held_a.is_alive()
+        assert root2.execute_command("CLIENT", "UNPAUSE") == b"OK"
+        held_a.join(10)
+        assert result_a["value"][1] is True
     finally:
         root.execute_command("CLIENT", "UNPAUSE")
 
