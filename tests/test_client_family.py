@@ -216,3 +216,17 @@ def test_client_info_fields_as_redis(make_server, redis_server):
             listing = read_reply(sock).decode()
             line = [entry for entry in listing.split("\n") if "name=watcher" in entry][0]
             assert " flags=O " in line, (port, line)
+
+
+def test_pause_write_then_all_holds_reads(make_server):
+    """Two pauses make one, the stronger kind: reads go on under WRITE and
+    are held once ALL joins it (the gate then wraps every command)."""
+    proc = make_server()
+    pauser, reader = proc.client(), proc.client()
+    reader.set("k", "v")
+    assert pauser.execute_command("CLIENT", "PAUSE", 1500, "WRITE") == b"OK"
+    took, reply = timed(reader, "GET", "k")
+    assert reply == b"v" and took < 1.0
+    assert pauser.execute_command("CLIENT", "PAUSE", 1500, "ALL") == b"OK"
+    took, reply = timed(reader, "GET", "k")
+    assert reply == b"v" and took > 0.7
