@@ -223,3 +223,17 @@ def test_log_replay_is_not_shown(make_server):
     writer.execute_command("ECHO", "after-replay")
     got = [c for _, _, c in commands(lines_until(watcher, b"after-replay"))]
     assert got == [b'"GET" "replayed-4"', b'"ECHO" "after-replay"'], got
+
+
+def test_huge_arguments_are_cut(make_server):
+    """A monitor line shows at most 1 MB of a command's arguments (escaped, a
+    binary value would grow fourfold), and says how much it left out."""
+    proc = make_server()
+    watcher, writer = proc.raw(), proc.client()
+    start_monitor(watcher)
+    writer.set("big", b"\x00" * (3 << 20))
+    writer.execute_command("ECHO", "after-big")
+    lines = lines_until(watcher, b"after-big", timeout=30)
+    big = [line for line in lines if line.split(b"] ", 1)[1].startswith(b'"SET" "big"')][0]
+    assert big.endswith(b'"...(%d more bytes)' % ((3 << 20) - (1 << 20) + len("SET") + len("big")))
+    assert len(big) < 4 * (1 << 20) + 200
