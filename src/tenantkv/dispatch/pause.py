@@ -16,7 +16,7 @@ only that tenant's clients (the others keep running). A tenant's UNPAUSE
 ends its own pause; root's ends every pause.
 
 Cost: nothing while nothing is paused. During a pause every command's
-handler is wrapped (dispatch/observers.py, set_layer) by the gate below: a
+handler (under WRITE pauses only, every command it may hold) is wrapped (dispatch/observers.py, set_layer) by the gate below: a
 client it holds gets a Deferred whose finish is RETRY (dispatch/replies.py),
 so the connection parks it as it parks AUTH's password check (reading
 paused, the rest of its pipeline kept in order) and, when the future is
@@ -60,6 +60,9 @@ class Pauses:
         self.tenants: dict = {}   # tenant -> [kind, end]
         self.postponed: list = []   # (conn, future, args, writes), in arrival order
         self.timer = None
+        # The strongest pause in force: under WRITE pauses only, the gate
+        # wraps only the commands it may hold (reads cost nothing more).
+        self.strongest = 0
 
     # -- CLIENT PAUSE / UNPAUSE --------------------------------------------------
 
@@ -127,8 +130,14 @@ class Pauses:
         events = self.server.events
         if ends:
             self.timer = self.server.loop.call_later(max(0.0, min(ends) - now), self.update)
+            strongest = max([kind for kind, _ in self.tenants.values()]
+                            + ([self.everyone[0]] if self.everyone is not None else []))
+            if strongest != self.strongest:
+                events.set_layer("gate", None)   # what the gate wraps changes
+            self.strongest = strongest
             events.set_layer("gate", self)
         else:
+            self.strongest = 0
             events.set_layer("gate", None)
 
     # -- the gate ----------------------------------------------------------------------
@@ -141,6 +150,8 @@ class Pauses:
         writes = _writes(cmd)
         write_subs = frozenset(name for name, sub in cmd.subcommands.items() if _writes(sub)) \
             if cmd.subcommands else frozenset()
+        if self.strongest < ALL and not (writes or write_subs or is_exec):
+            return None
 
         def gated(conn, args):
             if conn.transport is None or events.in_exec:
