@@ -20,6 +20,9 @@ still reads the db, the command and the port, the tenant in front of the
 address. Which monitors see a command is decided when it runs (a monitor
 that logs in as another user sees that user's tenant from then on).
 
+An argument past the first MAX_SHOWN bytes of a command's arguments is cut,
+the line saying how many bytes (and arguments) it left out.
+
 Cost: nothing while nobody monitors. From the first MONITOR on, every
 command's handler is wrapped (dispatch/observers.py, set_layer) by one that
 feeds the monitors; the plain handlers are back when the last one leaves.
@@ -186,6 +189,30 @@ class Monitors:
     @staticmethod
     def _line(conn, args: list, where: bytes) -> bytes:
         now = time.time()
-        return b"+%.6f [%d %s] %s\r\n" % (now, conn.db.index, where,
-                                          b" ".join(map(quote, args)))
+        return b"+%.6f [%d %s] %s\r\n" % (now, conn.db.index, where, shown(args))
+
+
+# The bytes of arguments one line shows. Redis shows every byte; escaped, a
+# binary 512 MB value would make a 2 GB line, once per command, for a
+# monitor that its output limit closes anyway: one tenant's MONITOR must not
+# cost the server that. Past it, the line says how much it left out.
+MAX_SHOWN = 1 << 20
+
+
+def shown(args: list) -> bytes:
+    """The arguments of a monitor line: quoted, within MAX_SHOWN bytes."""
+    if sum(map(len, args)) <= MAX_SHOWN:
+        return b" ".join(map(quote, args))
+    parts = []
+    budget = MAX_SHOWN
+    for i, arg in enumerate(args):
+        if len(arg) <= budget:
+            parts.append(quote(arg))
+            budget -= len(arg)
+            continue
+        parts.append(quote(arg[:budget]) + b"...(%d more bytes)" % (len(arg) - budget))
+        if i + 1 < len(args):
+            parts.append(b"...(%d more arguments)" % (len(args) - i - 1))
+        break
+    return b" ".join(parts)
 
