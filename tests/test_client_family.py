@@ -230,3 +230,41 @@ def test_pause_write_then_all_holds_reads(make_server):
     assert pauser.execute_command("CLIENT", "PAUSE", 1500, "ALL") == b"OK"
     took, reply = timed(reader, "GET", "k")
     assert reply == b"v" and took > 0.7
+
+
+def subscribed_line(port: int) -> tuple:
+    """A client subscribed to 2 channels, 1 pattern and 1 shard channel: its
+    CLIENT LIST line (seen from another client) and the names CLIENT LIST
+    TYPE pubsub / TYPE normal list. None if SUBSCRIBE does not exist yet."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sub, \
+            socket.create_connection(("127.0.0.1", port), timeout=5) as other:
+        sub.sendall(resp("CLIENT", "SETNAME", "subscriber"))
+        assert read_reply(sub) == b"+OK\r\n"
+        sub.sendall(resp("SUBSCRIBE", "a", "b") + resp("PSUBSCRIBE", "p*")
+                    + resp("SSUBSCRIBE", "s"))
+        if read_reply(sub).startswith(b"-ERR unknown command"):
+            return None
+        other.sendall(resp("CLIENT", "SETNAME", "other"))
+        assert read_reply(other) == b"+OK\r\n"
+        listed = {}
+        for kind in ("", "pubsub", "normal"):
+            other.sendall(resp("CLIENT", "LIST", *(("TYPE", kind) if kind else ())))
+            text = read_reply(other).decode()
+            listed[kind] = sorted(entry.split(" name=")[1].split(" ")[0]
+                                  for entry in text.split("\n")[1:] if " name=" in entry)
+            if not kind:
+                line = [entry for entry in text.split("\n") if "name=subscriber" in entry][0]
+        fields = dict(item.split("=", 1) for item in line.split(" "))
+        return ({f: fields[f] for f in ("flags", "sub", "psub", "ssub")},
+                listed["pubsub"], listed["normal"])
+
+
+def test_subscriber_fields_and_type_as_redis(make_server, redis_server):
+    proc = make_server()
+    got = subscribed_line(proc.port)
+    if got is None:
+        pytest.skip("SUBSCRIBE arrives with issue 16's pub/sub part")
+    expected = subscribed_line(redis_server.port)
+    assert expected == ({"flags": "P", "sub": "2", "psub": "1", "ssub": "1"},
+                        ["subscriber"], ["other"])
+    assert got == expected

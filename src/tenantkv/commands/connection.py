@@ -344,11 +344,18 @@ _CLIENT_TYPES = frozenset({b"normal", b"master", b"replica", b"slave", b"pubsub"
 
 
 def _client_type(raw: bytes) -> bytes:
-    """getClientTypeByName: every client of tenantkv is "normal"."""
+    """getClientTypeByName: tenantkv's clients are "normal" or "pubsub"."""
     kind = option_name(raw)
     if kind not in _CLIENT_TYPES:
         raise CommandError(errors.unknown_client_type(raw))
     return kind
+
+
+def _type_of(conn) -> bytes:
+    """getClientType: "pubsub" while subscribed to anything, else "normal"
+    (a monitor is normal, as in Redis)."""
+    subs = conn.subs
+    return b"pubsub" if subs is not None and not subs.empty() else b"normal"
 
 
 def _listed_id(raw: bytes) -> int:
@@ -437,8 +444,9 @@ def _client_mode(conn, args, attr: str):
 def _client_list(conn, args):
     clients = _visible_clients(conn)
     options = CLIENT_LIST_OPTIONS.parse(args, 2)
-    if "type" in options and _client_type(options["type"]) != b"normal":
-        clients = []
+    if "type" in options:
+        kind = _client_type(options["type"])
+        clients = [c for c in clients if _type_of(c) == kind]
     if "id" in options:
         # As Redis: a line per ID asked, in that order (repeated if asked twice).
         by_id = {c.id: c for c in clients}
@@ -469,7 +477,7 @@ def _client_kill(conn, args):
     if "user" in options:
         filters.append(lambda c, text=options["user"]: c.user == text)
     if "type" in options:
-        filters.append(lambda c, kind=options["type"]: kind == b"normal")
+        filters.append(lambda c, kind=options["type"]: _type_of(c) == kind)
     if "maxage" in options:
         filters.append(lambda c, age=options["maxage"]: time.monotonic() - c.created >= age)
     killed = 0
