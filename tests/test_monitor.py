@@ -237,3 +237,18 @@ def test_huge_arguments_are_cut(make_server):
     big = [line for line in lines if line.split(b"] ", 1)[1].startswith(b'"SET" "big"')][0]
     assert big.endswith(b'"...(%d more bytes)' % ((3 << 20) - (1 << 20) + len("SET") + len("big")))
     assert len(big) < 4 * (1 << 20) + 200
+
+
+def test_monitor_that_logs_in_again_sees_its_new_tenant(locked):
+    alice, bob = login(locked, "alice"), login(locked, "bob")
+    sock = raw_login(locked, "alice")
+    start_monitor(sock)
+    sock.sendall(resp("AUTH", "bob", "bob-pw"))
+    lines = lines_until(sock, b"+OK")   # its own AUTH line (redacted), then AUTH's reply
+    assert b"bob-pw" not in b"".join(lines)
+    alice.execute_command("ECHO", "alice-after")
+    bob.execute_command("ECHO", "bob-after")
+    got = [c for _, _, c in commands(
+        [line for line in lines_until(sock, b"bob-after") if line.startswith(b"+1")])]
+    assert got == [b'"ECHO" "bob-after"'], got
+    sock.close()

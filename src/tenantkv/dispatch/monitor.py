@@ -127,22 +127,54 @@ def _tenant_label(name: str) -> bytes:
 
 
 class Monitors:
-    """The clients that monitor, in the order they began (Redis's list)."""
+    """The clients that monitor, in the order they began (Redis's list),
+    indexed by what they see: root's see everything, a tenant's its own
+    tenant. A command costs one look at root's monitors and one dict lookup
+    for its tenant's: a tenant that opens many monitors costs the others
+    nothing more."""
 
     def __init__(self, events) -> None:
         self.events = events
-        self.conns: dict = {}   # monitoring connection -> None
+        self.conns: dict = {}     # monitoring connection -> its key (None: root, else its tenant)
+        self.roots: list = []
+        self.tenants: dict = {}   # tenant -> [its monitors]
 
     def add(self, conn) -> None:
         if conn in self.conns:
             return
-        self.conns[conn] = None
+        self._index(conn)
         if len(self.conns) == 1:
             self.events.set_layer("monitor", self)
 
     def remove(self, conn) -> None:
-        if self.conns.pop(conn, 0) is None and not self.conns:
+        if conn not in self.conns:
+            return
+        self._unindex(conn)
+        if not self.conns:
             self.events.set_layer("monitor", None)
+
+    def rekey(self, conn) -> None:
+        """`conn`, a monitor, logged in (or out): it sees what its new user sees."""
+        self._unindex(conn)
+        self._index(conn)
+
+    def _index(self, conn) -> None:
+        if conn.root:
+            self.conns[conn] = None
+            self.roots.append(conn)
+        else:
+            self.conns[conn] = conn.tenant
+            self.tenants.setdefault(conn.tenant, []).append(conn)
+
+    def _unindex(self, conn) -> None:
+        key = self.conns.pop(conn)
+        if key is None:
+            self.roots.remove(conn)
+        else:
+            watchers = self.tenants[key]
+            watchers.remove(conn)
+            if not watchers:
+                del self.tenants[key]
 
     def wrap(self, cmd, handler):
         """The handler of `cmd` while anyone monitors: `handler`, then the
@@ -169,22 +201,22 @@ class Monitors:
     def feed(self, conn, args: list) -> None:
         """Show `args`, run by `conn`, to the monitors allowed to see it."""
         tenant = conn.tenant
-        plain = rooted = None
-        for monitor in self.conns:
-            if monitor.closing:
-                continue
-            if monitor.root:
-                if rooted is None:
-                    rooted = self._line(conn, args, b"%s %s" % (
-                        _tenant_label(tenant.name), conn.addr.encode()))
-                line = rooted
-            elif monitor.tenant is tenant and monitor.authenticated:
-                if plain is None:
-                    plain = self._line(conn, args, conn.addr.encode())
-                line = plain
-            else:
-                continue
-            deliver(monitor, line)
+        if self.roots:
+            line = None
+            for monitor in self.roots:
+                if not monitor.closing:
+                    if line is None:
+                        line = self._line(conn, args, b"%s %s" % (
+                            _tenant_label(tenant.name), conn.addr.encode()))
+                    deliver(monitor, line)
+        watchers = self.tenants.get(tenant)
+        if watchers:
+            line = None
+            for monitor in watchers:
+                if not monitor.closing:
+                    if line is None:
+                        line = self._line(conn, args, conn.addr.encode())
+                    deliver(monitor, line)
 
     @staticmethod
     def _line(conn, args: list, where: bytes) -> bytes:

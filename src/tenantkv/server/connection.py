@@ -278,6 +278,8 @@ class Connection(asyncio.Protocol):
             self.tenant = tenant
             tenant.connections += 1   # its total_connections_received
         self.db = tenant.dbs[self.db.index]
+        if self in self.server.monitors.conns:   # MONITOR, then AUTH: the new user's view
+            self.server.monitors.rekey(self)
 
     def _begin_unauthenticated(self, group=None) -> None:
         if self.unauth_group is None and self.transport is not None and not self.closing:
