@@ -7,7 +7,6 @@ import re
 import socket
 import time
 
-import redis
 
 from conftest import locked_fixture, login, read_reply, resp
 
