@@ -19,7 +19,8 @@ from conftest import free_port, locked_server
 ROOT_PASSWORD = "perm-root-secret"
 PROBE_PASSWORD = "perm-probe-pw"
 # Redis flags these "admin"; tenantkv lets a user run them on its own tenant.
-TENANT_SCOPED = {"client|list", "client|kill", "client|unblock", "client|no-evict"}
+TENANT_SCOPED = {"client|list", "client|kill", "client|unblock", "client|no-evict",
+                 "client|pause", "client|unpause", "monitor"}
 # DEBUG is root-only but for these first arguments (the caller's own tenant).
 DEBUG_OPEN = ("object", "digest", "digest-value")
 # Runs whatever the rules say, as in Redis (flag no_auth).
@@ -69,7 +70,7 @@ class Conn:
         name = argv[0].lower()
         if name == "quit":
             self._connect()
-        elif name in ("reset", "auth") or (name == "multi" and reply == b"+OK\r\n"):
+        elif name in ("reset", "auth") or (name in ("multi", "monitor") and reply == b"+OK\r\n"):
             self.call("RESET")
             assert self.call("AUTH", self.user, self.password) == b"+OK\r\n"
         return reply

@@ -220,6 +220,8 @@ MAXLEN_NEGATIVE = "ERR MAXLEN can't be negative"
 TIMEOUT_NOT_FLOAT = "ERR timeout is not a float or out of range"
 TIMEOUT_RANGE = "ERR timeout is out of range"
 NEGATIVE_TIMEOUT = "ERR timeout is negative"
+TIMEOUT_NOT_INTEGER = "ERR timeout is not an integer or out of range"
+CLIENT_PAUSE_MODE = "ERR CLIENT PAUSE mode must be WRITE or ALL"
 UNBLOCKED = "UNBLOCKED client unblocked via CLIENT UNBLOCK"
 
 # -- sorted sets ---------------------------------------------------------------------------
@@ -247,6 +249,7 @@ MULTI_NESTED = "ERR MULTI calls can not be nested"
 DISCARD_WITHOUT_MULTI = "ERR DISCARD without MULTI"
 EXEC_WITHOUT_MULTI = "ERR EXEC without MULTI"
 WATCH_IN_MULTI = "ERR WATCH inside MULTI is not allowed"
+MONITOR_DENY_BLOCKING = "ERR MONITOR isn't allowed for DENY BLOCKING client"
 EXECABORT = "EXECABORT Transaction discarded because of previous errors."
 
 

@@ -3,12 +3,15 @@
 import time
 
 from tenantkv import REDIS_COMPAT_VERSION, errors
+from tenantkv.config import OBUF_NORMAL, OBUF_PUBSUB
 from tenantkv.dispatch.table import command, container, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.commands.transactions import end_transaction
 from tenantkv.dispatch.blocking import Blocked
+from tenantkv.dispatch.call import Quiet
+from tenantkv.dispatch.pause import ALL, WRITE
 from tenantkv.dispatch.pubsub import leave_all, refresh_mode
-from tenantkv.dispatch.replies import NO_REPLY
+from tenantkv.dispatch.replies import NO_REPLY, RETRY
 from tenantkv.dispatch.tracking import tracker_of
 from tenantkv.protocol.encoder import OK, PONG, SetReply, Status, Verbatim
 from tenantkv.util.numbers import int_arg, parse_int
@@ -142,12 +145,39 @@ def reset(conn, args):
     leave_all(conn)         # out of pub/sub mode, subscribed to nothing
     if conn.tracking is not None:
         conn.server.events.tracker.disable(conn)
+    end_monitor(conn)
+    _replies_on(conn)
     conn.resp3 = False
     conn.name = b""
     conn.no_evict = conn.no_touch = False
     conn.select(0)
     conn.logout()   # as Redis: back to the default user, authenticated only if it is open
     return Status("RESET")
+
+
+# Redis's MONITOR is "admin"; here a tenant's monitor sees only its own
+# tenant's commands (dispatch/monitor.py), so any user its rules allow may.
+@command("monitor", root_only=False)
+def monitor(conn, args):
+    if conn.server.events.in_exec:   # queued in MULTI: refused when EXEC runs it, as Redis
+        raise CommandError(errors.MONITOR_DENY_BLOCKING)
+    if conn in conn.server.monitors.conns:
+        return NO_REPLY   # Redis answers nothing to a second MONITOR
+    # Its output is pushed, not asked for: bounded as a subscriber's is
+    # (client-output-buffer-limit pubsub), root's included: normal clients
+    # have no limit by default, and root's monitor sees every tenant.
+    conn.obuf_class = OBUF_PUBSUB
+    conn.server.monitors.add(conn)
+    return OK
+
+
+def end_monitor(conn) -> None:
+    """RESET: no longer a monitor."""
+    monitors = conn.server.monitors
+    if conn in monitors.conns:
+        monitors.remove(conn)
+        if conn.subs is None:
+            conn.obuf_class = OBUF_NORMAL
 
 
 # HTTP request guards: not commands anyone calls, so hidden from COMMAND, HELP
@@ -200,10 +230,19 @@ def client_info_line(conn, current=None) -> str:
     counted per command for it."""
     now = time.monotonic()
     flags = ""
+    if conn in conn.server.monitors.conns:
+        flags += "O"
+    subs = conn.subs
+    if subs is not None and not subs.empty():
+        flags += "P"
+        sub, psub, ssub = len(subs.channels), len(subs.patterns), len(subs.shard)
+    else:
+        sub = psub = ssub = 0
     if conn.multi is not None:
         flags += "x"
-    if type(conn.waiting) is Blocked:
-        flags += "b"
+    waiting = conn.waiting
+    if type(waiting) is Blocked or (waiting is not None and waiting.finish is RETRY):
+        flags += "b"   # blocked on keys, or held by CLIENT PAUSE (Redis: postponed)
     tracking = conn.tracking
     if tracking is not None:
         flags += "t"
@@ -246,11 +285,12 @@ def client_info_line(conn, current=None) -> str:
         if held:
             events += "w"
     return (
-        "id=%d addr=%s laddr=%s fd=%d name=%s age=%d idle=%d flags=%s db=%d sub=0 psub=0 "
-        "ssub=0 multi=%d qbuf=%d qbuf-free=0 argv-mem=%d multi-mem=%d rbs=0 rbp=0 obl=0 "
+        "id=%d addr=%s laddr=%s fd=%d name=%s age=%d idle=%d flags=%s db=%d sub=%d psub=%d "
+        "ssub=%d multi=%d qbuf=%d qbuf-free=0 argv-mem=%d multi-mem=%d rbs=0 rbp=0 obl=0 "
         "oll=%d omem=%d tot-mem=%d events=%s cmd=%s user=%s redir=%d resp=%d lib-name=%s lib-ver=%s"
         % (conn.id, conn.addr, conn.laddr, _fd(conn), conn.name.decode("latin-1"),
            int(now - conn.created), int(now - conn.last_interaction), flags, conn.db.index,
+           sub, psub, ssub,
            -1 if conn.multi is None else len(conn.multi), qbuf, argv_mem, multi_mem,
            len(conn.unsent), omem, CONNECTION_OVERHEAD + qbuf + argv_mem + multi_mem + omem,
            events, cmd, conn.user, -1 if tracking is None else tracking.redirect,
@@ -313,6 +353,10 @@ CLIENT_HELP = [
     "         [OPTIN] [OPTOUT] [NOLOOP]",
     "    Control server assisted client side caching.",
     "TRACKINGINFO", "    Report tracking status for the current connection.",
+    "UNPAUSE", "    Stop the current client pause, resuming traffic.",
+    "PAUSE <timeout> [WRITE|ALL]",
+    "    Suspend all, or just write, clients for <timeout> milliseconds.",
+    "REPLY (ON|OFF|SKIP)", "    Control the replies sent to the current connection.",
     "NO-EVICT (ON|OFF)", "    Protect current client connection from eviction.",
     "NO-TOUCH (ON|OFF)", "    Will not touch LRU/LFU stats when this mode is on.",
 ]
@@ -326,11 +370,18 @@ _CLIENT_TYPES = frozenset({b"normal", b"master", b"replica", b"slave", b"pubsub"
 
 
 def _client_type(raw: bytes) -> bytes:
-    """getClientTypeByName: every client of tenantkv is "normal"."""
+    """getClientTypeByName: tenantkv's clients are "normal" or "pubsub"."""
     kind = option_name(raw)
     if kind not in _CLIENT_TYPES:
         raise CommandError(errors.unknown_client_type(raw))
     return kind
+
+
+def _type_of(conn) -> bytes:
+    """getClientType: "pubsub" while subscribed to anything, else "normal"
+    (a monitor is normal, as in Redis)."""
+    subs = conn.subs
+    return b"pubsub" if subs is not None and not subs.empty() else b"normal"
 
 
 def _listed_id(raw: bytes) -> int:
@@ -419,8 +470,9 @@ def _client_mode(conn, args, attr: str):
 def _client_list(conn, args):
     clients = _visible_clients(conn)
     options = CLIENT_LIST_OPTIONS.parse(args, 2)
-    if "type" in options and _client_type(options["type"]) != b"normal":
-        clients = []
+    if "type" in options:
+        kind = _client_type(options["type"])
+        clients = [c for c in clients if _type_of(c) == kind]
     if "id" in options:
         # As Redis: a line per ID asked, in that order (repeated if asked twice).
         by_id = {c.id: c for c in clients}
@@ -451,7 +503,7 @@ def _client_kill(conn, args):
     if "user" in options:
         filters.append(lambda c, text=options["user"]: c.user == text)
     if "type" in options:
-        filters.append(lambda c, kind=options["type"]: kind == b"normal")
+        filters.append(lambda c, kind=options["type"]: _type_of(c) == kind)
     if "maxage" in options:
         filters.append(lambda c, age=options["maxage"]: time.monotonic() - c.created >= age)
     killed = 0
@@ -508,6 +560,61 @@ def _client_unblock(conn, args):
             other.waiting.unblock(error)
             return 1
     return 0
+
+
+@subcommand("client", "reply")
+def _client_reply(conn, args):
+    """CLIENT REPLY ON|OFF|SKIP. OFF and SKIP answer nothing; the requests
+    they silence take the general path (dispatch/call.py, Quiet). Queued in
+    MULTI, it answers OK in EXEC's reply (Redis sends a broken array there)
+    and applies after it."""
+    mode = args[2].lower()
+    if mode == b"on":
+        _replies_on(conn)
+        return OK
+    if mode not in (b"off", b"skip"):
+        raise CommandError(errors.SYNTAX)
+    if mode == b"off":
+        conn.reply_mode = "off"
+    elif conn.reply_mode != "off":   # SKIP while OFF changes nothing
+        conn.reply_mode = "skip"
+    if type(conn.lookup) is not Quiet:
+        conn.lookup = Quiet(conn.lookup)
+    return OK if conn.server.events.in_exec else NO_REPLY
+
+
+def _replies_on(conn) -> None:
+    conn.reply_mode = "on"   # seen by call.py's _run_quiet, which clears it
+    if type(conn.lookup) is Quiet:
+        conn.lookup = conn.lookup.allowed
+
+
+# Redis flags PAUSE and UNPAUSE "admin"; here a tenant's pause holds only its
+# own clients (root's: every client), dispatch/pause.py.
+@subcommand("client", "pause", root_only=False)
+def _client_pause(conn, args):
+    if len(args) > 4:   # Redis's arity -3 lets it through to this text
+        raise CommandError(errors.subcommand_syntax(args[1], "CLIENT"))
+    kind = ALL
+    if len(args) == 4:
+        mode = args[3].lower()
+        if mode == b"write":
+            kind = WRITE
+        elif mode != b"all":
+            raise CommandError(errors.CLIENT_PAUSE_MODE)
+    ms = parse_int(args[2])
+    if ms is None or not -2**63 <= ms < 2**63:
+        raise CommandError(errors.TIMEOUT_NOT_INTEGER)
+    if ms < 0:
+        raise CommandError(errors.NEGATIVE_TIMEOUT)
+    conn.server.pauses.pause(conn, ms / 1000, kind)
+    return OK
+
+
+@subcommand("client", "unpause", root_only=False)
+def _client_unpause(conn, args):
+    conn.server.pauses.unpause(conn)
+    return OK
 
 
 def _user_exists(conn, name: str) -> bool:

@@ -18,7 +18,7 @@ from tenantkv.keyspace.types import encoding
 from tenantkv.protocol.encoder import (OK, Attributed, BigNumber, Push, Raw, SetReply, Status,
                                       Verbatim, encode)
 from tenantkv.dispatch.blocking import Blocked
-from tenantkv.dispatch.replies import NO_REPLY
+from tenantkv.dispatch.replies import NO_REPLY, RETRY
 from tenantkv.util.glob import glob_match
 from tenantkv.util.keyspace_events import render_flags
 from tenantkv.util.rss import rss_bytes
@@ -162,7 +162,9 @@ def info_section(conn, name: str) -> list:
             "maxclients:%d" % server.config["network.maxclients"],
             "client_recent_max_input_buffer:0",
             "client_recent_max_output_buffer:0",
-            "blocked_clients:%d" % len(blocked),
+            # Redis counts the clients CLIENT PAUSE holds as blocked (BLOCKED_POSTPONE).
+            "blocked_clients:%d" % (len(blocked) + sum(
+                1 for c in clients if c.waiting is not None and c.waiting.finish is RETRY)),
             "tracking_clients:%d" % _tracking_clients(server, conn),
             "clients_in_timeout_table:%d" % sum(1 for b in blocked if b.timer is not None),
             "total_blocking_keys:%d" % sum(len(db.blocked) for db in dbs),

@@ -47,7 +47,7 @@ from tenantkv.dispatch.replies import NO_REPLY, Deferred
 from tenantkv.dispatch.table import find
 from tenantkv.dispatch.throttle import Throttled
 from tenantkv.errors import CommandError
-from tenantkv.protocol.encoder import QUEUED, encode, encode_error
+from tenantkv.protocol.encoder import QUEUED, Raw, encode, encode_error
 
 log = logging.getLogger("tenantkv.dispatch")
 
@@ -170,10 +170,61 @@ def _counted(cmd, client, args: list):
     return reply
 
 
+class Quiet:
+    """A client's command table while CLIENT REPLY is OFF or SKIP: it finds
+    no command, so every request takes the general path (`execute`), which
+    runs it with the user's own table (`allowed`) and drops its reply. The
+    hot path tests nothing for it."""
+    __slots__ = ("allowed",)
+
+    def __init__(self, allowed) -> None:
+        self.allowed = allowed
+
+    def get(self, name, default=None):
+        return default
+
+
+_SILENT = Raw(b"")
+
+
+def _silenced(finish):
+    def silent(result):
+        try:
+            finish(result)
+        except CommandError:
+            pass
+        return _SILENT
+    return silent
+
+
+def _run_quiet(client, quiet: Quiet, args: list):
+    """A request while replies are off (client.reply_mode "off") or the one
+    after CLIENT REPLY SKIP ("skip"). Redis's flags: ON (and RESET) clear
+    both before replying, so their reply goes out; SKIP while OFF changes
+    nothing; errors are dropped too."""
+    mode = client.reply_mode
+    if mode == "skip":
+        client.reply_mode = None   # only this one is dropped
+    client.lookup = quiet.allowed
+    data = execute(client, args)
+    now = client.reply_mode
+    if now == "on":   # CLIENT REPLY ON, RESET: answered, replies on again
+        client.reply_mode = None
+        return data
+    if now is not None and type(client.lookup) is not Quiet:
+        client.lookup = Quiet(client.lookup)   # still quiet (AUTH may have changed the table)
+    if isinstance(data, Deferred):   # AUTH's check, a blocked pop: answered later, dropped then
+        data.finish = _silenced(data.finish)
+        return data
+    return b""
+
+
 def execute(client, args: list):
     """A request from a client: its encoded reply (bytes), or a Deferred
     the caller waits on (its `cmd` set)."""
     lookup = client.lookup
+    if type(lookup) is Quiet:   # CLIENT REPLY OFF or SKIP
+        return _run_quiet(client, lookup, args)
     if type(lookup) is Throttled:   # its tenant is over its rate quota (dispatch/throttle.py)
         refused = lookup.refusal(client, args)
         if refused is not None:

@@ -49,6 +49,11 @@ while it is on (maxmemory, or a memory/keys quota), its wrapper goes around
 whatever handler the state above chose (so its OOM check comes first, as
 Redis's processCommand checks memory before the disk error), for the write
 commands, EXEC and, while an LRU/LFU policy needs access times, the readers.
+
+Two command observers wrap every command the same way, outside the meter,
+only while they are on (`set_layer`): MONITOR's feed (dispatch/monitor.py,
+while anyone monitors) and CLIENT PAUSE's gate (dispatch/pause.py, while a
+pause lasts), the gate outermost: a postponed command is shown when it runs.
 """
 
 from tenantkv.dispatch.table import COMMANDS
@@ -183,6 +188,12 @@ class KeyEvents:
         # handler) until the meter changes.
         self.meter = None
         self._metered: dict = {}
+        # The command observers, while on (set_layer): the monitors' feed and
+        # the pause gate; each has wrap(cmd, handler) -> its wrapper or None.
+        self.monitor = None
+        self.gate = None
+        self._layered: dict = {}
+        self._others: list = []   # the commands neither gated nor readers
 
     # -- listening -------------------------------------------------------------
 
@@ -260,6 +271,8 @@ class KeyEvents:
                     self._gated.append(name)
                 elif name not in SHOWS_NO_DATA:
                     self._readers.append(name)
+                else:
+                    self._others.append(name)
             self._tracked = frozenset(
                 name for name in self._readers
                 if "readonly" in COMMANDS[name].flags and "pubsub" not in COMMANDS[name].flags
@@ -281,7 +294,7 @@ class KeyEvents:
                 handler = refusing
             elif self.installed and name in wrapped:
                 handler = wrapped[name]
-            COMMANDS[name].handler = self._metering(name, handler)
+            COMMANDS[name].handler = self._outer(name, handler)
 
     # -- refusing writes (MISCONF) --------------------------------------------
 
@@ -356,7 +369,7 @@ class KeyEvents:
                 if wrapper is None:
                     wrapper = self._tracking[(name, handler)] = self._remembering(name, handler)
                 handler = wrapper
-            COMMANDS[name].handler = self._metering(name, handler)
+            COMMANDS[name].handler = self._outer(name, handler)
 
     # -- client-side caching -----------------------------------------------------
 
@@ -392,6 +405,33 @@ class KeyEvents:
         self._metered = {}
         self._apply()
         self._apply_readers()
+
+    # -- the command observers: MONITOR, CLIENT PAUSE ------------------------------
+
+    def set_layer(self, kind: str, layer) -> None:
+        """Turn the command observer `kind` ("monitor" or "gate") on (its
+        object) or off (None): every command's handler is rebuilt."""
+        if getattr(self, kind) is layer:
+            return
+        setattr(self, kind, layer)
+        self._layered = {}
+        self._apply()
+        self._apply_readers()
+        plain = self._plain
+        for name in self._others:
+            COMMANDS[name].handler = self._outer(name, plain[name])
+
+    def _outer(self, name: str, handler):
+        """`handler` inside the meter's wrapper, then the command observers'."""
+        handler = self._metering(name, handler)
+        for layer in (self.monitor, self.gate):   # the gate outermost
+            if layer is not None:
+                key = (layer, name, handler)
+                wrapper = self._layered.get(key)
+                if wrapper is None:
+                    wrapper = self._layered[key] = layer.wrap(COMMANDS[name], handler) or handler
+                handler = wrapper
+        return handler
 
     def _metering(self, name: str, handler):
         meter = self.meter

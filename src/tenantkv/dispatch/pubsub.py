@@ -21,7 +21,6 @@ keyspace notifications and client-side caching's RESP2 redirection all use.
 
 from tenantkv import errors
 from tenantkv.config import OBUF_NORMAL, OBUF_PUBSUB
-from tenantkv.dispatch.throttle import Throttled
 from tenantkv.util.glob import glob_matcher
 
 MESSAGE = b"message"
@@ -359,7 +358,9 @@ class Subscribed:
 def _restricted(conn, on: bool) -> None:
     lookup = conn.lookup
     holder = None
-    if type(lookup) is Throttled:   # the rate quota's table wraps ours
+    # The rate quota's table (Throttled) and CLIENT REPLY's (call.Quiet) wrap
+    # ours, each holding the one inside as `allowed`: the mode goes innermost.
+    while type(lookup) is not Subscribed and hasattr(lookup, "allowed"):
         holder, lookup = lookup, lookup.allowed
     if on and type(lookup) is not Subscribed:
         lookup = Subscribed(lookup)
@@ -380,7 +381,8 @@ def enter_mode(conn) -> None:
 
 
 def leave_mode(conn) -> None:
-    conn.obuf_class = OBUF_NORMAL
+    if conn not in conn.server.monitors.conns:   # a monitor keeps its class (MONITOR)
+        conn.obuf_class = OBUF_NORMAL
     conn.soft_since = None
     _restricted(conn, False)
 

@@ -13,6 +13,13 @@ returns the reply (or raises CommandError). Other clients are served meanwhile.
 NO_REPLY = object()
 
 
+def RETRY(result):
+    """The `finish` of a Deferred that postpones its request (CLIENT PAUSE,
+    dispatch/pause.py): when its future is done, the connection runs the
+    request (the future's result, its arguments) again from the start."""
+    raise RuntimeError("a postponed request is run again by its connection")
+
+
 class Deferred:
     __slots__ = ("future", "finish", "cmd")
 

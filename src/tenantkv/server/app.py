@@ -23,6 +23,8 @@ from tenantkv.server.quotas import Quotas
 from tenantkv.server.memory import Memory
 from tenantkv.dispatch.notify import Notifier
 from tenantkv.dispatch.observers import KeyEvents
+from tenantkv.dispatch.monitor import Monitors
+from tenantkv.dispatch.pause import Pauses
 from tenantkv.server.stats import Stats
 
 log = logging.getLogger("tenantkv.server")
@@ -37,6 +39,8 @@ class Server:
         self.config = config
         self.stats = Stats()
         self.events = KeyEvents(self.stats)   # WATCH and blocked clients (dispatch/observers.py)
+        self.monitors = Monitors(self.events)   # MONITOR (dispatch/monitor.py)
+        self.pauses = Pauses(self)              # CLIENT PAUSE (dispatch/pause.py)
         self.run_id = secrets.token_hex(20)
         self.started = time.time()
         self.started_monotonic = time.monotonic()

@@ -24,14 +24,14 @@ from time import monotonic
 
 from tenantkv import errors
 from tenantkv.config import OBUF_NORMAL
-from tenantkv.dispatch.call import crashed, execute, failed
+from tenantkv.dispatch.call import Quiet, crashed, execute, failed
 from tenantkv.dispatch.table import LOOKUP, NOAUTH_LOOKUP
 from tenantkv.errors import CommandError, ProtocolError, QueryBufferExceeded
 from tenantkv.protocol.encoder import SMALL_INTS, Raw, encode, encode_error
 from tenantkv.protocol.reader import Reader
 from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.pubsub import leave_all, refresh_mode, revoked
-from tenantkv.dispatch.replies import NO_REPLY, Deferred
+from tenantkv.dispatch.replies import NO_REPLY, RETRY, Deferred
 from tenantkv.dispatch.slices import charge
 from tenantkv.server.auth import client_group
 from tenantkv.tenancy.permissions import channel_rules
@@ -84,7 +84,7 @@ class Connection(asyncio.Protocol):
                  "closing", "close_after_reply", "no_evict", "no_touch", "paused", "unsent",
                  "multi", "multi_error", "watched", "watch_dirty", "backlog", "backlog_error",
                  "waiting", "net_in", "net_out", "unauth_group", "obuf_class", "soft_since",
-                 "unparsed", "subs", "channel_rules", "tracking")
+                 "unparsed", "subs", "channel_rules", "tracking", "reply_mode")
 
     def __init__(self, server) -> None:
         self.server = server
@@ -130,6 +130,7 @@ class Connection(asyncio.Protocol):
         # (dispatch/pubsub.py, channel_refusal).
         self.channel_rules = None
         self.tracking = None         # its CLIENT TRACKING mode (dispatch/tracking.py), if on
+        self.reply_mode = None       # CLIENT REPLY: None or "on", "off", "skip" (dispatch/call.py Quiet)
         # Bytes read and written since the last fold_net() into the tenant's and
         # the server's figures (INFO adds the live connections' own): one
         # increment on the connection per read and per write.
@@ -253,6 +254,8 @@ class Connection(asyncio.Protocol):
         self.authenticated = True
         self.lookup = self.server.auth.command_table(user)
         self.channel_rules = channel_rules(user)
+        if self.reply_mode == "off":   # CLIENT REPLY OFF holds across a login
+            self.lookup = Quiet(self.lookup)
         self._enter(self.server.tenant_for(user.tenant_key))
         self._end_unauthenticated()
         if self.subs is not None:   # a subscriber keeps RESP2's pub/sub mode
@@ -298,6 +301,8 @@ class Connection(asyncio.Protocol):
             self.tenant = tenant
             tenant.connections += 1   # its total_connections_received
         self.db = tenant.dbs[self.db.index]
+        if self in self.server.monitors.conns:   # MONITOR, then AUTH: the new user's view
+            self.server.monitors.rekey(self)
 
     def _begin_unauthenticated(self, group=None) -> None:
         if self.unauth_group is None and self.transport is not None and not self.closing:
@@ -336,6 +341,8 @@ class Connection(asyncio.Protocol):
         self.fold_net()
         if self.subs is not None:
             leave_all(self)
+        if server.monitors.conns:
+            server.monitors.remove(self)
         if self.watched is not None:
             self.server.events.unwatch_all(self)
         if self.tracking is not None:
@@ -634,6 +641,15 @@ class Connection(asyncio.Protocol):
         if self.closing or deferred is None or future.cancelled():
             return
         cmd = deferred.cmd
+        if deferred.finish is RETRY:   # postponed (CLIENT PAUSE): run it again, first
+            cmd.calls -= 1             # counted when it runs
+            calls = self.tenant.calls
+            if calls.get(cmd):
+                calls[cmd] -= 1
+            self.backlog = [future.result()] + (self.backlog or [])
+            if not self.paused:
+                self._run_backlog()
+            return
         # The error taken as a value, not raised here: raised, its traceback
         # would hold this frame and this frame the future holding the error,
         # a cycle that kept what the job's frames hold (a refused KDB
