@@ -360,10 +360,13 @@ def test_auto_rewrite(tmp_path):
         assert info["aof_base_size"] <= on_disk < 512 * 1024
         overwrite(60000)   # ~4 MB more: rewritten again, more than once
         wait_until(lambda: persistence(c)["aof_rewrites"] >= 3, what="more automatic rewrites")
-        wait_until(lambda: rewrite_idle(c), what="the rewrite to end")
+        # The log ends bounded: the cron starts the rewrite that the last
+        # writes call for a moment after them (on a loaded machine the size
+        # was read at 2.1 MB just before it started).
+        wait_until(lambda: rewrite_idle(c) and persistence(c)["aof_current_size"] < 2 * 1024 * 1024,
+                   what="the rewrites to bound the log")
         info = persistence(c)
         assert info["aof_last_bgrewrite_status"] == "ok"
-        assert info["aof_current_size"] < 2 * 1024 * 1024
         digest = c.execute_command("DEBUG", "DIGEST")
         assert c.dbsize() == 1000
         kill(server)

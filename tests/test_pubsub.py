@@ -518,3 +518,30 @@ def test_resp2_and_resp3_subscribers_of_one_message_get_their_own_encoding(srv):
                      + head + b"4\r\n$8\r\npmessage\r\n$3\r\nmi*\r\n$3\r\nmix\r\n$5\r\nhello\r\n"
                      + head + b"3\r\n$8\r\nsmessage\r\n$3\r\nmix\r\n$5\r\nshard\r\n")
         sock.close()
+
+
+def _reply_off_session(sock: socket.socket, publisher: socket.socket) -> list:
+    """Redis's "PubSub messages with CLIENT REPLY OFF": RESP3 pushes (the
+    subscribe confirmations, the messages) go out whatever the reply mode;
+    the replies (PING here) do not."""
+    got = []
+    sock.sendall(resp("HELLO", "3"))
+    read_reply(sock)
+    sock.sendall(resp("CLIENT", "REPLY", "OFF") + resp("SUBSCRIBE", "channel")
+                 + resp("PSUBSCRIBE", "ch*"))
+    got.append(read_reply(sock))
+    publisher.sendall(resp("PUBLISH", "channel", "hello"))
+    got.append(read_reply(publisher))
+    got.append(read_reply(sock))
+    sock.sendall(resp("CLIENT", "REPLY", "OFF") + resp("UNSUBSCRIBE", "channel")
+                 + resp("PUNSUBSCRIBE", "ch*") + resp("PING"))
+    got.append(read_reply(sock))
+    return got
+
+
+def test_pushes_go_out_with_client_reply_off_as_redis(srv, redis_server):
+    ours = _reply_off_session(raw_login(srv, "alice"), raw_login(srv, "alice"))
+    theirs = _reply_off_session(socket.create_connection(("127.0.0.1", redis_server.port)),
+                                socket.create_connection(("127.0.0.1", redis_server.port)))
+    assert ours == theirs
+    assert ours[0].startswith(b">3\r\n$9\r\nsubscribe\r\n")

@@ -216,6 +216,10 @@ def _run_quiet(client, quiet: Quiet, args: list):
     if isinstance(data, Deferred):   # AUTH's check, a blocked pop: answered later, dropped then
         data.finish = _silenced(data.finish)
         return data
+    if client.resp3 and isinstance(data, bytes) and data[:1] == b">":
+        # RESP3 pushes (SUBSCRIBE's confirmations) go out whatever the reply
+        # mode, as Redis's CLIENT_PUSHING replies do.
+        return data
     return b""
 
 
