@@ -552,3 +552,24 @@ def test_append_only_log_keeps_no_tracking(make_server, tmp_path):
     assert ask(check, "EXISTS", "k") == b":0\r\n"
     assert ask(check, "GET", "b1") == b"$1\r\n1\r\n"
     check.close()
+
+
+def test_debug_pause_cron(make_server, srv):
+    """DEBUG PAUSE-CRON 1 (Redis 7.0's, for its tracking tests) stops the
+    cron's work, here the active expiry; 0 resumes it. Root only."""
+    server = make_server()
+    admin = connect(server.port)
+    assert ask(admin, "DEBUG", "PAUSE-CRON", "x").startswith(b"-ERR value is not an integer")
+    assert ask(admin, "DEBUG", "PAUSE-CRON", "1") == b"+OK\r\n"
+    assert ask(admin, "SET", "k", "v", "PX", "50") == b"+OK\r\n"
+    time.sleep(0.5)   # 5 cron runs at hz 10, had it run
+    assert ask(admin, "DBSIZE") == b":1\r\n"   # expired, not yet removed
+    assert ask(admin, "DEBUG", "PAUSE-CRON", "0") == b"+OK\r\n"
+    deadline = time.monotonic() + 10
+    while ask(admin, "DBSIZE") != b":0\r\n" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ask(admin, "DBSIZE") == b":0\r\n"
+    admin.close()
+    a = alice(srv)
+    assert ask(a, "DEBUG", "PAUSE-CRON", "1").startswith(b"-NOPERM")
+    a.close()

@@ -760,6 +760,7 @@ DEBUG_HELP = [
     "OBJECT <key>", "    Show low-level info about the <key> and associated value.",
     "SLEEP <seconds>", "    Stop the server for <seconds>. Decimals allowed.",
     "SET-ACTIVE-EXPIRE <0|1>", "    Setting it to 0 disables expiring keys in background when they are not accessed.",
+    "PAUSE-CRON <0|1>", "    Stop periodic cron job processing.",
     "PROTOCOL <type>",
     "    Reply with a test value of the specified type. <type> can be: string,",
     "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
@@ -791,6 +792,14 @@ def debug(conn, args):
         if flag is None:
             raise CommandError(errors.NOT_INTEGER)
         conn.server.active_expire_enabled = bool(flag)
+        return OK
+    if sub == b"pause-cron" and len(args) == 3:
+        # Redis 7.0's switch for its tests: the cron (active expiry, idle
+        # clients, output limits, memory, saves) skips its work while set.
+        flag = parse_int(args[2])
+        if flag is None:
+            raise CommandError(errors.NOT_INTEGER)
+        conn.server.cron_paused = bool(flag)
         return OK
     if sub == b"protocol" and len(args) == 3:
         return _debug_protocol(conn, args[2].lower())
