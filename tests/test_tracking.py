@@ -573,3 +573,15 @@ def test_debug_pause_cron(make_server, srv):
     a = alice(srv)
     assert ask(a, "DEBUG", "PAUSE-CRON", "1").startswith(b"-NOPERM")
     a.close()
+
+
+def test_info_lazyfree_pending_objects(make_server, srv):
+    """Redis's suite waits for INFO's lazyfree_pending_objects to reach 0;
+    the queue is every tenant's, so only root's INFO shows it."""
+    server = make_server()
+    admin = connect(server.port)
+    assert b"\r\nlazyfree_pending_objects:0\r\n" in ask(admin, "INFO", "memory")
+    admin.close()
+    a = alice(srv)
+    assert b"lazyfree_pending_objects" not in ask(a, "INFO", "memory")
+    a.close()

@@ -17,6 +17,7 @@ from tenantkv.errors import CommandError
 from tenantkv.keyspace.types import encoding
 from tenantkv.protocol.encoder import (OK, Attributed, BigNumber, Push, Raw, SetReply, Status,
                                       Verbatim, encode)
+from tenantkv.dispatch import lazyfree
 from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.replies import NO_REPLY, RETRY
 from tenantkv.util.glob import glob_match
@@ -213,6 +214,10 @@ def info_section(conn, name: str) -> list:
             "maxmemory_human:%s" % _human(maxmemory),
             "maxmemory_policy:%s" % server.config["limits.maxmemory_policy"],
             "mem_allocator:pymalloc",
+            # Objects the lazy free (dispatch/lazyfree.py) has still to drop:
+            # every tenant's, hence root's figure only (Redis's test suite
+            # waits for it to reach 0).
+            "lazyfree_pending_objects:%d" % lazyfree.pending(),
         ]
     if name == "persistence":
         lines = [
