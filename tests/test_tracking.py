@@ -552,3 +552,140 @@ def test_append_only_log_keeps_no_tracking(make_server, tmp_path):
     assert ask(check, "EXISTS", "k") == b":0\r\n"
     assert ask(check, "GET", "b1") == b"$1\r\n1\r\n"
     check.close()
+
+
+def test_debug_pause_cron(make_server, srv):
+    """DEBUG PAUSE-CRON 1 (Redis 7.0's, for its tracking tests) stops the
+    cron's work, here the active expiry; 0 resumes it. Root only."""
+    server = make_server()
+    admin = connect(server.port)
+    assert ask(admin, "DEBUG", "PAUSE-CRON", "x").startswith(b"-ERR value is not an integer")
+    assert ask(admin, "DEBUG", "PAUSE-CRON", "1") == b"+OK\r\n"
+    assert ask(admin, "SET", "k", "v", "PX", "50") == b"+OK\r\n"
+    time.sleep(0.5)   # 5 cron runs at hz 10, had it run
+    assert ask(admin, "DBSIZE") == b":1\r\n"   # expired, not yet removed
+    assert ask(admin, "DEBUG", "PAUSE-CRON", "0") == b"+OK\r\n"
+    deadline = time.monotonic() + 10
+    while ask(admin, "DBSIZE") != b":0\r\n" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ask(admin, "DBSIZE") == b":0\r\n"
+    admin.close()
+    a = alice(srv)
+    assert ask(a, "DEBUG", "PAUSE-CRON", "1").startswith(b"-NOPERM")
+    a.close()
+
+
+def test_info_lazyfree_pending_objects(make_server, srv):
+    """Redis's suite waits for INFO's lazyfree_pending_objects to reach 0;
+    the queue is every tenant's, so only root's INFO shows it."""
+    server = make_server()
+    admin = connect(server.port)
+    assert b"\r\nlazyfree_pending_objects:0\r\n" in ask(admin, "INFO", "memory")
+    admin.close()
+    a = alice(srv)
+    assert b"lazyfree_pending_objects" not in ask(a, "INFO", "memory")
+    a.close()
+
+
+# -- a client's own invalidations: after its reply (eviction's: before) ---------------
+
+# (client, command) or ("sleep", seconds). Every client's bytes after each
+# step are compared: the order of a reply and a push shows in them.
+OWN_INVALIDATIONS = [
+    ("a", ("DEBUG", "SET-ACTIVE-EXPIRE", "0")),   # a key that expires does so lazily
+    ("a", ("CLIENT", "TRACKING", "on")),
+    ("a", ("MSET", "x", "1", "y", "2")), ("a", ("GET", "y")),
+    ("a", ("PEXPIRE", "y", "600")),               # its own write: the reply, then the push
+    ("a", ("GET", "y")), ("sleep", 0.7),
+    ("a", ("MGET", "x", "y")),                    # y expires while MGET reads it
+    ("a", ("MULTI",)), ("a", ("INCR", "x")), ("a", ("GET", "x")),
+    ("a", ("EXEC",)),                             # the whole EXEC reply, then the push
+    ("a", ("MULTI",)), ("a", ("FLUSHDB",)), ("a", ("EXEC",)),   # then the null
+    ("a", ("LRANGE", "l2", "0", "-1")),
+    ("a", ("BLMOVE", "l1", "l2", "LEFT", "LEFT", "0")),
+    ("b", ("RPUSH", "l1", "foo")),                # a: BLMOVE's reply, then the push of l2
+    ("a", ("CLIENT", "TRACKING", "on", "noloop")), ("a", ("GET", "x")),
+    ("a", ("SET", "x", "1")), ("a", ("PEXPIRE", "x", "600")), ("a", ("GET", "x")),
+    ("sleep", 0.7), ("a", ("GET", "x")),          # NOLOOP: its own expiry is not sent
+    ("a", ("DEBUG", "SET-ACTIVE-EXPIRE", "1")),
+]
+
+
+def play_own(port: int) -> list:
+    socks = {name: connect(port) for name in ("a", "b")}
+    seen = []
+    try:
+        for who, command in OWN_INVALIDATIONS:
+            if who == "sleep":
+                time.sleep(command)
+                continue
+            socks[who].sendall(resp(*command))
+            got = {name: b"" for name in socks}
+            by_sock = {sock: name for name, sock in socks.items()}
+            # Until nothing arrives for 0.1 s (BLMOVE's step has no reply).
+            while True:
+                ready, _, _ = select.select(list(by_sock), [], [], 0.1)
+                if not ready:
+                    break
+                for sock in ready:
+                    got[by_sock[sock]] += sock.recv(65536)
+            seen += [(" ".join(command), name, got[name]) for name in sorted(got)]
+    finally:
+        for sock in socks.values():
+            sock.close()
+    return seen
+
+
+def test_own_invalidations_follow_the_reply_as_redis(make_server, redis_server):
+    """A key the client's own command changes (a write without NOLOOP, a
+    lazy expiry while it reads, a FLUSHDB in its MULTI, the push of its
+    served BLMOVE) is invalidated after that command's reply, after the
+    whole EXEC reply, as redis-server 7.0 does (its tracking_pending_keys)."""
+    flush = connect(redis_server.port)
+    ask(flush, "FLUSHALL")
+    flush.close()
+    expected = play_own(redis_server.port)
+    got = play_own(make_server().port)
+    for want, have in zip(expected, got):
+        assert have == want
+    assert len(got) == len(expected)
+
+
+def test_eviction_invalidation_precedes_the_reply(make_server):
+    """A key evicted to make room for the client's own write is invalidated
+    before that write's reply (Redis evicts before the command runs)."""
+    server = make_server()
+    a = connect(server.port)
+    admin = connect(server.port)
+    ask(admin, "SET", "k", "v", "EX", "1000")   # volatile-ttl: k, the soonest to expire
+    assert ask(a, "CLIENT", "TRACKING", "on") == b"+OK\r\n"
+    assert ask(a, "GET", "k") == b"$1\r\nv\r\n"
+    info = ask(admin, "INFO", "memory").decode()
+    used = int(info.split("used_memory:")[1].split("\r\n")[0])
+    ask(admin, "CONFIG", "SET", "maxmemory-policy", "volatile-ttl")
+    # No eviction by the cron (its push would follow some earlier reply).
+    assert ask(admin, "DEBUG", "PAUSE-CRON", "1") == b"+OK\r\n"
+    assert ask(admin, "CONFIG", "SET", "maxmemory", used + 2 * 1024**2) == b"+OK\r\n"
+    value = "x" * 10_000
+    got = b""
+    after_reply = b""
+    for i in range(1000):   # 10 MB into 2 MB of room: k goes first, then fillers
+        a.sendall(resp("SET", "filler:%d" % i, value, "EX", "100000"))
+        got = read_exactly(a, 5)
+        if got != b"+OK\r\n":
+            break
+        # A push after the reply (in the same write) would be here already.
+        if select.select([a], [], [], 0)[0]:
+            after_reply = read_reply(a)
+            break
+    else:
+        got = b""
+    # The push, then the reply of the write that evicted k.
+    got += read_exactly(a, len(PUSH_K))
+    ask(admin, "CONFIG", "SET", "maxmemory", 0)
+    ask(admin, "DEBUG", "PAUSE-CRON", "0")
+    assert after_reply == b""
+    assert got == PUSH_K + b"+OK\r\n"
+    a.close()
+    admin.close()
+

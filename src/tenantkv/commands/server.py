@@ -17,6 +17,7 @@ from tenantkv.errors import CommandError
 from tenantkv.keyspace.types import encoding
 from tenantkv.protocol.encoder import (OK, Attributed, BigNumber, Push, Raw, SetReply, Status,
                                       Verbatim, encode)
+from tenantkv.dispatch import lazyfree
 from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.replies import NO_REPLY, RETRY
 from tenantkv.util.glob import glob_match
@@ -213,6 +214,10 @@ def info_section(conn, name: str) -> list:
             "maxmemory_human:%s" % _human(maxmemory),
             "maxmemory_policy:%s" % server.config["limits.maxmemory_policy"],
             "mem_allocator:pymalloc",
+            # Objects the lazy free (dispatch/lazyfree.py) has still to drop:
+            # every tenant's, hence root's figure only (Redis's test suite
+            # waits for it to reach 0).
+            "lazyfree_pending_objects:%d" % lazyfree.pending(),
         ]
     if name == "persistence":
         lines = [
@@ -760,6 +765,7 @@ DEBUG_HELP = [
     "OBJECT <key>", "    Show low-level info about the <key> and associated value.",
     "SLEEP <seconds>", "    Stop the server for <seconds>. Decimals allowed.",
     "SET-ACTIVE-EXPIRE <0|1>", "    Setting it to 0 disables expiring keys in background when they are not accessed.",
+    "PAUSE-CRON <0|1>", "    Stop periodic cron job processing.",
     "PROTOCOL <type>",
     "    Reply with a test value of the specified type. <type> can be: string,",
     "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
@@ -791,6 +797,14 @@ def debug(conn, args):
         if flag is None:
             raise CommandError(errors.NOT_INTEGER)
         conn.server.active_expire_enabled = bool(flag)
+        return OK
+    if sub == b"pause-cron" and len(args) == 3:
+        # Redis 7.0's switch for its tests: the cron (active expiry, idle
+        # clients, output limits, memory, saves) skips its work while set.
+        flag = parse_int(args[2])
+        if flag is None:
+            raise CommandError(errors.NOT_INTEGER)
+        conn.server.cron_paused = bool(flag)
         return OK
     if sub == b"protocol" and len(args) == 3:
         return _debug_protocol(conn, args[2].lower())

@@ -185,7 +185,8 @@ def served(conn, record: list, *keys) -> None:
         journal.emit(conn.tenant.name, db.index, record)
     if events.notifier is not None:   # its keyspace events (dispatch/notify.py)
         events.notifier.served(conn, db, record)
-    events.written([(db, key) for key in keys])
+    # Written by `conn` (NOLOOP; its own invalidation goes after its reply).
+    events.written([(db, key) for key in keys], conn)
 
 
 def pop_or_block(conn, keys, kind, pop, record, timeout: float):

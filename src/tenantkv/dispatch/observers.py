@@ -294,6 +294,8 @@ class KeyEvents:
                 handler = refusing
             elif self.installed and name in wrapped:
                 handler = wrapped[name]
+                if self.tracking:
+                    handler = self._running(handler)
             COMMANDS[name].handler = self._outer(name, handler)
 
     # -- refusing writes (MISCONF) --------------------------------------------
@@ -382,6 +384,7 @@ class KeyEvents:
             return
         self.tracking = on
         self._expiry_hook()
+        self._apply()
         self._apply_readers()
 
     def _remembering(self, name: str, handler):
@@ -389,11 +392,41 @@ class KeyEvents:
         events = self
 
         def remembering_handler(conn, args):
-            reply = handler(conn, args)
+            if conn.tracking is None:
+                return handler(conn, args)
+            tracker = events.tracker
+            previous, tracker.current = tracker.current, conn
+            try:
+                reply = handler(conn, args)
+            finally:
+                tracker.current = previous
             if conn.tracking is not None:
-                events.tracker.remember(conn, cmd, args)
+                tracker.remember(conn, cmd, args)
             return reply
         return remembering_handler
+
+    def _running(self, handler):
+        """A write command's reporting wrapper, while anyone tracks: a
+        tracking caller is the tracker's `current` while it runs, so that
+        the keys it expires lazily are invalidated after its reply (its
+        own writes say so themselves, see _wrap)."""
+        wrapper = self._tracking.get(("", handler))
+        if wrapper is not None:
+            return wrapper
+        events = self
+
+        def running_handler(conn, args):
+            if conn.tracking is None:
+                return handler(conn, args)
+            tracker = events.tracker
+            previous, tracker.current = tracker.current, conn
+            try:
+                return handler(conn, args)
+            finally:
+                tracker.current = previous
+        running_handler.__wrapped__ = handler
+        self._tracking[("", handler)] = running_handler
+        return running_handler
 
     # -- the memory accounting ---------------------------------------------------
 

@@ -137,6 +137,12 @@ class Tracker:
         # Invalidations of a client's own reads by its own command, sent
         # after the command's reply (as Redis's tracking_pending_keys).
         self.pending: list = []
+        # The tracking client whose command runs now (Redis's
+        # server.current_client inside call()): set by the wrappers of
+        # dispatch/observers.py around the commands of tracking clients
+        # only, so that a key its command expires lazily is invalidated
+        # after its reply, as its own write is.
+        self.current = None
         # Tenants with BCAST keys to announce at the end of this loop turn.
         self.broadcasts: dict = {}
 
@@ -293,24 +299,26 @@ class Tracker:
                 self.invalidate(tenant, tenant.tracking, key, conn)
 
     def expired(self, db, key: bytes) -> None:
-        """A key expired or was evicted: as a write by no client."""
+        """A key expired (lazily, inside the command of `current`, or by the
+        active cycle) or was evicted (before the command that needed the
+        memory: `current` is not set yet, so it goes out before its reply,
+        as in Redis)."""
         tenant = self.server.tenants.get(db.owner)
         if tenant is not None and tenant.tracking is not None:
-            self.invalidate(tenant, tenant.tracking, key, None)
+            table = tenant.tracking
+            if table.prefixes:
+                # Written by no client: announced to NOLOOP BCAST clients
+                # too, even the one whose read expired it (as Redis, whose
+                # expiry signals the key with no client).
+                self._broadcast(tenant, table, key, None)
+            self.invalidate(tenant, table, key, self.current, broadcast=False)
 
     def invalidate(self, tenant, table, key: bytes, current, broadcast: bool = True) -> None:
         """Redis's trackingInvalidateKey within `tenant`: `current` is the
         client whose command changed the key (NOLOOP skips it; its own
         invalidation goes after its reply)."""
         if broadcast and table.prefixes:
-            found = False
-            for bcast in table.match(key):
-                bcast.keys[key] = current
-                found = True
-            if found and tenant not in self.broadcasts:
-                if not self.broadcasts and not self.pending:
-                    self.server.loop.call_soon(self.flush)
-                self.broadcasts[tenant] = None
+            self._broadcast(tenant, table, key, current)
         ids = table.keys.pop(key, None)
         if ids is None:
             return
@@ -334,6 +342,19 @@ class Tracker:
                 self.defer(target, _keys_body(key))
             else:
                 self.send(target, _keys_body(key))
+
+    def _broadcast(self, tenant, table, key: bytes, writer) -> None:
+        """Announce `key` to the BCAST clients of its prefixes at the end of
+        the turn (Redis's trackingRememberKeyToBroadcast); `writer`: for
+        NOLOOP."""
+        found = False
+        for bcast in table.match(key):
+            bcast.keys[key] = writer
+            found = True
+        if found and tenant not in self.broadcasts:
+            if not self.broadcasts and not self.pending:
+                self._schedule()
+            self.broadcasts[tenant] = None
 
     def flushed(self, tenant, current) -> None:
         """FLUSHDB / FLUSHALL in `tenant`: every tracking client of the
@@ -383,11 +404,23 @@ class Tracker:
 
     def defer(self, conn, body: bytes) -> None:
         """An invalidation for the client whose command caused it: after its
-        reply (the reply is queued once the handler returns), so at the end
+        reply (Redis's trackingHandlePendingKeyInvalidations after call();
+        EXEC: after the whole EXEC reply). The reply is queued once the
+        handler returns (with a pipeline, once the batch ran), so at the end
         of this turn."""
+        waiting = conn.waiting
+        if waiting is not None and not waiting.future.done():
+            # A blocked client being served by another's write (BLMOVE's
+            # push): its reply comes from its future's callback, which runs
+            # before one added now.
+            waiting.future.add_done_callback(lambda _: self.send(conn, body))
+            return
         if not self.pending and not self.broadcasts:
-            self.server.loop.call_soon(self.flush)
+            self._schedule()
         self.pending.append((conn, body))
+
+    def _schedule(self) -> None:
+        self.server.loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """End of the loop turn: the deferred invalidations, then the BCAST

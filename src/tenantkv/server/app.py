@@ -76,6 +76,7 @@ class Server:
         from tenantkv.persistence.kdb.snapshot import Snapshotter
         self.snapshot = Snapshotter(self)   # SAVE, BGSAVE, the save schedule
         self.active_expire_enabled = config["expiry.active_expire"]
+        self.cron_paused = False   # DEBUG PAUSE-CRON 1: the cron skips its work
         # auth.default_user = nopass: connections start as the password-less
         # default user (development mode); off: everyone must AUTH.
         self.default_user_open = config["auth.default_user"] == "nopass"
@@ -378,7 +379,7 @@ class Server:
         while True:
             hz = max(1, min(500, self.config["expiry.hz"]))
             await asyncio.sleep(1 / hz)
-            if self.frozen:
+            if self.frozen or self.cron_paused:
                 continue   # shutting down: no expiry, no save, no child
             try:
                 if self.active_expire_enabled:
