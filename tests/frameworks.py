@@ -92,3 +92,102 @@ class Worker:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+# --- Where the framework tests run: tenantkv, or redis-server as the reference.
+#
+# TENANTKV_FW_TARGET=redis-server runs the same tests against Debian's
+# redis-server 7.0, its users made with ACL SETUSER (all keys, all commands):
+# a test that fails there is wrong, not tenantkv. The isolation checks need
+# tenants, which redis-server has not: there they skip, saying why.
+# TENANTKV_FW_MONITOR=<file> (redis-server only) appends every command the
+# frameworks send, as MONITOR prints it, to <file>: what a framework needs.
+
+TARGET = os.environ.get("TENANTKV_FW_TARGET", "tenantkv")
+if TARGET not in ("tenantkv", "redis-server"):
+    raise RuntimeError("TENANTKV_FW_TARGET: tenantkv or redis-server, not %r" % TARGET)
+
+
+class RedisTarget:
+    """redis-server with ACL users: `port` and `passwords` as ServerProcess."""
+
+    tenants = False
+
+    def __init__(self, directory, users: dict) -> None:
+        import threading
+
+        import redis
+        from compat import harness
+        from conftest import free_port
+
+        if harness.redis_server_path() is None:
+            raise RuntimeError("TENANTKV_FW_TARGET=redis-server: redis-server is not installed")
+        self.server = harness.RedisServer(free_port(), str(directory))
+        self.port = self.server.port
+        self.passwords = dict(users)
+        admin = redis.Redis(port=self.port)
+        for name, password in users.items():
+            admin.acl_setuser(name, enabled=True, passwords=["+" + password],
+                              keys=["~*"], channels=["*"], commands=["+@all"])
+        admin.close()
+        self.monitor = None
+        path = os.environ.get("TENANTKV_FW_MONITOR")
+        if path:
+            self.monitor = redis.Redis(port=self.port).monitor()
+            self.monitor.__enter__()   # sends MONITOR and reads its OK
+
+            def copy() -> None:
+                with open(path, "a") as out:
+                    try:
+                        while True:
+                            out.write(self.monitor.next_command()["command"] + "\n")
+                            out.flush()
+                    except Exception:
+                        return     # the server stopped
+
+            threading.Thread(target=copy, daemon=True).start()
+
+    def client(self, **kwargs):
+        import redis
+
+        return redis.Redis(port=self.port, **kwargs)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def target_fixture(users: dict, root_password: str):
+    """A module-scoped fixture: the server the framework tests of a module
+    talk to, with the non-root `users` (name -> password). Its `tenants`
+    says whether each user is a tenant of its own (tenantkv)."""
+    import pytest
+
+    from conftest import locked_server
+
+    @pytest.fixture(scope="module")
+    def fixture(request, tmp_path_factory):
+        data_dir = tmp_path_factory.mktemp(request.module.__name__.removeprefix("test_"))
+        if TARGET == "redis-server":
+            target = RedisTarget(data_dir, users)
+            try:
+                yield target
+            finally:
+                target.stop()
+            return
+        with locked_server(data_dir, users, root_password) as proc:
+            proc.tenants = True
+            yield proc
+
+    return fixture
+
+
+def needs_tenants(target) -> None:
+    """Skip an isolation check, loudly, where users are not tenants."""
+    import pytest
+
+    if not getattr(target, "tenants", True):
+        pytest.skip("isolation check: %s has no tenants (TENANTKV_FW_TARGET)" % TARGET)
+
+
+def redis_url(target, name: str, db: int = 0) -> str:
+    return "redis://%s:%s@127.0.0.1:%d/%d" % (name, target.passwords[name], target.port, db)
