@@ -6,11 +6,11 @@ task's channel (`celery-task-meta-<id>`) and the worker stores it with SET and
 PUBLISH: this is pub/sub as a framework uses it. A second tenant running the
 same app, queue and channel names sees none of it.
 
-The broker of the passing tests is kombu's filesystem transport: kombu's Redis
-transport (the broker) needs Lua — every worker releases its `unacked_mutex`
-lock with EVALSHA at start-up and dies on `unknown command 'EVALSHA'` — which
-is issue 17. The test with tenantkv as broker too is a strict xfail until then:
-when Lua lands it passes, and the strict mark makes the suite say so.
+The broker of the first tests is kombu's filesystem transport; the last two
+have tenantkv as broker too: kombu's Redis transport needs Lua (every worker
+releases its `unacked_mutex` lock with EVALSHA at start-up, issue 17).
+TENANTKV_FW_TARGET=redis-server runs the same tests against redis-server
+(tests/frameworks.py).
 """
 
 import json
@@ -19,8 +19,8 @@ import time
 import pytest
 from celery import Celery
 
-from conftest import locked_fixture, login
-from frameworks import Worker
+from conftest import login
+from frameworks import Worker, needs_tenants, target_fixture
 
 USERS = {"alice": "alice-celery-pw", "bob": "bob-celery-pw"}
 
@@ -55,7 +55,7 @@ def whoami():
 # A worker of the filesystem broker checks its folder this often (s).
 POLL = 0.1
 
-srv = locked_fixture(USERS, "root-celery-pw")
+srv = target_fixture(USERS, "root-celery-pw")
 
 
 class NeedsLua(Exception):
@@ -157,6 +157,7 @@ def test_async_result_get_through_tenantkv(srv, fs_worker, protocol):
 def test_second_tenant_sees_nothing_of_the_first(srv, fs_worker, tmp_path):
     """Bob runs the same app with the same queue and channel names: alice's
     results, result messages and queued tasks stay in alice's tenant."""
+    needs_tenants(srv)
     worker, options = fs_worker
     bob = login(srv, "bob")
     bob.flushall()
@@ -199,13 +200,26 @@ def test_second_tenant_sees_nothing_of_the_first(srv, fs_worker, tmp_path):
     bob.close()
 
 
-@pytest.mark.xfail(raises=NeedsLua, strict=True,
-                   reason="issue 17: kombu's Redis transport releases its unacked_mutex "
-                          "lock with EVALSHA; tenantkv has no Lua yet")
 def test_worker_with_tenantkv_as_broker(srv, tmp_path):
+    """Alice's worker takes its tasks from tenantkv as broker (kombu's Redis
+    transport: LPUSH/BRPOP, its unacked hash and index, the unacked_mutex
+    lock released with EVALSHA) and stores results there too."""
+    with start_worker(tmp_path, "alice", url(srv, "alice"), url(srv, "alice"), {}) as worker:
+        app = client_app(url(srv, "alice"), url(srv, "alice"), {})
+        try:
+            done = run_tasks(app, [("tkvapp.whoami", ())] * 3 + [("tkvapp.add", (40, 2))],
+                             log=worker)
+        finally:
+            app.close()
+        assert [value for _, value in done] == ["alice"] * 3 + [42]
+        assert "unknown command" not in worker.output(), worker.output()[-4000:]
+
+
+def test_two_tenants_as_broker(srv, tmp_path):
     """Alice and bob each run a worker of the same app and queue, tenantkv
     their broker and result backend: each tenant's tasks go to its own
     worker, and each AsyncResult.get() returns its own tenant's result."""
+    needs_tenants(srv)
     workers = {}
     try:
         for name in ("alice", "bob"):
