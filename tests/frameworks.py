@@ -101,7 +101,8 @@ class Worker:
 # a test that fails there is wrong, not tenantkv. The isolation checks need
 # tenants, which redis-server has not: there they skip, saying why.
 # TENANTKV_FW_MONITOR=<file> (redis-server only) appends every command the
-# frameworks send, as MONITOR prints it, to <file>: what a framework needs.
+# frameworks send, and those their scripts call, to <file> (MONITOR's
+# client type, a tab, the command): what a framework needs of a server.
 
 TARGET = os.environ.get("TENANTKV_FW_TARGET", "tenantkv")
 if TARGET not in ("tenantkv", "redis-server"):
@@ -140,7 +141,9 @@ class RedisTarget:
                 with open(path, "a") as out:
                     try:
                         while True:
-                            out.write(self.monitor.next_command()["command"] + "\n")
+                            seen = self.monitor.next_command()
+                            # "lua" for a script's redis.call, else "tcp"/"unix"
+                            out.write("%s\t%s\n" % (seen["client_type"], seen["command"]))
                             out.flush()
                     except Exception:
                         return     # the server stopped
