@@ -71,9 +71,10 @@ def test_builtin_cache_lock(srv, alice):
 
 
 def test_django_redis_lock_and_atomic_incr(srv, alice):
-    django_redis = pytest.importorskip("django_redis.cache", reason="django-redis is optional")
-    cache = django_redis.RedisCache(redis_url(srv, "alice"), {})
-    other = django_redis.RedisCache(redis_url(srv, "alice"), {})
+    import django_redis.cache
+
+    cache = django_redis.cache.RedisCache(redis_url(srv, "alice"), {})
+    other = django_redis.cache.RedisCache(redis_url(srv, "alice"), {})
     with cache.lock("import", timeout=10):
         assert not other.lock("import", timeout=10, blocking_timeout=0.3).acquire()
     held = other.lock("import", timeout=10)
