@@ -80,7 +80,11 @@ def test_lock_of_another_tenant(srv, alice):
     bob.close()
 
 
-def test_register_script(srv, alice):
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_register_script(srv, protocol):
+    alice = login(srv, "alice", protocol=protocol)
+    alice.flushall()
+    alice.script_flush()
     source = "return {redis.call('INCRBY', KEYS[1], ARGV[1]), ARGV[2], #KEYS}"
     incr = alice.register_script(source)
     assert incr(keys=["counter"], args=[5, "five"]) == [5, b"five", 1]
@@ -102,6 +106,16 @@ def test_register_script(srv, alice):
     incr(keys=["counter"], args=[10, "p"], client=pipe)
     pipe.get("counter")
     assert pipe.execute() == [[14, b"p", 1], b"14"]
+    # A float truncates, false is a nil, a table stops at its first nil,
+    # {ok=} is a status and {err=} an error: the same in RESP2 and RESP3 (no
+    # redis.setresp(3) here).
+    shapes = alice.register_script("return {3.99, 'a', false, 'x', nil, 'after-nil'}")
+    assert shapes() == [3, b"a", None, b"x"]
+    assert alice.register_script("return false")() is None
+    assert alice.register_script("return {ok='FINE'}")() == b"FINE"
+    with pytest.raises(redis.ResponseError, match="^my failure$"):
+        alice.register_script("return {err='my failure'}")()
+    alice.close()
 
 
 def test_script_of_another_tenant(srv, alice):
