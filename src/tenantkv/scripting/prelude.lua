@@ -1,0 +1,221 @@
+-- The sandbox and the `redis` API of one tenant's Lua state (scripting/engine.py).
+-- Run once per state with the Python bridges as arguments: they live only in
+-- the locals (upvalues) of the closures below, never in a global or a table a
+-- script can reach, and the `debug` library (the only way to read an upvalue)
+-- is removed before any script runs. The bridges take and return only
+-- strings, numbers, booleans, nil and plain Lua tables.
+local pycall, pycheck, pylog, pysha1, pyflags = ...
+local dbg = debug
+local type, error, select, tostring, rawget, rawset, tonumber =
+      type, error, select, tostring, rawget, rawset, tonumber
+local setmetatable, getmetatable, pairs, concat = setmetatable, getmetatable, pairs, table.concat
+local loadstring_
+local clock = os.clock
+
+-- Bytecode is refused (a crafted chunk escapes any sandbox), as Redis does.
+local function safe_loadstring(s, name)
+  if type(s) == 'string' and s:byte(1) == 27 then
+    return nil, 'binary chunks are not allowed'
+  end
+  return loadstring_(s, name)
+end
+local function safe_load(f, name)
+  if type(f) ~= 'function' then return safe_loadstring(f, name) end
+  local parts = {}
+  while true do
+    local piece = f()
+    if piece == nil or piece == '' then break end
+    parts[#parts + 1] = piece
+  end
+  return safe_loadstring(concat(parts), name)
+end
+
+-- A script's globals are `env`, never the state's own global table (which
+-- lupa itself reads, so it must stay plain): only what Redis 7.0 offers.
+local env = {}
+for _, name in ipairs({'assert', 'error', 'ipairs', 'next', 'pairs', 'pcall', 'rawequal',
+                       'rawget', 'rawset', 'select', 'setmetatable', 'getmetatable',
+                       'tonumber', 'tostring', 'type', 'unpack', 'xpcall', 'gcinfo',
+                       '_VERSION'}) do
+  env[name] = _G[name]
+end
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+env.string = copy(string)
+env.table = copy(table)
+env.math = copy(math)
+env.coroutine = copy(coroutine)
+env.os = {clock = clock}
+env._G = env
+local setfenv_ = setfenv
+loadstring_ = function(s, name)
+  local f, err = loadstring(s, name)
+  if f then setfenv_(f, env) end
+  return f, err
+end
+env.loadstring = safe_loadstring
+env.load = safe_load
+
+-- collectgarbage limited: counting only; a script may not stop or tune the
+-- collector that bounds its own memory.
+local collect = collectgarbage
+env.collectgarbage = function(opt, arg)
+  if opt == nil or opt == 'collect' or opt == 'count' or opt == 'step' then
+    return collect(opt, arg)
+  end
+  error('collectgarbage option not allowed in scripts', 2)
+end
+
+local function pusherr(msg)
+  -- Redis's luaPushErrorBuff: "-CODE msg" keeps its code, else "ERR msg".
+  if msg:sub(1, 1) == '-' then
+    local sp = msg:find(' ', 1, true)
+    if sp then msg = msg:sub(2, sp - 1) .. ' ' .. msg:sub(sp + 1)
+    else msg = 'ERR ' .. msg:sub(2) end
+  else
+    msg = 'ERR ' .. msg
+  end
+  return {err = (msg:gsub('[\r\n]+$', ''))}
+end
+
+local function callargs(...)
+  local n = select('#', ...)
+  if n == 0 then
+    return nil, 'Please specify at least one argument for this redis lib call'
+  end
+  local args = {}
+  for i = 1, n do
+    local a = select(i, ...)
+    local t = type(a)
+    if t == 'number' then
+      args[i] = a
+    elseif t == 'string' then
+      args[i] = a
+    else
+      return nil, 'Lua redis lib command arguments must be strings or integers'
+    end
+  end
+  return args
+end
+
+local redis = {}
+redis.call = function(...)
+  local args, err = callargs(...)
+  if not args then error(pusherr(err)) end
+  local r = pycall(args)
+  if type(r) == 'table' and rawget(r, 'err') ~= nil and rawget(r, '__raise') then
+    r.__raise = nil
+    error(r)
+  end
+  return r
+end
+redis.pcall = function(...)
+  local args, err = callargs(...)
+  if not args then return pusherr(err) end
+  local r = pycall(args)
+  if type(r) == 'table' and rawget(r, '__raise') then r.__raise = nil end
+  return r
+end
+redis.error_reply = function(msg)
+  if type(msg) ~= 'string' then error('wrong number or type of arguments', 2) end
+  if msg:sub(1, 1) ~= '-' then msg = '-' .. msg end
+  return pusherr(msg)
+end
+redis.status_reply = function(msg)
+  if type(msg) ~= 'string' then error('wrong number or type of arguments', 2) end
+  return {ok = msg}
+end
+redis.sha1hex = function(s)
+  if select('#', s) ~= 1 or (type(s) ~= 'string' and type(s) ~= 'number') then
+    error('wrong number of arguments', 2)
+  end
+  return pysha1(tostring(s))
+end
+redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
+redis.log = function(level, ...)
+  local n = select('#', ...)
+  if n == 0 then error('redis.log() requires two arguments or more.', 2) end
+  if type(level) ~= 'number' then error('First argument must be a number (log level).', 2) end
+  if level < 0 or level > 3 then error('Invalid debug level.', 2) end
+  local parts = {}
+  for i = 1, n do parts[i] = tostring((select(i, ...))) end
+  pylog(level, concat(parts, ' '))
+end
+redis.setresp = function(v)
+  if v ~= 2 and v ~= 3 then error('RESP version must be 2 or 3.', 2) end
+  pyflags('resp', v)
+end
+redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
+redis.set_repl = function(v)
+  if type(v) ~= 'number' or v < 0 or v > 3 then
+    error('Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.', 2)
+  end
+end
+redis.replicate_commands = function() return true end
+redis.breakpoint = function() return false end
+redis.debug = function() end
+redis.acl_check_cmd = function(...)
+  local args, err = callargs(...)
+  if not args then error(pusherr(err)) end
+  local r = pyflags('acl', args)
+  if type(r) == 'table' then error(r) end
+  return r
+end
+redis.REDIS_VERSION = '7.0.15'
+redis.REDIS_VERSION_NUM = 458767
+env.redis = redis
+
+-- Redis's __redis__err__handler: the error as a table {err=, source=, line=}
+-- naming the script's line (not the line of a redis.* wrapper above).
+local PRELUDE = '@redis_prelude'
+local function handler(err)
+  local lvl = 2
+  local i = dbg.getinfo(lvl, 'nSl')
+  while i and (i.what == 'C' or i.source == PRELUDE) do
+    lvl = lvl + 1
+    i = dbg.getinfo(lvl, 'nSl')
+  end
+  if type(err) ~= 'table' then
+    err = {err = 'ERR ' .. tostring(err)}
+  end
+  if i then
+    err.source = i.source
+    err.line = i.currentline
+  end
+  return err
+end
+
+-- The count hook (Redis: every 100,000 instructions): the time limit and SCRIPT KILL.
+dbg.sethook(function()
+  local msg = pycheck()
+  if msg then error({err = msg}) end
+end, '', 100000)
+
+-- Global protection, as Redis 7.
+setmetatable(env, {
+  __index = function(_, k)
+    error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+  end,
+  __newindex = function() error('Attempt to modify a readonly table', 2) end,
+  __metatable = false,
+})
+
+local fns = {}
+local xpcall_ = xpcall
+local function compile(sha, body)
+  local f, err = loadstring_(body, '@user_script')
+  if not f then return err end
+  fns[sha] = f
+  return nil
+end
+local function has(sha) return fns[sha] ~= nil end
+local function flush() fns = {} end
+local function run(sha, keys, argv)
+  rawset(env, 'KEYS', keys)
+  rawset(env, 'ARGV', argv)
+  return xpcall_(fns[sha], handler)
+end
+return compile, has, flush, run
