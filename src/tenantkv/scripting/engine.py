@@ -98,7 +98,7 @@ class Run:
     """One script running: the connection it runs for, the hand-off between
     its worker thread and the loop thread, and its state for the hook."""
     __slots__ = ("conn", "sha", "read_only", "start", "wrote", "killed", "busy", "resp3",
-                 "requests", "answers", "lock", "detached", "future", "loop", "inline")
+                 "requests", "answers", "lock", "detached", "future", "loop", "inline", "db")
 
     def __init__(self, conn, sha, read_only) -> None:
         self.conn = conn
@@ -113,6 +113,9 @@ class Run:
         self.future = None
         self.loop = conn.server.loop
         self.inline = False                   # runs on the loop thread (EXEC, the log)
+        # A SELECT inside the script is the script's own, as in Redis: the
+        # caller's database is back when it ends.
+        self.db = conn.db
 
 
 class Scripts:
@@ -276,6 +279,7 @@ class Scripts:
     def _finished(self, run) -> None:
         from tenantkv.dispatch.slices import _release
         self.running = None
+        run.conn.db = run.db
         tenant = run.conn.tenant
         if tenant.busy is run.conn:
             _release(tenant)
@@ -300,8 +304,11 @@ class Scripts:
         return sha.lower() in self.bodies
 
     def flush(self) -> None:
+        """SCRIPT FLUSH: the scripts, and a fresh Lua state, as Redis."""
+        if self.running is not None:
+            raise CommandError(errors.SCRIPT_IN_SCRIPT)
         self.bodies.clear()
-        self._flush()
+        self._new_state()
 
     def kill(self, conn) -> None:
         run = self.running
@@ -333,6 +340,7 @@ class Scripts:
                 result = self._call(run, keys_t, args_t)
             finally:
                 self.running = None
+                conn.db = run.db
             return result
         future = run.future = run.loop.create_future()
         tenant = conn.tenant
@@ -365,6 +373,8 @@ class Scripts:
         try:
             result = self._call(run, keys_t, args_t)
         except BaseException as exc:   # a CommandError or a bug: the caller answers it
+            if not isinstance(exc, CommandError):
+                log.error("error running a script", exc_info=exc)
             result = exc if isinstance(exc, CommandError) else CommandError(
                 errors.internal_error("eval", exc))
         with run.lock:

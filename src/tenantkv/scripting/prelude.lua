@@ -25,6 +25,9 @@ local function safe_load(f, name)
   while true do
     local piece = f()
     if piece == nil or piece == '' then break end
+    if #parts == 0 and type(piece) == 'string' and piece:byte(1) == 27 then
+      return nil, 'binary chunks are not allowed'
+    end
     parts[#parts + 1] = piece
   end
   return safe_loadstring(concat(parts), name)
@@ -166,7 +169,44 @@ redis.acl_check_cmd = function(...)
 end
 redis.REDIS_VERSION = '7.0.15'
 redis.REDIS_VERSION_NUM = 458767
-env.redis = redis
+-- redis.call must be a C function, as in Redis: a script's
+-- `return redis.call(...)` is a tail call, which would drop the script's
+-- frame (and the line its error names) if redis.call were a Lua function.
+-- So it is a coroutine.wrap (a C closure) around a loop running the call;
+-- an error kills that coroutine, and the next lookup of redis.call makes
+-- a new one.
+local cowrap, coyield, unpack_ = coroutine.wrap, coroutine.yield, unpack
+local function cfunction(impl)
+  local current
+  return function()
+    if current == nil then
+      local co
+      co = cowrap(function(...)
+        local n, args = select('#', ...), {...}
+        local function grab(...) n, args = select('#', ...), {...} end
+        while true do
+          current = nil   -- dead if impl raises
+          local r = impl(unpack_(args, 1, n))
+          current = co
+          grab(coyield(r))
+        end
+      end)
+      current = co
+    end
+    return current
+  end
+end
+local getcall = cfunction(redis.call)
+local rawset_ = rawset
+local api = redis
+env.redis = setmetatable({}, {
+  __index = function(_, k)
+    if k == 'call' then return getcall() end
+    return api[k]
+  end,
+  __newindex = function() error('Attempt to modify a readonly table', 2) end,
+  __metatable = false,
+})
 
 -- Redis's __redis__err__handler: the error as a table {err=, source=, line=}
 -- naming the script's line (not the line of a redis.* wrapper above).
@@ -194,6 +234,12 @@ dbg.sethook(function()
   if msg then error({err = msg}) end
 end, '', 100000)
 
+-- rawset cannot go around the protection either.
+env.rawset = function(t, k, v)
+  if t == env or t == env.redis then error('Attempt to modify a readonly table', 2) end
+  return rawset_(t, k, v)
+end
+
 -- Global protection, as Redis 7.
 setmetatable(env, {
   __index = function(_, k)
@@ -216,6 +262,7 @@ local function flush() fns = {} end
 local function run(sha, keys, argv)
   rawset(env, 'KEYS', keys)
   rawset(env, 'ARGV', argv)
-  return xpcall_(fns[sha], handler)
+  local ok, value = xpcall_(fns[sha], handler)
+  return ok, value
 end
 return compile, has, flush, run

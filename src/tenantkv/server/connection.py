@@ -718,7 +718,7 @@ class Connection(asyncio.Protocol):
         for args in backlog:
             refused = busy_reply(self, args)
             out.append(execute(self, args) if refused is None else encode_error(refused))
-        self.unsent.extend(data for data in out if type(data) is bytes)
+        self.unsent.extend(data for data in out if isinstance(data, bytes))
         self.flush()
         if error is not None:
             self.run([], error)
