@@ -203,3 +203,32 @@ def test_runaway_script_busy_kill_and_other_tenants(srv, alice, bob):
     finally:
         root.config_set("busy-reply-threshold", "5000")
         root.close()
+
+
+def test_log_records_effects(tmp_path):
+    """Scripts go to the append-only log as their effects, in one MULTI/EXEC:
+    a restart gets what SRANDMEMBER and TIME gave the script, and a script
+    that took several loop turns is there whole."""
+    from conftest import ServerProcess
+    aof = ("--appendonly", "yes", "--save", "", "--appendfsync", "always")
+    with ServerProcess(tmp_path, *aof) as proc:
+        c = proc.client()
+        c.sadd("pool", *range(100))
+        picked = c.eval("local m = redis.call('srandmember', 'pool')"
+                        " redis.call('set', 'picked', m)"
+                        " redis.call('set', 'now', redis.call('time')[1]) return m", 0)
+        # Long enough to leave its first slice: writes across loop turns.
+        c.eval("for i = 1, 3000 do redis.call('rpush', 'long', i) end"
+               " local x = 0 for i = 1, 3000000 do x = x + i end"
+               " redis.call('select', '2') redis.call('set', 'in2', 'yes')", 0)
+        now = c.get("now")
+        c.close()
+    log = b"".join(open(p, "rb").read() for p in (tmp_path / "appendonlydir").glob("*.incr.aof"))
+    assert b"EVAL" not in log.upper().replace(b"EVALUATE", b"")
+    assert log.count(b"MULTI") == 2 and log.count(b"EXEC") == 2
+    with ServerProcess(tmp_path, *aof) as proc:
+        c = proc.client()
+        assert c.get("picked") == picked and c.get("now") == now
+        assert c.llen("long") == 3000
+        assert c.get("in2") is None and c.execute_command("select", 2) and c.get("in2") == b"yes"
+        c.close()

@@ -44,6 +44,7 @@ from lupa import lua51
 from tenantkv import errors
 from tenantkv.dispatch.replies import Deferred
 from tenantkv.errors import CommandError
+from tenantkv.persistence.aof.format import EXEC_RECORD, MULTI_RECORD
 from tenantkv.protocol.encoder import Raw, encode
 
 log = logging.getLogger("tenantkv.scripting")
@@ -98,7 +99,7 @@ class Run:
     """One script running: the connection it runs for, the hand-off between
     its worker thread and the loop thread, and its state for the hook."""
     __slots__ = ("conn", "sha", "read_only", "start", "wrote", "killed", "busy", "resp3",
-                 "requests", "answers", "lock", "detached", "future", "loop", "inline", "db")
+                 "requests", "answers", "lock", "detached", "future", "loop", "inline", "db", "effects")
 
     def __init__(self, conn, sha, read_only) -> None:
         self.conn = conn
@@ -116,6 +117,7 @@ class Run:
         # A SELECT inside the script is the script's own, as in Redis: the
         # caller's database is back when it ends.
         self.db = conn.db
+        self.effects: list = []   # the log's records of its writes (_effects)
 
 
 class Scripts:
@@ -229,16 +231,15 @@ class Scripts:
                                                   for i in checked.keys_of(args)))
                 except CommandError as exc:
                     return b"-%s\r\n" % exc.message.encode()
+        journal = None
         if "write" in flags:
             run.wrote = True
             journal = conn.server.events.journal
-            if journal is not None and not _in_multi(journal):
-                journal.multi_begin()
-                run_journal = True
-            else:
-                run_journal = False
-        else:
-            run_journal = False
+            if journal is not None:
+                # The log's records of this command are the script's: cut
+                # here, they go to the log together at its end (_effects).
+                journal.tenant, journal.index = None, -1
+                mark = len(journal.buf)
         start = monotonic()
         try:
             reply = cmd.handler(conn, args)
@@ -254,8 +255,10 @@ class Scripts:
         except Exception as exc:
             data = crashed(conn, cmd, exc)
         finally:
-            if run_journal:
-                journal.multi_end()
+            if journal is not None:
+                run.effects += journal.buf[mark:]
+                del journal.buf[mark:]
+                journal.tenant, journal.index = None, -1
         cmd.calls += 1
         cmd.usec += (monotonic() - start) * 1e6
         conn.tenant.count(conn.tenant.calls, cmd)
@@ -280,6 +283,7 @@ class Scripts:
         from tenantkv.dispatch.slices import _release
         self.running = None
         run.conn.db = run.db
+        _effects(run)
         tenant = run.conn.tenant
         if tenant.busy is run.conn:
             _release(tenant)
@@ -341,6 +345,7 @@ class Scripts:
             finally:
                 self.running = None
                 conn.db = run.db
+                _effects(run)
             return result
         future = run.future = run.loop.create_future()
         tenant = conn.tenant
@@ -410,6 +415,23 @@ class Scripts:
         return self.lua.get_memory_used() or 0
 
 
+def _effects(run) -> None:
+    """The script's writes go to the log as one MULTI ... EXEC (Redis logs
+    a script as its effects), whatever loop turns it took: a replay runs all
+    or nothing of it, and gets what TIME or SRANDMEMBER gave the script."""
+    effects = run.effects
+    if not effects:
+        return
+    run.effects = []
+    journal = run.conn.server.events.journal
+    if journal is None:
+        return
+    if journal.multi_mark is not None:   # inside EXEC: already one transaction
+        journal.append(effects)
+    else:
+        journal.append([MULTI_RECORD, *effects, EXEC_RECORD])
+
+
 def _same(reply):
     if isinstance(reply, CommandError):
         raise reply
@@ -459,10 +481,6 @@ def _loop_thread(run) -> int:
     if not _LOOP_THREAD:
         _LOOP_THREAD.append(threading.main_thread().ident)
     return _LOOP_THREAD[0]
-
-
-def _in_multi(journal) -> bool:
-    return bool(getattr(journal, "in_multi", False))
 
 
 def _arg(a) -> bytes:
