@@ -232,3 +232,38 @@ def test_log_records_effects(tmp_path):
         assert c.llen("long") == 3000
         assert c.get("in2") is None and c.execute_command("select", 2) and c.get("in2") == b"yes"
         c.close()
+
+
+HOSTILE = [
+    ("local t = {} while true do t[#t+1] = string.rep('x', 1000000) .. #t end", "not enough memory"),
+    ("local t = {} for i = 1, 100 do t[i] = string.rep('x', 1000000) .. i end"
+     " return redis.call('ping')", "not enough memory"),
+    ("local function f() return f() + 1 end return f()", "stack overflow"),
+    ("local t = {} local c = t for i = 1, 2000 do c[1] = {} c = c[1] end return t",
+     "reached lua stack limit"),
+]
+
+
+@pytest.mark.parametrize("script,error", HOSTILE)
+def test_hostile_scripts_get_errors(alice, bob, script, error):
+    # Each gets an error; the server, the tenant's state and the neighbours are fine.
+    with pytest.raises(redis.ResponseError, match=error):
+        alice.eval(script, 0)
+    assert alice.eval("return redis.call('ping')", 0) == b"PONG"
+    assert bob.ping()
+
+
+def test_eval_inside_multi_and_watch(srv, alice):
+    other = login(srv, "alice")
+    pipe = alice.pipeline()
+    pipe.watch("w")
+    other.eval("redis.call('set', 'w', '1')", 0)   # a script's write invalidates WATCH
+    pipe.multi()
+    pipe.set("x", "y")
+    with pytest.raises(redis.WatchError):
+        pipe.execute()
+    pipe = alice.pipeline()
+    pipe.eval("return redis.call('incr', 'm')", 0)
+    pipe.eval("return redis.call('incr', 'm')", 0)
+    assert pipe.execute() == [1, 2]
+    other.close()

@@ -51,7 +51,9 @@ log = logging.getLogger("tenantkv.scripting")
 
 SLICE = 0.005              # the loop waits this long for a script before going on
 MAX_MEMORY = 64 << 20      # bytes a tenant's Lua state may take
-MAX_DEPTH = 1000           # nesting of a reply, either way
+# Nesting of a reply, either way: the conversions recurse (Python's own
+# limit is ~1000 frames). Redis goes deeper; a deeper reply is refused.
+MAX_DEPTH = 400
 _PRELUDE = open(os.path.join(os.path.dirname(__file__), "prelude.lua"), "rb").read()
 _WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lua")
 _LEVELS = (logging.DEBUG, logging.INFO, logging.INFO, logging.WARNING)
@@ -140,6 +142,11 @@ class Scripts:
         compile_, has, flush, run = prelude(
             self._pycall, self._pycheck, self._pylog, self._pysha1, self._pyflags)
         self._compile, self._has, self._flush, self._run = compile_, has, flush, run
+        # The bound holds only while a script runs (_call): an allocation
+        # that fails outside a protected Lua call (lupa building a table for
+        # Python) aborts the whole process (Lua's panic), so tenantkv's own
+        # work on the state is never bounded.
+        lua.set_max_memory(0)
 
     # -- the bridges (called by Lua, on the thread running the script) -------
 
@@ -179,10 +186,14 @@ class Scripts:
                 if run.detached:
                     run.loop.call_soon_threadsafe(self._pump, run)
             data = run.answers.get()
+        lua = self.lua
+        lua.set_max_memory(0)   # building the reply must not fail half-way (see _new_state)
         try:
-            value, _ = _parse(data, 0, self.lua, 0)
-        except _TooDeep:
+            value, _ = _parse(data, 0, lua, 0)
+        except (_TooDeep, RecursionError):
             return self._error("ERR reached lua stack limit")
+        finally:
+            lua.set_max_memory(MAX_MEMORY)
         return value
 
     def _error(self, msg):
@@ -390,19 +401,24 @@ class Scripts:
     def _call(self, run, keys_t, args_t):
         """Run the script (on whichever thread): its reply (a Raw), or raise
         CommandError with Redis's text."""
+        lua = self.lua
+        lua.set_max_memory(MAX_MEMORY)
         try:
             ok, value = self._run(run.sha, keys_t, args_t)
         except lua51.LuaMemoryError:
-            self._gc()
             raise CommandError(errors.SCRIPT_OOM)
         except lua51.LuaError as exc:
             raise CommandError("ERR Error running script: %s" % exc)
+        finally:
+            lua.set_max_memory(0)
+            if lua.get_memory_used() > MAX_MEMORY // 2:
+                self._gc()
         funcname = run.sha
         if not ok:
             raise CommandError(_error_text(value, funcname))
         try:
             return Raw(_to_resp(value, run.resp3, 0))
-        except _TooDeep:
+        except (_TooDeep, RecursionError):
             raise CommandError("ERR reached lua stack limit")
 
     def _gc(self) -> None:
