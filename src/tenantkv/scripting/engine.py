@@ -417,7 +417,9 @@ class Scripts:
         if not ok:
             raise CommandError(_error_text(value, funcname))
         try:
-            return Raw(_to_resp(value, run.resp3, 0))
+            # The reply is in the caller's protocol (redis.setresp is about
+            # what redis.call gives the script), as Redis.
+            return Raw(_to_resp(value, run.conn.resp3, 0, run.resp3))
         except (_TooDeep, RecursionError):
             raise CommandError("ERR reached lua stack limit")
 
@@ -541,16 +543,18 @@ def _bulk(b: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(b), b)
 
 
-def _to_resp(v, resp3: bool, depth: int) -> bytes:
+def _to_resp(v, resp3: bool, depth: int, script3: bool = False) -> bytes:
     """A Lua value -> RESP, as Redis's luaReplyToRedisReply."""
     if depth > MAX_DEPTH:
         raise _TooDeep
     t = type(v)
     if t is bytes:
         return _bulk(v)
-    if t is bool:
-        if resp3:
-            return b"#t\r\n" if v else b"#f\r\n"
+    if t is bool:   # by the script's protocol (redis.setresp), then the caller's
+        if script3:
+            if resp3:
+                return b"#t\r\n" if v else b"#f\r\n"
+            return b":1\r\n" if v else b":0\r\n"
         return b":1\r\n" if v else (b"_\r\n" if resp3 else b"$-1\r\n")
     if t is int:
         return b":%d\r\n" % v
@@ -565,34 +569,37 @@ def _to_resp(v, resp3: bool, depth: int) -> bytes:
     ok = v[b"ok"]
     if type(ok) is bytes:
         return b"+%s\r\n" % _oneline(ok)
-    if resp3:
-        double = v[b"double"]
-        if type(double) in (int, float):
-            return b",%s\r\n" % _double(float(double))
-        big = v[b"big_number"]
-        if type(big) is bytes:
-            return b"(%s\r\n" % _oneline(big)
-        m = v[b"map"]
-        if m is not None and hasattr(m, "items"):
-            parts = [_to_resp(k, resp3, depth + 1) + _to_resp(val, resp3, depth + 1)
-                     for k, val in m.items()]
-            return b"%%%d\r\n%s" % (len(parts), b"".join(parts))
-        s = v[b"set"]
-        if s is not None and hasattr(s, "items"):
-            parts = [_to_resp(k, resp3, depth + 1) for k, _ in s.items()]
-            return b"~%d\r\n%s" % (len(parts), b"".join(parts))
-        verb = v[b"verbatim_string"]
-        if verb is not None and hasattr(verb, "items"):
-            fmt, text = verb[b"format"], verb[b"string"]
-            if type(fmt) is bytes and type(text) is bytes:
+    double = v[b"double"]
+    if type(double) in (int, float):
+        text = _double(float(double))
+        return b",%s\r\n" % text if resp3 else _bulk(text)
+    big = v[b"big_number"]
+    if type(big) is bytes:
+        return b"(%s\r\n" % _oneline(big) if resp3 else _bulk(big)
+    m = v[b"map"]
+    if m is not None and hasattr(m, "items"):
+        parts = [_to_resp(k, resp3, depth + 1, script3) + _to_resp(val, resp3, depth + 1, script3)
+                 for k, val in m.items()]
+        return b"%s%d\r\n%s" % (b"%" if resp3 else b"*", len(parts) * (1 if resp3 else 2),
+                                  b"".join(parts))
+    st = v[b"set"]
+    if st is not None and hasattr(st, "items"):
+        parts = [_to_resp(k, resp3, depth + 1, script3) for k, _ in st.items()]
+        return b"%s%d\r\n%s" % (b"~" if resp3 else b"*", len(parts), b"".join(parts))
+    verb = v[b"verbatim_string"]
+    if verb is not None and hasattr(verb, "items"):
+        fmt, text = verb[b"format"], verb[b"string"]
+        if type(fmt) is bytes and type(text) is bytes:
+            if resp3:
                 return b"=%d\r\n%s:%s\r\n" % (len(text) + 4, fmt[:3], text)
+            return _bulk(text)
     parts = []
     i = 1
     while True:
         item = v[i]
         if item is None:
             break
-        parts.append(_to_resp(item, resp3, depth + 1))
+        parts.append(_to_resp(item, resp3, depth + 1, script3))
         i += 1
     return b"*%d\r\n%s" % (len(parts), b"".join(parts))
 

@@ -123,38 +123,38 @@ redis.pcall = function(...)
   return r
 end
 redis.error_reply = function(msg)
-  if type(msg) ~= 'string' then error('wrong number or type of arguments', 2) end
+  if type(msg) ~= 'string' then error({err = 'ERR wrong number or type of arguments'}) end
   if msg:sub(1, 1) ~= '-' then msg = '-' .. msg end
   return pusherr(msg)
 end
 redis.status_reply = function(msg)
-  if type(msg) ~= 'string' then error('wrong number or type of arguments', 2) end
+  if type(msg) ~= 'string' then error({err = 'ERR wrong number or type of arguments'}) end
   return {ok = msg}
 end
 redis.sha1hex = function(s)
   if select('#', s) ~= 1 or (type(s) ~= 'string' and type(s) ~= 'number') then
-    error('wrong number of arguments', 2)
+    error({err = 'ERR wrong number of arguments'})
   end
   return pysha1(tostring(s))
 end
 redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
 redis.log = function(level, ...)
   local n = select('#', ...)
-  if n == 0 then error('redis.log() requires two arguments or more.', 2) end
-  if type(level) ~= 'number' then error('First argument must be a number (log level).', 2) end
-  if level < 0 or level > 3 then error('Invalid debug level.', 2) end
+  if n == 0 then error({err = 'ERR redis.log() requires two arguments or more.'}) end
+  if type(level) ~= 'number' then error({err = 'ERR First argument must be a number (log level).'}) end
+  if level < 0 or level > 3 then error({err = 'ERR Invalid debug level.'}) end
   local parts = {}
   for i = 1, n do parts[i] = tostring((select(i, ...))) end
   pylog(level, concat(parts, ' '))
 end
 redis.setresp = function(v)
-  if v ~= 2 and v ~= 3 then error('RESP version must be 2 or 3.', 2) end
+  if v ~= 2 and v ~= 3 then error({err = 'ERR RESP version must be 2 or 3.'}) end
   pyflags('resp', v)
 end
 redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
 redis.set_repl = function(v)
   if type(v) ~= 'number' or v < 0 or v > 3 then
-    error('Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.', 2)
+    error({err = 'ERR Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.'})
   end
 end
 redis.replicate_commands = function() return true end
@@ -246,7 +246,7 @@ setmetatable(env, {
     error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
   end,
   __newindex = function() error('Attempt to modify a readonly table', 2) end,
-  __metatable = false,
+  __metatable = {},   -- a table, as Redis's getmetatable(_G) gives, but not this one
 })
 
 local fns = {}
