@@ -139,8 +139,12 @@ class Scripts:
                                max_memory=MAX_MEMORY)
         self.lua = lua
         prelude = lua.globals().loadstring(_PRELUDE, b"@redis_prelude")
-        compile_, has, flush, run = prelude(
+        compile_, has, flush, run, addlib = prelude(
             self._pycall, self._pycheck, self._pylog, self._pysha1, self._pyflags)
+        for name, source in _libraries().items():
+            err = addlib(name.encode(), source)
+            if err is not None:   # a broken library must not stop scripting
+                log.error("Lua library %s failed to load: %s", name, err)
         self._compile, self._has, self._flush, self._run = compile_, has, flush, run
         # The bound holds only while a script runs (_call): an allocation
         # that fails outside a protected Lua call (lupa building a table for
@@ -448,6 +452,22 @@ def _effects(run) -> None:
         journal.append(effects)
     else:
         journal.append([MULTI_RECORD, *effects, EXEC_RECORD])
+
+
+_LIBS: list = []
+
+
+def _libraries() -> dict:
+    """The Lua libraries Redis loads (cjson, cmsgpack, struct, bit): name ->
+    Lua source returning the module (scripting/lib, LIBRARIES), once."""
+    if not _LIBS:
+        try:
+            from tenantkv.scripting.lib import LIBRARIES
+        except ImportError:   # not there yet (issue 17, part B)
+            LIBRARIES = {}
+        _LIBS.append({name: (src.encode() if isinstance(src, str) else src)
+                      for name, src in LIBRARIES.items()})
+    return _LIBS[0]
 
 
 def _same(reply):

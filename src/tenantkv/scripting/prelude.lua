@@ -265,4 +265,21 @@ local function run(sha, keys, argv)
   local ok, value = xpcall_(fns[sha], handler)
   return ok, value
 end
-return compile, has, flush, run
+-- A library (part B's scripting/lib: cjson, cmsgpack, struct, bit): its
+-- source returns its module table. It runs with globals of its own (the
+-- safe standard libraries), never the state's global table.
+local function addlib(name, source)
+  local f, err = loadstring(source, '@' .. name)
+  if not f then return err end
+  local libenv = {}
+  for k, v in pairs(env) do libenv[k] = v end
+  libenv.redis = nil
+  libenv._G = libenv
+  setfenv_(f, libenv)
+  local ok, module = pcall(f)
+  if not ok then return tostring(module) end
+  rawset(env, name, module)
+  return nil
+end
+
+return compile, has, flush, run, addlib
