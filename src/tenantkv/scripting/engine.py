@@ -36,7 +36,6 @@ import logging
 import os
 import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from time import monotonic
 
 from lupa import lua51
@@ -55,7 +54,6 @@ MAX_MEMORY = 64 << 20      # bytes a tenant's Lua state may take
 # limit is ~1000 frames). Redis goes deeper; a deeper reply is refused.
 MAX_DEPTH = 400
 _PRELUDE = open(os.path.join(os.path.dirname(__file__), "prelude.lua"), "rb").read()
-_WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lua")
 _LEVELS = (logging.DEBUG, logging.INFO, logging.INFO, logging.WARNING)
 
 
@@ -365,7 +363,7 @@ class Scripts:
         future = run.future = run.loop.create_future()
         tenant = conn.tenant
         tenant.busy = conn
-        _WORKERS.submit(self._work, run, keys_t, args_t)
+        _submit(self._work, run, keys_t, args_t)
         deadline = monotonic() + SLICE
         while True:   # wait for the script itself a little: most answer now
             remaining = deadline - monotonic()
@@ -468,6 +466,36 @@ def _libraries() -> dict:
         _LIBS.append({name: (src.encode() if isinstance(src, str) else src)
                       for name, src in LIBRARIES.items()})
     return _LIBS[0]
+
+
+# The threads scripts run on: daemon threads (a runaway script must not keep
+# a stopping server alive, as a ThreadPoolExecutor's threads would), made as
+# needed, at most WORKERS busy at once beyond which scripts queue.
+WORKERS = 8
+_jobs: queue.SimpleQueue = queue.SimpleQueue()
+_threads: list = []
+_idle = [0]
+_idle_lock = threading.Lock()
+
+
+def _submit(fn, *args) -> None:
+    with _idle_lock:
+        spawn = _idle[0] == 0 and len(_threads) < WORKERS
+        if not spawn:
+            _idle[0] -= 1 if _idle[0] else 0
+    if spawn:
+        thread = threading.Thread(target=_worker, name="lua-%d" % len(_threads), daemon=True)
+        _threads.append(thread)
+        thread.start()
+    _jobs.put((fn, args))
+
+
+def _worker() -> None:
+    while True:
+        fn, args = _jobs.get()
+        fn(*args)
+        with _idle_lock:
+            _idle[0] += 1
 
 
 def _same(reply):

@@ -714,11 +714,14 @@ class Connection(asyncio.Protocol):
         (scripting/engine.py, busy_reply), which run."""
         backlog, error = self.backlog, self.backlog_error
         self.backlog = self.backlog_error = None
-        out = []
-        for args in backlog:
+        for i, args in enumerate(backlog):
             refused = busy_reply(self, args)
-            out.append(execute(self, args) if refused is None else encode_error(refused))
-        self.unsent.extend(data for data in out if isinstance(data, bytes))
+            data = execute(self, args) if refused is None else encode_error(refused)
+            if isinstance(data, Deferred):   # AUTH's check: the rest waits for it
+                self.flush()
+                self._wait(data.cmd, data, backlog[i + 1:], error)
+                return
+            self.unsent.append(data)
         self.flush()
         if error is not None:
             self.run([], error)
