@@ -183,11 +183,19 @@ class Scripts:
         if run.inline or threading.get_ident() == _loop_thread(run):
             data = self._command(run, args)
         else:
+            data = None
             with run.lock:
-                run.requests.put(("call", args))
-                if run.detached:
+                if not run.detached:
+                    # The loop thread is blocked waiting for this script (its
+                    # first slice, Scripts.run) and cannot go on while we hold
+                    # the lock: the command runs here, saving two thread
+                    # switches per call.
+                    data = self._command(run, args)
+                else:
+                    run.requests.put(("call", args))
                     run.loop.call_soon_threadsafe(self._pump, run)
-            data = run.answers.get()
+            if data is None:
+                data = run.answers.get()
         lua = self.lua
         lua.set_max_memory(0)   # building the reply must not fail half-way (see _new_state)
         try:
