@@ -163,46 +163,70 @@ def test_redis_call_keeps_acl(srv, alice):
 
 @pytest.mark.slow
 def test_runaway_script_busy_kill_and_other_tenants(srv, alice, bob):
-    root = login(srv, "root")
-    root.config_set("busy-reply-threshold", "1000")
-    try:
-        other = login(srv, "alice")
-        runner = login(srv, "alice")
-        result = {}
+    """Issue 17's bar: during a 5-second `while true do end` of tenant A
+    (busy-reply-threshold at its default, 5000 ms), tenant B's PING p99
+    stays under 20 ms; then A's other client gets BUSY and SCRIPT KILL
+    ends the script."""
+    other = login(srv, "alice")
+    runner = login(srv, "alice")
+    result = {}
 
-        def run():
-            try:
-                runner.eval("while true do end", 0)
-            except redis.ResponseError as exc:
-                result["error"] = str(exc)
-        thread = threading.Thread(target=run)
-        thread.start()
-        time.sleep(0.3)
-        # Tenant B keeps being served while A's script loops.
+    def run():
+        try:
+            runner.eval("while true do end", 0)
+        except redis.ResponseError as exc:
+            result["error"] = str(exc)
+    thread = threading.Thread(target=run)
+    start = time.monotonic()
+    thread.start()
+    try:
+        time.sleep(0.2)
         latencies = []
-        end = time.monotonic() + 2.0
-        while time.monotonic() < end:
-            start = time.perf_counter()
-            bob.ping()
-            latencies.append(time.perf_counter() - start)
-            time.sleep(0.005)
+        while time.monotonic() < start + 4.8:
+            began = time.perf_counter()
+            assert bob.ping()
+            latencies.append(time.perf_counter() - began)
+            time.sleep(0.002)
         latencies.sort()
         p99 = latencies[int(len(latencies) * 0.99) - 1]
-        assert p99 < 0.1, p99   # generous on a loaded 2-core machine (target: 20 ms)
-        # Past the threshold, A's other clients get BUSY; SCRIPT KILL ends it.
-        with pytest.raises(redis.ResponseError,
-                           match="BUSY"):
+        assert len(latencies) > 200 and p99 < 0.020, (len(latencies), p99)
+        # A's other client waits (the tenant is the unit of atomicity) until
+        # the threshold, then gets BUSY; B never noticed.
+        with pytest.raises(redis.ResponseError, match="^BUSY Redis is busy running a script"):
             other.get("k")
+        assert time.monotonic() - start >= 4.9
         assert other.script_kill() is True
+    finally:
         thread.join(10)
-        assert not thread.is_alive()
-        assert "Script killed by user" in result["error"]
-        assert other.ping()
-        with pytest.raises(redis.ResponseError, match="NOTBUSY"):
+    assert not thread.is_alive()
+    assert result["error"].startswith("Script killed by user with SCRIPT KILL...")
+    assert other.ping()
+    with pytest.raises(redis.ResponseError, match="NOTBUSY"):
+        other.script_kill()
+    other.close()
+    runner.close()
+
+
+def test_script_kill_refused_after_a_write(srv, alice):
+    root = login(srv, "root")
+    root.config_set("busy-reply-threshold", "300")
+    other = login(srv, "alice")
+    runner = login(srv, "alice")
+    try:
+        thread = threading.Thread(target=lambda: runner.eval(
+            "redis.call('set', 'w', 1) local t = redis.call('time')[1]"
+            " while tonumber(redis.call('time')[1]) < t + 2 do end return 1", 0))
+        thread.start()
+        time.sleep(0.6)
+        with pytest.raises(redis.ResponseError, match="UNKILLABLE"):
             other.script_kill()
+        thread.join(10)
+        assert other.get("w") == b"1"
     finally:
         root.config_set("busy-reply-threshold", "5000")
         root.close()
+        other.close()
+        runner.close()
 
 
 def test_log_records_effects(tmp_path):
