@@ -97,7 +97,7 @@ def _script_flush(conn, args):
         raise CommandError("ERR SCRIPT FLUSH only support SYNC|ASYNC option")
     scripts = conn.tenant.scripts
     if scripts is not None:
-        scripts.flush()
+        scripts.flush(conn.tenant)
     return OK
 
 

@@ -123,12 +123,13 @@ class Run:
 class Scripts:
     """A tenant's Lua state and script cache."""
     __slots__ = ("server", "lua", "bodies", "_compile", "_has", "_flush", "_run", "running",
-                 "_busy_ms")
+                 "counted")
 
     def __init__(self, server) -> None:
         self.server = server
         self.bodies: dict = {}   # sha (lower-case hex bytes) -> body
         self.running = None
+        self.counted = 0   # bytes of the state counted in the tenant's used_memory
         self._new_state()
 
     def _new_state(self) -> None:
@@ -305,6 +306,7 @@ class Scripts:
         self.running = None
         run.conn.db = run.db
         _effects(run)
+        self.account(run.conn.tenant)
         tenant = run.conn.tenant
         if tenant.busy is run.conn:
             _release(tenant)
@@ -328,12 +330,14 @@ class Scripts:
     def exists(self, sha: bytes) -> bool:
         return sha.lower() in self.bodies
 
-    def flush(self) -> None:
+    def flush(self, tenant=None) -> None:
         """SCRIPT FLUSH: the scripts, and a fresh Lua state, as Redis."""
         if self.running is not None:
             raise CommandError(errors.SCRIPT_IN_SCRIPT)
         self.bodies.clear()
         self._new_state()
+        if tenant is not None:
+            self.account(tenant)
 
     def kill(self, conn) -> None:
         run = self.running
@@ -367,6 +371,7 @@ class Scripts:
                 self.running = None
                 conn.db = run.db
                 _effects(run)
+                self.account(conn.tenant)
             return result
         future = run.future = run.loop.create_future()
         tenant = conn.tenant
@@ -441,6 +446,20 @@ class Scripts:
 
     def memory(self) -> int:
         return self.lua.get_memory_used() or 0
+
+    def account(self, tenant) -> None:
+        """Count the state's memory in the tenant's used_memory while the
+        memory accounting is on (server/memory.py): what a script leaves in
+        its state (a table kept in a library's table) is the tenant's."""
+        meter = self.server.events.meter
+        if meter is None:
+            return
+        used = self.memory()
+        delta = used - self.counted
+        if delta:
+            self.counted = used
+            tenant.used_memory += delta
+            meter.data += delta
 
 
 def _effects(run) -> None:
