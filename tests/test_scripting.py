@@ -311,3 +311,32 @@ def test_lua_memory_counts_toward_the_tenant_quota(srv, alice, bob):
     finally:
         root.config_set("tenant-quota-memory", "0")
         root.close()
+
+
+def test_script_kill_goes_through_pcall(srv, alice):
+    root = login(srv, "root")
+    root.config_set("busy-reply-threshold", "200")
+    other = login(srv, "alice")
+    runner = login(srv, "alice")
+    result = {}
+
+    def run():
+        try:
+            runner.eval("while true do pcall(function() while true do end end) end", 0)
+        except redis.ResponseError as exc:
+            result["error"] = str(exc)
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        assert other.script_kill() is True
+        thread.join(10)
+        assert not thread.is_alive()
+        assert result["error"].startswith("Script killed by user with SCRIPT KILL...")
+    finally:
+        if thread.is_alive():
+            other.script_kill()
+        root.config_set("busy-reply-threshold", "5000")
+        root.close()
+        other.close()
+        runner.close()

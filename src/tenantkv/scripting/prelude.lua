@@ -229,10 +229,19 @@ local function handler(err)
 end
 
 -- The count hook (Redis: every 100,000 instructions): the time limit and SCRIPT KILL.
-dbg.sethook(function()
+-- Once killed, it fires on every line, as Redis's: a script's pcall cannot
+-- catch the kill for good.
+local hook
+hook = function()
   local msg = pycheck()
-  if msg then error({err = msg}) end
-end, '', 100000)
+  -- Not in this file's own code: an error there (run() below, after its
+  -- xpcall) would escape the script's protection.
+  if msg and dbg.getinfo(2, 'S').source ~= PRELUDE then
+    dbg.sethook(hook, 'l')
+    error({err = msg})
+  end
+end
+dbg.sethook(hook, '', 100000)
 
 -- rawset cannot go around the protection either.
 env.rawset = function(t, k, v)
@@ -262,6 +271,7 @@ local function flush() fns = {} end
 local function run(sha, keys, argv)
   rawset(env, 'KEYS', keys)
   rawset(env, 'ARGV', argv)
+  dbg.sethook(hook, '', 100000)
   local ok, value = xpcall_(fns[sha], handler)
   return ok, value
 end
