@@ -123,7 +123,7 @@ class Run:
 class Scripts:
     """A tenant's Lua state and script cache."""
     __slots__ = ("server", "lua", "bodies", "_compile", "_has", "_flush", "_run", "running",
-                 "counted")
+                 "counted", "_rawget")
 
     def __init__(self, server) -> None:
         self.server = server
@@ -150,6 +150,7 @@ class Scripts:
         # Python) aborts the whole process (Lua's panic), so tenantkv's own
         # work on the state is never bounded.
         lua.set_max_memory(0)
+        self._rawget = lua.globals().rawget
 
     # -- the bridges (called by Lua, on the thread running the script) -------
 
@@ -430,11 +431,11 @@ class Scripts:
                 self._gc()
         funcname = run.sha
         if not ok:
-            raise CommandError(_error_text(value, funcname))
+            raise CommandError(_error_text(value, funcname, self._rawget))
         try:
             # The reply is in the caller's protocol (redis.setresp is about
             # what redis.call gives the script), as Redis.
-            return Raw(_to_resp(value, run.conn.resp3, 0, run.resp3))
+            return Raw(_to_resp(value, run.conn.resp3, 0, run.resp3, self._rawget))
         except (_TooDeep, RecursionError):
             raise CommandError("ERR reached lua stack limit")
 
@@ -593,11 +594,11 @@ class _TooDeep(Exception):
     pass
 
 
-def _error_text(value, funcname: bytes) -> str:
+def _error_text(value, funcname: bytes, rawget) -> str:
     """Redis's reply to a script that failed (luaCallFunction)."""
     if hasattr(value, "values") and not isinstance(value, (bytes, dict)):
-        msg = value[b"err"]
-        source, line = value[b"source"], value[b"line"]
+        msg = rawget(value, b"err")
+        source, line = rawget(value, b"source"), rawget(value, b"line")
         if type(msg) is not bytes:
             msg = b"execution failure" if msg is None else str(msg).encode()
         text = msg.decode("utf-8", "replace")
@@ -618,8 +619,10 @@ def _bulk(b: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(b), b)
 
 
-def _to_resp(v, resp3: bool, depth: int, script3: bool = False) -> bytes:
-    """A Lua value -> RESP, as Redis's luaReplyToRedisReply."""
+def _to_resp(v, resp3: bool, depth: int, script3: bool, rawget) -> bytes:
+    """A Lua value -> RESP, as Redis's luaReplyToRedisReply. Tables are read
+    with rawget: a script's metatable (an __index that errors or loops)
+    must not run outside the script's protection."""
     if depth > MAX_DEPTH:
         raise _TooDeep
     t = type(v)
@@ -638,32 +641,32 @@ def _to_resp(v, resp3: bool, depth: int, script3: bool = False) -> bytes:
             -(1 << 63))
     if v is None or not hasattr(v, "values"):   # nil, functions, userdata...
         return b"_\r\n" if resp3 else b"$-1\r\n"
-    err = v[b"err"]
+    err = rawget(v, b"err")
     if type(err) is bytes:
         return b"-%s\r\n" % _oneline(err)
-    ok = v[b"ok"]
+    ok = rawget(v, b"ok")
     if type(ok) is bytes:
         return b"+%s\r\n" % _oneline(ok)
-    double = v[b"double"]
+    double = rawget(v, b"double")
     if type(double) in (int, float):
         text = _double(float(double))
         return b",%s\r\n" % text if resp3 else _bulk(text)
-    big = v[b"big_number"]
+    big = rawget(v, b"big_number")
     if type(big) is bytes:
         return b"(%s\r\n" % _oneline(big) if resp3 else _bulk(big)
-    m = v[b"map"]
+    m = rawget(v, b"map")
     if m is not None and hasattr(m, "items"):
-        parts = [_to_resp(k, resp3, depth + 1, script3) + _to_resp(val, resp3, depth + 1, script3)
+        parts = [_to_resp(k, resp3, depth + 1, script3, rawget) + _to_resp(val, resp3, depth + 1, script3, rawget)
                  for k, val in m.items()]
         return b"%s%d\r\n%s" % (b"%" if resp3 else b"*", len(parts) * (1 if resp3 else 2),
                                   b"".join(parts))
-    st = v[b"set"]
+    st = rawget(v, b"set")
     if st is not None and hasattr(st, "items"):
-        parts = [_to_resp(k, resp3, depth + 1, script3) for k, _ in st.items()]
+        parts = [_to_resp(k, resp3, depth + 1, script3, rawget) for k, _ in st.items()]
         return b"%s%d\r\n%s" % (b"~" if resp3 else b"*", len(parts), b"".join(parts))
-    verb = v[b"verbatim_string"]
+    verb = rawget(v, b"verbatim_string")
     if verb is not None and hasattr(verb, "items"):
-        fmt, text = verb[b"format"], verb[b"string"]
+        fmt, text = rawget(verb, b"format"), rawget(verb, b"string")
         if type(fmt) is bytes and type(text) is bytes:
             if resp3:
                 return b"=%d\r\n%s:%s\r\n" % (len(text) + 4, fmt[:3], text)
@@ -671,10 +674,10 @@ def _to_resp(v, resp3: bool, depth: int, script3: bool = False) -> bytes:
     parts = []
     i = 1
     while True:
-        item = v[i]
+        item = rawget(v, i)
         if item is None:
             break
-        parts.append(_to_resp(item, resp3, depth + 1, script3))
+        parts.append(_to_resp(item, resp3, depth + 1, script3, rawget))
         i += 1
     return b"*%d\r\n%s" % (len(parts), b"".join(parts))
 
