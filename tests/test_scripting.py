@@ -168,7 +168,7 @@ def test_runaway_script_busy_kill_and_other_tenants(srv, alice, bob):
     stays under 20 ms; then A's other client gets BUSY and SCRIPT KILL
     ends the script."""
     other = login(srv, "alice")
-    runner = login(srv, "alice")
+    runner = login(srv, "alice", socket_timeout=30)
     result = {}
 
     def run():
@@ -211,7 +211,7 @@ def test_script_kill_refused_after_a_write(srv, alice):
     root = login(srv, "root")
     root.config_set("busy-reply-threshold", "300")
     other = login(srv, "alice")
-    runner = login(srv, "alice")
+    runner = login(srv, "alice", socket_timeout=30)
     try:
         thread = threading.Thread(target=lambda: runner.eval(
             "redis.call('set', 'w', 1) local t = redis.call('time')[1]"
@@ -317,7 +317,7 @@ def test_script_kill_goes_through_pcall(srv, alice):
     root = login(srv, "root")
     root.config_set("busy-reply-threshold", "200")
     other = login(srv, "alice")
-    runner = login(srv, "alice")
+    runner = login(srv, "alice", socket_timeout=30)
     result = {}
 
     def run():
@@ -340,3 +340,20 @@ def test_script_kill_goes_through_pcall(srv, alice):
         root.close()
         other.close()
         runner.close()
+
+
+def test_shebang_script_refused_over_quota(srv, alice):
+    root = login(srv, "root")
+    try:
+        alice.set("big", "x" * 200_000)
+        root.config_set("tenant-quota-memory", "100kb")
+        with pytest.raises(redis.ResponseError, match="quota"):
+            alice.eval("#!lua\nreturn 1", 0)
+        assert alice.eval("#!lua flags=allow-oom\nreturn 1", 0) == 1
+        assert alice.eval("#!lua flags=no-writes\nreturn 1", 0) == 1
+        assert alice.eval("return 1", 0) == 1   # no shebang: checked at its first write
+        with pytest.raises(redis.ResponseError, match="quota"):
+            alice.eval("return redis.call('set', 'more', 'x')", 0)
+    finally:
+        root.config_set("tenant-quota-memory", "0")
+        root.close()

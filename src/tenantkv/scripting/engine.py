@@ -355,8 +355,16 @@ class Scripts:
         if self.running is not None:   # a script calling EVAL: refused as Redis
             raise CommandError(errors.SCRIPT_IN_SCRIPT)
         flags = parse_shebang(body)
-        if flags is not None and b"no-writes" in flags:
-            read_only = True
+        if flags is not None:
+            if b"no-writes" in flags:
+                read_only = True
+            elif b"allow-oom" not in flags:
+                # Redis 7: a script that declares its flags and not allow-oom
+                # is refused as a whole over maxmemory (or its quota), before
+                # it runs; one without a shebang is checked at its first write.
+                meter = conn.server.events.meter
+                if meter is not None:
+                    meter.admit(conn, _creates)
         run = Run(conn, sha, read_only)
         run.resp3 = False
         lua = self.lua
@@ -497,33 +505,40 @@ def _libraries() -> dict:
 
 
 # The threads scripts run on: daemon threads (a runaway script must not keep
-# a stopping server alive, as a ThreadPoolExecutor's threads would), made as
-# needed, at most WORKERS busy at once beyond which scripts queue.
-WORKERS = 8
+# a stopping server alive, as a ThreadPoolExecutor's threads would), made
+# when no thread waits for work, at most WORKERS (scripts of more tenants
+# than that running at once queue behind them).
+WORKERS = 16
 _jobs: queue.SimpleQueue = queue.SimpleQueue()
 _threads: list = []
-_idle = [0]
-_idle_lock = threading.Lock()
+_waiting = [0]   # threads waiting for a job
+_lock = threading.Lock()
 
 
 def _submit(fn, *args) -> None:
-    with _idle_lock:
-        spawn = _idle[0] == 0 and len(_threads) < WORKERS
-        if not spawn:
-            _idle[0] -= 1 if _idle[0] else 0
-    if spawn:
-        thread = threading.Thread(target=_worker, name="lua-%d" % len(_threads), daemon=True)
-        _threads.append(thread)
-        thread.start()
     _jobs.put((fn, args))
+    with _lock:
+        spawn = _jobs.qsize() > _waiting[0] and len(_threads) < WORKERS
+        if spawn:
+            thread = threading.Thread(target=_worker, name="lua-%d" % len(_threads),
+                                      daemon=True)
+            _threads.append(thread)
+    if spawn:
+        thread.start()
 
 
 def _worker() -> None:
     while True:
+        with _lock:
+            _waiting[0] += 1
         fn, args = _jobs.get()
+        with _lock:
+            _waiting[0] -= 1
         fn(*args)
-        with _idle_lock:
-            _idle[0] += 1
+
+
+def _creates() -> bool:
+    return True
 
 
 def _same(reply):
