@@ -135,6 +135,11 @@ class Journal:
             if value is not None:
                 self._raw(key_records(key, value, db.expires.get(key)))
 
+    def append(self, records) -> None:
+        """Records made elsewhere (a script's effects, scripting/engine.py),
+        as they are."""
+        self._raw(records)
+
     def _raw(self, records) -> None:
         buf = self.buf
         if not buf:
