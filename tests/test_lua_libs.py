@@ -73,13 +73,17 @@ def batch_script(exprs: list[str]) -> str:
         "for i, f in ipairs(cases) do res[i] = run(f) end\nreturn res\n"
 
 
-@pytest.fixture(scope="module")
-def lua():
+def new_lua():
     runtime = lua51.LuaRuntime(encoding=None)
     g = runtime.globals()
     for name, source in LIBRARIES.items():
         g[name.encode()] = runtime.execute(source)
     return runtime
+
+
+@pytest.fixture(scope="module")
+def lua():
+    return new_lua()
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +113,7 @@ def compare(lua, ref, exprs, chunk=200):
     for start in range(0, len(exprs), chunk):
         part = exprs[start:start + chunk]
         mine, real = ours(lua, part), theirs(ref, part)
+        assert len(mine) == len(real) == len(part)
         for expr, a, b in zip(part, mine, real):
             assert a == b, "differs for %s\n ours:  %r\n redis: %r" % (expr[:300], a[:300], b[:300])
         results.extend(real)
@@ -236,6 +241,41 @@ def test_cjson_decode_cases(lua, ref):
     exprs += ["cjson.decode()", "cjson.decode(1, 2)", "cjson.decode(nil)", "cjson.decode(12)",
               "cjson.decode({})"]
     compare(lua, ref, exprs)
+
+
+def test_cjson_configuration(ref):
+    """The settings functions: replies, errors, and their effect (in order,
+    in a fresh state on both sides: SCRIPT FLUSH makes a new Lua state)."""
+    exprs = [
+        "cjson.encode_number_precision(3)", "cjson.encode(math.pi)", "cjson.encode({[1.23456]=1})",
+        "cjson.encode_number_precision(0)", "cjson.encode_number_precision(15)",
+        "cjson.encode_number_precision('x')", "cjson.encode_number_precision('5')",
+        "cjson.encode_number_precision(7.9)", "cjson.encode(1/3)", "cjson.encode_number_precision(1, 2)",
+        "cjson.encode_number_precision(nil)", "cjson.encode_number_precision(14)",
+        "cjson.encode_sparse_array()", "cjson.encode_sparse_array(true)", "cjson.encode({[1]=1,[20]=2})",
+        "cjson.encode_sparse_array('off', 3, 4)", "cjson.encode({[1]=1,[5]=2})", "cjson.encode({[1]=1,[4]=2})",
+        "cjson.encode_sparse_array('bad')", "cjson.encode_sparse_array({})", "cjson.encode_sparse_array(nil, -1)",
+        "cjson.encode_sparse_array(1, 2, 3, 4)", "cjson.encode_sparse_array(false, 0, 0)",
+        "cjson.encode({[1]=1,[1000]=2})",
+        "cjson.encode_max_depth(2)", "cjson.encode({{1}})", "cjson.encode({{{1}}})", "cjson.encode_max_depth(0)",
+        "cjson.decode_max_depth(2)", "cjson.decode('[[1]]')", "cjson.decode('[[[1]]]')", "cjson.decode('{\"a\":{\"b\":{}}}')",
+        "cjson.encode_invalid_numbers()", "cjson.encode_invalid_numbers('null')", "cjson.encode({1/0, 0/0})",
+        "cjson.encode_invalid_numbers(true)", "cjson.encode({1/0, -1/0, 0/0})", "cjson.encode_invalid_numbers('on')",
+        "cjson.encode_invalid_numbers('x')", "cjson.encode_invalid_numbers(false)", "cjson.encode(0/0)",
+        "cjson.decode_invalid_numbers()", "cjson.decode_invalid_numbers(false)", "cjson.decode('0x10')",
+        "cjson.decode('+1')", "cjson.decode('inf')", "cjson.decode('-Infinity')", "cjson.decode('01')",
+        "cjson.decode('-01')", "cjson.decode('1')", "cjson.decode('-0.5e1')", "cjson.decode('nan')",
+        "cjson.decode_invalid_numbers('on')", "cjson.decode('0x10')",
+        "cjson.encode_keep_buffer()", "cjson.encode_keep_buffer(false)", "cjson.encode({1})",
+        "cjson.encode_keep_buffer('on')", "cjson.encode_keep_buffer(1)",
+        "(function() local c = cjson.new() local p = c.encode_number_precision(2) "
+        "local r = {p, c.encode(math.pi), cjson.encode(math.pi)} return r end)()",
+    ]
+    mine = ours(new_lua(), exprs)
+    real = theirs(ref, exprs)
+    assert len(mine) == len(real) == len(exprs)
+    for expr, a, b in zip(exprs, mine, real):
+        assert a == b, "differs for %s\n ours:  %r\n redis: %r" % (expr, a, b)
 
 
 def test_cjson_roundtrip_random(lua, ref):

@@ -3,8 +3,8 @@
 -- decode (strtod's hex, inf, nan), sparse arrays refused (ratio 2, safe 10),
 -- nesting limited to 1000 both ways. The configuration functions are kept
 -- and change the same settings.
-local type, next, select, error, tonumber, tostring, pcall, rawset =
-  type, next, select, error, tonumber, tostring, pcall, rawset
+local type, next, select, error, tonumber, tostring, pcall, rawset, rawget, ipairs =
+  type, next, select, error, tonumber, tostring, pcall, rawset, rawget, ipairs
 local floor, huge = math.floor, math.huge
 local byte, char, sub, find, format, gsub, lower =
   string.byte, string.char, string.sub, string.find, string.format, string.gsub, string.lower
@@ -37,6 +37,8 @@ else
   NULL = setmetatable({}, { __tostring = function() return "userdata: (nil)" end })
 end
 
+-- new(): a module table with its own settings (cjson.new, as in C)
+local function new()
 local cfg = {
   sparse_convert = false, sparse_ratio = 2, sparse_safe = 10,
   encode_max_depth = 1000, decode_max_depth = 1000,
@@ -398,70 +400,109 @@ function cjson.decode(...)
   return v
 end
 
--- Configuration, as the C functions: each returns the current setting(s).
-local function int_option(name, v, min, max)
-  if v ~= nil then
-    local n = tonumber(v)
-    if type(n) ~= "number" or n ~= floor(n) or n < min or n > max then
-      error(format("bad argument #1 to '%s' (expected integer between %d and %d)", name, min, max), 0)
-    end
-    return n
+-- Configuration, as the C functions: each sets what it is given (nil keeps
+-- a setting) and returns the current value(s). The keep-buffer option only
+-- names a C buffer strategy; it is kept for the reply.
+local function arg_init(fname, nargs, max)
+  if nargs > max then
+    error(format("bad argument #%d to '%s' (found too many arguments)", max + 1, fname), 0)
   end
 end
 
-local function bool_option(name, v, current)
+local function int_option(fname, idx, v, current, min, max)
   if v == nil then return current end
-  if v == true or v == "on" then return true end
-  if v == false or v == "off" then return false end
-  error(format("bad argument #1 to '%s' (invalid option '%s')", name, tostring(v)), 0)
+  local n = (type(v) == "number" or type(v) == "string") and tonumber(v) or nil
+  if n == nil then
+    error(format("bad argument #%d to '%s' (number expected, got %s)", idx, fname, type(v)), 0)
+  end
+  if n ~= n or n >= 9223372036854775808 or n < -9223372036854775808 then n = 0
+  else
+    n = n >= 0 and floor(n) or -floor(-n)      -- lua_tointeger
+    n = n % 4294967296                          -- then an int
+    if n >= 2147483648 then n = n - 4294967296 end
+  end
+  if not (min <= n and n <= max) then
+    -- C checks the range as argument 1, whichever argument it is
+    error(format("bad argument #1 to '%s' (expected integer between %d and %d)", fname, min, max), 0)
+  end
+  return n
 end
 
-function cjson.encode_sparse_array(convert, ratio, safe)
-  cfg.sparse_convert = bool_option("encode_sparse_array", convert, cfg.sparse_convert)
-  cfg.sparse_ratio = int_option("encode_sparse_array", ratio, 0, 2147483647) or cfg.sparse_ratio
-  cfg.sparse_safe = int_option("encode_sparse_array", safe, 0, 2147483647) or cfg.sparse_safe
+-- options: list of names for 0, 1, ...; returns the new setting (a number)
+local function enum_option(fname, idx, v, current, options)
+  if v == nil then return current end
+  if type(v) == "boolean" then return v and 1 or 0 end
+  if type(v) == "number" then v = tostring(v) end
+  if type(v) ~= "string" then
+    error(format("bad argument #%d to '%s' (string expected, got %s)", idx, fname, type(v)), 0)
+  end
+  for i, name in ipairs(options) do
+    if name == v then return i - 1 end
+  end
+  error(format("bad argument #%d to '%s' (invalid option '%s')", idx, fname, v), 0)
+end
+
+local ONOFF = { "off", "on" }
+local function enum_reply(setting, options)
+  if setting == 0 or setting == 1 then return setting == 1 end
+  return options[setting + 1]
+end
+
+function cjson.encode_sparse_array(...)
+  arg_init("encode_sparse_array", select("#", ...), 3)
+  local convert, ratio, safe = ...
+  cfg.sparse_convert = enum_option("encode_sparse_array", 1, convert, cfg.sparse_convert and 1 or 0, ONOFF) == 1
+  cfg.sparse_ratio = int_option("encode_sparse_array", 2, ratio, cfg.sparse_ratio, 0, 2147483647)
+  cfg.sparse_safe = int_option("encode_sparse_array", 3, safe, cfg.sparse_safe, 0, 2147483647)
   return cfg.sparse_convert, cfg.sparse_ratio, cfg.sparse_safe
 end
 
-function cjson.encode_max_depth(depth)
-  cfg.encode_max_depth = int_option("encode_max_depth", depth, 1, 2147483647) or cfg.encode_max_depth
+function cjson.encode_max_depth(...)
+  arg_init("encode_max_depth", select("#", ...), 1)
+  cfg.encode_max_depth = int_option("encode_max_depth", 1, (...), cfg.encode_max_depth, 1, 2147483647)
   return cfg.encode_max_depth
 end
 
-function cjson.decode_max_depth(depth)
-  cfg.decode_max_depth = int_option("decode_max_depth", depth, 1, 2147483647) or cfg.decode_max_depth
+function cjson.decode_max_depth(...)
+  arg_init("decode_max_depth", select("#", ...), 1)
+  cfg.decode_max_depth = int_option("decode_max_depth", 1, (...), cfg.decode_max_depth, 1, 2147483647)
   return cfg.decode_max_depth
 end
 
-function cjson.encode_number_precision(p)
-  cfg.precision = int_option("encode_number_precision", p, 1, 14) or cfg.precision
+function cjson.encode_number_precision(...)
+  arg_init("encode_number_precision", select("#", ...), 1)
+  cfg.precision = int_option("encode_number_precision", 1, (...), cfg.precision, 1, 14)
   numfmt = "%." .. cfg.precision .. "g"
   return cfg.precision
 end
 
-function cjson.encode_keep_buffer(v)
-  -- the buffer is a C detail; the setting is kept for the reply
-  cfg.keep_buffer = bool_option("encode_keep_buffer", v, cfg.keep_buffer)
+function cjson.encode_keep_buffer(...)
+  arg_init("encode_keep_buffer", select("#", ...), 1)
+  cfg.keep_buffer = enum_option("encode_keep_buffer", 1, (...), cfg.keep_buffer and 1 or 0, ONOFF) == 1
   return cfg.keep_buffer
 end
 
-function cjson.encode_invalid_numbers(v)
-  if v == "null" then cfg.encode_invalid_numbers = 2
-  elseif v ~= nil then
-    cfg.encode_invalid_numbers = bool_option("encode_invalid_numbers", v, false) and 1 or 0
-  end
-  local cur = cfg.encode_invalid_numbers
-  if cur == 2 then return "null" end
-  return cur == 1
+local INVALID = { "off", "on", "null" }
+function cjson.encode_invalid_numbers(...)
+  arg_init("encode_invalid_numbers", select("#", ...), 1)
+  cfg.encode_invalid_numbers = enum_option("encode_invalid_numbers", 1, (...), cfg.encode_invalid_numbers, INVALID)
+  return enum_reply(cfg.encode_invalid_numbers, INVALID)
 end
 
-function cjson.decode_invalid_numbers(v)
-  cfg.decode_invalid_numbers = bool_option("decode_invalid_numbers", v, cfg.decode_invalid_numbers)
+function cjson.decode_invalid_numbers(...)
+  arg_init("decode_invalid_numbers", select("#", ...), 1)
+  cfg.decode_invalid_numbers = enum_option("decode_invalid_numbers", 1, (...),
+    cfg.decode_invalid_numbers and 1 or 0, ONOFF) == 1
   return cfg.decode_invalid_numbers
 end
+
+cjson.new = new
 
 for k, v in pairs(cjson) do
   if type(v) == "function" then cjson[k] = api(v) end
 end
 
 return cjson
+end
+
+return new()
