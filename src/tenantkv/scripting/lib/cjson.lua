@@ -378,6 +378,106 @@ parse_value = function(s, kind, value, i, idx, depth)
   throw("value", kind, value, idx)
 end
 
+-- A fast decoder for plain JSON (the common case): strict numbers, strings
+-- without trouble, no NUL. Anything else makes it give up (FAIL) and the
+-- exact token parser above decodes again from the start, with C's values
+-- and errors; both build the same tables for what the fast one accepts.
+local FAIL = {}
+local function giveup() error(FAIL, 0) end
+local DELIM = { [32] = true, [9] = true, [10] = true, [13] = true, [44] = true, [93] = true, [125] = true }
+
+local function skip(s, i)
+  local c = byte(s, i)
+  if c == 32 or c == 9 or c == 10 or c == 13 then
+    i = find(s, "[^ \t\n\r]", i + 1) or #s + 1
+    c = byte(s, i)
+  end
+  return c, i
+end
+
+local fast_value
+fast_value = function(s, i, depth)
+  local c = byte(s, i)
+  if c == 34 then
+    local q = find(s, '["\\%z]', i + 1)
+    if q and byte(s, q) == 34 then return sub(s, i + 1, q - 1), q + 1 end
+    local kind, v, nexti = string_token(s, i)
+    if kind ~= "string" then giveup() end
+    return v, nexti
+  elseif c == 123 then
+    depth = depth + 1
+    if depth > cfg.decode_max_depth then giveup() end
+    local t = {}
+    c, i = skip(s, i + 1)
+    if c == 125 then return t, i + 1 end
+    while true do
+      if c ~= 34 then giveup() end
+      local k, v
+      k, i = fast_value(s, i, depth)
+      c, i = skip(s, i)
+      if c ~= 58 then giveup() end
+      c, i = skip(s, i + 1)
+      v, i = fast_value(s, i, depth)
+      rawset(t, k, v)
+      c, i = skip(s, i)
+      if c == 125 then return t, i + 1 end
+      if c ~= 44 then giveup() end
+      c, i = skip(s, i + 1)
+    end
+  elseif c == 91 then
+    depth = depth + 1
+    if depth > cfg.decode_max_depth then giveup() end
+    local t, n = {}, 0
+    c, i = skip(s, i + 1)
+    if c == 93 then return t, i + 1 end
+    while true do
+      local v
+      v, i = fast_value(s, i, depth)
+      n = n + 1
+      t[n] = v
+      c, i = skip(s, i)
+      if c == 93 then return t, i + 1 end
+      if c ~= 44 then giveup() end
+      c, i = skip(s, i + 1)
+    end
+  elseif c == 45 or (c and c >= 48 and c <= 57) then
+    local _, e = find(s, "^-?%d+", i)
+    if not e then giveup() end
+    local d = c == 45 and i + 1 or i
+    if e > d and byte(s, d) == 48 then giveup() end      -- leading zero
+    local nc = byte(s, e + 1)
+    if nc == 46 then
+      _, e = find(s, "^%.%d+", e + 1)
+      if not e then giveup() end
+      nc = byte(s, e + 1)
+    end
+    if nc == 101 or nc == 69 then
+      _, e = find(s, "^[eE][-+]?%d+", e + 1)
+      if not e then giveup() end
+      nc = byte(s, e + 1)
+    end
+    if nc and not DELIM[nc] then giveup() end
+    return tonumber(sub(s, i, e)), e + 1
+  elseif c == 116 then
+    if sub(s, i, i + 3) == "true" then return true, i + 4 end
+  elseif c == 102 then
+    if sub(s, i, i + 4) == "false" then return false, i + 5 end
+  elseif c == 110 then
+    if sub(s, i, i + 3) == "null" then return NULL, i + 4 end
+  end
+  giveup()
+end
+
+local function fast_decode(s)
+  local c, i = skip(s, 1)
+  if c == nil then giveup() end
+  local v
+  v, i = fast_value(s, i, 0)
+  c, i = skip(s, i)
+  if c ~= nil then giveup() end
+  return v
+end
+
 function cjson.decode(...)
   local nargs = select("#", ...)
   if nargs ~= 1 then
@@ -392,6 +492,8 @@ function cjson.decode(...)
   if #s >= 2 and (byte(s, 1) == 0 or byte(s, 2) == 0) then
     error("JSON parser does not support UTF-16 or UTF-32", 0)
   end
+  local ok, fv = pcall(fast_decode, s)
+  if ok then return fv end
   local kind, value, i, idx = next_token(s, 1)
   local v
   v, i = parse_value(s, kind, value, i, idx, 0)

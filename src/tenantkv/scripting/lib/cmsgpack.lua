@@ -138,33 +138,47 @@ local function is_array(t)
   return max == count
 end
 
+-- one-byte strings, made once
+local CHR = {}
+for b = 0, 255 do CHR[b] = char(b) end
+
 encode = function(v, buf, n, level)
   local t = type(v)
   if t == "table" and level == MAX_NESTING then t = "nil" end
   if t == "string" then
-    n = n + 1; buf[n] = encode_bytes(v)
+    local len = #v
+    if len < 32 then buf[n + 1] = CHR[0xa0 + len]
+    elseif len <= 255 then buf[n + 1] = "\217" .. CHR[len]
+    elseif len <= 65535 then buf[n + 1] = "\218" .. u16(len)
+    else buf[n + 1] = "\219" .. u32(len) end
+    buf[n + 2] = v
+    n = n + 2
   elseif t == "boolean" then
     n = n + 1; buf[n] = v and "\195" or "\194"
   elseif t == "number" then
-    n = n + 1; buf[n] = encode_number(v)
+    n = n + 1
+    if v >= 0 and v <= 127 and v == floor(v) then buf[n] = CHR[v]
+    else buf[n] = encode_number(v) end
   elseif t == "table" then
     if is_array(v) then
       local len = #v
       n = n + 1
-      if len <= 15 then buf[n] = char(0x90 + len)
+      if len <= 15 then buf[n] = CHR[0x90 + len]
       elseif len <= 65535 then buf[n] = "\220" .. u16(len)
       else buf[n] = "\221" .. u32(len) end
-      for j = 1, len do n = encode(v[j], buf, n, level + 1) end
+      level = level + 1
+      for j = 1, len do n = encode(v[j], buf, n, level) end
     else
       local len = 0
       for _ in next, v do len = len + 1 end
       n = n + 1
-      if len <= 15 then buf[n] = char(0x80 + len)
+      if len <= 15 then buf[n] = CHR[0x80 + len]
       elseif len <= 65535 then buf[n] = "\222" .. u16(len)
       else buf[n] = "\223" .. u32(len) end
+      level = level + 1
       for k, val in next, v do
-        n = encode(k, buf, n, level + 1)
-        n = encode(val, buf, n, level + 1)
+        n = encode(k, buf, n, level)
+        n = encode(val, buf, n, level)
       end
     end
   else
