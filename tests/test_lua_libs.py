@@ -464,6 +464,39 @@ def test_struct_pack_unpack_size(lua, ref):
     compare(lua, ref, exprs)
 
 
+def pcalled(body: str) -> str:
+    """`body` run inside pcall, not as a tail call; the error text itself."""
+    return "(function() local ok, r = pcall(function() local x = %s return x end) return r end)()" % body
+
+
+def test_error_texts_and_stack_limits(lua, ref):
+    """C names the function as it was called ('e', '?', method calls), puts
+    the caller's line in front, and fails at LUAI_MAXCSTACK (8000 slots)."""
+    exprs = [
+        "pcall(cjson.encode)", "pcall(bit.band, 1, {})", "pcall(struct.pack)", "pcall(cmsgpack.unpack_one)",
+        "(function() local e = cjson.encode return pcall(e, 1, 2) end)()",
+        "(function() local e = cjson.encode local ok, r = pcall(function() local x = e(1, 2) return x end) return r end)()",
+        "(function() local b = bit.band local ok, r = pcall(function() local x = b(1, {}) return x end) return r end)()",
+        "(function() local t = {f = cmsgpack.unpack_one} local ok, r = pcall(function() local x = t:f() return x end) return r end)()",
+        "(function() local t = {f = struct.unpack} local ok, r = pcall(function() local x = t:f() return x end) return r end)()",
+        "(function() local t = {f = bit.tohex} local ok, r = pcall(function() local x = t:f() return x end) return r end)()",
+        pcalled("bit.tobit()"), pcalled("bit.lshift(1)"), pcalled("bit.bxor(1, 2, nil)"), pcalled("struct.pack('b')"),
+        pcalled("cjson.decode('[')"), pcalled("cjson.encode({[{}] = 1})"), pcalled("cmsgpack.unpack('\\193')"),
+        pcalled("struct.size('?')"), pcalled("cmsgpack.unpack('\\129\\192\\1')"),
+    ]
+    for n in (7998, 7999, 8000):
+        exprs.append("select('#', cmsgpack.unpack(string.rep('\\1', %d)))" % n)
+        exprs.append("select('#', cmsgpack.unpack(string.rep('\\1', %d), 'extra'))" % n)
+        exprs.append("select('#', cmsgpack.unpack_limit(string.rep('\\1', 9000), %d))" % (n - 1))
+        exprs.append("select('#', struct.unpack(string.rep('b', %d), string.rep('a', 9000)))" % (n - 2))
+        exprs.append("select('#', struct.unpack(string.rep('b', %d), string.rep('a', 9000), 1))" % (n - 2))
+    for depth in (3998, 3999, 4000):
+        exprs.append("#{cmsgpack.unpack(string.rep('\\145', %d) .. '\\1')}" % depth)
+        exprs.append("#{cmsgpack.unpack(string.rep('\\129\\1', %d) .. '\\1')}" % depth)
+        exprs.append("#{cmsgpack.unpack(string.rep('\\129', %d) .. '\\1\\1')}" % (2 * depth))
+    compare(lua, ref, exprs)
+
+
 def test_libraries_are_package_data():
     """Each source is shipped and returns a table when run alone."""
     assert set(LIBRARIES) == {"cjson", "cmsgpack", "struct", "bit"}

@@ -6,20 +6,48 @@ local floor, frexp, tonumber, type, select, error = math.floor, math.frexp, tonu
 local sub, char = string.sub, string.char
 local concat = table.concat
 
+-- C's luaL_argerror names the function as its caller called it ('enc' for
+-- `local enc = cjson.encode`, '?' from pcall); debug.getinfo, kept from
+-- load time, finds the same name. `level`: the library function, counted
+-- from the caller of argmsg.
+local getinfo = debug and debug.getinfo
+local function argmsg(msg, level)
+  if not getinfo or type(msg) ~= "string" then return msg end
+  local narg, fname, extra = msg:match("^bad argument #(%d+) to '([^']*)' %((.*)%)$")
+  if not narg then return msg end
+  narg = tonumber(narg)
+  local ar = getinfo(level + 1, "n")
+  local name = ar and ar.name
+  if ar and ar.namewhat == "method" then
+    narg = narg - 1
+    if narg == 0 then
+      return ("calling '%s' on bad self (%s)"):format(tostring(name), extra)
+    end
+  end
+  if name == nil then
+    -- a tail call hides the name from Lua, not from C (which reads the
+    -- calling instruction): keep the field name then; from C code, '?'
+    local up = getinfo(level + 2, "S")
+    name = (up and up.what == "tail") and fname or "?"
+  end
+  return ("bad argument #%d to '%s' (%s)"):format(narg, name, extra)
+end
+
 local TWO32 = 4294967296
 local MAGIC = 6755399441055744.0   -- 2^52 + 2^51
 
 -- unsigned 32-bit pattern of v; `name`/`i` only for the error text
 local function barg(v, i, name, present, lvl)
+  lvl = lvl or 3   -- the caller of the library function, seen from here
   local n = nil
   if type(v) == "number" or type(v) == "string" then n = tonumber(v) end
   if n == nil then
     -- C: lua_tonumber gives 0, 0 + MAGIC has low bits 0, and 0 from a
     -- non-number is an error.
     if present == false then
-      error(("bad argument #%d to '%s' (number expected, got no value)"):format(i, name), lvl or 3)
+      error(argmsg(("bad argument #%d to '%s' (number expected, got no value)"):format(i, name), lvl - 1), lvl)
     end
-    error(("bad argument #%d to '%s' (number expected, got %s)"):format(i, name, type(v)), lvl or 3)
+    error(argmsg(("bad argument #%d to '%s' (number expected, got %s)"):format(i, name, type(v)), lvl - 1), lvl)
   end
   local y = n + MAGIC
   if y >= 4503599627370496 and y < 9007199254740992 then
@@ -80,9 +108,9 @@ local bit = {}
 
 function bit.tobit(...) return sret(barg((...), 1, "tobit", select("#", ...) >= 1)) end
 function bit.bnot(...) return sret(TWO32 - 1 - barg((...), 1, "bnot", select("#", ...) >= 1)) end
-function bit.band(...) return fold(AND, "band", ...) end
-function bit.bor(...) return fold(OR, "bor", ...) end
-function bit.bxor(...) return fold(XOR, "bxor", ...) end
+function bit.band(...) local r = fold(AND, "band", ...) return r end   -- no tail call: error levels
+function bit.bor(...) local r = fold(OR, "bor", ...) return r end   -- no tail call: error levels
+function bit.bxor(...) local r = fold(XOR, "bxor", ...) return r end   -- no tail call: error levels
 
 local function shiftargs(name, ...)
   local nargs = select("#", ...)

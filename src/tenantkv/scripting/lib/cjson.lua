@@ -11,6 +11,33 @@ local byte, char, sub, find, format, gsub, lower =
 local concat = table.concat
 local unpack = unpack
 
+-- C's luaL_argerror names the function as its caller called it ('enc' for
+-- `local enc = cjson.encode`, '?' from pcall); debug.getinfo, kept from
+-- load time, finds the same name. `level`: the library function, counted
+-- from the caller of argmsg.
+local getinfo = debug and debug.getinfo
+local function argmsg(msg, level)
+  if not getinfo or type(msg) ~= "string" then return msg end
+  local narg, fname, extra = msg:match("^bad argument #(%d+) to '([^']*)' %((.*)%)$")
+  if not narg then return msg end
+  narg = tonumber(narg)
+  local ar = getinfo(level + 1, "n")
+  local name = ar and ar.name
+  if ar and ar.namewhat == "method" then
+    narg = narg - 1
+    if narg == 0 then
+      return ("calling '%s' on bad self (%s)"):format(tostring(name), extra)
+    end
+  end
+  if name == nil then
+    -- a tail call hides the name from Lua, not from C (which reads the
+    -- calling instruction): keep the field name then; from C code, '?'
+    local up = getinfo(level + 2, "S")
+    name = (up and up.what == "tail") and fname or "?"
+  end
+  return ("bad argument #%d to '%s' (%s)"):format(narg, name, extra)
+end
+
 -- C errors (luaL_error) carry the position of the Lua code that called the
 -- library function; internal errors are raised bare (level 0) and given
 -- that position here, once, at the API boundary.
@@ -21,7 +48,7 @@ local function api(f)
     if not r[1] then
       local e = r[2]
       if type(e) == "table" then error(e[1], 0) end   -- raised without a position in C too
-      error(e, 2)
+      error(argmsg(e, 1), 2)
     end
     return unpack(r, 2, n)
   end

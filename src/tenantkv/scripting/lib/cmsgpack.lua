@@ -9,6 +9,51 @@ local char, byte, sub, format = string.char, string.byte, string.sub, string.for
 local concat = table.concat
 local unpack = unpack
 
+-- unpack() (a C function) returns at most ~7997 values; the C libraries
+-- return up to 8000. Values past the first batch go out 100 at a time.
+local function many(t, i, j)
+  if j - i < 7000 then return unpack(t, i, j) end
+  return
+    t[i + 0], t[i + 1], t[i + 2], t[i + 3], t[i + 4], t[i + 5], t[i + 6], t[i + 7], t[i + 8], t[i + 9],
+    t[i + 10], t[i + 11], t[i + 12], t[i + 13], t[i + 14], t[i + 15], t[i + 16], t[i + 17], t[i + 18], t[i + 19],
+    t[i + 20], t[i + 21], t[i + 22], t[i + 23], t[i + 24], t[i + 25], t[i + 26], t[i + 27], t[i + 28], t[i + 29],
+    t[i + 30], t[i + 31], t[i + 32], t[i + 33], t[i + 34], t[i + 35], t[i + 36], t[i + 37], t[i + 38], t[i + 39],
+    t[i + 40], t[i + 41], t[i + 42], t[i + 43], t[i + 44], t[i + 45], t[i + 46], t[i + 47], t[i + 48], t[i + 49],
+    t[i + 50], t[i + 51], t[i + 52], t[i + 53], t[i + 54], t[i + 55], t[i + 56], t[i + 57], t[i + 58], t[i + 59],
+    t[i + 60], t[i + 61], t[i + 62], t[i + 63], t[i + 64], t[i + 65], t[i + 66], t[i + 67], t[i + 68], t[i + 69],
+    t[i + 70], t[i + 71], t[i + 72], t[i + 73], t[i + 74], t[i + 75], t[i + 76], t[i + 77], t[i + 78], t[i + 79],
+    t[i + 80], t[i + 81], t[i + 82], t[i + 83], t[i + 84], t[i + 85], t[i + 86], t[i + 87], t[i + 88], t[i + 89],
+    t[i + 90], t[i + 91], t[i + 92], t[i + 93], t[i + 94], t[i + 95], t[i + 96], t[i + 97], t[i + 98], t[i + 99],
+    many(t, i + 100, j)
+end
+
+-- C's luaL_argerror names the function as its caller called it ('enc' for
+-- `local enc = cjson.encode`, '?' from pcall); debug.getinfo, kept from
+-- load time, finds the same name. `level`: the library function, counted
+-- from the caller of argmsg.
+local getinfo = debug and debug.getinfo
+local function argmsg(msg, level)
+  if not getinfo or type(msg) ~= "string" then return msg end
+  local narg, fname, extra = msg:match("^bad argument #(%d+) to '([^']*)' %((.*)%)$")
+  if not narg then return msg end
+  narg = tonumber(narg)
+  local ar = getinfo(level + 1, "n")
+  local name = ar and ar.name
+  if ar and ar.namewhat == "method" then
+    narg = narg - 1
+    if narg == 0 then
+      return ("calling '%s' on bad self (%s)"):format(tostring(name), extra)
+    end
+  end
+  if name == nil then
+    -- a tail call hides the name from Lua, not from C (which reads the
+    -- calling instruction): keep the field name then; from C code, '?'
+    local up = getinfo(level + 2, "S")
+    name = (up and up.what == "tail") and fname or "?"
+  end
+  return ("bad argument #%d to '%s' (%s)"):format(narg, name, extra)
+end
+
 -- C errors (luaL_error) carry the position of the Lua code that called the
 -- library function; internal errors are raised bare (level 0) and given
 -- that position here, once, at the API boundary.
@@ -19,9 +64,9 @@ local function api(f)
     if not r[1] then
       local e = r[2]
       if type(e) == "table" then error(e[1], 0) end   -- raised without a position in C too
-      error(e, 2)
+      error(argmsg(e, 1), 2)
     end
-    return unpack(r, 2, n)
+    return many(r, 2, n)
   end
 end
 
@@ -243,21 +288,32 @@ end
 
 local decode
 
+-- The C decoder keeps every value on the Lua stack of unpack() and checks
+-- it against LUAI_MAXCSTACK (8000 slots): `used` counts those slots as C
+-- does, so deep nesting or too many values fail where, and as, Redis fails.
+local MAXCSTACK = 8000
+local STACK_TYPE = "stack overflow (too many return values at once; use unpack_one or unpack_limit instead.)"
+local STACK_ARRAY = "stack overflow (in function mp_decode_to_lua_array)"
+local STACK_FULL = "stack overflow (in function mp_unpack_full)"
+
 -- returns value, next position; s has length `last`
-local function decode_array(s, i, last, len)
+local function decode_array(s, i, last, len, used)
   local t = {}
+  used = used + 1                      -- the table
+  if used + 1 > MAXCSTACK then error(STACK_ARRAY, 0) end
   for j = 1, len do
-    t[j], i = decode(s, i, last)
+    t[j], i = decode(s, i, last, used + 1)   -- above the index
   end
   return t, i
 end
 
-local function decode_map(s, i, last, len)
+local function decode_map(s, i, last, len, used)
   local t = {}
+  used = used + 1
   for _ = 1, len do
     local k, v
-    k, i = decode(s, i, last)
-    v, i = decode(s, i, last)
+    k, i = decode(s, i, last, used)
+    v, i = decode(s, i, last, used + 1)
     -- lua_settable's own errors: no position (raised inside C)
     if k == nil then error({ "table index is nil" }, 0) end
     if k ~= k then error({ "table index is NaN" }, 0) end
@@ -275,13 +331,14 @@ local function signed(v, bits)
   return v
 end
 
-decode = function(s, i, last)
+decode = function(s, i, last, used)
   need(i, 1, last)
+  if used + 1 > MAXCSTACK then error(STACK_TYPE, 0) end
   local c = byte(s, i)
   if c < 128 then return c, i + 1
   elseif c >= 0xe0 then return c - 256, i + 1
-  elseif c < 0x90 then return decode_map(s, i + 1, last, c - 0x80)
-  elseif c < 0xa0 then return decode_array(s, i + 1, last, c - 0x90)
+  elseif c < 0x90 then return decode_map(s, i + 1, last, c - 0x80, used)
+  elseif c < 0xa0 then return decode_array(s, i + 1, last, c - 0x90, used)
   elseif c < 0xc0 then
     local l = c - 0xa0
     need(i, 1 + l, last)
@@ -324,16 +381,16 @@ decode = function(s, i, last)
     return sub(s, i + 5, i + 4 + l), i + 5 + l
   elseif c == 0xdc then
     need(i, 3, last)
-    return decode_array(s, i + 3, last, be_uint(s, i + 1, 2))
+    return decode_array(s, i + 3, last, be_uint(s, i + 1, 2), used)
   elseif c == 0xdd then
     need(i, 5, last)
-    return decode_array(s, i + 5, last, be_uint(s, i + 1, 4))
+    return decode_array(s, i + 5, last, be_uint(s, i + 1, 4), used)
   elseif c == 0xde then
     need(i, 3, last)
-    return decode_map(s, i + 3, last, be_uint(s, i + 1, 2))
+    return decode_map(s, i + 3, last, be_uint(s, i + 1, 2), used)
   elseif c == 0xdf then
     need(i, 5, last)
-    return decode_map(s, i + 5, last, be_uint(s, i + 1, 4))
+    return decode_map(s, i + 5, last, be_uint(s, i + 1, 4), used)
   end
   error(BADFMT, 0)
 end
@@ -365,12 +422,8 @@ local function checkstring(v, name, present)
   return v
 end
 
--- Results beyond what the C stack holds (LUAI_MAXCSTACK, 8000 slots) fail
--- there with this text; here unpack() fails near the same count.
-local TOO_MANY = "stack overflow (too many return values at once; " ..
-  "use unpack_one or unpack_limit instead.)"
-
-local function unpack_full(s, limit, offset, name)
+-- base: the stack slots unpack's own arguments hold
+local function unpack_full(s, limit, offset, base)
   local len = #s
   if offset < 0 or limit < 0 then
     error(format("Invalid request to unpack with offset of %d and limit of %d.", offset, len), 0)
@@ -382,31 +435,28 @@ local function unpack_full(s, limit, offset, name)
   local out, cnt = {}, 0
   local i = offset + 1
   while i <= len and cnt < limit do
-    local ok, v, nexti = pcall(decode, s, i, len)
+    -- the string argument, then the values so far
+    local ok, v, nexti = pcall(decode, s, i, len, base + cnt)
     if not ok then
       if v == EOF then error("Missing bytes in input.", 0) end
       if v == BADFMT then error("Bad data format in input.", 0) end
-      if type(v) == "string" and v:find("stack overflow", 1, true) then error(TOO_MANY, 0) end
-      error(v, 0)   -- a table from decode_map passes through as it is
+      error(v, 0)   -- a stack overflow text, or a table from decode_map
     end
     cnt = cnt + 1
     out[cnt] = v
     i = nexti
   end
   if not decode_all then
-    local newoff = i > len and -1 or i - 1
-    local ok, err = pcall(unpack, out, 1, cnt)
-    if not ok then error(TOO_MANY, 0) end
-    return newoff, unpack(out, 1, cnt)
+    if 1 + cnt + 1 > MAXCSTACK then error(STACK_FULL, 0) end
+    return i > len and -1 or i - 1, many(out, 1, cnt)
   end
-  local ok = pcall(unpack, out, 1, cnt)
-  if not ok then error(TOO_MANY, 0) end
-  return unpack(out, 1, cnt)
+  return many(out, 1, cnt)
 end
 
 function cmsgpack.unpack(...)
   local s = checkstring((...), "unpack", select("#", ...) >= 1)
-  return unpack_full(s, 0, 0, "unpack")
+  -- C unpack() leaves every argument on the stack
+  return unpack_full(s, 0, 0, select("#", ...))
 end
 
 function cmsgpack.unpack_one(...)
@@ -415,7 +465,7 @@ function cmsgpack.unpack_one(...)
   local offset = 0
   if off ~= nil then offset = checkinteger(off, 2, "unpack_one", true) end
   s = checkstring(s, "unpack_one", nargs >= 1)
-  return unpack_full(s, 1, offset, "unpack_one")
+  return unpack_full(s, 1, offset, 1)
 end
 
 function cmsgpack.unpack_limit(...)
@@ -425,7 +475,7 @@ function cmsgpack.unpack_limit(...)
   local offset = 0
   if off ~= nil then offset = checkinteger(off, 3, "unpack_limit", true) end
   s = checkstring(s, "unpack_limit", nargs >= 1)
-  return unpack_full(s, limit, offset, "unpack_limit")
+  return unpack_full(s, limit, offset, 1)
 end
 
 for k, v in pairs(cmsgpack) do
