@@ -39,8 +39,11 @@ local MAGIC = 6755399441055744.0   -- 2^52 + 2^51
 -- unsigned 32-bit pattern of v; `name`/`i` only for the error text
 local function barg(v, i, name, present, lvl)
   lvl = lvl or 3   -- the caller of the library function, seen from here
-  local n = nil
-  if type(v) == "number" or type(v) == "string" then n = tonumber(v) end
+  local n = v
+  if type(v) ~= "number" then
+    n = nil
+    if type(v) == "string" then n = tonumber(v) end
+  end
   if n == nil then
     -- C: lua_tonumber gives 0, 0 + MAGIC has low bits 0, and 0 from a
     -- non-number is an error.
