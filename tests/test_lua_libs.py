@@ -4,16 +4,16 @@ a bare lupa Lua 5.1 state with our sources loaded and by the real
 redis-server with EVAL; the two dumps (values, or the error text) must be
 byte-identical. Generated cases use fixed seeds."""
 
+import json
 import random
 import time
 
 import pytest
 import redis
 
-lupa = pytest.importorskip("lupa")
-from lupa import lua51  # noqa: E402
+from lupa import lua51   # a runtime dependency: no skip when missing
 
-from tenantkv.scripting.lib import LIBRARIES  # noqa: E402
+from tenantkv.scripting.lib import LIBRARIES
 
 # dump(...): every returned value in one canonical string. Table keys are
 # sorted (decoded tables have no order to compare); numbers "%.17g".
@@ -278,6 +278,36 @@ def test_cjson_configuration(ref):
         assert a == b, "differs for %s\n ours:  %r\n redis: %r" % (expr, a, b)
 
 
+def py_value(rng: random.Random, depth: int = 0):
+    r = rng.random()
+    if depth < 4 and r < 0.3:
+        if rng.random() < 0.5:
+            return [py_value(rng, depth + 1) for _ in range(rng.randrange(0, 5))]
+        return {"".join(rng.choice("ab\u00e9\u20ac\U0001f600/\"\\\n\x01") for _ in range(rng.randrange(0, 5))):
+                py_value(rng, depth + 1) for _ in range(rng.randrange(0, 5))}
+    if r < 0.45:
+        return rng.choice([0, -1, 10 ** 20, -(2 ** 63), 2 ** 53 + 1, rng.randint(-10 ** 9, 10 ** 9)])
+    if r < 0.6:
+        return rng.choice([0.1, -0.0, 1e-7, 1.5e300, 5e-324, rng.uniform(-1e6, 1e6), float("nan"), float("inf")])
+    if r < 0.8:
+        return "".join(rng.choice("xyz \u00e9\u0800\U0001f600\ud800\t\x00\x7f/") for _ in range(rng.randrange(0, 8)))
+    return rng.choice([True, False, None])
+
+
+def test_cjson_decode_foreign_json(lua, ref):
+    """JSON written by Python's json (ASCII escapes with surrogate pairs,
+    raw UTF-8, indentation, NaN/Infinity): the same tables, or the same error."""
+    rng = random.Random(2024)
+    exprs = []
+    for _ in range(300):
+        text = json.dumps(py_value(rng), ensure_ascii=rng.random() < 0.5,
+                          indent=rng.choice([None, 0, 2, "\t"]),
+                          separators=rng.choice([None, (",", ":"), (" , ", " : ")]))
+        exprs.append("cjson.decode(%s)" % lua_str(text.encode("utf-8", "surrogatepass")))
+    results = compare(lua, ref, exprs)
+    assert sum(r.startswith(b"OK") for r in results) > 200
+
+
 def test_cjson_roundtrip_random(lua, ref):
     rng = random.Random(4242)
     exprs = ["cjson.decode(cjson.encode(%s))" % rand_value(rng) for _ in range(300)]
@@ -495,6 +525,46 @@ def test_error_texts_and_stack_limits(lua, ref):
         exprs.append("#{cmsgpack.unpack(string.rep('\\129\\1', %d) .. '\\1')}" % depth)
         exprs.append("#{cmsgpack.unpack(string.rep('\\129', %d) .. '\\1\\1')}" % (2 * depth))
     compare(lua, ref, exprs)
+
+
+CALLS = [
+    "cjson.encode({1, {a = 'x/y', b = {true, false, cjson.null}}, 1.5, 1/3})",
+    "cjson.decode('[1, \"\\\\u00e9\", {\"a\": -1e5}, 0x10]')", "cjson.decode('[1,')", "cjson.encode({[true] = 1})",
+    "cjson.new().encode_number_precision(3)", "cjson.encode(1, 2)",
+    "cmsgpack.pack({1, 2, {a = 1.5}}, 0.1, -5, 2^40, 'x', true)", "cmsgpack.unpack('\\146\\1\\2\\3')",
+    "cmsgpack.unpack_limit('\\1\\2\\3', 2)", "cmsgpack.unpack('\\193')", "cmsgpack.unpack(12)",
+    "bit.band(1, 3, 7)", "bit.tohex(255, -4)", "bit.rol(1, 3)", "bit.band({})",
+    "struct.pack('>!4 b i d s', 1, 2, 1.5, 'zz')", "struct.unpack('b c0', '\\3abc')", "struct.pack('z')",
+]
+
+
+SABOTAGED = ["string.format", "string.match", "string.find", "string.sub", "string.byte", "string.char",
+             "string.rep", "string.gsub", "string.reverse", "string.lower", "table.concat", "math.floor",
+             "math.frexp", "math.ldexp", "pairs", "ipairs", "next", "type", "tostring", "tonumber", "unpack",
+             "rawset", "rawget", "setmetatable", "getmetatable", "debug", "newproxy", "error"]
+
+
+def test_libraries_survive_a_changed_environment():
+    """A script that replaces string functions and globals after loading
+    (in its own state) does not change what the libraries do: they keep
+    what they use from load time."""
+    clean = ours(new_lua(), CALLS)
+    save = "".join("local saved%d = %s\n" % (i, name) for i, name in enumerate(SABOTAGED))
+    wipe = "".join("%s = nil\n" % name for name in SABOTAGED)
+    restore = "".join("%s = saved%d\n" % (name, i) for i, name in enumerate(SABOTAGED))
+    body = ",\n".join("function() return N(%s) end" % e for e in CALLS)
+    script = (PRELUDE + "local cases = {\n" + body + "\n}\n" + save + wipe +
+              "local raw = {}\nfor i = 1, #cases do raw[#raw + 1] = {pcall(cases[i])} end\n" + restore +
+              "local res = {}\nfor i, r in ipairs(raw) do\n"
+              "  res[i] = run(function() if not r[1] then error(r[2], 0) end return r[2] end)\nend\n"
+              "return res\n")
+    lua = new_lua()
+    chunk = lua.globals()[b"loadstring"](script.encode(), b"@user_script")
+    assert not isinstance(chunk, tuple), chunk
+    table = chunk()
+    sabotaged = [table[i + 1] for i in range(len(CALLS))]
+    assert sabotaged == clean
+    assert any(r.startswith(b"ERR") for r in clean) and any(r.startswith(b"OK") for r in clean)
 
 
 def test_libraries_are_package_data():

@@ -2,9 +2,13 @@
 -- Every value is a 32-bit pattern; results are returned signed, as LuaBitOp's
 -- BRET does. Numbers are reduced as the C barg(): add 2^52+2^51 and keep the
 -- low 32 bits of the double's bit pattern (so 1.5 -> 2, 2.5 -> 2, -1 -> -1).
-local floor, frexp, tonumber, type, select, error = math.floor, math.frexp, tonumber, type, select, error
+local floor, frexp, tonumber, tostring, type, select, error =
+  math.floor, math.frexp, tonumber, tostring, type, select, error
 local sub, char = string.sub, string.char
 local concat = table.concat
+
+-- captured at load: a script that changes `string` cannot change these
+local string_match, string_format = string.match, string.format
 
 -- C's luaL_argerror names the function as its caller called it ('enc' for
 -- `local enc = cjson.encode`, '?' from pcall); debug.getinfo, kept from
@@ -13,7 +17,7 @@ local concat = table.concat
 local getinfo = debug and debug.getinfo
 local function argmsg(msg, level)
   if not getinfo or type(msg) ~= "string" then return msg end
-  local narg, fname, extra = msg:match("^bad argument #(%d+) to '([^']*)' %((.*)%)$")
+  local narg, fname, extra = string_match(msg, "^bad argument #(%d+) to '([^']*)' %((.*)%)$")
   if not narg then return msg end
   narg = tonumber(narg)
   local ar = getinfo(level + 1, "n")
@@ -21,7 +25,7 @@ local function argmsg(msg, level)
   if ar and ar.namewhat == "method" then
     narg = narg - 1
     if narg == 0 then
-      return ("calling '%s' on bad self (%s)"):format(tostring(name), extra)
+      return string_format("calling '%s' on bad self (%s)", tostring(name), extra)
     end
   end
   if name == nil then
@@ -30,7 +34,7 @@ local function argmsg(msg, level)
     local up = getinfo(level + 2, "S")
     name = (up and up.what == "tail") and fname or "?"
   end
-  return ("bad argument #%d to '%s' (%s)"):format(narg, name, extra)
+  return string_format("bad argument #%d to '%s' (%s)", narg, name, extra)
 end
 
 local TWO32 = 4294967296
@@ -48,9 +52,9 @@ local function barg(v, i, name, present, lvl)
     -- C: lua_tonumber gives 0, 0 + MAGIC has low bits 0, and 0 from a
     -- non-number is an error.
     if present == false then
-      error(argmsg(("bad argument #%d to '%s' (number expected, got no value)"):format(i, name), lvl - 1), lvl)
+      error(argmsg(string_format("bad argument #%d to '%s' (number expected, got no value)", i, name), lvl - 1), lvl)
     end
-    error(argmsg(("bad argument #%d to '%s' (number expected, got %s)"):format(i, name, type(v)), lvl - 1), lvl)
+    error(argmsg(string_format("bad argument #%d to '%s' (number expected, got %s)", i, name, type(v)), lvl - 1), lvl)
   end
   local y = n + MAGIC
   if y >= 4503599627370496 and y < 9007199254740992 then

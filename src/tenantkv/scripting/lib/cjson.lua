@@ -3,13 +3,16 @@
 -- decode (strtod's hex, inf, nan), sparse arrays refused (ratio 2, safe 10),
 -- nesting limited to 1000 both ways. The configuration functions are kept
 -- and change the same settings.
-local type, next, select, error, tonumber, tostring, pcall, rawset, rawget, ipairs =
-  type, next, select, error, tonumber, tostring, pcall, rawset, rawget, ipairs
+local type, next, select, error, tonumber, tostring, pcall, rawset, rawget, ipairs, pairs =
+  type, next, select, error, tonumber, tostring, pcall, rawset, rawget, ipairs, pairs
 local floor, huge = math.floor, math.huge
 local byte, char, sub, find, format, gsub, lower =
   string.byte, string.char, string.sub, string.find, string.format, string.gsub, string.lower
 local concat = table.concat
 local unpack = unpack
+
+-- captured at load: a script that changes `string` cannot change these
+local string_match, string_format = string.match, string.format
 
 -- C's luaL_argerror names the function as its caller called it ('enc' for
 -- `local enc = cjson.encode`, '?' from pcall); debug.getinfo, kept from
@@ -18,7 +21,7 @@ local unpack = unpack
 local getinfo = debug and debug.getinfo
 local function argmsg(msg, level)
   if not getinfo or type(msg) ~= "string" then return msg end
-  local narg, fname, extra = msg:match("^bad argument #(%d+) to '([^']*)' %((.*)%)$")
+  local narg, fname, extra = string_match(msg, "^bad argument #(%d+) to '([^']*)' %((.*)%)$")
   if not narg then return msg end
   narg = tonumber(narg)
   local ar = getinfo(level + 1, "n")
@@ -26,7 +29,7 @@ local function argmsg(msg, level)
   if ar and ar.namewhat == "method" then
     narg = narg - 1
     if narg == 0 then
-      return ("calling '%s' on bad self (%s)"):format(tostring(name), extra)
+      return string_format("calling '%s' on bad self (%s)", tostring(name), extra)
     end
   end
   if name == nil then
@@ -35,7 +38,7 @@ local function argmsg(msg, level)
     local up = getinfo(level + 2, "S")
     name = (up and up.what == "tail") and fname or "?"
   end
-  return ("bad argument #%d to '%s' (%s)"):format(narg, name, extra)
+  return string_format("bad argument #%d to '%s' (%s)", narg, name, extra)
 end
 
 -- C errors (luaL_error) carry the position of the Lua code that called the

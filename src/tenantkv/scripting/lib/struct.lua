@@ -28,6 +28,9 @@ local function many(t, i, j)
     many(t, i + 100, j)
 end
 
+-- captured at load: a script that changes `string` cannot change these
+local string_match, string_format = string.match, string.format
+
 -- C's luaL_argerror names the function as its caller called it ('enc' for
 -- `local enc = cjson.encode`, '?' from pcall); debug.getinfo, kept from
 -- load time, finds the same name. `level`: the library function, counted
@@ -35,7 +38,7 @@ end
 local getinfo = debug and debug.getinfo
 local function argmsg(msg, level)
   if not getinfo or type(msg) ~= "string" then return msg end
-  local narg, fname, extra = msg:match("^bad argument #(%d+) to '([^']*)' %((.*)%)$")
+  local narg, fname, extra = string_match(msg, "^bad argument #(%d+) to '([^']*)' %((.*)%)$")
   if not narg then return msg end
   narg = tonumber(narg)
   local ar = getinfo(level + 1, "n")
@@ -43,7 +46,7 @@ local function argmsg(msg, level)
   if ar and ar.namewhat == "method" then
     narg = narg - 1
     if narg == 0 then
-      return ("calling '%s' on bad self (%s)"):format(tostring(name), extra)
+      return string_format("calling '%s' on bad self (%s)", tostring(name), extra)
     end
   end
   if name == nil then
@@ -52,7 +55,7 @@ local function argmsg(msg, level)
     local up = getinfo(level + 2, "S")
     name = (up and up.what == "tail") and fname or "?"
   end
-  return ("bad argument #%d to '%s' (%s)"):format(narg, name, extra)
+  return string_format("bad argument #%d to '%s' (%s)", narg, name, extra)
 end
 
 -- C errors (luaL_error) carry the position of the Lua code that called the
