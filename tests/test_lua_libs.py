@@ -475,6 +475,9 @@ def test_struct_pack_unpack_size(lua, ref):
         "struct.unpack('>i12', '\\128' .. string.rep('\\0', 10) .. '\\1')",
         "struct.unpack('i9', '\\0\\0\\0\\0\\0\\0\\0\\128\\1')",
         "struct.unpack('f d', struct.pack('f d', 0/0, 0/0))", "struct.pack()", "struct.unpack('i')",
+        "struct.pack('<L', 0/0)", "struct.pack('<l', -(0/0))", "struct.pack('<f d', -(0/0), -(0/0))",
+        "struct.pack('<L', 2^64)", "struct.pack('<L', 1/0)", "struct.pack('<l', -1/0)", "struct.pack('<L', 2^70)",
+        "struct.pack('<i', 2^63)", "struct.pack('<l', -2^70)", "struct.pack('>L', 2^63 + 2^12)",
         "struct.size('s')", "struct.size('c0')", "struct.size('!4 b i d')", "struct.size('zq')",
         "struct.size('?')", "struct.size('i40')", "struct.pack(12, 1)", "struct.unpack(12, '123456789012')",
     ]

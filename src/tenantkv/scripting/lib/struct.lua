@@ -192,7 +192,8 @@ local function putinteger(n, endian, size)
   -- C: (Uinttype)(Inttype)n for n < 0, else (Uinttype)n; 64 bits at most
   local t = trunc(n)
   local hi, lo
-  if n ~= n or t >= 18446744073709551616 then hi, lo = 0, 0
+  if n ~= n then hi, lo = 2147483648, 0      -- x86-64 gcc: 0x8000000000000000
+  elseif t >= 18446744073709551616 then hi, lo = 0, 0
   elseif t < 0 then
     if t < -9223372036854775808 then hi, lo = 2147483648, 0
     else
@@ -218,7 +219,10 @@ end
 local function float_bytes(d)
   -- (float)d, round to nearest even; little endian bytes
   local sign = 0
-  if d ~= d then return "\0\0\192\255" end   -- x86's default NaN
+  if d ~= d then   -- a quiet NaN of the same sign (printf shows the sign)
+    if sub(format("%f", d), 1, 1) == "-" then return "\0\0\192\255" end
+    return "\0\0\192\127"
+  end
   if d < 0 or (d == 0 and 1 / d < 0) then sign = 2147483648; d = -d end
   local bits
   if d == huge then bits = 255 * 8388608
