@@ -6,6 +6,7 @@ byte-identical. Generated cases use fixed seeds."""
 
 import json
 import random
+import re
 import time
 
 import pytest
@@ -568,6 +569,21 @@ def test_libraries_survive_a_changed_environment():
     sabotaged = [table[i + 1] for i in range(len(CALLS))]
     assert sabotaged == clean
     assert any(r.startswith(b"ERR") for r in clean) and any(r.startswith(b"OK") for r in clean)
+
+
+def test_loaded_without_debug_and_newproxy():
+    """A state that lacks them at load time still gets a working cjson.null
+    and C's texts with the field names."""
+    runtime = lua51.LuaRuntime(encoding=None)
+    runtime.execute(b"debug = nil newproxy = nil")
+    g = runtime.globals()
+    for name, source in LIBRARIES.items():
+        g[name.encode()] = runtime.execute(source)
+    got = ours(runtime, ["cjson.encode({1, cjson.null})", "cjson.decode('[null]')[1] == cjson.null",
+                         "tostring(cjson.null)", pcalled("cjson.encode()"), pcalled("bit.band({})")])
+    assert got[:3] == [b'OK "[1,null]"', b"OK true", b'OK "userdata: (nil)"']
+    assert re.fullmatch(rb"OK \"user_script:\d+: bad argument #1 to 'encode' \(expected 1 argument\)\"", got[3])
+    assert re.fullmatch(rb"OK \"user_script:\d+: bad argument #1 to 'band' \(number expected, got table\)\"", got[4])
 
 
 def test_libraries_are_package_data():

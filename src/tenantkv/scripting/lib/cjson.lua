@@ -130,7 +130,7 @@ encode_value = function(v, buf, n, depth)
     n = n + 1; buf[n] = enc_number(v)
   elseif t == "boolean" then
     n = n + 1; buf[n] = v and "true" or "false"
-  elseif t == "table" then
+  elseif t == "table" and v ~= NULL then   -- NULL: a table without newproxy
     depth = depth + 1
     if depth > cfg.encode_max_depth then
       error(format("Cannot serialise, excessive nesting (%d)", depth), 0)
