@@ -4,7 +4,7 @@
 -- low 32 bits of the double's bit pattern (so 1.5 -> 2, 2.5 -> 2, -1 -> -1).
 local floor, frexp, tonumber, tostring, type, select, error =
   math.floor, math.frexp, tonumber, tostring, type, select, error
-local sub, char = string.sub, string.char
+local sub = string.sub
 local concat = table.concat
 
 -- captured at load: a script that changes `string` cannot change these

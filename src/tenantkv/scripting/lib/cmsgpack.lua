@@ -164,14 +164,6 @@ local function encode_number(n)
   return "\203" .. double_bits(n)
 end
 
-local function encode_bytes(s)
-  local len = #s
-  if len < 32 then return char(0xa0 + len) .. s
-  elseif len <= 255 then return char(0xd9, len) .. s
-  elseif len <= 65535 then return "\218" .. u16(len) .. s
-  else return "\219" .. u32(len) .. s end
-end
-
 local encode
 
 local function is_array(t)
