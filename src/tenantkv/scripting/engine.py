@@ -654,7 +654,9 @@ def _to_resp(v, resp3: bool, depth: int, script3: bool, rawget) -> bytes:
     if t is float:
         return b":%d\r\n" % int(v) if v == v and abs(v) != float("inf") else b":%d\r\n" % (
             -(1 << 63))
-    if v is None or not hasattr(v, "values"):   # nil, functions, userdata...
+    if v is None or lua51.lua_type(v) != "table":
+        # nil, functions, userdata (cjson.null, a full userdata here: Redis's
+        # light userdata answers a null too)...
         return b"_\r\n" if resp3 else b"$-1\r\n"
     err = rawget(v, b"err")
     if type(err) is bytes:

@@ -285,6 +285,9 @@ local function addlib(name, source)
   for k, v in pairs(env) do libenv[k] = v end
   libenv.redis = nil
   libenv._G = libenv
+  -- cjson.null is a userdata made by newproxy (the C library's NULL
+  -- lightuserdata cannot be made in Lua); scripts themselves never see it.
+  libenv.newproxy = newproxy
   setfenv_(f, libenv)
   local ok, module = pcall(f)
   if not ok then return tostring(module) end
