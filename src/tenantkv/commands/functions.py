@@ -1,0 +1,223 @@
+"""Functions: FUNCTION LOAD/DELETE/FLUSH/LIST/DUMP/RESTORE/STATS/KILL, FCALL, FCALL_RO.
+
+A tenant's libraries (scripting/functions.py, `tenant.functions`) are its
+own: another tenant's FCALL gets "Function not found", FUNCTION FLUSH,
+STATS and KILL reach only the caller's tenant (root's too: its own).
+"""
+
+from time import monotonic
+
+from tenantkv import errors
+from tenantkv.dispatch.table import command, container, subcommand
+from tenantkv.errors import CommandError
+from tenantkv.protocol.encoder import OK, SetReply, Status
+from tenantkv.scripting import engine, functions
+from tenantkv.util.glob import glob_match
+from tenantkv.util.numbers import parse_int
+
+
+def _fcall(conn, args, ro: bool):
+    libs = conn.tenant.functions
+    name = args[1]
+    lib = libs.owner.get(name) if libs is not None else None
+    if lib is None:
+        raise CommandError("ERR Function not found")
+    numkeys = parse_int(args[2])
+    if numkeys is None:
+        raise CommandError("ERR Bad number of keys provided")
+    if numkeys > len(args) - 3:
+        raise CommandError(errors.NUMKEYS_TOO_MANY)
+    if numkeys < 0:
+        raise CommandError(errors.NUMKEYS_NEGATIVE)
+    flags = lib.functions[name][0]
+    no_writes = b"no-writes" in flags
+    if ro and not no_writes:
+        raise CommandError("ERR Can not execute a script with write flag using *_ro command.")
+    scripts = engine.of(conn.tenant, conn.server)
+    libs.bind(scripts)
+    libs.caller = (list(args), monotonic())
+    return scripts.run_function(conn, name, args[3:3 + numkeys], args[3 + numkeys:],
+                                ro or no_writes)
+
+
+@command("fcall")
+def fcall(conn, args):
+    return _fcall(conn, args, False)
+
+
+@command("fcall_ro")
+def fcall_ro(conn, args):
+    return _fcall(conn, args, True)
+
+
+FUNCTION_HELP = [
+    "LOAD [REPLACE] <FUNCTION CODE>",
+    "    Create a new library with the given library name and code.",
+    "DELETE <LIBRARY NAME>",
+    "    Delete the given library.",
+    "LIST [LIBRARYNAME PATTERN] [WITHCODE]",
+    "    Return general information on all the libraries:",
+    "    * Library name",
+    "    * The engine used to run the Library",
+    "    * Library description",
+    "    * Functions list",
+    "    * Library code (if WITHCODE is given)",
+    "    It also possible to get only function that matches a pattern using LIBRARYNAME argument.",
+    "STATS",
+    "    Return information about the current function running:",
+    "    * Function name",
+    "    * Command used to run the function",
+    "    * Duration in MS that the function is running",
+    "    If no function is running, return nil",
+    "    In addition, returns a list of available engines.",
+    "KILL",
+    "    Kill the current running function.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Delete all the libraries.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the libraries.",
+    "    * SYNC: Synchronously flush the libraries.",
+    "DUMP",
+    "    Return a serialized payload representing the current libraries, can be restored using "
+    "FUNCTION RESTORE command",
+    "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
+    "    Restore the libraries represented by the given payload, it is possible to give a "
+    "restore policy to",
+    "    control how to handle existing libraries (default APPEND):",
+    "    * FLUSH: delete all existing libraries.",
+    "    * APPEND: appends the restored libraries to the existing libraries. On collision, abort.",
+    "    * REPLACE: appends the restored libraries to the existing libraries, On collision, "
+    "replace the old",
+    "      libraries with the new libraries (notice that even on this option there is a chance "
+    "of failure",
+    "      in case of functions name collision with another library).",
+]
+
+container("function", help=FUNCTION_HELP)
+
+
+@subcommand("function", "load")
+def _load(conn, args):
+    replace = False
+    pos = 2
+    while pos < len(args) - 1:
+        arg = args[pos]
+        pos += 1
+        if arg.lower() == b"replace":
+            replace = True
+            continue
+        raise CommandError("ERR Unknown option given: %s" % arg.decode("utf-8", "replace"))
+    if pos >= len(args):
+        raise CommandError("ERR Function code is missing")
+    scripts = engine.of(conn.tenant, conn.server)
+    return functions.of(conn.tenant).load(scripts, args[pos], replace)
+
+
+@subcommand("function", "delete")
+def _delete(conn, args):
+    libs = conn.tenant.functions
+    if libs is None:
+        raise CommandError("ERR Library not found")
+    libs.delete(conn.tenant.scripts, args[2])
+    return OK
+
+
+@subcommand("function", "flush")
+def _flush(conn, args):
+    if len(args) > 3 or (len(args) == 3 and args[2].lower() not in (b"async", b"sync")):
+        raise CommandError("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")
+    libs = conn.tenant.functions
+    if libs is not None:
+        libs.flush(conn.tenant.scripts)
+    return OK
+
+
+@subcommand("function", "list")
+def _list(conn, args):
+    with_code = False
+    pattern = None
+    i = 2
+    while i < len(args):
+        arg = args[i].lower()
+        if not with_code and arg == b"withcode":
+            with_code = True
+        elif pattern is None and arg == b"libraryname":
+            if i >= len(args) - 1:
+                raise CommandError("ERR library name argument was not given")
+            i += 1
+            pattern = args[i]
+        else:
+            raise CommandError("ERR Unknown argument %s" % args[i].decode("utf-8", "replace"))
+        i += 1
+    libs = conn.tenant.functions
+    reply = []
+    for name in sorted(libs.libs) if libs is not None else ():
+        if pattern is not None and not glob_match(pattern, name, True):
+            continue
+        lib = libs.libs[name]
+        entry = {b"library_name": name, b"engine": b"LUA",
+                 b"functions": [{b"name": fname, b"description": desc,
+                                 b"flags": SetReply([Status(f.decode()) for f in flags])}
+                                for fname, (flags, desc) in sorted(lib.functions.items())]}
+        if with_code:
+            entry[b"library_code"] = lib.code
+        reply.append(entry)
+    return reply
+
+
+@subcommand("function", "dump")
+def _dump(conn, args):
+    libs = conn.tenant.functions
+    return (libs or functions.Libraries()).dump()
+
+
+@subcommand("function", "restore")
+def _restore(conn, args):
+    policy = b"append"
+    if len(args) > 3:
+        policy = args[3].lower()
+        if policy not in (b"append", b"replace", b"flush"):
+            raise CommandError("ERR Wrong restore policy given, value should be either FLUSH, "
+                               "APPEND or REPLACE.")
+    scripts = engine.of(conn.tenant, conn.server)
+    functions.of(conn.tenant).restore(scripts, args[2], policy)
+    return OK
+
+
+def _running(conn):
+    """The caller's tenant's running Run, None; BUSY if it is an EVAL's."""
+    scripts = conn.tenant.scripts
+    run = scripts.running if scripts is not None else None
+    if run is None or not hasattr(run, "sha"):
+        return None
+    if not run.sha.startswith(b"\0"):
+        return False
+    return run
+
+
+@subcommand("function", "stats")
+def _stats(conn, args):
+    run = _running(conn)
+    if run is False:
+        raise CommandError(errors.BUSY_SCRIPT)
+    libs = conn.tenant.functions
+    running = None
+    if run is not None:
+        caller = libs.caller[0] if libs is not None and libs.caller else []
+        running = {b"name": run.sha[1:], b"command": caller,
+                   b"duration_ms": int((monotonic() - run.start) * 1000)}
+    return {b"running_script": running,
+            b"engines": {b"LUA": {b"libraries_count": len(libs.libs) if libs else 0,
+                                  b"functions_count": len(libs.owner) if libs else 0}}}
+
+
+@subcommand("function", "kill")
+def _kill(conn, args):
+    run = _running(conn)
+    if run is False:
+        raise CommandError(errors.BUSY_SCRIPT)
+    if run is None:
+        raise CommandError(errors.NOTBUSY)
+    conn.tenant.scripts.kill(conn)
+    return OK
