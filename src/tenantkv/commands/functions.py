@@ -16,6 +16,22 @@ from tenantkv.util.glob import glob_match
 from tenantkv.util.numbers import parse_int
 
 
+def _logged(conn, args) -> None:
+    """A FUNCTION LOAD/DELETE/FLUSH/RESTORE that changed the libraries goes
+    to the log as itself (containers' subcommands are not wrapped by
+    dispatch/observers.py; a library's code is deterministic to replay)."""
+    journal = conn.server.events.journal
+    if journal is not None:
+        journal.emit(conn.tenant.name, conn.db.index, args)
+
+
+def _writable(conn) -> None:
+    """Refused as every write while the server cannot persist (MISCONF)."""
+    denied = conn.server.events.denied
+    if denied is not None:
+        raise CommandError(denied)
+
+
 def _fcall(conn, args, ro: bool):
     libs = conn.tenant.functions
     name = args[1]
@@ -110,8 +126,13 @@ def _load(conn, args):
         raise CommandError("ERR Unknown option given: %s" % arg.decode("utf-8", "replace"))
     if pos >= len(args):
         raise CommandError("ERR Function code is missing")
+    _writable(conn)
     scripts = engine.of(conn.tenant, conn.server)
-    return functions.of(conn.tenant).load(scripts, args[pos], replace)
+    # No time limit when the log replays it (Redis: mustObeyClient).
+    name = functions.of(conn.tenant).load(scripts, args[pos], replace,
+                                          timeout=conn.transport is not None)
+    _logged(conn, args)
+    return name
 
 
 @subcommand("function", "delete")
@@ -119,7 +140,9 @@ def _delete(conn, args):
     libs = conn.tenant.functions
     if libs is None:
         raise CommandError("ERR Library not found")
+    _writable(conn)
     libs.delete(conn.tenant.scripts, args[2])
+    _logged(conn, args)
     return OK
 
 
@@ -127,9 +150,11 @@ def _delete(conn, args):
 def _flush(conn, args):
     if len(args) > 3 or (len(args) == 3 and args[2].lower() not in (b"async", b"sync")):
         raise CommandError("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")
+    _writable(conn)
     libs = conn.tenant.functions
     if libs is not None:
         libs.flush(conn.tenant.scripts)
+    _logged(conn, args)
     return OK
 
 
@@ -180,8 +205,11 @@ def _restore(conn, args):
         if policy not in (b"append", b"replace", b"flush"):
             raise CommandError("ERR Wrong restore policy given, value should be either FLUSH, "
                                "APPEND or REPLACE.")
+    _writable(conn)
     scripts = engine.of(conn.tenant, conn.server)
-    functions.of(conn.tenant).restore(scripts, args[2], policy)
+    functions.of(conn.tenant).restore(scripts, args[2], policy,
+                                      timeout=conn.transport is not None)
+    _logged(conn, args)
     return OK
 
 

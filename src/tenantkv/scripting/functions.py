@@ -171,7 +171,7 @@ class Libraries:
 
     # -- FUNCTION LOAD / DELETE / FLUSH ----------------------------------------
 
-    def load(self, scripts, code: bytes, replace: bool) -> bytes:
+    def load(self, scripts, code: bytes, replace: bool, timeout: bool = True) -> bytes:
         name, lua_code = metadata(code)
         old = self.libs.get(name)
         if old is not None and not replace:
@@ -182,7 +182,7 @@ class Libraries:
         if old is None and len(self.libs) >= MAX_LIBRARIES:
             raise CommandError(errors.FUNCTIONS_COUNT_LIMIT % MAX_LIBRARIES)
         self.bind(scripts)
-        functions = self._compile(scripts, lua_code)
+        functions = self._compile(scripts, lua_code, timeout)
         for fname in sorted(functions):
             lib = self.owner.get(fname)
             if lib is not None and lib is not old:
@@ -236,7 +236,7 @@ class Libraries:
         body = b"".join(parts)
         return body + struct.pack(">I", zlib.crc32(body))
 
-    def restore(self, scripts, payload: bytes, policy: bytes) -> None:
+    def restore(self, scripts, payload: bytes, policy: bytes, timeout: bool = True) -> None:
         codes = parse_dump(payload)
         before = [lib.code for lib in self.libs.values()]
         try:
@@ -248,12 +248,12 @@ class Libraries:
                     if name in self.libs:
                         raise CommandError("ERR Library %s already exists" % name.decode())
             for code in codes:
-                self.load(scripts, code, replace=policy == b"replace")
+                self.load(scripts, code, policy == b"replace", timeout)
         except CommandError:
             # all or nothing, as Redis: back to the libraries before
             self.flush(scripts)
             for code in before:
-                self.load(scripts, code, replace=False)
+                self.load(scripts, code, False, False)
             raise
 
 

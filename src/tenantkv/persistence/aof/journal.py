@@ -124,6 +124,7 @@ class Journal:
         commands (KDB LOAD, DEBUG RELOAD): log each one's data as it is now."""
         for tenant in tenants:
             self.emit(tenant.name, 0, [b"FLUSHALL"])
+            self.emit(tenant.name, 0, [b"FUNCTION", b"FLUSH"])   # FLUSHALL keeps them
             self._raw(dataset_records({tenant.name: tenant}))
 
     def keys_set(self, tenant, keys) -> None:
