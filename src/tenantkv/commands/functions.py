@@ -32,12 +32,20 @@ def _writable(conn) -> None:
         raise CommandError(denied)
 
 
+def _admit(conn) -> None:
+    """FUNCTION LOAD/RESTORE are denyoom (maxmemory, the tenant's memory
+    quota), as Redis; containers' subcommands are not metered by dispatch."""
+    meter = conn.server.events.meter
+    if meter is not None:
+        meter.admit(conn, lambda: False)
+
+
 def _fcall(conn, args, ro: bool):
     libs = conn.tenant.functions
-    name = args[1]
-    lib = libs.owner.get(name) if libs is not None else None
-    if lib is None:
+    found = libs.owner.get(args[1].lower()) if libs is not None else None
+    if found is None:
         raise CommandError("ERR Function not found")
+    lib, name = found
     numkeys = parse_int(args[2])
     if numkeys is None:
         raise CommandError("ERR Bad number of keys provided")
@@ -49,6 +57,17 @@ def _fcall(conn, args, ro: bool):
     no_writes = b"no-writes" in flags
     if ro and not no_writes:
         raise CommandError("ERR Can not execute a script with write flag using *_ro command.")
+    # allow-oom only spares the function this refusal: its writes still meet
+    # maxmemory (dispatch's meter), so no tenant pushes the server past it.
+    if not (no_writes or b"allow-oom" in flags):
+        # As Redis (scriptPrepareForRun): refused whole, not at its first write.
+        try:
+            _admit(conn)
+        except CommandError as exc:
+            if not exc.message.startswith("OOM"):
+                raise
+            raise CommandError("OOM allow-oom flag is not set on the script, can not run it "
+                               "when used memory > 'maxmemory'")
     scripts = engine.of(conn.tenant, conn.server)
     libs.bind(scripts)
     libs.caller = (list(args), monotonic())
@@ -127,6 +146,7 @@ def _load(conn, args):
     if pos >= len(args):
         raise CommandError("ERR Function code is missing")
     _writable(conn)
+    _admit(conn)
     scripts = engine.of(conn.tenant, conn.server)
     # No time limit when the log replays it (Redis: mustObeyClient).
     name = functions.of(conn.tenant).load(scripts, args[pos], replace,
@@ -148,7 +168,9 @@ def _delete(conn, args):
 
 @subcommand("function", "flush")
 def _flush(conn, args):
-    if len(args) > 3 or (len(args) == 3 and args[2].lower() not in (b"async", b"sync")):
+    if len(args) > 3:
+        raise CommandError(errors.subcommand_syntax(args[1], "FUNCTION"))
+    if (len(args) == 3 and args[2].lower() not in (b"async", b"sync")):
         raise CommandError("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")
     _writable(conn)
     libs = conn.tenant.functions
@@ -199,6 +221,8 @@ def _dump(conn, args):
 
 @subcommand("function", "restore")
 def _restore(conn, args):
+    if len(args) > 4:
+        raise CommandError(errors.subcommand_syntax(args[1], "FUNCTION"))
     policy = b"append"
     if len(args) > 3:
         policy = args[3].lower()
@@ -206,6 +230,7 @@ def _restore(conn, args):
             raise CommandError("ERR Wrong restore policy given, value should be either FLUSH, "
                                "APPEND or REPLACE.")
     _writable(conn)
+    _admit(conn)
     scripts = engine.of(conn.tenant, conn.server)
     functions.of(conn.tenant).restore(scripts, args[2], policy,
                                       timeout=conn.transport is not None)
@@ -242,10 +267,13 @@ def _stats(conn, args):
 
 @subcommand("function", "kill")
 def _kill(conn, args):
-    run = _running(conn)
-    if run is False:
-        raise CommandError(errors.BUSY_SCRIPT)
-    if run is None:
+    scripts = conn.tenant.scripts
+    run = scripts.running if scripts is not None else None
+    if run is None or not hasattr(run, "sha"):
         raise CommandError(errors.NOTBUSY)
-    conn.tenant.scripts.kill(conn)
+    if run.wrote:   # Redis's order (scriptKill): unkillable, then the other kind's BUSY
+        raise CommandError(errors.SCRIPT_UNKILLABLE)
+    if not run.sha.startswith(b"\0"):
+        raise CommandError(errors.BUSY_SCRIPT)
+    run.killed = True
     return OK

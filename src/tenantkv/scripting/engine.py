@@ -335,6 +335,8 @@ class Scripts:
             raise CommandError(errors.NOTBUSY)
         if run.wrote:
             raise CommandError(errors.SCRIPT_UNKILLABLE)
+        if run.sha[:1] == b"\0":   # a function (run_function): FUNCTION KILL's, as Redis
+            raise CommandError(errors.BUSY_FUNCTION)
         run.killed = True
 
     def run_function(self, conn, name: bytes, keys: list, args: list, read_only: bool):

@@ -72,7 +72,7 @@ def metadata(code: bytes):
     end = code.find(b"\n")
     if end < 0:
         raise CommandError("ERR Invalid library metadata")
-    parts = code[:end].split()
+    parts = _split_args(code[:end])
     if not parts:
         raise CommandError("ERR Invalid library metadata")
     eng = parts[0][2:]
@@ -92,6 +92,32 @@ def metadata(code: bytes):
     if eng.upper() != b"LUA":
         raise CommandError("ERR Engine '%s' not found" % eng.decode("latin-1"))
     return name, code[end:]   # from the newline: the line numbers stay
+
+
+def _split_args(line: bytes):
+    """Redis's sdssplitargs, enough for a shebang: words, "double" or 'single'
+    quoted (name="foo"); None if a quote is not closed."""
+    parts, i, n = [], 0, len(line)
+    while True:
+        while i < n and line[i:i + 1].isspace():
+            i += 1
+        if i >= n:
+            return parts
+        word = bytearray()
+        while i < n and not line[i:i + 1].isspace():
+            c = line[i:i + 1]
+            if c in (b'"', b"'"):
+                close = line.find(c, i + 1)
+                if close < 0:
+                    return None
+                word += line[i + 1:close]
+                i = close + 1
+                if i < n and not line[i:i + 1].isspace():
+                    return None   # a closing quote must end the word
+            else:
+                word += c
+                i += 1
+        parts.append(bytes(word))
 
 
 class _Loading:
@@ -116,7 +142,9 @@ class Libraries:
 
     def __init__(self) -> None:
         self.libs: dict = {}     # library name -> Library
-        self.owner: dict = {}    # function name -> Library
+        # lower-case function name -> (Library, its name): FCALL and the
+        # collisions between libraries ignore case, as Redis's functions dict
+        self.owner: dict = {}
         self.code_size = 0
         self.state = None        # the Lua state the libraries are loaded in
         self.caller = None       # the FCALL arguments running (FUNCTION STATS)
@@ -184,7 +212,7 @@ class Libraries:
         self.bind(scripts)
         functions = self._compile(scripts, lua_code, timeout)
         for fname in sorted(functions):
-            lib = self.owner.get(fname)
+            lib = self.owner.get(fname.lower(), (None,))[0]
             if lib is not None and lib is not old:
                 self._discard()
                 raise CommandError("ERR Function %s already exists" % fname.decode())
@@ -194,11 +222,11 @@ class Libraries:
         self._commit(name)
         if old is not None:
             for fname in old.functions:
-                del self.owner[fname]
+                del self.owner[fname.lower()]
         lib = Library(name, code, functions)
         self.libs[name] = lib
         for fname in functions:
-            self.owner[fname] = lib
+            self.owner[fname.lower()] = (lib, fname)
         self.code_size = size
         return name
 
@@ -212,7 +240,7 @@ class Libraries:
             self._unregister(name)
         del self.libs[name]
         for fname in lib.functions:
-            del self.owner[fname]
+            del self.owner[fname.lower()]
         self.code_size -= len(lib.code)
 
     def flush(self, scripts) -> None:
