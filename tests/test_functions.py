@@ -334,3 +334,21 @@ def test_restart_keeps_libraries(tmp_path, mode):
             b.fcall("w", 1, "k", "v")
     finally:
         proc.stop()
+
+
+def test_restore_shares_one_load_budget(alice):
+    """A payload of many slow libraries cannot hold the server (every tenant
+    waits while a library loads) for the sum of their budgets."""
+    import struct
+    import zlib
+    codes = [("#!lua name=slow%d\nfor i = 1, 2000000 do end\n"
+              "redis.register_function('s%d', function() return 1 end)" % (i, i)).encode()
+             for i in range(60)]
+    assert alice.function_load(codes[0]) == b"slow0"   # one alone is well within it
+    alice.function_flush()
+    body = b"TKVF\x01" + b"".join(struct.pack(">I", len(c)) + c for c in codes)
+    started = time.monotonic()
+    with pytest.raises(redis.ResponseError, match="FUNCTION LOAD timeout"):
+        alice.function_restore(body + struct.pack(">I", zlib.crc32(body)))
+    assert time.monotonic() - started < 5
+    assert alice.function_list() == []

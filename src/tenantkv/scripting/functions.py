@@ -13,7 +13,9 @@ on the next FCALL (`bind`).
 
 Bounds (a hostile tenant): MAX_LIBRARIES libraries, MAX_FUNCTIONS functions,
 MAX_CODE bytes of library code in all; loading a library's code may take
-LOAD_TIMEOUT seconds (Redis's 500 ms) and the state's memory bound.
+LOAD_TIMEOUT seconds (Redis allows 500 ms; the load runs on the loop
+thread, so every tenant would wait that long) and the state's memory
+bound; a RESTORE's libraries share one LOAD_TIMEOUT.
 
 FUNCTION DUMP's payload (tenantkv's own format): b"TKVF", a version byte
 (1), then per library its code as a 4-byte big-endian length and the
@@ -35,7 +37,7 @@ from tenantkv.scripting import engine
 MAX_LIBRARIES = 256
 MAX_FUNCTIONS = 4096
 MAX_CODE = 4 << 20
-LOAD_TIMEOUT = 0.5
+LOAD_TIMEOUT = 0.1
 FLAG_ORDER = (b"no-writes", b"allow-oom", b"allow-stale", b"no-cluster",
               b"allow-cross-slot-keys")
 DUMP_MAGIC = b"TKVF\x01"
@@ -125,8 +127,8 @@ class _Loading:
     count hook (prelude.lua) stops the code past LOAD_TIMEOUT."""
     __slots__ = ("deadline", "timed_out")
 
-    def __init__(self) -> None:
-        self.deadline = monotonic() + LOAD_TIMEOUT
+    def __init__(self, deadline) -> None:
+        self.deadline = deadline
         self.timed_out = False
 
     @property
@@ -164,16 +166,14 @@ class Libraries:
         self.state = lua
         for lib in list(self.libs.values()):   # a new state (SCRIPT FLUSH): again
             _, lua_code = metadata(lib.code)
-            self._compile(scripts, lua_code, timeout=False)
+            self._compile(scripts, lua_code, None)
             self._commit(lib.name)
 
-    def _compile(self, scripts, lua_code: bytes, timeout: bool = True) -> dict:
+    def _compile(self, scripts, lua_code: bytes, deadline) -> dict:
         """Run a library's code: its functions (staged in Lua until _commit)."""
         if scripts.running is not None:
             raise CommandError(errors.SCRIPT_IN_SCRIPT)
-        loading = _Loading()
-        if not timeout:
-            loading.deadline = float("inf")
+        loading = _Loading(float("inf") if deadline is None else deadline)
         lua = scripts.lua
         scripts.running = loading
         lua.set_max_memory(engine.MAX_MEMORY)
@@ -199,7 +199,10 @@ class Libraries:
 
     # -- FUNCTION LOAD / DELETE / FLUSH ----------------------------------------
 
-    def load(self, scripts, code: bytes, replace: bool, timeout: bool = True) -> bytes:
+    def load(self, scripts, code: bytes, replace: bool, timeout: bool = True,
+             deadline=None) -> bytes:
+        """FUNCTION LOAD: the library's name. `timeout` False: no time limit
+        (the log's replay); `deadline`: a monotonic() time shared by several."""
         name, lua_code = metadata(code)
         old = self.libs.get(name)
         if old is not None and not replace:
@@ -210,7 +213,9 @@ class Libraries:
         if old is None and len(self.libs) >= MAX_LIBRARIES:
             raise CommandError(errors.FUNCTIONS_COUNT_LIMIT % MAX_LIBRARIES)
         self.bind(scripts)
-        functions = self._compile(scripts, lua_code, timeout)
+        if timeout and deadline is None:
+            deadline = monotonic() + LOAD_TIMEOUT
+        functions = self._compile(scripts, lua_code, deadline if timeout else None)
         for fname in sorted(functions):
             lib = self.owner.get(fname.lower(), (None,))[0]
             if lib is not None and lib is not old:
@@ -266,6 +271,7 @@ class Libraries:
 
     def restore(self, scripts, payload: bytes, policy: bytes, timeout: bool = True) -> None:
         codes = parse_dump(payload)
+        deadline = monotonic() + LOAD_TIMEOUT
         before = [lib.code for lib in self.libs.values()]
         try:
             if policy == b"flush":
@@ -276,7 +282,7 @@ class Libraries:
                     if name in self.libs:
                         raise CommandError("ERR Library %s already exists" % name.decode())
             for code in codes:
-                self.load(scripts, code, policy == b"replace", timeout)
+                self.load(scripts, code, policy == b"replace", timeout, deadline)
         except CommandError:
             # all or nothing, as Redis: back to the libraries before
             self.flush(scripts)
