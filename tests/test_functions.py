@@ -352,3 +352,30 @@ def test_restore_shares_one_load_budget(alice):
         alice.function_restore(body + struct.pack(">I", zlib.crc32(body)))
     assert time.monotonic() - started < 5
     assert alice.function_list() == []
+
+
+def test_deleted_users_libraries_do_not_come_back_from_the_log(tmp_path):
+    """ACL DELUSER drops the tenant's libraries with its keys; the log says so,
+    so a replay does not bring them back into a tenant nobody owns."""
+    from conftest import ServerProcess
+    from tenantkv.persistence.kdb import format as kdb
+    locked_server(tmp_path, USERS, ROOT_PASSWORD).stop()
+
+    def start():
+        return ServerProcess(tmp_path, "--appendonly", "yes",
+                             env={"TENANTKV_AUTH__DEFAULT_USER": "off"},
+                             passwords={**USERS, "root": ROOT_PASSWORD})
+    proc = start()
+    try:
+        login(proc, "alice").function_load(LIBW)
+        login(proc, "bob").function_load(LIBG)
+        login(proc, "root").acl_deluser("alice")
+    finally:
+        proc.stop()
+    proc = start()
+    try:
+        login(proc, "root").save()
+    finally:
+        proc.stop()
+    functions = kdb.read_file(str(tmp_path / "dump.kdb")).functions
+    assert [codes for codes in functions.values()] == [[LIBG.encode()]]

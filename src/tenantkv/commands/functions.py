@@ -242,7 +242,7 @@ def _running(conn):
     """The caller's tenant's running Run, None; BUSY if it is an EVAL's."""
     scripts = conn.tenant.scripts
     run = scripts.running if scripts is not None else None
-    if run is None or not hasattr(run, "sha"):
+    if run is None or not run.sha:
         return None
     if not run.sha.startswith(b"\0"):
         return False
@@ -269,7 +269,7 @@ def _stats(conn, args):
 def _kill(conn, args):
     scripts = conn.tenant.scripts
     run = scripts.running if scripts is not None else None
-    if run is None or not hasattr(run, "sha"):
+    if run is None or not run.sha:   # not a _Loading (a library's load)
         raise CommandError(errors.NOTBUSY)
     if run.wrote:   # Redis's order (scriptKill): unkillable, then the other kind's BUSY
         raise CommandError(errors.SCRIPT_UNKILLABLE)

@@ -126,6 +126,8 @@ class _Loading:
     """Stands in the state's running slot while a library's code runs: the
     count hook (prelude.lua) stops the code past LOAD_TIMEOUT."""
     __slots__ = ("deadline", "timed_out")
+    busy = wrote = False   # read as a Run's (script_busy) should anything look
+    sha = b""
 
     def __init__(self, deadline) -> None:
         self.deadline = deadline

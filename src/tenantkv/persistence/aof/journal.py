@@ -118,6 +118,7 @@ class Journal:
     def dropped_tenant(self, name: str) -> None:
         """ACL DELUSER removed a tenant and its data."""
         self.emit(name, 0, [b"FLUSHALL"])
+        self.emit(name, 0, [b"FUNCTION", b"FLUSH"])   # its libraries too
 
     def replaced(self, tenants) -> None:
         """The data of these tenants was replaced wholesale, not by write
