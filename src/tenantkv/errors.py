@@ -599,4 +599,10 @@ SCRIPT_KILLED = "ERR Script killed by user with SCRIPT KILL..."
 SCRIPT_OOM = "ERR tenantkv: the script's Lua state is over its memory limit"
 NUMKEYS_NEGATIVE = "ERR Number of keys can't be negative"
 NUMKEYS_TOO_MANY = "ERR Number of keys can't be greater than number of args"
+# FUNCTION libraries' bounds per tenant (scripting/functions.py)
+FUNCTIONS_CODE_LIMIT = "ERR tenantkv: the libraries' code would pass %d bytes (per tenant)"
+FUNCTIONS_COUNT_LIMIT = "ERR tenantkv: more than %d function libraries (per tenant)"
+FUNCTIONS_MANY = "ERR tenantkv: more than %d functions (per tenant)"
+BUSY_FUNCTION = ("BUSY Redis is busy running a script. You can only call FUNCTION KILL or "
+                 "SHUTDOWN NOSAVE.")
 SCRIPT_IN_SCRIPT = "ERR This Redis command is not allowed from script"

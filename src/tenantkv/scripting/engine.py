@@ -346,7 +346,19 @@ class Scripts:
             raise CommandError(errors.NOTBUSY)
         if run.wrote:
             raise CommandError(errors.SCRIPT_UNKILLABLE)
+        if run.sha[:1] == b"\0":   # a function (run_function): FUNCTION KILL's, as Redis
+            raise CommandError(errors.BUSY_FUNCTION)
         run.killed = True
+
+    def run_function(self, conn, name: bytes, keys: list, args: list, read_only: bool):
+        """FCALL (scripting/functions.py): the function `name`, whose chunk
+        functions.lua keeps under b"\\0" + name, on the same path as a script."""
+        key = b"\0" + name
+        self.bodies[key] = b""   # only while run() starts: SCRIPT EXISTS never sees it
+        try:
+            return self.run(conn, key, keys, args, read_only)
+        finally:
+            del self.bodies[key]
 
     def run(self, conn, sha: bytes, keys: list, args: list, read_only: bool):
         body = self.bodies.get(sha)
@@ -437,7 +449,7 @@ class Scripts:
             lua.set_max_memory(0)
             if lua.get_memory_used() > MAX_MEMORY // 2:
                 self._gc()
-        funcname = run.sha
+        funcname = run.sha.lstrip(b"\0")   # a function's (run_function)
         if not ok:
             raise CommandError(_error_text(value, funcname, self._rawget))
         try:

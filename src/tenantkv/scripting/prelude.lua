@@ -295,4 +295,12 @@ local function addlib(name, source)
   return nil
 end
 
+-- FUNCTION libraries (scripting/functions.lua) live in this state too, so
+-- FCALL takes EVAL's path (run above, the hook, busy and kill). They get
+-- what they need from here through the state's own global table, which no
+-- script can reach; scripting/functions.py takes it out at once.
+rawset(_G, '__tenantkv_functions', function()
+  return env, function(key, f) fns[key] = f end, api, setfenv_
+end)
+
 return compile, has, flush, run, addlib
