@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-structures bench-memory bench-neighbours bench-pubsub redis-tools clean
+.PHONY: run test bench bench-structures bench-memory bench-neighbours bench-pubsub bench-scripting redis-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench-neighbours: $(STAMP)
 # PUBLISH with 1, 10 and 100 subscribers against redis-server (issue 16).
 bench-pubsub: $(STAMP) redis-tools
 	$(BIN)/python bench/pubsub.py
+
+# EVALSHA of a small script (GET + INCR), server CPU per call (issue 17).
+bench-scripting: $(STAMP) redis-tools
+	$(BIN)/python bench/scripting.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -520,12 +520,12 @@ def test_resp2_and_resp3_subscribers_of_one_message_get_their_own_encoding(srv):
         sock.close()
 
 
-def _reply_off_session(sock: socket.socket, publisher: socket.socket) -> list:
-    """Redis's "PubSub messages with CLIENT REPLY OFF": RESP3 pushes (the
-    subscribe confirmations, the messages) go out whatever the reply mode;
-    the replies (PING here) do not."""
+def _reply_off_session(sock: socket.socket, publisher: socket.socket, protocol: int) -> list:
+    """Redis's "PubSub messages with CLIENT REPLY OFF": the subscribe
+    confirmations and the messages go out whatever the reply mode (RESP2
+    arrays too: Redis's CLIENT_PUSHING); the replies (PING here) do not."""
     got = []
-    sock.sendall(resp("HELLO", "3"))
+    sock.sendall(resp("HELLO", protocol))
     read_reply(sock)
     sock.sendall(resp("CLIENT", "REPLY", "OFF") + resp("SUBSCRIBE", "channel")
                  + resp("PSUBSCRIBE", "ch*"))
@@ -539,9 +539,11 @@ def _reply_off_session(sock: socket.socket, publisher: socket.socket) -> list:
     return got
 
 
-def test_pushes_go_out_with_client_reply_off_as_redis(srv, redis_server):
-    ours = _reply_off_session(raw_login(srv, "alice"), raw_login(srv, "alice"))
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_pushes_go_out_with_client_reply_off_as_redis(srv, redis_server, protocol):
+    ours = _reply_off_session(raw_login(srv, "alice"), raw_login(srv, "alice"), protocol)
     theirs = _reply_off_session(socket.create_connection(("127.0.0.1", redis_server.port)),
-                                socket.create_connection(("127.0.0.1", redis_server.port)))
+                                socket.create_connection(("127.0.0.1", redis_server.port)),
+                                protocol)
     assert ours == theirs
-    assert ours[0].startswith(b">3\r\n$9\r\nsubscribe\r\n")
+    assert ours[0].startswith(b"*>"[protocol - 2:protocol - 1] + b"3\r\n$9\r\nsubscribe\r\n")

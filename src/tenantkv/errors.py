@@ -585,3 +585,24 @@ def user_not_found(name: bytes) -> str:
 
 def command_not_found(name: bytes) -> str:
     return "ERR Command '%s' not found" % arg_text(name)
+
+
+# -- scripting (scripting/engine.py, commands/scripting.py): Redis 7.0's texts --
+NOSCRIPT = "NOSCRIPT No matching script. Please use EVAL."
+NOTBUSY = "NOTBUSY No scripts in execution right now."
+SCRIPT_UNKILLABLE = ("UNKILLABLE Sorry the script already executed write commands against the "
+                     "dataset. You can either wait the script termination or kill the server in "
+                     "a hard way using the SHUTDOWN NOSAVE command.")
+BUSY_SCRIPT = ("BUSY Redis is busy running a script. You can only call SCRIPT KILL or "
+               "SHUTDOWN NOSAVE.")
+SCRIPT_KILLED = "ERR Script killed by user with SCRIPT KILL..."
+SCRIPT_OOM = "ERR tenantkv: the script's Lua state is over its memory limit"
+NUMKEYS_NEGATIVE = "ERR Number of keys can't be negative"
+NUMKEYS_TOO_MANY = "ERR Number of keys can't be greater than number of args"
+# FUNCTION libraries' bounds per tenant (scripting/functions.py)
+FUNCTIONS_CODE_LIMIT = "ERR tenantkv: the libraries' code would pass %d bytes (per tenant)"
+FUNCTIONS_COUNT_LIMIT = "ERR tenantkv: more than %d function libraries (per tenant)"
+FUNCTIONS_MANY = "ERR tenantkv: more than %d functions (per tenant)"
+BUSY_FUNCTION = ("BUSY Redis is busy running a script. You can only call FUNCTION KILL or "
+                 "SHUTDOWN NOSAVE.")
+SCRIPT_IN_SCRIPT = "ERR This Redis command is not allowed from script"

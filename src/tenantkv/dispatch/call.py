@@ -216,11 +216,18 @@ def _run_quiet(client, quiet: Quiet, args: list):
     if isinstance(data, Deferred):   # AUTH's check, a blocked pop: answered later, dropped then
         data.finish = _silenced(data.finish)
         return data
-    if client.resp3 and isinstance(data, bytes) and data[:1] == b">":
-        # RESP3 pushes (SUBSCRIBE's confirmations) go out whatever the reply
-        # mode, as Redis's CLIENT_PUSHING replies do.
+    if isinstance(data, bytes) and data[:1] in b"*>" and (
+            data[:1] == b">" or args[0].lower() in _PUSHING):
+        # Pub/sub confirmations (RESP2 arrays too) and RESP3 pushes go out
+        # whatever the reply mode, as Redis's CLIENT_PUSHING replies do.
         return data
     return b""
+
+
+# The commands whose replies Redis sends as CLIENT_PUSHING (pubsub.c): not
+# silenced by CLIENT REPLY OFF/SKIP, in RESP2 as in RESP3.
+_PUSHING = frozenset((b"subscribe", b"psubscribe", b"ssubscribe",
+                      b"unsubscribe", b"punsubscribe", b"sunsubscribe"))
 
 
 def execute(client, args: list):

@@ -83,7 +83,7 @@ class Tenant:
                  "_failed", "_rejected", "_errors", "error_replies", "net_input_bytes",
                  "net_output_bytes", "connections", "quota", "used_memory", "limiter", "busy", "held",
                  "_scans", "scan_names", "_scans_evicted", "channels", "notify",
-                 "tracking", "turn", "turn_used")
+                 "tracking", "turn", "turn_used", "scripts", "functions")
 
     def __init__(self, name: str, stats, databases: int = DATABASES) -> None:
         self.name = name
@@ -120,6 +120,10 @@ class Tenant:
         # Its client-side caching table (dispatch/tracking.py), None while
         # none of its clients tracks.
         self.tracking = None
+        # Its Lua state and script cache (scripting/engine.py), made on first EVAL.
+        self.scripts = None
+        # Its FUNCTION libraries (scripting/functions.py), made on first FUNCTION LOAD.
+        self.functions = None
         self.reset_stats()
 
     @property

@@ -33,6 +33,7 @@ from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.pubsub import leave_all, refresh_mode, revoked
 from tenantkv.dispatch.replies import NO_REPLY, RETRY, Deferred
 from tenantkv.dispatch.slices import charge
+from tenantkv.scripting.engine import busy_reply, script_busy
 from tenantkv.server.auth import client_group
 from tenantkv.tenancy.permissions import channel_rules
 
@@ -702,7 +703,30 @@ class Connection(asyncio.Protocol):
         (dispatch/slices.py). They run when that command ends."""
         if self.backlog is None:
             self.backlog = []
+        if script_busy(self.tenant):   # past busy-reply-threshold: -BUSY, not a wait
+            self.server.loop.call_soon(self._run_backlog)
+            return
         self.tenant.held.append(self)
+
+    def _answer_busy(self) -> None:
+        """A script of this client's tenant is past busy-reply-threshold:
+        its requests get -BUSY, but SCRIPT KILL and the few Redis allows
+        (scripting/engine.py, busy_reply), which run."""
+        backlog, error = self.backlog, self.backlog_error
+        self.backlog = self.backlog_error = None
+        for i, args in enumerate(backlog):
+            refused = busy_reply(self, args)
+            data = execute(self, args) if refused is None else encode_error(refused)
+            if isinstance(data, Deferred):   # AUTH's check: the rest waits for it
+                self.flush()
+                self._wait(data.cmd, data, backlog[i + 1:], error)
+                return
+            self.unsent.append(data)
+        self.flush()
+        if error is not None:
+            self.run([], error)
+        if not (self.paused or self.closing):
+            self.transport.resume_reading()
 
     def _run_backlog(self) -> None:
         if self.waiting is not None:
@@ -712,6 +736,9 @@ class Connection(asyncio.Protocol):
         busy = self.tenant.busy
         if busy is not None and busy is not self:
             if self.backlog is not None and not self.closing:
+                if script_busy(self.tenant):
+                    self._answer_busy()
+                    return
                 self._hold()
             return
         backlog, error = self.backlog, self.backlog_error

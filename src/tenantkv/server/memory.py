@@ -204,6 +204,7 @@ class Memory:
                     size += footprint(db, key, value)
                 db.used = size
                 used += size
+            used += _scripts_memory(tenant)
             tenant.used_memory = used
             total += used
         self.data = total
@@ -804,8 +805,19 @@ class Memory:
         for db in tenant.dbs:
             db.used = sum(footprint(db, key, value) for key, value in db.data.items())
             used += db.used
+        used += _scripts_memory(tenant)
         self.data += used - tenant.used_memory
         tenant.used_memory = used
+
+
+def _scripts_memory(tenant) -> int:
+    """The memory of the tenant's Lua state (scripting/engine.py), counted
+    as its data is; the state remembers what it counted."""
+    scripts = tenant.scripts
+    if scripts is None:
+        return 0
+    scripts.counted = scripts.memory()
+    return scripts.counted
 
 
 def _other_db(conn, args, name):

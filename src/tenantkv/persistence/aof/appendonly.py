@@ -212,7 +212,7 @@ class AppendOnly:
                     # Every key, expired or not: the log after it may touch them.
                     loaded = kdb.read_file(base, None, self.config["limits.databases"],
                                            limits=self.config.values)
-                    install(self.server, loaded.tenants)
+                    install(self.server, loaded.tenants, loaded.functions)
                     self.base_size = loaded.size
                 elif base is not None:
                     replayer.path = base
@@ -259,12 +259,15 @@ class AppendOnly:
             self.journal.flush()
         old = {name: tenant.dbs.pairs()
                for name, tenant in self.server.tenants.items()}
-        install(self.server, {})
+        old_functions = {name: [lib.code for lib in tenant.functions.libs.values()]
+                         for name, tenant in self.server.tenants.items()
+                         if getattr(tenant, "functions", None) is not None}
+        install(self.server, {}, {})
         try:
             self.load()
         except (AofError, kdb.KdbError, OSError) as exc:
             log.warning("DEBUG LOADAOF: %s", exc)
-            install(self.server, old)
+            install(self.server, old, old_functions)
             raise CommandError(errors.aof_load_failed(exc)) from None
         log.warning("Append Only File loaded by DEBUG LOADAOF")
 

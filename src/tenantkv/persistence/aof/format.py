@@ -95,6 +95,11 @@ def dataset_records(tenants: dict):
     """Yield the encoded records that rebuild every tenant's data (a base file)."""
     now = database_module.now_ms()
     for name, tenant in tenants.items():
+        libs = getattr(tenant, "functions", None)
+        if libs is not None and libs.libs:   # its FUNCTION libraries, as Redis's rewrite
+            yield encode_command([CONTEXT, name.encode("utf-8", "surrogateescape"), b"0"])
+            for lib_name in sorted(libs.libs):
+                yield encode_command([b"FUNCTION", b"LOAD", libs.libs[lib_name].code])
         for db in tenant.dbs:
             if not db.data:
                 continue

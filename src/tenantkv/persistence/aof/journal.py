@@ -118,12 +118,14 @@ class Journal:
     def dropped_tenant(self, name: str) -> None:
         """ACL DELUSER removed a tenant and its data."""
         self.emit(name, 0, [b"FLUSHALL"])
+        self.emit(name, 0, [b"FUNCTION", b"FLUSH"])   # its libraries too
 
     def replaced(self, tenants) -> None:
         """The data of these tenants was replaced wholesale, not by write
         commands (KDB LOAD, DEBUG RELOAD): log each one's data as it is now."""
         for tenant in tenants:
             self.emit(tenant.name, 0, [b"FLUSHALL"])
+            self.emit(tenant.name, 0, [b"FUNCTION", b"FLUSH"])   # FLUSHALL keeps them
             self._raw(dataset_records({tenant.name: tenant}))
 
     def keys_set(self, tenant, keys) -> None:
@@ -134,6 +136,11 @@ class Journal:
             value = db.data.get(key)
             if value is not None:
                 self._raw(key_records(key, value, db.expires.get(key)))
+
+    def append(self, records) -> None:
+        """Records made elsewhere (a script's effects, scripting/engine.py),
+        as they are."""
+        self._raw(records)
 
     def _raw(self, records) -> None:
         buf = self.buf

@@ -171,11 +171,18 @@ def record_problem(args: list, databases: int | None = None):
     cmd = COMMANDS.get(text.lower())
     if cmd is None:
         return "unknown command '%s'" % text
-    if "write" not in cmd.flags:
+    checked = cmd
+    if cmd.subcommands and len(args) > 1:   # FUNCTION LOAD: the subcommand is the write
+        checked = cmd.subcommands.get(args[1].lower())
+        if checked is None:
+            return "unknown subcommand '%s %s'" % (text, args[1].decode("latin-1"))
+        text = "%s %s" % (text, args[1].decode("latin-1"))
+    if "write" not in checked.flags:
         return "'%s' is not a write command (the log holds only writes)" % text
-    if not cmd.arity_ok(len(args)):
+    if not checked.arity_ok(len(args)) or not cmd.arity_ok(len(args)):
         return "wrong number of arguments for '%s' (%d)" % (text, len(args) - 1)
-    WRITE_COMMANDS[name] = cmd
+    if checked is cmd:   # a container is checked again for each record's subcommand
+        WRITE_COMMANDS[name] = cmd
     return None
 
 
@@ -265,7 +272,7 @@ class Replayer:
                     conn.tenant = tenant
                     conn.db = tenant.dbs[int(args[2])]
                     continue
-                cmd = known[name]
+                cmd = known.get(name) or COMMANDS[name.decode("latin-1").lower()]
             self.commands += 1
             try:
                 replay(conn, cmd, args)   # dispatch's one path, not counted as traffic

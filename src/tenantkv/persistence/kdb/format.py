@@ -66,16 +66,20 @@ from tenantkv.keyspace.zset import PACKED_MAX_BYTES, PackedZSet, ZSet
 from tenantkv.persistence.files import create_exclusive, fsync_dir, open_regular
 
 MAGIC = b"\x89KDB\r\n\x1a\n"   # PNG-style: catches text-mode and 7-bit mangling
+# Version 2 adds a tenant's FUNCTION libraries (a FUNCTIONS block); a file
+# without any is still written as version 1, which older servers read.
 VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+VERSION_FUNCTIONS = 2
+SUPPORTED_VERSIONS = (1, 2)
 
 # Block kinds. The value kinds use Redis's object type numbers (OBJ_STRING ...),
 # the same numbers DEBUG DIGEST mixes in.
 STRING, LIST, SET, ZSET_, HASH, STREAM = 0, 1, 2, 3, 4, 6
 EXPIRES = 0x40
+FUNCTIONS = 0x50   # version 2: a tenant's FUNCTION libraries, `strs(codes)`
 END = 0xFF
 KIND_NAMES = {STRING: "string", LIST: "list", SET: "set", ZSET_: "zset", HASH: "hash",
-              STREAM: "stream", EXPIRES: "expires", END: "end"}
+              STREAM: "stream", EXPIRES: "expires", FUNCTIONS: "functions", END: "end"}
 
 HEADER = struct.Struct("<8sHHIQI")        # magic, version, flags, databases, created ms, tenants
 HEADER_CRC = struct.Struct("<I")
@@ -305,6 +309,14 @@ def _dbs_of(tenant) -> list:
     return [(db.data, db.expires) if hasattr(db, "data") else db for db in tenant]
 
 
+def _codes_of(tenant) -> list:
+    """The FUNCTION LOAD payloads of a Tenant's libraries (scripting/functions.py)."""
+    libs = getattr(tenant, "functions", None)
+    if libs is None or not libs.libs:
+        return []
+    return [libs.libs[name].code for name in sorted(libs.libs)]
+
+
 def dump(tenants: dict, fileobj, now_ms: int | None = None, key_save_delay_us: int = 0) -> int:
     """Write a whole .kdb file holding `tenants` to `fileobj`; returns keys written.
     `key_save_delay_us` (rdb-key-save-delay, for tests) sleeps that long per key."""
@@ -319,17 +331,23 @@ def dump(tenants: dict, fileobj, now_ms: int | None = None, key_save_delay_us: i
 
 def _dump(tenants: dict, fileobj, now_ms, key_save_delay_us) -> int:
     now = _now_ms() if now_ms is None else now_ms
-    items = [(name, _dbs_of(t)) for name, t in tenants.items()]
-    items = [(name, dbs) for name, dbs in items if any(data for data, _ in dbs)]
-    databases = max((len(dbs) for _, dbs in items), default=0)
+    items = [(name, _dbs_of(t), _codes_of(t)) for name, t in tenants.items()]
+    items = [(name, dbs, codes) for name, dbs, codes in items
+             if codes or any(data for data, _ in dbs)]
+    databases = max((len(dbs) for _, dbs, _ in items), default=0)
     writer = _Writer(fileobj)
-    head = HEADER.pack(MAGIC, VERSION, 0, databases, now, len(items))
+    version = VERSION_FUNCTIONS if any(codes for _, _, codes in items) else VERSION
+    head = HEADER.pack(MAGIC, version, 0, databases, now, len(items))
     writer.write(head + HEADER_CRC.pack(zlib.crc32(head)))
     total = 0
-    for name, dbs in items:
+    for name, dbs, codes in items:
         encoded = name.encode("utf-8", "surrogateescape")
         writer.section_crc = 0
         writer.write(SECTION.pack(b"TSEC", len(encoded)) + encoded)
+        if codes:
+            payload: list = []
+            _strs(payload, codes)
+            writer.write(b"".join(_block(FUNCTIONS, 0, len(codes), payload)))
         for db_index, (data, expires) in enumerate(dbs):
             if not data:
                 continue
@@ -626,6 +644,7 @@ def _repeated_key(data: bytes, start: int, stop: int, index: int, expiry: bool):
 class LoadResult:
     def __init__(self, tenants: dict, keys: int, expired: int, created_ms: int, size: int) -> None:
         self.tenants = tenants      # name -> [(data, expires), ...]
+        self.functions: dict = {}   # name -> [FUNCTION LOAD payload, ...] (version 2)
         self.keys = keys            # keys loaded (after dropping expired ones)
         self.expired = expired      # keys dropped because they had expired
         self.created_ms = created_ms
@@ -767,6 +786,7 @@ def _parse_steps(data: bytes, now_ms, databases, limits=None, room=None):
 
     now = now_ms
     tenants: dict = {}
+    functions: dict = {}
     keys_seen = 0
     loaded = 0
     expired_count = 0
@@ -786,6 +806,21 @@ def _parse_steps(data: bytes, now_ms, databases, limits=None, room=None):
             kind, index, count, psize = BLOCK.unpack_from(data, at)
             if kind == END:
                 break
+            if kind == FUNCTIONS:
+                if version < VERSION_FUNCTIONS:
+                    raise KdbError("a functions block in a version %d file" % version, at)
+                if name in functions or index:
+                    raise KdbError("a second or misplaced functions block in tenant %r" % name, at)
+                block = _Reader(data, r.pos, r.pos + psize, "functions block")
+                r.pos += psize
+                # Only stored here: each is checked again as FUNCTION LOAD
+                # checks it when the server installs it (snapshot.install).
+                functions[name] = block.strs(count)
+                if block.pos != block.end:
+                    raise KdbError("%d unread bytes in a functions block"
+                                   % (block.end - block.pos), block.pos)
+                yield
+                continue
             if databases is not None and index >= databases:
                 raise KdbError("database %d in tenant %r: this server has %d databases"
                                % (index, name, databases), at)
@@ -859,7 +894,9 @@ def _parse_steps(data: bytes, now_ms, databases, limits=None, room=None):
         tenants[name] = per_db
     if keys_seen != key_total:
         raise KdbError("the end marker counts %d keys, the sections hold %d" % (key_total, keys_seen), pos)
-    return LoadResult(tenants, loaded, expired_count, created, size)
+    result = LoadResult(tenants, loaded, expired_count, created, size)
+    result.functions = functions
+    return result
 
 
 def _read_all(source) -> bytes:

@@ -32,6 +32,7 @@ from tenantkv.config import parse_save
 from tenantkv.logs import NOTICE
 from tenantkv.persistence import child as children
 from tenantkv.persistence import diskerror
+from tenantkv.persistence.aof.format import CONTEXT
 from tenantkv.persistence.kdb import format as kdb
 
 log = logging.getLogger("tenantkv.persistence")
@@ -39,10 +40,14 @@ log = logging.getLogger("tenantkv.persistence")
 RETRY_DELAY = 5   # seconds before the schedule retries a failed BGSAVE (CONFIG_BGSAVE_RETRY_DELAY)
 
 
-def install(server, tenants: dict) -> None:
+def install(server, tenants: dict, functions: dict | None = None) -> None:
     """Make `tenants` (as kdb.load() returns it) the server's whole dataset
     (tenants absent from it end up empty). Existing Tenant and Database
-    objects are kept (connections hold them), their dicts are replaced."""
+    objects are kept (connections hold them), their dicts are replaced.
+    `functions` (a LoadResult's): tenant name -> its FUNCTION libraries'
+    code, which replace every tenant's libraries; None leaves them."""
+    if functions is not None:
+        _install_functions(server, functions)
     events = getattr(server, "events", None)
     touched = []
     for name in set(server.tenants) | set(tenants):
@@ -70,12 +75,32 @@ def install(server, tenants: dict) -> None:
         events.written(touched, track=False)
 
 
+def _install_functions(server, functions: dict) -> None:
+    """Each tenant's libraries become the file's: FUNCTION FLUSH and FUNCTION
+    LOAD run through the one command path (the log's replayer), so the
+    code is checked and sandboxed as a client's would be."""
+    from tenantkv.persistence.aof.replay import Replayer
+    batch = []
+    for name in set(functions) | {n for n, t in server.tenants.items()
+                                  if getattr(t, "functions", None) is not None}:
+        batch.append([CONTEXT, name.encode("utf-8", "surrogateescape"), b"0"])
+        batch.append([b"FUNCTION", b"FLUSH"])
+        batch.extend([b"FUNCTION", b"LOAD", code] for code in functions.get(name, ()))
+    if batch:
+        events = server.events
+        journal, events.journal = events.journal, None   # not the log's news: a load
+        try:
+            Replayer(server).apply(batch)
+        finally:
+            events.journal = journal
+
+
 def load_into(server, path: str, nofollow: bool = False) -> kdb.LoadResult:
     """Read the file at `path` completely, then make it the server's dataset.
     `nofollow`: a client named the file (see kdb.read_file)."""
     result = kdb.read_file(path, int(time.time() * 1000), server.config["limits.databases"],
                            nofollow=nofollow, limits=server.config.values)
-    install(server, result.tenants)
+    install(server, result.tenants, result.functions)
     return result
 
 

@@ -1,0 +1,783 @@
+"""Lua scripting: one sandboxed Lua 5.1 state per tenant (`tenant.scripts`).
+
+The API other modules use (EVAL and friends in commands/scripting.py, later
+FUNCTION/FCALL):
+
+    scripts = engine.of(conn.tenant, conn.server)   # made on first use
+    sha = scripts.load(body)          # compile and keep; CommandError on a bad script
+    scripts.run(conn, sha, keys, args, read_only)   # the reply, or a Deferred
+
+The state (lupa.lua51, PUC Lua 5.1 as Redis) is sandboxed by prelude.lua:
+the Python bridges live only in upvalues of its closures, `debug` is gone
+before any script runs, and nothing Python is ever handed to Lua (only
+strings, numbers and tables built here).
+
+How a script runs, so that a long one does not freeze other tenants (the
+tenant is the unit of atomicity, DESIGN.md): lupa releases the GIL while
+Lua runs, so the script runs on a worker thread while the event loop serves
+everyone else; its tenant is held busy (dispatch/slices.py's `tenant.busy`:
+its other clients wait). Every `redis.call` is handed back to the loop
+thread, which runs it through dispatch (the caller's connection: tenant,
+ACL, quotas, observers: the log, WATCH, notifications), so no command ever
+runs off the loop thread. For the first SLICE seconds the loop thread waits
+for the script itself (a short script answers in the same turn, as any
+command); past that the reply is a Deferred and the loop goes on. Inside
+EXEC and on the log's internal client a script runs whole on the loop
+thread. Past busy-reply-threshold the tenant's other clients get -BUSY and
+SCRIPT KILL stops a script that has not written.
+
+The log: EVAL is not a write command, the writes its redis.call run are, so
+the log records the script's effects (inside MULTI/EXEC, so a replay is
+atomic and deterministic whatever TIME or SRANDMEMBER gave).
+"""
+
+import hashlib
+import logging
+import os
+import queue
+import threading
+from time import monotonic
+
+from lupa import lua51
+
+from tenantkv import errors
+from tenantkv.dispatch.replies import Deferred
+from tenantkv.errors import CommandError
+from tenantkv.persistence.aof.format import EXEC_RECORD, MULTI_RECORD
+from tenantkv.protocol.encoder import Raw, encode
+
+log = logging.getLogger("tenantkv.scripting")
+
+SLICE = 0.005              # the loop waits this long for a script before going on
+MAX_MEMORY = 64 << 20      # bytes a tenant's Lua state may take
+# Nesting of a reply, either way: the conversions recurse (Python's own
+# limit is ~1000 frames). Redis goes deeper; a deeper reply is refused.
+MAX_DEPTH = 400
+_PRELUDE = open(os.path.join(os.path.dirname(__file__), "prelude.lua"), "rb").read()
+_LEVELS = (logging.DEBUG, logging.INFO, logging.INFO, logging.WARNING)
+
+
+def of(tenant, server):
+    scripts = tenant.scripts
+    if scripts is None:
+        scripts = tenant.scripts = Scripts(server)
+    return scripts
+
+
+def sha1hex(body: bytes) -> bytes:
+    return hashlib.sha1(body).hexdigest().encode()
+
+
+def parse_shebang(body: bytes):
+    """(flags set or None without a shebang) of a script; CommandError as Redis."""
+    if not body.startswith(b"#!"):
+        return None
+    line = body.split(b"\n", 1)[0]
+    parts = line.split(b" ")
+    if parts[0] != b"#!lua":
+        raise CommandError("ERR Unexpected engine in script shebang: %s" % line.decode("latin-1"))
+    flags = set()
+    for part in parts[1:]:
+        if not part:
+            continue
+        if not part.startswith(b"flags="):
+            raise CommandError("ERR Unknown lua shebang option: %s" % part.decode("latin-1"))
+        for flag in part[6:].split(b","):
+            if flag and flag not in _SHEBANG_FLAGS:
+                raise CommandError("ERR Unexpected flag in script shebang: %s"
+                                   % flag.decode("latin-1"))
+            if flag:
+                flags.add(flag)
+    return flags
+
+
+_SHEBANG_FLAGS = frozenset((b"no-writes", b"allow-oom", b"allow-stale", b"no-cluster",
+                            b"allow-cross-slot-keys"))
+
+
+class Run:
+    """One script running: the connection it runs for, the hand-off between
+    its worker thread and the loop thread, and its state for the hook."""
+    __slots__ = ("conn", "sha", "read_only", "start", "wrote", "killed", "busy", "resp3",
+                 "requests", "answers", "lock", "detached", "future", "loop", "inline", "db", "effects")
+
+    def __init__(self, conn, sha, read_only) -> None:
+        self.conn = conn
+        self.sha = sha
+        self.read_only = read_only
+        self.start = monotonic()
+        self.wrote = self.killed = self.busy = self.resp3 = False
+        self.requests = queue.SimpleQueue()   # worker -> loop: ("call", args) / ("done", reply)
+        self.answers = queue.SimpleQueue()    # loop -> worker: encoded replies
+        self.lock = threading.Lock()
+        self.detached = False                 # the loop no longer waits: pump on call_soon
+        self.future = None
+        self.loop = conn.server.loop
+        self.inline = False                   # runs on the loop thread (EXEC, the log)
+        # A SELECT inside the script is the script's own, as in Redis: the
+        # caller's database is back when it ends.
+        self.db = conn.db
+        self.effects: list = []   # the log's records of its writes (_effects)
+
+
+class Scripts:
+    """A tenant's Lua state and script cache."""
+    __slots__ = ("server", "lua", "bodies", "_compile", "_has", "_flush", "_run", "running",
+                 "counted", "_rawget")
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.bodies: dict = {}   # sha (lower-case hex bytes) -> body
+        self.running = None
+        self.counted = 0   # bytes of the state counted in the tenant's used_memory
+        self._new_state()
+
+    def _new_state(self) -> None:
+        lua = lua51.LuaRuntime(register_eval=False, register_builtins=False,
+                               unpack_returned_tuples=False, encoding=None,
+                               max_memory=MAX_MEMORY)
+        self.lua = lua
+        prelude = lua.globals().loadstring(_PRELUDE, b"@redis_prelude")
+        compile_, has, flush, run, addlib = prelude(
+            self._pycall, self._pycheck, self._pylog, self._pysha1, self._pyflags)
+        for name, source in _libraries().items():
+            err = addlib(name.encode(), source)
+            if err is not None:   # a broken library must not stop scripting
+                log.error("Lua library %s failed to load: %s", name, err)
+        self._compile, self._has, self._flush, self._run = compile_, has, flush, run
+        # The bound holds only while a script runs (_call): an allocation
+        # that fails outside a protected Lua call (lupa building a table for
+        # Python) aborts the whole process (Lua's panic), so tenantkv's own
+        # work on the state is never bounded.
+        lua.set_max_memory(0)
+        self._rawget = lua.globals().rawget
+
+    # -- the bridges (called by Lua, on the thread running the script) -------
+
+    def _pysha1(self, s):
+        return sha1hex(s)
+
+    def _pylog(self, level, text):
+        log.log(_LEVELS[int(level)], "script: %s", text.decode("utf-8", "replace"))
+
+    def _pycheck(self):
+        run = self.running
+        if run is None:
+            return None
+        if run.killed:
+            return errors.SCRIPT_KILLED
+        return None
+
+    def _pyflags(self, what, value):
+        run = self.running
+        if what == b"resp" and run is not None:
+            run.resp3 = value == 3
+        return None
+
+    def _pycall(self, table):
+        run = self.running
+        try:
+            args = [_arg(a) for a in table.values()]
+        except Exception:
+            return self._error("ERR Lua redis lib command arguments must be strings or integers")
+        if run is None:
+            return self._error("ERR no script running")
+        if run.inline or threading.get_ident() == _loop_thread(run):
+            data = self._command(run, args)
+        else:
+            data = None
+            with run.lock:
+                if not run.detached:
+                    # The loop thread is blocked waiting for this script (its
+                    # first slice, Scripts.run) and cannot go on while we hold
+                    # the lock: the command runs here, saving two thread
+                    # switches per call.
+                    data = self._command(run, args)
+                else:
+                    run.requests.put(("call", args))
+                    run.loop.call_soon_threadsafe(self._pump, run)
+            if data is None:
+                data = run.answers.get()
+        lua = self.lua
+        lua.set_max_memory(0)   # building the reply must not fail half-way (see _new_state)
+        try:
+            value, _ = _parse(data, 0, lua, 0)
+        except (_TooDeep, RecursionError):
+            return self._error("ERR reached lua stack limit")
+        finally:
+            lua.set_max_memory(MAX_MEMORY)
+        return value
+
+    def _error(self, msg):
+        return self.lua.table_from({b"err": msg.encode() if type(msg) is str else msg,
+                                    b"__raise": True})
+
+    # -- the loop thread: running the commands of a script ------------------
+
+    def _command(self, run, args: list) -> bytes:
+        """A redis.call, on the loop thread: dispatch's checks for a script's
+        caller, then the one command path; the encoded reply."""
+        from tenantkv.dispatch.call import allowed, failed, crashed
+        from tenantkv.dispatch.table import find
+        conn = run.conn
+        cmd = find(args[0])
+        if cmd is None:
+            return b"-ERR Unknown Redis command called from script\r\n"
+        checked = cmd
+        if cmd.subcommands and len(args) > 1:
+            checked = cmd.subcommands.get(args[1].lower())
+            if checked is None:
+                return b"-ERR Unknown Redis command called from script\r\n"
+        if not checked.arity_ok(len(args)) or not cmd.arity_ok(len(args)):
+            return b"-ERR Wrong number of args calling Redis command from script\r\n"
+        flags = checked.flags
+        if "noscript" in flags:
+            return b"-ERR This Redis command is not allowed from script\r\n"
+        if not allowed(conn.lookup if type(conn.lookup) is dict else conn.lookup.allowed,
+                       checked, args):
+            conn.server.auth.denied(conn, checked.name, "lua")
+            return (b"-NOPERM User %s has no permissions to run the '%s' command\r\n"
+                    % (conn.user.encode() if type(conn.user) is str else conn.user,
+                       checked.name.encode()))
+        if "write" in flags:
+            if run.read_only:
+                return b"-ERR Write commands are not allowed from read-only scripts.\r\n"
+            denied = conn.server.events.denied
+            if denied is not None:
+                return b"-%s\r\n" % denied.encode()
+        if "denyoom" in flags and not run.wrote:
+            meter = conn.server.events.meter
+            if meter is not None:
+                try:
+                    data = conn.db.data
+                    meter.admit(conn, lambda: any(args[i] not in data
+                                                  for i in checked.keys_of(args)))
+                except CommandError as exc:
+                    return b"-%s\r\n" % exc.message.encode()
+        journal = None
+        if "write" in flags:
+            run.wrote = True
+            journal = conn.server.events.journal
+            if journal is not None:
+                # The log's records of this command are the script's: cut
+                # here, they go to the log together at its end (_effects).
+                journal.tenant, journal.index = None, -1
+                mark = len(journal.buf)
+        start = monotonic()
+        try:
+            reply = cmd.handler(conn, args)
+            if isinstance(reply, Deferred):   # a blocking form: scripts may not wait
+                reply.future.cancel()
+                data = b"-ERR This Redis command is not allowed from script\r\n"
+            elif type(reply) is bytes:
+                data = b"$%d\r\n%s\r\n" % (len(reply), reply)
+            else:
+                data = encode(reply, run.resp3)
+        except CommandError as exc:
+            data = failed(conn, cmd, exc.message)
+        except Exception as exc:
+            data = crashed(conn, cmd, exc)
+        finally:
+            if journal is not None:
+                run.effects += journal.buf[mark:]
+                del journal.buf[mark:]
+                journal.tenant, journal.index = None, -1
+        cmd.calls += 1
+        cmd.usec += (monotonic() - start) * 1e6
+        conn.tenant.count(conn.tenant.calls, cmd)
+        return data
+
+    def _pump(self, run) -> None:
+        """Serve the script's requests waiting for the loop thread (detached)."""
+        while True:
+            try:
+                kind, value = run.requests.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "call":
+                run.answers.put(self._command(run, value))
+            else:
+                self._finished(run)
+                if not run.future.done():
+                    run.future.set_result(value)
+                return
+
+    def _finished(self, run) -> None:
+        from tenantkv.dispatch.slices import _release
+        self.running = None
+        run.conn.db = run.db
+        _effects(run)
+        self.account(run.conn.tenant)
+        tenant = run.conn.tenant
+        if tenant.busy is run.conn:
+            _release(tenant)
+
+    # -- public ---------------------------------------------------------------
+
+    def load(self, body: bytes) -> bytes:
+        sha = sha1hex(body)
+        if sha not in self.bodies:
+            parse_shebang(body)
+            code = body
+            if body.startswith(b"#!"):   # the shebang line is not Lua: keep the line count
+                code = b"--" + body
+            err = self._compile(sha, code)
+            if err is not None:
+                raise CommandError("ERR Error compiling script (new function): %s"
+                                   % err.decode("utf-8", "replace"))
+            self.bodies[sha] = body
+        return sha
+
+    def exists(self, sha: bytes) -> bool:
+        return sha.lower() in self.bodies
+
+    def flush(self, tenant=None) -> None:
+        """SCRIPT FLUSH: the scripts, and a fresh Lua state, as Redis."""
+        if self.running is not None:
+            raise CommandError(errors.SCRIPT_IN_SCRIPT)
+        self.bodies.clear()
+        self._new_state()
+        if tenant is not None:
+            self.account(tenant)
+
+    def kill(self, conn) -> None:
+        run = self.running
+        if run is None:
+            raise CommandError(errors.NOTBUSY)
+        if run.wrote:
+            raise CommandError(errors.SCRIPT_UNKILLABLE)
+        if run.sha[:1] == b"\0":   # a function (run_function): FUNCTION KILL's, as Redis
+            raise CommandError(errors.BUSY_FUNCTION)
+        run.killed = True
+
+    def run_function(self, conn, name: bytes, keys: list, args: list, read_only: bool):
+        """FCALL (scripting/functions.py): the function `name`, whose chunk
+        functions.lua keeps under b"\\0" + name, on the same path as a script."""
+        key = b"\0" + name
+        self.bodies[key] = b""   # only while run() starts: SCRIPT EXISTS never sees it
+        try:
+            return self.run(conn, key, keys, args, read_only)
+        finally:
+            del self.bodies[key]
+
+    def run(self, conn, sha: bytes, keys: list, args: list, read_only: bool):
+        body = self.bodies.get(sha)
+        if body is None:
+            raise CommandError(errors.NOSCRIPT)
+        if self.running is not None:   # a script calling EVAL: refused as Redis
+            raise CommandError(errors.SCRIPT_IN_SCRIPT)
+        flags = parse_shebang(body)
+        if flags is not None:
+            if b"no-writes" in flags:
+                read_only = True
+            elif b"allow-oom" not in flags:
+                # Redis 7: a script that declares its flags and not allow-oom
+                # is refused as a whole over maxmemory (or its quota), before
+                # it runs; one without a shebang is checked at its first write.
+                meter = conn.server.events.meter
+                if meter is not None:
+                    meter.admit(conn, _creates)
+        run = Run(conn, sha, read_only)
+        run.resp3 = False
+        lua = self.lua
+        keys_t = lua.table_from(keys)
+        args_t = lua.table_from(args)
+        server = conn.server
+        self.running = run
+        if conn.transport is None or server.events.in_exec:
+            run.inline = True
+            try:
+                result = self._call(run, keys_t, args_t)
+            finally:
+                self.running = None
+                conn.db = run.db
+                _effects(run)
+                self.account(conn.tenant)
+            return result
+        future = run.future = run.loop.create_future()
+        tenant = conn.tenant
+        tenant.busy = conn
+        _submit(self._work, run, keys_t, args_t)
+        deadline = monotonic() + SLICE
+        while True:   # wait for the script itself a little: most answer now
+            remaining = deadline - monotonic()
+            try:
+                kind, value = run.requests.get(timeout=max(remaining, 0))
+            except queue.Empty:
+                with run.lock:
+                    run.detached = True
+                    pending = not run.requests.empty()
+                if pending:
+                    run.loop.call_soon(self._pump, run)
+                threshold = server.config.values.get((None, "busy-reply-threshold"), 5000)
+                run.loop.call_later(max(threshold / 1000 - (monotonic() - run.start), 0),
+                                    _mark_busy, run)
+                return Deferred(future, _same)
+            if kind == "call":
+                run.answers.put(self._command(run, value))
+            else:
+                self._finished(run)
+                if isinstance(value, CommandError):
+                    raise value
+                return value
+
+    def _work(self, run, keys_t, args_t) -> None:
+        try:
+            result = self._call(run, keys_t, args_t)
+        except BaseException as exc:   # a CommandError or a bug: the caller answers it
+            if not isinstance(exc, CommandError):
+                log.error("error running a script", exc_info=exc)
+            result = exc if isinstance(exc, CommandError) else CommandError(
+                errors.internal_error("eval", exc))
+        with run.lock:
+            run.requests.put(("done", result))
+            if run.detached:
+                run.loop.call_soon_threadsafe(self._pump, run)
+
+    def _call(self, run, keys_t, args_t):
+        """Run the script (on whichever thread): its reply (a Raw), or raise
+        CommandError with Redis's text."""
+        lua = self.lua
+        lua.set_max_memory(MAX_MEMORY)
+        try:
+            ok, value = self._run(run.sha, keys_t, args_t)
+        except lua51.LuaMemoryError:
+            raise CommandError(errors.SCRIPT_OOM)
+        except lua51.LuaError as exc:
+            raise CommandError("ERR Error running script: %s" % exc)
+        finally:
+            lua.set_max_memory(0)
+            if lua.get_memory_used() > MAX_MEMORY // 2:
+                self._gc()
+        funcname = run.sha.lstrip(b"\0")   # a function's (run_function)
+        if not ok:
+            raise CommandError(_error_text(value, funcname, self._rawget))
+        try:
+            # The reply is in the caller's protocol (redis.setresp is about
+            # what redis.call gives the script), as Redis.
+            return Raw(_to_resp(value, run.conn.resp3, 0, run.resp3, self._rawget))
+        except (_TooDeep, RecursionError):
+            raise CommandError("ERR reached lua stack limit")
+
+    def _gc(self) -> None:
+        try:
+            self.lua.execute("collectgarbage('collect')")
+        except Exception:
+            pass
+
+    def memory(self) -> int:
+        return self.lua.get_memory_used() or 0
+
+    def account(self, tenant) -> None:
+        """Count the state's memory in the tenant's used_memory while the
+        memory accounting is on (server/memory.py): what a script leaves in
+        its state (a table kept in a library's table) is the tenant's."""
+        meter = self.server.events.meter
+        if meter is None:
+            return
+        used = self.memory()
+        delta = used - self.counted
+        if delta:
+            self.counted = used
+            tenant.used_memory += delta
+            meter.data += delta
+
+
+def _effects(run) -> None:
+    """The script's writes go to the log as one MULTI ... EXEC (Redis logs
+    a script as its effects), whatever loop turns it took: a replay runs all
+    or nothing of it, and gets what TIME or SRANDMEMBER gave the script."""
+    effects = run.effects
+    if not effects:
+        return
+    run.effects = []
+    journal = run.conn.server.events.journal
+    if journal is None:
+        return
+    if journal.multi_mark is not None:   # inside EXEC: already one transaction
+        journal.append(effects)
+    else:
+        journal.append([MULTI_RECORD, *effects, EXEC_RECORD])
+
+
+_LIBS: list = []
+
+
+def _libraries() -> dict:
+    """The Lua libraries Redis loads (cjson, cmsgpack, struct, bit): name ->
+    Lua source returning the module (scripting/lib, LIBRARIES), once."""
+    if not _LIBS:
+        try:
+            from tenantkv.scripting.lib import LIBRARIES
+        except ImportError:   # not there yet (issue 17, part B)
+            LIBRARIES = {}
+        _LIBS.append({name: (src.encode() if isinstance(src, str) else src)
+                      for name, src in LIBRARIES.items()})
+    return _LIBS[0]
+
+
+# The threads scripts run on: daemon threads (a runaway script must not keep
+# a stopping server alive, as a ThreadPoolExecutor's threads would), made
+# when no thread waits for work, at most WORKERS (scripts of more tenants
+# than that running at once queue behind them).
+WORKERS = 16
+_jobs: queue.SimpleQueue = queue.SimpleQueue()
+_threads: list = []
+_waiting = [0]   # threads waiting for a job
+_lock = threading.Lock()
+
+
+def _submit(fn, *args) -> None:
+    _jobs.put((fn, args))
+    with _lock:
+        spawn = _jobs.qsize() > _waiting[0] and len(_threads) < WORKERS
+        if spawn:
+            thread = threading.Thread(target=_worker, name="lua-%d" % len(_threads),
+                                      daemon=True)
+            _threads.append(thread)
+    if spawn:
+        thread.start()
+
+
+def _worker() -> None:
+    while True:
+        with _lock:
+            _waiting[0] += 1
+        fn, args = _jobs.get()
+        with _lock:
+            _waiting[0] -= 1
+        fn(*args)
+
+
+def _creates() -> bool:
+    return True
+
+
+def _same(reply):
+    if isinstance(reply, CommandError):
+        raise reply
+    return reply
+
+
+def _mark_busy(run) -> None:
+    """The script passed busy-reply-threshold: its tenant's waiting clients
+    get -BUSY now (server/connection.py asks busy_reply())."""
+    if run.future is None or run.future.done():
+        return
+    run.busy = True
+    tenant = run.conn.tenant
+    held = tenant.held
+    if held:
+        tenant.held = []
+        for conn in held:
+            conn.server.loop.call_soon(conn._run_backlog)
+
+
+_ALLOWED_BUSY = frozenset((b"script", b"function", b"shutdown", b"auth", b"hello",
+                           b"multi", b"discard", b"watch", b"unwatch", b"reset", b"quit"))
+
+
+def busy_reply(conn, args: list):
+    """While a script of conn's tenant is past its time limit: None to run
+    `args` (SCRIPT KILL and the few Redis allows), else the BUSY error."""
+    name = args[0].lower()
+    if name in _ALLOWED_BUSY:
+        if name == b"script" and (len(args) < 2 or args[1].lower() != b"kill"):
+            return errors.BUSY_SCRIPT
+        if name == b"function" and (len(args) < 2 or args[1].lower() not in (b"kill", b"stats")):
+            return errors.BUSY_SCRIPT
+        return None
+    return errors.BUSY_SCRIPT
+
+
+def script_busy(tenant) -> bool:
+    scripts = tenant.scripts
+    return scripts is not None and scripts.running is not None and scripts.running.busy
+
+
+_LOOP_THREAD: list = []
+
+
+def _loop_thread(run) -> int:
+    if not _LOOP_THREAD:
+        _LOOP_THREAD.append(threading.main_thread().ident)
+    return _LOOP_THREAD[0]
+
+
+def _arg(a) -> bytes:
+    t = type(a)
+    if t is bytes:
+        return a
+    if t is int:
+        return b"%d" % a
+    if t is float:
+        if a.is_integer() and abs(a) < 1e17:
+            return b"%d" % int(a)
+        return repr(a).encode()
+    raise TypeError
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _error_text(value, funcname: bytes, rawget) -> str:
+    """Redis's reply to a script that failed (luaCallFunction)."""
+    if hasattr(value, "values") and not isinstance(value, (bytes, dict)):
+        msg = rawget(value, b"err")
+        source, line = rawget(value, b"source"), rawget(value, b"line")
+        if type(msg) is not bytes:
+            msg = b"execution failure" if msg is None else str(msg).encode()
+        text = msg.decode("utf-8", "replace")
+        if source is not None and line is not None:
+            text += " script: %s, on %s:%s." % (funcname.decode(), source.decode("utf-8", "replace"),
+                                                 _num(line))
+        return text
+    msg = value if type(value) is bytes else b"execution failure"
+    return "ERR Error running script %s, %.100s\n" % (funcname.decode(),
+                                                      msg.decode("utf-8", "replace"))
+
+
+def _num(n) -> str:
+    return "%d" % n if type(n) is int or (type(n) is float and n.is_integer()) else str(n)
+
+
+def _bulk(b: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(b), b)
+
+
+def _to_resp(v, resp3: bool, depth: int, script3: bool, rawget) -> bytes:
+    """A Lua value -> RESP, as Redis's luaReplyToRedisReply. Tables are read
+    with rawget: a script's metatable (an __index that errors or loops)
+    must not run outside the script's protection."""
+    if depth > MAX_DEPTH:
+        raise _TooDeep
+    t = type(v)
+    if t is bytes:
+        return _bulk(v)
+    if t is bool:   # by the script's protocol (redis.setresp), then the caller's
+        if script3:
+            if resp3:
+                return b"#t\r\n" if v else b"#f\r\n"
+            return b":1\r\n" if v else b":0\r\n"
+        return b":1\r\n" if v else (b"_\r\n" if resp3 else b"$-1\r\n")
+    if t is int:
+        return b":%d\r\n" % v
+    if t is float:
+        return b":%d\r\n" % int(v) if v == v and abs(v) != float("inf") else b":%d\r\n" % (
+            -(1 << 63))
+    if v is None or lua51.lua_type(v) != "table":
+        # nil, functions, userdata (cjson.null, a full userdata here: Redis's
+        # light userdata answers a null too)...
+        return b"_\r\n" if resp3 else b"$-1\r\n"
+    err = rawget(v, b"err")
+    if type(err) is bytes:
+        return b"-%s\r\n" % _oneline(err)
+    ok = rawget(v, b"ok")
+    if type(ok) is bytes:
+        return b"+%s\r\n" % _oneline(ok)
+    double = rawget(v, b"double")
+    if type(double) in (int, float):
+        text = _double(float(double))
+        return b",%s\r\n" % text if resp3 else _bulk(text)
+    big = rawget(v, b"big_number")
+    if type(big) is bytes:
+        return b"(%s\r\n" % _oneline(big) if resp3 else _bulk(big)
+    m = rawget(v, b"map")
+    if m is not None and hasattr(m, "items"):
+        parts = [_to_resp(k, resp3, depth + 1, script3, rawget) + _to_resp(val, resp3, depth + 1, script3, rawget)
+                 for k, val in m.items()]
+        return b"%s%d\r\n%s" % (b"%" if resp3 else b"*", len(parts) * (1 if resp3 else 2),
+                                  b"".join(parts))
+    st = rawget(v, b"set")
+    if st is not None and hasattr(st, "items"):
+        parts = [_to_resp(k, resp3, depth + 1, script3, rawget) for k, _ in st.items()]
+        return b"%s%d\r\n%s" % (b"~" if resp3 else b"*", len(parts), b"".join(parts))
+    verb = rawget(v, b"verbatim_string")
+    if verb is not None and hasattr(verb, "items"):
+        fmt, text = rawget(verb, b"format"), rawget(verb, b"string")
+        if type(fmt) is bytes and type(text) is bytes:
+            if resp3:
+                return b"=%d\r\n%s:%s\r\n" % (len(text) + 4, fmt[:3], text)
+            return _bulk(text)
+    parts = []
+    i = 1
+    while True:
+        item = rawget(v, i)
+        if item is None:
+            break
+        parts.append(_to_resp(item, resp3, depth + 1, script3, rawget))
+        i += 1
+    return b"*%d\r\n%s" % (len(parts), b"".join(parts))
+
+
+def _oneline(b: bytes) -> bytes:
+    return b.replace(b"\r", b" ").replace(b"\n", b" ")
+
+
+def _double(d: float) -> bytes:
+    if d != d:
+        return b"nan"
+    if d in (float("inf"), float("-inf")):
+        return b"inf" if d > 0 else b"-inf"
+    return (b"%.17g" % d)
+
+
+def _parse(data: bytes, pos: int, lua, depth: int):
+    """An encoded RESP reply -> (Lua value, next position), as Redis's
+    redisProtocolToLuaType (RESP2 and RESP3)."""
+    if depth > MAX_DEPTH:
+        raise _TooDeep
+    kind = data[pos:pos + 1]
+    end = data.index(b"\r\n", pos)
+    head = data[pos + 1:end]
+    pos = end + 2
+    if kind == b"$":
+        n = int(head)
+        if n < 0:
+            return False, pos
+        return data[pos:pos + n], pos + n + 2
+    if kind == b":":
+        return int(head), pos
+    if kind == b"+":
+        return lua.table_from({b"ok": head}), pos
+    if kind == b"-":
+        return lua.table_from({b"err": head, b"__raise": True}), pos
+    if kind in (b"*", b"~", b">", b"%"):
+        n = int(head)
+        if n < 0:
+            return False, pos
+        if kind == b"%":
+            m = lua.table()
+            for _ in range(n):
+                k, pos = _parse(data, pos, lua, depth + 1)
+                val, pos = _parse(data, pos, lua, depth + 1)
+                m[k] = val
+            return lua.table_from({b"map": m}), pos
+        items = []
+        for _ in range(n):
+            item, pos = _parse(data, pos, lua, depth + 1)
+            items.append(item)
+        if kind == b"~":
+            s = lua.table()
+            for item in items:
+                s[item] = True
+            return lua.table_from({b"set": s}), pos
+        return lua.table_from(items), pos
+    if kind == b"_":
+        return None, pos
+    if kind == b"#":
+        return head == b"t", pos
+    if kind == b",":
+        return lua.table_from({b"double": float(head)}), pos
+    if kind == b"(":
+        return lua.table_from({b"big_number": head}), pos
+    if kind in (b"=", b"!"):
+        n = int(head)
+        body = data[pos:pos + n]
+        pos += n + 2
+        if kind == b"!":
+            return lua.table_from({b"err": body, b"__raise": True}), pos
+        return lua.table_from({b"verbatim_string": lua.table_from(
+            {b"format": body[:3], b"string": body[4:]})}), pos
+    raise ValueError("bad reply %r" % kind)

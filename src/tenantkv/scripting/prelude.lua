@@ -1,0 +1,306 @@
+-- The sandbox and the `redis` API of one tenant's Lua state (scripting/engine.py).
+-- Run once per state with the Python bridges as arguments: they live only in
+-- the locals (upvalues) of the closures below, never in a global or a table a
+-- script can reach, and the `debug` library (the only way to read an upvalue)
+-- is removed before any script runs. The bridges take and return only
+-- strings, numbers, booleans, nil and plain Lua tables.
+local pycall, pycheck, pylog, pysha1, pyflags = ...
+local dbg = debug
+local type, error, select, tostring, rawget, rawset, tonumber =
+      type, error, select, tostring, rawget, rawset, tonumber
+local setmetatable, getmetatable, pairs, concat = setmetatable, getmetatable, pairs, table.concat
+local loadstring_
+local clock = os.clock
+
+-- Bytecode is refused (a crafted chunk escapes any sandbox), as Redis does.
+local function safe_loadstring(s, name)
+  if type(s) == 'string' and s:byte(1) == 27 then
+    return nil, 'binary chunks are not allowed'
+  end
+  return loadstring_(s, name)
+end
+local function safe_load(f, name)
+  if type(f) ~= 'function' then return safe_loadstring(f, name) end
+  local parts = {}
+  while true do
+    local piece = f()
+    if piece == nil or piece == '' then break end
+    if #parts == 0 and type(piece) == 'string' and piece:byte(1) == 27 then
+      return nil, 'binary chunks are not allowed'
+    end
+    parts[#parts + 1] = piece
+  end
+  return safe_loadstring(concat(parts), name)
+end
+
+-- A script's globals are `env`, never the state's own global table (which
+-- lupa itself reads, so it must stay plain): only what Redis 7.0 offers.
+local env = {}
+for _, name in ipairs({'assert', 'error', 'ipairs', 'next', 'pairs', 'pcall', 'rawequal',
+                       'rawget', 'rawset', 'select', 'setmetatable', 'getmetatable',
+                       'tonumber', 'tostring', 'type', 'unpack', 'xpcall', 'gcinfo',
+                       '_VERSION'}) do
+  env[name] = _G[name]
+end
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+env.string = copy(string)
+env.table = copy(table)
+env.math = copy(math)
+env.coroutine = copy(coroutine)
+env.os = {clock = clock}
+env._G = env
+local setfenv_ = setfenv
+loadstring_ = function(s, name)
+  local f, err = loadstring(s, name)
+  if f then setfenv_(f, env) end
+  return f, err
+end
+env.loadstring = safe_loadstring
+env.load = safe_load
+
+-- collectgarbage limited: counting only; a script may not stop or tune the
+-- collector that bounds its own memory.
+local collect = collectgarbage
+env.collectgarbage = function(opt, arg)
+  if opt == nil or opt == 'collect' or opt == 'count' or opt == 'step' then
+    return collect(opt, arg)
+  end
+  error('collectgarbage option not allowed in scripts', 2)
+end
+
+local function pusherr(msg)
+  -- Redis's luaPushErrorBuff: "-CODE msg" keeps its code, else "ERR msg".
+  if msg:sub(1, 1) == '-' then
+    local sp = msg:find(' ', 1, true)
+    if sp then msg = msg:sub(2, sp - 1) .. ' ' .. msg:sub(sp + 1)
+    else msg = 'ERR ' .. msg:sub(2) end
+  else
+    msg = 'ERR ' .. msg
+  end
+  return {err = (msg:gsub('[\r\n]+$', ''))}
+end
+
+local function callargs(...)
+  local n = select('#', ...)
+  if n == 0 then
+    return nil, 'Please specify at least one argument for this redis lib call'
+  end
+  local args = {}
+  for i = 1, n do
+    local a = select(i, ...)
+    local t = type(a)
+    if t == 'number' then
+      args[i] = a
+    elseif t == 'string' then
+      args[i] = a
+    else
+      return nil, 'Lua redis lib command arguments must be strings or integers'
+    end
+  end
+  return args
+end
+
+local redis = {}
+redis.call = function(...)
+  local args, err = callargs(...)
+  if not args then error(pusherr(err)) end
+  local r = pycall(args)
+  if type(r) == 'table' and rawget(r, 'err') ~= nil and rawget(r, '__raise') then
+    r.__raise = nil
+    error(r)
+  end
+  return r
+end
+redis.pcall = function(...)
+  local args, err = callargs(...)
+  if not args then return pusherr(err) end
+  local r = pycall(args)
+  if type(r) == 'table' and rawget(r, '__raise') then r.__raise = nil end
+  return r
+end
+redis.error_reply = function(msg)
+  if type(msg) ~= 'string' then error({err = 'ERR wrong number or type of arguments'}) end
+  if msg:sub(1, 1) ~= '-' then msg = '-' .. msg end
+  return pusherr(msg)
+end
+redis.status_reply = function(msg)
+  if type(msg) ~= 'string' then error({err = 'ERR wrong number or type of arguments'}) end
+  return {ok = msg}
+end
+redis.sha1hex = function(s)
+  if select('#', s) ~= 1 or (type(s) ~= 'string' and type(s) ~= 'number') then
+    error({err = 'ERR wrong number of arguments'})
+  end
+  return pysha1(tostring(s))
+end
+redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
+redis.log = function(level, ...)
+  local n = select('#', ...)
+  if n == 0 then error({err = 'ERR redis.log() requires two arguments or more.'}) end
+  if type(level) ~= 'number' then error({err = 'ERR First argument must be a number (log level).'}) end
+  if level < 0 or level > 3 then error({err = 'ERR Invalid debug level.'}) end
+  local parts = {}
+  for i = 1, n do parts[i] = tostring((select(i, ...))) end
+  pylog(level, concat(parts, ' '))
+end
+redis.setresp = function(v)
+  if v ~= 2 and v ~= 3 then error({err = 'ERR RESP version must be 2 or 3.'}) end
+  pyflags('resp', v)
+end
+redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
+redis.set_repl = function(v)
+  if type(v) ~= 'number' or v < 0 or v > 3 then
+    error({err = 'ERR Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.'})
+  end
+end
+redis.replicate_commands = function() return true end
+redis.breakpoint = function() return false end
+redis.debug = function() end
+redis.acl_check_cmd = function(...)
+  local args, err = callargs(...)
+  if not args then error(pusherr(err)) end
+  local r = pyflags('acl', args)
+  if type(r) == 'table' then error(r) end
+  return r
+end
+redis.REDIS_VERSION = '7.0.15'
+redis.REDIS_VERSION_NUM = 458767
+-- redis.call must be a C function, as in Redis: a script's
+-- `return redis.call(...)` is a tail call, which would drop the script's
+-- frame (and the line its error names) if redis.call were a Lua function.
+-- So it is a coroutine.wrap (a C closure) around a loop running the call;
+-- an error kills that coroutine, and the next lookup of redis.call makes
+-- a new one.
+local cowrap, coyield, unpack_ = coroutine.wrap, coroutine.yield, unpack
+local function cfunction(impl)
+  local current
+  return function()
+    if current == nil then
+      local co
+      co = cowrap(function(...)
+        local n, args = select('#', ...), {...}
+        local function grab(...) n, args = select('#', ...), {...} end
+        while true do
+          current = nil   -- dead if impl raises
+          local r = impl(unpack_(args, 1, n))
+          current = co
+          grab(coyield(r))
+        end
+      end)
+      current = co
+    end
+    return current
+  end
+end
+local getcall = cfunction(redis.call)
+local rawset_ = rawset
+local api = redis
+env.redis = setmetatable({}, {
+  __index = function(_, k)
+    if k == 'call' then return getcall() end
+    return api[k]
+  end,
+  __newindex = function() error('Attempt to modify a readonly table', 2) end,
+  __metatable = false,
+})
+
+-- Redis's __redis__err__handler: the error as a table {err=, source=, line=}
+-- naming the script's line (not the line of a redis.* wrapper above).
+local PRELUDE = '@redis_prelude'
+local function handler(err)
+  local lvl = 2
+  local i = dbg.getinfo(lvl, 'nSl')
+  while i and (i.what == 'C' or i.source == PRELUDE) do
+    lvl = lvl + 1
+    i = dbg.getinfo(lvl, 'nSl')
+  end
+  if type(err) ~= 'table' then
+    err = {err = 'ERR ' .. tostring(err)}
+  end
+  if i then
+    err.source = i.source
+    err.line = i.currentline
+  end
+  return err
+end
+
+-- The count hook (Redis: every 100,000 instructions): the time limit and SCRIPT KILL.
+-- Once killed, it fires on every line, as Redis's: a script's pcall cannot
+-- catch the kill for good.
+local hook
+hook = function()
+  local msg = pycheck()
+  -- Not in this file's own code: an error there (run() below, after its
+  -- xpcall) would escape the script's protection.
+  if msg and dbg.getinfo(2, 'S').source ~= PRELUDE then
+    dbg.sethook(hook, 'l')
+    error({err = msg})
+  end
+end
+dbg.sethook(hook, '', 100000)
+
+-- rawset cannot go around the protection either.
+env.rawset = function(t, k, v)
+  if t == env or t == env.redis then error('Attempt to modify a readonly table', 2) end
+  return rawset_(t, k, v)
+end
+
+-- Global protection, as Redis 7.
+setmetatable(env, {
+  __index = function(_, k)
+    error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+  end,
+  __newindex = function() error('Attempt to modify a readonly table', 2) end,
+  __metatable = {},   -- a table, as Redis's getmetatable(_G) gives, but not this one
+})
+
+local fns = {}
+local xpcall_ = xpcall
+local function compile(sha, body)
+  local f, err = loadstring_(body, '@user_script')
+  if not f then return err end
+  fns[sha] = f
+  return nil
+end
+local function has(sha) return fns[sha] ~= nil end
+local function flush() fns = {} end
+local function run(sha, keys, argv)
+  rawset(env, 'KEYS', keys)
+  rawset(env, 'ARGV', argv)
+  dbg.sethook(hook, '', 100000)
+  local ok, value = xpcall_(fns[sha], handler)
+  return ok, value
+end
+-- A library (part B's scripting/lib: cjson, cmsgpack, struct, bit): its
+-- source returns its module table. It runs with globals of its own (the
+-- safe standard libraries), never the state's global table.
+local function addlib(name, source)
+  local f, err = loadstring(source, '@' .. name)
+  if not f then return err end
+  local libenv = {}
+  for k, v in pairs(env) do libenv[k] = v end
+  libenv.redis = nil
+  libenv._G = libenv
+  -- cjson.null is a userdata made by newproxy (the C library's NULL
+  -- lightuserdata cannot be made in Lua); scripts themselves never see it.
+  libenv.newproxy = newproxy
+  setfenv_(f, libenv)
+  local ok, module = pcall(f)
+  if not ok then return tostring(module) end
+  rawset(env, name, module)
+  return nil
+end
+
+-- FUNCTION libraries (scripting/functions.lua) live in this state too, so
+-- FCALL takes EVAL's path (run above, the hook, busy and kill). They get
+-- what they need from here through the state's own global table, which no
+-- script can reach; scripting/functions.py takes it out at once.
+rawset(_G, '__tenantkv_functions', function()
+  return env, function(key, f) fns[key] = f end, api, setfenv_
+end)
+
+return compile, has, flush, run, addlib
