@@ -358,3 +358,27 @@ def test_shebang_script_refused_over_quota(srv, alice):
     finally:
         root.config_set("tenant-quota-memory", "0")
         root.close()
+
+
+def _errorstats(client) -> dict:
+    return {k: v for k, v in client.info("errorstats").items() if k.startswith("errorstat_")}
+
+
+def test_script_error_replies_count_in_errorstats_as_redis(srv, redis_server):
+    """redis.error_reply and {err=...} replies are error replies: INFO
+    errorstats counts them by their first word, "ERR" for an empty one
+    (Redis's unit/scripting "LUA redis.error_reply API")."""
+    reference = redis.Redis(port=redis_server.port)
+    ours = login(srv, "alice")
+    results = []
+    for client in (ours, reference):
+        before = _errorstats(client)
+        for script in ('return redis.error_reply("MY_ERR_CODE custom msg")',
+                       'return redis.error_reply("")', "return {err='OTHER x'}"):
+            with pytest.raises(redis.ResponseError):
+                client.eval(script, 0)
+        after = _errorstats(client)
+        results.append({k: after[k]["count"] - before.get(k, {"count": 0})["count"]
+                        for k in after if after[k] != before.get(k)})
+    assert results[0] == results[1] == {"errorstat_MY_ERR_CODE": 1, "errorstat_ERR": 1,
+                                        "errorstat_OTHER": 1}

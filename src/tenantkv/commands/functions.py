@@ -71,8 +71,8 @@ def _fcall(conn, args, ro: bool):
     scripts = engine.of(conn.tenant, conn.server)
     libs.bind(scripts)
     libs.caller = (list(args), monotonic())
-    return scripts.run_function(conn, name, args[3:3 + numkeys], args[3 + numkeys:],
-                                ro or no_writes)
+    return engine.counted(conn, scripts.run_function(conn, name, args[3:3 + numkeys],
+                                                     args[3 + numkeys:], ro or no_writes))
 
 
 @command("fcall")

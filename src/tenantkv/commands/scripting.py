@@ -28,7 +28,7 @@ def _eval(conn, args, read_only: bool):
     keys, argv = _keys_args(args)
     scripts = engine.of(conn.tenant, conn.server)
     sha = scripts.load(args[1])
-    return scripts.run(conn, sha, keys, argv, read_only)
+    return engine.counted(conn, scripts.run(conn, sha, keys, argv, read_only))
 
 
 def _evalsha(conn, args, read_only: bool):
@@ -37,7 +37,7 @@ def _evalsha(conn, args, read_only: bool):
     sha = args[1].lower()
     if scripts is None or not scripts.exists(sha):
         raise CommandError(errors.NOSCRIPT)
-    return scripts.run(conn, sha, keys, argv, read_only)
+    return engine.counted(conn, scripts.run(conn, sha, keys, argv, read_only))
 
 
 @command("eval")

@@ -503,6 +503,23 @@ def _effects(run) -> None:
 _LIBS: list = []
 
 
+def counted(conn, reply):
+    """A script's reply, its error (redis.error_reply, {err=...}, a failed
+    redis.call returned as is) counted in INFO errorstats as Redis's
+    afterErrorReply counts any error reply; a Deferred's when it comes."""
+    if isinstance(reply, Deferred):
+        finish = reply.finish
+
+        def counting(value):
+            return counted(conn, finish(value))
+        reply.finish = counting
+        return reply
+    if isinstance(reply, bytes) and reply[:1] == b"-":
+        message = reply[1:reply.find(b"\r\n")].decode("utf-8", "replace")
+        conn.server.stats.error(message or "ERR", conn.tenant)
+    return reply
+
+
 def _libraries() -> dict:
     """The Lua libraries Redis loads (cjson, cmsgpack, struct, bit): name ->
     Lua source returning the module (scripting/lib, LIBRARIES), once."""
