@@ -20,7 +20,11 @@ from importlib import resources
 
 NAMES = ("cjson", "cmsgpack", "struct", "bit")
 
-LIBRARIES: dict[str, str] = {
-    name: resources.files(__name__).joinpath(name + ".lua").read_text(encoding="utf-8")
-    for name in NAMES
-}
+def _source(name: str) -> str:
+    return resources.files(__name__).joinpath(name + ".lua").read_text(encoding="utf-8")
+
+
+# Each library's chunk starts with _support.lua (argument errors, error
+# positions, many return values: what the C libraries share in lauxlib).
+_SUPPORT = _source("_support")
+LIBRARIES: dict[str, str] = {name: _SUPPORT + "\n" + _source(name) for name in NAMES}

@@ -7,36 +7,6 @@ local floor, frexp, tonumber, tostring, type, select, error =
 local sub = string.sub
 local concat = table.concat
 
--- captured at load: a script that changes `string` cannot change these
-local string_match, string_format = string.match, string.format
-
--- C's luaL_argerror names the function as its caller called it ('enc' for
--- `local enc = cjson.encode`, '?' from pcall); debug.getinfo, kept from
--- load time, finds the same name. `level`: the library function, counted
--- from the caller of argmsg.
-local getinfo = debug and debug.getinfo
-local function argmsg(msg, level)
-  if not getinfo or type(msg) ~= "string" then return msg end
-  local narg, fname, extra = string_match(msg, "^bad argument #(%d+) to '([^']*)' %((.*)%)$")
-  if not narg then return msg end
-  narg = tonumber(narg)
-  local ar = getinfo(level + 1, "n")
-  local name = ar and ar.name
-  if ar and ar.namewhat == "method" then
-    narg = narg - 1
-    if narg == 0 then
-      return string_format("calling '%s' on bad self (%s)", tostring(name), extra)
-    end
-  end
-  if name == nil then
-    -- a tail call hides the name from Lua, not from C (which reads the
-    -- calling instruction): keep the field name then; from C code, '?'
-    local up = getinfo(level + 2, "S")
-    name = (up and up.what == "tail") and fname or "?"
-  end
-  return string_format("bad argument #%d to '%s' (%s)", narg, name, extra)
-end
-
 local TWO32 = 4294967296
 local MAGIC = 6755399441055744.0   -- 2^52 + 2^51
 
