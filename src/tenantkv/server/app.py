@@ -275,10 +275,15 @@ class Server:
         port = self.config["network.port"]
         listeners = []
         try:
+            # Every address is bound before any serves, as Redis: resolving
+            # the next address yields to the loop, and a client that got an
+            # answer on the first must find the others listening too.
             for host in self.config["network.bind"].split():
                 listeners.append(await self.loop.create_server(
                     lambda: Connection(self), host=host, port=port, backlog=511,
-                    reuse_address=True))
+                    reuse_address=True, start_serving=False))
+            for listener in listeners:
+                await listener.start_serving()
         except BaseException:
             for listener in listeners:
                 listener.close()
