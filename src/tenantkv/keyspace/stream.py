@@ -1,0 +1,439 @@
+"""The stream value: entries in packed blocks with an index of block first ids,
+as Redis keeps listpacks in a rax.
+
+Ids
+---
+An id is one Python int, ``ms << 64 | seq`` (both unsigned 64-bit), so ids
+compare, hash and sort as ints; `make_id`, `id_ms`, `id_seq`, `format_id`
+convert. MAX_ID is 2^64-1 - 2^64-1.
+
+Entries
+-------
+Entries live in `Block`s of at most `node_max_entries` entries (Redis's
+stream-node-max-entries, counting deleted ones as Redis does) and about
+`node_max_bytes` of Redis's listpack bytes. A block holds:
+
+* `ms`, `seq`: array('Q') of its ids, ascending: a C bisect finds an id;
+* `data`: one bytes/bytearray holding each entry as the RESP reply XRANGE
+  sends for it, ``*2\\r\\n$L\\r\\n<ms>-<seq>\\r\\n*2k\\r\\n$..field..`` -- so a
+  range reply is ``*N\\r\\n`` plus slices of `data`, without a Python object
+  per entry or per field, and fields decode with hiredis (C) when needed;
+* `offs`: array('I'), n + 1 offsets of the entries in `data`.
+
+The stream keeps `blocks` (a list) and `firsts` (the first live id of each
+block, a list of ints): XADD appends to the last block (O(1) amortized; ids
+only grow), a lookup is a bisect over `firsts` then one over the block
+(O(log n)), a range reply slices the blocks it spans (O(log n + count)).
+XDEL and an exact trim rebuild one block (O(block size)); whole blocks
+leave the front of the lists.
+
+Attributes kept for consumer groups (keyspace/streamgroups.py fills
+`groups`): `last_id` (the last id generated, an int), `entries_added`
+(every entry ever added), `max_deleted_id` (the largest id deleted, 0 = 0-0),
+`groups` (None while the stream has none, else a dict name -> group, in
+creation order).
+"""
+
+from array import array
+from bisect import bisect_left, bisect_right
+
+from hiredis import Reader, pack_command
+
+MAX_SEQ = (1 << 64) - 1
+MAX_ID = (MAX_SEQ << 64) | MAX_SEQ
+
+# Redis's defaults of stream-node-max-entries / stream-node-max-bytes; the
+# commands pass the configured values to `add`.
+NODE_MAX_ENTRIES = 100
+NODE_MAX_BYTES = 4096
+
+
+def make_id(ms: int, seq: int) -> int:
+    return ms << 64 | seq
+
+
+def id_ms(sid: int) -> int:
+    return sid >> 64
+
+
+def id_seq(sid: int) -> int:
+    return sid & MAX_SEQ
+
+
+def format_id(sid: int) -> bytes:
+    return b"%d-%d" % (sid >> 64, sid & MAX_SEQ)
+
+
+def _lp_len(item: bytes) -> int:
+    """Roughly the bytes a listpack spends on one element (header, data,
+    back length): only decides when a block is full, as Redis's node size."""
+    n = len(item)
+    if n < 64:
+        return n + 2
+    if n < 4096:
+        return n + 4
+    return n + 8
+
+
+def decode_entries(data: bytes, count: int) -> list:
+    """[[id bytes, [field, value, ...]], ...] of `count` entries encoded as
+    in a block's data (hiredis, in C)."""
+    reader = Reader()
+    reader.feed(data)
+    return [reader.gets() for _ in range(count)]
+
+
+class Block:
+    __slots__ = ("ms", "seq", "offs", "data", "dead", "lpbytes")
+
+    def __init__(self) -> None:
+        self.ms = array("Q")
+        self.seq = array("Q")
+        self.offs = array("I", (0,))
+        self.data = bytearray()
+        self.dead = 0       # entries deleted since the block was made (Redis counts them)
+        self.lpbytes = 0    # estimate of the listpack Redis would hold
+
+    def __len__(self) -> int:
+        return len(self.ms)
+
+    def id_at(self, i: int) -> int:
+        return self.ms[i] << 64 | self.seq[i]
+
+    def find(self, sid: int) -> int:
+        """Index of the first entry with id >= sid (len if none)."""
+        ms = sid >> 64
+        lo = bisect_left(self.ms, ms)
+        hi = bisect_right(self.ms, ms, lo)
+        if lo == hi:
+            return lo
+        return bisect_left(self.seq, sid & MAX_SEQ, lo, hi)
+
+    def find_after(self, sid: int) -> int:
+        """Index of the first entry with id > sid (len if none)."""
+        ms = sid >> 64
+        lo = bisect_left(self.ms, ms)
+        hi = bisect_right(self.ms, ms, lo)
+        if lo == hi:
+            return lo
+        return bisect_right(self.seq, sid & MAX_SEQ, lo, hi)
+
+    def keep(self, ranges: list) -> "Block":
+        """A new block of this one's entries in the index ranges [(a, b), ...]."""
+        new = Block()
+        offs = self.offs
+        data = self.data
+        parts = []
+        base = 0
+        out = new.offs
+        for a, b in ranges:
+            new.ms.extend(self.ms[a:b])
+            new.seq.extend(self.seq[a:b])
+            shift = base - offs[a]
+            out.extend([o + shift for o in offs[a + 1:b + 1]])
+            parts.append(data[offs[a]:offs[b]])
+            base += offs[b] - offs[a]
+        new.data = bytearray(b"".join(parts))
+        new.dead = self.dead + len(self.ms) - len(new.ms)
+        new.lpbytes = self.lpbytes
+        return new
+
+
+class Stream:
+    __slots__ = ("blocks", "firsts", "length", "last_id", "entries_added",
+                 "max_deleted_id", "groups")
+
+    def __init__(self) -> None:
+        self.blocks: list = []
+        self.firsts: list = []
+        self.length = 0
+        self.last_id = 0
+        self.entries_added = 0
+        self.max_deleted_id = 0
+        self.groups = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    # -- adding ---------------------------------------------------------------
+
+    def add(self, sid: int, fields, max_entries: int = NODE_MAX_ENTRIES,
+            max_bytes: int = NODE_MAX_BYTES) -> None:
+        """Append the entry `sid` (> last_id, checked by the caller) with
+        `fields`, a flat list [field, value, ...] of bytes (an even number).
+        Sets last_id and counts entries_added."""
+        size = 0
+        for item in fields:
+            size += len(item)
+        blocks = self.blocks
+        block = blocks[-1] if blocks else None
+        if (block is None or (max_bytes and block.lpbytes + size >= max_bytes)
+                or (max_entries and len(block.ms) + block.dead >= max_entries)):
+            block = Block()
+            block.lpbytes = 7 + 8 + sum(_lp_len(item) for item in fields[::2])
+            if blocks and type(blocks[-1].data) is bytearray:
+                blocks[-1].data = bytes(blocks[-1].data)   # sealed: no slack
+            blocks.append(block)
+            self.firsts.append(sid)
+        ms = sid >> 64
+        seq = sid & MAX_SEQ
+        text = b"%d-%d" % (ms, seq)
+        block.data += b"*2\r\n$%d\r\n%b\r\n%b" % (len(text), text, pack_command(tuple(fields)))
+        block.offs.append(len(block.data))
+        block.ms.append(ms)
+        block.seq.append(seq)
+        block.lpbytes += 6 + sum(_lp_len(item) for item in fields[1::2])
+        self.length += 1
+        self.last_id = sid
+        self.entries_added += 1
+
+    # -- reading --------------------------------------------------------------
+
+    def _locate(self, sid: int, after: bool = False):
+        """(block index, entry index) of the first entry with id >= sid
+        (> sid when `after`); (len(blocks), 0) when there is none."""
+        firsts = self.firsts
+        b = bisect_right(firsts, sid) - 1
+        if b < 0:
+            return 0, 0
+        block = self.blocks[b]
+        i = block.find_after(sid) if after else block.find(sid)
+        if i == len(block.ms):
+            return b + 1, 0
+        return b, i
+
+    def _locate_last(self, sid: int):
+        """(block index, entry index) of the last entry with id <= sid, or (-1, 0)."""
+        b = bisect_right(self.firsts, sid) - 1
+        if b < 0:
+            return -1, 0
+        return b, self.blocks[b].find_after(sid) - 1
+
+    def first_id(self) -> int:
+        """The first live id, 0 (0-0) when empty."""
+        return self.firsts[0] if self.firsts else 0
+
+    def last_entry_id(self) -> int:
+        """The id of the last live entry, 0 when empty (not last_id: XDEL of
+        the last entry does not lower last_id)."""
+        if not self.blocks:
+            return 0
+        block = self.blocks[-1]
+        return block.id_at(len(block.ms) - 1)
+
+    def range_reply(self, lo: int, hi: int, count: int = 0, rev: bool = False) -> tuple:
+        """(RESP of the entries with lo <= id <= hi, their number): at most
+        `count` (0: all), descending from `hi` when `rev`. The bytes are the
+        array's items without its ``*N`` header."""
+        if lo > hi or not self.blocks:
+            return b"", 0
+        parts = []
+        n = 0
+        blocks = self.blocks
+        if not rev:
+            b, i = self._locate(lo)
+            while b < len(blocks):
+                block = blocks[b]
+                end = block.find_after(hi) if block.ms[-1] << 64 | block.seq[-1] > hi else len(block.ms)
+                if count and n + end - i > count:
+                    end = i + count - n
+                if end > i:
+                    offs = block.offs
+                    parts.append(block.data[offs[i]:offs[end]])
+                    n += end - i
+                if end < len(block.ms) or (count and n >= count):
+                    break
+                b += 1
+                i = 0
+        else:
+            b, i = self._locate_last(hi)
+            while b >= 0:
+                block = blocks[b]
+                offs = block.offs
+                data = block.data
+                stop = block.find(lo) if block.ms[0] << 64 | block.seq[0] < lo else 0
+                j = i
+                while j >= stop:
+                    parts.append(data[offs[j]:offs[j + 1]])
+                    n += 1
+                    if n == count:
+                        return b"".join(parts), n
+                    j -= 1
+                if stop > 0:
+                    break
+                b -= 1
+                if b >= 0:
+                    i = len(blocks[b].ms) - 1
+        return b"".join(parts), n
+
+    def range(self, lo: int, hi: int, count: int = 0, rev: bool = False) -> list:
+        """[(id, [field, value, ...]), ...] of `range_reply`'s entries."""
+        body, n = self.range_reply(lo, hi, count, rev)
+        if not n:
+            return []
+        return [(_parse_id(item[0]), item[1]) for item in decode_entries(body, n)]
+
+    def get(self, sid: int):
+        """The fields [field, value, ...] of entry `sid`, or None."""
+        b, i = self._locate(sid)
+        if b == len(self.blocks):
+            return None
+        block = self.blocks[b]
+        if block.id_at(i) != sid:
+            return None
+        offs = block.offs
+        return decode_entries(block.data[offs[i]:offs[i + 1]], 1)[0][1]
+
+    def entry_reply(self, sid: int):
+        """The RESP of entry `sid` as in a range reply, or None."""
+        b, i = self._locate(sid)
+        if b == len(self.blocks):
+            return None
+        block = self.blocks[b]
+        if block.id_at(i) != sid:
+            return None
+        return bytes(block.data[block.offs[i]:block.offs[i + 1]])
+
+    def __contains__(self, sid: int) -> bool:
+        b, i = self._locate(sid)
+        return b < len(self.blocks) and self.blocks[b].id_at(i) == sid
+
+    def iter_blocks(self):
+        """(block data, entry count) of every block, in order (persistence,
+        digest): decode with `decode_entries`."""
+        for block in self.blocks:
+            yield bytes(block.data), len(block.ms)
+
+    def ids(self):
+        """Every live id, ascending."""
+        for block in self.blocks:
+            ms, seq = block.ms, block.seq
+            for i in range(len(ms)):
+                yield ms[i] << 64 | seq[i]
+
+    # -- removing -------------------------------------------------------------
+
+    def _replace(self, b: int, block: Block) -> None:
+        if len(block.ms):
+            self.blocks[b] = block
+            self.firsts[b] = block.id_at(0)
+        else:
+            del self.blocks[b]
+            del self.firsts[b]
+
+    def delete(self, sid: int) -> bool:
+        """XDEL of one id: True if it was there. Raises max_deleted_id."""
+        b, i = self._locate(sid)
+        if b == len(self.blocks):
+            return False
+        block = self.blocks[b]
+        if block.id_at(i) != sid:
+            return False
+        new = block.keep([(0, i), (i + 1, len(block.ms))])
+        if type(block.data) is bytearray and b == len(self.blocks) - 1:
+            pass   # the open block stays a bytearray (keep() makes one)
+        else:
+            new.data = bytes(new.data)
+        self._replace(b, new)
+        self.length -= 1
+        if sid > self.max_deleted_id:
+            self.max_deleted_id = sid
+        return True
+
+    def trim_maxlen(self, maxlen: int, approx: bool, limit: int) -> int:
+        """XTRIM MAXLEN as Redis's streamTrim: drop whole blocks from the front
+        while the rest still holds >= maxlen, then (exact only) entries of the
+        first block. `limit` (0: none) bounds the entries removed (approx only).
+        Returns the number removed."""
+        removed = 0
+        blocks = self.blocks
+        while blocks and self.length > maxlen:
+            block = blocks[0]
+            entries = len(block.ms)
+            if limit and removed + entries > limit:
+                break
+            if self.length - entries >= maxlen:
+                self._note_deleted(block.id_at(entries - 1))
+                del blocks[0]
+                del self.firsts[0]
+                self.length -= entries
+                removed += entries
+                continue
+            if approx:
+                break
+            cut = self.length - maxlen
+            self._note_deleted(block.id_at(cut - 1))
+            self._replace(0, block.keep([(cut, entries)]))
+            self.length -= cut
+            removed += cut
+            break
+        return removed
+
+    def trim_minid(self, minid: int, approx: bool, limit: int) -> int:
+        """XTRIM MINID: remove entries with id < minid (whole blocks, then,
+        exact only, the first block's entries below minid)."""
+        removed = 0
+        blocks = self.blocks
+        while blocks:
+            block = blocks[0]
+            entries = len(block.ms)
+            if limit and removed + entries > limit:
+                break
+            last = block.id_at(entries - 1)
+            if last < minid:
+                self._note_deleted(last)
+                del blocks[0]
+                del self.firsts[0]
+                self.length -= entries
+                removed += entries
+                continue
+            if approx:
+                break
+            cut = block.find(minid)
+            if cut:
+                self._note_deleted(block.id_at(cut - 1))
+                self._replace(0, block.keep([(cut, entries)]))
+                self.length -= cut
+                removed += cut
+            break
+        return removed
+
+    def _note_deleted(self, sid: int) -> None:
+        # Redis 7.0's streamTrim does not move max_deleted_entry_id (only XDEL
+        # does); kept here as a hook: trimming is not deletion for lag purposes.
+        pass
+
+    # -- whole value ----------------------------------------------------------
+
+    def copy(self) -> "Stream":
+        new = Stream()
+        for block in self.blocks:
+            b = Block()
+            b.ms = array("Q", block.ms)
+            b.seq = array("Q", block.seq)
+            b.offs = array("I", block.offs)
+            b.data = block.data if type(block.data) is bytes else bytearray(block.data)
+            b.dead = block.dead
+            b.lpbytes = block.lpbytes
+            new.blocks.append(b)
+        new.firsts = list(self.firsts)
+        new.length = self.length
+        new.last_id = self.last_id
+        new.entries_added = self.entries_added
+        new.max_deleted_id = self.max_deleted_id
+        # groups are S2's (keyspace/streamgroups.py): it copies them
+        new.groups = None if self.groups is None else {
+            name: group.copy() for name, group in self.groups.items()}
+        return new
+
+    def memory(self) -> int:
+        """Bytes held by the entries (MEMORY USAGE, the footprint)."""
+        total = 56 + 8 * 2 * len(self.blocks)
+        for block in self.blocks:
+            total += 200 + len(block.data) + 20 * len(block.ms)
+        return total
+
+
+def _parse_id(text: bytes) -> int:
+    ms, _, seq = text.partition(b"-")
+    return int(ms) << 64 | int(seq)
