@@ -227,17 +227,18 @@ def xadd(conn, args):
         if last == MAX_ID:
             raise CommandError(errors.STREAM_EXHAUSTED)
         ms = now_ms()
-        sid = ms << 64 if ms > last >> 64 else last + 1
-    elif t.seq_given:
-        if last == MAX_ID:
-            raise CommandError(errors.STREAM_EXHAUSTED)
-        sid = t.id
-        if sid <= last:
-            raise CommandError(errors.STREAM_XADD_SMALL)
+        if ms > last >> 64:
+            seq = 0
+        else:
+            ms, seq = (last + 1) >> 64, (last + 1) & MAX_SEQ
     else:
         if last == MAX_ID:
             raise CommandError(errors.STREAM_EXHAUSTED)
-        if last >> 64 == t.id >> 64:
+        if t.seq_given:
+            sid = t.id
+            if sid <= last:
+                raise CommandError(errors.STREAM_XADD_SMALL)
+        elif last >> 64 == t.id >> 64:
             if last & MAX_SEQ == MAX_SEQ:
                 # Redis 7.0 returns C_ERR here without setting errno: its reply
                 # is then the other error of streamAppendItem
@@ -247,14 +248,16 @@ def xadd(conn, args):
             sid = t.id
             if sid <= last:
                 raise CommandError(errors.STREAM_XADD_SMALL)
+        ms, seq = sid >> 64, sid & MAX_SEQ
     values = conn.server.config.values
     max_bytes = values[_NODE_BYTES]
     if max_bytes == 0 or max_bytes > _LISTPACK_MAX:
         max_bytes = _LISTPACK_MAX
-    text = s.add(sid, args[field_pos:], values[_NODE_ENTRIES], max_bytes)
+    # the reply: the id's bulk string, cut from the entry's RESP
+    reply = Raw(s.append(ms, seq, args[field_pos:], values[_NODE_ENTRIES], max_bytes))
     if t is not None and t.strategy is not None:
         _trim(s, t)
-    return text
+    return reply
 
 
 # -- reads --------------------------------------------------------------------------

@@ -150,10 +150,15 @@ class Stream:
             max_bytes: int = NODE_MAX_BYTES) -> bytes:
         """Append the entry `sid` (> last_id, checked by the caller) with
         `fields`, a flat list [field, value, ...] of bytes (an even number).
-        Sets last_id, counts entries_added; returns the id as text. (XADD's
-        hot path: the usual entry of one field is one % format.)"""
-        ms = sid >> 64
-        seq = sid & MAX_SEQ
+        Sets last_id, counts entries_added; returns the id as text."""
+        bulk = self.append(sid >> 64, sid & MAX_SEQ, fields, max_entries, max_bytes)
+        return bulk[bulk.index(b"\n") + 1:-2]
+
+    def append(self, ms: int, seq: int, fields, max_entries: int = NODE_MAX_ENTRIES,
+               max_bytes: int = NODE_MAX_BYTES) -> bytes:
+        """`add` for XADD's hot path: the id in its two parts, and the id's
+        RESP bulk string as the reply (a slice of the entry, which starts
+        with it). The usual entry of one field is one % format."""
         text = b"%d-%d" % (ms, seq)
         if len(fields) == 2:
             field, value = fields
@@ -168,9 +173,9 @@ class Stream:
             block = blocks[-1]
             if ((max_bytes and block.lpbytes + size >= max_bytes)
                     or (max_entries and len(block.ms) + block.dead >= max_entries)):
-                block = self._new_block(sid, fields)
+                block = self._new_block(ms << 64 | seq, fields)
         else:
-            block = self._new_block(sid, fields)
+            block = self._new_block(ms << 64 | seq, fields)
         data = block.data
         data += entry
         block.offs.append(len(data))
@@ -178,9 +183,10 @@ class Stream:
         block.seq.append(seq)
         block.lpbytes += size
         self.length += 1
-        self.last_id = sid
+        self.last_id = ms << 64 | seq
         self.entries_added += 1
-        return text
+        n = len(text)   # 3 to 41 bytes: its length takes 1 or 2 digits
+        return entry[4:n + (10 if n < 10 else 11)]
 
     def _new_block(self, sid: int, fields) -> Block:
         blocks = self.blocks
