@@ -370,3 +370,29 @@ def test_random_operations_match_redis(redis_server, server):
     finally:
         for conn in (ours, ref):
             conn.call([b"CONFIG", b"SET", b"stream-node-max-entries", b"100"])
+
+
+def test_big_xdel_and_trims(server):
+    """An XDEL of more ids than a slice takes (dispatch/slices.py) removes
+    exactly the ones there, inside MULTI too; exact trims drop whole blocks
+    at once and cut the first one."""
+    c = server.client()
+    c.flushall()
+    pipe = c.pipeline(transaction=False)
+    for i in range(1, 20001):
+        pipe.xadd("del", {"i": str(i)}, id="%d-0" % i)
+    pipe.execute()
+    ids = ["%d-0" % i for i in range(1, 12001, 2)] + ["99999-0", "1-0"]
+    assert c.xdel("del", *ids) == 6000
+    assert c.xlen("del") == 14000
+    assert c.xinfo_stream("del")["max-deleted-entry-id"] == b"11999-0"
+    assert c.xrange("del", count=3) == [(b"%d-0" % i, {b"i": b"%d" % i}) for i in (2, 4, 6)]
+    pipe = c.pipeline(transaction=True)
+    pipe.xdel("del", *["%d-0" % i for i in range(2, 12001, 2)])
+    pipe.xlen("del")
+    assert pipe.execute() == [6000, 8000]
+    assert c.xtrim("del", maxlen=2500, approximate=False) == 5500
+    assert c.xrange("del", count=1) == [(b"17501-0", {b"i": b"17501"})]
+    assert c.xtrim("del", minid="19000-5", approximate=False) == 1500
+    assert c.xrange("del", count=1) == [(b"19001-0", {b"i": b"19001"})]
+    assert c.xlen("del") == 1000
