@@ -485,7 +485,11 @@ def test_blocked_readers_match_redis(redis_server, server, resp3):
         ([[b"XREAD", b"BLOCK", b"0", b"STREAMS", b"b5", b"$"]],
          [[b"XADD", b"b5", b"1-0", b"f", b"v"]]),   # $ of a missing key is 0-0
         ([[b"XREAD", b"BLOCK", b"0", b"STREAMS", b"b6", b"9-0"]],
-         [[b"XADD", b"b6", b"1-0", b"f", b"v"], [b"XSETID", b"b6", b"10-0"]]),   # served, no entries
+         [[b"XADD", b"b6", b"1-0", b"f", b"v"], [b"XSETID", b"b6", b"10-0"]]),   # not served
+        ([[b"XREAD", b"BLOCK", b"0", b"STREAMS", b"b7", b"$"],
+          [b"XREAD", b"BLOCK", b"100", b"STREAMS", b"b8", b"$"]],   # times out: a null
+         [[b"MULTI"], [b"XADD", b"b7", b"1-0", b"f", b"v"], [b"XADD", b"b7", b"2-0", b"g", b"w"],
+          [b"EXEC"]]),   # served after EXEC, both entries
     ]
     for conn in (harness.RawConnection(redis_server.port), harness.RawConnection(server.port)):
         assert conn.call([b"FLUSHALL"]) == b"+OK\r\n"
