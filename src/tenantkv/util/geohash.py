@@ -1,0 +1,298 @@
+"""Redis 7.0's geohash arithmetic (geohash.c, geohash_helper.c), ported
+operation for operation so that scores, boxes, distances and the formatted
+replies are bit-identical to redis-server's: the same IEEE double
+operations in the same order, the same libm calls (Python's math module is
+glibc's libm), the same 64-bit integer wrap-arounds.
+
+A point's score in its sorted set is its 52-bit geohash: the latitude and
+longitude, each scaled to 26 bits over Redis's ranges (latitude limited to
++-85.05112878, the Web Mercator limits), interleaved (latitude in the even
+bits, longitude in the odd ones).
+"""
+
+import math
+
+LONG_MIN, LONG_MAX = -180.0, 180.0
+LAT_MIN, LAT_MAX = -85.05112878, 85.05112878
+STEP_MAX = 26   # 26 * 2 = 52 bits
+
+D_R = math.pi / 180.0
+EARTH_RADIUS_IN_METERS = 6372797.560856
+MERCATOR_MAX = 20037726.37
+
+_MASK64 = (1 << 64) - 1
+_EVEN = 0x5555555555555555
+_ODD = 0xaaaaaaaaaaaaaaaa
+
+# interleave64's spreading of a 32-bit value to the even bits, a byte at a time.
+_SPREAD = [0] * 256
+for _b in range(256):
+    _v = 0
+    for _i in range(8):
+        if _b >> _i & 1:
+            _v |= 1 << (2 * _i)
+    _SPREAD[_b] = _v
+del _b, _v, _i
+
+
+def _spread(x: int) -> int:
+    s = _SPREAD
+    return s[x & 0xff] | s[x >> 8 & 0xff] << 16 | s[x >> 16 & 0xff] << 32 | s[x >> 24 & 0xff] << 48
+
+
+def interleave64(xlo: int, ylo: int) -> int:
+    """x in the even bits, y in the odd bits (both uint32)."""
+    return _spread(xlo) | _spread(ylo) << 1
+
+
+def deinterleave64(interleaved: int) -> int:
+    """interleave64 undone: the even bits in the low 32 bits, the odd ones above."""
+    x = interleaved
+    y = interleaved >> 1
+    x = (x | (x >> 0)) & 0x5555555555555555
+    y = (y | (y >> 0)) & 0x5555555555555555
+    x = (x | (x >> 1)) & 0x3333333333333333
+    y = (y | (y >> 1)) & 0x3333333333333333
+    x = (x | (x >> 2)) & 0x0F0F0F0F0F0F0F0F
+    y = (y | (y >> 2)) & 0x0F0F0F0F0F0F0F0F
+    x = (x | (x >> 4)) & 0x00FF00FF00FF00FF
+    y = (y | (y >> 4)) & 0x00FF00FF00FF00FF
+    x = (x | (x >> 8)) & 0x0000FFFF0000FFFF
+    y = (y | (y >> 8)) & 0x0000FFFF0000FFFF
+    x = (x | (x >> 16)) & 0x00000000FFFFFFFF
+    y = (y | (y >> 16)) & 0x00000000FFFFFFFF
+    return x | (y << 32)
+
+
+def encode(longitude: float, latitude: float, step: int = STEP_MAX,
+           lat_min: float = LAT_MIN, lat_max: float = LAT_MAX) -> int | None:
+    """geohashEncode over [-180, 180] x [lat_min, lat_max]: the hash's bits,
+    or None outside Redis's limits."""
+    if longitude > LONG_MAX or longitude < LONG_MIN or latitude > LAT_MAX or latitude < LAT_MIN:
+        return None
+    if latitude < lat_min or latitude > lat_max:
+        return None
+    lat_offset = (latitude - lat_min) / (lat_max - lat_min)
+    long_offset = (longitude - LONG_MIN) / (LONG_MAX - LONG_MIN)
+    scale = float(1 << step)
+    # C converts the doubles to uint32_t by truncation
+    return interleave64(int(lat_offset * scale) & 0xffffffff, int(long_offset * scale) & 0xffffffff)
+
+
+def area(bits: int, step: int, lat_min: float = LAT_MIN, lat_max: float = LAT_MAX) -> tuple:
+    """geohashDecode: (long min, long max, lat min, lat max) of the box."""
+    sep = deinterleave64(bits)
+    lat_scale = lat_max - lat_min
+    long_scale = LONG_MAX - LONG_MIN
+    ilato = sep & 0xffffffff
+    ilono = sep >> 32 & 0xffffffff
+    div = float(1 << step)
+    return (LONG_MIN + (ilono * 1.0 / div) * long_scale,
+            LONG_MIN + (((ilono + 1) & 0xffffffff) * 1.0 / div) * long_scale,
+            lat_min + (ilato * 1.0 / div) * lat_scale,
+            lat_min + (((ilato + 1) & 0xffffffff) * 1.0 / div) * lat_scale)
+
+
+def score_bits(score: float) -> int:
+    """(uint64_t)score as gcc compiles it on x86-64 (a score ZADD set need
+    not be a geohash): truncation, a negative wrapping around, an
+    out-of-range value giving cvttsd2si's 0x8000000000000000."""
+    if score < 9223372036854775808.0:
+        if score <= -9223372036854775809.0 or score != score:
+            return 1 << 63
+        return int(score) & _MASK64
+    rest = score - 9223372036854775808.0
+    if rest >= 9223372036854775808.0:
+        return 0   # (1 << 63) with its top bit flipped back
+    return int(rest) ^ (1 << 63)
+
+
+def decode_score(score: float) -> tuple:
+    """decodeGeohash: (longitude, latitude) of a score, the center of its
+    52-bit box, clamped to the limits."""
+    lon_lo, lon_hi, lat_lo, lat_hi = area(score_bits(score), STEP_MAX)
+    x = (lon_lo + lon_hi) / 2
+    if x > LONG_MAX:
+        x = LONG_MAX
+    if x < LONG_MIN:
+        x = LONG_MIN
+    y = (lat_lo + lat_hi) / 2
+    if y > LAT_MAX:
+        y = LAT_MAX
+    if y < LAT_MIN:
+        y = LAT_MIN
+    return x, y
+
+
+_ALPHABET = b"0123456789bcdefghjkmnpqrstuvwxyz"
+
+
+def standard_hash(score: float) -> bytes:
+    """GEOHASH's 11 characters: the position decoded, encoded again over
+    the standard latitude range [-90, 90], the last character '0'."""
+    x, y = decode_score(score)
+    bits = encode(x, y, STEP_MAX, -90.0, 90.0)
+    if bits is None:   # cannot happen for a clamped position; Redis would print its zeroed hash
+        bits = 0
+    return bytes([_ALPHABET[(bits >> (52 - (i + 1) * 5)) & 0x1f] for i in range(10)]) + b"0"
+
+
+# -- distances ---------------------------------------------------------------------------
+
+_sin, _cos, _asin, _sqrt = math.sin, math.cos, math.asin, math.sqrt
+
+
+def lat_distance(lat1d: float, lat2d: float) -> float:
+    return EARTH_RADIUS_IN_METERS * abs(lat2d * D_R - lat1d * D_R)
+
+
+def distance(lon1d: float, lat1d: float, lon2d: float, lat2d: float) -> float:
+    """geohashGetDistance: haversine on Redis's Earth radius."""
+    v = _sin((lon2d * D_R - lon1d * D_R) / 2)
+    if v == 0.0:
+        return EARTH_RADIUS_IN_METERS * abs(lat2d * D_R - lat1d * D_R)
+    lat1r = lat1d * D_R
+    lat2r = lat2d * D_R
+    u = _sin((lat2r - lat1r) / 2)
+    a = u * u + _cos(lat1r) * _cos(lat2r) * v * v
+    return 2.0 * EARTH_RADIUS_IN_METERS * _asin(_sqrt(a))
+
+
+def format_distance(d: float) -> bytes:
+    """fixedpoint_d2string(d, 4): llrint(d * 10000) (ties to even, as
+    Python's round) printed with four decimals."""
+    if d == 0:
+        return b"0.0000"
+    v = round(d * 10000.0)
+    sign = b"-" if v < 0 else b""
+    whole, frac = divmod(abs(v), 10000)
+    return b"%s%d.%04d" % (sign, whole, frac)
+
+
+def format_coordinate(value: float) -> bytes:
+    """ld2string(LD_STR_HUMAN) of a double: "%.17f" with the trailing zeros
+    (and a bare dot) removed, "-0" as "0"."""
+    text = b"%.17f" % value
+    text = text.rstrip(b"0")
+    if text[-1:] == b".":
+        text = text[:-1]
+    if text == b"-0":
+        return b"0"
+    return text
+
+
+# -- the boxes a search reads ---------------------------------------------------------------
+
+def estimate_steps(range_meters: float, lat: float) -> int:
+    """geohashEstimateStepsByRadius."""
+    if range_meters == 0:
+        return 26
+    step = 1
+    while range_meters < MERCATOR_MAX:
+        range_meters *= 2
+        step += 1
+    step -= 2
+    if lat > 66 or lat < -66:
+        step -= 1
+        if lat > 80 or lat < -80:
+            step -= 1
+    if step < 1:
+        step = 1
+    if step > 26:
+        step = 26
+    return step
+
+
+def _move_x(bits: int, step: int, d: int) -> int:
+    x = bits & _ODD
+    y = bits & _EVEN
+    zz = _EVEN >> (64 - step * 2)
+    if d > 0:
+        x = (x + (zz + 1)) & _MASK64
+    else:
+        x = x | zz
+        x = (x - (zz + 1)) & _MASK64
+    x &= _ODD >> (64 - step * 2)
+    return x | y
+
+
+def _move_y(bits: int, step: int, d: int) -> int:
+    x = bits & _ODD
+    y = bits & _EVEN
+    zz = _ODD >> (64 - step * 2)
+    if d > 0:
+        y = (y + (zz + 1)) & _MASK64
+    else:
+        y = y | zz
+        y = (y - (zz + 1)) & _MASK64
+    y &= _EVEN >> (64 - step * 2)
+    return x | y
+
+
+def _cos_c(x: float) -> float:
+    """cos as C's: NaN (not an exception) for an infinite argument (a radius of inf)."""
+    return _cos(x) if x - x == 0 else math.nan
+
+
+def bounding_box(longitude: float, latitude: float, width: float, height: float) -> tuple:
+    """geohashBoundingBox of a shape whose half width and half height (in
+    meters, already converted) are `width` and `height`: (min long, min
+    lat, max long, max lat)."""
+    lat_delta = (height / EARTH_RADIUS_IN_METERS) / D_R
+    long_delta_top = (width / EARTH_RADIUS_IN_METERS / _cos_c((latitude + lat_delta) * D_R)) / D_R
+    long_delta_bottom = (width / EARTH_RADIUS_IN_METERS / _cos_c((latitude - lat_delta) * D_R)) / D_R
+    if latitude < 0:
+        return (longitude - long_delta_bottom, latitude - lat_delta,
+                longitude + long_delta_bottom, latitude + lat_delta)
+    return (longitude - long_delta_top, latitude - lat_delta,
+            longitude + long_delta_top, latitude + lat_delta)
+
+
+def search_boxes(longitude: float, latitude: float, half_width: float, half_height: float,
+                 radius_meters: float) -> list:
+    """geohashCalculateAreasByShapeWGS84 and membersOfAllNeighbors' walk:
+    the [min, max) score ranges to read, in Redis's order (the center box,
+    then N, S, E, W, NE, NW, SE, SW), without the neighbours it excludes
+    and without a box equal to the one read just before it."""
+    min_lon, min_lat, max_lon, max_lat = bounding_box(longitude, latitude, half_width, half_height)
+    steps = estimate_steps(radius_meters, latitude)
+    hash_bits = encode(longitude, latitude, steps) or 0
+    neighbors = _neighbors(hash_bits, steps)
+    north, south, east, west = neighbors[0], neighbors[1], neighbors[2], neighbors[3]
+    if (area(north, steps)[3] < max_lat or area(south, steps)[2] > min_lat
+            or area(east, steps)[1] < max_lon or area(west, steps)[0] > min_lon):
+        if steps > 1:
+            steps -= 1
+            hash_bits = encode(longitude, latitude, steps) or 0
+            neighbors = _neighbors(hash_bits, steps)
+    boxes = [hash_bits] + neighbors   # N S E W NE NW SE SW
+    if steps >= 2:
+        lon_lo, lon_hi, lat_lo, lat_hi = area(hash_bits, steps)
+        if lat_lo < min_lat:
+            boxes[2] = boxes[7] = boxes[8] = None   # south, south west, south east
+        if lat_hi > max_lat:
+            boxes[1] = boxes[5] = boxes[6] = None
+        if lon_lo < min_lon:
+            boxes[4] = boxes[8] = boxes[6] = None
+        if lon_hi > max_lon:
+            boxes[3] = boxes[7] = boxes[5] = None
+    shift = 52 - steps * 2
+    ranges = []
+    last = 0
+    for i, bits in enumerate(boxes):
+        if bits is None:   # GZERO'd (bits 0, step 0)
+            continue
+        # a box equal to the last one read (the center is never compared: last_processed 0)
+        if last and bits == boxes[last]:
+            continue
+        ranges.append((float(bits << shift), float((bits + 1) << shift)))
+        last = i
+    return ranges
+
+
+def _neighbors(bits: int, step: int) -> list:
+    """[N, S, E, W, NE, NW, SE, SW] of a box."""
+    return [_move_y(bits, step, 1), _move_y(bits, step, -1),
+            _move_x(bits, step, 1), _move_x(bits, step, -1),
+            _move_y(_move_x(bits, step, 1), step, 1), _move_y(_move_x(bits, step, -1), step, 1),
+            _move_y(_move_x(bits, step, 1), step, -1), _move_y(_move_x(bits, step, -1), step, -1)]
