@@ -260,6 +260,10 @@ def _search(conn, args, src: int, flags: int):
             raise CommandError(errors.SYNTAX)
         i += 1
 
+    if storekey is None and not search and not flags & _NOSTORE:
+        # GEORADIUS[BYMEMBER] without STORE: a write command that writes nothing
+        # (not logged, no WATCH touched: dispatch/observers.py MAY_CHANGE_NOTHING)
+        conn.server.stats.unchanged_writes += 1
     if storekey is not None and (withdist or withhash or withcoords):
         raise CommandError(errors.geo_store_options(bool(flags & _SEARCHSTORE)))
     if search and not (frommember or fromloc):

@@ -64,6 +64,16 @@ def deinterleave64(interleaved: int) -> int:
     return x | (y << 32)
 
 
+# deinterleave64 a 16-bit piece at a time: its even bits and its odd bits, compacted.
+_EVEN16 = [0] * 65536
+_ODD16 = [0] * 65536
+for _w in range(256):
+    _ODD16[_SPREAD[_w] << 1] = _EVEN16[_SPREAD[_w]] = _w
+for _w in range(65536):
+    _EVEN16[_w] = _EVEN16[_w & _EVEN]
+    _ODD16[_w] = _ODD16[_w & _ODD]
+del _w
+
 def encode(longitude: float, latitude: float, step: int = STEP_MAX,
            lat_min: float = LAT_MIN, lat_max: float = LAT_MAX) -> int | None:
     """geohashEncode over [-180, 180] x [lat_min, lat_max]: the hash's bits,
@@ -81,11 +91,12 @@ def encode(longitude: float, latitude: float, step: int = STEP_MAX,
 
 def area(bits: int, step: int, lat_min: float = LAT_MIN, lat_max: float = LAT_MAX) -> tuple:
     """geohashDecode: (long min, long max, lat min, lat max) of the box."""
-    sep = deinterleave64(bits)
+    e, o = _EVEN16, _ODD16
+    w0, w1, w2, w3 = bits & 0xffff, bits >> 16 & 0xffff, bits >> 32 & 0xffff, bits >> 48 & 0xffff
+    ilato = e[w0] | e[w1] << 8 | e[w2] << 16 | e[w3] << 24   # deinterleave64's low half
+    ilono = o[w0] | o[w1] << 8 | o[w2] << 16 | o[w3] << 24
     lat_scale = lat_max - lat_min
     long_scale = LONG_MAX - LONG_MIN
-    ilato = sep & 0xffffffff
-    ilono = sep >> 32 & 0xffffffff
     div = float(1 << step)
     return (LONG_MIN + (ilono * 1.0 / div) * long_scale,
             LONG_MIN + (((ilono + 1) & 0xffffffff) * 1.0 / div) * long_scale,
@@ -107,19 +118,35 @@ def score_bits(score: float) -> int:
     return int(rest) ^ (1 << 63)
 
 
+_LAT_SCALE = LAT_MAX - LAT_MIN
+_LONG_SCALE = LONG_MAX - LONG_MIN
+_DIV26 = float(1 << STEP_MAX)
+_TWO52 = float(1 << 52)
+
+
 def decode_score(score: float) -> tuple:
     """decodeGeohash: (longitude, latitude) of a score, the center of its
-    52-bit box, clamped to the limits."""
-    lon_lo, lon_hi, lat_lo, lat_hi = area(score_bits(score), STEP_MAX)
-    x = (lon_lo + lon_hi) / 2
+    52-bit box (geohashDecode's arithmetic), clamped to the limits. On the
+    path of every candidate of a search: written out."""
+    if 0.0 <= score <= _TWO52:
+        b = int(score)
+    else:
+        b = score_bits(score)
+    e, o = _EVEN16, _ODD16
+    w0, w1, w2, w3 = b & 0xffff, b >> 16 & 0xffff, b >> 32 & 0xffff, b >> 48 & 0xffff
+    ilato = e[w0] | e[w1] << 8 | e[w2] << 16 | e[w3] << 24
+    ilono = o[w0] | o[w1] << 8 | o[w2] << 16 | o[w3] << 24
+    x = ((LONG_MIN + (ilono / _DIV26) * _LONG_SCALE)
+         + (LONG_MIN + (((ilono + 1) & 0xffffffff) / _DIV26) * _LONG_SCALE)) / 2
     if x > LONG_MAX:
         x = LONG_MAX
-    if x < LONG_MIN:
+    elif x < LONG_MIN:
         x = LONG_MIN
-    y = (lat_lo + lat_hi) / 2
+    y = ((LAT_MIN + (ilato / _DIV26) * _LAT_SCALE)
+         + (LAT_MIN + (((ilato + 1) & 0xffffffff) / _DIV26) * _LAT_SCALE)) / 2
     if y > LAT_MAX:
         y = LAT_MAX
-    if y < LAT_MIN:
+    elif y < LAT_MIN:
         y = LAT_MIN
     return x, y
 
