@@ -308,44 +308,32 @@ def _search_job(conn, z, bounds: list, shape: _Shape, limit: int, count: int, so
     xs: list = []
     ys: list = []
     dists: list = []
+    out = (members, scores, xs, ys, dists)
     cx, cy = shape.x, shape.y
     conversion = shape.conversion
-    circle = shape.circle
-    radius = shape.radius * conversion
-    width = shape.width * conversion
-    height = shape.height * conversion
-    half_height = height / 2
-    half_width = width / 2
-    lat_distance = geohash.lat_distance
+    if shape.circle:
+        radius = shape.radius * conversion
+        scan = lambda pairs: geohash.scan_circle(pairs, cx, cy, radius, out, limit)  # noqa: E731
+    else:
+        width = shape.width * conversion
+        height = shape.height * conversion
+        scan = lambda pairs: geohash.scan_box(pairs, cx, cy, width, height, out, limit)  # noqa: E731
     big = sum(end - first for first, end in bounds) > _BIG
     for first, end in bounds:
         if limit and members and len(members) >= limit:
             break
+        if not big:
+            if scan(z.pairs(first, end)):
+                break
+            continue
+        full = False
         for start in range(first, end, step):
             # a snapshot of STEP candidates (the set may change between two slices)
-            for score, member in z.pairs(start, min(start + step, end)):
-                x, y = decode_score(score)
-                if circle:
-                    d = distance(cx, cy, x, y)
-                    if d > radius:
-                        continue
-                else:
-                    if lat_distance(y, cy) > half_height:
-                        continue
-                    if distance(x, y, cx, y) > half_width:
-                        continue
-                    d = distance(cx, cy, x, y)
-                members.append(member)
-                scores.append(score)
-                xs.append(x)
-                ys.append(y)
-                dists.append(d)
-                if limit and len(members) >= limit:
-                    break
-            else:
-                if big:
-                    yield
-                continue
+            full = scan(z.pairs(start, min(start + step, end)))
+            if full:
+                break
+            yield
+        if full:
             break
 
     found = len(members)
@@ -365,8 +353,11 @@ def _search_job(conn, z, bounds: list, shape: _Shape, limit: int, count: int, so
         db.delete(storekey)
         return 0
     result = {}
-    for k in order:
-        result[members[k]] = dists[k] / conversion if storedist else scores[k]
+    for start in range(0, returned, step):
+        for k in order[start:start + step]:
+            result[members[k]] = dists[k] / conversion if storedist else scores[k]
+        if returned > step:
+            yield
     if len(result) <= slices.STEP:
         zsets._store_new(conn, db, storekey, sorted([(s, m) for m, s in result.items()]))
         return returned
@@ -394,10 +385,18 @@ def _sorted(dists: list, desc: bool, returned: int):
         order = list(range(found))
         yield from _pqsort(order, dists, desc, 0, found, 0, returned - 1)
         return order
-    if found > slices.STEP:
-        keyed = [((-d if desc else d), k) for k, d in enumerate(dists)]
+    step = slices.STEP
+    if found > step:   # (distance, index): the stable sort's order, in slices
+        keyed = []
+        for start in range(0, found, step):
+            keyed += [((-d if desc else d), k) for k, d in enumerate(dists[start:start + step], start)]
+            yield
         keyed = yield from slices.sort_job(keyed)
-        return [k for _, k in keyed]
+        order = []
+        for start in range(0, found, step):
+            order += [k for _, k in keyed[start:start + step]]
+            yield
+        return order
     return sorted(range(found), key=dists.__getitem__, reverse=desc)
 
 
@@ -499,12 +498,16 @@ def _pqsort(v: list, dists: list, desc: bool, lo: int, n: int, lrange: int, rran
 
 def _reply(conn, order, members, scores, xs, ys, dists, conversion: float,
            withdist: bool, withhash: bool, withcoords: bool):
-    """Job: the reply of the points `order` (in reply order)."""
+    """Job: the reply of the points `order` (in reply order), built and
+    encoded slices.STEP points at a time when there are more."""
     if not (withdist or withhash or withcoords):
-        items = [members[k] for k in order]
-    else:
-        items = []
-        for k in order:
+        if len(order) <= slices.STEP:
+            return [members[k] for k in order]
+        return (yield from slices.array_job([members[k] for k in order], conn.resp3))
+    step = slices.STEP
+    items = []
+    for start in range(0, len(order), step):
+        for k in order[start:start + step]:
             item = [members[k]]
             if withdist:
                 item.append(format_distance(dists[k] / conversion))
@@ -513,7 +516,9 @@ def _reply(conn, order, members, scores, xs, ys, dists, conversion: float,
             if withcoords:
                 item.append([_coordinate(conn, xs[k]), _coordinate(conn, ys[k])])
             items.append(item)
-    if len(items) > slices.STEP:
+        if len(order) > step:
+            yield
+    if len(items) > step:
         return (yield from slices.array_job(items, conn.resp3))
     return items
 

@@ -182,7 +182,9 @@ def distance(lon1d: float, lat1d: float, lon2d: float, lat2d: float) -> float:
     lat2r = lat2d * D_R
     u = _sin((lat2r - lat1r) / 2)
     a = u * u + _cos(lat1r) * _cos(lat2r) * v * v
-    return 2.0 * EARTH_RADIUS_IN_METERS * _asin(_sqrt(a))
+    s = _sqrt(a)
+    # C's asin of more than 1 (rounding, near the antipode) is NaN, not an error
+    return 2.0 * EARTH_RADIUS_IN_METERS * _asin(s) if s <= 1.0 else math.nan
 
 
 def format_distance(d: float) -> bytes:
@@ -323,3 +325,93 @@ def _neighbors(bits: int, step: int) -> list:
             _move_x(bits, step, 1), _move_x(bits, step, -1),
             _move_y(_move_x(bits, step, 1), step, 1), _move_y(_move_x(bits, step, -1), step, 1),
             _move_y(_move_x(bits, step, 1), step, -1), _move_y(_move_x(bits, step, -1), step, -1)]
+
+
+# -- a search's candidates ------------------------------------------------------------------
+#
+# geoWithinShape over a batch of (score, member) pairs, with decodeGeohash and
+# geohashGetDistance written out (the same operations in the same order as
+# decode_score and distance above: a call per candidate showed in profiles).
+
+# Below this radius (meters) Redis's step estimate is at least 6, so the nine
+# boxes span less than 180 degrees of longitude and no candidate is near the
+# antipode, where rounding can make the haversine's asin argument pass 1 (a
+# NaN distance, which Redis keeps). Only then may a candidate be dropped on
+# its latitude alone (below).
+PREFILTER_RADIUS = 300_000.0
+
+
+def scan_circle(pairs, cx: float, cy: float, radius: float, out: tuple, limit: int) -> bool:
+    """Append the points of `pairs` within `radius` meters of (cx, cy) to
+    the lists `out` (members, scores, longitudes, latitudes, distances);
+    True once they hold `limit` points (0: no limit)."""
+    members, scores, xs, ys, dists = out
+    e, o = _EVEN16, _ODD16
+    cxr = cx * D_R
+    cyr = cy * D_R
+    cos1 = _cos(cyr)
+    # The great-circle distance is at least the latitude's arc: a point whose
+    # latitude arc is past the radius (with a margin far above the rounding
+    # of either computation) is out without its longitude and haversine.
+    far = radius * (1 + 1e-9) + 1e-6 if radius < PREFILTER_RADIUS else math.inf
+    radius_earth = EARTH_RADIUS_IN_METERS
+    for score, member in pairs:
+        b = int(score) if 0.0 <= score <= _TWO52 else score_bits(score)
+        w0, w1, w2, w3 = b & 0xffff, b >> 16 & 0xffff, b >> 32 & 0xffff, b >> 48 & 0xffff
+        ilato = e[w0] | e[w1] << 8 | e[w2] << 16 | e[w3] << 24
+        y = ((LAT_MIN + (ilato / _DIV26) * _LAT_SCALE)
+             + (LAT_MIN + (((ilato + 1) & 0xffffffff) / _DIV26) * _LAT_SCALE)) / 2
+        if y > LAT_MAX:
+            y = LAT_MAX
+        elif y < LAT_MIN:
+            y = LAT_MIN
+        lat2r = y * D_R
+        if radius_earth * abs(lat2r - cyr) > far:
+            continue
+        ilono = o[w0] | o[w1] << 8 | o[w2] << 16 | o[w3] << 24
+        x = ((LONG_MIN + (ilono / _DIV26) * _LONG_SCALE)
+             + (LONG_MIN + (((ilono + 1) & 0xffffffff) / _DIV26) * _LONG_SCALE)) / 2
+        if x > LONG_MAX:
+            x = LONG_MAX
+        elif x < LONG_MIN:
+            x = LONG_MIN
+        v = _sin((x * D_R - cxr) / 2)
+        if v == 0.0:
+            d = radius_earth * abs(lat2r - cyr)
+        else:
+            u = _sin((lat2r - cyr) / 2)
+            s = _sqrt(u * u + cos1 * _cos(lat2r) * v * v)
+            d = 2.0 * radius_earth * _asin(s) if s <= 1.0 else math.nan
+        if d > radius:
+            continue
+        members.append(member)
+        scores.append(score)
+        xs.append(x)
+        ys.append(y)
+        dists.append(d)
+        if limit and len(members) >= limit:
+            return True
+    return False
+
+
+def scan_box(pairs, cx: float, cy: float, width: float, height: float, out: tuple,
+             limit: int) -> bool:
+    """scan_circle for geohashGetDistanceIfInRectangle: `width` x `height`
+    meters centered on (cx, cy)."""
+    members, scores, xs, ys, dists = out
+    half_height = height / 2
+    half_width = width / 2
+    for score, member in pairs:
+        x, y = decode_score(score)
+        if lat_distance(y, cy) > half_height:
+            continue
+        if distance(x, y, cx, y) > half_width:
+            continue
+        members.append(member)
+        scores.append(score)
+        xs.append(x)
+        ys.append(y)
+        dists.append(distance(cx, cy, x, y))
+        if limit and len(members) >= limit:
+            return True
+    return False
