@@ -410,9 +410,12 @@ def _cmp(a: float, b: float) -> int:
 
 
 def _pqsort(v: list, dists: list, desc: bool, lo: int, n: int, lrange: int, rrange: int):
-    """Job: Redis's pqsort.c (Bentley & McIlroy's qsort, recursing only into
-    the parts holding [lrange, rrange]) on the indexes v[lo:lo + n], by
-    distance (descending if `desc`), element for element as Redis's."""
+    """Job: Redis's pqsort.c (Bentley & McIlroy's qsort, sorting only the
+    parts that hold [lrange, rrange]) on the indexes v[lo:lo + n], by
+    distance (descending if `desc`), element for element as Redis's. The
+    parts left to sort are kept on a list, not on the stack: they are
+    disjoint, so the order they are done in changes nothing, and a crafted
+    input that makes the C version recurse deeply cannot exhaust Python's."""
     sign = -1 if desc else 1
 
     def cmp(i: int, j: int) -> int:
@@ -427,16 +430,20 @@ def _pqsort(v: list, dists: list, desc: bool, lo: int, n: int, lrange: int, rran
         for t in range(k):
             v[a + t], v[b + t] = v[b + t], v[a + t]
 
-    a = lo
+    def wanted(left: int, right: int) -> bool:
+        return not ((lrange < left and rrange < left) or (lrange > right and rrange > right))
+
+    parts = [(lo, n)]
     work = 0
-    while True:
+    while parts:
+        a, n = parts.pop()
         if n < 7:
             for pm in range(a + 1, a + n):
                 pl = pm
                 while pl > a and cmp(pl - 1, pl) > 0:
                     v[pl], v[pl - 1] = v[pl - 1], v[pl]
                     pl -= 1
-            return
+            continue
         pm = a + n // 2
         if n > 7:
             pl = a
@@ -472,28 +479,21 @@ def _pqsort(v: list, dists: list, desc: bool, lo: int, n: int, lrange: int, rran
             v[pb], v[pc] = v[pc], v[pb]
             pb += 1
             pc -= 1
-        work += n
-        if work > slices.STEP * 8:
-            work = 0
-            yield
         pn = a + n
         r = min(pa - a, pb - pa)
         vecswap(a, pb - r, r)
         r = min(pd - pc, pn - pd - 1)
         vecswap(pb, pn - r, r)
         r = pb - pa
-        if r > 1:
-            left, right = a, a + r - 1
-            if not ((lrange < left and rrange < left) or (lrange > right and rrange > right)):
-                yield from _pqsort(v, dists, desc, a, r, lrange, rrange)
+        if r > 1 and wanted(a, a + r - 1):
+            parts.append((a, r))
         r = pd - pc
-        if r <= 1:
-            return
-        a = pn - r
-        n = r
-        left, right = a, a + r - 1
-        if (lrange < left and rrange < left) or (lrange > right and rrange > right):
-            return
+        if r > 1 and wanted(pn - r, pn - 1):
+            parts.append((pn - r, r))
+        work += n
+        if work > slices.STEP * 8:
+            work = 0
+            yield
 
 
 def _reply(conn, order, members, scores, xs, ys, dists, conversion: float,
