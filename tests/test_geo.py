@@ -53,17 +53,42 @@ def _points(rng: random.Random, n: int) -> list:
     return out
 
 
+# The dense squares: 1 x 1 degree near Palermo, and 1 x 1 degree across the
+# antimeridian at 60 N (cells on both sides of it are neighbours).
+_SQUARES = [((13.0, 14.0), (38.0, 39.0)), ((179.5, 180.5), (60.0, 61.0))]
+
+
+def _wrap(lon: float) -> float:
+    return lon - 360.0 if lon > 180.0 else lon
+
+
+def _dense_points(rng: random.Random, n: int) -> list:
+    """`n` points over the dense squares (as bench/geo.py's): searches below
+    300 km read big boxes, whose quarters tenantkv may leave out."""
+    out = []
+    for i in range(n):
+        (x0, x1), (y0, y1) = _SQUARES[i % 2]
+        out.append([_num(rng, _wrap(rng.uniform(x0, x1))), _num(rng, rng.uniform(y0, y1)),
+                    b"d%d" % i])
+    return out
+
+
 def _search_args(rng: random.Random, key: bytes, members: list) -> list:
     """A random GEOSEARCH, GEOSEARCHSTORE, GEORADIUS[BYMEMBER][_RO] command."""
     kind = rng.choice(["search", "search", "store", "radius", "radius_ro", "bymember",
                        "bymember_ro", "radius_store"])
     unit = rng.choice(UNITS)
     scale = {b"m": 1, b"km": 1000, b"KM": 1000, b"ft": 0.3048, b"mi": 1609.34}[unit]
-    meters = math.exp(rng.uniform(math.log(1), math.log(2.5e7)))
+    # dense: 300 m to 50 km, where boxes hold many candidates and quarters are left out
+    bottom, top = (300, 5e4) if members[0][2].startswith(b"d") else (1, 2.5e7)
+    meters = math.exp(rng.uniform(math.log(bottom), math.log(top)))
     radius = b"%.6g" % (meters / scale)
     lon, lat = rng.uniform(-180, 180), rng.uniform(-85.05, 85.05)
     if rng.random() < 0.3 and members:   # around a cluster
         lon, lat = float(members[0][0]), float(members[0][1])
+    if members[0][2].startswith(b"d"):   # in or near a square
+        (x0, x1), (y0, y1) = rng.choice(_SQUARES)
+        lon, lat = _wrap(rng.uniform(x0 - 0.5, x1 + 0.5)), rng.uniform(y0 - 0.5, y1 + 0.5)
     member = rng.choice(members)[2] if members and rng.random() < 0.9 else b"nosuchmember"
     opts = []
     if rng.random() < 0.5:
@@ -81,8 +106,8 @@ def _search_args(rng: random.Random, key: bytes, members: list) -> list:
         if rng.random() < 0.5:
             shape = [b"BYRADIUS", radius, unit]
         else:
-            w = math.exp(rng.uniform(math.log(1), math.log(4e7))) / scale
-            h = math.exp(rng.uniform(math.log(1), math.log(4e7))) / scale
+            w = math.exp(rng.uniform(math.log(bottom), math.log(top * 1.6))) / scale
+            h = math.exp(rng.uniform(math.log(bottom), math.log(top * 1.6))) / scale
             shape = [b"BYBOX", b"%.6g" % w, b"%.6g" % h, unit]
         if kind == "search":
             return [b"GEOSEARCH", key, *origin, *shape, *opts, *with_]
@@ -96,10 +121,10 @@ def _search_args(rng: random.Random, key: bytes, members: list) -> list:
     return [name, key, *where, radius, unit, *opts, *with_]
 
 
-@pytest.mark.parametrize("size", [100, 3000])
+@pytest.mark.parametrize("size", [100, 3000, "dense"])
 def test_random_searches_match_redis_byte_for_byte(server, redis_server, size):
     rng = random.Random(size)
-    points = _points(rng, size)
+    points = _dense_points(rng, 5000) if size == "dense" else _points(rng, size)
     compared = 0
     for protocol in (2, 3):
         ours, theirs = RawConnection(server.port), RawConnection(redis_server.port)

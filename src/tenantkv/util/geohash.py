@@ -278,11 +278,12 @@ def bounding_box(longitude: float, latitude: float, width: float, height: float)
 
 
 def search_boxes(longitude: float, latitude: float, half_width: float, half_height: float,
-                 radius_meters: float) -> list:
+                 radius_meters: float) -> tuple:
     """geohashCalculateAreasByShapeWGS84 and membersOfAllNeighbors' walk:
-    the [min, max) score ranges to read, in Redis's order (the center box,
-    then N, S, E, W, NE, NW, SE, SW), without the neighbours it excludes
-    and without a box equal to the one read just before it."""
+    (step, [(min, max, bits), ...]): the boxes' [min, max) score ranges to
+    read, in Redis's order (the center box, then N, S, E, W, NE, NW, SE,
+    SW), without the neighbours it excludes and without a box equal to the
+    one read just before it."""
     min_lon, min_lat, max_lon, max_lat = bounding_box(longitude, latitude, half_width, half_height)
     steps = estimate_steps(radius_meters, latitude)
     hash_bits = encode(longitude, latitude, steps) or 0
@@ -314,9 +315,9 @@ def search_boxes(longitude: float, latitude: float, half_width: float, half_heig
         # a box equal to the last one read (the center is never compared: last_processed 0)
         if last and bits == boxes[last]:
             continue
-        ranges.append((float(bits << shift), float((bits + 1) << shift)))
+        ranges.append((float(bits << shift), float((bits + 1) << shift), bits))
         last = i
-    return ranges
+    return steps, ranges
 
 
 def _neighbors(bits: int, step: int) -> list:
@@ -339,6 +340,44 @@ def _neighbors(bits: int, step: int) -> list:
 # NaN distance, which Redis keeps). Only then may a candidate be dropped on
 # its latitude alone (below).
 PREFILTER_RADIUS = 300_000.0
+
+
+def _cell_gaps(cell: tuple, cx: float, cy: float) -> tuple:
+    """(the smallest latitude difference, the smallest longitude difference,
+    around the antimeridian too; the smallest cosine of a latitude) from
+    (cx, cy) to the points of `cell` (an area()), in radians."""
+    lon0, lon1, lat0, lat1 = cell
+    dlat = 0.0 if lat0 <= cy <= lat1 else min(abs(cy - lat0), abs(cy - lat1))
+    if lon0 <= cx <= lon1:
+        dlon = 0.0
+    else:   # the nearer edge, either way round (the haversine sees no difference)
+        d0, d1 = abs(cx - lon0), abs(cx - lon1)
+        dlon = min(d0, 360.0 - d0, d1, 360.0 - d1)
+    return dlat * D_R, dlon * D_R, min(_cos(lat0 * D_R), _cos(lat1 * D_R))
+
+
+def circle_misses(cell: tuple, cx: float, cy: float, radius: float) -> bool:
+    """Whether no point of `cell` can be within `radius` meters of (cx, cy)
+    by Redis's haversine: a lower bound of the distance (haversine's terms,
+    each at its smallest over the cell) past the radius by a margin far
+    above rounding. For radii below PREFILTER_RADIUS only (see there)."""
+    dlat, dlon, cmin = _cell_gaps(cell, cx, cy)
+    h = _sin(dlat / 2)
+    v = _sin(dlon / 2)
+    a = h * h + _cos(cy * D_R) * cmin * v * v
+    low = 2.0 * EARTH_RADIUS_IN_METERS * _asin(min(1.0, _sqrt(a)))
+    return low > radius * (1 + 1e-9) + 1e-6
+
+
+def box_misses(cell: tuple, cx: float, cy: float, width: float, height: float) -> bool:
+    """The same for geohashGetDistanceIfInRectangle's two tests: every point
+    of `cell` is farther than height/2 in latitude or than width/2 along
+    its own parallel."""
+    dlat, dlon, cmin = _cell_gaps(cell, cx, cy)
+    if EARTH_RADIUS_IN_METERS * dlat > (height / 2) * (1 + 1e-9) + 1e-6:
+        return True
+    low = 2.0 * EARTH_RADIUS_IN_METERS * _asin(min(1.0, cmin * _sin(dlon / 2)))
+    return low > (width / 2) * (1 + 1e-9) + 1e-6
 
 
 def scan_circle(pairs, cx: float, cy: float, radius: float, out: tuple, limit: int) -> bool:
