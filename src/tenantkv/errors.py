@@ -606,3 +606,10 @@ FUNCTIONS_MANY = "ERR tenantkv: more than %d functions (per tenant)"
 BUSY_FUNCTION = ("BUSY Redis is busy running a script. You can only call FUNCTION KILL or "
                  "SHUTDOWN NOSAVE.")
 SCRIPT_IN_SCRIPT = "ERR This Redis command is not allowed from script"
+
+# -- SORT / SORT_RO (commands/sort.py), SWAPDB (commands/keys.py) --
+SORT_NOT_DOUBLE = "ERR One or more scores can't be converted into double"
+# tenantkv's own bound: each GET pattern is a lookup per element sorted
+SORT_TOO_MANY_GETS = "ERR tenantkv: SORT takes at most %d GET patterns"
+SWAPDB_FIRST_INDEX = "ERR invalid first DB index"
+SWAPDB_SECOND_INDEX = "ERR invalid second DB index"

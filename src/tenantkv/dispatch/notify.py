@@ -37,6 +37,7 @@ from tenantkv.dispatch.pubsub import publish
 from tenantkv.dispatch.replies import Deferred
 from tenantkv.errors import CommandError
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY
+from tenantkv.util.keyspecs import sort_procedure
 from tenantkv.util.numbers import parse_int
 
 from tenantkv.util.keyspace_events import (  # noqa: F401  (the classes, for readers)
@@ -326,6 +327,27 @@ def _bitfield(db, args, reply, before):
     return _changed(STRING, b"setbit")(db, args, reply, before)
 
 
+def _sort_destination(args):
+    found = sort_procedure(args)
+    return (args[found[1][0]],) if len(found) > 1 else ()
+
+
+def _sort(db, args, reply, before):
+    # SORT ... STORE: "sortstore" (class l) when a list was stored, "del"
+    # when an empty result removed the destination; nothing without STORE.
+    keys = _sort_destination(args)
+    if not keys or type(reply) is not int:
+        return ()
+    key = keys[0]
+    out: list = []
+    if reply > 0:
+        _new(out, db, before, key)
+        out.append((LIST, b"sortstore", key))
+    elif before.get(key) and key not in db.data:
+        out.append((GENERIC, b"del", key))
+    return out
+
+
 EVENTS = {
     # strings
     "set": _set, "setnx": _changed(STRING, b"set", True), "setex": _setex, "psetex": _setex,
@@ -372,6 +394,7 @@ EVENTS = {
     "bzmpop": _mpop(ZSET, 2, {b"min": b"zpopmin", b"max": b"zpopmax"}),
     "zunionstore": _stored(ZSET, b"zunionstore"), "zinterstore": _stored(ZSET, b"zinterstore"),
     "zdiffstore": _stored(ZSET, b"zdiffstore"), "zrangestore": _stored(ZSET, b"zrangestore"),
+    "sort": _sort,
     # MOVE and COPY write another database: Notifier._other_db.
     # FLUSHDB / FLUSHALL emit nothing (Redis 7.0 neither).
 }
@@ -385,7 +408,7 @@ PREPARE = {"getex": _getex_prepare, "smove": _smove_prepare, "zadd": _zadd_prepa
 # only for "new", so with class n off their `before` is not taken.
 NEEDS_BEFORE = frozenset(("set", "del", "unlink", "ltrim", "bitop", "sinterstore",
                           "sunionstore", "sdiffstore", "zunionstore", "zinterstore",
-                          "zdiffstore", "zrangestore", *PREPARE))
+                          "zdiffstore", "zrangestore", "sort", *PREPARE))
 
 # The keys whose existence a command's events look at, when not its first
 # key alone (or all of its keys: DEL, MSET).
@@ -395,7 +418,7 @@ _BEFORE_KEYS = {
     "unlink": lambda args: args[1:], "rename": lambda args: (args[2],),
     "renamenx": lambda args: (args[2],), "lmove": lambda args: (args[2],),
     "blmove": lambda args: (args[2],), "rpoplpush": lambda args: (args[2],),
-    "brpoplpush": lambda args: (args[2],),
+    "brpoplpush": lambda args: (args[2],), "sort": _sort_destination,
 }
 _NOTHING_BEFORE: dict = {}
 

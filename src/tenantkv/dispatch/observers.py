@@ -61,6 +61,7 @@ from tenantkv.errors import CommandError, execabort_because
 from tenantkv.keyspace.database import now_ms
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY
 from tenantkv.dispatch import blocking
+from tenantkv.util.keyspecs import sort_procedure
 from tenantkv.util.numbers import parse_int
 
 
@@ -98,13 +99,19 @@ def _copy(conn, db, args, reply):
     return [(target, args[2])]
 
 
+def _sort_store(conn, db, args, reply):
+    # SORT ... STORE dst: the destination (sortGetKeys finds it)
+    found = sort_procedure(args)
+    return [(db, args[found[1][0]])] if len(found) > 1 else []
+
+
 # command name -> touched(conn, db, args, reply) -> [(db, key), ...]
 TOUCHED = {
     "sinterstore": _destination, "sunionstore": _destination, "sdiffstore": _destination,
     "zunionstore": _destination, "zinterstore": _destination, "zdiffstore": _destination,
     "zrangestore": _destination, "bitop": lambda conn, db, args, reply: [(db, args[2])],
     "lmpop": _popped_key, "zmpop": _popped_key, "blmpop": _popped_key, "bzmpop": _popped_key,
-    "move": _move, "copy": _copy,
+    "move": _move, "copy": _copy, "sort": _sort_store,
 }
 
 
@@ -145,7 +152,7 @@ UNCHANGED_ON_ZERO = frozenset((
 
 # Commands whose reply does not tell whether they changed anything: they count
 # a no-op in server.stats.unchanged_writes (SETBIT of a bit to its value).
-MAY_CHANGE_NOTHING = frozenset(("setbit", "bitfield"))
+MAY_CHANGE_NOTHING = frozenset(("setbit", "bitfield", "sort"))   # SORT: without STORE
 
 
 class KeyEvents:
