@@ -105,6 +105,29 @@ def _sort_store(conn, db, args, reply):
     return [(db, args[found[1][0]])] if len(found) > 1 else []
 
 
+def _swapdb(conn, db, args, reply):
+    """SWAPDB's effect on the clients of both databases, as Redis's
+    touchAllWatchedKeysInDb and scanDatabaseForReadyKeys: a WATCHed key
+    that exists in either database now changed; a key someone is blocked
+    on that exists in its database now may serve them."""
+    first, second = parse_int(args[1]), parse_int(args[2])
+    if first == second:
+        return []
+    dbs = conn.tenant.dbs
+    a, b = dbs.get(first), dbs.get(second)
+    if a is None or b is None:
+        return []
+    keys = []
+    for one in (a, b):
+        for key in one.watchers:
+            if key in a.data or key in b.data:
+                keys.append((one, key))
+        for key in one.blocked:
+            if key in one.data and key not in one.watchers:
+                keys.append((one, key))
+    return keys
+
+
 # command name -> touched(conn, db, args, reply) -> [(db, key), ...]
 TOUCHED = {
     "sinterstore": _destination, "sunionstore": _destination, "sdiffstore": _destination,
@@ -112,6 +135,7 @@ TOUCHED = {
     "zrangestore": _destination, "bitop": lambda conn, db, args, reply: [(db, args[2])],
     "lmpop": _popped_key, "zmpop": _popped_key, "blmpop": _popped_key, "bzmpop": _popped_key,
     "move": _move, "copy": _copy, "sort": _sort_store,
+    "swapdb": _swapdb,
 }
 
 
