@@ -613,3 +613,5 @@ SORT_NOT_DOUBLE = "ERR One or more scores can't be converted into double"
 SORT_TOO_MANY_GETS = "ERR tenantkv: SORT takes at most %d GET patterns"
 SWAPDB_FIRST_INDEX = "ERR invalid first DB index"
 SWAPDB_SECOND_INDEX = "ERR invalid second DB index"
+# tenantkv's own bound: LOLWUT draws in Python (commands/lolwut.py)
+LOLWUT_TOO_BIG = "ERR tenantkv: LOLWUT draws at most %d pixels"

@@ -2,7 +2,7 @@
 
 from tenantkv.commands import (  # noqa: F401  (imported for their registrations)
     acl, appendonly, bitmaps, connection, hashes, keys, lists, memory, persistence,
-    functions, pubsub, scripting, server, sets, sort, strings, tenant, transactions, zsets,
+    functions, lolwut, pubsub, scripting, server, sets, sort, strings, tenant, transactions, zsets,
 )
 from tenantkv.dispatch.table import COMMANDS, Command
 
