@@ -121,3 +121,22 @@ def test_swapdb_is_logged_and_replayed(tmp_path):
         a = login(server, "alice")
         assert a.get("k") == b"zero"
         a.close()
+
+
+def test_swapdb_does_not_touch_a_missing_key_replaced_by_a_stale_one(srv, ab):
+    a, _ = ab
+    root = login(srv, "root")
+    root.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
+    try:
+        a.set("x", "foo", px=1)   # db 0: stale, still in the table
+        time.sleep(0.01)
+        w = login(srv, "alice", db=1)
+        w.execute_command("WATCH", "x")
+        a.swapdb(0, 1)   # db 1 gets x, expired: no change (Redis 7.0)
+        w.execute_command("MULTI")
+        w.execute_command("PING")
+        assert w.execute_command("EXEC") == [b"PONG"]
+        w.close()
+    finally:
+        root.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "1")
+        root.close()

@@ -106,10 +106,13 @@ def _sort_store(conn, db, args, reply):
 
 
 def _swapdb(conn, db, args, reply):
-    """SWAPDB's effect on the clients of both databases, as Redis's
-    touchAllWatchedKeysInDb and scanDatabaseForReadyKeys: a WATCHed key
-    that exists in either database now changed; a key someone is blocked
-    on that exists in its database now may serve them."""
+    """SWAPDB's effect on the clients of both databases (run after the
+    swap), as Redis's touchAllWatchedKeysInDb and scanDatabaseForReadyKeys:
+    a WATCHed key changed when it existed in its database before or exists
+    there now, unless it only gets a stale (expired) value where it had
+    none (an expired key WATCH saw was deleted then: tenantkv's WATCH reads
+    the key); a key someone is blocked on that exists in its database now
+    may serve them (the pop itself skips an expired one)."""
     first, second = parse_int(args[1]), parse_int(args[2])
     if first == second:
         return []
@@ -117,13 +120,17 @@ def _swapdb(conn, db, args, reply):
     a, b = dbs.get(first), dbs.get(second)
     if a is None or b is None:
         return []
+    now = now_ms()
     keys = []
-    for one in (a, b):
+    for one, other in ((a, b), (b, a)):
+        before, after, expires = other.data, one.data, one.expires   # swapped already
         for key in one.watchers:
-            if key in a.data or key in b.data:
+            if key in before:
+                keys.append((one, key))
+            elif key in after and not (key in expires and expires[key] <= now):
                 keys.append((one, key))
         for key in one.blocked:
-            if key in one.data and key not in one.watchers:
+            if key in after and key not in one.watchers:
                 keys.append((one, key))
     return keys
 
