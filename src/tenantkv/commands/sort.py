@@ -28,6 +28,8 @@ Bounds: the work (elements x lookups) past slices.BIG runs as a job
 caller's tenant; the number of GET patterns is capped (MAX_GETS).
 """
 
+from itertools import repeat
+
 from tenantkv import errors
 from tenantkv.dispatch import slices
 from tenantkv.dispatch.table import command
@@ -40,9 +42,6 @@ from tenantkv.util.numbers import parse_float, parse_int
 # GET patterns one SORT may take: each is a key lookup per element returned
 # (tenantkv's bound; Redis has none).
 MAX_GETS = 256
-
-# How many lookups a job does between two looks at the clock.
-_YIELD_EVERY = 256
 
 _C_SPACE = b" \t\n\v\f\r"
 
@@ -206,6 +205,100 @@ def _elements(value, kind: str, n: int, start: int, end: int, desc: bool, dontso
     return list(value)
 
 
+# Weights made only of these bytes and at most _PLAIN_LENGTH long (the
+# common case, checked in two C passes over them all): if float() takes
+# them it reads them exactly as strtod does, and none can overflow or
+# underflow. (No newline inside one: float() would strip it, strtod not.)
+_PLAIN_BYTES = b"0123456789.+-\n"
+_NONE = type(None)
+_STRING_OR_MISSING = frozenset((bytes, _NONE))
+_PLAIN_LENGTH = 24
+
+
+def _plain(raws: list) -> bool:
+    joined = b"\n".join(raws)
+    return (not joined.translate(None, _PLAIN_BYTES) and joined.count(b"\n") == len(raws) - 1
+            and max(map(len, raws), default=0) <= _PLAIN_LENGTH)
+
+
+def _scores(raws: list) -> tuple:
+    """The numeric weights of `raws` (None: a missing weight, 0) and
+    whether one of them is not a number."""
+    if _NONE in set(map(type, raws)):   # (`None in raws` compares each)
+        raws = [b"0" if raw is None else raw for raw in raws]
+    if _plain(raws):
+        try:
+            return list(map(float, raws)), False
+        except ValueError:
+            pass   # "1-2", "": strtod's verdict below
+    scores, bad = [], False
+    for raw in raws:
+        score = _weight(raw)
+        if score is None:
+            bad, score = True, 0.0
+        scores.append(score)
+    return scores, bad
+
+
+def _sorted_as_numbers(elements: list, desc: bool) -> bool:
+    """Sort plain numbers in place by value, ties by their bytes (two
+    stable sorts in C, no list of scores); False if they are not all
+    plain numbers (then in some other order)."""
+    if not _plain(elements):
+        return False
+    elements.sort(reverse=desc)
+    try:
+        elements.sort(key=float, reverse=desc)
+    except ValueError:
+        return False
+    return True
+
+
+def _lookup_many(db, pattern: _Pattern, elements: list) -> list:
+    """pattern.lookup for every element: the keys read in one pass while
+    none of them can have expired and nobody listens for misses."""
+    if pattern.itself:
+        return list(elements)
+    if pattern.prefix is None:
+        return [None] * len(elements)
+    prefix, postfix = pattern.prefix, pattern.postfix
+    keys = list(map(prefix.__add__, elements))   # C loops: this is most of SORT BY's cost
+    if postfix:
+        keys = list(map(bytes.__add__, keys, repeat(postfix)))
+    expires = db.expires
+    if db.stats.on_miss is not None or (expires and not expires.keys().isdisjoint(keys)):
+        values = [db.read(key) for key in keys]   # expiry and keymiss, key by key
+    else:
+        values = list(map(db.data.get, keys))
+        kinds = set(map(type, values))
+        missing = values.count(None) if _NONE in kinds else 0
+        db.misses += missing
+        db.hits += len(values) - missing
+        if pattern.field is None and kinds <= _STRING_OR_MISSING:
+            return values
+    field = pattern.field
+    if field is None:
+        return [value if type(value) is bytes else None for value in values]
+    out = []
+    for value in values:
+        kind = type(value)
+        out.append(value.get(field) if kind is dict
+                   else packed_get(value, field) if kind is PackedHash else None)
+    return out
+
+
+def _lookups(db, pattern: _Pattern, elements: list, big: bool):
+    """Job: _lookup_many, a chunk at a time when big."""
+    if not big:
+        return _lookup_many(db, pattern, elements)
+    out: list = []
+    step = slices.STEP // 8
+    for first in range(0, len(elements), step):
+        out += _lookup_many(db, pattern, elements[first:first + step])
+        yield
+    return out
+
+
 def _job(conn, db, value, kind, n, start, end, desc, alpha, dontsort, by, gets, store, big):
     elements = _elements(value, kind, n, start, end, desc, dontsort)
     if dontsort and kind != "set" and end >= start:
@@ -214,70 +307,55 @@ def _job(conn, db, value, kind, n, start, end, desc, alpha, dontsort, by, gets, 
         yield
     bad = False
     if not dontsort:
+        weights = None if by is None else (yield from _lookups(db, by, elements, big))
         if alpha and by is None:
-            keyed = None   # the elements themselves, compared as bytes
-        elif alpha:
-            # A missing weight first; ties in input order (stable sort)
-            keyed = []
-            for i, element in enumerate(elements):
-                weight = by.lookup(db, element)
-                keyed.append((weight is not None, weight or b""))
-                if big and not i % _YIELD_EVERY:
-                    yield
-        else:
-            keyed = []
-            for i, element in enumerate(elements):
-                raw = element if by is None else by.lookup(db, element)
-                if raw is None:
-                    score = 0.0
-                else:
-                    score = _weight(raw)
-                    if score is None:
-                        bad, score = True, 0.0
-                keyed.append(score)
-                if big and not i % _YIELD_EVERY:
-                    yield
-        if keyed is None:
+            # the elements themselves, as bytes (equal ones are equal bytes)
             if big:
                 elements = yield from slices.sort_job(elements)
                 if desc:
-                    elements.reverse()   # equal elements are equal bytes: order moot
+                    elements.reverse()
             else:
                 elements.sort(reverse=desc)
-        elif not alpha:
-            # Ties broken by the elements' bytes, as sort.c does.
-            pairs = list(zip(keyed, elements))
+        elif alpha:
+            # A missing weight sorts first; ties keep the input's order
+            # (stable sorts; DESC reverses the comparison, not the ties).
+            missing = [i for i, weight in enumerate(weights) if weight is None]
+            present = [i for i, weight in enumerate(weights) if weight is not None]
             if big:
-                pairs = yield from slices.sort_job(pairs)
-                if desc:
-                    pairs.reverse()
-            else:
-                pairs.sort(reverse=desc)
-            elements = [element for _, element in pairs]
-        else:
-            order = list(range(len(elements)))
-            if big:
-                # sort_job's order is total: the position (negated under
-                # DESC, which reverses it) keeps ties in input order.
                 sign = -1 if desc else 1
-                ranked = yield from slices.sort_job(
-                    [(keyed[i], sign * i) for i in order])
+                ranked = yield from slices.sort_job([(weights[i], sign * i) for i in present])
                 if desc:
                     ranked.reverse()
-                order = [abs(i) for _, i in ranked]
+                present = [abs(i) for _, i in ranked]
             else:
-                order.sort(key=keyed.__getitem__, reverse=desc)
+                present.sort(key=weights.__getitem__, reverse=desc)
+            order = present + missing if desc else missing + present
             elements = [elements[i] for i in order]
+        elif by is None and not big and _sorted_as_numbers(elements, desc):
+            pass
+        else:
+            scores, bad = _scores(elements if by is None else weights)
+            if big:
+                pairs = yield from slices.sort_job(list(zip(scores, elements)))
+                if desc:
+                    pairs.reverse()   # equal pairs are equal: order moot
+                elements = [element for _, element in pairs]
+            else:
+                # by the elements' bytes, then (stable) by score: ties in
+                # bytes order, as sort.c breaks them
+                order = sorted(range(len(elements)), key=elements.__getitem__, reverse=desc)
+                order.sort(key=scores.__getitem__, reverse=desc)
+                elements = list(map(elements.__getitem__, order))
     if bad:
         raise CommandError(errors.SORT_NOT_DOUBLE)
     chosen = elements[start:end + 1] if end >= start else []
-    if gets:
-        out = []
-        for i, element in enumerate(chosen):
-            for pattern in gets:
-                out.append(pattern.lookup(db, element))
-            if big and not i % _YIELD_EVERY:
-                yield
+    if len(gets) == 1:
+        out = yield from _lookups(db, gets[0], chosen, big)
+    elif gets:
+        columns = []
+        for pattern in gets:
+            columns.append((yield from _lookups(db, pattern, chosen, big)))
+        out = [item for row in zip(*columns) for item in row]
     else:
         out = chosen
     if store is None:
