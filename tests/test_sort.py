@@ -187,7 +187,8 @@ def test_big_sorts_give_redis_bytes(srv, ab, redis_server):
                      ("SORT", "l", "BY", "w_*", "GET", "#", "GET", "o_*"),
                      ("SORT", "l", "BY", "w_*", "DESC", "LIMIT", "10", "100"),
                      ("SORT", "l", "BY", "nosort", "GET", "o_*", "DESC"),
-                     ("SORT", "l", "BY", "w_*", "ALPHA", "GET", "#")):
+                     ("SORT", "l", "BY", "w_*", "ALPHA", "GET", "#"),
+                     ("SORT", "l", "BY", "w_*", "ALPHA", "DESC")):
             assert _raw(srv.port, *args, auth=auth) == _raw(ref.port, *args), args
         assert a.sort("l", by="w_*", store="dst") == N_BIG
         assert r.sort("l", by="w_*", store="dst") == N_BIG

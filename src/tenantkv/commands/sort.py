@@ -28,6 +28,8 @@ Bounds: the work (elements x lookups) past slices.BIG runs as a job
 caller's tenant; the number of GET patterns is capped (MAX_GETS).
 """
 
+import sys
+from bisect import bisect_left, bisect_right
 from itertools import repeat
 
 from tenantkv import errors
@@ -44,6 +46,8 @@ from tenantkv.util.numbers import parse_float, parse_int
 MAX_GETS = 256
 
 _C_SPACE = b" \t\n\v\f\r"
+_MIN_NORMAL = sys.float_info.min
+_INF = float("inf")
 
 
 def _weight(raw: bytes):
@@ -56,7 +60,11 @@ def _weight(raw: bytes):
     stripped = raw.lstrip(_C_SPACE)
     if not stripped:
         return None
-    return parse_float(stripped)   # None for garbage, overflow, NaN
+    score = parse_float(stripped)   # None for garbage, overflow, NaN
+    if score and -_MIN_NORMAL < score < _MIN_NORMAL and stripped[:2].lower() != b"0x" \
+            and stripped[:3].lower() not in (b"-0x", b"+0x"):
+        return None   # a decimal that underflows: glibc's strtod says ERANGE
+    return score
 
 
 class _Pattern:
@@ -176,33 +184,49 @@ def _sort(conn, args, readonly: bool):
         return done.value
 
 
-def _elements(value, kind: str, n: int, start: int, end: int, desc: bool, dontsort: bool) -> list:
-    """The elements to sort (or, not sorting a list or sorted set, the
+# Elements a job handles between two yields in its C-level steps (decoding,
+# parsing, zipping, storing): ~1-3 ms each.
+_CHUNK = 4 * slices.STEP
+
+
+def _chunked(read, first: int, end: int, big: bool):
+    """Job: read(first, end) (a list), a _CHUNK at a time when big."""
+    if not big or end - first <= _CHUNK:
+        return read(first, end)
+    out: list = []
+    for at in range(first, end, _CHUNK):
+        out += read(at, min(at + _CHUNK, end))
+        yield
+    return out
+
+
+def _elements(value, kind: str, n: int, start: int, end: int, desc: bool, dontsort: bool,
+              big: bool):
+    """Job: the elements to sort (or, not sorting a list or sorted set, the
     range asked for, in order: then start is 0 in the vector)."""
     if value is None:
         return []
     ranged = dontsort and kind != "set"
+    if kind == "set":
+        return list(value)
+    if kind == "zset" and not ranged:
+        return list(value.members())
+    if not ranged:
+        first, stop = 0, n
+    elif end < start:
+        return []
+    elif desc:
+        first, stop = n - 1 - end, n - start
+    else:
+        first, stop = start, end + 1
     if kind == "list":
-        if not ranged:
-            return value.range(0, n) if n else []
-        if end < start:
-            return []
-        if desc:
-            part = value.range(n - 1 - end, n - start)
-            part.reverse()
-            return part
-        return value.range(start, end + 1)
-    if kind == "zset":
-        if not ranged:
-            return list(value.members())
-        if end < start:
-            return []
-        if desc:
-            pairs = value.pairs(n - 1 - end, n - start, reverse=True)
-        else:
-            pairs = value.pairs(start, end + 1)
-        return [member for _, member in pairs]
-    return list(value)
+        out = yield from _chunked(value.range, first, stop, big)
+    else:
+        pairs = yield from _chunked(value.pairs, first, stop, big)
+        out = [member for _, member in pairs]
+    if ranged and desc:
+        out.reverse()
+    return out
 
 
 # Weights made only of these bytes and at most _PLAIN_LENGTH long (the
@@ -215,10 +239,12 @@ _STRING_OR_MISSING = frozenset((bytes, _NONE))
 _PLAIN_LENGTH = 24
 
 
-def _plain(raws: list) -> bool:
+def _plain(raws: list, short: bool = True) -> bool:
+    """Are `raws` all made of _PLAIN_BYTES (and with `short`, at most
+    _PLAIN_LENGTH long: a float then neither overflows nor underflows)?"""
     joined = b"\n".join(raws)
     return (not joined.translate(None, _PLAIN_BYTES) and joined.count(b"\n") == len(raws) - 1
-            and max(map(len, raws), default=0) <= _PLAIN_LENGTH)
+            and (not short or max(map(len, raws), default=0) <= _PLAIN_LENGTH))
 
 
 def _scores(raws: list) -> tuple:
@@ -240,18 +266,29 @@ def _scores(raws: list) -> tuple:
     return scores, bad
 
 
+def _negated(raw: bytes) -> float:
+    return -float(raw)
+
+
 def _sorted_as_numbers(elements: list, desc: bool) -> bool:
     """Sort plain numbers in place by value, ties by their bytes (two
     stable sorts in C, no list of scores); False if they are not all
     plain numbers (then in some other order)."""
-    if not _plain(elements):
+    if not elements or not _plain(elements, short=False):
         return False
     elements.sort(reverse=desc)
     try:
         elements.sort(key=float, reverse=desc)
     except ValueError:
         return False
-    return True
+    # What strtod would refuse (overflow, underflow) needs long elements,
+    # which sort to the ends (inf) or around zero: look only there.
+    key = _negated if desc else float
+    if key(elements[0]) == -_INF or key(elements[-1]) == _INF:
+        return False
+    tiny = elements[bisect_right(elements, -_MIN_NORMAL, key=key):
+                    bisect_left(elements, _MIN_NORMAL, key=key)]
+    return max(map(len, tiny), default=0) <= _PLAIN_LENGTH
 
 
 def _lookup_many(db, pattern: _Pattern, elements: list) -> list:
@@ -300,7 +337,7 @@ def _lookups(db, pattern: _Pattern, elements: list, big: bool):
 
 
 def _job(conn, db, value, kind, n, start, end, desc, alpha, dontsort, by, gets, store, big):
-    elements = _elements(value, kind, n, start, end, desc, dontsort)
+    elements = yield from _elements(value, kind, n, start, end, desc, dontsort, big)
     if dontsort and kind != "set" and end >= start:
         start, end = 0, end - start   # the range is the vector
     if big:
@@ -334,13 +371,22 @@ def _job(conn, db, value, kind, n, start, end, desc, alpha, dontsort, by, gets, 
         elif by is None and not big and _sorted_as_numbers(elements, desc):
             pass
         else:
-            scores, bad = _scores(elements if by is None else weights)
+            raws = elements if by is None else weights
             if big:
-                pairs = yield from slices.sort_job(list(zip(scores, elements)))
+                pairs = []
+                for at in range(0, len(raws), _CHUNK):
+                    part, wrong = _scores(raws[at:at + _CHUNK])
+                    bad = bad or wrong
+                    pairs += zip(part, elements[at:at + _CHUNK])
+                    yield
+                pairs = yield from slices.sort_job(pairs)
                 if desc:
                     pairs.reverse()   # equal pairs are equal: order moot
-                elements = [element for _, element in pairs]
+                elements = yield from _chunked(
+                    lambda at, stop: [element for _, element in pairs[at:stop]],
+                    0, len(pairs), big)
             else:
+                scores, bad = _scores(raws)
                 # by the elements' bytes, then (stable) by score: ties in
                 # bytes order, as sort.c breaks them
                 order = sorted(range(len(elements)), key=elements.__getitem__, reverse=desc)
@@ -365,7 +411,14 @@ def _job(conn, db, value, kind, n, start, end, desc, alpha, dontsort, by, gets, 
     if out:
         if gets:
             out = [b"" if item is None else item for item in out]
-        db.set(store, QuickList(out))
+        if big:
+            stored = QuickList()
+            for at in range(0, len(out), _CHUNK):
+                stored.extend(out[at:at + _CHUNK])
+                yield
+        else:
+            stored = QuickList(out)
+        db.set(store, stored)
     else:
         db.delete(store)
     return len(out)
