@@ -15,6 +15,7 @@ ratio tenantkv/redis:
 
     SORT bench:list                               numeric, by the elements
     SORT bench:list BY bench:w_* GET bench:o_*    100 weights, 100 values read
+    LRANGE bench:list 0 99                        the same reply, no sorting
 
 Options: --quick (N/4, one round), --rounds R, --calls N.
 """
@@ -39,6 +40,8 @@ ELEMENTS = 100
 COMMANDS = {
     "SORT (numeric)": ["SORT", "bench:list"],
     "SORT BY GET": ["SORT", "bench:list", "BY", "bench:w_*", "GET", "bench:o_*"],
+    # the same 100 elements without sorting: what the reply alone costs
+    "LRANGE 0 99 (reference)": ["LRANGE", "bench:list", "0", "99"],
 }
 
 
