@@ -214,3 +214,25 @@ def test_big_sort_is_sliced_and_atomic_for_its_tenant(srv):
     finally:
         hood.a.flushall()
         hood.close()
+
+
+def _peak_rss_kb(pid: int) -> int:
+    with open("/proc/%d/status" % pid) as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_long_patterns_are_not_copied_for_every_element(srv, ab):
+    # 100 elements and a 4 MB pattern: a key made per element at once
+    # would take 400 MB per pattern; one at a time, 4 MB.
+    a, b = ab
+    a.rpush("l", *range(100))
+    pattern = "p" * (4 << 20) + "*"
+    before = _peak_rss_kb(srv.process.pid)
+    reply = a.execute_command("SORT", "l", "BY", pattern, "GET", pattern, "GET", "#")
+    # no weights: all 0, ties in bytes order
+    assert reply == [x for i in sorted(b"%d" % i for i in range(100)) for x in (None, i)]
+    assert _peak_rss_kb(srv.process.pid) - before < 200_000   # KB
+    assert b.ping()

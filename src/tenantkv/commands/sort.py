@@ -291,6 +291,16 @@ def _sorted_as_numbers(elements: list, desc: bool) -> bool:
     return max(map(len, tiny), default=0) <= _PLAIN_LENGTH
 
 
+def _keys(pattern: _Pattern, elements: list):
+    """The keys `pattern` names for `elements`, made one at a time as they
+    are read (a long pattern or element must not be copied for every
+    element at once), in C loops: this is most of SORT BY's cost."""
+    keys = map(pattern.prefix.__add__, elements)
+    if pattern.postfix:
+        keys = map(bytes.__add__, keys, repeat(pattern.postfix))
+    return keys
+
+
 def _lookup_many(db, pattern: _Pattern, elements: list) -> list:
     """pattern.lookup for every element: the keys read in one pass while
     none of them can have expired and nobody listens for misses."""
@@ -298,15 +308,12 @@ def _lookup_many(db, pattern: _Pattern, elements: list) -> list:
         return list(elements)
     if pattern.prefix is None:
         return [None] * len(elements)
-    prefix, postfix = pattern.prefix, pattern.postfix
-    keys = list(map(prefix.__add__, elements))   # C loops: this is most of SORT BY's cost
-    if postfix:
-        keys = list(map(bytes.__add__, keys, repeat(postfix)))
     expires = db.expires
-    if db.stats.on_miss is not None or (expires and not expires.keys().isdisjoint(keys)):
-        values = [db.read(key) for key in keys]   # expiry and keymiss, key by key
+    if db.stats.on_miss is not None or (expires and not expires.keys().isdisjoint(
+            _keys(pattern, elements))):
+        values = [db.read(key) for key in _keys(pattern, elements)]   # expiry, keymiss
     else:
-        values = list(map(db.data.get, keys))
+        values = list(map(db.data.get, _keys(pattern, elements)))
         kinds = set(map(type, values))
         missing = values.count(None) if _NONE in kinds else 0
         db.misses += missing
