@@ -236,3 +236,22 @@ def test_long_patterns_are_not_copied_for_every_element(srv, ab):
     assert reply == [x for i in sorted(b"%d" % i for i in range(100)) for x in (None, i)]
     assert _peak_rss_kb(srv.process.pid) - before < 200_000   # KB
     assert b.ping()
+
+
+@pytest.mark.slow
+def test_long_patterns_count_as_work_and_are_sliced(srv):
+    # 20,000 elements (few) but a 64 KB pattern read twice each: ~2.6 GB
+    # of keys to build, long enough to freeze everyone if not sliced.
+    hood = Neighbours(srv)
+    try:
+        hood.a.flushall()
+        hood.a.rpush("few", *range(20_000))
+        pattern = "k" * (64 << 10) + "*"
+        result = hood.run(("SORT", "few", "BY", pattern, "GET", pattern),
+                          follow=("RPUSH", "few", "x"))
+        assert result["reply"] == [None] * 20_000
+        assert result["follow"] == 20_001
+        assert_sliced(result)
+    finally:
+        hood.a.flushall()
+        hood.close()

@@ -69,9 +69,10 @@ def _weight(raw: bytes):
 
 class _Pattern:
     """A BY/GET pattern, split once: prefix `*` postfix [-> field]."""
-    __slots__ = ("itself", "prefix", "postfix", "field")
+    __slots__ = ("itself", "prefix", "postfix", "field", "cost")
 
     def __init__(self, pattern: bytes) -> None:
+        self.cost = 1 + (len(pattern) >> 10)   # work units per lookup (dispatch/slices.py)
         self.itself = pattern == b"#"
         self.prefix = self.postfix = self.field = None
         star = pattern.find(b"*")
@@ -171,10 +172,13 @@ def _sort(conn, args, readonly: bool):
     if end >= n:
         end = n - 1
     # Lookups per element: one per GET, one for BY while sorting.
-    work = max(end - start + 1, 0) * (len(gets) + 1) + (n if sortby and not dontsort else 0)
+    by = _Pattern(sortby) if sortby is not None and not dontsort else None
+    # The work: an element each, and a lookup per GET (and BY), a long
+    # pattern's key weighing a unit per KB it copies.
+    work = (max(end - start + 1, 0) * (1 + sum(pattern.cost for pattern in gets))
+            + (n * by.cost if by is not None else 0))
     job = _job(conn, db, value, kind, n, start, end, desc, alpha, dontsort,
-               _Pattern(sortby) if sortby is not None and not dontsort else None,
-               gets, store, work > slices.BIG)
+               by, gets, store, work > slices.BIG)
     if work > slices.BIG or n > slices.BIG:
         return slices.run(conn, job)
     try:
@@ -336,7 +340,7 @@ def _lookups(db, pattern: _Pattern, elements: list, big: bool):
     if not big:
         return _lookup_many(db, pattern, elements)
     out: list = []
-    step = slices.STEP // 8
+    step = max(1, slices.STEP // 8 // pattern.cost)
     for first in range(0, len(elements), step):
         out += _lookup_many(db, pattern, elements[first:first + step])
         yield
