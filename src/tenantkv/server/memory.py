@@ -610,12 +610,15 @@ class Memory:
             return self._wrap_read(cmd, handler)
         return None
 
-    def _touch(self, db, key: bytes) -> None:
+    def _touch(self, db, key: bytes, created: bool = False) -> None:
         access = db.access
         if access is None:
             access = db.access = {}
         if self.tracking == "lfu":
-            self.lfu_touch(access, key)
+            if created:   # a new object starts at LFU_INIT_VAL, its write not counted
+                access[key] = (int(monotonic() // 60) << 8) | LFU_INIT
+            else:
+                self.lfu_touch(access, key)
         else:
             access[key] = monotonic()
 
@@ -738,7 +741,7 @@ class Memory:
                         memory.data += delta
                     if memory.tracking is not None:
                         if after is not None:
-                            memory._touch(db, key)
+                            memory._touch(db, key, value is None)
                         elif db.access:
                             db.access.pop(key, None)
             metered_single.__wrapped__ = handler
@@ -758,6 +761,8 @@ class Memory:
             if denyoom and not events.in_exec:
                 memory.admit(conn, lambda: any(key not in d.data for d, key in pairs))
             before = [footprint(d, key, d.data.get(key)) for d, key in pairs]
+            existed = ({(d, key) for d, key in pairs if key in d.data}
+                       if memory.tracking == "lfu" else ())
             memory.outer_pairs = pairs   # see measure()
             try:
                 return handler(conn, args)
@@ -771,7 +776,7 @@ class Memory:
                         memory._charge(d, delta, tenant)
                     if tracking is not None:
                         if value is not None:
-                            memory._touch(d, key)
+                            memory._touch(d, key, (d, key) not in existed)
                         elif d.access:
                             d.access.pop(key, None)
                 if keyless and name not in FLUSHES:
