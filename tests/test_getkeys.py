@@ -82,7 +82,8 @@ def test_movablekeys_follows_the_key_specs():
     movable = {name for name, cmd in COMMANDS.items() if "movablekeys" in cmd.flags}
     assert movable == {"zunion", "zinter", "zdiff", "zunionstore", "zinterstore", "zdiffstore",
                        "zintercard", "sintercard", "lmpop", "zmpop",
-                       "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"} | (
+                       "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro",
+                       "sort", "sort_ro"} | (
         movable & {"blmpop", "bzmpop"})
 
 
