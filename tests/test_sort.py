@@ -255,3 +255,25 @@ def test_long_patterns_count_as_work_and_are_sliced(srv):
     finally:
         hood.a.flushall()
         hood.close()
+
+
+def test_only_a_store_is_a_change_for_save(srv, ab):
+    a, _ = ab
+    root = login(srv, "root")
+
+    def changes():
+        return root.info("persistence")["rdb_changes_since_last_save"]
+
+    a.rpush("l", 3, 1, 2)
+    a.rpush("bad", 1, "x")
+    a.set("str", "x")
+    before = changes()
+    a.sort("l")
+    a.sort("l", desc=True, start=0, num=1)
+    for args in (("SORT", "bad"), ("SORT", "str"), ("SORT", "bad", "STORE", "d")):
+        with pytest.raises(redis.ResponseError):
+            a.execute_command(*args)
+    assert changes() == before
+    a.sort("l", store="d")
+    assert changes() == before + 1
+    root.close()

@@ -86,25 +86,6 @@ class _Pattern:
             self.postfix = pattern[star + 1:]
         self.prefix = pattern[:star]
 
-    def lookup(self, db, element: bytes):
-        """The string (or hash field) the pattern names for `element`, or None."""
-        if self.itself:
-            return element
-        if self.prefix is None:
-            return None
-        value = db.read(self.prefix + element + self.postfix)   # lookupKeyRead: a hit or miss
-        if value is None:
-            return None
-        field = self.field
-        kind = type(value)
-        if field is None:
-            return value if kind is bytes else None
-        if kind is dict:
-            return value.get(field)
-        if kind is PackedHash:
-            return packed_get(value, field)
-        return None
-
 
 def _in_script(conn) -> bool:
     scripts = conn.tenant.scripts
@@ -150,15 +131,17 @@ def _sort(conn, args, readonly: bool):
             raise CommandError(errors.SYNTAX)
         j += 1
 
-    if store is None and not readonly:
-        # SORT is a write command: without STORE it writes nothing, so it
-        # is not logged and touches no WATCHed key (dispatch/observers.py).
-        conn.server.stats.unchanged_writes += 1
     db = conn.db
     value = db.read(args[1])
     kind = type_name(value) if value is not None else "list"
     if kind not in ("list", "set", "zset"):
         raise CommandError(errors.WRONGTYPE)
+    unchanged = store is None and not readonly
+    if unchanged:
+        # SORT is a write command: without STORE it writes nothing, so it
+        # is not logged, touches no WATCHed key (dispatch/observers.py) and
+        # is no change for `save` (undone if it fails: a failure is none).
+        conn.server.stats.unchanged_writes += 1
 
     if dontsort and kind == "set" and (store is not None or _in_script(conn)):
         dontsort, alpha, sortby = False, True, None   # a deterministic order
@@ -171,14 +154,13 @@ def _sort(conn, args, readonly: bool):
         start, end = n - 1, n - 2
     if end >= n:
         end = n - 1
-    # Lookups per element: one per GET, one for BY while sorting.
     by = _Pattern(sortby) if sortby is not None and not dontsort else None
     # The work: an element each, and a lookup per GET (and BY), a long
     # pattern's key weighing a unit per KB it copies.
     work = (max(end - start + 1, 0) * (1 + sum(pattern.cost for pattern in gets))
             + (n * by.cost if by is not None else 0))
     job = _job(conn, db, value, kind, n, start, end, desc, alpha, dontsort,
-               by, gets, store, work > slices.BIG)
+               by, gets, store, work > slices.BIG, unchanged)
     if work > slices.BIG or n > slices.BIG:
         return slices.run(conn, job)
     try:
@@ -306,7 +288,8 @@ def _keys(pattern: _Pattern, elements: list):
 
 
 def _lookup_many(db, pattern: _Pattern, elements: list) -> list:
-    """pattern.lookup for every element: the keys read in one pass while
+    """What `pattern` names for each element (None: no such string or
+    field), as sort.c's lookupKeyByPattern: the keys read in one pass while
     none of them can have expired and nobody listens for misses."""
     if pattern.itself:
         return list(elements)
@@ -347,7 +330,8 @@ def _lookups(db, pattern: _Pattern, elements: list, big: bool):
     return out
 
 
-def _job(conn, db, value, kind, n, start, end, desc, alpha, dontsort, by, gets, store, big):
+def _job(conn, db, value, kind, n, start, end, desc, alpha, dontsort, by, gets, store, big,
+         unchanged):
     elements = yield from _elements(value, kind, n, start, end, desc, dontsort, big)
     if dontsort and kind != "set" and end >= start:
         start, end = 0, end - start   # the range is the vector
@@ -404,6 +388,8 @@ def _job(conn, db, value, kind, n, start, end, desc, alpha, dontsort, by, gets, 
                 order.sort(key=scores.__getitem__, reverse=desc)
                 elements = list(map(elements.__getitem__, order))
     if bad:
+        if unchanged:
+            conn.server.stats.unchanged_writes -= 1
         raise CommandError(errors.SORT_NOT_DOUBLE)
     chosen = elements[start:end + 1] if end >= start else []
     if len(gets) == 1:
