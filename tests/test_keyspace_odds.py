@@ -80,7 +80,7 @@ def _widths(art: str) -> list:
 def test_lolwut_art_is_redis_bytes(srv, redis_server):
     auth = ("alice", USERS["alice"])
     for args in (("5", "66", "8", "2"), ("5", "40", "4", "1"), ("5", "1", "1", "1"),
-                 ("5", "3", "1", "2"), ("5", "1000", "200", "2"), ("5", "120", "7", "2"),
+                 ("5", "3", "1", "2"), ("5", "600", "200", "2"), ("5", "120", "7", "2"),
                  ("5", "0", "0", "0"), ("5", "-5", "300", "1"), ("5", "17", "3", "2")):
         ours = _raw(srv.port, "LOLWUT", "VERSION", *args, auth=auth)
         theirs = _raw(redis_server.port, "LOLWUT", "VERSION", *args)
@@ -96,12 +96,13 @@ def test_lolwut_art_is_redis_bytes(srv, redis_server):
 
 def test_lolwut_size_is_bounded(ab):
     a, b = ab
-    with pytest.raises(redis.ResponseError, match="LOLWUT draws at most 250000 pixels"):
+    with pytest.raises(redis.ResponseError, match="LOLWUT draws at most 32768 pixels"):
         a.execute_command("LOLWUT", "VERSION", "5", "1000", "1", "200")
-    with pytest.raises(redis.ResponseError, match="LOLWUT draws at most 250000 pixels"):
+    with pytest.raises(redis.ResponseError, match="LOLWUT draws at most 32768 pixels"):
         a.execute_command("LOLWUT", "VERSION", "6", "1000", "1000")
     assert b.ping() and a.ping()
-    assert a.execute_command("LOLWUT", "VERSION", "6", "1000", "250")   # the bound itself
+    assert a.execute_command("LOLWUT", "VERSION", "6", "1024", "32")   # the bound itself
+    assert a.execute_command("LOLWUT", "VERSION", "5")   # Redis's default size fits
 
 
 def test_debug_helpers_are_roots(srv, ab):
