@@ -64,6 +64,10 @@ TENANT_SAMPLES = 5    # tenants looked at per eviction
 # The write commands without key arguments that change data other than
 # through a database's clear() (which reports itself): recount the tenant.
 FLUSHES = frozenset(("flushdb", "flushall"))
+# The keyless writes that need no recount: the flushes, and SWAPDB, which
+# swaps the databases' figures (db.used) with their data, so the tenant's
+# total is unchanged (a recount would make every SWAPDB O(keys)).
+SAME_TOTAL = FLUSHES | {"swapdb"}
 # Containers with subcommands that replace or merge data (see _wrap_reload).
 RELOADS = frozenset(("kdb", "debug"))
 
@@ -779,7 +783,7 @@ class Memory:
                             memory._touch(d, key, (d, key) not in existed)
                         elif d.access:
                             d.access.pop(key, None)
-                if keyless and name not in FLUSHES:
+                if keyless and name not in SAME_TOTAL:
                     memory._recount_tenant(tenant)
         metered.__wrapped__ = handler
         return metered
