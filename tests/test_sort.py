@@ -277,3 +277,25 @@ def test_only_a_store_is_a_change_for_save(srv, ab):
     a.sort("l", store="d")
     assert changes() == before + 1
     root.close()
+
+
+@pytest.mark.slow
+def test_a_sliced_store_wakes_the_blocked_client(srv, ab):
+    # 200,000 elements: the job's path; the list exists only at its end
+    a, _ = ab
+    pipe = a.pipeline(transaction=False)
+    for start in range(0, 200_000, 10_000):
+        pipe.rpush("big", *range(start, start + 10_000))
+    pipe.execute()
+    waiter = login(srv, "alice")
+    got = []
+    t = threading.Thread(target=lambda: got.append(waiter.blpop(["dst"], timeout=20)))
+    t.start()
+    time.sleep(0.3)
+    assert a.sort("big", desc=True, store="dst") == 200_000
+    stored = time.monotonic()
+    t.join(20)
+    assert got == [(b"dst", b"199999")]
+    assert time.monotonic() - stored < 2.0   # served by the store, not some later event
+    assert a.llen("dst") == 199_999
+    waiter.close()

@@ -61,6 +61,7 @@ from tenantkv.errors import CommandError, execabort_because
 from tenantkv.keyspace.database import now_ms
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY
 from tenantkv.dispatch import blocking
+from tenantkv.dispatch.replies import Deferred
 from tenantkv.util.keyspecs import sort_procedure
 from tenantkv.util.numbers import parse_int
 
@@ -572,6 +573,14 @@ class KeyEvents:
             if keys:
                 # After a flush, the tracker's null said it all (above).
                 events.written(keys, conn, track=not flush)
+                if type(reply) is Deferred:
+                    # A job in slices (a big SORT ... STORE, ZUNIONSTORE):
+                    # its writes happen at its end. WATCH is marked now (the
+                    # tenant's held EXEC may run before the callback); the
+                    # blocked clients can be served only then.
+                    reply.future.add_done_callback(
+                        lambda future: future.cancelled() or future.exception() is not None
+                        or events.written(keys, conn, track=not flush))
             return reply
 
         reporting_handler.__wrapped__ = handler
