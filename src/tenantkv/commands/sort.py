@@ -9,9 +9,10 @@ reads a hash field, `#` is the element itself. Redis's refinements kept:
 - numeric sorting breaks ties by the elements' bytes (deterministic), a
   missing BY key weighs 0, an unparsable weight (strtod's rules: leading
   blanks and "" accepted, NaN not) answers Redis's error after sorting;
-- ALPHA compares bytes (Redis under the C locale); with BY, a missing
-  weight sorts first, and ties keep the input's order (glibc's qsort is a
-  merge sort: stable, as Python's sort);
+- ALPHA compares bytes (Redis under the C locale: strcoll, so up to a NUL
+  byte, except under STORE; sorts of more than slices.BIG elements compare
+  all the bytes); with BY, a missing weight sorts first, and ties keep the
+  input's order (glibc's qsort is a merge sort: stable, as Python's sort);
 - BY a pattern without `*` does not sort: a list or sorted set keeps its
   order (with LIMIT, only that range is read, from the end under DESC); a
   set is sorted ALPHA anyway under STORE or in a script, so that the log
@@ -252,6 +253,16 @@ def _scores(raws: list) -> tuple:
     return scores, bad
 
 
+def _has_nul(values: list) -> bool:
+    return b"\0" in b"".join(values)
+
+
+def _c_string(value: bytes) -> bytes:
+    """What strcoll compares (Redis's ALPHA without STORE, under the C
+    locale): the bytes up to the first NUL. STORE compares all the bytes."""
+    return value.split(b"\0", 1)[0]
+
+
 def _negated(raw: bytes) -> float:
     return -float(raw)
 
@@ -346,6 +357,8 @@ def _job(conn, db, value, kind, n, start, end, desc, alpha, dontsort, by, gets, 
                 elements = yield from slices.sort_job(elements)
                 if desc:
                     elements.reverse()
+            elif store is None and _has_nul(elements):
+                elements.sort(key=_c_string, reverse=desc)
             else:
                 elements.sort(reverse=desc)
         elif alpha:
@@ -359,6 +372,8 @@ def _job(conn, db, value, kind, n, start, end, desc, alpha, dontsort, by, gets, 
                 if desc:
                     ranked.reverse()
                 present = [abs(i) for _, i in ranked]
+            elif store is None and _has_nul([weights[i] for i in present]):
+                present.sort(key=lambda i: _c_string(weights[i]), reverse=desc)
             else:
                 present.sort(key=weights.__getitem__, reverse=desc)
             order = present + missing if desc else missing + present
