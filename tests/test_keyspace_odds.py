@@ -77,6 +77,7 @@ def _widths(art: str) -> list:
     return [len(re.sub("\033\\[[0-9;]*m", "", line)) for line in art.split("\n")]
 
 
+@pytest.mark.slow
 def test_lolwut_art_is_redis_bytes(srv, redis_server):
     auth = ("alice", USERS["alice"])
     for args in (("5", "66", "8", "2"), ("5", "40", "4", "1"), ("5", "1", "1", "1"),
