@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-structures bench-memory bench-neighbours bench-pubsub bench-scripting bench-streams bench-geo redis-tools clean
+.PHONY: run test bench bench-structures bench-memory bench-neighbours bench-pubsub bench-scripting bench-streams bench-geo bench-sort redis-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,10 @@ bench-streams: $(STAMP) redis-tools
 # GEOADD and GEOSEARCH (~100 results) against redis-server (issue 18).
 bench-geo: $(STAMP) redis-tools
 	$(BIN)/python bench/geo.py
+
+# SORT of a 100-element list, numeric and BY/GET, server CPU per call (issue 18).
+bench-sort: $(STAMP) redis-tools
+	$(BIN)/python bench/sort.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

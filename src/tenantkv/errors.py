@@ -671,3 +671,13 @@ def geo_exactly_one_from(name: bytes) -> str:
 
 def geo_exactly_one_by(name: bytes) -> str:
     return "ERR exactly one of BYRADIUS and BYBOX can be specified for %s" % arg_text(name)
+
+
+# -- SORT / SORT_RO (commands/sort.py), SWAPDB (commands/keys.py) --
+SORT_NOT_DOUBLE = "ERR One or more scores can't be converted into double"
+# tenantkv's own bound: each GET pattern is a lookup per element sorted
+SORT_TOO_MANY_GETS = "ERR tenantkv: SORT takes at most %d GET patterns"
+SWAPDB_FIRST_INDEX = "ERR invalid first DB index"
+SWAPDB_SECOND_INDEX = "ERR invalid second DB index"
+# tenantkv's own bound: LOLWUT draws in Python (commands/lolwut.py)
+LOLWUT_TOO_BIG = "ERR tenantkv: LOLWUT draws at most %d pixels"

@@ -39,6 +39,7 @@ from tenantkv.dispatch.replies import Deferred
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.stream import Stream
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY
+from tenantkv.util.keyspecs import sort_procedure
 from tenantkv.util.numbers import parse_int
 
 from tenantkv.util.keyspace_events import (  # noqa: F401  (the classes, for readers)
@@ -377,6 +378,27 @@ def _bitfield(db, args, reply, before):
     return _changed(STRING, b"setbit")(db, args, reply, before)
 
 
+def _sort_destination(args):
+    found = sort_procedure(args)
+    return (args[found[1][0]],) if len(found) > 1 else ()
+
+
+def _sort(db, args, reply, before):
+    # SORT ... STORE: "sortstore" (class l) when a list was stored, "del"
+    # when an empty result removed the destination; nothing without STORE.
+    keys = _sort_destination(args)
+    if not keys or type(reply) is not int:
+        return ()
+    key = keys[0]
+    out: list = []
+    if reply > 0:
+        _new(out, db, before, key)
+        out.append((LIST, b"sortstore", key))
+    elif before.get(key) and key not in db.data:
+        out.append((GENERIC, b"del", key))
+    return out
+
+
 EVENTS = {
     # strings
     "set": _set, "setnx": _changed(STRING, b"set", True), "setex": _setex, "psetex": _setex,
@@ -432,6 +454,7 @@ EVENTS = {
     # geo: GEOADD is ZADD in Redis
     "geoadd": _zadd, "geosearchstore": _stored(ZSET, b"geosearchstore"),
     "georadius": _georadius_stored, "georadiusbymember": _georadius_stored,
+    "sort": _sort,
     # MOVE and COPY write another database: Notifier._other_db.
     # FLUSHDB / FLUSHALL emit nothing (Redis 7.0 neither).
 }
@@ -447,7 +470,7 @@ PREPARE = {"getex": _getex_prepare, "smove": _smove_prepare, "zadd": _zadd_prepa
 NEEDS_BEFORE = frozenset(("set", "del", "unlink", "ltrim", "bitop", "sinterstore",
                           "sunionstore", "sdiffstore", "zunionstore", "zinterstore",
                           "zdiffstore", "zrangestore", "geosearchstore", "georadius",
-                          "georadiusbymember", *PREPARE))
+                          "georadiusbymember", "sort", *PREPARE))
 
 # The keys whose existence a command's events look at, when not its first
 # key alone (or all of its keys: DEL, MSET).
@@ -457,7 +480,7 @@ _BEFORE_KEYS = {
     "unlink": lambda args: args[1:], "rename": lambda args: (args[2],),
     "renamenx": lambda args: (args[2],), "lmove": lambda args: (args[2],),
     "blmove": lambda args: (args[2],), "rpoplpush": lambda args: (args[2],),
-    "brpoplpush": lambda args: (args[2],),
+    "brpoplpush": lambda args: (args[2],), "sort": _sort_destination,
     "georadius": lambda args: tuple(k for k in (georadius_store_key(args),) if k is not None),
     "georadiusbymember": lambda args: tuple(k for k in (georadius_store_key(args),) if k is not None),
 }

@@ -62,6 +62,8 @@ from tenantkv.errors import CommandError, execabort_because
 from tenantkv.keyspace.database import now_ms
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY
 from tenantkv.dispatch import blocking
+from tenantkv.dispatch.replies import Deferred
+from tenantkv.util.keyspecs import sort_procedure
 from tenantkv.util.numbers import parse_int
 
 
@@ -106,13 +108,50 @@ def _copy(conn, db, args, reply):
     return [(target, args[2])]
 
 
+def _sort_store(conn, db, args, reply):
+    # SORT ... STORE dst: the destination (sortGetKeys finds it)
+    found = sort_procedure(args)
+    return [(db, args[found[1][0]])] if len(found) > 1 else []
+
+
+def _swapdb(conn, db, args, reply):
+    """SWAPDB's effect on the clients of both databases (run after the
+    swap), as Redis's touchAllWatchedKeysInDb and scanDatabaseForReadyKeys:
+    a WATCHed key changed when it existed in its database before or exists
+    there now, unless it only gets a stale (expired) value where it had
+    none (an expired key WATCH saw was deleted then: tenantkv's WATCH reads
+    the key); a key someone is blocked on that exists in its database now
+    may serve them (the pop itself skips an expired one)."""
+    first, second = parse_int(args[1]), parse_int(args[2])
+    if first == second:
+        return []
+    dbs = conn.tenant.dbs
+    a, b = dbs.get(first), dbs.get(second)
+    if a is None or b is None:
+        return []
+    now = now_ms()
+    keys = []
+    for one, other in ((a, b), (b, a)):
+        before, after, expires = other.data, one.data, one.expires   # swapped already
+        for key in one.watchers:
+            if key in before:
+                keys.append((one, key))
+            elif key in after and not (key in expires and expires[key] <= now):
+                keys.append((one, key))
+        for key in one.blocked:
+            if key in after and key not in one.watchers:
+                keys.append((one, key))
+    return keys
+
+
 # command name -> touched(conn, db, args, reply) -> [(db, key), ...]
 TOUCHED = {
     "sinterstore": _destination, "sunionstore": _destination, "sdiffstore": _destination,
     "zunionstore": _destination, "zinterstore": _destination, "zdiffstore": _destination,
     "zrangestore": _destination, "bitop": lambda conn, db, args, reply: [(db, args[2])],
     "lmpop": _popped_key, "zmpop": _popped_key, "blmpop": _popped_key, "bzmpop": _popped_key,
-    "move": _move, "copy": _copy,
+    "move": _move, "copy": _copy, "sort": _sort_store,
+    "swapdb": _swapdb,
     "geosearchstore": _destination, "georadius": _georadius_store,
     "georadiusbymember": _georadius_store,
 }
@@ -156,8 +195,8 @@ UNCHANGED_ON_ZERO = frozenset((
 
 # Commands whose reply does not tell whether they changed anything: they count
 # a no-op in server.stats.unchanged_writes (SETBIT of a bit to its value;
-# GEORADIUS without STORE, a write command only for its STORE form).
-MAY_CHANGE_NOTHING = frozenset(("setbit", "bitfield", "georadius", "georadiusbymember"))
+# GEORADIUS and SORT without STORE, write commands only for their STORE form).
+MAY_CHANGE_NOTHING = frozenset(("setbit", "bitfield", "georadius", "georadiusbymember", "sort"))
 
 
 class KeyEvents:
@@ -546,6 +585,14 @@ class KeyEvents:
             if keys:
                 # After a flush, the tracker's null said it all (above).
                 events.written(keys, conn, track=not flush)
+                if type(reply) is Deferred:
+                    # A job in slices (a big SORT ... STORE, ZUNIONSTORE):
+                    # its writes happen at its end. WATCH is marked now (the
+                    # tenant's held EXEC may run before the callback); the
+                    # blocked clients can be served only then.
+                    reply.future.add_done_callback(
+                        lambda future: future.cancelled() or future.exception() is not None
+                        or events.written(keys, conn, track=not flush))
             return reply
 
         reporting_handler.__wrapped__ = handler

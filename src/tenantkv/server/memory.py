@@ -64,6 +64,10 @@ TENANT_SAMPLES = 5    # tenants looked at per eviction
 # The write commands without key arguments that change data other than
 # through a database's clear() (which reports itself): recount the tenant.
 FLUSHES = frozenset(("flushdb", "flushall"))
+# The keyless writes that need no recount: the flushes, and SWAPDB, which
+# swaps the databases' figures (db.used) with their data, so the tenant's
+# total is unchanged (a recount would make every SWAPDB O(keys)).
+SAME_TOTAL = FLUSHES | {"swapdb"}
 # Containers with subcommands that replace or merge data (see _wrap_reload).
 RELOADS = frozenset(("kdb", "debug"))
 
@@ -610,12 +614,15 @@ class Memory:
             return self._wrap_read(cmd, handler)
         return None
 
-    def _touch(self, db, key: bytes) -> None:
+    def _touch(self, db, key: bytes, created: bool = False) -> None:
         access = db.access
         if access is None:
             access = db.access = {}
         if self.tracking == "lfu":
-            self.lfu_touch(access, key)
+            if created:   # a new object starts at LFU_INIT_VAL, its write not counted
+                access[key] = (int(monotonic() // 60) << 8) | LFU_INIT
+            else:
+                self.lfu_touch(access, key)
         else:
             access[key] = monotonic()
 
@@ -738,7 +745,7 @@ class Memory:
                         memory.data += delta
                     if memory.tracking is not None:
                         if after is not None:
-                            memory._touch(db, key)
+                            memory._touch(db, key, value is None)
                         elif db.access:
                             db.access.pop(key, None)
             metered_single.__wrapped__ = handler
@@ -758,6 +765,8 @@ class Memory:
             if denyoom and not events.in_exec:
                 memory.admit(conn, lambda: any(key not in d.data for d, key in pairs))
             before = [footprint(d, key, d.data.get(key)) for d, key in pairs]
+            existed = ({(d, key) for d, key in pairs if key in d.data}
+                       if memory.tracking == "lfu" else ())
             memory.outer_pairs = pairs   # see measure()
             try:
                 return handler(conn, args)
@@ -771,10 +780,10 @@ class Memory:
                         memory._charge(d, delta, tenant)
                     if tracking is not None:
                         if value is not None:
-                            memory._touch(d, key)
+                            memory._touch(d, key, (d, key) not in existed)
                         elif d.access:
                             d.access.pop(key, None)
-                if keyless and name not in FLUSHES:
+                if keyless and name not in SAME_TOTAL:
                     memory._recount_tenant(tenant)
         metered.__wrapped__ = handler
         return metered
