@@ -606,3 +606,17 @@ FUNCTIONS_MANY = "ERR tenantkv: more than %d functions (per tenant)"
 BUSY_FUNCTION = ("BUSY Redis is busy running a script. You can only call FUNCTION KILL or "
                  "SHUTDOWN NOSAVE.")
 SCRIPT_IN_SCRIPT = "ERR This Redis command is not allowed from script"
+
+# HyperLogLog (commands/hll.py), Redis's texts.
+HLL_WRONGTYPE = "WRONGTYPE Key is not a valid HyperLogLog string value."
+HLL_INVALID = "INVALIDOBJ Corrupted HLL object detected"
+PFDEBUG_NO_KEY = "ERR The specified key does not exist"
+PFDEBUG_NOT_SPARSE = "ERR HLL encoding is not sparse"
+
+
+def pfdebug_unknown(sub: bytes) -> str:
+    return f"ERR Unknown PFDEBUG subcommand '{arg_text(sub)}'"
+
+
+def pfselftest_failed(what: str) -> str:
+    return f"TESTFAILED {what}"

@@ -1,0 +1,514 @@
+"""HyperLogLog values in Redis 7.0's exact representation (hyperloglog.c).
+
+An HLL is a plain string value, so GET answers Redis's bytes and a SET of
+Redis's bytes is an HLL: a 16-byte header ("HYLL", the encoding byte, 0
+dense or 1 sparse, three unused bytes, the cached cardinality as 8 bytes
+little endian whose top bit says "invalid"), then
+
+- dense: 16,384 six-bit registers packed from the least significant bit of
+  each byte (12,288 bytes);
+- sparse: opcodes, ZERO 00xxxxxx (1-64 zero registers), XZERO 01xxxxxx
+  xxxxxxxx (1-16,384 zero registers), VAL 1vvvvvxx (1-4 registers of value
+  1-32), that must cover exactly 16,384 registers.
+
+Speed without a per-register Python loop: the dense registers are unpacked
+to one byte per register ("raw", 16,384 bytes) with four slices and
+bytes.translate, merged with SWAR arithmetic on big integers, histogrammed
+with bytes.count, and packed back the same way. A sparse body is tokenized
+by one regex split (an XZERO is the only two-byte opcode) and expanded by
+table lookups. The sparse in-place update (hllSparseSet) is ported byte for
+byte, including its split and merge rules, because the bytes it leaves
+depend on the history of updates, not only on the registers.
+
+A valid sparse body has at most 16,384 opcodes (each covers at least one
+register), so anything longer is refused before any work: a hostile value
+costs at most ~32 KB of scanning, never an allocation per claimed register.
+"""
+
+import math
+import re
+import struct
+from collections import Counter
+
+HDR = 16
+REGISTERS = 16384
+DENSE_BYTES = REGISTERS * 6 // 8
+DENSE_SIZE = HDR + DENSE_BYTES
+DENSE, SPARSE = 0, 1
+Q = 50
+SPARSE_VAL_MAX = 32
+SPARSE_BODY_MAX = 2 * REGISTERS   # more bytes than this cannot be a valid sparse body
+PROMOTE = 2   # sparse_set's answer: the HLL must become dense for this update
+
+_M64 = (1 << 64) - 1
+_MUL = 0xc6a4a7935bd1e995
+_SEED = 0xadc83b19
+_ALPHA_INF = 0.721347520444481703680
+
+MAGIC = b"HYLL"
+# createHLLObject: sparse, cached cardinality 0 (valid), one XZERO of 16384.
+EMPTY = MAGIC + b"\x01" + bytes(11) + b"\x7f\xff"
+
+
+# -- hashing ------------------------------------------------------------------
+
+_BLOCKS = [struct.Struct("<%dQ" % n) for n in range(64)]
+
+
+def murmur64a(data: bytes) -> int:
+    """MurmurHash64A with Redis's seed, endian neutral as Redis's."""
+    n = len(data)
+    h = _SEED ^ ((n * _MUL) & _M64)
+    blocks = n >> 3
+    if blocks:
+        unpack = _BLOCKS[blocks].unpack_from if blocks < 64 else struct.Struct("<%dQ" % blocks).unpack_from
+        for k in unpack(data):
+            k = (k * _MUL) & _M64
+            k ^= k >> 47
+            h ^= (k * _MUL) & _M64
+            h = (h * _MUL) & _M64
+    if n & 7:
+        h ^= int.from_bytes(data[n - (n & 7):], "little")
+        h = (h * _MUL) & _M64
+    h ^= h >> 47
+    h = (h * _MUL) & _M64
+    return h ^ (h >> 47)
+
+
+def pattern(element: bytes) -> tuple:
+    """hllPatLen: (register index, length of the 000..1 run + 1)."""
+    h = murmur64a(element)
+    x = (h >> 14) | (1 << Q)
+    return h & 16383, (x & -x).bit_length()
+
+
+# -- header ---------------------------------------------------------------------
+
+def is_hll(value: bytes) -> bool:
+    """isHLLObjectOrReply's test of a string value."""
+    return (len(value) >= HDR and value[:4] == MAGIC and value[4] <= 1
+            and (value[4] == SPARSE or len(value) == DENSE_SIZE))
+
+
+def cached(value: bytes):
+    """The cached cardinality, or None when it is marked invalid."""
+    if value[15] & 0x80:
+        return None
+    return int.from_bytes(value[8:16], "little")
+
+
+def with_card(value: bytes, card: int) -> bytes:
+    return b"".join((value[:8], (card & _M64).to_bytes(8, "little"), memoryview(value)[16:]))
+
+
+# -- dense registers ------------------------------------------------------------
+
+def _table(f) -> bytes:
+    return bytes(f(i) & 0xff for i in range(256))
+
+
+_AND63 = _table(lambda b: b & 63)
+_SHR6 = _table(lambda b: b >> 6)
+_LO4_SHL2 = _table(lambda b: (b & 15) << 2)
+_SHR4 = _table(lambda b: b >> 4)
+_LO2_SHL4 = _table(lambda b: (b & 3) << 4)
+_SHR2 = _table(lambda b: b >> 2)
+_SHL6 = _table(lambda b: b << 6)
+_SHL4 = _table(lambda b: b << 4)
+_SHL2 = _table(lambda b: b << 2)
+
+
+def _or(a: bytes, b: bytes) -> bytes:
+    """Bytewise OR of two equal-length strings whose set bits never meet."""
+    return (int.from_bytes(a, "little") + int.from_bytes(b, "little")).to_bytes(len(a), "little")
+
+
+def dense_raw(value) -> bytes:
+    """The dense HLL's registers, one byte each (16,384 bytes): every 3
+    bytes hold 4 registers, so four strided slices and translates do it."""
+    regs = bytes(value[HDR:DENSE_SIZE])
+    b0, b1, b2 = regs[0::3], regs[1::3], regs[2::3]
+    raw = bytearray(REGISTERS)
+    raw[0::4] = b0.translate(_AND63)
+    raw[1::4] = _or(b0.translate(_SHR6), b1.translate(_LO4_SHL2))
+    raw[2::4] = _or(b1.translate(_SHR4), b2.translate(_LO2_SHL4))
+    raw[3::4] = b2.translate(_SHR2)
+    return bytes(raw)
+
+
+def raw_dense(raw: bytes) -> bytes:
+    """The 12,288 packed bytes of 16,384 registers (each < 64) given one per byte."""
+    r0, r1, r2, r3 = raw[0::4], raw[1::4], raw[2::4], raw[3::4]
+    out = bytearray(DENSE_BYTES)
+    out[0::3] = _or(r0, r1.translate(_SHL6))
+    out[1::3] = _or(r1.translate(_SHR2), r2.translate(_SHL4))
+    out[2::3] = _or(r2.translate(_SHR4), r3.translate(_SHL2))
+    return bytes(out)
+
+
+def dense_get(value, index: int) -> int:
+    pos = HDR + (index * 6 >> 3)
+    fb = index * 6 & 7
+    b1 = value[pos + 1] if pos + 1 < len(value) else 0
+    return ((value[pos] >> fb) | (b1 << (8 - fb))) & 63
+
+
+def dense_set(buf: bytearray, index: int, count: int) -> None:
+    """HLL_DENSE_SET_REGISTER (the byte after the last register is sds's
+    terminator in Redis: only zero bits go there, so it is skipped)."""
+    pos = HDR + (index * 6 >> 3)
+    fb = index * 6 & 7
+    buf[pos] = (buf[pos] & ~(63 << fb) & 0xff) | ((count << fb) & 0xff)
+    if pos + 1 < DENSE_SIZE:
+        fb8 = 8 - fb
+        buf[pos + 1] = (buf[pos + 1] & ~(63 >> fb8) & 0xff) | (count >> fb8)
+
+
+def dense_add(value: bytes, elements) -> bytes | None:
+    """The value after adding `elements` to a dense HLL (cache invalidated),
+    or None if no register grew."""
+    buf = None
+    for element in elements:
+        h = murmur64a(element)
+        x = (h >> 14) | (1 << Q)
+        count = (x & -x).bit_length()
+        index = h & 16383
+        if buf is None:
+            if count > dense_get(value, index):
+                buf = bytearray(value)
+                dense_set(buf, index, count)
+        elif count > dense_get(buf, index):
+            dense_set(buf, index, count)
+    if buf is None:
+        return None
+    buf[15] |= 0x80
+    return bytes(buf)
+
+
+# -- sparse -----------------------------------------------------------------------
+
+_XZERO = re.compile(rb"([\x40-\x7f][\x00-\xff])")
+# One-byte opcode -> registers it covers, and -> its registers as raw bytes.
+_SPAN = bytes(((b & 0x3f) + 1) if b < 0x40 else ((b & 3) + 1) if b >= 0x80 else 0
+              for b in range(256))
+_EXPAND = [bytes(b + 1) if b < 0x40 else bytes(((b >> 2) & 0x1f) + 1 for _ in range((b & 3) + 1))
+           if b >= 0x80 else b"" for b in range(256)]
+
+
+def _tokens(value):
+    """The sparse body as [single-byte opcodes, XZERO, single-byte opcodes,
+    XZERO, ...], or None when it is too long to be valid. A trailing lone
+    XZERO byte reads the zero after it (sds's terminator in Redis)."""
+    body = bytes(value[HDR:])
+    if len(body) > SPARSE_BODY_MAX:
+        return None
+    tokens = _XZERO.split(body)
+    last = tokens[-1]
+    # Only the very last byte of a run of one-byte opcodes can be an XZERO
+    # byte the regex left (it had no second byte).
+    if last and 0x40 <= last[-1] < 0x80:
+        tokens[-1] = last[:-1]
+        tokens += [last[-1:] + b"\x00", b""]
+    return tokens
+
+
+def _xzero_len(token: bytes) -> int:
+    return (((token[0] & 0x3f) << 8) | token[1]) + 1
+
+
+def sparse_raw(value) -> bytes | None:
+    """The sparse HLL's registers one per byte, or None if it is corrupt
+    (its opcodes do not cover exactly 16,384 registers)."""
+    tokens = _tokens(value)
+    if tokens is None:
+        return None
+    parts = []
+    total = 0
+    expand = _EXPAND.__getitem__
+    for i, token in enumerate(tokens):
+        if i & 1:
+            n = _xzero_len(token)
+            parts.append(bytes(n) if total + n <= REGISTERS else b"")
+            total += n
+        elif token:
+            total += sum(token.translate(_SPAN))
+            if total <= REGISTERS:
+                parts.append(b"".join(map(expand, token)))
+        if total > REGISTERS:
+            return None
+    if total != REGISTERS:
+        return None
+    return b"".join(parts)
+
+
+def new_sparse_buffer(value: bytes) -> list:
+    """[buffer, length]: a sparse HLL's bytes with slack, as an sds string."""
+    return [bytearray(value) + bytes(16), len(value)]
+
+
+def sparse_set(sb: list, index: int, count: int, max_bytes: int, path: list | None = None):
+    """hllSparseSet on the buffer `sb` ([bytearray, length]): 1 updated, 0
+    not, -1 corrupt, PROMOTE. With `path` (PFMERGE: increasing indexes) the
+    (offset, first register) of the opcodes passed so far are kept there, so
+    the next scan resumes at the last opcode a change may have touched
+    (the one before the updated one: the merge starts there) instead of at
+    the start."""
+    if count > SPARSE_VAL_MAX:
+        return PROMOTE
+    buf, end = sb
+    if len(buf) < end + 8:
+        buf.extend(bytes(end + 16 - len(buf)))
+    if path:
+        p, first = path.pop()
+        prev = path[-1][0] if path else -1
+    else:
+        p, first, prev = HDR, 0, -1
+    span = 0
+    oplen = 1
+    while p < end:
+        b = buf[p]
+        if b < 0x40:
+            span = b + 1
+            oplen = 1
+        elif b & 0x80:
+            span = (b & 3) + 1
+            oplen = 1
+        else:
+            span = (((b & 0x3f) << 8) | buf[p + 1]) + 1
+            oplen = 2
+        if index <= first + span - 1:
+            break
+        if path is not None:
+            path.append((p, first))
+        prev = p
+        p += oplen
+        first += span
+    if span == 0 or p >= end:
+        return -1
+    nxt = p + oplen
+    if nxt >= end:
+        nxt = -1
+    b = buf[p]
+    runlen = span
+    updated = False
+    if b & 0x80:
+        old = ((b >> 2) & 0x1f) + 1
+        if old >= count:
+            return 0
+        if runlen == 1:
+            buf[p] = ((count - 1) << 2) | 0x80
+            updated = True
+    elif b < 0x40 and runlen == 1:
+        buf[p] = ((count - 1) << 2) | 0x80
+        updated = True
+    if not updated:
+        last = first + span - 1
+        seq = bytearray()
+        if not b & 0x80:
+            if index != first:
+                n = index - first
+                seq += bytes((((n - 1) >> 8) | 0x40, (n - 1) & 0xff)) if n > 64 else bytes((n - 1,))
+            seq.append(((count - 1) << 2) | 0x80)
+            if index != last:
+                n = last - index
+                seq += bytes((((n - 1) >> 8) | 0x40, (n - 1) & 0xff)) if n > 64 else bytes((n - 1,))
+        else:
+            cur = (((b >> 2) & 0x1f)) << 2 | 0x80
+            if index != first:
+                seq.append(cur | (index - first - 1))
+            seq.append(((count - 1) << 2) | 0x80)
+            if index != last:
+                seq.append(cur | (last - index - 1))
+        seqlen = len(seq)
+        delta = seqlen - oplen
+        if delta > 0 and end + delta > max_bytes:
+            return PROMOTE
+        if delta and nxt >= 0:
+            buf[nxt + delta:end + delta] = buf[nxt:end]
+        end += delta
+        buf[end] = 0
+        buf[p:p + seqlen] = seq
+    # Step 4: merge adjacent VALs of one value (up to 5 opcodes from prev).
+    q = prev if prev >= 0 else HDR
+    scan = 5
+    while q < end and scan:
+        scan -= 1
+        b = buf[q]
+        if not b & 0x80:
+            q += 1 if b < 0x40 else 2
+            continue
+        if q + 1 < end and buf[q + 1] & 0x80:
+            b2 = buf[q + 1]
+            if (b >> 2) & 0x1f == (b2 >> 2) & 0x1f:
+                n = (b & 3) + (b2 & 3) + 2
+                if n <= 4:
+                    buf[q + 1] = (b & 0x7c) | 0x80 | (n - 1)
+                    buf[q:end] = buf[q + 1:end + 1]
+                    end -= 1
+                    buf[end] = 0
+                    continue
+        q += 1
+    buf[15] |= 0x80
+    sb[1] = end
+    return 1
+
+
+def sparse_value(sb: list) -> bytes:
+    return bytes(sb[0][:sb[1]])
+
+
+def to_dense(value, raw: bytes | None = None) -> bytes | None:
+    """hllSparseToDense: the header copied (encoding set to dense), the
+    registers of `raw` (or of the sparse body); None if it is corrupt."""
+    if raw is None:
+        raw = sparse_raw(value)
+        if raw is None:
+            return None
+    return b"".join((value[:4], b"\x00", bytes(value[5:HDR]), raw_dense(raw)))
+
+
+def sparse_add(value: bytes, elements, max_bytes: int):
+    """PFADD's elements into a sparse HLL: (new value or None if unchanged,
+    updated, corrupt)."""
+    sb = new_sparse_buffer(value)
+    dense = None
+    updated = 0
+    for element in elements:
+        index, count = pattern(element)
+        if dense is not None:
+            if count > dense_get(dense, index):
+                dense_set(dense, index, count)
+                updated += 1
+            continue
+        result = sparse_set(sb, index, count, max_bytes)
+        if result == PROMOTE:
+            converted = to_dense(sparse_value(sb))
+            if converted is None:   # Redis leaves the updates made so far
+                return (sparse_value(sb) if updated else None), updated, True
+            dense = bytearray(converted)
+            dense_set(dense, index, count)
+            updated += 1
+        elif result < 0:
+            return (sparse_value(sb) if updated else None), updated, True
+        else:
+            updated += result
+    if dense is not None:
+        dense[15] |= 0x80
+        return bytes(dense), updated, False
+    return (sparse_value(sb) if updated else None), updated, False
+
+
+def raw_of(value) -> bytes | None:
+    """The registers of a valid-looking HLL one per byte (None: corrupt)."""
+    if value[4] == DENSE:
+        return dense_raw(value)
+    return sparse_raw(value)
+
+
+# -- merging and counting --------------------------------------------------------
+
+_HIGH = int.from_bytes(b"\x80" * REGISTERS, "little")
+
+
+def raw_max(a: bytes, b: bytes) -> bytes:
+    """Bytewise max of two register arrays (values < 128), SWAR on big ints:
+    (a | 0x80) - b keeps bit 7 of a byte exactly where a >= b."""
+    x = int.from_bytes(a, "little")
+    y = int.from_bytes(b, "little")
+    mask = ((((x | _HIGH) - y) & _HIGH) >> 7) * 0xff
+    return ((x & mask) | (y & ~mask)).to_bytes(REGISTERS, "little")
+
+
+_SINGLE = [bytes((i,)) for i in range(64)]
+
+
+def histogram(raw: bytes) -> list:
+    counts = [0] * 64
+    left = REGISTERS
+    for v in range(64):
+        n = raw.count(_SINGLE[v])
+        if n:
+            counts[v] = n
+            left -= n
+            if not left:
+                break
+    return counts
+
+
+def sparse_histogram(value) -> list | None:
+    """hllSparseRegHisto without expanding: counts from the opcodes."""
+    tokens = _tokens(value)
+    if tokens is None:
+        return None
+    counts = [0] * 64
+    total = 0
+    for i, token in enumerate(tokens):
+        if i & 1:
+            n = _xzero_len(token)
+            counts[0] += n
+            total += n
+        elif token:
+            for b, n in Counter(token).items():
+                if b < 0x40:
+                    counts[0] += (b + 1) * n
+                    total += (b + 1) * n
+                else:
+                    counts[((b >> 2) & 0x1f) + 1] += ((b & 3) + 1) * n
+                    total += ((b & 3) + 1) * n
+        if total > REGISTERS:
+            return None
+    return counts if total == REGISTERS else None
+
+
+def _sigma(x: float) -> float:
+    if x == 1.0:
+        return math.inf
+    y = 1.0
+    z = x
+    while True:
+        x *= x
+        previous = z
+        z += x * y
+        y += y
+        if previous == z:
+            return z
+
+
+def _tau(x: float) -> float:
+    if x == 0.0 or x == 1.0:
+        return 0.0
+    y = 1.0
+    z = 1 - x
+    while True:
+        x = math.sqrt(x)
+        previous = z
+        y *= 0.5
+        z -= math.pow(1 - x, 2) * y
+        if previous == z:
+            return z / 3
+
+
+def estimate(counts: list) -> int:
+    """hllCount's estimator (Ertl's, Redis 5+), operation for operation so
+    the float result is Redis's; llroundl rounds halves away from zero."""
+    m = float(REGISTERS)
+    z = m * _tau((m - counts[Q + 1]) / m)
+    for j in range(Q, 0, -1):
+        z += counts[j]
+        z *= 0.5
+    z += m * _sigma(counts[0] / m)
+    e = _ALPHA_INF * m * m / z
+    if e != e or e == math.inf:
+        return 0
+    r = math.floor(e)
+    if e - r >= 0.5:
+        r += 1
+    return r & _M64
+
+
+def count(value) -> int | None:
+    """The cardinality estimate of a valid-looking HLL (None: corrupt)."""
+    if value[4] == DENSE:
+        return estimate(histogram(dense_raw(value)))
+    counts = sparse_histogram(value)
+    return None if counts is None else estimate(counts)

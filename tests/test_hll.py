@@ -1,0 +1,225 @@
+"""HyperLogLog against the real redis-server: the same random PFADD / PFMERGE /
+PFCOUNT sequences on both, the values' bytes (GET) compared after every step;
+corrupt and hostile values; tenants; restarts. Replies and error texts of
+single commands are in compat/sessions/hll.txt."""
+
+import random
+import time
+
+import pytest
+import redis
+
+from conftest import locked_fixture, login
+
+locked = locked_fixture({"alice": "alice-pw", "bob": "bob-pw"}, "root-pw")
+
+
+def _pair(server, redis_server):
+    ours = server.client()
+    theirs = redis.Redis(port=redis_server.port)
+    ours.flushall()
+    theirs.flushall()
+    return ours, theirs
+
+
+def _both(ours, theirs, *args):
+    """Run one command on both servers: the same reply or the same error text."""
+    results = []
+    for client in (ours, theirs):
+        try:
+            results.append(("ok", client.execute_command(*args)))
+        except redis.ResponseError as exc:
+            results.append(("err", str(exc)))
+    assert results[0] == results[1], (args, results)
+    return results[0][1]
+
+
+def _same_values(ours, theirs, keys):
+    for key in keys:
+        assert ours.get(key) == theirs.get(key), key
+
+
+def _elements(rng, n, universe):
+    return [b"e%d" % rng.randrange(universe) for _ in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_sequences_leave_redis_bytes(server, redis_server, seed):
+    """Sparse growth, splits and merges of runs, promotion to dense (by size
+    and by a value over 32), PFMERGE into sparse and dense targets, the
+    cache written by PFCOUNT: every value's bytes equal Redis's."""
+    rng = random.Random(seed)
+    ours, theirs = _pair(server, redis_server)
+    keys = [b"h%d" % i for i in range(4)]
+    for step in range(120):
+        op = rng.random()
+        key = rng.choice(keys)
+        if op < 0.55:
+            n = rng.choice((1, 1, 2, 5, 20, 100, 400))
+            _both(ours, theirs, "PFADD", key, *_elements(rng, n, rng.choice((50, 5000, 10**6))))
+        elif op < 0.7:
+            _both(ours, theirs, "PFMERGE", key, *rng.sample(keys, rng.randrange(1, 4)))
+        elif op < 0.85:
+            _both(ours, theirs, "PFCOUNT", key)
+        elif op < 0.95:
+            _both(ours, theirs, "PFCOUNT", *rng.sample(keys, rng.randrange(2, 5)))
+        else:
+            _both(ours, theirs, "DEL", key)
+        _same_values(ours, theirs, keys)
+
+
+def test_sparse_max_bytes_promotes_as_redis(server, redis_server):
+    """A lower hll-sparse-max-bytes promotes earlier, at the same update as Redis."""
+    ours, theirs = _pair(server, redis_server)
+    try:
+        for client in (ours, theirs):
+            client.config_set("hll-sparse-max-bytes", 200)
+        rng = random.Random(7)
+        for _ in range(40):
+            _both(ours, theirs, "PFADD", "small", *_elements(rng, 3, 10**9))
+            _same_values(ours, theirs, ["small"])
+        assert _both(ours, theirs, "PFDEBUG", "ENCODING", "small") == b"dense"
+    finally:
+        for client in (ours, theirs):
+            client.config_set("hll-sparse-max-bytes", 3000)
+    # (a run over 32, the other reason to promote, needs 32 zero bits in a
+    # hash: not something a test can find by trying)
+
+
+def test_pfdebug_and_redis_bytes_set_back(server, redis_server):
+    ours, theirs = _pair(server, redis_server)
+    rng = random.Random(3)
+    _both(ours, theirs, "PFADD", "k", *_elements(rng, 300, 10**6))
+    assert _both(ours, theirs, "PFDEBUG", "DECODE", "k")
+    assert _both(ours, theirs, "PFDEBUG", "GETREG", "k")   # makes it dense
+    _same_values(ours, theirs, ["k"])
+    # Redis's bytes SET on tenantkv are an HLL that keeps growing as Redis's
+    _both(ours, theirs, "PFADD", "k2", *_elements(rng, 5000, 10**6))
+    ours.set("k2", theirs.get("k2"))
+    _both(ours, theirs, "PFADD", "k2", *_elements(rng, 500, 10**6))
+    _both(ours, theirs, "PFCOUNT", "k2")
+    _same_values(ours, theirs, ["k2"])
+
+
+def _corrupt_values(rng):
+    base = b"HYLL\x01\x00\x00\x00" + b"\x00" * 8
+    yield base                                    # no opcodes at all
+    yield base + b"\x7f\xff" * 2                  # 32768 registers
+    yield base + b"\x7f\xfe"                      # 16383 registers
+    yield base + b"\x7f"                          # a lone XZERO byte
+    yield base + b"\xff" * 5000                   # VAL runs past the end
+    yield base + b"\x7f\xff" * 200000             # a big body claiming huge runs
+    yield base + b"\x40\x00" * 20000
+    yield b"HYLL\x00" + b"\x00" * 11 + b"\x00" * 100   # dense of the wrong size
+    yield b"HYLL\x02" + b"\x00" * 11                # unknown encoding
+    yield b"HYLX\x01" + b"\x00" * 11 + b"\x7f\xff"
+    yield b"HYLL"
+    for _ in range(30):
+        yield base + bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40)))
+
+
+def test_corrupt_values_answer_as_redis(server, redis_server):
+    """Garbage in the value: WRONGTYPE, INVALIDOBJ or a reply, exactly as
+    Redis; never an internal error, the server stays up."""
+    ours, theirs = _pair(server, redis_server)
+    rng = random.Random(11)
+    for value in _corrupt_values(rng):
+        for command in (("PFCOUNT", "c"), ("PFCOUNT", "c", "none"), ("PFADD", "c", "a", "b", "zz"),
+                        ("PFMERGE", "d", "c"), ("PFDEBUG", "DECODE", "c"),
+                        ("PFDEBUG", "TODENSE", "c"), ("PFCOUNT", "c")):
+            for client in (ours, theirs):
+                client.set("c", value)
+                client.delete("d")
+            _both(ours, theirs, *command)
+            _same_values(ours, theirs, ["c", "d"])
+    assert ours.ping()
+
+
+def test_hostile_setrange_into_header(server, redis_server):
+    ours, theirs = _pair(server, redis_server)
+    rng = random.Random(5)
+    _both(ours, theirs, "PFADD", "h", *_elements(rng, 3000, 10**6))
+    for offset, data in ((4, b"\x01"), (4, b"\x00"), (15, b"\x00"), (8, b"\xff" * 7), (15, b"\x7f"),
+                         (4, b"\x09"), (0, b"X"), (100, b"\xff" * 50)):
+        _both(ours, theirs, "SETRANGE", "h", offset, data)
+        for command in (("PFCOUNT", "h"), ("PFADD", "h", "q%d" % offset), ("PFCOUNT", "h", "h"),
+                        ("PFMERGE", "m", "h")):
+            _both(ours, theirs, *command)
+        _same_values(ours, theirs, ["h", "m"])
+
+
+@pytest.mark.slow
+def test_many_keys_and_elements_do_not_hold_other_tenants(locked):
+    """PFCOUNT / PFMERGE of 3,000 keys and a PFADD of 200,000 elements run
+    in slices: another tenant's PING is answered meanwhile."""
+    alice = login(locked, "alice")
+    bob = login(locked, "bob")
+    rng = random.Random(1)
+    pipe = alice.pipeline(transaction=False)
+    for i in range(3000):
+        pipe.pfadd("k%d" % i, *_elements(rng, 3, 10**6))
+    pipe.execute()
+    alice.pfadd("dense", *_elements(rng, 5000, 10**6))
+    for i in range(0, 3000, 7):
+        alice.copy("dense", "k%d" % i, replace=True) if hasattr(alice, "copy") else None
+    keys = ["k%d" % i for i in range(3000)]
+    for command in (("PFCOUNT", *keys), ("PFMERGE", "dest", *keys),
+                    ("PFADD", "big", *_elements(rng, 200_000, 10**9))):
+        other = login(locked, "alice")
+        worst = _worst_ping_while(locked, other, command)
+        assert worst < 0.25, (command[0], worst)
+    assert 2000 < alice.pfcount("dest") < 200_000
+    assert bob.pfcount("dest") == 0
+
+
+def _worst_ping_while(locked, client, command):
+    import threading
+    done = threading.Event()
+    result = {}
+
+    def run():
+        try:
+            result["reply"] = client.execute_command(*command)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=run)
+    bob = login(locked, "bob")
+    thread.start()
+    worst = 0.0
+    while not done.is_set():
+        started = time.perf_counter()
+        bob.ping()
+        worst = max(worst, time.perf_counter() - started)
+    thread.join()
+    assert "reply" in result
+    return worst
+
+
+def test_tenants_count_only_their_own_keys(locked):
+    alice = login(locked, "alice")
+    bob = login(locked, "bob")
+    alice.pfadd("visits", *["a%d" % i for i in range(100)])
+    bob.pfadd("other", *["b%d" % i for i in range(10)])
+    assert bob.pfcount("visits") == 0
+    assert bob.pfcount("visits", "other") == 10
+    assert 95 < alice.pfcount("visits", "other") < 105
+    bob.pfmerge("mine", "visits", "other")
+    assert bob.pfcount("mine") == 10
+    assert alice.exists("mine") == 0
+
+
+def test_hll_survives_restart(make_server, tmp_path):
+    server = make_server("--appendonly", "yes")
+    client = server.client()
+    client.pfadd("sparse", "a", "b", "c")
+    client.pfadd("dense", *["e%d" % i for i in range(5000)])
+    client.pfmerge("merged", "sparse", "dense")
+    before = {k: client.get(k) for k in ("sparse", "dense", "merged")}
+    counts = {k: client.pfcount(k) for k in before}
+    client.save()
+    server.stop()
+    server = make_server()
+    client = server.client()
+    assert {k: client.pfcount(k) for k in before} == counts
+    assert client.get("dense")[16:] == before["dense"][16:]
