@@ -101,6 +101,23 @@ def test_pfdebug_and_redis_bytes_set_back(server, redis_server):
     _same_values(ours, theirs, ["k2"])
 
 
+def test_count_after_every_add_on_a_dense_key(server, redis_server):
+    """PFCOUNT after each PFADD (the kept histogram updated by the adds, the
+    cache written back), and a cold PFCOUNT of Redis's bytes, as Redis."""
+    ours, theirs = _pair(server, redis_server)
+    rng = random.Random(9)
+    _both(ours, theirs, "PFADD", "d", *_elements(rng, 4000, 10**9))
+    for _ in range(150):
+        _both(ours, theirs, "PFADD", "d", *_elements(rng, rng.choice((1, 3, 50)), 10**9))
+        _both(ours, theirs, "PFCOUNT", "d")
+    _same_values(ours, theirs, ["d"])
+    value = theirs.get("d")
+    ours.set("cold", value[:15] + bytes((value[15] | 0x80,)) + value[16:])
+    theirs.set("cold", value[:15] + bytes((value[15] | 0x80,)) + value[16:])
+    _both(ours, theirs, "PFCOUNT", "cold")
+    _same_values(ours, theirs, ["cold"])
+
+
 def _corrupt_values(rng):
     base = b"HYLL\x01\x00\x00\x00" + b"\x00" * 8
     yield base                                    # no opcodes at all
