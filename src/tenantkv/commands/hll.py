@@ -79,8 +79,8 @@ def pfadd(conn, args):
 def _pfadd_done(db, key, value, new, created, updated, corrupt) -> int:
     if new is not None:
         _store(db, key, new, created)
-    elif created:
-        _store(db, key, value, True)
+    elif created:   # a creation counts as an update: the cache is marked invalid
+        _store(db, key, hll.EMPTY_INVALID, True)
     if corrupt:
         raise CommandError(errors.HLL_INVALID)
     return 1 if (updated or created) else 0

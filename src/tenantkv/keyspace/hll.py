@@ -48,6 +48,7 @@ _ALPHA_INF = 0.721347520444481703680
 MAGIC = b"HYLL"
 # createHLLObject: sparse, cached cardinality 0 (valid), one XZERO of 16384.
 EMPTY = MAGIC + b"\x01" + bytes(11) + b"\x7f\xff"
+EMPTY_INVALID = MAGIC + b"\x01" + bytes(10) + b"\x80\x7f\xff"
 
 
 # -- hashing ------------------------------------------------------------------
