@@ -28,7 +28,9 @@ costs at most ~32 KB of scanning, never an allocation per claimed register.
 import math
 import re
 import struct
+from bisect import bisect_right
 from collections import Counter
+from itertools import accumulate
 
 HDR = 16
 REGISTERS = 16384
@@ -107,6 +109,9 @@ def with_card(value: bytes, card: int) -> bytes:
 
 
 # -- dense registers ------------------------------------------------------------
+
+_SINGLE = [bytes((i,)) for i in range(256)]
+
 
 def _table(f) -> bytes:
     return bytes(f(i) & 0xff for i in range(256))
@@ -247,10 +252,11 @@ _EXPAND = [bytes(b + 1) if b < 0x40 else bytes(((b >> 2) & 0x1f) + 1 for _ in ra
            if b >= 0x80 else b"" for b in range(256)]
 
 
-def _tokens(value):
+def _tokens(value, strict: bool = False):
     """The sparse body as [single-byte opcodes, XZERO, single-byte opcodes,
     XZERO, ...], or None when it is too long to be valid. A trailing lone
-    XZERO byte reads the zero after it (sds's terminator in Redis)."""
+    XZERO byte reads the zero after it (sds's terminator in Redis); with
+    `strict`, such a body is None too."""
     body = bytes(value[HDR:])
     if len(body) > SPARSE_BODY_MAX:
         return None
@@ -259,6 +265,8 @@ def _tokens(value):
     # Only the very last byte of a run of one-byte opcodes can be an XZERO
     # byte the regex left (it had no second byte).
     if last and 0x40 <= last[-1] < 0x80:
+        if strict:
+            return None
         tokens[-1] = last[:-1]
         tokens += [last[-1:] + b"\x00", b""]
     return tokens
@@ -405,6 +413,137 @@ def sparse_set(sb: list, index: int, count: int, max_bytes: int, path: list | No
     return 1
 
 
+class SparseOps:
+    """A sparse HLL decoded to a list of its opcodes (each its bytes) and
+    the first register each covers, for hllSparseSet at C-like speed: the
+    opcode covering a register is a bisect, a split or a merge a slice of
+    the lists (a memmove in C), the bytes one join. Only for bodies the
+    byte-level `sparse_set` would read the same way: at most
+    SPARSE_BODY_MAX bytes and no lone XZERO byte at the end (see `parse`)."""
+    __slots__ = ("header", "ops", "firsts", "size")
+
+    @classmethod
+    def parse(cls, value: bytes):
+        """The opcodes of a sparse HLL, or None when the body is too long
+        or ends in a lone XZERO byte (left to the byte-level port)."""
+        tokens = _tokens(value, strict=True)
+        if tokens is None:
+            return None
+        self = cls()
+        self.header = bytearray(value[:HDR])
+        ops: list = []
+        spans: list = []
+        byte = _SINGLE.__getitem__
+        for i, token in enumerate(tokens):
+            if i & 1:
+                ops.append(token)
+                spans.append(_xzero_len(token))
+            elif token:
+                ops += map(byte, token)
+                spans += token.translate(_SPAN)
+        self.ops = ops
+        self.firsts = [0, *accumulate(spans)][:-1] if spans else []
+        self.size = len(value)
+        return self
+
+    def value(self) -> bytes:
+        return bytes(self.header) + b"".join(self.ops)
+
+    def set(self, index: int, count: int, max_bytes: int) -> int:
+        """hllSparseSet: 1 updated, 0 not, -1 corrupt, PROMOTE."""
+        if count > SPARSE_VAL_MAX:
+            return PROMOTE
+        ops = self.ops
+        firsts = self.firsts
+        i = bisect_right(firsts, index) - 1
+        if i < 0:
+            return -1
+        op = ops[i]
+        b = op[0]
+        first = firsts[i]
+        if b < 0x40:
+            span = b + 1
+        elif b & 0x80:
+            span = (b & 3) + 1
+        else:
+            span = (((b & 0x3f) << 8) | op[1]) + 1
+        if index > first + span - 1:
+            return -1   # past the registers the opcodes cover
+        new = _SINGLE[((count - 1) << 2) | 0x80]
+        if b & 0x80:
+            if ((b >> 2) & 0x1f) + 1 >= count:
+                return 0
+            if span == 1:
+                ops[i] = new
+                return self._merge(i - 1)
+        elif b < 0x40 and span == 1:
+            ops[i] = new
+            return self._merge(i - 1)
+        last = first + span - 1
+        seq = []
+        starts = []
+        if not b & 0x80:
+            if index != first:
+                seq.append(_zeros_op(index - first))
+                starts.append(first)
+            seq.append(new)
+            starts.append(index)
+            if index != last:
+                seq.append(_zeros_op(last - index))
+                starts.append(index + 1)
+        else:
+            cur = (b & 0x7c) | 0x80
+            if index != first:
+                seq.append(_SINGLE[cur | (index - first - 1)])
+                starts.append(first)
+            seq.append(new)
+            starts.append(index)
+            if index != last:
+                seq.append(_SINGLE[cur | (last - index - 1)])
+                starts.append(index + 1)
+        delta = sum(map(len, seq)) - len(op)
+        if delta > 0 and self.size + delta > max_bytes:
+            return PROMOTE
+        ops[i:i + 1] = seq
+        firsts[i:i + 1] = starts
+        self.size += delta
+        return self._merge(i - 1)
+
+    def _merge(self, q: int) -> int:
+        """Step 4: adjacent VALs of one value merged, up to 5 opcodes from prev."""
+        ops = self.ops
+        if q < 0:
+            q = 0
+        scan = 5
+        n = len(ops)
+        while q < n and scan:
+            scan -= 1
+            b = ops[q][0]
+            if not b & 0x80:
+                q += 1
+                continue
+            if q + 1 < n:
+                b2 = ops[q + 1][0]
+                if b2 & 0x80 and (b ^ b2) & 0x7c == 0:
+                    length = (b & 3) + (b2 & 3) + 2
+                    if length <= 4:
+                        ops[q:q + 2] = [_SINGLE[(b & 0x7c) | 0x80 | (length - 1)]]
+                        del self.firsts[q + 1]
+                        self.size -= 1
+                        n -= 1
+                        continue
+            q += 1
+        self.header[15] |= 0x80
+        return 1
+
+
+def _zeros_op(n: int) -> bytes:
+    """HLL_SPARSE_ZERO_SET / XZERO_SET for a run of n zero registers."""
+    if n > 64:
+        return bytes((((n - 1) >> 8) | 0x40, (n - 1) & 0xff))
+    return _SINGLE[n - 1]
+
+
 def sparse_value(sb: list) -> bytes:
     return bytes(sb[0][:sb[1]])
 
@@ -422,6 +561,62 @@ def to_dense(value, raw: bytes | None = None) -> bytes | None:
 def sparse_add(value: bytes, elements, max_bytes: int):
     """PFADD's elements into a sparse HLL: (new value or None if unchanged,
     updated, corrupt)."""
+    sparse = _SPARSE.pop(id(value), None)
+    if sparse is not None and sparse[0] is value:
+        sparse = sparse[1]
+    else:
+        sparse = SparseOps.parse(value)
+    if sparse is None:
+        return _sparse_add_bytes(value, elements, max_bytes)
+    dense = None
+    updated = 0
+    for element in elements:
+        index, count = pattern(element)
+        if dense is not None:
+            if count > dense_get(dense, index):
+                dense_set(dense, index, count)
+                updated += 1
+            continue
+        result = sparse.set(index, count, max_bytes)
+        if result == PROMOTE:
+            current = sparse.value()
+            converted = to_dense(current)
+            if converted is None:   # Redis leaves the updates made so far
+                return (current if updated else None), updated, True
+            dense = bytearray(converted)
+            dense_set(dense, index, count)
+            updated += 1
+        elif result < 0:
+            return (sparse.value() if updated else None), updated, True
+        else:
+            updated += result
+    if dense is not None:
+        dense[15] |= 0x80
+        return bytes(dense), updated, False
+    if not updated:
+        _keep_sparse(value, sparse)
+        return None, 0, False
+    new = sparse.value()
+    _keep_sparse(new, sparse)
+    return new, updated, False
+
+
+# The decoded opcodes of the sparse HLLs last written, by value identity
+# (as the histograms): PFADD after PFADD on a hot sparse key skips the
+# decoding. Small: an entry holds a list of up to a few thousand opcodes.
+_SPARSE: dict = {}
+SPARSE_CACHE_MAX = 64
+
+
+def _keep_sparse(value: bytes, sparse: SparseOps) -> None:
+    cache = _SPARSE
+    if len(cache) >= SPARSE_CACHE_MAX:
+        del cache[next(iter(cache))]
+    cache[id(value)] = (value, sparse)
+
+
+def _sparse_add_bytes(value: bytes, elements, max_bytes: int):
+    """sparse_add through the byte-level port (odd bodies: see SparseOps)."""
     sb = new_sparse_buffer(value)
     dense = None
     updated = 0
@@ -469,9 +664,6 @@ def raw_max(a: bytes, b: bytes) -> bytes:
     y = int.from_bytes(b, "little")
     mask = ((((x | _HIGH) - y) & _HIGH) >> 7) * 0xff
     return ((x & mask) | (y & ~mask)).to_bytes(REGISTERS, "little")
-
-
-_SINGLE = [bytes((i,)) for i in range(256)]
 
 
 def histogram(raw: bytes) -> list:
