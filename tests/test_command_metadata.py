@@ -37,8 +37,10 @@ DIFFERENT = {
 # Commands Redis 7.0 documents without a complexity (COMMAND DOCS).
 NO_COMPLEXITY = {"monitor", "lolwut", "psync", "sync"}
 # Redis's own metadata where the arity does not follow from the arguments
-# (DEBUG: "a container" with no subcommands or arguments documented).
-REDIS_ARITY_QUIRKS = {"client|kill", "command|getkeys", "command|getkeysandflags", "debug"}
+# (DEBUG: "a container" with no subcommands or arguments documented; PFMERGE:
+# arity -2, PFMERGE dest alone works, but 7.0 documents sourcekey as required).
+REDIS_ARITY_QUIRKS = {"client|kill", "command|getkeys", "command|getkeysandflags", "debug",
+                      "pfmerge"}
 
 
 # -- raw replies ------------------------------------------------------------------
