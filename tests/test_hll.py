@@ -240,3 +240,63 @@ def test_hll_survives_restart(make_server, tmp_path):
     client = server.client()
     assert {k: client.pfcount(k) for k in before} == counts
     assert client.get("dense")[16:] == before["dense"][16:]
+
+
+def test_watch_and_notifications_as_redis(server, redis_server):
+    """A PFCOUNT that writes its cache back fails a WATCHer's EXEC, a PFMERGE
+    touches its destination only; keyspace events pfadd for PFADD and PFMERGE."""
+    ours, theirs = _pair(server, redis_server)
+    outcomes = []
+    for client in (ours, theirs):
+        client.pfadd("h", "a", "b")
+        client.pfadd("src", "c")
+        watcher = client.pipeline(transaction=True)
+        watcher.watch("h")
+        client.pfcount("h")            # recomputes: the cache written back
+        watcher.multi()
+        watcher.get("h")
+        try:
+            watcher.execute()
+            first = "exec"
+        except redis.WatchError:
+            first = "aborted"
+        watcher.reset()
+        watcher.watch("h")
+        client.pfcount("h")            # cached: nothing written
+        watcher.multi()
+        watcher.get("h")
+        second = "exec" if watcher.execute() else "aborted"
+        watcher.reset()
+        watcher.watch("src")
+        client.pfmerge("dest", "src")
+        watcher.multi()
+        watcher.get("src")
+        third = "exec" if watcher.execute() else "aborted"
+        watcher.reset()
+        outcomes.append((first, second, third))
+    assert outcomes[0] == outcomes[1] == [("aborted", "exec", "exec")][0]
+
+    events = []
+    for client in (ours, theirs):
+        client.config_set("notify-keyspace-events", "KEA")
+        try:
+            sub = client.pubsub()
+            sub.psubscribe("__key*__:*")
+            sub.get_message(timeout=1)
+            client.pfadd("n", "a")
+            client.pfadd("n", "a")
+            client.pfmerge("n2", "n")
+            client.pfcount("n2")
+            client.pfadd("n2")
+            got = []
+            for _ in range(20):
+                message = sub.get_message(timeout=0.3)
+                if message is None:
+                    break
+                got.append((message["channel"], message["data"]))
+            events.append(got)
+            sub.close()
+        finally:
+            client.config_set("notify-keyspace-events", "")
+    assert events[0] == events[1]
+    assert (b"__keyevent@0__:pfadd", b"n2") in events[0]

@@ -147,8 +147,10 @@ def pfcount(conn, args):
     if card is None:
         raise CommandError(errors.HLL_INVALID)
     # Written back as Redis does (a read-only command that updates the
-    # value's cache); the key keeps its TTL.
+    # value's cache); the key keeps its TTL. A modified key for WATCH and
+    # client tracking, as Redis's signalModifiedKey here.
     _store(db, key, hll.with_card(value, card), False)
+    conn.server.events.written(((db, key),), conn)
     return _signed(card)
 
 

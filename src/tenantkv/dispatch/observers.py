@@ -104,7 +104,7 @@ TOUCHED = {
     "zunionstore": _destination, "zinterstore": _destination, "zdiffstore": _destination,
     "zrangestore": _destination, "bitop": lambda conn, db, args, reply: [(db, args[2])],
     "lmpop": _popped_key, "zmpop": _popped_key, "blmpop": _popped_key, "bzmpop": _popped_key,
-    "move": _move, "copy": _copy,
+    "move": _move, "copy": _copy, "pfmerge": _destination,
 }
 
 
