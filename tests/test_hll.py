@@ -167,37 +167,47 @@ def test_hostile_setrange_into_header(server, redis_server):
 
 @pytest.mark.slow
 def test_many_keys_and_elements_do_not_hold_other_tenants(locked):
-    """PFCOUNT / PFMERGE of 3,000 keys and a PFADD of 200,000 elements run
-    in slices: another tenant's PING is answered meanwhile."""
+    """PFCOUNT / PFMERGE of 4,000 dense keys and a PFADD of 500,000 elements
+    run in slices: another tenant's PING is answered meanwhile. Unsliced,
+    the PING would wait for the whole command; so the worst PING must be
+    well under the command's own time (a ratio: robust on a loaded machine;
+    the measurement is retried, not the assertion)."""
     alice = login(locked, "alice")
     bob = login(locked, "bob")
     rng = random.Random(1)
-    pipe = alice.pipeline(transaction=False)
-    for i in range(3000):
-        pipe.pfadd("k%d" % i, *_elements(rng, 3, 10**6))
-    pipe.execute()
     alice.pfadd("dense", *_elements(rng, 5000, 10**6))
-    for i in range(0, 3000, 7):
-        alice.copy("dense", "k%d" % i, replace=True) if hasattr(alice, "copy") else None
-    keys = ["k%d" % i for i in range(3000)]
+    pipe = alice.pipeline(transaction=False)
+    for i in range(4000):
+        pipe.pfmerge("k%d" % i, "dense")
+        pipe.pfadd("k%d" % i, *_elements(rng, 2, 10**9))
+    pipe.execute()
+    keys = ["k%d" % i for i in range(4000)]
     for command in (("PFCOUNT", *keys), ("PFMERGE", "dest", *keys),
-                    ("PFADD", "big", *_elements(rng, 200_000, 10**9))):
-        other = login(locked, "alice")
-        worst = _worst_ping_while(locked, other, command)
-        assert worst < 0.25, (command[0], worst)
-    assert 2000 < alice.pfcount("dest") < 200_000
+                    ("PFADD", "big", *_elements(rng, 500_000, 10**12))):
+        ratios = []
+        for _ in range(3):
+            other = login(locked, "alice")
+            worst, took = _worst_ping_while(locked, other, command)
+            ratios.append(worst / took)
+            if worst / took < 0.3:
+                break
+        assert min(ratios) < 0.3, (command[0], ratios)
+    assert 4000 < alice.pfcount("dest") < 20_000
     assert bob.pfcount("dest") == 0
 
 
 def _worst_ping_while(locked, client, command):
+    """(the slowest PING of another tenant while `command` runs, the command's time)."""
     import threading
     done = threading.Event()
     result = {}
 
     def run():
+        started = time.perf_counter()
         try:
             result["reply"] = client.execute_command(*command)
         finally:
+            result["took"] = time.perf_counter() - started
             done.set()
 
     thread = threading.Thread(target=run)
@@ -210,7 +220,7 @@ def _worst_ping_while(locked, client, command):
         worst = max(worst, time.perf_counter() - started)
     thread.join()
     assert "reply" in result
-    return worst
+    return worst, result["took"]
 
 
 def test_tenants_count_only_their_own_keys(locked):

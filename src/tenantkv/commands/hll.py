@@ -30,6 +30,10 @@ _ADD_CHUNK = 1024   # elements between two yields of a big PFADD
 _LLONG = 1 << 63
 _NONZERO = re.compile(rb"[^\x00]")
 _ZEROS = bytes(hll.REGISTERS)
+_DENSE_SIZE = hll.DENSE_SIZE
+_DENSE_MAGIC = hll.DENSE_MAGIC
+_Q_BIT = 1 << hll.Q
+_murmur = hll.murmur64a
 
 
 def _signed(card: int) -> int:
@@ -68,6 +72,20 @@ def pfadd(conn, args):
     db = conn.db
     key = args[1]
     value = db.write_typed(key, bytes)
+    if len(args) == 3 and value is not None and len(value) == _DENSE_SIZE \
+            and value[:5] == _DENSE_MAGIC:
+        # The common case, written out: one element into a dense HLL, which
+        # most of the time raises no register (then no copy, reply 0).
+        h = _murmur(args[2])
+        x = (h >> 14) | _Q_BIT
+        index = (h & 16383) * 6
+        pos = 16 + (index >> 3)
+        fb = index & 7
+        if (x & -x).bit_length() <= ((value[pos] >> fb) | (value[pos + 1] << (8 - fb)) if pos < 12303
+                                     else value[pos] >> fb) & 63:
+            return 0
+        _store(db, key, hll.dense_add(value, (args[2],)), False)
+        return 1
     created = value is None
     value = hll.EMPTY if created else _hll(value)
     if len(args) > _ADD_CHUNK + 2:

@@ -48,6 +48,7 @@ _SEED = 0xadc83b19
 _ALPHA_INF = 0.721347520444481703680
 
 MAGIC = b"HYLL"
+DENSE_MAGIC = b"HYLL\x00"
 # createHLLObject: sparse, cached cardinality 0 (valid), one XZERO of 16384.
 EMPTY = MAGIC + b"\x01" + bytes(11) + b"\x7f\xff"
 EMPTY_INVALID = MAGIC + b"\x01" + bytes(10) + b"\x80\x7f\xff"
@@ -55,24 +56,28 @@ EMPTY_INVALID = MAGIC + b"\x01" + bytes(10) + b"\x80\x7f\xff"
 
 # -- hashing ------------------------------------------------------------------
 
-_BLOCKS = [struct.Struct("<%dQ" % n) for n in range(64)]
+_UNPACK = [struct.Struct("<%dQ" % n).unpack_from for n in range(8)]
+_START = [_SEED ^ ((n * _MUL) & _M64) for n in range(64)]
 
 
 def murmur64a(data: bytes) -> int:
     """MurmurHash64A with Redis's seed, endian neutral as Redis's."""
     n = len(data)
-    h = _SEED ^ ((n * _MUL) & _M64)
-    blocks = n >> 3
-    if blocks:
-        unpack = _BLOCKS[blocks].unpack_from if blocks < 64 else struct.Struct("<%dQ" % blocks).unpack_from
-        for k in unpack(data):
+    if n < 64:
+        h = _START[n]
+        if n >= 8:
+            for k in _UNPACK[n >> 3](data):
+                k = (k * _MUL) & _M64
+                k ^= k >> 47
+                h = ((h ^ ((k * _MUL) & _M64)) * _MUL) & _M64
+    else:
+        h = _SEED ^ ((n * _MUL) & _M64)
+        for k in struct.unpack_from("<%dQ" % (n >> 3), data):
             k = (k * _MUL) & _M64
             k ^= k >> 47
-            h ^= (k * _MUL) & _M64
-            h = (h * _MUL) & _M64
+            h = ((h ^ ((k * _MUL) & _M64)) * _MUL) & _M64
     if n & 7:
-        h ^= int.from_bytes(data[n - (n & 7):], "little")
-        h = (h * _MUL) & _M64
+        h = ((h ^ int.from_bytes(data[n - (n & 7):], "little")) * _MUL) & _M64
     h ^= h >> 47
     h = (h * _MUL) & _M64
     return h ^ (h >> 47)
@@ -561,10 +566,8 @@ def to_dense(value, raw: bytes | None = None) -> bytes | None:
 def sparse_add(value: bytes, elements, max_bytes: int):
     """PFADD's elements into a sparse HLL: (new value or None if unchanged,
     updated, corrupt)."""
-    sparse = _SPARSE.pop(id(value), None)
-    if sparse is not None and sparse[0] is value:
-        sparse = sparse[1]
-    else:
+    sparse = _take_sparse(value)
+    if sparse is None:
         sparse = SparseOps.parse(value)
     if sparse is None:
         return _sparse_add_bytes(value, elements, max_bytes)
@@ -602,17 +605,28 @@ def sparse_add(value: bytes, elements, max_bytes: int):
 
 
 # The decoded opcodes of the sparse HLLs last written, by value identity
-# (as the histograms): PFADD after PFADD on a hot sparse key skips the
-# decoding. Small: an entry holds a list of up to a few thousand opcodes.
+# (as the histograms): PFADD after PFADD on a sparse key skips the decoding.
+# Bounded by the opcodes held in all (~16 bytes each: 2^18 of them, ~4 MB).
 _SPARSE: dict = {}
-SPARSE_CACHE_MAX = 64
+SPARSE_CACHE_OPS = 1 << 18
+_sparse_held = [0]
+
+
+def _take_sparse(value: bytes):
+    entry = _SPARSE.pop(id(value), None)
+    if entry is None:
+        return None
+    _sparse_held[0] -= entry[2]
+    return entry[1] if entry[0] is value else None
 
 
 def _keep_sparse(value: bytes, sparse: SparseOps) -> None:
     cache = _SPARSE
-    if len(cache) >= SPARSE_CACHE_MAX:
-        del cache[next(iter(cache))]
-    cache[id(value)] = (value, sparse)
+    size = len(sparse.ops)
+    while cache and _sparse_held[0] + size > SPARSE_CACHE_OPS:
+        _sparse_held[0] -= cache.pop(next(iter(cache)))[2]
+    cache[id(value)] = (value, sparse, size)
+    _sparse_held[0] += size
 
 
 def _sparse_add_bytes(value: bytes, elements, max_bytes: int):
