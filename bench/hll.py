@@ -10,6 +10,8 @@ R rounds, alternating which server goes first, of
 for pipelines 1 and 16, reading the server's CPU time (utime + stime,
 /proc/PID/stat) around each run. The commands:
 
+    GET (reference)  GET bench:str                       (a 3-byte string: each server's
+                                                          floor per request)
     PFADD dense      PFADD bench:hll e:__rand_int__      (a 12 KB dense HLL; ~1 in 60
                                                           elements raises a register)
     PFADD sparse     PFADD sp:__rand_int__ e:__rand_int__ (-r 1000: 1,000 small sparse HLLs)
@@ -40,6 +42,7 @@ from compare import (BenchError, command, cpu_seconds, finish,  # noqa: E402
 CLIENTS = 10
 CASES = [
     # name, key space (-r), command, requests scale
+    ("GET (reference)", 1_000_000, ["GET", "bench:str"], 1),
     ("PFADD dense", 1_000_000, ["PFADD", "bench:hll", "e:__rand_int__"], 1),
     ("PFADD sparse", 1000, ["PFADD", "sp:__rand_int__", "e:__rand_int__"], 1),
     ("PFCOUNT", 1_000_000, ["PFCOUNT", "bench:hll"], 1),
@@ -48,6 +51,7 @@ CASES = [
 
 
 def fill(port: int) -> None:
+    command(port, "SET", "bench:str", "abc")
     for key in ("bench:hll", "bench:hll2"):
         for start in range(0, 100_000, 10_000):
             command(port, "PFADD", key, *("%s:%d" % (key, i) for i in range(start, start + 10_000)))
@@ -101,10 +105,11 @@ def main() -> int:
                         runs[name].append(run_round(servers[name], case, requests, pipeline))
                 med = {name: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
                        for name, v in runs.items()}
-                print("| %s | %d | %s | %s | %.2f | %.2f | %.2fx |" % (
+                ratio = ("%.2fx" % (med["tenantkv"][1] / med["redis"][1])
+                         if med["redis"][1] else "n/a (too few requests to measure)")
+                print("| %s | %d | %s | %s | %.2f | %.2f | %s |" % (
                     case[0], pipeline, f"{med['redis'][0]:,.0f}", f"{med['tenantkv'][0]:,.0f}",
-                    med["redis"][1], med["tenantkv"][1], med["tenantkv"][1] / med["redis"][1]),
-                    flush=True)
+                    med["redis"][1], med["tenantkv"][1], ratio), flush=True)
     except BenchError as exc:
         print("bench failed: %s" % exc, file=sys.stderr)
         return 1

@@ -156,10 +156,11 @@ def pfcount(conn, args):
     value = db.read_typed(key, bytes)
     if value is None:
         return 0
-    _hll(value)
-    if not value[15] & 0x80:   # the cached cardinality is valid
+    if len(value) != _DENSE_SIZE or value[:5] != _DENSE_MAGIC:
+        _hll(value)
         if len(value) <= _EMBSTR_MAX:
             db.mark_encoding(key, value, "raw")
+    if not value[15] & 0x80:   # the cached cardinality is valid
         return int.from_bytes(value[8:16], "little")
     card = hll.count(value)
     if card is None:

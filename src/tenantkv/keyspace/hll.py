@@ -257,24 +257,50 @@ _EXPAND = [bytes(b + 1) if b < 0x40 else bytes(((b >> 2) & 0x1f) + 1 for _ in ra
            if b >= 0x80 else b"" for b in range(256)]
 
 
+# 1 for the bytes that can only start an XZERO at an opcode boundary.
+_XMARK = bytes(1 if 0x40 <= b < 0x80 else 0 for b in range(256))
+
+
 def _tokens(value, strict: bool = False):
     """The sparse body as [single-byte opcodes, XZERO, single-byte opcodes,
     XZERO, ...], or None when it is too long to be valid. A trailing lone
     XZERO byte reads the zero after it (sds's terminator in Redis); with
-    `strict`, such a body is None too."""
-    body = bytes(value[HDR:])
-    if len(body) > SPARSE_BODY_MAX:
+    `strict`, such a body is None too.
+
+    Outside an XZERO no opcode byte is in 0x40-0x7f, so the first such byte
+    from a boundary starts one: a few XZEROs are found with memchr over a
+    translated copy, many by one regex split (same tokens, C either way)."""
+    value = bytes(value)
+    if len(value) - HDR > SPARSE_BODY_MAX:
         return None
-    tokens = _XZERO.split(body)
-    last = tokens[-1]
-    # Only the very last byte of a run of one-byte opcodes can be an XZERO
-    # byte the regex left (it had no second byte).
-    if last and 0x40 <= last[-1] < 0x80:
-        if strict:
-            return None
-        tokens[-1] = last[:-1]
-        tokens += [last[-1:] + b"\x00", b""]
-    return tokens
+    marks = value.translate(_XMARK)
+    if marks.count(1, HDR) > 8:
+        tokens = _XZERO.split(value[HDR:])
+        last = tokens[-1]
+        # Only the very last byte of a run of one-byte opcodes can be an
+        # XZERO byte the regex left (it had no second byte).
+        if last and 0x40 <= last[-1] < 0x80:
+            if strict:
+                return None
+            tokens[-1] = last[:-1]
+            tokens += [last[-1:] + b"\x00", b""]
+        return tokens
+    tokens = []
+    pos = HDR
+    end = len(value)
+    while True:
+        q = marks.find(1, pos)
+        if q < 0:
+            tokens.append(value[pos:])
+            return tokens
+        tokens.append(value[pos:q])
+        if q + 1 >= end:
+            if strict:
+                return None
+            tokens += [value[q:] + b"\x00", b""]
+            return tokens
+        tokens.append(value[q:q + 2])
+        pos = q + 2
 
 
 def _xzero_len(token: bytes) -> int:
@@ -565,10 +591,24 @@ def to_dense(value, raw: bytes | None = None) -> bytes | None:
 
 def sparse_add(value: bytes, elements, max_bytes: int):
     """PFADD's elements into a sparse HLL: (new value or None if unchanged,
-    updated, corrupt)."""
-    sparse = _take_sparse(value)
-    if sparse is None:
-        sparse = SparseOps.parse(value)
+    updated, corrupt). One element: the opcode is located without decoding
+    (`_locate`), then the byte-level port updates from there; several: the
+    body is decoded once (SparseOps)."""
+    if len(elements) == 1:
+        tokens = _tokens(value, strict=True)
+        if tokens is not None:
+            index, count = pattern(elements[0])
+            if count <= SPARSE_VAL_MAX:
+                found = _locate(tokens, index)
+                if found is None:
+                    return None, 0, True   # hllSparseSet's "invalid format"
+                p, first, prev, prev_first = found
+                b = value[p]
+                if b & 0x80 and ((b >> 2) & 0x1f) + 1 >= count:
+                    return None, 0, False
+                path = [(prev, prev_first), (p, first)] if prev >= 0 else [(p, first)]
+                return _sparse_add_bytes(value, elements, max_bytes, path)
+    sparse = SparseOps.parse(value)
     if sparse is None:
         return _sparse_add_bytes(value, elements, max_bytes)
     dense = None
@@ -596,41 +636,54 @@ def sparse_add(value: bytes, elements, max_bytes: int):
     if dense is not None:
         dense[15] |= 0x80
         return bytes(dense), updated, False
-    if not updated:
-        _keep_sparse(value, sparse)
-        return None, 0, False
-    new = sparse.value()
-    _keep_sparse(new, sparse)
-    return new, updated, False
+    return (sparse.value() if updated else None), updated, False
 
 
-# The decoded opcodes of the sparse HLLs last written, by value identity
-# (as the histograms): PFADD after PFADD on a sparse key skips the decoding.
-# Bounded by the opcodes held in all (~16 bytes each: 2^18 of them, ~4 MB).
-_SPARSE: dict = {}
-SPARSE_CACHE_OPS = 1 << 18
-_sparse_held = [0]
+def _locate(tokens: list, index: int):
+    """(offset, first register, offset and first register of the opcode
+    before, or -1) of the opcode covering `index`, as hllSparseSet's scan
+    finds it, or None if the opcodes end first. Runs of one-byte opcodes
+    are skipped by sums of their spans (translate + sum, in C), 64 opcodes
+    at a time inside the run that holds the index."""
+    first = 0
+    offset = HDR
+    before, before_first = -1, 0
+    for i, token in enumerate(tokens):
+        if i & 1:
+            span = _xzero_len(token)
+            if index < first + span:
+                return offset, first, before, before_first
+            before, before_first = offset, first
+            first += span
+            offset += 2
+        elif token:
+            spans = token.translate(_SPAN)
+            total = sum(spans)
+            if index < first + total:
+                j = 0
+                while True:
+                    chunk = sum(spans[j:j + 64])
+                    if index < first + chunk:
+                        break
+                    first += chunk
+                    j += 64
+                while True:
+                    span = spans[j]
+                    if index < first + span:
+                        if j:
+                            return offset + j, first, offset + j - 1, first - spans[j - 1]
+                        return offset, first, before, before_first
+                    first += span
+                    j += 1
+            before, before_first = offset + len(token) - 1, first + total - spans[-1]
+            first += total
+            offset += len(token)
+    return None
 
 
-def _take_sparse(value: bytes):
-    entry = _SPARSE.pop(id(value), None)
-    if entry is None:
-        return None
-    _sparse_held[0] -= entry[2]
-    return entry[1] if entry[0] is value else None
-
-
-def _keep_sparse(value: bytes, sparse: SparseOps) -> None:
-    cache = _SPARSE
-    size = len(sparse.ops)
-    while cache and _sparse_held[0] + size > SPARSE_CACHE_OPS:
-        _sparse_held[0] -= cache.pop(next(iter(cache)))[2]
-    cache[id(value)] = (value, sparse, size)
-    _sparse_held[0] += size
-
-
-def _sparse_add_bytes(value: bytes, elements, max_bytes: int):
-    """sparse_add through the byte-level port (odd bodies: see SparseOps)."""
+def _sparse_add_bytes(value: bytes, elements, max_bytes: int, path: list | None = None):
+    """sparse_add through the byte-level port (odd bodies: see SparseOps;
+    one element, with `path` the located opcode: see sparse_set)."""
     sb = new_sparse_buffer(value)
     dense = None
     updated = 0
@@ -641,7 +694,8 @@ def _sparse_add_bytes(value: bytes, elements, max_bytes: int):
                 dense_set(dense, index, count)
                 updated += 1
             continue
-        result = sparse_set(sb, index, count, max_bytes)
+        result = sparse_set(sb, index, count, max_bytes, path)
+        path = None
         if result == PROMOTE:
             converted = to_dense(sparse_value(sb))
             if converted is None:   # Redis leaves the updates made so far
