@@ -234,6 +234,17 @@ def test_tenants_count_only_their_own_keys(locked):
     bob.pfmerge("mine", "visits", "other")
     assert bob.pfcount("mine") == 10
     assert alice.exists("mine") == 0
+    # the debugging commands are Redis's admin ones: root only
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        alice.execute_command("PFDEBUG", "GETREG", "visits")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        alice.execute_command("PFSELFTEST")
+    root = login(locked, "root")
+    with pytest.raises(redis.ResponseError, match="The specified key does not exist"):
+        root.execute_command("PFDEBUG", "ENCODING", "visits")   # root's own tenant
+    root.pfadd("visits", "r")
+    assert root.execute_command("PFDEBUG", "ENCODING", "visits") == b"sparse"
+    assert root.pfcount("visits") == 1
 
 
 def test_hll_survives_restart(make_server, tmp_path):

@@ -594,14 +594,13 @@ def sparse_add(value: bytes, elements, max_bytes: int):
     updated, corrupt). One element: the opcode is located without decoding
     (`_locate`), then the byte-level port updates from there; several: the
     body is decoded once (SparseOps)."""
-    if len(elements) == 1:
-        tokens = _tokens(value, strict=True)
-        if tokens is not None:
-            index, count = pattern(elements[0])
-            if count <= SPARSE_VAL_MAX:
-                found = _locate(tokens, index)
-                if found is None:
-                    return None, 0, True   # hllSparseSet's "invalid format"
+    if len(elements) == 1 and len(value) - HDR <= SPARSE_BODY_MAX:
+        index, count = pattern(elements[0])
+        if count <= SPARSE_VAL_MAX:
+            found = _locate(value, index)
+            if found is None:
+                return None, 0, True   # hllSparseSet's "invalid format"
+            if found != _ODD:
                 p, first, prev, prev_first = found
                 b = value[p]
                 if b & 0x80 and ((b >> 2) & 0x1f) + 1 >= count:
@@ -639,25 +638,28 @@ def sparse_add(value: bytes, elements, max_bytes: int):
     return (sparse.value() if updated else None), updated, False
 
 
-def _locate(tokens: list, index: int):
+_ODD = -2   # _locate: a lone XZERO byte ends the body (left to the byte-level port)
+
+
+def _locate(value: bytes, index: int):
     """(offset, first register, offset and first register of the opcode
     before, or -1) of the opcode covering `index`, as hllSparseSet's scan
-    finds it, or None if the opcodes end first. Runs of one-byte opcodes
-    are skipped by sums of their spans (translate + sum, in C), 64 opcodes
-    at a time inside the run that holds the index."""
+    finds it; None if the opcodes end first; _ODD for a body ending in a
+    lone XZERO byte. The XZEROs are found with memchr over a translated
+    copy (outside an XZERO no opcode byte is in 0x40-0x7f, so the first such
+    byte from a boundary starts one), the runs of one-byte opcodes between
+    them skipped by sums of their spans (translate + sum, in C), 64 at a
+    time inside the run that holds the index; it stops there."""
+    marks = value.translate(_XMARK)
+    end = len(value)
+    pos = HDR
     first = 0
-    offset = HDR
     before, before_first = -1, 0
-    for i, token in enumerate(tokens):
-        if i & 1:
-            span = _xzero_len(token)
-            if index < first + span:
-                return offset, first, before, before_first
-            before, before_first = offset, first
-            first += span
-            offset += 2
-        elif token:
-            spans = token.translate(_SPAN)
+    while pos < end:
+        q = marks.find(1, pos)
+        run_end = q if q >= 0 else end
+        if run_end > pos:
+            spans = value[pos:run_end].translate(_SPAN)
             total = sum(spans)
             if index < first + total:
                 j = 0
@@ -670,14 +672,24 @@ def _locate(tokens: list, index: int):
                 while True:
                     span = spans[j]
                     if index < first + span:
-                        if j:
-                            return offset + j, first, offset + j - 1, first - spans[j - 1]
-                        return offset, first, before, before_first
+                        break
                     first += span
                     j += 1
-            before, before_first = offset + len(token) - 1, first + total - spans[-1]
+                if j:
+                    return pos + j, first, pos + j - 1, first - spans[j - 1]
+                return pos, first, before, before_first
+            before, before_first = run_end - 1, first + total - spans[-1]
             first += total
-            offset += len(token)
+        if q < 0:
+            return None
+        if q + 1 >= end:
+            return _ODD
+        span = (((value[q] & 0x3f) << 8) | value[q + 1]) + 1
+        if index < first + span:
+            return q, first, before, before_first
+        before, before_first = q, first
+        first += span
+        pos = q + 2
     return None
 
 
