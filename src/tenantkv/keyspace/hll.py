@@ -746,18 +746,36 @@ def raw_max(a: bytes, b: bytes) -> bytes:
     return ((x & mask) | (y & ~mask)).to_bytes(REGISTERS, "little")
 
 
+# Eight values at a time: a band's translate gives each register of value
+# base + k the bit k of its byte, so the count of value base + k is the
+# popcount of that bit over all bytes (one AND and bit_count on a big int).
+# The band's registers are then deleted (translate, in C), and once few are
+# left they are counted one value per deleting pass.
+_BANDS = [bytes(1 << (b - base) if base <= b < base + 8 else 0 for b in range(256))
+          for base in range(0, 64, 8)]
+_BAND_VALUES = [bytes(range(base, base + 8)) for base in range(0, 64, 8)]
+_LANES = [int.from_bytes(bytes((1 << k,)) * REGISTERS, "little") for k in range(8)]
+_FEW = 2048
+
+
 def histogram(raw: bytes) -> list:
-    """Register counts by value: each pass deletes one value (translate, in
-    C) from what is left, so the passes shrink past the common values."""
+    """Register counts by value (`raw`: the registers one per byte)."""
     counts = [0] * 64
+    base = 0
+    while len(raw) > _FEW:
+        x = int.from_bytes(raw.translate(_BANDS[base >> 3]), "little")
+        if x:
+            for k in range(8):
+                counts[base + k] = (x & _LANES[k]).bit_count()
+        raw = raw.translate(None, _BAND_VALUES[base >> 3])
+        base += 8
     left = len(raw)
-    v = 0
     while left:
-        raw = raw.translate(None, _SINGLE[v])
+        raw = raw.translate(None, _SINGLE[base])
         n = len(raw)
-        counts[v] = left - n
+        counts[base] = left - n
         left = n
-        v += 1
+        base += 1
     return counts
 
 
