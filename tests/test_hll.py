@@ -351,3 +351,82 @@ def test_log_replay_and_rewrite_rebuild_the_same_bytes(make_server, tmp_path):
     client = server.client()
     assert {k: client.get(k) for k in before} == before
     assert client.execute_command("PFDEBUG", "ENCODING", "todense") == b"dense"
+
+
+def _random_sparse_body(rng, lone: bool = False) -> bytes:
+    """Opcodes of every kind covering 16,384 registers, or not quite, or far
+    too few; with `lone`, ending in a lone XZERO byte."""
+    out = bytearray()
+    total = 0
+    target = rng.choice((16384, 16384, 16384, 16000, 17000, 200))
+    while total < target:
+        r = rng.random()
+        if r < 0.3:
+            n = rng.randrange(1, 65)
+            out.append(n - 1)
+        elif r < 0.45:
+            n = rng.randrange(1, 16385)
+            out += bytes((((n - 1) >> 8) | 0x40, (n - 1) & 0xff))
+        else:
+            n = rng.randrange(1, 5)
+            out.append(0x80 | rng.randrange(32) << 2 | (n - 1))
+        total += n
+    if lone:
+        out.append(rng.randrange(0x40, 0x80))
+    return bytes(out)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_sparse_bodies_as_redis(server, redis_server, seed):
+    """PFADD of one or many elements and PFCOUNT on sparse bodies Redis never
+    writes itself (runs split oddly, wrong totals, a lone XZERO at the end):
+    the same replies, errors and bytes."""
+    rng = random.Random(seed)
+    ours, theirs = _pair(server, redis_server)
+    for _ in range(10):
+        # A lone XZERO byte at the end: Redis reads the byte after the string
+        # as its second byte, the zero terminator of a fresh value; after a
+        # write that split that very opcode it can be a stale byte of the
+        # allocation (C memory tenantkv has not got), so only one PFADD there.
+        lone = rng.random() < 0.1
+        value = b"HYLL\x01\x00\x00\x00" + bytes(8) + _random_sparse_body(rng, lone)
+        for client in (ours, theirs):
+            client.set("c", value)
+        for _ in range(1 if lone else 5):
+            n = rng.choice((1, 1, 2, 8, 40))
+            _both(ours, theirs, "PFADD", "c", *_elements(rng, n, 10**6))
+            _same_values(ours, theirs, ["c"])
+        _both(ours, theirs, "PFCOUNT", "c")
+        _both(ours, theirs, "PFCOUNT", "c", "c")
+        _both(ours, theirs, "PFMERGE", "m", "c")
+        _same_values(ours, theirs, ["c", "m"])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_small_universes_and_sparse_limits(server, redis_server, seed):
+    """Few distinct elements (runs of one value merged and split again) under
+    several hll-sparse-max-bytes: PFADD / PFMERGE / PFCOUNT bytes as Redis's."""
+    rng = random.Random(100 + seed)
+    ours, theirs = _pair(server, redis_server)
+    keys = [b"h%d" % i for i in range(3)]
+    limit = rng.choice((3000, 300, 100, 5000))
+    try:
+        for client in (ours, theirs):
+            client.config_set("hll-sparse-max-bytes", limit)
+        for _ in range(150):
+            op = rng.random()
+            key = rng.choice(keys)
+            universe = rng.choice((8, 40, 300, 20000))
+            if op < 0.6:
+                _both(ours, theirs, "PFADD", key,
+                      *_elements(rng, rng.choice((1, 1, 1, 2, 3, 10, 60)), universe))
+            elif op < 0.75:
+                _both(ours, theirs, "PFMERGE", key, *rng.sample(keys, rng.randrange(1, 3)))
+            elif op < 0.9:
+                _both(ours, theirs, "PFCOUNT", key)
+            else:
+                _both(ours, theirs, "PFCOUNT", *keys)
+            _same_values(ours, theirs, keys)
+    finally:
+        for client in (ours, theirs):
+            client.config_set("hll-sparse-max-bytes", 3000)

@@ -333,7 +333,11 @@ def sparse_raw(value) -> bytes | None:
 
 
 def new_sparse_buffer(value: bytes) -> list:
-    """[buffer, length]: a sparse HLL's bytes with slack, as an sds string."""
+    """[buffer, length]: a sparse HLL's bytes with slack, as an sds string:
+    the byte after the end reads zero, as the terminator of a fresh Redis
+    value. (A corrupt body ending in a lone XZERO byte reads that byte as
+    its second one; after a write that split that very opcode, Redis can
+    read a stale byte of its allocation there, which no value carries.)"""
     return [bytearray(value) + bytes(16), len(value)]
 
 
