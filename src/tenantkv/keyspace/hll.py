@@ -60,26 +60,27 @@ _UNPACK = [struct.Struct("<%dQ" % n).unpack_from for n in range(8)]
 _START = [_SEED ^ ((n * _MUL) & _M64) for n in range(64)]
 
 
-def murmur64a(data: bytes) -> int:
-    """MurmurHash64A with Redis's seed, endian neutral as Redis's."""
+def murmur64a(data: bytes, _M=_M64, _MUL=_MUL, _START=_START, _UNPACK=_UNPACK,
+              _from=int.from_bytes) -> int:
+    """MurmurHash64A with Redis's seed, endian neutral as Redis's. A product
+    is masked to 64 bits only where the bits above could come back down
+    (before a right shift, at the end): XOR and the next product modulo
+    2^64 do not read them."""
     n = len(data)
     if n < 64:
         h = _START[n]
         if n >= 8:
             for k in _UNPACK[n >> 3](data):
-                k = (k * _MUL) & _M64
-                k ^= k >> 47
-                h = ((h ^ ((k * _MUL) & _M64)) * _MUL) & _M64
+                k = (k * _MUL) & _M
+                h = ((h ^ ((k ^ (k >> 47)) * _MUL)) * _MUL) & _M
     else:
-        h = _SEED ^ ((n * _MUL) & _M64)
+        h = _SEED ^ ((n * _MUL) & _M)
         for k in struct.unpack_from("<%dQ" % (n >> 3), data):
-            k = (k * _MUL) & _M64
-            k ^= k >> 47
-            h = ((h ^ ((k * _MUL) & _M64)) * _MUL) & _M64
+            k = (k * _MUL) & _M
+            h = ((h ^ ((k ^ (k >> 47)) * _MUL)) * _MUL) & _M
     if n & 7:
-        h = ((h ^ int.from_bytes(data[n - (n & 7):], "little")) * _MUL) & _M64
-    h ^= h >> 47
-    h = (h * _MUL) & _M64
+        h = ((h ^ _from(data[n & ~7:], "little")) * _MUL) & _M
+    h = ((h ^ (h >> 47)) * _MUL) & _M
     return h ^ (h >> 47)
 
 
