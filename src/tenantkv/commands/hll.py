@@ -92,8 +92,13 @@ def pfadd(conn, args):
         return 1
     created = value is None
     value = hll.EMPTY if created else _hll(value)
-    if len(args) > _ADD_CHUNK + 2:
-        return slices.run(conn, _pfadd_job(conn, db, key, value, created, args))
+    # A corrupt sparse body too long to decode is walked per element as
+    # Redis's scan does (up to 16,384 opcodes each, ~3 ms in Python): one
+    # element per step of the job.
+    oversized = value[4] == hll.SPARSE and len(value) - hll.HDR > hll.SPARSE_BODY_MAX
+    if len(args) > _ADD_CHUNK + 2 or (oversized and len(args) > 3):
+        return slices.run(conn, _pfadd_job(conn, db, key, value, created, args,
+                                           1 if oversized else _ADD_CHUNK))
     new, updated, corrupt = _add(value, args[2:], conn.server.config.values[_SPARSE_MAX])
     return _pfadd_done(db, key, value, new, created, updated, corrupt)
 
@@ -108,12 +113,12 @@ def _pfadd_done(db, key, value, new, created, updated, corrupt) -> int:
     return 1 if (updated or created) else 0
 
 
-def _pfadd_job(conn, db, key, value, created, args):
+def _pfadd_job(conn, db, key, value, created, args, chunk: int):
     max_bytes = conn.server.config.values[_SPARSE_MAX]
     start = value
     any_update = False
-    for at in range(2, len(args), _ADD_CHUNK):
-        new, updated, corrupt = _add(value, args[at:at + _ADD_CHUNK], max_bytes)
+    for at in range(2, len(args), chunk):
+        new, updated, corrupt = _add(value, args[at:at + chunk], max_bytes)
         if new is not None:
             value = new
         any_update = any_update or bool(updated)
