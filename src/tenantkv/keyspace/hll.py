@@ -13,16 +13,21 @@ little endian whose top bit says "invalid"), then
 
 Speed without a per-register Python loop: the dense registers are unpacked
 to one byte per register ("raw", 16,384 bytes) with four slices and
-bytes.translate, merged with SWAR arithmetic on big integers, histogrammed
-with bytes.count, and packed back the same way. A sparse body is tokenized
-by one regex split (an XZERO is the only two-byte opcode) and expanded by
-table lookups. The sparse in-place update (hllSparseSet) is ported byte for
-byte, including its split and merge rules, because the bytes it leaves
-depend on the history of updates, not only on the registers.
+bytes.translate, merged with SWAR arithmetic on big integers, counted eight
+values at a time (translate + popcount), and packed back the same way; the
+histogram of a dense HLL counted once is kept up to date by the PFADDs that
+follow. The sparse in-place update (hllSparseSet) is ported byte for byte,
+including its split and merge rules, because the bytes it leaves depend on
+the history of updates, not only on the registers: one element finds its
+opcode by walking the XZEROs with memchr and summing the runs between them
+in C (`_locate`); many elements decode the body once into lists
+(`SparseOps`: bisect, list slices).
 
 A valid sparse body has at most 16,384 opcodes (each covers at least one
-register), so anything longer is refused before any work: a hostile value
-costs at most ~32 KB of scanning, never an allocation per claimed register.
+register), so counting, merging and the conversion to dense call a longer
+one corrupt before reading it, and never allocate per claimed register.
+(PFADD walks such a body as Redis's scan does, up to the opcode it needs;
+commands/hll.py runs that one element per slice.)
 """
 
 import math
@@ -97,13 +102,6 @@ def is_hll(value: bytes) -> bool:
     """isHLLObjectOrReply's test of a string value."""
     return (len(value) >= HDR and value[:4] == MAGIC and value[4] <= 1
             and (value[4] == SPARSE or len(value) == DENSE_SIZE))
-
-
-def cached(value: bytes):
-    """The cached cardinality, or None when it is marked invalid."""
-    if value[15] & 0x80:
-        return None
-    return int.from_bytes(value[8:16], "little")
 
 
 def with_card(value: bytes, card: int) -> bytes:
