@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-structures bench-memory bench-neighbours bench-pubsub bench-scripting bench-streams bench-geo bench-sort redis-tools clean
+.PHONY: run test bench bench-structures bench-memory bench-neighbours bench-pubsub bench-scripting bench-streams bench-geo bench-sort bench-hll redis-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,10 @@ bench-geo: $(STAMP) redis-tools
 # SORT of a 100-element list, numeric and BY/GET, server CPU per call (issue 18).
 bench-sort: $(STAMP) redis-tools
 	$(BIN)/python bench/sort.py
+
+# PFADD (dense, sparse) and PFCOUNT (cached, two keys) against redis-server (issue 18).
+bench-hll: $(STAMP) redis-tools
+	$(BIN)/python bench/hll.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -681,3 +681,18 @@ SWAPDB_FIRST_INDEX = "ERR invalid first DB index"
 SWAPDB_SECOND_INDEX = "ERR invalid second DB index"
 # tenantkv's own bound: LOLWUT draws in Python (commands/lolwut.py)
 LOLWUT_TOO_BIG = "ERR tenantkv: LOLWUT draws at most %d pixels"
+
+
+# HyperLogLog (commands/hll.py), Redis's texts.
+HLL_WRONGTYPE = "WRONGTYPE Key is not a valid HyperLogLog string value."
+HLL_INVALID = "INVALIDOBJ Corrupted HLL object detected"
+PFDEBUG_NO_KEY = "ERR The specified key does not exist"
+PFDEBUG_NOT_SPARSE = "ERR HLL encoding is not sparse"
+
+
+def pfdebug_unknown(sub: bytes) -> str:
+    return f"ERR Unknown PFDEBUG subcommand '{arg_text(sub)}'"
+
+
+def pfselftest_failed(what: str) -> str:
+    return f"TESTFAILED {what}"

@@ -409,6 +409,8 @@ EVENTS = {
     "decr": _changed(STRING, b"incrby"), "incrby": _changed(STRING, b"incrby"),
     "decrby": _changed(STRING, b"incrby"), "incrbyfloat": _changed(STRING, b"incrbyfloat"),
     "setbit": _changed(STRING, b"setbit"), "bitfield": _bitfield, "bitop": _bitop,
+    # PFMERGE announces itself as a PFADD, as Redis (a mass add)
+    "pfadd": _changed(STRING, b"pfadd", True), "pfmerge": _changed(STRING, b"pfadd"),
     # keys
     "del": _del, "unlink": _del, "expire": _expire, "pexpire": _expire,
     "expireat": _expire, "pexpireat": _expire,

@@ -153,7 +153,7 @@ TOUCHED = {
     "move": _move, "copy": _copy, "sort": _sort_store,
     "swapdb": _swapdb,
     "geosearchstore": _destination, "georadius": _georadius_store,
-    "georadiusbymember": _georadius_store,
+    "georadiusbymember": _georadius_store, "pfmerge": _destination,
 }
 
 
@@ -190,7 +190,7 @@ UNCHANGED_ON_ZERO = frozenset((
     "renamenx", "lpushx", "rpushx", "zremrangebyrank", "zremrangebyscore",
     "zremrangebylex", "lpop", "rpop", "spop", "getdel", "rpoplpush", "lmove",
     "zpopmin", "zpopmax", "blpop", "brpop", "blmove", "brpoplpush", "bzpopmin", "bzpopmax",
-    "xadd", "xdel", "xtrim",
+    "xadd", "xdel", "xtrim", "pfadd",
 ))
 
 # Commands whose reply does not tell whether they changed anything: they count
