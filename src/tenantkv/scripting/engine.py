@@ -13,18 +13,23 @@ before any script runs, and nothing Python is ever handed to Lua (only
 strings, numbers and tables built here).
 
 How a script runs, so that a long one does not freeze other tenants (the
-tenant is the unit of atomicity, DESIGN.md): lupa releases the GIL while
-Lua runs, so the script runs on a worker thread while the event loop serves
-everyone else; its tenant is held busy (dispatch/slices.py's `tenant.busy`:
-its other clients wait). Every `redis.call` is handed back to the loop
-thread, which runs it through dispatch (the caller's connection: tenant,
-ACL, quotas, observers: the log, WATCH, notifications), so no command ever
-runs off the loop thread. For the first SLICE seconds the loop thread waits
-for the script itself (a short script answers in the same turn, as any
-command); past that the reply is a Deferred and the loop goes on. Inside
-EXEC and on the log's internal client a script runs whole on the loop
-thread. Past busy-reply-threshold the tenant's other clients get -BUSY and
-SCRIPT KILL stops a script that has not written.
+tenant is the unit of atomicity, DESIGN.md): on the loop thread, in a
+greenlet of its own (a "runner", kept for the next script when it ends).
+Its `redis.call`s run the command at once through dispatch's checks and
+the one command path (the caller's connection: tenant, ACL, quotas,
+observers: the log, WATCH, notifications): no thread, no queue. A script
+that ends within SLICE seconds answers in the same turn, as any command.
+Past SLICE, at its next check (the count hook, every HOOK_COUNT Lua
+instructions, or its next redis.call) it switches back to the loop's
+greenlet: its reply is a Deferred, its tenant is held busy (its other
+clients wait, dispatch/slices.py) and it resumes for one SLICE per later
+loop turn (call_soon), other tenants served in between. Nothing touches a
+paused script's Lua state: its tenant's clients wait or get -BUSY, and
+SCRIPT KILL / FUNCTION KILL only set a flag the hook reads. (A thread per
+script, as before, cost ~40 us of thread hand-offs per redis.call.)
+Inside EXEC and on the log's internal client a script runs whole. Past
+busy-reply-threshold the tenant's other clients get -BUSY and SCRIPT KILL
+stops a script that has not written.
 
 The log: EVAL is not a write command, the writes its redis.call run are, so
 the log records the script's effects (inside MULTI/EXEC, so a replay is
@@ -34,22 +39,25 @@ atomic and deterministic whatever TIME or SRANDMEMBER gave).
 import hashlib
 import logging
 import os
-import queue
-import threading
 from time import monotonic
 
+from greenlet import GreenletExit, getcurrent, greenlet
 from lupa import lua51
 
 from tenantkv import errors
+from tenantkv.dispatch.call import allowed, crashed, failed
 from tenantkv.dispatch.replies import Deferred
+from tenantkv.dispatch.slices import _release
+from tenantkv.dispatch.table import find
 from tenantkv.errors import CommandError
 from tenantkv.persistence.aof.format import EXEC_RECORD, MULTI_RECORD
 from tenantkv.protocol.encoder import Raw, encode
 
 log = logging.getLogger("tenantkv.scripting")
 
-SLICE = 0.005              # the loop waits this long for a script before going on
+SLICE = 0.002              # a script runs this long per loop turn, then others' replies go out
 MAX_MEMORY = 64 << 20      # bytes a tenant's Lua state may take
+VARARGS = 64               # keys + arguments passed to Lua one by one (Lua's C stack: 8,000)
 # Nesting of a reply, either way: the conversions recurse (Python's own
 # limit is ~1000 frames). Redis goes deeper; a deeper reply is refused.
 MAX_DEPTH = 400
@@ -96,10 +104,10 @@ _SHEBANG_FLAGS = frozenset((b"no-writes", b"allow-oom", b"allow-stale", b"no-clu
 
 
 class Run:
-    """One script running: the connection it runs for, the hand-off between
-    its worker thread and the loop thread, and its state for the hook."""
+    """One script running: the connection it runs for, its runner greenlet
+    while it may pause, and its state for the hook."""
     __slots__ = ("conn", "sha", "read_only", "start", "wrote", "killed", "busy", "resp3",
-                 "requests", "answers", "lock", "detached", "future", "loop", "inline", "db", "effects")
+                 "future", "loop", "db", "effects", "runner", "deadline")
 
     def __init__(self, conn, sha, read_only) -> None:
         self.conn = conn
@@ -107,13 +115,12 @@ class Run:
         self.read_only = read_only
         self.start = monotonic()
         self.wrote = self.killed = self.busy = self.resp3 = False
-        self.requests = queue.SimpleQueue()   # worker -> loop: ("call", args) / ("done", reply)
-        self.answers = queue.SimpleQueue()    # loop -> worker: encoded replies
-        self.lock = threading.Lock()
-        self.detached = False                 # the loop no longer waits: pump on call_soon
         self.future = None
         self.loop = conn.server.loop
-        self.inline = False                   # runs on the loop thread (EXEC, the log)
+        # The greenlet it runs in, None when it runs whole (EXEC, the log):
+        # only then may it pause, once past `deadline`.
+        self.runner = None
+        self.deadline = 0.0
         # A SELECT inside the script is the script's own, as in Redis: the
         # caller's database is back when it ends.
         self.db = conn.db
@@ -122,8 +129,8 @@ class Run:
 
 class Scripts:
     """A tenant's Lua state and script cache."""
-    __slots__ = ("server", "lua", "bodies", "_compile", "_has", "_flush", "_run", "running",
-                 "counted", "_rawget")
+    __slots__ = ("server", "lua", "bodies", "_compile", "_has", "_flush", "_run", "_runv",
+                 "running", "counted", "_rawget")
 
     def __init__(self, server) -> None:
         self.server = server
@@ -138,13 +145,14 @@ class Scripts:
                                max_memory=MAX_MEMORY)
         self.lua = lua
         prelude = lua.globals().loadstring(_PRELUDE, b"@redis_prelude")
-        compile_, has, flush, run, addlib = prelude(
+        compile_, has, flush, run, addlib, runv = prelude(
             self._pycall, self._pycheck, self._pylog, self._pysha1, self._pyflags)
         for name, source in _libraries().items():
             err = addlib(name.encode(), source)
             if err is not None:   # a broken library must not stop scripting
                 log.error("Lua library %s failed to load: %s", name, err)
         self._compile, self._has, self._flush, self._run = compile_, has, flush, run
+        self._runv = runv
         # The bound holds only while a script runs (_call): an allocation
         # that fails outside a protected Lua call (lupa building a table for
         # Python) aborts the whole process (Lua's panic), so tenantkv's own
@@ -164,6 +172,8 @@ class Scripts:
         run = self.running
         if run is None:
             return None
+        if run.runner is not None and monotonic() > run.deadline:
+            _pause(run)
         if run.killed:
             return errors.SCRIPT_KILLED
         return None
@@ -174,30 +184,21 @@ class Scripts:
             run.resp3 = value == 3
         return None
 
-    def _pycall(self, table):
+    def _pycall(self, *args):
         run = self.running
         try:
-            args = [_arg(a) for a in table.values()]
+            args = [a if type(a) is bytes else _arg(a) for a in args]
         except Exception:
             return self._error("ERR Lua redis lib command arguments must be strings or integers")
         if run is None:
             return self._error("ERR no script running")
-        if run.inline or threading.get_ident() == _loop_thread(run):
-            data = self._command(run, args)
-        else:
-            data = None
-            with run.lock:
-                if not run.detached:
-                    # The loop thread is blocked waiting for this script (its
-                    # first slice, Scripts.run) and cannot go on while we hold
-                    # the lock: the command runs here, saving two thread
-                    # switches per call.
-                    data = self._command(run, args)
-                else:
-                    run.requests.put(("call", args))
-                    run.loop.call_soon_threadsafe(self._pump, run)
-            if data is None:
-                data = run.answers.get()
+        if run.runner is not None and monotonic() > run.deadline:
+            _pause(run)   # before the command: it runs whole in one slice
+        if run.killed:
+            # Killed while paused (SCRIPT KILL, its client gone): no command
+            # runs after the kill, pcall or not.
+            return self._error(errors.SCRIPT_KILLED)
+        data = self._command(run, args)
         lua = self.lua
         lua.set_max_memory(0)   # building the reply must not fail half-way (see _new_state)
         try:
@@ -217,8 +218,6 @@ class Scripts:
     def _command(self, run, args: list) -> bytes:
         """A redis.call, on the loop thread: dispatch's checks for a script's
         caller, then the one command path; the encoded reply."""
-        from tenantkv.dispatch.call import allowed, failed, crashed
-        from tenantkv.dispatch.table import find
         conn = run.conn
         cmd = find(args[0])
         if cmd is None:
@@ -287,24 +286,11 @@ class Scripts:
         conn.tenant.count(conn.tenant.calls, cmd)
         return data
 
-    def _pump(self, run) -> None:
-        """Serve the script's requests waiting for the loop thread (detached)."""
-        while True:
-            try:
-                kind, value = run.requests.get_nowait()
-            except queue.Empty:
-                return
-            if kind == "call":
-                run.answers.put(self._command(run, value))
-            else:
-                self._finished(run)
-                if not run.future.done():
-                    run.future.set_result(value)
-                return
-
     def _finished(self, run) -> None:
-        from tenantkv.dispatch.slices import _release
         self.running = None
+        runner, run.runner = run.runner, None
+        if runner is not None and len(_idle) < IDLE_RUNNERS:
+            _idle.append(runner)
         run.conn.db = run.db
         _effects(run)
         self.account(run.conn.tenant)
@@ -378,69 +364,77 @@ class Scripts:
                 if meter is not None:
                     meter.admit(conn, _creates)
         run = Run(conn, sha, read_only)
-        run.resp3 = False
-        lua = self.lua
-        keys_t = lua.table_from(keys)
-        args_t = lua.table_from(args)
         server = conn.server
         self.running = run
-        if conn.transport is None or server.events.in_exec:
-            run.inline = True
+        if conn.transport is None or server.events.in_exec or getcurrent().parent is not None:
+            # Runs whole: nothing may wait inside EXEC or the log's replay
+            # (and a script is never started from another's greenlet).
             try:
-                result = self._call(run, keys_t, args_t)
+                result = self._call(run, keys, args)
             finally:
                 self.running = None
                 conn.db = run.db
                 _effects(run)
                 self.account(conn.tenant)
             return result
+        run.runner = _idle.pop() if _idle else greenlet(_runner)
+        run.deadline = run.start + SLICE
+        kind, value = run.runner.switch((self, run, keys, args))
+        if kind is _DONE:   # most scripts: done within the slice
+            self._finished(run)
+            if isinstance(value, CommandError):
+                raise value
+            return value
+        # Paused: the rest runs one slice per loop turn, its tenant held.
         future = run.future = run.loop.create_future()
-        tenant = conn.tenant
-        tenant.busy = conn
-        _submit(self._work, run, keys_t, args_t)
-        deadline = monotonic() + SLICE
-        while True:   # wait for the script itself a little: most answer now
-            remaining = deadline - monotonic()
-            try:
-                kind, value = run.requests.get(timeout=max(remaining, 0))
-            except queue.Empty:
-                with run.lock:
-                    run.detached = True
-                    pending = not run.requests.empty()
-                if pending:
-                    run.loop.call_soon(self._pump, run)
-                threshold = server.config.values.get((None, "busy-reply-threshold"), 5000)
-                run.loop.call_later(max(threshold / 1000 - (monotonic() - run.start), 0),
-                                    _mark_busy, run)
-                return Deferred(future, _same)
-            if kind == "call":
-                run.answers.put(self._command(run, value))
-            else:
-                self._finished(run)
-                if isinstance(value, CommandError):
-                    raise value
-                return value
+        conn.tenant.busy = conn
+        run.loop.call_soon(self._next_turn, run)
+        threshold = server.config.values.get((None, "busy-reply-threshold"), 5000)
+        run.loop.call_later(max(threshold / 1000 - (monotonic() - run.start), 0),
+                            _mark_busy, run)
+        return Deferred(future, _same)
 
-    def _work(self, run, keys_t, args_t) -> None:
-        try:
-            result = self._call(run, keys_t, args_t)
-        except BaseException as exc:   # a CommandError or a bug: the caller answers it
-            if not isinstance(exc, CommandError):
-                log.error("error running a script", exc_info=exc)
-            result = exc if isinstance(exc, CommandError) else CommandError(
-                errors.internal_error("eval", exc))
-        with run.lock:
-            run.requests.put(("done", result))
-            if run.detached:
-                run.loop.call_soon_threadsafe(self._pump, run)
+    def _next_turn(self, run) -> None:
+        """Resume the script after this turn's reads and their replies'
+        flush: the reads a slice kept waiting were queued behind this
+        callback, their flush behind them (call_soon runs at the next turn
+        what it is given during this one). Resumed at once, the script's
+        next slice would run before that flush: another tenant's PING
+        waited two slices."""
+        run.loop.call_soon(self._resume, run)
 
-    def _call(self, run, keys_t, args_t):
-        """Run the script (on whichever thread): its reply (a Raw), or raise
-        CommandError with Redis's text."""
+    def _resume(self, run) -> None:
+        """The next slice of a paused script (a loop callback)."""
+        conn = run.conn
+        if conn.server.frozen:
+            # A shutdown is saving: nothing runs (as dispatch/slices.py).
+            run.loop.call_later(0.01, self._resume, run)
+            return
+        if (conn.closing or run.future.cancelled()) and not run.wrote:
+            # Nobody waits for its reply and it changed nothing: end it as
+            # SCRIPT KILL would (a gone client's script must not hold its
+            # tenant). One that wrote runs to its end, as in Redis.
+            run.killed = True
+        run.deadline = monotonic() + SLICE
+        kind, value = run.runner.switch()
+        if kind is not _DONE:
+            run.loop.call_soon(self._next_turn, run)
+            return
+        self._finished(run)
+        if not run.future.done():
+            run.future.set_result(value)
+
+    def _call(self, run, keys: list, args: list):
+        """Run the script: its reply (a Raw), or raise CommandError with
+        Redis's text."""
         lua = self.lua
+        if len(keys) + len(args) <= VARARGS:
+            fn, fargs = self._runv, (run.sha, len(keys), *keys, *args)
+        else:   # made before the bound is on (see _new_state)
+            fn, fargs = self._run, (run.sha, lua.table_from(keys), lua.table_from(args))
         lua.set_max_memory(MAX_MEMORY)
         try:
-            ok, value = self._run(run.sha, keys_t, args_t)
+            ok, value = fn(*fargs)
         except lua51.LuaMemoryError:
             raise CommandError(errors.SCRIPT_OOM)
         except lua51.LuaError as exc:
@@ -533,37 +527,43 @@ def _libraries() -> dict:
     return _LIBS[0]
 
 
-# The threads scripts run on: daemon threads (a runaway script must not keep
-# a stopping server alive, as a ThreadPoolExecutor's threads would), made
-# when no thread waits for work, at most WORKERS (scripts of more tenants
-# than that running at once queue behind them).
-WORKERS = 16
-_jobs: queue.SimpleQueue = queue.SimpleQueue()
-_threads: list = []
-_waiting = [0]   # threads waiting for a job
-_lock = threading.Lock()
+_DONE = "done"       # what a runner switches to the loop with: (_DONE, reply)
+_PAUSED = "paused"   # (_PAUSED, None): past its slice, resume it later
+
+# Runners waiting for a script: a new greenlet costs ~5 us, a switch into a
+# waiting one ~0.3 (measured), so a few are kept. A paused script keeps its
+# own; a runner is busy only for its tenant's one script.
+IDLE_RUNNERS = 8
+_idle: list = []
 
 
-def _submit(fn, *args) -> None:
-    _jobs.put((fn, args))
-    with _lock:
-        spawn = _jobs.qsize() > _waiting[0] and len(_threads) < WORKERS
-        if spawn:
-            thread = threading.Thread(target=_worker, name="lua-%d" % len(_threads),
-                                      daemon=True)
-            _threads.append(thread)
-    if spawn:
-        thread.start()
-
-
-def _worker() -> None:
+def _runner(job) -> None:
+    """A runner greenlet's life: run scripts, one per switch into it."""
     while True:
-        with _lock:
-            _waiting[0] += 1
-        fn, args = _jobs.get()
-        with _lock:
-            _waiting[0] -= 1
-        fn(*args)
+        scripts, run, keys, args = job
+        try:
+            result = scripts._call(run, keys, args)
+        except GreenletExit:
+            raise   # thrown in by the greenlet's collection (the server stops)
+        except BaseException as exc:   # a CommandError or a bug: the caller answers it
+            if not isinstance(exc, CommandError):
+                log.error("error running a script", exc_info=exc)
+            result = exc if isinstance(exc, CommandError) else CommandError(
+                errors.internal_error("eval", exc))
+        job = getcurrent().parent.switch((_DONE, result))   # the loop's greenlet
+
+
+def _pause(run) -> None:
+    """Past its slice: back to the loop's greenlet until _resume."""
+    try:
+        run.runner.parent.switch((_PAUSED, None))
+    except GreenletExit:
+        # The runner is collected while paused (the server stops): the
+        # script must end now, without pausing again: the kill's error on
+        # every line (prelude.lua's hook) ends it, pcall or not.
+        run.killed = True
+        run.runner = None
+        raise
 
 
 def _creates() -> bool:
@@ -610,15 +610,6 @@ def busy_reply(conn, args: list):
 def script_busy(tenant) -> bool:
     scripts = tenant.scripts
     return scripts is not None and scripts.running is not None and scripts.running.busy
-
-
-_LOOP_THREAD: list = []
-
-
-def _loop_thread(run) -> int:
-    if not _LOOP_THREAD:
-        _LOOP_THREAD.append(threading.main_thread().ident)
-    return _LOOP_THREAD[0]
 
 
 def _arg(a) -> bytes:

@@ -127,6 +127,7 @@ class _Loading:
     count hook (prelude.lua) stops the code past LOAD_TIMEOUT."""
     __slots__ = ("deadline", "timed_out")
     busy = wrote = False   # read as a Run's (script_busy) should anything look
+    runner = None          # runs whole: never pauses (engine._pycheck)
     sha = b""
 
     def __init__(self, deadline) -> None:

@@ -104,11 +104,27 @@ local function callargs(...)
   return args
 end
 
+-- redis.call's arguments go to Python as they are (no table: lupa reads
+-- a table's items one call at a time), once checked here.
+local function checkargs(...)
+  local n = select('#', ...)
+  if n == 0 then
+    return 'Please specify at least one argument for this redis lib call'
+  end
+  for i = 1, n do
+    local t = type((select(i, ...)))
+    if t ~= 'number' and t ~= 'string' then
+      return 'Lua redis lib command arguments must be strings or integers'
+    end
+  end
+  return nil
+end
+
 local redis = {}
 redis.call = function(...)
-  local args, err = callargs(...)
-  if not args then error(pusherr(err)) end
-  local r = pycall(args)
+  local err = checkargs(...)
+  if err then error(pusherr(err)) end
+  local r = pycall(...)
   if type(r) == 'table' and rawget(r, 'err') ~= nil and rawget(r, '__raise') then
     r.__raise = nil
     error(r)
@@ -116,9 +132,9 @@ redis.call = function(...)
   return r
 end
 redis.pcall = function(...)
-  local args, err = callargs(...)
-  if not args then return pusherr(err) end
-  local r = pycall(args)
+  local err = checkargs(...)
+  if err then return pusherr(err) end
+  local r = pycall(...)
   if type(r) == 'table' and rawget(r, '__raise') then r.__raise = nil end
   return r
 end
@@ -275,6 +291,14 @@ local function run(sha, keys, argv)
   local ok, value = xpcall_(fns[sha], handler)
   return ok, value
 end
+-- run() for a few keys and arguments, given as themselves: cheaper than
+-- two tables made from Python (engine.py, VARARGS).
+local function runv(sha, nkeys, ...)
+  local keys = {...}
+  local argv = {select(nkeys + 1, ...)}
+  for i = #keys, nkeys + 1, -1 do keys[i] = nil end
+  return run(sha, keys, argv)
+end
 -- A library (part B's scripting/lib: cjson, cmsgpack, struct, bit): its
 -- source returns its module table. It runs with globals of its own (the
 -- safe standard libraries), never the state's global table.
@@ -303,4 +327,4 @@ rawset(_G, '__tenantkv_functions', function()
   return env, function(key, f) fns[key] = f end, api, setfenv_
 end)
 
-return compile, has, flush, run, addlib
+return compile, has, flush, run, addlib, runv
