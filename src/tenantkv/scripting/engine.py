@@ -39,6 +39,8 @@ atomic and deterministic whatever TIME or SRANDMEMBER gave).
 import hashlib
 import logging
 import os
+import queue
+import threading
 from time import monotonic
 
 from greenlet import GreenletExit, getcurrent, greenlet
@@ -107,7 +109,8 @@ class Run:
     """One script running: the connection it runs for, its runner greenlet
     while it may pause, and its state for the hook."""
     __slots__ = ("conn", "sha", "read_only", "start", "wrote", "killed", "busy", "resp3",
-                 "future", "loop", "db", "effects", "runner", "deadline")
+                 "future", "loop", "db", "effects", "runner", "deadline", "moving",
+                 "requests", "answers")
 
     def __init__(self, conn, sha, read_only) -> None:
         self.conn = conn
@@ -121,6 +124,12 @@ class Run:
         # only then may it pause, once past `deadline`.
         self.runner = None
         self.deadline = 0.0
+        # Past its first slice without a write: ended, to run again on a
+        # worker thread (_to_thread).
+        self.moving = False
+        # On a worker thread: its redis.calls go to the loop thread and
+        # their replies come back (_pycall, _pump); None before.
+        self.requests = self.answers = None
         # A SELECT inside the script is the script's own, as in Redis: the
         # caller's database is back when it ends.
         self.db = conn.db
@@ -172,9 +181,12 @@ class Scripts:
         run = self.running
         if run is None:
             return None
-        if run.runner is not None and monotonic() > run.deadline:
-            _pause(run)
-        if run.killed:
+        if run.runner is not None:
+            if monotonic() > run.deadline:
+                _past_slice(run)
+        elif run.requests is not None and run.conn.closing and not run.wrote:
+            run.killed = True   # on a thread, and nobody waits for it (as _resume)
+        if run.killed or run.moving:
             return errors.SCRIPT_KILLED
         return None
 
@@ -193,12 +205,17 @@ class Scripts:
         if run is None:
             return self._error("ERR no script running")
         if run.runner is not None and monotonic() > run.deadline:
-            _pause(run)   # before the command: it runs whole in one slice
-        if run.killed:
-            # Killed while paused (SCRIPT KILL, its client gone): no command
-            # runs after the kill, pcall or not.
+            _past_slice(run)   # before the command: it runs whole in one slice
+        if run.killed or run.moving:
+            # Killed while paused (SCRIPT KILL, its client gone) or ending
+            # to move: no command runs after that, pcall or not.
             return self._error(errors.SCRIPT_KILLED)
-        data = self._command(run, args)
+        if run.requests is None:
+            data = self._command(run, args)
+        else:   # on a worker thread: the command runs on the loop thread
+            run.requests.put(("call", args))
+            run.loop.call_soon_threadsafe(self._pump, run)
+            data = run.answers.get()
         lua = self.lua
         lua.set_max_memory(0)   # building the reply must not fail half-way (see _new_state)
         try:
@@ -380,19 +397,71 @@ class Scripts:
         run.runner = _idle.pop() if _idle else greenlet(_runner)
         run.deadline = run.start + SLICE
         kind, value = run.runner.switch((self, run, keys, args))
-        if kind is _DONE:   # most scripts: done within the slice
+        if kind is _DONE and not run.moving:   # most scripts: done within the slice
             self._finished(run)
             if isinstance(value, CommandError):
                 raise value
             return value
-        # Paused: the rest runs one slice per loop turn, its tenant held.
         future = run.future = run.loop.create_future()
         conn.tenant.busy = conn
-        run.loop.call_soon(self._next_turn, run)
+        if run.moving:
+            self._to_thread(run, keys, args)
+        else:   # paused: the rest runs one slice per loop turn, its tenant held
+            run.loop.call_soon(self._next_turn, run)
         threshold = server.config.values.get((None, "busy-reply-threshold"), 5000)
         run.loop.call_later(max(threshold / 1000 - (monotonic() - run.start), 0),
                             _mark_busy, run)
         return Deferred(future, _same)
+
+    def _to_thread(self, run, keys: list, args: list) -> None:
+        """Run again, from its start, on a worker thread, a script that
+        passed its first slice without a write (its first run ended at once,
+        as a kill ends it). A long script is most often a loop in Lua:
+        there, on a thread (lupa releases the GIL), it leaves the loop
+        thread free, and the loop's process is not a CPU hog the kernel
+        makes wait (on a loaded machine another tenant's PING waited 20-30
+        ms behind slices, 1-10 behind a thread); and a long C call (a
+        string.find that backtracks for hours) holds only its thread. Its
+        redis.calls then cost a hand-off each (~40 us). The first run did
+        only reads: running them again changes nothing but the
+        statistics."""
+        runner, run.runner = run.runner, None
+        if len(_idle) < IDLE_RUNNERS:
+            _idle.append(runner)
+        run.moving = False
+        run.resp3 = False
+        run.conn.db = run.db
+        run.requests = queue.SimpleQueue()   # worker -> loop: ("call", args) / ("done", reply)
+        run.answers = queue.SimpleQueue()    # loop -> worker: encoded replies
+        _submit(self._work, run, keys, args)
+
+    def _work(self, run, keys: list, args: list) -> None:
+        """On a worker thread: the script, then its reply to the loop."""
+        try:
+            result = self._call(run, keys, args)
+        except BaseException as exc:   # a CommandError or a bug: the caller answers it
+            if not isinstance(exc, CommandError):
+                log.error("error running a script", exc_info=exc)
+            result = exc if isinstance(exc, CommandError) else CommandError(
+                errors.internal_error("eval", exc))
+        run.requests.put(("done", result))
+        run.loop.call_soon_threadsafe(self._pump, run)
+
+    def _pump(self, run) -> None:
+        """On the loop thread: serve a worker's requests (its redis.calls,
+        then its end)."""
+        while True:
+            try:
+                kind, value = run.requests.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "call":
+                run.answers.put(self._command(run, value))
+            else:
+                self._finished(run)
+                if not run.future.done():
+                    run.future.set_result(value)
+                return
 
     def _next_turn(self, run) -> None:
         """Resume the script after this turn's reads and their replies'
@@ -553,8 +622,13 @@ def _runner(job) -> None:
         job = getcurrent().parent.switch((_DONE, result))   # the loop's greenlet
 
 
-def _pause(run) -> None:
-    """Past its slice: back to the loop's greenlet until _resume."""
+def _past_slice(run) -> None:
+    """The script passed its slice (in its runner): one that has not
+    written ends, to run again on a thread (Scripts._to_thread); one that
+    has goes back to the loop's greenlet until _resume."""
+    if not run.wrote and run.future is None:
+        run.moving = True
+        return
     try:
         run.runner.parent.switch((_PAUSED, None))
     except GreenletExit:
@@ -564,6 +638,39 @@ def _pause(run) -> None:
         run.killed = True
         run.runner = None
         raise
+
+
+# The threads long scripts run on (_to_thread): daemon threads (a runaway
+# script must not keep a stopping server alive, as a ThreadPoolExecutor's
+# threads would), made when no thread waits for work, at most WORKERS
+# (scripts of more tenants than that running at once queue behind them).
+WORKERS = 16
+_jobs: queue.SimpleQueue = queue.SimpleQueue()
+_threads: list = []
+_waiting = [0]   # threads waiting for a job
+_lock = threading.Lock()
+
+
+def _submit(fn, *args) -> None:
+    _jobs.put((fn, args))
+    with _lock:
+        spawn = _jobs.qsize() > _waiting[0] and len(_threads) < WORKERS
+        if spawn:
+            thread = threading.Thread(target=_worker, name="lua-%d" % len(_threads),
+                                      daemon=True)
+            _threads.append(thread)
+    if spawn:
+        thread.start()
+
+
+def _worker() -> None:
+    while True:
+        with _lock:
+            _waiting[0] += 1
+        fn, args = _jobs.get()
+        with _lock:
+            _waiting[0] -= 1
+        fn(*args)
 
 
 def _creates() -> bool:
