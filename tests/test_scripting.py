@@ -486,3 +486,39 @@ def test_shutdown_nosave_stops_a_paused_script(tmp_path):
         assert not proc.alive() and time.monotonic() - began < 5
         sock.close()
         root.close()
+
+
+def test_long_script_without_writes_moves_to_a_thread_and_runs_once(srv, alice, bob):
+    """A script past its first slice that has not written ends there and
+    runs again on a worker thread: its writes after that happen once, its
+    redis.setresp of the first run is forgotten, its reply is the second
+    run's."""
+    alice.set("k", "v")
+    script = ("redis.setresp(3) local v = redis.call('get', 'k') %s"
+              " redis.call('incr', 'n') return {v, redis.call('incr', 'n')}" % _spin(0.3))
+    assert alice.eval(script, 0) == [b"v", 2]
+    assert alice.get("n") == b"2"
+    assert bob.ping()
+
+
+def test_a_long_c_call_holds_only_its_tenant(srv, alice, bob):
+    """A pattern that backtracks for seconds inside C (the count hook never
+    fires there) does not hold the loop thread: the script moves to a
+    worker thread before the call (prelude.lua's costly) and bob is served
+    meanwhile."""
+    runner = login(srv, "alice", socket_timeout=120)
+    result = {}
+    script = "return string.find(string.rep('a', 28), string.rep('a*', 8) .. 'b')"
+    thread = threading.Thread(target=lambda: result.setdefault("r", runner.eval(script, 0)))
+    thread.start()
+    time.sleep(0.2)
+    latencies = []
+    while thread.is_alive():
+        began = time.perf_counter()
+        assert bob.ping()
+        latencies.append(time.perf_counter() - began)
+        time.sleep(0.005)
+    thread.join()
+    assert result == {"r": None}
+    assert len(latencies) > 20 and max(latencies) < 0.5, (len(latencies), max(latencies))
+    runner.close()

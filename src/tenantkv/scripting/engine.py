@@ -190,10 +190,16 @@ class Scripts:
             return errors.SCRIPT_KILLED
         return None
 
-    def _pyflags(self, what, value):
+    def _pyflags(self, what, value=None):
         run = self.running
         if what == b"resp" and run is not None:
             run.resp3 = value == 3
+        elif what == b"guard" and run is not None and run.runner is not None:
+            # A call that may be long in C (prelude.lua's costly): off the
+            # loop thread if the script can still move (_past_slice).
+            if not run.wrote and run.future is None:
+                run.moving = True
+                return errors.SCRIPT_KILLED.encode()
         return None
 
     def _pycall(self, *args):

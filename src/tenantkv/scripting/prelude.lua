@@ -49,6 +49,62 @@ local function copy(t)
 end
 env.string = copy(string)
 env.table = copy(table)
+
+-- Calls that can run long inside C, where the count hook never fires: a
+-- pattern that backtracks (string.find(string.rep('a', 30),
+-- string.rep('a*', 12) .. 'b') runs for hours), a plain find of a long
+-- needle, a sort of a big table without a comparator. A script runs its
+-- first slice on the loop thread (engine.py), so before such a call that
+-- may be long (a rough bound of its steps, COSTLY) it asks to move to a
+-- worker thread: if it has not written yet, it ends here and runs again
+-- there (pyflags('guard') gives the message that ends it), else the call
+-- runs where it is. Named as the originals, so an error still names
+-- them; called, not tail-called, for the same reason.
+local COSTLY = 1000000
+local cfind, cgsub = string.find, string.gsub
+local function costly(s, p, plain)
+  if type(s) ~= 'string' or type(p) ~= 'string' then return false end
+  local n = #s + 1
+  local cost = n * (#p + 1)
+  if not plain and cfind(p, '[%*%+%-%?]') then
+    local _, k = cgsub(p, '[%*%+%-%?]', '')
+    for _ = 1, k do
+      cost = cost * n
+      if cost > COSTLY then break end
+    end
+  end
+  return cost > COSTLY
+end
+local function guard()
+  local msg = pyflags('guard')
+  if msg then error({err = msg}) end
+end
+do
+  local find, match, gmatch, gsub = string.find, string.match, string.gmatch, string.gsub
+  env.string.find = function(s, p, init, plain)
+    if costly(s, p, plain) then guard() end
+    return select(1, find(s, p, init, plain))
+  end
+  env.string.match = function(s, p, ...)
+    if costly(s, p) then guard() end
+    return select(1, match(s, p, ...))
+  end
+  env.string.gmatch = function(s, p, ...)
+    if costly(s, p) then guard() end
+    return select(1, gmatch(s, p, ...))
+  end
+  env.string.gsub = function(s, p, ...)
+    if costly(s, p) then guard() end
+    return select(1, gsub(s, p, ...))
+  end
+  local sort = table.sort
+  env.table.sort = function(t, ...)
+    if type(t) == 'table' and select('#', ...) == 0 and #t > 100000 then guard() end
+    return select(1, sort(t, ...))
+  end
+  -- A method call ("x"):find(...) reads the strings' metatable: the same.
+  getmetatable('').__index = env.string
+end
 env.math = copy(math)
 env.coroutine = copy(coroutine)
 env.os = {clock = clock}
