@@ -40,6 +40,7 @@ import hashlib
 import logging
 import os
 import queue
+import re
 import threading
 from time import monotonic
 
@@ -59,6 +60,9 @@ log = logging.getLogger("tenantkv.scripting")
 
 SLICE = 0.002              # a script runs this long per loop turn, then others' replies go out
 MAX_MEMORY = 64 << 20      # bytes a tenant's Lua state may take
+# Code that names a function prelude.lua guards (a pattern search, a sort):
+# such a script runs on a worker thread from its start, with the originals.
+THREADED = re.compile(rb"\b(?:find|match|gmatch|gsub|sort)\b")
 VARARGS = 64               # keys + arguments passed to Lua one by one (Lua's C stack: 8,000)
 # Nesting of a reply, either way: the conversions recurse (Python's own
 # limit is ~1000 frames). Redis goes deeper; a deeper reply is refused.
@@ -139,7 +143,7 @@ class Run:
 class Scripts:
     """A tenant's Lua state and script cache."""
     __slots__ = ("server", "lua", "bodies", "_compile", "_has", "_flush", "_run", "_runv",
-                 "running", "counted", "_rawget")
+                 "_setguard", "guarded", "threaded", "running", "counted", "_rawget")
 
     def __init__(self, server) -> None:
         self.server = server
@@ -154,7 +158,7 @@ class Scripts:
                                max_memory=MAX_MEMORY)
         self.lua = lua
         prelude = lua.globals().loadstring(_PRELUDE, b"@redis_prelude")
-        compile_, has, flush, run, addlib, runv = prelude(
+        compile_, has, flush, run, addlib, runv, setguard = prelude(
             self._pycall, self._pycheck, self._pylog, self._pysha1, self._pyflags)
         for name, source in _libraries().items():
             err = addlib(name.encode(), source)
@@ -162,6 +166,9 @@ class Scripts:
                 log.error("Lua library %s failed to load: %s", name, err)
         self._compile, self._has, self._flush, self._run = compile_, has, flush, run
         self._runv = runv
+        self._setguard = setguard
+        self.guarded = True    # prelude.lua's guards in place (the loop thread's runs)
+        self.threaded: dict = {}   # code -> whether it names a guarded function (THREADED)
         # The bound holds only while a script runs (_call): an allocation
         # that fails outside a protected Lua call (lupa building a table for
         # Python) aborts the whole process (Lua's panic), so tenantkv's own
@@ -311,6 +318,9 @@ class Scripts:
 
     def _finished(self, run) -> None:
         self.running = None
+        if not self.guarded:
+            self._setguard(True)
+            self.guarded = True
         runner, run.runner = run.runner, None
         if runner is not None and len(_idle) < IDLE_RUNNERS:
             _idle.append(runner)
@@ -359,17 +369,20 @@ class Scripts:
             raise CommandError(errors.BUSY_FUNCTION)
         run.killed = True
 
-    def run_function(self, conn, name: bytes, keys: list, args: list, read_only: bool):
+    def run_function(self, conn, name: bytes, keys: list, args: list, read_only: bool,
+                     code: bytes = b""):
         """FCALL (scripting/functions.py): the function `name`, whose chunk
-        functions.lua keeps under b"\\0" + name, on the same path as a script."""
+        functions.lua keeps under b"\\0" + name, on the same path as a script
+        (`code`: its library's, for THREADED)."""
         key = b"\0" + name
         self.bodies[key] = b""   # only while run() starts: SCRIPT EXISTS never sees it
         try:
-            return self.run(conn, key, keys, args, read_only)
+            return self.run(conn, key, keys, args, read_only, code)
         finally:
             del self.bodies[key]
 
-    def run(self, conn, sha: bytes, keys: list, args: list, read_only: bool):
+    def run(self, conn, sha: bytes, keys: list, args: list, read_only: bool,
+            code: bytes | None = None):
         body = self.bodies.get(sha)
         if body is None:
             raise CommandError(errors.NOSCRIPT)
@@ -400,6 +413,18 @@ class Scripts:
                 _effects(run)
                 self.account(conn.tenant)
             return result
+        code = body if code is None else code
+        threaded = self.threaded.get(code)
+        if threaded is None:
+            threaded = self.threaded[code] = THREADED.search(code) is not None
+        if threaded:   # on a worker thread from its start (prelude.lua: the guards)
+            run.future = run.loop.create_future()
+            conn.tenant.busy = conn
+            self._to_thread(run, keys, args)
+            threshold = server.config.values.get((None, "busy-reply-threshold"), 5000)
+            run.loop.call_later(max(threshold / 1000 - (monotonic() - run.start), 0),
+                                _mark_busy, run)
+            return Deferred(run.future, _same)
         run.runner = _idle.pop() if _idle else greenlet(_runner)
         run.deadline = run.start + SLICE
         kind, value = run.runner.switch((self, run, keys, args))
@@ -432,8 +457,11 @@ class Scripts:
         only reads: running them again changes nothing but the
         statistics."""
         runner, run.runner = run.runner, None
-        if len(_idle) < IDLE_RUNNERS:
+        if runner is not None and len(_idle) < IDLE_RUNNERS:
             _idle.append(runner)
+        if self.guarded:   # the originals on the thread: nothing to guard there
+            self._setguard(False)
+            self.guarded = False
         run.moving = False
         run.resp3 = False
         run.conn.db = run.db

@@ -53,13 +53,17 @@ env.table = copy(table)
 -- Calls that can run long inside C, where the count hook never fires: a
 -- pattern that backtracks (string.find(string.rep('a', 30),
 -- string.rep('a*', 12) .. 'b') runs for hours), a plain find of a long
--- needle, a sort of a big table without a comparator. A script runs its
--- first slice on the loop thread (engine.py), so before such a call that
--- may be long (a rough bound of its steps, COSTLY) it asks to move to a
--- worker thread: if it has not written yet, it ends here and runs again
--- there (pyflags('guard') gives the message that ends it), else the call
--- runs where it is. Named as the originals, so an error still names
--- them; called, not tail-called, for the same reason.
+-- needle, a sort of a big table without a comparator. A script whose code
+-- names one of them runs on a worker thread (engine.py, THREADED), with
+-- the originals. Any other runs its first slice on the loop thread with
+-- these guards in their place (setguard), for the ways its code can still
+-- reach them (string['fi' .. 'nd'], a library): before a call whose rough
+-- bound of steps is large (COSTLY), it asks to move to a worker thread;
+-- if it has not written yet, it ends here and runs again there
+-- (pyflags('guard') gives the message that ends it), else the call runs
+-- where it is. (A guard is a Lua function: an error in the original
+-- names the guard's line, not the script's, hence the originals where
+-- the code names them.)
 local COSTLY = 1000000
 local cfind, cgsub = string.find, string.gsub
 local function costly(s, p, plain)
@@ -79,32 +83,41 @@ local function guard()
   local msg = pyflags('guard')
   if msg then error({err = msg}) end
 end
+local originals, guards = {}, {}
 do
-  local find, match, gmatch, gsub = string.find, string.match, string.gmatch, string.gsub
-  env.string.find = function(s, p, init, plain)
+  local find, match, gmatch, gsub, sort = string.find, string.match, string.gmatch,
+                                          string.gsub, table.sort
+  originals = {find = find, match = match, gmatch = gmatch, gsub = gsub, sort = sort}
+  guards.find = function(s, p, init, plain, ...)
     if costly(s, p, plain) then guard() end
-    return select(1, find(s, p, init, plain))
+    return select(1, find(s, p, init, plain, ...))
   end
-  env.string.match = function(s, p, ...)
+  guards.match = function(s, p, ...)
     if costly(s, p) then guard() end
     return select(1, match(s, p, ...))
   end
-  env.string.gmatch = function(s, p, ...)
+  guards.gmatch = function(s, p, ...)
     if costly(s, p) then guard() end
     return select(1, gmatch(s, p, ...))
   end
-  env.string.gsub = function(s, p, ...)
+  guards.gsub = function(s, p, ...)
     if costly(s, p) then guard() end
     return select(1, gsub(s, p, ...))
   end
-  local sort = table.sort
-  env.table.sort = function(t, ...)
+  guards.sort = function(t, ...)
     if type(t) == 'table' and select('#', ...) == 0 and #t > 100000 then guard() end
     return select(1, sort(t, ...))
   end
   -- A method call ("x"):find(...) reads the strings' metatable: the same.
   getmetatable('').__index = env.string
 end
+local function setguard(on)
+  local set = on and guards or originals
+  local es, et = env.string, env.table
+  es.find, es.match, es.gmatch, es.gsub, et.sort = set.find, set.match, set.gmatch, set.gsub,
+                                                   set.sort
+end
+setguard(true)
 env.math = copy(math)
 env.coroutine = copy(coroutine)
 env.os = {clock = clock}
@@ -383,4 +396,4 @@ rawset(_G, '__tenantkv_functions', function()
   return env, function(key, f) fns[key] = f end, api, setfenv_
 end)
 
-return compile, has, flush, run, addlib, runv
+return compile, has, flush, run, addlib, runv, setguard
