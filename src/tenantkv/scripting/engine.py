@@ -17,16 +17,19 @@ tenant is the unit of atomicity, DESIGN.md): on the loop thread, in a
 greenlet of its own (a "runner", kept for the next script when it ends).
 Its `redis.call`s run the command at once through dispatch's checks and
 the one command path (the caller's connection: tenant, ACL, quotas,
-observers: the log, WATCH, notifications): no thread, no queue. A script
-that ends within SLICE seconds answers in the same turn, as any command.
-Past SLICE, at its next check (the count hook, every HOOK_COUNT Lua
-instructions, or its next redis.call) it switches back to the loop's
-greenlet: its reply is a Deferred, its tenant is held busy (its other
-clients wait, dispatch/slices.py) and it resumes for one SLICE per later
-loop turn (call_soon), other tenants served in between. Nothing touches a
-paused script's Lua state: its tenant's clients wait or get -BUSY, and
-SCRIPT KILL / FUNCTION KILL only set a flag the hook reads. (A thread per
-script, as before, cost ~40 us of thread hand-offs per redis.call.)
+observers: the log, WATCH, notifications): no thread, no queue (a thread
+hand-off per call cost ~40 us). A script that ends within SLICE answers in
+the same turn, as any command. Past SLICE, at its next check (the count
+hook or its next redis.call): one that has not written ends there and runs
+again from its start on a worker thread (_to_thread: why there), its
+redis.calls handed to the loop thread; one that has written switches back
+to the loop's greenlet and resumes one SLICE per later loop turn
+(_next_turn). Either way its reply is a Deferred and its tenant is held
+busy (its other clients wait, dispatch/slices.py). A script whose code
+names a function that can run long inside C (THREADED) runs on a thread
+from its start; prelude.lua guards the other ways to reach them. Nothing
+touches a running or paused script's Lua state: its tenant's clients wait
+or get -BUSY, SCRIPT KILL / FUNCTION KILL only set a flag the hook reads.
 Inside EXEC and on the log's internal client a script runs whole. Past
 busy-reply-threshold the tenant's other clients get -BUSY and SCRIPT KILL
 stops a script that has not written.
