@@ -523,3 +523,21 @@ def test_a_long_c_call_holds_only_its_tenant(srv, alice, bob, find):
     assert result == {"r": None}
     assert len(latencies) > 20 and max(latencies) < 0.5, (len(latencies), max(latencies))
     runner.close()
+
+
+def test_a_long_c_call_after_a_write_is_refused(srv, alice, bob):
+    """A script that has written cannot move to a thread: a guarded call
+    that may run for seconds on the loop thread gets an error (its write
+    stays, as after any script error); a cheap one runs."""
+    # (Not naming find: such a script runs on a thread from its start.)
+    script = ("redis.call('set', 'w', '1') local f = string['fi' .. 'nd']"
+              " local ok = f(string.rep('a', 100), '^a+$') ~= nil"
+              " return {ok and 1 or 0, f(string.rep('a', 28), string.rep('a*', 8) .. 'b')}")
+    began = time.monotonic()
+    with pytest.raises(redis.ResponseError, match="^tenantkv: a pattern search or sort"):
+        alice.eval(script, 0)
+    assert time.monotonic() - began < 1
+    assert alice.get("w") == b"1"
+    assert alice.eval("redis.call('set', 'w', '2') return string['fi' .. 'nd']"
+                      "(string.rep('a', 1000), '^(a+)$') and 1", 0) == 1
+    assert bob.ping()

@@ -66,6 +66,9 @@ MAX_MEMORY = 64 << 20      # bytes a tenant's Lua state may take
 # Code that names a function prelude.lua guards (a pattern search, a sort):
 # such a script runs on a worker thread from its start, with the originals.
 THREADED = re.compile(rb"\b(?:find|match|gmatch|gsub|sort)\b")
+# prelude.lua's bound of a guarded call's steps past which a script that
+# has written (it cannot move to a thread) gets an error instead: ~1 s of C.
+REFUSED = 1e9
 VARARGS = 64               # keys + arguments passed to Lua one by one (Lua's C stack: 8,000)
 # Nesting of a reply, either way: the conversions recurse (Python's own
 # limit is ~1000 frames). Redis goes deeper; a deeper reply is refused.
@@ -205,11 +208,14 @@ class Scripts:
         if what == b"resp" and run is not None:
             run.resp3 = value == 3
         elif what == b"guard" and run is not None and run.runner is not None:
-            # A call that may be long in C (prelude.lua's costly): off the
-            # loop thread if the script can still move (_past_slice).
+            # A call that may be long in C (prelude.lua's guards): off the
+            # loop thread if the script can still move (_past_slice); else
+            # here, unless it may hold every tenant for seconds.
             if not run.wrote and run.future is None:
                 run.moving = True
                 return errors.SCRIPT_KILLED.encode()
+            if value > REFUSED:
+                return errors.SCRIPT_CALL_TOO_LONG.encode()
         return None
 
     def _pycall(self, *args):

@@ -58,29 +58,32 @@ env.table = copy(table)
 -- the originals. Any other runs its first slice on the loop thread with
 -- these guards in their place (setguard), for the ways its code can still
 -- reach them (string['fi' .. 'nd'], a library): before a call whose rough
--- bound of steps is large (COSTLY), it asks to move to a worker thread;
--- if it has not written yet, it ends here and runs again there
--- (pyflags('guard') gives the message that ends it), else the call runs
--- where it is. (A guard is a Lua function: an error in the original
--- names the guard's line, not the script's, hence the originals where
--- the code names them.)
+-- bound of steps is large (COSTLY), it asks to move to a worker thread
+-- (pyflags('guard', cost)): if it has not written yet, it ends here and
+-- runs again there (the message that ends it); else the call runs where it
+-- is, unless its bound is huge (engine.py, REFUSED: an error). (A guard is
+-- a Lua function: an error in the original names the guard's line, not
+-- the script's, hence the originals where the code names them.)
 local COSTLY = 1000000
-local cfind, cgsub = string.find, string.gsub
-local function costly(s, p, plain)
-  if type(s) ~= 'string' or type(p) ~= 'string' then return false end
+local cfind, cgsub, cbyte = string.find, string.gsub, string.byte
+-- Steps of a search: the positions it tries (one if anchored) times the
+-- pattern's length, times the subject's length per quantifier (how far a
+-- backtracking item can go).
+local function cost(s, p, plain)
+  if type(s) ~= 'string' or type(p) ~= 'string' then return 0 end
   local n = #s + 1
-  local cost = n * (#p + 1)
+  local steps = (#p + 1) * ((not plain and cbyte(p, 1) == 94) and 1 or n)
   if not plain and cfind(p, '[%*%+%-%?]') then
     local _, k = cgsub(p, '[%*%+%-%?]', '')
     for _ = 1, k do
-      cost = cost * n
-      if cost > COSTLY then break end
+      steps = steps * n
+      if steps > 1e15 then break end
     end
   end
-  return cost > COSTLY
+  return steps
 end
-local function guard()
-  local msg = pyflags('guard')
+local function guard(steps)
+  local msg = pyflags('guard', steps)
   if msg then error({err = msg}) end
 end
 local originals, guards = {}, {}
@@ -89,23 +92,29 @@ do
                                           string.gsub, table.sort
   originals = {find = find, match = match, gmatch = gmatch, gsub = gsub, sort = sort}
   guards.find = function(s, p, init, plain, ...)
-    if costly(s, p, plain) then guard() end
+    local steps = cost(s, p, plain)
+    if steps > COSTLY then guard(steps) end
     return select(1, find(s, p, init, plain, ...))
   end
   guards.match = function(s, p, ...)
-    if costly(s, p) then guard() end
+    local steps = cost(s, p)
+    if steps > COSTLY then guard(steps) end
     return select(1, match(s, p, ...))
   end
   guards.gmatch = function(s, p, ...)
-    if costly(s, p) then guard() end
+    local steps = cost(s, p)
+    if steps > COSTLY then guard(steps) end
     return select(1, gmatch(s, p, ...))
   end
   guards.gsub = function(s, p, ...)
-    if costly(s, p) then guard() end
+    local steps = cost(s, p)
+    if steps > COSTLY then guard(steps) end
     return select(1, gsub(s, p, ...))
   end
   guards.sort = function(t, ...)
-    if type(t) == 'table' and select('#', ...) == 0 and #t > 100000 then guard() end
+    if type(t) == 'table' and select('#', ...) == 0 and #t > 10000 then
+      guard(#t * 100)   -- a comparison of two strings: their length, say 100
+    end
     return select(1, sort(t, ...))
   end
   -- A method call ("x"):find(...) reads the strings' metatable: the same.
