@@ -224,6 +224,8 @@ class Scripts:
             args = [a if type(a) is bytes else _arg(a) for a in args]
         except Exception:
             return self._error("ERR Lua redis lib command arguments must be strings or integers")
+        if not args:
+            return self._error("ERR Please specify at least one argument for this redis lib call")
         if run is None:
             return self._error("ERR no script running")
         if run.runner is not None and monotonic() > run.deadline:

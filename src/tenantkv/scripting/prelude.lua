@@ -183,35 +183,17 @@ local function callargs(...)
 end
 
 -- redis.call's arguments go to Python as they are (no table: lupa reads
--- a table's items one call at a time), once checked here.
-local function checkargs(...)
-  local n = select('#', ...)
-  if n == 0 then
-    return 'Please specify at least one argument for this redis lib call'
-  end
-  for i = 1, n do
-    local t = type((select(i, ...)))
-    if t ~= 'number' and t ~= 'string' then
-      return 'Lua redis lib command arguments must be strings or integers'
-    end
-  end
-  return nil
-end
-
+-- a table's items one call at a time); engine.py's _pycall checks them.
 local redis = {}
 redis.call = function(...)
-  local err = checkargs(...)
-  if err then error(pusherr(err)) end
   local r = pycall(...)
-  if type(r) == 'table' and rawget(r, 'err') ~= nil and rawget(r, '__raise') then
+  if type(r) == 'table' and rawget(r, '__raise') then
     r.__raise = nil
     error(r)
   end
   return r
 end
 redis.pcall = function(...)
-  local err = checkargs(...)
-  if err then return pusherr(err) end
   local r = pycall(...)
   if type(r) == 'table' and rawget(r, '__raise') then r.__raise = nil end
   return r
@@ -269,26 +251,22 @@ redis.REDIS_VERSION_NUM = 458767
 -- So it is a coroutine.wrap (a C closure) around a loop running the call;
 -- an error kills that coroutine, and the next lookup of redis.call makes
 -- a new one.
-local cowrap, coyield, unpack_ = coroutine.wrap, coroutine.yield, unpack
+local cowrap, coyield = coroutine.wrap, coroutine.yield
 local function cfunction(impl)
   local current
-  return function()
-    if current == nil then
-      local co
-      co = cowrap(function(...)
-        local n, args = select('#', ...), {...}
-        local function grab(...) n, args = select('#', ...), {...} end
-        while true do
-          current = nil   -- dead if impl raises
-          local r = impl(unpack_(args, 1, n))
-          current = co
-          grab(coyield(r))
-        end
-      end)
+  local function make()
+    local co
+    local function body(...)
+      current = nil   -- dead if impl raises
+      local r = impl(...)
       current = co
+      return body(coyield(r))   -- a tail call: the coroutine's stack stays flat
     end
-    return current
+    co = cowrap(body)
+    current = co
+    return co
   end
+  return function() return current or make() end
 end
 local getcall = cfunction(redis.call)
 local rawset_ = rawset
