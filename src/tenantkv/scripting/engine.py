@@ -120,7 +120,7 @@ class Run:
     while it may pause, and its state for the hook."""
     __slots__ = ("conn", "sha", "read_only", "start", "wrote", "killed", "busy", "resp3",
                  "future", "loop", "db", "effects", "runner", "deadline", "moving",
-                 "requests", "answers")
+                 "requests", "answers", "lock", "detached")
 
     def __init__(self, conn, sha, read_only) -> None:
         self.conn = conn
@@ -139,7 +139,8 @@ class Run:
         self.moving = False
         # On a worker thread: its redis.calls go to the loop thread and
         # their replies come back (_pycall, _pump); None before.
-        self.requests = self.answers = None
+        self.requests = self.answers = self.lock = None
+        self.detached = True   # the loop thread does not wait for its thread
         # A SELECT inside the script is the script's own, as in Redis: the
         # caller's database is back when it ends.
         self.db = conn.db
@@ -236,10 +237,19 @@ class Scripts:
             return self._error(errors.SCRIPT_KILLED)
         if run.requests is None:
             data = self._command(run, args)
-        else:   # on a worker thread: the command runs on the loop thread
-            run.requests.put(("call", args))
-            run.loop.call_soon_threadsafe(self._pump, run)
-            data = run.answers.get()
+        else:   # on a worker thread
+            data = None
+            with run.lock:
+                if not run.detached:
+                    # The loop thread is blocked waiting for this script
+                    # (_to_thread's wait) and cannot go on while we hold
+                    # the lock: the command runs here.
+                    data = self._command(run, args)
+                else:   # it runs on the loop thread
+                    run.requests.put(("call", args))
+                    run.loop.call_soon_threadsafe(self._pump, run)
+            if data is None:
+                data = run.answers.get()
         lua = self.lua
         lua.set_max_memory(0)   # building the reply must not fail half-way (see _new_state)
         try:
@@ -431,7 +441,12 @@ class Scripts:
         if threaded:   # on a worker thread from its start (prelude.lua: the guards)
             run.future = run.loop.create_future()
             conn.tenant.busy = conn
-            self._to_thread(run, keys, args)
+            done = self._to_thread(run, keys, args, wait=True)
+            if done is not None:   # within the slice the loop waited for it
+                self._finished(run)
+                if isinstance(done[0], CommandError):
+                    raise done[0]
+                return done[0]
             threshold = server.config.values.get((None, "busy-reply-threshold"), 5000)
             run.loop.call_later(max(threshold / 1000 - (monotonic() - run.start), 0),
                                 _mark_busy, run)
@@ -455,7 +470,7 @@ class Scripts:
                             _mark_busy, run)
         return Deferred(future, _same)
 
-    def _to_thread(self, run, keys: list, args: list) -> None:
+    def _to_thread(self, run, keys: list, args: list, wait: bool = False):
         """Run again, from its start, on a worker thread, a script that
         passed its first slice without a write (its first run ended at once,
         as a kill ends it). A long script is most often a loop in Lua:
@@ -466,7 +481,12 @@ class Scripts:
         string.find that backtracks for hours) holds only its thread. Its
         redis.calls then cost a hand-off each (~40 us). The first run did
         only reads: running them again changes nothing but the
-        statistics."""
+        statistics.
+
+        With `wait` (a script that runs on a thread from its start), the
+        loop thread waits for it up to SLICE, and meanwhile its redis.calls
+        run on its own thread, under the run's lock (no hand-off: the loop
+        thread does nothing else): (its reply,) if it ended, else None."""
         runner, run.runner = run.runner, None
         if runner is not None and len(_idle) < IDLE_RUNNERS:
             _idle.append(runner)
@@ -478,7 +498,21 @@ class Scripts:
         run.conn.db = run.db
         run.requests = queue.SimpleQueue()   # worker -> loop: ("call", args) / ("done", reply)
         run.answers = queue.SimpleQueue()    # loop -> worker: encoded replies
+        run.lock = threading.Lock()
+        run.detached = not wait
         _submit(self._work, run, keys, args)
+        if not wait:
+            return None
+        try:
+            _, value = run.requests.get(timeout=SLICE)   # only its end comes while attached
+            return (value,)
+        except queue.Empty:
+            with run.lock:
+                run.detached = True
+                pending = not run.requests.empty()
+            if pending:   # it ended between the timeout and the lock
+                run.loop.call_soon(self._pump, run)
+            return None
 
     def _work(self, run, keys: list, args: list) -> None:
         """On a worker thread: the script, then its reply to the loop."""
@@ -489,8 +523,10 @@ class Scripts:
                 log.error("error running a script", exc_info=exc)
             result = exc if isinstance(exc, CommandError) else CommandError(
                 errors.internal_error("eval", exc))
-        run.requests.put(("done", result))
-        run.loop.call_soon_threadsafe(self._pump, run)
+        with run.lock:
+            run.requests.put(("done", result))
+            if run.detached:
+                run.loop.call_soon_threadsafe(self._pump, run)
 
     def _pump(self, run) -> None:
         """On the loop thread: serve a worker's requests (its redis.calls,
