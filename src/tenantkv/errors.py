@@ -597,6 +597,9 @@ BUSY_SCRIPT = ("BUSY Redis is busy running a script. You can only call SCRIPT KI
                "SHUTDOWN NOSAVE.")
 SCRIPT_KILLED = "ERR Script killed by user with SCRIPT KILL..."
 SCRIPT_OOM = "ERR tenantkv: the script's Lua state is over its memory limit"
+SCRIPT_CALL_TOO_LONG = ("ERR tenantkv: a pattern search or sort this large may run for "
+                        "seconds, refused in a script that has written (a script whose "
+                        "code names the function runs it on a thread)")
 NUMKEYS_NEGATIVE = "ERR Number of keys can't be negative"
 NUMKEYS_TOO_MANY = "ERR Number of keys can't be greater than number of args"
 # FUNCTION libraries' bounds per tenant (scripting/functions.py)
