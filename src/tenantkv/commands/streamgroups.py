@@ -15,13 +15,13 @@ dispatch/blocking.py: by XADD, and with Redis 7.0's errors when its group
 (XGROUP DESTROY) or its key (DEL, RENAME, another type) goes away.
 """
 
-import re
-
 from tenantkv import errors
 from tenantkv.dispatch.blocking import Blocked, metered
 from tenantkv.dispatch.table import command, container, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.database import now_ms
+from tenantkv.commands import streams
+from tenantkv.commands.streams import parse_id, read_args, stream_info
 from tenantkv.keyspace.stream import MAX_ID, MAX_SEQ, Stream, format_id
 from tenantkv.keyspace.streamgroups import (INVALID, GroupLimit, Nack, advance, create_group,
                                             ids_after, lag, lookup_group)
@@ -38,55 +38,13 @@ BLOCKED_DEFAULT_COUNT = 1000
 MAX_DELIVERED = 100000
 
 
-# -- ids ---------------------------------------------------------------------------
-
-_SPACE = b" \t\n\v\f\r"
-_ULL = re.compile(rb"[+-]?[0-9]+")
-
-
-def _ull(text: bytes):
-    """Redis's string2ull: a signed 64-bit integer that is >= 0, else what
-    strtoull accepts (leading spaces, a sign, up to 2^64-1; a '-' wraps)."""
-    value = parse_int(text)
-    if value is not None:
-        return value if value >= 0 else None
-    stripped = text.lstrip(_SPACE)
-    if not _ULL.fullmatch(stripped):
-        return None
-    value = int(stripped)
-    if abs(value) > MAX_SEQ:
-        return None
-    return value % (MAX_SEQ + 1)
-
-
-def parse_id(raw: bytes, missing_seq: int = 0, strict: bool = True) -> int:
-    """streamGenericParseIDOrReply: `ms-seq`, `ms` (seq = missing_seq),
-    and, unless strict, `-` and `+`."""
-    if len(raw) > 127:
-        raise CommandError(errors.GROUP_STREAM_ID)
-    if raw == b"-" or raw == b"+":
-        if strict:
-            raise CommandError(errors.GROUP_STREAM_ID)
-        return 0 if raw == b"-" else MAX_ID
-    raw = raw.split(b"\0", 1)[0]   # a C string
-    ms_text, dash, seq_text = raw.partition(b"-")
-    ms = _ull(ms_text)
-    if ms is None:
-        raise CommandError(errors.GROUP_STREAM_ID)
-    if dash:
-        seq = _ull(seq_text)
-        if seq is None:
-            raise CommandError(errors.GROUP_STREAM_ID)
-    else:
-        seq = missing_seq
-    return ms << 64 | seq
-
+# -- helpers -------------------------------------------------------------------------
 
 def _interval_id(raw: bytes, missing_seq: int) -> tuple:
     """streamParseIntervalIDOrReply: (id, exclusive)."""
     if len(raw) > 1 and raw[:1] == b"(":
         return parse_id(raw[1:], missing_seq, True), True
-    return parse_id(raw, missing_seq, False), False
+    return parse_id(raw, missing_seq), False
 
 
 def _ll(raw: bytes, message: str = errors.NOT_INTEGER) -> int:
@@ -195,7 +153,7 @@ def xgroup_create(conn, args):
     if args[4] == b"$":
         last_id = stream.last_id if stream is not None else 0
     else:
-        last_id = parse_id(args[4])
+        last_id = parse_id(args[4], 0, True)
     if stream is None:   # MKSTREAM, now that nothing can fail
         stream = Stream()
         conn.db.set(args[2], stream)
@@ -217,7 +175,7 @@ def xgroup_setid(conn, args):
     if args[4] == b"$":
         last_id = stream.last_id
     else:
-        last_id = parse_id(args[4], 0, strict=False)
+        last_id = parse_id(args[4])
     group.last_id = last_id
     group.entries_read = entries_read
     return OK
@@ -258,18 +216,6 @@ def xgroup_delconsumer(conn, args):
 # -- XREADGROUP ----------------------------------------------------------------------
 
 NEW = -1   # the ">" id
-
-
-def _block_ms(raw: bytes) -> int:
-    """getTimeoutFromObjectOrReply(UNIT_MILLISECONDS): whole ms, 0 = forever."""
-    value = parse_int(raw)
-    if value is None:
-        raise CommandError(errors.TIMEOUT_NOT_INTEGER)
-    if value < 0:
-        raise CommandError(errors.NEGATIVE_TIMEOUT)
-    if value > LLONG_MAX - now_ms():
-        raise CommandError(errors.TIMEOUT_RANGE)
-    return value
 
 
 def _serve_new(conn, stream, group, consumer, count: int, noack: bool, now: int):
@@ -324,41 +270,9 @@ def _top(conn, served: list):
 
 @command("xreadgroup")
 def xreadgroup(conn, args):
-    n = len(args)
-    block = -1
-    count = 0
-    streams_at = 0
-    group_name = consumer_name = None
-    noack = False
-    i = 1
-    while i < n:
-        word = args[i].lower()
-        more = n - i - 1
-        if word == b"block" and more:
-            i += 1
-            block = _block_ms(args[i])
-        elif word == b"count" and more:
-            i += 1
-            count = max(_ll(args[i]), 0)
-        elif word == b"streams" and more:
-            streams_at = i + 1
-            if (n - streams_at) % 2:
-                raise CommandError(errors.XREADGROUP_UNBALANCED)
-            break
-        elif word == b"group" and more >= 2:
-            group_name, consumer_name = args[i + 1], args[i + 2]
-            i += 2
-        elif word == b"noack":
-            noack = True
-        else:
-            raise CommandError(errors.SYNTAX)
-        i += 1
-    if not streams_at:
-        raise CommandError(errors.SYNTAX)
-    if group_name is None:
-        raise CommandError(errors.XREADGROUP_MISSING_GROUP)
-    half = (n - streams_at) // 2
-    keys = args[streams_at:streams_at + half]
+    r = read_args(conn, args, True)
+    keys = r.keys
+    group_name, consumer_name, count, noack = r.group, r.consumer, r.count, r.noack
     db = conn.db
     targets = []
     for j, key in enumerate(keys):
@@ -366,10 +280,10 @@ def xreadgroup(conn, args):
         group = lookup_group(stream, group_name) if stream is not None else None
         if group is None:
             raise CommandError(errors.nogroup_readgroup(key, group_name))
-        raw = args[streams_at + half + j]
+        raw = r.ids[j]
         if raw == b"$":
             raise CommandError(errors.XREADGROUP_DOLLAR)
-        sid = NEW if raw == b">" else parse_id(raw)
+        sid = NEW if raw == b">" else parse_id(raw, 0, True)
         targets.append((key, stream, group, sid))
 
     now = now_ms()
@@ -386,12 +300,12 @@ def xreadgroup(conn, args):
             served.append((key, _serve_history(stream, consumer, start, count, now)))
     if served:
         return _top(conn, served)
-    if block < 0:
+    if r.timeout < 0:
         return NULL_ARRAY
-    if conn.server.events.in_exec:
+    if conn.server.events.in_exec or streams._in_script(conn):
         return NULL_ARRAY   # nothing blocks inside MULTI (CLIENT_DENY_BLOCKING)
     return _park(conn, keys, group_name, consumer_name, count or BLOCKED_DEFAULT_COUNT,
-                 noack, block)
+                 noack, r.timeout)
 
 
 def _park(conn, keys, group_name: bytes, consumer_name: bytes, count: int, noack: bool,
@@ -454,7 +368,7 @@ def xack(conn, args):
     group = lookup_group(stream, args[2]) if stream is not None else None
     if group is None:
         return 0
-    ids = [parse_id(raw) for raw in args[3:]]   # all or nothing: parsed first
+    ids = [parse_id(raw, 0, True) for raw in args[3:]]   # all or nothing: parsed first
     acked = 0
     for sid in ids:
         if group.ack(sid):
@@ -483,12 +397,12 @@ def xpending(conn, args):
         start, excl = _interval_id(args[at], 0)
         if excl:
             if start == MAX_ID:
-                raise CommandError(errors.INTERVAL_START)
+                raise CommandError(errors.STREAM_BAD_START)
             start += 1
         end, excl = _interval_id(args[at + 1], MAX_SEQ)
         if excl:
             if end == 0:
-                raise CommandError(errors.INTERVAL_END)
+                raise CommandError(errors.STREAM_BAD_END)
             end -= 1
         if at + 3 < n:
             consumer_name = args[at + 3]
@@ -533,7 +447,7 @@ def xclaim(conn, args):
     j = 5
     while j < n:
         try:
-            ids.append(parse_id(args[j]))
+            ids.append(parse_id(args[j], 0, True))
         except CommandError:
             break
         j += 1
@@ -560,7 +474,7 @@ def xclaim(conn, args):
             retrycount = _ll(args[j], errors.XCLAIM_RETRYCOUNT)
         elif word == b"lastid" and more:
             j += 1
-            last_id = parse_id(args[j])
+            last_id = parse_id(args[j], 0, True)
         else:
             raise CommandError(errors.xclaim_option(args[j]))
         j += 1
@@ -602,7 +516,7 @@ def xautoclaim(conn, args):
     start, excl = _interval_id(args[5], 0)
     if excl:
         if start == MAX_ID:
-            raise CommandError(errors.INTERVAL_START)
+            raise CommandError(errors.STREAM_BAD_START)
         start += 1
     count = 100
     justid = False
@@ -670,6 +584,7 @@ def _info_stream(conn, key: bytes):
     return stream
 
 
+@subcommand("xinfo", "groups")
 def info_groups(conn, args):
     stream = _info_stream(conn, args[2])
     groups = stream.groups
@@ -689,6 +604,7 @@ def info_groups(conn, args):
     return out
 
 
+@subcommand("xinfo", "consumers")
 def info_consumers(conn, args):
     stream = _info_stream(conn, args[2])
     group = lookup_group(stream, args[3])
@@ -733,3 +649,16 @@ def full_groups(stream, count: int) -> list:
             b"consumers": consumers,
         })
     return out
+
+
+def full_info(conn, stream, count: int) -> dict:
+    """XINFO STREAM key FULL [COUNT n] (commands/streams.py calls it): the
+    stream's fields, at most `count` entries (0: all), the groups."""
+    info = stream_info(stream)
+    body, n = stream.range_reply(0, MAX_ID, count)
+    info[b"entries"] = Raw(b"*%d\r\n%s" % (n, body))
+    info[b"groups"] = full_groups(stream, count)
+    return info
+
+
+streams.full_info = full_info   # the hook commands/streams.py leaves for FULL

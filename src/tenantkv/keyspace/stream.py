@@ -221,28 +221,30 @@ class Stream:
         block = self.blocks[-1]
         return block.id_at(len(block.ms) - 1)
 
-    def range_reply(self, lo: int, hi: int, count: int = 0, rev: bool = False) -> tuple:
-        """(RESP of the entries with lo <= id <= hi, their number): at most
-        `count` (0: all), descending from `hi` when `rev`. The bytes are the
-        array's items without its ``*N`` header."""
+    def range_parts(self, lo: int, hi: int, count: int = 0, rev: bool = False):
+        """The entries with lo <= id <= hi as RESP, one (bytes, entries) part
+        per block: at most `count` entries (0: all), descending from `hi`
+        when `rev`. A caller may stop early (a sliced reply yields between
+        parts: blocks are replaced, never changed, except the last one's
+        appends, which land past the offsets read)."""
         if lo > hi or not self.blocks:
-            return b"", 0
-        parts = []
+            return
         n = 0
         blocks = self.blocks
         if not rev:
             b, i = self._locate(lo)
             while b < len(blocks):
                 block = blocks[b]
-                end = block.find_after(hi) if block.ms[-1] << 64 | block.seq[-1] > hi else len(block.ms)
+                size = len(block.ms)
+                end = block.find_after(hi) if block.ms[-1] << 64 | block.seq[-1] > hi else size
                 if count and n + end - i > count:
                     end = i + count - n
                 if end > i:
                     offs = block.offs
-                    parts.append(block.data[offs[i]:offs[end]])
+                    yield block.data[offs[i]:offs[end]], end - i
                     n += end - i
-                if end < len(block.ms) or (count and n >= count):
-                    break
+                if end < size or (count and n >= count):
+                    return
                 b += 1
                 i = 0
         else:
@@ -252,19 +254,38 @@ class Stream:
                 offs = block.offs
                 data = block.data
                 stop = block.find(lo) if block.ms[0] << 64 | block.seq[0] < lo else 0
-                j = i
-                while j >= stop:
-                    parts.append(data[offs[j]:offs[j + 1]])
-                    n += 1
-                    if n == count:
-                        return b"".join(parts), n
-                    j -= 1
-                if stop > 0:
-                    break
+                if count and i + 1 - stop > count - n:
+                    stop = i + 1 - (count - n)
+                if i >= stop:
+                    yield b"".join([data[offs[j]:offs[j + 1]] for j in range(i, stop - 1, -1)]), i + 1 - stop
+                    n += i + 1 - stop
+                if stop > 0 or (count and n >= count):
+                    return
                 b -= 1
                 if b >= 0:
                     i = len(blocks[b].ms) - 1
-        return b"".join(parts), n
+
+    def range_reply(self, lo: int, hi: int, count: int = 0, rev: bool = False) -> tuple:
+        """(RESP of `range_parts`'s entries, their number): the array's items
+        without its ``*N`` header."""
+        parts = list(self.range_parts(lo, hi, count, rev))
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join([p for p, _ in parts]), sum([k for _, k in parts])
+
+    def count_range(self, lo: int, hi: int) -> int:
+        """How many entries have lo <= id <= hi: O(log n + blocks spanned)."""
+        if lo > hi or not self.blocks:
+            return 0
+        b0, i0 = self._locate(lo)
+        b1, i1 = self._locate_last(hi)
+        if b1 < b0 or (b1 == b0 and i1 < i0):
+            return 0
+        if b0 == b1:
+            return i1 - i0 + 1
+        blocks = self.blocks
+        return (len(blocks[b0].ms) - i0 + sum([len(blocks[b].ms) for b in range(b0 + 1, b1)])
+                + i1 + 1)
 
     def range(self, lo: int, hi: int, count: int = 0, rev: bool = False) -> list:
         """[(id, [field, value, ...]), ...] of `range_reply`'s entries."""
