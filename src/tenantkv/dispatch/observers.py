@@ -108,6 +108,12 @@ TOUCHED = {
 }
 
 
+def _writes_keys(cmd) -> bool:
+    """A container with subcommands that write keys (XGROUP): observed as a
+    write command, its keys those of the subcommand run."""
+    return any("write" in sub.flags and sub.key_specs for sub in cmd.subcommands.values())
+
+
 def _existing_watched(dbs):
     """The watched keys of `dbs` that hold a value now (before a flush)."""
     return [(db, key) for db in dbs for key in db.watchers if db.get(key) is not None]
@@ -264,7 +270,7 @@ class KeyEvents:
         if not plain:
             for name, cmd in COMMANDS.items():
                 plain[name] = cmd.handler
-                if "write" in cmd.flags:
+                if "write" in cmd.flags or _writes_keys(cmd):
                     self._wrapped[name] = self._wrap(cmd, cmd.handler)
                     self._gated.append(name)
                 elif name in _GATED:

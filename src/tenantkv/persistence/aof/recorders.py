@@ -243,3 +243,15 @@ def _xautoclaim(conn, db, args, reply):
 
 
 RECORDERS.update({"xreadgroup": _xreadgroup, "xclaim": _xclaim, "xautoclaim": _xautoclaim})
+
+
+def _xgroup(conn, db, args, reply):
+    """XGROUP as sent, but HELP and the subcommands that changed nothing
+    (DESTROY / DELCONSUMER / CREATECONSUMER replying 0 for nothing done)."""
+    sub = args[1].lower()
+    if sub == b"help" or (sub in (b"destroy", b"createconsumer") and reply == 0):
+        return ()
+    return (args,)
+
+
+RECORDERS["xgroup"] = _xgroup

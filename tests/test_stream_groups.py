@@ -1,0 +1,351 @@
+"""Stream consumer groups beyond one connection's session (the byte-for-byte
+session is tests/compat/sessions/stream-groups.txt): parked XREADGROUPs and
+what wakes them (against redis-server), tenants, restarts (the append-only
+log after kill -9, snapshots, rewrites), the bounds, and a randomized
+differential run of group operations against redis-server."""
+
+import random
+import time
+
+import pytest
+import redis
+
+from compat import harness
+from conftest import locked_server, login
+
+AOF_ALWAYS = ("--appendonly", "yes", "--appendfsync", "always", "--save", "")
+
+
+def _raw(port: int) -> harness.RawConnection:
+    return harness.RawConnection(port)
+
+
+# -- parked XREADGROUP: woken by XADD, answered when its group or key goes ------------
+
+def _wake_scenario(port: int) -> list:
+    """Replies of parked XREADGROUPs woken by each kind of write, in order."""
+    out = []
+    admin = _raw(port)
+    admin.call([b"FLUSHALL"])
+
+    def parked(wake: list, *read_args) -> bytes:
+        admin.call([b"DEL", b"s", b"s2"])
+        admin.call([b"XADD", b"s", b"1-1", b"a", b"1"])
+        admin.call([b"XGROUP", b"CREATE", b"s", b"g", b"$"])
+        reader = _raw(port)
+        reader.send([b"XREADGROUP", b"GROUP", b"g", b"c1", *read_args,
+                     b"BLOCK", b"0", b"STREAMS", b"s", b">"])
+        time.sleep(0.1)   # parked (a reply now would be read below, in the wrong place)
+        for command in wake:
+            out.append(admin.call(command))
+        try:
+            return reader.read_reply()
+        finally:
+            reader.close()
+
+    out.append(parked([[b"XADD", b"s", b"2-1", b"b", b"2"]]))
+    out.append(admin.call([b"XPENDING", b"s", b"g"]))
+    out.append(parked([[b"XADD", b"s", b"2-1", b"b", b"2"], [b"XADD", b"s", b"3-1", b"c", b"3"]],
+                      b"COUNT", b"1"))
+    out.append(parked([[b"XADD", b"s", b"2-1", b"b", b"2"]], b"NOACK"))
+    out.append(admin.call([b"XPENDING", b"s", b"g"]))
+    out.append(parked([[b"XGROUP", b"DESTROY", b"s", b"g"]]))
+    out.append(parked([[b"DEL", b"s"]]))
+    out.append(parked([[b"SET", b"s", b"string"]]))
+    out.append(parked([[b"RENAME", b"s", b"s2"]]))
+    out.append(parked([[b"MULTI"], [b"DEL", b"s"], [b"XADD", b"s", b"5-5", b"x", b"y"],
+                       [b"EXEC"]]))
+    # another group's delivery does not wake it; an XADD does
+    out.append(parked([[b"XGROUP", b"CREATE", b"s", b"other", b"0"],
+                       [b"XREADGROUP", b"GROUP", b"other", b"c9", b"STREAMS", b"s", b">"],
+                       [b"XADD", b"s", b"7-7", b"z", b"z"]]))
+    out.append(admin.call([b"XINFO", b"GROUPS", b"s"]))
+    admin.close()
+    return out
+
+
+def test_parked_xreadgroup_as_redis(server, redis_server):
+    expected = _wake_scenario(redis_server.port)
+    assert _wake_scenario(server.port) == expected
+    assert expected[1].startswith(b"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n2-1")
+    assert any(r.startswith(b"-NOGROUP the consumer group this client was blocked on")
+               for r in expected)
+    assert expected.count(b"-UNBLOCKED the stream key no longer exists\r\n") == 3
+
+
+def test_parked_xreadgroup_timeout_and_fifo(server):
+    c = server.client()
+    c.flushall()
+    c.xgroup_create("s", "g", id="$", mkstream=True)
+    start = time.monotonic()
+    assert c.xreadgroup("g", "c", {"s": ">"}, block=100) == []
+    assert time.monotonic() - start >= 0.09
+    first, second = _raw(server.port), _raw(server.port)
+    for conn, name in ((first, b"c1"), (second, b"c2")):
+        conn.send([b"XREADGROUP", b"GROUP", b"g", name, b"BLOCK", b"0", b"STREAMS", b"s", b">"])
+        time.sleep(0.05)
+    c.xadd("s", {"f": "1"}, id="1-0")
+    assert b"1-0" in first.read_reply()
+    c.xadd("s", {"f": "2"}, id="2-0")
+    assert b"2-0" in second.read_reply()
+    pending = c.xpending_range("s", "g", "-", "+", 10)
+    assert [(p["message_id"], p["consumer"]) for p in pending] == [(b"1-0", b"c1"), (b"2-0", b"c2")]
+
+
+# -- tenants ------------------------------------------------------------------------
+
+def test_groups_are_per_tenant(tmp_path):
+    with locked_server(tmp_path, {"alice": "alice-pw", "bob": "bob-pw"}, "root-pw") as server:
+        alice, bob = login(server, "alice"), login(server, "bob")
+        alice.xadd("s", {"f": "a"}, id="1-0")
+        alice.xgroup_create("s", "g", id="0")
+        with pytest.raises(redis.ResponseError, match="NOGROUP"):
+            bob.xreadgroup("g", "c", {"s": ">"})
+        bob.xgroup_create("s", "g", id="$", mkstream=True)
+        assert bob.xinfo_groups("s")[0]["pending"] == 0
+        # alice parks; bob's XADD to his own "s" must not wake her
+        waiter = _raw(server.port)
+        waiter.call([b"AUTH", b"alice", b"alice-pw"])
+        waiter.send([b"XREADGROUP", b"GROUP", b"g", b"c", b"COUNT", b"5", b"BLOCK", b"300",
+                     b"STREAMS", b"s", b">"])
+        time.sleep(0.05)
+        assert waiter.read_reply().startswith(b"*1\r\n")   # her own entry 1-0, at once
+        waiter.send([b"XREADGROUP", b"GROUP", b"g", b"c", b"BLOCK", b"400",
+                     b"STREAMS", b"s", b">"])
+        time.sleep(0.05)
+        bob.xadd("s", {"f": "b"}, id="5-0")
+        assert waiter.read_reply() == b"*-1\r\n"
+        assert bob.xinfo_groups("s")[0]["lag"] == 1
+        assert alice.xpending("s", "g")["pending"] == 1
+        waiter.close()
+
+
+# -- bounds --------------------------------------------------------------------------
+
+def test_consumers_and_groups_are_bounded(server):
+    from tenantkv.keyspace.streamgroups import MAX_CONSUMERS, MAX_GROUPS
+    c = server.client()
+    c.flushall()
+    c.xgroup_create("s", "g", id="$", mkstream=True)
+    pipe = c.pipeline(transaction=False)
+    for i in range(MAX_CONSUMERS):
+        pipe.execute_command("XGROUP", "CREATECONSUMER", "s", "g", "c%d" % i)
+    assert sum(pipe.execute()) == MAX_CONSUMERS
+    with pytest.raises(redis.ResponseError, match="more than %d consumers" % MAX_CONSUMERS):
+        c.execute_command("XGROUP", "CREATECONSUMER", "s", "g", "one-more")
+    c.xadd("s", {"f": "v"}, id="1-0")
+    with pytest.raises(redis.ResponseError, match="more than %d consumers" % MAX_CONSUMERS):
+        c.xreadgroup("g", "one-more", {"s": ">"})
+    assert c.xinfo_groups("s")[0]["last-delivered-id"] == b"0-0"   # nothing delivered
+    for i in range(1, MAX_GROUPS):
+        pipe.xgroup_create("s", "g%d" % i, id="0")
+    pipe.execute()
+    with pytest.raises(redis.ResponseError, match="more than %d groups" % MAX_GROUPS):
+        c.xgroup_create("s", "last", id="0")
+    assert c.ping()
+
+
+# -- restarts -----------------------------------------------------------------------
+
+def _group_state(c) -> tuple:
+    """Everything a restart must keep of the groups of "s" (not the times)."""
+    groups = []
+    for info in c.xinfo_groups("s"):
+        name = info["name"]
+        pending = [(p["message_id"], p["consumer"], p["times_delivered"])
+                   for p in c.xpending_range("s", name, "-", "+", 100000)]
+        consumers = sorted((x["name"], x["pending"]) for x in c.xinfo_consumers("s", name))
+        groups.append((name, info["last-delivered-id"], info["entries-read"], info["lag"],
+                       pending, consumers))
+    return c.xlen("s"), groups
+
+
+def test_three_consumers_one_dies_restart_loses_nothing(make_server, tmp_path):
+    """The issue's done-when test: three consumers (redis-py) of one group;
+    one dies holding entries, another takes them over with XCLAIM and
+    XAUTOCLAIM; the server is killed (-9) in the middle, after acknowledged
+    writes, and restarted from its log (appendfsync always): no
+    acknowledged entry, ack or claim is lost."""
+    server = make_server(*AOF_ALWAYS)
+    c = server.client()
+    c.xgroup_create("jobs", "workers", id="$", mkstream=True)
+    added = [c.xadd("jobs", {"n": str(i)}) for i in range(30)]
+    workers = {name: server.client() for name in ("w1", "w2", "w3")}
+    got = {}
+    for name, w in workers.items():   # each takes 10
+        reply = w.xreadgroup("workers", name, {"jobs": ">"}, count=10)
+        got[name] = [sid for sid, _ in reply[0][1]]
+    assert sorted(sum(got.values(), [])) == sorted(added)
+    # w1 and w2 finish theirs; w3 dies holding its 10
+    for name in ("w1", "w2"):
+        assert workers[name].xack("jobs", "workers", *got[name]) == 10
+    workers["w3"].close()
+    # w1 claims 4 of them explicitly, w2 the rest with XAUTOCLAIM
+    claimed = workers["w1"].xclaim("jobs", "workers", "w1", 0, got["w3"][:4], justid=True)
+    assert claimed == got["w3"][:4]
+    more = c.xadd("jobs", {"n": "late"})   # acknowledged, then the crash
+    before = _group_state(c)
+    server.kill()
+
+    server = make_server(*AOF_ALWAYS, port=server.port)
+    c = server.client()
+    assert _group_state(c) == before
+    assert [sid for sid, _ in c.xrange("jobs")] == added + [more]
+    w2 = server.client()
+    cursor, auto, deleted = w2.xautoclaim("jobs", "workers", "w2", 0, "0-0", count=100,
+                                          justid=True)
+    assert sorted(auto) == sorted(got["w3"])   # w1's four too: idle 0 claims them all
+    assert w2.xack("jobs", "workers", *got["w3"]) == 10
+    reply = w2.xreadgroup("workers", "w2", {"jobs": ">"})
+    assert [sid for sid, _ in reply[0][1]] == [more]
+    assert w2.xack("jobs", "workers", more) == 1
+    assert c.xpending("jobs", "workers")["pending"] == 0
+    info = c.xinfo_groups("jobs")[0]
+    assert (info["entries-read"], info["lag"]) == (31, 0)
+    state = _group_state(c)
+    server.kill()
+    server = make_server(*AOF_ALWAYS, port=server.port)
+    assert _group_state(server.client()) == state
+
+
+def _fill_groups(c) -> None:
+    c.xadd("s", {"a": "1"}, id="1-1")
+    c.xadd("s", {"b": "2"}, id="2-1")
+    c.xadd("s", {"c": "3"}, id="3-1")
+    c.xgroup_create("s", "g1", id="0")
+    c.xgroup_create("s", "g2", id="$")
+    c.execute_command("XGROUP", "CREATECONSUMER", "s", "g2", "idle")
+    c.xreadgroup("g1", "alice", {"s": ">"}, count=2)
+    c.xreadgroup("g1", "bob", {"s": ">"}, noack=True)
+    c.xclaim("s", "g1", "carol", 0, ["2-1"], retrycount=5)
+    c.xdel("s", "1-1")                      # a pending entry whose entry is gone
+    c.xadd("s", {"d": "4"}, id="4-1")
+
+
+@pytest.mark.parametrize("how", ["save", "aof", "rewrite-kdb", "rewrite-aof"])
+def test_groups_survive_restarts(make_server, tmp_path, how):
+    flags = {"save": ("--save", ""), "aof": AOF_ALWAYS,
+             "rewrite-kdb": AOF_ALWAYS + ("--aof-use-rdb-preamble", "yes"),
+             "rewrite-aof": AOF_ALWAYS + ("--aof-use-rdb-preamble", "no")}[how]
+    server = make_server(*flags)
+    c = server.client()
+    _fill_groups(c)
+    if how.startswith("rewrite"):
+        c.bgrewriteaof()
+        deadline = time.time() + 20
+        while c.info("persistence")["aof_rewrite_in_progress"] and time.time() < deadline:
+            time.sleep(0.05)
+        assert c.info("persistence")["aof_last_bgrewrite_status"] == "ok"
+    before = _group_state(c)
+    times = c.execute_command("XINFO", "STREAM", "s", "FULL")
+    if how == "save":
+        c.save()
+        server.stop()
+    else:
+        server.kill()
+    server = make_server(*flags, port=server.port)
+    c = server.client()
+    after = _group_state(c)
+    if how == "rewrite-aof":
+        # As Redis's rewrite (rewriteStreamObject: XCLAIM ... FORCE JUSTID),
+        # a pending entry whose stream entry was deleted cannot be written
+        # back as a command: it is gone after the rewrite.
+        name, last, read, lag, pending, consumers = before[1][0]
+        pending = [p for p in pending if p[0] != b"1-1"]
+        consumers = [(n, k - 1 if n == b"alice" else k) for n, k in consumers]
+        before = (before[0], [(name, last, read, lag, pending, consumers)] + before[1][1:])
+    assert after == before
+    if how == "save":   # a snapshot keeps the delivery times and seen-times exactly
+        assert c.execute_command("XINFO", "STREAM", "s", "FULL") == times
+
+
+# -- a randomized differential run against redis-server --------------------------------
+
+def _normalize(command: list, reply):
+    """Drop what depends on the clock (idle times, delivery times)."""
+    name = command[0]
+    if name == "XPENDING" and len(command) > 3 and isinstance(reply, list):
+        return [item[:2] + item[3:] for item in reply]
+    if name == "XINFO" and command[1] == "CONSUMERS" and isinstance(reply, list):
+        return [item[:4] for item in reply]   # name, pending (not idle)
+    if name == "XCLAIM" and isinstance(reply, list):
+        return reply
+    return reply
+
+
+def _random_command(rng, ids: list) -> list:
+    group = rng.choice(["g1", "g2"])
+    consumer = rng.choice(["c1", "c2", "c3"])
+
+    def some_id():
+        if ids and rng.random() < 0.8:
+            return rng.choice(ids)
+        return "%d-%d" % (rng.randint(0, 60), rng.randint(0, 3))
+    roll = rng.random()
+    if roll < 0.22:
+        return ["XADD", "s", "%d-%d" % (len(ids) + 1, rng.randint(0, 2)),
+                "f", str(rng.randint(0, 9))]
+    if roll < 0.40:
+        cmd = ["XREADGROUP", "GROUP", group, consumer]
+        if rng.random() < 0.5:
+            cmd += ["COUNT", str(rng.randint(0, 4))]
+        if rng.random() < 0.15:
+            cmd.append("NOACK")
+        return cmd + ["STREAMS", "s", ">" if rng.random() < 0.7 else rng.choice(["0", some_id()])]
+    if roll < 0.52:
+        return ["XACK", "s", group] + [some_id() for _ in range(rng.randint(1, 3))]
+    if roll < 0.60:
+        cmd = ["XCLAIM", "s", group, consumer, "0"] + [some_id() for _ in range(rng.randint(1, 3))]
+        cmd += rng.choice([[], ["JUSTID"], ["FORCE", "JUSTID"], ["RETRYCOUNT", "3"]])
+        return cmd
+    if roll < 0.66:
+        cmd = ["XAUTOCLAIM", "s", group, consumer, "0", rng.choice(["0", "-", some_id()]),
+               "COUNT", str(rng.randint(1, 5))]
+        return cmd + (["JUSTID"] if rng.random() < 0.5 else [])
+    if roll < 0.74:
+        if rng.random() < 0.5:
+            return ["XPENDING", "s", group]
+        cmd = ["XPENDING", "s", group, "-", "+", str(rng.randint(1, 10))]
+        return cmd + ([consumer] if rng.random() < 0.4 else [])
+    if roll < 0.80:
+        return ["XINFO", rng.choice(["GROUPS", "CONSUMERS"]), "s"] + (
+            [group] if rng.random() < 0.5 else [])
+    if roll < 0.85:
+        return ["XDEL", "s", some_id()]
+    if roll < 0.89:
+        return ["XGROUP", "SETID", "s", group, rng.choice(["0", "$", some_id()])] + (
+            ["ENTRIESREAD", str(rng.randint(-1, 5))] if rng.random() < 0.3 else [])
+    if roll < 0.93:
+        return ["XGROUP", rng.choice(["CREATECONSUMER", "DELCONSUMER"]), "s", group, consumer]
+    if roll < 0.96:
+        return ["XGROUP", rng.choice(["CREATE", "DESTROY"]), "s", group, "0"][:5 if rng.random() < 0.5 else 4]
+    return ["XTRIM", "s", "MAXLEN", str(rng.randint(0, 10))]
+
+
+def _run(client, command):
+    try:
+        return client.execute_command(*command)
+    except redis.ResponseError as exc:
+        return "error: %s" % exc
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_group_operations_as_redis(server, redis_server, seed):
+    rng = random.Random(seed)
+    ours = server.client(protocol=2)
+    theirs = redis.Redis(port=redis_server.port, protocol=2)
+    for c in (ours, theirs):
+        c.response_callbacks.clear()   # the replies as sent
+        c.flushall()
+        c.xgroup_create("s", "g1", id="$", mkstream=True)
+        c.xgroup_create("s", "g2", id="0")
+    ids: list = []
+    for step in range(600):
+        command = _random_command(rng, ids)
+        expected = _normalize(command, _run(theirs, command))
+        actual = _normalize(command, _run(ours, command))
+        assert actual == expected, (step, command)
+        if command[0] == "XADD" and not str(expected).startswith("error"):
+            ids.append(expected.decode())
+    for c in (ours, theirs):
+        c.close()
