@@ -612,6 +612,7 @@ SCRIPT_IN_SCRIPT = "ERR This Redis command is not allowed from script"
 STREAM_BAD_ID = "ERR Invalid stream ID specified as stream command argument"
 STREAM_XADD_ZERO = "ERR The ID specified in XADD must be greater than 0-0"
 STREAM_XADD_SMALL = "ERR The ID specified in XADD is equal or smaller than the target stream top item"
+STREAM_TOO_LARGE = "ERR Elements are too large to be stored"
 STREAM_EXHAUSTED = ("ERR The stream has exhausted the last possible ID, unable to add more "
                     "items")
 STREAM_MAXLEN_MINID = ("ERR syntax error, MAXLEN and MINID options at the same time are not "

@@ -241,7 +241,9 @@ def xadd(conn, args):
     else:
         if last >> 64 == t.id >> 64:
             if last & MAX_SEQ == MAX_SEQ:
-                raise CommandError(errors.STREAM_XADD_SMALL)
+                # Redis 7.0 returns C_ERR here without setting errno: its reply
+                # is then the other error of streamAppendItem
+                raise CommandError(errors.STREAM_TOO_LARGE)
             sid = last + 1
         else:
             sid = t.id
@@ -434,8 +436,10 @@ def read_args(conn, args: list, group: bool) -> ReadArgs:
                 raise CommandError(errors.TIMEOUT_NOT_INTEGER)
             if value < 0:
                 raise CommandError(errors.NEGATIVE_TIMEOUT)
-            if value > 0 and value > LLONG_MAX - now_ms():
-                raise CommandError(errors.TIMEOUT_RANGE)
+            if value > LLONG_MAX - now_ms():
+                # Redis 7.0 adds the time to it unchecked; the wrapped deadline,
+                # unsigned in its timeout table, never comes: no timeout
+                value = 0
             r.timeout = value
         elif opt == b"count" and more:
             i += 1

@@ -102,6 +102,42 @@ def _mpop(name: bytes):
     return record
 
 
+def _stream_length(db, key: bytes) -> bytes:
+    value = db.data.get(key)
+    return b"%d" % (len(value) if value is not None else 0)
+
+
+def _xadd(conn, db, args, reply):
+    """XADD as its effect: the id it gave (`*`, `ms-*`), and a trim as
+    MAXLEN = the length it left (`~` and LIMIT depend on how the entries
+    sat in blocks), as Redis rewrites it for its AOF and replicas."""
+    if reply is None:
+        return ()   # NOMKSTREAM on a missing key
+    i = 2
+    trims = False
+    while True:   # the options, already checked by the command
+        opt = args[i].lower()
+        if opt in (b"maxlen", b"minid"):
+            trims = True
+            i += 3 if args[i + 1] in (b"~", b"=") else 2
+        elif opt == b"limit":
+            i += 2
+        elif opt == b"nomkstream":
+            i += 1
+        else:
+            break
+    key = args[1]
+    if trims:
+        return [[b"XADD", key, b"MAXLEN", b"=", _stream_length(db, key), reply, *args[i + 1:]]]
+    return [[b"XADD", key, reply, *args[i + 1:]]]
+
+
+def _xtrim(conn, db, args, reply):
+    if nothing(reply):
+        return ()
+    return [[b"XTRIM", args[1], b"MAXLEN", b"=", _stream_length(db, args[1])]]
+
+
 RECORDERS = {
     "set": _set_state, "setex": _set_state, "psetex": _set_state,
     "expire": _expire_state, "pexpire": _expire_state,
@@ -113,6 +149,7 @@ RECORDERS = {
     "bzpopmin": _blpop(b"ZPOPMIN"), "bzpopmax": _blpop(b"ZPOPMAX"),
     "blmove": _blmove, "brpoplpush": _brpoplpush,
     "blmpop": _mpop(b"LMPOP"), "bzmpop": _mpop(b"ZMPOP"),
+    "xadd": _xadd, "xtrim": _xtrim,
 }
 
 
