@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from compat import harness
-from conftest import locked_server, login
+from conftest import locked_server, login, raw_command
 
 AOF_ALWAYS = ("--appendonly", "yes", "--appendfsync", "always", "--save", "")
 
@@ -147,17 +147,20 @@ def test_consumers_and_groups_are_bounded(server):
 
 # -- restarts -----------------------------------------------------------------------
 
-def _group_state(c) -> tuple:
-    """Everything a restart must keep of the groups of "s" (not the times)."""
+def _group_state(c, key: str = "s") -> tuple:
+    """Everything a restart must keep of the groups of `key` (not the times)."""
     groups = []
-    for info in c.xinfo_groups("s"):
+    for info in c.xinfo_groups(key):
         name = info["name"]
         pending = [(p["message_id"], p["consumer"], p["times_delivered"])
-                   for p in c.xpending_range("s", name, "-", "+", 100000)]
-        consumers = sorted((x["name"], x["pending"]) for x in c.xinfo_consumers("s", name))
+                   for p in c.xpending_range(key, name, "-", "+", 100000)]
+        consumers = sorted((x["name"], x["pending"]) for x in c.xinfo_consumers(key, name))
         groups.append((name, info["last-delivered-id"], info["entries-read"], info["lag"],
                        pending, consumers))
-    return c.xlen("s"), groups
+    return c.xlen(key), groups
+
+
+KEY = "jobs"
 
 
 def test_three_consumers_one_dies_restart_loses_nothing(make_server, tmp_path):
@@ -184,16 +187,17 @@ def test_three_consumers_one_dies_restart_loses_nothing(make_server, tmp_path):
     claimed = workers["w1"].xclaim("jobs", "workers", "w1", 0, got["w3"][:4], justid=True)
     assert claimed == got["w3"][:4]
     more = c.xadd("jobs", {"n": "late"})   # acknowledged, then the crash
-    before = _group_state(c)
+    before = _group_state(c, KEY)
     server.kill()
 
     server = make_server(*AOF_ALWAYS, port=server.port)
     c = server.client()
-    assert _group_state(c) == before
+    assert _group_state(c, KEY) == before
     assert [sid for sid, _ in c.xrange("jobs")] == added + [more]
     w2 = server.client()
-    cursor, auto, deleted = w2.xautoclaim("jobs", "workers", "w2", 0, "0-0", count=100,
-                                          justid=True)
+    cursor, auto, deleted = raw_command(w2, "XAUTOCLAIM", "jobs", "workers", "w2", 0, "0-0",
+                                        "COUNT", 100, "JUSTID")
+    assert (cursor, deleted) == (b"0-0", [])
     assert sorted(auto) == sorted(got["w3"])   # w1's four too: idle 0 claims them all
     assert w2.xack("jobs", "workers", *got["w3"]) == 10
     reply = w2.xreadgroup("workers", "w2", {"jobs": ">"})
@@ -202,10 +206,10 @@ def test_three_consumers_one_dies_restart_loses_nothing(make_server, tmp_path):
     assert c.xpending("jobs", "workers")["pending"] == 0
     info = c.xinfo_groups("jobs")[0]
     assert (info["entries-read"], info["lag"]) == (31, 0)
-    state = _group_state(c)
+    state = _group_state(c, KEY)
     server.kill()
     server = make_server(*AOF_ALWAYS, port=server.port)
-    assert _group_state(server.client()) == state
+    assert _group_state(server.client(), KEY) == state
 
 
 def _fill_groups(c) -> None:

@@ -25,6 +25,7 @@ from tenantkv.commands.streams import parse_id, read_args, stream_info
 from tenantkv.keyspace.stream import MAX_ID, MAX_SEQ, Stream, format_id
 from tenantkv.keyspace.streamgroups import (INVALID, GroupLimit, Nack, advance, create_group,
                                             ids_after, lag, lookup_group)
+from tenantkv.util.keyspace_events import STREAM
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY, OK, Raw
 from tenantkv.util.numbers import LLONG_MAX, parse_int
 
@@ -325,9 +326,9 @@ def _park(conn, keys, group_name: bytes, consumer_name: bytes, count: int, noack
 
     def _serve_parked(conn, key, stream, group):
         now = now_ms()
-        consumer, _ = _consumer(group, consumer_name, now)
+        consumer, created = _consumer(group, consumer_name, now)
         entries = _serve_new(conn, stream, group, consumer, count, noack, now)
-        _served(conn, key, group_name, consumer_name, entries, noack)
+        _served(conn, key, group_name, consumer_name, entries, noack, created)
         return _top(conn, [(key, entries)])
 
     waiter = Blocked(conn, keys, Stream, serve, block / 1000.0, NULL_ARRAY)
@@ -335,7 +336,8 @@ def _park(conn, keys, group_name: bytes, consumer_name: bytes, count: int, noack
     return waiter
 
 
-def _served(conn, key: bytes, group_name: bytes, consumer_name: bytes, entries, noack: bool):
+def _served(conn, key: bytes, group_name: bytes, consumer_name: bytes, entries, noack: bool,
+            created: bool):
     """A parked XREADGROUP was served outside any handler: log its effects
     (as the recorder would), tell WATCH, tracking and the notifications."""
     from tenantkv.persistence.aof.recorders import xreadgroup_effects
@@ -347,6 +349,11 @@ def _served(conn, key: bytes, group_name: bytes, consumer_name: bytes, entries, 
         for record in xreadgroup_effects(db, key, group_name, consumer_name,
                                          _delivered_ids(entries), noack):
             journal.emit(name, db.index, record)
+    notifier = events.notifier
+    if created and notifier is not None:
+        flags = notifier.listening(conn)
+        if flags:
+            notifier.send(conn.tenant, db.index, flags, [(STREAM, b"xgroup-createconsumer", key)])
     events.written([(db, key)], conn)
 
 
