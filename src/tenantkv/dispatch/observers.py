@@ -119,11 +119,22 @@ def _existing_watched(dbs):
     return [(db, key) for db in dbs for key in db.watchers if db.get(key) is not None]
 
 
+def _flushed(dbs):
+    """What a flush of `dbs` writes for the observers: the watched keys
+    that hold a value, and the keys clients are blocked on that do (a
+    parked XREADGROUP is answered when its stream goes, as Redis's
+    signalFlushedDb -> scanDatabaseForDeletedStreams)."""
+    keys = _existing_watched(dbs)
+    keys += [(db, key) for db in dbs for key in db.blocked
+             if key not in db.watchers and db.get(key) is not None]
+    return keys
+
+
 # command name -> prepare(conn, args) -> [(db, key), ...], taken before the
 # command runs, for commands after which the keys they changed are gone.
 PREPARE = {
-    "flushdb": lambda conn, args: _existing_watched([conn.db]),
-    "flushall": lambda conn, args: _existing_watched(conn.tenant.dbs),
+    "flushdb": lambda conn, args: _flushed([conn.db]),
+    "flushall": lambda conn, args: _flushed(conn.tenant.dbs),
 }
 
 # Refused with the writes while the server cannot persist (besides the write
