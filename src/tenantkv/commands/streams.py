@@ -197,14 +197,6 @@ def _trim(s: Stream, t: Trim) -> int:
     return s.trim_minid(t.minid, t.approx, t.limit)
 
 
-def _node_limits(conn) -> tuple:
-    values = conn.server.config.values
-    max_bytes = values[_NODE_BYTES]
-    if max_bytes == 0 or max_bytes > _LISTPACK_MAX:
-        max_bytes = _LISTPACK_MAX
-    return values[_NODE_ENTRIES], max_bytes
-
-
 # -- XADD ---------------------------------------------------------------------------
 
 @command("xadd")
@@ -222,24 +214,31 @@ def xadd(conn, args):
             raise CommandError(errors.STREAM_XADD_ZERO)
     db = conn.db
     key = args[1]
-    s = db.write_typed(key, Stream)
-    if s is None:
-        if t is not None and t.no_mkstream:
-            return None
-        s = Stream()
-        db.set(key, s)
+    s = db.data.get(key)
+    if type(s) is not Stream or db.expires:   # else a stream no TTL can apply to
+        s = db.write_typed(key, Stream)
+        if s is None:
+            if t is not None and t.no_mkstream:
+                return None
+            s = Stream()
+            db.set(key, s)
     last = s.last_id
-    if last == MAX_ID:
-        raise CommandError(errors.STREAM_EXHAUSTED)
     if t is None or not t.id_given:
+        if last == MAX_ID:
+            raise CommandError(errors.STREAM_EXHAUSTED)
         ms = now_ms()
-        sid = ms << 64 if ms > last >> 64 else last + 1
-    elif t.seq_given:
-        sid = t.id
-        if sid <= last:
-            raise CommandError(errors.STREAM_XADD_SMALL)
+        if ms > last >> 64:
+            seq = 0
+        else:
+            ms, seq = (last + 1) >> 64, (last + 1) & MAX_SEQ
     else:
-        if last >> 64 == t.id >> 64:
+        if last == MAX_ID:
+            raise CommandError(errors.STREAM_EXHAUSTED)
+        if t.seq_given:
+            sid = t.id
+            if sid <= last:
+                raise CommandError(errors.STREAM_XADD_SMALL)
+        elif last >> 64 == t.id >> 64:
             if last & MAX_SEQ == MAX_SEQ:
                 # Redis 7.0 returns C_ERR here without setting errno: its reply
                 # is then the other error of streamAppendItem
@@ -249,11 +248,16 @@ def xadd(conn, args):
             sid = t.id
             if sid <= last:
                 raise CommandError(errors.STREAM_XADD_SMALL)
-    entries, max_bytes = _node_limits(conn)
-    s.add(sid, args[field_pos:], entries, max_bytes)
+        ms, seq = sid >> 64, sid & MAX_SEQ
+    values = conn.server.config.values
+    max_bytes = values[_NODE_BYTES]
+    if max_bytes == 0 or max_bytes > _LISTPACK_MAX:
+        max_bytes = _LISTPACK_MAX
+    # the reply: the id's bulk string, cut from the entry's RESP
+    reply = Raw(s.append(ms, seq, args[field_pos:], values[_NODE_ENTRIES], max_bytes))
     if t is not None and t.strategy is not None:
         _trim(s, t)
-    return b"%d-%d" % (sid >> 64, sid & MAX_SEQ)
+    return reply
 
 
 # -- reads --------------------------------------------------------------------------

@@ -64,17 +64,6 @@ def format_id(sid: int) -> bytes:
     return b"%d-%d" % (sid >> 64, sid & MAX_SEQ)
 
 
-def _lp_len(item: bytes) -> int:
-    """Roughly the bytes a listpack spends on one element (header, data,
-    back length): only decides when a block is full, as Redis's node size."""
-    n = len(item)
-    if n < 64:
-        return n + 2
-    if n < 4096:
-        return n + 4
-    return n + 8
-
-
 def decode_entries(data: bytes, count: int) -> list:
     """[[id bytes, [field, value, ...]], ...] of `count` entries encoded as
     in a block's data (hiredis, in C)."""
@@ -158,34 +147,56 @@ class Stream:
     # -- adding ---------------------------------------------------------------
 
     def add(self, sid: int, fields, max_entries: int = NODE_MAX_ENTRIES,
-            max_bytes: int = NODE_MAX_BYTES) -> None:
+            max_bytes: int = NODE_MAX_BYTES) -> bytes:
         """Append the entry `sid` (> last_id, checked by the caller) with
         `fields`, a flat list [field, value, ...] of bytes (an even number).
-        Sets last_id and counts entries_added."""
-        size = 0
-        for item in fields:
-            size += len(item)
-        blocks = self.blocks
-        block = blocks[-1] if blocks else None
-        if (block is None or (max_bytes and block.lpbytes + size >= max_bytes)
-                or (max_entries and len(block.ms) + block.dead >= max_entries)):
-            block = Block()
-            block.lpbytes = 7 + 8 + sum(_lp_len(item) for item in fields[::2])
-            if blocks and type(blocks[-1].data) is bytearray:
-                blocks[-1].data = bytes(blocks[-1].data)   # sealed: no slack
-            blocks.append(block)
-            self.firsts.append(sid)
-        ms = sid >> 64
-        seq = sid & MAX_SEQ
+        Sets last_id, counts entries_added; returns the id as text."""
+        bulk = self.append(sid >> 64, sid & MAX_SEQ, fields, max_entries, max_bytes)
+        return bulk[bulk.index(b"\n") + 1:-2]
+
+    def append(self, ms: int, seq: int, fields, max_entries: int = NODE_MAX_ENTRIES,
+               max_bytes: int = NODE_MAX_BYTES) -> bytes:
+        """`add` for XADD's hot path: the id in its two parts, and the id's
+        RESP bulk string as the reply (a slice of the entry, which starts
+        with it). The usual entry of one field is one % format."""
         text = b"%d-%d" % (ms, seq)
-        block.data += b"*2\r\n$%d\r\n%b\r\n%b" % (len(text), text, pack_command(tuple(fields)))
-        block.offs.append(len(block.data))
+        if len(fields) == 2:
+            field, value = fields
+            size = len(field) + len(value) + 6   # ~ the listpack bytes they take
+            entry = b"*2\r\n$%d\r\n%b\r\n*2\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (
+                len(text), text, len(field), field, len(value), value)
+        else:
+            size = sum(map(len, fields)) + 3 * len(fields)
+            entry = b"*2\r\n$%d\r\n%b\r\n%b" % (len(text), text, pack_command(tuple(fields)))
+        blocks = self.blocks
+        if blocks:
+            block = blocks[-1]
+            if ((max_bytes and block.lpbytes + size >= max_bytes)
+                    or (max_entries and len(block.ms) + block.dead >= max_entries)):
+                block = self._new_block(ms << 64 | seq, fields)
+        else:
+            block = self._new_block(ms << 64 | seq, fields)
+        data = block.data
+        data += entry
+        block.offs.append(len(data))
         block.ms.append(ms)
         block.seq.append(seq)
-        block.lpbytes += 6 + sum(_lp_len(item) for item in fields[1::2])
+        block.lpbytes += size
         self.length += 1
-        self.last_id = sid
+        self.last_id = ms << 64 | seq
         self.entries_added += 1
+        n = len(text)   # 3 to 41 bytes: its length takes 1 or 2 digits
+        return entry[4:n + (10 if n < 10 else 11)]
+
+    def _new_block(self, sid: int, fields) -> Block:
+        blocks = self.blocks
+        if blocks and type(blocks[-1].data) is bytearray:
+            blocks[-1].data = bytes(blocks[-1].data)   # sealed: no slack
+        block = Block()
+        block.lpbytes = 16 + sum(map(len, fields[::2]))   # header and master fields
+        blocks.append(block)
+        self.firsts.append(sid)
+        return block
 
     # -- reading --------------------------------------------------------------
 

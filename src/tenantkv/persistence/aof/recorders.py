@@ -113,6 +113,8 @@ def _xadd(conn, db, args, reply):
     sat in blocks), as Redis rewrites it for its AOF and replicas."""
     if reply is None:
         return ()   # NOMKSTREAM on a missing key
+    # the reply is the id's RESP bulk string (pre-encoded by XADD)
+    sid = bytes(reply[reply.index(b"\n") + 1:-2]) if reply[:1] == b"$" else reply
     i = 2
     trims = False
     while True:   # the options, already checked by the command
@@ -128,8 +130,8 @@ def _xadd(conn, db, args, reply):
             break
     key = args[1]
     if trims:
-        return [[b"XADD", key, b"MAXLEN", b"=", _stream_length(db, key), reply, *args[i + 1:]]]
-    return [[b"XADD", key, reply, *args[i + 1:]]]
+        return [[b"XADD", key, b"MAXLEN", b"=", _stream_length(db, key), sid, *args[i + 1:]]]
+    return [[b"XADD", key, sid, *args[i + 1:]]]
 
 
 def _xtrim(conn, db, args, reply):
