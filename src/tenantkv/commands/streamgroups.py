@@ -24,7 +24,7 @@ from tenantkv.commands import streams
 from tenantkv.commands.streams import parse_id, read_args, stream_info
 from tenantkv.keyspace.stream import MAX_ID, MAX_SEQ, Stream, format_id
 from tenantkv.keyspace.streamgroups import (INVALID, GroupLimit, Nack, advance, create_group,
-                                            ids_after, lag, lookup_group)
+                                            lag, lookup_group, next_entries)
 from tenantkv.util.keyspace_events import STREAM
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY, OK, Raw
 from tenantkv.util.numbers import LLONG_MAX, parse_int
@@ -223,18 +223,15 @@ def _serve_new(conn, stream, group, consumer, count: int, noack: bool, now: int)
     """Deliver the entries after the group's last id (streamReplyWithRange
     with a group): at most `count` (0: MAX_DELIVERED). Returns the entries'
     reply (a Raw array)."""
-    ids = ids_after(stream, group.last_id, min(count, MAX_DELIVERED) if count else MAX_DELIVERED)
+    ids, body = next_entries(stream, group.last_id,
+                             min(count, MAX_DELIVERED) if count else MAX_DELIVERED)
     if not ids:
         return EMPTY_ARRAY
-    body, n = stream.range_reply(ids[0], ids[-1])
-    last = group.last_id
-    for sid in ids:
-        if sid > last:
-            advance(stream, group, sid)
-            last = sid
+    for sid in ids:   # each one is past the group's last id
+        advance(stream, group, sid)
         if not noack:
             group.deliver(sid, consumer, now)
-    return Raw(b"*%d\r\n%s" % (n, body))
+    return Raw(b"*%d\r\n%s" % (len(ids), body))
 
 
 def _serve_history(stream, consumer, start: int, count: int, now: int):

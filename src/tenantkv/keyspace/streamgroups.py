@@ -26,6 +26,8 @@ from sortedcontainers import SortedDict
 
 from tenantkv.keyspace.stream import MAX_ID
 
+_dict_set = dict.__setitem__
+
 INVALID = -1            # SCG_INVALID_ENTRIES_READ: the group's counter is unknown
 MAX_GROUPS = 1000       # groups per stream (tenantkv's bound; Redis has none)
 MAX_CONSUMERS = 10000   # consumers per group (tenantkv's bound; Redis has none)
@@ -115,11 +117,17 @@ class ConsumerGroup:
         """Entry `sid` delivered to `consumer` for the first time (or again
         after SETID moved the group back): a fresh Nack, reassigned from any
         previous owner, as streamReplyWithRange."""
-        nack = self.pel.get(sid)
+        pel = self.pel
+        nack = pel.get(sid)
         if nack is None:
+            # SortedDict's __setitem__ written out (its list, then the dict):
+            # one new pending entry per delivery is XREADGROUP's main cost
             nack = Nack(consumer, now)
-            self.pel[sid] = nack
-            consumer.pel[sid] = nack
+            pel._list_add(sid)
+            _dict_set(pel, sid, nack)
+            own = consumer.pel
+            own._list_add(sid)
+            _dict_set(own, sid, nack)
             return nack
         if nack.consumer is not consumer:
             del nack.consumer.pel[sid]
@@ -255,22 +263,30 @@ def advance(stream, group, sid: int) -> None:
     group.last_id = sid
 
 
-def ids_after(stream, after: int, count: int) -> list:
-    """The ids of the first `count` (0: all) entries with id > `after`."""
-    out = []
+def next_entries(stream, after: int, count: int) -> tuple:
+    """(ids, RESP of the entries, as Stream.range_reply's body) of the first
+    `count` entries with id > `after`: one locate, the ids read from the
+    blocks' arrays and the bytes sliced from their data."""
+    ids: list = []
     blocks = stream.blocks
     if not blocks or after >= MAX_ID:
-        return out
+        return ids, b""
     b, i = stream._locate(after + 1)
+    parts = []
     while b < len(blocks):
         block = blocks[b]
         ms, seq = block.ms, block.seq
         end = len(ms)
-        if count:
-            end = min(end, i + count - len(out))
-        out.extend([ms[j] << 64 | seq[j] for j in range(i, end)])
-        if count and len(out) >= count:
+        if end - i > count - len(ids):
+            end = i + count - len(ids)
+        if end == i + 1:   # the usual XREADGROUP COUNT 1
+            ids.append(ms[i] << 64 | seq[i])
+        else:
+            ids.extend([ms[j] << 64 | seq[j] for j in range(i, end)])
+        offs = block.offs
+        parts.append(block.data[offs[i]:offs[end]])
+        if len(ids) >= count:
             break
         b += 1
         i = 0
-    return out
+    return ids, parts[0] if len(parts) == 1 else b"".join(parts)
