@@ -354,3 +354,41 @@ def test_random_group_operations_as_redis(server, redis_server, seed):
             ids.append(expected.decode())
     for c in (ours, theirs):
         c.close()
+
+
+@pytest.mark.slow
+def test_big_pel_in_slices_and_bounded_deliveries(server):
+    """A PEL past slices.BIG: XPENDING and XINFO STREAM FULL run as sliced
+    jobs (answers whole and right), XREADGROUP delivers MAX_DELIVERED at
+    most a call and XAUTOCLAIM claims as many at most, the cursor going on."""
+    from tenantkv.commands.streamgroups import MAX_DELIVERED
+    from tenantkv.dispatch.slices import BIG
+    c = server.client(protocol=2)
+    c.flushall()
+    total = BIG + 5000
+    for start in range(1, total + 1, 10000):
+        pipe = c.pipeline(transaction=False)
+        for i in range(start, min(start + 10000, total + 1)):
+            pipe.execute_command("XADD", "big", "%d-0" % i, "f", "v")
+        pipe.execute()
+    c.xgroup_create("big", "g", id="0")
+    calls = 0
+    while True:
+        reply = c.xreadgroup("g", "c1", {"big": ">"})
+        if not reply:
+            break
+        assert len(reply[0][1]) == min(MAX_DELIVERED, total - calls * MAX_DELIVERED)
+        calls += 1
+    assert calls == -(-total // MAX_DELIVERED)
+    assert c.xpending("big", "g")["pending"] == total
+    rows = raw_command(c, "XPENDING", "big", "g", "-", "+", total + 10)
+    assert len(rows) == total and rows[0][0] == b"1-0" and rows[-1][0] == b"%d-0" % total
+    assert raw_command(c, "XPENDING", "big", "g", "IDLE", 10**9, "-", "+", 10) == []
+    full = raw_command(c, "XINFO", "STREAM", "big", "FULL", "COUNT", 0)
+    group = full[full.index(b"groups") + 1][0]
+    assert group[group.index(b"pel-count") + 1] == total
+    assert len(group[group.index(b"pending") + 1]) == total
+    cursor, claimed, deleted = raw_command(c, "XAUTOCLAIM", "big", "g", "c2", 0, "0-0",
+                                           "COUNT", total, "JUSTID")
+    assert len(claimed) == MAX_DELIVERED and cursor == b"%d-0" % (MAX_DELIVERED + 1)
+    assert c.ping()

@@ -16,6 +16,7 @@ dispatch/blocking.py: by XADD, and with Redis 7.0's errors when its group
 """
 
 from tenantkv import errors
+from tenantkv.dispatch import slices
 from tenantkv.dispatch.blocking import Blocked, metered
 from tenantkv.dispatch.table import command, container, subcommand
 from tenantkv.errors import CommandError
@@ -32,11 +33,12 @@ from tenantkv.util.numbers import LLONG_MAX, parse_int
 # Without COUNT, a parked XREADGROUP is served at most this many entries
 # (Redis's XREAD_BLOCKED_DEFAULT_COUNT).
 BLOCKED_DEFAULT_COUNT = 1000
-# tenantkv's bound on the entries one XREADGROUP delivers per stream without
-# COUNT (or with a larger one): the rest stay undelivered for the next call,
-# as with a COUNT, so one call cannot build a reply and a PEL of millions of
-# entries in one turn of the loop.
-MAX_DELIVERED = 100000
+# tenantkv's bound on the entries one XREADGROUP delivers (or re-reads) per
+# stream without COUNT or with a larger one, and on XAUTOCLAIM's COUNT: the
+# rest stay for the next call, as with a COUNT (XAUTOCLAIM's cursor goes on
+# from there), so one call cannot build a reply and a PEL of millions of
+# entries in one turn of the loop (~5 us an entry: 50 ms at most).
+MAX_DELIVERED = 10000
 
 
 # -- helpers -------------------------------------------------------------------------
@@ -372,6 +374,8 @@ def xack(conn, args):
     group = lookup_group(stream, args[2]) if stream is not None else None
     if group is None:
         return 0
+    if len(args) == 4:   # one id, the usual XACK
+        return 1 if group.ack(parse_id(args[3], 0, True)) else 0
     ids = [parse_id(raw, 0, True) for raw in args[3:]]   # all or nothing: parsed first
     acked = 0
     for sid in ids:
@@ -425,17 +429,35 @@ def xpending(conn, args):
         if consumer is None:
             return EMPTY_ARRAY
         pel = consumer.pel
-    now = now_ms()
+    if not count or start > end:
+        return EMPTY_ARRAY
+    job = _pending_job(pel, start, end, count, min_idle, now_ms())
+    if len(pel) > slices.BIG:   # a scan that may be long: in slices
+        return slices.run(conn, job)
+    try:
+        while True:
+            next(job)
+    except StopIteration as done:
+        return done.value
+
+
+def _pending_job(pel, start: int, end: int, count: int, min_idle: int, now: int):
+    """XPENDING's rows (a job, dispatch/slices.py: it yields every STEP
+    entries looked at, an IDLE filter may skip most of a big PEL)."""
     out = []
-    if count and start <= end:
-        for sid in pel.irange(start, end):
-            nack = pel[sid]
-            idle = now - nack.delivery_time
-            if min_idle and idle < min_idle:
-                continue
-            out.append([format_id(sid), nack.consumer.name, max(idle, 0), nack.delivery_count])
-            if len(out) >= count:
-                break
+    seen = 0
+    for sid in pel.irange(start, end):
+        nack = pel[sid]
+        idle = now - nack.delivery_time
+        seen += 1
+        if seen >= slices.STEP:
+            seen = 0
+            yield
+        if min_idle and idle < min_idle:
+            continue
+        out.append([format_id(sid), nack.consumer.name, max(idle, 0), nack.delivery_count])
+        if len(out) >= count:
+            break
     return out
 
 
@@ -540,6 +562,7 @@ def xautoclaim(conn, args):
             raise CommandError(errors.SYNTAX)
         j += 1
     stream, group = _group_or_error(conn, key, group_name)
+    count = min(count, MAX_DELIVERED)
     attempts = count * 10
     pel = group.pel
     now = now_ms()
@@ -619,12 +642,14 @@ def info_consumers(conn, args):
             for c in group.sorted_consumers()]
 
 
-def full_groups(stream, count: int) -> list:
-    """XINFO STREAM FULL's "groups": each group with its PEL and consumers,
-    at most `count` (0: all) pending entries each."""
+def full_groups(stream, count: int):
+    """XINFO STREAM FULL's "groups" (a job, dispatch/slices.py: it yields
+    every STEP pending entries listed): each group with its PEL and
+    consumers, at most `count` (0: all) pending entries each."""
     groups = stream.groups
     if not groups:
         return EMPTY_ARRAY
+    listed = 0
     out = []
     for name in sorted(groups):
         group = groups[name]
@@ -634,6 +659,10 @@ def full_groups(stream, count: int) -> list:
                 break
             pending.append([format_id(sid), nack.consumer.name, nack.delivery_time,
                             nack.delivery_count])
+            listed += 1
+            if listed >= slices.STEP:
+                listed = 0
+                yield
         consumers = []
         for consumer in group.sorted_consumers():
             own = []
@@ -641,6 +670,10 @@ def full_groups(stream, count: int) -> list:
                 if count and len(own) >= count:
                     break
                 own.append([format_id(sid), nack.delivery_time, nack.delivery_count])
+                listed += 1
+                if listed >= slices.STEP:
+                    listed = 0
+                    yield
             consumers.append({b"name": consumer.name, b"seen-time": consumer.seen_time,
                               b"pel-count": len(consumer.pel), b"pending": own})
         out.append({
@@ -661,8 +694,19 @@ def full_info(conn, stream, count: int) -> dict:
     info = stream_info(stream)
     body, n = stream.range_reply(0, MAX_ID, count)
     info[b"entries"] = Raw(b"*%d\r\n%s" % (n, body))
-    info[b"groups"] = full_groups(stream, count)
-    return info
+    job = full_groups(stream, count)
+    big = sum(len(group.pel) for group in stream.groups.values()) if stream.groups else 0
+
+    def finish(groups):
+        info[b"groups"] = groups
+        return info
+    if big > slices.BIG:   # long lists of pending entries: in slices
+        return slices.run(conn, job, finish)
+    try:
+        while True:
+            next(job)
+    except StopIteration as done:
+        return finish(done.value)
 
 
 streams.full_info = full_info   # the hook commands/streams.py leaves for FULL

@@ -138,9 +138,11 @@ class ConsumerGroup:
         return nack
 
     def ack(self, sid: int) -> bool:
-        nack = self.pel.pop(sid, None)
+        pel = self.pel
+        nack = pel.get(sid)   # dict.get: a miss (a retried XACK) costs no more
         if nack is None:
             return False
+        del pel[sid]
         del nack.consumer.pel[sid]
         return True
 
