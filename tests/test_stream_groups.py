@@ -392,3 +392,45 @@ def test_big_pel_in_slices_and_bounded_deliveries(server):
                                            "COUNT", total, "JUSTID")
     assert len(claimed) == MAX_DELIVERED and cursor == b"%d-0" % (MAX_DELIVERED + 1)
     assert c.ping()
+
+
+GROUP_EVENTS_SCRIPT = [
+    ["XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"], ["XGROUP", "CREATE", "s", "g", "$"],
+    ["XADD", "s", "1-1", "a", "1"], ["XADD", "s", "2-1", "b", "2"],
+    ["XGROUP", "CREATECONSUMER", "s", "g", "c0"], ["XGROUP", "CREATECONSUMER", "s", "g", "c0"],
+    ["XGROUP", "SETID", "s", "g", "0"],
+    ["XREADGROUP", "GROUP", "g", "c1", "COUNT", "1", "STREAMS", "s", ">"],
+    ["XREADGROUP", "GROUP", "g", "c1", "STREAMS", "s", ">"],
+    ["XREADGROUP", "GROUP", "g", "c9", "STREAMS", "s", ">"],
+    ["XACK", "s", "g", "1-1"], ["XCLAIM", "s", "g", "c2", "0", "2-1"],
+    ["XCLAIM", "s", "g", "c3", "0", "9-9"], ["XAUTOCLAIM", "s", "g", "c4", "0", "0"],
+    ["XGROUP", "DELCONSUMER", "s", "g", "c1"], ["XGROUP", "DELCONSUMER", "s", "g", "nobody"],
+    ["XGROUP", "DESTROY", "s", "g"], ["XGROUP", "DESTROY", "s", "g"],
+    ["XGROUP", "CREATE", "s2", "g", "0"],
+]
+
+
+def test_group_events_as_redis(server, redis_server):
+    """Keyspace notifications of the group commands, byte for byte."""
+    from test_notifications import compare
+    got = compare(redis_server, server, "KEA", GROUP_EVENTS_SCRIPT)
+    assert (b"__keyevent@0__:xgroup-createconsumer", b"s") in got
+    assert (b"__keyevent@0__:xgroup-delconsumer", b"s") in got
+
+
+def test_parked_delivery_is_logged(make_server):
+    """A parked XREADGROUP served by an XADD: its delivery reaches the log
+    (no handler ran for it) and survives kill -9."""
+    server = make_server(*AOF_ALWAYS)
+    c = server.client()
+    c.xgroup_create("s", "g", id="$", mkstream=True)
+    reader = _raw(server.port)
+    reader.send([b"XREADGROUP", b"GROUP", b"g", b"late", b"BLOCK", b"0", b"STREAMS", b"s", b">"])
+    time.sleep(0.1)
+    c.xadd("s", {"f": "v"}, id="5-0")
+    assert b"5-0" in reader.read_reply()
+    before = _group_state(c)
+    assert before[1][0][4] == [(b"5-0", b"late", 1)]
+    server.kill()
+    server = make_server(*AOF_ALWAYS, port=server.port)
+    assert _group_state(server.client()) == before
