@@ -370,3 +370,100 @@ def test_random_operations_match_redis(redis_server, server):
     finally:
         for conn in (ours, ref):
             conn.call([b"CONFIG", b"SET", b"stream-node-max-entries", b"100"])
+
+
+def test_big_xdel_and_trims(server):
+    """An XDEL of more ids than a slice takes (dispatch/slices.py) removes
+    exactly the ones there, inside MULTI too; exact trims drop whole blocks
+    at once and cut the first one."""
+    c = server.client()
+    c.flushall()
+    pipe = c.pipeline(transaction=False)
+    for i in range(1, 20001):
+        pipe.xadd("del", {"i": str(i)}, id="%d-0" % i)
+    pipe.execute()
+    ids = ["%d-0" % i for i in range(1, 12001, 2)] + ["99999-0", "1-0"]
+    assert c.xdel("del", *ids) == 6000
+    assert c.xlen("del") == 14000
+    assert c.xinfo_stream("del")["max-deleted-entry-id"] == b"11999-0"
+    assert c.xrange("del", count=3) == [(b"%d-0" % i, {b"i": b"%d" % i}) for i in (2, 4, 6)]
+    pipe = c.pipeline(transaction=True)
+    pipe.xdel("del", *["%d-0" % i for i in range(2, 12001, 2)])
+    pipe.xlen("del")
+    assert pipe.execute() == [6000, 8000]
+    assert c.xtrim("del", maxlen=2500, approximate=False) == 5500
+    assert c.xrange("del", count=1) == [(b"17501-0", {b"i": b"17501"})]
+    assert c.xtrim("del", minid="19000-5", approximate=False) == 1500
+    assert c.xrange("del", count=1) == [(b"19001-0", {b"i": b"19001"})]
+    assert c.xlen("del") == 1000
+
+
+def test_a_growing_stream_counts_against_the_tenant_quota(tmp_path):
+    """XADD is denyoom: past its tenant's memory quota a tenant's stream
+    stops growing (Redis's OOM text, with the quota), another tenant's
+    does not, and XTRIM / DEL give the room back."""
+    with locked_server(tmp_path, {"alice": "alice-pw", "bob": "bob-pw"}, "root-pw") as server:
+        root, alice, bob = login(server, "root"), login(server, "alice"), login(server, "bob")
+        root.config_set("tenant-quota-memory", "1mb")
+        value = b"x" * 1000
+        with pytest.raises(redis.ResponseError) as refused:
+            for i in range(5000):   # 5 MB of entries
+                alice.xadd("feed", {"v": value})
+        assert "'memory' quota (1048576 bytes)" in str(refused.value)
+        assert 700 <= alice.xlen("feed") <= 1100
+        assert alice.xrange("feed", count=1)[0][1] == {b"v": value}
+        for i in range(300):
+            bob.xadd("feed", {"v": value})   # bob: under his own quota
+        assert alice.xtrim("feed", maxlen=10, approximate=False) > 600
+        alice.xadd("feed", {"v": value})   # room again
+        assert alice.delete("feed") == 1
+        root.config_set("tenant-quota-memory", "0")
+
+
+# -- the .kdb stream block refuses what no command could make --------------------------------
+
+def _stream_payload(entries, meta=(9, 9, 5, 0, 0), groups=0, version=None):
+    """A one-tenant .kdb file holding key b"st": `entries` [(ms, seq, items)]."""
+    import struct
+    import zlib
+    from array import array
+    from tenantkv.persistence.kdb import format as kdb
+
+    def strs(items):
+        return b"\x04" + array("I", map(len, items)).tobytes() + b"".join(items)
+    ids = [x for ms, seq, _ in entries for x in (ms, seq)]
+    items = [i for _, _, its in entries for i in its]
+    body = (strs([b"st"]) + array("Q", meta).tobytes() + array("I", [len(entries)]).tobytes()
+            + array("I", [groups]).tobytes() + array("Q", ids).tobytes()
+            + array("I", [len(its) for _, _, its in entries]).tobytes() + strs(items))
+    block = kdb.BLOCK.pack(kdb.STREAM, 0, 1, len(body)) + body
+    head = kdb.HEADER.pack(kdb.MAGIC, version or kdb.VERSION_STREAMS, 0, 16, 0, 1)
+    out = head + struct.pack("<I", zlib.crc32(head))
+    section = kdb.SECTION.pack(b"TSEC", 1) + b"t" + block + kdb.BLOCK.pack(kdb.END, 0, 0, 0)
+    out += section + struct.pack("<I", zlib.crc32(section))
+    out += kdb.TRAILER.pack(b"KEND", 1, 0)[:-4]
+    return out + struct.pack("<I", zlib.crc32(out))
+
+
+@pytest.mark.parametrize("entries, meta, groups, version, message", [
+    ([(1, 0, [b"f", b"v"]), (1, 0, [b"f", b"v"])], (9, 9, 5, 0, 0), 0, None, "ids out of order"),
+    ([(0, 0, [b"f", b"v"])], (9, 9, 5, 0, 0), 0, None, "ids out of order"),
+    ([(1, 0, [b"f"])], (9, 9, 5, 0, 0), 0, None, "an entry of 1 items"),
+    ([(1, 0, [])], (9, 9, 5, 0, 0), 0, None, "an entry of 0 items"),
+    ([(10, 0, [b"f", b"v"])], (9, 9, 5, 0, 0), 0, None, "last id or entries-added"),
+    ([(1, 0, [b"f", b"v"]), (2, 0, [b"f", b"v"])], (9, 9, 1, 0, 0), 0, None,
+     "last id or entries-added"),
+    ([(1, 0, [b"f", b"v"])], (9, 9, 5, 0, 0), 1, None, "consumer groups are not supported"),
+    ([(1, 0, [b"f", b"v"])], (9, 9, 5, 0, 0), 0, 1, "a stream block in a version 1 file"),
+])
+def test_kdb_refuses_impossible_streams(entries, meta, groups, version, message):
+    from tenantkv.persistence.kdb import format as kdb
+    good = kdb.load(_stream_payload([(1, 0, [b"f", b"v"]), (1, 1, [b"a", b"b", b"c", b"d"])]))
+    stream = good["t"][0][0][b"st"]
+    assert stream.range(0, 1 << 128) == [(1 << 64, [b"f", b"v"]), ((1 << 64) | 1, [b"a", b"b", b"c", b"d"])]
+    assert (stream.last_id, stream.entries_added) == ((9 << 64) | 9, 5)
+    if groups and kdb.STREAM_GROUP_CODEC[1] is not None:
+        pytest.skip("consumer groups are decoded (keyspace/streamgroups.py tests them)")
+    with pytest.raises(kdb.KdbError) as refused:
+        kdb.load(_stream_payload(entries, meta, groups, version))
+    assert message in str(refused.value)

@@ -345,11 +345,26 @@ def xdel(conn, args):
     if s is None:
         return 0
     ids = [parse_id(raw, 0, True) for raw in args[2:]]   # all checked before any delete
-    deleted = 0
-    for sid in ids:
-        if s.delete(sid):
-            deleted += 1
-    return deleted
+    if len(ids) <= slices.STEP:
+        return s.delete_many(ids)
+    return slices.run(conn, _xdel_job(s, ids))
+
+
+def _xdel_job(s: Stream, ids: list):
+    """A big XDEL (dispatch/slices.py): the ids found STEP at a time (~4 us
+    each) and the blocks they touch rebuilt a few hundred at a time, all
+    reading only; then the new blocks put in place at once, so a job
+    refused inside EXEC has changed nothing."""
+    hits: dict = {}
+    for start in range(0, len(ids), slices.STEP):
+        s.locate(ids[start:start + slices.STEP], hits)
+        yield
+    touched = list(hits)
+    rebuilt = []
+    for start in range(0, len(touched), 256):
+        rebuilt += s.rebuilt(hits, touched[start:start + 256])
+        yield
+    return s.install(rebuilt)
 
 
 @command("xtrim")
