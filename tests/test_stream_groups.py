@@ -391,7 +391,16 @@ def test_big_pel_in_slices_and_bounded_deliveries(server):
     cursor, claimed, deleted = raw_command(c, "XAUTOCLAIM", "big", "g", "c2", 0, "0-0",
                                            "COUNT", total, "JUSTID")
     assert len(claimed) == MAX_DELIVERED and cursor == b"%d-0" % (MAX_DELIVERED + 1)
+    # a big group and a stream with one are freed in slices (dispatch/lazyfree.py)
+    c.xgroup_create("big", "g2", id="0")
+    c.xreadgroup("g2", "c", {"big": ">"})
+    assert c.xgroup_destroy("big", "g") == 1
     assert c.ping()
+    assert c.delete("big") == 1
+    deadline = time.monotonic() + 10
+    while c.info("memory").get("lazyfree_pending_objects", 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert c.info("memory").get("lazyfree_pending_objects", 0) == 0
 
 
 GROUP_EVENTS_SCRIPT = [

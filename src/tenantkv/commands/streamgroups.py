@@ -16,7 +16,7 @@ dispatch/blocking.py: by XADD, and with Redis 7.0's errors when its group
 """
 
 from tenantkv import errors
-from tenantkv.dispatch import slices
+from tenantkv.dispatch import lazyfree, slices
 from tenantkv.dispatch.blocking import Blocked, metered
 from tenantkv.dispatch.table import command, container, subcommand
 from tenantkv.errors import CommandError
@@ -190,6 +190,8 @@ def xgroup_destroy(conn, args):
     if group is None:
         return 0
     del stream.groups[args[3]]
+    if len(group.pel) >= lazyfree.BIG:   # its pending entries freed in slices
+        lazyfree.free(conn.server.loop, group)
     # Parked XREADGROUPs of the group are answered -NOGROUP: this write of
     # the key reaches them (dispatch/blocking.py).
     return 1
