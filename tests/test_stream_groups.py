@@ -74,6 +74,39 @@ def test_parked_xreadgroup_as_redis(server, redis_server):
     assert expected.count(b"-UNBLOCKED the stream key no longer exists\r\n") == 4
 
 
+def _watch_scenario(port: int) -> list:
+    """Which group commands fail a WATCHer's EXEC (Redis: only XGROUP CREATE
+    ... MKSTREAM making the key)."""
+    out = []
+    admin, watcher = _raw(port), _raw(port)
+    admin.call([b"FLUSHALL"])
+    admin.call([b"XADD", b"s", b"1-1", b"a", b"1"])
+    admin.call([b"XGROUP", b"CREATE", b"s", b"g", b"0"])
+    for command in ([b"XREADGROUP", b"GROUP", b"g", b"c", b"STREAMS", b"s", b">"],
+                    [b"XCLAIM", b"s", b"g", b"d", b"0", b"1-1"], [b"XACK", b"s", b"g", b"1-1"],
+                    [b"XGROUP", b"CREATECONSUMER", b"s", b"g", b"e"],
+                    [b"XGROUP", b"SETID", b"s", b"g", b"0"],
+                    [b"XAUTOCLAIM", b"s", b"g", b"f", b"0", b"0"],
+                    [b"XGROUP", b"CREATE", b"s", b"g2", b"0"],
+                    [b"XGROUP", b"DESTROY", b"s", b"g2"],
+                    [b"XGROUP", b"CREATE", b"s3", b"g", b"0", b"MKSTREAM"]):
+        key = b"s3" if command[2:3] == [b"s3"] or command[3:4] == [b"s3"] else b"s"
+        watcher.call([b"WATCH", key])
+        out.append(admin.call(command))
+        watcher.call([b"MULTI"])
+        watcher.call([b"PING"])
+        out.append(watcher.call([b"EXEC"]))
+    admin.close()
+    watcher.close()
+    return out
+
+
+def test_watch_as_redis(server, redis_server):
+    expected = _watch_scenario(redis_server.port)
+    assert _watch_scenario(server.port) == expected
+    assert expected.count(b"*-1\r\n") == 1   # CREATE ... MKSTREAM
+
+
 def test_parked_xreadgroup_timeout_and_fifo(server):
     c = server.client()
     c.flushall()

@@ -17,7 +17,7 @@ dispatch/blocking.py: by XADD, and with Redis 7.0's errors when its group
 
 from tenantkv import errors
 from tenantkv.dispatch import lazyfree, slices
-from tenantkv.dispatch.blocking import Blocked, metered
+from tenantkv.dispatch.blocking import Blocked, metered, serve_ready
 from tenantkv.dispatch.table import command, container, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.database import now_ms
@@ -192,8 +192,14 @@ def xgroup_destroy(conn, args):
     del stream.groups[args[3]]
     if len(group.pel) >= lazyfree.BIG:   # its pending entries freed in slices
         lazyfree.free(conn.server.loop, group)
-    # Parked XREADGROUPs of the group are answered -NOGROUP: this write of
-    # the key reaches them (dispatch/blocking.py).
+    # Its parked XREADGROUPs are answered -NOGROUP (signalKeyAsReady: the
+    # blocked clients hear of it, WATCH does not).
+    db = conn.db
+    if db.blocked and args[2] in db.blocked:
+        events = conn.server.events
+        events.ready.append((db, args[2]))
+        if not events.in_exec:
+            serve_ready(events)
     return 1
 
 
@@ -340,7 +346,9 @@ def _park(conn, keys, group_name: bytes, consumer_name: bytes, count: int, noack
 def _served(conn, key: bytes, group_name: bytes, consumer_name: bytes, entries, noack: bool,
             created: bool):
     """A parked XREADGROUP was served outside any handler: log its effects
-    (as the recorder would), tell WATCH, tracking and the notifications."""
+    (as the recorder would) and its consumer's creation event. WATCH and
+    tracking hear nothing of it, as of any XREADGROUP (Redis signals no
+    modified key for a delivery)."""
     from tenantkv.persistence.aof.recorders import xreadgroup_effects
     db = conn.db
     events = conn.server.events
@@ -355,7 +363,6 @@ def _served(conn, key: bytes, group_name: bytes, consumer_name: bytes, entries, 
         flags = notifier.listening(conn)
         if flags:
             notifier.send(conn.tenant, db.index, flags, [(STREAM, b"xgroup-createconsumer", key)])
-    events.written([(db, key)], conn)
 
 
 def _delivered_ids(entries) -> list:

@@ -70,6 +70,17 @@ def _key_positions(cmd):
     return touched
 
 
+def _nothing(conn, db, args, reply):
+    return []
+
+
+def _xgroup(conn, db, args, reply):
+    sub = args[1].lower()
+    if sub == b"create" and b"mkstream" in [a.lower() for a in args[5:]]:
+        return [(db, args[2])]
+    return []
+
+
 def _destination(conn, db, args, reply):
     return [(db, args[1])]
 
@@ -105,6 +116,12 @@ TOUCHED = {
     "zrangestore": _destination, "bitop": lambda conn, db, args, reply: [(db, args[2])],
     "lmpop": _popped_key, "zmpop": _popped_key, "blmpop": _popped_key, "bzmpop": _popped_key,
     "move": _move, "copy": _copy,
+    # Consumer groups change no key for WATCH, tracking or blocked clients
+    # (t_stream.c signals nothing for them), but XGROUP CREATE ... MKSTREAM
+    # making the key (XGROUP DESTROY wakes its parked XREADGROUPs itself:
+    # commands/streamgroups.py)
+    "xreadgroup": _nothing, "xack": _nothing, "xclaim": _nothing, "xautoclaim": _nothing,
+    "xgroup": _xgroup,
 }
 
 
