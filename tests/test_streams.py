@@ -467,3 +467,54 @@ def test_kdb_refuses_impossible_streams(entries, meta, groups, version, message)
     with pytest.raises(kdb.KdbError) as refused:
         kdb.load(_stream_payload(entries, meta, groups, version))
     assert message in str(refused.value)
+
+
+@pytest.mark.parametrize("resp3", [False, True])
+def test_blocked_readers_match_redis(redis_server, server, resp3):
+    """The same blocked XREADs and the same writes on both servers: each
+    reader's reply (or still no reply) is byte-identical."""
+    script = [
+        # (readers to park: [args]), writes, then which readers must have answered
+        ([[b"XREAD", b"BLOCK", b"0", b"STREAMS", b"b1", b"$"],
+          [b"XREAD", b"BLOCK", b"0", b"COUNT", b"1", b"STREAMS", b"b2", b"b1", b"0", b"5-0"]],
+         [[b"XADD", b"b1", b"3-0", b"a", b"1"], [b"XADD", b"b1", b"6-0", b"a", b"2"]]),
+        ([[b"XREAD", b"BLOCK", b"0", b"STREAMS", b"b3", b"$"]],
+         [[b"DEL", b"b3"], [b"SET", b"b3", b"x"], [b"DEL", b"b3"], [b"XADD", b"b3", b"1-1", b"k", b"v"]]),
+        ([[b"XREAD", b"BLOCK", b"0", b"STREAMS", b"b4", b"0"]],
+         [[b"XADD", b"src", b"2-2", b"f", b"v"], [b"RENAME", b"src", b"b4"]]),
+        ([[b"XREAD", b"BLOCK", b"0", b"STREAMS", b"b5", b"$"]],
+         [[b"XADD", b"b5", b"1-0", b"f", b"v"]]),   # $ of a missing key is 0-0
+        ([[b"XREAD", b"BLOCK", b"0", b"STREAMS", b"b6", b"9-0"]],
+         [[b"XADD", b"b6", b"1-0", b"f", b"v"], [b"XSETID", b"b6", b"10-0"]]),   # not served
+        ([[b"XREAD", b"BLOCK", b"0", b"STREAMS", b"b7", b"$"],
+          [b"XREAD", b"BLOCK", b"100", b"STREAMS", b"b8", b"$"]],   # times out: a null
+         [[b"MULTI"], [b"XADD", b"b7", b"1-0", b"f", b"v"], [b"XADD", b"b7", b"2-0", b"g", b"w"],
+          [b"EXEC"]]),   # served after EXEC, both entries
+    ]
+    for conn in (harness.RawConnection(redis_server.port), harness.RawConnection(server.port)):
+        assert conn.call([b"FLUSHALL"]) == b"+OK\r\n"
+    for readers, writes in script:
+        outcome = []
+        for port in (redis_server.port, server.port):
+            conns = []
+            for args in readers:
+                reader = harness.RawConnection(port)
+                if resp3:
+                    reader.call([b"HELLO", b"3"])
+                reader.send(args)
+                conns.append(reader)
+            writer = harness.RawConnection(port)
+            time.sleep(0.2)
+            replies = [writer.call(args) for args in writes]
+            time.sleep(0.3)
+            got = []
+            for reader in conns:
+                reader.sock.settimeout(0.5)
+                try:
+                    got.append(reader.read_reply())
+                except (TimeoutError, OSError):
+                    got.append(None)
+                reader.sock.close()
+            writer.sock.close()
+            outcome.append((replies, got))
+        assert outcome[0] == outcome[1], (readers, writes)

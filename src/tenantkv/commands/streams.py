@@ -544,9 +544,12 @@ def xread(conn, args):
     count = r.count or XREAD_BLOCKED_DEFAULT_COUNT
 
     def serve(conn, key):
+        # Redis serves a reader when an XADD (or a new key) signals the key,
+        # if the last id passed its own; here any write wakes the key, so
+        # wait for an entry past it (an XSETID alone serves nobody)
         s = conn.db.get(key)
         gt = after[key]
-        if s.last_id <= gt:
+        if s.last_entry_id() <= gt:
             return None
         body, n = s.range_reply(gt + 1, MAX_ID, count)
         return read_reply(conn, [(key, body, n)])

@@ -298,6 +298,31 @@ class Stream:
             return parts[0]
         return b"".join([p for p, _ in parts]), sum([k for _, k in parts])
 
+    def ids_in(self, lo: int, hi: int, count: int = 0) -> list:
+        """The ids of `range_reply(lo, hi, count)`'s entries, ascending,
+        read from the id arrays (no decoding): what a consumer group's
+        delivery adds to its pending lists."""
+        out: list = []
+        if lo > hi or not self.blocks:
+            return out
+        blocks = self.blocks
+        b, i = self._locate(lo)
+        while b < len(blocks):
+            block = blocks[b]
+            ms, seq = block.ms, block.seq
+            n = len(ms)
+            while i < n:
+                sid = ms[i] << 64 | seq[i]
+                if sid > hi:
+                    return out
+                out.append(sid)
+                if len(out) == count:
+                    return out
+                i += 1
+            b += 1
+            i = 0
+        return out
+
     def count_range(self, lo: int, hi: int) -> int:
         """How many entries have lo <= id <= hi: O(log n + blocks spanned)."""
         if lo > hi or not self.blocks:

@@ -404,7 +404,13 @@ def _dec_groups(r, streams) -> None:
 STREAM_GROUP_CODEC: list = [_enc_groups, _dec_groups]
 
 
+# Stream entries decoded between two yields of _parse_steps.
+_STREAM_STEP = 4096
+
+
 def _dec_streams(r, count, data):
+    """A stream block, as a generator: a yield every _STREAM_STEP entries,
+    so a KDB IMPORT of a long stream runs in slices like a big string block."""
     at = r.pos
     keys = r.strs(count)
     meta = r.ints(5 * count, "Q")
@@ -431,6 +437,8 @@ def _dec_streams(r, count, data):
             last = sid
             e += 1
             f += size
+            if not e % _STREAM_STEP:
+                yield
         m = meta[5 * k:5 * k + 5]
         s.last_id = m[0] << 64 | m[1]
         s.entries_added = m[2]
@@ -445,7 +453,6 @@ def _dec_streams(r, count, data):
             raise KdbError("stream consumer groups are not supported by this version", at)
         decode_groups(r, [(s, g) for s, g in zip(streams, groups) if g])
     data.update(zip(keys, streams))
-    return keys
 
 
 # An intset is written as a set (its members as decimal text) and read back as
@@ -795,7 +802,8 @@ def _dec_sets(r, count, data):
 
 
 _DECODERS = {STRING: _dec_strings, LIST: _dec_sequences(QuickList, "list", "element"),
-             SET: _dec_sets, ZSET_: _dec_zsets, HASH: _dec_hashes, STREAM: _dec_streams}
+             SET: _dec_sets, ZSET_: _dec_zsets, HASH: _dec_hashes,
+             STREAM: _dec_streams}   # (a generator: _parse_steps runs it)
 
 
 def _repeated_key(data: bytes, start: int, stop: int, index: int, expiry: bool):
@@ -1036,6 +1044,8 @@ def _parse_steps(data: bytes, now_ms, databases, limits=None, room=None):
                 try:
                     if kind == STRING:   # the common block: decoded in steps
                         yield from _dec_strings_steps(block, count, values)
+                    elif kind == STREAM:   # one stream can hold millions of entries
+                        yield from _dec_streams(block, count, values)
                     else:
                         decoder(block, count, values)
                 except KdbError as exc:
