@@ -424,6 +424,13 @@ def test_big_pel_in_slices_and_bounded_deliveries(server):
     cursor, claimed, deleted = raw_command(c, "XAUTOCLAIM", "big", "g", "c2", 0, "0-0",
                                            "COUNT", total, "JUSTID")
     assert len(claimed) == MAX_DELIVERED and cursor == b"%d-0" % (MAX_DELIVERED + 1)
+    # the bound is per call, all streams together: the second waits
+    c.xadd("small", {"f": "v"}, id="1-0")
+    c.xgroup_create("small", "g", id="0")
+    c.xgroup_create("big", "g3", id="0")
+    c.xgroup_create("small", "g3", id="0")
+    reply = c.xreadgroup("g3", "c", {"big": ">", "small": ">"})
+    assert [(key, len(entries)) for key, entries in reply] == [(b"big", MAX_DELIVERED)]
     # a big group and a stream with one are freed in slices (dispatch/lazyfree.py)
     c.xgroup_create("big", "g2", id="0")
     c.xreadgroup("g2", "c", {"big": ">"})

@@ -33,8 +33,8 @@ from tenantkv.util.numbers import LLONG_MAX, parse_int
 # Without COUNT, a parked XREADGROUP is served at most this many entries
 # (Redis's XREAD_BLOCKED_DEFAULT_COUNT).
 BLOCKED_DEFAULT_COUNT = 1000
-# tenantkv's bound on the entries one XREADGROUP delivers (or re-reads) per
-# stream without COUNT or with a larger one, and on XAUTOCLAIM's COUNT: the
+# tenantkv's bound on the entries one XREADGROUP delivers (or re-reads), all
+# its streams together, and on XAUTOCLAIM's COUNT: the
 # rest stay for the next call, as with a COUNT (XAUTOCLAIM's cursor goes on
 # from there), so one call cannot build a reply and a PEL of millions of
 # entries in one turn of the loop (~5 us an entry: 50 ms at most).
@@ -229,29 +229,27 @@ def xgroup_delconsumer(conn, args):
 NEW = -1   # the ">" id
 
 
-def _serve_new(conn, stream, group, consumer, count: int, noack: bool, now: int):
+def _serve_new(conn, stream, group, consumer, limit: int, noack: bool, now: int):
     """Deliver the entries after the group's last id (streamReplyWithRange
-    with a group): at most `count` (0: MAX_DELIVERED). Returns the entries'
-    reply (a Raw array)."""
-    ids, body = next_entries(stream, group.last_id,
-                             min(count, MAX_DELIVERED) if count else MAX_DELIVERED)
+    with a group), at most `limit`: (the entries' reply, a Raw array, and
+    their number)."""
+    ids, body = next_entries(stream, group.last_id, limit)
     if not ids:
-        return EMPTY_ARRAY
+        return EMPTY_ARRAY, 0
     for sid in ids:   # each one is past the group's last id
         advance(stream, group, sid)
         if not noack:
             group.deliver(sid, consumer, now)
-    return Raw(b"*%d\r\n%s" % (len(ids), body))
+    return Raw(b"*%d\r\n%s" % (len(ids), body)), len(ids)
 
 
-def _serve_history(stream, consumer, start: int, count: int, now: int):
-    """The consumer's own pending entries from `start` (streamReplyWithRange-
-    FromConsumerPEL): a deleted entry as [id, null]; the others count a
-    delivery."""
+def _serve_history(stream, consumer, start: int, limit: int, now: int):
+    """The consumer's own pending entries from `start`, at most `limit`
+    (streamReplyWithRangeFromConsumerPEL): a deleted entry as [id, null];
+    the others count a delivery. (reply, number of entries)."""
     pel = consumer.pel
     parts = []
     raw = True
-    limit = min(count, MAX_DELIVERED) if count else MAX_DELIVERED
     for sid in pel.irange(minimum=start):
         data = stream.entry_reply(sid)
         if data is None:
@@ -265,8 +263,8 @@ def _serve_history(stream, consumer, start: int, count: int, now: int):
         if len(parts) >= limit:
             break
     if raw:
-        return Raw(b"*%d\r\n%s" % (len(parts), b"".join(parts)))
-    return [p if type(p) is list else Raw(p) for p in parts]
+        return Raw(b"*%d\r\n%s" % (len(parts), b"".join(parts))), len(parts)
+    return [p if type(p) is list else Raw(p) for p in parts], len(parts)
 
 
 def _top(conn, served: list):
@@ -296,16 +294,22 @@ def xreadgroup(conn, args):
 
     now = now_ms()
     served = []
+    budget = MAX_DELIVERED   # for all the streams of the call together
     for key, stream, group, sid in targets:
+        if budget <= 0:
+            break   # the other streams wait for the next call
+        limit = min(count, budget) if count else budget
         if sid == NEW:
             if not stream.length or stream.last_entry_id() <= group.last_id:
                 continue
             consumer, _ = _consumer(group, consumer_name, now)
-            served.append((key, _serve_new(conn, stream, group, consumer, count, noack, now)))
+            entries, n = _serve_new(conn, stream, group, consumer, limit, noack, now)
         else:
             consumer, _ = _consumer(group, consumer_name, now)
             start = sid + 1 if sid < MAX_ID else 0   # streamIncrID wraps, unchecked
-            served.append((key, _serve_history(stream, consumer, start, count, now)))
+            entries, n = _serve_history(stream, consumer, start, limit, now)
+        served.append((key, entries))
+        budget -= n
     if served:
         return _top(conn, served)
     if r.timeout < 0:
@@ -334,7 +338,8 @@ def _park(conn, keys, group_name: bytes, consumer_name: bytes, count: int, noack
     def _serve_parked(conn, key, stream, group):
         now = now_ms()
         consumer, created = _consumer(group, consumer_name, now)
-        entries = _serve_new(conn, stream, group, consumer, count, noack, now)
+        entries, _ = _serve_new(conn, stream, group, consumer, min(count, MAX_DELIVERED),
+                                noack, now)
         _served(conn, key, group_name, consumer_name, entries, noack, created)
         return _top(conn, [(key, entries)])
 
