@@ -483,3 +483,31 @@ def test_parked_delivery_is_logged(make_server):
     server.kill()
     server = make_server(*AOF_ALWAYS, port=server.port)
     assert _group_state(server.client()) == before
+
+
+def test_groups_count_in_the_memory_quota(tmp_path):
+    """A tenant's consumers and pending entries count in its memory quota:
+    XGROUP CREATECONSUMER past it is refused, and the accounting comes back
+    down when the stream goes."""
+    with locked_server(tmp_path, {"alice": "alice-pw"}, "root-pw") as server:
+        root, alice = login(server, "root"), login(server, "alice")
+        root.config_set("tenant-quota-memory", "2mb")
+        def used() -> int:
+            info = raw_command(root, "TENANT", "INFO", "alice")
+            if isinstance(info, list):
+                info = dict(zip(info[::2], info[1::2]))
+            return info[b"used_memory"]
+        empty = used()
+        alice.xgroup_create("s", "g", id="$", mkstream=True)
+        name = b"c" * 1000
+        with pytest.raises(redis.ResponseError, match="'memory' quota"):
+            for i in range(5000):   # ~7 MB of consumer names and objects
+                alice.execute_command("XGROUP", "CREATECONSUMER", "s", "g", name + b"%d" % i)
+        created = len(alice.xinfo_consumers("s", "g"))
+        assert 500 < created < 5000
+        assert alice.ping()
+        assert used() - empty > created * 1000
+        alice.delete("s")
+        assert used() - empty < 50_000
+        alice.xgroup_create("s", "g", id="$", mkstream=True)   # room again
+        root.config_set("tenant-quota-memory", "0")

@@ -125,7 +125,7 @@ TOUCHED = {
 }
 
 
-def _writes_keys(cmd) -> bool:
+def writes_keys(cmd) -> bool:
     """A container with subcommands that write keys (XGROUP): observed as a
     write command, its keys those of the subcommand run."""
     return any("write" in sub.flags and sub.key_specs for sub in cmd.subcommands.values())
@@ -299,7 +299,7 @@ class KeyEvents:
         if not plain:
             for name, cmd in COMMANDS.items():
                 plain[name] = cmd.handler
-                if "write" in cmd.flags or _writes_keys(cmd):
+                if "write" in cmd.flags or writes_keys(cmd):
                     self._wrapped[name] = self._wrap(cmd, cmd.handler)
                     self._gated.append(name)
                 elif name in _GATED:
