@@ -16,28 +16,29 @@ dispatch/blocking.py: by XADD, and with Redis 7.0's errors when its group
 """
 
 from tenantkv import errors
+from tenantkv.commands import streams
+from tenantkv.commands.streams import parse_id, read_args, stream_info
 from tenantkv.dispatch import lazyfree, slices
 from tenantkv.dispatch.blocking import Blocked, metered, serve_ready
 from tenantkv.dispatch.table import command, container, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.database import now_ms
-from tenantkv.commands import streams
-from tenantkv.commands.streams import parse_id, read_args, stream_info
 from tenantkv.keyspace.stream import MAX_ID, MAX_SEQ, Stream, format_id
 from tenantkv.keyspace.streamgroups import (INVALID, GroupLimit, Nack, advance, create_group,
                                             lag, lookup_group, next_entries)
-from tenantkv.util.keyspace_events import STREAM
+from tenantkv.persistence.aof.recorders import entry_ids, xreadgroup_effects
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY, OK, Raw
+from tenantkv.util.keyspace_events import STREAM
 from tenantkv.util.numbers import LLONG_MAX, parse_int
 
 # Without COUNT, a parked XREADGROUP is served at most this many entries
 # (Redis's XREAD_BLOCKED_DEFAULT_COUNT).
 BLOCKED_DEFAULT_COUNT = 1000
 # tenantkv's bound on the entries one XREADGROUP delivers (or re-reads), all
-# its streams together, and on XAUTOCLAIM's COUNT: the
-# rest stay for the next call, as with a COUNT (XAUTOCLAIM's cursor goes on
-# from there), so one call cannot build a reply and a PEL of millions of
-# entries in one turn of the loop (~5 us an entry: 50 ms at most).
+# its streams together, and on XAUTOCLAIM's COUNT: the rest stay for the
+# next call, as with a COUNT (XAUTOCLAIM's cursor goes on from there), so
+# one call cannot build a reply and a PEL of millions of entries in one turn
+# of the loop (~5 us an entry: 50 ms at most).
 MAX_DELIVERED = 10000
 
 
@@ -75,20 +76,6 @@ def _consumer(group, name: bytes, now: int):
         return group.get_or_create(name, now)
     except GroupLimit as exc:
         raise CommandError(errors.group_limit(exc.what, exc.limit)) from None
-
-
-def _entry_or_null(stream, sid: int):
-    """An entry as XRANGE replies it, or [id, null] for one deleted since."""
-    data = stream.entry_reply(sid)
-    if data is None:
-        return [format_id(sid), NULL_ARRAY]
-    return Raw(data)
-
-
-def _entries(parts: list, raw: bool):
-    if raw:
-        return Raw(b"*%d\r\n%s" % (len(parts), b"".join(parts)))
-    return parts
 
 
 # -- XGROUP ----------------------------------------------------------------------------
@@ -354,30 +341,19 @@ def _served(conn, key: bytes, group_name: bytes, consumer_name: bytes, entries, 
     (as the recorder would) and its consumer's creation event. WATCH and
     tracking hear nothing of it, as of any XREADGROUP (Redis signals no
     modified key for a delivery)."""
-    from tenantkv.persistence.aof.recorders import xreadgroup_effects
     db = conn.db
     events = conn.server.events
     journal = events.journal
     if journal is not None:
         name = conn.tenant.name
         for record in xreadgroup_effects(db, key, group_name, consumer_name,
-                                         _delivered_ids(entries), noack):
+                                         entry_ids(entries), noack):
             journal.emit(name, db.index, record)
     notifier = events.notifier
     if created and notifier is not None:
         flags = notifier.listening(conn)
         if flags:
             notifier.send(conn.tenant, db.index, flags, [(STREAM, b"xgroup-createconsumer", key)])
-
-
-def _delivered_ids(entries) -> list:
-    """The ids in an entries reply (Raw, as _serve_new builds it)."""
-    if entries is EMPTY_ARRAY:
-        return []
-    from hiredis import Reader
-    reader = Reader()
-    reader.feed(bytes(entries))
-    return [item[0] for item in reader.gets()]
 
 
 # -- XACK ------------------------------------------------------------------------------

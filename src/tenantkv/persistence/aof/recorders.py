@@ -211,7 +211,7 @@ def group_effects(db, key: bytes, group_name: bytes, ids, consumer_name=None) ->
     return records
 
 
-def _entry_ids(entries) -> list:
+def entry_ids(entries) -> list:
     """The ids in an entries reply: a Raw RESP array, or a list of Raw
     entries and [id, null] pairs (a deleted entry in a history read)."""
     from hiredis import Reader
@@ -221,7 +221,7 @@ def _entry_ids(entries) -> list:
             if type(item) is list:
                 ids.append(_parse_id(item[0]))
             else:
-                ids.extend(_entry_ids(item))
+                ids.extend(entry_ids(item))
         return ids
     data = bytes(entries)
     if data.startswith(b"*"):
@@ -258,7 +258,7 @@ def _xreadgroup(conn, db, args, reply):
     records = []
     for key, entries in pairs:
         records += xreadgroup_effects(db, key, group_name, consumer_name,
-                                      _entry_ids(entries), noack)
+                                      entry_ids(entries), noack)
     return records
 
 
@@ -276,7 +276,7 @@ def _xautoclaim(conn, db, args, reply):
     if type(reply) is not list:
         return ()
     _, claimed, deleted = reply
-    ids = [_parse_id(item) if type(item) is bytes else _entry_ids(item)[0] for item in claimed]
+    ids = [_parse_id(item) if type(item) is bytes else entry_ids(item)[0] for item in claimed]
     ids += [_parse_id(item) for item in deleted]
     return group_effects(db, args[1], args[2], ids)
 
