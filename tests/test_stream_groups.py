@@ -306,9 +306,34 @@ def _normalize(command: list, reply):
         return [item[:2] + item[3:] for item in reply]
     if name == "XINFO" and command[1] == "CONSUMERS" and isinstance(reply, list):
         return [item[:4] for item in reply]   # name, pending (not idle)
-    if name == "XCLAIM" and isinstance(reply, list):
-        return reply
+    if name == "XINFO" and command[1] == "STREAM" and isinstance(reply, list):
+        return _full(reply)
     return reply
+
+
+def _pairs(flat: list) -> dict:
+    return dict(zip(flat[::2], flat[1::2]))
+
+
+def _full(reply: list) -> dict:
+    """XINFO STREAM FULL without the clock (delivery and seen times) and
+    the rax's shape (radix-tree-keys/-nodes: tenantkv's blocks differ)."""
+    info = _pairs(reply)
+    del info[b"radix-tree-keys"], info[b"radix-tree-nodes"]
+    groups = []
+    for flat in info[b"groups"]:
+        group = _pairs(flat)
+        group[b"pending"] = [p[:2] + p[3:] for p in group[b"pending"]]
+        consumers = []
+        for c in group[b"consumers"]:
+            c = _pairs(c)
+            del c[b"seen-time"]
+            c[b"pending"] = [[p[0], p[2]] for p in c[b"pending"]]
+            consumers.append(c)
+        group[b"consumers"] = consumers
+        groups.append(group)
+    info[b"groups"] = groups
+    return info
 
 
 def _random_command(rng, ids: list) -> list:
@@ -346,6 +371,8 @@ def _random_command(rng, ids: list) -> list:
         cmd = ["XPENDING", "s", group, "-", "+", str(rng.randint(1, 10))]
         return cmd + ([consumer] if rng.random() < 0.4 else [])
     if roll < 0.80:
+        if rng.random() < 0.3:
+            return ["XINFO", "STREAM", "s", "FULL", "COUNT", str(rng.randint(0, 3))]
         return ["XINFO", rng.choice(["GROUPS", "CONSUMERS"]), "s"] + (
             [group] if rng.random() < 0.5 else [])
     if roll < 0.85:
