@@ -699,3 +699,46 @@ def pfdebug_unknown(sub: bytes) -> str:
 
 def pfselftest_failed(what: str) -> str:
     return f"TESTFAILED {what}"
+
+
+# -- stream consumer groups (commands/streamgroups.py): Redis 7.0's texts ---------
+XGROUP_NO_KEY = ("ERR The XGROUP subcommand requires the key to exist. Note that for CREATE "
+                 "you may want to use the MKSTREAM option to create an empty stream "
+                 "automatically.")
+BUSYGROUP = "BUSYGROUP Consumer Group name already exists"
+ENTRIESREAD_RANGE = "ERR value for ENTRIESREAD must be positive or -1"
+XREADGROUP_DOLLAR = ("ERR The $ ID is meaningless in the context of XREADGROUP: you want to "
+                     "read the history of this consumer by specifying a proper ID, or use the "
+                     "> ID to get new messages. The $ ID would just return an empty result set.")
+XCLAIM_MIN_IDLE = "ERR Invalid min-idle-time argument for XCLAIM"
+XCLAIM_IDLE = "ERR Invalid IDLE option argument for XCLAIM"
+XCLAIM_TIME = "ERR Invalid TIME option argument for XCLAIM"
+XCLAIM_RETRYCOUNT = "ERR Invalid RETRYCOUNT option argument for XCLAIM"
+XAUTOCLAIM_MIN_IDLE = "ERR Invalid min-idle-time argument for XAUTOCLAIM"
+XAUTOCLAIM_COUNT = "ERR COUNT must be > 0"
+# A blocked XREADGROUP whose group or key went away (blocked.c)
+NOGROUP_BLOCKED = "NOGROUP the consumer group this client was blocked on no longer exists"
+UNBLOCKED_STREAM_GONE = "UNBLOCKED the stream key no longer exists"
+
+
+def xclaim_option(option: bytes) -> str:
+    return "ERR Unrecognized XCLAIM option '%s'" % arg_text(option)
+
+
+def nogroup_of_key(group: bytes, key: bytes) -> str:
+    return "NOGROUP No such consumer group '%s' for key name '%s'" % (arg_text(group), arg_text(key))
+
+
+def nogroup_key_or_group(key: bytes, group: bytes) -> str:
+    return "NOGROUP No such key '%s' or consumer group '%s'" % (arg_text(key), arg_text(group))
+
+
+def nogroup_readgroup(key: bytes, group: bytes) -> str:
+    return ("NOGROUP No such key '%s' or consumer group '%s' in XREADGROUP with GROUP option"
+            % (arg_text(key), arg_text(group)))
+
+
+def group_limit(what: str, limit: int) -> str:
+    """tenantkv's own: a stream's groups / a group's consumers are bounded."""
+    return "ERR tenantkv: more than %d %s (per %s)" % (
+        limit, what, "stream" if what == "groups" else "consumer group")

@@ -2,8 +2,8 @@
 
 from tenantkv.commands import (  # noqa: F401  (imported for their registrations)
     acl, appendonly, bitmaps, connection, geo, hashes, hll, keys, lists, lolwut, memory,
-    persistence, functions, pubsub, scripting, server, sets, sort, streams, strings, tenant,
-    transactions, zsets,
+    persistence, functions, pubsub, scripting, server, sets, sort, streamgroups, streams,
+    strings, tenant, transactions, zsets,
 )
 from tenantkv.dispatch.table import COMMANDS, Command
 

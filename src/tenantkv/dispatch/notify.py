@@ -316,6 +316,75 @@ def _xadd(db, args, reply, before):
     return out
 
 
+def _group_of(db, key: bytes, name: bytes):
+    s = db.data.get(key)
+    groups = s.groups if type(s) is Stream else None
+    return groups.get(name) if groups else None
+
+
+def _consumers_prepare(db, args):
+    """XREADGROUP / XCLAIM / XAUTOCLAIM: which (key, consumer) existed, for
+    their "xgroup-createconsumer" (streamCreateConsumer's event)."""
+    if args[0].lower() == b"xreadgroup":
+        lowered = [a.lower() for a in args]
+        at = lowered.index(b"group") if b"group" in lowered else -1
+        if at < 0 or at + 2 >= len(args) or b"streams" not in lowered:
+            return {}
+        group, consumer = args[at + 1], args[at + 2]
+        start = lowered.index(b"streams") + 1
+        keys = args[start:start + (len(args) - start) // 2]
+    else:
+        group, consumer, keys = args[2], args[3], args[1:2]
+    out = {b"consumer": (group, consumer)}
+    for key in keys:
+        g = _group_of(db, key, group)
+        out[key] = g is not None and consumer in g.consumers
+    return out
+
+
+def _consumers_created(db, args, reply, before):
+    if not before or reply is None or reply is NULL_ARRAY:
+        return ()
+    group, consumer = before[b"consumer"]
+    out = []
+    for key, existed in before.items():
+        if key == b"consumer" or existed:
+            continue
+        g = _group_of(db, key, group)
+        if g is not None and consumer in g.consumers:
+            out.append((STREAM, b"xgroup-createconsumer", key))
+    return out
+
+
+def _xgroup_prepare(db, args):
+    if len(args) < 4:
+        return {}
+    out = {args[2]: args[2] in db.data}
+    if len(args) > 4:
+        g = _group_of(db, args[2], args[3])
+        out[b"consumer"] = g is not None and args[4] in g.consumers
+    return out
+
+
+def _xgroup(db, args, reply, before):
+    """XGROUP's events (t_stream.c): a MKSTREAM's "new", then its own."""
+    sub = args[1].lower()
+    key = args[2] if len(args) > 2 else None
+    out: list = []
+    if sub == b"create":
+        _new(out, db, before, key)
+        out.append((STREAM, b"xgroup-create", key))
+    elif sub == b"setid":
+        out.append((STREAM, b"xgroup-setid", key))
+    elif sub == b"destroy" and reply == 1:
+        out.append((STREAM, b"xgroup-destroy", key))
+    elif sub == b"createconsumer" and reply == 1:
+        out.append((STREAM, b"xgroup-createconsumer", key))
+    elif sub == b"delconsumer" and before.get(b"consumer"):
+        out.append((STREAM, b"xgroup-delconsumer", key))
+    return out
+
+
 def _zadd(db, args, reply, before):
     key = args[1]
     z = db.data.get(key)
@@ -457,6 +526,10 @@ EVENTS = {
     "geoadd": _zadd, "geosearchstore": _stored(ZSET, b"geosearchstore"),
     "georadius": _georadius_stored, "georadiusbymember": _georadius_stored,
     "sort": _sort,
+    # consumer groups: XGROUP's subcommands; a consumer that XREADGROUP,
+    # XCLAIM or XAUTOCLAIM created (XACK and the deliveries send none)
+    "xgroup": _xgroup, "xreadgroup": _consumers_created, "xclaim": _consumers_created,
+    "xautoclaim": _consumers_created,
     # MOVE and COPY write another database: Notifier._other_db.
     # FLUSHDB / FLUSHALL emit nothing (Redis 7.0 neither).
 }
@@ -464,7 +537,9 @@ EVENTS = {
 # What a few commands need to know before they run (else: which of their
 # keys exist).
 PREPARE = {"getex": _getex_prepare, "smove": _smove_prepare, "zadd": _zadd_prepare,
-           "xadd": _xadd_prepare, "geoadd": _geoadd_prepare}
+           "xadd": _xadd_prepare, "geoadd": _geoadd_prepare, "xgroup": _xgroup_prepare,
+           "xreadgroup": _consumers_prepare, "xclaim": _consumers_prepare,
+           "xautoclaim": _consumers_prepare}
 
 # Commands whose events depend on which keys existed before they ran (NX/XX,
 # deleting, a destination an empty result removes); the others look at it

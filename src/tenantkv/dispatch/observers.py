@@ -73,6 +73,17 @@ def _key_positions(cmd):
     return touched
 
 
+def _nothing(conn, db, args, reply):
+    return []
+
+
+def _xgroup(conn, db, args, reply):
+    sub = args[1].lower()
+    if sub == b"create" and b"mkstream" in [a.lower() for a in args[5:]]:
+        return [(db, args[2])]
+    return []
+
+
 def _destination(conn, db, args, reply):
     return [(db, args[1])]
 
@@ -154,7 +165,19 @@ TOUCHED = {
     "swapdb": _swapdb,
     "geosearchstore": _destination, "georadius": _georadius_store,
     "georadiusbymember": _georadius_store, "pfmerge": _destination,
+    # Consumer groups change no key for WATCH, tracking or blocked clients
+    # (t_stream.c signals nothing for them), but XGROUP CREATE ... MKSTREAM
+    # making the key (XGROUP DESTROY wakes its parked XREADGROUPs itself:
+    # commands/streamgroups.py)
+    "xreadgroup": _nothing, "xack": _nothing, "xclaim": _nothing, "xautoclaim": _nothing,
+    "xgroup": _xgroup,
 }
+
+
+def writes_keys(cmd) -> bool:
+    """A container with subcommands that write keys (XGROUP): observed as a
+    write command, its keys those of the subcommand run."""
+    return any("write" in sub.flags and sub.key_specs for sub in cmd.subcommands.values())
 
 
 def _existing_watched(dbs):
@@ -162,11 +185,22 @@ def _existing_watched(dbs):
     return [(db, key) for db in dbs for key in db.watchers if db.get(key) is not None]
 
 
+def _flushed(dbs):
+    """What a flush of `dbs` writes for the observers: the watched keys
+    that hold a value, and the keys clients are blocked on that do (a
+    parked XREADGROUP is answered when its stream goes, as Redis's
+    signalFlushedDb -> scanDatabaseForDeletedStreams)."""
+    keys = _existing_watched(dbs)
+    keys += [(db, key) for db in dbs for key in db.blocked
+             if key not in db.watchers and db.get(key) is not None]
+    return keys
+
+
 # command name -> prepare(conn, args) -> [(db, key), ...], taken before the
 # command runs, for commands after which the keys they changed are gone.
 PREPARE = {
-    "flushdb": lambda conn, args: _existing_watched([conn.db]),
-    "flushall": lambda conn, args: _existing_watched(conn.tenant.dbs),
+    "flushdb": lambda conn, args: _flushed([conn.db]),
+    "flushall": lambda conn, args: _flushed(conn.tenant.dbs),
 }
 
 # Refused with the writes while the server cannot persist (besides the write
@@ -315,7 +349,7 @@ class KeyEvents:
         if not plain:
             for name, cmd in COMMANDS.items():
                 plain[name] = cmd.handler
-                if "write" in cmd.flags:
+                if "write" in cmd.flags or writes_keys(cmd):
                     self._wrapped[name] = self._wrap(cmd, cmd.handler)
                     self._gated.append(name)
                 elif name in _GATED:

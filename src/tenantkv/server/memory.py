@@ -53,6 +53,7 @@ import time
 from tenantkv import errors
 from tenantkv.errors import CommandError, execabort_because
 from tenantkv.keyspace.footprint import BYTES, EXPIRE_OVERHEAD, KEY_OVERHEAD, data_size, footprint
+from tenantkv.dispatch.observers import writes_keys
 from tenantkv.util.numbers import parse_int
 from tenantkv.util.rss import rss_bytes
 from tenantkv.util.sampling import random_member
@@ -608,7 +609,7 @@ class Memory:
             return self._wrap_exec(handler)
         if name in RELOADS:
             return self._wrap_reload(handler)
-        if "write" in cmd.flags:
+        if "write" in cmd.flags or writes_keys(cmd):   # XGROUP: its subcommands write
             return self._wrap_write(cmd, handler)
         if self.tracking is not None and cmd.has_keys():
             return self._wrap_read(cmd, handler)
@@ -691,6 +692,10 @@ class Memory:
     def _wrap_write(self, cmd, handler):
         memory = self
         denyoom = "denyoom" in cmd.flags
+        # A container's subcommands that may grow the data (XGROUP CREATE,
+        # CREATECONSUMER): checked as denyoom commands are.
+        denyoom_subs = frozenset(name for name, sub in cmd.subcommands.items()
+                                 if "denyoom" in sub.flags)
         name = cmd.name
         single = (cmd.first_key == 1 and cmd.last_key == 1 and "movablekeys" not in cmd.flags
                   and name not in ("move", "copy"))
@@ -762,7 +767,8 @@ class Memory:
                     other = _other_db(conn, args, name)
                     if other is not None:
                         pairs.append((other, args[2] if name == "copy" else args[1]))
-            if denyoom and not events.in_exec:
+            if (denyoom or (denyoom_subs and len(args) > 1 and args[1].lower() in denyoom_subs)) \
+                    and not events.in_exec:
                 memory.admit(conn, lambda: any(key not in d.data for d, key in pairs))
             before = [footprint(d, key, d.data.get(key)) for d, key in pairs]
             existed = ({(d, key) for d, key in pairs if key in d.data}
