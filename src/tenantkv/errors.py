@@ -606,3 +606,13 @@ FUNCTIONS_MANY = "ERR tenantkv: more than %d functions (per tenant)"
 BUSY_FUNCTION = ("BUSY Redis is busy running a script. You can only call FUNCTION KILL or "
                  "SHUTDOWN NOSAVE.")
 SCRIPT_IN_SCRIPT = "ERR This Redis command is not allowed from script"
+
+
+# -- DUMP / RESTORE (commands/dump.py), Redis's texts (cluster.c restoreCommand) --
+DUMP_PAYLOAD_WRONG = "ERR DUMP payload version or checksum are wrong"
+BAD_DATA_FORMAT = "ERR Bad data format"
+RESTORE_INVALID_TTL = "ERR Invalid TTL value, must be >= 0"
+RESTORE_INVALID_IDLETIME = "ERR Invalid IDLETIME value, must be >= 0"
+RESTORE_INVALID_FREQ = "ERR Invalid FREQ value, must be >= 0 and <= 255"
+# A stream value: its RDB form waits for streams on main (persistence/rdb.py).
+DUMP_STREAM_UNSUPPORTED = "ERR DUMP of a stream is not supported yet"
