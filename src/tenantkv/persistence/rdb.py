@@ -42,8 +42,6 @@ loop; `run_whole` drives one to its end.
 """
 
 import struct
-from array import array
-from math import isnan
 
 from tenantkv.keyspace.database import shared
 from tenantkv.keyspace.hashpack import PackedHash, compact_hash
@@ -915,4 +913,4 @@ def restore_steps(payload: bytes, values=None, room=None, max_string: int = 512 
 
 __all__ = ["RdbError", "VersionError", "RoomExceeded", "dump_steps", "restore_steps",
            "verify_steps", "load_steps", "crc64", "lzf_compress", "lzf_decompress",
-           "run_whole", "RDB_VERSION", "isnan"]
+           "run_whole", "RDB_VERSION"]
