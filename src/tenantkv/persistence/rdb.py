@@ -8,8 +8,9 @@ bytes before it. So values move between redis-server and tenantkv.
 What DUMP emits (`dump_steps`), as redis-server 7.0 does (RDB version 10):
 a string as an int-encoded string when it is a canonical int32 of at most
 11 characters, else raw, LZF-compressed when longer than 20 bytes and LZF
-saves at least 4 of them (only up to LZF_MAX bytes: Python's LZF runs at a few
-MB/s; a longer string is stored raw, which RESTORE reads on both servers);
+saves at least 4 of them (only up to LZF_MAX, 8 KB: Python's LZF runs at
+~1 MB/s and is one step; a longer string, or a list node holding one big
+element, is stored raw, which RESTORE reads on both servers);
 a list as QUICKLIST_2 of listpacks cut as a list built by RPUSH is (8 KB
 nodes, list-max-listpack-size -2); an IntSet as INTSET; any other set as
 SET (7.0 has no set listpack); a PackedHash as HASH_LISTPACK, a dict as
@@ -66,7 +67,7 @@ _PLAIN, _PACKED = 1, 2
 
 STEP = 2048             # elements between two yields
 CRC_STEP = 1 << 16      # bytes of checksum between two yields
-LZF_MAX = 1 << 16       # DUMP compresses strings up to this size (see the docstring)
+LZF_MAX = 8192          # DUMP compresses strings up to this size: ~7 ms (see the docstring)
 DECODED_PER_ELEMENT = 64   # what the room counts per decoded element beyond its bytes
 
 
@@ -107,13 +108,36 @@ def _crc_table() -> list:
 _CRC = _crc_table()
 
 
+def _slice_tables(t0: list) -> list:
+    tables = [t0]
+    for _ in range(7):
+        prev = tables[-1]
+        tables.append([(prev[b] >> 8) ^ t0[prev[b] & 0xFF] for b in range(256)])
+    return tables
+
+
+# Slicing-by-8 (crcspeed's method): eight bytes per step of the Python loop,
+# 1.6x the speed of a byte at a time (~17 MB/s against ~11).
+_T = _slice_tables(_CRC)
+_LITTLE = struct.pack("=H", 1) == b"\x01\x00"
+
+
 def crc64_steps(data, crc: int = 0):
     """Redis's crc64(crc, data): a generator yielding every CRC_STEP bytes."""
-    table = _CRC
+    t0, t1, t2, t3, t4, t5, t6, t7 = _T
     view = memoryview(data)
-    for at in range(0, len(view), CRC_STEP):
+    size = len(view)
+    words = size & ~7 if _LITTLE else 0
+    for at in range(0, words, CRC_STEP):
+        for w in view[at:min(words, at + CRC_STEP)].cast("Q"):
+            crc ^= w
+            crc = (t7[crc & 0xFF] ^ t6[(crc >> 8) & 0xFF] ^ t5[(crc >> 16) & 0xFF]
+                   ^ t4[(crc >> 24) & 0xFF] ^ t3[(crc >> 32) & 0xFF] ^ t2[(crc >> 40) & 0xFF]
+                   ^ t1[(crc >> 48) & 0xFF] ^ t0[crc >> 56])
+        yield
+    for at in range(words, size, CRC_STEP):
         for byte in view[at:at + CRC_STEP]:
-            crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+            crc = t0[(crc ^ byte) & 0xFF] ^ (crc >> 8)
         yield
     return crc
 
@@ -164,6 +188,13 @@ def lzf_decompress(data: bytes, size: int) -> bytes:
     return bytes(out)
 
 
+class _Slots(dict):
+    __slots__ = ()
+
+    def __missing__(self, slot) -> int:
+        return 0
+
+
 def lzf_compress(data: bytes, out_len: int):
     """lzf_compress(data, out_len) as Redis's lzf_c.c (HLOG 16, VERY_FAST,
     a zeroed hash table): the compressed bytes, or None when they would
@@ -171,7 +202,9 @@ def lzf_compress(data: bytes, out_len: int):
     in_len = len(data)
     if not in_len or not out_len:
         return None
-    htab = [0] * 65536   # 0: empty (a match must start after offset 0 anyway)
+    # slot -> position, 0: empty (a match never starts at offset 0); a dict
+    # for a short input, where making 64K slots would cost more than the work
+    htab = [0] * 65536 if in_len > 1024 else _Slots()
     op = bytearray(out_len + 3)   # room for the C code's op[-lit-1] writes
     o = 1   # the start of a literal run
     lit = 0
