@@ -409,7 +409,7 @@ def test_notifications_and_watch(redis_server, tkv):
     for port in (redis_server.port, tkv.port):
         client = redis.Redis(port=port)
         client.flushall()
-        client.config_set("notify-keyspace-events", "KEA")
+        client.config_set("notify-keyspace-events", "KEAn")
         sub = client.pubsub()
         sub.psubscribe("__keyevent@0__:*")
         sub.get_message(timeout=1)
@@ -433,6 +433,8 @@ def test_notifications_and_watch(redis_server, tkv):
         client.config_set("notify-keyspace-events", "")
     assert events[0] == events[1]
     assert (b"__keyevent@0__:restore", b"a") in events[1]
+    assert (b"__keyevent@0__:new", b"a") in events[1]
+    assert (b"__keyevent@0__:del", b"a") in events[1]
     ours = tkv.client()
     other = tkv.client()
     ours.set("w", "1")
@@ -511,3 +513,31 @@ def test_a_big_restore_does_not_stall_other_tenants(tmp_path):
         assert alice.llen("l") == 400_000
         assert took > 0.3, took   # long enough to have mattered
         assert len(worst) > 5 and sorted(worst)[len(worst) // 2] < 0.1, (took, max(worst))
+
+
+def test_memory_accounting_counts_a_restore_once_sliced_or_in_exec(make_server):
+    """A sliced RESTORE charges its key when its job ends; one run whole
+    inside EXEC is measured by the write path: the same figure either way."""
+    srv = make_server("--maxmemory", "1gb", "--appendonly", "yes")
+    client = srv.client()
+    client.rpush("src", *[b"element-%d" % i for i in range(100_000)])
+    payload = client.dump("src")
+    assert len(payload) > 64 << 10
+    client.delete("src")
+
+    def dataset():
+        return client.info("memory")["used_memory_dataset"]
+
+    start = dataset()
+    assert client.restore("a", 0, payload) == b"OK"
+    sliced = dataset() - start
+    pipe = client.pipeline(transaction=True)
+    pipe.restore("b", 0, payload)
+    assert pipe.execute() == [b"OK"]
+    in_exec = dataset() - start - sliced
+    assert sliced > 1_000_000 and 0.9 < in_exec / sliced < 1.1, (sliced, in_exec)
+    client.delete("a", "b")
+    assert abs(dataset() - start) < 50_000
+    srv.stop()
+    srv = make_server("--appendonly", "yes", port=srv.port)
+    assert srv.client().exists("a", "b") == 0

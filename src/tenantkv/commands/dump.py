@@ -17,6 +17,7 @@ from time import monotonic
 
 from tenantkv import errors
 from tenantkv.dispatch import slices
+from tenantkv.dispatch.replies import Deferred
 from tenantkv.dispatch.table import command
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.database import now_ms
@@ -100,15 +101,23 @@ def restore(conn, args):
     payload = args[3]
     server = conn.server
     room, refusal = server.memory.import_room(conn)
-    job = _restore_job(conn, db, key, ttl, absttl, replace, idle, freq, payload, room, refusal)
+    # deferred[0]: set once slices.run has answered with a Deferred, i.e. the
+    # job ends after this handler returned (a job done in its first slice,
+    # or run whole inside EXEC, ends before: the observers see its write).
+    deferred = [False]
+    job = _restore_job(conn, db, key, ttl, absttl, replace, idle, freq, payload, room, refusal,
+                       deferred)
     if len(payload) <= INLINE_PAYLOAD:
         return rdb.run_whole(job)
-    return slices.run(conn, job)
+    reply = slices.run(conn, job)
+    if type(reply) is Deferred:
+        deferred[0] = True
+    return reply
 
 
-def _restore_job(conn, db, key, ttl, absttl, replace, idle, freq, payload, room, refusal):
+def _restore_job(conn, db, key, ttl, absttl, replace, idle, freq, payload, room, refusal,
+                 deferred):
     values = conn.server.config.values
-    inline = len(payload) <= INLINE_PAYLOAD
     try:
         yield from rdb.verify_steps(payload)
         value = yield from rdb.load_steps(payload, values, room, conn.server.config[_BULK_LEN])
@@ -118,7 +127,8 @@ def _restore_job(conn, db, key, ttl, absttl, replace, idle, freq, payload, room,
         raise CommandError(errors.BAD_DATA_FORMAT) from None
     except rdb.RoomExceeded:
         raise CommandError(refusal) from None
-    return _install(conn, db, key, value, ttl, absttl, replace, idle, freq, payload, inline)
+    return _install(conn, db, key, value, ttl, absttl, replace, idle, freq, payload,
+                    not deferred[0])
 
 
 def _install(conn, db, key, value, ttl, absttl, replace, idle, freq, payload, inline):
@@ -138,6 +148,8 @@ def _install(conn, db, key, value, ttl, absttl, replace, idle, freq, payload, in
     else:
         added = True
         db.data[key] = value
+        if db.encodings:
+            db.encodings.pop(key, None)
         if ttl:
             db.expires[key] = ttl
         _set_access(server.memory, db, key, idle, freq, keep=inline)
