@@ -148,13 +148,20 @@ def crc64(data, crc: int = 0) -> int:
 
 # -- LZF (Redis's lzf_c.c / lzf_d.c) -------------------------------------------------
 
-def lzf_decompress(data: bytes, size: int) -> bytes:
-    """The `size` bytes `data` decompresses to; RdbError if it does not
-    decompress to exactly that (a back reference before the start, a run
-    past the end of either buffer)."""
+LZF_TOKENS = 1 << 14   # LZF control tokens decoded between two yields
+
+
+def lzf_decompress_steps(data: bytes, size: int):
+    """Generator: the `size` bytes `data` decompresses to; RdbError if it
+    does not decompress to exactly that (a back reference before the
+    start, a run past the end of either buffer)."""
     out = bytearray()
     i, n = 0, len(data)
+    tokens = 0
     while i < n:
+        tokens += 1
+        if not tokens % LZF_TOKENS:
+            yield
         ctrl = data[i]
         i += 1
         if ctrl < 32:   # a literal run of ctrl + 1 bytes
@@ -186,6 +193,10 @@ def lzf_decompress(data: bytes, size: int) -> bytes:
     if len(out) != size:
         raise RdbError("LZF length mismatch")
     return bytes(out)
+
+
+def lzf_decompress(data: bytes, size: int) -> bytes:
+    return run_whole(lzf_decompress_steps(data, size))
 
 
 class _Slots(dict):
@@ -406,7 +417,7 @@ _QL_OVERHEAD = 8   # SIZE_ESTIMATE_OVERHEAD
 
 
 def _list_steps(value):
-    items = list(value)
+    items = iter(value)   # a QuickList decodes a chunk at a time
     nodes = []
     entries: list = []
     size = 7   # an empty listpack's bytes
@@ -475,14 +486,18 @@ def dump_steps(value):
             entries.append(lp_entry(_score_string(score)))
         out = [bytes((ZSET_LISTPACK,)), _string(listpack(entries))]
     elif kind is ZSet:
-        pairs = value.pairs(reverse=True)
-        out = [bytes((ZSET_2,)), _len(len(pairs))]
+        # highest first, as Redis walks its skiplist from the tail; by rank
+        # windows of STEP (the whole reversed list of 2M pairs took ~0.5 s)
+        high = len(value)
+        out = [bytes((ZSET_2,)), _len(high)]
         pack = struct.Struct("<d").pack
-        for n, (score, member) in enumerate(pairs, 1):
-            out.append(_string(member))
-            out.append(pack(score))
-            if not n % STEP:
-                yield
+        while high > 0:
+            low = max(0, high - STEP)
+            for score, member in value.pairs(low, high, reverse=True):
+                out.append(_string(member))
+                out.append(pack(score))
+            high = low
+            yield
     else:
         raise TypeError("DUMP of a %s is not supported" % kind.__name__)
     out.append(RDB_VERSION.to_bytes(2, "little"))
@@ -554,16 +569,18 @@ class _In:
             return int.from_bytes(self.take(8), "big"), False
         raise RdbError("unknown length encoding 0x%02x" % first)
 
-    def count(self) -> int:
-        """A number of elements: each takes at least one byte, so more than
-        the bytes left cannot be (no loop runs on a claimed 2**60)."""
+    def count(self, per_element: int = 1) -> int:
+        """A number of elements: each takes at least `per_element` bytes, so
+        more than the bytes left allow cannot be (no loop runs on a
+        claimed 2**60)."""
         n = self.length()[0]
-        if n > self.end - self.pos:
+        if n * per_element > self.end - self.pos:
             raise RdbError("a count of %d with %d bytes left" % (n, self.end - self.pos))
         return n
 
-    def string(self) -> bytes:
-        """rdbGenericLoadStringObject: int-encoded, LZF or raw."""
+    def string(self):
+        """rdbGenericLoadStringObject: int-encoded, LZF or raw. The plain
+        form returns bytes; an LZF one a generator (decompressed in steps)."""
         n, encoded = self.length(True)
         if not encoded:
             if n > self.max_string:
@@ -585,8 +602,15 @@ class _In:
                 raise RdbError("bad LZF lengths")
             packed = self.take(clen)
             self.spend(size)
-            return lzf_decompress(packed, size)
+            return lzf_decompress_steps(packed, size)
         raise RdbError("unknown string encoding %d" % n)
+
+    def string_steps(self):
+        """Generator: string(), an LZF one decompressed in steps."""
+        value = self.string()
+        if type(value) is not bytes:
+            value = yield from value
+        return value
 
     def double_string(self) -> float:
         """rdbLoadDoubleValue: a length byte (253 NaN, 254 +inf, 255 -inf), then ASCII."""
@@ -603,9 +627,9 @@ class _In:
         return value
 
 
-# listpack / ziplist / zipmap / intset walkers: return lists of bytes
+# -- the small encodings' walkers: generators returning lists of bytes ---------------
 
-def _lp_elements(buf: bytes, spend) -> list:
+def _lp_elements(buf: bytes, spend):
     """The elements of a listpack (lpValidateIntegrity, deep), as bytes."""
     size = len(buf)
     if size < 7 or int.from_bytes(buf[:4], "little") != size or buf[-1] != 0xFF:
@@ -616,6 +640,9 @@ def _lp_elements(buf: bytes, spend) -> list:
     p = 6
     end = size - 1
     while p < end:
+        if out and not len(out) % STEP:
+            spend(STEP * DECODED_PER_ELEMENT)
+            yield
         first = buf[p]
         if first < 0x80:
             append(b"%d" % first)
@@ -659,11 +686,14 @@ def _lp_elements(buf: bytes, spend) -> list:
         raise RdbError("listpack overrun")
     if claimed != 65535 and claimed != len(out):
         raise RdbError("listpack count mismatch")
-    spend(len(out) * DECODED_PER_ELEMENT)
+    spend(len(out) % STEP * DECODED_PER_ELEMENT)
     return out
 
 
-def _zl_elements(buf: bytes, spend) -> list:
+_ZL_INT_WIDTH = {0xC0: 2, 0xD0: 4, 0xE0: 8, 0xF0: 3, 0xFE: 1}
+
+
+def _zl_elements(buf: bytes, spend):
     """The elements of a ziplist (ziplistValidateIntegrity, deep), as bytes."""
     size = len(buf)
     if size < 11 or int.from_bytes(buf[:4], "little") != size or buf[-1] != 0xFF:
@@ -677,6 +707,9 @@ def _zl_elements(buf: bytes, spend) -> list:
     prev_size = 0
     last = 10
     while p < end:
+        if out and not len(out) % STEP:
+            spend(STEP * DECODED_PER_ELEMENT)
+            yield
         if buf[p] < 254:
             prevlen, pl = buf[p], 1
         elif buf[p] == 254:
@@ -704,7 +737,7 @@ def _zl_elements(buf: bytes, spend) -> list:
             head, data_len, text = 5, int.from_bytes(buf[q + 1:q + 5], "big"), True
         else:
             text = False
-            width = {0xC0: 2, 0xD0: 4, 0xE0: 8, 0xF0: 3, 0xFE: 1}.get(enc)
+            width = _ZL_INT_WIDTH.get(enc)
             if width is not None:
                 head, data_len = 1, width
             elif 0xF1 <= enc <= 0xFD:
@@ -728,11 +761,11 @@ def _zl_elements(buf: bytes, spend) -> list:
         raise RdbError("ziplist overrun")
     if (tail != last) or (claimed != 65535 and claimed != len(out)):
         raise RdbError("ziplist tail or count mismatch")
-    spend(len(out) * DECODED_PER_ELEMENT)
+    spend(len(out) % STEP * DECODED_PER_ELEMENT)
     return out
 
 
-def _zipmap_pairs(buf: bytes, spend) -> list:
+def _zipmap_pairs(buf: bytes, spend):
     """A zipmap's fields and values, flat (zipmapValidateIntegrity)."""
     size = len(buf)
     if size < 2 or buf[-1] != 0xFF:
@@ -741,6 +774,9 @@ def _zipmap_pairs(buf: bytes, spend) -> list:
     p = 1
     end = size - 1
     while p < end:
+        if out and not len(out) % STEP:
+            spend(STEP * DECODED_PER_ELEMENT)
+            yield
         for is_value in (False, True):
             if p >= end:
                 raise RdbError("zipmap truncated")
@@ -766,11 +802,11 @@ def _zipmap_pairs(buf: bytes, spend) -> list:
             p += n + free
     if p != end:
         raise RdbError("zipmap overrun")
-    spend(len(out) * DECODED_PER_ELEMENT)
+    spend(len(out) % STEP * DECODED_PER_ELEMENT)
     return out
 
 
-def _intset_members(buf: bytes, spend) -> list:
+def _intset_members(buf: bytes, spend):
     """An intset's members as bytes (intsetValidateIntegrity, deep: sorted, distinct)."""
     if len(buf) < 8:
         raise RdbError("bad intset")
@@ -779,16 +815,20 @@ def _intset_members(buf: bytes, spend) -> list:
     code = {2: "<h", 4: "<i", 8: "<q"}.get(width)
     if code is None or 8 + count * width != len(buf) or count == 0:
         raise RdbError("bad intset header")
-    numbers = [v for (v,) in struct.iter_unpack(code, buf[8:])]
-    if any(a >= b for a, b in zip(numbers, numbers[1:])):
-        raise RdbError("intset not sorted")
     spend(count * DECODED_PER_ELEMENT)
-    return [b"%d" % v for v in numbers]
-
-
-def _distinct(items: list, what: str) -> None:
-    if len(set(items)) != len(items):
-        raise RdbError("a %s appears twice" % what)
+    out = []
+    last = None
+    view = memoryview(buf)[8:]
+    step = STEP * width
+    for at in range(0, len(view), step):
+        numbers = [v for (v,) in struct.iter_unpack(code, view[at:at + step])]
+        if last is not None and numbers[0] <= last or any(
+                a >= b for a, b in zip(numbers, numbers[1:])):
+            raise RdbError("intset not sorted")
+        last = numbers[-1]
+        out.extend(b"%d" % v for v in numbers)
+        yield
+    return out
 
 
 def _score(raw: bytes) -> float:
@@ -814,39 +854,80 @@ class Limits:
         self.zset_value = get((None, "zset-max-listpack-value"), 64)
 
 
+# -- building the value, as this server's commands would have: generators,
+# STEP elements per step (a set or dict of millions built in one C call
+# holds the loop for a second).
+
+def _make_list(items: list):
+    if len(items) <= STEP:
+        return QuickList(items)
+    value = QuickList()
+    for at in range(0, len(items), STEP):
+        value.extend(items[at:at + STEP])
+        yield
+    return value
+
+
 def _make_set(members: list, limits: Limits):
-    _distinct(members, "set member")
-    ints = IntSet.from_members(members, limits.intset_entries)
-    if ints is not None:
-        return ints
-    packed = compact_set(members, limits.set_entries, limits.set_value)
-    return packed if packed is not None else set(members)
+    if len(members) <= max(limits.intset_entries, limits.set_entries):
+        if len(set(members)) != len(members):
+            raise RdbError("a set member appears twice")
+        ints = IntSet.from_members(members, limits.intset_entries)
+        if ints is not None:
+            return ints
+        packed = compact_set(members, limits.set_entries, limits.set_value)
+        if packed is not None:
+            return packed
+    value: set = set()
+    for at in range(0, len(members), STEP):
+        value.update(members[at:at + STEP])
+        yield
+    if len(value) != len(members):
+        raise RdbError("a set member appears twice")
+    return value
 
 
 def _make_hash(flat: list, limits: Limits):
     if len(flat) % 2:
         raise RdbError("odd number of hash elements")
-    fields = flat[0::2]
-    h = dict(zip(fields, flat[1::2]))
-    if len(h) != len(fields):
+    value: dict = {}
+    for at in range(0, len(flat), 2 * STEP):
+        chunk = flat[at:at + 2 * STEP]
+        value.update(zip(chunk[0::2], chunk[1::2]))
+        yield
+    if len(value) * 2 != len(flat):
         raise RdbError("a hash field appears twice")
-    return compact_hash(h, limits.hash_entries, limits.hash_value)
+    return compact_hash(value, limits.hash_entries, limits.hash_value)
 
 
 def _make_zset(members: list, scores: list, limits: Limits):
-    if len(set(members)) != len(members):
+    n = len(members)
+    scores_of: dict = {}
+    for at in range(0, n, STEP):
+        chunk = scores[at:at + STEP]
+        check = sum(chunk)   # NaN if one is NaN (or inf and -inf meet: then look)
+        if check != check and any(s != s for s in chunk):
+            raise RdbError("a NaN score")
+        # -0.0 as 0, as ZADD stores it
+        scores_of.update(zip(members[at:at + STEP], [s + 0.0 for s in chunk]))
+        yield
+    if len(scores_of) != n:
         raise RdbError("a sorted set member appears twice")
-    if any(s != s for s in scores):
-        raise RdbError("a NaN score")
-    scores = [s + 0.0 for s in scores]   # -0.0 as 0, as ZADD stores it
-    if len(members) <= limits.zset_entries \
-            and max(map(len, members), default=0) <= limits.zset_value \
-            and sum(map(len, members)) + 9 * len(members) <= PACKED_MAX_BYTES:
-        return PackedZSet.from_pairs(sorted(zip(scores, members)))
+    if n <= limits.zset_entries and max(map(len, members), default=0) <= limits.zset_value \
+            and sum(map(len, members)) + 9 * n <= PACKED_MAX_BYTES:
+        return PackedZSet.from_pairs(sorted(zip(scores_of.values(), scores_of)))
     z = ZSet()
-    z.scores = dict(zip(members, scores))
-    z.order.update(zip(scores, members))
+    z.scores = scores_of
+    pairs = list(zip(scores_of.values(), scores_of))
+    for at in range(0, n, STEP):
+        z.order.update(pairs[at:at + STEP])
+        yield
     return z
+
+
+_BLOBS = {LIST_ZIPLIST: _zl_elements, ZSET_ZIPLIST: _zl_elements, HASH_ZIPLIST: _zl_elements,
+          SET_LISTPACK: _lp_elements, ZSET_LISTPACK: _lp_elements, HASH_LISTPACK: _lp_elements,
+          HASH_ZIPMAP: _zipmap_pairs, SET_INTSET: _intset_members}
 
 
 def load_steps(payload: bytes, values=None, room=None, max_string: int = 512 << 20):
@@ -857,79 +938,76 @@ def load_steps(payload: bytes, values=None, room=None, max_string: int = 512 << 
     limits = Limits(values)
     kind = src.byte()
     spend = src.spend
+    string = src.string
     if kind == STRING:
-        value = shared(src.string())
+        value = shared((yield from src.string_steps()))
     elif kind in (LIST, SET, HASH, ZSET, ZSET_2):
-        n = src.count()
+        n = src.count(2 if kind in (HASH, ZSET, ZSET_2) else 1)
         if n == 0:
             raise RdbError("empty value")
         items: list = []
+        append = items.append
         scores: list = []
+        score = scores.append
+        unpack = struct.Struct("<d").unpack
         for i in range(1, n + 1):
-            items.append(src.string())
+            item = string()
+            append(item if type(item) is bytes else (yield from item))
             if kind == HASH:
-                items.append(src.string())
+                item = string()
+                append(item if type(item) is bytes else (yield from item))
             elif kind == ZSET:
-                scores.append(src.double_string())
+                score(src.double_string())
             elif kind == ZSET_2:
-                (score,) = struct.unpack("<d", src.take(8))
-                scores.append(score)
+                score(unpack(src.take(8))[0])
             if not i % STEP:
+                spend(STEP * DECODED_PER_ELEMENT)
                 yield
-        spend(len(items) * DECODED_PER_ELEMENT)
+        spend(n % STEP * DECODED_PER_ELEMENT)
         if kind == LIST:
-            value = QuickList(items)
+            value = yield from (_make_list(items))
         elif kind == SET:
-            value = _make_set(items, limits)
+            value = yield from (_make_set(items, limits))
         elif kind == HASH:
-            value = _make_hash(items, limits)
+            value = yield from (_make_hash(items, limits))
         else:
-            value = _make_zset(items, scores, limits)
+            value = yield from (_make_zset(items, scores, limits))
     elif kind in (LIST_QUICKLIST, LIST_QUICKLIST_2):
         n = src.count()
         items = []
-        for i in range(n):
+        for _ in range(n):
             container = _PACKED
             if kind == LIST_QUICKLIST_2:
                 container = src.length()[0]
                 if container not in (_PLAIN, _PACKED):
                     raise RdbError("bad quicklist container %d" % container)
-            blob = src.string()
+            blob = yield from src.string_steps()
             if container == _PLAIN:
                 items.append(blob)
             elif kind == LIST_QUICKLIST_2:
-                items.extend(_lp_elements(blob, spend))
+                items.extend((yield from _lp_elements(blob, spend)))
             else:
-                items.extend(_zl_elements(blob, spend))
+                items.extend((yield from _zl_elements(blob, spend)))
             yield
         if not items:
             raise RdbError("empty list")
-        value = QuickList(items)
-    elif kind in (LIST_ZIPLIST, SET_INTSET, SET_LISTPACK, ZSET_ZIPLIST, ZSET_LISTPACK,
-                  HASH_ZIPLIST, HASH_LISTPACK, HASH_ZIPMAP):
-        blob = src.string()
-        yield
-        if kind in (LIST_ZIPLIST, ZSET_ZIPLIST, HASH_ZIPLIST):
-            items = _zl_elements(blob, spend)
-        elif kind in (SET_LISTPACK, ZSET_LISTPACK, HASH_LISTPACK):
-            items = _lp_elements(blob, spend)
-        elif kind == HASH_ZIPMAP:
-            items = _zipmap_pairs(blob, spend)
-        else:
-            items = _intset_members(blob, spend)
-        yield
+        value = yield from (_make_list(items))
+    elif kind in _BLOBS:
+        blob = yield from src.string_steps()
+        items = yield from _BLOBS[kind](blob, spend)
         if not items:
             raise RdbError("empty value")
         if kind == LIST_ZIPLIST:
-            value = QuickList(items)
+            make = _make_list(items)
         elif kind in (SET_INTSET, SET_LISTPACK):
-            value = _make_set(items, limits)
+            make = _make_set(items, limits)
         elif kind in (HASH_ZIPLIST, HASH_LISTPACK, HASH_ZIPMAP):
-            value = _make_hash(items, limits)
+            make = _make_hash(items, limits)
         else:
             if len(items) % 2:
                 raise RdbError("odd number of sorted set elements")
-            value = _make_zset(items[0::2], list(map(_score, items[1::2])), limits)
+            make = _make_zset(items[0::2], list(map(_score, items[1::2])), limits)
+        value = yield from (make)
     else:
         # TODO streams (STREAM_LISTPACKS, _2, _3) once they land on main; modules never.
         raise RdbError("unsupported value type %d" % kind)
