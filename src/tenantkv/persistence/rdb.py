@@ -43,6 +43,7 @@ loop; `run_whole` drives one to its end.
 """
 
 import struct
+from array import array
 
 from tenantkv.keyspace.database import shared
 from tenantkv.keyspace.hashpack import PackedHash, compact_hash
@@ -116,25 +117,36 @@ def _slice_tables(t0: list) -> list:
     return tables
 
 
-# Slicing-by-8 (crcspeed's method): eight bytes per step of the Python loop,
-# 1.6x the speed of a byte at a time (~17 MB/s against ~11).
+# Slicing-by-8 (crcspeed's method) with 16-bit tables: eight bytes per step
+# of the Python loop in four lookups (~20 MB/s idle; a byte at a time ~11).
+# The four tables (2 MB as arrays of uint64) are made on first use (~60 ms).
 _T = _slice_tables(_CRC)
+_WIDE: list = []
 _LITTLE = struct.pack("=H", 1) == b"\x01\x00"
+
+
+def _wide_tables() -> list:
+    if not _WIDE:
+        for k in range(4):
+            low, high = _T[7 - 2 * k], _T[6 - 2 * k]
+            _WIDE.append(array("Q", [low[x & 0xFF] ^ high[x >> 8] for x in range(65536)]))
+    return _WIDE
 
 
 def crc64_steps(data, crc: int = 0):
     """Redis's crc64(crc, data): a generator yielding every CRC_STEP bytes."""
-    t0, t1, t2, t3, t4, t5, t6, t7 = _T
     view = memoryview(data)
     size = len(view)
-    words = size & ~7 if _LITTLE else 0
-    for at in range(0, words, CRC_STEP):
-        for w in view[at:min(words, at + CRC_STEP)].cast("Q"):
-            crc ^= w
-            crc = (t7[crc & 0xFF] ^ t6[(crc >> 8) & 0xFF] ^ t5[(crc >> 16) & 0xFF]
-                   ^ t4[(crc >> 24) & 0xFF] ^ t3[(crc >> 32) & 0xFF] ^ t2[(crc >> 40) & 0xFF]
-                   ^ t1[(crc >> 48) & 0xFF] ^ t0[crc >> 56])
-        yield
+    words = size & ~7 if _LITTLE and size >= 64 else 0
+    if words:
+        u0, u1, u2, u3 = _wide_tables()
+        for at in range(0, words, CRC_STEP):
+            for w in view[at:min(words, at + CRC_STEP)].cast("Q"):
+                crc ^= w
+                crc = (u0[crc & 0xFFFF] ^ u1[(crc >> 16) & 0xFFFF]
+                       ^ u2[(crc >> 32) & 0xFFFF] ^ u3[crc >> 48])
+            yield
+    t0 = _CRC
     for at in range(words, size, CRC_STEP):
         for byte in view[at:at + CRC_STEP]:
             crc = t0[(crc ^ byte) & 0xFF] ^ (crc >> 8)
