@@ -560,3 +560,25 @@ def test_memory_accounting_counts_a_restore_once_sliced_or_in_exec(make_server):
     srv.stop()
     srv = make_server("--appendonly", "yes", port=srv.port)
     assert srv.client().exists("a", "b") == 0
+
+
+@pytest.mark.parametrize("size", [3, 100_000])
+def test_restore_serves_a_client_blocked_on_the_key(tkv, size):
+    """A RESTOREd list wakes a BLPOP on its key (inline and sliced alike)."""
+    ours = tkv.client()
+    ours.delete("src", "blocked")
+    ours.rpush("src", *[b"e%d" % i for i in range(size)])
+    payload = ours.dump("src")
+    waiter = tkv.client()
+    got = []
+    thread = threading.Thread(target=lambda: got.append(waiter.blpop("blocked", timeout=10)))
+    thread.start()
+    deadline = time.monotonic() + 5
+    while ours.info("clients")["blocked_clients"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ours.restore("blocked", 0, payload) == b"OK"
+    restored = time.monotonic()
+    thread.join(15)
+    assert got == [(b"blocked", b"e0")]
+    assert time.monotonic() - restored < 2   # served by the write, not found later
+    assert ours.llen("blocked") == size - 1
