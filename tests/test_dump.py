@@ -582,3 +582,33 @@ def test_restore_serves_a_client_blocked_on_the_key(tkv, size):
     assert got == [(b"blocked", b"e0")]
     assert time.monotonic() - restored < 2   # served by the write, not found later
     assert ours.llen("blocked") == size - 1
+
+
+def test_keys_quota_and_proto_max_bulk_len_bound_a_restore(quota):
+    root = login(quota, "root")
+    alice = login(quota, "alice")
+    alice.flushall()
+    payload = footer(b"\x00" + rstr(b"v"))
+    root.execute_command("ACL", "SETUSER", "alice", "quota:keys=2")
+    try:
+        assert alice.restore("a", 0, payload) == b"OK"
+        assert alice.restore("b", 0, payload) == b"OK"
+        with pytest.raises(redis.ResponseError, match="'keys' quota"):
+            alice.restore("c", 0, payload)
+        assert alice.restore("a", 0, payload, replace=True) == b"OK"   # creates nothing
+    finally:
+        root.execute_command("ACL", "SETUSER", "alice", "quota:keys=0")
+    # A string that LZF expands past proto-max-bulk-len: refused before it is
+    # decompressed (its payload is 34 KB: 'a', then 11,363 back references
+    # of 264 bytes); within the limit, it loads.
+    size = 1 + 11_363 * 264
+    lzf = b"\x00a" + b"\xe0\xff\x00" * 11_363
+    compressed = footer(b"\x00\xc3" + rlen(len(lzf)) + b"\x80" + struct.pack(">I", size) + lzf)
+    root.config_set("proto-max-bulk-len", "2mb")
+    try:
+        with pytest.raises(redis.ResponseError, match="^Bad data format$"):
+            alice.restore("big", 0, compressed)
+    finally:
+        root.config_set("proto-max-bulk-len", "512mb")
+    assert alice.restore("big", 0, compressed) == b"OK"
+    assert alice.get("big") == b"a" * size
