@@ -137,7 +137,7 @@ def crc64_steps(data, crc: int = 0):
     """Redis's crc64(crc, data): a generator yielding every CRC_STEP bytes."""
     view = memoryview(data)
     size = len(view)
-    words = size & ~7 if _LITTLE and size >= 64 else 0
+    words = size & ~7 if _LITTLE and size >= 16 else 0
     if words:
         u0, u1, u2, u3 = _wide_tables()
         for at in range(0, words, CRC_STEP):
@@ -689,8 +689,13 @@ def _lp_elements(buf: bytes, spend):
         else:
             raise RdbError("bad listpack entry encoding 0x%02x" % first)
         entry = head + data_len
-        back = _backlen(entry)
         q = p + entry
+        if entry < 128:   # a one-byte back length: the common case, inline
+            if q >= end or buf[q] != entry:
+                raise RdbError("bad listpack back length")
+            p = q + 1
+            continue
+        back = _backlen(entry)
         if q + len(back) > end or buf[q:q + len(back)] != back:
             raise RdbError("bad listpack back length")
         p = q + len(back)
