@@ -474,12 +474,15 @@ def test_memory_quota_bounds_a_restore(quota):
     bob.rpush("big", *[b"x" * 100 for _ in range(30_000)])   # ~3 MB
     payload = bob.dump("big")
     root.execute_command("ACL", "SETUSER", "alice", "quota:memory=1048576")
-    with pytest.raises(redis.ResponseError, match="'memory' quota"):
-        alice.restore("big", 0, payload)
-    assert alice.exists("big") == 0
-    assert alice.restore("small", 0, footer(b"\x00" + rstr(b"fits"))) == b"OK"
-    assert bob.restore("copy", 0, payload) == b"OK"   # bob has no quota
-    assert bob.llen("copy") == 30_000
+    try:
+        with pytest.raises(redis.ResponseError, match="'memory' quota"):
+            alice.restore("big", 0, payload)
+        assert alice.exists("big") == 0
+        assert alice.restore("small", 0, footer(b"\x00" + rstr(b"fits"))) == b"OK"
+        assert bob.restore("copy", 0, payload) == b"OK"   # bob has no quota
+        assert bob.llen("copy") == 30_000
+    finally:
+        root.execute_command("ACL", "SETUSER", "alice", "quota:memory=0")
 
 
 BIG = 200_000
