@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-structures bench-memory bench-neighbours bench-pubsub bench-scripting bench-dump redis-tools clean
+.PHONY: run test bench bench-structures bench-memory bench-neighbours bench-pubsub bench-scripting bench-dump bench-streams redis-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ bench-pubsub: $(STAMP) redis-tools
 # EVALSHA of a small script (GET + INCR), server CPU per call (issue 17).
 bench-scripting: $(STAMP) redis-tools
 	$(BIN)/python bench/scripting.py
+
+# XADD and XRANGE of 10 entries against redis-server (issue 18); --structure:
+# the stream value alone at 1M entries.
+bench-streams: $(STAMP) redis-tools
+	$(BIN)/python bench/streams.py
 
 # DUMP / RESTORE of small values against redis-server, server CPU per request (issue 18).
 bench-dump: $(STAMP) redis-tools

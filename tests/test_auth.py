@@ -229,7 +229,17 @@ def test_protected_mode_refuses_non_loopback_clients_of_an_open_server(tmp_path,
     if address is None:
         pytest.skip("this host has no non-loopback IPv4 address")
     with ServerProcess(tmp_path, "--bind", "127.0.0.1 %s" % address, "--protected-mode", protected) as proc:
-        outside = socket.create_connection((address, proc.port), timeout=5)
+        # The server took 127.0.0.1 (what ServerProcess waits for) an instant
+        # before the outside address: a loaded machine may come in between.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                outside = socket.create_connection((address, proc.port), timeout=5)
+                break
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         outside.sendall(resp("PING"))
         reply = read_reply(outside)
         if protected == "yes":

@@ -38,7 +38,10 @@ DIFFERENT = {
 NO_COMPLEXITY = {"monitor", "lolwut", "psync", "sync"}
 # Redis's own metadata where the arity does not follow from the arguments
 # (DEBUG: "a container" with no subcommands or arguments documented).
-REDIS_ARITY_QUIRKS = {"client|kill", "command|getkeys", "command|getkeysandflags", "debug"}
+# (XREAD/XREADGROUP: the arity counts the STREAMS token, which the docs tree
+# nests inside its block)
+REDIS_ARITY_QUIRKS = {"client|kill", "command|getkeys", "command|getkeysandflags", "debug",
+                      "xread", "xreadgroup"}
 
 
 # -- raw replies ------------------------------------------------------------------

@@ -3,10 +3,9 @@ logged in as a non-root user) runs 100 jobs and stores their results. The
 scheduler takes and releases its per-queue locks with Lua scripts and moves
 a job scheduled in the past onto the queue.
 
-RQ 3 stores a job's result with XADD (streams, issue 18): on tenantkv the
-results test is a strict xfail naming XADD until streams land; the jobs
-themselves still run. TENANTKV_FW_TARGET=redis-server runs the same tests
-against redis-server, where they must pass.
+RQ 3 stores a job's result with XADD (streams, issue 18) and reads it back
+with XREVRANGE. TENANTKV_FW_TARGET=redis-server runs the same tests
+against redis-server, where they must pass too.
 """
 
 from datetime import datetime, timedelta, timezone
@@ -16,7 +15,7 @@ from rq import Queue
 from rq.job import Job
 
 from conftest import login
-from frameworks import TARGET, Worker, needs_tenants, redis_url, target_fixture
+from frameworks import Worker, needs_tenants, redis_url, target_fixture
 
 USERS = {"alice": "alice-rqlua-pw", "bob": "bob-rqlua-pw"}
 
@@ -26,10 +25,6 @@ def square(x):
 '''
 
 srv = target_fixture(USERS, "root-rqlua-pw")
-
-
-class NeedsStreams(Exception):
-    """RQ's worker could not store a job's result: tenantkv has no XADD."""
 
 
 def burst_worker(srv, tmp_path, name: str, user: str) -> Worker:
@@ -51,8 +46,6 @@ def run_burst(srv, tmp_path, name: str, user: str) -> str:
 
 
 @pytest.mark.slow        # 100 forked work horses: 5-10 s on the loaded 2-core machine
-@pytest.mark.xfail(TARGET == "tenantkv", raises=NeedsStreams, strict=True,
-                   reason="issue 18: RQ stores job results with XADD; tenantkv has no streams yet")
 def test_burst_worker_runs_100_jobs_with_results(srv, tmp_path):
     alice = login(srv, "alice")
     alice.flushall()
@@ -68,8 +61,7 @@ def test_burst_worker_runs_100_jobs_with_results(srv, tmp_path):
     assert "Acquired scheduler lock for default" in output, output[-4000:]
     statuses = [job.get_status(refresh=True) for job in Job.fetch_many(
         [job.id for job in jobs], connection=alice)]
-    if "unknown command 'XADD'" in output:
-        raise NeedsStreams(output[-2000:])
+    assert "unknown command" not in output, output[-4000:]
     assert statuses == ["finished"] * 100, output[-4000:]
     assert [job.return_value() for job in jobs] == [i * i for i in range(100)]
     assert len(queue) == 0

@@ -82,8 +82,8 @@ def test_movablekeys_follows_the_key_specs():
     movable = {name for name, cmd in COMMANDS.items() if "movablekeys" in cmd.flags}
     assert movable == {"zunion", "zinter", "zdiff", "zunionstore", "zinterstore", "zdiffstore",
                        "zintercard", "sintercard", "lmpop", "zmpop",
-                       "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"} | (
-        movable & {"blmpop", "bzmpop"})
+                       "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro",
+                       "xread"} | (movable & {"blmpop", "bzmpop", "xreadgroup"})
 
 
 @pytest.mark.parametrize("name, command, expected", [

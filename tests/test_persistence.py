@@ -158,7 +158,7 @@ def test_an_unknown_version_is_refused(tmp_path):
     (tmp_path / "dump.kdb").write_bytes(bytes(data))
     with pytest.raises(RuntimeError):
         ServerProcess(tmp_path)
-    assert "unsupported .kdb version 9 (this server reads 1, 2) at offset 8" in \
+    assert "unsupported .kdb version 9 (this server reads 1, 2, 3) at offset 8" in \
         (tmp_path / "server.log").read_text()
 
 

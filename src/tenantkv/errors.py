@@ -608,6 +608,42 @@ BUSY_FUNCTION = ("BUSY Redis is busy running a script. You can only call FUNCTIO
 SCRIPT_IN_SCRIPT = "ERR This Redis command is not allowed from script"
 
 
+# -- streams (commands/streams.py): Redis 7.0's t_stream.c texts --
+STREAM_BAD_ID = "ERR Invalid stream ID specified as stream command argument"
+STREAM_XADD_ZERO = "ERR The ID specified in XADD must be greater than 0-0"
+STREAM_XADD_SMALL = "ERR The ID specified in XADD is equal or smaller than the target stream top item"
+STREAM_TOO_LARGE = "ERR Elements are too large to be stored"
+STREAM_EXHAUSTED = ("ERR The stream has exhausted the last possible ID, unable to add more "
+                    "items")
+STREAM_MAXLEN_MINID = ("ERR syntax error, MAXLEN and MINID options at the same time are not "
+                       "compatible")
+STREAM_MAXLEN_NEGATIVE = "ERR The MAXLEN argument must be >= 0."
+STREAM_LIMIT_NEGATIVE = "ERR The LIMIT argument must be >= 0."
+STREAM_LIMIT_NO_STRATEGY = ("ERR syntax error, LIMIT cannot be used without specifying a "
+                            "trimming strategy")
+STREAM_XTRIM_NO_STRATEGY = "ERR syntax error, XTRIM must be called with a trimming strategy"
+STREAM_LIMIT_NOT_APPROX = "ERR syntax error, LIMIT cannot be used without the special ~ option"
+STREAM_BAD_START = "ERR invalid start ID for the interval"
+STREAM_BAD_END = "ERR invalid end ID for the interval"
+STREAM_ENTRIES_ADDED_NEGATIVE = "ERR entries_added must be positive"
+STREAM_XSETID_BELOW_DELETED = ("ERR The ID specified in XSETID is smaller than the provided "
+                               "max_deleted_entry_id")
+STREAM_XSETID_SMALL = "ERR The ID specified in XSETID is smaller than the target stream top item"
+STREAM_XSETID_ENTRIES_ADDED = ("ERR The entries_added specified in XSETID is smaller than the "
+                               "target stream length")
+STREAM_UNBALANCED = ("ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' "
+                     "must be specified.")
+STREAM_GROUP_OPTION = "ERR The GROUP option is only supported by XREADGROUP. You called XREAD instead."
+STREAM_NOACK_OPTION = "ERR The NOACK option is only supported by XREADGROUP. You called XREAD instead."
+STREAM_MISSING_GROUP = "ERR Missing GROUP option for XREADGROUP"
+STREAM_GT_ID = ("ERR The > ID can be specified only when calling XREADGROUP using the GROUP "
+                "<group> <consumer> option.")
+
+
+def stream_block_in_script(name: bytes) -> str:
+    return "ERR %s command is not allowed with BLOCK option from scripts" % arg_text(name)
+
+
 # -- DUMP / RESTORE (commands/dump.py), Redis's texts (cluster.c restoreCommand) --
 DUMP_PAYLOAD_WRONG = "ERR DUMP payload version or checksum are wrong"
 BAD_DATA_FORMAT = "ERR Bad data format"

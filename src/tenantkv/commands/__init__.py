@@ -2,7 +2,8 @@
 
 from tenantkv.commands import (  # noqa: F401  (imported for their registrations)
     acl, appendonly, bitmaps, connection, dump, hashes, keys, lists, memory, persistence,
-    functions, pubsub, scripting, server, sets, strings, tenant, transactions, zsets,
+    functions, pubsub, scripting, server, sets, streams, strings, tenant, transactions,
+    zsets,
 )
 from tenantkv.dispatch.table import COMMANDS, Command
 

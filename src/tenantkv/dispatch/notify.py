@@ -36,12 +36,13 @@ The append-only log records commands, never these messages, and its replay
 from tenantkv.dispatch.pubsub import publish
 from tenantkv.dispatch.replies import Deferred
 from tenantkv.errors import CommandError
+from tenantkv.keyspace.stream import Stream
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY
 from tenantkv.util.numbers import parse_int
 
 from tenantkv.util.keyspace_events import (  # noqa: F401  (the classes, for readers)
     ALL, CHANNELS, EVICTED, EXPIRED, GENERIC, HASH, KEY_MISS, KEYEVENT, KEYSPACE, LIST, NEW,
-    SET, STRING, ZSET, parse_flags, publishes, render_flags,
+    SET, STREAM, STRING, ZSET, parse_flags, publishes, render_flags,
 )
 
 
@@ -294,6 +295,25 @@ def _zadd_prepare(db, args):
             b"members": members, b"incr": any(a.lower() == b"incr" for a in args[2:i])}
 
 
+def _xadd_prepare(db, args):
+    """Whether the stream exists, and its length (did XADD's trim remove any?)."""
+    s = db.get(args[1])
+    return {args[1]: s is not None, b"length": len(s) if type(s) is Stream else 0}
+
+
+def _xadd(db, args, reply, before):
+    if reply is None:
+        return ()   # NOMKSTREAM on a missing key
+    key = args[1]
+    out: list = []
+    _new(out, db, before, key)
+    out.append((STREAM, b"xadd", key))
+    s = db.data.get(key)
+    if s is not None and len(s) < before[b"length"] + 1:
+        out.append((STREAM, b"xtrim", key))
+    return out
+
+
 def _zadd(db, args, reply, before):
     key = args[1]
     z = db.data.get(key)
@@ -384,13 +404,20 @@ EVENTS = {
     "bzmpop": _mpop(ZSET, 2, {b"min": b"zpopmin", b"max": b"zpopmax"}),
     "zunionstore": _stored(ZSET, b"zunionstore"), "zinterstore": _stored(ZSET, b"zinterstore"),
     "zdiffstore": _stored(ZSET, b"zdiffstore"), "zrangestore": _stored(ZSET, b"zrangestore"),
+    # streams (t_stream.c): XADD's "xadd" then "xtrim" when its trim removed
+    # entries (its length grew by less than the one entry it added)
+    "xadd": _xadd, "xdel": lambda db, args, reply, before:
+        [(STREAM, b"xdel", args[1])] if reply else (),
+    "xtrim": lambda db, args, reply, before: [(STREAM, b"xtrim", args[1])] if reply else (),
+    "xsetid": lambda db, args, reply, before: [(STREAM, b"xsetid", args[1])],
     # MOVE and COPY write another database: Notifier._other_db.
     # FLUSHDB / FLUSHALL emit nothing (Redis 7.0 neither).
 }
 
 # What a few commands need to know before they run (else: which of their
 # keys exist).
-PREPARE = {"getex": _getex_prepare, "smove": _smove_prepare, "zadd": _zadd_prepare}
+PREPARE = {"getex": _getex_prepare, "smove": _smove_prepare, "zadd": _zadd_prepare,
+           "xadd": _xadd_prepare}
 
 # Commands whose events depend on which keys existed before they ran (NX/XX,
 # deleting, a destination an empty result removes); the others look at it

@@ -141,6 +141,7 @@ UNCHANGED_ON_ZERO = frozenset((
     "renamenx", "lpushx", "rpushx", "zremrangebyrank", "zremrangebyscore",
     "zremrangebylex", "lpop", "rpop", "spop", "getdel", "rpoplpush", "lmove",
     "zpopmin", "zpopmax", "blpop", "brpop", "blmove", "brpoplpush", "bzpopmin", "bzpopmax",
+    "xadd", "xdel", "xtrim",
 ))
 
 # Commands whose reply does not tell whether they changed anything: they count

@@ -13,11 +13,12 @@ from tenantkv.keyspace.intset import IntSet
 from tenantkv.keyspace.hashpack import PackedHash
 from tenantkv.keyspace.packedset import PackedSet
 from tenantkv.keyspace.quicklist import QuickList
+from tenantkv.keyspace.stream import MAX_SEQ, Stream
 from tenantkv.keyspace.zset import PackedZSet, ZSet
 
 ZERO = bytes(20)
 _TYPES = {bytes: 0, QuickList: 1, set: 2, IntSet: 2, PackedSet: 2, ZSet: 3, PackedZSet: 3,
-          dict: 4, PackedHash: 4}   # OBJ_STRING ... OBJ_HASH
+          dict: 4, PackedHash: 4, Stream: 6}   # OBJ_STRING ... OBJ_HASH, OBJ_STREAM
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
@@ -87,6 +88,13 @@ def value_steps(value, has_expire: bool, start: bytes = ZERO):
             if not n % STEP:
                 yield
         digest = acc.to_bytes(20, "big")
+    elif kind is Stream:   # Redis: each entry's "ms.seq", then its fields and values, in order
+        for n, (sid, fields) in enumerate(value.entries(), 1):
+            digest = _mix_digest(digest, b"%d.%d" % (sid >> 64, sid & MAX_SEQ))
+            for item in fields:
+                digest = _mix_digest(digest, item)
+            if not n % STEP:
+                yield
     if has_expire:
         digest = _xor_digest(digest, b"!!expire!!")
     return digest

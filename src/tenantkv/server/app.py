@@ -275,9 +275,9 @@ class Server:
         port = self.config["network.port"]
         listeners = []
         try:
-            # Every address is bound before any serves, as Redis: resolving
-            # the next address yields to the loop, and a client that got an
-            # answer on the first must find the others listening too.
+            # Every address is bound before any listens: a failed bind then
+            # leaves no window where the first address answered, and the
+            # listens that follow come one right after the other.
             for host in self.config["network.bind"].split():
                 listeners.append(await self.loop.create_server(
                     lambda: Connection(self), host=host, port=port, backlog=511,

@@ -19,6 +19,7 @@ from tenantkv.keyspace.intset import IntSet
 from tenantkv.keyspace.hashpack import PackedHash
 from tenantkv.keyspace.packedset import PackedSet
 from tenantkv.keyspace.quicklist import QuickList
+from tenantkv.keyspace.stream import Stream, format_id
 from tenantkv.keyspace.zset import PackedZSet, ZSet
 from tenantkv.persistence.kdb.format import MAGIC as KDB_MAGIC
 
@@ -85,10 +86,32 @@ def key_records(key: bytes, value, when):
         step = 2 * ITEMS_PER_COMMAND
         for i in range(0, len(items), step):
             yield encode_command([b"ZADD", key, *items[i:i + step]])
+    elif kind is Stream:
+        yield from stream_records(key, value)
     else:
         raise TypeError("cannot write a %s value to the AOF" % kind.__name__)
     if when is not None:
         yield encode_command([b"PEXPIREAT", key, b"%d" % when])
+
+
+def stream_records(key: bytes, s):
+    """A stream as Redis's rewrite writes one: an XADD of each entry with
+    its id (an empty stream: XADD MAXLEN 0 of a dummy entry), then XSETID
+    with the last id, entries added and max deleted id. Its consumer
+    groups follow (STREAM_GROUP_RECORDS, set by the module keeping them)."""
+    if not s.length:
+        yield encode_command([b"XADD", key, b"MAXLEN", b"0", b"0-1", b"x", b"y"])
+    for sid, fields in s.entries():
+        yield encode_command([b"XADD", key, format_id(sid), *fields])
+    yield encode_command([b"XSETID", key, format_id(s.last_id), b"ENTRIESADDED",
+                          b"%d" % s.entries_added, b"MAXDELETEDID", format_id(s.max_deleted_id)])
+    if s.groups and STREAM_GROUP_RECORDS[0] is not None:
+        yield from STREAM_GROUP_RECORDS[0](key, s)
+
+
+# records(key, stream) -> encoded records of its consumer groups (keyspace/
+# streamgroups.py's owner sets it)
+STREAM_GROUP_RECORDS: list = [None]
 
 
 def dataset_records(tenants: dict):

@@ -102,6 +102,44 @@ def _mpop(name: bytes):
     return record
 
 
+def _stream_length(db, key: bytes) -> bytes:
+    value = db.data.get(key)
+    return b"%d" % (len(value) if value is not None else 0)
+
+
+def _xadd(conn, db, args, reply):
+    """XADD as its effect: the id it gave (`*`, `ms-*`), and a trim as
+    MAXLEN = the length it left (`~` and LIMIT depend on how the entries
+    sat in blocks), as Redis rewrites it for its AOF and replicas."""
+    if reply is None:
+        return ()   # NOMKSTREAM on a missing key
+    # the reply is the id's RESP bulk string (pre-encoded by XADD)
+    sid = bytes(reply[reply.index(b"\n") + 1:-2]) if reply[:1] == b"$" else reply
+    i = 2
+    trims = False
+    while True:   # the options, already checked by the command
+        opt = args[i].lower()
+        if opt in (b"maxlen", b"minid"):
+            trims = True
+            i += 3 if args[i + 1] in (b"~", b"=") else 2
+        elif opt == b"limit":
+            i += 2
+        elif opt == b"nomkstream":
+            i += 1
+        else:
+            break
+    key = args[1]
+    if trims:
+        return [[b"XADD", key, b"MAXLEN", b"=", _stream_length(db, key), sid, *args[i + 1:]]]
+    return [[b"XADD", key, sid, *args[i + 1:]]]
+
+
+def _xtrim(conn, db, args, reply):
+    if nothing(reply):
+        return ()
+    return [[b"XTRIM", args[1], b"MAXLEN", b"=", _stream_length(db, args[1])]]
+
+
 def restore_records(db, key: bytes, payload: bytes, changed: bool = True) -> list:
     """What the log records for a RESTORE (commands/dump.py): the key's
     state now, its expiry absolute, REPLACE so that a replay does the same
@@ -131,4 +169,5 @@ RECORDERS = {
     "blmove": _blmove, "brpoplpush": _brpoplpush,
     "blmpop": _mpop(b"LMPOP"), "bzmpop": _mpop(b"ZMPOP"),
     "restore": _restore,
+    "xadd": _xadd, "xtrim": _xtrim,
 }

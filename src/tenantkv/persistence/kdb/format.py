@@ -62,6 +62,7 @@ from tenantkv.keyspace.hashpack import split as split_hash
 from tenantkv.keyspace.intset import IntSet
 from tenantkv.keyspace.packedset import SET_MAX_ENTRIES, SET_MAX_VALUE, PackedSet, compact_set
 from tenantkv.keyspace.quicklist import QuickList
+from tenantkv.keyspace.stream import MAX_SEQ, Stream
 from tenantkv.keyspace.zset import PACKED_MAX_BYTES, PackedZSet, ZSet
 from tenantkv.persistence.files import create_exclusive, fsync_dir, open_regular
 
@@ -70,7 +71,10 @@ MAGIC = b"\x89KDB\r\n\x1a\n"   # PNG-style: catches text-mode and 7-bit mangling
 # without any is still written as version 1, which older servers read.
 VERSION = 1
 VERSION_FUNCTIONS = 2
-SUPPORTED_VERSIONS = (1, 2)
+# Version 3 adds stream blocks (kind 6); a file without a stream keeps the
+# lower version, which older servers read.
+VERSION_STREAMS = 3
+SUPPORTED_VERSIONS = (1, 2, 3)
 
 # Block kinds. The value kinds use Redis's object type numbers (OBJ_STRING ...),
 # the same numbers DEBUG DIGEST mixes in.
@@ -273,13 +277,105 @@ def _enc_hashes(db, keys, values):
     return _block(HASH, db, len(keys), payload)
 
 
+def _enc_streams(db, keys, values):
+    """Stream block (docs/kdb-format.md): keys; per key its last id, entries
+    added, max deleted id (u64 x 5), entry count and group count (u32);
+    per entry its id (u64 x 2) and item count (u32); the items; then the
+    groups of the keys that have some (none yet: consumer groups extend
+    the block after the items, keys in order)."""
+    payload = []
+    _strs(payload, keys)
+    meta = []
+    counts = []
+    groups = []
+    ids = []
+    sizes = []
+    items = []
+    for s in values:
+        meta += (s.last_id >> 64, s.last_id & MAX_SEQ, s.entries_added,
+                 s.max_deleted_id >> 64, s.max_deleted_id & MAX_SEQ)
+        counts.append(s.length)
+        groups.append(len(s.groups) if s.groups else 0)
+        for sid, fields in s.entries():
+            ids += (sid >> 64, sid & MAX_SEQ)
+            sizes.append(len(fields))
+            items += fields
+    payload.append(_ints(meta, "Q"))
+    payload.append(_ints(counts))
+    payload.append(_ints(groups))
+    payload.append(_ints(ids, "Q"))
+    payload.append(_ints(sizes))
+    _strs(payload, items)
+    encode_groups = STREAM_GROUP_CODEC[0]
+    if any(groups):
+        payload.append(encode_groups([s for s in values if s.groups]))
+    return _block(STREAM, db, len(keys), payload)
+
+
+# Consumer groups' part of a stream block: (encode(streams) -> bytes,
+# decode(reader, streams) -> None), set by the module that keeps groups
+# (keyspace/streamgroups.py); without it a stream with groups is refused.
+STREAM_GROUP_CODEC: list = [None, None]
+
+
+# Stream entries decoded between two yields of _parse_steps.
+_STREAM_STEP = 4096
+
+
+def _dec_streams(r, count, data):
+    """A stream block, as a generator: a yield every _STREAM_STEP entries,
+    so a KDB IMPORT of a long stream runs in slices like a big string block."""
+    at = r.pos
+    keys = r.strs(count)
+    meta = r.ints(5 * count, "Q")
+    counts = r.ints(count)
+    groups = r.ints(count)
+    total = sum(counts)
+    ids = r.ints(2 * total, "Q")
+    sizes = r.ints(total)
+    items = r.strs(sum(sizes))
+    streams = []
+    e = 0   # entry index
+    f = 0   # item index
+    for k, key in enumerate(keys):
+        s = Stream()
+        last = 0
+        for _ in range(counts[k]):
+            sid = ids[2 * e] << 64 | ids[2 * e + 1]
+            size = sizes[e]
+            if sid <= last:   # ascending, and above 0-0
+                raise KdbError("the stream at key %s has entry ids out of order" % _show(key), at)
+            if size < 2 or size & 1:
+                raise KdbError("the stream at key %s has an entry of %d items" % (_show(key), size), at)
+            s.add(sid, items[f:f + size])
+            last = sid
+            e += 1
+            f += size
+            if not e % _STREAM_STEP:
+                yield
+        m = meta[5 * k:5 * k + 5]
+        s.last_id = m[0] << 64 | m[1]
+        s.entries_added = m[2]
+        s.max_deleted_id = m[3] << 64 | m[4]
+        if s.last_id < last or s.entries_added < s.length:
+            raise KdbError("the stream at key %s has a last id or entries-added below its "
+                           "entries" % _show(key), at)
+        streams.append(s)
+    if any(groups):
+        decode_groups = STREAM_GROUP_CODEC[1]
+        if decode_groups is None:
+            raise KdbError("stream consumer groups are not supported by this version", at)
+        decode_groups(r, [(s, g) for s, g in zip(streams, groups) if g])
+    data.update(zip(keys, streams))
+
+
 # An intset is written as a set (its members as decimal text) and read back as
 # Redis's rdbLoad makes one: an intset when every member is an integer and
 # there are at most INTSET_ENTRIES (the default set-max-intset-entries).
 _KIND_OF = {bytes: STRING, QuickList: LIST, set: SET, IntSet: SET, ZSet: ZSET_, dict: HASH,
-            PackedHash: HASH, PackedSet: SET, PackedZSet: ZSET_}
+            PackedHash: HASH, PackedSet: SET, PackedZSet: ZSET_, Stream: STREAM}
 _ENCODERS = {STRING: _enc_strings, LIST: _enc_sequences(LIST), SET: _enc_sequences(SET),
-             ZSET_: _enc_zsets, HASH: _enc_hashes}
+             ZSET_: _enc_zsets, HASH: _enc_hashes, STREAM: _enc_streams}
 
 
 class _Writer:
@@ -337,6 +433,8 @@ def _dump(tenants: dict, fileobj, now_ms, key_save_delay_us) -> int:
     databases = max((len(dbs) for _, dbs, _ in items), default=0)
     writer = _Writer(fileobj)
     version = VERSION_FUNCTIONS if any(codes for _, _, codes in items) else VERSION
+    if any(Stream in set(map(type, data.values())) for _, dbs, _ in items for data, _ in dbs):
+        version = VERSION_STREAMS
     head = HEADER.pack(MAGIC, version, 0, databases, now, len(items))
     writer.write(head + HEADER_CRC.pack(zlib.crc32(head)))
     total = 0
@@ -618,7 +716,8 @@ def _dec_sets(r, count, data):
 
 
 _DECODERS = {STRING: _dec_strings, LIST: _dec_sequences(QuickList, "list", "element"),
-             SET: _dec_sets, ZSET_: _dec_zsets, HASH: _dec_hashes}
+             SET: _dec_sets, ZSET_: _dec_zsets, HASH: _dec_hashes,
+             STREAM: _dec_streams}   # (a generator: _parse_steps runs it)
 
 
 def _repeated_key(data: bytes, start: int, stop: int, index: int, expiry: bool):
@@ -831,11 +930,11 @@ def _parse_steps(data: bytes, now_ms, databases, limits=None, room=None):
             entry = dbs.get(index)
             if entry is None:
                 entry = dbs[index] = [{}, {}]
+            if kind == STREAM and version < VERSION_STREAMS:
+                raise KdbError("a stream block in a version %d file" % version, at)
             block = _Reader(data, r.pos, r.pos + psize, "%s block" % KIND_NAMES.get(kind, kind),
                             limits)
             r.pos += psize
-            if kind == STREAM:
-                raise KdbError("stream values are not supported by this version", at)
             where = "database %d of tenant %r" % (index, name)
             if kind == EXPIRES:
                 keys = block.strs(count)
@@ -859,6 +958,8 @@ def _parse_steps(data: bytes, now_ms, databases, limits=None, room=None):
                 try:
                     if kind == STRING:   # the common block: decoded in steps
                         yield from _dec_strings_steps(block, count, values)
+                    elif kind == STREAM:   # one stream can hold millions of entries
+                        yield from _dec_streams(block, count, values)
                     else:
                         decoder(block, count, values)
                 except KdbError as exc:

@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Streams: tenantkv vs redis-server, server CPU per request and requests/s.
+
+Starts a tenantkv and a redis-server as bench/compare.py does, prepares
+each row's data in both, then runs R rounds, alternating which server goes
+first, of
+
+    redis-benchmark -p PORT -c 10 -P P -n N -r R -q <row's command>
+
+for pipelines 1 and 16, reading the server's CPU time around each run, and
+prints the medians and the ratio tenantkv/redis. Rows (ROWS below; add one
+as a (name, setup, command) triple):
+
+    XADD     XADD bench:s * f v                      (the stream grows)
+    XRANGE10 XRANGE bench:r <random ms> + COUNT 10   (10,000 entries, ids i-0)
+
+`--structure` measures the value type alone, in this process: XADD of 1M
+entries (ids and one field), XRANGE of 10 entries at 10,000 random points,
+and the RSS the entries take.
+Options: --quick (N/4, one round), --rounds R, --calls N, --structure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare import BenchError, cpu_seconds, finish, start_redis, start_tenantkv  # noqa: E402
+
+CLIENTS = 10
+RANGE_ENTRIES = 10_000
+
+
+def pipe_commands(port: int, commands: list) -> None:
+    """Send `commands` (lists of str) pipelined and read every reply."""
+    payload = b"".join(b"*%d\r\n" % len(c) + b"".join(
+        b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in c) for c in commands)
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.sendall(payload)
+        data = b""
+        while data.count(b"\r\n") < len(commands):   # one-line replies (ids, +OK)
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                raise BenchError("connection closed while preparing")
+            data += chunk
+        if b"-ERR" in data:
+            raise BenchError("preparing failed: %r" % data[:200])
+
+
+def setup_none(port: int) -> None:
+    pipe_commands(port, [["DEL", "bench:s"]])
+
+
+def setup_range(port: int) -> None:
+    pipe_commands(port, [["DEL", "bench:r"]] + [
+        ["XADD", "bench:r", "%d-0" % i, "field", "value-%d" % i] for i in range(1, RANGE_ENTRIES + 1)])
+
+
+# (name, setup(port), redis-benchmark arguments after -q); __rand_int__ is
+# replaced by redis-benchmark with a number below -r (12 digits: a valid ms id)
+ROWS = [
+    ("XADD", setup_none, ["XADD", "bench:s", "*", "f", "v"]),
+    ("XRANGE 10", setup_range, ["XRANGE", "bench:r", "__rand_int__", "+", "COUNT", "10"]),
+]
+
+
+def run_round(server, argv: list, n: int, pipeline: int) -> tuple[float, float]:
+    argv = ["redis-benchmark", "-p", str(server.port), "-c", str(CLIENTS), "-P", str(pipeline),
+            "-n", str(n), "-r", str(RANGE_ENTRIES - 10), "-q", *argv]
+    before = cpu_seconds(server.pid)
+    start = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, timeout=300)
+    wall = time.monotonic() - start
+    after = cpu_seconds(server.pid)
+    server.check_alive()
+    out = (proc.stdout + proc.stderr).decode(errors="replace")
+    if proc.returncode != 0 or "ERR" in out or "rror" in out:
+        raise BenchError(f"redis-benchmark against {server.name} failed:\n  | {out.strip()[-500:]}")
+    return n / wall, (after - before) * 1e6 / n
+
+
+def compare(opts) -> int:
+    n, rounds = (opts.calls // 4, 1) if opts.quick else (opts.calls, opts.rounds)
+    if shutil.which("redis-benchmark") is None:
+        print("redis-benchmark is not installed (make redis-tools)", file=sys.stderr)
+        return 1
+    workdir = Path(tempfile.mkdtemp(prefix="bench-streams-"))
+    servers = {}
+    try:
+        servers = {"redis": start_redis(workdir), "tenantkv": start_tenantkv(workdir)}
+        print("| command | pipeline | redis req/s | tenantkv req/s | redis us/req | tenantkv us/req"
+              " | CPU ratio |")
+        print("|---|---|---|---|---|---|---|")
+        for name, setup, argv in ROWS:
+            for server in servers.values():
+                setup(server.port)
+            for pipeline in (1, 16):
+                runs = {s: [] for s in servers}
+                names = list(servers)
+                for r in range(rounds):
+                    for s in (names if r % 2 == 0 else names[::-1]):
+                        runs[s].append(run_round(servers[s], argv, n, pipeline))
+                med = {s: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
+                       for s, v in runs.items()}
+                print("| %s | %d | %s | %s | %.2f | %.2f | %.2fx |" % (
+                    name, pipeline, f"{med['redis'][0]:,.0f}", f"{med['tenantkv'][0]:,.0f}",
+                    med["redis"][1], med["tenantkv"][1], med["tenantkv"][1] / med["redis"][1]),
+                    flush=True)
+    except BenchError as exc:
+        print("bench failed: %s" % exc, file=sys.stderr)
+        return 1
+    finally:
+        for server in servers.values():
+            finish(server, None)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def structure(entries: int = 1_000_000) -> int:
+    from tenantkv.keyspace.stream import MAX_ID, Stream
+    base = rss_kb()
+    s = Stream()
+    fields = [b"field", b"value"]
+    ms0 = 1_700_000_000_000
+    start = time.perf_counter()
+    for i in range(entries):
+        s.add((ms0 + i) << 64, fields)
+    added = time.perf_counter() - start
+    grown = rss_kb() - base
+    rng = random.Random(1)
+    points = [(ms0 + rng.randrange(entries)) << 64 for _ in range(10_000)]
+    start = time.perf_counter()
+    for lo in points:
+        body, n = s.range_reply(lo, MAX_ID, 10)
+    ranged = time.perf_counter() - start
+    points = [(ms0 + rng.randrange(entries)) << 64 for _ in range(10_000)]
+    start = time.perf_counter()
+    for hi in points:
+        s.range_reply(0, hi, 10, True)
+    reversed_ = time.perf_counter() - start
+    print("entries: %d in %d blocks" % (len(s), len(s.blocks)))
+    print("XADD (Stream.add): %.2f us each, %.0f/s" % (added / entries * 1e6, entries / added))
+    print("XRANGE 10 at random points: %.2f us each; XREVRANGE 10: %.2f us"
+          % (ranged / 1e4 * 1e6, reversed_ / 1e4 * 1e6))
+    print("RSS: +%.1f MB, %.0f B an entry (MEMORY USAGE estimate %.0f B an entry)"
+          % (grown / 1024, grown * 1024 / entries, s.memory() / entries))
+    print("peak RSS of the process: %.1f MB" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=100_000)
+    parser.add_argument("--structure", action="store_true")
+    opts = parser.parse_args()
+    if opts.structure:
+        return structure()
+    return compare(opts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
