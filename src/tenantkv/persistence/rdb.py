@@ -51,6 +51,7 @@ from tenantkv.keyspace.hashpack import PackedHash, compact_hash
 from tenantkv.keyspace.intset import IntSet
 from tenantkv.keyspace.packedset import PackedSet, compact_set
 from tenantkv.keyspace.quicklist import QuickList
+from tenantkv.keyspace.stream import MAX_SEQ, Stream
 from tenantkv.keyspace.zset import PACKED_MAX_BYTES, PackedZSet, ZSet
 from tenantkv.util.numbers import parse_float
 
@@ -469,9 +470,82 @@ def _strings_steps(out: list, items):
             yield
 
 
-# The value classes DUMP has an RDB form for (streams: TODO, see the docstring).
+_STREAM_NODE_BYTES = 4096     # stream-node-max-bytes, Redis's default
+_STREAM_NODE_ENTRIES = 100    # stream-node-max-entries
+_SAMEFIELDS, _DELETED = 2, 1  # stream entry flags (t_stream.c)
+
+
+def _id_len(sid: int) -> bytes:
+    return _len(sid >> 64) + _len(sid & MAX_SEQ)
+
+
+def _stream_steps(value):
+    """STREAM_LISTPACKS_2 as redis-server 7.0 writes it: the live entries
+    cut into listpack nodes as XADD cuts them (4096 bytes, 100 entries),
+    so a stream built by XADD alone has Redis's bytes. (XDEL leaves
+    tombstones in Redis's nodes; here deleted entries are gone.)"""
+    if value.groups:
+        raise TypeError("stream consumer groups have no RDB form here yet")
+    nodes = []   # (master id, [entries])
+    master = None
+    fields_of_master: list = []
+    entries: list = []
+    size = 0
+    count = 0
+
+    def close():
+        head = [_lp_int(count), _lp_int(0), _lp_int(len(fields_of_master))]
+        head += [lp_entry(f) for f in fields_of_master]
+        head.append(_lp_int(0))
+        nodes.append((master, listpack(head + entries)))
+
+    for n, (sid, fields) in enumerate(value.entries(), 1):
+        names = fields[0::2]
+        total = sum(map(len, fields))
+        if master is None or size + total >= _STREAM_NODE_BYTES or count >= _STREAM_NODE_ENTRIES:
+            if master is not None:
+                close()
+            master, fields_of_master, entries, count = sid, names, [], 0
+            size = len(listpack([_lp_int(1), _lp_int(0), _lp_int(len(names))]
+                                + [lp_entry(f) for f in names] + [_lp_int(0)]))
+        same = names == fields_of_master
+        ms_diff = (sid >> 64) - (master >> 64)
+        seq_diff = ((sid & MAX_SEQ) - (master & MAX_SEQ)) & MAX_SEQ
+        if seq_diff >= 1 << 63:
+            seq_diff -= 1 << 64   # stored as int64, as Redis's lpAppendInteger does
+        parts = [_lp_int(_SAMEFIELDS if same else 0), _lp_int(ms_diff), _lp_int(seq_diff)]
+        if same:
+            parts += [lp_entry(v) for v in fields[1::2]]
+            lp_count = 3 + len(names)
+        else:
+            parts.append(_lp_int(len(names)))
+            parts += [lp_entry(x) for x in fields]
+            lp_count = 3 + len(names) + len(names) + 1
+        parts.append(_lp_int(lp_count))
+        entries += parts
+        size += sum(map(len, parts))
+        count += 1
+        if not n % STEP:
+            yield
+    if master is not None:
+        close()
+    out = [bytes((STREAM_LISTPACKS_2,)), _len(len(nodes))]
+    for sid, lp in nodes:
+        out.append(_string(struct.pack(">QQ", sid >> 64, sid & MAX_SEQ)))
+        out.append(_string(lp))
+        yield
+    out.append(_len(value.length))
+    out.append(_id_len(value.last_id))
+    out.append(_id_len(value.first_id()))
+    out.append(_id_len(value.max_deleted_id))
+    out.append(_len(value.entries_added))
+    out.append(_len(0))   # consumer groups: TODO with keyspace/streamgroups.py
+    return out
+
+
+# The value classes DUMP has an RDB form for.
 DUMPABLE = frozenset((bytes, QuickList, IntSet, set, PackedSet, PackedHash, dict, PackedZSet,
-                      ZSet))
+                      ZSet, Stream))
 
 
 def dump_steps(value):
@@ -525,6 +599,8 @@ def dump_steps(value):
                         yield
             high = low
             yield
+    elif kind is Stream:
+        out = yield from _stream_steps(value)
     else:
         raise TypeError("DUMP of a %s is not supported" % kind.__name__)
     out.append(RDB_VERSION.to_bytes(2, "little"))
@@ -962,6 +1038,121 @@ _BLOBS = {LIST_ZIPLIST: _zl_elements, ZSET_ZIPLIST: _zl_elements, HASH_ZIPLIST: 
           HASH_ZIPMAP: _zipmap_pairs, SET_INTSET: _intset_members}
 
 
+def _as_int(raw: bytes) -> int:
+    """A listpack element that must be an integer (listpack ints decode
+    to their decimal text here)."""
+    value = _canonical_int(raw)
+    if value is None:
+        raise RdbError("a stream listpack integer expected")
+    return value
+
+
+def _stream_node(master: int, items: list, out: list) -> int:
+    """The live entries of one stream listpack node (streamValidateListpackIntegrity,
+    deep), appended to `out` as (id, fields); returns how many there were."""
+    n = len(items)
+    if n < 4:
+        raise RdbError("stream node too short")
+    live, dead, nfields = _as_int(items[0]), _as_int(items[1]), _as_int(items[2])
+    if live < 0 or dead < 0 or nfields < 0 or 3 + nfields >= n:
+        raise RdbError("bad stream master entry")
+    master_fields = items[3:3 + nfields]
+    if items[3 + nfields] != b"0":
+        raise RdbError("bad stream master entry terminator")
+    p = 4 + nfields
+    seen = seen_dead = 0
+    ms0, seq0 = master >> 64, master & MAX_SEQ
+    while p < n:
+        if p + 3 > n:
+            raise RdbError("stream entry truncated")
+        flags = _as_int(items[p])
+        if flags & ~(_SAMEFIELDS | _DELETED):
+            raise RdbError("bad stream entry flags")
+        ms = ms0 + _as_int(items[p + 1])
+        seq = (seq0 + _as_int(items[p + 2])) & MAX_SEQ
+        if not 0 <= ms <= MAX_SEQ:
+            raise RdbError("bad stream entry id")
+        p += 3
+        if flags & _SAMEFIELDS:
+            if p + nfields > n:
+                raise RdbError("stream entry truncated")
+            values = items[p:p + nfields]
+            fields = [x for pair in zip(master_fields, values) for x in pair]
+            p += nfields
+            expected = 3 + nfields
+        else:
+            if p >= n:
+                raise RdbError("stream entry truncated")
+            k = _as_int(items[p])
+            if k < 0 or p + 1 + 2 * k > n:
+                raise RdbError("stream entry truncated")
+            fields = items[p + 1:p + 1 + 2 * k]
+            p += 1 + 2 * k
+            expected = 3 + 2 * k + 1
+        if p >= n or _as_int(items[p]) != expected:
+            raise RdbError("bad stream entry lp-count")
+        p += 1
+        if not fields:
+            raise RdbError("a stream entry without fields")
+        if flags & _DELETED:
+            seen_dead += 1
+        else:
+            seen += 1
+            out.append((ms << 64 | seq, fields))
+    if seen != live or seen_dead != dead or seen + seen_dead == 0:
+        raise RdbError("stream node counts mismatch")
+    return seen
+
+
+def _stream_steps_load(src, kind: int, spend, values):
+    n = src.count()
+    entries: list = []
+    for _ in range(n):
+        key = yield from src.string_steps()
+        if len(key) != 16:
+            raise RdbError("stream node key is not an id")
+        hi, lo = struct.unpack(">QQ", key)
+        blob = yield from src.string_steps()
+        items = yield from _lp_elements(blob, spend)
+        before = len(entries)
+        _stream_node(hi << 64 | lo, items, entries)
+        if entries[before:] and entries[before][0] < (hi << 64 | lo):
+            raise RdbError("stream entry below its node's master id")
+        yield
+    length = src.length()[0]
+    last_id = src.length()[0] << 64 | src.length()[0]
+    if kind == STREAM_LISTPACKS:
+        max_deleted, added = 0, length
+    else:
+        src.length()   # first id: recomputed from the entries
+        src.length()
+        max_deleted = src.length()[0] << 64 | src.length()[0]
+        added = src.length()[0]
+    if src.length()[0]:
+        # TODO consumer groups, once keyspace/streamgroups.py lands on main
+        raise RdbError("stream consumer groups are not supported yet")
+    if length != len(entries) or added < length or max(last_id, max_deleted) > (MAX_SEQ << 64 | MAX_SEQ):
+        raise RdbError("stream length or counters inconsistent")
+    get = (values or {}).get
+    max_entries = get((None, "stream-node-max-entries"), _STREAM_NODE_ENTRIES)
+    max_bytes = get((None, "stream-node-max-bytes"), _STREAM_NODE_BYTES)
+    stream = Stream()
+    last = 0
+    for i, (sid, fields) in enumerate(entries, 1):
+        if sid <= last:
+            raise RdbError("stream entry ids out of order")
+        stream.add(sid, fields, max_entries, max_bytes)
+        last = sid
+        if not i % STEP:
+            yield
+    if last_id < last or max_deleted > last_id:
+        raise RdbError("stream last id below its entries")
+    stream.last_id = last_id
+    stream.entries_added = added
+    stream.max_deleted_id = max_deleted
+    return stream
+
+
 def load_steps(payload: bytes, values=None, room=None, max_string: int = 512 << 20):
     """Generator: the value of a verified DUMP payload (verify_steps first).
     `values`: the server's config values (encoding limits). RdbError on bad
@@ -1040,8 +1231,9 @@ def load_steps(payload: bytes, values=None, room=None, max_string: int = 512 << 
                 raise RdbError("odd number of sorted set elements")
             make = _make_zset(items[0::2], list(map(_score, items[1::2])), limits)
         value = yield from (make)
-    else:
-        # TODO streams (STREAM_LISTPACKS, _2, _3) once they land on main; modules never.
+    elif kind in (STREAM_LISTPACKS, STREAM_LISTPACKS_2, STREAM_LISTPACKS_3):
+        value = yield from _stream_steps_load(src, kind, spend, values)
+    else:   # modules: never
         raise RdbError("unsupported value type %d" % kind)
     if src.pos != src.end:
         raise RdbError("%d bytes left after the value" % (src.end - src.pos))
