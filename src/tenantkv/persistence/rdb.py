@@ -15,16 +15,20 @@ a list as QUICKLIST_2 of listpacks cut as a list built by RPUSH is (8 KB
 nodes, list-max-listpack-size -2); an IntSet as INTSET; any other set as
 SET (7.0 has no set listpack); a PackedHash as HASH_LISTPACK, a dict as
 HASH; a PackedZSet as ZSET_LISTPACK, a ZSet as ZSET_2 (highest first, as
-Redis's skiplist walk). Where Redis's bytes depend on its hash tables'
-order (SET, HASH) or on a list's history (its node cuts after pushes at
-the head), the payload differs from redis-server's but loads the same.
+Redis's skiplist walk); a Stream as STREAM_LISTPACKS_2, its live entries in
+listpack nodes cut as XADD cuts them. Where Redis's bytes depend on its
+hash tables' order (SET, HASH) or on a value's history (a list's node cuts
+after pushes at the head, a stream's XDEL tombstones), the payload differs
+from redis-server's but loads the same.
 
 What RESTORE reads (`load_steps`): every value type encoding of RDB 1..11
 (Redis up to 7.2): STRING (int, LZF), LIST, SET, ZSET (string scores),
 ZSET_2, HASH, HASH_ZIPMAP, LIST_ZIPLIST, SET_INTSET, ZSET_ZIPLIST,
 HASH_ZIPLIST, LIST_QUICKLIST, HASH_LISTPACK, ZSET_LISTPACK,
-LIST_QUICKLIST_2, SET_LISTPACK. Streams and modules: TODO (streams are being
-built on their own branch; a stream payload is refused as bad data).
+LIST_QUICKLIST_2, SET_LISTPACK, STREAM_LISTPACKS (_2, _3). Not modules.
+TODO: streams' consumer groups, once keyspace/streamgroups.py is on main
+(a payload with groups is refused as bad data; DUMP of a stream with
+groups is refused).
 
 Validation, as deep as Redis's sanitize-dump-payload yes and as the kdb
 loader's (persistence/kdb/format.py): every length is checked against the
