@@ -525,12 +525,17 @@ def _fill(client, kind: str) -> None:
             client.sadd("v", *chunk)
         elif kind == "hash":
             client.hset("v", mapping=dict.fromkeys(chunk, b"x"))
+        elif kind == "stream":
+            pipe = client.pipeline(transaction=False)
+            for i, m in enumerate(chunk, at):
+                pipe.xadd("v", {"e": m}, id="1-%d" % (i + 1))
+            pipe.execute()
         else:
             client.zadd("v", {m: i for i, m in enumerate(chunk, at)})
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["list", "set", "hash", "zset"])
+@pytest.mark.parametrize("kind", ["list", "set", "hash", "zset", "stream"])
 def test_a_big_restore_does_not_stall_other_tenants(tmp_path, kind):
     """A payload of a few MB decodes and builds its value in slices:
     another tenant's PINGs are answered meanwhile (a generous bound for a
