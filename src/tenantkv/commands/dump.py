@@ -154,8 +154,6 @@ def _install(conn, db, key, value, ttl, absttl, replace, idle, freq, payload, in
     # -- a job's end: what the observers did not see
     if memory is not None:
         memory.charge(db, memory.footprints(db, (key,)) - before, conn.tenant)
-        if added:
-            _set_access(memory, db, key, idle, freq, keep=False)
     events = server.events
     journal = events.journal
     if journal is not None:

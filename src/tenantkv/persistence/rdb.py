@@ -36,7 +36,7 @@ bytes left before anything is sliced or allocated (a claimed 2**60 costs
 nothing), an LZF length beyond what its input can expand to is refused
 before decompressing, listpacks / ziplists / zipmaps / intsets are walked
 whole (header sizes, counts, back lengths, terminators), and the value must
-be one a command could have made: not empty, no repeated member or field,
+be one a command could have made: not empty (a stream may be), no repeated member or field,
 no NaN score, no byte left over. Any failure is RdbError (RESTORE's "Bad
 data format"). The decoded size is counted against `room` (the caller's
 memory quota / maxmemory) as it grows: RoomExceeded.
