@@ -267,7 +267,8 @@ def test_rdb11_set_listpack_loads_and_newer_versions_are_refused(tkv):
     for bad in (footer(b"\x00" + rstr(b"v"), version=12),
                 footer(b"\x00" + rstr(b"v"))[:-1] + b"\x00",
                 b"", b"short"):
-        with pytest.raises(redis.ResponseError, match="^DUMP payload version or checksum are wrong$"):
+        with pytest.raises(redis.ResponseError,
+                           match="^DUMP payload version or checksum are wrong$"):
             ours.restore("t", 0, bad)
 
 

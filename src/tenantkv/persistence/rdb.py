@@ -1135,7 +1135,7 @@ def _stream_steps_load(src, kind: int, spend, values):
     if src.length()[0]:
         # TODO consumer groups, once keyspace/streamgroups.py lands on main
         raise RdbError("stream consumer groups are not supported yet")
-    if length != len(entries) or added < length or max(last_id, max_deleted) > (MAX_SEQ << 64 | MAX_SEQ):
+    if length != len(entries) or added < length:
         raise RdbError("stream length or counters inconsistent")
     get = (values or {}).get
     max_entries = get((None, "stream-node-max-entries"), _STREAM_NODE_ENTRIES)
