@@ -139,28 +139,36 @@ def _wide_tables() -> list:
     return _WIDE
 
 
-def crc64_steps(data, crc: int = 0):
-    """Redis's crc64(crc, data): a generator yielding every CRC_STEP bytes."""
-    view = memoryview(data)
+def _crc_chunk(view, crc: int) -> int:
+    """crc64 over a memoryview (its words, then its last bytes)."""
     size = len(view)
     words = size & ~7 if _LITTLE and size >= 16 else 0
     if words:
-        u0, u1, u2, u3 = _wide_tables()
-        for at in range(0, words, CRC_STEP):
-            for w in view[at:min(words, at + CRC_STEP)].cast("Q"):
-                crc ^= w
-                crc = (u0[crc & 0xFFFF] ^ u1[(crc >> 16) & 0xFFFF]
-                       ^ u2[(crc >> 32) & 0xFFFF] ^ u3[crc >> 48])
-            yield
-    t0 = _CRC
-    for at in range(words, size, CRC_STEP):
-        for byte in view[at:at + CRC_STEP]:
+        u0, u1, u2, u3 = _WIDE or _wide_tables()
+        for w in view[:words].cast("Q"):
+            crc ^= w
+            crc = (u0[crc & 0xFFFF] ^ u1[(crc >> 16) & 0xFFFF]
+                   ^ u2[(crc >> 32) & 0xFFFF] ^ u3[crc >> 48])
+    if words != size:
+        t0 = _CRC
+        for byte in view[words:]:
             crc = t0[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc
+
+
+def crc64_steps(data, crc: int = 0):
+    """Redis's crc64(crc, data): a generator yielding every CRC_STEP bytes
+    (a multiple of 8: only the last chunk has bytes past its words)."""
+    view = memoryview(data)
+    for at in range(0, len(view), CRC_STEP):
+        crc = _crc_chunk(view[at:at + CRC_STEP], crc)
         yield
     return crc
 
 
 def crc64(data, crc: int = 0) -> int:
+    if len(data) <= CRC_STEP:
+        return _crc_chunk(memoryview(data), crc)
     return run_whole(crc64_steps(data, crc))
 
 
@@ -623,7 +631,11 @@ def verify_steps(payload: bytes):
     version = int.from_bytes(payload[-10:-8], "little")
     if version > READ_VERSION:
         raise VersionError()
-    crc = yield from crc64_steps(memoryview(payload)[:-8])
+    body = memoryview(payload)[:-8]
+    if len(body) <= CRC_STEP:
+        crc = _crc_chunk(body, 0)
+    else:
+        crc = yield from crc64_steps(body)
     if crc != int.from_bytes(payload[-8:], "little"):
         raise VersionError()
     return version
@@ -1162,13 +1174,18 @@ def load_steps(payload: bytes, values=None, room=None, max_string: int = 512 << 
     `values`: the server's config values (encoding limits). RdbError on bad
     data, RoomExceeded past `room` decoded bytes."""
     src = _In(payload, len(payload) - 10, room, max_string)
-    limits = Limits(values)
     kind = src.byte()
+    if kind == STRING:   # the common case, first
+        value = src.string()
+        if type(value) is not bytes:
+            value = yield from value
+        if src.pos != src.end:
+            raise RdbError("%d bytes left after the value" % (src.end - src.pos))
+        return shared(value)
+    limits = Limits(values)
     spend = src.spend
     string = src.string
-    if kind == STRING:
-        value = shared((yield from src.string_steps()))
-    elif kind in (LIST, SET, HASH, ZSET, ZSET_2):
+    if kind in (LIST, SET, HASH, ZSET, ZSET_2):
         n = src.count(2 if kind in (HASH, ZSET, ZSET_2) else 1)
         if n == 0:
             raise RdbError("empty value")
