@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-structures bench-memory bench-neighbours bench-pubsub bench-scripting bench-dump bench-streams redis-tools clean
+.PHONY: run test bench bench-structures bench-memory bench-neighbours bench-pubsub bench-scripting bench-dump bench-streams bench-geo redis-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ bench-scripting: $(STAMP) redis-tools
 # the stream value alone at 1M entries.
 bench-streams: $(STAMP) redis-tools
 	$(BIN)/python bench/streams.py
+
+# GEOADD and GEOSEARCH (~100 results) against redis-server (issue 18).
+bench-geo: $(STAMP) redis-tools
+	$(BIN)/python bench/geo.py
 
 # DUMP / RESTORE of small values against redis-server, server CPU per request (issue 18).
 bench-dump: $(STAMP) redis-tools

@@ -37,11 +37,12 @@ DIFFERENT = {
 # Commands Redis 7.0 documents without a complexity (COMMAND DOCS).
 NO_COMPLEXITY = {"monitor", "lolwut", "psync", "sync"}
 # Redis's own metadata where the arity does not follow from the arguments
-# (DEBUG: "a container" with no subcommands or arguments documented).
-# (XREAD/XREADGROUP: the arity counts the STREAMS token, which the docs tree
+# (DEBUG: "a container" with no subcommands or arguments documented; GEOPOS and
+# GEOHASH: arity -2, a key alone is accepted, though the members are documented required;
+# XREAD/XREADGROUP: the arity counts the STREAMS token, which the docs tree
 # nests inside its block)
 REDIS_ARITY_QUIRKS = {"client|kill", "command|getkeys", "command|getkeysandflags", "debug",
-                      "xread", "xreadgroup"}
+                      "geopos", "geohash", "xread", "xreadgroup"}
 
 
 # -- raw replies ------------------------------------------------------------------

@@ -83,7 +83,8 @@ def test_movablekeys_follows_the_key_specs():
     assert movable == {"zunion", "zinter", "zdiff", "zunionstore", "zinterstore", "zdiffstore",
                        "zintercard", "sintercard", "lmpop", "zmpop",
                        "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro",
-                       "xread"} | (movable & {"blmpop", "bzmpop", "xreadgroup"})
+                       "xread", "georadius", "georadiusbymember"} | (
+        movable & {"blmpop", "bzmpop", "xreadgroup"})
 
 
 @pytest.mark.parametrize("name, command, expected", [

@@ -644,6 +644,35 @@ def stream_block_in_script(name: bytes) -> str:
     return "ERR %s command is not allowed with BLOCK option from scripts" % arg_text(name)
 
 
+# -- GEO (commands/geo.py): Redis 7.0's geo.c texts --
+GEO_UNIT = "ERR unsupported unit provided. please use M, KM, FT, MI"
+GEO_NEED_RADIUS = "ERR need numeric radius"
+GEO_NEGATIVE_RADIUS = "ERR radius cannot be negative"
+GEO_NEED_WIDTH = "ERR need numeric width"
+GEO_NEED_HEIGHT = "ERR need numeric height"
+GEO_NEGATIVE_BOX = "ERR height or width cannot be negative"
+GEO_MEMBER = "ERR could not decode requested zset member"
+GEO_COUNT = "ERR COUNT must be > 0"
+GEO_ANY_COUNT = "ERR the ANY argument requires COUNT argument"
+
+
+def geo_invalid_pair(longitude: float, latitude: float) -> str:
+    return "ERR invalid longitude,latitude pair %f,%f" % (longitude, latitude)
+
+
+def geo_store_options(geosearchstore: bool) -> str:
+    return "ERR %s is not compatible with WITHDIST, WITHHASH and WITHCOORD options" % (
+        "GEOSEARCHSTORE" if geosearchstore else "STORE option in GEORADIUS")
+
+
+def geo_exactly_one_from(name: bytes) -> str:
+    return "ERR exactly one of FROMMEMBER or FROMLONLAT can be specified for %s" % arg_text(name)
+
+
+def geo_exactly_one_by(name: bytes) -> str:
+    return "ERR exactly one of BYRADIUS and BYBOX can be specified for %s" % arg_text(name)
+
+
 # -- DUMP / RESTORE (commands/dump.py), Redis's texts (cluster.c restoreCommand) --
 DUMP_PAYLOAD_WRONG = "ERR DUMP payload version or checksum are wrong"
 BAD_DATA_FORMAT = "ERR Bad data format"

@@ -1,7 +1,7 @@
 """Command families. Importing this package registers every command."""
 
 from tenantkv.commands import (  # noqa: F401  (imported for their registrations)
-    acl, appendonly, bitmaps, connection, dump, hashes, keys, lists, memory, persistence,
+    acl, appendonly, bitmaps, connection, dump, geo, hashes, keys, lists, memory, persistence,
     functions, pubsub, scripting, server, sets, streams, strings, tenant, transactions,
     zsets,
 )

@@ -32,3 +32,16 @@ PROCEDURES = {
     "set": get_option_procedure(read_flags=("RW", "access", "update"), write_flags=("OW", "update")),
     "bitfield": bitfield_procedure,
 }
+
+
+def georadius_store_key(args):
+    """The STORE / STOREDIST key of a GEORADIUS[BYMEMBER] (the last one
+    given), or None: db.c's georadiusGetKeys' loop."""
+    stored = None
+    i = 5
+    while i < len(args):
+        if args[i].lower() in (b"store", b"storedist") and i + 1 < len(args):
+            stored = args[i + 1]
+            i += 1
+        i += 1
+    return stored

@@ -33,6 +33,7 @@ The append-only log records commands, never these messages, and its replay
 (on the internal client, which has no transport) publishes nothing.
 """
 
+from tenantkv.dispatch.keyprocs import georadius_store_key
 from tenantkv.dispatch.pubsub import publish
 from tenantkv.dispatch.replies import Deferred
 from tenantkv.errors import CommandError
@@ -330,6 +331,36 @@ def _zadd(db, args, reply, before):
     return out
 
 
+def _geoadd_prepare(db, args):
+    """_zadd_prepare for GEOADD's arguments: [NX|XX|CH]... then
+    longitude, latitude, member triples (its events are ZADD's: Redis runs
+    ZADD for it)."""
+    key = args[1]
+    z = db.get(key)
+    i = 2
+    while i < len(args) and args[i].lower() in (b"nx", b"xx", b"ch"):
+        i += 1
+    members = args[i + 2::3]
+    score = getattr(z, "score", None)
+    return {key: z is not None,
+            b"scores": [score(m) for m in members] if score is not None else None,
+            b"members": members, b"incr": False}
+
+
+def _georadius_stored(db, args, reply, before):
+    """GEORADIUS[BYMEMBER] ... STORE: as a STORE command on its STORE key."""
+    key = georadius_store_key(args)
+    if key is None:
+        return ()
+    out: list = []
+    if not _nothing(reply):
+        _new(out, db, before, key)
+        out.append((ZSET, b"georadiusstore", key))
+    elif before.get(key) and key not in db.data:
+        out.append((GENERIC, b"del", key))
+    return out
+
+
 def _spop(db, args, reply, before):
     if _nothing(reply):
         return ()
@@ -410,6 +441,9 @@ EVENTS = {
         [(STREAM, b"xdel", args[1])] if reply else (),
     "xtrim": lambda db, args, reply, before: [(STREAM, b"xtrim", args[1])] if reply else (),
     "xsetid": lambda db, args, reply, before: [(STREAM, b"xsetid", args[1])],
+    # geo: GEOADD is ZADD in Redis
+    "geoadd": _zadd, "geosearchstore": _stored(ZSET, b"geosearchstore"),
+    "georadius": _georadius_stored, "georadiusbymember": _georadius_stored,
     # MOVE and COPY write another database: Notifier._other_db.
     # FLUSHDB / FLUSHALL emit nothing (Redis 7.0 neither).
 }
@@ -417,14 +451,15 @@ EVENTS = {
 # What a few commands need to know before they run (else: which of their
 # keys exist).
 PREPARE = {"getex": _getex_prepare, "smove": _smove_prepare, "zadd": _zadd_prepare,
-           "xadd": _xadd_prepare}
+           "xadd": _xadd_prepare, "geoadd": _geoadd_prepare}
 
 # Commands whose events depend on which keys existed before they ran (NX/XX,
 # deleting, a destination an empty result removes); the others look at it
 # only for "new", so with class n off their `before` is not taken.
 NEEDS_BEFORE = frozenset(("set", "del", "unlink", "ltrim", "bitop", "sinterstore",
                           "sunionstore", "sdiffstore", "zunionstore", "zinterstore",
-                          "zdiffstore", "zrangestore", "restore", *PREPARE))
+                          "zdiffstore", "zrangestore", "restore", "geosearchstore", "georadius",
+                          "georadiusbymember", *PREPARE))
 
 # The keys whose existence a command's events look at, when not its first
 # key alone (or all of its keys: DEL, MSET).
@@ -435,6 +470,8 @@ _BEFORE_KEYS = {
     "renamenx": lambda args: (args[2],), "lmove": lambda args: (args[2],),
     "blmove": lambda args: (args[2],), "rpoplpush": lambda args: (args[2],),
     "brpoplpush": lambda args: (args[2],),
+    "georadius": lambda args: tuple(k for k in (georadius_store_key(args),) if k is not None),
+    "georadiusbymember": lambda args: tuple(k for k in (georadius_store_key(args),) if k is not None),
 }
 _NOTHING_BEFORE: dict = {}
 

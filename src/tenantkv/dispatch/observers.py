@@ -56,6 +56,7 @@ while anyone monitors) and CLIENT PAUSE's gate (dispatch/pause.py, while a
 pause lasts), the gate outermost: a postponed command is shown when it runs.
 """
 
+from tenantkv.dispatch.keyprocs import georadius_store_key
 from tenantkv.dispatch.table import COMMANDS
 from tenantkv.errors import CommandError, execabort_because
 from tenantkv.keyspace.database import now_ms
@@ -72,6 +73,13 @@ def _key_positions(cmd):
 
 def _destination(conn, db, args, reply):
     return [(db, args[1])]
+
+
+def _georadius_store(conn, db, args, reply):
+    # GEORADIUS[BYMEMBER] writes its STORE key only (without one it wrote
+    # nothing, and said so through stats.unchanged_writes)
+    key = georadius_store_key(args)
+    return [] if key is None else [(db, key)]
 
 
 def _popped_key(conn, db, args, reply):
@@ -105,6 +113,8 @@ TOUCHED = {
     "zrangestore": _destination, "bitop": lambda conn, db, args, reply: [(db, args[2])],
     "lmpop": _popped_key, "zmpop": _popped_key, "blmpop": _popped_key, "bzmpop": _popped_key,
     "move": _move, "copy": _copy,
+    "geosearchstore": _destination, "georadius": _georadius_store,
+    "georadiusbymember": _georadius_store,
 }
 
 
@@ -145,8 +155,9 @@ UNCHANGED_ON_ZERO = frozenset((
 ))
 
 # Commands whose reply does not tell whether they changed anything: they count
-# a no-op in server.stats.unchanged_writes (SETBIT of a bit to its value).
-MAY_CHANGE_NOTHING = frozenset(("setbit", "bitfield"))
+# a no-op in server.stats.unchanged_writes (SETBIT of a bit to its value;
+# GEORADIUS without STORE, a write command only for its STORE form).
+MAY_CHANGE_NOTHING = frozenset(("setbit", "bitfield", "georadius", "georadiusbymember"))
 
 
 class KeyEvents:
