@@ -165,6 +165,8 @@ def build_every_encoding(client) -> dict:
     keys["z:listpack"] = True
     client.zadd("z:skiplist", {"m%d" % i: i * 1.25 - 40 for i in range(400)})
     keys["z:skiplist"] = True
+    client.geoadd("z:geo", (13.361389, 38.115556, "Palermo", 15.087269, 37.502669, "Catania"))
+    keys["z:geo"] = True   # 52-bit integer scores: listpack integers
     # streams: nodes cut at 100 entries and at 4096 bytes, entries with the
     # master's fields or their own, negative seq deltas, and XDEL's
     # tombstones (which tenantkv does not keep: not the same bytes)
