@@ -679,5 +679,3 @@ BAD_DATA_FORMAT = "ERR Bad data format"
 RESTORE_INVALID_TTL = "ERR Invalid TTL value, must be >= 0"
 RESTORE_INVALID_IDLETIME = "ERR Invalid IDLETIME value, must be >= 0"
 RESTORE_INVALID_FREQ = "ERR Invalid FREQ value, must be >= 0 and <= 255"
-# Consumer groups' RDB form waits for them on main (persistence/rdb.py).
-DUMP_STREAM_UNSUPPORTED = "ERR DUMP of a stream with consumer groups is not supported yet"

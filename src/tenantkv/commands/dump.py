@@ -39,8 +39,6 @@ def dump(conn, args):
     value = conn.db.read(args[1])
     if value is None:
         return None
-    if getattr(value, "groups", None):   # a stream's consumer groups: no RDB form yet
-        raise CommandError(errors.DUMP_STREAM_UNSUPPORTED)
     steps = rdb.dump_steps(value)
     if type(value) is bytes and len(value) <= INLINE_PAYLOAD:
         return rdb.run_whole(steps)

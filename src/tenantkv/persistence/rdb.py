@@ -25,10 +25,9 @@ What RESTORE reads (`load_steps`): every value type encoding of RDB 1..11
 (Redis up to 7.2): STRING (int, LZF), LIST, SET, ZSET (string scores),
 ZSET_2, HASH, HASH_ZIPMAP, LIST_ZIPLIST, SET_INTSET, ZSET_ZIPLIST,
 HASH_ZIPLIST, LIST_QUICKLIST, HASH_LISTPACK, ZSET_LISTPACK,
-LIST_QUICKLIST_2, SET_LISTPACK, STREAM_LISTPACKS (_2, _3). Not modules.
-TODO: streams' consumer groups, once keyspace/streamgroups.py is on main
-(a payload with groups is refused as bad data; DUMP of a stream with
-groups is refused).
+LIST_QUICKLIST_2, SET_LISTPACK, STREAM_LISTPACKS (_2, _3) with their
+consumer groups (keyspace/streamgroups.py; a build without that module
+refuses a payload with groups as bad data). Not modules.
 
 Validation, as deep as Redis's sanitize-dump-payload yes and as the kdb
 loader's (persistence/kdb/format.py): every length is checked against the
@@ -57,6 +56,11 @@ from tenantkv.keyspace.packedset import PackedSet, compact_set
 from tenantkv.keyspace.quicklist import QuickList
 from tenantkv.keyspace.stream import MAX_SEQ, Stream
 from tenantkv.keyspace.zset import PACKED_MAX_BYTES, PackedZSet, ZSet
+
+try:   # streams' consumer groups: keyspace/streamgroups.py, once it is on main
+    from tenantkv.keyspace import streamgroups
+except ImportError:   # pragma: no cover (a build without groups: refused, see below)
+    streamgroups = None
 from tenantkv.util.numbers import parse_float
 
 RDB_VERSION = 10        # what DUMP writes: redis-server 7.0's
@@ -496,8 +500,6 @@ def _stream_steps(value):
     cut into listpack nodes as XADD cuts them (4096 bytes, 100 entries),
     so a stream built by XADD alone has Redis's bytes. (XDEL leaves
     tombstones in Redis's nodes; here deleted entries are gone.)"""
-    if value.groups:
-        raise TypeError("stream consumer groups have no RDB form here yet")
     nodes = []   # (master id, [entries])
     master = None
     fields_of_master: list = []
@@ -551,8 +553,37 @@ def _stream_steps(value):
     out.append(_id_len(value.first_id()))
     out.append(_id_len(value.max_deleted_id))
     out.append(_len(value.entries_added))
-    out.append(_len(0))   # consumer groups: TODO with keyspace/streamgroups.py
+    _groups_out(value.groups or {}, out)
     return out
+
+
+def _raw_id(sid: int) -> bytes:
+    return struct.pack(">QQ", sid >> 64, sid & MAX_SEQ)
+
+
+def _groups_out(groups: dict, out: list) -> None:
+    """The consumer groups as rdbSaveObject writes them (7.0, RDB 10): in
+    rax order (memcmp of the names), each with its last id, entries-read
+    (-1 as 2**64-1), its PEL (raw id, delivery time, count) and its
+    consumers (name, seen time, the ids of their PEL)."""
+    out.append(_len(len(groups)))
+    for name in sorted(groups):
+        group = groups[name]
+        out.append(_string(name))
+        out.append(_id_len(group.last_id))
+        out.append(_len(group.entries_read & MAX_SEQ))
+        out.append(_len(len(group.pel)))
+        for sid, nack in group.pel.items():
+            out.append(_raw_id(sid))
+            out.append(struct.pack("<q", nack.delivery_time))
+            out.append(_len(nack.delivery_count))
+        out.append(_len(len(group.consumers)))
+        for cname in sorted(group.consumers):
+            consumer = group.consumers[cname]
+            out.append(_string(cname))
+            out.append(struct.pack("<q", consumer.seen_time))
+            out.append(_len(len(consumer.pel)))
+            out.extend(map(_raw_id, consumer.pel))
 
 
 # The value classes DUMP has an RDB form for.
@@ -1144,9 +1175,9 @@ def _stream_steps_load(src, kind: int, spend, values):
         src.length()
         max_deleted = src.length()[0] << 64 | src.length()[0]
         added = src.length()[0]
-    if src.length()[0]:
-        # TODO consumer groups, once keyspace/streamgroups.py lands on main
-        raise RdbError("stream consumer groups are not supported yet")
+    ngroups = src.count(4)
+    if ngroups and streamgroups is None:
+        raise RdbError("stream consumer groups are not supported by this build")
     if length != len(entries) or added < length:
         raise RdbError("stream length or counters inconsistent")
     get = (values or {}).get
@@ -1166,7 +1197,68 @@ def _stream_steps_load(src, kind: int, spend, values):
     stream.last_id = last_id
     stream.entries_added = added
     stream.max_deleted_id = max_deleted
+    if ngroups:
+        yield from _groups_in(src, kind, stream, ngroups)
     return stream
+
+
+def _read_id(src) -> int:
+    hi, lo = struct.unpack(">QQ", src.take(16))
+    return hi << 64 | lo
+
+
+def _groups_in(src, kind: int, stream, ngroups: int):
+    """The consumer groups of a stream payload, validated as Redis's deep
+    sanitization does: no group, consumer or pending id twice, every id of
+    a consumer's PEL in its group's PEL and owned by one consumer only,
+    every pending entry owned; and within tenantkv's bounds of groups and
+    consumers."""
+    sg = streamgroups
+    try:
+        for _ in range(ngroups):
+            name = yield from src.string_steps()
+            last_id = src.length()[0] << 64 | src.length()[0]
+            if kind == STREAM_LISTPACKS:
+                entries_read = sg.estimate_distance(stream, last_id)
+            else:
+                entries_read = src.length()[0]
+                if entries_read == MAX_SEQ:
+                    entries_read = sg.INVALID
+                elif entries_read >= 1 << 63:
+                    raise RdbError("bad entries-read")
+            group = sg.create_group(stream, name, last_id, entries_read)
+            if group is None:
+                raise RdbError("a consumer group twice")
+            pel = group.pel
+            for i in range(1, src.count(25) + 1):
+                sid = _read_id(src)
+                (when,) = struct.unpack("<q", src.take(8))
+                if sid in pel:
+                    raise RdbError("a pending entry twice")
+                pel[sid] = sg.Nack(None, when, src.length()[0])
+                if not i % STEP:
+                    yield
+            for _ in range(src.count(10)):
+                cname = yield from src.string_steps()
+                (seen,) = struct.unpack("<q", src.take(8))
+                if kind == STREAM_LISTPACKS_3:
+                    src.take(8)   # 7.2's active time: not kept here
+                consumer = group.create_consumer(cname, seen)
+                if consumer is None:
+                    raise RdbError("a consumer twice")
+                for i in range(1, src.count(16) + 1):
+                    sid = _read_id(src)
+                    nack = pel.get(sid)
+                    if nack is None or nack.consumer is not None:
+                        raise RdbError("a consumer's pending entry not in its group's")
+                    group.claim(sid, nack, consumer)
+                    if not i % STEP:
+                        yield
+            if any(nack.consumer is None for nack in pel.values()):
+                raise RdbError("a pending entry without a consumer")
+            yield
+    except sg.GroupLimit:
+        raise RdbError("more consumer groups or consumers than this server keeps") from None
 
 
 def load_steps(payload: bytes, values=None, room=None, max_string: int = 512 << 20):
