@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-structures bench-memory bench-neighbours bench-pubsub bench-scripting bench-dump bench-streams bench-geo redis-tools clean
+.PHONY: run test bench bench-structures bench-memory bench-neighbours bench-pubsub bench-scripting bench-dump bench-streams bench-geo bench-sort bench-hll redis-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,14 @@ bench-streams: $(STAMP) redis-tools
 # GEOADD and GEOSEARCH (~100 results) against redis-server (issue 18).
 bench-geo: $(STAMP) redis-tools
 	$(BIN)/python bench/geo.py
+
+# SORT of a 100-element list, numeric and BY/GET, server CPU per call (issue 18).
+bench-sort: $(STAMP) redis-tools
+	$(BIN)/python bench/sort.py
+
+# PFADD (dense, sparse) and PFCOUNT (cached, two keys) against redis-server (issue 18).
+bench-hll: $(STAMP) redis-tools
+	$(BIN)/python bench/hll.py
 
 # DUMP / RESTORE of small values against redis-server, server CPU per request (issue 18).
 bench-dump: $(STAMP) redis-tools

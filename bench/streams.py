@@ -13,6 +13,11 @@ as a (name, setup, command) triple):
 
     XADD     XADD bench:s * f v                      (the stream grows)
     XRANGE10 XRANGE bench:r <random ms> + COUNT 10   (10,000 entries, ids i-0)
+    XREADGROUP  XREADGROUP GROUP g c COUNT 1 STREAMS bench:q >   (one new entry
+             delivered a call, into the PEL; the stream holds an entry for
+             every call of the row's runs)
+    XACK     XACK bench:p g <random id>   (a PEL of 10,000 entries: the first
+             ack of an id removes it, later ones find nothing, as a retry)
 
 `--structure` measures the value type alone, in this process: XADD of 1M
 entries (ids and one field), XRANGE of 10 entries at 10,000 random points,
@@ -57,11 +62,40 @@ def pipe_commands(port: int, commands: list) -> None:
             raise BenchError("preparing failed: %r" % data[:200])
 
 
-def setup_none(port: int) -> None:
+def setup_none(port: int, calls: int = 0) -> None:
     pipe_commands(port, [["DEL", "bench:s"]])
 
 
-def setup_range(port: int) -> None:
+def _fill(port: int, key: str, entries: int) -> None:
+    """XADD `entries` entries i-0 (i from 1) to `key`, pipelined in chunks."""
+    import redis
+    client = redis.Redis(port=port)
+    client.delete(key)
+    for start in range(1, entries + 1, 10_000):
+        pipe = client.pipeline(transaction=False)
+        for i in range(start, min(start + 10_000, entries + 1)):
+            pipe.execute_command("XADD", key, "%d-0" % i, "field", "value-%d" % i)
+        pipe.execute()
+    client.close()
+
+
+def setup_readgroup(port: int, calls: int) -> None:
+    import redis
+    _fill(port, "bench:q", calls + 1000)
+    redis.Redis(port=port).xgroup_create("bench:q", "g", id="0")
+
+
+def setup_ack(port: int, calls: int = 0) -> None:
+    import redis
+    _fill(port, "bench:p", RANGE_ENTRIES)
+    client = redis.Redis(port=port)
+    client.xgroup_create("bench:p", "g", id="0")
+    while client.xreadgroup("g", "c", {"bench:p": ">"}, count=1000):
+        pass
+    client.close()
+
+
+def setup_range(port: int, calls: int = 0) -> None:
     pipe_commands(port, [["DEL", "bench:r"]] + [
         ["XADD", "bench:r", "%d-0" % i, "field", "value-%d" % i] for i in range(1, RANGE_ENTRIES + 1)])
 
@@ -71,6 +105,9 @@ def setup_range(port: int) -> None:
 ROWS = [
     ("XADD", setup_none, ["XADD", "bench:s", "*", "f", "v"]),
     ("XRANGE 10", setup_range, ["XRANGE", "bench:r", "__rand_int__", "+", "COUNT", "10"]),
+    ("XREADGROUP", setup_readgroup,
+     ["XREADGROUP", "GROUP", "g", "c", "COUNT", "1", "STREAMS", "bench:q", ">"]),
+    ("XACK", setup_ack, ["XACK", "bench:p", "g", "__rand_int__"]),
 ]
 
 
@@ -103,7 +140,7 @@ def compare(opts) -> int:
         print("|---|---|---|---|---|---|---|")
         for name, setup, argv in ROWS:
             for server in servers.values():
-                setup(server.port)
+                setup(server.port, n * rounds * 2)
             for pipeline in (1, 16):
                 runs = {s: [] for s in servers}
                 names = list(servers)
@@ -172,7 +209,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=100_000)
     parser.add_argument("--structure", action="store_true")
+    parser.add_argument("--only", help="run the rows whose name starts with this")
     opts = parser.parse_args()
+    if opts.only:
+        ROWS[:] = [row for row in ROWS if row[0].lower().startswith(opts.only.lower())]
     if opts.structure:
         return structure()
     return compare(opts)

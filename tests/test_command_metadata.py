@@ -40,9 +40,10 @@ NO_COMPLEXITY = {"monitor", "lolwut", "psync", "sync"}
 # (DEBUG: "a container" with no subcommands or arguments documented; GEOPOS and
 # GEOHASH: arity -2, a key alone is accepted, though the members are documented required;
 # XREAD/XREADGROUP: the arity counts the STREAMS token, which the docs tree
-# nests inside its block)
+# nests inside its block; PFMERGE: arity -2, PFMERGE dest alone works, but 7.0
+# documents sourcekey as required)
 REDIS_ARITY_QUIRKS = {"client|kill", "command|getkeys", "command|getkeysandflags", "debug",
-                      "geopos", "geohash", "xread", "xreadgroup"}
+                      "geopos", "geohash", "xread", "xreadgroup", "pfmerge"}
 
 
 # -- raw replies ------------------------------------------------------------------

@@ -83,7 +83,7 @@ def test_movablekeys_follows_the_key_specs():
     assert movable == {"zunion", "zinter", "zdiff", "zunionstore", "zinterstore", "zdiffstore",
                        "zintercard", "sintercard", "lmpop", "zmpop",
                        "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro",
-                       "xread", "georadius", "georadiusbymember"} | (
+                       "xread", "georadius", "georadiusbymember", "sort", "sort_ro"} | (
         movable & {"blmpop", "bzmpop", "xreadgroup"})
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from conftest import locked_fixture, login
+from conftest import locked_fixture, locked_server, login, resp
 
 ROOT_PASSWORD = "scripting-root"
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
@@ -382,3 +382,162 @@ def test_script_error_replies_count_in_errorstats_as_redis(srv, redis_server):
                         for k in after if after[k] != before.get(k)})
     assert results[0] == results[1] == {"errorstat_MY_ERR_CODE": 1, "errorstat_ERR": 1,
                                         "errorstat_OTHER": 1}
+
+
+def _spin(seconds: float) -> str:
+    """Lua that runs `seconds` of the server's CPU (os.clock) in pure Lua."""
+    return "local t0 = os.clock() while os.clock() - t0 < %s do end" % seconds
+
+
+def test_long_script_pauses_for_others_and_stays_atomic(srv, alice, bob):
+    """A script of ~0.5 s runs in slices on the loop thread (issue 18, L):
+    another tenant is answered between the slices, while the script's own
+    tenant waits and then sees all of its writes, never a part."""
+    other = login(srv, "alice")
+    runner = login(srv, "alice", socket_timeout=30)
+    result = {}
+    script = ("redis.call('set', 'a', 'first') %s redis.call('set', 'b', 'second')"
+              " return redis.call('get', 'a')" % _spin(0.5))
+    thread = threading.Thread(target=lambda: result.setdefault("r", runner.eval(script, 0)))
+    thread.start()
+    try:
+        time.sleep(0.15)
+        latencies = []
+        for _ in range(10):
+            began = time.perf_counter()
+            assert bob.ping()
+            latencies.append(time.perf_counter() - began)
+        assert thread.is_alive()   # bob was served while the script ran
+        assert min(latencies) < 0.1, latencies
+        # Alice's other client waits for the end: both writes, or neither.
+        assert other.mget("a", "b") == [b"first", b"second"]
+        assert not thread.is_alive() or thread.join(5) is None
+    finally:
+        thread.join(10)
+    assert result["r"] == b"first"
+    other.close()
+    runner.close()
+
+
+def test_paused_scripts_of_several_tenants_each_get_their_own(srv, alice, bob):
+    """Three tenants' long scripts paused at once (each in its own runner):
+    each ends with its own keys, arguments and reply."""
+    clients = {name: login(srv, name, socket_timeout=30) for name in ("alice", "bob", "root")}
+    results = {}
+    for name, client in clients.items():
+        client.set("who", name)
+    script = ("local got = {} for i = 1, 5 do %s got[#got + 1] = redis.call('get', KEYS[1]) end"
+              " return {ARGV[1], got[1], got[5]}" % _spin(0.05))
+
+    def run(name, client):
+        results[name] = client.eval(script, 1, "who", "arg-" + name)
+    threads = [threading.Thread(target=run, args=item) for item in clients.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for name, client in clients.items():
+        assert results[name] == [b"arg-" + name.encode(), name.encode(), name.encode()]
+        client.delete("who")
+        client.close()
+
+
+def test_script_of_a_killed_client_ends_if_it_wrote_nothing(srv, alice):
+    """A runaway script whose client is closed (root's CLIENT KILL) and that
+    changed nothing is ended (nobody waits for it): its tenant is served
+    again at once, without SCRIPT KILL and before busy-reply-threshold."""
+    # A raw socket: redis-py would reconnect and send the EVAL again.
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    password = srv.passwords["alice"].encode()
+    sock.sendall(resp("AUTH", "alice", password) + resp("CLIENT", "ID"))
+    replies = b""
+    while replies.count(b"\r\n") < 2:
+        replies += sock.recv(100)
+    runner_id = int(replies.split(b"\r\n")[1][1:])
+    sock.sendall(resp("EVAL", "while true do end", 0))
+    root = login(srv, "root")
+    try:
+        time.sleep(0.3)
+        assert root.client_kill_filter(_id=runner_id) == 1
+        began = time.monotonic()
+        assert alice.set("after", "1")
+        assert time.monotonic() - began < 3
+        assert sock.recv(100) == b""   # closed, no reply
+    finally:
+        sock.close()
+        root.close()
+
+
+def test_shutdown_nosave_stops_a_paused_script(tmp_path):
+    """SHUTDOWN NOSAVE (root) while a tenant's script spins: the server
+    exits at once."""
+    with locked_server(tmp_path, USERS, ROOT_PASSWORD) as proc:
+        sock = socket.create_connection(("127.0.0.1", proc.port), timeout=10)
+        sock.sendall(resp("AUTH", "alice", USERS["alice"]) + resp("EVAL", "while true do end", 0))
+        assert sock.recv(5) == b"+OK\r\n"
+        time.sleep(0.3)
+        # A raw socket: redis-py would retry on the closed connection.
+        root = socket.create_connection(("127.0.0.1", proc.port), timeout=10)
+        began = time.monotonic()
+        root.sendall(resp("AUTH", "root", ROOT_PASSWORD) + resp("SHUTDOWN", "NOSAVE"))
+        assert root.recv(5) == b"+OK\r\n"
+        while proc.alive() and time.monotonic() < began + 10:
+            time.sleep(0.02)
+        assert not proc.alive() and time.monotonic() - began < 5
+        sock.close()
+        root.close()
+
+
+def test_long_script_without_writes_moves_to_a_thread_and_runs_once(srv, alice, bob):
+    """A script past its first slice that has not written ends there and
+    runs again on a worker thread: its writes after that happen once, its
+    redis.setresp of the first run is forgotten, its reply is the second
+    run's."""
+    alice.set("k", "v")
+    script = ("redis.setresp(3) local v = redis.call('get', 'k') %s"
+              " redis.call('incr', 'n') return {v, redis.call('incr', 'n')}" % _spin(0.3))
+    assert alice.eval(script, 0) == [b"v", 2]
+    assert alice.get("n") == b"2"
+    assert bob.ping()
+
+
+@pytest.mark.parametrize("find", ["string.find", "string['fi' .. 'nd']"])
+def test_a_long_c_call_holds_only_its_tenant(srv, alice, bob, find):
+    """A pattern that backtracks for seconds inside C (the count hook never
+    fires there) does not hold the loop thread: a script naming find runs
+    on a worker thread, one that reaches it otherwise moves there before
+    the call (prelude.lua's guards); bob is served meanwhile."""
+    runner = login(srv, "alice", socket_timeout=120)
+    result = {}
+    script = "return %s(string.rep('a', 28), string.rep('a*', 8) .. 'b')" % find
+    thread = threading.Thread(target=lambda: result.setdefault("r", runner.eval(script, 0)))
+    thread.start()
+    time.sleep(0.2)
+    latencies = []
+    while thread.is_alive():
+        began = time.perf_counter()
+        assert bob.ping()
+        latencies.append(time.perf_counter() - began)
+        time.sleep(0.005)
+    thread.join()
+    assert result == {"r": None}
+    assert len(latencies) > 20 and max(latencies) < 0.5, (len(latencies), max(latencies))
+    runner.close()
+
+
+def test_a_long_c_call_after_a_write_is_refused(srv, alice, bob):
+    """A script that has written cannot move to a thread: a guarded call
+    that may run for seconds on the loop thread gets an error (its write
+    stays, as after any script error); a cheap one runs."""
+    # (Not naming find: such a script runs on a thread from its start.)
+    script = ("redis.call('set', 'w', '1') local f = string['fi' .. 'nd']"
+              " local ok = f(string.rep('a', 100), '^a+$') ~= nil"
+              " return {ok and 1 or 0, f(string.rep('a', 28), string.rep('a*', 8) .. 'b')}")
+    began = time.monotonic()
+    with pytest.raises(redis.ResponseError, match="^tenantkv: a pattern search or sort"):
+        alice.eval(script, 0)
+    assert time.monotonic() - began < 1
+    assert alice.get("w") == b"1"
+    assert alice.eval("redis.call('set', 'w', '2') return string['fi' .. 'nd']"
+                      "(string.rep('a', 1000), '^(a+)$') and 1", 0) == 1
+    assert bob.ping()

@@ -367,6 +367,8 @@ SETTINGS = [
     _redis("zset-max-listpack-entries", integer(), 128, alias="zset-max-ziplist-entries"),
     _redis("zset-max-listpack-value", memory(), 64, alias="zset-max-ziplist-value"),
     _redis("stream-node-max-bytes", memory(), 4096),
+    # The sparse HyperLogLog size (header included) past which PFADD/PFMERGE make it dense.
+    _redis("hll-sparse-max-bytes", memory(), 3000),
     _redis("stream-node-max-entries", integer(), 100),
     _redis("slowlog-log-slower-than", integer(-1), 10000),
     _redis("slowlog-max-len", integer(), 128),

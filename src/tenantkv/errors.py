@@ -597,6 +597,9 @@ BUSY_SCRIPT = ("BUSY Redis is busy running a script. You can only call SCRIPT KI
                "SHUTDOWN NOSAVE.")
 SCRIPT_KILLED = "ERR Script killed by user with SCRIPT KILL..."
 SCRIPT_OOM = "ERR tenantkv: the script's Lua state is over its memory limit"
+SCRIPT_CALL_TOO_LONG = ("ERR tenantkv: a pattern search or sort this large may run for "
+                        "seconds, refused in a script that has written (a script whose "
+                        "code names the function runs it on a thread)")
 NUMKEYS_NEGATIVE = "ERR Number of keys can't be negative"
 NUMKEYS_TOO_MANY = "ERR Number of keys can't be greater than number of args"
 # FUNCTION libraries' bounds per tenant (scripting/functions.py)
@@ -671,6 +674,74 @@ def geo_exactly_one_from(name: bytes) -> str:
 
 def geo_exactly_one_by(name: bytes) -> str:
     return "ERR exactly one of BYRADIUS and BYBOX can be specified for %s" % arg_text(name)
+
+
+# -- SORT / SORT_RO (commands/sort.py), SWAPDB (commands/keys.py) --
+SORT_NOT_DOUBLE = "ERR One or more scores can't be converted into double"
+# tenantkv's own bound: each GET pattern is a lookup per element sorted
+SORT_TOO_MANY_GETS = "ERR tenantkv: SORT takes at most %d GET patterns"
+SWAPDB_FIRST_INDEX = "ERR invalid first DB index"
+SWAPDB_SECOND_INDEX = "ERR invalid second DB index"
+# tenantkv's own bound: LOLWUT draws in Python (commands/lolwut.py)
+LOLWUT_TOO_BIG = "ERR tenantkv: LOLWUT draws at most %d pixels"
+
+
+# HyperLogLog (commands/hll.py), Redis's texts.
+HLL_WRONGTYPE = "WRONGTYPE Key is not a valid HyperLogLog string value."
+HLL_INVALID = "INVALIDOBJ Corrupted HLL object detected"
+PFDEBUG_NO_KEY = "ERR The specified key does not exist"
+PFDEBUG_NOT_SPARSE = "ERR HLL encoding is not sparse"
+
+
+def pfdebug_unknown(sub: bytes) -> str:
+    return f"ERR Unknown PFDEBUG subcommand '{arg_text(sub)}'"
+
+
+def pfselftest_failed(what: str) -> str:
+    return f"TESTFAILED {what}"
+
+
+# -- stream consumer groups (commands/streamgroups.py): Redis 7.0's texts ---------
+XGROUP_NO_KEY = ("ERR The XGROUP subcommand requires the key to exist. Note that for CREATE "
+                 "you may want to use the MKSTREAM option to create an empty stream "
+                 "automatically.")
+BUSYGROUP = "BUSYGROUP Consumer Group name already exists"
+ENTRIESREAD_RANGE = "ERR value for ENTRIESREAD must be positive or -1"
+XREADGROUP_DOLLAR = ("ERR The $ ID is meaningless in the context of XREADGROUP: you want to "
+                     "read the history of this consumer by specifying a proper ID, or use the "
+                     "> ID to get new messages. The $ ID would just return an empty result set.")
+XCLAIM_MIN_IDLE = "ERR Invalid min-idle-time argument for XCLAIM"
+XCLAIM_IDLE = "ERR Invalid IDLE option argument for XCLAIM"
+XCLAIM_TIME = "ERR Invalid TIME option argument for XCLAIM"
+XCLAIM_RETRYCOUNT = "ERR Invalid RETRYCOUNT option argument for XCLAIM"
+XAUTOCLAIM_MIN_IDLE = "ERR Invalid min-idle-time argument for XAUTOCLAIM"
+XAUTOCLAIM_COUNT = "ERR COUNT must be > 0"
+# A blocked XREADGROUP whose group or key went away (blocked.c)
+NOGROUP_BLOCKED = "NOGROUP the consumer group this client was blocked on no longer exists"
+UNBLOCKED_STREAM_GONE = "UNBLOCKED the stream key no longer exists"
+
+
+def xclaim_option(option: bytes) -> str:
+    return "ERR Unrecognized XCLAIM option '%s'" % arg_text(option)
+
+
+def nogroup_of_key(group: bytes, key: bytes) -> str:
+    return "NOGROUP No such consumer group '%s' for key name '%s'" % (arg_text(group), arg_text(key))
+
+
+def nogroup_key_or_group(key: bytes, group: bytes) -> str:
+    return "NOGROUP No such key '%s' or consumer group '%s'" % (arg_text(key), arg_text(group))
+
+
+def nogroup_readgroup(key: bytes, group: bytes) -> str:
+    return ("NOGROUP No such key '%s' or consumer group '%s' in XREADGROUP with GROUP option"
+            % (arg_text(key), arg_text(group)))
+
+
+def group_limit(what: str, limit: int) -> str:
+    """tenantkv's own: a stream's groups / a group's consumers are bounded."""
+    return "ERR tenantkv: more than %d %s (per %s)" % (
+        limit, what, "stream" if what == "groups" else "consumer group")
 
 
 # -- DUMP / RESTORE (commands/dump.py), Redis's texts (cluster.c restoreCommand) --

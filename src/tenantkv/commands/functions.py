@@ -72,7 +72,8 @@ def _fcall(conn, args, ro: bool):
     libs.bind(scripts)
     libs.caller = (list(args), monotonic())
     return engine.counted(conn, scripts.run_function(conn, name, args[3:3 + numkeys],
-                                                     args[3 + numkeys:], ro or no_writes))
+                                                     args[3 + numkeys:], ro or no_writes,
+                                                     lib.code))
 
 
 @command("fcall")

@@ -379,6 +379,40 @@ def move(conn, args):
     return 1
 
 
+def _swapdb_index(raw: bytes, message: str) -> int:
+    # getIntFromObjectOrReply: a C int, else the argument's own message
+    index = parse_int(raw)
+    if index is None or not -(1 << 31) <= index < (1 << 31):
+        raise CommandError(message)
+    return index
+
+
+# What SWAPDB exchanges: the data and everything kept per key of it (TTLs,
+# string encodings, the accounting's sizes and access clocks). WATCHed and
+# blocked keys stay with the index (their clients stay in the db they
+# chose), as do the SCAN snapshots and the hit/miss counters.
+_SWAPPED = ("data", "expires", "encodings", "used", "access")
+
+
+@command("swapdb")
+def swapdb(conn, args):
+    """SWAPDB within the caller's tenant: its databases only (dispatch/
+    observers.py touches the WATCHed keys and wakes the blocked clients of
+    both, as Redis's dbSwapDatabases)."""
+    first = _swapdb_index(args[1], errors.SWAPDB_FIRST_INDEX)
+    second = _swapdb_index(args[2], errors.SWAPDB_SECOND_INDEX)
+    dbs = conn.tenant.dbs
+    if not (0 <= first < len(dbs) and 0 <= second < len(dbs)):
+        raise CommandError(errors.DB_INDEX)
+    if first != second and (dbs.get(first) is not None or dbs.get(second) is not None):
+        a, b = dbs[first], dbs[second]
+        for name in _SWAPPED:
+            held = getattr(a, name)
+            setattr(a, name, getattr(b, name))
+            setattr(b, name, held)
+    return OK
+
+
 @command("copy")
 def copy(conn, args):
     dst = conn.db

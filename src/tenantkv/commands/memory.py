@@ -11,8 +11,11 @@ per-tenant accounting. A client only ever measures its own tenant's keys
 (conn.db). MEMORY STATS is Redis's map, from the accounting of
 server/memory.py: root sees the server's figures; any other user its own
 tenant's (its data, its clients), without the allocator and RSS lines, which
-describe the whole process. MEMORY DOCTOR and MALLOC-STATS describe
-the whole server's allocator, so tenantkv does not have them.
+describe the whole process. MEMORY DOCTOR is Redis's report read from the
+same figures (a tenant's own, for a non-root user: its data, clients and
+scripts; the process's fragmentation for root only). MEMORY MALLOC-STATS
+answers as a Redis built without jemalloc does: pymalloc has no such
+report, and the allocator's state would describe every tenant.
 """
 
 import sys
@@ -22,7 +25,7 @@ from tenantkv import errors
 from tenantkv.dispatch.table import container, subcommand
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.footprint import DEFAULT_SAMPLES, DICT_ENTRY, footprint, value_size
-from tenantkv.protocol.encoder import OK
+from tenantkv.protocol.encoder import OK, Verbatim
 from tenantkv.util.numbers import parse_int
 
 _getsizeof = sys.getsizeof
@@ -37,13 +40,17 @@ def usage(db, key: bytes, samples=DEFAULT_SAMPLES):
 
 
 MEMORY_HELP = [
-    "USAGE <key> [SAMPLES <count>]",
-    "    Return memory in bytes used by <key> and its value. Nested values are",
-    "    sampled up to <count> times (default: 5, 0 means sample all).",
+    "DOCTOR",
+    "    Return memory problems reports.",
+    "MALLOC-STATS",
+    "    Return internal statistics report from the memory allocator.",
     "PURGE",
     "    Attempt to purge dirty pages for reclamation by the allocator.",
     "STATS",
     "    Return information about the memory usage of the server.",
+    "USAGE <key> [SAMPLES <count>]",
+    "    Return memory in bytes used by <key> and its value. Nested values are",
+    "    sampled up to <count> times (default: 5, 0 means sample all).",
 ]
 
 container("memory", help=MEMORY_HELP)
@@ -157,3 +164,61 @@ def _memory_stats(conn, args):
             b"fragmentation.bytes": rss - total,
         })
     return reply
+
+
+@subcommand("memory", "malloc-stats")
+def _memory_malloc_stats(conn, args):
+    return b"Stats not supported for the current allocator"   # Redis without jemalloc
+
+
+# MEMORY DOCTOR's texts, Redis 7.0's (object.c, getMemoryDoctorReport).
+_DOCTOR_FINE = ("Hi Sam, I can't find any memory issue in your instance. "
+                "I can only account for what occurs on this base.\n")
+_DOCTOR_EMPTY = ("Hi Sam, this instance is empty or is using very little memory, "
+                 "my issues detector can't be used in these conditions. "
+                 "Please, leave for your mission on Earth and fill it with some data. "
+                 "The new Sam and I will be back to our programming as soon as I "
+                 "finished rebooting.\n")
+_DOCTOR_HEAD = "Sam, I detected a few issues in this Redis instance memory implants:\n\n"
+_DOCTOR_TAIL = "I'm here to keep you safe, Sam. I want to help you.\n"
+_DOCTOR_ISSUES = {
+    "big_peak": " * Peak memory: In the past this instance used more than 150% the memory that is currently using. The allocator is normally not able to release memory after a peak, so you can expect to see a big fragmentation ratio, however this is actually harmless and is only due to the memory peak, and if the Redis instance Resident Set Size (RSS) is currently bigger than expected, the memory will be used as soon as you fill the Redis instance with more data. If the memory peak was only occasional and you want to try to reclaim memory, please try the MEMORY PURGE command, otherwise the only other option is to shutdown and restart the instance.\n\n",  # noqa: E501
+    "high_frag": " * High total RSS: This instance has a memory fragmentation and RSS overhead greater than 1.4 (this means that the Resident Set Size of the Redis process is much larger than the sum of the logical allocations Redis performed). This problem is usually due either to a large peak memory (check if there is a peak memory entry above in the report) or may result from a workload that causes the allocator to fragment memory a lot. If the problem is a large peak memory, then there is no issue. Otherwise, make sure you are using the Jemalloc allocator and not the default libc malloc. Note: The currently used allocator is \"pymalloc\".\n\n",  # noqa: E501
+    "high_alloc_rss": " * High allocator RSS overhead: This instance has an RSS memory overhead is greater than 1.1 (this means that the Resident Set Size of the allocator is much larger than the sum what the allocator actually holds). This problem is usually due to a large peak memory (check if there is a peak memory entry above in the report), you can try the MEMORY PURGE command to reclaim it.\n\n",  # noqa: E501
+    "big_client_buf": " * Big client buffers: The clients output buffers in this instance are greater than 200K per client (on average). This may result from different causes, like Pub/Sub clients subscribed to channels bot not receiving data fast enough, so that data piles on the Redis instance output buffer, or clients sending commands with large replies or very large sequences of commands in the same pipeline. Please use the CLIENT LIST command in order to investigate the issue if it causes problems in your instance, or to understand better why certain clients are using a big amount of memory.\n\n",  # noqa: E501
+    "many_scripts": " * Many scripts: There seem to be many cached scripts in this instance (more than 1000). This may be because scripts are generated and `EVAL`ed, instead of being parameterized (with KEYS and ARGV), `SCRIPT LOAD`ed and `EVALSHA`ed. Unless `SCRIPT FLUSH` is called periodically, the scripts' caches may end up consuming most of your memory.\n\n",  # noqa: E501
+}
+
+
+def _scripts_cached(tenants) -> int:
+    return sum(len(t.scripts.bodies) for t in tenants if t.scripts is not None)
+
+
+@subcommand("memory", "doctor")
+def _memory_doctor(conn, args):
+    """Redis's checks on MEMORY STATS's figures: the tenant's own for a
+    non-root user (its data, its clients' buffers, its scripts), so the
+    report says nothing about other tenants; the process's RSS for root."""
+    stats = _memory_stats(conn, args)
+    total, peak = stats[b"total.allocated"], stats[b"peak.allocated"]
+    server = conn.server
+    if total < 5 * 1024 * 1024:
+        return Verbatim(_DOCTOR_EMPTY.encode())
+    found = []
+    if total and peak / total > 1.5:
+        found.append("big_peak")
+    if conn.root:   # the allocator's figures describe the process: root's only
+        if stats[b"fragmentation"] > 1.4 and stats[b"fragmentation.bytes"] > 10 << 20:
+            found.append("high_frag")
+        if stats[b"allocator-rss.ratio"] > 1.1 and stats[b"allocator-rss.bytes"] > 10 << 20:
+            found.append("high_alloc_rss")
+    clients = len(server.clients) if conn.root else len(conn.tenant.clients)
+    if clients and stats[b"clients.normal"] // clients > 200 * 1024:
+        found.append("big_client_buf")
+    tenants = server.tenants.values() if conn.root else (conn.tenant,)
+    if _scripts_cached(tenants) > 1000:
+        found.append("many_scripts")
+    if not found:
+        return Verbatim(_DOCTOR_FINE.encode())
+    return Verbatim((_DOCTOR_HEAD + "".join(_DOCTOR_ISSUES[name] for name in found)
+                     + _DOCTOR_TAIL).encode())

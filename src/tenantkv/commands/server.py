@@ -1,5 +1,6 @@
 """Server commands: INFO, CONFIG, COMMAND, HELP, TIME, DEBUG, SHUTDOWN (LASTSAVE: persistence.py)."""
 
+import logging
 import os
 import platform
 import resource
@@ -772,6 +773,18 @@ DEBUG_HELP = [
     "    true, false.",
     "QUICKLIST-PACKED-THRESHOLD <size>",
     "    Accepted for Redis's tests: tenantkv's lists have no packed and plain nodes.",
+    "ERROR <string>",
+    "    Return a Redis protocol error with <string> as message. Useful for clients",
+    "    unit tests to simulate Redis errors.",
+    "LOG <message>",
+    "    Write <message> to the server log.",
+    "CHANGE-REPL-ID",
+    "    Accepted for Redis's tests: tenantkv has no replication IDs to change.",
+    "REPLYBUFFER PEAK-RESET-TIME <NEVER||RESET|time>",
+    "REPLYBUFFER RESIZING <0|1>",
+    "    Accepted for Redis's tests: tenantkv's reply buffers are not resized.",
+    "STRINGMATCH-TEST",
+    "    Accepted for Redis's tests: tests/test_glob.py tests the matcher.",
     *persistence.DEBUG_HELP,
 ]
 
@@ -818,6 +831,19 @@ def debug(conn, args):
         if not 0 <= size <= (1 << 32) - (1 << 20):
             raise CommandError(errors.DEBUG_MEMORY_VALUE)
         return OK
+    if sub == b"error" and len(args) == 3:
+        # The argument as the error line, as Redis: clients' test suites
+        # use it to see how they report an error (no CR/LF inside).
+        return Raw(b"-%s\r\n" % args[2].replace(b"\r", b" ").replace(b"\n", b" "))
+    if sub == b"log" and len(args) == 3:
+        _debug_log.warning("DEBUG LOG: %s", errors.arg_text(args[2]))
+        return OK
+    if sub == b"change-repl-id" and len(args) == 2:
+        return OK
+    if sub == b"stringmatch-test" and len(args) == 2:
+        return Status("Apparently Redis did not crash: test passed")
+    if sub == b"replybuffer" and len(args) == 4:
+        return _debug_replybuffer(args[1], args[2].lower(), args[3])
     if sub == b"object" and len(args) == 3:
         db = conn.db
         value = db.get(args[2])
@@ -829,6 +855,21 @@ def debug(conn, args):
     if sub in persistence.DEBUG_SUBCOMMANDS:
         return persistence.debug(conn, args)
     raise CommandError(errors.subcommand_syntax(args[1], "DEBUG"))
+
+
+_debug_log = logging.getLogger("tenantkv.debug")
+
+
+def _debug_replybuffer(sub: bytes, what: bytes, value: bytes):
+    """DEBUG REPLYBUFFER: Redis's argument checks; tenantkv's reply buffers
+    have no peak-reset timer nor resizing to tune, so nothing else."""
+    if what == b"peak-reset-time":
+        if value.lower() not in (b"never", b"reset") and parse_int(value) is None:
+            raise CommandError(errors.NOT_INTEGER)
+        return OK
+    if what == b"resizing":
+        return OK
+    raise CommandError(errors.subcommand_syntax(sub, "DEBUG"))
 
 
 def _debug_protocol(conn, name: bytes):

@@ -40,7 +40,8 @@ def _reply_or_raise(result):
 class Blocked(Deferred):
     """One parked client: its keys, how to serve it from a key, its timeout."""
 
-    __slots__ = ("conn", "db", "keys", "kind", "serve", "timeout_reply", "timer", "events")
+    __slots__ = ("conn", "db", "keys", "kind", "serve", "timeout_reply", "timer", "events",
+                 "gone")
 
     def __init__(self, conn, keys: list, kind: type, serve, timeout: float, timeout_reply) -> None:
         loop = conn.server.loop
@@ -52,6 +53,10 @@ class Blocked(Deferred):
         self.serve = serve            # serve(conn, key) -> reply, or None if the key cannot
         self.timeout_reply = timeout_reply
         self.events = conn.server.events
+        # The error that answers it when a key it waits on is deleted or
+        # takes another type (Redis 7.0 answers a parked XREADGROUP so,
+        # unblockDeletedStreamReadgroupClients); None: it keeps waiting.
+        self.gone = None
         for key in self.keys:
             queue = db.blocked.get(key)
             if queue is None:
@@ -109,7 +114,11 @@ class Blocked(Deferred):
         if value is None or (type(value) is not self.kind
                              and COMPACT_OF.get(type(value)) is not self.kind):
             # Redis 7.0: a value of another type leaves it blocked (a compact
-            # form of its type, as a PackedZSet for a ZSet, serves it)
+            # form of its type, as a PackedZSet for a ZSet, serves it),
+            # unless it is answered then (`gone`)
+            if self.gone is not None:
+                self._finish(CommandError(self.gone))
+                return True
             return False
         try:
             reply = self.serve(self.conn, key)
@@ -138,10 +147,19 @@ def serve_ready(events) -> None:
                     continue
                 for waiter in list(queue):
                     if key not in db.data:
+                        _key_gone(queue)
                         break
                     waiter.try_serve(key)   # its serve() reports what it wrote
     finally:
         events.serving = False
+
+
+def _key_gone(queue) -> None:
+    """The key of `queue` was deleted: answer the clients that do not wait
+    for it to come back (`gone`), in the order they blocked."""
+    for waiter in list(queue):
+        if waiter.gone is not None and not waiter.conn.closing:
+            waiter._finish(CommandError(waiter.gone))
 
 
 # -- what the blocking commands share ----------------------------------------------------

@@ -12,7 +12,7 @@ command that takes keys.
 """
 
 from tenantkv.util.keyspecs import (
-    bitfield_procedure, get_option_procedure, numkeys_procedure,
+    bitfield_procedure, get_option_procedure, numkeys_procedure, sort_procedure,
 )
 
 # Redis's getkeys procedures ("getkeys_proc"): GETKEYS uses them when the key
@@ -31,6 +31,7 @@ PROCEDURES = {
     "zdiffstore": _STORE_NUMKEYS_AT_2,
     "set": get_option_procedure(read_flags=("RW", "access", "update"), write_flags=("OW", "update")),
     "bitfield": bitfield_procedure,
+    "sort": sort_procedure, "sort_ro": lambda args: [(1, ("RO", "access"))],
 }
 
 

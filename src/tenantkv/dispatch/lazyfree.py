@@ -7,8 +7,9 @@ at once (the tenant sees an empty database at once, as Redis's
 emptyData(..., EMPTYDB_ASYNC)) and hand the old ones here; UNLINK and DEL
 of a big value hand the value here, and a flush its SCAN snapshots. The garbage is then emptied a slice
 (SLICE seconds) per loop turn: a dict by popitem(), a set by pop(), a sorted
-set's dict and index the same way, each popped value that is itself big
-going back into the queue rather than being freed whole.
+set's dict and index the same way, a stream's consumer groups by their
+pending entries lists, each popped value that is itself big going back
+into the queue rather than being freed whole.
 
 Nothing in the queue is reachable by any client: this never changes what a
 command sees, only when the memory comes back.
@@ -16,6 +17,10 @@ command sees, only when the memory comes back.
 
 from collections import deque
 from time import monotonic
+
+from sortedcontainers import SortedDict
+
+from tenantkv.keyspace.streamgroups import ConsumerGroup
 
 SLICE = 0.005
 BIG = 1024   # elements: a value smaller than this is freed at once
@@ -32,6 +37,11 @@ def size(value) -> int:
         return len(value)
     if kind is bytes:
         return 0
+    if kind is ConsumerGroup:
+        return len(value.pel)
+    groups = getattr(value, "groups", None)   # a Stream: its groups' pending entries
+    if groups:
+        return sum(len(group.pel) for group in groups.values())
     scores = getattr(value, "scores", None)   # ZSet: a dict and a SortedList
     if type(scores) is dict:
         return len(scores)
@@ -91,6 +101,30 @@ def _empty_some(obj, queue) -> bool:
     if kind is list:   # a SCAN snapshot: names only, from the end (no shifting)
         del obj[-_PER_CHECK:]
         return not obj
+    if kind is SortedDict:   # a PEL: its dict (in C), then its index's sublists
+        popitem = dict.popitem
+        for _ in range(_PER_CHECK):
+            if not dict.__len__(obj):
+                break
+            popitem(obj)
+        else:
+            return False
+        lists = obj._list._lists
+        for _ in range(8):
+            if not lists:
+                return True
+            lists.pop()
+        return not lists
+    if kind is ConsumerGroup:   # each consumer's PEL, then the group's
+        for consumer in obj.consumers.values():
+            queue.append(consumer.pel)
+        queue.append(obj.pel)
+        return True
+    groups = getattr(obj, "groups", None)
+    if groups:   # a Stream: its groups (its entries are blocks: few objects)
+        queue.extend(groups.values())
+        obj.groups = None
+        return True
     scores = getattr(obj, "scores", None)
     if type(scores) is dict:   # ZSet: its dict, then its index's sublists
         if scores:

@@ -39,6 +39,7 @@ from tenantkv.dispatch.replies import Deferred
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.stream import Stream
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY
+from tenantkv.util.keyspecs import sort_procedure
 from tenantkv.util.numbers import parse_int
 
 from tenantkv.util.keyspace_events import (  # noqa: F401  (the classes, for readers)
@@ -315,6 +316,75 @@ def _xadd(db, args, reply, before):
     return out
 
 
+def _group_of(db, key: bytes, name: bytes):
+    s = db.data.get(key)
+    groups = s.groups if type(s) is Stream else None
+    return groups.get(name) if groups else None
+
+
+def _consumers_prepare(db, args):
+    """XREADGROUP / XCLAIM / XAUTOCLAIM: which (key, consumer) existed, for
+    their "xgroup-createconsumer" (streamCreateConsumer's event)."""
+    if args[0].lower() == b"xreadgroup":
+        lowered = [a.lower() for a in args]
+        at = lowered.index(b"group") if b"group" in lowered else -1
+        if at < 0 or at + 2 >= len(args) or b"streams" not in lowered:
+            return {}
+        group, consumer = args[at + 1], args[at + 2]
+        start = lowered.index(b"streams") + 1
+        keys = args[start:start + (len(args) - start) // 2]
+    else:
+        group, consumer, keys = args[2], args[3], args[1:2]
+    out = {b"consumer": (group, consumer)}
+    for key in keys:
+        g = _group_of(db, key, group)
+        out[key] = g is not None and consumer in g.consumers
+    return out
+
+
+def _consumers_created(db, args, reply, before):
+    if not before or reply is None or reply is NULL_ARRAY:
+        return ()
+    group, consumer = before[b"consumer"]
+    out = []
+    for key, existed in before.items():
+        if key == b"consumer" or existed:
+            continue
+        g = _group_of(db, key, group)
+        if g is not None and consumer in g.consumers:
+            out.append((STREAM, b"xgroup-createconsumer", key))
+    return out
+
+
+def _xgroup_prepare(db, args):
+    if len(args) < 4:
+        return {}
+    out = {args[2]: args[2] in db.data}
+    if len(args) > 4:
+        g = _group_of(db, args[2], args[3])
+        out[b"consumer"] = g is not None and args[4] in g.consumers
+    return out
+
+
+def _xgroup(db, args, reply, before):
+    """XGROUP's events (t_stream.c): a MKSTREAM's "new", then its own."""
+    sub = args[1].lower()
+    key = args[2] if len(args) > 2 else None
+    out: list = []
+    if sub == b"create":
+        _new(out, db, before, key)
+        out.append((STREAM, b"xgroup-create", key))
+    elif sub == b"setid":
+        out.append((STREAM, b"xgroup-setid", key))
+    elif sub == b"destroy" and reply == 1:
+        out.append((STREAM, b"xgroup-destroy", key))
+    elif sub == b"createconsumer" and reply == 1:
+        out.append((STREAM, b"xgroup-createconsumer", key))
+    elif sub == b"delconsumer" and before.get(b"consumer"):
+        out.append((STREAM, b"xgroup-delconsumer", key))
+    return out
+
+
 def _zadd(db, args, reply, before):
     key = args[1]
     z = db.data.get(key)
@@ -389,6 +459,27 @@ def _restore(db, args, reply, before):
     return ()
 
 
+def _sort_destination(args):
+    found = sort_procedure(args)
+    return (args[found[1][0]],) if len(found) > 1 else ()
+
+
+def _sort(db, args, reply, before):
+    # SORT ... STORE: "sortstore" (class l) when a list was stored, "del"
+    # when an empty result removed the destination; nothing without STORE.
+    keys = _sort_destination(args)
+    if not keys or type(reply) is not int:
+        return ()
+    key = keys[0]
+    out: list = []
+    if reply > 0:
+        _new(out, db, before, key)
+        out.append((LIST, b"sortstore", key))
+    elif before.get(key) and key not in db.data:
+        out.append((GENERIC, b"del", key))
+    return out
+
+
 EVENTS = {
     # strings
     "set": _set, "setnx": _changed(STRING, b"set", True), "setex": _setex, "psetex": _setex,
@@ -399,6 +490,8 @@ EVENTS = {
     "decr": _changed(STRING, b"incrby"), "incrby": _changed(STRING, b"incrby"),
     "decrby": _changed(STRING, b"incrby"), "incrbyfloat": _changed(STRING, b"incrbyfloat"),
     "setbit": _changed(STRING, b"setbit"), "bitfield": _bitfield, "bitop": _bitop,
+    # PFMERGE announces itself as a PFADD, as Redis (a mass add)
+    "pfadd": _changed(STRING, b"pfadd", True), "pfmerge": _changed(STRING, b"pfadd"),
     # keys
     "del": _del, "unlink": _del, "expire": _expire, "pexpire": _expire,
     "expireat": _expire, "pexpireat": _expire,
@@ -444,6 +537,11 @@ EVENTS = {
     # geo: GEOADD is ZADD in Redis
     "geoadd": _zadd, "geosearchstore": _stored(ZSET, b"geosearchstore"),
     "georadius": _georadius_stored, "georadiusbymember": _georadius_stored,
+    "sort": _sort,
+    # consumer groups: XGROUP's subcommands; a consumer that XREADGROUP,
+    # XCLAIM or XAUTOCLAIM created (XACK and the deliveries send none)
+    "xgroup": _xgroup, "xreadgroup": _consumers_created, "xclaim": _consumers_created,
+    "xautoclaim": _consumers_created,
     # MOVE and COPY write another database: Notifier._other_db.
     # FLUSHDB / FLUSHALL emit nothing (Redis 7.0 neither).
 }
@@ -451,7 +549,9 @@ EVENTS = {
 # What a few commands need to know before they run (else: which of their
 # keys exist).
 PREPARE = {"getex": _getex_prepare, "smove": _smove_prepare, "zadd": _zadd_prepare,
-           "xadd": _xadd_prepare, "geoadd": _geoadd_prepare}
+           "xadd": _xadd_prepare, "geoadd": _geoadd_prepare, "xgroup": _xgroup_prepare,
+           "xreadgroup": _consumers_prepare, "xclaim": _consumers_prepare,
+           "xautoclaim": _consumers_prepare}
 
 # Commands whose events depend on which keys existed before they ran (NX/XX,
 # deleting, a destination an empty result removes); the others look at it
@@ -459,7 +559,7 @@ PREPARE = {"getex": _getex_prepare, "smove": _smove_prepare, "zadd": _zadd_prepa
 NEEDS_BEFORE = frozenset(("set", "del", "unlink", "ltrim", "bitop", "sinterstore",
                           "sunionstore", "sdiffstore", "zunionstore", "zinterstore",
                           "zdiffstore", "zrangestore", "restore", "geosearchstore", "georadius",
-                          "georadiusbymember", *PREPARE))
+                          "georadiusbymember", "sort", *PREPARE))
 
 # The keys whose existence a command's events look at, when not its first
 # key alone (or all of its keys: DEL, MSET).
@@ -469,7 +569,7 @@ _BEFORE_KEYS = {
     "unlink": lambda args: args[1:], "rename": lambda args: (args[2],),
     "renamenx": lambda args: (args[2],), "lmove": lambda args: (args[2],),
     "blmove": lambda args: (args[2],), "rpoplpush": lambda args: (args[2],),
-    "brpoplpush": lambda args: (args[2],),
+    "brpoplpush": lambda args: (args[2],), "sort": _sort_destination,
     "georadius": lambda args: tuple(k for k in (georadius_store_key(args),) if k is not None),
     "georadiusbymember": lambda args: tuple(k for k in (georadius_store_key(args),) if k is not None),
 }

@@ -62,6 +62,8 @@ from tenantkv.errors import CommandError, execabort_because
 from tenantkv.keyspace.database import now_ms
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY
 from tenantkv.dispatch import blocking
+from tenantkv.dispatch.replies import Deferred
+from tenantkv.util.keyspecs import sort_procedure
 from tenantkv.util.numbers import parse_int
 
 
@@ -69,6 +71,17 @@ def _key_positions(cmd):
     def touched(conn, db, args, reply):
         return [(db, args[i]) for i in cmd.key_positions(args)]
     return touched
+
+
+def _nothing(conn, db, args, reply):
+    return []
+
+
+def _xgroup(conn, db, args, reply):
+    sub = args[1].lower()
+    if sub == b"create" and b"mkstream" in [a.lower() for a in args[5:]]:
+        return [(db, args[2])]
+    return []
 
 
 def _destination(conn, db, args, reply):
@@ -106,16 +119,65 @@ def _copy(conn, db, args, reply):
     return [(target, args[2])]
 
 
+def _sort_store(conn, db, args, reply):
+    # SORT ... STORE dst: the destination (sortGetKeys finds it)
+    found = sort_procedure(args)
+    return [(db, args[found[1][0]])] if len(found) > 1 else []
+
+
+def _swapdb(conn, db, args, reply):
+    """SWAPDB's effect on the clients of both databases (run after the
+    swap), as Redis's touchAllWatchedKeysInDb and scanDatabaseForReadyKeys:
+    a WATCHed key changed when it existed in its database before or exists
+    there now, unless it only gets a stale (expired) value where it had
+    none (an expired key WATCH saw was deleted then: tenantkv's WATCH reads
+    the key); a key someone is blocked on that exists in its database now
+    may serve them (the pop itself skips an expired one)."""
+    first, second = parse_int(args[1]), parse_int(args[2])
+    if first == second:
+        return []
+    dbs = conn.tenant.dbs
+    a, b = dbs.get(first), dbs.get(second)
+    if a is None or b is None:
+        return []
+    now = now_ms()
+    keys = []
+    for one, other in ((a, b), (b, a)):
+        before, after, expires = other.data, one.data, one.expires   # swapped already
+        for key in one.watchers:
+            if key in before:
+                keys.append((one, key))
+            elif key in after and not (key in expires and expires[key] <= now):
+                keys.append((one, key))
+        for key in one.blocked:
+            if key in after and key not in one.watchers:
+                keys.append((one, key))
+    return keys
+
+
 # command name -> touched(conn, db, args, reply) -> [(db, key), ...]
 TOUCHED = {
     "sinterstore": _destination, "sunionstore": _destination, "sdiffstore": _destination,
     "zunionstore": _destination, "zinterstore": _destination, "zdiffstore": _destination,
     "zrangestore": _destination, "bitop": lambda conn, db, args, reply: [(db, args[2])],
     "lmpop": _popped_key, "zmpop": _popped_key, "blmpop": _popped_key, "bzmpop": _popped_key,
-    "move": _move, "copy": _copy,
+    "move": _move, "copy": _copy, "sort": _sort_store,
+    "swapdb": _swapdb,
     "geosearchstore": _destination, "georadius": _georadius_store,
-    "georadiusbymember": _georadius_store,
+    "georadiusbymember": _georadius_store, "pfmerge": _destination,
+    # Consumer groups change no key for WATCH, tracking or blocked clients
+    # (t_stream.c signals nothing for them), but XGROUP CREATE ... MKSTREAM
+    # making the key (XGROUP DESTROY wakes its parked XREADGROUPs itself:
+    # commands/streamgroups.py)
+    "xreadgroup": _nothing, "xack": _nothing, "xclaim": _nothing, "xautoclaim": _nothing,
+    "xgroup": _xgroup,
 }
+
+
+def writes_keys(cmd) -> bool:
+    """A container with subcommands that write keys (XGROUP): observed as a
+    write command, its keys those of the subcommand run."""
+    return any("write" in sub.flags and sub.key_specs for sub in cmd.subcommands.values())
 
 
 def _existing_watched(dbs):
@@ -123,11 +185,22 @@ def _existing_watched(dbs):
     return [(db, key) for db in dbs for key in db.watchers if db.get(key) is not None]
 
 
+def _flushed(dbs):
+    """What a flush of `dbs` writes for the observers: the watched keys
+    that hold a value, and the keys clients are blocked on that do (a
+    parked XREADGROUP is answered when its stream goes, as Redis's
+    signalFlushedDb -> scanDatabaseForDeletedStreams)."""
+    keys = _existing_watched(dbs)
+    keys += [(db, key) for db in dbs for key in db.blocked
+             if key not in db.watchers and db.get(key) is not None]
+    return keys
+
+
 # command name -> prepare(conn, args) -> [(db, key), ...], taken before the
 # command runs, for commands after which the keys they changed are gone.
 PREPARE = {
-    "flushdb": lambda conn, args: _existing_watched([conn.db]),
-    "flushall": lambda conn, args: _existing_watched(conn.tenant.dbs),
+    "flushdb": lambda conn, args: _flushed([conn.db]),
+    "flushall": lambda conn, args: _flushed(conn.tenant.dbs),
 }
 
 # Refused with the writes while the server cannot persist (besides the write
@@ -151,13 +224,13 @@ UNCHANGED_ON_ZERO = frozenset((
     "renamenx", "lpushx", "rpushx", "zremrangebyrank", "zremrangebyscore",
     "zremrangebylex", "lpop", "rpop", "spop", "getdel", "rpoplpush", "lmove",
     "zpopmin", "zpopmax", "blpop", "brpop", "blmove", "brpoplpush", "bzpopmin", "bzpopmax",
-    "xadd", "xdel", "xtrim",
+    "xadd", "xdel", "xtrim", "pfadd",
 ))
 
 # Commands whose reply does not tell whether they changed anything: they count
 # a no-op in server.stats.unchanged_writes (SETBIT of a bit to its value;
-# GEORADIUS without STORE, a write command only for its STORE form).
-MAY_CHANGE_NOTHING = frozenset(("setbit", "bitfield", "georadius", "georadiusbymember"))
+# GEORADIUS and SORT without STORE, write commands only for their STORE form).
+MAY_CHANGE_NOTHING = frozenset(("setbit", "bitfield", "georadius", "georadiusbymember", "sort"))
 
 
 class KeyEvents:
@@ -276,7 +349,7 @@ class KeyEvents:
         if not plain:
             for name, cmd in COMMANDS.items():
                 plain[name] = cmd.handler
-                if "write" in cmd.flags:
+                if "write" in cmd.flags or writes_keys(cmd):
                     self._wrapped[name] = self._wrap(cmd, cmd.handler)
                     self._gated.append(name)
                 elif name in _GATED:
@@ -546,6 +619,14 @@ class KeyEvents:
             if keys:
                 # After a flush, the tracker's null said it all (above).
                 events.written(keys, conn, track=not flush)
+                if type(reply) is Deferred:
+                    # A job in slices (a big SORT ... STORE, ZUNIONSTORE):
+                    # its writes happen at its end. WATCH is marked now (the
+                    # tenant's held EXEC may run before the callback); the
+                    # blocked clients can be served only then.
+                    reply.future.add_done_callback(
+                        lambda future: future.cancelled() or future.exception() is not None
+                        or events.written(keys, conn, track=not flush))
             return reply
 
         reporting_handler.__wrapped__ = handler

@@ -23,6 +23,7 @@ from tenantkv.keyspace.hashpack import PackedHash
 from tenantkv.keyspace.packedset import PackedSet
 from tenantkv.keyspace.quicklist import QuickList
 from tenantkv.keyspace.stream import Stream
+from tenantkv.keyspace.streamgroups import groups_size
 from tenantkv.keyspace.zset import PackedZSet, ZSet
 
 DEFAULT_SAMPLES = 5    # Redis's OBJ_COMPUTE_SIZE_DEF_SAMPLES
@@ -85,8 +86,8 @@ def value_size(value, samples=DEFAULT_SAMPLES) -> int:
         keys = value.keys
         return (_getsizeof(value) + _getsizeof(value.scores) + _getsizeof(keys)
                 + _sampled(iter(keys), len(keys), samples, _zset_member_size))
-    if kind is Stream:   # its own O(1) estimate (blocks, ids, entry bytes)
-        return value.memory()
+    if kind is Stream:   # its own O(1) estimate (blocks, ids, entry bytes), its groups
+        return value.memory() + groups_size(value)
     return _getsizeof(value)   # a type without an estimate of its own (yet)
 
 

@@ -13,18 +13,26 @@ before any script runs, and nothing Python is ever handed to Lua (only
 strings, numbers and tables built here).
 
 How a script runs, so that a long one does not freeze other tenants (the
-tenant is the unit of atomicity, DESIGN.md): lupa releases the GIL while
-Lua runs, so the script runs on a worker thread while the event loop serves
-everyone else; its tenant is held busy (dispatch/slices.py's `tenant.busy`:
-its other clients wait). Every `redis.call` is handed back to the loop
-thread, which runs it through dispatch (the caller's connection: tenant,
-ACL, quotas, observers: the log, WATCH, notifications), so no command ever
-runs off the loop thread. For the first SLICE seconds the loop thread waits
-for the script itself (a short script answers in the same turn, as any
-command); past that the reply is a Deferred and the loop goes on. Inside
-EXEC and on the log's internal client a script runs whole on the loop
-thread. Past busy-reply-threshold the tenant's other clients get -BUSY and
-SCRIPT KILL stops a script that has not written.
+tenant is the unit of atomicity, DESIGN.md): on the loop thread, in a
+greenlet of its own (a "runner", kept for the next script when it ends).
+Its `redis.call`s run the command at once through dispatch's checks and
+the one command path (the caller's connection: tenant, ACL, quotas,
+observers: the log, WATCH, notifications): no thread, no queue (a thread
+hand-off per call cost ~40 us). A script that ends within SLICE answers in
+the same turn, as any command. Past SLICE, at its next check (the count
+hook or its next redis.call): one that has not written ends there and runs
+again from its start on a worker thread (_to_thread: why there), its
+redis.calls handed to the loop thread; one that has written switches back
+to the loop's greenlet and resumes one SLICE per later loop turn
+(_next_turn). Either way its reply is a Deferred and its tenant is held
+busy (its other clients wait, dispatch/slices.py). A script whose code
+names a function that can run long inside C (THREADED) runs on a thread
+from its start; prelude.lua guards the other ways to reach them. Nothing
+touches a running or paused script's Lua state: its tenant's clients wait
+or get -BUSY, SCRIPT KILL / FUNCTION KILL only set a flag the hook reads.
+Inside EXEC and on the log's internal client a script runs whole. Past
+busy-reply-threshold the tenant's other clients get -BUSY and SCRIPT KILL
+stops a script that has not written.
 
 The log: EVAL is not a write command, the writes its redis.call run are, so
 the log records the script's effects (inside MULTI/EXEC, so a replay is
@@ -35,21 +43,33 @@ import hashlib
 import logging
 import os
 import queue
+import re
 import threading
 from time import monotonic
 
+from greenlet import GreenletExit, getcurrent, greenlet
 from lupa import lua51
 
 from tenantkv import errors
+from tenantkv.dispatch.call import allowed, crashed, failed
 from tenantkv.dispatch.replies import Deferred
+from tenantkv.dispatch.slices import _release
+from tenantkv.dispatch.table import find
 from tenantkv.errors import CommandError
 from tenantkv.persistence.aof.format import EXEC_RECORD, MULTI_RECORD
 from tenantkv.protocol.encoder import Raw, encode
 
 log = logging.getLogger("tenantkv.scripting")
 
-SLICE = 0.005              # the loop waits this long for a script before going on
+SLICE = 0.002              # a script runs this long per loop turn, then others' replies go out
 MAX_MEMORY = 64 << 20      # bytes a tenant's Lua state may take
+# Code that names a function prelude.lua guards (a pattern search, a sort):
+# such a script runs on a worker thread from its start, with the originals.
+THREADED = re.compile(rb"\b(?:find|match|gmatch|gsub|sort)\b")
+# prelude.lua's bound of a guarded call's steps past which a script that
+# has written (it cannot move to a thread) gets an error instead: ~1 s of C.
+REFUSED = 1e9
+VARARGS = 64               # keys + arguments passed to Lua one by one (Lua's C stack: 8,000)
 # Nesting of a reply, either way: the conversions recurse (Python's own
 # limit is ~1000 frames). Redis goes deeper; a deeper reply is refused.
 MAX_DEPTH = 400
@@ -96,10 +116,11 @@ _SHEBANG_FLAGS = frozenset((b"no-writes", b"allow-oom", b"allow-stale", b"no-clu
 
 
 class Run:
-    """One script running: the connection it runs for, the hand-off between
-    its worker thread and the loop thread, and its state for the hook."""
+    """One script running: the connection it runs for, its runner greenlet
+    while it may pause, and its state for the hook."""
     __slots__ = ("conn", "sha", "read_only", "start", "wrote", "killed", "busy", "resp3",
-                 "requests", "answers", "lock", "detached", "future", "loop", "inline", "db", "effects")
+                 "future", "loop", "db", "effects", "runner", "deadline", "moving",
+                 "requests", "answers", "lock", "detached")
 
     def __init__(self, conn, sha, read_only) -> None:
         self.conn = conn
@@ -107,13 +128,19 @@ class Run:
         self.read_only = read_only
         self.start = monotonic()
         self.wrote = self.killed = self.busy = self.resp3 = False
-        self.requests = queue.SimpleQueue()   # worker -> loop: ("call", args) / ("done", reply)
-        self.answers = queue.SimpleQueue()    # loop -> worker: encoded replies
-        self.lock = threading.Lock()
-        self.detached = False                 # the loop no longer waits: pump on call_soon
         self.future = None
         self.loop = conn.server.loop
-        self.inline = False                   # runs on the loop thread (EXEC, the log)
+        # The greenlet it runs in, None when it runs whole (EXEC, the log):
+        # only then may it pause, once past `deadline`.
+        self.runner = None
+        self.deadline = 0.0
+        # Past its first slice without a write: ended, to run again on a
+        # worker thread (_to_thread).
+        self.moving = False
+        # On a worker thread: its redis.calls go to the loop thread and
+        # their replies come back (_pycall, _pump); None before.
+        self.requests = self.answers = self.lock = None
+        self.detached = True   # the loop thread does not wait for its thread
         # A SELECT inside the script is the script's own, as in Redis: the
         # caller's database is back when it ends.
         self.db = conn.db
@@ -122,8 +149,8 @@ class Run:
 
 class Scripts:
     """A tenant's Lua state and script cache."""
-    __slots__ = ("server", "lua", "bodies", "_compile", "_has", "_flush", "_run", "running",
-                 "counted", "_rawget")
+    __slots__ = ("server", "lua", "bodies", "_compile", "_has", "_flush", "_run", "_runv",
+                 "_setguard", "guarded", "threaded", "running", "counted", "_rawget")
 
     def __init__(self, server) -> None:
         self.server = server
@@ -138,13 +165,17 @@ class Scripts:
                                max_memory=MAX_MEMORY)
         self.lua = lua
         prelude = lua.globals().loadstring(_PRELUDE, b"@redis_prelude")
-        compile_, has, flush, run, addlib = prelude(
+        compile_, has, flush, run, addlib, runv, setguard = prelude(
             self._pycall, self._pycheck, self._pylog, self._pysha1, self._pyflags)
         for name, source in _libraries().items():
             err = addlib(name.encode(), source)
             if err is not None:   # a broken library must not stop scripting
                 log.error("Lua library %s failed to load: %s", name, err)
         self._compile, self._has, self._flush, self._run = compile_, has, flush, run
+        self._runv = runv
+        self._setguard = setguard
+        self.guarded = True    # prelude.lua's guards in place (the loop thread's runs)
+        self.threaded: dict = {}   # code -> whether it names a guarded function (THREADED)
         # The bound holds only while a script runs (_call): an allocation
         # that fails outside a protected Lua call (lupa building a table for
         # Python) aborts the whole process (Lua's panic), so tenantkv's own
@@ -164,36 +195,57 @@ class Scripts:
         run = self.running
         if run is None:
             return None
-        if run.killed:
+        if run.runner is not None:
+            if monotonic() > run.deadline:
+                _past_slice(run)
+        elif run.requests is not None and run.conn.closing and not run.wrote:
+            run.killed = True   # on a thread, and nobody waits for it (as _resume)
+        if run.killed or run.moving:
             return errors.SCRIPT_KILLED
         return None
 
-    def _pyflags(self, what, value):
+    def _pyflags(self, what, value=None):
         run = self.running
         if what == b"resp" and run is not None:
             run.resp3 = value == 3
+        elif what == b"guard" and run is not None and run.runner is not None:
+            # A call that may be long in C (prelude.lua's guards): off the
+            # loop thread if the script can still move (_past_slice); else
+            # here, unless it may hold every tenant for seconds.
+            if not run.wrote and run.future is None:
+                run.moving = True
+                return errors.SCRIPT_KILLED.encode()
+            if value > REFUSED:
+                return errors.SCRIPT_CALL_TOO_LONG.encode()
         return None
 
-    def _pycall(self, table):
+    def _pycall(self, *args):
         run = self.running
         try:
-            args = [_arg(a) for a in table.values()]
+            args = [a if type(a) is bytes else _arg(a) for a in args]
         except Exception:
             return self._error("ERR Lua redis lib command arguments must be strings or integers")
+        if not args:
+            return self._error("ERR Please specify at least one argument for this redis lib call")
         if run is None:
             return self._error("ERR no script running")
-        if run.inline or threading.get_ident() == _loop_thread(run):
+        if run.runner is not None and monotonic() > run.deadline:
+            _past_slice(run)   # before the command: it runs whole in one slice
+        if run.killed or run.moving:
+            # Killed while paused (SCRIPT KILL, its client gone) or ending
+            # to move: no command runs after that, pcall or not.
+            return self._error(errors.SCRIPT_KILLED)
+        if run.requests is None:
             data = self._command(run, args)
-        else:
+        else:   # on a worker thread
             data = None
             with run.lock:
                 if not run.detached:
-                    # The loop thread is blocked waiting for this script (its
-                    # first slice, Scripts.run) and cannot go on while we hold
-                    # the lock: the command runs here, saving two thread
-                    # switches per call.
+                    # The loop thread is blocked waiting for this script
+                    # (_to_thread's wait) and cannot go on while we hold
+                    # the lock: the command runs here.
                     data = self._command(run, args)
-                else:
+                else:   # it runs on the loop thread
                     run.requests.put(("call", args))
                     run.loop.call_soon_threadsafe(self._pump, run)
             if data is None:
@@ -217,8 +269,6 @@ class Scripts:
     def _command(self, run, args: list) -> bytes:
         """A redis.call, on the loop thread: dispatch's checks for a script's
         caller, then the one command path; the encoded reply."""
-        from tenantkv.dispatch.call import allowed, failed, crashed
-        from tenantkv.dispatch.table import find
         conn = run.conn
         cmd = find(args[0])
         if cmd is None:
@@ -287,24 +337,14 @@ class Scripts:
         conn.tenant.count(conn.tenant.calls, cmd)
         return data
 
-    def _pump(self, run) -> None:
-        """Serve the script's requests waiting for the loop thread (detached)."""
-        while True:
-            try:
-                kind, value = run.requests.get_nowait()
-            except queue.Empty:
-                return
-            if kind == "call":
-                run.answers.put(self._command(run, value))
-            else:
-                self._finished(run)
-                if not run.future.done():
-                    run.future.set_result(value)
-                return
-
     def _finished(self, run) -> None:
-        from tenantkv.dispatch.slices import _release
         self.running = None
+        if not self.guarded:
+            self._setguard(True)
+            self.guarded = True
+        runner, run.runner = run.runner, None
+        if runner is not None and len(_idle) < IDLE_RUNNERS:
+            _idle.append(runner)
         run.conn.db = run.db
         _effects(run)
         self.account(run.conn.tenant)
@@ -350,17 +390,20 @@ class Scripts:
             raise CommandError(errors.BUSY_FUNCTION)
         run.killed = True
 
-    def run_function(self, conn, name: bytes, keys: list, args: list, read_only: bool):
+    def run_function(self, conn, name: bytes, keys: list, args: list, read_only: bool,
+                     code: bytes = b""):
         """FCALL (scripting/functions.py): the function `name`, whose chunk
-        functions.lua keeps under b"\\0" + name, on the same path as a script."""
+        functions.lua keeps under b"\\0" + name, on the same path as a script
+        (`code`: its library's, for THREADED)."""
         key = b"\0" + name
         self.bodies[key] = b""   # only while run() starts: SCRIPT EXISTS never sees it
         try:
-            return self.run(conn, key, keys, args, read_only)
+            return self.run(conn, key, keys, args, read_only, code)
         finally:
             del self.bodies[key]
 
-    def run(self, conn, sha: bytes, keys: list, args: list, read_only: bool):
+    def run(self, conn, sha: bytes, keys: list, args: list, read_only: bool,
+            code: bytes | None = None):
         body = self.bodies.get(sha)
         if body is None:
             raise CommandError(errors.NOSCRIPT)
@@ -378,52 +421,103 @@ class Scripts:
                 if meter is not None:
                     meter.admit(conn, _creates)
         run = Run(conn, sha, read_only)
-        run.resp3 = False
-        lua = self.lua
-        keys_t = lua.table_from(keys)
-        args_t = lua.table_from(args)
         server = conn.server
         self.running = run
-        if conn.transport is None or server.events.in_exec:
-            run.inline = True
+        if conn.transport is None or server.events.in_exec or getcurrent().parent is not None:
+            # Runs whole: nothing may wait inside EXEC or the log's replay
+            # (and a script is never started from another's greenlet).
             try:
-                result = self._call(run, keys_t, args_t)
+                result = self._call(run, keys, args)
             finally:
                 self.running = None
                 conn.db = run.db
                 _effects(run)
                 self.account(conn.tenant)
             return result
-        future = run.future = run.loop.create_future()
-        tenant = conn.tenant
-        tenant.busy = conn
-        _submit(self._work, run, keys_t, args_t)
-        deadline = monotonic() + SLICE
-        while True:   # wait for the script itself a little: most answer now
-            remaining = deadline - monotonic()
-            try:
-                kind, value = run.requests.get(timeout=max(remaining, 0))
-            except queue.Empty:
-                with run.lock:
-                    run.detached = True
-                    pending = not run.requests.empty()
-                if pending:
-                    run.loop.call_soon(self._pump, run)
-                threshold = server.config.values.get((None, "busy-reply-threshold"), 5000)
-                run.loop.call_later(max(threshold / 1000 - (monotonic() - run.start), 0),
-                                    _mark_busy, run)
-                return Deferred(future, _same)
-            if kind == "call":
-                run.answers.put(self._command(run, value))
-            else:
+        code = body if code is None else code
+        threaded = self.threaded.get(code)
+        if threaded is None:
+            threaded = self.threaded[code] = THREADED.search(code) is not None
+        if threaded:   # on a worker thread from its start (prelude.lua: the guards)
+            run.future = run.loop.create_future()
+            conn.tenant.busy = conn
+            done = self._to_thread(run, keys, args, wait=True)
+            if done is not None:   # within the slice the loop waited for it
                 self._finished(run)
-                if isinstance(value, CommandError):
-                    raise value
-                return value
+                if isinstance(done[0], CommandError):
+                    raise done[0]
+                return done[0]
+            threshold = server.config.values.get((None, "busy-reply-threshold"), 5000)
+            run.loop.call_later(max(threshold / 1000 - (monotonic() - run.start), 0),
+                                _mark_busy, run)
+            return Deferred(run.future, _same)
+        run.runner = _idle.pop() if _idle else greenlet(_runner)
+        run.deadline = run.start + SLICE
+        kind, value = run.runner.switch((self, run, keys, args))
+        if kind is _DONE and not run.moving:   # most scripts: done within the slice
+            self._finished(run)
+            if isinstance(value, CommandError):
+                raise value
+            return value
+        future = run.future = run.loop.create_future()
+        conn.tenant.busy = conn
+        if run.moving:
+            self._to_thread(run, keys, args)
+        else:   # paused: the rest runs one slice per loop turn, its tenant held
+            run.loop.call_soon(self._next_turn, run)
+        threshold = server.config.values.get((None, "busy-reply-threshold"), 5000)
+        run.loop.call_later(max(threshold / 1000 - (monotonic() - run.start), 0),
+                            _mark_busy, run)
+        return Deferred(future, _same)
 
-    def _work(self, run, keys_t, args_t) -> None:
+    def _to_thread(self, run, keys: list, args: list, wait: bool = False):
+        """Run again, from its start, on a worker thread, a script that
+        passed its first slice without a write (its first run ended at once,
+        as a kill ends it). A long script is most often a loop in Lua:
+        there, on a thread (lupa releases the GIL), it leaves the loop
+        thread free, and the loop's process is not a CPU hog the kernel
+        makes wait (on a loaded machine another tenant's PING waited 20-30
+        ms behind slices, 1-10 behind a thread); and a long C call (a
+        string.find that backtracks for hours) holds only its thread. Its
+        redis.calls then cost a hand-off each (~40 us). The first run did
+        only reads: running them again changes nothing but the
+        statistics.
+
+        With `wait` (a script that runs on a thread from its start), the
+        loop thread waits for it up to SLICE, and meanwhile its redis.calls
+        run on its own thread, under the run's lock (no hand-off: the loop
+        thread does nothing else): (its reply,) if it ended, else None."""
+        runner, run.runner = run.runner, None
+        if runner is not None and len(_idle) < IDLE_RUNNERS:
+            _idle.append(runner)
+        if self.guarded:   # the originals on the thread: nothing to guard there
+            self._setguard(False)
+            self.guarded = False
+        run.moving = False
+        run.resp3 = False
+        run.conn.db = run.db
+        run.requests = queue.SimpleQueue()   # worker -> loop: ("call", args) / ("done", reply)
+        run.answers = queue.SimpleQueue()    # loop -> worker: encoded replies
+        run.lock = threading.Lock()
+        run.detached = not wait
+        _submit(self._work, run, keys, args)
+        if not wait:
+            return None
         try:
-            result = self._call(run, keys_t, args_t)
+            _, value = run.requests.get(timeout=SLICE)   # only its end comes while attached
+            return (value,)
+        except queue.Empty:
+            with run.lock:
+                run.detached = True
+                pending = not run.requests.empty()
+            if pending:   # it ended between the timeout and the lock
+                run.loop.call_soon(self._pump, run)
+            return None
+
+    def _work(self, run, keys: list, args: list) -> None:
+        """On a worker thread: the script, then its reply to the loop."""
+        try:
+            result = self._call(run, keys, args)
         except BaseException as exc:   # a CommandError or a bug: the caller answers it
             if not isinstance(exc, CommandError):
                 log.error("error running a script", exc_info=exc)
@@ -434,13 +528,63 @@ class Scripts:
             if run.detached:
                 run.loop.call_soon_threadsafe(self._pump, run)
 
-    def _call(self, run, keys_t, args_t):
-        """Run the script (on whichever thread): its reply (a Raw), or raise
-        CommandError with Redis's text."""
+    def _pump(self, run) -> None:
+        """On the loop thread: serve a worker's requests (its redis.calls,
+        then its end)."""
+        while True:
+            try:
+                kind, value = run.requests.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "call":
+                run.answers.put(self._command(run, value))
+            else:
+                self._finished(run)
+                if not run.future.done():
+                    run.future.set_result(value)
+                return
+
+    def _next_turn(self, run) -> None:
+        """Resume the script after this turn's reads and their replies'
+        flush: the reads a slice kept waiting were queued behind this
+        callback, their flush behind them (call_soon runs at the next turn
+        what it is given during this one). Resumed at once, the script's
+        next slice would run before that flush: another tenant's PING
+        waited two slices."""
+        run.loop.call_soon(self._resume, run)
+
+    def _resume(self, run) -> None:
+        """The next slice of a paused script (a loop callback)."""
+        conn = run.conn
+        if conn.server.frozen:
+            # A shutdown is saving: nothing runs (as dispatch/slices.py).
+            run.loop.call_later(0.01, self._resume, run)
+            return
+        if (conn.closing or run.future.cancelled()) and not run.wrote:
+            # Nobody waits for its reply and it changed nothing: end it as
+            # SCRIPT KILL would (a gone client's script must not hold its
+            # tenant). One that wrote runs to its end, as in Redis.
+            run.killed = True
+        run.deadline = monotonic() + SLICE
+        kind, value = run.runner.switch()
+        if kind is not _DONE:
+            run.loop.call_soon(self._next_turn, run)
+            return
+        self._finished(run)
+        if not run.future.done():
+            run.future.set_result(value)
+
+    def _call(self, run, keys: list, args: list):
+        """Run the script: its reply (a Raw), or raise CommandError with
+        Redis's text."""
         lua = self.lua
+        if len(keys) + len(args) <= VARARGS:
+            fn, fargs = self._runv, (run.sha, len(keys), *keys, *args)
+        else:   # made before the bound is on (see _new_state)
+            fn, fargs = self._run, (run.sha, lua.table_from(keys), lua.table_from(args))
         lua.set_max_memory(MAX_MEMORY)
         try:
-            ok, value = self._run(run.sha, keys_t, args_t)
+            ok, value = fn(*fargs)
         except lua51.LuaMemoryError:
             raise CommandError(errors.SCRIPT_OOM)
         except lua51.LuaError as exc:
@@ -533,10 +677,54 @@ def _libraries() -> dict:
     return _LIBS[0]
 
 
-# The threads scripts run on: daemon threads (a runaway script must not keep
-# a stopping server alive, as a ThreadPoolExecutor's threads would), made
-# when no thread waits for work, at most WORKERS (scripts of more tenants
-# than that running at once queue behind them).
+_DONE = "done"       # what a runner switches to the loop with: (_DONE, reply)
+_PAUSED = "paused"   # (_PAUSED, None): past its slice, resume it later
+
+# Runners waiting for a script: a new greenlet costs ~5 us, a switch into a
+# waiting one ~0.3 (measured), so a few are kept. A paused script keeps its
+# own; a runner is busy only for its tenant's one script.
+IDLE_RUNNERS = 8
+_idle: list = []
+
+
+def _runner(job) -> None:
+    """A runner greenlet's life: run scripts, one per switch into it."""
+    while True:
+        scripts, run, keys, args = job
+        try:
+            result = scripts._call(run, keys, args)
+        except GreenletExit:
+            raise   # thrown in by the greenlet's collection (the server stops)
+        except BaseException as exc:   # a CommandError or a bug: the caller answers it
+            if not isinstance(exc, CommandError):
+                log.error("error running a script", exc_info=exc)
+            result = exc if isinstance(exc, CommandError) else CommandError(
+                errors.internal_error("eval", exc))
+        job = getcurrent().parent.switch((_DONE, result))   # the loop's greenlet
+
+
+def _past_slice(run) -> None:
+    """The script passed its slice (in its runner): one that has not
+    written ends, to run again on a thread (Scripts._to_thread); one that
+    has goes back to the loop's greenlet until _resume."""
+    if not run.wrote and run.future is None:
+        run.moving = True
+        return
+    try:
+        run.runner.parent.switch((_PAUSED, None))
+    except GreenletExit:
+        # The runner is collected while paused (the server stops): the
+        # script must end now, without pausing again: the kill's error on
+        # every line (prelude.lua's hook) ends it, pcall or not.
+        run.killed = True
+        run.runner = None
+        raise
+
+
+# The threads long scripts run on (_to_thread): daemon threads (a runaway
+# script must not keep a stopping server alive, as a ThreadPoolExecutor's
+# threads would), made when no thread waits for work, at most WORKERS
+# (scripts of more tenants than that running at once queue behind them).
 WORKERS = 16
 _jobs: queue.SimpleQueue = queue.SimpleQueue()
 _threads: list = []
@@ -610,15 +798,6 @@ def busy_reply(conn, args: list):
 def script_busy(tenant) -> bool:
     scripts = tenant.scripts
     return scripts is not None and scripts.running is not None and scripts.running.busy
-
-
-_LOOP_THREAD: list = []
-
-
-def _loop_thread(run) -> int:
-    if not _LOOP_THREAD:
-        _LOOP_THREAD.append(threading.main_thread().ident)
-    return _LOOP_THREAD[0]
 
 
 def _arg(a) -> bytes:

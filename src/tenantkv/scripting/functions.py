@@ -127,6 +127,8 @@ class _Loading:
     count hook (prelude.lua) stops the code past LOAD_TIMEOUT."""
     __slots__ = ("deadline", "timed_out")
     busy = wrote = False   # read as a Run's (script_busy) should anything look
+    runner = requests = None   # runs whole on the loop thread (engine._pycheck)
+    moving = False
     sha = b""
 
     def __init__(self, deadline) -> None:

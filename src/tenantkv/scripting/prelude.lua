@@ -49,6 +49,84 @@ local function copy(t)
 end
 env.string = copy(string)
 env.table = copy(table)
+
+-- Calls that can run long inside C, where the count hook never fires: a
+-- pattern that backtracks (string.find(string.rep('a', 30),
+-- string.rep('a*', 12) .. 'b') runs for hours), a plain find of a long
+-- needle, a sort of a big table without a comparator. A script whose code
+-- names one of them runs on a worker thread (engine.py, THREADED), with
+-- the originals. Any other runs its first slice on the loop thread with
+-- these guards in their place (setguard), for the ways its code can still
+-- reach them (string['fi' .. 'nd'], a library): before a call whose rough
+-- bound of steps is large (COSTLY), it asks to move to a worker thread
+-- (pyflags('guard', cost)): if it has not written yet, it ends here and
+-- runs again there (the message that ends it); else the call runs where it
+-- is, unless its bound is huge (engine.py, REFUSED: an error). (A guard is
+-- a Lua function: an error in the original names the guard's line, not
+-- the script's, hence the originals where the code names them.)
+local COSTLY = 1000000
+local cfind, cgsub, cbyte = string.find, string.gsub, string.byte
+-- Steps of a search: the positions it tries (one if anchored) times the
+-- pattern's length, times the subject's length per quantifier (how far a
+-- backtracking item can go).
+local function cost(s, p, plain)
+  if type(s) ~= 'string' or type(p) ~= 'string' then return 0 end
+  local n = #s + 1
+  local steps = (#p + 1) * ((not plain and cbyte(p, 1) == 94) and 1 or n)
+  if not plain and cfind(p, '[%*%+%-%?]') then
+    local _, k = cgsub(p, '[%*%+%-%?]', '')
+    for _ = 1, k do
+      steps = steps * n
+      if steps > 1e15 then break end
+    end
+  end
+  return steps
+end
+local function guard(steps)
+  local msg = pyflags('guard', steps)
+  if msg then error({err = msg}) end
+end
+local originals, guards = {}, {}
+do
+  local find, match, gmatch, gsub, sort = string.find, string.match, string.gmatch,
+                                          string.gsub, table.sort
+  originals = {find = find, match = match, gmatch = gmatch, gsub = gsub, sort = sort}
+  guards.find = function(s, p, init, plain, ...)
+    local steps = cost(s, p, plain)
+    if steps > COSTLY then guard(steps) end
+    return select(1, find(s, p, init, plain, ...))
+  end
+  guards.match = function(s, p, ...)
+    local steps = cost(s, p)
+    if steps > COSTLY then guard(steps) end
+    return select(1, match(s, p, ...))
+  end
+  guards.gmatch = function(s, p, ...)
+    local steps = cost(s, p)
+    if steps > COSTLY then guard(steps) end
+    return select(1, gmatch(s, p, ...))
+  end
+  guards.gsub = function(s, p, ...)
+    local steps = cost(s, p)
+    if steps > COSTLY then guard(steps) end
+    return select(1, gsub(s, p, ...))
+  end
+  guards.sort = function(t, ...)
+    if type(t) == 'table' and select('#', ...) == 0 and #t > 10000 then
+      guard(#t * 100)   -- a comparison of two strings: their length, say 100
+    end
+    return select(1, sort(t, ...))
+  end
+  -- A method call ("x"):find(...) reads the strings' metatable: the same.
+  getmetatable('').__index = env.string
+end
+local function setguard(on)
+  local set = on and guards or originals
+  local es, et = env.string, env.table
+  es.find, es.match, es.gmatch, es.gsub, et.sort = set.find, set.match, set.gmatch, set.gsub,
+                                                   set.sort
+end
+setguard(true)
 env.math = copy(math)
 env.coroutine = copy(coroutine)
 env.os = {clock = clock}
@@ -104,21 +182,19 @@ local function callargs(...)
   return args
 end
 
+-- redis.call's arguments go to Python as they are (no table: lupa reads
+-- a table's items one call at a time); engine.py's _pycall checks them.
 local redis = {}
 redis.call = function(...)
-  local args, err = callargs(...)
-  if not args then error(pusherr(err)) end
-  local r = pycall(args)
-  if type(r) == 'table' and rawget(r, 'err') ~= nil and rawget(r, '__raise') then
+  local r = pycall(...)
+  if type(r) == 'table' and rawget(r, '__raise') then
     r.__raise = nil
     error(r)
   end
   return r
 end
 redis.pcall = function(...)
-  local args, err = callargs(...)
-  if not args then return pusherr(err) end
-  local r = pycall(args)
+  local r = pycall(...)
   if type(r) == 'table' and rawget(r, '__raise') then r.__raise = nil end
   return r
 end
@@ -175,26 +251,22 @@ redis.REDIS_VERSION_NUM = 458767
 -- So it is a coroutine.wrap (a C closure) around a loop running the call;
 -- an error kills that coroutine, and the next lookup of redis.call makes
 -- a new one.
-local cowrap, coyield, unpack_ = coroutine.wrap, coroutine.yield, unpack
+local cowrap, coyield = coroutine.wrap, coroutine.yield
 local function cfunction(impl)
   local current
-  return function()
-    if current == nil then
-      local co
-      co = cowrap(function(...)
-        local n, args = select('#', ...), {...}
-        local function grab(...) n, args = select('#', ...), {...} end
-        while true do
-          current = nil   -- dead if impl raises
-          local r = impl(unpack_(args, 1, n))
-          current = co
-          grab(coyield(r))
-        end
-      end)
+  local function make()
+    local co
+    local function body(...)
+      current = nil   -- dead if impl raises
+      local r = impl(...)
       current = co
+      return body(coyield(r))   -- a tail call: the coroutine's stack stays flat
     end
-    return current
+    co = cowrap(body)
+    current = co
+    return co
   end
+  return function() return current or make() end
 end
 local getcall = cfunction(redis.call)
 local rawset_ = rawset
@@ -275,6 +347,14 @@ local function run(sha, keys, argv)
   local ok, value = xpcall_(fns[sha], handler)
   return ok, value
 end
+-- run() for a few keys and arguments, given as themselves: cheaper than
+-- two tables made from Python (engine.py, VARARGS).
+local function runv(sha, nkeys, ...)
+  local keys = {...}
+  local argv = {select(nkeys + 1, ...)}
+  for i = #keys, nkeys + 1, -1 do keys[i] = nil end
+  return run(sha, keys, argv)
+end
 -- A library (part B's scripting/lib: cjson, cmsgpack, struct, bit): its
 -- source returns its module table. It runs with globals of its own (the
 -- safe standard libraries), never the state's global table.
@@ -303,4 +383,4 @@ rawset(_G, '__tenantkv_functions', function()
   return env, function(key, f) fns[key] = f end, api, setfenv_
 end)
 
-return compile, has, flush, run, addlib
+return compile, has, flush, run, addlib, runv, setguard

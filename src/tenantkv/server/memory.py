@@ -53,6 +53,7 @@ import time
 from tenantkv import errors
 from tenantkv.errors import CommandError, execabort_because
 from tenantkv.keyspace.footprint import BYTES, EXPIRE_OVERHEAD, KEY_OVERHEAD, data_size, footprint
+from tenantkv.dispatch.observers import writes_keys
 from tenantkv.util.numbers import parse_int
 from tenantkv.util.rss import rss_bytes
 from tenantkv.util.sampling import random_member
@@ -64,6 +65,10 @@ TENANT_SAMPLES = 5    # tenants looked at per eviction
 # The write commands without key arguments that change data other than
 # through a database's clear() (which reports itself): recount the tenant.
 FLUSHES = frozenset(("flushdb", "flushall"))
+# The keyless writes that need no recount: the flushes, and SWAPDB, which
+# swaps the databases' figures (db.used) with their data, so the tenant's
+# total is unchanged (a recount would make every SWAPDB O(keys)).
+SAME_TOTAL = FLUSHES | {"swapdb"}
 # Containers with subcommands that replace or merge data (see _wrap_reload).
 RELOADS = frozenset(("kdb", "debug"))
 
@@ -607,13 +612,13 @@ class Memory:
             return self._wrap_exec(handler)
         if name in RELOADS:
             return self._wrap_reload(handler)
-        if "write" in cmd.flags:
+        if "write" in cmd.flags or writes_keys(cmd):   # XGROUP: its subcommands write
             return self._wrap_write(cmd, handler)
         if self.tracking is not None and cmd.has_keys():
             return self._wrap_read(cmd, handler)
         return None
 
-    def _touch(self, db, key: bytes) -> None:
+    def _touch(self, db, key: bytes, created: bool = False) -> None:
         if self.keep is not None and self.keep == (db, key):
             self.keep = None
             return
@@ -621,7 +626,10 @@ class Memory:
         if access is None:
             access = db.access = {}
         if self.tracking == "lfu":
-            self.lfu_touch(access, key)
+            if created:   # a new object starts at LFU_INIT_VAL, its write not counted
+                access[key] = (int(monotonic() // 60) << 8) | LFU_INIT
+            else:
+                self.lfu_touch(access, key)
         else:
             access[key] = monotonic()
 
@@ -690,6 +698,10 @@ class Memory:
     def _wrap_write(self, cmd, handler):
         memory = self
         denyoom = "denyoom" in cmd.flags
+        # A container's subcommands that may grow the data (XGROUP CREATE,
+        # CREATECONSUMER): checked as denyoom commands are.
+        denyoom_subs = frozenset(name for name, sub in cmd.subcommands.items()
+                                 if "denyoom" in sub.flags)
         name = cmd.name
         single = (cmd.first_key == 1 and cmd.last_key == 1 and "movablekeys" not in cmd.flags
                   and name not in ("move", "copy"))
@@ -744,7 +756,7 @@ class Memory:
                         memory.data += delta
                     if memory.tracking is not None:
                         if after is not None:
-                            memory._touch(db, key)
+                            memory._touch(db, key, value is None)
                         elif db.access:
                             db.access.pop(key, None)
             metered_single.__wrapped__ = handler
@@ -761,9 +773,12 @@ class Memory:
                     other = _other_db(conn, args, name)
                     if other is not None:
                         pairs.append((other, args[2] if name == "copy" else args[1]))
-            if denyoom and not events.in_exec:
+            if (denyoom or (denyoom_subs and len(args) > 1 and args[1].lower() in denyoom_subs)) \
+                    and not events.in_exec:
                 memory.admit(conn, lambda: any(key not in d.data for d, key in pairs))
             before = [footprint(d, key, d.data.get(key)) for d, key in pairs]
+            existed = ({(d, key) for d, key in pairs if key in d.data}
+                       if memory.tracking == "lfu" else ())
             memory.outer_pairs = pairs   # see measure()
             try:
                 return handler(conn, args)
@@ -777,10 +792,10 @@ class Memory:
                         memory._charge(d, delta, tenant)
                     if tracking is not None:
                         if value is not None:
-                            memory._touch(d, key)
+                            memory._touch(d, key, (d, key) not in existed)
                         elif d.access:
                             d.access.pop(key, None)
-                if keyless and name not in FLUSHES:
+                if keyless and name not in SAME_TOTAL:
                     memory._recount_tenant(tenant)
         metered.__wrapped__ = handler
         return metered

@@ -221,3 +221,24 @@ def bitfield_procedure(args: list) -> list:
             break
         i += 1
     return [(1, ("RO", "access") if readonly else ("RW", "access", "update"))]
+
+
+def sort_procedure(args: list) -> list:
+    """SORT's procedure (Redis's sortGetKeys): the key at 1, and the last
+    STORE's destination; LIMIT skips two arguments, GET and BY one (its
+    quirk kept: after STORE the destination is read as an option too)."""
+    found = [(1, ("RO", "access"))]
+    store = None
+    i, argc = 2, len(args)
+    while i < argc:
+        arg = c_string(args[i]).lower()
+        if arg == b"limit":
+            i += 2
+        elif arg in (b"get", b"by"):
+            i += 1
+        elif arg == b"store" and i + 1 < argc:
+            store = i + 1
+        i += 1
+    if store is not None:
+        found.append((store, ("OW", "update")))
+    return found

@@ -109,9 +109,29 @@ def stream_records(key: bytes, s):
         yield from STREAM_GROUP_RECORDS[0](key, s)
 
 
-# records(key, stream) -> encoded records of its consumer groups (keyspace/
-# streamgroups.py's owner sets it)
-STREAM_GROUP_RECORDS: list = [None]
+def group_records(key: bytes, s):
+    """A stream's consumer groups as Redis's rewriteStreamObject writes them:
+    XGROUP CREATE ... ENTRIESREAD, XGROUP CREATECONSUMER for each consumer,
+    then an XCLAIM ... FORCE JUSTID with its time and count for each pending
+    entry (one whose stream entry was deleted cannot be written so: as in
+    Redis, a rewrite drops it)."""
+    for name, group in s.groups.items():
+        yield encode_command([b"XGROUP", b"CREATE", key, name, format_id(group.last_id),
+                              b"ENTRIESREAD", b"%d" % group.entries_read])
+        for consumer in group.consumers.values():
+            yield encode_command([b"XGROUP", b"CREATECONSUMER", key, name, consumer.name])
+        last = format_id(group.last_id)
+        for sid, nack in group.pel.items():
+            if sid not in s:
+                continue
+            yield encode_command([b"XCLAIM", key, name, nack.consumer.name, b"0", format_id(sid),
+                                  b"TIME", b"%d" % nack.delivery_time,
+                                  b"RETRYCOUNT", b"%d" % nack.delivery_count,
+                                  b"FORCE", b"JUSTID", b"LASTID", last])
+
+
+# records(key, stream) -> encoded records of its consumer groups
+STREAM_GROUP_RECORDS: list = [group_records]
 
 
 def dataset_records(tenants: dict):

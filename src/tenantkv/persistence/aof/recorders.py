@@ -171,3 +171,144 @@ RECORDERS = {
     "restore": _restore,
     "xadd": _xadd, "xtrim": _xtrim,
 }
+
+
+# -- stream consumer groups: logged as their effects, as Redis propagates them -----
+
+def _pending_record(key: bytes, group_name: bytes, group, sid: int, nack) -> list:
+    """streamPropagateXCLAIM: an idempotent XCLAIM that recreates the pending
+    entry `sid` (owner, delivery time, count) and the group's last id."""
+    return [b"XCLAIM", key, group_name, nack.consumer.name, b"0", _format_id(sid),
+            b"TIME", b"%d" % nack.delivery_time, b"RETRYCOUNT", b"%d" % nack.delivery_count,
+            b"FORCE", b"JUSTID", b"LASTID", _format_id(group.last_id)]
+
+
+def _format_id(sid: int) -> bytes:
+    return b"%d-%d" % (sid >> 64, sid & 0xFFFFFFFFFFFFFFFF)
+
+
+def _parse_id(text: bytes) -> int:
+    ms, _, seq = text.partition(b"-")
+    return int(ms) << 64 | int(seq or b"0")
+
+
+def _group_of(db, key: bytes, group_name: bytes):
+    stream = db.data.get(key)
+    groups = getattr(stream, "groups", None)
+    return groups.get(group_name) if groups else None
+
+
+def _group_position(key: bytes, group_name: bytes, group) -> list:
+    """streamPropagateGroupID: the group's last id and entries-read counter."""
+    return [b"XGROUP", b"SETID", key, group_name, _format_id(group.last_id),
+            b"ENTRIESREAD", b"%d" % group.entries_read]
+
+
+def group_effects(db, key: bytes, group_name: bytes, ids, consumer_name=None) -> list:
+    """What a group command did to `ids` of the group, as records: each one
+    still pending recreated by an XCLAIM, each one no longer pending XACKed
+    (its entry was deleted), the consumer (if named) created, and the group's
+    position. State-based: read after the command ran, so always right."""
+    group = _group_of(db, key, group_name)
+    if group is None:
+        return []
+    records = []
+    if consumer_name is not None and consumer_name in group.consumers:
+        records.append([b"XGROUP", b"CREATECONSUMER", key, group_name, consumer_name])
+    pel = group.pel
+    gone = []
+    for sid in ids:
+        nack = pel.get(sid)
+        if nack is None:
+            gone.append(_format_id(sid))
+        else:
+            records.append(_pending_record(key, group_name, group, sid, nack))
+    for i in range(0, len(gone), ITEMS_PER_COMMAND):
+        records.append([b"XACK", key, group_name, *gone[i:i + ITEMS_PER_COMMAND]])
+    records.append(_group_position(key, group_name, group))
+    return records
+
+
+def entry_ids(entries) -> list:
+    """The ids in an entries reply: a Raw RESP array, or a list of Raw
+    entries and [id, null] pairs (a deleted entry in a history read)."""
+    from hiredis import Reader
+    if type(entries) is list:
+        ids = []
+        for item in entries:
+            if type(item) is list:
+                ids.append(_parse_id(item[0]))
+            else:
+                ids.extend(entry_ids(item))
+        return ids
+    data = bytes(entries)
+    if data.startswith(b"*"):
+        reader = Reader()
+        reader.feed(data)
+        parsed = reader.gets()
+        if data[1:2] == b"2" and parsed and type(parsed[0]) is bytes:   # one entry alone
+            return [_parse_id(parsed[0])]
+        return [_parse_id(item[0]) for item in parsed or ()]
+    return []
+
+
+def xreadgroup_effects(db, key: bytes, group_name: bytes, consumer_name: bytes, ids,
+                       noack: bool = False) -> list:
+    """XREADGROUP's delivery from `key` (`ids`, as bytes or ints)."""
+    ids = [_parse_id(i) if type(i) is bytes else i for i in ids]
+    return group_effects(db, key, group_name, () if noack else ids, consumer_name)
+
+
+def _xreadgroup(conn, db, args, reply):
+    if nothing(reply) or reply is NULL_ARRAY:
+        return ()
+    group_name = consumer_name = None
+    noack = False
+    for i, arg in enumerate(args):
+        word = arg.lower()
+        if word == b"group" and group_name is None and i + 2 < len(args):
+            group_name, consumer_name = args[i + 1], args[i + 2]
+        elif word == b"noack":
+            noack = True
+        elif word == b"streams":
+            break
+    pairs = reply.items() if type(reply) is dict else reply
+    records = []
+    for key, entries in pairs:
+        records += xreadgroup_effects(db, key, group_name, consumer_name,
+                                      entry_ids(entries), noack)
+    return records
+
+
+def _xclaim(conn, db, args, reply):
+    ids = []
+    for raw in args[5:]:
+        try:
+            ids.append(_parse_id(raw))
+        except ValueError:
+            break
+    return group_effects(db, args[1], args[2], ids)
+
+
+def _xautoclaim(conn, db, args, reply):
+    if type(reply) is not list:
+        return ()
+    _, claimed, deleted = reply
+    ids = [_parse_id(item) if type(item) is bytes else entry_ids(item)[0] for item in claimed]
+    ids += [_parse_id(item) for item in deleted]
+    return group_effects(db, args[1], args[2], ids)
+
+
+RECORDERS.update({"xreadgroup": _xreadgroup, "xclaim": _xclaim, "xautoclaim": _xautoclaim})
+
+
+def _xgroup(conn, db, args, reply):
+    """XGROUP as sent, but HELP and the subcommands that changed nothing
+    (DESTROY / DELCONSUMER / CREATECONSUMER replying 0 for nothing done)."""
+    sub = args[1].lower()
+    if sub == b"help" or (sub in (b"destroy", b"createconsumer") and reply == 0):
+        return ()
+    return (args,)
+
+
+RECORDERS["xgroup"] = _xgroup

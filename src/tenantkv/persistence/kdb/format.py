@@ -63,6 +63,7 @@ from tenantkv.keyspace.intset import IntSet
 from tenantkv.keyspace.packedset import SET_MAX_ENTRIES, SET_MAX_VALUE, PackedSet, compact_set
 from tenantkv.keyspace.quicklist import QuickList
 from tenantkv.keyspace.stream import MAX_SEQ, Stream
+from tenantkv.keyspace.streamgroups import Consumer, ConsumerGroup, Nack
 from tenantkv.keyspace.zset import PACKED_MAX_BYTES, PackedZSet, ZSet
 from tenantkv.persistence.files import create_exclusive, fsync_dir, open_regular
 
@@ -312,10 +313,95 @@ def _enc_streams(db, keys, values):
     return _block(STREAM, db, len(keys), payload)
 
 
+def _enc_groups(streams) -> bytes:
+    """The consumer groups of `streams` (those with groups, in the block's
+    key order): names; per group its last id (u64 x 2), entries read (i64),
+    consumer and pending counts (u32 x 2); the consumers' names; per
+    consumer its seen-time (i64); per pending entry its id (u64 x 2),
+    delivery time (i64), delivery count (u64) and owner (u32: the index of
+    its consumer in its group). A consumer's own PEL is the group's entries
+    it owns, so it is not written twice."""
+    names, meta, read, sizes = [], [], [], []
+    consumer_names, seen = [], []
+    pel_ids, times, deliveries, owners = [], [], [], []
+    for s in streams:
+        for name, group in s.groups.items():
+            names.append(name)
+            meta += (group.last_id >> 64, group.last_id & MAX_SEQ)
+            read.append(group.entries_read)
+            sizes += (len(group.consumers), len(group.pel))
+            index = {}
+            for i, consumer in enumerate(group.consumers.values()):
+                index[consumer] = i
+                consumer_names.append(consumer.name)
+                seen.append(consumer.seen_time)
+            for sid, nack in group.pel.items():
+                pel_ids += (sid >> 64, sid & MAX_SEQ)
+                times.append(nack.delivery_time)
+                deliveries.append(nack.delivery_count)
+                owners.append(index[nack.consumer])
+    parts: list = []
+    _strs(parts, names)
+    parts += [_ints(meta, "Q"), _ints(read, "q"), _ints(sizes)]
+    _strs(parts, consumer_names)
+    parts += [_ints(seen, "q"), _ints(pel_ids, "Q"), _ints(times, "q"), _ints(deliveries, "Q"),
+              _ints(owners)]
+    return b"".join(parts)
+
+
+def _dec_groups(r, streams) -> None:
+    """Read `_enc_groups`'s part into `streams`, [(stream, group count)]:
+    every count and owner checked against what was written."""
+    at = r.pos
+    total = sum(count for _, count in streams)
+    names = r.strs(total)
+    meta = r.ints(2 * total, "Q")
+    read = r.ints(total, "q")
+    sizes = r.ints(2 * total)
+    consumers_total = sum(sizes[0::2])
+    pel_total = sum(sizes[1::2])
+    consumer_names = r.strs(consumers_total)
+    seen = r.ints(consumers_total, "q")
+    pel_ids = r.ints(2 * pel_total, "Q")
+    times = r.ints(pel_total, "q")
+    deliveries = r.ints(pel_total, "Q")
+    owners = r.ints(pel_total)
+    g = c = p = 0
+    for s, count in streams:
+        s.groups = {}
+        for _ in range(count):
+            name = names[g]
+            if name in s.groups:
+                raise KdbError("a stream has two consumer groups named %s" % _show(name), at)
+            if read[g] < -1:
+                raise KdbError("consumer group %s has entries-read %d" % (_show(name), read[g]), at)
+            group = s.groups[name] = ConsumerGroup(meta[2 * g] << 64 | meta[2 * g + 1], read[g])
+            members = []
+            for _ in range(sizes[2 * g]):
+                consumer = Consumer(consumer_names[c], seen[c])
+                if group.consumers.setdefault(consumer.name, consumer) is not consumer:
+                    raise KdbError("consumer group %s has two consumers named %s"
+                                   % (_show(name), _show(consumer.name)), at)
+                group.names += len(consumer.name)
+                members.append(consumer)
+                c += 1
+            last = -1
+            for _ in range(sizes[2 * g + 1]):
+                sid = pel_ids[2 * p] << 64 | pel_ids[2 * p + 1]
+                if sid <= last or owners[p] >= len(members):
+                    raise KdbError("consumer group %s has a bad pending entry" % _show(name), at)
+                owner = members[owners[p]]
+                nack = Nack(owner, times[p], deliveries[p])
+                group.pel[sid] = nack
+                owner.pel[sid] = nack
+                last = sid
+                p += 1
+            g += 1
+
+
 # Consumer groups' part of a stream block: (encode(streams) -> bytes,
-# decode(reader, streams) -> None), set by the module that keeps groups
-# (keyspace/streamgroups.py); without it a stream with groups is refused.
-STREAM_GROUP_CODEC: list = [None, None]
+# decode(reader, [(stream, group count)]) -> None).
+STREAM_GROUP_CODEC: list = [_enc_groups, _dec_groups]
 
 
 # Stream entries decoded between two yields of _parse_steps.
