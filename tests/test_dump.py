@@ -666,15 +666,6 @@ REDIS5_STREAM = bytes.fromhex(
     "000000000000000000000000000500000000000000000267320000000009003d52ef6867521dfa")
 
 
-def _has_groups(client) -> bool:
-    try:
-        client.execute_command("XGROUP", "HELP")
-    except redis.ResponseError as exc:
-        if "unknown command" in str(exc):
-            return False
-    return True
-
-
 def _groups_view(client, key):
     info = client.xinfo_stream(key, full=True)
     return [client.xrange(key)] + [
@@ -688,13 +679,9 @@ def _groups_view(client, key):
 def test_stream_consumer_groups_move_both_ways(redis_server, tkv):
     """Groups, their PELs (delivery counts) and consumers, entries-read known
     and unknown (-1), as redis-server's, both ways; Redis's payload dumps
-    again byte for byte; Redis 5's payload loads as on redis-server.
-    (Skipped on a build without consumer groups: there a payload with
-    groups is bad data, see test_bad_payloads_are_bad_data_format.)"""
+    again byte for byte; Redis 5's payload loads as on redis-server."""
     ref = redis.Redis(port=redis_server.port)
     ours = tkv.client()
-    if not _has_groups(ours):
-        pytest.skip("this build has no consumer groups (keyspace/streamgroups.py)")
     for client in (ref, ours):
         client.delete("g", "g2", "x")
         for i in range(1, 30):

@@ -26,8 +26,8 @@ What RESTORE reads (`load_steps`): every value type encoding of RDB 1..11
 ZSET_2, HASH, HASH_ZIPMAP, LIST_ZIPLIST, SET_INTSET, ZSET_ZIPLIST,
 HASH_ZIPLIST, LIST_QUICKLIST, HASH_LISTPACK, ZSET_LISTPACK,
 LIST_QUICKLIST_2, SET_LISTPACK, STREAM_LISTPACKS (_2, _3) with their
-consumer groups (keyspace/streamgroups.py; a build without that module
-refuses a payload with groups as bad data). Not modules.
+consumer groups (keyspace/streamgroups.py; 7.2's consumer active time is
+read and dropped). Not modules.
 
 Validation, as deep as Redis's sanitize-dump-payload yes and as the kdb
 loader's (persistence/kdb/format.py): every length is checked against the
@@ -53,14 +53,10 @@ from tenantkv.keyspace.database import shared
 from tenantkv.keyspace.hashpack import PackedHash, compact_hash
 from tenantkv.keyspace.intset import IntSet
 from tenantkv.keyspace.packedset import PackedSet, compact_set
+from tenantkv.keyspace import streamgroups
 from tenantkv.keyspace.quicklist import QuickList
 from tenantkv.keyspace.stream import MAX_SEQ, Stream
 from tenantkv.keyspace.zset import PACKED_MAX_BYTES, PackedZSet, ZSet
-
-try:   # streams' consumer groups: keyspace/streamgroups.py, once it is on main
-    from tenantkv.keyspace import streamgroups
-except ImportError:   # pragma: no cover (a build without groups: refused, see below)
-    streamgroups = None
 from tenantkv.util.numbers import parse_float
 
 RDB_VERSION = 10        # what DUMP writes: redis-server 7.0's
@@ -1176,8 +1172,6 @@ def _stream_steps_load(src, kind: int, spend, values):
         max_deleted = src.length()[0] << 64 | src.length()[0]
         added = src.length()[0]
     ngroups = src.count(4)
-    if ngroups and streamgroups is None:
-        raise RdbError("stream consumer groups are not supported by this build")
     if length != len(entries) or added < length:
         raise RdbError("stream length or counters inconsistent")
     get = (values or {}).get
