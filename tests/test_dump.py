@@ -329,6 +329,7 @@ def test_fuzz_mutated_payloads_are_a_clean_error_or_a_valid_value(redis_server, 
     build_every_encoding(ref)
     seeds = [ref.dump(k) for k in sorted(ref.keys()) if not k.startswith(b"s:bigger")]
     seeds += [p for name, p in sorted(BAD.items())]
+    seeds += [REDIS5_STREAM] * 5   # consumer groups, their PELs and consumers
     ours = tkv.client()
     rnd = random.Random(int(os.environ.get("DUMP_FUZZ_SEED", "18")))
     outcomes = {"ok": 0, "bad": 0}
