@@ -742,3 +742,11 @@ def group_limit(what: str, limit: int) -> str:
     """tenantkv's own: a stream's groups / a group's consumers are bounded."""
     return "ERR tenantkv: more than %d %s (per %s)" % (
         limit, what, "stream" if what == "groups" else "consumer group")
+
+
+# -- DUMP / RESTORE (commands/dump.py), Redis's texts (cluster.c restoreCommand) --
+DUMP_PAYLOAD_WRONG = "ERR DUMP payload version or checksum are wrong"
+BAD_DATA_FORMAT = "ERR Bad data format"
+RESTORE_INVALID_TTL = "ERR Invalid TTL value, must be >= 0"
+RESTORE_INVALID_IDLETIME = "ERR Invalid IDLETIME value, must be >= 0"
+RESTORE_INVALID_FREQ = "ERR Invalid FREQ value, must be >= 0 and <= 255"
