@@ -339,6 +339,10 @@ SETTINGS = [
     Setting("logging", "level", "loglevel", enum("debug", "verbose", "notice", "warning", "nothing"), "notice", True,
             "debug | verbose | notice | warning | nothing"),
     Setting("logging", "file", "logfile", _str, "", False, "log file (empty = stderr)"),
+    Setting("logging", "format", "log-format", enum("text", "json"), "text", True,
+            "text (redis-server's lines) | json (one JSON object per line)"),
+    Setting("logging", "audit_file", "audit-log-file", _str, "", False,
+            "audit log file (empty = the main log, logger name \"audit\")"),
     Setting("auth", "default_user", None, enum("off", "nopass"), "off", False,
             "password-less default user with root rights (development mode): off | nopass"),
     # The user store. None of these has a Redis name, so CONFIG GET/SET cannot
@@ -415,6 +419,17 @@ BY_PATH = {(s.section, s.key): s for s in SETTINGS if s.section}
 SECRETS = {(s.section, s.key) for s in SETTINGS if s.secret}
 # Every name CONFIG GET/SET know, aliases included (lower case) -> Setting
 BY_REDIS_NAME = {name: s for s in SETTINGS for name in (s.redis_name, s.alias) if name}
+
+
+# Words of a parameter name whose value is a secret (masterauth, requirepass,
+# tls-key-file-pass, any *password*): never written to the log.
+_SECRET_WORDS = ("pass", "auth", "secret")
+
+
+def is_secret(name: str) -> bool:
+    """A parameter whose value the audit log must not show."""
+    setting = BY_REDIS_NAME.get(name.lower())
+    return (setting is not None and setting.secret) or any(w in name.lower() for w in _SECRET_WORDS)
 
 
 class ConfigSetError(Exception):
@@ -556,6 +571,13 @@ def _apply_document(config: Config, document: dict, origin: str) -> None:
     for section, table in document.items():
         if not isinstance(table, dict):
             raise ConfigError("%s: '%s' must be a table" % (origin, section))
+        if section == REDIS_SECTION:
+            for key, value in table.items():
+                setting = BY_REDIS_NAME.get(key.lower())
+                if setting is None or setting.section is not None:
+                    raise ConfigError("%s: unknown setting '%s.%s'" % (origin, section, key))
+                config.set_setting(setting, value, origin)
+            continue
         if section == "server":
             for sub, subtable in table.items():
                 for key, value in subtable.items():
@@ -567,3 +589,105 @@ def _apply_document(config: Config, document: dict, origin: str) -> None:
             continue
         for key, value in table.items():
             config.set_path(section, key, value, origin)
+
+
+# -- CONFIG REWRITE ----------------------------------------------------------------
+# The Redis parameters that have no place of their own in the file live in
+# this table, under their Redis names ("hash-max-listpack-entries" = 512).
+REDIS_SECTION = "redis"
+
+
+def _toml_value(setting: Setting, value):
+    if setting.show is not None:
+        return setting.show(value)
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
+        return str(value)   # past TOML's 64-bit integers: the text converts back
+    return value
+
+
+def _same(setting: Setting, written, value) -> bool:
+    """Whether the file's `written` value already means `value` (then its
+    text, "100mb" say, is left as the operator wrote it)."""
+    if hasattr(written, "unwrap"):   # a tomlkit item: its plain value
+        written = written.unwrap()
+    try:
+        converted = setting.convert(written)
+        if setting.merge is not None:
+            converted = setting.merge(setting.default, converted)
+        return converted == value
+    except (ValueError, TypeError):
+        return False
+
+
+def rewrite(config: Config, path: str) -> None:
+    """CONFIG REWRITE: the current settings into the TOML file at `path`,
+    as Redis rewrites its redis.conf: a key already in the file gets the
+    current value (its text kept if it means the same), a setting changed
+    from its default and not in the file is added to its table; comments,
+    the order and the article's aliases are kept (tomlkit). Secrets
+    (auth.root_password) are never written nor changed, nor are the
+    settings CONFIG SET cannot change (immutable or protected: dir,
+    default_user...): the file keeps what the operator wrote, and a value
+    an environment variable gave them is not baked in. Written to a
+    temporary file, fsynced and renamed, with the file's mode. Raises
+    OSError (the reason for the client) or ConfigError (a file that no
+    longer parses)."""
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+    real = os.path.realpath(path)
+    with open(real, "r", encoding="utf-8") as handle:
+        text = handle.read()
+    try:
+        document = tomlkit.parse(text)
+    except TOMLKitError as exc:
+        raise ConfigError("the config file no longer parses: %s" % exc) from None
+    aliased = {target: source for source, target in ALIASES.items()}
+    for setting in SETTINGS:
+        if setting.secret or not setting.mutable or setting.protected:
+            continue
+        value = config.values[(setting.section, setting.key)]
+        if setting.section is None:
+            table_name, key = REDIS_SECTION, setting.redis_name
+        else:
+            table_name, key = setting.section, setting.key
+            alias = aliased.get((setting.section, setting.key))
+            if alias is not None and key not in document.get(table_name, {}):
+                outer, _, inner = alias[0].partition(".")
+                found = document.get(outer, {}).get(inner, {})
+                if alias[1] in found:   # the article's spelling: updated there
+                    if not _same(setting, found[alias[1]], value):
+                        found[alias[1]] = _toml_value(setting, value)
+                    continue
+        table = document.get(table_name)
+        if table is not None and key in table:
+            if not _same(setting, table[key], value):
+                table[key] = _toml_value(setting, value)
+            continue
+        if value == setting.default:
+            continue
+        if table is None:
+            table = document[table_name] = tomlkit.table()
+        table[key] = _toml_value(setting, value)
+    data = tomlkit.dumps(document).encode("utf-8")
+    mode = os.stat(real).st_mode & 0o7777
+    directory = os.path.dirname(real)
+    temp = os.path.join(directory, ".%s.rewrite-%d" % (os.path.basename(real), os.getpid()))
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fchmod(fd, mode)   # the umask may have narrowed it
+            os.fsync(fd)
+        os.replace(temp, real)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

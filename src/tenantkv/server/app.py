@@ -13,7 +13,7 @@ from collections import OrderedDict
 from tenantkv import commands as _commands  # noqa: F401  (registers every command)
 from tenantkv import errors
 from tenantkv.config import ConfigSetError
-from tenantkv.logs import NOTICE
+from tenantkv.logs import NOTICE, audit
 from tenantkv.keyspace import Tenant
 from tenantkv.keyspace.quota import Quota
 from tenantkv.dispatch.blocking import Blocked
@@ -305,6 +305,7 @@ class Server:
             return True   # a second signal while on the way out
         if signum is not None:
             log.warning("Received %s scheduling shutdown...", signal.Signals(signum).name)
+            audit("shutdown", signal=signal.Signals(signum).name)
         self.freeze()
         self.flush_pending_writes()
         if not self.snapshot.prepare_shutdown(save, force):

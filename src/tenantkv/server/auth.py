@@ -78,6 +78,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tenantkv import errors
 from tenantkv.errors import CommandError
+from tenantkv.logs import audit
 from tenantkv.dispatch.replies import Deferred
 from tenantkv.tenancy import hashing, permissions
 
@@ -407,6 +408,7 @@ class Authenticator:
             if not logged_in:
                 self.server.stats.auth_failures += 1
                 self.log_event(conn, "auth", "AUTH", username.decode("utf-8", "replace"))
+                audit("auth-failed", addr=conn.addr, user=username)
                 raise CommandError(errors.WRONGPASS)
             return reply()
 
@@ -450,6 +452,8 @@ class Authenticator:
         # failed AUTH leaves it in Redis: the client may try again later.
         full = self.server.quotas.admit_login(conn, user)
         if full is not None:
+            audit("login-refused", noisy=True, addr=conn.addr, user=user.username,
+                  limit="tenant-quota-connections")
             raise CommandError(full)
         conn.login(user)
         return True
@@ -482,6 +486,7 @@ class Authenticator:
             wait, limit = 1.0, "server-wide"
         if wait:
             self.server.stats.auth_throttled += 1
+            audit("auth-throttled", noisy=True, addr=conn.addr, user=username, limit=limit)
             raise CommandError(errors.auth_throttled(limit, max(1, math.ceil(wait))))
         for gate in (addr_gate, user_gate):
             if gate is not None:   # in flight from now: _attempt gives it back
@@ -512,6 +517,8 @@ class Authenticator:
             except CommandError:
                 if not conn.closing:
                     self.server.stats.auth_throttled += 1
+                    audit("auth-throttled", noisy=True, addr=conn.addr, user=username,
+                          limit="while queued")
                 if lane == SUSPECT:   # not checked: no guess spent
                     throttle.tokens = min(SUSPECT_BURST, throttle.tokens + 1.0)
                 raise
