@@ -81,3 +81,25 @@ def test_wheel_installs_working_entry_points(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(15) == 0
+
+
+def test_users_db_of_a_newer_version_stops_the_start_clearly(tmp_path):
+    """A downgrade (users.db from a newer tenantkv): one line naming the file
+    and both versions, exit status 1, no traceback, the file untouched."""
+    import sqlite3
+    from tenantkv.tenancy.store import SCHEMA_VERSION, UserStore
+    path = tmp_path / "users.db"
+    UserStore(str(path)).close()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE schema_version SET version = 999")
+    con.commit()
+    con.close()
+    before = path.read_bytes()
+    done = subprocess.run([sys.executable, "-m", "tenantkv", "--port", str(free_port()),
+                           "--dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().endswith(
+        "# cannot start: %s has schema version 999; this tenantkv knows up to %d"
+        % (path, SCHEMA_VERSION))
+    assert path.read_bytes() == before

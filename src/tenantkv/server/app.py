@@ -213,8 +213,13 @@ class Server:
         from tenantkv.server.auth import Authenticator
         from tenantkv.tenancy import UserStore, ensure_root
         from tenantkv.tenancy.bootstrap import BootstrapError
+        from tenantkv.tenancy.store import SchemaTooNew
 
-        store = UserStore(users_db_path(self.config))
+        try:
+            store = UserStore(users_db_path(self.config))
+        except SchemaTooNew as exc:   # a downgrade: one clear line, the file untouched
+            log.error("cannot start: %s", exc)
+            raise SystemExit(1) from None
         password = os.environ.get("TENANTKV_ROOT_PASSWORD") or self.config["auth.root_password"]
         try:
             root, password_file = ensure_root(store, self.config["auth.root_user"],
