@@ -358,6 +358,8 @@ SETTINGS = [
     Setting("auth", "backup_interval", None, integer(0, INT_MAX), 3600, False,
             "seconds between user database backups (0 = off)"),
     Setting("auth", "backup_keep", None, integer(0, INT_MAX), 7, False, "user database backups kept (0 = all)"),
+    Setting("acl", "log_max_len", "acllog-max-len", integer(0, LLONG_MAX), 128, True,
+            "entries ACL LOG keeps (failed AUTHs, refused commands)"),
     # Redis parameters clients and tools read; kept and answered, not acted on.
     _redis("lazyfree-lazy-user-del", parse_bool, False),
     _redis("lazyfree-lazy-user-flush", parse_bool, False),
@@ -401,6 +403,40 @@ SETTINGS = [
     # Redis raises a backlog size under 16 KB to 16 KB.
     _redis("repl-backlog-size", _bounded(_mem, 1, LLONG_MAX, (16 * 1024, LLONG_MAX)), 1024**2),
     _redis("enable-debug-command", enum("no", "yes", "local"), "yes", mutable=False),
+    # Redis's runtime tuning with nothing to tune here (no rehashing steps,
+    # no jemalloc, no compression of snapshots, no defragmentation): accepted
+    # so that configs and tools that set them keep working; Redis's ranges.
+    _redis("activerehashing", parse_bool, True),
+    _redis("rdbcompression", parse_bool, True),
+    _redis("rdb-save-incremental-fsync", parse_bool, True),
+    _redis("aof-rewrite-incremental-fsync", parse_bool, True),
+    _redis("dynamic-hz", parse_bool, True),
+    _redis("active-expire-effort", integer(1, 10), 1),
+    _redis("jemalloc-bg-thread", parse_bool, True),
+    _redis("crash-log-enabled", parse_bool, True),
+    _redis("crash-memcheck-enabled", parse_bool, True),
+    _redis("lazyfree-lazy-eviction", parse_bool, False),
+    _redis("lazyfree-lazy-expire", parse_bool, False),
+    _redis("lazyfree-lazy-server-del", parse_bool, False),
+    _redis("active-defrag-cycle-min", integer(1, 99), 1),
+    _redis("active-defrag-cycle-max", integer(1, 99), 25),
+    _redis("active-defrag-threshold-lower", integer(0, 1000), 10),
+    _redis("active-defrag-threshold-upper", integer(0, 1000), 100),
+    _redis("active-defrag-ignore-bytes", memory(1, LLONG_MAX), 100 * 1024**2),
+    _redis("active-defrag-max-scan-fields", integer(1, LLONG_MAX), 1000),
+    # Replication settings, which a master without replicas (tenantkv's
+    # INFO replication) ignores in Redis too.
+    _redis("repl-backlog-ttl", integer(0, LLONG_MAX), 3600),
+    _redis("repl-timeout", integer(1, INT_MAX), 60),
+    _redis("repl-ping-replica-period", integer(1, INT_MAX), 10, alias="repl-ping-slave-period"),
+    _redis("repl-diskless-sync", parse_bool, True),
+    _redis("repl-diskless-sync-delay", integer(0, INT_MAX), 5),
+    _redis("repl-diskless-sync-max-replicas", integer(0, INT_MAX), 0),
+    _redis("replica-serve-stale-data", parse_bool, True, alias="slave-serve-stale-data"),
+    _redis("replica-priority", integer(0, INT_MAX), 100, alias="slave-priority"),
+    _redis("replica-lazy-flush", parse_bool, False, alias="slave-lazy-flush"),
+    _redis("replica-ignore-maxmemory", parse_bool, True, alias="slave-ignore-maxmemory"),
+    _redis("min-replicas-max-lag", integer(0, INT_MAX), 10, alias="min-slaves-max-lag"),
 ]
 
 # The article's config keys, accepted as aliases of ours.

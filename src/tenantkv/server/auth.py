@@ -314,7 +314,8 @@ class Authenticator:
         self.pool = ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="tenantkv-auth")
         # ACL LOG entries, newest first (dicts: count, reason "auth" | "command",
         # context, object, username, timestamp-created/-last-updated, client-info)
-        self.acl_log: deque = deque(maxlen=ACL_LOG_MAX)
+        self.acl_log: deque = deque(maxlen=server.config["acl.log_max_len"])
+        server.config.listeners.setdefault("acllog-max-len", []).append(self._set_log_max)
         self.throttle = None    # made on first use, on the server's loop
         self._guess_key = secrets.token_bytes(32)   # for the throttle's HMACs of failed pairs
         self.attempts: set = set()   # AUTH tasks not finished
@@ -343,6 +344,10 @@ class Authenticator:
             # (Only if unchanged meanwhile: a password change must win.)
             self.store.set_hash(user.username, hashing.hash_password(password), expected=stored)
         return user
+
+    def _set_log_max(self, length: int) -> None:
+        """acllog-max-len: the newest entries are kept, as Redis trims."""
+        self.acl_log = deque(list(self.acl_log)[:length], maxlen=length)
 
     def users_changed(self) -> None:
         """An ACL write (SETUSER, DELUSER, LOAD) is in the store and its
