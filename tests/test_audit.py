@@ -215,3 +215,22 @@ def test_output_buffer_close_is_audited(tmp_path):
             closed = wait_for(lambda: events(server.log_path, "client-closed"))
         assert [(e["limit"], e["user"]) for e in closed] == [("output buffer", "default")]
         assert server.alive()
+
+
+def test_throttled_auth_is_audited(tmp_path):
+    """Guessing one user's password from one address ends in refusals
+    (server/auth.py's throttle), each audited with the limit named."""
+    with locked(tmp_path) as server:
+        refusal = None
+        with server.raw() as sock:
+            for i in range(60):
+                sock.sendall(resp("AUTH", "alice", "%s-%d" % (WRONG_PW, i)))
+                line = read_reply(sock, timeout=30)
+                if not line.startswith(b"-WRONGPASS"):
+                    refusal = line
+                    break
+        assert refusal is not None and b"for this user name" in refusal
+        throttled = wait_for(lambda: events(server.log_path, "auth-throttled"))
+        assert [(e["user"], e["limit"]) for e in throttled] == [("alice", "for this user name")]
+        assert len(events(server.log_path, "auth-failed")) == i
+    assert_no_secret(server.log_path)

@@ -132,7 +132,7 @@ def load_config(args):
         raise CliError("configuration error: %s" % exc)
 
 
-def audit(args, event: str, **fields) -> None:
+def audit(args, event: str, via: str = "tenantkv user", **fields) -> None:
     """An audit line for a change made offline, where the server would put
     it: audit.file, else the log file, else standard error; `by` is the
     operating-system account that ran the command."""
@@ -147,7 +147,7 @@ def audit(args, event: str, **fields) -> None:
         who = getpass.getuser()
     except (KeyError, OSError):
         who = str(os.getuid())
-    logs.audit(event, by=who, via="tenantkv user", **fields)
+    logs.audit(event, by=who, via=via, **fields)
 
 
 def run_data(args) -> None:
@@ -198,6 +198,8 @@ def run_data(args) -> None:
         deadlines.update(expires)
         count += len(data)
     kdb.write_snapshot(tenants, snapshot, now)
+    audit(args, "kdb-import", via="tenantkv import", user=args.user, file=os.path.abspath(args.file),
+          keys=count, replace=int(bool(args.replace)))
     print("imported %d keys into the data of '%s' (%s)" % (count, args.user, snapshot))
 
 
@@ -328,6 +330,7 @@ def set_quota(store, args) -> None:
             raise CliError(str(exc))
     if asked:
         store.set_quota(args.name, overrides_text(overrides))
+        audit(args, "user-set-quota", user=args.name, quota=overrides_text(overrides))
     shown = " ".join("%s=%d" % (field, overrides[field]) for field in FIELDS if field in overrides)
     print("quotas of '%s': %s" % (args.name, shown or "the defaults"))
 
