@@ -459,7 +459,8 @@ BY_REDIS_NAME = {name: s for s in SETTINGS for name in (s.redis_name, s.alias) i
 
 # Words of a parameter name whose value is a secret (masterauth, requirepass,
 # tls-key-file-pass, any *password*): never written to the log.
-_SECRET_WORDS = ("pass", "auth", "secret")
+# (Not every "auth": tls-auth-clients is no secret.)
+_SECRET_WORDS = ("pass", "secret", "masterauth", "basic-auth")
 
 
 def is_secret(name: str) -> bool:
