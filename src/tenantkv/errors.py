@@ -429,6 +429,11 @@ def protocol_expected_dollar(got: str) -> str:
 # -- server: CONFIG, COMMAND, HELP, SHUTDOWN, DEBUG -------------------------------------------
 
 CONFIG_NO_FILE = "ERR The server is running without a config file"
+
+
+def config_rewrite_failed(reason: str) -> str:
+    # One line: a parser's message may hold several.
+    return "ERR Rewriting config file: " + " ".join(reason.split())
 GETKEYS_INVALID_COMMAND = "ERR Invalid command specified"
 GETKEYS_NO_KEYS = "ERR The command has no key arguments"
 GETKEYS_ARITY = "ERR Invalid number of arguments specified for command"

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from tenantkv import commands as _commands  # noqa: F401  (registers every command)
 from tenantkv import errors
 from tenantkv.config import ConfigSetError
-from tenantkv.logs import NOTICE
+from tenantkv.logs import NOTICE, audit
 from tenantkv.keyspace import Tenant
 from tenantkv.keyspace.quota import Quota
 from tenantkv.dispatch.blocking import Blocked
@@ -213,8 +213,13 @@ class Server:
         from tenantkv.server.auth import Authenticator
         from tenantkv.tenancy import UserStore, ensure_root
         from tenantkv.tenancy.bootstrap import BootstrapError
+        from tenantkv.tenancy.store import SchemaTooNew
 
-        store = UserStore(users_db_path(self.config))
+        try:
+            store = UserStore(users_db_path(self.config))
+        except SchemaTooNew as exc:   # a downgrade: one clear line, the file untouched
+            log.error("cannot start: %s", exc)
+            raise SystemExit(1) from None
         password = os.environ.get("TENANTKV_ROOT_PASSWORD") or self.config["auth.root_password"]
         try:
             root, password_file = ensure_root(store, self.config["auth.root_user"],
@@ -305,6 +310,7 @@ class Server:
             return True   # a second signal while on the way out
         if signum is not None:
             log.warning("Received %s scheduling shutdown...", signal.Signals(signum).name)
+            audit("shutdown", signal=signal.Signals(signum).name)
         self.freeze()
         self.flush_pending_writes()
         if not self.snapshot.prepare_shutdown(save, force):
