@@ -63,9 +63,8 @@ class Server:
         self.orphans: dict = {}
         self.listeners: list = []
         # TLS (server/tls.py): the context new TLS connections get, None
-        # while tls-port is 0; handshakes under way (they count as clients).
+        # while tls-port is 0.
         self.tls_context = None
-        self.tls_handshakes = 0
         for name in ("tls-cert-file", "tls-key-file", "tls-key-file-pass", "tls-ca-cert-file",
                      "tls-ca-cert-dir", "tls-auth-clients", "tls-protocols", "tls-ciphers",
                      "tls-ciphersuites", "tls-prefer-server-ciphers"):
@@ -304,14 +303,14 @@ class Server:
         if port or not tls_port:
             ports.append((port, lambda: Connection(self)))
         if tls_port:
-            from tenantkv.server.tls import TLSAcceptor, TLSConfigError, build_context
+            from tenantkv.server.tls import TLSConfigError, build_context, tls_protocol_factory
             if self.tls_context is None:
                 try:
                     self.tls_context = build_context(self.config)
                 except TLSConfigError as exc:
                     log.error("TLS: %s", exc)
                     raise SystemExit(1) from None
-            ports.append((tls_port, lambda: TLSAcceptor(self)))
+            ports.append((tls_port, tls_protocol_factory(self)))
         listeners = []
         try:
             # Every address is bound before any listens: a failed bind then

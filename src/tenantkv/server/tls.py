@@ -8,10 +8,11 @@ serves the connections accepted from then on; live ones keep the context
 their handshake used.
 """
 
-import asyncio
 import ctypes
 import logging
 import ssl
+
+from tenantkv.server.connection import Connection
 
 log = logging.getLogger("tenantkv.tls")
 
@@ -121,84 +122,43 @@ def certificate_user(transport) -> str | None:
     return names[0] if len(names) == 1 else None
 
 
-class TLSAcceptor(asyncio.Protocol):
-    """A connection to the TLS port before its handshake. The handshake
-    runs with the server's context *now* (`server.tls_context`), so a
-    reloaded certificate serves the next connection with no new listener;
-    once done, a Connection takes the TLS transport. A client that does not
-    complete it (a plain client, a wrong certificate) is closed; one that
-    stalls, after tls handshake timeout (auth.auth_timeout). Pending
-    handshakes count against maxclients: they hold a socket and a task."""
+def tls_protocol_factory(server):
+    """The TLS listener's protocol factory: what `create_server(ssl=...)`
+    builds for each connection (the loop's SSLProtocol around a
+    Connection), but with the server's context as it is *now*
+    (`server.tls_context`), so a reloaded certificate serves the next
+    connection with no new listener and live connections keep theirs.
+    The handshake has auth.auth_timeout to complete (a stalled one holds a
+    socket no longer); a failed one (a plain client, an untrusted
+    certificate) closes the connection before any Connection sees it."""
+    loop = server.loop
+    try:
+        import uvloop
+        ssl_protocol = uvloop.loop.SSLProtocol if isinstance(loop, uvloop.Loop) else None
+    except ImportError:
+        ssl_protocol = None
+    if ssl_protocol is None:
+        from asyncio.sslproto import SSLProtocol as ssl_protocol
 
-    __slots__ = ("server",)
+    def factory():
+        return ssl_protocol(loop, TLSConnection(server), server.tls_context, None,
+                            server_side=True,
+                            ssl_handshake_timeout=server.config["auth.auth_timeout"])
+    return factory
 
-    def __init__(self, server) -> None:
-        self.server = server
+
+class TLSConnection(Connection):
+    """A Connection on the TLS port: its connection_made (after the
+    handshake) may log it in by its certificate. Only here, so the plain
+    port runs not one more instruction."""
+
+    __slots__ = ()
 
     def connection_made(self, transport) -> None:
-        server = self.server
-        if len(server.clients) + server.tls_handshakes >= server.config["network.maxclients"]:
-            server.stats.rejected_connections += 1
-            transport.close()   # no TLS yet: Redis's error text could not be read
-            return
-        transport.pause_reading()   # the ClientHello is for start_tls, not for us
-        server.tls_handshakes += 1
-        server.loop.create_task(self._handshake(transport, server.tls_context))
-
-    async def _handshake(self, transport, context) -> None:
-        server = self.server
-        early = _Early()
-        try:
-            tls = await server.loop.start_tls(
-                transport, early, context, server_side=True,
-                ssl_handshake_timeout=server.config["auth.auth_timeout"])
-        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as exc:
-            log.info("TLS handshake with %s failed: %s", _peer(transport), exc)
-            transport.close()
-            return
-        finally:
-            server.tls_handshakes -= 1
-        from tenantkv.server.connection import Connection
-        conn = Connection(server)
-        tls.set_protocol(conn)
-        conn.connection_made(tls)
-        if (not conn.closing and server.config["tls.client_cert_user"]
-                and (name := certificate_user(tls)) is not None):
-            _certificate_login(conn, name)
-        # What came with the end of the handshake (start_tls reads on before
-        # this task resumes) runs now, after the login.
-        if early.data and not conn.closing:
-            conn.data_received(b"".join(early.data))
-        if early.lost is not None:
-            conn.connection_lost(early.lost[0])
-
-    def data_received(self, data: bytes) -> None:   # reading is paused: never
-        pass
-
-    def connection_lost(self, exc) -> None:
-        pass
-
-
-class _Early(asyncio.Protocol):
-    """The TLS transport's protocol until the Connection takes it over."""
-
-    def __init__(self) -> None:
-        self.data: list = []
-        self.lost = None
-
-    def data_received(self, data: bytes) -> None:
-        self.data.append(data)
-
-    def eof_received(self):
-        return False
-
-    def connection_lost(self, exc) -> None:
-        self.lost = (exc,)
-
-
-def _peer(transport) -> str:
-    peer = transport.get_extra_info("peername")
-    return "%s:%s" % peer[:2] if peer else "?"
+        super().connection_made(transport)
+        if (not self.closing and self.server.config["tls.client_cert_user"]
+                and (name := certificate_user(transport)) is not None):
+            _certificate_login(self, name)
 
 
 def _certificate_login(conn, name: str) -> None:
