@@ -289,3 +289,24 @@ def test_redis_cli_and_tenantkv_cli_over_tls(tmp_path, certs):
                               "--tls", "--insecure", "--cert", alice, "--key", alice, "PING"],
                              env={**os.environ, "PYTHONPATH": SRC}, capture_output=True, timeout=30)
         assert out.stdout.strip() == b"PONG", out
+
+
+def test_handshakes_under_way_count_against_maxclients(tmp_path, certs):
+    with tls_server(tmp_path, certs, "--tls-auth-clients", "no", "--maxclients", "4") as proc:
+        admin = proc.client(single_connection_client=True)
+        assert admin.ping() is True   # client 1 of 4
+        # Three connections that never send a ClientHello: pending handshakes.
+        stalled = [socket.create_connection(("127.0.0.1", proc.tls_port), timeout=10)
+                   for _ in range(3)]
+        deadline = time.monotonic() + 10
+        while handshake_refused(proc.tls_port, certs.ca_file) is False:
+            assert time.monotonic() < deadline, "a 5th connection was served"
+            time.sleep(0.1)
+        # Gone before their handshake: their places are free again.
+        for sock in stalled:
+            sock.close()
+        deadline = time.monotonic() + 10
+        while handshake_refused(proc.tls_port, certs.ca_file):
+            assert time.monotonic() < deadline, "the stalled connections kept their places"
+            time.sleep(0.1)
+        assert admin.info("stats")["rejected_connections"] >= 1

@@ -65,6 +65,7 @@ class Server:
         # TLS (server/tls.py): the context new TLS connections get, None
         # while tls-port is 0.
         self.tls_context = None
+        self.tls_pending: set = set()   # TLSConnections whose handshake is under way
         for name in ("tls-cert-file", "tls-key-file", "tls-key-file-pass", "tls-ca-cert-file",
                      "tls-ca-cert-dir", "tls-auth-clients", "tls-protocols", "tls-ciphers",
                      "tls-ciphersuites", "tls-prefer-server-ciphers"):

@@ -8,6 +8,7 @@ serves the connections accepted from then on; live ones keep the context
 their handshake used.
 """
 
+import asyncio
 import ctypes
 import logging
 import ssl
@@ -140,11 +141,38 @@ def tls_protocol_factory(server):
     if ssl_protocol is None:
         from asyncio.sslproto import SSLProtocol as ssl_protocol
 
+    pending = server.tls_pending
+
     def factory():
-        return ssl_protocol(loop, TLSConnection(server), server.tls_context, None,
-                            server_side=True,
+        # A handshake holds a socket and its buffers before any Connection
+        # counts: handshakes under way count against maxclients (as in
+        # Redis, where a TLS client is a client from its accept). The
+        # waiter is resolved when the handshake ends, well or not, or the
+        # connection is lost: the connection is no longer pending then.
+        if len(server.clients) + len(pending) >= server.config["network.maxclients"]:
+            server.stats.rejected_connections += 1
+            return _Refused()
+        conn = TLSConnection(server)
+        pending.add(conn)
+        waiter = loop.create_future()
+        waiter.add_done_callback(lambda done: _handshake_over(pending, conn, done))
+        return ssl_protocol(loop, conn, server.tls_context, waiter, server_side=True,
                             ssl_handshake_timeout=server.config["auth.auth_timeout"])
     return factory
+
+
+def _handshake_over(pending: set, conn, waiter) -> None:
+    pending.discard(conn)
+    if not waiter.cancelled() and waiter.exception() is not None:   # (retrieved: no warning)
+        log.debug("TLS handshake failed: %s", waiter.exception())
+
+
+class _Refused(asyncio.Protocol):
+    """A TLS connection over maxclients: closed at once (no TLS yet, so no
+    error text a client could read)."""
+
+    def connection_made(self, transport) -> None:
+        transport.abort()
 
 
 class TLSConnection(Connection):
@@ -155,6 +183,7 @@ class TLSConnection(Connection):
     __slots__ = ()
 
     def connection_made(self, transport) -> None:
+        self.server.tls_pending.discard(self)   # handshake done: a client now
         super().connection_made(transport)
         if (not self.closing and self.server.config["tls.client_cert_user"]
                 and (name := certificate_user(transport)) is not None):
