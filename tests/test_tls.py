@@ -157,6 +157,8 @@ def test_tls_with_redis_py_and_plain_port_beside(tmp_path, certs):
         assert proc.client().get("shared") == b"1"
         assert secure.config_get("tls-port") == {"tls-port": str(proc.tls_port)}
         assert secure.config_get("tls-auth-clients") == {"tls-auth-clients": "no"}
+        with pytest.raises(redis.ResponseError, match="can't set immutable config"):
+            secure.config_set("tls-port", proc.tls_port + 1)
 
 
 def test_mutual_tls(tmp_path, certs):

@@ -338,8 +338,8 @@ SETTINGS = [
     # with port 0 it is the only listener. A change of the files or the
     # protocol settings builds a new context for new connections (live ones
     # keep theirs); a context that cannot be built refuses the CONFIG SET.
-    Setting("tls", "port", "tls-port", integer(0, 65535), 0, True, "TLS port (0 = no TLS listener)",
-            needs_listener="Unable to listen on this port"),
+    # (Set at start-up only, for now: Redis also moves the listener at runtime.)
+    Setting("tls", "port", "tls-port", integer(0, 65535), 0, False, "TLS port (0 = no TLS listener)"),
     Setting("tls", "cert_file", "tls-cert-file", _str, "", True, "server certificate (PEM, with its chain)",
             needs_listener="Unable to update TLS configuration."),
     Setting("tls", "key_file", "tls-key-file", _str, "", True, "server private key (PEM)",
