@@ -312,3 +312,31 @@ def test_handshakes_under_way_count_against_maxclients(tmp_path, certs):
             assert time.monotonic() < deadline, "the stalled connections kept their places"
             time.sleep(0.1)
         assert admin.info("stats")["rejected_connections"] >= 1
+
+
+def test_encrypted_key_with_passphrase(tmp_path, certs):
+    from cryptography.hazmat.primitives import serialization
+    issued = certs.ca.issue_cert("127.0.0.1", "localhost")
+    key = serialization.load_pem_private_key(issued.private_key_pem.bytes(), password=None)
+    key_file = tmp_path / "encrypted.key"
+    key_file.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"s3cret")))
+    cert_file = tmp_path / "cert.pem"
+    cert_file.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    port = free_port()
+    flags = ["--tls-port", str(port), "--tls-cert-file", str(cert_file),
+             "--tls-key-file", str(key_file), "--tls-auth-clients", "no"]
+    # A wrong passphrase stops the start, naming the files (never the passphrase).
+    result = subprocess.run(
+        [sys.executable, "-m", "tenantkv", "--dir", str(tmp_path), "--port", str(free_port()),
+         *flags, "--tls-key-file-pass", "wrong"],
+        env={**os.environ, "PYTHONPATH": SRC}, capture_output=True, timeout=30)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and b"Failed to load certificate" in output
+    assert b"wrong" not in output
+    data = tmp_path / "data"
+    data.mkdir()
+    with ServerProcess(data, *flags, "--tls-key-file-pass", "s3cret") as proc:
+        client = tls_client(port, certs.ca_file)
+        assert client.ping() is True
