@@ -337,6 +337,6 @@ def test_encrypted_key_with_passphrase(tmp_path, certs):
     assert b"wrong" not in output
     data = tmp_path / "data"
     data.mkdir()
-    with ServerProcess(data, *flags, "--tls-key-file-pass", "s3cret") as proc:
+    with ServerProcess(data, *flags, "--tls-key-file-pass", "s3cret"):
         client = tls_client(port, certs.ca_file)
         assert client.ping() is True
