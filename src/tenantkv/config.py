@@ -334,6 +334,45 @@ SETTINGS = [
     Setting("notify", "keyspace_events", "notify-keyspace-events", parse_notify, 0, True,
             "keyspace notification classes, Redis's letters (e.g. \"Ex\"; empty = none)",
             show=render_flags),
+    # TLS (server/tls.py): Redis 7's names and defaults. tls-port 0 is off;
+    # with port 0 it is the only listener. A change of the files or the
+    # protocol settings builds a new context for new connections (live ones
+    # keep theirs); a context that cannot be built refuses the CONFIG SET.
+    # (Set at start-up only, for now: Redis also moves the listener at runtime.)
+    Setting("tls", "port", "tls-port", integer(0, 65535), 0, False, "TLS port (0 = no TLS listener)"),
+    Setting("tls", "cert_file", "tls-cert-file", _str, "", True, "server certificate (PEM, with its chain)",
+            needs_listener="Unable to update TLS configuration."),
+    Setting("tls", "key_file", "tls-key-file", _str, "", True, "server private key (PEM)",
+            needs_listener="Unable to update TLS configuration."),
+    Setting("tls", "key_file_pass", "tls-key-file-pass", _str, "", True,
+            "passphrase of tls-key-file, if encrypted", secret=True,
+            needs_listener="Unable to update TLS configuration."),
+    Setting("tls", "ca_cert_file", "tls-ca-cert-file", _str, "", True,
+            "CA certificates (PEM) that client certificates must chain to",
+            needs_listener="Unable to update TLS configuration."),
+    Setting("tls", "ca_cert_dir", "tls-ca-cert-dir", _str, "", True,
+            "directory of CA certificates (c_rehash layout)",
+            needs_listener="Unable to update TLS configuration."),
+    Setting("tls", "auth_clients", "tls-auth-clients", enum("yes", "no", "optional"), "yes", True,
+            "client certificates: yes (required) | optional (verified if sent) | no",
+            needs_listener="Unable to update TLS configuration."),
+    Setting("tls", "protocols", "tls-protocols", _str, "", True,
+            "allowed versions, e.g. \"TLSv1.2 TLSv1.3\" (empty = TLSv1.2 and TLSv1.3)",
+            needs_listener="Unable to update TLS configuration."),
+    Setting("tls", "ciphers", "tls-ciphers", _str, "", True,
+            "OpenSSL cipher list for TLSv1.2 and below (empty = OpenSSL's default)",
+            needs_listener="Unable to update TLS configuration."),
+    Setting("tls", "ciphersuites", "tls-ciphersuites", _str, "", True,
+            "TLSv1.3 cipher suites, colon separated (empty = OpenSSL's default)",
+            needs_listener="Unable to update TLS configuration."),
+    Setting("tls", "prefer_server_ciphers", "tls-prefer-server-ciphers", parse_bool, False, True,
+            "choose the cipher by the server's order, not the client's",
+            needs_listener="Unable to update TLS configuration."),
+    # tenantkv's own: a verified client certificate's subject CN names the
+    # user the connection is logged in as, with no password (server/tls.py).
+    Setting("tls", "client_cert_user", "tls-client-cert-user", parse_bool, False, True,
+            "log a TLS connection in as the user named by its verified client "
+            "certificate's subject CN (yes | no)"),
     Setting("expiry", "hz", "hz", integer(0, INT_MAX, clamp=(1, 500)), 10, True, "background task frequency (active expiry)"),
     Setting("expiry", "active_expire", None, parse_bool, True, True, "active expiry cycle on/off"),
     Setting("logging", "level", "loglevel", enum("debug", "verbose", "notice", "warning", "nothing"), "notice", True,
@@ -540,18 +579,24 @@ class Config:
                     and not self.listeners.get(setting.redis_name)):
                 raise ConfigSetError(name, setting.needs_listener)
             updates.append((name, setting, value))
+        # Every value is in place before any owner acts, as Redis's apply
+        # functions run after all are set: a listener that reads several
+        # settings (the TLS context: a new certificate with its new key)
+        # sees the whole call, not half of it.
         applied = []
+        for name, setting, value in updates:
+            path = (setting.section, setting.key)
+            applied.append((setting, self.values[path]))
+            self.values[path] = value
         try:
             for name, setting, value in updates:
-                path = (setting.section, setting.key)
-                applied.append((setting, self.values[path]))
-                self.values[path] = value
                 for listener in self.listeners.get(setting.redis_name, ()):
                     listener(value)   # may refuse: ConfigSetError (maxclients, say)
         except ConfigSetError:
             # As Redis: a change its owner cannot apply undoes the whole call.
             for setting, old in reversed(applied):
                 self.values[(setting.section, setting.key)] = old
+            for setting, old in reversed(applied):
                 for listener in self.listeners.get(setting.redis_name, ()):
                     try:
                         listener(old)

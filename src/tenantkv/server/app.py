@@ -62,6 +62,15 @@ class Server:
         # when found. Kept in memory and in every save, reachable by nobody.
         self.orphans: dict = {}
         self.listeners: list = []
+        # TLS (server/tls.py): the context new TLS connections get, None
+        # while tls-port is 0.
+        self.tls_context = None
+        self.tls_pending: set = set()   # TLSConnections whose handshake is under way
+        for name in ("tls-cert-file", "tls-key-file", "tls-key-file-pass", "tls-ca-cert-file",
+                     "tls-ca-cert-dir", "tls-auth-clients", "tls-protocols", "tls-ciphers",
+                     "tls-ciphersuites", "tls-prefer-server-ciphers"):
+            config.listeners.setdefault(name, []).append(
+                lambda value, name=name: self._reload_tls(name))
         self.loop = None
         self.stopped = None
         # While a shutdown saves (and once it has), no command runs: see shutdown().
@@ -121,6 +130,21 @@ class Server:
         # Tenants with overrides have Quota objects of their own, and a rate
         # quota a RateLimiter: rebuilt (server/quotas.py).
         self.quotas.apply_all()
+
+    def _reload_tls(self, name: str) -> None:
+        """CONFIG SET of a tls-* setting: a new context for the connections
+        accepted from now on; live ones keep theirs. Checked here, so a
+        certificate that does not load refuses the CONFIG SET (the old
+        context stays). With tls-port 0 nothing is built, as in Redis."""
+        if not self.config["tls.port"]:
+            return
+        from tenantkv.server.tls import TLSConfigError, build_context
+        try:
+            self.tls_context = build_context(self.config)
+        except TLSConfigError as exc:
+            log.warning("CONFIG SET %s: %s", name, exc)
+            raise ConfigSetError(name, "Unable to update TLS configuration. Check server logs.")
+        log.log(NOTICE, "TLS configuration reloaded (CONFIG SET %s)", name)
 
     def _set_maxclients(self, value: int) -> None:
         """CONFIG SET maxclients: as Redis's updateMaxclients, the file limit
@@ -278,15 +302,31 @@ class Server:
 
     async def listen(self) -> None:
         port = self.config["network.port"]
+        tls_port = self.config["tls.port"]
+        ports = []
+        # port 0 beside a tls-port: TLS only, as Redis (port 0 alone keeps
+        # its old meaning here: any free port).
+        if port or not tls_port:
+            ports.append((port, lambda: Connection(self)))
+        if tls_port:
+            from tenantkv.server.tls import TLSConfigError, build_context, tls_protocol_factory
+            if self.tls_context is None:
+                try:
+                    self.tls_context = build_context(self.config)
+                except TLSConfigError as exc:
+                    log.error("TLS: %s", exc)
+                    raise SystemExit(1) from None
+            ports.append((tls_port, tls_protocol_factory(self)))
         listeners = []
         try:
             # Every address is bound before any listens: a failed bind then
             # leaves no window where the first address answered, and the
             # listens that follow come one right after the other.
             for host in self.config["network.bind"].split():
-                listeners.append(await self.loop.create_server(
-                    lambda: Connection(self), host=host, port=port, backlog=511,
-                    reuse_address=True, start_serving=False))
+                for number, factory in ports:
+                    listeners.append(await self.loop.create_server(
+                        factory, host=host, port=number, backlog=511,
+                        reuse_address=True, start_serving=False))
             for listener in listeners:
                 await listener.start_serving()
         except BaseException:
