@@ -435,6 +435,38 @@ def server_pair(prefix: str):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def bench_parser(doc: str, count: str | None = None, default: int = 0):
+    """The options of the per-command scripts: --quick, --rounds R and, given
+    `count` ("calls"), --calls N (`default`). The first line of `doc` (the
+    script's docstring) describes the script."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="N/4, one round")
+    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
+    if count:
+        p.add_argument("--" + count, type=int, default=default)
+    return p
+
+
+def quick_or_full(opts, n: int) -> tuple[int, int]:
+    """(requests, rounds): with --quick a quarter of `n` and one round."""
+    return (n // 4, 1) if opts.quick else (n, opts.rounds)
+
+
+def run_on_pair(prefix: str, body) -> int:
+    """body(servers) on a server_pair(prefix); the exit status: 1 with a
+    message if redis-benchmark is missing or a BenchError is raised, else 0."""
+    if shutil.which("redis-benchmark") is None:
+        print("redis-benchmark is not installed (make redis-tools)", file=sys.stderr)
+        return 1
+    try:
+        with server_pair(prefix) as servers:
+            body(servers)
+    except BenchError as exc:
+        print("bench failed: %s" % exc, file=sys.stderr)
+        return 1
+    return 0
+
+
 def geomean(values) -> float:
     values = list(values)
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")

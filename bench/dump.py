@@ -21,7 +21,6 @@ request does not. Options: --quick (N/4, one round), --rounds R,
 
 from __future__ import annotations
 
-import argparse
 import socket
 import sys
 import threading
@@ -31,8 +30,9 @@ from pathlib import Path
 import hiredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import (BenchError, alternate, cpu_seconds, machine_facts,  # noqa: E402
-                     print_markdown_header, print_markdown_row, server_pair)
+from compare import (BenchError, alternate, bench_parser, cpu_seconds,  # noqa: E402
+                     machine_facts, print_markdown_header, print_markdown_row, quick_or_full,
+                     run_on_pair)
 
 CLIENTS = 4
 
@@ -130,34 +130,30 @@ def run_round(server, request: bytes, n: int, pipeline: int) -> tuple[float, flo
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=40_000)
-    opts = parser.parse_args()
-    n, rounds = (opts.requests // 4, 1) if opts.quick else (opts.requests, opts.rounds)
-    try:
-        with server_pair("bench-dump-") as servers:
-            payloads = {name: setup(s.port) for name, s in servers.items()}
-            if payloads["redis"] != payloads["tenantkv"]:
-                print("note: the DUMP payloads differ between the servers (hash order)",
-                      file=sys.stderr)
-            facts = machine_facts({1: n, 16: n}, rounds).splitlines()[:3]
-            print("\n".join(facts + ["load:      %d connections of this script, %d requests a run,"
-                                      " %d round(s), medians; CPU from /proc/PID/stat"
-                                      % (CLIENTS, n, rounds)]))
-            print_markdown_header(["test", "pipeline"], "req/s", "req")
-            for pipeline in (1, 16):
-                count = n if pipeline == 1 else 4 * n   # enough CPU ticks at P16
-                for name, make in TESTS:
-                    # each server RESTOREs its own DUMP (the same value)
-                    med = alternate(servers, rounds, lambda server: run_round(
-                        servers[server], encode(*make(payloads[server])), count, pipeline))
-                    print_markdown_row([name, pipeline], med)
-    except BenchError as exc:
-        print("bench failed: %s" % exc, file=sys.stderr)
-        return 1
-    return 0
+    opts = bench_parser(__doc__, "requests", 40_000).parse_args()
+    n, rounds = quick_or_full(opts, opts.requests)
+
+    def body(servers):
+        payloads = {name: setup(s.port) for name, s in servers.items()}
+        if payloads["redis"] != payloads["tenantkv"]:
+            print("note: the DUMP payloads differ between the servers (hash order)",
+                  file=sys.stderr)
+        facts = machine_facts({1: n, 16: n}, rounds).splitlines()[:3]
+        print("\n".join(facts + ["load:      %d connections of this script, %d requests a run,"
+                                  " %d round(s), medians; CPU from /proc/PID/stat"
+                                  % (CLIENTS, n, rounds)]))
+        print_markdown_header(["test", "pipeline"], "req/s", "req")
+        for pipeline in (1, 16):
+            count = n if pipeline == 1 else 4 * n   # enough CPU ticks at P16
+            for name, make in TESTS:
+                # each server RESTOREs its own DUMP (the same value)
+                med = alternate(servers, rounds, lambda server: run_round(
+                    servers[server], encode(*make(payloads[server])), count, pipeline))
+                print_markdown_row([name, pipeline], med)
+
+    # redis-benchmark is not used (RESTORE's payloads hold NUL bytes), but
+    # make redis-tools installs it with redis-cli and redis-server
+    return run_on_pair("bench-dump-", body)
 
 
 if __name__ == "__main__":

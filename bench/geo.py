@@ -26,15 +26,14 @@ and the ratio tenantkv/redis. Options: --quick (N/4, one round), --rounds R.
 
 from __future__ import annotations
 
-import argparse
 import random
-import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import (BenchError, alternate, benchmark_command, command,  # noqa: E402
-                     pipe_commands, print_markdown_header, print_markdown_row, server_pair)
+from compare import (BenchError, alternate, bench_parser, benchmark_command,  # noqa: E402
+                     command, pipe_commands, print_markdown_header, print_markdown_row,
+                     run_on_pair)
 
 POINTS = 10_000
 SEARCH = ["GEOSEARCH", "bench:geosearch", "FROMLONLAT", "13.5", "38.5", "BYRADIUS", "5.6", "km",
@@ -65,31 +64,23 @@ def load(server) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int, default=3)
-    opts = parser.parse_args()
-    divisor, rounds = (4, 1) if opts.quick else (1, opts.rounds)
-    if shutil.which("redis-benchmark") is None:
-        print("redis-benchmark is not installed (make redis-tools)", file=sys.stderr)
-        return 1
-    try:
-        with server_pair("bench-geo-") as servers:
-            found = {name: load(s) for name, s in servers.items()}
-            if found["redis"] != found["tenantkv"]:
-                raise BenchError("the search finds %r" % found)
-            print("search results: %d of %d points" % (found["redis"], POINTS))
-            print_markdown_header(["test", "pipeline"], "calls/s", "call")
-            for test, (argv_tail, n) in TESTS.items():
-                n //= divisor
-                for pipeline in (1, 16):
-                    med = alternate(servers, rounds, lambda name: benchmark_command(
-                        servers[name], argv_tail, n, pipeline))
-                    print_markdown_row([test, pipeline], med)
-    except BenchError as exc:
-        print("bench failed: %s" % exc, file=sys.stderr)
-        return 1
-    return 0
+    opts = bench_parser(__doc__).parse_args()
+    divisor, rounds = (4, 1) if opts.quick else (1, opts.rounds)   # each test has its own N
+
+    def body(servers):
+        found = {name: load(s) for name, s in servers.items()}
+        if found["redis"] != found["tenantkv"]:
+            raise BenchError("the search finds %r" % found)
+        print("search results: %d of %d points" % (found["redis"], POINTS))
+        print_markdown_header(["test", "pipeline"], "calls/s", "call")
+        for test, (argv_tail, n) in TESTS.items():
+            n //= divisor
+            for pipeline in (1, 16):
+                med = alternate(servers, rounds, lambda name: benchmark_command(
+                    servers[name], argv_tail, n, pipeline))
+                print_markdown_row([test, pipeline], med)
+
+    return run_on_pair("bench-geo-", body)
 
 
 if __name__ == "__main__":

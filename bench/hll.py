@@ -26,14 +26,13 @@ and the ratio tenantkv/redis. Options: --quick (N/4, one round), --rounds R,
 
 from __future__ import annotations
 
-import argparse
-import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import (BenchError, alternate, benchmark_command, command,  # noqa: E402
-                     print_markdown_header, print_markdown_row, server_pair)
+from compare import (BenchError, alternate, bench_parser, benchmark_command,  # noqa: E402
+                     command, print_markdown_header, print_markdown_row, quick_or_full,
+                     run_on_pair)
 
 CASES = [
     # name, key space (-r), command, requests scale
@@ -56,30 +55,21 @@ def fill(port: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=100_000)
-    opts = parser.parse_args()
-    n, rounds = (opts.requests // 4, 1) if opts.quick else (opts.requests, opts.rounds)
-    if shutil.which("redis-benchmark") is None:
-        print("redis-benchmark is not installed (make redis-tools)", file=sys.stderr)
-        return 1
-    try:
-        with server_pair("bench-hll-") as servers:
-            for server in servers.values():
-                fill(server.port)
-            print_markdown_header(["command", "pipeline"], "req/s", "req")
-            for label, keyspace, args, scale in CASES:
-                requests = max(1000, int(n * scale))
-                for pipeline in (1, 16):
-                    med = alternate(servers, rounds, lambda name: benchmark_command(
-                        servers[name], args, requests, pipeline, keyspace=keyspace))
-                    print_markdown_row([label, pipeline], med)
-    except BenchError as exc:
-        print("bench failed: %s" % exc, file=sys.stderr)
-        return 1
-    return 0
+    opts = bench_parser(__doc__, "requests", 100_000).parse_args()
+    n, rounds = quick_or_full(opts, opts.requests)
+
+    def body(servers):
+        for server in servers.values():
+            fill(server.port)
+        print_markdown_header(["command", "pipeline"], "req/s", "req")
+        for label, keyspace, args, scale in CASES:
+            requests = max(1000, int(n * scale))
+            for pipeline in (1, 16):
+                med = alternate(servers, rounds, lambda name: benchmark_command(
+                    servers[name], args, requests, pipeline, keyspace=keyspace))
+                print_markdown_row([label, pipeline], med)
+
+    return run_on_pair("bench-hll-", body)
 
 
 if __name__ == "__main__":

@@ -27,18 +27,16 @@ Options: --quick (N/4, one round), --rounds R, --calls N, --structure.
 
 from __future__ import annotations
 
-import argparse
 import random
 import resource
-import shutil
 import socket
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import (BenchError, alternate, benchmark_command,  # noqa: E402
-                     print_markdown_header, print_markdown_row, server_pair)
+from compare import (BenchError, alternate, bench_parser, benchmark_command,  # noqa: E402
+                     print_markdown_header, print_markdown_row, quick_or_full, run_on_pair)
 
 RANGE_ENTRIES = 10_000
 
@@ -109,24 +107,19 @@ ROWS = [
 
 
 def compare(opts) -> int:
-    n, rounds = (opts.calls // 4, 1) if opts.quick else (opts.calls, opts.rounds)
-    if shutil.which("redis-benchmark") is None:
-        print("redis-benchmark is not installed (make redis-tools)", file=sys.stderr)
-        return 1
-    try:
-        with server_pair("bench-streams-") as servers:
-            print_markdown_header(["command", "pipeline"], "req/s", "req")
-            for name, setup, argv in ROWS:
-                for server in servers.values():
-                    setup(server.port, n * rounds * 2)
-                for pipeline in (1, 16):
-                    med = alternate(servers, rounds, lambda s: benchmark_command(
-                        servers[s], argv, n, pipeline, keyspace=RANGE_ENTRIES - 10))
-                    print_markdown_row([name, pipeline], med)
-    except BenchError as exc:
-        print("bench failed: %s" % exc, file=sys.stderr)
-        return 1
-    return 0
+    n, rounds = quick_or_full(opts, opts.calls)
+
+    def body(servers):
+        print_markdown_header(["command", "pipeline"], "req/s", "req")
+        for name, setup, argv in ROWS:
+            for server in servers.values():
+                setup(server.port, n * rounds * 2)
+            for pipeline in (1, 16):
+                med = alternate(servers, rounds, lambda s: benchmark_command(
+                    servers[s], argv, n, pipeline, keyspace=RANGE_ENTRIES - 10))
+                print_markdown_row([name, pipeline], med)
+
+    return run_on_pair("bench-streams-", body)
 
 
 def rss_kb() -> int:
@@ -170,10 +163,7 @@ def structure(entries: int = 1_000_000) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--calls", type=int, default=100_000)
+    parser = bench_parser(__doc__, "calls", 100_000)
     parser.add_argument("--structure", action="store_true")
     parser.add_argument("--only", help="run the rows whose name starts with this")
     opts = parser.parse_args()
