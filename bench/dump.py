@@ -21,11 +21,8 @@ request does not. Options: --quick (N/4, one round), --rounds R,
 
 from __future__ import annotations
 
-import argparse
 import socket
-import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -33,8 +30,9 @@ from pathlib import Path
 import hiredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import (BenchError, cpu_seconds, finish, machine_facts,  # noqa: E402
-                     start_redis, start_tenantkv)
+from compare import (BenchError, alternate, bench_parser, cpu_seconds,  # noqa: E402
+                     machine_facts, print_markdown_header, print_markdown_row, quick_or_full,
+                     run_on_pair)
 
 CLIENTS = 4
 
@@ -132,51 +130,30 @@ def run_round(server, request: bytes, n: int, pipeline: int) -> tuple[float, flo
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=40_000)
-    opts = parser.parse_args()
-    n, rounds = (opts.requests // 4, 1) if opts.quick else (opts.requests, opts.rounds)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-dump-"))
-    servers = {}
-    try:
-        servers = {"redis": start_redis(workdir), "tenantkv": start_tenantkv(workdir)}
+    opts = bench_parser(__doc__, "requests", 40_000).parse_args()
+    n, rounds = quick_or_full(opts, opts.requests)
+
+    def body(servers):
         payloads = {name: setup(s.port) for name, s in servers.items()}
         if payloads["redis"] != payloads["tenantkv"]:
             print("note: the DUMP payloads differ between the servers (hash order)",
                   file=sys.stderr)
         facts = machine_facts({1: n, 16: n}, rounds).splitlines()[:3]
-        print("\n".join(facts + ["load:      %d connections of this script, %d requests a run, %d"
-                                  " round(s), medians; CPU from /proc/PID/stat"
+        print("\n".join(facts + ["load:      %d connections of this script, %d requests a run,"
+                                  " %d round(s), medians; CPU from /proc/PID/stat"
                                   % (CLIENTS, n, rounds)]))
-        print("| test | pipeline | redis req/s | tenantkv req/s | redis us/req"
-              " | tenantkv us/req | CPU ratio |")
-        print("|---|---|---|---|---|---|---|")
+        print_markdown_header(["test", "pipeline"], "req/s", "req")
         for pipeline in (1, 16):
+            count = n if pipeline == 1 else 4 * n   # enough CPU ticks at P16
             for name, make in TESTS:
-                runs = {server: [] for server in servers}
-                order = list(servers)
-                for r in range(rounds):
-                    for server in (order if r % 2 == 0 else order[::-1]):
-                        # each server RESTOREs its own DUMP (the same value)
-                        request = encode(*make(payloads[server]))
-                        count = n if pipeline == 1 else 4 * n   # enough CPU ticks at P16
-                        runs[server].append(run_round(servers[server], request, count, pipeline))
-                med = {s: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
-                       for s, v in runs.items()}
-                print("| %s | %d | %s | %s | %.2f | %.2f | %.2fx |" % (
-                    name, pipeline, format(int(med["redis"][0]), ","),
-                    format(int(med["tenantkv"][0]), ","), med["redis"][1], med["tenantkv"][1],
-                    med["tenantkv"][1] / max(med["redis"][1], 1e-9)))
-                sys.stdout.flush()
-    except BenchError as exc:
-        print("bench failed: %s" % exc, file=sys.stderr)
-        return 1
-    finally:
-        for server in servers.values():
-            finish(server, None)
-    return 0
+                # each server RESTOREs its own DUMP (the same value)
+                med = alternate(servers, rounds, lambda server: run_round(
+                    servers[server], encode(*make(payloads[server])), count, pipeline))
+                print_markdown_row([name, pipeline], med)
+
+    # redis-benchmark is not used (RESTORE's payloads hold NUL bytes), but
+    # make redis-tools installs it with redis-cli and redis-server
+    return run_on_pair("bench-dump-", body)
 
 
 if __name__ == "__main__":
