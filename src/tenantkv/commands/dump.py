@@ -25,6 +25,7 @@ from tenantkv.persistence import rdb
 from tenantkv.persistence.aof.recorders import restore_records
 from tenantkv.protocol.encoder import OK
 from tenantkv.util.numbers import parse_int
+from tenantkv.util.steps import run_whole
 
 # Up to this a string's DUMP or a payload's RESTORE runs whole, inline (a
 # few ms at most: the CRC64 runs at ~20 MB/s in Python, LZF at ~1 MB/s up
@@ -41,7 +42,7 @@ def dump(conn, args):
         return None
     steps = rdb.dump_steps(value)
     if type(value) is bytes and len(value) <= INLINE_PAYLOAD:
-        return rdb.run_whole(steps)
+        return run_whole(steps)
     # A container's job yields by its work (elements, LZF bytes): a small
     # one ends within slices.run's first slice, answered as inline.
     return slices.run(conn, steps)
@@ -102,7 +103,7 @@ def restore(conn, args):
     job = _restore_job(conn, db, key, ttl, absttl, replace, idle, freq, payload, room, refusal,
                        deferred)
     if len(payload) <= INLINE_PAYLOAD:
-        return rdb.run_whole(job)
+        return run_whole(job)
     reply = slices.run(conn, job)
     if type(reply) is Deferred:
         deferred[0] = True

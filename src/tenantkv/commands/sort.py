@@ -41,6 +41,7 @@ from tenantkv.keyspace.hashpack import PackedHash, get as packed_get
 from tenantkv.keyspace.quicklist import QuickList
 from tenantkv.keyspace.types import type_name
 from tenantkv.util.numbers import parse_float, parse_int
+from tenantkv.util.steps import run_whole
 
 # GET patterns one SORT may take: each is a key lookup per element returned
 # (tenantkv's bound; Redis has none).
@@ -164,11 +165,7 @@ def _sort(conn, args, readonly: bool):
                by, gets, store, work > slices.BIG, unchanged)
     if work > slices.BIG or n > slices.BIG:
         return slices.run(conn, job)
-    try:
-        while True:
-            next(job)
-    except StopIteration as done:
-        return done.value
+    return run_whole(job)
 
 
 # Elements a job handles between two yields in its C-level steps (decoding,

@@ -30,6 +30,7 @@ from tenantkv.persistence.aof.recorders import entry_ids, xreadgroup_effects
 from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY, OK, Raw
 from tenantkv.util.keyspace_events import STREAM
 from tenantkv.util.numbers import LLONG_MAX, parse_int
+from tenantkv.util.steps import run_whole
 
 # Without COUNT, a parked XREADGROUP is served at most this many entries
 # (Redis's XREAD_BLOCKED_DEFAULT_COUNT).
@@ -424,11 +425,7 @@ def xpending(conn, args):
     job = _pending_job(pel, start, end, count, min_idle, now_ms())
     if len(pel) > slices.BIG:   # a scan that may be long: in slices
         return slices.run(conn, job)
-    try:
-        while True:
-            next(job)
-    except StopIteration as done:
-        return done.value
+    return run_whole(job)
 
 
 def _pending_job(pel, start: int, end: int, count: int, min_idle: int, now: int):
@@ -692,11 +689,7 @@ def full_info(conn, stream, count: int) -> dict:
         return info
     if big > slices.BIG:   # long lists of pending entries: in slices
         return slices.run(conn, job, finish)
-    try:
-        while True:
-            next(job)
-    except StopIteration as done:
-        return finish(done.value)
+    return finish(run_whole(job))
 
 
 streams.full_info = full_info   # the hook commands/streams.py leaves for FULL

@@ -15,6 +15,7 @@ from tenantkv.keyspace.packedset import PackedSet
 from tenantkv.keyspace.quicklist import QuickList
 from tenantkv.keyspace.stream import MAX_SEQ, Stream
 from tenantkv.keyspace.zset import PackedZSet, ZSet
+from tenantkv.util.steps import run_whole
 
 ZERO = bytes(20)
 _TYPES = {bytes: 0, QuickList: 1, set: 2, IntSet: 2, PackedSet: 2, ZSet: 3, PackedZSet: 3,
@@ -41,12 +42,7 @@ def _score(score: float) -> bytes:
 def value_digest(value, has_expire: bool, start: bytes = ZERO) -> bytes:
     """xorObjectDigest: the digest of one value, its steps applied to `start`
     (zeros for DEBUG DIGEST-VALUE; the key's digest inside DEBUG DIGEST)."""
-    steps = value_steps(value, has_expire, start)
-    try:
-        while True:
-            next(steps)
-    except StopIteration as done:
-        return done.value
+    return run_whole(value_steps(value, has_expire, start))
 
 
 # Elements of one value hashed between two yields of value_steps.
@@ -103,12 +99,7 @@ def value_steps(value, has_expire: bool, start: bytes = ZERO):
 def key_digest(db, key: bytes) -> str:
     """DEBUG DIGEST-VALUE for one key: hex, 40 zeros for a missing key.
     As Redis, a logically expired key not yet deleted still counts."""
-    steps = key_steps(db, key)
-    try:
-        while True:
-            next(steps)
-    except StopIteration as done:
-        return done.value
+    return run_whole(key_steps(db, key))
 
 
 def key_steps(db, key: bytes):
@@ -125,12 +116,7 @@ _EXPIRE = int.from_bytes(sha1(b"!!expire!!").digest(), "big")
 
 def dataset_digest(dbs) -> str:
     """computeDatasetDigest over `dbs` (a tenant's databases), as hex."""
-    steps = dataset_steps(dbs)
-    try:
-        while True:
-            next(steps)
-    except StopIteration as done:
-        return done.value
+    return run_whole(dataset_steps(dbs))
 
 
 def dataset_steps(dbs):

@@ -42,7 +42,7 @@ memory quota / maxmemory) as it grows: RoomExceeded.
 
 Both directions are generators (dispatch/slices.py): they yield every few
 thousand elements or 64 KB of checksum, so a big value does not hold the
-loop; `run_whole` drives one to its end.
+loop; `util.steps.run_whole` drives one to its end.
 """
 
 import struct
@@ -58,6 +58,7 @@ from tenantkv.keyspace.quicklist import QuickList
 from tenantkv.keyspace.stream import MAX_SEQ, Stream
 from tenantkv.keyspace.zset import PACKED_MAX_BYTES, PackedZSet, ZSet
 from tenantkv.util.numbers import parse_float
+from tenantkv.util.steps import run_whole
 
 RDB_VERSION = 10        # what DUMP writes: redis-server 7.0's
 READ_VERSION = 11       # the newest RESTORE reads: 7.2's (adds SET_LISTPACK)
@@ -89,14 +90,6 @@ class VersionError(Exception):
 class RoomExceeded(Exception):
     """The decoded value would pass the room it was given."""
 
-
-def run_whole(steps):
-    """Drive a generator of this module to its end: its return value."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
 
 
 # -- CRC64 (Redis's crc64.c: Jones, reflected in and out, init 0, xorout 0) -------
@@ -1355,4 +1348,4 @@ def restore_steps(payload: bytes, values=None, room=None, max_string: int = 512 
 
 __all__ = ["RdbError", "VersionError", "RoomExceeded", "DUMPABLE", "dump_steps", "restore_steps",
            "verify_steps", "load_steps", "crc64", "lzf_compress", "lzf_decompress",
-           "run_whole", "RDB_VERSION"]
+           "RDB_VERSION"]

@@ -66,6 +66,7 @@ from tenantkv.keyspace.stream import MAX_SEQ, Stream
 from tenantkv.keyspace.streamgroups import Consumer, ConsumerGroup, Nack
 from tenantkv.keyspace.zset import PACKED_MAX_BYTES, PackedZSet, ZSet
 from tenantkv.persistence.files import create_exclusive, fsync_dir, open_regular
+from tenantkv.util.steps import run_whole
 
 MAGIC = b"\x89KDB\r\n\x1a\n"   # PNG-style: catches text-mode and 7-bit mangling
 # Version 2 adds a tenant's FUNCTION libraries (a FUNCTIONS block); a file
@@ -881,12 +882,7 @@ def parse_file(data: bytes, now_ms: int | None = None, databases: int | None = N
 
 
 def _parse_file(data: bytes, now_ms, databases, limits=None) -> LoadResult:
-    steps = _parse_steps(data, now_ms, databases, limits)
-    try:
-        while True:
-            next(steps)
-    except StopIteration as done:
-        return done.value
+    return run_whole(_parse_steps(data, now_ms, databases, limits))
 
 
 # Bytes checksummed between two yields of _parse_steps.
