@@ -1,0 +1,203 @@
+"""Sliced commands called from scripts (issue 17): a command that runs as a
+job in slices (dispatch/slices.py: KEYS, SORT, a big SMEMBERS...) called
+with redis.call runs to its end as the script's own work, with the reply
+redis-server gives, while other tenants stay served."""
+
+import threading
+import time
+
+import pytest
+import redis
+
+from conftest import locked_fixture, login
+
+ROOT_PASSWORD = "slices-root"
+USERS = {"alice": "alice-pw", "bob": "bob-pw"}
+
+srv = locked_fixture(USERS, ROOT_PASSWORD)
+
+MEMBERS = 200_000
+KEYS = 100_000
+SORTED = 100_000
+
+# A word THREADED (scripting/engine.py) matches: the script runs on a worker
+# thread from its start, its redis.calls handed to the loop thread.
+ON_THREAD = " -- find"
+
+
+@pytest.fixture
+def alice(srv):
+    client = login(srv, "alice", socket_timeout=60)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def bob(srv):
+    client = login(srv, "bob")
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def reference(redis_server):
+    client = redis.Redis(port=redis_server.port, socket_timeout=60)
+    client.flushall()
+    yield client
+    client.close()
+
+
+def _fill(client, members=0, keys=0, sorted_=0) -> None:
+    pipe = client.pipeline(transaction=False)
+    for start in range(0, members, 10_000):
+        pipe.sadd("big", *range(start, min(start + 10_000, members)))
+    for start in range(0, keys, 10_000):
+        pipe.mset({"k:%d" % i: i for i in range(start, min(start + 10_000, keys))})
+    for start in range(0, sorted_, 10_000):
+        # Values in a scrambled order, some repeated: a real sort.
+        pipe.rpush("nums", *((i * 7919) % 50_021 for i in range(start, min(start + 10_000, sorted_))))
+    pipe.execute()
+
+
+def _ping_latencies(client, stop: threading.Event, out: list) -> None:
+    while not stop.is_set():
+        began = time.perf_counter()
+        client.ping()
+        out.append(time.perf_counter() - began)
+        time.sleep(0.002)
+
+
+def _run_with_pings(client, other, script, *args):
+    """`client` runs the script while `other` (another tenant) PINGs: the
+    reply, and the PING latencies measured while the script ran."""
+    stop = threading.Event()
+    latencies: list = []
+    pinger = threading.Thread(target=_ping_latencies, args=(other, stop, latencies))
+    pinger.start()
+    try:
+        reply = client.eval(script, *args)
+    finally:
+        stop.set()
+        pinger.join(10)
+    return reply, latencies
+
+
+def _p99(latencies: list) -> float:
+    ordered = sorted(latencies)
+    return ordered[int(len(ordered) * 0.99) - 1] if len(ordered) > 1 else ordered[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["loop", "thread"])
+def test_script_smembers_of_200k(srv, alice, bob, reference, where):
+    """SMEMBERS of 200k members from a script (a job past its first slice):
+    the whole reply, as redis-server's (a set's order is its own: compared
+    sorted), on the loop thread's runner or a worker thread."""
+    _fill(alice, members=MEMBERS)
+    _fill(reference, members=MEMBERS)
+    script = "return redis.call('smembers', KEYS[1])" + (ON_THREAD if where == "thread" else "")
+    ours, latencies = _run_with_pings(alice, bob, script, 1, "big")
+    theirs = reference.eval(script, 1, "big")
+    assert len(ours) == MEMBERS
+    assert sorted(ours) == sorted(theirs)
+    assert latencies and _p99(latencies) < 0.05, (_p99(latencies), max(latencies), len(latencies))
+
+
+@pytest.mark.slow
+def test_script_keys_over_100k(srv, alice, bob, reference):
+    """KEYS * over 100k keys from a script: every key, as redis-server."""
+    _fill(alice, keys=KEYS)
+    _fill(reference, keys=KEYS)
+    script = "return redis.call('keys', '*')"
+    ours, latencies = _run_with_pings(alice, bob, script, 0)
+    theirs = reference.eval(script, 0)
+    assert len(ours) == KEYS
+    assert sorted(ours) == sorted(theirs)
+    assert latencies and _p99(latencies) < 0.05, (_p99(latencies), max(latencies), len(latencies))
+    # Bob's keys are not Alice's: her KEYS inside a script sees only hers.
+    bob.set("k:bob", 1)
+    assert alice.eval("return #redis.call('keys', '*')", 0) == KEYS
+
+
+@pytest.mark.slow
+def test_script_sort_of_100k(srv, alice, bob, reference):
+    """SORT of 100k elements from a script (its code names `sort`: it runs on
+    a worker thread) equals redis-server's, element for element; and the
+    same after a write (the script can no longer move: it pauses on the
+    loop thread between the job's slices)."""
+    _fill(alice, sorted_=SORTED)
+    _fill(reference, sorted_=SORTED)
+    script = "return redis.call('sort', KEYS[1])"
+    ours, latencies = _run_with_pings(alice, bob, script, 1, "nums")
+    theirs = reference.eval(script, 1, "nums")
+    assert len(ours) == SORTED
+    assert ours == theirs
+    assert latencies and _p99(latencies) < 0.05, (_p99(latencies), max(latencies), len(latencies))
+    wrote = ("redis.call('set', 'marker', 1) local r = redis.call('sort', KEYS[1], 'desc')"
+             " return {#r, r[1], r[#r]}")
+    assert alice.eval(wrote, 1, "nums") == reference.eval(wrote, 1, "nums")
+
+
+@pytest.mark.slow
+def test_script_sort_store_is_logged_with_the_script(srv, alice, tmp_path):
+    """A script that writes, then SORT ... STORE past its first slice, then
+    writes again: the tenant sees the script's writes all at once, and
+    the job's result is the script's."""
+    _fill(alice, sorted_=SORTED)
+    other = login(srv, "alice")
+    script = ("redis.call('set', 'before', 1)"
+              " local n = redis.call('sort', KEYS[1], 'store', KEYS[2])"
+              " redis.call('rpush', KEYS[2], 'after')"
+              " return {n, redis.call('llen', KEYS[2])}")
+    result = {}
+    runner = threading.Thread(target=lambda: result.setdefault(
+        "r", alice.eval(script, 2, "nums", "dst")))
+    runner.start()
+    # The other client of the tenant sees all of it or nothing of it.
+    seen = other.llen("dst")
+    runner.join(60)
+    assert seen in (0, SORTED + 1)
+    assert result["r"] == [SORTED, SORTED + 1]
+    assert other.lindex("dst", -1) == b"after"
+    other.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["keys", "sort_ro"])
+def test_script_kill_stops_a_long_job(srv, alice, command):
+    """A script that has not written, in a long sliced command (KEYS: in
+    its runner on the loop thread; SORT_RO: on a worker thread), is
+    killable: SCRIPT KILL ends it at the job's next slice. (SORT is a write
+    command: after it a script is UNKILLABLE, as in Redis.)"""
+    _fill(alice, keys=KEYS if command == "keys" else 0,
+          sorted_=SORTED if command == "sort_ro" else 0)
+    root = login(srv, "root")
+    root.config_set("busy-reply-threshold", "200")
+    killer = login(srv, "alice")
+    call = "redis.call('keys', '*')" if command == "keys" else (
+        "redis.call('sort_ro', KEYS[1])" + ON_THREAD + "\n")
+    script = "for i = 1, 10000 do %s end return 1" % call
+    errors: list = []
+
+    def run():
+        try:
+            alice.eval(script, 1, "nums")
+        except redis.ResponseError as exc:
+            errors.append(str(exc))
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        began = time.monotonic()
+        assert killer.script_kill() is True
+        thread.join(30)
+        assert time.monotonic() - began < 5
+    finally:
+        root.config_set("busy-reply-threshold", "5000")
+        root.close()
+    assert not thread.is_alive()
+    assert errors and errors[0].startswith("Script killed by user with SCRIPT KILL"), errors
+    assert killer.ping()
+    killer.close()
