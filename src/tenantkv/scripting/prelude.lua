@@ -120,9 +120,10 @@ do
   -- A method call ("x"):find(...) reads the strings' metatable: the same.
   getmetatable('').__index = env.string
 end
+local rawstring, rawtable = env.string, env.table
 local function setguard(on)
   local set = on and guards or originals
-  local es, et = env.string, env.table
+  local es, et = rawstring, rawtable
   es.find, es.match, es.gmatch, es.gsub, et.sort = set.find, set.match, set.gmatch, set.gsub,
                                                    set.sort
 end
@@ -132,9 +133,10 @@ env.coroutine = copy(coroutine)
 env.os = {clock = clock}
 env._G = env
 local setfenv_ = setfenv
+local genv   -- the scripts' globals: a read-only view of env (made below)
 loadstring_ = function(s, name)
   local f, err = loadstring(s, name)
-  if f then setfenv_(f, env) end
+  if f then setfenv_(f, genv) end
   return f, err
 end
 env.loadstring = safe_loadstring
@@ -315,20 +317,53 @@ hook = function()
 end
 dbg.sethook(hook, '', 100000)
 
--- rawset cannot go around the protection either.
+-- Read-only tables, as Redis 7 makes the globals and every table in them
+-- (lua_enablereadonlytable, a flag of its patched Lua): here a table is
+-- read-only through an empty view whose __index is the table, so that any
+-- assignment, new key or not, reaches __newindex. A script's changes would
+-- otherwise stay in its tenant's state for the next scripts (`redis = nil`,
+-- `string.format = ...`). `readonly` is the set of those views.
+-- (pairs(string) or pairs(_G) sees an empty view, unlike Redis: wrappers
+-- of pairs/next that see through would be Lua functions, which a tail call
+-- `return pairs(x)` drops from the stack, and their errors would no longer
+-- name the script's line.)
+local readonly = setmetatable({}, {__mode = 'k'})
+local function refuse() error('Attempt to modify a readonly table', 2) end
+local function protect(t, meta)
+  local view = setmetatable({}, {__index = t, __newindex = refuse,
+                                 __metatable = meta == nil and false or meta})
+  readonly[view] = true
+  return view
+end
+readonly[env.redis] = true
+
+local READONLY = 'Attempt to modify a readonly table'
 env.rawset = function(t, k, v)
-  if t == env or t == env.redis then error('Attempt to modify a readonly table', 2) end
+  if readonly[t] then error(READONLY, 0) end
   return rawset_(t, k, v)
 end
+env.setmetatable = function(t, mt)
+  if readonly[t] then error(READONLY, 0) end
+  return setmetatable(t, mt)
+end
 
--- Global protection, as Redis 7.
+-- Global protection, as Redis 7: no new globals, a missing one is an error.
 setmetatable(env, {
   __index = function(_, k)
     error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
   end,
-  __newindex = function() error('Attempt to modify a readonly table', 2) end,
-  __metatable = {},   -- a table, as Redis's getmetatable(_G) gives, but not this one
+  __newindex = refuse,
+  __metatable = false,
 })
+for _, name in ipairs({'string', 'table', 'math', 'os', 'coroutine'}) do
+  rawset(env, name, protect(env[name]))
+end
+-- getmetatable(_G) gives a table, as Redis's, read-only too; and so does
+-- getmetatable('') (its __index the read-only string), so that no script
+-- changes the string methods of the next ones.
+genv = protect(env, protect({}))
+rawset(env, '_G', genv)
+getmetatable('').__metatable = protect({__index = env.string})
 
 local fns = {}
 local xpcall_ = xpcall
@@ -371,7 +406,7 @@ local function addlib(name, source)
   setfenv_(f, libenv)
   local ok, module = pcall(f)
   if not ok then return tostring(module) end
-  rawset(env, name, module)
+  rawset(env, name, type(module) == 'table' and protect(module) or module)
   return nil
 end
 
