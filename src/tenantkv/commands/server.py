@@ -3,6 +3,7 @@
 import logging
 import os
 import platform
+import re
 import resource
 import sys
 import time
@@ -771,6 +772,8 @@ DEBUG_HELP = [
     "    Reply with a test value of the specified type. <type> can be: string,",
     "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
     "    true, false.",
+    "SET-DISABLE-DENY-SCRIPTS <0|1>",
+    "    Let scripts call the commands Redis refuses in scripts (for Redis's tests).",
     "QUICKLIST-PACKED-THRESHOLD <size>",
     "    Accepted for Redis's tests: tenantkv's lists have no packed and plain nodes.",
     "ERROR <string>",
@@ -811,6 +814,13 @@ def debug(conn, args):
             raise CommandError(errors.NOT_INTEGER)
         conn.server.active_expire_enabled = bool(flag)
         return OK
+    if sub == b"set-disable-deny-scripts" and len(args) == 3:
+        # Redis's switch for its tests (DEBUG PROTOCOL from a script): the
+        # server's, so root's alone, as all of DEBUG but OBJECT and DIGEST.
+        # Its argument is read as Redis's atoi: a leading integer, else 0.
+        digits = re.match(rb"\s*[+-]?\d+", args[2])
+        conn.server.script_deny_disabled = digits is not None and int(digits.group()) != 0
+        return OK
     if sub == b"pause-cron" and len(args) == 3:
         # Redis 7.0's switch for its tests: the cron (active expiry, idle
         # clients, output limits, memory, saves) skips its work while set.
@@ -846,7 +856,7 @@ def debug(conn, args):
         return _debug_replybuffer(args[1], args[2].lower(), args[3])
     if sub == b"object" and len(args) == 3:
         db = conn.db
-        value = db.get(args[2])
+        value = db.data.get(args[2])   # as Redis: an expired key is not deleted by a look
         if value is None:
             raise CommandError(errors.NO_SUCH_KEY)
         kind = db.marked_encoding(args[2], value) or encoding(value)

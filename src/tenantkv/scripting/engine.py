@@ -56,6 +56,7 @@ from tenantkv.dispatch.replies import Deferred
 from tenantkv.dispatch.slices import _collect, _joined, _release, _whole
 from tenantkv.dispatch.table import find
 from tenantkv.errors import CommandError
+from tenantkv.keyspace import database
 from tenantkv.persistence.aof.format import EXEC_RECORD, MULTI_RECORD
 from tenantkv.protocol.encoder import Raw, encode
 
@@ -120,13 +121,14 @@ class Run:
     while it may pause, and its state for the hook."""
     __slots__ = ("conn", "sha", "read_only", "start", "wrote", "killed", "busy", "resp3",
                  "future", "loop", "db", "effects", "runner", "deadline", "moving",
-                 "requests", "answers", "lock", "detached", "job")
+                 "requests", "answers", "lock", "detached", "job", "now")
 
     def __init__(self, conn, sha, read_only) -> None:
         self.conn = conn
         self.sha = sha
         self.read_only = read_only
         self.start = monotonic()
+        self.now = database.now_ms()   # the keys' clock for its commands (SCRIPT_NOW)
         self.wrote = self.killed = self.busy = self.resp3 = False
         self.future = None
         self.loop = conn.server.loop
@@ -211,6 +213,9 @@ class Scripts:
         run = self.running
         if what == b"resp" and run is not None:
             run.resp3 = value == 3
+        elif what == b"acl":
+            return self._acl_check(run, value)
+
         elif what == b"guard" and run is not None and run.runner is not None:
             # A call that may be long in C (prelude.lua's guards): off the
             # loop thread if the script can still move (_past_slice); else
@@ -221,6 +226,21 @@ class Scripts:
             if value > REFUSED:
                 return errors.SCRIPT_CALL_TOO_LONG.encode()
         return None
+
+    def _acl_check(self, run, table):
+        """redis.acl_check_cmd: whether the script's caller may run the
+        command (a Lua table of its arguments, checked strings or numbers)."""
+        if run is None:
+            return self._error("ERR redis.acl_check_cmd can only be called inside a script invocation")
+        args = [_arg(table[i]) for i in range(1, len(table) + 1)]
+        cmd = find(args[0])
+        if cmd is not None and cmd.subcommands and len(args) > 1:
+            cmd = cmd.subcommands.get(args[1].lower())
+        if cmd is None:
+            return self._error("ERR Invalid command passed to redis.acl_check_cmd()")
+        conn = run.conn
+        return allowed(conn.lookup if type(conn.lookup) is dict else conn.lookup.allowed,
+                       cmd, args)
 
     def _pycall(self, *args):
         run = self.running
@@ -291,7 +311,7 @@ class Scripts:
         if not checked.arity_ok(len(args)) or not cmd.arity_ok(len(args)):
             return b"-ERR Wrong number of args calling Redis command from script\r\n"
         flags = checked.flags
-        if "noscript" in flags:
+        if "noscript" in flags and not conn.server.script_deny_disabled:
             return b"-ERR This Redis command is not allowed from script\r\n"
         if not allowed(conn.lookup if type(conn.lookup) is dict else conn.lookup.allowed,
                        checked, args):
@@ -328,6 +348,7 @@ class Scripts:
         # Redis's script client: a handler that shapes its reply by it (a
         # sliced job encoding its own) must see that one.
         resp3, conn.resp3 = conn.resp3, run.resp3
+        database.SCRIPT_NOW = run.now
         try:
             reply = cmd.handler(conn, args)
             if isinstance(reply, Deferred):
@@ -347,6 +368,7 @@ class Scripts:
             data = crashed(conn, cmd, exc)
         finally:
             conn.resp3 = resp3
+            database.SCRIPT_NOW = 0
             if journal is not None:
                 run.effects += journal.buf[mark:]
                 del journal.buf[mark:]
@@ -372,8 +394,10 @@ class Scripts:
                 while True:
                     if monotonic() > run.deadline:
                         conn.resp3 = resp3
+                        database.SCRIPT_NOW = 0
                         _pause(run, job)
                         conn.resp3 = run.resp3
+                        database.SCRIPT_NOW = run.now
                         if run.killed:   # SCRIPT KILL, or its client gone
                             job.close()
                             deferred.future.cancel()
@@ -428,6 +452,7 @@ class Scripts:
             run.answers.put(b"-%s\r\n" % errors.SCRIPT_KILLED.encode())
             return
         resp3, conn.resp3 = conn.resp3, run.resp3
+        database.SCRIPT_NOW = run.now
         try:
             _collect(pend.job, pend.pending, monotonic() + SLICE)
         except StopIteration as done:
@@ -444,6 +469,7 @@ class Scripts:
             return
         finally:
             conn.resp3 = resp3
+            database.SCRIPT_NOW = 0
         run.loop.call_soon(self._step_job, run, pend)
 
     def _finished(self, run) -> None:
@@ -1019,7 +1045,8 @@ def _to_resp(v, resp3: bool, depth: int, script3: bool, rawget, run=None) -> byt
         return b",%s\r\n" % text if resp3 else _bulk(text)
     big = rawget(v, b"big_number")
     if type(big) is bytes:
-        return b"(%s\r\n" % _oneline(big) if resp3 else _bulk(big)
+        big = _oneline(big)
+        return b"(%s\r\n" % big if resp3 else _bulk(big)
     m = rawget(v, b"map")
     if m is not None and hasattr(m, "items"):
         parts = [_to_resp(k, resp3, depth + 1, script3, rawget, run) + _to_resp(val, resp3, depth + 1, script3, rawget, run)
@@ -1111,6 +1138,10 @@ def _parse(data: bytes, pos: int, lua, depth: int, run=None):
         return lua.table_from(items), pos
     if kind == b"_":
         return None, pos
+    if kind == b"|":   # attributes: skipped, the reply that follows is the value (as Redis)
+        for _ in range(2 * int(head)):
+            _, pos = _parse(data, pos, lua, depth + 1)
+        return _parse(data, pos, lua, depth, run)
     if kind == b"#":
         return head == b"t", pos
     if kind == b",":

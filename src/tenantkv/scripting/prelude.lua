@@ -186,9 +186,12 @@ end
 
 -- redis.call's arguments go to Python as they are (no table: lupa reads
 -- a table's items one call at a time); engine.py's _pycall checks them.
+-- (At most ~7,990 of them: lupa's call and the coroutine below need room
+-- on Lua's C stack of 8,000 slots, which Redis's C redis.call does not.)
+local call = pycall
 local redis = {}
 redis.call = function(...)
-  local r = pycall(...)
+  local r = call(...)
   if type(r) == 'table' and rawget(r, '__raise') then
     r.__raise = nil
     error(r)
@@ -196,7 +199,7 @@ redis.call = function(...)
   return r
 end
 redis.pcall = function(...)
-  local r = pycall(...)
+  local r = call(...)
   if type(r) == 'table' and rawget(r, '__raise') then r.__raise = nil end
   return r
 end
@@ -271,11 +274,20 @@ local function cfunction(impl)
   return function() return current or make() end
 end
 local getcall = cfunction(redis.call)
+-- The same for the others that raise errors, so that a `return redis.x()`
+-- that fails names the script's line too.
+local getters = {}
+for _, name in ipairs({'acl_check_cmd', 'sha1hex', 'setresp', 'set_repl', 'log',
+                       'error_reply', 'status_reply'}) do
+  getters[name] = cfunction(redis[name])
+end
 local rawset_ = rawset
 local api = redis
 env.redis = setmetatable({}, {
   __index = function(_, k)
     if k == 'call' then return getcall() end
+    local getter = getters[k]
+    if getter then return getter() end
     return api[k]
   end,
   __newindex = function() error('Attempt to modify a readonly table', 2) end,
