@@ -121,7 +121,7 @@ class Run:
     while it may pause, and its state for the hook."""
     __slots__ = ("conn", "sha", "read_only", "start", "wrote", "killed", "busy", "resp3",
                  "future", "loop", "db", "effects", "runner", "deadline", "moving",
-                 "requests", "answers", "lock", "detached", "job", "now")
+                 "requests", "answers", "lock", "detached", "job", "now", "allow_oom")
 
     def __init__(self, conn, sha, read_only) -> None:
         self.conn = conn
@@ -129,6 +129,7 @@ class Run:
         self.read_only = read_only
         self.start = monotonic()
         self.now = database.now_ms()   # the keys' clock for its commands (SCRIPT_NOW)
+        self.allow_oom = False   # root's allow-oom script: its writes pass maxmemory
         self.wrote = self.killed = self.busy = self.resp3 = False
         self.future = None
         self.loop = conn.server.loop
@@ -325,7 +326,7 @@ class Scripts:
             denied = conn.server.events.denied
             if denied is not None:
                 return b"-%s\r\n" % denied.encode()
-        if "denyoom" in flags and not run.wrote:
+        if "denyoom" in flags and not run.wrote and not run.allow_oom:
             meter = conn.server.events.meter
             if meter is not None:
                 try:
@@ -349,6 +350,8 @@ class Scripts:
         # sliced job encoding its own) must see that one.
         resp3, conn.resp3 = conn.resp3, run.resp3
         database.SCRIPT_NOW = run.now
+        if run.allow_oom and conn.server.events.meter is not None:
+            conn.server.events.meter.unrefused = conn
         try:
             reply = cmd.handler(conn, args)
             if isinstance(reply, Deferred):
@@ -369,6 +372,8 @@ class Scripts:
         finally:
             conn.resp3 = resp3
             database.SCRIPT_NOW = 0
+            if run.allow_oom and conn.server.events.meter is not None:
+                conn.server.events.meter.unrefused = None
             if journal is not None:
                 run.effects += journal.buf[mark:]
                 del journal.buf[mark:]
@@ -526,19 +531,19 @@ class Scripts:
         run.killed = True
 
     def run_function(self, conn, name: bytes, keys: list, args: list, read_only: bool,
-                     code: bytes = b""):
+                     code: bytes = b"", allow_oom: bool = False):
         """FCALL (scripting/functions.py): the function `name`, whose chunk
         functions.lua keeps under b"\\0" + name, on the same path as a script
         (`code`: its library's, for THREADED)."""
         key = b"\0" + name
         self.bodies[key] = b""   # only while run() starts: SCRIPT EXISTS never sees it
         try:
-            return self.run(conn, key, keys, args, read_only, code)
+            return self.run(conn, key, keys, args, read_only, code, allow_oom)
         finally:
             del self.bodies[key]
 
     def run(self, conn, sha: bytes, keys: list, args: list, read_only: bool,
-            code: bytes | None = None):
+            code: bytes | None = None, allow_oom: bool = False):
         body = self.bodies.get(sha)
         if body is None:
             raise CommandError(errors.NOSCRIPT)
@@ -555,7 +560,13 @@ class Scripts:
                 meter = conn.server.events.meter
                 if meter is not None:
                     meter.admit(conn, _creates)
+            else:
+                allow_oom = True
         run = Run(conn, sha, read_only)
+        # allow-oom lets a script write past maxmemory (Redis): root's only.
+        # A tenant's writes always meet maxmemory and its quota, or any
+        # tenant could declare the flag and grow without bound.
+        run.allow_oom = allow_oom and conn.root
         server = conn.server
         self.running = run
         if conn.transport is None or server.events.in_exec or getcurrent().parent is not None:
