@@ -184,6 +184,7 @@ def info_section(conn, name: str) -> list:
                 "maxmemory_human:%s" % _human(maxmemory),
                 "maxmemory_policy:%s" % server.config["limits.maxmemory_policy"],
                 "mem_allocator:pymalloc",
+                *_script_lines(conn),
             ]
         rss = rss_bytes()
         memory = server.memory
@@ -220,6 +221,7 @@ def info_section(conn, name: str) -> list:
             # every tenant's, hence root's figure only (Redis's test suite
             # waits for it to reach 0).
             "lazyfree_pending_objects:%d" % lazyfree.pending(),
+            *_script_lines(conn),
         ]
     if name == "persistence":
         lines = [
@@ -868,6 +870,16 @@ def debug(conn, args):
 
 
 _debug_log = logging.getLogger("tenantkv.debug")
+
+
+def _script_lines(conn) -> list:
+    """INFO memory's Lua figures: the caller's tenant's own (its Lua state,
+    its cached scripts), as a tenant sees only its own scripts."""
+    scripts = conn.tenant.scripts
+    if scripts is None:
+        return ["used_memory_lua:0", "number_of_cached_scripts:0"]
+    return ["used_memory_lua:%d" % scripts.memory(),
+            "number_of_cached_scripts:%d" % len(scripts.bodies)]
 
 
 def _debug_replybuffer(sub: bytes, what: bytes, value: bytes):
