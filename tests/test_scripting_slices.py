@@ -102,14 +102,21 @@ def _p99(latencies: list) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("where", ["loop", "thread"])
+@pytest.mark.parametrize("where", ["loop", "thread", "thread-later"])
 def test_script_smembers_of_200k(srv, alice, bob, reference, where):
     """SMEMBERS of 200k members from a script (a job past its first slice):
     the whole reply, as redis-server's (a set's order is its own: compared
-    sorted), on the loop thread's runner or a worker thread."""
+    sorted), on the loop thread's runner or a worker thread: its first
+    call made while the loop thread waits for the thread, or a later one
+    (the loop thread no longer waits: the call is handed to it)."""
     _fill(alice, members=MEMBERS)
     _fill(reference, members=MEMBERS)
-    script = "return redis.call('smembers', KEYS[1])" + (ON_THREAD if where == "thread" else "")
+    script = "return redis.call('smembers', KEYS[1])"
+    if where == "thread":
+        script += ON_THREAD
+    elif where == "thread-later":
+        script = ("local n = 0 for i = 1, 3000000 do n = n + 1 end "
+                  + script + ON_THREAD)
     ours, latencies = _run_with_pings(alice, bob, script, 1, "big")
     theirs = reference.eval(script, 1, "big")
     assert len(ours) == MEMBERS
@@ -153,27 +160,42 @@ def test_script_sort_of_100k(srv, alice, bob, reference):
 
 
 @pytest.mark.slow
-def test_script_sort_store_is_logged_with_the_script(srv, alice, tmp_path):
+@pytest.mark.parametrize("name", ["sort", "SORT"])
+def test_script_sort_store_is_logged_with_the_script(tmp_path, name):
     """A script that writes, then SORT ... STORE past its first slice, then
-    writes again: the tenant sees the script's writes all at once, and
-    the job's result is the script's."""
-    _fill(alice, sorted_=SORTED)
-    other = login(srv, "alice")
+    writes again: another client of the tenant sees all of it or nothing,
+    and the log has it as one MULTI/EXEC in the script's order (a restart
+    gets the same keys). Its code naming `sort` runs on a worker thread;
+    `SORT` (not a name THREADED matches) in its runner on the loop thread."""
+    from conftest import ServerProcess
+    aof = ("--appendonly", "yes", "--save", "", "--appendfsync", "always")
     script = ("redis.call('set', 'before', 1)"
-              " local n = redis.call('sort', KEYS[1], 'store', KEYS[2])"
-              " redis.call('rpush', KEYS[2], 'after')"
+              " local n = redis.call('%s', KEYS[1], 'store', KEYS[2])" % name
+              + " redis.call('rpush', KEYS[2], 'after')"
               " return {n, redis.call('llen', KEYS[2])}")
-    result = {}
-    runner = threading.Thread(target=lambda: result.setdefault(
-        "r", alice.eval(script, 2, "nums", "dst")))
-    runner.start()
-    # The other client of the tenant sees all of it or nothing of it.
-    seen = other.llen("dst")
-    runner.join(60)
-    assert seen in (0, SORTED + 1)
-    assert result["r"] == [SORTED, SORTED + 1]
-    assert other.lindex("dst", -1) == b"after"
-    other.close()
+    with ServerProcess(tmp_path, *aof) as proc:
+        runner, other = proc.client(socket_timeout=60), proc.client()
+        _fill(runner, sorted_=SORTED)
+        runner.rpush("dst", "stale")
+        result = {}
+        thread = threading.Thread(target=lambda: result.setdefault(
+            "r", runner.eval(script, 2, "nums", "dst")))
+        thread.start()
+        seen = other.llen("dst")   # all of it or nothing of it
+        thread.join(60)
+        assert seen in (1, SORTED + 1)
+        assert result["r"] == [SORTED, SORTED + 1]
+        expected = other.lrange("dst", 0, -1)
+        assert expected[-1] == b"after" and expected[:3] == [b"0", b"0", b"1"]
+        runner.close()
+        other.close()
+    log = b"".join(open(p, "rb").read() for p in (tmp_path / "appendonlydir").glob("*.incr.aof"))
+    assert log.count(b"MULTI") == 1 and log.count(b"EXEC") == 1
+    with ServerProcess(tmp_path, *aof) as proc:
+        c = proc.client()
+        assert c.lrange("dst", 0, -1) == expected
+        assert c.get("before") == b"1"
+        c.close()
 
 
 @pytest.mark.slow
