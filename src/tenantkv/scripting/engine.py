@@ -216,7 +216,6 @@ class Scripts:
             run.resp3 = value == 3
         elif what == b"acl":
             return self._acl_check(run, value)
-
         elif what == b"guard" and run is not None and run.runner is not None:
             # A call that may be long in C (prelude.lua's guards): off the
             # loop thread if the script can still move (_past_slice); else
@@ -232,7 +231,8 @@ class Scripts:
         """redis.acl_check_cmd: whether the script's caller may run the
         command (a Lua table of its arguments, checked strings or numbers)."""
         if run is None:
-            return self._error("ERR redis.acl_check_cmd can only be called inside a script invocation")
+            return self._error("ERR redis.acl_check_cmd can only be called inside a script "
+                               "invocation")
         args = [_arg(table[i]) for i in range(1, len(table) + 1)]
         cmd = find(args[0])
         if cmd is not None and cmd.subcommands and len(args) > 1:
@@ -1060,7 +1060,8 @@ def _to_resp(v, resp3: bool, depth: int, script3: bool, rawget, run=None) -> byt
         return b"(%s\r\n" % big if resp3 else _bulk(big)
     m = rawget(v, b"map")
     if m is not None and hasattr(m, "items"):
-        parts = [_to_resp(k, resp3, depth + 1, script3, rawget, run) + _to_resp(val, resp3, depth + 1, script3, rawget, run)
+        parts = [_to_resp(k, resp3, depth + 1, script3, rawget, run)
+                 + _to_resp(val, resp3, depth + 1, script3, rawget, run)
                  for k, val in m.items()]
         return b"%s%d\r\n%s" % (b"%" if resp3 else b"*", len(parts) * (1 if resp3 else 2),
                                   b"".join(parts))

@@ -188,10 +188,9 @@ end
 -- a table's items one call at a time); engine.py's _pycall checks them.
 -- (At most ~7,990 of them: lupa's call and the coroutine below need room
 -- on Lua's C stack of 8,000 slots, which Redis's C redis.call does not.)
-local call = pycall
 local redis = {}
 redis.call = function(...)
-  local r = call(...)
+  local r = pycall(...)
   if type(r) == 'table' and rawget(r, '__raise') then
     r.__raise = nil
     error(r)
@@ -199,7 +198,7 @@ redis.call = function(...)
   return r
 end
 redis.pcall = function(...)
-  local r = call(...)
+  local r = pycall(...)
   if type(r) == 'table' and rawget(r, '__raise') then r.__raise = nil end
   return r
 end
@@ -349,13 +348,30 @@ local function protect(t, meta)
 end
 readonly[env.redis] = true
 
+-- (Their argument errors are checked here so that they name the script's
+-- line, as Lua's own do, not this file's.)
 local READONLY = 'Attempt to modify a readonly table'
-env.rawset = function(t, k, v)
-  if readonly[t] then error(READONLY, 0) end
-  return rawset_(t, k, v)
+local function badtable(name, v, count)
+  return ("bad argument #1 to '%s' (table expected, got %s)"):format(
+    name, count == 0 and 'no value' or type(v))
 end
-env.setmetatable = function(t, mt)
+env.rawset = function(...)
+  local t, k, v = ...
   if readonly[t] then error(READONLY, 0) end
+  if type(t) ~= 'table' then error(badtable('rawset', t, select('#', ...)), 2) end
+  return rawset(t, k, v)
+end
+env.setmetatable = function(...)
+  local t, mt = ...
+  if readonly[t] then error(READONLY, 0) end
+  if type(t) ~= 'table' then error(badtable('setmetatable', t, select('#', ...)), 2) end
+  if mt ~= nil and type(mt) ~= 'table' then
+    error("bad argument #2 to 'setmetatable' (nil or table expected)", 2)
+  end
+  local current = dbg.getmetatable(t)
+  if current ~= nil and rawget(current, '__metatable') ~= nil then
+    error('cannot change a protected metatable', 2)
+  end
   return setmetatable(t, mt)
 end
 
