@@ -295,18 +295,23 @@ def test_eval_inside_multi_and_watch(srv, alice):
 
 
 def test_lua_memory_counts_toward_the_tenant_quota(srv, alice, bob):
-    """What a script leaves in its Lua state (a table kept in a library
-    table) is the tenant's memory: with a 4 MB quota, 6 MB kept in Lua
-    makes the tenant's next write fail; SCRIPT FLUSH gives it back."""
+    """What a script leaves in its Lua state (a table a function library
+    keeps: the globals and library tables are read-only, as in Redis) is
+    the tenant's memory: with a 4 MB quota, 6 MB kept in Lua makes the
+    tenant's next write fail; FUNCTION FLUSH and SCRIPT FLUSH give it back."""
     root = login(srv, "root")
     root.config_set("tenant-quota-memory", "4mb")
     try:
         alice.set("before", "x")
-        alice.eval("string.stash = {} for i = 1, 6 do"
-                   " string.stash[i] = string.rep('x', 1000000) .. i end", 0)
+        alice.function_load("#!lua name=stash\n local stash = {}"
+                            " redis.register_function{function_name='stash', flags={'no-writes'},"
+                            " callback=function() for i = 1, 6 do"
+                            " stash[i] = string.rep('x', 1000000) .. i end end}")
+        alice.fcall("stash", 0)
         with pytest.raises(redis.ResponseError, match="'memory' quota"):
             alice.set("after", "x" * 1000)
         bob.set("bob", "fine")   # another tenant does not pay for it
+        alice.function_flush()
         alice.script_flush()
         assert alice.set("after", "x" * 1000)
     finally:

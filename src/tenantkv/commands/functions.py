@@ -57,8 +57,9 @@ def _fcall(conn, args, ro: bool):
     no_writes = b"no-writes" in flags
     if ro and not no_writes:
         raise CommandError("ERR Can not execute a script with write flag using *_ro command.")
-    # allow-oom only spares the function this refusal: its writes still meet
-    # maxmemory (dispatch's meter), so no tenant pushes the server past it.
+    # allow-oom spares a tenant's function only this refusal: its writes
+    # still meet maxmemory and its quota, so no tenant pushes the server past
+    # them; root's pass them too, as in Redis (scripting/engine.py).
     if not (no_writes or b"allow-oom" in flags):
         # As Redis (scriptPrepareForRun): refused whole, not at its first write.
         try:
@@ -73,7 +74,7 @@ def _fcall(conn, args, ro: bool):
     libs.caller = (list(args), monotonic())
     return engine.counted(conn, scripts.run_function(conn, name, args[3:3 + numkeys],
                                                      args[3 + numkeys:], ro or no_writes,
-                                                     lib.code))
+                                                     lib.code, b"allow-oom" in flags))
 
 
 @command("fcall")

@@ -3,6 +3,7 @@
 import logging
 import os
 import platform
+import re
 import resource
 import sys
 import time
@@ -187,6 +188,7 @@ def info_section(conn, name: str) -> list:
                 "maxmemory_human:%s" % _human(maxmemory),
                 "maxmemory_policy:%s" % server.config["limits.maxmemory_policy"],
                 "mem_allocator:pymalloc",
+                *_script_lines(conn),
             ]
         rss = rss_bytes()
         memory = server.memory
@@ -223,6 +225,7 @@ def info_section(conn, name: str) -> list:
             # every tenant's, hence root's figure only (Redis's test suite
             # waits for it to reach 0).
             "lazyfree_pending_objects:%d" % lazyfree.pending(),
+            *_script_lines(conn),
         ]
     if name == "persistence":
         lines = [
@@ -794,6 +797,8 @@ DEBUG_HELP = [
     "    Reply with a test value of the specified type. <type> can be: string,",
     "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
     "    true, false.",
+    "SET-DISABLE-DENY-SCRIPTS <0|1>",
+    "    Let scripts call the commands Redis refuses in scripts (for Redis's tests).",
     "QUICKLIST-PACKED-THRESHOLD <size>",
     "    Accepted for Redis's tests: tenantkv's lists have no packed and plain nodes.",
     "ERROR <string>",
@@ -834,6 +839,13 @@ def debug(conn, args):
             raise CommandError(errors.NOT_INTEGER)
         conn.server.active_expire_enabled = bool(flag)
         return OK
+    if sub == b"set-disable-deny-scripts" and len(args) == 3:
+        # Redis's switch for its tests (DEBUG PROTOCOL from a script): the
+        # server's, so root's alone, as all of DEBUG but OBJECT and DIGEST.
+        # Its argument is read as Redis's atoi: a leading integer, else 0.
+        digits = re.match(rb"\s*[+-]?\d+", args[2])
+        conn.server.script_deny_disabled = digits is not None and int(digits.group()) != 0
+        return OK
     if sub == b"pause-cron" and len(args) == 3:
         # Redis 7.0's switch for its tests: the cron (active expiry, idle
         # clients, output limits, memory, saves) skips its work while set.
@@ -869,7 +881,7 @@ def debug(conn, args):
         return _debug_replybuffer(args[1], args[2].lower(), args[3])
     if sub == b"object" and len(args) == 3:
         db = conn.db
-        value = db.get(args[2])
+        value = db.data.get(args[2])   # as Redis: an expired key is not deleted by a look
         if value is None:
             raise CommandError(errors.NO_SUCH_KEY)
         kind = db.marked_encoding(args[2], value) or encoding(value)
@@ -881,6 +893,15 @@ def debug(conn, args):
 
 
 _debug_log = logging.getLogger("tenantkv.debug")
+
+
+def _script_lines(conn) -> list:
+    """INFO memory's number_of_cached_scripts: the caller's tenant's own, as
+    a tenant sees only its own scripts. (No used_memory_lua: a tenant's Lua
+    state holds ~3 MB of pure-Lua libraries where Redis's are C, so the
+    figure would not compare with Redis's, whose tests bound it at 100 KB.)"""
+    scripts = conn.tenant.scripts
+    return ["number_of_cached_scripts:%d" % (0 if scripts is None else len(scripts.bodies))]
 
 
 def _debug_replybuffer(sub: bytes, what: bytes, value: bytes):

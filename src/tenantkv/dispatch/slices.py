@@ -21,6 +21,9 @@ job)` drives it:
   EXEC_SLICES slices of work: more is refused with a clear error (the jobs
   that slice do their writes only at the very end, so a refused job has
   changed nothing). Root's jobs run whole inside EXEC, as in Redis;
+- called from a script (redis.call), the job is handed to the script,
+  which runs it as its own work: a slice at a time between its own pauses
+  (scripting/engine.py); inside EXEC, whole as above;
 - a job whose client went away stops at its next slice; while the server is
   frozen (a shutdown saving) a job does not advance, as no command runs then.
 
@@ -97,6 +100,15 @@ def run(client, job, finish=None):
         reply = _joined(pending, _whole(client, job, pending))
         return reply if finish is None else finish(reply)
     future = server.loop.create_future()
+    scripts = client.tenant.scripts
+    if scripts is not None:
+        run_ = scripts.running
+        if run_ is not None and run_.conn is client:
+            # A script's redis.call: the script drives the rest within its
+            # own slicing (scripting/engine.py, Scripts._job), its tenant
+            # already held; the Deferred's future is done at the job's end.
+            run_.job = (job, pending)
+            return Deferred(future, finish or _same)
     tenant = client.tenant
     tenant.busy = client
     server.loop.call_soon(_step, client, tenant, job, future, pending)

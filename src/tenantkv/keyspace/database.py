@@ -38,6 +38,13 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+# While a script's command runs: the time the script began, in ms (else 0).
+# As Redis's keyIsExpired, a script sees no key expire in its middle (a key
+# it set with PX 1 still exists after a DEBUG SLEEP), so what it did and
+# what the log replays agree. Set by scripting/engine.py around each call.
+SCRIPT_NOW = 0
+
+
 class Database:
     __slots__ = ("data", "expires", "encodings", "index", "stats", "scans", "scan_ids",
                  "hits", "misses", "expired", "watchers", "blocked", "owner", "used", "access",
@@ -82,7 +89,7 @@ class Database:
 
     def get(self, key: bytes):
         """The live value under `key`, or None (deleting it if it has expired)."""
-        if key in self.expires and self.expires[key] <= now_ms():
+        if key in self.expires and self.expires[key] <= (SCRIPT_NOW or now_ms()):
             self._expire(key)
             return None
         return self.data.get(key)
@@ -96,7 +103,7 @@ class Database:
         value = self.data.get(key)
         if value is None:
             return None
-        if self.expires and key in self.expires and self.expires[key] <= now_ms():
+        if self.expires and key in self.expires and self.expires[key] <= (SCRIPT_NOW or now_ms()):
             self._expire(key)
             return None
         if type(value) is not kind and COMPACT_OF.get(type(value)) is not kind:
@@ -111,7 +118,7 @@ class Database:
             if self.stats.on_miss is not None:
                 self.stats.on_miss(self, key)
             return None
-        if self.expires and key in self.expires and self.expires[key] <= now_ms():
+        if self.expires and key in self.expires and self.expires[key] <= (SCRIPT_NOW or now_ms()):
             self._expire(key)
             self.misses += 1
             if self.stats.on_miss is not None:
@@ -132,7 +139,7 @@ class Database:
             if self.stats.on_miss is not None:   # keyspace notifications' keymiss
                 self.stats.on_miss(self, key)
             return None
-        if self.expires and key in self.expires and self.expires[key] <= now_ms():
+        if self.expires and key in self.expires and self.expires[key] <= (SCRIPT_NOW or now_ms()):
             self._expire(key)
             self.misses += 1
             if self.stats.on_miss is not None:

@@ -53,9 +53,10 @@ from lupa import lua51
 from tenantkv import errors
 from tenantkv.dispatch.call import allowed, crashed, failed
 from tenantkv.dispatch.replies import Deferred
-from tenantkv.dispatch.slices import _release
+from tenantkv.dispatch.slices import _collect, _joined, _release, _whole
 from tenantkv.dispatch.table import find
 from tenantkv.errors import CommandError
+from tenantkv.keyspace import database
 from tenantkv.persistence.aof.format import EXEC_RECORD, MULTI_RECORD
 from tenantkv.protocol.encoder import Raw, encode
 
@@ -120,13 +121,15 @@ class Run:
     while it may pause, and its state for the hook."""
     __slots__ = ("conn", "sha", "read_only", "start", "wrote", "killed", "busy", "resp3",
                  "future", "loop", "db", "effects", "runner", "deadline", "moving",
-                 "requests", "answers", "lock", "detached")
+                 "requests", "answers", "lock", "detached", "job", "now", "allow_oom")
 
     def __init__(self, conn, sha, read_only) -> None:
         self.conn = conn
         self.sha = sha
         self.read_only = read_only
         self.start = monotonic()
+        self.now = database.now_ms()   # the keys' clock for its commands (SCRIPT_NOW)
+        self.allow_oom = False   # root's allow-oom script: its writes pass maxmemory
         self.wrote = self.killed = self.busy = self.resp3 = False
         self.future = None
         self.loop = conn.server.loop
@@ -145,6 +148,9 @@ class Run:
         # caller's database is back when it ends.
         self.db = conn.db
         self.effects: list = []   # the log's records of its writes (_effects)
+        # A sliced command's job (dispatch/slices.py) that a redis.call
+        # left past its first slice: (generator, its reply's parts so far).
+        self.job = None
 
 
 class Scripts:
@@ -208,6 +214,8 @@ class Scripts:
         run = self.running
         if what == b"resp" and run is not None:
             run.resp3 = value == 3
+        elif what == b"acl":
+            return self._acl_check(run, value)
         elif what == b"guard" and run is not None and run.runner is not None:
             # A call that may be long in C (prelude.lua's guards): off the
             # loop thread if the script can still move (_past_slice); else
@@ -218,6 +226,22 @@ class Scripts:
             if value > REFUSED:
                 return errors.SCRIPT_CALL_TOO_LONG.encode()
         return None
+
+    def _acl_check(self, run, table):
+        """redis.acl_check_cmd: whether the script's caller may run the
+        command (a Lua table of its arguments, checked strings or numbers)."""
+        if run is None:
+            return self._error("ERR redis.acl_check_cmd can only be called inside a script "
+                               "invocation")
+        args = [_arg(table[i]) for i in range(1, len(table) + 1)]
+        cmd = find(args[0])
+        if cmd is not None and cmd.subcommands and len(args) > 1:
+            cmd = cmd.subcommands.get(args[1].lower())
+        if cmd is None:
+            return self._error("ERR Invalid command passed to redis.acl_check_cmd()")
+        conn = run.conn
+        return allowed(conn.lookup if type(conn.lookup) is dict else conn.lookup.allowed,
+                       cmd, args)
 
     def _pycall(self, *args):
         run = self.running
@@ -245,6 +269,13 @@ class Scripts:
                     # (_to_thread's wait) and cannot go on while we hold
                     # the lock: the command runs here.
                     data = self._command(run, args)
+                    if type(data) is _Job:
+                        # A sliced command past its first slice: the loop
+                        # thread steps the rest (_step_job), between other
+                        # tenants' work, and no longer waits for us.
+                        run.detached = True
+                        run.requests.put(("job", data))
+                        data = None
                 else:   # it runs on the loop thread
                     run.requests.put(("call", args))
                     run.loop.call_soon_threadsafe(self._pump, run)
@@ -253,7 +284,7 @@ class Scripts:
         lua = self.lua
         lua.set_max_memory(0)   # building the reply must not fail half-way (see _new_state)
         try:
-            value, _ = _parse(data, 0, lua, 0)
+            value, _ = _parse(data, 0, lua, 0, run if run.runner is not None else None)
         except (_TooDeep, RecursionError):
             return self._error("ERR reached lua stack limit")
         finally:
@@ -281,7 +312,7 @@ class Scripts:
         if not checked.arity_ok(len(args)) or not cmd.arity_ok(len(args)):
             return b"-ERR Wrong number of args calling Redis command from script\r\n"
         flags = checked.flags
-        if "noscript" in flags:
+        if "noscript" in flags and not conn.server.script_deny_disabled:
             return b"-ERR This Redis command is not allowed from script\r\n"
         if not allowed(conn.lookup if type(conn.lookup) is dict else conn.lookup.allowed,
                        checked, args):
@@ -295,7 +326,7 @@ class Scripts:
             denied = conn.server.events.denied
             if denied is not None:
                 return b"-%s\r\n" % denied.encode()
-        if "denyoom" in flags and not run.wrote:
+        if "denyoom" in flags and not run.wrote and not run.allow_oom:
             meter = conn.server.events.meter
             if meter is not None:
                 try:
@@ -314,11 +345,22 @@ class Scripts:
                 journal.tenant, journal.index = None, -1
                 mark = len(journal.buf)
         start = monotonic()
+        # The command replies in the script's protocol (redis.setresp), as
+        # Redis's script client: a handler that shapes its reply by it (a
+        # sliced job encoding its own) must see that one.
+        resp3, conn.resp3 = conn.resp3, run.resp3
+        database.SCRIPT_NOW = run.now
+        if run.allow_oom and conn.server.events.meter is not None:
+            conn.server.events.meter.unrefused = conn
         try:
             reply = cmd.handler(conn, args)
-            if isinstance(reply, Deferred):   # a blocking form: scripts may not wait
-                reply.future.cancel()
-                data = b"-ERR This Redis command is not allowed from script\r\n"
+            if isinstance(reply, Deferred):
+                job, run.job = run.job, None
+                if job is None:   # a blocking form: scripts may not wait
+                    reply.future.cancel()
+                    data = b"-ERR This Redis command is not allowed from script\r\n"
+                else:   # a sliced command past its first slice: the script's own work
+                    data = self._job(run, cmd, reply, resp3, *job)
             elif type(reply) is bytes:
                 data = b"$%d\r\n%s\r\n" % (len(reply), reply)
             else:
@@ -328,6 +370,10 @@ class Scripts:
         except Exception as exc:
             data = crashed(conn, cmd, exc)
         finally:
+            conn.resp3 = resp3
+            database.SCRIPT_NOW = 0
+            if run.allow_oom and conn.server.events.meter is not None:
+                conn.server.events.meter.unrefused = None
             if journal is not None:
                 run.effects += journal.buf[mark:]
                 del journal.buf[mark:]
@@ -336,6 +382,100 @@ class Scripts:
         cmd.usec += (monotonic() - start) * 1e6
         conn.tenant.count(conn.tenant.calls, cmd)
         return data
+
+    # -- sliced commands called by a script ---------------------------------
+
+    def _job(self, run, cmd, deferred, resp3, job, pending):
+        """A sliced command (dispatch/slices.py) that a redis.call began and
+        that outlasted its first slice: run to its end as the script's own
+        work, which is bounded as the script (its tenant held; SCRIPT KILL
+        while it has not written). In its runner: here, pausing between
+        slices as the script does; on a worker thread: a _Job the loop
+        thread steps (_step_job), its reply handed back then. `resp3`:
+        the caller's protocol, its connection's while the script pauses."""
+        if run.runner is not None:
+            conn = run.conn
+            try:
+                while True:
+                    if monotonic() > run.deadline:
+                        conn.resp3 = resp3
+                        database.SCRIPT_NOW = 0
+                        _pause(run, job)
+                        conn.resp3 = run.resp3
+                        database.SCRIPT_NOW = run.now
+                        if run.killed:   # SCRIPT KILL, or its client gone
+                            job.close()
+                            deferred.future.cancel()
+                            return b"-%s\r\n" % errors.SCRIPT_KILLED.encode()
+                    _collect(job, pending, run.deadline)
+            except StopIteration as done:
+                return self._job_done(run, cmd, deferred, _joined(pending, done.value))
+            except CommandError as exc:
+                deferred.future.cancel()
+                return failed(conn, cmd, exc.message)
+            except Exception as exc:
+                deferred.future.cancel()
+                return crashed(conn, cmd, exc)
+        if run.requests is None:
+            # The script runs whole (not a case slices.run leaves to us: it
+            # runs the job whole itself inside EXEC and on the log's client):
+            # whole too, with EXEC's bound for a non-root user.
+            try:
+                value = _joined(pending, _whole(run.conn, job, pending))
+            except CommandError as exc:
+                deferred.future.cancel()
+                return failed(run.conn, cmd, exc.message)
+            return self._job_done(run, cmd, deferred, value)
+        return _Job(cmd, deferred, job, pending)
+
+    def _job_done(self, run, cmd, deferred, value) -> bytes:
+        """The end of a script's sliced command: its future done (the
+        observers' callbacks: WATCH, blocked clients), its reply encoded."""
+        deferred.future.set_result(value)
+        conn = run.conn
+        try:
+            reply = deferred.finish(value)
+        except CommandError as exc:
+            return failed(conn, cmd, exc.message)
+        if type(reply) is bytes:
+            return b"$%d\r\n%s\r\n" % (len(reply), reply)
+        return encode(reply, run.resp3)
+
+    def _step_job(self, run, pend) -> None:
+        """One slice of a _Job, on the loop thread (a loop callback, as
+        dispatch/slices.py's _step); at its end its reply goes to the
+        script's worker thread, which waits for it."""
+        conn = run.conn
+        if conn.server.frozen:   # a shutdown is saving: nothing runs
+            run.loop.call_later(0.01, self._step_job, run, pend)
+            return
+        if conn.closing and not run.wrote:
+            run.killed = True   # nobody waits for it and it changed nothing
+        if run.killed:
+            pend.job.close()
+            pend.deferred.future.cancel()
+            run.answers.put(b"-%s\r\n" % errors.SCRIPT_KILLED.encode())
+            return
+        resp3, conn.resp3 = conn.resp3, run.resp3
+        database.SCRIPT_NOW = run.now
+        try:
+            _collect(pend.job, pend.pending, monotonic() + SLICE)
+        except StopIteration as done:
+            run.answers.put(self._job_done(run, pend.cmd, pend.deferred,
+                                           _joined(pend.pending, done.value)))
+            return
+        except CommandError as exc:
+            pend.deferred.future.cancel()
+            run.answers.put(failed(conn, pend.cmd, exc.message))
+            return
+        except Exception as exc:
+            pend.deferred.future.cancel()
+            run.answers.put(crashed(conn, pend.cmd, exc))
+            return
+        finally:
+            conn.resp3 = resp3
+            database.SCRIPT_NOW = 0
+        run.loop.call_soon(self._step_job, run, pend)
 
     def _finished(self, run) -> None:
         self.running = None
@@ -391,19 +531,19 @@ class Scripts:
         run.killed = True
 
     def run_function(self, conn, name: bytes, keys: list, args: list, read_only: bool,
-                     code: bytes = b""):
+                     code: bytes = b"", allow_oom: bool = False):
         """FCALL (scripting/functions.py): the function `name`, whose chunk
         functions.lua keeps under b"\\0" + name, on the same path as a script
         (`code`: its library's, for THREADED)."""
         key = b"\0" + name
         self.bodies[key] = b""   # only while run() starts: SCRIPT EXISTS never sees it
         try:
-            return self.run(conn, key, keys, args, read_only, code)
+            return self.run(conn, key, keys, args, read_only, code, allow_oom)
         finally:
             del self.bodies[key]
 
     def run(self, conn, sha: bytes, keys: list, args: list, read_only: bool,
-            code: bytes | None = None):
+            code: bytes | None = None, allow_oom: bool = False):
         body = self.bodies.get(sha)
         if body is None:
             raise CommandError(errors.NOSCRIPT)
@@ -420,7 +560,13 @@ class Scripts:
                 meter = conn.server.events.meter
                 if meter is not None:
                     meter.admit(conn, _creates)
+            else:
+                allow_oom = True
         run = Run(conn, sha, read_only)
+        # allow-oom lets a script write past maxmemory (Redis): root's only.
+        # A tenant's writes always meet maxmemory and its quota, or any
+        # tenant could declare the flag and grow without bound.
+        run.allow_oom = allow_oom and conn.root
         server = conn.server
         self.running = run
         if conn.transport is None or server.events.in_exec or getcurrent().parent is not None:
@@ -504,8 +650,13 @@ class Scripts:
         if not wait:
             return None
         try:
-            _, value = run.requests.get(timeout=SLICE)   # only its end comes while attached
-            return (value,)
+            kind, value = run.requests.get(timeout=SLICE)
+            if kind == "done":
+                return (value,)
+            # A sliced command's job its redis.call left (it detached the
+            # run, _pycall): stepped from the next turn.
+            run.loop.call_soon(self._step_job, run, value)
+            return None
         except queue.Empty:
             with run.lock:
                 run.detached = True
@@ -537,7 +688,13 @@ class Scripts:
             except queue.Empty:
                 return
             if kind == "call":
-                run.answers.put(self._command(run, value))
+                data = self._command(run, value)
+                if type(data) is _Job:   # stepped from the next turn, then answered
+                    run.loop.call_soon(self._step_job, run, data)
+                else:
+                    run.answers.put(data)
+            elif kind == "job":
+                run.loop.call_soon(self._step_job, run, value)
             else:
                 self._finished(run)
                 if not run.future.done():
@@ -599,7 +756,8 @@ class Scripts:
         try:
             # The reply is in the caller's protocol (redis.setresp is about
             # what redis.call gives the script), as Redis.
-            return Raw(_to_resp(value, run.conn.resp3, 0, run.resp3, self._rawget))
+            return Raw(_to_resp(value, run.conn.resp3, 0, run.resp3, self._rawget,
+                                run if run.runner is not None else None))
         except (_TooDeep, RecursionError):
             raise CommandError("ERR reached lua stack limit")
 
@@ -710,9 +868,16 @@ def _past_slice(run) -> None:
     if not run.wrote and run.future is None:
         run.moving = True
         return
+    _pause(run)
+
+
+def _pause(run, job=None) -> None:
+    """Back to the loop's greenlet until _resume (in the runner)."""
     try:
         run.runner.parent.switch((_PAUSED, None))
     except GreenletExit:
+        if job is not None:
+            job.close()
         # The runner is collected while paused (the server stops): the
         # script must end now, without pausing again: the kill's error on
         # every line (prelude.lua's hook) ends it, pcall or not.
@@ -817,6 +982,18 @@ class _TooDeep(Exception):
     pass
 
 
+class _Job:
+    """A script's sliced command that the loop thread steps for the
+    script's worker thread (Scripts._step_job)."""
+    __slots__ = ("cmd", "deferred", "job", "pending")
+
+    def __init__(self, cmd, deferred, job, pending) -> None:
+        self.cmd = cmd
+        self.deferred = deferred
+        self.job = job
+        self.pending = pending
+
+
 def _error_text(value, funcname: bytes, rawget) -> str:
     """Redis's reply to a script that failed (luaCallFunction)."""
     if hasattr(value, "values") and not isinstance(value, (bytes, dict)):
@@ -842,10 +1019,11 @@ def _bulk(b: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(b), b)
 
 
-def _to_resp(v, resp3: bool, depth: int, script3: bool, rawget) -> bytes:
+def _to_resp(v, resp3: bool, depth: int, script3: bool, rawget, run=None) -> bytes:
     """A Lua value -> RESP, as Redis's luaReplyToRedisReply. Tables are read
     with rawget: a script's metatable (an __index that errors or loops)
-    must not run outside the script's protection."""
+    must not run outside the script's protection. With `run` (a script in
+    its runner), a long array pauses past the slice, as _parse."""
     if depth > MAX_DEPTH:
         raise _TooDeep
     t = type(v)
@@ -878,16 +1056,18 @@ def _to_resp(v, resp3: bool, depth: int, script3: bool, rawget) -> bytes:
         return b",%s\r\n" % text if resp3 else _bulk(text)
     big = rawget(v, b"big_number")
     if type(big) is bytes:
-        return b"(%s\r\n" % _oneline(big) if resp3 else _bulk(big)
+        big = _oneline(big)
+        return b"(%s\r\n" % big if resp3 else _bulk(big)
     m = rawget(v, b"map")
     if m is not None and hasattr(m, "items"):
-        parts = [_to_resp(k, resp3, depth + 1, script3, rawget) + _to_resp(val, resp3, depth + 1, script3, rawget)
+        parts = [_to_resp(k, resp3, depth + 1, script3, rawget, run)
+                 + _to_resp(val, resp3, depth + 1, script3, rawget, run)
                  for k, val in m.items()]
         return b"%s%d\r\n%s" % (b"%" if resp3 else b"*", len(parts) * (1 if resp3 else 2),
                                   b"".join(parts))
     st = rawget(v, b"set")
     if st is not None and hasattr(st, "items"):
-        parts = [_to_resp(k, resp3, depth + 1, script3, rawget) for k, _ in st.items()]
+        parts = [_to_resp(k, resp3, depth + 1, script3, rawget, run) for k, _ in st.items()]
         return b"%s%d\r\n%s" % (b"~" if resp3 else b"*", len(parts), b"".join(parts))
     verb = rawget(v, b"verbatim_string")
     if verb is not None and hasattr(verb, "items"):
@@ -902,8 +1082,10 @@ def _to_resp(v, resp3: bool, depth: int, script3: bool, rawget) -> bytes:
         item = rawget(v, i)
         if item is None:
             break
-        parts.append(_to_resp(item, resp3, depth + 1, script3, rawget))
+        parts.append(_to_resp(item, resp3, depth + 1, script3, rawget, run))
         i += 1
+        if run is not None and not i & 1023 and monotonic() > run.deadline:
+            _pause(run)
     return b"*%d\r\n%s" % (len(parts), b"".join(parts))
 
 
@@ -919,9 +1101,11 @@ def _double(d: float) -> bytes:
     return (b"%.17g" % d)
 
 
-def _parse(data: bytes, pos: int, lua, depth: int):
+def _parse(data: bytes, pos: int, lua, depth: int, run=None):
     """An encoded RESP reply -> (Lua value, next position), as Redis's
-    redisProtocolToLuaType (RESP2 and RESP3)."""
+    redisProtocolToLuaType (RESP2 and RESP3). With `run` (a script in its
+    runner, on the loop thread), a long reply's conversion (200k elements:
+    ~130 ms) pauses past the script's slice, as the script does."""
     if depth > MAX_DEPTH:
         raise _TooDeep
     kind = data[pos:pos + 1]
@@ -945,15 +1129,19 @@ def _parse(data: bytes, pos: int, lua, depth: int):
             return False, pos
         if kind == b"%":
             m = lua.table()
-            for _ in range(n):
-                k, pos = _parse(data, pos, lua, depth + 1)
-                val, pos = _parse(data, pos, lua, depth + 1)
+            for i in range(n):
+                k, pos = _parse(data, pos, lua, depth + 1, run)
+                val, pos = _parse(data, pos, lua, depth + 1, run)
                 m[k] = val
+                if run is not None and not i & 1023 and monotonic() > run.deadline:
+                    _pause(run)
             return lua.table_from({b"map": m}), pos
         items = []
-        for _ in range(n):
-            item, pos = _parse(data, pos, lua, depth + 1)
+        for i in range(n):
+            item, pos = _parse(data, pos, lua, depth + 1, run)
             items.append(item)
+            if run is not None and not i & 1023 and monotonic() > run.deadline:
+                _pause(run)
         if kind == b"~":
             s = lua.table()
             for item in items:
@@ -962,6 +1150,10 @@ def _parse(data: bytes, pos: int, lua, depth: int):
         return lua.table_from(items), pos
     if kind == b"_":
         return None, pos
+    if kind == b"|":   # attributes: skipped, the reply that follows is the value (as Redis)
+        for _ in range(2 * int(head)):
+            _, pos = _parse(data, pos, lua, depth + 1)
+        return _parse(data, pos, lua, depth, run)
     if kind == b"#":
         return head == b"t", pos
     if kind == b",":

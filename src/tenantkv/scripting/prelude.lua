@@ -120,9 +120,10 @@ do
   -- A method call ("x"):find(...) reads the strings' metatable: the same.
   getmetatable('').__index = env.string
 end
+local rawstring, rawtable = env.string, env.table
 local function setguard(on)
   local set = on and guards or originals
-  local es, et = env.string, env.table
+  local es, et = rawstring, rawtable
   es.find, es.match, es.gmatch, es.gsub, et.sort = set.find, set.match, set.gmatch, set.gsub,
                                                    set.sort
 end
@@ -132,9 +133,10 @@ env.coroutine = copy(coroutine)
 env.os = {clock = clock}
 env._G = env
 local setfenv_ = setfenv
+local genv   -- the scripts' globals: a read-only view of env (made below)
 loadstring_ = function(s, name)
   local f, err = loadstring(s, name)
-  if f then setfenv_(f, env) end
+  if f then setfenv_(f, genv) end
   return f, err
 end
 env.loadstring = safe_loadstring
@@ -184,6 +186,8 @@ end
 
 -- redis.call's arguments go to Python as they are (no table: lupa reads
 -- a table's items one call at a time); engine.py's _pycall checks them.
+-- (At most ~7,990 of them: lupa's call and the coroutine below need room
+-- on Lua's C stack of 8,000 slots, which Redis's C redis.call does not.)
 local redis = {}
 redis.call = function(...)
   local r = pycall(...)
@@ -269,11 +273,20 @@ local function cfunction(impl)
   return function() return current or make() end
 end
 local getcall = cfunction(redis.call)
+-- The same for the others that raise errors, so that a `return redis.x()`
+-- that fails names the script's line too.
+local getters = {}
+for _, name in ipairs({'acl_check_cmd', 'sha1hex', 'setresp', 'set_repl', 'log',
+                       'error_reply', 'status_reply'}) do
+  getters[name] = cfunction(redis[name])
+end
 local rawset_ = rawset
 local api = redis
 env.redis = setmetatable({}, {
   __index = function(_, k)
     if k == 'call' then return getcall() end
+    local getter = getters[k]
+    if getter then return getter() end
     return api[k]
   end,
   __newindex = function() error('Attempt to modify a readonly table', 2) end,
@@ -315,20 +328,70 @@ hook = function()
 end
 dbg.sethook(hook, '', 100000)
 
--- rawset cannot go around the protection either.
-env.rawset = function(t, k, v)
-  if t == env or t == env.redis then error('Attempt to modify a readonly table', 2) end
-  return rawset_(t, k, v)
+-- Read-only tables, as Redis 7 makes the globals and every table in them
+-- (lua_enablereadonlytable, a flag of its patched Lua): here a table is
+-- read-only through an empty view whose __index is the table, so that any
+-- assignment, new key or not, reaches __newindex. A script's changes would
+-- otherwise stay in its tenant's state for the next scripts (`redis = nil`,
+-- `string.format = ...`). `readonly` is the set of those views.
+-- (pairs(string) or pairs(_G) sees an empty view, unlike Redis: wrappers
+-- of pairs/next that see through would be Lua functions, which a tail call
+-- `return pairs(x)` drops from the stack, and their errors would no longer
+-- name the script's line.)
+local readonly = setmetatable({}, {__mode = 'k'})
+local function refuse() error('Attempt to modify a readonly table', 2) end
+local function protect(t, meta)
+  local view = setmetatable({}, {__index = t, __newindex = refuse,
+                                 __metatable = meta == nil and false or meta})
+  readonly[view] = true
+  return view
+end
+readonly[env.redis] = true
+
+-- (Their argument errors are checked here so that they name the script's
+-- line, as Lua's own do, not this file's.)
+local READONLY = 'Attempt to modify a readonly table'
+local function badtable(name, v, count)
+  return ("bad argument #1 to '%s' (table expected, got %s)"):format(
+    name, count == 0 and 'no value' or type(v))
+end
+env.rawset = function(...)
+  local t, k, v = ...
+  if readonly[t] then error(READONLY, 0) end
+  if type(t) ~= 'table' then error(badtable('rawset', t, select('#', ...)), 2) end
+  return rawset(t, k, v)
+end
+env.setmetatable = function(...)
+  local t, mt = ...
+  if readonly[t] then error(READONLY, 0) end
+  if type(t) ~= 'table' then error(badtable('setmetatable', t, select('#', ...)), 2) end
+  if mt ~= nil and type(mt) ~= 'table' then
+    error("bad argument #2 to 'setmetatable' (nil or table expected)", 2)
+  end
+  local current = dbg.getmetatable(t)
+  if current ~= nil and rawget(current, '__metatable') ~= nil then
+    error('cannot change a protected metatable', 2)
+  end
+  return setmetatable(t, mt)
 end
 
--- Global protection, as Redis 7.
+-- Global protection, as Redis 7: no new globals, a missing one is an error.
 setmetatable(env, {
   __index = function(_, k)
     error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
   end,
-  __newindex = function() error('Attempt to modify a readonly table', 2) end,
-  __metatable = {},   -- a table, as Redis's getmetatable(_G) gives, but not this one
+  __newindex = refuse,
+  __metatable = false,
 })
+for _, name in ipairs({'string', 'table', 'math', 'os', 'coroutine'}) do
+  rawset(env, name, protect(env[name]))
+end
+-- getmetatable(_G) gives a table, as Redis's, read-only too; and so does
+-- getmetatable('') (its __index the read-only string), so that no script
+-- changes the string methods of the next ones.
+genv = protect(env, protect({}))
+rawset(env, '_G', genv)
+getmetatable('').__metatable = protect({__index = env.string})
 
 local fns = {}
 local xpcall_ = xpcall
@@ -371,7 +434,7 @@ local function addlib(name, source)
   setfenv_(f, libenv)
   local ok, module = pcall(f)
   if not ok then return tostring(module) end
-  rawset(env, name, module)
+  rawset(env, name, type(module) == 'table' and protect(module) or module)
   return nil
 end
 

@@ -86,6 +86,9 @@ class Server:
         self.snapshot = Snapshotter(self)   # SAVE, BGSAVE, the save schedule
         self.active_expire_enabled = config["expiry.active_expire"]
         self.cron_paused = False   # DEBUG PAUSE-CRON 1: the cron skips its work
+        # DEBUG SET-DISABLE-DENY-SCRIPTS 1 (root, for Redis's tests): scripts
+        # may call the commands flagged noscript (scripting/engine.py).
+        self.script_deny_disabled = False
         # auth.default_user = nopass: connections start as the password-less
         # default user (development mode); off: everyone must AUTH.
         self.default_user_open = config["auth.default_user"] == "nopass"
@@ -473,6 +476,11 @@ class Server:
     def active_expire(self, budget: float) -> None:
         deadline = time.monotonic() + budget
         for tenant in list(self.tenants.values()):
+            scripts = tenant.scripts
+            if scripts is not None and scripts.running is not None:
+                # A script paused between two slices: as in Redis, none of
+                # its keys expires in its middle (database.SCRIPT_NOW).
+                continue
             for db in tenant.dbs:
                 if db.expires:
                     db.active_expire(deadline)

@@ -126,6 +126,7 @@ class Memory:
         self.outer_pairs = None
         self.data_limit = float("inf")
         self.tenant_buffers: dict = {}   # tenant name -> its clients' buffers (cron)
+        self.unrefused = None   # a connection admit() lets through (see there)
         # Handing freed memory back (trim): RSS right after the last trim.
         self.trim_floor = self.baseline
         self.trim_next = 0.0        # the cron looks again from then (monotonic)
@@ -416,8 +417,10 @@ class Memory:
         is over maxmemory and nothing can be evicted, or its tenant is over a
         quota. Would the command create a key? `creates()`, or (creates
         None) is `key` missing from `data`: no closure made per command."""
-        if conn.transport is None:
-            return   # the server's own client (the log's replay): never refused
+        if conn.transport is None or conn is self.unrefused:
+            # The server's own client (the log's replay), or root's allow-oom
+            # script running a command (scripting/engine.py): never refused.
+            return
         maxmemory = self.maxmemory
         if maxmemory and self.baseline + self.data + self.buffers > maxmemory:
             if not self.evict(maxmemory):
