@@ -742,3 +742,12 @@ def group_limit(what: str, limit: int) -> str:
     """tenantkv's own: a stream's groups / a group's consumers are bounded."""
     return "ERR tenantkv: more than %d %s (per %s)" % (
         limit, what, "stream" if what == "groups" else "consumer group")
+
+
+# -- SLOWLOG and LATENCY ---------------------------------------------------------------
+
+SLOWLOG_COUNT = "ERR count should be greater than or equal to -1"
+
+
+def latency_no_samples(event: str) -> str:
+    return "ERR No samples available for event '%s'" % event

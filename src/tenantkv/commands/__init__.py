@@ -1,7 +1,7 @@
 """Command families. Importing this package registers every command."""
 
 from tenantkv.commands import (  # noqa: F401  (imported for their registrations)
-    acl, appendonly, bitmaps, connection, geo, hashes, hll, keys, lists, lolwut, memory,
+    acl, appendonly, bitmaps, connection, geo, hashes, hll, keys, latency, lists, lolwut, memory,
     persistence, functions, pubsub, scripting, server, sets, sort, streamgroups, streams,
     strings, tenant, transactions, zsets,
 )

@@ -13,12 +13,13 @@ from tenantkv.commands.tenant import quota_lines
 from tenantkv.dispatch.table import (
     COMMANDS, HIDDEN, command, container, help_reply, lookup, subcommand,
 )
-from tenantkv.config import BY_REDIS_NAME, ConfigSetError, parse_memory
+from tenantkv.config import BY_REDIS_NAME, ConfigSetError, parse_memory, show_percentiles
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.types import encoding
 from tenantkv.protocol.encoder import (OK, Attributed, BigNumber, Push, Raw, SetReply, Status,
                                       Verbatim, encode)
 from tenantkv.dispatch import lazyfree
+from tenantkv.dispatch.latency import new_histogram, percentile
 from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.replies import NO_REPLY, RETRY
 from tenantkv.util.glob import glob_match
@@ -321,7 +322,22 @@ def info_section(conn, name: str) -> list:
         return [_cmdstat(name, *counters) for name, counters in _command_counters(_server_counters)
                 if any(counters)]
     if name == "latencystats":
-        return []
+        # Root's: the server's histograms (a tenant's own would cost a
+        # second count per command on the hot path; dispatch/latency.py).
+        if not conn.root:
+            return []
+        wanted = conn.server.config.values[(None, "latency-tracking-info-percentiles")]
+        lines = []
+        for top in sorted(COMMANDS.values(), key=lambda c: c.name):
+            for cmd in ([top] if not top.subcommands else
+                        sorted(top.subcommands.values(), key=lambda c: c.name)):
+                hist = cmd.hist
+                calls = sum(hist)
+                if calls:
+                    lines.append("latency_percentiles_usec_%s:%s" % (cmd.name, ",".join(
+                        "p%s=%.3f" % (show_percentiles((p,)), percentile(hist, calls, p))
+                        for p in wanted)))
+        return lines
     return []
 
 
@@ -508,6 +524,7 @@ def _config_resetstat(conn, args):
             if cmd is not None:
                 cmd.calls = cmd.rejected = cmd.failed = 0
                 cmd.usec = 0.0
+                cmd.hist = new_histogram()
     return OK
 
 

@@ -32,6 +32,7 @@ from tenantkv.protocol.reader import Reader
 from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.pubsub import leave_all, refresh_mode, revoked
 from tenantkv.dispatch.replies import NO_REPLY, RETRY, Deferred
+from tenantkv.dispatch.latency import slow
 from tenantkv.dispatch.slices import charge
 from tenantkv.scripting.engine import busy_reply, script_busy
 from tenantkv.server.auth import client_group
@@ -462,6 +463,7 @@ class Connection(asyncio.Protocol):
             elif reply is NO_REPLY:
                 reply = b""
             elif kind is Deferred or kind is Blocked:
+                reply.args = args
                 self._wait(cmd, reply, [], None)
                 return
             else:
@@ -469,8 +471,13 @@ class Connection(asyncio.Protocol):
         cmd.calls += 1
         elapsed = monotonic() - started
         cmd.usec += elapsed * 1e6
+        server = self.server
+        if elapsed >= server.timed_after:   # SLOWLOG, LATENCY (dispatch/latency.py)
+            slow(self, cmd, args, elapsed)
+        if server.latency_tracking:   # its bucket: units of 1024 ns, doubling
+            cmd.hist[int(elapsed * 976562.5).bit_length()] += 1
         if cmd.slow:   # the tenant's share of this turn (dispatch/slices.py)
-            charge(self.server, self.tenant, elapsed)
+            charge(server, self.tenant, elapsed)
         self.tenant.ran.append(cmd)   # its commandstats, folded later (keyspace/tenant.py)
         self.last_command = cmd.name
         if self.closing:
@@ -495,9 +502,9 @@ class Connection(asyncio.Protocol):
         The loop inlines the common case (a known command with the right
         arity, outside MULTI) and leaves everything else to `execute`: this is
         the hot path, and every call or attribute lookup saved here shows in
-        CPU per request. Command time for INFO commandstats is measured per
-        batch and shared evenly among the commands of the batch (exact when a
-        read holds one command, as without pipelining).
+        CPU per request. Each command's time (INFO commandstats, the latency
+        histograms, SLOWLOG, LATENCY) is the clock between the end of the
+        command before it and its own end: one clock read per command.
 
         Replies are flushed every FLUSH_AT bytes; if the client is then not
         draining its output (the transport paused us), the rest of the batch
@@ -511,6 +518,10 @@ class Connection(asyncio.Protocol):
         done = 0
         if not started:
             started = monotonic()
+        mark = started   # the end of the command before
+        server = self.server
+        timed_after = server.timed_after
+        tracking = server.latency_tracking
         # This turn's share (TURN_REQUESTS): a prefix, so the indices below
         # into `requests` stay right.
         for args in (requests if len(requests) <= TURN_REQUESTS else requests[:TURN_REQUESTS]):
@@ -525,6 +536,7 @@ class Connection(asyncio.Protocol):
                     error = None   # it follows the requests that now wait
                     break
                 size += len(out[-1])
+                mark = monotonic()   # `invoke` timed it
             else:
                 try:
                     reply = cmd.handler(self, args)
@@ -549,6 +561,7 @@ class Connection(asyncio.Protocol):
                     elif reply is NO_REPLY:
                         append(b"")
                     elif kind is Deferred or kind is Blocked:
+                        reply.args = args
                         self._wait(cmd, reply, requests[done + len(out) + 1:], error)
                         error = None   # it follows the requests that now wait
                         break
@@ -556,8 +569,17 @@ class Connection(asyncio.Protocol):
                         reply = encode(reply, self.resp3)
                         size += len(reply)
                         append(reply)
+                now = monotonic()
+                spent = now - mark
+                mark = now
+                cmd.calls += 1
+                cmd.usec += spent * 1e6
+                if spent >= timed_after:   # SLOWLOG, LATENCY (dispatch/latency.py)
+                    slow(self, cmd, args, spent)
+                if tracking:   # its bucket: units of 1024 ns, doubling
+                    cmd.hist[int(spent * 976562.5).bit_length()] += 1
                 ran.append(cmd)
-                if cmd.slow and monotonic() - started > TURN_SECONDS:
+                if cmd.slow and now - started > TURN_SECONDS:
                     break   # the rest on the next turn (below)
             if self.close_after_reply:   # QUIT, a kill, a closed transport: stop here
                 break
@@ -573,15 +595,10 @@ class Connection(asyncio.Protocol):
                     self.backlog_error = error
                     break
         if ran:
-            elapsed = monotonic() - started
-            share = elapsed * 1e6 / len(ran)
-            for cmd in ran:
-                cmd.calls += 1
-                cmd.usec += share
             tenant = self.tenant
             tenant.ran += ran   # its commandstats, folded later (keyspace/tenant.py)
             self.last_command = cmd.name
-            charge(self.server, tenant, elapsed)   # its share of this turn (dispatch/slices.py)
+            charge(server, tenant, mark - started)   # its share of this turn (dispatch/slices.py)
         if self.backlog is not None and self.waiting is None:
             return   # paused mid-batch: the rest runs when the client drains
         processed = done + len(out)
@@ -656,6 +673,7 @@ class Connection(asyncio.Protocol):
         # a cycle that kept what the job's frames hold (a refused KDB
         # IMPORT's payload and decoded keys, 40+ MB) until a full collection.
         error = future.exception()
+        start = monotonic()
         if error is None:
             try:
                 data = encode(deferred.finish(future.result()), self.resp3)
@@ -668,6 +686,14 @@ class Connection(asyncio.Protocol):
         else:
             data = self._crashed(cmd, error)
         del error
+        # Timed as Redis times a blocked command: its run, not its wait; an
+        # entry once it has an answer (SLOWLOG, LATENCY, its histogram).
+        spent = monotonic() - start
+        server = self.server
+        if spent >= server.timed_after and deferred.args is not None:
+            slow(self, cmd, deferred.args, spent)
+        if server.latency_tracking:
+            cmd.hist[int(spent * 976562.5).bit_length()] += 1
         self.unsent.append(data)
         self.flush()
         if self.close_after_reply:
