@@ -44,8 +44,11 @@ from tenantkv.util.numbers import parse_float, parse_int
 #     process's CPU), rejected_connections, auth_throttled, and the rdb_* and
 #     aof_* figures that grow with all the data (SERVER_DATA: changes since
 #     the last save, log sizes, keys loaded, how long a save took);
-#     commandstats without usec and usec_per_call (timing every command for
-#     its tenant costs on the hot path);
+#     commandstats without usec and usec_per_call, and no latencystats nor
+#     LATENCY HISTOGRAM (timing every command for its tenant is a second
+#     count per command on the hot path: the server's are per Command);
+#     SLOWLOG and LATENCY's command events are its own (dispatch/slowlog.py,
+#     dispatch/latency.py);
 #   - static facts a client may need stay: versions, mode, port, uptime, hz,
 #     run_id, maxclients, maxmemory and its policy, role, persistence status;
 #   - facts about the host are root's: os (kernel release), python_version,
