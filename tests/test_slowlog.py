@@ -290,3 +290,23 @@ def test_expire_cycle_is_roots_event(clients):
     assert b"expire-cycle" not in [e[0] for e in alice.execute_command("LATENCY", "LATEST")]
     assert b"expire-cycle" not in [e[0] for e in bob.execute_command("LATENCY", "LATEST")]
     assert b"expire-cycle - high" in root.execute_command("LATENCY", "GRAPH", "expire-cycle")
+
+
+def test_pipelined_slow_command_is_timed_on_its_own(clients):
+    """Above 1 ms a pipeline's @fast commands share its time, but a command
+    that may take long is timed on its own: only it is logged."""
+    root, alice, bob = clients
+    root.config_set("slowlog-log-slower-than", 50000)   # 50 ms
+    root.slowlog_reset()
+    pipe = root.pipeline(transaction=False)
+    for i in range(20):
+        pipe.set("before%d" % i, i)
+    pipe.execute_command("DEBUG", "SLEEP", "0.1")
+    for i in range(20):
+        pipe.set("after%d" % i, i)
+    pipe.execute()
+    entries = raw_entries(root)
+    assert [args_of(e) for e in entries] == [[b"debug", b"SLEEP", b"0.1"]]
+    assert 100000 <= entries[0][2] < 5000000
+    stats = root.info("commandstats")
+    assert stats["cmdstat_debug"]["usec"] >= 100000   # its own time, not shared

@@ -619,7 +619,8 @@ class Connection(asyncio.Protocol):
             tenant.ran += ran   # its commandstats, folded later (keyspace/tenant.py)
             if timed:
                 tenant.ran += timed
-            self.last_command = cmd.name
+            # (`cmd` may be None here: a later request took the general path)
+            self.last_command = (ran or timed)[-1].name
             charge(server, tenant, elapsed)   # its share of this turn (dispatch/slices.py)
         if self.backlog is not None and self.waiting is None:
             return   # paused mid-batch: the rest runs when the client drains
