@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-structures bench-memory bench-neighbours bench-pubsub bench-scripting bench-streams bench-geo bench-sort bench-hll redis-tools clean
+.PHONY: run test bench bench-structures bench-memory bench-neighbours bench-pubsub bench-scripting bench-dump bench-streams bench-geo bench-sort bench-hll bench-tls redis-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,14 @@ bench-sort: $(STAMP) redis-tools
 # PFADD (dense, sparse) and PFCOUNT (cached, two keys) against redis-server (issue 18).
 bench-hll: $(STAMP) redis-tools
 	$(BIN)/python bench/hll.py
+
+# DUMP / RESTORE of small values against redis-server, server CPU per request (issue 18).
+bench-dump: $(STAMP) redis-tools
+	$(BIN)/python bench/dump.py
+
+# GET and SET over TLS, pipeline 1 and 16, against redis-server with TLS (issue 19).
+bench-tls: $(STAMP) redis-tools
+	$(BIN)/python bench/tls.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -52,6 +52,7 @@ Standard library only. See bench/README.md for how to read the output.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import platform
@@ -351,6 +352,121 @@ def run_benchmark(server: Server, test: str, pipeline: int, n: int) -> tuple[flo
     return rps, (cpu_after - cpu_before) * 1e6 / n
 
 
+# The per-command scripts (scripting.py, sort.py, hll.py, geo.py, streams.py,
+# dump.py) share the three pieces below: one redis-benchmark run with the
+# server's CPU around it, the rounds alternating the servers, and the
+# markdown table of medians.
+
+BENCH_CLIENTS = 10  # their redis-benchmark -c
+# Words of redis-benchmark's output that mean a request failed (an error
+# reply is printed whole: "ERR ...", "WRONGTYPE ... Error", "NOSCRIPT ...").
+BENCH_ERRORS = ("ERR", "rror", "NOSCRIPT")
+
+
+def benchmark_command(server: Server, args: list, n: int, pipeline: int,
+                      keyspace: int | None = None, clients: int = BENCH_CLIENTS,
+                      timeout: float = 600) -> tuple[float, float]:
+    """One `redis-benchmark ... -q <args>` run (`args`: the command, or other
+    redis-benchmark options before it); returns (requests/s by this script's
+    wall clock, server CPU us/request). BenchError if the run reports an error
+    or the server died."""
+    argv = ["redis-benchmark", "-p", str(server.port), "-c", str(clients), "-P", str(pipeline),
+            "-n", str(n)]
+    if keyspace is not None:
+        argv += ["-r", str(keyspace)]
+    argv += ["-q", *args]
+    before = cpu_seconds(server.pid)
+    start = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, timeout=timeout)
+    wall = time.monotonic() - start
+    after = cpu_seconds(server.pid)
+    server.check_alive()
+    out = (proc.stdout + proc.stderr).decode(errors="replace")
+    if proc.returncode != 0 or any(word in out for word in BENCH_ERRORS):
+        raise BenchError(f"redis-benchmark against {server.name} failed:\n  | {out.strip()[-500:]}")
+    return n / wall, (after - before) * 1e6 / n
+
+
+def alternate(names, rounds: int, run) -> dict:
+    """`run(name)` -> (per second, us) for every server name, `rounds` times,
+    the first server of a round alternating so that slow drifts of the machine
+    hit both alike; returns {name: (median per second, median us)}."""
+    names = list(names)
+    runs = {name: [] for name in names}
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            runs[name].append(run(name))
+    return {name: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
+            for name, v in runs.items()}
+
+
+def print_markdown_header(first: list[str], rate: str, unit: str) -> None:
+    """The header of a table of `first` columns, then redis and tenantkv
+    `rate` ("calls/s") and us/`unit` ("call"), then the CPU ratio."""
+    columns = first + [f"redis {rate}", f"tenantkv {rate}", f"redis us/{unit}",
+                       f"tenantkv us/{unit}", "CPU ratio"]
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+
+
+def print_markdown_row(first: list, med: dict) -> None:
+    """A row of print_markdown_header's table; `med` as alternate() returns."""
+    redis, tkv = med["redis"], med["tenantkv"]
+    # CPU time ticks every 10 ms: a short run may show none on redis.
+    ratio = "%.2fx" % (tkv[1] / redis[1]) if redis[1] else "n/a (too few requests to measure)"
+    cells = [str(c) for c in first] + [f"{redis[0]:,.0f}", f"{tkv[0]:,.0f}", "%.2f" % redis[1],
+                                       "%.2f" % tkv[1], ratio]
+    print("| " + " | ".join(cells) + " |", flush=True)
+
+
+@contextlib.contextmanager
+def server_pair(prefix: str):
+    """{"redis": ..., "tenantkv": ...} on free ports in a temporary directory,
+    both stopped and the directory removed at the end."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    servers = {}
+    try:
+        servers["redis"] = start_redis(workdir)
+        servers["tenantkv"] = start_tenantkv(workdir)
+        yield servers
+    finally:
+        for server in servers.values():
+            finish(server, None)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def bench_parser(doc: str, count: str | None = None, default: int = 0):
+    """The options of the per-command scripts: --quick, --rounds R and, given
+    `count` ("calls"), --calls N (`default`). The first line of `doc` (the
+    script's docstring) describes the script."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="N/4, one round")
+    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
+    if count:
+        p.add_argument("--" + count, type=int, default=default)
+    return p
+
+
+def quick_or_full(opts, n: int) -> tuple[int, int]:
+    """(requests, rounds): with --quick a quarter of `n` and one round."""
+    return (n // 4, 1) if opts.quick else (n, opts.rounds)
+
+
+def run_on_pair(prefix: str, body) -> int:
+    """body(servers) on a server_pair(prefix); the exit status: 1 with a
+    message if redis-benchmark is missing or a BenchError is raised, else 0."""
+    if shutil.which("redis-benchmark") is None:
+        print("redis-benchmark is not installed (make redis-tools)", file=sys.stderr)
+        return 1
+    try:
+        with server_pair(prefix) as servers:
+            body(servers)
+    except BenchError as exc:
+        print("bench failed: %s" % exc, file=sys.stderr)
+        return 1
+    return 0
+
+
 def geomean(values) -> float:
     values = list(values)
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
@@ -369,19 +485,16 @@ def throughput(servers: dict[str, Server], tests, requests: dict[int, int], roun
     for test in tests:
         for pipeline in PIPELINES:
             n = requests[pipeline]
-            runs = {name: [] for name in names}
-            for r in range(rounds):
-                order = names if r % 2 == 0 else names[::-1]
-                for name in order:
-                    rps, us = run_benchmark(servers[name], test, pipeline, n)
-                    runs[name].append((rps, us))
-                    print(f"  {test:>4} P{pipeline:<2} round {r + 1}/{rounds} {name:<8}"
-                          f" {rps:>11,.0f} req/s {us:>7.2f} us/req", flush=True)
-            results[test, pipeline] = {
-                name: (statistics.median(x[0] for x in runs[name]),
-                       statistics.median(x[1] for x in runs[name]))
-                for name in names
-            }
+            done = {name: 0 for name in names}
+
+            def run(name):
+                rps, us = run_benchmark(servers[name], test, pipeline, n)
+                done[name] += 1
+                print(f"  {test:>4} P{pipeline:<2} round {done[name]}/{rounds} {name:<8}"
+                      f" {rps:>11,.0f} req/s {us:>7.2f} us/req", flush=True)
+                return rps, us
+
+            results[test, pipeline] = alternate(names, rounds, run)
     return results
 
 

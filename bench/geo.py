@@ -26,21 +26,15 @@ and the ratio tenantkv/redis. Options: --quick (N/4, one round), --rounds R.
 
 from __future__ import annotations
 
-import argparse
 import random
-import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import (BenchError, command, cpu_seconds, finish,  # noqa: E402
-                     pipe_commands, start_redis, start_tenantkv)
+from compare import (BenchError, alternate, bench_parser, benchmark_command,  # noqa: E402
+                     command, pipe_commands, print_markdown_header, print_markdown_row,
+                     run_on_pair)
 
-CLIENTS = 10
 POINTS = 10_000
 SEARCH = ["GEOSEARCH", "bench:geosearch", "FROMLONLAT", "13.5", "38.5", "BYRADIUS", "5.6", "km",
           "ASC"]
@@ -69,63 +63,24 @@ def load(server) -> int:
     return int(reply.split(b"\r\n")[0][1:])
 
 
-def run_round(server, argv_tail: list, n: int, pipeline: int) -> tuple[float, float]:
-    argv = ["redis-benchmark", "-p", str(server.port), "-c", str(CLIENTS), "-P", str(pipeline),
-            "-n", str(n), "-q", *argv_tail]
-    before = cpu_seconds(server.pid)
-    start = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, timeout=600)
-    wall = time.monotonic() - start
-    after = cpu_seconds(server.pid)
-    server.check_alive()
-    out = (proc.stdout + proc.stderr).decode(errors="replace")
-    if proc.returncode != 0 or "ERR" in out or "rror" in out:
-        raise BenchError(f"redis-benchmark against {server.name} failed:\n  | {out.strip()[-500:]}")
-    return n / wall, (after - before) * 1e6 / n
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int, default=3)
-    opts = parser.parse_args()
-    divisor, rounds = (4, 1) if opts.quick else (1, opts.rounds)
-    if shutil.which("redis-benchmark") is None:
-        print("redis-benchmark is not installed (make redis-tools)", file=sys.stderr)
-        return 1
-    workdir = Path(tempfile.mkdtemp(prefix="bench-geo-"))
-    servers = {}
-    try:
-        servers = {"redis": start_redis(workdir), "tenantkv": start_tenantkv(workdir)}
+    opts = bench_parser(__doc__).parse_args()
+    divisor, rounds = (4, 1) if opts.quick else (1, opts.rounds)   # each test has its own N
+
+    def body(servers):
         found = {name: load(s) for name, s in servers.items()}
         if found["redis"] != found["tenantkv"]:
             raise BenchError("the search finds %r" % found)
         print("search results: %d of %d points" % (found["redis"], POINTS))
-        print("| test | pipeline | redis calls/s | tenantkv calls/s | redis us/call"
-              " | tenantkv us/call | CPU ratio |")
-        print("|---|---|---|---|---|---|---|")
+        print_markdown_header(["test", "pipeline"], "calls/s", "call")
         for test, (argv_tail, n) in TESTS.items():
             n //= divisor
             for pipeline in (1, 16):
-                runs = {name: [] for name in servers}
-                names = list(servers)
-                for r in range(rounds):
-                    for name in (names if r % 2 == 0 else names[::-1]):
-                        runs[name].append(run_round(servers[name], argv_tail, n, pipeline))
-                med = {name: (statistics.median(x[0] for x in v),
-                              statistics.median(x[1] for x in v)) for name, v in runs.items()}
-                print("| %s | %d | %s | %s | %.2f | %.2f | %.2fx |" % (
-                    test, pipeline, f"{med['redis'][0]:,.0f}", f"{med['tenantkv'][0]:,.0f}",
-                    med["redis"][1], med["tenantkv"][1], med["tenantkv"][1] / med["redis"][1]),
-                    flush=True)
-    except BenchError as exc:
-        print("bench failed: %s" % exc, file=sys.stderr)
-        return 1
-    finally:
-        for server in servers.values():
-            finish(server, None)
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+                med = alternate(servers, rounds, lambda name: benchmark_command(
+                    servers[name], argv_tail, n, pipeline))
+                print_markdown_row([test, pipeline], med)
+
+    return run_on_pair("bench-geo-", body)
 
 
 if __name__ == "__main__":

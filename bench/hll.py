@@ -26,20 +26,14 @@ and the ratio tenantkv/redis. Options: --quick (N/4, one round), --rounds R,
 
 from __future__ import annotations
 
-import argparse
-import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import (BenchError, command, cpu_seconds, finish,  # noqa: E402
-                     start_redis, start_tenantkv)
+from compare import (BenchError, alternate, bench_parser, benchmark_command,  # noqa: E402
+                     command, print_markdown_header, print_markdown_row, quick_or_full,
+                     run_on_pair)
 
-CLIENTS = 10
 CASES = [
     # name, key space (-r), command, requests scale
     ("GET (reference)", 1_000_000, ["GET", "bench:str"], 1),
@@ -60,64 +54,22 @@ def fill(port: int) -> None:
         raise BenchError("bench:hll is not dense: %r" % encoding)
 
 
-def run_round(server, case, n: int, pipeline: int) -> tuple[float, float]:
-    _, keyspace, args, _ = case
-    argv = ["redis-benchmark", "-p", str(server.port), "-c", str(CLIENTS), "-P", str(pipeline),
-            "-n", str(n), "-r", str(keyspace), "-q", *args]
-    before = cpu_seconds(server.pid)
-    start = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, timeout=600)
-    wall = time.monotonic() - start
-    after = cpu_seconds(server.pid)
-    server.check_alive()
-    out = (proc.stdout + proc.stderr).decode(errors="replace")
-    if proc.returncode != 0 or "ERR" in out or "rror" in out:
-        raise BenchError(f"redis-benchmark against {server.name} failed:\n  | {out.strip()[-500:]}")
-    return n / wall, (after - before) * 1e6 / n
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=100_000)
-    opts = parser.parse_args()
-    n, rounds = (opts.requests // 4, 1) if opts.quick else (opts.requests, opts.rounds)
-    if shutil.which("redis-benchmark") is None:
-        print("redis-benchmark is not installed (make redis-tools)", file=sys.stderr)
-        return 1
-    workdir = Path(tempfile.mkdtemp(prefix="bench-hll-"))
-    servers = {}
-    try:
-        servers = {"redis": start_redis(workdir), "tenantkv": start_tenantkv(workdir)}
+    opts = bench_parser(__doc__, "requests", 100_000).parse_args()
+    n, rounds = quick_or_full(opts, opts.requests)
+
+    def body(servers):
         for server in servers.values():
             fill(server.port)
-        print("| command | pipeline | redis req/s | tenantkv req/s | redis us/req | tenantkv us/req"
-              " | CPU ratio |")
-        print("|---|---|---|---|---|---|---|")
-        for case in CASES:
-            requests = max(1000, int(n * case[3]))
+        print_markdown_header(["command", "pipeline"], "req/s", "req")
+        for label, keyspace, args, scale in CASES:
+            requests = max(1000, int(n * scale))
             for pipeline in (1, 16):
-                runs = {name: [] for name in servers}
-                names = list(servers)
-                for r in range(rounds):
-                    for name in (names if r % 2 == 0 else names[::-1]):
-                        runs[name].append(run_round(servers[name], case, requests, pipeline))
-                med = {name: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
-                       for name, v in runs.items()}
-                ratio = ("%.2fx" % (med["tenantkv"][1] / med["redis"][1])
-                         if med["redis"][1] else "n/a (too few requests to measure)")
-                print("| %s | %d | %s | %s | %.2f | %.2f | %s |" % (
-                    case[0], pipeline, f"{med['redis'][0]:,.0f}", f"{med['tenantkv'][0]:,.0f}",
-                    med["redis"][1], med["tenantkv"][1], ratio), flush=True)
-    except BenchError as exc:
-        print("bench failed: %s" % exc, file=sys.stderr)
-        return 1
-    finally:
-        for server in servers.values():
-            finish(server, None)
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+                med = alternate(servers, rounds, lambda name: benchmark_command(
+                    servers[name], args, requests, pipeline, keyspace=keyspace))
+                print_markdown_row([label, pipeline], med)
+
+    return run_on_pair("bench-hll-", body)
 
 
 if __name__ == "__main__":

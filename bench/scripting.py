@@ -17,21 +17,15 @@ Options: --quick (N/4, one round), --rounds R, --calls N.
 
 from __future__ import annotations
 
-import argparse
-import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import (BenchError, command, cpu_seconds, finish,  # noqa: E402
-                     start_redis, start_tenantkv)
+from compare import (BenchError, alternate, bench_parser, benchmark_command,  # noqa: E402
+                     command, print_markdown_header, print_markdown_row, quick_or_full,
+                     run_on_pair)
 
 SCRIPT = "local v = redis.call('get', KEYS[1]) return redis.call('incr', KEYS[2])"
-CLIENTS = 10
 
 
 def load(port: int) -> str:
@@ -42,58 +36,20 @@ def load(port: int) -> str:
     return sha
 
 
-def run_round(server, sha: str, n: int, pipeline: int) -> tuple[float, float]:
-    argv = ["redis-benchmark", "-p", str(server.port), "-c", str(CLIENTS), "-P", str(pipeline),
-            "-n", str(n), "-q", "EVALSHA", sha, "2", "bench:get", "bench:n"]
-    before = cpu_seconds(server.pid)
-    start = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, timeout=300)
-    wall = time.monotonic() - start
-    after = cpu_seconds(server.pid)
-    server.check_alive()
-    out = (proc.stdout + proc.stderr).decode(errors="replace")
-    if proc.returncode != 0 or "ERR" in out or "rror" in out or "NOSCRIPT" in out:
-        raise BenchError(f"redis-benchmark against {server.name} failed:\n  | {out.strip()[-500:]}")
-    return n / wall, (after - before) * 1e6 / n
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--calls", type=int, default=100_000)
-    opts = parser.parse_args()
-    n, rounds = (opts.calls // 4, 1) if opts.quick else (opts.calls, opts.rounds)
-    if shutil.which("redis-benchmark") is None:
-        print("redis-benchmark is not installed (make redis-tools)", file=sys.stderr)
-        return 1
-    workdir = Path(tempfile.mkdtemp(prefix="bench-scripting-"))
-    servers = {}
-    try:
-        servers = {"redis": start_redis(workdir), "tenantkv": start_tenantkv(workdir)}
+    opts = bench_parser(__doc__, "calls", 100_000).parse_args()
+    n, rounds = quick_or_full(opts, opts.calls)
+
+    def body(servers):
         shas = {name: load(s.port) for name, s in servers.items()}
-        print("| pipeline | redis calls/s | tenantkv calls/s | redis us/call | tenantkv us/call"
-              " | CPU ratio |")
-        print("|---|---|---|---|---|---|")
+        print_markdown_header(["pipeline"], "calls/s", "call")
         for pipeline in (1, 16):
-            runs = {name: [] for name in servers}
-            names = list(servers)
-            for r in range(rounds):
-                for name in (names if r % 2 == 0 else names[::-1]):
-                    runs[name].append(run_round(servers[name], shas[name], n, pipeline))
-            med = {name: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
-                   for name, v in runs.items()}
-            print("| %d | %s | %s | %.2f | %.2f | %.2fx |" % (
-                pipeline, f"{med['redis'][0]:,.0f}", f"{med['tenantkv'][0]:,.0f}",
-                med["redis"][1], med["tenantkv"][1], med["tenantkv"][1] / med["redis"][1]))
-    except BenchError as exc:
-        print("bench failed: %s" % exc, file=sys.stderr)
-        return 1
-    finally:
-        for server in servers.values():
-            finish(server, None)
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+            med = alternate(servers, rounds, lambda name: benchmark_command(
+                servers[name], ["EVALSHA", shas[name], "2", "bench:get", "bench:n"],
+                n, pipeline))
+            print_markdown_row([pipeline], med)
+
+    return run_on_pair("bench-scripting-", body)
 
 
 if __name__ == "__main__":

@@ -27,22 +27,17 @@ Options: --quick (N/4, one round), --rounds R, --calls N, --structure.
 
 from __future__ import annotations
 
-import argparse
 import random
 import resource
-import shutil
 import socket
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import BenchError, cpu_seconds, finish, start_redis, start_tenantkv  # noqa: E402
+from compare import (BenchError, alternate, bench_parser, benchmark_command,  # noqa: E402
+                     print_markdown_header, print_markdown_row, quick_or_full, run_on_pair)
 
-CLIENTS = 10
 RANGE_ENTRIES = 10_000
 
 
@@ -111,56 +106,20 @@ ROWS = [
 ]
 
 
-def run_round(server, argv: list, n: int, pipeline: int) -> tuple[float, float]:
-    argv = ["redis-benchmark", "-p", str(server.port), "-c", str(CLIENTS), "-P", str(pipeline),
-            "-n", str(n), "-r", str(RANGE_ENTRIES - 10), "-q", *argv]
-    before = cpu_seconds(server.pid)
-    start = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, timeout=300)
-    wall = time.monotonic() - start
-    after = cpu_seconds(server.pid)
-    server.check_alive()
-    out = (proc.stdout + proc.stderr).decode(errors="replace")
-    if proc.returncode != 0 or "ERR" in out or "rror" in out:
-        raise BenchError(f"redis-benchmark against {server.name} failed:\n  | {out.strip()[-500:]}")
-    return n / wall, (after - before) * 1e6 / n
-
-
 def compare(opts) -> int:
-    n, rounds = (opts.calls // 4, 1) if opts.quick else (opts.calls, opts.rounds)
-    if shutil.which("redis-benchmark") is None:
-        print("redis-benchmark is not installed (make redis-tools)", file=sys.stderr)
-        return 1
-    workdir = Path(tempfile.mkdtemp(prefix="bench-streams-"))
-    servers = {}
-    try:
-        servers = {"redis": start_redis(workdir), "tenantkv": start_tenantkv(workdir)}
-        print("| command | pipeline | redis req/s | tenantkv req/s | redis us/req | tenantkv us/req"
-              " | CPU ratio |")
-        print("|---|---|---|---|---|---|---|")
+    n, rounds = quick_or_full(opts, opts.calls)
+
+    def body(servers):
+        print_markdown_header(["command", "pipeline"], "req/s", "req")
         for name, setup, argv in ROWS:
             for server in servers.values():
                 setup(server.port, n * rounds * 2)
             for pipeline in (1, 16):
-                runs = {s: [] for s in servers}
-                names = list(servers)
-                for r in range(rounds):
-                    for s in (names if r % 2 == 0 else names[::-1]):
-                        runs[s].append(run_round(servers[s], argv, n, pipeline))
-                med = {s: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
-                       for s, v in runs.items()}
-                print("| %s | %d | %s | %s | %.2f | %.2f | %.2fx |" % (
-                    name, pipeline, f"{med['redis'][0]:,.0f}", f"{med['tenantkv'][0]:,.0f}",
-                    med["redis"][1], med["tenantkv"][1], med["tenantkv"][1] / med["redis"][1]),
-                    flush=True)
-    except BenchError as exc:
-        print("bench failed: %s" % exc, file=sys.stderr)
-        return 1
-    finally:
-        for server in servers.values():
-            finish(server, None)
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+                med = alternate(servers, rounds, lambda s: benchmark_command(
+                    servers[s], argv, n, pipeline, keyspace=RANGE_ENTRIES - 10))
+                print_markdown_row([name, pipeline], med)
+
+    return run_on_pair("bench-streams-", body)
 
 
 def rss_kb() -> int:
@@ -204,10 +163,7 @@ def structure(entries: int = 1_000_000) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--calls", type=int, default=100_000)
+    parser = bench_parser(__doc__, "calls", 100_000)
     parser.add_argument("--structure", action="store_true")
     parser.add_argument("--only", help="run the rows whose name starts with this")
     opts = parser.parse_args()

@@ -162,6 +162,20 @@ def login(server: ServerProcess, name: str, password: str | None = None, db: int
     return client
 
 
+@pytest.fixture
+def ab(srv):
+    """Clients of alice and bob on the module's `srv` (a locked_fixture with
+    users alice and bob), their tenants empty before and after the test."""
+    a, b = login(srv, "alice"), login(srv, "bob")
+    a.flushall()
+    b.flushall()
+    yield a, b
+    a.flushall()
+    b.flushall()
+    a.close()
+    b.close()
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     with ServerProcess(tmp_path_factory.mktemp("tenantkv")) as proc:

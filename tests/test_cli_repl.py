@@ -194,7 +194,7 @@ def test_completion_and_hints_from_the_servers_command_docs(table):
                                  "ORPHANS", "SAVE"]
     assert hint_for(table, "KDB IMPORT ") == "payload [REPLACE]"
     assert hint_for(table, "KDB SAVE ") == "[path]"
-    assert complete("MEMORY ") == ["HELP", "PURGE", "STATS", "USAGE"]
+    assert complete("MEMORY ") == ["DOCTOR", "HELP", "MALLOC-STATS", "PURGE", "STATS", "USAGE"]
     assert hint_for(table, "MEMORY USAGE k ") == "[SAMPLES count]"
     assert "SETINFO" in complete("CLIENT ") and "PAUSE" in complete("CLIENT ")
     styles = dict((text, style) for style, text in CommandLexer(table).styles('SET k "a b" EX 10'))

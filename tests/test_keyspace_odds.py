@@ -22,18 +22,6 @@ EMPTY = b"Hi Sam, this instance is empty or is using very little memory"
 FINE = b"Hi Sam, I can't find any memory issue in your instance."
 
 
-@pytest.fixture
-def ab(srv):
-    a, b = login(srv, "alice"), login(srv, "bob")
-    a.flushall()
-    b.flushall()
-    yield a, b
-    a.flushall()
-    b.flushall()
-    a.close()
-    b.close()
-
-
 def test_memory_doctor_reports_the_tenants_own_figures(ab):
     a, b = ab
     assert a.execute_command("MEMORY", "DOCTOR").startswith(EMPTY)

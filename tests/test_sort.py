@@ -22,18 +22,6 @@ USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 srv = locked_fixture(USERS, ROOT_PASSWORD)
 
 
-@pytest.fixture
-def ab(srv):
-    a, b = login(srv, "alice"), login(srv, "bob")
-    a.flushall()
-    b.flushall()
-    yield a, b
-    a.flushall()
-    b.flushall()
-    a.close()
-    b.close()
-
-
 def test_patterns_stay_in_the_callers_tenant_and_db(ab):
     a, b = ab
     a.rpush("ids", 1, 2, 3)

@@ -16,18 +16,6 @@ USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 srv = locked_fixture(USERS, ROOT_PASSWORD)
 
 
-@pytest.fixture
-def ab(srv):
-    a, b = login(srv, "alice"), login(srv, "bob")
-    a.flushall()
-    b.flushall()
-    yield a, b
-    a.flushall()
-    b.flushall()
-    a.close()
-    b.close()
-
-
 def test_swapdb_leaves_other_tenants_alone(srv, ab):
     a, b = ab
     b1 = login(srv, "bob", db=1)

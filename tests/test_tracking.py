@@ -457,11 +457,12 @@ def test_expiry_invalidates(srv):
 def test_reset_turns_tracking_off(srv):
     a = alice(srv)
     writer = alice(srv)
-    a.sendall(resp("CLIENT", "TRACKING", "on") + resp("GET", "k") + resp("RESET")
+    # a key of its own: other tests of this server write "k"
+    a.sendall(resp("CLIENT", "TRACKING", "on") + resp("GET", "reset:k") + resp("RESET")
               + resp("AUTH", "alice", USERS["alice"]) + resp("CLIENT", "GETREDIR"))
     expected = b"+OK\r\n_\r\n+RESET\r\n+OK\r\n:-1\r\n"
     assert read_exactly(a, len(expected)) == expected
-    ask(writer, "SET", "k", "1")
+    ask(writer, "SET", "reset:k", "1")
     assert quiet(a)
     a.close()
     writer.close()

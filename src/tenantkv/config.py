@@ -353,11 +353,54 @@ SETTINGS = [
     Setting("notify", "keyspace_events", "notify-keyspace-events", parse_notify, 0, True,
             "keyspace notification classes, Redis's letters (e.g. \"Ex\"; empty = none)",
             show=render_flags),
+    # TLS (server/tls.py): Redis 7's names and defaults. tls-port 0 is off;
+    # with port 0 it is the only listener. A change of the files or the
+    # protocol settings builds a new context for new connections (live ones
+    # keep theirs); a context that cannot be built refuses the CONFIG SET.
+    # (Set at start-up only, for now: Redis also moves the listener at runtime.)
+    Setting("tls", "port", "tls-port", integer(0, 65535), 0, False, "TLS port (0 = no TLS listener)"),
+    Setting("tls", "cert_file", "tls-cert-file", _str, "", True, "server certificate (PEM, with its chain)",
+            needs_listener="Unable to update TLS configuration."),
+    Setting("tls", "key_file", "tls-key-file", _str, "", True, "server private key (PEM)",
+            needs_listener="Unable to update TLS configuration."),
+    Setting("tls", "key_file_pass", "tls-key-file-pass", _str, "", True,
+            "passphrase of tls-key-file, if encrypted", secret=True,
+            needs_listener="Unable to update TLS configuration."),
+    Setting("tls", "ca_cert_file", "tls-ca-cert-file", _str, "", True,
+            "CA certificates (PEM) that client certificates must chain to",
+            needs_listener="Unable to update TLS configuration."),
+    Setting("tls", "ca_cert_dir", "tls-ca-cert-dir", _str, "", True,
+            "directory of CA certificates (c_rehash layout)",
+            needs_listener="Unable to update TLS configuration."),
+    Setting("tls", "auth_clients", "tls-auth-clients", enum("yes", "no", "optional"), "yes", True,
+            "client certificates: yes (required) | optional (verified if sent) | no",
+            needs_listener="Unable to update TLS configuration."),
+    Setting("tls", "protocols", "tls-protocols", _str, "", True,
+            "allowed versions, e.g. \"TLSv1.2 TLSv1.3\" (empty = TLSv1.2 and TLSv1.3)",
+            needs_listener="Unable to update TLS configuration."),
+    Setting("tls", "ciphers", "tls-ciphers", _str, "", True,
+            "OpenSSL cipher list for TLSv1.2 and below (empty = OpenSSL's default)",
+            needs_listener="Unable to update TLS configuration."),
+    Setting("tls", "ciphersuites", "tls-ciphersuites", _str, "", True,
+            "TLSv1.3 cipher suites, colon separated (empty = OpenSSL's default)",
+            needs_listener="Unable to update TLS configuration."),
+    Setting("tls", "prefer_server_ciphers", "tls-prefer-server-ciphers", parse_bool, False, True,
+            "choose the cipher by the server's order, not the client's",
+            needs_listener="Unable to update TLS configuration."),
+    # tenantkv's own: a verified client certificate's subject CN names the
+    # user the connection is logged in as, with no password (server/tls.py).
+    Setting("tls", "client_cert_user", "tls-client-cert-user", parse_bool, False, True,
+            "log a TLS connection in as the user named by its verified client "
+            "certificate's subject CN (yes | no)"),
     Setting("expiry", "hz", "hz", integer(0, INT_MAX, clamp=(1, 500)), 10, True, "background task frequency (active expiry)"),
     Setting("expiry", "active_expire", None, parse_bool, True, True, "active expiry cycle on/off"),
     Setting("logging", "level", "loglevel", enum("debug", "verbose", "notice", "warning", "nothing"), "notice", True,
             "debug | verbose | notice | warning | nothing"),
     Setting("logging", "file", "logfile", _str, "", False, "log file (empty = stderr)"),
+    Setting("logging", "format", "log-format", enum("text", "json"), "text", True,
+            "text (redis-server's lines) | json (one JSON object per line)"),
+    Setting("logging", "audit_file", "audit-log-file", _str, "", False,
+            "audit log file (empty = the main log, logger name \"audit\")"),
     Setting("auth", "default_user", None, enum("off", "nopass"), "off", False,
             "password-less default user with root rights (development mode): off | nopass"),
     # The user store. None of these has a Redis name, so CONFIG GET/SET cannot
@@ -373,6 +416,8 @@ SETTINGS = [
     Setting("auth", "backup_interval", None, integer(0, INT_MAX), 3600, False,
             "seconds between user database backups (0 = off)"),
     Setting("auth", "backup_keep", None, integer(0, INT_MAX), 7, False, "user database backups kept (0 = all)"),
+    Setting("acl", "log_max_len", "acllog-max-len", integer(0, LLONG_MAX), 128, True,
+            "entries ACL LOG keeps (failed AUTHs, refused commands)"),
     # Redis parameters clients and tools read; kept and answered, not acted on.
     _redis("lazyfree-lazy-user-del", parse_bool, False),
     _redis("lazyfree-lazy-user-flush", parse_bool, False),
@@ -421,6 +466,40 @@ SETTINGS = [
     # Redis raises a backlog size under 16 KB to 16 KB.
     _redis("repl-backlog-size", _bounded(_mem, 1, LLONG_MAX, (16 * 1024, LLONG_MAX)), 1024**2),
     _redis("enable-debug-command", enum("no", "yes", "local"), "yes", mutable=False),
+    # Redis's runtime tuning with nothing to tune here (no rehashing steps,
+    # no jemalloc, no compression of snapshots, no defragmentation): accepted
+    # so that configs and tools that set them keep working; Redis's ranges.
+    _redis("activerehashing", parse_bool, True),
+    _redis("rdbcompression", parse_bool, True),
+    _redis("rdb-save-incremental-fsync", parse_bool, True),
+    _redis("aof-rewrite-incremental-fsync", parse_bool, True),
+    _redis("dynamic-hz", parse_bool, True),
+    _redis("active-expire-effort", integer(1, 10), 1),
+    _redis("jemalloc-bg-thread", parse_bool, True),
+    _redis("crash-log-enabled", parse_bool, True),
+    _redis("crash-memcheck-enabled", parse_bool, True),
+    _redis("lazyfree-lazy-eviction", parse_bool, False),
+    _redis("lazyfree-lazy-expire", parse_bool, False),
+    _redis("lazyfree-lazy-server-del", parse_bool, False),
+    _redis("active-defrag-cycle-min", integer(1, 99), 1),
+    _redis("active-defrag-cycle-max", integer(1, 99), 25),
+    _redis("active-defrag-threshold-lower", integer(0, 1000), 10),
+    _redis("active-defrag-threshold-upper", integer(0, 1000), 100),
+    _redis("active-defrag-ignore-bytes", memory(1, LLONG_MAX), 100 * 1024**2),
+    _redis("active-defrag-max-scan-fields", integer(1, LLONG_MAX), 1000),
+    # Replication settings, which a master without replicas (tenantkv's
+    # INFO replication) ignores in Redis too.
+    _redis("repl-backlog-ttl", integer(0, LLONG_MAX), 3600),
+    _redis("repl-timeout", integer(1, INT_MAX), 60),
+    _redis("repl-ping-replica-period", integer(1, INT_MAX), 10, alias="repl-ping-slave-period"),
+    _redis("repl-diskless-sync", parse_bool, True),
+    _redis("repl-diskless-sync-delay", integer(0, INT_MAX), 5),
+    _redis("repl-diskless-sync-max-replicas", integer(0, INT_MAX), 0),
+    _redis("replica-serve-stale-data", parse_bool, True, alias="slave-serve-stale-data"),
+    _redis("replica-priority", integer(0, INT_MAX), 100, alias="slave-priority"),
+    _redis("replica-lazy-flush", parse_bool, False, alias="slave-lazy-flush"),
+    _redis("replica-ignore-maxmemory", parse_bool, True, alias="slave-ignore-maxmemory"),
+    _redis("min-replicas-max-lag", integer(0, INT_MAX), 10, alias="min-slaves-max-lag"),
 ]
 
 # The article's config keys, accepted as aliases of ours.
@@ -439,6 +518,18 @@ BY_PATH = {(s.section, s.key): s for s in SETTINGS if s.section}
 SECRETS = {(s.section, s.key) for s in SETTINGS if s.secret}
 # Every name CONFIG GET/SET know, aliases included (lower case) -> Setting
 BY_REDIS_NAME = {name: s for s in SETTINGS for name in (s.redis_name, s.alias) if name}
+
+
+# Words of a parameter name whose value is a secret (masterauth, requirepass,
+# tls-key-file-pass, any *password*): never written to the log.
+# (Not every "auth": tls-auth-clients is no secret.)
+_SECRET_WORDS = ("pass", "secret", "masterauth", "basic-auth")
+
+
+def is_secret(name: str) -> bool:
+    """A parameter whose value the audit log must not show."""
+    setting = BY_REDIS_NAME.get(name.lower())
+    return (setting is not None and setting.secret) or any(w in name.lower() for w in _SECRET_WORDS)
 
 
 class ConfigSetError(Exception):
@@ -512,18 +603,24 @@ class Config:
                     and not self.listeners.get(setting.redis_name)):
                 raise ConfigSetError(name, setting.needs_listener)
             updates.append((name, setting, value))
+        # Every value is in place before any owner acts, as Redis's apply
+        # functions run after all are set: a listener that reads several
+        # settings (the TLS context: a new certificate with its new key)
+        # sees the whole call, not half of it.
         applied = []
+        for name, setting, value in updates:
+            path = (setting.section, setting.key)
+            applied.append((setting, self.values[path]))
+            self.values[path] = value
         try:
             for name, setting, value in updates:
-                path = (setting.section, setting.key)
-                applied.append((setting, self.values[path]))
-                self.values[path] = value
                 for listener in self.listeners.get(setting.redis_name, ()):
                     listener(value)   # may refuse: ConfigSetError (maxclients, say)
         except ConfigSetError:
             # As Redis: a change its owner cannot apply undoes the whole call.
             for setting, old in reversed(applied):
                 self.values[(setting.section, setting.key)] = old
+            for setting, old in reversed(applied):
                 for listener in self.listeners.get(setting.redis_name, ()):
                     try:
                         listener(old)
@@ -580,6 +677,13 @@ def _apply_document(config: Config, document: dict, origin: str) -> None:
     for section, table in document.items():
         if not isinstance(table, dict):
             raise ConfigError("%s: '%s' must be a table" % (origin, section))
+        if section == REDIS_SECTION:
+            for key, value in table.items():
+                setting = BY_REDIS_NAME.get(key.lower())
+                if setting is None or setting.section is not None:
+                    raise ConfigError("%s: unknown setting '%s.%s'" % (origin, section, key))
+                config.set_setting(setting, value, origin)
+            continue
         if section == "server":
             for sub, subtable in table.items():
                 for key, value in subtable.items():
@@ -591,3 +695,105 @@ def _apply_document(config: Config, document: dict, origin: str) -> None:
             continue
         for key, value in table.items():
             config.set_path(section, key, value, origin)
+
+
+# -- CONFIG REWRITE ----------------------------------------------------------------
+# The Redis parameters that have no place of their own in the file live in
+# this table, under their Redis names ("hash-max-listpack-entries" = 512).
+REDIS_SECTION = "redis"
+
+
+def _toml_value(setting: Setting, value):
+    if setting.show is not None:
+        return setting.show(value)
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
+        return str(value)   # past TOML's 64-bit integers: the text converts back
+    return value
+
+
+def _same(setting: Setting, written, value) -> bool:
+    """Whether the file's `written` value already means `value` (then its
+    text, "100mb" say, is left as the operator wrote it)."""
+    if hasattr(written, "unwrap"):   # a tomlkit item: its plain value
+        written = written.unwrap()
+    try:
+        converted = setting.convert(written)
+        if setting.merge is not None:
+            converted = setting.merge(setting.default, converted)
+        return converted == value
+    except (ValueError, TypeError):
+        return False
+
+
+def rewrite(config: Config, path: str) -> None:
+    """CONFIG REWRITE: the current settings into the TOML file at `path`,
+    as Redis rewrites its redis.conf: a key already in the file gets the
+    current value (its text kept if it means the same), a setting changed
+    from its default and not in the file is added to its table; comments,
+    the order and the article's aliases are kept (tomlkit). Secrets
+    (auth.root_password) are never written nor changed, nor are the
+    settings CONFIG SET cannot change (immutable or protected: dir,
+    default_user...): the file keeps what the operator wrote, and a value
+    an environment variable gave them is not baked in. Written to a
+    temporary file, fsynced and renamed, with the file's mode. Raises
+    OSError (the reason for the client) or ConfigError (a file that no
+    longer parses)."""
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+    real = os.path.realpath(path)
+    with open(real, "r", encoding="utf-8") as handle:
+        text = handle.read()
+    try:
+        document = tomlkit.parse(text)
+    except TOMLKitError as exc:
+        raise ConfigError("the config file no longer parses: %s" % exc) from None
+    aliased = {target: source for source, target in ALIASES.items()}
+    for setting in SETTINGS:
+        if setting.secret or not setting.mutable or setting.protected:
+            continue
+        value = config.values[(setting.section, setting.key)]
+        if setting.section is None:
+            table_name, key = REDIS_SECTION, setting.redis_name
+        else:
+            table_name, key = setting.section, setting.key
+            alias = aliased.get((setting.section, setting.key))
+            if alias is not None and key not in document.get(table_name, {}):
+                outer, _, inner = alias[0].partition(".")
+                found = document.get(outer, {}).get(inner, {})
+                if alias[1] in found:   # the article's spelling: updated there
+                    if not _same(setting, found[alias[1]], value):
+                        found[alias[1]] = _toml_value(setting, value)
+                    continue
+        table = document.get(table_name)
+        if table is not None and key in table:
+            if not _same(setting, table[key], value):
+                table[key] = _toml_value(setting, value)
+            continue
+        if value == setting.default:
+            continue
+        if table is None:
+            table = document[table_name] = tomlkit.table()
+        table[key] = _toml_value(setting, value)
+    data = tomlkit.dumps(document).encode("utf-8")
+    mode = os.stat(real).st_mode & 0o7777
+    directory = os.path.dirname(real)
+    temp = os.path.join(directory, ".%s.rewrite-%d" % (os.path.basename(real), os.getpid()))
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fchmod(fd, mode)   # the umask may have narrowed it
+            os.fsync(fd)
+        os.replace(temp, real)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -429,6 +429,11 @@ def protocol_expected_dollar(got: str) -> str:
 # -- server: CONFIG, COMMAND, HELP, SHUTDOWN, DEBUG -------------------------------------------
 
 CONFIG_NO_FILE = "ERR The server is running without a config file"
+
+
+def config_rewrite_failed(reason: str) -> str:
+    # One line: a parser's message may hold several.
+    return "ERR Rewriting config file: " + " ".join(reason.split())
 GETKEYS_INVALID_COMMAND = "ERR Invalid command specified"
 GETKEYS_NO_KEYS = "ERR The command has no key arguments"
 GETKEYS_ARITY = "ERR Invalid number of arguments specified for command"
@@ -742,6 +747,14 @@ def group_limit(what: str, limit: int) -> str:
     """tenantkv's own: a stream's groups / a group's consumers are bounded."""
     return "ERR tenantkv: more than %d %s (per %s)" % (
         limit, what, "stream" if what == "groups" else "consumer group")
+
+
+# -- DUMP / RESTORE (commands/dump.py), Redis's texts (cluster.c restoreCommand) --
+DUMP_PAYLOAD_WRONG = "ERR DUMP payload version or checksum are wrong"
+BAD_DATA_FORMAT = "ERR Bad data format"
+RESTORE_INVALID_TTL = "ERR Invalid TTL value, must be >= 0"
+RESTORE_INVALID_IDLETIME = "ERR Invalid IDLETIME value, must be >= 0"
+RESTORE_INVALID_FREQ = "ERR Invalid FREQ value, must be >= 0 and <= 255"
 
 
 # -- SLOWLOG and LATENCY ---------------------------------------------------------------

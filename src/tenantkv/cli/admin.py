@@ -132,6 +132,24 @@ def load_config(args):
         raise CliError("configuration error: %s" % exc)
 
 
+def audit(args, event: str, via: str = "tenantkv user", **fields) -> None:
+    """An audit line for a change made offline, where the server would put
+    it: audit.file, else the log file, else standard error; `by` is the
+    operating-system account that ran the command."""
+    from tenantkv import logs
+    try:
+        config = load_config(args)
+        logs.setup("notice", config["logging.file"], config["logging.format"],
+                   config["logging.audit_file"])
+    except (CliError, OSError):
+        logs.setup("notice")
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):
+        who = str(os.getuid())
+    logs.audit(event, by=who, via=via, **fields)
+
+
 def run_data(args) -> None:
     """export / import: the snapshot file, offline."""
     from tenantkv.persistence.kdb import format as kdb
@@ -180,6 +198,8 @@ def run_data(args) -> None:
         deadlines.update(expires)
         count += len(data)
     kdb.write_snapshot(tenants, snapshot, now)
+    audit(args, "kdb-import", via="tenantkv import", user=args.user, file=os.path.abspath(args.file),
+          keys=count, replace=int(bool(args.replace)))
     print("imported %d keys into the data of '%s' (%s)" % (count, args.user, snapshot))
 
 
@@ -252,6 +272,7 @@ def run(args) -> None:
                 raise CliError(str(exc))
         finally:
             store.close()
+        audit(args, "user-add", user=user.username, root=int(user.root))
         print("added user '%s' (id %d%s)" % (user.username, user.id, ", root" if user.root else ""))
         return
     store = open_store(args, create=False)
@@ -267,6 +288,7 @@ def run(args) -> None:
         elif action == "del":
             if store.delete(args.name) is None:
                 raise CliError("no such user '%s'" % args.name)
+            audit(args, "user-del", user=args.name)
             print("deleted user '%s'" % args.name)
         elif action == "passwd":
             if store.get(args.name) is None:
@@ -276,6 +298,7 @@ def run(args) -> None:
                 store.set_password(args.name, password)
             except NoSuchUser as exc:
                 raise CliError(str(exc))
+            audit(args, "user-passwd", user=args.name)
             print("password of '%s' changed" % args.name)
         elif action == "set-quota":
             set_quota(store, args)
@@ -284,6 +307,7 @@ def run(args) -> None:
                 store.set_root(args.name, args.state == "on")
             except NoSuchUser as exc:
                 raise CliError(str(exc))
+            audit(args, "user-set-root", user=args.name, root=args.state)
             print("root rights of '%s': %s" % (args.name, args.state))
     finally:
         store.close()
@@ -306,6 +330,7 @@ def set_quota(store, args) -> None:
             raise CliError(str(exc))
     if asked:
         store.set_quota(args.name, overrides_text(overrides))
+        audit(args, "user-set-quota", user=args.name, quota=overrides_text(overrides))
     shown = " ".join("%s=%d" % (field, overrides[field]) for field in FIELDS if field in overrides)
     print("quotas of '%s': %s" % (args.name, shown or "the defaults"))
 

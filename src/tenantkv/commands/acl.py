@@ -44,6 +44,7 @@ from tenantkv import errors
 from tenantkv.dispatch.call import allowed
 from tenantkv.dispatch.table import HIDDEN, container, find, subcommand
 from tenantkv.errors import CommandError
+from tenantkv.logs import audit
 from tenantkv.keyspace.quota import overrides_text, parse_overrides, parse_value
 from tenantkv.protocol.encoder import OK, SetReply
 from tenantkv.dispatch.replies import Deferred
@@ -324,10 +325,20 @@ def _setuser_work(store, name: str, plan: dict):
                 _enabled_roots(store, {name}) == 0:
             raise CommandError(errors.LAST_ROOT)
         try:
-            user, _created = store.apply(name, changes, create=True)
+            user, created = store.apply(name, changes, create=True)
         except ValueError as exc:
             raise CommandError(errors.acl_refused(exc)) from None
-        return user
+        return user, created
+
+
+def redacted_rules(tokens: list) -> str:
+    """SETUSER's rules for the audit log: passwords and hashes (>, <, #, !)
+    replaced by their marker alone."""
+    shown = []
+    for token in tokens:
+        text = _text(token)
+        shown.append(text[0] + "<redacted>" if text[:1] in (">", "<", "#", "!") else text)
+    return " ".join(shown)
 
 
 @subcommand("acl", "setuser", waits=True)
@@ -337,10 +348,14 @@ def _acl_setuser(conn, args):
         raise CommandError(errors.DEFAULT_USER_BY_CONFIG)
     plan = _parse_setuser(args)
     server = conn.server
+    who, addr = conn.user, conn.addr
 
-    def apply(user):
+    def apply(result):
+        user, created = result
         server.quotas.user_changed(user)   # before the sessions move (a namespace)
         _refresh(server, {user.username: user})
+        audit("acl-setuser", by=who, addr=addr, user=user.username, created=int(created),
+              rules=redacted_rules(args[3:]))
 
     return _write_in_pool(conn, _setuser_work, apply, _ok, server.auth.store, name, plan)
 
@@ -390,9 +405,11 @@ def _acl_deluser(conn, args):
     if "default" in names and _default_open(conn):
         raise CommandError(errors.DEFAULT_USER_UNDELETABLE)
     server = conn.server
+    who, addr = conn.user, conn.addr
 
     def apply(result):
         for user, drop in result:
+            audit("acl-deluser", by=who, addr=addr, user=user.username)
             for other in _user_conns(server, user.username):
                 if other is conn:
                     conn.close_after_reply = True   # the reply goes out first
@@ -616,8 +633,10 @@ def _acl_save(conn, args):
 @subcommand("acl", "load", waits=True)
 def _acl_load(conn, args):
     server = conn.server
+    who, addr = conn.user, conn.addr
 
     def apply(users):
+        audit("acl-load", by=who, addr=addr, users=len(users))
         server.quotas.load(users)   # quota overrides changed offline (tenantkv user set-quota)
         by_name = {u.username: u for u in users}
         for other in list(server.clients.values()):

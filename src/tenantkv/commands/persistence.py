@@ -23,7 +23,7 @@ from tenantkv import errors
 from tenantkv.dispatch import slices
 from tenantkv.dispatch.table import command, container, subcommand
 from tenantkv.errors import CommandError
-from tenantkv.logs import NOTICE
+from tenantkv.logs import NOTICE, audit
 from tenantkv.keyspace.digest import dataset_steps, key_steps
 from tenantkv.persistence.kdb import format as kdb
 from tenantkv.persistence.files import UnsafePath, safe_path
@@ -169,6 +169,7 @@ def _kdb_load(conn, args):
         snap.total += result.keys
     log.warning("KDB LOAD %s: %d keys loaded in %.3f seconds (the whole dataset was replaced)",
                 path, result.keys, time.monotonic() - started)
+    audit("kdb-load", by=conn.user, addr=conn.addr, file=path, keys=result.keys)
     return result.keys
 
 
@@ -195,6 +196,8 @@ def _kdb_import(conn, args):
             replace = True
         else:
             raise CommandError(errors.SYNTAX)
+    audit("kdb-import", by=conn.user, addr=conn.addr, tenant=conn.tenant.name,
+          bytes=len(args[2]), replace=int(replace))
     return slices.run(conn, _import_job(conn, args[2], replace))
 
 

@@ -13,7 +13,10 @@ from tenantkv.commands.tenant import quota_lines
 from tenantkv.dispatch.table import (
     COMMANDS, HIDDEN, command, container, help_reply, lookup, subcommand,
 )
-from tenantkv.config import BY_REDIS_NAME, ConfigSetError, parse_memory, show_percentiles
+from tenantkv.config import (BY_REDIS_NAME, ConfigError, ConfigSetError, is_secret, parse_memory,
+                             show_percentiles)
+from tenantkv.config import rewrite as rewrite_config
+from tenantkv.logs import NOTICE, audit
 from tenantkv.errors import CommandError
 from tenantkv.keyspace.types import encoding
 from tenantkv.protocol.encoder import (OK, Attributed, BigNumber, Push, Raw, SetReply, Status,
@@ -26,6 +29,8 @@ from tenantkv.util.glob import glob_match
 from tenantkv.util.keyspace_events import render_flags
 from tenantkv.util.rss import rss_bytes
 from tenantkv.util.numbers import parse_float, parse_int
+
+log = logging.getLogger("tenantkv.server")
 
 # -- INFO ----------------------------------------------------------------------
 #
@@ -508,6 +513,9 @@ def _config_set(conn, args):
         if exc.reason is None:
             raise CommandError(errors.config_set_unknown(name))
         raise CommandError(errors.config_set_failed(name, exc.reason))
+    audit("config-set", by=conn.user, addr=conn.addr,
+          changes=" ".join("%s=%s" % (name.lower(), "<redacted>" if is_secret(name) else value)
+                           for name, value in pairs))
     return OK
 
 
@@ -533,7 +541,20 @@ def _config_resetstat(conn, args):
 
 @subcommand("config", "rewrite")
 def _config_rewrite(conn, args):
-    raise CommandError(errors.CONFIG_NO_FILE)
+    path = conn.server.config_file
+    if not path:
+        raise CommandError(errors.CONFIG_NO_FILE)
+    try:
+        rewrite_config(conn.server.config, path)
+    except OSError as exc:
+        log.warning("CONFIG REWRITE failed: %s", exc.strerror or exc)
+        raise CommandError(errors.config_rewrite_failed(exc.strerror or str(exc)))
+    except ConfigError as exc:
+        log.warning("CONFIG REWRITE failed: %s", exc)
+        raise CommandError(errors.config_rewrite_failed(str(exc)))
+    log.log(NOTICE, "CONFIG REWRITE executed with success.")
+    audit("config-rewrite", by=conn.user, addr=conn.addr, file=os.path.abspath(path))
+    return OK
 
 
 # -- COMMAND and HELP ------------------------------------------------------------
@@ -776,7 +797,10 @@ def shutdown(conn, args):
     if b"save" in options and b"nosave" in options:
         raise CommandError(errors.SYNTAX)
     save = True if b"save" in options else False if b"nosave" in options else None
-    if not conn.server.shutdown(save=save, force=b"force" in options):
+    done = conn.server.shutdown(save=save, force=b"force" in options)
+    audit("shutdown", by=conn.user, addr=conn.addr,
+          options=" ".join(o.decode().lower() for o in args[1:]), done=int(done))
+    if not done:
         raise CommandError(errors.SHUTDOWN_FAILED)
     conn.close_after_reply = True   # nothing after it in the pipeline runs, as in Redis
     return NO_REPLY   # Redis closes the connection without a reply

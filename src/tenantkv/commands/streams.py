@@ -127,7 +127,8 @@ def trim_args(conn, args: list, xadd: bool) -> Trim:
         low = opt.lower()
         if xadd and opt == b"*":
             break
-        if low == b"maxlen" and more:
+        if (low == b"maxlen" or low == b"minid") and more:
+            # one strategy, an optional ~ or = before its threshold
             if t.strategy is not None:
                 raise CommandError(errors.STREAM_MAXLEN_MINID)
             t.approx = False
@@ -135,25 +136,17 @@ def trim_args(conn, args: list, xadd: bool) -> Trim:
             if more >= 2 and nxt in (b"~", b"="):
                 t.approx = nxt == b"~"
                 i += 1
-            value = parse_int(args[i + 1])
-            if value is None:
-                raise CommandError(errors.NOT_INTEGER)
-            if value < 0:
-                raise CommandError(errors.STREAM_MAXLEN_NEGATIVE)
-            t.maxlen = value
+            if low == b"maxlen":
+                value = parse_int(args[i + 1])
+                if value is None:
+                    raise CommandError(errors.NOT_INTEGER)
+                if value < 0:
+                    raise CommandError(errors.STREAM_MAXLEN_NEGATIVE)
+                t.maxlen = value
+            else:
+                t.minid = parse_id(args[i + 1], 0, True)
             i += 1
-            t.strategy = b"maxlen"
-        elif low == b"minid" and more:
-            if t.strategy is not None:
-                raise CommandError(errors.STREAM_MAXLEN_MINID)
-            t.approx = False
-            nxt = args[i + 1]
-            if more >= 2 and nxt in (b"~", b"="):
-                t.approx = nxt == b"~"
-                i += 1
-            t.minid = parse_id(args[i + 1], 0, True)
-            i += 1
-            t.strategy = b"minid"
+            t.strategy = low
         elif low == b"limit" and more:
             value = parse_int(args[i + 1])
             if value is None:

@@ -447,6 +447,18 @@ def _bitfield(db, args, reply, before):
     return _changed(STRING, b"setbit")(db, args, reply, before)
 
 
+def _restore(db, args, reply, before):
+    # restoreCommand: dbAdd's "new" (REPLACE deleted the old value first,
+    # silently), then "restore"; a TTL already past adds nothing, and the
+    # value REPLACE deleted is a "del".
+    key = args[1]
+    if key in db.data:
+        return [(NEW, b"new", key), (GENERIC, b"restore", key)]
+    if before.get(key):
+        return [(GENERIC, b"del", key)]
+    return ()
+
+
 def _sort_destination(args):
     found = sort_procedure(args)
     return (args[found[1][0]],) if len(found) > 1 else ()
@@ -484,7 +496,7 @@ EVENTS = {
     "del": _del, "unlink": _del, "expire": _expire, "pexpire": _expire,
     "expireat": _expire, "pexpireat": _expire,
     "persist": lambda db, args, reply, before: [(GENERIC, b"persist", args[1])] if reply == 1 else (),
-    "rename": _rename, "renamenx": _rename,
+    "rename": _rename, "renamenx": _rename, "restore": _restore,
     # lists
     "lpush": _changed(LIST, b"lpush"), "rpush": _changed(LIST, b"rpush"),
     "lpushx": _changed(LIST, b"lpush", True), "rpushx": _changed(LIST, b"rpush", True),
@@ -546,7 +558,7 @@ PREPARE = {"getex": _getex_prepare, "smove": _smove_prepare, "zadd": _zadd_prepa
 # only for "new", so with class n off their `before` is not taken.
 NEEDS_BEFORE = frozenset(("set", "del", "unlink", "ltrim", "bitop", "sinterstore",
                           "sunionstore", "sdiffstore", "zunionstore", "zinterstore",
-                          "zdiffstore", "zrangestore", "geosearchstore", "georadius",
+                          "zdiffstore", "zrangestore", "restore", "geosearchstore", "georadius",
                           "georadiusbymember", "sort", *PREPARE))
 
 # The keys whose existence a command's events look at, when not its first

@@ -31,13 +31,14 @@ from heapq import merge
 from itertools import islice
 from time import time
 
-from tenantkv.config import SETTINGS
+from tenantkv.config import SETTINGS, is_secret
 from tenantkv.dispatch.monitor import REDACT, REDACTED
 
 MAX_ARGC = 32      # SLOWLOG_ENTRY_MAX_ARGC
 MAX_STRING = 128   # SLOWLOG_ENTRY_MAX_STRING
 
-# Redis's SENSITIVE_CONFIG parameters, and tenantkv's secret settings.
+# Redis's SENSITIVE_CONFIG parameters, and tenantkv's secret settings (and
+# config.is_secret's, which the audit log hides too).
 SENSITIVE_CONFIGS = frozenset(
     [b"masteruser", b"masterauth", b"requirepass", b"tls-key-file-pass",
      b"tls-client-key-file-pass"]
@@ -59,7 +60,8 @@ def _redact_config(args: list) -> list:
         return args
     args = list(args)
     for i in range(2, len(args) - 1, 2):
-        if args[i].lower() in SENSITIVE_CONFIGS:
+        name = args[i].lower()
+        if name in SENSITIVE_CONFIGS or is_secret(name.decode("latin-1")):
             args[i + 1] = REDACTED
     return args
 

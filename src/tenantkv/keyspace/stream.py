@@ -101,12 +101,9 @@ class Block:
 
     def find_after(self, sid: int) -> int:
         """Index of the first entry with id > sid (len if none)."""
-        ms = sid >> 64
-        lo = bisect_left(self.ms, ms)
-        hi = bisect_right(self.ms, ms, lo)
-        if lo == hi:
-            return lo
-        return bisect_right(self.seq, sid & MAX_SEQ, lo, hi)
+        # id > sid is id >= sid + 1: a sequence of MAX_SEQ carries into the
+        # next ms, and MAX_ID + 1 has an ms past every entry's (len).
+        return self.find(sid + 1)
 
     def pick(self, kept: list) -> "Block":
         """A new block of the entries at the indexes `kept` (ascending)."""

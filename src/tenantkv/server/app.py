@@ -13,7 +13,7 @@ from collections import OrderedDict
 from tenantkv import commands as _commands  # noqa: F401  (registers every command)
 from tenantkv import errors
 from tenantkv.config import ConfigSetError
-from tenantkv.logs import NOTICE
+from tenantkv.logs import NOTICE, audit
 from tenantkv.keyspace import Tenant
 from tenantkv.keyspace.quota import Quota
 from tenantkv.dispatch.blocking import Blocked
@@ -64,6 +64,15 @@ class Server:
         # when found. Kept in memory and in every save, reachable by nobody.
         self.orphans: dict = {}
         self.listeners: list = []
+        # TLS (server/tls.py): the context new TLS connections get, None
+        # while tls-port is 0.
+        self.tls_context = None
+        self.tls_pending: set = set()   # TLSConnections whose handshake is under way
+        for name in ("tls-cert-file", "tls-key-file", "tls-key-file-pass", "tls-ca-cert-file",
+                     "tls-ca-cert-dir", "tls-auth-clients", "tls-protocols", "tls-ciphers",
+                     "tls-ciphersuites", "tls-prefer-server-ciphers"):
+            config.listeners.setdefault(name, []).append(
+                lambda value, name=name: self._reload_tls(name))
         self.loop = None
         self.stopped = None
         # While a shutdown saves (and once it has), no command runs: see shutdown().
@@ -148,6 +157,21 @@ class Server:
         # Tenants with overrides have Quota objects of their own, and a rate
         # quota a RateLimiter: rebuilt (server/quotas.py).
         self.quotas.apply_all()
+
+    def _reload_tls(self, name: str) -> None:
+        """CONFIG SET of a tls-* setting: a new context for the connections
+        accepted from now on; live ones keep theirs. Checked here, so a
+        certificate that does not load refuses the CONFIG SET (the old
+        context stays). With tls-port 0 nothing is built, as in Redis."""
+        if not self.config["tls.port"]:
+            return
+        from tenantkv.server.tls import TLSConfigError, build_context
+        try:
+            self.tls_context = build_context(self.config)
+        except TLSConfigError as exc:
+            log.warning("CONFIG SET %s: %s", name, exc)
+            raise ConfigSetError(name, "Unable to update TLS configuration. Check server logs.")
+        log.log(NOTICE, "TLS configuration reloaded (CONFIG SET %s)", name)
 
     def _set_maxclients(self, value: int) -> None:
         """CONFIG SET maxclients: as Redis's updateMaxclients, the file limit
@@ -240,8 +264,13 @@ class Server:
         from tenantkv.server.auth import Authenticator
         from tenantkv.tenancy import UserStore, ensure_root
         from tenantkv.tenancy.bootstrap import BootstrapError
+        from tenantkv.tenancy.store import SchemaTooNew
 
-        store = UserStore(users_db_path(self.config))
+        try:
+            store = UserStore(users_db_path(self.config))
+        except SchemaTooNew as exc:   # a downgrade: one clear line, the file untouched
+            log.error("cannot start: %s", exc)
+            raise SystemExit(1) from None
         password = os.environ.get("TENANTKV_ROOT_PASSWORD") or self.config["auth.root_password"]
         try:
             root, password_file = ensure_root(store, self.config["auth.root_user"],
@@ -300,15 +329,31 @@ class Server:
 
     async def listen(self) -> None:
         port = self.config["network.port"]
+        tls_port = self.config["tls.port"]
+        ports = []
+        # port 0 beside a tls-port: TLS only, as Redis (port 0 alone keeps
+        # its old meaning here: any free port).
+        if port or not tls_port:
+            ports.append((port, lambda: Connection(self)))
+        if tls_port:
+            from tenantkv.server.tls import TLSConfigError, build_context, tls_protocol_factory
+            if self.tls_context is None:
+                try:
+                    self.tls_context = build_context(self.config)
+                except TLSConfigError as exc:
+                    log.error("TLS: %s", exc)
+                    raise SystemExit(1) from None
+            ports.append((tls_port, tls_protocol_factory(self)))
         listeners = []
         try:
             # Every address is bound before any listens: a failed bind then
             # leaves no window where the first address answered, and the
             # listens that follow come one right after the other.
             for host in self.config["network.bind"].split():
-                listeners.append(await self.loop.create_server(
-                    lambda: Connection(self), host=host, port=port, backlog=511,
-                    reuse_address=True, start_serving=False))
+                for number, factory in ports:
+                    listeners.append(await self.loop.create_server(
+                        factory, host=host, port=number, backlog=511,
+                        reuse_address=True, start_serving=False))
             for listener in listeners:
                 await listener.start_serving()
         except BaseException:
@@ -332,6 +377,7 @@ class Server:
             return True   # a second signal while on the way out
         if signum is not None:
             log.warning("Received %s scheduling shutdown...", signal.Signals(signum).name)
+            audit("shutdown", signal=signal.Signals(signum).name)
         self.freeze()
         self.flush_pending_writes()
         if not self.snapshot.prepare_shutdown(save, force):

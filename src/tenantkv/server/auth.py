@@ -78,6 +78,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tenantkv import errors
 from tenantkv.errors import CommandError
+from tenantkv.logs import audit
 from tenantkv.dispatch.replies import Deferred
 from tenantkv.tenancy import hashing, permissions
 
@@ -313,7 +314,8 @@ class Authenticator:
         self.pool = ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="tenantkv-auth")
         # ACL LOG entries, newest first (dicts: count, reason "auth" | "command",
         # context, object, username, timestamp-created/-last-updated, client-info)
-        self.acl_log: deque = deque(maxlen=ACL_LOG_MAX)
+        self.acl_log: deque = deque(maxlen=server.config["acl.log_max_len"])
+        server.config.listeners.setdefault("acllog-max-len", []).append(self._set_log_max)
         self.throttle = None    # made on first use, on the server's loop
         self._guess_key = secrets.token_bytes(32)   # for the throttle's HMACs of failed pairs
         self.attempts: set = set()   # AUTH tasks not finished
@@ -342,6 +344,10 @@ class Authenticator:
             # (Only if unchanged meanwhile: a password change must win.)
             self.store.set_hash(user.username, hashing.hash_password(password), expected=stored)
         return user
+
+    def _set_log_max(self, length: int) -> None:
+        """acllog-max-len: the newest entries are kept, as Redis trims."""
+        self.acl_log = deque(list(self.acl_log)[:length], maxlen=length)
 
     def users_changed(self) -> None:
         """An ACL write (SETUSER, DELUSER, LOAD) is in the store and its
@@ -407,6 +413,7 @@ class Authenticator:
             if not logged_in:
                 self.server.stats.auth_failures += 1
                 self.log_event(conn, "auth", "AUTH", username.decode("utf-8", "replace"))
+                audit("auth-failed", addr=conn.addr, user=username)
                 raise CommandError(errors.WRONGPASS)
             return reply()
 
@@ -450,6 +457,8 @@ class Authenticator:
         # failed AUTH leaves it in Redis: the client may try again later.
         full = self.server.quotas.admit_login(conn, user)
         if full is not None:
+            audit("login-refused", noisy=True, addr=conn.addr, user=user.username,
+                  limit="tenant-quota-connections")
             raise CommandError(full)
         conn.login(user)
         return True
@@ -482,6 +491,7 @@ class Authenticator:
             wait, limit = 1.0, "server-wide"
         if wait:
             self.server.stats.auth_throttled += 1
+            audit("auth-throttled", noisy=True, addr=conn.addr, user=username, limit=limit)
             raise CommandError(errors.auth_throttled(limit, max(1, math.ceil(wait))))
         for gate in (addr_gate, user_gate):
             if gate is not None:   # in flight from now: _attempt gives it back
@@ -512,6 +522,8 @@ class Authenticator:
             except CommandError:
                 if not conn.closing:
                     self.server.stats.auth_throttled += 1
+                    audit("auth-throttled", noisy=True, addr=conn.addr, user=username,
+                          limit="while queued")
                 if lane == SUSPECT:   # not checked: no guess spent
                     throttle.tokens = min(SUSPECT_BURST, throttle.tokens + 1.0)
                 raise

@@ -27,6 +27,7 @@ from tenantkv.config import OBUF_NORMAL
 from tenantkv.dispatch.call import Quiet, crashed, execute, failed
 from tenantkv.dispatch.table import LOOKUP, NOAUTH_LOOKUP
 from tenantkv.errors import CommandError, ProtocolError, QueryBufferExceeded
+from tenantkv.logs import audit
 from tenantkv.protocol.encoder import SMALL_INTS, Raw, encode, encode_error
 from tenantkv.protocol.reader import Reader
 from tenantkv.dispatch.blocking import Blocked
@@ -185,6 +186,8 @@ class Connection(asyncio.Protocol):
 
     def _refuse(self, error: bytes) -> None:
         self.server.stats.rejected_connections += 1
+        audit("client-refused", noisy=True, addr=self.addr,
+              reason=error.decode("utf-8", "replace").strip())
         self.transport.write(error)
         self.transport.close()
         self.closing = True
@@ -217,6 +220,8 @@ class Connection(asyncio.Protocol):
                 if oldest.waiting is None:
                     log.info("Client id=%d addr=%s closed to make room for a new connection "
                              "(unauthenticated-maxclients)", oldest.id, oldest.addr)
+                    audit("client-closed", noisy=True, addr=oldest.addr, user="",
+                          limit="unauthenticated-maxclients")
                     oldest.unsent.append(errors.MAXCLIENTS_UNAUTH)
                     oldest.close()
                     oldest._count_unauthenticated(-1)   # its slot is the newcomer's now
@@ -411,6 +416,8 @@ class Connection(asyncio.Protocol):
             requests = self.reader.feed(data)
         except QueryBufferExceeded:
             log.warning("closing client %d that exceeded the query buffer limit", self.id)
+            audit("client-closed", noisy=True, addr=self.addr,
+                  user=self.user if self.authenticated else "", limit="query buffer")
             self.close()
             return
         except ProtocolError as exc:
@@ -919,6 +926,8 @@ class Connection(asyncio.Protocol):
         # Redis's words; its unsent replies are dropped, as Redis frees them.
         log.warning("Client %s scheduled to be closed ASAP for overcoming of output buffer "
                     "limits.", self.client_info())
+        audit("client-closed", noisy=True, addr=self.addr, user=self.user if self.authenticated else "",
+              limit="output buffer")
         self.closing = self.close_after_reply = True
         self.server.output_paused.discard(self)
         self.transport.abort()

@@ -110,8 +110,10 @@ def main(argv: list | None = None) -> int:
     # its RDB and AOF world-readable with the usual umask 022; in a
     # multi-tenant server that would give any local account every tenant's data.
     os.umask(0o077)
-    logs.setup(config["logging.level"], config["logging.file"])
+    logs.setup(config["logging.level"], config["logging.file"], config["logging.format"],
+               config["logging.audit_file"])
     config.listeners.setdefault("loglevel", []).append(logs.set_level)
+    config.listeners.setdefault("log-format", []).append(logs.set_format)
     os.makedirs(config["data.dir"], exist_ok=True)
 
     from tenantkv.server.app import Server   # imports every command family

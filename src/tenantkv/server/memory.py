@@ -114,6 +114,9 @@ class Memory:
         self.samples = 5
         self.budget = 0.0005   # seconds of eviction per command (tenacity)
         self.tracking = None   # "lru" / "lfu" while such a policy is on
+        # (db, key) whose access record RESTORE IDLETIME/FREQ has just set
+        # (commands/dump.py): the touch after its handler leaves it alone, once.
+        self.keep = None
         self.lfu_log_factor = 10
         self.lfu_decay = 1
         # The keys the running write command's wrapper measures (one key:
@@ -616,6 +619,9 @@ class Memory:
         return None
 
     def _touch(self, db, key: bytes, created: bool = False) -> None:
+        if self.keep is not None and self.keep == (db, key):
+            self.keep = None
+            return
         access = db.access
         if access is None:
             access = db.access = {}

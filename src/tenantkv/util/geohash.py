@@ -232,30 +232,26 @@ def estimate_steps(range_meters: float, lat: float) -> int:
     return step
 
 
-def _move_x(bits: int, step: int, d: int) -> int:
-    x = bits & _ODD
-    y = bits & _EVEN
-    zz = _EVEN >> (64 - step * 2)
+def _move(bits: int, step: int, d: int, lane: int, other: int) -> int:
+    """geohash_move_x / geohash_move_y: one cell along the bits of `lane`
+    (_ODD: longitude, _EVEN: latitude), the bits of `other` kept."""
+    v = bits & lane
+    zz = other >> (64 - step * 2)
     if d > 0:
-        x = (x + (zz + 1)) & _MASK64
+        v = (v + (zz + 1)) & _MASK64
     else:
-        x = x | zz
-        x = (x - (zz + 1)) & _MASK64
-    x &= _ODD >> (64 - step * 2)
-    return x | y
+        v = v | zz
+        v = (v - (zz + 1)) & _MASK64
+    v &= lane >> (64 - step * 2)
+    return v | (bits & other)
+
+
+def _move_x(bits: int, step: int, d: int) -> int:
+    return _move(bits, step, d, _ODD, _EVEN)
 
 
 def _move_y(bits: int, step: int, d: int) -> int:
-    x = bits & _ODD
-    y = bits & _EVEN
-    zz = _ODD >> (64 - step * 2)
-    if d > 0:
-        y = (y + (zz + 1)) & _MASK64
-    else:
-        y = y | zz
-        y = (y - (zz + 1)) & _MASK64
-    y &= _EVEN >> (64 - step * 2)
-    return x | y
+    return _move(bits, step, d, _EVEN, _ODD)
 
 
 def _cos_c(x: float) -> float:

@@ -17,7 +17,7 @@ options (NX, XX, GET, GT, LT...) did.
 """
 
 from tenantkv.persistence.aof.format import ITEMS_PER_COMMAND
-from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY
+from tenantkv.protocol.encoder import EMPTY_ARRAY, NULL_ARRAY, OK
 
 
 def nothing(reply) -> bool:
@@ -140,6 +140,23 @@ def _xtrim(conn, db, args, reply):
     return [[b"XTRIM", args[1], b"MAXLEN", b"=", _stream_length(db, args[1])]]
 
 
+def restore_records(db, key: bytes, payload: bytes, changed: bool = True) -> list:
+    """What the log records for a RESTORE (commands/dump.py): the key's
+    state now, its expiry absolute, REPLACE so that a replay does the same
+    whatever the key held then; DEL when it is not there (a TTL already
+    past: REPLACE deleted the old value, or nothing changed)."""
+    if key not in db.data:
+        return [[b"DEL", key]] if changed else []
+    when = db.expires.get(key)
+    return [[b"RESTORE", key, b"%d" % (when or 0), payload, b"ABSTTL", b"REPLACE"]]
+
+
+def _restore(conn, db, args, reply):
+    if reply is not OK:
+        return ()   # a sliced RESTORE (a Deferred) logs itself at its end
+    return restore_records(db, args[1], args[3])
+
+
 RECORDERS = {
     "set": _set_state, "setex": _set_state, "psetex": _set_state,
     "expire": _expire_state, "pexpire": _expire_state,
@@ -151,6 +168,7 @@ RECORDERS = {
     "bzpopmin": _blpop(b"ZPOPMIN"), "bzpopmax": _blpop(b"ZPOPMAX"),
     "blmove": _blmove, "brpoplpush": _brpoplpush,
     "blmpop": _mpop(b"LMPOP"), "bzmpop": _mpop(b"ZMPOP"),
+    "restore": _restore,
     "xadd": _xadd, "xtrim": _xtrim,
 }
 
