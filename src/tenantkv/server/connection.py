@@ -20,6 +20,7 @@ everything else goes through run(), one batch at a time.
 import asyncio
 import logging
 import time
+from collections import _count_elements   # Counter.update's C loop
 from time import monotonic
 
 from tenantkv import errors
@@ -513,14 +514,16 @@ class Connection(asyncio.Protocol):
         arity, outside MULTI) and leaves everything else to `execute`: this is
         the hot path, and every call or attribute lookup saved here shows in
         CPU per request. Command time (INFO commandstats, the latency
-        histograms, SLOWLOG, LATENCY): a command that may take long (not
-        @fast: `cmd.slow`) is timed on its own, by the clock reads the turn
-        limit needs anyway; the @fast ones (GET, SET, INCR...: O(1)) share
-        what is left of the batch's time evenly, as one clock read each cost
-        ~4% of CPU per request at pipeline 16. Below a threshold of 1 ms
-        (`server.precise`: slowlog-log-slower-than 0 in a test, say) every
-        command is timed on its own. Without pipelining (run_one) the time is
-        always the command's own.
+        histograms, SLOWLOG, LATENCY): the clock is read after a command
+        that may take long (not @fast: `cmd.slow`), as the turn limit needs
+        anyway; one that took longer than a threshold (slowlog-log-slower-
+        than, latency-monitor-threshold) counts its own time; every other
+        command (the @fast ones: GET, INCR...: O(1)) shares what is left of
+        the batch's time evenly, as a clock read and a histogram bucket each
+        cost ~10% of CPU per request at pipeline 16. Below a threshold of
+        1 ms (`server.precise`: slowlog-log-slower-than 0 in a test, say)
+        every command is timed on its own. Without pipelining (run_one) the
+        time is always the command's own.
 
         Replies are flushed every FLUSH_AT bytes; if the client is then not
         draining its output (the transport paused us), the rest of the batch
@@ -536,6 +539,10 @@ class Connection(asyncio.Protocol):
             started = monotonic()
         timed: list = []        # ... of them, those timed on their own
         timed_total = 0.0       # their time, and the general path's
+        # The last clock read, and whether nothing ran since (`fresh`): a run
+        # of timed commands (pipelined SETs) costs one clock read each.
+        mark = started
+        fresh = False
         server = self.server
         precise = server.precise
         timed_after = server.timed_after
@@ -546,9 +553,11 @@ class Connection(asyncio.Protocol):
             arity = cmd.arity if cmd is not None else 0
             if (cmd is None or self.multi is not None
                     or (len(args) != arity and (arity > 0 or len(args) < -arity))):
-                mark = monotonic()   # `invoke` times the command itself
+                before = monotonic()   # `invoke` times the command itself
                 self.execute(args, out)
-                timed_total += monotonic() - mark
+                mark = monotonic()
+                timed_total += mark - before
+                fresh = True
                 if isinstance(out[-1], Deferred):
                     deferred = out.pop()
                     self._wait(deferred.cmd, deferred, requests[done + len(out) + 1:], error)
@@ -557,7 +566,7 @@ class Connection(asyncio.Protocol):
                 size += len(out[-1])
             else:
                 on_its_own = precise or cmd.slow
-                if on_its_own:
+                if on_its_own and not fresh:
                     mark = monotonic()
                 try:
                     reply = cmd.handler(self, args)
@@ -590,21 +599,23 @@ class Connection(asyncio.Protocol):
                         reply = encode(reply, self.resp3)
                         size += len(reply)
                         append(reply)
-                cmd.calls += 1
                 if on_its_own:
                     now = monotonic()
                     spent = now - mark
-                    timed_total += spent
-                    timed.append(cmd)
-                    cmd.usec += spent * 1e6
-                    if spent >= timed_after:   # SLOWLOG, LATENCY (dispatch/latency.py)
-                        slow(self, cmd, args, spent)
-                    if server.latency_tracking:
-                        cmd.hist[int(spent * 976562.5).bit_length()] += 1
+                    mark = now
+                    fresh = True
+                    if spent >= timed_after:   # its own time: SLOWLOG, LATENCY, stats
+                        timed_total += spent
+                        timed.append(cmd)
+                        cmd.calls += 1
+                        self._own_time(cmd, args, spent)
+                    else:   # below the thresholds: it shares, as the @fast ones
+                        ran.append(cmd)
                     if cmd.slow and now - started > TURN_SECONDS:
                         break   # the rest on the next turn (below)
                 else:
                     ran.append(cmd)
+                    fresh = False
             if self.close_after_reply:   # QUIT, a kill, a closed transport: stop here
                 break
             if size > FLUSH_AT:
@@ -661,6 +672,13 @@ class Connection(asyncio.Protocol):
             self.closing = True
             self.transport.close()
 
+    def _own_time(self, cmd, args: list, spent: float) -> None:
+        """A pipelined command past a threshold: its own time counted."""
+        cmd.usec += spent * 1e6
+        slow(self, cmd, args, spent)   # SLOWLOG, LATENCY (dispatch/latency.py)
+        if self.server.latency_tracking:
+            cmd.hist[int(spent * 976562.5).bit_length()] += 1
+
     def _share(self, ran: list, seconds: float, requests: list) -> None:
         """The @fast commands of a batch (run) share `seconds` evenly: their
         commandstats time, their histogram bucket, and SLOWLOG / LATENCY if
@@ -669,20 +687,24 @@ class Connection(asyncio.Protocol):
         share = seconds / len(ran) if seconds > 0 else 0.0
         usec = share * 1e6
         server = self.server
+        counts: dict = {}
+        _count_elements(counts, ran)   # C: a batch is mostly one or two commands
         if server.latency_tracking:
             bucket = int(share * 976562.5).bit_length()   # dispatch/latency.py
-            for cmd in ran:
-                cmd.usec += usec
-                cmd.hist[bucket] += 1
+            for cmd, n in counts.items():
+                cmd.calls += n
+                cmd.usec += usec * n
+                cmd.hist[bucket] += n
         else:
-            for cmd in ran:
-                cmd.usec += usec
+            for cmd, n in counts.items():
+                cmd.calls += n
+                cmd.usec += usec * n
         if share >= server.timed_after:
             lookup = self.lookup
             left = len(ran)
             for args in requests:
                 cmd = lookup.get(args[0])
-                if cmd is not None and not cmd.slow:
+                if cmd is not None:
                     slow(self, cmd, args, share)
                     left -= 1
                     if not left:
