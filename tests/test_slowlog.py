@@ -265,6 +265,7 @@ def test_histograms_and_latencystats_are_roots(clients):
     try:
         alice.set("untracked", 1)
         assert as_dict(root.execute_command("LATENCY", "HISTOGRAM", "set")) == {}
+        assert root.info("latencystats") == {}   # as Redis: none while off
     finally:
         root.config_set("latency-tracking", "yes")
 

@@ -332,7 +332,7 @@ def info_section(conn, name: str) -> list:
     if name == "latencystats":
         # Root's: the server's histograms (a tenant's own would cost a
         # second count per command on the hot path; dispatch/latency.py).
-        if not conn.root:
+        if not conn.root or not conn.server.latency_tracking:   # off: none, as Redis
             return []
         wanted = conn.server.config.values[(None, "latency-tracking-info-percentiles")]
         lines = []
