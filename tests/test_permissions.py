@@ -20,7 +20,11 @@ ROOT_PASSWORD = "perm-root-secret"
 PROBE_PASSWORD = "perm-probe-pw"
 # Redis flags these "admin"; tenantkv lets a user run them on its own tenant.
 TENANT_SCOPED = {"client|list", "client|kill", "client|unblock", "client|no-evict",
-                 "client|pause", "client|unpause", "monitor"}
+                 "client|pause", "client|unpause", "monitor",
+                 # SLOWLOG and LATENCY: the caller's own tenant's (commands/latency.py)
+                 "slowlog|get", "slowlog|len", "slowlog|reset", "latency|latest",
+                 "latency|history", "latency|reset", "latency|graph", "latency|doctor",
+                 "latency|histogram"}
 # DEBUG is root-only but for these first arguments (the caller's own tenant).
 DEBUG_OPEN = ("object", "digest", "digest-value")
 # Runs whatever the rules say, as in Redis (flag no_auth).

@@ -187,6 +187,25 @@ def _bounded(parse, low: int, high: int, clamp: tuple | None = None):
     return convert
 
 
+def parse_percentiles(value) -> tuple:
+    """latency-tracking-info-percentiles: numbers in [0, 100], space separated."""
+    if isinstance(value, (list, tuple)):
+        words = [str(v) for v in value]
+    else:
+        words = str(value).split()
+    try:
+        numbers = tuple(float(w) for w in words)
+    except ValueError:
+        raise ValueError("Invalid latency-tracking-info-percentiles parameters")
+    if any(not 0.0 <= n <= 100.0 or n != n for n in numbers):
+        raise ValueError("latency-tracking-info-percentiles parameters should sit between [0.0,100.0]")
+    return numbers
+
+
+def show_percentiles(value: tuple) -> str:
+    return " ".join("%g" % v if v != int(v) else "%d" % v for v in value)
+
+
 def integer(low: int = 0, high: int = LLONG_MAX, clamp: tuple | None = None):
     return _bounded(_int, low, high, clamp)
 
@@ -415,9 +434,14 @@ SETTINGS = [
     # The sparse HyperLogLog size (header included) past which PFADD/PFMERGE make it dense.
     _redis("hll-sparse-max-bytes", memory(), 3000),
     _redis("stream-node-max-entries", integer(), 100),
+    # SLOWLOG, LATENCY and the latency histograms: acted on (server/app.py
+    # listens; dispatch/slowlog.py, dispatch/latency.py).
     _redis("slowlog-log-slower-than", integer(-1), 10000),
     _redis("slowlog-max-len", integer(), 128),
     _redis("latency-tracking", parse_bool, True),
+    _redis("latency-monitor-threshold", integer(), 0),
+    Setting(None, "latency-tracking-info-percentiles", "latency-tracking-info-percentiles",
+            parse_percentiles, (50.0, 99.0, 99.9), show=show_percentiles),
     _redis("busy-reply-threshold", integer(), 5000, alias="lua-time-limit"),
     _redis("maxmemory-samples", integer(1, INT_MAX), 5),
     _redis("maxmemory-eviction-tenacity", integer(0, 100), 10),

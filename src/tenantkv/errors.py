@@ -755,3 +755,12 @@ BAD_DATA_FORMAT = "ERR Bad data format"
 RESTORE_INVALID_TTL = "ERR Invalid TTL value, must be >= 0"
 RESTORE_INVALID_IDLETIME = "ERR Invalid IDLETIME value, must be >= 0"
 RESTORE_INVALID_FREQ = "ERR Invalid FREQ value, must be >= 0 and <= 255"
+
+
+# -- SLOWLOG and LATENCY ---------------------------------------------------------------
+
+SLOWLOG_COUNT = "ERR count should be greater than or equal to -1"
+
+
+def latency_no_samples(event: str) -> str:
+    return "ERR No samples available for event '%s'" % event

@@ -14,7 +14,8 @@ from tenantkv.commands.tenant import quota_lines
 from tenantkv.dispatch.table import (
     COMMANDS, HIDDEN, command, container, help_reply, lookup, subcommand,
 )
-from tenantkv.config import BY_REDIS_NAME, ConfigError, ConfigSetError, is_secret, parse_memory
+from tenantkv.config import (BY_REDIS_NAME, ConfigError, ConfigSetError, is_secret, parse_memory,
+                             show_percentiles)
 from tenantkv.config import rewrite as rewrite_config
 from tenantkv.logs import NOTICE, audit
 from tenantkv.errors import CommandError
@@ -22,6 +23,7 @@ from tenantkv.keyspace.types import encoding
 from tenantkv.protocol.encoder import (OK, Attributed, BigNumber, Push, Raw, SetReply, Status,
                                       Verbatim, encode)
 from tenantkv.dispatch import lazyfree
+from tenantkv.dispatch.latency import new_histogram, percentile
 from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.replies import NO_REPLY, RETRY
 from tenantkv.util.glob import glob_match
@@ -48,8 +50,11 @@ log = logging.getLogger("tenantkv.server")
 #     process's CPU), rejected_connections, auth_throttled, and the rdb_* and
 #     aof_* figures that grow with all the data (SERVER_DATA: changes since
 #     the last save, log sizes, keys loaded, how long a save took);
-#     commandstats without usec and usec_per_call (timing every command for
-#     its tenant costs on the hot path);
+#     commandstats without usec and usec_per_call, and no latencystats nor
+#     LATENCY HISTOGRAM (timing every command for its tenant is a second
+#     count per command on the hot path: the server's are per Command);
+#     SLOWLOG and LATENCY's command events are its own (dispatch/slowlog.py,
+#     dispatch/latency.py);
 #   - static facts a client may need stay: versions, mode, port, uptime, hz,
 #     run_id, maxclients, maxmemory and its policy, role, persistence status;
 #   - facts about the host are root's: os (kernel release), python_version,
@@ -328,7 +333,22 @@ def info_section(conn, name: str) -> list:
         return [_cmdstat(name, *counters) for name, counters in _command_counters(_server_counters)
                 if any(counters)]
     if name == "latencystats":
-        return []
+        # Root's: the server's histograms (a tenant's own would cost a
+        # second count per command on the hot path; dispatch/latency.py).
+        if not conn.root or not conn.server.latency_tracking:   # off: none, as Redis
+            return []
+        wanted = conn.server.config.values[(None, "latency-tracking-info-percentiles")]
+        lines = []
+        for top in sorted(COMMANDS.values(), key=lambda c: c.name):
+            for cmd in ([top] if not top.subcommands else
+                        sorted(top.subcommands.values(), key=lambda c: c.name)):
+                hist = cmd.hist
+                calls = sum(hist)
+                if calls:
+                    lines.append("latency_percentiles_usec_%s:%s" % (cmd.name, ",".join(
+                        "p%s=%.3f" % (show_percentiles((p,)), percentile(hist, calls, p))
+                        for p in wanted)))
+        return lines
     return []
 
 
@@ -518,6 +538,7 @@ def _config_resetstat(conn, args):
             if cmd is not None:
                 cmd.calls = cmd.rejected = cmd.failed = 0
                 cmd.usec = 0.0
+                cmd.hist = new_histogram()
     return OK
 
 

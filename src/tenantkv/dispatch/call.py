@@ -42,6 +42,7 @@ import logging
 from time import monotonic
 
 from tenantkv import errors
+from tenantkv.dispatch.latency import slow
 from tenantkv.dispatch.pubsub import SUBSCRIBED_NAMES, Subscribed, channel_refusal
 from tenantkv.dispatch.replies import NO_REPLY, Deferred
 from tenantkv.dispatch.table import find
@@ -154,7 +155,10 @@ def _counted(cmd, client, args: list):
         raise
     finally:
         cmd.calls += 1
-        cmd.usec += (monotonic() - start) * 1e6
+        spent = monotonic() - start
+        cmd.usec += spent * 1e6
+        if client.server.latency_tracking:   # Redis's histograms are the subcommands'
+            cmd.hist[int(spent * 976562.5).bit_length()] += 1
         tenant.count(tenant.calls, cmd)
     if isinstance(reply, Deferred):   # it may fail later (ACL SETUSER's store)
         finish = reply.finish
@@ -347,6 +351,7 @@ def invoke(client, cmd, args: list):
         reply = cmd.handler(client, args)
         if isinstance(reply, Deferred):
             reply.cmd = cmd   # counted by the connection's _wait
+            reply.args = args   # timed when it finishes (SLOWLOG)
             return reply
         # NO_REPLY: the handler wrote already (or closed); one entry per request.
         data = encode(reply, client.resp3) if reply is not NO_REPLY else b""
@@ -354,10 +359,21 @@ def invoke(client, cmd, args: list):
         data = failed(client, cmd, exc.message)
     except Exception as exc:
         data = crashed(client, cmd, exc)
-    cmd.calls += 1
-    cmd.usec += (monotonic() - start) * 1e6
+    _timed(client, cmd, args, monotonic() - start)
     tenant.count(tenant.calls, cmd)
     return data
+
+
+def _timed(client, cmd, args: list, spent: float) -> None:
+    """Count a command's call and time (commandstats, the latency
+    histogram) and offer it to SLOWLOG and LATENCY."""
+    cmd.calls += 1
+    cmd.usec += spent * 1e6
+    server = client.server
+    if spent >= server.timed_after:
+        slow(client, cmd, args, spent)
+    if server.latency_tracking:   # its bucket: units of 1024 ns, doubling
+        cmd.hist[int(spent * 976562.5).bit_length()] += 1
 
 
 def run_queued(client, cmd, args: list) -> bytes:
@@ -387,8 +403,7 @@ def run_queued(client, cmd, args: list) -> bytes:
         data = failed(client, cmd, exc.message)
     except Exception as exc:   # a bug in one command must not abort the rest
         data = crashed(client, cmd, exc)
-    cmd.calls += 1
-    cmd.usec += (monotonic() - start) * 1e6
+    _timed(client, cmd, args, monotonic() - start)
     client.tenant.count(client.tenant.calls, cmd)
     return data
 

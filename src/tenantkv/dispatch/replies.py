@@ -21,9 +21,10 @@ def RETRY(result):
 
 
 class Deferred:
-    __slots__ = ("future", "finish", "cmd")
+    __slots__ = ("future", "finish", "cmd", "args")
 
     def __init__(self, future, finish) -> None:
         self.future = future    # an asyncio future or task (run_in_executor, create_task)
         self.finish = finish    # result -> reply, called on the event loop
         self.cmd = None         # set by the connection, for commandstats
+        self.args = None        # the request, for SLOWLOG when it finishes

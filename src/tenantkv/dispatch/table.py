@@ -102,6 +102,9 @@ class Command:
     # counters for INFO commandstats
     calls: int = 0
     usec: float = 0.0
+    # Its latency histogram (dispatch/latency.py: counts per bucket) while
+    # latency-tracking is on: LATENCY HISTOGRAM, INFO latencystats.
+    hist: list = field(default_factory=lambda: [0] * 48, repr=False, compare=False)
     rejected: int = 0
     failed: int = 0
 

@@ -83,7 +83,7 @@ class Tenant:
                  "_failed", "_rejected", "_errors", "error_replies", "net_input_bytes",
                  "net_output_bytes", "connections", "quota", "used_memory", "limiter", "busy", "held",
                  "_scans", "scan_names", "_scans_evicted", "channels", "notify",
-                 "tracking", "turn", "turn_used", "scripts", "functions")
+                 "tracking", "turn", "turn_used", "scripts", "functions", "slowlog", "latency")
 
     def __init__(self, name: str, stats, databases: int = DATABASES) -> None:
         self.name = name
@@ -124,6 +124,10 @@ class Tenant:
         self.scripts = None
         # Its FUNCTION libraries (scripting/functions.py), made on first FUNCTION LOAD.
         self.functions = None
+        # Its SLOWLOG entries and LATENCY events (dispatch/slowlog.py,
+        # dispatch/latency.py), made at its first slow command.
+        self.slowlog = None
+        self.latency = None
         self.reset_stats()
 
     @property

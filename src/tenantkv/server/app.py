@@ -25,6 +25,8 @@ from tenantkv.dispatch.notify import Notifier
 from tenantkv.dispatch.observers import KeyEvents
 from tenantkv.dispatch.monitor import Monitors
 from tenantkv.dispatch.pause import Pauses
+from tenantkv.dispatch.latency import Latency
+from tenantkv.dispatch.slowlog import SlowLog
 from tenantkv.server.stats import Stats
 
 log = logging.getLogger("tenantkv.server")
@@ -127,6 +129,31 @@ class Server:
                      "maxmemory-eviction-tenacity", "lfu-log-factor", "lfu-decay-time",
                      "tenant-quota-memory", "tenant-quota-keys"):
             config.listeners.setdefault(name, []).append(self.memory.refresh)
+        # SLOWLOG and LATENCY (dispatch/slowlog.py, dispatch/latency.py). The
+        # hot path compares each command's time with `timed_after` (seconds:
+        # the lower of the two thresholds, inf while both are off) and counts
+        # its latency histogram while `latency_tracking` is on.
+        self.slowlog = SlowLog(self.tenants)
+        self.latency = Latency()
+        self.timed_after = float("inf")
+        self.latency_tracking = True
+        self.precise = False
+        for name in ("slowlog-log-slower-than", "slowlog-max-len", "latency-monitor-threshold",
+                     "latency-tracking"):
+            config.listeners.setdefault(name, []).append(self._set_timing)
+        self._set_timing()
+
+    def _set_timing(self, _value=None) -> None:
+        values = self.config.values
+        self.slowlog.slower_than = values[(None, "slowlog-log-slower-than")]
+        self.slowlog.max_len = values[(None, "slowlog-max-len")]
+        self.latency.threshold = values[(None, "latency-monitor-threshold")]
+        self.latency_tracking = values[(None, "latency-tracking")]
+        monitor = self.latency.threshold / 1000 if self.latency.threshold else float("inf")
+        self.timed_after = min(self.slowlog.threshold(), monitor)
+        # Under 1 ms, every pipelined command is timed on its own
+        # (Connection.run): a threshold that low is a test or a hunt.
+        self.precise = self.timed_after < 0.001
 
     def _set_default_quota(self, field: str, value: int) -> None:
         setattr(self.default_quota, field, value)
@@ -437,7 +464,10 @@ class Server:
                 continue   # shutting down: no expiry, no save, no child
             try:
                 if self.active_expire_enabled:
+                    started = time.monotonic()
                     self.active_expire(budget=0.25 / hz)
+                    # LATENCY's expire-cycle event (root's: it walks every tenant)
+                    self.latency.add("expire-cycle", time.monotonic() - started)
                 self.close_idle_clients()
                 for conn in list(self.output_paused):
                     conn._check_output_limit()

@@ -20,6 +20,7 @@ everything else goes through run(), one batch at a time.
 import asyncio
 import logging
 import time
+from collections import _count_elements   # Counter.update's C loop
 from time import monotonic
 
 from tenantkv import errors
@@ -33,6 +34,7 @@ from tenantkv.protocol.reader import Reader
 from tenantkv.dispatch.blocking import Blocked
 from tenantkv.dispatch.pubsub import leave_all, refresh_mode, revoked
 from tenantkv.dispatch.replies import NO_REPLY, RETRY, Deferred
+from tenantkv.dispatch.latency import slow
 from tenantkv.dispatch.slices import charge
 from tenantkv.scripting.engine import busy_reply, script_busy
 from tenantkv.server.auth import client_group
@@ -469,6 +471,7 @@ class Connection(asyncio.Protocol):
             elif reply is NO_REPLY:
                 reply = b""
             elif kind is Deferred or kind is Blocked:
+                reply.args = args
                 self._wait(cmd, reply, [], None)
                 return
             else:
@@ -476,8 +479,16 @@ class Connection(asyncio.Protocol):
         cmd.calls += 1
         elapsed = monotonic() - started
         cmd.usec += elapsed * 1e6
+        server = self.server
+        if elapsed >= server.timed_after:   # SLOWLOG, LATENCY (dispatch/latency.py)
+            slow(self, cmd, args, elapsed)
+        if server.latency_tracking:   # its bucket (dispatch/latency.py), common ones first
+            if elapsed < 4.096e-06:
+                cmd.hist[2 if elapsed >= 2.048e-06 else elapsed >= 1.024e-06] += 1
+            else:
+                cmd.hist[int(elapsed * 976562.5).bit_length()] += 1
         if cmd.slow:   # the tenant's share of this turn (dispatch/slices.py)
-            charge(self.server, self.tenant, elapsed)
+            charge(server, self.tenant, elapsed)
         self.tenant.ran.append(cmd)   # its commandstats, folded later (keyspace/tenant.py)
         self.last_command = cmd.name
         if self.closing:
@@ -502,9 +513,17 @@ class Connection(asyncio.Protocol):
         The loop inlines the common case (a known command with the right
         arity, outside MULTI) and leaves everything else to `execute`: this is
         the hot path, and every call or attribute lookup saved here shows in
-        CPU per request. Command time for INFO commandstats is measured per
-        batch and shared evenly among the commands of the batch (exact when a
-        read holds one command, as without pipelining).
+        CPU per request. Command time (INFO commandstats, the latency
+        histograms, SLOWLOG, LATENCY): the clock is read after a command
+        that may take long (not @fast: `cmd.slow`), as the turn limit needs
+        anyway; one that took longer than a threshold (slowlog-log-slower-
+        than, latency-monitor-threshold) counts its own time; every other
+        command (the @fast ones: GET, INCR...: O(1)) shares what is left of
+        the batch's time evenly, as a clock read and a histogram bucket each
+        cost ~10% of CPU per request at pipeline 16. Below a threshold of
+        1 ms (`server.precise`: slowlog-log-slower-than 0 in a test, say)
+        every command is timed on its own. Without pipelining (run_one) the
+        time is always the command's own.
 
         Replies are flushed every FLUSH_AT bytes; if the client is then not
         draining its output (the transport paused us), the rest of the batch
@@ -518,6 +537,15 @@ class Connection(asyncio.Protocol):
         done = 0
         if not started:
             started = monotonic()
+        timed: list = []        # ... of them, those timed on their own
+        timed_total = 0.0       # their time, and the general path's
+        # The last clock read, and whether nothing ran since (`fresh`): a run
+        # of timed commands (pipelined SETs) costs one clock read each.
+        mark = started
+        fresh = False
+        server = self.server
+        precise = server.precise
+        timed_after = server.timed_after
         # This turn's share (TURN_REQUESTS): a prefix, so the indices below
         # into `requests` stay right.
         for args in (requests if len(requests) <= TURN_REQUESTS else requests[:TURN_REQUESTS]):
@@ -525,7 +553,11 @@ class Connection(asyncio.Protocol):
             arity = cmd.arity if cmd is not None else 0
             if (cmd is None or self.multi is not None
                     or (len(args) != arity and (arity > 0 or len(args) < -arity))):
+                before = monotonic()   # `invoke` times the command itself
                 self.execute(args, out)
+                mark = monotonic()
+                timed_total += mark - before
+                fresh = True
                 if isinstance(out[-1], Deferred):
                     deferred = out.pop()
                     self._wait(deferred.cmd, deferred, requests[done + len(out) + 1:], error)
@@ -533,6 +565,9 @@ class Connection(asyncio.Protocol):
                     break
                 size += len(out[-1])
             else:
+                on_its_own = precise or cmd.slow
+                if on_its_own and not fresh:
+                    mark = monotonic()
                 try:
                     reply = cmd.handler(self, args)
                 except CommandError as exc:
@@ -556,6 +591,7 @@ class Connection(asyncio.Protocol):
                     elif reply is NO_REPLY:
                         append(b"")
                     elif kind is Deferred or kind is Blocked:
+                        reply.args = args
                         self._wait(cmd, reply, requests[done + len(out) + 1:], error)
                         error = None   # it follows the requests that now wait
                         break
@@ -563,9 +599,23 @@ class Connection(asyncio.Protocol):
                         reply = encode(reply, self.resp3)
                         size += len(reply)
                         append(reply)
-                ran.append(cmd)
-                if cmd.slow and monotonic() - started > TURN_SECONDS:
-                    break   # the rest on the next turn (below)
+                if on_its_own:
+                    now = monotonic()
+                    spent = now - mark
+                    mark = now
+                    fresh = True
+                    if spent >= timed_after:   # its own time: SLOWLOG, LATENCY, stats
+                        timed_total += spent
+                        timed.append(cmd)
+                        cmd.calls += 1
+                        self._own_time(cmd, args, spent)
+                    else:   # below the thresholds: it shares, as the @fast ones
+                        ran.append(cmd)
+                    if cmd.slow and now - started > TURN_SECONDS:
+                        break   # the rest on the next turn (below)
+                else:
+                    ran.append(cmd)
+                    fresh = False
             if self.close_after_reply:   # QUIT, a kill, a closed transport: stop here
                 break
             if size > FLUSH_AT:
@@ -579,16 +629,17 @@ class Connection(asyncio.Protocol):
                     self.backlog = requests[done:]
                     self.backlog_error = error
                     break
-        if ran:
+        if ran or timed:
             elapsed = monotonic() - started
-            share = elapsed * 1e6 / len(ran)
-            for cmd in ran:
-                cmd.calls += 1
-                cmd.usec += share
+            if ran:
+                self._share(ran, elapsed - timed_total, requests)
             tenant = self.tenant
             tenant.ran += ran   # its commandstats, folded later (keyspace/tenant.py)
-            self.last_command = cmd.name
-            charge(self.server, tenant, elapsed)   # its share of this turn (dispatch/slices.py)
+            if timed:
+                tenant.ran += timed
+            # (`cmd` may be None here: a later request took the general path)
+            self.last_command = (ran or timed)[-1].name
+            charge(server, tenant, elapsed)   # its share of this turn (dispatch/slices.py)
         if self.backlog is not None and self.waiting is None:
             return   # paused mid-batch: the rest runs when the client drains
         processed = done + len(out)
@@ -620,6 +671,44 @@ class Connection(asyncio.Protocol):
             self.flush()
             self.closing = True
             self.transport.close()
+
+    def _own_time(self, cmd, args: list, spent: float) -> None:
+        """A pipelined command past a threshold: its own time counted."""
+        cmd.usec += spent * 1e6
+        slow(self, cmd, args, spent)   # SLOWLOG, LATENCY (dispatch/latency.py)
+        if self.server.latency_tracking:
+            cmd.hist[int(spent * 976562.5).bit_length()] += 1
+
+    def _share(self, ran: list, seconds: float, requests: list) -> None:
+        """The @fast commands of a batch (run) share `seconds` evenly: their
+        commandstats time, their histogram bucket, and SLOWLOG / LATENCY if
+        the share is past the threshold (rare: then the batch's @fast
+        requests are found again and each logged with the share)."""
+        share = seconds / len(ran) if seconds > 0 else 0.0
+        usec = share * 1e6
+        server = self.server
+        counts: dict = {}
+        _count_elements(counts, ran)   # C: a batch is mostly one or two commands
+        if server.latency_tracking:
+            bucket = int(share * 976562.5).bit_length()   # dispatch/latency.py
+            for cmd, n in counts.items():
+                cmd.calls += n
+                cmd.usec += usec * n
+                cmd.hist[bucket] += n
+        else:
+            for cmd, n in counts.items():
+                cmd.calls += n
+                cmd.usec += usec * n
+        if share >= server.timed_after:
+            lookup = self.lookup
+            left = len(ran)
+            for args in requests:
+                cmd = lookup.get(args[0])
+                if cmd is not None:
+                    slow(self, cmd, args, share)
+                    left -= 1
+                    if not left:
+                        break
 
     def _wait(self, cmd, deferred: Deferred, rest: list, error) -> None:
         """Hold the client's later requests until `deferred` is done."""
@@ -663,6 +752,7 @@ class Connection(asyncio.Protocol):
         # a cycle that kept what the job's frames hold (a refused KDB
         # IMPORT's payload and decoded keys, 40+ MB) until a full collection.
         error = future.exception()
+        start = monotonic()
         if error is None:
             try:
                 data = encode(deferred.finish(future.result()), self.resp3)
@@ -675,6 +765,14 @@ class Connection(asyncio.Protocol):
         else:
             data = self._crashed(cmd, error)
         del error
+        # Timed as Redis times a blocked command: its run, not its wait; an
+        # entry once it has an answer (SLOWLOG, LATENCY, its histogram).
+        spent = monotonic() - start
+        server = self.server
+        if spent >= server.timed_after and deferred.args is not None:
+            slow(self, cmd, deferred.args, spent)
+        if server.latency_tracking:
+            cmd.hist[int(spent * 976562.5).bit_length()] += 1
         self.unsent.append(data)
         self.flush()
         if self.close_after_reply:

@@ -525,8 +525,10 @@ class AppendOnly:
                 return 1
             return 0
         self.rewrites += 1   # as Redis: counted when started
+        forking = time.monotonic()
         try:
             pid = children.fork_child(work)
+            self.server.latency.add("fork", time.monotonic() - forking)   # LATENCY's event
         except OSError as exc:
             log.warning("Can't rewrite append only file in background: fork: %s", exc)
             if self.rewrite_enables:

@@ -197,7 +197,10 @@ class Journal:
         if error == 0:
             if self.fsync_mode == "always":
                 try:
+                    synced = time.monotonic()
                     os.fdatasync(self.fd)
+                    # LATENCY's aof-fsync-always event (root's: every tenant's writes)
+                    self.server.latency.add("aof-fsync-always", time.monotonic() - synced)
                 except OSError as exc:
                     # Written but not known to be on disk (and after a failed
                     # fsync the kernel may have dropped the pages): undone and

@@ -211,6 +211,7 @@ class Snapshotter:
             kdb.write_snapshot(self.server.tenants, path, key_save_delay_us=delay)
             return 0
 
+        forking = time.monotonic()
         try:
             pid = children.fork_child(work)
         except OSError as exc:
@@ -220,6 +221,7 @@ class Snapshotter:
             raise
         self.child_pid = pid
         self.child_started = time.monotonic()
+        self.server.latency.add("fork", self.child_started - forking)   # LATENCY's event
         self.child_path = path
         self.child_mark = self.total
         self.scheduled = False
