@@ -42,12 +42,13 @@ from tenantkv.dispatch.table import COMMANDS
 
 log = logging.getLogger("tenantkv.metrics")
 
-SLICE = 1000             # tenants walked per loop step
+SLICE = 500              # tenants walked per loop step
 MAX_CONNECTIONS = 16     # open connections to the endpoint
 REQUEST_TIMEOUT = 10.0   # seconds a client has to send its request head
 MAX_HEAD = 8192          # bytes of request line and headers
 OTHER = "other"          # the label of every tenant outside the top N
 DEFAULT_LABEL = "default"
+NAMES_RETRY = 60.0       # seconds between rereads of the user names for unnamed tenants
 
 
 class Endpoint:
@@ -58,6 +59,7 @@ class Endpoint:
         self.lock = asyncio.Lock()   # one scrape at a time
         self.names: dict = {}        # tenant key -> label (user or namespace name)
         self.names_revision = None
+        self.names_read = 0.0        # monotonic time of the last read
         self.last_duration = 0.0     # seconds the previous scrape took
         self.scrapes = 0
         config = server.config
@@ -158,7 +160,7 @@ class Endpoint:
         server = self.server
         limit = server.config["metrics.max_tenants"]
         tenants = list(server.tenants.values())
-        activity = []
+        activity = []   # (commands, name, keys, tenant)
         keys = expires = 0
         for start in range(0, len(tenants), SLICE):
             if start:
@@ -166,34 +168,39 @@ class Endpoint:
             for tenant in tenants[start:start + SLICE]:
                 tenant.fold()
                 calls = tenant._calls
-                activity.append((sum(calls.values()) if calls else 0, tenant))
+                held = 0
                 for db in tenant.dbs:
-                    keys += len(db.data)
+                    held += len(db.data)
                     expires += len(db.expires)
+                keys += held
+                activity.append((sum(calls.values()) if calls else 0, tenant.name, held, tenant))
         # The N most active, ties broken by name so the choice is stable.
-        top = heapq.nlargest(limit, activity, key=lambda pair: (pair[0], pair[1].name)) \
-            if limit else []
-        chosen = {id(tenant) for _, tenant in top}
-        rows = [tenant_row(tenant) for _, tenant in top]
+        top = heapq.nlargest(limit, activity, key=lambda item: item[:2]) if limit else []
+        chosen = {id(item[3]) for item in top}
+        rows = [tenant_row(tenant, held) for _, _, held, tenant in top]
         other = empty_row()
-        others = 0
-        rest = [tenant for _, tenant in activity if id(tenant) not in chosen]
+        rest = [item for item in activity if id(item[3]) not in chosen]
         for start in range(0, len(rest), SLICE):
             await asyncio.sleep(0)
-            for tenant in rest[start:start + SLICE]:
-                add_row(other, tenant_row(tenant))
-                others += 1
+            for _, _, held, tenant in rest[start:start + SLICE]:
+                add_tenant(other, tenant, held)
         return {"server": server_figures(server, keys, expires, len(tenants)),
-                "top": rows, "other": other if others else None, "others": others}
+                "top": rows, "other": other if rest else None, "others": len(rest)}
 
     async def _refresh_names(self, rows: list) -> None:
         auth = self.server.auth
         if auth is None:
             return
-        missing = any(row["key"] not in self.names for row in rows)
-        if not missing and self.names_revision == auth.revision:
-            return
         revision = auth.revision
+        if revision == self.names_revision:
+            # A user made offline (`tenantkv user add`) moves no revision: a
+            # tenant without a name rereads, at most every NAMES_RETRY s (an
+            # orphaned tenant has no name ever).
+            now = time.monotonic()
+            if now < self.names_read + NAMES_RETRY or all(
+                    row["key"] in self.names or row["key"].startswith(":") for row in rows):
+                return
+        self.names_read = time.monotonic()
         loop = asyncio.get_running_loop()
         try:
             users = await loop.run_in_executor(None, auth.store.list)
@@ -270,35 +277,14 @@ def leaves(cmd):
     return subs if bare is None else (bare, *subs)
 
 
-def tenant_row(tenant) -> dict:
-    calls, failed, rejected = tenant._calls, tenant._failed, tenant._rejected
-    commands = {}
-    for counters, index in ((calls, 0), (failed, 1), (rejected, 2)):
-        if counters:
-            for cmd, count in counters.items():
-                if cmd.subcommands:   # a container: its subcommands are counted
-                    continue
-                entry = commands.get(cmd.name)
-                if entry is None:
-                    entry = commands[cmd.name] = [0, 0, 0]
-                entry[index] += count
+def tenant_row(tenant, keys: int) -> dict:
+    row = empty_row()
+    row["key"] = tenant.name
+    add_tenant(row, tenant, keys)
     quota = tenant.quota
-    slow = getattr(tenant, "slow_commands", None)
-    return {
-        "key": tenant.name,
-        "commands": commands,
-        "errors": dict(tenant._errors) if tenant._errors else {},
-        "keys": tenant.key_count(),
-        "used_memory": tenant.used_memory,
-        "clients": len(tenant.clients),
-        "connections": tenant.connections,
-        "auth_failures": tenant.auth_failures,
-        "acl_denied": tenant.acl_denied,
-        "quota_refused": dict(tenant.quota_refused) if tenant.quota_refused else {},
-        "quota": {"memory": quota.memory, "keys": quota.keys,
-                  "connections": quota.connections, "rate": quota.rate},
-        "slow_commands": slow,
-    }
+    row["quota"] = {"memory": quota.memory, "keys": quota.keys,
+                    "connections": quota.connections, "rate": quota.rate}
+    return row
 
 
 def empty_row() -> dict:
@@ -307,22 +293,33 @@ def empty_row() -> dict:
             "quota_refused": {}, "quota": None, "slow_commands": None}
 
 
-def add_row(total: dict, row: dict) -> None:
-    for name, (calls, failed, rejected) in row["commands"].items():
-        entry = total["commands"].get(name)
-        if entry is None:
-            total["commands"][name] = [calls, failed, rejected]
-        else:
-            entry[0] += calls
-            entry[1] += failed
-            entry[2] += rejected
-    for field in ("errors", "quota_refused"):
-        for name, count in row[field].items():
-            total[field][name] = total[field].get(name, 0) + count
-    for field in ("keys", "used_memory", "clients", "connections", "auth_failures", "acl_denied"):
-        total[field] += row[field]
-    if row["slow_commands"] is not None:
-        total["slow_commands"] = (total["slow_commands"] or 0) + row["slow_commands"]
+def add_tenant(row: dict, tenant, keys: int) -> None:
+    """Add `tenant`'s figures to `row` (its own, or "other"'s sum): only
+    counters it keeps; an idle tenant costs a few attribute reads."""
+    commands = row["commands"]
+    for counters, index in ((tenant._calls, 0), (tenant._failed, 1), (tenant._rejected, 2)):
+        if counters:
+            for cmd, count in counters.items():
+                if cmd.subcommands:   # a container: its subcommands are counted
+                    continue
+                entry = commands.get(cmd.name)
+                if entry is None:
+                    entry = commands[cmd.name] = [0, 0, 0]
+                entry[index] += count
+    for field, counters in (("errors", tenant._errors), ("quota_refused", tenant.quota_refused)):
+        if counters:
+            total = row[field]
+            for name, count in counters.items():
+                total[name] = total.get(name, 0) + count
+    row["keys"] += keys
+    row["used_memory"] += tenant.used_memory
+    row["clients"] += len(tenant.clients)
+    row["connections"] += tenant.connections
+    row["auth_failures"] += tenant.auth_failures
+    row["acl_denied"] += tenant.acl_denied
+    slow = getattr(tenant, "slow_commands", None)
+    if slow is not None:
+        row["slow_commands"] = (row["slow_commands"] or 0) + slow
 
 
 def labels_for(rows: list, names: dict) -> list:
