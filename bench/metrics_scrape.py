@@ -17,7 +17,7 @@ What it does
    counters, errors and keys, as a busy server's top tenants.
 3. A separate process PINGs the server on one connection, one at a time,
    for --seconds with no scrape, then for --seconds while this process
-   scrapes the endpoint back to back. Reported: each phase's PING p50/p99/max,
+   scrapes the endpoint back to back (or every --interval s). Reported: each phase's PING p50/p99/max,
    the scrape time (p50/max, client side) and the scrape's size and series.
 """
 
@@ -139,6 +139,8 @@ def main() -> int:
     parser.add_argument("--active", type=int, default=1000, help="tenants with traffic")
     parser.add_argument("--max-tenants", type=int, default=100, help="metrics-max-tenants")
     parser.add_argument("--seconds", type=float, default=10.0, help="each PING phase")
+    parser.add_argument("--interval", type=float, default=0.0,
+                        help="seconds between scrapes (0: back to back, the worst case)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -182,6 +184,7 @@ def main() -> int:
                 end = time.perf_counter() + args.seconds
                 while time.perf_counter() < end:
                     times.append(scrape_once())
+                    time.sleep(args.interval)
                 return times
 
             quiet, _ = ping_phase(port, args.seconds)
@@ -204,8 +207,9 @@ def main() -> int:
         print(json.dumps(result))
     else:
         s = result["scrape"]
-        print("%d tenants (%d active), metrics-max-tenants %d" % (
-            args.tenants, args.active, args.max_tenants))
+        print("%d tenants (%d active), metrics-max-tenants %d, scrapes %s" % (
+            args.tenants, args.active, args.max_tenants,
+            "every %g s" % args.interval if args.interval else "back to back"))
         print("scrape: %d in %.0f s, p50 %.1f ms, max %.1f ms, %d bytes, %d series" % (
             s["count"], args.seconds, s["p50_ms"], s["max_ms"], s["bytes"], s["series"]))
         for name in ("ping_without_scrapes", "ping_during_scrapes"):

@@ -13,7 +13,8 @@ adds one would fail). A scrape must not stall the commands, so:
   the loop made (plain dicts and numbers nobody else holds);
 - one scrape at a time, and at most MAX_CONNECTIONS connections open to the
   endpoint, each with a deadline for its request (a slow or hostile scraper
-  cannot pile up work or sockets).
+  cannot pile up work or sockets; at the limit the oldest connection still
+  to send its request is closed for a newcomer).
 
 Label cardinality: the `metrics-max-tenants` most active tenants (commands
 since the start or the last CONFIG RESETSTAT) get series of their own; all
@@ -55,7 +56,8 @@ class Endpoint:
     def __init__(self, server) -> None:
         self.server = server
         self.listeners: list = []
-        self.open = 0
+        self.waiting: dict = {}   # connections still to send their request, oldest first
+        self.answering = 0        # connections being answered
         self.lock = asyncio.Lock()   # one scrape at a time
         self.names: dict = {}        # tenant key -> label (user or namespace name)
         self.names_revision = None
@@ -93,16 +95,31 @@ class Endpoint:
     # -- HTTP ------------------------------------------------------------------
 
     async def _serve(self, reader, writer) -> None:
-        if self.open >= MAX_CONNECTIONS:
+        # At the limit, the oldest connection still to send its request
+        # makes room (as the server's unauthenticated clients): idle sockets
+        # cannot lock the scraper out. With none such, the newcomer is closed.
+        waiting = self.waiting
+        if len(waiting) + self.answering >= MAX_CONNECTIONS:
+            if not waiting:
+                writer.close()
+                return
+            oldest = next(iter(waiting))
+            del waiting[oldest]
+            oldest.transport.abort()
+        waiting[writer] = None
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ValueError, ConnectionError):
             writer.close()
             return
-        self.open += 1
+        finally:
+            made_room = waiting.pop(writer, True) is True   # (True: it was pushed out)
+        if made_room:
+            writer.close()
+            return
+        self.answering += 1
         try:
-            try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
-            except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                    ValueError, ConnectionError):
-                return
             status, headers, body = await self._respond(head)
             lines = ["HTTP/1.1 %s" % status, "Content-Length: %d" % len(body),
                      "Connection: close", *headers]
@@ -111,7 +128,7 @@ class Endpoint:
         except (asyncio.TimeoutError, ConnectionError):
             pass
         finally:
-            self.open -= 1
+            self.answering -= 1
             writer.close()
 
     async def _respond(self, head: bytes) -> tuple:
@@ -156,11 +173,14 @@ class Endpoint:
             return body
 
     async def snapshot(self) -> dict:
-        """The figures, copied on the loop (in slices) into plain objects."""
+        """The figures, copied on the loop (in slices) into plain objects.
+        Per tenant only ints in flat lists: 10,000 live tuples would start
+        the garbage collector's passes over the whole heap, a stall of its own."""
         server = self.server
         limit = server.config["metrics.max_tenants"]
         tenants = list(server.tenants.values())
-        activity = []   # (commands, name, keys, tenant)
+        commands = []   # per tenant, in `tenants` order: commands run
+        held = []       # keys held
         keys = expires = 0
         for start in range(0, len(tenants), SLICE):
             if start:
@@ -168,24 +188,28 @@ class Endpoint:
             for tenant in tenants[start:start + SLICE]:
                 tenant.fold()
                 calls = tenant._calls
-                held = 0
+                count = 0
                 for db in tenant.dbs:
-                    held += len(db.data)
+                    count += len(db.data)
                     expires += len(db.expires)
-                keys += held
-                activity.append((sum(calls.values()) if calls else 0, tenant.name, held, tenant))
+                keys += count
+                held.append(count)
+                commands.append(sum(calls.values()) if calls else 0)
         # The N most active, ties broken by name so the choice is stable.
-        top = heapq.nlargest(limit, activity, key=lambda item: item[:2]) if limit else []
-        chosen = {id(item[3]) for item in top}
-        rows = [tenant_row(tenant, held) for _, _, held, tenant in top]
+        top = heapq.nlargest(limit, range(len(tenants)),
+                             key=lambda i: (commands[i], tenants[i].name)) if limit else []
+        rows = [tenant_row(tenants[i], held[i]) for i in top]
+        chosen = set(top)
         other = empty_row()
-        rest = [item for item in activity if id(item[3]) not in chosen]
-        for start in range(0, len(rest), SLICE):
+        others = 0
+        for start in range(0, len(tenants), SLICE):
             await asyncio.sleep(0)
-            for _, _, held, tenant in rest[start:start + SLICE]:
-                add_tenant(other, tenant, held)
+            for i in range(start, min(start + SLICE, len(tenants))):
+                if i not in chosen:
+                    add_tenant(other, tenants[i], held[i])
+                    others += 1
         return {"server": server_figures(server, keys, expires, len(tenants)),
-                "top": rows, "other": other if rest else None, "others": len(rest)}
+                "top": rows, "other": other if others else None, "others": others}
 
     async def _refresh_names(self, rows: list) -> None:
         auth = self.server.auth
