@@ -7,6 +7,7 @@ dashboard in contrib/grafana/."""
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -349,7 +350,6 @@ def test_grafana_dashboard_is_valid_with_the_expected_panels():
         "tenantkv_scrape_previous_duration_seconds", "tenantkv_errors_total",
         "tenantkv_commands_total",
     }
-    import re
     for panel in panels:
         for target in panel.get("targets", []):
             names = set(re.findall(r"tenantkv_[a-z_]+", target["expr"]))

@@ -11,7 +11,7 @@ adds one would fail). A scrape must not stall the commands, so:
   loop in between (10,000 tenants: ~SLICE tenants' worth of delay at a time);
 - the formatting, the biggest part, runs in a worker thread on a snapshot
   the loop made (plain dicts and numbers nobody else holds);
-- one scrape at a time, and at most MAX_CONNECTIONS connections open to the
+- one scrape at a time (requests meanwhile share its result), and at most MAX_CONNECTIONS connections open to the
   endpoint, each with a deadline for its request (a slow or hostile scraper
   cannot pile up work or sockets; at the limit the oldest connection still
   to send its request is closed for a newcomer).
@@ -58,7 +58,7 @@ class Endpoint:
         self.listeners: list = []
         self.waiting: dict = {}   # connections still to send their request, oldest first
         self.answering = 0        # connections being answered
-        self.lock = asyncio.Lock()   # one scrape at a time
+        self.running = None          # the scrape under way (a Future of its text)
         self.names: dict = {}        # tenant key -> label (user or namespace name)
         self.names_revision = None
         self.names_read = 0.0        # monotonic time of the last read
@@ -159,9 +159,14 @@ class Endpoint:
     # -- the scrape -------------------------------------------------------------
 
     async def scrape(self) -> bytes:
-        async with self.lock:
+        """The exposition text. Requests that arrive while a scrape runs
+        share its result: however many ask at once, one scrape's work."""
+        if self.running is not None:
+            return await asyncio.shield(self.running)
+        loop = asyncio.get_running_loop()
+        self.running = loop.create_future()
+        try:
             started = time.perf_counter()
-            loop = asyncio.get_running_loop()
             snapshot = await self.snapshot()
             await self._refresh_names(snapshot["top"])
             snapshot["names"] = self.names
@@ -170,7 +175,17 @@ class Endpoint:
             body = await loop.run_in_executor(None, render, snapshot)
             self.last_duration = time.perf_counter() - started
             self.scrapes += 1
+            self.running.set_result(body)
             return body
+        except asyncio.CancelledError:
+            self.running.cancel()
+            raise
+        except Exception as exc:
+            self.running.set_exception(exc)
+            self.running.exception()   # retrieved: no "never retrieved" warning if none waits
+            raise
+        finally:
+            self.running = None
 
     async def snapshot(self) -> dict:
         """The figures, copied on the loop (in slices) into plain objects.
