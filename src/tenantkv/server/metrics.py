@@ -197,6 +197,11 @@ class Endpoint:
         commands = []   # per tenant, in `tenants` order: commands run
         held = []       # keys held
         keys = expires = 0
+        top = []        # indexes of the N most active so far
+
+        def activity(i: int) -> tuple:   # ties broken by name: a stable choice
+            return commands[i], tenants[i].name
+
         for start in range(0, len(tenants), SLICE):
             if start:
                 await asyncio.sleep(0)
@@ -210,9 +215,8 @@ class Endpoint:
                 keys += count
                 held.append(count)
                 commands.append(sum(calls.values()) if calls else 0)
-        # The N most active, ties broken by name so the choice is stable.
-        top = heapq.nlargest(limit, range(len(tenants)),
-                             key=lambda i: (commands[i], tenants[i].name)) if limit else []
+            if limit:   # merged slice by slice: no one long step at the end
+                top = heapq.nlargest(limit, [*top, *range(start, len(commands))], key=activity)
         rows = [tenant_row(tenants[i], held[i]) for i in top]
         chosen = set(top)
         other = empty_row()
