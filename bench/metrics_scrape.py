@@ -11,8 +11,8 @@ What it does
    by all the rows, as hashing 10,000 passwords would take minutes; each row
    still has its own tenant key) and a dump.kdb holding one key in each
    user's tenant, so the server starts with --tenants tenants.
-2. Starts tenantkv (this checkout's src/, or PYTHONPATH's) with the metrics
-   endpoint on; --active of the users log in and run 20 commands each
+2. Starts tenantkv (this checkout's src/) with the metrics
+   endpoint on; --active of the users log in and run 17 commands each
    (SET, GET, INCR, HSET, a WRONGTYPE error): tenants with per-command
    counters, errors and keys, as a busy server's top tenants.
 3. A separate process PINGs the server on one connection, one at a time,
