@@ -22,10 +22,13 @@ run: $(STAMP)
 	$(BIN)/tenantkv-server
 
 # redis-server is the reference the compat tests compare against; redis-benchmark
-# is the load of `make bench`. Installed from Debian when missing.
+# is the load of `make bench`; prometheus-redis-exporter is scraped against
+# tenantkv by tests/test_metrics.py. Installed from Debian when missing.
 redis-tools:
-	@command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || \
-	  { (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools; }
+	@command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null && \
+	  command -v prometheus-redis-exporter >/dev/null || \
+	  { (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    redis-server redis-tools prometheus-redis-exporter; }
 
 # Two workers (pytest-xdist): the suite starts a server per module and waits
 # on sockets, timers and child processes much of the time; one worker took

@@ -392,6 +392,15 @@ SETTINGS = [
     Setting("tls", "client_cert_user", "tls-client-cert-user", parse_bool, False, True,
             "log a TLS connection in as the user named by its verified client "
             "certificate's subject CN (yes | no)"),
+    # The Prometheus endpoint (server/metrics.py), on the addresses of `bind`.
+    Setting("metrics", "port", "metrics-port", integer(0, 65535), 0, False,
+            "HTTP port of the Prometheus metrics endpoint (0 = off)"),
+    Setting("metrics", "max_tenants", "metrics-max-tenants", integer(0, 100_000), 100, True,
+            "most active tenants with series of their own; the others are summed as tenant=\"other\""),
+    Setting("metrics", "user", None, _str, "", False, "HTTP basic auth user of the metrics endpoint"),
+    Setting("metrics", "password", None, _str, "", False,
+            "HTTP basic auth password of the metrics endpoint (empty with no user = no auth)",
+            secret=True),
     Setting("expiry", "hz", "hz", integer(0, INT_MAX, clamp=(1, 500)), 10, True, "background task frequency (active expiry)"),
     Setting("expiry", "active_expire", None, parse_bool, True, True, "active expiry cycle on/off"),
     Setting("logging", "level", "loglevel", enum("debug", "verbose", "notice", "warning", "nothing"), "notice", True,

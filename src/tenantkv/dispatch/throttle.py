@@ -43,7 +43,9 @@ class Throttled:
         a request that may run (QUIT)."""
         if args and type(args[0]) is bytes and args[0].lower() in EXEMPT:
             return None
-        return errors.quota_rate(client.tenant.quota.rate)
+        tenant = client.tenant
+        tenant.refused("rate")
+        return errors.quota_rate(tenant.quota.rate)
 
 
 class RateLimiter:

@@ -83,7 +83,8 @@ class Tenant:
                  "_failed", "_rejected", "_errors", "error_replies", "net_input_bytes",
                  "net_output_bytes", "connections", "quota", "used_memory", "limiter", "busy", "held",
                  "_scans", "scan_names", "_scans_evicted", "channels", "notify",
-                 "tracking", "turn", "turn_used", "scripts", "functions", "slowlog", "latency")
+                 "tracking", "turn", "turn_used", "scripts", "functions", "slowlog", "latency",
+                 "quota_refused")
 
     def __init__(self, name: str, stats, databases: int = DATABASES) -> None:
         self.name = name
@@ -93,6 +94,10 @@ class Tenant:
         # RESETSTAT leaves these alone.
         self.auth_failures = 0   # WRONGPASS replies to this tenant's connections
         self.acl_denied = 0      # NOPERM replies
+        # Requests a quota refused, by quota ("memory", "keys", "connections",
+        # "rate"), for the metrics endpoint (server/metrics.py); None until
+        # the first refusal, as most tenants never meet their quotas.
+        self.quota_refused = None
         self.ran: list = []      # Commands the hot path ran, not yet in `calls`
         self.quota = NO_QUOTA    # its limits (keyspace/quota.py)
         self.used_memory = 0     # bytes its data takes, kept by server/memory.py
@@ -218,6 +223,13 @@ class Tenant:
             self.auth_failures += 1
         elif prefix == "NOPERM":
             self.acl_denied += 1
+
+    def refused(self, quota: str) -> None:
+        """One more request refused by this tenant's `quota`."""
+        refused = self.quota_refused
+        if refused is None:
+            refused = self.quota_refused = {}
+        refused[quota] = refused.get(quota, 0) + 1
 
     def key_count(self) -> int:
         return sum(len(db) for db in self.dbs)

@@ -95,6 +95,7 @@ class Server:
         # default user (development mode); off: everyone must AUTH.
         self.default_user_open = config["auth.default_user"] == "nopass"
         self.auth = None   # the Authenticator, once serve() opened the user store
+        self.metrics = None   # the Prometheus endpoint (server/metrics.py), when metrics-port is set
         from tenantkv.persistence.aof.appendonly import AppendOnly
         self.aof = AppendOnly(self)   # the append-only log (persistence/aof/appendonly.py)
         self.config_file = None
@@ -308,6 +309,17 @@ class Server:
         self.memory.refresh(loaded=True)
         self.check_orphans()
         await self.listen()
+        self.metrics = None
+        if self.config["metrics.port"]:
+            # Imported only when on: prometheus-client costs nothing otherwise.
+            from tenantkv.server.metrics import Endpoint
+            self.metrics = Endpoint(self)
+            try:
+                await self.metrics.start()
+            except OSError:
+                for listener in self.listeners:
+                    listener.close()
+                raise
         bound = [s.getsockname() for lst in self.listeners for s in lst.sockets]
         log.log(NOTICE, "Ready to accept connections on %s (pid %d)",
                     ", ".join("%s:%d" % (a[0], a[1]) for a in bound), os.getpid())
@@ -318,6 +330,8 @@ class Server:
         await self.stopped.wait()
         cron.cancel()
         backups.cancel()
+        if self.metrics is not None:
+            self.metrics.close()
         # Nothing has run since the final save (the server is frozen): the
         # clients get the replies still queued, then their connections end.
         for conn in list(self.clients.values()):

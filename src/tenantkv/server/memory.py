@@ -429,9 +429,11 @@ class Memory:
         quota = tenant.quota
         if quota.memory and (tenant.used_memory + self.tenant_buffers.get(tenant.name, 0)
                              > quota.memory):
+            tenant.refused("memory")
             raise CommandError(errors.quota_memory(quota.memory))
         if quota.keys and tenant.key_count() >= quota.keys and (
                 key not in data if creates is None else creates()):
+            tenant.refused("keys")
             raise CommandError(errors.quota_keys(quota.keys))
 
     def check_growth(self, conn, growth: int) -> None:
@@ -450,6 +452,7 @@ class Memory:
         tenant = conn.tenant
         quota = tenant.quota
         if quota.memory and tenant.used_memory + growth > quota.memory:
+            tenant.refused("memory")
             raise CommandError(errors.quota_memory(quota.memory))
 
     # -- eviction ----------------------------------------------------------------

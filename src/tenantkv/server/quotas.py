@@ -130,5 +130,6 @@ class Quotas:
             return None
         limit = tenant.quota.connections
         if limit and len(tenant.clients) >= limit:
+            tenant.refused("connections")
             return errors.quota_connections(limit)
         return None
