@@ -1,11 +1,12 @@
 -- FUNCTION libraries in a tenant's Lua state (scripting/functions.py): run
 -- once per state with what prelude.lua hands out (the scripts' globals
--- `env`, the setter of its table of runnable chunks, the raw `redis` API).
+-- `env`, the setter of its table of runnable chunks, the raw `redis` API,
+-- setfenv and `rearm`, which puts the count hook back).
 -- As Redis 7.0 (function_lua.c): a library's code runs with globals that
 -- hold only the library API (redis.register_function, redis.log, the
 -- versions); the functions it registers run later with the full API, and
 -- see no KEYS/ARGV (their keys and args are their arguments).
-local env, setfn, api, setfenv_ = ...
+local env, setfn, api, setfenv_, rearm = ...
 local type, error, pairs, rawget, tostring, loadstring, pcall, lower, setmetatable =
       type, error, pairs, rawget, tostring, loadstring, pcall, string.lower, setmetatable
 
@@ -133,6 +134,9 @@ local function load(code)
   if not chunk then return 'Error compiling function: ' .. tostring(err), false end
   setfenv_(chunk, fenv)
   pending, count, loading = {}, 0, true
+  -- A script killed before left the line hook: with it, a library's loop
+  -- would call the time check on every line and time out.
+  rearm()
   local ok, e = pcall(chunk)
   loading = false
   local got = pending

@@ -442,8 +442,11 @@ end
 -- FCALL takes EVAL's path (run above, the hook, busy and kill). They get
 -- what they need from here through the state's own global table, which no
 -- script can reach; scripting/functions.py takes it out at once.
+-- rearm: the count hook back in place of the line hook a killed or timed
+-- out script left (run() does the same before each script).
 rawset(_G, '__tenantkv_functions', function()
-  return env, function(key, f) fns[key] = f end, api, setfenv_
+  return env, function(key, f) fns[key] = f end, api, setfenv_,
+         function() dbg.sethook(hook, '', 100000) end
 end)
 
 return compile, has, flush, run, addlib, runv, setguard
