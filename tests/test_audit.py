@@ -182,6 +182,21 @@ def test_hostile_names_cannot_forge_lines(tmp_path):
     assert_no_secret(server.log_path)
 
 
+def test_a_huge_value_is_cut_in_its_audit_line(tmp_path):
+    """A CONFIG SET of 5 MB: its audit line shows the first 1,024 characters
+    and counts the rest (a client-sized value must not make a 5 MB line)."""
+    with locked(tmp_path) as server:
+        root = login(server, "root")
+        value = "KEA" * (5 * 1024 * 1024 // 3)
+        assert root.config_set("notify-keyspace-events", value) is True
+        root.config_set("notify-keyspace-events", "")
+        wait_for(lambda: len(events(server.log_path, "config-set")) == 2)
+    first = events(server.log_path, "config-set")[0]
+    shown = "notify-keyspace-events=" + value
+    assert first["changes"] == "%s... (%d more characters)" % (shown[:1024], len(shown) - 1024)
+    assert max(len(line) for line in audit_lines(server.log_path)) < 2048
+
+
 def test_refused_clients_are_rate_limited(tmp_path):
     """Clients refused at maxclients are audited, but a flood of them writes
     a bounded number of lines; the next line says how many were left out."""

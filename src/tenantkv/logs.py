@@ -107,6 +107,11 @@ _RATE, _BURST = 5.0, 20.0
 _buckets: dict = {}
 
 
+# The most characters of one field an audit line shows (as SLOWLOG cuts its
+# arguments): the rest is counted, not written.
+AUDIT_FIELD_MAX = 1024
+
+
 def audit(event: str, noisy: bool = False, **fields) -> None:
     """One audit line: `audit <event> key="value" ...`. `noisy`: an event a
     client can repeat at will (rate-limited, so it cannot flood the log)."""
@@ -124,7 +129,13 @@ def audit(event: str, noisy: bool = False, **fields) -> None:
             fields["suppressed"] = dropped
     record = {"event": event}
     for key, value in fields.items():
-        record[key] = value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "backslashreplace")
+        if isinstance(value, str) and len(value) > AUDIT_FIELD_MAX:
+            # a client-sized value (a CONFIG SET of 50 MB): the line stays a line
+            value = "%s... (%d more characters)" % (value[:AUDIT_FIELD_MAX],
+                                                   len(value) - AUDIT_FIELD_MAX)
+        fields[key] = record[key] = value
     AUDIT.log(NOTICE, "audit %s%s", event,
               "".join(" %s=%s" % (key, _quote(value)) for key, value in fields.items()),
               extra={"audit": record})
