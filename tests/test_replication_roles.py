@@ -1,0 +1,527 @@
+"""Replication between tenantkv nodes: roles (REPLICAOF NO ONE, re-pointing
+replicas, a former primary that comes back), Redis 7 compatibility of
+REPLICAOF / ROLE / INFO replication / HELLO (checked against a pair of real
+redis-servers), safety (who may read the stream, which primaries a replica
+accepts), min-replicas-to-write, persistence combinations and TLS links.
+
+A pair: the primary has a root user (ROOT_PW) and alice; a replica has a
+root user of its own until its first sync, which brings it the primary's
+user store (so afterwards ROOT_PW logs in on every node)."""
+
+import os
+import signal
+import socket
+import time
+
+import pytest
+import redis
+
+from compat import harness
+from conftest import add_user, free_port, login, resp, dump_tenant, same_data
+
+ROOT_PW = "primary-root-pw"
+REPLICA_ROOT_PW = "replica-root-pw"
+USERS = {"root": ROOT_PW, "alice": "alice-pw", "bob": "bob-pw"}
+LOCKED = {"TENANTKV_AUTH__DEFAULT_USER": "off"}
+
+
+# -- helpers -------------------------------------------------------------------------
+
+def wait_until(check, timeout: float = 20.0, what: str = "condition"):
+    """Poll `check` until it returns something true; that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for %s" % what)
+        time.sleep(0.05)
+
+
+def start_primary(make_server, tmp_path, name: str = "primary", *flags, port=None):
+    data_dir = tmp_path / name
+    if not data_dir.exists():
+        data_dir.mkdir()
+        add_user(data_dir, "root", ROOT_PW, "--root")
+        add_user(data_dir, "alice", USERS["alice"])
+        add_user(data_dir, "bob", USERS["bob"])
+    return make_server(*flags, data_dir=data_dir, env=LOCKED, passwords=USERS, port=port)
+
+
+def start_replica(make_server, tmp_path, primary_port: int, name: str, *flags,
+                  masteruser: str | None = "root", masterauth: str | None = ROOT_PW, port=None):
+    """A replica of 127.0.0.1:`primary_port` with a data dir of its own.
+    Before its first sync only its own root user (REPLICA_ROOT_PW) logs in."""
+    data_dir = tmp_path / name
+    if not data_dir.exists():
+        data_dir.mkdir()
+        add_user(data_dir, "root", REPLICA_ROOT_PW, "--root")
+    extra = ["--replicaof", "127.0.0.1 %d" % primary_port]
+    if masteruser is not None:
+        extra += ["--masteruser", masteruser]
+    if masterauth is not None:
+        extra += ["--masterauth", masterauth]
+    return make_server(*extra, *flags, data_dir=data_dir, env=LOCKED, passwords=USERS,
+                       port=port)
+
+
+def info(node, password: str = ROOT_PW) -> dict:
+    with login(node, "root", password) as client:
+        return client.info("replication")
+
+
+def wait_link_up(replica, timeout: float = 20.0) -> None:
+    """Until the replica's link is up (its first sync done: the primary's
+    users, so ROOT_PW, log in from then on)."""
+    def up():
+        for password in (ROOT_PW, REPLICA_ROOT_PW):
+            try:
+                return info(replica, password).get("master_link_status") == "up"
+            except redis.AuthenticationError:
+                continue
+        return False
+    wait_until(up, timeout, "master_link_status:up on %d" % replica.port)
+
+
+def wait_caught_up(primary, *replicas, timeout: float = 20.0) -> None:
+    """Until every replica applied all the primary fed so far."""
+    target = info(primary)["master_repl_offset"]
+    for replica in replicas:
+        wait_until(lambda: info(replica).get("slave_repl_offset", -1) >= target, timeout,
+                   "replica %d at offset %d" % (replica.port, target))
+
+
+def log_text(node) -> str:
+    node.log.flush()
+    with open(node.log_path, encoding="utf-8", errors="replace") as handle:
+        return handle.read()
+
+
+def wait_log(node, text: str, count: int = 1, timeout: float = 20.0) -> str:
+    return wait_until(lambda: log_text(node).count(text) >= count and log_text(node), timeout,
+                      "%r x%d in %s" % (text, count, node.log_path))
+
+
+PARTIAL = "Master accepted a Partial Resynchronization"
+FULL = "Full resync from master"
+
+
+# -- 1. roles ----------------------------------------------------------------------------
+
+def test_promotion_repointed_replica_and_former_primary(make_server, tmp_path):
+    """REPLICAOF NO ONE makes a replica a primary that keeps its old
+    history as replid2; a second replica re-pointed to it continues with a
+    partial resync; the old primary, which wrote on its own meanwhile,
+    joins it with a full sync and loses what only it had."""
+    primary = start_primary(make_server, tmp_path)
+    r1 = start_replica(make_server, tmp_path, primary.port, "r1")
+    r2 = start_replica(make_server, tmp_path, primary.port, "r2")
+    wait_link_up(r1)
+    wait_link_up(r2)
+    alice = login(primary, "alice")
+    for i in range(50):
+        alice.set("k%d" % i, i)
+    bob = login(primary, "bob")
+    bob.rpush("list", *range(10))
+    wait_caught_up(primary, r1, r2)
+    old = info(r1)
+    old_id, old_offset = old["master_replid"], old["master_repl_offset"]
+    assert old_id == info(primary)["master_replid"]
+
+    with login(r1, "root") as root:
+        assert root.execute_command("REPLICAOF", "NO", "ONE") == b"OK"
+        promoted = root.info("replication")
+    assert promoted["role"] == "master"
+    assert promoted["master_replid"] != old_id
+    assert promoted["master_replid2"] == old_id
+    assert promoted["second_repl_offset"] == old_offset + 1
+    a1 = login(r1, "alice")
+    a1.set("after-promotion", "yes")          # writes accepted
+    assert a1.get("k7") == b"7"
+    assert login(r1, "bob").lrange("list", 0, -1) == [b"%d" % i for i in range(10)]
+
+    # The second replica: same history up to old_offset, so it goes on.
+    assert log_text(r2).count(PARTIAL) == 0
+    with login(r2, "root") as root:
+        assert root.execute_command("REPLICAOF", "127.0.0.1", r1.port) == b"OK"
+    wait_log(r2, PARTIAL)
+    wait_link_up(r2)
+    assert log_text(r2).count(FULL) == 1      # the first sync only
+    wait_caught_up(r1, r2)
+    assert login(r2, "alice").get("after-promotion") == b"yes"
+    a1.set("after-repoint", "1")
+    wait_caught_up(r1, r2)
+    assert login(r2, "alice").get("after-repoint") == b"1"
+
+    # The former primary wrote on its own after the split: a full sync
+    # replaces its data; no divergent key survives.
+    alice.set("divergent", "lost")
+    bob.set("divergent-bob", "lost")
+    alice.set("k1", "overwritten-on-old-primary")
+    alice.close()
+    bob.close()
+    with login(primary, "root") as root:
+        # Started without credentials (it was the primary): given now.
+        root.config_set("masteruser", "root")
+        root.config_set("masterauth", ROOT_PW)
+        assert root.execute_command("REPLICAOF", "127.0.0.1", r1.port) == b"OK"
+    wait_log(primary, FULL)
+    wait_link_up(primary)
+    wait_caught_up(r1, primary, r2)
+    assert log_text(primary).count(PARTIAL) == 0
+    old_alice, old_bob = login(primary, "alice"), login(primary, "bob")
+    assert old_alice.get("divergent") is None
+    assert old_bob.get("divergent-bob") is None
+    assert old_alice.get("k1") == b"1"
+    assert old_alice.get("after-repoint") == b"1"
+    same_data(dump_tenant(a1), dump_tenant(old_alice))
+    assert info(r1)["connected_slaves"] == 2
+    # Read-only now: the former primary refuses writes.
+    with pytest.raises(redis.ReadOnlyError):
+        old_alice.set("x", 1)
+
+
+# -- 2. compatibility with redis-server 7 ---------------------------------------------
+
+def role_shape(reply):
+    """ROLE's reply with every leaf replaced by its type (and the role
+    and link-state words kept)."""
+    if isinstance(reply, list):
+        return [role_shape(item) for item in reply]
+    if isinstance(reply, bytes) and reply in (b"master", b"slave", b"connected"):
+        return reply
+    return type(reply).__name__
+
+
+@pytest.fixture(scope="module")
+def redis_pair(tmp_path_factory):
+    """A real redis-server and its replica, link up: the reference."""
+    if harness.redis_server_path() is None:
+        pytest.skip("redis-server is not installed (`make redis-tools`)")
+    base = tmp_path_factory.mktemp("redis-pair")
+    (base / "p").mkdir()
+    (base / "r").mkdir()
+    with harness.RedisServer(free_port(), str(base / "p")) as primary, \
+            harness.RedisServer(free_port(), str(base / "r")) as replica:
+        client = redis.Redis(port=replica.port)
+        assert client.execute_command("REPLICAOF", "127.0.0.1", primary.port) == b"OK"
+        wait_until(lambda: client.info("replication")["master_link_status"] == "up",
+                   what="redis-server replica link up")
+        redis.Redis(port=primary.port).set("k", "v")
+        wait_until(lambda: client.get("k") == b"v", what="redis-server replica caught up")
+        wait_until(lambda: redis.Redis(port=primary.port).info("replication")
+                   .get("slave0", {}).get("state") == "online", what="slave0 online")
+        yield redis.Redis(port=primary.port), client
+        client.close()
+
+
+def test_replicaof_replies_role_info_hello_as_redis(make_server, tmp_path, redis_pair):
+    """REPLICAOF's replies, ROLE's shape, INFO replication's field names and
+    HELLO's role are redis-server 7.0's, on each side of a pair."""
+    ref_primary, ref_replica = redis_pair
+    primary = start_primary(make_server, tmp_path)
+    replica = start_replica(make_server, tmp_path, primary.port, "r")
+    wait_link_up(replica)
+    login(primary, "alice").set("k", "v")
+    wait_caught_up(primary, replica)
+    wait_until(lambda: info(primary).get("slave0", {}).get("state") == "online",
+               what="slave0 online")
+    p_root, r_root = login(primary, "root"), login(replica, "root")
+
+    # REPLICAOF's replies.
+    ref_port = ref_primary.connection_pool.connection_kwargs["port"]
+    assert ref_replica.execute_command("REPLICAOF", "127.0.0.1", ref_port) == \
+        b"OK Already connected to specified master"
+    assert r_root.execute_command("REPLICAOF", "127.0.0.1", primary.port) == \
+        b"OK Already connected to specified master"
+    for bad in ("70000", "-1", "abc", "65536", "1.5"):
+        for client in (ref_primary, p_root):
+            with pytest.raises(redis.ResponseError) as caught:
+                client.execute_command("REPLICAOF", "127.0.0.1", bad)
+            assert str(caught.value) == "Invalid master port", (client, bad)
+    for client in (ref_primary, p_root):   # an error left the role as it was
+        assert client.execute_command("ROLE")[0] == b"master"
+    with pytest.raises(redis.ResponseError, match="wrong number of arguments"):
+        p_root.execute_command("REPLICAOF", "127.0.0.1")
+
+    # ROLE, both sides.
+    assert role_shape(p_root.execute_command("ROLE")) == \
+        role_shape(ref_primary.execute_command("ROLE"))
+    assert role_shape(r_root.execute_command("ROLE")) == \
+        role_shape(ref_replica.execute_command("ROLE"))
+    role = p_root.execute_command("ROLE")
+    assert role[1] == info(primary)["master_repl_offset"]
+    assert role[2][0][:2] == [b"127.0.0.1", b"%d" % replica.port]
+    role = r_root.execute_command("ROLE")
+    assert role[:4] == [b"slave", b"127.0.0.1", primary.port, b"connected"]
+    # A user who is no root may ask (Sentinel-style probing of the role).
+    assert login(replica, "alice").execute_command("ROLE")[0] == b"slave"
+
+    # INFO replication's field names, both sides.
+    assert set(info(primary)) == set(ref_primary.info("replication"))
+    assert set(info(replica)) == set(ref_replica.info("replication"))
+    slave0, ref_slave0 = info(primary)["slave0"], ref_primary.info("replication")["slave0"]
+    assert set(slave0) == set(ref_slave0)
+    assert slave0["port"] == replica.port and slave0["state"] == "online"
+
+    # HELLO's role.
+    assert ref_primary.execute_command("HELLO")[b"role"] == b"master"
+    assert ref_replica.execute_command("HELLO")[b"role"] == b"replica"
+    assert p_root.execute_command("HELLO")[b"role"] == b"master"
+    assert r_root.execute_command("HELLO")[b"role"] == b"replica"
+
+    # REPLICAOF inside MULTI is queued and runs at EXEC (Sentinel's failover
+    # script): the replica is still one until EXEC.
+    ref_tx = ref_replica.pipeline(transaction=True)
+    ref_tx.execute_command("REPLICAOF", "NO", "ONE").execute_command("ROLE")
+    ref_result = ref_tx.execute()
+    r_root.execute_command("MULTI")
+    assert r_root.execute_command("REPLICAOF", "NO", "ONE") == b"QUEUED"
+    assert r_root.execute_command("ROLE") == b"QUEUED"
+    with login(replica, "root") as other:
+        assert other.execute_command("ROLE")[0] == b"slave"
+    result = r_root.execute_command("EXEC")
+    assert result[0] == ref_result[0] == b"OK"
+    assert result[1][0] == ref_result[1][0] == b"master"
+    assert role_shape(result[1]) == role_shape(ref_result[1])
+    # And back, in MULTI too: the links come up again, INFO as before.
+    for client, port in ((r_root, primary.port), (ref_replica, ref_port)):
+        tx = client.pipeline(transaction=True)
+        tx.execute_command("REPLICAOF", "127.0.0.1", port)
+        assert tx.execute() == [b"OK"]
+    wait_link_up(replica)
+    wait_until(lambda: ref_replica.info("replication")["master_link_status"] == "up",
+               what="redis-server replica link up again")
+    assert set(info(replica)) == set(ref_replica.info("replication"))
+
+
+# -- 3. safety ------------------------------------------------------------------------------
+
+NOAUTH = b"-NOAUTH Authentication required.\r\n"
+
+
+def test_replication_commands_are_root_only_and_need_auth(make_server, tmp_path):
+    """A tenant cannot ask for the stream (it holds every tenant's data)
+    nor move the server; an unauthenticated connection gets NOAUTH and
+    nothing after it."""
+    primary = start_primary(make_server, tmp_path)
+    login(primary, "bob").set("secret-of-bob", "x")
+    alice = login(primary, "alice")
+    for args in (("PSYNC", "?", "-1"), ("SYNC",), ("REPLCONF", "listening-port", "6380"),
+                 ("REPLCONF", "capa", "psync2"), ("REPLICAOF", "127.0.0.1", "6380"),
+                 ("REPLICAOF", "NO", "ONE"), ("SLAVEOF", "NO", "ONE")):
+        # redis-py: -NOPERM ... is a NoPermissionError.
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            alice.execute_command(*args)
+        assert alice.ping()
+    assert info(primary)["connected_slaves"] == 0
+    assert info(primary)["role"] == "master"
+
+    for args in (("PSYNC", "?", "-1"), ("SYNC",), ("REPLCONF", "capa", "psync2")):
+        with socket.create_connection(("127.0.0.1", primary.port), timeout=5) as sock:
+            sock.sendall(resp(*args))
+            data = b""
+            sock.settimeout(0.5)
+            try:   # whatever comes within a second: the error and nothing else
+                while True:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            except socket.timeout:
+                pass
+            assert data == NOAUTH, args
+    assert info(primary)["connected_slaves"] == 0
+
+
+def test_replica_never_syncs_without_root_credentials(make_server, tmp_path):
+    """No masterauth, a masteruser that is not root on the primary, a
+    wrong masterauth: the link stays down, the log says why, no data and
+    no user of the primary arrives."""
+    primary = start_primary(make_server, tmp_path)
+    login(primary, "alice").set("alice-key", "data")
+    no_auth = start_replica(make_server, tmp_path, primary.port, "no-auth",
+                            masteruser=None, masterauth=None)
+    not_root = start_replica(make_server, tmp_path, primary.port, "not-root",
+                             masteruser="alice", masterauth=USERS["alice"])
+    wrong = start_replica(make_server, tmp_path, primary.port, "wrong",
+                          masterauth="not-the-password")
+    wait_log(no_auth, "masterauth is not set", count=2)
+    wait_log(not_root, "NOPERM", count=2)
+    wait_log(wrong, "Unable to AUTH to MASTER", count=2)
+    assert "WRONGPASS" in log_text(wrong)
+    for replica in (no_auth, not_root, wrong):
+        assert replica.alive()
+        state = info(replica, REPLICA_ROOT_PW)   # its own users: nothing came
+        assert state["role"] == "slave"
+        assert state["master_link_status"] == "down"
+        assert state["slave_repl_offset"] == 0
+        assert FULL not in log_text(replica)
+        with login(replica, "root", REPLICA_ROOT_PW) as root:
+            assert root.dbsize() == 0
+            assert b"alice" not in root.execute_command("ACL", "USERS")
+            assert root.execute_command("ROLE")[3] != b"connected"
+    assert info(primary)["connected_slaves"] == 0
+
+
+# -- 4. min-replicas-to-write -------------------------------------------------------------------
+
+def test_min_replicas_to_write(make_server, tmp_path):
+    """min-replicas-to-write 1: writes are refused with -NOREPLICAS while
+    no replica acknowledged within min-replicas-max-lag (stopped, then
+    killed), reads and PING go on; writes come back with the replica."""
+    primary = start_primary(make_server, tmp_path, "primary",
+                            "--min-replicas-to-write", "1", "--min-replicas-max-lag", "2")
+    alice = login(primary, "alice")
+
+    def refused() -> bool:
+        try:
+            alice.set("probe", "1")
+        except redis.ResponseError as exc:
+            assert str(exc) == "NOREPLICAS Not enough good replicas to write."
+            return True
+        return False
+
+    wait_until(refused, timeout=5, what="NOREPLICAS with no replica")
+    replica = start_replica(make_server, tmp_path, primary.port, "r")
+    wait_link_up(replica)
+    wait_until(lambda: not refused(), what="writes accepted with a replica")
+    assert info(primary)["min_slaves_good_slaves"] == 1
+
+    # A replica that stops acknowledging (SIGSTOP): refused after the lag.
+    os.kill(replica.process.pid, signal.SIGSTOP)
+    try:
+        wait_until(refused, timeout=15, what="NOREPLICAS with a stopped replica")
+        assert alice.ping() and alice.get("probe") == b"1"
+        assert info(primary)["min_slaves_good_slaves"] == 0
+    finally:
+        os.kill(replica.process.pid, signal.SIGCONT)
+    wait_until(lambda: not refused(), what="writes accepted again")
+
+    # A replica killed: refused at once (its connection closed), until it returns.
+    replica.kill()
+    wait_until(refused, timeout=10, what="NOREPLICAS with the replica gone")
+    with pytest.raises(redis.ResponseError, match="^NOREPLICAS Not enough good replicas"):
+        alice.execute_command("EVAL", "return redis.call('SET', 'x', '1')", 0)
+    assert alice.ping() is True
+    assert alice.get("probe") == b"1"
+    replica = start_replica(make_server, tmp_path, primary.port, "r", port=replica.port)
+    wait_link_up(replica)
+    wait_until(lambda: not refused(), what="writes accepted after the replica returned")
+    alice.set("after", "back")
+    wait_caught_up(primary, replica)
+    assert login(replica, "alice").get("after") == b"back"
+
+
+@pytest.mark.xfail(strict=True, reason="bugs-t2.md T2-1: enforced from the first cron turn")
+def test_min_replicas_refused_from_the_start(make_server, tmp_path):
+    """As Redis: refused from the first command, not after a cron turn."""
+    primary = make_server("--min-replicas-to-write", "1", "--min-replicas-max-lag", "2")
+    with pytest.raises(redis.ResponseError, match="^NOREPLICAS Not enough good replicas"):
+        primary.client().set("early", "1")
+
+
+# -- 5. persistence combinations ------------------------------------------------------------------
+
+AOF = ("--appendonly", "yes", "--save", "")
+
+
+def fill(client, prefix: str, count: int = 200) -> None:
+    pipe = client.pipeline(transaction=False)
+    for i in range(count):
+        pipe.set("%s:s%d" % (prefix, i), "v%d" % i)
+        pipe.hset("%s:h" % prefix, "f%d" % i, i)
+    pipe.zadd("%s:z" % prefix, {"m%d" % i: i for i in range(count)})
+    pipe.expire("%s:s0" % prefix, 1000)
+    pipe.execute()
+
+
+def test_appendonly_pair_replica_killed_and_appendonly_toggled(make_server, tmp_path):
+    """Both with appendonly yes: a replica killed (SIGKILL, no state saved)
+    comes back with a full sync and the same data; CONFIG SET appendonly
+    on the primary while a replica is attached does not cut the stream."""
+    primary = start_primary(make_server, tmp_path, "primary", *AOF)
+    replica = start_replica(make_server, tmp_path, primary.port, "r", *AOF)
+    wait_link_up(replica)
+    alice, bob = login(primary, "alice"), login(primary, "bob")
+    fill(alice, "a1")
+    fill(bob, "b1")
+    wait_caught_up(primary, replica)
+    replica.kill()
+    fill(alice, "a2")
+    with alice.pipeline(transaction=True) as tx:
+        tx.incr("counter").lpush("tx-list", "x", "y").execute()
+    replica = start_replica(make_server, tmp_path, primary.port, "r", *AOF, port=replica.port)
+    wait_link_up(replica)
+    wait_caught_up(primary, replica)
+    assert FULL in log_text(replica)
+    same_data(dump_tenant(alice), dump_tenant(login(replica, "alice")))
+    same_data(dump_tenant(bob), dump_tenant(login(replica, "bob")))
+
+    with login(primary, "root") as root:
+        alice.set("before-toggle", "1")
+        assert root.config_set("appendonly", "no")
+        alice.set("log-off", "2")
+        bob.incr("bob-counter")
+        wait_caught_up(primary, replica)
+        assert root.config_set("appendonly", "yes")
+        alice.set("log-on-again", "3")          # maybe while the log is rewritten
+        fill(bob, "b3", 50)
+        wait_until(lambda: root.info("persistence")["aof_rewrite_in_progress"] == 0,
+                   what="the log rewrite done")
+        alice.set("after-rewrite", "4")
+    wait_caught_up(primary, replica)
+    ra, rb = login(replica, "alice"), login(replica, "bob")
+    assert [ra.get(k) for k in ("before-toggle", "log-off", "log-on-again", "after-rewrite")] \
+        == [b"1", b"2", b"3", b"4"]
+    assert rb.get("bob-counter") == b"1"
+    same_data(dump_tenant(alice), dump_tenant(ra))
+    same_data(dump_tenant(bob), dump_tenant(rb))
+    assert info(primary)["connected_slaves"] == 1
+    assert log_text(replica).count(FULL) == 1   # the stream went on: no new sync
+
+
+def test_primary_without_log_turns_appendonly_on_with_a_replica(make_server, tmp_path):
+    """A primary started without the log (its stream from a journal without
+    a file) turns appendonly on and off while a replica is attached."""
+    primary = start_primary(make_server, tmp_path, "primary", "--appendonly", "no")
+    replica = start_replica(make_server, tmp_path, primary.port, "r")
+    wait_link_up(replica)
+    alice = login(primary, "alice")
+    alice.set("one", "1")
+    with login(primary, "root") as root:
+        assert root.config_set("appendonly", "yes")
+        alice.set("two", "2")
+        wait_until(lambda: root.info("persistence")["aof_rewrite_in_progress"] == 0,
+                   what="the log rewrite done")
+        alice.set("three", "3")
+        assert root.config_set("appendonly", "no")
+        alice.set("four", "4")
+    wait_caught_up(primary, replica)
+    ra = login(replica, "alice")
+    assert [ra.get(k) for k in ("one", "two", "three", "four")] == [b"1", b"2", b"3", b"4"]
+    assert log_text(replica).count(FULL) == 1
+
+
+# -- 6. TLS ---------------------------------------------------------------------------------
+
+def test_replication_over_tls(make_server, tmp_path):
+    """tls-replication yes: the replica reaches the primary's tls-port,
+    presents its certificate, and the data arrives."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    ca_file = str(tmp_path / "ca.pem")
+    ca.cert_pem.write_to_path(ca_file)
+    cert = str(tmp_path / "server.pem")
+    ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(cert)
+    tls_port = free_port()
+    tls = ("--tls-cert-file", cert, "--tls-key-file", cert, "--tls-ca-cert-file", ca_file)
+    primary = start_primary(make_server, tmp_path, "primary", "--tls-port", str(tls_port), *tls)
+    replica = start_replica(make_server, tmp_path, tls_port, "r", "--tls-replication", "yes",
+                            *tls)
+    wait_link_up(replica)
+    login(primary, "alice").set("over-tls", "yes")
+    wait_caught_up(primary, replica)
+    assert login(replica, "alice").get("over-tls") == b"yes"
+    assert info(primary)["slave0"]["state"] == "online"
