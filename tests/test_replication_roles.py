@@ -205,6 +205,8 @@ def redis_pair(tmp_path_factory):
     with harness.RedisServer(free_port(), str(base / "p")) as primary, \
             harness.RedisServer(free_port(), str(base / "r")) as replica:
         client = redis.Redis(port=replica.port)
+        # Its syncs at once (redis-server waits 5 s for more replicas by default).
+        redis.Redis(port=primary.port).config_set("repl-diskless-sync-delay", 0)
         assert client.execute_command("REPLICAOF", "127.0.0.1", primary.port) == b"OK"
         wait_until(lambda: client.info("replication")["master_link_status"] == "up",
                    what="redis-server replica link up")
@@ -294,6 +296,50 @@ def test_replicaof_replies_role_info_hello_as_redis(make_server, tmp_path, redis
     wait_until(lambda: ref_replica.info("replication")["master_link_status"] == "up",
                what="redis-server replica link up again")
     assert set(info(replica)) == set(ref_replica.info("replication"))
+
+
+def test_replicaof_rewritten_to_the_config_file_loads_again(make_server, tmp_path):
+    """What REPLICAOF set, CONFIG REWRITE writes and the next start loads:
+    also port 0, which REPLICAOF accepts as redis-server does."""
+    config = tmp_path / "tenantkv.toml"
+    config.write_text("[network]\ntimeout = 0\n")
+    node = make_server("--config", str(config))
+    client = node.client()
+    for port in (0, 6390):
+        assert client.execute_command("REPLICAOF", "127.0.0.1", port) == b"OK"
+        assert client.execute_command("CONFIG", "REWRITE") == b"OK"
+        node.stop()
+        node = make_server("--config", str(config), port=node.port)
+        client = node.client()
+        assert client.config_get("replicaof") == {"replicaof": "127.0.0.1 %d" % port}
+        assert client.execute_command("ROLE")[:3] == [b"slave", b"127.0.0.1", port]
+    assert client.execute_command("REPLICAOF", "NO", "ONE") == b"OK"
+    assert client.execute_command("CONFIG", "REWRITE") == b"OK"
+    node.stop()
+    assert make_server("--config", str(config), port=node.port).client() \
+        .execute_command("ROLE")[0] == b"master"
+
+
+@pytest.mark.xfail(strict=True, reason="bugs-t2.md T2-2: wait_for swallows the link's cancel")
+def test_replicaof_leaves_no_old_link_running(make_server):
+    """A REPLICAOF stops the previous link for good, even when it comes
+    while that link's connection attempt is failing: no old link keeps
+    trying (and one day syncing from) the old primary."""
+    node = make_server("--masteruser", "root", "--masterauth", "unused")
+    client = node.client()
+    closed = free_port()
+    for i in range(1000):   # each refused at once: the race is hit a few times
+        client.execute_command("REPLICAOF", "localhost", (0, closed)[i % 2])
+        time.sleep((i % 7) * 0.0005)
+    # The last one stopped before it starts (one read): now nothing may try.
+    pipe = client.pipeline(transaction=False)
+    pipe.execute_command("REPLICAOF", "127.0.0.1", 0).execute_command("REPLICAOF", "NO", "ONE")
+    assert pipe.execute() == [b"OK", b"OK"]
+    assert client.execute_command("ROLE")[0] == b"master"
+    time.sleep(1.5)     # the links stopped last have logged their last line
+    before = log_text(node).count("Connection refused")
+    time.sleep(2.5)     # a link still running retries once a second
+    assert log_text(node).count("Connection refused") == before
 
 
 # -- 3. safety ------------------------------------------------------------------------------

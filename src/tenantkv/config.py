@@ -158,7 +158,9 @@ def _replicaof(value) -> str:
         return ""
     parts = text.split(" ")
     port = parse_int(parts[-1].encode()) if len(parts) == 2 else None
-    if port is None or not 0 < port <= 65535:
+    # Port 0 as REPLICAOF takes it (Redis does): what CONFIG REWRITE wrote
+    # after one must load again.
+    if port is None or not 0 <= port <= 65535:
         raise ValueError("replicaof must be \"host port\"")
     return text
 
