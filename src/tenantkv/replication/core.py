@@ -41,7 +41,7 @@ from tenantkv.dispatch.slices import OVER_SHARE
 from tenantkv.keyspace import database
 from tenantkv.logs import NOTICE
 from tenantkv.persistence import child as children
-from tenantkv.persistence.aof.format import encode_command
+from tenantkv.persistence.aof.format import CONTEXT, encode_command
 from tenantkv.persistence.aof.journal import StreamJournal
 from tenantkv.replication import payload
 from tenantkv.replication.backlog import Backlog
@@ -260,6 +260,18 @@ class Replication:
         if journal is not None and journal.feed is not None:
             journal.flush()
             self.feed(records)
+
+    def publish(self, tenant: str, args: list) -> None:
+        """A PUBLISH (SPUBLISH) of `tenant`: to the replicas, whose
+        subscribers of that tenant get it too, as Redis propagates it. Not
+        a write: the stream only, never the append-only log."""
+        journal = self.server.events.journal
+        if journal is None or journal.feed is None:
+            return
+        journal.flush()
+        journal.tenant, journal.index = None, -1   # the log's next record names its context
+        self.feed(encode_command([CONTEXT, tenant.encode("utf-8", "surrogateescape"), b"0"])
+                  + encode_command([args[0].upper(), args[1], args[2]]))
 
     def _resize(self, value) -> None:
         if self.backlog is not None:

@@ -34,6 +34,7 @@ import hiredis
 
 from tenantkv.keyspace import database
 from tenantkv.logs import NOTICE
+from tenantkv.dispatch import pubsub
 from tenantkv.dispatch.slices import OVER_SHARE
 from tenantkv.persistence.aof.format import CONTEXT, encode_command
 from tenantkv.persistence.aof.replay import AofError, Replayer
@@ -51,7 +52,8 @@ MAX_LINE = 1 << 16
 HELD_RETRY = 0.002    # seconds before records held by a busy tenant are tried again
 USER_RECORDS = (users.USER_RECORD, users.DELUSER_RECORD)
 # Records that are not plain writes of the current tenant (a batch stops there).
-SPECIAL = frozenset((b"MULTI", b"EXEC", b"PING", b"REPLCONF", users.USER_RECORD.upper(),
+SPECIAL = frozenset((b"MULTI", b"EXEC", b"PING", b"REPLCONF", b"PUBLISH", b"SPUBLISH",
+                     users.USER_RECORD.upper(),
                      users.DELUSER_RECORD.upper()))
 
 
@@ -391,6 +393,11 @@ class MasterLink:
                     continue
                 if name in USER_RECORDS:
                     users.apply(self.server, args)
+                    continue
+                if upper == b"PUBLISH" or upper == b"SPUBLISH":
+                    if len(args) == 3:
+                        publish = pubsub.publish if upper == b"PUBLISH" else pubsub.publish_shard
+                        publish(conn.tenant, args[1], args[2])
                     continue
                 batch = [args]
                 while parsed:   # the plain writes that follow, in one call
