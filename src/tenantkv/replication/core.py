@@ -483,7 +483,7 @@ class Replication:
             return count, None
         loop = self.server.loop
         future = loop.create_future()
-        waiter = [target, needed, future, None]
+        waiter = [target, needed, future, None, conn]
         if timeout_ms > 0:
             waiter[3] = loop.call_later(timeout_ms / 1000, self._timeout, waiter)
         self.waiters.append(waiter)
@@ -505,8 +505,10 @@ class Replication:
 
     def _answer_waiters(self) -> None:
         for waiter in list(self.waiters):
-            target, needed, future, timer = waiter
-            if future.done():
+            target, needed, future, timer, conn = waiter
+            if future.done() or conn.closing:   # a client gone: nothing to answer
+                if timer is not None:
+                    timer.cancel()
                 self.waiters.remove(waiter)
                 continue
             count = self.acked(target)
@@ -541,6 +543,8 @@ class Replication:
             self._reap_syncs()
         if self.fork_waiting:
             self._start_sync()
+        if self.waiters:
+            self._answer_waiters()   # and forget those whose client went
         now = time.monotonic()
         if self.link is not None:
             self.link.cron(now)

@@ -92,7 +92,7 @@ class MasterLink:
         self.task = None
         self.writer = None
         self.state = "connect"          # connect, connecting, sync, connected
-        self.down_since = time.monotonic()
+        self.down_since = None          # when the link last went down (None: never up)
         self.last_io = time.monotonic()
         self.last_ack = 0.0
         self.sync_total = 0
@@ -480,5 +480,6 @@ class MasterLink:
                                                  if self.sync_total else 0.0),
                       "master_sync_last_io_seconds_ago:%d" % int(now - self.last_io)]
         if not up:
-            lines.append("master_link_down_since_seconds:%d" % int(now - self.down_since))
+            lines.append("master_link_down_since_seconds:%d" % (
+                int(now - self.down_since) if self.down_since is not None else -1))
         return lines
