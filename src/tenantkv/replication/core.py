@@ -157,6 +157,7 @@ class Replication:
     def startup(self) -> None:
         """At start, after the data loaded: follow the configured primary."""
         from tenantkv.replication import link as links
+        self.check_good()   # min-replicas-to-write holds from the first command
         target = self.config["replication.replicaof"]
         state = links.read_state(self.server)   # what a clean shutdown of a replica left
         if target:
@@ -242,6 +243,7 @@ class Replication:
             return
         journal.flush()
         journal.feed = None
+        journal.writers.clear()
         if isinstance(journal, StreamJournal):
             events.set_journal(None)
         self.users.stop()
@@ -477,7 +479,8 @@ class Replication:
         journal = self.server.events.journal
         if journal is not None and journal.feed is not None:
             journal.flush()
-        target = self.offset
+        # As Redis (c->woff): the caller's own writes, not its neighbours'.
+        target = conn.woff
         count = self.acked(target)
         if count >= needed or self.server.events.in_exec:
             return count, None
