@@ -320,7 +320,6 @@ def test_replicaof_rewritten_to_the_config_file_loads_again(make_server, tmp_pat
         .execute_command("ROLE")[0] == b"master"
 
 
-@pytest.mark.xfail(strict=True, reason="bugs-t2.md T2-2: wait_for swallows the link's cancel")
 def test_replicaof_leaves_no_old_link_running(make_server):
     """A REPLICAOF stops the previous link for good, even when it comes
     while that link's connection attempt is failing: no old link keeps
@@ -460,7 +459,6 @@ def test_min_replicas_to_write(make_server, tmp_path):
     assert login(replica, "alice").get("after") == b"back"
 
 
-@pytest.mark.xfail(strict=True, reason="bugs-t2.md T2-1: enforced from the first cron turn")
 def test_min_replicas_refused_from_the_start(make_server, tmp_path):
     """As Redis: refused from the first command, not after a cron turn."""
     primary = make_server("--min-replicas-to-write", "1", "--min-replicas-max-lag", "2")
