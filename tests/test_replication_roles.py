@@ -9,8 +9,10 @@ root user of its own until its first sync, which brings it the primary's
 user store (so afterwards ROOT_PW logs in on every node)."""
 
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -410,6 +412,41 @@ def test_replica_never_syncs_without_root_credentials(make_server, tmp_path):
     assert info(primary)["connected_slaves"] == 0
 
 
+def test_redis_cli_replica_reads_the_stream_as_root_only(make_server, tmp_path):
+    """`redis-cli --replica` (a tool's probe: REPLCONF, SYNC) works for a
+    root user, and shows the writes of the tenants; a tenant gets NOPERM
+    and no byte of the payload."""
+    redis_cli = shutil.which("redis-cli")
+    if redis_cli is None:
+        pytest.skip("redis-cli is not installed (`make redis-tools`)")
+    primary = start_primary(make_server, tmp_path)
+    login(primary, "bob").set("bob-before", "secret")
+    base = [redis_cli, "-p", str(primary.port), "--no-auth-warning", "--replica"]
+    out_path = tmp_path / "cli-replica.out"
+    with open(out_path, "wb") as out:
+        tool = subprocess.Popen(base + ["--user", "root", "--pass", ROOT_PW],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: b"SYNC done" in out_path.read_bytes(), what="redis-cli synced")
+        login(primary, "alice").set("seen-by-the-tool", "v")
+        # The effect, after the record naming whose data it touches.
+        wait_until(lambda: b'"SET","seen-by-the-tool","v"' in out_path.read_bytes(),
+                   what="the write in redis-cli's output")
+        assert b'"@context","tenant:' in out_path.read_bytes()
+    finally:
+        tool.terminate()
+        tool.wait(10)
+    denied = subprocess.run(base + ["--user", "alice", "--pass", USERS["alice"]],
+                            capture_output=True, timeout=20)
+    output = denied.stdout + denied.stderr
+    assert b"NOPERM" in output and b"SYNC done" not in output
+    assert b"secret" not in output
+    with login(primary, "root") as root:
+        assert root.ping()
+    wait_until(lambda: info(primary)["connected_slaves"] == 0, timeout=10,
+               what="the tool's link gone")
+
+
 # -- 4. min-replicas-to-write -------------------------------------------------------------------
 
 def test_min_replicas_to_write(make_server, tmp_path):
@@ -552,11 +589,14 @@ def test_primary_without_log_turns_appendonly_on_with_a_replica(make_server, tmp
 
 def test_replication_over_tls(make_server, tmp_path):
     """tls-replication yes: the replica reaches the primary's tls-port,
-    presents its certificate, and the data arrives."""
+    presents its certificate, and the data arrives. A replica that does not
+    trust the primary's certificate, or speaks plain text to the TLS port,
+    never syncs."""
     trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    ca_file = str(tmp_path / "ca.pem")
+    ca, other_ca = trustme.CA(), trustme.CA()
+    ca_file, other_ca_file = str(tmp_path / "ca.pem"), str(tmp_path / "other-ca.pem")
     ca.cert_pem.write_to_path(ca_file)
+    other_ca.cert_pem.write_to_path(other_ca_file)
     cert = str(tmp_path / "server.pem")
     ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(cert)
     tls_port = free_port()
@@ -564,8 +604,21 @@ def test_replication_over_tls(make_server, tmp_path):
     primary = start_primary(make_server, tmp_path, "primary", "--tls-port", str(tls_port), *tls)
     replica = start_replica(make_server, tmp_path, tls_port, "r", "--tls-replication", "yes",
                             *tls)
+    untrusting = start_replica(make_server, tmp_path, tls_port, "untrusting",
+                               "--tls-replication", "yes", "--tls-ca-cert-file", other_ca_file)
+    plain = start_replica(make_server, tmp_path, tls_port, "plain")
     wait_link_up(replica)
     login(primary, "alice").set("over-tls", "yes")
     wait_caught_up(primary, replica)
     assert login(replica, "alice").get("over-tls") == b"yes"
     assert info(primary)["slave0"]["state"] == "online"
+    assert info(replica)["master_port"] == tls_port
+
+    wait_log(untrusting, "CERTIFICATE_VERIFY_FAILED", count=2)
+    wait_log(plain, "Connection with master lost during the handshake", count=2)
+    for refused in (untrusting, plain):
+        assert refused.alive()
+        state = info(refused, REPLICA_ROOT_PW)   # its own user store: nothing came
+        assert state["master_link_status"] == "down"
+        assert FULL not in log_text(refused)
+    assert info(primary)["connected_slaves"] == 1
