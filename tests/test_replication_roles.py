@@ -13,8 +13,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 
+import hiredis
 import pytest
 import redis
 
@@ -246,6 +248,21 @@ def test_replicaof_replies_role_info_hello_as_redis(make_server, tmp_path, redis
             assert str(caught.value) == "Invalid master port", (client, bad)
     for client in (ref_primary, p_root):   # an error left the role as it was
         assert client.execute_command("ROLE")[0] == b"master"
+    # NO ONE on a primary: OK, nothing changes (its history id neither).
+    for client in (ref_primary, p_root):
+        replid = client.info("replication")["master_replid"]
+        assert client.execute_command("REPLICAOF", "NO", "ONE") == b"OK"
+        assert client.info("replication")["master_replid"] == replid
+    # PSYNC and SYNC are refused when queued (Redis's no-multi flag).
+    for client in (ref_primary, p_root):
+        with login(primary, "root") if client is p_root else \
+                redis.Redis(port=ref_port, single_connection_client=True) as tx:
+            tx.execute_command("MULTI")
+            for args in (("PSYNC", "?", "-1"), ("SYNC",)):
+                with pytest.raises(redis.ResponseError,
+                                   match="^Command not allowed inside a transaction$"):
+                    tx.execute_command(*args)
+            tx.execute_command("DISCARD")
     with pytest.raises(redis.ResponseError, match="wrong number of arguments"):
         p_root.execute_command("REPLICAOF", "127.0.0.1")
 
@@ -445,6 +462,84 @@ def test_redis_cli_replica_reads_the_stream_as_root_only(make_server, tmp_path):
         assert root.ping()
     wait_until(lambda: info(primary)["connected_slaves"] == 0, timeout=10,
                what="the tool's link gone")
+
+
+class FakePrimary:
+    """A listener that plays a primary's handshake (PING, AUTH, REPLCONF:
+    fine) and answers PSYNC with `script`, then hangs up: what a broken or
+    hostile primary could send."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.script = b""
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                reader = hiredis.Reader()
+                try:
+                    while True:
+                        request = reader.gets()
+                        if request is False:
+                            data = conn.recv(4096)
+                            if not data:
+                                break
+                            reader.feed(data)
+                            continue
+                        name = request[0].upper()
+                        if name == b"PSYNC":
+                            conn.sendall(self.script)
+                            time.sleep(0.2)
+                            break
+                        conn.sendall(b"+PONG\r\n" if name == b"PING" else b"+OK\r\n")
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+BAD_STREAMS = [
+    # (what the "primary" sends after PSYNC, what the replica logs)
+    (b"+FULLRESYNC " + b"a" * 40 + b" 0\r\n$20\r\n" + b"x" * 20, "not a tenantkv sync payload"),
+    (b"+FULLRESYNC zz 0\r\n", "bad FULLRESYNC reply"),
+    (b"+FULLRESYNC " + b"a" * 40 + b" 0\r\n$-5\r\n", "Bad protocol from MASTER"),
+    (b"+CONTINUE " + b"b" * 40 + b"\r\n:1\r\n", "Protocol error from MASTER: not a command"),
+    (b"+CONTINUE " + b"b" * 40 + b"\r\n*1\r\n$6\r\nNOSUCH\r\n", "Unknown command 'NOSUCH'"),
+    (b"-ERR go away\r\n", "Unexpected reply to PSYNC"),
+]
+
+
+def test_a_broken_primary_leaves_the_replica_up_and_its_data_intact(make_server, tmp_path):
+    """Whatever a primary sends (a payload that is not one, a bad reply, a
+    stream of no commands, an unknown command), the replica stays up, says
+    why in its log, and keeps its data and its users."""
+    node = start_primary(make_server, tmp_path, "node", "--masteruser", "root",
+                         "--masterauth", "any")
+    alice = login(node, "alice")
+    alice.set("mine", "kept")
+    fake = FakePrimary()
+    try:
+        with login(node, "root") as root:
+            for script, reason in BAD_STREAMS:
+                fake.script = script
+                before = log_text(node).count(reason)
+                assert root.execute_command("REPLICAOF", "127.0.0.1", fake.port) == b"OK"
+                wait_log(node, reason, count=before + 1)
+                assert root.execute_command("REPLICAOF", "NO", "ONE") == b"OK"
+                assert node.alive()
+                assert alice.get("mine") == b"kept", reason
+                assert sorted(root.execute_command("ACL", "USERS")) == [b"alice", b"bob", b"root"]
+    finally:
+        fake.close()
+    alice.set("writable", "again")   # a primary again, its data its own
 
 
 # -- 4. min-replicas-to-write -------------------------------------------------------------------
