@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from compat import harness
-from conftest import add_user, free_port, login, resp, dump_tenant, same_data
+from conftest import NO_RETRY, add_user, closed, dump_tenant, free_port, login, resp, same_data
 
 ROOT_PW = "primary-root-pw"
 REPLICA_ROOT_PW = "replica-root-pw"
@@ -540,6 +540,65 @@ def test_a_broken_primary_leaves_the_replica_up_and_its_data_intact(make_server,
     finally:
         fake.close()
     alice.set("writable", "again")   # a primary again, its data its own
+
+
+def raw_login(node, name: str, password: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", node.port), timeout=5)
+    sock.sendall(resp("AUTH", name, password))
+    assert sock.recv(100) == b"+OK\r\n"
+    return sock
+
+
+@pytest.mark.xfail(strict=True, reason="bugs-t2.md T2-4: replica sessions keep old users")
+def test_replica_sessions_follow_user_changes(make_server, tmp_path):
+    """As on the primary: a session on a replica takes its user's new
+    rights at once, and ends when the user is deleted (revoking a leaked
+    password on the primary cuts the reader off the replicas too)."""
+    primary = start_primary(make_server, tmp_path)
+    replica = start_replica(make_server, tmp_path, primary.port, "r")
+    wait_link_up(replica)
+    login(primary, "alice").set("a", "1")
+    login(primary, "bob").set("b", "1")
+    wait_caught_up(primary, replica)
+    alice = login(replica, "alice", retry=NO_RETRY)
+    bob = raw_login(replica, "bob", USERS["bob"])
+    assert alice.get("a") == b"1"
+    with login(primary, "root") as root:
+        root.execute_command("ACL", "SETUSER", "alice", "-get")
+        root.execute_command("ACL", "DELUSER", "bob")
+    wait_caught_up(primary, replica)
+    with login(replica, "root") as root:
+        assert b"bob" not in root.execute_command("ACL", "USERS")
+    try:
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            alice.get("a")
+        assert closed(bob)
+    finally:
+        bob.close()
+
+
+@pytest.mark.xfail(strict=True, reason="bugs-t2.md T2-4: replica sessions keep old users")
+def test_full_sync_ends_sessions_of_users_the_primary_lacks(make_server, tmp_path):
+    """A node's own user logged in before it follows a primary whose store
+    has no such user: the full sync replaces the store, and the session ends."""
+    primary = start_primary(make_server, tmp_path)
+    node_dir = tmp_path / "node"
+    node_dir.mkdir()
+    add_user(node_dir, "root", REPLICA_ROOT_PW, "--root")
+    add_user(node_dir, "eve", "eve-pw")
+    node = make_server("--masteruser", "root", "--masterauth", ROOT_PW, data_dir=node_dir,
+                       env=LOCKED, passwords=USERS)
+    eve = raw_login(node, "eve", "eve-pw")
+    try:
+        with login(node, "root", REPLICA_ROOT_PW) as root:
+            root.execute_command("REPLICAOF", "127.0.0.1", primary.port)
+        wait_link_up(node)
+        with login(node, "root") as root:
+            assert b"eve" not in root.execute_command("ACL", "USERS")
+        eve.sendall(resp("ACL", "WHOAMI"))
+        assert closed(eve)
+    finally:
+        eve.close()
 
 
 # -- 4. min-replicas-to-write -------------------------------------------------------------------
