@@ -186,6 +186,36 @@ def test_promotion_repointed_replica_and_former_primary(make_server, tmp_path):
         old_alice.set("x", 1)
 
 
+UNBLOCKED = (b"-UNBLOCKED force unblock from blocking operation, instance state changed "
+             b"(master -> replica?)\r\n")
+
+
+@pytest.mark.xfail(strict=True, reason="bugs-t2.md T2-5: blocked clients stay blocked")
+def test_clients_blocked_on_a_primary_that_turns_replica(make_server, tmp_path):
+    """A node that turns replica answers its blocked clients -UNBLOCKED (as
+    Redis): else the primary's pushes, replayed here, would wake them and
+    pop on a replica (the element handed out twice, the replica diverged)."""
+    primary = start_primary(make_server, tmp_path)
+    node = start_replica(make_server, tmp_path, primary.port, "node")
+    wait_link_up(node)
+    with login(node, "root") as root:
+        root.execute_command("REPLICAOF", "NO", "ONE")     # a primary of its own
+        blocked = raw_login(node, "alice", USERS["alice"])
+        try:
+            blocked.sendall(resp("BLPOP", "queue", 10))
+            wait_until(lambda: root.info("clients")["blocked_clients"] == 1,
+                       what="the BLPOP blocked")
+            root.execute_command("REPLICAOF", "127.0.0.1", primary.port)
+            wait_link_up(node)
+            login(primary, "alice").rpush("queue", "job-1", "job-2")
+            wait_caught_up(primary, node)
+            blocked.settimeout(10)
+            assert blocked.recv(200) == UNBLOCKED
+        finally:
+            blocked.close()
+    assert login(node, "alice").lrange("queue", 0, -1) == [b"job-1", b"job-2"]
+
+
 # -- 2. compatibility with redis-server 7 ---------------------------------------------
 
 def role_shape(reply):
