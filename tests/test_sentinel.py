@@ -1,0 +1,320 @@
+"""Automatic failover driven by the real Redis Sentinel (issue 20's first
+done-when point): 1 primary + 2 replicas + 3 sentinels on loopback, writes of
+two tenants acknowledged by WAIT, the primary SIGKILLed; Sentinel promotes a
+replica, redis-py's Sentinel client finds it, every acknowledged write is there,
+each tenant still sees only its own keys, and the old primary, restarted,
+rejoins as a replica and converges.
+
+The sentinels are Debian's `redis-server --sentinel`, unchanged, with their
+timeouts set low so the test stays bounded. The same test runs against
+redis-server nodes (TENANTKV_SENTINEL_REFERENCE=1) to show its expectations
+are Redis's own; only the node start differs."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+from redis.sentinel import Sentinel
+
+from compat import harness
+from conftest import free_port, wait_for_port
+
+pytestmark = pytest.mark.slow
+
+ROOT_PW = "root-sentinel-pw"
+USERS = {"alice": "alice-pw", "bob": "bob-pw"}
+MASTER = "mymaster"
+
+
+def _redis_server() -> str | None:
+    return harness.redis_server_path()
+
+
+def until(check, timeout: float, what: str, interval: float = 0.1):
+    """check() until it returns something true (its value is returned);
+    errors of a node that is down or changing role count as "not yet"."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+            last = value
+        except (redis.RedisError, OSError) as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError("timed out after %.0f s waiting for %s (last: %r)" % (timeout, what, last))
+
+
+class Node:
+    """One data node: tenantkv, or redis-server as the reference. Started with
+    a config file of its own that CONFIG REWRITE (Sentinel's failover
+    transaction) rewrites; restartable on the same port, dir and file."""
+
+    def __init__(self, kind: str, directory, port: int | None = None,
+                 replicaof: int | None = None) -> None:
+        self.kind = kind
+        self.dir = str(directory)
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = port or free_port()
+        self.log_path = os.path.join(self.dir, "node.log")
+        if kind == "tenantkv":
+            self.conf = os.path.join(self.dir, "node.toml")
+            lines = ["[replication]", 'masteruser = "root"', 'masterauth = "%s"' % ROOT_PW]
+            if replicaof is not None:
+                lines.append('replicaof = "127.0.0.1 %d"' % replicaof)
+        else:
+            self.conf = os.path.join(self.dir, "node.conf")
+            # Redis does not replicate ACLs: every reference node has the users.
+            lines = ["user default off", "user root on >%s ~* &* +@all" % ROOT_PW,
+                     "masteruser root", "masterauth %s" % ROOT_PW, "save \"\"",
+                     "appendonly yes"]
+            lines += ["user %s on >%s ~* &* +@all" % item for item in USERS.items()]
+            if replicaof is not None:
+                lines.append("replicaof 127.0.0.1 %d" % replicaof)
+        with open(self.conf, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+        self.start()
+
+    def start(self) -> None:
+        self.log = open(self.log_path, "ab")
+        if self.kind == "tenantkv":
+            env = {**os.environ, "TENANTKV_AUTH__DEFAULT_USER": "off",
+                   "TENANTKV_ROOT_PASSWORD": ROOT_PW}
+            argv = [sys.executable, "-m", "tenantkv", self.conf, "--port", str(self.port),
+                    "--dir", self.dir, "--loglevel", "verbose"]
+        else:
+            env = dict(os.environ)
+            argv = [_redis_server(), self.conf, "--port", str(self.port), "--dir", self.dir,
+                    "--bind", "127.0.0.1", "--loglevel", "verbose"]
+        self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        wait_for_port(self.port, self.process)
+
+    def client(self, user: str = "root", password: str = ROOT_PW, **kwargs) -> redis.Redis:
+        return redis.Redis(port=self.port, username=user, password=password,
+                           socket_timeout=5, **kwargs)
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.log.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+    def replication(self) -> dict:
+        with self.client() as client:
+            return client.info("replication")
+
+
+class SentinelProcess:
+    """`redis-server <conf> --sentinel` with a writable conf of its own (Sentinel
+    rewrites it with what it learns)."""
+
+    def __init__(self, directory, master_port: int) -> None:
+        self.dir = str(directory)
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        self.conf = os.path.join(self.dir, "sentinel.conf")
+        self.log_path = os.path.join(self.dir, "sentinel.log")
+        with open(self.conf, "w") as handle:
+            handle.write("\n".join([
+                "port %d" % self.port,
+                "bind 127.0.0.1",
+                "daemonize no",
+                "dir %s" % self.dir,
+                "logfile %s" % self.log_path,
+                "loglevel verbose",
+                "sentinel resolve-hostnames no",
+                "sentinel monitor %s 127.0.0.1 %d 2" % (MASTER, master_port),
+                "sentinel auth-user %s root" % MASTER,
+                "sentinel auth-pass %s %s" % (MASTER, ROOT_PW),
+                # Low timeouts keep the test bounded: down after 2 s of silence,
+                # a failover that stalls is retried after 6 s. Not 1 s: Sentinel
+                # pings a new link only after 1 s (its ping period), so a primary
+                # it has just switched to can look down to it at 1 s and be
+                # failed over again at once (seen with redis-server nodes).
+                "sentinel down-after-milliseconds %s 2000" % MASTER,
+                "sentinel failover-timeout %s 6000" % MASTER,
+                "sentinel parallel-syncs %s 2" % MASTER,
+            ]) + "\n")
+        self.process = subprocess.Popen([_redis_server(), self.conf, "--sentinel"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, self.process)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=5, decode_responses=True)
+
+    def master_addr(self) -> tuple:
+        with self.client() as client:
+            host, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER)
+        return host, int(port)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _kinds():
+    kinds = ["tenantkv"]
+    if os.environ.get("TENANTKV_SENTINEL_REFERENCE"):
+        kinds.insert(0, "redis")
+    return kinds
+
+
+@pytest.fixture(params=_kinds())
+def cluster(request, tmp_path):
+    if _redis_server() is None:
+        pytest.skip("redis-server is not installed (`make redis-tools`)")
+    kind = request.param
+    nodes, sentinels = [], []
+    try:
+        primary = Node(kind, tmp_path / "n0")
+        nodes.append(primary)
+        for index in (1, 2):
+            nodes.append(Node(kind, tmp_path / ("n%d" % index), replicaof=primary.port))
+        # Both replicas attached and in sync before Sentinel looks.
+        until(lambda: primary.replication().get("connected_slaves") == 2
+              and all(primary.replication()["slave%d" % i]["state"] == "online" for i in (0, 1)),
+              30, "two replicas online")
+        for index in range(3):
+            sentinels.append(SentinelProcess(tmp_path / ("s%d" % index), primary.port))
+        yield kind, nodes, sentinels
+    finally:
+        for sentinel in sentinels:
+            sentinel.stop()
+        for node in nodes:
+            node.stop()
+
+
+def _sentinels_ready(sentinels) -> bool:
+    """Each sentinel knows both replicas and the two other sentinels (the
+    latter through __sentinel__:hello on the nodes: pub/sub works there)."""
+    for sentinel in sentinels:
+        with sentinel.client() as client:
+            replicas = client.execute_command("SENTINEL", "REPLICAS", MASTER)
+            peers = client.execute_command("SENTINEL", "SENTINELS", MASTER)
+        if len(replicas) != 2 or len(peers) != 2:
+            return False
+        for replica in replicas:
+            fields = dict(zip(replica[::2], replica[1::2])) if isinstance(replica, list) else replica
+            if "s_down" in fields["flags"] or "disconnected" in fields["flags"]:
+                return False
+    return True
+
+
+def _tenant_keys(client) -> set:
+    return set(client.keys("*"))
+
+
+def test_sentinel_failover_keeps_acknowledged_writes_and_tenants(cluster):
+    kind, nodes, sentinels = cluster
+    primary, replicas = nodes[0], nodes[1:]
+    until(lambda: _sentinels_ready(sentinels), 40, "the sentinels to see 2 replicas and 2 peers",
+          interval=0.3)
+
+    if kind == "tenantkv":
+        with primary.client() as root:
+            for name, password in USERS.items():
+                root.execute_command("ACL", "SETUSER", name, "on", ">" + password)
+    clients = {name: primary.client(name, password, single_connection_client=True)
+               for name, password in USERS.items()}
+    # Redis has one keyspace: the reference run prefixes each user's keys, so
+    # the same checks hold (tenantkv needs no prefix: each user is a tenant).
+    prefix = {name: (name + ":" if kind == "redis" else "") for name in USERS}
+    acked = {name: {} for name in USERS}
+    for i in range(40):
+        for name, client in clients.items():
+            key, value = "%skey:%d" % (prefix[name], i), "%s-%d" % (name, i)
+            client.set(key, value)
+            client.hset("%shash" % prefix[name], str(i), value)
+            if client.execute_command("WAIT", 1, 1000) >= 1:
+                acked[name][key] = value
+    for name in USERS:
+        # On an idle loopback every write is acknowledged; far fewer means a broken WAIT.
+        assert len(acked[name]) >= 30, acked[name]
+    for client in clients.values():
+        client.close()
+
+    old = ("127.0.0.1", primary.port)
+    assert sentinels[0].master_addr() == old
+    primary.kill()
+
+    # Sentinel promotes one of the replicas (every sentinel agrees in the end).
+    new_addr = until(lambda: (lambda addr: addr != old and addr)(sentinels[0].master_addr()),
+                     40, "a failover", interval=0.2)
+    assert new_addr[1] in {node.port for node in replicas}
+    until(lambda: all(s.master_addr() == new_addr for s in sentinels), 20,
+          "every sentinel to name the new primary")
+    new_primary = next(node for node in replicas if node.port == new_addr[1])
+    other_replica = next(node for node in replicas if node is not new_primary)
+    until(lambda: new_primary.replication()["role"] == "master", 20, "the promoted node's role")
+
+    # redis-py's Sentinel client finds the new primary and writes there.
+    finder = Sentinel([("127.0.0.1", s.port) for s in sentinels], socket_timeout=5,
+                      sentinel_kwargs={"socket_timeout": 5})
+    masters = {name: finder.master_for(MASTER, username=name, password=password,
+                                       decode_responses=True, socket_timeout=5)
+               for name, password in USERS.items()}
+    for name, master in masters.items():
+        key = "%safter" % prefix[name]
+        until(lambda: master.set(key, name + "-after"), 30, "a write through master_for")
+        acked[name][key] = name + "-after"
+        assert master.connection_pool.get_master_address() == new_addr
+
+    # Every acknowledged write of both tenants is on the new primary, and each
+    # tenant sees only its own keys.
+    for name, master in masters.items():
+        for key, value in acked[name].items():
+            assert master.get(key) == value, (name, key)
+        keys = _tenant_keys(master)
+        if kind == "tenantkv":
+            others = {k for other in USERS if other != name for k in acked[other]}
+            assert not keys & others
+            assert keys <= set(acked[name]) | {"hash"}
+            assert master.hlen("hash") == 40
+        else:
+            assert {k for k in keys if k.startswith(name + ":")} >= set(acked[name])
+
+    # The old primary comes back with its own dir and config: Sentinel turns
+    # it into a replica of the new primary, and it converges.
+    primary.start()
+
+    def rejoined():
+        info = primary.replication()
+        return (info["role"] == "slave" and info["master_link_status"] == "up"
+                and ("127.0.0.1", info["master_port"]) == sentinels[0].master_addr())
+
+    until(rejoined, 40, "the old primary to rejoin as a replica", interval=0.3)
+    with primary.client() as client:
+        role = client.execute_command("ROLE")
+    assert role[0] == b"slave" and (role[1].decode(), role[2]) == sentinels[0].master_addr()
+    for name, master in masters.items():
+        assert master.execute_command("WAIT", 2, 5000) == 2
+    for name, password in USERS.items():
+        expected = {k: v for k, v in acked[name].items()}
+        for node in (primary, other_replica):
+            with node.client(name, password, decode_responses=True) as reader:
+                until(lambda: all(reader.get(k) == v for k, v in expected.items()), 20,
+                      "%s's writes on the replica at %d" % (name, node.port))
+                if kind == "tenantkv":
+                    assert _tenant_keys(reader) == _tenant_keys(masters[name])
+    for master in masters.values():
+        master.close()
