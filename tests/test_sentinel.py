@@ -57,7 +57,7 @@ class Node:
     transaction) rewrites; restartable on the same port, dir and file."""
 
     def __init__(self, kind: str, directory, port: int | None = None,
-                 replicaof: int | None = None) -> None:
+                 replicaof: int | None = None, replication: bool = True) -> None:
         self.kind = kind
         self.dir = str(directory)
         os.makedirs(self.dir, exist_ok=True)
@@ -65,8 +65,11 @@ class Node:
         self.log_path = os.path.join(self.dir, "node.log")
         if kind == "tenantkv":
             self.conf = os.path.join(self.dir, "node.toml")
+            # Every node, the primary too: any of them may be made a replica.
             lines = ["[replication]", 'masteruser = "root"', 'masterauth = "%s"' % ROOT_PW]
-            if replicaof is not None:
+            if not replication:   # a node that is only watched, never a replica
+                lines = ["[server]"]
+            elif replicaof is not None:
                 lines.append('replicaof = "127.0.0.1 %d"' % replicaof)
         else:
             self.conf = os.path.join(self.dir, "node.conf")
@@ -318,3 +321,89 @@ def test_sentinel_failover_keeps_acknowledged_writes_and_tenants(cluster):
                     assert _tenant_keys(reader) == _tenant_keys(masters[name])
     for master in masters.values():
         master.close()
+
+
+# -- what Sentinel does on a node, besides replication ------------------------------
+
+@pytest.fixture
+def watched(tmp_path):
+    """A tenantkv primary with user alice, watched by 2 sentinels."""
+    if _redis_server() is None:
+        pytest.skip("redis-server is not installed (`make redis-tools`)")
+    node = Node("tenantkv", tmp_path / "n0", replication=False)
+    sentinels = []
+    try:
+        with node.client() as root:
+            root.execute_command("ACL", "SETUSER", "alice", "on", ">" + USERS["alice"])
+        for index in range(2):
+            sentinels.append(SentinelProcess(tmp_path / ("s%d" % index), node.port))
+        yield node, sentinels
+    finally:
+        for sentinel in sentinels:
+            sentinel.stop()
+        node.stop()
+
+
+def _master_state(sentinel) -> dict:
+    with sentinel.client() as client:
+        return client.execute_command("SENTINEL", "MASTER", MASTER)
+
+
+def test_sentinels_watch_a_tenantkv_node_from_roots_tenant(watched):
+    """Sentinel logs in as its auth-user (root), names its links (CLIENT
+    SETNAME), reads INFO's run_id and finds the other sentinels through
+    __sentinel__:hello on the node: that channel lives in root's tenant and
+    no other tenant sees it or Sentinel's clients."""
+    node, sentinels = watched
+    with node.client() as root:
+        run_id = root.info("server")["run_id"]
+
+    def healthy():
+        for sentinel in sentinels:
+            state = _master_state(sentinel)
+            if state["flags"] != "master" or int(state["num-other-sentinels"]) != 1 \
+                    or state["runid"] != run_id:
+                return False
+        return True
+
+    until(healthy, 30, "both sentinels to see the node and each other", interval=0.3)
+    with node.client(decode_responses=True) as root:
+        names = [c["name"] for c in root.client_list() if c["name"].startswith("sentinel-")]
+        assert sorted(n.rsplit("-", 1)[1] for n in names) == ["cmd", "cmd", "pubsub", "pubsub"]
+        assert sorted(c["name"] for c in root.client_list(_type="pubsub")) == \
+            sorted(n for n in names if n.endswith("-pubsub"))
+        assert "__sentinel__:hello" in root.pubsub_channels()
+    with node.client("alice", USERS["alice"], decode_responses=True,
+                     single_connection_client=True) as alice:
+        assert alice.pubsub_channels() == []
+        assert [c["user"] for c in alice.client_list()] == ["alice"]
+        assert alice.publish("__sentinel__:hello", "forged") == 0
+
+
+def test_sentinels_failover_transaction_runs_on_tenantkv(watched):
+    """Sentinel's reconfiguration, in its order, without the replication
+    command: CONFIG REWRITE and both CLIENT KILLs run inside EXEC; the kills
+    cut the other clients of every tenant (their clients must ask Sentinel
+    again, as with Redis) but not the caller; the sentinels come back."""
+    node, sentinels = watched
+    until(lambda: all(int(_master_state(s)["num-other-sentinels"]) == 1 for s in sentinels), 30,
+          "the sentinels to find each other", interval=0.3)
+    alice = node.client("alice", USERS["alice"], single_connection_client=True)
+    alice_id = alice.client_id()
+    with node.client(single_connection_client=True) as root:
+        pipe = root.pipeline(transaction=True)
+        pipe.execute_command("CONFIG", "REWRITE")
+        pipe.execute_command("CLIENT", "KILL", "TYPE", "normal")
+        pipe.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        rewrite, normal, pubsub = pipe.execute()
+        assert rewrite in (True, b"OK")
+        assert normal >= 3   # the 2 sentinels' command links and alice
+        assert pubsub == 2   # the 2 sentinels' hello subscriptions
+        assert root.ping()
+        assert alice_id not in {int(c["id"]) for c in root.client_list()}   # cut
+    alice.close()
+    with node.client(decode_responses=True) as root:
+        until(lambda: len(root.client_list(_type="pubsub")) == 2, 20,
+              "the sentinels to subscribe again")
+    until(lambda: all(_master_state(s)["flags"] == "master" for s in sentinels), 20,
+          "the sentinels to see the node again")

@@ -230,6 +230,11 @@ def client_info_line(conn, current=None) -> str:
     counted per command for it."""
     now = time.monotonic()
     flags = ""
+    kind = _type_of(conn)
+    if kind == b"slave":
+        flags += "S"
+    elif kind == b"master":
+        flags += "M"
     if conn in conn.server.monitors.conns:
         flags += "O"
     subs = conn.subs
@@ -370,16 +375,24 @@ _CLIENT_TYPES = frozenset({b"normal", b"master", b"replica", b"slave", b"pubsub"
 
 
 def _client_type(raw: bytes) -> bytes:
-    """getClientTypeByName: tenantkv's clients are "normal" or "pubsub"."""
+    """getClientTypeByName: "replica" and "slave" name one type."""
     kind = option_name(raw)
     if kind not in _CLIENT_TYPES:
         raise CommandError(errors.unknown_client_type(raw))
-    return kind
+    return b"slave" if kind == b"replica" else kind
 
 
 def _type_of(conn) -> bytes:
-    """getClientType: "pubsub" while subscribed to anything, else "normal"
-    (a monitor is normal, as in Redis)."""
+    """getClientType: "slave" for a replica's link on its primary (it has
+    `conn.replica`), "master" for a replica's link to its primary, then
+    "pubsub" while subscribed to anything, else "normal" (a monitor is
+    normal, as in Redis). Sentinel's failover ends with CLIENT KILL TYPE
+    normal and pubsub: those must not cut the replication links. Read with
+    getattr: only the replication core sets these, and only on its links."""
+    if getattr(conn, "replica", None) is not None:
+        return b"slave"
+    if getattr(conn, "master_link", False):
+        return b"master"
     subs = conn.subs
     return b"pubsub" if subs is not None and not subs.empty() else b"normal"
 
