@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -26,6 +27,7 @@ from conftest import free_port, wait_for_port
 pytestmark = pytest.mark.slow
 
 ROOT_PW = "root-sentinel-pw"
+SENTINEL_PW = "sentinels-own-pw"   # the sentinels' port, as the README's setup
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 MASTER = "mymaster"
 
@@ -99,8 +101,8 @@ class Node:
         wait_for_port(self.port, self.process)
 
     def client(self, user: str = "root", password: str = ROOT_PW, **kwargs) -> redis.Redis:
-        return redis.Redis(port=self.port, username=user, password=password,
-                           socket_timeout=5, **kwargs)
+        kwargs.setdefault("socket_timeout", 5)
+        return redis.Redis(port=self.port, username=user, password=password, **kwargs)
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
@@ -152,13 +154,16 @@ class SentinelProcess:
                 "sentinel down-after-milliseconds %s 2000" % MASTER,
                 "sentinel failover-timeout %s 6000" % MASTER,
                 "sentinel parallel-syncs %s 2" % MASTER,
+                "requirepass %s" % SENTINEL_PW,
+                "sentinel sentinel-pass %s" % SENTINEL_PW,
             ]) + "\n")
         self.process = subprocess.Popen([_redis_server(), self.conf, "--sentinel"],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         wait_for_port(self.port, self.process)
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=5, decode_responses=True)
+        return redis.Redis(port=self.port, password=SENTINEL_PW, socket_timeout=5,
+                           decode_responses=True)
 
     def master_addr(self) -> tuple:
         with self.client() as client:
@@ -272,7 +277,7 @@ def test_sentinel_failover_keeps_acknowledged_writes_and_tenants(cluster):
 
     # redis-py's Sentinel client finds the new primary and writes there.
     finder = Sentinel([("127.0.0.1", s.port) for s in sentinels], socket_timeout=5,
-                      sentinel_kwargs={"socket_timeout": 5})
+                      sentinel_kwargs={"socket_timeout": 5, "password": SENTINEL_PW})
     masters = {name: finder.master_for(MASTER, username=name, password=password,
                                        decode_responses=True, socket_timeout=5)
                for name, password in USERS.items()}
@@ -407,3 +412,51 @@ def test_sentinels_failover_transaction_runs_on_tenantkv(watched):
               "the sentinels to subscribe again")
     until(lambda: all(_master_state(s)["flags"] == "master" for s in sentinels), 20,
           "the sentinels to see the node again")
+
+
+# A script that reads TIME now and then until 4 s have passed: longer than
+# down-after-milliseconds (2 s), writing nothing.
+SPIN = """
+local start = redis.call('TIME')
+local n = 0
+while true do
+    n = n + 1
+    if n % 20000 == 0 then
+        local now = redis.call('TIME')
+        if (now[1] - start[1]) * 1000000 + (now[2] - start[2]) > 4000000 then return n end
+    end
+end
+"""
+
+
+def test_a_tenants_long_script_does_not_look_like_a_dead_node(watched):
+    """In Redis a long script makes PING answer -BUSY and Sentinel sends
+    SCRIPT KILL, then calls the node down if it cannot be killed. Here a
+    script holds only its own tenant: Sentinel's PINGs, in root's tenant,
+    keep being answered, so no sentinel flags the node and the script runs
+    to its end."""
+    node, sentinels = watched
+    until(lambda: all(int(_master_state(s)["num-other-sentinels"]) == 1 for s in sentinels), 30,
+          "the sentinels to find each other", interval=0.3)
+    result = {}
+
+    def spin():
+        with node.client("alice", USERS["alice"], socket_timeout=30) as alice:
+            result["reply"] = alice.eval(SPIN, 0)
+
+    thread = threading.Thread(target=spin)
+    started = time.monotonic()
+    thread.start()
+    flags = set()
+    with node.client(single_connection_client=True) as root:
+        while thread.is_alive() and time.monotonic() - started < 30:
+            assert root.ping()   # root's tenant is served while alice's is held
+            flags.update(_master_state(s)["flags"] for s in sentinels)
+            time.sleep(0.2)
+    thread.join(30)
+    assert time.monotonic() - started >= 4
+    assert result["reply"] > 0           # ran to its end: nobody killed it
+    assert flags == {"master"}           # never s_down to any sentinel
+    for sentinel in sentinels:
+        with open(sentinel.log_path) as log:
+            assert "+sdown" not in log.read()
