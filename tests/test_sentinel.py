@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 
 import pytest
 import redis
@@ -23,8 +24,6 @@ from redis.sentinel import Sentinel
 
 from compat import harness
 from conftest import free_port, wait_for_port
-
-pytestmark = pytest.mark.slow
 
 ROOT_PW = "root-sentinel-pw"
 SENTINEL_PW = "sentinels-own-pw"   # the sentinels' port, as the README's setup
@@ -122,6 +121,21 @@ class Node:
     def replication(self) -> dict:
         with self.client() as client:
             return client.info("replication")
+
+    def configured_master(self):
+        """The primary the config file names (CONFIG REWRITE keeps it), or None."""
+        if self.kind == "tenantkv":
+            with open(self.conf, "rb") as handle:
+                text = tomllib.load(handle).get("replication", {}).get("replicaof", "")
+        else:
+            with open(self.conf) as handle:
+                found = [line.split(None, 1)[1] for line in handle
+                         if line.lower().startswith(("replicaof ", "slaveof "))]
+            text = found[-1] if found else ""
+        if not text.strip():
+            return None
+        host, port = text.split()
+        return host, int(port)
 
 
 class SentinelProcess:
@@ -232,6 +246,7 @@ def _tenant_keys(client) -> set:
     return set(client.keys("*"))
 
 
+@pytest.mark.slow
 def test_sentinel_failover_keeps_acknowledged_writes_and_tenants(cluster):
     kind, nodes, sentinels = cluster
     primary, replicas = nodes[0], nodes[1:]
@@ -294,9 +309,11 @@ def test_sentinel_failover_keeps_acknowledged_writes_and_tenants(cluster):
             assert master.get(key) == value, (name, key)
         keys = _tenant_keys(master)
         if kind == "tenantkv":
-            others = {k for other in USERS if other != name for k in acked[other]}
-            assert not keys & others
-            assert keys <= set(acked[name]) | {"hash"}
+            # Both tenants wrote the same key names: each sees its own values only.
+            assert keys <= {"key:%d" % i for i in range(40)} | {"hash", "after"}
+            assert keys >= set(acked[name])
+            values = master.mget(sorted(keys - {"hash"})) + master.hvals("hash")
+            assert all(v.startswith(name + "-") for v in values), values
             assert master.hlen("hash") == 40
         else:
             assert {k for k in keys if k.startswith(name + ":")} >= set(acked[name])
@@ -316,6 +333,12 @@ def test_sentinel_failover_keeps_acknowledged_writes_and_tenants(cluster):
     assert role[0] == b"slave" and (role[1].decode(), role[2]) == sentinels[0].master_addr()
     for name, master in masters.items():
         assert master.execute_command("WAIT", 2, 5000) == 2
+    # Sentinel's CONFIG REWRITEs put every node's new role in its file.
+    current = sentinels[0].master_addr()
+    for node in nodes:
+        expected = None if node.port == current[1] else current
+        until(lambda: node.configured_master() == expected, 20,
+              "the config of the node at %d to name %r" % (node.port, expected))
     for name, password in USERS.items():
         expected = {k: v for k, v in acked[name].items()}
         for node in (primary, other_replica):
@@ -460,3 +483,40 @@ def test_a_tenants_long_script_does_not_look_like_a_dead_node(watched):
     for sentinel in sentinels:
         with open(sentinel.log_path) as log:
             assert "+sdown" not in log.read()
+
+
+def test_client_kill_normal_and_pubsub_spare_replica_links(tmp_path):
+    """Sentinel's transaction kills every normal and pub/sub client of a node
+    it reconfigures; a replica's link to it is neither (type slave, flag S),
+    so the replicas stay attached. CLIENT KILL TYPE replica (or slave) does
+    cut them, and the replica comes back by itself."""
+    primary = Node("tenantkv", tmp_path / "n0")
+    replica = Node("tenantkv", tmp_path / "n1", replicaof=primary.port)
+    try:
+        until(lambda: primary.replication().get("slave0", {}).get("state") == "online", 30,
+              "the replica online")
+        with primary.client(decode_responses=True, single_connection_client=True) as root:
+            links = root.client_list(_type="replica")
+            assert len(links) == 1 and "S" in links[0]["flags"]
+            slaves = root.execute_command("CLIENT", "LIST", "TYPE", "slave")
+            assert [line.split()[0] for line in slaves.splitlines()] == ["id=" + links[0]["id"]]
+            assert links[0]["id"] not in {c["id"] for c in root.client_list(_type="normal")}
+            pipe = root.pipeline(transaction=True)
+            pipe.execute_command("CLIENT", "KILL", "TYPE", "normal")
+            pipe.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            pipe.execute()
+            assert [c["id"] for c in root.client_list(_type="replica")] == [links[0]["id"]]
+            root.set("after-kill", "1")
+            assert root.wait(1, 5000) == 1
+            assert root.execute_command("CLIENT", "KILL", "TYPE", "replica") == 1
+            until(lambda: root.client_list(_type="replica")
+                  and root.client_list(_type="replica")[0]["id"] != links[0]["id"]
+                  and primary.replication()["slave0"]["state"] == "online", 30,
+                  "the replica to come back")
+            root.set("after-reconnect", "1")
+            assert root.wait(1, 5000) == 1
+        with replica.client(decode_responses=True) as reader:
+            assert reader.get("after-reconnect") == "1"
+    finally:
+        replica.stop()
+        primary.stop()

@@ -233,8 +233,6 @@ def client_info_line(conn, current=None) -> str:
     kind = _type_of(conn)
     if kind == b"slave":
         flags += "S"
-    elif kind == b"master":
-        flags += "M"
     if conn in conn.server.monitors.conns:
         flags += "O"
     subs = conn.subs
@@ -384,15 +382,13 @@ def _client_type(raw: bytes) -> bytes:
 
 def _type_of(conn) -> bytes:
     """getClientType: "slave" for a replica's link on its primary (it has
-    `conn.replica`), "master" for a replica's link to its primary, then
-    "pubsub" while subscribed to anything, else "normal" (a monitor is
-    normal, as in Redis). Sentinel's failover ends with CLIENT KILL TYPE
-    normal and pubsub: those must not cut the replication links. Read with
-    getattr: only the replication core sets these, and only on its links."""
-    if getattr(conn, "replica", None) is not None:
+    `conn.replica`), then "pubsub" while subscribed to anything, else
+    "normal" (a monitor is normal, as in Redis). Sentinel's failover ends
+    with CLIENT KILL TYPE normal and pubsub: those must not cut the
+    replication links. No client is "master": a replica's link to its
+    primary (replication/link.py) is not one of the server's clients."""
+    if conn.replica is not None:
         return b"slave"
-    if getattr(conn, "master_link", False):
-        return b"master"
     subs = conn.subs
     return b"pubsub" if subs is not None and not subs.empty() else b"normal"
 
