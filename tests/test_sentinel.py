@@ -226,7 +226,7 @@ def cluster(request, tmp_path):
             node.stop()
 
 
-def _sentinels_ready(sentinels) -> bool:
+def _sentinels_ready(sentinels, master_port: int) -> bool:
     """Each sentinel knows both replicas and the two other sentinels (the
     latter through __sentinel__:hello on the nodes: pub/sub works there)."""
     for sentinel in sentinels:
@@ -236,9 +236,15 @@ def _sentinels_ready(sentinels) -> bool:
         if len(replicas) != 2 or len(peers) != 2:
             return False
         for replica in replicas:
-            fields = dict(zip(replica[::2], replica[1::2])) if isinstance(replica, list) else replica
+            fields = replica   # redis-py parses each into a dict
             if "s_down" in fields["flags"] or "disconnected" in fields["flags"]:
                 return False
+            # What Sentinel read in the replica's INFO replication (it picks
+            # the replica to promote from these).
+            if (fields["master-link-status"], fields["master-port"]) != ("ok", str(master_port)):
+                return False
+            assert fields["flags"] == "slave" and fields["slave-priority"] == "100", fields
+            assert fields["replica-announced"] == "1", fields
     return True
 
 
@@ -250,8 +256,8 @@ def _tenant_keys(client) -> set:
 def test_sentinel_failover_keeps_acknowledged_writes_and_tenants(cluster):
     kind, nodes, sentinels = cluster
     primary, replicas = nodes[0], nodes[1:]
-    until(lambda: _sentinels_ready(sentinels), 40, "the sentinels to see 2 replicas and 2 peers",
-          interval=0.3)
+    until(lambda: _sentinels_ready(sentinels, primary.port), 40,
+          "the sentinels to see 2 replicas and 2 peers", interval=0.3)
 
     if kind == "tenantkv":
         with primary.client() as root:
