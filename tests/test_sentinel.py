@@ -57,12 +57,12 @@ class Node:
     a config file of its own that CONFIG REWRITE (Sentinel's failover
     transaction) rewrites; restartable on the same port, dir and file."""
 
-    def __init__(self, kind: str, directory, port: int | None = None,
-                 replicaof: int | None = None, replication: bool = True) -> None:
+    def __init__(self, kind: str, directory, replicaof: int | None = None,
+                 replication: bool = True) -> None:
         self.kind = kind
         self.dir = str(directory)
         os.makedirs(self.dir, exist_ok=True)
-        self.port = port or free_port()
+        self.port = free_port()
         self.log_path = os.path.join(self.dir, "node.log")
         if kind == "tenantkv":
             self.conf = os.path.join(self.dir, "node.toml")
