@@ -450,8 +450,8 @@ def test_sentinels_failover_transaction_runs_on_tenantkv(watched):
           "the sentinels to see the node again")
 
 
-# A script that reads TIME now and then until 4 s have passed: longer than
-# down-after-milliseconds (2 s), writing nothing.
+# A script that reads TIME now and then until ARGV[1] seconds have passed
+# (longer than down-after-milliseconds, 2 s), writing nothing.
 SPIN = """
 local start = redis.call('TIME')
 local n = 0
@@ -459,7 +459,9 @@ while true do
     n = n + 1
     if n % 20000 == 0 then
         local now = redis.call('TIME')
-        if (now[1] - start[1]) * 1000000 + (now[2] - start[2]) > 4000000 then return n end
+        if (now[1] - start[1]) * 1000000 + (now[2] - start[2]) > ARGV[1] * 1000000 then
+            return n
+        end
     end
 end
 """
@@ -478,7 +480,7 @@ def test_a_tenants_long_script_does_not_look_like_a_dead_node(watched):
 
     def spin():
         with node.client("alice", USERS["alice"], socket_timeout=30) as alice:
-            result["reply"] = alice.eval(SPIN, 0)
+            result["reply"] = alice.eval(SPIN, 0, 4)
 
     thread = threading.Thread(target=spin)
     started = time.monotonic()
@@ -533,3 +535,24 @@ def test_client_kill_normal_and_pubsub_spare_replica_links(tmp_path):
     finally:
         replica.stop()
         primary.stop()
+
+
+def test_sentinel_kills_a_script_of_its_own_tenant(watched):
+    """A long script in Sentinel's own tenant (root's) holds its PINGs: past
+    busy-reply-threshold they get -BUSY, Sentinel flags the node down and
+    sends SCRIPT KILL, as with Redis; the script ends with Redis's error and
+    the node is up again for the sentinels."""
+    node, sentinels = watched
+    until(lambda: all(int(_master_state(s)["num-other-sentinels"]) == 1 for s in sentinels), 30,
+          "the sentinels to find each other", interval=0.3)
+    with node.client() as root:
+        root.config_set("busy-reply-threshold", 500)
+    started = time.monotonic()
+    with node.client(socket_timeout=60) as root:
+        with pytest.raises(redis.ResponseError, match="Script killed by user with SCRIPT KILL"):
+            root.eval(SPIN, 0, 40)
+    assert time.monotonic() - started < 30   # killed, long before its 40 s
+    with node.client() as root:   # the kill came from a sentinel: the test sent none
+        assert root.info("commandstats")["cmdstat_script|kill"]["calls"] >= 1
+    until(lambda: all(_master_state(s)["flags"] == "master" for s in sentinels), 20,
+          "the sentinels to see the node up again")
