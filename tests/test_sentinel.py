@@ -523,6 +523,14 @@ def test_client_kill_normal_and_pubsub_spare_replica_links(tmp_path):
             assert [c["id"] for c in root.client_list(_type="replica")] == [links[0]["id"]]
             root.set("after-kill", "1")
             assert root.wait(1, 5000) == 1
+            # A tenant sees and reaches only its own clients: not the link.
+            root.execute_command("ACL", "SETUSER", "alice", "on", ">" + USERS["alice"])
+            with primary.client("alice", USERS["alice"], decode_responses=True) as alice:
+                assert alice.execute_command("CLIENT", "LIST", "TYPE", "replica") == ""
+                assert alice.execute_command("CLIENT", "KILL", "TYPE", "replica") == 0
+                with pytest.raises(redis.ResponseError):
+                    alice.execute_command("SLAVEOF", "NO", "ONE")
+            assert [c["id"] for c in root.client_list(_type="replica")] == [links[0]["id"]]
             assert root.execute_command("CLIENT", "KILL", "TYPE", "replica") == 1
             until(lambda: root.client_list(_type="replica")
                   and root.client_list(_type="replica")[0]["id"] != links[0]["id"]
