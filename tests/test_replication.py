@@ -8,7 +8,8 @@ a clean shutdown, fully after a crash.
 The module's pair (`pair`) is started once; the restart test starts its own.
 """
 
-import socket
+import signal
+import threading
 import time
 
 import pytest
@@ -439,12 +440,36 @@ def resync_logged(replica: ServerProcess) -> tuple:
     return b"Partial Resynchronization" in log, b"Full resync" in log
 
 
+class Writer(threading.Thread):
+    """A tenant writing on the primary without pause (the stream flows while
+    a replica stops and starts): until stop(), which returns how many."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        super().__init__(daemon=True)
+        self.client, self.done, self.count = client, threading.Event(), 0
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            self.client.rpush("flowing", self.count)
+            self.client.incr("flowing:n")
+            self.count += 1
+            time.sleep(0.002)
+
+    def stop(self) -> int:
+        self.done.set()
+        self.join(10)
+        return self.count
+
+
 def test_replica_restart_resyncs(tmp_path):
-    """SIGTERM: the replica saved its data and where it stood, so it goes on
-    with a partial resync; SIGKILL: nothing to go on from, a full one."""
+    """A replica restarted while the primary is being written: after SIGTERM
+    (it saved its data and where it stood in the stream) it goes on with a
+    partial resync; after SIGKILL (nothing to go on from) a full one. The
+    data is the same as the primary's after each."""
     (tmp_path / "p").mkdir()
     primary = locked_server(tmp_path / "p", {}, ROOT_PW)
     replica = None
+    writer = None
     try:
         primary.passwords.update(USERS)
         root = login(primary, "root")
@@ -464,31 +489,44 @@ def test_replica_restart_resyncs(tmp_path):
                 with login(replica, name) as on_replica:
                     assert tenant_data(on_replica) == tenant_data(client), name
 
+        def stats():
+            info = root.info("stats")
+            return info["sync_full"], info["sync_partial_ok"]
+
         for name, client in clients.items():
             write_everything(client, name)
         check_equal()
 
-        assert replica.stop() == 0
-        for name, client in clients.items():    # written while the replica is away
-            client.set("while-away", name)
-            client.rpush("list", "away")
-        replica = restart_replica(replica_dir, primary)
-        wait_link_up(replica)
-        assert resync_logged(replica) == (True, False)
-        check_equal()
-
-        replica.kill()
-        for name, client in clients.items():
-            client.set("while-dead", name)
-            client.delete("str")
-        replica = restart_replica(replica_dir, primary)
-        wait_link_up(replica)
-        assert resync_logged(replica) == (False, True)
-        check_equal()
+        for how, resync in (("stop", "partial"), ("kill", "full")):   # SIGTERM, SIGKILL
+            before = stats()
+            writer = Writer(login(primary, "bob"))
+            writer.start()
+            time.sleep(0.1)
+            old = replica
+            assert getattr(old, how)() == (0 if how == "stop" else -signal.SIGKILL)
+            for name, client in clients.items():    # written while the replica is away
+                client.set("while-away:" + resync, name)
+                client.rpush("list", "away")
+                client.delete("str")
+            replica = restart_replica(replica_dir, primary)
+            wait_link_up(replica)
+            time.sleep(0.1)
+            assert writer.stop() > 10
+            writer.client.close()
+            writer = None
+            if resync == "partial":
+                assert resync_logged(replica) == (True, False)
+                assert stats() == (before[0], before[1] + 1)
+            else:
+                assert resync_logged(replica) == (False, True)
+                assert stats() == (before[0] + 1, before[1])
+            check_equal()
         for client in clients.values():
             client.close()
         root.close()
     finally:
+        if writer is not None:
+            writer.stop()
         if replica is not None:
             replica.stop()
         primary.stop()
