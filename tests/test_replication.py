@@ -110,12 +110,17 @@ def tenant_data(client: redis.Redis, dbs=(0, 3)) -> dict:
             elif kind == "zset":
                 value = client.zrange(key, 0, -1, withscores=True)
             elif kind == "stream":
-                value = client.xrange(key)
+                groups = client.xinfo_groups(key)
+                value = (client.xrange(key), groups,
+                         [[(entry["message_id"], entry["consumer"], entry["times_delivered"])
+                           for entry in client.xpending_range(key, group["name"], "-", "+", 1000)]
+                          for group in groups])
             else:
                 raise AssertionError("unexpected type %s" % kind)
             # DUMP too (encodings), but of a set: its order is not its data
-            # (a replica that loaded a snapshot orders it otherwise).
-            dump = client.dump(key) if kind != "set" else None
+            # (a replica that loaded a snapshot orders it otherwise); nor of
+            # a stream: a consumer's seen-time is each server's clock (Redis's too).
+            dump = client.dump(key) if kind not in ("set", "stream") else None
             out[(db, key)] = (kind, value, client.pttl(key) > 0, dump)
     client.execute_command("SELECT", 0)
     return out
@@ -227,6 +232,106 @@ def test_data_of_each_tenant_arrives(pair):
     assert tenant_data(clients["alice"]) != tenant_data(clients["bob"])
     for client in clients.values():
         client.close()
+
+
+def write_more(client: redis.Redis, name: str) -> None:
+    """Writes whose effects differ from the command (blocking pops, STORE
+    forms, trimming, random picks in a script), other types, odd bytes."""
+    binary = bytes(range(256)) + b"\r\n*3\r\n"
+    client.set(b"bin:\x00\xff\r\n" + name.encode(), binary)
+    client.set("big", name.encode() * (300_000 // len(name)))   # > one read of the stream
+    client.rpush("src", *range(20))
+    client.sort("src", desc=True, store="sorted")
+    client.sadd("s1", "a", "b", name)
+    client.sadd("s2", "b", "c")
+    client.sunionstore("union", ["s1", "s2"])
+    client.zadd("z1", {"a": 1, "b": 2})
+    client.zunionstore("zunion", ["z1", "zset"])
+    client.lmove("src", "moved", "LEFT", "RIGHT")
+    client.set("todel", name)
+    client.getdel("todel")
+    client.set("gx", name)
+    client.getex("gx", px=400_000)
+    client.set("past", name)
+    client.expireat("past", 1)            # in the past: a DEL
+    client.rename("moved", "renamed")
+    client.copy("renamed", "copied")
+    client.set("tomove", name)
+    client.move("tomove", 5)
+    for i in range(50):
+        client.xadd("capped", {"i": i}, maxlen=10, approximate=True)
+    client.xgroup_create("capped", "g", id="0")
+    client.xreadgroup("g", "c1", {"capped": ">"}, count=3)
+    client.xack("capped", "g", client.xrange("capped", count=1)[0][0])
+    client.pfadd("hll", *("%s%d" % (name, i) for i in range(100)))
+    client.geoadd("geo", (13.36, 38.11, name))
+    client.setbit("bits", 1000, 1)
+    client.setrange("range", 10, name)
+    client.lpush("queue", "first")
+    # A random pick in a script: its effect (the member removed) is replicated.
+    client.sadd("pool", *range(30))
+    client.eval("return redis.call('spop', KEYS[1], 3)", 1, "pool")
+
+
+def blocked_pop(server: ServerProcess, name: str, client: redis.Redis) -> None:
+    """A BLMOVE that waits, then served by a push: the replica gets the pop."""
+    sock = server.raw()
+    try:
+        exchange(sock, resp("AUTH", name, USERS[name]), b"+OK\r\n")
+        exchange(sock, resp("SELECT", 1), b"+OK\r\n")   # the client's db
+        sock.sendall(resp("BLMOVE", "waiting", "served", "LEFT", "RIGHT", 10))
+        time.sleep(0.1)
+        client.rpush("waiting", "pushed", "left")
+        assert read_reply(sock) == b"$6\r\npushed\r\n"
+    finally:
+        sock.close()
+
+
+def test_more_writes_arrive(pair):
+    primary, replica, root = pair
+    clients = {name: login(primary, name) for name in USERS}
+    for name, client in clients.items():
+        client.execute_command("SELECT", 1)
+        client.flushdb()
+        write_more(client, name)
+        blocked_pop(primary, name, client)
+    acked(root)
+    for name, client in clients.items():
+        with login(replica, name, db=1) as on_replica:
+            assert tenant_data(on_replica, dbs=(1, 5)) == tenant_data(client, dbs=(1, 5)), name
+    for client in clients.values():
+        client.close()
+
+
+def test_a_tenants_flush_stays_in_its_tenant(pair):
+    """FLUSHALL, FLUSHDB and SWAPDB of one tenant, replayed on the replica,
+    touch that tenant's data only."""
+    primary, replica, root = pair
+    alice, bob = login(primary, "alice"), login(primary, "bob")
+    for client in (alice, bob):
+        for db in (7, 8):
+            client.execute_command("SELECT", db)
+            client.set("db", db)
+    bob_before = tenant_data(bob, dbs=range(16))
+    alice.execute_command("SWAPDB", 7, 8)
+    alice.execute_command("SELECT", 8)
+    alice.flushdb()
+    acked(root)
+    with login(replica, "alice") as on_replica:
+        on_replica.execute_command("SELECT", 7)
+        assert on_replica.get("db") == b"8"
+        on_replica.execute_command("SELECT", 8)
+        assert on_replica.dbsize() == 0
+    alice.flushall()
+    acked(root)
+    with login(replica, "bob") as on_replica:
+        assert tenant_data(on_replica, dbs=range(16)) == bob_before
+        on_replica.execute_command("SELECT", 7)
+        assert on_replica.get("db") == b"7"
+    with login(replica, "alice") as on_replica:
+        assert tenant_data(on_replica, dbs=range(16)) == {}
+    alice.close()
+    bob.close()
 
 
 def test_replica_refuses_writes(pair):
