@@ -57,8 +57,10 @@ def role(conn, args):
 def wait(conn, args):
     needed = parse_int(args[1])
     timeout = parse_int(args[2])
-    if needed is None or timeout is None:
+    if needed is None:
         raise CommandError(errors.NOT_INTEGER)
+    if timeout is None:
+        raise CommandError(errors.TIMEOUT_NOT_INTEGER)
     if timeout < 0:
         raise CommandError(errors.NEGATIVE_TIMEOUT)
     replication = conn.server.replication

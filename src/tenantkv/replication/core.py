@@ -157,6 +157,7 @@ class Replication:
     def startup(self) -> None:
         """At start, after the data loaded: follow the configured primary."""
         from tenantkv.replication import link as links
+        self.check_good()   # min-replicas-to-write holds from the first command
         target = self.config["replication.replicaof"]
         state = links.read_state(self.server)   # what a clean shutdown of a replica left
         if target:
@@ -242,6 +243,7 @@ class Replication:
             return
         journal.flush()
         journal.feed = None
+        journal.writers.clear()
         if isinstance(journal, StreamJournal):
             events.set_journal(None)
         self.users.stop()
@@ -477,13 +479,14 @@ class Replication:
         journal = self.server.events.journal
         if journal is not None and journal.feed is not None:
             journal.flush()
-        target = self.offset
+        # As Redis (c->woff): the caller's own writes, not its neighbours'.
+        target = conn.woff
         count = self.acked(target)
         if count >= needed or self.server.events.in_exec:
             return count, None
         loop = self.server.loop
         future = loop.create_future()
-        waiter = [target, needed, future, None]
+        waiter = [target, needed, future, None, conn]
         if timeout_ms > 0:
             waiter[3] = loop.call_later(timeout_ms / 1000, self._timeout, waiter)
         self.waiters.append(waiter)
@@ -505,8 +508,10 @@ class Replication:
 
     def _answer_waiters(self) -> None:
         for waiter in list(self.waiters):
-            target, needed, future, timer = waiter
-            if future.done():
+            target, needed, future, timer, conn = waiter
+            if future.done() or conn.closing:   # a client gone: nothing to answer
+                if timer is not None:
+                    timer.cancel()
                 self.waiters.remove(waiter)
                 continue
             count = self.acked(target)
@@ -541,6 +546,8 @@ class Replication:
             self._reap_syncs()
         if self.fork_waiting:
             self._start_sync()
+        if self.waiters:
+            self._answer_waiters()   # and forget those whose client went
         now = time.monotonic()
         if self.link is not None:
             self.link.cron(now)

@@ -90,9 +90,10 @@ class MasterLink:
         self.server = replication.server
         self.host, self.port = host, port
         self.task = None
+        self.stopped = False
         self.writer = None
         self.state = "connect"          # connect, connecting, sync, connected
-        self.down_since = time.monotonic()
+        self.down_since = None          # when the link last went down (None: never up)
         self.last_io = time.monotonic()
         self.last_ack = 0.0
         self.sync_total = 0
@@ -111,9 +112,11 @@ class MasterLink:
     # -- lifecycle -----------------------------------------------------------------
 
     def start(self) -> None:
+        self.stopped = False
         self.task = self.server.loop.create_task(self._follow())
 
     def stop(self) -> None:
+        self.stopped = True
         if self.task is not None:
             self.task.cancel()
             self.task = None
@@ -159,7 +162,9 @@ class MasterLink:
             log.warning("Could not save the replication state to %s: %s", path, exc)
 
     async def _follow(self) -> None:
-        while True:
+        # `stopped`, not only the cancellation: asyncio.wait_for (3.11) may
+        # swallow a cancel that comes as its inner call fails.
+        while not self.stopped:
             try:
                 await self._session()
             except asyncio.CancelledError:
@@ -170,6 +175,8 @@ class MasterLink:
                 log.warning("MASTER <-> REPLICA sync: %s", exc or type(exc).__name__)
             except Exception:
                 log.exception("MASTER <-> REPLICA sync failed")
+            if self.stopped:
+                return
             self._close()
             await asyncio.sleep(1)
 
@@ -325,6 +332,8 @@ class MasterLink:
     def _receive(self, data: bytes) -> None:
         """Bytes of the stream: parse the records they complete, then apply
         what may be applied now."""
+        if self.stopped:
+            raise SyncError("the link was stopped")
         self.raw += data
         reader = self.reader
         reader.feed(data)
@@ -350,6 +359,8 @@ class MasterLink:
         SUNION: dispatch/slices.py), its records wait, as its other
         clients do, and are applied when the command ends."""
         self.retry = None
+        if self.stopped:
+            return
         parsed = self.parsed
         conn = self.conn
         repl = self.replication
@@ -480,5 +491,6 @@ class MasterLink:
                                                  if self.sync_total else 0.0),
                       "master_sync_last_io_seconds_ago:%d" % int(now - self.last_io)]
         if not up:
-            lines.append("master_link_down_since_seconds:%d" % int(now - self.down_since))
+            lines.append("master_link_down_since_seconds:%d" % (
+                int(now - self.down_since) if self.down_since is not None else -1))
         return lines
