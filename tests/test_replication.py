@@ -338,6 +338,28 @@ def test_a_tenants_flush_stays_in_its_tenant(pair):
     bob.close()
 
 
+def test_publish_reaches_the_tenants_subscribers_on_the_replica(pair):
+    """A PUBLISH on the primary reaches the subscribers of that channel on
+    the replica in the publisher's tenant only."""
+    primary, replica, root = pair
+    subscribers = {}
+    for name in USERS:
+        sub = login(replica, name).pubsub()
+        sub.subscribe("news")
+        assert sub.get_message(timeout=5)["type"] == "subscribe"
+        subscribers[name] = sub
+    try:
+        with login(primary, "alice") as alice:
+            assert alice.publish("news", "for alice's tenant") == 0   # none on the primary
+            acked(root)
+        message = subscribers["alice"].get_message(timeout=5)
+        assert message is not None and message["data"] == b"for alice's tenant"
+        assert subscribers["bob"].get_message(timeout=0.5) is None
+    finally:
+        for sub in subscribers.values():
+            sub.close()
+
+
 def test_replica_refuses_writes(pair):
     primary, replica, root = pair
     with login(primary, "alice") as alice:
@@ -430,6 +452,19 @@ def test_users_follow_the_primary(pair):
     assert not can_auth(replica, "carol", "carol-1")
     with login(replica, "carol", "carol-2") as on_replica:
         assert on_replica.get("carol:key") == b"carol-data"
+
+    # Its rules too: a command taken away on the primary is refused on the replica.
+    assert root.execute_command("ACL", "SETUSER", "carol", "-get") == b"OK"
+    with login(replica, "carol", "carol-2") as on_replica:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                on_replica.get("carol:key")
+            except redis.exceptions.NoPermissionError:
+                break
+            assert time.monotonic() < deadline, "GET still allowed on the replica"
+            time.sleep(0.05)
+        assert on_replica.exists("carol:key") == 1
 
     assert root.execute_command("ACL", "DELUSER", "carol") == 1
     assert wait_auth(replica, "carol", "carol-2", False) < 5
