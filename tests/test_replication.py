@@ -1,9 +1,10 @@
 """Replication, the data path: a tenantkv primary and a tenantkv replica
 (real processes, real clients). What the tenants wrote on the primary is on
-the replica, each tenant's in its own tenant; the replica refuses writes
-with Redis's -READONLY; users follow the primary; expiry is the primary's;
-WAIT counts acknowledgements; a restarted replica resyncs, partially after
-a clean shutdown, fully after a crash.
+the replica, each tenant's in its own tenant (PUBLISH too); the replica
+refuses writes with Redis's -READONLY; users follow the primary; expiry is
+the primary's; WAIT counts the acknowledgements of the caller's writes; a
+restarted replica resyncs, partially after a clean shutdown, fully after a
+crash.
 
 The module's pair (`pair`) is started once; the restart test starts its own.
 """
@@ -41,16 +42,15 @@ end)
 """
 
 
-def start_replica(data_dir, primary: ServerProcess, port: int | None = None) -> ServerProcess:
-    """A replica of `primary` with a root user of its own (which the first
-    sync replaces by the primary's users)."""
+def start_replica(data_dir, primary: ServerProcess) -> ServerProcess:
+    """A new replica of `primary` with a root user of its own (which the
+    first sync replaces by the primary's users)."""
     add_user(data_dir, "root", REPLICA_OWN_ROOT_PW, "--root")
-    return ServerProcess(data_dir, "--replicaof", "127.0.0.1 %d" % primary.port,
-                         "--masteruser", "root", "--masterauth", ROOT_PW,
-                         env=LOCKED, port=port, passwords={"root": ROOT_PW, **USERS})
+    return restart_replica(data_dir, primary)
 
 
 def restart_replica(data_dir, primary: ServerProcess) -> ServerProcess:
+    """The replica of `primary` whose data dir is `data_dir`."""
     return ServerProcess(data_dir, "--replicaof", "127.0.0.1 %d" % primary.port,
                          "--masteruser", "root", "--masterauth", ROOT_PW,
                          env=LOCKED, passwords={"root": ROOT_PW, **USERS})
