@@ -55,6 +55,11 @@ def _fcall(conn, args, ro: bool):
         raise CommandError(errors.NUMKEYS_NEGATIVE)
     flags = lib.functions[name][0]
     no_writes = b"no-writes" in flags
+    if not no_writes and conn.server.events.read_only and not conn.internal:
+        # As Redis's processCommand: a function that may write is a write
+        # command on a read-only replica, refused before it runs (and
+        # before FCALL_RO's own error).
+        raise CommandError(errors.READONLY)
     if ro and not no_writes:
         raise CommandError("ERR Can not execute a script with write flag using *_ro command.")
     # allow-oom spares a tenant's function only this refusal: its writes

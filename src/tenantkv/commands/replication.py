@@ -53,7 +53,10 @@ def role(conn, args):
     return conn.server.replication.role_reply()
 
 
-@command("wait", root_only=False)
+# `waits`: WAIT parks its client for the replicas' ACKs, but never inside
+# EXEC, where it answers the count at once (replication/core.py wait, as
+# Redis): so it is queued in MULTI like any command.
+@command("wait", root_only=False, waits=lambda args: False)
 def wait(conn, args):
     needed = parse_int(args[1])
     timeout = parse_int(args[2])

@@ -553,6 +553,12 @@ class Scripts:
         if flags is not None:
             if b"no-writes" in flags:
                 read_only = True
+            elif conn.server.events.read_only and not conn.internal:
+                # A script that declares its flags and not no-writes is a
+                # write command on a read-only replica (Redis's
+                # processCommand): refused whole. One without a shebang
+                # runs; its writes get -READONLY from redis.call.
+                raise CommandError(errors.READONLY)
             elif b"allow-oom" not in flags:
                 # Redis 7: a script that declares its flags and not allow-oom
                 # is refused as a whole over maxmemory (or its quota), before
