@@ -390,6 +390,65 @@ def test_replicaof_leaves_no_old_link_running(make_server):
     assert log_text(node).count("Connection refused") == before
 
 
+LIB = ("#!lua name=mylib\n"
+       "redis.register_function('f', function(keys, args) return redis.call('SET', keys[1], 'x') end)")
+# Commands a tenant may send to a replica: which are refused (-READONLY)
+# must be what redis-server's replica refuses.
+ON_A_REPLICA = [
+    ("SET", "k", "v"), ("SET", "k", "v", "GET"), ("INCRBY", "nokey", 0), ("DEL", "nokey"),
+    ("UNLINK", "nokey"), ("EXPIRE", "s", 100), ("PERSIST", "s"), ("GETEX", "s", "EX", 100),
+    ("GETDEL", "s"), ("LPOP", "l"), ("LMOVE", "l", "l2", "LEFT", "LEFT"),
+    ("BLPOP", "nolist", "0.01"), ("MOVE", "s", 1), ("COPY", "s", "s2"), ("SWAPDB", 0, 1),
+    ("FLUSHDB",), ("FLUSHALL",), ("RESTORE", "r", 0, b"\x00\x01x\n\x00\x8e\x15\x0b\xb3\x9fW\xf1\xb2"),
+    ("SORT", "l", "ALPHA", "STORE", "dst"), ("SORT", "l", "ALPHA"), ("SORT_RO", "l", "ALPHA"),
+    ("BITFIELD", "bits", "GET", "u8", 0), ("BITFIELD_RO", "bits", "GET", "u8", 0),
+    ("GEORADIUS", "geo", 0, 0, 10, "km", "STORE", "d"), ("PFCOUNT", "h"), ("TOUCH", "s"),
+    ("XREADGROUP", "GROUP", "g", "c", "COUNT", 1, "STREAMS", "st", ">"),
+    ("XACK", "st", "g", "1-1"), ("XREAD", "COUNT", 1, "STREAMS", "st", "0"),
+    ("EVAL", "return redis.call('SET', KEYS[1], 'x')", 1, "k"),
+    ("EVAL", "return redis.call('GET', KEYS[1])", 1, "s"),
+    ("EVAL_RO", "return redis.call('GET', KEYS[1])", 1, "s"),
+    ("EVAL", "#!lua flags=no-writes\nreturn redis.call('GET', KEYS[1])", 1, "s"),
+    ("SCRIPT", "LOAD", "return 1"), ("FUNCTION", "LOAD", LIB), ("FUNCTION", "FLUSH"),
+    ("FUNCTION", "DELETE", "nolib"), ("PUBLISH", "ch", "m"), ("SPUBLISH", "ch", "m"),
+    ("SELECT", 1), ("WAIT", 0, 0),
+]
+
+
+def refused_as_read_only(client, args) -> bool:
+    try:
+        client.execute_command(*args)
+    except redis.ResponseError as exc:
+        return "read only replica" in str(exc)
+    finally:
+        client.execute_command("SELECT", 0)
+    return False
+
+
+def test_a_replica_refuses_the_writes_redis_refuses(make_server, tmp_path, redis_pair):
+    """Each command of ON_A_REPLICA, sent by a tenant to a replica, is
+    refused with -READONLY exactly when redis-server's replica refuses it."""
+    _, ref_replica = redis_pair
+    primary = start_primary(make_server, tmp_path)
+    replica = start_replica(make_server, tmp_path, primary.port, "r")
+    wait_link_up(replica)
+    alice = login(primary, "alice")
+    for args in (("SET", "s", "1"), ("RPUSH", "l", "a"), ("XADD", "st", "1-1", "f", "v"),
+                 ("XGROUP", "CREATE", "st", "g", "0"), ("PFADD", "h", "a"), ("SET", "bits", "x")):
+        alice.execute_command(*args)
+    wait_caught_up(primary, replica)
+    ours = login(replica, "alice")
+    ref = [refused_as_read_only(ref_replica, args) for args in ON_A_REPLICA]
+    got = [refused_as_read_only(ours, args) for args in ON_A_REPLICA]
+    assert [args[:2] for args, a, b in zip(ON_A_REPLICA, ref, got) if a != b] == []
+    assert 25 <= sum(got) < len(ON_A_REPLICA)   # both kinds are in the list
+    wait_caught_up(primary, replica)    # nothing was written on the replica
+    for client in (alice, ours):
+        assert sorted(client.keys()) == [b"bits", b"h", b"l", b"s", b"st"]
+        assert client.ttl("s") == -1 and client.lrange("l", 0, -1) == [b"a"]
+        assert client.xpending("st", "g")["pending"] == 0
+
+
 # -- 3. safety ------------------------------------------------------------------------------
 
 NOAUTH = b"-NOAUTH Authentication required.\r\n"
@@ -602,7 +661,7 @@ def test_replica_sessions_follow_user_changes(make_server, tmp_path):
     try:
         with pytest.raises(redis.exceptions.NoPermissionError):
             alice.get("a")
-        assert closed(bob)
+        assert closed(bob, timeout=3)
     finally:
         bob.close()
 
@@ -626,7 +685,7 @@ def test_full_sync_ends_sessions_of_users_the_primary_lacks(make_server, tmp_pat
         with login(node, "root") as root:
             assert b"eve" not in root.execute_command("ACL", "USERS")
         eve.sendall(resp("ACL", "WHOAMI"))
-        assert closed(eve)
+        assert closed(eve, timeout=3)
     finally:
         eve.close()
 
