@@ -516,6 +516,16 @@ def test_replica_never_syncs_without_root_credentials(make_server, tmp_path):
             assert b"alice" not in root.execute_command("ACL", "USERS")
             assert root.execute_command("ROLE")[3] != b"connected"
     assert info(primary)["connected_slaves"] == 0
+    for node in (primary, no_auth, not_root, wrong):   # no password in any log
+        text = log_text(node)
+        assert ROOT_PW not in text and "not-the-password" not in text
+        assert USERS["alice"] not in text
+    # Credentials given at run time: the next attempt logs in and syncs.
+    with login(wrong, "root", REPLICA_ROOT_PW) as root:
+        assert root.config_set("masterauth", ROOT_PW)
+    wait_link_up(wrong)
+    wait_caught_up(primary, wrong)
+    assert login(wrong, "alice").get("alice-key") == b"data"
 
 
 def test_redis_cli_replica_reads_the_stream_as_root_only(make_server, tmp_path):
