@@ -838,6 +838,29 @@ def test_primary_without_log_turns_appendonly_on_with_a_replica(make_server, tmp
     assert log_text(replica).count(FULL) == 1
 
 
+def test_replica_limits_do_not_apply_to_the_stream(make_server, tmp_path):
+    """A replica with a far lower maxmemory and tenant quotas (keys, memory,
+    rate) than its primary still applies every write of the stream (as
+    Redis's replica-ignore-maxmemory): its data stays the primary's."""
+    primary = start_primary(make_server, tmp_path)
+    replica = start_replica(make_server, tmp_path, primary.port, "r",
+                            "--maxmemory", "1mb", "--maxmemory-policy", "allkeys-lru",
+                            "--tenant-quota-keys", "10", "--tenant-quota-memory", "100kb",
+                            "--tenant-quota-rate", "5")
+    wait_link_up(replica)
+    alice = login(primary, "alice")
+    pipe = alice.pipeline(transaction=False)
+    for i in range(300):
+        pipe.set("big:%d" % i, "x" * 10000)
+    pipe.execute()
+    wait_caught_up(primary, replica)
+    with login(replica, "root") as root:
+        assert root.info("replication")["master_link_status"] == "up"
+    ours = login(replica, "alice")
+    assert ours.dbsize() == 300
+    assert ours.strlen("big:299") == 10000
+
+
 # -- 6. TLS ---------------------------------------------------------------------------------
 
 def test_replication_over_tls(make_server, tmp_path):
