@@ -216,6 +216,35 @@ def test_clients_blocked_on_a_primary_that_turns_replica(make_server, tmp_path):
     assert login(node, "alice").lrange("queue", 0, -1) == [b"job-1", b"job-2"]
 
 
+def test_client_kill_by_type_and_partial_resync(make_server, tmp_path):
+    """The primary lists its replica as TYPE replica (flags S); CLIENT KILL
+    TYPE normal (Sentinel's failover script) spares it; TYPE replica drops
+    it, and it comes back with a partial resync, no write lost."""
+    primary = start_primary(make_server, tmp_path)
+    replica = start_replica(make_server, tmp_path, primary.port, "r")
+    wait_link_up(replica)
+    alice = login(primary, "alice")
+    alice.set("before", "1")
+    wait_caught_up(primary, replica)
+    with login(primary, "root") as root:
+        for kind in ("replica", "slave"):
+            listed = root.execute_command("CLIENT", "LIST", "TYPE", kind).decode()
+            assert listed.count("flags=S ") == 1 and "user=root" in listed, kind
+        assert "flags=S" not in root.execute_command("CLIENT", "LIST", "TYPE", "normal").decode()
+        assert root.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes") == 1
+        assert root.info("replication")["connected_slaves"] == 1
+        assert root.execute_command("CLIENT", "KILL", "TYPE", "replica") == 1
+        alice = login(primary, "alice")   # its connection was a normal one
+        alice.set("while-away", "2")
+    wait_log(replica, PARTIAL)
+    wait_link_up(replica)
+    alice.set("after", "3")
+    wait_caught_up(primary, replica)
+    assert log_text(replica).count(FULL) == 1
+    ours = login(replica, "alice")
+    assert [ours.get(k) for k in ("before", "while-away", "after")] == [b"1", b"2", b"3"]
+
+
 # -- 2. compatibility with redis-server 7 ---------------------------------------------
 
 def role_shape(reply):
