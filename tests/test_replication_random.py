@@ -42,6 +42,12 @@ def _random_commands(rng, socks, ids, admin, count: int) -> None:
             data = sock.recv(1 << 20)
             sock.settimeout(0.5)
         assert b"internal error" not in data, (args, data)
+        if rng.random() < 0.03:   # a transaction and a script that write, now and then
+            pipe = admin.pipeline(transaction=True)
+            pipe.sadd("tx-set", rng.choice(WORDS)).spop("tx-set").incrbyfloat("tx-f", 1.5)
+            pipe.execute(raise_on_error=False)
+            admin.eval("redis.call('lpush', 'tx-l', ARGV[1]) return redis.call('rpop', 'tx-l')",
+                       0, rng.choice(WORDS))
 
 
 def test_random_commands_reach_the_replica_to_the_digest(tmp_path):
