@@ -191,10 +191,15 @@ def test_config_get_glob_set_and_resetstat(r):
 
 
 def test_config_set_of_a_secret_is_refused_not_kept_in_clear(r, server):
-    """requirepass and masterauth do nothing here (users have their own
-    passwords; no replication): a password is refused with a pointer to ACL
-    SETUSER, never stored nor shown; "" (none, as now) is accepted."""
-    for name, hint in (("requirepass", "ACL SETUSER"), ("masterauth", "no replication")):
+    """requirepass does nothing here (users have their own passwords): a
+    password is refused with a pointer to ACL SETUSER, never stored nor
+    shown; "" (none, as now) is accepted. masterauth (a replica's password
+    on its primary) is kept and shown to root's CONFIG GET, as Redis does,
+    but never written to the log."""
+    r.config_set("masterauth", "s3cret-masterauth")
+    assert r.config_get("masterauth") == {"masterauth": "s3cret-masterauth"}
+    r.config_set("masterauth", "")
+    for name, hint in (("requirepass", "ACL SETUSER"),):
         with pytest.raises(redis.ResponseError,
                            match=r"CONFIG SET failed \(possibly related to argument '%s'\) - .*%s"
                            % (name, hint)):

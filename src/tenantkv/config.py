@@ -151,12 +151,16 @@ def _save(value) -> str:
     return text
 
 
-def _no_master(value) -> str:
-    # replicaof: answered for the clients that read it; there is no
-    # replication yet, so a start-up flag naming a master is refused.
-    if str(value):
-        raise ValueError("replication is not supported")
-    return ""
+def _replicaof(value) -> str:
+    """replicaof: "host port" of the primary to follow, or "" (none)."""
+    text = " ".join(str(value).split())
+    if not text or text.lower() == "no one":
+        return ""
+    parts = text.split(" ")
+    port = parse_int(parts[-1].encode()) if len(parts) == 2 else None
+    if port is None or not 0 < port <= 65535:
+        raise ValueError("replicaof must be \"host port\"")
+    return text
 
 
 def parse_notify(value) -> int:
@@ -392,6 +396,23 @@ SETTINGS = [
     Setting("tls", "client_cert_user", "tls-client-cert-user", parse_bool, False, True,
             "log a TLS connection in as the user named by its verified client "
             "certificate's subject CN (yes | no)"),
+    # Replication (replication/): the primary this server follows. CONFIG
+    # SET cannot change replicaof (Redis: immutable); REPLICAOF does, and
+    # CONFIG REWRITE writes what it set. masteruser must be a root user of
+    # the primary; after the first sync the replica has the primary's users.
+    Setting("replication", "replicaof", "replicaof", _replicaof, "", False,
+            "primary to follow: \"host port\" (empty = this server is a primary)",
+            alias="slaveof"),
+    Setting("replication", "masteruser", "masteruser", _str, "", True,
+            "root user of the primary that this replica logs in as"),
+    Setting("replication", "masterauth", "masterauth", _str, "", True,
+            "password of masteruser on the primary", secret=True),
+    Setting("tls", "replication", "tls-replication", parse_bool, False, True,
+            "replicas connect to their primary with TLS (yes | no)"),
+    Setting("tls", "client_cert_file", "tls-client-cert-file", _str, "", True,
+            "certificate a replica presents to its primary (empty = tls-cert-file)"),
+    Setting("tls", "client_key_file", "tls-client-key-file", _str, "", True,
+            "private key of tls-client-cert-file (empty = tls-key-file)"),
     # The Prometheus endpoint (server/metrics.py), on the addresses of `bind`.
     Setting("metrics", "port", "metrics-port", integer(0, 65535), 0, False,
             "HTTP port of the Prometheus metrics endpoint (0 = off)"),
@@ -459,7 +480,6 @@ SETTINGS = [
     # Secrets with no effect here: only "" (none) is accepted, so nothing is
     # stored or shown in clear and nobody believes a password protects them.
     _redis("requirepass", _empty_only(errors.REQUIREPASS_UNSUPPORTED), ""),
-    _redis("masterauth", _empty_only(errors.MASTERAUTH_UNSUPPORTED), ""),
     _redis("replica-read-only", parse_bool, True, alias="slave-read-only"),
     _redis("min-replicas-to-write", integer(0, INT_MAX), 0, alias="min-slaves-to-write"),
     _redis("activedefrag", parse_bool, False),
@@ -470,8 +490,6 @@ SETTINGS = [
     _redis("rdb-key-save-delay", integer(INT_MIN, INT_MAX), 0, hidden=True),   # microseconds per key (tests)
     _redis("key-load-delay", integer(INT_MIN, INT_MAX), 0, hidden=True),
     _redis("maxmemory-clients", memory_or_percent(-100, LLONG_MAX), "0"),
-    # No replication yet: a master with no replica, as Redis reports one.
-    _redis("replicaof", _no_master, "", mutable=False, alias="slaveof"),
     # Redis raises a backlog size under 16 KB to 16 KB.
     _redis("repl-backlog-size", _bounded(_mem, 1, LLONG_MAX, (16 * 1024, LLONG_MAX)), 1024**2),
     _redis("enable-debug-command", enum("no", "yes", "local"), "yes", mutable=False),
@@ -758,7 +776,10 @@ def rewrite(config: Config, path: str) -> None:
         raise ConfigError("the config file no longer parses: %s" % exc) from None
     aliased = {target: source for source, target in ALIASES.items()}
     for setting in SETTINGS:
-        if setting.secret or not setting.mutable or setting.protected:
+        # replicaof: immutable for CONFIG SET, but REPLICAOF changes it and
+        # Sentinel's failover rewrites it (MULTI, REPLICAOF, CONFIG REWRITE).
+        if setting.secret or setting.protected or (
+                not setting.mutable and setting.key != "replicaof"):
             continue
         value = config.values[(setting.section, setting.key)]
         if setting.section is None:

@@ -458,7 +458,17 @@ def config_set_unknown(name: str) -> str:
 # what they already are, and is accepted.
 REQUIREPASS_UNSUPPORTED = ("tenantkv has no requirepass: every user has its own password, "
                            "set with ACL SETUSER <user> on >password (or tenantkv user passwd)")
-MASTERAUTH_UNSUPPORTED = "tenantkv has no replication yet, so no masterauth"
+# Replication (replication/, commands/replication.py): Redis's texts.
+READONLY = "READONLY You can't write against a read only replica."
+NOREPLICAS = "NOREPLICAS Not enough good replicas to write."
+NOMASTERLINK = "NOMASTERLINK Can't SYNC while not connected with my master"
+CHAINED_REPLICATION = ("ERR tenantkv replicas do not serve replicas of their own: "
+                       "replicate from the primary")
+INVALID_MASTER_PORT = "ERR Invalid master port"
+WAIT_ON_REPLICA = ("ERR WAIT cannot be used with replica instances. Please also note that "
+                   "since Redis 4.0 if a replica is configured to be writable (which is not "
+                   "the default) writes to replicas are just local and are not propagated.")
+REPLICAOF_SYNTAX = "ERR syntax error"
 
 
 def config_set_failed(name: str, reason: str) -> str:

@@ -2,7 +2,8 @@
 
 from tenantkv.commands import (  # noqa: F401  (imported for their registrations)
     acl, appendonly, bitmaps, connection, dump, geo, hashes, hll, keys, latency, lists, lolwut,
-    memory, persistence, functions, pubsub, scripting, server, sets, sort, streamgroups,
+    memory, persistence, functions, pubsub, replication, scripting, server, sets, sort,
+    streamgroups,
     streams, strings, tenant, transactions, zsets,
 )
 from tenantkv.dispatch.table import COMMANDS, Command

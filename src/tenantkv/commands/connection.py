@@ -124,7 +124,7 @@ def hello(conn, args):
             b"proto": protocol,
             b"id": conn.id,
             b"mode": b"standalone",
-            b"role": b"master",
+            b"role": b"replica" if conn.server.replication.link is not None else b"master",
             b"modules": [],
         }
 

@@ -295,9 +295,7 @@ def info_section(conn, name: str) -> list:
             "auth_throttled:%d" % stats.auth_throttled,
         ]
     if name == "replication":
-        return ["role:master", "connected_slaves:0", "master_failover_state:no-failover",
-                "master_replid:%s" % server.run_id, "master_repl_offset:0",
-                "repl_backlog_active:0"]
+        return server.replication.info_lines()
     if name == "cpu":
         if not conn.root:   # the process's CPU time moves with every tenant's commands
             return []

@@ -302,15 +302,23 @@ def _queue(client, cmd, args: list) -> bytes:
         stats.error("NOPERM", tenant)
         client.multi_error = True
         return encode_error(errors.NOPERM_CHANNEL)
-    denied = client.server.events.denied
-    if denied is not None and ("write" in flags or cmd.name == "ping"):
-        # Writes are refused (MISCONF): refused when queued too, and EXEC
-        # then aborts, as Redis.
+    events = client.server.events
+    denied = events.denied
+    if denied is not None and ("write" in flags or (
+            cmd.name == "ping" and denied.startswith("MISCONF"))):
+        # Writes are refused (MISCONF, NOREPLICAS): refused when queued
+        # too, and EXEC then aborts, as Redis.
         checked.rejected += 1
         tenant.count(tenant.rejected, checked)
         stats.error(denied, tenant)
         client.multi_error = True
         return encode_error(denied)
+    if events.read_only and "write" in flags and not client.internal:
+        checked.rejected += 1
+        tenant.count(tenant.rejected, checked)
+        stats.error(errors.READONLY, tenant)
+        client.multi_error = True
+        return encode_error(errors.READONLY)
     meter = client.server.events.meter
     if meter is not None and "denyoom" in flags:
         # Over maxmemory or a quota (server/memory.py): refused when queued,

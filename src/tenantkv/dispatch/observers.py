@@ -56,6 +56,7 @@ while anyone monitors) and CLIENT PAUSE's gate (dispatch/pause.py, while a
 pause lasts), the gate outermost: a postponed command is shown when it runs.
 """
 
+from tenantkv import errors
 from tenantkv.dispatch.keyprocs import georadius_store_key
 from tenantkv.dispatch.table import COMMANDS
 from tenantkv.errors import CommandError, execabort_because
@@ -174,6 +175,16 @@ TOUCHED = {
 }
 
 
+def _read_only(handler):
+    """A write command's handler on a read-only replica: its internal
+    clients (the primary's stream, the log replay) write; nobody else."""
+    def read_only_handler(conn, args):
+        if conn.internal:
+            return handler(conn, args)
+        raise CommandError(errors.READONLY)
+    return read_only_handler
+
+
 def writes_keys(cmd) -> bool:
     """A container with subcommands that write keys (XGROUP): observed as a
     write command, its keys those of the subcommand run."""
@@ -249,8 +260,12 @@ class KeyEvents:
         # The keyspace notifications (dispatch/notify.py), while any setting
         # publishes: notifier.listening(conn) -> flags, before(...), after(...).
         self.notifier = None
-        # Writes refused (MISCONF): the error message, else None.
+        # Writes refused (MISCONF, NOREPLICAS): the error message, else None.
         self.denied = None
+        # A read-only replica (replication/): writes are refused with
+        # -READONLY but for its internal clients (the primary's stream).
+        self.read_only = False
+        self._read_only: dict = {}   # handler -> its refusing wrapper (built once)
         self._plain: dict = {}    # command name -> its unwrapped handler
         self._wrapped: dict = {}  # command name -> its wrapper (built once)
         self._refusing: dict = {}  # command name -> its refusing handler (built once)
@@ -381,9 +396,21 @@ class KeyEvents:
                 handler = wrapped[name]
                 if self.tracking:
                     handler = self._running(handler)
+            if self.read_only and name in wrapped:
+                refusing = self._read_only.get(handler)
+                if refusing is None:
+                    refusing = self._read_only[handler] = _read_only(handler)
+                handler = refusing
             COMMANDS[name].handler = self._outer(name, handler)
 
-    # -- refusing writes (MISCONF) --------------------------------------------
+    # -- refusing writes (MISCONF, NOREPLICAS, READONLY) ------------------------
+
+    def set_read_only(self, on: bool) -> None:
+        """A read-only replica (on) or not: see _read_only."""
+        if on != self.read_only:
+            self.read_only = on
+            self._capture()
+            self._apply()
 
     def deny(self, message) -> None:
         """Refuse writes with `message` (an error text), or accept them
@@ -415,6 +442,10 @@ class KeyEvents:
             return refusing_exec
 
         def refusing_handler(conn, args):
+            if conn.internal or (name == "ping" and not events.denied.startswith("MISCONF")):
+                # A replica obeys its primary's stream whatever its own disk
+                # says (Redis's obey_client); PING is refused for MISCONF only.
+                return current(conn, args)
             if events.in_exec:
                 # An EXEC that began before the refusal (it checked its queue
                 # then) runs whole: a transaction is all or nothing. Its reply

@@ -44,6 +44,11 @@ def now_ms() -> int:
 # what the log replays agree. Set by scripting/engine.py around each call.
 SCRIPT_NOW = 0
 
+# On a replica (replication/): an expired key is hidden, not deleted. Its
+# primary decides when it goes and sends the DEL, so the two never differ
+# by a key the replica's clock dropped first (Redis 7's replicas do the same).
+REPLICA_HIDES = False
+
 
 class Database:
     __slots__ = ("data", "expires", "encodings", "index", "stats", "scans", "scan_ids",
@@ -188,6 +193,8 @@ class Database:
         return True
 
     def _expire(self, key: bytes) -> None:
+        if REPLICA_HIDES:
+            return
         freed = self.stats.on_free   # the accounting's, while it is on
         if freed is not None:
             freed(self, key)

@@ -36,6 +36,9 @@ def reason(server):
     journal = aof.journal if aof is not None else None
     if journal is not None and journal.error is not None:
         return errors.misconf_aof(journal.error)
+    replication = getattr(server, "replication", None)
+    if replication is not None:   # min-replicas-to-write not met (-NOREPLICAS)
+        return replication.write_refusal()
     return None
 
 

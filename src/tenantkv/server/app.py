@@ -98,6 +98,8 @@ class Server:
         self.metrics = None   # the Prometheus endpoint (server/metrics.py), when metrics-port is set
         from tenantkv.persistence.aof.appendonly import AppendOnly
         self.aof = AppendOnly(self)   # the append-only log (persistence/aof/appendonly.py)
+        from tenantkv.replication.core import Replication
+        self.replication = Replication(self)   # primary or replica (replication/)
         self.config_file = None
         # Connections with replies to write at the end of this loop turn.
         self.pending_writes: list = []
@@ -250,7 +252,7 @@ class Server:
         """A client with no socket, logged in as root, that never sends: the
         log replay's (persistence/aof/replay.py). Its replies go nowhere."""
         conn = Connection(self)
-        conn.authenticated = conn.root = True
+        conn.authenticated = conn.root = conn.internal = True
         conn.lookup = LOOKUP   # root's command table (a container checks its subcommands there)
         conn.closing = True
         return conn
@@ -309,6 +311,7 @@ class Server:
         self.memory.refresh(loaded=True)
         self.check_orphans()
         await self.listen()
+        self.replication.startup()   # a configured replicaof: follow that primary
         self.metrics = None
         if self.config["metrics.port"]:
             # Imported only when on: prometheus-client costs nothing otherwise.
@@ -339,6 +342,7 @@ class Server:
         deadline = time.monotonic() + CLOSE_TIMEOUT
         while self.clients and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        self.replication.shutdown()   # a replica notes where it stands (data saved)
         self.aof.shutdown()   # the log flushed and fsynced
         self.auth.close()
         log.log(NOTICE, "tenantkv is now ready to exit, bye bye...")
@@ -397,12 +401,18 @@ class Server:
             audit("shutdown", signal=signal.Signals(signum).name)
         self.freeze()
         self.flush_pending_writes()
+        # A replica applies nothing more: the save holds what its offset says.
+        self.replication.pause()
+        saving = save if save is not None else bool(self.snapshot.rules())
         if not self.snapshot.prepare_shutdown(save, force):
             if signum is not None:
                 log.warning("%s received but errors trying to shut down the server, "
                             "check the logs for more information", signal.Signals(signum).name)
             self.thaw()
+            self.replication.resume()
             return False
+        # Where the replica stands is worth keeping only with its data on disk.
+        self.replication.data_kept = saving or self.aof.journal is not None
         self.stopped.set()
         return True
 
@@ -490,6 +500,7 @@ class Server:
                     if tenant.ran:   # bounds the hot path's list of commands run
                         tenant.fold()
                 self.snapshot.cron()   # reap a BGSAVE child, the save schedule
+                self.replication.cron()   # sync children, pings, ACKs, min-replicas
                 self.aof.cron()        # reap a BGREWRITEAOF child, start a scheduled one
             except Exception:   # the cron must never die; log and go on
                 log.exception("error in the server cron")
@@ -518,6 +529,8 @@ class Server:
                 log.info("User database backed up to %s", path)
 
     def active_expire(self, budget: float) -> None:
+        if self.replication.link is not None:
+            return   # a replica's keys expire when its primary says (its DELs)
         deadline = time.monotonic() + budget
         for tenant in list(self.tenants.values()):
             scripts = tenant.scripts

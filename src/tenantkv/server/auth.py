@@ -354,6 +354,7 @@ class Authenticator:
         live sessions are being updated, in this same loop step
         (commands/acl.py, `_write_in_pool`)."""
         self.revision += 1
+        self.server.replication.users.changed()   # replicas get the new rows
 
     def _reread(self, seen, username: bytes, password: bytes):
         """`seen` passed the password check, but an ACL write landed since

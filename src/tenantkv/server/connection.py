@@ -88,7 +88,8 @@ class Connection(asyncio.Protocol):
                  "closing", "close_after_reply", "no_evict", "no_touch", "paused", "unsent",
                  "multi", "multi_error", "watched", "watch_dirty", "backlog", "backlog_error",
                  "waiting", "net_in", "net_out", "unauth_group", "obuf_class", "soft_since",
-                 "unparsed", "subs", "channel_rules", "tracking", "reply_mode")
+                 "unparsed", "subs", "channel_rules", "tracking", "reply_mode",
+                 "replica", "internal")
 
     def __init__(self, server) -> None:
         self.server = server
@@ -149,6 +150,11 @@ class Connection(asyncio.Protocol):
         self.obuf_class = OBUF_NORMAL
         # When its unsent output was first seen over the soft limit (monotonic).
         self.soft_since = None
+        # A replica's link (replication/core.py ReplicaLink) once it sent
+        # REPLCONF or PSYNC; `internal`: a client with no socket (the log
+        # replay's, a replica's stream), which a read-only replica lets write.
+        self.replica = None
+        self.internal = False
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -358,6 +364,8 @@ class Connection(asyncio.Protocol):
         waiting = self.waiting
         if type(waiting) is Blocked:
             waiting.abandon()   # a blocked pop whose client went: off its keys
+        if self.replica is not None:
+            server.replication.replica_gone(self.replica)
 
     def fold_net(self) -> None:
         """Add the bytes counted on this connection to its tenant's and the

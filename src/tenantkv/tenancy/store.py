@@ -453,6 +453,46 @@ class UserStore:
                     self._conn.execute("DELETE FROM users WHERE id = ?", (user.id,))
             return user
 
+    # -- replication (replication/users.py) ----------------------------------------
+
+    def rows(self) -> list:
+        """Every user row as a dict of its columns (hashes included): what a
+        primary ships to its replicas."""
+        names = [name.strip() for name in _COLUMNS.split(",")]
+        with self._lock:
+            found = self._conn.execute("SELECT %s FROM users ORDER BY id" % _COLUMNS).fetchall()
+        return [dict(zip(names, row)) for row in found]
+
+    def replace_rows(self, rows: list) -> None:
+        """Make the users exactly `rows` (a replica's full sync), in one
+        transaction: the primary's ids, hashes and tenant keys."""
+        with self._lock:
+            with self._transaction():
+                self._conn.execute("DELETE FROM users")
+                for row in rows:
+                    self._put(row)
+
+    def put_row(self, row: dict) -> None:
+        """Insert or replace one user row as the primary has it now."""
+        with self._lock:
+            with self._transaction():
+                self._put(row)
+
+    def delete_row(self, username: str) -> None:
+        with self._lock:
+            with self._transaction():
+                self._conn.execute("DELETE FROM users WHERE username = ?", (username,))
+
+    def _put(self, row: dict) -> None:
+        names = [name.strip() for name in _COLUMNS.split(",")]
+        values = [row.get(name) for name in names]
+        if type(values[0]) is not int or type(values[1]) is not str or type(values[2]) is not str:
+            raise UserStoreError("bad user row from the primary")
+        # INSERT OR REPLACE drops any row that conflicts on id, username or
+        # tenant key: the primary's row wins.
+        self._conn.execute("INSERT OR REPLACE INTO users (%s) VALUES (%s)"
+                           % (_COLUMNS, ", ".join("?" * len(names))), values)
+
     # -- maintenance -----------------------------------------------------------
 
     def backup(self, dest_path: str) -> None:

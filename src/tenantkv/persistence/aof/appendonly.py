@@ -31,7 +31,7 @@ from tenantkv.logs import NOTICE
 from tenantkv.persistence import child as children
 from tenantkv.persistence import diskerror
 from tenantkv.persistence.aof.format import is_kdb, write_base
-from tenantkv.persistence.aof.journal import Journal
+from tenantkv.persistence.aof.journal import Journal, StreamJournal
 from tenantkv.persistence.aof.manifest import Manifest, ManifestError, log_files, quoted
 from tenantkv.persistence.files import fsync_dir
 from tenantkv.persistence.aof.replay import AofError, Replayer, expiry_suspended, scan
@@ -331,6 +331,10 @@ class AppendOnly:
         journal = Journal(self.server, fd, path, os.fstat(fd).st_size,
                           self.config["data.appendfsync"])
         self.journal = journal
+        previous = self.server.events.journal
+        if previous is not None:   # the replication stream's (StreamJournal): the log takes over
+            previous.flush()
+            journal.feed = previous.feed
         self.server.events.set_journal(journal)   # the write observer (dispatch)
         self._recount()
         diskerror.update(self.server)
@@ -339,7 +343,9 @@ class AppendOnly:
         journal, self.journal = self.journal, None
         if journal is None:
             return
-        self.server.events.set_journal(None)
+        # Replicas still need the records: a journal without a file goes on.
+        self.server.events.set_journal(
+            StreamJournal(self.server, journal.feed) if journal.feed is not None else None)
         try:
             journal.close()
         except OSError as exc:

@@ -82,6 +82,10 @@ class Journal:
         self.stop = threading.Event()
         self.thread = None
         self.noop_on_zero = UNCHANGED_ON_ZERO
+        # The replication stream (replication/core.py): feed(data) gets each
+        # turn's records as they leave for the file, so replicas receive
+        # exactly what the log holds, in the same order. None: no replicas.
+        self.feed = None
         self.start_fsync_thread()
 
     # -- recording --------------------------------------------------------------
@@ -186,6 +190,9 @@ class Journal:
             data = b""
         else:
             return
+        feed = self.feed
+        if feed is not None and data:
+            feed(data)
         if self.unwritten:   # a failed write's records go first
             data = self.unwritten + data
             self.unwritten = b""
@@ -429,3 +436,26 @@ def _write_all(fd: int, data: bytes):
         total += written
         view = view[written:]
     return total, 0
+
+
+class StreamJournal(Journal):
+    """The records of every write with no file behind them: what the server
+    uses while it has replicas to feed (`feed`) and the append-only log is
+    off. The log's own journal takes its place (and its feed) when the log
+    is turned on (persistence/aof/appendonly.py)."""
+
+    def __init__(self, server, feed) -> None:
+        super().__init__(server, -1, "", 0, "no")
+        self.feed = feed
+
+    def start_fsync_thread(self) -> None:
+        pass   # nothing to fsync
+
+    def _write(self, data: bytes) -> None:
+        pass   # flush() fed it to the replicas already
+
+    def sync(self) -> None:
+        self.flush()
+
+    def close(self) -> None:
+        self.flush()
