@@ -80,7 +80,7 @@ SYNC_KEYS = 1_000_000
 SYNC_VALUE = b"v" * 100
 ROOT_PASSWORD = "bench-replication-root"
 ONLINE_TIMEOUT = 300.0  # a full sync of the throughput keyspace, on a busy machine
-SYNC_TIMEOUT = 900.0
+SYNC_TIMEOUT = 600.0
 
 
 # --------------------------------------------------------------------------
@@ -99,11 +99,13 @@ def start_node(kind: str, workdir: Path, primary: Server | None = None) -> Serve
         node = Server("redis-replica" if primary else "redis", argv, workdir)
     else:
         def argv(port, d):
+            # masteruser/masterauth on every node: the full-sync node gets
+            # its REPLICAOF at run time.
             cmd = [tenantkv_python(), "-m", "tenantkv", "--port", str(port), "--dir", str(d),
-                   "--loglevel", "warning", "--save", ""]
+                   "--loglevel", "warning", "--save", "", "--masteruser", "root",
+                   "--masterauth", ROOT_PASSWORD]
             if primary is not None:
-                cmd += ["--replicaof", f"127.0.0.1 {primary.port}", "--masteruser", "root",
-                        "--masterauth", ROOT_PASSWORD]
+                cmd += ["--replicaof", f"127.0.0.1 {primary.port}"]
             return cmd
         # The load connects as the password-less default user (as in
         # bench/compare.py); root exists with a known password for the
