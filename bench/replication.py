@@ -324,6 +324,7 @@ def full_sync(kind: str, workdir: Path, keys: int) -> dict:
                                  f" {SYNC_TIMEOUT:.0f}s\n{replica.log_tail()}")
             time.sleep(0.05)
         client.close()
+        spot_check(replica, keys)
         return dict(fill=fill_s, up=up_at - start, done=done - start,
                     primary_cpu=cpu_with_children(primary.pid) - cpu0,
                     replica_cpu=cpu_with_children(replica.pid) - replica_cpu0)
@@ -331,6 +332,18 @@ def full_sync(kind: str, workdir: Path, keys: int) -> dict:
         if replica is not None:
             replica.stop()
         primary.stop()
+
+
+def spot_check(replica: Server, keys: int, count: int = 1000) -> None:
+    """A sync that is fast but wrong measures nothing: `count` keys spread
+    over the range must read back the primary's value on the replica (as the
+    load's user: the default user's tenant on tenantkv)."""
+    picks = [b"key:%07d" % (i * keys // count) for i in range(count)]
+    with redis.Redis(port=replica.port, socket_timeout=30) as client:
+        values = client.mget(picks)
+    wrong = sum(1 for v in values if v != SYNC_VALUE)
+    if wrong:
+        raise BenchError(f"{replica.name}: {wrong} of {count} keys read back wrong after the sync")
 
 
 def print_sync(rows: dict, keys: int) -> None:
