@@ -230,6 +230,9 @@ def client_info_line(conn, current=None) -> str:
     counted per command for it."""
     now = time.monotonic()
     flags = ""
+    kind = _type_of(conn)
+    if kind == b"slave":
+        flags += "S"
     if conn in conn.server.monitors.conns:
         flags += "O"
     subs = conn.subs
@@ -370,16 +373,22 @@ _CLIENT_TYPES = frozenset({b"normal", b"master", b"replica", b"slave", b"pubsub"
 
 
 def _client_type(raw: bytes) -> bytes:
-    """getClientTypeByName: tenantkv's clients are "normal" or "pubsub"."""
+    """getClientTypeByName: "replica" and "slave" name one type."""
     kind = option_name(raw)
     if kind not in _CLIENT_TYPES:
         raise CommandError(errors.unknown_client_type(raw))
-    return kind
+    return b"slave" if kind == b"replica" else kind
 
 
 def _type_of(conn) -> bytes:
-    """getClientType: "pubsub" while subscribed to anything, else "normal"
-    (a monitor is normal, as in Redis)."""
+    """getClientType: "slave" for a replica's link on its primary (it has
+    `conn.replica`), then "pubsub" while subscribed to anything, else
+    "normal" (a monitor is normal, as in Redis). Sentinel's failover ends
+    with CLIENT KILL TYPE normal and pubsub: those must not cut the
+    replication links. No client is "master": a replica's link to its
+    primary (replication/link.py) is not one of the server's clients."""
+    if conn.replica is not None:
+        return b"slave"
     subs = conn.subs
     return b"pubsub" if subs is not None and not subs.empty() else b"normal"
 

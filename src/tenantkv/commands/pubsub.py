@@ -81,6 +81,8 @@ def publish(conn, args):
     channel = args[1]
     if len(channel) > 256 or conn.channel_rules is not None:   # one test when neither
         _check_publish(conn, args)
+    if conn.server.replication.replicas:   # their subscribers hear it too (Redis propagates it)
+        conn.server.replication.publish(conn.tenant.name, args)
     return pubsub.publish(conn.tenant, channel, args[2])
 
 
@@ -89,6 +91,8 @@ def spublish(conn, args):
     channel = args[1]
     if len(channel) > 256 or conn.channel_rules is not None:
         _check_publish(conn, args)
+    if conn.server.replication.replicas:
+        conn.server.replication.publish(conn.tenant.name, args)
     return pubsub.publish_shard(conn.tenant, channel, args[2])
 
 

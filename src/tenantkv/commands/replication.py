@@ -53,12 +53,17 @@ def role(conn, args):
     return conn.server.replication.role_reply()
 
 
-@command("wait", root_only=False)
+# `waits`: WAIT parks its client for the replicas' ACKs, but never inside
+# EXEC, where it answers the count at once (replication/core.py wait, as
+# Redis): so it is queued in MULTI like any command.
+@command("wait", root_only=False, waits=lambda args: False)
 def wait(conn, args):
     needed = parse_int(args[1])
     timeout = parse_int(args[2])
-    if needed is None or timeout is None:
+    if needed is None:
         raise CommandError(errors.NOT_INTEGER)
+    if timeout is None:
+        raise CommandError(errors.TIMEOUT_NOT_INTEGER)
     if timeout < 0:
         raise CommandError(errors.NEGATIVE_TIMEOUT)
     replication = conn.server.replication

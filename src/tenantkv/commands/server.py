@@ -278,6 +278,9 @@ def info_section(conn, name: str) -> list:
             "total_net_output_bytes:%d" % (stats.net_output_bytes
                                            + sum(c.net_out for c in server.clients.values())),
             "rejected_connections:%d" % stats.rejected_connections,
+            "sync_full:%d" % server.replication.full_syncs,
+            "sync_partial_ok:%d" % server.replication.partial_ok,
+            "sync_partial_err:%d" % server.replication.partial_err,
             "expired_keys:%d" % expired,
             "evicted_keys:%d" % stats.evicted_keys,
             "evicted_clients:%d" % stats.evicted_clients,

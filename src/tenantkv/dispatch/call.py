@@ -138,6 +138,9 @@ def dispatcher(container):
             client.tenant.count(client.tenant.rejected, sub)
             client.server.auth.denied(client, sub.name)
             raise CommandError(errors.noperm(sub.name))
+        if "write" in sub.flags and client.server.events.read_only and not client.internal:
+            # FUNCTION LOAD, XGROUP CREATE... on a read-only replica
+            raise CommandError(errors.READONLY)
         return _counted(sub, client, args)
     return dispatch
 

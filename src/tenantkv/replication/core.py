@@ -37,10 +37,11 @@ import time
 
 from tenantkv import errors
 from tenantkv.config import OBUF_REPLICA
+from tenantkv.dispatch.slices import OVER_SHARE
 from tenantkv.keyspace import database
 from tenantkv.logs import NOTICE
 from tenantkv.persistence import child as children
-from tenantkv.persistence.aof.format import encode_command
+from tenantkv.persistence.aof.format import CONTEXT, encode_command
 from tenantkv.persistence.aof.journal import StreamJournal
 from tenantkv.replication import payload
 from tenantkv.replication.backlog import Backlog
@@ -135,6 +136,7 @@ class Replication:
         self.good_replicas = 0          # with lag <= min-replicas-max-lag (min-replicas-to-write)
         self.users = UserFeed(self)
         self.syncs: dict = {}           # child pid -> (path, [ReplicaLink])
+        self.fork_waiting: list = []    # replicas whose full sync waits for its fork
         self.sync_counter = 0
         self.full_syncs = 0             # sync_full
         self.partial_ok = 0             # sync_partial_ok
@@ -155,6 +157,7 @@ class Replication:
     def startup(self) -> None:
         """At start, after the data loaded: follow the configured primary."""
         from tenantkv.replication import link as links
+        self.check_good()   # min-replicas-to-write holds from the first command
         target = self.config["replication.replicaof"]
         state = links.read_state(self.server)   # what a clean shutdown of a replica left
         if target:
@@ -240,6 +243,7 @@ class Replication:
             return
         journal.flush()
         journal.feed = None
+        journal.writers.clear()
         if isinstance(journal, StreamJournal):
             events.set_journal(None)
         self.users.stop()
@@ -258,6 +262,18 @@ class Replication:
         if journal is not None and journal.feed is not None:
             journal.flush()
             self.feed(records)
+
+    def publish(self, tenant: str, args: list) -> None:
+        """A PUBLISH (SPUBLISH) of `tenant`: to the replicas, whose
+        subscribers of that tenant get it too, as Redis propagates it. Not
+        a write: the stream only, never the append-only log."""
+        journal = self.server.events.journal
+        if journal is None or journal.feed is None:
+            return
+        journal.flush()
+        journal.tenant, journal.index = None, -1   # the log's next record names its context
+        self.feed(encode_command([CONTEXT, tenant.encode("utf-8", "surrogateescape"), b"0"])
+                  + encode_command([args[0].upper(), args[1], args[2]]))
 
     def _resize(self, value) -> None:
         if self.backlog is not None:
@@ -308,20 +324,42 @@ class Replication:
         return self.backlog is not None and self.backlog.has(offset)
 
     def full_sync(self, conn, link: ReplicaLink, sync: bool) -> None:
+        log.log(NOTICE, "Replica %s asks for synchronization; a full resync follows",
+                conn.addr)
+        link.state = "wait_bgsave"
+        link.sync_started = time.monotonic()
+        link.capa.add("sync" if sync else "psync")
+        self.full_syncs += 1
+        self.fork_waiting.append(link)
+        self._start_sync()
+
+    def _start_sync(self) -> None:
+        """Fork the child that writes the payload for the replicas waiting
+        for one, unless a tenant is in the middle of a script or of a long
+        command in slices: the snapshot must hold each tenant as of a point
+        between two of its commands, as the stream that follows assumes
+        (the cron tries again)."""
+        waiting = [link for link in self.fork_waiting if not link.conn.closing]
+        self.fork_waiting = []
+        if not waiting:
+            return
+        for tenant in self.server.tenants.values():
+            busy = tenant.busy
+            if busy is not None and busy is not OVER_SHARE:
+                self.fork_waiting = waiting
+                return
         journal = self.server.events.journal
         journal.flush()
         # The stream after the payload must name its context first.
         journal.tenant, journal.index = None, -1
-        log.log(NOTICE, "Replica %s asks for synchronization; starting a full resync "
-                "(replication id %s, offset %d)", conn.addr, self.replid, self.offset)
-        if not sync:
-            conn.transport.write(b"+FULLRESYNC %s %d\r\n" % (self.replid.encode(), self.offset))
-        link.state = "wait_bgsave"
-        link.ack_offset = self.offset
-        link.ack_time = link.sync_started = time.monotonic()
-        link.pending, link.pending_bytes = [], 0
-        self.replicas.append(link)
-        self.full_syncs += 1
+        for link in waiting:
+            if "psync" in link.capa:
+                link.conn.transport.write(b"+FULLRESYNC %s %d\r\n"
+                                          % (self.replid.encode(), self.offset))
+            link.ack_offset = self.offset
+            link.ack_time = time.monotonic()
+            link.pending, link.pending_bytes = [], 0
+            self.replicas.append(link)
         rows = self.server.auth.store.rows() if self.server.auth is not None else []
         self.users.shipped_now(rows)
         self.sync_counter += 1
@@ -338,13 +376,16 @@ class Replication:
         try:
             pid = children.fork_child(work)
         except OSError as exc:
-            log.warning("Can't fork for the replica's full sync: %s", exc)
-            self.replica_gone(link)
-            conn.close()
+            log.warning("Can't fork for the replicas' full sync: %s", exc)
+            for link in waiting:
+                self.replica_gone(link)
+                link.conn.close()
             return
-        link.child = pid
-        self.syncs[pid] = (path, [link])
-        log.log(NOTICE, "Starting BGSAVE for SYNC with target: disk (child %d)", pid)
+        for link in waiting:
+            link.child = pid
+        self.syncs[pid] = (path, waiting)
+        log.log(NOTICE, "Starting BGSAVE for SYNC with target: disk (child %d, offset %d)",
+                pid, self.offset)
 
     def _reap_syncs(self) -> None:
         for pid in list(self.syncs):
@@ -409,6 +450,8 @@ class Replication:
         for pid, (path, links) in list(self.syncs.items()):
             if link in links:
                 links.remove(link)
+        if link in self.fork_waiting:
+            self.fork_waiting.remove(link)
         self.check_good()
         self._answer_waiters()
 
@@ -436,13 +479,14 @@ class Replication:
         journal = self.server.events.journal
         if journal is not None and journal.feed is not None:
             journal.flush()
-        target = self.offset
+        # As Redis (c->woff): the caller's own writes, not its neighbours'.
+        target = conn.woff
         count = self.acked(target)
         if count >= needed or self.server.events.in_exec:
             return count, None
         loop = self.server.loop
         future = loop.create_future()
-        waiter = [target, needed, future, None]
+        waiter = [target, needed, future, None, conn]
         if timeout_ms > 0:
             waiter[3] = loop.call_later(timeout_ms / 1000, self._timeout, waiter)
         self.waiters.append(waiter)
@@ -464,8 +508,10 @@ class Replication:
 
     def _answer_waiters(self) -> None:
         for waiter in list(self.waiters):
-            target, needed, future, timer = waiter
-            if future.done():
+            target, needed, future, timer, conn = waiter
+            if future.done() or conn.closing:   # a client gone: nothing to answer
+                if timer is not None:
+                    timer.cancel()
                 self.waiters.remove(waiter)
                 continue
             count = self.acked(target)
@@ -498,6 +544,10 @@ class Replication:
     def cron(self) -> None:
         if self.syncs:
             self._reap_syncs()
+        if self.fork_waiting:
+            self._start_sync()
+        if self.waiters:
+            self._answer_waiters()   # and forget those whose client went
         now = time.monotonic()
         if self.link is not None:
             self.link.cron(now)
@@ -542,7 +592,7 @@ class Replication:
         self.syncs.clear()
         if self.link is not None:
             self.link.stop()
-            if self.data_kept and self.link.multi is None:
+            if self.data_kept:
                 self.link.save_state()
 
     # -- INFO replication, ROLE ------------------------------------------------------------

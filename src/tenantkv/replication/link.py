@@ -24,6 +24,7 @@ data (`save_state`); the next start offers them in its PSYNC.
 
 import asyncio
 import json
+from collections import deque
 import logging
 import os
 import ssl
@@ -33,7 +34,9 @@ import hiredis
 
 from tenantkv.keyspace import database
 from tenantkv.logs import NOTICE
-from tenantkv.persistence.aof.format import encode_command
+from tenantkv.dispatch import pubsub
+from tenantkv.dispatch.slices import OVER_SHARE
+from tenantkv.persistence.aof.format import CONTEXT, encode_command
 from tenantkv.persistence.aof.replay import AofError, Replayer
 from tenantkv.replication import payload, users
 from tenantkv.replication.backlog import Backlog
@@ -46,6 +49,12 @@ CONNECT_TIMEOUT = 10
 READ_CHUNK = 1 << 16
 ACK_INTERVAL = 1.0
 MAX_LINE = 1 << 16
+HELD_RETRY = 0.002    # seconds before records held by a busy tenant are tried again
+USER_RECORDS = (users.USER_RECORD, users.DELUSER_RECORD)
+# Records that are not plain writes of the current tenant (a batch stops there).
+SPECIAL = frozenset((b"MULTI", b"EXEC", b"PING", b"REPLCONF", b"PUBLISH", b"SPUBLISH",
+                     users.USER_RECORD.upper(),
+                     users.DELUSER_RECORD.upper()))
 
 
 class SyncError(Exception):
@@ -81,17 +90,18 @@ class MasterLink:
         self.server = replication.server
         self.host, self.port = host, port
         self.task = None
+        self.stopped = False
         self.writer = None
         self.state = "connect"          # connect, connecting, sync, connected
-        self.down_since = time.monotonic()
+        self.down_since = None          # when the link last went down (None: never up)
         self.last_io = time.monotonic()
         self.last_ack = 0.0
         self.sync_total = 0
         self.sync_read = 0
         self.reader = hiredis.Reader()
         self.raw = bytearray()          # received, not applied yet
-        self.multi = None               # the records of a MULTI block being received
-        self.multi_bytes = 0
+        self.parsed = deque()           # (args, bytes) parsed, not applied yet
+        self.retry = None               # the timer of a held _process
         self.replayer = Replayer(self.server)
         self.conn = self.replayer.conn
         if state is not None and state.get("tenant") is not None:
@@ -102,9 +112,11 @@ class MasterLink:
     # -- lifecycle -----------------------------------------------------------------
 
     def start(self) -> None:
+        self.stopped = False
         self.task = self.server.loop.create_task(self._follow())
 
     def stop(self) -> None:
+        self.stopped = True
         if self.task is not None:
             self.task.cancel()
             self.task = None
@@ -118,6 +130,14 @@ class MasterLink:
                 "connected": "connected"}[self.state]
 
     def _close(self) -> None:
+        # What was received and not applied is asked for again (PSYNC
+        # from the offset applied).
+        self.reader = hiredis.Reader()
+        self.raw = bytearray()
+        self.parsed.clear()
+        if self.retry is not None:
+            self.retry.cancel()
+            self.retry = None
         writer, self.writer = self.writer, None
         if writer is not None:
             writer.close()
@@ -142,22 +162,21 @@ class MasterLink:
             log.warning("Could not save the replication state to %s: %s", path, exc)
 
     async def _follow(self) -> None:
-        while True:
+        # `stopped`, not only the cancellation: asyncio.wait_for (3.11) may
+        # swallow a cancel that comes as its inner call fails.
+        while not self.stopped:
             try:
                 await self._session()
             except asyncio.CancelledError:
                 self._close()
                 raise
-            except AofError as exc:
-                # A record this server cannot apply: its data may now differ
-                # from the primary's, so the next sync must be a full one.
-                log.warning("MASTER <-> REPLICA sync: %s; a full resync follows", exc)
-                self.replication.forget_history()
             except (OSError, SyncError, asyncio.TimeoutError, asyncio.IncompleteReadError,
                     payload.PayloadError, hiredis.ProtocolError) as exc:
                 log.warning("MASTER <-> REPLICA sync: %s", exc or type(exc).__name__)
             except Exception:
                 log.exception("MASTER <-> REPLICA sync failed")
+            if self.stopped:
+                return
             self._close()
             await asyncio.sleep(1)
 
@@ -229,9 +248,6 @@ class MasterLink:
             raise SyncError("Unexpected reply to PSYNC from master: %s"
                             % reply.decode("latin-1")[:200])
         self.state = "connected"
-        self.reader = hiredis.Reader()
-        self.raw = bytearray()
-        self.multi = None
         log.log(NOTICE, "MASTER <-> REPLICA sync: Finished with success")
         self._send_ack()
         while True:
@@ -239,7 +255,7 @@ class MasterLink:
             if not data:
                 raise SyncError("Connection with master lost.")
             self.last_io = time.monotonic()
-            self._apply(data)
+            self._receive(data)
 
     async def _line(self, reader) -> bytes:
         while True:
@@ -313,64 +329,104 @@ class MasterLink:
 
     # -- the stream --------------------------------------------------------------------------
 
-    def _apply(self, data: bytes) -> None:
-        """Run the records `data` completes. The offset moves by each
-        record's bytes as it is applied (a MULTI block's at its EXEC), and
-        those bytes go to this server's backlog: re-encoded, a record is
-        the same bytes the primary sent (it wrote them with the same encoder)."""
+    def _receive(self, data: bytes) -> None:
+        """Bytes of the stream: parse the records they complete, then apply
+        what may be applied now."""
+        if self.stopped:
+            raise SyncError("the link was stopped")
         self.raw += data
-        self.reader.feed(data)
+        reader = self.reader
+        reader.feed(data)
+        parsed = self.parsed
+        while True:
+            args = reader.gets()
+            if args is False:
+                break
+            if type(args) is not list or not args or any(type(a) is not bytes for a in args):
+                raise SyncError("Protocol error from MASTER: not a command")
+            parsed.append((args, len(encode_command(args))))
+        if self.retry is None:
+            self._process()
+
+    def _process(self) -> None:
+        """Apply the parsed records in order. The offset moves by each
+        record's bytes as it is applied (a MULTI block's at its EXEC), and
+        those bytes go to this server's backlog (re-encoded, a record is the
+        bytes the primary sent: it wrote them with the same encoder).
+
+        A tenant is the unit of atomicity here too: while one of its
+        clients runs a long command in slices (a read-only script, a big
+        SUNION: dispatch/slices.py), its records wait, as its other
+        clients do, and are applied when the command ends."""
+        self.retry = None
+        if self.stopped:
+            return
+        parsed = self.parsed
+        conn = self.conn
         repl = self.replication
         applied = 0
-        batch = []
         saved = database.SCRIPT_NOW
         # No key expires under the primary's commands: the primary decides
         # (it sends the DEL); its writes see every key it still has.
         database.SCRIPT_NOW = 1
         try:
-            while True:
-                args = self.reader.gets()
-                if args is False:
+            while parsed:
+                args, size = parsed[0]
+                name = args[0]
+                if name == CONTEXT:
+                    self.replayer.apply([args])   # checks it, moves the client
+                    parsed.popleft()
+                    repl.offset += size
+                    applied += size
+                    continue
+                busy = conn.tenant.busy
+                if busy is not None and busy is not OVER_SHARE:
+                    self.retry = self.server.loop.call_later(HELD_RETRY, self._process)
                     break
-                if type(args) is not list or not args or any(type(a) is not bytes for a in args):
-                    raise SyncError("Protocol error from MASTER: not a command")
-                size = len(encode_command(args))
-                multi = self.multi
-                upper = args[0].upper()
-                if multi is not None:
-                    self.multi_bytes += size
-                    if upper != b"EXEC":
-                        multi.append(args)
-                        continue
-                    self.multi = None
-                    self._run(batch)
-                    batch = []
-                    self._run_block(multi)
-                    repl.offset += self.multi_bytes
-                    applied += self.multi_bytes
-                    self.multi_bytes = 0
-                    continue
+                upper = name.upper()
                 if upper == b"MULTI":
-                    self._run(batch)
-                    batch = []
-                    self.multi, self.multi_bytes = [], size
+                    block = self._block()
+                    if block is None:
+                        break   # its EXEC has not arrived yet
+                    total = sum(size for _, size in block)
+                    self._run_block([args for args, _ in block[1:-1]])
+                    repl.offset += total
+                    applied += total
                     continue
-                if upper == b"PING":
-                    pass
-                elif upper == b"REPLCONF":
-                    self._run(batch)
-                    batch = []
-                    if len(args) > 1 and args[1].lower() == b"getack":
-                        self._send_ack()
-                elif args[0] in (users.USER_RECORD, users.DELUSER_RECORD):
-                    self._run(batch)
-                    batch = []
-                    users.apply(self.server, args)
-                else:
-                    batch.append(args)
+                parsed.popleft()
                 repl.offset += size
                 applied += size
-            self._run(batch)
+                if upper == b"PING":
+                    continue
+                if upper == b"REPLCONF":
+                    if len(args) > 1 and args[1].lower() == b"getack":
+                        self._send_ack()
+                    continue
+                if name in USER_RECORDS:
+                    users.apply(self.server, args)
+                    continue
+                if upper == b"PUBLISH" or upper == b"SPUBLISH":
+                    if len(args) == 3:
+                        publish = pubsub.publish if upper == b"PUBLISH" else pubsub.publish_shard
+                        publish(conn.tenant, args[1], args[2])
+                    continue
+                batch = [args]
+                while parsed:   # the plain writes that follow, in one call
+                    args, size = parsed[0]
+                    if args[0] == CONTEXT or args[0].upper() in SPECIAL:
+                        break
+                    batch.append(args)
+                    parsed.popleft()
+                    repl.offset += size
+                    applied += size
+                self.replayer.apply(batch)
+        except AofError as exc:
+            # A record this server cannot apply: its data may now differ
+            # from the primary's, so the next sync must be a full one.
+            log.warning("MASTER <-> REPLICA sync: %s; a full resync follows", exc)
+            self.replication.forget_history()
+            self._close()
+            applied = 0
         finally:
             database.SCRIPT_NOW = saved
             if applied:
@@ -379,18 +435,23 @@ class MasterLink:
                     repl.backlog.feed(bytes(raw[:applied]))
                 del raw[:applied]
 
-    def _run(self, batch: list) -> None:
-        if batch:
-            self.replayer.apply(batch)
+    def _block(self):
+        """The parsed records of the MULTI ... EXEC block at the front,
+        taken off the queue, or None while its EXEC is still to come."""
+        parsed = self.parsed
+        for end, (args, _) in enumerate(parsed):
+            if end and args[0].upper() == b"EXEC":
+                return [parsed.popleft() for _ in range(end + 1)]
+        return None
 
-    def _run_block(self, multi: list) -> None:
+    def _run_block(self, commands: list) -> None:
         """A transaction (or a script's effects) as one batch, and in this
         server's own log as one MULTI ... EXEC."""
         journal = self.server.events.journal
         if journal is not None:
             journal.multi_begin()
         try:
-            self.replayer.apply(multi)
+            self.replayer.apply(commands)
         finally:
             if journal is not None:
                 journal.multi_end()
@@ -430,5 +491,6 @@ class MasterLink:
                                                  if self.sync_total else 0.0),
                       "master_sync_last_io_seconds_ago:%d" % int(now - self.last_io)]
         if not up:
-            lines.append("master_link_down_since_seconds:%d" % int(now - self.down_since))
+            lines.append("master_link_down_since_seconds:%d" % (
+                int(now - self.down_since) if self.down_since is not None else -1))
         return lines

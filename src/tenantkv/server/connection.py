@@ -89,7 +89,7 @@ class Connection(asyncio.Protocol):
                  "multi", "multi_error", "watched", "watch_dirty", "backlog", "backlog_error",
                  "waiting", "net_in", "net_out", "unauth_group", "obuf_class", "soft_since",
                  "unparsed", "subs", "channel_rules", "tracking", "reply_mode",
-                 "replica", "internal")
+                 "replica", "internal", "woff")
 
     def __init__(self, server) -> None:
         self.server = server
@@ -155,6 +155,7 @@ class Connection(asyncio.Protocol):
         # replay's, a replica's stream), which a read-only replica lets write.
         self.replica = None
         self.internal = False
+        self.woff = 0   # the replication offset its last write ends at (WAIT)
 
     # -- asyncio.Protocol ----------------------------------------------------
 

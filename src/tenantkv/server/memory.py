@@ -464,6 +464,9 @@ class Memory:
         (Redis's EVICT_RUNNING: the command runs)."""
         if self.policy == "noeviction":
             return False
+        if self.server.replication.link is not None and \
+                self.server.config.values[(None, "replica-ignore-maxmemory")]:
+            return False   # a replica's keys go when its primary's do (their DELs)
         deadline = monotonic() + self.budget
         volatile = self.policy.startswith("volatile")
         skipped = 0

@@ -86,6 +86,10 @@ class Journal:
         # turn's records as they leave for the file, so replicas receive
         # exactly what the log holds, in the same order. None: no replicas.
         self.feed = None
+        # The clients whose writes are in `buf`, while there is a feed: each
+        # gets the offset its writes end at once they are fed (conn.woff,
+        # what WAIT waits for).
+        self.writers: list = []
         self.start_fsync_thread()
 
     # -- recording --------------------------------------------------------------
@@ -94,6 +98,8 @@ class Journal:
         """A write command succeeded (dispatch/observers.py calls this)."""
         name = cmd.name
         recorder = RECORDERS.get(name)
+        if self.feed is not None:
+            self.writers.append(conn)
         if recorder is None:
             if name in self.noop_on_zero and nothing(reply):
                 return
@@ -193,6 +199,12 @@ class Journal:
         feed = self.feed
         if feed is not None and data:
             feed(data)
+            writers = self.writers
+            if writers and not self.multi_mark:   # (inside EXEC: theirs are still to come)
+                offset = self.server.replication.offset
+                for conn in writers:
+                    conn.woff = offset
+                writers.clear()
         if self.unwritten:   # a failed write's records go first
             data = self.unwritten + data
             self.unwritten = b""
