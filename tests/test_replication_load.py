@@ -267,17 +267,12 @@ def digest(node) -> bytes:
 
 
 @pytest.mark.parametrize("how", ["restart", "reconnect"])
-def test_replica_resyncs_partially_mid_stream(request, pair, how):
+def test_replica_resyncs_partially_mid_stream(pair, how):
     """Under the same load, the replica restarted (SIGTERM, start again on its
     data dir) or its link cut on the primary (CLIENT KILL TYPE replica) comes
     back with PSYNC continuing from its offset: the log shows a partial
     resync and no full one, and it ends with the primary's data."""
     primary, replica = pair
-    if how == "reconnect" and isinstance(primary, TenantkvNode):
-        # strict: passing once the primary lists its replicas' links as
-        # type slave (CLIENT LIST flags=S) fails this run, to drop the mark.
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="CLIENT KILL TYPE replica matches no link yet"))
     load = Load(primary.port)
     try:
         time.sleep(1.5)
