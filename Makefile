@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-structures bench-memory bench-neighbours bench-pubsub bench-scripting bench-dump bench-streams bench-geo bench-sort bench-hll bench-tls redis-tools clean
+.PHONY: run test bench bench-structures bench-memory bench-neighbours bench-pubsub bench-scripting bench-dump bench-streams bench-geo bench-sort bench-hll bench-tls bench-replication redis-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +85,12 @@ bench-dump: $(STAMP) redis-tools
 # GET and SET over TLS, pipeline 1 and 16, against redis-server with TLS (issue 19).
 bench-tls: $(STAMP) redis-tools
 	$(BIN)/python bench/tls.py
+
+# Primary throughput and CPU per request with 0, 1 and 2 replicas, the
+# replicas' lag, and the full-sync time of 1M keys, against redis-server
+# primaries and replicas (issue 20).
+bench-replication: $(STAMP) redis-tools
+	$(BIN)/python bench/replication.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
