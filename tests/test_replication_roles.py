@@ -216,6 +216,29 @@ def test_clients_blocked_on_a_primary_that_turns_replica(make_server, tmp_path):
     assert login(node, "alice").lrange("queue", 0, -1) == [b"job-1", b"job-2"]
 
 
+def test_planned_switchover_continues_partially(make_server, tmp_path):
+    """A switchover by hand: the replica caught up is promoted, the old
+    primary (no write since) follows it and continues its history with a
+    partial resync (PSYNC2: the promoted node's replid2 is its id)."""
+    # No PING of the old primary's may land in its history after the split.
+    primary = start_primary(make_server, tmp_path, "primary", "--masteruser", "root",
+                            "--masterauth", ROOT_PW, "--repl-ping-replica-period", "60")
+    replica = start_replica(make_server, tmp_path, primary.port, "r")
+    wait_link_up(replica)
+    login(primary, "alice").set("k", "1")
+    wait_caught_up(primary, replica)
+    with login(replica, "root") as root:
+        root.execute_command("REPLICAOF", "NO", "ONE")
+    with login(primary, "root") as root:
+        root.execute_command("REPLICAOF", "127.0.0.1", replica.port)
+    wait_log(primary, PARTIAL)
+    wait_link_up(primary)
+    assert FULL not in log_text(primary)
+    login(replica, "alice").set("k", "2")
+    wait_caught_up(replica, primary)
+    assert login(primary, "alice").get("k") == b"2"
+
+
 def test_client_kill_by_type_and_partial_resync(make_server, tmp_path):
     """The primary lists its replica as TYPE replica (flags S); CLIENT KILL
     TYPE normal (Sentinel's failover script) spares it; TYPE replica drops
