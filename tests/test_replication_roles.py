@@ -118,7 +118,8 @@ def test_promotion_repointed_replica_and_former_primary(make_server, tmp_path):
     history as replid2; a second replica re-pointed to it continues with a
     partial resync; the old primary, which wrote on its own meanwhile,
     joins it with a full sync and loses what only it had."""
-    primary = start_primary(make_server, tmp_path)
+    # Offsets are compared exactly: no PING record of the primary's between.
+    primary = start_primary(make_server, tmp_path, "primary", "--repl-ping-replica-period", "60")
     r1 = start_replica(make_server, tmp_path, primary.port, "r1")
     r2 = start_replica(make_server, tmp_path, primary.port, "r2")
     wait_link_up(r1)
@@ -308,7 +309,8 @@ def test_replicaof_replies_role_info_hello_as_redis(make_server, tmp_path, redis
     """REPLICAOF's replies, ROLE's shape, INFO replication's field names and
     HELLO's role are redis-server 7.0's, on each side of a pair."""
     ref_primary, ref_replica = redis_pair
-    primary = start_primary(make_server, tmp_path)
+    # ROLE's offset is compared with INFO's: no PING record between.
+    primary = start_primary(make_server, tmp_path, "primary", "--repl-ping-replica-period", "60")
     replica = start_replica(make_server, tmp_path, primary.port, "r")
     wait_link_up(replica)
     login(primary, "alice").set("k", "v")
