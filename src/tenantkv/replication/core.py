@@ -178,6 +178,7 @@ class Replication:
             self.link.stop()
         self._drop_replicas()
         self._detach_feed()
+        self._unblock_clients()
         self.master_host, self.master_port = host, port
         self.link = MasterLink(self, host, port, state)
         self.server.events.set_read_only(setting(self.config, "replica-read-only"))
@@ -186,6 +187,15 @@ class Replication:
         self._save_config()
         log.log(NOTICE, "Connecting to MASTER %s:%d", host, port)
         self.link.start()
+
+    def _unblock_clients(self) -> None:
+        """As Redis when a primary turns replica: its blocked clients get an
+        error (a BLPOP served later by the stream would pop on a replica,
+        and a queue worker run a job twice after a failover)."""
+        from tenantkv.dispatch.blocking import Blocked
+        for conn in list(self.server.clients.values()):
+            if type(conn.waiting) is Blocked:
+                conn.waiting.unblock(errors.UNBLOCKED_STATE_CHANGED)
 
     def become_primary(self) -> None:
         """REPLICAOF NO ONE: stop following; writes are accepted; this
