@@ -39,7 +39,7 @@ from tenantkv import errors
 from tenantkv.config import OBUF_REPLICA
 from tenantkv.dispatch.slices import OVER_SHARE
 from tenantkv.keyspace import database
-from tenantkv.logs import NOTICE
+from tenantkv.logs import NOTICE, set_role
 from tenantkv.persistence import child as children
 from tenantkv.persistence.aof.format import CONTEXT, encode_command
 from tenantkv.persistence.aof.journal import StreamJournal
@@ -183,6 +183,7 @@ class Replication:
         self.link = MasterLink(self, host, port, state)
         self.server.events.set_read_only(setting(self.config, "replica-read-only"))
         database.REPLICA_HIDES = True
+        set_role("S")
         self.check_good()
         self._save_config()
         log.log(NOTICE, "Connecting to MASTER %s:%d", host, port)
@@ -211,6 +212,7 @@ class Replication:
         self.replid = new_replid()
         self.server.events.set_read_only(False)
         database.REPLICA_HIDES = False
+        set_role("M")
         self._save_config()
         self._attach_feed()
         self.check_good()
