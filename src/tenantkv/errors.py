@@ -468,7 +468,11 @@ INVALID_MASTER_PORT = "ERR Invalid master port"
 WAIT_ON_REPLICA = ("ERR WAIT cannot be used with replica instances. Please also note that "
                    "since Redis 4.0 if a replica is configured to be writable (which is not "
                    "the default) writes to replicas are just local and are not propagated.")
-REPLICAOF_SYNTAX = "ERR syntax error"
+REPLICAOF_NO_MASTERAUTH = ("ERR masterauth is not set: a replica logs in to its primary as a "
+                           "root user of it (CONFIG SET masteruser <user> masterauth <password> "
+                           "first)")
+UNBLOCKED_STATE_CHANGED = ("UNBLOCKED force unblock from blocking operation, instance state "
+                           "changed (master -> replica?)")
 
 
 def config_set_failed(name: str, reason: str) -> str:

@@ -30,11 +30,20 @@ _MARKERS = {logging.DEBUG: ".", logging.INFO: "-", NOTICE: "*", logging.WARNING:
             logging.ERROR: "#", logging.CRITICAL: "#"}
 
 
+# The role letter of Redis's lines: M (primary) or S (replica), set by
+# replication/core.py.
+ROLE = ["M"]
+
+
+def set_role(letter: str) -> None:
+    ROLE[0] = letter
+
+
 class RedisFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%d %b %Y %H:%M:%S", time.localtime(record.created))
-        line = "%d:M %s.%03d %s %s" % (record.process, stamp, record.msecs,
-                                       _MARKERS.get(record.levelno, "*"), record.getMessage())
+        line = "%d:%s %s.%03d %s %s" % (record.process, ROLE[0], stamp, record.msecs,
+                                        _MARKERS.get(record.levelno, "*"), record.getMessage())
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

@@ -37,6 +37,10 @@ def _replicaof(conn, args):
     if (replication.link is not None and replication.master_host == text
             and replication.master_port == port):
         return Status("OK Already connected to specified master")
+    if not conn.server.config["replication.masterauth"]:
+        # A replica logs in to its primary as a root user; without the
+        # password it would only retry for ever: said now, not in the log.
+        raise CommandError(errors.REPLICAOF_NO_MASTERAUTH)
     audit("replicaof", user=conn.user, master="%s:%d" % (text, port))
     log.log(NOTICE, "REPLICAOF %s:%d enabled (user request from '%s')", text, port,
             conn.client_info())

@@ -39,7 +39,7 @@ from tenantkv import errors
 from tenantkv.config import OBUF_REPLICA
 from tenantkv.dispatch.slices import OVER_SHARE
 from tenantkv.keyspace import database
-from tenantkv.logs import NOTICE
+from tenantkv.logs import NOTICE, set_role
 from tenantkv.persistence import child as children
 from tenantkv.persistence.aof.format import CONTEXT, encode_command
 from tenantkv.persistence.aof.journal import StreamJournal
@@ -178,14 +178,25 @@ class Replication:
             self.link.stop()
         self._drop_replicas()
         self._detach_feed()
+        self._unblock_clients()
         self.master_host, self.master_port = host, port
         self.link = MasterLink(self, host, port, state)
         self.server.events.set_read_only(setting(self.config, "replica-read-only"))
         database.REPLICA_HIDES = True
+        set_role("S")
         self.check_good()
         self._save_config()
         log.log(NOTICE, "Connecting to MASTER %s:%d", host, port)
         self.link.start()
+
+    def _unblock_clients(self) -> None:
+        """As Redis when a primary turns replica: its blocked clients get an
+        error (a BLPOP served later by the stream would pop on a replica,
+        and a queue worker run a job twice after a failover)."""
+        from tenantkv.dispatch.blocking import Blocked
+        for conn in list(self.server.clients.values()):
+            if type(conn.waiting) is Blocked:
+                conn.waiting.unblock(errors.UNBLOCKED_STATE_CHANGED)
 
     def become_primary(self) -> None:
         """REPLICAOF NO ONE: stop following; writes are accepted; this
@@ -201,6 +212,7 @@ class Replication:
         self.replid = new_replid()
         self.server.events.set_read_only(False)
         database.REPLICA_HIDES = False
+        set_role("M")
         self._save_config()
         self._attach_feed()
         self.check_good()

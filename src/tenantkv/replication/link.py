@@ -49,6 +49,7 @@ CONNECT_TIMEOUT = 10
 READ_CHUNK = 1 << 16
 ACK_INTERVAL = 1.0
 MAX_LINE = 1 << 16
+FAILURE_LOG_INTERVAL = 60   # seconds between two log lines of the same failure
 HELD_RETRY = 0.002    # seconds before records held by a busy tenant are tried again
 USER_RECORDS = (users.USER_RECORD, users.DELUSER_RECORD)
 # Records that are not plain writes of the current tenant (a batch stops there).
@@ -91,6 +92,8 @@ class MasterLink:
         self.host, self.port = host, port
         self.task = None
         self.stopped = False
+        self.last_failure = ""
+        self.last_failure_logged = 0.0
         self.writer = None
         self.state = "connect"          # connect, connecting, sync, connected
         self.down_since = None          # when the link last went down (None: never up)
@@ -172,13 +175,21 @@ class MasterLink:
                 raise
             except (OSError, SyncError, asyncio.TimeoutError, asyncio.IncompleteReadError,
                     payload.PayloadError, hiredis.ProtocolError) as exc:
-                log.warning("MASTER <-> REPLICA sync: %s", exc or type(exc).__name__)
+                self._failed(str(exc) or type(exc).__name__)
             except Exception:
                 log.exception("MASTER <-> REPLICA sync failed")
             if self.stopped:
                 return
             self._close()
             await asyncio.sleep(1)
+
+    def _failed(self, why: str) -> None:
+        """A failed attempt: logged, but the same reason once a minute only
+        (the link retries every second)."""
+        now = time.monotonic()
+        if why != self.last_failure or now - self.last_failure_logged > FAILURE_LOG_INTERVAL:
+            log.warning("MASTER <-> REPLICA sync: %s", why)
+            self.last_failure, self.last_failure_logged = why, now
 
     # -- the handshake ------------------------------------------------------------------
 

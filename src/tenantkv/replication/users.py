@@ -91,12 +91,34 @@ def apply(server, args: list) -> None:
     if args[0] == USER_RECORD:
         row = json.loads(args[1])
         store.put_row(row)
+        name = row.get("username")
     else:
-        store.delete_row(args[1].decode("utf-8", "surrogateescape"))
-    users_reloaded(server)
+        name = args[1].decode("utf-8", "surrogateescape")
+        store.delete_row(name)
+    users_reloaded(server, [name])
 
 
-def users_reloaded(server) -> None:
-    """The rows changed under the authenticator: AUTH re-reads, quotas follow."""
+def users_reloaded(server, names=None) -> None:
+    """The rows changed under the authenticator (of users `names`; None:
+    any): AUTH re-reads, quotas follow, and the live sessions too, as on
+    the primary (commands/acl.py): a user's connections take its new rules
+    and namespace, and those of a user that no longer exists are closed —
+    a credential revoked on the primary stops reading the replicas too."""
+    from tenantkv.commands.acl import _user_conns
+    store = server.auth.store
     server.auth.users_changed()
-    server.quotas.load(server.auth.store.list())
+    server.quotas.load(store.list())
+    if names is None:
+        names = {conn.user for conn in server.clients.values()
+                 if conn.authenticated and not conn.internal}
+    for name in names:
+        conns = _user_conns(server, name)
+        if not conns:
+            continue
+        user = store.get(name)
+        for conn in conns:
+            if user is None:
+                log.info("Closing a session of %r: the primary has no such user", name)
+                conn.close()
+            else:
+                conn.login(user)
