@@ -21,7 +21,8 @@ import pytest
 import redis
 
 from compat import harness
-from conftest import NO_RETRY, add_user, closed, dump_tenant, free_port, login, resp, same_data
+from conftest import (NO_RETRY, add_user, closed, dump_tenant, exchange, free_port, login,
+                      read_reply, resp, same_data)
 
 ROOT_PW = "primary-root-pw"
 REPLICA_ROOT_PW = "replica-root-pw"
@@ -443,6 +444,43 @@ def test_replicaof_leaves_no_old_link_running(make_server):
     before = log_text(node).count("Connection refused")
     time.sleep(2.5)     # a link still running retries once a second
     assert log_text(node).count("Connection refused") == before
+
+
+def test_exec_queued_on_a_primary_that_turned_replica(make_server, tmp_path):
+    """A transaction queued while the node was a primary, its EXEC after
+    the node turned replica: refused whole with redis-server's words if it
+    holds a write (nothing of it runs, the connection leaves MULTI), run if
+    it only reads."""
+    if harness.redis_server_path() is None:
+        pytest.skip("redis-server is not installed (`make redis-tools`)")
+    ours = start_primary(make_server, tmp_path, "node", "--masteruser", "root",
+                         "--masterauth", ROOT_PW)
+    nowhere = free_port()   # a primary that never answers: the data stays as it is
+    (tmp_path / "ref").mkdir()
+    replies = []
+    with harness.RedisServer(free_port(), str(tmp_path / "ref")) as ref:
+        for node, auth in ((ref, ()), (ours, ("alice", USERS["alice"]))):
+            admin = redis.Redis(port=node.port) if not auth else login(node, "root")
+            with socket.create_connection(("127.0.0.1", node.port), timeout=5) as sock:
+                if auth:
+                    exchange(sock, resp("AUTH", *auth), b"+OK\r\n")
+                exchange(sock, resp("SET", "a", "before"), b"+OK\r\n")
+                exchange(sock, resp("MULTI") + resp("SET", "a", "1") + resp("INCR", "n")
+                         + resp("GET", "a"), b"+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n")
+                assert admin.execute_command("REPLICAOF", "127.0.0.1", nowhere) == b"OK"
+                sock.sendall(resp("EXEC") + resp("ECHO", "out of MULTI") + resp("GET", "n"))
+                replies.append(read_reply(sock))
+                admin.execute_command("REPLICAOF", "NO", "ONE")
+                exchange(sock, resp("MULTI") + resp("GET", "a"), b"+OK\r\n+QUEUED\r\n")
+                admin.execute_command("REPLICAOF", "127.0.0.1", nowhere)
+                sock.sendall(resp("EXEC"))
+                replies.append(read_reply(sock))
+                admin.execute_command("REPLICAOF", "NO", "ONE")
+            admin.close()
+    assert replies[0] == replies[2] == (
+        b"-EXECABORT Transaction discarded because of: READONLY You can't write against a "
+        b"read only replica.\r\n$12\r\nout of MULTI\r\n$-1\r\n")
+    assert replies[1] == replies[3] == b"*1\r\n$6\r\nbefore\r\n"
 
 
 LIB = ("#!lua name=mylib\n"

@@ -185,6 +185,19 @@ def _read_only(handler):
     return read_only_handler
 
 
+def _read_only_exec(events, handler):
+    """EXEC on a read-only replica: a transaction queued while this server
+    was still a primary and holding a write is refused whole, before any of
+    it runs (as Redis: -EXECABORT ... READONLY); one without writes runs."""
+    def read_only_exec(conn, args):
+        queued = conn.multi
+        if not conn.internal and queued and any("write" in cmd.flags for cmd, _ in queued):
+            events.end_transaction(conn)
+            raise CommandError(execabort_because(errors.READONLY))
+        return handler(conn, args)
+    return read_only_exec
+
+
 def writes_keys(cmd) -> bool:
     """A container with subcommands that write keys (XGROUP): observed as a
     write command, its keys those of the subcommand run."""
@@ -400,6 +413,11 @@ class KeyEvents:
                 refusing = self._read_only.get(handler)
                 if refusing is None:
                     refusing = self._read_only[handler] = _read_only(handler)
+                handler = refusing
+            elif self.read_only and name == "exec":
+                refusing = self._read_only.get(handler)
+                if refusing is None:
+                    refusing = self._read_only[handler] = _read_only_exec(self, handler)
                 handler = refusing
             COMMANDS[name].handler = self._outer(name, handler)
 
