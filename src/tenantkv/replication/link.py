@@ -37,7 +37,7 @@ from tenantkv.logs import NOTICE
 from tenantkv.dispatch import pubsub
 from tenantkv.dispatch.slices import OVER_SHARE
 from tenantkv.persistence.aof.format import CONTEXT, encode_command
-from tenantkv.persistence.aof.replay import AofError, Replayer
+from tenantkv.persistence.aof.replay import Replayer
 from tenantkv.replication import payload, users
 from tenantkv.replication.backlog import Backlog
 from tenantkv.replication.core import setting
@@ -431,10 +431,13 @@ class MasterLink:
                     repl.offset += size
                     applied += size
                 self.replayer.apply(batch)
-        except AofError as exc:
-            # A record this server cannot apply: its data may now differ
-            # from the primary's, so the next sync must be a full one.
-            log.warning("MASTER <-> REPLICA sync: %s; a full resync follows", exc)
+        except Exception as exc:
+            # A record this server cannot apply (an unknown command, a bad
+            # @user row...): its data may now differ from the primary's, so
+            # the next sync must be a full one (retrying the same offset
+            # would fail the same way for ever).
+            log.warning("MASTER <-> REPLICA sync: %s: %s; a full resync follows",
+                        type(exc).__name__, exc)
             self.replication.forget_history()
             self._close()
             applied = 0
