@@ -36,6 +36,7 @@ import secrets
 import time
 
 from tenantkv import errors
+from tenantkv.errors import CommandError
 from tenantkv.config import OBUF_REPLICA
 from tenantkv.dispatch.slices import OVER_SHARE
 from tenantkv.keyspace import database
@@ -69,7 +70,7 @@ class ReplicaLink:
     """A replica, as its primary sees it."""
 
     __slots__ = ("conn", "state", "ack_offset", "ack_time", "listening_port", "announced_ip",
-                 "pending", "pending_bytes", "capa", "sync_started", "child")
+                 "pending", "pending_bytes", "capa", "sync_started")
 
     def __init__(self, conn) -> None:
         self.conn = conn
@@ -82,7 +83,6 @@ class ReplicaLink:
         self.pending_bytes = 0
         self.capa: set = set()
         self.sync_started = 0.0
-        self.child = 0              # pid of the child making its payload
 
     def ip(self) -> str:
         if self.announced_ip:
@@ -149,10 +149,6 @@ class Replication:
             server.config.listeners.setdefault(name, []).append(lambda value: self.check_good())
 
     # -- role -------------------------------------------------------------------
-
-    @property
-    def is_replica(self) -> bool:
-        return self.link is not None
 
     def startup(self) -> None:
         """At start, after the data loaded: follow the configured primary."""
@@ -305,8 +301,8 @@ class Replication:
         a full one. The replies are written here, in order."""
         if self.link is not None:
             if not self.link.up():
-                raise_error(errors.NOMASTERLINK)
-            raise_error(errors.CHAINED_REPLICATION)
+                raise CommandError(errors.NOMASTERLINK)
+            raise CommandError(errors.CHAINED_REPLICATION)
         if self.backlog is None or self.server.events.journal is None \
                 or self.server.events.journal.feed is None:
             self._attach_feed()
@@ -393,8 +389,6 @@ class Replication:
                 self.replica_gone(link)
                 link.conn.close()
             return
-        for link in waiting:
-            link.child = pid
         self.syncs[pid] = (path, waiting)
         log.log(NOTICE, "Starting BGSAVE for SYNC with target: disk (child %d, offset %d)",
                 pid, self.offset)
@@ -652,11 +646,6 @@ class Replication:
                      for r in self.replicas if r.state == "online"]]
         return [b"slave", self.master_host.encode(), self.master_port, link.role_state().encode(),
                 self.offset if link.up() else -1]
-
-
-def raise_error(message: str):
-    from tenantkv.errors import CommandError
-    raise CommandError(message)
 
 
 def _unlink(path: str) -> None:
