@@ -644,7 +644,7 @@ class Replication:
             return [b"master", self.offset,
                     [[r.ip().encode(), b"%d" % r.listening_port, b"%d" % r.ack_offset]
                      for r in self.replicas if r.state == "online"]]
-        return [b"slave", self.master_host.encode(), self.master_port, link.role_state().encode(),
+        return [b"slave", self.master_host.encode(), self.master_port, link.state.encode(),
                 self.offset if link.up() else -1]
 
 

@@ -107,10 +107,13 @@ class MasterLink:
         self.retry = None               # the timer of a held _process
         self.replayer = Replayer(self.server)
         self.conn = self.replayer.conn
-        if state is not None and state.get("tenant") is not None:
+        if state is not None and isinstance(state.get("tenant"), str):
+            # The stream's context where the last run stopped reading it.
             tenant = self.server.tenant_for(state["tenant"])
-            self.conn.tenant = tenant
-            self.conn.db = tenant.dbs[state.get("db", 0)]
+            index = state.get("db", 0)
+            if isinstance(index, int) and 0 <= index < self.server.config["limits.databases"]:
+                self.conn.tenant = tenant
+                self.conn.db = tenant.dbs[index]
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -127,10 +130,6 @@ class MasterLink:
 
     def up(self) -> bool:
         return self.state == "connected"
-
-    def role_state(self) -> str:
-        return {"connect": "connect", "connecting": "connecting", "sync": "sync",
-                "connected": "connected"}[self.state]
 
     def _close(self) -> None:
         # What was received and not applied is asked for again (PSYNC
