@@ -310,6 +310,10 @@ class Server:
         # store's quotas may have turned the accounting on before the load).
         self.memory.refresh(loaded=True)
         self.check_orphans()
+        # Before the port answers: a SIGTERM that comes as soon as a client
+        # could connect must be a clean shutdown, not the default death.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.loop.add_signal_handler(signum, self.shutdown, signum)
         await self.listen()
         self.replication.startup()   # a configured replicaof: follow that primary
         self.metrics = None
@@ -326,8 +330,6 @@ class Server:
         bound = [s.getsockname() for lst in self.listeners for s in lst.sockets]
         log.log(NOTICE, "Ready to accept connections on %s (pid %d)",
                     ", ".join("%s:%d" % (a[0], a[1]) for a in bound), os.getpid())
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self.loop.add_signal_handler(signum, self.shutdown, signum)
         cron = self.loop.create_task(self.cron())
         backups = self.loop.create_task(self.backup_users())
         await self.stopped.wait()
