@@ -98,14 +98,17 @@ class Journal:
         """A write command succeeded (dispatch/observers.py calls this)."""
         name = cmd.name
         recorder = RECORDERS.get(name)
-        if self.feed is not None:
-            self.writers.append(conn)
         if recorder is None:
             if name in self.noop_on_zero and nothing(reply):
                 return
+            if self.feed is not None:
+                self.writers.append(conn)
             self.emit(conn.tenant.name, db.index, args)
             return
-        for argv in recorder(conn, db, args, reply):
+        records = recorder(conn, db, args, reply)
+        if records and self.feed is not None:
+            self.writers.append(conn)
+        for argv in records:
             self.emit(conn.tenant.name, db.index, argv)
 
     def emit(self, tenant: str, index: int, args) -> None:
