@@ -60,6 +60,9 @@ def _fcall(conn, args, ro: bool):
         # command on a read-only replica, refused before it runs (and
         # before FCALL_RO's own error).
         raise CommandError(errors.READONLY)
+    denied = conn.server.events.denied
+    if not no_writes and denied is not None and not conn.internal:
+        raise CommandError(denied)   # MISCONF, NOREPLICAS: refused whole, as Redis
     if ro and not no_writes:
         raise CommandError("ERR Can not execute a script with write flag using *_ro command.")
     # allow-oom spares a tenant's function only this refusal: its writes

@@ -138,9 +138,16 @@ def dispatcher(container):
             client.tenant.count(client.tenant.rejected, sub)
             client.server.auth.denied(client, sub.name)
             raise CommandError(errors.noperm(sub.name))
-        if "write" in sub.flags and client.server.events.read_only and not client.internal:
-            # FUNCTION LOAD, XGROUP CREATE... on a read-only replica
-            raise CommandError(errors.READONLY)
+        if "write" in sub.flags and not client.internal:
+            # FUNCTION LOAD, XGROUP CREATE...: refused as the write commands
+            # are (dispatch/observers.py swaps those handlers) on a
+            # read-only replica, and while writes are refused (MISCONF,
+            # NOREPLICAS)
+            events = client.server.events
+            if events.read_only:
+                raise CommandError(errors.READONLY)
+            if events.denied is not None and not events.in_exec:
+                raise CommandError(events.denied)
         return _counted(sub, client, args)
     return dispatch
 

@@ -559,6 +559,10 @@ class Scripts:
                 # processCommand): refused whole. One without a shebang
                 # runs; its writes get -READONLY from redis.call.
                 raise CommandError(errors.READONLY)
+            elif conn.server.events.denied is not None and not conn.internal:
+                # The same for writes refused (MISCONF, NOREPLICAS): Redis's
+                # scriptPrepareForRun refuses it whole.
+                raise CommandError(conn.server.events.denied)
             elif b"allow-oom" not in flags:
                 # Redis 7: a script that declares its flags and not allow-oom
                 # is refused as a whole over maxmemory (or its quota), before
