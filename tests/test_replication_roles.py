@@ -997,3 +997,35 @@ def test_replication_over_tls(make_server, tmp_path):
         assert state["master_link_status"] == "down"
         assert FULL not in log_text(refused)
     assert info(primary)["connected_slaves"] == 1
+
+
+def test_scripts_and_functions_that_may_write_meet_noreplicas_whole(make_server):
+    """min-replicas-to-write not met: as Redis's scriptPrepareForRun, a
+    shebang script or a function that may write is refused before it runs
+    (NOREPLICAS), one flagged no-writes runs, a script without a shebang runs
+    until its first write; FUNCTION LOAD is refused like any write."""
+    server = make_server("--save", "")
+    r = server.client()
+    r.execute_command("FUNCTION", "LOAD", "#!lua name=lib\n"
+                      "redis.register_function('w', function() return redis.call('set', 'k', 'v') end)\n"
+                      "redis.register_function{function_name='r', callback=function() return 1 end,"
+                      " flags={'no-writes'}}")
+    r.config_set("min-replicas-to-write", 1)
+    try:
+        with pytest.raises(redis.ResponseError, match="^NOREPLICAS Not enough good replicas"):
+            r.eval("#!lua\nreturn 1", 0)
+        assert r.eval("#!lua flags=no-writes\nreturn 1", 0) == 1
+        assert r.eval("return 1", 0) == 1
+        with pytest.raises(redis.ResponseError, match="NOREPLICAS"):
+            r.eval("return redis.call('set', 'k', 'v')", 0)
+        with pytest.raises(redis.ResponseError, match="^NOREPLICAS"):
+            r.fcall("w", 0)
+        assert r.fcall("r", 0) == 1
+        with pytest.raises(redis.ResponseError, match="^NOREPLICAS"):
+            r.execute_command("FUNCTION", "LOAD", "#!lua name=lib2\n"
+                              "redis.register_function('x', function() return 1 end)")
+        assert r.ping()
+    finally:
+        r.config_set("min-replicas-to-write", 0)
+    assert r.fcall("w", 0) == b"OK"
+    r.close()
