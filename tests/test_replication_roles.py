@@ -1008,6 +1008,7 @@ def test_scripts_and_functions_that_may_write_meet_noreplicas_whole(make_server)
     r = server.client()
     r.execute_command("FUNCTION", "LOAD", "#!lua name=lib\n"
                       "redis.register_function('w', function() return redis.call('set', 'k', 'v') end)\n"
+                      "redis.register_function('w2', function() return 2 end)\n"
                       "redis.register_function{function_name='r', callback=function() return 1 end,"
                       " flags={'no-writes'}}")
     r.config_set("min-replicas-to-write", 1)
@@ -1020,6 +1021,8 @@ def test_scripts_and_functions_that_may_write_meet_noreplicas_whole(make_server)
             r.eval("return redis.call('set', 'k', 'v')", 0)
         with pytest.raises(redis.ResponseError, match="^NOREPLICAS"):
             r.fcall("w", 0)
+        with pytest.raises(redis.ResponseError, match="^NOREPLICAS"):
+            r.fcall("w2", 0)   # may write (no no-writes flag): refused before it runs
         assert r.fcall("r", 0) == 1
         with pytest.raises(redis.ResponseError, match="^NOREPLICAS"):
             r.execute_command("FUNCTION", "LOAD", "#!lua name=lib2\n"
