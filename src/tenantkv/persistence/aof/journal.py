@@ -203,7 +203,7 @@ class Journal:
         if feed is not None and data:
             feed(data)
             writers = self.writers
-            if writers and not self.multi_mark:   # (inside EXEC: theirs are still to come)
+            if writers and self.multi_mark is None:   # (inside EXEC: theirs are still to come)
                 offset = self.server.replication.offset
                 for conn in writers:
                     conn.woff = offset
