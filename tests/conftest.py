@@ -285,6 +285,29 @@ class TenantDump(dict):
     started = finished = 0.0
 
 
+def value_of(client: redis.Redis, key, kind: str, streams: bool = False):
+    """The value under `key` (of type `kind`, as TYPE says) in a comparable
+    form: a set sorted, a stream (with `streams`) as its entries, groups and
+    pending entries."""
+    if kind == "string":
+        return client.get(key)
+    if kind == "list":
+        return client.lrange(key, 0, -1)
+    if kind == "set":
+        return sorted(client.smembers(key))
+    if kind == "hash":
+        return client.hgetall(key)
+    if kind == "zset":
+        return client.zrange(key, 0, -1, withscores=True)
+    if kind == "stream" and streams:
+        groups = client.xinfo_groups(key)
+        return (client.xrange(key), groups,
+                [[(entry["message_id"], entry["consumer"], entry["times_delivered"])
+                  for entry in client.xpending_range(key, group["name"], "-", "+", 1000)]
+                 for group in groups])
+    raise AssertionError("unexpected type %s" % kind)
+
+
 def dump_tenant(client: redis.Redis, dbs=range(16)) -> dict:
     """{(db, key): (type, value, pttl)} for every key of `dbs` of the client's
     tenant: what a restart (snapshot or append-only log) must give back."""
@@ -294,19 +317,7 @@ def dump_tenant(client: redis.Redis, dbs=range(16)) -> dict:
         client.execute_command("SELECT", db)
         for key in client.scan_iter(count=1000):
             kind = client.type(key).decode()
-            if kind == "string":
-                value = client.get(key)
-            elif kind == "list":
-                value = client.lrange(key, 0, -1)
-            elif kind == "set":
-                value = sorted(client.smembers(key))
-            elif kind == "hash":
-                value = client.hgetall(key)
-            elif kind == "zset":
-                value = client.zrange(key, 0, -1, withscores=True)
-            else:
-                raise AssertionError("unexpected type %s" % kind)
-            out[(db, key)] = (kind, value, client.pttl(key))
+            out[(db, key)] = (kind, value_of(client, key, kind), client.pttl(key))
     client.execute_command("SELECT", 0)
     out.finished = time.monotonic()
     return out

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from conftest import (ServerProcess, WRONGPASS, add_user, exchange, locked_server, login,
-                      read_reply, resp)
+                      read_reply, resp, value_of)
 
 ROOT_PW = "primary-root-pw"
 REPLICA_OWN_ROOT_PW = "replica-own-root-pw"   # the replica's root before its first sync
@@ -103,24 +103,7 @@ def tenant_data(client: redis.Redis, dbs=(0, 3)) -> dict:
         client.execute_command("SELECT", db)
         for key in client.scan_iter(count=1000):
             kind = client.type(key).decode()
-            if kind == "string":
-                value = client.get(key)
-            elif kind == "list":
-                value = client.lrange(key, 0, -1)
-            elif kind == "set":
-                value = sorted(client.smembers(key))
-            elif kind == "hash":
-                value = client.hgetall(key)
-            elif kind == "zset":
-                value = client.zrange(key, 0, -1, withscores=True)
-            elif kind == "stream":
-                groups = client.xinfo_groups(key)
-                value = (client.xrange(key), groups,
-                         [[(entry["message_id"], entry["consumer"], entry["times_delivered"])
-                           for entry in client.xpending_range(key, group["name"], "-", "+", 1000)]
-                          for group in groups])
-            else:
-                raise AssertionError("unexpected type %s" % kind)
+            value = value_of(client, key, kind, streams=True)
             # DUMP too (encodings), but of a set: its order is not its data
             # (a replica that loaded a snapshot orders it otherwise); nor of
             # a stream: a consumer's seen-time is each server's clock (Redis's too).
