@@ -643,12 +643,19 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    for tool in ("redis-server", "redis-benchmark", "redis-cli"):
+def missing_tools(*tools: str) -> bool:
+    """Whether a tool the bench needs is not installed (it says which)."""
+    for tool in tools:
         if not shutil.which(tool):
             print(f"error: {tool} not found (make redis-tools installs it)", file=sys.stderr)
-            return 1
+            return True
+    return False
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if missing_tools("redis-server", "redis-benchmark", "redis-cli"):
+        return 1
 
     signal.signal(signal.SIGTERM, on_sigterm)
 

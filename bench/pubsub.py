@@ -49,7 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare import (BenchError, Server, command, cpu_seconds, finish,  # noqa: E402
-                     machine_facts, start_redis, start_tenantkv)
+                     machine_facts, missing_tools, start_redis, start_tenantkv)
 
 CHANNEL = b"bench"
 MESSAGE = b"m" * 16
@@ -192,10 +192,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    for tool in ("redis-server", "redis-benchmark"):
-        if not shutil.which(tool):
-            print(f"error: {tool} not found (make redis-tools installs it)", file=sys.stderr)
-            return 1
+    if missing_tools("redis-server", "redis-benchmark"):
+        return 1
     print(machine_facts({1: args.n, 16: args.n}, args.rounds).rsplit("\n", 1)[0])
     print(f"load:      redis-benchmark -c {PUBLISHERS} -P {PIPELINE} -n {args.n:,} PUBLISH"
           f" ({len(MESSAGE)}-byte message), {args.rounds} round(s), medians;"

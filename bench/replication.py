@@ -70,7 +70,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare import (CLIENTS, CLK_TCK, KEYSPACE, BenchError, Server, cpu_seconds, dbsize,  # noqa: E402
-                     machine_facts, on_sigterm, pipe_load, run_benchmark, tenantkv_python)
+                     machine_facts, missing_tools, on_sigterm, pipe_load, run_benchmark,
+                     tenantkv_python)
 
 KINDS = ("redis", "tenantkv")
 TESTS = ("set", "get")
@@ -379,10 +380,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    for tool in ("redis-server", "redis-benchmark", "redis-cli"):
-        if not shutil.which(tool):
-            print(f"error: {tool} not found (make redis-tools installs it)", file=sys.stderr)
-            return 1
+    if missing_tools("redis-server", "redis-benchmark", "redis-cli"):
+        return 1
     signal.signal(signal.SIGTERM, on_sigterm)
     print(machine_facts(args.n, args.rounds), flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="tenantkv-bench-replication-"))

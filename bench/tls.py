@@ -41,7 +41,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare import (CLIENTS, KEYSPACE, BenchError, Server, cpu_seconds, finish,  # noqa: E402
-                     free_port, machine_facts, on_sigterm, pipe_load, tenantkv_python)
+                     free_port, machine_facts, missing_tools, on_sigterm, pipe_load,
+                     tenantkv_python)
 
 PIPELINES = (1, 16)
 DEFAULT_REQUESTS = 100_000
@@ -124,10 +125,8 @@ def main(argv=None) -> int:
     tests = [t.strip().lower() for t in args.tests.split(",") if t.strip()]
     if not set(tests) <= {"set", "get"}:
         p.error("--tests: set and/or get")
-    for tool in ("redis-server", "redis-benchmark", "redis-cli"):
-        if not shutil.which(tool):
-            print(f"error: {tool} not found (make redis-tools installs it)", file=sys.stderr)
-            return 1
+    if missing_tools("redis-server", "redis-benchmark", "redis-cli"):
+        return 1
     signal.signal(signal.SIGTERM, on_sigterm)
     print(machine_facts(requests, rounds) + "\ntls:       redis-benchmark --tls, TLSv1.3, "
           "no client certificate; CPU per request of the server process", flush=True)
