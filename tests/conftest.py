@@ -36,6 +36,17 @@ def wait_for_port(port: int, process, timeout: float = 15.0) -> None:
     raise RuntimeError("server did not listen on port %d" % port)
 
 
+def terminate(process, timeout: float = 10) -> None:
+    """SIGTERM a process and wait for it; SIGKILL it if it does not end in time."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class ServerProcess:
     """A tenantkv-server started as a subprocess; stopped with SIGTERM."""
 
@@ -70,13 +81,7 @@ class ServerProcess:
         return self.process.poll() is None
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.log.close()
         return self.process.returncode
 

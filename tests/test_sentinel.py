@@ -23,7 +23,7 @@ import redis
 from redis.sentinel import Sentinel
 
 from compat import harness
-from conftest import free_port, wait_for_port
+from conftest import free_port, terminate, wait_for_port
 
 ROOT_PW = "root-sentinel-pw"
 SENTINEL_PW = "sentinels-own-pw"   # the sentinels' port, as the README's setup
@@ -109,13 +109,7 @@ class Node:
         self.log.close()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.log.close()
 
     def replication(self) -> dict:
@@ -185,13 +179,7 @@ class SentinelProcess:
         return host, int(port)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
 
 def _kinds():
